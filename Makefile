@@ -1,0 +1,29 @@
+# A fresh clone needs only these targets: each creates ./.venv when missing and installs into it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.hftd-installed
+
+.PHONY: demo test stress bench clean-venv
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hftd needs Python >= 3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hftd demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m 'not stress'
+
+stress: $(STAMP)
+	$(PY) -m pytest -q -m stress
+
+bench: $(STAMP)
+	$(VENV)/bin/hftd bench ring
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+import sys
+
+from hftd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""``hftd bench <name>``: run one benchmark and print a table, or one JSON object with ``--json``.
+
+A benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> BenchResult``.  Every
+speed claim in hftd is one of these, run beside its reference in the same process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+
+#: benchmark name -> module
+BENCHMARKS: dict[str, str] = {
+    "ring": "shm.bench",
+    "backtest": "bots.bench",
+    "daemon": "daemon.bench",
+}
+
+
+@dataclass
+class BenchResult:
+    """What a benchmark reports: named numbers plus free-form rows for the table."""
+
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: rows of (label, {column: value}) for the human table
+    rows: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "bench": self.name,
+            "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.metrics.items()},
+            "rows": [{"label": label, **cols} for label, cols in self.rows],
+            "notes": self.notes,
+            "machine": {"cpus": _cpu_count(), "python": platform.python_version(), "time": time.time()},
+        }
+
+    def print_table(self, out=sys.stdout) -> None:
+        print(f"== hftd bench {self.name} ==", file=out)
+        columns: list[str] = []
+        for _, cols in self.rows:
+            columns += [c for c in cols if c not in columns]
+        width = max([len(label) for label, _ in self.rows] + [10])
+        if self.rows:
+            print(" ".join([f"{'':<{width}}"] + [f"{c:>16}" for c in columns]), file=out)
+            for label, cols in self.rows:
+                cells = [_fmt(cols.get(c, "")) for c in columns]
+                print(" ".join([f"{label:<{width}}"] + [f"{c:>16}" for c in cells]), file=out)
+        print("-- metrics --", file=out)
+        for key, value in self.metrics.items():
+            print(f"  {key:<40} {_fmt(value)}", file=out)
+        for note in self.notes:
+            print(f"  note: {note}", file=out)
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if abs(value) >= 1e6:
+            return f"{value / 1e6:.2f} M"
+        if abs(value) >= 1e3:
+            return f"{value / 1e3:.1f} k"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="run a benchmark beside its reference")
+    inner = parser.add_subparsers(dest="bench_name", metavar="NAME", required=True)
+    for name, module in BENCHMARKS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        p = inner.add_parser(name, help=(mod.__doc__ or name).strip().splitlines()[0])
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+        mod.add_arguments(p)
+        p.set_defaults(func=lambda args, mod=mod: _run(mod, args))
+
+
+def _run(mod, args) -> int:
+    result: BenchResult = mod.run(args)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        result.print_table()
+    return 0
