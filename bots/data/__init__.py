@@ -1,0 +1,18 @@
+"""Event data tools: loading, validating and memory-mapping event files, synthetic data, converters.
+
+The simulator (``bots``) and the daemon's recorder build on the API re-exported here.
+"""
+
+from bots.data.io import EventFileStream, load_events, open_events_mmap, release_rows, save_events
+from bots.data.validate import Violation, find_first_violation, validate_events
+
+__all__ = [
+    "load_events",
+    "open_events_mmap",
+    "release_rows",
+    "save_events",
+    "EventFileStream",
+    "validate_events",
+    "find_first_violation",
+    "Violation",
+]
