@@ -1,0 +1,176 @@
+"""Order channels: one writer, one reader, lossless, with backpressure.
+
+A bot writes its requests to its own channel and the daemon writes that bot's responses to
+another.  Unlike the market ring, the writer never reuses a slot the reader has not consumed: when
+the channel is full, ``write`` accepts fewer records (possibly none) and says so, and
+``write_all`` waits (spin, yield, then park on a futex the reader signals) up to a timeout and
+then raises ``ChannelFullError``.  Nothing is ever overwritten or dropped silently.
+
+The writer creates the segment and holds its liveness lock; the reader attaches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from shm import kernels as K
+from shm import layout as L
+from shm.errors import ChannelFullError, ProducerGoneError, SegmentConfigError
+from shm.ring import as_words
+from shm.segment import Segment
+from shm.wait import WaitStrategy, wait_strategy
+
+__all__ = ["ChannelWriter", "ChannelReader"]
+
+
+class ChannelWriter:
+    """The producer side of an order channel.  Create with ``ChannelWriter.create``."""
+
+    def __init__(self, segment: Segment, wait: WaitStrategy):
+        self._seg = segment
+        self.name = segment.name
+        self.capacity = segment.capacity
+        self.generation = segment.generation
+        self.hdr = segment.hdr
+        self.data = segment.data
+        self.wait_strategy = wait
+
+    @classmethod
+    def create(
+        cls, name: str, *, capacity: int = 4096, mode: int = 0o600, wait: "str | WaitStrategy | None" = None
+    ) -> "ChannelWriter":
+        seg = Segment.create(name, kind=L.KIND_ORDER_CHANNEL, capacity=capacity, mode=mode)
+        return cls(seg, wait_strategy(wait))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hdr, data)`` for ``shm.kernels.channel_write`` from Numba code."""
+        return self.hdr, self.data
+
+    @property
+    def pending(self) -> int:
+        """Records written and not yet consumed."""
+        return int(self.hdr[L.W_CURSOR]) - int(self.hdr[L.W_READ_CURSOR])
+
+    def write(self, batch: np.ndarray) -> int:
+        """Append as many records of ``batch`` as fit; return how many (0 means full)."""
+        return int(K.channel_write(self.hdr, self.data, as_words(batch, "batch")))
+
+    def write_all(self, batch: np.ndarray, timeout_ns: int = 1_000_000_000) -> None:
+        """Write every record of ``batch``, waiting for the reader to make room.
+
+        Raises ``ChannelFullError`` (having written only a prefix, reported in the message) when
+        the reader does not free enough room within ``timeout_ns``.
+        """
+        words = as_words(batch, "batch")
+        done = 0
+        ws = self.wait_strategy
+        deadline = time.monotonic_ns() + timeout_ns
+        while done < words.shape[0]:
+            done += int(K.channel_write(self.hdr, self.data, words[done:]))
+            if done == words.shape[0]:
+                return
+            remaining = deadline - time.monotonic_ns()
+            need = min(words.shape[0] - done, self.capacity)
+            if remaining <= 0 or (
+                K.channel_wait_writable(
+                    self.hdr, self.data, need, ws.spin_ns, ws.yield_ns, remaining, min(remaining, ws.park_slice_ns)
+                )
+                != K.WAIT_DATA
+                and time.monotonic_ns() >= deadline
+            ):
+                raise ChannelFullError(
+                    f"channel {self.name}: full for {timeout_ns / 1e6:.1f} ms; wrote {done} of "
+                    f"{words.shape[0]} records, nothing overwritten (is the reader alive?)"
+                )
+
+    def consumer_pid(self) -> int:
+        return int(self.hdr[L.W_CONSUMER_PID])
+
+    def heartbeat(self) -> None:
+        self._seg.heartbeat()
+
+    def close(self, *, unlink: bool = True) -> None:
+        if self._seg is None:
+            return
+        seg, self._seg = self._seg, None
+        seg.hdr[L.W_STATE] = L.STATE_CLOSED
+        K.wake_readers(seg.hdr)
+        self.hdr = self.data = None  # type: ignore[assignment]
+        seg.close(unlink=unlink)
+
+    def __enter__(self) -> "ChannelWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ChannelReader:
+    """The consumer side of an order channel.  Attach with ``ChannelReader.attach``."""
+
+    def __init__(self, segment: Segment, wait: WaitStrategy):
+        self._seg = segment
+        self.name = segment.name
+        self.capacity = segment.capacity
+        self.generation = segment.generation
+        self.hdr = segment.hdr
+        self.data = segment.data
+        self.wait_strategy = wait
+        self.hdr[L.W_CONSUMER_PID] = os.getpid()
+
+    @classmethod
+    def attach(cls, name: str, *, wait: "str | WaitStrategy | None" = None) -> "ChannelReader":
+        seg = Segment.attach(name, kind=L.KIND_ORDER_CHANNEL)
+        return cls(seg, wait_strategy(wait))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hdr, data)`` for ``shm.kernels.channel_read`` from Numba code."""
+        return self.hdr, self.data
+
+    def available(self) -> int:
+        return int(self.hdr[L.W_CURSOR]) - int(self.hdr[L.W_READ_CURSOR])
+
+    def read(self, out: np.ndarray) -> int:
+        """Take up to ``len(out)`` records into ``out``; return how many."""
+        if out.shape[0] == 0:
+            raise SegmentConfigError(f"channel {self.name}: read buffer is empty")
+        return int(K.channel_read(self.hdr, self.data, as_words(out, "out")))
+
+    def wait(self, timeout_ns: int | None = None) -> bool:
+        """Block until a record is available (True) or the timeout passes (False).
+
+        Raises ``ProducerGoneError`` once the writer died or closed and nothing is left to read.
+        """
+        ws = self.wait_strategy
+        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
+        while True:
+            remaining = ws.park_slice_ns if deadline is None else deadline - time.monotonic_ns()
+            if remaining <= 0:
+                return self.available() > 0
+            r = K.channel_wait_readable(self.hdr, ws.spin_ns, ws.yield_ns, remaining, ws.park_slice_ns)
+            if r == K.WAIT_DATA:
+                return True
+            if not self._seg.producer_alive():
+                if self.available() > 0:
+                    return True
+                state = "closed" if self._seg.producer_closed() else "died"
+                raise ProducerGoneError(f"channel {self.name}: writer {state}")
+
+    def producer_alive(self) -> bool:
+        return self._seg.producer_alive()
+
+    def close(self) -> None:
+        if self._seg is None:
+            return
+        seg, self._seg = self._seg, None
+        self.hdr = self.data = None  # type: ignore[assignment]
+        seg.close()
+
+    def __enter__(self) -> "ChannelReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,402 @@
+"""Numba kernels over a segment's memory: ``hdr`` = header as int64[HEADER_WORDS], ``data`` = slots
+as int64[capacity, 8], ``src``/``out`` = records as int64[n, 8] (a view of any 64-byte dtype).
+
+These are the only code that touches ring memory concurrently; the Python classes in ``ring.py``
+and ``channel.py`` are thin owners of the mapping around them, and numba strategies call these
+directly.  Memory-ordering protocol (see ``shm.atomics`` for the instructions):
+
+Market ring (SPMC, broadcast, lossy; Agrona broadcast-buffer style, indices instead of offsets)
+  writer:  INTENT = cur + n; fence release; write slots; CURSOR = cur + n (seq_cst store);
+           if READER_SLEEPERS > 0: bump READER_WAKE_SEQ and futex-wake.
+  reader:  c = CURSOR (acquire); copy slots [next, min(c, next + room)); fence acquire;
+           i = INTENT; anything copied below ``i - capacity`` may have been overwritten while we
+           copied: drop it and count it as lost.  Publishing a batch with one cursor store is not
+           enough on its own: the in-flight batch overwrites slots *ahead* of the cursor's lap
+           boundary, which is what ``INTENT`` exposes.
+
+Order channel (SPSC, lossless): the writer never reuses a slot below READ_CURSOR, so there is
+nothing to validate; it returns how many records fit ("full" is the caller's backpressure).
+
+Parking (no lost wake-ups, Dekker style): a reader reads WAKE_SEQ, increments SLEEPERS (seq_cst),
+re-checks the cursor, then futex-waits on WAKE_SEQ.  The writer's seq_cst cursor store is ordered
+before its SLEEPERS load, so either it sees the sleeper and wakes it, or the sleeper sees the data.
+
+Cursors are int64 (``uint64 + int64`` silently becomes float64 in numba); at 10^9 records/s they
+overflow after 292 years.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from shm import layout as L
+from shm.atomics import (
+    compare_exchange,
+    cpu_relax,
+    fence_acquire,
+    fence_release,
+    fetch_add,
+    futex_wait,
+    futex_wake,
+    load_acquire,
+    load_relaxed,
+    monotonic_ns,
+    sched_yield,
+    store_relaxed,
+    store_release,
+    store_seq_cst,
+)
+
+__all__ = [
+    "ring_publish",
+    "ring_publish_one",
+    "ring_read",
+    "ring_wait",
+    "channel_write",
+    "channel_read",
+    "channel_wait_readable",
+    "channel_wait_writable",
+    "wake_readers",
+    "claim_reader_slot",
+    "release_reader_slot",
+    "WAIT_DATA",
+    "WAIT_TIMEOUT",
+    "WAIT_CLOSED",
+]
+
+#: ``*_wait`` results.
+WAIT_DATA = 1
+WAIT_TIMEOUT = 0
+WAIT_CLOSED = -1
+
+_W = L.WORDS_PER_RECORD
+_INT32_MAX = 2147483647
+
+
+@njit(cache=True, inline="always")
+def _copy_record(dst, di, src, si):
+    for w in range(_W):
+        dst[di, w] = src[si, w]
+
+
+@njit(cache=True)
+def wake_readers(hdr):
+    """Wake every reader parked on this segment (after a publish, a close or a new generation)."""
+    fetch_add(hdr, L.W_READER_WAKE_SEQ, 1)
+    futex_wake(hdr, L.W_READER_WAKE_SEQ, _INT32_MAX)
+
+
+@njit(cache=True, inline="always")
+def _after_publish(hdr):
+    if load_relaxed(hdr, L.W_READER_SLEEPERS) > 0:
+        wake_readers(hdr)
+
+
+# -- market ring: writer ---------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _gate(hdr, cur, n, cap, timeout_ns):
+    """Gated rings only: wait until every registered reader has room for ``n`` more records.
+
+    A reader stuck longer than ``timeout_ns`` (dead or stalled) is evicted and gets lapped like any
+    unregistered reader, so a dead bot can never block the feed for more than the timeout.
+    """
+    need = cur + n - cap
+    if load_relaxed(hdr, L.W_CACHED_GATE) >= need:
+        return
+    deadline = 0
+    spins = 0
+    while True:
+        lowest = cur + n
+        lowest_slot = -1
+        for s in range(L.MAX_READERS):
+            base = L.READER_SLOTS_WORD + s * L.READER_SLOT_WORDS
+            if load_relaxed(hdr, base + L.RS_ACTIVE) != 1:
+                continue
+            pos = load_acquire(hdr, base + L.RS_POSITION)
+            if pos < lowest:
+                lowest = pos
+                lowest_slot = s
+        store_relaxed(hdr, L.W_CACHED_GATE, lowest)
+        if lowest >= need:
+            return
+        spins += 1
+        if spins < 64:
+            cpu_relax()
+            continue
+        now = monotonic_ns()
+        if deadline == 0:
+            deadline = now + timeout_ns
+        elif now > deadline:
+            store_release(hdr, L.READER_SLOTS_WORD + lowest_slot * L.READER_SLOT_WORDS + L.RS_ACTIVE, 2)
+            deadline = 0
+            continue
+        sched_yield()
+
+
+@njit(cache=True)
+def ring_publish(hdr, data, src, gate_timeout_ns):
+    """Publish all rows of ``src`` (int64[n, 8], n <= capacity) as one batch; return the new cursor."""
+    n = src.shape[0]
+    cap = data.shape[0]
+    mask = cap - 1
+    cur = load_relaxed(hdr, L.W_CURSOR)
+    if n == 0:
+        return cur
+    if hdr[L.W_FLAGS] & L.FLAG_GATED:
+        _gate(hdr, cur, n, cap, gate_timeout_ns)
+    store_relaxed(hdr, L.W_INTENT, cur + n)
+    fence_release()  # INTENT must be visible before any slot of the batch is overwritten
+    for i in range(n):
+        _copy_record(data, (cur + i) & mask, src, i)
+    store_seq_cst(hdr, L.W_CURSOR, cur + n)
+    _after_publish(hdr)
+    return cur + n
+
+
+@njit(cache=True)
+def ring_publish_one(hdr, data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, gate_timeout_ns):
+    """Publish one event record given by its fields (no staging array); return the new cursor."""
+    cap = data.shape[0]
+    cur = load_relaxed(hdr, L.W_CURSOR)
+    if hdr[L.W_FLAGS] & L.FLAG_GATED:
+        _gate(hdr, cur, 1, cap, gate_timeout_ns)
+    store_relaxed(hdr, L.W_INTENT, cur + 1)
+    fence_release()
+    row = data[cur & (cap - 1)]
+    row[0] = ev
+    row[1] = exch_ts
+    row[2] = local_ts
+    row[3] = np.float64(px).view(np.int64)
+    row[4] = np.float64(qty).view(np.int64)
+    row[5] = order_id
+    row[6] = ival
+    row[7] = np.float64(fval).view(np.int64)
+    store_seq_cst(hdr, L.W_CURSOR, cur + 1)
+    _after_publish(hdr)
+    return cur + 1
+
+
+# -- market ring: reader ---------------------------------------------------------------------
+
+
+@njit(cache=True)
+def ring_read(hdr, data, state, out):
+    """Copy every available record (up to ``len(out)``) into ``out``; return how many.
+
+    ``state[S_GAP]`` is set to the number of records lost (overwritten before we read them)
+    immediately before the returned ones; the call may return 0 records with a gap.
+    """
+    cap = data.shape[0]
+    mask = cap - 1
+    nxt = state[L.S_NEXT]
+    state[L.S_GAP] = 0
+    cur = load_acquire(hdr, L.W_CURSOR)
+    avail = cur - nxt
+    if avail <= 0:
+        return 0
+    lost = 0
+    if avail > cap:  # lapped before we even started: the oldest possibly-intact record is cur - cap
+        lost = avail - cap
+        nxt = cur - cap
+        avail = cap
+    n = min(avail, out.shape[0])
+    for i in range(n):
+        _copy_record(out, i, data, (nxt + i) & mask)
+    fence_acquire()  # the copies complete before we look at how far the writer has claimed
+    first_intact = load_relaxed(hdr, L.W_INTENT) - cap
+    if first_intact > nxt:
+        torn = min(first_intact - nxt, n)
+        for i in range(n - torn):
+            _copy_record(out, i, out, i + torn)
+        lost += torn
+        nxt += torn
+        n -= torn
+    nxt += n
+    state[L.S_NEXT] = nxt
+    if lost > 0:
+        state[L.S_GAP] = lost
+        state[L.S_LOST_TOTAL] += lost
+        state[L.S_GAPS] += 1
+    state[L.S_READ_TOTAL] += n
+    slot = state[L.S_SLOT]
+    if slot >= 0:
+        base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
+        store_release(hdr, base + L.RS_POSITION, nxt)
+        if lost > 0:
+            store_relaxed(hdr, base + L.RS_LOST, state[L.S_LOST_TOTAL])
+    return n
+
+
+@njit(cache=True)
+def _wait_until(hdr, word, target, sleepers_word, seq_word, spin_ns, yield_ns, timeout_ns, park_slice_ns):
+    """Wait until ``hdr[word] >= target``: spin, then yield, then park on the futex.
+
+    Returns WAIT_DATA, WAIT_TIMEOUT, or WAIT_CLOSED when the producer closed the segment.
+    Spin and yield phases are bounded in time, not iterations, so the policy means the same on a
+    fast and a slow machine.  A park lasts at most ``park_slice_ns`` so the caller regains control
+    (to check producer liveness) at least that often.
+    """
+    if load_acquire(hdr, word) >= target:
+        return WAIT_DATA
+    start = monotonic_ns()
+    deadline = start + timeout_ns
+    # spin
+    if spin_ns > 0:
+        spin_until = min(start + spin_ns, deadline)
+        i = 0
+        while True:
+            for _ in range(32):
+                if load_acquire(hdr, word) >= target:
+                    return WAIT_DATA
+                cpu_relax()
+            i += 1
+            if monotonic_ns() >= spin_until:
+                break
+    # yield
+    if yield_ns > 0:
+        yield_until = min(start + spin_ns + yield_ns, deadline)
+        while True:
+            sched_yield()
+            if load_acquire(hdr, word) >= target:
+                return WAIT_DATA
+            if monotonic_ns() >= yield_until:
+                break
+    # park
+    while True:
+        if load_relaxed(hdr, L.W_STATE) == L.STATE_CLOSED:
+            return WAIT_CLOSED
+        now = monotonic_ns()
+        remaining = deadline - now
+        if remaining <= 0:
+            return WAIT_TIMEOUT
+        seq = load_acquire(hdr, seq_word)
+        fetch_add(hdr, sleepers_word, 1)
+        if load_acquire(hdr, word) >= target:  # seq_cst increment above orders this load after it
+            fetch_add(hdr, sleepers_word, -1)
+            return WAIT_DATA
+        futex_wait(hdr, seq_word, seq, min(remaining, park_slice_ns))
+        fetch_add(hdr, sleepers_word, -1)
+        if load_acquire(hdr, word) >= target:
+            return WAIT_DATA
+        if monotonic_ns() - now >= park_slice_ns and park_slice_ns < remaining:
+            return WAIT_TIMEOUT  # a full slice passed: let the caller check liveness
+
+
+@njit(cache=True)
+def ring_wait(hdr, state, spin_ns, yield_ns, timeout_ns, park_slice_ns):
+    """Wait for a record past ``state[S_NEXT]`` on a market ring (see ``_wait_until``)."""
+    return _wait_until(
+        hdr,
+        L.W_CURSOR,
+        state[L.S_NEXT] + 1,
+        L.W_READER_SLEEPERS,
+        L.W_READER_WAKE_SEQ,
+        spin_ns,
+        yield_ns,
+        timeout_ns,
+        park_slice_ns,
+    )
+
+
+# -- order channel ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def channel_write(hdr, data, src):
+    """Append as many rows of ``src`` as fit; return how many were written (0 = full)."""
+    n = src.shape[0]
+    cap = data.shape[0]
+    mask = cap - 1
+    cur = load_relaxed(hdr, L.W_CURSOR)
+    free = cap - (cur - load_relaxed(hdr, L.W_CACHED_GATE))
+    if free < n:
+        consumed = load_acquire(hdr, L.W_READ_CURSOR)  # acquire: the consumer is done with those slots
+        store_relaxed(hdr, L.W_CACHED_GATE, consumed)
+        free = cap - (cur - consumed)
+    m = min(n, free)
+    if m <= 0:
+        return 0
+    for i in range(m):
+        _copy_record(data, (cur + i) & mask, src, i)
+    store_seq_cst(hdr, L.W_CURSOR, cur + m)
+    _after_publish(hdr)
+    return m
+
+
+@njit(cache=True)
+def channel_read(hdr, data, out):
+    """Take up to ``len(out)`` records; return how many.  Frees their slots for the writer."""
+    cap = data.shape[0]
+    mask = cap - 1
+    rd = load_relaxed(hdr, L.W_READ_CURSOR)
+    avail = load_acquire(hdr, L.W_CURSOR) - rd
+    n = min(avail, out.shape[0])
+    if n <= 0:
+        return 0
+    for i in range(n):
+        _copy_record(out, i, data, (rd + i) & mask)
+    store_seq_cst(hdr, L.W_READ_CURSOR, rd + n)  # release the slots, then look for a parked writer
+    if load_relaxed(hdr, L.W_WRITER_SLEEPERS) > 0:
+        fetch_add(hdr, L.W_WRITER_WAKE_SEQ, 1)
+        futex_wake(hdr, L.W_WRITER_WAKE_SEQ, 1)
+    return n
+
+
+@njit(cache=True)
+def channel_wait_readable(hdr, spin_ns, yield_ns, timeout_ns, park_slice_ns):
+    """Wait until the channel holds at least one unread record."""
+    return _wait_until(
+        hdr,
+        L.W_CURSOR,
+        load_relaxed(hdr, L.W_READ_CURSOR) + 1,
+        L.W_READER_SLEEPERS,
+        L.W_READER_WAKE_SEQ,
+        spin_ns,
+        yield_ns,
+        timeout_ns,
+        park_slice_ns,
+    )
+
+
+@njit(cache=True)
+def channel_wait_writable(hdr, data, n, spin_ns, yield_ns, timeout_ns, park_slice_ns):
+    """Wait until ``n`` records fit (the consumer freed enough slots)."""
+    cap = data.shape[0]
+    return _wait_until(
+        hdr,
+        L.W_READ_CURSOR,
+        load_relaxed(hdr, L.W_CURSOR) + n - cap,
+        L.W_WRITER_SLEEPERS,
+        L.W_WRITER_WAKE_SEQ,
+        spin_ns,
+        yield_ns,
+        timeout_ns,
+        park_slice_ns,
+    )
+
+
+# -- reader registration (market ring) -------------------------------------------------------
+
+
+@njit(cache=True)
+def claim_reader_slot(hdr, slot, expected_pid, pid, start_ticks, position, now_ns):
+    """Take reader slot ``slot`` if its pid is ``expected_pid`` (0 = free); return True on success."""
+    base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
+    if compare_exchange(hdr, base + L.RS_PID, expected_pid, pid) != expected_pid:
+        return False
+    store_relaxed(hdr, base + L.RS_START_TICKS, start_ticks)
+    store_relaxed(hdr, base + L.RS_LOST, 0)
+    store_relaxed(hdr, base + L.RS_ATTACHED_NS, now_ns)
+    store_release(hdr, base + L.RS_POSITION, position)
+    store_release(hdr, base + L.RS_ACTIVE, 1)
+    return True
+
+
+@njit(cache=True)
+def release_reader_slot(hdr, slot):
+    base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
+    store_release(hdr, base + L.RS_ACTIVE, 0)
+    store_release(hdr, base + L.RS_PID, 0)

@@ -1,0 +1,406 @@
+"""The market ring: one writer (the daemon), many readers (bots), broadcast, lossy for slow readers.
+
+Every reader sees every record unless it falls a full lap behind; then it gets an explicit gap
+with the exact number of records it lost, never a torn or silently skipped record.  A reader never
+slows the writer (unless the ring was created ``gated=True``, for recording or benchmarks, where
+the writer waits for registered readers and evicts one that is stuck past a timeout).
+
+Python API, two speeds:
+  * ``publish(batch)`` / ``read(out)`` call the Numba kernels: tens of millions of records/s.
+  * ``publish_one(...)`` / ``read_one()`` are plain Python (``struct`` on the mapping), for code
+    that handles one record at a time; about a million records/s.
+Numba code calls ``shm.kernels`` directly on ``arrays()``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+
+import numpy as np
+
+from shm import kernels as K
+from shm import layout as L
+from shm.atomics import _IS_X86
+from shm.dtypes import RECORD_SIZE, event_dtype
+from shm.errors import ProducerGoneError, SegmentConfigError, SegmentNotFoundError, ShmError
+from shm.segment import Segment, proc_start_ticks
+from shm.wait import WaitStrategy, wait_strategy
+
+__all__ = ["RingWriter", "RingReader", "as_words"]
+
+_EVENT = struct.Struct("<QqqddQqd")
+assert _EVENT.size == RECORD_SIZE
+
+
+def as_words(records: np.ndarray, what: str = "records") -> np.ndarray:
+    """View a C-contiguous array of 64-byte records as int64[n, 8] (no copy)."""
+    if not isinstance(records, np.ndarray) or records.dtype.itemsize != RECORD_SIZE:
+        found = getattr(records, "dtype", type(records).__name__)
+        raise SegmentConfigError(f"{what} must be a numpy array of {RECORD_SIZE}-byte records, received {found}")
+    if records.ndim != 1:
+        raise SegmentConfigError(f"{what} must be 1-dimensional, received shape {records.shape}")
+    if not records.flags.c_contiguous:
+        records = np.ascontiguousarray(records)
+    return records.view(np.int64).reshape(records.shape[0], L.WORDS_PER_RECORD)
+
+
+class _PyFence:
+    """A full memory barrier from plain Python: an uncontended lock acquire is a locked CAS.
+
+    Needed once per ``publish_one``: the cursor store must be visible before we read whether a
+    reader sleeps (StoreLoad), which x86's store buffer would otherwise reorder.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        self._lock.acquire()
+        self._lock.release()
+
+
+class RingWriter:
+    """The single producer of a market ring.  Create with ``RingWriter.create``."""
+
+    def __init__(self, segment: Segment, gate_timeout_ns: int):
+        self._seg = segment
+        self.name = segment.name
+        self.capacity = segment.capacity
+        self.generation = segment.generation
+        self.hdr = segment.hdr
+        self.data = segment.data
+        self._gate_timeout_ns = gate_timeout_ns
+        self._gated = bool(self.hdr[L.W_FLAGS] & L.FLAG_GATED)
+        self._mask = self.capacity - 1
+        mv = memoryview(segment._mm)
+        self._hw = mv[: L.HEADER_BYTES].cast("q")
+        self._dmv = mv[L.HEADER_BYTES :]
+        self._fence = _PyFence()
+        self._py_fast = _IS_X86 and not self._gated
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        capacity: int = 1 << 16,
+        mode: int = 0o600,
+        gated: bool = False,
+        gate_timeout_ns: int = 1_000_000_000,
+    ) -> "RingWriter":
+        """Create (or replace a dead producer's) ring ``name`` with ``capacity`` 64-byte slots.
+
+        Raises ``SegmentBusyError`` if a live producer owns the name, ``SegmentSpaceError`` if the
+        shm filesystem cannot hold it, ``SegmentConfigError`` for a bad name, capacity or mode.
+        """
+        seg = Segment.create(
+            name, kind=L.KIND_MARKET_RING, capacity=capacity, mode=mode, flags=L.FLAG_GATED if gated else 0
+        )
+        return cls(seg, gate_timeout_ns)
+
+    @property
+    def cursor(self) -> int:
+        """Records published so far."""
+        return int(self._hw[L.W_CURSOR])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hdr, data)`` for calling ``shm.kernels.ring_publish`` from Numba code."""
+        return self.hdr, self.data
+
+    def publish(self, batch: np.ndarray) -> int:
+        """Publish the records of ``batch`` (any 64-byte dtype); return the new cursor.
+
+        Batches longer than half the capacity go out in several publications so that a batch never
+        laps itself.
+        """
+        words = as_words(batch, "batch")
+        step = self.capacity // 2
+        cursor = self.cursor
+        for start in range(0, words.shape[0], step):
+            cursor = K.ring_publish(self.hdr, self.data, words[start : start + step], self._gate_timeout_ns)
+        return int(cursor)
+
+    def publish_one(
+        self,
+        ev: int,
+        exch_ts: int,
+        local_ts: int,
+        px: float,
+        qty: float,
+        order_id: int = 0,
+        ival: int = 0,
+        fval: float = 0.0,
+    ) -> int:
+        """Publish one event record from its fields, in plain Python; return the new cursor."""
+        if not self._py_fast:  # weakly ordered CPU or gated ring: go through the compiled kernel
+            return int(
+                K.ring_publish_one(
+                    self.hdr, self.data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, self._gate_timeout_ns
+                )
+            )
+        hw = self._hw
+        cur = hw[33]  # L.W_CURSOR; literal indices keep this path at ~1 us per record
+        hw[32] = cur + 1  # L.W_INTENT
+        _EVENT.pack_into(self._dmv, (cur & self._mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
+        hw[33] = cur + 1
+        self._fence()
+        if hw[48]:  # L.W_READER_SLEEPERS
+            K.wake_readers(self.hdr)
+        return cur + 1
+
+    def heartbeat(self) -> None:
+        """Record that the producer is alive and responsive (shown by ``hftd shm ls``)."""
+        self._seg.heartbeat()
+
+    def close(self, *, unlink: bool = True) -> None:
+        """Mark the ring closed, wake every parked reader, and remove its name."""
+        if self._seg is None:
+            return
+        seg, self._seg = self._seg, None
+        seg.hdr[L.W_STATE] = L.STATE_CLOSED
+        K.wake_readers(seg.hdr)
+        self.hdr = self.data = None  # type: ignore[assignment]
+        self._hw.release()
+        self._dmv.release()
+        seg.close(unlink=unlink)
+
+    def __enter__(self) -> "RingWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class RingReader:
+    """One consumer of a market ring.  Attach with ``RingReader.attach``."""
+
+    def __init__(self, segment: Segment, start: str, wait: WaitStrategy, register: bool):
+        self._seg = segment
+        self.name = segment.name
+        self.wait_strategy = wait
+        self._register = register
+        self._start = start
+        self._bind(segment)
+
+    def _bind(self, segment: Segment) -> None:
+        self._seg = segment
+        self.capacity = segment.capacity
+        self.generation = segment.generation
+        self.hdr = segment.hdr
+        self.data = segment.data
+        self._mask = self.capacity - 1
+        self.state = np.zeros(L.STATE_WORDS, dtype=np.int64)
+        self.state[L.S_SLOT] = -1
+        mv = memoryview(segment._mm)
+        self._hw = mv[: L.HEADER_BYTES].cast("q")
+        self._dmv = mv[L.HEADER_BYTES :]
+        cursor = int(self._hw[L.W_CURSOR])
+        if self._start == "earliest":
+            self.state[L.S_NEXT] = max(0, int(self._hw[L.W_INTENT]) - self.capacity)
+        else:
+            self.state[L.S_NEXT] = cursor
+        if self._register:
+            self._claim_slot()
+
+    @classmethod
+    def attach(
+        cls,
+        name: str,
+        *,
+        start: str = "latest",
+        wait: "str | WaitStrategy | None" = None,
+        register: bool = True,
+    ) -> "RingReader":
+        """Attach to ring ``name``.
+
+        ``start="latest"`` reads only records published from now on; ``"earliest"`` also the
+        records still in the ring.  ``register`` takes a reader slot in the header so that
+        ``hftd shm ls`` counts this reader and a gated writer waits for it.
+        """
+        if start not in ("latest", "earliest"):
+            raise SegmentConfigError(f"ring {name}: start must be 'latest' or 'earliest', received {start!r}")
+        seg = Segment.attach(name, kind=L.KIND_MARKET_RING)
+        return cls(seg, start, wait_strategy(wait), register)
+
+    # -- registration ---------------------------------------------------------------------------
+    def _claim_slot(self) -> None:
+        pid = os.getpid()
+        ticks = proc_start_ticks(pid) or 0
+        now = time.monotonic_ns()
+        position = int(self.state[L.S_NEXT])
+        hdr = self.hdr
+        for slot in range(L.MAX_READERS):
+            if K.claim_reader_slot(hdr, slot, 0, pid, ticks, position, now):
+                self.state[L.S_SLOT] = slot
+                return
+        for slot in range(L.MAX_READERS):  # all taken: reuse one whose reader died
+            base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
+            owner = int(hdr[base + L.RS_PID])
+            if owner and proc_start_ticks(owner) != int(hdr[base + L.RS_START_TICKS]):
+                if K.claim_reader_slot(hdr, slot, owner, pid, ticks, position, now):
+                    self.state[L.S_SLOT] = slot
+                    return
+        # No slot: still a working reader, just not visible to ls or a gated writer.
+
+    def _release_slot(self) -> None:
+        slot = int(self.state[L.S_SLOT])
+        if slot >= 0 and self.hdr is not None:
+            K.release_reader_slot(self.hdr, slot)
+            self.state[L.S_SLOT] = -1
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def gap(self) -> int:
+        """Records lost immediately before those returned by the last ``read``/``read_one``."""
+        return int(self.state[L.S_GAP])
+
+    @property
+    def lost_total(self) -> int:
+        return int(self.state[L.S_LOST_TOTAL])
+
+    @property
+    def gaps(self) -> int:
+        """How many times this reader was lapped."""
+        return int(self.state[L.S_GAPS])
+
+    @property
+    def position(self) -> int:
+        """Index of the next record this reader will read."""
+        return int(self.state[L.S_NEXT])
+
+    def available(self) -> int:
+        return int(self._hw[L.W_CURSOR]) - int(self.state[L.S_NEXT])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(hdr, data, state)`` for calling ``shm.kernels.ring_read``/``ring_wait`` from Numba."""
+        return self.hdr, self.data, self.state
+
+    def read(self, out: np.ndarray) -> int:
+        """Copy every available record (at most ``len(out)``) into ``out``; return the count.
+
+        Check ``gap`` after each call: when it is non-zero, that many records were lost just
+        before the ones returned (the reader was lapped) and any book built from the ring must
+        be rebuilt.
+        """
+        return int(K.ring_read(self.hdr, self.data, self.state, as_words(out, "out")))
+
+    def read_one(self) -> tuple | None:
+        """Return the next event record as a tuple of its 8 fields, or None; plain Python.
+
+        Sets ``gap`` like ``read``.  Only for ``event_dtype`` rings.
+        """
+        st = self.state
+        hw = self._hw
+        nxt = int(st[0])  # L.S_NEXT
+        st[1] = 0  # L.S_GAP
+        cur = hw[33]  # L.W_CURSOR (an aligned 8-byte load; x86 keeps later loads after it)
+        if cur <= nxt:
+            return None
+        cap = self.capacity
+        lost = 0
+        if cur - nxt > cap:
+            lost = cur - cap - nxt
+            nxt = cur - cap
+        rec = _EVENT.unpack_from(self._dmv, (nxt & self._mask) << 6)
+        if hw[32] - cap > nxt:  # L.W_INTENT: the slot may have been overwritten while we copied it
+            lost += 1
+            rec = None
+        nxt += 1
+        st[0] = nxt
+        if lost:
+            st[1] = lost
+            st[2] += lost
+            st[3] += 1
+        if rec is not None:
+            st[4] += 1
+            slot = st[5]
+            if slot >= 0:
+                hw[L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS + L.RS_POSITION] = nxt
+        return rec
+
+    def wait(self, timeout_ns: int | None = None) -> bool:
+        """Block until a record is available (True) or ``timeout_ns`` passes (False).
+
+        Follows the reader's wait strategy.  Raises ``ProducerGoneError`` once the producer has
+        died or closed the ring and every record it published has been read; a dead producer is
+        noticed within ``park_slice_ns`` (200 ms by default).
+        """
+        ws = self.wait_strategy
+        deadline = None if timeout_ns is None else time.monotonic_ns() + timeout_ns
+        while True:
+            remaining = ws.park_slice_ns if deadline is None else deadline - time.monotonic_ns()
+            if remaining <= 0:
+                return self.available() > 0
+            r = K.ring_wait(self.hdr, self.state, ws.spin_ns, ws.yield_ns, remaining, ws.park_slice_ns)
+            if r == K.WAIT_DATA:
+                return True
+            if not self._seg.producer_alive():
+                if self.available() > 0:
+                    return True
+                state = "closed" if self._seg.producer_closed() else "died"
+                raise ProducerGoneError(
+                    f"ring {self.name}: producer (pid {int(self.hdr[L.W_PRODUCER_PID])}, generation "
+                    f"{self.generation}) {state}; call reattach() to follow its successor"
+                )
+
+    def producer_alive(self) -> bool:
+        return self._seg.producer_alive()
+
+    def reattach(self, timeout_ns: int = 10_000_000_000, *, poll_ns: int = 20_000_000) -> int:
+        """Follow a restarted producer: wait for a live ring of a new generation under the same
+        name, map it and read it from its start.  Returns the new generation.
+
+        Raises ``ProducerGoneError`` if none appears within ``timeout_ns``.
+        """
+        deadline = time.monotonic_ns() + timeout_ns
+        while True:
+            try:
+                seg = Segment.attach(self.name, kind=L.KIND_MARKET_RING)
+            except SegmentNotFoundError:
+                seg = None
+            if seg is not None:
+                if seg.generation != self.generation and seg.producer_alive():
+                    self._release_slot()
+                    self._drop_mapping()
+                    self._start = "earliest"
+                    self._bind(seg)
+                    return self.generation
+                seg.close()
+            if time.monotonic_ns() >= deadline:
+                raise ProducerGoneError(
+                    f"ring {self.name}: no new producer appeared within {timeout_ns / 1e9:.1f} s "
+                    f"(last generation {self.generation})"
+                )
+            time.sleep(poll_ns / 1e9)
+
+    def _drop_mapping(self) -> None:
+        seg, self._seg = self._seg, None
+        self.hdr = self.data = None  # type: ignore[assignment]
+        self._hw.release()
+        self._dmv.release()
+        if seg is not None:
+            seg.close()
+
+    def close(self) -> None:
+        if self._seg is None:
+            return
+        self._release_slot()
+        self._drop_mapping()
+
+    def __enter__(self) -> "RingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def new_event_buffer(n: int) -> np.ndarray:
+    """An ``event_dtype`` array to read into."""
+    if n <= 0:
+        raise ShmError(f"buffer size must be > 0, received {n}")
+    return np.zeros(n, dtype=event_dtype)
