@@ -1,0 +1,260 @@
+"""What both venue emulators share: the aiohttp server, client bookkeeping, faults, the control route.
+
+A venue emulator subclasses ``EmulatorBase`` and adds its routes and wire formats.  Connection faults
+(reset, close with a code, close without a frame, rejected/slow handshakes, a server that ignores
+pings, silence on a live socket) are implemented here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from daemon.emulator import EmulatorError
+
+__all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS"]
+
+log = logging.getLogger("hftd.emulator")
+
+#: connection faults shared by both venues: kind -> accepted parameters
+CONNECTION_FAULTS = {
+    "reset": {"route"},               # abrupt TCP reset of every (matching) client
+    "close": {"route", "code"},       # websocket close frame with a code
+    "close_no_frame": {"route"},      # TCP close without a websocket close frame
+    "silence": {"route"},             # live sockets stop getting data (half-open); new ones are fine
+    "reject_handshake": {"status", "count"},
+    "slow_handshake": {"delay_s", "count"},
+    "ignore_ping": {"count"},         # next connections never answer the client's pings
+    "max_age": {"seconds"},           # the venue cuts connections older than this
+}
+
+
+class Client:
+    """One websocket client of the emulator."""
+
+    def __init__(self, ws: web.WebSocketResponse, route: str, serial: int) -> None:
+        self.ws = ws
+        self.route = route
+        self.serial = serial
+        self.opened = time.monotonic()
+        self.silenced = False
+        self.inbound: deque[float] = deque()
+        #: (symbol upper, stream class) -> subscribed stream name (used in the combined envelope)
+        self.feeds: dict[tuple[str, str], str] = {}
+        self.combined = True
+        self.topics: set[str] = set()  # Bybit topics
+        self.transport = None
+
+    async def send(self, text: str) -> None:
+        if self.silenced or self.ws.closed:
+            return
+        try:
+            await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            pass  # the client went away; its handler cleans up
+
+
+class EmulatorBase:
+    venue = ""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, max_age_s: float | None = None,
+                 ping_interval_s: float | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.max_age_s = max_age_s
+        self.ping_interval_s = ping_interval_s
+        self.clients: list[Client] = []
+        self.injected: Counter[str] = Counter()
+        self.connections = 0
+        self._serial = 0
+        self._reject: deque[int] = deque()
+        self._slow: deque[float] = deque()
+        self._ignore_ping = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.app = web.Application()
+        self.app.router.add_post("/__emu__/fault", self._http_fault)
+        self.app.router.add_get("/__emu__/state", self._http_state)
+        self.app.router.add_post("/__emu__/step", self._http_step)
+
+    # -- server ---------------------------------------------------------------------------------
+    async def start(self) -> "EmulatorBase":
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._spawn(self._age_watch())
+        log.info("%s emulator on http://%s:%d", self.venue, self.host, self.port)
+        return self
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for c in list(self.clients):
+            await c.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _age_watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            if self.max_age_s is None:
+                continue
+            now = time.monotonic()
+            for c in list(self.clients):
+                if now - c.opened > self.max_age_s and not c.ws.closed:
+                    await c.ws.close(code=1000, message=b"max connection age")
+
+    # -- websocket plumbing ---------------------------------------------------------------------
+    async def accept(self, request: web.Request, route: str) -> tuple[Client | None, web.StreamResponse]:
+        """Upgrade (or refuse, per the queued handshake faults) and register a client."""
+        if self._slow:
+            await asyncio.sleep(self._slow.popleft())
+        if self._reject:
+            status = self._reject.popleft()
+            return None, web.json_response({"code": -1, "msg": "handshake refused by fault"}, status=status)
+        ignore = self._ignore_ping > 0
+        if ignore:
+            self._ignore_ping -= 1
+        ws = web.WebSocketResponse(autoping=not ignore, heartbeat=self.ping_interval_s, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        self._serial += 1
+        self.connections += 1
+        client = Client(ws, route, self._serial)
+        client.transport = request.transport
+        self.clients.append(client)
+        return client, ws
+
+    async def serve(self, client: Client, on_text) -> None:
+        """Read the client's messages until it goes; ``on_text(client, text)`` handles each."""
+        try:
+            async for msg in client.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await on_text(client, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    pass  # autoping is off for this client: never answer (fault "ignore_ping")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if client in self.clients:
+                self.clients.remove(client)
+
+    def matching(self, route: str | None) -> list[Client]:
+        return [c for c in self.clients if route is None or c.route == route]
+
+    async def wait_clients(self, n: int = 1, timeout_s: float = 10.0, *, route: str | None = None) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.matching(route)) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.venue} emulator: {n} client(s) on route {route} did not connect")
+            await asyncio.sleep(0.01)
+
+    # -- faults ---------------------------------------------------------------------------------
+    def market_faults(self) -> dict[str, set[str]]:
+        raise NotImplementedError
+
+    def inject(self, kind: str, **params: Any) -> None:
+        """Queue or apply a fault now; raises EmulatorError naming a bad kind or parameter."""
+        table = {**CONNECTION_FAULTS, **self.market_faults()}
+        if kind not in table:
+            raise EmulatorError(f"unknown fault {kind!r} (known: {', '.join(sorted(table))})")
+        for key in params:
+            if key not in table[kind]:
+                raise EmulatorError(f"fault {kind!r}: unknown parameter {key!r} (known: {sorted(table[kind])})")
+        self.injected[kind] += 1
+        if kind in CONNECTION_FAULTS:
+            self._connection_fault(kind, **params)
+        else:
+            self.market_fault(kind, **params)
+
+    def market_fault(self, kind: str, **params: Any) -> None:
+        raise NotImplementedError
+
+    def _connection_fault(self, kind: str, route: str | None = None, code: int = 1011, status: int = 503,
+                          count: int = 1, delay_s: float = 2.0, seconds: float = 1.0) -> None:
+        if kind == "reset":
+            for c in self.matching(route):
+                if c.transport is not None:
+                    c.transport.abort()
+        elif kind == "close":
+            for c in self.matching(route):
+                self._spawn(c.ws.close(code=code, message=b"closed by fault"))
+        elif kind == "close_no_frame":
+            for c in self.matching(route):
+                if c.transport is not None:
+                    c.transport.close()
+        elif kind == "silence":
+            for c in self.matching(route):
+                c.silenced = True
+        elif kind == "reject_handshake":
+            self._reject.extend([int(status)] * int(count))
+        elif kind == "slow_handshake":
+            self._slow.extend([float(delay_s)] * int(count))
+        elif kind == "ignore_ping":
+            self._ignore_ping += int(count)
+        elif kind == "max_age":
+            self.max_age_s = float(seconds)
+
+    # -- control route --------------------------------------------------------------------------
+    async def _http_fault(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            kind = body.pop("kind")
+            self.inject(kind, **body)
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+            return web.json_response({"ok": False, "error": f"expected {{'kind': ..., params}}: {exc!r}"}, status=400)
+        except EmulatorError as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        return web.json_response({"ok": True, "injected": dict(self.injected)})
+
+    async def _http_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state())
+
+    async def _http_step(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+            count = int(body.get("count", 1))
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"ok": False, "error": repr(exc)}, status=400)
+        await self.step(count)
+        return web.json_response({"ok": True, **self.state()})
+
+    def state(self) -> dict:
+        return {"venue": self.venue, "clients": len(self.clients), "connections": self.connections,
+                "injected": dict(self.injected)}
+
+    async def step(self, count: int = 1) -> None:
+        raise NotImplementedError
+
+    async def pump(self, rate_per_s: float, count: int | None = None, duration_s: float | None = None) -> int:
+        """Generate ``count`` messages (or for ``duration_s``) at about ``rate_per_s``; returns how many."""
+        sent = 0
+        start = time.monotonic()
+        while (count is None or sent < count) and (duration_s is None or time.monotonic() - start < duration_s):
+            await self.step(1)
+            sent += 1
+            ahead_s = sent / rate_per_s - (time.monotonic() - start)
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+        return sent

@@ -1,0 +1,77 @@
+"""The seam between the venue sessions and the market rings.
+
+Sessions hand a numpy batch of ``event_dtype`` records to a ``Publisher``; a batch is one
+publication (a reader sees all of it or none of it).  One ring per (venue, symbol), so records stay
+byte-identical to hftbacktest's and a bot's asset maps to one ring.  ``ListPublisher`` keeps batches
+in memory for unit tests of the pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["Publisher", "ListPublisher", "RingPublisher", "ring_segment_name"]
+
+
+def ring_segment_name(venue: str, symbol: str) -> str:
+    """The market ring of one symbol of one venue, e.g. ``hftd.md.binance-usdm.btcusdt``."""
+    from shm import segment_name
+
+    return segment_name("md", venue, symbol.lower())
+
+
+class Publisher(Protocol):
+    def publish(self, batch: np.ndarray) -> None: ...
+    def heartbeat(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class ListPublisher:
+    """Collects every batch (a copy) in ``batches``; for tests without shared memory."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+        self.heartbeats = 0
+        self.closed = False
+
+    def publish(self, batch: np.ndarray) -> None:
+        self.batches.append(batch.copy())
+
+    def heartbeat(self) -> None:
+        self.heartbeats += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+    def events(self) -> np.ndarray:
+        from shm.dtypes import event_dtype
+
+        return np.concatenate(self.batches) if self.batches else np.empty(0, event_dtype)
+
+
+class RingPublisher:
+    """A market ring for one symbol; ``create`` starts a new generation (replacing a stale segment)."""
+
+    def __init__(self, name: str, *, capacity: int, mode: int = 0o600) -> None:
+        from shm import RingWriter
+
+        self.name = name
+        self.capacity = capacity
+        self._writer = RingWriter.create(name, capacity=capacity, mode=mode)
+
+    @property
+    def generation(self) -> int:
+        return self._writer.generation
+
+    def publish(self, batch: np.ndarray) -> None:
+        # RingWriter splits a batch longer than half the ring itself; the clear comes first, so a
+        # reader's book is already invalid while the rest of a large snapshot lands.
+        self._writer.publish(batch)
+
+    def heartbeat(self) -> None:
+        self._writer.heartbeat()
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,150 @@
+"""Binance USD-M market-data parsing: bytes in, plain values and event rows out; no I/O.
+
+Frames arrive either raw (``/ws``) or in the combined envelope ``{"stream":..,"data":..}`` (``/stream``).
+Control replies are ``{"result":..,"id":N}`` or an error object.  Prices and sizes are decimal strings.
+Exchange timestamps use the transaction time ``T`` (ms), as hftbacktest's converter does.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from daemon import ProtocolError
+from daemon.records import ASK_BBO, BID_BBO, BUY_TRADE, SELL_TRADE
+
+__all__ = ["DepthDiff", "Snapshot", "ControlReply", "parse_frame", "parse_snapshot", "trade_row", "bbo_rows"]
+
+MS = 1_000_000
+
+
+class DepthDiff:
+    """One ``depthUpdate``: levels ``bids``/``asks`` as (px, qty) floats covering ids ``U..u``."""
+
+    __slots__ = ("symbol", "first_id", "last_id", "prev_id", "exch_ts", "local_ts", "bids", "asks")
+
+    def __init__(self, symbol, first_id, last_id, prev_id, exch_ts, local_ts, bids, asks):
+        self.symbol = symbol
+        self.first_id = first_id
+        self.last_id = last_id
+        self.prev_id = prev_id
+        self.exch_ts = exch_ts
+        self.local_ts = local_ts
+        self.bids = bids
+        self.asks = asks
+
+    def __repr__(self) -> str:
+        return f"DepthDiff({self.symbol} U={self.first_id} u={self.last_id} pu={self.prev_id})"
+
+
+class Snapshot:
+    """``GET /fapi/v1/depth`` body: the book at ``last_update_id``."""
+
+    __slots__ = ("last_update_id", "exch_ts", "local_ts", "bids", "asks")
+
+    def __init__(self, last_update_id, exch_ts, local_ts, bids, asks):
+        self.last_update_id = last_update_id
+        self.exch_ts = exch_ts
+        self.local_ts = local_ts
+        self.bids = bids
+        self.asks = asks
+
+
+class ControlReply:
+    """Reply to SUBSCRIBE & co: ``ok`` is False when the venue reported an error (``message``)."""
+
+    __slots__ = ("id", "ok", "result", "message")
+
+    def __init__(self, id, ok, result, message):
+        self.id = id
+        self.ok = ok
+        self.result = result
+        self.message = message
+
+
+def _levels(raw, field: str) -> list[tuple[float, float]]:
+    try:
+        return [(float(p), float(q)) for p, q in raw]
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"field {field!r}: expected [[price, qty], ...] decimal strings ({exc})") from None
+
+
+def parse_frame(frame: bytes | str, local_ts: int):
+    """Parse one websocket text frame.
+
+    Returns ``(kind, symbol, value)`` where kind is ``"depth"`` (a DepthDiff), ``"trade"`` (one row tuple
+    or None for non-MARKET prints), ``"bbo"`` (two row tuples), ``"control"`` (a ControlReply) or
+    ``"other"`` (a payload we do not use; value is the event name).  Raises ProtocolError on bad input.
+    """
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON ({exc}): {bytes(frame[:80])!r}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(msg).__name__}")
+    data = msg.get("data", msg) if "stream" in msg else msg
+    if not isinstance(data, dict):
+        raise ProtocolError("field 'data': expected an object")
+    event = data.get("e")
+    try:
+        if event == "depthUpdate":
+            return "depth", data["s"], DepthDiff(
+                data["s"], int(data["U"]), int(data["u"]), int(data["pu"]), int(data["T"]) * MS,
+                local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"),
+            )
+        if event == "trade" or event == "aggTrade":
+            return "trade", data["s"], trade_row(data, local_ts)
+        if event == "bookTicker":
+            return "bbo", data["s"], bbo_rows(data, local_ts)
+    except KeyError as exc:
+        raise ProtocolError(f"{event} frame without field {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"{event} frame with a bad value ({exc})") from None
+    if event is None:
+        if "id" in msg and ("result" in msg or "error" in msg or "code" in msg):
+            err = msg.get("error") or ({"code": msg["code"], "msg": msg.get("msg")} if "code" in msg else None)
+            if err:
+                return "control", None, ControlReply(msg.get("id"), False, None, f"{err.get('code')}: {err.get('msg')}")
+            return "control", None, ControlReply(msg.get("id"), True, msg.get("result"), "")
+        raise ProtocolError(f"frame without an event type: {bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80]!r}")
+    return "other", data.get("s"), event
+
+
+def trade_row(data: dict, local_ts: int):
+    """A TRADE row; side is the taker's: ``m`` (buyer is maker) means the taker sold."""
+    if data.get("X", "MARKET") != "MARKET":
+        return None  # insurance-fund / ADL prints are not market trades (hftbacktest drops them too)
+    trade_id = int(data["t"] if "t" in data else data["a"])
+    return (
+        SELL_TRADE if data["m"] else BUY_TRADE, int(data["T"]) * MS, local_ts,
+        float(data["p"]), float(data["q"]), 0, trade_id, 0.0,
+    )
+
+
+def bbo_rows(data: dict, local_ts: int) -> tuple[tuple, tuple]:
+    exch_ts = int(data.get("T", data.get("E"))) * MS
+    uid = int(data.get("u", 0))
+    return (
+        (BID_BBO, exch_ts, local_ts, float(data["b"]), float(data["B"]), 0, uid, 0.0),
+        (ASK_BBO, exch_ts, local_ts, float(data["a"]), float(data["A"]), 0, uid, 0.0),
+    )
+
+
+def parse_snapshot(body: bytes, local_ts: int) -> Snapshot:
+    """Parse a ``/fapi/v1/depth`` body; a venue error object raises ProtocolError with its code."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"depth snapshot is not JSON ({exc})") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("depth snapshot: expected a JSON object")
+    if "code" in msg and "lastUpdateId" not in msg:
+        raise ProtocolError(f"depth snapshot error {msg.get('code')}: {msg.get('msg')}")
+    try:
+        return Snapshot(
+            int(msg["lastUpdateId"]), int(msg.get("T", msg.get("E", 0))) * MS, local_ts,
+            _levels(msg["bids"], "bids"), _levels(msg["asks"], "asks"),
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"depth snapshot without field {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"depth snapshot with a bad value ({exc})") from None

@@ -1,0 +1,354 @@
+"""Binance USD-M market-data session: many symbols, one websocket per route, REST snapshots.
+
+Streams are grouped by their configured route (2026 split: depth and bookTicker on ``/public``, trades
+on ``/market``); a stream on the wrong route is acknowledged and then silent, which the group's
+liveness alarm reports.  Snapshot fetches respect a per-minute REST weight budget and the venue's
+``Retry-After`` so a resync storm over many symbols never walks into a 418 ban.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+import aiohttp
+import orjson
+
+from daemon import ProtocolError
+from daemon.backoff import Backoff
+from daemon.config import VenueConfig
+from daemon.publish import Publisher
+from daemon.records import to_batch
+from daemon.venues.binance_usdm.parse import parse_frame, parse_snapshot
+from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
+from daemon.wsgroup import Link, StreamGroup
+
+__all__ = ["BinanceMarketData", "snapshot_weight"]
+
+VENUE = "binance-usdm"
+
+
+def snapshot_weight(limit: int) -> int:
+    """REST weight of ``GET /fapi/v1/depth`` by ``limit`` (venue docs)."""
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+class WeightBudget:
+    """A rolling one-minute REST weight budget, plus a hard pause after a 429/418."""
+
+    def __init__(self, per_min: int) -> None:
+        self.per_min = per_min
+        self._spent: deque[tuple[float, int]] = deque()
+        self.paused_until = 0.0
+
+    async def take(self, weight: int) -> None:
+        while True:
+            now = time.monotonic()
+            if now < self.paused_until:
+                await asyncio.sleep(self.paused_until - now)
+                continue
+            while self._spent and now - self._spent[0][0] >= 60.0:
+                self._spent.popleft()
+            used = sum(w for _, w in self._spent)
+            if used + weight <= self.per_min:
+                self._spent.append((now, weight))
+                return
+            await asyncio.sleep(max(0.01, 60.0 - (now - self._spent[0][0])))
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+class _Group:
+    """Hooks for one route's connection (see ``daemon.wsgroup``)."""
+
+    def __init__(self, md: "BinanceMarketData", route: str, streams: list[str]) -> None:
+        self.md = md
+        self.route = route
+        self.streams = streams
+        self.carries_depth = any("@depth" in s for s in streams)
+        self._next_id = 1
+        self._cand: list[tuple] = []
+
+    def url(self) -> str:
+        return f"{self.md.cfg.ws_url}{self.route}/stream"
+
+    async def _send_paced(self, link: Link, method: str) -> None:
+        chunk = 200  # streams per control message; the venue allows up to 1024 per connection
+        gap_s = 1.0 / self.md.cfg.control_msgs_per_s
+        for start in range(0, len(self.streams), chunk):
+            if start:
+                await asyncio.sleep(gap_s)  # the venue disconnects above 10 inbound messages/s
+            req = {"method": method, "params": self.streams[start : start + chunk], "id": self._next_id}
+            self._next_id += 1
+            await link.ws.send_str(orjson.dumps(req).decode())
+
+    async def subscribe(self, link: Link) -> None:
+        await self._send_paced(link, "SUBSCRIBE")
+
+    async def resubscribe(self, link: Link) -> None:
+        await self._send_paced(link, "UNSUBSCRIBE")
+        await asyncio.sleep(1.0 / self.md.cfg.control_msgs_per_s)
+        await self._send_paced(link, "SUBSCRIBE")
+
+    async def keepalive(self, link: Link) -> None:
+        return None  # aiohttp sends ping frames (heartbeat) and answers the venue's pings
+
+    def on_frame(self, link: Link, data, local_ts: int) -> None:
+        self.md.handle_frame(data, local_ts)
+
+    # -- make-before-break --------------------------------------------------------------------
+    def begin_candidate(self) -> None:
+        self._cand = []
+
+    def on_candidate_frame(self, link: Link, data, local_ts: int) -> None:
+        try:
+            item = parse_frame(data, local_ts)
+        except ProtocolError:
+            return  # the active link is still authoritative; its own copy of this frame counts
+        if item[0] != "control" and item[0] != "other":
+            self._cand.append(item)
+
+    def candidate_caught_up(self) -> bool:
+        if not self.carries_depth:
+            return True
+        md = self.md
+        first: dict[str, object] = {}
+        for kind, sym, val in self._cand:
+            if kind == "depth" and sym not in first:
+                sync = md.syncs.get(sym)
+                if sync is not None and sync.live and val.last_id > sync.last_id:
+                    first[sym] = val
+        for sym, sync in md.syncs.items():
+            if not sync.live:
+                continue  # nothing to keep valid; it resyncs on the candidate
+            diff = first.get(sym)
+            if diff is None or diff.prev_id != sync.last_id:
+                return False
+        return True
+
+    def switch_to_candidate(self) -> None:
+        items, self._cand = self._cand, []
+        self.md.replay(items)
+
+    def abandon_candidate(self) -> None:
+        self._cand = []
+
+    def on_link_lost(self, reason: str) -> None:
+        if self.carries_depth:
+            self.md.invalidate_all(reason)
+
+
+class BinanceMarketData:
+    """All configured symbols of one Binance USD-M account-less market-data session."""
+
+    def __init__(self, cfg: VenueConfig, publishers: dict[str, Publisher], http: aiohttp.ClientSession,
+                 log: logging.Logger | None = None) -> None:
+        self.cfg = cfg
+        self.http = http
+        self.log = log or logging.getLogger(f"hftd.daemon.{VENUE}")
+        self.publishers = publishers
+        self.syncs = {sym: BinanceBookSync(sym, max_buffer=cfg.max_buffer_events) for sym in cfg.symbols}
+        self.budget = WeightBudget(cfg.rest_weight_per_min)
+        self._fetching: dict[str, asyncio.Task] = {}
+        self._last_trade_id = dict.fromkeys(cfg.symbols, -1)
+        self._last_bbo_id = dict.fromkeys(cfg.symbols, -1)
+        self.unknown_symbols: set[str] = set()
+        self.protocol_errors = 0
+        self.snapshot_requests = 0
+        self.groups: list[StreamGroup] = []
+        by_route: dict[str, list[str]] = {}
+        for sym in cfg.symbols:
+            low = sym.lower()
+            wanted = [("depth", f"{low}@{cfg.depth_stream}")]
+            if cfg.book_ticker:
+                wanted.append(("bookTicker", f"{low}@bookTicker"))
+            if cfg.trade_stream:
+                wanted.append((cfg.trade_stream, f"{low}@{cfg.trade_stream}"))
+            for cls, stream in wanted:
+                by_route.setdefault(cfg.routes.get(cls, "/public"), []).append(stream)
+        for route, streams in by_route.items():
+            hooks = _Group(self, route, streams)
+            self.groups.append(StreamGroup(f"{VENUE}{route}", cfg, hooks, http, self.log,
+                                           heartbeat_s=cfg.ping_interval_s))
+
+    # -- status ---------------------------------------------------------------------------------
+    def all_live(self) -> bool:
+        return all(s.live for s in self.syncs.values() if s.state is not BookState.FAILED)
+
+    def status(self) -> str:
+        live = sum(s.live for s in self.syncs.values())
+        failed = [s.symbol for s in self.syncs.values() if s.state is BookState.FAILED]
+        text = f"{VENUE} {live}/{len(self.syncs)} live, resyncs {sum(s.resyncs for s in self.syncs.values())}"
+        return text + (f", failed {','.join(failed)}" if failed else "")
+
+    @property
+    def resyncs(self) -> int:
+        return sum(s.resyncs for s in self.syncs.values())
+
+    # -- run ------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await asyncio.gather(*(g.run() for g in self.groups))
+
+    async def stop(self) -> None:
+        for task in self._fetching.values():
+            task.cancel()
+        for g in self.groups:
+            await g.stop()
+
+    # -- frames ---------------------------------------------------------------------------------
+    def handle_frame(self, data, local_ts: int) -> None:
+        try:
+            item = parse_frame(data, local_ts)
+        except ProtocolError as exc:
+            self.protocol_errors += 1
+            self.log.warning("%s: dropped a bad frame: %s", VENUE, exc)
+            return
+        self._dispatch(item)
+
+    def replay(self, items: list[tuple]) -> None:
+        for item in items:
+            kind, sym, val = item
+            if kind == "depth":
+                sync = self.syncs.get(sym)
+                if sync is not None and sync.live and val.last_id <= sync.last_id:
+                    continue  # already applied from the old link
+            self._dispatch(item)
+
+    def _dispatch(self, item: tuple) -> None:
+        kind, sym, val = item
+        if kind == "depth":
+            sync = self.syncs.get(sym)
+            if sync is None:
+                return self._unknown(sym)
+            rows: list = []
+            action = sync.on_diff(val, rows)
+            if rows:
+                self.publishers[sym].publish(to_batch(rows))
+            if sync.log:
+                self._flush_log(sync)
+            if action is Action.FETCH_SNAPSHOT:
+                self._want_snapshot(sym)
+        elif kind == "trade":
+            if val is None:
+                return
+            last = self._last_trade_id.get(sym)
+            if last is None:
+                return self._unknown(sym)
+            if val[6] <= last:
+                return  # duplicate print (overlap of a rotation or a venue resend)
+            self._last_trade_id[sym] = val[6]
+            self.publishers[sym].publish(to_batch([val]))
+        elif kind == "bbo":
+            last = self._last_bbo_id.get(sym)
+            if last is None:
+                return self._unknown(sym)
+            if val[0][6] and val[0][6] < last:
+                return
+            self._last_bbo_id[sym] = val[0][6]
+            self.publishers[sym].publish(to_batch(list(val)))
+        elif kind == "control":
+            if not val.ok:
+                self.log.error("%s: venue refused a control request id=%s: %s", VENUE, val.id, val.message)
+
+    def _unknown(self, sym) -> None:
+        if sym not in self.unknown_symbols:
+            self.unknown_symbols.add(sym)
+            self.log.warning("%s: ignoring data for unconfigured symbol %r", VENUE, sym)
+
+    def _flush_log(self, sync: BinanceBookSync) -> None:
+        for line in sync.log:
+            self.log.info("%s: %s", VENUE, line)
+        sync.log.clear()
+
+    def invalidate_all(self, reason: str) -> None:
+        for sym, sync in self.syncs.items():
+            rows: list = []
+            sync.on_disconnect(rows, reason)
+            if rows:
+                self.publishers[sym].publish(to_batch(rows))
+                self._flush_log(sync)
+            sync.log.clear()
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def _want_snapshot(self, sym: str) -> None:
+        task = self._fetching.get(sym)
+        if task is None or task.done():
+            self._fetching[sym] = asyncio.create_task(self._fetch_loop(sym), name=f"{VENUE}-snapshot-{sym}")
+
+    async def _fetch_loop(self, sym: str) -> None:
+        sync = self.syncs[sym]
+        backoff = Backoff(initial_s=self.cfg.reconnect_initial_s, max_s=self.cfg.reconnect_max_s)
+        limit = self.cfg.snapshot_limit
+        url = f"{self.cfg.rest_url}/fapi/v1/depth"
+        timeout = aiohttp.ClientTimeout(total=self.cfg.rest_timeout_s)
+        while sync.state is BookState.WAIT_SNAPSHOT:
+            await self.budget.take(snapshot_weight(limit))
+            if sync.state is not BookState.WAIT_SNAPSHOT:
+                return
+            self.snapshot_requests += 1
+            try:
+                async with self.http.get(url, params={"symbol": sym, "limit": str(limit)}, timeout=timeout) as resp:
+                    body = await resp.read()
+                    local_ts = time.time_ns()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                delay = backoff.next_delay_s()
+                self.log.warning("%s: %s snapshot request failed (%s); retrying in %.2f s", VENUE, sym,
+                                 "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc), delay)
+                await asyncio.sleep(delay)
+                continue
+            if status != 200:
+                code = _error_code(body)
+                if status == 400 and code == -1121:
+                    rows: list = []
+                    sync.fail(rows, f"the venue does not know symbol {sym!r} (-1121)")
+                    if rows:
+                        self.publishers[sym].publish(to_batch(rows))
+                    self.log.error("%s: %s", VENUE, sync.log[-1])
+                    sync.log.clear()
+                    return
+                wait_s = _retry_after_s(retry_after)
+                if status in (418, 429):
+                    wait_s = wait_s if wait_s is not None else (120.0 if status == 418 else 60.0)
+                    self.budget.pause(wait_s)  # all symbols stop asking, or 429s escalate to a ban
+                else:
+                    wait_s = wait_s if wait_s is not None else backoff.next_delay_s()
+                self.log.warning("%s: %s snapshot refused with HTTP %d (code %s); retrying in %.2f s",
+                                 VENUE, sym, status, code, wait_s)
+                await asyncio.sleep(wait_s)
+                continue
+            try:
+                snap = parse_snapshot(body, local_ts)
+            except ProtocolError as exc:
+                self.protocol_errors += 1
+                delay = backoff.next_delay_s()
+                self.log.warning("%s: %s bad snapshot body (%s); retrying in %.2f s", VENUE, sym, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            rows = []
+            action = sync.on_snapshot(snap, rows)
+            if rows:
+                self.publishers[sym].publish(to_batch(rows))
+            self._flush_log(sync)
+            if action is Action.FETCH_SNAPSHOT:
+                await asyncio.sleep(backoff.next_delay_s())  # a stale snapshot costs weight: do not hammer
+
+
+def _error_code(body: bytes):
+    try:
+        return orjson.loads(body).get("code")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,212 @@
+"""Binance USD-M local book: the official diff-depth + snapshot algorithm, one state machine per symbol.
+
+1. buffer ``depthUpdate`` events; 2. after >= 1 event, fetch a REST snapshot (``lastUpdateId`` = L);
+3. drop buffered events with ``u < L``; 4. the first applied event must have ``U <= L <= u``;
+5. every next event must have ``pu`` == the previous ``u``, else resync from step 2.
+
+No I/O here: methods append event rows to ``out`` and return an ``Action`` for the session (fetch a
+snapshot or not) plus one-line explanations in ``log``.  Every (re)sync publishes a whole-book clear then
+the snapshot; losing sync publishes a clear marked invalid at once, so no reader keeps a stale book.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+from daemon.book import LevelBook
+from daemon.records import (
+    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows,
+)
+from daemon.venues.binance_usdm.parse import DepthDiff, Snapshot
+
+__all__ = ["BookState", "Action", "BinanceBookSync"]
+
+
+class BookState(enum.Enum):
+    WAIT_EVENT = "waiting for the first event"
+    WAIT_SNAPSHOT = "waiting for a snapshot"
+    WAIT_BRIDGE = "snapshot ahead of the stream, waiting for the bridging event"
+    LIVE = "live"
+    FAILED = "failed"
+
+
+class Action(enum.Enum):
+    NONE = 0
+    FETCH_SNAPSHOT = 1
+
+
+class BinanceBookSync:
+    def __init__(self, symbol: str, *, max_buffer: int = 20_000) -> None:
+        self.symbol = symbol
+        self.state = BookState.WAIT_EVENT
+        self.book = LevelBook()
+        self.last_id = -1
+        self.buffer: deque[DepthDiff] = deque(maxlen=max_buffer)
+        self._held: Snapshot | None = None
+        self._published = False  # has the ring ever been given this book (so an invalidation is needed)
+        #: one-line explanations of notable transitions; the session logs and clears them
+        self.log: list[str] = []
+        # counters
+        self.resyncs = 0          # gaps (or crossed books) found while live
+        self.syncs = 0            # times the book went live
+        self.duplicates = 0       # events with u <= last applied u, ignored
+        self.stale_snapshots = 0  # snapshots older than the buffered stream, refetched
+
+    @property
+    def live(self) -> bool:
+        return self.state is BookState.LIVE
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_diff(self, diff: DepthDiff, out: list) -> Action:
+        state = self.state
+        if state is BookState.LIVE:
+            if diff.last_id <= self.last_id:
+                self.duplicates += 1
+                self._say(f"{self.symbol}: ignored an old/duplicate event u={diff.last_id} <= {self.last_id}")
+                return Action.NONE
+            if diff.prev_id != self.last_id:
+                return self._lose_sync(
+                    diff, out, f"{self.symbol}: gap, pu={diff.prev_id} != previous u={self.last_id}; resync",
+                )
+            self._apply(diff, out)
+            if self.book.crossed():
+                return self._lose_sync(None, out, f"{self.symbol}: book crossed after u={diff.last_id}; resync")
+            return Action.NONE
+        if state is BookState.WAIT_BRIDGE:
+            return self._bridge_held(diff, out)
+        if state is BookState.FAILED:
+            return Action.NONE
+        self.buffer.append(diff)
+        if state is BookState.WAIT_EVENT:
+            self.state = BookState.WAIT_SNAPSHOT
+            self._say(f"{self.symbol}: first event buffered (U={diff.first_id}); fetching a snapshot")
+            return Action.FETCH_SNAPSHOT
+        return Action.NONE
+
+    def on_snapshot(self, snap: Snapshot, out: list) -> Action:
+        """Apply a fetched snapshot; returns FETCH_SNAPSHOT when it cannot be used (stale, crossed)."""
+        if self.state is not BookState.WAIT_SNAPSHOT:
+            return Action.NONE  # a late reply after a disconnect or another fetch: useless now
+        last = snap.last_update_id
+        if _crossed_levels(snap):
+            self._say(f"{self.symbol}: snapshot L={last} is crossed; refetching")
+            return Action.FETCH_SNAPSHOT
+        while self.buffer and self.buffer[0].last_id < last:
+            self.buffer.popleft()
+        if not self.buffer:
+            self._held = snap
+            self.state = BookState.WAIT_BRIDGE
+            self._say(f"{self.symbol}: snapshot L={last} is ahead of every buffered event; waiting for u >= L")
+            return Action.NONE
+        first = self.buffer[0]
+        if first.first_id > last:
+            self.stale_snapshots += 1
+            self._say(f"{self.symbol}: snapshot L={last} older than buffered U={first.first_id}; refetching")
+            return Action.FETCH_SNAPSHOT
+        return self._go_live(snap, list(self.buffer), out)
+
+    def on_disconnect(self, out: list, reason: str) -> None:
+        """The stream is gone: the book is invalid until a fresh snapshot on the next connection."""
+        if self._published and self.state is not BookState.FAILED:
+            out.extend(clear_rows(0, 0, INVALID_BOOK_IVAL))
+            self._published = False
+        if self.state is not BookState.FAILED:
+            self.state = BookState.WAIT_EVENT
+        self.buffer.clear()
+        self._held = None
+        self.book.clear()
+        self.last_id = -1
+        self._say(f"{self.symbol}: book invalid ({reason})")
+
+    def fail(self, out: list, reason: str) -> None:
+        """Give up on this symbol (unknown to the venue); the other symbols carry on."""
+        self.on_disconnect(out, reason)
+        self.state = BookState.FAILED
+        self._say(f"{self.symbol}: disabled ({reason})")
+
+    # -- internals ------------------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        self.log.append(line)
+
+    def _bridge_held(self, diff: DepthDiff, out: list) -> Action:
+        snap = self._held
+        last = snap.last_update_id
+        if diff.last_id < last:
+            return Action.NONE  # still older than the snapshot: dropped by rule 3
+        if diff.first_id <= last:
+            self._held = None
+            return self._go_live(snap, [diff], out)
+        # The stream jumped past L without an event covering it: this snapshot can never bridge.
+        self._held = None
+        self.state = BookState.WAIT_SNAPSHOT
+        self.buffer.clear()
+        self.buffer.append(diff)
+        self.stale_snapshots += 1
+        self._say(f"{self.symbol}: no event bridges snapshot L={last} (next U={diff.first_id}); refetching")
+        return Action.FETCH_SNAPSHOT
+
+    def _go_live(self, snap: Snapshot, events: list[DepthDiff], out: list) -> Action:
+        book = self.book
+        book.clear()
+        last = snap.last_update_id
+        rows = clear_rows(snap.exch_ts, snap.local_ts, last)
+        for px, qty in snap.bids:
+            book.set_bid(px, qty)
+            rows.append((BID_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
+        for px, qty in snap.asks:
+            book.set_ask(px, qty)
+            rows.append((ASK_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
+        self.last_id = -1
+        for diff in events:
+            if self.last_id != -1 and diff.prev_id != self.last_id:
+                # The buffered chain itself has a hole: this snapshot cannot be completed.
+                self.buffer.clear()
+                self.buffer.append(diff)
+                self.state = BookState.WAIT_SNAPSHOT
+                book.clear()
+                self._say(f"{self.symbol}: buffered events break at U={diff.first_id}; refetching")
+                return Action.FETCH_SNAPSHOT
+            self._apply(diff, rows)
+        if book.crossed():
+            book.clear()
+            self.buffer.clear()
+            self.state = BookState.WAIT_SNAPSHOT
+            self._say(f"{self.symbol}: book crossed after replaying the buffer; refetching")
+            return Action.FETCH_SNAPSHOT
+        out.extend(rows)
+        self.buffer.clear()
+        self.state = BookState.LIVE
+        self._published = True
+        self.syncs += 1
+        self._say(f"{self.symbol}: book live at u={self.last_id} (snapshot L={last}, {len(events)} buffered)")
+        return Action.NONE
+
+    def _apply(self, diff: DepthDiff, out: list) -> None:
+        book = self.book
+        exch_ts, local_ts, uid = diff.exch_ts, diff.local_ts, diff.last_id
+        for px, qty in diff.bids:
+            book.set_bid(px, qty)
+            out.append((BID_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
+        for px, qty in diff.asks:
+            book.set_ask(px, qty)
+            out.append((ASK_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
+        self.last_id = uid
+
+    def _lose_sync(self, diff: DepthDiff | None, out: list, note: str) -> Action:
+        self.resyncs += 1
+        out.extend(clear_rows(diff.exch_ts if diff else 0, diff.local_ts if diff else 0, INVALID_BOOK_IVAL))
+        self.book.clear()
+        self.buffer.clear()
+        if diff is not None:
+            self.buffer.append(diff)
+        self.last_id = -1
+        self.state = BookState.WAIT_SNAPSHOT if diff is not None else BookState.WAIT_EVENT
+        self._say(note)
+        return Action.FETCH_SNAPSHOT if diff is not None else Action.NONE
+
+
+def _crossed_levels(snap: Snapshot) -> bool:
+    if not snap.bids or not snap.asks:
+        return False
+    return max(p for p, _ in snap.bids) >= min(p for p, _ in snap.asks)
