@@ -1,0 +1,3 @@
+"""Bybit v5 linear: parsing (``parse``), the snapshot/delta book rules (``sync``), the session."""
+
+VENUE = "bybit-linear"

@@ -1,0 +1,93 @@
+"""Bybit v5 public linear stream parsing: bytes in, plain values and event rows out; no I/O.
+
+Public-stream replies use snake_case keys (``req_id``, ``ret_msg``, ``conn_id``, ``success``).
+Order book frames: ``{"topic":"orderbook.50.BTCUSDT","type":"snapshot"|"delta","ts":ms,
+"data":{"s","b","a","u","seq"},"cts":ms}``.  Record ``ival`` carries ``seq`` (the cross sequence,
+unique and increasing even across a ``u=1`` service restart), exchange time is ``ts``.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from daemon import ProtocolError
+from daemon.records import BUY_TRADE, SELL_TRADE
+
+__all__ = ["BookMsg", "OpReply", "parse_frame"]
+
+MS = 1_000_000
+
+
+class BookMsg:
+    __slots__ = ("symbol", "snapshot", "update_id", "seq", "exch_ts", "local_ts", "bids", "asks", "topic")
+
+    def __init__(self, symbol, snapshot, update_id, seq, exch_ts, local_ts, bids, asks, topic):
+        self.symbol = symbol
+        self.snapshot = snapshot
+        self.update_id = update_id
+        self.seq = seq
+        self.exch_ts = exch_ts
+        self.local_ts = local_ts
+        self.bids = bids
+        self.asks = asks
+        self.topic = topic
+
+    def __repr__(self) -> str:
+        kind = "snapshot" if self.snapshot else "delta"
+        return f"BookMsg({self.symbol} {kind} u={self.update_id} seq={self.seq})"
+
+
+class OpReply:
+    __slots__ = ("op", "success", "ret_msg", "req_id")
+
+    def __init__(self, op, success, ret_msg, req_id):
+        self.op = op
+        self.success = success
+        self.ret_msg = ret_msg
+        self.req_id = req_id
+
+
+def _levels(raw, field: str) -> list[tuple[float, float]]:
+    try:
+        return [(float(p), float(q)) for p, q in raw]
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"field {field!r}: expected [[price, size], ...] decimal strings ({exc})") from None
+
+
+def parse_frame(frame: bytes | str, local_ts: int):
+    """Returns ``(kind, symbol, value)``: ``"book"`` (BookMsg), ``"trades"`` (list of row tuples),
+    ``"op"`` (OpReply) or ``"other"`` (topic name).  Raises ProtocolError on bad input."""
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON ({exc}): {bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80]!r}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(msg).__name__}")
+    topic = msg.get("topic")
+    if topic is None:
+        if "op" in msg:
+            return "op", None, OpReply(msg["op"], bool(msg.get("success", msg.get("retCode", 1) == 0)),
+                                       msg.get("ret_msg", msg.get("retMsg", "")), msg.get("req_id", msg.get("reqId")))
+        raise ProtocolError("frame with neither 'topic' nor 'op'")
+    try:
+        if topic.startswith("orderbook."):
+            data = msg["data"]
+            kind = msg["type"]
+            if kind not in ("snapshot", "delta"):
+                raise ProtocolError(f"{topic}: unknown type {kind!r}")
+            return "book", data["s"], BookMsg(
+                data["s"], kind == "snapshot", int(data["u"]), int(data.get("seq", 0)), int(msg["ts"]) * MS,
+                local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"), topic,
+            )
+        if topic.startswith("publicTrade."):
+            rows = []
+            symbol = topic[len("publicTrade."):]
+            for t in msg["data"]:
+                rows.append((BUY_TRADE if t["S"] == "Buy" else SELL_TRADE, int(t["T"]) * MS, local_ts,
+                             float(t["p"]), float(t["v"]), 0, 0, 0.0))
+            return "trades", symbol, (rows, [t.get("i") for t in msg["data"]])
+    except KeyError as exc:
+        raise ProtocolError(f"{topic} frame without field {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(f"{topic} frame with a bad value ({exc})") from None
+    return "other", None, topic

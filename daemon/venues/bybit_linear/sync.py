@@ -1,0 +1,143 @@
+"""Bybit v5 order book rules, one state machine per symbol (no I/O).
+
+- A ``snapshot`` resets the book, whenever it comes (first, mid-stream, ``u=1`` after a service
+  restart); it may arrive before the subscribe ack, so nothing here depends on acks.
+- ``u=1`` with both sides empty: delisting or pre-auction; the book is unavailable until the next
+  snapshot with levels.
+- A snapshot repeating the live ``u`` with the same levels (level 1 re-sends every 3 s) changes
+  nothing and is not a gap.
+- ``delta``: size 0 deletes, unknown price inserts, known price updates.  ``u`` must be the previous
+  ``u`` + 1: the same ``u`` again is a duplicate (ignored); a jump or a regression means data was
+  lost or reordered: the book is invalidated and the session resubscribes for a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from daemon.book import LevelBook
+from daemon.records import (
+    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows,
+)
+from daemon.venues.bybit_linear.parse import BookMsg
+
+__all__ = ["BookState", "Action", "BybitBookSync"]
+
+
+class BookState(enum.Enum):
+    WAIT_SNAPSHOT = "waiting for a snapshot"
+    LIVE = "live"
+    UNAVAILABLE = "unavailable (u=1 empty snapshot: delisted or in auction)"
+    FAILED = "failed"
+
+
+class Action(enum.Enum):
+    NONE = 0
+    RESUBSCRIBE = 1
+
+
+class BybitBookSync:
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.state = BookState.WAIT_SNAPSHOT
+        self.book = LevelBook()
+        self.last_id = -1
+        self._published = False
+        self.log: list[str] = []
+        self.resyncs = 0
+        self.syncs = 0
+        self.duplicates = 0
+        self.restarts = 0
+
+    @property
+    def live(self) -> bool:
+        return self.state is BookState.LIVE
+
+    def on_message(self, msg: BookMsg, out: list) -> Action:
+        if self.state is BookState.FAILED:
+            return Action.NONE
+        if msg.snapshot:
+            return self._on_snapshot(msg, out)
+        if self.state is not BookState.LIVE:
+            return Action.NONE  # a delta without a base book is useless; the snapshot is on its way
+        uid = msg.update_id
+        last = self.last_id
+        if uid == last + 1:
+            self._apply(msg, out, BID_DEPTH, ASK_DEPTH)
+            if self.book.crossed():
+                return self._lose_sync(out, msg, f"{self.symbol}: book crossed after u={uid}; resubscribing")
+            return Action.NONE
+        if uid == last:
+            self.duplicates += 1
+            self.log.append(f"{self.symbol}: ignored a duplicate delta u={uid}")
+            return Action.NONE
+        what = "jumped" if uid > last else "went backwards"
+        return self._lose_sync(out, msg, f"{self.symbol}: u {what} ({last} -> {uid}); resubscribing")
+
+    def on_disconnect(self, out: list, reason: str) -> None:
+        if self.state is BookState.FAILED:
+            return
+        self._invalidate(out, 0, 0)
+        self.state = BookState.WAIT_SNAPSHOT
+        self.log.append(f"{self.symbol}: book invalid ({reason})")
+
+    def fail(self, out: list, reason: str) -> None:
+        self._invalidate(out, 0, 0)
+        self.state = BookState.FAILED
+        self.log.append(f"{self.symbol}: disabled ({reason})")
+
+    def _on_snapshot(self, msg: BookMsg, out: list) -> Action:
+        uid = msg.update_id
+        if uid == 1 and not msg.bids and not msg.asks:
+            self._invalidate(out, msg.exch_ts, msg.local_ts)
+            self.state = BookState.UNAVAILABLE
+            self.last_id = uid
+            self.log.append(f"{self.symbol}: empty u=1 snapshot (delisted or auction); book unavailable")
+            return Action.NONE
+        if self.state is BookState.LIVE and uid == self.last_id and self._same_levels(msg):
+            return Action.NONE  # level-1 style resend: nothing changed
+        if msg.bids and msg.asks and max(p for p, _ in msg.bids) >= min(p for p, _ in msg.asks):
+            return self._lose_sync(out, msg, f"{self.symbol}: crossed snapshot u={uid}; resubscribing")
+        was = self.state
+        self.book.clear()
+        out.extend(clear_rows(msg.exch_ts, msg.local_ts, msg.seq))
+        self._apply(msg, out, BID_SNAPSHOT, ASK_SNAPSHOT)
+        self.state = BookState.LIVE
+        self._published = True
+        self.syncs += 1
+        if uid == 1 and was is BookState.LIVE:
+            self.restarts += 1
+            self.log.append(f"{self.symbol}: u=1 snapshot (venue service restart); book reset")
+        elif was is BookState.LIVE:
+            self.log.append(f"{self.symbol}: mid-stream snapshot u={uid}; book reset")
+        else:
+            self.log.append(f"{self.symbol}: book live at u={uid}")
+        return Action.NONE
+
+    def _same_levels(self, msg: BookMsg) -> bool:
+        return dict(msg.bids) == self.book.bids and dict(msg.asks) == self.book.asks
+
+    def _apply(self, msg: BookMsg, out: list, bid_ev: int, ask_ev: int) -> None:
+        book = self.book
+        exch_ts, local_ts, seq = msg.exch_ts, msg.local_ts, msg.seq
+        for px, qty in msg.bids:
+            book.set_bid(px, qty)
+            out.append((bid_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0))
+        for px, qty in msg.asks:
+            book.set_ask(px, qty)
+            out.append((ask_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0))
+        self.last_id = msg.update_id
+
+    def _invalidate(self, out: list, exch_ts: int, local_ts: int) -> None:
+        if self._published:
+            out.extend(clear_rows(exch_ts, local_ts, INVALID_BOOK_IVAL))
+            self._published = False
+        self.book.clear()
+        self.last_id = -1
+
+    def _lose_sync(self, out: list, msg: BookMsg, note: str) -> Action:
+        self.resyncs += 1
+        self._invalidate(out, msg.exch_ts, msg.local_ts)
+        self.state = BookState.WAIT_SNAPSHOT
+        self.log.append(note)
+        return Action.RESUBSCRIBE
