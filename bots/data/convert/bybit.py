@@ -1,0 +1,218 @@
+"""Bybit v5 ``orderbook.N`` / ``publicTrade`` messages to event rows.
+
+Inputs, one message a line (``.zip`` first member, ``.gz`` or plain):
+
+* Bybit's historical order-book download (``2024-12-01_XRPUSDT_ob500.data``): bare JSON lines with
+  only exchange timestamps.  ``local_ts`` is then ``exch_ts + feed_latency_ns``, an artificial feed
+  latency as in hftbacktest's ``bybithistmktdata`` converter;
+* collector recordings ``<local stamp> <JSON>``, whose own receive stamps are used.
+
+Optionally Bybit's historical trades CSV (``timestamp,symbol,side,size,price,...``, ``.csv.gz``).
+
+Row mapping:
+
+* ``snapshot``: per side a ``DEPTH_CLEAR_EVENT`` up to that side's last level, then its
+  ``DEPTH_SNAPSHOT_EVENT`` rows (every new snapshot resets the book, as Bybit specifies); a snapshot
+  with an empty side (delisting, ``u=1`` resets) first clears the whole book (a side-less clear);
+* ``delta``: one ``DEPTH_EVENT`` row per level, bids then asks, size 0 deletes; deltas seen before
+  the first snapshot are dropped (they patch a book we do not have);
+* ``publicTrade``: one ``TRADE_EVENT`` row per trade, ``exch_ts`` = ``T``, side = taker side ``S``.
+
+Message ``ts`` (ms) is the depth rows' ``exch_ts``.  Only one depth topic is used: the first
+``orderbook.N`` seen, or ``depth_levels`` when given; others are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
+from bots.data.convert.binance_usdm import ConvertStats
+from bots.errors import DataError
+from shm.dtypes import (
+    BUY_EVENT,
+    DEPTH_CLEAR_EVENT,
+    DEPTH_EVENT,
+    DEPTH_SNAPSHOT_EVENT,
+    SELL_EVENT,
+    TRADE_EVENT,
+)
+
+__all__ = ["convert", "orderbook_records", "public_trade_records", "trade_csv_records", "DEFAULT_FEED_LATENCY_NS"]
+
+_MS = 1_000_000
+#: Artificial feed latency for recordings without local stamps (Bybit's public ob500 files).
+DEFAULT_FEED_LATENCY_NS = 5_000_000
+
+
+def orderbook_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
+    """Rows of one ``orderbook.N`` message (snapshot or delta)."""
+    exch_ts = int(message["ts"]) * _MS
+    local = exch_ts + feed_latency_ns if local_ts is None else local_ts
+    data = message["data"]
+    bids = data.get("b", [])
+    asks = data.get("a", [])
+    kind = message["type"]
+    rows: list[tuple] = []
+    if kind == "snapshot":
+        if not bids or not asks:
+            rows.append((DEPTH_CLEAR_EVENT, exch_ts, local, 0.0, 0.0, 0, 0, 0.0))
+        for levels, side in ((bids, BUY_EVENT), (asks, SELL_EVENT)):
+            if not levels:
+                continue
+            rows.append((DEPTH_CLEAR_EVENT | side, exch_ts, local, float(levels[-1][0]), 0.0, 0, 0, 0.0))
+            rows += [(DEPTH_SNAPSHOT_EVENT | side, exch_ts, local, float(px), float(qty), 0, 0, 0.0)
+                     for px, qty in levels]
+    elif kind == "delta":
+        for levels, side in ((bids, BUY_EVENT), (asks, SELL_EVENT)):
+            rows += [(DEPTH_EVENT | side, exch_ts, local, float(px), float(qty), 0, 0, 0.0)
+                     for px, qty in levels]
+    else:
+        raise ValueError(f"unknown orderbook message type {kind!r}")
+    return rows
+
+
+def public_trade_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
+    """Rows of one ``publicTrade`` message (one per trade; ``S`` is the taker side)."""
+    rows = []
+    for trade in message["data"]:
+        exch_ts = int(trade["T"]) * _MS
+        local = exch_ts + feed_latency_ns if local_ts is None else local_ts
+        side = BUY_EVENT if trade["S"] == "Buy" else SELL_EVENT
+        rows.append((TRADE_EVENT | side, exch_ts, local, float(trade["p"]), float(trade["v"]), 0, 0, 0.0))
+    return rows
+
+
+def trade_csv_records(row: dict, feed_latency_ns: int) -> tuple:
+    """One row of Bybit's historical trades CSV (``timestamp`` in seconds with a fraction)."""
+    seconds, _, fraction = row["timestamp"].partition(".")
+    exch_ts = int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    side = BUY_EVENT if row["side"] == "Buy" else SELL_EVENT
+    return (TRADE_EVENT | side, exch_ts, exch_ts + feed_latency_ns, float(row["price"]), float(row["size"]),
+            0, 0, 0.0)
+
+
+class _Session:
+    """Per-file state: which depth topic is used and whether its first snapshot has been seen."""
+
+    def __init__(self, depth_levels: int | None, feed_latency_ns: int, stats: ConvertStats) -> None:
+        self.depth_topic_levels = depth_levels
+        self.feed_latency_ns = feed_latency_ns
+        self.have_snapshot = False
+        self.stats = stats
+
+    def records(self, message: dict, local_ts: int | None) -> list[tuple]:
+        topic = message.get("topic")
+        if topic is None:
+            self.stats.skip("no-topic")  # subscription acks, pongs, errors
+            return []
+        if topic.startswith("orderbook."):
+            levels = int(topic.split(".")[1])
+            if self.depth_topic_levels is None:
+                self.depth_topic_levels = levels
+            if levels != self.depth_topic_levels:
+                self.stats.skip(f"orderbook.{levels}")
+                return []
+            if message.get("type") == "snapshot":
+                self.have_snapshot = True
+            elif not self.have_snapshot:
+                self.stats.skip("delta-before-snapshot")
+                return []
+            return orderbook_records(message, local_ts, self.feed_latency_ns)
+        if topic.startswith("publicTrade."):
+            return public_trade_records(message, local_ts, self.feed_latency_ns)
+        self.stats.skip(topic.split(".")[0])
+        return []
+
+
+def convert(
+    path: str | Path,
+    *,
+    trades_path: str | Path | None = None,
+    feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
+    depth_levels: int | None = None,
+    base_latency_ns: int = 0,
+    progress: bool = False,
+    stats: ConvertStats | None = None,
+) -> np.ndarray:
+    """Convert a Bybit order-book (+ trades) file to an event array (ordered, flagged, validated)."""
+    if feed_latency_ns < 0:
+        raise DataError(f"feed_latency_ns={feed_latency_ns}: must be >= 0")
+    path = Path(path)
+    stats = stats if stats is not None else ConvertStats()
+    session = _Session(depth_levels, feed_latency_ns, stats)
+    rows = RowBuffer()
+    lines, consumed, size = open_lines(path)
+    shown = Progress(f"convert {path.name}", size, progress)
+    line_no = 0
+    try:
+        for line_no, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                local_ts = None
+                if line[:1].isdigit():  # collector format: "<local stamp> <json>"
+                    stamp, _, line = line.partition(b" ")
+                    local_ts = to_ns(int(stamp))
+                out = session.records(orjson.loads(line), local_ts)
+            except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
+                raise DataError(f"{path}: line {line_no}: malformed Bybit message ({exc!r})") from exc
+            rows.extend(out)
+            if line_no % 4096 == 0:
+                shown.update(consumed(), rows.rows)
+    finally:
+        shown.close()
+    stats.lines = line_no
+    if trades_path is not None:
+        _read_trades_csv(Path(trades_path), rows, feed_latency_ns, stats)
+    arr = finish(rows, str(path), base_latency_ns)
+    stats.rows = len(arr)
+    return arr
+
+
+def _read_trades_csv(path: Path, rows: RowBuffer, feed_latency_ns: int, stats: ConvertStats) -> None:
+    lines, _, _ = open_lines(path)
+    text = io.TextIOWrapper(_IterStream(lines), encoding="utf-8", newline="")
+    reader = csv.DictReader(text)
+    required = {"timestamp", "side", "size", "price"}
+    if reader.fieldnames is None or not required <= set(reader.fieldnames):
+        raise DataError(f"{path}: trades CSV needs columns {sorted(required)}, found {reader.fieldnames}")
+    batch = []
+    for line_no, row in enumerate(reader, start=2):
+        try:
+            batch.append(trade_csv_records(row, feed_latency_ns))
+        except (ValueError, KeyError) as exc:
+            raise DataError(f"{path}: line {line_no}: malformed trade row ({exc!r})") from exc
+        if len(batch) >= 65_536:
+            rows.extend(batch)
+            batch = []
+    rows.extend(batch)
+    stats.lines += reader.line_num
+
+
+class _IterStream(io.RawIOBase):
+    """A readable binary stream over an iterator of byte lines (for ``csv`` over gzip/zip input)."""
+
+    def __init__(self, lines) -> None:
+        self._lines = iter(lines)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._rest:
+            try:
+                self._rest = next(self._lines)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
