@@ -37,6 +37,8 @@ class Link:
         self.ws = ws
         self.serial = serial
         self.opened_at = time.monotonic()
+        #: arrival of the last frame that proves the subscription delivers (set by the venue hooks:
+        #: depth frames for a book connection, so trades alone do not hide a silent depth stream)
         self.last_frame_ns = time.time_ns()
         self.subscribed_at = self.opened_at
         self.resubscribed = False
@@ -140,7 +142,6 @@ class StreamGroup:
                 msg = await ws.receive()
                 if msg.type is TEXT or msg.type is BINARY:
                     local_ts = time.time_ns()
-                    link.last_frame_ns = local_ts
                     if link is self.active:
                         hooks.on_frame(link, msg.data, local_ts)
                     elif link is self.candidate:

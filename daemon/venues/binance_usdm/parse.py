@@ -61,6 +61,12 @@ class ControlReply:
         self.message = message
 
 
+def _head(frame: bytes | str) -> str:
+    """The start of a bad frame for the log line."""
+    text = frame.decode("utf-8", "replace") if isinstance(frame, (bytes, bytearray, memoryview)) else str(frame)
+    return repr(text[:80])
+
+
 def _levels(raw, field: str) -> list[tuple[float, float]]:
     try:
         return [(float(p), float(q)) for p, q in raw]
@@ -78,7 +84,7 @@ def parse_frame(frame: bytes | str, local_ts: int):
     try:
         msg = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON ({exc}): {bytes(frame[:80])!r}") from None
+        raise ProtocolError(f"not JSON ({exc}): {_head(frame)}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"expected a JSON object, got {type(msg).__name__}")
     data = msg.get("data", msg) if "stream" in msg else msg
@@ -105,7 +111,7 @@ def parse_frame(frame: bytes | str, local_ts: int):
             if err:
                 return "control", None, ControlReply(msg.get("id"), False, None, f"{err.get('code')}: {err.get('msg')}")
             return "control", None, ControlReply(msg.get("id"), True, msg.get("result"), "")
-        raise ProtocolError(f"frame without an event type: {bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80]!r}")
+        raise ProtocolError(f"frame without an event type: {_head(frame)}")
     return "other", data.get("s"), event
 
 

@@ -97,7 +97,9 @@ class _Group:
         return None  # aiohttp sends ping frames (heartbeat) and answers the venue's pings
 
     def on_frame(self, link: Link, data, local_ts: int) -> None:
-        self.md.handle_frame(data, local_ts)
+        kind = self.md.handle_frame(data, local_ts)
+        if kind == "depth" or (not self.carries_depth and kind != "control" and kind is not None):
+            link.last_frame_ns = local_ts
 
     # -- make-before-break --------------------------------------------------------------------
     def begin_candidate(self) -> None:
@@ -190,7 +192,28 @@ class BinanceMarketData:
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self) -> None:
+        await self._check_symbols()
         await asyncio.gather(*(g.run() for g in self.groups))
+
+    async def _check_symbols(self) -> None:
+        """Disable configured symbols the venue does not list (one clear line each); if the venue is
+        unreachable now, carry on: the books simply stay invalid until it answers."""
+        url = f"{self.cfg.rest_url}/fapi/v1/exchangeInfo"
+        try:
+            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=self.cfg.rest_timeout_s)) as resp:
+                if resp.status != 200:
+                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+                info = orjson.loads(await resp.read())
+            listed = {s.get("symbol") for s in info.get("symbols", [])}
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError, AttributeError) as exc:
+            self.log.warning("%s: cannot check symbols at %s (%r); continuing", VENUE, url, exc)
+            return
+        for sym, sync in self.syncs.items():
+            if sym not in listed:
+                rows: list = []
+                sync.fail(rows, "the venue does not list this symbol (exchangeInfo)")
+                self.log.error("%s: %s", VENUE, sync.log.pop())
+                sync.log.clear()
 
     async def stop(self) -> None:
         for task in self._fetching.values():
@@ -199,14 +222,16 @@ class BinanceMarketData:
             await g.stop()
 
     # -- frames ---------------------------------------------------------------------------------
-    def handle_frame(self, data, local_ts: int) -> None:
+    def handle_frame(self, data, local_ts: int) -> str | None:
+        """Parse and apply one frame; returns its kind (None for a bad frame)."""
         try:
             item = parse_frame(data, local_ts)
         except ProtocolError as exc:
             self.protocol_errors += 1
             self.log.warning("%s: dropped a bad frame: %s", VENUE, exc)
-            return
+            return None
         self._dispatch(item)
+        return item[0]
 
     def replay(self, items: list[tuple]) -> None:
         for item in items:

@@ -47,6 +47,12 @@ class OpReply:
         self.req_id = req_id
 
 
+def _head(frame: bytes | str) -> str:
+    """The start of a bad frame for the log line."""
+    text = frame.decode("utf-8", "replace") if isinstance(frame, (bytes, bytearray, memoryview)) else str(frame)
+    return repr(text[:80])
+
+
 def _levels(raw, field: str) -> list[tuple[float, float]]:
     try:
         return [(float(p), float(q)) for p, q in raw]
@@ -60,7 +66,7 @@ def parse_frame(frame: bytes | str, local_ts: int):
     try:
         msg = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON ({exc}): {bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80]!r}") from None
+        raise ProtocolError(f"not JSON ({exc}): {_head(frame)}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"expected a JSON object, got {type(msg).__name__}")
     topic = msg.get("topic")

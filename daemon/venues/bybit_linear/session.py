@@ -61,7 +61,8 @@ class _Hooks:
             await link.ws.send_str(orjson.dumps({"req_id": f"ping-{self._ping_id}", "op": "ping"}).decode())
 
     def on_frame(self, link: Link, data, local_ts: int) -> None:
-        self.md.handle_frame(link, data, local_ts)
+        if self.md.handle_frame(link, data, local_ts) == "book":
+            link.last_frame_ns = local_ts
 
     def begin_candidate(self) -> None:
         self._cand = []
@@ -151,17 +152,19 @@ class BybitMarketData:
         await self.group.stop()
 
     # -- frames ---------------------------------------------------------------------------------
-    def handle_frame(self, link: Link, data, local_ts: int) -> None:
+    def handle_frame(self, link: Link, data, local_ts: int) -> str | None:
+        """Parse and apply one frame; returns its kind (None for a bad frame)."""
         try:
             item = parse_frame(data, local_ts)
         except ProtocolError as exc:
             self.protocol_errors += 1
             self.log.warning("%s: dropped a bad frame: %s", VENUE, exc)
-            return
+            return None
         if item[0] == "op":
             self._on_op(link, item[2])
-            return
-        self.dispatch(item)
+        else:
+            self.dispatch(item)
+        return item[0]
 
     def dispatch(self, item: tuple) -> None:
         kind, sym, val = item

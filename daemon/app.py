@@ -1,0 +1,131 @@
+"""The daemon process: every configured venue session, their rings, and systemd supervision.
+
+``READY=1`` goes out once every configured book is live (or after ``ready_timeout_s`` with a STATUS
+saying which are not, so a dead venue does not hold the unit in "activating" forever); ``WATCHDOG=1``
+is sent from the event loop itself, so a stuck loop stops the pings and systemd restarts us;
+``STATUS=`` carries the books' state; SIGTERM sends ``STOPPING=1`` and shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Callable
+
+import aiohttp
+
+from daemon.config import DaemonConfig, VenueConfig
+from daemon.publish import Publisher, RingPublisher, ring_segment_name
+from daemon.sdnotify import Notifier
+
+__all__ = ["Daemon", "make_session"]
+
+log = logging.getLogger("hftd.daemon")
+
+
+def make_session(cfg: VenueConfig, publishers: dict[str, Publisher], http: aiohttp.ClientSession):
+    if cfg.name == "binance-usdm":
+        from daemon.venues.binance_usdm.session import BinanceMarketData
+
+        return BinanceMarketData(cfg, publishers, http)
+    from daemon.venues.bybit_linear.session import BybitMarketData
+
+    return BybitMarketData(cfg, publishers, http)
+
+
+def ring_publisher(venue: VenueConfig, symbol: str) -> Publisher:
+    return RingPublisher(ring_segment_name(venue.name, symbol), capacity=venue.ring_capacity, mode=venue.ring_mode)
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig, *, notifier: Notifier | None = None,
+                 publisher_factory: Callable[[VenueConfig, str], Publisher] = ring_publisher) -> None:
+        self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        self.publisher_factory = publisher_factory
+        self.publishers: dict[tuple[str, str], Publisher] = {}
+        self.sessions: list = []
+        self.stop_event = asyncio.Event()
+        self.ready_sent = False
+
+    def all_live(self) -> bool:
+        return bool(self.sessions) and all(s.all_live() for s in self.sessions)
+
+    def status_text(self) -> str:
+        return "; ".join(s.status() for s in self.sessions) or "starting"
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop, sig)
+            except (NotImplementedError, RuntimeError):
+                pass  # not the main thread (tests): the caller stops us through request_stop
+        for venue in self.cfg.venues:
+            for sym in venue.symbols:
+                self.publishers[(venue.name, sym)] = self.publisher_factory(venue, sym)
+        async with aiohttp.ClientSession() as http:
+            for venue in self.cfg.venues:
+                pubs = {sym: self.publishers[(venue.name, sym)] for sym in venue.symbols}
+                self.sessions.append(make_session(venue, pubs, http))
+            log.info("starting %d venue session(s): %s", len(self.sessions),
+                     ", ".join(f"{v.name} [{', '.join(v.symbols)}]" for v in self.cfg.venues))
+            tasks = [asyncio.create_task(s.run(), name=f"session-{i}") for i, s in enumerate(self.sessions)]
+            tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
+            stopper = asyncio.create_task(self.stop_event.wait())
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
+            for t in failed:
+                log.error("internal task %s failed: %r", t.get_name(), t.exception())
+            self.notifier.stopping(f"stopping; {self.status_text()}")
+            for s in self.sessions:
+                await s.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            stopper.cancel()
+        for pub in self.publishers.values():
+            pub.close()
+        self.notifier.close()
+        log.info("stopped")
+        return 1 if failed else 0
+
+    def request_stop(self, sig=None) -> None:
+        if sig is not None:
+            log.info("received %s; stopping", signal.Signals(sig).name)
+        self.stop_event.set()
+
+    async def _supervise(self) -> None:
+        """Heartbeats into the rings, READY/WATCHDOG/STATUS to systemd, all from the event loop."""
+        n = self.notifier
+        started = time.monotonic()
+        wd_interval = n.watchdog_interval_s
+        last_wd = last_status = 0.0
+        last_text = ""
+        tick_s = 0.05 if wd_interval is None else min(0.05, wd_interval / 4)
+        while True:
+            now = time.monotonic()
+            for pub in self.publishers.values():
+                pub.heartbeat()
+            if wd_interval is not None and now - last_wd >= wd_interval:
+                n.watchdog()
+                last_wd = now
+            text = self.status_text()
+            if not self.ready_sent:
+                if self.all_live():
+                    self.ready_sent = True
+                    n.ready(f"ready: {text}")
+                    log.info("all books live; ready (%s)", text)
+                    last_text, last_status = text, now
+                elif now - started > self.cfg.ready_timeout_s:
+                    self.ready_sent = True
+                    n.ready(f"ready with books not live after {self.cfg.ready_timeout_s:.0f} s: {text}")
+                    log.warning("not every book is live after %.0f s; reporting ready anyway: %s",
+                                self.cfg.ready_timeout_s, text)
+                    last_text, last_status = text, now
+            if text != last_text and now - last_status >= self.cfg.status_interval_s:
+                n.status(text if self.ready_sent else f"starting: {text}")
+                last_text, last_status = text, now
+            await asyncio.sleep(tick_s)
