@@ -1,0 +1,18 @@
+"""The bot API (hftbacktest 2.x source-compatible) and its backtest binding.
+
+A strategy written for hftbacktest runs here with only its imports changed::
+
+    from bots import BacktestAsset, ROIVectorMarketDepthBacktest, GTX, LIMIT, Recorder
+"""
+
+from bots.asset import BacktestAsset, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest
+from bots.constants import *  # noqa: F401,F403  (the constants are the API)
+from bots.constants import __all__ as _constants_all
+from bots.errors import BotsError, ConfigError, DataError
+from bots.recorder import Recorder, RecorderFull
+from shm.dtypes import event_dtype
+
+__all__ = [
+    "BacktestAsset", "HashMapMarketDepthBacktest", "ROIVectorMarketDepthBacktest", "Recorder",
+    "RecorderFull", "BotsError", "ConfigError", "DataError", "event_dtype", *_constants_all,
+]

@@ -1,0 +1,507 @@
+"""The ``hbt`` object of a backtest: a thin typed view (numba structref) over the simulator's arrays.
+
+Every method is a one-line ``overload_method`` forwarding to an ``@njit(cache=True)`` kernel in
+:mod:`bots.sim`, so a strategy compiled with ``cache=True`` reloads from numba's cache in a new
+process (structref types pickle by value, unlike jitclass instances: numba#6522/#9659).
+
+The surface is hftbacktest 2.x's: ``elapse``, ``wait_next_feed``, ``submit_buy_order``, ``depth``,
+``orders``, ... with the same arguments, return codes and field names.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+from numba import from_dtype, njit, types
+from numba.core.extending import overload, overload_attribute, overload_method
+from numba.experimental import structref
+from numba.typed import List
+
+from bots.sim import depth as dp
+from bots.sim import engine as en
+from bots.sim import local as lc
+from bots.sim import orders as od
+from bots.sim.fees import F_LOT, F_TICK
+from bots.sim.layout import order_dtype, state_values_dtype
+from shm.dtypes import event_dtype
+
+__all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type"]
+
+_event_t = types.Array(from_dtype(event_dtype), 1, "C", readonly=True)
+_order_arr_t = types.Array(from_dtype(order_dtype), 1, "C")
+_i64_1 = types.Array(types.int64, 1, "C")
+_i64_2 = types.Array(types.int64, 2, "C")
+_f64_2 = types.Array(types.float64, 2, "C")
+_i32_2 = types.Array(types.int32, 2, "C")
+
+#: (name, numba type) of every field of the backtest struct, in constructor order.
+BT_FIELD_TYPES = [
+    ("n_assets", types.int64),
+    ("cur_ts", types.int64),
+    ("started", types.int64),
+    ("evs", _i64_1),
+    ("cfg_f", _f64_2),
+    ("cfg_i", _i64_2),
+    ("chunks", types.ListType(_event_t)),
+    ("chunk_first", _i64_1),
+    ("chunk_count", _i64_1),
+    ("chunk_released", _i64_1),
+    ("chunk_mapped", _i64_1),
+    ("cursor", _i64_2),
+    ("depth_i", _i64_2),
+    ("bid_qty", _f64_2),
+    ("ask_qty", _f64_2),
+    ("xcnt_bid", _i32_2),
+    ("xcnt_ask", _i32_2),
+    ("lord", _order_arr_t),
+    ("xord", _order_arr_t),
+    ("tmp", _order_arr_t),
+    ("cnt", _i64_1),
+    ("bus", types.Array(from_dtype(order_dtype), 2, "C")),
+    ("bus_i", _i64_2),
+    ("xalive", _i64_1),
+    ("x_out", _i64_1),
+    ("state", types.Array(from_dtype(state_values_dtype), 1, "C")),
+    ("trades", types.Array(from_dtype(event_dtype), 2, "C")),
+    ("n_trades", _i64_1),
+    ("feed_lat", _i64_2),
+    ("order_lat", _i64_2),
+    ("lat_rows", _i64_2),
+    ("lat_off", _i64_1),
+    ("lat_rn", _i64_2),
+]
+
+
+@structref.register
+class BacktestType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Backtest(structref.StructRefProxy):
+    """The bot's handle on a backtest; pass it to an ``@njit`` strategy."""
+
+    @property
+    def current_timestamp(self) -> int:
+        return _current_timestamp(self)
+
+    @property
+    def num_assets(self) -> int:
+        return _num_assets(self)
+
+    def close(self) -> int:
+        return 0
+
+
+structref.define_constructor(Backtest, BacktestType, [n for n, _ in BT_FIELD_TYPES])
+structref.define_boxing(BacktestType, Backtest)
+bt_type = BacktestType(BT_FIELD_TYPES)
+
+
+@njit(cache=True)
+def _current_timestamp(bt):
+    return bt.cur_ts
+
+
+@njit(cache=True)
+def _num_assets(bt):
+    return bt.n_assets
+
+
+# -- views ------------------------------------------------------------------------------------------
+
+@structref.register
+class DepthViewType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+@structref.register
+class OrderDictType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+@structref.register
+class ValuesType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+depth_view_type = DepthViewType([("bt", bt_type), ("a", types.int64)])
+order_dict_type = OrderDictType([("bt", bt_type), ("a", types.int64)])
+values_type = ValuesType([("bt", bt_type), ("a", types.int64), ("pos", types.int64), ("cur", types.int64)])
+
+
+@njit(cache=True)
+def _depth_view(bt, a):
+    v = structref.new(depth_view_type)
+    v.bt = bt
+    v.a = a
+    return v
+
+
+@njit(cache=True)
+def _order_dict(bt, a):
+    v = structref.new(order_dict_type)
+    v.bt = bt
+    v.a = a
+    return v
+
+
+@njit(cache=True)
+def _values(bt, a):
+    v = structref.new(values_type)
+    v.bt = bt
+    v.a = a
+    v.pos = 0
+    v.cur = -1
+    return v
+
+
+# depth(a) --------------------------------------------------------------------------------------
+
+def _depth_attr(name, fn):
+    def typer(v):
+        def impl(v):
+            return fn(v)
+        return impl
+    overload_attribute(DepthViewType, name)(typer)
+
+
+@njit(cache=True)
+def _bbt(v):
+    return v.bt.depth_i[2 * v.a, dp.BEST_BID]
+
+
+@njit(cache=True)
+def _bat(v):
+    return v.bt.depth_i[2 * v.a, dp.BEST_ASK]
+
+
+@njit(cache=True)
+def _bb(v):
+    t = v.bt.depth_i[2 * v.a, dp.BEST_BID]
+    return np.nan if t == dp.INVALID_MIN else t * v.bt.cfg_f[v.a, F_TICK]
+
+
+@njit(cache=True)
+def _ba(v):
+    t = v.bt.depth_i[2 * v.a, dp.BEST_ASK]
+    return np.nan if t == dp.INVALID_MAX else t * v.bt.cfg_f[v.a, F_TICK]
+
+
+@njit(cache=True)
+def _bbq(v):
+    t = v.bt.depth_i[2 * v.a, dp.BEST_BID]
+    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(v.bt, 2 * v.a, t)
+
+
+@njit(cache=True)
+def _baq(v):
+    t = v.bt.depth_i[2 * v.a, dp.BEST_ASK]
+    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(v.bt, 2 * v.a, t)
+
+
+@njit(cache=True)
+def _tick_size(v):
+    return v.bt.cfg_f[v.a, F_TICK]
+
+
+@njit(cache=True)
+def _lot_size(v):
+    return v.bt.cfg_f[v.a, F_LOT]
+
+
+@njit(cache=True)
+def _roi_lb(v):
+    return v.bt.depth_i[2 * v.a, dp.ROI_LB]
+
+
+@njit(cache=True)
+def _roi_ub(v):
+    return v.bt.depth_i[2 * v.a, dp.ROI_UB]
+
+
+@njit(cache=True)
+def _bid_depth(v):
+    d = 2 * v.a
+    return v.bt.bid_qty[d, : max(0, v.bt.depth_i[d, dp.ROI_UB] - v.bt.depth_i[d, dp.ROI_LB] + 1)]
+
+
+@njit(cache=True)
+def _ask_depth(v):
+    d = 2 * v.a
+    return v.bt.ask_qty[d, : max(0, v.bt.depth_i[d, dp.ROI_UB] - v.bt.depth_i[d, dp.ROI_LB] + 1)]
+
+
+for _name, _fn in [
+    ("best_bid_tick", _bbt), ("best_ask_tick", _bat), ("best_bid", _bb), ("best_ask", _ba),
+    ("best_bid_qty", _bbq), ("best_ask_qty", _baq), ("tick_size", _tick_size), ("lot_size", _lot_size),
+    ("roi_lb_tick", _roi_lb), ("roi_ub_tick", _roi_ub), ("bid_depth", _bid_depth), ("ask_depth", _ask_depth),
+]:
+    _depth_attr(_name, _fn)
+
+
+@overload_method(DepthViewType, "bid_qty_at_tick")
+def _ol_bid_qty_at_tick(v, price_tick):
+    def impl(v, price_tick):
+        return dp.bid_qty_at(v.bt, 2 * v.a, price_tick)
+    return impl
+
+
+@overload_method(DepthViewType, "ask_qty_at_tick")
+def _ol_ask_qty_at_tick(v, price_tick):
+    def impl(v, price_tick):
+        return dp.ask_qty_at(v.bt, 2 * v.a, price_tick)
+    return impl
+
+
+# orders(a) -------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _values_has_next(it):
+    bt = it.bt
+    n = bt.cnt[od.N_LORD]
+    p = it.pos
+    while p < n:
+        if bt.lord[p].asset_no == it.a:
+            it.cur = p
+            it.pos = p + 1
+            return True
+        p += 1
+    it.pos = n
+    it.cur = -1
+    return False
+
+
+@overload_method(ValuesType, "has_next")
+def _ol_has_next(it):
+    return lambda it: _values_has_next(it)
+
+
+@overload_method(ValuesType, "get")
+def _ol_values_get(it):
+    def impl(it):
+        if it.cur < 0:
+            raise IndexError("Values.get() called without a successful has_next()")
+        return it.bt.lord[it.cur]
+    return impl
+
+
+@overload_method(ValuesType, "next")
+def _ol_values_next(it):
+    def impl(it):
+        if _values_has_next(it):
+            return it.bt.lord[it.cur]
+        return None
+    return impl
+
+
+@overload_method(OrderDictType, "values")
+def _ol_values(o):
+    return lambda o: _values(o.bt, o.a)
+
+
+@overload_method(OrderDictType, "get")
+def _ol_orders_get(o, order_id):
+    def impl(o, order_id):
+        i = od.find(o.bt.lord, o.bt.cnt[od.N_LORD], o.a, np.uint64(order_id))
+        if i < 0:
+            return None
+        return o.bt.lord[i]
+    return impl
+
+
+@njit(cache=True)
+def _orders_len(o):
+    n = 0
+    for i in range(o.bt.cnt[od.N_LORD]):
+        if o.bt.lord[i].asset_no == o.a:
+            n += 1
+    return n
+
+
+@overload(len)
+def _ol_len(o):
+    if isinstance(o, OrderDictType):
+        return lambda o: _orders_len(o)
+
+
+@overload(operator.contains)
+def _ol_contains(o, order_id):
+    if isinstance(o, OrderDictType):
+        def impl(o, order_id):
+            return od.find(o.bt.lord, o.bt.cnt[od.N_LORD], o.a, np.uint64(order_id)) >= 0
+        return impl
+
+
+# the backtest itself ---------------------------------------------------------------------------
+
+@overload_attribute(BacktestType, "current_timestamp")
+def _ol_cur_ts(bt):
+    return lambda bt: bt.cur_ts
+
+
+@overload_attribute(BacktestType, "num_assets")
+def _ol_num_assets(bt):
+    return lambda bt: bt.n_assets
+
+
+@overload_method(BacktestType, "depth")
+def _ol_depth(bt, asset_no):
+    return lambda bt, asset_no: _depth_view(bt, asset_no)
+
+
+@overload_method(BacktestType, "orders")
+def _ol_orders(bt, asset_no):
+    return lambda bt, asset_no: _order_dict(bt, asset_no)
+
+
+@overload_method(BacktestType, "position")
+def _ol_position(bt, asset_no):
+    return lambda bt, asset_no: bt.state[asset_no].position
+
+
+@overload_method(BacktestType, "state_values")
+def _ol_state_values(bt, asset_no):
+    return lambda bt, asset_no: bt.state[asset_no]
+
+
+@overload_method(BacktestType, "last_trades")
+def _ol_last_trades(bt, asset_no):
+    return lambda bt, asset_no: bt.trades[asset_no, : bt.n_trades[asset_no]]
+
+
+@njit(cache=True)
+def _clear_last_trades(bt, a):
+    if a < 0:
+        bt.n_trades[:] = 0
+    else:
+        bt.n_trades[a] = 0
+
+
+@overload_method(BacktestType, "clear_last_trades")
+def _ol_clear_last_trades(bt, asset_no):
+    return lambda bt, asset_no: _clear_last_trades(bt, asset_no)
+
+
+@overload_method(BacktestType, "clear_inactive_orders")
+def _ol_clear_inactive(bt, asset_no):
+    return lambda bt, asset_no: od.clear_inactive(bt, asset_no)
+
+
+@njit(cache=True)
+def _submit(bt, a, order_id, side, price, qty, tif, order_type, wait):
+    oid = np.uint64(order_id)
+    rc = lc.submit(bt, a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
+    if rc != 0 or not wait:
+        return rc
+    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+
+
+@overload_method(BacktestType, "submit_buy_order")
+def _ol_submit_buy(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    def impl(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit(bt, asset_no, order_id, 1, price, qty, time_in_force, order_type, wait)
+    return impl
+
+
+@overload_method(BacktestType, "submit_sell_order")
+def _ol_submit_sell(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    def impl(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+        return _submit(bt, asset_no, order_id, -1, price, qty, time_in_force, order_type, wait)
+    return impl
+
+
+@njit(cache=True)
+def _modify(bt, a, order_id, price, qty, wait):
+    oid = np.uint64(order_id)
+    rc = lc.modify(bt, a, oid, float(price), float(qty), bt.cur_ts)
+    if rc != 0 or not wait:
+        return rc
+    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+
+
+@overload_method(BacktestType, "modify")
+def _ol_modify(bt, asset_no, order_id, price, qty, wait):
+    return lambda bt, asset_no, order_id, price, qty, wait: _modify(bt, asset_no, order_id, price, qty, wait)
+
+
+@njit(cache=True)
+def _cancel(bt, a, order_id, wait):
+    oid = np.uint64(order_id)
+    rc = lc.cancel(bt, a, oid, bt.cur_ts)
+    if rc != 0 or not wait:
+        return rc
+    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+
+
+@overload_method(BacktestType, "cancel")
+def _ol_cancel(bt, asset_no, order_id, wait):
+    return lambda bt, asset_no, order_id, wait: _cancel(bt, asset_no, order_id, wait)
+
+
+@overload_method(BacktestType, "elapse")
+def _ol_elapse(bt, duration):
+    return lambda bt, duration: en.elapse(bt, duration)
+
+
+@overload_method(BacktestType, "elapse_bt")
+def _ol_elapse_bt(bt, duration):
+    return lambda bt, duration: en.elapse(bt, duration)
+
+
+@overload_method(BacktestType, "wait_next_feed")
+def _ol_wait_next_feed(bt, include_order_resp, timeout):
+    return lambda bt, include_order_resp, timeout: en.wait_next_feed(bt, include_order_resp, timeout)
+
+
+@njit(cache=True)
+def _wait_order_response(bt, a, order_id, timeout):
+    return en.wait_order_response(bt, a, np.uint64(order_id), timeout)
+
+
+@overload_method(BacktestType, "wait_order_response")
+def _ol_wait_order_response(bt, asset_no, order_id, timeout):
+    return lambda bt, asset_no, order_id, timeout: _wait_order_response(bt, asset_no, order_id, timeout)
+
+
+@overload_method(BacktestType, "close")
+def _ol_close(bt):
+    return lambda bt: 0
+
+
+@njit(cache=True)
+def _feed_latency(bt, a):
+    if bt.feed_lat[a, 0] == 0:
+        return None
+    return (bt.feed_lat[a, 1], bt.feed_lat[a, 2])
+
+
+@njit(cache=True)
+def _order_latency(bt, a):
+    if bt.order_lat[a, 0] == 0:
+        return None
+    return (bt.order_lat[a, 1], bt.order_lat[a, 2], bt.order_lat[a, 3])
+
+
+@overload_method(BacktestType, "feed_latency")
+def _ol_feed_latency(bt, asset_no):
+    return lambda bt, asset_no: _feed_latency(bt, asset_no)
+
+
+@overload_method(BacktestType, "order_latency")
+def _ol_order_latency(bt, asset_no):
+    return lambda bt, asset_no: _order_latency(bt, asset_no)
+
+
+@overload_method(BacktestType, "_goto_end")
+def _ol_goto_end(bt):
+    return lambda bt: en.elapse(bt, en.I64_MAX)
+
+
+def new_chunk_list():
+    """An empty typed list of read-only event arrays (the struct's ``chunks`` field)."""
+    return List.empty_list(_event_t)

@@ -1,0 +1,163 @@
+"""Turn a list of :class:`bots.asset.BacktestAsset` into the flat arrays of one backtest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from bots.asset import BacktestAsset
+from bots.backtest import Backtest, new_chunk_list
+from bots.data.io import load_events, open_events_mmap
+from bots.errors import ConfigError, DataError
+from bots.sim import depth as dp
+from bots.sim.fees import F_CONTRACT, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
+from bots.sim.layout import order_dtype, state_values_dtype
+from shm.dtypes import event_dtype
+
+N_CFG = 10
+BUS_CAPACITY = 64
+ORDER_CAPACITY = 64
+
+
+def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
+    if arr.dtype != event_dtype:
+        raise DataError(f"{label}: wrong dtype {arr.dtype}, expected event_dtype")
+    if not (arr.flags.c_contiguous and arr.flags.aligned):
+        arr = np.ascontiguousarray(arr)
+    view = np.asarray(arr).view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+def _open(item, index: int) -> tuple[np.ndarray, bool]:
+    if isinstance(item, np.ndarray):
+        return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), False
+    arr = open_events_mmap(Path(item))
+    return _readonly(arr, str(item)), isinstance(arr, np.memmap)
+
+
+def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
+    if not assets:
+        raise ConfigError("assets: at least one BacktestAsset is required")
+    for i, asset in enumerate(assets):
+        if not isinstance(asset, BacktestAsset):
+            raise ConfigError(f"assets[{i}]: expected bots.BacktestAsset, got {type(asset).__name__}")
+        asset._checked(i, roi)
+    n = len(assets)
+    cfg_f = np.zeros((n, N_CFG), np.float64)
+    cfg_i = np.zeros((n, N_CFG), np.int64)
+    chunks = new_chunk_list()
+    chunk_first = np.zeros(n, np.int64)
+    chunk_count = np.zeros(n, np.int64)
+    mapped: list[int] = []
+    lat_parts = []
+    lat_off = np.zeros(n + 1, np.int64)
+    widths = []
+    for a, asset in enumerate(assets):
+        cfg_f[a, F_TICK] = asset._tick_size
+        cfg_f[a, F_LOT] = asset._lot_size
+        cfg_f[a, F_CONTRACT] = asset._contract_size
+        cfg_f[a, F_MAKER] = asset._maker_fee
+        cfg_f[a, F_TAKER] = asset._taker_fee
+        cfg_f[a, F_QUEUE_N] = asset._queue_n
+        cfg_i[a, 0] = asset._asset_kind
+        cfg_i[a, 1] = asset._fee_kind
+        cfg_i[a, 2] = asset._queue
+        cfg_i[a, 3] = asset._exchange
+        cfg_i[a, 4] = asset._latency_kind
+        cfg_i[a, 5] = asset._entry_ns
+        cfg_i[a, 6] = asset._resp_ns
+        cfg_i[a, 7] = asset._trades_cap
+        chunk_first[a] = len(chunks)
+        for item in asset._data:
+            arr, is_map = _open(item, a)
+            chunks.append(arr)
+            mapped.append(int(is_map))
+        chunk_count[a] = len(chunks) - chunk_first[a]
+        rows = asset._latency_rows if asset._latency_kind == 1 else np.zeros((1, 3), np.int64)
+        lat_parts.append(rows)
+        lat_off[a + 1] = lat_off[a] + len(rows)
+        if roi:
+            lb = int(round(asset._roi_lb / asset._tick_size))
+            ub = int(round(asset._roi_ub / asset._tick_size))
+            widths.append((lb, ub))
+        else:
+            widths.append((0, -1))
+    width = max(max(ub - lb + 1 for lb, ub in widths), 1)
+    depth_i = np.zeros((2 * n, 8), np.int64)
+    for a, (lb, ub) in enumerate(widths):
+        for d in (2 * a, 2 * a + 1):
+            depth_i[d, dp.BEST_BID] = dp.INVALID_MIN
+            depth_i[d, dp.BEST_ASK] = dp.INVALID_MAX
+            depth_i[d, dp.LOW_BID] = dp.INVALID_MAX
+            depth_i[d, dp.HIGH_ASK] = dp.INVALID_MIN
+            depth_i[d, dp.ROI_LB] = lb
+            depth_i[d, dp.ROI_UB] = ub
+            depth_i[d, dp.GROWABLE] = 0 if roi else 1
+    trades_cap = max([max(1, a._trades_cap) for a in assets])
+    bt = Backtest(
+        n,                                   # n_assets
+        np.int64(2**63 - 1),                 # cur_ts
+        0,                                   # started
+        np.full(4 * n, 2**63 - 1, np.int64),  # evs
+        cfg_f,
+        cfg_i,
+        chunks,
+        chunk_first,
+        chunk_count,
+        np.zeros(max(len(chunks), 1), np.int64),
+        np.array(mapped + [0], np.int64),
+        np.zeros((n, 4), np.int64),
+        depth_i,
+        np.zeros((2 * n, width), np.float64),
+        np.zeros((2 * n, width), np.float64),
+        np.zeros((2 * n, width), np.int32),
+        np.zeros((2 * n, width), np.int32),
+        np.zeros(ORDER_CAPACITY, order_dtype),
+        np.zeros(ORDER_CAPACITY, order_dtype),
+        np.zeros(1, order_dtype),
+        np.zeros(4, np.int64),
+        np.zeros((2 * n, BUS_CAPACITY), order_dtype),
+        np.zeros((2 * n, 3), np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, state_values_dtype),
+        np.zeros((n, trades_cap), event_dtype),
+        np.zeros(n, np.int64),
+        np.zeros((n, 3), np.int64),
+        np.zeros((n, 4), np.int64),
+        np.ascontiguousarray(np.concatenate(lat_parts).astype(np.int64)),
+        lat_off,
+        np.zeros((n, 2), np.int64),
+    )
+    for a, asset in enumerate(assets):
+        if asset._latency_kind == 1:
+            _init_latency_cursor(bt, a)
+        if asset._snapshot is not None:
+            snap = asset._snapshot
+            label = f"asset {a} initial_snapshot"
+            snap_arr = load_events(snap, source=label, validate=False) if isinstance(snap, np.ndarray) \
+                else load_events(Path(snap), validate=False)
+            _apply_snapshot(bt, a, np.ascontiguousarray(snap_arr))
+    return bt
+
+
+@njit(cache=True)
+def _init_latency_cursor(bt, a):
+    bt.lat_rn[a, 0] = bt.lat_off[a]
+    bt.lat_rn[a, 1] = bt.lat_off[a]
+
+
+@njit(cache=True)
+def _apply_snapshot(bt, a, rows):
+    tick = bt.cfg_f[a, F_TICK]
+    lot = bt.cfg_f[a, F_LOT]
+    for d in (2 * a, 2 * a + 1):
+        for r in range(rows.shape[0]):
+            ev = int(rows[r].ev)
+            if ev & (1 << 29):
+                dp.update_bid(bt, d, rows[r].px, rows[r].qty, tick, lot)
+            elif ev & (1 << 28):
+                dp.update_ask(bt, d, rows[r].px, rows[r].qty, tick, lot)

@@ -1,0 +1,229 @@
+"""L2 market-by-price depth on price ladders (flat float arrays indexed by tick).
+
+Row ``d`` of ``bt.bid_qty``/``bt.ask_qty`` is one book: ``d = 2 * asset`` is what the bot sees
+(local timeline), ``d = 2 * asset + 1`` is the exchange's.  ``bt.depth_i[d]`` holds the book's
+integer state (columns below).  A ROI book covers a fixed tick range and ignores updates outside it
+(hftbacktest's ROIVectorMarketDepth); a growable book re-centres and doubles its range instead, so it
+behaves like hftbacktest's HashMapMarketDepth (an unbounded ladder) with array speed.
+
+Best-price bookkeeping follows hftbacktest exactly (including that a crossing update moves the
+opposite best past the crossed levels without deleting them), because parity depends on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bots.sim.mathx import lots, to_tick
+
+INVALID_MIN = -(1 << 63)
+INVALID_MAX = (1 << 63) - 1
+
+# depth_i columns
+BEST_BID = 0
+BEST_ASK = 1
+LOW_BID = 2
+HIGH_ASK = 3
+ROI_LB = 4
+ROI_UB = 5
+GROWABLE = 6
+#: initial half-width of a growable book, in ticks
+GROW_HALF_TICKS = 2048
+
+
+@njit(cache=True)
+def reset_book(bt, d):
+    bt.depth_i[d, BEST_BID] = INVALID_MIN
+    bt.depth_i[d, BEST_ASK] = INVALID_MAX
+    bt.depth_i[d, LOW_BID] = INVALID_MAX
+    bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+
+
+@njit(cache=True)
+def _below(qty, start, end, lb, ub):
+    # Highest tick in [max(end, lb), min(start, ub)) with qty > 0, else INVALID_MIN.
+    s = min(start, ub) - lb
+    e = max(end, lb) - lb
+    t = s - 1
+    while t >= e:
+        if qty[t] > 0.0:
+            return t + lb
+        t -= 1
+    return INVALID_MIN
+
+
+@njit(cache=True)
+def _above(qty, start, end, lb, ub):
+    # Lowest tick in (max(start, lb), min(end, ub)] with qty > 0, else INVALID_MAX.
+    s = max(start, lb) - lb
+    e = min(end, ub) - lb
+    for t in range(s + 1, e + 1):
+        if qty[t] > 0.0:
+            return t + lb
+    return INVALID_MAX
+
+
+@njit(cache=True)
+def ensure_tick(bt, d, tick):
+    """Make a growable book cover ``tick``; return False if the tick is outside a ROI book."""
+    lb = bt.depth_i[d, ROI_LB]
+    ub = bt.depth_i[d, ROI_UB]
+    if lb <= tick <= ub:
+        return True
+    if bt.depth_i[d, GROWABLE] == 0:
+        return False
+    if ub < lb:  # empty growable book: centre it on the first price seen
+        new_lb = tick - GROW_HALF_TICKS
+        new_ub = tick + GROW_HALF_TICKS
+    else:
+        width = ub - lb + 1
+        new_lb = lb
+        new_ub = ub
+        if tick < lb:
+            new_lb = min(tick - width // 2, lb - width)
+        else:
+            new_ub = max(tick + width // 2, ub + width)
+    _regrid(bt, d, new_lb, new_ub)
+    return True
+
+
+@njit(cache=True)
+def _regrid(bt, d, new_lb, new_ub):
+    old_lb = bt.depth_i[d, ROI_LB]
+    old_ub = bt.depth_i[d, ROI_UB]
+    new_len = new_ub - new_lb + 1
+    if new_len > bt.bid_qty.shape[1]:
+        rows = bt.bid_qty.shape[0]
+        cap = max(new_len, 2 * bt.bid_qty.shape[1])
+        nb = np.zeros((rows, cap), np.float64)
+        na = np.zeros((rows, cap), np.float64)
+        nxb = np.zeros((rows, cap), np.int32)
+        nxa = np.zeros((rows, cap), np.int32)
+        w = bt.bid_qty.shape[1]
+        nb[:, :w] = bt.bid_qty
+        na[:, :w] = bt.ask_qty
+        nxb[:, :w] = bt.xcnt_bid
+        nxa[:, :w] = bt.xcnt_ask
+        bt.bid_qty = nb
+        bt.ask_qty = na
+        bt.xcnt_bid = nxb
+        bt.xcnt_ask = nxa
+    if old_ub >= old_lb:
+        n_old = old_ub - old_lb + 1
+        shift = old_lb - new_lb
+        tb = bt.bid_qty[d, :n_old].copy()
+        ta = bt.ask_qty[d, :n_old].copy()
+        txb = bt.xcnt_bid[d, :n_old].copy()
+        txa = bt.xcnt_ask[d, :n_old].copy()
+        bt.bid_qty[d, :] = 0.0
+        bt.ask_qty[d, :] = 0.0
+        bt.xcnt_bid[d, :] = 0
+        bt.xcnt_ask[d, :] = 0
+        bt.bid_qty[d, shift:shift + n_old] = tb
+        bt.ask_qty[d, shift:shift + n_old] = ta
+        bt.xcnt_bid[d, shift:shift + n_old] = txb
+        bt.xcnt_ask[d, shift:shift + n_old] = txa
+    bt.depth_i[d, ROI_LB] = new_lb
+    bt.depth_i[d, ROI_UB] = new_ub
+
+
+@njit(cache=True)
+def update_bid(bt, d, price, qty, tick_size, lot_size):
+    """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
+    tick = to_tick(price, tick_size)
+    prev_best = bt.depth_i[d, BEST_BID]
+    if not ensure_tick(bt, d, tick):
+        return tick, prev_best, prev_best, 0.0, qty
+    lb = bt.depth_i[d, ROI_LB]
+    ub = bt.depth_i[d, ROI_UB]
+    row = bt.bid_qty[d]
+    prev_qty = row[tick - lb]
+    row[tick - lb] = qty
+    if lots(qty, lot_size) == 0:
+        if tick == prev_best:
+            best = _below(row, prev_best, bt.depth_i[d, LOW_BID], lb, ub)
+            bt.depth_i[d, BEST_BID] = best
+            if best == INVALID_MIN:
+                bt.depth_i[d, LOW_BID] = INVALID_MAX
+    else:
+        if tick > prev_best:
+            bt.depth_i[d, BEST_BID] = tick
+            if tick >= bt.depth_i[d, BEST_ASK]:
+                bt.depth_i[d, BEST_ASK] = _above(bt.ask_qty[d], tick, bt.depth_i[d, HIGH_ASK], lb, ub)
+        bt.depth_i[d, LOW_BID] = min(bt.depth_i[d, LOW_BID], tick)
+    return tick, prev_best, bt.depth_i[d, BEST_BID], prev_qty, qty
+
+
+@njit(cache=True)
+def update_ask(bt, d, price, qty, tick_size, lot_size):
+    """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
+    tick = to_tick(price, tick_size)
+    prev_best = bt.depth_i[d, BEST_ASK]
+    if not ensure_tick(bt, d, tick):
+        return tick, prev_best, prev_best, 0.0, qty
+    lb = bt.depth_i[d, ROI_LB]
+    ub = bt.depth_i[d, ROI_UB]
+    row = bt.ask_qty[d]
+    prev_qty = row[tick - lb]
+    row[tick - lb] = qty
+    if lots(qty, lot_size) == 0:
+        if tick == prev_best:
+            best = _above(row, prev_best, bt.depth_i[d, HIGH_ASK], lb, ub)
+            bt.depth_i[d, BEST_ASK] = best
+            if best == INVALID_MAX:
+                bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+    else:
+        if tick < prev_best:
+            bt.depth_i[d, BEST_ASK] = tick
+            if bt.depth_i[d, BEST_BID] >= tick:
+                bt.depth_i[d, BEST_BID] = _below(bt.bid_qty[d], tick, bt.depth_i[d, LOW_BID], lb, ub)
+        bt.depth_i[d, HIGH_ASK] = max(bt.depth_i[d, HIGH_ASK], tick)
+    return tick, prev_best, bt.depth_i[d, BEST_ASK], prev_qty, qty
+
+
+@njit(cache=True)
+def clear(bt, d, side, upto_price, tick_size):
+    """Clear the bid side (side 1) down from ``upto_price``, the ask side (-1) up to it, or all (0)."""
+    lb = bt.depth_i[d, ROI_LB]
+    ub = bt.depth_i[d, ROI_UB]
+    if side == 1:
+        upto = to_tick(upto_price, tick_size)
+        best = bt.depth_i[d, BEST_BID]
+        if best != INVALID_MIN and ub >= lb:
+            for t in range(max(upto, lb), min(best, ub) + 1):
+                bt.bid_qty[d, t - lb] = 0.0
+        nb = _below(bt.bid_qty[d], upto, bt.depth_i[d, LOW_BID], lb, ub) if ub >= lb else INVALID_MIN
+        bt.depth_i[d, BEST_BID] = nb
+        if nb == INVALID_MIN:
+            bt.depth_i[d, LOW_BID] = INVALID_MAX
+    elif side == -1:
+        upto = to_tick(upto_price, tick_size)
+        best = bt.depth_i[d, BEST_ASK]
+        if best != INVALID_MAX and ub >= lb:
+            for t in range(max(best, lb), min(upto, ub) + 1):
+                bt.ask_qty[d, t - lb] = 0.0
+        na = _above(bt.ask_qty[d], upto, bt.depth_i[d, HIGH_ASK], lb, ub) if ub >= lb else INVALID_MAX
+        bt.depth_i[d, BEST_ASK] = na
+        if na == INVALID_MAX:
+            bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+    else:
+        bt.bid_qty[d, :] = 0.0
+        bt.ask_qty[d, :] = 0.0
+        reset_book(bt, d)
+
+
+@njit(cache=True)
+def bid_qty_at(bt, d, tick):
+    lb = bt.depth_i[d, ROI_LB]
+    if tick < lb or tick > bt.depth_i[d, ROI_UB]:
+        return 0.0
+    return bt.bid_qty[d, tick - lb]
+
+
+@njit(cache=True)
+def ask_qty_at(bt, d, tick):
+    lb = bt.depth_i[d, ROI_LB]
+    if tick < lb or tick > bt.depth_i[d, ROI_UB]:
+        return 0.0
+    return bt.ask_qty[d, tick - lb]

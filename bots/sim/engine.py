@@ -1,0 +1,222 @@
+"""The event loop: four timestamp sources per asset on one clock (hftbacktest's EventSet).
+
+Per asset ``a``, ``bt.evs[4a + k]`` is the time of the next thing of kind ``k``: 0 a data row on the
+local timeline (``local_ts`` of the next ``LOCAL_EVENT`` row), 1 an order response reaching the bot,
+2 a data row on the exchange timeline (``exch_ts`` of the next ``EXCH_EVENT`` row), 3 a request
+reaching the exchange.  The earliest wins; ties go to the lower index (asset, then kind), as in
+hftbacktest, which is what makes fills identical.
+
+Data rows come from ``bt.chunks`` (one array per file, memory-mapped where possible); each asset
+has two cursors, local and exchange, since the exchange timeline runs ahead by the feed latency.
+Files wholly behind both cursors are released from RSS (``madvise(MADV_DONTNEED)`` on their pages)
+so a long run keeps about two files resident.
+"""
+
+from __future__ import annotations
+
+from numba import njit, types
+from numba.core.extending import intrinsic
+
+from bots.sim import exchange as ex
+from bots.sim import exchange_orders as exo
+from bots.sim import local as lc
+from bots.sim import orders as od
+from bots.sim.fees import apply_funding
+
+I64_MAX = (1 << 63) - 1
+LOCAL_EVENT = 1 << 30
+EXCH_EVENT = 1 << 31
+
+RES_OK = 0
+RES_END = 1
+RES_FEED = 2
+RES_RESP = 3
+
+WAIT_NONE = 0
+WAIT_ANY = 1
+WAIT_ID = 2
+
+# cursor columns: local (chunk, row), exchange (chunk, row); row -1 = before the first row
+C_LCHUNK = 0
+C_LROW = 1
+C_XCHUNK = 2
+C_XROW = 3
+
+
+@njit(cache=True)
+def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
+    """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
+    c = bt.cursor[a, col_chunk]
+    r = bt.cursor[a, col_row] + 1
+    last = bt.chunk_first[a] + bt.chunk_count[a]
+    while c < last:
+        arr = bt.chunks[c]
+        n = arr.shape[0]
+        while r < n:
+            if (int(arr[r].ev) & flag) != 0:
+                bt.cursor[a, col_chunk] = c
+                bt.cursor[a, col_row] = r
+                return arr[r].local_ts if use_local_ts else arr[r].exch_ts
+            r += 1
+        c += 1
+        r = 0
+        _release_behind(bt, a)
+    bt.cursor[a, col_chunk] = last
+    bt.cursor[a, col_row] = 0
+    return I64_MAX
+
+
+@njit(cache=True)
+def _release_behind(bt, a):
+    # Files both cursors have left are done: hand their pages back (file-backed maps only).
+    done = min(bt.cursor[a, C_LCHUNK], bt.cursor[a, C_XCHUNK])
+    for c in range(bt.chunk_first[a], done):
+        if bt.chunk_released[c] == 0:
+            bt.chunk_released[c] = 1
+            arr = bt.chunks[c]
+            if bt.chunk_mapped[c] != 0 and arr.shape[0] > 0:
+                _madvise_dontneed(arr)
+
+
+_PAGE = 4096
+_MADV_DONTNEED = 4
+
+
+@intrinsic
+def _addr_of(typingctx, arr):
+    sig = types.intp(arr)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, context.get_value_type(types.intp))
+
+    return sig, codegen
+
+
+_madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
+
+
+@njit(cache=True)
+def _madvise_dontneed(arr):
+    start = _addr_of(arr)
+    stop = start + arr.shape[0] * arr.itemsize
+    lo = (start + _PAGE - 1) // _PAGE * _PAGE
+    hi = stop // _PAGE * _PAGE
+    if hi > lo:
+        _madvise(lo, hi - lo, _MADV_DONTNEED)
+
+
+@njit(cache=True)
+def initialize(bt):
+    for a in range(bt.n_assets):
+        bt.cursor[a, C_LCHUNK] = bt.chunk_first[a]
+        bt.cursor[a, C_LROW] = -1
+        bt.cursor[a, C_XCHUNK] = bt.chunk_first[a]
+        bt.cursor[a, C_XROW] = -1
+        bt.evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
+        bt.evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
+    bt.started = 1
+
+
+@njit(cache=True)
+def _next(evs):
+    k = 0
+    ts = evs[0]
+    for i in range(1, evs.shape[0]):
+        if evs[i] < ts:
+            ts = evs[i]
+            k = i
+    return k, ts
+
+
+@njit(cache=True)
+def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
+    """Run both timelines up to ``timestamp`` (or until the awaited thing happens).
+
+    Returns an ElapseResult (0-3) or an ErrorCode (10+).
+    """
+    result = RES_OK
+    for a in range(bt.n_assets):
+        bt.evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
+        bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+    while True:
+        k, ts = _next(bt.evs)
+        if ts == I64_MAX:
+            return RES_END
+        if ts > timestamp:
+            bt.cur_ts = timestamp
+            return result
+        a = k >> 2
+        kind = k & 3
+        if kind == 0:
+            row = bt.chunks[bt.cursor[a, C_LCHUNK]][bt.cursor[a, C_LROW]]
+            lc.process_row(bt, a, row)
+            bt.evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
+            if wait_next_feed:
+                timestamp = ts
+                result = RES_FEED
+        elif kind == 1:
+            got = lc.receive(bt, a, ts, wait_kind == WAIT_ID and wait_asset == a, wait_id)
+            if got or wait_kind == WAIT_ANY:
+                timestamp = ts
+                if wait_next_feed:
+                    result = RES_RESP
+            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+        elif kind == 2:
+            arr = bt.chunks[bt.cursor[a, C_XCHUNK]]
+            r = bt.cursor[a, C_XROW]
+            rc = ex.process_row(bt, a, int(arr[r].ev), arr[r].px, arr[r].qty, arr[r].exch_ts)
+            if rc != 0:
+                return rc
+            if (int(arr[r].ev) & LOCAL_EVENT) == 0 and (int(arr[r].ev) & 0xFF) == lc.FUNDING_EVENT:
+                # A funding row only the exchange sees is still a payment on the account.
+                apply_funding(bt, a, arr[r].px, arr[r].fval)
+            bt.evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
+            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+        else:
+            rc = exo.receive(bt, a, ts)
+            if rc != 0:
+                return rc
+            bt.evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
+            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+
+
+@njit(cache=True, inline="always")
+def _after(now, duration):
+    # Saturating: elapse(UNTIL_END_OF_DATA) must not wrap around.
+    if duration > I64_MAX - now:
+        return I64_MAX
+    return now + duration
+
+
+@njit(cache=True)
+def elapse(bt, duration):
+    if bt.started == 0:
+        initialize(bt)
+        k, ts = _next(bt.evs)
+        if ts == I64_MAX:
+            return RES_END
+        bt.cur_ts = ts
+    return goto(bt, _after(bt.cur_ts, duration), WAIT_NONE, -1, 0, False)
+
+
+@njit(cache=True)
+def wait_next_feed(bt, include_order_resp, timeout):
+    if bt.started == 0:
+        initialize(bt)
+        k, ts = _next(bt.evs)
+        if ts == I64_MAX:
+            return RES_END
+        bt.cur_ts = ts
+    return goto(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
+
+
+@njit(cache=True)
+def wait_order_response(bt, a, order_id, timeout):
+    if bt.started == 0:
+        initialize(bt)
+        k, ts = _next(bt.evs)
+        if ts == I64_MAX:
+            return RES_END
+        bt.cur_ts = ts
+    return goto(bt, _after(bt.cur_ts, timeout), WAIT_ID, a, order_id, False)

@@ -1,0 +1,260 @@
+"""The exchange side: matching of the bot's orders against the replayed market.
+
+Two models (``cfg_i[a, I_EXCH]``):
+
+* ``NO_PARTIAL_FILL`` — hftbacktest's NoPartialFillExchange: a resting order fills in full when the
+  opposite best crosses it, when a trade prints through its price, or when it reaches the queue
+  front and a trade prints at its price; a marketable order fills in full at the opposite best.
+* ``PARTIAL_FILL`` — at the queue front an order fills by the quantity the trade ran past the front;
+  a marketable order walks the opposite side level by level (IOC/MARKET remainders expire, GTC
+  remainders rest, FOK expires unless the book holds the full quantity).  Every partial fill is
+  booked into position and balance (hftbacktest #316 drops them).
+
+Resting orders live in ``bt.xord`` (see :mod:`bots.sim.orders`); ``bt.xcnt_bid/xcnt_ask`` count
+them per price tick of the exchange book so a depth row at a price with no order of ours costs one
+array read.  The market is replayed, never altered: our fills do not consume book quantity.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from bots.sim import depth as dp
+from bots.sim import orders as od
+from bots.sim import queue as qm
+from bots.sim.fees import F_LOT, F_QUEUE_N, F_TICK
+from bots.sim.latency import response
+from bots.sim.mathx import to_tick
+
+NO_PARTIAL_FILL = 0
+PARTIAL_FILL = 1
+
+I_QUEUE = 2
+I_EXCH = 3
+
+OK = 0
+ERR_ORDER_ID_EXIST = 10
+ERR_INVALID_ORDER_REQUEST = 13
+ERR_INVALID_ORDER_STATUS = 14
+
+GTC = 0
+GTX = 1
+FOK = 2
+IOC = 3
+LIMIT = 0
+MARKET = 1
+BUY = 1
+SELL = -1
+
+
+# -- bookkeeping of resting orders ------------------------------------------------------------------
+
+@njit(cache=True)
+def _count(bt, a, side, tick, delta):
+    d = 2 * a + 1
+    lb = bt.depth_i[d, dp.ROI_LB]
+    if tick < lb or tick > bt.depth_i[d, dp.ROI_UB]:
+        bt.x_out[a] += delta
+    elif side == BUY:
+        bt.xcnt_bid[d, tick - lb] += delta
+    else:
+        bt.xcnt_ask[d, tick - lb] += delta
+
+
+@njit(cache=True)
+def _has_orders_at(bt, a, side, tick):
+    if bt.xalive[a] == 0:
+        return False
+    if bt.x_out[a] > 0:
+        return True
+    d = 2 * a + 1
+    lb = bt.depth_i[d, dp.ROI_LB]
+    if tick < lb or tick > bt.depth_i[d, dp.ROI_UB]:
+        return False
+    if side == BUY:
+        return bt.xcnt_bid[d, tick - lb] > 0
+    return bt.xcnt_ask[d, tick - lb] > 0
+
+
+@njit(cache=True)
+def _rest(bt, a, msg, j):
+    """Add the order in ``msg[j]`` to the book of resting orders."""
+    if bt.depth_i[2 * a + 1, dp.GROWABLE] != 0:
+        # Keep every resting order inside a growable ladder, so counts never go out of range.
+        dp.ensure_tick(bt, 2 * a + 1, msg[j].price_tick)
+    i = od.xord_append(bt)
+    bt.xord[i] = msg[j]
+    bt.xalive[a] += 1
+    _count(bt, a, msg[j].side, msg[j].price_tick, 1)
+    return i
+
+
+@njit(cache=True)
+def _unrest(bt, a, i):
+    _count(bt, a, bt.xord[i].side, bt.xord[i].price_tick, -1)
+    bt.xalive[a] -= 1
+    od.xord_remove(bt, i)
+
+
+@njit(cache=True)
+def _respond(bt, a, orders, i):
+    ts = orders[i].exch_timestamp
+    od.bus_push(bt, a, od.TO_LOCAL, orders, i, ts + response(bt, a, ts))
+
+
+@njit(cache=True)
+def fill(orders, i, ts, maker, exec_tick, exec_qty):
+    """Execute ``exec_qty`` of ``orders[i]`` at ``exec_tick``; return an error code."""
+    st = orders[i].status
+    if st == od.ST_EXPIRED or st == od.ST_CANCELED or st == od.ST_FILLED:
+        return ERR_INVALID_ORDER_STATUS
+    orders[i].maker = maker
+    orders[i].exec_price_tick = orders[i].price_tick if maker else exec_tick
+    orders[i].exec_qty = exec_qty
+    orders[i].fill_qty = exec_qty
+    orders[i].leaves_qty -= exec_qty
+    if orders[i].leaves_qty > 1e-12 * max(1.0, orders[i].qty):
+        orders[i].status = od.ST_PARTIAL
+    else:
+        orders[i].leaves_qty = 0.0
+        orders[i].status = od.ST_FILLED
+    orders[i].exch_timestamp = ts
+    od.refresh(orders, i)
+    return OK
+
+
+@njit(cache=True)
+def _maker_fill(bt, a, i, ts, qty):
+    """Fill resting order ``xord[i]`` as maker, tell the bot, drop it from the book if done."""
+    rc = fill(bt.xord, i, ts, True, bt.xord[i].price_tick, qty)
+    if rc != OK:
+        return rc
+    _respond(bt, a, bt.xord, i)
+    bt.xord[i].fill_qty = 0.0
+    if bt.xord[i].status == od.ST_FILLED:
+        _unrest(bt, a, i)
+    return OK
+
+
+# -- market data ------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
+    if not _has_orders_at(bt, a, side, tick):
+        return
+    kind = bt.cfg_i[a, I_QUEUE]
+    n = bt.cfg_f[a, F_QUEUE_N]
+    for i in range(bt.cnt[od.N_XORD]):
+        o = bt.xord[i]
+        if o.asset_no == a and o.side == side and o.price_tick == tick:
+            qm.on_depth(kind, n, bt.xord, i, prev_qty, new_qty)
+
+
+@njit(cache=True)
+def _on_best_bid_up(bt, a, prev_best, new_best, ts):
+    """The bid rose: our sells at or below the new best bid are taken (as makers)."""
+    scan_all = prev_best == dp.INVALID_MIN or bt.xalive[a] < new_best - prev_best
+    for i in range(bt.cnt[od.N_XORD]):
+        o = bt.xord[i]
+        if o.asset_no != a or o.side != SELL:
+            continue
+        t = o.price_tick
+        if t <= new_best and (scan_all or t > prev_best):
+            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
+            if rc != OK:
+                return rc
+    return OK
+
+
+@njit(cache=True)
+def _on_best_ask_down(bt, a, prev_best, new_best, ts):
+    scan_all = prev_best == dp.INVALID_MAX or bt.xalive[a] < prev_best - new_best
+    for i in range(bt.cnt[od.N_XORD]):
+        o = bt.xord[i]
+        if o.asset_no != a or o.side != BUY:
+            continue
+        t = o.price_tick
+        if t >= new_best and (scan_all or t < prev_best):
+            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
+            if rc != OK:
+                return rc
+    return OK
+
+
+@njit(cache=True)
+def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
+    """A trade printed at ``trade_tick``; ``side_hit`` is the side of our orders it can fill."""
+    if bt.xalive[a] == 0:
+        return OK
+    d = 2 * a + 1
+    kind = bt.cfg_i[a, I_QUEUE]
+    lot = bt.cfg_f[a, F_LOT]
+    partial = bt.cfg_i[a, I_EXCH] == PARTIAL_FILL
+    if side_hit == SELL:
+        bb = bt.depth_i[d, dp.BEST_BID]
+        scan_all = bb == dp.INVALID_MIN or bt.xalive[a] < trade_tick - bb
+    else:
+        ba = bt.depth_i[d, dp.BEST_ASK]
+        scan_all = ba == dp.INVALID_MAX or bt.xalive[a] < ba - trade_tick
+    for i in range(bt.cnt[od.N_XORD]):
+        o = bt.xord[i]
+        if o.asset_no != a or o.side != side_hit:
+            continue
+        t = o.price_tick
+        if side_hit == SELL:
+            through = t < trade_tick
+            if t > trade_tick or not (scan_all or t > bb):
+                continue
+        else:
+            through = t > trade_tick
+            if t < trade_tick or not (scan_all or t < ba):
+                continue
+        if through:
+            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
+        else:
+            qm.on_trade(kind, bt.xord, i, qty)
+            ahead = qm.filled_qty(bt.xord, i, lot)
+            if ahead <= 0.0:
+                continue
+            exec_qty = min(ahead, bt.xord[i].leaves_qty) if partial else bt.xord[i].leaves_qty
+            rc = _maker_fill(bt, a, i, ts, exec_qty)
+        if rc != OK:
+            return rc
+    return OK
+
+
+@njit(cache=True)
+def process_row(bt, a, ev, px, qty, ts):
+    """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
+    if bt.cnt[od.N_XDEAD] > 32 and bt.cnt[od.N_XDEAD] * 2 > bt.cnt[od.N_XORD]:
+        od.xord_compact(bt)  # safe here: no scan over xord is in progress
+    kind = ev & 0xFF
+    buy = (ev & (1 << 29)) != 0
+    sell = (ev & (1 << 28)) != 0
+    d = 2 * a + 1
+    tick_size = bt.cfg_f[a, F_TICK]
+    lot = bt.cfg_f[a, F_LOT]
+    if kind == 3:  # depth clear
+        if buy:
+            dp.clear(bt, d, 1, px, tick_size)
+        elif sell:
+            dp.clear(bt, d, -1, px, tick_size)
+        else:
+            dp.clear(bt, d, 0, px, tick_size)
+    elif kind == 1 or kind == 4:  # depth / snapshot level
+        if buy:
+            tick, prev_best, best, prev_q, new_q = dp.update_bid(bt, d, px, qty, tick_size, lot)
+            _on_qty_change(bt, a, BUY, tick, prev_q, new_q)
+            if best > prev_best:
+                return _on_best_bid_up(bt, a, prev_best, best, ts)
+        elif sell:
+            tick, prev_best, best, prev_q, new_q = dp.update_ask(bt, d, px, qty, tick_size, lot)
+            _on_qty_change(bt, a, SELL, tick, prev_q, new_q)
+            if best < prev_best:
+                return _on_best_ask_down(bt, a, prev_best, best, ts)
+    elif kind == 2:  # trade: a buyer-initiated print can fill our sells, and vice versa
+        if buy:
+            return _on_trade(bt, a, SELL, to_tick(px, tick_size), qty, ts)
+        elif sell:
+            return _on_trade(bt, a, BUY, to_tick(px, tick_size), qty, ts)
+    return OK

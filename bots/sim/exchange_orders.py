@@ -1,0 +1,186 @@
+"""The exchange receiving the bot's requests: new orders, cancels, modifies (hftbacktest rules).
+
+Each request is popped from the asset's ``TO_EXCH`` bus into the scratch slot ``bt.tmp[0]``,
+processed, and answered on the ``TO_LOCAL`` bus after the response latency.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from bots.sim import depth as dp
+from bots.sim import orders as od
+from bots.sim import queue as qm
+from bots.sim.exchange import (
+    BUY, ERR_INVALID_ORDER_REQUEST, ERR_ORDER_ID_EXIST, FOK, GTC, GTX, I_EXCH, IOC, LIMIT, MARKET, OK,
+    PARTIAL_FILL, _respond, _rest, _unrest, fill,
+)
+
+
+@njit(cache=True)
+def _take(bt, a, msg, j, ts, limit_tick, tif):
+    """A marketable order takes liquidity; return an error code.
+
+    No partial fill: the whole quantity at the opposite best, whatever its size.  Partial fill:
+    walk the opposite levels up to ``limit_tick``; each level's fill is reported as it happens.
+    """
+    d = 2 * a + 1
+    buy = msg[j].side == BUY
+    best = bt.depth_i[d, dp.BEST_ASK] if buy else bt.depth_i[d, dp.BEST_BID]
+    if best == dp.INVALID_MAX or best == dp.INVALID_MIN:
+        msg[j].status = od.ST_EXPIRED  # nothing to take
+        msg[j].exch_timestamp = ts
+        return OK
+    if bt.cfg_i[a, I_EXCH] != PARTIAL_FILL:
+        return fill(msg, j, ts, False, best, msg[j].leaves_qty)
+    # Partial fill: how much the book offers up to the limit.
+    lb = bt.depth_i[d, dp.ROI_LB]
+    ub = bt.depth_i[d, dp.ROI_UB]
+    if tif == FOK:
+        avail = 0.0
+        t = best
+        while lb <= t <= ub and (t <= limit_tick if buy else t >= limit_tick):
+            avail += bt.ask_qty[d, t - lb] if buy else bt.bid_qty[d, t - lb]
+            if avail >= msg[j].leaves_qty:
+                break
+            t += 1 if buy else -1
+        if avail < msg[j].leaves_qty:
+            msg[j].status = od.ST_EXPIRED
+            msg[j].exch_timestamp = ts
+            return OK
+    t = best
+    while msg[j].leaves_qty > 0.0 and lb <= t <= ub and (t <= limit_tick if buy else t >= limit_tick):
+        level = bt.ask_qty[d, t - lb] if buy else bt.bid_qty[d, t - lb]
+        if level > 0.0:
+            q = min(level, msg[j].leaves_qty)
+            rc = fill(msg, j, ts, False, t, q)
+            if rc != OK:
+                return rc
+            if msg[j].status == od.ST_PARTIAL:
+                # Report this level's fill now; the final answer carries the last one.
+                _respond(bt, a, msg, j)
+                msg[j].fill_qty = 0.0
+        t += 1 if buy else -1
+    if msg[j].status == od.ST_PARTIAL:
+        if tif == GTC and msg[j].order_type == LIMIT:
+            msg[j].exch_timestamp = ts
+            i = _rest(bt, a, msg, j)
+            qm.on_new(bt.xord, i, 0.0)  # we were the level's first quantity after taking
+        else:
+            msg[j].status = od.ST_EXPIRED
+        od.refresh(msg, j)
+    elif msg[j].status == od.ST_NONE or msg[j].status == od.ST_NEW:
+        msg[j].status = od.ST_EXPIRED
+        msg[j].exch_timestamp = ts
+        od.refresh(msg, j)
+    return OK
+
+
+@njit(cache=True)
+def ack_new(bt, a, msg, j, ts):
+    if od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id) >= 0:
+        return ERR_ORDER_ID_EXIST
+    d = 2 * a + 1
+    buy = msg[j].side == BUY
+    tif = msg[j].time_in_force
+    if tif > IOC:
+        return ERR_INVALID_ORDER_REQUEST
+    if msg[j].order_type == MARKET:
+        limit = dp.INVALID_MAX if buy else dp.INVALID_MIN
+        rc = _take(bt, a, msg, j, ts, limit, IOC)
+        od.refresh(msg, j)
+        return rc
+    if msg[j].order_type != LIMIT:
+        return ERR_INVALID_ORDER_REQUEST
+    tick = msg[j].price_tick
+    crosses = tick >= bt.depth_i[d, dp.BEST_ASK] if buy else tick <= bt.depth_i[d, dp.BEST_BID]
+    if crosses:
+        if tif == GTX:
+            msg[j].status = od.ST_EXPIRED  # post-only would take: rejected by the exchange
+            msg[j].exch_timestamp = ts
+            od.refresh(msg, j)
+            return OK
+        rc = _take(bt, a, msg, j, ts, tick, tif)
+        od.refresh(msg, j)
+        return rc
+    if tif == GTC or tif == GTX:
+        level = dp.bid_qty_at(bt, d, tick) if buy else dp.ask_qty_at(bt, d, tick)
+        msg[j].status = od.ST_NEW
+        msg[j].exch_timestamp = ts
+        od.refresh(msg, j)
+        i = _rest(bt, a, msg, j)
+        qm.on_new(bt.xord, i, level)
+        return OK
+    msg[j].status = od.ST_EXPIRED  # IOC/FOK that cannot take anything
+    msg[j].exch_timestamp = ts
+    od.refresh(msg, j)
+    return OK
+
+
+@njit(cache=True)
+def ack_cancel(bt, a, msg, j, ts):
+    i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
+    if i < 0:
+        msg[j].req = od.ST_REJECTED  # already filled or expired
+        msg[j].exch_timestamp = ts
+        od.refresh(msg, j)
+        return OK
+    msg[j] = bt.xord[i]
+    _unrest(bt, a, i)
+    msg[j].status = od.ST_CANCELED
+    msg[j].exch_timestamp = ts
+    od.refresh(msg, j)
+    return OK
+
+
+@njit(cache=True)
+def ack_modify(bt, a, msg, j, ts):
+    """Change price/qty; the order keeps its queue place only if the price stays and qty shrinks."""
+    i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
+    if i < 0:
+        msg[j].req = od.ST_REJECTED
+        msg[j].exch_timestamp = ts
+        od.refresh(msg, j)
+        return OK
+    if bt.xord[i].price_tick != msg[j].price_tick or msg[j].qty > bt.xord[i].leaves_qty:
+        # Cancel and re-enter at the new price/qty at the back of the queue.  (hftbacktest 2.4
+        # re-enters at the *old* price here; we use the requested one.)
+        new_tick = msg[j].price_tick
+        new_qty = msg[j].qty
+        _unrest(bt, a, i)
+        msg[j].status = od.ST_NONE
+        msg[j].price_tick = new_tick
+        msg[j].qty = new_qty
+        msg[j].leaves_qty = new_qty
+        msg[j].exec_qty = 0.0
+        return ack_new(bt, a, msg, j, ts)
+    bt.xord[i].qty = msg[j].qty
+    bt.xord[i].leaves_qty = msg[j].qty
+    bt.xord[i].exch_timestamp = ts
+    msg[j].leaves_qty = msg[j].qty
+    msg[j].exch_timestamp = ts
+    od.refresh(msg, j)
+    return OK
+
+
+@njit(cache=True)
+def receive(bt, a, ts):
+    """Process every request of asset ``a`` delivered at ``ts``; return an error code."""
+    msg = bt.tmp
+    while od.bus_front_ts(bt, a, od.TO_EXCH) == ts:
+        od.bus_pop_into(bt, a, od.TO_EXCH, msg, 0)
+        msg[0].fill_qty = 0.0
+        req = msg[0].req
+        msg[0].req = od.ST_NONE
+        if req == od.ST_NEW:
+            rc = ack_new(bt, a, msg, 0, ts)
+        elif req == od.ST_CANCELED:
+            rc = ack_cancel(bt, a, msg, 0, ts)
+        elif req == od.ST_REPLACED:
+            rc = ack_modify(bt, a, msg, 0, ts)
+        else:
+            rc = ERR_INVALID_ORDER_REQUEST
+        if rc != OK:
+            return rc
+        _respond(bt, a, msg, 0)
+    return OK

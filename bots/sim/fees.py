@@ -1,0 +1,93 @@
+"""Asset types (linear, inverse) and fee models (by traded value, by quantity, flat per trade).
+
+``apply_fill`` is the one place a fill changes an account: position, balance, fee, counters.
+Positive fees are costs; negative maker fees are rebates.  Funding payments of perpetuals are in
+``apply_funding``.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+LINEAR = 0
+INVERSE = 1
+
+FEE_BY_VALUE = 0
+FEE_BY_QTY = 1
+FEE_FLAT = 2
+
+# cfg_f columns
+F_TICK = 0
+F_LOT = 1
+F_CONTRACT = 2
+F_MAKER = 3
+F_TAKER = 4
+F_QUEUE_N = 5
+# cfg_i columns
+I_ASSET_KIND = 0
+I_FEE_KIND = 1
+
+
+@njit(cache=True, inline="always")
+def amount(kind, contract_size, price, qty):
+    """Traded value: quote currency for linear contracts, base currency for inverse ones."""
+    if kind == INVERSE:
+        return contract_size * qty / price
+    return contract_size * price * qty
+
+
+@njit(cache=True, inline="always")
+def fee(kind, maker_fee, taker_fee, maker, value, qty):
+    rate = maker_fee if maker else taker_fee
+    if kind == FEE_BY_QTY:
+        return rate * qty
+    if kind == FEE_FLAT:
+        return rate
+    return rate * value
+
+
+@njit(cache=True)
+def apply_fill(bt, a, exec_price, exec_qty, side, maker):
+    """Book one execution of ``exec_qty`` at ``exec_price`` into asset ``a``'s account."""
+    value = amount(bt.cfg_i[a, I_ASSET_KIND], bt.cfg_f[a, F_CONTRACT], exec_price, exec_qty)
+    sv = bt.state[a:a + 1]
+    sv[0].position += exec_qty * side
+    sv[0].balance -= value * side
+    sv[0].fee += fee(bt.cfg_i[a, I_FEE_KIND], bt.cfg_f[a, F_MAKER], bt.cfg_f[a, F_TAKER], maker, value, exec_qty)
+    sv[0].num_trades += 1
+    sv[0].trading_volume += exec_qty
+    sv[0].trading_value += value
+
+
+@njit(cache=True)
+def funding_payment(kind, contract_size, position, mark_price, rate):
+    """What the account pays (positive) or receives (negative) at one funding time.
+
+    Longs pay shorts when the rate is positive: ``position * contract_size * mark * rate`` in quote
+    currency for linear contracts, ``position * contract_size / mark * rate`` in base currency for
+    inverse ones.
+    """
+    if kind == INVERSE:
+        return position * contract_size / mark_price * rate
+    return position * contract_size * mark_price * rate
+
+
+@njit(cache=True)
+def apply_funding(bt, a, mark_price, rate):
+    kind = bt.cfg_i[a, I_ASSET_KIND]
+    sv = bt.state[a:a + 1]
+    pay = funding_payment(kind, bt.cfg_f[a, F_CONTRACT], sv[0].position, mark_price, rate)
+    # The balance conventions differ: equity = balance + pos*price (linear) but
+    # -balance - pos/price (inverse), so a payment lowers a linear balance and raises an inverse one.
+    if kind == INVERSE:
+        sv[0].balance += pay
+    else:
+        sv[0].balance -= pay
+    sv[0].funding += pay
+
+
+@njit(cache=True)
+def equity(kind, contract_size, price, balance, position, fee_paid):
+    if kind == INVERSE:
+        return -balance - contract_size * position / price - fee_paid
+    return balance + contract_size * position * price - fee_paid

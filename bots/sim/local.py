@@ -1,0 +1,193 @@
+"""The bot side (local timeline): its view of the book, its orders, its account.
+
+Requests leave through the asset's ``TO_EXCH`` bus after the entry latency (or bounce straight back
+rejected when the latency model says so); responses arrive on ``TO_LOCAL`` and update the order
+table and, for fills, the account.  Rules follow hftbacktest's local processor, except that every
+fill a response carries is booked, partial ones included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from bots.sim import depth as dp
+from bots.sim import orders as od
+from bots.sim.fees import F_LOT, F_TICK, apply_fill, apply_funding
+from bots.sim.latency import entry
+from bots.sim.mathx import to_tick
+
+OK = 0
+ERR_ORDER_ID_EXIST = 10
+ERR_ORDER_REQUEST_IN_PROCESS = 11
+ERR_ORDER_NOT_FOUND = 12
+ERR_INVALID_ORDER_REQUEST = 13
+
+I_TRADES_CAP = 7
+FUNDING_EVENT = 102
+
+
+@njit(cache=True)
+def process_row(bt, a, row):
+    """Apply one local-timeline data row of asset ``a``."""
+    ev = int(row.ev)
+    kind = ev & 0xFF
+    buy = (ev & (1 << 29)) != 0
+    sell = (ev & (1 << 28)) != 0
+    d = 2 * a
+    tick_size = bt.cfg_f[a, F_TICK]
+    if kind == 3:
+        if buy:
+            dp.clear(bt, d, 1, row.px, tick_size)
+        elif sell:
+            dp.clear(bt, d, -1, row.px, tick_size)
+        else:
+            dp.clear(bt, d, 0, row.px, tick_size)
+    elif kind == 1 or kind == 4:
+        if buy:
+            dp.update_bid(bt, d, row.px, row.qty, tick_size, bt.cfg_f[a, F_LOT])
+        elif sell:
+            dp.update_ask(bt, d, row.px, row.qty, tick_size, bt.cfg_f[a, F_LOT])
+    elif kind == 2:
+        if bt.cfg_i[a, I_TRADES_CAP] > 0:
+            _push_trade(bt, a, row)
+    elif kind == FUNDING_EVENT:
+        apply_funding(bt, a, row.px, row.fval)
+    bt.feed_lat[a, 0] = 1
+    bt.feed_lat[a, 1] = row.exch_ts
+    bt.feed_lat[a, 2] = row.local_ts
+
+
+@njit(cache=True)
+def _push_trade(bt, a, row):
+    n = bt.n_trades[a]
+    if n == bt.trades.shape[1]:
+        # Like hftbacktest's Vec: keep growing until the bot calls clear_last_trades.
+        new = np.zeros((bt.trades.shape[0], 2 * n), bt.trades.dtype)
+        new[:, :n] = bt.trades
+        bt.trades = new
+    bt.trades[a, n] = row
+    bt.n_trades[a] = n + 1
+
+
+@njit(cache=True)
+def _send(bt, a, i, restore_tick, restore_qty):
+    """Put a copy of local order ``lord[i]`` (carrying its request) on the wire."""
+    lat = entry(bt, a, bt.lord[i].local_timestamp)
+    msg = bt.tmp
+    msg[0] = bt.lord[i]
+    msg[0].fill_qty = 0.0
+    if lat < 0:
+        # Rejected before reaching the matching engine; the bot hears of it after -lat.
+        msg[0].req = od.ST_REJECTED
+        msg[0].price_tick = restore_tick
+        msg[0].qty = restore_qty
+        od.bus_push(bt, a, od.TO_LOCAL, msg, 0, msg[0].local_timestamp - lat)
+    else:
+        od.bus_push(bt, a, od.TO_EXCH, msg, 0, msg[0].local_timestamp + lat)
+
+
+@njit(cache=True)
+def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
+    if a < 0 or a >= bt.n_assets:
+        return ERR_INVALID_ORDER_REQUEST
+    if od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id) >= 0:
+        return ERR_ORDER_ID_EXIST
+    if not (qty > 0.0) or (order_type == 0 and not (price == price)):
+        return ERR_INVALID_ORDER_REQUEST
+    tick_size = bt.cfg_f[a, F_TICK]
+    i = od.lord_append(bt)
+    o = bt.lord[i:i + 1]
+    o[0].qty = qty
+    o[0].leaves_qty = qty
+    o[0].exec_qty = 0.0
+    o[0].exec_price_tick = 0
+    o[0].price_tick = to_tick(price, tick_size) if price == price else 0
+    o[0].tick_size = tick_size
+    o[0].exch_timestamp = 0
+    o[0].local_timestamp = now
+    o[0].order_id = order_id
+    o[0].q_front = 0.0
+    o[0].q_cum_trade = 0.0
+    o[0].bus_ts = 0
+    o[0].fill_qty = 0.0
+    o[0].asset_no = a
+    o[0].maker = False
+    o[0].order_type = order_type
+    o[0].req = od.ST_NEW
+    o[0].status = od.ST_NONE
+    o[0].side = side
+    o[0].time_in_force = tif
+    od.refresh(bt.lord, i)
+    _send(bt, a, i, o[0].price_tick, qty)
+    return OK
+
+
+@njit(cache=True)
+def modify(bt, a, order_id, price, qty, now):
+    i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
+    if i < 0:
+        return ERR_ORDER_NOT_FOUND
+    if bt.lord[i].req != od.ST_NONE:
+        return ERR_ORDER_REQUEST_IN_PROCESS
+    orig_tick = bt.lord[i].price_tick
+    orig_qty = bt.lord[i].qty
+    bt.lord[i].price_tick = to_tick(price, bt.cfg_f[a, F_TICK])
+    bt.lord[i].qty = qty
+    bt.lord[i].req = od.ST_REPLACED
+    bt.lord[i].local_timestamp = now
+    od.refresh(bt.lord, i)
+    _send(bt, a, i, orig_tick, orig_qty)
+    return OK
+
+
+@njit(cache=True)
+def cancel(bt, a, order_id, now):
+    i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
+    if i < 0:
+        return ERR_ORDER_NOT_FOUND
+    if bt.lord[i].req != od.ST_NONE:
+        return ERR_ORDER_REQUEST_IN_PROCESS
+    bt.lord[i].req = od.ST_CANCELED
+    bt.lord[i].local_timestamp = now
+    od.refresh(bt.lord, i)
+    _send(bt, a, i, bt.lord[i].price_tick, bt.lord[i].qty)
+    return OK
+
+
+@njit(cache=True)
+def receive(bt, a, ts, has_wait, wait_id):
+    """Apply every response of asset ``a`` delivered at ``ts``; True if ``wait_id`` answered."""
+    got = False
+    msg = bt.tmp
+    while od.bus_front_ts(bt, a, od.TO_LOCAL) == ts:
+        od.bus_pop_into(bt, a, od.TO_LOCAL, msg, 0)
+        m = msg[0]
+        if m.exch_timestamp > 0:
+            bt.order_lat[a, 0] = 1
+            bt.order_lat[a, 1] = m.local_timestamp
+            bt.order_lat[a, 2] = m.exch_timestamp
+            bt.order_lat[a, 3] = ts
+        if has_wait and m.order_id == wait_id:
+            got = True
+        if m.fill_qty > 0.0 and m.req != od.ST_REJECTED:
+            apply_fill(bt, a, m.exec_price_tick * m.tick_size, m.fill_qty, m.side, m.maker)
+        i = od.find(bt.lord, bt.cnt[od.N_LORD], a, m.order_id)
+        if i >= 0:
+            if m.req == od.ST_REJECTED:
+                if m.local_timestamp == bt.lord[i].local_timestamp:
+                    if bt.lord[i].req == od.ST_NEW:
+                        bt.lord[i].status = od.ST_EXPIRED
+                    elif bt.lord[i].req == od.ST_REPLACED:
+                        bt.lord[i].price_tick = m.price_tick
+                        bt.lord[i].qty = m.qty
+                    bt.lord[i].req = od.ST_NONE
+                    od.refresh(bt.lord, i)
+            else:
+                bt.lord[i] = m
+                bt.lord[i].fill_qty = 0.0
+        elif m.req != od.ST_REJECTED:
+            j = od.lord_append(bt)
+            bt.lord[j] = m
+            bt.lord[j].fill_qty = 0.0
+    return got

@@ -1,0 +1,196 @@
+"""Order tables and order buses over one record layout (:data:`bots.sim.layout.order_dtype`).
+
+* ``bt.lord`` — the bot's orders (what ``hbt.orders(a)`` shows), slots ``[0, cnt[N_LORD])`` in
+  submission order; ``asset_no == -1`` marks a slot freed by ``clear_inactive_orders`` until the
+  table is compacted (stably, so iteration stays in submission order: reproducible runs).
+* ``bt.xord`` — the exchange's resting orders, same scheme.
+* ``bt.bus[2 * a + dir]`` — per asset, one FIFO ring per direction (``TO_EXCH`` requests,
+  ``TO_LOCAL`` responses), each message stamped with its delivery time ``bus_ts``; like
+  hftbacktest, a message is never delivered before one queued ahead of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# cnt[] slots
+N_LORD = 0
+N_XORD = 1
+N_XDEAD = 2
+
+TO_EXCH = 0
+TO_LOCAL = 1
+
+# bus_i columns
+B_HEAD = 0
+B_LEN = 1
+B_LAST_TS = 2
+
+ST_NONE = 0
+ST_NEW = 1
+ST_EXPIRED = 2
+ST_FILLED = 3
+ST_CANCELED = 4
+ST_PARTIAL = 5
+ST_REJECTED = 6
+ST_REPLACED = 7
+
+I64_MAX = (1 << 63) - 1
+
+
+@njit(cache=True)
+def refresh(orders, i):
+    """Recompute the derived fields after status/req/price changed."""
+    o = orders[i]
+    st = o.status
+    o.active = st == ST_NEW or st == ST_PARTIAL
+    o.pending = o.req != ST_NONE
+    o.cancellable = o.active and not o.pending
+    o.price = o.price_tick * o.tick_size
+    o.exec_price = o.exec_price_tick * o.tick_size
+
+
+@njit(cache=True)
+def copy_order(dst, i, src, j):
+    dst[i] = src[j]
+
+
+@njit(cache=True)
+def find(orders, n, a, order_id):
+    """Slot of asset ``a``'s order ``order_id`` in ``orders[:n]``, or -1."""
+    for i in range(n):
+        if orders[i].order_id == order_id and orders[i].asset_no == a:
+            return i
+    return -1
+
+
+@njit(cache=True)
+def _grown(orders, n):
+    new = np.zeros(max(16, 2 * orders.shape[0]), orders.dtype)
+    new[:n] = orders[:n]
+    return new
+
+
+@njit(cache=True)
+def lord_append(bt):
+    """Return a fresh slot at the end of the bot's order table (growing it if needed)."""
+    n = bt.cnt[N_LORD]
+    if n == bt.lord.shape[0]:
+        _compact_lord(bt)
+        n = bt.cnt[N_LORD]
+        if n * 2 > bt.lord.shape[0]:
+            bt.lord = _grown(bt.lord, n)
+    bt.cnt[N_LORD] = n + 1
+    return n
+
+
+@njit(cache=True)
+def _compact_lord(bt):
+    n = bt.cnt[N_LORD]
+    k = 0
+    for i in range(n):
+        if bt.lord[i].asset_no >= 0:
+            if k != i:
+                bt.lord[k] = bt.lord[i]
+            k += 1
+    bt.cnt[N_LORD] = k
+
+
+@njit(cache=True)
+def clear_inactive(bt, a):
+    """Drop asset ``a``'s (or every asset's, ``a < 0``) expired, filled and canceled orders."""
+    n = bt.cnt[N_LORD]
+    k = 0
+    for i in range(n):
+        o = bt.lord[i]
+        st = o.status
+        drop = o.asset_no < 0 or (
+            (a < 0 or o.asset_no == a) and (st == ST_EXPIRED or st == ST_FILLED or st == ST_CANCELED)
+        )
+        if not drop:
+            if k != i:
+                bt.lord[k] = bt.lord[i]
+            k += 1
+    bt.cnt[N_LORD] = k
+
+
+@njit(cache=True)
+def xord_append(bt):
+    n = bt.cnt[N_XORD]
+    if n == bt.xord.shape[0]:
+        xord_compact(bt)
+        n = bt.cnt[N_XORD]
+        if n * 2 > bt.xord.shape[0]:
+            bt.xord = _grown(bt.xord, n)
+    bt.cnt[N_XORD] = n + 1
+    return n
+
+
+@njit(cache=True)
+def xord_remove(bt, i):
+    bt.xord[i].asset_no = -1
+    # Only marked: callers may be scanning xord; compaction happens at safe points.
+    bt.cnt[N_XDEAD] += 1
+
+
+@njit(cache=True)
+def xord_compact(bt):
+    n = bt.cnt[N_XORD]
+    k = 0
+    for i in range(n):
+        if bt.xord[i].asset_no >= 0:
+            if k != i:
+                bt.xord[k] = bt.xord[i]
+            k += 1
+    bt.cnt[N_XORD] = k
+    bt.cnt[N_XDEAD] = 0
+
+
+# -- buses ----------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def bus_front_ts(bt, a, direction):
+    b = 2 * a + direction
+    if bt.bus_i[b, B_LEN] == 0:
+        return I64_MAX
+    return bt.bus[b, bt.bus_i[b, B_HEAD]].bus_ts
+
+
+@njit(cache=True)
+def bus_push(bt, a, direction, src, j, ts):
+    """Queue a copy of ``src[j]`` for delivery at ``ts`` (never before the message ahead of it)."""
+    b = 2 * a + direction
+    cap = bt.bus.shape[1]
+    if bt.bus_i[b, B_LEN] == cap:
+        _grow_bus(bt)
+        cap = bt.bus.shape[1]
+    last = bt.bus_i[b, B_LAST_TS] if bt.bus_i[b, B_LEN] > 0 else 0
+    pos = (bt.bus_i[b, B_HEAD] + bt.bus_i[b, B_LEN]) % cap
+    bt.bus[b, pos] = src[j]
+    deliver = max(ts, last)
+    bt.bus[b, pos].bus_ts = deliver
+    bt.bus_i[b, B_LEN] += 1
+    bt.bus_i[b, B_LAST_TS] = deliver
+
+
+@njit(cache=True)
+def bus_pop_into(bt, a, direction, dst, i):
+    """Move the front message of the bus into ``dst[i]``."""
+    b = 2 * a + direction
+    head = bt.bus_i[b, B_HEAD]
+    dst[i] = bt.bus[b, head]
+    bt.bus_i[b, B_HEAD] = (head + 1) % bt.bus.shape[1]
+    bt.bus_i[b, B_LEN] -= 1
+
+
+@njit(cache=True)
+def _grow_bus(bt):
+    rows, cap = bt.bus.shape
+    new = np.zeros((rows, 2 * cap), bt.bus.dtype)
+    for b in range(rows):
+        head = bt.bus_i[b, B_HEAD]
+        for k in range(bt.bus_i[b, B_LEN]):
+            new[b, k] = bt.bus[b, (head + k) % cap]
+        bt.bus_i[b, B_HEAD] = 0
+    bt.bus = new
