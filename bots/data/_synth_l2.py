@@ -60,6 +60,7 @@ params_dtype = np.dtype(
         ("funding_rate_std", "f8"),
         ("min_bid_tick", "i8"),
         ("max_msg_rows", "i8"),
+        ("max_orders_per_level", "i8"),  # L3 only
     ],
     align=True,
 )
@@ -74,6 +75,7 @@ state_dtype = np.dtype(
         ("regime", "i8"),
         ("next_regime_ts", "i8"),
         ("next_funding_ts", "i8"),
+        ("next_order_id", "i8"),         # L3 only
     ],
     align=True,
 )

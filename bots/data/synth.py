@@ -82,6 +82,8 @@ class SynthConfig:
     funding_rate_std: float = 0.00005
     #: Generate market-by-order (ADD/CANCEL/MODIFY/FILL with order ids) instead of depth rows.
     l3: bool = False
+    #: L3 only: queue capacity of one price level (orders).
+    max_orders_per_level: int = 16
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -105,10 +107,8 @@ class SynthConfig:
 def generate_events(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Return ``config.events`` rows of synthetic market data; ``progress(done, total)`` per chunk."""
     if config.l3:
-        try:
-            from bots.data._synth_l3 import generate_l3
-        except ImportError:
-            raise ConfigError("synth config l3=True: the L3 generator is not available yet") from None
+        from bots.data._synth_l3 import generate_l3
+
         return generate_l3(config, progress)
     out = np.empty(config.events, event_dtype)
     params, state, rng = _initial_state(config)
@@ -201,7 +201,7 @@ def _check_config(c: SynthConfig) -> None:
         return ConfigError(f"synth config {name}={getattr(c, name)!r}: {why}")
 
     for name in ("events", "levels_per_side", "mean_gap_ns", "max_trades_per_burst", "max_move_ticks",
-                 "max_levels_per_update", "feed_latency_min_ns"):
+                 "max_levels_per_update", "feed_latency_min_ns", "max_orders_per_level"):
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise bad(name, "must be a positive integer")
@@ -236,5 +236,9 @@ def _check_config(c: SynthConfig) -> None:
         raise bad("funding_interval_h", "must be >= 0 (0 disables funding rows)")
     if c.funding_interval_h and c.funding_interval_h * _NS_PER_H <= 50 * c.mean_gap_ns:
         raise bad("funding_interval_h", "must be longer than 50 message gaps")
+    if not 3 <= c.max_orders_per_level <= 1000:
+        raise bad("max_orders_per_level", "must be within [3, 1000]")
+    if not isinstance(c.l3, bool):
+        raise bad("l3", "must be true or false")
     if c.funding_rate_std < 0:
         raise bad("funding_rate_std", "must be >= 0")
