@@ -186,36 +186,32 @@ def ring_publish_one(hdr, data, ev, exch_ts, local_ts, px, qty, order_id, ival, 
 def ring_read(hdr, data, state, out):
     """Copy every available record (up to ``len(out)``) into ``out``; return how many.
 
-    ``state[S_GAP]`` is set to the number of records lost (overwritten before we read them)
-    immediately before the returned ones; the call may return 0 records with a gap.
+    ``state[S_GAP]`` is set to the number of records lost (overwritten before we could read them)
+    immediately before the returned ones; the call may return 0 records with a gap.  A lapped
+    reader resumes at the oldest record that is still intact, so it loses no more than it must.
     """
     cap = data.shape[0]
     mask = cap - 1
-    nxt = state[L.S_NEXT]
+    first = state[L.S_NEXT]
     state[L.S_GAP] = 0
     cur = load_acquire(hdr, L.W_CURSOR)
-    avail = cur - nxt
-    if avail <= 0:
+    if cur <= first:
         return 0
-    lost = 0
-    if avail > cap:  # lapped before we even started: the oldest possibly-intact record is cur - cap
-        lost = avail - cap
-        nxt = cur - cap
-        avail = cap
-    n = min(avail, out.shape[0])
+    # Hint: slots below INTENT - cap are already being overwritten; don't bother copying them.
+    start = max(first, load_relaxed(hdr, L.W_INTENT) - cap)
+    n = max(0, min(cur - start, out.shape[0]))
     for i in range(n):
-        _copy_record(out, i, data, (nxt + i) & mask)
-    fence_acquire()  # the copies complete before we look at how far the writer has claimed
+        _copy_record(out, i, data, (start + i) & mask)
+    fence_acquire()  # the copies complete before we look at how far the writer has claimed since
     first_intact = load_relaxed(hdr, L.W_INTENT) - cap
-    if first_intact > nxt:
-        torn = min(first_intact - nxt, n)
+    if first_intact > start:  # the writer lapped us while we copied: drop what it may have torn
+        torn = min(first_intact - start, n)
         for i in range(n - torn):
             _copy_record(out, i, out, i + torn)
-        lost += torn
-        nxt += torn
         n -= torn
-    nxt += n
-    state[L.S_NEXT] = nxt
+        start = max(start + torn, first_intact) if n == 0 else start + torn
+    lost = start - first
+    state[L.S_NEXT] = start + n
     if lost > 0:
         state[L.S_GAP] = lost
         state[L.S_LOST_TOTAL] += lost
@@ -224,18 +220,19 @@ def ring_read(hdr, data, state, out):
     slot = state[L.S_SLOT]
     if slot >= 0:
         base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
-        store_release(hdr, base + L.RS_POSITION, nxt)
+        store_release(hdr, base + L.RS_POSITION, start + n)
         if lost > 0:
             store_relaxed(hdr, base + L.RS_LOST, state[L.S_LOST_TOTAL])
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _wait_until(hdr, word, target, sleepers_word, seq_word, spin_ns, yield_ns, timeout_ns, park_slice_ns):
     """Wait until ``hdr[word] >= target``: spin, then yield, then park on the futex.
 
     Returns WAIT_DATA, WAIT_TIMEOUT, or WAIT_CLOSED when the producer closed the segment.
-    Spin and yield phases are bounded in time, not iterations, so the policy means the same on a
+    Runs without the GIL, so other Python threads of the process (an asyncio loop, a publisher)
+    keep running while a reader waits.  Spin and yield phases are bounded in time, not iterations, so the policy means the same on a
     fast and a slow machine.  A park lasts at most ``park_slice_ns`` so the caller regains control
     (to check producer liveness) at least that often.
     """
@@ -285,7 +282,7 @@ def _wait_until(hdr, word, target, sleepers_word, seq_word, spin_ns, yield_ns, t
             return WAIT_TIMEOUT  # a full slice passed: let the caller check liveness
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ring_wait(hdr, state, spin_ns, yield_ns, timeout_ns, park_slice_ns):
     """Wait for a record past ``state[S_NEXT]`` on a market ring (see ``_wait_until``)."""
     return _wait_until(
@@ -345,7 +342,7 @@ def channel_read(hdr, data, out):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def channel_wait_readable(hdr, spin_ns, yield_ns, timeout_ns, park_slice_ns):
     """Wait until the channel holds at least one unread record."""
     return _wait_until(
@@ -361,7 +358,7 @@ def channel_wait_readable(hdr, spin_ns, yield_ns, timeout_ns, park_slice_ns):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def channel_wait_writable(hdr, data, n, spin_ns, yield_ns, timeout_ns, park_slice_ns):
     """Wait until ``n`` records fit (the consumer freed enough slots)."""
     cap = data.shape[0]

@@ -296,23 +296,26 @@ class RingReader:
         """
         st = self.state
         hw = self._hw
-        nxt = int(st[0])  # L.S_NEXT
+        first = int(st[0])  # L.S_NEXT
         st[1] = 0  # L.S_GAP
         cur = hw[33]  # L.W_CURSOR (an aligned 8-byte load; x86 keeps later loads after it)
-        if cur <= nxt:
+        if cur <= first:
             return None
         cap = self.capacity
-        lost = 0
-        if cur - nxt > cap:
-            lost = cur - cap - nxt
-            nxt = cur - cap
-        rec = _EVENT.unpack_from(self._dmv, (nxt & self._mask) << 6)
-        if hw[32] - cap > nxt:  # L.W_INTENT: the slot may have been overwritten while we copied it
-            lost += 1
-            rec = None
-        nxt += 1
+        start = hw[32] - cap  # L.W_INTENT: slots below this are being overwritten
+        if start < first:
+            start = first
+        rec = None
+        if start < cur:
+            rec = _EVENT.unpack_from(self._dmv, (start & self._mask) << 6)
+            intact = hw[32] - cap  # re-check after the copy: was the slot overwritten meanwhile?
+            if intact > start:
+                rec = None
+                start = intact
+        nxt = start + 1 if rec is not None else start
         st[0] = nxt
-        if lost:
+        if start > first:
+            lost = start - first
             st[1] = lost
             st[2] += lost
             st[3] += 1

@@ -149,6 +149,8 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        if getattr(self, "_drainer", None) is not None:
+            self._drainer.cancel()
         await self.md.stop()
         self.task.cancel()
         try:
@@ -175,6 +177,14 @@ class Harness:
             await self.emu.step(1, symbol=symbol)
             await asyncio.sleep(delay_s)
             self.drain()
+
+    def start_draining(self, every_s: float = 0.001) -> None:
+        """Read the rings continuously (a bot that keeps up) while the test does other things."""
+        async def loop():
+            while True:
+                self.drain()
+                await asyncio.sleep(every_s)
+        self._drainer = asyncio.create_task(loop())
 
     def _history(self, sym: str):
         return self.emu.symbols[sym].history

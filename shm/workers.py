@@ -1,0 +1,269 @@
+"""Writer and reader processes that stamp and verify every record: the stress tests, the ring
+benchmark and the ring demo all run these.
+
+Every 64-byte record carries its sequence number in word 1 and a mix of (sequence, word index) in
+each of the other words, so a reader detects a torn record (words from two different writes), a
+reordered or repeated one, and checks that every record it did not receive is accounted for by a
+reported gap of exactly that size.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from numba import njit
+
+from shm import kernels as K
+from shm import layout as L
+from shm.atomics import monotonic_ns, sched_yield
+
+__all__ = [
+    "stamp",
+    "verify",
+    "VerifyStats",
+    "writer_main",
+    "reader_main",
+    "wait_for_readers",
+]
+
+_MIX_A = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
+_MIX_B = np.int64(-4658895280553007687)  # 0xBF58476D1CE4E5B9 as int64
+
+# verification state words
+V_NEXT = 0  # next expected sequence (0 before the first record)
+V_RECEIVED = 1
+V_TORN = 2
+V_REORDERED = 3
+V_GAPS = 4
+V_LOST = 5  # records the reader was told it lost
+V_UNACCOUNTED = 6  # sequence jumps not matched by a reported gap (must stay 0)
+V_PENDING_GAP = 7
+V_WORDS = 8
+
+#: Names of the verification counters, in order.
+VerifyStats = ("next", "received", "torn", "reordered", "gaps", "lost", "unaccounted", "pending_gap")
+
+
+@njit(cache=True, inline="always")
+def _word(seq, w):
+    return (seq * _MIX_A + np.int64(w) * _MIX_B) ^ (seq >> 7)
+
+
+@njit(cache=True)
+def stamp(words, first_seq, send_ts):
+    """Fill int64[n, 8] ``words`` with records ``first_seq ..``; word 2 carries ``send_ts`` (ns)."""
+    for i in range(words.shape[0]):
+        seq = first_seq + i
+        for w in range(L.WORDS_PER_RECORD):
+            words[i, w] = _word(seq, w)
+        words[i, 1] = seq
+        words[i, 2] = send_ts
+
+
+@njit(cache=True)
+def verify(words, n, gap, vst):
+    """Check ``n`` records just read (after a reported ``gap``) and update ``vst``."""
+    if gap > 0:
+        vst[V_GAPS] += 1
+        vst[V_LOST] += gap
+        vst[V_PENDING_GAP] += gap
+    for i in range(n):
+        seq = words[i, 1]
+        torn = False
+        for w in range(L.WORDS_PER_RECORD):
+            if w == 1 or w == 2:
+                continue
+            if words[i, w] != _word(seq, w):
+                torn = True
+        if torn:
+            vst[V_TORN] += 1
+            continue
+        expected = vst[V_NEXT] + vst[V_PENDING_GAP]
+        if seq < vst[V_NEXT]:
+            vst[V_REORDERED] += 1
+            continue
+        if seq != expected:
+            vst[V_UNACCOUNTED] += 1
+        vst[V_PENDING_GAP] = 0
+        vst[V_NEXT] = seq + 1
+        vst[V_RECEIVED] += 1
+
+
+@njit(cache=True)
+def _xorshift(state):
+    x = state[0]
+    x ^= x << 13
+    x ^= (x >> 7) & np.int64(0x01FFFFFFFFFFFFFF)
+    x ^= x << 17
+    state[0] = x
+    return x
+
+
+@njit(cache=True)
+def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
+    """Publish ``total`` stamped records in random batch sizes 1..batch_max (fixed if seed == 0).
+
+    ``pace_ns`` > 0 spaces publications by that many ns (sleeping by yielding), like a daemon fed by
+    the network; word 2 of each record is its publish time for one-way latency.
+    """
+    staging = np.empty((batch_max, L.WORDS_PER_RECORD), dtype=np.int64)
+    rng = np.array([seed if seed != 0 else 1], dtype=np.int64)
+    seq = 0
+    next_at = monotonic_ns()
+    while seq < total:
+        if seed == 0:
+            n = batch_max
+        else:
+            n = 1 + (_xorshift(rng) & 0x7FFFFFFF) % batch_max
+        n = min(n, total - seq)
+        if pace_ns > 0:
+            next_at += pace_ns * n
+            while monotonic_ns() < next_at:
+                sched_yield()
+        stamp(staging[:n], seq, monotonic_ns())
+        K.ring_publish(hdr, data, staging[:n], gate_timeout_ns)
+        seq += n
+    return seq
+
+
+@njit(cache=True)
+def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_ns, latencies, stop_at_received):
+    """Read and verify until sequence ``total - 1`` is accounted for, the ring closes, or
+    ``stop_at_received`` records were received (returns 2 so the caller can stall on purpose).
+
+    Records each record's one-way latency (now - word 2) into ``latencies`` while there is room.
+    Returns 0 when done, 1 on a park timeout (the caller checks the producer), 2 at the stop mark.
+    """
+    nlat = 0
+    while vst[V_NEXT] + vst[V_PENDING_GAP] < total:
+        if stop_at_received >= 0 and vst[V_RECEIVED] >= stop_at_received:
+            return 2
+        n = K.ring_read(hdr, data, state, out)
+        gap = state[L.S_GAP]
+        if n > 0 and latencies.shape[0] > 0:
+            now = monotonic_ns()
+            for i in range(n):
+                if nlat < latencies.shape[0]:
+                    latencies[nlat] = now - out[i, 2]
+                    nlat += 1
+        if n > 0 or gap > 0:
+            verify(out, n, gap, vst)
+            continue
+        r = K.ring_wait(hdr, state, spin_ns, yield_ns, park_slice_ns, park_slice_ns)
+        if r == K.WAIT_CLOSED:
+            n = K.ring_read(hdr, data, state, out)
+            if n == 0 and state[L.S_GAP] == 0:
+                return 0
+            verify(out, n, state[L.S_GAP], vst)
+        elif r == K.WAIT_TIMEOUT:
+            return 1
+    return 0
+
+
+def wait_for_readers(hdr: np.ndarray, count: int, timeout_s: float = 60.0) -> None:
+    """Block until ``count`` reader slots are active (so a test writer starts with everyone there)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        active = sum(
+            int(hdr[L.READER_SLOTS_WORD + s * L.READER_SLOT_WORDS + L.RS_ACTIVE] == 1) for s in range(L.MAX_READERS)
+        )
+        if active >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {active} of {count} readers attached within {timeout_s} s")
+        time.sleep(0.005)
+
+
+def writer_main(
+    name: str,
+    total: int,
+    *,
+    capacity: int = 1 << 16,
+    batch_max: int = 64,
+    seed: int = 1,
+    readers: int = 0,
+    pace_per_s: float = 0.0,
+    gated: bool = False,
+    linger_s: float = 0.0,
+    result=None,
+) -> None:
+    """Process entry: create ring ``name``, wait for ``readers``, publish ``total`` records, close."""
+    from shm.ring import RingWriter
+
+    w = RingWriter.create(name, capacity=capacity, gated=gated)
+    try:
+        if readers:
+            wait_for_readers(w.hdr, readers)
+        pace_ns = int(1e9 / pace_per_s) if pace_per_s > 0 else 0
+        t0 = time.perf_counter()
+        write_loop(w.hdr, w.data, total, batch_max, seed, pace_ns, 1_000_000_000)
+        elapsed = time.perf_counter() - t0
+        if result is not None:
+            result.put(("writer", os.getpid(), {"elapsed_s": elapsed, "total": total}))
+        if linger_s:
+            time.sleep(linger_s)
+    finally:
+        w.close()
+
+
+def reader_main(
+    name: str,
+    total: int,
+    result,
+    *,
+    wait: str = "backoff",
+    out_size: int = 4096,
+    stall_after: int = -1,
+    stall_s: float = 0.0,
+    latency_samples: int = 0,
+    attach_timeout_s: float = 60.0,
+) -> None:
+    """Process entry: attach to ``name`` from its start, verify ``total`` records, report counters.
+
+    With ``stall_after`` >= 0 the reader stops for ``stall_s`` after that many records, to be
+    lapped on purpose.  Puts ``("reader", pid, stats)`` on ``result``.
+    """
+    from shm.errors import SegmentNotFoundError
+    from shm.ring import RingReader
+
+    deadline = time.monotonic() + attach_timeout_s
+    while True:
+        try:
+            r = RingReader.attach(name, start="earliest", wait=wait)
+            break
+        except SegmentNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+    ws = r.wait_strategy
+    hdr, data, state = r.arrays()
+    out = np.zeros((out_size, L.WORDS_PER_RECORD), dtype=np.int64)
+    vst = np.zeros(V_WORDS, dtype=np.int64)
+    lat = np.zeros(latency_samples, dtype=np.int64)
+    t0 = time.perf_counter()
+    stop_at = stall_after
+    stalled = 0.0
+    status = "done"
+    while True:
+        rc = read_loop(hdr, data, state, out, vst, total, ws.spin_ns, ws.yield_ns, ws.park_slice_ns, lat, stop_at)
+        if rc == 0:
+            break
+        if rc == 2:
+            s0 = time.perf_counter()
+            time.sleep(stall_s)
+            stalled += time.perf_counter() - s0
+            stop_at = -1
+            continue
+        if not r.producer_alive() and r.available() <= 0:
+            status = "producer-gone"
+            break
+    elapsed = time.perf_counter() - t0 - stalled
+    stats = dict(zip(VerifyStats, vst.tolist()))
+    stats.update(elapsed_s=elapsed, status=status, reported_gap_total=r.lost_total, stalled_s=stalled)
+    if latency_samples:
+        n = int(min(latency_samples, stats["received"]))
+        stats["latencies_ns"] = lat[:n].tolist()
+    r.close()
+    result.put(("reader", os.getpid(), stats))

@@ -1,0 +1,243 @@
+"""The Python API of rings and channels, in one process and across processes."""
+
+import multiprocessing as mp
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shm import (
+    BACKOFF,
+    PARK,
+    ChannelFullError,
+    ChannelReader,
+    ChannelWriter,
+    ProducerGoneError,
+    RingReader,
+    RingWriter,
+    SegmentConfigError,
+    WaitStrategy,
+    segment_name,
+    wait_strategy,
+)
+from shm.dtypes import event_dtype, order_request_dtype
+
+SPAWN = mp.get_context("spawn")
+
+
+def _events(first, n):
+    arr = np.zeros(n, dtype=event_dtype)
+    arr["ev"] = 2
+    arr["exch_ts"] = np.arange(first, first + n)
+    arr["local_ts"] = arr["exch_ts"] + 1
+    arr["px"] = 100.0 + arr["exch_ts"] * 0.5
+    arr["qty"] = 1.0
+    arr["ival"] = arr["exch_ts"]
+    return arr
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.integers(1, 200), min_size=1, max_size=30), reads=st.lists(st.integers(1, 300), min_size=1, max_size=30))
+def test_read_one_and_read_agree_record_for_record(batches, reads):
+    import os
+    import uuid
+
+    os.environ["HFTD_SHM_NAMESPACE"] = "p" + uuid.uuid4().hex[:8]
+    w = RingWriter.create(segment_name("md", "agree"), capacity=128)
+    one = RingReader.attach(w.name, start="earliest", register=False)
+    many = RingReader.attach(w.name, start="earliest", register=False)
+    try:
+        seq = 0
+        got_one, got_many = [], []
+        out = np.zeros(512, dtype=event_dtype)
+        for i, b in enumerate(batches):
+            w.publish(_events(seq, b))
+            seq += b
+            for _ in range(reads[i % len(reads)]):
+                rec = one.read_one()
+                if rec is None and one.gap == 0:
+                    break
+                if one.gap:
+                    got_one.append(("gap", one.gap))
+                if rec is not None:
+                    got_one.append(rec[1])
+            n = many.read(out[: reads[i % len(reads)]])
+            if many.gap:
+                got_many.append(("gap", many.gap))
+            got_many.extend(out["exch_ts"][:n].tolist())
+        # both readers account for every record they passed, as records or as gaps
+        for got, reader in ((got_one, one), (got_many, many)):
+            delivered = [g for g in got if not isinstance(g, tuple)]
+            lost = sum(g[1] for g in got if isinstance(g, tuple))
+            assert delivered == sorted(delivered) and len(set(delivered)) == len(delivered)
+            assert len(delivered) + lost == reader.position
+    finally:
+        one.close()
+        many.close()
+        w.close()
+
+
+def test_publish_one_fields_round_trip(shm_namespace):
+    w = RingWriter.create(segment_name("md", "one"), capacity=64)
+    r = RingReader.attach(w.name)
+    try:
+        w.publish_one(2 | (1 << 29), 11, 12, 101.25, 0.5, order_id=7, ival=-3, fval=1.5)
+        assert r.read_one() == (2 | (1 << 29), 11, 12, 101.25, 0.5, 7, -3, 1.5)
+        out = np.zeros(4, dtype=event_dtype)
+        w.publish_one(1, 21, 22, 99.0, 2.0)
+        assert r.read(out) == 1
+        assert out[0]["px"] == 99.0 and out[0]["exch_ts"] == 21
+    finally:
+        r.close()
+        w.close()
+
+
+def test_oversized_batches_are_split_and_still_delivered_in_order(shm_namespace):
+    w = RingWriter.create(segment_name("md", "split"), capacity=64)
+    r = RingReader.attach(w.name, start="earliest")
+    try:
+        w.publish(_events(0, 30))
+        out = np.zeros(64, dtype=event_dtype)
+        assert r.read(out) == 30 and r.gap == 0
+        w.publish(_events(30, 200))  # 4 publications of 32; the reader was lapped by 200 - 64
+        n = r.read(out)
+        assert r.gap == 200 - 64
+        assert out["exch_ts"][:n].tolist() == list(range(230 - 64, 230))[:n]
+    finally:
+        r.close()
+        w.close()
+
+
+def test_a_parked_reader_wakes_fast_and_close_wakes_it_for_good(shm_namespace):
+    w = RingWriter.create(segment_name("md", "park"), capacity=64)
+    r = RingReader.attach(w.name, wait=PARK)
+    try:
+        r.wait(1_000_000)  # compile the kernels outside the timed part
+        w.publish_one(2, 0, 1, 1.0, 1.0)
+        r.read_one()
+        woke = []
+
+        def publish_later():
+            time.sleep(0.05)
+            woke.append(time.monotonic())
+            w.publish_one(2, 1, 2, 1.0, 1.0)
+
+        t = threading.Thread(target=publish_later)
+        t.start()
+        assert r.wait(5_000_000_000)
+        latency = time.monotonic() - woke[0]
+        t.join()
+        assert latency < 0.05  # woken by the futex, not by a 200 ms park slice
+        assert r.read_one() is not None
+        closer = threading.Timer(0.05, w.close)
+        closer.start()
+        t0 = time.monotonic()
+        with pytest.raises(ProducerGoneError, match="closed"):
+            r.wait(5_000_000_000)
+        assert time.monotonic() - t0 < 0.5
+        closer.join()
+    finally:
+        r.close()
+
+
+def test_wait_times_out_without_data(shm_namespace):
+    w = RingWriter.create(segment_name("md", "idle"), capacity=64)
+    r = RingReader.attach(w.name)
+    try:
+        t0 = time.monotonic()
+        assert r.wait(30_000_000) is False
+        assert 0.02 < time.monotonic() - t0 < 0.5
+    finally:
+        r.close()
+        w.close()
+
+
+def test_wait_strategy_configs_reject_bad_values():
+    assert wait_strategy(None) is BACKOFF
+    assert wait_strategy("park") is PARK
+    with pytest.raises(SegmentConfigError, match="unknown wait strategy 'fast'"):
+        wait_strategy("fast")
+    with pytest.raises(SegmentConfigError, match="spin_ns must be an int >= 0"):
+        WaitStrategy(spin_ns=-1, yield_ns=0)
+    with pytest.raises(SegmentConfigError, match=r"unknown wait strategy keys \['spin_us'\]"):
+        WaitStrategy.from_mapping({"spin_us": 5, "yield_ns": 0})
+
+
+def test_gated_writer_evicts_a_stuck_reader_after_its_timeout(shm_namespace):
+    w = RingWriter.create(segment_name("md", "gate"), capacity=64, gated=True, gate_timeout_ns=100_000_000)
+    stuck = RingReader.attach(w.name)  # never reads
+    try:
+        t0 = time.monotonic()
+        w.publish(_events(0, 32))
+        w.publish(_events(32, 32))
+        w.publish(_events(64, 32))  # would lap the stuck reader: waits 100 ms, then evicts it
+        waited = time.monotonic() - t0
+        assert 0.09 < waited < 2.0
+        out = np.zeros(64, dtype=event_dtype)
+        stuck.read(out)
+        assert stuck.gap == 32  # it lost exactly the lap it was evicted for
+    finally:
+        stuck.close()
+        w.close()
+
+
+# -- order channel across processes --------------------------------------------------------------
+
+
+def _channel_consumer(name, total, result, delay_every, delay_s):
+    r = ChannelReader.attach(name)
+    out = np.zeros(64, dtype=order_request_dtype)
+    expected = 0
+    bad = 0
+    while expected < total:
+        if not r.wait(5_000_000_000):
+            break
+        n = r.read(out)
+        for seq in out["seq"][:n]:
+            bad += int(seq != expected)
+            expected += 1
+        if delay_every and expected % delay_every < n:
+            time.sleep(delay_s)  # a slow consumer: the writer must wait, not overwrite
+    result.put((expected, bad))
+    r.close()
+
+
+def test_channel_is_lossless_with_backpressure_across_processes(shm_namespace):
+    name = segment_name("orders", "bot7")
+    w = ChannelWriter.create(name, capacity=64)
+    q = SPAWN.Queue()
+    total = 20_000
+    p = SPAWN.Process(target=_channel_consumer, args=(name, total, q, 5_000, 0.05))
+    p.start()
+    try:
+        batch = np.zeros(50, dtype=order_request_dtype)
+        for first in range(0, total, 50):
+            batch["seq"] = np.arange(first, first + 50)
+            w.write_all(batch, timeout_ns=30_000_000_000)
+        received, bad = q.get(timeout=120)
+    finally:
+        p.join(30)
+        w.close()
+    assert (received, bad) == (total, 0)
+
+
+def test_full_channel_tells_the_writer_and_overwrites_nothing(shm_namespace):
+    w = ChannelWriter.create(segment_name("orders", "full"), capacity=64)
+    r = ChannelReader.attach(w.name)
+    try:
+        batch = np.zeros(40, dtype=order_request_dtype)
+        batch["seq"] = np.arange(40)
+        assert w.write(batch) == 40
+        assert w.write(batch) == 24  # only what fits
+        assert w.write(batch) == 0  # full
+        with pytest.raises(ChannelFullError, match="wrote 0 of 40 records, nothing overwritten"):
+            w.write_all(batch, timeout_ns=20_000_000)
+        out = np.zeros(100, dtype=order_request_dtype)
+        assert r.read(out) == 64
+        assert out["seq"][:64].tolist() == list(range(40)) + list(range(24))
+    finally:
+        r.close()
+        w.close()
