@@ -289,6 +289,19 @@ def funding_row(out, pos, p, st, rng):
 
 
 @numba.njit(cache=True)
+def begin_message(out, pos, p, st, regime_mults, rng):
+    """Funding row if a boundary was crossed, regime switch if due; return (pos, local, move share)."""
+    local = st.local_ts
+    if st.next_funding_ts > 0 and st.exch_ts >= st.next_funding_ts:
+        pos = funding_row(out, pos, p, st, rng)
+        local = st.local_ts
+    if st.exch_ts >= st.next_regime_ts:
+        st.regime = randint(rng, 0, len(regime_mults) - 1)
+        st.next_regime_ts = st.exch_ts + 1 + int(exponential(rng, p.regime_mean_duration_ns))
+    return pos, local, p.move_share * regime_mults[st.regime]
+
+
+@numba.njit(cache=True)
 def fill_l2(out, pos, stop, params, state, bid_qty, ask_qty, regime_mults, rng):
     """Write messages from row ``pos`` until at least ``stop``; return the next free row.
 
@@ -303,13 +316,7 @@ def fill_l2(out, pos, stop, params, state, bid_qty, ask_qty, regime_mults, rng):
         if end - pos < p.max_msg_rows:
             pos = level_update(out, pos, p, st, local, bid_qty, ask_qty, rng, 1)
             continue
-        if st.next_funding_ts > 0 and st.exch_ts >= st.next_funding_ts:
-            pos = funding_row(out, pos, p, st, rng)
-            local = st.local_ts
-        if st.exch_ts >= st.next_regime_ts:
-            st.regime = randint(rng, 0, len(regime_mults) - 1)
-            st.next_regime_ts = st.exch_ts + 1 + int(exponential(rng, p.regime_mean_duration_ns))
-        move_share = p.move_share * regime_mults[st.regime]
+        pos, local, move_share = begin_message(out, pos, p, st, regime_mults, rng)
         u = uniform(rng)
         if u < move_share:
             pos = price_move(out, pos, p, st, local, bid_qty, ask_qty, rng, p.max_move_ticks)

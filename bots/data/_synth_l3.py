@@ -21,8 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from bots.data._rng import exponential, randint, uniform
-from bots.data._synth_l2 import advance_clock, funding_row, price, quantity
+from bots.data._rng import randint, uniform
+from bots.data._synth_l2 import advance_clock, begin_message, price, quantity
 from shm.dtypes import (
     ADD_ORDER_EVENT,
     BUY_EVENT,
@@ -243,13 +243,7 @@ def fill_l3(out, pos, stop, params, state, ids, lots, count, regime_mults, rng):
         if end - pos < p.max_msg_rows:
             pos = single_change(out, pos, p, st, local, ids, lots, count, rng)
             continue
-        if st.next_funding_ts > 0 and st.exch_ts >= st.next_funding_ts:
-            pos = funding_row(out, pos, p, st, rng)
-            local = st.local_ts
-        if st.exch_ts >= st.next_regime_ts:
-            st.regime = randint(rng, 0, len(regime_mults) - 1)
-            st.next_regime_ts = st.exch_ts + 1 + int(exponential(rng, p.regime_mean_duration_ns))
-        move_share = p.move_share * regime_mults[st.regime]
+        pos, local, move_share = begin_message(out, pos, p, st, regime_mults, rng)
         u = uniform(rng)
         if u < move_share:
             pos = price_move(out, pos, p, st, local, ids, lots, count, rng)
