@@ -222,3 +222,23 @@ def test_zip_member_padding_survives_other_zip_readers(tmp_path, events):
         assert zf.testzip() is None
         assert zf.namelist() == ["data.npy"]
     assert event_dtype.itemsize == 64
+
+
+def _rss_bytes() -> int:
+    psutil = pytest.importorskip("psutil")
+    return psutil.Process().memory_info().rss
+
+
+def test_mapping_and_validating_a_big_file_does_not_make_it_resident(tmp_path):
+    events = make_events(1_000_000)  # 64 MB
+    path = save_events(tmp_path / "big.npz", events)
+    del events
+    gc.collect()
+    before = _rss_bytes()
+    arr = open_events_mmap(path)  # validates every row through the map
+    grown = _rss_bytes() - before
+    assert isinstance(arr, np.memmap) and len(arr) == 1_000_000
+    assert grown < 16 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB for a 64 MiB file"
+    loaded = load_events(path)
+    assert _rss_bytes() - before > 48 * 2**20  # the full load really is resident (the check can fail)
+    del loaded
