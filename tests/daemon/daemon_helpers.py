@@ -189,20 +189,25 @@ class Harness:
     def _history(self, sym: str):
         return self.emu.symbols[sym].history
 
+    def _boundary(self, sym: str):
+        hist = self._history(sym)
+
+        def boundary(uid, b):
+            self.checked += 1
+            if b.crossed():
+                self.crossed[sym] += 1
+            truth = hist.get(uid)
+            if truth is None or rounded(truth) != rounded(b.levels()):
+                self.mismatches[sym].append(uid)
+
+        return boundary
+
     def drain(self) -> None:
         for sym in self.symbols:
             if sym not in self.emu.symbols:
                 continue
             book = self.books[sym]
-            hist = self._history(sym)
-
-            def boundary(uid, b, sym=sym, hist=hist):
-                self.checked += 1
-                if b.crossed():
-                    self.crossed[sym] += 1
-                truth = hist.get(uid)
-                if truth is None or rounded(truth) != rounded(b.levels()):
-                    self.mismatches[sym].append(uid)
+            boundary = self._boundary(sym)
 
             if self.ring:
                 reader = self.readers[sym]
@@ -239,7 +244,7 @@ class Harness:
     def check(self) -> None:
         self.drain()
         for sym in [s for s in self.symbols if s in self.emu.symbols]:
-            self.books[sym].finish(lambda uid, b, sym=sym: None)
+            self.books[sym].finish(self._boundary(sym))
             assert not self.mismatches[sym], f"{sym}: ring book != truth at ids {self.mismatches[sym][:10]}"
             assert self.crossed[sym] == 0, f"{sym}: a crossed book was published as valid"
         assert self.checked > 0

@@ -64,6 +64,9 @@ class WeightBudget:
 class _Group:
     """Hooks for one route's connection (see ``daemon.wsgroup``)."""
 
+    #: streams per SUBSCRIBE message (the venue allows up to 1024 streams per connection)
+    streams_per_message = 200
+
     def __init__(self, md: "BinanceMarketData", route: str, streams: list[str]) -> None:
         self.md = md
         self.route = route
@@ -76,7 +79,7 @@ class _Group:
         return f"{self.md.cfg.ws_url}{self.route}/stream"
 
     async def _send_paced(self, link: Link, method: str) -> None:
-        chunk = 200  # streams per control message; the venue allows up to 1024 per connection
+        chunk = self.streams_per_message
         gap_s = 1.0 / self.md.cfg.control_msgs_per_s
         for start in range(0, len(self.streams), chunk):
             if start:
@@ -114,22 +117,19 @@ class _Group:
             self._cand.append(item)
 
     def candidate_caught_up(self) -> bool:
+        """True when, for every live book, the candidate's chain joins the applied one: it holds the
+        event the book last applied (``u`` == last) or the one right after it (``pu`` == last).
+        From there the candidate's events are contiguous, so switching loses nothing."""
         if not self.carries_depth:
             return True
         md = self.md
-        first: dict[str, object] = {}
+        joined: set[str] = set()
         for kind, sym, val in self._cand:
-            if kind == "depth" and sym not in first:
+            if kind == "depth":
                 sync = md.syncs.get(sym)
-                if sync is not None and sync.live and val.last_id > sync.last_id:
-                    first[sym] = val
-        for sym, sync in md.syncs.items():
-            if not sync.live:
-                continue  # nothing to keep valid; it resyncs on the candidate
-            diff = first.get(sym)
-            if diff is None or diff.prev_id != sync.last_id:
-                return False
-        return True
+                if sync is not None and sync.last_id in (val.last_id, val.prev_id):
+                    joined.add(sym)
+        return all(sym in joined for sym, sync in md.syncs.items() if sync.live)
 
     def switch_to_candidate(self) -> None:
         items, self._cand = self._cand, []
