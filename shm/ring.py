@@ -47,21 +47,24 @@ def as_words(records: np.ndarray, what: str = "records") -> np.ndarray:
     return records.view(np.int64).reshape(records.shape[0], L.WORDS_PER_RECORD)
 
 
-class _PyFence:
-    """A full memory barrier from plain Python: an uncontended lock acquire is a locked CAS.
+class _WordsCache:
+    """Remembers the int64 view of the last buffer seen: callers usually reuse one buffer, and
+    building the view costs more than copying a few hundred records."""
 
-    Needed once per ``publish_one``: the cursor store must be visible before we read whether a
-    reader sleeps (StoreLoad), which x86's store buffer would otherwise reorder.
-    """
+    __slots__ = ("_src", "_words", "_what")
 
-    __slots__ = ("_lock",)
+    def __init__(self, what: str) -> None:
+        self._src = None
+        self._words = None
+        self._what = what
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        self._lock.acquire()
-        self._lock.release()
+    def __call__(self, records: np.ndarray) -> np.ndarray:
+        if records is self._src:
+            return self._words
+        words = as_words(records, self._what)
+        if records.flags.c_contiguous:  # a copied view would go stale
+            self._src, self._words = records, words
+        return words
 
 
 class RingWriter:
@@ -80,8 +83,12 @@ class RingWriter:
         mv = memoryview(segment._mm)
         self._hw = mv[: L.HEADER_BYTES].cast("q")
         self._dmv = mv[L.HEADER_BYTES :]
-        self._fence = _PyFence()
-        self._py_fast = _IS_X86 and not self._gated
+        self._lock = threading.Lock()
+        self._pack = _EVENT.pack_into
+        self._words = _WordsCache("batch")
+        if not (_IS_X86 and not self._gated):
+            # weakly ordered CPU (plain stores would need barriers) or gated ring: compiled path
+            self.publish_one = self._publish_one_kernel  # type: ignore[method-assign]
 
     @classmethod
     def create(
@@ -118,8 +125,10 @@ class RingWriter:
         Batches longer than half the capacity go out in several publications so that a batch never
         laps itself.
         """
-        words = as_words(batch, "batch")
-        step = self.capacity // 2
+        words = self._words(batch)
+        step = self.capacity >> 1
+        if words.shape[0] <= step:
+            return K.ring_publish(self.hdr, self.data, words, self._gate_timeout_ns)
         cursor = self.cursor
         for start in range(0, words.shape[0], step):
             cursor = K.ring_publish(self.hdr, self.data, words[start : start + step], self._gate_timeout_ns)
@@ -137,21 +146,28 @@ class RingWriter:
         fval: float = 0.0,
     ) -> int:
         """Publish one event record from its fields, in plain Python; return the new cursor."""
-        if not self._py_fast:  # weakly ordered CPU or gated ring: go through the compiled kernel
-            return int(
-                K.ring_publish_one(
-                    self.hdr, self.data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, self._gate_timeout_ns
-                )
-            )
         hw = self._hw
-        cur = hw[33]  # L.W_CURSOR; literal indices keep this path at ~1 us per record
+        cur = hw[33]  # L.W_CURSOR; literal indices keep this path near 1 us per record
         hw[32] = cur + 1  # L.W_INTENT
-        _EVENT.pack_into(self._dmv, (cur & self._mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
+        self._pack(self._dmv, (cur & self._mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
         hw[33] = cur + 1
-        self._fence()
+        # Full barrier (an uncontended lock is a locked CAS): the cursor store must be visible
+        # before we read whether a reader sleeps, or both sides could miss each other.
+        lock = self._lock
+        lock.acquire()
+        lock.release()
         if hw[48]:  # L.W_READER_SLEEPERS
             K.wake_readers(self.hdr)
         return cur + 1
+
+    def _publish_one_kernel(
+        self, ev, exch_ts, local_ts, px, qty, order_id=0, ival=0, fval=0.0
+    ) -> int:
+        return int(
+            K.ring_publish_one(
+                self.hdr, self.data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, self._gate_timeout_ns
+            )
+        )
 
     def heartbeat(self) -> None:
         """Record that the producer is alive and responsive (shown by ``hftd shm ls``)."""
@@ -196,6 +212,11 @@ class RingReader:
         self._mask = self.capacity - 1
         self.state = np.zeros(L.STATE_WORDS, dtype=np.int64)
         self.state[L.S_SLOT] = -1
+        # plain-Python access to the same words (numpy scalar indexing costs ~3x more)
+        self._stv = memoryview(self.state).cast("B").cast("q")
+        self._unpack = _EVENT.unpack_from
+        self._out_words = _WordsCache("out")
+        self._pos_word = -1
         mv = memoryview(segment._mm)
         self._hw = mv[: L.HEADER_BYTES].cast("q")
         self._dmv = mv[L.HEADER_BYTES :]
@@ -236,28 +257,33 @@ class RingReader:
         hdr = self.hdr
         for slot in range(L.MAX_READERS):
             if K.claim_reader_slot(hdr, slot, 0, pid, ticks, position, now):
-                self.state[L.S_SLOT] = slot
+                self._took_slot(slot)
                 return
         for slot in range(L.MAX_READERS):  # all taken: reuse one whose reader died
             base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS
             owner = int(hdr[base + L.RS_PID])
             if owner and proc_start_ticks(owner) != int(hdr[base + L.RS_START_TICKS]):
                 if K.claim_reader_slot(hdr, slot, owner, pid, ticks, position, now):
-                    self.state[L.S_SLOT] = slot
+                    self._took_slot(slot)
                     return
         # No slot: still a working reader, just not visible to ls or a gated writer.
+
+    def _took_slot(self, slot: int) -> None:
+        self.state[L.S_SLOT] = slot
+        self._pos_word = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS + L.RS_POSITION
 
     def _release_slot(self) -> None:
         slot = int(self.state[L.S_SLOT])
         if slot >= 0 and self.hdr is not None:
             K.release_reader_slot(self.hdr, slot)
             self.state[L.S_SLOT] = -1
+            self._pos_word = -1
 
     # -- reading --------------------------------------------------------------------------------
     @property
     def gap(self) -> int:
         """Records lost immediately before those returned by the last ``read``/``read_one``."""
-        return int(self.state[L.S_GAP])
+        return self._stv[1]  # L.S_GAP
 
     @property
     def lost_total(self) -> int:
@@ -287,43 +313,56 @@ class RingReader:
         before the ones returned (the reader was lapped) and any book built from the ring must
         be rebuilt.
         """
-        return int(K.ring_read(self.hdr, self.data, self.state, as_words(out, "out")))
+        return K.ring_read(self.hdr, self.data, self.state, self._out_words(out))
 
     def read_one(self) -> tuple | None:
         """Return the next event record as a tuple of its 8 fields, or None; plain Python.
 
         Sets ``gap`` like ``read``.  Only for ``event_dtype`` rings.
         """
-        st = self.state
+        st = self._stv
         hw = self._hw
-        first = int(st[0])  # L.S_NEXT
-        st[1] = 0  # L.S_GAP
+        first = st[0]  # L.S_NEXT
         cur = hw[33]  # L.W_CURSOR (an aligned 8-byte load; x86 keeps later loads after it)
         if cur <= first:
+            st[1] = 0  # L.S_GAP
             return None
         cap = self.capacity
-        start = hw[32] - cap  # L.W_INTENT: slots below this are being overwritten
-        if start < first:
-            start = first
+        if hw[32] - cap <= first:  # L.W_INTENT: fast path, our next slot is not being overwritten
+            rec = self._unpack(self._dmv, (first & self._mask) << 6)
+            if hw[32] - cap <= first:  # still intact after the copy
+                st[0] = first + 1
+                st[1] = 0
+                st[4] += 1  # L.S_READ_TOTAL
+                if self._pos_word >= 0:
+                    hw[self._pos_word] = first + 1
+                return rec
+        return self._read_one_lapped(first, cur)
+
+    def _read_one_lapped(self, first: int, cur: int) -> tuple | None:
+        """``read_one`` for a reader the writer has lapped: skip to the oldest intact record."""
+        st = self._stv
+        hw = self._hw
+        cap = self.capacity
+        start = max(first, hw[32] - cap)
         rec = None
         if start < cur:
-            rec = _EVENT.unpack_from(self._dmv, (start & self._mask) << 6)
+            rec = self._unpack(self._dmv, (start & self._mask) << 6)
             intact = hw[32] - cap  # re-check after the copy: was the slot overwritten meanwhile?
             if intact > start:
                 rec = None
                 start = intact
         nxt = start + 1 if rec is not None else start
         st[0] = nxt
-        if start > first:
-            lost = start - first
-            st[1] = lost
+        lost = start - first
+        st[1] = lost
+        if lost:
             st[2] += lost
             st[3] += 1
         if rec is not None:
             st[4] += 1
-            slot = st[5]
-            if slot >= 0:
-                hw[L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS + L.RS_POSITION] = nxt
+        if self._pos_word >= 0:
+            hw[self._pos_word] = nxt
         return rec
 
     def wait(self, timeout_ns: int | None = None) -> bool:
@@ -383,6 +422,7 @@ class RingReader:
 
     def _drop_mapping(self) -> None:
         seg, self._seg = self._seg, None
+        self._out_words = _WordsCache("out")
         self.hdr = self.data = None  # type: ignore[assignment]
         self._hw.release()
         self._dmv.release()

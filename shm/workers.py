@@ -26,6 +26,7 @@ __all__ = [
     "writer_main",
     "reader_main",
     "wait_for_readers",
+    "pin",
 ]
 
 _MIX_A = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
@@ -40,10 +41,14 @@ V_GAPS = 4
 V_LOST = 5  # records the reader was told it lost
 V_UNACCOUNTED = 6  # sequence jumps not matched by a reported gap (must stay 0)
 V_PENDING_GAP = 7
-V_WORDS = 8
+V_FIRST_NS = 8  # CLOCK_MONOTONIC when the first record arrived
+V_LAST_NS = 9  # ... and the last
+V_WORDS = 10
 
 #: Names of the verification counters, in order.
-VerifyStats = ("next", "received", "torn", "reordered", "gaps", "lost", "unaccounted", "pending_gap")
+VerifyStats = (
+    "next", "received", "torn", "reordered", "gaps", "lost", "unaccounted", "pending_gap", "first_ns", "last_ns"
+)
 
 
 @njit(cache=True, inline="always")
@@ -142,9 +147,12 @@ def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_n
             return 2
         n = K.ring_read(hdr, data, state, out)
         gap = state[L.S_GAP]
-        if n > 0 and latencies.shape[0] > 0:
+        if n > 0:
             now = monotonic_ns()
-            for i in range(n):
+            if vst[V_FIRST_NS] == 0:
+                vst[V_FIRST_NS] = now
+            vst[V_LAST_NS] = now
+            for i in range(n if latencies.shape[0] > nlat else 0):
                 if nlat < latencies.shape[0]:
                     latencies[nlat] = now - out[i, 2]
                     nlat += 1
@@ -160,6 +168,12 @@ def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_n
         elif r == K.WAIT_TIMEOUT:
             return 1
     return 0
+
+
+def pin(cpu: int | None) -> None:
+    """Pin this process to one CPU (benchmarks pin writer and reader to different cores)."""
+    if cpu is not None and cpu in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {cpu})
 
 
 def wait_for_readers(hdr: np.ndarray, count: int, timeout_s: float = 60.0) -> None:
@@ -188,10 +202,12 @@ def writer_main(
     gated: bool = False,
     linger_s: float = 0.0,
     result=None,
+    cpu: int | None = None,
 ) -> None:
     """Process entry: create ring ``name``, wait for ``readers``, publish ``total`` records, close."""
     from shm.ring import RingWriter
 
+    pin(cpu)
     w = RingWriter.create(name, capacity=capacity, gated=gated)
     try:
         if readers:
@@ -219,6 +235,7 @@ def reader_main(
     stall_s: float = 0.0,
     latency_samples: int = 0,
     attach_timeout_s: float = 60.0,
+    cpu: int | None = None,
 ) -> None:
     """Process entry: attach to ``name`` from its start, verify ``total`` records, report counters.
 
@@ -228,6 +245,7 @@ def reader_main(
     from shm.errors import SegmentNotFoundError
     from shm.ring import RingReader
 
+    pin(cpu)
     deadline = time.monotonic() + attach_timeout_s
     while True:
         try:
@@ -267,3 +285,44 @@ def reader_main(
         stats["latencies_ns"] = lat[:n].tolist()
     r.close()
     result.put(("reader", os.getpid(), stats))
+
+
+# -- order channel --------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def channel_write_loop(hdr, data, total, batch):
+    """Write ``total`` stamped records in batches, spinning (then yielding) while the channel is full."""
+    staging = np.empty((batch, L.WORDS_PER_RECORD), dtype=np.int64)
+    seq = 0
+    while seq < total:
+        n = min(batch, total - seq)
+        stamp(staging[:n], seq, monotonic_ns())
+        done = 0
+        spins = 0
+        while done < n:
+            m = K.channel_write(hdr, data, staging[done:n])
+            done += m
+            if m == 0:
+                spins += 1
+                if spins > 64:
+                    sched_yield()
+        seq += n
+    return seq
+
+
+@njit(cache=True)
+def channel_read_loop(hdr, data, out, vst, total, spin_ns, yield_ns, park_slice_ns):
+    """Read and verify ``total`` records from a channel (lossless: any gap is a failure)."""
+    while vst[V_NEXT] < total:
+        n = K.channel_read(hdr, data, out)
+        if n > 0:
+            now = monotonic_ns()
+            if vst[V_FIRST_NS] == 0:
+                vst[V_FIRST_NS] = now
+            vst[V_LAST_NS] = now
+            verify(out, n, 0, vst)
+            continue
+        if K.channel_wait_readable(hdr, spin_ns, yield_ns, park_slice_ns, park_slice_ns) == K.WAIT_TIMEOUT:
+            return 1
+    return 0
