@@ -74,4 +74,6 @@ class RingPublisher:
         self._writer.heartbeat()
 
     def close(self) -> None:
-        self._writer.close()
+        # Marked closed but left in place: readers see the producer gone, and the next daemon
+        # replaces it with generation + 1 (cleanup happens at start, never at stop).
+        self._writer.close(unlink=False)
