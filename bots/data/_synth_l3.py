@@ -269,8 +269,10 @@ def generate_l3(config, progress=None) -> np.ndarray:
 
     snapshot_rows = 2 + 2 * config.levels_per_side * 3
     if config.events < snapshot_rows:
-        raise ConfigError(f"synth config events={config.events}: an L3 run needs at least {snapshot_rows} rows "
-                          f"for the initial book of {config.levels_per_side} levels a side")
+        raise ConfigError(
+            f"synth config events={config.events}: an L3 run needs at least {snapshot_rows} rows "
+            f"for the initial book of {config.levels_per_side} levels a side"
+        )
     out = np.empty(config.events, event_dtype)
     params, state, rng = _initial_state(config)
     n = config.levels_per_side

@@ -131,17 +131,21 @@ def save_events(path: PathLike, arr: np.ndarray, *, compress: bool = False) -> P
     path = Path(path)
     check_dtype(arr, f"save_events({path})")
     arr = np.ascontiguousarray(arr)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".npy":
-        if compress:
-            raise DataError(f"{path}: a .npy file cannot be compressed; use a .npz path")
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array(f, arr, allow_pickle=False)
-    elif path.suffix == ".npz":
-        _write_npz(tmp, arr, compress)
-    else:
+    if path.suffix not in (".npy", ".npz"):
         raise DataError(f"{path}: unknown event file extension {path.suffix!r}; use .npz or .npy")
-    os.replace(tmp, path)  # readers never see a half-written file
+    if path.suffix == ".npy" and compress:
+        raise DataError(f"{path}: a .npy file cannot be compressed; use a .npz path")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
+        else:
+            _write_npz(tmp, arr, compress)
+        os.replace(tmp, path)  # readers never see a half-written file
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot write event file ({exc.strerror or exc})") from exc
     return path
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "open_lines",
     "Progress",
     "to_ns",
+    "merge_orders",
 ]
 
 Row = tuple[int, int, int, float, float, int, int, float]
@@ -101,19 +102,21 @@ def correct_local_timestamp(arr: np.ndarray, base_latency_ns: int = 0) -> np.nda
 
 
 @numba.njit(cache=True)
-def _merge_orders(exch_ts, local_ts, by_exch, by_local, out_src, out_flags):
+def merge_orders(exch_ts, local_ts, by_exch, by_local, out_src, out_flags):
     """Merge the two sort orders; fill ``out_src`` (source row) and ``out_flags``; return the count.
 
-    Walk both orders at once: when both point at rows with equal (exch_ts, local_ts) emit one row
-    for both timelines; otherwise emit whichever comes first in exchange time (ties broken by local
-    time) for its own timeline only.
+    ``by_exch`` lists the rows of the exchange timeline in order, ``by_local`` those of the local
+    timeline (they may differ, see :mod:`.windowed`).  Walk both at once: when both point at rows
+    with equal (exch_ts, local_ts) emit one row for both timelines; otherwise emit whichever comes
+    first in exchange time (ties broken by local time) for its own timeline only.
     """
-    n = len(exch_ts)
+    ne = len(by_exch)
+    nl = len(by_local)
     i = 0
     j = 0
     k = 0
-    while i < n or j < n:
-        if i < n and j < n:
+    while i < ne or j < nl:
+        if i < ne and j < nl:
             a = by_exch[i]
             b = by_local[j]
             if exch_ts[a] == exch_ts[b] and local_ts[a] == local_ts[b]:
@@ -129,7 +132,7 @@ def _merge_orders(exch_ts, local_ts, by_exch, by_local, out_src, out_flags):
                 out_src[k] = b
                 out_flags[k] = LOCAL_EVENT
                 j += 1
-        elif j < n:
+        elif j < nl:
             out_src[k] = by_local[j]
             out_flags[k] = LOCAL_EVENT
             j += 1
@@ -148,7 +151,7 @@ def correct_event_order(arr: np.ndarray) -> np.ndarray:
     by_local = np.argsort(arr["local_ts"], kind="stable")
     src = np.empty(2 * n, np.int64)
     flags = np.empty(2 * n, np.uint64)
-    count = _merge_orders(arr["exch_ts"], arr["local_ts"], by_exch, by_local, src, flags)
+    count = merge_orders(arr["exch_ts"], arr["local_ts"], by_exch, by_local, src, flags)
     del by_exch, by_local
     out = arr[src[:count]]
     out["ev"] |= flags[:count]

@@ -22,6 +22,7 @@ live frames with the same code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 import orjson
 
 from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
+from bots.data.convert.windowed import WindowedWriter
 from bots.errors import DataError
 from shm.dtypes import (
     BUY_EVENT,
@@ -42,6 +44,8 @@ from shm.dtypes import (
 
 __all__ = [
     "convert",
+    "convert_to_files",
+    "iter_file_records",
     "ConvertStats",
     "split_line",
     "records_from_frame",
@@ -94,7 +98,8 @@ def trade_records(data: dict, local_ts: int) -> list[tuple]:
     if data.get("X", "MARKET") != "MARKET":
         return []
     side = SELL_EVENT if data["m"] else BUY_EVENT  # m: the buyer was the maker, so the taker sold
-    return [(TRADE_EVENT | side, int(data["T"]) * _MS, local_ts, float(data["p"]), float(data["q"]), 0, 0, 0.0)]
+    exch_ts = int(data["T"]) * _MS
+    return [(TRADE_EVENT | side, exch_ts, local_ts, float(data["p"]), float(data["q"]), 0, 0, 0.0)]
 
 
 def book_ticker_records(data: dict, local_ts: int) -> list[tuple]:
@@ -122,7 +127,9 @@ def snapshot_records(snapshot: dict, local_ts: int) -> list[tuple]:
     return rows
 
 
-def records_from_message(message: dict, local_ts: int, *, include_bbo: bool = False) -> tuple[list[tuple], str]:
+def records_from_message(
+    message: dict, local_ts: int, *, include_bbo: bool = False
+) -> tuple[list[tuple], str]:
     """Rows of one decoded message and what it was (``depthUpdate``, ``trade``, ``snapshot``, ...)."""
     data = message.get("data", message if "e" in message else None)
     if data is None:
@@ -146,24 +153,18 @@ def records_from_frame(frame: bytes, local_ts: int, *, include_bbo: bool = False
     return records_from_message(orjson.loads(frame), local_ts, include_bbo=include_bbo)[0]
 
 
-def convert(
-    path: str | Path,
-    *,
-    include_bbo: bool = False,
-    base_latency_ns: int = 0,
-    progress: bool = False,
-    stats: ConvertStats | None = None,
-) -> np.ndarray:
-    """Convert a collector recording to an event array (ordered, flagged and validated).
+def iter_file_records(
+    path: Path, *, include_bbo: bool = False, progress: bool = False, stats: ConvertStats | None = None
+) -> Iterator[tuple[int, list[tuple]]]:
+    """Yield ``(line number, rows)`` per message of a recording, streaming it.
 
     Raises :class:`DataError` naming the file and line for a malformed line.
     """
-    path = Path(path)
     stats = stats if stats is not None else ConvertStats()
     lines, consumed, size = open_lines(path)
     shown = Progress(f"convert {path.name}", size, progress)
-    rows = RowBuffer()
     line_no = 0
+    produced = 0
     try:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
@@ -174,14 +175,67 @@ def convert(
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Binance message ({exc!r})") from exc
             if out:
-                rows.extend(out)
+                produced += len(out)
+                yield line_no, out
             else:
                 stats.skip(kind)
             if line_no % 8192 == 0:
-                shown.update(consumed(), rows.rows)
+                shown.update(consumed(), produced)
     finally:
         shown.close()
     stats.lines = line_no
+
+
+def convert(
+    path: str | Path,
+    *,
+    include_bbo: bool = False,
+    base_latency_ns: int = 0,
+    progress: bool = False,
+    stats: ConvertStats | None = None,
+) -> np.ndarray:
+    """Convert a collector recording to one event array (ordered, flagged and validated).
+
+    Holds the output in RAM (about three times its 64 B/row during ordering); for recordings too big
+    for that use :func:`convert_to_files`.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else ConvertStats()
+    rows = RowBuffer()
+    for _, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
+        rows.extend(out)
     arr = finish(rows, str(path), base_latency_ns)
     stats.rows = len(arr)
     return arr
+
+
+def convert_to_files(
+    path: str | Path,
+    output: str | Path,
+    *,
+    window_s: float = 3600.0,
+    max_delay_s: float = 60.0,
+    include_bbo: bool = False,
+    base_latency_ns: int = 0,
+    compress: bool = False,
+    progress: bool = False,
+    stats: ConvertStats | None = None,
+) -> list[Path]:
+    """Convert with bounded memory into one file per ``window_s`` of time (``out_0000.npz``, ...).
+
+    Reads the input twice: once for the worst feed latency (the local-clock shift must be known
+    before the first row is written), once to convert.  Memory holds one window plus ``max_delay_s``.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else ConvertStats()
+    worst = 0
+    for _, out in iter_file_records(path, include_bbo=include_bbo):
+        worst = min(worst, min(r[2] - r[1] for r in out))
+    shift = -worst + base_latency_ns if worst < 0 else 0
+    writer = WindowedWriter(Path(output), window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
+                            local_shift_ns=shift, compress=compress, source=str(path))
+    for line_no, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
+        writer.add(out, line_no)
+    paths = writer.finish()
+    stats.rows = writer.rows_written
+    return paths

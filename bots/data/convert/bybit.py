@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import orjson
 
 from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
 from bots.data.convert.binance_usdm import ConvertStats
+from bots.data.convert.windowed import WindowedWriter
 from bots.errors import DataError
 from shm.dtypes import (
     BUY_EVENT,
@@ -43,7 +45,15 @@ from shm.dtypes import (
     TRADE_EVENT,
 )
 
-__all__ = ["convert", "orderbook_records", "public_trade_records", "trade_csv_records", "DEFAULT_FEED_LATENCY_NS"]
+__all__ = [
+    "convert",
+    "convert_to_files",
+    "iter_file_records",
+    "orderbook_records",
+    "public_trade_records",
+    "trade_csv_records",
+    "DEFAULT_FEED_LATENCY_NS",
+]
 
 _MS = 1_000_000
 #: Artificial feed latency for recordings without local stamps (Bybit's public ob500 files).
@@ -130,26 +140,23 @@ class _Session:
         return []
 
 
-def convert(
-    path: str | Path,
+def iter_file_records(
+    path: Path,
     *,
-    trades_path: str | Path | None = None,
     feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
     depth_levels: int | None = None,
-    base_latency_ns: int = 0,
     progress: bool = False,
     stats: ConvertStats | None = None,
-) -> np.ndarray:
-    """Convert a Bybit order-book (+ trades) file to an event array (ordered, flagged, validated)."""
+) -> Iterator[tuple[int, list[tuple]]]:
+    """Yield ``(line number, rows)`` per message of a Bybit file, streaming it."""
     if feed_latency_ns < 0:
         raise DataError(f"feed_latency_ns={feed_latency_ns}: must be >= 0")
-    path = Path(path)
     stats = stats if stats is not None else ConvertStats()
     session = _Session(depth_levels, feed_latency_ns, stats)
-    rows = RowBuffer()
     lines, consumed, size = open_lines(path)
     shown = Progress(f"convert {path.name}", size, progress)
     line_no = 0
+    produced = 0
     try:
         for line_no, line in enumerate(lines, start=1):
             line = line.strip()
@@ -163,17 +170,83 @@ def convert(
                 out = session.records(orjson.loads(line), local_ts)
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Bybit message ({exc!r})") from exc
-            rows.extend(out)
+            if out:
+                produced += len(out)
+                yield line_no, out
             if line_no % 4096 == 0:
-                shown.update(consumed(), rows.rows)
+                shown.update(consumed(), produced)
     finally:
         shown.close()
     stats.lines = line_no
+
+
+def convert(
+    path: str | Path,
+    *,
+    trades_path: str | Path | None = None,
+    feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
+    depth_levels: int | None = None,
+    base_latency_ns: int = 0,
+    progress: bool = False,
+    stats: ConvertStats | None = None,
+) -> np.ndarray:
+    """Convert a Bybit order-book (+ trades) file to one event array (ordered, flagged, validated)."""
+    path = Path(path)
+    stats = stats if stats is not None else ConvertStats()
+    rows = RowBuffer()
+    for _, out in iter_file_records(path, feed_latency_ns=feed_latency_ns, depth_levels=depth_levels,
+                                    progress=progress, stats=stats):
+        rows.extend(out)
     if trades_path is not None:
         _read_trades_csv(Path(trades_path), rows, feed_latency_ns, stats)
     arr = finish(rows, str(path), base_latency_ns)
     stats.rows = len(arr)
     return arr
+
+
+def convert_to_files(
+    path: str | Path,
+    output: str | Path,
+    *,
+    window_s: float = 3600.0,
+    max_delay_s: float = 60.0,
+    feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
+    depth_levels: int | None = None,
+    base_latency_ns: int = 0,
+    compress: bool = False,
+    progress: bool = False,
+    stats: ConvertStats | None = None,
+) -> list[Path]:
+    """Bounded-memory conversion into one file per ``window_s`` (see :mod:`.windowed`).
+
+    Collector recordings are read twice (the local-clock shift must be known first); files without
+    local stamps, whose latency is the artificial ``feed_latency_ns``, once.
+    """
+    path = Path(path)
+    stats = stats if stats is not None else ConvertStats()
+    options = {"feed_latency_ns": feed_latency_ns, "depth_levels": depth_levels}
+    shift = 0
+    if _has_local_stamps(path):
+        worst = 0
+        for _, out in iter_file_records(path, **options):
+            worst = min(worst, min(r[2] - r[1] for r in out))
+        shift = -worst + base_latency_ns if worst < 0 else 0
+    writer = WindowedWriter(Path(output), window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
+                            local_shift_ns=shift, compress=compress, source=str(path))
+    for line_no, out in iter_file_records(path, progress=progress, stats=stats, **options):
+        writer.add(out, line_no)
+    paths = writer.finish()
+    stats.rows = writer.rows_written
+    return paths
+
+
+def _has_local_stamps(path: Path) -> bool:
+    lines, _, _ = open_lines(path)
+    for line in lines:
+        if line.strip():
+            lines.close()
+            return line[:1].isdigit()
+    return False
 
 
 def _read_trades_csv(path: Path, rows: RowBuffer, feed_latency_ns: int, stats: ConvertStats) -> None:

@@ -38,10 +38,11 @@ BYBIT_SAMPLE = "bybit/xrpusdt-ob500.data.zip"
 T0_MS = 1_723_161_256_000  # a realistic epoch in ms: local stamps are told apart by their width
 T0_NS = T0_MS * 1_000_000
 
-DEPTH = {"stream": "btcusdt@depth@0ms", "data": {"e": "depthUpdate", "E": T0_MS + 1000, "T": T0_MS + 999, "s": "BTCUSDT",
-         "U": 1, "u": 5, "pu": 0, "b": [["100.10", "1.5"], ["100.00", "0"]], "a": [["100.20", "2.000"]]}}
-TRADE = {"stream": "btcusdt@trade", "data": {"e": "trade", "E": T0_MS + 1001, "T": T0_MS + 1000, "s": "BTCUSDT", "t": 7,
-         "p": "100.20", "q": "0.010", "X": "MARKET", "m": False}}
+DEPTH = {"stream": "btcusdt@depth@0ms", "data": {"e": "depthUpdate", "E": T0_MS + 1000, "T": T0_MS + 999,
+         "s": "BTCUSDT", "U": 1, "u": 5, "pu": 0, "b": [["100.10", "1.5"], ["100.00", "0"]],
+         "a": [["100.20", "2.000"]]}}
+TRADE = {"stream": "btcusdt@trade", "data": {"e": "trade", "E": T0_MS + 1001, "T": T0_MS + 1000,
+         "s": "BTCUSDT", "t": 7, "p": "100.20", "q": "0.010", "X": "MARKET", "m": False}}
 SNAPSHOT = {"lastUpdateId": 3, "E": T0_MS + 998, "T": T0_MS + 997, "bids": [["100.10", "1"], ["100.00", "2"]],
             "asks": [["100.20", "3"]]}
 TICKER = {"stream": "btcusdt@bookTicker", "data": {"e": "bookTicker", "u": 9, "s": "BTCUSDT", "b": "100.10",
@@ -273,7 +274,7 @@ def test_bybit_malformed_line_and_bad_latency(tmp_path):
     path = tmp_path / "x.data"
     path.write_bytes(orjson.dumps(BOOK_SNAPSHOT) + b"\n{\"topic\": \"orderbook.50.X\", \"type\": \"weird\", "
                      b"\"ts\": 1, \"data\": {}}\n")
-    with pytest.raises(DataError, match=r"x\.data: line 2: malformed Bybit message .*unknown orderbook message type"):
+    with pytest.raises(DataError, match=r"x\.data: line 2: malformed Bybit .*unknown orderbook message type"):
         bybit.convert(path)
     with pytest.raises(DataError, match="feed_latency_ns=-1"):
         bybit.convert(path, feed_latency_ns=-1)

@@ -95,7 +95,7 @@ def test_wrong_dtype_in_file_names_file_expected_and_received(tmp_path, opener, 
         np.savez(tmp_path / name, data=wrong)
     else:
         np.save(tmp_path / name, wrong)
-    with pytest.raises(DataError, match=rf"{name}: wrong dtype: expected event_dtype .* received .*itemsize 16"):
+    with pytest.raises(DataError, match=rf"{name}: wrong dtype: expected .*received.*itemsize 16"):
         opener(tmp_path / name)
 
 

@@ -223,7 +223,8 @@ def test_cli_writes_file_and_reports(tmp_path, capsys):
     out = tmp_path / "cli.npz"
     toml = tmp_path / "s.toml"
     toml.write_text("[synth]\nlevels_per_side = 10\nseed = 4\n")
-    assert main(["synth", str(out), "--events", "5000", "--config", str(toml), "--set", "max_move_ticks=2"]) == 0
+    args = ["synth", str(out), "--events", "5000", "--config", str(toml), "--set", "max_move_ticks=2"]
+    assert main(args) == 0
     arr = load_events(out)
     expected = generate_events(SynthConfig(events=5000, seed=4, levels_per_side=10, max_move_ticks=2))
     assert arr.tobytes() == expected.tobytes()
