@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
-from bots.data.convert.windowed import WindowedWriter
+from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
 from shm.dtypes import (
     BUY_EVENT,
@@ -228,14 +228,14 @@ def convert_to_files(
     """
     path = Path(path)
     stats = stats if stats is not None else ConvertStats()
-    worst = 0
-    for _, out in iter_file_records(path, include_bbo=include_bbo):
-        worst = min(worst, min(r[2] - r[1] for r in out))
-    shift = -worst + base_latency_ns if worst < 0 else 0
-    writer = WindowedWriter(Path(output), window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
-                            local_shift_ns=shift, compress=compress, source=str(path))
-    for line_no, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
-        writer.add(out, line_no)
-    paths = writer.finish()
-    stats.rows = writer.rows_written
+
+    def records(final_pass: bool):
+        if final_pass:
+            return iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats)
+        return iter_file_records(path, include_bbo=include_bbo)
+
+    paths, stats.rows = convert_in_windows(
+        records, Path(output), window_s=window_s, max_delay_s=max_delay_s, base_latency_ns=base_latency_ns,
+        compress=compress, source=str(path)
+    )
     return paths

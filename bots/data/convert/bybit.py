@@ -34,7 +34,7 @@ import orjson
 
 from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
 from bots.data.convert.binance_usdm import ConvertStats
-from bots.data.convert.windowed import WindowedWriter
+from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
 from shm.dtypes import (
     BUY_EVENT,
@@ -225,18 +225,16 @@ def convert_to_files(
     path = Path(path)
     stats = stats if stats is not None else ConvertStats()
     options = {"feed_latency_ns": feed_latency_ns, "depth_levels": depth_levels}
-    shift = 0
-    if _has_local_stamps(path):
-        worst = 0
-        for _, out in iter_file_records(path, **options):
-            worst = min(worst, min(r[2] - r[1] for r in out))
-        shift = -worst + base_latency_ns if worst < 0 else 0
-    writer = WindowedWriter(Path(output), window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
-                            local_shift_ns=shift, compress=compress, source=str(path))
-    for line_no, out in iter_file_records(path, progress=progress, stats=stats, **options):
-        writer.add(out, line_no)
-    paths = writer.finish()
-    stats.rows = writer.rows_written
+
+    def records(final_pass: bool):
+        if final_pass:
+            return iter_file_records(path, progress=progress, stats=stats, **options)
+        return iter_file_records(path, **options)
+
+    paths, stats.rows = convert_in_windows(
+        records, Path(output), window_s=window_s, max_delay_s=max_delay_s, base_latency_ns=base_latency_ns,
+        compress=compress, source=str(path), find_shift=_has_local_stamps(path)
+    )
     return paths
 
 

@@ -19,6 +19,7 @@ local clock) is an error naming the line, never a silent reorder.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from bots.data.validate import validate_events
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-__all__ = ["WindowedWriter", "part_path"]
+__all__ = ["WindowedWriter", "part_path", "convert_in_windows"]
 
 _BATCH_ROWS = 65_536
 _NO_END = np.iinfo(np.int64).max
@@ -134,3 +135,33 @@ class WindowedWriter:
         self._local_left = (self._local_left | in_exch)[keep]
         self._pending = rows[keep]
         self._closed_end = end
+
+
+def convert_in_windows(
+    records: Callable[[bool], Iterator[tuple[int, list[tuple]]]],
+    output: Path,
+    *,
+    window_s: float,
+    max_delay_s: float,
+    base_latency_ns: int,
+    compress: bool,
+    source: str,
+    find_shift: bool = True,
+) -> tuple[list[Path], int]:
+    """Drive a converter's ``records(final_pass)`` iterator through a :class:`WindowedWriter`.
+
+    With ``find_shift`` the input is read twice: first for the worst (most negative) feed latency,
+    since the local-clock shift must be known before the first row is written.  Returns the files
+    written and the number of rows in them.
+    """
+    shift = 0
+    if find_shift:
+        worst = 0
+        for _, rows in records(False):
+            worst = min(worst, min(r[2] - r[1] for r in rows))
+        shift = -worst + base_latency_ns if worst < 0 else 0
+    writer = WindowedWriter(output, window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
+                            local_shift_ns=shift, compress=compress, source=source)
+    for line_no, rows in records(True):
+        writer.add(rows, line_no)
+    return writer.finish(), writer.rows_written
