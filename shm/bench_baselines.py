@@ -39,7 +39,6 @@ import os
 import queue
 import struct
 import tempfile
-import threading
 import time
 import traceback
 import uuid
@@ -187,14 +186,14 @@ def _pong(send: Callable[[bytes], Any], recv: Callable[[], bytes]) -> dict:
 
 # An opener runs in the child: given the phase's resources, the role and a `sync` callable (a barrier
 # with the peer), it yields (send, recv) for that role, None for the side it does not use.
-Opener = Callable[[dict, str, Callable[[], None]], contextlib.AbstractContextManager]
+_Opener = Callable[[dict, str, Callable[[], None]], contextlib.AbstractContextManager]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Transport:
     start_method: str
     make_resources: Callable[[Any, str, str], tuple[dict, Callable[[], None]]]  # (ctx, tmpdir, phase)
-    opener: Opener
+    opener: _Opener
     notes: str
 
 
@@ -442,9 +441,13 @@ _TRANSPORTS: dict[str, _Transport] = {
 # --------------------------------------------------------------------------------------------------
 # child process entry
 
+# Both phases run in the same two processes: a spawned child spends about a second importing `shm`
+# (numba), and on a shared 2-core machine four of those cost more than the measurement.
+_PHASES = ("throughput", "pingpong")
+_ROLES = {"throughput": ("producer", "consumer"), "pingpong": ("pinger", "ponger")}
 
 _SYNC_TIMEOUT_S = 10.0
-_child_deadline_ns = 0  # set in each child; busy-polling receivers give up after it
+_child_deadline_ns = 0  # set in each child per phase; busy-polling receivers give up after it
 
 
 def _check_deadline(what: str) -> None:
@@ -452,9 +455,23 @@ def _check_deadline(what: str) -> None:
         raise BaselineTimeoutError(f"{what}: nothing received before the phase deadline")
 
 
-def _child_main(name: str, role: str, res: dict, cpu: int | None, params: dict, barrier: Any,
-                results: Any) -> None:
+def _run_role(role: str, send: Any, recv: Any, params: dict) -> dict:
+    if role == "producer":
+        return _produce(send, params["duration_s"])
+    if role == "consumer":
+        return _consume(recv)
+    if role == "pinger":
+        return _ping(send, recv, params["warmup"], params["pingpongs"], params["budget_s"])
+    return _pong(send, recv)
+
+
+def _child_main(name: str, side: int, plan: dict, cpu: int | None, barrier: Any, results: Any) -> None:
+    """Run this process's role of every phase in turn; report each phase's result or the first error.
+
+    `plan` maps phase -> (resources, params); `side` 0 sends first (producer, pinger), 1 receives.
+    """
     global _child_deadline_ns
+    phase, role = "start-up", ("producer", "consumer")[side]
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
@@ -462,21 +479,18 @@ def _child_main(name: str, role: str, res: dict, cpu: int | None, params: dict, 
         def sync() -> None:
             barrier.wait(_SYNC_TIMEOUT_S)
 
-        with _TRANSPORTS[name].opener(res, role, sync) as (send, recv):
-            sync()  # both endpoints are ready: start together
-            _child_deadline_ns = time.perf_counter_ns() + int((params["budget_s"] + _SYNC_TIMEOUT_S) * 1e9)
-            if role == "producer":
-                out = _produce(send, params["duration_s"])
-            elif role == "consumer":
-                out = _consume(recv)
-            elif role == "pinger":
-                out = _ping(send, recv, params["warmup"], params["pingpongs"], params["budget_s"])
-            else:
-                out = _pong(send, recv)
-        results.put((role, "ok", out))
+        for phase in _PHASES:
+            res, params = plan[phase]
+            role = _ROLES[phase][side]
+            with _TRANSPORTS[name].opener(res, role, sync) as (send, recv):
+                sync()  # both endpoints are ready: start together
+                budget_ns = int((params["budget_s"] + _SYNC_TIMEOUT_S) * 1e9)
+                _child_deadline_ns = time.perf_counter_ns() + budget_ns
+                out = _run_role(role, send, recv, params)
+            results.put((phase, role, "ok", out))
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent as text
         detail = str(exc) if isinstance(exc, BaselineError) else traceback.format_exc()
-        results.put((role, "error", detail))
+        results.put((phase, role, "error", detail))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -493,68 +507,78 @@ def _pick_cpus() -> tuple[int | None, int | None]:
     return None, None
 
 
-def _run_phase(name: str, phase: str, roles: tuple[str, str], params: dict, tmpdir: str) -> dict:
-    """Start the two children of one phase, wait for both results, always leave no child behind."""
+def _run(name: str, params: dict, tmpdir: str) -> dict:
+    """Run both phases in two children; return {(phase, role): result}; never leave a child behind."""
     transport = _TRANSPORTS[name]
     ctx = multiprocessing.get_context(transport.start_method)
-    cpus = _pick_cpus()
-    timeout_s = params["budget_s"] + _START_SLACK_S
-    res, cleanup = transport.make_resources(ctx, tmpdir, phase)
-    barrier = ctx.Barrier(2)
+    timeout_s = _START_SLACK_S + sum(params[phase]["budget_s"] for phase in _PHASES)
+    expected = [(phase, role) for phase in _PHASES for role in _ROLES[phase]]
+    cleanups: list[Callable[[], None]] = []
+    procs: list[Any] = []
     results = ctx.Queue()
-    procs = {
-        role: ctx.Process(
-            target=_child_main, args=(name, role, res, cpu, params, barrier, results),
-            name=f"hftd-bench-{name}-{role}", daemon=True,
-        )
-        for role, cpu in zip(roles, cpus)
-    }
-    outs: dict[str, dict] = {}
-    errors: dict[str, str] = {}
+    outs: dict[tuple[str, str], dict] = {}
+    errors: dict[tuple[str, str], str] = {}
     try:
-        for proc in procs.values():
+        plan = {}
+        for phase in _PHASES:
+            res, cleanup = transport.make_resources(ctx, tmpdir, phase)
+            cleanups.append(cleanup)
+            plan[phase] = (res, params[phase])
+        barrier = ctx.Barrier(2)
+        for side, cpu in enumerate(_pick_cpus()):
+            proc = ctx.Process(
+                target=_child_main, args=(name, side, plan, cpu, barrier, results),
+                name=f"hftd-bench-{name}-{side}", daemon=True,
+            )
             proc.start()
+            procs.append(proc)
         deadline = time.monotonic() + timeout_s
         error_deadline = math.inf
-        while len(outs) + len(errors) < len(procs):
-            now = time.monotonic()
-            if now >= min(deadline, error_deadline):
-                break
+        while len(outs) < len(expected) and time.monotonic() < min(deadline, error_deadline):
             try:
-                role, status, payload = results.get(timeout=min(0.1, deadline - now))
+                phase, role, status, payload = results.get(timeout=0.1)
             except queue.Empty:
-                _note_silent_deaths(procs, outs, errors)
+                if not errors:
+                    errors.update(_silent_deaths(procs))
+                    if errors:
+                        error_deadline = time.monotonic() + _ERROR_GRACE_S
                 continue
             if status == "ok":
-                outs[role] = payload
+                outs[phase, role] = payload
             else:
-                errors[role] = payload
+                errors[phase, role] = payload
                 error_deadline = min(error_deadline, time.monotonic() + _ERROR_GRACE_S)
         if errors:
-            detail = "; ".join(f"{role}: {text.strip()}" for role, text in errors.items())
-            raise BaselineError(f"baseline {name!r} {phase} failed: {detail}")
-        if len(outs) < len(procs):
-            missing = [f"{role} (pid {procs[role].pid})" for role in procs if role not in outs]
+            detail = "; ".join(f"{phase} {role}: {text.strip()}" for (phase, role), text in errors.items())
+            raise BaselineError(f"baseline {name!r} failed: {detail}")
+        if len(outs) < len(expected):
+            missing = ", ".join(f"{phase} {role}" for phase, role in expected if (phase, role) not in outs)
+            pids = ", ".join(str(proc.pid) for proc in procs)
             raise BaselineTimeoutError(
-                f"baseline {name!r} {phase}: no result from {', '.join(missing)} within {timeout_s:.1f} s; "
-                f"killed its processes"
+                f"baseline {name!r}: no result from {missing} within {timeout_s:.1f} s; "
+                f"killed its processes (pids {pids})"
             )
         return outs
     finally:
-        _reap(procs.values(), wait_s=1.0 if len(outs) == len(procs) else 0.0)
+        _reap(procs, wait_s=2.0 if len(outs) == len(expected) else 0.0)
         results.close()
         results.join_thread()
-        cleanup()
+        for cleanup in cleanups:
+            cleanup()
 
 
-def _note_silent_deaths(procs: dict, outs: dict, errors: dict) -> None:
+def _silent_deaths(procs: list[Any]) -> dict[tuple[str, str], str]:
     """A child killed by a signal (segfault, OOM killer) never reports; notice it instead of waiting."""
-    for role, proc in procs.items():
-        if role not in outs and role not in errors and proc.exitcode not in (None, 0):
-            errors[role] = f"process {proc.pid} exited with code {proc.exitcode} without reporting"
+    deaths = {}
+    for proc in procs:
+        code = proc.exitcode
+        if code not in (None, 0):
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            deaths["process", proc.name] = f"pid {proc.pid} {how} without reporting"
+    return deaths
 
 
-def _reap(procs: Any, *, wait_s: float) -> None:
+def _reap(procs: list[Any], *, wait_s: float) -> None:
     for proc in procs:
         proc.join(wait_s)
         if proc.is_alive():
@@ -611,7 +635,8 @@ def measure(name: str, *, duration_s: float = 2.0, pingpongs: int = 20_000) -> d
     `BaselineTimeoutError` (after killing the processes) when a phase overruns its budget.
     """
     _check_name(name)
-    if not (isinstance(duration_s, (int, float)) and 0 < duration_s <= 3600):
+    is_number = isinstance(duration_s, (int, float)) and not isinstance(duration_s, bool)
+    if not (is_number and 0 < duration_s <= 3600):
         raise BaselineConfigError(f"duration_s must be a number of seconds in (0, 3600], got {duration_s!r}")
     if not (isinstance(pingpongs, int) and not isinstance(pingpongs, bool) and 1 <= pingpongs <= 10_000_000):
         raise BaselineConfigError(f"pingpongs must be an integer in [1, 10_000_000], got {pingpongs!r}")
@@ -627,12 +652,15 @@ def measure(name: str, *, duration_s: float = 2.0, pingpongs: int = 20_000) -> d
     pp_params = {"warmup": warmup, "pingpongs": pingpongs, "budget_s": pp_budget_s}
 
     with tempfile.TemporaryDirectory(prefix="hftd-bench-") as tmpdir:
-        tput = _run_phase(name, "throughput", ("producer", "consumer"), tput_params, tmpdir)
-        pp = _run_phase(name, "pingpong", ("pinger", "ponger"), pp_params, tmpdir)
+        outs = _run(name, {"throughput": tput_params, "pingpong": pp_params}, tmpdir)
+    tput = {role: outs["throughput", role] for role in _ROLES["throughput"]}
+    pp = {role: outs["pingpong", role] for role in _ROLES["pingpong"]}
 
     sent, delivered = tput["producer"]["sent"], tput["consumer"]["delivered"]
     if delivered != sent:
-        raise BaselineError(f"baseline {name!r} lost messages: producer sent {sent}, consumer got {delivered}")
+        raise BaselineError(
+            f"baseline {name!r} lost messages: producer sent {sent}, consumer got {delivered}"
+        )
     if delivered < 2:
         raise BaselineError(f"baseline {name!r} delivered {delivered} messages in {duration_s} s: no rate")
     rtts_ns = sorted(pp["pinger"]["rtts_ns"])
