@@ -177,20 +177,11 @@ def _channel_writer(name, total, batch, result, cpu):
 def _channel_reader(name, total, result, cpu):
     from shm import layout as L
     from shm.channel import ChannelReader
-    from shm.errors import SegmentNotFoundError
     from shm.wait import BACKOFF
-    from shm.workers import V_WORDS, VerifyStats, channel_read_loop, pin
+    from shm.workers import V_WORDS, VerifyStats, attach_when_ready, channel_read_loop, pin
 
     pin(cpu)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = ChannelReader.attach(name)
-            break
-        except SegmentNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.002)
+    r = attach_when_ready(lambda: ChannelReader.attach(name))
     out = np.zeros((4096, L.WORDS_PER_RECORD), dtype=np.int64)
     vst = np.zeros(V_WORDS, dtype=np.int64)
     while channel_read_loop(r.hdr, r.data, out, vst, total, BACKOFF.spin_ns, BACKOFF.yield_ns, BACKOFF.park_slice_ns):
@@ -255,20 +246,12 @@ def _py_writer(name, duration_s, vectorised, batch, result, cpu):
 
 def _py_reader(name, vectorised, result, cpu):
     from shm.dtypes import event_dtype
-    from shm.errors import ProducerGoneError, SegmentNotFoundError
+    from shm.errors import ProducerGoneError
     from shm.ring import RingReader
-    from shm.workers import pin
+    from shm.workers import attach_when_ready, pin
 
     pin(cpu)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = RingReader.attach(name, start="earliest", wait="yield")
-            break
-        except SegmentNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.002)
+    r = attach_when_ready(lambda: RingReader.attach(name, start="earliest", wait="yield"))
     received = 0
     disorder = 0
     expect = -1  # the first record sets the clock (its sequence is 0)
@@ -361,18 +344,11 @@ def _idle_writer(name, hold_s, result):
 
 
 def _idle_reader(name, result):
-    from shm.errors import ProducerGoneError, SegmentNotFoundError
+    from shm.errors import ProducerGoneError
     from shm.ring import RingReader
+    from shm.workers import attach_when_ready
 
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = RingReader.attach(name)
-            break
-        except SegmentNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
+    r = attach_when_ready(lambda: RingReader.attach(name))
     result.put(("reader", os.getpid(), {}))
     try:
         while True:

@@ -189,15 +189,24 @@ def _pong(send: Callable[[bytes], Any], recv: Callable[[], bytes]) -> dict:
 _Opener = Callable[[dict, str, Callable[[], None]], contextlib.AbstractContextManager]
 
 
+# The channel each role receives on and sends on, for transports with one channel per direction.
+_CHANNELS = {
+    "producer": (None, "data"), "consumer": ("data", None),
+    "pinger": ("pong", "ping"), "ponger": ("ping", "pong"),
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Transport:
     start_method: str
-    make_resources: Callable[[Any, str, str], tuple[dict, Callable[[], None]]]  # (ctx, tmpdir, phase)
+    # (ctx, tmpdir, phase) -> (resources for the children, release): `release` closes the parent's own
+    # copies once the children hold theirs, so that a dead child shows as EOF to its peer.
+    make_resources: Callable[[Any, str, str], tuple[dict, Callable[[], None]]]
     opener: _Opener
     notes: str
 
 
-def _no_cleanup() -> None:
+def _nothing_to_release() -> None:
     pass
 
 
@@ -208,7 +217,7 @@ _IOX2_BUFFER = 1024  # subscriber queue depth; the publisher blocks (RetryUntilD
 
 def _iceoryx2_resources(ctx: Any, tmpdir: str, phase: str) -> tuple[dict, Callable[[], None]]:
     # A fresh service name per run, so a run never opens what a killed earlier run left behind.
-    return {"service": f"hftd/bench/{os.getpid()}/{uuid.uuid4().hex[:16]}/{phase}"}, _no_cleanup
+    return {"service": f"hftd/bench/{os.getpid()}/{uuid.uuid4().hex[:16]}/{phase}"}, _nothing_to_release
 
 
 @contextlib.contextmanager
@@ -245,10 +254,7 @@ def _iceoryx2_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[t
         )
         return builder.create() if create else builder.open()
 
-    inbound, outbound = {
-        "producer": (None, "data"), "consumer": ("data", None),
-        "pinger": ("pong", "ping"), "ponger": ("ping", "pong"),
-    }[role]
+    inbound, outbound = _CHANNELS[role]
     ports: list[Any] = []
     recv = send = None
     # Each side creates the service it receives on and its subscriber first; after the barrier the
@@ -312,7 +318,7 @@ _ZMQ_LINGER_MS = 2000  # long enough for the end marker to leave, short enough n
 
 
 def _zmq_resources(ctx: Any, tmpdir: str, phase: str) -> tuple[dict, Callable[[], None]]:
-    return {"endpoint": f"ipc://{tmpdir}/zmq-{phase}"}, _no_cleanup
+    return {"endpoint": f"ipc://{tmpdir}/zmq-{phase}"}, _nothing_to_release
 
 
 @contextlib.contextmanager
@@ -326,11 +332,12 @@ def _zmq_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[tuple]
             socket = context.socket(zmq.PULL if role == "consumer" else zmq.PUSH)
         else:
             socket = context.socket(zmq.PAIR)
+        # Bind before the peer connects: a connect to a missing ipc:// path retries only every 100 ms.
         if role in ("consumer", "pinger"):
             socket.bind(res["endpoint"])
-        else:
-            socket.connect(res["endpoint"])
         sync()
+        if role in ("producer", "ponger"):
+            socket.connect(res["endpoint"])
         send = socket.send if role != "consumer" else None
         recv = socket.recv if role != "producer" else None
         yield send, recv
@@ -349,25 +356,21 @@ def _mpqueue_resources(ctx: Any, tmpdir: str, phase: str) -> tuple[dict, Callabl
     else:
         queues = {"ping": ctx.Queue(), "pong": ctx.Queue()}
 
-    def cleanup() -> None:
+    def release() -> None:
         for q in queues.values():
-            q.close()
+            q.close()  # the parent's ends only; each child got its own
             q.join_thread()
 
-    return queues, cleanup
+    return queues, release
 
 
 @contextlib.contextmanager
 def _mpqueue_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[tuple]:
     # Messages are immutable bytes: Queue.put pickles later in a feeder thread, so a buffer mutated
     # after put would race.
-    inbound, outbound = {
-        "producer": (None, "data"), "consumer": ("data", None),
-        "pinger": ("pong", "ping"), "ponger": ("ping", "pong"),
-    }[role]
+    inbound, outbound = _CHANNELS[role]
     send = res[outbound].put if outbound else None
     recv = res[inbound].get if inbound else None
-    sync()
     yield send, recv
     if outbound:
         res[outbound].close()
@@ -378,24 +381,21 @@ def _mpqueue_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[tu
 
 
 def _pipe_resources(ctx: Any, tmpdir: str, phase: str) -> tuple[dict, Callable[[], None]]:
-    # Created in the parent and inherited through fork; the parent closes its copies after the phase.
+    # Created in the parent and inherited through fork.
     channels = ("data",) if phase == "throughput" else ("ping", "pong")
     fds = {channel: os.pipe() for channel in channels}
 
-    def cleanup() -> None:
+    def release() -> None:
         for read_fd, write_fd in fds.values():
             os.close(read_fd)
             os.close(write_fd)
 
-    return fds, cleanup
+    return fds, release
 
 
 @contextlib.contextmanager
 def _pipe_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[tuple]:
-    inbound, outbound = {
-        "producer": (None, "data"), "consumer": ("data", None),
-        "pinger": ("pong", "ping"), "ponger": ("ping", "pong"),
-    }[role]
+    inbound, outbound = _CHANNELS[role]
     mine = set()
     if inbound:
         mine.add(res[inbound][0])
@@ -411,7 +411,6 @@ def _pipe_open(res: dict, role: str, sync: Callable[[], None]) -> Iterator[tuple
     # returns exactly one whole message (a short one would fail the content check).
     send = functools.partial(os.write, res[outbound][1]) if outbound else None
     recv = functools.partial(os.read, res[inbound][0], MESSAGE_BYTES) if inbound else None
-    sync()
     yield send, recv
 
 
@@ -513,7 +512,7 @@ def _run(name: str, params: dict, tmpdir: str) -> dict:
     ctx = multiprocessing.get_context(transport.start_method)
     timeout_s = _START_SLACK_S + sum(params[phase]["budget_s"] for phase in _PHASES)
     expected = [(phase, role) for phase in _PHASES for role in _ROLES[phase]]
-    cleanups: list[Callable[[], None]] = []
+    releases: list[Callable[[], None]] = []
     procs: list[Any] = []
     results = ctx.Queue()
     outs: dict[tuple[str, str], dict] = {}
@@ -521,8 +520,8 @@ def _run(name: str, params: dict, tmpdir: str) -> dict:
     try:
         plan = {}
         for phase in _PHASES:
-            res, cleanup = transport.make_resources(ctx, tmpdir, phase)
-            cleanups.append(cleanup)
+            res, release = transport.make_resources(ctx, tmpdir, phase)
+            releases.append(release)
             plan[phase] = (res, params[phase])
         barrier = ctx.Barrier(2)
         for side, cpu in enumerate(_pick_cpus()):
@@ -532,6 +531,7 @@ def _run(name: str, params: dict, tmpdir: str) -> dict:
             )
             proc.start()
             procs.append(proc)
+        _release_all(releases)
         deadline = time.monotonic() + timeout_s
         error_deadline = math.inf
         while len(outs) < len(expected) and time.monotonic() < min(deadline, error_deadline):
@@ -563,8 +563,12 @@ def _run(name: str, params: dict, tmpdir: str) -> dict:
         _reap(procs, wait_s=2.0 if len(outs) == len(expected) else 0.0)
         results.close()
         results.join_thread()
-        for cleanup in cleanups:
-            cleanup()
+        _release_all(releases)  # if starting a child failed
+
+
+def _release_all(releases: list[Callable[[], None]]) -> None:
+    while releases:
+        releases.pop()()
 
 
 def _silent_deaths(procs: list[Any]) -> dict[tuple[str, str], str]:

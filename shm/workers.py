@@ -27,6 +27,7 @@ __all__ = [
     "reader_main",
     "wait_for_readers",
     "pin",
+    "attach_when_ready",
 ]
 
 _MIX_A = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as int64
@@ -170,6 +171,20 @@ def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_n
     return 0
 
 
+def attach_when_ready(attach, timeout_s: float = 60.0):
+    """Call ``attach()`` until the segment exists (its producer may still be starting)."""
+    from shm.errors import SegmentNotFoundError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return attach()
+        except SegmentNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+
+
 def pin(cpu: int | None) -> None:
     """Pin this process to one CPU (benchmarks pin writer and reader to different cores)."""
     if cpu is not None and cpu in os.sched_getaffinity(0):
@@ -242,19 +257,10 @@ def reader_main(
     With ``stall_after`` >= 0 the reader stops for ``stall_s`` after that many records, to be
     lapped on purpose.  Puts ``("reader", pid, stats)`` on ``result``.
     """
-    from shm.errors import SegmentNotFoundError
     from shm.ring import RingReader
 
     pin(cpu)
-    deadline = time.monotonic() + attach_timeout_s
-    while True:
-        try:
-            r = RingReader.attach(name, start="earliest", wait=wait)
-            break
-        except SegmentNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
+    r = attach_when_ready(lambda: RingReader.attach(name, start="earliest", wait=wait), attach_timeout_s)
     ws = r.wait_strategy
     hdr, data, state = r.arrays()
     out = np.zeros((out_size, L.WORDS_PER_RECORD), dtype=np.int64)
