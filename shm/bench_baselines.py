@@ -538,10 +538,10 @@ def _run(name: str, params: dict, tmpdir: str) -> dict:
             try:
                 phase, role, status, payload = results.get(timeout=0.1)
             except queue.Empty:
-                if not errors:
-                    errors.update(_silent_deaths(procs))
-                    if errors:
-                        error_deadline = time.monotonic() + _ERROR_GRACE_S
+                deaths = {key: text for key, text in _silent_deaths(procs).items() if key not in errors}
+                if deaths:
+                    errors.update(deaths)
+                    error_deadline = min(error_deadline, time.monotonic() + _ERROR_GRACE_S)
                 continue
             if status == "ok":
                 outs[phase, role] = payload

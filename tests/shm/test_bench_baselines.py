@@ -135,6 +135,28 @@ def test_a_stuck_consumer_times_out_and_its_processes_are_killed(monkeypatch):
     assert _no_bench_children_left()
 
 
+def test_a_child_that_dies_is_reported_at_once_not_waited_for(monkeypatch):
+    def consumer_dies_after_100(role, send, recv):
+        if role != "consumer":
+            return send, recv
+        received = [0]
+
+        def recv_then_die():
+            received[0] += 1
+            if received[0] > 100:
+                os._exit(3)  # no exception, no report: like the OOM killer
+            return recv()
+
+        return send, recv_then_die
+
+    _wrap_pipe_endpoints(monkeypatch, consumer_dies_after_100)
+    started = time.monotonic()
+    with pytest.raises(bb.BaselineError, match="exited with code 3 without reporting"):
+        bb.measure("pipe", duration_s=5.0, pingpongs=100)
+    assert time.monotonic() - started < 4.0  # well inside the 5 s of sending it would otherwise wait
+    assert _no_bench_children_left()
+
+
 # --- bad input and missing packages ----------------------------------------------------------------------
 
 
