@@ -116,7 +116,9 @@ def _bench_convert(result, args: argparse.Namespace, repeat: int) -> None:
     ref_s, ref = _best(repeat, reference)
     same = ours.tobytes() == ref.tobytes()
     result.rows.append(("convert binance (ours)", {"seconds": ours_s, "events_per_s": len(ours) / ours_s}))
-    result.rows.append(("convert binance (hftbacktest)", {"seconds": ref_s, "events_per_s": len(ref) / ref_s}))
+    result.rows.append(
+        ("convert binance (hftbacktest)", {"seconds": ref_s, "events_per_s": len(ref) / ref_s})
+    )
     result.metrics["convert_events_per_s"] = len(ours) / ours_s
     result.metrics["convert_vs_hftbacktest"] = ref_s / ours_s
     result.notes.append(f"converted rows identical to hftbacktest's: {same}")
