@@ -24,8 +24,8 @@ children and raises `BaselineTimeoutError`.
 >>> from shm.bench_baselines import BASELINES, available, measure
 >>> [n for n in BASELINES if available(n) is None]          # doctest: +SKIP
 ['iceoryx2', 'zmq', 'mpqueue', 'pipe']
->>> measure("pipe", duration_s=0.5)["records_per_s"]        # doctest: +SKIP
-612345.6
+>>> r = measure("pipe", duration_s=0.5)                      # doctest: +SKIP
+>>> r["records_per_s"], r["p50_us"], r["p99_us"], r["delivered"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

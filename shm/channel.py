@@ -12,12 +12,15 @@ The writer creates the segment and holds its liveness lock; the reader attaches.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
 
 from shm import kernels as K
 from shm import layout as L
+from shm.atomics import _IS_X86
+from shm.dtypes import RECORD_SIZE
 from shm.errors import ChannelFullError, ProducerGoneError, SegmentConfigError
 from shm.ring import as_words
 from shm.segment import Segment
@@ -37,6 +40,14 @@ class ChannelWriter:
         self.hdr = segment.hdr
         self.data = segment.data
         self.wait_strategy = wait
+        mv = memoryview(segment._mm)
+        self._hw = mv[: L.HEADER_BYTES].cast("q")
+        self._dmv = mv[L.HEADER_BYTES :]
+        self._mask = self.capacity - 1
+        self._lock = threading.Lock()
+        self._one = np.zeros(1, dtype=np.dtype((np.void, RECORD_SIZE)))
+        if not _IS_X86:
+            self.write_one = self._write_one_kernel  # type: ignore[method-assign]
 
     @classmethod
     def create(
@@ -57,6 +68,27 @@ class ChannelWriter:
     def write(self, batch: np.ndarray) -> int:
         """Append as many records of ``batch`` as fit; return how many (0 means full)."""
         return int(K.channel_write(self.hdr, self.data, as_words(batch, "batch")))
+
+    def write_one(self, record) -> bool:
+        """Append one 64-byte record (``bytes``, a ``numpy.void`` of a 64-byte dtype, ...) in plain
+        Python; return False, writing nothing, when the channel is full."""
+        hw = self._hw
+        cur = hw[33]  # L.W_CURSOR
+        if cur - hw[64] >= self.capacity:  # L.W_READ_CURSOR
+            return False
+        off = (cur & self._mask) << 6
+        self._dmv[off : off + RECORD_SIZE] = memoryview(record).cast("B")
+        hw[33] = cur + 1
+        lock = self._lock  # full barrier (locked CAS): publish before looking for a parked reader
+        lock.acquire()
+        lock.release()
+        if hw[48]:  # L.W_READER_SLEEPERS
+            K.wake_readers(self.hdr)
+        return True
+
+    def _write_one_kernel(self, record) -> bool:
+        self._one.view(np.uint8)[:] = np.frombuffer(memoryview(record).cast("B"), dtype=np.uint8)
+        return self.write(self._one) == 1
 
     def write_all(self, batch: np.ndarray, timeout_ns: int = 1_000_000_000) -> None:
         """Write every record of ``batch``, waiting for the reader to make room.
@@ -99,6 +131,8 @@ class ChannelWriter:
         seg.hdr[L.W_STATE] = L.STATE_CLOSED
         K.wake_readers(seg.hdr)
         self.hdr = self.data = None  # type: ignore[assignment]
+        self._hw.release()
+        self._dmv.release()
         seg.close(unlink=unlink)
 
     def __enter__(self) -> "ChannelWriter":
@@ -120,6 +154,14 @@ class ChannelReader:
         self.data = segment.data
         self.wait_strategy = wait
         self.hdr[L.W_CONSUMER_PID] = os.getpid()
+        mv = memoryview(segment._mm)
+        self._hw = mv[: L.HEADER_BYTES].cast("q")
+        self._dmv = mv[L.HEADER_BYTES :]
+        self._mask = self.capacity - 1
+        self._lock = threading.Lock()
+        self._one = np.zeros(1, dtype=np.dtype((np.void, RECORD_SIZE)))
+        if not _IS_X86:
+            self.read_one = self._read_one_kernel  # type: ignore[method-assign]
 
     @classmethod
     def attach(cls, name: str, *, wait: "str | WaitStrategy | None" = None) -> "ChannelReader":
@@ -138,6 +180,28 @@ class ChannelReader:
         if out.shape[0] == 0:
             raise SegmentConfigError(f"channel {self.name}: read buffer is empty")
         return int(K.channel_read(self.hdr, self.data, as_words(out, "out")))
+
+    def read_one(self) -> bytes | None:
+        """Take the next record as 64 ``bytes`` in plain Python (``np.frombuffer(b, dtype)`` to view
+        it), or None when the channel is empty."""
+        hw = self._hw
+        rd = hw[64]  # L.W_READ_CURSOR
+        if hw[33] <= rd:  # L.W_CURSOR
+            return None
+        off = (rd & self._mask) << 6
+        rec = bytes(self._dmv[off : off + RECORD_SIZE])
+        hw[64] = rd + 1
+        lock = self._lock  # full barrier: free the slot before looking for a parked writer
+        lock.acquire()
+        lock.release()
+        if hw[80]:  # L.W_WRITER_SLEEPERS
+            K.wake_writer(self.hdr)
+        return rec
+
+    def _read_one_kernel(self) -> bytes | None:
+        if self.read(self._one) == 0:
+            return None
+        return self._one.tobytes()
 
     def wait(self, timeout_ns: int | None = None) -> bool:
         """Block until a record is available (True) or the timeout passes (False).
@@ -167,6 +231,8 @@ class ChannelReader:
             return
         seg, self._seg = self._seg, None
         self.hdr = self.data = None  # type: ignore[assignment]
+        self._hw.release()
+        self._dmv.release()
         seg.close()
 
     def __enter__(self) -> "ChannelReader":

@@ -58,6 +58,7 @@ __all__ = [
     "channel_wait_readable",
     "channel_wait_writable",
     "wake_readers",
+    "wake_writer",
     "claim_reader_slot",
     "release_reader_slot",
     "WAIT_DATA",
@@ -85,6 +86,13 @@ def wake_readers(hdr):
     """Wake every reader parked on this segment (after a publish, a close or a new generation)."""
     fetch_add(hdr, L.W_READER_WAKE_SEQ, 1)
     futex_wake(hdr, L.W_READER_WAKE_SEQ, _INT32_MAX)
+
+
+@njit(cache=True)
+def wake_writer(hdr):
+    """Wake a channel writer parked on backpressure."""
+    fetch_add(hdr, L.W_WRITER_WAKE_SEQ, 1)
+    futex_wake(hdr, L.W_WRITER_WAKE_SEQ, 1)
 
 
 @njit(cache=True, inline="always")
@@ -337,8 +345,7 @@ def channel_read(hdr, data, out):
         _copy_record(out, i, data, (rd + i) & mask)
     store_seq_cst(hdr, L.W_READ_CURSOR, rd + n)  # release the slots, then look for a parked writer
     if load_relaxed(hdr, L.W_WRITER_SLEEPERS) > 0:
-        fetch_add(hdr, L.W_WRITER_WAKE_SEQ, 1)
-        futex_wake(hdr, L.W_WRITER_WAKE_SEQ, 1)
+        wake_writer(hdr)
     return n
 
 

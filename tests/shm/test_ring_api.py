@@ -241,3 +241,23 @@ def test_full_channel_tells_the_writer_and_overwrites_nothing(shm_namespace):
     finally:
         r.close()
         w.close()
+
+
+def test_channel_record_at_a_time_in_plain_python(shm_namespace):
+    w = ChannelWriter.create(segment_name("orders", "one"), capacity=64)
+    r = ChannelReader.attach(w.name)
+    try:
+        req = np.zeros(70, dtype=order_request_dtype)
+        req["seq"] = np.arange(70)
+        req["price"] = 100.5
+        accepted = [w.write_one(req[i]) for i in range(70)]
+        assert accepted == [True] * 64 + [False] * 6  # full: told, nothing overwritten
+        got = []
+        while (b := r.read_one()) is not None:
+            got.append(np.frombuffer(b, dtype=order_request_dtype)[0])
+        assert [int(g["seq"]) for g in got] == list(range(64))
+        assert all(g["price"] == 100.5 for g in got)
+        assert w.write_one(req[64]) and r.read_one() is not None and r.read_one() is None
+    finally:
+        r.close()
+        w.close()
