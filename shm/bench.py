@@ -456,7 +456,7 @@ def run(args) -> BenchResult:
                 res.notes.append(f"baseline {name} skipped: {why}")
                 continue
             log(f"baseline {name}")
-            r = B.measure(name, duration_s=2.0 * scale, pingpongs=int(20_000 * scale))
+            r = B.measure(name, duration_s=max(0.2, 2.0 * scale), pingpongs=max(500, int(20_000 * scale)))
             m[f"{name}_records_per_s"] = r["records_per_s"]
             m[f"{name}_p50_us"] = r["p50_us"]
             m[f"{name}_p99_us"] = r["p99_us"]
