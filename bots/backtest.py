@@ -48,6 +48,8 @@ BT_FIELD_TYPES = [
     ("chunk_count", _i64_1),
     ("chunk_released", _i64_1),
     ("chunk_mapped", _i64_1),
+    ("chunk_addr", _i64_1),
+    ("chunk_len", _i64_1),
     ("cursor", _i64_2),
     ("depth_i", _i64_2),
     ("bid_qty", _f64_2),

@@ -109,6 +109,8 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_count,
         np.zeros(max(len(chunks), 1), np.int64),
         np.array(mapped + [0], np.int64),
+        np.array([c.ctypes.data for c in chunks] + [0], np.int64),
+        np.array([len(c) for c in chunks] + [0], np.int64),
         np.zeros((n, 4), np.int64),
         depth_i,
         np.zeros((2 * n, width), np.float64),

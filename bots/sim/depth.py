@@ -41,25 +41,25 @@ def reset_book(bt, d):
 
 
 @njit(cache=True)
-def _below(qty, start, end, lb, ub):
+def _below(qty, d, start, end, lb, ub):
     # Highest tick in [max(end, lb), min(start, ub)) with qty > 0, else INVALID_MIN.
     s = min(start, ub) - lb
     e = max(end, lb) - lb
     t = s - 1
     while t >= e:
-        if qty[t] > 0.0:
+        if qty[d, t] > 0.0:
             return t + lb
         t -= 1
     return INVALID_MIN
 
 
 @njit(cache=True)
-def _above(qty, start, end, lb, ub):
+def _above(qty, d, start, end, lb, ub):
     # Lowest tick in (max(start, lb), min(end, ub)] with qty > 0, else INVALID_MAX.
     s = max(start, lb) - lb
     e = min(end, ub) - lb
     for t in range(s + 1, e + 1):
-        if qty[t] > 0.0:
+        if qty[d, t] > 0.0:
             return t + lb
     return INVALID_MAX
 
@@ -137,12 +137,12 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
         return tick, prev_best, prev_best, 0.0, qty
     lb = bt.depth_i[d, ROI_LB]
     ub = bt.depth_i[d, ROI_UB]
-    row = bt.bid_qty[d]
-    prev_qty = row[tick - lb]
-    row[tick - lb] = qty
+    qb = bt.bid_qty
+    prev_qty = qb[d, tick - lb]
+    qb[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
         if tick == prev_best:
-            best = _below(row, prev_best, bt.depth_i[d, LOW_BID], lb, ub)
+            best = _below(qb, d, prev_best, bt.depth_i[d, LOW_BID], lb, ub)
             bt.depth_i[d, BEST_BID] = best
             if best == INVALID_MIN:
                 bt.depth_i[d, LOW_BID] = INVALID_MAX
@@ -150,7 +150,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
         if tick > prev_best:
             bt.depth_i[d, BEST_BID] = tick
             if tick >= bt.depth_i[d, BEST_ASK]:
-                bt.depth_i[d, BEST_ASK] = _above(bt.ask_qty[d], tick, bt.depth_i[d, HIGH_ASK], lb, ub)
+                bt.depth_i[d, BEST_ASK] = _above(bt.ask_qty, d, tick, bt.depth_i[d, HIGH_ASK], lb, ub)
         bt.depth_i[d, LOW_BID] = min(bt.depth_i[d, LOW_BID], tick)
     return tick, prev_best, bt.depth_i[d, BEST_BID], prev_qty, qty
 
@@ -164,12 +164,12 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
         return tick, prev_best, prev_best, 0.0, qty
     lb = bt.depth_i[d, ROI_LB]
     ub = bt.depth_i[d, ROI_UB]
-    row = bt.ask_qty[d]
-    prev_qty = row[tick - lb]
-    row[tick - lb] = qty
+    qa = bt.ask_qty
+    prev_qty = qa[d, tick - lb]
+    qa[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
         if tick == prev_best:
-            best = _above(row, prev_best, bt.depth_i[d, HIGH_ASK], lb, ub)
+            best = _above(qa, d, prev_best, bt.depth_i[d, HIGH_ASK], lb, ub)
             bt.depth_i[d, BEST_ASK] = best
             if best == INVALID_MAX:
                 bt.depth_i[d, HIGH_ASK] = INVALID_MIN
@@ -177,7 +177,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
         if tick < prev_best:
             bt.depth_i[d, BEST_ASK] = tick
             if bt.depth_i[d, BEST_BID] >= tick:
-                bt.depth_i[d, BEST_BID] = _below(bt.bid_qty[d], tick, bt.depth_i[d, LOW_BID], lb, ub)
+                bt.depth_i[d, BEST_BID] = _below(bt.bid_qty, d, tick, bt.depth_i[d, LOW_BID], lb, ub)
         bt.depth_i[d, HIGH_ASK] = max(bt.depth_i[d, HIGH_ASK], tick)
     return tick, prev_best, bt.depth_i[d, BEST_ASK], prev_qty, qty
 
@@ -193,7 +193,7 @@ def clear(bt, d, side, upto_price, tick_size):
         if best != INVALID_MIN and ub >= lb:
             for t in range(max(upto, lb), min(best, ub) + 1):
                 bt.bid_qty[d, t - lb] = 0.0
-        nb = _below(bt.bid_qty[d], upto, bt.depth_i[d, LOW_BID], lb, ub) if ub >= lb else INVALID_MIN
+        nb = _below(bt.bid_qty, d, upto, bt.depth_i[d, LOW_BID], lb, ub) if ub >= lb else INVALID_MIN
         bt.depth_i[d, BEST_BID] = nb
         if nb == INVALID_MIN:
             bt.depth_i[d, LOW_BID] = INVALID_MAX
@@ -203,7 +203,7 @@ def clear(bt, d, side, upto_price, tick_size):
         if best != INVALID_MAX and ub >= lb:
             for t in range(max(best, lb), min(upto, ub) + 1):
                 bt.ask_qty[d, t - lb] = 0.0
-        na = _above(bt.ask_qty[d], upto, bt.depth_i[d, HIGH_ASK], lb, ub) if ub >= lb else INVALID_MAX
+        na = _above(bt.ask_qty, d, upto, bt.depth_i[d, HIGH_ASK], lb, ub) if ub >= lb else INVALID_MAX
         bt.depth_i[d, BEST_ASK] = na
         if na == INVALID_MAX:
             bt.depth_i[d, HIGH_ASK] = INVALID_MIN

@@ -14,7 +14,8 @@ so a long run keeps about two files resident.
 
 from __future__ import annotations
 
-from numba import njit, types
+from numba import carray, njit, types
+from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from bots.sim import exchange as ex
@@ -22,6 +23,8 @@ from bots.sim import exchange_orders as exo
 from bots.sim import local as lc
 from bots.sim import orders as od
 from bots.sim.fees import apply_funding
+
+from shm.dtypes import event_dtype as _EVENT_DTYPE
 
 I64_MAX = (1 << 63) - 1
 LOCAL_EVENT = 1 << 30
@@ -43,6 +46,25 @@ C_XCHUNK = 2
 C_XROW = 3
 
 
+@intrinsic
+def _as_voidptr(typingctx, addr):
+    sig = types.voidptr(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def rows_of(bt, c):
+    """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
+
+    ``bt.chunks`` keeps every chunk alive for the life of the backtest, so the address is valid.
+    """
+    return carray(_as_voidptr(bt.chunk_addr[c]), bt.chunk_len[c], _EVENT_DTYPE)
+
+
 @njit(cache=True)
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
@@ -50,7 +72,7 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     r = bt.cursor[a, col_row] + 1
     last = bt.chunk_first[a] + bt.chunk_count[a]
     while c < last:
-        arr = bt.chunks[c]
+        arr = rows_of(bt, c)
         n = arr.shape[0]
         while r < n:
             if (int(arr[r].ev) & flag) != 0:
@@ -149,7 +171,7 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
         a = k >> 2
         kind = k & 3
         if kind == 0:
-            row = bt.chunks[bt.cursor[a, C_LCHUNK]][bt.cursor[a, C_LROW]]
+            row = rows_of(bt, bt.cursor[a, C_LCHUNK])[bt.cursor[a, C_LROW]]
             lc.process_row(bt, a, row)
             bt.evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
             if wait_next_feed:
@@ -163,7 +185,7 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
                     result = RES_RESP
             bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         elif kind == 2:
-            arr = bt.chunks[bt.cursor[a, C_XCHUNK]]
+            arr = rows_of(bt, bt.cursor[a, C_XCHUNK])
             r = bt.cursor[a, C_XROW]
             rc = ex.process_row(bt, a, int(arr[r].ev), arr[r].px, arr[r].qty, arr[r].exch_ts)
             if rc != 0:

@@ -1,0 +1,36 @@
+"""Shared fixtures for the simulator tests: synthetic data, the real Binance sample, runners."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("HFTD_SHARED_DATA")
+    return Path(env) if env else REPO / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def synth_events() -> np.ndarray:
+    """60k deterministic synthetic L2 events (about 24 s of market)."""
+    from bots.data.synth import SynthConfig, generate_events
+
+    return generate_events(SynthConfig(events=60_000, seed=7))
+
+
+@pytest.fixture(scope="session")
+def binance_events() -> np.ndarray:
+    """The first 120k events of the real BTCUSDT sample, converted by hftbacktest's own converter."""
+    path = shared_data_dir() / "binance-usdm" / "btcusdt_20240808.gz"
+    if not path.exists():
+        pytest.skip(f"real sample data absent: {path}")
+    from hftbacktest.data.utils import binancefutures
+
+    data = binancefutures.convert(str(path), combined_stream=True)
+    return np.ascontiguousarray(data[:120_000])
