@@ -302,15 +302,16 @@ def begin_message(out, pos, p, st, regime_mults, rng):
 
 
 @numba.njit(cache=True)
-def fill_l2(out, pos, stop, params, state, bid_qty, ask_qty, regime_mults, rng):
+def fill_l2(out, pos, stop, end, params, state, bid_qty, ask_qty, regime_mults, rng):
     """Write messages from row ``pos`` until at least ``stop``; return the next free row.
 
-    Near the end of ``out`` (less room than the largest message) single-level updates fill it
-    exactly, so the file has the requested number of rows and no message is cut in half.
+    ``end`` is where the whole output ends, counted in rows of ``out`` (it may lie beyond ``out``
+    when the output is produced block by block; ``out`` needs room for ``stop`` plus one message).
+    Near ``end`` (less room than the largest message) single-level updates fill it exactly, so the
+    file has the requested number of rows and no message is cut in half.
     """
     p = params[0]
     st = state[0]
-    end = len(out)
     while pos < stop:
         local = advance_clock(p, st, rng)
         if end - pos < p.max_msg_rows:
@@ -326,3 +327,23 @@ def fill_l2(out, pos, stop, params, state, bid_qty, ask_qty, regime_mults, rng):
             count = randint(rng, 1, p.max_levels_per_update)
             pos = level_update(out, pos, p, st, local, bid_qty, ask_qty, rng, count)
     return pos
+
+
+class L2Market:
+    """The L2 book and its kernels, driven block by block by :func:`bots.data.synth.iter_event_blocks`."""
+
+    def __init__(self, config, params: np.ndarray, state: np.ndarray, rng: np.ndarray) -> None:
+        n = config.levels_per_side
+        self.snapshot_rows = 2 + 2 * n
+        self.max_msg_rows = int(params[0]["max_msg_rows"])
+        self.params, self.state, self.rng = params, state, rng
+        self.bid_qty = np.zeros(n, np.int64)
+        self.ask_qty = np.zeros(n, np.int64)
+        self.regime_mults = np.asarray(config.regime_vol_multipliers, dtype=np.float64)
+
+    def snapshot(self, out: np.ndarray) -> int:
+        return write_snapshot(out, 0, self.params, self.state, self.bid_qty, self.ask_qty, self.rng)
+
+    def fill(self, out: np.ndarray, pos: int, stop: int, end: int) -> int:
+        return fill_l2(out, pos, stop, end, self.params, self.state, self.bid_qty, self.ask_qty,
+                       self.regime_mults, self.rng)

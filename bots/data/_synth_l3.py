@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from bots.data._rng import randint, uniform
+from bots.errors import ConfigError
 from bots.data._synth_l2 import advance_clock, begin_message, price, quantity
 from shm.dtypes import (
     ADD_ORDER_EVENT,
@@ -233,11 +234,10 @@ def write_l3_snapshot(out, pos, params, state, ids, lots, count, rng):
 
 
 @numba.njit(cache=True)
-def fill_l3(out, pos, stop, params, state, ids, lots, count, regime_mults, rng):
+def fill_l3(out, pos, stop, end, params, state, ids, lots, count, regime_mults, rng):
     """Write L3 messages from row ``pos`` until at least ``stop``; see :func:`fill_l2`."""
     p = params[0]
     st = state[0]
-    end = len(out)
     while pos < stop:
         local = advance_clock(p, st, rng)
         if end - pos < p.max_msg_rows:
@@ -261,34 +261,32 @@ def max_l3_message_rows(levels_moved: int, max_orders_per_level: int, max_change
     return 1 + max(sweep, max_orders_per_level + 1, max_changes)
 
 
-def generate_l3(config, progress=None) -> np.ndarray:
-    """L3 counterpart of :func:`bots.data.synth.generate_events` (called from there)."""
-    from bots.data.synth import _CHUNK_ROWS, _initial_state
-    from bots.errors import ConfigError
-    from shm.dtypes import event_dtype
+class L3Market:
+    """The L3 book and its kernels, driven block by block by :func:`bots.data.synth.iter_event_blocks`."""
 
-    snapshot_rows = 2 + 2 * config.levels_per_side * 3
-    if config.events < snapshot_rows:
-        raise ConfigError(
-            f"synth config events={config.events}: an L3 run needs at least {snapshot_rows} rows "
-            f"for the initial book of {config.levels_per_side} levels a side"
-        )
-    out = np.empty(config.events, event_dtype)
-    params, state, rng = _initial_state(config)
-    n = config.levels_per_side
-    q = config.max_orders_per_level
-    params[0]["max_orders_per_level"] = q
-    params[0]["max_msg_rows"] = max_l3_message_rows(config.max_move_ticks, q, config.max_levels_per_update)
-    state[0]["next_order_id"] = 1
-    ids = np.zeros((2, n, q), np.int64)
-    lots = np.zeros((2, n, q), np.int64)
-    count = np.zeros((2, n), np.int64)
-    regime_mults = np.asarray(config.regime_vol_multipliers, dtype=np.float64)
-    pos = write_l3_snapshot(out, 0, params, state, ids, lots, count, rng)
-    total = len(out)
-    while pos < total:
-        pos = fill_l3(out, pos, min(total, pos + _CHUNK_ROWS), params, state, ids, lots, count,
-                      regime_mults, rng)
-        if progress is not None:
-            progress(pos, total)
-    return out
+    def __init__(self, config, params: np.ndarray, state: np.ndarray, rng: np.ndarray) -> None:
+        n = config.levels_per_side
+        q = config.max_orders_per_level
+        self.snapshot_rows = 2 + 2 * n * 3
+        if config.events < self.snapshot_rows:
+            raise ConfigError(
+                f"synth config events={config.events}: an L3 run needs at least {self.snapshot_rows} rows "
+                f"for the initial book of {n} levels a side"
+            )
+        params[0]["max_orders_per_level"] = q
+        largest = max_l3_message_rows(config.max_move_ticks, q, config.max_levels_per_update)
+        params[0]["max_msg_rows"] = largest
+        state[0]["next_order_id"] = 1
+        self.max_msg_rows = int(params[0]["max_msg_rows"])
+        self.params, self.state, self.rng = params, state, rng
+        self.ids = np.zeros((2, n, q), np.int64)
+        self.lots = np.zeros((2, n, q), np.int64)
+        self.count = np.zeros((2, n), np.int64)
+        self.regime_mults = np.asarray(config.regime_vol_multipliers, dtype=np.float64)
+
+    def snapshot(self, out: np.ndarray) -> int:
+        return write_l3_snapshot(out, 0, self.params, self.state, self.ids, self.lots, self.count, self.rng)
+
+    def fill(self, out: np.ndarray, pos: int, stop: int, end: int) -> int:
+        return fill_l3(out, pos, stop, end, self.params, self.state, self.ids, self.lots, self.count,
+                       self.regime_mults, self.rng)

@@ -35,6 +35,7 @@ __all__ = [
     "load_events",
     "open_events_mmap",
     "save_events",
+    "EventFileWriter",
     "release_rows",
     "EventFileStream",
     "NPZ_KEY",
@@ -130,23 +131,92 @@ def save_events(path: PathLike, arr: np.ndarray, *, compress: bool = False) -> P
     """
     path = Path(path)
     check_dtype(arr, f"save_events({path})")
-    arr = np.ascontiguousarray(arr)
-    if path.suffix not in (".npy", ".npz"):
-        raise DataError(f"{path}: unknown event file extension {path.suffix!r}; use .npz or .npy")
-    if path.suffix == ".npy" and compress:
-        raise DataError(f"{path}: a .npy file cannot be compressed; use a .npz path")
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        if path.suffix == ".npy":
-            with open(tmp, "wb") as f:
-                np.lib.format.write_array(f, arr, allow_pickle=False)
-        else:
-            _write_npz(tmp, arr, compress)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write event file ({exc.strerror or exc})") from exc
+    with EventFileWriter(path, len(arr), compress=compress) as writer:
+        writer.write(arr)
     return path
+
+
+class EventFileWriter:
+    """Write an event file block by block (for outputs bigger than RAM); the row count is fixed first.
+
+    ``with EventFileWriter(path, rows) as w: w.write(block); ...`` gives the same bytes as
+    :func:`save_events` of the concatenated blocks.  The file appears under its name only when
+    exactly ``rows`` rows were written and the block exits without an exception.
+    """
+
+    def __init__(self, path: PathLike, rows: int, *, compress: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.suffix not in (".npy", ".npz"):
+            raise DataError(
+                f"{self.path}: unknown event file extension {self.path.suffix!r}; use .npz or .npy"
+            )
+        if self.path.suffix == ".npy" and compress:
+            raise DataError(f"{self.path}: a .npy file cannot be compressed; use a .npz path")
+        if rows < 0:
+            raise DataError(f"{self.path}: rows={rows}: must be >= 0")
+        self.rows = rows
+        self.written = 0
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._zip: zipfile.ZipFile | None = None
+        try:
+            self._file = open(self._tmp, "wb")
+            if self.path.suffix == ".npz":
+                self._zip = zipfile.ZipFile(self._file, "w", allowZip64=True)
+                self._out = self._zip.open(_zip_member_info(compress), "w", force_zip64=True)
+            else:
+                self._out = self._file
+            descr = np.lib.format.dtype_to_descr(event_dtype)
+            header = {"descr": descr, "fortran_order": False, "shape": (rows,)}
+            np.lib.format.write_array_header_1_0(self._out, header)
+        except OSError as exc:
+            self._abort()
+            raise DataError(f"{self.path}: cannot write event file ({exc.strerror or exc})") from exc
+
+    def write(self, block: np.ndarray) -> None:
+        check_dtype(block, f"{self.path}: block")
+        if self.written + len(block) > self.rows:
+            raise DataError(
+                f"{self.path}: {self.written + len(block)} rows written, more than the {self.rows} declared"
+            )
+        try:
+            self._out.write(np.ascontiguousarray(block).data)
+        except OSError as exc:
+            self._abort()
+            raise DataError(f"{self.path}: cannot write event file ({exc.strerror or exc})") from exc
+        self.written += len(block)
+
+    def close(self) -> Path:
+        if self.written != self.rows:
+            self._abort()
+            raise DataError(f"{self.path}: {self.written} rows written of the {self.rows} declared")
+        try:
+            if self._zip is not None:
+                self._out.close()
+                self._zip.close()
+            self._file.close()
+            os.replace(self._tmp, self.path)  # readers never see a half-written file
+        except OSError as exc:
+            self._abort()
+            raise DataError(f"{self.path}: cannot write event file ({exc.strerror or exc})") from exc
+        return self.path
+
+    def _abort(self) -> None:
+        for closer in (getattr(self, "_out", None), self._zip, getattr(self, "_file", None)):
+            try:
+                if closer is not None:
+                    closer.close()
+            except (OSError, ValueError, zipfile.BadZipFile):
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> EventFileWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
 
 
 class EventFileStream:
@@ -323,7 +393,7 @@ def _backing_mmap(arr: np.ndarray) -> tuple[mmap.mmap, int] | None:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _write_npz(path: Path, arr: np.ndarray, compress: bool) -> None:
+def _zip_member_info(compress: bool) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(_MEMBER, date_time=_FIXED_ZIP_TIME)
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
@@ -334,6 +404,4 @@ def _write_npz(path: Path, arr: np.ndarray, compress: bool) -> None:
         used = _ZIP_LOCAL_HEADER.size + len(_MEMBER) + 20 + 4
         pad = (-used) % 64
         info.extra = struct.pack("<HH", _ALIGN_EXTRA_ID, pad) + b"\0" * pad
-    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
-        with zf.open(info, "w", force_zip64=True) as member:
-            np.lib.format.write_array(member, arr, allow_pickle=False)
+    return info

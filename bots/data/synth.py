@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from bots.data import _rng
-from bots.data._synth_l2 import fill_l2, params_dtype, state_dtype, write_snapshot
-from bots.data.io import save_events
+from bots.data._synth_l2 import L2Market, params_dtype, state_dtype
+from bots.data.io import EventFileWriter
 from bots.errors import ConfigError
 from shm.dtypes import event_dtype
 
-__all__ = ["SynthConfig", "generate_events", "write_synth"]
+__all__ = ["SynthConfig", "generate_events", "iter_event_blocks", "write_synth"]
 
 #: Rows generated per kernel call; the progress callback fires between calls.
 _CHUNK_ROWS = 1 << 20
@@ -104,25 +104,51 @@ class SynthConfig:
         return dataclasses.replace(self, **changes)
 
 
-def generate_events(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Return ``config.events`` rows of synthetic market data; ``progress(done, total)`` per chunk."""
-    if config.l3:
-        from bots.data._synth_l3 import generate_l3
+def iter_event_blocks(
+    config: SynthConfig,
+    *,
+    block_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield the ``config.events`` rows in consecutive blocks of about ``block_rows``.
 
-        return generate_l3(config, progress)
-    out = np.empty(config.events, event_dtype)
+    Blocks are views into one reused buffer (copy a block to keep it), so memory stays at one block
+    whatever the size of the output.  The rows do not depend on the block size.
+    """
+    block_rows = block_rows or _CHUNK_ROWS
     params, state, rng = _initial_state(config)
-    n = config.levels_per_side
-    bid_qty = np.zeros(n, np.int64)
-    ask_qty = np.zeros(n, np.int64)
-    regime_mults = np.asarray(config.regime_vol_multipliers, dtype=np.float64)
-    pos = write_snapshot(out, 0, params, state, bid_qty, ask_qty, rng)
-    total = len(out)
-    while pos < total:
-        pos = fill_l2(out, pos, min(total, pos + _CHUNK_ROWS), params, state, bid_qty, ask_qty,
-                      regime_mults, rng)
+    if config.l3:
+        from bots.data._synth_l3 import L3Market
+
+        market = L3Market(config, params, state, rng)
+    else:
+        market = L2Market(config, params, state, rng)
+    total = config.events
+    # Room for a block, the message that overruns it, and the initial snapshot.
+    buffer = np.empty(block_rows + market.max_msg_rows + market.snapshot_rows, event_dtype)
+    pos = market.snapshot(buffer)
+    done = 0
+    while True:
+        end = total - done  # the end of the output, in rows of this block
+        stop = min(block_rows, end)
+        if pos < stop:
+            pos = market.fill(buffer, pos, stop, end)
+        done += pos
         if progress is not None:
-            progress(pos, total)
+            progress(done, total)
+        yield buffer[:pos]
+        pos = 0
+        if done >= total:
+            return
+
+
+def generate_events(config: SynthConfig, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Return ``config.events`` rows of synthetic market data; ``progress(done, total)`` per block."""
+    out = np.empty(config.events, event_dtype)
+    done = 0
+    for block in iter_event_blocks(config, progress=progress):
+        out[done : done + len(block)] = block
+        done += len(block)
     return out
 
 
@@ -133,8 +159,14 @@ def write_synth(
     compress: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Generate and save to ``path`` (``.npz``/``.npy``); return the path."""
-    return save_events(path, generate_events(config, progress), compress=compress)
+    """Generate straight into ``path`` (``.npz``/``.npy``), one block at a time; return the path.
+
+    Memory stays at one block (64 MiB) however many events are written.
+    """
+    with EventFileWriter(path, config.events, compress=compress) as writer:
+        for block in iter_event_blocks(config, progress=progress):
+            writer.write(block)
+    return Path(path)
 
 
 # -- set-up ----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from bots.data import EventFileStream, load_events, open_events_mmap, release_rows, save_events
+from bots.data.io import EventFileWriter
 from bots.data import io as data_io
 from bots.errors import DataError
 from shm.dtypes import event_dtype
@@ -242,3 +243,36 @@ def test_mapping_and_validating_a_big_file_does_not_make_it_resident(tmp_path):
     loaded = load_events(path)
     assert _rss_bytes() - before > 48 * 2**20  # the full load really is resident (the check can fail)
     del loaded
+
+
+@pytest.mark.parametrize("name, compress", [("w.npz", False), ("w.npz", True), ("w.npy", False)])
+def test_block_writer_equals_save_events(tmp_path, events, name, compress):
+    with EventFileWriter(tmp_path / name, len(events), compress=compress) as writer:
+        for start in range(0, len(events), 300):
+            writer.write(events[start : start + 300])
+    reference = save_events(tmp_path / ("ref_" + name), events, compress=compress)
+    assert (tmp_path / name).read_bytes() == reference.read_bytes()
+
+
+def test_block_writer_refuses_wrong_row_counts_and_leaves_no_file(tmp_path, events):
+    path = tmp_path / "short.npz"
+    with pytest.raises(DataError, match=r"short\.npz: 10 rows written of the 20 declared"):
+        with EventFileWriter(path, 20) as writer:
+            writer.write(events[:10])
+    assert not path.exists() and not (tmp_path / "short.npz.tmp").exists()
+    with pytest.raises(DataError, match=r"11 rows written, more than the 10 declared"):
+        with EventFileWriter(path, 10) as writer:
+            writer.write(events[:11])
+    assert not path.exists()
+    with pytest.raises(RuntimeError):
+        with EventFileWriter(path, 10) as writer:
+            raise RuntimeError("producer failed")
+    assert not path.exists() and not (tmp_path / "short.npz.tmp").exists()
+    with pytest.raises(DataError, match="wrong dtype"):
+        with EventFileWriter(path, 1) as writer:
+            writer.write(np.zeros(1))
+
+
+def test_unwritable_destination_is_a_data_error(tmp_path, events):
+    with pytest.raises(DataError, match=r"nodir/x\.npz: cannot write event file"):
+        save_events(tmp_path / "nodir" / "x.npz", events)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bots.data import load_events, validate_events
-from bots.data.synth import SynthConfig, generate_events, write_synth
+from bots.data.synth import SynthConfig, generate_events, iter_event_blocks, write_synth
 from bots.errors import ConfigError
 from shm.dtypes import (
     BUY_EVENT,
@@ -53,15 +53,26 @@ def test_same_seed_same_bytes_different_seed_different_bytes(tmp_path):
     assert digests[0] != digests[2]
 
 
-def test_generation_does_not_depend_on_chunking(monkeypatch):
-    import bots.data.synth as synth
-
-    whole = generate_events(SynthConfig(events=30_000, seed=2))
-    monkeypatch.setattr(synth, "_CHUNK_ROWS", 777)
+def test_generation_does_not_depend_on_block_size():
+    cfg = SynthConfig(events=30_000, seed=2, funding_interval_h=0.001)
+    whole = generate_events(cfg)
+    for block_rows in (777, 5_000, 29_999):
+        blocks = [b.copy() for b in iter_event_blocks(cfg, block_rows=block_rows)]
+        assert b"".join(b.tobytes() for b in blocks) == whole.tobytes()
+        assert len(blocks) >= 30_000 // (block_rows + 100)
     calls = []
-    pieces = generate_events(SynthConfig(events=30_000, seed=2), progress=lambda d, t: calls.append((d, t)))
-    assert whole.tobytes() == pieces.tobytes()
-    assert calls[-1] == (30_000, 30_000) and len(calls) > 10
+    list(iter_event_blocks(cfg, block_rows=1000, progress=lambda d, t: calls.append((d, t))))
+    assert calls[-1] == (30_000, 30_000) and len(calls) >= 29
+
+
+def test_streamed_file_equals_saving_the_generated_array(tmp_path):
+    from bots.data import save_events
+
+    for compress in (False, True):
+        cfg = SynthConfig(events=40_000, seed=3)
+        streamed = write_synth(tmp_path / "a.npz", cfg, compress=compress).read_bytes()
+        saved = save_events(tmp_path / "b.npz", generate_events(cfg), compress=compress).read_bytes()
+        assert streamed == saved
 
 
 def test_starts_with_clear_and_full_snapshot(small):
