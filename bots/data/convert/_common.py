@@ -1,9 +1,13 @@
 """What every venue converter shares: reading lines, collecting rows, fixing latency and order.
 
-A converter turns each raw message into plain row tuples ``(ev, exch_ts, local_ts, px, qty,
-order_id, ival, fval)`` without the ``EXCH_EVENT``/``LOCAL_EVENT`` flags, appends them to a
-:class:`RowBuffer` (64-byte records in fixed-size numpy chunks, so memory is the output's size, not
-the text's), and :func:`finish` then
+A converter turns each raw message into *segments* ``(ev, exch_ts, local_ts, pairs)``: runs of rows
+that share flags and timestamps, with ``pairs`` the ``[px, qty]`` of each row as the venue sent them
+(decimal strings, usually).  A depth update is two segments (its bid and ask lists, untouched), a
+trade one segment of one pair.  :func:`rows_from_segments` expands segments into plain row tuples
+``(ev, exch_ts, local_ts, px, qty, order_id, ival, fval)`` (what the daemon would publish);
+:class:`SegmentBuffer` instead parses all prices and quantities of many messages in one numpy call,
+which is where a converter spends its time.  Rows carry no ``EXCH_EVENT``/``LOCAL_EVENT`` flags yet;
+:func:`finish` then
 
 1. shifts ``local_ts`` so no row has a negative feed latency (:func:`correct_local_timestamp`),
 2. orders the rows for both timelines (:func:`correct_event_order`): a row whose exchange and local
@@ -33,7 +37,11 @@ from bots.errors import DataError
 from shm.dtypes import EXCH_EVENT, LOCAL_EVENT, event_dtype
 
 __all__ = [
-    "RowBuffer",
+    "SegmentBuffer",
+    "Segment",
+    "rows_from_segments",
+    "segment_bounds",
+    "worst_latency",
     "correct_local_timestamp",
     "correct_event_order",
     "finish",
@@ -46,33 +54,102 @@ __all__ = [
 Row = tuple[int, int, int, float, float, int, int, float]
 
 
-class RowBuffer:
-    """Append-only rows collected into numpy chunks of ``chunk_rows`` records."""
+Segment = tuple[int, int, int, list]
+
+
+def rows_from_segments(segments: list[Segment]) -> list[Row]:
+    """Expand segments into row tuples (``px``/``qty`` parsed with ``float``)."""
+    return [
+        (ev, exch_ts, local_ts, float(px), float(qty), 0, 0, 0.0)
+        for ev, exch_ts, local_ts, pairs in segments
+        for px, qty in pairs
+    ]
+
+
+class SegmentBuffer:
+    """Append-only rows, kept as numpy chunks of about ``chunk_rows`` records (64 B each).
+
+    Segment headers and the ``[px, qty]`` pairs are collected in lists and turned into records a chunk
+    at a time: one ``np.array(pairs, float64)`` parses every decimal string of the chunk.
+    """
 
     def __init__(self, chunk_rows: int = 262_144) -> None:
         self._chunk_rows = chunk_rows
-        self._pending: list[Row] = []
+        self._heads: list[tuple[int, int, int, int, int]] = []
+        self._pairs: list = []
         self._chunks: list[np.ndarray] = []
         self.rows = 0
 
-    def extend(self, rows: list[Row]) -> None:
-        self._pending.extend(rows)
-        self.rows += len(rows)
-        if len(self._pending) >= self._chunk_rows:
+    def extend(self, segments: list[Segment], line_no: int = 0) -> None:
+        """Append segments read from input line ``line_no`` (named if a number fails to parse).
+
+        Raises ValueError ``"line N: ..."`` for a price or quantity that is not a number.
+        """
+        heads = self._heads
+        pairs = self._pairs
+        for ev, exch_ts, local_ts, seg_pairs in segments:
+            heads.append((ev, exch_ts, local_ts, len(seg_pairs), line_no))
+            pairs.extend(seg_pairs)
+        self.rows += sum(len(seg[3]) for seg in segments)
+        if len(pairs) >= self._chunk_rows:
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending:
-            self._chunks.append(np.array(self._pending, dtype=event_dtype))
-            self._pending = []
+        if not self._pairs:
+            self._heads = []
+            return
+        heads = np.array(self._heads, dtype=np.int64).reshape(-1, 5)
+        try:
+            values = np.array(self._pairs, dtype=np.float64)
+        except (ValueError, TypeError):
+            values = None
+        if values is None or values.shape != (len(self._pairs), 2):
+            raise ValueError(self._explain_bad_pair(heads))
+        counts = heads[:, 3]
+        block = np.zeros(len(values), event_dtype)
+        block["ev"] = np.repeat(heads[:, 0], counts).astype(np.uint64)
+        block["exch_ts"] = np.repeat(heads[:, 1], counts)
+        block["local_ts"] = np.repeat(heads[:, 2], counts)
+        block["px"] = values[:, 0]
+        block["qty"] = values[:, 1]
+        self._chunks.append(block)
+        self._heads = []
+        self._pairs = []
+
+    def _explain_bad_pair(self, heads: np.ndarray) -> str:
+        ends = np.cumsum(heads[:, 3])
+        for k, pair in enumerate(self._pairs):
+            try:
+                if len(pair) != 2:
+                    raise ValueError
+                float(pair[0]), float(pair[1])
+            except (ValueError, TypeError):
+                line = int(heads[np.searchsorted(ends, k, side="right"), 4])
+                return f"line {line}: price/quantity {pair!r} is not a [number, number] pair"
+        return "unparseable price/quantity"
 
     def to_array(self) -> np.ndarray:
+        """All rows so far, in order; the buffer is empty afterwards."""
         self._flush()
         if not self._chunks:
             return np.zeros(0, event_dtype)
         arr = self._chunks[0] if len(self._chunks) == 1 else np.concatenate(self._chunks)
         self._chunks = []
+        self.rows = 0
         return arr
+
+
+def segment_bounds(segments: list[Segment]) -> tuple[int, int, int] | None:
+    """``(earliest exch_ts, earliest local_ts, latest local_ts)`` of the rows, or None if no rows."""
+    live = [seg for seg in segments if seg[3]]
+    if not live:
+        return None
+    return min(s[1] for s in live), min(s[2] for s in live), max(s[2] for s in live)
+
+
+def worst_latency(segments: list[Segment]) -> int:
+    """The most negative ``local_ts - exch_ts`` among the rows (0 if none is negative)."""
+    return min([0] + [s[2] - s[1] for s in segments if s[3]])
 
 
 def to_ns(stamp: int) -> int:
@@ -158,7 +235,7 @@ def correct_event_order(arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def finish(buffer: RowBuffer, source: str, base_latency_ns: int = 0) -> np.ndarray:
+def finish(buffer: SegmentBuffer, source: str, base_latency_ns: int = 0) -> np.ndarray:
     """Latency and order correction plus validation of a converter's rows."""
     arr = buffer.to_array()
     correct_local_timestamp(arr, base_latency_ns)

@@ -16,8 +16,9 @@ lines (no ``stream`` key).  Output: the same rows as hftbacktest 2.4.4's
   per side;
 * REST error lines (``{"code": ..., "msg": ...}``) and other streams: skipped and counted.
 
-The per-message functions are pure (bytes or dicts in, row tuples out) so that the daemon can map
-live frames with the same code.
+The per-message functions are pure (bytes or dicts in, no I/O) so that the daemon can map live
+frames with the same code: ``*_segments`` give runs of rows with the venue's decimal strings (the
+file converter parses those in bulk), ``*_records``/``records_from_frame`` plain row tuples.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
+from bots.data.convert._common import (
+    Progress,
+    Segment,
+    SegmentBuffer,
+    finish,
+    open_lines,
+    rows_from_segments,
+    to_ns,
+)
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
 from shm.dtypes import (
@@ -50,6 +59,7 @@ __all__ = [
     "split_line",
     "records_from_frame",
     "records_from_message",
+    "segments_from_message",
     "depth_update_records",
     "trade_records",
     "book_ticker_records",
@@ -57,6 +67,9 @@ __all__ = [
 ]
 
 _MS = 1_000_000  # Binance stamps are ms; rows are ns
+#: Combined-stream lines start "<stamp> {"stream":"<symbol>@bookTicker"": found within this prefix.
+_BOOK_TICKER_STREAM = b'@bookTicker"'
+_STREAM_NAME_WITHIN = 80
 _BID_DEPTH = DEPTH_EVENT | BUY_EVENT
 _ASK_DEPTH = DEPTH_EVENT | SELL_EVENT
 
@@ -85,78 +98,95 @@ def split_line(line: bytes) -> tuple[int, bytes]:
     return to_ns(int(stamp)), payload
 
 
-def depth_update_records(data: dict, local_ts: int) -> list[tuple]:
-    """Rows of one ``depthUpdate`` payload: bids then asks, in message order."""
+def depth_update_segments(data: dict, local_ts: int) -> list[Segment]:
+    """One ``depthUpdate`` payload: its bid levels then its ask levels."""
     exch_ts = int(data["T"]) * _MS
-    rows = [(_BID_DEPTH, exch_ts, local_ts, float(px), float(qty), 0, 0, 0.0) for px, qty in data["b"]]
-    rows += [(_ASK_DEPTH, exch_ts, local_ts, float(px), float(qty), 0, 0, 0.0) for px, qty in data["a"]]
-    return rows
+    return [(_BID_DEPTH, exch_ts, local_ts, data["b"]), (_ASK_DEPTH, exch_ts, local_ts, data["a"])]
 
 
-def trade_records(data: dict, local_ts: int) -> list[tuple]:
-    """Row of one ``trade`` payload; only ``X == "MARKET"`` trades count (not liquidations, ADL)."""
+def trade_segments(data: dict, local_ts: int) -> list[Segment]:
+    """One ``trade`` payload; only ``X == "MARKET"`` trades count (not liquidations, ADL)."""
     if data.get("X", "MARKET") != "MARKET":
         return []
     side = SELL_EVENT if data["m"] else BUY_EVENT  # m: the buyer was the maker, so the taker sold
-    exch_ts = int(data["T"]) * _MS
-    return [(TRADE_EVENT | side, exch_ts, local_ts, float(data["p"]), float(data["q"]), 0, 0, 0.0)]
+    return [(TRADE_EVENT | side, int(data["T"]) * _MS, local_ts, [[data["p"], data["q"]]])]
 
 
-def book_ticker_records(data: dict, local_ts: int) -> list[tuple]:
+def book_ticker_segments(data: dict, local_ts: int) -> list[Segment]:
     """Best bid and best ask of one ``bookTicker`` payload as ``DEPTH_BBO_EVENT`` rows."""
     exch_ts = int(data["T"]) * _MS
     return [
-        (DEPTH_BBO_EVENT | BUY_EVENT, exch_ts, local_ts, float(data["b"]), float(data["B"]), 0, 0, 0.0),
-        (DEPTH_BBO_EVENT | SELL_EVENT, exch_ts, local_ts, float(data["a"]), float(data["A"]), 0, 0, 0.0),
+        (DEPTH_BBO_EVENT | BUY_EVENT, exch_ts, local_ts, [[data["b"], data["B"]]]),
+        (DEPTH_BBO_EVENT | SELL_EVENT, exch_ts, local_ts, [[data["a"], data["A"]]]),
     ]
 
 
-def snapshot_records(snapshot: dict, local_ts: int) -> list[tuple]:
-    """Rows of a REST depth snapshot: per side a clear up to its last level, then the levels."""
+def snapshot_segments(snapshot: dict, local_ts: int) -> list[Segment]:
+    """A REST depth snapshot: per non-empty side a clear up to its last level, then the levels."""
     exch_ts = int(snapshot["T"]) * _MS
-    rows: list[tuple] = []
+    segments: list[Segment] = []
     for key, side in (("bids", BUY_EVENT), ("asks", SELL_EVENT)):
         levels = snapshot[key]
-        if not levels:
-            continue
-        rows.append((DEPTH_CLEAR_EVENT | side, exch_ts, local_ts, float(levels[-1][0]), 0.0, 0, 0, 0.0))
-        rows += [
-            (DEPTH_SNAPSHOT_EVENT | side, exch_ts, local_ts, float(px), float(qty), 0, 0, 0.0)
-            for px, qty in levels
-        ]
-    return rows
+        if levels:
+            segments.append((DEPTH_CLEAR_EVENT | side, exch_ts, local_ts, [[levels[-1][0], 0.0]]))
+            segments.append((DEPTH_SNAPSHOT_EVENT | side, exch_ts, local_ts, levels))
+    return segments
 
 
-def records_from_message(
+def segments_from_message(
     message: dict, local_ts: int, *, include_bbo: bool = False
-) -> tuple[list[tuple], str]:
-    """Rows of one decoded message and what it was (``depthUpdate``, ``trade``, ``snapshot``, ...)."""
+) -> tuple[list[Segment], str]:
+    """Segments of one decoded message and what it was (``depthUpdate``, ``trade``, ``snapshot``...)."""
     data = message.get("data", message if "e" in message else None)
     if data is None:
         if "code" in message:
             return [], "rest-error"
         if "bids" in message and "asks" in message:
-            return snapshot_records(message, local_ts), "snapshot"
+            return snapshot_segments(message, local_ts), "snapshot"
         return [], "unknown"
     kind = data.get("e")
     if kind == "depthUpdate":
-        return depth_update_records(data, local_ts), kind
+        return depth_update_segments(data, local_ts), kind
     if kind == "trade":
-        return trade_records(data, local_ts), kind
+        return trade_segments(data, local_ts), kind
     if kind == "bookTicker":
-        return (book_ticker_records(data, local_ts) if include_bbo else []), kind
+        return (book_ticker_segments(data, local_ts) if include_bbo else []), kind
     return [], str(kind)
 
 
+def records_from_message(
+    message: dict, local_ts: int, *, include_bbo: bool = False
+) -> tuple[list[tuple], str]:
+    """Row tuples of one decoded message and what it was."""
+    segments, kind = segments_from_message(message, local_ts, include_bbo=include_bbo)
+    return rows_from_segments(segments), kind
+
+
 def records_from_frame(frame: bytes, local_ts: int, *, include_bbo: bool = False) -> list[tuple]:
-    """Rows of one raw websocket frame or REST body (bytes in, rows out, no I/O)."""
+    """Row tuples of one raw websocket frame or REST body (bytes in, rows out, no I/O)."""
     return records_from_message(orjson.loads(frame), local_ts, include_bbo=include_bbo)[0]
+
+
+def depth_update_records(data: dict, local_ts: int) -> list[tuple]:
+    return rows_from_segments(depth_update_segments(data, local_ts))
+
+
+def trade_records(data: dict, local_ts: int) -> list[tuple]:
+    return rows_from_segments(trade_segments(data, local_ts))
+
+
+def book_ticker_records(data: dict, local_ts: int) -> list[tuple]:
+    return rows_from_segments(book_ticker_segments(data, local_ts))
+
+
+def snapshot_records(snapshot: dict, local_ts: int) -> list[tuple]:
+    return rows_from_segments(snapshot_segments(snapshot, local_ts))
 
 
 def iter_file_records(
     path: Path, *, include_bbo: bool = False, progress: bool = False, stats: ConvertStats | None = None
 ) -> Iterator[tuple[int, list[tuple]]]:
-    """Yield ``(line number, rows)`` per message of a recording, streaming it.
+    """Yield ``(line number, segments)`` per message of a recording, streaming it.
 
     Raises :class:`DataError` naming the file and line for a malformed line.
     """
@@ -169,13 +199,16 @@ def iter_file_records(
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
+            if not include_bbo and _BOOK_TICKER_STREAM in line[:_STREAM_NAME_WITHIN]:
+                stats.skip("bookTicker")  # most lines of a recording, dropped: skip the JSON parse
+                continue
             try:
                 local_ts, payload = split_line(line)
-                out, kind = records_from_message(orjson.loads(payload), local_ts, include_bbo=include_bbo)
+                out, kind = segments_from_message(orjson.loads(payload), local_ts, include_bbo=include_bbo)
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Binance message ({exc!r})") from exc
             if out:
-                produced += len(out)
+                produced += sum(len(seg[3]) for seg in out)
                 yield line_no, out
             else:
                 stats.skip(kind)
@@ -201,10 +234,15 @@ def convert(
     """
     path = Path(path)
     stats = stats if stats is not None else ConvertStats()
-    rows = RowBuffer()
-    for _, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
-        rows.extend(out)
-    arr = finish(rows, str(path), base_latency_ns)
+    rows = SegmentBuffer()
+    try:
+        for line_no, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
+            rows.extend(out, line_no)
+        arr = finish(rows, str(path), base_latency_ns)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: {exc}") from exc
     stats.rows = len(arr)
     return arr
 

@@ -32,7 +32,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bots.data.convert._common import Progress, RowBuffer, finish, open_lines, to_ns
+from bots.data.convert._common import (
+    Progress,
+    Segment,
+    SegmentBuffer,
+    finish,
+    open_lines,
+    rows_from_segments,
+    to_ns,
+)
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
@@ -52,6 +60,8 @@ __all__ = [
     "orderbook_records",
     "public_trade_records",
     "trade_csv_records",
+    "orderbook_segments",
+    "public_trade_segments",
     "DEFAULT_FEED_LATENCY_NS",
 ]
 
@@ -60,51 +70,62 @@ _MS = 1_000_000
 DEFAULT_FEED_LATENCY_NS = 5_000_000
 
 
-def orderbook_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
-    """Rows of one ``orderbook.N`` message (snapshot or delta)."""
+def orderbook_segments(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[Segment]:
+    """One ``orderbook.N`` message (snapshot or delta)."""
     exch_ts = int(message["ts"]) * _MS
     local = exch_ts + feed_latency_ns if local_ts is None else local_ts
     data = message["data"]
     bids = data.get("b", [])
     asks = data.get("a", [])
     kind = message["type"]
-    rows: list[tuple] = []
+    segments: list[Segment] = []
     if kind == "snapshot":
         if not bids or not asks:
-            rows.append((DEPTH_CLEAR_EVENT, exch_ts, local, 0.0, 0.0, 0, 0, 0.0))
+            segments.append((DEPTH_CLEAR_EVENT, exch_ts, local, [[0.0, 0.0]]))
         for levels, side in ((bids, BUY_EVENT), (asks, SELL_EVENT)):
-            if not levels:
-                continue
-            rows.append((DEPTH_CLEAR_EVENT | side, exch_ts, local, float(levels[-1][0]), 0.0, 0, 0, 0.0))
-            rows += [(DEPTH_SNAPSHOT_EVENT | side, exch_ts, local, float(px), float(qty), 0, 0, 0.0)
-                     for px, qty in levels]
+            if levels:
+                segments.append((DEPTH_CLEAR_EVENT | side, exch_ts, local, [[levels[-1][0], 0.0]]))
+                segments.append((DEPTH_SNAPSHOT_EVENT | side, exch_ts, local, levels))
     elif kind == "delta":
-        for levels, side in ((bids, BUY_EVENT), (asks, SELL_EVENT)):
-            rows += [(DEPTH_EVENT | side, exch_ts, local, float(px), float(qty), 0, 0, 0.0)
-                     for px, qty in levels]
+        segments.append((DEPTH_EVENT | BUY_EVENT, exch_ts, local, bids))
+        segments.append((DEPTH_EVENT | SELL_EVENT, exch_ts, local, asks))
     else:
         raise ValueError(f"unknown orderbook message type {kind!r}")
-    return rows
+    return segments
 
 
-def public_trade_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
-    """Rows of one ``publicTrade`` message (one per trade; ``S`` is the taker side)."""
-    rows = []
+def public_trade_segments(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[Segment]:
+    """One ``publicTrade`` message: a row per trade; ``S`` is the taker side."""
+    segments: list[Segment] = []
     for trade in message["data"]:
         exch_ts = int(trade["T"]) * _MS
         local = exch_ts + feed_latency_ns if local_ts is None else local_ts
         side = BUY_EVENT if trade["S"] == "Buy" else SELL_EVENT
-        rows.append((TRADE_EVENT | side, exch_ts, local, float(trade["p"]), float(trade["v"]), 0, 0, 0.0))
-    return rows
+        segments.append((TRADE_EVENT | side, exch_ts, local, [[trade["p"], trade["v"]]]))
+    return segments
 
 
-def trade_csv_records(row: dict, feed_latency_ns: int) -> tuple:
+def trade_csv_segment(row: dict, feed_latency_ns: int) -> Segment:
     """One row of Bybit's historical trades CSV (``timestamp`` in seconds with a fraction)."""
     seconds, _, fraction = row["timestamp"].partition(".")
     exch_ts = int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
     side = BUY_EVENT if row["side"] == "Buy" else SELL_EVENT
-    return (TRADE_EVENT | side, exch_ts, exch_ts + feed_latency_ns, float(row["price"]), float(row["size"]),
-            0, 0, 0.0)
+    return (TRADE_EVENT | side, exch_ts, exch_ts + feed_latency_ns, [[row["price"], row["size"]]])
+
+
+def orderbook_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
+    """Row tuples of one ``orderbook.N`` message."""
+    return rows_from_segments(orderbook_segments(message, local_ts, feed_latency_ns))
+
+
+def public_trade_records(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[tuple]:
+    """Row tuples of one ``publicTrade`` message."""
+    return rows_from_segments(public_trade_segments(message, local_ts, feed_latency_ns))
+
+
+def trade_csv_records(row: dict, feed_latency_ns: int) -> tuple:
+    """The row tuple of one historical trades CSV row."""
+    return rows_from_segments([trade_csv_segment(row, feed_latency_ns)])[0]
 
 
 class _Session:
@@ -116,7 +137,7 @@ class _Session:
         self.have_snapshot = False
         self.stats = stats
 
-    def records(self, message: dict, local_ts: int | None) -> list[tuple]:
+    def segments(self, message: dict, local_ts: int | None) -> list[Segment]:
         topic = message.get("topic")
         if topic is None:
             self.stats.skip("no-topic")  # subscription acks, pongs, errors
@@ -133,9 +154,9 @@ class _Session:
             elif not self.have_snapshot:
                 self.stats.skip("delta-before-snapshot")
                 return []
-            return orderbook_records(message, local_ts, self.feed_latency_ns)
+            return orderbook_segments(message, local_ts, self.feed_latency_ns)
         if topic.startswith("publicTrade."):
-            return public_trade_records(message, local_ts, self.feed_latency_ns)
+            return public_trade_segments(message, local_ts, self.feed_latency_ns)
         self.stats.skip(topic.split(".")[0])
         return []
 
@@ -148,7 +169,7 @@ def iter_file_records(
     progress: bool = False,
     stats: ConvertStats | None = None,
 ) -> Iterator[tuple[int, list[tuple]]]:
-    """Yield ``(line number, rows)`` per message of a Bybit file, streaming it."""
+    """Yield ``(line number, segments)`` per message of a Bybit file, streaming it."""
     if feed_latency_ns < 0:
         raise DataError(f"feed_latency_ns={feed_latency_ns}: must be >= 0")
     stats = stats if stats is not None else ConvertStats()
@@ -167,11 +188,11 @@ def iter_file_records(
                 if line[:1].isdigit():  # collector format: "<local stamp> <json>"
                     stamp, _, line = line.partition(b" ")
                     local_ts = to_ns(int(stamp))
-                out = session.records(orjson.loads(line), local_ts)
+                out = session.segments(orjson.loads(line), local_ts)
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Bybit message ({exc!r})") from exc
             if out:
-                produced += len(out)
+                produced += sum(len(seg[3]) for seg in out)
                 yield line_no, out
             if line_no % 4096 == 0:
                 shown.update(consumed(), produced)
@@ -193,13 +214,19 @@ def convert(
     """Convert a Bybit order-book (+ trades) file to one event array (ordered, flagged, validated)."""
     path = Path(path)
     stats = stats if stats is not None else ConvertStats()
-    rows = RowBuffer()
-    for _, out in iter_file_records(path, feed_latency_ns=feed_latency_ns, depth_levels=depth_levels,
-                                    progress=progress, stats=stats):
-        rows.extend(out)
-    if trades_path is not None:
-        _read_trades_csv(Path(trades_path), rows, feed_latency_ns, stats)
-    arr = finish(rows, str(path), base_latency_ns)
+    rows = SegmentBuffer()
+    records = iter_file_records(path, feed_latency_ns=feed_latency_ns, depth_levels=depth_levels,
+                                progress=progress, stats=stats)
+    try:
+        for line_no, out in records:
+            rows.extend(out, line_no)
+        if trades_path is not None:
+            _read_trades_csv(Path(trades_path), rows, feed_latency_ns, stats)
+        arr = finish(rows, str(path), base_latency_ns)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: {exc}") from exc
     stats.rows = len(arr)
     return arr
 
@@ -247,23 +274,20 @@ def _has_local_stamps(path: Path) -> bool:
     return False
 
 
-def _read_trades_csv(path: Path, rows: RowBuffer, feed_latency_ns: int, stats: ConvertStats) -> None:
+def _read_trades_csv(path: Path, rows: SegmentBuffer, feed_latency_ns: int, stats: ConvertStats) -> None:
     lines, _, _ = open_lines(path)
     text = io.TextIOWrapper(_IterStream(lines), encoding="utf-8", newline="")
     reader = csv.DictReader(text)
     required = {"timestamp", "side", "size", "price"}
     if reader.fieldnames is None or not required <= set(reader.fieldnames):
         raise DataError(f"{path}: trades CSV needs columns {sorted(required)}, found {reader.fieldnames}")
-    batch = []
     for line_no, row in enumerate(reader, start=2):
         try:
-            batch.append(trade_csv_records(row, feed_latency_ns))
-        except (ValueError, KeyError) as exc:
+            segment = trade_csv_segment(row, feed_latency_ns)
+            float(segment[3][0][0]), float(segment[3][0][1])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: line {line_no}: malformed trade row ({exc!r})") from exc
-        if len(batch) >= 65_536:
-            rows.extend(batch)
-            batch = []
-    rows.extend(batch)
+        rows.extend([segment], line_no)
     stats.lines += reader.line_num
 
 

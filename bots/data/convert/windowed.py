@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bots.data.convert._common import merge_orders
+from bots.data.convert._common import Segment, SegmentBuffer, merge_orders, segment_bounds, worst_latency
 from bots.data.io import save_events
 from bots.data.validate import validate_events
 from bots.errors import DataError
@@ -42,7 +42,7 @@ def part_path(output: Path, index: int) -> Path:
 
 
 class WindowedWriter:
-    """Collect converter rows (tuples, in input order) and write one file per time window."""
+    """Collect converter segments (in input order) and write one file per time window."""
 
     def __init__(
         self,
@@ -68,20 +68,20 @@ class WindowedWriter:
         self.paths: list[Path] = []
         self.rows_written = 0
         self.max_pending_rows = 0
-        self._incoming: list[tuple] = []
+        self._incoming = SegmentBuffer()
         self._pending = np.zeros(0, event_dtype)
         self._local_left = np.zeros(0, np.bool_)  # EXCH copy already written, LOCAL copy pending
         self._window_end: int | None = None
         self._closed_end = np.iinfo(np.int64).min
         self._max_local = np.iinfo(np.int64).min
 
-    def add(self, rows: list[tuple], line_no: int) -> None:
-        """Add one message's rows (unshifted ``local_ts``), read from input line ``line_no``."""
-        if not rows:
+    def add(self, segments: list[Segment], line_no: int) -> None:
+        """Add one message's segments (unshifted ``local_ts``), read from input line ``line_no``."""
+        bounds = segment_bounds(segments)
+        if bounds is None:
             return
         shift = self.local_shift_ns
-        earliest_exch = min(r[1] for r in rows)
-        earliest_local = min(r[2] for r in rows) + shift
+        earliest_exch, earliest_local, latest_local = bounds[0], bounds[1] + shift, bounds[2] + shift
         if earliest_exch < self._closed_end or earliest_local < self._closed_end:
             raise DataError(
                 f"{self.source}: line {line_no}: a row at exch_ts={earliest_exch} local_ts={earliest_local} "
@@ -90,10 +90,8 @@ class WindowedWriter:
             )
         if self._window_end is None:
             self._window_end = (earliest_exch // self.window_ns + 1) * self.window_ns
-        if shift:
-            rows = [(r[0], r[1], r[2] + shift, r[3], r[4], r[5], r[6], r[7]) for r in rows]
-        self._incoming.extend(rows)
-        self._max_local = max(self._max_local, max(r[2] for r in rows))
+        self._incoming.extend(segments, line_no)
+        self._max_local = max(self._max_local, latest_local)
         while self._max_local >= self._window_end + self.max_delay_ns:
             self._close_window(self._window_end)
             self._window_end += self.window_ns
@@ -104,9 +102,9 @@ class WindowedWriter:
         return self.paths
 
     def _take_incoming(self) -> None:
-        if self._incoming:
-            fresh = np.array(self._incoming, dtype=event_dtype)
-            self._incoming = []
+        if self._incoming.rows:
+            fresh = self._incoming.to_array()
+            fresh["local_ts"] += self.local_shift_ns
             self._pending = np.concatenate([self._pending, fresh])
             self._local_left = np.concatenate([self._local_left, np.zeros(len(fresh), np.bool_)])
         self.max_pending_rows = max(self.max_pending_rows, len(self._pending))
@@ -138,7 +136,7 @@ class WindowedWriter:
 
 
 def convert_in_windows(
-    records: Callable[[bool], Iterator[tuple[int, list[tuple]]]],
+    records: Callable[[bool], Iterator[tuple[int, list[Segment]]]],
     output: Path,
     *,
     window_s: float,
@@ -157,11 +155,16 @@ def convert_in_windows(
     shift = 0
     if find_shift:
         worst = 0
-        for _, rows in records(False):
-            worst = min(worst, min(r[2] - r[1] for r in rows))
+        for _, segments in records(False):
+            worst = min(worst, worst_latency(segments))
         shift = -worst + base_latency_ns if worst < 0 else 0
     writer = WindowedWriter(output, window_ns=int(window_s * 1e9), max_delay_ns=int(max_delay_s * 1e9),
                             local_shift_ns=shift, compress=compress, source=source)
-    for line_no, rows in records(True):
-        writer.add(rows, line_no)
-    return writer.finish(), writer.rows_written
+    try:
+        for line_no, segments in records(True):
+            writer.add(segments, line_no)
+        return writer.finish(), writer.rows_written
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{source}: {exc}") from exc

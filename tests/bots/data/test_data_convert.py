@@ -152,6 +152,19 @@ def test_malformed_line_names_file_and_line(tmp_path):
         binance_usdm.convert(path)
 
 
+def test_a_price_that_is_not_a_number_names_the_line(tmp_path):
+    bad_depth = {**DEPTH, "data": {**DEPTH["data"], "a": [["100.20", "2.0"], ["abc", "1"]]}}
+    src = _write_gz(tmp_path / "n.gz", [(T0_NS + 1, TRADE), (T0_NS + 2, bad_depth)])
+    with pytest.raises(DataError, match=r"n\.gz: line 2: price/quantity \['abc', '1'\] is not a"):
+        binance_usdm.convert(src)
+    with pytest.raises(DataError, match=r"n\.gz: line 2: price/quantity"):
+        binance_usdm.convert_to_files(src, tmp_path / "n.npz", window_s=1.0)
+    triple = {**DEPTH, "data": {**DEPTH["data"], "b": [["100.10", "1.5", "x"]], "a": []}}
+    src = _write_gz(tmp_path / "t.gz", [(T0_NS + 1, triple)])
+    with pytest.raises(DataError, match=r"t\.gz: line 1: price/quantity \['100.10', '1.5', 'x'\]"):
+        binance_usdm.convert(src)
+
+
 def test_missing_and_truncated_input(tmp_path):
     with pytest.raises(DataError, match=r"nope\.gz: no such input file"):
         binance_usdm.convert(tmp_path / "nope.gz")
