@@ -330,33 +330,52 @@ def _locate_array(path: Path, label: str) -> tuple[int, np.dtype, tuple[int, ...
     """Return ``(file offset, dtype, shape)`` of the raw array in ``path``, or None if not mappable."""
     if not path.exists():
         raise DataError(f"{label}: no such event file")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-        f.seek(0)
-        if magic == b"\x93NUMPY":
-            return _parse_npy_header(f, 0, label)
-        if magic[:4] != b"PK\x03\x04":
-            raise DataError(f"{label}: not a numpy .npy/.npz event file (starts with {magic[:4]!r})")
-        try:
-            with zipfile.ZipFile(f) as zf:
-                try:
-                    info = zf.getinfo(_MEMBER)
-                except KeyError:
-                    raise DataError(
-                        f"{label}: .npz has no {NPZ_KEY!r} array (members: {zf.namelist()})"
-                    ) from None
-        except zipfile.BadZipFile as exc:
-            raise DataError(f"{label}: corrupt .npz ({exc})") from exc
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-        f.seek(info.header_offset)
-        fields = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
-        name_len, extra_len = fields[-2], fields[-1]
-        member_offset = info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
-        located = _parse_npy_header(f, member_offset, label)
-    if located[0] % event_dtype.alignment:
+    if path.is_dir():
+        raise DataError(f"{label}: is a directory, not an event file")
+    try:
+        with open(path, "rb") as f:
+            located = _locate_in(f, label)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise DataError(f"{label}: cannot read event file ({exc.strerror or exc})") from exc
+    if located is None:
+        return None
+    offset, _, shape = located
+    needed = offset + shape[0] * event_dtype.itemsize
+    if needed > size:
+        raise DataError(
+            f"{label}: truncated: the header declares {shape[0]} rows ({needed} bytes), the file has {size}"
+        )
+    if offset % event_dtype.alignment:
         return None  # an unaligned map would be a slow, separately compiled array type
     return located
+
+
+def _locate_in(f, label: str) -> tuple[int, np.dtype, tuple[int, ...]] | None:
+    magic = f.read(6)
+    f.seek(0)
+    if magic == b"\x93NUMPY":
+        return _parse_npy_header(f, 0, label)
+    if magic[:4] != b"PK\x03\x04":
+        raise DataError(f"{label}: not a numpy .npy/.npz event file (starts with {magic[:4]!r})")
+    try:
+        with zipfile.ZipFile(f) as zf:
+            try:
+                info = zf.getinfo(_MEMBER)
+            except KeyError:
+                members = zf.namelist()
+                raise DataError(f"{label}: .npz has no {NPZ_KEY!r} array (members: {members})") from None
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{label}: corrupt .npz ({exc})") from exc
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    f.seek(info.header_offset)
+    try:
+        fields = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
+    except struct.error as exc:
+        raise DataError(f"{label}: corrupt .npz (local header: {exc})") from exc
+    name_len, extra_len = fields[-2], fields[-1]
+    return _parse_npy_header(f, info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len, label)
 
 
 def _parse_npy_header(f, offset: int, label: str) -> tuple[int, np.dtype, tuple[int, ...]]:

@@ -51,9 +51,9 @@ __all__ = [
     "merge_orders",
 ]
 
+#: ``(ev, exch_ts, local_ts, px, qty, order_id, ival, fval)``, the event record as a tuple.
 Row = tuple[int, int, int, float, float, int, int, float]
-
-
+#: ``(ev, exch_ts, local_ts, [[px, qty], ...])``: rows sharing flags and timestamps.
 Segment = tuple[int, int, int, list]
 
 

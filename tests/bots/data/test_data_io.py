@@ -276,3 +276,26 @@ def test_block_writer_refuses_wrong_row_counts_and_leaves_no_file(tmp_path, even
 def test_unwritable_destination_is_a_data_error(tmp_path, events):
     with pytest.raises(DataError, match=r"nodir/x\.npz: cannot write event file"):
         save_events(tmp_path / "nodir" / "x.npz", events)
+
+
+@pytest.mark.parametrize("name", ["cut.npy", "cut.npz"])
+def test_truncated_uncompressed_file_is_reported_not_mapped_past_its_end(tmp_path, events, name):
+    path = save_events(tmp_path / name, events)
+    data = path.read_bytes()
+    if name.endswith(".npy"):
+        path.write_bytes(data[: len(data) - 640])
+        with pytest.raises(DataError, match=rf"{name}: truncated: the header declares 1000 rows"):
+            open_events_mmap(path)
+    else:
+        path.write_bytes(data[: len(data) // 2])  # also cuts the zip directory
+        with pytest.raises(DataError, match=rf"{name}: corrupt \.npz"):
+            open_events_mmap(path)
+    with pytest.raises(DataError, match=rf"{name}: "):
+        load_events(path)
+
+
+def test_directory_and_unreadable_paths(tmp_path):
+    with pytest.raises(DataError, match="is a directory"):
+        open_events_mmap(tmp_path)
+    with pytest.raises(DataError, match="is a directory"):
+        load_events(tmp_path)
