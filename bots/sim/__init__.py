@@ -1,4 +1,4 @@
-"""The Numba exchange simulator: small ``@njit(cache=True)`` kernels over flat structured arrays.
+"""The Numba exchange simulator: small ``@njit(cache=True, error_model="numpy")`` kernels over flat structured arrays.
 
 One model per module: ``depth`` (L2 price ladders), ``queue`` (queue-position models), ``latency``,
 ``fees`` (fees and asset types), ``bus`` (order buses between the two timelines), ``exchange`` (the

@@ -32,7 +32,7 @@ GROWABLE = 6
 GROW_HALF_TICKS = 2048
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def reset_book(bt, d):
     bt.depth_i[d, BEST_BID] = INVALID_MIN
     bt.depth_i[d, BEST_ASK] = INVALID_MAX
@@ -40,7 +40,7 @@ def reset_book(bt, d):
     bt.depth_i[d, HIGH_ASK] = INVALID_MIN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _below(qty, d, start, end, lb, ub):
     # Highest tick in [max(end, lb), min(start, ub)) with qty > 0, else INVALID_MIN.
     s = min(start, ub) - lb
@@ -53,7 +53,7 @@ def _below(qty, d, start, end, lb, ub):
     return INVALID_MIN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _above(qty, d, start, end, lb, ub):
     # Lowest tick in (max(start, lb), min(end, ub)] with qty > 0, else INVALID_MAX.
     s = max(start, lb) - lb
@@ -64,7 +64,7 @@ def _above(qty, d, start, end, lb, ub):
     return INVALID_MAX
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ensure_tick(bt, d, tick):
     """Make a growable book cover ``tick``; return False if the tick is outside a ROI book."""
     lb = bt.depth_i[d, ROI_LB]
@@ -88,7 +88,7 @@ def ensure_tick(bt, d, tick):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _regrid(bt, d, new_lb, new_ub):
     old_lb = bt.depth_i[d, ROI_LB]
     old_ub = bt.depth_i[d, ROI_UB]
@@ -128,7 +128,7 @@ def _regrid(bt, d, new_lb, new_ub):
     bt.depth_i[d, ROI_UB] = new_ub
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def update_bid(bt, d, price, qty, tick_size, lot_size):
     """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick(price, tick_size)
@@ -155,7 +155,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
     return tick, prev_best, bt.depth_i[d, BEST_BID], prev_qty, qty
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def update_ask(bt, d, price, qty, tick_size, lot_size):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick(price, tick_size)
@@ -182,7 +182,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
     return tick, prev_best, bt.depth_i[d, BEST_ASK], prev_qty, qty
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def clear(bt, d, side, upto_price, tick_size):
     """Clear the bid side (side 1) down from ``upto_price``, the ask side (-1) up to it, or all (0)."""
     lb = bt.depth_i[d, ROI_LB]
@@ -213,7 +213,7 @@ def clear(bt, d, side, upto_price, tick_size):
         reset_book(bt, d)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bid_qty_at(bt, d, tick):
     lb = bt.depth_i[d, ROI_LB]
     if tick < lb or tick > bt.depth_i[d, ROI_UB]:
@@ -221,7 +221,7 @@ def bid_qty_at(bt, d, tick):
     return bt.bid_qty[d, tick - lb]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ask_qty_at(bt, d, tick):
     lb = bt.depth_i[d, ROI_LB]
     if tick < lb or tick > bt.depth_i[d, ROI_UB]:

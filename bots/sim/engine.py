@@ -56,7 +56,7 @@ def _as_voidptr(typingctx, addr):
     return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
@@ -65,7 +65,7 @@ def rows_of(bt, c):
     return carray(_as_voidptr(bt.chunk_addr[c]), bt.chunk_len[c], _EVENT_DTYPE)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
     c = bt.cursor[a, col_chunk]
@@ -88,7 +88,7 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     return I64_MAX
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _release_behind(bt, a):
     # Files both cursors have left are done: hand their pages back (file-backed maps only).
     done = min(bt.cursor[a, C_LCHUNK], bt.cursor[a, C_XCHUNK])
@@ -118,7 +118,7 @@ def _addr_of(typingctx, arr):
 _madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _madvise_dontneed(arr):
     start = _addr_of(arr)
     stop = start + arr.shape[0] * arr.itemsize
@@ -128,7 +128,7 @@ def _madvise_dontneed(arr):
         _madvise(lo, hi - lo, _MADV_DONTNEED)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def initialize(bt):
     for a in range(bt.n_assets):
         bt.cursor[a, C_LCHUNK] = bt.chunk_first[a]
@@ -140,7 +140,7 @@ def initialize(bt):
     bt.started = 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _next(evs):
     k = 0
     ts = evs[0]
@@ -151,7 +151,7 @@ def _next(evs):
     return k, ts
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     """Run both timelines up to ``timestamp`` (or until the awaited thing happens).
 
@@ -203,7 +203,7 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
             bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _after(now, duration):
     # Saturating: elapse(UNTIL_END_OF_DATA) must not wrap around.
     if duration > I64_MAX - now:
@@ -211,7 +211,7 @@ def _after(now, duration):
     return now + duration
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def elapse(bt, duration):
     if bt.started == 0:
         initialize(bt)
@@ -222,7 +222,7 @@ def elapse(bt, duration):
     return goto(bt, _after(bt.cur_ts, duration), WAIT_NONE, -1, 0, False)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wait_next_feed(bt, include_order_resp, timeout):
     if bt.started == 0:
         initialize(bt)
@@ -233,7 +233,7 @@ def wait_next_feed(bt, include_order_resp, timeout):
     return goto(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def wait_order_response(bt, a, order_id, timeout):
     if bt.started == 0:
         initialize(bt)

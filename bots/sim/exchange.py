@@ -49,7 +49,7 @@ SELL = -1
 
 # -- bookkeeping of resting orders ------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _count(bt, a, side, tick, delta):
     d = 2 * a + 1
     lb = bt.depth_i[d, dp.ROI_LB]
@@ -61,7 +61,7 @@ def _count(bt, a, side, tick, delta):
         bt.xcnt_ask[d, tick - lb] += delta
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _has_orders_at(bt, a, side, tick):
     if bt.xalive[a] == 0:
         return False
@@ -76,7 +76,7 @@ def _has_orders_at(bt, a, side, tick):
     return bt.xcnt_ask[d, tick - lb] > 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rest(bt, a, msg, j):
     """Add the order in ``msg[j]`` to the book of resting orders."""
     if bt.depth_i[2 * a + 1, dp.GROWABLE] != 0:
@@ -89,20 +89,20 @@ def _rest(bt, a, msg, j):
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _unrest(bt, a, i):
     _count(bt, a, bt.xord[i].side, bt.xord[i].price_tick, -1)
     bt.xalive[a] -= 1
     od.xord_remove(bt, i)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _respond(bt, a, orders, i):
     ts = orders[i].exch_timestamp
     od.bus_push(bt, a, od.TO_LOCAL, orders, i, ts + response(bt, a, ts))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fill(orders, i, ts, maker, exec_tick, exec_qty):
     """Execute ``exec_qty`` of ``orders[i]`` at ``exec_tick``; return an error code."""
     st = orders[i].status
@@ -123,7 +123,7 @@ def fill(orders, i, ts, maker, exec_tick, exec_qty):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _maker_fill(bt, a, i, ts, qty):
     """Fill resting order ``xord[i]`` as maker, tell the bot, drop it from the book if done."""
     rc = fill(bt.xord, i, ts, True, bt.xord[i].price_tick, qty)
@@ -138,7 +138,7 @@ def _maker_fill(bt, a, i, ts, qty):
 
 # -- market data ------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
     if not _has_orders_at(bt, a, side, tick):
         return
@@ -150,7 +150,7 @@ def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
             qm.on_depth(kind, n, bt.xord, i, prev_qty, new_qty)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     """The bid rose: our sells at or below the new best bid are taken (as makers)."""
     scan_all = prev_best == dp.INVALID_MIN or bt.xalive[a] < new_best - prev_best
@@ -166,7 +166,7 @@ def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     scan_all = prev_best == dp.INVALID_MAX or bt.xalive[a] < prev_best - new_best
     for i in range(bt.cnt[od.N_XORD]):
@@ -181,7 +181,7 @@ def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     """A trade printed at ``trade_tick``; ``side_hit`` is the side of our orders it can fill."""
     if bt.xalive[a] == 0:
@@ -223,7 +223,7 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def process_row(bt, a, ev, px, qty, ts):
     """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
     if bt.cnt[od.N_XDEAD] > 32 and bt.cnt[od.N_XDEAD] * 2 > bt.cnt[od.N_XORD]:

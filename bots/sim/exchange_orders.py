@@ -17,7 +17,7 @@ from bots.sim.exchange import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _take(bt, a, msg, j, ts, limit_tick, tif):
     """A marketable order takes liquidity; return an error code.
 
@@ -76,7 +76,7 @@ def _take(bt, a, msg, j, ts, limit_tick, tif):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ack_new(bt, a, msg, j, ts):
     if od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id) >= 0:
         return ERR_ORDER_ID_EXIST
@@ -117,7 +117,7 @@ def ack_new(bt, a, msg, j, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ack_cancel(bt, a, msg, j, ts):
     i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
     if i < 0:
@@ -133,7 +133,7 @@ def ack_cancel(bt, a, msg, j, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def ack_modify(bt, a, msg, j, ts):
     """Change price/qty; the order keeps its queue place only if the price stays and qty shrinks."""
     i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
@@ -163,7 +163,7 @@ def ack_modify(bt, a, msg, j, ts):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def receive(bt, a, ts):
     """Process every request of asset ``a`` delivered at ``ts``; return an error code."""
     msg = bt.tmp

@@ -28,7 +28,7 @@ I_ASSET_KIND = 0
 I_FEE_KIND = 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def amount(kind, contract_size, price, qty):
     """Traded value: quote currency for linear contracts, base currency for inverse ones."""
     if kind == INVERSE:
@@ -36,7 +36,7 @@ def amount(kind, contract_size, price, qty):
     return contract_size * price * qty
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def fee(kind, maker_fee, taker_fee, maker, value, qty):
     rate = maker_fee if maker else taker_fee
     if kind == FEE_BY_QTY:
@@ -46,7 +46,7 @@ def fee(kind, maker_fee, taker_fee, maker, value, qty):
     return rate * value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_fill(bt, a, exec_price, exec_qty, side, maker):
     """Book one execution of ``exec_qty`` at ``exec_price`` into asset ``a``'s account."""
     value = amount(bt.cfg_i[a, I_ASSET_KIND], bt.cfg_f[a, F_CONTRACT], exec_price, exec_qty)
@@ -59,7 +59,7 @@ def apply_fill(bt, a, exec_price, exec_qty, side, maker):
     sv[0].trading_value += value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def funding_payment(kind, contract_size, position, mark_price, rate):
     """What the account pays (positive) or receives (negative) at one funding time.
 
@@ -72,7 +72,7 @@ def funding_payment(kind, contract_size, position, mark_price, rate):
     return position * contract_size * mark_price * rate
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def apply_funding(bt, a, mark_price, rate):
     kind = bt.cfg_i[a, I_ASSET_KIND]
     sv = bt.state[a:a + 1]
@@ -86,7 +86,7 @@ def apply_funding(bt, a, mark_price, rate):
     sv[0].funding += pay
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def equity(kind, contract_size, price, balance, position, fee_paid):
     if kind == INVERSE:
         return -balance - contract_size * position / price - fee_paid

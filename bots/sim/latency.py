@@ -20,12 +20,12 @@ I_ENTRY_NS = 5
 I_RESP_NS = 6
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _intp(x, x1, y1, x2, y2):
     return int((y2 - y1) / (x2 - x1) * (x - x1)) + y1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def entry(bt, a, ts):
     """Latency from the bot sending a request at ``ts`` to the exchange receiving it."""
     if bt.cfg_i[a, I_LAT_KIND] == CONSTANT:
@@ -52,7 +52,7 @@ def entry(bt, a, ts):
         rn += 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def response(bt, a, ts):
     """Latency from the exchange answering at ``ts`` to the bot receiving the answer."""
     if bt.cfg_i[a, I_LAT_KIND] == CONSTANT:

@@ -27,7 +27,7 @@ I_TRADES_CAP = 7
 FUNDING_EVENT = 102
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def process_row(bt, a, row):
     """Apply one local-timeline data row of asset ``a``."""
     ev = int(row.ev)
@@ -58,7 +58,7 @@ def process_row(bt, a, row):
     bt.feed_lat[a, 2] = row.local_ts
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _push_trade(bt, a, row):
     n = bt.n_trades[a]
     if n == bt.trades.shape[1]:
@@ -70,7 +70,7 @@ def _push_trade(bt, a, row):
     bt.n_trades[a] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _send(bt, a, i, restore_tick, restore_qty):
     """Put a copy of local order ``lord[i]`` (carrying its request) on the wire."""
     lat = entry(bt, a, bt.lord[i].local_timestamp)
@@ -87,7 +87,7 @@ def _send(bt, a, i, restore_tick, restore_qty):
         od.bus_push(bt, a, od.TO_EXCH, msg, 0, msg[0].local_timestamp + lat)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
     if a < 0 or a >= bt.n_assets:
         return ERR_INVALID_ORDER_REQUEST
@@ -123,7 +123,7 @@ def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def modify(bt, a, order_id, price, qty, now):
     i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
     if i < 0:
@@ -141,7 +141,7 @@ def modify(bt, a, order_id, price, qty, now):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def cancel(bt, a, order_id, now):
     i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
     if i < 0:
@@ -155,7 +155,7 @@ def cancel(bt, a, order_id, now):
     return OK
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def receive(bt, a, ts, has_wait, wait_id):
     """Apply every response of asset ``a`` delivered at ``ts``; True if ``wait_id`` answered."""
     got = False

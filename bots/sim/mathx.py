@@ -22,19 +22,19 @@ def _llvm_round(typingctx, x):
     return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def round_half_away(x):
     """Round to the nearest integer, halves away from zero (Rust ``f64::round``)."""
     return _llvm_round(x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def to_tick(price, tick_size):
     """Price -> integer tick the way hftbacktest does: ``(price / tick_size).round() as i64``."""
     return _saturating_i64(_llvm_round(price / tick_size))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _saturating_i64(x):
     # Rust's ``as i64`` saturates and maps NaN to 0; a bare cast in LLVM is undefined there.
     if x != x:
@@ -46,13 +46,13 @@ def _saturating_i64(x):
     return int(x)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def lots(qty, lot_size):
     """Quantity -> whole lots: ``(qty / lot_size).round() as i64``."""
     return _saturating_i64(_llvm_round(qty / lot_size))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def rmin(a, b):
     """Rust ``f64::min``: NaN loses."""
     if a != a:

@@ -39,7 +39,7 @@ ST_REPLACED = 7
 I64_MAX = (1 << 63) - 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def refresh(orders, i):
     """Recompute the derived fields after status/req/price changed."""
     o = orders[i]
@@ -51,12 +51,12 @@ def refresh(orders, i):
     o.exec_price = o.exec_price_tick * o.tick_size
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def copy_order(dst, i, src, j):
     dst[i] = src[j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def find(orders, n, a, order_id):
     """Slot of asset ``a``'s order ``order_id`` in ``orders[:n]``, or -1."""
     for i in range(n):
@@ -65,14 +65,14 @@ def find(orders, n, a, order_id):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _grown(orders, n):
     new = np.zeros(max(16, 2 * orders.shape[0]), orders.dtype)
     new[:n] = orders[:n]
     return new
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lord_append(bt):
     """Return a fresh slot at the end of the bot's order table (growing it if needed)."""
     n = bt.cnt[N_LORD]
@@ -85,7 +85,7 @@ def lord_append(bt):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _compact_lord(bt):
     n = bt.cnt[N_LORD]
     k = 0
@@ -97,7 +97,7 @@ def _compact_lord(bt):
     bt.cnt[N_LORD] = k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def clear_inactive(bt, a):
     """Drop asset ``a``'s (or every asset's, ``a < 0``) expired, filled and canceled orders."""
     n = bt.cnt[N_LORD]
@@ -115,7 +115,7 @@ def clear_inactive(bt, a):
     bt.cnt[N_LORD] = k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def xord_append(bt):
     n = bt.cnt[N_XORD]
     if n == bt.xord.shape[0]:
@@ -127,14 +127,14 @@ def xord_append(bt):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def xord_remove(bt, i):
     bt.xord[i].asset_no = -1
     # Only marked: callers may be scanning xord; compaction happens at safe points.
     bt.cnt[N_XDEAD] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def xord_compact(bt):
     n = bt.cnt[N_XORD]
     k = 0
@@ -149,7 +149,7 @@ def xord_compact(bt):
 
 # -- buses ----------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bus_front_ts(bt, a, direction):
     b = 2 * a + direction
     if bt.bus_i[b, B_LEN] == 0:
@@ -157,7 +157,7 @@ def bus_front_ts(bt, a, direction):
     return bt.bus[b, bt.bus_i[b, B_HEAD]].bus_ts
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bus_push(bt, a, direction, src, j, ts):
     """Queue a copy of ``src[j]`` for delivery at ``ts`` (never before the message ahead of it)."""
     b = 2 * a + direction
@@ -174,7 +174,7 @@ def bus_push(bt, a, direction, src, j, ts):
     bt.bus_i[b, B_LAST_TS] = deliver
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def bus_pop_into(bt, a, direction, dst, i):
     """Move the front message of the bus into ``dst[i]``."""
     b = 2 * a + direction
@@ -184,7 +184,7 @@ def bus_pop_into(bt, a, direction, dst, i):
     bt.bus_i[b, B_LEN] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _grow_bus(bt):
     rows, cap = bt.bus.shape
     new = np.zeros((rows, 2 * cap), bt.bus.dtype)
