@@ -228,10 +228,35 @@ def _initial_state(config: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndar
     return params, state, rng
 
 
+_TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a finite number"}
+
+
+def _check_types(c: SynthConfig) -> None:
+    """Every field has its declared type (ints are not bools; floats may be given as ints)."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        kind = str(f.type)  # annotations are strings here (from __future__ import annotations)
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:  # the regime multipliers; their values are checked with the other ranges
+            ok = isinstance(value, tuple)
+        if not ok:
+            raise ConfigError(
+                f"synth config {f.name}={value!r}: must be {_TYPE_WORDS.get(kind, 'a sequence of numbers')}"
+            )
+
+
 def _check_config(c: SynthConfig) -> None:
     def bad(name: str, why: str) -> ConfigError:
         return ConfigError(f"synth config {name}={getattr(c, name)!r}: {why}")
 
+    _check_types(c)
+    if c.start_ts_ns < 0:
+        raise bad("start_ts_ns", "must be >= 0")
     for name in ("events", "levels_per_side", "mean_gap_ns", "max_trades_per_burst", "max_move_ticks",
                  "max_levels_per_update", "feed_latency_min_ns", "max_orders_per_level"):
         value = getattr(c, name)

@@ -249,3 +249,19 @@ def test_cli_reports_bad_keys(tmp_path, capsys):
     assert "unknown synth config key(s) ['nope']" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "x.npz"), "--set", "junk"]) == 1
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"events": "10"}, "events='10': must be an integer"),
+        ({"seed": True}, "seed=True: must be an integer"),
+        ({"tick_size": "0.01"}, "tick_size='0.01': must be a finite number"),
+        ({"l3": 1}, "l3=1: must be true or false"),
+        ({"regime_vol_multipliers": [1.0]}, r"regime_vol_multipliers=\[1.0\]: must be a sequence of numbers"),
+        ({"start_ts_ns": -1}, "start_ts_ns=-1: must be >= 0"),
+    ],
+)
+def test_wrongly_typed_config_values_are_named(changes, message):
+    with pytest.raises(ConfigError, match="synth config " + message):
+        SynthConfig(**changes)
