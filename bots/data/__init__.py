@@ -3,7 +3,14 @@
 The simulator (``bots``) and the daemon's recorder build on the API re-exported here.
 """
 
-from bots.data.io import EventFileStream, load_events, open_events_mmap, release_rows, save_events
+from bots.data.io import (
+    EventFileStream,
+    EventFileWriter,
+    load_events,
+    open_events_mmap,
+    release_rows,
+    save_events,
+)
 from bots.data.validate import Violation, find_first_violation, validate_events
 
 __all__ = [
@@ -12,6 +19,7 @@ __all__ = [
     "release_rows",
     "save_events",
     "EventFileStream",
+    "EventFileWriter",
     "validate_events",
     "find_first_violation",
     "Violation",
