@@ -16,7 +16,7 @@ from bots.data import io as data_io
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-from conftest import make_events
+from data_helpers import make_events
 
 
 @pytest.mark.parametrize("name, compress", [("a.npz", False), ("a.npz", True), ("a.npy", False)])

@@ -20,7 +20,6 @@ from shm.dtypes import (
     event_dtype,
 )
 
-from conftest import make_events
 
 
 def test_valid_array_passes_and_is_returned_unchanged(events):
