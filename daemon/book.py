@@ -1,71 +1,131 @@
-"""A price-level book used by the sync state machines to refuse crossed books, and by tests.
+"""A price-level book shared by the sync state machines (Python) and the compiled fast path.
 
-Quantities are absolute (both venues): qty 0 deletes a level, deleting an absent level is normal.
-The best prices are recomputed lazily, only when a best level was deleted, because the full scan is the
-only O(n) step and most updates do not touch the top.
+Each side is a sorted price array with its quantities (bids descending, asks ascending) in one
+float64 array ``levels[4, capacity]`` (bid px, bid qty, ask px, ask qty) plus ``counts[2]``: plain
+arrays cross into numba code almost for free, unlike typed dicts, and the best price is always
+element 0, so refusing a crossed book costs one comparison.  Quantities are absolute: qty 0 deletes
+a level and deleting an absent level is normal.  A side that reaches ``capacity`` drops its deepest
+level (far from the touch, and outside any venue snapshot anyway).
 """
 
 from __future__ import annotations
 
-import math
+import numpy as np
+from numba import njit
 
-__all__ = ["LevelBook"]
+from shm.dtypes import BUY_EVENT, DEPTH_CLEAR_EVENT, KIND_MASK
+
+__all__ = ["LevelBook", "apply_levels", "DEFAULT_CAPACITY"]
+
+DEFAULT_CAPACITY = 16_384
+_BPX, _BQTY, _APX, _AQTY = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _locate(px_arr, n, px, descending):
+    """Index of ``px`` or where it would be inserted, keeping the side's order."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = px_arr[mid]
+        before = v > px if descending else v < px
+        if before:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _set(levels, counts, side, px, qty):
+    pi = 2 * side
+    qi = pi + 1
+    n = counts[side]
+    pxs = levels[pi]
+    qtys = levels[qi]
+    i = _locate(pxs, n, px, side == 0)
+    found = i < n and pxs[i] == px
+    if qty > 0.0:
+        if found:
+            qtys[i] = qty
+            return
+        cap = pxs.shape[0]
+        if n == cap:
+            if i == cap:
+                return  # deeper than everything we keep
+            n -= 1  # drop the deepest level
+        pxs[i + 1 : n + 1] = pxs[i:n].copy()
+        qtys[i + 1 : n + 1] = qtys[i:n].copy()
+        pxs[i] = px
+        qtys[i] = qty
+        counts[side] = n + 1
+    elif found:
+        pxs[i : n - 1] = pxs[i + 1 : n].copy()
+        qtys[i : n - 1] = qtys[i + 1 : n].copy()
+        counts[side] = n - 1
+
+
+@njit(cache=True)
+def apply_levels(recs, n, levels, counts):
+    """Apply depth/snapshot/clear rows ``recs[:n]``; returns True if the book is then crossed."""
+    for i in range(n):
+        ev = recs[i]["ev"]
+        side = 0 if (ev & BUY_EVENT) != 0 else 1
+        if (ev & KIND_MASK) == DEPTH_CLEAR_EVENT:
+            counts[side] = 0
+        else:
+            _set(levels, counts, side, recs[i]["px"], recs[i]["qty"])
+    return counts[0] > 0 and counts[1] > 0 and levels[_BPX, 0] >= levels[_APX, 0]
+
+
+@njit(cache=True)
+def _set_one(levels, counts, side, px, qty):
+    _set(levels, counts, side, px, qty)
 
 
 class LevelBook:
-    __slots__ = ("bids", "asks", "_best_bid", "_best_ask", "_bid_dirty", "_ask_dirty")
+    __slots__ = ("levels", "counts")
 
-    def __init__(self) -> None:
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self._best_bid = -math.inf
-        self._best_ask = math.inf
-        self._bid_dirty = False
-        self._ask_dirty = False
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.levels = np.zeros((4, capacity))
+        self.counts = np.zeros(2, np.int64)
 
     def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-        self._best_bid, self._best_ask = -math.inf, math.inf
-        self._bid_dirty = self._ask_dirty = False
+        self.counts[:] = 0
 
     def set_bid(self, px: float, qty: float) -> None:
-        if qty > 0.0:
-            self.bids[px] = qty
-            if px > self._best_bid:
-                self._best_bid = px
-        elif self.bids.pop(px, None) is not None and px == self._best_bid:
-            self._bid_dirty = True
+        _set_one(self.levels, self.counts, 0, float(px), float(qty))
 
     def set_ask(self, px: float, qty: float) -> None:
-        if qty > 0.0:
-            self.asks[px] = qty
-            if px < self._best_ask:
-                self._best_ask = px
-        elif self.asks.pop(px, None) is not None and px == self._best_ask:
-            self._ask_dirty = True
+        _set_one(self.levels, self.counts, 1, float(px), float(qty))
+
+    def apply(self, recs: np.ndarray) -> bool:
+        """Apply an event batch; True when the book is crossed afterwards."""
+        return bool(apply_levels(recs, len(recs), self.levels, self.counts))
 
     @property
     def best_bid(self) -> float:
-        if self._bid_dirty:
-            self._best_bid = max(self.bids) if self.bids else -math.inf
-            self._bid_dirty = False
-        return self._best_bid
+        return float(self.levels[_BPX, 0]) if self.counts[0] else -np.inf
 
     @property
     def best_ask(self) -> float:
-        if self._ask_dirty:
-            self._best_ask = min(self.asks) if self.asks else math.inf
-            self._ask_dirty = False
-        return self._best_ask
+        return float(self.levels[_APX, 0]) if self.counts[1] else np.inf
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask (never a valid book)."""
         return self.best_bid >= self.best_ask
 
-    def levels(self) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]:
-        """(bids descending, asks ascending) for comparisons."""
-        return (
-            tuple(sorted(self.bids.items(), reverse=True)),
-            tuple(sorted(self.asks.items())),
-        )
+    def bid_levels(self) -> dict[float, float]:
+        n = int(self.counts[0])
+        return dict(zip(self.levels[_BPX, :n].tolist(), self.levels[_BQTY, :n].tolist()))
+
+    def ask_levels(self) -> dict[float, float]:
+        n = int(self.counts[1])
+        return dict(zip(self.levels[_APX, :n].tolist(), self.levels[_AQTY, :n].tolist()))
+
+    def levels_tuple(self):
+        """(bids descending, asks ascending) of (px, qty), for comparisons."""
+        return tuple(self.bid_levels().items()), tuple(self.ask_levels().items())
+
+    def same_as(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> bool:
+        return dict(bids) == self.bid_levels() and dict(asks) == self.ask_levels()

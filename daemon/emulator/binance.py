@@ -376,6 +376,20 @@ class BinanceEmulator(EmulatorBase):
                     f'"a":"{ba * self.synth.tick:.{d}f}","A":"{book.asks[ba]:.3f}"}}')
             await self._broadcast(sym.name, "bookTicker", data)
 
+    def prebuild_depth(self, symbol: str, count: int) -> list[str]:
+        """Advance the truth by ``count`` messages without sending them; returns their data JSON.
+
+        For load generation (``hftd bench daemon``): the caller sends them later, in order, as fast
+        as it likes, so the generator's own cost stays out of the measurement.
+        """
+        sym = self.symbols[symbol.upper()]
+        return [self._make_depth(sym) for _ in range(count)]
+
+    def depth_subscribers(self, symbol: str) -> list[tuple[Client, str]]:
+        """(client, stream name) of every connection that gets ``symbol``'s depth stream."""
+        key = (symbol.upper(), "depth")
+        return [(c, c.feeds[key]) for c in self.clients if key in c.feeds and self._delivers(c, "depth")]
+
     def truth(self, symbol: str):
         """The true book now: (bids descending, asks ascending) of (px, qty)."""
         return self.symbols[symbol.upper()].book.levels()

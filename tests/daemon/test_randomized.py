@@ -24,7 +24,10 @@ async def randomized(venue: str, n_faults: int, seed: int) -> None:
     rng = random.Random(seed)
     faults = BINANCE_FAULTS if venue == "binance-usdm" else BYBIT_FAULTS
     symbols = ["BTCUSDT", "ETHUSDT"]
-    async with Harness(venue, symbols, ring=True, emu_kwargs={"seed": seed}) as h:
+    # many reconnects in a short time: lift the snapshot weight budget (tested on its own elsewhere)
+    extra = {"rest_weight_per_min": 1_000_000} if venue == "binance-usdm" else {}
+    emu_kwargs = {"seed": seed, **({"weight_limit_per_min": 10_000_000} if venue == "binance-usdm" else {})}
+    async with Harness(venue, symbols, ring=True, emu_kwargs=emu_kwargs, **extra) as h:
         await h.emu.wait_clients(2 if venue == "binance-usdm" else 1)
         await h.feed(5)
         await h.settle()

@@ -92,7 +92,7 @@ def test_binance_official_bridge_and_live_chain():
     assert out[0][0] == BID_CLEAR and out[1][0] == ASK_CLEAR and out[0][6] == 8
     assert out[2][0] == BID_SNAPSHOT
     assert [r[6] for r in out if r[0] in (BID_DEPTH, ASK_DEPTH)] == [9, 12]
-    assert s.last_id == 12 and s.book.bids == {99.0: 1.0, 98.0: 1.0}
+    assert s.last_id == 12 and s.book.bid_levels() == {99.0: 1.0, 98.0: 1.0}
     to_batch(out)  # rows fit event_dtype
 
 
@@ -180,7 +180,7 @@ def test_bybit_rules():
     out.clear()
     assert s.on_message(yb("snapshot", 5, 50), out) is YAction.NONE and out == []  # L1-style resend
     s.on_message(yb("delta", 6, 51, bids=[(99, 0)], asks=[]), out)
-    assert s.book.bids == {} and s.last_id == 6
+    assert s.book.bid_levels() == {} and s.last_id == 6
     assert s.on_message(yb("delta", 6, 51), []) is YAction.NONE and s.duplicates == 1
     out.clear()
     assert s.on_message(yb("delta", 9, 54), out) is YAction.RESUBSCRIBE and out[-1][6] == INVALID_BOOK_IVAL

@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 import aiohttp
+import numpy as np
 import orjson
 
 from daemon import ProtocolError
@@ -21,8 +22,13 @@ from daemon.backoff import Backoff
 from daemon.config import VenueConfig
 from daemon.publish import Publisher
 from daemon.records import to_batch
+from daemon.book import apply_levels
+from daemon.venues.binance_usdm.fastpath import META_SIZE, parse_depth
 from daemon.venues.binance_usdm.parse import parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
+from shm.dtypes import event_dtype
+
+LIVE = BookState.LIVE
 from daemon.wsgroup import Link, StreamGroup
 
 __all__ = ["BinanceMarketData", "snapshot_weight"]
@@ -38,10 +44,12 @@ def snapshot_weight(limit: int) -> int:
 class WeightBudget:
     """A rolling one-minute REST weight budget, plus a hard pause after a 429/418."""
 
-    def __init__(self, per_min: int) -> None:
+    def __init__(self, per_min: int, log: logging.Logger | None = None) -> None:
         self.per_min = per_min
         self._spent: deque[tuple[float, int]] = deque()
         self.paused_until = 0.0
+        self.log = log
+        self._warned_at = 0.0
 
     async def take(self, weight: int) -> None:
         while True:
@@ -55,7 +63,12 @@ class WeightBudget:
             if used + weight <= self.per_min:
                 self._spent.append((now, weight))
                 return
-            await asyncio.sleep(max(0.01, 60.0 - (now - self._spent[0][0])))
+            wait_s = max(0.01, 60.0 - (now - self._spent[0][0]))
+            if self.log is not None and now - self._warned_at > 10.0:
+                self._warned_at = now
+                self.log.warning("%s: REST weight budget of %d/min spent; snapshots wait %.1f s", VENUE,
+                                 self.per_min, wait_s)
+            await asyncio.sleep(wait_s)
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
@@ -153,12 +166,14 @@ class BinanceMarketData:
         self.log = log or logging.getLogger(f"hftd.daemon.{VENUE}")
         self.publishers = publishers
         self.syncs = {sym: BinanceBookSync(sym, max_buffer=cfg.max_buffer_events) for sym in cfg.symbols}
-        self.budget = WeightBudget(cfg.rest_weight_per_min)
+        self.budget = WeightBudget(cfg.rest_weight_per_min, self.log)
         self._fetching: dict[str, asyncio.Task] = {}
         self._last_trade_id = dict.fromkeys(cfg.symbols, -1)
         self._last_bbo_id = dict.fromkeys(cfg.symbols, -1)
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
+        self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
+        self._meta = np.zeros(META_SIZE, np.int64)
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -223,7 +238,33 @@ class BinanceMarketData:
 
     # -- frames ---------------------------------------------------------------------------------
     def handle_frame(self, data, local_ts: int) -> str | None:
-        """Parse and apply one frame; returns its kind (None for a bad frame)."""
+        """Parse and apply one frame; returns its kind (None for a bad frame).
+
+        Hot path: a live book's next ``depthUpdate`` is parsed by the compiled kernel straight into
+        records, applied to the book by another, and published, with no Python object per level.
+        Anything else (other streams, gaps, buffering, odd frames) takes the orjson path below.
+        """
+        raw = data.encode() if type(data) is str else data
+        out = self._out
+        n = parse_depth(np.frombuffer(raw, np.uint8), local_ts, out, self._meta)
+        if n >= 0:
+            meta = self._meta
+            sym = raw[meta[4] : meta[5]].decode()
+            sync = self.syncs.get(sym)
+            if sync is not None and sync.state is LIVE and meta[2] == sync.last_id and meta[1] > sync.last_id:
+                book = sync.book
+                crossed = apply_levels(out, n, book.levels, book.counts)
+                self.publishers[sym].publish(out[:n])
+                sync.last_id = int(meta[1])
+                if crossed:
+                    rows: list = []
+                    sync.crossed_after(sync.last_id, rows)
+                    self.publishers[sym].publish(to_batch(rows))
+                    self._flush_log(sync)
+                return "depth"
+        return self._slow_frame(raw, local_ts)
+
+    def _slow_frame(self, data, local_ts: int) -> str | None:
         try:
             item = parse_frame(data, local_ts)
         except ProtocolError as exc:

@@ -16,7 +16,7 @@ from collections import deque
 
 from daemon.book import LevelBook
 from daemon.records import (
-    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows,
+    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows, to_batch,
 )
 from daemon.venues.binance_usdm.parse import DepthDiff, Snapshot
 
@@ -69,9 +69,12 @@ class BinanceBookSync:
                 return self._lose_sync(
                     diff, out, f"{self.symbol}: gap, pu={diff.prev_id} != previous u={self.last_id}; resync",
                 )
-            self._apply(diff, out)
-            if self.book.crossed():
-                return self._lose_sync(None, out, f"{self.symbol}: book crossed after u={diff.last_id}; resync")
+            rows: list = []
+            self._rows(diff, rows)
+            out.extend(rows)
+            if self.book.apply(to_batch(rows)):
+                return self.crossed_after(diff.last_id, out)
+            self.last_id = diff.last_id
             return Action.NONE
         if state is BookState.WAIT_BRIDGE:
             return self._bridge_held(diff, out)
@@ -147,34 +150,32 @@ class BinanceBookSync:
         return Action.FETCH_SNAPSHOT
 
     def _go_live(self, snap: Snapshot, events: list[DepthDiff], out: list) -> Action:
-        book = self.book
-        book.clear()
         last = snap.last_update_id
         rows = clear_rows(snap.exch_ts, snap.local_ts, last)
         for px, qty in snap.bids:
-            book.set_bid(px, qty)
             rows.append((BID_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
         for px, qty in snap.asks:
-            book.set_ask(px, qty)
             rows.append((ASK_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
-        self.last_id = -1
+        prev_u = -1
         for diff in events:
-            if self.last_id != -1 and diff.prev_id != self.last_id:
+            if prev_u != -1 and diff.prev_id != prev_u:
                 # The buffered chain itself has a hole: this snapshot cannot be completed.
                 self.buffer.clear()
                 self.buffer.append(diff)
                 self.state = BookState.WAIT_SNAPSHOT
-                book.clear()
                 self._say(f"{self.symbol}: buffered events break at U={diff.first_id}; refetching")
                 return Action.FETCH_SNAPSHOT
-            self._apply(diff, rows)
-        if book.crossed():
-            book.clear()
+            self._rows(diff, rows)
+            prev_u = diff.last_id
+        self.book.clear()
+        if self.book.apply(to_batch(rows)):
+            self.book.clear()
             self.buffer.clear()
             self.state = BookState.WAIT_SNAPSHOT
             self._say(f"{self.symbol}: book crossed after replaying the buffer; refetching")
             return Action.FETCH_SNAPSHOT
         out.extend(rows)
+        self.last_id = prev_u
         self.buffer.clear()
         self.state = BookState.LIVE
         self._published = True
@@ -182,16 +183,17 @@ class BinanceBookSync:
         self._say(f"{self.symbol}: book live at u={self.last_id} (snapshot L={last}, {len(events)} buffered)")
         return Action.NONE
 
-    def _apply(self, diff: DepthDiff, out: list) -> None:
-        book = self.book
+    @staticmethod
+    def _rows(diff: DepthDiff, out: list) -> None:
         exch_ts, local_ts, uid = diff.exch_ts, diff.local_ts, diff.last_id
         for px, qty in diff.bids:
-            book.set_bid(px, qty)
             out.append((BID_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
         for px, qty in diff.asks:
-            book.set_ask(px, qty)
             out.append((ASK_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
-        self.last_id = uid
+
+    def crossed_after(self, uid: int, out: list) -> Action:
+        """The book crossed after applying ``uid``: withdraw it (the fast path calls this too)."""
+        return self._lose_sync(None, out, f"{self.symbol}: book crossed after u={uid}; resync")
 
     def _lose_sync(self, diff: DepthDiff | None, out: list, note: str) -> Action:
         self.resyncs += 1

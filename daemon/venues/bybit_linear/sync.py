@@ -17,7 +17,7 @@ import enum
 
 from daemon.book import LevelBook
 from daemon.records import (
-    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows,
+    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows, to_batch,
 )
 from daemon.venues.bybit_linear.parse import BookMsg
 
@@ -63,8 +63,7 @@ class BybitBookSync:
         uid = msg.update_id
         last = self.last_id
         if uid == last + 1:
-            self._apply(msg, out, BID_DEPTH, ASK_DEPTH)
-            if self.book.crossed():
+            if self._apply(msg, out, BID_DEPTH, ASK_DEPTH):
                 return self._lose_sync(out, msg, f"{self.symbol}: book crossed after u={uid}; resubscribing")
             return Action.NONE
         if uid == last:
@@ -115,18 +114,16 @@ class BybitBookSync:
         return Action.NONE
 
     def _same_levels(self, msg: BookMsg) -> bool:
-        return dict(msg.bids) == self.book.bids and dict(msg.asks) == self.book.asks
+        return self.book.same_as(msg.bids, msg.asks)
 
-    def _apply(self, msg: BookMsg, out: list, bid_ev: int, ask_ev: int) -> None:
-        book = self.book
+    def _apply(self, msg: BookMsg, out: list, bid_ev: int, ask_ev: int) -> bool:
+        """Append the message's rows and apply them to the book; True if the book is then crossed."""
         exch_ts, local_ts, seq = msg.exch_ts, msg.local_ts, msg.seq
-        for px, qty in msg.bids:
-            book.set_bid(px, qty)
-            out.append((bid_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0))
-        for px, qty in msg.asks:
-            book.set_ask(px, qty)
-            out.append((ask_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0))
+        rows = [(bid_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0) for px, qty in msg.bids]
+        rows += [(ask_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0) for px, qty in msg.asks]
+        out.extend(rows)
         self.last_id = msg.update_id
+        return self.book.apply(to_batch(rows)) if rows else False
 
     def _invalidate(self, out: list, exch_ts: int, local_ts: int) -> None:
         if self._published:

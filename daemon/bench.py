@@ -1,0 +1,412 @@
+"""daemon: depth messages/s into the ring and frame-to-ring latency, beside the obvious pipeline.
+
+Four processes on loopback: the Binance emulator (frames pre-built, then written raw to the socket so
+the load generator is never the bottleneck), the process under test, a ring reader (or, for the
+baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
+
+- ``depth_msgs_per_s``: the daemon's Binance session normalizing ``depthUpdate`` frames of ~10 level
+  changes into its shm ring, emulator sending as fast as the socket takes them;
+- ``frame_to_ring_p50/p99/p999_us``: from the frame's arrival in the session (stamped right after
+  aiohttp hands the frame over, the same stamp as the record's ``local_ts``) to the end of the
+  ring publication, at ``--rate`` messages/s;
+- ``vs_baseline``: our rate over the obvious pipeline's (``json.loads``, a dict book,
+  ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import struct
+import time
+import uuid
+
+import numpy as np
+
+from hftd.bench import BenchResult
+
+SYMBOL = "BTCUSDT"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--messages", type=int, default=60_000, help="depth messages for the throughput runs")
+    parser.add_argument("--rate", type=float, default=5_000.0, help="messages/s for the latency run")
+    parser.add_argument("--latency-messages", type=int, default=10_000, help="messages in the latency run")
+    parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
+
+
+# -- websocket framing (server -> client frames are not masked, RFC 6455 5.2) ------------------
+def ws_text_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x81, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, n)
+    return head + payload
+
+
+# -- the emulator process ----------------------------------------------------------------------
+def _emulator_main(conn, changes: int) -> None:
+    import uvloop
+
+    from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.synth import SynthConfig
+
+    async def serve() -> None:
+        synth = SynthConfig(changes=changes, levels=60, move_prob=0.02)
+        emu = await BinanceEmulator([SYMBOL], keep_history=False, trades=False, book_ticker=False,
+                                    synth=synth).start()
+        conn.send((emu.rest_url, emu.ws_url))
+        loop = asyncio.get_running_loop()
+        frames: list[bytes] = []
+        while True:
+            cmd, arg = await loop.run_in_executor(None, conn.recv)
+            if cmd == "warm":
+                await emu.wait_clients(arg)
+                await asyncio.sleep(0.3)
+                for _ in range(20):
+                    await emu.step(1)
+                    await asyncio.sleep(0.01)
+                conn.send("ok")
+            elif cmd == "build":
+                subs = emu.depth_subscribers(SYMBOL)
+                assert len(subs) == 1, f"expected one depth subscriber, found {len(subs)}"
+                stream = subs[0][1]
+                frames = [ws_text_frame(f'{{"stream":"{stream}","data":{d}}}'.encode())
+                          for d in emu.prebuild_depth(SYMBOL, arg)]
+                conn.send("built")
+            elif cmd == "blast":
+                transport = emu.depth_subscribers(SYMBOL)[0][0].transport
+                t0 = time.perf_counter()
+                chunk = 256
+                for i in range(0, len(frames), chunk):
+                    transport.write(b"".join(frames[i : i + chunk]))
+                    while transport.get_write_buffer_size() > (4 << 20):
+                        await asyncio.sleep(0.0005)
+                conn.send(time.perf_counter() - t0)
+            elif cmd == "paced":
+                transport = emu.depth_subscribers(SYMBOL)[0][0].transport
+                period = 1.0 / arg
+                t0 = time.perf_counter()
+                for i, frame in enumerate(frames):
+                    due = t0 + i * period
+                    while True:
+                        left = due - time.perf_counter()
+                        if left <= 0:
+                            break
+                        if left > 0.002:
+                            await asyncio.sleep(left - 0.0015)
+                        else:
+                            time.sleep(0)  # a short spin that yields the CPU to the daemon
+                    transport.write(frame)
+                conn.send(time.perf_counter() - t0)
+            elif cmd == "stop":
+                await emu.stop()
+                conn.send("bye")
+                return
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve())
+
+
+# -- the daemon-side process (ours) ------------------------------------------------------------
+class TimingPublisher:
+    """Wraps the ring publisher: counts depth publications and stamps the end of each."""
+
+    def __init__(self, inner, capacity: int) -> None:
+        self.inner = inner
+        self.armed = False
+        self.count = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.lat_ns = np.zeros(capacity, np.int64)
+
+    def publish(self, batch) -> None:
+        self.inner.publish(batch)
+        if self.armed:
+            now = time.time_ns()
+            if self.count < len(self.lat_ns):
+                self.lat_ns[self.count] = now - int(batch["local_ts"][0])
+            if not self.count:
+                self.first_ns = now
+            self.last_ns = now
+            self.count += 1
+
+    def heartbeat(self) -> None:
+        self.inner.heartbeat()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int) -> None:
+    os.environ["HFTD_SHM_NAMESPACE"] = namespace
+    import aiohttp
+    import uvloop
+
+    from daemon.config import VenueConfig
+    from daemon.publish import RingPublisher, ring_segment_name
+    from daemon.venues.binance_usdm.session import BinanceMarketData
+
+    async def run() -> None:
+        cfg = VenueConfig.from_mapping({"name": "binance-usdm", "rest_url": rest, "ws_url": ws, "symbols": [SYMBOL],
+                                        "trade_stream": "", "book_ticker": False, "silence_alarm_s": 60.0})
+        pub = TimingPublisher(RingPublisher(ring_segment_name("binance-usdm", SYMBOL), capacity=1 << 16), capacity)
+        async with aiohttp.ClientSession() as http:
+            md = BinanceMarketData(cfg, {SYMBOL: pub}, http)
+            task = asyncio.create_task(md.run())
+            conn.send("connected")
+            while not md.all_live():
+                await asyncio.sleep(0.01)
+            conn.send("live")
+            loop = asyncio.get_running_loop()
+            while True:
+                cmd, arg = await loop.run_in_executor(None, conn.recv)
+                if cmd == "arm":
+                    pub.armed, pub.count = True, 0
+                    conn.send("armed")
+                elif cmd == "collect":
+                    deadline = time.monotonic() + 120
+                    while pub.count < arg and time.monotonic() < deadline:
+                        await asyncio.sleep(0.005)
+                    pub.armed = False
+                    conn.send((pub.count, pub.first_ns, pub.last_ns, pub.lat_ns[: pub.count].copy(),
+                               md.syncs[SYMBOL].resyncs))
+                elif cmd == "stop":
+                    await md.stop()
+                    task.cancel()
+                    pub.close()
+                    conn.send("bye")
+                    return
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
+
+
+def _reader_main(conn, namespace: str) -> None:
+    os.environ["HFTD_SHM_NAMESPACE"] = namespace
+    from daemon.publish import ring_segment_name
+    from shm import RingReader, new_event_buffer
+
+    name = ring_segment_name("binance-usdm", SYMBOL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            reader = RingReader.attach(name, start="earliest")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    buf = new_event_buffer(1 << 16)
+    conn.send("attached")
+    records = 0
+    while not conn.poll():
+        if reader.wait(50_000_000):
+            records += reader.read(buf)
+    conn.recv()
+    conn.send((records, reader.gaps))
+    reader.close()
+
+
+# -- the obvious pipeline ----------------------------------------------------------------------
+def _baseline_consumer(queue, done) -> None:
+    n = 0
+    while True:
+        item = queue.get()
+        if item is None:
+            break
+        n += 1
+    done.send(n)
+
+
+def _baseline_main(conn, ws: str, queue) -> None:
+    import aiohttp
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as http:
+            sock = await http.ws_connect(f"{ws}/public/stream", max_msg_size=0)
+            await sock.send_str(json.dumps({"method": "SUBSCRIBE", "params": [f"{SYMBOL.lower()}@depth@100ms"], "id": 1}))
+            conn.send("connected")
+            book = {"b": {}, "a": {}}
+            count, first_ns, last_ns, target = 0, 0, 0, None
+            lat = []
+            while True:
+                if conn.poll():
+                    cmd, arg = conn.recv()
+                    if cmd == "collect":
+                        target = arg
+                    elif cmd == "stop":
+                        break
+                if target is not None and count >= target:
+                    conn.send((count, first_ns, last_ns, np.array(lat, np.int64), 0))
+                    target, count, lat = None, 0, []
+                try:
+                    msg = await asyncio.wait_for(sock.receive(), 0.05)
+                except asyncio.TimeoutError:
+                    continue
+                arrived = time.time_ns()
+                data = json.loads(msg.data).get("data")
+                if not data or data.get("e") != "depthUpdate":
+                    continue
+                events = []
+                for key in ("b", "a"):
+                    side = book[key]
+                    for px, qty in data[key]:
+                        p, q = float(px), float(qty)
+                        if q == 0.0:
+                            side.pop(p, None)
+                        else:
+                            side[p] = q
+                        events.append((key, p, q, data["T"], arrived))
+                queue.put(events)
+                now = time.time_ns()
+                if not count:
+                    first_ns = now
+                last_ns = now
+                count += 1
+                lat.append(now - arrived)
+            await sock.close()
+
+    asyncio.run(run())
+    conn.send("bye")
+
+
+# -- coordinator -------------------------------------------------------------------------------
+def _rate(count: int, first_ns: int, last_ns: int) -> float:
+    return (count - 1) / ((last_ns - first_ns) / 1e9) if count > 1 and last_ns > first_ns else 0.0
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    ctx = mp.get_context("spawn")
+    namespace = "bench" + uuid.uuid4().hex[:8]
+    result = BenchResult(name="daemon")
+    n, n_lat = args.messages, args.latency_messages
+
+    # ours: emulator -> daemon session -> ring -> reader
+    emu_conn, emu_child = ctx.Pipe()
+    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes), daemon=True)
+    emu.start()
+    rest, ws = emu_conn.recv()
+    our_conn, our_child = ctx.Pipe()
+    ours = ctx.Process(target=_ours_main, args=(our_child, rest, ws, namespace, max(n, n_lat) + 16), daemon=True)
+    ours.start()
+    assert our_conn.recv() == "connected"
+    emu_conn.send(("warm", 1))
+    assert emu_conn.recv() == "ok"
+    assert our_conn.recv() == "live"
+    rd_conn, rd_child = ctx.Pipe()
+    reader = ctx.Process(target=_reader_main, args=(rd_child, namespace), daemon=True)
+    reader.start()
+    assert rd_conn.recv() == "attached"
+    try:
+        # throughput
+        emu_conn.send(("build", n))
+        emu_conn.recv()
+        our_conn.send(("arm", None))
+        our_conn.recv()
+        emu_conn.send(("blast", None))
+        send_s = emu_conn.recv()
+        our_conn.send(("collect", n))
+        count, first_ns, last_ns, _, resyncs = our_conn.recv()
+        ours_rate = _rate(count, first_ns, last_ns)
+        # latency at a steady rate
+        emu_conn.send(("build", n_lat))
+        emu_conn.recv()
+        our_conn.send(("arm", None))
+        our_conn.recv()
+        emu_conn.send(("paced", args.rate))
+        paced_s = emu_conn.recv()
+        our_conn.send(("collect", n_lat))
+        lat_count, _, _, lat_ns, resyncs2 = our_conn.recv()
+        rd_conn.send("stop")
+        records, reader_gaps = rd_conn.recv()
+        our_conn.send(("stop", None))
+        our_conn.recv()
+    finally:
+        emu_conn.send(("stop", None))
+        emu_conn.recv()
+        for p in (ours, reader, emu):
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+        _cleanup(namespace)
+
+    # the obvious pipeline on the same kind of frames
+    emu_conn, emu_child = ctx.Pipe()
+    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes), daemon=True)
+    emu.start()
+    rest, ws = emu_conn.recv()
+    queue = ctx.Queue()
+    done_conn, done_child = ctx.Pipe()
+    consumer = ctx.Process(target=_baseline_consumer, args=(queue, done_child), daemon=True)
+    consumer.start()
+    base_conn, base_child = ctx.Pipe()
+    base = ctx.Process(target=_baseline_main, args=(base_child, ws, queue), daemon=True)
+    base.start()
+    try:
+        assert base_conn.recv() == "connected"
+        emu_conn.send(("warm", 1))
+        emu_conn.recv()
+        emu_conn.send(("build", n))
+        emu_conn.recv()
+        base_conn.send(("collect", n))
+        emu_conn.send(("blast", None))
+        emu_conn.recv()
+        b_count, b_first, b_last, _, _ = base_conn.recv()
+        base_rate = _rate(b_count, b_first, b_last)
+        base_conn.send(("stop", None))
+        base_conn.recv()
+        queue.put(None)
+        consumed = done_conn.recv()
+    finally:
+        emu_conn.send(("stop", None))
+        emu_conn.recv()
+        for p in (base, consumer, emu):
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+
+    lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
+    p50, p99, p999 = (float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
+    result.metrics.update({
+        "depth_msgs_per_s": ours_rate,
+        "frame_to_ring_p50_us": p50,
+        "frame_to_ring_p99_us": p99,
+        "frame_to_ring_p999_us": p999,
+        "baseline_depth_msgs_per_s": base_rate,
+        "vs_baseline": ours_rate / base_rate if base_rate else 0.0,
+    })
+    result.rows = [
+        ("hftd daemon -> shm ring", {"msgs/s": ours_rate, "p50 us": p50, "p99 us": p99, "p99.9 us": p999,
+                                     "messages": count}),
+        ("json+dict+mp.Queue", {"msgs/s": base_rate, "messages": b_count}),
+    ]
+    result.notes += [
+        f"{args.changes} level changes per depth message; emulator wrote {n} frames in {send_s:.2f} s",
+        f"latency run: {lat_count} messages at {args.rate:.0f}/s over {paced_s:.2f} s",
+        f"ring reader saw {records} records, lapped {reader_gaps} times; resyncs {resyncs + resyncs2}",
+        f"baseline consumer received {consumed} queue items",
+        "latency = end of ring publication - the session's arrival stamp (taken when aiohttp hands over the frame)",
+    ]
+    return result
+
+
+def _cleanup(namespace: str) -> None:
+    try:
+        from shm.segment import cleanup_stale
+
+        cleanup_stale(namespace)
+    except Exception:
+        pass
+    for entry in os.listdir("/dev/shm"):
+        if entry.startswith(namespace + ".") or entry.startswith("." + namespace + "."):
+            try:
+                os.unlink(os.path.join("/dev/shm", entry))
+            except FileNotFoundError:
+                pass
