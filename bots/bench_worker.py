@@ -1,0 +1,92 @@
+"""One measured backtest in its own process (so its peak RSS and start-up are its own).
+
+``python -m bots.bench_worker --impl hftd|hftbacktest --bot noop|grid|first FILE`` prints one JSON line:
+``elapsed_s`` (data set-up + the bot call), ``steps``, ``maxrss_kb``, ``first_event_at`` (wall-clock
+time when the first elapse returned, for warm-start timing by the parent).
+"""
+
+from __future__ import annotations
+
+import time
+
+_T_START = time.time()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+
+ROI = (1900.0, 2100.0)
+
+
+def _asset(mod, data):
+    return (
+        mod.BacktestAsset()
+        .data([data])
+        .linear_asset(1.0)
+        .constant_order_latency(1_000_000, 1_000_000)
+        .power_prob_queue_model(2.0)
+        .no_partial_fill_exchange()
+        .trading_value_fee_model(-0.00005, 0.0007)
+        .tick_size(0.01)
+        .lot_size(0.001)
+        .roi_lb(ROI[0])
+        .roi_ub(ROI[1])
+        .last_trades_capacity(0)
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impl", choices=["hftd", "hftbacktest"], required=True)
+    ap.add_argument("--bot", choices=["noop", "grid", "first"], required=True)
+    ap.add_argument("--warmup", type=int, default=0, help="compile on this many leading events first")
+    ap.add_argument("file")
+    args = ap.parse_args()
+    from numba import njit
+
+    from bots.examples import grid as ex
+
+    if args.impl == "hftd":
+        import bots as mod
+
+        grid, noop, first = ex.grid_bot_cached, ex.noop_bot_cached, ex.first_event_cached
+    else:
+        import hftbacktest as mod
+
+        # hftbacktest's jitclass does not cache across processes (numba#6522): plain njit.
+        grid, noop, first = njit(ex.grid_bot), njit(ex.noop_bot), njit(ex.first_event)
+    out: dict = {}
+    if args.bot == "first":
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file)])
+        first(hbt)
+        out["first_event_at"] = time.time()
+        out["import_s"] = _T_START
+    else:
+        if args.warmup:
+            # Compile outside the timed region on a tiny prefix, like a warm production process.
+            import numpy as np
+
+            from bots.data.io import load_events
+
+            head = np.ascontiguousarray(load_events(args.file, validate=False)[: args.warmup])
+            warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head)])
+            if args.bot == "grid":
+                grid(warm, mod.Recorder(1, 100_000).recorder, 20, 100_000_000, 10, 20, 0.1)
+            else:
+                noop(warm, 100_000_000)
+            del warm, head
+        t0 = time.perf_counter()
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file)])
+        if args.bot == "grid":
+            rec = mod.Recorder(1, 1_000_000)
+            steps = grid(hbt, rec.recorder, 20, 100_000_000, 10, 20, 0.1)
+        else:
+            steps = noop(hbt, 100_000_000)
+        out["elapsed_s"] = time.perf_counter() - t0
+        out["steps"] = int(steps)
+    out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

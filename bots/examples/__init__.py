@@ -1,0 +1,1 @@
+"""Example strategies in hftbacktest's dialect; ``hftd backtest`` and ``hftd bench backtest`` run them."""
