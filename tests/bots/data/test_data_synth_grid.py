@@ -85,3 +85,43 @@ def test_tutorial_grid_bot_gets_fills_on_synthetic_data_read_by_hftbacktest(tmp_
     assert steps > 0.8 * span_steps
     # hftbacktest's own synthetic data gave 106 fills in 19,457 steps; ours must be in that league.
     assert fills >= 5, f"grid bot got {fills} fills in {steps} steps"
+
+
+@njit
+def replay_to_end(hbt):
+    while hbt.elapse(1_000_000_000) == 0:
+        pass
+    depth = hbt.depth(0)
+    return depth.best_bid, depth.best_ask, depth.bid_qty_at_tick(depth.best_bid_tick)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, compress", [("s.npz", False), ("c.npz", True), ("n.npy", False)])
+def test_hftbacktest_reads_each_of_our_formats_to_the_same_book(tmp_path, name, compress):
+    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+
+    from bots.data.synth import generate_events
+
+    from book_replay import Book
+
+    cfg = SynthConfig(events=50_000, seed=4)
+    path = write_synth(tmp_path / name, cfg, compress=compress)
+    asset = (
+        BacktestAsset()
+        .data([str(path)])
+        .linear_asset(1.0)
+        .constant_order_latency(1_000, 1_000)
+        .risk_adverse_queue_model()
+        .no_partial_fill_exchange()
+        .tick_size(cfg.tick_size)
+        .lot_size(cfg.lot_size)
+    )
+    hbt = HashMapMarketDepthBacktest([asset])
+    best_bid, best_ask, bid_qty = replay_to_end(hbt)
+    hbt.close()
+    book = Book(cfg.tick_size)
+    for ev, px, qty in generate_events(cfg)[["ev", "px", "qty"]].tolist():
+        book.apply(ev, px, qty)
+    assert round(best_bid / cfg.tick_size) == book.best_bid()
+    assert round(best_ask / cfg.tick_size) == book.best_ask()
+    assert bid_qty == pytest.approx(book.bids[book.best_bid()])
