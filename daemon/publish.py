@@ -54,12 +54,21 @@ class ListPublisher:
 class RingPublisher:
     """A market ring for one symbol; ``create`` starts a new generation (replacing a stale segment)."""
 
+    #: how long a gated ring may hold the writer for a slow reader (ungated rings never wait)
+    gate_timeout_ns = 1_000_000_000
+
     def __init__(self, name: str, *, capacity: int, mode: int = 0o600) -> None:
         from shm import RingWriter
 
         self.name = name
         self.capacity = capacity
-        self._writer = RingWriter.create(name, capacity=capacity, mode=mode)
+        self._writer = RingWriter.create(name, capacity=capacity, mode=mode, gate_timeout_ns=self.gate_timeout_ns)
+
+    def fast_arrays(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(hdr, data, gate_timeout_ns)`` for compiled code that publishes with
+        ``shm.kernels.ring_publish`` in the same call that builds the records (the hot path)."""
+        hdr, data = self._writer.arrays()
+        return hdr, data, self.gate_timeout_ns
 
     @property
     def generation(self) -> int:

@@ -22,22 +22,21 @@ LINES = 20_000
 
 
 def converter_messages(path: Path, n_lines: int):
-    """[(kind, update id u or None, rows)] per recorded message, from the data converter."""
+    """[(kind, update id u or None, rows)] per recorded message, from the data converter's pure
+    per-message function (``records_from_frame``: bytes in, rows out)."""
     conv = pytest.importorskip("bots.data.convert.binance_usdm")
-    raw = {}
+    out = []
     with gzip.open(path, "rb") as fh:
         for i, line in enumerate(fh, start=1):
             if i > n_lines:
                 break
-            msg = orjson.loads(line.partition(b" ")[2])
+            local_ts, payload = conv.split_line(line.rstrip(b"\n"))
+            msg = orjson.loads(payload)
             data = msg.get("data", msg)
-            raw[i] = (data.get("e", "snapshot"), data.get("u", data.get("lastUpdateId")))
-    out = []
-    for line_no, rows in conv.iter_file_records(path, include_bbo=True):
-        if line_no > n_lines:
-            break
-        kind, uid = raw[line_no]
-        out.append((kind, uid, rows))
+            kind, uid = data.get("e", "snapshot"), data.get("u", data.get("lastUpdateId"))
+            rows = conv.records_from_frame(payload, local_ts, include_bbo=True)
+            if rows:
+                out.append((kind, uid, rows))
     return out
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from daemon.book import apply_levels
 from daemon.records import ASK_DEPTH, BID_DEPTH
+from shm.kernels import ring_publish
 
-__all__ = ["parse_depth", "META_SIZE", "META_FIRST", "META_LAST", "META_PREV", "META_EXCH_TS",
-           "META_SYM_START", "META_SYM_END"]
+__all__ = ["parse_depth", "apply_and_publish"]
 
-META_SIZE = 8
-META_FIRST, META_LAST, META_PREV, META_EXCH_TS, META_SYM_START, META_SYM_END = range(6)
+_NOT = (-1, 0, 0, 0, 0, 0)
 
 _EVENT = np.frombuffer(b'"e":"depthUpdate"', np.uint8)
 _T = np.frombuffer(b'"T":', np.uint8)
@@ -143,53 +143,61 @@ def _key(buf, pat, start):
 
 
 @njit(cache=True)
-def parse_depth(buf, local_ts, out, meta):
-    """Records of one ``depthUpdate`` frame into ``out``; ids etc. into ``meta``.  -1: not handled."""
+def parse_depth(buf, local_ts, out):
+    """Records of one ``depthUpdate`` frame into ``out``.
+
+    Returns ``(n, U, u, pu, symbol start, symbol end)``; ``n == -1``: not handled here.
+    """
     p = _find(buf, _EVENT, 0)
     if p < 0:
-        return -1
+        return _NOT
     p = _key(buf, _T, p)
     if p < 0:
-        return -1
+        return _NOT
     t_ms, _ = _int_at(buf, p + 4)
     p = _key(buf, _S, p)
     if p < 0:
-        return -1
+        return _NOT
     s0 = p + 5
     s1 = s0
     while s1 < buf.shape[0] and buf[s1] != 34:
         s1 += 1
     p = _key(buf, _U, s1)
     if p < 0:
-        return -1
+        return _NOT
     first, _ = _int_at(buf, p + 4)
     p = _key(buf, _LU, p)
     if p < 0:
-        return -1
+        return _NOT
     last, _ = _int_at(buf, p + 4)
     p = _key(buf, _PU, p)
     if p < 0:
-        return -1
+        return _NOT
     prev, _ = _int_at(buf, p + 5)
     if t_ms < 0 or first < 0 or last < 0 or prev < 0 or s1 >= buf.shape[0]:
-        return -1
+        return _NOT
     exch_ts = t_ms * 1_000_000
     pb = _key(buf, _B, p)
     if pb < 0:
-        return -1
+        return _NOT
     k, end = _levels(buf, pb + 5, _BID, exch_ts, local_ts, last, out, 0)
     if k < 0:
-        return -1
+        return _NOT
     pa = _key(buf, _A, end)
     if pa < 0:
-        return -1
+        return _NOT
     k, _ = _levels(buf, pa + 5, _ASK, exch_ts, local_ts, last, out, k)
     if k < 0:
-        return -1
-    meta[META_FIRST] = first
-    meta[META_LAST] = last
-    meta[META_PREV] = prev
-    meta[META_EXCH_TS] = exch_ts
-    meta[META_SYM_START] = s0
-    meta[META_SYM_END] = s1
-    return k
+        return _NOT
+    return k, first, last, prev, s0, s1
+
+
+@njit(cache=True)
+def apply_and_publish(recs, words, n, levels, counts, hdr, data, gate_timeout_ns):
+    """Apply ``recs[:n]`` to the book and, unless that crossed it, publish them into the ring in the
+    same call (``words`` is ``recs`` viewed as int64[:, 8]).  Returns True when the book crossed:
+    those rows are then *not* published, and the caller withdraws the book."""
+    if apply_levels(recs, n, levels, counts):
+        return True
+    ring_publish(hdr, data, words[:n], gate_timeout_ns)
+    return False

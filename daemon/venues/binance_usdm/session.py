@@ -23,7 +23,7 @@ from daemon.config import VenueConfig
 from daemon.publish import Publisher
 from daemon.records import to_batch
 from daemon.book import apply_levels
-from daemon.venues.binance_usdm.fastpath import META_SIZE, parse_depth
+from daemon.venues.binance_usdm.fastpath import apply_and_publish, parse_depth
 from daemon.venues.binance_usdm.parse import parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
 from shm.dtypes import event_dtype
@@ -173,7 +173,12 @@ class BinanceMarketData:
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
         self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
-        self._meta = np.zeros(META_SIZE, np.int64)
+        self._out_words = self._out.view(np.int64).reshape(-1, 8)
+        #: symbol -> (hdr, data, gate_timeout_ns, observer) for publishers that are real rings
+        self._fast: dict[str, tuple] = {}
+        for sym, pub in publishers.items():
+            if hasattr(pub, "fast_arrays"):
+                self._fast[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -246,19 +251,27 @@ class BinanceMarketData:
         """
         raw = data.encode() if type(data) is str else data
         out = self._out
-        n = parse_depth(np.frombuffer(raw, np.uint8), local_ts, out, self._meta)
+        n, first, last, prev, s0, s1 = parse_depth(np.frombuffer(raw, np.uint8), local_ts, out)
         if n >= 0:
-            meta = self._meta
-            sym = raw[meta[4] : meta[5]].decode()
+            sym = raw[s0:s1].decode()
             sync = self.syncs.get(sym)
-            if sync is not None and sync.state is LIVE and meta[2] == sync.last_id and meta[1] > sync.last_id:
+            if sync is not None and sync.state is LIVE and prev == sync.last_id and last > sync.last_id:
                 book = sync.book
-                crossed = apply_levels(out, n, book.levels, book.counts)
-                self.publishers[sym].publish(out[:n])
-                sync.last_id = int(meta[1])
-                if crossed:
+                fast = self._fast.get(sym)
+                if fast is not None:  # a real ring: apply and publish in one compiled call
+                    hdr, ring_data, gate_ns, observe = fast
+                    crossed = apply_and_publish(out, self._out_words, n, book.levels, book.counts,
+                                                hdr, ring_data, gate_ns)
+                    if observe is not None and not crossed:
+                        observe(local_ts)
+                else:
+                    crossed = apply_levels(out, n, book.levels, book.counts)
+                    if not crossed:
+                        self.publishers[sym].publish(out[:n])
+                sync.last_id = last
+                if crossed:  # those rows never reached the ring; withdraw the book instead
                     rows: list = []
-                    sync.crossed_after(sync.last_id, rows)
+                    sync.crossed_after(last, rows)
                     self.publishers[sym].publish(to_batch(rows))
                     self._flush_log(sync)
                 return "depth"

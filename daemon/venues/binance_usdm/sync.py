@@ -71,9 +71,9 @@ class BinanceBookSync:
                 )
             rows: list = []
             self._rows(diff, rows)
-            out.extend(rows)
             if self.book.apply(to_batch(rows)):
-                return self.crossed_after(diff.last_id, out)
+                return self.crossed_after(diff.last_id, out)  # the crossing rows are never published
+            out.extend(rows)
             self.last_id = diff.last_id
             return Action.NONE
         if state is BookState.WAIT_BRIDGE:
