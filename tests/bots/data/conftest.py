@@ -25,3 +25,14 @@ def shared_file():
 @pytest.fixture
 def events() -> np.ndarray:
     return make_events(1_000)
+
+
+@pytest.fixture(scope="session")
+def binance_sample():
+    """``(path, our whole-file conversion)`` of the shared Binance sample, converted once per session."""
+    from bots.data.convert import binance_usdm
+
+    path = shared_data_dir() / "binance-usdm" / "btcusdt_20240808.gz"
+    if not path.exists():
+        pytest.skip(f"shared sample binance-usdm/btcusdt_20240808.gz not present at {path}")
+    return path, binance_usdm.convert(path)

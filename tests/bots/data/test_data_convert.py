@@ -175,11 +175,10 @@ def test_missing_and_truncated_input(tmp_path):
 
 
 @pytest.mark.slow
-def test_binance_sample_equals_hftbacktest_converter(shared_file):
+def test_binance_sample_equals_hftbacktest_converter(binance_sample):
     from hftbacktest.data.utils import binancefutures
 
-    path = shared_file(BINANCE_SAMPLE)
-    ours = binance_usdm.convert(path)
+    path, ours = binance_sample
     reference = binancefutures.convert(str(path), buffer_size=2_000_000)
     assert len(ours) == len(reference) == 491_973  # the README's count
     assert ours.tobytes() == reference.tobytes()

@@ -15,7 +15,7 @@ from bots.data.convert.windowed import WindowedWriter, part_path
 from bots.errors import DataError
 from shm.dtypes import DEPTH_EVENT, EXCH_EVENT, LOCAL_EVENT, TRADE_EVENT
 
-from test_data_convert import BINANCE_SAMPLE, BYBIT_SAMPLE, DEPTH, SNAPSHOT, T0_NS, TRADE, _write_gz
+from test_data_convert import BYBIT_SAMPLE, DEPTH, SNAPSHOT, T0_NS, TRADE, _write_gz
 
 FLAGS = np.uint64(EXCH_EVENT | LOCAL_EVENT)
 
@@ -40,9 +40,8 @@ def assert_same_timelines(whole: np.ndarray, paths) -> None:
 
 
 @pytest.mark.slow
-def test_binance_sample_in_windows_equals_the_whole_conversion(tmp_path, shared_file):
-    path = shared_file(BINANCE_SAMPLE)
-    whole = binance_usdm.convert(path)
+def test_binance_sample_in_windows_equals_the_whole_conversion(tmp_path, binance_sample):
+    path, whole = binance_sample
     stats = ConvertStats()
     paths = binance_usdm.convert_to_files(path, tmp_path / "out" / "b.npz", window_s=30, max_delay_s=3,
                                           stats=stats)
