@@ -11,12 +11,14 @@ from bots.data.io import (
     release_rows,
     save_events,
 )
+from bots.data.pages import release_mapped_rows
 from bots.data.validate import Violation, find_first_violation, validate_events
 
 __all__ = [
     "load_events",
     "open_events_mmap",
     "release_rows",
+    "release_mapped_rows",
     "save_events",
     "EventFileStream",
     "EventFileWriter",
