@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numba
-import numpy as np
 import pytest
 
 from bots.data import open_events_mmap, save_events
