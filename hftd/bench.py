@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "ring": "shm.bench",
     "backtest": "bots.bench",
     "daemon": "daemon.bench",
+    "data": "bots.data.bench",
 }
 
 
