@@ -15,7 +15,7 @@ from numba import njit
 
 from shm.dtypes import BUY_EVENT, DEPTH_CLEAR_EVENT, KIND_MASK
 
-__all__ = ["LevelBook", "apply_levels", "DEFAULT_CAPACITY"]
+__all__ = ["LevelBook", "apply_levels", "apply_level_words", "DEFAULT_CAPACITY"]
 
 DEFAULT_CAPACITY = 16_384
 _BPX, _BQTY, _APX, _AQTY = 0, 1, 2, 3
@@ -75,6 +75,20 @@ def apply_levels(recs, n, levels, counts):
             counts[side] = 0
         else:
             _set(levels, counts, side, recs[i]["px"], recs[i]["qty"])
+    return counts[0] > 0 and counts[1] > 0 and levels[_BPX, 0] >= levels[_APX, 0]
+
+
+@njit(cache=True)
+def apply_level_words(out_i, out_f, n, levels, counts):
+    """``apply_levels`` over rows given as int64/float64 views of event records (the hot path
+    passes plain arrays because they cross into compiled code much faster than record arrays)."""
+    for i in range(n):
+        ev = out_i[i, 0]
+        side = 0 if (ev & BUY_EVENT) != 0 else 1
+        if (ev & KIND_MASK) == DEPTH_CLEAR_EVENT:
+            counts[side] = 0
+        else:
+            _set(levels, counts, side, out_f[i, 3], out_f[i, 4])
     return counts[0] > 0 and counts[1] > 0 and levels[_BPX, 0] >= levels[_APX, 0]
 
 

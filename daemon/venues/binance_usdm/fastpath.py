@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from daemon.book import apply_levels
+from daemon.book import apply_level_words
 from daemon.records import ASK_DEPTH, BID_DEPTH
 from shm.kernels import ring_publish
 
-__all__ = ["parse_depth", "apply_and_publish"]
+__all__ = ["parse_depth", "depth_frame", "NOT_HANDLED", "PARSED", "PUBLISHED", "APPLIED", "CROSSED"]
 
 _NOT = (-1, 0, 0, 0, 0, 0)
 
@@ -30,13 +30,13 @@ _B = np.frombuffer(b'"b":[', np.uint8)
 _A = np.frombuffer(b'"a":[', np.uint8)
 _POW10 = np.array([10.0 ** k for k in range(23)])
 _MAX_EXACT = 1 << 53
-_BID = np.uint64(BID_DEPTH)
-_ASK = np.uint64(ASK_DEPTH)
+_BID = np.int64(BID_DEPTH)
+_ASK = np.int64(ASK_DEPTH)
 
 
 @njit(cache=True)
 def _find(buf, pat, start):
-    n, m = buf.shape[0], pat.shape[0]
+    n, m = len(buf), pat.shape[0]
     first = pat[0]
     i = start
     while i <= n - m:
@@ -53,7 +53,7 @@ def _find(buf, pat, start):
 @njit(cache=True)
 def _int_at(buf, i):
     """Non-negative integer at ``i``; returns (value, index after it) or (-1, -1)."""
-    n = buf.shape[0]
+    n = len(buf)
     v = 0
     start = i
     while i < n and 48 <= buf[i] <= 57:
@@ -67,7 +67,7 @@ def _int_at(buf, i):
 @njit(cache=True)
 def _decimal_at(buf, i):
     """``"123.450"`` at ``i`` (the opening quote); returns (value, index after the closing quote)."""
-    n = buf.shape[0]
+    n = len(buf)
     if i >= n or buf[i] != 34:
         return 0.0, -1
     i += 1
@@ -100,10 +100,10 @@ def _decimal_at(buf, i):
 
 
 @njit(cache=True)
-def _levels(buf, i, ev, exch_ts, local_ts, uid, out, k):
+def _levels(buf, i, ev, exch_ts, local_ts, uid, out_i, out_f, k):
     """Parse ``[["px","qty"],...]`` whose ``[`` is at ``i - 1``; returns (records written, index)."""
-    n = buf.shape[0]
-    cap = out.shape[0]
+    n = len(buf)
+    cap = out_i.shape[0]
     while i < n:
         c = buf[i]
         if c == 93:  # ]
@@ -122,15 +122,15 @@ def _levels(buf, i, ev, exch_ts, local_ts, uid, out, k):
         i += 1
         if k >= cap:
             return -1, -1
-        r = out[k]
-        r["ev"] = ev
-        r["exch_ts"] = exch_ts
-        r["local_ts"] = local_ts
-        r["px"] = px
-        r["qty"] = qty
-        r["order_id"] = 0
-        r["ival"] = uid
-        r["fval"] = 0.0
+        # event_dtype field order: ev, exch_ts, local_ts, px, qty, order_id, ival, fval
+        out_i[k, 0] = ev
+        out_i[k, 1] = exch_ts
+        out_i[k, 2] = local_ts
+        out_f[k, 3] = px
+        out_f[k, 4] = qty
+        out_i[k, 5] = 0
+        out_i[k, 6] = uid
+        out_f[k, 7] = 0.0
         k += 1
     return -1, -1
 
@@ -143,8 +143,9 @@ def _key(buf, pat, start):
 
 
 @njit(cache=True)
-def parse_depth(buf, local_ts, out):
-    """Records of one ``depthUpdate`` frame into ``out``.
+def parse_depth(buf, local_ts, out_i, out_f):
+    """Records of one ``depthUpdate`` frame into ``out_i``/``out_f`` (int64 and float64 views of one
+    event_dtype buffer); ``buf`` is the frame's bytes.
 
     Returns ``(n, U, u, pu, symbol start, symbol end)``; ``n == -1``: not handled here.
     """
@@ -160,7 +161,7 @@ def parse_depth(buf, local_ts, out):
         return _NOT
     s0 = p + 5
     s1 = s0
-    while s1 < buf.shape[0] and buf[s1] != 34:
+    while s1 < len(buf) and buf[s1] != 34:
         s1 += 1
     p = _key(buf, _U, s1)
     if p < 0:
@@ -174,30 +175,46 @@ def parse_depth(buf, local_ts, out):
     if p < 0:
         return _NOT
     prev, _ = _int_at(buf, p + 5)
-    if t_ms < 0 or first < 0 or last < 0 or prev < 0 or s1 >= buf.shape[0]:
+    if t_ms < 0 or first < 0 or last < 0 or prev < 0 or s1 >= len(buf):
         return _NOT
     exch_ts = t_ms * 1_000_000
     pb = _key(buf, _B, p)
     if pb < 0:
         return _NOT
-    k, end = _levels(buf, pb + 5, _BID, exch_ts, local_ts, last, out, 0)
+    k, end = _levels(buf, pb + 5, _BID, exch_ts, local_ts, last, out_i, out_f, 0)
     if k < 0:
         return _NOT
     pa = _key(buf, _A, end)
     if pa < 0:
         return _NOT
-    k, _ = _levels(buf, pa + 5, _ASK, exch_ts, local_ts, last, out, k)
+    k, _ = _levels(buf, pa + 5, _ASK, exch_ts, local_ts, last, out_i, out_f, k)
     if k < 0:
         return _NOT
     return k, first, last, prev, s0, s1
 
 
+#: ``depth_frame`` statuses
+NOT_HANDLED, PARSED, PUBLISHED, APPLIED, CROSSED = -1, 0, 1, 2, 3
+
+
 @njit(cache=True)
-def apply_and_publish(recs, words, n, levels, counts, hdr, data, gate_timeout_ns):
-    """Apply ``recs[:n]`` to the book and, unless that crossed it, publish them into the ring in the
-    same call (``words`` is ``recs`` viewed as int64[:, 8]).  Returns True when the book crossed:
-    those rows are then *not* published, and the caller withdraws the book."""
-    if apply_levels(recs, n, levels, counts):
-        return True
-    ring_publish(hdr, data, words[:n], gate_timeout_ns)
-    return False
+def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, hdr, data, gate_timeout_ns):
+    """The whole live path of one frame in one compiled call.
+
+    Parses it; if it continues the live book (``pu == last_id``, a newer ``u``; pass ``last_id = -2``
+    for a book that is not live) applies it to the book and, when ``publish`` is set, publishes the
+    rows into the ring (``hdr``/``data``).  Rows that would cross the book are applied but never
+    published.  Returns ``(status, n, U, u, pu)``; with PARSED the rows are in ``out`` for the
+    slow path, with APPLIED the caller publishes them itself.
+    """
+    n, first, last, prev, s0, s1 = parse_depth(buf, local_ts, out_i, out_f)
+    if n < 0:
+        return NOT_HANDLED, 0, 0, 0, 0
+    if prev != last_id or last <= last_id:
+        return PARSED, n, first, last, prev
+    if apply_level_words(out_i, out_f, n, levels, counts):
+        return CROSSED, n, first, last, prev
+    if not publish:
+        return APPLIED, n, first, last, prev
+    ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
+    return PUBLISHED, n, first, last, prev

@@ -22,11 +22,10 @@ from daemon.backoff import Backoff
 from daemon.config import VenueConfig
 from daemon.publish import Publisher
 from daemon.records import to_batch
-from daemon.book import apply_levels
-from daemon.venues.binance_usdm.fastpath import apply_and_publish, parse_depth
-from daemon.venues.binance_usdm.parse import parse_frame, parse_snapshot
+from daemon.venues.binance_usdm.fastpath import APPLIED, CROSSED, PARSED, PUBLISHED, depth_frame
+from daemon.venues.binance_usdm.parse import DepthDiff, parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
-from shm.dtypes import event_dtype
+from shm.dtypes import BUY_EVENT, event_dtype
 
 LIVE = BookState.LIVE
 from daemon.wsgroup import Link, StreamGroup
@@ -173,7 +172,10 @@ class BinanceMarketData:
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
         self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
-        self._out_words = self._out.view(np.int64).reshape(-1, 8)
+        self._out_i = self._out.view(np.int64).reshape(-1, 8)
+        self._out_f = self._out.view(np.float64).reshape(-1, 8)
+        self._no_hdr = np.zeros(64, np.int64)       # stand-ins when the publisher is not a ring
+        self._no_data = np.zeros((1, 8), np.int64)
         #: symbol -> (hdr, data, gate_timeout_ns, observer) for publishers that are real rings
         self._fast: dict[str, tuple] = {}
         for sym, pub in publishers.items():
@@ -250,32 +252,50 @@ class BinanceMarketData:
         Anything else (other streams, gaps, buffering, odd frames) takes the orjson path below.
         """
         raw = data.encode() if type(data) is str else data
-        out = self._out
-        n, first, last, prev, s0, s1 = parse_depth(np.frombuffer(raw, np.uint8), local_ts, out)
-        if n >= 0:
-            sym = raw[s0:s1].decode()
-            sync = self.syncs.get(sym)
-            if sync is not None and sync.state is LIVE and prev == sync.last_id and last > sync.last_id:
+        if raw.find(b'"depthUpdate"', 0, 160) >= 0:
+            i = raw.find(b'"s":"')
+            sync = self.syncs.get(raw[i + 5 : raw.find(b'"', i + 5)].decode()) if i >= 0 else None
+            if sync is not None:
+                sym = sync.symbol
                 book = sync.book
+                last_id = sync.last_id if sync.state is LIVE else -2
                 fast = self._fast.get(sym)
-                if fast is not None:  # a real ring: apply and publish in one compiled call
-                    hdr, ring_data, gate_ns, observe = fast
-                    crossed = apply_and_publish(out, self._out_words, n, book.levels, book.counts,
-                                                hdr, ring_data, gate_ns)
-                    if observe is not None and not crossed:
-                        observe(local_ts)
+                if fast is not None:  # a real ring: parse, apply and publish in one compiled call
+                    status, n, first, last, prev = depth_frame(
+                        raw, local_ts, self._out_i, self._out_f, last_id, book.levels, book.counts,
+                        True, fast[0], fast[1], fast[2])
                 else:
-                    crossed = apply_levels(out, n, book.levels, book.counts)
-                    if not crossed:
-                        self.publishers[sym].publish(out[:n])
-                sync.last_id = last
-                if crossed:  # those rows never reached the ring; withdraw the book instead
+                    status, n, first, last, prev = depth_frame(
+                        raw, local_ts, self._out_i, self._out_f, last_id, book.levels, book.counts,
+                        False, self._no_hdr, self._no_data, 0)
+                if status == PUBLISHED:
+                    sync.last_id = last
+                    if fast[3] is not None:
+                        fast[3](local_ts)
+                    return "depth"
+                if status == APPLIED:
+                    sync.last_id = last
+                    self.publishers[sym].publish(self._out[:n])
+                    return "depth"
+                if status == CROSSED:  # those rows never reached the ring; withdraw the book instead
                     rows: list = []
                     sync.crossed_after(last, rows)
                     self.publishers[sym].publish(to_batch(rows))
                     self._flush_log(sync)
-                return "depth"
+                    return "depth"
+                if status == PARSED:  # not the next live event: the state machine decides
+                    self._dispatch(("depth", sym, self._diff_from_out(sym, n, first, last, prev, local_ts)))
+                    return "depth"
         return self._slow_frame(raw, local_ts)
+
+    def _diff_from_out(self, sym: str, n: int, first: int, last: int, prev: int, local_ts: int) -> DepthDiff:
+        recs = self._out[:n]
+        is_bid = (recs["ev"] & BUY_EVENT) != 0
+        px, qty = recs["px"], recs["qty"]
+        bids = list(zip(px[is_bid].tolist(), qty[is_bid].tolist()))
+        asks = list(zip(px[~is_bid].tolist(), qty[~is_bid].tolist()))
+        exch_ts = int(recs["exch_ts"][0]) if n else 0
+        return DepthDiff(sym, first, last, prev, exch_ts, local_ts, bids, asks)
 
     def _slow_frame(self, data, local_ts: int) -> str | None:
         try:

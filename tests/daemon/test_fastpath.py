@@ -1,0 +1,88 @@
+"""The compiled depth path produces exactly the records of the orjson path, and hands anything
+unusual back to it."""
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.book import LevelBook
+from daemon.emulator.binance import BinanceEmulator
+from daemon.emulator.synth import SynthConfig
+from daemon.records import ASK_DEPTH, BID_DEPTH, to_batch
+from daemon.venues.binance_usdm.fastpath import (
+    APPLIED, CROSSED, NOT_HANDLED, PARSED, depth_frame, parse_depth,
+)
+from daemon.venues.binance_usdm.parse import parse_frame
+from shm.dtypes import event_dtype
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDING = Path(os.environ.get("HFTD_SHARED_DATA", REPO.parent / "shared" / "data")) / "binance-usdm" / "btcusdt_20240808.gz"
+
+
+def buffers(n=4096):
+    out = np.zeros(n, event_dtype)
+    return out, out.view(np.int64).reshape(-1, 8), out.view(np.float64).reshape(-1, 8)
+
+
+def reference(frame: bytes, local_ts: int) -> tuple[np.ndarray, tuple]:
+    _, _, d = parse_frame(frame, local_ts)
+    rows = [(BID_DEPTH, d.exch_ts, local_ts, p, q, 0, d.last_id, 0.0) for p, q in d.bids]
+    rows += [(ASK_DEPTH, d.exch_ts, local_ts, p, q, 0, d.last_id, 0.0) for p, q in d.asks]
+    return to_batch(rows), (d.first_id, d.last_id, d.prev_id)
+
+
+def check_same(frames):
+    out, oi, of = buffers()
+    for f in frames:
+        n, first, last, prev, s0, s1 = parse_depth(f, 77, oi, of)
+        exp, ids = reference(f, 77)
+        assert n == len(exp) and (first, last, prev) == ids
+        assert out[:n].tobytes() == exp.tobytes()  # bit-identical floats
+        assert f[s0:s1] == b"BTCUSDT"
+
+
+def test_synthetic_frames_bit_identical():
+    emu = BinanceEmulator(["BTCUSDT"], keep_history=False, synth=SynthConfig(changes=12, levels=60))
+    check_same([f'{{"stream":"btcusdt@depth@100ms","data":{d}}}'.encode() for d in emu.prebuild_depth("BTCUSDT", 500)])
+    check_same([d.encode() for d in emu.prebuild_depth("BTCUSDT", 100)])  # raw /ws frames
+
+
+@pytest.mark.skipif(not RECORDING.exists(), reason=f"sample data not found at {RECORDING}")
+def test_recorded_frames_bit_identical():
+    frames = []
+    with gzip.open(RECORDING, "rb") as fh:
+        for line in fh:
+            if b"depthUpdate" in line:
+                frames.append(line.partition(b" ")[2].rstrip(b"\n"))
+                if len(frames) == 1500:
+                    break
+    check_same(frames)
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"e":"trade","s":"BTCUSDT"}',
+    b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["1e3","1"]],"a":[]}',
+    b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["1.0","1"]],"a":[',
+    b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"b":[],"a":[]}',
+    b'{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["12345678901234567890","1"]],"a":[]}',
+])
+def test_unusual_frames_go_to_the_slow_path(frame):
+    _, oi, of = buffers()
+    assert parse_depth(frame, 1, oi, of)[0] == -1
+
+
+def test_depth_frame_statuses():
+    out, oi, of = buffers()
+    book = LevelBook()
+    hdr, data = np.zeros(64, np.int64), np.zeros((1, 8), np.int64)
+    f1 = b'{"e":"depthUpdate","E":1,"T":1,"s":"X","U":5,"u":7,"pu":4,"b":[["99.5","1"]],"a":[["100.5","2"]]}'
+    assert depth_frame(f1, 1, oi, of, -2, book.levels, book.counts, False, hdr, data, 0)[0] == PARSED
+    status, n, first, last, prev = depth_frame(f1, 1, oi, of, 4, book.levels, book.counts, False, hdr, data, 0)
+    assert (status, n, first, last, prev) == (APPLIED, 2, 5, 7, 4)
+    assert book.bid_levels() == {99.5: 1.0} and book.ask_levels() == {100.5: 2.0}
+    f2 = b'{"e":"depthUpdate","E":1,"T":1,"s":"X","U":8,"u":9,"pu":7,"b":[["101","1"]],"a":[]}'
+    assert depth_frame(f2, 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0)[0] == CROSSED
+    assert depth_frame(b"[]", 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0)[0] == NOT_HANDLED
