@@ -220,23 +220,32 @@ def _reader_main(conn, namespace: str) -> None:
     buf = new_event_buffer(1 << 16)
     conn.send("attached")
     records = 0
-    while not conn.poll():
+    last_read_ns = 0
+    while True:
+        if conn.poll():
+            cmd = conn.recv()
+            conn.send((records, reader.gaps, last_read_ns))
+            if cmd == "stop":
+                break
         if reader.wait(50_000_000):
-            records += reader.read(buf)
-    conn.recv()
-    conn.send((records, reader.gaps))
+            got = reader.read(buf)
+            if got:
+                records += got
+                last_read_ns = time.time_ns()
     reader.close()
 
 
 # -- the obvious pipeline ----------------------------------------------------------------------
 def _baseline_consumer(queue, done) -> None:
     n = 0
+    last_ns = 0
     while True:
         item = queue.get()
         if item is None:
             break
         n += 1
-    done.send(n)
+        last_ns = time.time_ns()
+    done.send((n, last_ns))
 
 
 def _baseline_main(conn, ws: str, queue) -> None:
@@ -277,6 +286,7 @@ def _baseline_main(conn, ws: str, queue) -> None:
                     last_ns = now
                     count += 1
                     lat.append(now - arrived)
+                queue.put(None)  # same producer as the events, so the consumer sees it last
                 conn.send((count, first_ns, last_ns, np.array(lat, np.int64), 0))
             await sock.close()
 
@@ -321,7 +331,11 @@ def run(args: argparse.Namespace) -> BenchResult:
         send_s = emu_conn.recv()
         our_conn.send(("collect", n))
         count, first_ns, last_ns, _, resyncs = our_conn.recv()
-        ours_rate = _rate(count, first_ns, last_ns)
+        time.sleep(0.2)
+        rd_conn.send("report")
+        _, _, last_read_ns = rd_conn.recv()
+        # pipeline rate: until the reader has the last record (a ring never waits for its readers)
+        ours_rate = _rate(count, first_ns, max(last_ns, last_read_ns))
         # latency at a steady rate
         emu_conn.send(("build", n_lat))
         emu_conn.recv()
@@ -332,7 +346,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         our_conn.send(("collect", n_lat))
         lat_count, _, _, lat_ns, resyncs2 = our_conn.recv()
         rd_conn.send("stop")
-        records, reader_gaps = rd_conn.recv()
+        records, reader_gaps, _ = rd_conn.recv()
         our_conn.send(("stop", None))
         our_conn.recv()
     finally:
@@ -366,11 +380,11 @@ def run(args: argparse.Namespace) -> BenchResult:
         emu_conn.send(("blast", None))
         emu_conn.recv()
         b_count, b_first, b_last, _, _ = base_conn.recv()
-        base_rate = _rate(b_count, b_first, b_last)
+        consumed, consumed_last_ns = done_conn.recv()
+        # pipeline rate: until the consumer has the last message (the queue buffers without bound)
+        base_rate = _rate(b_count, b_first, max(b_last, consumed_last_ns))
         base_conn.send(("stop", None))
         base_conn.recv()
-        queue.put(None)
-        consumed = done_conn.recv()
     finally:
         emu_conn.send(("stop", None))
         emu_conn.recv()
