@@ -26,7 +26,9 @@ def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
         raise DataError(f"{label}: wrong dtype {arr.dtype}, expected event_dtype")
     if not (arr.flags.c_contiguous and arr.flags.aligned):
         arr = np.ascontiguousarray(arr)
-    view = np.asarray(arr).view(np.ndarray)
+    # Re-view with our dtype object: a dtype read back from a file compares equal but is not
+    # flagged as an aligned struct, which numba would type (and compile) as a different record.
+    view = np.asarray(arr).view(np.ndarray).view(event_dtype)
     view.flags.writeable = False
     return view
 

@@ -131,55 +131,66 @@ def _regrid(bt, d, new_lb, new_ub):
 @njit(cache=True, error_model="numpy")
 def update_bid(bt, d, price, qty, tick_size, lot_size):
     """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
+    # Arrays are read from the struct once: each struct read costs a reference-count round trip.
     tick = to_tick(price, tick_size)
-    prev_best = bt.depth_i[d, BEST_BID]
-    if not ensure_tick(bt, d, tick):
-        return tick, prev_best, prev_best, 0.0, qty
-    lb = bt.depth_i[d, ROI_LB]
-    ub = bt.depth_i[d, ROI_UB]
+    di = bt.depth_i
+    prev_best = di[d, BEST_BID]
+    lb = di[d, ROI_LB]
+    ub = di[d, ROI_UB]
+    if tick < lb or tick > ub:
+        if not ensure_tick(bt, d, tick):
+            return tick, prev_best, prev_best, 0.0, qty
+        lb = di[d, ROI_LB]
+        ub = di[d, ROI_UB]
     qb = bt.bid_qty
     prev_qty = qb[d, tick - lb]
     qb[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
         if tick == prev_best:
-            best = _below(qb, d, prev_best, bt.depth_i[d, LOW_BID], lb, ub)
-            bt.depth_i[d, BEST_BID] = best
+            best = _below(qb, d, prev_best, di[d, LOW_BID], lb, ub)
+            di[d, BEST_BID] = best
             if best == INVALID_MIN:
-                bt.depth_i[d, LOW_BID] = INVALID_MAX
+                di[d, LOW_BID] = INVALID_MAX
     else:
         if tick > prev_best:
-            bt.depth_i[d, BEST_BID] = tick
-            if tick >= bt.depth_i[d, BEST_ASK]:
-                bt.depth_i[d, BEST_ASK] = _above(bt.ask_qty, d, tick, bt.depth_i[d, HIGH_ASK], lb, ub)
-        bt.depth_i[d, LOW_BID] = min(bt.depth_i[d, LOW_BID], tick)
-    return tick, prev_best, bt.depth_i[d, BEST_BID], prev_qty, qty
+            di[d, BEST_BID] = tick
+            if tick >= di[d, BEST_ASK]:
+                di[d, BEST_ASK] = _above(bt.ask_qty, d, tick, di[d, HIGH_ASK], lb, ub)
+        if tick < di[d, LOW_BID]:
+            di[d, LOW_BID] = tick
+    return tick, prev_best, di[d, BEST_BID], prev_qty, qty
 
 
 @njit(cache=True, error_model="numpy")
 def update_ask(bt, d, price, qty, tick_size, lot_size):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick(price, tick_size)
-    prev_best = bt.depth_i[d, BEST_ASK]
-    if not ensure_tick(bt, d, tick):
-        return tick, prev_best, prev_best, 0.0, qty
-    lb = bt.depth_i[d, ROI_LB]
-    ub = bt.depth_i[d, ROI_UB]
+    di = bt.depth_i
+    prev_best = di[d, BEST_ASK]
+    lb = di[d, ROI_LB]
+    ub = di[d, ROI_UB]
+    if tick < lb or tick > ub:
+        if not ensure_tick(bt, d, tick):
+            return tick, prev_best, prev_best, 0.0, qty
+        lb = di[d, ROI_LB]
+        ub = di[d, ROI_UB]
     qa = bt.ask_qty
     prev_qty = qa[d, tick - lb]
     qa[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
         if tick == prev_best:
-            best = _above(qa, d, prev_best, bt.depth_i[d, HIGH_ASK], lb, ub)
-            bt.depth_i[d, BEST_ASK] = best
+            best = _above(qa, d, prev_best, di[d, HIGH_ASK], lb, ub)
+            di[d, BEST_ASK] = best
             if best == INVALID_MAX:
-                bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+                di[d, HIGH_ASK] = INVALID_MIN
     else:
         if tick < prev_best:
-            bt.depth_i[d, BEST_ASK] = tick
-            if bt.depth_i[d, BEST_BID] >= tick:
-                bt.depth_i[d, BEST_BID] = _below(bt.bid_qty, d, tick, bt.depth_i[d, LOW_BID], lb, ub)
-        bt.depth_i[d, HIGH_ASK] = max(bt.depth_i[d, HIGH_ASK], tick)
-    return tick, prev_best, bt.depth_i[d, BEST_ASK], prev_qty, qty
+            di[d, BEST_ASK] = tick
+            if di[d, BEST_BID] >= tick:
+                di[d, BEST_BID] = _below(bt.bid_qty, d, tick, di[d, LOW_BID], lb, ub)
+        if tick > di[d, HIGH_ASK]:
+            di[d, HIGH_ASK] = tick
+    return tick, prev_best, di[d, BEST_ASK], prev_qty, qty
 
 
 @njit(cache=True, error_model="numpy")

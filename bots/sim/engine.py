@@ -68,23 +68,28 @@ def rows_of(bt, c):
 @njit(cache=True, error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
-    c = bt.cursor[a, col_chunk]
-    r = bt.cursor[a, col_row] + 1
+    cur = bt.cursor
+    c = cur[a, col_chunk]
+    r = cur[a, col_row] + 1
+    addr = bt.chunk_addr
+    length = bt.chunk_len
     last = bt.chunk_first[a] + bt.chunk_count[a]
     while c < last:
-        arr = rows_of(bt, c)
+        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         n = arr.shape[0]
         while r < n:
             if (int(arr[r].ev) & flag) != 0:
-                bt.cursor[a, col_chunk] = c
-                bt.cursor[a, col_row] = r
+                cur[a, col_chunk] = c
+                cur[a, col_row] = r
                 return arr[r].local_ts if use_local_ts else arr[r].exch_ts
             r += 1
         c += 1
         r = 0
+        cur[a, col_chunk] = c
+        cur[a, col_row] = -1
         _release_behind(bt, a)
-    bt.cursor[a, col_chunk] = last
-    bt.cursor[a, col_row] = 0
+    cur[a, col_chunk] = last
+    cur[a, col_row] = 0
     return I64_MAX
 
 
@@ -158,11 +163,13 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     Returns an ElapseResult (0-3) or an ErrorCode (10+).
     """
     result = RES_OK
+    evs = bt.evs
+    cur = bt.cursor
     for a in range(bt.n_assets):
-        bt.evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
-        bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+        evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
+        evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
     while True:
-        k, ts = _next(bt.evs)
+        k, ts = _next(evs)
         if ts == I64_MAX:
             return RES_END
         if ts > timestamp:
@@ -171,9 +178,9 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
         a = k >> 2
         kind = k & 3
         if kind == 0:
-            row = rows_of(bt, bt.cursor[a, C_LCHUNK])[bt.cursor[a, C_LROW]]
+            row = rows_of(bt, cur[a, C_LCHUNK])[cur[a, C_LROW]]
             lc.process_row(bt, a, row)
-            bt.evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
+            evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
             if wait_next_feed:
                 timestamp = ts
                 result = RES_FEED
@@ -183,24 +190,25 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
                 timestamp = ts
                 if wait_next_feed:
                     result = RES_RESP
-            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+            evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         elif kind == 2:
-            arr = rows_of(bt, bt.cursor[a, C_XCHUNK])
-            r = bt.cursor[a, C_XROW]
-            rc = ex.process_row(bt, a, int(arr[r].ev), arr[r].px, arr[r].qty, arr[r].exch_ts)
+            row = rows_of(bt, cur[a, C_XCHUNK])[cur[a, C_XROW]]
+            ev = int(row.ev)
+            rc = ex.process_row(bt, a, ev, row.px, row.qty, row.exch_ts)
             if rc != 0:
                 return rc
-            if (int(arr[r].ev) & LOCAL_EVENT) == 0 and (int(arr[r].ev) & 0xFF) == lc.FUNDING_EVENT:
+            if (ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT:
                 # A funding row only the exchange sees is still a payment on the account.
-                apply_funding(bt, a, arr[r].px, arr[r].fval)
-            bt.evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
-            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+                apply_funding(bt, a, row.px, row.fval)
+            evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
+            if bt.xalive[a] > 0 or evs[4 * a + 1] != I64_MAX or bt.bus_i[2 * a + od.TO_LOCAL, od.B_LEN] > 0:
+                evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         else:
             rc = exo.receive(bt, a, ts)
             if rc != 0:
                 return rc
-            bt.evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
-            bt.evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+            evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
+            evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
 
 
 @njit(cache=True, inline="always", error_model="numpy")

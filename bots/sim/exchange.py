@@ -61,15 +61,16 @@ def _count(bt, a, side, tick, delta):
         bt.xcnt_ask[d, tick - lb] += delta
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _has_orders_at(bt, a, side, tick):
     if bt.xalive[a] == 0:
         return False
     if bt.x_out[a] > 0:
         return True
     d = 2 * a + 1
-    lb = bt.depth_i[d, dp.ROI_LB]
-    if tick < lb or tick > bt.depth_i[d, dp.ROI_UB]:
+    di = bt.depth_i
+    lb = di[d, dp.ROI_LB]
+    if tick < lb or tick > di[d, dp.ROI_UB]:
         return False
     if side == BUY:
         return bt.xcnt_bid[d, tick - lb] > 0
@@ -226,14 +227,16 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
 @njit(cache=True, error_model="numpy")
 def process_row(bt, a, ev, px, qty, ts):
     """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
-    if bt.cnt[od.N_XDEAD] > 32 and bt.cnt[od.N_XDEAD] * 2 > bt.cnt[od.N_XORD]:
+    cnt = bt.cnt
+    if cnt[od.N_XDEAD] > 32 and cnt[od.N_XDEAD] * 2 > cnt[od.N_XORD]:
         od.xord_compact(bt)  # safe here: no scan over xord is in progress
     kind = ev & 0xFF
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
     d = 2 * a + 1
-    tick_size = bt.cfg_f[a, F_TICK]
-    lot = bt.cfg_f[a, F_LOT]
+    cf = bt.cfg_f
+    tick_size = cf[a, F_TICK]
+    lot = cf[a, F_LOT]
     if kind == 3:  # depth clear
         if buy:
             dp.clear(bt, d, 1, px, tick_size)

@@ -35,27 +35,28 @@ def process_row(bt, a, row):
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
     d = 2 * a
-    tick_size = bt.cfg_f[a, F_TICK]
-    if kind == 3:
+    cf = bt.cfg_f
+    if kind == 1 or kind == 4:
         if buy:
-            dp.clear(bt, d, 1, row.px, tick_size)
+            dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
         elif sell:
-            dp.clear(bt, d, -1, row.px, tick_size)
-        else:
-            dp.clear(bt, d, 0, row.px, tick_size)
-    elif kind == 1 or kind == 4:
-        if buy:
-            dp.update_bid(bt, d, row.px, row.qty, tick_size, bt.cfg_f[a, F_LOT])
-        elif sell:
-            dp.update_ask(bt, d, row.px, row.qty, tick_size, bt.cfg_f[a, F_LOT])
+            dp.update_ask(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
     elif kind == 2:
         if bt.cfg_i[a, I_TRADES_CAP] > 0:
             _push_trade(bt, a, row)
+    elif kind == 3:
+        if buy:
+            dp.clear(bt, d, 1, row.px, cf[a, F_TICK])
+        elif sell:
+            dp.clear(bt, d, -1, row.px, cf[a, F_TICK])
+        else:
+            dp.clear(bt, d, 0, row.px, cf[a, F_TICK])
     elif kind == FUNDING_EVENT:
         apply_funding(bt, a, row.px, row.fval)
-    bt.feed_lat[a, 0] = 1
-    bt.feed_lat[a, 1] = row.exch_ts
-    bt.feed_lat[a, 2] = row.local_ts
+    fl = bt.feed_lat
+    fl[a, 0] = 1
+    fl[a, 1] = row.exch_ts
+    fl[a, 2] = row.local_ts
 
 
 @njit(cache=True, error_model="numpy")
