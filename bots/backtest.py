@@ -16,7 +16,6 @@ import numpy as np
 from numba import from_dtype, njit, types
 from numba.core.extending import overload, overload_attribute, overload_method
 from numba.experimental import structref
-from numba.typed import List
 
 from bots.sim import depth as dp
 from bots.sim import engine as en
@@ -26,7 +25,7 @@ from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
 from shm.dtypes import event_dtype
 
-__all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type"]
+__all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "make_backtest"]
 
 _event_t = types.Array(from_dtype(event_dtype), 1, "C", readonly=True)
 _order_arr_t = types.Array(from_dtype(order_dtype), 1, "C")
@@ -43,7 +42,6 @@ BT_FIELD_TYPES = [
     ("evs", _i64_1),
     ("cfg_f", _f64_2),
     ("cfg_i", _i64_2),
-    ("chunks", types.ListType(_event_t)),
     ("chunk_first", _i64_1),
     ("chunk_count", _i64_1),
     ("chunk_released", _i64_1),
@@ -96,7 +94,6 @@ class Backtest(structref.StructRefProxy):
         return 0
 
 
-structref.define_constructor(Backtest, BacktestType, [n for n, _ in BT_FIELD_TYPES])
 structref.define_boxing(BacktestType, Backtest)
 bt_type = BacktestType(BT_FIELD_TYPES)
 
@@ -504,6 +501,88 @@ def _ol_goto_end(bt):
     return lambda bt: en.elapse(bt, en.I64_MAX)
 
 
-def new_chunk_list():
-    """An empty typed list of read-only event arrays (the struct's ``chunks`` field)."""
-    return List.empty_list(_event_t)
+_FIELD_NAMES = [n for n, _ in BT_FIELD_TYPES]
+
+
+@njit(cache=True)
+def new_backtest(
+    n_assets,
+    cur_ts,
+    started,
+    evs,
+    cfg_f,
+    cfg_i,
+    chunk_first,
+    chunk_count,
+    chunk_released,
+    chunk_mapped,
+    chunk_addr,
+    chunk_len,
+    cursor,
+    depth_i,
+    bid_qty,
+    ask_qty,
+    xcnt_bid,
+    xcnt_ask,
+    lord,
+    xord,
+    tmp,
+    cnt,
+    bus,
+    bus_i,
+    xalive,
+    x_out,
+    state,
+    trades,
+    n_trades,
+    feed_lat,
+    order_lat,
+    lat_rows,
+    lat_off,
+    lat_rn,
+):
+    """Allocate the struct (cached: structref.define_constructor's is recompiled in every process)."""
+    st = structref.new(bt_type)
+    st.n_assets = n_assets
+    st.cur_ts = cur_ts
+    st.started = started
+    st.evs = evs
+    st.cfg_f = cfg_f
+    st.cfg_i = cfg_i
+    st.chunk_first = chunk_first
+    st.chunk_count = chunk_count
+    st.chunk_released = chunk_released
+    st.chunk_mapped = chunk_mapped
+    st.chunk_addr = chunk_addr
+    st.chunk_len = chunk_len
+    st.cursor = cursor
+    st.depth_i = depth_i
+    st.bid_qty = bid_qty
+    st.ask_qty = ask_qty
+    st.xcnt_bid = xcnt_bid
+    st.xcnt_ask = xcnt_ask
+    st.lord = lord
+    st.xord = xord
+    st.tmp = tmp
+    st.cnt = cnt
+    st.bus = bus
+    st.bus_i = bus_i
+    st.xalive = xalive
+    st.x_out = x_out
+    st.state = state
+    st.trades = trades
+    st.n_trades = n_trades
+    st.feed_lat = feed_lat
+    st.order_lat = order_lat
+    st.lat_rows = lat_rows
+    st.lat_off = lat_off
+    st.lat_rn = lat_rn
+    return st
+
+
+def make_backtest(chunks: list, **fields) -> Backtest:
+    """Build the struct from named fields; ``chunks`` (the event arrays) stay alive with it."""
+    bt = new_backtest(*[fields[n] for n in _FIELD_NAMES])
+    # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
+    bt._chunks = chunks
+    return bt

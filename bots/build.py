@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from bots.asset import BacktestAsset
-from bots.backtest import Backtest, new_chunk_list
+from bots.backtest import Backtest, make_backtest
 from bots.data.io import load_events, open_events_mmap
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
@@ -50,7 +50,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     n = len(assets)
     cfg_f = np.zeros((n, N_CFG), np.float64)
     cfg_i = np.zeros((n, N_CFG), np.int64)
-    chunks = new_chunk_list()
+    chunks: list[np.ndarray] = []
     chunk_first = np.zeros(n, np.int64)
     chunk_count = np.zeros(n, np.int64)
     mapped: list[int] = []
@@ -99,42 +99,42 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
             depth_i[d, dp.ROI_UB] = ub
             depth_i[d, dp.GROWABLE] = 0 if roi else 1
     trades_cap = max([max(1, a._trades_cap) for a in assets])
-    bt = Backtest(
-        n,                                   # n_assets
-        np.int64(2**63 - 1),                 # cur_ts
-        0,                                   # started
-        np.full(4 * n, 2**63 - 1, np.int64),  # evs
-        cfg_f,
-        cfg_i,
+    bt = make_backtest(
         chunks,
-        chunk_first,
-        chunk_count,
-        np.zeros(max(len(chunks), 1), np.int64),
-        np.array(mapped + [0], np.int64),
-        np.array([c.ctypes.data for c in chunks] + [0], np.int64),
-        np.array([len(c) for c in chunks] + [0], np.int64),
-        np.zeros((n, 4), np.int64),
-        depth_i,
-        np.zeros((2 * n, width), np.float64),
-        np.zeros((2 * n, width), np.float64),
-        np.zeros((2 * n, width), np.int32),
-        np.zeros((2 * n, width), np.int32),
-        np.zeros(ORDER_CAPACITY, order_dtype),
-        np.zeros(ORDER_CAPACITY, order_dtype),
-        np.zeros(1, order_dtype),
-        np.zeros(4, np.int64),
-        np.zeros((2 * n, BUS_CAPACITY), order_dtype),
-        np.zeros((2 * n, 3), np.int64),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
-        np.zeros(n, state_values_dtype),
-        np.zeros((n, trades_cap), event_dtype),
-        np.zeros(n, np.int64),
-        np.zeros((n, 3), np.int64),
-        np.zeros((n, 4), np.int64),
-        np.ascontiguousarray(np.concatenate(lat_parts).astype(np.int64)),
-        lat_off,
-        np.zeros((n, 2), np.int64),
+        n_assets=n,
+        cur_ts=np.int64(2**63 - 1),
+        started=0,
+        evs=np.full(4 * n, 2**63 - 1, np.int64),
+        cfg_f=cfg_f,
+        cfg_i=cfg_i,
+        chunk_first=chunk_first,
+        chunk_count=chunk_count,
+        chunk_released=np.zeros(max(len(chunks), 1), np.int64),
+        chunk_mapped=np.array(mapped + [0], np.int64),
+        chunk_addr=np.array([c.ctypes.data for c in chunks] + [0], np.int64),
+        chunk_len=np.array([len(c) for c in chunks] + [0], np.int64),
+        cursor=np.zeros((n, 4), np.int64),
+        depth_i=depth_i,
+        bid_qty=np.zeros((2 * n, width), np.float64),
+        ask_qty=np.zeros((2 * n, width), np.float64),
+        xcnt_bid=np.zeros((2 * n, width), np.int32),
+        xcnt_ask=np.zeros((2 * n, width), np.int32),
+        lord=np.zeros(ORDER_CAPACITY, order_dtype),
+        xord=np.zeros(ORDER_CAPACITY, order_dtype),
+        tmp=np.zeros(1, order_dtype),
+        cnt=np.zeros(4, np.int64),
+        bus=np.zeros((2 * n, BUS_CAPACITY), order_dtype),
+        bus_i=np.zeros((2 * n, 3), np.int64),
+        xalive=np.zeros(n, np.int64),
+        x_out=np.zeros(n, np.int64),
+        state=np.zeros(n, state_values_dtype),
+        trades=np.zeros((n, trades_cap), event_dtype),
+        n_trades=np.zeros(n, np.int64),
+        feed_lat=np.zeros((n, 3), np.int64),
+        order_lat=np.zeros((n, 4), np.int64),
+        lat_rows=np.ascontiguousarray(np.concatenate(lat_parts).astype(np.int64)),
+        lat_off=lat_off,
+        lat_rn=np.zeros((n, 2), np.int64),
     )
     for a, asset in enumerate(assets):
         if asset._latency_kind == 1:

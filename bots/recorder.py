@@ -8,7 +8,7 @@ its capacity instead of a bare ``IndexError``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import from_dtype, njit, types
 from numba.core.extending import overload_method
 from numba.experimental import structref
 
@@ -38,8 +38,18 @@ class _RecorderHandle(structref.StructRefProxy):
         return _count(self)
 
 
-structref.define_constructor(_RecorderHandle, RecorderType, ["records", "n"])
 structref.define_boxing(RecorderType, _RecorderHandle)
+recorder_type = RecorderType([("records", types.Array(from_dtype(record_dtype), 2, "C")),
+                              ("n", types.Array(types.int64, 1, "C"))])
+
+
+@njit(cache=True)
+def _new_recorder(records, n):
+    # cached (structref.define_constructor's constructor is compiled again in every process)
+    r = structref.new(recorder_type)
+    r.records = records
+    r.n = n
+    return r
 
 
 @njit(cache=True)
@@ -86,7 +96,7 @@ class Recorder:
     def __init__(self, num_assets: int, record_size: int):
         if int(num_assets) <= 0 or int(record_size) <= 0:
             raise BotsError(f"Recorder(num_assets={num_assets}, record_size={record_size}): both must be > 0")
-        self._handle = _RecorderHandle(
+        self._handle = _new_recorder(
             np.zeros((int(record_size), int(num_assets)), record_dtype), np.zeros(1, np.int64)
         )
 

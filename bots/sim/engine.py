@@ -6,7 +6,7 @@ local timeline (``local_ts`` of the next ``LOCAL_EVENT`` row), 1 an order respon
 reaching the exchange.  The earliest wins; ties go to the lower index (asset, then kind), as in
 hftbacktest, which is what makes fills identical.
 
-Data rows come from ``bt.chunks`` (one array per file, memory-mapped where possible); each asset
+Data rows come from the chunks (one array per file, memory-mapped where possible); each asset
 has two cursors, local and exchange, since the exchange timeline runs ahead by the feed latency.
 Files wholly behind both cursors are released from RSS (``madvise(MADV_DONTNEED)`` on their pages)
 so a long run keeps about two files resident.
@@ -60,7 +60,7 @@ def _as_voidptr(typingctx, addr):
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
-    ``bt.chunks`` keeps every chunk alive for the life of the backtest, so the address is valid.
+    The Python proxy keeps every chunk alive for the life of the backtest, so the address is valid.
     """
     return carray(_as_voidptr(bt.chunk_addr[c]), bt.chunk_len[c], _EVENT_DTYPE)
 
@@ -100,7 +100,7 @@ def _release_behind(bt, a):
     for c in range(bt.chunk_first[a], done):
         if bt.chunk_released[c] == 0:
             bt.chunk_released[c] = 1
-            arr = bt.chunks[c]
+            arr = rows_of(bt, c)
             if bt.chunk_mapped[c] != 0 and arr.shape[0] > 0:
                 _madvise_dontneed(arr)
 
