@@ -14,15 +14,20 @@ import time
 from collections import deque
 
 import aiohttp
+import numpy as np
 import orjson
 
 from daemon import ProtocolError
 from daemon.config import VenueConfig
 from daemon.publish import Publisher
 from daemon.records import to_batch
+from daemon.venues.bybit_linear.fastpath import APPLIED, CROSSED, PUBLISHED, delta_frame
 from daemon.venues.bybit_linear.parse import parse_frame
 from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync
 from daemon.wsgroup import Link, StreamGroup
+from shm.dtypes import event_dtype
+
+LIVE = BookState.LIVE
 
 __all__ = ["BybitMarketData"]
 
@@ -115,6 +120,17 @@ class BybitMarketData:
         self._recent_trade_set = {sym: set() for sym in cfg.symbols}
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
+        self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
+        self._out_i = self._out.view(np.int64).reshape(-1, 8)
+        self._out_f = self._out.view(np.float64).reshape(-1, 8)
+        self._no_hdr = np.zeros(64, np.int64)       # stand-ins when the publisher is not a ring
+        self._no_data = np.zeros((1, 8), np.int64)
+        self._topic_key = {sym: f'"topic":"{t}"'.encode() for sym, t in self.book_topic.items()}
+        #: symbol -> (hdr, data, gate_timeout_ns, observer) for publishers that are real rings
+        self._fast: dict[str, tuple] = {}
+        for sym, pub in publishers.items():
+            if hasattr(pub, "fast_arrays"):
+                self._fast[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
         self.hooks = _Hooks(self)
         self.group = StreamGroup(f"{VENUE}{cfg.ws_path}", cfg, self.hooks, http, self.log, heartbeat_s=None)
         self.groups = [self.group]
@@ -153,7 +169,40 @@ class BybitMarketData:
 
     # -- frames ---------------------------------------------------------------------------------
     def handle_frame(self, link: Link, data, local_ts: int) -> str | None:
-        """Parse and apply one frame; returns its kind (None for a bad frame)."""
+        """Parse and apply one frame; returns its kind (None for a bad frame).
+
+        Hot path: a live book's next ``delta`` is parsed, applied and published by one compiled
+        call; everything else (snapshots, gaps, trades, replies) goes through orjson and ``sync``.
+        """
+        raw = data.encode() if type(data) is str else data
+        if raw.find(b'"type":"delta"', 0, 120) >= 0:
+            i = raw.find(b'"s":"')
+            sync = self.syncs.get(raw[i + 5 : raw.find(b'"', i + 5)].decode()) if i >= 0 else None
+            if sync is not None and raw.find(self._topic_key[sync.symbol], 0, 120) >= 0:
+                sym = sync.symbol
+                book = sync.book
+                last_u = sync.last_id if sync.state is LIVE else -2
+                fast = self._fast.get(sym)
+                hdr, ring_data, gate_ns = (fast[0], fast[1], fast[2]) if fast else (self._no_hdr, self._no_data, 0)
+                status, n, uid = delta_frame(raw, local_ts, self._out_i, self._out_f, last_u, book.levels,
+                                             book.counts, fast is not None, hdr, ring_data, gate_ns)
+                if status == PUBLISHED or status == APPLIED:
+                    sync.last_id = uid
+                    if status == APPLIED:
+                        self.publishers[sym].publish(self._out[:n])
+                    elif fast[3] is not None:
+                        fast[3](local_ts)
+                    return "book"
+                if status == CROSSED:  # never published; withdraw the book and resubscribe
+                    rows: list = []
+                    sync.crossed(rows, uid)
+                    self.publishers[sym].publish(to_batch(rows))
+                    self._flush_log(sync)
+                    asyncio.get_running_loop().create_task(self._resubscribe(sym))
+                    return "book"
+        return self._slow_frame(link, raw, local_ts)
+
+    def _slow_frame(self, link: Link, data, local_ts: int) -> str | None:
         try:
             item = parse_frame(data, local_ts)
         except ProtocolError as exc:

@@ -63,8 +63,10 @@ class BybitBookSync:
         uid = msg.update_id
         last = self.last_id
         if uid == last + 1:
-            if self._apply(msg, out, BID_DEPTH, ASK_DEPTH):
+            rows: list = []
+            if self._apply(msg, rows, BID_DEPTH, ASK_DEPTH):  # crossing rows are never published
                 return self._lose_sync(out, msg, f"{self.symbol}: book crossed after u={uid}; resubscribing")
+            out.extend(rows)
             return Action.NONE
         if uid == last:
             self.duplicates += 1
@@ -72,6 +74,13 @@ class BybitBookSync:
             return Action.NONE
         what = "jumped" if uid > last else "went backwards"
         return self._lose_sync(out, msg, f"{self.symbol}: u {what} ({last} -> {uid}); resubscribing")
+
+    def crossed(self, out: list, uid: int) -> None:
+        """The compiled path found the book crossed after ``uid`` (rows not published): withdraw it."""
+        self.resyncs += 1
+        self._invalidate(out, 0, 0)
+        self.state = BookState.WAIT_SNAPSHOT
+        self.log.append(f"{self.symbol}: book crossed after u={uid}; resubscribing")
 
     def on_disconnect(self, out: list, reason: str) -> None:
         if self.state is BookState.FAILED:
