@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Publisher", "ListPublisher", "RingPublisher", "ring_segment_name"]
+__all__ = ["Publisher", "ListPublisher", "RingPublisher", "ring_segment_name", "FastTargets"]
 
 
 def ring_segment_name(venue: str, symbol: str) -> str:
@@ -86,3 +86,22 @@ class RingPublisher:
         # Marked closed but left in place: readers see the producer gone, and the next daemon
         # replaces it with generation + 1 (cleanup happens at start, never at stop).
         self._writer.close(unlink=False)
+
+
+class FastTargets:
+    """What the compiled hot paths need per symbol: a reusable record buffer (as int64/float64
+    views) and, for publishers that are real rings, ``(hdr, data, gate_timeout_ns, observer)``.
+    Other publishers (tests) get the applied rows back and publish them through ``publish``."""
+
+    def __init__(self, publishers: dict[str, Publisher], capacity: int = 1 << 14) -> None:
+        from shm.dtypes import event_dtype
+
+        self.out = np.zeros(capacity, event_dtype)
+        self.out_i = self.out.view(np.int64).reshape(-1, 8)
+        self.out_f = self.out.view(np.float64).reshape(-1, 8)
+        self.rings: dict[str, tuple] = {}
+        for sym, pub in publishers.items():
+            if hasattr(pub, "fast_arrays"):
+                self.rings[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
+        #: stand-ins passed when the publisher is not a ring (the kernel then does not publish)
+        self.no_ring = (np.zeros(64, np.int64), np.zeros((1, 8), np.int64), 0, None)

@@ -20,12 +20,12 @@ import orjson
 from daemon import ProtocolError
 from daemon.backoff import Backoff
 from daemon.config import VenueConfig
-from daemon.publish import Publisher
+from daemon.publish import FastTargets, Publisher
 from daemon.records import to_batch
 from daemon.venues.binance_usdm.fastpath import APPLIED, CROSSED, PARSED, PUBLISHED, depth_frame
 from daemon.venues.binance_usdm.parse import DepthDiff, parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
-from shm.dtypes import BUY_EVENT, event_dtype
+from shm.dtypes import BUY_EVENT
 
 LIVE = BookState.LIVE
 from daemon.wsgroup import Link, StreamGroup
@@ -171,16 +171,7 @@ class BinanceMarketData:
         self._last_bbo_id = dict.fromkeys(cfg.symbols, -1)
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
-        self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
-        self._out_i = self._out.view(np.int64).reshape(-1, 8)
-        self._out_f = self._out.view(np.float64).reshape(-1, 8)
-        self._no_hdr = np.zeros(64, np.int64)       # stand-ins when the publisher is not a ring
-        self._no_data = np.zeros((1, 8), np.int64)
-        #: symbol -> (hdr, data, gate_timeout_ns, observer) for publishers that are real rings
-        self._fast: dict[str, tuple] = {}
-        for sym, pub in publishers.items():
-            if hasattr(pub, "fast_arrays"):
-                self._fast[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
+        self.fast = FastTargets(publishers)
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -259,15 +250,15 @@ class BinanceMarketData:
                 sym = sync.symbol
                 book = sync.book
                 last_id = sync.last_id if sync.state is LIVE else -2
-                fast = self._fast.get(sym)
+                fast = self.fast.rings.get(sym)
                 if fast is not None:  # a real ring: parse, apply and publish in one compiled call
                     status, n, first, last, prev = depth_frame(
-                        raw, local_ts, self._out_i, self._out_f, last_id, book.levels, book.counts,
+                        raw, local_ts, self.fast.out_i, self.fast.out_f, last_id, book.levels, book.counts,
                         True, fast[0], fast[1], fast[2])
                 else:
                     status, n, first, last, prev = depth_frame(
-                        raw, local_ts, self._out_i, self._out_f, last_id, book.levels, book.counts,
-                        False, self._no_hdr, self._no_data, 0)
+                        raw, local_ts, self.fast.out_i, self.fast.out_f, last_id, book.levels, book.counts,
+                        False, self.fast.no_ring[0], self.fast.no_ring[1], 0)
                 if status == PUBLISHED:
                     sync.last_id = last
                     if fast[3] is not None:
@@ -275,7 +266,7 @@ class BinanceMarketData:
                     return "depth"
                 if status == APPLIED:
                     sync.last_id = last
-                    self.publishers[sym].publish(self._out[:n])
+                    self.publishers[sym].publish(self.fast.out[:n])
                     return "depth"
                 if status == CROSSED:  # those rows never reached the ring; withdraw the book instead
                     rows: list = []
@@ -289,7 +280,7 @@ class BinanceMarketData:
         return self._slow_frame(raw, local_ts)
 
     def _diff_from_out(self, sym: str, n: int, first: int, last: int, prev: int, local_ts: int) -> DepthDiff:
-        recs = self._out[:n]
+        recs = self.fast.out[:n]
         is_bid = (recs["ev"] & BUY_EVENT) != 0
         px, qty = recs["px"], recs["qty"]
         bids = list(zip(px[is_bid].tolist(), qty[is_bid].tolist()))

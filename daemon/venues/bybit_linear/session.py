@@ -19,13 +19,12 @@ import orjson
 
 from daemon import ProtocolError
 from daemon.config import VenueConfig
-from daemon.publish import Publisher
+from daemon.publish import FastTargets, Publisher
 from daemon.records import to_batch
 from daemon.venues.bybit_linear.fastpath import APPLIED, CROSSED, PUBLISHED, delta_frame
 from daemon.venues.bybit_linear.parse import parse_frame
 from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync
 from daemon.wsgroup import Link, StreamGroup
-from shm.dtypes import event_dtype
 
 LIVE = BookState.LIVE
 
@@ -120,17 +119,8 @@ class BybitMarketData:
         self._recent_trade_set = {sym: set() for sym in cfg.symbols}
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
-        self._out = np.zeros(1 << 14, event_dtype)  # the fast path's records (reused per frame)
-        self._out_i = self._out.view(np.int64).reshape(-1, 8)
-        self._out_f = self._out.view(np.float64).reshape(-1, 8)
-        self._no_hdr = np.zeros(64, np.int64)       # stand-ins when the publisher is not a ring
-        self._no_data = np.zeros((1, 8), np.int64)
+        self.fast = FastTargets(publishers)
         self._topic_key = {sym: f'"topic":"{t}"'.encode() for sym, t in self.book_topic.items()}
-        #: symbol -> (hdr, data, gate_timeout_ns, observer) for publishers that are real rings
-        self._fast: dict[str, tuple] = {}
-        for sym, pub in publishers.items():
-            if hasattr(pub, "fast_arrays"):
-                self._fast[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
         self.hooks = _Hooks(self)
         self.group = StreamGroup(f"{VENUE}{cfg.ws_path}", cfg, self.hooks, http, self.log, heartbeat_s=None)
         self.groups = [self.group]
@@ -182,14 +172,14 @@ class BybitMarketData:
                 sym = sync.symbol
                 book = sync.book
                 last_u = sync.last_id if sync.state is LIVE else -2
-                fast = self._fast.get(sym)
-                hdr, ring_data, gate_ns = (fast[0], fast[1], fast[2]) if fast else (self._no_hdr, self._no_data, 0)
-                status, n, uid = delta_frame(raw, local_ts, self._out_i, self._out_f, last_u, book.levels,
+                fast = self.fast.rings.get(sym)
+                hdr, ring_data, gate_ns = (fast[0], fast[1], fast[2]) if fast else (self.fast.no_ring[0], self.fast.no_ring[1], 0)
+                status, n, uid = delta_frame(raw, local_ts, self.fast.out_i, self.fast.out_f, last_u, book.levels,
                                              book.counts, fast is not None, hdr, ring_data, gate_ns)
                 if status == PUBLISHED or status == APPLIED:
                     sync.last_id = uid
                     if status == APPLIED:
-                        self.publishers[sym].publish(self._out[:n])
+                        self.publishers[sym].publish(self.fast.out[:n])
                     elif fast[3] is not None:
                         fast[3](local_ts)
                     return "book"
