@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=5_000.0, help="messages/s for the latency run")
     parser.add_argument("--latency-messages", type=int, default=10_000, help="messages in the latency run")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
+    parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
 
 
 # -- websocket framing (server -> client frames are not masked, RFC 6455 5.2) ------------------
@@ -51,16 +52,32 @@ def ws_text_frame(payload: bytes) -> bytes:
 
 
 # -- the emulator process ----------------------------------------------------------------------
-def _emulator_main(conn, changes: int) -> None:
+def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
     import uvloop
 
     from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.bybit import BybitEmulator
     from daemon.emulator.synth import SynthConfig
 
+    def targets(emu):
+        """(transport, frames-builder) of the one connection that gets the symbol's book."""
+        if venue == "binance-usdm":
+            subs = emu.depth_subscribers(SYMBOL)
+            assert len(subs) == 1, f"expected one depth subscriber, found {len(subs)}"
+            stream = subs[0][1]
+            return subs[0][0].transport, lambda n: [f'{{"stream":"{stream}","data":{d}}}'
+                                                    for d in emu.prebuild_depth(SYMBOL, n)]
+        subs = emu.book_subscribers(SYMBOL)
+        assert len(subs) == 1, f"expected one book subscriber, found {len(subs)}"
+        return subs[0].transport, lambda n: emu.prebuild_deltas(SYMBOL, n)
+
     async def serve() -> None:
-        synth = SynthConfig(changes=changes, levels=60, move_prob=0.02)
-        emu = await BinanceEmulator([SYMBOL], keep_history=False, trades=False, book_ticker=False,
-                                    synth=synth).start()
+        synth = SynthConfig(changes=changes, levels=40 if venue == "bybit-linear" else 60, move_prob=0.02)
+        if venue == "binance-usdm":
+            emu = await BinanceEmulator([SYMBOL], keep_history=False, trades=False, book_ticker=False,
+                                        synth=synth).start()
+        else:
+            emu = await BybitEmulator([SYMBOL], keep_history=False, trades=False, synth=synth).start()
         conn.send((emu.rest_url, emu.ws_url))
         loop = asyncio.get_running_loop()
         frames: list[bytes] = []
@@ -74,14 +91,11 @@ def _emulator_main(conn, changes: int) -> None:
                     await asyncio.sleep(0.01)
                 conn.send("ok")
             elif cmd == "build":
-                subs = emu.depth_subscribers(SYMBOL)
-                assert len(subs) == 1, f"expected one depth subscriber, found {len(subs)}"
-                stream = subs[0][1]
-                frames = [ws_text_frame(f'{{"stream":"{stream}","data":{d}}}'.encode())
-                          for d in emu.prebuild_depth(SYMBOL, arg)]
+                transport, build = targets(emu)
+                frames = [ws_text_frame(f.encode()) for f in build(arg)]
                 conn.send("built")
             elif cmd == "blast":
-                transport = emu.depth_subscribers(SYMBOL)[0][0].transport
+                transport, _ = targets(emu)
                 t0 = time.perf_counter()
                 chunk = 256
                 for i in range(0, len(frames), chunk):
@@ -90,7 +104,7 @@ def _emulator_main(conn, changes: int) -> None:
                         await asyncio.sleep(0.0005)
                 conn.send(time.perf_counter() - t0)
             elif cmd == "paced":
-                transport = emu.depth_subscribers(SYMBOL)[0][0].transport
+                transport, _ = targets(emu)
                 period = 1.0 / arg
                 t0 = time.perf_counter()
                 for i, frame in enumerate(frames):
@@ -158,21 +172,21 @@ class TimingPublisher:
         self.inner.close()
 
 
-def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int) -> None:
+def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: str = "binance-usdm") -> None:
     os.environ["HFTD_SHM_NAMESPACE"] = namespace
     import aiohttp
     import uvloop
 
     from daemon.config import VenueConfig
     from daemon.publish import RingPublisher, ring_segment_name
-    from daemon.venues.binance_usdm.session import BinanceMarketData
+    from daemon.app import make_session
 
     async def run() -> None:
-        cfg = VenueConfig.from_mapping({"name": "binance-usdm", "rest_url": rest, "ws_url": ws, "symbols": [SYMBOL],
+        cfg = VenueConfig.from_mapping({"name": venue, "rest_url": rest, "ws_url": ws, "symbols": [SYMBOL],
                                         "trade_stream": "", "book_ticker": False, "silence_alarm_s": 60.0})
-        pub = TimingPublisher(RingPublisher(ring_segment_name("binance-usdm", SYMBOL), capacity=1 << 16), capacity)
+        pub = TimingPublisher(RingPublisher(ring_segment_name(venue, SYMBOL), capacity=1 << 16), capacity)
         async with aiohttp.ClientSession() as http:
-            md = BinanceMarketData(cfg, {SYMBOL: pub}, http)
+            md = make_session(cfg, {SYMBOL: pub}, http)
             task = asyncio.create_task(md.run())
             conn.send("connected")
             while not md.all_live():
@@ -202,12 +216,12 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int) -> None:
         runner.run(run())
 
 
-def _reader_main(conn, namespace: str) -> None:
+def _reader_main(conn, namespace: str, venue: str = "binance-usdm") -> None:
     os.environ["HFTD_SHM_NAMESPACE"] = namespace
     from daemon.publish import ring_segment_name
     from shm import RingReader, new_event_buffer
 
-    name = ring_segment_name("binance-usdm", SYMBOL)
+    name = ring_segment_name(venue, SYMBOL)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -299,30 +313,29 @@ def _rate(count: int, first_ns: int, last_ns: int) -> float:
     return (count - 1) / ((last_ns - first_ns) / 1e9) if count > 1 and last_ns > first_ns else 0.0
 
 
-def run(args: argparse.Namespace) -> BenchResult:
-    ctx = mp.get_context("spawn")
+def _measure_ours(ctx, venue: str, args: argparse.Namespace) -> dict:
+    """Throughput (blast) and latency (paced) of one venue session writing into its ring."""
     namespace = "bench" + uuid.uuid4().hex[:8]
-    result = BenchResult(name="daemon")
     n, n_lat = args.messages, args.latency_messages
-
-    # ours: emulator -> daemon session -> ring -> reader
     emu_conn, emu_child = ctx.Pipe()
-    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes), daemon=True)
+    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes, venue), daemon=True)
     emu.start()
     rest, ws = emu_conn.recv()
     our_conn, our_child = ctx.Pipe()
-    ours = ctx.Process(target=_ours_main, args=(our_child, rest, ws, namespace, max(n, n_lat) + 16), daemon=True)
+    ours = ctx.Process(target=_ours_main, args=(our_child, rest, ws, namespace, max(n, n_lat) + 16, venue),
+                       daemon=True)
     ours.start()
-    assert our_conn.recv() == "connected"
-    emu_conn.send(("warm", 1))
-    assert emu_conn.recv() == "ok"
-    assert our_conn.recv() == "live"
-    rd_conn, rd_child = ctx.Pipe()
-    reader = ctx.Process(target=_reader_main, args=(rd_child, namespace), daemon=True)
-    reader.start()
-    assert rd_conn.recv() == "attached"
+    reader = None
     try:
-        # throughput
+        assert our_conn.recv() == "connected"
+        emu_conn.send(("warm", 1))
+        assert emu_conn.recv() == "ok"
+        assert our_conn.recv() == "live"
+        rd_conn, rd_child = ctx.Pipe()
+        reader = ctx.Process(target=_reader_main, args=(rd_child, namespace, venue), daemon=True)
+        reader.start()
+        assert rd_conn.recv() == "attached"
+        # throughput: the emulator writes pre-built frames as fast as the socket takes them
         emu_conn.send(("build", n))
         emu_conn.recv()
         our_conn.send(("arm", None))
@@ -335,7 +348,7 @@ def run(args: argparse.Namespace) -> BenchResult:
         rd_conn.send("report")
         _, _, last_read_ns = rd_conn.recv()
         # pipeline rate: until the reader has the last record (a ring never waits for its readers)
-        ours_rate = _rate(count, first_ns, max(last_ns, last_read_ns))
+        rate = _rate(count, first_ns, max(last_ns, last_read_ns))
         # latency at a steady rate
         emu_conn.send(("build", n_lat))
         emu_conn.recv()
@@ -353,10 +366,27 @@ def run(args: argparse.Namespace) -> BenchResult:
         emu_conn.send(("stop", None))
         emu_conn.recv()
         for p in (ours, reader, emu):
+            if p is None:
+                continue
             p.join(10)
             if p.is_alive():
                 p.terminate()
         _cleanup(namespace)
+    lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
+    return {
+        "rate": rate, "count": count, "send_s": send_s, "paced_s": paced_s, "lat_count": lat_count,
+        "p50": float(np.percentile(lat_us, 50)), "p99": float(np.percentile(lat_us, 99)),
+        "p999": float(np.percentile(lat_us, 99.9)), "records": records, "reader_gaps": reader_gaps,
+        "resyncs": resyncs + resyncs2,
+    }
+
+
+def run(args: argparse.Namespace) -> BenchResult:
+    ctx = mp.get_context("spawn")
+    result = BenchResult(name="daemon")
+    n = args.messages
+    venues = [v.strip() for v in args.venues.split(",") if v.strip()]
+    measured = {venue: _measure_ours(ctx, venue, args) for venue in venues}
 
     # the obvious pipeline on the same kind of frames
     emu_conn, emu_child = ctx.Pipe()
@@ -393,27 +423,31 @@ def run(args: argparse.Namespace) -> BenchResult:
             if p.is_alive():
                 p.terminate()
 
-    lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
-    p50, p99, p999 = (float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
-    result.metrics.update({
-        "depth_msgs_per_s": ours_rate,
-        "frame_to_ring_p50_us": p50,
-        "frame_to_ring_p99_us": p99,
-        "frame_to_ring_p999_us": p999,
-        "baseline_depth_msgs_per_s": base_rate,
-        "vs_baseline": ours_rate / base_rate if base_rate else 0.0,
-    })
-    result.rows = [
-        ("hftd daemon -> shm ring", {"msgs/s": ours_rate, "p50 us": p50, "p99 us": p99, "p99.9 us": p999,
-                                     "messages": count}),
-        ("json+dict+mp.Queue", {"msgs/s": base_rate, "messages": b_count}),
-    ]
+    for venue, m in measured.items():
+        prefix = "" if venue == "binance-usdm" else venue.split("-")[0] + "_"
+        result.metrics.update({
+            f"{prefix}depth_msgs_per_s": m["rate"],
+            f"{prefix}frame_to_ring_p50_us": m["p50"],
+            f"{prefix}frame_to_ring_p99_us": m["p99"],
+            f"{prefix}frame_to_ring_p999_us": m["p999"],
+        })
+        result.rows.append((f"{venue} -> shm ring", {"msgs/s": m["rate"], "p50 us": m["p50"], "p99 us": m["p99"],
+                                                     "p99.9 us": m["p999"], "messages": m["count"]}))
+        result.notes += [
+            f"{venue}: emulator wrote {m['count']} frames in {m['send_s']:.2f} s; latency run {m['lat_count']} "
+            f"messages at {args.rate:.0f}/s over {m['paced_s']:.2f} s; ring reader saw {m['records']} records, "
+            f"lapped {m['reader_gaps']} times; resyncs {m['resyncs']}",
+        ]
+    if base_rate:
+        result.metrics["baseline_depth_msgs_per_s"] = base_rate
+        ours = measured.get("binance-usdm", next(iter(measured.values())))["rate"]
+        result.metrics["vs_baseline"] = ours / base_rate
+        result.rows.append(("json+dict+mp.Queue (Binance)", {"msgs/s": base_rate, "messages": b_count}))
+        result.notes.append(f"baseline consumer received {consumed} queue items")
     result.notes += [
-        f"{args.changes} level changes per depth message; emulator wrote {n} frames in {send_s:.2f} s",
-        f"latency run: {lat_count} messages at {args.rate:.0f}/s over {paced_s:.2f} s",
-        f"ring reader saw {records} records, lapped {reader_gaps} times; resyncs {resyncs + resyncs2}",
-        f"baseline consumer received {consumed} queue items",
+        f"{args.changes} level changes per depth message",
         "latency = end of ring publication - the session's arrival stamp (taken when aiohttp hands over the frame)",
+        "rates are pipeline rates: until the ring reader (ours) or the queue consumer (baseline) has the last message",
     ]
     return result
 

@@ -281,6 +281,16 @@ class BybitEmulator(EmulatorBase):
                 await self._broadcast(f"publicTrade.{sym.name}", orjson.dumps(
                     {"topic": f"publicTrade.{sym.name}", "type": "snapshot", "ts": now, "data": [t]}).decode())
 
+    def prebuild_deltas(self, symbol: str, count: int) -> list[str]:
+        """Advance the truth by ``count`` deltas without sending them; returns the frames (for load
+        generation in ``hftd bench daemon``, so the generator's cost stays out of the measurement)."""
+        sym = self.symbols[symbol.upper()]
+        return [self._delta_frame(sym, self._advance(sym)) for _ in range(count)]
+
+    def book_subscribers(self, symbol: str) -> list[Client]:
+        topic = f"orderbook.{self.depth}.{symbol.upper()}"
+        return [c for c in self.clients if topic in c.topics]
+
     def truth(self, symbol: str):
         return self.symbols[symbol.upper()].book.levels()
 
