@@ -136,14 +136,15 @@ class StreamGroup:
     async def _pump(self, link: Link) -> None:
         ws = link.ws
         hooks = self.hooks
+        receive, on_frame, time_ns = ws.receive, hooks.on_frame, time.time_ns  # the per-frame loop
         TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         try:
             while True:
-                msg = await ws.receive()
+                msg = await receive()
                 if msg.type is TEXT or msg.type is BINARY:
-                    local_ts = time.time_ns()
+                    local_ts = time_ns()
                     if link is self.active:
-                        hooks.on_frame(link, msg.data, local_ts)
+                        on_frame(link, msg.data, local_ts)
                     elif link is self.candidate:
                         hooks.on_candidate_frame(link, msg.data, local_ts)
                     else:

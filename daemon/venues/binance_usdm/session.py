@@ -172,6 +172,13 @@ class BinanceMarketData:
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
         self.fast = FastTargets(publishers)
+        #: symbol bytes (as in frames) -> everything the compiled path needs, in one lookup
+        self._hot: dict[bytes, tuple] = {}
+        for sym, sync in self.syncs.items():
+            ring = self.fast.rings.get(sym)
+            hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
+            self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
+                                       ring is not None, observe)
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -245,28 +252,22 @@ class BinanceMarketData:
         raw = data.encode() if type(data) is str else data
         if raw.find(b'"depthUpdate"', 0, 160) >= 0:
             i = raw.find(b'"s":"')
-            sync = self.syncs.get(raw[i + 5 : raw.find(b'"', i + 5)].decode()) if i >= 0 else None
-            if sync is not None:
-                sym = sync.symbol
-                book = sync.book
-                last_id = sync.last_id if sync.state is LIVE else -2
-                fast = self.fast.rings.get(sym)
-                if fast is not None:  # a real ring: parse, apply and publish in one compiled call
-                    status, n, first, last, prev = depth_frame(
-                        raw, local_ts, self.fast.out_i, self.fast.out_f, last_id, book.levels, book.counts,
-                        True, fast[0], fast[1], fast[2])
-                else:
-                    status, n, first, last, prev = depth_frame(
-                        raw, local_ts, self.fast.out_i, self.fast.out_f, last_id, book.levels, book.counts,
-                        False, self.fast.no_ring[0], self.fast.no_ring[1], 0)
-                if status == PUBLISHED:
+            hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
+            if hot is not None:
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe = hot
+                out = self.fast
+                status, n, first, last, prev = depth_frame(
+                    raw, local_ts, out.out_i, out.out_f, sync.last_id if sync.state is LIVE else -2,
+                    levels, counts, to_ring, hdr, ring_data, gate_ns)
+                if status == PUBLISHED:  # the common case: already in the ring
                     sync.last_id = last
-                    if fast[3] is not None:
-                        fast[3](local_ts)
+                    if observe is not None:
+                        observe(local_ts)
                     return "depth"
+                sym = sync.symbol
                 if status == APPLIED:
                     sync.last_id = last
-                    self.publishers[sym].publish(self.fast.out[:n])
+                    self.publishers[sym].publish(out.out[:n])
                     return "depth"
                 if status == CROSSED:  # those rows never reached the ring; withdraw the book instead
                     rows: list = []

@@ -120,7 +120,13 @@ class BybitMarketData:
         self.unknown_symbols: set[str] = set()
         self.protocol_errors = 0
         self.fast = FastTargets(publishers)
-        self._topic_key = {sym: f'"topic":"{t}"'.encode() for sym, t in self.book_topic.items()}
+        #: symbol bytes (as in frames) -> everything the compiled path needs, in one lookup
+        self._hot: dict[bytes, tuple] = {}
+        for sym, sync in self.syncs.items():
+            ring = self.fast.rings.get(sym)
+            hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
+            self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
+                                       ring is not None, observe, f'"topic":"{self.book_topic[sym]}"'.encode())
         self.hooks = _Hooks(self)
         self.group = StreamGroup(f"{VENUE}{cfg.ws_path}", cfg, self.hooks, http, self.log, heartbeat_s=None)
         self.groups = [self.group]
@@ -167,21 +173,22 @@ class BybitMarketData:
         raw = data.encode() if type(data) is str else data
         if raw.find(b'"type":"delta"', 0, 120) >= 0:
             i = raw.find(b'"s":"')
-            sync = self.syncs.get(raw[i + 5 : raw.find(b'"', i + 5)].decode()) if i >= 0 else None
-            if sync is not None and raw.find(self._topic_key[sync.symbol], 0, 120) >= 0:
-                sym = sync.symbol
-                book = sync.book
-                last_u = sync.last_id if sync.state is LIVE else -2
-                fast = self.fast.rings.get(sym)
-                hdr, ring_data, gate_ns = (fast[0], fast[1], fast[2]) if fast else (self.fast.no_ring[0], self.fast.no_ring[1], 0)
-                status, n, uid = delta_frame(raw, local_ts, self.fast.out_i, self.fast.out_f, last_u, book.levels,
-                                             book.counts, fast is not None, hdr, ring_data, gate_ns)
-                if status == PUBLISHED or status == APPLIED:
+            hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
+            if hot is not None and raw.find(hot[8], 0, 120) >= 0:
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _ = hot
+                out = self.fast
+                status, n, uid = delta_frame(raw, local_ts, out.out_i, out.out_f,
+                                             sync.last_id if sync.state is LIVE else -2,
+                                             levels, counts, to_ring, hdr, ring_data, gate_ns)
+                if status == PUBLISHED:  # the common case: already in the ring
                     sync.last_id = uid
-                    if status == APPLIED:
-                        self.publishers[sym].publish(self.fast.out[:n])
-                    elif fast[3] is not None:
-                        fast[3](local_ts)
+                    if observe is not None:
+                        observe(local_ts)
+                    return "book"
+                sym = sync.symbol
+                if status == APPLIED:
+                    sync.last_id = uid
+                    self.publishers[sym].publish(out.out[:n])
                     return "book"
                 if status == CROSSED:  # never published; withdraw the book and resubscribe
                     rows: list = []
