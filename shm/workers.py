@@ -304,7 +304,7 @@ def channel_write_loop(hdr, data, total, batch):
     seq = 0
     while seq < total:
         n = min(batch, total - seq)
-        stamp(staging[:n], seq, monotonic_ns() if pace_ns > 0 else 0)
+        stamp(staging[:n], seq, 0)
         done = 0
         spins = 0
         while done < n:

@@ -50,10 +50,16 @@ def test_ring_demo_runs_and_verifies_every_record(shm_namespace):
     assert res.stdout.count("200,000") >= 2  # both readers received every record
 
 
-def test_bench_ring_json_has_the_metric_keys(shm_namespace):
-    res = hftd("bench", "ring", "--json", "--only", "python", "--scale", "0.05")
-    assert res.returncode == 0, res.stderr
+def test_bench_ring_runs_every_scenario_and_prints_the_metric_keys(shm_namespace):
+    # tiny scale: this checks that every scenario runs and reports, not how fast it is
+    res = hftd("bench", "ring", "--json", "--skip-baselines", "--scale", "0.01", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads(res.stdout)
     assert doc["bench"] == "ring"
-    for key in ("python_records_per_s", "python_vectorised_records_per_s"):
-        assert doc["metrics"][key] > 0
+    for key in (
+        "ring_records_per_s", "ring_p50_us", "ring_p99_us", "ring_p999_us", "ring_batch_records_per_s",
+        "channel_batch_records_per_s", "python_records_per_s", "python_vectorised_records_per_s",
+        "ring_4r_min_records_per_s", "ring_4r_paced_p50_us", "ring_4r_paced_p99_us",
+    ):
+        assert doc["metrics"][key] > 0, key
+    assert doc["metrics"]["ring_4r_idle_cpu_pct"] >= 0
