@@ -32,7 +32,8 @@ SYMBOL = "BTCUSDT"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--messages", type=int, default=60_000, help="depth messages for the throughput runs")
+    parser.add_argument("--messages", type=int, default=30_000, help="depth messages per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (ours and baseline interleaved)")
     parser.add_argument("--rate", type=float, default=5_000.0, help="messages/s for the latency run")
     parser.add_argument("--latency-messages", type=int, default=10_000, help="messages in the latency run")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
@@ -251,15 +252,19 @@ def _reader_main(conn, namespace: str, venue: str = "binance-usdm") -> None:
 
 # -- the obvious pipeline ----------------------------------------------------------------------
 def _baseline_consumer(queue, done) -> None:
+    """Drains the queue; a None ends a round (reported), the string "stop" ends the process."""
     n = 0
     last_ns = 0
     while True:
         item = queue.get()
         if item is None:
-            break
+            done.send((n, last_ns))
+            n = 0
+            continue
+        if isinstance(item, str):
+            return
         n += 1
         last_ns = time.time_ns()
-    done.send((n, last_ns))
 
 
 def _baseline_main(conn, ws: str, queue) -> None:
@@ -313,139 +318,182 @@ def _rate(count: int, first_ns: int, last_ns: int) -> float:
     return (count - 1) / ((last_ns - first_ns) / 1e9) if count > 1 and last_ns > first_ns else 0.0
 
 
-def _measure_ours(ctx, venue: str, args: argparse.Namespace) -> dict:
-    """Throughput (blast) and latency (paced) of one venue session writing into its ring."""
-    namespace = "bench" + uuid.uuid4().hex[:8]
-    n, n_lat = args.messages, args.latency_messages
-    emu_conn, emu_child = ctx.Pipe()
-    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes, venue), daemon=True)
-    emu.start()
-    rest, ws = emu_conn.recv()
-    our_conn, our_child = ctx.Pipe()
-    ours = ctx.Process(target=_ours_main, args=(our_child, rest, ws, namespace, max(n, n_lat) + 16, venue),
-                       daemon=True)
-    ours.start()
-    reader = None
-    try:
-        assert our_conn.recv() == "connected"
-        emu_conn.send(("warm", 1))
-        assert emu_conn.recv() == "ok"
-        assert our_conn.recv() == "live"
-        rd_conn, rd_child = ctx.Pipe()
-        reader = ctx.Process(target=_reader_main, args=(rd_child, namespace, venue), daemon=True)
-        reader.start()
-        assert rd_conn.recv() == "attached"
-        # throughput: the emulator writes pre-built frames as fast as the socket takes them
-        emu_conn.send(("build", n))
-        emu_conn.recv()
-        our_conn.send(("arm", None))
-        our_conn.recv()
-        emu_conn.send(("blast", None))
-        send_s = emu_conn.recv()
-        our_conn.send(("collect", n))
-        count, first_ns, last_ns, _, resyncs = our_conn.recv()
-        time.sleep(0.2)
-        rd_conn.send("report")
-        _, _, last_read_ns = rd_conn.recv()
-        # pipeline rate: until the reader has the last record (a ring never waits for its readers)
-        rate = _rate(count, first_ns, max(last_ns, last_read_ns))
-        # latency at a steady rate
-        emu_conn.send(("build", n_lat))
-        emu_conn.recv()
-        our_conn.send(("arm", None))
-        our_conn.recv()
-        emu_conn.send(("paced", args.rate))
-        paced_s = emu_conn.recv()
-        our_conn.send(("collect", n_lat))
-        lat_count, _, _, lat_ns, resyncs2 = our_conn.recv()
-        rd_conn.send("stop")
-        records, reader_gaps, _ = rd_conn.recv()
-        our_conn.send(("stop", None))
-        our_conn.recv()
-    finally:
-        emu_conn.send(("stop", None))
-        emu_conn.recv()
-        for p in (ours, reader, emu):
-            if p is None:
-                continue
-            p.join(10)
-            if p.is_alive():
-                p.terminate()
-        _cleanup(namespace)
+class OursPipeline:
+    """emulator -> one venue session -> its shm ring -> a reader, each in its own process."""
+
+    def __init__(self, ctx, venue: str, args: argparse.Namespace) -> None:
+        self.ctx, self.venue, self.args = ctx, venue, args
+        self.namespace = "bench" + uuid.uuid4().hex[:8]
+        self.procs: list = []
+        self.resyncs = 0
+
+    def _spawn(self, target, *a):
+        conn, child = self.ctx.Pipe()
+        proc = self.ctx.Process(target=target, args=(child, *a), daemon=True)
+        proc.start()
+        self.procs.append(proc)
+        return conn
+
+    def start(self) -> "OursPipeline":
+        args = self.args
+        self.emu = self._spawn(_emulator_main, args.changes, self.venue)
+        rest, ws = self.emu.recv()
+        cap = max(args.messages, args.latency_messages) + 16
+        self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue)
+        assert self.ours.recv() == "connected"
+        self.emu.send(("warm", 1))
+        assert self.emu.recv() == "ok"
+        assert self.ours.recv() == "live"
+        self.reader = self._spawn(_reader_main, self.namespace, self.venue)
+        assert self.reader.recv() == "attached"
+        return self
+
+    def blast(self, n: int) -> float:
+        """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
+        self.emu.send(("build", n))
+        self.emu.recv()
+        self.ours.send(("arm", None))
+        self.ours.recv()
+        self.emu.send(("blast", None))
+        self.emu.recv()
+        self.ours.send(("collect", n))
+        count, first_ns, last_ns, _, resyncs = self.ours.recv()
+        self.resyncs += resyncs
+        time.sleep(0.1)
+        self.reader.send("report")
+        _, _, last_read_ns = self.reader.recv()
+        # until the reader has the last record (a ring never waits for its readers)
+        return _rate(count, first_ns, max(last_ns, last_read_ns))
+
+    def paced(self, n: int, rate: float) -> np.ndarray:
+        """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
+        self.emu.send(("build", n))
+        self.emu.recv()
+        self.ours.send(("arm", None))
+        self.ours.recv()
+        self.emu.send(("paced", rate))
+        self.emu.recv()
+        self.ours.send(("collect", n))
+        _, _, _, lat_ns, resyncs = self.ours.recv()
+        self.resyncs += resyncs
+        return lat_ns
+
+    def stop(self) -> tuple[int, int]:
+        records = gaps = 0
+        try:
+            self.reader.send("stop")
+            records, gaps, _ = self.reader.recv()
+            self.ours.send(("stop", None))
+            self.ours.recv()
+            self.emu.send(("stop", None))
+            self.emu.recv()
+        finally:
+            for proc in self.procs:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.terminate()
+            _cleanup(self.namespace)
+        return records, gaps
+
+
+class BaselinePipeline:
+    """emulator -> json.loads + dict book -> multiprocessing.Queue -> a consumer process."""
+
+    def __init__(self, ctx, args: argparse.Namespace) -> None:
+        self.ctx, self.args = ctx, args
+        self.procs: list = []
+
+    def start(self) -> "BaselinePipeline":
+        ctx = self.ctx
+        self.emu, child = ctx.Pipe()
+        self.procs.append(ctx.Process(target=_emulator_main, args=(child, self.args.changes), daemon=True))
+        self.procs[-1].start()
+        _, ws = self.emu.recv()
+        self.queue = ctx.Queue()
+        self.done, child = ctx.Pipe()
+        self.procs.append(ctx.Process(target=_baseline_consumer, args=(self.queue, child), daemon=True))
+        self.procs[-1].start()
+        self.base, child = ctx.Pipe()
+        self.procs.append(ctx.Process(target=_baseline_main, args=(child, ws, self.queue), daemon=True))
+        self.procs[-1].start()
+        assert self.base.recv() == "connected"
+        self.emu.send(("warm", 1))
+        self.emu.recv()
+        return self
+
+    def blast(self, n: int) -> float:
+        self.emu.send(("build", n))
+        self.emu.recv()
+        self.base.send(("collect", n))
+        self.emu.send(("blast", None))
+        self.emu.recv()
+        count, first_ns, last_ns, _, _ = self.base.recv()
+        consumed, consumed_last_ns = self.done.recv()
+        assert consumed == count, (consumed, count)
+        # until the consumer has the last message (the queue buffers without bound)
+        return _rate(count, first_ns, max(last_ns, consumed_last_ns))
+
+    def stop(self) -> None:
+        try:
+            self.base.send(("stop", None))
+            self.base.recv()
+            self.queue.put("stop")
+            self.emu.send(("stop", None))
+            self.emu.recv()
+        finally:
+            for proc in self.procs:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.terminate()
+
+
+def _percentiles(lat_ns: np.ndarray) -> tuple[float, float, float]:
     lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
-    return {
-        "rate": rate, "count": count, "send_s": send_s, "paced_s": paced_s, "lat_count": lat_count,
-        "p50": float(np.percentile(lat_us, 50)), "p99": float(np.percentile(lat_us, 99)),
-        "p999": float(np.percentile(lat_us, 99.9)), "records": records, "reader_gaps": reader_gaps,
-        "resyncs": resyncs + resyncs2,
-    }
+    return tuple(float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
 
 
 def run(args: argparse.Namespace) -> BenchResult:
     ctx = mp.get_context("spawn")
     result = BenchResult(name="daemon")
-    n = args.messages
+    n, rounds = args.messages, args.rounds
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
-    measured = {venue: _measure_ours(ctx, venue, args) for venue in venues}
-
-    # the obvious pipeline on the same kind of frames
-    emu_conn, emu_child = ctx.Pipe()
-    emu = ctx.Process(target=_emulator_main, args=(emu_child, args.changes), daemon=True)
-    emu.start()
-    rest, ws = emu_conn.recv()
-    queue = ctx.Queue()
-    done_conn, done_child = ctx.Pipe()
-    consumer = ctx.Process(target=_baseline_consumer, args=(queue, done_child), daemon=True)
-    consumer.start()
-    base_conn, base_child = ctx.Pipe()
-    base = ctx.Process(target=_baseline_main, args=(base_child, ws, queue), daemon=True)
-    base.start()
-    try:
-        assert base_conn.recv() == "connected"
-        emu_conn.send(("warm", 1))
-        emu_conn.recv()
-        emu_conn.send(("build", n))
-        emu_conn.recv()
-        base_conn.send(("collect", n))
-        emu_conn.send(("blast", None))
-        emu_conn.recv()
-        b_count, b_first, b_last, _, _ = base_conn.recv()
-        consumed, consumed_last_ns = done_conn.recv()
-        # pipeline rate: until the consumer has the last message (the queue buffers without bound)
-        base_rate = _rate(b_count, b_first, max(b_last, consumed_last_ns))
-        base_conn.send(("stop", None))
-        base_conn.recv()
-    finally:
-        emu_conn.send(("stop", None))
-        emu_conn.recv()
-        for p in (base, consumer, emu):
-            p.join(10)
-            if p.is_alive():
-                p.terminate()
-
-    for venue, m in measured.items():
+    for venue in venues:
+        ours = OursPipeline(ctx, venue, args).start()
+        base = BaselinePipeline(ctx, args).start() if venue == "binance-usdm" else None
+        try:
+            ours_rates, base_rates = [], []
+            for _ in range(rounds):  # interleaved, so a change in machine load hits both alike
+                ours_rates.append(ours.blast(n))
+                if base is not None:
+                    base_rates.append(base.blast(n))
+            p50, p99, p999 = _percentiles(ours.paced(args.latency_messages, args.rate))
+        finally:
+            records, gaps = ours.stop()
+            if base is not None:
+                base.stop()
+        rate = float(np.median(ours_rates))
         prefix = "" if venue == "binance-usdm" else venue.split("-")[0] + "_"
         result.metrics.update({
-            f"{prefix}depth_msgs_per_s": m["rate"],
-            f"{prefix}frame_to_ring_p50_us": m["p50"],
-            f"{prefix}frame_to_ring_p99_us": m["p99"],
-            f"{prefix}frame_to_ring_p999_us": m["p999"],
+            f"{prefix}depth_msgs_per_s": rate,
+            f"{prefix}frame_to_ring_p50_us": p50,
+            f"{prefix}frame_to_ring_p99_us": p99,
+            f"{prefix}frame_to_ring_p999_us": p999,
         })
-        result.rows.append((f"{venue} -> shm ring", {"msgs/s": m["rate"], "p50 us": m["p50"], "p99 us": m["p99"],
-                                                     "p99.9 us": m["p999"], "messages": m["count"]}))
-        result.notes += [
-            f"{venue}: emulator wrote {m['count']} frames in {m['send_s']:.2f} s; latency run {m['lat_count']} "
-            f"messages at {args.rate:.0f}/s over {m['paced_s']:.2f} s; ring reader saw {m['records']} records, "
-            f"lapped {m['reader_gaps']} times; resyncs {m['resyncs']}",
-        ]
-    if base_rate:
-        result.metrics["baseline_depth_msgs_per_s"] = base_rate
-        ours = measured.get("binance-usdm", next(iter(measured.values())))["rate"]
-        result.metrics["vs_baseline"] = ours / base_rate
-        result.rows.append(("json+dict+mp.Queue (Binance)", {"msgs/s": base_rate, "messages": b_count}))
-        result.notes.append(f"baseline consumer received {consumed} queue items")
+        result.rows.append((f"{venue} -> shm ring", {"msgs/s": rate, "p50 us": p50, "p99 us": p99,
+                                                     "p99.9 us": p999, "messages": n}))
+        result.notes.append(
+            f"{venue}: rounds {', '.join(f'{r / 1e3:.1f}k' for r in ours_rates)} msgs/s (median reported); "
+            f"latency over {args.latency_messages} messages at {args.rate:.0f}/s; ring reader saw {records} "
+            f"records, lapped {gaps} times; resyncs {ours.resyncs}")
+        if base_rates:
+            base_rate = float(np.median(base_rates))
+            result.metrics["baseline_depth_msgs_per_s"] = base_rate
+            result.metrics["vs_baseline"] = rate / base_rate
+            result.rows.append(("json+dict+mp.Queue (Binance)", {"msgs/s": base_rate, "messages": n}))
+            result.notes.append(f"baseline rounds {', '.join(f'{r / 1e3:.1f}k' for r in base_rates)} msgs/s; "
+                                f"vs_baseline = median / median")
     result.notes += [
-        f"{args.changes} level changes per depth message",
+        f"{args.changes} level changes per depth message, {n} messages per round",
         "latency = end of ring publication - the session's arrival stamp (taken when aiohttp hands over the frame)",
         "rates are pipeline rates: until the ring reader (ours) or the queue consumer (baseline) has the last message",
     ]

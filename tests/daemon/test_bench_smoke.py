@@ -1,0 +1,22 @@
+"""`hftd bench daemon --json` runs end to end and reports the keys issue 4 names (no speed asserted
+here: speed claims live in the benchmark's own output)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.timeout(240)
+def test_bench_daemon_json_keys():
+    out = subprocess.run(
+        [sys.executable, "-m", "hftd.cli", "bench", "daemon", "--json", "--messages", "400", "--rounds", "1",
+         "--latency-messages", "200", "--rate", "2000", "--venues", "binance-usdm,bybit-linear"],
+        capture_output=True, text=True, timeout=220)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads(out.stdout.strip().splitlines()[-1])["metrics"]
+    for key in ("depth_msgs_per_s", "frame_to_ring_p50_us", "frame_to_ring_p99_us", "frame_to_ring_p999_us",
+                "vs_baseline", "baseline_depth_msgs_per_s", "bybit_depth_msgs_per_s"):
+        assert metrics[key] > 0, key
+    assert metrics["frame_to_ring_p50_us"] <= metrics["frame_to_ring_p99_us"] <= metrics["frame_to_ring_p999_us"]
