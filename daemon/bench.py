@@ -348,14 +348,18 @@ class OursPipeline:
         assert self.reader.recv() == "attached"
         return self
 
-    def blast(self, n: int) -> float:
-        """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
+    def _send(self, n: int, how: tuple) -> None:
+        """Have the emulator pre-build ``n`` frames, arm the session's counters, then send them."""
         self.emu.send(("build", n))
         self.emu.recv()
         self.ours.send(("arm", None))
         self.ours.recv()
-        self.emu.send(("blast", None))
+        self.emu.send(how)
         self.emu.recv()
+
+    def blast(self, n: int) -> float:
+        """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
+        self._send(n, ("blast", None))
         self.ours.send(("collect", n))
         count, first_ns, last_ns, _, resyncs = self.ours.recv()
         self.resyncs += resyncs
@@ -367,12 +371,7 @@ class OursPipeline:
 
     def paced(self, n: int, rate: float) -> np.ndarray:
         """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
-        self.emu.send(("build", n))
-        self.emu.recv()
-        self.ours.send(("arm", None))
-        self.ours.recv()
-        self.emu.send(("paced", rate))
-        self.emu.recv()
+        self._send(n, ("paced", rate))
         self.ours.send(("collect", n))
         _, _, _, lat_ns, resyncs = self.ours.recv()
         self.resyncs += resyncs
