@@ -131,12 +131,13 @@ def test_daemon_process_notify_protocol_rings_and_restart(tmp_path, shm_namespac
         time.sleep(2.0)
         statuses = [m for _, m in listener.got if m.startswith("STATUS=")]
         assert any("binance-usdm 2/2 live, resyncs 1" in m for m in statuses), statuses[-5:]
-        # watchdog cadence: WATCHDOG_USEC=400 ms -> a ping at least every 200 ms (+ scheduling slack)
+        # watchdog cadence: WATCHDOG_USEC=400 ms -> a ping every 200 ms (half), never as late as the
+        # 400 ms deadline itself (systemd would kill the unit); the median shows the cadence asked for
         wd = [t for t in listener.times("WATCHDOG=1") if t > ready[0]]
         assert len(wd) >= 8
         gaps = np.diff(wd)
-        assert gaps.max() < 0.2 + 0.15, gaps.max()
-        assert gaps.mean() > 0.15, "pinging far more often than asked"
+        assert 0.15 < float(np.median(gaps)) < 0.26, gaps
+        assert gaps.max() < 0.4, gaps.max()
         # SIGTERM: STOPPING=1, clean exit
         proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING=1", 10)

@@ -180,7 +180,7 @@ def test_binance_inbound_rate_limit(caplog):
 
     async def body(rate):
         async with Harness("binance-usdm", emu_kwargs={"inbound_msgs_per_s": 1}, control_msgs_per_s=rate,
-                           book_ticker=True, trade_stream="") as h:
+                           book_ticker=True, trade_stream="", silence_alarm_s=30.0) as h:
             await asyncio.sleep(2.5)
             return h.emu.connections
 
