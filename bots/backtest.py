@@ -17,6 +17,7 @@ from numba import from_dtype, njit, types
 from numba.core.extending import overload, overload_attribute, overload_method
 from numba.experimental import structref
 
+from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import engine as en
 from bots.sim import local as lc
@@ -70,6 +71,27 @@ BT_FIELD_TYPES = [
     ("lat_rows", _i64_2),
     ("lat_off", _i64_1),
     ("lat_rn", _i64_2),
+    # addresses of the hot arrays above, for reference-count-free views (bots.sim.views)
+    ("n_chunks", types.int64),
+    ("depth_w", types.int64),
+    ("p_cursor", types.int64),
+    ("p_evs", types.int64),
+    ("p_chunk_addr", types.int64),
+    ("p_chunk_len", types.int64),
+    ("p_chunk_first", types.int64),
+    ("p_chunk_count", types.int64),
+    ("p_cfg_f", types.int64),
+    ("p_cfg_i", types.int64),
+    ("p_depth_i", types.int64),
+    ("p_feed_lat", types.int64),
+    ("p_xalive", types.int64),
+    ("p_x_out", types.int64),
+    ("p_cnt", types.int64),
+    ("p_bus_i", types.int64),
+    ("p_bid_qty", types.int64),
+    ("p_ask_qty", types.int64),
+    ("p_xcnt_bid", types.int64),
+    ("p_xcnt_ask", types.int64),
 ]
 
 
@@ -171,68 +193,68 @@ def _depth_attr(name, fn):
 
 @njit(cache=True)
 def _bbt(v):
-    return v.bt.depth_i[2 * v.a, dp.BEST_BID]
+    return vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
 
 
 @njit(cache=True)
 def _bat(v):
-    return v.bt.depth_i[2 * v.a, dp.BEST_ASK]
+    return vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
 
 
 @njit(cache=True)
 def _bb(v):
-    t = v.bt.depth_i[2 * v.a, dp.BEST_BID]
-    return np.nan if t == dp.INVALID_MIN else t * v.bt.cfg_f[v.a, F_TICK]
+    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
+    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(v.bt)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _ba(v):
-    t = v.bt.depth_i[2 * v.a, dp.BEST_ASK]
-    return np.nan if t == dp.INVALID_MAX else t * v.bt.cfg_f[v.a, F_TICK]
+    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
+    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(v.bt)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _bbq(v):
-    t = v.bt.depth_i[2 * v.a, dp.BEST_BID]
+    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
     return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(v.bt, 2 * v.a, t)
 
 
 @njit(cache=True)
 def _baq(v):
-    t = v.bt.depth_i[2 * v.a, dp.BEST_ASK]
+    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
     return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(v.bt, 2 * v.a, t)
 
 
 @njit(cache=True)
 def _tick_size(v):
-    return v.bt.cfg_f[v.a, F_TICK]
+    return vw.cfg_f(v.bt)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _lot_size(v):
-    return v.bt.cfg_f[v.a, F_LOT]
+    return vw.cfg_f(v.bt)[v.a, F_LOT]
 
 
 @njit(cache=True)
 def _roi_lb(v):
-    return v.bt.depth_i[2 * v.a, dp.ROI_LB]
+    return vw.depth_i(v.bt)[2 * v.a, dp.ROI_LB]
 
 
 @njit(cache=True)
 def _roi_ub(v):
-    return v.bt.depth_i[2 * v.a, dp.ROI_UB]
+    return vw.depth_i(v.bt)[2 * v.a, dp.ROI_UB]
 
 
 @njit(cache=True)
 def _bid_depth(v):
     d = 2 * v.a
-    return v.bt.bid_qty[d, : max(0, v.bt.depth_i[d, dp.ROI_UB] - v.bt.depth_i[d, dp.ROI_LB] + 1)]
+    return vw.bid_qty(v.bt)[d, : max(0, vw.depth_i(v.bt)[d, dp.ROI_UB] - vw.depth_i(v.bt)[d, dp.ROI_LB] + 1)]
 
 
 @njit(cache=True)
 def _ask_depth(v):
     d = 2 * v.a
-    return v.bt.ask_qty[d, : max(0, v.bt.depth_i[d, dp.ROI_UB] - v.bt.depth_i[d, dp.ROI_LB] + 1)]
+    return vw.ask_qty(v.bt)[d, : max(0, vw.depth_i(v.bt)[d, dp.ROI_UB] - vw.depth_i(v.bt)[d, dp.ROI_LB] + 1)]
 
 
 for _name, _fn in [
@@ -262,7 +284,7 @@ def _ol_ask_qty_at_tick(v, price_tick):
 @njit(cache=True)
 def _values_has_next(it):
     bt = it.bt
-    n = bt.cnt[od.N_LORD]
+    n = vw.cnt(bt)[od.N_LORD]
     p = it.pos
     while p < n:
         if bt.lord[p].asset_no == it.a:
@@ -306,7 +328,7 @@ def _ol_values(o):
 @overload_method(OrderDictType, "get")
 def _ol_orders_get(o, order_id):
     def impl(o, order_id):
-        i = od.find(o.bt.lord, o.bt.cnt[od.N_LORD], o.a, np.uint64(order_id))
+        i = od.find(o.bt.lord, vw.cnt(o.bt)[od.N_LORD], o.a, np.uint64(order_id))
         if i < 0:
             return None
         return o.bt.lord[i]
@@ -316,7 +338,7 @@ def _ol_orders_get(o, order_id):
 @njit(cache=True)
 def _orders_len(o):
     n = 0
-    for i in range(o.bt.cnt[od.N_LORD]):
+    for i in range(vw.cnt(o.bt)[od.N_LORD]):
         if o.bt.lord[i].asset_no == o.a:
             n += 1
     return n
@@ -332,7 +354,7 @@ def _ol_len(o):
 def _ol_contains(o, order_id):
     if isinstance(o, OrderDictType):
         def impl(o, order_id):
-            return od.find(o.bt.lord, o.bt.cnt[od.N_LORD], o.a, np.uint64(order_id)) >= 0
+            return od.find(o.bt.lord, vw.cnt(o.bt)[od.N_LORD], o.a, np.uint64(order_id)) >= 0
         return impl
 
 
@@ -474,9 +496,9 @@ def _ol_close(bt):
 
 @njit(cache=True)
 def _feed_latency(bt, a):
-    if bt.feed_lat[a, 0] == 0:
+    if vw.feed_lat(bt)[a, 0] == 0:
         return None
-    return (bt.feed_lat[a, 1], bt.feed_lat[a, 2])
+    return (vw.feed_lat(bt)[a, 1], vw.feed_lat(bt)[a, 2])
 
 
 @njit(cache=True)
@@ -540,6 +562,26 @@ def new_backtest(
     lat_rows,
     lat_off,
     lat_rn,
+    n_chunks,
+    depth_w,
+    p_cursor,
+    p_evs,
+    p_chunk_addr,
+    p_chunk_len,
+    p_chunk_first,
+    p_chunk_count,
+    p_cfg_f,
+    p_cfg_i,
+    p_depth_i,
+    p_feed_lat,
+    p_xalive,
+    p_x_out,
+    p_cnt,
+    p_bus_i,
+    p_bid_qty,
+    p_ask_qty,
+    p_xcnt_bid,
+    p_xcnt_ask,
 ):
     """Allocate the struct (cached: structref.define_constructor's is recompiled in every process)."""
     st = structref.new(bt_type)
@@ -577,11 +619,39 @@ def new_backtest(
     st.lat_rows = lat_rows
     st.lat_off = lat_off
     st.lat_rn = lat_rn
+    st.n_chunks = n_chunks
+    st.depth_w = depth_w
+    st.p_cursor = p_cursor
+    st.p_evs = p_evs
+    st.p_chunk_addr = p_chunk_addr
+    st.p_chunk_len = p_chunk_len
+    st.p_chunk_first = p_chunk_first
+    st.p_chunk_count = p_chunk_count
+    st.p_cfg_f = p_cfg_f
+    st.p_cfg_i = p_cfg_i
+    st.p_depth_i = p_depth_i
+    st.p_feed_lat = p_feed_lat
+    st.p_xalive = p_xalive
+    st.p_x_out = p_x_out
+    st.p_cnt = p_cnt
+    st.p_bus_i = p_bus_i
+    st.p_bid_qty = p_bid_qty
+    st.p_ask_qty = p_ask_qty
+    st.p_xcnt_bid = p_xcnt_bid
+    st.p_xcnt_ask = p_xcnt_ask
     return st
 
 
 def make_backtest(chunks: list, **fields) -> Backtest:
     """Build the struct from named fields; ``chunks`` (the event arrays) stay alive with it."""
+    from bots.sim.views import HOT
+
+    fields["n_chunks"] = len(fields["chunk_addr"])
+    fields["depth_w"] = fields["bid_qty"].shape[1]
+    for name in HOT:
+        arr = fields[name]
+        assert arr.flags.c_contiguous, name
+        fields["p_" + name] = arr.ctypes.data
     bt = new_backtest(*[fields[n] for n in _FIELD_NAMES])
     # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
     bt._chunks = chunks

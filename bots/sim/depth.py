@@ -1,7 +1,7 @@
 """L2 market-by-price depth on price ladders (flat float arrays indexed by tick).
 
-Row ``d`` of ``bt.bid_qty``/``bt.ask_qty`` is one book: ``d = 2 * asset`` is what the bot sees
-(local timeline), ``d = 2 * asset + 1`` is the exchange's.  ``bt.depth_i[d]`` holds the book's
+Row ``d`` of ``vw.bid_qty(bt)``/``vw.ask_qty(bt)`` is one book: ``d = 2 * asset`` is what the bot sees
+(local timeline), ``d = 2 * asset + 1`` is the exchange's.  ``vw.depth_i(bt)[d]`` holds the book's
 integer state (columns below).  A ROI book covers a fixed tick range and ignores updates outside it
 (hftbacktest's ROIVectorMarketDepth); a growable book re-centres and doubles its range instead, so it
 behaves like hftbacktest's HashMapMarketDepth (an unbounded ladder) with array speed.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bots.sim import views as vw
 from bots.sim.mathx import lots, to_tick
 
 INVALID_MIN = -(1 << 63)
@@ -34,10 +35,10 @@ GROW_HALF_TICKS = 2048
 
 @njit(cache=True, error_model="numpy")
 def reset_book(bt, d):
-    bt.depth_i[d, BEST_BID] = INVALID_MIN
-    bt.depth_i[d, BEST_ASK] = INVALID_MAX
-    bt.depth_i[d, LOW_BID] = INVALID_MAX
-    bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+    vw.depth_i(bt)[d, BEST_BID] = INVALID_MIN
+    vw.depth_i(bt)[d, BEST_ASK] = INVALID_MAX
+    vw.depth_i(bt)[d, LOW_BID] = INVALID_MAX
+    vw.depth_i(bt)[d, HIGH_ASK] = INVALID_MIN
 
 
 @njit(cache=True, error_model="numpy")
@@ -67,11 +68,11 @@ def _above(qty, d, start, end, lb, ub):
 @njit(cache=True, error_model="numpy")
 def ensure_tick(bt, d, tick):
     """Make a growable book cover ``tick``; return False if the tick is outside a ROI book."""
-    lb = bt.depth_i[d, ROI_LB]
-    ub = bt.depth_i[d, ROI_UB]
+    lb = vw.depth_i(bt)[d, ROI_LB]
+    ub = vw.depth_i(bt)[d, ROI_UB]
     if lb <= tick <= ub:
         return True
-    if bt.depth_i[d, GROWABLE] == 0:
+    if vw.depth_i(bt)[d, GROWABLE] == 0:
         return False
     if ub < lb:  # empty growable book: centre it on the first price seen
         new_lb = tick - GROW_HALF_TICKS
@@ -90,50 +91,56 @@ def ensure_tick(bt, d, tick):
 
 @njit(cache=True, error_model="numpy")
 def _regrid(bt, d, new_lb, new_ub):
-    old_lb = bt.depth_i[d, ROI_LB]
-    old_ub = bt.depth_i[d, ROI_UB]
+    old_lb = vw.depth_i(bt)[d, ROI_LB]
+    old_ub = vw.depth_i(bt)[d, ROI_UB]
     new_len = new_ub - new_lb + 1
-    if new_len > bt.bid_qty.shape[1]:
-        rows = bt.bid_qty.shape[0]
-        cap = max(new_len, 2 * bt.bid_qty.shape[1])
+    if new_len > vw.bid_qty(bt).shape[1]:
+        rows = vw.bid_qty(bt).shape[0]
+        cap = max(new_len, 2 * vw.bid_qty(bt).shape[1])
         nb = np.zeros((rows, cap), np.float64)
         na = np.zeros((rows, cap), np.float64)
         nxb = np.zeros((rows, cap), np.int32)
         nxa = np.zeros((rows, cap), np.int32)
-        w = bt.bid_qty.shape[1]
-        nb[:, :w] = bt.bid_qty
-        na[:, :w] = bt.ask_qty
-        nxb[:, :w] = bt.xcnt_bid
-        nxa[:, :w] = bt.xcnt_ask
+        w = vw.bid_qty(bt).shape[1]
+        nb[:, :w] = vw.bid_qty(bt)
+        na[:, :w] = vw.ask_qty(bt)
+        nxb[:, :w] = vw.xcnt_bid(bt)
+        nxa[:, :w] = vw.xcnt_ask(bt)
         bt.bid_qty = nb
         bt.ask_qty = na
         bt.xcnt_bid = nxb
         bt.xcnt_ask = nxa
+        # the struct fields above keep the memory alive; the views read these addresses
+        bt.p_bid_qty = vw.address_of(nb)
+        bt.p_ask_qty = vw.address_of(na)
+        bt.p_xcnt_bid = vw.address_of(nxb)
+        bt.p_xcnt_ask = vw.address_of(nxa)
+        bt.depth_w = cap
     if old_ub >= old_lb:
         n_old = old_ub - old_lb + 1
         shift = old_lb - new_lb
-        tb = bt.bid_qty[d, :n_old].copy()
-        ta = bt.ask_qty[d, :n_old].copy()
-        txb = bt.xcnt_bid[d, :n_old].copy()
-        txa = bt.xcnt_ask[d, :n_old].copy()
-        bt.bid_qty[d, :] = 0.0
-        bt.ask_qty[d, :] = 0.0
-        bt.xcnt_bid[d, :] = 0
-        bt.xcnt_ask[d, :] = 0
-        bt.bid_qty[d, shift:shift + n_old] = tb
-        bt.ask_qty[d, shift:shift + n_old] = ta
-        bt.xcnt_bid[d, shift:shift + n_old] = txb
-        bt.xcnt_ask[d, shift:shift + n_old] = txa
-    bt.depth_i[d, ROI_LB] = new_lb
-    bt.depth_i[d, ROI_UB] = new_ub
+        tb = vw.bid_qty(bt)[d, :n_old].copy()
+        ta = vw.ask_qty(bt)[d, :n_old].copy()
+        txb = vw.xcnt_bid(bt)[d, :n_old].copy()
+        txa = vw.xcnt_ask(bt)[d, :n_old].copy()
+        vw.bid_qty(bt)[d, :] = 0.0
+        vw.ask_qty(bt)[d, :] = 0.0
+        vw.xcnt_bid(bt)[d, :] = 0
+        vw.xcnt_ask(bt)[d, :] = 0
+        vw.bid_qty(bt)[d, shift:shift + n_old] = tb
+        vw.ask_qty(bt)[d, shift:shift + n_old] = ta
+        vw.xcnt_bid(bt)[d, shift:shift + n_old] = txb
+        vw.xcnt_ask(bt)[d, shift:shift + n_old] = txa
+    vw.depth_i(bt)[d, ROI_LB] = new_lb
+    vw.depth_i(bt)[d, ROI_UB] = new_ub
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def update_bid(bt, d, price, qty, tick_size, lot_size):
     """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     # Arrays are read from the struct once: each struct read costs a reference-count round trip.
     tick = to_tick(price, tick_size)
-    di = bt.depth_i
+    di = vw.depth_i(bt)
     prev_best = di[d, BEST_BID]
     lb = di[d, ROI_LB]
     ub = di[d, ROI_UB]
@@ -142,7 +149,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
             return tick, prev_best, prev_best, 0.0, qty
         lb = di[d, ROI_LB]
         ub = di[d, ROI_UB]
-    qb = bt.bid_qty
+    qb = vw.bid_qty(bt)
     prev_qty = qb[d, tick - lb]
     qb[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
@@ -155,17 +162,17 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
         if tick > prev_best:
             di[d, BEST_BID] = tick
             if tick >= di[d, BEST_ASK]:
-                di[d, BEST_ASK] = _above(bt.ask_qty, d, tick, di[d, HIGH_ASK], lb, ub)
+                di[d, BEST_ASK] = _above(vw.ask_qty(bt), d, tick, di[d, HIGH_ASK], lb, ub)
         if tick < di[d, LOW_BID]:
             di[d, LOW_BID] = tick
     return tick, prev_best, di[d, BEST_BID], prev_qty, qty
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def update_ask(bt, d, price, qty, tick_size, lot_size):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick(price, tick_size)
-    di = bt.depth_i
+    di = vw.depth_i(bt)
     prev_best = di[d, BEST_ASK]
     lb = di[d, ROI_LB]
     ub = di[d, ROI_UB]
@@ -174,7 +181,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
             return tick, prev_best, prev_best, 0.0, qty
         lb = di[d, ROI_LB]
         ub = di[d, ROI_UB]
-    qa = bt.ask_qty
+    qa = vw.ask_qty(bt)
     prev_qty = qa[d, tick - lb]
     qa[d, tick - lb] = qty
     if lots(qty, lot_size) == 0:
@@ -187,7 +194,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
         if tick < prev_best:
             di[d, BEST_ASK] = tick
             if di[d, BEST_BID] >= tick:
-                di[d, BEST_BID] = _below(bt.bid_qty, d, tick, di[d, LOW_BID], lb, ub)
+                di[d, BEST_BID] = _below(vw.bid_qty(bt), d, tick, di[d, LOW_BID], lb, ub)
         if tick > di[d, HIGH_ASK]:
             di[d, HIGH_ASK] = tick
     return tick, prev_best, di[d, BEST_ASK], prev_qty, qty
@@ -196,45 +203,45 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
 @njit(cache=True, error_model="numpy")
 def clear(bt, d, side, upto_price, tick_size):
     """Clear the bid side (side 1) down from ``upto_price``, the ask side (-1) up to it, or all (0)."""
-    lb = bt.depth_i[d, ROI_LB]
-    ub = bt.depth_i[d, ROI_UB]
+    lb = vw.depth_i(bt)[d, ROI_LB]
+    ub = vw.depth_i(bt)[d, ROI_UB]
     if side == 1:
         upto = to_tick(upto_price, tick_size)
-        best = bt.depth_i[d, BEST_BID]
+        best = vw.depth_i(bt)[d, BEST_BID]
         if best != INVALID_MIN and ub >= lb:
             for t in range(max(upto, lb), min(best, ub) + 1):
-                bt.bid_qty[d, t - lb] = 0.0
-        nb = _below(bt.bid_qty, d, upto, bt.depth_i[d, LOW_BID], lb, ub) if ub >= lb else INVALID_MIN
-        bt.depth_i[d, BEST_BID] = nb
+                vw.bid_qty(bt)[d, t - lb] = 0.0
+        nb = _below(vw.bid_qty(bt), d, upto, vw.depth_i(bt)[d, LOW_BID], lb, ub) if ub >= lb else INVALID_MIN
+        vw.depth_i(bt)[d, BEST_BID] = nb
         if nb == INVALID_MIN:
-            bt.depth_i[d, LOW_BID] = INVALID_MAX
+            vw.depth_i(bt)[d, LOW_BID] = INVALID_MAX
     elif side == -1:
         upto = to_tick(upto_price, tick_size)
-        best = bt.depth_i[d, BEST_ASK]
+        best = vw.depth_i(bt)[d, BEST_ASK]
         if best != INVALID_MAX and ub >= lb:
             for t in range(max(best, lb), min(upto, ub) + 1):
-                bt.ask_qty[d, t - lb] = 0.0
-        na = _above(bt.ask_qty, d, upto, bt.depth_i[d, HIGH_ASK], lb, ub) if ub >= lb else INVALID_MAX
-        bt.depth_i[d, BEST_ASK] = na
+                vw.ask_qty(bt)[d, t - lb] = 0.0
+        na = _above(vw.ask_qty(bt), d, upto, vw.depth_i(bt)[d, HIGH_ASK], lb, ub) if ub >= lb else INVALID_MAX
+        vw.depth_i(bt)[d, BEST_ASK] = na
         if na == INVALID_MAX:
-            bt.depth_i[d, HIGH_ASK] = INVALID_MIN
+            vw.depth_i(bt)[d, HIGH_ASK] = INVALID_MIN
     else:
-        bt.bid_qty[d, :] = 0.0
-        bt.ask_qty[d, :] = 0.0
+        vw.bid_qty(bt)[d, :] = 0.0
+        vw.ask_qty(bt)[d, :] = 0.0
         reset_book(bt, d)
 
 
 @njit(cache=True, error_model="numpy")
 def bid_qty_at(bt, d, tick):
-    lb = bt.depth_i[d, ROI_LB]
-    if tick < lb or tick > bt.depth_i[d, ROI_UB]:
+    lb = vw.depth_i(bt)[d, ROI_LB]
+    if tick < lb or tick > vw.depth_i(bt)[d, ROI_UB]:
         return 0.0
-    return bt.bid_qty[d, tick - lb]
+    return vw.bid_qty(bt)[d, tick - lb]
 
 
 @njit(cache=True, error_model="numpy")
 def ask_qty_at(bt, d, tick):
-    lb = bt.depth_i[d, ROI_LB]
-    if tick < lb or tick > bt.depth_i[d, ROI_UB]:
+    lb = vw.depth_i(bt)[d, ROI_LB]
+    if tick < lb or tick > vw.depth_i(bt)[d, ROI_UB]:
         return 0.0
-    return bt.ask_qty[d, tick - lb]
+    return vw.ask_qty(bt)[d, tick - lb]

@@ -1,6 +1,6 @@
 """The event loop: four timestamp sources per asset on one clock (hftbacktest's EventSet).
 
-Per asset ``a``, ``bt.evs[4a + k]`` is the time of the next thing of kind ``k``: 0 a data row on the
+Per asset ``a``, ``vw.evs(bt)[4a + k]`` is the time of the next thing of kind ``k``: 0 a data row on the
 local timeline (``local_ts`` of the next ``LOCAL_EVENT`` row), 1 an order response reaching the bot,
 2 a data row on the exchange timeline (``exch_ts`` of the next ``EXCH_EVENT`` row), 3 a request
 reaching the exchange.  The earliest wins; ties go to the lower index (asset, then kind), as in
@@ -18,6 +18,7 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
+from bots.sim import views as vw
 from bots.sim import exchange as ex
 from bots.sim import exchange_orders as exo
 from bots.sim import local as lc
@@ -62,18 +63,18 @@ def rows_of(bt, c):
 
     The Python proxy keeps every chunk alive for the life of the backtest, so the address is valid.
     """
-    return carray(_as_voidptr(bt.chunk_addr[c]), bt.chunk_len[c], _EVENT_DTYPE)
+    return carray(_as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
-    cur = bt.cursor
+    cur = vw.cursor(bt)
     c = cur[a, col_chunk]
     r = cur[a, col_row] + 1
-    addr = bt.chunk_addr
-    length = bt.chunk_len
-    last = bt.chunk_first[a] + bt.chunk_count[a]
+    addr = vw.chunk_addr(bt)
+    length = vw.chunk_len(bt)
+    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
     while c < last:
         arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         n = arr.shape[0]
@@ -96,8 +97,8 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
 @njit(cache=True, error_model="numpy")
 def _release_behind(bt, a):
     # Files both cursors have left are done: hand their pages back (file-backed maps only).
-    done = min(bt.cursor[a, C_LCHUNK], bt.cursor[a, C_XCHUNK])
-    for c in range(bt.chunk_first[a], done):
+    done = min(vw.cursor(bt)[a, C_LCHUNK], vw.cursor(bt)[a, C_XCHUNK])
+    for c in range(vw.chunk_first(bt)[a], done):
         if bt.chunk_released[c] == 0:
             bt.chunk_released[c] = 1
             arr = rows_of(bt, c)
@@ -136,16 +137,16 @@ def _madvise_dontneed(arr):
 @njit(cache=True, error_model="numpy")
 def initialize(bt):
     for a in range(bt.n_assets):
-        bt.cursor[a, C_LCHUNK] = bt.chunk_first[a]
-        bt.cursor[a, C_LROW] = -1
-        bt.cursor[a, C_XCHUNK] = bt.chunk_first[a]
-        bt.cursor[a, C_XROW] = -1
-        bt.evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
-        bt.evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
+        vw.cursor(bt)[a, C_LCHUNK] = vw.chunk_first(bt)[a]
+        vw.cursor(bt)[a, C_LROW] = -1
+        vw.cursor(bt)[a, C_XCHUNK] = vw.chunk_first(bt)[a]
+        vw.cursor(bt)[a, C_XROW] = -1
+        vw.evs(bt)[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
+        vw.evs(bt)[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
     bt.started = 1
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _next(evs):
     k = 0
     ts = evs[0]
@@ -163,8 +164,8 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     Returns an ElapseResult (0-3) or an ErrorCode (10+).
     """
     result = RES_OK
-    evs = bt.evs
-    cur = bt.cursor
+    evs = vw.evs(bt)
+    cur = vw.cursor(bt)
     for a in range(bt.n_assets):
         evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
         evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
@@ -201,7 +202,7 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
                 # A funding row only the exchange sees is still a payment on the account.
                 apply_funding(bt, a, row.px, row.fval)
             evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
-            if bt.xalive[a] > 0 or evs[4 * a + 1] != I64_MAX or bt.bus_i[2 * a + od.TO_LOCAL, od.B_LEN] > 0:
+            if vw.xalive(bt)[a] > 0 or evs[4 * a + 1] != I64_MAX or vw.bus_i(bt)[2 * a + od.TO_LOCAL, od.B_LEN] > 0:
                 evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         else:
             rc = exo.receive(bt, a, ts)
@@ -223,7 +224,7 @@ def _after(now, duration):
 def elapse(bt, duration):
     if bt.started == 0:
         initialize(bt)
-        k, ts = _next(bt.evs)
+        k, ts = _next(vw.evs(bt))
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts
@@ -234,7 +235,7 @@ def elapse(bt, duration):
 def wait_next_feed(bt, include_order_resp, timeout):
     if bt.started == 0:
         initialize(bt)
-        k, ts = _next(bt.evs)
+        k, ts = _next(vw.evs(bt))
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts
@@ -245,7 +246,7 @@ def wait_next_feed(bt, include_order_resp, timeout):
 def wait_order_response(bt, a, order_id, timeout):
     if bt.started == 0:
         initialize(bt)
-        k, ts = _next(bt.evs)
+        k, ts = _next(vw.evs(bt))
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts

@@ -10,7 +10,7 @@ Two models (``cfg_i[a, I_EXCH]``):
   remainders rest, FOK expires unless the book holds the full quantity).  Every partial fill is
   booked into position and balance (hftbacktest #316 drops them).
 
-Resting orders live in ``bt.xord`` (see :mod:`bots.sim.orders`); ``bt.xcnt_bid/xcnt_ask`` count
+Resting orders live in ``bt.xord`` (see :mod:`bots.sim.orders`); ``vw.xcnt_bid(bt)/xcnt_ask`` count
 them per price tick of the exchange book so a depth row at a price with no order of ours costs one
 array read.  The market is replayed, never altered: our fills do not consume book quantity.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import orders as od
 from bots.sim import queue as qm
@@ -52,40 +53,61 @@ SELL = -1
 @njit(cache=True, error_model="numpy")
 def _count(bt, a, side, tick, delta):
     d = 2 * a + 1
-    lb = bt.depth_i[d, dp.ROI_LB]
-    if tick < lb or tick > bt.depth_i[d, dp.ROI_UB]:
-        bt.x_out[a] += delta
+    lb = vw.depth_i(bt)[d, dp.ROI_LB]
+    if tick < lb or tick > vw.depth_i(bt)[d, dp.ROI_UB]:
+        vw.x_out(bt)[a] += delta
     elif side == BUY:
-        bt.xcnt_bid[d, tick - lb] += delta
+        vw.xcnt_bid(bt)[d, tick - lb] += delta
     else:
-        bt.xcnt_ask[d, tick - lb] += delta
+        vw.xcnt_ask(bt)[d, tick - lb] += delta
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _has_orders_at(bt, a, side, tick):
-    if bt.xalive[a] == 0:
+    if vw.xalive(bt)[a] == 0:
         return False
-    if bt.x_out[a] > 0:
+    if vw.x_out(bt)[a] > 0:
         return True
     d = 2 * a + 1
-    di = bt.depth_i
+    di = vw.depth_i(bt)
     lb = di[d, dp.ROI_LB]
     if tick < lb or tick > di[d, dp.ROI_UB]:
         return False
     if side == BUY:
-        return bt.xcnt_bid[d, tick - lb] > 0
-    return bt.xcnt_ask[d, tick - lb] > 0
+        return vw.xcnt_bid(bt)[d, tick - lb] > 0
+    return vw.xcnt_ask(bt)[d, tick - lb] > 0
+
+
+@njit(cache=True, error_model="numpy")
+def _any_in(bt, a, side, lo, hi):
+    """Might any of our ``side`` orders rest on a tick in [lo, hi]?  (False only when surely not.)"""
+    if vw.x_out(bt)[a] > 0:
+        return True
+    if hi < lo:
+        return False
+    if hi - lo > 64:
+        return True  # a wide range: let the caller scan its (few) orders instead
+    d = 2 * a + 1
+    di = vw.depth_i(bt)
+    lb = di[d, dp.ROI_LB]
+    lo = max(lo, lb)
+    hi = min(hi, di[d, dp.ROI_UB])
+    cnt = vw.xcnt_bid(bt) if side == BUY else vw.xcnt_ask(bt)
+    for t in range(lo - lb, hi - lb + 1):
+        if cnt[d, t] > 0:
+            return True
+    return False
 
 
 @njit(cache=True, error_model="numpy")
 def _rest(bt, a, msg, j):
     """Add the order in ``msg[j]`` to the book of resting orders."""
-    if bt.depth_i[2 * a + 1, dp.GROWABLE] != 0:
+    if vw.depth_i(bt)[2 * a + 1, dp.GROWABLE] != 0:
         # Keep every resting order inside a growable ladder, so counts never go out of range.
         dp.ensure_tick(bt, 2 * a + 1, msg[j].price_tick)
     i = od.xord_append(bt)
     bt.xord[i] = msg[j]
-    bt.xalive[a] += 1
+    vw.xalive(bt)[a] += 1
     _count(bt, a, msg[j].side, msg[j].price_tick, 1)
     return i
 
@@ -93,7 +115,7 @@ def _rest(bt, a, msg, j):
 @njit(cache=True, error_model="numpy")
 def _unrest(bt, a, i):
     _count(bt, a, bt.xord[i].side, bt.xord[i].price_tick, -1)
-    bt.xalive[a] -= 1
+    vw.xalive(bt)[a] -= 1
     od.xord_remove(bt, i)
 
 
@@ -139,24 +161,30 @@ def _maker_fill(bt, a, i, ts, qty):
 
 # -- market data ------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
+    xo = bt.xord
     if not _has_orders_at(bt, a, side, tick):
         return
-    kind = bt.cfg_i[a, I_QUEUE]
-    n = bt.cfg_f[a, F_QUEUE_N]
-    for i in range(bt.cnt[od.N_XORD]):
-        o = bt.xord[i]
+    kind = vw.cfg_i(bt)[a, I_QUEUE]
+    n = vw.cfg_f(bt)[a, F_QUEUE_N]
+    for i in range(vw.cnt(bt)[od.N_XORD]):
+        o = xo[i]
         if o.asset_no == a and o.side == side and o.price_tick == tick:
-            qm.on_depth(kind, n, bt.xord, i, prev_qty, new_qty)
+            qm.on_depth(kind, n, xo, i, prev_qty, new_qty)
 
 
 @njit(cache=True, error_model="numpy")
 def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     """The bid rose: our sells at or below the new best bid are taken (as makers)."""
-    scan_all = prev_best == dp.INVALID_MIN or bt.xalive[a] < new_best - prev_best
-    for i in range(bt.cnt[od.N_XORD]):
-        o = bt.xord[i]
+    xo = bt.xord
+    if vw.xalive(bt)[a] == 0:
+        return OK
+    scan_all = prev_best == dp.INVALID_MIN or vw.xalive(bt)[a] < new_best - prev_best
+    if not scan_all and not _any_in(bt, a, SELL, prev_best + 1, new_best):
+        return OK
+    for i in range(vw.cnt(bt)[od.N_XORD]):
+        o = xo[i]
         if o.asset_no != a or o.side != SELL:
             continue
         t = o.price_tick
@@ -169,9 +197,14 @@ def _on_best_bid_up(bt, a, prev_best, new_best, ts):
 
 @njit(cache=True, error_model="numpy")
 def _on_best_ask_down(bt, a, prev_best, new_best, ts):
-    scan_all = prev_best == dp.INVALID_MAX or bt.xalive[a] < prev_best - new_best
-    for i in range(bt.cnt[od.N_XORD]):
-        o = bt.xord[i]
+    xo = bt.xord
+    if vw.xalive(bt)[a] == 0:
+        return OK
+    scan_all = prev_best == dp.INVALID_MAX or vw.xalive(bt)[a] < prev_best - new_best
+    if not scan_all and not _any_in(bt, a, BUY, new_best, prev_best - 1):
+        return OK
+    for i in range(vw.cnt(bt)[od.N_XORD]):
+        o = xo[i]
         if o.asset_no != a or o.side != BUY:
             continue
         t = o.price_tick
@@ -185,20 +218,25 @@ def _on_best_ask_down(bt, a, prev_best, new_best, ts):
 @njit(cache=True, error_model="numpy")
 def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     """A trade printed at ``trade_tick``; ``side_hit`` is the side of our orders it can fill."""
-    if bt.xalive[a] == 0:
+    xo = bt.xord
+    if vw.xalive(bt)[a] == 0:
         return OK
     d = 2 * a + 1
-    kind = bt.cfg_i[a, I_QUEUE]
-    lot = bt.cfg_f[a, F_LOT]
-    partial = bt.cfg_i[a, I_EXCH] == PARTIAL_FILL
+    kind = vw.cfg_i(bt)[a, I_QUEUE]
+    lot = vw.cfg_f(bt)[a, F_LOT]
+    partial = vw.cfg_i(bt)[a, I_EXCH] == PARTIAL_FILL
     if side_hit == SELL:
-        bb = bt.depth_i[d, dp.BEST_BID]
-        scan_all = bb == dp.INVALID_MIN or bt.xalive[a] < trade_tick - bb
+        bb = vw.depth_i(bt)[d, dp.BEST_BID]
+        scan_all = bb == dp.INVALID_MIN or vw.xalive(bt)[a] < trade_tick - bb
+        if not scan_all and not _any_in(bt, a, SELL, bb + 1, trade_tick):
+            return OK
     else:
-        ba = bt.depth_i[d, dp.BEST_ASK]
-        scan_all = ba == dp.INVALID_MAX or bt.xalive[a] < ba - trade_tick
-    for i in range(bt.cnt[od.N_XORD]):
-        o = bt.xord[i]
+        ba = vw.depth_i(bt)[d, dp.BEST_ASK]
+        scan_all = ba == dp.INVALID_MAX or vw.xalive(bt)[a] < ba - trade_tick
+        if not scan_all and not _any_in(bt, a, BUY, trade_tick, ba - 1):
+            return OK
+    for i in range(vw.cnt(bt)[od.N_XORD]):
+        o = xo[i]
         if o.asset_no != a or o.side != side_hit:
             continue
         t = o.price_tick
@@ -213,28 +251,28 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
         if through:
             rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
         else:
-            qm.on_trade(kind, bt.xord, i, qty)
-            ahead = qm.filled_qty(bt.xord, i, lot)
+            qm.on_trade(kind, xo, i, qty)
+            ahead = qm.filled_qty(xo, i, lot)
             if ahead <= 0.0:
                 continue
-            exec_qty = min(ahead, bt.xord[i].leaves_qty) if partial else bt.xord[i].leaves_qty
+            exec_qty = min(ahead, xo[i].leaves_qty) if partial else xo[i].leaves_qty
             rc = _maker_fill(bt, a, i, ts, exec_qty)
         if rc != OK:
             return rc
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def process_row(bt, a, ev, px, qty, ts):
     """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
-    cnt = bt.cnt
+    cnt = vw.cnt(bt)
     if cnt[od.N_XDEAD] > 32 and cnt[od.N_XDEAD] * 2 > cnt[od.N_XORD]:
         od.xord_compact(bt)  # safe here: no scan over xord is in progress
     kind = ev & 0xFF
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
     d = 2 * a + 1
-    cf = bt.cfg_f
+    cf = vw.cfg_f(bt)
     tick_size = cf[a, F_TICK]
     lot = cf[a, F_LOT]
     if kind == 3:  # depth clear

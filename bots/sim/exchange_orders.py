@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import orders as od
 from bots.sim import queue as qm
@@ -26,21 +27,21 @@ def _take(bt, a, msg, j, ts, limit_tick, tif):
     """
     d = 2 * a + 1
     buy = msg[j].side == BUY
-    best = bt.depth_i[d, dp.BEST_ASK] if buy else bt.depth_i[d, dp.BEST_BID]
+    best = vw.depth_i(bt)[d, dp.BEST_ASK] if buy else vw.depth_i(bt)[d, dp.BEST_BID]
     if best == dp.INVALID_MAX or best == dp.INVALID_MIN:
         msg[j].status = od.ST_EXPIRED  # nothing to take
         msg[j].exch_timestamp = ts
         return OK
-    if bt.cfg_i[a, I_EXCH] != PARTIAL_FILL:
+    if vw.cfg_i(bt)[a, I_EXCH] != PARTIAL_FILL:
         return fill(msg, j, ts, False, best, msg[j].leaves_qty)
     # Partial fill: how much the book offers up to the limit.
-    lb = bt.depth_i[d, dp.ROI_LB]
-    ub = bt.depth_i[d, dp.ROI_UB]
+    lb = vw.depth_i(bt)[d, dp.ROI_LB]
+    ub = vw.depth_i(bt)[d, dp.ROI_UB]
     if tif == FOK:
         avail = 0.0
         t = best
         while lb <= t <= ub and (t <= limit_tick if buy else t >= limit_tick):
-            avail += bt.ask_qty[d, t - lb] if buy else bt.bid_qty[d, t - lb]
+            avail += vw.ask_qty(bt)[d, t - lb] if buy else vw.bid_qty(bt)[d, t - lb]
             if avail >= msg[j].leaves_qty:
                 break
             t += 1 if buy else -1
@@ -50,7 +51,7 @@ def _take(bt, a, msg, j, ts, limit_tick, tif):
             return OK
     t = best
     while msg[j].leaves_qty > 0.0 and lb <= t <= ub and (t <= limit_tick if buy else t >= limit_tick):
-        level = bt.ask_qty[d, t - lb] if buy else bt.bid_qty[d, t - lb]
+        level = vw.ask_qty(bt)[d, t - lb] if buy else vw.bid_qty(bt)[d, t - lb]
         if level > 0.0:
             q = min(level, msg[j].leaves_qty)
             rc = fill(msg, j, ts, False, t, q)
@@ -78,7 +79,7 @@ def _take(bt, a, msg, j, ts, limit_tick, tif):
 
 @njit(cache=True, error_model="numpy")
 def ack_new(bt, a, msg, j, ts):
-    if od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id) >= 0:
+    if od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id) >= 0:
         return ERR_ORDER_ID_EXIST
     d = 2 * a + 1
     buy = msg[j].side == BUY
@@ -93,7 +94,7 @@ def ack_new(bt, a, msg, j, ts):
     if msg[j].order_type != LIMIT:
         return ERR_INVALID_ORDER_REQUEST
     tick = msg[j].price_tick
-    crosses = tick >= bt.depth_i[d, dp.BEST_ASK] if buy else tick <= bt.depth_i[d, dp.BEST_BID]
+    crosses = tick >= vw.depth_i(bt)[d, dp.BEST_ASK] if buy else tick <= vw.depth_i(bt)[d, dp.BEST_BID]
     if crosses:
         if tif == GTX:
             msg[j].status = od.ST_EXPIRED  # post-only would take: rejected by the exchange
@@ -119,7 +120,7 @@ def ack_new(bt, a, msg, j, ts):
 
 @njit(cache=True, error_model="numpy")
 def ack_cancel(bt, a, msg, j, ts):
-    i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
+    i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)
     if i < 0:
         msg[j].req = od.ST_REJECTED  # already filled or expired
         msg[j].exch_timestamp = ts
@@ -136,7 +137,7 @@ def ack_cancel(bt, a, msg, j, ts):
 @njit(cache=True, error_model="numpy")
 def ack_modify(bt, a, msg, j, ts):
     """Change price/qty; the order keeps its queue place only if the price stays and qty shrinks."""
-    i = od.find(bt.xord, bt.cnt[od.N_XORD], a, msg[j].order_id)
+    i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)
     if i < 0:
         msg[j].req = od.ST_REJECTED
         msg[j].exch_timestamp = ts

@@ -7,6 +7,7 @@ Positive fees are costs; negative maker fees are rebates.  Funding payments of p
 
 from __future__ import annotations
 
+from bots.sim import views as vw
 from numba import njit
 
 LINEAR = 0
@@ -49,11 +50,11 @@ def fee(kind, maker_fee, taker_fee, maker, value, qty):
 @njit(cache=True, error_model="numpy")
 def apply_fill(bt, a, exec_price, exec_qty, side, maker):
     """Book one execution of ``exec_qty`` at ``exec_price`` into asset ``a``'s account."""
-    value = amount(bt.cfg_i[a, I_ASSET_KIND], bt.cfg_f[a, F_CONTRACT], exec_price, exec_qty)
+    value = amount(vw.cfg_i(bt)[a, I_ASSET_KIND], vw.cfg_f(bt)[a, F_CONTRACT], exec_price, exec_qty)
     sv = bt.state[a:a + 1]
     sv[0].position += exec_qty * side
     sv[0].balance -= value * side
-    sv[0].fee += fee(bt.cfg_i[a, I_FEE_KIND], bt.cfg_f[a, F_MAKER], bt.cfg_f[a, F_TAKER], maker, value, exec_qty)
+    sv[0].fee += fee(vw.cfg_i(bt)[a, I_FEE_KIND], vw.cfg_f(bt)[a, F_MAKER], vw.cfg_f(bt)[a, F_TAKER], maker, value, exec_qty)
     sv[0].num_trades += 1
     sv[0].trading_volume += exec_qty
     sv[0].trading_value += value
@@ -74,9 +75,9 @@ def funding_payment(kind, contract_size, position, mark_price, rate):
 
 @njit(cache=True, error_model="numpy")
 def apply_funding(bt, a, mark_price, rate):
-    kind = bt.cfg_i[a, I_ASSET_KIND]
+    kind = vw.cfg_i(bt)[a, I_ASSET_KIND]
     sv = bt.state[a:a + 1]
-    pay = funding_payment(kind, bt.cfg_f[a, F_CONTRACT], sv[0].position, mark_price, rate)
+    pay = funding_payment(kind, vw.cfg_f(bt)[a, F_CONTRACT], sv[0].position, mark_price, rate)
     # The balance conventions differ: equity = balance + pos*price (linear) but
     # -balance - pos/price (inverse), so a payment lowers a linear balance and raises an inverse one.
     if kind == INVERSE:

@@ -9,6 +9,7 @@ last one the edge row's latency is used.
 
 from __future__ import annotations
 
+from bots.sim import views as vw
 from numba import njit
 
 CONSTANT = 0
@@ -28,8 +29,8 @@ def _intp(x, x1, y1, x2, y2):
 @njit(cache=True, error_model="numpy")
 def entry(bt, a, ts):
     """Latency from the bot sending a request at ``ts`` to the exchange receiving it."""
-    if bt.cfg_i[a, I_LAT_KIND] == CONSTANT:
-        return bt.cfg_i[a, I_ENTRY_NS]
+    if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:
+        return vw.cfg_i(bt)[a, I_ENTRY_NS]
     rows = bt.lat_rows
     lo = bt.lat_off[a]
     hi = bt.lat_off[a + 1]
@@ -55,8 +56,8 @@ def entry(bt, a, ts):
 @njit(cache=True, error_model="numpy")
 def response(bt, a, ts):
     """Latency from the exchange answering at ``ts`` to the bot receiving the answer."""
-    if bt.cfg_i[a, I_LAT_KIND] == CONSTANT:
-        return bt.cfg_i[a, I_RESP_NS]
+    if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:
+        return vw.cfg_i(bt)[a, I_RESP_NS]
     rows = bt.lat_rows
     lo = bt.lat_off[a]
     hi = bt.lat_off[a + 1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import orders as od
 from bots.sim.fees import F_LOT, F_TICK, apply_fill, apply_funding
@@ -27,7 +28,7 @@ I_TRADES_CAP = 7
 FUNDING_EVENT = 102
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def process_row(bt, a, row):
     """Apply one local-timeline data row of asset ``a``."""
     ev = int(row.ev)
@@ -35,14 +36,14 @@ def process_row(bt, a, row):
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
     d = 2 * a
-    cf = bt.cfg_f
+    cf = vw.cfg_f(bt)
     if kind == 1 or kind == 4:
         if buy:
             dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
         elif sell:
             dp.update_ask(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
     elif kind == 2:
-        if bt.cfg_i[a, I_TRADES_CAP] > 0:
+        if vw.cfg_i(bt)[a, I_TRADES_CAP] > 0:
             _push_trade(bt, a, row)
     elif kind == 3:
         if buy:
@@ -53,7 +54,7 @@ def process_row(bt, a, row):
             dp.clear(bt, d, 0, row.px, cf[a, F_TICK])
     elif kind == FUNDING_EVENT:
         apply_funding(bt, a, row.px, row.fval)
-    fl = bt.feed_lat
+    fl = vw.feed_lat(bt)
     fl[a, 0] = 1
     fl[a, 1] = row.exch_ts
     fl[a, 2] = row.local_ts
@@ -92,11 +93,11 @@ def _send(bt, a, i, restore_tick, restore_qty):
 def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
     if a < 0 or a >= bt.n_assets:
         return ERR_INVALID_ORDER_REQUEST
-    if od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id) >= 0:
+    if od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, order_id) >= 0:
         return ERR_ORDER_ID_EXIST
     if not (qty > 0.0) or (order_type == 0 and not (price == price)):
         return ERR_INVALID_ORDER_REQUEST
-    tick_size = bt.cfg_f[a, F_TICK]
+    tick_size = vw.cfg_f(bt)[a, F_TICK]
     i = od.lord_append(bt)
     o = bt.lord[i:i + 1]
     o[0].qty = qty
@@ -126,14 +127,14 @@ def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
 
 @njit(cache=True, error_model="numpy")
 def modify(bt, a, order_id, price, qty, now):
-    i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
+    i = od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, order_id)
     if i < 0:
         return ERR_ORDER_NOT_FOUND
     if bt.lord[i].req != od.ST_NONE:
         return ERR_ORDER_REQUEST_IN_PROCESS
     orig_tick = bt.lord[i].price_tick
     orig_qty = bt.lord[i].qty
-    bt.lord[i].price_tick = to_tick(price, bt.cfg_f[a, F_TICK])
+    bt.lord[i].price_tick = to_tick(price, vw.cfg_f(bt)[a, F_TICK])
     bt.lord[i].qty = qty
     bt.lord[i].req = od.ST_REPLACED
     bt.lord[i].local_timestamp = now
@@ -144,7 +145,7 @@ def modify(bt, a, order_id, price, qty, now):
 
 @njit(cache=True, error_model="numpy")
 def cancel(bt, a, order_id, now):
-    i = od.find(bt.lord, bt.cnt[od.N_LORD], a, order_id)
+    i = od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, order_id)
     if i < 0:
         return ERR_ORDER_NOT_FOUND
     if bt.lord[i].req != od.ST_NONE:
@@ -173,7 +174,7 @@ def receive(bt, a, ts, has_wait, wait_id):
             got = True
         if m.fill_qty > 0.0 and m.req != od.ST_REJECTED:
             apply_fill(bt, a, m.exec_price_tick * m.tick_size, m.fill_qty, m.side, m.maker)
-        i = od.find(bt.lord, bt.cnt[od.N_LORD], a, m.order_id)
+        i = od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, m.order_id)
         if i >= 0:
             if m.req == od.ST_REJECTED:
                 if m.local_timestamp == bt.lord[i].local_timestamp:

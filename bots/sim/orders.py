@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
+from bots.sim import views as vw
 from numba import njit
 
 # cnt[] slots
@@ -75,32 +76,32 @@ def _grown(orders, n):
 @njit(cache=True, error_model="numpy")
 def lord_append(bt):
     """Return a fresh slot at the end of the bot's order table (growing it if needed)."""
-    n = bt.cnt[N_LORD]
+    n = vw.cnt(bt)[N_LORD]
     if n == bt.lord.shape[0]:
         _compact_lord(bt)
-        n = bt.cnt[N_LORD]
+        n = vw.cnt(bt)[N_LORD]
         if n * 2 > bt.lord.shape[0]:
             bt.lord = _grown(bt.lord, n)
-    bt.cnt[N_LORD] = n + 1
+    vw.cnt(bt)[N_LORD] = n + 1
     return n
 
 
 @njit(cache=True, error_model="numpy")
 def _compact_lord(bt):
-    n = bt.cnt[N_LORD]
+    n = vw.cnt(bt)[N_LORD]
     k = 0
     for i in range(n):
         if bt.lord[i].asset_no >= 0:
             if k != i:
                 bt.lord[k] = bt.lord[i]
             k += 1
-    bt.cnt[N_LORD] = k
+    vw.cnt(bt)[N_LORD] = k
 
 
 @njit(cache=True, error_model="numpy")
 def clear_inactive(bt, a):
     """Drop asset ``a``'s (or every asset's, ``a < 0``) expired, filled and canceled orders."""
-    n = bt.cnt[N_LORD]
+    n = vw.cnt(bt)[N_LORD]
     k = 0
     for i in range(n):
         o = bt.lord[i]
@@ -112,18 +113,18 @@ def clear_inactive(bt, a):
             if k != i:
                 bt.lord[k] = bt.lord[i]
             k += 1
-    bt.cnt[N_LORD] = k
+    vw.cnt(bt)[N_LORD] = k
 
 
 @njit(cache=True, error_model="numpy")
 def xord_append(bt):
-    n = bt.cnt[N_XORD]
+    n = vw.cnt(bt)[N_XORD]
     if n == bt.xord.shape[0]:
         xord_compact(bt)
-        n = bt.cnt[N_XORD]
+        n = vw.cnt(bt)[N_XORD]
         if n * 2 > bt.xord.shape[0]:
             bt.xord = _grown(bt.xord, n)
-    bt.cnt[N_XORD] = n + 1
+    vw.cnt(bt)[N_XORD] = n + 1
     return n
 
 
@@ -131,20 +132,20 @@ def xord_append(bt):
 def xord_remove(bt, i):
     bt.xord[i].asset_no = -1
     # Only marked: callers may be scanning xord; compaction happens at safe points.
-    bt.cnt[N_XDEAD] += 1
+    vw.cnt(bt)[N_XDEAD] += 1
 
 
 @njit(cache=True, error_model="numpy")
 def xord_compact(bt):
-    n = bt.cnt[N_XORD]
+    n = vw.cnt(bt)[N_XORD]
     k = 0
     for i in range(n):
         if bt.xord[i].asset_no >= 0:
             if k != i:
                 bt.xord[k] = bt.xord[i]
             k += 1
-    bt.cnt[N_XORD] = k
-    bt.cnt[N_XDEAD] = 0
+    vw.cnt(bt)[N_XORD] = k
+    vw.cnt(bt)[N_XDEAD] = 0
 
 
 # -- buses ----------------------------------------------------------------------------------------
@@ -152,9 +153,9 @@ def xord_compact(bt):
 @njit(cache=True, error_model="numpy")
 def bus_front_ts(bt, a, direction):
     b = 2 * a + direction
-    if bt.bus_i[b, B_LEN] == 0:
+    if vw.bus_i(bt)[b, B_LEN] == 0:
         return I64_MAX
-    return bt.bus[b, bt.bus_i[b, B_HEAD]].bus_ts
+    return bt.bus[b, vw.bus_i(bt)[b, B_HEAD]].bus_ts
 
 
 @njit(cache=True, error_model="numpy")
@@ -162,26 +163,26 @@ def bus_push(bt, a, direction, src, j, ts):
     """Queue a copy of ``src[j]`` for delivery at ``ts`` (never before the message ahead of it)."""
     b = 2 * a + direction
     cap = bt.bus.shape[1]
-    if bt.bus_i[b, B_LEN] == cap:
+    if vw.bus_i(bt)[b, B_LEN] == cap:
         _grow_bus(bt)
         cap = bt.bus.shape[1]
-    last = bt.bus_i[b, B_LAST_TS] if bt.bus_i[b, B_LEN] > 0 else 0
-    pos = (bt.bus_i[b, B_HEAD] + bt.bus_i[b, B_LEN]) % cap
+    last = vw.bus_i(bt)[b, B_LAST_TS] if vw.bus_i(bt)[b, B_LEN] > 0 else 0
+    pos = (vw.bus_i(bt)[b, B_HEAD] + vw.bus_i(bt)[b, B_LEN]) % cap
     bt.bus[b, pos] = src[j]
     deliver = max(ts, last)
     bt.bus[b, pos].bus_ts = deliver
-    bt.bus_i[b, B_LEN] += 1
-    bt.bus_i[b, B_LAST_TS] = deliver
+    vw.bus_i(bt)[b, B_LEN] += 1
+    vw.bus_i(bt)[b, B_LAST_TS] = deliver
 
 
 @njit(cache=True, error_model="numpy")
 def bus_pop_into(bt, a, direction, dst, i):
     """Move the front message of the bus into ``dst[i]``."""
     b = 2 * a + direction
-    head = bt.bus_i[b, B_HEAD]
+    head = vw.bus_i(bt)[b, B_HEAD]
     dst[i] = bt.bus[b, head]
-    bt.bus_i[b, B_HEAD] = (head + 1) % bt.bus.shape[1]
-    bt.bus_i[b, B_LEN] -= 1
+    vw.bus_i(bt)[b, B_HEAD] = (head + 1) % bt.bus.shape[1]
+    vw.bus_i(bt)[b, B_LEN] -= 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -189,8 +190,8 @@ def _grow_bus(bt):
     rows, cap = bt.bus.shape
     new = np.zeros((rows, 2 * cap), bt.bus.dtype)
     for b in range(rows):
-        head = bt.bus_i[b, B_HEAD]
-        for k in range(bt.bus_i[b, B_LEN]):
+        head = vw.bus_i(bt)[b, B_HEAD]
+        for k in range(vw.bus_i(bt)[b, B_LEN]):
             new[b, k] = bt.bus[b, (head + k) % cap]
-        bt.bus_i[b, B_HEAD] = 0
+        vw.bus_i(bt)[b, B_HEAD] = 0
     bt.bus = new
