@@ -41,6 +41,9 @@ __all__ = [
     "monotonic_ns",
     "futex_wait",
     "futex_wake",
+    "compiler_barrier",
+    "membarrier_global",
+    "register_membarrier",
 ]
 
 if sys.byteorder != "little":  # pragma: no cover - we only ship for little-endian Linux
@@ -52,6 +55,11 @@ _IS_X86 = _MACHINE in ("x86_64", "amd64")
 _SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(_MACHINE)
 if _SYS_FUTEX is None:  # pragma: no cover
     raise ImportError(f"shm.atomics: unsupported machine {_MACHINE!r} (need x86_64 or aarch64)")
+
+#: SYS_membarrier, and the commands we use (linux/membarrier.h).
+_SYS_MEMBARRIER = {"x86_64": 324, "amd64": 324, "aarch64": 283, "arm64": 283}[_MACHINE]
+_MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1
+_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2
 
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
@@ -305,3 +313,64 @@ def futex_wake(typingctx, arr, idx, count):
         )
 
     return types.int64(arr, idx, count), codegen
+
+
+@intrinsic
+def compiler_barrier(typingctx):
+    """Stop the compiler (not the CPU) from moving memory accesses across this point."""
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.VoidType(), [])
+        barrier = builder.asm(fnty, "", "~{memory}", [], side_effect=True)
+        del barrier
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def membarrier_global(typingctx):
+    """Run a full memory barrier on every CPU currently running a registered process.
+
+    The heavy half of an asymmetric fence: a producer that called ``register_membarrier`` may then
+    publish with plain release stores, and a reader about to sleep calls this (a few microseconds)
+    to make the producer's pending stores visible, instead of the producer paying a full fence on
+    every publish.  Returns 0, or -1 when the kernel refuses.
+    """
+
+    def codegen(context, builder, sig, args):
+        res = _syscall(
+            builder,
+            [
+                ir.Constant(_i64, _SYS_MEMBARRIER),
+                ir.Constant(_i64, _MEMBARRIER_CMD_GLOBAL_EXPEDITED),
+                ir.Constant(_i64, 0),
+                ir.Constant(_i64, 0),
+            ],
+        )
+        return builder.select(
+            builder.icmp_signed("==", res, ir.Constant(_i64, 0)), ir.Constant(_i64, 0), ir.Constant(_i64, -1)
+        )
+
+    return types.int64(), codegen
+
+
+def register_membarrier() -> bool:
+    """Register this process for ``membarrier_global``; False when the kernel cannot (< 4.16,
+    seccomp, ...), in which case producers must keep the full fence on every publish."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    supported = libc.syscall(ctypes.c_long(_SYS_MEMBARRIER), ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+    if supported < 0 or not supported & _MEMBARRIER_CMD_GLOBAL_EXPEDITED:
+        return False
+    return (
+        libc.syscall(
+            ctypes.c_long(_SYS_MEMBARRIER),
+            ctypes.c_long(_MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
+            ctypes.c_long(0),
+            ctypes.c_long(0),
+        )
+        == 0
+    )

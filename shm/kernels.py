@@ -18,8 +18,14 @@ Order channel (SPSC, lossless): the writer never reuses a slot below READ_CURSOR
 nothing to validate; it returns how many records fit ("full" is the caller's backpressure).
 
 Parking (no lost wake-ups, Dekker style): a reader reads WAKE_SEQ, increments SLEEPERS (seq_cst),
-re-checks the cursor, then futex-waits on WAKE_SEQ.  The writer's seq_cst cursor store is ordered
-before its SLEEPERS load, so either it sees the sleeper and wakes it, or the sleeper sees the data.
+re-checks the cursor, then futex-waits on WAKE_SEQ.  The writer's cursor store must be ordered
+before its SLEEPERS load, so that either it sees the sleeper and wakes it, or the sleeper sees the
+data.  By default that is an asymmetric fence: the producer registered for ``membarrier`` and
+publishes with a release store plus a compiler barrier, and a reader about to park pays the heavy
+barrier (``membarrier_global``, ~2 us) on the producer's CPU; a full fence on every publish (the
+``xchg`` of a seq_cst store drains the store buffer, ~100 ns when lines bounce between cores)
+would cost the hot path far more.  Where membarrier is unavailable the producer falls back to the
+seq_cst store (header flag FLAG_ASYMMETRIC_WAKE says which).
 
 Cursors are int64 (``uint64 + int64`` silently becomes float64 in numba); at 10^9 records/s they
 overflow after 292 years.
@@ -33,6 +39,8 @@ from numba import njit
 from shm import layout as L
 from shm.atomics import (
     compare_exchange,
+    compiler_barrier,
+    membarrier_global,
     cpu_relax,
     fence_acquire,
     fence_release,
@@ -96,7 +104,13 @@ def wake_writer(hdr):
 
 
 @njit(cache=True, inline="always")
-def _after_publish(hdr):
+def _commit(hdr, word, value):
+    """Publish ``value`` as ``hdr[word]`` (a cursor), then wake parked readers if there are any."""
+    if hdr[L.W_FLAGS] & L.FLAG_ASYMMETRIC_WAKE:
+        store_release(hdr, word, value)
+        compiler_barrier()  # the CPU side of this ordering is the parking reader's membarrier
+    else:
+        store_seq_cst(hdr, word, value)
     if load_relaxed(hdr, L.W_READER_SLEEPERS) > 0:
         wake_readers(hdr)
 
@@ -159,8 +173,7 @@ def ring_publish(hdr, data, src, gate_timeout_ns):
     fence_release()  # INTENT must be visible before any slot of the batch is overwritten
     for i in range(n):
         _copy_record(data, (cur + i) & mask, src, i)
-    store_seq_cst(hdr, L.W_CURSOR, cur + n)
-    _after_publish(hdr)
+    _commit(hdr, L.W_CURSOR, cur + n)
     return cur + n
 
 
@@ -182,8 +195,7 @@ def ring_publish_one(hdr, data, ev, exch_ts, local_ts, px, qty, order_id, ival, 
     row[5] = order_id
     row[6] = ival
     row[7] = np.float64(fval).view(np.int64)
-    store_seq_cst(hdr, L.W_CURSOR, cur + 1)
-    _after_publish(hdr)
+    _commit(hdr, L.W_CURSOR, cur + 1)
     return cur + 1
 
 
@@ -279,6 +291,8 @@ def _wait_until(hdr, word, target, sleepers_word, seq_word, spin_ns, yield_ns, t
             return WAIT_TIMEOUT
         seq = load_acquire(hdr, seq_word)
         fetch_add(hdr, sleepers_word, 1)
+        if hdr[L.W_FLAGS] & L.FLAG_ASYMMETRIC_WAKE:
+            membarrier_global()  # the producer's pending cursor store becomes visible, or it sees us
         if load_acquire(hdr, word) >= target:  # seq_cst increment above orders this load after it
             fetch_add(hdr, sleepers_word, -1)
             return WAIT_DATA
@@ -326,8 +340,7 @@ def channel_write(hdr, data, src):
         return 0
     for i in range(m):
         _copy_record(data, (cur + i) & mask, src, i)
-    store_seq_cst(hdr, L.W_CURSOR, cur + m)
-    _after_publish(hdr)
+    _commit(hdr, L.W_CURSOR, cur + m)
     return m
 
 

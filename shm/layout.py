@@ -33,6 +33,10 @@ STATE_CLOSED = 2
 
 # Flags (word FLAGS).
 FLAG_GATED = 1  # market ring: the writer waits for registered readers instead of lapping them
+#: The producer registered for membarrier: it publishes with release stores, and a reader about to
+#: park runs the heavy barrier (see shm.atomics.membarrier_global).  Without it, the producer uses a
+#: sequentially consistent store on every publish.
+FLAG_ASYMMETRIC_WAKE = 2
 
 # -- block 0: fixed at creation --------------------------------------------------------------
 W_MAGIC = 0

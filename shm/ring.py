@@ -23,7 +23,7 @@ import numpy as np
 
 from shm import kernels as K
 from shm import layout as L
-from shm.atomics import _IS_X86
+from shm.atomics import _IS_X86, register_membarrier
 from shm.dtypes import RECORD_SIZE, event_dtype
 from shm.errors import ProducerGoneError, SegmentConfigError, SegmentNotFoundError, ShmError
 from shm.segment import Segment, proc_start_ticks
@@ -67,6 +67,17 @@ class _WordsCache:
         return words
 
 
+_MEMBARRIER: list[bool] = []
+
+
+def _membarrier_registered() -> bool:
+    """Register this process for membarrier once (producers publish without a full fence then)."""
+    if not _MEMBARRIER:
+        # HFTD_SHM_FULL_FENCE=1 forces the fallback (full fence per publish), e.g. to test it
+        _MEMBARRIER.append(os.environ.get("HFTD_SHM_FULL_FENCE") != "1" and register_membarrier())
+    return _MEMBARRIER[0]
+
+
 class RingWriter:
     """The single producer of a market ring.  Create with ``RingWriter.create``."""
 
@@ -89,6 +100,9 @@ class RingWriter:
         if not (_IS_X86 and not self._gated):
             # weakly ordered CPU (plain stores would need barriers) or gated ring: compiled path
             self.publish_one = self._publish_one_kernel  # type: ignore[method-assign]
+        elif self.hdr[L.W_FLAGS] & L.FLAG_ASYMMETRIC_WAKE:
+            # parking readers run membarrier, so no per-record barrier is needed here
+            self.publish_one = self._publish_one_asymmetric  # type: ignore[method-assign]
 
     @classmethod
     def create(
@@ -105,9 +119,10 @@ class RingWriter:
         Raises ``SegmentBusyError`` if a live producer owns the name, ``SegmentSpaceError`` if the
         shm filesystem cannot hold it, ``SegmentConfigError`` for a bad name, capacity or mode.
         """
-        seg = Segment.create(
-            name, kind=L.KIND_MARKET_RING, capacity=capacity, mode=mode, flags=L.FLAG_GATED if gated else 0
-        )
+        flags = L.FLAG_GATED if gated else 0
+        if _membarrier_registered():
+            flags |= L.FLAG_ASYMMETRIC_WAKE
+        seg = Segment.create(name, kind=L.KIND_MARKET_RING, capacity=capacity, mode=mode, flags=flags)
         return cls(seg, gate_timeout_ns)
 
     @property
@@ -157,6 +172,18 @@ class RingWriter:
         lock.acquire()
         lock.release()
         if hw[48]:  # L.W_READER_SLEEPERS
+            K.wake_readers(self.hdr)
+        return cur + 1
+
+    def _publish_one_asymmetric(
+        self, ev, exch_ts, local_ts, px, qty, order_id=0, ival=0, fval=0.0
+    ) -> int:
+        hw = self._hw
+        cur = hw[33]  # L.W_CURSOR
+        hw[32] = cur + 1  # L.W_INTENT
+        self._pack(self._dmv, (cur & self._mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
+        hw[33] = cur + 1
+        if hw[48]:  # L.W_READER_SLEEPERS (a parking reader's membarrier orders this after our store)
             K.wake_readers(self.hdr)
         return cur + 1
 
