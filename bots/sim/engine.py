@@ -82,6 +82,8 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
             if (int(arr[r].ev) & flag) != 0:
                 cur[a, col_chunk] = c
                 cur[a, col_row] = r
+                if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
+                    _release_behind(bt, a)
                 return arr[r].local_ts if use_local_ts else arr[r].exch_ts
             r += 1
         c += 1
@@ -96,14 +98,32 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
 
 @njit(cache=True, error_model="numpy")
 def _release_behind(bt, a):
-    # Files both cursors have left are done: hand their pages back (file-backed maps only).
-    done = min(vw.cursor(bt)[a, C_LCHUNK], vw.cursor(bt)[a, C_XCHUNK])
-    for c in range(vw.chunk_first(bt)[a], done):
-        if bt.chunk_released[c] == 0:
-            bt.chunk_released[c] = 1
-            arr = rows_of(bt, c)
-            if bt.chunk_mapped[c] != 0 and arr.shape[0] > 0:
-                _madvise_dontneed(arr)
+    """Hand back the pages of rows both cursors have passed (memory-mapped files only).
+
+    ``chunk_released[c]`` is how many leading rows of chunk ``c`` were released.  Called when a
+    cursor leaves a chunk and every ``RELEASE_ROWS`` rows inside one, so a long file never becomes
+    wholly resident (the pages stay in the page cache; only this process's RSS drops).
+    """
+    cur = vw.cursor(bt)
+    lc_, lr = cur[a, C_LCHUNK], cur[a, C_LROW]
+    xc, xr = cur[a, C_XCHUNK], cur[a, C_XROW]
+    if lc_ < xc or (lc_ == xc and lr < xr):
+        c_min, r_min = lc_, lr
+    else:
+        c_min, r_min = xc, xr
+    for c in range(vw.chunk_first(bt)[a], min(c_min + 1, vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a])):
+        if bt.chunk_mapped[c] == 0:
+            continue
+        arr = rows_of(bt, c)
+        upto = arr.shape[0] if c < c_min else max(r_min, 0)
+        done = bt.chunk_released[c]
+        if upto - done >= RELEASE_ROWS or (c < c_min and upto > done):
+            _madvise_dontneed(arr[done:upto])
+            bt.chunk_released[c] = upto
+
+
+#: release consumed rows of a mapped file in steps of this many rows (4 MiB)
+RELEASE_ROWS = 65536
 
 
 _PAGE = 4096
