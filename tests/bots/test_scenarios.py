@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import njit
 
 import bots
 from bots.sim.fees import INVERSE, LINEAR, equity
@@ -209,3 +210,35 @@ def test_end_of_data_is_reported():
     hbt = make([])
     out = s.run(hbt, [(s.ELAPSE, 10**12), (s.ELAPSE, 10)])
     assert out[1, 0] == bots.ElapseResult.END_OF_DATA
+
+
+@njit
+def _two_assets(hbt, out):
+    hbt.elapse(100)
+    hbt.submit_buy_order(1, 7, 100.01, 1.0, 3, 0, False)  # IOC on asset 1 only
+    rc = hbt.wait_order_response(1, 7, 1_000)
+    out[0] = rc
+    out[1] = hbt.current_timestamp
+    out[2] = hbt.position(0)
+    out[3] = hbt.position(1)
+    out[4] = hbt.num_assets
+    out[5] = len(hbt.orders(0))
+    out[6] = len(hbt.orders(1))
+    return 0
+
+
+def test_two_assets_share_one_clock_and_keep_separate_books():
+    assets = []
+    for lat in (10, 40):
+        assets.append(
+            bots.BacktestAsset().data([s.events(BOOK + [(DEPTH, "b", 10_000, 10_005, 90.0, 1.0)])])
+            .tick_size(0.01).lot_size(0.001).roi_lb(0.0).roi_ub(200.0).constant_order_latency(lat, lat)
+            .linear_asset(1.0)
+        )
+    hbt = bots.ROIVectorMarketDepthBacktest(assets)
+    out = np.zeros(7)
+    _two_assets(hbt, out)
+    # asset 1's round trip is 40 + 40 ns from t=100
+    assert out[0] == 0 and out[1] == 180
+    assert out[2] == 0.0 and out[3] == 1.0
+    assert out[4] == 2 and out[5] == 0 and out[6] == 1
