@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply record counts and durations")
     parser.add_argument("--skip-baselines", action="store_true", help="measure only hftd's rings")
     parser.add_argument(
+        "--no-pin", action="store_true",
+        help="let the scheduler place 1:1 processes (pinning hurts when other work shares the cpus)",
+    )
+    parser.add_argument(
         "--only", default="", help="comma-separated scenario names to run (default: all), e.g. ring_1r,python"
     )
 
@@ -399,6 +403,7 @@ def idle_readers_cpu(*, readers: int, window_s: float) -> dict:
 
 def run(args) -> BenchResult:
     scale = args.scale
+    pin = not args.no_pin
     only = {s for s in args.only.split(",") if s}
     want = lambda key: not only or key in only  # noqa: E731
     res = BenchResult("ring")
@@ -411,15 +416,15 @@ def run(args) -> BenchResult:
 
     if want("ring_1r"):
         log("1 writer -> 1 reader, numba, record at a time")
-        t = ring_throughput(int(20_000_000 * scale), readers=1, batch=1, wait="spin", pin=True)
+        t = ring_throughput(int(20_000_000 * scale), readers=1, batch=1, wait="spin", pin=pin)
         m["ring_records_per_s"] = t["min_reader_records_per_s"]
-        lat = ring_latency(int(200_000 * scale), readers=1, pace_per_s=100_000, wait="spin", pin=True)
+        lat = ring_latency(int(200_000 * scale), readers=1, pace_per_s=100_000, wait="spin", pin=pin)
         m["ring_p50_us"], m["ring_p99_us"], m["ring_p999_us"] = lat["p50_us"], lat["p99_us"], lat["p999_us"]
         m_rows.append(("hftd ring numba 1:1", {"records/s": t["min_reader_records_per_s"], "p50 us": lat["p50_us"],
                                                 "p99 us": lat["p99_us"], "p99.9 us": lat["p999_us"]}))
     if want("batch"):
         log("batched ring and channel")
-        t = ring_throughput(int(100_000_000 * scale), readers=1, batch=64, wait="spin", pin=True)
+        t = ring_throughput(int(100_000_000 * scale), readers=1, batch=64, wait="spin", pin=pin)
         m["ring_batch_records_per_s"] = t["min_reader_records_per_s"]
         c = channel_throughput(int(100_000_000 * scale), batch=64)
         m["channel_batch_records_per_s"] = c["records_per_s"]
@@ -471,5 +476,7 @@ def run(args) -> BenchResult:
             if f"{name}_p50_us" in m and "ring_p50_us" in m:
                 m[f"ring_p50_vs_{name}"] = m[f"{name}_p50_us"] / m["ring_p50_us"]
         del base_rate
-    res.notes.append(f"cpus available: {len(_CPUS)}; 1:1 scenarios pinned to separate cpus")
+    res.notes.append(
+        f"cpus available: {len(_CPUS)}; 1:1 scenarios " + ("pinned to separate cpus" if pin else "not pinned")
+    )
     return res
