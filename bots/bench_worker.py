@@ -66,9 +66,10 @@ def main() -> None:
             # Compile outside the timed region on a tiny prefix, like a warm production process.
             import numpy as np
 
-            from bots.data.io import load_events
+            from bots.data.io import open_events_mmap
 
-            head = np.ascontiguousarray(load_events(args.file, validate=False)[: args.warmup])
+            # a copy of the first rows only: loading the whole file here would inflate peak RSS
+            head = np.array(open_events_mmap(args.file, validate=False)[: args.warmup])
             warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head)])
             if args.bot == "grid":
                 grid(warm, mod.Recorder(1, 100_000).recorder, 20, 100_000_000, 10, 20, 0.1)

@@ -135,7 +135,7 @@ def _regrid(bt, d, new_lb, new_ub):
     vw.depth_i(bt)[d, ROI_UB] = new_ub
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def update_bid(bt, d, price, qty, tick_size, lot_size):
     """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     # Arrays are read from the struct once: each struct read costs a reference-count round trip.
@@ -168,7 +168,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
     return tick, prev_best, di[d, BEST_BID], prev_qty, qty
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def update_ask(bt, d, price, qty, tick_size, lot_size):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick(price, tick_size)

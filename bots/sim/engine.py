@@ -57,7 +57,7 @@ def _as_voidptr(typingctx, addr):
     return sig, codegen
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
@@ -66,7 +66,7 @@ def rows_of(bt, c):
     return carray(_as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
     cur = vw.cursor(bt)
@@ -166,7 +166,7 @@ def initialize(bt):
     bt.started = 1
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _next(evs):
     k = 0
     ts = evs[0]

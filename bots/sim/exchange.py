@@ -62,7 +62,7 @@ def _count(bt, a, side, tick, delta):
         vw.xcnt_ask(bt)[d, tick - lb] += delta
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _has_orders_at(bt, a, side, tick):
     if vw.xalive(bt)[a] == 0:
         return False
@@ -161,7 +161,7 @@ def _maker_fill(bt, a, i, ts, qty):
 
 # -- market data ------------------------------------------------------------------------------------
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
     xo = bt.xord
     if not _has_orders_at(bt, a, side, tick):
@@ -262,7 +262,7 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     return OK
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def process_row(bt, a, ev, px, qty, ts):
     """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
     cnt = vw.cnt(bt)

@@ -28,7 +28,7 @@ I_TRADES_CAP = 7
 FUNDING_EVENT = 102
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def process_row(bt, a, row):
     """Apply one local-timeline data row of asset ``a``."""
     ev = int(row.ev)

@@ -37,92 +37,92 @@ def address_of(typingctx, arr):
     return sig, codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def cursor(bt):
     return carray(as_voidptr(bt.p_cursor), (bt.n_assets, 4), np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def evs(bt):
     return carray(as_voidptr(bt.p_evs), 4 * bt.n_assets, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def chunk_addr(bt):
     return carray(as_voidptr(bt.p_chunk_addr), bt.n_chunks, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def chunk_len(bt):
     return carray(as_voidptr(bt.p_chunk_len), bt.n_chunks, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def chunk_first(bt):
     return carray(as_voidptr(bt.p_chunk_first), bt.n_assets, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def chunk_count(bt):
     return carray(as_voidptr(bt.p_chunk_count), bt.n_assets, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def cfg_f(bt):
     return carray(as_voidptr(bt.p_cfg_f), (bt.n_assets, 10), np.float64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def cfg_i(bt):
     return carray(as_voidptr(bt.p_cfg_i), (bt.n_assets, 10), np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def depth_i(bt):
     return carray(as_voidptr(bt.p_depth_i), (2 * bt.n_assets, 8), np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def feed_lat(bt):
     return carray(as_voidptr(bt.p_feed_lat), (bt.n_assets, 3), np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def xalive(bt):
     return carray(as_voidptr(bt.p_xalive), bt.n_assets, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def x_out(bt):
     return carray(as_voidptr(bt.p_x_out), bt.n_assets, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def cnt(bt):
     return carray(as_voidptr(bt.p_cnt), 4, np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bus_i(bt):
     return carray(as_voidptr(bt.p_bus_i), (2 * bt.n_assets, 3), np.int64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bid_qty(bt):
     return carray(as_voidptr(bt.p_bid_qty), (2 * bt.n_assets, bt.depth_w), np.float64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def ask_qty(bt):
     return carray(as_voidptr(bt.p_ask_qty), (2 * bt.n_assets, bt.depth_w), np.float64)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def xcnt_bid(bt):
     return carray(as_voidptr(bt.p_xcnt_bid), (2 * bt.n_assets, bt.depth_w), np.int32)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def xcnt_ask(bt):
     return carray(as_voidptr(bt.p_xcnt_ask), (2 * bt.n_assets, bt.depth_w), np.int32)
 
