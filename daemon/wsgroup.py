@@ -23,17 +23,18 @@ import aiohttp
 
 from daemon.backoff import Backoff
 from daemon.config import VenueConfig
+from daemon.wsclient import WsConnection, WsError, WsHandshakeError, ws_connect
 
 __all__ = ["Link", "GroupHooks", "StreamGroup"]
 
 
 class Link:
-    """One websocket connection with the bookkeeping the supervisor needs."""
+    """One websocket connection (``daemon.wsclient``) with the bookkeeping the supervisor needs."""
 
     __slots__ = ("ws", "opened_at", "last_frame_ns", "subscribed_at", "resubscribed", "task", "serial",
                  "closing_reason", "last_ping_at", "pong_pending_since")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, serial: int) -> None:
+    def __init__(self, ws: WsConnection, serial: int) -> None:
         self.ws = ws
         self.serial = serial
         self.opened_at = time.monotonic()
@@ -54,7 +55,7 @@ class GroupHooks(Protocol):
     def url(self) -> str: ...
     async def subscribe(self, link: Link) -> None: ...
     async def resubscribe(self, link: Link) -> None: ...
-    def on_frame(self, link: Link, data: str | bytes, local_ts: int) -> None: ...
+    def on_batch(self, link: Link, data: bytes, arr, meta, count: int, local_ts: int) -> None: ...
     def on_candidate_frame(self, link: Link, data: str | bytes, local_ts: int) -> None: ...
     def candidate_caught_up(self) -> bool: ...
     def switch_to_candidate(self) -> None: ...
@@ -116,7 +117,7 @@ class StreamGroup:
                 await self.hooks.subscribe(link)
                 link.subscribed_at = time.monotonic()
                 return link
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (WsError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 delay = self.backoff.next_delay_s()
                 self.log.warning("%s: cannot connect to %s (%s); retrying in %.2f s",
                                  self.name, self.hooks.url(), _describe(exc), delay)
@@ -124,46 +125,43 @@ class StreamGroup:
         return None
 
     async def _open(self) -> Link:
-        # the whole handshake (TCP + HTTP upgrade) must finish within connect_timeout_s
-        ws = await asyncio.wait_for(
-            self.http.ws_connect(self.hooks.url(), heartbeat=self.heartbeat_s, autoping=True, max_msg_size=0),
-            self.cfg.connect_timeout_s,
-        )
+        # the whole handshake (TCP [+ TLS] + HTTP upgrade) must finish within connect_timeout_s
+        ws = await asyncio.wait_for(ws_connect(self.hooks.url(), heartbeat_s=self.heartbeat_s),
+                                    self.cfg.connect_timeout_s)
         self._serial += 1
         self.connects += 1
         return Link(ws, self._serial)
 
     async def _pump(self, link: Link) -> None:
+        """Route the link's message batches (delivered by the protocol, one call per socket read)
+        to the venue hooks until the socket ends."""
         ws = link.ws
         hooks = self.hooks
-        receive, on_frame, time_ns = ws.receive, hooks.on_frame, time.time_ns  # the per-frame loop
-        TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+
+        def sink(data, arr, meta, count, local_ts) -> None:
+            try:
+                if link is self.active:
+                    hooks.on_batch(link, data, arr, meta, count, local_ts)
+                elif link is self.candidate:
+                    for k in range(count):
+                        start, length = int(meta[k, 1]), int(meta[k, 2])
+                        hooks.on_candidate_frame(link, data[start : start + length], local_ts)
+                else:
+                    ws.fail(1000, "link no longer in use")
+            except Exception as exc:  # a bug in a hook must not kill the daemon: drop the link, resync
+                link.closing_reason = f"internal error handling a frame: {exc!r}"
+                self.log.exception("%s: error handling a frame; dropping the connection", self.name)
+                ws.fail(1011, link.closing_reason)
+
         try:
-            while True:
-                msg = await receive()
-                if msg.type is TEXT or msg.type is BINARY:
-                    local_ts = time_ns()
-                    if link is self.active:
-                        on_frame(link, msg.data, local_ts)
-                    elif link is self.candidate:
-                        hooks.on_candidate_frame(link, msg.data, local_ts)
-                    else:
-                        return
-                elif msg.type is aiohttp.WSMsgType.CLOSE or msg.type is aiohttp.WSMsgType.CLOSED \
-                        or msg.type is aiohttp.WSMsgType.CLOSING:
-                    if not link.closing_reason:
-                        code = ws.close_code
-                        link.closing_reason = f"closed by the venue (code {code})" if code else "socket closed"
-                    return
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    link.closing_reason = link.closing_reason or f"socket error ({_describe(msg.data)})"
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug in a hook must not kill the daemon: drop the link, resync
-            link.closing_reason = f"internal error handling a frame: {exc!r}"
-            self.log.exception("%s: error handling a frame; dropping the connection", self.name)
+            ws.set_sink(sink)
+            await ws.wait_closed()
+            if not link.closing_reason:
+                code = ws.close_code
+                link.closing_reason = (f"closed by the venue (code {code})" if code else
+                                       ws.error or "socket closed")
         finally:
+            ws.set_sink(None)
             if not ws.closed:
                 await ws.close()
 
@@ -189,7 +187,7 @@ class StreamGroup:
                     active.last_frame_ns = time.time_ns()
                     try:
                         await self.hooks.resubscribe(active)
-                    except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                    except (WsError, ConnectionError, RuntimeError) as exc:
                         active.closing_reason = f"resubscribe failed ({_describe(exc)})"
                         await active.ws.close()
                 else:
@@ -200,7 +198,7 @@ class StreamGroup:
                 active.resubscribed = False  # data flows again
             try:
                 await self.hooks.keepalive(active)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            except (WsError, ConnectionError, RuntimeError) as exc:
                 active.closing_reason = f"keepalive failed ({_describe(exc)})"
                 await active.ws.close()
             if active.closing_reason and not active.ws.closed:
@@ -216,7 +214,7 @@ class StreamGroup:
         try:
             cand = await self._open()
             await self.hooks.subscribe(cand)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (WsError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self.log.warning("%s: rotation failed to connect (%s); the venue's disconnect will force a "
                              "reconnect", self.name, _describe(exc))
             self.candidate = None
@@ -259,8 +257,8 @@ _PENDING = _Pending()
 
 
 def _describe(exc: object) -> str:
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        return f"handshake rejected with HTTP {exc.status}"
+    if isinstance(exc, WsHandshakeError):
+        return str(exc)
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

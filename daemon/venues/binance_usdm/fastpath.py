@@ -15,9 +15,11 @@ from numba import njit
 from daemon.book import apply_level_words
 from daemon.fastjson import find as _find, key as _key, int_at as _int_at, levels as _levels
 from daemon.records import ASK_DEPTH, BID_DEPTH
+from shm.atomics import monotonic_ns
 from shm.kernels import ring_publish
 
-__all__ = ["parse_depth", "depth_frame", "NOT_HANDLED", "PARSED", "PUBLISHED", "APPLIED", "CROSSED"]
+__all__ = ["parse_depth", "depth_frame", "depth_batch", "NOT_HANDLED", "PARSED", "PUBLISHED", "APPLIED", "CROSSED",
+           "STOPPED", "DONE"]
 
 _NOT = (-1, 0, 0, 0, 0, 0)
 
@@ -109,3 +111,44 @@ def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, h
         return APPLIED, n, first, last, prev
     ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
     return PUBLISHED, n, first, last, prev
+
+
+#: ``depth_batch`` statuses besides APPLIED / CROSSED: every message done, or stopped at one the
+#: caller must handle itself (another stream or symbol, not the next live event, an odd shape)
+STOPPED, DONE = 4, 5
+
+
+@njit(cache=True)
+def depth_batch(buf, meta, k, count, local_ts, out_i, out_f, sym, last_id, levels, counts, publish, hdr, data,
+                gate_timeout_ns, stamps):
+    """Messages ``k..count-1`` of one socket read (payload ``meta[k, 1]``, length ``meta[k, 2]`` in
+    ``buf``) that continue the live book of symbol ``sym``: each is parsed, applied and published
+    as its own ring publication, all in this one call.
+
+    Returns ``(k, status, last_id, published, n)``: ``k`` is the first message not consumed;
+    STOPPED: the caller handles message ``k`` itself (nothing of it was applied); CROSSED: message
+    ``k`` was applied and would cross the book, rows not published; APPLIED (``publish`` False):
+    message ``k`` was applied, its ``n`` rows wait in ``out`` for the caller to publish.
+    """
+    published = 0
+    m = sym.shape[0]
+    while k < count:
+        start = meta[k, 1]
+        msg = buf[start : start + meta[k, 2]]
+        n, first, last, prev, s0, s1 = parse_depth(msg, local_ts, out_i, out_f)
+        if n < 0 or s1 - s0 != m or prev != last_id or last <= last_id:
+            return k, STOPPED, last_id, published, 0
+        for j in range(m):
+            if msg[s0 + j] != sym[j]:
+                return k, STOPPED, last_id, published, 0
+        if apply_level_words(out_i, out_f, n, levels, counts):
+            return k, CROSSED, last, published, n
+        if not publish:
+            return k, APPLIED, last, published, n
+        ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
+        if published < stamps.shape[0]:  # only the benchmark asks: when each one was in the ring
+            stamps[published] = monotonic_ns()
+        last_id = last
+        published += 1
+        k += 1
+    return k, DONE, last_id, published, 0

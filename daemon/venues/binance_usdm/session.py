@@ -22,7 +22,8 @@ from daemon.backoff import Backoff
 from daemon.config import VenueConfig
 from daemon.publish import FastTargets, Publisher
 from daemon.records import to_batch
-from daemon.venues.binance_usdm.fastpath import APPLIED, CROSSED, PARSED, PUBLISHED, depth_frame
+from daemon.venues.binance_usdm.fastpath import (APPLIED, CROSSED, DONE, PARSED, PUBLISHED, depth_batch,
+                                                 depth_frame)
 from daemon.venues.binance_usdm.parse import DepthDiff, parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
 from shm.dtypes import BUY_EVENT
@@ -116,6 +117,10 @@ class _Group:
         if kind == "depth" or (not self.carries_depth and kind != "control" and kind is not None):
             link.last_frame_ns = local_ts
 
+    def on_batch(self, link: Link, data: bytes, arr, meta, count: int, local_ts: int) -> None:
+        if self.md.handle_batch(data, arr, meta, count, local_ts, self.carries_depth):
+            link.last_frame_ns = local_ts
+
     # -- make-before-break --------------------------------------------------------------------
     def begin_candidate(self) -> None:
         self._cand = []
@@ -178,7 +183,7 @@ class BinanceMarketData:
             ring = self.fast.rings.get(sym)
             hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
             self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
-                                       ring is not None, observe)
+                                       ring is not None, observe, np.frombuffer(sym.encode(), np.uint8))
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -242,19 +247,60 @@ class BinanceMarketData:
             await g.stop()
 
     # -- frames ---------------------------------------------------------------------------------
+    def handle_batch(self, data: bytes, arr: np.ndarray, meta: np.ndarray, count: int, local_ts: int,
+                     carries_depth: bool = True) -> bool:
+        """Every message of one socket read (``daemon.wsclient``), in order; True when one of them
+        proves the link delivers (a depth message, or any data on a link without depth).
+
+        A message that continues a live book is handled by ``handle_frame``; the messages after it
+        that continue the same book are then parsed, applied and published by ONE compiled call
+        (``depth_batch``), which stops at the first message it must leave to this code.
+        """
+        alive = False
+        fast = self.fast
+        k = 0
+        while k < count:
+            start = int(meta[k, 1])
+            kind, hot = self._frame(data[start : start + int(meta[k, 2])], local_ts)
+            k += 1
+            if kind == "depth" or (not carries_depth and kind != "control" and kind is not None):
+                alive = True
+            while hot is not None and k < count:
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, sym_bytes = hot
+                k, status, last, published, n = depth_batch(
+                    arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, sync.last_id, levels,
+                    counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
+                sync.last_id = last
+                if published and observe is not None:
+                    observe(local_ts, published, fast.stamps[:published])
+                if status == DONE:
+                    break
+                if status == APPLIED:
+                    self.publishers[sync.symbol].publish(fast.out[:n])
+                    k += 1
+                    continue
+                if status == CROSSED:
+                    self._crossed(sync, last)
+                    k += 1
+                break  # STOPPED: the outer loop takes message k
+        return alive
+
     def handle_frame(self, data, local_ts: int) -> str | None:
-        """Parse and apply one frame; returns its kind (None for a bad frame).
+        """Parse and apply one frame; returns its kind (None for a bad frame)."""
+        return self._frame(data.encode() if type(data) is str else data, local_ts)[0]
+
+    def _frame(self, raw: bytes, local_ts: int) -> tuple[str | None, tuple | None]:
+        """One frame; returns its kind and, when it continued a live book, that book's hot tuple.
 
         Hot path: a live book's next ``depthUpdate`` is parsed by the compiled kernel straight into
         records, applied to the book by another, and published, with no Python object per level.
         Anything else (other streams, gaps, buffering, odd frames) takes the orjson path below.
         """
-        raw = data.encode() if type(data) is str else data
         if raw.find(b'"depthUpdate"', 0, 160) >= 0:
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
             if hot is not None:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe = hot
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _ = hot
                 out = self.fast
                 status, n, first, last, prev = depth_frame(
                     raw, local_ts, out.out_i, out.out_f, sync.last_id if sync.state is LIVE else -2,
@@ -262,23 +308,26 @@ class BinanceMarketData:
                 if status == PUBLISHED:  # the common case: already in the ring
                     sync.last_id = last
                     if observe is not None:
-                        observe(local_ts)
-                    return "depth"
+                        observe(local_ts, 1)
+                    return "depth", hot
                 sym = sync.symbol
                 if status == APPLIED:
                     sync.last_id = last
                     self.publishers[sym].publish(out.out[:n])
-                    return "depth"
+                    return "depth", hot
                 if status == CROSSED:  # those rows never reached the ring; withdraw the book instead
-                    rows: list = []
-                    sync.crossed_after(last, rows)
-                    self.publishers[sym].publish(to_batch(rows))
-                    self._flush_log(sync)
-                    return "depth"
+                    self._crossed(sync, last)
+                    return "depth", None
                 if status == PARSED:  # not the next live event: the state machine decides
                     self._dispatch(("depth", sym, self._diff_from_out(sym, n, first, last, prev, local_ts)))
-                    return "depth"
-        return self._slow_frame(raw, local_ts)
+                    return "depth", None
+        return self._slow_frame(raw, local_ts), None
+
+    def _crossed(self, sync: BinanceBookSync, last: int) -> None:
+        rows: list = []
+        sync.crossed_after(last, rows)
+        self.publishers[sync.symbol].publish(to_batch(rows))
+        self._flush_log(sync)
 
     def _diff_from_out(self, sym: str, n: int, first: int, last: int, prev: int, local_ts: int) -> DepthDiff:
         recs = self.fast.out[:n]

@@ -21,7 +21,7 @@ from daemon import ProtocolError
 from daemon.config import VenueConfig
 from daemon.publish import FastTargets, Publisher
 from daemon.records import to_batch
-from daemon.venues.bybit_linear.fastpath import APPLIED, CROSSED, PUBLISHED, delta_frame
+from daemon.venues.bybit_linear.fastpath import APPLIED, CROSSED, DONE, PUBLISHED, delta_batch, delta_frame
 from daemon.venues.bybit_linear.parse import parse_frame
 from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync
 from daemon.wsgroup import Link, StreamGroup
@@ -66,6 +66,10 @@ class _Hooks:
 
     def on_frame(self, link: Link, data, local_ts: int) -> None:
         if self.md.handle_frame(link, data, local_ts) == "book":
+            link.last_frame_ns = local_ts
+
+    def on_batch(self, link: Link, data: bytes, arr, meta, count: int, local_ts: int) -> None:
+        if self.md.handle_batch(link, data, arr, meta, count, local_ts):
             link.last_frame_ns = local_ts
 
     def begin_candidate(self) -> None:
@@ -125,8 +129,10 @@ class BybitMarketData:
         for sym, sync in self.syncs.items():
             ring = self.fast.rings.get(sym)
             hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
+            topic = f'"topic":"{self.book_topic[sym]}"'.encode()
             self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
-                                       ring is not None, observe, f'"topic":"{self.book_topic[sym]}"'.encode())
+                                       ring is not None, observe, topic, np.frombuffer(sym.encode(), np.uint8),
+                                       np.frombuffer(topic, np.uint8))
         self.hooks = _Hooks(self)
         self.group = StreamGroup(f"{VENUE}{cfg.ws_path}", cfg, self.hooks, http, self.log, heartbeat_s=None)
         self.groups = [self.group]
@@ -164,18 +170,56 @@ class BybitMarketData:
         await self.group.stop()
 
     # -- frames ---------------------------------------------------------------------------------
+    def handle_batch(self, link: Link, data: bytes, arr: np.ndarray, meta: np.ndarray, count: int,
+                     local_ts: int) -> bool:
+        """Every message of one socket read, in order; True when one was book data.  After a message
+        that continued a live book, the following deltas of that book go through ONE compiled call
+        (``delta_batch``), which stops at the first message it must leave to this code."""
+        alive = False
+        fast = self.fast
+        k = 0
+        while k < count:
+            start = int(meta[k, 1])
+            kind, hot = self._frame(link, data[start : start + int(meta[k, 2])], local_ts)
+            k += 1
+            if kind == "book":
+                alive = True
+            while hot is not None and k < count:
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _, sym_bytes, topic = hot
+                k, status, last, published, n = delta_batch(
+                    arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, topic, sync.last_id,
+                    levels, counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
+                if status != CROSSED:
+                    sync.last_id = last
+                if published and observe is not None:
+                    observe(local_ts, published, fast.stamps[:published])
+                if status == DONE:
+                    break
+                if status == APPLIED:
+                    self.publishers[sync.symbol].publish(fast.out[:n])
+                    k += 1
+                    continue
+                if status == CROSSED:
+                    self._crossed(sync, last)
+                    k += 1
+                break  # STOPPED: the outer loop takes message k
+        return alive
+
     def handle_frame(self, link: Link, data, local_ts: int) -> str | None:
-        """Parse and apply one frame; returns its kind (None for a bad frame).
+        """Parse and apply one frame; returns its kind (None for a bad frame)."""
+        return self._frame(link, data.encode() if type(data) is str else data, local_ts)[0]
+
+    def _frame(self, link: Link, raw: bytes, local_ts: int) -> tuple[str | None, tuple | None]:
+        """One frame; returns its kind and, when it continued a live book, that book's hot tuple.
 
         Hot path: a live book's next ``delta`` is parsed, applied and published by one compiled
         call; everything else (snapshots, gaps, trades, replies) goes through orjson and ``sync``.
         """
-        raw = data.encode() if type(data) is str else data
         if raw.find(b'"type":"delta"', 0, 120) >= 0:
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
             if hot is not None and raw.find(hot[8], 0, 120) >= 0:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _ = hot
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe = hot[:8]
                 out = self.fast
                 status, n, uid = delta_frame(raw, local_ts, out.out_i, out.out_f,
                                              sync.last_id if sync.state is LIVE else -2,
@@ -183,21 +227,24 @@ class BybitMarketData:
                 if status == PUBLISHED:  # the common case: already in the ring
                     sync.last_id = uid
                     if observe is not None:
-                        observe(local_ts)
-                    return "book"
+                        observe(local_ts, 1)
+                    return "book", hot
                 sym = sync.symbol
                 if status == APPLIED:
                     sync.last_id = uid
                     self.publishers[sym].publish(out.out[:n])
-                    return "book"
+                    return "book", hot
                 if status == CROSSED:  # never published; withdraw the book and resubscribe
-                    rows: list = []
-                    sync.crossed(rows, uid)
-                    self.publishers[sym].publish(to_batch(rows))
-                    self._flush_log(sync)
-                    asyncio.get_running_loop().create_task(self._resubscribe(sym))
-                    return "book"
-        return self._slow_frame(link, raw, local_ts)
+                    self._crossed(sync, uid)
+                    return "book", None
+        return self._slow_frame(link, raw, local_ts), None
+
+    def _crossed(self, sync: BybitBookSync, uid: int) -> None:
+        rows: list = []
+        sync.crossed(rows, uid)
+        self.publishers[sync.symbol].publish(to_batch(rows))
+        self._flush_log(sync)
+        asyncio.get_running_loop().create_task(self._resubscribe(sync.symbol))
 
     def _slow_frame(self, link: Link, data, local_ts: int) -> str | None:
         try:
@@ -272,7 +319,7 @@ class BybitMarketData:
         try:
             await self.send_op(link, "unsubscribe", topic, f"unsub-{sym}")
             await self.send_op(link, "subscribe", topic, f"sub-{sym}")
-        except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+        except (ConnectionError, RuntimeError) as exc:
             self.log.warning("%s: %s resubscribe failed (%r); the reconnect will resync", VENUE, sym, exc)
 
     def _unknown(self, sym) -> None:
