@@ -6,9 +6,9 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
 
 - ``depth_msgs_per_s``: the daemon's Binance session normalizing ``depthUpdate`` frames of ~10 level
   changes into its shm ring, emulator sending as fast as the socket takes them;
-- ``frame_to_ring_p50/p99/p999_us``: from the frame's arrival in the session (stamped right after
-  aiohttp hands the frame over, the same stamp as the record's ``local_ts``) to the end of the
-  ring publication, at ``--rate`` messages/s;
+- ``frame_to_ring_p50/p99/p999_us``: from the frame's arrival (stamped in the websocket protocol's
+  ``data_received``, i.e. at the socket read; the same stamp as the record's ``local_ts``) to the end
+  of that message's ring publication, at ``--rate`` messages/s;
 - ``vs_baseline``: our rate over the obvious pipeline's (``json.loads``, a dict book,
   ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run.
 """
@@ -53,6 +53,18 @@ def ws_text_frame(payload: bytes) -> bytes:
 
 
 # -- the emulator process ----------------------------------------------------------------------
+def _nodelay(transport):
+    """Venues send each frame as it is ready (TCP_NODELAY); without it, Nagle's algorithm holds small
+    frames until the client's (delayed) ACK and delivers them in bursts, and a burst's frames then
+    wait in the sender, outside anything the daemon can do."""
+    import socket
+
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return transport
+
+
 def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
     import uvloop
 
@@ -66,11 +78,11 @@ def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
             subs = emu.depth_subscribers(SYMBOL)
             assert len(subs) == 1, f"expected one depth subscriber, found {len(subs)}"
             stream = subs[0][1]
-            return subs[0][0].transport, lambda n: [f'{{"stream":"{stream}","data":{d}}}'
-                                                    for d in emu.prebuild_depth(SYMBOL, n)]
+            return _nodelay(subs[0][0].transport), lambda n: [f'{{"stream":"{stream}","data":{d}}}'
+                                                              for d in emu.prebuild_depth(SYMBOL, n)]
         subs = emu.book_subscribers(SYMBOL)
         assert len(subs) == 1, f"expected one book subscriber, found {len(subs)}"
-        return subs[0].transport, lambda n: emu.prebuild_deltas(SYMBOL, n)
+        return _nodelay(subs[0].transport), lambda n: emu.prebuild_deltas(SYMBOL, n)
 
     async def serve() -> None:
         synth = SynthConfig(changes=changes, levels=40 if venue == "bybit-linear" else 60, move_prob=0.02)
@@ -139,6 +151,7 @@ class TimingPublisher:
         self.armed = False
         self.count = 0
         self.first_ns = 0
+        self.first_count = 1
         self.last_ns = 0
         self.lat_ns = np.zeros(capacity, np.int64)
 
@@ -150,21 +163,31 @@ class TimingPublisher:
                 self.lat_ns[self.count] = now - int(batch["local_ts"][0])
             if not self.count:
                 self.first_ns = now
+                self.first_count = 1
             self.last_ns = now
             self.count += 1
 
     def fast_arrays(self):
         return self.inner.fast_arrays()
 
-    def observe(self, local_ts: int) -> None:
+    def observe(self, local_ts: int, count: int = 1, mono_ends: np.ndarray | None = None) -> None:
+        """``count`` messages of one socket read (stamped ``local_ts``) are in the ring; with
+        ``mono_ends`` (CLOCK_MONOTONIC at the end of each one's publication) each is charged its own
+        time, else the time of this call."""
         if self.armed:
             now = time.time_ns()
-            if self.count < len(self.lat_ns):
-                self.lat_ns[self.count] = now - local_ts
-            if not self.count:
+            i = self.count
+            room = max(0, min(count, len(self.lat_ns) - i))
+            if mono_ends is not None and len(mono_ends) >= count:
+                offset = now - time.monotonic_ns()  # realtime - monotonic, for local_ts's clock
+                self.lat_ns[i : i + room] = mono_ends[:room] + (offset - local_ts)
+            else:
+                self.lat_ns[i : i + room] = now - local_ts
+            if not i:
                 self.first_ns = now
+                self.first_count = count  # the rate counts messages after the first stamp only
             self.last_ns = now
-            self.count += 1
+            self.count = i + count
 
     def heartbeat(self) -> None:
         self.inner.heartbeat()
@@ -204,8 +227,9 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     while pub.count < arg and time.monotonic() < deadline:
                         await asyncio.sleep(0.005)
                     pub.armed = False
-                    conn.send((pub.count, pub.first_ns, pub.last_ns, pub.lat_ns[: pub.count].copy(),
-                               md.syncs[SYMBOL].resyncs))
+                    # _rate divides (count - 1) messages by last - first: count those after the first stamp
+                    conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
+                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs))
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
@@ -493,7 +517,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                                 f"vs_baseline = median / median")
     result.notes += [
         f"{args.changes} level changes per depth message, {n} messages per round",
-        "latency = end of ring publication - the session's arrival stamp (taken when aiohttp hands over the frame)",
+        "latency = end of the message's ring publication - the arrival stamp taken at the socket read (data_received)",
         "rates are pipeline rates: until the ring reader (ours) or the queue consumer (baseline) has the last message",
     ]
     return result
