@@ -102,10 +102,15 @@ def _regrid(bt, d, new_lb, new_ub):
         nxb = np.zeros((rows, cap), np.int32)
         nxa = np.zeros((rows, cap), np.int32)
         w = vw.bid_qty(bt).shape[1]
-        nb[:, :w] = vw.bid_qty(bt)
-        na[:, :w] = vw.ask_qty(bt)
-        nxb[:, :w] = vw.xcnt_bid(bt)
-        nxa[:, :w] = vw.xcnt_ask(bt)
+        ob, oa, oxb, oxa = vw.bid_qty(bt), vw.ask_qty(bt), vw.xcnt_bid(bt), vw.xcnt_ask(bt)
+        # Element loops, not slice assignment: an array-to-array slice assignment compiles numba's
+        # shape-mismatch error path (string formatting), ~17 s of a cold compile.
+        for r in range(rows):
+            for j in range(w):
+                nb[r, j] = ob[r, j]
+                na[r, j] = oa[r, j]
+                nxb[r, j] = oxb[r, j]
+                nxa[r, j] = oxa[r, j]
         bt.bid_qty = nb
         bt.ask_qty = na
         bt.xcnt_bid = nxb
@@ -127,10 +132,12 @@ def _regrid(bt, d, new_lb, new_ub):
         vw.ask_qty(bt)[d, :] = 0.0
         vw.xcnt_bid(bt)[d, :] = 0
         vw.xcnt_ask(bt)[d, :] = 0
-        vw.bid_qty(bt)[d, shift:shift + n_old] = tb
-        vw.ask_qty(bt)[d, shift:shift + n_old] = ta
-        vw.xcnt_bid(bt)[d, shift:shift + n_old] = txb
-        vw.xcnt_ask(bt)[d, shift:shift + n_old] = txa
+        bq, aq, xb, xa = vw.bid_qty(bt), vw.ask_qty(bt), vw.xcnt_bid(bt), vw.xcnt_ask(bt)
+        for j in range(n_old):
+            bq[d, shift + j] = tb[j]
+            aq[d, shift + j] = ta[j]
+            xb[d, shift + j] = txb[j]
+            xa[d, shift + j] = txa[j]
     vw.depth_i(bt)[d, ROI_LB] = new_lb
     vw.depth_i(bt)[d, ROI_UB] = new_ub
 

@@ -66,7 +66,10 @@ def _push_trade(bt, a, row):
     if n == bt.trades.shape[1]:
         # Like hftbacktest's Vec: keep growing until the bot calls clear_last_trades.
         new = np.zeros((bt.trades.shape[0], 2 * n), bt.trades.dtype)
-        new[:, :n] = bt.trades
+        old = bt.trades
+        for r in range(old.shape[0]):  # element loop: no slice-assignment error path to compile
+            for j in range(n):
+                new[r, j] = old[r, j]
         bt.trades = new
     bt.trades[a, n] = row
     bt.n_trades[a] = n + 1

@@ -69,7 +69,8 @@ def find(orders, n, a, order_id):
 @njit(cache=True, error_model="numpy")
 def _grown(orders, n):
     new = np.zeros(max(16, 2 * orders.shape[0]), orders.dtype)
-    new[:n] = orders[:n]
+    for j in range(n):  # element loop: no slice-assignment error path to compile
+        new[j] = orders[j]
     return new
 
 
