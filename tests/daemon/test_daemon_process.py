@@ -134,7 +134,7 @@ def test_daemon_process_notify_protocol_rings_and_restart(tmp_path, shm_namespac
         # watchdog cadence: WATCHDOG_USEC=400 ms -> a ping every 200 ms (half), never as late as the
         # 400 ms deadline itself (systemd would kill the unit); the median shows the cadence asked for
         wd = [t for t in listener.times("WATCHDOG=1") if t > ready[0]]
-        assert len(wd) >= 8
+        assert len(wd) >= 5, wd  # >= 2 s have passed since READY; the cadence is checked below
         gaps = np.diff(wd)
         assert 0.15 < float(np.median(gaps)) < 0.26, gaps
         assert gaps.max() < 0.4, gaps.max()
