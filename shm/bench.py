@@ -42,7 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _namespace() -> str:
-    return "bench" + uuid.uuid4().hex[:8]
+    """A private namespace for one scenario; its files are purged when the bench exits."""
+    ns = "bench" + uuid.uuid4().hex[:8]
+    _NAMESPACES.append(ns)
+    return ns
+
+
+_NAMESPACES: list[str] = []
+
+
+def _purge_namespaces() -> None:
+    from shm.segment import purge_namespace
+
+    while _NAMESPACES:
+        purge_namespace(_NAMESPACES.pop())
 
 
 def _gather(q, count: int, procs, timeout_s: float) -> list:
@@ -476,6 +489,7 @@ def run(args) -> BenchResult:
             if f"{name}_p50_us" in m and "ring_p50_us" in m:
                 m[f"ring_p50_vs_{name}"] = m[f"{name}_p50_us"] / m["ring_p50_us"]
         del base_rate
+    _purge_namespaces()
     res.notes.append(
         f"cpus available: {len(_CPUS)}; 1:1 scenarios " + ("pinned to separate cpus" if pin else "not pinned")
     )

@@ -652,7 +652,7 @@ def measure(name: str, *, duration_s: float = 2.0, pingpongs: int = 20_000) -> d
     # producer stops, so one second on top of the sending time is plenty.
     tput_params = {"duration_s": float(duration_s), "budget_s": float(duration_s) + 1.0}
     warmup = min(1000, max(100, pingpongs // 10))
-    pp_budget_s = 1.0 + (warmup + pingpongs) * 100e-6
+    pp_budget_s = 5.0 + (warmup + pingpongs) * 100e-6  # slack for a slow process start
     pp_params = {"warmup": warmup, "pingpongs": pingpongs, "budget_s": pp_budget_s}
 
     with tempfile.TemporaryDirectory(prefix="hftd-bench-") as tmpdir:

@@ -501,3 +501,18 @@ def cleanup_stale(ns: str | None = None) -> list[str]:
         finally:
             os.close(fd)
     return removed
+
+
+def purge_namespace(ns: str) -> int:
+    """Unlink every file of namespace ``ns`` (segments, temporaries and its lock file), live or not.
+
+    Only for a namespace private to the caller (a test or benchmark run), where nobody else can be
+    using its segments; returns how many files were removed.
+    """
+    directory = shm_dir()
+    removed = 0
+    for entry in os.listdir(directory):
+        if entry.startswith(ns + ".") or entry.startswith(_TMP_PREFIX + ns + "."):
+            _unlink_quietly(directory / entry)
+            removed += 1
+    return removed

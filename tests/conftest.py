@@ -20,12 +20,6 @@ def shm_namespace(monkeypatch):
     ns = "t" + uuid.uuid4().hex[:10]
     monkeypatch.setenv("HFTD_SHM_NAMESPACE", ns)
     yield ns
-    from shm.segment import cleanup_stale
+    from shm.segment import purge_namespace
 
-    cleanup_stale(ns)
-    for entry in os.listdir("/dev/shm"):
-        if entry.startswith(ns + ".") or entry.startswith("." + ns + "."):
-            try:
-                os.unlink(os.path.join("/dev/shm", entry))
-            except FileNotFoundError:
-                pass
+    purge_namespace(ns)

@@ -45,7 +45,10 @@ def test_read_one_and_read_agree_record_for_record(batches, reads):
     import os
     import uuid
 
-    os.environ["HFTD_SHM_NAMESPACE"] = "p" + uuid.uuid4().hex[:8]
+    from shm.segment import purge_namespace
+
+    ns = "p" + uuid.uuid4().hex[:8]
+    os.environ["HFTD_SHM_NAMESPACE"] = ns
     w = RingWriter.create(segment_name("md", "agree"), capacity=128)
     one = RingReader.attach(w.name, start="earliest", register=False)
     many = RingReader.attach(w.name, start="earliest", register=False)
@@ -78,6 +81,7 @@ def test_read_one_and_read_agree_record_for_record(batches, reads):
         one.close()
         many.close()
         w.close()
+        purge_namespace(ns)
 
 
 def test_publish_one_fields_round_trip(shm_namespace):
