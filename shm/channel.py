@@ -128,8 +128,6 @@ class ChannelWriter:
         if self._seg is None:
             return
         seg, self._seg = self._seg, None
-        seg.hdr[L.W_STATE] = L.STATE_CLOSED
-        K.wake_readers(seg.hdr)
         self.hdr = self.data = None  # type: ignore[assignment]
         self._hw.release()
         self._dmv.release()

@@ -205,8 +205,6 @@ class RingWriter:
         if self._seg is None:
             return
         seg, self._seg = self._seg, None
-        seg.hdr[L.W_STATE] = L.STATE_CLOSED
-        K.wake_readers(seg.hdr)
         self.hdr = self.data = None  # type: ignore[assignment]
         self._hw.release()
         self._dmv.release()

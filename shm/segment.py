@@ -264,7 +264,10 @@ class Segment:
             return
         self._closed = True
         if self.owner:
+            from shm.kernels import wake_readers  # numba; only producers reach this
+
             self.hdr[L.W_STATE] = L.STATE_CLOSED
+            wake_readers(self.hdr)  # parked readers see the close now, not at their next park slice
             if unlink is None or unlink:
                 with _directory_lock(self.name):
                     st = _stat_or_none(self.path)
