@@ -74,6 +74,11 @@ class RingPublisher:
     def generation(self) -> int:
         return self._writer.generation
 
+    @property
+    def cursor(self) -> int:
+        """Records published into the ring so far (by ``publish`` and by the compiled hot path)."""
+        return self._writer.cursor
+
     def publish(self, batch: np.ndarray) -> None:
         # RingWriter splits a batch longer than half the ring itself; the clear comes first, so a
         # reader's book is already invalid while the rest of a large snapshot lands.
