@@ -79,6 +79,31 @@ async def until(pred, timeout_s: float = 10.0, what: str = "condition") -> None:
         await asyncio.sleep(0.005)
 
 
+def run(coro):
+    return asyncio.run(coro)
+
+
+def log_lines(caplog, text: str) -> list[str]:
+    """The captured log messages that contain ``text``."""
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def n_links(h: "Harness") -> int:
+    """Websocket connections the venue session opens: Binance one per route its streams use (depth
+    and book ticker on one, trades on another by default), Bybit one."""
+    if h.venue != "binance-usdm":
+        return 1
+    return len({h.cfg.routes["depth"], h.cfg.routes.get(h.cfg.trade_stream, "/market")})
+
+
+async def started(h: "Harness", n: int = 5) -> None:
+    """Every link is up, ``n`` messages went out, and every book equals the truth."""
+    await h.emu.wait_clients(n_links(h))
+    await asyncio.sleep(0.05)  # the subscriptions are in
+    await h.feed(n)
+    await h.settle()
+
+
 def venue_cfg(name: str, emu, symbols, **over):
     from daemon.config import VenueConfig
 

@@ -11,25 +11,10 @@ import aiohttp
 
 import pytest
 
-from daemon_helpers import Harness, until
+from daemon_helpers import Harness, log_lines, run, started, until
 
 pytestmark = pytest.mark.timeout(60)
 V = "binance-usdm"
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def lines(caplog, text):
-    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
-
-async def started(h: Harness, n: int = 5):
-    await h.emu.wait_clients(len({h.cfg.routes["depth"], h.cfg.routes.get(h.cfg.trade_stream, "/market")}))
-    await asyncio.sleep(0.05)
-    await h.feed(n)
-    await h.settle()
 
 
 def test_drop_gives_exactly_one_resync(caplog):
@@ -47,7 +32,7 @@ def test_drop_gives_exactly_one_resync(caplog):
             assert h.books["BTCUSDT"].invalidations == 1
 
     run(body())
-    assert len(lines(caplog, "BTCUSDT: gap, pu=")) == 1
+    assert len(log_lines(caplog, "BTCUSDT: gap, pu=")) == 1
 
 
 def test_merged_deltas_cause_no_resync():
@@ -81,7 +66,7 @@ def test_duplicate_is_ignored_and_reorder_resyncs_once(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "ignored an old/duplicate event")) == 1
+    assert len(log_lines(caplog, "ignored an old/duplicate event")) == 1
 
 
 def test_stale_snapshot_is_refetched(caplog):
@@ -99,7 +84,7 @@ def test_stale_snapshot_is_refetched(caplog):
             h.check()
 
     run(body())
-    assert lines(caplog, "older than buffered U=")
+    assert log_lines(caplog, "older than buffered U=")
 
 
 def test_far_future_snapshot_waits_for_the_bridging_event(caplog):
@@ -116,7 +101,7 @@ def test_far_future_snapshot_waits_for_the_bridging_event(caplog):
             h.check()
 
     run(body())
-    assert lines(caplog, "ahead of every buffered event")
+    assert log_lines(caplog, "ahead of every buffered event")
 
 
 def test_no_snapshot_before_the_first_event():
@@ -153,7 +138,7 @@ def test_snapshot_http_errors_back_off_and_recover(caplog, status):
             h.check()
 
     run(body())
-    assert len(lines(caplog, f"snapshot refused with HTTP {status}")) == 2
+    assert len(log_lines(caplog, f"snapshot refused with HTTP {status}")) == 2
 
 
 def test_snapshot_timeout_is_retried(caplog):
@@ -169,7 +154,7 @@ def test_snapshot_timeout_is_retried(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "snapshot request failed (timed out)")) == 1
+    assert len(log_lines(caplog, "snapshot request failed (timed out)")) == 1
 
 
 def test_resync_storm_stays_within_the_weight_budget():
@@ -219,7 +204,7 @@ def test_stream_on_the_wrong_route_raises_the_silence_alarm(caplog):
             h.alive()
 
     run(body())
-    assert lines(caplog, "subscribed but silent")
+    assert log_lines(caplog, "subscribed but silent")
 
 
 def test_half_open_socket_is_detected_and_recovered(caplog):
@@ -235,8 +220,8 @@ def test_half_open_socket_is_detected_and_recovered(caplog):
             h.check()
 
     run(body())
-    assert lines(caplog, "subscribed but silent")
-    assert lines(caplog, "still silent")
+    assert log_lines(caplog, "subscribed but silent")
+    assert log_lines(caplog, "still silent")
 
 
 def test_bad_frames_are_dropped_with_one_line_each(caplog):
@@ -255,8 +240,8 @@ def test_bad_frames_are_dropped_with_one_line_each(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "dropped a bad frame")) == 4
-    assert len(lines(caplog, "unconfigured symbol 'NOSUCH'")) == 1
+    assert len(log_lines(caplog, "dropped a bad frame")) == 4
+    assert len(log_lines(caplog, "unconfigured symbol 'NOSUCH'")) == 1
 
 
 def test_unknown_symbol_is_disabled_and_the_others_carry_on(caplog):
@@ -272,7 +257,7 @@ def test_unknown_symbol_is_disabled_and_the_others_carry_on(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "NOSUCH: disabled (the venue does not list this symbol")) == 1
+    assert len(log_lines(caplog, "NOSUCH: disabled (the venue does not list this symbol")) == 1
 
 
 def test_unreachable_venue_at_start_keeps_retrying_then_syncs(caplog):
@@ -306,5 +291,5 @@ def test_unreachable_venue_at_start_keeps_retrying_then_syncs(caplog):
         await emu.stop()
 
     run(body())
-    assert lines(caplog, "cannot check symbols")
-    assert lines(caplog, "cannot connect to")
+    assert log_lines(caplog, "cannot check symbols")
+    assert log_lines(caplog, "cannot connect to")

@@ -5,24 +5,10 @@ import logging
 
 import pytest
 
-from daemon_helpers import Harness, until
+from daemon_helpers import Harness, log_lines, run, started, until
 
 pytestmark = pytest.mark.timeout(60)
 V = "bybit-linear"
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def lines(caplog, text):
-    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
-
-async def started(h: Harness, n: int = 5):
-    await h.emu.wait_clients(1)
-    await h.feed(n)
-    await h.settle()
 
 
 @pytest.mark.parametrize("fault,log_text", [
@@ -45,7 +31,7 @@ def test_u_gaps_resubscribe_exactly_once(caplog, fault, log_text):
             h.check()
 
     run(body())
-    assert len(lines(caplog, log_text)) == 1
+    assert len(log_lines(caplog, log_text)) == 1
 
 
 def test_duplicate_delta_is_ignored(caplog):
@@ -61,7 +47,7 @@ def test_duplicate_delta_is_ignored(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "ignored a duplicate delta")) == 1
+    assert len(log_lines(caplog, "ignored a duplicate delta")) == 1
 
 
 @pytest.mark.parametrize("fault,log_text", [
@@ -83,7 +69,7 @@ def test_snapshots_reset_the_book_without_a_resync(caplog, fault, log_text):
             h.check()
 
     run(body())
-    assert len(lines(caplog, log_text)) == 1
+    assert len(log_lines(caplog, log_text)) == 1
 
 
 def test_resent_snapshot_with_the_same_u_changes_nothing():
@@ -117,7 +103,7 @@ def test_empty_u1_snapshot_makes_the_book_unavailable_until_trading_resumes(capl
             h.check()
 
     run(body())
-    assert len(lines(caplog, "empty u=1 snapshot")) == 1
+    assert len(log_lines(caplog, "empty u=1 snapshot")) == 1
 
 
 def test_snapshot_before_the_subscribe_ack():
@@ -143,7 +129,7 @@ def test_refused_subscription_disables_that_symbol_only(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "NOSUCH: disabled (subscribe refused: error:handler not found")) == 1
+    assert len(log_lines(caplog, "NOSUCH: disabled (subscribe refused: error:handler not found")) == 1
 
 
 def test_bad_frames_are_dropped_with_one_line_each(caplog):
@@ -161,4 +147,4 @@ def test_bad_frames_are_dropped_with_one_line_each(caplog):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "dropped a bad frame")) == 3
+    assert len(log_lines(caplog, "dropped a bad frame")) == 3

@@ -5,29 +5,10 @@ import logging
 
 import pytest
 
-from daemon_helpers import Harness, until
+from daemon_helpers import Harness, log_lines, n_links, run, started, until
 
 pytestmark = pytest.mark.timeout(60)
 VENUES = ["binance-usdm", "bybit-linear"]
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def lines(caplog, text):
-    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
-
-
-def n_links(h: Harness) -> int:
-    return 2 if h.venue == "binance-usdm" else 1
-
-
-async def started(h: Harness):
-    await h.emu.wait_clients(n_links(h))
-    await asyncio.sleep(0.05)
-    await h.feed(5)
-    await h.settle()
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -51,7 +32,7 @@ def test_dropped_connection_reconnects_and_resyncs(caplog, venue, fault, params,
             h.check()
 
     run(body())
-    assert lines(caplog, expect)
+    assert log_lines(caplog, expect)
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -68,7 +49,7 @@ def test_rejected_handshake_is_retried_with_backoff(caplog, venue, status):
             h.check()
 
     run(body())
-    assert len(lines(caplog, f"handshake rejected with HTTP {status}")) == 3
+    assert len(log_lines(caplog, f"handshake rejected with HTTP {status}")) == 3
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -84,7 +65,7 @@ def test_slow_handshake_times_out_and_is_retried(caplog, venue):
             h.check()
 
     run(body())
-    assert len(lines(caplog, "timed out")) >= 1
+    assert len(log_lines(caplog, "timed out")) >= 1
 
 
 def test_binance_server_pings_are_answered_and_a_missing_server_ping_is_harmless():
@@ -118,7 +99,7 @@ def test_binance_server_ignoring_client_pings_is_detected(caplog):
             h.check()
 
     run(body())
-    assert lines(caplog, "connection lost")
+    assert log_lines(caplog, "connection lost")
 
 
 def test_bybit_missing_pong_is_detected(caplog):
@@ -134,7 +115,7 @@ def test_bybit_missing_pong_is_detected(caplog):
             h.check()
 
     run(body())
-    assert lines(caplog, "no pong to op:ping within 0.3 s")
+    assert log_lines(caplog, "no pong to op:ping within 0.3 s")
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -157,7 +138,7 @@ def test_rotation_before_max_age_keeps_books_valid(caplog, venue):
             h.check()
 
     run(body())
-    assert lines(caplog, "rotated to a new connection")
+    assert log_lines(caplog, "rotated to a new connection")
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -173,7 +154,7 @@ def test_forced_disconnect_at_max_age_without_rotation_reconnects(caplog, venue)
             h.check()
 
     run(body())
-    assert lines(caplog, "max connection age") or lines(caplog, "code 1000")
+    assert log_lines(caplog, "max connection age") or log_lines(caplog, "code 1000")
 
 
 def test_binance_inbound_rate_limit(caplog):
@@ -192,9 +173,9 @@ def test_binance_inbound_rate_limit(caplog):
     session._Group.streams_per_message = 1  # two SUBSCRIBE messages for depth + bookTicker
     try:
         assert run(body(0.8)) == 1
-        assert not lines(caplog, "code 1008")
+        assert not log_lines(caplog, "code 1008")
         assert run(body(50.0)) >= 2
-        assert lines(caplog, "code 1008")
+        assert log_lines(caplog, "code 1008")
     finally:
         session._Group.streams_per_message = old
 

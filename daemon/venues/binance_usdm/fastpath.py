@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from daemon.book import apply_level_words
 from daemon.fastjson import find as _find, key as _key, int_at as _int_at, levels as _levels
 from daemon.records import ASK_DEPTH, BID_DEPTH
-from shm.atomics import monotonic_ns
-from shm.kernels import ring_publish
+from daemon.venues.hotpath import (APPLIED, CROSSED, DONE, NOT_HANDLED, PARSED, PUBLISHED, STOPPED, commit,
+                                   names_symbol, stamp)
 
 __all__ = ["parse_depth", "depth_frame", "depth_batch", "NOT_HANDLED", "PARSED", "PUBLISHED", "APPLIED", "CROSSED",
            "STOPPED", "DONE"]
@@ -86,10 +85,6 @@ def parse_depth(buf, local_ts, out_i, out_f):
     return k, first, last, prev, s0, s1
 
 
-#: ``depth_frame`` statuses
-NOT_HANDLED, PARSED, PUBLISHED, APPLIED, CROSSED = -1, 0, 1, 2, 3
-
-
 @njit(cache=True)
 def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, hdr, data, gate_timeout_ns):
     """The whole live path of one frame in one compiled call.
@@ -105,17 +100,7 @@ def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, h
         return NOT_HANDLED, 0, 0, 0, 0
     if prev != last_id or last <= last_id:
         return PARSED, n, first, last, prev
-    if apply_level_words(out_i, out_f, n, levels, counts):
-        return CROSSED, n, first, last, prev
-    if not publish:
-        return APPLIED, n, first, last, prev
-    ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
-    return PUBLISHED, n, first, last, prev
-
-
-#: ``depth_batch`` statuses besides APPLIED / CROSSED: every message done, or stopped at one the
-#: caller must handle itself (another stream or symbol, not the next live event, an odd shape)
-STOPPED, DONE = 4, 5
+    return commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns), n, first, last, prev
 
 
 @njit(cache=True)
@@ -131,23 +116,16 @@ def depth_batch(buf, meta, k, count, local_ts, out_i, out_f, sym, last_id, level
     message ``k`` was applied, its ``n`` rows wait in ``out`` for the caller to publish.
     """
     published = 0
-    m = sym.shape[0]
     while k < count:
         start = meta[k, 1]
         msg = buf[start : start + meta[k, 2]]
         n, first, last, prev, s0, s1 = parse_depth(msg, local_ts, out_i, out_f)
-        if n < 0 or s1 - s0 != m or prev != last_id or last <= last_id:
+        if n < 0 or prev != last_id or last <= last_id or not names_symbol(msg, s0, s1, sym):
             return k, STOPPED, last_id, published, 0
-        for j in range(m):
-            if msg[s0 + j] != sym[j]:
-                return k, STOPPED, last_id, published, 0
-        if apply_level_words(out_i, out_f, n, levels, counts):
-            return k, CROSSED, last, published, n
-        if not publish:
-            return k, APPLIED, last, published, n
-        ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
-        if published < stamps.shape[0]:  # only the benchmark asks: when each one was in the ring
-            stamps[published] = monotonic_ns()
+        status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
+        if status != PUBLISHED:
+            return k, status, last, published, n
+        stamp(stamps, published)
         last_id = last
         published += 1
         k += 1

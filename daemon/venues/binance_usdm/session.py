@@ -20,20 +20,23 @@ import orjson
 from daemon import ProtocolError
 from daemon.backoff import Backoff
 from daemon.config import VenueConfig
-from daemon.publish import FastTargets, Publisher
+from daemon.publish import Publisher
 from daemon.records import to_batch
-from daemon.venues.binance_usdm.fastpath import (APPLIED, CROSSED, DONE, PARSED, PUBLISHED, depth_batch,
-                                                 depth_frame)
+from daemon.venues.base import MarketDataBase
+from daemon.venues.binance_usdm.fastpath import PARSED, depth_batch, depth_frame
 from daemon.venues.binance_usdm.parse import DepthDiff, parse_frame, parse_snapshot
 from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
+from daemon.wsgroup import Link, StreamGroup
 from shm.dtypes import BUY_EVENT
 
 LIVE = BookState.LIVE
-from daemon.wsgroup import Link, StreamGroup
 
 __all__ = ["BinanceMarketData", "snapshot_weight"]
 
 VENUE = "binance-usdm"
+#: message kinds that prove a link delivers: depth on a link that carries it, else any market data
+DEPTH_KINDS = frozenset({"depth"})
+DATA_KINDS = frozenset({"depth", "trade", "bbo", "other"})
 
 
 def snapshot_weight(limit: int) -> int:
@@ -85,6 +88,7 @@ class _Group:
         self.route = route
         self.streams = streams
         self.carries_depth = any("@depth" in s for s in streams)
+        self.live_kinds = DEPTH_KINDS if self.carries_depth else DATA_KINDS
         self._next_id = 1
         self._cand: list[tuple] = []
 
@@ -113,12 +117,11 @@ class _Group:
         return None  # aiohttp sends ping frames (heartbeat) and answers the venue's pings
 
     def on_frame(self, link: Link, data, local_ts: int) -> None:
-        kind = self.md.handle_frame(data, local_ts)
-        if kind == "depth" or (not self.carries_depth and kind != "control" and kind is not None):
+        if self.md.handle_frame(data, local_ts) in self.live_kinds:
             link.last_frame_ns = local_ts
 
     def on_batch(self, link: Link, data: bytes, arr, meta, count: int, local_ts: int) -> None:
-        if self.md.handle_batch(data, arr, meta, count, local_ts, self.carries_depth):
+        if self.md.handle_batch(data, arr, meta, count, local_ts, self.live_kinds):
             link.last_frame_ns = local_ts
 
     # -- make-before-break --------------------------------------------------------------------
@@ -160,30 +163,26 @@ class _Group:
             self.md.invalidate_all(reason)
 
 
-class BinanceMarketData:
+class BinanceMarketData(MarketDataBase):
     """All configured symbols of one Binance USD-M account-less market-data session."""
+
+    venue = VENUE
+    failed_state = BookState.FAILED
+    idle_states = (BookState.FAILED,)
 
     def __init__(self, cfg: VenueConfig, publishers: dict[str, Publisher], http: aiohttp.ClientSession,
                  log: logging.Logger | None = None) -> None:
+        super().__init__(publishers,
+                         {sym: BinanceBookSync(sym, max_buffer=cfg.max_buffer_events) for sym in cfg.symbols},
+                         log or logging.getLogger(f"hftd.daemon.{VENUE}"))
         self.cfg = cfg
         self.http = http
-        self.log = log or logging.getLogger(f"hftd.daemon.{VENUE}")
-        self.publishers = publishers
-        self.syncs = {sym: BinanceBookSync(sym, max_buffer=cfg.max_buffer_events) for sym in cfg.symbols}
         self.budget = WeightBudget(cfg.rest_weight_per_min, self.log)
         self._fetching: dict[str, asyncio.Task] = {}
         self._last_trade_id = dict.fromkeys(cfg.symbols, -1)
         self._last_bbo_id = dict.fromkeys(cfg.symbols, -1)
-        self.unknown_symbols: set[str] = set()
-        self.protocol_errors = 0
-        self.fast = FastTargets(publishers)
-        #: symbol bytes (as in frames) -> everything the compiled path needs, in one lookup
-        self._hot: dict[bytes, tuple] = {}
-        for sym, sync in self.syncs.items():
-            ring = self.fast.rings.get(sym)
-            hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
-            self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
-                                       ring is not None, observe, np.frombuffer(sym.encode(), np.uint8))
+        for sym in self.syncs:
+            self.hot_entry(sym)
         self.snapshot_requests = 0
         self.groups: list[StreamGroup] = []
         by_route: dict[str, list[str]] = {}
@@ -200,20 +199,6 @@ class BinanceMarketData:
             hooks = _Group(self, route, streams)
             self.groups.append(StreamGroup(f"{VENUE}{route}", cfg, hooks, http, self.log,
                                            heartbeat_s=cfg.ping_interval_s))
-
-    # -- status ---------------------------------------------------------------------------------
-    def all_live(self) -> bool:
-        return all(s.live for s in self.syncs.values() if s.state is not BookState.FAILED)
-
-    def status(self) -> str:
-        live = sum(s.live for s in self.syncs.values())
-        failed = [s.symbol for s in self.syncs.values() if s.state is BookState.FAILED]
-        text = f"{VENUE} {live}/{len(self.syncs)} live, resyncs {sum(s.resyncs for s in self.syncs.values())}"
-        return text + (f", failed {','.join(failed)}" if failed else "")
-
-    @property
-    def resyncs(self) -> int:
-        return sum(s.resyncs for s in self.syncs.values())
 
     # -- run ------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -248,42 +233,16 @@ class BinanceMarketData:
 
     # -- frames ---------------------------------------------------------------------------------
     def handle_batch(self, data: bytes, arr: np.ndarray, meta: np.ndarray, count: int, local_ts: int,
-                     carries_depth: bool = True) -> bool:
-        """Every message of one socket read (``daemon.wsclient``), in order; True when one of them
-        proves the link delivers (a depth message, or any data on a link without depth).
+                     live_kinds=DEPTH_KINDS) -> bool:
+        """Every message of one socket read, in order (see ``MarketDataBase.run_read``); True when
+        one of them is of a kind in ``live_kinds`` (proof that the link delivers)."""
+        return self.run_read(self._frame, data, meta, count, local_ts, live_kinds, arr)
 
-        A message that continues a live book is handled by ``handle_frame``; the messages after it
-        that continue the same book are then parsed, applied and published by ONE compiled call
-        (``depth_batch``), which stops at the first message it must leave to this code.
-        """
-        alive = False
+    def _batch(self, hot: tuple, arr: np.ndarray, meta: np.ndarray, k: int, count: int, local_ts: int):
+        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, _, sym_bytes = hot
         fast = self.fast
-        k = 0
-        while k < count:
-            start = int(meta[k, 1])
-            kind, hot = self._frame(data[start : start + int(meta[k, 2])], local_ts)
-            k += 1
-            if kind == "depth" or (not carries_depth and kind != "control" and kind is not None):
-                alive = True
-            while hot is not None and k < count:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, sym_bytes = hot
-                k, status, last, published, n = depth_batch(
-                    arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, sync.last_id, levels,
-                    counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
-                sync.last_id = last
-                if published and observe is not None:
-                    observe(local_ts, published, fast.stamps[:published])
-                if status == DONE:
-                    break
-                if status == APPLIED:
-                    self.publishers[sync.symbol].publish(fast.out[:n])
-                    k += 1
-                    continue
-                if status == CROSSED:
-                    self._crossed(sync, last)
-                    k += 1
-                break  # STOPPED: the outer loop takes message k
-        return alive
+        return depth_batch(arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, sync.last_id, levels,
+                           counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
 
     def handle_frame(self, data, local_ts: int) -> str | None:
         """Parse and apply one frame; returns its kind (None for a bad frame)."""
@@ -300,25 +259,16 @@ class BinanceMarketData:
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
             if hot is not None:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _ = hot
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring = hot[:7]
                 out = self.fast
                 status, n, first, last, prev = depth_frame(
                     raw, local_ts, out.out_i, out.out_f, sync.last_id if sync.state is LIVE else -2,
                     levels, counts, to_ring, hdr, ring_data, gate_ns)
-                if status == PUBLISHED:  # the common case: already in the ring
-                    sync.last_id = last
-                    if observe is not None:
-                        observe(local_ts, 1)
-                    return "depth", hot
-                sym = sync.symbol
-                if status == APPLIED:
-                    sync.last_id = last
-                    self.publishers[sym].publish(out.out[:n])
-                    return "depth", hot
-                if status == CROSSED:  # those rows never reached the ring; withdraw the book instead
-                    self._crossed(sync, last)
-                    return "depth", None
+                settled = self.settle_frame(hot, status, n, last, local_ts)
+                if settled is not None:
+                    return "depth", hot if settled else None
                 if status == PARSED:  # not the next live event: the state machine decides
+                    sym = sync.symbol
                     self._dispatch(("depth", sym, self._diff_from_out(sym, n, first, last, prev, local_ts)))
                     return "depth", None
         return self._slow_frame(raw, local_ts), None
@@ -326,7 +276,7 @@ class BinanceMarketData:
     def _crossed(self, sync: BinanceBookSync, last: int) -> None:
         rows: list = []
         sync.crossed_after(last, rows)
-        self.publishers[sync.symbol].publish(to_batch(rows))
+        self.publish_rows(sync.symbol, rows)
         self._flush_log(sync)
 
     def _diff_from_out(self, sym: str, n: int, first: int, last: int, prev: int, local_ts: int) -> DepthDiff:
@@ -365,8 +315,7 @@ class BinanceMarketData:
                 return self._unknown(sym)
             rows: list = []
             action = sync.on_diff(val, rows)
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
+            self.publish_rows(sym, rows)
             if sync.log:
                 self._flush_log(sync)
             if action is Action.FETCH_SNAPSHOT:
@@ -392,25 +341,6 @@ class BinanceMarketData:
         elif kind == "control":
             if not val.ok:
                 self.log.error("%s: venue refused a control request id=%s: %s", VENUE, val.id, val.message)
-
-    def _unknown(self, sym) -> None:
-        if sym not in self.unknown_symbols:
-            self.unknown_symbols.add(sym)
-            self.log.warning("%s: ignoring data for unconfigured symbol %r", VENUE, sym)
-
-    def _flush_log(self, sync: BinanceBookSync) -> None:
-        for line in sync.log:
-            self.log.info("%s: %s", VENUE, line)
-        sync.log.clear()
-
-    def invalidate_all(self, reason: str) -> None:
-        for sym, sync in self.syncs.items():
-            rows: list = []
-            sync.on_disconnect(rows, reason)
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
-                self._flush_log(sync)
-            sync.log.clear()
 
     # -- snapshots ------------------------------------------------------------------------------
     def _want_snapshot(self, sym: str) -> None:
@@ -446,8 +376,7 @@ class BinanceMarketData:
                 if status == 400 and code == -1121:
                     rows: list = []
                     sync.fail(rows, f"the venue does not know symbol {sym!r} (-1121)")
-                    if rows:
-                        self.publishers[sym].publish(to_batch(rows))
+                    self.publish_rows(sym, rows)
                     self.log.error("%s: %s", VENUE, sync.log[-1])
                     sync.log.clear()
                     return
@@ -471,8 +400,7 @@ class BinanceMarketData:
                 continue
             rows = []
             action = sync.on_snapshot(snap, rows)
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
+            self.publish_rows(sym, rows)
             self._flush_log(sync)
             if action is Action.FETCH_SNAPSHOT:
                 await asyncio.sleep(backoff.next_delay_s())  # a stale snapshot costs weight: do not hammer

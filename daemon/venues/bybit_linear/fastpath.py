@@ -10,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from daemon.book import apply_level_words
 from daemon.fastjson import find, int_at, key, levels as parse_levels
 from daemon.records import ASK_DEPTH, BID_DEPTH
-from shm.atomics import monotonic_ns
-from shm.kernels import ring_publish
+from daemon.venues.hotpath import (APPLIED, CROSSED, DONE, NOT_HANDLED, PARSED, PUBLISHED, STOPPED, commit,
+                                   names_symbol, stamp)
 
 __all__ = ["parse_delta", "delta_frame", "delta_batch", "NOT_HANDLED", "PARSED", "PUBLISHED", "APPLIED", "CROSSED",
            "STOPPED", "DONE"]
-
-NOT_HANDLED, PARSED, PUBLISHED, APPLIED, CROSSED = -1, 0, 1, 2, 3
 
 _TOPIC = np.frombuffer(b'"topic":"orderbook.', np.uint8)
 _DELTA = np.frombuffer(b'"type":"delta"', np.uint8)
@@ -91,16 +88,7 @@ def delta_frame(buf, local_ts, out_i, out_f, last_u, levels, counts, publish, hd
         return NOT_HANDLED, 0, 0
     if last_u < 0 or uid != last_u + 1:
         return PARSED, n, uid
-    if apply_level_words(out_i, out_f, n, levels, counts):
-        return CROSSED, n, uid
-    if not publish:
-        return APPLIED, n, uid
-    ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
-    return PUBLISHED, n, uid
-
-
-#: ``delta_batch`` statuses besides APPLIED / CROSSED (see the Binance ``depth_batch``)
-STOPPED, DONE = 4, 5
+    return commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns), n, uid
 
 
 @njit(cache=True)
@@ -108,28 +96,20 @@ def delta_batch(buf, meta, k, count, local_ts, out_i, out_f, sym, topic, last_u,
                 data, gate_timeout_ns, stamps):
     """Messages ``k..count-1`` of one socket read that are the next deltas of one live book (symbol
     ``sym``, book topic bytes ``topic`` within the first 120 bytes), parsed, applied and published
-    in one call.  Returns ``(k, status, last_u, published, n)`` as ``depth_batch`` does."""
+    in one call.  Returns ``(k, status, last_u, published, n)`` as the Binance ``depth_batch`` does."""
     published = 0
-    m = sym.shape[0]
     while k < count:
         start = meta[k, 1]
         msg = buf[start : start + meta[k, 2]]
-        t = find(msg[:120], topic, 0)
-        if t < 0:
+        if find(msg[:120], topic, 0) < 0:
             return k, STOPPED, last_u, published, 0
         n, uid, seq, s0, s1 = parse_delta(msg, local_ts, out_i, out_f)
-        if n < 0 or s1 - s0 != m or uid != last_u + 1:
+        if n < 0 or uid != last_u + 1 or not names_symbol(msg, s0, s1, sym):
             return k, STOPPED, last_u, published, 0
-        for j in range(m):
-            if msg[s0 + j] != sym[j]:
-                return k, STOPPED, last_u, published, 0
-        if apply_level_words(out_i, out_f, n, levels, counts):
-            return k, CROSSED, uid, published, n
-        if not publish:
-            return k, APPLIED, uid, published, n
-        ring_publish(hdr, data, out_i[:n], gate_timeout_ns)
-        if published < stamps.shape[0]:  # only the benchmark asks: when each one was in the ring
-            stamps[published] = monotonic_ns()
+        status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
+        if status != PUBLISHED:
+            return k, status, uid, published, n
+        stamp(stamps, published)
         last_u = uid
         published += 1
         k += 1

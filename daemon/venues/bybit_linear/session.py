@@ -9,6 +9,7 @@ resubscribes that symbol's book topic on the same socket for a fresh snapshot.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -19,9 +20,9 @@ import orjson
 
 from daemon import ProtocolError
 from daemon.config import VenueConfig
-from daemon.publish import FastTargets, Publisher
-from daemon.records import to_batch
-from daemon.venues.bybit_linear.fastpath import APPLIED, CROSSED, DONE, PUBLISHED, delta_batch, delta_frame
+from daemon.publish import Publisher
+from daemon.venues.base import VENUE_EXTRA, MarketDataBase
+from daemon.venues.bybit_linear.fastpath import delta_batch, delta_frame
 from daemon.venues.bybit_linear.parse import parse_frame
 from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync
 from daemon.wsgroup import Link, StreamGroup
@@ -31,6 +32,8 @@ LIVE = BookState.LIVE
 __all__ = ["BybitMarketData"]
 
 VENUE = "bybit-linear"
+#: a read that held book data proves the link delivers
+BOOK_KINDS = frozenset({"book"})
 
 
 class _Hooks:
@@ -110,29 +113,23 @@ class _Hooks:
         self.md.invalidate_all(reason)
 
 
-class BybitMarketData:
+class BybitMarketData(MarketDataBase):
+    venue = VENUE
+    failed_state = BookState.FAILED
+    idle_states = (BookState.FAILED, BookState.UNAVAILABLE)
+
     def __init__(self, cfg: VenueConfig, publishers: dict[str, Publisher], http: aiohttp.ClientSession,
                  log: logging.Logger | None = None) -> None:
+        super().__init__(publishers, {sym: BybitBookSync(sym) for sym in cfg.symbols},
+                         log or logging.getLogger(f"hftd.daemon.{VENUE}"))
         self.cfg = cfg
         self.http = http
-        self.log = log or logging.getLogger(f"hftd.daemon.{VENUE}")
-        self.publishers = publishers
-        self.syncs = {sym: BybitBookSync(sym) for sym in cfg.symbols}
         self.book_topic = {sym: f"orderbook.{cfg.depth_stream}.{sym}" for sym in cfg.symbols}
         self._recent_trades = {sym: deque(maxlen=4096) for sym in cfg.symbols}
         self._recent_trade_set = {sym: set() for sym in cfg.symbols}
-        self.unknown_symbols: set[str] = set()
-        self.protocol_errors = 0
-        self.fast = FastTargets(publishers)
-        #: symbol bytes (as in frames) -> everything the compiled path needs, in one lookup
-        self._hot: dict[bytes, tuple] = {}
-        for sym, sync in self.syncs.items():
-            ring = self.fast.rings.get(sym)
-            hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
+        for sym in self.syncs:
             topic = f'"topic":"{self.book_topic[sym]}"'.encode()
-            self._hot[sym.encode()] = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns,
-                                       ring is not None, observe, topic, np.frombuffer(sym.encode(), np.uint8),
-                                       np.frombuffer(topic, np.uint8))
+            self.hot_entry(sym, topic, np.frombuffer(topic, np.uint8))  # VENUE_EXTRA: as bytes and as uint8
         self.hooks = _Hooks(self)
         self.group = StreamGroup(f"{VENUE}{cfg.ws_path}", cfg, self.hooks, http, self.log, heartbeat_s=None)
         self.groups = [self.group]
@@ -149,20 +146,6 @@ class BybitMarketData:
     async def send_op(self, link: Link, op: str, args: list[str], req_id: str) -> None:
         await link.ws.send_str(orjson.dumps({"req_id": req_id, "op": op, "args": args}).decode())
 
-    # -- status ---------------------------------------------------------------------------------
-    def all_live(self) -> bool:
-        return all(s.live for s in self.syncs.values() if s.state not in (BookState.FAILED, BookState.UNAVAILABLE))
-
-    def status(self) -> str:
-        live = sum(s.live for s in self.syncs.values())
-        failed = [s.symbol for s in self.syncs.values() if s.state is BookState.FAILED]
-        text = f"{VENUE} {live}/{len(self.syncs)} live, resyncs {self.resyncs}"
-        return text + (f", failed {','.join(failed)}" if failed else "")
-
-    @property
-    def resyncs(self) -> int:
-        return sum(s.resyncs for s in self.syncs.values())
-
     async def run(self) -> None:
         await self.group.run()
 
@@ -172,38 +155,15 @@ class BybitMarketData:
     # -- frames ---------------------------------------------------------------------------------
     def handle_batch(self, link: Link, data: bytes, arr: np.ndarray, meta: np.ndarray, count: int,
                      local_ts: int) -> bool:
-        """Every message of one socket read, in order; True when one was book data.  After a message
-        that continued a live book, the following deltas of that book go through ONE compiled call
-        (``delta_batch``), which stops at the first message it must leave to this code."""
-        alive = False
+        """Every message of one socket read, in order (see ``MarketDataBase.run_read``); True when
+        one was book data."""
+        return self.run_read(functools.partial(self._frame, link), data, meta, count, local_ts, BOOK_KINDS, arr)
+
+    def _batch(self, hot: tuple, arr: np.ndarray, meta: np.ndarray, k: int, count: int, local_ts: int):
+        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, _, sym_bytes, _, topic = hot
         fast = self.fast
-        k = 0
-        while k < count:
-            start = int(meta[k, 1])
-            kind, hot = self._frame(link, data[start : start + int(meta[k, 2])], local_ts)
-            k += 1
-            if kind == "book":
-                alive = True
-            while hot is not None and k < count:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe, _, sym_bytes, topic = hot
-                k, status, last, published, n = delta_batch(
-                    arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, topic, sync.last_id,
-                    levels, counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
-                if status != CROSSED:
-                    sync.last_id = last
-                if published and observe is not None:
-                    observe(local_ts, published, fast.stamps[:published])
-                if status == DONE:
-                    break
-                if status == APPLIED:
-                    self.publishers[sync.symbol].publish(fast.out[:n])
-                    k += 1
-                    continue
-                if status == CROSSED:
-                    self._crossed(sync, last)
-                    k += 1
-                break  # STOPPED: the outer loop takes message k
-        return alive
+        return delta_batch(arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, topic, sync.last_id,
+                           levels, counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
 
     def handle_frame(self, link: Link, data, local_ts: int) -> str | None:
         """Parse and apply one frame; returns its kind (None for a bad frame)."""
@@ -218,31 +178,21 @@ class BybitMarketData:
         if raw.find(b'"type":"delta"', 0, 120) >= 0:
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
-            if hot is not None and raw.find(hot[8], 0, 120) >= 0:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, observe = hot[:8]
+            if hot is not None and raw.find(hot[VENUE_EXTRA], 0, 120) >= 0:
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring = hot[:7]
                 out = self.fast
                 status, n, uid = delta_frame(raw, local_ts, out.out_i, out.out_f,
                                              sync.last_id if sync.state is LIVE else -2,
                                              levels, counts, to_ring, hdr, ring_data, gate_ns)
-                if status == PUBLISHED:  # the common case: already in the ring
-                    sync.last_id = uid
-                    if observe is not None:
-                        observe(local_ts, 1)
-                    return "book", hot
-                sym = sync.symbol
-                if status == APPLIED:
-                    sync.last_id = uid
-                    self.publishers[sym].publish(out.out[:n])
-                    return "book", hot
-                if status == CROSSED:  # never published; withdraw the book and resubscribe
-                    self._crossed(sync, uid)
-                    return "book", None
+                settled = self.settle_frame(hot, status, n, uid, local_ts)  # crossed: withdrawn, resubscribed
+                if settled is not None:
+                    return "book", hot if settled else None
         return self._slow_frame(link, raw, local_ts), None
 
     def _crossed(self, sync: BybitBookSync, uid: int) -> None:
         rows: list = []
         sync.crossed(rows, uid)
-        self.publishers[sync.symbol].publish(to_batch(rows))
+        self.publish_rows(sync.symbol, rows)
         self._flush_log(sync)
         asyncio.get_running_loop().create_task(self._resubscribe(sync.symbol))
 
@@ -267,8 +217,7 @@ class BybitMarketData:
                 return self._unknown(sym)
             rows: list = []
             action = sync.on_message(val, rows)
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
+            self.publish_rows(sym, rows)
             if sync.log:
                 self._flush_log(sync)
             if action is Action.RESUBSCRIBE:
@@ -289,8 +238,7 @@ class BybitMarketData:
                     recent.append(tid)
                     seen.add(tid)
                 fresh.append(row)
-            if fresh:
-                self.publishers[sym].publish(to_batch(fresh))
+            self.publish_rows(sym, fresh)
 
     def _on_op(self, link: Link, reply) -> None:
         if reply.op == "ping" or reply.ret_msg == "pong":
@@ -304,8 +252,7 @@ class BybitMarketData:
             rows: list = []
             sync = self.syncs[sym]
             sync.fail(rows, f"subscribe refused: {reply.ret_msg}")
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
+            self.publish_rows(sym, rows)
             self.log.error("%s: %s", VENUE, sync.log[-1])
             sync.log.clear()
         else:
@@ -321,22 +268,3 @@ class BybitMarketData:
             await self.send_op(link, "subscribe", topic, f"sub-{sym}")
         except (ConnectionError, RuntimeError) as exc:
             self.log.warning("%s: %s resubscribe failed (%r); the reconnect will resync", VENUE, sym, exc)
-
-    def _unknown(self, sym) -> None:
-        if sym not in self.unknown_symbols:
-            self.unknown_symbols.add(sym)
-            self.log.warning("%s: ignoring data for unconfigured symbol/topic %r", VENUE, sym)
-
-    def _flush_log(self, sync: BybitBookSync) -> None:
-        for line in sync.log:
-            self.log.info("%s: %s", VENUE, line)
-        sync.log.clear()
-
-    def invalidate_all(self, reason: str) -> None:
-        for sym, sync in self.syncs.items():
-            rows: list = []
-            sync.on_disconnect(rows, reason)
-            if rows:
-                self.publishers[sym].publish(to_batch(rows))
-                self._flush_log(sync)
-            sync.log.clear()
