@@ -1,0 +1,693 @@
+"""L3 market-by-order book: every resting order by id, a FIFO queue per price level, L2 totals.
+
+One :class:`L3Book` holds the orders of several books (``d`` is the same book row as in
+:mod:`bots.sim.depth`: ``2 * asset`` local, ``2 * asset + 1`` exchange), all in flat arrays:
+
+* ``node_i``/``node_q``: one row per resting order (columns ``N_*``), recycled through a free list;
+* ``lvl_i``/``lvl_q``: one row per non-empty price level: head and tail of an intrusive doubly linked
+  list of its orders (``N_PREV``/``N_NEXT``), so a cancel unlinks in O(1) and the list *is* the FIFO;
+* ``ord_tab`` (``(book, order id) -> node``) and ``lvl_tab`` (``(book, side, tick) -> level``):
+  open-addressing hash tables with linear probing and tombstones, rehashed when half full.
+
+Every order gets a sequence number when it joins the back of a level (``N_SEQ``, increasing over
+the whole book), and keeps it while it keeps its place, so "A is ahead of B in the queue" is
+``seq(A) < seq(B)`` at the same level.  The L3 FIFO queue model (:mod:`bots.sim.queue_l3`) places
+our own orders in that same sequence without putting them in the book.
+
+Level totals go into the caller's L2 ladders (``bid_qty``/``ask_qty``/``depth_i``, the layout of
+:mod:`bots.sim.depth`), with hftbacktest 2.4.4's L3 arithmetic so the totals match bit for bit: an
+add does ``total += qty``, a delete ``total -= qty``, a same-price modify ``total += new - old``; a
+level whose total rounds to zero lots is set to exactly 0.0 and, if it was the best, the best moves
+to the next level.  A tick outside a ROI ladder is kept in the book but not shown (like hftbacktest's
+ROIVectorMarketDepth); a growable ladder must cover the tick first (``ERR_NEED_TICK``).
+
+Semantics (hftbacktest's L3 depth and L3FIFOQueueModel): a modify that changes the price or raises
+the quantity sends the order to the back of its (new) level; one that lowers the quantity at the same
+price keeps its place.  ``fill`` reduces the order and removes it once less than one lot is left.
+Kernels return an error code instead of raising (numba's raise paths bloat every caller);
+:func:`raise_for` turns a code into an :class:`L3BookError` naming the order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.experimental import structref
+
+from bots.errors import DataError
+from bots.sim.depth import (
+    BEST_ASK,
+    BEST_BID,
+    GROWABLE,
+    HIGH_ASK,
+    INVALID_MAX,
+    INVALID_MIN,
+    LOW_BID,
+    ROI_LB,
+    ROI_UB,
+)
+from bots.sim.mathx import lots, to_tick
+
+__all__ = ["L3Book", "L3BookError", "new_book", "raise_for"]
+
+BUY = 1
+SELL = -1
+
+OK = 0
+ERR_ID_EXISTS = 1
+ERR_UNKNOWN_ID = 2
+ERR_BAD_PRICE = 3
+ERR_BAD_QTY = 4
+ERR_OVERFILL = 5
+ERR_NEED_TICK = 6
+ERR_BAD_SIDE = 7
+
+# node_i columns
+N_BOOK = 0
+N_ID = 1
+N_SIDE = 2
+N_TICK = 3
+N_SEQ = 4
+N_PREV = 5
+N_NEXT = 6
+N_LEVEL = 7
+N_COLS = 8
+
+# lvl_i columns (a free level row has L_COUNT == -1 and chains the free list through L_HEAD)
+L_BOOK = 0
+L_SIDE = 1
+L_TICK = 2
+L_HEAD = 3
+L_TAIL = 4
+L_COUNT = 5
+L_COLS = 6
+
+# meta entries
+M_NODE_TOP = 0      # rows of node_i ever used
+M_NODE_FREE = 1     # head of the free node list (-1: none)
+M_LVL_TOP = 2
+M_LVL_FREE = 3
+M_ORD_LIVE = 4      # live keys in ord_tab
+M_ORD_USED = 5      # live keys + tombstones in ord_tab (what probing walks over)
+M_LVT_LIVE = 6
+M_LVT_USED = 7
+M_SEQ = 8           # next queue sequence number
+M_LEN = 9
+
+# hash table rows: (key1, key2, value); value EMPTY or TOMB marks a free slot
+T_K1 = 0
+T_K2 = 1
+T_VAL = 2
+EMPTY = -1
+TOMB = -2
+
+NIL = -1
+
+
+class L3BookError(DataError):
+    """An L3 event the book cannot apply (order id reused, unknown id, bad price or quantity)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_MESSAGES = {
+    ERR_ID_EXISTS: "order id {oid} is already resting in book {d} (added twice)",
+    ERR_UNKNOWN_ID: "order id {oid} is not resting in book {d} (unknown, cancelled or filled already)",
+    ERR_BAD_PRICE: "order id {oid}: price {px!r} is not a finite number",
+    ERR_BAD_QTY: "order id {oid}: quantity {qty!r} is not a finite positive number",
+    ERR_OVERFILL: "order id {oid}: fill quantity {qty!r} exceeds what the order has left",
+    ERR_NEED_TICK: "order id {oid}: price {px!r} is outside book {d}'s ladder (grow it first)",
+    ERR_BAD_SIDE: "order id {oid}: the event carries neither BUY_EVENT nor SELL_EVENT",
+}
+
+
+def raise_for(code: int, d: int, oid: int, px: float = float("nan"), qty: float = float("nan"),
+              where: str = "") -> None:
+    """Raise the :class:`L3BookError` for a kernel's error code (``where``: e.g. file and row)."""
+    if code == OK:
+        return
+    text = _MESSAGES.get(int(code), "L3 book error code {code} for order id {oid}")
+    text = text.format(oid=oid, d=d, px=px, qty=qty, code=code)
+    raise L3BookError(f"{where}: {text}" if where else text, int(code))
+
+
+# -- the struct ------------------------------------------------------------------------------------
+
+@structref.register
+class L3BookType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class L3Book(structref.StructRefProxy):
+    """The market-by-order state of all books of a backtest; pass it to the ``@njit`` kernels."""
+
+
+structref.define_boxing(L3BookType, L3Book)
+
+_I1 = types.int64[::1]
+_I2 = types.int64[:, ::1]
+_F1 = types.float64[::1]
+l3_book_type = L3BookType([
+    ("meta", _I1), ("node_i", _I2), ("node_q", _F1), ("lvl_i", _I2), ("lvl_q", _F1),
+    ("ord_tab", _I2), ("lvl_tab", _I2),
+])
+
+
+@njit(cache=True)
+def _new_table(cap):
+    tab = np.zeros((cap, 3), np.int64)
+    for s in range(cap):
+        tab[s, T_VAL] = EMPTY
+    return tab
+
+
+@njit(cache=True)
+def new_book(order_capacity):
+    """An empty book with room for ``order_capacity`` orders before the arrays first grow."""
+    cap = max(16, order_capacity)
+    tcap = 32
+    while tcap < 2 * cap:
+        tcap *= 2
+    bk = structref.new(l3_book_type)
+    bk.meta = np.zeros(M_LEN, np.int64)
+    bk.meta[M_NODE_FREE] = NIL
+    bk.meta[M_LVL_FREE] = NIL
+    bk.node_i = np.zeros((cap, N_COLS), np.int64)
+    bk.node_q = np.zeros(cap, np.float64)
+    bk.lvl_i = np.zeros((cap, L_COLS), np.int64)
+    bk.lvl_q = np.zeros(cap, np.float64)
+    bk.ord_tab = _new_table(tcap)
+    bk.lvl_tab = _new_table(tcap)
+    return bk
+
+
+# -- open-addressing hash tables -------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _home(k1, k2, mask):
+    # splitmix-style mixing: order ids and ticks are often consecutive, which linear probing
+    # with an identity hash would turn into long runs.
+    h = np.uint64(k1) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(k2)
+    h = (h ^ (h >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(29))
+    return np.int64(h & np.uint64(mask))
+
+
+@njit(cache=True, error_model="numpy")
+def _find(tab, k1, k2):
+    """Slot holding ``(k1, k2)``, or -1."""
+    mask = tab.shape[0] - 1
+    s = _home(k1, k2, mask)
+    while True:
+        v = tab[s, T_VAL]
+        if v == EMPTY:
+            return -1
+        if v != TOMB and tab[s, T_K1] == k1 and tab[s, T_K2] == k2:
+            return s
+        s = (s + 1) & mask
+
+
+@njit(cache=True, error_model="numpy")
+def _put(tab, k1, k2, val):
+    """Store a key known to be absent; return 1 if it took an EMPTY slot (0: reused a tombstone)."""
+    mask = tab.shape[0] - 1
+    s = _home(k1, k2, mask)
+    while tab[s, T_VAL] >= 0:
+        s = (s + 1) & mask
+    fresh = 1 if tab[s, T_VAL] == EMPTY else 0
+    tab[s, T_K1] = k1
+    tab[s, T_K2] = k2
+    tab[s, T_VAL] = val
+    return fresh
+
+
+@njit(cache=True, error_model="numpy")
+def _rehashed(tab, live):
+    # Same size when tombstones made it full, double when live keys did.
+    cap = tab.shape[0]
+    if (live + 1) * 4 > cap:
+        cap *= 2
+    new = _new_table(cap)
+    for s in range(tab.shape[0]):
+        if tab[s, T_VAL] >= 0:
+            _put(new, tab[s, T_K1], tab[s, T_K2], tab[s, T_VAL])
+    return new
+
+
+# -- capacity ------------------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _grown(arr, rows):
+    # Element loops, not slice assignment (see bots.sim.depth._regrid on compile cost).
+    new = np.zeros((rows, arr.shape[1]), arr.dtype)
+    for r in range(arr.shape[0]):
+        for c in range(arr.shape[1]):
+            new[r, c] = arr[r, c]
+    return new
+
+
+@njit(cache=True, error_model="numpy")
+def _grown_f(arr, rows):
+    new = np.zeros(rows, arr.dtype)
+    for r in range(arr.shape[0]):
+        new[r] = arr[r]
+    return new
+
+
+@njit(cache=True, error_model="numpy")
+def reserve(bk):
+    """Make room for one more order and one more level; call before any kernel that may add."""
+    meta = bk.meta
+    if meta[M_NODE_FREE] == NIL and meta[M_NODE_TOP] == bk.node_i.shape[0]:
+        rows = 2 * bk.node_i.shape[0]
+        bk.node_i = _grown(bk.node_i, rows)
+        bk.node_q = _grown_f(bk.node_q, rows)
+    if meta[M_LVL_FREE] == NIL and meta[M_LVL_TOP] == bk.lvl_i.shape[0]:
+        rows = 2 * bk.lvl_i.shape[0]
+        bk.lvl_i = _grown(bk.lvl_i, rows)
+        bk.lvl_q = _grown_f(bk.lvl_q, rows)
+    if (meta[M_ORD_USED] + 1) * 2 > bk.ord_tab.shape[0]:
+        bk.ord_tab = _rehashed(bk.ord_tab, meta[M_ORD_LIVE])
+        meta[M_ORD_USED] = meta[M_ORD_LIVE]
+    if (meta[M_LVT_USED] + 1) * 2 > bk.lvl_tab.shape[0]:
+        bk.lvl_tab = _rehashed(bk.lvl_tab, meta[M_LVT_LIVE])
+        meta[M_LVT_USED] = meta[M_LVT_LIVE]
+
+
+# -- levels and their FIFO lists ---------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _level_key(d, side):
+    return 2 * d + (0 if side == BUY else 1)
+
+
+@njit(cache=True, error_model="numpy")
+def _level_of(bk, d, side, tick, create):
+    """Level row of ``(d, side, tick)``; with ``create`` a new empty one if absent (else -1)."""
+    k1 = _level_key(d, side)
+    s = _find(bk.lvl_tab, k1, tick)
+    if s >= 0:
+        return bk.lvl_tab[s, T_VAL]
+    if not create:
+        return -1
+    meta = bk.meta
+    lv = meta[M_LVL_FREE]
+    li = bk.lvl_i
+    if lv != NIL:
+        meta[M_LVL_FREE] = li[lv, L_HEAD]
+    else:
+        lv = meta[M_LVL_TOP]
+        meta[M_LVL_TOP] = lv + 1
+    li[lv, L_BOOK] = d
+    li[lv, L_SIDE] = side
+    li[lv, L_TICK] = tick
+    li[lv, L_HEAD] = NIL
+    li[lv, L_TAIL] = NIL
+    li[lv, L_COUNT] = 0
+    bk.lvl_q[lv] = 0.0
+    meta[M_LVT_USED] += _put(bk.lvl_tab, k1, tick, lv)
+    meta[M_LVT_LIVE] += 1
+    return lv
+
+
+@njit(cache=True, error_model="numpy")
+def _drop_level(bk, lv):
+    li = bk.lvl_i
+    s = _find(bk.lvl_tab, _level_key(li[lv, L_BOOK], li[lv, L_SIDE]), li[lv, L_TICK])
+    bk.lvl_tab[s, T_VAL] = TOMB
+    bk.meta[M_LVT_LIVE] -= 1
+    li[lv, L_COUNT] = -1
+    li[lv, L_HEAD] = bk.meta[M_LVL_FREE]
+    bk.meta[M_LVL_FREE] = lv
+
+
+@njit(cache=True, error_model="numpy")
+def _append(bk, lv, n):
+    """Put node ``n`` at the back of level ``lv`` with a fresh sequence number."""
+    ni = bk.node_i
+    li = bk.lvl_i
+    tail = li[lv, L_TAIL]
+    ni[n, N_PREV] = tail
+    ni[n, N_NEXT] = NIL
+    ni[n, N_LEVEL] = lv
+    ni[n, N_SEQ] = bk.meta[M_SEQ]
+    bk.meta[M_SEQ] += 1
+    if tail == NIL:
+        li[lv, L_HEAD] = n
+    else:
+        ni[tail, N_NEXT] = n
+    li[lv, L_TAIL] = n
+    li[lv, L_COUNT] += 1
+
+
+@njit(cache=True, error_model="numpy")
+def _unlink(bk, n, drop_empty):
+    """Take node ``n`` out of its level's list; drop the level when it empties (unless the node is
+    about to go straight back, ``drop_empty`` False)."""
+    ni = bk.node_i
+    li = bk.lvl_i
+    lv = ni[n, N_LEVEL]
+    p = ni[n, N_PREV]
+    q = ni[n, N_NEXT]
+    if p == NIL:
+        li[lv, L_HEAD] = q
+    else:
+        ni[p, N_NEXT] = q
+    if q == NIL:
+        li[lv, L_TAIL] = p
+    else:
+        ni[q, N_PREV] = p
+    li[lv, L_COUNT] -= 1
+    if drop_empty and li[lv, L_COUNT] == 0:
+        _drop_level(bk, lv)
+
+
+@njit(cache=True, error_model="numpy")
+def _free_node(bk, n):
+    s = _find(bk.ord_tab, bk.node_i[n, N_BOOK], bk.node_i[n, N_ID])
+    bk.ord_tab[s, T_VAL] = TOMB
+    bk.meta[M_ORD_LIVE] -= 1
+    bk.node_i[n, N_BOOK] = NIL
+    bk.node_i[n, N_NEXT] = bk.meta[M_NODE_FREE]
+    bk.meta[M_NODE_FREE] = n
+
+
+# -- the L2 view (ladders of bots.sim.depth) -------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _next_level(lad, d, side, start, end, lb, ub):
+    # The best non-empty tick strictly worse than ``start`` and no worse than ``end`` (the side's
+    # extent), as bots.sim.depth's _below (bids) and _above (asks): INVALID_* if none.
+    if side == BUY:
+        t = min(start, ub + 1) - 1
+        stop = max(end, lb)
+        while t >= stop:
+            if lad[d, t - lb] > 0.0:
+                return t
+            t -= 1
+        return INVALID_MIN
+    t = max(start, lb - 1) + 1
+    stop = min(end, ub)
+    while t <= stop:
+        if lad[d, t - lb] > 0.0:
+            return t
+        t += 1
+    return INVALID_MAX
+
+
+@njit(cache=True, inline="always")
+def _in_view(di, d, tick):
+    return di[d, ROI_LB] <= tick <= di[d, ROI_UB]
+
+
+@njit(cache=True, error_model="numpy")
+def _show_more(bq, aq, di, d, side, tick, total):
+    """The level at ``tick`` grew to ``total``: write it, and move the best (and a crossed opposite
+    best) as hftbacktest's add does."""
+    if not _in_view(di, d, tick):
+        return
+    lb = di[d, ROI_LB]
+    ub = di[d, ROI_UB]
+    if side == BUY:
+        bq[d, tick - lb] = total
+        if tick > di[d, BEST_BID]:
+            di[d, BEST_BID] = tick
+            if tick >= di[d, BEST_ASK]:
+                di[d, BEST_ASK] = _next_level(aq, d, SELL, tick, di[d, HIGH_ASK], lb, ub)
+        if tick < di[d, LOW_BID]:
+            di[d, LOW_BID] = tick
+    else:
+        aq[d, tick - lb] = total
+        if tick < di[d, BEST_ASK]:
+            di[d, BEST_ASK] = tick
+            if di[d, BEST_BID] >= tick:
+                di[d, BEST_BID] = _next_level(bq, d, BUY, tick, di[d, LOW_BID], lb, ub)
+        if tick > di[d, HIGH_ASK]:
+            di[d, HIGH_ASK] = tick
+
+
+@njit(cache=True, error_model="numpy")
+def _show_less(bq, aq, di, d, side, tick, total, lot_size):
+    """The level at ``tick`` shrank to ``total``; below one lot it is emptied and the best moves on.
+    Returns the total as stored (0.0 when emptied)."""
+    if lots(total, lot_size) == 0:
+        total = 0.0
+    if not _in_view(di, d, tick):
+        return total
+    lb = di[d, ROI_LB]
+    ub = di[d, ROI_UB]
+    if side == BUY:
+        bq[d, tick - lb] = total
+        if total == 0.0 and tick == di[d, BEST_BID]:
+            di[d, BEST_BID] = _next_level(bq, d, BUY, tick, di[d, LOW_BID], lb, ub)
+            if di[d, BEST_BID] == INVALID_MIN:
+                di[d, LOW_BID] = INVALID_MAX
+    else:
+        aq[d, tick - lb] = total
+        if total == 0.0 and tick == di[d, BEST_ASK]:
+            di[d, BEST_ASK] = _next_level(aq, d, SELL, tick, di[d, HIGH_ASK], lb, ub)
+            if di[d, BEST_ASK] == INVALID_MAX:
+                di[d, HIGH_ASK] = INVALID_MIN
+    return total
+
+
+@njit(cache=True, inline="always")
+def _best(di, d, side):
+    return di[d, BEST_BID] if side == BUY else di[d, BEST_ASK]
+
+
+@njit(cache=True, inline="always")
+def _needs_growth(di, d, tick):
+    return di[d, GROWABLE] != 0 and not _in_view(di, d, tick)
+
+
+# -- the events ------------------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def add(bk, bq, aq, di, d, oid, side, px, qty, tick_size):
+    """ADD_ORDER: order ``oid`` joins the back of its level.  Returns (code, prev_best, best) of
+    its side."""
+    if px != px or px - px != 0.0:
+        return ERR_BAD_PRICE, 0, 0
+    if not qty > 0.0 or qty - qty != 0.0:
+        return ERR_BAD_QTY, 0, 0
+    if side != BUY and side != SELL:
+        return ERR_BAD_SIDE, 0, 0
+    tick = to_tick(px, tick_size)
+    if _needs_growth(di, d, tick):
+        return ERR_NEED_TICK, 0, 0
+    if _find(bk.ord_tab, d, oid) >= 0:
+        return ERR_ID_EXISTS, 0, 0
+    reserve(bk)
+    meta = bk.meta
+    n = meta[M_NODE_FREE]
+    if n != NIL:
+        meta[M_NODE_FREE] = bk.node_i[n, N_NEXT]
+    else:
+        n = meta[M_NODE_TOP]
+        meta[M_NODE_TOP] = n + 1
+    ni = bk.node_i
+    ni[n, N_BOOK] = d
+    ni[n, N_ID] = oid
+    ni[n, N_SIDE] = side
+    ni[n, N_TICK] = tick
+    bk.node_q[n] = qty
+    meta[M_ORD_USED] += _put(bk.ord_tab, d, oid, n)
+    meta[M_ORD_LIVE] += 1
+    lv = _level_of(bk, d, side, tick, True)
+    _append(bk, lv, n)
+    prev_best = _best(di, d, side)
+    bk.lvl_q[lv] += qty
+    _show_more(bq, aq, di, d, side, tick, bk.lvl_q[lv])
+    return OK, prev_best, _best(di, d, side)
+
+
+@njit(cache=True, error_model="numpy")
+def _remove(bk, bq, aq, di, d, n, lot_size):
+    # Take the node's whole remaining quantity off its level, then out of the book.
+    lv = bk.node_i[n, N_LEVEL]
+    bk.lvl_q[lv] = _show_less(bq, aq, di, d, bk.node_i[n, N_SIDE], bk.node_i[n, N_TICK],
+                              bk.lvl_q[lv] - bk.node_q[n], lot_size)
+    _unlink(bk, n, True)
+    _free_node(bk, n)
+
+
+@njit(cache=True, error_model="numpy")
+def cancel(bk, bq, aq, di, d, oid, lot_size):
+    """CANCEL_ORDER: the order leaves the book.  Returns (code, side, prev_best, best)."""
+    s = _find(bk.ord_tab, d, oid)
+    if s < 0:
+        return ERR_UNKNOWN_ID, 0, 0, 0
+    n = bk.ord_tab[s, T_VAL]
+    side = bk.node_i[n, N_SIDE]
+    prev_best = _best(di, d, side)
+    _remove(bk, bq, aq, di, d, n, lot_size)
+    return OK, side, prev_best, _best(di, d, side)
+
+
+@njit(cache=True, error_model="numpy")
+def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
+    """MODIFY_ORDER: new price and/or quantity.  A new price or a larger quantity loses the queue
+    place (back of the level); a smaller quantity at the same price keeps it.
+    Returns (code, side, prev_best, best)."""
+    if px != px or px - px != 0.0:
+        return ERR_BAD_PRICE, 0, 0, 0
+    if not qty > 0.0 or qty - qty != 0.0:
+        return ERR_BAD_QTY, 0, 0, 0
+    tick = to_tick(px, tick_size)
+    if _needs_growth(di, d, tick):
+        return ERR_NEED_TICK, 0, 0, 0
+    reserve(bk)  # before the look-up: growing may rehash the table
+    s = _find(bk.ord_tab, d, oid)
+    if s < 0:
+        return ERR_UNKNOWN_ID, 0, 0, 0
+    n = bk.ord_tab[s, T_VAL]
+    ni = bk.node_i
+    side = ni[n, N_SIDE]
+    prev_best = _best(di, d, side)
+    old_tick = ni[n, N_TICK]
+    lv = ni[n, N_LEVEL]
+    if tick == old_tick:
+        old_qty = bk.node_q[n]
+        bk.node_q[n] = qty
+        total = bk.lvl_q[lv] + (qty - old_qty)
+        if qty > old_qty:  # more quantity: behind everyone who was there first
+            _unlink(bk, n, False)
+            _append(bk, lv, n)
+        if lots(total, lot_size) == 0:
+            bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, tick, total, lot_size)
+        else:
+            bk.lvl_q[lv] = total
+            if _in_view(di, d, tick):
+                lad = bq if side == BUY else aq
+                lad[d, tick - di[d, ROI_LB]] = total
+        return OK, side, prev_best, _best(di, d, side)
+    bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, old_tick, bk.lvl_q[lv] - bk.node_q[n], lot_size)
+    _unlink(bk, n, True)
+    ni[n, N_TICK] = tick
+    bk.node_q[n] = qty
+    nlv = _level_of(bk, d, side, tick, True)
+    _append(bk, nlv, n)
+    bk.lvl_q[nlv] += qty
+    _show_more(bq, aq, di, d, side, tick, bk.lvl_q[nlv])
+    return OK, side, prev_best, _best(di, d, side)
+
+
+@njit(cache=True, error_model="numpy")
+def fill(bk, bq, aq, di, d, oid, qty, lot_size):
+    """A FILL reported for a resting order: ``qty`` comes off it; the order leaves the book once
+    less than one lot is left.  Returns (code, side, prev_best, best)."""
+    if not qty >= 0.0 or qty - qty != 0.0:
+        return ERR_BAD_QTY, 0, 0, 0
+    s = _find(bk.ord_tab, d, oid)
+    if s < 0:
+        return ERR_UNKNOWN_ID, 0, 0, 0
+    n = bk.ord_tab[s, T_VAL]
+    if lots(qty, lot_size) > lots(bk.node_q[n], lot_size):
+        return ERR_OVERFILL, 0, 0, 0
+    side = bk.node_i[n, N_SIDE]
+    prev_best = _best(di, d, side)
+    left = bk.node_q[n] - qty
+    if lots(left, lot_size) <= 0:
+        _remove(bk, bq, aq, di, d, n, lot_size)
+    else:
+        lv = bk.node_i[n, N_LEVEL]
+        bk.node_q[n] = left
+        bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, bk.node_i[n, N_TICK], bk.lvl_q[lv] - qty,
+                                  lot_size)
+    return OK, side, prev_best, _best(di, d, side)
+
+
+@njit(cache=True, error_model="numpy")
+def clear(bk, bq, aq, di, d, side):
+    """DEPTH_CLEAR on an L3 book: every order of ``side`` (BUY, SELL, or 0 for both) leaves and the
+    side's ladder row is emptied (hftbacktest clears the whole side whatever the row's price)."""
+    li = bk.lvl_i
+    for lv in range(bk.meta[M_LVL_TOP]):
+        if li[lv, L_COUNT] <= 0 or li[lv, L_BOOK] != d or (side != 0 and li[lv, L_SIDE] != side):
+            continue
+        n = li[lv, L_HEAD]
+        while n != NIL:
+            nxt = bk.node_i[n, N_NEXT]
+            _free_node(bk, n)
+            n = nxt
+        _drop_level(bk, lv)
+    w = bq.shape[1]
+    if side != SELL:
+        for t in range(w):
+            bq[d, t] = 0.0
+        di[d, BEST_BID] = INVALID_MIN
+        di[d, LOW_BID] = INVALID_MAX
+    if side != BUY:
+        for t in range(w):
+            aq[d, t] = 0.0
+        di[d, BEST_ASK] = INVALID_MAX
+        di[d, HIGH_ASK] = INVALID_MIN
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def order_info(bk, d, oid):
+    """(found, side, tick, qty, seq) of a resting order."""
+    s = _find(bk.ord_tab, d, oid)
+    if s < 0:
+        return False, 0, 0, 0.0, 0
+    n = bk.ord_tab[s, T_VAL]
+    ni = bk.node_i
+    return True, ni[n, N_SIDE], ni[n, N_TICK], bk.node_q[n], ni[n, N_SEQ]
+
+
+@njit(cache=True, error_model="numpy")
+def next_seq(bk):
+    """Take a queue sequence number (our own orders join a level's queue with one)."""
+    s = bk.meta[M_SEQ]
+    bk.meta[M_SEQ] = s + 1
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def level_total(bk, d, side, tick):
+    """The level's total as the book keeps it (also for ticks outside a ROI ladder)."""
+    lv = _level_of(bk, d, side, tick, False)
+    return 0.0 if lv < 0 else bk.lvl_q[lv]
+
+
+@njit(cache=True, error_model="numpy")
+def qty_ahead_of(bk, d, side, tick, seq):
+    """Quantity of the orders at ``(d, side, tick)`` that joined before sequence number ``seq``."""
+    lv = _level_of(bk, d, side, tick, False)
+    total = 0.0
+    if lv < 0:
+        return total
+    n = bk.lvl_i[lv, L_HEAD]
+    while n != NIL and bk.node_i[n, N_SEQ] < seq:
+        total += bk.node_q[n]
+        n = bk.node_i[n, N_NEXT]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def level_queue(bk, d, side, tick, out_ids, out_qty):
+    """Write the level's orders front to back into the buffers; return how many (-1: too small)."""
+    lv = _level_of(bk, d, side, tick, False)
+    if lv < 0:
+        return 0
+    k = 0
+    n = bk.lvl_i[lv, L_HEAD]
+    while n != NIL:
+        if k >= out_ids.shape[0]:
+            return -1
+        out_ids[k] = bk.node_i[n, N_ID]
+        out_qty[k] = bk.node_q[n]
+        k += 1
+        n = bk.node_i[n, N_NEXT]
+    return k
+
+
+@njit(cache=True, error_model="numpy")
+def n_orders(bk):
+    return bk.meta[M_ORD_LIVE]
