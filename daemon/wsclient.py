@@ -10,7 +10,8 @@ stamped at the socket read (what "frame arrival" honestly means).
 Control frames are handled here: a server ping gets a masked pong with its payload, a close gets the
 closing handshake, and with ``heartbeat_s`` the client pings and drops a link whose pong does not
 come back before the next ping.  Fragmented messages are reassembled.  Protocol violations close the
-link with the RFC's code and a reason that says what was wrong.  The HTTP upgrade is done here too
+link with the RFC's code and a reason that says what was wrong; that includes a text message that is
+not valid UTF-8 (1007), checked in the compiled scan for single frames and at reassembly otherwise.  The HTTP upgrade is done here too
 (Sec-WebSocket-Key/Accept, 101 check); no extension is offered, so frames are never compressed.
 TLS (``wss://``) goes through ``loop.create_connection(ssl=...)``.
 """
@@ -30,8 +31,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from daemon import DaemonError
-from daemon.wsframes import (ERRORS, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
-                             client_frame, scan_frames)
+from daemon.wsframes import (ERR_UTF8, ERRORS, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+                             client_frame, scan_frames, utf8_valid)
 
 __all__ = ["WsError", "WsHandshakeError", "WsConnection", "ws_connect", "Sink"]
 
@@ -75,6 +76,7 @@ class WsConnection(asyncio.Protocol):
         self._rest = b""
         self._frag: list[bytes] = []
         self._frag_bytes = 0
+        self._frag_text = False  # the message being reassembled is text (checked as UTF-8 when whole)
         self._close_sent = False
         self._open = False
         self._head = b""
@@ -155,9 +157,9 @@ class WsConnection(asyncio.Protocol):
                     self.fail(1002, "protocol error: a new message began inside a fragmented one")
                     break
                 if fin:
-                    messages.append(payload)
+                    messages.append(payload)  # a single-frame text message was checked by the scan
                 else:
-                    self._frag, self._frag_bytes = [payload], length
+                    self._frag, self._frag_bytes, self._frag_text = [payload], length, op == OP_TEXT
             elif op == OP_CONT:
                 if not self._frag:
                     self.fail(1002, "protocol error: continuation frame without a message to continue")
@@ -168,8 +170,13 @@ class WsConnection(asyncio.Protocol):
                     self.fail(1009, f"protocol error: message larger than {self.max_message_bytes} bytes")
                     break
                 if fin:
-                    messages.append(b"".join(self._frag))
+                    whole = b"".join(self._frag)
                     self._frag, self._frag_bytes = [], 0
+                    if self._frag_text and not utf8_valid(np.frombuffer(whole, np.uint8), 0, len(whole)):
+                        code, what = ERRORS[ERR_UTF8]
+                        self.fail(code, f"protocol error: {what} (a fragmented message)")
+                        break
+                    messages.append(whole)
             elif op == OP_PING:
                 self._write(client_frame(OP_PONG, payload))
             elif op == OP_PONG:

@@ -36,7 +36,7 @@ MARKET_FAULTS = {
     "snapshot_status": {"symbol", "status", "retry_after_s", "count"},  # 429 / 418 / 503 replies
     "snapshot_timeout": {"symbol", "delay_s", "count"},  # snapshot reply delayed
     "delete_absent": {"symbol"},            # next message deletes a level that is not in the book
-    "bad_frame": {"route", "what"},         # malformed / truncated / unknown_symbol / not_object frame
+    "bad_frame": {"route", "what"},         # malformed/truncated/unknown_symbol/not_object/bad_number/invalid_utf8
     "burst": {"count"},                     # `count` messages as fast as possible
 }
 
@@ -451,6 +451,8 @@ class BinanceEmulator(EmulatorBase):
             "not_object": "[1,2,3]",
             "bad_number": ('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"T":1,"s":"BTCUSDT",'
                            '"U":1,"u":2,"pu":0,"b":[["abc","1.0"]],"a":[]}}'),
+            # a text frame that is not UTF-8 (RFC 6455 8.1: the client must fail the connection)
+            "invalid_utf8": b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","s":"BTC\xffUSDT"}}',
         }
         if what not in frames:
             raise EmulatorError(f"fault 'bad_frame': parameter 'what' must be one of {sorted(frames)}")

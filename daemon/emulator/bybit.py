@@ -315,7 +315,9 @@ class BybitEmulator(EmulatorBase):
                       "truncated": '{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1,"data":{"s":"BTCUSDT"}}',
                       "unknown_symbol": ('{"topic":"orderbook.50.NOSUCH","type":"delta","ts":1,"data":{"s":"NOSUCH",'
                                          '"b":[],"a":[],"u":5,"seq":1}}'),
-                      "not_object": "[]"}
+                      "not_object": "[]",
+                      # a text frame that is not UTF-8 (RFC 6455 8.1: the client must fail the connection)
+                      "invalid_utf8": b'{"topic":"orderbook.50.BTCUSDT","type":"delta","data":{"s":"BTC\xc0\xafUSDT"}}'}
             what = p.get("what", "malformed")
             if what not in frames:
                 raise EmulatorError(f"fault 'bad_frame': parameter 'what' must be one of {sorted(frames)}")

@@ -51,11 +51,16 @@ class Client:
         self.topics: set[str] = set()  # Bybit topics
         self.transport = None
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str | bytes) -> None:
+        """One text frame; ``bytes`` go out as the frame's payload unchecked (how the fault
+        ``bad_frame``/``invalid_utf8`` sends a text frame that is not UTF-8)."""
         if self.silenced or self.ws.closed:
             return
         try:
-            await self.ws.send_str(text)
+            if isinstance(text, bytes):
+                await self.ws.send_frame(text, WSMsgType.TEXT)
+            else:
+                await self.ws.send_str(text)
         except (ConnectionError, RuntimeError):
             pass  # the client went away; its handler cleans up
 

@@ -194,3 +194,26 @@ def test_burst_of_10k_frames_into_the_ring(shm_namespace, venue):
             assert h.checked >= 10_000
 
     run(body())
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_text_frame_that_is_not_utf8_drops_the_link_once_and_the_books_resync(caplog, venue):
+    """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection (close 1007).  The daemon
+    logs one warning saying so, withdraws the books, reconnects and resyncs; the books equal the truth."""
+    caplog.set_level(logging.INFO)
+
+    async def body():
+        async with Harness(venue, ["BTCUSDT", "ETHUSDT"]) as h:
+            await started(h)
+            before = h.emu.connections
+            # on the link that carries the books (Binance: /public, Bybit: the only one)
+            h.emu.inject("bad_frame", what="invalid_utf8", **({"route": "/public"} if venue == "binance-usdm" else {}))
+            await until(lambda: h.emu.connections >= before + 1, 10, "reconnect")
+            await h.feed(10)
+            await h.settle()
+            assert h.alive()
+            assert h.books["BTCUSDT"].invalidations >= 1 and h.books["ETHUSDT"].invalidations >= 1
+            h.check()
+
+    run(body())
+    assert len(log_lines(caplog, "connection lost (protocol error: text message is not valid UTF-8)")) == 1

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from daemon.wsclient import WsConnection, WsError, WsHandshakeError, accept_key, ws_connect
-from daemon.wsframes import OP_CLOSE, OP_PING, OP_PONG, client_frame, scan_frames
+from daemon.wsframes import OP_CLOSE, OP_PING, OP_PONG, ascii_only, client_frame, scan_frames, utf8_valid
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -120,7 +120,8 @@ def stream_of(messages: list[bytes], frag_sizes: list[int], pings: list[bool]) -
     return b"".join(out), sum(1 for f in out if f[0] == 0x80 | OP_PING)
 
 
-messages_st = st.lists(st.binary(min_size=0, max_size=300), min_size=1, max_size=12)
+#: text messages (UTF-8, some multi-byte characters, which fragments of 1 or 7 bytes split apart)
+messages_st = st.lists(st.text(min_size=0, max_size=100).map(str.encode), min_size=1, max_size=12)
 
 
 @settings(max_examples=150, deadline=None)
@@ -191,6 +192,10 @@ def test_close_frame_is_answered_and_ends_the_link():
     (struct.pack("!BBQ", 0x81, 127, 1 << 40), 1009, "larger than"),
     (frame(1, b"x" * 5000), 1009, "larger than"),
     (frame(1, b"x" * 600, fin=False) + frame(0, b"x" * 600), 1009, "larger than"),
+    (frame(1, b'{"s":"BTC\xffUSDT"}'), 1007, "not valid UTF-8"),
+    (frame(1, b"x" * 300 + b"\xed\xa0\x80"), 1007, "not valid UTF-8"),  # a UTF-16 surrogate
+    (frame(1, "é".encode()[:1], fin=False) + frame(0, b"x"), 1007, "not valid UTF-8 (a fragmented"),
+    (frame(1, "é".encode()[:1], fin=False) + frame(OP_PING, b"") + frame(0, b""), 1007, "not valid UTF-8"),
 ])
 def test_invalid_frames_close_with_a_clear_reason(data, code, what):
     conn, tr, sink = open_conn(max_message_bytes=1000)
@@ -199,6 +204,49 @@ def test_invalid_frames_close_with_a_clear_reason(data, code, what):
     assert conn.closed and tr.closed
     assert what in conn.error
     assert unmask(bytes(tr.written))[-1] == (OP_CLOSE, struct.pack("!H", code))
+
+
+def test_binary_messages_are_not_checked_as_text():
+    conn, tr, sink = open_conn()
+    conn.data_received(frame(2, b"\xff\xfe") + frame(2, b"\xc3", fin=False) + frame(0, b"\x28"))
+    assert sink.messages == [b"\xff\xfe", b"\xc3\x28"] and not conn.closed
+
+
+def test_a_character_split_across_fragments_is_valid():
+    conn, tr, sink = open_conn()
+    text = "€ 1,5".encode()
+    conn.data_received(frame(1, text[:1], fin=False) + frame(0, text[1:2], fin=False) + frame(0, text[2:]))
+    assert sink.messages == [text] and not conn.closed
+
+
+def python_accepts(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+#: byte strings near every rule of RFC 3629: lead bytes, continuation ranges, overlongs, surrogates,
+#: the U+10FFFF limit, truncated sequences
+tricky_bytes = st.lists(st.sampled_from([
+    b"a", b"\x7f", b"\x80", b"\xbf", b"\xc0", b"\xc1", b"\xc2", b"\xdf", b"\xe0", b"\xe0\x9f", b"\xe0\xa0",
+    b"\xed", b"\xed\x9f", b"\xed\xa0", b"\xef", b"\xf0", b"\xf0\x8f", b"\xf0\x90", b"\xf4", b"\xf4\x8f",
+    b"\xf4\x90", b"\xf5", b"\xff", "é".encode(), "€".encode(), "𝄞".encode(),
+]), max_size=12).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.one_of(st.binary(max_size=40), tricky_bytes, st.text(max_size=40).map(str.encode)),
+       pad=st.integers(0, 9))
+def test_utf8_check_agrees_with_python_strict_decoding(data, pad):
+    buf = np.frombuffer(b"#" * pad + data + b"#" * pad, np.uint8)
+    assert utf8_valid(buf, pad, pad + len(data)) == python_accepts(data)
+    assert ascii_only(buf, pad, pad + len(data)) == data.isascii()
+    # and the scan agrees: a text frame is delivered exactly when it is valid UTF-8
+    meta = np.zeros((4, 3), np.int64)
+    err = scan_frames(np.frombuffer(frame(1, data), np.uint8), 0, 1 << 20, meta)[2]
+    assert (err == 0) == python_accepts(data)
 
 
 def test_scan_leaves_a_partial_frame_and_reports_plainness():
@@ -325,3 +373,36 @@ def test_bad_url_is_refused():
 
 def test_accept_key_matches_rfc_example():
     assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_text_frame_that_is_not_utf8_fails_the_link_with_1007_over_a_socket():
+    """RFC 6455 8.1 over a real socket: the messages before it are delivered, then the client closes
+    with 1007 and says why; nothing after it is delivered."""
+    async def body():
+        got = asyncio.Queue()
+
+        async def handler(reader, writer):
+            h = await read_request(reader)
+            writer.write(upgrade_response(h["sec-websocket-key"]) + frame(1, b'{"ok":1}')
+                         + frame(1, b'{"s":"BTC\xffUSDT"}') + frame(1, b'{"after":1}'))
+            data = b""
+            while not data or len(data) < 8:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+            await got.put(unmask(data))
+            writer.close()
+
+        server, port = await serve(handler)
+        conn = await ws_connect(f"ws://127.0.0.1:{port}/public/stream")
+        sink = Collector()
+        conn.set_sink(sink)
+        frames = await asyncio.wait_for(got.get(), 5)
+        await asyncio.wait_for(conn.wait_closed(), 5)
+        assert sink.messages == [b'{"ok":1}']
+        assert frames == [(OP_CLOSE, struct.pack("!H", 1007))]
+        assert conn.error == "protocol error: text message is not valid UTF-8"
+        server.close()
+
+    asyncio.run(body())
