@@ -5,6 +5,10 @@ then one delta per step with ``u`` + 1 and a global increasing ``seq``.  The syn
 to ``depth`` levels a side (levels leaving the view are sent with size 0), so the truth *is* the
 view a subscriber must rebuild.  ``history`` maps ``seq`` -> levels, which the daemon carries in
 ``ival``.
+
+``replay`` sends a recording's ``orderbook.N`` / ``publicTrade`` messages unchanged instead (Bybit's
+historical downloads or collector lines); the book it describes becomes the symbol's truth and what
+a (re)subscribe's snapshot is made of.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,6 +24,7 @@ from aiohttp import web
 
 from daemon.emulator import EmulatorError
 from daemon.emulator.core import Client, EmulatorBase
+from daemon.emulator.recording import RecordedBook, recording_lines, split_stamp
 from daemon.emulator.synth import SynthBook, SynthConfig
 
 __all__ = ["BybitEmulator", "MARKET_FAULTS"]
@@ -57,13 +63,18 @@ class _Symbol:
         self.fail_subscribe = 0
         self.expected_gaps = 0
         self.trade_seq = 0
+        #: set while a recording drives this symbol: its book replaces the synthetic one
+        self.recorded: RecordedBook | None = None
 
 
 class BybitEmulator(EmulatorBase):
     venue = "bybit-linear"
 
     def __init__(self, symbols=("BTCUSDT",), *, seed: int = 1, synth: SynthConfig | None = None,
-                 depth: int = 50, keep_history: bool = True, trades: bool = True, **kwargs: Any) -> None:
+                 depth: int = 50, keep_history: bool = True, trades: bool = True, recorded: bool = False,
+                 **kwargs: Any) -> None:
+        """``recorded``: the symbols' data will come from ``replay`` only (no synthetic snapshot for an
+        early subscriber; the recording's own snapshot starts the book)."""
         super().__init__(**kwargs)
         self.synth = synth or SynthConfig(levels=min(40, depth))
         if self.synth.levels > depth:
@@ -76,6 +87,8 @@ class BybitEmulator(EmulatorBase):
                         for i, s in enumerate(symbols)}
         for sym in self.symbols.values():
             self._remember(sym)
+            if recorded:
+                sym.recorded = RecordedBook()
         self._decimals = len(repr(self.synth.tick).split(".")[1]) if "." in repr(self.synth.tick) else 0
         self._snapshot_first = 0
         self._no_pong_next = 0
@@ -160,7 +173,8 @@ class BybitEmulator(EmulatorBase):
         if bad:
             await client.send(self._reply(client, op, rid, False, f"error:handler not found,topic:{bad[0]}"))
             return
-        snapshots = [self._snapshot_frame(self._topic_symbol(t)) for t in args if t.startswith("orderbook.")]
+        snapshots = [self._snapshot_frame(self._topic_symbol(t)) for t in args if t.startswith("orderbook.")
+                     and self._has_book(self._topic_symbol(t))]
         client.topics.update(args)
         if self._snapshot_first > 0:
             self._snapshot_first -= 1
@@ -171,6 +185,11 @@ class BybitEmulator(EmulatorBase):
             await client.send(self._reply(client, op, rid))
             for frame in snapshots:
                 await client.send(frame)
+
+    @staticmethod
+    def _has_book(sym: _Symbol) -> bool:
+        """False only while a replay has not reached its recording's first snapshot."""
+        return sym.recorded is None or sym.recorded.ready
 
     def _topic_symbol(self, topic: str) -> _Symbol | None:
         parts = topic.split(".")
@@ -190,6 +209,9 @@ class BybitEmulator(EmulatorBase):
         return f"{ticks * self.synth.tick:.{self._decimals}f}"
 
     def _book_data(self, sym: _Symbol, limit: int | None = None) -> dict:
+        if sym.recorded is not None:
+            b, a = sym.recorded.lists(limit or self.depth)
+            return {"s": sym.name, "b": b, "a": a, "u": sym.update_id, "seq": sym.last_seq}
         bids = sorted(sym.book.bids.items(), reverse=True)[: limit or self.depth]
         asks = sorted(sym.book.asks.items())[: limit or self.depth]
         return {"s": sym.name, "b": [[self._fmt(t), f"{q:.3f}"] for t, q in bids],
@@ -236,6 +258,9 @@ class BybitEmulator(EmulatorBase):
 
     async def step(self, count: int = 1, symbol: str | None = None) -> None:
         syms = [self.symbols[symbol.upper()]] if symbol else list(self.symbols.values())
+        replayed = [s.name for s in syms if s.recorded is not None]
+        if replayed:
+            raise EmulatorError(f"step: {', '.join(replayed)} replay a recording; no synthetic data for them")
         for _ in range(count):
             async with self._lock:
                 for sym in syms:
@@ -292,7 +317,75 @@ class BybitEmulator(EmulatorBase):
         return [c for c in self.clients if topic in c.topics]
 
     def truth(self, symbol: str):
-        return self.symbols[symbol.upper()].book.levels()
+        sym = self.symbols[symbol.upper()]
+        return sym.book.levels() if sym.recorded is None else sym.recorded.levels()
+
+    # -- replaying a recording ------------------------------------------------------------------
+    async def replay(self, path: str | Path, *, speed: float = 1.0, max_lines: int | None = None) -> int:
+        """Replay a recording of ``orderbook.{depth}.SYMBOL`` and ``publicTrade.SYMBOL`` messages at
+        ``speed`` x real time (0: as fast as possible); returns the number of lines replayed.
+
+        Each message goes to its topic's subscribers unchanged; for its symbol the recorded book
+        becomes the truth (``history`` by ``seq``, as for synthetic data), and a subscribe gets a
+        snapshot of it (none before the recording's first snapshot, which follows anyway).  Pacing
+        follows the lines' local stamps, or the messages' ``ts`` when they have none.  A message of
+        another depth or of a symbol this emulator does not serve is an ``EmulatorError`` naming the
+        line.
+        """
+        first_ns = None
+        start = time.monotonic()
+        n = 0
+        for line in recording_lines(path):
+            if max_lines is not None and n >= max_lines:
+                break
+            n += 1
+            where = f"recording {path}: line {n}"
+            try:
+                stamp, payload = split_stamp(line)
+                msg = orjson.loads(payload)
+                topic = msg["topic"]
+                at_ns = stamp if stamp is not None else int(msg["ts"]) * 1_000_000
+            except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+                raise EmulatorError(f"{where}: not a Bybit message ({exc!r})") from None
+            if first_ns is None:
+                first_ns = at_ns
+            if speed > 0:
+                ahead_s = (at_ns - first_ns) / 1e9 / speed - (time.monotonic() - start)
+                if ahead_s > 0:
+                    await asyncio.sleep(ahead_s)
+            async with self._lock:
+                try:
+                    self._replay_message(msg, topic, where)
+                except (KeyError, ValueError, TypeError) as exc:
+                    raise EmulatorError(f"{where}: malformed {topic} message ({exc!r})") from None
+                await self._broadcast(topic, payload.decode())
+            if n % 64 == 0:
+                await asyncio.sleep(0)
+        return n
+
+    def _replay_message(self, msg: dict, topic: str, where: str) -> None:
+        parts = topic.split(".")
+        if parts[0] == "publicTrade":
+            if self._topic_symbol(topic) is None:
+                raise EmulatorError(f"{where}: topic {topic!r} is not a symbol of this emulator "
+                                    f"({', '.join(self.symbols)})")
+            return
+        if parts[0] != "orderbook":
+            return  # other topics are passed on to whoever subscribed them
+        sym = self._topic_symbol(topic)
+        if sym is None:
+            raise EmulatorError(f"{where}: topic {topic!r} does not match this emulator's depth {self.depth} "
+                                f"and symbols ({', '.join(self.symbols)})")
+        data = msg["data"]
+        book = sym.recorded = sym.recorded or RecordedBook()
+        if msg.get("type") == "snapshot":
+            book.snapshot(data.get("b", []), data.get("a", []))
+        elif book.ready:
+            book.update(data.get("b", []), data.get("a", []))
+        sym.update_id = int(data["u"])
+        sym.last_seq = int(data.get("seq", sym.last_seq))
+        if self.keep_history and book.ready:
+            sym.history[sym.last_seq] = book.levels()
 
     # -- faults ---------------------------------------------------------------------------------
     def market_faults(self) -> dict[str, set[str]]:

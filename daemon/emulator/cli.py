@@ -1,7 +1,8 @@
 """``hftd emulate --venue binance-usdm|bybit-linear``: the loopback exchange emulator as a process.
 
-Synthetic data at ``--rate`` messages/s, or ``--replay FILE.gz`` (collector format) at ``--speed``
-x real time.  Faults: ``POST /__emu__/fault`` with ``{"kind": ..., params}``; state at
+Synthetic data at ``--rate`` messages/s, or ``--replay FILE`` at ``--speed`` x real time: a Binance
+collector recording (``.gz``), or Bybit ``orderbook.N``/``publicTrade`` lines (a historical download
+``.zip``, ``.gz`` or plain; pass its symbol in ``--symbols`` and its depth in ``--depth``).  Faults: ``POST /__emu__/fault`` with ``{"kind": ..., params}``; state at
 ``GET /__emu__/state``.
 """
 
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", default="BTCUSDT", help="comma-separated (synthetic mode)")
     p.add_argument("--rate", type=float, default=10.0, help="synthetic depth messages/s per symbol")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--replay", metavar="FILE.gz", help="replay a collector-format recording (Binance)")
+    p.add_argument("--replay", metavar="FILE", help="replay a recording (Binance collector .gz; Bybit .zip/.gz/plain)")
+    p.add_argument("--depth", type=int, default=50, help="Bybit order book topic depth (orderbook.N)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 = as fast as possible")
     p.add_argument("--max-age-s", type=float, default=None, help="cut connections older than this")
     p.add_argument("--ping-interval-s", type=float, default=None, help="server ping frames (Binance: 180)")
@@ -42,11 +44,12 @@ def build(args: argparse.Namespace):
         from daemon.emulator.binance import BinanceEmulator
 
         return BinanceEmulator(symbols, seed=args.seed, keep_history=False, **common)
-    if args.replay:
-        raise EmulatorError("--replay is implemented for binance-usdm recordings only")
     from daemon.emulator.bybit import BybitEmulator
 
-    return BybitEmulator(symbols, seed=args.seed, keep_history=False, **common)
+    if args.depth not in (1, 50, 200, 500, 1000):
+        raise EmulatorError(f"--depth {args.depth}: Bybit linear books come in depths 1, 50, 200, 500, 1000")
+    return BybitEmulator(symbols, seed=args.seed, keep_history=False, depth=args.depth, recorded=bool(args.replay),
+                         **common)
 
 
 async def _serve(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """The emulator's own protocol surface (connectors.md 6.2/6.3 market-data items) and control route."""
 
 import asyncio
+import re
 
 import aiohttp
 import orjson
@@ -112,5 +113,70 @@ def test_bybit_subscribe_snapshot_ping():
             assert delta["type"] == "delta" and delta["data"]["u"] == snap["data"]["u"] + 1
             await ws.close()
         await emu.stop()
+
+    run(body())
+
+
+def bybit_lines(*msgs) -> bytes:
+    return b"\n".join(orjson.dumps(m) for m in msgs) + b"\n"
+
+
+def test_bybit_replay_serves_the_recorded_book_to_a_late_subscriber(tmp_path):
+    """A recording (made up here, in Bybit's download format, gzip) drives the symbol: a subscribe
+    after the recorded snapshot gets a snapshot of the recorded book with its u and seq, exactly."""
+    import gzip
+
+    path = tmp_path / "rec.data.gz"
+    topic = "orderbook.50.XRPUSDT"
+    path.write_bytes(gzip.compress(bybit_lines(
+        {"topic": topic, "type": "delta", "ts": 1, "data": {"s": "XRPUSDT", "b": [["9", "9"]], "a": [], "u": 4,
+                                                            "seq": 9}},
+        {"topic": topic, "type": "snapshot", "ts": 2, "data": {"s": "XRPUSDT", "b": [["1.95", "10"], ["1.94", "5"]],
+                                                               "a": [["1.96", "7"]], "u": 5, "seq": 10}},
+        {"topic": topic, "type": "delta", "ts": 3, "data": {"s": "XRPUSDT", "b": [["1.94", "0"], ["1.93", "2"]],
+                                                            "a": [["1.97", "1"]], "u": 6, "seq": 11}})))
+
+    async def body():
+        emu = await BybitEmulator(["XRPUSDT"], recorded=True).start()
+        with pytest.raises(EmulatorError, match="replay a recording"):
+            await emu.step(1)
+        assert await emu.replay(path, speed=0) == 3
+        assert emu.truth("XRPUSDT") == (((1.95, 10.0), (1.93, 2.0)), ((1.96, 7.0), (1.97, 1.0)))
+        assert emu.symbols["XRPUSDT"].history[10] == (((1.95, 10.0), (1.94, 5.0)), ((1.96, 7.0),))
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{emu.ws_url}/v5/public/linear")
+            await ws.send_str(f'{{"req_id":"a","op":"subscribe","args":["{topic}"]}}')
+            assert (await recv_json(ws))["success"]
+            snap = await recv_json(ws)
+            assert snap["type"] == "snapshot" and snap["data"]["u"] == 6 and snap["data"]["seq"] == 11
+            assert snap["data"]["b"] == [["1.95", "10"], ["1.93", "2"]] and snap["data"]["a"] == [["1.96", "7"], ["1.97", "1"]]
+            await ws.close()
+        await emu.stop()
+
+    run(body())
+
+
+@pytest.mark.parametrize("content,what", [
+    (bybit_lines({"topic": "orderbook.200.XRPUSDT", "type": "snapshot", "ts": 1, "data": {}}),
+     "line 1: topic 'orderbook.200.XRPUSDT' does not match this emulator's depth 50"),
+    (bybit_lines({"topic": "orderbook.50.XRPUSDT", "type": "snapshot", "ts": 1, "data": {"b": [], "a": []}}),
+     "line 1: malformed orderbook.50.XRPUSDT message"),
+    (b'{"topic":"orderbook.50.XRPUSDT",\n', "line 1: not a Bybit message"),
+    (bybit_lines({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1, "data": []}),
+     "line 1: topic 'publicTrade.BTCUSDT' is not a symbol of this emulator"),
+])
+def test_bybit_replay_of_a_bad_recording_names_the_line(tmp_path, content, what):
+    path = tmp_path / "bad.data"
+    path.write_bytes(content)
+
+    async def body():
+        emu = await BybitEmulator(["XRPUSDT"], recorded=True).start()
+        try:
+            with pytest.raises(EmulatorError, match=re.escape(f"recording {path}: {what}")):
+                await emu.replay(path, speed=0)
+            with pytest.raises(EmulatorError, match="no such file"):
+                await emu.replay(tmp_path / "missing.zip", speed=0)
+        finally:
+            await emu.stop()
 
     run(body())

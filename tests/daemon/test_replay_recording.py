@@ -22,27 +22,24 @@ Both variants run in the default suite: the first 20,000 lines (about 5 s) and t
 
 import asyncio
 import gzip
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
+from replay_helpers import (
+    DATA, SIDE_AND_KIND, HbtBook, as_records, assert_same_rows, assert_update_ids, book_records, read_ring,
+    replay_into_ring,
+)
 
 from shm.dtypes import (
     BUY_EVENT, DEPTH_BBO_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, KIND_MASK,
-    LOCAL_EVENT, TRADE_EVENT, event_dtype,
+    TRADE_EVENT,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("HFTD_SHARED_DATA", REPO.parent / "shared" / "data"))
 RECORDING = DATA / "binance-usdm" / "btcusdt_20240808.gz"
 SHORT_LINES = 20_000
-READER = Path(__file__).with_name("ring_reader_proc.py")
-#: the converter's raw rows get their EXCH/LOCAL bits when a file is finished; the ring's carry both
-SIDE_AND_KIND = ~(EXCH_EVENT | LOCAL_EVENT) & 0xFFFFFFFFFFFFFFFF
 
 needs_recording = pytest.mark.skipif(not RECORDING.exists(), reason=f"sample data not found at {RECORDING}")
 
@@ -109,41 +106,6 @@ def converter_view(path: Path, max_lines: int | None) -> Expected:
     return out
 
 
-def as_records(rows: list) -> np.ndarray:
-    return np.array(rows, dtype=event_dtype) if rows else np.empty(0, event_dtype)
-
-
-def assert_same_rows(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
-    """Kind and side, exchange time, price and quantity of every row, in order."""
-    assert len(ours) == len(theirs), f"{what}: {len(ours)} rows in the ring, {len(theirs)} from the converter"
-    for name, a, b in (("ev", ours["ev"] & SIDE_AND_KIND, theirs["ev"] & SIDE_AND_KIND),
-                       ("exch_ts", ours["exch_ts"], theirs["exch_ts"]),
-                       ("px", ours["px"], theirs["px"]), ("qty", ours["qty"], theirs["qty"])):
-        bad = np.flatnonzero(a != b)
-        assert not len(bad), f"{what}: row {bad[0]} differs in {name}: ring {ours[bad[0]]} vs converter {theirs[bad[0]]}"
-
-
-# -- the book hftbacktest builds, and the book a ring reader builds ------------------------------
-class HbtBook:
-    """The book as hftbacktest builds it from converter rows (a clear removes levels *up to* px)."""
-
-    def __init__(self):
-        self.bids, self.asks = {}, {}
-
-    def apply(self, rows):
-        for ev, _, _, px, qty, *_ in rows:
-            kind = ev & KIND_MASK
-            side = self.bids if ev & BUY_EVENT else self.asks
-            if kind == DEPTH_CLEAR_EVENT:
-                for p in [p for p in side if (p >= px if side is self.bids else p <= px)]:
-                    del side[p]
-            elif kind in (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT):
-                if qty > 0:
-                    side[px] = qty
-                else:
-                    side.pop(px, None)
-
-
 def within(side: dict, lo: float, hi: float) -> dict:
     return {p: q for p, q in side.items() if lo <= p <= hi}
 
@@ -200,71 +162,25 @@ def book_steps(depth: np.ndarray, exp: Expected, full_every: int = 512) -> int:
 
 
 # -- the run ---------------------------------------------------------------------------------------
-async def replay_into_ring(max_lines: int | None, out_path: Path, expected_records: int,
-                           catch_up_s: float) -> tuple[dict, dict]:
-    """Emulator -> in-process Daemon -> shm ring -> reader process; returns (reader summary, counters)."""
-    from daemon_helpers import until
-
-    from daemon.app import Daemon
-    from daemon.config import DaemonConfig
+async def binance_replay(max_lines: int | None, out_path: Path, expected_records: int, catch_up_s: float):
     from daemon.emulator.binance import BinanceEmulator
-    from daemon.publish import ring_segment_name
 
     emu = await BinanceEmulator(["BTCUSDT"]).start()
-    cfg = DaemonConfig.from_mapping({"venue": [{
-        "name": "binance-usdm", "rest_url": emu.rest_url, "ws_url": emu.ws_url, "symbols": ["BTCUSDT"],
-        "depth_stream": "depth@0ms", "rest_timeout_s": 60.0,
-        # room for the whole recording: this test is about equality, so a reader process that the
-        # shared machine deschedules for a while must not be lapped (lapping is tested elsewhere)
-        "ring_capacity": 1 << 20,
-    }]})
-    daemon = Daemon(cfg)
-    task = asyncio.create_task(daemon.run())
-    reader = None
-    try:
-        await until(lambda: daemon.sessions, 10, "the daemon's venue session")
-        pub = daemon.publishers[("binance-usdm", "BTCUSDT")]
-        reader = await asyncio.create_subprocess_exec(
-            sys.executable, str(READER), ring_segment_name("binance-usdm", "BTCUSDT"), str(out_path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        line = await asyncio.wait_for(reader.stdout.readline(), 60)
-        assert line.strip() == b"attached", (line, await reader.stderr.read())
-        await emu.wait_clients(2)
-        # depth + bookTicker on /public, trade on /market: every SUBSCRIBE is in before the first line
-        await until(lambda: sum(len(c.feeds) for c in emu.clients) >= 3, 10, "the daemon's subscriptions")
-        sent = await emu.replay(RECORDING, speed=0, max_lines=max_lines)
-        await until(lambda: pub.cursor >= expected_records, catch_up_s,
-                    f"{expected_records} records in the ring (have {pub.cursor})")
-        await asyncio.sleep(0.3)  # anything extra would show up in the comparison
-        md = daemon.sessions[0]
-        counters = {"lines_sent": sent, "resyncs": md.resyncs, "protocol_errors": md.protocol_errors,
-                    "live": md.all_live(), "cursor": pub.cursor}
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, 30)  # closes the rings: the reader drains and exits
-        if reader is not None:
-            out, err = await asyncio.wait_for(reader.communicate(), 60)
-        await emu.stop()
-    assert reader.returncode == 0, err.decode()
-    return orjson.loads(out.splitlines()[-1]), counters
+    venue = {"name": "binance-usdm", "depth_stream": "depth@0ms", "rest_timeout_s": 60.0}
+    # depth + bookTicker on /public, trade on /market: every SUBSCRIBE is in before the first line
+    return await replay_into_ring(
+        emu, venue, "BTCUSDT", 2, lambda: sum(len(c.feeds) for c in emu.clients) >= 3,
+        lambda: emu.replay(RECORDING, speed=0, max_lines=max_lines), expected_records, catch_up_s, out_path)
 
 
 def check_replay(max_lines: int | None, tmp_path: Path, catch_up_s: float) -> Expected:
     exp = converter_view(RECORDING, max_lines)
     out_path = tmp_path / "ring.npy"
-    summary, counters = asyncio.run(replay_into_ring(max_lines, out_path, exp.ring_records(), catch_up_s))
+    summary, counters = asyncio.run(binance_replay(max_lines, out_path, exp.ring_records(), catch_up_s))
     assert counters["lines_sent"] == exp.lines
-    assert counters["live"] and counters["resyncs"] == 0 and counters["protocol_errors"] == 0, counters
-    assert summary["gaps"] == 0 and summary["lost"] == 0, summary
-    ring = np.load(out_path)
-    assert summary["records"] == len(ring) and len(ring) >= counters["cursor"]
-
+    ring = read_ring(out_path, summary, counters)
     kind = ring["ev"] & KIND_MASK
-    # the daemon's stop invalidates the book (a clear pair with ival -1); nothing else may follow it
-    depth = ring[np.isin(kind, (DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, DEPTH_CLEAR_EVENT))]
-    if len(depth) >= 2 and depth["ival"][-1] == -1:
-        assert (depth[-2:]["ev"] & KIND_MASK == DEPTH_CLEAR_EVENT).all()
-        depth = depth[:-2]
+    depth = book_records(ring)
 
     # trades and book tickers: every one, identical, in order
     assert_same_rows(ring[kind == TRADE_EVENT], as_records(exp.trades), "trades")
@@ -277,9 +193,8 @@ def check_replay(max_lines: int | None, tmp_path: Path, catch_up_s: float) -> Ex
     assert (depth[:2]["ev"] & KIND_MASK == DEPTH_CLEAR_EVENT).all(), depth[:2]
     assert (depth[:2]["ival"] == exp.snapshot_id).all(), depth[:2]
     assert_same_rows(depth[2:], as_records(snap_rows + [r for _, rows in live for r in rows]), "depth")
-    ids = np.array([exp.snapshot_id] * len(snap_rows) + [uid for uid, rows in live for _ in rows], np.int64)
-    bad = np.flatnonzero(depth["ival"][2:] != ids)
-    assert not len(bad), f"depth row {bad[0]} carries update id {depth['ival'][2 + bad[0]]}, expected {ids[bad[0]]}"
+    assert_update_ids(depth[2:], [exp.snapshot_id] * len(snap_rows) + [uid for uid, rows in live for _ in rows],
+                      "depth")
     assert int(depth["ival"][-1]) == max(uid for kind_, uid, _ in exp.book_msgs if kind_ == "depthUpdate")
     assert len(live) > 500
 
