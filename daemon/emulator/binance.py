@@ -9,7 +9,6 @@ previous message's ``u``; the snapshot is the truth book at ``lastUpdateId`` = t
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
 from collections import deque
 from pathlib import Path
@@ -22,6 +21,7 @@ from aiohttp import web
 from daemon.config import BINANCE_ROUTES
 from daemon.emulator import EmulatorError
 from daemon.emulator.core import Client, EmulatorBase
+from daemon.emulator.recording import Pacer, recording_lines, split_stamp
 from daemon.emulator.synth import SynthBook, SynthConfig
 
 __all__ = ["BinanceEmulator", "MARKET_FAULTS"]
@@ -471,41 +471,37 @@ class BinanceEmulator(EmulatorBase):
     # -- replaying a recording ------------------------------------------------------------------
     async def replay(self, path: str | Path, *, speed: float = 1.0, symbol: str = "BTCUSDT",
                      max_lines: int | None = None) -> int:
-        """Replay a collector-format gzip (``<recv ns> <raw frame>`` lines) at ``speed`` x real time.
+        """Replay a collector recording (``<recv ns> <raw frame>`` lines, ``.gz`` or plain) at ``speed``
+        x real time (0: as fast as possible); returns the number of lines replayed.
 
         Depth, trade and bookTicker frames go to subscribers unchanged; the REST snapshot line is
-        served by ``/fapi/v1/depth`` from the moment the replay reaches it.  ``speed=0`` means as fast
-        as possible.  Returns the number of lines replayed.
+        served by ``/fapi/v1/depth`` from the moment the replay reaches it.  A line that is not
+        ``<stamp> <JSON>`` is an ``EmulatorError`` naming it.
         """
         sym = self.symbols[symbol.upper()]
         sym.book = None
         sym.snapshot_ready.clear()
-        first_ns = None
-        start = time.monotonic()
+        pacer = Pacer(speed)
         n = 0
-        with gzip.open(path, "rb") as fh:
-            for line in fh:
-                if max_lines is not None and n >= max_lines:
-                    break
-                ts_raw, _, raw = line.rstrip(b"\n").partition(b" ")
-                recv_ns = int(ts_raw)
-                if first_ns is None:
-                    first_ns = recv_ns
-                if speed > 0:
-                    ahead_s = (recv_ns - first_ns) / 1e9 / speed - (time.monotonic() - start)
-                    if ahead_s > 0:
-                        await asyncio.sleep(ahead_s)
-                n += 1
+        for line in recording_lines(path):
+            if max_lines is not None and n >= max_lines:
+                break
+            n += 1
+            try:
+                recv_ns, raw = split_stamp(line)
                 msg = orjson.loads(raw)
-                if "stream" not in msg:
-                    sym.recorded_snapshot = raw
-                    sym.snapshot_ready.set()
-                    continue
-                data = orjson.dumps(msg["data"]).decode()
-                cls = _stream_class(msg["stream"])
-                if cls == "depth":
-                    sym.last_id = int(msg["data"]["u"])
-                await self._broadcast(sym.name, cls, data)
-                if n % 64 == 0:
-                    await asyncio.sleep(0)
+                if recv_ns is None or not isinstance(msg, dict):
+                    raise ValueError("expected '<receive stamp> <JSON object>'")
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                raise EmulatorError(f"recording {path}: line {n}: not a collector line ({exc})") from None
+            await pacer.until(recv_ns)
+            if "stream" not in msg:
+                sym.recorded_snapshot = raw
+                sym.snapshot_ready.set()
+                continue
+            data = orjson.dumps(msg["data"]).decode()
+            cls = _stream_class(msg["stream"])
+            if cls == "depth":
+                sym.last_id = int(msg["data"]["u"])
+            await self._broadcast(sym.name, cls, data)
         return n

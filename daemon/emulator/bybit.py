@@ -24,7 +24,7 @@ from aiohttp import web
 
 from daemon.emulator import EmulatorError
 from daemon.emulator.core import Client, EmulatorBase
-from daemon.emulator.recording import RecordedBook, recording_lines, split_stamp
+from daemon.emulator.recording import Pacer, RecordedBook, recording_lines, split_stamp
 from daemon.emulator.synth import SynthBook, SynthConfig
 
 __all__ = ["BybitEmulator", "MARKET_FAULTS"]
@@ -332,8 +332,7 @@ class BybitEmulator(EmulatorBase):
         another depth or of a symbol this emulator does not serve is an ``EmulatorError`` naming the
         line.
         """
-        first_ns = None
-        start = time.monotonic()
+        pacer = Pacer(speed)
         n = 0
         for line in recording_lines(path):
             if max_lines is not None and n >= max_lines:
@@ -347,20 +346,13 @@ class BybitEmulator(EmulatorBase):
                 at_ns = stamp if stamp is not None else int(msg["ts"]) * 1_000_000
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
                 raise EmulatorError(f"{where}: not a Bybit message ({exc!r})") from None
-            if first_ns is None:
-                first_ns = at_ns
-            if speed > 0:
-                ahead_s = (at_ns - first_ns) / 1e9 / speed - (time.monotonic() - start)
-                if ahead_s > 0:
-                    await asyncio.sleep(ahead_s)
+            await pacer.until(at_ns)
             async with self._lock:
                 try:
                     self._replay_message(msg, topic, where)
                 except (KeyError, ValueError, TypeError) as exc:
                     raise EmulatorError(f"{where}: malformed {topic} message ({exc!r})") from None
                 await self._broadcast(topic, payload.decode())
-            if n % 64 == 0:
-                await asyncio.sleep(0)
         return n
 
     def _replay_message(self, msg: dict, topic: str, where: str) -> None:

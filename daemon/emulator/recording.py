@@ -7,15 +7,17 @@ downloads come), a ``.gz`` or a plain file; a line is either ``<local receive st
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from daemon.emulator import EmulatorError
 
-__all__ = ["recording_lines", "split_stamp", "RecordedBook"]
+__all__ = ["recording_lines", "split_stamp", "Pacer", "RecordedBook"]
 
 
 def recording_lines(path: str | Path) -> Iterator[bytes]:
@@ -49,6 +51,30 @@ def split_stamp(line: bytes) -> tuple[int | None, bytes]:
         stamp, _, payload = line.partition(b" ")
         return int(stamp), payload
     return None, line
+
+
+class Pacer:
+    """Holds a replay to ``speed`` x the recording's own clock (0: as fast as possible, yielding to
+    the event loop every 64 messages so that the subscribers' side runs too)."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._first_ns: int | None = None
+        self._start = time.monotonic()
+        self._count = 0
+
+    async def until(self, at_ns: int) -> None:
+        """Wait until the message stamped ``at_ns`` (ns on the recording's clock) is due."""
+        self._count += 1
+        if self._first_ns is None:
+            self._first_ns = at_ns
+        if self.speed > 0:
+            ahead_s = (at_ns - self._first_ns) / 1e9 / self.speed - (time.monotonic() - self._start)
+            if ahead_s > 0:
+                await asyncio.sleep(ahead_s)
+                return
+        if self._count % 64 == 0:
+            await asyncio.sleep(0)
 
 
 class RecordedBook:
