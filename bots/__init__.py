@@ -5,6 +5,7 @@ A strategy written for hftbacktest runs here with only its imports changed::
     from bots import BacktestAsset, ROIVectorMarketDepthBacktest, GTX, LIMIT, Recorder
 """
 
+import shm.numba_cache  # noqa: F401,I001  first: cache stamps must cover dependencies (see there)
 from bots.asset import BacktestAsset, HashMapMarketDepthBacktest, ROIVectorMarketDepthBacktest
 from bots.constants import *  # noqa: F401,F403  (the constants are the API)
 from bots.constants import __all__ as _constants_all

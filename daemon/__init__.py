@@ -9,6 +9,7 @@ Error tree::
           └── VenueError                 the venue answered with an error (HTTP status, venue code)
 """
 
+import shm.numba_cache  # noqa: F401,I001  first: cache stamps must cover dependencies (see there)
 from hftd import HftdError
 
 __all__ = ["DaemonError", "ConfigError", "ProtocolError", "VenueError"]

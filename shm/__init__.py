@@ -5,6 +5,7 @@
 >>> r = RingReader.attach(w.name, start="earliest")                       # doctest: +SKIP
 """
 
+from shm import numba_cache  # noqa: F401,I001  first: cache stamps must cover dependencies (see there)
 from shm.channel import ChannelReader, ChannelWriter
 from shm.dtypes import SCHEMA_VERSION, event_dtype, order_request_dtype, order_response_dtype
 from shm.errors import (
