@@ -3,8 +3,11 @@
 Every scenario runs separate processes (spawn) over real shared memory with 64-byte records that
 the readers verify (sequence and per-word checksum), so a broken ring cannot report a rate.
 Throughput scenarios use a gated ring (lossless: the writer waits for its readers), so the rate
-is what every reader actually received; latency scenarios stamp each record with CLOCK_MONOTONIC
-at publication and the reader subtracts it on arrival (one-way, same clock on every core).
+is what every reader actually received.  Latency is measured two ways: 1:1 as the baselines are,
+by ping-pong (one-way = round trip / 2, over two rings between two spinning processes), which is
+``ring_p50_us``/``ring_p99_us``; and paced, where the writer stamps each record with
+CLOCK_MONOTONIC at publication and the reader subtracts it on arrival (one-way, same clock on every
+core): ``ring_paced_*`` for 1:1 and ``ring_4r_paced_*`` for four readers.
 """
 
 from __future__ import annotations
@@ -172,6 +175,26 @@ def ring_latency(count: int, *, readers: int, pace_per_s: float, wait: str, pin:
             samples.extend(stats["latencies_ns"][count // 10 :])  # drop the warm-up tenth
     p50, p99, p999 = _percentiles_us(samples)
     return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(samples)}
+
+
+def ring_pingpong(count: int, *, pin: bool) -> dict:
+    """Numba ping-pong over two rings between two spinning processes: one-way = round trip / 2,
+    the method every baseline is measured with."""
+    from shm.names import segment_name
+    from shm.workers import pingpong_main
+
+    os.environ["HFTD_SHM_NAMESPACE"] = _namespace()
+    ping, pong = segment_name("md", "ping"), segment_name("md", "pong")
+    spec = [
+        (pingpong_main, ("ping", ping, pong, count, _Q), dict(cpu=_cpu(0) if pin else None)),
+        (pingpong_main, ("pong", ping, pong, count, _Q), dict(cpu=_cpu(1) if pin else None)),
+    ]
+    results = {kind: stats for kind, _, stats in _run(spec, 2)}
+    if results["ping"]["done"] != count or results["pong"]["done"] != count:
+        raise RuntimeError(f"ring ping-pong failed: {results['ping']['done']} of {count} round trips")
+    one_way = [rtt // 2 for rtt in results["ping"]["rtts_ns"][count // 10 :]]  # drop the warm-up tenth
+    p50, p99, p999 = _percentiles_us(one_way)
+    return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(one_way)}
 
 
 def _channel_writer(name, total, batch, result, cpu):
@@ -431,10 +454,17 @@ def run(args) -> BenchResult:
         log("1 writer -> 1 reader, numba, record at a time")
         t = ring_throughput(int(20_000_000 * scale), readers=1, batch=1, wait="spin", pin=pin)
         m["ring_records_per_s"] = t["min_reader_records_per_s"]
-        lat = ring_latency(int(200_000 * scale), readers=1, pace_per_s=100_000, wait="spin", pin=pin)
+        # one-way latency as the baselines measure it (ping-pong, round trip / 2) ...
+        lat = ring_pingpong(int(200_000 * scale), pin=pin)
         m["ring_p50_us"], m["ring_p99_us"], m["ring_p999_us"] = lat["p50_us"], lat["p99_us"], lat["p999_us"]
         m_rows.append(("hftd ring numba 1:1", {"records/s": t["min_reader_records_per_s"], "p50 us": lat["p50_us"],
                                                 "p99 us": lat["p99_us"], "p99.9 us": lat["p999_us"]}))
+        # ... and stamped by a writer paced at 100 k/s that sleeps (yields) between records
+        paced = ring_latency(int(200_000 * scale), readers=1, pace_per_s=100_000, wait="spin", pin=pin)
+        m["ring_paced_p50_us"], m["ring_paced_p99_us"] = paced["p50_us"], paced["p99_us"]
+        m["ring_paced_p999_us"] = paced["p999_us"]
+        m_rows.append(("hftd ring numba 1:1 paced 100k/s", {"p50 us": paced["p50_us"], "p99 us": paced["p99_us"],
+                                                             "p99.9 us": paced["p999_us"]}))
     if want("batch"):
         log("batched ring and channel")
         t = ring_throughput(int(100_000_000 * scale), readers=1, batch=64, wait="spin", pin=pin)

@@ -6,7 +6,8 @@ and ``channel.py`` are thin owners of the mapping around them, and numba strateg
 directly.  Memory-ordering protocol (see ``shm.atomics`` for the instructions):
 
 Market ring (SPMC, broadcast, lossy; Agrona broadcast-buffer style, indices instead of offsets)
-  writer:  INTENT = cur + n; fence release; write slots; CURSOR = cur + n (seq_cst store);
+  writer:  if cur + n > INTENT: INTENT = cur + n + stride; fence release;
+           write slots; CURSOR = cur + n (release store, see parking below);
            if READER_SLEEPERS > 0: bump READER_WAKE_SEQ and futex-wake.
   reader:  c = CURSOR (acquire); copy slots [next, min(c, next + room)); fence acquire;
            i = INTENT; anything copied below ``i - capacity`` may have been overwritten while we
@@ -119,19 +120,18 @@ def _commit(hdr, word, value):
 
 
 @njit(cache=True)
-def _gate(hdr, cur, n, cap, timeout_ns):
-    """Gated rings only: wait until every registered reader has room for ``n`` more records.
+def _gate(hdr, need, cap, timeout_ns):
+    """Gated rings only: wait until every registered reader has read up to ``need``.
 
     A reader stuck longer than ``timeout_ns`` (dead or stalled) is evicted and gets lapped like any
     unregistered reader, so a dead bot can never block the feed for more than the timeout.
     """
-    need = cur + n - cap
     if load_relaxed(hdr, L.W_CACHED_GATE) >= need:
         return
     deadline = 0
     spins = 0
     while True:
-        lowest = cur + n
+        lowest = need + cap  # no registered reader: nothing to wait for until the next lap
         lowest_slot = -1
         for s in range(L.MAX_READERS):
             base = L.READER_SLOTS_WORD + s * L.READER_SLOT_WORDS
@@ -158,6 +158,23 @@ def _gate(hdr, cur, n, cap, timeout_ns):
         sched_yield()
 
 
+@njit(cache=True, inline="always")
+def _claim(hdr, cur, n, cap, gate_timeout_ns):
+    """Make INTENT cover the slots of records ``cur .. cur + n`` before any of them is overwritten.
+
+    INTENT runs ahead of the cursor by up to a stride (layout.INTENT_STRIDE_SHIFT), so most
+    publishes find their records already claimed and store nothing here.
+    """
+    if cur + n <= load_relaxed(hdr, L.W_INTENT):
+        return
+    intent = cur + n + min(cap >> L.INTENT_STRIDE_SHIFT, cap - n)
+    if hdr[L.W_FLAGS] & L.FLAG_GATED:
+        # a reader behind INTENT - cap would count records it has not read as lost
+        _gate(hdr, intent - cap, cap, gate_timeout_ns)
+    store_relaxed(hdr, L.W_INTENT, intent)
+    fence_release()  # INTENT must be visible before any slot of the batch is overwritten
+
+
 @njit(cache=True)
 def ring_publish(hdr, data, src, gate_timeout_ns):
     """Publish all rows of ``src`` (int64[n, 8], n <= capacity) as one batch; return the new cursor."""
@@ -167,10 +184,7 @@ def ring_publish(hdr, data, src, gate_timeout_ns):
     cur = load_relaxed(hdr, L.W_CURSOR)
     if n == 0:
         return cur
-    if hdr[L.W_FLAGS] & L.FLAG_GATED:
-        _gate(hdr, cur, n, cap, gate_timeout_ns)
-    store_relaxed(hdr, L.W_INTENT, cur + n)
-    fence_release()  # INTENT must be visible before any slot of the batch is overwritten
+    _claim(hdr, cur, n, cap, gate_timeout_ns)
     for i in range(n):
         _copy_record(data, (cur + i) & mask, src, i)
     _commit(hdr, L.W_CURSOR, cur + n)
@@ -182,10 +196,7 @@ def ring_publish_one(hdr, data, ev, exch_ts, local_ts, px, qty, order_id, ival, 
     """Publish one event record given by its fields (no staging array); return the new cursor."""
     cap = data.shape[0]
     cur = load_relaxed(hdr, L.W_CURSOR)
-    if hdr[L.W_FLAGS] & L.FLAG_GATED:
-        _gate(hdr, cur, 1, cap, gate_timeout_ns)
-    store_relaxed(hdr, L.W_INTENT, cur + 1)
-    fence_release()
+    _claim(hdr, cur, 1, cap, gate_timeout_ns)
     row = data[cur & (cap - 1)]
     row[0] = ev
     row[1] = exch_ts
@@ -236,7 +247,6 @@ def ring_read(hdr, data, state, out):
         state[L.S_GAP] = lost
         state[L.S_LOST_TOTAL] += lost
         state[L.S_GAPS] += 1
-    state[L.S_READ_TOTAL] += n
     slot = state[L.S_SLOT]
     if slot >= 0:
         base = L.READER_SLOTS_WORD + slot * L.READER_SLOT_WORDS

@@ -14,7 +14,7 @@ from shm.dtypes import RECORD_SIZE, SCHEMA_VERSION
 #: b"HFTDSHM\x01" read as a little-endian int64.
 MAGIC = int.from_bytes(b"HFTDSHM\x01", "little")
 #: Version of this header layout; bump on any change below.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 #: Header size in bytes; slot 0 starts here (page aligned).
 HEADER_BYTES = 16384
 HEADER_WORDS = HEADER_BYTES // 8
@@ -56,7 +56,6 @@ W_MAX_READERS = 12
 W_HEARTBEAT_NS = 16  # CLOCK_MONOTONIC of the producer's last heartbeat
 W_STATE = 17
 # -- block 2: writer cursors (written only by the producer) ------------------------------------
-W_INTENT = 32  # records claimed: slots below INTENT - capacity may be being overwritten
 W_CURSOR = 33  # records published: slots below CURSOR are complete
 W_CACHED_GATE = 34  # producer-private: last seen minimum reader position (channel / gated ring)
 # -- block 3: waking parked readers ------------------------------------------------------------
@@ -69,6 +68,16 @@ W_CONSUMER_HEARTBEAT_NS = 66
 # -- block 5: waking a writer parked on backpressure -------------------------------------------
 W_WRITER_SLEEPERS = 80
 W_WRITER_WAKE_SEQ = 81
+# -- block 6: market ring claim (written by the producer once per INTENT_STRIDE records) -----------
+#: Records claimed: slots below INTENT - capacity may be being overwritten.  Kept off the cursor's
+#: line so that a reader validating its copy (a load of INTENT) does not take the line the writer
+#: stores to on every publish, and advanced in strides so that the line changes rarely at all.
+W_INTENT = 96
+#: A publish that needs more than the current claim raises INTENT to ``cursor + n + stride``, with
+#: stride = min(capacity >> INTENT_STRIDE_SHIFT, capacity - n): readers then treat up to a stride
+#: more of the oldest records as lost when they are lapped, and a gated writer keeps a stride of
+#: room free; in exchange the writer stores INTENT once per stride instead of once per publish.
+INTENT_STRIDE_SHIFT = 3
 # -- blocks 8..: registered reader slots (market ring) -----------------------------------------
 READER_SLOTS_WORD = 128
 READER_SLOT_WORDS = BLOCK_WORDS
@@ -86,7 +95,7 @@ S_NEXT = 0  # next record index to read
 S_GAP = 1  # records lost just before the records returned by the last read
 S_LOST_TOTAL = 2
 S_GAPS = 3  # number of gap events
-S_READ_TOTAL = 4
+S_START = 4  # S_NEXT when the reader attached: records read = NEXT - START - LOST_TOTAL (no per-read count)
 S_SLOT = 5  # registered slot index or -1
 STATE_WORDS = 8
 

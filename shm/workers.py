@@ -17,7 +17,7 @@ from numba import njit
 
 from shm import kernels as K
 from shm import layout as L
-from shm.atomics import monotonic_ns, sched_yield
+from shm.atomics import cpu_relax, monotonic_ns, sched_yield
 
 __all__ = [
     "stamp",
@@ -333,3 +333,76 @@ def channel_read_loop(hdr, data, out, vst, total, spin_ns, yield_ns, park_slice_
         if K.channel_wait_readable(hdr, spin_ns, yield_ns, park_slice_ns, park_slice_ns) == K.WAIT_TIMEOUT:
             return 1
     return 0
+
+
+# -- ping-pong (round-trip latency, the method the baselines use) ----------------------------------
+
+
+@njit(cache=True)
+def _await_record(hdr, data, state, out, timeout_ns):
+    """Spin until one record can be read into ``out``; return the count read or 0 on timeout."""
+    spins = 0
+    deadline = 0
+    while True:
+        n = K.ring_read(hdr, data, state, out)
+        if n > 0:
+            return n
+        cpu_relax()
+        spins += 1
+        if spins & 0xFFFF == 0:  # the peer may have died: look at the clock now and then
+            now = monotonic_ns()
+            if deadline == 0:
+                deadline = now + timeout_ns
+            elif now > deadline:
+                return 0
+
+
+@njit(cache=True)
+def ping_loop(ping_hdr, ping_data, pong_hdr, pong_data, pong_state, out, rtts, timeout_ns):
+    """Send record i, spin until the echo of i returns, store the round trip; -1 on a bad echo."""
+    for i in range(rtts.shape[0]):
+        t0 = monotonic_ns()
+        K.ring_publish_one(ping_hdr, ping_data, 2, i, t0, 0.0, 0.0, 0, 0, 0.0, 0)
+        if _await_record(pong_hdr, pong_data, pong_state, out, timeout_ns) != 1 or out[0, 1] != i:
+            return -1
+        rtts[i] = monotonic_ns() - t0
+    return rtts.shape[0]
+
+
+@njit(cache=True)
+def pong_loop(ping_hdr, ping_data, ping_state, pong_hdr, pong_data, out, count, timeout_ns):
+    """Echo ``count`` records back as they arrive; -1 on a lost or out-of-order record."""
+    for i in range(count):
+        if _await_record(ping_hdr, ping_data, ping_state, out, timeout_ns) != 1 or out[0, 1] != i:
+            return -1
+        K.ring_publish_one(pong_hdr, pong_data, 2, i, out[0, 2], 0.0, 0.0, 0, 0, 0.0, 0)
+    return count
+
+
+def pingpong_main(role: str, ping_name: str, pong_name: str, count: int, result, cpu: int | None = None) -> None:
+    """Process entry of one side of a ping-pong: ``role`` "ping" owns ``ping_name`` and measures,
+    "pong" owns ``pong_name`` and echoes.  Puts ``(role, pid, stats)`` on ``result``."""
+    from shm.ring import RingReader, RingWriter
+
+    pin(cpu)
+    own, other = (ping_name, pong_name) if role == "ping" else (pong_name, ping_name)
+    w = RingWriter.create(own, capacity=1 << 12)
+    try:
+        r = attach_when_ready(lambda: RingReader.attach(other, start="earliest", wait="spin"))
+        out = np.zeros((1, L.WORDS_PER_RECORD), dtype=np.int64)
+        timeout_ns = 10_000_000_000
+        if role == "ping":
+            while r.hdr[L.READER_SLOTS_WORD + L.RS_ACTIVE] != 1 or w.hdr[L.READER_SLOTS_WORD + L.RS_ACTIVE] != 1:
+                time.sleep(0.001)  # both sides attached: nobody is still compiling or mapping
+            rtts = np.zeros(count, dtype=np.int64)
+            done = ping_loop(w.hdr, w.data, r.hdr, r.data, r.state, out, rtts, timeout_ns)
+            stats = {"done": int(done), "rtts_ns": rtts.tolist()}
+        else:
+            done = pong_loop(r.hdr, r.data, r.state, w.hdr, w.data, out, count, timeout_ns)
+            stats = {"done": int(done)}
+        r.close()
+        if result is not None:
+            result.put((role, os.getpid(), stats))
+        time.sleep(0.2)  # keep our ring until the peer has read its last record
+    finally:
+        w.close()

@@ -23,6 +23,7 @@ from shm import (
     segment_name,
     wait_strategy,
 )
+from shm import layout as L
 from shm.dtypes import event_dtype, order_request_dtype
 
 SPAWN = mp.get_context("spawn")
@@ -173,16 +174,23 @@ def test_wait_strategy_configs_reject_bad_values():
 def test_gated_writer_evicts_a_stuck_reader_after_its_timeout(shm_namespace):
     w = RingWriter.create(segment_name("md", "gate"), capacity=64, gated=True, gate_timeout_ns=100_000_000)
     stuck = RingReader.attach(w.name)  # never reads
+    stride = 64 >> L.INTENT_STRIDE_SHIFT  # the writer claims a stride past each batch it publishes
     try:
         t0 = time.monotonic()
-        w.publish(_events(0, 32))
-        w.publish(_events(32, 32))
-        w.publish(_events(64, 32))  # would lap the stuck reader: waits 100 ms, then evicts it
+        w.publish(_events(0, 32))  # claims up to 32 + stride: the stuck reader (at 0) still fits
+        assert time.monotonic() - t0 < 0.09
+        t0 = time.monotonic()
+        w.publish(_events(32, 32))  # claims 64 + stride: would lap the stuck reader, so waits, evicts
         waited = time.monotonic() - t0
         assert 0.09 < waited < 2.0
+        t0 = time.monotonic()
+        w.publish(_events(64, 32))  # an evicted reader no longer holds the writer back
+        assert time.monotonic() - t0 < 0.09
         out = np.zeros(64, dtype=event_dtype)
-        stuck.read(out)
-        assert stuck.gap == 32  # it lost exactly the lap it was evicted for
+        n = stuck.read(out)
+        # it lost exactly what the writer had claimed past it: 96 + stride - 64 records
+        assert stuck.gap == 32 + stride
+        assert n == 64 - stride and list(out["exch_ts"][:n]) == list(range(32 + stride, 96))
     finally:
         stuck.close()
         w.close()

@@ -40,7 +40,7 @@ def test_a_file_that_is_not_a_ring_is_refused(shm_namespace):
 @pytest.mark.parametrize(
     "word, value, message",
     [
-        (L.W_LAYOUT_VERSION, 99, "layout version is 99, expected 1"),
+        (L.W_LAYOUT_VERSION, 99, f"layout version is 99, expected {L.LAYOUT_VERSION}"),
         (L.W_RECORD_SIZE, 128, "record size is 128, expected 64"),
         (L.W_SCHEMA_VERSION, 7, "schema version is 7, expected 1"),
         (L.W_KIND, L.KIND_ORDER_CHANNEL, "is a channel, expected a ring"),
