@@ -24,6 +24,7 @@ from bots.sim import local as lc
 from bots.sim import orders as od
 from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
+from bots.sim.ref import borrow
 from shm.dtypes import event_dtype
 
 __all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "make_backtest"]
@@ -193,68 +194,68 @@ def _depth_attr(name, fn):
 
 @njit(cache=True)
 def _bbt(v):
-    return vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
+    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
 
 
 @njit(cache=True)
 def _bat(v):
-    return vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
+    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
 
 
 @njit(cache=True)
 def _bb(v):
-    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
-    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(v.bt)[v.a, F_TICK]
+    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
+    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _ba(v):
-    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
-    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(v.bt)[v.a, F_TICK]
+    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
+    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _bbq(v):
-    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_BID]
-    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(v.bt, 2 * v.a, t)
+    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
+    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(borrow(v.bt), 2 * v.a, t)
 
 
 @njit(cache=True)
 def _baq(v):
-    t = vw.depth_i(v.bt)[2 * v.a, dp.BEST_ASK]
-    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(v.bt, 2 * v.a, t)
+    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
+    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(borrow(v.bt), 2 * v.a, t)
 
 
 @njit(cache=True)
 def _tick_size(v):
-    return vw.cfg_f(v.bt)[v.a, F_TICK]
+    return vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _lot_size(v):
-    return vw.cfg_f(v.bt)[v.a, F_LOT]
+    return vw.cfg_f(borrow(v.bt))[v.a, F_LOT]
 
 
 @njit(cache=True)
 def _roi_lb(v):
-    return vw.depth_i(v.bt)[2 * v.a, dp.ROI_LB]
+    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.ROI_LB]
 
 
 @njit(cache=True)
 def _roi_ub(v):
-    return vw.depth_i(v.bt)[2 * v.a, dp.ROI_UB]
+    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.ROI_UB]
 
 
 @njit(cache=True)
 def _bid_depth(v):
     d = 2 * v.a
-    return vw.bid_qty(v.bt)[d, : max(0, vw.depth_i(v.bt)[d, dp.ROI_UB] - vw.depth_i(v.bt)[d, dp.ROI_LB] + 1)]
+    return vw.bid_qty(borrow(v.bt))[d, : max(0, vw.depth_i(borrow(v.bt))[d, dp.ROI_UB] - vw.depth_i(borrow(v.bt))[d, dp.ROI_LB] + 1)]
 
 
 @njit(cache=True)
 def _ask_depth(v):
     d = 2 * v.a
-    return vw.ask_qty(v.bt)[d, : max(0, vw.depth_i(v.bt)[d, dp.ROI_UB] - vw.depth_i(v.bt)[d, dp.ROI_LB] + 1)]
+    return vw.ask_qty(borrow(v.bt))[d, : max(0, vw.depth_i(borrow(v.bt))[d, dp.ROI_UB] - vw.depth_i(borrow(v.bt))[d, dp.ROI_LB] + 1)]
 
 
 for _name, _fn in [
@@ -268,14 +269,14 @@ for _name, _fn in [
 @overload_method(DepthViewType, "bid_qty_at_tick")
 def _ol_bid_qty_at_tick(v, price_tick):
     def impl(v, price_tick):
-        return dp.bid_qty_at(v.bt, 2 * v.a, price_tick)
+        return dp.bid_qty_at(borrow(v.bt), 2 * v.a, price_tick)
     return impl
 
 
 @overload_method(DepthViewType, "ask_qty_at_tick")
 def _ol_ask_qty_at_tick(v, price_tick):
     def impl(v, price_tick):
-        return dp.ask_qty_at(v.bt, 2 * v.a, price_tick)
+        return dp.ask_qty_at(borrow(v.bt), 2 * v.a, price_tick)
     return impl
 
 
@@ -284,7 +285,7 @@ def _ol_ask_qty_at_tick(v, price_tick):
 @njit(cache=True)
 def _values_has_next(it):
     bt = it.bt
-    n = vw.cnt(bt)[od.N_LORD]
+    n = vw.cnt(borrow(bt))[od.N_LORD]
     p = it.pos
     while p < n:
         if bt.lord[p].asset_no == it.a:
@@ -328,7 +329,7 @@ def _ol_values(o):
 @overload_method(OrderDictType, "get")
 def _ol_orders_get(o, order_id):
     def impl(o, order_id):
-        i = od.find(o.bt.lord, vw.cnt(o.bt)[od.N_LORD], o.a, np.uint64(order_id))
+        i = od.find(o.bt.lord, vw.cnt(borrow(o.bt))[od.N_LORD], o.a, np.uint64(order_id))
         if i < 0:
             return None
         return o.bt.lord[i]
@@ -338,7 +339,7 @@ def _ol_orders_get(o, order_id):
 @njit(cache=True)
 def _orders_len(o):
     n = 0
-    for i in range(vw.cnt(o.bt)[od.N_LORD]):
+    for i in range(vw.cnt(borrow(o.bt))[od.N_LORD]):
         if o.bt.lord[i].asset_no == o.a:
             n += 1
     return n
@@ -354,7 +355,7 @@ def _ol_len(o):
 def _ol_contains(o, order_id):
     if isinstance(o, OrderDictType):
         def impl(o, order_id):
-            return od.find(o.bt.lord, vw.cnt(o.bt)[od.N_LORD], o.a, np.uint64(order_id)) >= 0
+            return od.find(o.bt.lord, vw.cnt(borrow(o.bt))[od.N_LORD], o.a, np.uint64(order_id)) >= 0
         return impl
 
 
@@ -410,16 +411,16 @@ def _ol_clear_last_trades(bt, asset_no):
 
 @overload_method(BacktestType, "clear_inactive_orders")
 def _ol_clear_inactive(bt, asset_no):
-    return lambda bt, asset_no: od.clear_inactive(bt, asset_no)
+    return lambda bt, asset_no: od.clear_inactive(borrow(bt), asset_no)
 
 
 @njit(cache=True)
 def _submit(bt, a, order_id, side, price, qty, tif, order_type, wait):
     oid = np.uint64(order_id)
-    rc = lc.submit(bt, a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
+    rc = lc.submit(borrow(bt), a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
 @overload_method(BacktestType, "submit_buy_order")
@@ -439,10 +440,10 @@ def _ol_submit_sell(bt, asset_no, order_id, price, qty, time_in_force, order_typ
 @njit(cache=True)
 def _modify(bt, a, order_id, price, qty, wait):
     oid = np.uint64(order_id)
-    rc = lc.modify(bt, a, oid, float(price), float(qty), bt.cur_ts)
+    rc = lc.modify(borrow(bt), a, oid, float(price), float(qty), bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
 @overload_method(BacktestType, "modify")
@@ -453,10 +454,10 @@ def _ol_modify(bt, asset_no, order_id, price, qty, wait):
 @njit(cache=True)
 def _cancel(bt, a, order_id, wait):
     oid = np.uint64(order_id)
-    rc = lc.cancel(bt, a, oid, bt.cur_ts)
+    rc = lc.cancel(borrow(bt), a, oid, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(bt, en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
 @overload_method(BacktestType, "cancel")
@@ -466,22 +467,22 @@ def _ol_cancel(bt, asset_no, order_id, wait):
 
 @overload_method(BacktestType, "elapse")
 def _ol_elapse(bt, duration):
-    return lambda bt, duration: en.elapse(bt, duration)
+    return lambda bt, duration: en.elapse(borrow(bt), duration)
 
 
 @overload_method(BacktestType, "elapse_bt")
 def _ol_elapse_bt(bt, duration):
-    return lambda bt, duration: en.elapse(bt, duration)
+    return lambda bt, duration: en.elapse(borrow(bt), duration)
 
 
 @overload_method(BacktestType, "wait_next_feed")
 def _ol_wait_next_feed(bt, include_order_resp, timeout):
-    return lambda bt, include_order_resp, timeout: en.wait_next_feed(bt, include_order_resp, timeout)
+    return lambda bt, include_order_resp, timeout: en.wait_next_feed(borrow(bt), include_order_resp, timeout)
 
 
 @njit(cache=True)
 def _wait_order_response(bt, a, order_id, timeout):
-    return en.wait_order_response(bt, a, np.uint64(order_id), timeout)
+    return en.wait_order_response(borrow(bt), a, np.uint64(order_id), timeout)
 
 
 @overload_method(BacktestType, "wait_order_response")
@@ -496,9 +497,10 @@ def _ol_close(bt):
 
 @njit(cache=True)
 def _feed_latency(bt, a):
-    if vw.feed_lat(bt)[a, 0] == 0:
+    fl = vw.feed_lat(borrow(bt))
+    if fl[a, 0] == 0:
         return None
-    return (vw.feed_lat(bt)[a, 1], vw.feed_lat(bt)[a, 2])
+    return (fl[a, 1], fl[a, 2])
 
 
 @njit(cache=True)
@@ -520,7 +522,7 @@ def _ol_order_latency(bt, asset_no):
 
 @overload_method(BacktestType, "_goto_end")
 def _ol_goto_end(bt):
-    return lambda bt: en.elapse(bt, en.I64_MAX)
+    return lambda bt: en.elapse(borrow(bt), en.I64_MAX)
 
 
 _FIELD_NAMES = [n for n, _ in BT_FIELD_TYPES]

@@ -14,6 +14,7 @@ from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
 from bots.sim.fees import F_CONTRACT, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
+from bots.sim.ref import borrow
 from shm.dtypes import event_dtype
 
 N_CFG = 10
@@ -158,10 +159,11 @@ def _init_latency_cursor(bt, a):
 def _apply_snapshot(bt, a, rows):
     tick = bt.cfg_f[a, F_TICK]
     lot = bt.cfg_f[a, F_LOT]
+    b = borrow(bt)  # the kernels are compiled for the borrowed handle only
     for d in (2 * a, 2 * a + 1):
         for r in range(rows.shape[0]):
             ev = int(rows[r].ev)
             if ev & (1 << 29):
-                dp.update_bid(bt, d, rows[r].px, rows[r].qty, tick, lot)
+                dp.update_bid(b, d, rows[r].px, rows[r].qty, tick, lot)
             elif ev & (1 << 28):
-                dp.update_ask(bt, d, rows[r].px, rows[r].qty, tick, lot)
+                dp.update_ask(b, d, rows[r].px, rows[r].qty, tick, lot)

@@ -181,8 +181,17 @@ def _next(evs):
 def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     """Run both timelines up to ``timestamp`` (or until the awaited thing happens).
 
-    Returns an ElapseResult (0-3) or an ErrorCode (10+).
+    Returns an ElapseResult (0-3) or an ErrorCode (10+).  A plain ``elapse`` cannot stop early, so
+    it runs the two sides one after the other (:func:`_goto_split`); waiting for a feed row or a
+    response interleaves them event by event (:func:`_goto_interleaved`).
     """
+    if wait_kind == WAIT_NONE and not wait_next_feed:
+        return _goto_split(bt, timestamp)
+    return _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed)
+
+
+@njit(cache=True, error_model="numpy")
+def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     result = RES_OK
     evs = vw.evs(bt)
     cur = vw.cursor(bt)
@@ -230,6 +239,177 @@ def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
                 return rc
             evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
             evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+
+
+# -- elapse: the exchange side first, then the bot's side ------------------------------------------
+#
+# Within one goto the two sides meet only through the order buses, and only one way: the exchange
+# pushes responses to the bot, while the bot pushes requests only between goto calls (from the
+# strategy).  So when goto cannot stop before ``timestamp``, running every exchange-side event of
+# an asset up to ``timestamp`` and then every bot-side event gives exactly the interleaved order's
+# results, and each side becomes a tight loop over consecutive rows.  (After an error code the
+# exchange side of the other assets may have run further than in the interleaved order; the
+# backtest cannot continue after one anyway.)
+
+
+@njit(cache=True, error_model="numpy")
+def _goto_split(bt, timestamp):
+    n = bt.n_assets
+    evs = vw.evs(bt)
+    stop_ts = timestamp
+    stop_k = 4 * n  # bot-side events at stop_ts with k < stop_k still run
+    rc = 0
+    for a in range(n):
+        while True:
+            ots = od.bus_front_ts(bt, a, od.TO_EXCH)
+            # data rows at the request's own time go first (lower event kind), as interleaved
+            rc = _exch_rows(bt, a, min(timestamp, ots))
+            if rc != 0:
+                stop_ts = evs[4 * a + 2]
+                stop_k = 4 * a + 2
+                break
+            if ots == I64_MAX or ots > timestamp:
+                break
+            rc = exo.receive(bt, a, ots)
+            if rc != 0:
+                stop_ts = ots
+                stop_k = 4 * a + 3
+                break
+        evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
+        evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+        if rc != 0:
+            break
+    _bot_side(bt, stop_ts, stop_k)
+    if rc != 0:
+        return rc
+    for k in range(4 * n):
+        if evs[k] != I64_MAX:
+            bt.cur_ts = timestamp
+            return RES_OK
+    return RES_END
+
+
+@njit(cache=True, error_model="numpy")
+def _bot_side(bt, stop_ts, stop_k):
+    """Run local rows and responses of every asset in time order: (ts, k) before (stop_ts, stop_k)."""
+    n = bt.n_assets
+    evs = vw.evs(bt)
+    while True:
+        k = -1
+        ts = I64_MAX
+        for j in range(n):
+            if evs[4 * j] < ts:
+                ts = evs[4 * j]
+                k = 4 * j
+            if evs[4 * j + 1] < ts:
+                ts = evs[4 * j + 1]
+                k = 4 * j + 1
+        if k < 0 or ts > stop_ts or (ts == stop_ts and k >= stop_k):
+            return
+        a = k >> 2
+        if (k & 3) == 0:
+            # this asset's rows stay first until another bot-side event's time (ties: lower k first)
+            lim = stop_ts if k < stop_k else stop_ts - 1
+            for j in range(n):
+                for kk in (4 * j, 4 * j + 1):
+                    if kk != k:
+                        lim = min(lim, evs[kk] - 1 if kk < k else evs[kk])
+            _local_rows(bt, a, lim)
+        else:
+            lc.receive(bt, a, ts, False, 0)
+            evs[k] = od.bus_front_ts(bt, a, od.TO_LOCAL)
+
+
+@njit(cache=True, error_model="numpy")
+def _exch_rows(bt, a, limit):
+    """Apply asset ``a``'s exchange-timeline rows with ``exch_ts <= limit``; return an error code.
+
+    The cursor points at the next unprocessed row (its time is ``evs[4a + 2]``); on return it
+    points at the first row left, as :func:`_advance` leaves it.
+    """
+    evs = vw.evs(bt)
+    if evs[4 * a + 2] > limit:
+        return 0
+    cur = vw.cursor(bt)
+    addr = vw.chunk_addr(bt)
+    length = vw.chunk_len(bt)
+    c = cur[a, C_XCHUNK]
+    r = cur[a, C_XROW]
+    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+    while c < last:
+        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        n = arr.shape[0]
+        while r < n:
+            ev = int(arr[r].ev)
+            if (ev & EXCH_EVENT) != 0:
+                ts = arr[r].exch_ts
+                if ts > limit:
+                    cur[a, C_XCHUNK] = c
+                    cur[a, C_XROW] = r
+                    evs[4 * a + 2] = ts
+                    return 0
+                rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts)
+                if rc != 0:
+                    cur[a, C_XCHUNK] = c
+                    cur[a, C_XROW] = r
+                    evs[4 * a + 2] = ts
+                    return rc
+                if (ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT:
+                    # A funding row only the exchange sees is still a payment on the account.
+                    apply_funding(bt, a, arr[r].px, arr[r].fval)
+            r += 1
+            if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
+                cur[a, C_XCHUNK] = c
+                cur[a, C_XROW] = r
+                _release_behind(bt, a)
+        c += 1
+        r = 0
+        cur[a, C_XCHUNK] = c
+        cur[a, C_XROW] = -1
+        _release_behind(bt, a)
+    cur[a, C_XCHUNK] = last
+    cur[a, C_XROW] = 0
+    evs[4 * a + 2] = I64_MAX
+    return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _local_rows(bt, a, limit):
+    """Apply asset ``a``'s local-timeline rows with ``local_ts <= limit`` (cursor as in _exch_rows)."""
+    evs = vw.evs(bt)
+    if evs[4 * a] > limit:
+        return
+    cur = vw.cursor(bt)
+    addr = vw.chunk_addr(bt)
+    length = vw.chunk_len(bt)
+    c = cur[a, C_LCHUNK]
+    r = cur[a, C_LROW]
+    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+    while c < last:
+        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        n = arr.shape[0]
+        while r < n:
+            if (int(arr[r].ev) & LOCAL_EVENT) != 0:
+                ts = arr[r].local_ts
+                if ts > limit:
+                    cur[a, C_LCHUNK] = c
+                    cur[a, C_LROW] = r
+                    evs[4 * a] = ts
+                    return
+                lc.process_row(bt, a, arr[r])
+            r += 1
+            if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
+                cur[a, C_LCHUNK] = c
+                cur[a, C_LROW] = r
+                _release_behind(bt, a)
+        c += 1
+        r = 0
+        cur[a, C_LCHUNK] = c
+        cur[a, C_LROW] = -1
+        _release_behind(bt, a)
+    cur[a, C_LCHUNK] = last
+    cur[a, C_LROW] = 0
+    evs[4 * a] = I64_MAX
 
 
 @njit(cache=True, inline="always", error_model="numpy")

@@ -9,6 +9,7 @@ from numba import njit
 
 import bots
 from bots.sim import depth as dp
+from bots.sim.ref import borrow
 from tests.bots import script as s
 
 TICK = 0.5
@@ -57,7 +58,8 @@ def test_ladder_matches_a_plain_python_book(ups, roi, offset):
 
 
 @njit
-def _apply_f(bt, d, sides, ticks, qtys, best, out):
+def _apply_f(bt_struct, d, sides, ticks, qtys, best, out):
+    bt = borrow(bt_struct)  # as the backtest's own entry points pass it
     for i in range(sides.shape[0]):
         if sides[i] > 0:
             dp.update_bid(bt, d, ticks[i] * 0.5, qtys[i], 0.5, 0.25)
