@@ -14,7 +14,11 @@ import operator
 
 import numpy as np
 from numba import from_dtype, njit, types
-from numba.core.extending import overload, overload_attribute, overload_method
+from numba.core import cgutils
+from numba.core.datamodel import models
+from numba.core.extending import (
+    intrinsic, make_attribute_wrapper, overload, overload_attribute, overload_method, register_model,
+)
 from numba.experimental import structref
 
 from bots.sim import views as vw
@@ -24,7 +28,7 @@ from bots.sim import local as lc
 from bots.sim import orders as od
 from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
-from bots.sim.ref import borrow
+from bots.sim.ref import SimRefType, borrow
 from shm.dtypes import event_dtype
 
 __all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "make_backtest"]
@@ -133,16 +137,56 @@ def _num_assets(bt):
 
 # -- views ------------------------------------------------------------------------------------------
 
-@structref.register
-class DepthViewType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+class _AssetViewType(types.Type):
+    """``hbt.depth(a)`` / ``hbt.orders(a)``: a (borrowed handle, asset) pair passed by value.
+
+    Plain values, not structrefs: creating one allocates nothing and passing one counts no
+    references (the strategy holds ``hbt`` while it uses them).
+    """
+
+    kind = ""
+
+    def __init__(self, ref_type):
+        self.ref_type = ref_type
+        super().__init__(name=f"{self.kind}[{ref_type.name}]")
 
 
-@structref.register
-class OrderDictType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+class DepthViewType(_AssetViewType):
+    kind = "DepthView"
+
+
+class OrderDictType(_AssetViewType):
+    kind = "OrderDict"
+
+
+for _cls in (DepthViewType, OrderDictType):
+    @register_model(_cls)
+    class _AssetViewModel(models.StructModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, [("ref", fe_type.ref_type), ("a", types.int64)])
+
+    make_attribute_wrapper(_cls, "ref", "ref")
+    make_attribute_wrapper(_cls, "a", "a")
+
+
+def _asset_view_intrinsic(view_cls):
+    def typer(typingctx, ref, a):
+        if not isinstance(ref, SimRefType) or not isinstance(a, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            v = cgutils.create_struct_proxy(signature.return_type)(context, builder)
+            v.ref = args[0]
+            v.a = context.cast(builder, args[1], signature.args[1], types.int64)
+            return v._getvalue()
+
+        return view_cls(ref)(ref, a), codegen
+
+    return intrinsic(typer)
+
+
+_depth_view = _asset_view_intrinsic(DepthViewType)
+_order_dict = _asset_view_intrinsic(OrderDictType)
 
 
 @structref.register
@@ -151,31 +195,14 @@ class ValuesType(types.StructRef):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-depth_view_type = DepthViewType([("bt", bt_type), ("a", types.int64)])
-order_dict_type = OrderDictType([("bt", bt_type), ("a", types.int64)])
-values_type = ValuesType([("bt", bt_type), ("a", types.int64), ("pos", types.int64), ("cur", types.int64)])
+values_type = ValuesType([("ref", SimRefType(bt_type)), ("a", types.int64), ("pos", types.int64),
+                          ("cur", types.int64)])
 
 
 @njit(cache=True)
-def _depth_view(bt, a):
-    v = structref.new(depth_view_type)
-    v.bt = bt
-    v.a = a
-    return v
-
-
-@njit(cache=True)
-def _order_dict(bt, a):
-    v = structref.new(order_dict_type)
-    v.bt = bt
-    v.a = a
-    return v
-
-
-@njit(cache=True)
-def _values(bt, a):
+def _values(ref, a):
     v = structref.new(values_type)
-    v.bt = bt
+    v.ref = ref
     v.a = a
     v.pos = 0
     v.cur = -1
@@ -194,68 +221,68 @@ def _depth_attr(name, fn):
 
 @njit(cache=True)
 def _bbt(v):
-    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
+    return vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
 
 
 @njit(cache=True)
 def _bat(v):
-    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
+    return vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
 
 
 @njit(cache=True)
 def _bb(v):
-    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
-    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
+    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
+    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(v.ref)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _ba(v):
-    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
-    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
+    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
+    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(v.ref)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _bbq(v):
-    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_BID]
-    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(borrow(v.bt), 2 * v.a, t)
+    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
+    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(v.ref, 2 * v.a, t)
 
 
 @njit(cache=True)
 def _baq(v):
-    t = vw.depth_i(borrow(v.bt))[2 * v.a, dp.BEST_ASK]
-    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(borrow(v.bt), 2 * v.a, t)
+    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
+    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(v.ref, 2 * v.a, t)
 
 
 @njit(cache=True)
 def _tick_size(v):
-    return vw.cfg_f(borrow(v.bt))[v.a, F_TICK]
+    return vw.cfg_f(v.ref)[v.a, F_TICK]
 
 
 @njit(cache=True)
 def _lot_size(v):
-    return vw.cfg_f(borrow(v.bt))[v.a, F_LOT]
+    return vw.cfg_f(v.ref)[v.a, F_LOT]
 
 
 @njit(cache=True)
 def _roi_lb(v):
-    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.ROI_LB]
+    return vw.depth_i(v.ref)[2 * v.a, dp.ROI_LB]
 
 
 @njit(cache=True)
 def _roi_ub(v):
-    return vw.depth_i(borrow(v.bt))[2 * v.a, dp.ROI_UB]
+    return vw.depth_i(v.ref)[2 * v.a, dp.ROI_UB]
 
 
 @njit(cache=True)
 def _bid_depth(v):
     d = 2 * v.a
-    return vw.bid_qty(borrow(v.bt))[d, : max(0, vw.depth_i(borrow(v.bt))[d, dp.ROI_UB] - vw.depth_i(borrow(v.bt))[d, dp.ROI_LB] + 1)]
+    return vw.bid_qty(v.ref)[d, : max(0, vw.depth_i(v.ref)[d, dp.ROI_UB] - vw.depth_i(v.ref)[d, dp.ROI_LB] + 1)]
 
 
 @njit(cache=True)
 def _ask_depth(v):
     d = 2 * v.a
-    return vw.ask_qty(borrow(v.bt))[d, : max(0, vw.depth_i(borrow(v.bt))[d, dp.ROI_UB] - vw.depth_i(borrow(v.bt))[d, dp.ROI_LB] + 1)]
+    return vw.ask_qty(v.ref)[d, : max(0, vw.depth_i(v.ref)[d, dp.ROI_UB] - vw.depth_i(v.ref)[d, dp.ROI_LB] + 1)]
 
 
 for _name, _fn in [
@@ -269,14 +296,14 @@ for _name, _fn in [
 @overload_method(DepthViewType, "bid_qty_at_tick")
 def _ol_bid_qty_at_tick(v, price_tick):
     def impl(v, price_tick):
-        return dp.bid_qty_at(borrow(v.bt), 2 * v.a, price_tick)
+        return dp.bid_qty_at(v.ref, 2 * v.a, price_tick)
     return impl
 
 
 @overload_method(DepthViewType, "ask_qty_at_tick")
 def _ol_ask_qty_at_tick(v, price_tick):
     def impl(v, price_tick):
-        return dp.ask_qty_at(borrow(v.bt), 2 * v.a, price_tick)
+        return dp.ask_qty_at(v.ref, 2 * v.a, price_tick)
     return impl
 
 
@@ -284,11 +311,11 @@ def _ol_ask_qty_at_tick(v, price_tick):
 
 @njit(cache=True)
 def _values_has_next(it):
-    bt = it.bt
-    n = vw.cnt(borrow(bt))[od.N_LORD]
+    ref = it.ref
+    n = vw.cnt(ref)[od.N_LORD]
     p = it.pos
     while p < n:
-        if bt.lord[p].asset_no == it.a:
+        if ref.lord[p].asset_no == it.a:
             it.cur = p
             it.pos = p + 1
             return True
@@ -308,7 +335,7 @@ def _ol_values_get(it):
     def impl(it):
         if it.cur < 0:
             raise IndexError("Values.get() called without a successful has_next()")
-        return it.bt.lord[it.cur]
+        return it.ref.lord[it.cur]
     return impl
 
 
@@ -316,31 +343,31 @@ def _ol_values_get(it):
 def _ol_values_next(it):
     def impl(it):
         if _values_has_next(it):
-            return it.bt.lord[it.cur]
+            return it.ref.lord[it.cur]
         return None
     return impl
 
 
 @overload_method(OrderDictType, "values")
 def _ol_values(o):
-    return lambda o: _values(o.bt, o.a)
+    return lambda o: _values(o.ref, o.a)
 
 
 @overload_method(OrderDictType, "get")
 def _ol_orders_get(o, order_id):
     def impl(o, order_id):
-        i = od.find(o.bt.lord, vw.cnt(borrow(o.bt))[od.N_LORD], o.a, np.uint64(order_id))
+        i = od.find(o.ref.lord, vw.cnt(o.ref)[od.N_LORD], o.a, np.uint64(order_id))
         if i < 0:
             return None
-        return o.bt.lord[i]
+        return o.ref.lord[i]
     return impl
 
 
 @njit(cache=True)
 def _orders_len(o):
     n = 0
-    for i in range(vw.cnt(borrow(o.bt))[od.N_LORD]):
-        if o.bt.lord[i].asset_no == o.a:
+    for i in range(vw.cnt(o.ref)[od.N_LORD]):
+        if o.ref.lord[i].asset_no == o.a:
             n += 1
     return n
 
@@ -355,7 +382,7 @@ def _ol_len(o):
 def _ol_contains(o, order_id):
     if isinstance(o, OrderDictType):
         def impl(o, order_id):
-            return od.find(o.bt.lord, vw.cnt(borrow(o.bt))[od.N_LORD], o.a, np.uint64(order_id)) >= 0
+            return od.find(o.ref.lord, vw.cnt(o.ref)[od.N_LORD], o.a, np.uint64(order_id)) >= 0
         return impl
 
 
@@ -373,12 +400,12 @@ def _ol_num_assets(bt):
 
 @overload_method(BacktestType, "depth")
 def _ol_depth(bt, asset_no):
-    return lambda bt, asset_no: _depth_view(bt, asset_no)
+    return lambda bt, asset_no: _depth_view(borrow(bt), asset_no)
 
 
 @overload_method(BacktestType, "orders")
 def _ol_orders(bt, asset_no):
-    return lambda bt, asset_no: _order_dict(bt, asset_no)
+    return lambda bt, asset_no: _order_dict(borrow(bt), asset_no)
 
 
 @overload_method(BacktestType, "position")

@@ -114,7 +114,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_mapped=np.array(mapped + [0], np.int64),
         chunk_addr=np.array([c.ctypes.data for c in chunks] + [0], np.int64),
         chunk_len=np.array([len(c) for c in chunks] + [0], np.int64),
-        cursor=np.zeros((n, 4), np.int64),
+        cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*
         depth_i=depth_i,
         bid_qty=np.zeros((2 * n, width), np.float64),
         ask_qty=np.zeros((2 * n, width), np.float64),

@@ -45,6 +45,12 @@ C_LCHUNK = 0
 C_LROW = 1
 C_XCHUNK = 2
 C_XROW = 3
+# While an asset has no resting order its exchange book is read by nothing until a request
+# arrives, so the exchange cursor only moves past rows and the book catches up later
+# (:func:`_catch_up`): C_LAG = 1 while the book lags, at the row (C_BCHUNK, C_BROW).
+C_BCHUNK = 4
+C_BROW = 5
+C_LAG = 6
 
 
 @intrinsic
@@ -196,6 +202,7 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
     evs = vw.evs(bt)
     cur = vw.cursor(bt)
     for a in range(bt.n_assets):
+        _catch_up(bt, a)  # this loop applies rows to the exchange book one by one
         evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
         evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
     while True:
@@ -264,12 +271,20 @@ def _goto_split(bt, timestamp):
             ots = od.bus_front_ts(bt, a, od.TO_EXCH)
             # data rows at the request's own time go first (lower event kind), as interleaved
             rc = _exch_rows(bt, a, min(timestamp, ots))
+            if rc == _BARRIER:
+                # A funding row only the exchange sees pays on the position the bot side has
+                # at that moment: finish this goto event by event from here.
+                for b in range(n):
+                    evs[4 * b + 3] = od.bus_front_ts(bt, b, od.TO_EXCH)
+                    evs[4 * b + 1] = od.bus_front_ts(bt, b, od.TO_LOCAL)
+                return _goto_interleaved(bt, timestamp, WAIT_NONE, -1, 0, False)
             if rc != 0:
                 stop_ts = evs[4 * a + 2]
                 stop_k = 4 * a + 2
                 break
             if ots == I64_MAX or ots > timestamp:
                 break
+            _catch_up(bt, a)
             rc = exo.receive(bt, a, ots)
             if rc != 0:
                 stop_ts = ots
@@ -320,17 +335,31 @@ def _bot_side(bt, stop_ts, stop_k):
             evs[k] = od.bus_front_ts(bt, a, od.TO_LOCAL)
 
 
+#: _exch_rows stopped before an exchange-only funding row (see _goto_split)
+_BARRIER = -1
+
+
 @njit(cache=True, error_model="numpy")
 def _exch_rows(bt, a, limit):
-    """Apply asset ``a``'s exchange-timeline rows with ``exch_ts <= limit``; return an error code.
+    """Run asset ``a``'s exchange-timeline rows with ``exch_ts <= limit``; return an error code.
 
     The cursor points at the next unprocessed row (its time is ``evs[4a + 2]``); on return it
-    points at the first row left, as :func:`_advance` leaves it.
+    points at the first row left, as :func:`_advance` leaves it.  Without resting orders the rows
+    are only passed over (the book lags, see C_LAG).  Stops with ``_BARRIER`` before an
+    exchange-only funding row.
     """
     evs = vw.evs(bt)
     if evs[4 * a + 2] > limit:
         return 0
     cur = vw.cursor(bt)
+    passive = vw.xalive(bt)[a] == 0
+    if passive:
+        if cur[a, C_LAG] == 0:
+            cur[a, C_LAG] = 1
+            cur[a, C_BCHUNK] = cur[a, C_XCHUNK]
+            cur[a, C_BROW] = cur[a, C_XROW]
+    else:
+        _catch_up(bt, a)
     addr = vw.chunk_addr(bt)
     length = vw.chunk_len(bt)
     c = cur[a, C_XCHUNK]
@@ -343,20 +372,18 @@ def _exch_rows(bt, a, limit):
             ev = int(arr[r].ev)
             if (ev & EXCH_EVENT) != 0:
                 ts = arr[r].exch_ts
-                if ts > limit:
+                if ts > limit or ((ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT):
                     cur[a, C_XCHUNK] = c
                     cur[a, C_XROW] = r
                     evs[4 * a + 2] = ts
-                    return 0
-                rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts)
-                if rc != 0:
-                    cur[a, C_XCHUNK] = c
-                    cur[a, C_XROW] = r
-                    evs[4 * a + 2] = ts
-                    return rc
-                if (ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT:
-                    # A funding row only the exchange sees is still a payment on the account.
-                    apply_funding(bt, a, arr[r].px, arr[r].fval)
+                    return 0 if ts > limit else _BARRIER
+                if not passive:
+                    rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts)
+                    if rc != 0:
+                        cur[a, C_XCHUNK] = c
+                        cur[a, C_XROW] = r
+                        evs[4 * a + 2] = ts
+                        return rc
             r += 1
             if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
                 cur[a, C_XCHUNK] = c
@@ -371,6 +398,36 @@ def _exch_rows(bt, a, limit):
     cur[a, C_XROW] = 0
     evs[4 * a + 2] = I64_MAX
     return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _catch_up(bt, a):
+    """Apply the rows a lagging exchange book of asset ``a`` skipped, up to the exchange cursor.
+
+    Only depth changes: while the book lagged the asset had no resting order, and a funding row
+    stops the skipping (_BARRIER), so the rows have no other effect.  Pages already released by
+    ``_release_behind`` are simply read again from the page cache.
+    """
+    cur = vw.cursor(bt)
+    if cur[a, C_LAG] == 0:
+        return
+    cur[a, C_LAG] = 0
+    addr = vw.chunk_addr(bt)
+    length = vw.chunk_len(bt)
+    c = cur[a, C_BCHUNK]
+    r = max(cur[a, C_BROW], 0)
+    xc = cur[a, C_XCHUNK]
+    xr = cur[a, C_XROW]
+    while c < xc or (c == xc and r < xr):
+        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        stop = arr.shape[0] if c < xc else xr
+        while r < stop:
+            ev = int(arr[r].ev)
+            if (ev & EXCH_EVENT) != 0:
+                ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, arr[r].exch_ts)
+            r += 1
+        c += 1
+        r = 0
 
 
 @njit(cache=True, error_model="numpy")

@@ -39,7 +39,7 @@ def address_of(typingctx, arr):
 
 @njit(cache=True)
 def cursor(bt):
-    return carray(as_voidptr(bt.p_cursor), (bt.n_assets, 4), np.int64)
+    return carray(as_voidptr(bt.p_cursor), (bt.n_assets, 8), np.int64)
 
 
 @njit(cache=True)
