@@ -37,6 +37,8 @@ __all__ = [
     "fence_release",
     "fence_seq_cst",
     "cpu_relax",
+    "prefetch_write",
+    "address_as_voidptr",
     "sched_yield",
     "monotonic_ns",
     "futex_wait",
@@ -215,6 +217,43 @@ def cpu_relax(typingctx):
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+@intrinsic
+def prefetch_write(typingctx, arr, row):
+    """Hint that row ``row`` of the 2-d array ``arr`` is about to be written (``prefetchw`` on x86).
+
+    A writer publishing one record at a time otherwise takes each slot line's ownership only when
+    its stores drain, one line after the other; asking a few slots ahead overlaps those transfers.
+    A hint only: it never changes memory, so it cannot tear a record a reader is copying.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim == 2):
+        raise TypeError(f"expected a 2-d array, received {arr}")
+
+    def codegen(context, builder, sig, args):
+        arrty = sig.args[0]
+        ary = make_array(arrty)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [args[1], zero], wraparound=False)
+        byte_ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr.type, _i32, _i32, _i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # rw = 1 (write), locality = 3 (keep in all levels), cache type = 1 (data)
+        builder.call(fn, [byte_ptr, ir.Constant(_i32, 1), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
+
+
+@intrinsic
+def address_as_voidptr(typingctx, addr):
+    """An integer address as a ``void*`` (for ``numba.carray``)."""
+    sig = types.voidptr(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return sig, codegen
 
 
 @intrinsic

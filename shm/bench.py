@@ -140,12 +140,15 @@ def ring_throughput(total: int, *, readers: int, batch: int, wait: str, pin: boo
         spec.append((reader_main, (name, total, _Q), dict(wait=wait, cpu=_cpu(i + 1) if pin else None)))
     results = _run(spec, readers + 1)
     rates = []
+    per_read = []
     for kind, _, stats in results:
         if kind == "reader":
             _check_lossless(stats, total, f"ring {readers}r batch {batch}")
             rates.append(stats["received"] / max(1e-9, (stats["last_ns"] - stats["first_ns"]) / 1e9))
+            per_read.append(stats["received"] / max(1, stats["reads"]))
     writer = [s for k, _, s in results if k == "writer"][0]
-    return {"min_reader_records_per_s": min(rates), "writer_records_per_s": total / writer["elapsed_s"]}
+    return {"min_reader_records_per_s": min(rates), "writer_records_per_s": total / writer["elapsed_s"],
+            "records_per_read": min(per_read)}
 
 
 def ring_latency(count: int, *, readers: int, pace_per_s: float, wait: str, pin: bool) -> dict:

@@ -44,11 +44,13 @@ V_UNACCOUNTED = 6  # sequence jumps not matched by a reported gap (must stay 0)
 V_PENDING_GAP = 7
 V_FIRST_NS = 8  # CLOCK_MONOTONIC when the first record arrived
 V_LAST_NS = 9  # ... and the last
-V_WORDS = 10
+V_READS = 10  # reads that returned records (received / reads = records per read)
+V_WORDS = 11
 
 #: Names of the verification counters, in order.
 VerifyStats = (
-    "next", "received", "torn", "reordered", "gaps", "lost", "unaccounted", "pending_gap", "first_ns", "last_ns"
+    "next", "received", "torn", "reordered", "gaps", "lost", "unaccounted", "pending_gap", "first_ns", "last_ns",
+    "reads",
 )
 
 
@@ -115,7 +117,10 @@ def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
     the network, and stamps word 2 of each record with its publish time for one-way latency
     (unpaced runs measure throughput and skip the clock read).
     """
-    staging = np.empty((batch_max, L.WORDS_PER_RECORD), dtype=np.int64)
+    staging_owner = np.empty((batch_max, L.WORDS_PER_RECORD), dtype=np.int64)
+    staging = K.unmanaged(staging_owner)
+    hdr = K.unmanaged(hdr)  # the caller keeps the ring mapped for the whole loop
+    data = K.unmanaged(data)
     rng = np.array([seed if seed != 0 else 1], dtype=np.int64)
     seq = 0
     next_at = monotonic_ns()
@@ -132,6 +137,7 @@ def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
         stamp(staging[:n], seq, monotonic_ns() if pace_ns > 0 else 0)
         K.ring_publish(hdr, data, staging[:n], gate_timeout_ns)
         seq += n
+    staging_owner[0, 0] = 0  # keeps the staging buffer alive until here
     return seq
 
 
@@ -143,6 +149,8 @@ def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_n
     Records each record's one-way latency (now - word 2) into ``latencies`` while there is room.
     Returns 0 when done, 1 on a park timeout (the caller checks the producer), 2 at the stop mark.
     """
+    hdr, data, state = K.unmanaged(hdr), K.unmanaged(data), K.unmanaged(state)  # (see K.unmanaged)
+    out, vst, latencies = K.unmanaged(out), K.unmanaged(vst), K.unmanaged(latencies)
     nlat = 0
     while vst[V_NEXT] + vst[V_PENDING_GAP] < total:
         if stop_at_received >= 0 and vst[V_RECEIVED] >= stop_at_received:
@@ -154,6 +162,7 @@ def read_loop(hdr, data, state, out, vst, total, spin_ns, yield_ns, park_slice_n
             if vst[V_FIRST_NS] == 0:
                 vst[V_FIRST_NS] = now
             vst[V_LAST_NS] = now
+            vst[V_READS] += 1
             for i in range(n if latencies.shape[0] > nlat else 0):
                 if nlat < latencies.shape[0]:
                     latencies[nlat] = now - out[i, 2]
@@ -261,12 +270,16 @@ def reader_main(
     from shm.ring import RingReader
 
     pin(cpu)
-    r = attach_when_ready(lambda: RingReader.attach(name, start="earliest", wait=wait), attach_timeout_s)
-    ws = r.wait_strategy
-    hdr, data, state = r.arrays()
     out = np.zeros((out_size, L.WORDS_PER_RECORD), dtype=np.int64)
     vst = np.zeros(V_WORDS, dtype=np.int64)
     lat = np.zeros(latency_samples, dtype=np.int64)
+    # compile (or load) read_loop before registering: a gated writer would otherwise wait for a
+    # reader that is still compiling, and evict it after its timeout
+    read_loop(np.zeros(L.HEADER_WORDS, np.int64), out[:1], np.zeros(L.STATE_WORDS, np.int64), out, vst, 0,
+              0, 0, 0, lat, -1)
+    r = attach_when_ready(lambda: RingReader.attach(name, start="earliest", wait=wait), attach_timeout_s)
+    ws = r.wait_strategy
+    hdr, data, state = r.arrays()
     t0 = time.perf_counter()
     stop_at = stall_after
     stalled = 0.0
@@ -300,7 +313,9 @@ def reader_main(
 @njit(cache=True)
 def channel_write_loop(hdr, data, total, batch):
     """Write ``total`` stamped records in batches, spinning (then yielding) while the channel is full."""
-    staging = np.empty((batch, L.WORDS_PER_RECORD), dtype=np.int64)
+    staging_owner = np.empty((batch, L.WORDS_PER_RECORD), dtype=np.int64)
+    staging = K.unmanaged(staging_owner)
+    hdr, data = K.unmanaged(hdr), K.unmanaged(data)
     seq = 0
     while seq < total:
         n = min(batch, total - seq)
@@ -315,12 +330,14 @@ def channel_write_loop(hdr, data, total, batch):
                 if spins > 64:
                     sched_yield()
         seq += n
+    staging_owner[0, 0] = 0  # keeps the staging buffer alive until here
     return seq
 
 
 @njit(cache=True)
 def channel_read_loop(hdr, data, out, vst, total, spin_ns, yield_ns, park_slice_ns):
     """Read and verify ``total`` records from a channel (lossless: any gap is a failure)."""
+    hdr, data, out, vst = K.unmanaged(hdr), K.unmanaged(data), K.unmanaged(out), K.unmanaged(vst)
     while vst[V_NEXT] < total:
         n = K.channel_read(hdr, data, out)
         if n > 0:
@@ -360,6 +377,9 @@ def _await_record(hdr, data, state, out, timeout_ns):
 @njit(cache=True)
 def ping_loop(ping_hdr, ping_data, pong_hdr, pong_data, pong_state, out, rtts, timeout_ns):
     """Send record i, spin until the echo of i returns, store the round trip; -1 on a bad echo."""
+    ping_hdr, ping_data = K.unmanaged(ping_hdr), K.unmanaged(ping_data)
+    pong_hdr, pong_data, pong_state = K.unmanaged(pong_hdr), K.unmanaged(pong_data), K.unmanaged(pong_state)
+    out, rtts = K.unmanaged(out), K.unmanaged(rtts)
     for i in range(rtts.shape[0]):
         t0 = monotonic_ns()
         K.ring_publish_one(ping_hdr, ping_data, 2, i, t0, 0.0, 0.0, 0, 0, 0.0, 0)
@@ -372,6 +392,8 @@ def ping_loop(ping_hdr, ping_data, pong_hdr, pong_data, pong_state, out, rtts, t
 @njit(cache=True)
 def pong_loop(ping_hdr, ping_data, ping_state, pong_hdr, pong_data, out, count, timeout_ns):
     """Echo ``count`` records back as they arrive; -1 on a lost or out-of-order record."""
+    ping_hdr, ping_data, ping_state = K.unmanaged(ping_hdr), K.unmanaged(ping_data), K.unmanaged(ping_state)
+    pong_hdr, pong_data, out = K.unmanaged(pong_hdr), K.unmanaged(pong_data), K.unmanaged(out)
     for i in range(count):
         if _await_record(ping_hdr, ping_data, ping_state, out, timeout_ns) != 1 or out[0, 1] != i:
             return -1
