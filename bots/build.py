@@ -12,7 +12,7 @@ from bots.backtest import Backtest, make_backtest
 from bots.data.io import load_events, open_events_mmap
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
-from bots.sim.fees import F_CONTRACT, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
+from bots.sim.fees import F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.ref import borrow
 from shm.dtypes import event_dtype
@@ -61,6 +61,8 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     for a, asset in enumerate(assets):
         cfg_f[a, F_TICK] = asset._tick_size
         cfg_f[a, F_LOT] = asset._lot_size
+        cfg_f[a, F_INV_TICK] = 1.0 / asset._tick_size
+        cfg_f[a, F_INV_LOT] = 1.0 / asset._lot_size
         cfg_f[a, F_CONTRACT] = asset._contract_size
         cfg_f[a, F_MAKER] = asset._maker_fee
         cfg_f[a, F_TAKER] = asset._taker_fee
@@ -164,6 +166,6 @@ def _apply_snapshot(bt, a, rows):
         for r in range(rows.shape[0]):
             ev = int(rows[r].ev)
             if ev & (1 << 29):
-                dp.update_bid(b, d, rows[r].px, rows[r].qty, tick, lot)
+                dp.update_bid(b, d, rows[r].px, rows[r].qty, tick, lot, 1.0 / tick, 1.0 / lot)
             elif ev & (1 << 28):
-                dp.update_ask(b, d, rows[r].px, rows[r].qty, tick, lot)
+                dp.update_ask(b, d, rows[r].px, rows[r].qty, tick, lot, 1.0 / tick, 1.0 / lot)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from bots.sim import views as vw
-from bots.sim.mathx import lots, to_tick
+from bots.sim.mathx import to_tick, to_tick_by, zero_lots
 
 INVALID_MIN = -(1 << 63)
 INVALID_MAX = (1 << 63) - 1
@@ -143,10 +143,12 @@ def _regrid(bt, d, new_lb, new_ub):
 
 
 @njit(cache=True, error_model="numpy")
-def update_bid(bt, d, price, qty, tick_size, lot_size):
-    """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty)."""
-    # Arrays are read from the struct once: each struct read costs a reference-count round trip.
-    tick = to_tick(price, tick_size)
+def update_bid(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
+    """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty).
+
+    ``inv_tick``/``inv_lot`` are ``1 / tick_size`` and ``1 / lot_size`` (rounding without division).
+    """
+    tick = to_tick_by(price, tick_size, inv_tick)
     di = vw.depth_i(bt)
     prev_best = di[d, BEST_BID]
     lb = di[d, ROI_LB]
@@ -159,7 +161,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
     qb = vw.bid_qty(bt)
     prev_qty = qb[d, tick - lb]
     qb[d, tick - lb] = qty
-    if lots(qty, lot_size) == 0:
+    if zero_lots(qty, lot_size, inv_lot):
         if tick == prev_best:
             best = _below(qb, d, prev_best, di[d, LOW_BID], lb, ub)
             di[d, BEST_BID] = best
@@ -176,9 +178,9 @@ def update_bid(bt, d, price, qty, tick_size, lot_size):
 
 
 @njit(cache=True, error_model="numpy")
-def update_ask(bt, d, price, qty, tick_size, lot_size):
+def update_ask(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
-    tick = to_tick(price, tick_size)
+    tick = to_tick_by(price, tick_size, inv_tick)
     di = vw.depth_i(bt)
     prev_best = di[d, BEST_ASK]
     lb = di[d, ROI_LB]
@@ -191,7 +193,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size):
     qa = vw.ask_qty(bt)
     prev_qty = qa[d, tick - lb]
     qa[d, tick - lb] = qty
-    if lots(qty, lot_size) == 0:
+    if zero_lots(qty, lot_size, inv_lot):
         if tick == prev_best:
             best = _above(qa, d, prev_best, di[d, HIGH_ASK], lb, ub)
             di[d, BEST_ASK] = best

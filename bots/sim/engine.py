@@ -15,8 +15,6 @@ so a long run keeps about two files resident.
 from __future__ import annotations
 
 from numba import carray, njit, types
-from numba.core import cgutils
-from numba.core.extending import intrinsic
 
 from bots.sim import views as vw
 from bots.sim import exchange as ex
@@ -53,23 +51,13 @@ C_BROW = 5
 C_LAG = 6
 
 
-@intrinsic
-def _as_voidptr(typingctx, addr):
-    sig = types.voidptr(types.intp)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-    return sig, codegen
-
-
 @njit(cache=True, error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
     The Python proxy keeps every chunk alive for the life of the backtest, so the address is valid.
     """
-    return carray(_as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
+    return carray(vw.as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
 
 
 @njit(cache=True, error_model="numpy")
@@ -82,7 +70,7 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     length = vw.chunk_len(bt)
     last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
     while c < last:
-        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         n = arr.shape[0]
         while r < n:
             if (int(arr[r].ev) & flag) != 0:
@@ -136,23 +124,12 @@ _PAGE = 4096
 _MADV_DONTNEED = 4
 
 
-@intrinsic
-def _addr_of(typingctx, arr):
-    sig = types.intp(arr)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.ptrtoint(ary.data, context.get_value_type(types.intp))
-
-    return sig, codegen
-
-
 _madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
 
 
 @njit(cache=True, error_model="numpy")
 def _madvise_dontneed(arr):
-    start = _addr_of(arr)
+    start = vw.address_of(arr)
     stop = start + arr.shape[0] * arr.itemsize
     lo = (start + _PAGE - 1) // _PAGE * _PAGE
     hi = stop // _PAGE * _PAGE
@@ -366,7 +343,7 @@ def _exch_rows(bt, a, limit):
     r = cur[a, C_XROW]
     last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
     while c < last:
-        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         n = arr.shape[0]
         while r < n:
             ev = int(arr[r].ev)
@@ -419,7 +396,7 @@ def _catch_up(bt, a):
     xc = cur[a, C_XCHUNK]
     xr = cur[a, C_XROW]
     while c < xc or (c == xc and r < xr):
-        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         stop = arr.shape[0] if c < xc else xr
         while r < stop:
             ev = int(arr[r].ev)
@@ -443,7 +420,7 @@ def _local_rows(bt, a, limit):
     r = cur[a, C_LROW]
     last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
     while c < last:
-        arr = carray(_as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
         n = arr.shape[0]
         while r < n:
             if (int(arr[r].ev) & LOCAL_EVENT) != 0:

@@ -23,9 +23,9 @@ from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import orders as od
 from bots.sim import queue as qm
-from bots.sim.fees import F_LOT, F_QUEUE_N, F_TICK
+from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_QUEUE_N, F_TICK
 from bots.sim.latency import response
-from bots.sim.mathx import to_tick
+from bots.sim.mathx import to_tick_by
 
 NO_PARTIAL_FILL = 0
 PARTIAL_FILL = 1
@@ -163,9 +163,8 @@ def _maker_fill(bt, a, i, ts, qty):
 
 @njit(cache=True, error_model="numpy")
 def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
+    """Queue-model update of our orders at ``tick`` (callers check _has_orders_at first)."""
     xo = bt.xord
-    if not _has_orders_at(bt, a, side, tick):
-        return
     kind = vw.cfg_i(bt)[a, I_QUEUE]
     n = vw.cfg_f(bt)[a, F_QUEUE_N]
     for i in range(vw.cnt(bt)[od.N_XORD]):
@@ -275,6 +274,8 @@ def process_row(bt, a, ev, px, qty, ts):
     cf = vw.cfg_f(bt)
     tick_size = cf[a, F_TICK]
     lot = cf[a, F_LOT]
+    inv_tick = cf[a, F_INV_TICK]
+    inv_lot = cf[a, F_INV_LOT]
     if kind == 3:  # depth clear
         if buy:
             dp.clear(bt, d, 1, px, tick_size)
@@ -284,18 +285,20 @@ def process_row(bt, a, ev, px, qty, ts):
             dp.clear(bt, d, 0, px, tick_size)
     elif kind == 1 or kind == 4:  # depth / snapshot level
         if buy:
-            tick, prev_best, best, prev_q, new_q = dp.update_bid(bt, d, px, qty, tick_size, lot)
-            _on_qty_change(bt, a, BUY, tick, prev_q, new_q)
+            tick, prev_best, best, prev_q, new_q = dp.update_bid(bt, d, px, qty, tick_size, lot, inv_tick, inv_lot)
+            if _has_orders_at(bt, a, BUY, tick):
+                _on_qty_change(bt, a, BUY, tick, prev_q, new_q)
             if best > prev_best:
                 return _on_best_bid_up(bt, a, prev_best, best, ts)
         elif sell:
-            tick, prev_best, best, prev_q, new_q = dp.update_ask(bt, d, px, qty, tick_size, lot)
-            _on_qty_change(bt, a, SELL, tick, prev_q, new_q)
+            tick, prev_best, best, prev_q, new_q = dp.update_ask(bt, d, px, qty, tick_size, lot, inv_tick, inv_lot)
+            if _has_orders_at(bt, a, SELL, tick):
+                _on_qty_change(bt, a, SELL, tick, prev_q, new_q)
             if best < prev_best:
                 return _on_best_ask_down(bt, a, prev_best, best, ts)
     elif kind == 2:  # trade: a buyer-initiated print can fill our sells, and vice versa
         if buy:
-            return _on_trade(bt, a, SELL, to_tick(px, tick_size), qty, ts)
+            return _on_trade(bt, a, SELL, to_tick_by(px, tick_size, inv_tick), qty, ts)
         elif sell:
-            return _on_trade(bt, a, BUY, to_tick(px, tick_size), qty, ts)
+            return _on_trade(bt, a, BUY, to_tick_by(px, tick_size, inv_tick), qty, ts)
     return OK

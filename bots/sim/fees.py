@@ -24,6 +24,8 @@ F_CONTRACT = 2
 F_MAKER = 3
 F_TAKER = 4
 F_QUEUE_N = 5
+F_INV_TICK = 6  # 1 / tick size (division-free rounding, bots.sim.mathx.to_tick_by)
+F_INV_LOT = 7  # 1 / lot size
 # cfg_i columns
 I_ASSET_KIND = 0
 I_FEE_KIND = 1

@@ -14,7 +14,7 @@ from numba import njit
 from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import orders as od
-from bots.sim.fees import F_LOT, F_TICK, apply_fill, apply_funding
+from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_TICK, apply_fill, apply_funding
 from bots.sim.latency import entry
 from bots.sim.mathx import to_tick
 
@@ -39,9 +39,9 @@ def process_row(bt, a, row):
     cf = vw.cfg_f(bt)
     if kind == 1 or kind == 4:
         if buy:
-            dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
+            dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
         elif sell:
-            dp.update_ask(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])
+            dp.update_ask(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
     elif kind == 2:
         if vw.cfg_i(bt)[a, I_TRADES_CAP] > 0:
             _push_trade(bt, a, row)

@@ -47,6 +47,32 @@ def _saturating_i64(x):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def to_tick_by(price, tick_size, inv_tick):
+    """``to_tick`` with a multiplication in place of the division, same result for every input.
+
+    ``price * inv_tick`` (``inv_tick = 1 / tick_size``) is within 3.4e-16 * |x| of the rounded
+    quotient ``price / tick_size``, i.e. within 3.4e-4 while |x| < 1e12; when it is more than
+    0.499 away from a half, both round to the same integer.  Otherwise (and for NaN/inf) divide.
+    """
+    x = price * inv_tick
+    r = _llvm_round(x)
+    if -0.499 < x - r < 0.499 and -1e12 < x < 1e12:
+        return int(r)
+    return to_tick(price, tick_size)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def zero_lots(qty, lot_size, inv_lot):
+    """``lots(qty, lot_size) == 0`` with a multiplication in the common case (see to_tick_by)."""
+    x = qty * inv_lot
+    if -0.499 < x < 0.499:
+        return True
+    if (0.501 < x < 1e12) or (-1e12 < x < -0.501):
+        return False
+    return lots(qty, lot_size) == 0
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def lots(qty, lot_size):
     """Quantity -> whole lots: ``(qty / lot_size).round() as i64``."""
     return _saturating_i64(_llvm_round(qty / lot_size))

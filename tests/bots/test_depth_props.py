@@ -62,9 +62,9 @@ def _apply_f(bt_struct, d, sides, ticks, qtys, best, out):
     bt = borrow(bt_struct)  # as the backtest's own entry points pass it
     for i in range(sides.shape[0]):
         if sides[i] > 0:
-            dp.update_bid(bt, d, ticks[i] * 0.5, qtys[i], 0.5, 0.25)
+            dp.update_bid(bt, d, ticks[i] * 0.5, qtys[i], 0.5, 0.25, 2.0, 4.0)
         else:
-            dp.update_ask(bt, d, ticks[i] * 0.5, qtys[i], 0.5, 0.25)
+            dp.update_ask(bt, d, ticks[i] * 0.5, qtys[i], 0.5, 0.25, 2.0, 4.0)
         best[i, 0] = bt.depth_i[d, dp.BEST_BID]
         best[i, 1] = bt.depth_i[d, dp.BEST_ASK]
         out[i, 2] = dp.bid_qty_at(bt, d, ticks[i])

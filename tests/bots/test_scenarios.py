@@ -22,10 +22,13 @@ BOOK = [
 
 
 def make(rows, *, queue="risk_adverse_queue_model", exchange="no_partial_fill_exchange", fees=(0.0, 0.0),
-         fee_model="trading_value_fee_model", inverse=False):
+         fee_model="trading_value_fee_model", inverse=False, exch_only=()):
+    data = s.events(BOOK + rows + [(DEPTH, "b", 10_000, 10_005, 90.0, 1.0)])
+    for i in exch_only:  # indexes into ``rows``: rows only the exchange timeline sees
+        data["ev"][len(BOOK) + i] &= ~np.uint64(s.LOCAL)
     asset = (
         bots.BacktestAsset()
-        .data([s.events(BOOK + rows + [(DEPTH, "b", 10_000, 10_005, 90.0, 1.0)])])
+        .data([data])
         .tick_size(0.01)
         .lot_size(0.001)
         .roi_lb(0.0)
@@ -109,6 +112,18 @@ def test_funding_longs_pay_shorts_when_rate_positive(side, sign):
     assert after[3] == pytest.approx(before[3] - payment)
     assert after[7] == pytest.approx(payment)
     assert (after[3] < before[3]) == (sign > 0)
+
+
+def test_exchange_only_funding_row_pays_on_the_position_after_earlier_fills():
+    # One elapse spans the taker fill (exchange 110, booked by the bot at 130) and a funding row
+    # only the exchange timeline sees (200): it must pay on the position held at 200, as replaying
+    # event by event does, not on the position before the fill.
+    rows = [(FUNDING, "", 200, 200, 100.0, 0.0, 0.001)]
+    ops = [(s.ELAPSE, 100), (s.BUY, 1, 100.01, 2.0, bots.IOC, bots.LIMIT), (s.ELAPSE, 900), (s.STATE,)]
+    out = s.run(make(rows, exch_only=(0,)), ops)
+    assert out[3, 2] == 2.0
+    assert out[3, 7] == pytest.approx(2.0 * 100.0 * 0.001)
+    assert out[3, 3] == pytest.approx(-2.0 * 100.01 - 2.0 * 100.0 * 0.001)
 
 
 def test_inverse_contract_pnl_and_funding():
