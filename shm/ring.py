@@ -93,10 +93,17 @@ def _plain_publish_one(hw, dmv, hdr_cell: list, capacity: int, *, full_fence: bo
     wake = K.wake_readers
     lock = threading.Lock()
 
+    claimed = hw[96]  # our copy of INTENT (see below)
+
     def publish_one(ev, exch_ts, local_ts, px, qty, order_id=0, ival=0, fval=0.0):
+        nonlocal claimed
         cur = hw[33]
-        if cur >= hw[96]:  # claim the next stride of slots before overwriting any of them
-            hw[96] = cur + claim
+        # Claim the next stride of slots before overwriting any of them.  ``claimed`` may lag INTENT
+        # after a ``publish`` (kernel) call; then we store a claim early, which is still >= INTENT
+        # (cur + claim covers a stride past our record, more than any batch claimed), so INTENT
+        # never moves back.
+        if cur >= claimed:
+            claimed = hw[96] = cur + claim
         pack(dmv, (cur & mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
         hw[33] = cur + 1
         if full_fence:

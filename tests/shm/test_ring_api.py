@@ -41,8 +41,12 @@ def _events(first, n):
 
 
 @settings(max_examples=60, deadline=None)
-@given(batches=st.lists(st.integers(1, 200), min_size=1, max_size=30), reads=st.lists(st.integers(1, 300), min_size=1, max_size=30))
-def test_read_one_and_read_agree_record_for_record(batches, reads):
+@given(
+    batches=st.lists(st.integers(1, 200), min_size=1, max_size=30),
+    reads=st.lists(st.integers(1, 300), min_size=1, max_size=30),
+    one_by_one=st.lists(st.booleans(), min_size=1, max_size=30),
+)
+def test_read_one_and_read_agree_record_for_record(batches, reads, one_by_one):
     import os
     import uuid
 
@@ -57,9 +61,16 @@ def test_read_one_and_read_agree_record_for_record(batches, reads):
         seq = 0
         got_one, got_many = [], []
         out = np.zeros(512, dtype=event_dtype)
+        intents = []
         for i, b in enumerate(batches):
-            w.publish(_events(seq, b))
+            if one_by_one[i % len(one_by_one)]:  # the plain-Python path, mixed with the kernel's
+                for k in range(seq, seq + b):
+                    w.publish_one(2, k, k, 1.0, 1.0)
+            else:
+                w.publish(_events(seq, b))
             seq += b
+            intents.append(int(w.hdr[L.W_INTENT]))
+            assert seq <= intents[-1] <= seq + w.capacity  # every published record claimed, within a lap
             for _ in range(reads[i % len(reads)]):
                 rec = one.read_one()
                 if rec is None and one.gap == 0:
@@ -78,6 +89,7 @@ def test_read_one_and_read_agree_record_for_record(batches, reads):
             lost = sum(g[1] for g in got if isinstance(g, tuple))
             assert delivered == sorted(delivered) and len(set(delivered)) == len(delivered)
             assert len(delivered) + lost == reader.position
+        assert intents == sorted(intents)  # INTENT never moves back
     finally:
         one.close()
         many.close()
