@@ -9,8 +9,10 @@ FIFO queue of individual orders and the rows are order events carrying ``order_i
 * ``MODIFY_ORDER_EVENT``: an order's quantity is *reduced* to ``qty`` and it keeps its place in the
   queue (the generator never increases a quantity, so no priority rule is needed to replay it);
 * ``TRADE_EVENT`` then ``FILL_EVENT``: a trade (aggressor side, total quantity) followed by one FILL
-  row per resting order it executed *in full*, front of the queue first (a FILL removes the order, as
-  in hftbacktest's L3 model); an order executed in part gets a MODIFY to its remaining quantity.
+  row per resting order it executed (the quantity executed), front of the queue first.  As in
+  Databento's MBO feeds and hftbacktest's L3 model, a FILL does not change the book by itself: it is
+  followed by a CANCEL of the order when it executed in full, or a MODIFY to what is left when it
+  executed in part.
 
 Order ids start at 1 and increase by one per new order.  Levels never empty except by a price move,
 so the book always has ``levels`` levels per side between messages.
@@ -138,15 +140,15 @@ def execute_level(out, pos, p, st, local, ids, lots, count, side, i, target, agg
     left = target
     while left > 0 and count[side, i] > 0:
         front = lots[side, i, 0]
-        if front <= left:
-            emit(out, pos, _BOTH | FILL_EVENT | side_flag(side), st.exch_ts, local, px, quantity(p, front),
-                 ids[side, i, 0])
-            remove_at(ids, lots, count, side, i, 0)
-            left -= front
-            pos += 1
-        else:  # the front order is executed in part: it keeps its place with what is left
+        executed = min(front, left)
+        emit(out, pos, _BOTH | FILL_EVENT | side_flag(side), st.exch_ts, local, px, quantity(p, executed),
+             ids[side, i, 0])
+        pos += 1
+        if front <= left:  # executed in full: the feed then deletes it
+            pos = cancel_order(out, pos, p, st, local, ids, lots, count, side, i, 0)
+        else:  # executed in part: it keeps its place with what is left
             pos = reduce_order(out, pos, p, st, local, ids, lots, side, i, 0, front - left)
-            left = 0
+        left -= executed
     return pos
 
 

@@ -7,10 +7,9 @@ through our kernels by a minimal two-timeline driver written here: the local boo
 best ticks and quantities at every wake-up, and our queue model must fill the same orders at the
 same exchange timestamps.
 
-hftbacktest's FILL row does not change the book (the feed deletes an executed order with a CANCEL
-that follows, as Databento's MBO does); our synthetic feed instead lets the FILL remove the order.
-The stream is therefore given a CANCEL after each FILL, and the driver applies FILL rows to the
-queue model only, which is how the engine will run hftbacktest-convention data.
+A FILL row does not change the book (the feed follows it with a CANCEL or MODIFY of the order, as
+Databento's MBO does, and so does ``hftd synth --l3``), so the driver applies FILL rows to the queue
+model only, which is how the engine runs L3 data.
 """
 
 from __future__ import annotations
@@ -39,16 +38,6 @@ RESP_NS = 1_000_000
 QTY = 0.01
 
 _keep: list = []  # hftbacktest reads the arrays by pointer
-
-
-def hftbacktest_convention(events: np.ndarray) -> np.ndarray:
-    """Insert a CANCEL of the same order right after each FILL row."""
-    kinds = events["ev"] & 0xFF
-    fills = np.flatnonzero(kinds == FILL_EVENT)
-    out = np.insert(events, fills + 1, events[fills])
-    at = fills + np.arange(1, len(fills) + 1)
-    out["ev"][at] = (out["ev"][at] & ~np.uint64(0xFF)) | np.uint64(CANCEL_ORDER_EVENT)
-    return out
 
 
 @njit
@@ -217,7 +206,7 @@ def _wide_ladders():
 
 
 def test_l3_book_and_fifo_queue_match_hftbacktest():
-    events = hftbacktest_convention(generate_events(SynthConfig(events=12_000, seed=11, l3=True)))
+    events = generate_events(SynthConfig(events=12_000, seed=11, l3=True))
     assert (events["ev"] & 0xFF == FILL_EVENT).any()
     theirs_seen, theirs_fills = run_hftbacktest(events)
     ours_seen, ours_fills = run_ours(events, theirs_seen)

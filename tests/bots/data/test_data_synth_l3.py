@@ -42,9 +42,10 @@ def test_l3_is_valid_deterministic_and_accepted_by_hftbacktest(l3):
 
 
 def test_l3_replay_is_consistent_with_fifo_fills(l3):
-    """Replay every order: ids are new on ADD and known otherwise, fills take the queue front in full,
-    a MODIFY only reduces, each trade equals what its fills and partial reductions took, and between
-    messages the book has the configured levels per side and is not crossed."""
+    """Replay every order: ids are new on ADD and known otherwise, fills take the queue front and are
+    followed by the order's CANCEL (executed in full) or MODIFY to the rest (in part), a MODIFY only
+    reduces, each trade equals what its fills took, and between messages the book has the configured
+    levels per side and is not crossed."""
     n = CFG.levels_per_side
     orders: dict[int, list] = {}          # id -> [is_bid, tick, qty]
     queues: dict[tuple[bool, int], list[int]] = {}
@@ -52,6 +53,7 @@ def test_l3_replay_is_consistent_with_fifo_fills(l3):
     checked_trades = 0
     for rows in messages(l3):
         trade_left: dict[tuple[bool, int], float] = {}
+        filled: dict[int, float] = {}  # order id -> quantity its FILL executed, until followed up
         for ev, px, qty, oid in zip(rows["ev"].tolist(), rows["px"].tolist(), rows["qty"].tolist(),
                                     rows["order_id"].tolist()):
             kind = ev & 0xFF
@@ -71,22 +73,24 @@ def test_l3_replay_is_consistent_with_fifo_fills(l3):
             assert oid in orders, f"order {oid} unknown"
             side, at, old = orders[oid]
             assert (side, at) == (is_bid, tick)
+            executed = filled.pop(oid, None)  # a FILL (which changes nothing) must be followed up
             if kind == CANCEL_ORDER_EVENT:
                 assert qty == old
+                assert executed is None or executed == pytest.approx(old), "a CANCEL follows a full fill"
                 queues[(side, at)].remove(oid)
                 del orders[oid]
             elif kind == FILL_EVENT:
+                assert executed is None, "two FILLs of one order without the book catching up"
                 assert queues[(side, at)][0] == oid, "a fill must take the front of the queue"
-                assert qty == old
+                assert 0 < qty <= old
                 trade_left[(side, at)] -= qty
-                queues[(side, at)].pop(0)
-                del orders[oid]
+                filled[oid] = qty
             elif kind == MODIFY_ORDER_EVENT:
                 assert 0 < qty < old
-                if (side, at) in trade_left:  # a partial execution of the front order
-                    assert queues[(side, at)][0] == oid
-                    trade_left[(side, at)] -= old - qty
+                if executed is not None:  # the rest of a partial execution
+                    assert qty == pytest.approx(old - executed)
                 orders[oid][2] = qty
+        assert not filled, "every FILL is followed by a CANCEL or MODIFY of its order"
         for level, left in trade_left.items():
             assert left == pytest.approx(0.0, abs=1e-9), f"trade at {level} not matched by fills"
             checked_trades += 1
