@@ -441,7 +441,7 @@ def _ol_clear_inactive(bt, asset_no):
     return lambda bt, asset_no: od.clear_inactive(borrow(bt), asset_no)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _submit(bt, a, order_id, side, price, qty, tif, order_type, wait):
     oid = np.uint64(order_id)
     rc = lc.submit(borrow(bt), a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
@@ -464,7 +464,7 @@ def _ol_submit_sell(bt, asset_no, order_id, price, qty, time_in_force, order_typ
     return impl
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _modify(bt, a, order_id, price, qty, wait):
     oid = np.uint64(order_id)
     rc = lc.modify(borrow(bt), a, oid, float(price), float(qty), bt.cur_ts)
@@ -478,7 +478,7 @@ def _ol_modify(bt, asset_no, order_id, price, qty, wait):
     return lambda bt, asset_no, order_id, price, qty, wait: _modify(bt, asset_no, order_id, price, qty, wait)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _cancel(bt, a, order_id, wait):
     oid = np.uint64(order_id)
     rc = lc.cancel(borrow(bt), a, oid, bt.cur_ts)
@@ -507,7 +507,7 @@ def _ol_wait_next_feed(bt, include_order_resp, timeout):
     return lambda bt, include_order_resp, timeout: en.wait_next_feed(borrow(bt), include_order_resp, timeout)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _wait_order_response(bt, a, order_id, timeout):
     return en.wait_order_response(borrow(bt), a, np.uint64(order_id), timeout)
 

@@ -51,6 +51,12 @@ C_BROW = 5
 C_LAG = 6
 
 
+# _INLINE_NOTE: numba compiles every njit function into its own module with all its callees linked in
+# and optimises and code-generates that whole module again, so each thin layer over the engine
+# (elapse -> goto -> _goto_split, and the bot API's wrappers) repeated the full engine's compile.
+# The thin layers are inlined into their callers instead (inline="always", numba IR level).
+
+
 @njit(cache=True, error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
@@ -160,7 +166,7 @@ def _next(evs):
     return k, ts
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     """Run both timelines up to ``timestamp`` (or until the awaited thing happens).
 
@@ -454,7 +460,7 @@ def _after(now, duration):
     return now + duration
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def elapse(bt, duration):
     if bt.started == 0:
         initialize(bt)
@@ -465,7 +471,7 @@ def elapse(bt, duration):
     return goto(bt, _after(bt.cur_ts, duration), WAIT_NONE, -1, 0, False)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def wait_next_feed(bt, include_order_resp, timeout):
     if bt.started == 0:
         initialize(bt)
@@ -476,7 +482,7 @@ def wait_next_feed(bt, include_order_resp, timeout):
     return goto(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def wait_order_response(bt, a, order_id, timeout):
     if bt.started == 0:
         initialize(bt)
