@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,13 @@ def run(args) -> BenchResult:
     res = BenchResult(name="backtest")
     env = dict(os.environ)
     cache_dir = tempfile.mkdtemp(prefix="hftd-bench-numba-")
-    cold_env = dict(env, NUMBA_CACHE_DIR=cache_dir)
+    try:
+        return _measure(args, path, events, res, dict(env, NUMBA_CACHE_DIR=cache_dir))
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)  # each run compiles into its own empty cache
+
+
+def _measure(args, path: Path, events: int, res: BenchResult, cold_env: dict) -> BenchResult:
     # 1. first run in a process with an empty compile cache (compiles everything, then runs)
     cold, t0 = _worker("hftd", "grid", path, cold_env)
     first_run_s = cold["elapsed_s"]
