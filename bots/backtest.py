@@ -10,7 +10,9 @@ The surface is hftbacktest 2.x's: ``elapse``, ``wait_next_feed``, ``submit_buy_o
 
 from __future__ import annotations
 
+import hashlib
 import operator
+from pathlib import Path
 
 import numpy as np
 from numba import from_dtype, njit, types
@@ -98,6 +100,27 @@ BT_FIELD_TYPES = [
     ("p_xcnt_bid", types.int64),
     ("p_xcnt_ask", types.int64),
 ]
+
+
+def _sources_digest() -> str:
+    """Digest of the simulator's sources (bots/sim/*.py, this file, the recorder).
+
+    numba's on-disk cache checks only the cached function's own file, so a cached strategy (or a
+    kernel in an unchanged file) would keep running the old engine code it was linked with after
+    the engine changed.  The digest is part of the struct's type (a field the code never reads),
+    so every signature taking a backtest changes with the sources and the stale code is not reused.
+    """
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha1()
+    for path in sorted([*here.joinpath("sim").glob("*.py"), here / "backtest.py", here / "recorder.py"]):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: never read or written: only its name matters (see _sources_digest)
+_SOURCES_FIELD = f"sources_{_sources_digest()}"
+BT_FIELD_TYPES.append((_SOURCES_FIELD, types.int64))
 
 
 @structref.register
@@ -552,7 +575,7 @@ def _ol_goto_end(bt):
     return lambda bt: en.elapse(borrow(bt), en.I64_MAX)
 
 
-_FIELD_NAMES = [n for n, _ in BT_FIELD_TYPES]
+_FIELD_NAMES = [n for n, _ in BT_FIELD_TYPES if n != _SOURCES_FIELD]
 
 
 @njit(cache=True)
