@@ -285,3 +285,42 @@ def test_channel_record_at_a_time_in_plain_python(shm_namespace):
     finally:
         r.close()
         w.close()
+
+
+def test_read_one_copies_ahead_but_position_read_and_wait_see_only_what_it_returned(shm_namespace):
+    w = RingWriter.create(segment_name("md", "ahead"), capacity=1024)
+    r = RingReader.attach(w.name, start="earliest")
+    try:
+        w.publish(_events(0, 100))
+        assert [r.read_one()[1] for _ in range(10)] == list(range(10))  # served from a copy of 64
+        assert r.position == 10 and r.available() == 90 and r.read_total == 10
+        assert r.wait(0)  # records are waiting
+        out = np.zeros(200, dtype=event_dtype)
+        n = r.read(out)  # the copied-ahead records go back: nothing is skipped
+        assert (n, r.gap) == (90, 0) and list(out["exch_ts"][:n]) == list(range(10, 100))
+        assert r.position == 100 and r.read_total == 100
+        w.publish(_events(100, 3))
+        assert [r.read_one()[1] for _ in range(3)] == [100, 101, 102]
+        assert r.read_one() is None and r.gap == 0
+    finally:
+        r.close()
+        w.close()
+
+
+def test_read_one_lapped_while_copying_ahead_reports_the_exact_gap(shm_namespace):
+    w = RingWriter.create(segment_name("md", "ahead-lap"), capacity=64)
+    r = RingReader.attach(w.name, start="earliest")
+    try:
+        w.publish(_events(0, 30))
+        assert r.read_one()[1] == 0  # 29 more copied ahead
+        w.publish(_events(30, 60))  # laps the ring: the copies stay valid, the ring moved on
+        got = [r.read_one()[1] for _ in range(29)]
+        assert got == list(range(1, 30)) and r.gap == 0  # intact copies, taken before the lap
+        rec = r.read_one()
+        stride = 64 >> L.INTENT_STRIDE_SHIFT
+        first_intact = 90 + stride - 64  # INTENT - capacity: the last claim (a batch of 28) went a stride past 90
+        assert r.gap == first_intact - 30 and rec[1] == first_intact
+        assert r.lost_total == r.gap and r.position == first_intact + 1
+    finally:
+        r.close()
+        w.close()
