@@ -507,7 +507,11 @@ def run(args) -> BenchResult:
                 res.notes.append(f"baseline {name} skipped: {why}")
                 continue
             log(f"baseline {name}")
-            r = B.measure(name, duration_s=max(0.2, 2.0 * scale), pingpongs=max(500, int(20_000 * scale)))
+            try:
+                r = B.measure(name, duration_s=max(0.2, 2.0 * scale), pingpongs=max(500, int(20_000 * scale)))
+            except B.BaselineError as exc:  # one broken baseline must not hide every other figure
+                res.notes.append(f"baseline {name} failed: {str(exc).splitlines()[0]}")
+                continue
             m[f"{name}_records_per_s"] = r["records_per_s"]
             m[f"{name}_p50_us"] = r["p50_us"]
             m[f"{name}_p99_us"] = r["p99_us"]
