@@ -26,7 +26,7 @@ import uuid
 
 import numpy as np
 
-from hftd.bench import BenchResult
+from hftd.bench import BenchResult, HostSteal
 
 SYMBOL = "BTCUSDT"
 
@@ -489,7 +489,8 @@ def run(args: argparse.Namespace) -> BenchResult:
                 ours_rates.append(ours.blast(n))
                 if base is not None:
                     base_rates.append(base.blast(n))
-            p50, p99, p999 = _percentiles(ours.paced(args.latency_messages, args.rate))
+            with HostSteal() as steal:
+                p50, p99, p999 = _percentiles(ours.paced(args.latency_messages, args.rate))
         finally:
             records, gaps = ours.stop()
             if base is not None:
@@ -506,7 +507,8 @@ def run(args: argparse.Namespace) -> BenchResult:
                                                      "p99.9 us": p999, "messages": n}))
         result.notes.append(
             f"{venue}: rounds {', '.join(f'{r / 1e3:.1f}k' for r in ours_rates)} msgs/s (median reported); "
-            f"latency over {args.latency_messages} messages at {args.rate:.0f}/s; ring reader saw {records} "
+            f"latency over {args.latency_messages} messages at {args.rate:.0f}/s (host steal meanwhile "
+            f"{steal.pct:.1f} %); ring reader saw {records} "
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
         if base_rates:
             base_rate = float(np.median(base_rates))

@@ -60,6 +60,38 @@ class BenchResult:
             print(f"  note: {note}", file=out)
 
 
+class HostSteal:
+    """Share of the machine's CPU time the hypervisor gave to other guests while the block ran
+    (``/proc/stat`` "steal"), in percent.  On a shared VM a vCPU descheduled for milliseconds
+    delays every message that arrives meanwhile, so a paced p99 over a few seconds is only a
+    measure of our code when this is near 0; benchmarks report it beside such figures.
+    ``pct`` is NaN where ``/proc/stat`` is unreadable.
+    """
+
+    def __init__(self) -> None:
+        self.pct = float("nan")
+        self._start: tuple[int, int] | None = None
+
+    @staticmethod
+    def _sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = f.readline().split()
+        except OSError:
+            return None
+        ticks = [int(x) for x in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[7], sum(ticks)
+
+    def __enter__(self) -> "HostSteal":
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._sample()
+        if self._start is not None and end is not None and end[1] > self._start[1]:
+            self.pct = 100.0 * (end[0] - self._start[0]) / (end[1] - self._start[1])
+
+
 def _cpu_count() -> int:
     import os
 
@@ -91,7 +123,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(mod, args) -> int:
-    result: BenchResult = mod.run(args)
+    with HostSteal() as steal:
+        result: BenchResult = mod.run(args)
+    result.notes.append(f"host steal over the whole run: {steal.pct:.1f} % of CPU time (/proc/stat)")
     if args.json:
         print(json.dumps(result.to_json()))
     else:

@@ -21,7 +21,7 @@ import uuid
 
 import numpy as np
 
-from hftd.bench import BenchResult
+from hftd.bench import BenchResult, HostSteal
 
 SPAWN = mp.get_context("spawn")
 #: records per publish() in the vectorised plain-Python scenario
@@ -172,14 +172,15 @@ def ring_latency(count: int, *, readers: int, pace_per_s: float, wait: str, pin:
         spec.append(
             (reader_main, (name, count, _Q), dict(wait=wait, latency_samples=count, cpu=_cpu(i + 1) if pin else None))
         )
-    results = _run(spec, readers + 1)
+    with HostSteal() as steal:
+        results = _run(spec, readers + 1)
     samples: list[int] = []
     for kind, _, stats in results:
         if kind == "reader":
             _check_lossless(stats, count, f"ring latency {readers}r")
             samples.extend(stats["latencies_ns"][count // 10 :])  # drop the warm-up tenth
     p50, p99, p999 = _percentiles_us(samples)
-    return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(samples)}
+    return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(samples), "steal_pct": steal.pct}
 
 
 def ring_pingpong(count: int, *, pin: bool) -> dict:
@@ -468,6 +469,7 @@ def run(args) -> BenchResult:
         paced = ring_latency(int(200_000 * scale), readers=1, pace_per_s=100_000, wait="spin", pin=pin)
         m["ring_paced_p50_us"], m["ring_paced_p99_us"] = paced["p50_us"], paced["p99_us"]
         m["ring_paced_p999_us"] = paced["p999_us"]
+        res.notes.append(f"host steal during the paced 1:1 run: {paced['steal_pct']:.1f} %")
         m_rows.append(("hftd ring numba 1:1 paced 100k/s", {"p50 us": paced["p50_us"], "p99 us": paced["p99_us"],
                                                              "p99.9 us": paced["p999_us"]}))
     if want("batch"):
@@ -494,6 +496,7 @@ def run(args) -> BenchResult:
         lat = ring_latency(int(30_000 * scale), readers=4, pace_per_s=10_000, wait="backoff", pin=False)
         m["ring_4r_paced_p50_us"], m["ring_4r_paced_p99_us"] = lat["p50_us"], lat["p99_us"]
         m["ring_4r_paced_p999_us"] = lat["p999_us"]
+        res.notes.append(f"host steal during the paced 1w->4r run: {lat['steal_pct']:.1f} %")
         idle = idle_readers_cpu(readers=4, window_s=3.0 * scale)
         m["ring_4r_idle_cpu_pct"] = idle["cpu_pct"]
         m_rows.append(("hftd ring 1w->4r (min reader)", {"records/s": t["min_reader_records_per_s"],
