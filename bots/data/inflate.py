@@ -3,15 +3,18 @@
 hftbacktest's files are compressed ``.npz``.  Loading each whole would hold every file of a long
 backtest in RAM at once.  Instead, :class:`InflatedFiles` gives the simulator, for every compressed
 file, a read-only map of an uncompressed *scratch* file, and a child process fills those files one
-after another (validating each, so a bad row is reported with the original file's name and row)
-while the simulator runs on the earlier ones.  The simulator maps, reads and releases the scratch
-pages like those of any ``.npy`` file, so RSS stays at the window it is reading; the child writes
-through the page cache and keeps almost nothing resident.
+after another, block by block, checking every block as it is inflated (a bad row is reported with
+the original file's name and row).  The simulator reads the rows the child has published, hands the
+pages it has passed back to the kernel, and releases a whole file when it is done with it: the map
+is closed and the scratch file deleted.  The child writes through the page cache and keeps almost
+nothing resident, and it starts a file only while fewer than ``ahead_files`` started files are
+unreleased (unless the simulator is waiting for it), so the scratch space holds about two files.
 
-``status[i]`` (a word in a shared file) says where file ``i`` stands: PENDING, READY or FAILED.
-The simulator looks at it when it enters a file and, only when that file is not READY, calls
-:func:`wait_ready` (from Numba through ``objmode``), which sleeps until the child is done with it,
-or raises :class:`~bots.errors.DataError` with the child's message (or because the child died).
+A shared status file holds, per file, how many rows are ready (or FAILED) and whether the simulator
+has released it, plus the file the simulator is waiting for.  The simulator asks from Numba through
+``objmode`` (:func:`rows_ready_at`, :func:`release_at`, keyed by the map's address) once per window
+of rows, not per row.  A failure in the child is raised there as :class:`~bots.errors.DataError`
+with the child's message; a child that died is an error too, never a hang.
 
 Scratch files live under ``$HFTD_SCRATCH_DIR`` (default: ``<tempdir>/hftd-scratch``), one
 directory per backtest, removed on close; a directory left by a killed process is removed by the
@@ -23,30 +26,38 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bots.data.validate import check_dtype, validate_events
+from bots.data.validate import RowChecker, check_dtype
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-__all__ = ["InflatedFiles", "is_compressed_npz", "wait_ready", "PENDING", "READY", "FAILED"]
+__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "is_compressed_npz", "rows_ready_at",
+           "release_at", "FAILED"]
 
-PENDING, READY, FAILED = 0, 1, -1
+#: ``ready`` value of a file the child could not inflate (its message is in ``<i>.error``)
+FAILED = -1
 _MEMBER = "data.npy"
-#: Bytes inflated per read in the child (a multiple of the 64-byte record).
-_BLOCK_BYTES = 8 << 20
-#: Rows validated per chunk in the child (pages released behind it).
-_VALIDATE_ROWS = 262_144
-_REGISTRY: dict[int, "InflatedFiles"] = {}
+_ROW = event_dtype.itemsize
+#: Bytes inflated, written, checked and published per step in the child (a multiple of a row).
+_BLOCK_BYTES = 4 << 20
+#: Files the child may have started and the simulator not yet released (current + next).
+AHEAD_FILES = 2
+#: address of a file's map -> (its InflatedFiles, the file's index), for the simulator's calls
+_BY_ADDRESS: dict[int, tuple[weakref.ref, int]] = {}
 
 
 def scratch_root() -> Path:
@@ -55,7 +66,7 @@ def scratch_root() -> Path:
 
 def is_compressed_npz(path: Path) -> bool:
     """True for an ``.npz`` whose ``data`` member is deflated (it cannot be memory-mapped)."""
-    if path.suffix != ".npz":
+    if Path(path).suffix != ".npz":
         return False
     try:
         with zipfile.ZipFile(path) as zf:
@@ -71,17 +82,28 @@ def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return np.lib.format.read_array_header_2_0(f)
 
 
-def _member_rows(path: Path) -> int:
-    """Rows of the ``data`` member, from its .npy header (inflating only the header)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberInfo:
+    rows: int
+    #: exch_ts of the first row (when the simulator first needs the file); I64 max when empty
+    first_exch_ts: int
+
+
+def compressed_member(path: Path) -> MemberInfo:
+    """Rows and first timestamp of a compressed file, inflating only its header and first row."""
     try:
         with zipfile.ZipFile(path) as zf, zf.open(_MEMBER) as f:
             shape, fortran, dtype = _read_npy_header(f)
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+            first = f.read(_ROW) if dtype == event_dtype and len(shape) == 1 and shape[0] else b""
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable .npz event file ({exc})") from exc
     check_dtype(np.empty(0, dtype), str(path))
     if len(shape) != 1 or fortran:
         raise DataError(f"{path}: expected a 1-d array of events, found shape {shape}")
-    return int(shape[0])
+    if shape[0] and len(first) < _ROW:
+        raise DataError(f"{path}: truncated: the header declares {shape[0]} rows, the data ends before the first")
+    ts = int(np.frombuffer(first, event_dtype)[0]["exch_ts"]) if shape[0] else np.iinfo(np.int64).max
+    return MemberInfo(rows=int(shape[0]), first_exch_ts=ts)
 
 
 def _remove_stale(root: Path) -> None:
@@ -101,61 +123,132 @@ def _remove_stale(root: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
+class _Status:
+    """The shared words: ``ready[i]`` rows (or FAILED), ``released[i]`` 0/1, ``wanted`` a file index."""
+
+    def __init__(self, path: Path, n: int, *, create: bool) -> None:
+        if create:
+            path.write_bytes(bytes(8 * (2 * n + 1)))
+        self.words = np.memmap(path, dtype=np.int64, mode="r+", shape=(2 * n + 1,))
+        self.ready = self.words[:n]
+        self.released = self.words[n : 2 * n]
+        self.wanted = self.words[2 * n :]
+        if create:
+            self.wanted[0] = -1
+
+
+def _close_all(child: subprocess.Popen, maps: list, directory: Path, lock_fd: int,
+               addresses: list[int]) -> None:
+    """Stop the child, unmap and delete the scratch files (runs once, from close() or at exit)."""
+    for addr in addresses:
+        _BY_ADDRESS.pop(addr, None)
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    if child.stderr:
+        child.stderr.close()
+    for mm in maps:
+        if mm is not None:
+            _unmap(mm)
+    # the status words stay mapped until the object goes: a late reader must not fault
+    shutil.rmtree(directory, ignore_errors=True)
+    os.close(lock_fd)
+
+
+def _unmap(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        # a numpy view of it is still alive (a test holding InflatedFiles.array): the mapping goes
+        # with the view; drop its pages from RSS now
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
 class InflatedFiles:
     """Scratch maps of compressed files, filled in order by a child process.
 
-    ``arrays[i]`` is the read-only event array of ``paths[i]`` (valid to read once
-    ``status[i] == READY``); ``status`` is the shared status word per file; ``key`` identifies this
-    object for :func:`wait_ready`.  Call :meth:`close` when done (also on garbage collection).
+    ``paths`` are inflated in the order given (the simulator's order of need).  ``address(i)`` is
+    where file ``i``'s rows are mapped (read-only); the first ``wait(i, n)`` rows are valid once it
+    returns.  Call :meth:`release` when done with a file and :meth:`close` at the end (also done on
+    garbage collection and at exit).
     """
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], *, ahead_files: int = AHEAD_FILES) -> None:
         self.paths = [Path(p) for p in paths]
-        rows = [_member_rows(p) for p in self.paths]
+        self.rows = [compressed_member(p).rows for p in self.paths]
+        n = len(self.paths)
         root = scratch_root()
         root.mkdir(parents=True, exist_ok=True)
         _remove_stale(root)
         self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
-        self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        status_path = self.dir / "status"
-        status_path.write_bytes(bytes(8 * max(1, len(self.paths))))
-        self.status = np.memmap(status_path, dtype=np.int64, mode="r+", shape=(max(1, len(self.paths)),))
-        self.arrays: list[np.ndarray] = []
+        lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        self._status = _Status(self.dir / "status", max(1, n), create=True)
+        self._maps: list[mmap.mmap | None] = []
+        self._addresses: list[int] = []
         jobs = []
-        for i, (path, n) in enumerate(zip(self.paths, rows)):
+        for i, (path, rows) in enumerate(zip(self.paths, self.rows)):
             target = self.dir / f"{i}.events"
-            with open(target, "wb") as f:
-                f.truncate(n * event_dtype.itemsize)
-            if n:
-                arr = np.memmap(target, dtype=event_dtype, mode="r", shape=(n,))
-            else:
-                arr = np.empty(0, event_dtype)
-                self.status[i] = READY
-            self.arrays.append(arr)
-            jobs.append({"source": str(path), "target": str(target), "rows": n})
-        (self.dir / "jobs.json").write_text(json.dumps({"status": str(status_path), "jobs": jobs}))
+            with open(target, "w+b") as f:
+                f.truncate(rows * _ROW)
+                mm = mmap.mmap(f.fileno(), rows * _ROW, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) if rows else None
+            self._maps.append(mm)
+            addr = _address(mm) if mm is not None else 0
+            self._addresses.append(addr)
+            if addr:
+                _BY_ADDRESS[addr] = (weakref.ref(self), i)
+            jobs.append({"source": str(path), "target": str(target), "rows": rows})
+        spec = {"status": str(self.dir / "status"), "ahead_files": max(1, ahead_files), "jobs": jobs,
+                "parent_pid": os.getpid()}
+        (self.dir / "jobs.json").write_text(json.dumps(spec))
         self._child = subprocess.Popen(
             [sys.executable, "-m", "bots.data.inflate", str(self.dir / "jobs.json")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        self.key = id(self)
-        _REGISTRY[self.key] = self
+        self._finalizer = weakref.finalize(self, _close_all, self._child, self._maps, self.dir, lock_fd,
+                                           list(filter(None, self._addresses)))
 
-    def wait(self, i: int, timeout_s: float | None = None) -> None:
-        """Block until file ``i`` is READY; raise DataError if it failed or the child died."""
+    # -- reading ---------------------------------------------------------------------------------
+
+    def address(self, i: int) -> int:
+        """Address of file ``i``'s mapped rows (0 for an empty file)."""
+        return self._addresses[i]
+
+    def array(self, i: int) -> np.ndarray:
+        """File ``i``'s rows as a read-only array (for Python callers; valid rows: see :meth:`wait`)."""
+        mm = self._maps[i]
+        return np.empty(0, event_dtype) if mm is None else np.frombuffer(mm, dtype=event_dtype)
+
+    def ready_rows(self, i: int) -> int:
+        """Rows of file ``i`` inflated and checked so far (FAILED if the child failed on it)."""
+        return int(self._status.ready[i]) if self.rows[i] else 0
+
+    def wait(self, i: int, rows: int | None = None, timeout_s: float | None = None) -> int:
+        """Block until ``rows`` rows of file ``i`` (default: all) are ready; return how many are.
+
+        Raises :class:`DataError` naming the file if the child failed on it or died first.
+        """
+        need = self.rows[i] if rows is None else min(rows, self.rows[i])
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        pause = 0.0005
+        pause = 0.0002
+        status = self._status
         while True:
-            state = int(self.status[i])
-            if state == READY:
-                return
-            if state == FAILED:
+            got = self.ready_rows(i)
+            if got >= need:
+                return got
+            if got == FAILED:
                 raise DataError(self._failure(i))
+            if status.wanted[0] < i:
+                status.wanted[0] = i  # the child may start it even if its window is full
             code = self._child.poll()
-            if code is not None and int(self.status[i]) == PENDING:
+            if code is not None:
+                got = self.ready_rows(i)  # it may have published its last block, then exited
+                if got >= need:
+                    return got
+                if got == FAILED:
+                    raise DataError(self._failure(i))
                 err = self._child.stderr.read().decode(errors="replace").strip() if self._child.stderr else ""
                 raise DataError(
                     f"{self.paths[i]}: the process inflating it exited with code {code} before finishing it"
@@ -164,7 +257,7 @@ class InflatedFiles:
             if deadline is not None and time.monotonic() > deadline:
                 raise DataError(f"{self.paths[i]}: not inflated within {timeout_s} s")
             time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            pause = min(pause * 2, 0.01)
 
     def _failure(self, i: int) -> str:
         try:
@@ -172,77 +265,129 @@ class InflatedFiles:
         except OSError:
             return f"{self.paths[i]}: inflating failed"
 
+    # -- releasing -------------------------------------------------------------------------------
+
+    def release(self, i: int) -> None:
+        """Done with file ``i``: unmap it, delete its scratch file, let the child start another."""
+        if self._status.released[i]:
+            return
+        self._status.released[i] = 1
+        _BY_ADDRESS.pop(self._addresses[i], None)
+        mm = self._maps[i]
+        if mm is not None:
+            self._maps[i] = None
+            _unmap(mm)
+        (self.dir / f"{i}.events").unlink(missing_ok=True)
+
     def close(self) -> None:
         """Stop the child, unmap and delete the scratch files."""
-        if _REGISTRY.pop(self.key, None) is None:
-            return
-        if self._child.poll() is None:
-            self._child.kill()
-        self._child.wait()
-        if self._child.stderr:
-            self._child.stderr.close()
-        for arr in self.arrays:
-            mm = getattr(arr, "_mmap", None)
-            if mm is not None:
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # a view is still alive: the mapping goes with it; the file is unlinked anyway
-        self.arrays = []
-        self.status._mmap.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.close(self._lock_fd)
+        self._finalizer()
 
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            self.close()
-        except Exception:
-            pass
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
 
 
-def wait_ready(key: int, i: int) -> None:
-    """``InflatedFiles.wait`` for the object registered under ``key`` (called from Numba)."""
-    files = _REGISTRY.get(key)
-    if files is None:
-        raise DataError(f"inflated files {key} were closed while the backtest still reads them")
-    files.wait(i)
+def _address(mm: mmap.mmap) -> int:
+    view = np.frombuffer(mm, dtype=np.uint8, count=1)
+    addr = view.ctypes.data
+    del view  # the buffer export ends here, so the map can be closed later
+    return addr
+
+
+def _owner(address: int) -> tuple[InflatedFiles, int]:
+    entry = _BY_ADDRESS.get(int(address))
+    files = entry[0]() if entry is not None else None
+    if files is None or files.closed:
+        raise DataError(f"inflated file at 0x{int(address):x} was closed while the backtest still reads it")
+    return files, entry[1]
+
+
+def rows_ready_at(address: int, row: int) -> int:
+    """Rows ready in the file mapped at ``address``, waiting until row ``row`` is one (for Numba)."""
+    files, i = _owner(address)
+    got = files.ready_rows(i)
+    return got if got > row else files.wait(i, row + 1)
+
+
+def release_at(address: int) -> None:
+    """:meth:`InflatedFiles.release` of the file mapped at ``address`` (for Numba)."""
+    entry = _BY_ADDRESS.get(int(address))
+    files = entry[0]() if entry is not None else None
+    if files is not None:
+        files.release(entry[1])
 
 
 # -- the child ------------------------------------------------------------------------------------
 
 
-def _inflate_one(source: Path, target: Path, rows: int) -> None:
+class _ParentGone(Exception):
+    pass
+
+
+def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive) -> None:
+    """Inflate ``source`` into ``target`` block by block; check each block; publish rows done."""
+    checker = RowChecker(str(source))
+    written: list[np.memmap] = []
+
+    def so_far() -> np.ndarray:  # the file's rows up to the bad one, to describe it
+        written.append(np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,)))
+        return written[-1]
+
     with zipfile.ZipFile(source) as zf, zf.open(_MEMBER) as f, open(target, "r+b") as out:
         _read_npy_header(f)
-        want = rows * event_dtype.itemsize
         done = 0
-        while done < want:
-            block = f.read(min(_BLOCK_BYTES, want - done))
-            if not block:
-                raise DataError(f"{source}: truncated: {done // event_dtype.itemsize} of {rows} rows")
-            out.write(block)
-            done += len(block)
-    arr = np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,))
-    from bots.data.io import release_rows
-
-    validate_events(arr, str(source), chunk_rows=_VALIDATE_ROWS,
-                    on_chunk_done=lambda a, b: release_rows(arr, a, b))
+        while done < rows:
+            block = f.read(min(_BLOCK_BYTES, (rows - done) * _ROW))
+            whole = len(block) // _ROW
+            if whole:
+                out.write(block[: whole * _ROW])
+                out.flush()
+                checker.check(np.frombuffer(block, event_dtype, count=whole), done, so_far)
+                done += whole
+                publish(done)
+            if whole * _ROW != len(block) or not block:
+                raise DataError(f"{source}: truncated: {done} of {rows} rows")
+            if not parent_alive():
+                raise _ParentGone
 
 
 def _child_main(jobs_file: str) -> int:
     spec = json.loads(Path(jobs_file).read_text())
-    status = np.memmap(spec["status"], dtype=np.int64, mode="r+")
-    for i, job in enumerate(spec["jobs"]):
+    jobs = spec["jobs"]
+    status = _Status(Path(spec["status"]), max(1, len(jobs)), create=False)
+    ahead = spec["ahead_files"]
+    parent = spec["parent_pid"]  # not getppid() here: the parent may have died while we started
+
+    def parent_alive() -> bool:
+        return os.getppid() == parent
+
+    for i, job in enumerate(jobs):
         if job["rows"] == 0:
             continue
+        pause = 0.0002
+        # Start file i only while fewer than `ahead` started files are unreleased, unless the
+        # simulator is already waiting for it (or a later one): then it is needed now.
+        while status.wanted[0] < i and sum(
+            1 for j in range(i) if jobs[j]["rows"] and not status.released[j]
+        ) >= ahead:
+            if not parent_alive():
+                return 0
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+        def publish(rows: int, i: int = i) -> None:
+            status.ready[i] = rows  # after the rows were written and checked
+
         try:
-            _inflate_one(Path(job["source"]), Path(job["target"]), job["rows"])
-        except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
-            Path(job["target"]).with_suffix(".error").write_text(str(exc) if isinstance(exc, DataError)
-                                                                  else f"{job['source']}: {exc}")
-            status[i] = FAILED
+            _inflate_one(Path(job["source"]), Path(job["target"]), job["rows"], publish, parent_alive)
+        except _ParentGone:
+            return 0
+        except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
+            message = str(exc) if isinstance(exc, DataError) else f"{job['source']}: corrupt or unreadable ({exc})"
+            Path(job["target"]).with_suffix(".error").write_text(message)
+            status.ready[i] = FAILED
             return 1
-        status[i] = READY  # after the data and its validation: the reader maps a complete file
     return 0
 
 

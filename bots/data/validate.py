@@ -2,8 +2,10 @@
 
 The simulator walks two timelines (exchange and local) through the same array, so a row out of order
 or a NaN price does not fail loudly there: it silently produces wrong fills.  Every file is therefore
-checked once, up front, in one pass of a small Numba kernel (no temporaries, so a memory-mapped file
-is validated without copying it), and the first bad row is reported by index.
+checked once, in one pass over its rows by a small Numba kernel (no temporaries, so a memory-mapped
+file is validated without copying it), and the first bad row is reported by index.  A file read
+piece by piece (a memory map released behind the scan, a compressed file as it is inflated) is
+checked piece by piece with :class:`RowChecker`, which carries the order state across pieces.
 
 Rules (hftbacktest's, plus the value checks it lacks):
 
@@ -37,7 +39,7 @@ from shm.dtypes import (
     event_dtype,
 )
 
-__all__ = ["Violation", "find_first_violation", "validate_events", "check_dtype", "PRICED_KINDS"]
+__all__ = ["Violation", "find_first_violation", "validate_events", "check_dtype", "PRICED_KINDS", "RowChecker"]
 
 #: Event kinds whose ``px`` is a real price and must be finite and non-negative.
 PRICED_KINDS = (
@@ -70,42 +72,93 @@ _DESCRIPTIONS = {
     Violation.BAD_QTY: "qty is NaN, infinite or negative",
 }
 
-# A 256-entry lookup (kind -> carries a price) so the kernel does one load instead of a chain of ifs.
-_PRICED_LOOKUP = np.zeros(KIND_MASK + 1, dtype=np.bool_)
-_PRICED_LOOKUP[list(PRICED_KINDS)] = True
+# Kind -> "carries a price" as the bits of one integer (every priced kind is below 64), so the
+# kernel tests a row's kind with a shift instead of a chain of comparisons or a table load.
+assert max(PRICED_KINDS) < 64
+_PRICED_BITS = sum(1 << k for k in PRICED_KINDS)
+_I64_MIN = np.iinfo(np.int64).min
+#: rows checked per block by the branch-light pass before looking for the exact row
+_BLOCK_ROWS = 512
 
 
-@numba.njit(cache=True, nogil=True)
-def _scan(ev, exch_ts, local_ts, px, qty, priced, start, stop, last_exch, last_local):
-    """Check rows ``[start, stop)``; return ``(code, row, last_exch, last_local)``.
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_is_clean(rows, start, stop, last_exch, last_local):
+    """True when rows ``[start, stop)`` break no rule; also the order state after them.
 
-    ``last_exch``/``last_local`` carry the previous timestamps across chunks so a caller can scan a
-    memory-mapped file piece by piece.  ``row`` is -1 when no violation was found.
+    One pass over the records with no branch on the data: each rule folds into an accumulator
+    (a non-finite value makes ``x * 0.0`` NaN, a negative one lowers the minimum), so the loop
+    costs the same whatever the values.  Only a block that fails is scanned again row by row.
     """
+    bad = 0
+    non_finite = 0.0
+    lowest = 0.0
     for i in range(start, stop):
-        flags = ev[i]
+        flags = np.int64(rows[i].ev)
+        e = rows[i].exch_ts
+        lt = rows[i].local_ts
+        is_exch = (flags >> 31) & 1  # EXCH_EVENT
+        is_local = (flags >> 30) & 1  # LOCAL_EVENT
+        kind = flags & KIND_MASK
+        priced = kind < 64 and ((_PRICED_BITS >> (kind & 63)) & 1) != 0
+        bad |= (is_exch & np.int64(e < last_exch)) | (is_local & np.int64(lt < last_local)) \
+            | (is_exch & is_local & np.int64(lt < e))
+        last_exch = e if is_exch else last_exch
+        last_local = lt if is_local else last_local
+        px = rows[i].px if priced else 0.0
+        q = rows[i].qty
+        non_finite += px * 0.0 + q * 0.0
+        lowest = min(lowest, min(px, q))
+    return bad == 0 and non_finite == 0.0 and not (lowest < 0.0), last_exch, last_local
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _first_bad_row(rows, start, stop, last_exch, last_local):
+    """The exact rule check of rows ``[start, stop)``: ``(code, row)`` of the first bad one, or (0, -1)."""
+    for i in range(start, stop):
+        flags = np.int64(rows[i].ev)
         is_exch = (flags & EXCH_EVENT) != 0
         is_local = (flags & LOCAL_EVENT) != 0
-        e = exch_ts[i]
-        lt = local_ts[i]
+        e = rows[i].exch_ts
+        lt = rows[i].local_ts
         if is_exch:
             if e < last_exch:
-                return 1, i, last_exch, last_local
+                return 1, i
             last_exch = e
         if is_local:
             if lt < last_local:
-                return 2, i, last_exch, last_local
+                return 2, i
             last_local = lt
         if is_exch and is_local and lt < e:
-            return 3, i, last_exch, last_local
-        if priced[flags & KIND_MASK]:
-            p = px[i]
+            return 3, i
+        kind = flags & KIND_MASK
+        if kind < 64 and ((_PRICED_BITS >> (kind & 63)) & 1) != 0:
+            p = rows[i].px
             # NaN fails every comparison, so "not (p >= 0)" catches NaN and negatives at once.
             if not (p >= 0.0) or p == np.inf:
-                return 4, i, last_exch, last_local
-        q = qty[i]
+                return 4, i
+        q = rows[i].qty
         if not (q >= 0.0) or q == np.inf:
-            return 5, i, last_exch, last_local
+            return 5, i
+    return 0, -1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scan(rows, start, stop, last_exch, last_local):
+    """Check rows ``[start, stop)``; return ``(code, row, last_exch, last_local)``.
+
+    ``last_exch``/``last_local`` carry the previous timestamps across calls so a caller can scan a
+    file piece by piece.  ``row`` is -1 when no violation was found.
+    """
+    i = start
+    while i < stop:
+        end = min(stop, i + _BLOCK_ROWS)
+        clean, next_exch, next_local = _block_is_clean(rows, i, end, last_exch, last_local)
+        if not clean:
+            code, row = _first_bad_row(rows, i, end, last_exch, last_local)
+            if code != 0:
+                return code, row, last_exch, last_local
+        last_exch, last_local = next_exch, next_local
+        i = end
     return 0, -1, last_exch, last_local
 
 
@@ -133,21 +186,54 @@ def find_first_violation(
     each clean chunk; the loader uses it to drop a memory map's scanned pages from this process, so
     validating a big file does not pin the whole file in the resident set.
     """
-    n = len(arr)
-    fields = (arr["ev"], arr["exch_ts"], arr["local_ts"], arr["px"], arr["qty"])
-    last_exch = np.iinfo(np.int64).min
-    last_local = np.iinfo(np.int64).min
+    rows = _rows(arr)
+    n = len(rows)
+    last_exch = last_local = _I64_MIN
     step = n if not chunk_rows else chunk_rows
     start = 0
     while start < n:
         stop = min(n, start + step)
-        code, row, last_exch, last_local = _scan(*fields, _PRICED_LOOKUP, start, stop, last_exch, last_local)
+        code, row, last_exch, last_local = _scan(rows, start, stop, last_exch, last_local)
         if code:
             return Violation(code), int(row)
         if on_chunk_done is not None:
             on_chunk_done(start, stop)
         start = stop
     return Violation.NONE, -1
+
+
+def _rows(arr: np.ndarray) -> np.ndarray:
+    """``arr`` as a plain array of our ``event_dtype`` object.
+
+    A dtype read back from a file compares equal to ours but is not flagged as an aligned struct,
+    and a memory map is a subclass: either would make numba compile the kernels once more.
+    """
+    return arr.view(np.ndarray).view(event_dtype)
+
+
+class RowChecker:
+    """Validate one file block by block, in order (as it is inflated or read).
+
+    ``check(block, first_row, so_far)`` checks ``block``, the file's rows from ``first_row`` on, with
+    the order state the earlier blocks left, and raises :class:`DataError` naming ``source`` and the
+    row within the whole file.  ``so_far()`` returns the file's rows up to the end of the block; it
+    is called only to describe a bad row (an unsorted row names the flagged row before it, which may
+    lie in an earlier block).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.last_exch = self.last_local = _I64_MIN
+
+    def check(self, block: np.ndarray, first_row: int = 0,
+              so_far: Callable[[], np.ndarray] | None = None) -> None:
+        code, row, self.last_exch, self.last_local = _scan(_rows(block), 0, len(block), self.last_exch,
+                                                           self.last_local)
+        if code:
+            whole = so_far() if so_far is not None else None
+            if whole is None:  # describe within the block; still name the row in the file
+                whole, first_row = np.concatenate([np.zeros(first_row, event_dtype), block]), first_row
+            raise DataError(_message(whole, self.source, Violation(code), first_row + int(row)))
 
 
 def validate_events(
@@ -165,7 +251,11 @@ def validate_events(
     violation, row = find_first_violation(arr, chunk_rows, on_chunk_done)
     if violation is Violation.NONE:
         return arr
-    raise DataError(f"{source}: row {row}: {_DESCRIPTIONS[violation]} ({_describe(arr, row, violation)})")
+    raise DataError(_message(arr, source, violation, row))
+
+
+def _message(arr: np.ndarray, source: str, violation: Violation, row: int) -> str:
+    return f"{source}: row {row}: {_DESCRIPTIONS[violation]} ({_describe(arr, row, violation)})"
 
 
 def _describe(arr: np.ndarray, row: int, violation: Violation) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 
 import numpy as np
 import pytest
 
-from bots.data.inflate import FAILED, READY, InflatedFiles, is_compressed_npz, wait_ready
+from bots.data.inflate import (
+    FAILED, InflatedFiles, compressed_member, is_compressed_npz, release_at, rows_ready_at,
+)
 from bots.data.io import save_events
 from bots.data.synth import SynthConfig, generate_events
 from bots.errors import DataError
@@ -38,19 +41,59 @@ def _files(tmp_path, events, parts=3, compress=True):
 def test_every_file_arrives_whole_in_order_and_the_scratch_goes_on_close(tmp_path, events, scratch):
     paths, size = _files(tmp_path, events)
     assert all(is_compressed_npz(p) for p in paths)
+    assert compressed_member(paths[1]).rows == size
+    assert compressed_member(paths[1]).first_exch_ts == events["exch_ts"][size]
     files = InflatedFiles(paths)
     try:
         for i in range(len(paths)):
-            wait_ready(files.key, i)
-            assert files.status[i] == READY
-            np.testing.assert_array_equal(np.asarray(files.arrays[i]), events[i * size : (i + 1) * size])
+            assert rows_ready_at(files.address(i), size - 1) == size
+            assert files.ready_rows(i) == size
+            view = files.array(i)
+            np.testing.assert_array_equal(view, events[i * size : (i + 1) * size])
+            del view
+            files.release(i)  # let the child go on to the next (it keeps two files ahead)
+            assert not (files.dir / f"{i}.events").exists()
         scratch_dir = files.dir
         assert scratch_dir.parent == scratch
+        address = files.address(0)
     finally:
         files.close()
     assert not scratch_dir.exists()
-    with pytest.raises(DataError, match="closed while the backtest still reads them"):
-        wait_ready(files.key, 0)
+    with pytest.raises(DataError, match="was closed while the backtest still reads it"):
+        rows_ready_at(address, 0)
+
+
+def test_rows_are_usable_before_the_whole_file_is_inflated(tmp_path, events):
+    big = np.concatenate([events] * 6)  # 540k rows: ~9 blocks of 64k rows
+    big["exch_ts"] += np.arange(len(big)) // len(events) * 10**12
+    big["local_ts"] += np.arange(len(big)) // len(events) * 10**12
+    p = tmp_path / "big.npz"
+    save_events(p, big, compress=True)
+    files = InflatedFiles([p])
+    try:
+        first = files.wait(0, 1)
+        assert 1 <= first < len(big)  # published block by block, not at the end
+        assert files.wait(0) == len(big)
+        np.testing.assert_array_equal(files.array(0)[-1000:], big[-1000:])
+    finally:
+        files.close()
+
+
+def test_the_child_stays_two_files_ahead_unless_the_reader_waits(tmp_path, events):
+    paths, size = _files(tmp_path, events, parts=4)
+    files = InflatedFiles(paths)
+    try:
+        files.wait(0)
+        files.wait(1)
+        time.sleep(0.5)
+        assert files.ready_rows(2) == 0  # files 0 and 1 are not released: no room for a third
+        files.release(0)
+        assert files.wait(2) == size
+        # the reader waiting for a file lets the child past its window (a reader needing three
+        # files at once must not deadlock)
+        assert files.wait(3, timeout_s=60) == size
+    finally:
+        files.close()
 
 
 def test_a_bad_row_is_named_by_the_original_file_and_row(tmp_path, events):
@@ -63,22 +106,80 @@ def test_a_bad_row_is_named_by_the_original_file_and_row(tmp_path, events):
         files.wait(0)  # the good file before it is usable
         with pytest.raises(DataError, match=rf"{paths[1]}: row 700: EXCH_EVENT rows are not sorted by exch_ts"):
             files.wait(1)
-        assert files.status[1] == FAILED
+        assert files.ready_rows(1) == FAILED
+    finally:
+        files.close()
+
+
+def test_a_bad_row_after_a_block_boundary_is_checked_against_the_block_before(tmp_path, events):
+    bad = events.copy()
+    row = 65_536  # the first row of the child's second 4 MiB block
+    bad["exch_ts"][row] = bad["exch_ts"][row - 1] - 1
+    p = tmp_path / "one.npz"
+    save_events(p, bad, compress=True)
+    files = InflatedFiles([p])
+    try:
+        assert files.wait(0, row) >= row  # the rows before it were published
+        with pytest.raises(DataError, match=rf"{p}: row {row}: EXCH_EVENT rows .* at row {row - 1}\)"):
+            files.wait(0)
+    finally:
+        files.close()
+
+
+def test_a_corrupt_member_is_an_error_naming_the_file_not_a_hang(tmp_path, events):
+    paths, _ = _files(tmp_path, events, parts=2)
+    raw = bytearray(paths[1].read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + 64] = bytes(64)  # deflate stream damaged; the zip directory is intact
+    paths[1].write_bytes(bytes(raw))
+    files = InflatedFiles(paths)
+    try:
+        files.wait(0)
+        with pytest.raises(DataError, match=rf"{paths[1]}: "):
+            files.wait(1, timeout_s=60)
     finally:
         files.close()
 
 
 def test_a_dead_inflater_is_an_error_not_a_hang(tmp_path, events):
-    big = np.concatenate([events] * 40)  # long enough to still be inflating when we kill it
-    p = tmp_path / "big.npz"
-    save_events(p, big, compress=True)
-    files = InflatedFiles([p])
+    paths, _ = _files(tmp_path, events, parts=3)
+    files = InflatedFiles(paths)
     try:
+        files.wait(0)
+        files.wait(1)  # the child now waits for a release before the third file
         files._child.kill()
-        with pytest.raises(DataError, match="exited with code -9 before finishing it"):
-            files.wait(0, timeout_s=30)
+        with pytest.raises(DataError, match=rf"{paths[2]}: the process inflating it exited with code -9 before"):
+            files.wait(2, timeout_s=30)
     finally:
         files.close()
+
+
+def test_the_child_exits_when_its_parent_dies(tmp_path, events):
+    paths, _ = _files(tmp_path, events, parts=4)
+    script = (
+        "import sys, time; from pathlib import Path; from bots.data.inflate import InflatedFiles;"
+        "f = InflatedFiles([Path(p) for p in sys.argv[1:]]); print(f._child.pid, flush=True); time.sleep(60)"
+    )
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", script, *map(str, paths)], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    parent.kill()  # no cleanup runs: the child must notice on its own
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child_pid}/stat") as f:
+            if f.read().split()[2] == "Z":
+                break  # exited; reaped by init later
+        time.sleep(0.05)
+    else:
+        os.kill(child_pid, 9)
+        pytest.fail("the inflater outlived its parent")
 
 
 def test_wrong_dtype_and_broken_files_fail_at_once_with_the_file_named(tmp_path):
@@ -98,6 +199,17 @@ def test_stored_files_are_not_inflated(tmp_path, events):
     assert not is_compressed_npz(paths[0])
     np.save(tmp_path / "x.npy", events[:10])
     assert not is_compressed_npz(tmp_path / "x.npy")
+
+
+def test_release_at_unknown_address_is_a_no_op_and_empty_files_are_ready(tmp_path, events):
+    p = tmp_path / "empty.npz"
+    save_events(p, events[:0], compress=True)
+    files = InflatedFiles([p])
+    try:
+        assert files.address(0) == 0 and files.wait(0) == 0 and len(files.array(0)) == 0
+        release_at(12345)
+    finally:
+        files.close()
 
 
 def test_a_dead_runs_scratch_is_removed_and_a_live_ones_is_kept(tmp_path, events, scratch):
