@@ -219,17 +219,7 @@ def cpu_relax(typingctx):
     return types.void(), codegen
 
 
-@intrinsic
-def prefetch_write(typingctx, arr, row):
-    """Hint that row ``row`` of the 2-d array ``arr`` is about to be written (``prefetchw`` on x86).
-
-    A writer publishing one record at a time otherwise takes each slot line's ownership only when
-    its stores drain, one line after the other; asking a few slots ahead overlaps those transfers.
-    A hint only: it never changes memory, so it cannot tear a record a reader is copying.
-    """
-    if not (isinstance(arr, types.Array) and arr.ndim == 2):
-        raise TypeError(f"expected a 2-d array, received {arr}")
-
+def _prefetch_codegen(rw: int):
     def codegen(context, builder, sig, args):
         arrty = sig.args[0]
         ary = make_array(arrty)(context, builder, args[0])
@@ -238,11 +228,39 @@ def prefetch_write(typingctx, arr, row):
         byte_ptr = builder.bitcast(ptr, ir.IntType(8).as_pointer())
         fnty = ir.FunctionType(ir.VoidType(), [byte_ptr.type, _i32, _i32, _i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # rw = 1 (write), locality = 3 (keep in all levels), cache type = 1 (data)
-        builder.call(fn, [byte_ptr, ir.Constant(_i32, 1), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
+        # rw (0 read, 1 write), locality = 3 (keep in all levels), cache type = 1 (data)
+        builder.call(fn, [byte_ptr, ir.Constant(_i32, rw), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
         return context.get_dummy_value()
 
-    return types.void(arr, row), codegen
+    return codegen
+
+
+def _check_2d(arr):
+    if not (isinstance(arr, types.Array) and arr.ndim == 2):
+        raise TypeError(f"expected a 2-d array, received {arr}")
+
+
+@intrinsic
+def prefetch_write(typingctx, arr, row):
+    """Hint that row ``row`` of the 2-d array ``arr`` is about to be written (``prefetchw`` on x86).
+
+    A writer publishing one record at a time otherwise takes each slot line's ownership only when
+    its stores drain, one line after the other; asking a few slots ahead overlaps those transfers.
+    A hint only: it never changes memory, so it cannot tear a record a reader is copying.
+    """
+    _check_2d(arr)
+    return types.void(arr, row), _prefetch_codegen(1)
+
+
+@intrinsic
+def prefetch_read(typingctx, arr, row):
+    """Hint that row ``row`` of the 2-d array ``arr`` is about to be read (``prefetcht0``).
+
+    A hint only: what a later load sees is decided by coherence, never by the prefetch, so a
+    prefetched line that the writer changes afterwards is simply fetched again.
+    """
+    _check_2d(arr)
+    return types.void(arr, row), _prefetch_codegen(0)
 
 
 @intrinsic

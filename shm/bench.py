@@ -7,7 +7,10 @@ is what every reader actually received.  Latency is measured two ways: 1:1 as th
 by ping-pong (one-way = round trip / 2, over two rings between two spinning processes), which is
 ``ring_p50_us``/``ring_p99_us``; and paced, where the writer stamps each record with
 CLOCK_MONOTONIC at publication and the reader subtracts it on arrival (one-way, same clock on every
-core): ``ring_paced_*`` for 1:1 and ``ring_4r_paced_*`` for four readers.
+core): ``ring_paced_*`` for 1:1 and ``ring_4r_paced_*`` for four readers.  Beside the 1:1
+ping-pong, ``line_p50_us`` is one cache line bounced between the same two cpus: the machine's
+floor (a ring's one-way needs two such moves, the cursor then the record), which on a VM varies
+with where the host places the vCPUs; ``ring_p50_vs_line`` relates the two.
 """
 
 from __future__ import annotations
@@ -181,6 +184,33 @@ def ring_latency(count: int, *, readers: int, pace_per_s: float, wait: str, pin:
             samples.extend(stats["latencies_ns"][count // 10 :])  # drop the warm-up tenth
     p50, p99, p999 = _percentiles_us(samples)
     return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(samples), "steal_pct": steal.pct}
+
+
+def line_pingpong(count: int, *, pin: bool) -> dict:
+    """Two spinning processes bounce one cache line each way: one-way = round trip / 2 is the
+    machine's floor under any shared-memory handoff (a ring's needs at least two such moves:
+    the cursor, then the record).  Measured in the same run as the ring, since a VM's two vCPUs
+    may sit anywhere from one core's siblings to two sockets apart."""
+    from multiprocessing import shared_memory
+
+    from shm.workers import line_pingpong_main
+
+    mem = shared_memory.SharedMemory(create=True, size=4096)
+    try:
+        mem.buf[:128] = bytes(128)
+        spec = [
+            (line_pingpong_main, ("ping", mem.name, count, _Q), dict(cpu=_cpu(0) if pin else None)),
+            (line_pingpong_main, ("pong", mem.name, count, _Q), dict(cpu=_cpu(1) if pin else None)),
+        ]
+        results = {kind: stats for kind, _, stats in _run(spec, 2)}
+    finally:
+        mem.close()
+        mem.unlink()
+    if results["ping"]["done"] != count or results["pong"]["done"] != count:
+        raise RuntimeError(f"cache-line ping-pong failed: {results['ping']['done']} of {count} round trips")
+    one_way = [rtt // 2 for rtt in results["ping"]["rtts_ns"][count // 10 :]]
+    p50, p99, p999 = _percentiles_us(one_way)
+    return {"p50_us": p50, "p99_us": p99, "p999_us": p999, "samples": len(one_way)}
 
 
 def ring_pingpong(count: int, *, pin: bool) -> dict:
@@ -463,6 +493,11 @@ def run(args) -> BenchResult:
         # one-way latency as the baselines measure it (ping-pong, round trip / 2) ...
         lat = ring_pingpong(int(200_000 * scale), pin=pin)
         m["ring_p50_us"], m["ring_p99_us"], m["ring_p999_us"] = lat["p50_us"], lat["p99_us"], lat["p999_us"]
+        line = line_pingpong(int(200_000 * scale), pin=pin)
+        m["line_p50_us"], m["line_p99_us"] = line["p50_us"], line["p99_us"]
+        m["ring_p50_vs_line"] = lat["p50_us"] / line["p50_us"]
+        m_rows.append(("cache line ping-pong (floor)", {"p50 us": line["p50_us"], "p99 us": line["p99_us"],
+                                                        "p99.9 us": line["p999_us"]}))
         m_rows.append(("hftd ring numba 1:1", {"records/s": t["min_reader_records_per_s"], "p50 us": lat["p50_us"],
                                                 "p99 us": lat["p99_us"], "p99.9 us": lat["p999_us"]}))
         # ... and stamped by a writer paced at 100 k/s that sleeps (yields) between records

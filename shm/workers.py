@@ -17,7 +17,7 @@ from numba import njit
 
 from shm import kernels as K
 from shm import layout as L
-from shm.atomics import cpu_relax, monotonic_ns, sched_yield
+from shm.atomics import cpu_relax, load_acquire, monotonic_ns, sched_yield, store_release
 
 __all__ = [
     "stamp",
@@ -428,3 +428,68 @@ def pingpong_main(role: str, ping_name: str, pong_name: str, count: int, result,
         time.sleep(0.2)  # keep our ring until the peer has read its last record
     finally:
         w.close()
+
+
+# -- the hardware floor: one cache line each way ---------------------------------------------------
+#: Words of the two flags a line ping-pong bounces: 64 bytes apart, so each has its own cache line.
+_LINE_PING, _LINE_PONG = 0, 8
+
+
+@njit(cache=True)
+def _spin_until(words, idx, value, timeout_ns):
+    """Spin until ``words[idx] == value``; False if ``timeout_ns`` passes first."""
+    spins = 0
+    deadline = 0
+    while load_acquire(words, idx) != value:
+        cpu_relax()
+        spins += 1
+        if spins & 0xFFFF == 0:
+            now = monotonic_ns()
+            if deadline == 0:
+                deadline = now + timeout_ns
+            elif now > deadline:
+                return False
+    return True
+
+
+@njit(cache=True)
+def line_ping_loop(words, rtts, timeout_ns):
+    """Store i + 1 to the ping line, spin until the pong line shows it; store the round trips."""
+    for i in range(rtts.shape[0]):
+        t0 = monotonic_ns()
+        store_release(words, _LINE_PING, i + 1)
+        if not _spin_until(words, _LINE_PONG, i + 1, timeout_ns):
+            return i
+        rtts[i] = monotonic_ns() - t0
+    return rtts.shape[0]
+
+
+@njit(cache=True)
+def line_pong_loop(words, count, timeout_ns):
+    """Echo each value of the ping line to the pong line."""
+    for i in range(count):
+        if not _spin_until(words, _LINE_PING, i + 1, timeout_ns):
+            return i
+        store_release(words, _LINE_PONG, i + 1)
+    return count
+
+
+def line_pingpong_main(role: str, shm_name: str, count: int, result, cpu: int | None = None) -> None:
+    """Process entry of one side of a cache-line ping-pong over POSIX shm ``shm_name`` (created by
+    the caller, at least 128 bytes): the floor under any ring's one-way latency on this machine."""
+    from multiprocessing import shared_memory
+
+    pin(cpu)
+    mem = shared_memory.SharedMemory(name=shm_name)
+    try:
+        words = np.ndarray((16,), dtype=np.int64, buffer=mem.buf)
+        if role == "ping":
+            rtts = np.zeros(count, dtype=np.int64)
+            done = line_ping_loop(words, rtts, 10_000_000_000)
+            stats = {"done": int(done), "rtts_ns": rtts.tolist()}
+        else:
+            stats = {"done": int(line_pong_loop(words, count, 10_000_000_000))}
+        del words
+        result.put((role, os.getpid(), stats))
+    finally:
+        mem.close()
