@@ -98,6 +98,7 @@ def _plain_publish_one(hw, dmv, hdr_cell: list, capacity: int, *, full_fence: bo
     def publish_one(ev, exch_ts, local_ts, px, qty, order_id=0, ival=0, fval=0.0):
         nonlocal claimed
         cur = hw[33]
+        nxt = cur + 1
         # Claim the next stride of slots before overwriting any of them.  ``claimed`` may lag INTENT
         # after a ``publish`` (kernel) call; then we store a claim early, which is still >= INTENT
         # (cur + claim covers a stride past our record, more than any batch claimed), so INTENT
@@ -105,7 +106,7 @@ def _plain_publish_one(hw, dmv, hdr_cell: list, capacity: int, *, full_fence: bo
         if cur >= claimed:
             claimed = hw[96] = cur + claim
         pack(dmv, (cur & mask) << 6, ev, exch_ts, local_ts, px, qty, order_id, ival, fval)
-        hw[33] = cur + 1
+        hw[33] = nxt
         if full_fence:
             # without membarrier: a full barrier (an uncontended lock is a locked CAS) so that the
             # cursor store is visible before we read whether a reader sleeps
@@ -113,7 +114,7 @@ def _plain_publish_one(hw, dmv, hdr_cell: list, capacity: int, *, full_fence: bo
             lock.release()
         if hw[48]:  # a reader is parking (with membarrier, its barrier orders our store first)
             wake(hdr_cell[0])
-        return cur + 1
+        return nxt
 
     return publish_one
 
