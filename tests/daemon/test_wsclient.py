@@ -85,9 +85,11 @@ class Collector:
             self.messages.append(data[s : s + n])
 
 
-def open_conn(**kw) -> tuple[WsConnection, FakeTransport, Collector]:
-    """A connection past its handshake, fed by hand (no event loop needed beyond the futures)."""
-    loop = asyncio.new_event_loop()
+def open_conn(loop: asyncio.AbstractEventLoop | None = None, **kw) -> tuple[WsConnection, FakeTransport, Collector]:
+    """A connection past its handshake, fed by hand (no event loop needed beyond the futures;
+    pass ``loop`` to reuse one: each new loop opens a socket pair)."""
+    if loop is None:
+        loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     conn = WsConnection(**kw)
     tr = FakeTransport()
@@ -144,11 +146,16 @@ def test_any_chunking_of_a_stream_gives_the_same_messages(messages, frag_sizes, 
 def test_every_byte_boundary_of_mixed_frames():
     msgs = [b"a" * 10, b"b" * 200, b"c" * 70_000, b"", b'{"x":1}']
     data, _ = stream_of(msgs, [0, 64, 0, 0, 3], [False, True])
-    for cut in range(len(data) + 1):
-        conn, _, sink = open_conn()
-        conn.data_received(data[:cut])
-        conn.data_received(data[cut:])
-        assert sink.messages == msgs, cut
+    loop = asyncio.new_event_loop()  # one for the ~70k connections (a loop per cut took minutes)
+    try:
+        for cut in range(len(data) + 1):
+            conn, _, sink = open_conn(loop)
+            conn.data_received(data[:cut])
+            conn.data_received(data[cut:])
+            assert sink.messages == msgs, cut
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     # and one byte per read
     conn, _, sink = open_conn()
     for i in range(len(data)):
