@@ -193,7 +193,9 @@ class BacktestAsset:
         return self
 
     def l3_fifo_queue_model(self):
-        raise ConfigError("l3_fifo_queue_model: L3 market-by-order simulation is not implemented yet")
+        """Market-by-order data (ADD/CANCEL/MODIFY/FILL rows with order ids): exact FIFO queues."""
+        self._queue = qm.L3_FIFO
+        return self
 
     def no_partial_fill_exchange(self):
         self._exchange = NO_PARTIAL_FILL
@@ -258,6 +260,16 @@ class BacktestAsset:
             width = round(self._roi_ub / self._tick_size) - round(self._roi_lb / self._tick_size) + 1
             if width > 50_000_000:
                 raise ConfigError(f"{where}: ROI spans {width} ticks; narrow roi_lb/roi_ub")
+        if self._queue == qm.L3_FIFO:
+            if self._exchange == PARTIAL_FILL:
+                # as hftbacktest ("L3PartialFillExchange is unsupported"): a FILL row names the
+                # resting order it executed, not how much of ours a trade would have taken
+                raise ConfigError(f"{where}: partial_fill_exchange() cannot be combined with "
+                                  "l3_fifo_queue_model(); use no_partial_fill_exchange()")
+            if self._snapshot is not None:
+                raise ConfigError(f"{where}: initial_snapshot() holds L2 depth rows and cannot start an "
+                                  "l3_fifo_queue_model() book; put the resting orders in the data as "
+                                  "ADD_ORDER rows")
         if self._queue in (qm.POWER_PROB, qm.POWER_PROB_2, qm.POWER_PROB_3) and self._queue_n <= 0:
             raise ConfigError(f"{where}: power queue model needs n > 0")
         if self._latency_kind == 0 and self._latency_offset:
@@ -266,15 +278,28 @@ class BacktestAsset:
             self._latency_offset = 0
 
 
+def _file_labels(assets: list) -> list[list[str]]:
+    """How error messages name each asset's data items (its path, or the array's position)."""
+    return [[str(item) if isinstance(item, Path) else f"asset {a} data[{k}] <array>"
+             for k, item in enumerate(asset._data)] if isinstance(asset, BacktestAsset) else []
+            for a, asset in enumerate(assets)]
+
+
+def _built(assets: Sequence[BacktestAsset], roi: bool):
+    from bots.build import build
+    from bots.sim.mbo import register_files
+
+    assets = list(assets)
+    bt = build(assets, roi=roi)
+    register_files(bt, bt._run_key, _file_labels(assets))
+    return bt
+
+
 def ROIVectorMarketDepthBacktest(assets: Sequence[BacktestAsset]):
     """A backtest whose books are fixed tick ranges [roi_lb, roi_ub] (updates outside are ignored)."""
-    from bots.build import build
-
-    return build(list(assets), roi=True)
+    return _built(assets, roi=True)
 
 
 def HashMapMarketDepthBacktest(assets: Sequence[BacktestAsset]):
     """A backtest whose books cover every price seen (ladders that grow as prices move)."""
-    from bots.build import build
-
-    return build(list(assets), roi=False)
+    return _built(assets, roi=False)

@@ -25,12 +25,16 @@ from numba.experimental import structref
 
 from bots.sim import views as vw
 from bots.sim import depth as dp
+from bots.sim import depth_l3 as l3
 from bots.sim import engine as en
+from bots.sim import mbo
+from bots.sim import queue_l3 as q3
 from bots.sim import local as lc
 from bots.sim import orders as od
 from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
-from bots.sim.ref import SimRefType, borrow
+from bots.sim.exchange import I_QUEUE, L3_FIFO
+from bots.sim.ref import SimRefType, address, borrow
 from shm.dtypes import event_dtype
 
 __all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "make_backtest"]
@@ -99,6 +103,15 @@ BT_FIELD_TYPES = [
     ("p_ask_qty", types.int64),
     ("p_xcnt_bid", types.int64),
     ("p_xcnt_ask", types.int64),
+    # market-by-order assets (bots.sim.mbo): the L3 book of every L3 asset's two books, the FIFO
+    # queue places of our orders in it, the buffer its kernels write order ids to, the payload
+    # addresses of the two structs, and the key naming this backtest's files in error messages
+    ("l3", l3.l3_book_type),
+    ("q3", q3.l3_queue_type),
+    ("l3_ids", _i64_1),
+    ("p_l3", types.int64),
+    ("p_q3", types.int64),
+    ("run_key", types.int64),
 ]
 
 
@@ -634,6 +647,12 @@ def new_backtest(
     p_ask_qty,
     p_xcnt_bid,
     p_xcnt_ask,
+    l3_book,
+    l3_queue,
+    l3_ids,
+    p_l3,
+    p_q3,
+    run_key,
 ):
     """Allocate the struct (cached: structref.define_constructor's is recompiled in every process)."""
     st = structref.new(bt_type)
@@ -691,7 +710,21 @@ def new_backtest(
     st.p_ask_qty = p_ask_qty
     st.p_xcnt_bid = p_xcnt_bid
     st.p_xcnt_ask = p_xcnt_ask
+    st.l3 = l3_book
+    st.q3 = l3_queue
+    st.l3_ids = l3_ids
+    st.p_l3 = p_l3
+    st.p_q3 = p_q3
+    st.run_key = run_key
     return st
+
+
+@njit(cache=True)
+def _new_l3(order_capacity, own_capacity):
+    """The L3 book and queue, and their payload addresses (the struct keeps both alive)."""
+    bk = l3.new_book(order_capacity)
+    qu = q3.new_queue(own_capacity)
+    return bk, qu, address(borrow(bk)), address(borrow(qu))
 
 
 def make_backtest(chunks: list, **fields) -> Backtest:
@@ -704,7 +737,13 @@ def make_backtest(chunks: list, **fields) -> Backtest:
         arr = fields[name]
         assert arr.flags.c_contiguous, name
         fields["p_" + name] = arr.ctypes.data
+    # A backtest without L3 assets gets a minimal (unused) book, so every backtest has one type.
+    n_l3 = int(np.count_nonzero(fields["cfg_i"][:, I_QUEUE] == L3_FIFO))
+    book, queue, p_l3, p_q3 = _new_l3(4096 if n_l3 else 16, 64 if n_l3 else 4)
+    fields.update(l3=book, q3=queue, l3_ids=np.zeros(64, np.int64), p_l3=p_l3, p_q3=p_q3,
+                  run_key=mbo.new_run_key())
     bt = new_backtest(*[fields[n] for n in _FIELD_NAMES])
     # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
     bt._chunks = chunks
+    bt._run_key = fields["run_key"]
     return bt

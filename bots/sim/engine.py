@@ -214,7 +214,7 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
         elif kind == 2:
             row = rows_of(bt, cur[a, C_XCHUNK])[cur[a, C_XROW]]
             ev = int(row.ev)
-            rc = ex.process_row(bt, a, ev, row.px, row.qty, row.exch_ts)
+            rc = ex.process_row(bt, a, ev, row.px, row.qty, row.exch_ts, row)
             if rc != 0:
                 return rc
             if (ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT:
@@ -361,7 +361,7 @@ def _exch_rows(bt, a, limit):
                     evs[4 * a + 2] = ts
                     return 0 if ts > limit else _BARRIER
                 if not passive:
-                    rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts)
+                    rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts, arr[r])
                     if rc != 0:
                         cur[a, C_XCHUNK] = c
                         cur[a, C_XROW] = r
@@ -407,7 +407,7 @@ def _catch_up(bt, a):
         while r < stop:
             ev = int(arr[r].ev)
             if (ev & EXCH_EVENT) != 0:
-                ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, arr[r].exch_ts)
+                ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, arr[r].exch_ts, arr[r])
             r += 1
         c += 1
         r = 0

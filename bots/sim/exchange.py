@@ -13,22 +13,34 @@ Two models (``cfg_i[a, I_EXCH]``):
 Resting orders live in ``bt.xord`` (see :mod:`bots.sim.orders`); ``vw.xcnt_bid(bt)/xcnt_ask`` count
 them per price tick of the exchange book so a depth row at a price with no order of ours costs one
 array read.  The market is replayed, never altered: our fills do not consume book quantity.
+
+An asset with the L3 FIFO queue model (``cfg_i[a, I_QUEUE] == L3_FIFO``) replays market-by-order
+rows instead (:func:`_process_l3`, hftbacktest's L3NoPartialFillExchange): ADD/MODIFY/CANCEL change
+the L3 book, and our orders, placed in its queues by :mod:`bots.sim.queue_l3`, fill when the
+opposite best crosses them or when a FILL row reports an order queued behind them; a FILL does not
+change the book (the feed follows it with a CANCEL or MODIFY); a DEPTH_CLEAR expires our orders on
+the cleared side; TRADE rows are the bot's only.  A row the book cannot apply raises
+:class:`bots.sim.mbo.L3RowError` naming the file and row.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from bots.sim import views as vw
 from bots.sim import depth as dp
+from bots.sim import mbo
 from bots.sim import orders as od
 from bots.sim import queue as qm
+from bots.sim import queue_l3 as q3
 from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_QUEUE_N, F_TICK
 from bots.sim.latency import response
 from bots.sim.mathx import to_tick_by
 
 NO_PARTIAL_FILL = 0
 PARTIAL_FILL = 1
+L3_FIFO = qm.L3_FIFO
 
 I_QUEUE = 2
 I_EXCH = 3
@@ -262,11 +274,17 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
 
 
 @njit(cache=True, error_model="numpy")
-def process_row(bt, a, ev, px, qty, ts):
-    """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine)."""
+def process_row(bt, a, ev, px, qty, ts, row):
+    """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine).
+
+    ``ev``, ``px``, ``qty`` and ``ts`` are read from ``row`` by the caller's loop; the record itself
+    serves L3 rows (their order id) and error messages (its address gives the file and row).
+    """
     cnt = vw.cnt(bt)
     if cnt[od.N_XDEAD] > 32 and cnt[od.N_XDEAD] * 2 > cnt[od.N_XORD]:
         od.xord_compact(bt)  # safe here: no scan over xord is in progress
+    if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
+        return _process_l3(bt, a, ev, px, qty, ts, row)
     kind = ev & 0xFF
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
@@ -302,3 +320,90 @@ def process_row(bt, a, ev, px, qty, ts):
         elif sell:
             return _on_trade(bt, a, BUY, to_tick_by(px, tick_size, inv_tick), qty, ts)
     return OK
+
+
+# -- market-by-order (L3) rows -----------------------------------------------------------------------
+
+@njit(cache=True, error_model="numpy")
+def _l3_settle(bt, a, out, m, ts, expire):
+    """Fill, as makers at their own price, the ``m`` orders of ours whose ids are in ``out``; or, with
+    ``expire``, expire them (their side of the book was cleared).  Returns an error code."""
+    for k in range(m):
+        i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, np.uint64(out[k]))
+        if i < 0:
+            continue
+        if not expire:
+            rc = _maker_fill(bt, a, i, ts, bt.xord[i].leaves_qty)
+            if rc != OK:
+                return rc
+            continue
+        o = bt.xord[i:i + 1]
+        o[0].exec_qty = 0.0
+        o[0].leaves_qty = 0.0
+        o[0].status = od.ST_EXPIRED
+        o[0].exch_timestamp = ts
+        od.refresh(bt.xord, i)
+        _respond(bt, a, bt.xord, i)
+        _unrest(bt, a, i)
+    return OK
+
+
+@njit(cache=True, error_model="numpy")
+def _l3_crossed(bt, a, side, prev_best, best, ts):
+    """The ``side`` best moved from ``prev_best`` to ``best``: our orders it crossed fill."""
+    if vw.xalive(bt)[a] == 0:
+        return OK
+    d = 2 * a + 1
+    if side == BUY and best > prev_best:
+        out = mbo.ids(bt)
+        code, m = q3.on_best_bid_up(mbo.queue(bt), d, best, out)
+    elif side == SELL and best < prev_best:
+        out = mbo.ids(bt)
+        code, m = q3.on_best_ask_down(mbo.queue(bt), d, best, out)
+    else:
+        return OK
+    if code != OK:
+        return code
+    return _l3_settle(bt, a, out, m, ts, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _process_l3(bt, a, ev, px, qty, ts, row):
+    """One exchange-timeline row of an L3 asset (hftbacktest's L3NoPartialFillExchange order)."""
+    kind = ev & 0xFF
+    d = 2 * a + 1
+    cf = vw.cfg_f(bt)
+    if kind == 10:  # add order
+        side = mbo.row_side(ev)
+        code, prev_best, best = mbo.add(bt, d, np.int64(row.order_id), side, px, qty, cf[a, F_TICK])
+        if code != OK:
+            mbo.row_error(bt, a, code, d, row)
+        return _l3_crossed(bt, a, side, prev_best, best, ts)
+    if kind == 11:  # cancel order
+        code = mbo.cancel(bt, d, np.int64(row.order_id), cf[a, F_LOT])
+        if code != OK:
+            mbo.row_error(bt, a, code, d, row)
+        return OK
+    if kind == 12:  # modify order
+        code, side, prev_best, best = mbo.modify(bt, d, np.int64(row.order_id), px, qty, cf[a, F_TICK],
+                                                 cf[a, F_LOT])
+        if code != OK:
+            mbo.row_error(bt, a, code, d, row)
+        return _l3_crossed(bt, a, side, prev_best, best, ts)
+    if kind == 13:  # fill of a resting order: ours queued ahead of it were executed first
+        out = mbo.ids(bt)
+        code, m = q3.on_fill(mbo.queue(bt), mbo.book(bt), d, np.int64(row.order_id), out)
+        if code != OK:
+            mbo.row_error(bt, a, code, d, row)
+        return _l3_settle(bt, a, out, m, ts, False)
+    if kind == 3:  # depth clear: the side's orders leave, ours expire
+        side = mbo.row_side(ev)
+        mbo.clear(bt, d, side)
+        out = mbo.ids(bt)
+        code, m = q3.on_clear(mbo.queue(bt), d, side, out)
+        if code != OK:
+            return code
+        return _l3_settle(bt, a, out, m, ts, True)
+    if kind == 1 or kind == 4:
+        mbo.row_error(bt, a, mbo.ERR_L2_ROW, d, row)
+    return OK  # trades (the bot's last_trades only), BBO, funding, custom rows

@@ -2,19 +2,28 @@
 
 Each request is popped from the asset's ``TO_EXCH`` bus into the scratch slot ``bt.tmp[0]``,
 processed, and answered on the ``TO_LOCAL`` bus after the response latency.
+
+On an L3 asset an order that rests also joins the back of its level's queue in the L3 book
+(:func:`bots.sim.queue_l3.add_own`), and leaves it on cancel; a modify keeps its place only when the
+price stays and the quantity does not grow.  Marketable, GTX, IOC, FOK and market orders follow the
+same rules as on L2 (hftbacktest 2.4.4's L3 exchange rests IOC/FOK orders that do not cross and
+cannot modify at all; ours expires them and modifies).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from bots.sim import views as vw
 from bots.sim import depth as dp
+from bots.sim import mbo
 from bots.sim import orders as od
 from bots.sim import queue as qm
+from bots.sim import queue_l3 as q3
 from bots.sim.exchange import (
-    BUY, ERR_INVALID_ORDER_REQUEST, ERR_ORDER_ID_EXIST, FOK, GTC, GTX, I_EXCH, IOC, LIMIT, MARKET, OK,
-    PARTIAL_FILL, _respond, _rest, _unrest, fill,
+    BUY, ERR_INVALID_ORDER_REQUEST, ERR_ORDER_ID_EXIST, FOK, GTC, GTX, I_EXCH, I_QUEUE, IOC, L3_FIFO, LIMIT,
+    MARKET, OK, PARTIAL_FILL, _respond, _rest, _unrest, fill,
 )
 
 
@@ -110,12 +119,23 @@ def ack_new(bt, a, msg, j, ts):
         msg[j].exch_timestamp = ts
         od.refresh(msg, j)
         i = _rest(bt, a, msg, j)
-        qm.on_new(bt.xord, i, level)
+        if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
+            q3.add_own(mbo.queue(bt), mbo.book(bt), d, np.int64(msg[j].order_id), msg[j].side, tick,
+                       msg[j].leaves_qty)
+        else:
+            qm.on_new(bt.xord, i, level)
         return OK
     msg[j].status = od.ST_EXPIRED  # IOC/FOK that cannot take anything
     msg[j].exch_timestamp = ts
     od.refresh(msg, j)
     return OK
+
+
+@njit(cache=True, error_model="numpy")
+def _leave_queue(bt, a, order_id):
+    """An order of ours left the exchange's book (cancelled or re-entering): on L3, its queue too."""
+    if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
+        q3.cancel_own(mbo.queue(bt), 2 * a + 1, np.int64(order_id))
 
 
 @njit(cache=True, error_model="numpy")
@@ -128,6 +148,7 @@ def ack_cancel(bt, a, msg, j, ts):
         return OK
     msg[j] = bt.xord[i]
     _unrest(bt, a, i)
+    _leave_queue(bt, a, msg[j].order_id)
     msg[j].status = od.ST_CANCELED
     msg[j].exch_timestamp = ts
     od.refresh(msg, j)
@@ -149,6 +170,7 @@ def ack_modify(bt, a, msg, j, ts):
         new_tick = msg[j].price_tick
         new_qty = msg[j].qty
         _unrest(bt, a, i)
+        _leave_queue(bt, a, msg[j].order_id)
         msg[j].status = od.ST_NONE
         msg[j].price_tick = new_tick
         msg[j].qty = new_qty
@@ -158,6 +180,9 @@ def ack_modify(bt, a, msg, j, ts):
     bt.xord[i].qty = msg[j].qty
     bt.xord[i].leaves_qty = msg[j].qty
     bt.xord[i].exch_timestamp = ts
+    if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:  # less at the same price: the queue place is kept
+        q3.modify_own(mbo.queue(bt), mbo.book(bt), 2 * a + 1, np.int64(msg[j].order_id), msg[j].price_tick,
+                      msg[j].qty)
     msg[j].leaves_qty = msg[j].qty
     msg[j].exch_timestamp = ts
     od.refresh(msg, j)

@@ -4,6 +4,9 @@ Requests leave through the asset's ``TO_EXCH`` bus after the entry latency (or b
 rejected when the latency model says so); responses arrive on ``TO_LOCAL`` and update the order
 table and, for fills, the account.  Rules follow hftbacktest's local processor, except that every
 fill a response carries is booked, partial ones included.
+
+An L3 asset's local book replays ADD/CANCEL/MODIFY/DEPTH_CLEAR rows through the L3 book kernels
+(hftbacktest's L3Local); a FILL row changes nothing (the feed follows it with a CANCEL or MODIFY).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from numba import njit
 
 from bots.sim import views as vw
 from bots.sim import depth as dp
+from bots.sim import mbo
 from bots.sim import orders as od
+from bots.sim.exchange import I_QUEUE, L3_FIFO
 from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_TICK, apply_fill, apply_funding
 from bots.sim.latency import entry
 from bots.sim.mathx import to_tick
@@ -37,7 +42,9 @@ def process_row(bt, a, row):
     sell = (ev & (1 << 28)) != 0
     d = 2 * a
     cf = vw.cfg_f(bt)
-    if kind == 1 or kind == 4:
+    if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
+        _process_l3(bt, a, row, kind)
+    elif kind == 1 or kind == 4:
         if buy:
             dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
         elif sell:
@@ -58,6 +65,31 @@ def process_row(bt, a, row):
     fl[a, 0] = 1
     fl[a, 1] = row.exch_ts
     fl[a, 2] = row.local_ts
+
+
+@njit(cache=True, error_model="numpy")
+def _process_l3(bt, a, row, kind):
+    """One local-timeline row of an L3 asset: the local book, last trades, funding."""
+    d = 2 * a
+    cf = vw.cfg_f(bt)
+    code = OK
+    if kind == 10:
+        code = mbo.add(bt, d, np.int64(row.order_id), mbo.row_side(int(row.ev)), row.px, row.qty, cf[a, F_TICK])[0]
+    elif kind == 11:
+        code = mbo.cancel(bt, d, np.int64(row.order_id), cf[a, F_LOT])
+    elif kind == 12:
+        code = mbo.modify(bt, d, np.int64(row.order_id), row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])[0]
+    elif kind == 3:
+        mbo.clear(bt, d, mbo.row_side(int(row.ev)))
+    elif kind == 2:
+        if vw.cfg_i(bt)[a, I_TRADES_CAP] > 0:
+            _push_trade(bt, a, row)
+    elif kind == FUNDING_EVENT:
+        apply_funding(bt, a, row.px, row.fval)
+    elif kind == 1 or kind == 4:
+        code = mbo.ERR_L2_ROW
+    if code != OK:
+        mbo.row_error(bt, a, code, d, row)
 
 
 @njit(cache=True, error_model="numpy")

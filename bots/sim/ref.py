@@ -33,7 +33,7 @@ from numba.core.extending import (
 from numba.core.typing.templates import AttributeTemplate
 from numba.experimental.structref import _Utils
 
-__all__ = ["SimRefType", "borrow"]
+__all__ = ["SimRefType", "borrow", "ref_at", "address", "record_address"]
 
 
 class SimRefType(types.Type):
@@ -105,3 +105,47 @@ def borrow(typingctx, bt):
         return builder.bitcast(ptr, ir.IntType(8).as_pointer())
 
     return sig, codegen
+
+
+def ref_at(struct_type):
+    """An intrinsic ``f(addr) -> SimRef`` of ``struct_type`` from a payload address (see address).
+
+    For structs the backtest keeps alive in one of its own fields (the L3 book and queue): storing
+    the payload's address next to that field lets a kernel reach it without counting references.
+    """
+    ref_type = SimRefType(struct_type)
+
+    def typer(typingctx, addr):
+        if not isinstance(addr, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+        return ref_type(addr), codegen
+
+    return intrinsic(typer)
+
+
+@intrinsic
+def address(typingctx, ref):
+    """The payload address of a ``SimRef`` (what :func:`ref_at` turns back into one)."""
+    if not isinstance(ref, SimRefType):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ptrtoint(args[0], context.get_value_type(types.int64))
+
+    return types.int64(ref), codegen
+
+
+@intrinsic
+def record_address(typingctx, rec):
+    """Address of a record read from an array (numba passes records by reference)."""
+    if not isinstance(rec, types.Record):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ptrtoint(args[0], context.get_value_type(types.int64))
+
+    return types.int64(rec), codegen
