@@ -191,21 +191,22 @@ def line_pingpong(count: int, *, pin: bool) -> dict:
     machine's floor under any shared-memory handoff (a ring's needs at least two such moves:
     the cursor, then the record).  Measured in the same run as the ring, since a VM's two vCPUs
     may sit anywhere from one core's siblings to two sockets apart."""
-    from multiprocessing import shared_memory
-
     from shm.workers import line_pingpong_main
 
-    mem = shared_memory.SharedMemory(create=True, size=4096)
+    # a plain /dev/shm file: two flags, nothing of the ring's layout (multiprocessing.shared_memory
+    # is never used: on 3.11 its resource tracker unlinks what an attaching process leaves behind)
+    path = f"/dev/shm/hftd-bench-line-{uuid.uuid4().hex[:12]}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        mem.buf[:128] = bytes(128)
+        os.ftruncate(fd, 4096)
+        os.close(fd)
         spec = [
-            (line_pingpong_main, ("ping", mem.name, count, _Q), dict(cpu=_cpu(0) if pin else None)),
-            (line_pingpong_main, ("pong", mem.name, count, _Q), dict(cpu=_cpu(1) if pin else None)),
+            (line_pingpong_main, ("ping", path, count, _Q), dict(cpu=_cpu(0) if pin else None)),
+            (line_pingpong_main, ("pong", path, count, _Q), dict(cpu=_cpu(1) if pin else None)),
         ]
         results = {kind: stats for kind, _, stats in _run(spec, 2)}
     finally:
-        mem.close()
-        mem.unlink()
+        os.unlink(path)
     if results["ping"]["done"] != count or results["pong"]["done"] != count:
         raise RuntimeError(f"cache-line ping-pong failed: {results['ping']['done']} of {count} round trips")
     one_way = [rtt // 2 for rtt in results["ping"]["rtts_ns"][count // 10 :]]

@@ -17,7 +17,7 @@ from numba import njit
 
 from shm import kernels as K
 from shm import layout as L
-from shm.atomics import cpu_relax, load_acquire, monotonic_ns, sched_yield, store_release
+from shm.atomics import cpu_relax, futex_wait, load_acquire, monotonic_ns, sched_yield, store_release
 
 __all__ = [
     "stamp",
@@ -109,11 +109,32 @@ def _xorshift(state):
     return x
 
 
+#: A paced writer sleeps while more than this is left before its next publication, then yields:
+#: the kernel's default timer slack lets a sleep end up to 50 us late.
+_SLEEP_MARGIN_NS = 60_000
+
+
+@njit(cache=True)
+def _sleep_until(deadline_ns, nap):
+    """Wait until CLOCK_MONOTONIC reaches ``deadline_ns``: asleep (a futex wait on the private word
+    ``nap[0]`` with a timeout) while more than ``_SLEEP_MARGIN_NS`` remain, then yielding.  A
+    producer fed by the network blocks in epoll between messages; one that spun or yielded the
+    whole gap would compete with the readers for 2 cpus, which no real producer does."""
+    while True:
+        left = deadline_ns - monotonic_ns()
+        if left <= 0:
+            return
+        if left > _SLEEP_MARGIN_NS:
+            futex_wait(nap, 0, 0, left - _SLEEP_MARGIN_NS)
+        else:
+            sched_yield()
+
+
 @njit(cache=True)
 def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
     """Publish ``total`` stamped records in random batch sizes 1..batch_max (fixed if seed == 0).
 
-    ``pace_ns`` > 0 spaces publications by that many ns (sleeping by yielding), like a daemon fed by
+    ``pace_ns`` > 0 spaces publications by that many ns (see ``_sleep_until``), like a daemon fed by
     the network, and stamps word 2 of each record with its publish time for one-way latency
     (unpaced runs measure throughput and skip the clock read).
     """
@@ -122,6 +143,7 @@ def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
     hdr = K.unmanaged(hdr)  # the caller keeps the ring mapped for the whole loop
     data = K.unmanaged(data)
     rng = np.array([seed if seed != 0 else 1], dtype=np.int64)
+    nap = np.zeros(1, dtype=np.int64)
     seq = 0
     next_at = monotonic_ns()
     while seq < total:
@@ -132,8 +154,7 @@ def write_loop(hdr, data, total, batch_max, seed, pace_ns, gate_timeout_ns):
         n = min(n, total - seq)
         if pace_ns > 0:
             next_at += pace_ns * n
-            while monotonic_ns() < next_at:
-                sched_yield()
+            _sleep_until(next_at, nap)
         stamp(staging[:n], seq, monotonic_ns() if pace_ns > 0 else 0)
         K.ring_publish(hdr, data, staging[:n], gate_timeout_ns)
         seq += n
@@ -474,22 +495,24 @@ def line_pong_loop(words, count, timeout_ns):
     return count
 
 
-def line_pingpong_main(role: str, shm_name: str, count: int, result, cpu: int | None = None) -> None:
-    """Process entry of one side of a cache-line ping-pong over POSIX shm ``shm_name`` (created by
+def line_pingpong_main(role: str, path: str, count: int, result, cpu: int | None = None) -> None:
+    """Process entry of one side of a cache-line ping-pong over the shm file ``path`` (created by
     the caller, at least 128 bytes): the floor under any ring's one-way latency on this machine."""
-    from multiprocessing import shared_memory
+    import mmap
 
     pin(cpu)
-    mem = shared_memory.SharedMemory(name=shm_name)
+    fd = os.open(path, os.O_RDWR)
     try:
-        words = np.ndarray((16,), dtype=np.int64, buffer=mem.buf)
-        if role == "ping":
-            rtts = np.zeros(count, dtype=np.int64)
-            done = line_ping_loop(words, rtts, 10_000_000_000)
-            stats = {"done": int(done), "rtts_ns": rtts.tolist()}
-        else:
-            stats = {"done": int(line_pong_loop(words, count, 10_000_000_000))}
-        del words
-        result.put((role, os.getpid(), stats))
+        mem = mmap.mmap(fd, 4096)
     finally:
-        mem.close()
+        os.close(fd)
+    words = np.frombuffer(mem, dtype=np.int64, count=16)
+    if role == "ping":
+        rtts = np.zeros(count, dtype=np.int64)
+        done = line_ping_loop(words, rtts, 10_000_000_000)
+        stats = {"done": int(done), "rtts_ns": rtts.tolist()}
+    else:
+        stats = {"done": int(line_pong_loop(words, count, 10_000_000_000))}
+    del words
+    mem.close()
+    result.put((role, os.getpid(), stats))

@@ -18,8 +18,8 @@ def test_pingpong_scenarios_complete_every_round_trip(scenario):
 def test_line_pingpong_leaves_no_shared_memory_behind():
     import os
 
-    def ours() -> set[str]:  # multiprocessing.shared_memory's names (other tests may create rings meanwhile)
-        return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")}
+    def ours() -> set[str]:  # the scenario's files (other tests may create rings meanwhile)
+        return {n for n in os.listdir("/dev/shm") if n.startswith("hftd-bench-line-")}
 
     before = ours()
     bench.line_pingpong(500, pin=False)
