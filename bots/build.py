@@ -1,7 +1,15 @@
-"""Turn a list of :class:`bots.asset.BacktestAsset` into the flat arrays of one backtest."""
+"""Turn a list of :class:`bots.asset.BacktestAsset` into the flat arrays of one backtest.
+
+Each data item becomes one chunk: an array stays in RAM, an uncompressed ``.npy``/stored ``.npz``
+is memory-mapped (validated up front, chunk by chunk), and a compressed ``.npz`` is streamed: a
+child process inflates the compressed files of every asset, in the order the simulator will need
+them, into scratch maps the engine reads as rows are published and releases once passed
+(:mod:`bots.data.inflate`, :mod:`bots.sim.engine` "Chunks").
+"""
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +17,11 @@ from numba import njit
 
 from bots.asset import BacktestAsset
 from bots.backtest import Backtest, make_backtest
+from bots.data.inflate import InflatedFiles, compressed_member, is_compressed_npz
 from bots.data.io import load_events, open_events_mmap
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
+from bots.sim.engine import CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED
 from bots.sim.fees import F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.ref import borrow
@@ -34,11 +44,27 @@ def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
     return view
 
 
-def _open(item, index: int) -> tuple[np.ndarray, bool]:
+def _open(item, index: int) -> tuple[np.ndarray, int]:
     if isinstance(item, np.ndarray):
-        return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), False
+        return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), CHUNK_IN_RAM
     arr = open_events_mmap(Path(item))
-    return _readonly(arr, str(item)), isinstance(arr, np.memmap)
+    return _readonly(arr, str(item)), CHUNK_MAPPED if isinstance(arr, np.memmap) else CHUNK_IN_RAM
+
+
+def _stream(streamed: list[list[tuple[int, Path]]]) -> tuple[InflatedFiles | None, dict[int, tuple[int, int]]]:
+    """Start inflating the compressed files ``streamed[a] = [(chunk, path), ...]`` of every asset.
+
+    The child inflates one file after another, so they are queued in the order the simulator
+    enters them: the assets' lists merged by the first row's timestamp (each asset's own order
+    kept).  Returns the inflater and ``chunk -> (address, rows)``.
+    """
+    queues = [[(compressed_member(path).first_exch_ts, a, chunk, path) for chunk, path in files]
+              for a, files in enumerate(streamed)]
+    order = list(heapq.merge(*queues, key=lambda job: (job[0], job[1])))
+    if not order:
+        return None, {}
+    files = InflatedFiles([path for *_, path in order])
+    return files, {chunk: (files.address(i), files.rows[i]) for i, (_, _, chunk, _) in enumerate(order)}
 
 
 def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
@@ -54,7 +80,8 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     chunks: list[np.ndarray] = []
     chunk_first = np.zeros(n, np.int64)
     chunk_count = np.zeros(n, np.int64)
-    mapped: list[int] = []
+    kinds: list[int] = []
+    streamed: list[list[tuple[int, Path]]] = [[] for _ in assets]
     lat_parts = []
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
@@ -77,9 +104,13 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         cfg_i[a, 7] = asset._trades_cap
         chunk_first[a] = len(chunks)
         for item in asset._data:
-            arr, is_map = _open(item, a)
+            if not isinstance(item, np.ndarray) and is_compressed_npz(Path(item)):
+                streamed[a].append((len(chunks), Path(item)))
+                arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED  # its map comes from _stream
+            else:
+                arr, kind = _open(item, a)
             chunks.append(arr)
-            mapped.append(int(is_map))
+            kinds.append(kind)
         chunk_count[a] = len(chunks) - chunk_first[a]
         rows = asset._latency_rows if asset._latency_kind == 1 else np.zeros((1, 3), np.int64)
         lat_parts.append(rows)
@@ -102,6 +133,14 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
             depth_i[d, dp.ROI_UB] = ub
             depth_i[d, dp.GROWABLE] = 0 if roi else 1
     trades_cap = max([max(1, a._trades_cap) for a in assets])
+    addresses = [c.ctypes.data for c in chunks]
+    lengths = [len(c) for c in chunks]
+    inflated, maps = _stream(streamed)
+    for chunk, (address, rows) in maps.items():
+        if rows:
+            addresses[chunk], lengths[chunk] = address, rows
+        else:
+            kinds[chunk] = CHUNK_IN_RAM  # an empty file: nothing to wait for or release
     bt = make_backtest(
         chunks,
         n_assets=n,
@@ -113,9 +152,9 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_first=chunk_first,
         chunk_count=chunk_count,
         chunk_released=np.zeros(max(len(chunks), 1), np.int64),
-        chunk_mapped=np.array(mapped + [0], np.int64),
-        chunk_addr=np.array([c.ctypes.data for c in chunks] + [0], np.int64),
-        chunk_len=np.array([len(c) for c in chunks] + [0], np.int64),
+        chunk_mapped=np.array(kinds + [CHUNK_IN_RAM], np.int64),
+        chunk_addr=np.array(addresses + [0], np.int64),
+        chunk_len=np.array(lengths + [0], np.int64),
         cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*
         depth_i=depth_i,
         bid_qty=np.zeros((2 * n, width), np.float64),
@@ -139,6 +178,8 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         lat_off=lat_off,
         lat_rn=np.zeros((n, 2), np.int64),
     )
+    # the backtest keeps the inflater (its child, scratch maps) alive; it closes when the backtest goes
+    bt._inflated = inflated
     for a, asset in enumerate(assets):
         if asset._latency_kind == 1:
             _init_latency_cursor(bt, a)

@@ -124,15 +124,17 @@ def _remove_stale(root: Path) -> None:
 
 
 class _Status:
-    """The shared words: ``ready[i]`` rows (or FAILED), ``released[i]`` 0/1, ``wanted`` a file index."""
+    """The shared words: ``ready[i]`` rows (or FAILED), ``released[i]`` 0/1, ``wanted`` a file index,
+    and the child's resident set (KiB): once started, and its peak as of the last file it finished."""
 
     def __init__(self, path: Path, n: int, *, create: bool) -> None:
         if create:
-            path.write_bytes(bytes(8 * (2 * n + 1)))
-        self.words = np.memmap(path, dtype=np.int64, mode="r+", shape=(2 * n + 1,))
+            path.write_bytes(bytes(8 * (2 * n + 3)))
+        self.words = np.memmap(path, dtype=np.int64, mode="r+", shape=(2 * n + 3,))
         self.ready = self.words[:n]
         self.released = self.words[n : 2 * n]
-        self.wanted = self.words[2 * n :]
+        self.wanted = self.words[2 * n : 2 * n + 1]
+        self.child_rss_kb = self.words[2 * n + 1 :]  # [started, peak]
         if create:
             self.wanted[0] = -1
 
@@ -284,6 +286,12 @@ class InflatedFiles:
         self._finalizer()
 
     @property
+    def child_rss_kb(self) -> tuple[int, int]:
+        """The inflating child's resident set (KiB): once started (imports done) and its peak as
+        of the last file it finished (0 before)."""
+        return int(self._status.child_rss_kb[0]), int(self._status.child_rss_kb[1])
+
+    @property
     def closed(self) -> bool:
         return not self._finalizer.alive
 
@@ -319,6 +327,19 @@ def release_at(address: int) -> None:
 
 
 # -- the child ------------------------------------------------------------------------------------
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS since exec (VmHWM).
+
+    Not ``getrusage().ru_maxrss``: Linux carries that across exec, so a child spawned from a big
+    parent would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 class _ParentGone(Exception):
@@ -362,6 +383,9 @@ def _child_main(jobs_file: str) -> int:
     def parent_alive() -> bool:
         return os.getppid() == parent
 
+    RowChecker("warm-up").check(np.zeros(1, event_dtype))  # load the kernel before measuring
+    status.child_rss_kb[0] = _peak_rss_kb()
+
     for i, job in enumerate(jobs):
         if job["rows"] == 0:
             continue
@@ -388,6 +412,7 @@ def _child_main(jobs_file: str) -> int:
             Path(job["target"]).with_suffix(".error").write_text(message)
             status.ready[i] = FAILED
             return 1
+        status.child_rss_kb[1] = _peak_rss_kb()
     return 0
 
 

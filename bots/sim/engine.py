@@ -6,21 +6,23 @@ local timeline (``local_ts`` of the next ``LOCAL_EVENT`` row), 1 an order respon
 reaching the exchange.  The earliest wins; ties go to the lower index (asset, then kind), as in
 hftbacktest, which is what makes fills identical.
 
-Data rows come from the chunks (one array per file, memory-mapped where possible); each asset
-has two cursors, local and exchange, since the exchange timeline runs ahead by the feed latency.
-Files wholly behind both cursors are released from RSS (``madvise(MADV_DONTNEED)`` on their pages)
-so a long run keeps about two files resident.
+Data rows come from the chunks, one per file (see "Chunks" below); each asset has two cursors,
+local and exchange, since the exchange timeline runs ahead by the feed latency.  Every loop over
+rows reads a chunk in *windows* (:func:`_window`): between two windows the pages both cursors have
+passed are handed back, and a compressed file's rows are awaited as its inflater publishes them, so
+the per-row path has no check beyond its window's end.
 """
 
 from __future__ import annotations
 
-from numba import carray, njit, types
+from numba import carray, njit, objmode, types
 
 from bots.sim import views as vw
 from bots.sim import exchange as ex
 from bots.sim import exchange_orders as exo
 from bots.sim import local as lc
 from bots.sim import orders as od
+from bots.data.inflate import release_at, rows_ready_at
 from bots.sim.fees import apply_funding
 
 from shm.dtypes import event_dtype as _EVENT_DTYPE
@@ -57,40 +59,96 @@ C_LAG = 6
 # The thin layers are inlined into their callers instead (inline="always", numba IR level).
 
 
+# -- Chunks ---------------------------------------------------------------------------------------
+#
+# ``bt.chunk_mapped[c]`` says what chunk ``c`` is and so how it is read and given back:
+#: an array in RAM: every row readable, nothing given back
+CHUNK_IN_RAM = 0
+#: a memory-mapped file: pages both cursors passed are dropped from RSS every RELEASE_ROWS rows
+CHUNK_MAPPED = 1
+#: a compressed file inflated by bots.data.inflate: rows readable as the inflater publishes them;
+#: pages dropped like a map's, and the whole map closed (its scratch file deleted) once passed
+CHUNK_STREAMED = 2
+#: a streamed chunk after that: it must never be read again
+CHUNK_GONE = 3
+
+#: the pages of consumed rows are given back in steps of this many rows (4 MiB); also the longest
+#: window of a mapped or streamed chunk
+RELEASE_ROWS = 65536
+
+
 @njit(cache=True, error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
-    The Python proxy keeps every chunk alive for the life of the backtest, so the address is valid.
+    The Python proxy keeps every chunk alive for the life of the backtest (a streamed one until it
+    is released), so the address is valid.
     """
     return carray(vw.as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
+
+
+@njit(cache=True, error_model="numpy")
+def _window(bt, a, c, r):
+    """``(rows, stop)``: chunk ``c`` and the row before which a loop now at row ``r`` may read.
+
+    Every loop over rows calls this on entering a chunk and again when it reaches ``stop``, having
+    stored its cursor first if it is the local or the exchange one.  At a RELEASE_ROWS boundary the
+    pages both cursors passed are given back; a streamed chunk's rows are awaited here (the
+    inflater publishes them block by block, or raises the DataError of a bad or broken file).
+    """
+    rows = rows_of(bt, c)
+    kind = bt.chunk_mapped[c]
+    if kind == CHUNK_IN_RAM:
+        return rows, rows.shape[0]
+    r = max(r, 0)
+    if r > 0 and (r & (RELEASE_ROWS - 1)) == 0:
+        _release_behind(bt, a)
+    stop = min(rows.shape[0], (r // RELEASE_ROWS + 1) * RELEASE_ROWS)
+    if kind == CHUNK_STREAMED and r < stop:
+        stop = min(stop, _rows_ready(vw.chunk_addr(bt)[c], r))
+    return rows, stop
+
+
+@njit(cache=True, error_model="numpy")
+def _rows_ready(address, r):
+    with objmode(ready="int64"):
+        ready = rows_ready_at(address, r)
+    return ready
+
+
+@njit(cache=True, error_model="numpy")
+def _release_streamed(address):
+    with objmode():
+        release_at(address)
+
+
+@njit(cache=True, error_model="numpy")
+def _leave_chunk(bt, a, col_chunk, col_row, c):
+    """A cursor passed the last row of chunk ``c``: it moves before the next chunk's first row."""
+    cur = vw.cursor(bt)
+    cur[a, col_chunk] = c + 1
+    cur[a, col_row] = -1
+    _release_behind(bt, a)
+    return c + 1
 
 
 @njit(cache=True, error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
     cur = vw.cursor(bt)
-    c = cur[a, col_chunk]
-    r = cur[a, col_row] + 1
-    addr = vw.chunk_addr(bt)
-    length = vw.chunk_len(bt)
-    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+    c, r, last = _cursor(bt, a, col_chunk, col_row)
+    r += 1
     while c < last:
-        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
-        n = arr.shape[0]
-        while r < n:
+        arr, stop = _window(bt, a, c, r)
+        while r < stop:
             if (int(arr[r].ev) & flag) != 0:
                 cur[a, col_chunk] = c
                 cur[a, col_row] = r
-                if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
-                    _release_behind(bt, a)
                 return arr[r].local_ts if use_local_ts else arr[r].exch_ts
             r += 1
-        c += 1
-        r = 0
-        cur[a, col_chunk] = c
-        cur[a, col_row] = -1
-        _release_behind(bt, a)
+        if r == arr.shape[0]:  # else the next window of the same chunk
+            c = _leave_chunk(bt, a, col_chunk, col_row, c)
+            r = 0
     cur[a, col_chunk] = last
     cur[a, col_row] = 0
     return I64_MAX
@@ -98,11 +156,12 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
 
 @njit(cache=True, error_model="numpy")
 def _release_behind(bt, a):
-    """Hand back the pages of rows both cursors have passed (memory-mapped files only).
+    """Give back what both cursors of asset ``a`` have passed (mapped and streamed chunks).
 
-    ``chunk_released[c]`` is how many leading rows of chunk ``c`` were released.  Called when a
-    cursor leaves a chunk and every ``RELEASE_ROWS`` rows inside one, so a long file never becomes
-    wholly resident (the pages stay in the page cache; only this process's RSS drops).
+    ``chunk_released[c]`` is how many leading rows of chunk ``c`` were dropped from RSS
+    (``madvise``: the pages stay in the page cache).  A streamed chunk both cursors left is released
+    whole: its map is closed and its scratch file deleted, after a lagging exchange book has caught
+    up past it (:func:`_catch_up` reads the rows it skipped).
     """
     cur = vw.cursor(bt)
     lc_, lr = cur[a, C_LCHUNK], cur[a, C_LROW]
@@ -111,8 +170,17 @@ def _release_behind(bt, a):
         c_min, r_min = lc_, lr
     else:
         c_min, r_min = xc, xr
-    for c in range(vw.chunk_first(bt)[a], min(c_min + 1, vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a])):
-        if bt.chunk_mapped[c] == 0:
+    first = vw.chunk_first(bt)[a]
+    for c in range(first, min(c_min + 1, first + vw.chunk_count(bt)[a])):
+        kind = bt.chunk_mapped[c]
+        if kind == CHUNK_IN_RAM or kind == CHUNK_GONE:
+            continue
+        if kind == CHUNK_STREAMED and c < c_min:
+            if cur[a, C_LAG] != 0 and cur[a, C_BCHUNK] <= c:
+                _catch_up(bt, a)
+                _lag_from_cursor(bt, a)  # still passive: the book lags again from here
+            _release_streamed(vw.chunk_addr(bt)[c])
+            bt.chunk_mapped[c] = CHUNK_GONE
             continue
         arr = rows_of(bt, c)
         upto = arr.shape[0] if c < c_min else max(r_min, 0)
@@ -120,10 +188,6 @@ def _release_behind(bt, a):
         if upto - done >= RELEASE_ROWS or (c < c_min and upto > done):
             _madvise_dontneed(arr[done:upto])
             bt.chunk_released[c] = upto
-
-
-#: release consumed rows of a mapped file in steps of this many rows (4 MiB)
-RELEASE_ROWS = 65536
 
 
 _PAGE = 4096
@@ -338,49 +402,67 @@ def _exch_rows(bt, a, limit):
     passive = vw.xalive(bt)[a] == 0
     if passive:
         if cur[a, C_LAG] == 0:
-            cur[a, C_LAG] = 1
-            cur[a, C_BCHUNK] = cur[a, C_XCHUNK]
-            cur[a, C_BROW] = cur[a, C_XROW]
+            _lag_from_cursor(bt, a)
     else:
         _catch_up(bt, a)
-    addr = vw.chunk_addr(bt)
-    length = vw.chunk_len(bt)
-    c = cur[a, C_XCHUNK]
-    r = cur[a, C_XROW]
-    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+    c, r, last = _cursor(bt, a, C_XCHUNK, C_XROW)
     while c < last:
-        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
-        n = arr.shape[0]
-        while r < n:
+        arr, stop = _window(bt, a, c, r)
+        while r < stop:
             ev = int(arr[r].ev)
             if (ev & EXCH_EVENT) != 0:
                 ts = arr[r].exch_ts
                 if ts > limit or ((ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT):
-                    cur[a, C_XCHUNK] = c
-                    cur[a, C_XROW] = r
-                    evs[4 * a + 2] = ts
+                    _park(bt, a, C_XCHUNK, C_XROW, c, r, ts)
                     return 0 if ts > limit else _BARRIER
                 if not passive:
                     rc = ex.process_row(bt, a, ev, arr[r].px, arr[r].qty, ts, arr[r])
                     if rc != 0:
-                        cur[a, C_XCHUNK] = c
-                        cur[a, C_XROW] = r
-                        evs[4 * a + 2] = ts
+                        _park(bt, a, C_XCHUNK, C_XROW, c, r, ts)
                         return rc
             r += 1
-            if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
-                cur[a, C_XCHUNK] = c
-                cur[a, C_XROW] = r
-                _release_behind(bt, a)
-        c += 1
-        r = 0
-        cur[a, C_XCHUNK] = c
-        cur[a, C_XROW] = -1
-        _release_behind(bt, a)
-    cur[a, C_XCHUNK] = last
-    cur[a, C_XROW] = 0
-    evs[4 * a + 2] = I64_MAX
+        c, r = _next_window(bt, a, C_XCHUNK, C_XROW, c, r, arr.shape[0])
+    _park(bt, a, C_XCHUNK, C_XROW, last, 0, I64_MAX)
     return 0
+
+
+@njit(cache=True, error_model="numpy")
+def _cursor(bt, a, col_chunk, col_row):
+    """``(chunk, row, end chunk)`` of a cursor of asset ``a``, where a loop over rows starts."""
+    cur = vw.cursor(bt)
+    return cur[a, col_chunk], cur[a, col_row], vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+
+
+@njit(cache=True, error_model="numpy")
+def _park(bt, a, col_chunk, col_row, c, r, ts):
+    """A row loop stops at row ``r`` of chunk ``c``, the next of its timeline, due at ``ts``."""
+    cur = vw.cursor(bt)
+    cur[a, col_chunk] = c
+    cur[a, col_row] = r
+    vw.evs(bt)[4 * a + (0 if col_chunk == C_LCHUNK else 2)] = ts
+
+
+@njit(cache=True, error_model="numpy")
+def _next_window(bt, a, col_chunk, col_row, c, r, n):
+    """Where a loop goes after a window of chunk ``c`` that ended at row ``r`` of ``n``: ``(c, r)``.
+
+    The cursor is stored either way, since the next window may give back the pages behind it.
+    """
+    if r == n:
+        return _leave_chunk(bt, a, col_chunk, col_row, c), 0
+    cur = vw.cursor(bt)
+    cur[a, col_chunk] = c
+    cur[a, col_row] = r
+    return c, r
+
+
+@njit(cache=True, error_model="numpy")
+def _lag_from_cursor(bt, a):
+    """The exchange book of asset ``a`` (no resting order) lags from the exchange cursor on."""
+    cur = vw.cursor(bt)
+    cur[a, C_LAG] = 1
+    cur[a, C_BCHUNK] = cur[a, C_XCHUNK]
+    cur[a, C_BROW] = cur[a, C_XROW]
 
 
 @njit(cache=True, error_model="numpy")
@@ -389,20 +471,19 @@ def _catch_up(bt, a):
 
     Only depth changes: while the book lagged the asset had no resting order, and a funding row
     stops the skipping (_BARRIER), so the rows have no other effect.  Pages already released by
-    ``_release_behind`` are simply read again from the page cache.
+    ``_release_behind`` are simply read again from the page cache; a streamed chunk is not released
+    before the book caught up past it, so every row here is still mapped and ready.
     """
     cur = vw.cursor(bt)
     if cur[a, C_LAG] == 0:
         return
     cur[a, C_LAG] = 0
-    addr = vw.chunk_addr(bt)
-    length = vw.chunk_len(bt)
     c = cur[a, C_BCHUNK]
     r = max(cur[a, C_BROW], 0)
     xc = cur[a, C_XCHUNK]
     xr = cur[a, C_XROW]
     while c < xc or (c == xc and r < xr):
-        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
+        arr = rows_of(bt, c)
         stop = arr.shape[0] if c < xc else xr
         while r < stop:
             ev = int(arr[r].ev)
@@ -419,37 +500,19 @@ def _local_rows(bt, a, limit):
     evs = vw.evs(bt)
     if evs[4 * a] > limit:
         return
-    cur = vw.cursor(bt)
-    addr = vw.chunk_addr(bt)
-    length = vw.chunk_len(bt)
-    c = cur[a, C_LCHUNK]
-    r = cur[a, C_LROW]
-    last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+    c, r, last = _cursor(bt, a, C_LCHUNK, C_LROW)
     while c < last:
-        arr = carray(vw.as_voidptr(addr[c]), length[c], _EVENT_DTYPE)
-        n = arr.shape[0]
-        while r < n:
+        arr, stop = _window(bt, a, c, r)
+        while r < stop:
             if (int(arr[r].ev) & LOCAL_EVENT) != 0:
                 ts = arr[r].local_ts
                 if ts > limit:
-                    cur[a, C_LCHUNK] = c
-                    cur[a, C_LROW] = r
-                    evs[4 * a] = ts
+                    _park(bt, a, C_LCHUNK, C_LROW, c, r, ts)
                     return
                 lc.process_row(bt, a, arr[r])
             r += 1
-            if (r & (RELEASE_ROWS - 1)) == 0 and bt.chunk_mapped[c] != 0:
-                cur[a, C_LCHUNK] = c
-                cur[a, C_LROW] = r
-                _release_behind(bt, a)
-        c += 1
-        r = 0
-        cur[a, C_LCHUNK] = c
-        cur[a, C_LROW] = -1
-        _release_behind(bt, a)
-    cur[a, C_LCHUNK] = last
-    cur[a, C_LROW] = 0
-    evs[4 * a] = I64_MAX
+        c, r = _next_window(bt, a, C_LCHUNK, C_LROW, c, r, arr.shape[0])
+    _park(bt, a, C_LCHUNK, C_LROW, last, 0, I64_MAX)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
