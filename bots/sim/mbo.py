@@ -19,7 +19,7 @@ import itertools
 import weakref
 
 import numpy as np
-from numba import njit
+from numba import carray, njit
 
 from bots.sim import depth as dp
 from bots.sim import depth_l3 as l3
@@ -56,40 +56,58 @@ def queue(bt):
 
 
 # -- applying rows ---------------------------------------------------------------------------------
+#
+# The book kernels are inlined here and get the ladders as views built in the same function: their
+# reference counts are then known to be absent and numba's incref/decref calls fold away (with the
+# ladders passed as arguments, a dozen such calls per row were most of the cost).
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _ladders(bt):
+    """(bid_qty, ask_qty, depth_i) of every book, as reference-count-free views (see views.py)."""
+    rows = 2 * bt.n_assets
+    return (carray(vw.as_voidptr(bt.p_bid_qty), (rows, bt.depth_w), np.float64),
+            carray(vw.as_voidptr(bt.p_ask_qty), (rows, bt.depth_w), np.float64),
+            carray(vw.as_voidptr(bt.p_depth_i), (rows, 8), np.int64))
+
+
+@njit(cache=True, error_model="numpy")
+def _cover(bt, d, px, tick_size):
+    """A growable ladder is grown to cover ``px`` before a kernel adds an order there."""
+    di = vw.depth_i(bt)
+    if di[d, dp.GROWABLE] != 0 and px == px and px - px == 0.0:
+        tick = to_tick(px, tick_size)
+        if not di[d, dp.ROI_LB] <= tick <= di[d, dp.ROI_UB]:
+            dp.ensure_tick(bt, d, tick)
+
 
 @njit(cache=True, error_model="numpy")
 def add(bt, d, oid, side, px, qty, tick_size):
     """ADD_ORDER on book ``d``; returns (code, prev_best, best) of the order's side."""
-    code, prev_best, best = l3.add(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt), d, oid, side,
-                                   px, qty, tick_size)
-    if code == l3.ERR_NEED_TICK and dp.ensure_tick(bt, d, to_tick(px, tick_size)):
-        # the ladder was grown (and maybe reallocated): the views are read again
-        code, prev_best, best = l3.add(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt), d, oid,
-                                       side, px, qty, tick_size)
-    return code, prev_best, best
+    _cover(bt, d, px, tick_size)
+    bq, aq, di = _ladders(bt)
+    return l3.add(book(bt), bq, aq, di, d, oid, side, px, qty, tick_size)
 
 
 @njit(cache=True, error_model="numpy")
 def modify(bt, d, oid, px, qty, tick_size, lot_size):
     """MODIFY_ORDER on book ``d``; returns (code, side, prev_best, best)."""
-    code, side, prev_best, best = l3.modify(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt), d,
-                                            oid, px, qty, tick_size, lot_size)
-    if code == l3.ERR_NEED_TICK and dp.ensure_tick(bt, d, to_tick(px, tick_size)):
-        code, side, prev_best, best = l3.modify(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt),
-                                                d, oid, px, qty, tick_size, lot_size)
-    return code, side, prev_best, best
+    _cover(bt, d, px, tick_size)
+    bq, aq, di = _ladders(bt)
+    return l3.modify(book(bt), bq, aq, di, d, oid, px, qty, tick_size, lot_size)
 
 
 @njit(cache=True, error_model="numpy")
 def cancel(bt, d, oid, lot_size):
     """CANCEL_ORDER on book ``d``; returns the kernel's code."""
-    return l3.cancel(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt), d, oid, lot_size)[0]
+    bq, aq, di = _ladders(bt)
+    return l3.cancel(book(bt), bq, aq, di, d, oid, lot_size)[0]
 
 
 @njit(cache=True, error_model="numpy")
 def clear(bt, d, side):
     """DEPTH_CLEAR of ``side`` (1, -1, 0: both) on book ``d``: every order there leaves."""
-    l3.clear(book(bt), vw.bid_qty(bt), vw.ask_qty(bt), vw.depth_i(bt), d, side)
+    bq, aq, di = _ladders(bt)
+    l3.clear(book(bt), bq, aq, di, d, side)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -102,7 +120,7 @@ def row_side(ev):
     return 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")
 def ids(bt):
     """The buffer the queue kernels write filled/expired order ids into, big enough for all of ours."""
     need = q3.n_own(queue(bt))
