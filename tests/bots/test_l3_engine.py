@@ -159,6 +159,13 @@ def test_a_cancel_of_an_unknown_order_names_the_file_and_row(tmp_path):
     hbt = bots.HashMapMarketDepthBacktest([asset(str(path), roi=False)])
     with pytest.raises(L3RowError, match=r"gap\.npz: row 6 \(CANCEL_ORDER\): order id 12345 is not resting"):
         _run_to_end(hbt)
+    # in the second file of an asset: that file, and the row counted within it
+    first = save_events(tmp_path / "first.npz", l3_events(BOOK))
+    second = save_events(tmp_path / "second.npz", l3_events([(ADD, "b", 100, 105, 99.97, 1.0, 20),
+                                                            (CANCEL, "b", 200, 205, 99.99, 1.0, 12345), END]))
+    hbt = bots.HashMapMarketDepthBacktest([asset(str(first), roi=False).data(str(second))])
+    with pytest.raises(L3RowError, match=r"second\.npz: row 1 \(CANCEL_ORDER\)"):
+        _run_to_end(hbt)
     # the same row in an array is named by the asset's data position
     hbt = bots.HashMapMarketDepthBacktest([asset(l3_events(rows), roi=False)])
     with pytest.raises(L3RowError, match=r"asset 0 data\[0\] <array>: row 6 \(CANCEL_ORDER\)"):
