@@ -6,6 +6,10 @@ tutorial grid bot (power-probability queue, constant latency, no partial fill), 
 compilation; the first-run time with an empty compile cache; the time a second process takes from
 start to its first event with the cache warm; peak RSS of the grid runs.  Throughput is the median
 of ``--repeats`` rounds that alternate hftd and hftbacktest (the machine is shared and noisy).
+
+An L3 case runs the same grid bot on a synthetic market-by-order file (``--l3-events`` rows of
+ADD/CANCEL/MODIFY/FILL, ``hftd synth --l3``) with ``l3_fifo_queue_model()`` on both, in the same
+rounds: ``l3_grid_events_per_s`` and ``l3_grid_vs_hftbacktest``.
 """
 
 from __future__ import annotations
@@ -29,27 +33,37 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "hftd-bench"),
                         help="where the synthetic file is generated (reused when present)")
     parser.add_argument("--skip-reference", action="store_true", help="do not run hftbacktest")
+    parser.add_argument("--l3-events", type=int, default=2_000_000,
+                        help="events in the synthetic market-by-order file of the L3 case")
+    parser.add_argument("--skip-l3", action="store_true", help="do not run the L3 case")
     parser.add_argument("--repeats", type=int, default=3,
                         help="throughput rounds (hftd and hftbacktest alternate); medians are reported")
 
 
-def _data_file(args) -> Path:
+def _data_file(args, l3: bool = False) -> Path:
     from bots.data.synth import SynthConfig, write_synth
 
     d = Path(args.data_dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"synth_l2_{args.events}_{args.seed}.npz"
+    events = args.l3_events if l3 else args.events
+    path = d / f"synth_{'l3' if l3 else 'l2'}_{events}_{args.seed}.npz"
     if not path.exists():
         tmp = path.with_suffix(".tmp.npz")
-        write_synth(tmp, SynthConfig(events=args.events, seed=args.seed), compress=False)
+        write_synth(tmp, SynthConfig(events=events, seed=args.seed, l3=l3), compress=False)
         tmp.rename(path)
     return path
 
 
-def _worker(impl: str, bot: str, path: Path, env: dict, warmup: int = 0) -> tuple[dict, float]:
+#: measured cases: name -> (worker bot, L3 data)
+CASES = {"noop": ("noop", False), "grid": ("grid", False), "l3_grid": ("grid", True)}
+
+
+def _worker(impl: str, bot: str, path: Path, env: dict, warmup: int = 0, l3: bool = False) -> tuple[dict, float]:
     cmd = [sys.executable, "-m", "bots.bench_worker", "--impl", impl, "--bot", bot, str(path)]
     if warmup:
         cmd[-1:-1] = ["--warmup", str(warmup)]
+    if l3:
+        cmd[-1:-1] = ["--l3"]
     t0 = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -59,17 +73,17 @@ def _worker(impl: str, bot: str, path: Path, env: dict, warmup: int = 0) -> tupl
 
 def run(args) -> BenchResult:
     path = _data_file(args)
-    events = args.events
+    l3_path = None if args.skip_l3 else _data_file(args, l3=True)
     res = BenchResult(name="backtest")
     env = dict(os.environ)
     cache_dir = tempfile.mkdtemp(prefix="hftd-bench-numba-")
     try:
-        return _measure(args, path, events, res, dict(env, NUMBA_CACHE_DIR=cache_dir))
+        return _measure(args, path, l3_path, res, dict(env, NUMBA_CACHE_DIR=cache_dir))
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)  # each run compiles into its own empty cache
 
 
-def _measure(args, path: Path, events: int, res: BenchResult, cold_env: dict) -> BenchResult:
+def _measure(args, path: Path, l3_path: Path | None, res: BenchResult, cold_env: dict) -> BenchResult:
     # 1. first run in a process with an empty compile cache (compiles everything, then runs)
     cold, t0 = _worker("hftd", "grid", path, cold_env)
     first_run_s = cold["elapsed_s"]
@@ -81,31 +95,37 @@ def _measure(args, path: Path, events: int, res: BenchResult, cold_env: dict) ->
     # 3. throughput, compiled outside the timed region (warm-up on 20k events); rounds alternate
     #    the implementations so a change in machine load hits both alike, and medians are used
     impls = ["hftd"] + ([] if args.skip_reference else ["hftbacktest"])
-    runs: dict = {(impl, bot): [] for impl in impls for bot in ("noop", "grid")}
+    cases = [c for c in CASES if l3_path is not None or not CASES[c][1]]
+    events = {c: args.l3_events if CASES[c][1] else args.events for c in cases}
+    runs: dict = {(impl, case): [] for impl in impls for case in cases}
     for _ in range(max(1, args.repeats)):
         for impl in impls:
-            for bot in ("noop", "grid"):
-                r, _ = _worker(impl, bot, path, cold_env, warmup=20_000)
-                runs[(impl, bot)].append(r)
+            for case in cases:
+                bot, l3 = CASES[case]
+                r, _ = _worker(impl, bot, l3_path if l3 else path, cold_env, warmup=20_000, l3=l3)
+                runs[(impl, case)].append(r)
     rows = {}
-    for (impl, bot), rs in runs.items():
+    for (impl, case), rs in runs.items():
         secs = sorted(r["elapsed_s"] for r in rs)
         r = dict(rs[0], elapsed_s=statistics.median(secs), maxrss_kb=max(x["maxrss_kb"] for x in rs))
-        rows[(impl, bot)] = r
-        res.rows.append((f"{impl} {bot}", {
-            "events/s": events / r["elapsed_s"], "seconds": r["elapsed_s"], "min s": secs[0],
+        rows[(impl, case)] = r
+        res.rows.append((f"{impl} {case}", {
+            "events/s": events[case] / r["elapsed_s"], "seconds": r["elapsed_s"], "min s": secs[0],
             "max s": secs[-1], "steps": r["steps"], "peak RSS MB": r["maxrss_kb"] / 1024.0,
         }))
     m = res.metrics
-    m["noop_events_per_s"] = events / rows[("hftd", "noop")]["elapsed_s"]
-    m["grid_events_per_s"] = events / rows[("hftd", "grid")]["elapsed_s"]
+    for case in cases:
+        m[f"{case}_events_per_s"] = events[case] / rows[("hftd", case)]["elapsed_s"]
+        if not args.skip_reference:
+            m[f"{case}_vs_hftbacktest"] = rows[("hftbacktest", case)]["elapsed_s"] / rows[("hftd", case)]["elapsed_s"]
     m["first_run_s"] = first_run_s
     m["warm_start_s"] = warm_start_s
     if not args.skip_reference:
-        m["noop_vs_hftbacktest"] = rows[("hftbacktest", "noop")]["elapsed_s"] / rows[("hftd", "noop")]["elapsed_s"]
-        m["grid_vs_hftbacktest"] = rows[("hftbacktest", "grid")]["elapsed_s"] / rows[("hftd", "grid")]["elapsed_s"]
         m["peak_rss_vs_hftbacktest"] = rows[("hftd", "grid")]["maxrss_kb"] / rows[("hftbacktest", "grid")]["maxrss_kb"]
-    res.notes.append(f"data: {path} ({events} events, uncompressed .npz; hftd maps it, hftbacktest loads it)")
+    res.notes.append(f"data: {path} ({args.events} events, uncompressed .npz; hftd maps it, hftbacktest loads it)")
+    if l3_path is not None:
+        res.notes.append(f"L3 data: {l3_path} ({args.l3_events} market-by-order events); l3_grid = the grid bot "
+                         "with l3_fifo_queue_model()")
     res.notes.append(f"each run is a fresh process; elapsed = building the backtest + the bot call; "
                      f"median of {max(1, args.repeats)} alternating rounds (peak RSS: the largest)")
     return res

@@ -1,8 +1,9 @@
 """One measured backtest in its own process (so its peak RSS and start-up are its own).
 
-``python -m bots.bench_worker --impl hftd|hftbacktest --bot noop|grid|first FILE`` prints one JSON line:
+``python -m bots.bench_worker --impl hftd|hftbacktest --bot noop|grid|first [--l3] FILE`` prints one JSON line:
 ``elapsed_s`` (data set-up + the bot call), ``steps``, ``maxrss_kb``, ``first_event_at`` (wall-clock
-time when the first elapse returned, for warm-start timing by the parent).
+time when the first elapse returned, for warm-start timing by the parent).  ``--l3``: the file holds
+market-by-order rows, simulated with ``l3_fifo_queue_model()`` instead of the power-probability queue.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import resource  # noqa: E402
 ROI = (1900.0, 2100.0)
 
 
-def _asset(mod, data):
-    return (
+def _asset(mod, data, l3=False):
+    asset = (
         mod.BacktestAsset()
         .data([data])
         .linear_asset(1.0)
         .constant_order_latency(1_000_000, 1_000_000)
-        .power_prob_queue_model(2.0)
         .no_partial_fill_exchange()
         .trading_value_fee_model(-0.00005, 0.0007)
         .tick_size(0.01)
@@ -33,6 +33,7 @@ def _asset(mod, data):
         .roi_ub(ROI[1])
         .last_trades_capacity(0)
     )
+    return asset.l3_fifo_queue_model() if l3 else asset.power_prob_queue_model(2.0)
 
 
 def main() -> None:
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--impl", choices=["hftd", "hftbacktest"], required=True)
     ap.add_argument("--bot", choices=["noop", "grid", "first"], required=True)
     ap.add_argument("--warmup", type=int, default=0, help="compile on this many leading events first")
+    ap.add_argument("--l3", action="store_true", help="market-by-order data: l3_fifo_queue_model()")
     ap.add_argument("file")
     args = ap.parse_args()
     from numba import njit
@@ -57,7 +59,7 @@ def main() -> None:
         grid, noop, first = njit(ex.grid_bot), njit(ex.noop_bot), njit(ex.first_event)
     out: dict = {}
     if args.bot == "first":
-        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file)])
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3)])
         first(hbt)
         out["first_event_at"] = time.time()
         out["import_s"] = _T_START
@@ -70,14 +72,14 @@ def main() -> None:
 
             # a copy of the first rows only: loading the whole file here would inflate peak RSS
             head = np.array(open_events_mmap(args.file, validate=False)[: args.warmup])
-            warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head)])
+            warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head, args.l3)])
             if args.bot == "grid":
                 grid(warm, mod.Recorder(1, 100_000).recorder, 20, 100_000_000, 10, 20, 0.1)
             else:
                 noop(warm, 100_000_000)
             del warm, head
         t0 = time.perf_counter()
-        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file)])
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3)])
         if args.bot == "grid":
             rec = mod.Recorder(1, 1_000_000)
             steps = grid(hbt, rec.recorder, 20, 100_000_000, 10, 20, 0.1)
