@@ -166,6 +166,11 @@ def test_a_cancel_of_an_unknown_order_names_the_file_and_row(tmp_path):
     hbt = bots.HashMapMarketDepthBacktest([asset(str(first), roi=False).data(str(second))])
     with pytest.raises(L3RowError, match=r"second\.npz: row 1 \(CANCEL_ORDER\)"):
         _run_to_end(hbt)
+    # a compressed file is streamed (inflated by a child as the run goes): same file, same row
+    packed = save_events(tmp_path / "gap_packed.npz", l3_events(rows), compress=True)
+    hbt = bots.HashMapMarketDepthBacktest([asset(str(packed), roi=False)])
+    with pytest.raises(L3RowError, match=r"gap_packed\.npz: row 6 \(CANCEL_ORDER\)"):
+        _run_to_end(hbt)
     # the same row in an array is named by the asset's data position
     hbt = bots.HashMapMarketDepthBacktest([asset(l3_events(rows), roi=False)])
     with pytest.raises(L3RowError, match=r"asset 0 data\[0\] <array>: row 6 \(CANCEL_ORDER\)"):
