@@ -58,6 +58,7 @@ BT_FIELD_TYPES = [
     ("chunk_count", _i64_1),
     ("chunk_released", _i64_1),
     ("chunk_mapped", _i64_1),
+    ("chunk_ready", _i64_2),  # per chunk: rows known readable, check state (bots.sim.engine "Chunks")
     ("chunk_addr", _i64_1),
     ("chunk_len", _i64_1),
     ("cursor", _i64_2),
@@ -603,6 +604,7 @@ def new_backtest(
     chunk_count,
     chunk_released,
     chunk_mapped,
+    chunk_ready,
     chunk_addr,
     chunk_len,
     cursor,
@@ -666,6 +668,7 @@ def new_backtest(
     st.chunk_count = chunk_count
     st.chunk_released = chunk_released
     st.chunk_mapped = chunk_mapped
+    st.chunk_ready = chunk_ready
     st.chunk_addr = chunk_addr
     st.chunk_len = chunk_len
     st.cursor = cursor

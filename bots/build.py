@@ -1,9 +1,10 @@
 """Turn a list of :class:`bots.asset.BacktestAsset` into the flat arrays of one backtest.
 
-Each data item becomes one chunk: an array stays in RAM, an uncompressed ``.npy``/stored ``.npz``
-is memory-mapped (validated up front, chunk by chunk), and a compressed ``.npz`` is streamed: a
-child process inflates the compressed files of every asset, in the order the simulator will need
-them, into scratch maps the engine reads as rows are published and releases once passed
+Each data item becomes one chunk: an array stays in RAM (validated here), an uncompressed
+``.npy``/stored ``.npz`` is memory-mapped and its rows are checked window by window as the
+simulator reaches them (:mod:`bots.data.windows`), and a compressed ``.npz`` is streamed: a child
+process inflates the compressed files of every asset, in the order the simulator will need them,
+into scratch maps the engine reads as rows are published and releases once passed
 (:mod:`bots.data.inflate`, :mod:`bots.sim.engine` "Chunks").
 """
 
@@ -19,6 +20,8 @@ from bots.asset import BacktestAsset
 from bots.backtest import Backtest, make_backtest
 from bots.data.inflate import InflatedFiles, compressed_member, is_compressed_npz
 from bots.data.io import load_events, open_events_mmap
+from bots.data.validate import validate_events
+from bots.data.windows import CheckedMap, register
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
 from bots.sim.engine import CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED
@@ -44,11 +47,17 @@ def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
     return view
 
 
-def _open(item, index: int) -> tuple[np.ndarray, int]:
+def _open(item, index: int, checkers: list[CheckedMap]) -> tuple[np.ndarray, int]:
     if isinstance(item, np.ndarray):
         return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), CHUNK_IN_RAM
-    arr = open_events_mmap(Path(item))
-    return _readonly(arr, str(item)), CHUNK_MAPPED if isinstance(arr, np.memmap) else CHUNK_IN_RAM
+    label = str(item)
+    arr = open_events_mmap(Path(item), validate=False)
+    if not isinstance(arr, np.memmap):  # empty, or a member that could not be mapped: in RAM
+        return _readonly(validate_events(arr, label), label), CHUNK_IN_RAM
+    view = _readonly(arr, label)
+    checkers.append(CheckedMap(arr, label))
+    register(view.ctypes.data, checkers[-1])
+    return view, CHUNK_MAPPED
 
 
 def _stream(streamed: list[list[tuple[int, Path]]]) -> tuple[InflatedFiles | None, dict[int, tuple[int, int]]]:
@@ -67,6 +76,15 @@ def _stream(streamed: list[list[tuple[int, Path]]]) -> tuple[InflatedFiles | Non
     return files, {chunk: (files.address(i), files.rows[i]) for i, (_, _, chunk, _) in enumerate(order)}
 
 
+def _chunk_ready(kinds: list[int], lengths: list[int]) -> np.ndarray:
+    """Per chunk: rows known readable (all of an array in RAM, none of a file yet) and the state
+    of the check of a mapped file's rows (the last EXCH and LOCAL timestamps checked)."""
+    ready = np.zeros((len(kinds) + 1, 3), np.int64)
+    for c, (kind, n) in enumerate(zip(kinds, lengths)):
+        ready[c] = (n if kind == CHUNK_IN_RAM else 0, np.iinfo(np.int64).min, np.iinfo(np.int64).min)
+    return ready
+
+
 def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     if not assets:
         raise ConfigError("assets: at least one BacktestAsset is required")
@@ -82,6 +100,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     chunk_count = np.zeros(n, np.int64)
     kinds: list[int] = []
     streamed: list[list[tuple[int, Path]]] = [[] for _ in assets]
+    checkers: list[CheckedMap] = []
     lat_parts = []
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
@@ -108,7 +127,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
                 streamed[a].append((len(chunks), Path(item)))
                 arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED  # its map comes from _stream
             else:
-                arr, kind = _open(item, a)
+                arr, kind = _open(item, a, checkers)
             chunks.append(arr)
             kinds.append(kind)
         chunk_count[a] = len(chunks) - chunk_first[a]
@@ -153,6 +172,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_count=chunk_count,
         chunk_released=np.zeros(max(len(chunks), 1), np.int64),
         chunk_mapped=np.array(kinds + [CHUNK_IN_RAM], np.int64),
+        chunk_ready=_chunk_ready(kinds, lengths),
         chunk_addr=np.array(addresses + [0], np.int64),
         chunk_len=np.array(lengths + [0], np.int64),
         cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*
@@ -178,7 +198,9 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         lat_off=lat_off,
         lat_rn=np.zeros((n, 2), np.int64),
     )
-    # the backtest keeps the inflater (its child, scratch maps) alive; it closes when the backtest goes
+    # the backtest keeps the row checkers of its maps and the inflater (its child, scratch maps)
+    # alive; they go with it
+    bt._checkers = checkers
     bt._inflated = inflated
     for a, asset in enumerate(assets):
         if asset._latency_kind == 1:

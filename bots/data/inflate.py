@@ -11,10 +11,10 @@ nothing resident, and it starts a file only while fewer than ``ahead_files`` sta
 unreleased (unless the simulator is waiting for it), so the scratch space holds about two files.
 
 A shared status file holds, per file, how many rows are ready (or FAILED) and whether the simulator
-has released it, plus the file the simulator is waiting for.  The simulator asks from Numba through
-``objmode`` (:func:`rows_ready_at`, :func:`release_at`, keyed by the map's address) once per window
-of rows, not per row.  A failure in the child is raised there as :class:`~bots.errors.DataError`
-with the child's message; a child that died is an error too, never a hang.
+has released it, plus the file the simulator is waiting for.  The simulator asks from Numba once per
+window of rows, not per row, through :mod:`bots.data.windows` (keyed by the map's address).  A
+failure in the child is raised there as :class:`~bots.errors.DataError` with the child's message; a
+child that died is an error too, never a hang.
 
 Scratch files live under ``$HFTD_SCRATCH_DIR`` (default: ``<tempdir>/hftd-scratch``), one
 directory per backtest, removed on close; a directory left by a killed process is removed by the
@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bots.data import windows
 from bots.data.validate import RowChecker, check_dtype
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "is_compressed_npz", "rows_ready_at",
-           "release_at", "FAILED"]
+__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "is_compressed_npz", "FAILED"]
 
 #: ``ready`` value of a file the child could not inflate (its message is in ``<i>.error``)
 FAILED = -1
@@ -56,8 +56,6 @@ _ROW = event_dtype.itemsize
 _BLOCK_BYTES = 4 << 20
 #: Files the child may have started and the simulator not yet released (current + next).
 AHEAD_FILES = 2
-#: address of a file's map -> (its InflatedFiles, the file's index), for the simulator's calls
-_BY_ADDRESS: dict[int, tuple[weakref.ref, int]] = {}
 
 
 def scratch_root() -> Path:
@@ -143,7 +141,7 @@ def _close_all(child: subprocess.Popen, maps: list, directory: Path, lock_fd: in
                addresses: list[int]) -> None:
     """Stop the child, unmap and delete the scratch files (runs once, from close() or at exit)."""
     for addr in addresses:
-        _BY_ADDRESS.pop(addr, None)
+        windows.unregister(addr)
     if child.poll() is None:
         child.kill()
     child.wait()
@@ -188,6 +186,7 @@ class InflatedFiles:
         self._status = _Status(self.dir / "status", max(1, n), create=True)
         self._maps: list[mmap.mmap | None] = []
         self._addresses: list[int] = []
+        self._sources = [_InflatedFile(self, i) for i in range(n)]  # kept: windows holds them weakly
         jobs = []
         for i, (path, rows) in enumerate(zip(self.paths, self.rows)):
             target = self.dir / f"{i}.events"
@@ -198,7 +197,7 @@ class InflatedFiles:
             addr = _address(mm) if mm is not None else 0
             self._addresses.append(addr)
             if addr:
-                _BY_ADDRESS[addr] = (weakref.ref(self), i)
+                windows.register(addr, self._sources[i])
             jobs.append({"source": str(path), "target": str(target), "rows": rows})
         spec = {"status": str(self.dir / "status"), "ahead_files": max(1, ahead_files), "jobs": jobs,
                 "parent_pid": os.getpid()}
@@ -274,7 +273,7 @@ class InflatedFiles:
         if self._status.released[i]:
             return
         self._status.released[i] = 1
-        _BY_ADDRESS.pop(self._addresses[i], None)
+        windows.unregister(self._addresses[i])
         mm = self._maps[i]
         if mm is not None:
             self._maps[i] = None
@@ -303,27 +302,24 @@ def _address(mm: mmap.mmap) -> int:
     return addr
 
 
-def _owner(address: int) -> tuple[InflatedFiles, int]:
-    entry = _BY_ADDRESS.get(int(address))
-    files = entry[0]() if entry is not None else None
-    if files is None or files.closed:
-        raise DataError(f"inflated file at 0x{int(address):x} was closed while the backtest still reads it")
-    return files, entry[1]
+class _InflatedFile:
+    """File ``i`` of an InflatedFiles as the simulator sees it (a bots.data.windows.RowSource)."""
 
+    def __init__(self, files: InflatedFiles, i: int) -> None:
+        self._files = weakref.ref(files)  # the files own their sources, not the other way round
+        self.i = i
 
-def rows_ready_at(address: int, row: int) -> int:
-    """Rows ready in the file mapped at ``address``, waiting until row ``row`` is one (for Numba)."""
-    files, i = _owner(address)
-    got = files.ready_rows(i)
-    return got if got > row else files.wait(i, row + 1)
+    def rows_ready(self, row: int) -> int:
+        files = self._files()
+        if files is None or files.closed:
+            raise DataError(f"inflated file {self.i} was closed while the backtest still reads it")
+        got = files.ready_rows(self.i)
+        return got if got > row else files.wait(self.i, row + 1)
 
-
-def release_at(address: int) -> None:
-    """:meth:`InflatedFiles.release` of the file mapped at ``address`` (for Numba)."""
-    entry = _BY_ADDRESS.get(int(address))
-    files = entry[0]() if entry is not None else None
-    if files is not None:
-        files.release(entry[1])
+    def release(self) -> None:
+        files = self._files()
+        if files is not None:
+            files.release(self.i)
 
 
 # -- the child ------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ from shm.dtypes import (
     event_dtype,
 )
 
-__all__ = ["Violation", "find_first_violation", "validate_events", "check_dtype", "PRICED_KINDS", "RowChecker"]
+__all__ = ["Violation", "find_first_violation", "validate_events", "check_dtype", "PRICED_KINDS", "RowChecker",
+           "scan_rows", "violation_message"]
 
 #: Event kinds whose ``px`` is a real price and must be finite and non-negative.
 PRICED_KINDS = (
@@ -143,11 +144,12 @@ def _first_bad_row(rows, start, stop, last_exch, last_local):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _scan(rows, start, stop, last_exch, last_local):
+def scan_rows(rows, start, stop, last_exch, last_local):
     """Check rows ``[start, stop)``; return ``(code, row, last_exch, last_local)``.
 
     ``last_exch``/``last_local`` carry the previous timestamps across calls so a caller can scan a
-    file piece by piece.  ``row`` is -1 when no violation was found.
+    file piece by piece (the simulator calls this from Numba, window by window).  ``code`` is a
+    :class:`Violation` (0: none) and ``row`` the first bad row (-1: none).
     """
     i = start
     while i < stop:
@@ -193,7 +195,7 @@ def find_first_violation(
     start = 0
     while start < n:
         stop = min(n, start + step)
-        code, row, last_exch, last_local = _scan(rows, start, stop, last_exch, last_local)
+        code, row, last_exch, last_local = scan_rows(rows, start, stop, last_exch, last_local)
         if code:
             return Violation(code), int(row)
         if on_chunk_done is not None:
@@ -227,13 +229,13 @@ class RowChecker:
 
     def check(self, block: np.ndarray, first_row: int = 0,
               so_far: Callable[[], np.ndarray] | None = None) -> None:
-        code, row, self.last_exch, self.last_local = _scan(_rows(block), 0, len(block), self.last_exch,
+        code, row, self.last_exch, self.last_local = scan_rows(_rows(block), 0, len(block), self.last_exch,
                                                            self.last_local)
         if code:
             whole = so_far() if so_far is not None else None
             if whole is None:  # describe within the block; still name the row in the file
                 whole, first_row = np.concatenate([np.zeros(first_row, event_dtype), block]), first_row
-            raise DataError(_message(whole, self.source, Violation(code), first_row + int(row)))
+            raise DataError(violation_message(whole, self.source, Violation(code), first_row + int(row)))
 
 
 def validate_events(
@@ -251,10 +253,11 @@ def validate_events(
     violation, row = find_first_violation(arr, chunk_rows, on_chunk_done)
     if violation is Violation.NONE:
         return arr
-    raise DataError(_message(arr, source, violation, row))
+    raise DataError(violation_message(arr, source, violation, row))
 
 
-def _message(arr: np.ndarray, source: str, violation: Violation, row: int) -> str:
+def violation_message(arr: np.ndarray, source: str, violation: Violation, row: int) -> str:
+    """``<source>: row <row>: <rule broken> (<the values that break it>)``; ``arr`` holds the row."""
     return f"{source}: row {row}: {_DESCRIPTIONS[violation]} ({_describe(arr, row, violation)})"
 
 

@@ -22,7 +22,8 @@ from bots.sim import exchange as ex
 from bots.sim import exchange_orders as exo
 from bots.sim import local as lc
 from bots.sim import orders as od
-from bots.data.inflate import release_at, rows_ready_at
+from bots.data.validate import scan_rows
+from bots.data.windows import CHECK_ROWS, raise_bad_row, release_at, rows_ready_at
 from bots.sim.fees import apply_funding
 
 from shm.dtypes import event_dtype as _EVENT_DTYPE
@@ -61,10 +62,13 @@ C_LAG = 6
 
 # -- Chunks ---------------------------------------------------------------------------------------
 #
-# ``bt.chunk_mapped[c]`` says what chunk ``c`` is and so how it is read and given back:
+# ``bt.chunk_mapped[c]`` says what chunk ``c`` is and so how it is read and given back;
+# ``bt.chunk_ready[c, READY]`` is how many of its rows are known readable (all, for one in RAM):
 #: an array in RAM: every row readable, nothing given back
 CHUNK_IN_RAM = 0
-#: a memory-mapped file: pages both cursors passed are dropped from RSS every RELEASE_ROWS rows
+#: a memory-mapped file: rows readable once checked, CHECK_ROWS at a time just before a loop reads
+#: them (so they are in cache; bots.data.windows names a bad row); pages both cursors passed are
+#: dropped from RSS every RELEASE_ROWS rows
 CHUNK_MAPPED = 1
 #: a compressed file inflated by bots.data.inflate: rows readable as the inflater publishes them;
 #: pages dropped like a map's, and the whole map closed (its scratch file deleted) once passed
@@ -75,6 +79,11 @@ CHUNK_GONE = 3
 #: the pages of consumed rows are given back in steps of this many rows (4 MiB); also the longest
 #: window of a mapped or streamed chunk
 RELEASE_ROWS = 65536
+
+# chunk_ready columns: rows known readable; the last EXCH_EVENT and LOCAL_EVENT timestamps checked
+READY = 0
+LAST_EXCH = 1
+LAST_LOCAL = 2
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,8 +102,9 @@ def _window(bt, a, c, r):
 
     Every loop over rows calls this on entering a chunk and again when it reaches ``stop``, having
     stored its cursor first if it is the local or the exchange one.  At a RELEASE_ROWS boundary the
-    pages both cursors passed are given back; a streamed chunk's rows are awaited here (the
-    inflater publishes them block by block, or raises the DataError of a bad or broken file).
+    pages both cursors passed are given back.  A file's rows are readable once checked: a mapped
+    file's next window is checked here, a streamed file's rows are awaited here (its inflater
+    publishes them block by block); either raises the DataError of a bad or broken file.
     """
     rows = rows_of(bt, c)
     kind = bt.chunk_mapped[c]
@@ -104,9 +114,34 @@ def _window(bt, a, c, r):
     if r > 0 and (r & (RELEASE_ROWS - 1)) == 0:
         _release_behind(bt, a)
     stop = min(rows.shape[0], (r // RELEASE_ROWS + 1) * RELEASE_ROWS)
-    if kind == CHUNK_STREAMED and r < stop:
-        stop = min(stop, _rows_ready(vw.chunk_addr(bt)[c], r))
-    return rows, stop
+    ready = bt.chunk_ready[c, READY]
+    if r < stop and ready <= r:
+        ready = _more_rows(bt, c, r, rows)
+    return rows, min(stop, ready)
+
+
+@njit(cache=True, error_model="numpy")
+def _more_rows(bt, c, r, rows):
+    """Make rows past ``r`` of chunk ``c`` readable; return how many are.
+
+    A mapped chunk's next CHECK_ROWS rows are checked right here; a streamed chunk's are awaited
+    from its inflater (through Python, once per published block).
+    """
+    state = bt.chunk_ready
+    address = vw.chunk_addr(bt)[c]
+    if bt.chunk_mapped[c] == CHUNK_MAPPED:
+        start = state[c, READY]
+        stop = min(rows.shape[0], max(r + 1, start + CHECK_ROWS))
+        code, bad, last_exch, last_local = scan_rows(rows, start, stop, state[c, LAST_EXCH],
+                                                     state[c, LAST_LOCAL])
+        if code != 0:
+            _raise_bad_row(address, code, bad)
+        state[c, LAST_EXCH] = last_exch
+        state[c, LAST_LOCAL] = last_local
+        state[c, READY] = stop
+    else:
+        state[c, READY] = _rows_ready(address, r)
+    return state[c, READY]
 
 
 @njit(cache=True, error_model="numpy")
@@ -114,6 +149,12 @@ def _rows_ready(address, r):
     with objmode(ready="int64"):
         ready = rows_ready_at(address, r)
     return ready
+
+
+@njit(cache=True, error_model="numpy")
+def _raise_bad_row(address, code, row):
+    with objmode():
+        raise_bad_row(address, code, row)
 
 
 @njit(cache=True, error_model="numpy")

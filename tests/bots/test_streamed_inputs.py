@@ -3,7 +3,8 @@
 The same data split into several files gives the same fills, position and balance whether the
 files are compressed (inflated by a child process while the simulator runs) or stored (memory-
 mapped), and the same as hftbacktest 2.4.4 reading the compressed files itself.  Memory stays near
-two files, not their sum.  A broken file or a dead inflater mid-run is a DataError naming the file.
+two files, not their sum.  A broken file, a bad row (compressed or mapped: rows are checked as they
+are reached) or a dead inflater mid-run is a DataError naming the file.
 """
 
 from __future__ import annotations
@@ -184,6 +185,16 @@ def test_a_bad_row_in_a_compressed_file_is_named_with_file_and_row(tmp_path, eve
     hbt = bots.ROIVectorMarketDepthBacktest([_asset(bots, paths)])
     with pytest.raises(DataError, match=re.escape(paths[2]) + r": row 1234: price is NaN"):
         noop_bot(hbt, STEP_NS)
+
+
+def test_a_bad_row_in_a_stored_file_stops_the_run_at_its_window_naming_file_and_row(tmp_path, events):
+    parts = [p.copy() for p in np.array_split(events[:90_000], 3)]
+    parts[1]["qty"][20_000] = -1.0
+    paths = _write(tmp_path, parts, False, "m")
+    hbt = bots.ROIVectorMarketDepthBacktest([_asset(bots, paths)])  # rows are checked as they are reached
+    with pytest.raises(DataError, match=re.escape(paths[1]) + r": row 20000: qty is NaN, infinite or negative"):
+        noop_bot(hbt, STEP_NS)
+    assert hbt.current_timestamp > parts[0]["local_ts"][-1]  # it ran through the first file
 
 
 def test_a_killed_inflater_mid_run_is_an_error_not_a_hang(tmp_path, events):

@@ -9,9 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from bots.data.inflate import (
-    FAILED, InflatedFiles, compressed_member, is_compressed_npz, release_at, rows_ready_at,
-)
+from bots.data.inflate import FAILED, InflatedFiles, compressed_member, is_compressed_npz
+from bots.data.windows import release_at, rows_ready_at
 from bots.data.io import save_events
 from bots.data.synth import SynthConfig, generate_events
 from bots.errors import DataError
