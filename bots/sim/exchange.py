@@ -30,6 +30,7 @@ from numba import njit
 
 from bots.sim import views as vw
 from bots.sim import depth as dp
+from bots.sim import depth_l3 as l3
 from bots.sim import mbo
 from bots.sim import orders as od
 from bots.sim import queue as qm
@@ -354,10 +355,16 @@ def _l3_crossed(bt, a, side, prev_best, best, ts):
     if vw.xalive(bt)[a] == 0:
         return OK
     d = 2 * a + 1
+    # Our sells all rest above the bid the exchange had (or they would have filled), so only a
+    # rise over one of them matters: the per-tick counts say when there is none, without a scan.
     if side == BUY and best > prev_best:
+        if prev_best != dp.INVALID_MIN and not _any_in(bt, a, SELL, prev_best + 1, best):
+            return OK
         out = mbo.ids(bt)
         code, m = q3.on_best_bid_up(mbo.queue(bt), d, best, out)
     elif side == SELL and best < prev_best:
+        if prev_best != dp.INVALID_MAX and not _any_in(bt, a, BUY, best, prev_best - 1):
+            return OK
         out = mbo.ids(bt)
         code, m = q3.on_best_ask_down(mbo.queue(bt), d, best, out)
     else:
@@ -391,8 +398,14 @@ def _process_l3(bt, a, ev, px, qty, ts, row):
             mbo.row_error(bt, a, code, d, row)
         return _l3_crossed(bt, a, side, prev_best, best, ts)
     if kind == 13:  # fill of a resting order: ours queued ahead of it were executed first
+        oid = np.int64(row.order_id)
+        found, side, tick, _qty, _seq = l3.order_info(mbo.book(bt), d, oid)
+        if not found:
+            mbo.row_error(bt, a, l3.ERR_UNKNOWN_ID, d, row)
+        if not _has_orders_at(bt, a, side, tick):
+            return OK  # none of ours at that level (most FILL rows)
         out = mbo.ids(bt)
-        code, m = q3.on_fill(mbo.queue(bt), mbo.book(bt), d, np.int64(row.order_id), out)
+        code, m = q3.on_fill(mbo.queue(bt), mbo.book(bt), d, oid, out)
         if code != OK:
             mbo.row_error(bt, a, code, d, row)
         return _l3_settle(bt, a, out, m, ts, False)
