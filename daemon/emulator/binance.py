@@ -32,7 +32,8 @@ MARKET_FAULTS = {
     "reorder": {"symbol"},                  # the next two messages swapped
     "merge": {"symbol", "count"},           # the next `count` messages sent as one (pu chain intact)
     "stale_snapshot": {"symbol", "back"},   # next snapshot taken `back` messages ago
-    "future_snapshot": {"symbol", "ahead"}, # next snapshot `ahead` messages ahead of the stream
+    "future_snapshot": {"symbol", "ahead", "hold"},  # next snapshot `ahead` messages ahead of the stream
+                                                    # (hold=True: they stay held until release_future())
     "snapshot_status": {"symbol", "status", "retry_after_s", "count"},  # 429 / 418 / 503 replies
     "snapshot_timeout": {"symbol", "delay_s", "count"},  # snapshot reply delayed
     "delete_absent": {"symbol"},            # next message deletes a level that is not in the book
@@ -70,6 +71,7 @@ class _Symbol:
         self.merging: list = []
         self.delete_absent = False
         self.held_future: list[str] = []
+        self.holding_future = False  # held until release_future(), not 50 ms after the snapshot
         self.snapshot_faults: deque[tuple] = deque()
         self.snapshot_requests = 0
         self.expected_gaps = 0
@@ -191,7 +193,9 @@ class BinanceEmulator(EmulatorBase):
                         frame = self._make_depth(sym)
                         if frame is not None:
                             sym.held_future.append(frame)
-                self._spawn(self._release_future(sym))
+                    sym.holding_future = fault[2]
+                if not fault[2]:
+                    self._spawn(self._release_future(sym))
         if sym.book is None:  # replaying a recording: serve its snapshot once the replay reached it
             await sym.snapshot_ready.wait()
             return web.Response(body=sym.recorded_snapshot, content_type="application/json",
@@ -337,7 +341,16 @@ class BinanceEmulator(EmulatorBase):
                 for sym in syms:
                     await self._step_symbol(sym)
 
+    async def release_future(self, symbol: str) -> None:
+        """Send the messages a ``future_snapshot`` fault with ``hold=True`` is holding back."""
+        sym = self.symbols[symbol.upper()]
+        async with self._lock:
+            sym.holding_future = False
+            await self._flush_held(sym)
+
     async def _step_symbol(self, sym: _Symbol) -> None:
+        if sym.holding_future:
+            raise EmulatorError(f"{sym.name}: messages of a held future snapshot come first; call release_future()")
         if sym.held_future:
             await self._flush_held(sym)
         frame = self._make_depth(sym)
@@ -431,7 +444,7 @@ class BinanceEmulator(EmulatorBase):
             elif kind == "stale_snapshot":
                 sym.snapshot_faults.append(("stale", int(p.get("back", 50))))
             elif kind == "future_snapshot":
-                sym.snapshot_faults.append(("future", int(p.get("ahead", 5))))
+                sym.snapshot_faults.append(("future", int(p.get("ahead", 5)), bool(p.get("hold", False))))
             elif kind == "snapshot_status":
                 status = int(p.get("status", 503))
                 if status not in (418, 429, 500, 503):

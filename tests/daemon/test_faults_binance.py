@@ -93,12 +93,14 @@ def test_far_future_snapshot_waits_for_the_bridging_event(caplog):
     async def body():
         async with Harness(V) as h:
             await started(h)
-            h.emu.inject("future_snapshot", symbol="BTCUSDT", ahead=5)
+            # the messages the snapshot is ahead of stay held until it has been handled, so it is ahead of
+            # every buffered event whatever the machine's speed (released 50 ms after the reply, they
+            # could reach a loaded daemon before the reply did)
+            h.emu.inject("future_snapshot", symbol="BTCUSDT", ahead=5, hold=True)
             h.emu.inject("drop", symbol="BTCUSDT")
-            # a few events (the gap among them) and no more until the snapshot has been handled: it is
-            # then ahead of every buffered event whatever the machine's speed
-            await h.feed(3)
+            await h.feed(2)  # the dropped message, then the one that shows the gap
             await until(lambda: log_lines(caplog, "ahead of every buffered event"), 10, "the far-future snapshot")
+            await h.emu.release_future("BTCUSDT")
             await h.feed(30)
             await h.settle()
             assert h.md.syncs["BTCUSDT"].resyncs == 1
