@@ -163,7 +163,7 @@ def _release_streamed(address):
         release_at(address)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def _leave_chunk(bt, a, col_chunk, col_row, c):
     """A cursor passed the last row of chunk ``c``: it moves before the next chunk's first row."""
     cur = vw.cursor(bt)
@@ -201,8 +201,8 @@ def _release_behind(bt, a):
 
     ``chunk_released[c]`` is how many leading rows of chunk ``c`` were dropped from RSS
     (``madvise``: the pages stay in the page cache).  A streamed chunk both cursors left is released
-    whole: its map is closed and its scratch file deleted, after a lagging exchange book has caught
-    up past it (:func:`_catch_up` reads the rows it skipped).
+    whole: its map is closed and its scratch file deleted (a lagging exchange book has caught up
+    past it when the exchange cursor left it, see :func:`_exch_rows`).
     """
     cur = vw.cursor(bt)
     lc_, lr = cur[a, C_LCHUNK], cur[a, C_LROW]
@@ -218,8 +218,7 @@ def _release_behind(bt, a):
             continue
         if kind == CHUNK_STREAMED and c < c_min:
             if cur[a, C_LAG] != 0 and cur[a, C_BCHUNK] <= c:
-                _catch_up(bt, a)
-                _lag_from_cursor(bt, a)  # still passive: the book lags again from here
+                continue  # a lagging book still has to read it (_exch_rows catches up first)
             _release_streamed(vw.chunk_addr(bt)[c])
             bt.chunk_mapped[c] = CHUNK_GONE
             continue
@@ -462,19 +461,26 @@ def _exch_rows(bt, a, limit):
                         _park(bt, a, C_XCHUNK, C_XROW, c, r, ts)
                         return rc
             r += 1
+        if passive and r == arr.shape[0] and bt.chunk_mapped[c] == CHUNK_STREAMED:
+            # The file is unmapped once both cursors left it: the lagging book reads it first
+            # and lags again from the next file.
+            cur[a, C_XCHUNK] = c + 1  # the rows to catch up: all of this chunk
+            cur[a, C_XROW] = -1
+            _catch_up(bt, a)
+            _lag_from_cursor(bt, a)
         c, r = _next_window(bt, a, C_XCHUNK, C_XROW, c, r, arr.shape[0])
     _park(bt, a, C_XCHUNK, C_XROW, last, 0, I64_MAX)
     return 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def _cursor(bt, a, col_chunk, col_row):
     """``(chunk, row, end chunk)`` of a cursor of asset ``a``, where a loop over rows starts."""
     cur = vw.cursor(bt)
     return cur[a, col_chunk], cur[a, col_row], vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def _park(bt, a, col_chunk, col_row, c, r, ts):
     """A row loop stops at row ``r`` of chunk ``c``, the next of its timeline, due at ``ts``."""
     cur = vw.cursor(bt)
@@ -483,7 +489,7 @@ def _park(bt, a, col_chunk, col_row, c, r, ts):
     vw.evs(bt)[4 * a + (0 if col_chunk == C_LCHUNK else 2)] = ts
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def _next_window(bt, a, col_chunk, col_row, c, r, n):
     """Where a loop goes after a window of chunk ``c`` that ended at row ``r`` of ``n``: ``(c, r)``.
 
@@ -497,7 +503,7 @@ def _next_window(bt, a, col_chunk, col_row, c, r, n):
     return c, r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def _lag_from_cursor(bt, a):
     """The exchange book of asset ``a`` (no resting order) lags from the exchange cursor on."""
     cur = vw.cursor(bt)
