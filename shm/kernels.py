@@ -87,6 +87,10 @@ WAIT_CLOSED = -1
 _W = L.WORDS_PER_RECORD
 #: A publish asks for ownership of the slot this many records past its own (see prefetch_write).
 _PREFETCH_AHEAD = 4
+#: A reader copying a batch asks for the record this many rows ahead (published ones only): the
+#: hardware prefetcher stops at each 4 KiB page, and each line comes from the writer's core
+#: (batch benchmark 58-66 -> 65-76 M records/s at 16).
+_PREFETCH_READ_AHEAD = 16
 #: A reader that has just caught up waits this many ``pause``s (~25 ns each here) before its first
 #: look at the cursor: every look takes the cursor's line away from a writer that is storing to it,
 #: and a short settle lets a fast writer publish a few records per transfer instead of one.  Far
@@ -265,6 +269,8 @@ def ring_read(hdr, data, state, out):
     start = max(first, load_relaxed(hdr, L.W_INTENT) - cap)
     n = max(0, min(cur - start, out.shape[0]))
     for i in range(n):
+        if i + _PREFETCH_READ_AHEAD < n:  # never a line the writer has yet to fill
+            prefetch_read(data, (start + i + _PREFETCH_READ_AHEAD) & mask)
         _copy_record(out, i, data, (start + i) & mask)
     fence_acquire()  # the copies complete before we look at how far the writer has claimed since
     first_intact = load_relaxed(hdr, L.W_INTENT) - cap
