@@ -7,13 +7,15 @@ the writer waits for registered readers and evicts one that is stuck past a time
 
 Python API, two speeds:
   * ``publish(batch)`` / ``read(out)`` call the Numba kernels: tens of millions of records/s.
-  * ``publish_one(...)`` / ``read_one()`` are plain Python (``struct`` on the mapping), for code
-    that handles one record at a time; about a million records/s.
+  * ``publish_one(...)`` / ``read_one()`` for code that handles one record at a time: a C method
+    (shm/_fastring.c, built at install) and a plain-Python reader; millions of records/s.  Without
+    the C extension, ``publish_one`` is plain Python (``struct`` on the mapping), ~1 M records/s.
 Numba code calls ``shm.kernels`` directly on ``arrays()``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
@@ -28,6 +30,11 @@ from shm.dtypes import RECORD_SIZE, event_dtype
 from shm.errors import ProducerGoneError, SegmentConfigError, SegmentNotFoundError, ShmError
 from shm.segment import Segment, proc_start_ticks
 from shm.wait import WaitStrategy, wait_strategy
+
+try:
+    from shm._fastring import Publisher as _CPublisher
+except ImportError:  # installed without a C compiler (setup.py builds it as optional)
+    _CPublisher = None
 
 __all__ = ["RingWriter", "RingReader", "as_words"]
 
@@ -76,6 +83,27 @@ def _membarrier_registered() -> bool:
         # HFTD_SHM_FULL_FENCE=1 forces the fallback (full fence per publish), e.g. to test it
         _MEMBARRIER.append(os.environ.get("HFTD_SHM_FULL_FENCE") != "1" and register_membarrier())
     return _MEMBARRIER[0]
+
+
+_SIGN_BIT = 1 << 63
+
+
+def _as_int64(u: int) -> int:
+    """The int64 with the bits of ``u`` (0 <= u < 2**64); out-of-range values raise like struct."""
+    if not 0 <= u < 1 << 64:
+        raise OverflowError(f"{u} is out of range for an unsigned 64-bit field")
+    return u - (1 << 64) if u >= _SIGN_BIT else u
+
+
+def _claiming_publish_one(hdr: np.ndarray, data: np.ndarray, gate_timeout_ns: int):
+    """What the C publisher calls when its record is not covered by INTENT yet (once a stride):
+    the kernel claims the next stride, waits for gated readers if it must, and publishes."""
+    kernel = K.ring_publish_one
+
+    def publish_one(ev, exch_ts, local_ts, px, qty, order_id, ival, fval):
+        return int(kernel(hdr, data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, gate_timeout_ns))
+
+    return publish_one
 
 
 def _plain_publish_one(hw, dmv, hdr_cell: list, capacity: int, *, full_fence: bool):
@@ -136,7 +164,16 @@ class RingWriter:
         self._hw = mv[: L.HEADER_BYTES].cast("q")
         self._dmv = mv[L.HEADER_BYTES :]
         self._words = _WordsCache("batch")
-        if _IS_X86 and not self._gated:
+        self._fast = None
+        if _CPublisher is not None:
+            self._fast = _CPublisher(
+                self._hw, self._dmv[: self.capacity * RECORD_SIZE],
+                L.W_CURSOR, L.W_INTENT, L.W_READER_SLEEPERS, L.W_FLAGS, L.FLAG_ASYMMETRIC_WAKE, K.PREFETCH_AHEAD,
+                _claiming_publish_one(self.hdr, self.data, gate_timeout_ns),
+                functools.partial(K.wake_readers, self.hdr),
+            )
+            self.publish_one = self._fast.publish_one  # type: ignore[method-assign]
+        elif _IS_X86 and not self._gated:
             # plain stores suffice on x86; gated rings and weakly ordered CPUs keep the kernel
             self._hdr_cell = [self.hdr]  # emptied by close(): the mapping cannot close while it is held
             self.publish_one = _plain_publish_one(  # type: ignore[method-assign]
@@ -202,10 +239,14 @@ class RingWriter:
     ) -> int:
         """Publish one event record from its fields; return the new cursor.
 
-        This is the Numba kernel; on x86, for rings that are not gated, ``__init__`` replaces it
-        per instance with the plain-Python closure of ``_plain_publish_one`` (same protocol,
-        cheaper to call from Python than crossing into Numba).
+        This is the Numba kernel.  ``__init__`` replaces it per instance with the C method of
+        ``shm._fastring`` (same protocol; the kernel still claims each stride and wakes parked
+        readers), or without the extension, on x86 for rings that are not gated, with the
+        plain-Python closure of ``_plain_publish_one``: both are cheaper to call from Python than
+        crossing into Numba.
         """
+        if ev >= _SIGN_BIT or order_id >= _SIGN_BIT:  # unsigned fields, stored in int64 words
+            ev, order_id = _as_int64(ev), _as_int64(order_id)
         return int(
             K.ring_publish_one(
                 self.hdr, self.data, ev, exch_ts, local_ts, px, qty, order_id, ival, fval, self._gate_timeout_ns
@@ -222,6 +263,8 @@ class RingWriter:
             return
         seg, self._seg = self._seg, None
         self.hdr = self.data = None  # type: ignore[assignment]
+        if self._fast is not None:
+            self._fast.release()  # its buffer exports would keep the mapping from closing
         if hasattr(self, "_hdr_cell"):
             self._hdr_cell.clear()
         self._hw.release()
