@@ -525,6 +525,10 @@ def run(args) -> BenchResult:
         log("plain-Python API")
         p1 = python_api(vectorised=False, duration_s=2.0 * scale)
         pv = python_api(vectorised=True, duration_s=2.0 * scale)
+        from shm.ring import _CPublisher
+
+        writer_kind = "the C method of shm._fastring" if _CPublisher is not None else "plain Python (no C extension)"
+        res.notes.append(f"python 1 record: publish_one ({writer_kind}) -> read_one (plain Python), gated ring")
         m["python_records_per_s"] = p1["records_per_s"]
         m["python_lost"] = float(p1["lost"])
         m["python_vectorised_records_per_s"] = pv["records_per_s"]
