@@ -34,10 +34,11 @@ from bots.sim import orders as od
 from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.exchange import I_QUEUE, L3_FIFO
+from bots.sim.l3gate import L3_MARKER
 from bots.sim.ref import SimRefType, address, borrow
 from shm.dtypes import event_dtype
 
-__all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "make_backtest"]
+__all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "bt_type_l3", "make_backtest"]
 
 _event_t = types.Array(from_dtype(event_dtype), 1, "C", readonly=True)
 _order_arr_t = types.Array(from_dtype(order_dtype), 1, "C")
@@ -159,7 +160,10 @@ class Backtest(structref.StructRefProxy):
 
 
 structref.define_boxing(BacktestType, Backtest)
+#: the struct of a backtest with L2 assets only; one with an L3 asset has its own type, so an L2 run
+#: never compiles the L3 machinery (bots.sim.l3gate)
 bt_type = BacktestType(BT_FIELD_TYPES)
+bt_type_l3 = BacktestType(BT_FIELD_TYPES + [(L3_MARKER, types.int64)])
 
 
 @njit(cache=True)
@@ -232,12 +236,13 @@ class ValuesType(types.StructRef):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-values_type = ValuesType([("ref", SimRefType(bt_type)), ("a", types.int64), ("pos", types.int64),
-                          ("cur", types.int64)])
+def _values_type(ref_type):
+    """The iterator of ``orders(a).values()`` over a backtest whose borrowed ref is ``ref_type``."""
+    return ValuesType([("ref", ref_type), ("a", types.int64), ("pos", types.int64), ("cur", types.int64)])
 
 
 @njit(cache=True)
-def _values(ref, a):
+def _values(values_type, ref, a):
     v = structref.new(values_type)
     v.ref = ref
     v.a = a
@@ -387,7 +392,8 @@ def _ol_values_next(it):
 
 @overload_method(OrderDictType, "values")
 def _ol_values(o):
-    return lambda o: _values(o.ref, o.a)
+    values_type = _values_type(o.ref_type)
+    return lambda o: _values(values_type, o.ref, o.a)
 
 
 @overload_method(OrderDictType, "get")
@@ -478,24 +484,49 @@ def _ol_clear_inactive(bt, asset_no):
     return lambda bt, asset_no: od.clear_inactive(borrow(bt), asset_no)
 
 
+def _never_waits(wait) -> bool:
+    """Is the ``wait`` argument the constant False (hftbacktest's usual call)?
+
+    Such a call never enters the engine's waiting loop, so its code is left out of the call: each
+    wrapper linking that loop re-optimised the whole engine on a cold start.  The overloads below
+    see constants as literal types (``prefer_literal``) to tell.
+    """
+    return isinstance(wait, types.BooleanLiteral) and not wait.literal_value
+
+
+@njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
+def _submit_now(bt, a, order_id, side, price, qty, tif, order_type):
+    return lc.submit(borrow(bt), a, np.uint64(order_id), side, float(price), float(qty), tif, order_type, bt.cur_ts)
+
+
 @njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _submit(bt, a, order_id, side, price, qty, tif, order_type, wait):
     oid = np.uint64(order_id)
     rc = lc.submit(borrow(bt), a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
-@overload_method(BacktestType, "submit_buy_order")
+@overload_method(BacktestType, "submit_buy_order", prefer_literal=True)
 def _ol_submit_buy(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    if _never_waits(wait):
+        def impl_now(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+            return _submit_now(bt, asset_no, order_id, 1, price, qty, time_in_force, order_type)
+        return impl_now
+
     def impl(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
         return _submit(bt, asset_no, order_id, 1, price, qty, time_in_force, order_type, wait)
     return impl
 
 
-@overload_method(BacktestType, "submit_sell_order")
+@overload_method(BacktestType, "submit_sell_order", prefer_literal=True)
 def _ol_submit_sell(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+    if _never_waits(wait):
+        def impl_now(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
+            return _submit_now(bt, asset_no, order_id, -1, price, qty, time_in_force, order_type)
+        return impl_now
+
     def impl(bt, asset_no, order_id, price, qty, time_in_force, order_type, wait):
         return _submit(bt, asset_no, order_id, -1, price, qty, time_in_force, order_type, wait)
     return impl
@@ -507,11 +538,14 @@ def _modify(bt, a, order_id, price, qty, wait):
     rc = lc.modify(borrow(bt), a, oid, float(price), float(qty), bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
-@overload_method(BacktestType, "modify")
+@overload_method(BacktestType, "modify", prefer_literal=True)
 def _ol_modify(bt, asset_no, order_id, price, qty, wait):
+    if _never_waits(wait):
+        return lambda bt, asset_no, order_id, price, qty, wait: lc.modify(
+            borrow(bt), asset_no, np.uint64(order_id), float(price), float(qty), bt.cur_ts)
     return lambda bt, asset_no, order_id, price, qty, wait: _modify(bt, asset_no, order_id, price, qty, wait)
 
 
@@ -521,11 +555,13 @@ def _cancel(bt, a, order_id, wait):
     rc = lc.cancel(borrow(bt), a, oid, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
-    return en.goto(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
+    return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
 
 
-@overload_method(BacktestType, "cancel")
+@overload_method(BacktestType, "cancel", prefer_literal=True)
 def _ol_cancel(bt, asset_no, order_id, wait):
+    if _never_waits(wait):
+        return lambda bt, asset_no, order_id, wait: lc.cancel(borrow(bt), asset_no, np.uint64(order_id), bt.cur_ts)
     return lambda bt, asset_no, order_id, wait: _cancel(bt, asset_no, order_id, wait)
 
 
@@ -594,6 +630,7 @@ _FIELD_NAMES = [n for n, _ in BT_FIELD_TYPES if n != _SOURCES_FIELD]
 
 @njit(cache=True)
 def new_backtest(
+    struct_type,
     n_assets,
     cur_ts,
     started,
@@ -657,7 +694,7 @@ def new_backtest(
     run_key,
 ):
     """Allocate the struct (cached: structref.define_constructor's is recompiled in every process)."""
-    st = structref.new(bt_type)
+    st = structref.new(struct_type)
     st.n_assets = n_assets
     st.cur_ts = cur_ts
     st.started = started
@@ -745,7 +782,7 @@ def make_backtest(chunks: list, **fields) -> Backtest:
     book, queue, p_l3, p_q3 = _new_l3(4096 if n_l3 else 16, 64 if n_l3 else 4)
     fields.update(l3=book, q3=queue, l3_ids=np.zeros(64, np.int64), p_l3=p_l3, p_q3=p_q3,
                   run_key=mbo.new_run_key())
-    bt = new_backtest(*[fields[n] for n in _FIELD_NAMES])
+    bt = new_backtest(bt_type_l3 if n_l3 else bt_type, *[fields[n] for n in _FIELD_NAMES])
     # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
     bt._chunks = chunks
     bt._run_key = fields["run_key"]

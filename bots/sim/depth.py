@@ -13,8 +13,8 @@ opposite best past the crossed levels without deleting them), because parity dep
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim.mathx import to_tick, to_tick_by, zero_lots
 
@@ -33,7 +33,7 @@ GROWABLE = 6
 GROW_HALF_TICKS = 2048
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def reset_book(bt, d):
     vw.depth_i(bt)[d, BEST_BID] = INVALID_MIN
     vw.depth_i(bt)[d, BEST_ASK] = INVALID_MAX
@@ -41,7 +41,7 @@ def reset_book(bt, d):
     vw.depth_i(bt)[d, HIGH_ASK] = INVALID_MIN
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _below(qty, d, start, end, lb, ub):
     # Highest tick in [max(end, lb), min(start, ub)) with qty > 0, else INVALID_MIN.
     s = min(start, ub) - lb
@@ -54,7 +54,7 @@ def _below(qty, d, start, end, lb, ub):
     return INVALID_MIN
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _above(qty, d, start, end, lb, ub):
     # Lowest tick in (max(start, lb), min(end, ub)] with qty > 0, else INVALID_MAX.
     s = max(start, lb) - lb
@@ -65,7 +65,7 @@ def _above(qty, d, start, end, lb, ub):
     return INVALID_MAX
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def ensure_tick(bt, d, tick):
     """Make a growable book cover ``tick``; return False if the tick is outside a ROI book."""
     lb = vw.depth_i(bt)[d, ROI_LB]
@@ -89,7 +89,7 @@ def ensure_tick(bt, d, tick):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _regrid(bt, d, new_lb, new_ub):
     old_lb = vw.depth_i(bt)[d, ROI_LB]
     old_ub = vw.depth_i(bt)[d, ROI_UB]
@@ -142,7 +142,7 @@ def _regrid(bt, d, new_lb, new_ub):
     vw.depth_i(bt)[d, ROI_UB] = new_ub
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def update_bid(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
     """Apply a bid level update; return (tick, prev_best, best, prev_qty, new_qty).
 
@@ -177,7 +177,7 @@ def update_bid(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
     return tick, prev_best, di[d, BEST_BID], prev_qty, qty
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def update_ask(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
     """Apply an ask level update; return (tick, prev_best, best, prev_qty, new_qty)."""
     tick = to_tick_by(price, tick_size, inv_tick)
@@ -209,7 +209,7 @@ def update_ask(bt, d, price, qty, tick_size, lot_size, inv_tick, inv_lot):
     return tick, prev_best, di[d, BEST_ASK], prev_qty, qty
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def clear(bt, d, side, upto_price, tick_size):
     """Clear the bid side (side 1) down from ``upto_price``, the ask side (-1) up to it, or all (0)."""
     lb = vw.depth_i(bt)[d, ROI_LB]
@@ -240,7 +240,7 @@ def clear(bt, d, side, upto_price, tick_size):
         reset_book(bt, d)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def bid_qty_at(bt, d, tick):
     lb = vw.depth_i(bt)[d, ROI_LB]
     if tick < lb or tick > vw.depth_i(bt)[d, ROI_UB]:
@@ -248,7 +248,7 @@ def bid_qty_at(bt, d, tick):
     return vw.bid_qty(bt)[d, tick - lb]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def ask_qty_at(bt, d, tick):
     lb = vw.depth_i(bt)[d, ROI_LB]
     if tick < lb or tick > vw.depth_i(bt)[d, ROI_UB]:

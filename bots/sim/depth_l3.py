@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit, types
 from numba.experimental import structref
 
+from bots.sim.jit import kernel
 from bots.errors import DataError
 from bots.sim.depth import (
     BEST_ASK,
@@ -161,7 +162,7 @@ l3_book_type = L3BookType([
 ])
 
 
-@njit(cache=True)
+@kernel
 def _new_table(cap):
     tab = np.zeros((cap, 3), np.int64)
     for s in range(cap):
@@ -169,7 +170,7 @@ def _new_table(cap):
     return tab
 
 
-@njit(cache=True)
+@kernel
 def new_book(order_capacity):
     """An empty book with room for ``order_capacity`` orders before the arrays first grow."""
     cap = max(16, order_capacity)
@@ -258,7 +259,7 @@ def _put(tab, k1, k2, val):
     return fresh
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _rehashed(tab, live):
     # Same size when tombstones made it full, double when live keys did.
     cap = tab.shape[0]
@@ -273,7 +274,7 @@ def _rehashed(tab, live):
 
 # -- capacity ------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _grown(arr, rows):
     # Element loops, not slice assignment (see bots.sim.depth._regrid on compile cost).
     new = np.zeros((rows, arr.shape[1]), arr.dtype)
@@ -283,7 +284,7 @@ def _grown(arr, rows):
     return new
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _grown_f(arr, rows):
     new = np.zeros(rows, arr.dtype)
     for r in range(arr.shape[0]):
@@ -291,7 +292,7 @@ def _grown_f(arr, rows):
     return new
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def reserve(bk):
     """Make room for one more order and one more level; call before any kernel that may add."""
     meta = bk.meta
@@ -413,7 +414,7 @@ def _free_node(bk, n, s):
 
 # -- the L2 view (ladders of bots.sim.depth) -------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _next_level(lad, d, side, start, end, lb, ub):
     # The best non-empty tick strictly worse than ``start`` and no worse than ``end`` (the side's
     # extent), as bots.sim.depth's _below (bids) and _above (asks): INVALID_* if none.
@@ -614,7 +615,7 @@ def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
     return OK, side, prev_best, _best(di, d, side)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def fill(bk, bq, aq, di, d, oid, qty, lot_size):
     """A FILL reported for a resting order: ``qty`` comes off it; the order leaves the book once
     less than one lot is left.  Returns (code, side, prev_best, best)."""
@@ -668,7 +669,7 @@ def clear(bk, bq, aq, di, d, side):
 
 # -- reading -------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def order_info(bk, d, oid):
     """(found, side, tick, qty, seq) of a resting order."""
     s = _find(bk.ord_tab, d, oid)
@@ -679,7 +680,7 @@ def order_info(bk, d, oid):
     return True, ni[n, N_SIDE], ni[n, N_TICK], bk.node_q[n], ni[n, N_SEQ]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def next_seq(bk):
     """Take a queue sequence number (our own orders join a level's queue with one)."""
     s = bk.meta[M_SEQ]
@@ -687,14 +688,14 @@ def next_seq(bk):
     return s
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def level_total(bk, d, side, tick):
     """The level's total as the book keeps it (also for ticks outside a ROI ladder)."""
     lv = _level_of(bk, d, side, tick, False)
     return 0.0 if lv < 0 else bk.lvl_q[lv]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def qty_ahead_of(bk, d, side, tick, seq):
     """Quantity of the orders at ``(d, side, tick)`` that joined before sequence number ``seq``."""
     lv = _level_of(bk, d, side, tick, False)
@@ -708,7 +709,7 @@ def qty_ahead_of(bk, d, side, tick, seq):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def level_queue(bk, d, side, tick, out_ids, out_qty):
     """Write the level's orders front to back into the buffers; return how many (-1: too small)."""
     lv = _level_of(bk, d, side, tick, False)
@@ -726,6 +727,6 @@ def level_queue(bk, d, side, tick, out_ids, out_qty):
     return k
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def n_orders(bk):
     return bk.meta[M_ORD_LIVE]

@@ -15,8 +15,10 @@ the per-row path has no check beyond its window's end.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import carray, njit, objmode, types
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import exchange as ex
 from bots.sim import exchange_orders as exo
@@ -56,7 +58,7 @@ C_LAG = 6
 
 # _INLINE_NOTE: numba compiles every njit function into its own module with all its callees linked in
 # and optimises and code-generates that whole module again, so each thin layer over the engine
-# (elapse -> goto -> _goto_split, and the bot API's wrappers) repeated the full engine's compile.
+# (elapse -> _goto_split, and the bot API's wrappers) repeated the full engine's compile.
 # The thin layers are inlined into their callers instead (inline="always", numba IR level).
 
 
@@ -86,7 +88,7 @@ LAST_EXCH = 1
 LAST_LOCAL = 2
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def rows_of(bt, c):
     """Chunk ``c`` as an array, without touching the typed list (a list read costs ~60 ns).
 
@@ -96,7 +98,7 @@ def rows_of(bt, c):
     return carray(vw.as_voidptr(vw.chunk_addr(bt)[c]), vw.chunk_len(bt)[c], _EVENT_DTYPE)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _window(bt, a, c, r):
     """``(rows, stop)``: chunk ``c`` and the row before which a loop now at row ``r`` may read.
 
@@ -120,7 +122,7 @@ def _window(bt, a, c, r):
     return rows, min(stop, ready)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _more_rows(bt, c, r, rows):
     """Make rows past ``r`` of chunk ``c`` readable; return how many are.
 
@@ -144,20 +146,20 @@ def _more_rows(bt, c, r, rows):
     return state[c, READY]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _rows_ready(address, r):
     with objmode(ready="int64"):
         ready = rows_ready_at(address, r)
     return ready
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _raise_bad_row(address, code, row):
     with objmode():
         raise_bad_row(address, code, row)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _release_streamed(address):
     with objmode():
         release_at(address)
@@ -173,7 +175,7 @@ def _leave_chunk(bt, a, col_chunk, col_row, c):
     return c + 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     """Move a cursor to the next row carrying ``flag``; return its timestamp or I64_MAX."""
     cur = vw.cursor(bt)
@@ -195,7 +197,7 @@ def _advance(bt, a, col_chunk, col_row, flag, use_local_ts):
     return I64_MAX
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _release_behind(bt, a):
     """Give back what both cursors of asset ``a`` have passed (mapped and streamed chunks).
 
@@ -237,7 +239,7 @@ _MADV_DONTNEED = 4
 _madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _madvise_dontneed(arr):
     start = vw.address_of(arr)
     stop = start + arr.shape[0] * arr.itemsize
@@ -247,7 +249,7 @@ def _madvise_dontneed(arr):
         _madvise(lo, hi - lo, _MADV_DONTNEED)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def initialize(bt):
     for a in range(bt.n_assets):
         vw.cursor(bt)[a, C_LCHUNK] = vw.chunk_first(bt)[a]
@@ -259,7 +261,7 @@ def initialize(bt):
     bt.started = 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _next(evs):
     k = 0
     ts = evs[0]
@@ -270,20 +272,21 @@ def _next(evs):
     return k, ts
 
 
+# Running both timelines up to a timestamp returns an ElapseResult (0-3) or an ErrorCode (10+).  A
+# plain ``elapse`` cannot stop early, so it runs the two sides one after the other
+# (:func:`_goto_split`); waiting for a feed row or a response interleaves them event by event
+# (:func:`goto_waiting`).  Each caller names the one it needs: a run-time choice between them would
+# compile and link both into every caller (the bot API's submit/cancel/modify wrappers too).
+
+
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
-def goto(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
-    """Run both timelines up to ``timestamp`` (or until the awaited thing happens).
-
-    Returns an ElapseResult (0-3) or an ErrorCode (10+).  A plain ``elapse`` cannot stop early, so
-    it runs the two sides one after the other (:func:`_goto_split`); waiting for a feed row or a
-    response interleaves them event by event (:func:`_goto_interleaved`).
-    """
-    if wait_kind == WAIT_NONE and not wait_next_feed:
-        return _goto_split(bt, timestamp)
-    return _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed)
+def goto_waiting(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
+    """Run both timelines up to ``timestamp`` or until the awaited feed row or response arrives."""
+    # one type for the order id: each distinct signature compiles the whole engine once more
+    return _goto_interleaved(bt, timestamp, wait_kind, wait_asset, np.uint64(wait_id), wait_next_feed)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     result = RES_OK
     evs = vw.evs(bt)
@@ -346,7 +349,7 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
 # backtest cannot continue after one anyway.)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _goto_split(bt, timestamp):
     n = bt.n_assets
     evs = vw.evs(bt)
@@ -364,7 +367,7 @@ def _goto_split(bt, timestamp):
                 for b in range(n):
                     evs[4 * b + 3] = od.bus_front_ts(bt, b, od.TO_EXCH)
                     evs[4 * b + 1] = od.bus_front_ts(bt, b, od.TO_LOCAL)
-                return _goto_interleaved(bt, timestamp, WAIT_NONE, -1, 0, False)
+                return goto_waiting(bt, timestamp, WAIT_NONE, -1, 0, False)
             if rc != 0:
                 stop_ts = evs[4 * a + 2]
                 stop_k = 4 * a + 2
@@ -391,7 +394,7 @@ def _goto_split(bt, timestamp):
     return RES_END
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _bot_side(bt, stop_ts, stop_k):
     """Run local rows and responses of every asset in time order: (ts, k) before (stop_ts, stop_k)."""
     n = bt.n_assets
@@ -418,7 +421,7 @@ def _bot_side(bt, stop_ts, stop_k):
                         lim = min(lim, evs[kk] - 1 if kk < k else evs[kk])
             _local_rows(bt, a, lim)
         else:
-            lc.receive(bt, a, ts, False, 0)
+            lc.receive(bt, a, ts, False, np.uint64(0))  # the order-id type of _goto_interleaved's call
             evs[k] = od.bus_front_ts(bt, a, od.TO_LOCAL)
 
 
@@ -426,7 +429,7 @@ def _bot_side(bt, stop_ts, stop_k):
 _BARRIER = -1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _exch_rows(bt, a, limit):
     """Run asset ``a``'s exchange-timeline rows with ``exch_ts <= limit``; return an error code.
 
@@ -512,7 +515,7 @@ def _lag_from_cursor(bt, a):
     cur[a, C_BROW] = cur[a, C_XROW]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _catch_up(bt, a):
     """Apply the rows a lagging exchange book of asset ``a`` skipped, up to the exchange cursor.
 
@@ -541,7 +544,7 @@ def _catch_up(bt, a):
         r = 0
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _local_rows(bt, a, limit):
     """Apply asset ``a``'s local-timeline rows with ``local_ts <= limit`` (cursor as in _exch_rows)."""
     evs = vw.evs(bt)
@@ -578,7 +581,7 @@ def elapse(bt, duration):
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts
-    return goto(bt, _after(bt.cur_ts, duration), WAIT_NONE, -1, 0, False)
+    return _goto_split(bt, _after(bt.cur_ts, duration))
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
@@ -589,7 +592,8 @@ def wait_next_feed(bt, include_order_resp, timeout):
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts
-    return goto(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
+    return goto_waiting(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0,
+                        True)
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
@@ -600,4 +604,4 @@ def wait_order_response(bt, a, order_id, timeout):
         if ts == I64_MAX:
             return RES_END
         bt.cur_ts = ts
-    return goto(bt, _after(bt.cur_ts, timeout), WAIT_ID, a, order_id, False)
+    return goto_waiting(bt, _after(bt.cur_ts, timeout), WAIT_ID, a, order_id, False)

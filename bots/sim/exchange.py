@@ -26,8 +26,8 @@ the cleared side; TRADE rows are the bot's only.  A row the book cannot apply ra
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import depth_l3 as l3
@@ -36,6 +36,7 @@ from bots.sim import orders as od
 from bots.sim import queue as qm
 from bots.sim import queue_l3 as q3
 from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_QUEUE_N, F_TICK
+from bots.sim.l3gate import l3_gate
 from bots.sim.latency import response
 from bots.sim.mathx import to_tick_by
 
@@ -63,7 +64,7 @@ SELL = -1
 
 # -- bookkeeping of resting orders ------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _count(bt, a, side, tick, delta):
     d = 2 * a + 1
     lb = vw.depth_i(bt)[d, dp.ROI_LB]
@@ -75,7 +76,7 @@ def _count(bt, a, side, tick, delta):
         vw.xcnt_ask(bt)[d, tick - lb] += delta
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _has_orders_at(bt, a, side, tick):
     if vw.xalive(bt)[a] == 0:
         return False
@@ -91,7 +92,7 @@ def _has_orders_at(bt, a, side, tick):
     return vw.xcnt_ask(bt)[d, tick - lb] > 0
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _any_in(bt, a, side, lo, hi):
     """Might any of our ``side`` orders rest on a tick in [lo, hi]?  (False only when surely not.)"""
     if vw.x_out(bt)[a] > 0:
@@ -112,7 +113,7 @@ def _any_in(bt, a, side, lo, hi):
     return False
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _rest(bt, a, msg, j):
     """Add the order in ``msg[j]`` to the book of resting orders."""
     if vw.depth_i(bt)[2 * a + 1, dp.GROWABLE] != 0:
@@ -125,20 +126,20 @@ def _rest(bt, a, msg, j):
     return i
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _unrest(bt, a, i):
     _count(bt, a, bt.xord[i].side, bt.xord[i].price_tick, -1)
     vw.xalive(bt)[a] -= 1
     od.xord_remove(bt, i)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _respond(bt, a, orders, i):
     ts = orders[i].exch_timestamp
     od.bus_push(bt, a, od.TO_LOCAL, orders, i, ts + response(bt, a, ts))
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def fill(orders, i, ts, maker, exec_tick, exec_qty):
     """Execute ``exec_qty`` of ``orders[i]`` at ``exec_tick``; return an error code."""
     st = orders[i].status
@@ -159,7 +160,7 @@ def fill(orders, i, ts, maker, exec_tick, exec_qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _maker_fill(bt, a, i, ts, qty):
     """Fill resting order ``xord[i]`` as maker, tell the bot, drop it from the book if done."""
     rc = fill(bt.xord, i, ts, True, bt.xord[i].price_tick, qty)
@@ -174,7 +175,7 @@ def _maker_fill(bt, a, i, ts, qty):
 
 # -- market data ------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
     """Queue-model update of our orders at ``tick`` (callers check _has_orders_at first)."""
     xo = bt.xord
@@ -186,7 +187,7 @@ def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
             qm.on_depth(kind, n, xo, i, prev_qty, new_qty)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     """The bid rose: our sells at or below the new best bid are taken (as makers)."""
     xo = bt.xord
@@ -207,7 +208,7 @@ def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     xo = bt.xord
     if vw.xalive(bt)[a] == 0:
@@ -227,7 +228,7 @@ def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     """A trade printed at ``trade_tick``; ``side_hit`` is the side of our orders it can fill."""
     xo = bt.xord
@@ -274,7 +275,7 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def process_row(bt, a, ev, px, qty, ts, row):
     """Apply one exchange-timeline row of asset ``a``; return an error code (0 = fine).
 
@@ -285,7 +286,7 @@ def process_row(bt, a, ev, px, qty, ts, row):
     if cnt[od.N_XDEAD] > 32 and cnt[od.N_XDEAD] * 2 > cnt[od.N_XORD]:
         od.xord_compact(bt)  # safe here: no scan over xord is in progress
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
-        return _process_l3(bt, a, ev, px, qty, ts, row)
+        return _l3_row(bt, a, ev, px, qty, ts, row)
     kind = ev & 0xFF
     buy = (ev & (1 << 29)) != 0
     sell = (ev & (1 << 28)) != 0
@@ -325,7 +326,7 @@ def process_row(bt, a, ev, px, qty, ts, row):
 
 # -- market-by-order (L3) rows -----------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _l3_settle(bt, a, out, m, ts, expire):
     """Fill, as makers at their own price, the ``m`` orders of ours whose ids are in ``out``; or, with
     ``expire``, expire them (their side of the book was cleared).  Returns an error code."""
@@ -349,7 +350,7 @@ def _l3_settle(bt, a, out, m, ts, expire):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _l3_crossed(bt, a, side, prev_best, best, ts):
     """The ``side`` best moved from ``prev_best`` to ``best``: our orders it crossed fill."""
     if vw.xalive(bt)[a] == 0:
@@ -374,7 +375,7 @@ def _l3_crossed(bt, a, side, prev_best, best, ts):
     return _l3_settle(bt, a, out, m, ts, False)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _process_l3(bt, a, ev, px, qty, ts, row):
     """One exchange-timeline row of an L3 asset (hftbacktest's L3NoPartialFillExchange order)."""
     kind = ev & 0xFF
@@ -420,3 +421,7 @@ def _process_l3(bt, a, ev, px, qty, ts, row):
     if kind == 1 or kind == 4:
         mbo.row_error(bt, a, mbo.ERR_L2_ROW, d, row)
     return OK  # trades (the bot's last_trades only), BBO, funding, custom rows
+
+
+#: process_row's L3 branch: compiled only for a backtest type with L3 assets (bots.sim.l3gate)
+_l3_row = l3_gate(_process_l3, OK)

@@ -13,21 +13,44 @@ cannot modify at all; ours expires them and modifies).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import mbo
 from bots.sim import orders as od
 from bots.sim import queue as qm
 from bots.sim import queue_l3 as q3
+from bots.sim.l3gate import l3_gate
 from bots.sim.exchange import (
     BUY, ERR_INVALID_ORDER_REQUEST, ERR_ORDER_ID_EXIST, FOK, GTC, GTX, I_EXCH, I_QUEUE, IOC, L3_FIFO, LIMIT,
     MARKET, OK, PARTIAL_FILL, _respond, _rest, _unrest, fill,
 )
 
 
-@njit(cache=True, error_model="numpy")
+# -- our orders' places in the L3 FIFO queues: compiled only for a backtest type with L3 assets ------
+
+@kernel(error_model="numpy")
+def _add_own(bt, d, order_id, side, tick, qty):
+    q3.add_own(mbo.queue(bt), mbo.book(bt), d, order_id, side, tick, qty)
+
+
+@kernel(error_model="numpy")
+def _cancel_own(bt, d, order_id):
+    q3.cancel_own(mbo.queue(bt), d, order_id)
+
+
+@kernel(error_model="numpy")
+def _modify_own(bt, d, order_id, tick, qty):
+    q3.modify_own(mbo.queue(bt), mbo.book(bt), d, order_id, tick, qty)
+
+
+_l3_add_own = l3_gate(_add_own, None)
+_l3_cancel_own = l3_gate(_cancel_own, None)
+_l3_modify_own = l3_gate(_modify_own, None)
+
+
+@kernel(error_model="numpy")
 def _take(bt, a, msg, j, ts, limit_tick, tif):
     """A marketable order takes liquidity; return an error code.
 
@@ -86,13 +109,13 @@ def _take(bt, a, msg, j, ts, limit_tick, tif):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def ack_new(bt, a, msg, j, ts):
     if od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id) >= 0:
         return ERR_ORDER_ID_EXIST
     d = 2 * a + 1
     buy = msg[j].side == BUY
-    tif = msg[j].time_in_force
+    tif = np.int64(msg[j].time_in_force)  # the type of IOC: _take compiles once, not per type
     if tif > IOC:
         return ERR_INVALID_ORDER_REQUEST
     if msg[j].order_type == MARKET:
@@ -120,8 +143,7 @@ def ack_new(bt, a, msg, j, ts):
         od.refresh(msg, j)
         i = _rest(bt, a, msg, j)
         if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
-            q3.add_own(mbo.queue(bt), mbo.book(bt), d, np.int64(msg[j].order_id), msg[j].side, tick,
-                       msg[j].leaves_qty)
+            _l3_add_own(bt, d, np.int64(msg[j].order_id), msg[j].side, tick, msg[j].leaves_qty)
         else:
             qm.on_new(bt.xord, i, level)
         return OK
@@ -131,14 +153,14 @@ def ack_new(bt, a, msg, j, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _leave_queue(bt, a, order_id):
     """An order of ours left the exchange's book (cancelled or re-entering): on L3, its queue too."""
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
-        q3.cancel_own(mbo.queue(bt), 2 * a + 1, np.int64(order_id))
+        _l3_cancel_own(bt, 2 * a + 1, np.int64(order_id))
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def ack_cancel(bt, a, msg, j, ts):
     i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)
     if i < 0:
@@ -155,7 +177,7 @@ def ack_cancel(bt, a, msg, j, ts):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def ack_modify(bt, a, msg, j, ts):
     """Change price/qty; the order keeps its queue place only if the price stays and qty shrinks."""
     i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)
@@ -181,15 +203,14 @@ def ack_modify(bt, a, msg, j, ts):
     bt.xord[i].leaves_qty = msg[j].qty
     bt.xord[i].exch_timestamp = ts
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:  # less at the same price: the queue place is kept
-        q3.modify_own(mbo.queue(bt), mbo.book(bt), 2 * a + 1, np.int64(msg[j].order_id), msg[j].price_tick,
-                      msg[j].qty)
+        _l3_modify_own(bt, 2 * a + 1, np.int64(msg[j].order_id), msg[j].price_tick, msg[j].qty)
     msg[j].leaves_qty = msg[j].qty
     msg[j].exch_timestamp = ts
     od.refresh(msg, j)
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def receive(bt, a, ts):
     """Process every request of asset ``a`` delivered at ``ts``; return an error code."""
     msg = bt.tmp

@@ -7,8 +7,10 @@ Positive fees are costs; negative maker fees are rebates.  Funding payments of p
 
 from __future__ import annotations
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from numba import njit
+
 
 LINEAR = 0
 INVERSE = 1
@@ -49,7 +51,7 @@ def fee(kind, maker_fee, taker_fee, maker, value, qty):
     return rate * value
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def apply_fill(bt, a, exec_price, exec_qty, side, maker):
     """Book one execution of ``exec_qty`` at ``exec_price`` into asset ``a``'s account."""
     value = amount(vw.cfg_i(bt)[a, I_ASSET_KIND], vw.cfg_f(bt)[a, F_CONTRACT], exec_price, exec_qty)
@@ -62,7 +64,7 @@ def apply_fill(bt, a, exec_price, exec_qty, side, maker):
     sv[0].trading_value += value
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def funding_payment(kind, contract_size, position, mark_price, rate):
     """What the account pays (positive) or receives (negative) at one funding time.
 
@@ -75,7 +77,7 @@ def funding_payment(kind, contract_size, position, mark_price, rate):
     return position * contract_size * mark_price * rate
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def apply_funding(bt, a, mark_price, rate):
     kind = vw.cfg_i(bt)[a, I_ASSET_KIND]
     sv = bt.state[a:a + 1]
@@ -89,7 +91,7 @@ def apply_funding(bt, a, mark_price, rate):
     sv[0].funding += pay
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def equity(kind, contract_size, price, balance, position, fee_paid):
     if kind == INVERSE:
         return -balance - contract_size * position / price - fee_paid

@@ -9,8 +9,10 @@ last one the edge row's latency is used.
 
 from __future__ import annotations
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from numba import njit
+
 
 CONSTANT = 0
 INTERPOLATED = 1
@@ -26,7 +28,7 @@ def _intp(x, x1, y1, x2, y2):
     return int((y2 - y1) / (x2 - x1) * (x - x1)) + y1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def entry(bt, a, ts):
     """Latency from the bot sending a request at ``ts`` to the exchange receiving it."""
     if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:
@@ -53,7 +55,7 @@ def entry(bt, a, ts):
         rn += 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def response(bt, a, ts):
     """Latency from the exchange answering at ``ts`` to the bot receiving the answer."""
     if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:

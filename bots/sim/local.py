@@ -12,14 +12,15 @@ An L3 asset's local book replays ADD/CANCEL/MODIFY/DEPTH_CLEAR rows through the 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import mbo
 from bots.sim import orders as od
 from bots.sim.exchange import I_QUEUE, L3_FIFO
 from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_TICK, apply_fill, apply_funding
+from bots.sim.l3gate import l3_gate
 from bots.sim.latency import entry
 from bots.sim.mathx import to_tick
 
@@ -33,7 +34,7 @@ I_TRADES_CAP = 7
 FUNDING_EVENT = 102
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def process_row(bt, a, row):
     """Apply one local-timeline data row of asset ``a``."""
     ev = int(row.ev)
@@ -43,7 +44,7 @@ def process_row(bt, a, row):
     d = 2 * a
     cf = vw.cfg_f(bt)
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
-        _process_l3(bt, a, row, kind)
+        _l3_row(bt, a, row, kind)
     elif kind == 1 or kind == 4:
         if buy:
             dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
@@ -67,7 +68,7 @@ def process_row(bt, a, row):
     fl[a, 2] = row.local_ts
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _process_l3(bt, a, row, kind):
     """One local-timeline row of an L3 asset: the local book, last trades, funding."""
     d = 2 * a
@@ -92,7 +93,11 @@ def _process_l3(bt, a, row, kind):
         mbo.row_error(bt, a, code, d, row)
 
 
-@njit(cache=True, error_model="numpy")
+
+#: process_row's L3 branch: compiled only for a backtest type with L3 assets (bots.sim.l3gate)
+_l3_row = l3_gate(_process_l3, None)
+
+@kernel(error_model="numpy")
 def _push_trade(bt, a, row):
     n = bt.n_trades[a]
     if n == bt.trades.shape[1]:
@@ -107,7 +112,7 @@ def _push_trade(bt, a, row):
     bt.n_trades[a] = n + 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _send(bt, a, i, restore_tick, restore_qty):
     """Put a copy of local order ``lord[i]`` (carrying its request) on the wire."""
     lat = entry(bt, a, bt.lord[i].local_timestamp)
@@ -124,7 +129,7 @@ def _send(bt, a, i, restore_tick, restore_qty):
         od.bus_push(bt, a, od.TO_EXCH, msg, 0, msg[0].local_timestamp + lat)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
     if a < 0 or a >= bt.n_assets:
         return ERR_INVALID_ORDER_REQUEST
@@ -160,7 +165,7 @@ def submit(bt, a, order_id, side, price, qty, tif, order_type, now):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def modify(bt, a, order_id, price, qty, now):
     i = od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, order_id)
     if i < 0:
@@ -178,7 +183,7 @@ def modify(bt, a, order_id, price, qty, now):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cancel(bt, a, order_id, now):
     i = od.find(bt.lord, vw.cnt(bt)[od.N_LORD], a, order_id)
     if i < 0:
@@ -192,7 +197,7 @@ def cancel(bt, a, order_id, now):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def receive(bt, a, ts, has_wait, wait_id):
     """Apply every response of asset ``a`` delivered at ``ts``; True if ``wait_id`` answered."""
     got = False

@@ -21,6 +21,7 @@ import weakref
 import numpy as np
 from numba import carray, njit
 
+from bots.sim.jit import kernel
 from bots.sim import depth as dp
 from bots.sim import depth_l3 as l3
 from bots.sim import queue_l3 as q3
@@ -70,7 +71,7 @@ def _ladders(bt):
             carray(vw.as_voidptr(bt.p_depth_i), (rows, 8), np.int64))
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _cover(bt, d, px, tick_size):
     """A growable ladder is grown to cover ``px`` before a kernel adds an order there."""
     di = vw.depth_i(bt)
@@ -80,7 +81,7 @@ def _cover(bt, d, px, tick_size):
             dp.ensure_tick(bt, d, tick)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def add(bt, d, oid, side, px, qty, tick_size):
     """ADD_ORDER on book ``d``; returns (code, prev_best, best) of the order's side."""
     _cover(bt, d, px, tick_size)
@@ -88,7 +89,7 @@ def add(bt, d, oid, side, px, qty, tick_size):
     return l3.add(book(bt), bq, aq, di, d, oid, side, px, qty, tick_size)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def modify(bt, d, oid, px, qty, tick_size, lot_size):
     """MODIFY_ORDER on book ``d``; returns (code, side, prev_best, best)."""
     _cover(bt, d, px, tick_size)
@@ -96,14 +97,14 @@ def modify(bt, d, oid, px, qty, tick_size, lot_size):
     return l3.modify(book(bt), bq, aq, di, d, oid, px, qty, tick_size, lot_size)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cancel(bt, d, oid, lot_size):
     """CANCEL_ORDER on book ``d``; returns the kernel's code."""
     bq, aq, di = _ladders(bt)
     return l3.cancel(book(bt), bq, aq, di, d, oid, lot_size)[0]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def clear(bt, d, side):
     """DEPTH_CLEAR of ``side`` (1, -1, 0: both) on book ``d``: every order there leaves."""
     bq, aq, di = _ladders(bt)
@@ -131,7 +132,7 @@ def ids(bt):
 
 # -- errors ---------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _locate(bt, a, row):
     """(index of the file among asset ``a``'s, row number) of a record read from a chunk; (-1, -1)."""
     at = record_address(row)
@@ -144,7 +145,7 @@ def _locate(bt, a, row):
     return -1, -1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def row_error(bt, a, code, d, row):
     """Raise the :class:`L3RowError` for ``code`` on ``row`` of asset ``a``'s data (book ``d``)."""
     k, r = _locate(bt, a, row)

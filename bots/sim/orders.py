@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import numpy as np
+from bots.sim.jit import kernel
 from bots.sim import views as vw
-from numba import njit
+
 
 # cnt[] slots
 N_LORD = 0
@@ -40,7 +41,7 @@ ST_REPLACED = 7
 I64_MAX = (1 << 63) - 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def refresh(orders, i):
     """Recompute the derived fields after status/req/price changed."""
     o = orders[i]
@@ -52,12 +53,12 @@ def refresh(orders, i):
     o.exec_price = o.exec_price_tick * o.tick_size
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def copy_order(dst, i, src, j):
     dst[i] = src[j]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def find(orders, n, a, order_id):
     """Slot of asset ``a``'s order ``order_id`` in ``orders[:n]``, or -1."""
     for i in range(n):
@@ -66,7 +67,7 @@ def find(orders, n, a, order_id):
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _grown(orders, n):
     new = np.zeros(max(16, 2 * orders.shape[0]), orders.dtype)
     for j in range(n):  # element loop: no slice-assignment error path to compile
@@ -74,7 +75,7 @@ def _grown(orders, n):
     return new
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def lord_append(bt):
     """Return a fresh slot at the end of the bot's order table (growing it if needed)."""
     n = vw.cnt(bt)[N_LORD]
@@ -87,7 +88,7 @@ def lord_append(bt):
     return n
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _compact_lord(bt):
     n = vw.cnt(bt)[N_LORD]
     k = 0
@@ -99,7 +100,7 @@ def _compact_lord(bt):
     vw.cnt(bt)[N_LORD] = k
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def clear_inactive(bt, a):
     """Drop asset ``a``'s (or every asset's, ``a < 0``) expired, filled and canceled orders."""
     n = vw.cnt(bt)[N_LORD]
@@ -117,7 +118,7 @@ def clear_inactive(bt, a):
     vw.cnt(bt)[N_LORD] = k
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def xord_append(bt):
     n = vw.cnt(bt)[N_XORD]
     if n == bt.xord.shape[0]:
@@ -129,14 +130,14 @@ def xord_append(bt):
     return n
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def xord_remove(bt, i):
     bt.xord[i].asset_no = -1
     # Only marked: callers may be scanning xord; compaction happens at safe points.
     vw.cnt(bt)[N_XDEAD] += 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def xord_compact(bt):
     n = vw.cnt(bt)[N_XORD]
     k = 0
@@ -151,7 +152,7 @@ def xord_compact(bt):
 
 # -- buses ----------------------------------------------------------------------------------------
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def bus_front_ts(bt, a, direction):
     b = 2 * a + direction
     if vw.bus_i(bt)[b, B_LEN] == 0:
@@ -159,7 +160,7 @@ def bus_front_ts(bt, a, direction):
     return bt.bus[b, vw.bus_i(bt)[b, B_HEAD]].bus_ts
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def bus_push(bt, a, direction, src, j, ts):
     """Queue a copy of ``src[j]`` for delivery at ``ts`` (never before the message ahead of it)."""
     b = 2 * a + direction
@@ -176,7 +177,7 @@ def bus_push(bt, a, direction, src, j, ts):
     vw.bus_i(bt)[b, B_LAST_TS] = deliver
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def bus_pop_into(bt, a, direction, dst, i):
     """Move the front message of the bus into ``dst[i]``."""
     b = 2 * a + direction
@@ -186,7 +187,7 @@ def bus_pop_into(bt, a, direction, dst, i):
     vw.bus_i(bt)[b, B_LEN] -= 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _grow_bus(bt):
     rows, cap = bt.bus.shape
     new = np.zeros((rows, 2 * cap), bt.bus.dtype)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
 
+from bots.sim.jit import kernel
 from bots.sim.mathx import lots, rmin
 
 RISK_ADVERSE = 0
@@ -33,7 +33,7 @@ QUEUE_NAMES = {
 }
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def prob(kind, n, front, back):
     """Probability that a depth decrease happened behind our order."""
     if kind == POWER_PROB:
@@ -50,14 +50,14 @@ def prob(kind, n, front, back):
     return math.log(1.0 + back) / math.log(1.0 + back + front)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_new(orders, i, level_qty):
     """A new resting order joins the back of the level's queue."""
     orders[i].q_front = level_qty
     orders[i].q_cum_trade = 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_trade(kind, orders, i, qty):
     """A trade printed at the order's price."""
     orders[i].q_front -= qty
@@ -65,7 +65,7 @@ def on_trade(kind, orders, i, qty):
         orders[i].q_cum_trade += qty
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_depth(kind, n, orders, i, prev_qty, new_qty):
     """The level's total quantity changed from ``prev_qty`` to ``new_qty``."""
     if kind == RISK_ADVERSE:
@@ -85,7 +85,7 @@ def on_depth(kind, n, orders, i, prev_qty, new_qty):
     orders[i].q_front = rmin(est, new_qty)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def filled_qty(orders, i, lot_size):
     """Quantity executed by the queue running past the order (0.0 if none); resets the front."""
     exec_lots = lots(-orders[i].q_front, lot_size)

@@ -23,9 +23,10 @@ must hold :func:`n_own` ids.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.experimental import structref
 
+from bots.sim.jit import kernel
 from bots.sim import depth_l3 as l3
 from bots.sim.depth_l3 import BUY, ERR_ID_EXISTS, ERR_UNKNOWN_ID, OK, SELL
 
@@ -63,7 +64,7 @@ l3_queue_type = L3QueueType([
 ])
 
 
-@njit(cache=True)
+@kernel
 def new_queue(capacity):
     qu = structref.new(l3_queue_type)
     qu.meta = np.zeros(Q_LEN, np.int64)
@@ -72,12 +73,12 @@ def new_queue(capacity):
     return qu
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def n_own(qu):
     return qu.meta[Q_COUNT]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _index(qu, d, oid):
     oi = qu.own_i
     for k in range(qu.meta[Q_COUNT]):
@@ -86,7 +87,7 @@ def _index(qu, d, oid):
     return -1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _remove_at(qu, k):
     # Shift, not swap: the table stays in submission order.
     oi = qu.own_i
@@ -99,7 +100,7 @@ def _remove_at(qu, k):
     qu.meta[Q_COUNT] = n - 1
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _grow(qu):
     rows = 2 * qu.own_i.shape[0]
     oi = np.zeros((rows, O_COLS), np.int64)
@@ -112,7 +113,7 @@ def _grow(qu):
     qu.own_q = oq
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def add_own(qu, bk, d, oid, side, tick, qty):
     """Our order ``oid`` now rests at ``(d, side, tick)``: it joins the back of the level's queue."""
     if _index(qu, d, oid) >= 0:
@@ -131,7 +132,7 @@ def add_own(qu, bk, d, oid, side, tick, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cancel_own(qu, d, oid):
     """Our order leaves its queue (cancelled)."""
     k = _index(qu, d, oid)
@@ -141,7 +142,7 @@ def cancel_own(qu, d, oid):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def modify_own(qu, bk, d, oid, tick, qty):
     """Our order's new price/quantity: a new price or a larger quantity goes to the back of the
     (new) level; a smaller quantity at the same price keeps the place."""
@@ -156,7 +157,7 @@ def modify_own(qu, bk, d, oid, tick, qty):
     return OK
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def qty_ahead(qu, bk, d, oid):
     """Market quantity ahead of our order in its queue (-1.0 if the order is not resting)."""
     k = _index(qu, d, oid)
@@ -166,7 +167,7 @@ def qty_ahead(qu, bk, d, oid):
     return l3.qty_ahead_of(bk, d, oi[k, O_SIDE], oi[k, O_TICK], oi[k, O_SEQ])
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def own_info(qu, d, oid):
     """(found, side, tick, qty, seq) of our resting order."""
     k = _index(qu, d, oid)
@@ -176,7 +177,7 @@ def own_info(qu, d, oid):
     return True, oi[k, O_SIDE], oi[k, O_TICK], qu.own_q[k], oi[k, O_SEQ]
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _take(qu, d, side, lo_tick, hi_tick, before_seq, out):
     # Remove our orders of (d, side) with lo_tick <= tick <= hi_tick and seq < before_seq, in
     # submission order; write their ids to ``out``; return how many (-1: out too small).
@@ -196,7 +197,7 @@ def _take(qu, d, side, lo_tick, hi_tick, before_seq, out):
     return m
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_fill(qu, bk, d, filled_oid, out):
     """A FILL row for market order ``filled_oid`` (call before the book applies it): our orders
     ahead of it at its level fill.  Returns (code, how many ids written to ``out``)."""
@@ -209,21 +210,21 @@ def on_fill(qu, bk, d, filled_oid, out):
     return OK, m
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_best_bid_up(qu, d, best_bid_tick, out):
     """The best bid rose to ``best_bid_tick``: our asks at or below it are crossed and fill."""
     m = _take(qu, d, SELL, l3.INVALID_MIN, best_bid_tick, l3.INVALID_MAX, out)
     return (ERR_OUT_TOO_SMALL, 0) if m < 0 else (OK, m)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_best_ask_down(qu, d, best_ask_tick, out):
     """The best ask fell to ``best_ask_tick``: our bids at or above it are crossed and fill."""
     m = _take(qu, d, BUY, best_ask_tick, l3.INVALID_MAX, l3.INVALID_MAX, out)
     return (ERR_OUT_TOO_SMALL, 0) if m < 0 else (OK, m)
 
 
-@njit(cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def on_clear(qu, d, side, out):
     """DEPTH_CLEAR of ``side`` (BUY, SELL, 0: both): our orders there expire."""
     m = _take(qu, d, side, l3.INVALID_MIN, l3.INVALID_MAX, l3.INVALID_MAX, out)
