@@ -1,5 +1,5 @@
 /*
- * shm._fastring: the market ring's record-at-a-time publish as one C method call.
+ * shm._fastring: the market ring's record-at-a-time publish and read, each one C method call.
  *
  * Why C: from plain Python, RingWriter.publish_one is interpreter-bound.  As a closure over
  * memoryviews it costs ~0.8-1 us a record on this 2-core VM (struct.pack_into alone ~0.25 us,
@@ -291,17 +291,215 @@ static PyTypeObject PublisherType = {
     .tp_methods = publisher_methods,
 };
 
+/* -- the reader: RingReader.read_one ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer hdr, data, state, position;
+    int held;
+    int64_t *words;       /* header */
+    unsigned char *slots;
+    int64_t *st;          /* this reader's state words */
+    int64_t *pos;         /* where its position is published: its header slot, or a private word */
+    int64_t capacity, mask;
+    Py_ssize_t w_cursor, w_intent, s_next, s_gap, s_lost_total, s_gaps;
+    int64_t known_cursor; /* the last cursor seen: records below it need no new look at the line */
+} Reader;
+
+static void
+reader_release_all(Reader *self)
+{
+    if (self->held) {
+        PyBuffer_Release(&self->hdr);
+        PyBuffer_Release(&self->data);
+        PyBuffer_Release(&self->state);
+        PyBuffer_Release(&self->position);
+        self->held = 0;
+    }
+}
+
+static int
+reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"hdr", "data", "state", "position", "w_cursor", "w_intent", "s_next", "s_gap",
+                             "s_lost_total", "s_gaps", NULL};
+    PyObject *hdr, *data, *state, *position;
+    Py_ssize_t w_cursor, w_intent, s_next, s_gap, s_lost_total, s_gaps;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOnnnnnn", kwlist, &hdr, &data, &state, &position, &w_cursor,
+                                     &w_intent, &s_next, &s_gap, &s_lost_total, &s_gaps))
+        return -1;
+    reader_release_all(self);
+    Py_buffer *views[4] = {&self->hdr, &self->data, &self->state, &self->position};
+    PyObject *objs[4] = {hdr, data, state, position};
+    for (int i = 0; i < 4; i++) {
+        if (PyObject_GetBuffer(objs[i], views[i], PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+            for (int j = 0; j < i; j++)
+                PyBuffer_Release(views[j]);
+            return -1;
+        }
+    }
+    self->held = 1;
+    Py_ssize_t hdr_words = self->hdr.len / 8, state_words = self->state.len / 8;
+    Py_ssize_t slots = self->data.len / 64;
+    if (w_cursor < 0 || w_intent < 0 || w_cursor >= hdr_words || w_intent >= hdr_words || s_next < 0 ||
+        s_gap < 0 || s_lost_total < 0 || s_gaps < 0 || s_next >= state_words || s_gap >= state_words ||
+        s_lost_total >= state_words || s_gaps >= state_words || self->position.len < 8 ||
+        ((uintptr_t)self->hdr.buf & 7) != 0 || ((uintptr_t)self->state.buf & 7) != 0 ||
+        ((uintptr_t)self->position.buf & 7) != 0 || slots < 2 || (slots & (slots - 1)) != 0 ||
+        self->data.len != slots * 64) {
+        reader_release_all(self);
+        PyErr_Format(PyExc_ValueError, "not a ring mapping and reader state: %zd header words, %zd data bytes, "
+                     "%zd state words", hdr_words, self->data.len, state_words);
+        return -1;
+    }
+    self->words = (int64_t *)self->hdr.buf;
+    self->slots = (unsigned char *)self->data.buf;
+    self->st = (int64_t *)self->state.buf;
+    self->pos = (int64_t *)self->position.buf;
+    self->capacity = (int64_t)slots;
+    self->mask = (int64_t)slots - 1;
+    self->w_cursor = w_cursor;
+    self->w_intent = w_intent;
+    self->s_next = s_next;
+    self->s_gap = s_gap;
+    self->s_lost_total = s_lost_total;
+    self->s_gaps = s_gaps;
+    self->known_cursor = 0;
+    return 0;
+}
+
+static void
+reader_dealloc(Reader *self)
+{
+    reader_release_all(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The 8 fields of a record as event_dtype's Python values: (ev, exch_ts, local_ts, px, qty,
+   order_id, ival, fval), as struct.unpack_from("<QqqddQqd") gives them. */
+static PyObject *
+record_tuple(const int64_t *w)
+{
+    double px, qty, fval;
+    memcpy(&px, &w[3], 8);
+    memcpy(&qty, &w[4], 8);
+    memcpy(&fval, &w[7], 8);
+    PyObject *t = PyTuple_New(8);
+    if (t == NULL)
+        return NULL;
+    PyObject *items[8] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)w[0]), PyLong_FromLongLong(w[1]),
+        PyLong_FromLongLong(w[2]), PyFloat_FromDouble(px), PyFloat_FromDouble(qty),
+        PyLong_FromUnsignedLongLong((unsigned long long)w[5]), PyLong_FromLongLong(w[6]), PyFloat_FromDouble(fval),
+    };
+    for (int i = 0; i < 8; i++) {
+        if (items[i] == NULL) {
+            for (int j = 0; j < 8; j++)
+                Py_XDECREF(items[j]);
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, items[i]);
+    }
+    return t;
+}
+
+/* Advance past ``next`` records, publishing the position (a gated writer reads it) and the gap. */
+static void
+reader_advance(Reader *self, int64_t next, int64_t lost)
+{
+    self->st[self->s_next] = next;
+    __atomic_store_n(self->pos, next, __ATOMIC_RELEASE);
+    self->st[self->s_gap] = lost;
+    if (lost > 0) {
+        self->st[self->s_lost_total] += lost;
+        self->st[self->s_gaps] += 1;
+    }
+}
+
+static PyObject *
+reader_read_one(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->held) {
+        PyErr_SetString(PyExc_ValueError, "read_one() on a closed ring reader");
+        return NULL;
+    }
+    int64_t *w = self->words;
+    int64_t first = self->st[self->s_next];
+    if (first >= self->known_cursor) {
+        /* acquire: the record's words are loaded after the cursor that covers them */
+        self->known_cursor = __atomic_load_n(&w[self->w_cursor], __ATOMIC_ACQUIRE);
+        if (first >= self->known_cursor) {
+            self->st[self->s_gap] = 0;
+            Py_RETURN_NONE;
+        }
+    }
+    int64_t rec[8];
+    memcpy(rec, self->slots + ((first & self->mask) << 6), 64);
+    /* the copy completes before we look at how far the writer has claimed since */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    int64_t intact = __atomic_load_n(&w[self->w_intent], __ATOMIC_RELAXED) - self->capacity;
+    if (intact <= first) {
+        reader_advance(self, first + 1, 0);
+        return record_tuple(rec);
+    }
+    /* Lapped: the writer has claimed this slot (or more) for its next lap, so the copy may be torn.
+       Skip to the oldest intact record, count what was lost, return that record (or None). */
+    int64_t cursor = __atomic_load_n(&w[self->w_cursor], __ATOMIC_ACQUIRE);
+    self->known_cursor = cursor;
+    int64_t start = intact;
+    if (start < cursor) {
+        memcpy(rec, self->slots + ((start & self->mask) << 6), 64);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        int64_t intact_now = __atomic_load_n(&w[self->w_intent], __ATOMIC_RELAXED) - self->capacity;
+        if (intact_now <= start) {
+            reader_advance(self, start + 1, start - first);
+            return record_tuple(rec);
+        }
+        start = intact_now;
+    }
+    reader_advance(self, start, start - first);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_release(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    reader_release_all(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"read_one", (PyCFunction)reader_read_one, METH_NOARGS,
+     "read_one() -> the next record as a tuple of its 8 fields, or None; sets the state's gap word"},
+    {"release", (PyCFunction)reader_release, METH_NOARGS,
+     "Let go of the mapping and the state; every later read_one() raises ValueError."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shm._fastring.Reader",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Record-at-a-time reader over a market ring's mapping (see shm/ring.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)reader_init,
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_methods = reader_methods,
+};
+
 static struct PyModuleDef fastring_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_fastring",
-    .m_doc = "The market ring's record-at-a-time publish in C (see shm/ring.py).",
+    .m_doc = "The market ring's record-at-a-time publish and read in C (see shm/ring.py).",
     .m_size = -1,
 };
 
 PyMODINIT_FUNC
 PyInit__fastring(void)
 {
-    if (PyType_Ready(&PublisherType) < 0)
+    if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&ReaderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastring_module);
     if (m == NULL)
@@ -309,6 +507,12 @@ PyInit__fastring(void)
     Py_INCREF(&PublisherType);
     if (PyModule_AddObject(m, "Publisher", (PyObject *)&PublisherType) < 0) {
         Py_DECREF(&PublisherType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ReaderType);
+    if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(&ReaderType);
         Py_DECREF(m);
         return NULL;
     }

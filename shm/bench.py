@@ -525,10 +525,13 @@ def run(args) -> BenchResult:
         log("plain-Python API")
         p1 = python_api(vectorised=False, duration_s=2.0 * scale)
         pv = python_api(vectorised=True, duration_s=2.0 * scale)
-        from shm.ring import _CPublisher
+        from shm.ring import _CPublisher, _CReader
 
-        writer_kind = "the C method of shm._fastring" if _CPublisher is not None else "plain Python (no C extension)"
-        res.notes.append(f"python 1 record: publish_one ({writer_kind}) -> read_one (plain Python), gated ring")
+        def kind(c_type) -> str:
+            return "C method of shm._fastring" if c_type is not None else "plain Python: no C extension"
+
+        res.notes.append(f"python 1 record: publish_one ({kind(_CPublisher)}) -> read_one ({kind(_CReader)}), "
+                         "gated ring")
         m["python_records_per_s"] = p1["records_per_s"]
         m["python_lost"] = float(p1["lost"])
         m["python_vectorised_records_per_s"] = pv["records_per_s"]

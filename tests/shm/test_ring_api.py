@@ -1,8 +1,10 @@
 """The Python API of rings and channels, in one process and across processes."""
 
 import multiprocessing as mp
+import os
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -23,8 +25,10 @@ from shm import (
     segment_name,
     wait_strategy,
 )
+import shm.ring as ring_mod
 from shm import layout as L
 from shm.dtypes import event_dtype, order_request_dtype
+from shm.segment import purge_namespace
 
 SPAWN = mp.get_context("spawn")
 
@@ -46,12 +50,15 @@ def _events(first, n):
     reads=st.lists(st.integers(1, 300), min_size=1, max_size=30),
     one_by_one=st.lists(st.booleans(), min_size=1, max_size=30),
 )
-def test_read_one_and_read_agree_record_for_record(batches, reads, one_by_one):
-    import os
-    import uuid
+@pytest.mark.parametrize("reader_path", ["c", "plain"])
+def test_read_one_and_read_agree_record_for_record(reader_path, batches, reads, one_by_one):
+    with pytest.MonkeyPatch.context() as patch:
+        if reader_path == "plain":
+            patch.setattr(ring_mod, "_CReader", None)
+        _agree_record_for_record(batches, reads, one_by_one)
 
-    from shm.segment import purge_namespace
 
+def _agree_record_for_record(batches, reads, one_by_one):
     ns = "p" + uuid.uuid4().hex[:8]
     os.environ["HFTD_SHM_NAMESPACE"] = ns
     w = RingWriter.create(segment_name("md", "agree"), capacity=128)
@@ -287,7 +294,10 @@ def test_channel_record_at_a_time_in_plain_python(shm_namespace):
         w.close()
 
 
-def test_read_one_copies_ahead_but_position_read_and_wait_see_only_what_it_returned(shm_namespace):
+@pytest.mark.parametrize("path", ["c", "plain"])
+def test_read_one_position_read_and_wait_see_only_what_it_returned(shm_namespace, monkeypatch, path):
+    if path == "plain":  # the plain-Python reader copies up to 64 records ahead
+        monkeypatch.setattr(ring_mod, "_CReader", None)
     w = RingWriter.create(segment_name("md", "ahead"), capacity=1024)
     r = RingReader.attach(w.name, start="earliest")
     try:
@@ -307,7 +317,8 @@ def test_read_one_copies_ahead_but_position_read_and_wait_see_only_what_it_retur
         w.close()
 
 
-def test_read_one_lapped_while_copying_ahead_reports_the_exact_gap(shm_namespace):
+def test_read_one_lapped_while_copying_ahead_reports_the_exact_gap(shm_namespace, monkeypatch):
+    monkeypatch.setattr(ring_mod, "_CReader", None)  # the plain-Python reader: it copies ahead
     w = RingWriter.create(segment_name("md", "ahead-lap"), capacity=64)
     r = RingReader.attach(w.name, start="earliest")
     try:

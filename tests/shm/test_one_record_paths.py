@@ -1,7 +1,12 @@
-"""RingWriter.publish_one has three implementations of one protocol: the C method of
-shm._fastring (the default), the plain-Python closure (x86, no C extension, ring not gated) and the
-Numba kernel.  Each must publish the same bytes, mix with batch publishes, claim and gate the same."""
+"""One record at a time, from plain Python.
 
+RingWriter.publish_one has three implementations of one protocol: the C method of shm._fastring
+(the default), the plain-Python closure (x86, no C extension, ring not gated) and the Numba kernel.
+Each must publish the same bytes, mix with batch publishes, claim and gate the same.
+RingReader.read_one has two: the C method (the default) and the plain-Python closure, which copies
+up to 64 records ahead; both must hand out every record intact or count it in a gap."""
+
+import contextlib
 import math
 import multiprocessing as mp
 import struct
@@ -37,14 +42,17 @@ def _path_of(w: RingWriter) -> str:
     return "plain" if "publish_one" in w.__dict__ else "kernel"
 
 
-def test_the_c_publisher_is_built():
-    # setup.py builds it as optional (an install without a compiler still works, slower), so a
+def test_the_c_publisher_and_reader_are_built(shm_namespace):
+    # setup.py builds them as optional (an install without a compiler still works, slower), so a
     # failed build would otherwise go unnoticed: this is where it is noticed
     assert ring_mod._CPublisher is not None, "shm._fastring was not built: is a C compiler installed?"
     w = RingWriter.create(segment_name("md", "built"), capacity=64)
+    r = RingReader.attach(w.name)
     try:
         assert _path_of(w) == "c"
+        assert r._fast_reader is not None and r.read_one == r._fast_reader.read_one
     finally:
+        r.close()
         w.close()
 
 
@@ -156,29 +164,41 @@ def test_publish_after_close_raises_instead_of_touching_unmapped_memory(shm_name
         publish(2, 2, 2, 1.0, 1.0)
 
 
-def _gated_c_writer(name, total, ready):
-    w = RingWriter.create(name, capacity=256, gated=True)
+def _gated_writer(name, total, capacity, ready):
+    """Publish records 0..total-1 one at a time on a gated ring, then an end marker (-1)."""
+    w = RingWriter.create(name, capacity=capacity, gated=True)
     assert w._fast is not None
     ready.set()
     while w.hdr[L.READER_SLOTS_WORD + L.RS_ACTIVE] != 1:  # slot 0: the test's reader
         pass
     for k in range(total):
-        w.publish_one(2, k, k, float(k), 1.0, ival=k)
+        w.publish_one(2, k, k, float(k), 1.0, ival=-k)
     w.publish_one(0, -1, -1, 0.0, 0.0)
     while w.hdr[L.READER_SLOTS_WORD + L.RS_POSITION] < total + 1:
         pass
     w.close()
 
 
+@contextlib.contextmanager
+def _gated_writer_process(name, total, capacity):
+    ready = SPAWN.Event()
+    p = SPAWN.Process(target=_gated_writer, args=(name, total, capacity, ready))
+    p.start()
+    try:
+        assert ready.wait(60), "writer did not start"
+        yield p
+        p.join(30)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
 def test_a_gated_ring_published_one_at_a_time_in_c_loses_nothing(shm_namespace):
     """The C publisher hands each stride's claim to the kernel, which waits for gated readers."""
     total = 200_000  # 780 laps of a 256-slot ring
     name = segment_name("md", "gatedc")
-    ready = SPAWN.Event()
-    p = SPAWN.Process(target=_gated_c_writer, args=(name, total, ready))
-    p.start()
-    try:
-        assert ready.wait(60)
+    with _gated_writer_process(name, total, 256):
         r = RingReader.attach(name, start="earliest")
         out = np.zeros(1024, dtype=event_dtype)
         expect = 0
@@ -193,13 +213,70 @@ def test_a_gated_ring_published_one_at_a_time_in_c_loses_nothing(shm_namespace):
             if ts[-1] == -1:
                 ts, done = ts[:-1], True
             assert ts.tolist() == list(range(expect, expect + len(ts)))
-            assert (out["ival"][: len(ts)] == ts).all()
+            assert (out["ival"][: len(ts)] == -ts).all()
             expect += len(ts)
         assert expect == total
         assert r.lost_total == 0
-        p.join(30)
-        assert p.exitcode == 0
         r.close()
+
+
+def test_c_read_one_lapped_reports_the_exact_gap_and_resumes_at_the_oldest_intact(shm_namespace):
+    w = RingWriter.create(segment_name("md", "clap"), capacity=64)
+    r = RingReader.attach(w.name, start="earliest")
+    try:
+        assert r._fast_reader is not None
+        batch = np.zeros(30, dtype=event_dtype)
+        batch["exch_ts"] = np.arange(30)
+        w.publish(batch)
+        assert r.read_one()[1] == 0 and r.gap == 0
+        for k in range(30, 90):
+            w.publish_one(2, k, k, 1.0, 1.0)  # laps the reader, which stands at record 1
+        rec = r.read_one()
+        first_intact = int(w.hdr[L.W_INTENT]) - 64
+        assert rec[1] == first_intact and r.gap == first_intact - 1
+        assert r.lost_total == first_intact - 1 and r.position == first_intact + 1
+        rest = []
+        while (rec := r.read_one()) is not None:
+            rest.append(rec[1])
+            assert r.gap == 0
+        assert rest == list(range(first_intact + 1, 90)) and r.gap == 0
     finally:
-        if p.is_alive():
-            p.kill()
+        r.close()
+        w.close()
+
+
+def test_c_read_one_after_close_raises_instead_of_touching_unmapped_memory(shm_namespace):
+    w = RingWriter.create(segment_name("md", "rclosed"), capacity=64)
+    r = RingReader.attach(w.name)
+    read_one = r.read_one
+    w.publish_one(2, 1, 1, 1.0, 1.0)
+    assert read_one()[1] == 1
+    r.close()
+    with pytest.raises(ValueError):
+        read_one()
+    w.close()
+
+
+@pytest.mark.parametrize("reader_path", ["c", "plain"])
+def test_read_one_across_processes_on_a_gated_ring_gets_every_record_intact(shm_namespace, monkeypatch, reader_path):
+    """The reader publishes its position per record: a gated writer 1,500 laps ahead waits on it."""
+    if reader_path == "plain":
+        monkeypatch.setattr(ring_mod, "_CReader", None)
+    total = 200_000
+    name = segment_name("md", f"gated1{reader_path}")
+    with _gated_writer_process(name, total, 128):
+        r = RingReader.attach(name, start="earliest")
+        assert (r._fast_reader is not None) == (reader_path == "c")
+        expect = 0
+        while True:
+            rec = r.read_one()
+            if rec is None:
+                assert r.gap == 0
+                r.wait(5_000_000_000)
+                continue
+            if rec[1] == -1:
+                break
+            assert rec == (2, expect, expect, float(expect), 1.0, 0, -expect, 0.0) and r.gap == 0
+            expect += 1
+        assert expect == total and r.lost_total == 0
+        r.close()
