@@ -18,7 +18,8 @@ from numba import njit
 
 from bots.asset import BacktestAsset
 from bots.backtest import Backtest, make_backtest
-from bots.data.inflate import InflatedFiles, compressed_member, is_compressed_npz
+from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
+from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_compressed_npz
 from bots.data.io import load_events, open_events_mmap
 from bots.data.validate import validate_events
 from bots.data.windows import CheckedMap, register
@@ -60,19 +61,22 @@ def _open(item, index: int, checkers: list[CheckedMap]) -> tuple[np.ndarray, int
     return view, CHUNK_MAPPED
 
 
-def _stream(streamed: list[list[tuple[int, Path]]]) -> tuple[InflatedFiles | None, dict[int, tuple[int, int]]]:
+def _stream(
+    streamed: list[list[tuple[int, Path]]], seams: dict[int, tuple[Head, str]]
+) -> tuple[InflatedFiles | None, dict[int, tuple[int, int]]]:
     """Start inflating the compressed files ``streamed[a] = [(chunk, path), ...]`` of every asset.
 
     The child inflates one file after another, so they are queued in the order the simulator
     enters them: the assets' lists merged by the first row's timestamp (each asset's own order
-    kept).  Returns the inflater and ``chunk -> (address, rows)``.
+    kept).  ``seams[chunk]`` is the head of the file after that chunk, for the child to check.
+    Returns the inflater and ``chunk -> (address, rows)``.
     """
     queues = [[(compressed_member(path).first_exch_ts, a, chunk, path) for chunk, path in files]
               for a, files in enumerate(streamed)]
     order = list(heapq.merge(*queues, key=lambda job: (job[0], job[1])))
     if not order:
         return None, {}
-    files = InflatedFiles([path for *_, path in order])
+    files = InflatedFiles([path for *_, path in order], next_heads=[seams.get(chunk) for _, _, chunk, _ in order])
     return files, {chunk: (files.address(i), files.rows[i]) for i, (_, _, chunk, _) in enumerate(order)}
 
 
@@ -100,6 +104,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     chunk_count = np.zeros(n, np.int64)
     kinds: list[int] = []
     streamed: list[list[tuple[int, Path]]] = [[] for _ in assets]
+    seams: dict[int, tuple[Head, str]] = {}
     checkers: list[CheckedMap] = []
     lat_parts = []
     lat_off = np.zeros(n + 1, np.int64)
@@ -122,12 +127,26 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         cfg_i[a, 6] = asset._resp_ns
         cfg_i[a, 7] = asset._trades_cap
         chunk_first[a] = len(chunks)
-        for item in asset._data:
+        # the files of an asset must follow each other in time (bots.data.continuity): ``tail``
+        # is where the files so far end, None after a compressed file (known once inflated: the
+        # inflater checks that seam, given the next head in ``seams``)
+        tail: Tail | None = Tail()
+        tail_label = ""
+        for k, item in enumerate(asset._data):
+            label = f"asset {a} data[{k}] <array>" if isinstance(item, np.ndarray) else str(item)
             if not isinstance(item, np.ndarray) and is_compressed_npz(Path(item)):
                 streamed[a].append((len(chunks), Path(item)))
                 arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED  # its map comes from _stream
+                head = compressed_head(Path(item))
             else:
                 arr, kind = _open(item, a, checkers)
+                head = head_of(arr)
+            if tail is not None:
+                check_seam(tail, tail_label, head, label)
+            else:  # the file before was compressed
+                seams[len(chunks) - 1] = (head, label)
+            tail = None if kind == CHUNK_STREAMED else (tail or Tail()).then(tail_of(arr))
+            tail_label = label
             chunks.append(arr)
             kinds.append(kind)
         chunk_count[a] = len(chunks) - chunk_first[a]
@@ -154,7 +173,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     trades_cap = max([max(1, a._trades_cap) for a in assets])
     addresses = [c.ctypes.data for c in chunks]
     lengths = [len(c) for c in chunks]
-    inflated, maps = _stream(streamed)
+    inflated, maps = _stream(streamed, seams)
     for chunk, (address, rows) in maps.items():
         if rows:
             addresses[chunk], lengths[chunk] = address, rows

@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from bots.data import windows
+from bots.data.continuity import SCAN_ROWS, Head, Tail, check_seam, head_of
 from bots.data.validate import RowChecker, check_dtype
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "is_compressed_npz", "FAILED"]
+__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "compressed_head", "is_compressed_npz", "FAILED"]
 
 #: ``ready`` value of a file the child could not inflate (its message is in ``<i>.error``)
 FAILED = -1
@@ -102,6 +103,18 @@ def compressed_member(path: Path) -> MemberInfo:
         raise DataError(f"{path}: truncated: the header declares {shape[0]} rows, the data ends before the first")
     ts = int(np.frombuffer(first, event_dtype)[0]["exch_ts"]) if shape[0] else np.iinfo(np.int64).max
     return MemberInfo(rows=int(shape[0]), first_exch_ts=ts)
+
+
+def compressed_head(path: Path) -> Head:
+    """The first EXCH and LOCAL rows of a compressed file, inflating at most its first
+    ``SCAN_ROWS`` rows (a timeline that starts later is left unchecked at the seam)."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(_MEMBER) as f:
+            _read_npy_header(f)
+            raw = f.read(SCAN_ROWS * _ROW)
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz event file ({exc})") from exc
+    return head_of(np.frombuffer(raw[: len(raw) // _ROW * _ROW], event_dtype))
 
 
 def _remove_stale(root: Path) -> None:
@@ -173,7 +186,13 @@ class InflatedFiles:
     garbage collection and at exit).
     """
 
-    def __init__(self, paths: list[Path], *, ahead_files: int = AHEAD_FILES) -> None:
+    def __init__(
+        self, paths: list[Path], *, ahead_files: int = AHEAD_FILES,
+        next_heads: "list[tuple[Head, str] | None] | None" = None,
+    ) -> None:
+        """``next_heads[i]``: the head and name of the file that follows file ``i`` in its asset
+        (None if none): the child checks that seam once it knows file ``i``'s last rows, before
+        publishing them (bots.data.continuity)."""
         self.paths = [Path(p) for p in paths]
         self.rows = [compressed_member(p).rows for p in self.paths]
         n = len(self.paths)
@@ -198,7 +217,9 @@ class InflatedFiles:
             self._addresses.append(addr)
             if addr:
                 windows.register(addr, self._sources[i])
-            jobs.append({"source": str(path), "target": str(target), "rows": rows})
+            seam = next_heads[i] if next_heads else None
+            jobs.append({"source": str(path), "target": str(target), "rows": rows,
+                         "next_head": None if seam is None else {**_head_fields(seam[0]), "label": seam[1]}})
         spec = {"status": str(self.dir / "status"), "ahead_files": max(1, ahead_files), "jobs": jobs,
                 "parent_pid": os.getpid()}
         (self.dir / "jobs.json").write_text(json.dumps(spec))
@@ -342,8 +363,17 @@ class _ParentGone(Exception):
     pass
 
 
-def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive) -> None:
-    """Inflate ``source`` into ``target`` block by block; check each block; publish rows done."""
+def _head_fields(head: Head) -> dict:
+    return {"exch_ts": head.exch_ts, "exch_row": head.exch_row, "local_ts": head.local_ts,
+            "local_row": head.local_row}
+
+
+def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, next_head: dict | None = None) -> None:
+    """Inflate ``source`` into ``target`` block by block; check each block; publish rows done.
+
+    With ``next_head``, the last block is published only once the file that follows in its asset
+    is known to start no earlier than this one ends (an error there fails this file, which the
+    simulator is still reading, so it cannot pass unnoticed)."""
     checker = RowChecker(str(source))
     written: list[np.memmap] = []
 
@@ -362,6 +392,10 @@ def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive) -
                 out.flush()
                 checker.check(np.frombuffer(block, event_dtype, count=whole), done, so_far)
                 done += whole
+                if done == rows and next_head is not None:
+                    head = Head(**{k: v for k, v in next_head.items() if k != "label"})
+                    check_seam(Tail(exch_ts=checker.last_exch, local_ts=checker.last_local), str(source), head,
+                               next_head["label"])
                 publish(done)
             if whole * _ROW != len(block) or not block:
                 raise DataError(f"{source}: truncated: {done} of {rows} rows")
@@ -400,7 +434,8 @@ def _child_main(jobs_file: str) -> int:
             status.ready[i] = rows  # after the rows were written and checked
 
         try:
-            _inflate_one(Path(job["source"]), Path(job["target"]), job["rows"], publish, parent_alive)
+            _inflate_one(Path(job["source"]), Path(job["target"]), job["rows"], publish, parent_alive,
+                         job.get("next_head"))
         except _ParentGone:
             return 0
         except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
