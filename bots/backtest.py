@@ -156,6 +156,13 @@ class Backtest(structref.StructRefProxy):
         return _num_assets(self)
 
     def close(self) -> int:
+        """End the backtest, as hftbacktest's ``close``: the child process inflating compressed
+        inputs stops and its scratch files are deleted now (not at exit); later calls see the end
+        of the data (elapse returns 1) instead of reading files that are gone."""
+        _finish(self)
+        inflated = getattr(self, "_inflated", None)  # set by bots.build when an input is compressed
+        if inflated is not None:
+            inflated.close()
         return 0
 
 
@@ -174,6 +181,11 @@ def _current_timestamp(bt):
 @njit(cache=True)
 def _num_assets(bt):
     return bt.n_assets
+
+
+@njit(cache=True)
+def _finish(bt):
+    en.finish(borrow(bt))
 
 
 # -- views ------------------------------------------------------------------------------------------

@@ -262,6 +262,31 @@ def initialize(bt):
 
 
 @kernel(error_model="numpy")
+def finish(bt):
+    """End the run here (the backtest is closed): no data row is read again, so its files can go.
+
+    Both cursors of every asset move past the last chunk and no exchange book lags behind them, so
+    a later elapse or wait only delivers order messages already sent and then returns RES_END;
+    streamed chunks are marked gone (their maps are closed by the caller).
+    """
+    evs = vw.evs(bt)
+    cur = vw.cursor(bt)
+    for a in range(bt.n_assets):
+        last = vw.chunk_first(bt)[a] + vw.chunk_count(bt)[a]
+        cur[a, C_LCHUNK] = last
+        cur[a, C_LROW] = 0
+        cur[a, C_XCHUNK] = last
+        cur[a, C_XROW] = 0
+        cur[a, C_LAG] = 0
+        evs[4 * a] = I64_MAX
+        evs[4 * a + 2] = I64_MAX
+    for c in range(bt.chunk_mapped.shape[0]):
+        if bt.chunk_mapped[c] == CHUNK_STREAMED:
+            bt.chunk_mapped[c] = CHUNK_GONE
+    bt.started = 1
+
+
+@kernel(error_model="numpy")
 def _next(evs):
     k = 0
     ts = evs[0]

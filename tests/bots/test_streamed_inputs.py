@@ -10,6 +10,7 @@ are reached) or a dead inflater mid-run is a DataError naming the file.
 from __future__ import annotations
 
 import gc
+import os
 import re
 
 import numpy as np
@@ -220,6 +221,22 @@ def test_a_bad_row_in_a_stored_file_stops_the_run_at_its_window_naming_file_and_
     with pytest.raises(DataError, match=re.escape(paths[1]) + r": row 20000: qty is NaN, infinite or negative"):
         noop_bot(hbt, STEP_NS)
     assert hbt.current_timestamp > parts[0]["local_ts"][-1]  # it ran through the first file
+
+
+def test_close_stops_the_inflater_and_deletes_its_scratch_files(tmp_path, events):
+    paths = _write(tmp_path, np.array_split(events[:90_000], 3), True, "q")
+    hbt = bots.ROIVectorMarketDepthBacktest([_asset(bots, paths)])
+    _idle(hbt, STEP_NS)
+    files = hbt._inflated
+    files.wait(1)  # the child now waits for file 0's release before inflating file 2: it lives on
+    child = files._child
+    assert child.poll() is None
+    hbt.close()
+    assert child.returncode is not None  # stopped and reaped
+    assert not os.path.exists(f"/proc/{child.pid}")
+    assert not files.dir.exists()
+    assert noop_bot(hbt, STEP_NS) == 0  # the end of the data, without reading the deleted files
+    hbt.close()  # a second close is harmless
 
 
 def test_a_killed_inflater_mid_run_is_an_error_not_a_hang(tmp_path, events):
