@@ -11,31 +11,25 @@ The surface is hftbacktest 2.x's: ``elapse``, ``wait_next_feed``, ``submit_buy_o
 from __future__ import annotations
 
 import hashlib
-import operator
 from pathlib import Path
 
 import numpy as np
 from numba import from_dtype, njit, types
-from numba.core import cgutils
-from numba.core.datamodel import models
-from numba.core.extending import (
-    intrinsic, make_attribute_wrapper, overload, overload_attribute, overload_method, register_model,
-)
+from numba.core.extending import overload_attribute, overload_method
 from numba.experimental import structref
 
+from bots.depth_views import _depth_view, _order_dict  # hbt.depth(a), hbt.orders(a)
 from bots.sim import views as vw
-from bots.sim import depth as dp
 from bots.sim import depth_l3 as l3
 from bots.sim import engine as en
 from bots.sim import mbo
 from bots.sim import queue_l3 as q3
 from bots.sim import local as lc
 from bots.sim import orders as od
-from bots.sim.fees import F_LOT, F_TICK
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.exchange import I_QUEUE, L3_FIFO
 from bots.sim.l3gate import L3_MARKER
-from bots.sim.ref import SimRefType, address, borrow
+from bots.sim.ref import address, borrow
 from shm.dtypes import event_dtype
 
 __all__ = ["Backtest", "BacktestType", "BT_FIELD_TYPES", "bt_type", "bt_type_l3", "make_backtest"]
@@ -118,7 +112,7 @@ BT_FIELD_TYPES = [
 
 
 def _sources_digest() -> str:
-    """Digest of the simulator's sources (bots/sim/*.py, this file, the recorder).
+    """Digest of the simulator's sources (bots/sim/*.py, this file, depth_views.py, the recorder).
 
     numba's on-disk cache checks only the cached function's own file, so a cached strategy (or a
     kernel in an unchanged file) would keep running the old engine code it was linked with after
@@ -127,7 +121,8 @@ def _sources_digest() -> str:
     """
     here = Path(__file__).resolve().parent
     h = hashlib.sha1()
-    for path in sorted([*here.joinpath("sim").glob("*.py"), here / "backtest.py", here / "recorder.py"]):
+    for path in sorted([*here.joinpath("sim").glob("*.py"), here / "backtest.py", here / "depth_views.py",
+                        here / "recorder.py"]):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
@@ -186,259 +181,6 @@ def _num_assets(bt):
 @njit(cache=True)
 def _finish(bt):
     en.finish(borrow(bt))
-
-
-# -- views ------------------------------------------------------------------------------------------
-
-class _AssetViewType(types.Type):
-    """``hbt.depth(a)`` / ``hbt.orders(a)``: a (borrowed handle, asset) pair passed by value.
-
-    Plain values, not structrefs: creating one allocates nothing and passing one counts no
-    references (the strategy holds ``hbt`` while it uses them).
-    """
-
-    kind = ""
-
-    def __init__(self, ref_type):
-        self.ref_type = ref_type
-        super().__init__(name=f"{self.kind}[{ref_type.name}]")
-
-
-class DepthViewType(_AssetViewType):
-    kind = "DepthView"
-
-
-class OrderDictType(_AssetViewType):
-    kind = "OrderDict"
-
-
-for _cls in (DepthViewType, OrderDictType):
-    @register_model(_cls)
-    class _AssetViewModel(models.StructModel):
-        def __init__(self, dmm, fe_type):
-            super().__init__(dmm, fe_type, [("ref", fe_type.ref_type), ("a", types.int64)])
-
-    make_attribute_wrapper(_cls, "ref", "ref")
-    make_attribute_wrapper(_cls, "a", "a")
-
-
-def _asset_view_intrinsic(view_cls):
-    def typer(typingctx, ref, a):
-        if not isinstance(ref, SimRefType) or not isinstance(a, types.Integer):
-            return None
-
-        def codegen(context, builder, signature, args):
-            v = cgutils.create_struct_proxy(signature.return_type)(context, builder)
-            v.ref = args[0]
-            v.a = context.cast(builder, args[1], signature.args[1], types.int64)
-            return v._getvalue()
-
-        return view_cls(ref)(ref, a), codegen
-
-    return intrinsic(typer)
-
-
-_depth_view = _asset_view_intrinsic(DepthViewType)
-_order_dict = _asset_view_intrinsic(OrderDictType)
-
-
-@structref.register
-class ValuesType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
-
-
-def _values_type(ref_type):
-    """The iterator of ``orders(a).values()`` over a backtest whose borrowed ref is ``ref_type``."""
-    return ValuesType([("ref", ref_type), ("a", types.int64), ("pos", types.int64), ("cur", types.int64)])
-
-
-@njit(cache=True)
-def _values(values_type, ref, a):
-    v = structref.new(values_type)
-    v.ref = ref
-    v.a = a
-    v.pos = 0
-    v.cur = -1
-    return v
-
-
-# depth(a) --------------------------------------------------------------------------------------
-
-def _depth_attr(name, fn):
-    def typer(v):
-        def impl(v):
-            return fn(v)
-        return impl
-    overload_attribute(DepthViewType, name)(typer)
-
-
-@njit(cache=True)
-def _bbt(v):
-    return vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
-
-
-@njit(cache=True)
-def _bat(v):
-    return vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
-
-
-@njit(cache=True)
-def _bb(v):
-    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
-    return np.nan if t == dp.INVALID_MIN else t * vw.cfg_f(v.ref)[v.a, F_TICK]
-
-
-@njit(cache=True)
-def _ba(v):
-    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
-    return np.nan if t == dp.INVALID_MAX else t * vw.cfg_f(v.ref)[v.a, F_TICK]
-
-
-@njit(cache=True)
-def _bbq(v):
-    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_BID]
-    return 0.0 if t == dp.INVALID_MIN else dp.bid_qty_at(v.ref, 2 * v.a, t)
-
-
-@njit(cache=True)
-def _baq(v):
-    t = vw.depth_i(v.ref)[2 * v.a, dp.BEST_ASK]
-    return 0.0 if t == dp.INVALID_MAX else dp.ask_qty_at(v.ref, 2 * v.a, t)
-
-
-@njit(cache=True)
-def _tick_size(v):
-    return vw.cfg_f(v.ref)[v.a, F_TICK]
-
-
-@njit(cache=True)
-def _lot_size(v):
-    return vw.cfg_f(v.ref)[v.a, F_LOT]
-
-
-@njit(cache=True)
-def _roi_lb(v):
-    return vw.depth_i(v.ref)[2 * v.a, dp.ROI_LB]
-
-
-@njit(cache=True)
-def _roi_ub(v):
-    return vw.depth_i(v.ref)[2 * v.a, dp.ROI_UB]
-
-
-@njit(cache=True)
-def _bid_depth(v):
-    d = 2 * v.a
-    return vw.bid_qty(v.ref)[d, : max(0, vw.depth_i(v.ref)[d, dp.ROI_UB] - vw.depth_i(v.ref)[d, dp.ROI_LB] + 1)]
-
-
-@njit(cache=True)
-def _ask_depth(v):
-    d = 2 * v.a
-    return vw.ask_qty(v.ref)[d, : max(0, vw.depth_i(v.ref)[d, dp.ROI_UB] - vw.depth_i(v.ref)[d, dp.ROI_LB] + 1)]
-
-
-for _name, _fn in [
-    ("best_bid_tick", _bbt), ("best_ask_tick", _bat), ("best_bid", _bb), ("best_ask", _ba),
-    ("best_bid_qty", _bbq), ("best_ask_qty", _baq), ("tick_size", _tick_size), ("lot_size", _lot_size),
-    ("roi_lb_tick", _roi_lb), ("roi_ub_tick", _roi_ub), ("bid_depth", _bid_depth), ("ask_depth", _ask_depth),
-]:
-    _depth_attr(_name, _fn)
-
-
-@overload_method(DepthViewType, "bid_qty_at_tick")
-def _ol_bid_qty_at_tick(v, price_tick):
-    def impl(v, price_tick):
-        return dp.bid_qty_at(v.ref, 2 * v.a, price_tick)
-    return impl
-
-
-@overload_method(DepthViewType, "ask_qty_at_tick")
-def _ol_ask_qty_at_tick(v, price_tick):
-    def impl(v, price_tick):
-        return dp.ask_qty_at(v.ref, 2 * v.a, price_tick)
-    return impl
-
-
-# orders(a) -------------------------------------------------------------------------------------
-
-@njit(cache=True)
-def _values_has_next(it):
-    ref = it.ref
-    n = vw.cnt(ref)[od.N_LORD]
-    p = it.pos
-    while p < n:
-        if ref.lord[p].asset_no == it.a:
-            it.cur = p
-            it.pos = p + 1
-            return True
-        p += 1
-    it.pos = n
-    it.cur = -1
-    return False
-
-
-@overload_method(ValuesType, "has_next")
-def _ol_has_next(it):
-    return lambda it: _values_has_next(it)
-
-
-@overload_method(ValuesType, "get")
-def _ol_values_get(it):
-    def impl(it):
-        if it.cur < 0:
-            raise IndexError("Values.get() called without a successful has_next()")
-        return it.ref.lord[it.cur]
-    return impl
-
-
-@overload_method(ValuesType, "next")
-def _ol_values_next(it):
-    def impl(it):
-        if _values_has_next(it):
-            return it.ref.lord[it.cur]
-        return None
-    return impl
-
-
-@overload_method(OrderDictType, "values")
-def _ol_values(o):
-    values_type = _values_type(o.ref_type)
-    return lambda o: _values(values_type, o.ref, o.a)
-
-
-@overload_method(OrderDictType, "get")
-def _ol_orders_get(o, order_id):
-    def impl(o, order_id):
-        i = od.find(o.ref.lord, vw.cnt(o.ref)[od.N_LORD], o.a, np.uint64(order_id))
-        if i < 0:
-            return None
-        return o.ref.lord[i]
-    return impl
-
-
-@njit(cache=True)
-def _orders_len(o):
-    n = 0
-    for i in range(vw.cnt(o.ref)[od.N_LORD]):
-        if o.ref.lord[i].asset_no == o.a:
-            n += 1
-    return n
-
-
-@overload(len)
-def _ol_len(o):
-    if isinstance(o, OrderDictType):
-        return lambda o: _orders_len(o)
-
-
-@overload(operator.contains)
-def _ol_contains(o, order_id):
-    if isinstance(o, OrderDictType):
-        def impl(o, order_id):
-            return od.find(o.ref.lord, vw.cnt(o.ref)[od.N_LORD], o.a, np.uint64(order_id)) >= 0
-        return impl
 
 
 # the backtest itself ---------------------------------------------------------------------------
