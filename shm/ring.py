@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 
+import numba
 import numpy as np
 
 from shm import kernels as K
@@ -314,8 +315,18 @@ class RingReader:
             self.state[L.S_NEXT] = cursor
         self.state[L.S_START] = self.state[L.S_NEXT]
         if self._register:
+            if int(self._hw[L.W_FLAGS]) & L.FLAG_GATED:
+                self._load_kernels()
             self._claim_slot()
         self._bind_read_one()
+
+    def _load_kernels(self) -> None:
+        """Compile (or load from the cache) the read and wait kernels before taking a slot that a
+        gated writer waits for: a first read or wait that compiles with a cold cache stalls for a
+        second or more, long enough for the writer to evict this reader as stuck."""
+        args = (self.hdr, self.data, self.state, self.data)
+        K.ring_read.compile(tuple(numba.typeof(a) for a in args))
+        K.ring_wait.compile((numba.typeof(self.hdr), numba.typeof(self.state)) + (numba.types.int64,) * 4)
 
     def _bind_read_one(self) -> None:
         """Bind ``read_one`` to this mapping: the C method of ``shm._fastring`` (one record per

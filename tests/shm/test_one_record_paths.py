@@ -165,8 +165,13 @@ def test_publish_after_close_raises_instead_of_touching_unmapped_memory(shm_name
 
 
 def _gated_writer(name, total, capacity, ready):
-    """Publish records 0..total-1 one at a time on a gated ring, then an end marker (-1)."""
-    w = RingWriter.create(name, capacity=capacity, gated=True)
+    """Publish records 0..total-1 one at a time on a gated ring, then an end marker (-1).
+
+    The gate timeout is far above any stall of the test's reader (its first read may load kernels
+    from a cold cache while CI fills both cores): this test is about gating, not eviction, which
+    test_gated_writer_evicts_a_stuck_reader_after_its_timeout covers. With the default 1 s the
+    reader was evicted once in CI and the test saw a gap of 193,087 records."""
+    w = RingWriter.create(name, capacity=capacity, gated=True, gate_timeout_ns=120_000_000_000)
     assert w._fast is not None
     ready.set()
     while w.hdr[L.READER_SLOTS_WORD + L.RS_ACTIVE] != 1:  # slot 0: the test's reader
