@@ -9,11 +9,24 @@ import sys
 
 import pytest
 
+# A strategy module of the test's own: its cache starts empty while the engine's kernels come from
+# the project's cache (already filled by earlier tests; a private NUMBA_CACHE_DIR would recompile the
+# whole engine cold, 80 s of CI time, to test one function's cache).
+STRATEGY = """
+from numba import njit
+
+
+@njit(cache=True)
+def first_event_cached(hbt):
+    return hbt.elapse(1)
+"""
+
 CHILD = r"""
 import json, sys
 import numpy as np
 import bots
-from bots.examples import grid as ex
+sys.path.insert(0, sys.argv[1])
+import strategy_under_test as ex
 from shm.dtypes import event_dtype
 ev = np.zeros(3, event_dtype)
 ev["ev"] = [(3 << 30) | (1 << 29) | 4, (3 << 30) | (1 << 28) | 4, (3 << 30) | (1 << 29) | 1]
@@ -30,17 +43,19 @@ print(json.dumps({"rc": int(rc), "hits": sum(st.cache_hits.values()), "misses": 
 """
 
 
-def _child(env):
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
+def _child(env, module_dir):
+    out = subprocess.run([sys.executable, "-c", CHILD, str(module_dir)], env=env, capture_output=True, text=True,
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 def test_second_process_loads_the_strategy_from_cache(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    first = _child(env)
+    (tmp_path / "strategy_under_test.py").write_text(STRATEGY)
+    env = dict(os.environ)
+    first = _child(env, tmp_path)
     assert first["rc"] == 0 and first["misses"] == 1 and first["hits"] == 0
-    second = _child(env)
+    second = _child(env, tmp_path)
     assert second["rc"] == 0
     assert second["hits"] == 1 and second["misses"] == 0, second
