@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml setup.py shm/_fastring.c
 demo: $(STAMP)
 	$(VENV)/bin/hftd demo
 
+# The simulator's tests are bound by numba compiling cold (L2 and L3 engines, once per process):
+# they run in two workers, one per engine. The rest measure timings across real processes on the
+# 2 cores and run alone, after them.
 test: $(STAMP)
-	$(PY) -m pytest -q -m 'not stress'
+	$(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots
+	$(PY) -m pytest -q -m 'not stress' --ignore=tests/bots
 
 stress: $(STAMP)
 	$(PY) -m pytest -q -m stress

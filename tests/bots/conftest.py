@@ -34,3 +34,14 @@ def binance_events() -> np.ndarray:
 
     data = binancefutures.convert(str(path), combined_stream=True)
     return np.ascontiguousarray(data[:120_000])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs these tests with ``-n 2 --dist loadgroup``): the L3
+    tests in one worker, the rest in the other. Nearly all of their time is numba compiling the
+    engine cold, once per process: the L3 engine is a type of its own (bots.sim.l3gate), so two
+    groups compile each engine once and side by side, where any other split compiles one twice."""
+    for item in items:
+        name = item.path.name
+        if "/tests/bots/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("l3" if "_l3" in name else "l2"))
