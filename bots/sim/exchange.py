@@ -93,6 +93,19 @@ def _has_orders_at(bt, a, side, tick):
 
 
 @kernel(error_model="numpy")
+def _count_at(bt, a, side, tick):
+    """How many of our ``side`` orders rest on ``tick`` (-1 when the tick is outside the ladder,
+    where orders are only counted as a total)."""
+    d = 2 * a + 1
+    lb = vw.depth_i(bt)[d, dp.ROI_LB]
+    if tick < lb or tick > vw.depth_i(bt)[d, dp.ROI_UB]:
+        return -1
+    if side == BUY:
+        return vw.xcnt_bid(bt)[d, tick - lb]
+    return vw.xcnt_ask(bt)[d, tick - lb]
+
+
+@kernel(error_model="numpy")
 def _any_in(bt, a, side, lo, hi):
     """Might any of our ``side`` orders rest on a tick in [lo, hi]?  (False only when surely not.)"""
     if vw.x_out(bt)[a] > 0:
@@ -181,10 +194,17 @@ def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
     xo = bt.xord
     kind = vw.cfg_i(bt)[a, I_QUEUE]
     n = vw.cfg_f(bt)[a, F_QUEUE_N]
+    # A market maker rests an order on most levels near the touch, so most depth rows land here and
+    # the scan is the simulator's hottest loop: stop once the orders counted at this tick are all
+    # seen (a tick outside the ladder has no count: -1 never reaches 0, so those scan everything).
+    left = _count_at(bt, a, side, tick)
     for i in range(vw.cnt(bt)[od.N_XORD]):
         o = xo[i]
         if o.asset_no == a and o.side == side and o.price_tick == tick:
             qm.on_depth(kind, n, xo, i, prev_qty, new_qty)
+            left -= 1
+            if left == 0:
+                break
 
 
 @kernel(error_model="numpy")
