@@ -92,7 +92,7 @@ event_dtype = np.dtype(
     align=True,
 )
 
-#: Bot -> daemon request (submit, cancel, modify).  ``kind`` values live in ``bots``/``daemon``.
+#: Bot -> daemon request (submit, cancel, modify, cancel-all).  Codes: ``shm.orders``.
 order_request_dtype = np.dtype(
     [
         ("kind", "u4"),          # submit / cancel / modify
@@ -111,7 +111,9 @@ order_request_dtype = np.dtype(
     align=True,
 )
 
-#: Daemon -> bot response (order update, fill, position/balance snapshot, reject).
+#: Daemon -> bot response (order update, fill, position/balance snapshot, reject).  Codes: ``shm.orders``.
+#: ``venue_code`` is the venue's own error code of a reject (Binance ``-2019``, Bybit ``110007``), 0 if none;
+#: it took the place of 4 padding bytes, so the layout (and SCHEMA_VERSION) is unchanged.
 order_response_dtype = np.dtype(
     [
         ("kind", "u4"),          # order update / fill / position / reject
@@ -124,7 +126,7 @@ order_response_dtype = np.dtype(
         ("reason", "u1"),        # reject reason code
         ("side", "i1"),
         ("maker", "u1"),
-        ("_pad0", "u4"),
+        ("venue_code", "i4"),
         ("exch_ts", "i8"),
         ("local_ts", "i8"),
     ],

@@ -1,0 +1,166 @@
+"""The contract between the router and a venue's execution session.
+
+The router calls ``submit``/``cancel``/``modify``/``cancel_all`` from the event loop; they never
+block (they queue a frame on the websocket API, or a REST call when it is down) and never raise for
+a venue-side problem: every outcome comes back as an ``ExecEvent`` through the ``ExecSink``, with
+the order's ``client_id``.  A session guarantees its sink, per ``client_id``:
+
+* at most one ``ACCEPTED``, before any FILL/terminal event of that order (it synthesises the
+  ACCEPTED when the user stream's fill overtook the reply);
+* every fill exactly once (deduplicated by the venue's trade id / cumulative quantity), with
+  ``cum_qty`` non-decreasing;
+* exactly one terminal event: FILLED (the last FILL has ``leaves_qty == 0``), CANCELED, EXPIRED or
+  REJECTED, and nothing after it;
+* ``MODIFIED`` after an accepted amend, ``CANCEL_REJECTED``/``MODIFY_REJECTED`` when the venue refused
+  one (the order stays as it was);
+* after an ambiguous reply (timeout, reset, 5xx) the session reconciles by query and user stream;
+  if the venue never had the order, the terminal event is REJECTED with ``reason=AMBIGUOUS``.
+
+Client order ids are made by the router (``daemon.orderids``) and are valid on both venues
+(``[A-Za-z0-9_-]{1,36}``); a session passes them unchanged as ``newClientOrderId``/``orderLinkId``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+from bots.constants import OrdType, Side, Status, TimeInForce
+from shm.orders import RejectReason, VenueState
+
+__all__ = ["ExecKind", "OrderIntent", "ExecEvent", "AccountEvent", "VenueStateEvent", "Instrument",
+           "ExecSink", "ExecutionSession"]
+
+
+class ExecKind(IntEnum):
+    ACCEPTED = 1          # the venue holds the order (NEW); venue_order_id known
+    FILL = 2              # one execution: last_px/last_qty, cum_qty, leaves_qty
+    CANCELED = 3          # terminal
+    EXPIRED = 4           # terminal (IOC/FOK rest, GTX that would take, venue expiry)
+    REJECTED = 5          # terminal: the submit was refused (code/text) or never reached the venue
+    MODIFIED = 6          # an amend took effect: price/qty/leaves_qty are the new ones
+    CANCEL_REJECTED = 7   # a cancel was refused; the order is unchanged (may have filled meanwhile)
+    MODIFY_REJECTED = 8   # an amend was refused; the order is unchanged
+
+
+TERMINAL = frozenset({ExecKind.CANCELED, ExecKind.EXPIRED, ExecKind.REJECTED})
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """A symbol's trading rules, read from the venue (exchangeInfo / instruments-info)."""
+
+    symbol: str
+    tick_size: float
+    lot_size: float
+    min_qty: float = 0.0
+    min_notional: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """A new order as the router hands it to a session (already checked against the instrument)."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    price: float
+    qty: float
+    time_in_force: TimeInForce
+    order_type: OrdType
+    #: daemon clock (``time.time_ns``) when the request left the bot's channel
+    intake_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEvent:
+    kind: ExecKind
+    client_id: str
+    symbol: str
+    #: the order's status after this event (``bots.constants.Status``)
+    status: Status
+    venue_order_id: str = ""
+    side: int = 0
+    price: float = 0.0        # the order's limit price (after a modify, the new one)
+    qty: float = 0.0          # the order's quantity
+    leaves_qty: float = 0.0
+    cum_qty: float = 0.0
+    last_px: float = 0.0      # FILL only
+    last_qty: float = 0.0     # FILL only
+    maker: bool = False       # FILL only
+    fee: float = 0.0          # FILL only, in the settlement asset
+    trade_id: str = ""        # FILL only
+    exch_ts_ns: int = 0       # venue time of the event
+    local_ts_ns: int = 0      # daemon receipt time
+    reason: RejectReason = RejectReason.NONE
+    code: int = 0             # venue error code (REJECTED, *_REJECTED)
+    text: str = ""            # venue error text; never holds a secret
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """A position or balance update from the user stream (or a reconciliation query)."""
+
+    symbol: str               # "" for a balance
+    position: float = 0.0     # signed
+    entry_px: float = 0.0
+    asset: str = ""           # balance asset ("USDT")
+    balance: float = 0.0
+    exch_ts_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VenueStateEvent:
+    state: VenueState
+    #: rate limited: wall-clock ns until which nothing is sent (0 = unknown/open-ended)
+    until_ns: int = 0
+    detail: str = ""
+
+
+class ExecSink(Protocol):
+    """Where a session reports; called on the event loop, must not block."""
+
+    def on_exec(self, ev: ExecEvent) -> None: ...
+
+    def on_account(self, ev: AccountEvent) -> None: ...
+
+    def on_venue_state(self, venue: str, ev: VenueStateEvent) -> None: ...
+
+
+class ExecutionSession(abc.ABC):
+    """One venue account.  Constructed with its config, credentials, an ``aiohttp.ClientSession``
+    and the sink; ``start`` returns once order entry is possible (instruments loaded, websocket API
+    and user stream connected) or raises ``daemon.VenueError``."""
+
+    venue: str = ""
+    #: symbol -> rules, filled by ``start``
+    instruments: dict[str, Instrument]
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self, *, cancel_open: bool = True) -> None:
+        """Cancel every open order (when asked), disarm the dead-man's switch, close connections."""
+
+    @abc.abstractmethod
+    def submit(self, intent: OrderIntent) -> None: ...
+
+    @abc.abstractmethod
+    def cancel(self, client_id: str, symbol: str) -> None: ...
+
+    @abc.abstractmethod
+    def modify(self, client_id: str, symbol: str, price: float, qty: float) -> None: ...
+
+    @abc.abstractmethod
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        """Cancel every open order of the account (on ``symbol``, or every configured symbol)."""
+
+    @abc.abstractmethod
+    def open_orders(self) -> dict[str, ExecEvent]:
+        """client_id -> the last event of each order not yet terminal (what the session tracks)."""
+
+    def is_up(self) -> bool:
+        return True
