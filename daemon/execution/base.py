@@ -30,7 +30,7 @@ from typing import Protocol
 from bots.constants import OrdType, Side, Status, TimeInForce
 from shm.orders import RejectReason, VenueState
 
-__all__ = ["ExecKind", "OrderIntent", "ExecEvent", "AccountEvent", "VenueStateEvent", "Instrument",
+__all__ = ["ExecKind", "OrderIntent", "ExecEvent", "AccountEvent", "VenueStateEvent", "Instrument", "OrderCheck", "RiskReject",
            "ExecSink", "ExecutionSession"]
 
 
@@ -164,3 +164,39 @@ class ExecutionSession(abc.ABC):
 
     def is_up(self) -> bool:
         return True
+
+
+# -- the pre-trade risk check (the ``risk`` plugin answers it; the router asks before every request) --
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCheck:
+    """What the router knows about a request when it asks the pre-trade check.  ``kind`` is a
+    ``shm.orders.RequestKind``; for CANCEL only ``bot``, ``venue``, ``symbol``, ``order_id`` matter."""
+
+    bot: str
+    venue: str
+    symbol: str
+    kind: int
+    order_id: int
+    side: int = 0
+    price: float = 0.0
+    qty: float = 0.0
+    time_in_force: int = 0
+    order_type: int = 0
+    #: the bot's signed position and open orders on this symbol, as the daemon knows them
+    position: float = 0.0
+    open_orders: int = 0
+    #: the touch from the market ring (NaN when the book is not live)
+    best_bid: float = float("nan")
+    best_ask: float = float("nan")
+    now_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RiskReject:
+    """A refusal: ``name`` is a short stable identifier (``max_order_qty``, ``halted``, ...) that
+    reaches the bot with the reject; ``text`` says what was exceeded."""
+
+    name: str
+    text: str = ""

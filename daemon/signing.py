@@ -1,0 +1,58 @@
+"""Request signatures of each venue, in one place: the daemon signs with these and the emulator
+verifies with the same functions, so a change of algorithm cannot leave the two disagreeing.
+
+Binance (USD-M, REST and the websocket API) and Bybit v5 (REST and the ``/v5/trade`` websocket
+header) use HMAC-SHA256 over a venue-defined payload, hex encoded.  Always sign exactly the bytes
+that are sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Mapping
+
+__all__ = ["hmac_sha256_hex", "binance_rest_payload", "binance_ws_payload", "binance_ws_value",
+           "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal"]
+
+
+def hmac_sha256_hex(secret: str, payload: str | bytes) -> str:
+    data = payload.encode() if isinstance(payload, str) else payload
+    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+
+
+def signatures_equal(a: str, b: str) -> bool:
+    """Constant-time, case-insensitive comparison (Binance: "signature is not case sensitive")."""
+    return hmac.compare_digest(a.lower().encode(), b.lower().encode())
+
+
+def binance_rest_payload(query: str, body: str | bytes = b"") -> bytes:
+    """``totalParams``: the query string concatenated directly with the form body (no ``&``)."""
+    q = query.encode() if isinstance(query, str) else query
+    b = body.encode() if isinstance(body, str) else body
+    return q + b
+
+
+def binance_ws_value(value: Any) -> str:
+    """How one websocket-API parameter appears in the signed payload: booleans as ``true``/``false``,
+    numbers and strings as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def binance_ws_payload(params: Mapping[str, Any]) -> str:
+    """Every parameter but ``signature``, sorted by name, joined ``k=v&...``."""
+    return "&".join(f"{k}={binance_ws_value(params[k])}" for k in sorted(params) if k != "signature")
+
+
+def bybit_rest_payload(timestamp_ms: int | str, api_key: str, recv_window_ms: int | str,
+                       query_or_body: str | bytes) -> bytes:
+    """``timestamp + api_key + recv_window + (query string for GET | raw JSON body for POST)``."""
+    tail = query_or_body.encode() if isinstance(query_or_body, str) else query_or_body
+    return f"{timestamp_ms}{api_key}{recv_window_ms}".encode() + tail
+
+
+def bybit_ws_auth_payload(expires_ms: int | str) -> str:
+    """The private/trade websocket ``auth`` op signs ``GET/realtime{expires}``."""
+    return f"GET/realtime{expires_ms}"
