@@ -28,6 +28,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from daemon import ConfigError
+from daemon.control_config import ControlConfig
+from daemon.execution.config import ExecConfig
 from daemon.venues import VENUES
 
 __all__ = ["VenueConfig", "DaemonConfig", "load_config", "BINANCE_ROUTES"]
@@ -92,6 +94,8 @@ class VenueConfig:
     ring_capacity: int = 1 << 16
     ring_mode: int = 0o600
     max_buffer_events: int = 20_000
+    #: ``[venue.execution]``: order entry for this venue (None: market data only)
+    execution: ExecConfig | None = None
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "venue") -> "VenueConfig":
@@ -118,6 +122,8 @@ class VenueConfig:
                 value = tuple(s.upper() for s in value)
                 if len(set(value)) != len(value):
                     raise ConfigError(f"{where}: key 'symbols' lists a symbol twice: {list(value)}")
+            elif f.name == "execution":
+                value = ExecConfig.from_mapping(value, f"{where} [execution]")
             elif f.name == "routes":
                 if not isinstance(value, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, str) and v.startswith("/") for k, v in value.items()
@@ -152,14 +158,16 @@ class DaemonConfig:
     ready_timeout_s: float = 60.0
     status_interval_s: float = 1.0
     log_level: str = "INFO"
+    #: the bots' control socket, order channels and router (``daemon.control_config``)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "config") -> "DaemonConfig":
         if not isinstance(mapping, Mapping):
             raise ConfigError(f"{where}: expected a table")
         for key in mapping:
-            if key not in ("daemon", "venue"):
-                raise ConfigError(f"{where}: unknown top-level key {key!r} (known: daemon, venue)")
+            if key not in ("daemon", "venue", "control"):
+                raise ConfigError(f"{where}: unknown top-level key {key!r} (known: control, daemon, venue)")
         daemon = mapping.get("daemon", {})
         if not isinstance(daemon, Mapping):
             raise ConfigError(f"{where}: [daemon] must be a table")
@@ -178,6 +186,8 @@ class DaemonConfig:
         for key, kind in (("ready_timeout_s", float), ("status_interval_s", float), ("log_level", str)):
             if key in daemon:
                 kwargs[key] = _typed(daemon[key], kind, key, f"{where} [daemon]")
+        if "control" in mapping:
+            kwargs["control"] = ControlConfig.from_mapping(mapping["control"], f"{where} [control]")
         return cls(venues=venues, **kwargs)
 
 

@@ -1,0 +1,179 @@
+"""Request budgets kept from the venue's published limits and its own counters, so the daemon stops
+before the venue does: a 429 is rare, a 418 (Binance's IP ban after 429s are ignored) never happens.
+
+Each budget is a fixed window aligned to the wall clock (Binance counts per clock minute / 10 s;
+Bybit reports the reset time itself).  The session asks ``allow(keys)`` before every request; the
+venue's counts (``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S``, WS API ``rateLimits``,
+``X-Bapi-Limit-Status``) raise the local count when the venue saw more than we did (other processes
+on the same key or IP).  A 429 closes everything until ``Retry-After`` or the window's end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+__all__ = ["Budget", "RateLimiter", "INTERVAL_S"]
+
+INTERVAL_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+
+
+@dataclass(slots=True)
+class Budget:
+    name: str
+    limit: int            # what we allow ourselves (the venue's limit x fraction)
+    interval_s: float
+    used: int = 0
+    window_end: float = 0.0   # wall clock (s) when the current window ends
+
+    def roll(self, now: float) -> None:
+        if now >= self.window_end:
+            start = math.floor(now / self.interval_s) * self.interval_s
+            self.window_end = start + self.interval_s
+            self.used = 0
+
+
+class RateLimiter:
+    """``on_change(blocked_until_s)`` is called when sending stops (0 = sending resumed)."""
+
+    def __init__(self, fraction: float, default_backoff_s: float,
+                 on_change: Callable[[float], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.fraction = fraction
+        self.default_backoff_s = default_backoff_s
+        self.on_change = on_change
+        self.clock = clock
+        self.budgets: dict[str, Budget] = {}
+        #: wall clock (s) until which nothing is sent (a 429, or a budget spent)
+        self.blocked_until = 0.0
+        self.notified_until = 0.0
+        self.refused = 0
+        self.hit_429 = 0
+
+    # -- limits ---------------------------------------------------------------------------------
+    def set_limit(self, name: str, venue_limit: int, interval_s: float) -> Budget:
+        allowed = max(1, int(venue_limit * self.fraction))
+        b = self.budgets.get(name)
+        if b is None:
+            b = self.budgets[name] = Budget(name, allowed, interval_s)
+        else:
+            b.limit, b.interval_s = allowed, interval_s
+        return b
+
+    def binance_limits(self, rate_limits: Iterable[Mapping]) -> None:
+        """``exchangeInfo.rateLimits`` (or a WS API reply's ``rateLimits``) -> budgets
+        ``REQUEST_WEIGHT:60``, ``ORDERS:10``, ``ORDERS:60``; a ``count`` updates what is used."""
+        for rl in rate_limits:
+            try:
+                secs = INTERVAL_S[rl["interval"]] * int(rl.get("intervalNum", 1))
+                name = f"{rl['rateLimitType']}:{secs}"
+                limit = int(rl["limit"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            b = self.budgets.get(name)
+            if b is None or b.limit != max(1, int(limit * self.fraction)):
+                b = self.set_limit(name, limit, secs)
+            if "count" in rl:
+                self.observe(name, int(rl["count"]))
+
+    # -- the venue's view -------------------------------------------------------------------------
+    def observe(self, name: str, used: int, window_end: float | None = None) -> None:
+        b = self.budgets.get(name)
+        if b is None:
+            return
+        now = self.clock()
+        b.roll(now)
+        if window_end is not None and window_end > now:
+            b.window_end = window_end
+        if used > b.used:
+            b.used = used
+
+    def binance_headers(self, headers: Mapping[str, str]) -> None:
+        for hname, value in headers.items():
+            h = hname.upper()
+            if h.startswith("X-MBX-USED-WEIGHT-"):
+                name = "REQUEST_WEIGHT"
+            elif h.startswith("X-MBX-ORDER-COUNT-"):
+                name = "ORDERS"
+            else:
+                continue
+            unit = h.rsplit("-", 1)[1]  # 1M, 10S
+            try:
+                secs = int(unit[:-1]) * {"S": 1, "M": 60, "H": 3600, "D": 86400}[unit[-1]]
+                self.observe(f"{name}:{secs}", int(value))
+            except (KeyError, ValueError):
+                continue
+
+    def bybit_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
+        """``X-Bapi-Limit`` (per second), ``-Status`` (remaining), ``-Reset-Timestamp`` (ms)."""
+        low = {k.lower(): v for k, v in headers.items()}
+        try:
+            limit = int(low["x-bapi-limit"])
+            remaining = int(low["x-bapi-limit-status"])
+        except (KeyError, ValueError):
+            return
+        b = self.budgets.get(endpoint)
+        if b is None or b.limit != max(1, int(limit * self.fraction)):
+            self.set_limit(endpoint, limit, 1.0)
+        reset = low.get("x-bapi-limit-reset-timestamp")
+        end = int(reset) / 1000 if reset and reset.isdigit() else None
+        # remaining counts against the venue's full limit; our budget is the fraction of it
+        self.observe(endpoint, max(0, limit - remaining), end)
+
+    # -- asking ---------------------------------------------------------------------------------
+    def allow(self, names: tuple[str, ...], cost: int = 1) -> bool:
+        """Spend ``cost`` on every named budget, or refuse (nothing spent) if one is exhausted."""
+        now = self.clock()
+        if now < self.blocked_until:
+            self.refused += 1
+            return False
+        budgets = self.budgets
+        for name in names:
+            b = budgets.get(name)
+            if b is None:
+                continue
+            if now >= b.window_end:
+                b.roll(now)
+            if b.used + cost > b.limit:
+                # only requests that spend this budget wait (cancels go on when orders are spent)
+                self.refused += 1
+                self._notify(b.window_end)
+                return False
+        for name in names:
+            b = budgets.get(name)
+            if b is not None:
+                b.used += cost
+        return True
+
+    def on_429(self, retry_after_s: float | None, names: tuple[str, ...] = ()) -> float:
+        """The venue said too many: stop everything until Retry-After, else the longest named
+        window's end, else the default back-off.  Returns the wall-clock time sending resumes."""
+        self.hit_429 += 1
+        now = self.clock()
+        if retry_after_s is not None and retry_after_s > 0:
+            until = now + retry_after_s
+        else:
+            ends = [self.budgets[n].window_end for n in names if n in self.budgets and self.budgets[n].window_end > now]
+            until = max(ends) if ends else now + self.default_backoff_s
+        for n in names:
+            if n in self.budgets:
+                b = self.budgets[n]
+                b.roll(now)
+                b.used = max(b.used, b.limit)
+        self._block(until)
+        return until
+
+    def _block(self, until: float) -> None:
+        if until > self.blocked_until:
+            self.blocked_until = until
+            self._notify(until)
+
+    def _notify(self, until: float) -> None:
+        if until > self.notified_until:
+            self.notified_until = until
+            if self.on_change is not None:
+                self.on_change(until)
+
+    def is_blocked(self) -> bool:
+        return self.clock() < self.blocked_until

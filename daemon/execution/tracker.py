@@ -1,0 +1,274 @@
+"""Per-order state machine: whatever order the venue's replies, user-stream events and query results
+arrive in (reply before or after the stream, duplicates, drops), the sink sees the clean stream that
+``daemon.execution.base`` promises.
+
+Every source is first normalised to an ``Update`` (the venue's view of one order at one time: status,
+price, qty, cumulative filled qty, ...).  The tracker keeps what it has told the sink and emits only
+the difference:
+
+* fills are derived from the cumulative quantity, so a duplicated event adds nothing and a dropped one
+  is made up by the next event or query (its price from the average price when the trade itself was
+  missed);
+* an update older than the last one applied (venue time) is stale and ignored;
+* a *reply* that shows fills the user stream has not delivered yet is only taken as the ack
+  (``apply`` returns ``NEED_QUERY``): the stream normally brings the fills with their trade ids, fees
+  and maker flags a moment later; if it does not, the session's order query settles it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import IntEnum
+
+from bots.constants import Status
+from daemon.execution.base import ExecEvent, ExecKind, ExecSink, OrderIntent
+from shm.orders import RejectReason
+
+__all__ = ["Src", "Update", "Tracker", "TrackedOrder", "APPLIED", "IGNORED", "NEED_QUERY", "UNKNOWN"]
+
+log = logging.getLogger("hftd.execution")
+
+
+class Src(IntEnum):
+    STREAM = 0   # user data stream / private topics
+    REPLY = 1    # the answer to our own request
+    QUERY = 2    # GET order / open orders (authoritative at its time)
+
+
+APPLIED, IGNORED, NEED_QUERY, UNKNOWN = 0, 1, 2, 3
+
+_TERMINAL_STATUS = frozenset({Status.FILLED, Status.CANCELED, Status.EXPIRED, Status.REJECTED})
+
+
+@dataclass(slots=True)
+class Update:
+    client_id: str
+    status: Status
+    venue_order_id: str = ""
+    price: float = 0.0
+    qty: float = 0.0
+    cum_qty: float = 0.0
+    avg_px: float = 0.0
+    last_qty: float = 0.0
+    last_px: float = 0.0
+    trade_id: str = ""
+    maker: bool = False
+    fee: float = 0.0
+    exch_ts_ns: int = 0
+    code: int = 0
+    text: str = ""
+
+
+class TrackedOrder:
+    __slots__ = ("client_id", "symbol", "side", "price", "qty", "venue_id", "accepted", "cum_qty", "cum_quote",
+                 "terminal", "exch_ts_ns", "last", "pending", "req_id", "req_sent", "ambiguous", "held",
+                 "intent", "created")
+
+    def __init__(self, intent: OrderIntent, now: float) -> None:
+        self.intent = intent
+        self.client_id = intent.client_id
+        self.symbol = intent.symbol
+        self.side = int(intent.side)
+        self.price = intent.price
+        self.qty = intent.qty
+        self.venue_id = ""
+        self.accepted = False
+        self.cum_qty = 0.0
+        self.cum_quote = 0.0
+        self.terminal = False
+        self.exch_ts_ns = 0
+        self.last: ExecEvent | None = None
+        #: the request in flight on this order: "new" | "cancel" | "modify" | ""
+        self.pending = ""
+        self.req_id = ""
+        self.req_sent = 0.0
+        #: a request's outcome is unknown (timeout, reset, 5xx): reconciliation is running
+        self.ambiguous = False
+        #: a reply showed fills the stream has not delivered
+        self.held = False
+        self.created = now
+
+
+class Tracker:
+    def __init__(self, venue: str, sink: ExecSink, *, remember_done: int = 20_000) -> None:
+        self.venue = venue
+        self.sink = sink
+        self.orders: dict[str, TrackedOrder] = {}
+        self.by_venue_id: dict[str, str] = {}
+        #: client ids that reached a terminal state (late events for them are dropped quietly)
+        self.done: OrderedDict[str, Status] = OrderedDict()
+        self.remember_done = remember_done
+        self.unknown_events = 0
+        self.stale_events = 0
+        self.duplicate_events = 0
+
+    # -- orders we send ---------------------------------------------------------------------------
+    def add(self, intent: OrderIntent, now: float) -> TrackedOrder:
+        cid = intent.client_id
+        if cid in self.orders or cid in self.done:
+            raise ValueError(f"client order id {cid!r} was already used on {self.venue}")
+        o = TrackedOrder(intent, now)
+        o.pending = "new"
+        self.orders[cid] = o
+        return o
+
+    def get(self, client_id: str) -> TrackedOrder | None:
+        return self.orders.get(client_id)
+
+    def open_orders(self) -> dict[str, ExecEvent]:
+        out = {}
+        for cid, o in self.orders.items():
+            out[cid] = o.last if o.last is not None else self._event(o, ExecKind.ACCEPTED, Status.NONE)
+        return out
+
+    # -- events -----------------------------------------------------------------------------------
+    def _event(self, o: TrackedOrder, kind: ExecKind, status: Status, **kw) -> ExecEvent:
+        return ExecEvent(kind, o.client_id, o.symbol, status, o.venue_id, o.side, o.price, o.qty,
+                         max(0.0, o.qty - o.cum_qty), o.cum_qty, **kw)
+
+    def _emit(self, o: TrackedOrder, ev: ExecEvent) -> None:
+        o.last = ev
+        self.sink.on_exec(ev)
+
+    def _finish(self, o: TrackedOrder, status: Status) -> None:
+        o.terminal = True
+        o.pending = ""
+        del self.orders[o.client_id]
+        if o.venue_id:
+            self.by_venue_id.pop(o.venue_id, None)
+        self.done[o.client_id] = status
+        if len(self.done) > self.remember_done:
+            self.done.popitem(last=False)
+
+    def _accept(self, o: TrackedOrder, ts: int, local_ns: int) -> None:
+        o.accepted = True
+        self._emit(o, self._event(o, ExecKind.ACCEPTED, Status.NEW, exch_ts_ns=ts, local_ts_ns=local_ns))
+
+    def reject(self, client_id: str, reason: RejectReason, code: int = 0, text: str = "", local_ns: int = 0) -> bool:
+        """The submit was refused (by the venue, our rate budget, or reconciliation found nothing).
+        An order the venue already accepted is not rejected: False."""
+        o = self.orders.get(client_id)
+        if o is None or o.accepted:
+            return False
+        self._emit(o, self._event(o, ExecKind.REJECTED, Status.REJECTED, reason=reason, code=code, text=text,
+                                  local_ts_ns=local_ns))
+        self._finish(o, Status.REJECTED)
+        return True
+
+    def request_rejected(self, client_id: str, op: str, code: int, text: str, local_ns: int = 0,
+                         reason: RejectReason = RejectReason.VENUE) -> None:
+        """A cancel or modify was refused; the order stays as it was."""
+        o = self.orders.get(client_id)
+        if o is None:
+            return  # finished meanwhile (filled, canceled): the terminal event already said so
+        if o.pending == op:
+            o.pending = ""
+        kind = ExecKind.CANCEL_REJECTED if op == "cancel" else ExecKind.MODIFY_REJECTED
+        status = Status.PARTIALLY_FILLED if o.cum_qty > 0 else (Status.NEW if o.accepted else Status.NONE)
+        ev = self._event(o, kind, status, reason=reason, code=code, text=text, local_ts_ns=local_ns)
+        self.sink.on_exec(ev)  # not o.last: the order's own state did not change
+
+    def apply(self, u: Update, src: Src, local_ns: int = 0) -> int:
+        o = self.orders.get(u.client_id)
+        if o is None:
+            if u.client_id in self.done:
+                self.duplicate_events += 1
+                return IGNORED
+            self.unknown_events += 1
+            return UNKNOWN
+        if u.exch_ts_ns and u.exch_ts_ns < o.exch_ts_ns:
+            self.stale_events += 1
+            return IGNORED
+        eps = 1e-9 * max(1.0, o.qty)
+        if u.cum_qty < o.cum_qty - eps:
+            self.stale_events += 1   # older than what we applied (the venue's time may tie)
+            return IGNORED
+        if u.exch_ts_ns:
+            o.exch_ts_ns = u.exch_ts_ns
+        if u.venue_order_id and not o.venue_id:
+            o.venue_id = u.venue_order_id
+            self.by_venue_id[u.venue_order_id] = o.client_id
+        status = u.status
+        if status == Status.REJECTED:
+            if not o.accepted:
+                self._emit(o, self._event(o, ExecKind.REJECTED, Status.REJECTED, reason=RejectReason.VENUE,
+                                          code=u.code, text=u.text, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns))
+                self._finish(o, Status.REJECTED)
+                return APPLIED
+            status = Status.CANCELED  # rejected after it rested (e.g. an amend the venue cancelled on)
+        if status == Status.NONE:
+            return IGNORED
+        if src != Src.REPLY or o.pending == "new":
+            o.ambiguous = False
+        if o.pending == "new":
+            o.pending = ""
+        if not o.accepted:
+            self._accept(o, u.exch_ts_ns, local_ns)
+        if src == Src.REPLY and u.cum_qty > o.cum_qty + eps:
+            o.held = True
+            return NEED_QUERY
+        # an amend: the venue's price/qty moved (a market order's price is 0 on the venue)
+        new_px = u.price if u.price > 0 else o.price
+        new_qty = u.qty if u.qty > 0 else o.qty
+        if (abs(new_px - o.price) > 1e-12 * max(1.0, abs(o.price)) or abs(new_qty - o.qty) > eps) \
+                and status not in _TERMINAL_STATUS:
+            o.price, o.qty = new_px, new_qty
+            if o.pending == "modify":
+                o.pending = ""
+            self._emit(o, self._event(o, ExecKind.MODIFIED,
+                                      Status.PARTIALLY_FILLED if o.cum_qty > 0 else Status.NEW,
+                                      exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns))
+        elif o.pending == "modify" and src == Src.REPLY and status not in _TERMINAL_STATUS:
+            o.pending = ""  # amend to the same values: accepted, nothing changed
+        if u.cum_qty > o.cum_qty + eps:
+            d = u.cum_qty - o.cum_qty
+            if abs(u.last_qty - d) <= eps and u.last_px > 0:
+                px, tid, maker, fee = u.last_px, u.trade_id, u.maker, u.fee
+            else:
+                # one or more executions were missed: their average from the order's average price
+                px = (u.avg_px * u.cum_qty - o.cum_quote) / d if u.avg_px > 0 else u.last_px
+                tid, maker, fee = "", u.maker, 0.0
+            o.cum_qty = u.cum_qty
+            o.cum_quote += px * d
+            o.held = False
+            if status == Status.FILLED and o.qty - o.cum_qty > eps:
+                o.qty = o.cum_qty  # the venue says done: its quantity is what filled
+            leaves = o.qty - o.cum_qty
+            full = leaves <= eps
+            ev = ExecEvent(ExecKind.FILL, o.client_id, o.symbol, Status.FILLED if full else Status.PARTIALLY_FILLED,
+                           o.venue_id, o.side, o.price, o.qty, 0.0 if full else leaves, o.cum_qty, px, d, maker, fee,
+                           tid, u.exch_ts_ns, local_ns)
+            self._emit(o, ev)
+            if full:
+                self._finish(o, Status.FILLED)
+                return APPLIED
+        if status in (Status.CANCELED, Status.EXPIRED):
+            kind = ExecKind.CANCELED if status == Status.CANCELED else ExecKind.EXPIRED
+            self._emit(o, self._event(o, kind, status, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns,
+                                      code=u.code, text=u.text))
+            self._finish(o, status)
+        elif status == Status.FILLED:
+            # "filled" but we counted less than the order's quantity: a query settles it; a query
+            # saying so ends the order at what filled (nothing more can come)
+            if src != Src.QUERY:
+                return NEED_QUERY
+            o.qty = o.cum_qty
+            self._emit(o, self._event(o, ExecKind.CANCELED, Status.CANCELED, exch_ts_ns=u.exch_ts_ns,
+                                      local_ts_ns=local_ns, text="venue reports filled at a reduced quantity"))
+            self._finish(o, Status.CANCELED)
+        return APPLIED
+
+    def modify_acked(self, client_id: str, price: float, qty: float, local_ns: int = 0) -> None:
+        """The venue acknowledged an amend without the order's new state (Bybit): MODIFIED now; the
+        stream's update with the same values then adds nothing."""
+        o = self.orders.get(client_id)
+        if o is None:
+            return
+        if o.pending == "modify":
+            o.pending = ""
+        if price != o.price or qty != o.qty:
+            o.price, o.qty = price, qty
+            self._emit(o, self._event(o, ExecKind.MODIFIED, Status.PARTIALLY_FILLED if o.cum_qty > 0 else Status.NEW,
+                                      local_ts_ns=local_ns))
