@@ -19,7 +19,8 @@ from numba import njit
 from bots.asset import BacktestAsset
 from bots.backtest import Backtest, make_backtest
 from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
-from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_compressed_npz
+from bots.data import inflate_cache
+from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_streamed_npz
 from bots.data.io import load_events, open_events_mmap
 from bots.data.validate import validate_events
 from bots.data.windows import CheckedMap, register
@@ -48,11 +49,12 @@ def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
     return view
 
 
-def _open(item, index: int, checkers: list[CheckedMap]) -> tuple[np.ndarray, int]:
+def _open(item, index: int, checkers: list[CheckedMap], label: str | None = None) -> tuple[np.ndarray, int]:
+    """``label``: the name rows are reported under (the source file of a cache entry)."""
     if isinstance(item, np.ndarray):
         return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), CHUNK_IN_RAM
-    label = str(item)
-    arr = open_events_mmap(Path(item), validate=False)
+    label = label or str(item)
+    arr = open_events_mmap(Path(item), source=label, validate=False)
     if not isinstance(arr, np.memmap):  # empty, or a member that could not be mapped: in RAM
         return _readonly(validate_events(arr, label), label), CHUNK_IN_RAM
     view = _readonly(arr, label)
@@ -134,7 +136,14 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         tail_label = ""
         for k, item in enumerate(asset._data):
             label = f"asset {a} data[{k}] <array>" if isinstance(item, np.ndarray) else str(item)
-            if not isinstance(item, np.ndarray) and is_compressed_npz(Path(item)):
+            cached = None
+            if not isinstance(item, np.ndarray) and is_streamed_npz(Path(item)):
+                # inflated by an earlier run: map the cache entry like one of our own files
+                cached = inflate_cache.lookup(Path(item), compressed_member(Path(item)).rows)
+            if cached is not None:
+                arr, kind = _open(cached, a, checkers, label)
+                head = head_of(arr)
+            elif not isinstance(item, np.ndarray) and is_streamed_npz(Path(item)):
                 streamed[a].append((len(chunks), Path(item)))
                 arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED  # its map comes from _stream
                 head = compressed_head(Path(item))

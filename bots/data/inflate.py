@@ -16,10 +16,19 @@ window of rows, not per row, through :mod:`bots.data.windows` (keyed by the map'
 failure in the child is raised there as :class:`~bots.errors.DataError` with the child's message; a
 child that died is an error too, never a hang.
 
-Scratch files live under ``$HFTD_SCRATCH_DIR`` (default: ``<tempdir>/hftd-scratch``), one
-directory per backtest, removed on close; a directory left by a killed process is removed by the
-next one (its owner's ``flock`` is gone).  Put it on a disk, not a tmpfs: a tmpfs holds the files in
-RAM, which is what this module exists to avoid.
+The inflated rows go straight into the cache of inflated files (:mod:`bots.data.inflate_cache`),
+so the next backtest over the same file maps them without inflating; with the cache off
+(``HFTD_INFLATE_CACHE=0``) they go to scratch files deleted as the run passes them.  The same path
+serves ``np.savez`` files whose stored member is not aligned (they cannot be mapped in place).
+
+The child is forked from the backtest's own process when it runs a single thread, so it starts in
+about a millisecond with numpy and the row-check kernel already loaded (a fresh interpreter took
+~0.8 s, more than a whole backtest over a 500k-row file); otherwise a new interpreter is started.
+
+The status words, job list and (cache off) scratch files live under ``$HFTD_SCRATCH_DIR`` (default:
+``<tempdir>/hftd-scratch``), one directory per backtest, removed on close; a directory left by a
+killed process is removed by the next one (its owner's ``flock`` is gone).  Put it on a disk, not a
+tmpfs: a tmpfs holds the files in RAM, which is what this module exists to avoid.
 """
 
 from __future__ import annotations
@@ -29,10 +38,13 @@ import json
 import mmap
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import weakref
 import zipfile
 import zlib
@@ -41,13 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bots.data import windows
+from bots.data import inflate_cache, windows
 from bots.data.continuity import SCAN_ROWS, Head, Tail, check_seam, head_of
 from bots.data.validate import RowChecker, check_dtype
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
-__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "compressed_head", "is_compressed_npz", "FAILED"]
+__all__ = ["InflatedFiles", "MemberInfo", "compressed_member", "compressed_head", "is_compressed_npz",
+           "is_streamed_npz", "FAILED"]
 
 #: ``ready`` value of a file the child could not inflate (its message is in ``<i>.error``)
 FAILED = -1
@@ -72,6 +85,22 @@ def is_compressed_npz(path: Path) -> bool:
             return zf.getinfo(_MEMBER).compress_type != zipfile.ZIP_STORED
     except (OSError, zipfile.BadZipFile, KeyError):
         return False  # the regular loader names what is wrong with the file
+
+
+def is_streamed_npz(path: Path) -> bool:
+    """True for an ``.npz`` that cannot be mapped in place: its ``data`` member is deflated, or
+    stored at an offset that is not a multiple of the record's alignment (``np.savez``)."""
+    if Path(path).suffix != ".npz":
+        return False
+    if is_compressed_npz(path):
+        return True
+    from bots.data.io import member_offset  # (io imports nothing from here)
+
+    try:
+        offset = member_offset(Path(path))
+    except (OSError, DataError):
+        return False  # the regular loader names what is wrong with the file
+    return offset is not None and offset % event_dtype.alignment != 0
 
 
 def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -150,9 +179,10 @@ class _Status:
             self.wanted[0] = -1
 
 
-def _close_all(child: subprocess.Popen, maps: list, directory: Path, lock_fd: int,
-               addresses: list[int]) -> None:
-    """Stop the child, unmap and delete the scratch files (runs once, from close() or at exit)."""
+def _close_all(child, maps: list, directory: Path, lock_fd: int,
+               addresses: list[int], targets: list[Path]) -> None:
+    """Stop the child, unmap and delete the scratch files and unfinished cache entries (runs once,
+    from close() or at exit)."""
     for addr in addresses:
         windows.unregister(addr)
     if child.poll() is None:
@@ -163,6 +193,8 @@ def _close_all(child: subprocess.Popen, maps: list, directory: Path, lock_fd: in
     for mm in maps:
         if mm is not None:
             _unmap(mm)
+    for target in targets:  # a finished cache entry was renamed away from its temporary name
+        target.unlink(missing_ok=True)
     # the status words stay mapped until the object goes: a late reader must not fault
     shutil.rmtree(directory, ignore_errors=True)
     os.close(lock_fd)
@@ -177,6 +209,80 @@ def _unmap(mm: mmap.mmap) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+class _ForkedChild:
+    """The inflater forked from this process: the part of ``subprocess.Popen`` used here."""
+
+    def __init__(self, jobs_file: str) -> None:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the caller's code
+            code = 1
+            try:
+                os.close(read_fd)
+                os.dup2(write_fd, 2)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = _child_main(jobs_file)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stderr = os.fdopen(read_fd, "rb")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _start_child(jobs_file: str):
+    # fork only a single-threaded process: a lock held by another thread at the fork would stay
+    # held in the child forever
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        RowChecker("warm-up").check(np.zeros(1, event_dtype))  # loaded once here, inherited by the child
+        return _ForkedChild(jobs_file)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bots.data.inflate", jobs_file],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _create_target(target: Path, rows: int) -> int:
+    """Create ``target`` as a ``.npy`` of ``rows`` events with its space reserved; return the
+    offset of the rows."""
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        return inflate_cache.write_header(fd, rows)
+    except DataError:
+        os.close(fd)
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class InflatedFiles:
     """Scratch maps of compressed files, filled in order by a child process.
 
@@ -188,11 +294,13 @@ class InflatedFiles:
 
     def __init__(
         self, paths: list[Path], *, ahead_files: int = AHEAD_FILES,
-        next_heads: "list[tuple[Head, str] | None] | None" = None,
+        next_heads: "list[tuple[Head, str] | None] | None" = None, cache: bool | None = None,
     ) -> None:
         """``next_heads[i]``: the head and name of the file that follows file ``i`` in its asset
         (None if none): the child checks that seam once it knows file ``i``'s last rows, before
-        publishing them (bots.data.continuity)."""
+        publishing them (bots.data.continuity).  ``cache``: write into the cache of inflated files
+        (default: unless ``HFTD_INFLATE_CACHE=0``)."""
+        self.cache = inflate_cache.enabled() if cache is None else cache
         self.paths = [Path(p) for p in paths]
         self.rows = [compressed_member(p).rows for p in self.paths]
         n = len(self.paths)
@@ -202,35 +310,57 @@ class InflatedFiles:
         self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
         lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        self._lock_fd = lock_fd
         self._status = _Status(self.dir / "status", max(1, n), create=True)
         self._maps: list[mmap.mmap | None] = []
         self._addresses: list[int] = []
+        self._offsets: list[int] = []
+        self._targets: list[Path] = []
         self._sources = [_InflatedFile(self, i) for i in range(n)]  # kept: windows holds them weakly
         jobs = []
         for i, (path, rows) in enumerate(zip(self.paths, self.rows)):
-            target = self.dir / f"{i}.events"
-            with open(target, "w+b") as f:
-                f.truncate(rows * _ROW)
-                mm = mmap.mmap(f.fileno(), rows * _ROW, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) if rows else None
+            final = None
+            if self.cache and rows:
+                target, final = inflate_cache.temp_for(path)
+            else:
+                target = self.dir / f"{i}.events"
+            try:
+                offset = _create_target(target, rows)
+            except BaseException:
+                self._abandon()
+                raise
+            with open(target, "rb") as f:
+                mm = mmap.mmap(f.fileno(), offset + rows * _ROW, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) \
+                    if rows else None
             self._maps.append(mm)
-            addr = _address(mm) if mm is not None else 0
+            self._offsets.append(offset)
+            self._targets.append(target)
+            addr = _address(mm) + offset if mm is not None else 0
             self._addresses.append(addr)
             if addr:
                 windows.register(addr, self._sources[i])
             seam = next_heads[i] if next_heads else None
-            jobs.append({"source": str(path), "target": str(target), "rows": rows,
+            jobs.append({"source": str(path), "target": str(target), "rows": rows, "offset": offset,
+                         "final": None if final is None else str(final),
                          "next_head": None if seam is None else {**_head_fields(seam[0]), "label": seam[1]}})
         spec = {"status": str(self.dir / "status"), "ahead_files": max(1, ahead_files), "jobs": jobs,
                 "parent_pid": os.getpid()}
         (self.dir / "jobs.json").write_text(json.dumps(spec))
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "bots.data.inflate", str(self.dir / "jobs.json")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self._child = _start_child(str(self.dir / "jobs.json"))
         self._finalizer = weakref.finalize(self, _close_all, self._child, self._maps, self.dir, lock_fd,
-                                           list(filter(None, self._addresses)))
+                                           list(filter(None, self._addresses)), self._targets)
+
+    def _abandon(self) -> None:
+        """Undo a constructor that failed before the child started."""
+        for addr in filter(None, self._addresses):
+            windows.unregister(addr)
+        for mm in self._maps:
+            if mm is not None:
+                _unmap(mm)
+        for target in self._targets:
+            target.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.close(self._lock_fd)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -241,7 +371,9 @@ class InflatedFiles:
     def array(self, i: int) -> np.ndarray:
         """File ``i``'s rows as a read-only array (for Python callers; valid rows: see :meth:`wait`)."""
         mm = self._maps[i]
-        return np.empty(0, event_dtype) if mm is None else np.frombuffer(mm, dtype=event_dtype)
+        if mm is None:
+            return np.empty(0, event_dtype)
+        return np.frombuffer(mm, dtype=event_dtype, count=self.rows[i], offset=self._offsets[i])
 
     def ready_rows(self, i: int) -> int:
         """Rows of file ``i`` inflated and checked so far (FAILED if the child failed on it)."""
@@ -299,7 +431,7 @@ class InflatedFiles:
         if mm is not None:
             self._maps[i] = None
             _unmap(mm)
-        (self.dir / f"{i}.events").unlink(missing_ok=True)
+        self._targets[i].unlink(missing_ok=True)  # a scratch file (a finished cache entry was renamed)
 
     def close(self) -> None:
         """Stop the child, unmap and delete the scratch files."""
@@ -368,21 +500,25 @@ def _head_fields(head: Head) -> dict:
             "local_row": head.local_row}
 
 
-def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, next_head: dict | None = None) -> None:
-    """Inflate ``source`` into ``target`` block by block; check each block; publish rows done.
+def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, next_head: dict | None = None,
+                 offset: int = 0, final: Path | None = None) -> None:
+    """Inflate ``source`` into ``target`` (its rows from byte ``offset``) block by block; check each
+    block; publish rows done.
 
     With ``next_head``, the last block is published only once the file that follows in its asset
     is known to start no earlier than this one ends (an error there fails this file, which the
-    simulator is still reading, so it cannot pass unnoticed)."""
+    simulator is still reading, so it cannot pass unnoticed).  With ``final`` (a cache entry), the
+    whole checked file is renamed there before its last rows are published."""
     checker = RowChecker(str(source))
     written: list[np.memmap] = []
 
     def so_far() -> np.ndarray:  # the file's rows up to the bad one, to describe it
-        written.append(np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,)))
+        written.append(np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,), offset=offset))
         return written[-1]
 
     with zipfile.ZipFile(source) as zf, zf.open(_MEMBER) as f, open(target, "r+b") as out:
         _read_npy_header(f)
+        out.seek(offset)
         done = 0
         while done < rows:
             block = f.read(min(_BLOCK_BYTES, (rows - done) * _ROW))
@@ -396,6 +532,8 @@ def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, n
                     head = Head(**{k: v for k, v in next_head.items() if k != "label"})
                     check_seam(Tail(exch_ts=checker.last_exch, local_ts=checker.last_local), str(source), head,
                                next_head["label"])
+                if done == rows and final is not None:
+                    os.replace(target, final)  # whole and checked: the next backtest maps it
                 publish(done)
             if whole * _ROW != len(block) or not block:
                 raise DataError(f"{source}: truncated: {done} of {rows} rows")
@@ -435,7 +573,7 @@ def _child_main(jobs_file: str) -> int:
 
         try:
             _inflate_one(Path(job["source"]), Path(job["target"]), job["rows"], publish, parent_alive,
-                         job.get("next_head"))
+                         job.get("next_head"), job.get("offset", 0), Path(job["final"]) if job.get("final") else None)
         except _ParentGone:
             return 0
         except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
@@ -444,6 +582,11 @@ def _child_main(jobs_file: str) -> int:
             status.ready[i] = FAILED
             return 1
         status.child_rss_kb[1] = _peak_rss_kb()
+        if job.get("final"):
+            try:
+                inflate_cache.trim()
+            except OSError:
+                pass  # trimming is housekeeping: never fail a backtest over it
     return 0
 
 

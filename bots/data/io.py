@@ -326,6 +326,14 @@ def _read_whole(path: Path, label: str) -> np.ndarray:
     return arr
 
 
+def member_offset(path: Path) -> int | None:
+    """Byte offset of the event rows in a ``.npy`` or stored ``.npz`` (aligned or not); None when the
+    member is compressed."""
+    with open(path, "rb") as f:
+        located = _locate_in(f, str(path))
+    return None if located is None else located[0]
+
+
 def _locate_array(path: Path, label: str) -> tuple[int, np.dtype, tuple[int, ...]] | None:
     """Return ``(file offset, dtype, shape)`` of the raw array in ``path``, or None if not mappable."""
     if not path.exists():

@@ -23,7 +23,10 @@ def events() -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def scratch(tmp_path, monkeypatch):
+    """Scratch files of their own; the cache of inflated files off (tests/bots/data/test_inflate_cache.py
+    covers it), so every test here streams through scratch files."""
     monkeypatch.setenv("HFTD_SCRATCH_DIR", str(tmp_path / "scratch"))
+    monkeypatch.setenv("HFTD_INFLATE_CACHE", "0")
     return tmp_path / "scratch"
 
 
