@@ -1,0 +1,457 @@
+"""Binance USD-M execution: the websocket API (``order.place``/``cancel``/``modify``, HMAC signature
+per request), signed REST when it is down, the user data stream by listen key on the routed private
+path, ``countdownCancelAll`` as the dead-man's switch.  Wire facts: reference/connectors.md 1.6-1.10."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from bots.constants import OrdType, Side, Status, TimeInForce
+from daemon import VenueError
+from daemon.execution.base import AccountEvent, Instrument, OrderIntent
+from daemon.execution.session import SessionBase
+from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
+from daemon.signing import binance_rest_payload, binance_ws_payload, hmac_sha256_hex
+
+__all__ = ["BinanceExecution", "order_update", "STATUS"]
+
+log = logging.getLogger("hftd.execution.binance")
+
+STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED, "FILLED": Status.FILLED,
+          "CANCELED": Status.CANCELED, "EXPIRED": Status.EXPIRED, "EXPIRED_IN_MATCH": Status.EXPIRED,
+          "REJECTED": Status.REJECTED}
+_TIF = {TimeInForce.GTC: "GTC", TimeInForce.GTX: "GTX", TimeInForce.FOK: "FOK", TimeInForce.IOC: "IOC"}
+_ORDER_BUDGETS = ("ORDERS:10", "ORDERS:60", "REQUEST_WEIGHT:60")
+_CANCEL_BUDGETS = ("REQUEST_WEIGHT:60",)
+#: codes meaning the order is not (or no longer) open at the venue
+_UNKNOWN_ORDER = (-2011, -2013)
+_TIMESTAMP_CODES = (-1021,)
+
+
+def _f(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def order_update(o: dict) -> Update:
+    """A REST/WS API order object (``clientOrderId``, ``executedQty``...) as an ``Update``."""
+    return Update(client_id=o.get("clientOrderId", ""), status=STATUS.get(o.get("status", ""), Status.NONE),
+                  venue_order_id=str(o.get("orderId", "")), price=_f(o.get("price")), qty=_f(o.get("origQty")),
+                  cum_qty=_f(o.get("executedQty")), avg_px=_f(o.get("avgPrice")),
+                  exch_ts_ns=int(o.get("updateTime") or 0) * 1_000_000)
+
+
+def stream_update(o: dict) -> Update:
+    """``ORDER_TRADE_UPDATE.o`` as an ``Update``."""
+    tid = o.get("t", 0)
+    return Update(client_id=o.get("c", ""), status=STATUS.get(o.get("X", ""), Status.NONE), venue_order_id=str(o.get("i", "")),
+                  price=_f(o.get("p")), qty=_f(o.get("q")), cum_qty=_f(o.get("z")), avg_px=_f(o.get("ap")),
+                  last_qty=_f(o.get("l")), last_px=_f(o.get("L")), trade_id=str(tid) if tid else "",
+                  maker=bool(o.get("m", False)), fee=_f(o.get("n")), exch_ts_ns=int(o.get("T") or 0) * 1_000_000)
+
+
+class BinanceExecution(SessionBase):
+    venue = "binance-usdm"
+
+    # -- frames (the fast path: called from submit/cancel/modify) ----------------------------------
+    def _sign_ws(self, p: dict) -> dict:
+        p["signature"] = hmac_sha256_hex(self._creds.secret, binance_ws_payload(p))
+        return p
+
+    def _ws_new(self, it: OrderIntent):
+        rid = self._next_id()
+        sym = it.symbol
+        p = {"apiKey": self._creds.api_key, "newClientOrderId": it.client_id, "newOrderRespType": "RESULT",
+             "quantity": self._qty(sym, it.qty), "recvWindow": self.cfg.recv_window_ms,
+             "side": "BUY" if it.side == Side.BUY else "SELL", "symbol": sym, "timestamp": self._ts_ms()}
+        if it.order_type == OrdType.MARKET:
+            p["type"] = "MARKET"
+        else:
+            p["type"] = "LIMIT"
+            p["price"] = self._px(sym, it.price)
+            p["timeInForce"] = _TIF[it.time_in_force]
+        return rid, orjson.dumps({"id": rid, "method": "order.place", "params": self._sign_ws(p)})
+
+    def _ws_cancel(self, symbol: str, client_id: str):
+        rid = self._next_id()
+        p = {"apiKey": self._creds.api_key, "origClientOrderId": client_id, "recvWindow": self.cfg.recv_window_ms,
+             "symbol": symbol, "timestamp": self._ts_ms()}
+        return rid, orjson.dumps({"id": rid, "method": "order.cancel", "params": self._sign_ws(p)})
+
+    def _ws_modify(self, o: TrackedOrder, price: float, qty: float):
+        rid = self._next_id()
+        p = {"apiKey": self._creds.api_key, "origClientOrderId": o.client_id, "price": self._px(o.symbol, price),
+             "quantity": self._qty(o.symbol, qty), "recvWindow": self.cfg.recv_window_ms,
+             "side": "BUY" if o.side == Side.BUY else "SELL", "symbol": o.symbol, "timestamp": self._ts_ms()}
+        return rid, orjson.dumps({"id": rid, "method": "order.modify", "params": self._sign_ws(p)})
+
+    def _order_budgets(self):
+        return _ORDER_BUDGETS
+
+    def _cancel_budgets(self):
+        return _CANCEL_BUDGETS
+
+    # -- signed REST --------------------------------------------------------------------------------
+    async def _request(self, method: str, path: str, params: dict | None = None, *, signed: bool = True,
+                       timeout_s: float | None = None) -> tuple[int, Any, Any]:
+        """One REST call -> (HTTP status, parsed body, headers).  Raises aiohttp/timeout errors only."""
+        query = urlencode(params or {})
+        if signed:
+            query = (query + "&" if query else "") + f"recvWindow={self.cfg.recv_window_ms}&timestamp={self._ts_ms()}"
+            query += "&signature=" + hmac_sha256_hex(self._creds.secret, binance_rest_payload(query))
+        url = f"{self.rest_url}{path}" + (f"?{query}" if query else "")
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.cfg.request_timeout_s)
+        async with self.http.request(method, url, headers={"X-MBX-APIKEY": self._creds.api_key},
+                                     timeout=timeout) as r:
+            raw = await r.read()
+            self.limiter.binance_headers(r.headers)
+            try:
+                body = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                body = {"code": 0, "msg": raw[:200].decode(errors="replace")}
+            if r.status in (418, 429):
+                retry = r.headers.get("Retry-After")
+                self.limiter.on_429(float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+                                    _ORDER_BUDGETS)
+            return r.status, body, r.headers
+
+    async def _call(self, method: str, path: str, params: dict | None = None, *, signed: bool = True) -> Any:
+        """A REST call whose failure is an error (start-up, queries)."""
+        status, body, _ = await self._request(method, path, params, signed=signed)
+        if status != 200:
+            code = body.get("code", 0) if isinstance(body, dict) else 0
+            msg = body.get("msg", "") if isinstance(body, dict) else ""
+            if code in _TIMESTAMP_CODES:
+                await self.sync_time()
+            raise VenueError(f"{self.venue}: {method} {path} -> HTTP {status} code {code} {msg}", status=status)
+        return body
+
+    async def _rest_order(self, rid, method: str, params: dict) -> None:
+        status, body, headers = await self._request(method, "/fapi/v1/order", params)
+        self._answer(rid, status, body, headers.get("Retry-After"))
+
+    def _rest_new(self, rid, it: OrderIntent):
+        p = {"symbol": it.symbol, "side": "BUY" if it.side == Side.BUY else "SELL", "newClientOrderId": it.client_id,
+             "quantity": self._qty(it.symbol, it.qty), "newOrderRespType": "RESULT"}
+        if it.order_type == OrdType.MARKET:
+            p["type"] = "MARKET"
+        else:
+            p.update(type="LIMIT", price=self._px(it.symbol, it.price), timeInForce=_TIF[it.time_in_force])
+        return self._rest_order(rid, "POST", p)
+
+    def _rest_cancel(self, rid, symbol: str, client_id: str):
+        return self._rest_order(rid, "DELETE", {"symbol": symbol, "origClientOrderId": client_id})
+
+    def _rest_modify(self, rid, o: TrackedOrder, price: float, qty: float):
+        return self._rest_order(rid, "PUT", {"symbol": o.symbol, "origClientOrderId": o.client_id,
+                                             "side": "BUY" if o.side == Side.BUY else "SELL",
+                                             "quantity": self._qty(o.symbol, qty), "price": self._px(o.symbol, price)})
+
+    # -- answers (WS API and REST alike) ----------------------------------------------------------
+    def _answer(self, rid, status: int, body: Any, retry_after: str | None = None) -> None:
+        if status == 200 and isinstance(body, dict):
+            self._reply_ok(rid, order_update(body))
+            return
+        code = body.get("code", 0) if isinstance(body, dict) else 0
+        text = str(body.get("msg", "")) if isinstance(body, dict) else ""
+        if status in (418, 429) or code in (-1003, -1015):
+            try:
+                retry = float(retry_after) if retry_after else None
+            except ValueError:
+                retry = None
+            self._reply_rate_limited(rid, retry, code, text)
+        elif code == -1008:
+            # "server overloaded, request throttled": refused before processing, not ambiguous
+            self._reply_error(rid, code, text)
+        elif status >= 500 or status in (408,) or code == -1007:
+            # "Unknown error ... may have executed" / timeout waiting for the backend: unknown outcome
+            log.warning("%s: HTTP %s code %s on request %s: reconciling", self.venue, status, code, rid)
+            self._lost(rid)
+        else:
+            if code in _TIMESTAMP_CODES:
+                self._spawn(self.sync_time())
+            self._reply_error(rid, code, text, unknown_order=code in _UNKNOWN_ORDER)
+
+    # -- queries ------------------------------------------------------------------------------------
+    async def _query(self, symbol: str, client_id: str) -> Update | None:
+        status, body, _ = await self._request("GET", "/fapi/v1/order", {"symbol": symbol, "origClientOrderId": client_id})
+        if status == 200 and isinstance(body, dict):
+            return order_update(body)
+        code = body.get("code", 0) if isinstance(body, dict) else 0
+        if code in _UNKNOWN_ORDER:
+            return None
+        raise VenueError(f"{self.venue}: order query -> HTTP {status} code {code}", status=status)
+
+    async def _query_open(self, symbol: str) -> list[Update]:
+        body = await self._call("GET", "/fapi/v1/openOrders", {"symbol": symbol})
+        return [order_update(o) for o in body or []]
+
+    async def _cancel_all_rest(self, symbol: str) -> None:
+        await self._call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol})
+
+    async def sync_time(self) -> None:
+        t0 = time.time_ns()
+        body = await self._call("GET", "/fapi/v1/time", signed=False)
+        t1 = time.time_ns()
+        self.time_offset_ms = int(body["serverTime"]) - (t0 + t1) // 2_000_000
+        log.info("%s: server clock offset %d ms", self.venue, self.time_offset_ms)
+
+    async def refresh_account(self) -> None:
+        """Positions and balances as the venue has them now (start-up, after a stream gap)."""
+        for p in await self._call("GET", "/fapi/v2/positionRisk"):
+            if p.get("symbol") in self.symbols:
+                self._account(AccountEvent(p["symbol"], position=_f(p.get("positionAmt")), entry_px=_f(p.get("entryPrice"))))
+        for b in await self._call("GET", "/fapi/v2/balance"):
+            self._account(AccountEvent("", asset=b.get("asset", ""), balance=_f(b.get("balance"))))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.sync_time()
+            info = await self._call("GET", "/fapi/v1/exchangeInfo", signed=False)
+            self.limiter.binance_limits(info.get("rateLimits", []))
+            by_sym = {s["symbol"]: s for s in info.get("symbols", [])}
+            for sym in self.symbols:
+                if sym not in by_sym:
+                    raise VenueError(f"{self.venue}: symbol {sym} is not listed in exchangeInfo")
+                filters = {f["filterType"]: f for f in by_sym[sym].get("filters", [])}
+                lot = filters.get("LOT_SIZE", {})
+                self._set_instrument(Instrument(sym, _f(filters.get("PRICE_FILTER", {}).get("tickSize")),
+                                                _f(lot.get("stepSize")), _f(lot.get("minQty")),
+                                                _f(filters.get("MIN_NOTIONAL", {}).get("notional"))))
+            await self.refresh_account()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise VenueError(f"{self.venue}: REST start-up failed: {type(exc).__name__} {exc}") from None
+        self._spawn(self._run_user())
+        if self.cfg.use_ws_api:
+            self._spawn(self._run_ws_api())
+        try:
+            await asyncio.wait_for(self._user_ready.wait(), self.cfg.connect_timeout_s)
+        except asyncio.TimeoutError:
+            await self._cancel_tasks()
+            raise VenueError(f"{self.venue}: user data stream not connected within {self.cfg.connect_timeout_s} s") from None
+        if self.cfg.use_ws_api:
+            try:
+                await asyncio.wait_for(self._ws_ready.wait(), self.cfg.connect_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("%s: websocket API not connected; entering orders over REST meanwhile", self.venue)
+        self.deadman_armed = False
+        if self.cfg.dead_man_countdown_ms:
+            await self._arm_deadman(self.cfg.dead_man_countdown_ms)
+            self._spawn(self._deadman_loop())
+        self._spawn(self._housekeeping())
+        self._spawn(self._listen_key_keepalive())
+
+    async def stop(self, *, cancel_open: bool = True) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        try:
+            if cancel_open and self.cfg.cancel_on_stop:
+                for sym in self.symbols:
+                    try:
+                        await self._cancel_all_rest(sym)
+                    except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+                        log.error("%s: cancel-all on %s at stop failed: %s", self.venue, sym, exc)
+                await self._settle_at_stop()
+            if self.cfg.dead_man_countdown_ms and cancel_open:
+                await self._arm_deadman(0)
+            try:
+                if self._listen_key:
+                    await self._request("DELETE", "/fapi/v1/listenKey", signed=False, timeout_s=2.0)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+        finally:
+            await self._cancel_tasks()
+            for ws in (self._ws, self._user_ws):
+                if ws is not None:
+                    await ws.close()
+            self._ws = self._user_ws = None
+
+    async def _settle_at_stop(self) -> None:
+        """Wait for the stream to report the cancels; query what it does not."""
+        deadline = time.monotonic() + self.cfg.request_timeout_s
+        while self.tracker.orders and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for cid in list(self.tracker.orders):
+            o = self.tracker.get(cid)
+            try:
+                u = await self._query(o.symbol, cid)
+            except (aiohttp.ClientError, asyncio.TimeoutError, VenueError):
+                continue
+            if u is not None:
+                self.tracker.apply(u, Src.QUERY, time.time_ns())
+
+    async def _arm_deadman(self, countdown_ms: int) -> None:
+        for sym in self.symbols:
+            try:
+                await self._call("POST", "/fapi/v1/countdownCancelAll", {"symbol": sym, "countdownTime": countdown_ms})
+                self.deadman_armed = countdown_ms > 0
+            except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+                log.error("%s: countdownCancelAll(%s, %d) failed: %s", self.venue, sym, countdown_ms, exc)
+                self.deadman_armed = False
+
+    async def _deadman_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.cfg.dead_man_refresh_s)
+            await self._arm_deadman(self.cfg.dead_man_countdown_ms)
+
+    # -- websocket API ------------------------------------------------------------------------------
+    async def _run_ws_api(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                ws = await self.http.ws_connect(self.ws_api_url, heartbeat=self.cfg.ping_interval_s, compress=0,
+                                                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                                                max_msg_size=1 << 22)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("%s: websocket API connect failed (%s)", self.venue, exc)
+                await self._backoff_sleep(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._ws = ws
+            self._ws_ready.set()
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        self._on_ws_api(msg.data)
+                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                        break
+            finally:
+                self._ws = None
+                self._ws_ready.clear()
+                # whatever was in flight on this socket has an unknown outcome
+                for rid in [r for r in self._reqs if not isinstance(r, tuple)]:
+                    self._lost(rid)
+            if not self._stopping:
+                self.counters["ws_reconnects"] += 1
+                log.warning("%s: websocket API disconnected; reconnecting (REST meanwhile)", self.venue)
+                await self._backoff_sleep(0)
+
+    def _on_ws_api(self, data: str) -> None:
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.error("%s: websocket API sent a frame that is not JSON (%d bytes)", self.venue, len(data))
+            return
+        rl = msg.get("rateLimits")
+        if rl:
+            self.limiter.binance_limits(rl)
+        rid = msg.get("id")
+        status = msg.get("status", 0)
+        if rid is None:
+            err = msg.get("error") or {}
+            log.error("%s: websocket API: %s %s", self.venue, err.get("code"), err.get("msg"))
+            return
+        if status == 200:
+            self._answer(rid, 200, msg.get("result"))
+        else:
+            self._answer(rid, status, msg.get("error") or {}, None)
+
+    # -- user data stream ---------------------------------------------------------------------------
+    _listen_key = ""
+    _user_ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def _new_listen_key(self) -> str:
+        status, body, _ = await self._request("POST", "/fapi/v1/listenKey", signed=False)
+        if status != 200 or not isinstance(body, dict) or "listenKey" not in body:
+            raise VenueError(f"{self.venue}: listenKey -> HTTP {status}", status=status)
+        self._listen_key = body["listenKey"]
+        return self._listen_key
+
+    async def _listen_key_keepalive(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.cfg.listen_key_keepalive_s)
+            try:
+                status, body, _ = await self._request("PUT", "/fapi/v1/listenKey", signed=False)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("%s: listenKey keepalive failed (%s)", self.venue, exc)
+                continue
+            code = body.get("code", 0) if isinstance(body, dict) else 0
+            if status != 200 or code == -1125:
+                log.warning("%s: listenKey keepalive -> HTTP %s code %s: new key", self.venue, status, code)
+                self._renew_user_stream()
+
+    def _renew_user_stream(self) -> None:
+        self._listen_key = ""
+        ws = self._user_ws
+        if ws is not None:
+            self._spawn(ws.close())
+
+    async def _run_user(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            try:
+                key = self._listen_key or await self._new_listen_key()
+                ws = await self.http.ws_connect(self.user_stream_url.format(listen_key=key),
+                                                heartbeat=self.cfg.ping_interval_s, compress=0,
+                                                timeout=aiohttp.ClientWSTimeout(ws_close=2.0))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, VenueError) as exc:
+                log.warning("%s: user stream connect failed (%s)", self.venue, exc)
+                await self._backoff_sleep(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._user_ws = ws
+            reconnected = self._user_ready.is_set()
+            self._user_ok = True
+            self._user_ready.set()
+            if reconnected:
+                self._spawn(self._after_gap())
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        self._on_user(msg.data)
+                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                        break
+            finally:
+                self._user_ok = False
+                self._user_ws = None
+            if not self._stopping:
+                self.counters["user_reconnects"] += 1
+                log.warning("%s: user stream closed; reconnecting", self.venue)
+                await self._backoff_sleep(0)
+
+    async def _after_gap(self) -> None:
+        """Events may have been lost while the stream was down: audit orders and account."""
+        try:
+            await self.audit()
+            await self.refresh_account()
+        except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+            log.warning("%s: audit after the user stream gap failed (%s)", self.venue, exc)
+
+    def _on_user(self, data: str) -> None:
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.error("%s: user stream sent a frame that is not JSON", self.venue)
+            return
+        if "data" in msg and "stream" in msg:
+            msg = msg["data"]
+        e = msg.get("e")
+        local = time.time_ns()
+        if e == "ORDER_TRADE_UPDATE":
+            u = stream_update(msg.get("o") or {})
+            if self.tracker.apply(u, Src.STREAM, local) == NEED_QUERY:
+                self._schedule_recon(u.client_id, 0.0)
+        elif e == "ACCOUNT_UPDATE":
+            a = msg.get("a") or {}
+            ts = int(msg.get("E") or 0) * 1_000_000
+            for b in a.get("B", []):
+                self._account(AccountEvent("", asset=b.get("a", ""), balance=_f(b.get("wb")), exch_ts_ns=ts))
+            for p in a.get("P", []):
+                if p.get("s") in self.symbols:
+                    self._account(AccountEvent(p["s"], position=_f(p.get("pa")), entry_px=_f(p.get("ep")), exch_ts_ns=ts))
+        elif e == "listenKeyExpired":
+            log.warning("%s: listenKeyExpired: new key", self.venue)
+            self._renew_user_stream()

@@ -1,0 +1,425 @@
+"""What both venues' execution sessions share: the order-entry websocket written without a task per
+order, requests in flight and their timeouts, reconciliation after ambiguous replies, the periodic
+audit against the venue's open orders, rate-limit state reported to the sink.
+
+A venue subclass supplies the wire formats (``_ws_new``/``_ws_cancel``/``_ws_modify`` return a frame or
+None when the websocket API is down; ``_rest_new``/... are the signed REST fallback), the queries
+(``_query``, ``_query_open``, ``_cancel_all_rest``) and its connections (``_run_ws_api``, ``_run_user``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from daemon import VenueError
+from daemon.execution.base import (AccountEvent, ExecutionSession, ExecSink, Instrument, OrderIntent,
+                                   VenueStateEvent)
+from daemon.execution.config import ExecConfig
+from daemon.execution.ratelimit import RateLimiter
+from daemon.execution.secrets import Credentials
+from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
+from bots.constants import Status
+from shm.orders import RejectReason, VenueState
+
+__all__ = ["SessionBase", "send_now", "decimals_of", "fmt"]
+
+log = logging.getLogger("hftd.execution")
+
+
+def send_now(ws: aiohttp.ClientWebSocketResponse, data: bytes) -> None:
+    """Put one text frame on the socket now, from synchronous code.  Uncompressed, aiohttp writes the
+    frame to the transport before its first await; the coroutine only suspends to wait for the
+    transport to drain, and only then does it become a task."""
+    coro = ws.send_frame(data, aiohttp.WSMsgType.TEXT)
+    try:
+        fut = coro.send(None)
+    except StopIteration:
+        return
+    except BaseException:
+        coro.close()
+        raise
+    asyncio.ensure_future(_drain(coro, fut))
+
+
+async def _drain(coro, fut) -> None:
+    # the coroutine stopped at the transport's drain wait (``fut``); resume it when that is done
+    while True:
+        try:
+            await asyncio.wait((fut,))
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        try:
+            fut = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):
+            return
+
+
+def decimals_of(step: float) -> int:
+    text = f"{step:.12f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def fmt(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}"
+
+
+class _Req:
+    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty")
+
+    def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0):
+        self.client_id, self.op, self.symbol, self.sent, self.price, self.qty = client_id, op, symbol, sent, price, qty
+
+
+class SessionBase(ExecutionSession):
+    venue = ""
+
+    def __init__(self, *, symbols: tuple[str, ...], cfg: ExecConfig, creds: Credentials, http: aiohttp.ClientSession,
+                 sink: ExecSink, rest_url: str, ws_api_url: str, user_stream_url: str) -> None:
+        self.symbols = symbols
+        self.cfg = cfg
+        self._creds = creds
+        self.http = http
+        self.sink = sink
+        self.rest_url = rest_url
+        self.ws_api_url = ws_api_url
+        self.user_stream_url = user_stream_url
+        self.instruments: dict[str, Instrument] = {}
+        self._px_dec: dict[str, int] = {}
+        self._qty_dec: dict[str, int] = {}
+        self.tracker = Tracker(self.venue, sink)
+        self.limiter = RateLimiter(cfg.rate_budget_fraction, cfg.rate_limited_default_s, self._on_rate_limited)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._user_ok = False
+        self._reqs: dict[Any, _Req] = {}
+        self._req_seq = 0
+        #: client_id -> monotonic time of its next reconciliation query / the reconciliation's deadline
+        self._recon: dict[str, float] = {}
+        self._recon_deadline: dict[str, float] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+        self._ws_ready = asyncio.Event()
+        self._user_ready = asyncio.Event()
+        self._up_handle: asyncio.TimerHandle | None = None
+        self.positions: dict[str, AccountEvent] = {}
+        self.balances: dict[str, AccountEvent] = {}
+        #: server time - local time (ms), measured at start and after a timestamp reject
+        self.time_offset_ms = 0
+        self.deadman_armed = False
+        self.counters = {"ws_sent": 0, "rest_sent": 0, "timeouts": 0, "reconciled": 0, "ambiguous_rejects": 0,
+                         "ws_reconnects": 0, "user_reconnects": 0, "rate_limited": 0}
+
+    # -- the contract ---------------------------------------------------------------------------------
+    def is_up(self) -> bool:
+        return not self._stopping and self._user_ok
+
+    def open_orders(self):
+        return self.tracker.open_orders()
+
+    def submit(self, intent: OrderIntent) -> None:
+        now = time.monotonic()
+        o = self.tracker.add(intent, now)
+        if self._stopping:
+            self.tracker.reject(intent.client_id, RejectReason.SHUTTING_DOWN, text="execution session stopping")
+            return
+        if not self.limiter.allow(self._order_budgets(), 1):
+            self.counters["rate_limited"] += 1
+            self.tracker.reject(intent.client_id, RejectReason.RATE_LIMITED, text="rate budget spent")
+            return
+        o.req_sent = now
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            rid, frame = self._ws_new(intent)
+            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now)
+            o.req_id = rid
+            try:
+                send_now(ws, frame)
+            except (ConnectionError, RuntimeError):
+                self._lost(rid)  # written or not: the outcome is unknown until a query says
+                return
+            self.counters["ws_sent"] += 1
+        else:
+            self._rest_task(lambda rid: self._rest_new(rid, intent), intent.client_id, "new", intent.symbol)
+
+    def cancel(self, client_id: str, symbol: str) -> None:
+        o = self.tracker.get(client_id)
+        if o is None:
+            return  # already terminal (its terminal event is out) or never ours
+        o.pending = "cancel"
+        if not self.limiter.allow(self._cancel_budgets(), 1):
+            self.tracker.request_rejected(client_id, "cancel", 0, "rate limited", reason=RejectReason.RATE_LIMITED)
+            return
+        now = time.monotonic()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            rid, frame = self._ws_cancel(o.symbol, client_id)
+            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now)
+            try:
+                send_now(ws, frame)
+            except (ConnectionError, RuntimeError):
+                self._lost(rid)
+                return
+            self.counters["ws_sent"] += 1
+        else:
+            self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
+
+    def modify(self, client_id: str, symbol: str, price: float, qty: float) -> None:
+        o = self.tracker.get(client_id)
+        if o is None:
+            return
+        o.pending = "modify"
+        if not self.limiter.allow(self._order_budgets(), 1):
+            self.tracker.request_rejected(client_id, "modify", 0, "rate limited", reason=RejectReason.RATE_LIMITED)
+            return
+        now = time.monotonic()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            rid, frame = self._ws_modify(o, price, qty)
+            self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty)
+            try:
+                send_now(ws, frame)
+            except (ConnectionError, RuntimeError):
+                self._lost(rid)
+                return
+            self.counters["ws_sent"] += 1
+        else:
+            self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
+
+    async def cancel_all(self, symbol: str | None = None) -> None:
+        for sym in ([symbol] if symbol else self.symbols):
+            await self._cancel_all_rest(sym)
+        # the stream reports each cancel; an order it misses is found by the query
+        for cid in list(self.tracker.orders):
+            self._schedule_recon(cid, self.cfg.fill_grace_s)
+
+    # -- instruments and formatting -----------------------------------------------------------------
+    def _set_instrument(self, inst: Instrument) -> None:
+        self.instruments[inst.symbol] = inst
+        self._px_dec[inst.symbol] = decimals_of(inst.tick_size)
+        self._qty_dec[inst.symbol] = decimals_of(inst.lot_size)
+
+    def _px(self, symbol: str, value: float) -> str:
+        return fmt(value, self._px_dec.get(symbol, 8))
+
+    def _qty(self, symbol: str, value: float) -> str:
+        return fmt(value, self._qty_dec.get(symbol, 8))
+
+    def _ts_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.time_offset_ms
+
+    # -- replies ------------------------------------------------------------------------------------
+    def _rest_task(self, make, client_id: str, op: str, symbol: str, price: float = 0.0, qty: float = 0.0) -> None:
+        """REST fallback (the websocket API is down): one task per request, off the fast path.
+        ``make(rid)`` returns the request's coroutine, which answers with ``_reply_*(rid, ...)``."""
+        rid = ("rest", self._next_id())
+        self._reqs[rid] = _Req(client_id, op, symbol, time.monotonic(), price, qty)
+        self.counters["rest_sent"] += 1
+        task = asyncio.ensure_future(self._rest_call(rid, make(rid)))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task) -> None:
+        try:
+            self._tasks.remove(task)
+        except ValueError:
+            pass
+
+    async def _rest_call(self, rid, coro) -> None:
+        try:
+            await coro
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            log.warning("%s: REST request failed (%s): reconciling", self.venue, type(exc).__name__)
+            self._lost(rid)
+
+    def _next_id(self) -> int:
+        self._req_seq += 1
+        return self._req_seq
+
+    def _reply_ok(self, rid, update: Update | None) -> None:
+        """A request succeeded; ``update`` is the order's state in the reply (None: ack only)."""
+        req = self._reqs.pop(rid, None)
+        if req is None:
+            return
+        local = time.time_ns()
+        if update is None:
+            if req.op == "modify":
+                self.tracker.modify_acked(req.client_id, req.price, req.qty, local)
+            elif req.op == "new":
+                self.tracker.apply(Update(req.client_id, Status.NEW), Src.REPLY, local)
+            else:
+                # a cancel ack: the stream brings the cancel; if it does not, the query will
+                self._schedule_recon(req.client_id, self.cfg.fill_grace_s)
+            return
+        if self.tracker.apply(update, Src.REPLY, local) == NEED_QUERY:
+            self._schedule_recon(req.client_id, self.cfg.fill_grace_s)
+
+    def _reply_error(self, rid, code: int, text: str, *, unknown_order: bool = False) -> None:
+        req = self._reqs.pop(rid, None)
+        if req is None:
+            return
+        local = time.time_ns()
+        if req.op == "new":
+            self.tracker.reject(req.client_id, RejectReason.VENUE, code, text, local)
+        else:
+            self.tracker.request_rejected(req.client_id, req.op, code, text, local)
+            if unknown_order:
+                # the venue does not have it open: filled or cancelled meanwhile, or the stream lost it
+                self._schedule_recon(req.client_id, 0.0)
+
+    def _reply_rate_limited(self, rid, retry_after_s: float | None, code: int, text: str) -> None:
+        self.limiter.on_429(retry_after_s, self._order_budgets())
+        req = self._reqs.pop(rid, None)
+        if req is None:
+            return
+        if req.op == "new":
+            self.tracker.reject(req.client_id, RejectReason.RATE_LIMITED, code, text)
+        else:
+            self.tracker.request_rejected(req.client_id, req.op, code, text, reason=RejectReason.RATE_LIMITED)
+
+    def _lost(self, rid) -> None:
+        """The request's outcome is unknown (timeout, reset, 5xx): reconcile by query."""
+        req = self._reqs.pop(rid, None)
+        if req is None:
+            return
+        self.counters["timeouts"] += 1
+        o = self.tracker.get(req.client_id)
+        if o is None:
+            return
+        o.ambiguous = True
+        if o.pending == req.op:
+            o.pending = ""
+        self._schedule_recon(req.client_id, self.cfg.reconcile_delay_s)
+        if req.op == "new" and not o.accepted:
+            # after the recv window the venue can no longer take the request: "not found" is final
+            self._recon_deadline[req.client_id] = req.sent + self.cfg.recv_window_ms / 1000 + 1.0
+
+    def _schedule_recon(self, client_id: str, delay_s: float) -> None:
+        due = time.monotonic() + delay_s
+        if self._recon.get(client_id, float("inf")) > due:
+            self._recon[client_id] = due
+
+    # -- rate limit state -----------------------------------------------------------------------------
+    def _on_rate_limited(self, until_s: float) -> None:
+        self.sink.on_venue_state(self.venue, VenueStateEvent(VenueState.RATE_LIMITED, int(until_s * 1e9),
+                                                             "request budget spent or 429"))
+        loop = asyncio.get_event_loop()
+        if self._up_handle is not None:
+            self._up_handle.cancel()
+        self._up_handle = loop.call_later(max(0.0, until_s - time.time()), self._rate_open)
+
+    def _rate_open(self) -> None:
+        self._up_handle = None
+        if not self.limiter.is_blocked():
+            self.limiter.notified_until = 0.0
+            self.sink.on_venue_state(self.venue, VenueStateEvent(VenueState.UP))
+
+    # -- the housekeeping loop: timeouts, reconciliation, audit --------------------------------------
+    async def _housekeeping(self) -> None:
+        tick = min(0.05, self.cfg.request_timeout_s / 4, self.cfg.reconcile_delay_s / 2)
+        next_audit = time.monotonic() + self.cfg.audit_interval_s
+        while not self._stopping:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            timeout = self.cfg.request_timeout_s
+            for rid in [r for r, q in self._reqs.items() if now - q.sent > timeout]:
+                self._lost(rid)
+            due = [cid for cid, t in self._recon.items() if t <= now]
+            for cid in due:
+                del self._recon[cid]
+                try:
+                    await self._reconcile(cid)
+                except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+                    log.warning("%s: reconciliation query of %s failed (%s); retrying", self.venue, cid, exc)
+                    self._schedule_recon(cid, max(self.cfg.reconcile_delay_s, 0.5))
+            if now >= next_audit:
+                next_audit = now + self.cfg.audit_interval_s
+                try:
+                    await self.audit()
+                except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+                    log.warning("%s: open-order audit failed (%s)", self.venue, exc)
+
+    async def _reconcile(self, client_id: str) -> None:
+        o = self.tracker.get(client_id)
+        if o is None:
+            self._recon_deadline.pop(client_id, None)
+            return
+        self.counters["reconciled"] += 1
+        update = await self._query(o.symbol, client_id)
+        if self.tracker.get(client_id) is None:
+            return  # settled by the stream while we asked
+        if update is not None:
+            self._recon_deadline.pop(client_id, None)
+            o.ambiguous = False
+            self.tracker.apply(update, Src.QUERY, time.time_ns())
+            return
+        deadline = self._recon_deadline.get(client_id)
+        if deadline is None:
+            if not o.accepted:
+                # a reply said nothing we trust and the venue has no such order: ask again later
+                self._recon_deadline[client_id] = time.monotonic() + self.cfg.recv_window_ms / 1000 + 1.0
+                self._schedule_recon(client_id, self.cfg.reconcile_delay_s)
+            return
+        if time.monotonic() >= deadline:
+            self._recon_deadline.pop(client_id, None)
+            self.counters["ambiguous_rejects"] += 1
+            self.tracker.reject(client_id, RejectReason.AMBIGUOUS, 0,
+                                "no reply and the venue has no such order after its recv window")
+        else:
+            self._schedule_recon(client_id, min(deadline - time.monotonic() + 0.01, 1.0))
+
+    async def audit(self) -> None:
+        """Check tracked open orders against the venue's (a dropped stream event leaves ours open)."""
+        if not self.tracker.orders:
+            return
+        syms = {o.symbol for o in self.tracker.orders.values()}
+        local = time.time_ns()
+        for sym in syms:
+            seen = set()
+            for u in await self._query_open(sym):
+                seen.add(u.client_id)
+                self.tracker.apply(u, Src.QUERY, local)
+            for cid, o in list(self.tracker.orders.items()):
+                if o.symbol == sym and cid not in seen and o.accepted and not o.pending:
+                    self._schedule_recon(cid, 0.0)
+
+    # -- account ----------------------------------------------------------------------------------
+    def _account(self, ev: AccountEvent) -> None:
+        if ev.symbol:
+            self.positions[ev.symbol] = ev
+        else:
+            self.balances[ev.asset] = ev
+        self.sink.on_account(ev)
+
+    # -- lifecycle helpers ------------------------------------------------------------------------
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        return task
+
+    async def _cancel_tasks(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down, errors were logged
+                pass
+
+    async def _backoff_sleep(self, attempt: int) -> None:
+        delay = min(self.cfg.reconnect_max_s, self.cfg.reconnect_initial_s * (2 ** min(attempt, 10)))
+        await asyncio.sleep(delay)
+
+    # -- venue specifics --------------------------------------------------------------------------
+    def _order_budgets(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _cancel_budgets(self) -> tuple[str, ...]:
+        raise NotImplementedError
