@@ -1,0 +1,634 @@
+"""The order router: every bot's request channel in, the venues' execution sessions out, and back.
+
+Per bot the router keeps its live orders by the bot's own order id; every order gets its own client
+id (``daemon.orderids``), so an event from a venue is routed to exactly one bot, and a bot can only
+name, cancel or modify orders in its own table: two bots on one symbol never see each other.
+
+**Intake.**  A bot's requests must reach ``session.submit`` within tens of microseconds without a
+core burnt while the bot is idle.  One intake thread per bot waits on that bot's request channel in
+compiled code without the GIL (``shm.kernels.channel_wait_readable``: spin, yield, then park on the
+channel's futex, which the bot's write wakes), then hands the bot to the event loop
+(``call_soon_threadsafe``) and waits until the loop has drained the channel.  Sessions are only ever
+called from the loop.  The figures behind this choice are in ``hftd bench orders`` (``intake`` rows):
+polling every channel from the loop instead costs a core even when idle.
+
+**Validation** before anything reaches a venue (reason codes ``shm.orders.RejectReason``): unknown
+kind/side/tif/type, NaN or non-positive price or quantity, unknown asset, price off the tick,
+quantity off the lot, below the minimum, duplicate live order id, unknown order, a request already
+in flight on the order, no session for the venue, shutting down; then the pre-trade check
+(``check(OrderCheck) -> RiskReject | None``).  If the check raises, a submit or modify is refused
+(fail closed); a cancel still goes out (it only reduces risk, and an order must never be trapped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bots.constants import OrdType, Side, Status, TimeInForce
+from daemon import DaemonError
+from daemon.execution.base import (
+    AccountEvent,
+    ExecEvent,
+    ExecKind,
+    ExecutionSession,
+    OrderCheck,
+    OrderIntent,
+    RiskReject,
+    VenueStateEvent,
+)
+from daemon.orderids import OrderIds
+from shm import kernels as K
+from shm.channel import ChannelReader, ChannelWriter
+from shm import layout as L
+from shm.names import segment_name
+from shm.orders import RejectReason, RequestKind, ResponseKind, VenueState
+from shm.segment import Segment
+from shm.wait import wait_strategy
+
+__all__ = ["Router", "BotSession", "RouterError", "ALL_ASSETS", "REQ", "RESP"]
+
+log = logging.getLogger("hftd.router")
+
+#: order_request_dtype / order_response_dtype as struct layouts (offsets checked in the tests)
+REQ = struct.Struct("<IIQddbBB5xqQ8x")
+RESP = struct.Struct("<IIQdddBBbBiqq")
+ALL_ASSETS = 0xFFFFFFFF
+_TOL = 1e-6  # of a tick or lot: float noise, not a real offset
+_SIDES = (int(Side.BUY), int(Side.SELL))
+_TIFS = frozenset(int(t) for t in TimeInForce)
+_TYPES = frozenset(int(t) for t in OrdType)
+_DRAIN_BUDGET = 256  # requests per loop callback, so one flooding bot cannot starve the others
+_BACKLOG_LIMIT = 1 << 20
+_P_NONE, _P_SUBMIT, _P_CANCEL, _P_MODIFY = 0, 1, 2, 3
+
+
+class RouterError(DaemonError):
+    """A registration the router cannot accept; ``code`` is a ``shm.control.ErrorCode`` value."""
+
+    def __init__(self, code: str, text: str):
+        super().__init__(text)
+        self.code = code
+
+
+@dataclass(slots=True)
+class LiveOrder:
+    client_id: str
+    asset_no: int
+    order_id: int
+    side: int
+    price: float
+    qty: float
+    leaves: float
+    status: int = int(Status.NONE)
+    pending: int = _P_SUBMIT
+    cancel_after_ack: bool = False
+    seq: int = 0
+
+
+@dataclass(slots=True)
+class _Asset:
+    venue: str
+    symbol: str
+    tick: float
+    lot: float
+    min_qty: float
+    min_notional: float
+    session: ExecutionSession
+
+
+@dataclass(slots=True)
+class BotSession:
+    """One registered bot: its channels, assets, orders, positions and counters."""
+
+    name: str
+    assets: list
+    requests: ChannelReader
+    responses: ChannelWriter
+    pid: int = 0
+    uid: int = 0
+    #: pushes a control message (reject text) to the bot's socket; None once disconnected
+    push: Callable[[dict], None] | None = None
+    orders: dict = field(default_factory=dict)          # bot order id -> LiveOrder
+    positions: list = field(default_factory=list)       # per asset [qty, entry_px]
+    backlog: list = field(default_factory=list)         # responses the full channel did not take
+    alive: bool = True
+    connected_ns: int = 0
+    n_requests: int = 0
+    n_rejects: int = 0
+    n_fills: int = 0
+    intake: "_Intake | None" = None
+
+
+class _Intake(threading.Thread):
+    """Waits (without the GIL) for a bot's requests and hands the bot to the loop."""
+
+    def __init__(self, router: "Router", bot: BotSession, wait: str):
+        super().__init__(name=f"hftd-intake-{bot.name}", daemon=True)
+        self.router = router
+        self.bot = bot
+        self.hdr = bot.requests.hdr
+        self.ws = wait_strategy(wait)
+        self.drained = threading.Event()
+        self.stopping = False
+
+    def run(self) -> None:
+        hdr, ws = self.hdr, self.ws
+        loop = self.router.loop
+        slice_ns = 100_000_000
+        while not self.stopping:
+            r = K.channel_wait_readable(hdr, ws.spin_ns, ws.yield_ns, slice_ns, slice_ns)
+            if self.stopping or r == K.WAIT_CLOSED:
+                return
+            if r != K.WAIT_DATA:
+                continue
+            self.drained.clear()
+            try:
+                loop.call_soon_threadsafe(self.router._drain, self.bot)
+            except RuntimeError:  # the loop closed under us
+                return
+            self.drained.wait()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.drained.set()
+        K.wake_readers(self.hdr)
+
+
+class Router:
+    """Owns the bots; is the ``ExecSink`` of every session it is given.
+
+    ``sessions``: venue name -> ``ExecutionSession`` (started elsewhere).  ``check``: the pre-trade
+    check (None: allow everything).  ``intake``: ``"thread"`` (default, see the module docstring) or
+    ``"poll"`` (the loop polls every channel; a measured alternative, it spins a core).
+    """
+
+    def __init__(self, sessions: dict[str, ExecutionSession], orderids: OrderIds, *,
+                 check: Callable[[OrderCheck], RiskReject | None] | None = None,
+                 mode: int = 0o600, gid: int | None = None, channel_capacity: int = 4096,
+                 intake_wait: str = "backoff", intake: str = "thread", dead_bot_policy: str = "cancel",
+                 touch: Callable[[str, str], tuple[float, float]] | None = None):
+        if intake not in ("thread", "poll"):
+            raise DaemonError(f"router intake must be 'thread' or 'poll', got {intake!r}")
+        self.sessions = dict(sessions)
+        self.orderids = orderids
+        self.check = check
+        self.mode = mode
+        self.gid = gid
+        self.capacity = channel_capacity
+        self.intake_wait = intake_wait
+        self.intake_kind = intake
+        self.policy = dead_bot_policy
+        self.touch = touch
+        self.bots: dict[str, BotSession] = {}
+        #: client id -> (bot, LiveOrder); bots that died stay here until their orders end
+        self.by_client: dict[str, tuple[BotSession, LiveOrder]] = {}
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task | None = None
+        self.generation = orderids.generation
+
+    # -- bots ------------------------------------------------------------------------------
+    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        if self.intake_kind == "poll" and self._poller is None:
+            self._poller = loop.create_task(self._poll(), name="router-poll")
+
+    def add_bot(self, name: str, assets: list[tuple[str, str]], *, pid: int = 0, uid: int = 0,
+                push: Callable[[dict], None] | None = None) -> dict:
+        """Create the bot's channels and start its intake; returns the ``registered`` message body."""
+        from daemon.publish import ring_segment_name
+        from shm.control import ErrorCode
+
+        if self.loop is None:
+            raise DaemonError("Router.attach_loop was not called")
+        if self.stopping:
+            raise RouterError(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
+        if name in self.bots:
+            raise RouterError(ErrorCode.NAME_IN_USE, f"bot {name!r} is already registered (pid {self.bots[name].pid})")
+        resolved = []
+        for venue, symbol in assets:
+            session = self.sessions.get(venue)
+            if session is None:
+                raise RouterError(ErrorCode.UNKNOWN_ASSET,
+                                  f"venue {venue!r} has no execution session (configured: {sorted(self.sessions)})")
+            inst = session.instruments.get(symbol.upper())
+            if inst is None:
+                raise RouterError(ErrorCode.UNKNOWN_ASSET,
+                                  f"{venue} does not trade {symbol!r} here (symbols: {sorted(session.instruments)})")
+            resolved.append(_Asset(venue, inst.symbol, inst.tick_size, inst.lot_size, inst.min_qty,
+                                   inst.min_notional, session))
+        req_name = segment_name("orders", name, "req")
+        resp_name = segment_name("orders", name, "resp")
+        req_seg = Segment.create(req_name, kind=L.KIND_ORDER_CHANNEL, capacity=self.capacity, mode=self.mode)
+        try:
+            responses = ChannelWriter.create(resp_name, capacity=self.capacity, mode=self.mode)
+        except BaseException:
+            req_seg.close()
+            raise
+        if self.gid is not None:
+            for path in (req_seg.path, responses._seg.path):
+                os.chown(path, -1, self.gid)
+        requests = ChannelReader(req_seg, wait_strategy(self.intake_wait))
+        bot = BotSession(name, resolved, requests, responses, pid=pid, uid=uid, push=push,
+                         positions=[[0.0, 0.0] for _ in resolved], connected_ns=time.monotonic_ns())
+        self._adopt_journaled(bot)
+        self.bots[name] = bot
+        if self.intake_kind == "thread":
+            bot.intake = _Intake(self, bot, self.intake_wait)
+            bot.intake.start()
+        log.info("bot %s registered (pid %d, uid %d): %s", name, pid, uid,
+                 ", ".join(f"{a.venue}:{a.symbol}" for a in resolved))
+        return {
+            "bot": name, "request_channel": req_name, "response_channel": resp_name,
+            "generation": self.generation, "daemon_pid": os.getpid(),
+            "assets": [{"asset_no": i, "venue": a.venue, "symbol": a.symbol,
+                        "ring": ring_segment_name(a.venue, a.symbol), "tick_size": a.tick, "lot_size": a.lot,
+                        "min_qty": a.min_qty, "min_notional": a.min_notional} for i, a in enumerate(resolved)],
+        }
+
+    def _adopt_journaled(self, bot: BotSession) -> None:
+        """Orders of this bot name still live from before a daemon restart follow it again."""
+        for cid, ref in list(self.orderids.live.items()):
+            if ref.bot != bot.name or cid in self.by_client:
+                continue
+            if ref.asset_no >= len(bot.assets) or bot.assets[ref.asset_no].symbol != ref.symbol:
+                continue
+            o = LiveOrder(cid, ref.asset_no, ref.order_id, 0, 0.0, 0.0, 0.0, int(Status.NEW), _P_NONE)
+            bot.orders.setdefault(ref.order_id, o)
+            self.by_client[cid] = (bot, o)
+
+    def bot_gone(self, name: str, why: str) -> None:
+        """The bot's connection closed or its heartbeats stopped: apply the dead-bot policy."""
+        bot = self.bots.pop(name, None)
+        if bot is None:
+            return
+        bot.alive = False
+        bot.push = None
+        if bot.intake is not None:
+            bot.intake.stop()
+        # requests still in its channel are dropped: the policy decides what happens to its orders
+        log.warning("bot %s gone (%s); policy %s on %d open order(s)", name, why, self.policy, len(bot.orders))
+        if self.policy == "cancel":
+            self.cancel_orders_of(bot)
+        bot.requests.close()
+        bot.responses.close()
+
+    def cancel_orders_of(self, bot: BotSession) -> int:
+        n = 0
+        for o in list(bot.orders.values()):
+            n += self._cancel_quietly(bot, o)
+        return n
+
+    def _cancel_quietly(self, bot: BotSession, o: LiveOrder) -> int:
+        if o.pending == _P_CANCEL:
+            return 0
+        if o.pending == _P_SUBMIT:
+            o.cancel_after_ack = True  # a cancel before the venue knows the id would be refused
+            return 1
+        a = bot.assets[o.asset_no]
+        o.pending = _P_CANCEL
+        a.session.cancel(o.client_id, a.symbol)
+        return 1
+
+    async def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Refuse new requests, cancel every order of every bot and every open order of each account,
+        wait up to ``timeout_s`` for the venues to confirm, then close every channel."""
+        self.stopping = True
+        for bot in list(self.bots.values()):
+            if bot.intake is not None:
+                bot.intake.stop()
+        for bot, o in list(self.by_client.values()):
+            self._cancel_quietly(bot, o)
+        for venue, session in self.sessions.items():
+            try:
+                await session.cancel_all()
+            except Exception:
+                log.exception("cancel_all on %s failed", venue)
+        deadline = time.monotonic() + timeout_s
+        while self.by_client and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.by_client:
+            log.error("shutdown: %d order(s) not confirmed cancelled after %.1f s: %s", len(self.by_client),
+                      timeout_s, ", ".join(sorted(self.by_client)[:10]))
+        if self._poller is not None:
+            self._poller.cancel()
+        for bot in list(self.bots.values()):
+            bot.alive = False
+            bot.requests.close()
+            bot.responses.close()
+        self.bots.clear()
+
+    # -- intake ----------------------------------------------------------------------------
+    def _drain(self, bot: BotSession) -> None:
+        """Loop callback from a bot's intake thread: handle up to a budget of requests."""
+        if not bot.alive:
+            return
+        reader = bot.requests
+        handle = self._handle
+        n = 0
+        try:
+            while n < _DRAIN_BUDGET:
+                rec = reader.read_one()
+                if rec is None:
+                    break
+                handle(bot, rec)
+                n += 1
+        except Exception:
+            log.exception("router: handling a request of bot %s failed", bot.name)
+        if n == _DRAIN_BUDGET and bot.alive:
+            self.loop.call_soon(self._drain, bot)  # yield to other callbacks, come back
+        elif bot.intake is not None:
+            bot.intake.drained.set()
+
+    async def _poll(self) -> None:
+        while True:
+            busy = False
+            for bot in list(self.bots.values()):
+                if bot.alive and bot.requests.available():
+                    busy = True
+                    self._drain(bot)
+            await asyncio.sleep(0)
+            if not busy and not self.bots:
+                await asyncio.sleep(0.001)
+
+    def _handle(self, bot: BotSession, rec: bytes) -> None:
+        now = time.time_ns()
+        kind, asset_no, oid, price, qty, side, tif, otype, req_ts, seq = REQ.unpack(rec)
+        bot.n_requests += 1
+        if self.stopping:
+            return self._reject(bot, asset_no, oid, seq, RejectReason.SHUTTING_DOWN, "the daemon is shutting down")
+        if asset_no == ALL_ASSETS and kind == RequestKind.CANCEL_ALL:
+            for o in list(bot.orders.values()):
+                self._cancel_quietly(bot, o)
+            return
+        if asset_no >= len(bot.assets):
+            return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ASSET,
+                                f"asset_no {asset_no}: this bot registered {len(bot.assets)} asset(s)")
+        a = bot.assets[asset_no]
+        if kind == RequestKind.SUBMIT:
+            self._submit(bot, a, asset_no, oid, price, qty, side, tif, otype, seq, now)
+        elif kind == RequestKind.CANCEL:
+            o = bot.orders.get(oid)
+            if o is None:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ORDER, f"no live order {oid}")
+            if o.asset_no != asset_no:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ORDER,
+                                    f"order {oid} is on asset {o.asset_no}, not {asset_no}", o.status)
+            if o.pending != _P_NONE:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
+                                    f"order {oid} has a request in flight", o.status)
+            try:
+                verdict = self.check(self._order_check(bot, asset_no, kind, oid, 0, 0.0, 0.0, 0, 0, now)) if self.check else None
+            except Exception:
+                log.exception("pre-trade check raised on a cancel; the cancel goes out anyway")
+                verdict = None
+            if verdict is not None:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, o.status,
+                                    name=verdict.name)
+            o.pending = _P_CANCEL
+            o.seq = seq
+            a.session.cancel(o.client_id, a.symbol)
+        elif kind == RequestKind.MODIFY:
+            o = bot.orders.get(oid)
+            if o is None or o.asset_no != asset_no:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ORDER, f"no live order {oid}")
+            if o.pending != _P_NONE:
+                return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
+                                    f"order {oid} has a request in flight", o.status)
+            bad = self._bad_price_qty(a, price, qty, int(OrdType.LIMIT))
+            if bad is not None:
+                return self._reject(bot, asset_no, oid, seq, bad[0], bad[1], o.status)
+            if not self._allowed(bot, a, asset_no, kind, oid, o.side, price, qty, 0, 0, seq, now, o.status):
+                return
+            o.pending = _P_MODIFY
+            o.seq = seq
+            a.session.modify(o.client_id, a.symbol, price, qty)
+        elif kind == RequestKind.CANCEL_ALL:
+            for o in list(bot.orders.values()):
+                if o.asset_no == asset_no:
+                    self._cancel_quietly(bot, o)
+        else:
+            self._reject(bot, asset_no, oid, seq, RejectReason.MALFORMED, f"unknown request kind {kind}")
+
+    def _submit(self, bot, a: _Asset, asset_no, oid, price, qty, side, tif, otype, seq, now) -> None:
+        if side not in _SIDES or tif not in _TIFS or otype not in _TYPES:
+            return self._reject(bot, asset_no, oid, seq, RejectReason.MALFORMED,
+                                f"side {side}, time_in_force {tif}, order_type {otype}: not all valid")
+        bad = self._bad_price_qty(a, price, qty, otype)
+        if bad is not None:
+            return self._reject(bot, asset_no, oid, seq, bad[0], bad[1])
+        if oid in bot.orders:
+            return self._reject(bot, asset_no, oid, seq, RejectReason.DUPLICATE_ORDER_ID,
+                                f"order id {oid} is live ({bot.orders[oid].client_id})", int(Status.REJECTED))
+        if not a.session.is_up():
+            return self._reject(bot, asset_no, oid, seq, RejectReason.VENUE_DOWN, f"{a.venue} is not connected")
+        if not self._allowed(bot, a, asset_no, RequestKind.SUBMIT, oid, side, price, qty, tif, otype, seq, now,
+                             int(Status.REJECTED)):
+            return
+        ref = self.orderids.new(bot.name, asset_no, oid, a.venue, a.symbol)
+        o = LiveOrder(ref.client_id, asset_no, oid, side, price, qty, qty, int(Status.NONE), _P_SUBMIT, seq=seq)
+        bot.orders[oid] = o
+        self.by_client[ref.client_id] = (bot, o)
+        a.session.submit(OrderIntent(ref.client_id, a.symbol, Side(side), price, qty, TimeInForce(tif),
+                                     OrdType(otype), now))
+
+    @staticmethod
+    def _bad_price_qty(a: _Asset, price: float, qty: float, otype: int):
+        if not (qty > 0.0) or math.isinf(qty):  # also NaN
+            return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
+        if otype == OrdType.LIMIT or price == price and price != 0.0:
+            if not (price > 0.0) or math.isinf(price):
+                return RejectReason.MALFORMED, f"price {price} must be finite and > 0"
+            t = price / a.tick
+            if abs(t - round(t)) > _TOL:
+                return RejectReason.PRICE_OFF_TICK, f"price {price!r} is not a multiple of the tick {a.tick!r}"
+        q = qty / a.lot
+        if abs(q - round(q)) > _TOL:
+            return RejectReason.QTY_OFF_LOT, f"quantity {qty!r} is not a multiple of the lot {a.lot!r}"
+        if qty < a.min_qty * (1 - 1e-9):
+            return RejectReason.QTY_BELOW_MIN, f"quantity {qty!r} is below the minimum {a.min_qty!r}"
+        if a.min_notional and otype == OrdType.LIMIT and price * qty < a.min_notional * (1 - 1e-9):
+            return RejectReason.QTY_BELOW_MIN, f"notional {price * qty!r} is below the minimum {a.min_notional!r}"
+        return None
+
+    def _order_check(self, bot, asset_no, kind, oid, side, price, qty, tif, otype, now) -> OrderCheck:
+        a = bot.assets[asset_no]
+        n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
+        bid, ask = self.touch(a.venue, a.symbol) if self.touch else (math.nan, math.nan)
+        return OrderCheck(bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
+                          bot.positions[asset_no][0], n_open, bid, ask, now)
+
+    def _allowed(self, bot, a, asset_no, kind, oid, side, price, qty, tif, otype, seq, now, status) -> bool:
+        if self.check is None:
+            return True
+        try:
+            verdict = self.check(self._order_check(bot, asset_no, kind, oid, side, price, qty, tif, otype, now))
+        except Exception as exc:
+            log.exception("pre-trade check raised; refusing (fail closed)")
+            self._reject(bot, asset_no, oid, seq, RejectReason.RISK,
+                         f"the pre-trade check failed ({type(exc).__name__}); refused", status, name="check_failed")
+            return False
+        if verdict is None:
+            return True
+        self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, status, name=verdict.name)
+        return False
+
+    # -- responses -------------------------------------------------------------------------
+    def _send(self, bot: BotSession, rec: bytes) -> None:
+        if not bot.alive:
+            return
+        if bot.backlog and not self._flush(bot):
+            bot.backlog.append(rec)
+        elif not bot.responses.write_one(rec):
+            bot.backlog.append(rec)
+        if len(bot.backlog) > _BACKLOG_LIMIT:
+            log.error("bot %s does not read its responses (%d queued); treating it as dead", bot.name,
+                      len(bot.backlog))
+            bot.backlog.clear()
+            self.bot_gone(bot.name, "response channel full")
+
+    def _flush(self, bot: BotSession) -> bool:
+        """Move queued responses into the channel; True when the backlog is empty."""
+        w = bot.responses
+        i = 0
+        for i, rec in enumerate(bot.backlog):
+            if not w.write_one(rec):
+                del bot.backlog[:i]
+                return False
+        bot.backlog.clear()
+        return True
+
+    def flush_backlogs(self) -> None:
+        """Called periodically by the control server: responses held back by a full channel."""
+        for bot in list(self.bots.values()):
+            if bot.backlog:
+                self._flush(bot)
+
+    def _reject(self, bot, asset_no, oid, seq, reason: int, text: str, status: int = int(Status.REJECTED),
+                *, name: str = "", code: int = 0) -> None:
+        bot.n_rejects += 1
+        reason = RejectReason(reason)
+        self._send(bot, RESP.pack(ResponseKind.REJECT, asset_no & 0xFFFFFFFF, oid, 0.0, 0.0, float(seq), status,
+                                  int(reason), 0, 0, code, 0, time.time_ns()))
+        if bot.push is not None:
+            bot.push({"type": "reject", "order_id": oid, "seq": seq, "reason": int(reason),
+                      "name": name or reason.name.lower(), "code": code, "text": text})
+
+    def _order_resp(self, bot, o: LiveOrder, ev: ExecEvent) -> None:
+        self._send(bot, RESP.pack(ResponseKind.ORDER, o.asset_no, o.order_id, o.price, o.qty, o.leaves, o.status,
+                                  0, o.side, 0, 0, ev.exch_ts_ns, ev.local_ts_ns or time.time_ns()))
+
+    # -- ExecSink --------------------------------------------------------------------------
+    def on_exec(self, ev: ExecEvent) -> None:
+        hit = self.by_client.get(ev.client_id)
+        if hit is None:
+            log.debug("event for client id %s that no bot owns: %s", ev.client_id, ev.kind.name)
+            return
+        bot, o = hit
+        k = ev.kind
+        if ev.side:
+            o.side = int(ev.side)
+        if k == ExecKind.ACCEPTED:
+            if ev.price:
+                o.price = ev.price
+            o.status = int(Status.NEW)
+            if o.pending == _P_SUBMIT:
+                o.pending = _P_NONE
+            self._order_resp(bot, o, ev)
+            if o.cancel_after_ack or not bot.alive and self.policy == "cancel" or self.stopping:
+                o.cancel_after_ack = False
+                self._cancel_quietly(bot, o)
+        elif k == ExecKind.FILL:
+            o.leaves = ev.leaves_qty
+            o.status = int(Status.FILLED if ev.leaves_qty <= 0 else Status.PARTIALLY_FILLED)
+            bot.n_fills += 1
+            pos = bot.positions[o.asset_no]
+            self._apply_fill(pos, o.side, ev.last_px, ev.last_qty)
+            self._send(bot, RESP.pack(ResponseKind.FILL, o.asset_no, o.order_id, ev.last_px, ev.last_qty, o.leaves,
+                                      o.status, 0, o.side, 1 if ev.maker else 0, 0, ev.exch_ts_ns,
+                                      ev.local_ts_ns or time.time_ns()))
+            self._send(bot, RESP.pack(ResponseKind.POSITION, o.asset_no, 0, pos[1], pos[0], 0.0, 0, 0, 0, 0, 0,
+                                      ev.exch_ts_ns, ev.local_ts_ns or time.time_ns()))
+            if o.leaves <= 0:
+                self._terminal(bot, o)
+        elif k == ExecKind.MODIFIED:
+            o.price, o.qty, o.leaves = ev.price, ev.qty, ev.leaves_qty
+            o.status = int(ev.status)
+            if o.pending == _P_MODIFY:
+                o.pending = _P_NONE
+            self._order_resp(bot, o, ev)
+        elif k in (ExecKind.CANCELED, ExecKind.EXPIRED):
+            o.status = int(Status.CANCELED if k == ExecKind.CANCELED else Status.EXPIRED)
+            o.leaves = ev.leaves_qty
+            self._order_resp(bot, o, ev)
+            self._terminal(bot, o)
+        elif k == ExecKind.REJECTED:
+            o.status = int(Status.REJECTED)
+            reason = ev.reason if ev.reason != RejectReason.NONE else RejectReason.VENUE
+            self._reject(bot, o.asset_no, o.order_id, o.seq, reason, ev.text or reason.name.lower(),
+                         int(Status.REJECTED), name=bot.assets[o.asset_no].venue, code=ev.code)
+            self._terminal(bot, o)
+        elif k in (ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED):
+            o.pending = _P_NONE
+            self._reject(bot, o.asset_no, o.order_id, o.seq, RejectReason.VENUE, ev.text or k.name.lower(),
+                         o.status, name=bot.assets[o.asset_no].venue, code=ev.code)
+
+    @staticmethod
+    def _apply_fill(pos: list, side: int, px: float, qty: float) -> None:
+        q0, e0 = pos
+        dq = side * qty
+        q1 = q0 + dq
+        if q0 == 0 or (q0 > 0) == (dq > 0):
+            pos[1] = (e0 * abs(q0) + px * qty) / abs(q1) if q1 else 0.0
+        elif (q1 > 0) != (q0 > 0) and q1 != 0:
+            pos[1] = px  # flipped through zero
+        elif q1 == 0:
+            pos[1] = 0.0
+        pos[0] = q1
+
+    def _terminal(self, bot: BotSession, o: LiveOrder) -> None:
+        if bot.orders.get(o.order_id) is o:
+            del bot.orders[o.order_id]
+        self.by_client.pop(o.client_id, None)
+        self.orderids.done(o.client_id)
+
+    def on_account(self, ev: AccountEvent) -> None:
+        """Balances go to every bot trading on an account; the account's position is the sum over
+        bots (and manual orders), so each bot gets its own position from its fills instead."""
+        if ev.symbol:
+            return
+        now = time.time_ns()
+        for bot in list(self.bots.values()):
+            for i, a in enumerate(bot.assets):
+                self._send(bot, RESP.pack(ResponseKind.BALANCE, i, 0, 0.0, ev.balance, 0.0, 0, 0, 0, 0, 0,
+                                          ev.exch_ts_ns, now))
+                break
+
+    def on_venue_state(self, venue: str, ev: VenueStateEvent) -> None:
+        now = time.time_ns()
+        log.info("venue %s: %s %s", venue, VenueState(ev.state).name, ev.detail)
+        for bot in list(self.bots.values()):
+            for i, a in enumerate(bot.assets):
+                if a.venue == venue:
+                    self._send(bot, RESP.pack(ResponseKind.VENUE, i, 0, 0.0, 0.0, 0.0, int(ev.state), 0, 0, 0, 0,
+                                              ev.until_ns, now))
+
+    # -- listing ---------------------------------------------------------------------------
+    def bot_table(self) -> list[dict]:
+        now = time.monotonic_ns()
+        return [
+            {"name": b.name, "pid": b.pid, "uid": b.uid,
+             "assets": [f"{a.venue}:{a.symbol}" for a in b.assets],
+             "open_orders": len(b.orders), "requests": b.n_requests, "rejects": b.n_rejects, "fills": b.n_fills,
+             "positions": [p[0] for p in b.positions], "connected_s": (now - b.connected_ns) / 1e9,
+             "backlog": len(b.backlog), "state": "live" if b.alive else "gone"}
+            for b in self.bots.values()
+        ]
