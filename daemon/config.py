@@ -31,6 +31,8 @@ from daemon import ConfigError
 from daemon.control_config import ControlConfig
 from daemon.execution.config import ExecConfig
 from daemon.venues import VENUES
+from plugins import PluginConfigError
+from plugins.config import PluginsConfig
 
 __all__ = ["VenueConfig", "DaemonConfig", "load_config", "BINANCE_ROUTES"]
 
@@ -160,14 +162,16 @@ class DaemonConfig:
     log_level: str = "INFO"
     #: the bots' control socket, order channels and router (``daemon.control_config``)
     control: ControlConfig = field(default_factory=ControlConfig)
+    #: ``[plugins]``: which plugins load and their settings (``plugins.config``)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "config") -> "DaemonConfig":
         if not isinstance(mapping, Mapping):
             raise ConfigError(f"{where}: expected a table")
         for key in mapping:
-            if key not in ("daemon", "venue", "control"):
-                raise ConfigError(f"{where}: unknown top-level key {key!r} (known: control, daemon, venue)")
+            if key not in ("daemon", "venue", "control", "plugins"):
+                raise ConfigError(f"{where}: unknown top-level key {key!r} (known: control, daemon, plugins, venue)")
         daemon = mapping.get("daemon", {})
         if not isinstance(daemon, Mapping):
             raise ConfigError(f"{where}: [daemon] must be a table")
@@ -188,6 +192,11 @@ class DaemonConfig:
                 kwargs[key] = _typed(daemon[key], kind, key, f"{where} [daemon]")
         if "control" in mapping:
             kwargs["control"] = ControlConfig.from_mapping(mapping["control"], f"{where} [control]")
+        if "plugins" in mapping:
+            try:
+                kwargs["plugins"] = PluginsConfig.from_mapping(mapping["plugins"])
+            except PluginConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
         return cls(venues=venues, **kwargs)
 
 
