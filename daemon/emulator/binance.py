@@ -85,7 +85,11 @@ class BinanceEmulator(EmulatorBase):
     def __init__(self, symbols=("BTCUSDT",), *, seed: int = 1, synth: SynthConfig | None = None,
                  routes=BINANCE_ROUTES, keep_history: bool = True, weight_limit_per_min: int = 2400,
                  inbound_msgs_per_s: int = 10, trades: bool = True, book_ticker: bool = True,
-                 **kwargs: Any) -> None:
+                 trading: bool = True, credentials: dict[str, str] | None = None, account=None,
+                 trading_options: dict | None = None, **kwargs: Any) -> None:
+        """``trading``: mount the order-entry side (``binance_trade``) with ``credentials``
+        (api key -> secret; None: the demo pair of ``matching.DEFAULT_CREDENTIALS``), ``account``
+        (``matching.AccountConfig``) and ``trading_options`` (``BinanceTrading`` keywords)."""
         super().__init__(**kwargs)
         self.routes = MappingProxyType(dict(routes))
         self.synth = synth or SynthConfig()
@@ -115,6 +119,10 @@ class BinanceEmulator(EmulatorBase):
         r.add_get("/stream", self._ws_handler("", True))
         r.add_get("/ws", self._ws_handler("", False))
         r.add_get("/ws/{streams:.*}", self._ws_handler("", False))
+        if trading:
+            from daemon.emulator.binance_trade import BinanceTrading
+
+            self.trading = BinanceTrading(self, credentials=credentials, account=account, **(trading_options or {}))
 
     # -- REST -----------------------------------------------------------------------------------
     def _used_weight(self, add: int) -> int:
@@ -133,21 +141,40 @@ class BinanceEmulator(EmulatorBase):
         return self._json({}, used=self._used_weight(1))
 
     async def _time(self, request):
-        return self._json({"serverTime": time.time_ns() // 1_000_000}, used=self._used_weight(1))
+        return self._json({"serverTime": self.now_ms()}, used=self._used_weight(1))
 
     async def _exchange_info(self, request):
         tick = f"{self.synth.tick:.{self._decimals}f}"
+        orders_10s = self.trading.orders_per_10s if self.trading is not None else 300
+        orders_1m = self.trading.orders_per_min if self.trading is not None else 1200
         return self._json({
-            "timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+            "timezone": "UTC", "serverTime": self.now_ms(), "futuresType": "U_MARGINED",
             "rateLimits": [
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                  "limit": self.weight_limit_per_min},
-                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": orders_1m},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": orders_10s},
             ],
-            "symbols": [{"symbol": s, "status": "TRADING", "contractType": "PERPETUAL", "filters": [
-                {"filterType": "PRICE_FILTER", "tickSize": tick},
-                {"filterType": "LOT_SIZE", "stepSize": "0.001"},
-                {"filterType": "MIN_NOTIONAL", "notional": "5"}]} for s in self.symbols],
+            "exchangeFilters": [],
+            "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "0"}],
+            "symbols": [{
+                "symbol": s, "pair": s, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": s[:-4] if s.endswith("USDT") else s,
+                "quoteAsset": "USDT", "marginAsset": "USDT", "pricePrecision": self._decimals,
+                "quantityPrecision": 3, "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
+                "underlyingSubType": [], "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012500",
+                "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "tickSize": tick, "minPrice": tick, "maxPrice": "10000000"},
+                    {"filterType": "LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "1000"},
+                    {"filterType": "MARKET_LOT_SIZE", "stepSize": "0.001", "minQty": "0.001", "maxQty": "120"},
+                    {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                    {"filterType": "MIN_NOTIONAL", "notional": "5"},
+                    {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
+                     "multiplierDecimal": "4"}],
+                "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                               "TRAILING_STOP_MARKET"],
+                "timeInForce": ["GTC", "IOC", "FOK", "GTX"]} for s in self.symbols],
         }, used=self._used_weight(1))
 
     async def _depth(self, request: web.Request):
@@ -226,6 +253,8 @@ class BinanceEmulator(EmulatorBase):
             streams = request.query.get("streams") or request.match_info.get("streams")
             if streams:
                 self._subscribe(client, streams.split("/"))
+            if self.trading is not None:
+                self.trading.attach(client, request, streams.split("/") if streams else [])
             await self.serve(client, self._on_text)
             return resp
         return handler
@@ -235,6 +264,8 @@ class BinanceEmulator(EmulatorBase):
             sym, _, _ = stream.partition("@")
             cls = _stream_class(stream)
             client.feeds[(sym.upper(), cls)] = stream
+        if self.trading is not None:
+            self.trading.subscribe(client, streams)
 
     def _delivers(self, client: Client, cls: str) -> bool:
         route = self.routes.get(cls, "/public")
@@ -371,6 +402,7 @@ class BinanceEmulator(EmulatorBase):
                     await self._broadcast(sym.name, "depth", frame)
         book = sym.book
         now_ms = time.time_ns() // 1_000_000
+        trade = None
         if self.trades:
             trade = book.trade()
             if trade is not None:
@@ -388,6 +420,8 @@ class BinanceEmulator(EmulatorBase):
                     f'"b":"{bb * self.synth.tick:.{d}f}","B":"{book.bids[bb]:.3f}",'
                     f'"a":"{ba * self.synth.tick:.{d}f}","A":"{book.asks[ba]:.3f}"}}')
             await self._broadcast(sym.name, "bookTicker", data)
+        if self.trading is not None:
+            await self.trading.after_step(sym.name, trade)
 
     def prebuild_depth(self, symbol: str, count: int) -> list[str]:
         """Advance the truth by ``count`` messages without sending them; returns their data JSON.

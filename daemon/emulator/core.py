@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from daemon.emulator import EmulatorError
 
-__all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS"]
+__all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS", "ORDER_FAULTS", "TradeFaults"]
 
 log = logging.getLogger("hftd.emulator")
 
@@ -33,6 +33,38 @@ CONNECTION_FAULTS = {
     "ignore_ping": {"count"},         # next connections never answer the client's pings
     "max_age": {"seconds"},           # the venue cuts connections older than this
 }
+
+#: order-entry faults of both venues' trading side (``binance_trade``/``bybit_trade`` act on them)
+ORDER_FAULTS = {
+    "order_status": {"status", "placed", "count", "retry_after_s"},  # next order requests: HTTP 429/418/5xx,
+                                                                      # placed=True: processed first
+    "order_reject": {"code", "count"},      # next order requests refused with this venue code
+    "clock_skew": {"offset_ms"},            # the server clock runs this far ahead (negative: behind)
+    "drop_reply": {"action", "count", "delay_s"},  # processed, then the reply is lost: reset | timeout
+    "reply_after_event": {"count", "delay_s"},     # user-stream events first, the reply delay_s later
+    "drop_user_event": {"count"},           # next order events never reach the user stream
+    "duplicate_user_event": {"count"},      # next order events sent twice
+    "cancel_fill_race": {"count"},          # next cancels find the order just filled
+}
+
+
+class TradeFaults:
+    """Queued order-entry faults: ``take(kind)`` pops the next one's parameters (None if none)."""
+
+    def __init__(self) -> None:
+        self.queued: dict[str, deque[dict]] = {}
+
+    def add(self, kind: str, count: int = 1, **params: Any) -> None:
+        if int(count) < 1:
+            raise EmulatorError(f"fault {kind!r}: parameter 'count' must be >= 1, got {count}")
+        self.queued.setdefault(kind, deque()).extend(dict(params) for _ in range(int(count)))
+
+    def take(self, kind: str) -> dict | None:
+        q = self.queued.get(kind)
+        return q.popleft() if q else None
+
+    def pending(self) -> dict[str, int]:
+        return {k: len(q) for k, q in self.queued.items() if q}
 
 
 class Client:
@@ -83,6 +115,10 @@ class EmulatorBase:
         self._ignore_ping = 0
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task] = set()
+        #: the trading side (``binance_trade``/``bybit_trade``), mounted by the venue's constructor
+        self.trading = None
+        #: server clock offset (fault ``clock_skew``): what ``now_ms`` and the time endpoints report
+        self.clock_offset_ms = 0
         self.app = web.Application()
         self.app.router.add_post("/__emu__/fault", self._http_fault)
         self.app.router.add_get("/__emu__/state", self._http_state)
@@ -100,12 +136,18 @@ class EmulatorBase:
         return self
 
     async def stop(self) -> None:
+        if self.trading is not None:
+            await self.trading.close()
         for task in list(self._tasks):
             task.cancel()
         for c in list(self.clients):
             await c.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def now_ms(self) -> int:
+        """The server's clock in ms (wall clock + ``clock_offset_ms``)."""
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
     @property
     def rest_url(self) -> str:
@@ -181,12 +223,17 @@ class EmulatorBase:
 
     def inject(self, kind: str, **params: Any) -> None:
         """Queue or apply a fault now; raises EmulatorError naming a bad kind or parameter."""
-        table = {**CONNECTION_FAULTS, **self.market_faults()}
+        trade = self.trading.faults() if self.trading is not None else {}
+        table = {**CONNECTION_FAULTS, **self.market_faults(), **trade}
         if kind not in table:
             raise EmulatorError(f"unknown fault {kind!r} (known: {', '.join(sorted(table))})")
         for key in params:
             if key not in table[kind]:
                 raise EmulatorError(f"fault {kind!r}: unknown parameter {key!r} (known: {sorted(table[kind])})")
+        if kind in trade:
+            self.trading.fault(kind, **params)  # raises naming a bad value before it is counted
+            self.injected[kind] += 1
+            return
         self.injected[kind] += 1
         if kind in CONNECTION_FAULTS:
             self._connection_fault(kind, **params)

@@ -1,0 +1,719 @@
+"""Binance USD-M trading side of the emulator: signed ``/fapi`` order REST, the ``/ws-fapi/v1``
+websocket API, listen keys and the user data stream, on the ``BinanceEmulator``'s app and port.
+
+Every operation runs once, in ``_run``, whichever way it came (REST or websocket API), so both
+channels share validation, rate limits and faults.  Signatures are verified with ``daemon.signing``
+(REST: the raw query string without ``signature`` + the raw body; WS API: sorted parameters).
+
+User data: a listen key (``POST /fapi/v1/listenKey``, one per API key, 60 min, extended by PUT)
+opens ``/private/ws?listenKey=K&events=E1/E2``, ``/private/ws/K``, ``/private/stream?listenKey=K``
+or ``?streams=K`` (combined envelope ``{"stream": K, "data": ...}``), a later ``SUBSCRIBE [K]``
+on a ``/private`` connection, and the legacy ``/ws/K``.  Without ``events=`` every event type is sent.
+
+Rate limits: IP weight per minute (``X-MBX-USED-WEIGHT-1M`` on every reply; over the limit 429
+``-1003`` with ``Retry-After``; any request during that wait is 418 and bans for ``ban_s``); order
+counts per 10 s and per minute (``X-MBX-ORDER-COUNT-10S``/``-1M``; over: 429 ``-1015``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import deque
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from daemon.emulator import EmulatorError
+from daemon.emulator.core import ORDER_FAULTS, Client
+from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, Order, OrderEvent, Reject, Rules, TradingSide
+from daemon.signing import binance_rest_payload, binance_ws_payload, hmac_sha256_hex, signatures_equal
+
+__all__ = ["BinanceTrading", "BINANCE_TRADE_FAULTS"]
+
+BINANCE_TRADE_FAULTS = {**ORDER_FAULTS, "listen_key_expired": set()}
+
+_CONDITIONAL = {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
+_ORDER_OPS = {"place", "modify", "cancel", "cancel_all"}
+#: venue-neutral refusal -> (HTTP status, code, message)
+_REJECTS = {
+    "unknown_symbol": (400, -1121, "Invalid symbol."),
+    "min_notional": (400, -4164, "Order's notional must be no smaller than 5 (unless you choose reduce only)."),
+    "reduce_only": (400, -2022, "ReduceOnly Order is rejected."),
+    "too_many_orders": (400, -2025, "Reach max open order limit."),
+    "margin": (400, -2019, "Margin is insufficient."),
+    "would_take": (400, -5022, "Due to the order could not be executed as maker, the Post Only order will be "
+                               "rejected. The order will not be recorded in the order history"),
+    "fok": (400, -5021, "Due to the order could not be filled immediately, the FOK order has been rejected. "
+                        "The order will not be recorded in the order history"),
+    "duplicate_client_id": (400, -4116, "ClientOrderId is duplicated."),
+    "unknown_order": (400, -2011, "Unknown order sent."),
+    "bad_qty": (400, -4003, "Quantity less than or equal to zero."),
+    "bad_price": (400, -4001, "Price less than 0."),
+    "min_qty": (400, -4003, "Quantity less than or equal to zero."),
+    "no_book": (400, -1000, "An unknown error occurred while processing the request."),
+}
+#: codes the fault ``order_reject`` may inject -> (HTTP status, message)
+_CODES = {
+    -2019: (400, "Margin is insufficient."), -5022: (400, _REJECTS["would_take"][2]),
+    -4120: (400, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."),
+    -2011: (400, "Unknown order sent."), -1015: (429, "Too many new orders; current limit is 300 orders per TEN_SECONDS."),
+    -5021: (400, _REJECTS["fok"][2]), -4164: (400, _REJECTS["min_notional"][2]), -1008: (503, "Server is currently "
+    "overloaded with other requests. Please try again in a few minutes."), -2022: (400, _REJECTS["reduce_only"][2]),
+}
+_STATUS_MSG = {429: (-1003, "Too many requests; please use the websocket for live updates to avoid polling the API."),
+               418: (-1003, "Way too many requests; IP banned until {until}. Please use the websocket for live "
+                            "updates to avoid bans."),
+               500: (-1000, "An unknown error occurred while processing the request."),
+               502: (-1000, "An unknown error occurred while processing the request."),
+               503: (-1000, "Unknown error, please check your request or try again later."),
+               504: (-1007, "Timeout waiting for response from backend server. Send status unknown; execution "
+                            "status unknown.")}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: int, msg: str, headers: dict | None = None) -> None:
+        super().__init__(code, msg)
+        self.status, self.code, self.msg, self.headers = status, code, msg, headers or {}
+
+
+class _Lost(Exception):
+    """The reply is lost on purpose (fault ``drop_reply``: the connection was reset)."""
+
+
+def _missing(name: str) -> ApiError:
+    return ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+class BinanceTrading(TradingSide):
+    FAULTS = BINANCE_TRADE_FAULTS
+
+    def __init__(self, emu, *, credentials: Mapping[str, str] | None = None, account: AccountConfig | None = None,
+                 orders_per_10s: int = 300, orders_per_min: int = 1200, ban_s: float = 120.0,
+                 listen_key_ttl_s: float = 3600.0) -> None:
+        tick = emu.synth.tick
+        super().__init__(emu, credentials, account, {s: Rules(tick=tick) for s in emu.symbols})
+        self.orders_per_10s = orders_per_10s
+        self.orders_per_min = orders_per_min
+        self.ban_s = ban_s
+        self.listen_key_ttl_s = listen_key_ttl_s
+        self._orders_sent: deque[float] = deque()
+        self._wait_until = 0.0      # after a 429: until the weight window frees up
+        self._banned_until = 0.0    # after a request during that wait: 418
+        self.listen_keys: dict[str, tuple[str, float]] = {}   # key -> (api key, expires monotonic)
+        self.user_clients: dict[Client, tuple[str, frozenset[str] | None]] = {}
+        self.countdowns: dict[str, tuple[float, int]] = {}   # symbol -> (deadline monotonic, ms)
+        self._countdown_task: asyncio.Task | None = None
+        self.dms_fired = 0
+        self._depth_out: list[tuple[str, str]] = []
+        r = emu.app.router
+        for method, path, op, weight, security in (
+            ("POST", "/fapi/v1/order", "place", 0, "signed"), ("PUT", "/fapi/v1/order", "modify", 1, "signed"),
+            ("DELETE", "/fapi/v1/order", "cancel", 1, "signed"), ("GET", "/fapi/v1/order", "query", 1, "signed"),
+            ("DELETE", "/fapi/v1/allOpenOrders", "cancel_all", 1, "signed"),
+            ("GET", "/fapi/v1/openOrders", "open_orders", 1, "signed"),
+            ("GET", "/fapi/v2/positionRisk", "positions", 5, "signed"),
+            ("GET", "/fapi/v3/positionRisk", "positions", 5, "signed"),
+            ("GET", "/fapi/v2/balance", "balance", 5, "signed"), ("GET", "/fapi/v3/balance", "balance", 5, "signed"),
+            ("GET", "/fapi/v2/account", "account", 5, "signed"), ("GET", "/fapi/v3/account", "account", 5, "signed"),
+            ("POST", "/fapi/v1/countdownCancelAll", "countdown", 10, "signed"),
+            ("POST", "/fapi/v1/listenKey", "listen_key_new", 1, "key"),
+            ("PUT", "/fapi/v1/listenKey", "listen_key_keep", 1, "key"),
+            ("DELETE", "/fapi/v1/listenKey", "listen_key_close", 1, "key"),
+        ):
+            r.add_route(method, path, self._rest(op, weight, security))
+        if "/private" not in set(emu.routes.values()):
+            r.add_get("/private/stream", emu._ws_handler("/private", True))
+            r.add_get("/private/ws", emu._ws_handler("/private", False))
+            r.add_get("/private/ws/{streams:.*}", emu._ws_handler("/private", False))
+        r.add_get("/ws-fapi/v1", self._ws_api)
+
+    def _book_of(self, symbol: str):
+        sym = self.emu.symbols.get(symbol)
+        return None if sym is None else sym.book
+
+    # -- limits ---------------------------------------------------------------------------------
+    def _limits(self, weight: int) -> int:
+        """Count ``weight``; 429 over the limit, 418 for a request while told to wait.  Returns the
+        minute's used weight."""
+        now = time.monotonic()
+        if now < self._banned_until:
+            until = int((time.time() + self._banned_until - now) * 1000)
+            raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=until),
+                           {"Retry-After": str(int(self._banned_until - now) + 1)})
+        if now < self._wait_until:
+            self._banned_until = now + self.ban_s
+            raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=int((time.time() + self.ban_s) * 1000)),
+                           {"Retry-After": str(int(self.ban_s))})
+        used = self.emu._used_weight(weight)
+        if used > self.emu.weight_limit_per_min:
+            oldest = self.emu._weight[0][0] if self.emu._weight else now
+            wait = max(1.0, 60.0 - (now - oldest))
+            self._wait_until = now + wait
+            raise ApiError(429, -1003, f"Too many requests; current limit of IP is {self.emu.weight_limit_per_min}"
+                           " requests per minute.", {"Retry-After": str(int(wait) + 1)})
+        return used
+
+    def _order_counts(self, add: bool) -> tuple[int, int]:
+        now = time.monotonic()
+        while self._orders_sent and now - self._orders_sent[0] >= 60.0:
+            self._orders_sent.popleft()
+        if add:
+            n10 = sum(1 for t in self._orders_sent if now - t < 10.0)
+            if n10 >= self.orders_per_10s or len(self._orders_sent) >= self.orders_per_min:
+                per = "TEN_SECONDS" if n10 >= self.orders_per_10s else "MINUTE"
+                limit = self.orders_per_10s if per == "TEN_SECONDS" else self.orders_per_min
+                raise ApiError(429, -1015, f"Too many new orders; current limit is {limit} orders per {per}.")
+            self._orders_sent.append(now)
+        return sum(1 for t in self._orders_sent if now - t < 10.0), len(self._orders_sent)
+
+    def _rate_limits(self) -> list[dict]:
+        n10, n1m = self._order_counts(False)
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.emu.weight_limit_per_min, "count": self.emu._used_weight(0)},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self.orders_per_10s,
+                 "count": n10},
+                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": self.orders_per_min,
+                 "count": n1m}]
+
+    # -- authentication -------------------------------------------------------------------------
+    def _check_time(self, params: Mapping[str, Any]) -> None:
+        try:
+            ts = int(params["timestamp"])
+        except (KeyError, ValueError, TypeError):
+            raise _missing("timestamp") from None
+        try:
+            window = int(params.get("recvWindow", 5000))
+        except (ValueError, TypeError):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.") from None
+        if not 0 < window <= 60_000:
+            raise ApiError(400, -1131, "recvWindow must be less than 60000")
+        server = self.emu.now_ms()
+        if ts >= server + 1000:
+            raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server - ts > window:
+            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+    def _secret(self, api_key: str | None) -> str:
+        if not api_key:
+            raise ApiError(401, -2014, "API-key format invalid.")
+        secret = self.credentials.get(api_key)
+        if secret is None:
+            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        return secret
+
+    def _auth_rest(self, request: web.Request, body: bytes, security: str) -> tuple[dict, str]:
+        api_key = request.headers.get("X-MBX-APIKEY")
+        secret = self._secret(api_key)
+        query = request.rel_url.raw_query_string
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
+        params = dict(parse_qsl(text, keep_blank_values=True))
+        params.update(parse_qsl(query, keep_blank_values=True))   # "if a param is in both, the query wins"
+        if security != "signed":
+            return params, api_key
+        sig = params.pop("signature", None)
+        if not sig:
+            raise _missing("signature")
+        self._check_time(params)
+        strip = lambda s: "&".join(p for p in s.split("&") if not p.startswith("signature="))  # noqa: E731
+        payload = binance_rest_payload(strip(query), strip(text))
+        if not signatures_equal(hmac_sha256_hex(secret, payload), sig):
+            raise ApiError(400, -1022, "Signature for this request is not valid.")
+        return params, api_key
+
+    # -- REST -----------------------------------------------------------------------------------
+    def _rest(self, op: str, weight: int, security: str):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            headers: dict[str, str] = {}
+            try:
+                used = self._limits(weight)
+                headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+                params, api_key = self._auth_rest(request, body, security)
+                result = await self._run(op, params, api_key, request.transport.abort, headers)
+                return web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
+            except ApiError as e:
+                headers.setdefault("X-MBX-USED-WEIGHT-1M", str(self.emu._used_weight(0)))
+                headers.update(e.headers)
+                return web.Response(body=orjson.dumps({"code": e.code, "msg": e.msg}), status=e.status,
+                                    content_type="application/json", headers=headers)
+            except _Lost:
+                return web.Response(status=500)  # the transport is aborted: nothing reaches the client
+        return handler
+
+    # -- the websocket API ----------------------------------------------------------------------
+    _WS_METHODS = {"order.place": ("place", 0), "order.modify": ("modify", 1), "order.cancel": ("cancel", 1),
+                   "order.status": ("query", 1), "account.position": ("positions", 5),
+                   "v2/account.position": ("positions", 5), "account.balance": ("balance", 5),
+                   "v2/account.balance": ("balance", 5), "account.status": ("account", 5),
+                   "v2/account.status": ("account", 5), "userDataStream.start": ("listen_key_new", 1),
+                   "userDataStream.ping": ("listen_key_keep", 1), "userDataStream.stop": ("listen_key_close", 1)}
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        client, resp = await self.emu.accept(request, "/ws-fapi/v1")
+        if client is None:
+            return resp
+        client.connected_ms = self.emu.now_ms()
+        client.rate_limits = request.query.get("returnRateLimits", "true") != "false"
+        self.emu._used_weight(5)  # the handshake costs 5
+        try:
+            async for msg in client.ws:
+                if msg.type == WSMsgType.TEXT:
+                    # requests run concurrently, as on the venue: a delayed reply does not hold the next
+                    self.emu._spawn(self._ws_request(client, msg.data))
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if client in self.emu.clients:
+                self.emu.clients.remove(client)
+        return resp
+
+    async def _ws_request(self, client: Client, text: str) -> None:
+        try:
+            req = orjson.loads(text)
+            rid, method = req.get("id"), req["method"]
+            params = dict(req.get("params") or {})
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
+            await client.send(orjson.dumps({"id": None, "status": 400, "error": {
+                "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}).decode())
+            return
+        reply: dict[str, Any] = {"id": rid}
+        try:
+            if method == "session.status":
+                reply.update(status=200, result={"apiKey": None, "authorizedSince": None,
+                                                 "connectedSince": client.connected_ms,
+                                                 "returnRateLimits": client.rate_limits,
+                                                 "serverTime": self.emu.now_ms(), "userDataStream": False})
+            elif method not in self._WS_METHODS:
+                raise ApiError(400, -1102 if not method else -1100, f"Unknown method {method!r}.")
+            else:
+                op, weight = self._WS_METHODS[method]
+                self._limits(weight)
+                api_key = params.get("apiKey")
+                secret = self._secret(api_key)
+                if not op.startswith("listen_key"):
+                    sig = params.get("signature")
+                    if not sig:
+                        raise _missing("signature")
+                    self._check_time(params)
+                    if not signatures_equal(hmac_sha256_hex(secret, binance_ws_payload(params)), str(sig)):
+                        raise ApiError(400, -1022, "Signature for this request is not valid.")
+                params = {k: (("true" if v else "false") if isinstance(v, bool) else str(v))
+                          for k, v in params.items() if k not in ("signature", "apiKey")}
+                reply.update(status=200, result=await self._run(op, params, api_key, client.transport.abort, {}))
+        except ApiError as e:
+            reply.update(status=e.status, error={"code": e.code, "msg": e.msg})
+            if "Retry-After" in e.headers:
+                reply["error"]["data"] = {"retryAfter": int(time.time() * 1000) + int(e.headers["Retry-After"]) * 1000}
+        except _Lost:
+            return
+        if client.rate_limits:
+            reply["rateLimits"] = self._rate_limits()
+        await client.send(orjson.dumps(reply).decode())
+
+    # -- one operation, whichever channel -------------------------------------------------------
+    async def _run(self, op: str, params: dict, api_key: str, abort, headers: dict) -> Any:
+        status_fault = None
+        if op in _ORDER_OPS:
+            status_fault = self.queued.take("order_status")
+            if status_fault is not None and not status_fault.get("placed", False):
+                raise self._status_error(status_fault)
+            rej = self.queued.take("order_reject")
+            if rej is not None:
+                code = int(rej.get("code", -2019))
+                status, msg = _CODES[code]
+                raise ApiError(status, code, msg)
+        if op in ("place", "modify"):
+            n10, n1m = self._order_counts(True)
+            headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1M"] = str(n10), str(n1m)
+        events: list[OrderEvent] = []
+        error: ApiError | None = None
+        async with self.emu._lock:
+            try:
+                result = getattr(self, f"_op_{op}")(params, api_key, events)
+            except Reject as r:
+                status, code, msg = _REJECTS[r.reason]
+                if r.reason == "unknown_order" and op == "query":
+                    code, msg = -2013, "Order does not exist."
+                error = ApiError(status, code, msg)
+            except ApiError as e:
+                error = e
+            # the book changes of taker fills go out before any later depth message (same lock)
+            out, self._depth_out = self._depth_out, []
+            for name, frame in out:
+                await self.emu._broadcast(name, "depth", frame)
+        if op not in _ORDER_OPS:
+            if error is not None:
+                raise error
+            return result
+        lost = self.queued.take("drop_reply")
+        late = self.queued.take("reply_after_event")
+        if lost is not None or late is not None:
+            await self.publish(events)
+            if late is not None:
+                await asyncio.sleep(float(late.get("delay_s", 0.05)))
+        elif events:
+            self.emu._spawn(self.publish(events))
+        if lost is not None:
+            if lost.get("action", "reset") == "reset":
+                abort()
+                raise _Lost()
+            await asyncio.sleep(float(lost.get("delay_s", 30.0)))
+        if error is not None:
+            raise error
+        if status_fault is not None:
+            raise self._status_error(status_fault)
+        return result
+
+    def _status_error(self, fault: dict) -> ApiError:
+        status = int(fault.get("status", 503))
+        code, msg = _STATUS_MSG[status]
+        headers = {}
+        if fault.get("retry_after_s") is not None:
+            headers["Retry-After"] = str(int(fault["retry_after_s"]))
+        elif status in (418, 429):
+            headers["Retry-After"] = "1"
+        return ApiError(status, code, msg.format(until=self.emu.now_ms() + 120_000), headers)
+
+    # -- parameters -----------------------------------------------------------------------------
+    def _symbol(self, params: dict) -> str:
+        s = params.get("symbol")
+        if not s:
+            raise _missing("symbol")
+        if s.upper() not in self.account.rules:
+            raise ApiError(400, -1121, "Invalid symbol.")
+        return s.upper()
+
+    def _units(self, params: dict, name: str, unit: float, code: int, msg: str) -> int:
+        raw = params.get(name)
+        if raw in (None, ""):
+            raise _missing(name)
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                       "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.") from None
+        units = value / Decimal(repr(unit))
+        if units != units.to_integral_value():
+            raise ApiError(400, code, msg)
+        if units <= 0:
+            raise ApiError(400, -4003 if name == "quantity" else -4001,
+                           "Quantity less than or equal to zero." if name == "quantity" else "Price less than 0.")
+        return int(units)
+
+    def _ids(self, params: dict) -> dict:
+        oid = params.get("orderId")
+        cid = params.get("origClientOrderId")
+        if not oid and not cid:
+            raise _missing("orderId")
+        try:
+            return {"order_id": int(oid)} if oid else {"client_id": cid}
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'orderId'.") from None
+
+    # -- operations (called under the emulator's lock) ------------------------------------------
+    def _op_place(self, p: dict, api_key: str, events: list) -> dict:
+        symbol = self._symbol(p)
+        side = {"BUY": 1, "SELL": -1}.get(p.get("side", ""))
+        if side is None:
+            raise ApiError(400, -1117, "Invalid side.") if p.get("side") else _missing("side")
+        typ = p.get("type", "")
+        if typ in _CONDITIONAL:
+            raise ApiError(400, -4120, _CODES[-4120][1])
+        if typ not in ("LIMIT", "MARKET"):
+            raise ApiError(400, -1116, "Invalid orderType.") if typ else _missing("type")
+        if p.get("positionSide", "BOTH") != "BOTH":
+            raise ApiError(400, -4061, "Order's position side does not match user's setting.")
+        tif = p.get("timeInForce", "GTC" if typ == "LIMIT" else "GTC")
+        if typ == "LIMIT" and "timeInForce" not in p:
+            raise _missing("timeInForce")
+        if tif not in ("GTC", "IOC", "FOK", "GTX"):
+            raise ApiError(400, -1115, "Invalid timeInForce.")
+        rules = self.account.rules[symbol]
+        qty = self._units(p, "quantity", rules.lot, -1111, "Precision is over the maximum defined for this asset.")
+        price = self._units(p, "price", rules.tick, -4014, "Price not increased by tick size.") if typ == "LIMIT" else 0
+        cid = p.get("newClientOrderId", "")
+        if cid and not CLIENT_ID_RE.match(cid):
+            raise ApiError(400, -4015, "Client order id is not valid.")
+        reduce_only = p.get("reduceOnly", "false").lower() == "true"
+        resp_type = p.get("newOrderRespType", "ACK")
+        if resp_type not in ("ACK", "RESULT"):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'newOrderRespType'.")
+        o, evs, changes = self.account.place(symbol, side, typ, "IOC" if typ == "MARKET" else tif, price, qty,
+                                             now_ms=self.emu.now_ms(), client_id=cid, reduce_only=reduce_only,
+                                             meta={"tif": tif})
+        events.extend(evs)
+        self._publish_book(symbol, changes)
+        return self.order_json(o if resp_type == "RESULT" else evs[0].order)
+
+    def _op_modify(self, p: dict, api_key: str, events: list) -> dict:
+        symbol = self._symbol(p)
+        rules = self.account.rules[symbol]
+        ids = self._ids(p)
+        if p.get("side") not in ("BUY", "SELL"):
+            raise _missing("side")
+        qty = self._units(p, "quantity", rules.lot, -1111, "Precision is over the maximum defined for this asset.")
+        price = self._units(p, "price", rules.tick, -4014, "Price not increased by tick size.")
+        try:
+            o = self.account.find(symbol, open_only=True, **ids)
+        except Reject:
+            raise ApiError(400, -2013, "Order does not exist.") from None
+        if (o.side > 0) != (p["side"] == "BUY"):
+            raise ApiError(400, -1102, "Parameter 'side' does not match the order.")
+        if o.type != "LIMIT":
+            raise ApiError(400, -4138, "Only limit order can be modified.")
+        if o.price == price and o.qty == qty:
+            raise ApiError(400, -5027, "No need to modify the order.")
+        o, evs, changes = self.account.amend(symbol, order_id=o.order_id, price=price, qty=qty,
+                                             now_ms=self.emu.now_ms())
+        events.extend(evs)
+        self._publish_book(symbol, changes)
+        return self.order_json(o)
+
+    def _op_cancel(self, p: dict, api_key: str, events: list) -> dict:
+        symbol = self._symbol(p)
+        ids = self._ids(p)
+        now = self.emu.now_ms()
+        if self.queued.take("cancel_fill_race") is not None:
+            o = self.account.find(symbol, open_only=True, **ids)
+            events.extend(self.account.fill_now(o, now))   # filled just before the cancel arrived
+        o, evs = self.account.cancel(symbol, now_ms=now, **ids)
+        events.extend(evs)
+        return self.order_json(o)
+
+    def _op_cancel_all(self, p: dict, api_key: str, events: list) -> dict:
+        symbol = self._symbol(p)
+        events.extend(self.account.cancel_all(symbol, now_ms=self.emu.now_ms()))
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _op_query(self, p: dict, api_key: str, events: list) -> dict:
+        return self.order_json(self.account.find(self._symbol(p), **self._ids(p)))
+
+    def _op_open_orders(self, p: dict, api_key: str, events: list) -> list:
+        symbol = self._symbol(p) if p.get("symbol") else None
+        return [self.order_json(o) for o in self.account.open_orders(symbol)]
+
+    def _position_json(self, s: str) -> dict:
+        a = self.account
+        pos = a.positions[s]
+        amt = a.qty(s, pos.qty)
+        mark = a.mark(s)
+        return {"symbol": s, "positionAmt": f"{amt:.3f}", "entryPrice": f"{pos.entry:.8f}",
+                "breakEvenPrice": f"{pos.entry:.8f}", "markPrice": f"{mark:.8f}",
+                "unRealizedProfit": f"{a.unrealized(s):.8f}", "liquidationPrice": "0", "leverage":
+                str(int(a.cfg.leverage)), "maxNotionalValue": "1000000", "marginType": "cross",
+                "isolatedMargin": "0.00000000", "isAutoAddMargin": "false", "positionSide": "BOTH",
+                "notional": f"{amt * mark:.8f}", "isolatedWallet": "0", "updateTime": self.emu.now_ms()}
+
+    def _op_positions(self, p: dict, api_key: str, events: list) -> list:
+        syms = [self._symbol(p)] if p.get("symbol") else list(self.account.rules)
+        return [self._position_json(s) for s in syms]
+
+    def _balance_json(self) -> dict:
+        a = self.account
+        upnl = sum(a.unrealized(s) for s in a.positions)
+        wb = a.wallet_balance
+        return {"accountAlias": "emu", "asset": a.cfg.asset, "balance": f"{wb:.8f}", "crossWalletBalance": f"{wb:.8f}",
+                "crossUnPnl": f"{upnl:.8f}", "availableBalance": f"{a.available_balance:.8f}",
+                "maxWithdrawAmount": f"{a.available_balance:.8f}", "marginAvailable": True,
+                "updateTime": self.emu.now_ms()}
+
+    def _op_balance(self, p: dict, api_key: str, events: list) -> list:
+        return [self._balance_json()]
+
+    def _op_account(self, p: dict, api_key: str, events: list) -> dict:
+        b = self._balance_json()
+        a = self.account
+        return {"totalWalletBalance": b["balance"], "totalUnrealizedProfit": b["crossUnPnl"],
+                "totalMarginBalance": f"{a.wallet_balance + float(b['crossUnPnl']):.8f}",
+                "availableBalance": b["availableBalance"], "maxWithdrawAmount": b["maxWithdrawAmount"],
+                "totalInitialMargin": f"{a.initial_margin():.8f}",
+                "assets": [{"asset": a.cfg.asset, "walletBalance": b["balance"], "unrealizedProfit": b["crossUnPnl"],
+                            "marginBalance": b["balance"], "availableBalance": b["availableBalance"],
+                            "crossWalletBalance": b["balance"], "crossUnPnl": b["crossUnPnl"],
+                            "maxWithdrawAmount": b["maxWithdrawAmount"], "updateTime": b["updateTime"]}],
+                "positions": [self._position_json(s) for s in a.positions]}
+
+    def _op_countdown(self, p: dict, api_key: str, events: list) -> dict:
+        symbol = self._symbol(p)
+        try:
+            ms = int(p.get("countdownTime", ""))
+        except ValueError:
+            raise _missing("countdownTime") from None
+        if ms < 0:
+            raise _missing("countdownTime")
+        if ms == 0:
+            self.countdowns.pop(symbol, None)
+        else:
+            self.countdowns[symbol] = (time.monotonic() + ms / 1000.0, ms)
+            if self._countdown_task is None or self._countdown_task.done():
+                self._countdown_task = self.emu._spawn(self._countdown_watch())
+        return {"symbol": symbol, "countdownTime": str(ms)}
+
+    async def _countdown_watch(self) -> None:
+        """The dead-man's switch: Binance checks about every 10 ms."""
+        while self.countdowns:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            for symbol, (deadline, _) in list(self.countdowns.items()):
+                if now >= deadline:
+                    del self.countdowns[symbol]
+                    self.dms_fired += 1
+                    async with self.emu._lock:
+                        events = self.account.cancel_all(symbol, now_ms=self.emu.now_ms(), reason="dms")
+                    await self.publish(events)
+
+    def _op_listen_key_new(self, p: dict, api_key: str, events: list) -> dict:
+        for key, (owner, _) in self.listen_keys.items():
+            if owner == api_key:
+                self.listen_keys[key] = (owner, time.monotonic() + self.listen_key_ttl_s)
+                return {"listenKey": key}
+        key = hashlib.sha256(f"{api_key}/{len(self.listen_keys)}/{time.monotonic_ns()}".encode()).hexdigest()
+        self.listen_keys[key] = (api_key, time.monotonic() + self.listen_key_ttl_s)
+        return {"listenKey": key}
+
+    def _live_key(self, p: dict, api_key: str) -> str:
+        key = p.get("listenKey") or next((k for k, (o, _) in self.listen_keys.items() if o == api_key), "")
+        entry = self.listen_keys.get(key)
+        if entry is None or entry[1] < time.monotonic():
+            raise ApiError(400, -1125, "This listenKey does not exist.")
+        return key
+
+    def _op_listen_key_keep(self, p: dict, api_key: str, events: list) -> dict:
+        key = self._live_key(p, api_key)
+        self.listen_keys[key] = (api_key, time.monotonic() + self.listen_key_ttl_s)
+        return {"listenKey": key}
+
+    def _op_listen_key_close(self, p: dict, api_key: str, events: list) -> dict:
+        key = self._live_key(p, api_key)
+        del self.listen_keys[key]
+        for c, (k, _) in list(self.user_clients.items()):
+            if k == key:
+                self.emu._spawn(c.ws.close(code=1000, message=b"listenKey closed"))
+        return {}
+
+    # -- user data stream -----------------------------------------------------------------------
+    def attach(self, client: Client, request: web.Request, streams: list[str]) -> None:
+        """Hook of the emulator's stream handler: a connection naming a live listen key gets user data."""
+        events = request.query.get("events")
+        wanted = frozenset(events.split("/")) if events else None
+        for key in [request.query.get("listenKey", ""), *streams]:
+            if key in self.listen_keys:
+                self.user_clients[client] = (key, wanted)
+                client.user_key = key
+                return
+
+    def subscribe(self, client: Client, streams: list[str]) -> None:
+        """Hook of SUBSCRIBE: a listen key subscribed on a ``/private`` connection."""
+        for key in streams:
+            if key in self.listen_keys and client.route == "/private":
+                self.user_clients[client] = (key, self.user_clients.get(client, ("", None))[1])
+
+    async def _send_user(self, name: str, data: str) -> None:
+        for client, (key, wanted) in list(self.user_clients.items()):
+            if client.ws.closed:
+                del self.user_clients[client]
+                continue
+            if wanted is not None and name not in wanted:
+                continue
+            await client.send(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
+
+    async def expire_listen_keys(self) -> None:
+        """Every listen key expires now: its connections get ``listenKeyExpired`` (``E`` a string)."""
+        for key in list(self.listen_keys):
+            del self.listen_keys[key]
+            data = orjson.dumps({"e": "listenKeyExpired", "E": str(self.emu.now_ms()), "listenKey": key}).decode()
+            for client, (k, _) in list(self.user_clients.items()):
+                if k == key:
+                    await client.send(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
+                    del self.user_clients[client]
+
+    def fault(self, kind: str, count: int = 1, **p: Any) -> None:
+        if kind == "listen_key_expired":
+            self.emu._spawn(self.expire_listen_keys())
+            return
+        super().fault(kind, count, **p)
+
+    def check_fault(self, kind: str, params: dict) -> None:
+        if kind == "order_reject" and int(params.get("code", -2019)) not in _CODES:
+            raise EmulatorError(f"fault 'order_reject': parameter 'code' must be one of {sorted(_CODES)}")
+
+    async def publish_events(self, events: list[OrderEvent]) -> None:
+        for ev in events:
+            await self._send_user("ORDER_TRADE_UPDATE", orjson.dumps(self.order_update(ev)).decode())
+            if ev.fill is not None:
+                o, f = ev.order, ev.fill
+                await self._send_user("TRADE_LITE", orjson.dumps({
+                    "e": "TRADE_LITE", "E": ev.ts_ms, "T": ev.ts_ms, "s": o.symbol, "q": self._q(o, o.qty),
+                    "p": self._p(o, o.price), "m": f.maker, "c": o.client_id, "S": "BUY" if o.side > 0 else "SELL",
+                    "L": self._p(o, f.price), "l": self._q(o, f.qty), "t": f.trade_id, "i": o.order_id}).decode())
+                await self._send_user("ACCOUNT_UPDATE", orjson.dumps(self.account_update(o.symbol, ev.ts_ms)).decode())
+
+    def account_update(self, symbol: str, ts_ms: int) -> dict:
+        a = self.account
+        pos = a.positions[symbol]
+        wb = f"{a.wallet_balance:.8f}"
+        return {"e": "ACCOUNT_UPDATE", "E": ts_ms, "T": ts_ms, "a": {
+            "m": "ORDER", "B": [{"a": a.cfg.asset, "wb": wb, "cw": wb, "bc": "0"}],
+            "P": [{"s": symbol, "pa": f"{a.qty(symbol, pos.qty):.3f}", "ep": f"{pos.entry:.8f}",
+                   "bep": f"{pos.entry:.8f}", "cr": f"{pos.realized:.8f}", "up": f"{a.unrealized(symbol):.8f}",
+                   "mt": "cross", "iw": "0", "ps": "BOTH"}]}}
+
+    # -- wire formats ---------------------------------------------------------------------------
+    def _p(self, o: Order, ticks: int) -> str:
+        return f"{ticks * self.account.rules[o.symbol].tick:.{self.emu._decimals}f}"
+
+    def _q(self, o: Order, lots: int) -> str:
+        return f"{self.account.qty(o.symbol, lots):.3f}"
+
+    def _avg(self, o: Order) -> str:
+        return f"{o.quote / self.account.qty(o.symbol, o.filled):.{self.emu._decimals + 2}f}" if o.filled else "0"
+
+    def order_json(self, o: Order) -> dict:
+        return {"orderId": o.order_id, "symbol": o.symbol, "status": o.status, "clientOrderId": o.client_id,
+                "price": self._p(o, o.price), "avgPrice": self._avg(o), "origQty": self._q(o, o.qty),
+                "executedQty": self._q(o, o.filled), "cumQty": self._q(o, o.filled), "cumQuote": f"{o.quote:.8f}",
+                "timeInForce": o.meta.get("tif", o.tif), "type": o.type, "reduceOnly": o.reduce_only,
+                "closePosition": False, "side": "BUY" if o.side > 0 else "SELL", "positionSide": "BOTH",
+                "stopPrice": "0", "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": o.orig_type,
+                "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
+                "time": o.created_ms, "updateTime": o.updated_ms}
+
+    def order_update(self, ev: OrderEvent) -> dict:
+        o, f = ev.order, ev.fill
+        a = self.account
+        bids = sum(a.qty(x.symbol, x.leaves) * a.px(x.symbol, x.price) for x in a.open_orders(o.symbol) if x.side > 0)
+        asks = sum(a.qty(x.symbol, x.leaves) * a.px(x.symbol, x.price) for x in a.open_orders(o.symbol) if x.side < 0)
+        out = {"s": o.symbol, "c": o.client_id, "S": "BUY" if o.side > 0 else "SELL", "o": o.type,
+               "f": o.meta.get("tif", o.tif), "q": self._q(o, o.qty), "p": self._p(o, o.price), "ap": self._avg(o),
+               "sp": "0", "x": ev.kind, "X": o.status, "i": o.order_id,
+               "l": self._q(o, f.qty) if f else "0", "z": self._q(o, o.filled),
+               "L": self._p(o, f.price) if f else "0", "T": ev.ts_ms, "t": f.trade_id if f else 0,
+               "b": f"{bids:.5f}", "a": f"{asks:.5f}", "m": f.maker if f else False, "R": o.reduce_only,
+               "wt": "CONTRACT_PRICE", "ot": o.orig_type, "ps": "BOTH", "cp": False,
+               "rp": f"{f.realized:.8f}" if f else "0", "pP": False, "si": 0, "ss": 0, "V": "EXPIRE_MAKER",
+               "pm": "NONE", "gtd": 0}
+        if f is not None:
+            out["N"], out["n"] = a.cfg.asset, f"{f.fee:.8f}"
+        return {"e": "ORDER_TRADE_UPDATE", "E": ev.ts_ms, "T": ev.ts_ms, "o": out}
+
+    # -- truth book -----------------------------------------------------------------------------
+    def _publish_book(self, symbol: str, changes: list) -> None:
+        """Taker fills changed the truth book: one depth update with those levels (sent in order
+        with the other depth messages: the caller holds the emulator's lock)."""
+        if not changes:
+            return
+        sym = self.emu.symbols[symbol]
+        frame = self.emu._make_depth(sym, changes)
+        if frame is not None:
+            self._depth_out.append((sym.name, frame))
+
+    async def close(self) -> None:
+        self.countdowns.clear()
