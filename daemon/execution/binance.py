@@ -355,8 +355,14 @@ class BinanceExecution(SessionBase):
             return
         if status == 200:
             self._answer(rid, 200, msg.get("result"))
-        else:
-            self._answer(rid, status, msg.get("error") or {}, None)
+            return
+        err = msg.get("error") or {}
+        retry = None
+        data = err.get("data")
+        if isinstance(data, dict) and data.get("retryAfter"):
+            # the WS API gives the end of the wait as a timestamp (ms), not REST's Retry-After seconds
+            retry = str(max(0.0, (int(data["retryAfter"]) - self._ts_ms()) / 1000))
+        self._answer(rid, status, err, retry)
 
     # -- user data stream ---------------------------------------------------------------------------
     _listen_key = ""

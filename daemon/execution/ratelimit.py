@@ -156,11 +156,6 @@ class RateLimiter:
         else:
             ends = [self.budgets[n].window_end for n in names if n in self.budgets and self.budgets[n].window_end > now]
             until = max(ends) if ends else now + self.default_backoff_s
-        for n in names:
-            if n in self.budgets:
-                b = self.budgets[n]
-                b.roll(now)
-                b.used = max(b.used, b.limit)
         self._block(until)
         return until
 

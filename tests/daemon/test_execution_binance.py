@@ -1,0 +1,298 @@
+"""Binance USD-M execution session against the emulator over real loopback sockets: lifecycle over
+the websocket API and REST, and every order-entry fault of connectors.md 6.4."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from exec_helpers import SECRET, ExecHarness, check_clean, run
+
+from bots.constants import Side, Status, TimeInForce
+from daemon.execution.base import ExecKind
+from shm.orders import RejectReason, VenueState
+
+pytestmark = pytest.mark.timeout(60)
+V = "binance-usdm"
+
+
+def positions_match(h: ExecHarness) -> None:
+    st = h.emu.trading.state()
+    for sym, p in st["positions"].items():
+        assert h.s.positions[sym].position == pytest.approx(p["qty"]), sym
+    assert h.s.balances["USDT"].balance == pytest.approx(st["wallet_balance"])
+
+
+@pytest.mark.parametrize("ws_api", [True, False], ids=["ws-api", "rest"])
+def test_lifecycle_rest_modify_cancel_fill(ws_api):
+    async def body():
+        async with ExecHarness(V, use_ws_api=ws_api) as h:
+            a = h.rest(qty=0.01)
+            await h.accepted(a)
+            o = h.s.open_orders()[a]
+            assert o.status == Status.NEW and o.venue_order_id
+            h.s.modify(a, "BTCUSDT", o.price - 1.0, 0.02)
+            await h.until(lambda: ExecKind.MODIFIED in h.sink.kinds(a), what="MODIFIED")
+            m = h.sink.of(a)[-1]
+            assert m.price == pytest.approx(o.price - 1.0) and m.qty == pytest.approx(0.02)
+            h.s.cancel(a, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED
+            # full fill: at most the best ask's size at its price
+            b, px, q = h.take()
+            f = await h.done(b)
+            assert f.kind == ExecKind.FILL and f.status == Status.FILLED and f.cum_qty == pytest.approx(q)
+            assert f.last_px == pytest.approx(px) and f.trade_id and f.fee > 0 and not f.maker
+            # partial fill then expiry: more than the best ask level at its price, IOC
+            c, px, q = h.take(qty=h.book()[1][0][1], extra_qty=1.0)
+            e = await h.done(c)
+            fills = [x for x in h.sink.of(c) if x.kind == ExecKind.FILL]
+            assert e.kind == ExecKind.EXPIRED and fills and fills[-1].status == Status.PARTIALLY_FILLED
+            assert e.cum_qty == pytest.approx(sum(x.last_qty for x in fills)) and e.cum_qty < q
+            for cid in (a, b, c):
+                check_clean(h.sink.of(cid))
+            assert h.s.open_orders() == {}
+            await asyncio.sleep(0.2)
+            positions_match(h)
+            assert h.s.counters["ws_sent" if ws_api else "rest_sent"] >= 4
+
+    run(body())
+
+
+def test_cancel_all_and_stop_cancel_every_open_order():
+    async def body():
+        async with ExecHarness(V) as h:
+            ids = [h.rest(qty=0.01, ticks_away=50 + i) for i in range(3)]
+            for cid in ids:
+                await h.accepted(cid)
+            await h.s.cancel_all("BTCUSDT")
+            for cid in ids:
+                assert (await h.done(cid)).kind == ExecKind.CANCELED
+            more = [h.rest(qty=0.01, ticks_away=60 + i) for i in range(2)]
+            for cid in more:
+                await h.accepted(cid)
+            await h.s.stop()
+            for cid in more:
+                assert h.sink.terminal(cid).kind == ExecKind.CANCELED
+            assert h.emu.trading.state()["open_orders"] == 0
+            assert not h.emu.trading.countdowns  # the dead-man's switch is disarmed on a clean stop
+
+    run(body())
+
+
+def test_dead_mans_switch_is_armed_and_refreshed():
+    async def body():
+        async with ExecHarness(V, dead_man_countdown_ms=3000, dead_man_refresh_s=0.3) as h:
+            assert h.s.deadman_armed
+            deadline, ms = h.emu.trading.countdowns["BTCUSDT"]
+            assert ms == 3000
+            await asyncio.sleep(0.7)
+            assert h.emu.trading.countdowns["BTCUSDT"][0] > deadline  # refreshed
+            a = h.rest()
+            await h.accepted(a)
+            # the daemon goes silent (no refresh, no cancel): the venue cancels on its own
+            await h.s.stop(cancel_open=False)
+            await asyncio.sleep(3.5)
+            assert h.emu.trading.state()["open_orders"] == 0
+            assert h.emu.trading.dms_fired >= 1
+
+    run(body())
+
+
+@pytest.mark.parametrize("ws_api", [True, False], ids=["ws-api", "rest"])
+def test_429_backs_off_without_ever_reaching_418(ws_api):
+    async def body():
+        async with ExecHarness(V, use_ws_api=ws_api) as h:
+            h.emu.inject("order_status", status=429, retry_after_s=1)
+            a = h.rest()
+            r = await h.done(a)
+            assert r.kind == ExecKind.REJECTED and r.reason == RejectReason.RATE_LIMITED
+            assert any(s.state == VenueState.RATE_LIMITED and s.until_ns > time.time_ns() for s in h.sink.states)
+            # during the back-off nothing is sent (a request now would earn the 418 ban)
+            sent = h.s.counters["ws_sent"] + h.s.counters["rest_sent"]
+            b = h.rest()
+            assert (await h.done(b)).reason == RejectReason.RATE_LIMITED
+            assert h.s.counters["ws_sent"] + h.s.counters["rest_sent"] == sent
+            await h.until(lambda: h.sink.states[-1].state == VenueState.UP, 3.0, "UP after the back-off")
+            c = h.rest()
+            await h.accepted(c)
+            assert all(e.code != -1003 or "banned" not in e.text for e in h.sink.events)
+            assert h.emu.trading._banned_until == 0.0
+
+    run(body())
+
+
+def test_clock_skew_rejects_once_then_resyncs():
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("clock_skew", offset_ms=5000)  # server ahead by more than the recv window
+            a = h.rest()
+            r = await h.done(a)
+            assert r.kind == ExecKind.REJECTED and r.code == -1021
+            await h.until(lambda: abs(h.s.time_offset_ms - 5000) < 200, 3.0, "clock resync")
+            b = h.rest()
+            await h.accepted(b)
+
+    run(body())
+
+
+@pytest.mark.parametrize("placed", [True, False], ids=["placed", "not-placed"])
+@pytest.mark.parametrize("status", [503, 504])
+def test_5xx_is_reconciled_to_exactly_one_terminal_state(placed, status):
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("order_status", status=status, placed=placed)
+            a = h.rest()
+            if placed:
+                await h.accepted(a, 5.0)
+                await h.until(lambda: h.s.counters["reconciled"] >= 1, 3.0, "the reconciliation query")
+                h.s.cancel(a, "BTCUSDT")
+                assert (await h.done(a)).kind == ExecKind.CANCELED
+            else:
+                r = await h.done(a, 8.0)
+                assert r.kind == ExecKind.REJECTED and r.reason == RejectReason.AMBIGUOUS
+            check_clean(h.sink.of(a))
+            assert h.emu.trading.state()["open_orders"] == 0
+
+    run(body())
+
+
+@pytest.mark.parametrize("action", ["timeout", "reset"])
+def test_reply_lost_after_processing_is_reconciled(action):
+    async def body():
+        async with ExecHarness(V, request_timeout_s=0.5) as h:
+            h.emu.inject("drop_reply", action=action, delay_s=3.0)
+            b, px, q = h.take()
+            f = await h.done(b, 8.0)
+            assert f.kind == ExecKind.FILL and f.cum_qty == pytest.approx(q)
+            check_clean(h.sink.of(b))
+            # the session still enters orders (over a new websocket after the reset)
+            a = h.rest()
+            await h.accepted(a, 5.0)
+
+    run(body())
+
+
+def test_reply_after_the_user_event():
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("reply_after_event", delay_s=0.2)
+            b, px, q = h.take()
+            f = await h.done(b)
+            await asyncio.sleep(0.4)  # the late reply comes and adds nothing
+            check_clean(h.sink.of(b))
+            assert f.trade_id  # the fill came from the stream, with its trade
+
+    run(body())
+
+
+def test_dropped_user_events_are_recovered_by_query():
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("drop_user_event", count=5)
+            b, px, q = h.take()
+            f = await h.done(b, 5.0)
+            assert f.kind == ExecKind.FILL and f.cum_qty == pytest.approx(q) and f.last_px == pytest.approx(px)
+            check_clean(h.sink.of(b))
+            # a resting order whose cancel event is lost: the cancel's reply ends it
+            a = h.rest()
+            await h.accepted(a)
+            h.emu.inject("drop_user_event", count=5)
+            h.s.cancel(a, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED
+            check_clean(h.sink.of(a))
+
+    run(body())
+
+
+def test_duplicated_user_events_count_each_fill_once():
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("duplicate_user_event", count=10)
+            c, px, q = h.take(qty=h.book()[1][0][1], extra_qty=1.0)
+            e = await h.done(c)
+            await asyncio.sleep(0.3)
+            check_clean(h.sink.of(c))
+            fills = [x for x in h.sink.of(c) if x.kind == ExecKind.FILL]
+            assert len({f.trade_id for f in fills}) == len(fills)
+            await asyncio.sleep(0.2)
+            positions_match(h)
+
+    run(body())
+
+
+def test_cancel_fill_race_ends_filled_once():
+    async def body():
+        async with ExecHarness(V) as h:
+            a = h.rest()
+            await h.accepted(a)
+            h.emu.inject("cancel_fill_race")
+            h.s.cancel(a, "BTCUSDT")
+            t = await h.done(a)
+            await asyncio.sleep(0.3)
+            check_clean(h.sink.of(a))
+            assert t.kind == ExecKind.FILL and t.status == Status.FILLED
+            await asyncio.sleep(0.2)
+            positions_match(h)
+
+    run(body())
+
+
+@pytest.mark.parametrize("code", [-2019, -5022, -4164])
+def test_venue_rejects_carry_the_code_and_text(code):
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("order_reject", code=code)
+            a = h.rest()
+            r = await h.done(a)
+            assert r.kind == ExecKind.REJECTED and r.reason == RejectReason.VENUE and r.code == code and r.text
+            b = h.rest()
+            h.s.cancel("nope", "BTCUSDT")  # not ours: nothing
+            await h.accepted(b)
+
+    run(body())
+
+
+def test_cancel_of_an_order_the_venue_no_longer_has():
+    async def body():
+        async with ExecHarness(V) as h:
+            a = h.rest()
+            await h.accepted(a)
+            h.emu.inject("order_reject", code=-2011)
+            h.s.cancel(a, "BTCUSDT")
+            await h.until(lambda: ExecKind.CANCEL_REJECTED in h.sink.kinds(a), what="CANCEL_REJECTED")
+            r = [e for e in h.sink.of(a) if e.kind == ExecKind.CANCEL_REJECTED][0]
+            assert r.code == -2011 and a in h.s.open_orders()  # still open at the venue
+            h.s.cancel(a, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED
+
+    run(body())
+
+
+def test_listen_key_expiry_renews_the_user_stream():
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("listen_key_expired")
+            await h.until(lambda: h.s.counters["user_reconnects"] >= 1 and h.s._user_ok, 5.0, "user stream back")
+            b, px, q = h.take()
+            f = await h.done(b)
+            assert f.trade_id  # from the new stream
+
+    run(body())
+
+
+def test_secrets_never_reach_logs_reprs_or_errors(caplog):
+    caplog.set_level(logging.DEBUG)
+
+    async def body():
+        async with ExecHarness(V) as h:
+            h.emu.inject("order_status", status=503, placed=False)
+            a = h.rest()
+            await h.done(a, 8.0)
+            text = " ".join([repr(h.s._creds), str(h.s._creds), repr(h.cfg), repr(h.s.cfg)]
+                            + [repr(e) for e in h.sink.events])
+            assert SECRET not in text
+
+    run(body())
+    assert SECRET not in caplog.text
