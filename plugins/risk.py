@@ -221,6 +221,9 @@ class RiskPlugin:
 
     @hookimpl
     def hftd_order_filled(self, venue: str, event: ExecEvent) -> None:
+        now = event.local_ts_ns or time.time_ns()
+        if now >= self._day_end_ns:
+            self._roll_day(now)
         key = (venue, event.symbol)
         side = 1.0 if event.side > 0 else -1.0
         qty = event.last_qty
@@ -234,9 +237,6 @@ class RiskPlugin:
         self._pos[key] = pos + side * qty
         self._cash -= side * px * qty + event.fee
         self._pnl -= event.fee  # the position's value equals the cash paid at the fill price
-        now = event.local_ts_ns or time.time_ns()
-        if now >= self._day_end_ns:
-            self._roll_day(now)
         self._check_loss()
 
     @hookimpl

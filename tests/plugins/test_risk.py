@@ -1,0 +1,193 @@
+"""The risk plugin: each limit refused with its name, REDUCING and HALTED as named, the kill switch
+(command, loss, reject storm) cancelling everything and halting until reset."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from conftest import Recording, make_check, make_event
+
+from daemon.execution.base import ExecKind
+from plugins.config import PluginsConfig
+from plugins.manager import PluginHost
+from plugins.risk import REJECT_NAMES, TradingState
+from shm.orders import RejectReason, RequestKind
+
+T0 = 1_700_000_000_000_000_000
+SUBMIT, MODIFY = int(RequestKind.SUBMIT), int(RequestKind.MODIFY)
+CANCEL, CANCEL_ALL = int(RequestKind.CANCEL), int(RequestKind.CANCEL_ALL)
+
+
+def host(**risk) -> PluginHost:
+    return PluginHost(PluginsConfig.from_mapping({"risk": risk}))
+
+
+def name(h: PluginHost, **check) -> str | None:
+    r = h.pretrade_check(make_check(**check))
+    return None if r is None else r.name
+
+
+@pytest.mark.parametrize("limits, check, expected", [
+    ({"max_order_qty": 2}, {"qty": 2.0}, None),
+    ({"max_order_qty": 2}, {"qty": 2.5}, "max_order_qty"),
+    ({"max_order_qty": 2}, {"qty": 2.5, "kind": MODIFY}, "max_order_qty"),
+    ({"max_order_notional": 1000}, {"qty": 10.0, "price": 100.0}, None),
+    ({"max_order_notional": 1000}, {"qty": 10.01, "price": 100.0}, "max_order_notional"),
+    ({"max_position": 5}, {"qty": 2.0, "position": 3.0}, None),
+    ({"max_position": 5}, {"qty": 2.5, "position": 3.0}, "max_position"),
+    ({"max_position": 5}, {"qty": 2.5, "position": -3.0, "side": -1, "best_bid": 99.9}, "max_position"),
+    ({"max_position": 5, "max_position_by_symbol": {"BTCUSDT": 1}}, {"qty": 1.5}, "max_position"),
+    ({"max_position": 5, "max_position_by_symbol": {"BTCUSDT": 1}}, {"qty": 1.5, "symbol": "ETHUSDT"}, None),
+    # an order that reduces the position passes even above the limit
+    ({"max_position": 5}, {"qty": 3.0, "position": 9.0, "side": -1, "price": 99.9}, None),
+    ({"max_open_orders": 3}, {"open_orders": 2}, None),
+    ({"max_open_orders": 3}, {"open_orders": 3}, "max_open_orders"),
+    ({"max_open_orders": 3}, {"open_orders": 3, "kind": MODIFY}, None),
+    ({"max_price_deviation": 0.01}, {"price": 101.1}, None),             # ask 100.1 * 1.01 = 101.101
+    ({"max_price_deviation": 0.01}, {"price": 101.2}, "price_far_from_touch"),
+    ({"max_price_deviation": 0.01}, {"price": 98.91, "side": -1}, None),  # bid 99.9 * 0.99 = 98.901
+    ({"max_price_deviation": 0.01}, {"price": 98.8, "side": -1}, "price_far_from_touch"),
+    ({"max_price_deviation": 0.01}, {"price": 50.0}, None),              # a passive buy far below is fine
+    ({}, {"best_ask": math.nan}, "no_touch"),
+    ({"require_touch": False}, {"best_ask": math.nan}, None),
+])
+def test_each_limit_is_refused_with_its_name(limits, check, expected):
+    h = host(**limits)
+    assert name(h, **check) == expected
+    if expected:
+        assert expected in REJECT_NAMES and h.risk.rejects[expected] == 1
+
+
+@pytest.mark.parametrize("kind, key, rate_name", [
+    (SUBMIT, "max_submits_per_s", "max_submit_rate"),
+    (MODIFY, "max_modifies_per_s", "max_modify_rate"),
+    (CANCEL, "max_cancels_per_s", "max_cancel_rate"),
+])
+def test_request_rates_are_limited_per_bot_and_refill_with_time(kind, key, rate_name):
+    h = host(**{key: 10})
+    got = [name(h, kind=kind, now_ns=T0 + i) for i in range(12)]  # a burst within 12 ns
+    assert got[:10] == [None] * 10 and got[10:] == [rate_name] * 2
+    assert name(h, kind=kind, now_ns=T0 + 12, bot="other") is None  # another bot has its own budget
+    assert name(h, kind=kind, now_ns=T0 + 100_000_000 + 20) is None  # 0.1 s later: one more token
+    assert name(h, kind=kind, now_ns=T0 + 100_000_000 + 30) == rate_name
+
+
+def test_halted_lets_only_cancels_through_until_reset():
+    h = host()
+    cancelled = []
+    h.set_cancel_all(cancelled.append)
+    h.kill("by hand")
+    assert h.risk.state is TradingState.HALTED and cancelled == ["by hand"]
+    assert name(h) == "halted"
+    assert name(h, kind=MODIFY) == "halted"
+    assert "by hand" in h.pretrade_check(make_check()).text
+    assert name(h, kind=CANCEL) is None and name(h, kind=CANCEL_ALL) is None
+    h.risk.reset()
+    assert h.risk.state is TradingState.ACTIVE and name(h) is None
+
+
+def test_reducing_lets_only_position_reducing_orders_through():
+    h = host()
+    h.risk.set_state(TradingState.REDUCING, "by hand")
+    assert name(h, position=0.0) == "reducing_only"
+    assert name(h, position=2.0, side=1) == "reducing_only"              # adds to a long
+    assert name(h, position=2.0, side=-1, qty=3.0, price=99.9) == "reducing_only"  # flips it
+    assert name(h, position=2.0, side=-1, qty=2.0, price=99.9) is None   # closes it
+    assert name(h, position=-2.0, side=1, qty=1.0) is None               # reduces a short
+    assert name(h, position=2.0, kind=CANCEL) is None
+
+
+def _fill(h: PluginHost, side: int, px: float, qty: float, fee: float = 0.0, ts: int = T0) -> None:
+    h.notify_exec("bot1", "binance-usdm", make_event(ExecKind.FILL, side=side, last_px=px, last_qty=qty, fee=fee,
+                                                   local_ts_ns=ts))
+
+
+def test_daily_pnl_counts_fills_fees_and_the_touch():
+    h = host()
+    _fill(h, +1, 100.0, 2.0, fee=0.1)
+    assert h.risk.daily_pnl == pytest.approx(-0.1)
+    _fill(h, -1, 103.0, 1.0, fee=0.1)  # +3 on the sold unit, the held unit marked at 103 too: +6
+    assert h.risk.daily_pnl == pytest.approx(6.0 - 0.2)
+    h.pretrade_check(make_check(position=1.0, best_bid=98.9, best_ask=99.1, price=99.0, now_ns=T0 + 1))  # mark 99
+    assert h.risk.daily_pnl == pytest.approx(-1.0 + 3.0 - 0.2)
+
+
+def test_the_day_loss_goes_reducing_then_trips_the_kill_switch():
+    h = host(max_daily_loss=100, reducing_loss_fraction=0.5)
+    rec = Recording()
+    h2 = PluginHost(h.config, extra_plugins=[("rec", rec)])
+    cancelled = []
+    h2.set_cancel_all(cancelled.append)
+    _fill(h2, +1, 100.0, 10.0)
+    # the touch falls: 100 -> 94 is a 60 loss on 10 units: past half the limit
+    assert name(h2, position=10.0, best_bid=93.9, best_ask=94.1, price=94.0, now_ns=T0 + 1) == "reducing_only"
+    assert h2.risk.state is TradingState.REDUCING and cancelled == []
+    assert name(h2, position=10.0, side=-1, qty=5.0, best_bid=93.9, best_ask=94.1, price=94.0, now_ns=T0 + 2) is None
+    # 100 -> 89: a 110 loss: the kill switch trips, cancels everything, halts
+    assert name(h2, position=10.0, side=-1, qty=5.0, best_bid=88.9, best_ask=89.1, price=89.0,
+                now_ns=T0 + 3) == "halted"
+    assert h2.risk.state is TradingState.HALTED and len(cancelled) == 1 and "daily loss" in cancelled[0]
+    [kw] = rec.of("hftd_kill_switch")
+    assert kw["source"] == "loss"
+
+
+def test_a_loss_from_fills_alone_trips_the_kill_switch():
+    h = host(max_daily_loss=10)
+    cancelled = []
+    h.set_cancel_all(cancelled.append)
+    _fill(h, +1, 100.0, 1.0)
+    _fill(h, -1, 88.0, 1.0)
+    assert h.risk.state is TradingState.HALTED and h.risk.trips["loss"] == 1 and cancelled
+
+
+def test_the_daily_loss_starts_again_at_utc_midnight():
+    h = host(max_daily_loss=100, reducing_loss_fraction=0.5)
+    day = 86_400 * 10**9
+    _fill(h, +1, 100.0, 10.0, ts=T0)
+    _fill(h, -1, 94.0, 10.0, ts=T0 + 1)  # -60 today: REDUCING
+    assert h.risk.state is TradingState.REDUCING
+    h.risk.reset()
+    next_day = (T0 // day + 1) * day
+    assert name(h, now_ns=next_day + 5) is None
+    assert h.risk.daily_pnl == 0.0
+
+
+def test_a_storm_of_venue_rejects_trips_the_kill_switch_but_our_own_refusals_do_not():
+    h = host(reject_storm_count=5, reject_storm_window_s=60, max_order_qty=1)
+    cancelled = []
+    h.set_cancel_all(cancelled.append)
+    for _ in range(10):
+        name(h, qty=5.0)  # risk refusals
+        h.notify_exec("bot1", "binance-usdm", make_event(ExecKind.REJECTED, reason=RejectReason.RATE_LIMITED))
+    assert h.risk.state is TradingState.ACTIVE
+    for i in range(5):
+        h.notify_exec("bot1", "binance-usdm", make_event(ExecKind.REJECTED, reason=RejectReason.VENUE, code=-2019))
+    assert h.risk.state is TradingState.HALTED and h.risk.trips["reject_storm"] == 1
+    assert cancelled and "5 venue rejects" in cancelled[0]
+
+
+def test_an_async_cancel_all_runs_as_a_task_on_the_loop():
+    done = []
+
+    async def cancel_all(reason):
+        await asyncio.sleep(0.01)
+        done.append(reason)
+
+    async def main():
+        h = host()
+        h.set_cancel_all(cancel_all)
+        h.kill("async")
+        await asyncio.sleep(0.1)
+        await h.aclose()
+
+    asyncio.run(main())
+    assert done == ["async"]
+
+
+def test_without_a_cancel_all_callback_the_kill_switch_still_halts_and_says_so(caplog):
+    h = host()
+    h.kill("no router")
+    assert h.risk.state is TradingState.HALTED
+    assert "open orders are NOT cancelled" in caplog.text
