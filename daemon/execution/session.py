@@ -26,7 +26,7 @@ from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
 from bots.constants import Status
 from shm.orders import RejectReason, VenueState
 
-__all__ = ["SessionBase", "send_now", "decimals_of", "fmt"]
+__all__ = ["SessionBase", "send_now", "decimals_of"]
 
 log = logging.getLogger("hftd.execution")
 
@@ -67,10 +67,6 @@ def decimals_of(step: float) -> int:
     return len(text.split(".")[1]) if "." in text else 0
 
 
-def fmt(value: float, decimals: int) -> str:
-    return f"{value:.{decimals}f}"
-
-
 class _Req:
     __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty")
 
@@ -92,8 +88,9 @@ class SessionBase(ExecutionSession):
         self.ws_api_url = ws_api_url
         self.user_stream_url = user_stream_url
         self.instruments: dict[str, Instrument] = {}
-        self._px_dec: dict[str, int] = {}
-        self._qty_dec: dict[str, int] = {}
+        #: symbol -> "%.<decimals>f" of its tick / lot (one % per number on the fast path)
+        self._px_fmt: dict[str, str] = {}
+        self._qty_fmt: dict[str, str] = {}
         self.tracker = Tracker(self.venue, sink)
         self.limiter = RateLimiter(cfg.rate_budget_fraction, cfg.rate_limited_default_s, self._on_rate_limited)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -202,14 +199,14 @@ class SessionBase(ExecutionSession):
     # -- instruments and formatting -----------------------------------------------------------------
     def _set_instrument(self, inst: Instrument) -> None:
         self.instruments[inst.symbol] = inst
-        self._px_dec[inst.symbol] = decimals_of(inst.tick_size)
-        self._qty_dec[inst.symbol] = decimals_of(inst.lot_size)
+        self._px_fmt[inst.symbol] = f"%.{decimals_of(inst.tick_size)}f"
+        self._qty_fmt[inst.symbol] = f"%.{decimals_of(inst.lot_size)}f"
 
     def _px(self, symbol: str, value: float) -> str:
-        return fmt(value, self._px_dec.get(symbol, 8))
+        return self._px_fmt.get(symbol, "%.8f") % value
 
     def _qty(self, symbol: str, value: float) -> str:
-        return fmt(value, self._qty_dec.get(symbol, 8))
+        return self._qty_fmt.get(symbol, "%.8f") % value
 
     def _ts_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.time_offset_ms
@@ -336,14 +333,15 @@ class SessionBase(ExecutionSession):
                 try:
                     await self._reconcile(cid)
                 except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
-                    log.warning("%s: reconciliation query of %s failed (%s); retrying", self.venue, cid, exc)
+                    log.warning("%s: reconciliation query of %s failed (%s %s); retrying", self.venue, cid,
+                                type(exc).__name__, exc)
                     self._schedule_recon(cid, max(self.cfg.reconcile_delay_s, 0.5))
             if now >= next_audit:
                 next_audit = now + self.cfg.audit_interval_s
                 try:
                     await self.audit()
                 except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
-                    log.warning("%s: open-order audit failed (%s)", self.venue, exc)
+                    log.warning("%s: open-order audit failed (%s %s)", self.venue, type(exc).__name__, exc)
 
     async def _reconcile(self, client_id: str) -> None:
         o = self.tracker.get(client_id)
