@@ -72,9 +72,12 @@ class BybitEmulator(EmulatorBase):
 
     def __init__(self, symbols=("BTCUSDT",), *, seed: int = 1, synth: SynthConfig | None = None,
                  depth: int = 50, keep_history: bool = True, trades: bool = True, recorded: bool = False,
-                 **kwargs: Any) -> None:
+                 trading: bool = True, credentials: dict[str, str] | None = None, account=None,
+                 trading_options: dict | None = None, **kwargs: Any) -> None:
         """``recorded``: the symbols' data will come from ``replay`` only (no synthetic snapshot for an
-        early subscriber; the recording's own snapshot starts the book)."""
+        early subscriber; the recording's own snapshot starts the book).  ``trading``: mount the
+        order-entry side (``bybit_trade``) with ``credentials`` (api key -> secret; None: the demo
+        pair), ``account`` (``matching.AccountConfig``), ``trading_options`` (``BybitTrading`` keywords)."""
         super().__init__(**kwargs)
         self.synth = synth or SynthConfig(levels=min(40, depth))
         if self.synth.levels > depth:
@@ -99,6 +102,10 @@ class BybitEmulator(EmulatorBase):
         r.add_get("/v5/market/instruments-info", self._instruments)
         r.add_get("/v5/market/orderbook", self._orderbook)
         r.add_get("/v5/public/linear", self._ws)
+        if trading:
+            from daemon.emulator.bybit_trade import BybitTrading
+
+            self.trading = BybitTrading(self, credentials=credentials, account=account, **(trading_options or {}))
 
     # -- REST -----------------------------------------------------------------------------------
     def _envelope(self, result: Any, code: int = 0, msg: str = "OK") -> web.Response:
@@ -106,16 +113,25 @@ class BybitEmulator(EmulatorBase):
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def _time(self, request):
-        now = time.time_ns()
+        now = time.time_ns() + self.clock_offset_ms * 1_000_000
         return self._envelope({"timeSecond": str(now // 1_000_000_000), "timeNano": str(now)})
 
     async def _instruments(self, request):
         tick = f"{self.synth.tick:.{self._decimals}f}"
         wanted = request.query.get("symbol")
-        items = [{"symbol": s, "status": "Trading", "priceFilter": {"tickSize": tick},
-                  "lotSizeFilter": {"qtyStep": "0.001", "minOrderQty": "0.001"}}
+        items = [{"symbol": s, "contractType": "LinearPerpetual", "status": "Trading",
+                  "baseCoin": s[:-4] if s.endswith("USDT") else s, "quoteCoin": "USDT", "settleCoin": "USDT",
+                  "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
+                  "priceScale": str(self._decimals), "unifiedMarginTrade": True, "fundingInterval": 480,
+                  "copyTrading": "both", "upperFundingRate": "0.00375", "lowerFundingRate": "-0.00375",
+                  "isPreListing": False, "preListingInfo": None,
+                  "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+                  "priceFilter": {"minPrice": tick, "maxPrice": "1999999.80", "tickSize": tick},
+                  "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": "0.001", "qtyStep": "0.001",
+                                    "postOnlyMaxOrderQty": "1190.000", "maxMktOrderQty": "119.000",
+                                    "minNotionalValue": "5"}}
                  for s in self.symbols if wanted in (None, s)]
-        return self._envelope({"category": "linear", "list": items})
+        return self._envelope({"category": "linear", "list": items, "nextPageCursor": ""})
 
     async def _orderbook(self, request):
         sym = self.symbols.get(request.query.get("symbol", "").upper())
@@ -305,6 +321,8 @@ class BybitEmulator(EmulatorBase):
                      "p": f"{px:.{self._decimals}f}", "L": "PlusTick", "i": f"{sym.name}-{sym.trade_seq}", "BT": False}
                 await self._broadcast(f"publicTrade.{sym.name}", orjson.dumps(
                     {"topic": f"publicTrade.{sym.name}", "type": "snapshot", "ts": now, "data": [t]}).decode())
+        if self.trading is not None:
+            await self.trading.after_step(sym.name, trade if self.trades else None)
 
     def prebuild_deltas(self, symbol: str, count: int) -> list[str]:
         """Advance the truth by ``count`` deltas without sending them; returns the frames (for load

@@ -472,6 +472,8 @@ class TradingSide:
 
     #: order-entry faults this venue accepts (kind -> parameters); subclasses extend
     FAULTS: dict[str, set[str]] = {}
+    #: HTTP statuses the fault ``order_status`` may answer with
+    STATUSES = (418, 429, 500, 502, 503, 504)
 
     def __init__(self, emu, credentials: Mapping[str, str] | None, account: AccountConfig | None,
                  rules: Mapping[str, Rules]) -> None:
@@ -500,8 +502,8 @@ class TradingSide:
             return
         if kind == "drop_reply" and p.get("action", "reset") not in ("reset", "timeout"):
             raise EmulatorError("fault 'drop_reply': parameter 'action' must be 'reset' or 'timeout'")
-        if kind == "order_status" and int(p.get("status", 503)) not in (418, 429, 500, 502, 503, 504):
-            raise EmulatorError(f"fault 'order_status': parameter 'status' must be 418/429/500/502/503/504, "
+        if kind == "order_status" and int(p.get("status", 503)) not in self.STATUSES:
+            raise EmulatorError(f"fault 'order_status': parameter 'status' must be one of {self.STATUSES}, "
                                 f"got {p.get('status')}")
         self.check_fault(kind, p)
         self.queued.add(kind, count, **p)
