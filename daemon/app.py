@@ -17,6 +17,7 @@ from typing import Callable
 import aiohttp
 
 from daemon.config import DaemonConfig, VenueConfig
+from daemon.orderentry import OrderEntry
 from daemon.publish import Publisher, RingPublisher, ring_segment_name
 from daemon.sdnotify import Notifier
 
@@ -41,7 +42,9 @@ def ring_publisher(venue: VenueConfig, symbol: str) -> Publisher:
 
 class Daemon:
     def __init__(self, cfg: DaemonConfig, *, notifier: Notifier | None = None,
-                 publisher_factory: Callable[[VenueConfig, str], Publisher] = ring_publisher) -> None:
+                 publisher_factory: Callable[[VenueConfig, str], Publisher] = ring_publisher,
+                 exec_sessions: dict | None = None, pretrade_check: Callable | None = None,
+                 order_notify=None) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         self.publisher_factory = publisher_factory
@@ -49,6 +52,12 @@ class Daemon:
         self.sessions: list = []
         self.stop_event = asyncio.Event()
         self.ready_sent = False
+        #: order entry (execution sessions, router, control socket): on when a venue has
+        #: [venue.execution] or sessions are injected (tests, bench)
+        self.exec_sessions = exec_sessions
+        self.pretrade_check = pretrade_check
+        self.order_notify = order_notify
+        self.orders: OrderEntry | None = None
 
     def all_live(self) -> bool:
         return bool(self.sessions) and all(s.all_live() for s in self.sessions)
@@ -72,6 +81,10 @@ class Daemon:
                 self.sessions.append(make_session(venue, pubs, http))
             log.info("starting %d venue session(s): %s", len(self.sessions),
                      ", ".join(f"{v.name} [{', '.join(v.symbols)}]" for v in self.cfg.venues))
+            if OrderEntry.wanted(self.cfg, self.exec_sessions):
+                self.orders = OrderEntry(self.cfg, http, sessions=self.exec_sessions,
+                                         check=self.pretrade_check, notify=self.order_notify)
+                await self.orders.start()
             tasks = [asyncio.create_task(s.run(), name=f"session-{i}") for i, s in enumerate(self.sessions)]
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             stopper = asyncio.create_task(self.stop_event.wait())
@@ -80,6 +93,8 @@ class Daemon:
             for t in failed:
                 log.error("internal task %s failed: %r", t.get_name(), t.exception())
             self.notifier.stopping(f"stopping; {self.status_text()}")
+            if self.orders is not None:
+                await self.orders.stop()  # every bot's orders cancelled before the connections go
             for s in self.sessions:
                 await s.stop()
             for t in tasks:

@@ -174,7 +174,7 @@ class Router:
                  check: Callable[[OrderCheck], RiskReject | None] | None = None,
                  mode: int = 0o600, gid: int | None = None, channel_capacity: int = 4096,
                  intake_wait: str = "backoff", intake: str = "thread", dead_bot_policy: str = "cancel",
-                 touch: Callable[[str, str], tuple[float, float]] | None = None):
+                 touch: Callable[[str, str], tuple[float, float]] | None = None, notify=None):
         if intake not in ("thread", "poll"):
             raise DaemonError(f"router intake must be 'thread' or 'poll', got {intake!r}")
         self.sessions = dict(sessions)
@@ -187,6 +187,8 @@ class Router:
         self.intake_kind = intake
         self.policy = dead_bot_policy
         self.touch = touch
+        #: a ``plugins.manager.PluginHost`` (or anything with its ``notify_*`` methods), or None
+        self.notify = notify
         self.bots: dict[str, BotSession] = {}
         #: client id -> (bot, LiveOrder); bots that died stay here until their orders end
         self.by_client: dict[str, tuple[BotSession, LiveOrder]] = {}
@@ -246,6 +248,8 @@ class Router:
             bot.intake.start()
         log.info("bot %s registered (pid %d, uid %d): %s", name, pid, uid,
                  ", ".join(f"{a.venue}:{a.symbol}" for a in resolved))
+        if self.notify is not None:
+            self.notify.notify_bot_registered(name, tuple(a.symbol for a in resolved), pid)
         return {
             "bot": name, "request_channel": req_name, "response_channel": resp_name,
             "generation": self.generation, "daemon_pid": os.getpid(),
@@ -278,6 +282,8 @@ class Router:
         log.warning("bot %s gone (%s); policy %s on %d open order(s)", name, why, self.policy, len(bot.orders))
         if self.policy == "cancel":
             self.cancel_orders_of(bot)
+        if self.notify is not None:
+            self.notify.notify_bot_lost(name, why)
         bot.requests.close()
         bot.responses.close()
 
@@ -298,13 +304,8 @@ class Router:
         a.session.cancel(o.client_id, a.symbol)
         return 1
 
-    async def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Refuse new requests, cancel every order of every bot and every open order of each account,
-        wait up to ``timeout_s`` for the venues to confirm, then close every channel."""
-        self.stopping = True
-        for bot in list(self.bots.values()):
-            if bot.intake is not None:
-                bot.intake.stop()
+    async def cancel_everything(self) -> None:
+        """The kill switch: cancel every order of every bot, then each account's open orders."""
         for bot, o in list(self.by_client.values()):
             self._cancel_quietly(bot, o)
         for venue, session in self.sessions.items():
@@ -312,6 +313,15 @@ class Router:
                 await session.cancel_all()
             except Exception:
                 log.exception("cancel_all on %s failed", venue)
+
+    async def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Refuse new requests, cancel every order of every bot and every open order of each account,
+        wait up to ``timeout_s`` for the venues to confirm, then close every channel."""
+        self.stopping = True
+        for bot in list(self.bots.values()):
+            if bot.intake is not None:
+                bot.intake.stop()
+        await self.cancel_everything()
         deadline = time.monotonic() + timeout_s
         while self.by_client and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -437,8 +447,10 @@ class Router:
         o = LiveOrder(ref.client_id, asset_no, oid, side, price, qty, qty, int(Status.NONE), _P_SUBMIT, seq=seq)
         bot.orders[oid] = o
         self.by_client[ref.client_id] = (bot, o)
-        a.session.submit(OrderIntent(ref.client_id, a.symbol, Side(side), price, qty, TimeInForce(tif),
-                                     OrdType(otype), now))
+        intent = OrderIntent(ref.client_id, a.symbol, Side(side), price, qty, TimeInForce(tif), OrdType(otype), now)
+        a.session.submit(intent)
+        if self.notify is not None:
+            self.notify.notify_order_submitted(bot.name, a.venue, intent)
 
     @staticmethod
     def _bad_price_qty(a: _Asset, price: float, qty: float, otype: int):
@@ -534,6 +546,8 @@ class Router:
             return
         bot, o = hit
         k = ev.kind
+        if self.notify is not None:
+            self.notify.notify_exec(bot.name, bot.assets[o.asset_no].venue, ev)
         if ev.side:
             o.side = int(ev.side)
         if k == ExecKind.ACCEPTED:

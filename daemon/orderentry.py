@@ -1,0 +1,98 @@
+"""The daemon's order side, started and stopped as one: execution sessions, the router, the control socket.
+
+It is on when a venue has a ``[venue.execution]`` table (or sessions are injected, as tests and the
+benchmark do).  Start: the order id journal (``[control] state_dir``), one execution session per such
+venue (``daemon.execution.factory.make_execution_session``; a venue whose session fails to start is
+left out and its bots are told so at registration), the router as every session's sink, then the
+control socket.  Stop: the router cancels every order of every bot and each account's open orders
+and waits for the venues to confirm (``shutdown_cancel_timeout_s``), then the socket and sessions close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from daemon.config import DaemonConfig
+from daemon.control import ControlServer
+from daemon.execution.base import ExecutionSession, OrderCheck, RiskReject
+from daemon.orderids import OrderIds
+from daemon.router import Router
+
+__all__ = ["OrderEntry"]
+
+log = logging.getLogger("hftd.orders")
+
+
+class OrderEntry:
+    def __init__(self, cfg: DaemonConfig, http: Any, *, sessions: dict[str, ExecutionSession] | None = None,
+                 check: Callable[[OrderCheck], RiskReject | None] | None = None, notify: Any = None):
+        self.cfg = cfg
+        self.http = http
+        self.injected = sessions
+        self.check = check
+        self.notify = notify
+        self.sessions: dict[str, ExecutionSession] = {}
+        self.router: Router | None = None
+        self.server: ControlServer | None = None
+        self.orderids: OrderIds | None = None
+
+    @staticmethod
+    def wanted(cfg: DaemonConfig, sessions: dict | None) -> bool:
+        return bool(sessions) or any(getattr(v, "execution", None) is not None for v in cfg.venues)
+
+    async def start(self) -> None:
+        ctl = self.cfg.control
+        self.orderids = OrderIds(ctl.state_dir, prefix=ctl.client_id_prefix)
+        self.router = Router({}, self.orderids, check=self.check, mode=ctl.mode, gid=ctl.group_id(),
+                             channel_capacity=ctl.channel_capacity, intake_wait=ctl.intake_wait,
+                             dead_bot_policy=ctl.dead_bot_policy, notify=self.notify)
+        if self.injected is not None:
+            self.sessions = dict(self.injected)
+            for s in self.sessions.values():
+                if hasattr(s, "sink"):
+                    s.sink = self.router
+        else:
+            from daemon.execution.factory import make_execution_session
+
+            pending = {}
+            for venue in self.cfg.venues:
+                if getattr(venue, "execution", None) is None:
+                    continue
+                pending[venue.name] = make_execution_session(venue, self.http, self.router)
+            results = await asyncio.gather(*(s.start() for s in pending.values()), return_exceptions=True)
+            for (name, session), result in zip(pending.items(), results):
+                if isinstance(result, BaseException):
+                    log.error("execution session %s did not start: %s; its bots will be refused", name, result)
+                    try:
+                        await session.stop(cancel_open=False)
+                    except Exception:
+                        pass
+                else:
+                    self.sessions[name] = session
+        self.router.sessions.update(self.sessions)
+        self.server = ControlServer(ctl, self.router)
+        await self.server.start()
+        log.info("order entry: %s; control socket %s; generation %d",
+                 ", ".join(sorted(self.sessions)) or "no venue", ctl.socket_path, self.orderids.generation)
+
+    async def cancel_everything(self, reason: str = "") -> None:
+        """The kill switch: every order of every bot, and every open order of each account."""
+        if self.router is not None:
+            log.warning("cancelling every order: %s", reason)
+            await self.router.cancel_everything()
+
+    async def stop(self) -> None:
+        if self.router is not None:
+            await self.router.shutdown(self.cfg.control.shutdown_cancel_timeout_s)
+        if self.server is not None:
+            await self.server.stop()
+        if self.injected is None:
+            for name, s in self.sessions.items():
+                try:
+                    await s.stop(cancel_open=True)
+                except Exception:
+                    log.exception("stopping execution session %s failed", name)
+        if self.orderids is not None:
+            self.orderids.close()
