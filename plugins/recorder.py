@@ -1,0 +1,352 @@
+"""The ``recorder`` plugin: the market rings, written to daily event files the simulator maps.
+
+One child process (``python -m plugins.recorder``) reads every market ring as an ordinary reader,
+so the daemon's loop never writes a byte and a slow disk never touches trading.  Each ring gets
+``<directory>/<ring name>/<YYYY-MM-DD>.npy``: a ``.npy`` of ``shm.dtypes.event_dtype`` whose array
+starts at a 64-byte aligned offset, the form ``bots.data.io.open_events_mmap`` maps without reading
+(the simulator takes it as it is).  The UTC day of a record is that of its ``local_ts``.
+
+Nothing that reached a ring is lost on SIGTERM or kill -9:
+
+* records are appended with ``write`` (in the page cache once it returns, whatever happens to the
+  process), then ``<file>.pos`` (generation, rows, ring position) is updated, then the row count in
+  the ``.npy`` header (a fixed-size header, rewritten in place): after a kill at any point the file
+  is a valid ``.npy`` of every record up to its last header update;
+* a restarted recorder truncates the file to the rows ``.pos`` vouches for and resumes reading the
+  ring at the position after them (the ring, in shared memory, outlives both processes); a new ring
+  generation is read from its start;
+* when the daemon dies the recorder still holds the rings' mappings: it drains them, closes its files
+  and exits.
+
+At UTC midnight the file of the day ends and the next one starts with a clear of both sides and a
+snapshot of the book as it stood (the ``daemon.book.LevelBook`` the recorder keeps from the depth
+rows), so each day's file replays from a valid book on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from plugins.config import RecorderConfig
+from plugins.hookspecs import hookimpl
+from shm.dtypes import (
+    BUY_EVENT,
+    DEPTH_CLEAR_EVENT,
+    DEPTH_EVENT,
+    DEPTH_SNAPSHOT_EVENT,
+    EXCH_EVENT,
+    KIND_MASK,
+    LOCAL_EVENT,
+    SELL_EVENT,
+    event_dtype,
+)
+
+if TYPE_CHECKING:
+    from plugins.manager import PluginHost
+
+__all__ = ["DayFile", "RingRecorder", "RecorderPlugin", "day_file_name", "HEADER_BYTES"]
+
+log = logging.getLogger("hftd.plugins.recorder")
+
+DAY_NS = 86_400 * 1_000_000_000
+#: the .npy header is this long whatever the row count, so it is rewritten in place
+HEADER_BYTES = 256
+_POS = struct.Struct("<qqq")  # generation, rows, ring position after the last row
+_BOTH = EXCH_EVENT | LOCAL_EVENT
+
+
+def day_file_name(day: int) -> str:
+    """``YYYY-MM-DD.npy`` of the UTC day number ``day`` (days since 1970-01-01)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400)) + ".npy"
+
+
+def _header(rows: int) -> bytes:
+    descr = np.lib.format.dtype_to_descr(event_dtype)
+    text = repr({"descr": descr, "fortran_order": False, "shape": (rows,)})
+    head = b"\x93NUMPY\x01\x00"
+    body_len = HEADER_BYTES - len(head) - 2
+    body = text.encode("latin1").ljust(body_len - 1) + b"\n"
+    if len(body) != body_len:  # pragma: no cover - the dtype's descr is fixed
+        raise AssertionError("event_dtype's .npy header does not fit HEADER_BYTES")
+    return head + struct.pack("<H", body_len) + body
+
+
+class DayFile:
+    """One day's event file, appended and committed record batch by record batch."""
+
+    def __init__(self, path: Path, generation: int) -> None:
+        self.path = path
+        self.pos_path = path.with_name(path.name + ".pos")
+        self.generation = generation
+        self.rows = 0
+        self.position = -1  # ring position after the last row (-1: nothing from the ring yet)
+        existed = path.exists()
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.pos_fd = os.open(self.pos_path, os.O_RDWR | os.O_CREAT, 0o644)
+        if existed:
+            self._recover()
+        else:
+            os.pwrite(self.fd, _header(0), 0)
+        os.lseek(self.fd, HEADER_BYTES + self.rows * event_dtype.itemsize, os.SEEK_SET)
+
+    def _recover(self) -> None:
+        raw = os.pread(self.pos_fd, _POS.size, 0)
+        gen, rows, position = _POS.unpack(raw) if len(raw) == _POS.size else (self.generation, 0, -1)
+        size = os.fstat(self.fd).st_size
+        on_disk = max(0, (size - HEADER_BYTES) // event_dtype.itemsize)
+        if rows > on_disk:  # cannot happen with data written before .pos; trust the disk
+            log.error("%s: .pos says %d rows, the file has %d", self.path, rows, on_disk)
+            rows = on_disk
+        self.rows, self.position, self.generation = rows, position, gen
+        os.ftruncate(self.fd, HEADER_BYTES + rows * event_dtype.itemsize)
+        os.pwrite(self.fd, _header(rows), 0)
+        log.info("%s: resumed at %d rows (ring generation %d, position %d; %d uncommitted rows dropped)",
+                 self.path, rows, gen, position, on_disk - rows)
+
+    def append(self, rows: np.ndarray, position: int, generation: int) -> None:
+        """Write ``rows`` and commit them with the ring ``position`` after the last of them."""
+        if len(rows):
+            data = np.ascontiguousarray(rows).view(np.uint8)
+            mv = memoryview(data)
+            while len(mv):
+                mv = mv[os.write(self.fd, mv):]
+            self.rows += len(rows)
+        self.position = position
+        self.generation = generation
+        os.pwrite(self.pos_fd, _POS.pack(generation, self.rows, position), 0)
+        os.pwrite(self.fd, _header(self.rows), 0)
+
+    def mapped(self) -> np.ndarray:
+        if not self.rows:
+            return np.empty(0, event_dtype)
+        return np.memmap(self.path, dtype=event_dtype, mode="r", offset=HEADER_BYTES, shape=(self.rows,))
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.pos_fd)
+
+
+_DEPTH_KINDS = np.array([DEPTH_EVENT, DEPTH_CLEAR_EVENT, DEPTH_SNAPSHOT_EVENT], np.uint64)
+
+
+class RingRecorder:
+    """One ring -> its daily files (see the module docstring)."""
+
+    def __init__(self, ring: str, directory: Path, batch_records: int = 4096) -> None:
+        from daemon.book import LevelBook
+        from shm import RingReader
+
+        self.ring = ring
+        self.dir = directory / ring
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.reader = RingReader.attach(ring, start="earliest")
+        self.buf = np.zeros(batch_records, event_dtype)
+        self.book = LevelBook()
+        self.book_valid = False
+        self.lost = 0
+        self.last_exch_ts = 0
+        self.file: DayFile | None = None
+        self.day = -1
+        latest = sorted(self.dir.glob("????-??-??.npy"))
+        if latest:
+            self._open(latest[-1], resume=True)
+
+    def _open(self, path: Path, *, resume: bool) -> None:
+        self.file = DayFile(path, self.reader.generation)
+        self.day = int(np.datetime64(path.stem, "D").astype(np.int64))
+        if not resume:
+            return
+        rows = self.file.mapped()
+        self._track(rows)  # the book as it stood at the file's last row
+        if self.file.generation == self.reader.generation and self.file.position >= 0:
+            from shm import layout as L
+
+            earliest = int(self.reader.state[L.S_NEXT])
+            if self.file.position < earliest:
+                self.lost += earliest - self.file.position
+                log.error("%s: %d records left the ring while no recorder ran", self.ring,
+                          earliest - self.file.position)
+            else:
+                self.reader.state[L.S_NEXT] = self.file.position
+
+    def _track(self, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        kinds = rows["ev"] & KIND_MASK
+        depth = rows[np.isin(kinds, _DEPTH_KINDS)]
+        if len(depth):
+            self.book.apply(depth)
+            k = depth["ev"] & KIND_MASK
+            last_snap = np.flatnonzero(k == DEPTH_SNAPSHOT_EVENT)
+            invalid = np.flatnonzero((k == DEPTH_CLEAR_EVENT) & (depth["ival"] < 0))
+            if len(invalid) and (not len(last_snap) or invalid[-1] > last_snap[-1]):
+                self.book_valid = False
+            elif len(last_snap):
+                self.book_valid = True
+        self.last_exch_ts = max(self.last_exch_ts, int(rows["exch_ts"].max()))
+
+    def _snapshot_rows(self, day_start_ns: int) -> np.ndarray:
+        """Clear both sides, then every level: what the new day's file starts with."""
+        ts = min(self.last_exch_ts, day_start_ns)
+        bids, asks = (self.book.bid_levels(), self.book.ask_levels()) if self.book_valid else ({}, {})
+        out = np.zeros(2 + len(bids) + len(asks), event_dtype)
+        ival = 0 if self.book_valid else -1
+        out[0] = (_BOTH | DEPTH_CLEAR_EVENT | BUY_EVENT, ts, day_start_ns, 0.0, 0.0, 0, ival, 0.0)
+        out[1] = (_BOTH | DEPTH_CLEAR_EVENT | SELL_EVENT, ts, day_start_ns, np.inf, 0.0, 0, ival, 0.0)
+        i = 2
+        for side, levels in ((BUY_EVENT, bids), (SELL_EVENT, asks)):
+            for px, qty in levels.items():
+                out[i] = (_BOTH | DEPTH_SNAPSHOT_EVENT | side, ts, day_start_ns, px, qty, 0, 0, 0.0)
+                i += 1
+        return out
+
+    def poll(self) -> int:
+        """Read and write what the ring holds now (one batch); returns the records read."""
+        n = self.reader.read(self.buf)
+        if self.reader.gap:
+            self.lost += self.reader.gap
+            log.error("%s: lapped; %d records lost before these", self.ring, self.reader.gap)
+        if not n:
+            return 0
+        rows = self.buf[:n]
+        end = self.reader.position
+        # a record stamped before the current day (clock step back) stays in the current file
+        days = np.maximum.accumulate(np.maximum(rows["local_ts"] // DAY_NS, self.day))
+        start = 0
+        while start < n:
+            day = int(days[start])
+            stop = start + int(np.searchsorted(days[start:], day, side="right"))
+            if day != self.day:
+                self._rotate(day)
+            part = rows[start:stop]
+            self.file.append(part, end - n + stop, self.reader.generation)
+            self._track(part)
+            start = stop
+        return n
+
+    def _rotate(self, day: int) -> None:
+        first = self.file is None
+        # the snapshot is committed with the ring position where the old file ended, so a restart
+        # right after it resumes there instead of re-reading the old day into the new file
+        position = -1
+        if self.file is not None:
+            position = self.file.position
+            self.file.close()
+        self._open(self.dir / day_file_name(day), resume=False)
+        if not first or self.book_valid:
+            snap = self._snapshot_rows(day * DAY_NS)
+            self.file.append(snap, position, self.reader.generation)
+            log.info("%s: new day file %s starts with a %d-row snapshot", self.ring, self.file.path.name, len(snap))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.reader.close()
+
+
+def run(rings: list[str], directory: Path, *, batch_records: int = 4096, poll_interval_s: float = 0.01,
+        stop_when_gone: bool = True) -> int:
+    """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0."""
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    recorders = [RingRecorder(r, directory, batch_records) for r in rings]
+    print("recorder ready", flush=True)  # the parent (and tests) wait for this line
+    try:
+        while True:
+            busy = sum(rec.poll() for rec in recorders)
+            if busy:
+                continue
+            if stopping:
+                return 0
+            if stop_when_gone and all(not rec.reader.producer_alive() and rec.reader.available() <= 0
+                                      for rec in recorders):
+                log.info("recorder: every ring's producer is gone and drained; exiting")
+                return 0
+            time.sleep(poll_interval_s)
+    finally:
+        for rec in recorders:
+            rec.close()
+
+
+class RecorderPlugin:
+    """Starts the recorder child when the daemon starts (restarting it if it dies), stops it with
+    SIGTERM when the daemon stops."""
+
+    def __init__(self, config: RecorderConfig, host: PluginHost | None = None) -> None:
+        self.config = config
+        self.host = host
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+
+    @hookimpl
+    def hftd_daemon_start(self, daemon: Any) -> None:
+        rings = list(self.config.rings)
+        if not rings and daemon is not None:
+            rings = [p.name for p in daemon.publishers.values() if hasattr(p, "name")]
+        if not rings:
+            log.error("recorder: no market ring to record")
+            return
+        self._task = asyncio.get_running_loop().create_task(self._supervise(rings), name="recorder.child")
+
+    def command(self, rings: list[str]) -> list[str]:
+        c = self.config
+        cmd = [sys.executable, "-m", "plugins.recorder", "--dir", str(c.directory),
+               "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s)]
+        for ring in rings:
+            cmd += ["--ring", ring]
+        return cmd
+
+    async def _supervise(self, rings: list[str]) -> None:
+        while not self._stopping:
+            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.DEVNULL)
+            rc = await self.proc.wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            log.error("recorder: child exited with %s; restarting in 1 s (it resumes where it stopped)", rc)
+            await asyncio.sleep(1.0)
+
+    async def aclose(self) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.config.stop_timeout_s)
+            except asyncio.TimeoutError:
+                log.error("recorder: child did not stop within %.0f s; killing it", self.config.stop_timeout_s)
+                proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m plugins.recorder", description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", required=True, type=Path)
+    ap.add_argument("--ring", action="append", required=True, help="market ring segment name (repeat)")
+    ap.add_argument("--batch-records", type=int, default=4096)
+    ap.add_argument("--poll-interval-s", type=float, default=0.01)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
+    return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
