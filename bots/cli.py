@@ -1,64 +1,172 @@
-"""``hftd backtest``: run an example bot over event files and print a summary (and a PNG plot)."""
+"""``hftd backtest``: run any strategy over event files from a TOML config, print its stats, write a report.
+
+Examples::
+
+    hftd backtest run.toml                                   # config: assets, models, strategy, params
+    hftd backtest --example glft --data day1.npz             # a shipped example and its config
+    hftd backtest run.toml --set strategy.params.gamma=0.1 --set asset.fee.maker=0 -o out/
+    hftd backtest run.toml --sweep gamma=0.02,0.05,0.1 --sweep kappa=0.3,0.5   # a grid, all cores
+    hftd backtest --list                                     # the example strategies
+    hftd backtest day1.npz --bot grid --tick-size 0.01 --lot-size 0.001      # without a config
+
+The report folder (``-o``, default ``report-<strategy>-<time>``) holds ``report.png`` (equity with
+and without fees over the price, position, fills), ``stats.json`` and ``records.npz``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backtest", help="run a bot over event files and report")
-    p.add_argument("files", nargs="+", help="event files (.npz/.npy), replayed in order")
-    p.add_argument("--bot", choices=["grid", "noop"], default="grid")
-    p.add_argument("--tick-size", type=float, required=True)
-    p.add_argument("--lot-size", type=float, required=True)
-    p.add_argument("--roi", nargs=2, type=float, metavar=("LB", "UB"),
-                   help="ROI vector book over [LB, UB] (default: a book that grows as prices move)")
-    p.add_argument("--latency-ns", type=int, nargs=2, default=[1_000_000, 1_000_000],
-                   metavar=("ENTRY", "RESPONSE"))
-    p.add_argument("--fees", type=float, nargs=2, default=[-0.00005, 0.0007], metavar=("MAKER", "TAKER"))
-    p.add_argument("--grid-num", type=int, default=20)
-    p.add_argument("--step-ms", type=float, default=100.0)
-    p.add_argument("--order-qty", type=float, default=0.1)
-    p.add_argument("--plot", help="write an equity/position PNG here")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p = sub.add_parser("backtest", help="run a strategy over event files and report",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", help="a config .toml, or event files (.npz/.npy) with --tick-size etc.")
+    p.add_argument("--example", help="run the config shipped with this example (see --list)")
+    p.add_argument("--list", action="store_true", help="list the example strategies and their parameters")
+    p.add_argument("--data", nargs="+", help="event files replacing the first asset's data")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable): strategy.params.NAME=, asset.tick_size=, ...")
+    p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="run a grid over strategy parameters (repeatable), in parallel processes")
+    p.add_argument("--jobs", type=int, default=0, help="sweep processes (default: all cores)")
+    p.add_argument("-o", "--report", type=Path, help="report folder (default report-<strategy>-<time>)")
+    p.add_argument("--no-report", action="store_true", help="print the stats only")
+    p.add_argument("--no-plots", action="store_true", help="report without PNG plots")
+    p.add_argument("--json", action="store_true", help="print the stats as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    legacy = p.add_argument_group("without a config (the grid/noop examples over event files)")
+    legacy.add_argument("--bot", choices=["grid", "noop", "glft", "obi"], default="grid")
+    legacy.add_argument("--tick-size", type=float)
+    legacy.add_argument("--lot-size", type=float)
+    legacy.add_argument("--roi", nargs=2, type=float, metavar=("LB", "UB"),
+                        help="ROI vector book over [LB, UB] (default: a book that grows as prices move)")
+    legacy.add_argument("--latency-ns", type=int, nargs=2, default=[1_000_000, 1_000_000],
+                        metavar=("ENTRY", "RESPONSE"))
+    legacy.add_argument("--fees", type=float, nargs=2, default=[-0.00005, 0.0007], metavar=("MAKER", "TAKER"))
+    legacy.add_argument("--grid-num", type=int, default=20)
+    legacy.add_argument("--step-ms", type=float, default=100.0)
+    legacy.add_argument("--order-qty", type=float, default=0.1)
+    legacy.add_argument("--plot", help="write the report PNG here (and no report folder)")
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
-    import bots
-    from bots.examples import grid as ex
-    from bots.stats import plot, summarize
+def _config_from_args(args):
+    from bots.errors import ConfigError
+    from bots.examples import example_config
+    from bots.harness.config import apply_overrides, load_config, parse_config
 
-    asset = (bots.BacktestAsset().data(list(args.files)).tick_size(args.tick_size).lot_size(args.lot_size)
-             .linear_asset(1.0).constant_order_latency(*args.latency_ns).power_prob_queue_model(2.0)
-             .no_partial_fill_exchange().trading_value_fee_model(*args.fees))
-    if args.roi:
-        hbt = bots.ROIVectorMarketDepthBacktest([asset.roi_lb(args.roi[0]).roi_ub(args.roi[1])])
-    else:
-        hbt = bots.HashMapMarketDepthBacktest([asset])
-    step_ns = int(args.step_ms * 1_000_000)
-    rec = bots.Recorder(1, 2_000_000)
-    t0 = time.perf_counter()
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append("asset.data=" + json.dumps([str(Path(d).resolve()) for d in args.data]))
+    if args.example:
+        path = example_config(args.example)
+        if not path.exists():
+            raise ConfigError(f"--example {args.example}: no such example (hftd backtest --list)")
+        if args.inputs:
+            raise ConfigError("--example takes its data from --data, not from positional files")
+        return load_config(path, overrides)
+    if len(args.inputs) == 1 and args.inputs[0].endswith(".toml"):
+        return load_config(args.inputs[0], overrides)
+    if not args.inputs:
+        raise ConfigError("give a config .toml, --example NAME, or event files with --tick-size/--lot-size")
+    if args.tick_size is None or args.lot_size is None:
+        raise ConfigError("event files without a config need --tick-size and --lot-size")
+    params = {"step_ns": int(args.step_ms * 1_000_000)}
     if args.bot == "grid":
-        steps = ex.grid_bot_cached(hbt, rec.recorder, args.grid_num, step_ns, 10, 20, args.order_qty)
-    else:
-        steps = ex.noop_bot_cached(hbt, step_ns)
-    wall = time.perf_counter() - t0
-    records = rec.get(0)
-    if len(records) < 2:
-        print(f"{steps} steps in {wall:.2f} s; not enough recorded rows for statistics")
-        return 0
-    summary = summarize(records)
+        params.update(grid_num=args.grid_num, order_qty=args.order_qty)
+    elif args.bot in ("glft", "obi"):
+        params.update(order_qty=args.order_qty)
+    asset = {
+        "data": [str(Path(f).resolve()) for f in args.inputs], "tick_size": args.tick_size,
+        "lot_size": args.lot_size,
+        "latency": {"kind": "constant", "entry_ns": args.latency_ns[0], "response_ns": args.latency_ns[1]},
+        "queue": {"model": "power_prob", "n": 2.0},
+        "fee": {"model": "trading_value", "maker": args.fees[0], "taker": args.fees[1]},
+    }
+    values = {"strategy": {"function": args.bot, "params": params}, "asset": [asset]}
+    if args.roi:
+        asset["roi"] = list(args.roi)
+        values["backtest"] = {"depth": "roi"}
+    values = apply_overrides(values, overrides, "<command line>")
+    return parse_config(values, source="<command line>")
+
+
+def _list_examples() -> int:
+    import inspect
+
+    from bots.examples import EXAMPLES
+    from bots.harness.run import resolve_strategy, strategy_params
+
+    for name, target in EXAMPLES.items():
+        fn = resolve_strategy(name)
+        params = ", ".join(f"{p.name}={p.default!r}" for p in strategy_params(fn).values())
+        doc = (inspect.getdoc(inspect.getmodule(fn)) or "").splitlines()[0]
+        print(f"{name:<6} {target}\n       {doc}\n       {params}")
+    return 0
+
+
+def format_table(rows: list[tuple[str, list[str]]], header: list[str]) -> str:
+    widths = [max(len(r[0]) for r in rows + [(header[0], [])])]
+    for c in range(len(header) - 1):
+        widths.append(max(len(header[c + 1]), *(len(r[1][c]) for r in rows)))
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    for name, cells in rows:
+        lines.append("  ".join([name.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:]))]))
+    return "\n".join(lines)
+
+
+def _run(args) -> int:
+    if args.list:
+        return _list_examples()
+    cfg = _config_from_args(args)
+    if args.sweep:
+        from bots.harness.sweep import run_sweep_cli
+
+        return run_sweep_cli(cfg, args)
+    from bots.harness.run import run_backtest
+    from bots.report import plot_records, write_report
+
+    result = run_backtest(cfg, progress=not args.quiet and not args.json)
+    summaries = result.summaries
+    meta = {"strategy": cfg.strategy.function, "params": result.params, "config": cfg.source,
+            "wall_s": result.wall_s, "sim_s": result.sim_s, "events": result.events,
+            "data": [list(a.data) for a in cfg.assets]}
+    written = {}
     if args.plot:
-        plot(records, args.plot)
+        if summaries[0] is not None:
+            plot_records(result.records[0], args.plot, contract_size=cfg.assets[0].contract_size,
+                         inverse=cfg.assets[0].contract == "inverse")
+            written["plot0"] = Path(args.plot)
+    elif not args.no_report:
+        folder = args.report or Path(f"report-{cfg.strategy.function.replace(':', '.')}-"
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}")
+        written = write_report(folder, records=result.records, summaries=summaries, meta=meta,
+                               contract_sizes=[a.contract_size for a in cfg.assets],
+                               inverse=[a.contract == "inverse" for a in cfg.assets], plots=not args.no_plots)
     if args.json:
-        print(json.dumps({"steps": int(steps), "wall_s": wall, **{k: v for k, v in summary.rows()}}))
+        doc = {"steps": result.returned if isinstance(result.returned, (int, float)) else None, **meta,
+               "assets": [None if s is None else s.to_dict() for s in summaries],
+               "written": {k: str(v) for k, v in written.items()}}
+        from bots.report import _json_safe
+
+        print(json.dumps(_json_safe(doc)))
+        return 0
+    speed = f", {result.events / result.wall_s / 1e6:.2f} M events/s" if result.events and result.wall_s else ""
+    print(f"{cfg.strategy.function}: {result.sim_s:,.0f} s of data in {result.wall_s:.2f} s{speed}")
+    print("params: " + ", ".join(f"{k}={v!r}" for k, v in result.params.items()))
+    if all(s is None for s in summaries):
+        print("not enough recorded rows with a mid price for statistics (does the strategy call "
+              "recorder.record(hbt)?)")
     else:
-        print(f"{args.bot} bot: {steps} steps in {wall:.2f} s")
-        for key, value in summary.rows():
-            print(f"  {key:<18} {value}")
-        if args.plot:
-            print(f"  plot               {args.plot}")
+        keys = [k for k, _ in next(s for s in summaries if s is not None).rows()]
+        rows = [(k, [dict(s.rows())[k] if s is not None else "-" for s in summaries]) for k in keys]
+        print(format_table(rows, ["stat"] + [f"asset {a}" for a in range(len(summaries))]))
+    for kind, path in written.items():
+        print(f"{kind:<8} {path}")
+    sys.stdout.flush()
     return 0

@@ -13,7 +13,8 @@ from numba import njit
 from bots.constants import BUY, GTX, LIMIT, SELL
 
 
-def grid_bot(hbt, recorder, grid_num, step_ns, interval_ticks, half_spread_ticks, order_qty):
+def grid_bot(hbt, recorder, grid_num=20, step_ns=100_000_000, interval_ticks=10, half_spread_ticks=20,
+             order_qty=0.1):
     asset_no = 0
     tick_size = hbt.depth(asset_no).tick_size
     grid_interval = tick_size * interval_ticks
@@ -53,6 +54,15 @@ def grid_bot(hbt, recorder, grid_num, step_ns, interval_ticks, half_spread_ticks
         for order_id, order_price in new_ask_orders.items():
             if order_id not in orders:
                 hbt.submit_sell_order(asset_no, order_id, order_price, order_qty, GTX, LIMIT, False)
+        recorder.record(hbt)
+    return steps
+
+
+def noop_strategy(hbt, recorder, step_ns=100_000_000):
+    """Quote nothing, record every step: the data's own mid price and an empty account."""
+    steps = 0
+    while hbt.elapse(step_ns) == 0:
+        steps += 1
         recorder.record(hbt)
     return steps
 

@@ -28,10 +28,12 @@ def test_drawdown_return_and_ratios():
     assert s.return_over_mdd == pytest.approx(1.0)
     assert s.trades == 4 and s.value == 200.0
     assert s.turnover == pytest.approx(2.0)  # 200 traded over a 100 position value
+    # hftbacktest's SR and Sortino (sample std; downside over every difference, gains as 0), with
+    # 10 s samples annualised over 365 days (tests/bots/harness/test_stats_parity.py compares the two)
     d = np.diff([0.0, 10.0, 4.0, 12.0, 6.0])
     ann = np.sqrt(365 * 24 * 360)
-    assert s.sharpe == pytest.approx(d.mean() / d.std() * ann)
-    assert s.sortino == pytest.approx(d.mean() / np.sqrt((d[d < 0] ** 2).mean()) * ann)
+    assert s.sharpe == pytest.approx(d.mean() / d.std(ddof=1) * ann)
+    assert s.sortino == pytest.approx(d.mean() / np.sqrt((np.minimum(d, 0) ** 2).mean()) * ann)
 
 
 def test_backtest_cli_runs_and_plots(tmp_path, capsys):
