@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("bots.data.convert_cli", "convert venue recordings to event files"),
     "daemon": ("daemon.cli", "run the connector daemon"),
     "emulate": ("daemon.emulator.cli", "run the loopback exchange emulator"),
+    "bot": ("bots.live.cli", "run a live bot (hftd bot run NAME --config FILE) or list them"),
 }
 
 

@@ -155,6 +155,20 @@ class LiveBot(structref.StructRefProxy):
         return {"status": int(live_i[lk.L_STATUS]), "requests": int(live_i[lk.L_REQUESTS]),
                 "responses": int(live_i[lk.L_RESPONSES]), "rows": int(live_i[lk.L_ROWS]), "assets": per_asset}
 
+    def state_values_array(self) -> np.ndarray:
+        """A copy of every asset's ``state_values`` (position, balance, fee, ...)."""
+        return _state(self).copy()
+
+    def orders_array(self) -> np.ndarray:
+        """A copy of the order table (every asset, submission order)."""
+        return _lord(self)
+
+    def stop_on(self, fd: int) -> None:
+        """Make every call return ``LiveStatus.STOPPED`` once a byte can be read from ``fd`` (a
+        non-blocking pipe given to ``signal.set_wakeup_fd``: the C-level signal handler writes to it
+        even while the strategy runs in compiled code, where Python handlers cannot run)."""
+        _live_i(self)[lk.L_STOP_FD] = int(fd)
+
     def pump(self) -> int:
         """Apply what is waiting in the rings and the response channel (from Python)."""
         return int(_pump(self))
@@ -538,6 +552,24 @@ class LiveLink:
             raise
         return cls(rings, responses, requests, owns_requests=create_requests)
 
+    @classmethod
+    def from_registration(cls, reg, *, wait: "str | WaitStrategy | None" = None) -> "LiveLink":
+        """The link the daemon handed out (``shm.control.Registration``): it created both channels."""
+        from shm import RingReader
+
+        requests, responses = reg.open_channels(wait)
+        rings: list = []
+        try:
+            for info in reg.assets:
+                rings.append(RingReader.attach(info.ring, start="earliest"))
+        except BaseException:
+            for ring in rings:
+                ring.close()
+            requests.close(unlink=False)
+            responses.close()
+            raise
+        return cls(rings, responses, requests, owns_requests=False, extra={"generation": reg.generation})
+
     def io_rows(self) -> np.ndarray:
         io = np.zeros((len(self.rings) + 2, lk.IO_WORDS), np.int64)
         for r, ring in enumerate(self.rings):
@@ -688,6 +720,7 @@ def _build(assets: list, link: LiveLink, roi: bool, wait: "str | WaitStrategy | 
     fields["live_i"][lk.L_SPIN_NS] = ws.spin_ns
     fields["live_i"][lk.L_YIELD_NS] = ws.yield_ns
     fields["live_i"][lk.L_PARK_NS] = ws.park_slice_ns
+    fields["live_i"][lk.L_STOP_FD] = -1
     bt = _new_live(live_type, *[fields[name] for name in _FIELD_NAMES])
     bt._link = link
     bt._assets = list(assets)

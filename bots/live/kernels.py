@@ -41,6 +41,7 @@ from shm.orders import RequestKind, ResponseKind
 # plain ints: the codes are compile-time constants either way, ints type everywhere
 _GONE = int(LiveStatus.DAEMON_GONE)
 _FULL = int(LiveStatus.CHANNEL_FULL)
+_STOPPED = int(LiveStatus.STOPPED)
 _R_ORDER = int(ResponseKind.ORDER)
 _R_FILL = int(ResponseKind.FILL)
 _R_REJECT = int(ResponseKind.REJECT)
@@ -62,7 +63,8 @@ L_NEXT_CHECK_NS = 5  # monotonic time of the next liveness check
 L_REQUESTS = 6
 L_RESPONSES = 7
 L_ROWS = 8
-L_LOCAL_ONLY = 9  # 1: skip rows without LOCAL_EVENT (always, live)
+L_STOP_FD = 9  # read end of the runner's signal wake-up pipe, or -1 (see alive)
+L_HEARTBEAT_NS = 10  # realtime of the last liveness check (hftd bot ls: is the bot's loop running?)
 L_WORDS = 16
 
 # -- a_i columns (per asset) ----------------------------------------------------------------------
@@ -71,6 +73,8 @@ A_GAPS = 1
 A_LOST = 2
 A_VENUE_STATE = 3
 A_VENUE_UNTIL = 4
+A_OPEN = 5  # active orders, counted at each liveness check (hftd bot ls)
+A_LAG = 6  # records published and not yet read, at each liveness check
 A_WORDS = 8
 # -- a_f columns (per asset): what the daemon reports about the venue account
 AF_VENUE_POSITION = 0
@@ -140,6 +144,54 @@ def _flock(typingctx, fd, op):
         a = builder.trunc(context.cast(builder, args[0], signature.args[0], types.int64), _i32)
         b = builder.trunc(context.cast(builder, args[1], signature.args[1], types.int64), _i32)
         return builder.sext(builder.call(fn, [a, b]), _i64)
+
+    return sig, codegen
+
+
+@intrinsic
+def _read_byte(typingctx, fd):
+    """Non-blocking ``read(fd, &c, 1)``: 1 when a byte was there (the fd must be O_NONBLOCK)."""
+    sig = types.int64(fd)
+
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(8))
+        fnty = ir.FunctionType(_i64, [_i32, slot.type, _i64])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "read")
+        fd32 = builder.trunc(context.cast(builder, args[0], signature.args[0], types.int64), _i32)
+        return builder.call(fn, [fd32, slot, ir.Constant(_i64, 1)])
+
+    return sig, codegen
+
+
+@intrinsic
+def gil_release(typingctx):
+    """Let other Python threads run (the control client's heartbeat and reject reader): release
+    the GIL if this thread holds it and return the thread state to give to ``gil_restore`` (0 if
+    it did not hold it, e.g. a strategy compiled ``nogil=True`` called without it)."""
+
+    def codegen(context, builder, sig, args):
+        pyapi = context.get_python_api(builder)
+        check = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_i32, []), "PyGILState_Check")
+        slot = cgutils.alloca_once_value(builder, ir.Constant(_i64, 0))
+        held = builder.icmp_signed("!=", builder.call(check, []), ir.Constant(_i32, 0))
+        with builder.if_then(held):
+            builder.store(builder.ptrtoint(pyapi.save_thread(), _i64), slot)
+        return builder.load(slot)
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def gil_restore(typingctx, ts):
+    """Take the GIL back after ``gil_release`` (nothing when it returned 0)."""
+    sig = types.void(ts)
+
+    def codegen(context, builder, signature, args):
+        pyapi = context.get_python_api(builder)
+        ts_val = context.cast(builder, args[0], signature.args[0], types.int64)
+        with builder.if_then(builder.icmp_signed("!=", ts_val, ir.Constant(_i64, 0))):
+            pyapi.restore_thread(builder.inttoptr(ts_val, cgutils.voidptr_t))
+        return context.get_dummy_value()
 
     return sig, codegen
 
@@ -436,12 +488,14 @@ def wait_any(bt, feed, resp, timeout_ns, park_cap_ns):
     if now >= deadline:
         return _ready(bt, feed, resp)
     park = min(deadline - now, park_cap_ns, bt.live_i[L_PARK_NS])
+    ts = gil_release()  # a parked bot lets its control client's threads run
     if feed:
         if resp or bt.n_assets > 1:
             park = min(park, PARK_MULTI_NS)
         K.ring_wait(_hdr(bt, 0), _rstate(bt, 0), 0, 0, park, park)
     else:
         K.channel_wait_readable(_hdr(bt, bt.n_assets), 0, 0, park, park)
+    gil_restore(ts)
     return _ready(bt, feed, resp)
 
 
@@ -455,10 +509,25 @@ def alive(bt):
     if now < bt.live_i[L_NEXT_CHECK_NS]:
         return 0
     bt.live_i[L_NEXT_CHECK_NS] = now + LIVENESS_NS
+    bt.live_i[L_HEARTBEAT_NS] = realtime_ns()
+    # a strategy that never parks (spin) still lets the control client's heartbeat thread run:
+    # a thread waiting for the GIL has asked for it, so this release hands it over
+    gil_restore(gil_release())
+    if bt.live_i[L_STOP_FD] >= 0 and _read_byte(bt.live_i[L_STOP_FD]) == 1:
+        bt.live_i[L_STATUS] = _STOPPED  # SIGTERM/SIGINT: the C-level handler wrote to the pipe
+        return _STOPPED
     for r in range(bt.n_assets + 1):
         if producer_gone(_hdr(bt, r), bt.io[r, IO_FD]):
             bt.live_i[L_STATUS] = _GONE
-            return bt.live_i[L_STATUS]
+            return _GONE
+    n = vw.cnt(bt)[od.N_LORD]
+    for a in range(bt.n_assets):
+        bt.a_i[a, A_OPEN] = 0
+        bt.a_i[a, A_LAG] = load_acquire(_hdr(bt, a), L.W_CURSOR) - _rstate(bt, a)[L.S_NEXT]
+    for i in range(n):
+        o = bt.lord[i]
+        if o.active and 0 <= o.asset_no < bt.n_assets:
+            bt.a_i[o.asset_no, A_OPEN] += 1
     return 0
 
 
@@ -657,6 +726,6 @@ def cancel(bt, a, order_id):
 @njit(cache=True)
 def cancel_all(bt):
     """Ask the daemon to cancel every open order of this bot (the runner's last word)."""
-    if bt.live_i[L_STATUS] != 0:
+    if bt.live_i[L_STATUS] == _GONE:
         return False
     return send(bt, _Q_CANCEL_ALL, 0xFFFFFFFF, np.uint64(0), 0.0, 0.0, 0, 0, 0, realtime_ns())

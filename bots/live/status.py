@@ -22,6 +22,8 @@ class LiveStatus(IntEnum):
     DAEMON_GONE = 20
     #: a request did not fit into the request channel in time (the daemon stopped reading it)
     CHANNEL_FULL = 21
+    #: the runner was asked to stop (SIGTERM, SIGINT): the strategy's loop ends, its orders are cancelled
+    STOPPED = 22
 
 
 class LiveError(BotsError):
