@@ -69,7 +69,8 @@ def execution_update(e: dict, client_id: str) -> Update:
     qty, leaves = _f(e.get("orderQty")), _f(e.get("leavesQty"))
     return Update(client_id=client_id, status=Status.FILLED if leaves <= 0 else Status.PARTIALLY_FILLED,
                   venue_order_id=str(e.get("orderId", "")), price=_f(e.get("orderPrice")), qty=qty,
-                  cum_qty=qty - leaves, last_qty=_f(e.get("execQty")), last_px=_f(e.get("execPrice")),
+                  # decimal strings: no float residue in the difference
+                  cum_qty=round(qty - leaves, 10), last_qty=_f(e.get("execQty")), last_px=_f(e.get("execPrice")),
                   trade_id=str(e.get("execId", "")), maker=bool(e.get("isMaker", False)), fee=_f(e.get("execFee")),
                   exch_ts_ns=_ms_ns(e.get("execTime")))
 
@@ -139,7 +140,9 @@ class BybitExecution(SessionBase):
             except orjson.JSONDecodeError:
                 body = {"retCode": -1, "retMsg": raw[:200].decode(errors="replace")}
             if r.status in (403, 429):
-                self.limiter.on_429(None, ("order.create", "order.cancel", "order.amend"))
+                retry = r.headers.get("Retry-After")
+                self.limiter.on_429(float(retry) if retry and retry.isdigit() else None,
+                                    ("order.create", "order.cancel", "order.amend"))
             return r.status, body, r.headers
 
     async def _call(self, method: str, path: str, params: dict | None = None, *, signed: bool = True) -> Any:
@@ -153,16 +156,18 @@ class BybitExecution(SessionBase):
         return body.get("result")
 
     async def _rest_order(self, rid, path: str, args: dict) -> None:
-        status, body, _ = await self._request("POST", path, args)
-        if status != 200 or not isinstance(body, dict):
-            if status >= 500:
-                self._lost(rid)
-            elif status in (403, 429):
-                self._reply_rate_limited(rid, None, status, "HTTP %d" % status)
-            else:
-                self._reply_error(rid, status, "HTTP %d" % status)
-            return
-        self._answer(rid, body.get("retCode", -1), str(body.get("retMsg", "")))
+        status, body, headers = await self._request("POST", path, args)
+        code = body.get("retCode", -1) if isinstance(body, dict) else -1
+        text = str(body.get("retMsg", "")) if isinstance(body, dict) else f"HTTP {status}"
+        if status >= 500:
+            self._lost(rid)
+        elif status in (403, 429):
+            retry = headers.get("Retry-After")
+            self._reply_rate_limited(rid, float(retry) if retry and retry.isdigit() else None, code, text)
+        elif status != 200 or not isinstance(body, dict):
+            self._reply_error(rid, code, text)
+        else:
+            self._answer(rid, code, text, headers)
 
     def _rest_new(self, rid, it: OrderIntent):
         return self._rest_order(rid, "/v5/order/create", self._new_args(it))
@@ -175,11 +180,17 @@ class BybitExecution(SessionBase):
                                                          "orderLinkId": o.client_id, "price": self._px(o.symbol, price),
                                                          "qty": self._qty(o.symbol, qty)})
 
-    def _answer(self, rid, code: int, text: str) -> None:
+    def _answer(self, rid, code: int, text: str, headers=None) -> None:
         if code == 0:
             self._reply_ok(rid, None)  # an ack: the order's state comes on the private stream
         elif code in _RATE_CODES:
-            self._reply_rate_limited(rid, None, code, text)
+            retry = None
+            if headers:
+                try:
+                    retry = float(headers.get("Retry-After") or 0) or None
+                except (TypeError, ValueError):
+                    retry = None
+            self._reply_rate_limited(rid, retry, code, text)
         elif code in _AMBIGUOUS_CODES:
             log.warning("%s: retCode %s on request %s: reconciling", self.venue, code, rid)
             self._lost(rid)
@@ -373,7 +384,7 @@ class BybitExecution(SessionBase):
         hdr = msg.get("header")
         if hdr:
             self.limiter.bybit_headers(_BUDGET[op], hdr)
-        self._answer(msg.get("reqId"), msg.get("retCode", -1), str(msg.get("retMsg", "")))
+        self._answer(msg.get("reqId"), msg.get("retCode", -1), str(msg.get("retMsg", "")), hdr)
 
     async def _run_private(self) -> None:
         attempt = 0
@@ -421,10 +432,13 @@ class BybitExecution(SessionBase):
         local = time.time_ns()
         ts = _ms_ns(msg.get("creationTime"))
         if topic.startswith("order"):
+            # the order topic has no trade detail: its fills wait (like a reply's) for the execution
+            # topic's trades; its terminal state is applied once they are in (or by the query after
+            # fill_grace_s if they never come)
             for o in items:
                 u = order_update(o)
-                if self.tracker.apply(u, Src.STREAM, local) == NEED_QUERY:
-                    self._schedule_recon(u.client_id, 0.0)
+                if self.tracker.apply(u, Src.REPLY, local) == NEED_QUERY:
+                    self._schedule_recon(u.client_id, self.cfg.fill_grace_s)
         elif topic.startswith("execution"):
             for e in items:
                 if e.get("execType", "Trade") != "Trade":

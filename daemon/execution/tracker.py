@@ -64,7 +64,7 @@ class Update:
 class TrackedOrder:
     __slots__ = ("client_id", "symbol", "side", "price", "qty", "venue_id", "accepted", "cum_qty", "cum_quote",
                  "terminal", "exch_ts_ns", "last", "pending", "req_id", "req_sent", "ambiguous", "held",
-                 "intent", "created")
+                 "intent", "created", "held_update")
 
     def __init__(self, intent: OrderIntent, now: float) -> None:
         self.intent = intent
@@ -88,6 +88,8 @@ class TrackedOrder:
         self.ambiguous = False
         #: a reply showed fills the stream has not delivered
         self.held = False
+        #: the held reply: applied as soon as the stream's fills reach its cumulative quantity
+        self.held_update: Update | None = None
         self.created = now
 
 
@@ -126,7 +128,7 @@ class Tracker:
     # -- events -----------------------------------------------------------------------------------
     def _event(self, o: TrackedOrder, kind: ExecKind, status: Status, **kw) -> ExecEvent:
         return ExecEvent(kind, o.client_id, o.symbol, status, o.venue_id, o.side, o.price, o.qty,
-                         max(0.0, o.qty - o.cum_qty), o.cum_qty, **kw)
+                         max(0.0, round(o.qty - o.cum_qty, 10)), o.cum_qty, **kw)
 
     def _emit(self, o: TrackedOrder, ev: ExecEvent) -> None:
         o.last = ev
@@ -185,8 +187,6 @@ class Tracker:
         if u.cum_qty < o.cum_qty - eps:
             self.stale_events += 1   # older than what we applied (the venue's time may tie)
             return IGNORED
-        if u.exch_ts_ns:
-            o.exch_ts_ns = u.exch_ts_ns
         if u.venue_order_id and not o.venue_id:
             o.venue_id = u.venue_order_id
             self.by_venue_id[u.venue_order_id] = o.client_id
@@ -208,7 +208,10 @@ class Tracker:
             self._accept(o, u.exch_ts_ns, local_ns)
         if src == Src.REPLY and u.cum_qty > o.cum_qty + eps:
             o.held = True
-            return NEED_QUERY
+            o.held_update = u
+            return NEED_QUERY  # its time is not taken: the stream's earlier fills must still apply
+        if u.exch_ts_ns:
+            o.exch_ts_ns = u.exch_ts_ns
         # an amend: the venue's price/qty moved (a market order's price is 0 on the venue)
         new_px = u.price if u.price > 0 else o.price
         new_qty = u.qty if u.qty > 0 else o.qty
@@ -235,7 +238,7 @@ class Tracker:
             o.held = False
             if status == Status.FILLED and o.qty - o.cum_qty > eps:
                 o.qty = o.cum_qty  # the venue says done: its quantity is what filled
-            leaves = o.qty - o.cum_qty
+            leaves = round(o.qty - o.cum_qty, 10)
             full = leaves <= eps
             ev = ExecEvent(ExecKind.FILL, o.client_id, o.symbol, Status.FILLED if full else Status.PARTIALLY_FILLED,
                            o.venue_id, o.side, o.price, o.qty, 0.0 if full else leaves, o.cum_qty, px, d, maker, fee,
@@ -244,6 +247,13 @@ class Tracker:
             if full:
                 self._finish(o, Status.FILLED)
                 return APPLIED
+            held = o.held_update
+            if held is not None and o.cum_qty >= held.cum_qty - eps:
+                # the fills the held reply showed are all in: its state (e.g. the cancel) applies now
+                o.held_update = None
+                if held is not u and held.status in _TERMINAL_STATUS:
+                    held.exch_ts_ns = 0
+                    return self.apply(held, Src.QUERY, local_ns)
         if status in (Status.CANCELED, Status.EXPIRED):
             kind = ExecKind.CANCELED if status == Status.CANCELED else ExecKind.EXPIRED
             self._emit(o, self._event(o, kind, status, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns,
