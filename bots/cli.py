@@ -134,7 +134,7 @@ def _run(args) -> int:
     result = run_backtest(cfg, progress=not args.quiet and not args.json)
     summaries = result.summaries
     meta = {"strategy": cfg.strategy.function, "params": result.params, "config": cfg.source,
-            "wall_s": result.wall_s, "sim_s": result.sim_s, "events": result.events,
+            "wall_s": result.wall_s, "wall_includes_compile": result.compiled, "sim_s": result.sim_s, "events": result.events,
             "data": [list(a.data) for a in cfg.assets]}
     written = {}
     if args.plot:
@@ -157,6 +157,8 @@ def _run(args) -> int:
         print(json.dumps(_json_safe(doc)))
         return 0
     speed = f", {result.events / result.wall_s / 1e6:.2f} M events/s" if result.events and result.wall_s else ""
+    if result.compiled:
+        speed = " (including compiling the strategy, or loading it from numba's cache)"
     print(f"{cfg.strategy.function}: {result.sim_s:,.0f} s of data in {result.wall_s:.2f} s{speed}")
     print("params: " + ", ".join(f"{k}={v!r}" for k, v in result.params.items()))
     if all(s is None for s in summaries):

@@ -77,6 +77,15 @@ def iter_event_blocks(path: Path, block_rows: int = _BLOCK_ROWS) -> Iterator[tup
             yield start, arr[start:start + block_rows]
             release_rows(arr, start, min(len(arr), start + block_rows))
         return
+    try:
+        yield from _inflate_blocks(path, member, block_rows)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: corrupt or truncated compressed event file ({exc})") from None
+
+
+def _inflate_blocks(path: Path, member: str, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
     with zipfile.ZipFile(path) as zf, zf.open(member) as f:
         version = np.lib.format.read_magic(f)
         if version == (1, 0):

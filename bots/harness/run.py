@@ -41,6 +41,7 @@ class RunResult:
     summaries: list          # bots.stats.Summary per asset (None: fewer than 2 rows with a mid price)
     funding: list
     wall_s: float
+    compiled: bool           # the strategy was compiled (or loaded from numba's cache) in this run
     sim_s: float             # simulated time covered by the data
     events: int
 
@@ -217,6 +218,7 @@ def run_backtest(cfg: BacktestConfig, *, progress: bool = True, force_progress: 
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
+    compiled = not fn.overloads
     started = time.perf_counter()
     worker = threading.Thread(target=target, name="hftd-backtest", daemon=True)
     try:
@@ -245,7 +247,7 @@ def run_backtest(cfg: BacktestConfig, *, progress: bool = True, force_progress: 
         except ConfigError:
             summaries.append(None)  # fewer than 2 rows with a mid price: nothing to measure
     return RunResult(config=cfg, strategy=cfg.strategy.function, params=used, returned=box.get("value"),
-                     records=records, summaries=summaries, funding=funding, wall_s=wall,
+                     records=records, summaries=summaries, funding=funding, wall_s=wall, compiled=compiled,
                      sim_s=(last - first) / _NS, events=sum(s.rows for s in spans))
 
 
