@@ -285,7 +285,11 @@ class BinanceEmulator(EmulatorBase):
             await client.send(orjson.dumps({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None}).decode())
             return
         rid = req.get("id") if isinstance(req, dict) else None
-        if not isinstance(req, dict) or "method" not in req or not isinstance(rid, int) or rid < 0:
+        # the venue takes a 64-bit integer, a string of up to 36 characters (the official SDK sends a
+        # UUID) or null as the request id
+        good_id = rid is None or (isinstance(rid, int) and not isinstance(rid, bool)) or \
+            (isinstance(rid, str) and 0 < len(rid) <= 36 and rid.replace("-", "").isalnum())
+        if not isinstance(req, dict) or "method" not in req or not good_id:
             await client.send(orjson.dumps({"error": {"code": 2, "msg": "Invalid request: missing method or bad id"},
                                             "id": rid}).decode())
             return

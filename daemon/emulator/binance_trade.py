@@ -121,6 +121,7 @@ class BinanceTrading(TradingSide):
             ("GET", "/fapi/v2/balance", "balance", 5, "signed"), ("GET", "/fapi/v3/balance", "balance", 5, "signed"),
             ("GET", "/fapi/v2/account", "account", 5, "signed"), ("GET", "/fapi/v3/account", "account", 5, "signed"),
             ("POST", "/fapi/v1/countdownCancelAll", "countdown", 10, "signed"),
+            ("GET", "/fapi/v1/leverageBracket", "leverage_bracket", 1, "signed"),
             ("POST", "/fapi/v1/listenKey", "listen_key_new", 1, "key"),
             ("PUT", "/fapi/v1/listenKey", "listen_key_keep", 1, "key"),
             ("DELETE", "/fapi/v1/listenKey", "listen_key_close", 1, "key"),
@@ -540,6 +541,14 @@ class BinanceTrading(TradingSide):
                             "crossWalletBalance": b["balance"], "crossUnPnl": b["crossUnPnl"],
                             "maxWithdrawAmount": b["maxWithdrawAmount"], "updateTime": b["updateTime"]}],
                 "positions": [self._position_json(s) for s in a.positions]}
+
+    def _op_leverage_bracket(self, p: dict, api_key: str, events: list) -> list:
+        """One flat bracket per symbol (ccxt reads them before positions); the emulator has no tiers."""
+        syms = [self._symbol(p)] if p.get("symbol") else list(self.account.rules)
+        lev = int(self.account.cfg.leverage)
+        return [{"symbol": s, "notionalCoef": 1.0, "brackets": [
+            {"bracket": 1, "initialLeverage": lev, "notionalCap": 1_000_000_000, "notionalFloor": 0,
+             "maintMarginRatio": 0.004, "cum": 0.0}]} for s in syms]
 
     def _op_countdown(self, p: dict, api_key: str, events: list) -> dict:
         symbol = self._symbol(p)

@@ -97,7 +97,8 @@ class BybitTrading(TradingSide):
                                  ("GET", "/v5/order/realtime", "realtime"), ("GET", "/v5/order/history", "history"),
                                  ("GET", "/v5/position/list", "positions"),
                                  ("GET", "/v5/account/wallet-balance", "wallet"),
-                                 ("POST", "/v5/order/disconnected-cancel-all", "dcp")):
+                                 ("POST", "/v5/order/disconnected-cancel-all", "dcp"),
+                                 ("GET", "/v5/asset/coin/query-info", "coin_info")):
             r.add_route(method, path, self._rest(op, path))
         r.add_get("/v5/private", self._ws_private)
         r.add_get("/v5/trade", self._ws_trade)
@@ -381,6 +382,14 @@ class BybitTrading(TradingSide):
         if p.get("accountType", "UNIFIED") not in ("UNIFIED", "CONTRACT"):
             raise ApiError(10001, "accountType only support UNIFIED")
         return {"list": [self.wallet_json()]}
+
+    def _op_coin_info(self, p: dict, events: list) -> dict:
+        """The settle coin only (ccxt's load_markets asks when it holds a key)."""
+        coin = self.account.cfg.asset
+        return {"rows": [{"name": coin, "coin": coin, "remainAmount": "1000000", "chains": [
+            {"chainType": coin, "confirmation": "1", "withdrawFee": "0", "depositMin": "0", "withdrawMin": "0",
+             "chain": coin, "chainDeposit": "0", "chainWithdraw": "0", "minAccuracy": "8",
+             "withdrawPercentageFee": "0", "contractAddress": ""}]}]}
 
     def _op_dcp(self, p: dict, events: list) -> dict:
         try:
