@@ -226,12 +226,13 @@ def run_backtest(cfg: BacktestConfig, *, progress: bool = True, force_progress: 
         while worker.is_alive():
             worker.join(0.2)
             now = hbt.current_timestamp
-            if first < now:
-                bar.update((min(now, last) - first) / _NS, "sim s")
+            if first < now <= last:  # before the first elapse the clock reads a sentinel
+                done = (now - first) / _NS
+                bar.update(done, f"{done:,.0f}/{bar.total:,.0f} s simulated")
         wall = time.perf_counter() - started
         if "error" in box:
             raise _explain(box["error"], cfg.strategy.function, cfg.run.record_size)
-        bar.close("sim s")
+        bar.close(f"{bar.total:,.0f}/{bar.total:,.0f} s simulated")
         funding = [_funding(hbt, a) for a in range(len(assets))]
     finally:
         if not worker.is_alive():
