@@ -421,6 +421,7 @@ class BinanceExecution(SessionBase):
             self._user_ok = True
             self._user_ready.set()
             if reconnected:
+                self._user_state(True, "user stream reconnected")
                 self._spawn(self._after_gap())
             try:
                 async for msg in ws:
@@ -430,6 +431,8 @@ class BinanceExecution(SessionBase):
                         break
             finally:
                 self._user_ok = False
+                if not self._stopping:
+                    self._user_state(False, "user stream disconnected")
                 self._user_ws = None
             if not self._stopping:
                 self.counters["user_reconnects"] += 1

@@ -404,11 +404,14 @@ class BybitExecution(SessionBase):
             self._user_ok = True
             self._user_ready.set()
             if reconnected:
+                self._user_state(True, "private stream reconnected")
                 self._spawn(self._after_gap())
             try:
                 await self._pump(ws, self._on_private)
             finally:
                 self._user_ok = False
+                if not self._stopping:
+                    self._user_state(False, "private stream disconnected")
                 self._priv_ws = None
             if not self._stopping:
                 self.counters["user_reconnects"] += 1

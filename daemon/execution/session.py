@@ -114,6 +114,15 @@ class SessionBase(ExecutionSession):
                          "ws_reconnects": 0, "user_reconnects": 0, "rate_limited": 0}
 
     # -- the contract ---------------------------------------------------------------------------------
+    def set_sink(self, sink: ExecSink) -> None:
+        """Point the session at another sink (the router is built after its sessions)."""
+        self.sink = sink
+        self.tracker.sink = sink
+
+    def _user_state(self, up: bool, detail: str) -> None:
+        """The user stream is the order's truth: without it the session is DOWN for the router."""
+        self.sink.on_venue_state(self.venue, VenueStateEvent(VenueState.UP if up else VenueState.DOWN, 0, detail))
+
     def is_up(self) -> bool:
         return not self._stopping and self._user_ok
 

@@ -296,3 +296,31 @@ def test_secrets_never_reach_logs_reprs_or_errors(caplog):
 
     run(body())
     assert SECRET not in caplog.text
+
+
+def test_keepalive_of_a_forgotten_listen_key_gets_a_new_key():
+    async def body():
+        async with ExecHarness(V, listen_key_keepalive_s=0.3) as h:
+            old = h.s._listen_key
+            h.emu.trading.listen_keys.clear()  # the venue forgot it: PUT answers -1125
+            await h.until(lambda: h.s._listen_key not in ("", old) and h.s._user_ok, 5.0, "a new listen key")
+            b, px, q = h.take()
+            assert (await h.done(b)).trade_id  # events flow on the new key
+
+    run(body())
+
+
+def test_user_stream_reset_is_reported_and_the_gap_audited():
+    async def body():
+        async with ExecHarness(V) as h:
+            a = h.rest()
+            await h.accepted(a)
+            h.emu.inject("drop_user_event", count=5)  # the cancel's events are lost
+            h.emu.inject("reset", route="/private")
+            await h.until(lambda: any(s.state == VenueState.DOWN for s in h.sink.states), 3.0, "DOWN")
+            await h.until(lambda: h.sink.states[-1].state == VenueState.UP, 5.0, "UP again")
+            await h.s._cancel_all_rest("BTCUSDT")  # behind the session's back, events dropped
+            assert (await h.done(a, 5.0)).kind == ExecKind.CANCELED  # the audit found it
+            check_clean(h.sink.of(a))
+
+    run(body())

@@ -187,3 +187,43 @@ def test_expired_ioc_after_a_partial_fill():
     t.apply(Update("c1", Status.EXPIRED, "9", 100.0, 1.0, 0.4, exch_ts_ns=3), Src.STREAM)
     assert [e.kind for e in sink.events] == [ExecKind.ACCEPTED, ExecKind.FILL, ExecKind.EXPIRED]
     check_clean(sink.events, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_arrival_duplicates_and_drops_then_a_query(seed):
+    """Any subset of an order's reports, in any order, duplicated, then (as reconciliation does) the
+    venue's final state by query: one clean stream whose fills add up to the final cum."""
+    import random
+    rng = random.Random(seed)
+    qty = 1.0
+    cums = sorted(rng.sample([0.1, 0.2, 0.3, 0.5, 0.7, 0.9], rng.randint(0, 4)))
+    final = rng.choice(["filled", "canceled", "expired"])
+    if final == "filled":
+        cums.append(qty)
+    reports = [(Update("c1", Status.NEW, "9", 100.0, qty, 0.0, exch_ts_ns=1), Src.STREAM),
+               (Update("c1", Status.NEW, "9", 100.0, qty, 0.0, exch_ts_ns=1), Src.REPLY)]
+    prev = 0.0
+    for i, c in enumerate(cums):
+        st = Status.FILLED if c >= qty else Status.PARTIALLY_FILLED
+        reports.append((Update("c1", st, "9", 100.0, qty, c, 100.0, c - prev, 100.0 - i, f"t{i}",
+                               exch_ts_ns=10 + i), Src.STREAM))
+        prev = c
+    last = cums[-1] if cums else 0.0
+    end = {"filled": Status.FILLED, "canceled": Status.CANCELED, "expired": Status.EXPIRED}[final]
+    end_u = Update("c1", end, "9", 100.0, qty, last, 99.0 if last else 0.0, exch_ts_ns=50)
+    reports.append((end_u, Src.STREAM))
+    reports.append((end_u, Src.REPLY))
+    chosen = [r for r in reports if rng.random() < 0.7]
+    chosen += [rng.choice(reports) for _ in range(rng.randint(0, 3))]
+    rng.shuffle(chosen)
+    sink = Sink()
+    t = Tracker("v", sink)
+    t.add(intent(qty=qty), 0.0)
+    for u, src in chosen:
+        t.apply(u, src)
+    if t.get("c1") is not None:
+        t.apply(end_u, Src.QUERY)
+    check_clean(sink.events, qty)
+    fills = [e for e in sink.events if e.kind == ExecKind.FILL]
+    assert sum(f.last_qty for f in fills) == pytest.approx(last)
+    assert t.open_orders() == {}
