@@ -29,6 +29,7 @@ from bots.sim import orders as od
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.exchange import I_QUEUE, L3_FIFO
 from bots.sim.l3gate import L3_MARKER
+from bots.sim.python_api import PythonApi
 from bots.sim.ref import address, borrow
 from shm.dtypes import event_dtype
 
@@ -139,8 +140,9 @@ class BacktestType(types.StructRef):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
 
-class Backtest(structref.StructRefProxy):
-    """The bot's handle on a backtest; pass it to an ``@njit`` strategy."""
+class Backtest(PythonApi, structref.StructRefProxy):
+    """The bot's handle on a backtest; pass it to an ``@njit`` strategy, or call its methods from
+    plain Python as with hftbacktest's jitclass (:mod:`bots.sim.python_api`)."""
 
     @property
     def current_timestamp(self) -> int:

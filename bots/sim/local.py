@@ -226,7 +226,12 @@ def receive(bt, a, ts, has_wait, wait_id):
                     bt.lord[i].req = od.ST_NONE
                     od.refresh(bt.lord, i)
             else:
+                # Every field of the response but local_timestamp, which stays the time the bot's
+                # last request (submit, modify or cancel) left, as hftbacktest's Order::update;
+                # the exchange's copy carries the submission time.
+                sent = bt.lord[i].local_timestamp
                 bt.lord[i] = m
+                bt.lord[i].local_timestamp = sent
                 bt.lord[i].fill_qty = 0.0
         elif m.req != od.ST_REJECTED:
             j = od.lord_append(bt)
