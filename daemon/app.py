@@ -20,6 +20,7 @@ from daemon.config import DaemonConfig, VenueConfig
 from daemon.orderentry import OrderEntry
 from daemon.publish import Publisher, RingPublisher, ring_segment_name
 from daemon.sdnotify import Notifier
+from plugins.manager import PluginHost
 
 __all__ = ["Daemon", "make_session"]
 
@@ -44,8 +45,13 @@ class Daemon:
     def __init__(self, cfg: DaemonConfig, *, notifier: Notifier | None = None,
                  publisher_factory: Callable[[VenueConfig, str], Publisher] = ring_publisher,
                  exec_sessions: dict | None = None, pretrade_check: Callable | None = None,
-                 order_notify=None) -> None:
+                 order_notify=None, plugins: PluginHost | None = None) -> None:
         self.cfg = cfg
+        #: the plugins (``[plugins]``; the risk plugin always): its check and notifications are the
+        #: router's unless the caller injects its own
+        self.plugins = plugins if plugins is not None else PluginHost(getattr(cfg, "plugins", None))
+        pretrade_check = pretrade_check if pretrade_check is not None else self.plugins.pretrade_check
+        order_notify = order_notify if order_notify is not None else self.plugins
         self.notifier = notifier or Notifier()
         self.publisher_factory = publisher_factory
         self.publishers: dict[tuple[str, str], Publisher] = {}
@@ -74,7 +80,8 @@ class Daemon:
                 pass  # not the main thread (tests): the caller stops us through request_stop
         for venue in self.cfg.venues:
             for sym in venue.symbols:
-                self.publishers[(venue.name, sym)] = self.publisher_factory(venue, sym)
+                self.publishers[(venue.name, sym)] = self.plugins.wrap_publisher(
+                    self.publisher_factory(venue, sym), venue.name, sym)
         async with aiohttp.ClientSession() as http:
             for venue in self.cfg.venues:
                 pubs = {sym: self.publishers[(venue.name, sym)] for sym in venue.symbols}
@@ -85,6 +92,8 @@ class Daemon:
                 self.orders = OrderEntry(self.cfg, http, sessions=self.exec_sessions,
                                          check=self.pretrade_check, notify=self.order_notify)
                 await self.orders.start()
+                self.plugins.set_cancel_all(self.orders.cancel_everything)
+            self.plugins.notify_daemon_start(self)
             tasks = [asyncio.create_task(s.run(), name=f"session-{i}") for i, s in enumerate(self.sessions)]
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             stopper = asyncio.create_task(self.stop_event.wait())
@@ -93,10 +102,12 @@ class Daemon:
             for t in failed:
                 log.error("internal task %s failed: %r", t.get_name(), t.exception())
             self.notifier.stopping(f"stopping; {self.status_text()}")
+            self.plugins.notify_daemon_stop(f"task {failed[0].get_name()} failed" if failed else "stop requested")
             if self.orders is not None:
                 await self.orders.stop()  # every bot's orders cancelled before the connections go
             for s in self.sessions:
                 await s.stop()
+            await self.plugins.aclose()  # queued alerts out, the recorder child drained
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -124,6 +135,7 @@ class Daemon:
             now = time.monotonic()
             for pub in self.publishers.values():
                 pub.heartbeat()
+            self.plugins.poll_sessions(self.sessions)  # venue up/down and resyncs -> plugins
             if wd_interval is not None and now - last_wd >= wd_interval:
                 n.watchdog()
                 last_wd = now

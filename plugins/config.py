@@ -101,19 +101,21 @@ class RiskConfig:
     max_position: float = math.inf
     max_position_by_symbol: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     #: open orders per bot and symbol (as the router counts them)
-    max_open_orders: int = 200
-    #: requests per second per bot (token buckets: a burst of one second's worth is allowed)
-    max_submits_per_s: float = 100.0
-    max_modifies_per_s: float = 100.0
-    max_cancels_per_s: float = 200.0
+    max_open_orders: int = 10_000
+    #: requests per second per bot (token buckets: a burst of one second's worth is allowed); the
+    #: defaults only stop a runaway loop: set them to what the venue and the strategy allow
+    max_submits_per_s: float = 10_000.0
+    max_modifies_per_s: float = 10_000.0
+    max_cancels_per_s: float = 10_000.0
     #: loss since 00:00 UTC (realised + marked to the touch, in the quote asset) that trips the kill
     #: switch; from ``reducing_loss_fraction`` of it only position-reducing orders pass
     max_daily_loss: float = math.inf
     reducing_loss_fraction: float = 0.8
     #: a buy above best ask * (1 + this), or a sell below best bid * (1 - this), is refused
     max_price_deviation: float = 0.05
-    #: refuse submits while the symbol's book is not live (no touch to compare the price with)
-    require_touch: bool = True
+    #: refuse submits while the router gives no touch (book not live); off by default because the
+    #: router passes a touch only when it is given one (``Router(touch=...)``)
+    require_touch: bool = False
     #: this many venue rejects within the window trips the kill switch
     reject_storm_count: int = 20
     reject_storm_window_s: float = 10.0

@@ -292,6 +292,8 @@ class RecorderPlugin:
         self.restarts = 0
         self._stopping = False
         self._task: asyncio.Task | None = None
+        #: set once the child has attached to every ring (it prints "recorder ready")
+        self.ready = asyncio.Event()
 
     @hookimpl
     def hftd_daemon_start(self, daemon: Any) -> None:
@@ -313,7 +315,10 @@ class RecorderPlugin:
 
     async def _supervise(self, rings: list[str]) -> None:
         while not self._stopping:
-            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.DEVNULL)
+            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.PIPE)
+            line = await self.proc.stdout.readline()
+            if line.strip() == b"recorder ready":
+                self.ready.set()
             rc = await self.proc.wait()
             if self._stopping:
                 return
@@ -325,6 +330,11 @@ class RecorderPlugin:
         self._stopping = True
         proc = self.proc
         if proc is not None and proc.returncode is None:
+            # a child still starting up has no SIGTERM handler yet: it would die without draining
+            try:
+                await asyncio.wait_for(self.ready.wait(), self.config.stop_timeout_s)
+            except asyncio.TimeoutError:
+                log.error("recorder: child not ready after %.0f s; stopping it anyway", self.config.stop_timeout_s)
             proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), self.config.stop_timeout_s)

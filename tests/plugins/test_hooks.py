@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import Recording, make_check, make_event, make_intent
+from plugin_helpers import Recording, make_check, make_event, make_intent
 
 import plugins.hookspecs as specs
 from daemon.execution.base import ExecKind, RiskReject

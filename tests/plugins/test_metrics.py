@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
-from conftest import make_check, make_event, make_intent
+from plugin_helpers import make_check, make_event, make_intent
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.execution.base import ExecKind

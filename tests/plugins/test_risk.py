@@ -7,7 +7,7 @@ import asyncio
 import math
 
 import pytest
-from conftest import Recording, make_check, make_event
+from plugin_helpers import Recording, make_check, make_event
 
 from daemon.execution.base import ExecKind
 from plugins.config import PluginsConfig
@@ -50,8 +50,9 @@ def name(h: PluginHost, **check) -> str | None:
     ({"max_price_deviation": 0.01}, {"price": 98.91, "side": -1}, None),  # bid 99.9 * 0.99 = 98.901
     ({"max_price_deviation": 0.01}, {"price": 98.8, "side": -1}, "price_far_from_touch"),
     ({"max_price_deviation": 0.01}, {"price": 50.0}, None),              # a passive buy far below is fine
-    ({}, {"best_ask": math.nan}, "no_touch"),
-    ({"require_touch": False}, {"best_ask": math.nan}, None),
+    ({"require_touch": True}, {"best_ask": math.nan}, "no_touch"),
+    ({"require_touch": True}, {"best_bid": math.nan, "side": -1}, "no_touch"),
+    ({}, {"best_ask": math.nan}, None),
 ])
 def test_each_limit_is_refused_with_its_name(limits, check, expected):
     h = host(**limits)

@@ -9,7 +9,7 @@ import logging
 import time
 
 import pytest
-from conftest import make_event
+from plugin_helpers import make_event
 from fake_telegram import FakeBotAPI
 
 from daemon.execution.base import ExecKind
