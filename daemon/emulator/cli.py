@@ -4,6 +4,11 @@ Synthetic data at ``--rate`` messages/s, or ``--replay FILE`` at ``--speed`` x r
 collector recording (``.gz``), or Bybit ``orderbook.N``/``publicTrade`` lines (a historical download
 ``.zip``, ``.gz`` or plain; pass its symbol in ``--symbols`` and its depth in ``--depth``).  Faults: ``POST /__emu__/fault`` with ``{"kind": ..., params}``; state at
 ``GET /__emu__/state``.
+
+Trading (order entry, user streams; ``--no-trading`` turns it off) accepts the API key
+``--api-key``/``HFTD_EMU_API_KEY`` with the secret from ``HFTD_EMU_API_SECRET`` (an environment
+variable only: a command line is visible to every user in ``ps``); without them, the demo pair of
+``daemon.emulator.matching.DEFAULT_CREDENTIALS``.  The secret is never printed or logged.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
-__all__ = ["register", "main", "build"]
+__all__ = ["register", "main", "build", "credentials"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,22 +38,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-age-s", type=float, default=None, help="cut connections older than this")
     p.add_argument("--ping-interval-s", type=float, default=None, help="server ping frames (Binance: 180)")
     p.add_argument("--duration-s", type=float, default=None, help="stop after this long")
+    p.add_argument("--no-trading", action="store_true", help="market data only (no order entry routes)")
+    p.add_argument("--api-key", default=None, help="the API key trading accepts (default: $HFTD_EMU_API_KEY, "
+                   "else the demo key); its secret comes from $HFTD_EMU_API_SECRET")
+    p.add_argument("--balance", type=float, default=100_000.0, help="initial wallet balance (USDT)")
+    p.add_argument("--maker-fee", type=float, default=0.0002, help="maker fee rate (negative: rebate)")
+    p.add_argument("--taker-fee", type=float, default=0.0005, help="taker fee rate")
+    p.add_argument("--no-rate-limits", action="store_true",
+                   help="raise the order-entry rate limits out of reach (benchmarks)")
     p.set_defaults(func=main)
+
+
+def credentials(args: argparse.Namespace, environ=os.environ) -> tuple[dict[str, str] | None, str]:
+    """(api key -> secret, or None for the demo pair; where they came from, without the secret)."""
+    from daemon.emulator import EmulatorError
+
+    key = getattr(args, "api_key", None) or environ.get("HFTD_EMU_API_KEY")
+    secret = environ.get("HFTD_EMU_API_SECRET")
+    if key is None and secret is None:
+        return None, "the demo key (daemon.emulator.matching.DEFAULT_CREDENTIALS)"
+    if not key or not secret:
+        raise EmulatorError("trading credentials: set both the API key (--api-key or HFTD_EMU_API_KEY) and "
+                            "HFTD_EMU_API_SECRET, or neither for the demo pair")
+    return {key: secret}, f"API key {key!r} (secret from HFTD_EMU_API_SECRET)"
 
 
 def build(args: argparse.Namespace):
     from daemon.emulator import EmulatorError
+    from daemon.emulator.matching import AccountConfig
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     common = dict(host=args.host, port=args.port, max_age_s=args.max_age_s, ping_interval_s=args.ping_interval_s)
+    if not getattr(args, "no_trading", False):
+        creds, _ = credentials(args)
+        account = AccountConfig(initial_balance=getattr(args, "balance", 100_000.0),
+                                maker_fee_rate=getattr(args, "maker_fee", 0.0002),
+                                taker_fee_rate=getattr(args, "taker_fee", 0.0005))
+        common.update(trading=True, credentials=creds, account=account)
+    else:
+        common.update(trading=False)
+    fast = getattr(args, "no_rate_limits", False)
     if args.venue == "binance-usdm":
         from daemon.emulator.binance import BinanceEmulator
 
+        if fast and not getattr(args, "no_trading", False):
+            common.update(weight_limit_per_min=10**9,
+                          trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9})
         return BinanceEmulator(symbols, seed=args.seed, keep_history=False, **common)
     from daemon.emulator.bybit import BybitEmulator
 
     if args.depth not in (1, 50, 200, 500, 1000):
         raise EmulatorError(f"--depth {args.depth}: Bybit linear books come in depths 1, 50, 200, 500, 1000")
+    if fast and not getattr(args, "no_trading", False):
+        common.update(trading_options={"order_limit_per_s": 10**9, "query_limit_per_s": 10**9})
     return BybitEmulator(symbols, seed=args.seed, keep_history=False, depth=args.depth, recorded=bool(args.replay),
                          **common)
 
@@ -56,6 +99,8 @@ async def _serve(args: argparse.Namespace) -> int:
     emu = build(args)
     await emu.start()
     print(f"{args.venue} emulator: rest {emu.rest_url} ws {emu.ws_url}", flush=True)
+    if emu.trading is not None:
+        print(f"trading: {credentials(args)[1]}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -293,8 +293,11 @@ class EmulatorBase:
         return web.json_response({"ok": True, **self.state()})
 
     def state(self) -> dict:
-        return {"venue": self.venue, "clients": len(self.clients), "connections": self.connections,
-                "injected": dict(self.injected)}
+        out = {"venue": self.venue, "clients": len(self.clients), "connections": self.connections,
+               "injected": dict(self.injected)}
+        if self.trading is not None:
+            out["trading"] = self.trading.state()
+        return out
 
     async def step(self, count: int = 1) -> None:
         raise NotImplementedError

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
@@ -61,12 +62,14 @@ class AccountConfig:
     maker_fee_rate: float = 0.0002
     taker_fee_rate: float = 0.0005
     leverage: float = 20.0
-    max_open_orders: int = 200   # per symbol (Binance -1015-like / Bybit 500 active per symbol)
+    max_open_orders: int = 200   # per symbol (Binance -2025 / Bybit 110009 beyond it)
+    #: closed orders kept for queries (the oldest are forgotten past this: a long benchmark run stays bounded)
+    keep_closed: int = 100_000
     first_order_id: int = 8_000_000_000
     first_trade_id: int = 900_000_000
 
     def __post_init__(self) -> None:
-        if self.initial_balance < 0 or self.leverage <= 0 or self.max_open_orders < 1:
+        if self.initial_balance < 0 or self.leverage <= 0 or self.max_open_orders < 1 or self.keep_closed < 0:
             raise EmulatorError(f"AccountConfig: need initial_balance >= 0, leverage > 0, max_open_orders >= 1: {self}")
 
     @classmethod
@@ -167,7 +170,8 @@ class Account:
         self.book_of = book_of
         self.rules = dict(rules)
         self.cfg = config or AccountConfig()
-        self.orders: dict[int, Order] = {}            # every order ever, by id
+        self.orders: dict[int, Order] = {}            # open orders and the latest keep_closed closed ones
+        self._closed: deque[int] = deque()
         self.open: dict[str, dict[int, Order]] = {s: {} for s in rules}
         self.positions: dict[str, Position] = {s: Position() for s in rules}
         self.fees_paid = 0.0
@@ -314,8 +318,7 @@ class Account:
             events.append(self._fill(o, t, take, maker=False, now_ms=now_ms))
         if o.leaves:
             if type_ == "MARKET" or tif in ("IOC", "FOK"):
-                o.status = "EXPIRED"
-                events.append(OrderEvent("EXPIRED", copy.copy(o), None, now_ms, "ioc"))
+                events.append(self._close(o, "EXPIRED", now_ms, "ioc"))
             else:
                 self.open[symbol][o.order_id] = o
                 own = book.bids if side > 0 else book.asks
@@ -434,6 +437,7 @@ class Account:
         o.status = "FILLED" if o.leaves == 0 else "PARTIALLY_FILLED"
         if o.leaves == 0:
             self.open[s].pop(o.order_id, None)
+            self._forget_later(o)
         self._next_trade += 1
         return OrderEvent("TRADE", copy.copy(o), Fill(self._next_trade, tick, lots, maker, fee, realized), now_ms)
 
@@ -459,7 +463,13 @@ class Account:
         o.status = status
         o.updated_ms = now_ms
         self.open[o.symbol].pop(o.order_id, None)
+        self._forget_later(o)
         return OrderEvent(status, copy.copy(o), None, now_ms, reason)
+
+    def _forget_later(self, o: Order) -> None:
+        self._closed.append(o.order_id)
+        while len(self._closed) > self.cfg.keep_closed:
+            self.orders.pop(self._closed.popleft(), None)
 
 
 class TradingSide:

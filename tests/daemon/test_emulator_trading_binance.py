@@ -403,3 +403,39 @@ def test_order_entry_faults():
         await emu.stop()
 
     run(body())
+
+
+def test_hftd_emulate_process_takes_credentials_from_the_environment_and_never_prints_the_secret():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    async def body():
+        env = dict(os.environ, HFTD_EMU_API_KEY="proc-key", HFTD_EMU_API_SECRET="proc-secret-xyz")
+        proc = subprocess.Popen([sys.executable, "-m", "hftd.cli", "emulate", "--venue", "binance-usdm",
+                                 "--rate", "20", "--duration-s", "30"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=os.path.dirname(os.path.dirname(
+                                    os.path.dirname(os.path.abspath(__file__)))))
+        try:
+            lines = []
+            while not any(" rest http" in x for x in lines):
+                line = await asyncio.to_thread(proc.stdout.readline)
+                assert line, "".join(lines)
+                lines.append(line)
+            rest_url = next(x for x in lines if " rest http" in x).split(" rest ")[1].split()[0]
+            async with aiohttp.ClientSession() as http:
+                ok = BinanceRest(http, rest_url, key="proc-key", secret="proc-secret-xyz")
+                status, body, _ = await ok.call("GET", "/fapi/v2/balance")
+                assert status == 200 and body[0]["asset"] == "USDT"
+                demo = BinanceRest(http, rest_url, key="hftd-emu-key", secret="hftd-emu-secret")
+                status, body, _ = await demo.call("GET", "/fapi/v2/balance")
+                assert body["code"] == -2015  # configured credentials replace the demo pair
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out = proc.communicate(timeout=20)[0]
+        assert proc.returncode == 0
+        text = "".join(lines) + out
+        assert "proc-key" in text and "proc-secret-xyz" not in text
+
+    run(body())
