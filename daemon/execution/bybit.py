@@ -336,11 +336,17 @@ class BybitExecution(SessionBase):
     async def _pump(self, ws, handler) -> None:
         """Read until the socket ends, sending ``op: ping`` when it has been quiet for a ping interval."""
         ping = self.cfg.ping_interval_s
+        next_ping = time.monotonic() + ping
         while True:
             try:
-                msg = await ws.receive(timeout=ping)
+                msg = await ws.receive(timeout=max(0.0, next_ping - time.monotonic()))
             except asyncio.TimeoutError:
+                msg = None
+            if time.monotonic() >= next_ping:
+                # on a schedule, busy or not: DCP counts the client's heartbeat, not the venue's data
+                next_ping = time.monotonic() + ping
                 await ws.send_str('{"op":"ping"}')
+            if msg is None:
                 continue
             if msg.type == aiohttp.WSMsgType.TEXT:
                 handler(msg.data)

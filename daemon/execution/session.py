@@ -198,6 +198,24 @@ class SessionBase(ExecutionSession):
         else:
             self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
 
+    def adopt(self, intent: OrderIntent) -> None:
+        """Track an order placed before a restart (the router's journal knows its client id).  Its
+        state is queried now: the sink gets ACCEPTED and whatever happened since, or REJECTED with
+        ``reason=AMBIGUOUS`` if the venue never had it."""
+        o = self.tracker.add(intent, time.monotonic())
+        o.pending = ""
+        o.ambiguous = True
+        self._schedule_recon(intent.client_id, 0.0)
+        self._recon_deadline[intent.client_id] = time.monotonic()
+
+    async def venue_open_orders(self, symbol: str | None = None) -> list[Update]:
+        """The venue's open orders now (every configured symbol, or ``symbol``): after a restart, the
+        ones no journal claims can be cancelled."""
+        out: list[Update] = []
+        for sym in ([symbol] if symbol else self.symbols):
+            out += await self._query_open(sym)
+        return out
+
     async def cancel_all(self, symbol: str | None = None) -> None:
         for sym in ([symbol] if symbol else self.symbols):
             await self._cancel_all_rest(sym)

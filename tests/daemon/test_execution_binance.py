@@ -324,3 +324,31 @@ def test_user_stream_reset_is_reported_and_the_gap_audited():
             check_clean(h.sink.of(a))
 
     run(body())
+
+
+def test_a_restarted_session_adopts_journaled_orders():
+    async def body():
+        from exec_helpers import ENV, Sink
+
+        from daemon.execution.base import OrderIntent
+        from daemon.execution.factory import make_execution_session
+        async with ExecHarness(V, dead_man_countdown_ms=0) as h:
+            a = h.rest()
+            await h.accepted(a)
+            intent = h.s.tracker.get(a).intent
+            await h.s.stop(cancel_open=False)  # the daemon restarts; the order stays at the venue
+            sink = Sink()
+            h.s = make_execution_session(h.cfg, h.http, sink, environ=ENV)
+            await h.s.start()
+            assert [u.client_id for u in await h.s.venue_open_orders()] == [a]
+            h.s.adopt(intent)
+            ghost = OrderIntent("never-sent-1", "BTCUSDT", Side.BUY, intent.price, 0.01, TimeInForce.GTC, intent.order_type)
+            h.s.adopt(ghost)
+            h.sink = sink
+            await h.accepted(a)
+            assert (await h.done("never-sent-1")).reason == RejectReason.AMBIGUOUS
+            h.s.cancel(a, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED
+            check_clean(sink.of(a))
+
+    run(body())
