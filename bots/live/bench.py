@@ -1,0 +1,185 @@
+"""Tick to order: a market record published in the ring -> the bot's order request in its channel.
+
+``hftd bench live [--json]`` plays the daemon: one market ring, a request and a response channel
+per bot, created as the daemon creates them.  Bot processes (``bots.live.bench_bot``) run the live
+binding and answer every record with a request; the bench publishes one record every
+``--interval-us`` and refuses every request (so the bots' order tables stay small).
+
+Latency = the request's ``request_ts`` (the bot's realtime clock just before it wrote the request)
+- the record's stamp (the bench's realtime clock just before it published it).  Both clocks are
+the same system clock; each stamp comes a few tens of ns before the write it stands for.  Records
+are paced, so every figure is one record's latency, not a queue's.
+
+With one bot the headline figures use the ``spin`` wait strategy: one core for the bot, the other
+for the daemon.  Four bots cannot each own a core on this 2-core machine: four spinning bots would
+take turns by scheduler ticks (milliseconds), so the headline 4-bot figures use ``yield`` (a
+waiting bot gives its core to the others at once).  Every strategy is measured and shown; host
+steal (/proc/stat) is reported beside each figure.
+
+TODO roundtrip_p50_us / roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator) need the
+daemon's order path wired end to end with the emulator; this bench does not measure them yet.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["add_arguments", "run", "measure"]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--events", type=int, default=4000, help="measured records per configuration")
+    p.add_argument("--interval-us", type=int, default=1000, help="time between records")
+    p.add_argument("--strategies", default="spin,yield,backoff", help="wait strategies to measure")
+    p.add_argument("--bots", default="1,4", help="numbers of bot processes to measure")
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) / 1000.0 if len(values) else float("nan")
+
+
+def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_timeout_s: float = 900.0) -> dict:
+    """Run ``n_bots`` bot processes with wait strategy ``wait`` over ``events`` paced records."""
+    from bots.live.status import LiveError
+    from daemon.records import ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, clear_rows, to_batch
+    from hftd.bench import HostSteal
+    from shm import ChannelReader, ChannelWriter, RingWriter, order_request_dtype, order_response_dtype, segment_name
+    from shm import layout as L
+    from shm.orders import RejectReason, ResponseKind
+    from shm.segment import Segment
+    from shm.wait import wait_strategy
+
+    tag = f"b{os.getpid()}{wait[:2]}{n_bots}"
+    ring = RingWriter.create(segment_name("md", "bench", tag), capacity=1 << 16)
+    req_segs, requests, responses, procs = [], [], [], []
+    try:
+        for i in range(n_bots):
+            seg = Segment.create(segment_name("req", tag, str(i)), kind=L.KIND_ORDER_CHANNEL, capacity=4096)
+            req_segs.append(seg)
+            requests.append(ChannelReader(seg, wait_strategy(None)))
+            responses.append(ChannelWriter.create(segment_name("resp", tag, str(i)), capacity=4096))
+        t = time.time_ns()
+        ring.publish(to_batch(clear_rows(t, t, 1) + [(BID_SNAPSHOT, t, t, 99.9, 1.0, 0, 0, 0.0),
+                                                     (ASK_SNAPSHOT, t, t, 100.1, 1.0, 0, 0, 0.0)]))
+        for i in range(n_bots):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bots.live.bench_bot", ring.name, requests[i].name, responses[i].name, wait],
+                stdout=subprocess.PIPE, text=True))
+        buf = np.zeros(256, order_request_dtype)
+        reject = np.zeros(1, order_response_dtype)
+        reject["kind"], reject["status"], reject["reason"] = ResponseKind.REJECT, 6, RejectReason.RISK
+
+        def drain(i: int, sink: list | None) -> int:
+            got = 0
+            while True:
+                n = requests[i].read(buf)
+                for k in range(n):
+                    if sink is not None:
+                        sink.append((int(buf[k]["order_id"]), int(buf[k]["request_ts"])))
+                    reject["order_id"] = buf[k]["order_id"]
+                    reject["exch_ts"] = reject["local_ts"] = time.time_ns()
+                    responses[i].write_all(reject)
+                got += n
+                if n < len(buf):
+                    return got
+
+        # warm-up: every bot compiles (or loads its cache) and answers
+        answered = [0] * n_bots
+        deadline = time.monotonic() + warmup_timeout_s
+        k = 0
+        while min(answered) < 50:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise LiveError(f"bench live: bots did not start ({answered} answers)")
+            t = time.time_ns()
+            ring.publish_one(BID_DEPTH, t, t, 99.9, 1.0 + (k % 7))
+            k += 1
+            time.sleep(0.005)
+            for i in range(n_bots):
+                answered[i] += drain(i, None)
+        time.sleep(0.2)
+        for i in range(n_bots):
+            drain(i, None)
+        # measured: one record per interval
+        stamps = np.zeros(events, np.int64)
+        answers: list[list] = [[] for _ in range(n_bots)]
+        interval = interval_us / 1e6
+        with HostSteal() as steal:
+            nxt = time.monotonic()
+            for e in range(events):
+                t = time.time_ns()
+                ring.publish_one(BID_DEPTH, t, t, 99.9, 1.0 + (e % 7))
+                stamps[e] = t
+                nxt += interval
+                pause = nxt - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                for i in range(n_bots):
+                    drain(i, answers[i])
+            time.sleep(0.05)
+            for i in range(n_bots):
+                drain(i, answers[i])
+        lat = []
+        missing = 0
+        wanted = set(int(s) for s in stamps)
+        for i in range(n_bots):
+            seen = {oid: ts for oid, ts in answers[i] if oid in wanted}
+            missing += len(wanted) - len(seen)
+            lat += [ts - oid for oid, ts in seen.items()]
+        lat_ns = np.array(lat, np.int64)
+        return {"bots": n_bots, "wait": wait, "events": events, "answers": len(lat_ns), "missing": missing,
+                "p50_us": _pct(lat_ns, 50), "p99_us": _pct(lat_ns, 99), "p999_us": _pct(lat_ns, 99.9),
+                "max_us": float(lat_ns.max()) / 1000 if len(lat_ns) else float("nan"), "steal_pct": steal.pct}
+    finally:
+        ring.close()  # the bots see the producer gone and return
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for obj in [*responses, *requests]:
+            obj.close()
+        for seg in req_segs:
+            seg.close()
+
+
+def run(args):
+    from hftd.bench import BenchResult
+
+    res = BenchResult("live")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    counts = [int(x) for x in args.bots.split(",") if x.strip()]
+    results = {}
+    for n in counts:
+        for wait in strategies:
+            r = measure(n, wait, args.events, args.interval_us)
+            results[(n, wait)] = r
+            res.rows.append((f"{n} bot{'s' if n > 1 else ''}, {wait}", {
+                "p50_us": r["p50_us"], "p99_us": r["p99_us"], "p999_us": r["p999_us"], "max_us": r["max_us"],
+                "answers": r["answers"], "missing": r["missing"], "steal_%": r["steal_pct"]}))
+            key = "tick_to_order" if n == 1 else f"tick_to_order_{n}bots"
+            res.metrics[f"{key}_{wait}_p50_us"] = r["p50_us"]
+            res.metrics[f"{key}_{wait}_p99_us"] = r["p99_us"]
+            res.metrics[f"{key}_{wait}_host_steal_pct"] = r["steal_pct"]
+    one = results.get((1, "spin")) or next((v for (n, _), v in results.items() if n == 1), None)
+    four = results.get((4, "yield")) or next((v for (n, _), v in results.items() if n == 4), None)
+    if one is not None:
+        res.metrics["tick_to_order_p50_us"] = one["p50_us"]
+        res.metrics["tick_to_order_p99_us"] = one["p99_us"]
+        res.notes.append(f"tick_to_order_p50/p99_us: 1 bot, wait strategy {one['wait']} "
+                         f"(host steal {one['steal_pct']:.1f} %)")
+    if four is not None:
+        res.metrics["tick_to_order_4bots_p50_us"] = four["p50_us"]
+        res.metrics["tick_to_order_4bots_p99_us"] = four["p99_us"]
+        res.notes.append(f"tick_to_order_4bots_p50/p99_us: 4 bots on {os.cpu_count()} cores, wait strategy "
+                         f"{four['wait']} (spinning bots outnumber the cores; host steal {four['steal_pct']:.1f} %)")
+    res.notes.append("latency = bot's request_ts - bench's stamp just before publishing (one system clock); "
+                     f"one record every {args.interval_us} us, {args.events} records per configuration")
+    res.notes.append("TODO roundtrip_p50_us/roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator): "
+                     "not measured here yet; needs the daemon's order path end to end with the emulator")
+    return res
