@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "backtest": "bots.bench",
     "daemon": "daemon.bench",
     "data": "bots.data.bench",
+    "live": "bots.live.bench",
 }
 
 
