@@ -16,4 +16,17 @@ from shm.dtypes import event_dtype
 __all__ = [
     "BacktestAsset", "HashMapMarketDepthBacktest", "ROIVectorMarketDepthBacktest", "Recorder",
     "RecorderFull", "BotsError", "ConfigError", "DataError", "event_dtype", *_constants_all,
+    "HashMapMarketDepthLiveBot", "ROIVectorMarketDepthLiveBot", "LiveAsset", "LiveInstrument", "LiveStatus",
 ]
+
+#: the live binding (bots.live), imported on first use: a backtest does not pay for it
+_LIVE_NAMES = frozenset({"HashMapMarketDepthLiveBot", "ROIVectorMarketDepthLiveBot", "LiveAsset", "LiveInstrument",
+                         "LiveStatus"})
+
+
+def __getattr__(name: str):
+    if name in _LIVE_NAMES:
+        import bots.live
+
+        return getattr(bots.live, name)
+    raise AttributeError(f"module 'bots' has no attribute {name!r}")
