@@ -546,20 +546,23 @@ class BybitTrading(TradingSide):
                 bad = next(t for t, n in zip(topics, norm) if n not in known)
                 reply.update(success=False, ret_msg=f"error:handler not found,topic:{bad}")
             elif op == "subscribe":
-                client.topics.update(norm)
+                client.topics.update(topics)   # as named: "order.linear" gets frames titled so
             else:
-                client.topics.difference_update(norm)
+                client.topics.difference_update(topics)
             self._dcp_check()
         else:
             reply.update(success=False, ret_msg=f"error:unknown op {op}")
         await client.send(orjson.dumps(reply).decode())
 
     async def _send_topic(self, topic: str, data: list) -> None:
-        frame = orjson.dumps({"id": self._next_id(), "topic": topic, "creationTime": self.emu.now_ms(),
-                              "data": data}).decode()
+        frames: dict[str, str] = {}
         for client in list(self.private):
-            if topic in client.topics:
-                await client.send(frame)
+            for name in (topic, f"{topic}.linear"):   # all-in-one and categorized style
+                if name in client.topics:
+                    if name not in frames:
+                        frames[name] = orjson.dumps({"id": self._next_id(), "topic": name,
+                                                     "creationTime": self.emu.now_ms(), "data": data}).decode()
+                    await client.send(frames[name])
 
     async def publish_events(self, events: list[OrderEvent]) -> None:
         for ev in events:

@@ -439,3 +439,43 @@ def test_hftd_emulate_process_takes_credentials_from_the_environment_and_never_p
         assert "proc-key" in text and "proc-secret-xyz" not in text
 
     run(body())
+
+
+def test_websocket_api_faults():
+    async def body():
+        emu, http, rest, user = await setup()
+        ws = await http.ws_connect(f"{emu.ws_url}/ws-fapi/v1")
+        api = BinanceWsApi(ws)
+        bid = best(emu, 1)
+        n = iter(range(100))
+
+        def order(i):
+            return dict(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",
+                        price=f"{(bid - 3 - i) * 0.1:.1f}", newClientOrderId=f"w-{i}")
+
+        emu.inject("order_status", status=429, retry_after_s=3)
+        r = await api.call("order.place", **order(next(n)))
+        assert r["status"] == 429 and r["error"]["code"] == -1003 and "retryAfter" in r["error"]["data"]
+        assert "rateLimits" in r
+        emu.inject("order_status", status=503, placed=True)
+        r = await api.call("order.place", **order(next(n)))
+        assert r["status"] == 503
+        r = await api.call("order.status", symbol="BTCUSDT", origClientOrderId="w-1")
+        assert r["status"] == 200 and r["result"]["status"] == "NEW"
+        await drain(user)
+        emu.inject("reply_after_event", delay_s=0.2)
+        rid = await api.send("order.place", **order(next(n)))
+        ev = await recv_until(user, lambda m: m.get("e") == "ORDER_TRADE_UPDATE")
+        assert ev["o"]["c"] == "w-2"
+        reply = await recv_until(ws, lambda m: m.get("id") == rid)
+        assert reply["status"] == 200
+        emu.inject("drop_reply", action="reset")
+        await api.send("order.place", **order(next(n)))
+        msg = await asyncio.wait_for(ws.receive(), 3)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        status, o, _ = await rest.call("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="w-3")
+        assert status == 200 and o["status"] == "NEW"  # processed before the connection died
+        await http.close()
+        await emu.stop()
+
+    run(body())

@@ -23,7 +23,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def setup(topics=("order", "execution", "execution.fast", "position", "wallet"), **kw):
+async def setup(topics=("order", "execution", "execution.fast.linear", "position", "wallet"), **kw):
     kw.setdefault("trades", False)
     emu = await BybitEmulator(["BTCUSDT"], synth=CALM, credentials=CREDS, **kw).start()
     http = aiohttp.ClientSession()
@@ -78,14 +78,14 @@ def test_rest_lifecycle_fills_positions_wallet_amend_cancel():
         assert part["cumExecQty"] == f"{ask_qty:.3f}" and part["leavesQty"] == "0.004"
         ex = await recv_until(priv, lambda m: m.get("topic") == "execution")
         assert ex["data"][0]["isMaker"] is False and ex["data"][0]["orderLinkId"] == "link-1"
-        fast = await recv_until(priv, lambda m: m.get("topic") == "execution.fast")
+        fast = await recv_until(priv, lambda m: m.get("topic") == "execution.fast.linear")  # categorized style
         assert fast["data"][0]["execQty"] == f"{ask_qty:.3f}"
         # the book moves through the rest: filled in full as maker
         book.asks[ask] = 1.0
         await emu.step(1)
         (filled,) = await orders(priv, 1)
         assert filled["orderStatus"] == "Filled" and filled["cumExecQty"] == f"{qty:.3f}"
-        fast = await recv_until(priv, lambda m: m.get("topic") == "execution.fast")
+        fast = await recv_until(priv, lambda m: m.get("topic") == "execution.fast.linear")
         assert fast["data"][0]["isMaker"] is True and fast["data"][0]["orderLinkId"] == ""  # as the venue
         pos = await recv_until(priv, lambda m: m.get("topic") == "position")
         assert pos["data"][0]["size"] == f"{qty:.3f}" and pos["data"][0]["side"] == "Buy"
@@ -284,7 +284,8 @@ def test_order_entry_faults():
         assert (await place())[0]["retCode"] == 10009
         for code in (110007, 10006, 20006):
             emu.inject("order_reject", code=code)
-            assert (await place())[0]["retCode"] == code
+            b, h = await place()
+            assert b["retCode"] == code and "X-Bapi-Limit-Status" in h
         await drain(priv)
         emu.inject("drop_reply", action="reset")
         with pytest.raises(aiohttp.ClientError):

@@ -1,0 +1,131 @@
+"""The emulator's account (daemon.emulator.matching) on a hand-made truth book: taking, resting,
+queue, positions through zero, fees, amend priority, refusals, bounded memory."""
+
+import pytest
+
+from daemon.emulator import EmulatorError
+from daemon.emulator.matching import Account, AccountConfig, Reject, Rules
+
+
+class Book:
+    def __init__(self, bids, asks):
+        self.bids, self.asks = dict(bids), dict(asks)
+
+
+def account(**cfg):
+    book = Book({999: 1.0, 998: 2.0}, {1001: 0.5, 1002: 1.5, 1003: 3.0})
+    acct = Account(lambda s: book if s == "X" else None, {"X": Rules(tick=1.0, lot=0.001, min_notional=0.0)},
+                   AccountConfig(maker_fee_rate=-0.0001, taker_fee_rate=0.001, **cfg))
+    return acct, book
+
+
+def test_taking_walks_levels_consumes_the_book_and_rests_the_remainder():
+    acct, book = account()
+    o, evs, changes = acct.place("X", 1, "LIMIT", "GTC", 1002, 2500, now_ms=1)
+    assert [e.kind for e in evs] == ["NEW", "TRADE", "TRADE"]
+    assert [(e.fill.price, e.fill.qty, e.fill.maker) for e in evs[1:]] == [(1001, 500, False), (1002, 1500, False)]
+    assert changes == [(-1, 1001, 0.0), (-1, 1002, 0.0)] and min(book.asks) == 1003
+    assert o.status == "PARTIALLY_FILLED" and o.leaves == 500 and acct.open_orders() == [o]
+    assert o.q_ahead == 0.0  # nothing was resting on our side at 1002
+    fee = 0.001 * (1001 * 0.5 + 1002 * 1.5)
+    assert acct.fees_paid == pytest.approx(fee) and acct.positions["X"].qty == 2000
+
+
+def test_ioc_fok_gtx_and_market():
+    acct, book = account()
+    o, evs, _ = acct.place("X", 1, "LIMIT", "IOC", 1001, 800, now_ms=1)
+    assert o.status == "EXPIRED" and [e.kind for e in evs] == ["NEW", "TRADE", "EXPIRED"] and o.filled == 500
+    with pytest.raises(Reject) as r:
+        acct.place("X", 1, "LIMIT", "FOK", 1002, 1600, now_ms=1)   # 1.5 left at <= 1002
+    assert r.value.reason == "fok" and book.asks[1002] == 1.5
+    o, evs, _ = acct.place("X", 1, "LIMIT", "FOK", 1002, 1500, now_ms=1)
+    assert o.status == "FILLED"
+    with pytest.raises(Reject) as r:
+        acct.place("X", -1, "LIMIT", "GTX", 999, 100, now_ms=1)
+    assert r.value.reason == "would_take"
+    o, evs, _ = acct.place("X", -1, "LIMIT", "GTX", 999, 100, now_ms=1, soft=True)   # Bybit: accepted, cancelled
+    assert [e.kind for e in evs] == ["NEW", "CANCELED"] and evs[1].reason == "gtx"
+    o, evs, _ = acct.place("X", -1, "MARKET", "IOC", 0, 4000, now_ms=1)   # more than the bids hold
+    assert o.filled == 3000 and o.status == "EXPIRED" and book.bids == {}
+
+
+def test_resting_order_fills_in_full_when_crossed_or_when_trades_use_up_the_queue():
+    acct, book = account()
+    o, _, _ = acct.place("X", 1, "LIMIT", "GTC", 999, 300, now_ms=1)
+    assert o.q_ahead == 1.0
+    book.bids[999] = 0.4                         # the level shrank: the queue ahead cannot be longer
+    assert acct.on_book("X", 2) == [] and o.q_ahead == 0.4
+    assert acct.on_trade("X", 1, 999.0, 5.0, 3) == []     # a buy print never fills a buy
+    assert acct.on_trade("X", -1, 999.0, 0.3, 3) == [] and o.q_ahead == pytest.approx(0.1)
+    (ev,) = acct.on_trade("X", -1, 999.0, 0.2, 4)
+    assert ev.kind == "TRADE" and ev.fill.maker and ev.fill.qty == 300 and ev.order.status == "FILLED"
+    assert ev.fill.fee == pytest.approx(-0.0001 * 999 * 0.3)   # a rebate
+    o2, _, _ = acct.place("X", -1, "LIMIT", "GTC", 1005, 100, now_ms=5)
+    book.bids[1005] = 1.0                         # the best bid moved through our ask
+    (ev,) = acct.on_book("X", 6)
+    assert ev.fill.price == 1005 and ev.order.status == "FILLED"
+    o3, _, _ = acct.place("X", -1, "LIMIT", "GTC", 1010, 100, now_ms=7)
+    (ev,) = acct.on_trade("X", 1, 1011.0, 0.001, 8)          # a print through the price
+    assert ev.order.order_id == o3.order_id
+
+
+def test_positions_entry_realized_and_through_zero():
+    acct, book = account()
+    book.asks = {1000: 10.0}
+    book.bids = {990: 10.0}
+    acct.place("X", 1, "LIMIT", "IOC", 1000, 2000, now_ms=1)    # long 2 @ 1000
+    book.bids = {1010: 10.0}
+    _, evs, _ = acct.place("X", -1, "LIMIT", "IOC", 1010, 3000, now_ms=2)   # sell 3 @ 1010
+    pos = acct.positions["X"]
+    assert evs[1].fill.realized == pytest.approx(20.0)
+    assert pos.qty == -1000 and pos.entry == 1010 and pos.realized == pytest.approx(20.0)
+    fees = 0.001 * (1000 * 2 + 1010 * 3)
+    assert acct.wallet_balance == pytest.approx(100_000 + 20.0 - fees)
+
+
+def test_amend_keeps_priority_only_for_a_smaller_quantity_at_the_same_price():
+    acct, book = account()
+    o, _, _ = acct.place("X", 1, "LIMIT", "GTC", 998, 500, now_ms=1)
+    book.bids[998] = 0.5
+    acct.on_book("X", 2)
+    assert o.q_ahead == 0.5
+    book.bids[998] = 3.0
+    acct.amend("X", order_id=o.order_id, qty=400, now_ms=3)
+    assert o.q_ahead == 0.5
+    acct.amend("X", order_id=o.order_id, qty=600, now_ms=4)
+    assert o.q_ahead == 3.0                      # a bigger quantity goes to the back
+    _, evs, changes = acct.amend("X", order_id=o.order_id, price=1001, now_ms=5)   # crosses: takes
+    assert [e.kind for e in evs] == ["AMENDMENT", "TRADE"] and changes == [(-1, 1001, 0.0)]
+    with pytest.raises(Reject) as r:
+        acct.amend("X", order_id=o.order_id, qty=500, now_ms=6)   # at/below the filled 500
+    assert r.value.reason == "bad_qty"
+
+
+def test_refusals_name_their_reason():
+    acct, book = account(initial_balance=10.0, leverage=1.0, max_open_orders=1)
+    with pytest.raises(Reject, match="margin"):
+        acct.place("X", 1, "LIMIT", "GTC", 990, 1000, now_ms=1)
+    acct.place("X", 1, "LIMIT", "GTC", 990, 5, now_ms=1, client_id="a")
+    with pytest.raises(Reject, match="too_many_orders"):
+        acct.place("X", 1, "LIMIT", "GTC", 990, 5, now_ms=1)
+    acct2, _ = account()
+    acct2.place("X", 1, "LIMIT", "GTC", 990, 5, now_ms=1, client_id="a")
+    with pytest.raises(Reject, match="duplicate_client_id"):
+        acct2.place("X", 1, "LIMIT", "GTC", 991, 5, now_ms=1, client_id="a")
+    with pytest.raises(Reject, match="reduce_only"):
+        acct2.place("X", -1, "LIMIT", "GTC", 1010, 5, now_ms=1, reduce_only=True)
+    with pytest.raises(Reject, match="unknown_symbol"):
+        acct2.place("Y", 1, "LIMIT", "GTC", 990, 5, now_ms=1)
+    with pytest.raises(Reject, match="unknown_order"):
+        acct2.cancel("X", order_id=12345, now_ms=1)
+    with pytest.raises(EmulatorError, match="unknown key"):
+        AccountConfig.from_mapping({"initial_balance": 1.0, "leverge": 3})
+
+
+def test_closed_orders_are_forgotten_past_keep_closed():
+    acct, book = account(keep_closed=3)
+    ids = [acct.place("X", 1, "LIMIT", "GTC", 990 - i, 5, now_ms=1)[0].order_id for i in range(6)]
+    acct.cancel_all("X", now_ms=2)
+    assert sorted(acct.orders) == ids[-3:]
+    with pytest.raises(Reject):
+        acct.find("X", order_id=ids[0])
