@@ -1,15 +1,17 @@
 """Bot order ids <-> client order ids valid on both venues, with a journal that survives restarts.
 
 Bots reuse their order ids (a grid bot names an order after its price tick), so a bot's id cannot go
-to the venue: each *order* gets its own client id, ``<prefix><generation>x<seq>`` with both numbers
-in base 36, e.g. ``h1fx2k9``.  It matches ``[A-Za-z0-9_-]{1,36}`` (Binance ``newClientOrderId``,
+to the venue: each *order* gets its own client id, ``<prefix><generation>x<seq>``, the generation in
+base 36 and the sequence in hex, e.g. ``h1fx2a9``.  It matches ``[A-Za-z0-9_-]{1,36}`` (Binance ``newClientOrderId``,
 Bybit ``orderLinkId``), it is unique per order, and unique across daemon restarts because the
 generation (+1 at every start) is kept in the journal.
 
-Journal (``<state_dir>/orderids.journal``, mode 0600): text, one record a line, appended with one
-``write`` per record on an ``O_APPEND`` descriptor, so a ``kill -9`` of the daemon loses nothing
-already written (the page cache keeps it; only a machine crash can cut the last line, which the
-loader skips)::
+Journal (``<state_dir>/orderids.journal``, mode 0600): text, one record a line, appended on an
+``O_APPEND`` descriptor.  The router flushes the lines of a batch of requests in one ``write`` when
+it finishes the batch (one system call per batch instead of per order; the batch is one loop
+callback, microseconds), so a ``kill -9`` of the daemon loses at most the lines of the batch it was
+in; what was written stays (the page cache keeps it; only a machine crash can cut the last line,
+which the loader skips)::
 
     G <generation>                                              a daemon start
     N <client_id> <bot> <asset_no> <order_id> <venue> <symbol>  a new order
@@ -78,6 +80,7 @@ class OrderIds:
         self.generation = previous + 1
         self._head = f"{prefix}{_b36(self.generation)}x"
         self._seq = 0
+        self._pending: list[str] = []
         self._compact()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
 
@@ -124,13 +127,20 @@ class OrderIds:
     def new(self, bot: str, asset_no: int, order_id: int, venue: str, symbol: str) -> OrderRef:
         """A fresh client id for a new order of ``bot``, journaled before it is returned."""
         self._seq += 1
-        cid = self._head + _b36(self._seq)
+        cid = f"{self._head}{self._seq:x}"
         if len(cid) > 36:  # 36**28 orders in one life: not reachable, but never send an invalid id
             raise DaemonError(f"client order id {cid!r} would exceed 36 characters")
         ref = OrderRef(cid, bot, asset_no, order_id, venue, symbol)
-        os.write(self._fd, self._n_line(ref).encode("ascii"))
+        self._pending.append(f"N {cid} {bot} {asset_no} {order_id} {venue} {symbol}\n")
         self.live[cid] = ref
         return ref
+
+    def flush(self) -> None:
+        """Write the journal lines made since the last flush (one system call)."""
+        if self._pending:
+            data = "".join(self._pending).encode("ascii")
+            self._pending.clear()
+            os.write(self._fd, data)
 
     def get(self, client_id: str) -> OrderRef | None:
         return self.live.get(client_id)
@@ -138,9 +148,10 @@ class OrderIds:
     def done(self, client_id: str) -> None:
         """The order is terminal: forget it (journaled)."""
         if self.live.pop(client_id, None) is not None:
-            os.write(self._fd, f"T {client_id}\n".encode("ascii"))
+            self._pending.append(f"T {client_id}\n")
 
     def close(self) -> None:
         if self._fd >= 0:
+            self.flush()
             os.close(self._fd)
             self._fd = -1

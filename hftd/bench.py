@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "daemon": "daemon.bench",
     "data": "bots.data.bench",
     "live": "bots.live.bench",
+    "orders": "daemon.bench_orders",
 }
 
 

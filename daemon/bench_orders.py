@@ -1,0 +1,430 @@
+"""Order entry through the daemon: bots -> channels -> router -> execution session -> emulator.
+
+Bots are real processes (spawned) that register over the control socket and write submits into their
+request channels; the daemon side (router, control server, execution session) runs on a uvloop loop
+in this process, as in ``hftd daemon``.  Measured:
+
+* **throughput**: each bot writes its submits as fast as its channel takes them; orders/s is what
+  the venue accepted (ACCEPTED events) over the time from the first request to the last acceptance;
+* **channel to wire**: paced bots (together ~5,000 orders/s, the issue's target load); from
+  ``request_ts`` (the bot's clock as it writes the record) to the return of ``session.submit``, which
+  has written the websocket frame to the socket by then;
+* **intake**: the same paced run with the in-memory session for each intake strategy (thread per bot
+  parking on the channel futex after spin/yield, thread parking at once, the loop polling every
+  channel), with the daemon's CPU use while four bots are registered and idle;
+* **baseline**: the obvious pipeline, each bot posting signed ``POST /fapi/v1/order`` to the emulator
+  itself through aiohttp, one order after the other, in the same run.
+
+The emulator runs in its own process with its rate limits off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import tempfile
+import time
+import uuid
+
+__all__ = ["add_arguments", "run"]
+
+VENUE = "binance-usdm"
+SYMBOL = "BTCUSDT"
+KEY, SECRET = "hftd-emu-key", "hftd-emu-secret"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--orders", type=int, default=20_000, help="orders per bot in the throughput runs")
+    p.add_argument("--paced-s", type=float, default=3.0, help="length of each paced latency run")
+    p.add_argument("--rate", type=float, default=5_000.0, help="total orders/s of the paced runs")
+    p.add_argument("--baseline-s", type=float, default=3.0, help="length of each baseline run")
+    p.add_argument("--skip-emulator", action="store_true", help="only the in-memory session (no venue)")
+
+
+# -- the bot process ---------------------------------------------------------------------------
+
+
+def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
+    os.environ.update(env)
+    import numpy as np
+
+    from daemon.router import REQ
+    from shm.control import ControlClient
+    from shm.dtypes import order_response_dtype
+
+    client = ControlClient(socket_path, timeout_s=30)
+    reg = client.register(name, [(VENUE, SYMBOL)])
+    w, r = reg.open_channels()
+    tick, lot = reg.assets[0].tick_size, reg.assets[0].lot_size
+    out = np.zeros(1024, dtype=order_response_dtype)
+    pipe.send(("ready",))
+    pack = REQ.pack
+    while True:
+        cmd = pipe.recv()
+        if cmd[0] == "exit":
+            client.close()
+            return
+        _, n, rate, oid0, base_px = cmd
+        seq = 0
+        got = 0
+        t0 = time.monotonic()
+        period = 1.0 / rate if rate > 0 else 0.0
+        for i in range(n):
+            if period:
+                due = t0 + i * period
+                lag = due - time.monotonic()
+                if lag > 0:
+                    time.sleep(lag)
+            seq += 1
+            px = round((base_px - (i % 200) * tick) / tick) * tick
+            rec = pack(1, 0, oid0 + i, px, lot, 1, 0, 0, time.time_ns(), seq)
+            while not w.write_one(rec):
+                got += r.read(out)  # keep our responses flowing while the daemon catches up
+                time.sleep(0)
+            if i & 63 == 0 and r.available():
+                got += r.read(out)
+        end = time.monotonic() + 30
+        while got < n and time.monotonic() < end:
+            k = r.read(out)
+            got += k
+            if k == 0:
+                time.sleep(0.001)
+        pipe.send(("done", n, got))
+
+
+def _baseline_bot(pipe, rest_url: str, duration_s: float, base_px: float, tick: float) -> None:
+    import aiohttp
+
+    from daemon.signing import binance_rest_payload, hmac_sha256_hex
+
+    async def main():
+        from urllib.parse import urlencode
+
+        from yarl import URL
+
+        pipe.send(("ready",))
+        pipe.recv()
+        n = 0
+        async with aiohttp.ClientSession() as http:
+            end = time.monotonic() + duration_s
+            while time.monotonic() < end:
+                px = round((base_px - (n % 200) * tick) / tick) * tick
+                q = urlencode({"symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                               "quantity": "0.001", "price": f"{px:.1f}",
+                               "newClientOrderId": f"b{os.getpid()}x{n}", "recvWindow": 5000,
+                               "timestamp": int(time.time() * 1000)})
+                q += "&signature=" + hmac_sha256_hex(SECRET, binance_rest_payload(q))
+                async with http.post(URL(f"{rest_url}/fapi/v1/order?{q}", encoded=True),
+                                     headers={"X-MBX-APIKEY": KEY}) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        n += 1
+        pipe.send(("done", n, duration_s))
+
+    asyncio.run(main())
+
+
+def _emulator(pipe) -> None:
+    from daemon.emulator.binance import BinanceEmulator
+
+    async def main():
+        emu = BinanceEmulator(symbols=(SYMBOL,), weight_limit_per_min=10**9, inbound_msgs_per_s=10**6,
+                              trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9})
+        await emu.start()
+        pipe.send(emu.rest_url)
+        while not pipe.poll():
+            await asyncio.sleep(0.1)
+        await emu.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+# -- the daemon side ---------------------------------------------------------------------------
+
+
+class _Stand:
+    """Router + control server + one session; bots spawned against it."""
+
+    def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = ""):
+        self.workdir, self.kind, self.intake, self.wait, self.rest_url = workdir, session_kind, intake, intake_wait, rest_url
+        self.sub = os.path.join(workdir, uuid.uuid4().hex[:8])
+        self.lat_ns: list[int] = []
+        self.submits: list[int] = []
+        self.accepts: list[int] = []
+        self.bots: list = []
+        self.stop_error = ""
+
+    async def start(self) -> None:
+        from daemon.control import ControlServer
+        from daemon.control_config import ControlConfig
+        from daemon.execution.base import ExecKind, Instrument
+        from daemon.orderids import OrderIds
+        from daemon.router import Router
+
+        self.cfg = ControlConfig.from_mapping({"socket_path": os.path.join(self.sub, "c.sock"),
+                                               "state_dir": os.path.join(self.sub, "state"),
+                                               "intake_wait": self.wait, "channel_capacity": 4096})
+        self.orderids = OrderIds(self.cfg.state_dir)
+        self.router = Router({}, self.orderids, intake=self.intake, intake_wait=self.wait)
+        if self.kind == "memory":
+            from daemon.execution.memory import MemorySession
+
+            self.session = MemorySession(VENUE, {SYMBOL: Instrument(SYMBOL, 0.1, 0.001, 0.001)}, self.router,
+                                         record=False)
+            self.http = None
+        else:
+            import aiohttp
+
+            from daemon.config import VenueConfig
+            from daemon.execution.factory import make_execution_session
+
+            self.http = aiohttp.ClientSession()
+            vc = VenueConfig.from_mapping({
+                "name": VENUE, "rest_url": self.rest_url, "ws_url": self.rest_url.replace("http", "ws"),
+                "symbols": [SYMBOL],
+                "execution": {"api_key_env": "HFTD_BENCH_KEY", "api_secret_env": "HFTD_BENCH_SECRET",
+                              "audit_interval_s": 3600.0, "dead_man_countdown_ms": 0,
+                              "recv_window_ms": 60_000, "request_timeout_s": 30.0}})
+            self.session = make_execution_session(vc, self.http, self.router,
+                                                  environ={"HFTD_BENCH_KEY": KEY, "HFTD_BENCH_SECRET": SECRET})
+            await self.session.start()
+        self.router.sessions[VENUE] = self.session
+        orig_submit, orig_exec = self.session.submit, self.router.on_exec
+        by_client, lat, submits, accepts = self.router.by_client, self.lat_ns, self.submits, self.accepts
+
+        def submit(intent):
+            orig_submit(intent)
+            t = time.time_ns()
+            submits.append(t)
+            lat.append(t - by_client[intent.client_id][1].req_ts)
+
+        def on_exec(ev):
+            if ev.kind == ExecKind.ACCEPTED:
+                accepts.append(time.time_ns())
+            orig_exec(ev)
+
+        self.session.submit = submit
+        self.router.on_exec = on_exec  # an instance attribute: the session's sink.on_exec lands here
+        self.server = ControlServer(self.cfg, self.router)
+        await self.server.start()
+
+    async def spawn(self, n_bots: int) -> None:
+        ctx = mp.get_context("spawn")
+        env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
+        for i in range(n_bots):
+            a, b = ctx.Pipe()
+            p = ctx.Process(target=_bot, args=(b, self.cfg.socket_path, f"bench{i}", env), daemon=True)
+            p.start()
+            self.bots.append((p, a))
+        for p, a in self.bots:
+            await _recv(a, 120)
+
+    async def phase(self, n_bots: int, n: int, rate_per_bot: float, oid0: int, base_px: float) -> dict:
+        self.lat_ns.clear(), self.submits.clear(), self.accepts.clear()
+        t0 = time.time_ns()
+        for p, a in self.bots[:n_bots]:
+            a.send(("run", n, rate_per_bot, oid0, base_px))
+        for p, a in self.bots[:n_bots]:
+            await _recv(a, 600)
+        deadline = time.monotonic() + 10
+        while len(self.accepts) < n * n_bots and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        total = len(self.accepts)
+        import sys
+
+        print(f"  [{self.kind}/{self.intake}/{self.wait}] {n_bots} bot(s) x {n} at {rate_per_bot or 'max'}/s: "
+              f"accepted {total}", file=sys.stderr)
+        span = (max(self.accepts) - t0) / 1e9 if self.accepts else float("nan")
+        lat = sorted(self.lat_ns)
+        await self.router.cancel_everything()
+        await asyncio.sleep(0.2)
+        return {"accepted": total, "orders_per_s": total / span if span else float("nan"),
+                "p50_us": _pct(lat, 50) / 1e3, "p99_us": _pct(lat, 99) / 1e3}
+
+    async def idle_cpu(self, seconds: float = 1.0) -> float:
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        await asyncio.sleep(seconds)
+        r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        return 100.0 * ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) / (t1 - t0)
+
+    async def stop(self) -> None:
+        for p, a in self.bots:
+            try:
+                a.send(("exit",))
+            except OSError:
+                pass
+        for p, a in self.bots:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+        await self.router.shutdown(timeout_s=2.0)
+        await self.server.stop()
+        if self.kind != "memory":
+            try:
+                await self.session.stop(cancel_open=True)
+            except Exception as exc:  # the figures are taken; a stop failure is reported, not fatal
+                self.stop_error = f"execution session stop failed: {exc!r}"
+            await self.http.close()
+        self.orderids.close()
+
+
+async def _recv(conn, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while not conn.poll():
+        if time.monotonic() > deadline:
+            raise TimeoutError("a bench process did not answer")
+        await asyncio.sleep(0.005)
+    return conn.recv()
+
+
+def _pct(sorted_values: list, q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, int(round(q / 100 * (len(sorted_values) - 1))))
+    return float(sorted_values[i])
+
+
+async def _baseline(rest_url: str, n_bots: int, duration_s: float) -> float:
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(n_bots):
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=_baseline_bot, args=(b, rest_url, duration_s, 50_000.0 - i * 100, 0.1), daemon=True)
+        p.start()
+        procs.append((p, a))
+    for p, a in procs:
+        await _recv(a, 120)
+    for p, a in procs:
+        a.send(("go",))
+    total = 0
+    for p, a in procs:
+        _, n, dur = await _recv(a, duration_s + 60)
+        total += n / dur
+        p.join(5)
+    return total
+
+
+async def _start_emulator():
+    ctx = mp.get_context("spawn")
+    pipe, child = ctx.Pipe()
+    proc = ctx.Process(target=_emulator, args=(child,), daemon=True)
+    proc.start()
+    return proc, pipe, await _recv(pipe, 120)
+
+
+async def _stop_emulator(proc, pipe) -> None:
+    try:
+        pipe.send("stop")
+    except OSError:
+        pass
+    for _ in range(100):
+        if not proc.is_alive():
+            return
+        await asyncio.sleep(0.1)
+    proc.kill()
+
+
+async def _main(args, res) -> None:
+    from daemon.emulator.synth import SynthConfig  # noqa: F401  (fail early if the emulator is missing)
+
+    workdir = tempfile.mkdtemp(prefix="hftd-bench-orders-")
+    ns = "bo" + uuid.uuid4().hex[:8]
+    os.environ["HFTD_SHM_NAMESPACE"] = ns
+    emu = emu_pipe = None
+    try:
+        paced_n = max(1, int(args.rate / 4 * args.paced_s))
+        # intake strategies, in-memory session (the daemon alone)
+        for intake, wait, label in (("thread", "backoff", "intake thread, spin->yield->park"),
+                                    ("thread", "park", "intake thread, park at once"),
+                                    ("poll", "backoff", "loop polls every channel")):
+            st = _Stand(workdir, "memory", intake, wait)
+            await st.start()
+            try:
+                await st.spawn(4)
+                await st.phase(4, 100, 0, 900_000_000, 50_000.0)  # warm: kernels loaded, threads parked
+                await asyncio.sleep(0.5)
+                idle = await st.idle_cpu(1.0)
+                paced = await st.phase(4, paced_n, args.rate / 4, 1, 50_000.0)
+                row = {"p50_us": paced["p50_us"], "p99_us": paced["p99_us"], "idle_cpu_pct": idle}
+                if intake == "thread" and wait == "backoff":
+                    one = await st.phase(1, args.orders, 0, 10_000_000, 50_000.0)
+                    four = await st.phase(4, args.orders, 0, 20_000_000, 50_000.0)
+                    res.metrics.update({"orders_per_s_1bot_memory": one["orders_per_s"],
+                                        "orders_per_s_4bots_memory": four["orders_per_s"],
+                                        "channel_to_session_p50_us_memory": paced["p50_us"],
+                                        "channel_to_session_p99_us_memory": paced["p99_us"],
+                                        "intake_idle_cpu_pct": idle})
+                    row.update({"orders_per_s_1bot": one["orders_per_s"], "orders_per_s_4bots": four["orders_per_s"]})
+                else:
+                    res.metrics[f"intake_{intake}_{wait}_p50_us"] = paced["p50_us"]
+                    res.metrics[f"intake_{intake}_{wait}_p99_us"] = paced["p99_us"]
+                    res.metrics[f"intake_{intake}_{wait}_idle_cpu_pct"] = idle
+                res.rows.append((f"memory: {label}", row))
+            finally:
+                await st.stop()
+        if args.skip_emulator:
+            res.notes.append("--skip-emulator: no venue figures")
+            return
+        # the obvious pipeline first, on a fresh emulator of its own
+        emu, emu_pipe, rest_url = await _start_emulator()
+        base1 = await _baseline(rest_url, 1, args.baseline_s)
+        base4 = await _baseline(rest_url, 4, args.baseline_s)
+        await _stop_emulator(emu, emu_pipe)
+        emu, emu_pipe, rest_url = await _start_emulator()
+        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url)
+        await st.start()
+        try:
+            await st.spawn(4)
+            one = await st.phase(1, args.orders // 4, 0, 30_000_000, 40_000.0)
+            four = await st.phase(4, args.orders // 4, 0, 40_000_000, 40_000.0)
+            paced = await st.phase(4, paced_n, args.rate / 4, 50_000_000, 40_000.0)
+        finally:
+            await st.stop()
+            if st.stop_error:
+                res.notes.append(st.stop_error)
+        res.rows.append(("emulator: through the daemon", {
+            "orders_per_s_1bot": one["orders_per_s"], "orders_per_s_4bots": four["orders_per_s"],
+            "p50_us": paced["p50_us"], "p99_us": paced["p99_us"], "accepted_paced": paced["accepted"]}))
+        res.rows.append(("emulator: bots post REST themselves (aiohttp)", {"orders_per_s_1bot": base1,
+                                                                          "orders_per_s_4bots": base4}))
+        res.metrics.update({
+            "orders_per_s_1bot": one["orders_per_s"], "orders_per_s_4bots": four["orders_per_s"],
+            "channel_to_wire_p50_us": paced["p50_us"], "channel_to_wire_p99_us": paced["p99_us"],
+            "baseline_orders_per_s_1bot": base1, "baseline_orders_per_s_4bots": base4,
+            "orders_vs_baseline": four["orders_per_s"] / base4 if base4 else float("nan"),
+        })
+        if paced["accepted"] < paced_n * 4:
+            res.notes.append(f"paced run: the emulator accepted {paced['accepted']} of {paced_n * 4} orders")
+    finally:
+        if emu is not None:
+            await _stop_emulator(emu, emu_pipe)
+        from shm.segment import purge_namespace
+
+        purge_namespace(ns)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args):
+    from hftd.bench import BenchResult
+
+    res = BenchResult(name="orders")
+    res.notes.append("load average at start: %.1f %.1f %.1f (2 cores)" % os.getloadavg())
+    try:
+        import uvloop
+
+        uvloop.run(_main(args, res))
+    except ImportError:
+        asyncio.run(_main(args, res))
+    res.notes.append("channel_to_wire: request_ts (bot clock at write) -> session.submit returned (frame written); "
+                     f"paced at {args.rate:.0f} orders/s over 4 bots")
+    return res
+
