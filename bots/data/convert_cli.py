@@ -2,10 +2,19 @@
 
 Examples::
 
-    hftd convert binance-usdm btcusdt_20240808.gz -o btcusdt_20240808.npz
+    hftd convert binance-usdm btcusdt_20240808.gz -o btcusdt_20240808.npz   # also binance-coinm, binance-spot
     hftd convert bybit 2024-12-01_XRPUSDT_ob500.data.zip --trades XRPUSDT2024-12-01.csv.gz \\
         --feed-latency-ns 5000000 -o xrpusdt_20241201.npz
-    hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600   # bounded memory
+    hftd convert tardis trades.csv.gz incremental_book_L2.csv.gz -o day.npz  # trades first
+    hftd convert hyperliquid btcusd_20250126.gz --tick-size 1 --lot-size 0.00001 -o day.npz
+    hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600    # bounded memory
+
+Every conversion shifts local stamps so no feed latency is negative, orders the rows for both
+timelines, validates them, and writes to a temporary file renamed into place only when complete
+(an error never leaves a half-written output).  Malformed lines (not JSON, a missing field, a
+truncated gzip) are counted with their reason and line numbers and the rest converted; ``--strict``
+stops at the first instead.  The summary gives lines read, events written, lines skipped (streams
+and messages that carry no rows) and lines rejected.
 
 Without ``--window-s`` the whole output is ordered in memory (about 3x its 64 B/row); with it, one
 file per window is written and memory holds one window plus ``--max-delay-s``.
@@ -14,30 +23,39 @@ file per window is written and memory holds one window plus ``--max-delay-s``.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
-VENUES = ("binance-usdm", "bybit")
+VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "bybit", "tardis", "hyperliquid")
+_BINANCE = ("binance-usdm", "binance-coinm", "binance-spot")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert venue recordings to event files",
-        description="Convert a venue recording to an event file (.npz with key 'data', or .npy).",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("venue", choices=VENUES, help="recording format")
-    parser.add_argument("input", type=Path, help="recording (.gz, .zip or plain text)")
+    parser.add_argument("input", type=Path, nargs="+", help="recording(s) (.gz, .zip or plain text)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output .npz or .npy")
     parser.add_argument("--compress", action="store_true", help="deflate the .npz (cannot be memory-mapped)")
     parser.add_argument("--base-latency-ns", type=int, default=0,
                         help="smallest feed latency after fixing a local clock that runs behind")
-    parser.add_argument("--bbo", action="store_true", help="binance-usdm: keep bookTicker as DEPTH_BBO rows")
+    parser.add_argument("--strict", action="store_true", help="stop at the first malformed line")
+    parser.add_argument("--bbo", action="store_true", help="binance: keep bookTicker as DEPTH_BBO rows")
     parser.add_argument("--trades", type=Path, help="bybit: historical trades CSV(.gz) to merge in")
     parser.add_argument("--feed-latency-ns", type=int, default=None,
                         help="bybit: artificial feed latency for input without local stamps (default 5 ms)")
     parser.add_argument("--depth-levels", type=int, default=None,
                         help="bybit: which orderbook.N topic to use (default: the first one seen)")
+    parser.add_argument("--tick-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
+    parser.add_argument("--lot-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
+    parser.add_argument("--snapshot-mode", choices=["process", "ignore_sod", "ignore"], default="process",
+                        help="tardis incremental_book_L2: which snapshots to use")
     parser.add_argument("--window-s", type=float, default=None,
                         help="bounded memory: write one file per this many seconds (OUT_0000.npz, ...)")
     parser.add_argument("--max-delay-s", type=float, default=60.0,
@@ -46,39 +64,97 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _temp_path(output: Path) -> Path:
+    # same directory (a rename stays on one filesystem), same suffix (save_events picks the format by it)
+    return output.with_name(f".{output.stem}.tmp-{os.getpid()}{output.suffix}")
+
+
 def run(args: argparse.Namespace) -> int:
-    from bots.data.convert import binance_usdm, bybit
+    from bots.data.convert import binance_usdm, bybit, hyperliquid, tardis
     from bots.data.convert.binance_usdm import ConvertStats
     from bots.data.io import save_events
     from bots.errors import ConfigError
 
-    stats = ConvertStats()
+    stats = ConvertStats(lenient=not args.strict)
     started = time.perf_counter()
-    common = {"base_latency_ns": args.base_latency_ns, "progress": not args.quiet, "stats": stats}
-    if args.venue == "binance-usdm":
-        module = binance_usdm
-        venue_options = {"include_bbo": args.bbo}
+    progress = not args.quiet
+    inputs = list(args.input)
+    if args.venue != "tardis" and len(inputs) > 1:
+        raise ConfigError(f"{args.venue}: one input file at a time (tardis takes several)")
+    if args.window_s is not None and args.venue not in (*_BINANCE, "bybit"):
+        raise ConfigError(f"--window-s is supported for binance-* and bybit, not {args.venue}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.window_s is not None:
+        written = _windowed(args, stats, binance_usdm if args.venue in _BINANCE else bybit)
     else:
-        module = bybit
-        latency = bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns
-        venue_options = {"feed_latency_ns": latency, "depth_levels": args.depth_levels}
-    if args.window_s is None:
-        if args.trades is not None:
-            venue_options["trades_path"] = args.trades
-        arr = module.convert(args.input, **venue_options, **common)
-        save_events(args.output, arr, compress=args.compress)
-        written = f"{args.output}: {len(arr):,} events"
-    else:
-        if args.trades is not None:
-            raise ConfigError("--trades cannot be combined with --window-s (the CSV is merged in memory)")
-        paths = module.convert_to_files(args.input, args.output, window_s=args.window_s,
-                                        max_delay_s=args.max_delay_s, compress=args.compress,
-                                        **venue_options, **common)
-        if paths:
-            written = f"{len(paths)} files {paths[0].name}..{paths[-1].name}: {stats.rows:,} events"
+        common = {"base_latency_ns": args.base_latency_ns, "progress": progress, "stats": stats}
+        if args.venue in _BINANCE:
+            arr = binance_usdm.convert(inputs[0], include_bbo=args.bbo, **common)
+        elif args.venue == "bybit":
+            latency = bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns
+            arr = bybit.convert(inputs[0], feed_latency_ns=latency, depth_levels=args.depth_levels,
+                                trades_path=args.trades, **common)
+        elif args.venue == "hyperliquid":
+            if args.tick_size is None or args.lot_size is None:
+                raise ConfigError("hyperliquid: --tick-size and --lot-size are needed to compare snapshots")
+            arr = hyperliquid.convert(inputs[0], tick_size=args.tick_size, lot_size=args.lot_size, **common)
         else:
-            written = "no files (no events)"
+            arr = tardis.convert(inputs, snapshot_mode=args.snapshot_mode, tick_size=args.tick_size,
+                                 lot_size=args.lot_size, **common)
+        tmp = _temp_path(args.output)
+        try:
+            save_events(tmp, arr, compress=args.compress)
+            os.replace(tmp, args.output)
+        finally:
+            tmp.unlink(missing_ok=True)
+        written = f"{args.output}: {len(arr):,} events"
     elapsed = time.perf_counter() - started
-    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
-    print(f"wrote {written} from {stats.lines:,} lines in {elapsed:.2f} s (skipped: {skipped})")
+    print(summary_text(stats, written, elapsed))
     return 0
+
+
+def _windowed(args, stats, module) -> str:
+    """Window files go to a temporary folder first and are moved into place once all are written."""
+    from bots.data.convert import bybit
+    from bots.errors import ConfigError
+
+    if args.trades is not None:
+        raise ConfigError("--trades cannot be combined with --window-s (the CSV is merged in memory)")
+    options = {"include_bbo": args.bbo} if module is not bybit else {
+        "feed_latency_ns": bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns,
+        "depth_levels": args.depth_levels}
+    staging = args.output.parent / f".{args.output.stem}.tmp-{os.getpid()}"
+    staging.mkdir()
+    try:
+        paths = module.convert_to_files(args.input[0], staging / args.output.name, window_s=args.window_s,
+                                        max_delay_s=args.max_delay_s, compress=args.compress,
+                                        base_latency_ns=args.base_latency_ns, progress=not args.quiet,
+                                        stats=stats, **options)
+        final = []
+        for p in paths:
+            target = args.output.parent / p.name
+            os.replace(p, target)
+            final.append(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not final:
+        return "no files (no events)"
+    return f"{len(final)} files {final[0].name}..{final[-1].name}: {stats.rows:,} events"
+
+
+def summary_text(stats, written: str, elapsed_s: float) -> str:
+    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
+    lines = [f"wrote {written} from {stats.lines:,} lines in {elapsed_s:.2f} s",
+             f"  skipped (no rows): {skipped}"]
+    if stats.rejected:
+        total = sum(stats.rejected.values())
+        lines.append(f"  REJECTED {total:,} lines:")
+        for reason, n in sorted(stats.rejected.items(), key=lambda kv: -kv[1]):
+            at = ", ".join(str(x) for x in stats.rejected_lines.get(reason, []))
+            lines.append(f"    {reason}: {n:,} (lines {at}{', ...' if n > len(stats.rejected_lines[reason]) else ''})")
+    else:
+        lines.append("  rejected: none")
+    text = "\n".join(lines)
+    if stats.rejected:
+        print(text.splitlines()[2], file=sys.stderr)
+    return text

@@ -1,4 +1,9 @@
-"""Binance USD-M futures recordings (collector format) to event rows.
+"""Binance USD-M / COIN-M futures and spot recordings (collector format) to event rows.
+
+COIN-M streams have the USD-M shapes.  Spot differs: ``depth@100ms`` updates carry no transaction
+time ``T`` (the event time ``E`` is the row's ``exch_ts``), spot trades carry no ``X``, and the REST
+``/api/v3/depth`` snapshot no timestamp (its rows take the receive time); otherwise rows are built
+alike.  hftbacktest has no spot converter (its ``binancefutures.convert`` fails with ``KeyError 'T'``).
 
 Input: text lines ``<local receive stamp> <raw JSON>`` (gzip), as written by hftbacktest's
 ``collector``: combined-stream envelopes ``{"stream": ..., "data": {...}}`` of ``<sym>@depth@0ms``
@@ -81,9 +86,20 @@ class ConvertStats:
     lines: int = 0
     rows: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    #: count malformed lines (with the reason and their line numbers) and go on, instead of stopping
+    lenient: bool = False
+    rejected: dict[str, int] = field(default_factory=dict)
+    rejected_lines: dict[str, list[int]] = field(default_factory=dict)
 
     def skip(self, what: str) -> None:
         self.skipped[what] = self.skipped.get(what, 0) + 1
+
+    def reject(self, reason: str, line_no: int, keep_lines: int = 5) -> None:
+        """Count a line that could not be used; the first few line numbers are kept per reason."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        lines = self.rejected_lines.setdefault(reason, [])
+        if len(lines) < keep_lines:
+            lines.append(line_no)
 
 
 def split_line(line: bytes) -> tuple[int, bytes]:
@@ -99,8 +115,12 @@ def split_line(line: bytes) -> tuple[int, bytes]:
 
 
 def depth_update_segments(data: dict, local_ts: int) -> list[Segment]:
-    """One ``depthUpdate`` payload: its bid levels then its ask levels."""
-    exch_ts = int(data["T"]) * _MS
+    """One ``depthUpdate`` payload: its bid levels then its ask levels.
+
+    ``exch_ts`` is the transaction time ``T`` (futures); spot's ``depth@100ms`` has none, so its event
+    time ``E`` is used there.
+    """
+    exch_ts = int(data["T"] if "T" in data else data["E"]) * _MS
     return [(_BID_DEPTH, exch_ts, local_ts, data["b"]), (_ASK_DEPTH, exch_ts, local_ts, data["a"])]
 
 
@@ -122,8 +142,11 @@ def book_ticker_segments(data: dict, local_ts: int) -> list[Segment]:
 
 
 def snapshot_segments(snapshot: dict, local_ts: int) -> list[Segment]:
-    """A REST depth snapshot: per non-empty side a clear up to its last level, then the levels."""
-    exch_ts = int(snapshot["T"]) * _MS
+    """A REST depth snapshot: per non-empty side a clear up to its last level, then the levels.
+
+    Spot's ``/api/v3/depth`` carries no timestamp: its rows take the local receive time.
+    """
+    exch_ts = int(snapshot["T"]) * _MS if "T" in snapshot else local_ts
     segments: list[Segment] = []
     for key, side in (("bids", BUY_EVENT), ("asks", SELL_EVENT)):
         levels = snapshot[key]
@@ -205,7 +228,10 @@ def iter_file_records(
             try:
                 local_ts, payload = split_line(line)
                 out, kind = segments_from_message(orjson.loads(payload), local_ts, include_bbo=include_bbo)
-            except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, orjson.JSONDecodeError) as exc:
+                if stats.lenient:
+                    stats.reject(_reason(exc), line_no)
+                    continue
                 raise DataError(f"{path}: line {line_no}: malformed Binance message ({exc!r})") from exc
             if out:
                 produced += sum(len(seg[3]) for seg in out)
@@ -214,9 +240,24 @@ def iter_file_records(
                 stats.skip(kind)
             if line_no % 8192 == 0:
                 shown.update(consumed(), produced)
+    except DataError as exc:
+        if not (stats.lenient and "truncated" in str(exc)):
+            raise
+        stats.reject("truncated input (the rest of the file is lost)", line_no + 1)
     finally:
         shown.close()
     stats.lines = line_no
+
+
+def _reason(exc: BaseException) -> str:
+    """A rejection reason that groups alike lines: the error type and, for a missing key, the key."""
+    if isinstance(exc, orjson.JSONDecodeError):
+        return "not JSON"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    if isinstance(exc, ValueError) and "expected '<timestamp> <json>'" in str(exc):
+        return "no '<timestamp> <json>' prefix"
+    return f"malformed message ({type(exc).__name__})"
 
 
 def convert(
