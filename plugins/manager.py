@@ -295,20 +295,33 @@ class PluginHost:
         return metrics.wrap_publisher(publisher, venue, symbol) if metrics is not None else publisher
 
     def poll_sessions(self, sessions: Iterable[Any]) -> None:
-        """Called by the daemon's supervision tick: turns the sessions' book states into
-        venue connected/disconnected and resync notifications (only changes cost anything)."""
+        """Called by the daemon's supervision tick: turns the sessions' state into venue
+        connected/disconnected and resync notifications (only changes cost anything).
+
+        Connected: a book of the venue is live (for the first time, or after a disconnect).
+        Disconnected: one of its websocket groups lost its connection (``reconnects`` grew); a
+        session without groups counts as disconnected when none of its books is live.  A resync
+        alone is not a disconnect."""
         state = self.__dict__.setdefault("_session_state", {})
         for s in sessions:
             venue = s.venue
             syncs = s.syncs
             up = any(sync.live for sync in syncs.values())
             was = state.get(venue)
-            if up != was:
-                state[venue] = up
-                if up:
-                    self.notify_venue_connected(venue)
-                elif was:
-                    self.notify_venue_disconnected(venue, "no book live")
+            groups = getattr(s, "groups", None)
+            if groups is not None:
+                lost = sum(g.reconnects for g in groups)
+                if lost != state.get((venue, "lost"), 0):
+                    state[(venue, "lost")] = lost
+                    if was:
+                        state[venue] = was = False
+                        self.notify_venue_disconnected(venue, f"connection lost ({lost} reconnects so far)")
+            elif was and not up:
+                state[venue] = was = False
+                self.notify_venue_disconnected(venue, "no book live")
+            if up and not was:
+                state[venue] = True
+                self.notify_venue_connected(venue)
             for sym, sync in syncs.items():
                 key = (venue, sym)
                 n = sync.resyncs

@@ -1,5 +1,5 @@
-"""The daemon with its plugins, against the loopback Binance emulator: the lifecycle, venue and resync
-hooks fire from daemon.app, the metrics scrape counts the ring, and the recorder child's file holds
+"""The daemon with its plugins, against the loopback Binance emulator: the lifecycle, venue (a real
+socket reset) and resync hooks fire from daemon.app, the metrics scrape counts the ring, and the recorder child's file holds
 every record the daemon published."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bots.data.io import open_events_mmap
 from daemon.app import Daemon
 from daemon.config import DaemonConfig
 from daemon.emulator.binance import BinanceEmulator
-from plugins.config import PluginsConfig
+from daemon.publish import ring_segment_name
 from plugins.manager import PluginHost
 from shm import RingReader
 from shm.dtypes import event_dtype
@@ -69,6 +69,14 @@ def test_the_daemon_calls_its_plugins_and_the_recorder_keeps_every_record(shm_na
                 await emu.step(1)
                 await asyncio.sleep(0.002)
             await until(lambda: rec.of("hftd_book_resync"), 30, "the resync hook")
+            assert rec.of("hftd_venue_disconnected") == []  # a resync is not a disconnect
+            emu.inject("reset")  # every socket reset: the venue goes down, then up again
+            await until(lambda: rec.of("hftd_venue_disconnected"), 30, "the disconnect hook")
+            deadline = time.monotonic() + 60
+            while len(rec.of("hftd_venue_connected")) < 2:
+                assert time.monotonic() < deadline, "timed out waiting for the venue to come back"
+                await emu.step(1)
+                await asyncio.sleep(0.02)
             for _ in range(20):
                 await emu.step(1)
                 await asyncio.sleep(0.002)
@@ -84,14 +92,15 @@ def test_the_daemon_calls_its_plugins_and_the_recorder_keeps_every_record(shm_na
             daemon.request_stop()
             rc = await asyncio.wait_for(task, 60)
             await emu.stop()
-        return rec, text, rc, cursor_before_stop, ring_name(cfg)
+        return rec, text, rc, cursor_before_stop, ring_segment_name("binance-usdm", "BTCUSDT")
 
     rec, text, rc, cursor_seen, ring = asyncio.run(main())
     assert rc == 0
     names = rec.names()
     assert names[0] == "hftd_daemon_start" and rec.of("hftd_daemon_start")[0]["daemon"] is not None
     assert rec.of("hftd_daemon_stop") == [{"reason": "stop requested"}]
-    assert rec.of("hftd_venue_connected") == [{"venue": "binance-usdm"}]
+    assert rec.of("hftd_venue_connected") == [{"venue": "binance-usdm"}] * 2
+    assert rec.of("hftd_venue_disconnected")[0]["reason"].startswith("connection lost")
     assert rec.of("hftd_book_resync")[0]["symbol"] == "BTCUSDT"
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(text) for s in fam.samples}
@@ -107,8 +116,3 @@ def test_the_daemon_calls_its_plugins_and_the_recorder_keeps_every_record(shm_na
     [path] = sorted((tmp_path / ring).glob("*.npy"))
     assert np.array_equal(open_events_mmap(path, validate=False), in_ring)
 
-
-def ring_name(cfg) -> str:
-    from daemon.publish import ring_segment_name
-
-    return ring_segment_name("binance-usdm", "BTCUSDT")

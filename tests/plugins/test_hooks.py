@@ -118,6 +118,27 @@ def test_hook_hftd_venue_disconnected():
     assert rec.of("hftd_venue_disconnected") == [{"venue": "bybit-linear", "reason": "no book live"}]
 
 
+def test_hook_hftd_venue_disconnected_follows_the_connections_not_the_resyncs():
+    rec = Recording()
+    host = host_with(rec)
+    s = FakeSession("binance-usdm", ["BTCUSDT"])
+    s.groups = [SimpleNamespace(reconnects=0), SimpleNamespace(reconnects=0)]  # /public, /market
+    s.syncs["BTCUSDT"].live = True
+    host.poll_sessions([s])
+    s.syncs["BTCUSDT"].live = False  # resyncing: not a disconnect
+    s.syncs["BTCUSDT"].resyncs = 1
+    host.poll_sessions([s])
+    assert rec.of("hftd_venue_disconnected") == []
+    s.groups[1].reconnects = 1  # a link was lost
+    host.poll_sessions([s])
+    host.poll_sessions([s])
+    assert rec.of("hftd_venue_disconnected") == [
+        {"venue": "binance-usdm", "reason": "connection lost (1 reconnects so far)"}]
+    s.syncs["BTCUSDT"].live = True
+    host.poll_sessions([s])
+    assert rec.names().count("hftd_venue_connected") == 2
+
+
 def test_hook_hftd_book_resync():
     rec = Recording()
     host = host_with(rec)
