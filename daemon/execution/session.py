@@ -145,14 +145,9 @@ class SessionBase(ExecutionSession):
             rid, frame = self._ws_new(intent)
             self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now)
             o.req_id = rid
-            try:
-                send_now(ws, frame)
-            except (ConnectionError, RuntimeError):
-                self._lost(rid)  # written or not: the outcome is unknown until a query says
+            if self._ws_send(ws, rid, frame):
                 return
-            self.counters["ws_sent"] += 1
-        else:
-            self._rest_task(lambda rid: self._rest_new(rid, intent), intent.client_id, "new", intent.symbol)
+        self._rest_task(lambda rid: self._rest_new(rid, intent), intent.client_id, "new", intent.symbol)
 
     def cancel(self, client_id: str, symbol: str) -> None:
         o = self.tracker.get(client_id)
@@ -167,14 +162,9 @@ class SessionBase(ExecutionSession):
         if ws is not None and not ws.closed:
             rid, frame = self._ws_cancel(o.symbol, client_id)
             self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now)
-            try:
-                send_now(ws, frame)
-            except (ConnectionError, RuntimeError):
-                self._lost(rid)
+            if self._ws_send(ws, rid, frame):
                 return
-            self.counters["ws_sent"] += 1
-        else:
-            self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
+        self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
 
     def modify(self, client_id: str, symbol: str, price: float, qty: float) -> None:
         o = self.tracker.get(client_id)
@@ -189,14 +179,22 @@ class SessionBase(ExecutionSession):
         if ws is not None and not ws.closed:
             rid, frame = self._ws_modify(o, price, qty)
             self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty)
-            try:
-                send_now(ws, frame)
-            except (ConnectionError, RuntimeError):
-                self._lost(rid)
+            if self._ws_send(ws, rid, frame):
                 return
-            self.counters["ws_sent"] += 1
-        else:
-            self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
+        self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
+
+    def _ws_send(self, ws, rid, frame: bytes) -> bool:
+        """True once the frame is on the socket.  aiohttp refuses to write to a transport it knows is
+        closing, before writing anything: then the request certainly never left, and goes by REST."""
+        try:
+            send_now(ws, frame)
+        except (ConnectionError, RuntimeError):
+            self._reqs.pop(rid, None)
+            if self._ws is ws:
+                self._ws = None
+            return False
+        self.counters["ws_sent"] += 1
+        return True
 
     def adopt(self, intent: OrderIntent) -> None:
         """Track an order placed before a restart (the router's journal knows its client id).  Its

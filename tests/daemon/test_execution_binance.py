@@ -167,7 +167,10 @@ def test_reply_lost_after_processing_is_reconciled(action):
             f = await h.done(b, 8.0)
             assert f.kind == ExecKind.FILL and f.cum_qty == pytest.approx(q)
             check_clean(h.sink.of(b))
-            # the session still enters orders (over a new websocket after the reset)
+            # the session still enters orders, over a new websocket after the reset (an order written
+            # to the dead socket before the reset is seen is truly ambiguous: REJECTED AMBIGUOUS)
+            await h.until(lambda: h.s._ws is not None and h.s.counters["ws_reconnects"] >= (action == "reset"),
+                          5.0, "the websocket back")
             a = h.rest()
             await h.accepted(a, 5.0)
 
@@ -350,5 +353,20 @@ def test_a_restarted_session_adopts_journaled_orders():
             h.s.cancel(a, "BTCUSDT")
             assert (await h.done(a)).kind == ExecKind.CANCELED
             check_clean(sink.of(a))
+
+    run(body())
+
+
+def test_an_order_on_a_socket_known_dead_goes_by_rest():
+    async def body():
+        async with ExecHarness(V) as h:
+            ws = h.s._ws
+            ws._writer.transport.abort()  # the transport knows; the reader has not seen it yet
+            sent = h.s.counters["rest_sent"]
+            a = h.rest()
+            assert h.s.counters["rest_sent"] == sent + 1
+            await h.accepted(a)
+            h.s.cancel(a, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED
 
     run(body())

@@ -167,6 +167,8 @@ def test_reply_lost_after_processing(action):
             f = await h.done(b, 8.0)
             assert f.kind == ExecKind.FILL and f.cum_qty == pytest.approx(q)
             check_clean(h.sink.of(b))
+            await h.until(lambda: h.s._ws is not None and h.s.counters["ws_reconnects"] >= (action == "reset"),
+                          5.0, "the websocket back")
             a = h.rest()
             await h.accepted(a, 5.0)
 
