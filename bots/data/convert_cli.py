@@ -6,6 +6,7 @@ Examples::
     hftd convert bybit 2024-12-01_XRPUSDT_ob500.data.zip --trades XRPUSDT2024-12-01.csv.gz \\
         --feed-latency-ns 5000000 -o xrpusdt_20241201.npz
     hftd convert tardis trades.csv.gz incremental_book_L2.csv.gz -o day.npz  # trades first
+    hftd convert binance-hist BTCUSDT-depth-2022-11-01.csv --trades BTCUSDT-trades-2022-11-01.csv -o day.npz
     hftd convert hyperliquid btcusd_20250126.gz --tick-size 1 --lot-size 0.00001 -o day.npz
     hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600    # bounded memory
 
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "bybit", "tardis", "hyperliquid")
+VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "binance-hist", "bybit", "tardis", "hyperliquid")
 _BINANCE = ("binance-usdm", "binance-coinm", "binance-spot")
 
 
@@ -47,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="smallest feed latency after fixing a local clock that runs behind")
     parser.add_argument("--strict", action="store_true", help="stop at the first malformed line")
     parser.add_argument("--bbo", action="store_true", help="binance: keep bookTicker as DEPTH_BBO rows")
-    parser.add_argument("--trades", type=Path, help="bybit: historical trades CSV(.gz) to merge in")
+    parser.add_argument("--trades", type=Path, help="bybit, binance-hist: historical trades CSV(.gz) to merge in")
     parser.add_argument("--feed-latency-ns", type=int, default=None,
-                        help="bybit: artificial feed latency for input without local stamps (default 5 ms)")
+                        help="bybit, binance-hist: artificial feed latency for input without local stamps "
+                             "(default 5 ms)")
     parser.add_argument("--depth-levels", type=int, default=None,
                         help="bybit: which orderbook.N topic to use (default: the first one seen)")
     parser.add_argument("--tick-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
@@ -70,7 +72,7 @@ def _temp_path(output: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bots.data.convert import binance_usdm, bybit, hyperliquid, tardis
+    from bots.data.convert import binance_hist, binance_usdm, bybit, hyperliquid, tardis
     from bots.data.convert.binance_usdm import ConvertStats
     from bots.data.io import save_events
     from bots.errors import ConfigError
@@ -94,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
             latency = bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns
             arr = bybit.convert(inputs[0], feed_latency_ns=latency, depth_levels=args.depth_levels,
                                 trades_path=args.trades, **common)
+        elif args.venue == "binance-hist":
+            latency = 5_000_000 if args.feed_latency_ns is None else args.feed_latency_ns
+            arr = binance_hist.convert(inputs[0], args.trades, feed_latency_ns=latency, **common)
         elif args.venue == "hyperliquid":
             if args.tick_size is None or args.lot_size is None:
                 raise ConfigError("hyperliquid: --tick-size and --lot-size are needed to compare snapshots")

@@ -199,3 +199,39 @@ def test_convert_cli_summary_and_no_half_written_output(tmp_path, capsys, shared
     captured = capsys.readouterr()
     assert "REJECTED 1 lines" in captured.out and "missing field 'time': 1 (lines 1)" in captured.out
     assert np.array_equal(load_events(tmp_path / "b.npz"), np.zeros(0, load_events(out).dtype))
+
+
+def test_binance_hist_update_file_equals_hftbacktest_but_in_ns(tmp_path, shared_file):
+    from bots.data.convert import binance_hist
+    from hftbacktest.data.utils import binancehistmktdata as ref
+
+    path = shared_file("binance-hist/btcusdt-depth-update.csv")
+    empty = tmp_path / "t.csv"
+    empty.write_text("id,price,qty,quote_qty,time,is_buyer_maker\n")
+    ours = binance_hist.convert(path, feed_latency_ns=0)
+    theirs = _quiet_reference(ref.convert, str(path), str(empty), buffer_size=1_000)
+    assert len(ours) == len(theirs) == 100
+    assert np.array_equal(ours["exch_ts"], theirs["exch_ts"] * 1_000_000)  # named difference: ms there
+    for col in ("ev", "px", "qty"):
+        assert np.array_equal(ours[col], theirs[col])
+
+
+def test_binance_hist_snapshot_clears_and_trades_keep_their_side(tmp_path, shared_file):
+    from bots.data.convert import binance_hist
+
+    snap = shared_file("binance-hist/btcusdt-depth-snap.csv")
+    trades = tmp_path / "t.csv"
+    trades.write_text("id,price,qty,quote_qty,time,is_buyer_maker\n1,20377.1,0.5,1,1667346579200,true\n"
+                      "2,20377.2,0.5,1,1667346579300,false\n")
+    arr = binance_hist.convert(snap, trades, feed_latency_ns=1_000)
+    kinds = arr["ev"] & 0xFF
+    assert kinds[0] == DEPTH_CLEAR_EVENT and (kinds == DEPTH_SNAPSHOT_EVENT).sum() == 100
+    bids = arr["px"][kinds == DEPTH_SNAPSHOT_EVENT]
+    assert (np.diff(bids) <= 0).all() and arr["px"][0] == bids.min()  # best first, cleared to the worst
+    t = arr[kinds == TRADE_EVENT]
+    assert list(t["ev"] & (BUY_EVENT | SELL_EVENT)) == [SELL_EVENT, BUY_EVENT]
+    assert (arr["local_ts"] - arr["exch_ts"] == 1_000).all()
+    bad = tmp_path / "d.csv"
+    bad.write_text("symbol,timestamp,side,price\nX,1,b,2\n")
+    with pytest.raises(DataError, match=r"lacks columns \['update_type', 'qty'\]"):
+        binance_hist.convert(bad)
