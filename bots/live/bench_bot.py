@@ -26,8 +26,9 @@ def answer_every_record(hbt):
         if rc == 2:
             fl = hbt.feed_latency(0)
             if fl is not None:
+                exch_ts, local_ts = fl  # unpacked: numba cannot index an Optional tuple
                 hbt.clear_inactive_orders(0)
-                hbt.submit_buy_order(0, fl[1], 100.0, 1.0, GTC, LIMIT, False)
+                hbt.submit_buy_order(0, local_ts, 100.0, 1.0, GTC, LIMIT, False)
                 n += 1
         elif rc != 0:
             return n

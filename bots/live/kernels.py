@@ -548,7 +548,7 @@ def elapse(bt, duration):
         st = alive(bt)
         if st != 0:
             return st
-        wait_any(bt, True, False, deadline - now, PARK_CAP_NS)
+        wait_any(bt, True, False, min(deadline - now, LIVENESS_NS), PARK_CAP_NS)
 
 
 @njit(cache=True)
@@ -576,7 +576,7 @@ def wait_next_feed(bt, include_order_resp, timeout):
         st = alive(bt)
         if st != 0:
             return st
-        wait_any(bt, True, include_order_resp, deadline - now, PARK_CAP_NS)
+        wait_any(bt, True, include_order_resp, min(deadline - now, LIVENESS_NS), PARK_CAP_NS)
 
 
 @njit(cache=True)
@@ -600,7 +600,7 @@ def wait_order_response(bt, a, order_id, timeout):
         st = alive(bt)
         if st != 0:
             return st
-        wait_any(bt, False, True, deadline - now, PARK_CAP_NS)
+        wait_any(bt, False, True, min(deadline - now, LIVENESS_NS), PARK_CAP_NS)
 
 
 # -- requests ---------------------------------------------------------------------------------------
