@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numba import njit
 
+from daemon.book import _set as set_level
 from plugins.config import RecorderConfig
 from plugins.hookspecs import hookimpl
 from shm.dtypes import (
@@ -137,13 +139,34 @@ class DayFile:
         os.close(self.pos_fd)
 
 
-_DEPTH_KINDS = np.array([DEPTH_EVENT, DEPTH_CLEAR_EVENT, DEPTH_SNAPSHOT_EVENT], np.uint64)
+@njit(cache=True)
+def track_book(recs, levels, counts, state):
+    """Apply the depth rows of ``recs`` to a ``daemon.book.LevelBook``'s arrays in one pass (no
+    temporaries: this runs on every batch the recorder writes); ``state[0]`` = 1 while the book is
+    valid (a snapshot row since the last invalidating clear), ``state[1]`` = the largest exch_ts."""
+    for i in range(recs.shape[0]):
+        ev = recs[i]["ev"]
+        ts = recs[i]["exch_ts"]
+        if ts > state[1]:
+            state[1] = ts
+        kind = ev & KIND_MASK
+        if kind != DEPTH_EVENT and kind != DEPTH_CLEAR_EVENT and kind != DEPTH_SNAPSHOT_EVENT:
+            continue
+        side = 0 if (ev & BUY_EVENT) != 0 else 1
+        if kind == DEPTH_CLEAR_EVENT:
+            counts[side] = 0
+            if recs[i]["ival"] < 0:
+                state[0] = 0
+        else:
+            set_level(levels, counts, side, recs[i]["px"], recs[i]["qty"])
+            if kind == DEPTH_SNAPSHOT_EVENT:
+                state[0] = 1
 
 
 class RingRecorder:
     """One ring -> its daily files (see the module docstring)."""
 
-    def __init__(self, ring: str, directory: Path, batch_records: int = 4096) -> None:
+    def __init__(self, ring: str, directory: Path, batch_records: int = 32768) -> None:
         from daemon.book import LevelBook
         from shm import RingReader
 
@@ -153,9 +176,8 @@ class RingRecorder:
         self.reader = RingReader.attach(ring, start="earliest")
         self.buf = np.zeros(batch_records, event_dtype)
         self.book = LevelBook()
-        self.book_valid = False
+        self._book_state = np.zeros(2, np.int64)  # valid flag, largest exch_ts (see track_book)
         self.lost = 0
-        self.last_exch_ts = 0
         self.file: DayFile | None = None
         self.day = -1
         latest = sorted(self.dir.glob("????-??-??.npy"))
@@ -181,20 +203,16 @@ class RingRecorder:
                 self.reader.state[L.S_NEXT] = self.file.position
 
     def _track(self, rows: np.ndarray) -> None:
-        if not len(rows):
-            return
-        kinds = rows["ev"] & KIND_MASK
-        depth = rows[np.isin(kinds, _DEPTH_KINDS)]
-        if len(depth):
-            self.book.apply(depth)
-            k = depth["ev"] & KIND_MASK
-            last_snap = np.flatnonzero(k == DEPTH_SNAPSHOT_EVENT)
-            invalid = np.flatnonzero((k == DEPTH_CLEAR_EVENT) & (depth["ival"] < 0))
-            if len(invalid) and (not len(last_snap) or invalid[-1] > last_snap[-1]):
-                self.book_valid = False
-            elif len(last_snap):
-                self.book_valid = True
-        self.last_exch_ts = max(self.last_exch_ts, int(rows["exch_ts"].max()))
+        if len(rows):
+            track_book(rows, self.book.levels, self.book.counts, self._book_state)
+
+    @property
+    def book_valid(self) -> bool:
+        return bool(self._book_state[0])
+
+    @property
+    def last_exch_ts(self) -> int:
+        return int(self._book_state[1])
 
     def _snapshot_rows(self, day_start_ns: int) -> np.ndarray:
         """Clear both sides, then every level: what the new day's file starts with."""
@@ -256,7 +274,7 @@ class RingRecorder:
         self.reader.close()
 
 
-def run(rings: list[str], directory: Path, *, batch_records: int = 4096, poll_interval_s: float = 0.01,
+def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         stop_when_gone: bool = True) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0."""
     stopping = []
@@ -351,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m plugins.recorder", description=__doc__.split("\n")[0])
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--ring", action="append", required=True, help="market ring segment name (repeat)")
-    ap.add_argument("--batch-records", type=int, default=4096)
+    ap.add_argument("--batch-records", type=int, default=32768)
     ap.add_argument("--poll-interval-s", type=float, default=0.01)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
