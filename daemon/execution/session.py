@@ -100,6 +100,8 @@ class SessionBase(ExecutionSession):
         #: client_id -> monotonic time of its next reconciliation query / the reconciliation's deadline
         self._recon: dict[str, float] = {}
         self._recon_deadline: dict[str, float] = {}
+        #: client_id -> (op, deadline, price, qty) of a cancel/modify whose reply was lost
+        self._lost_ops: dict[str, tuple[str, float, float, float]] = {}
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ws_ready = asyncio.Event()
@@ -321,6 +323,10 @@ class SessionBase(ExecutionSession):
         if req.op == "new" and not o.accepted:
             # after the recv window the venue can no longer take the request: "not found" is final
             self._recon_deadline[req.client_id] = req.sent + self.cfg.recv_window_ms / 1000 + 1.0
+        elif req.op in ("cancel", "modify"):
+            # the router waits for an answer to its cancel/modify: if the order is still as it was
+            # once the venue can no longer take the request, the request is refused (AMBIGUOUS)
+            self._lost_ops[req.client_id] = (req.op, req.sent + self.cfg.recv_window_ms / 1000 + 1.0, req.price, req.qty)
 
     def _schedule_recon(self, client_id: str, delay_s: float) -> None:
         due = time.monotonic() + delay_s
@@ -372,6 +378,7 @@ class SessionBase(ExecutionSession):
         o = self.tracker.get(client_id)
         if o is None:
             self._recon_deadline.pop(client_id, None)
+            self._lost_ops.pop(client_id, None)
             return
         self.counters["reconciled"] += 1
         update = await self._query(o.symbol, client_id)
@@ -381,6 +388,17 @@ class SessionBase(ExecutionSession):
             self._recon_deadline.pop(client_id, None)
             o.ambiguous = False
             self.tracker.apply(update, Src.QUERY, time.time_ns())
+            lost = self._lost_ops.get(client_id)
+            if lost is not None:
+                op, deadline, px, qty = lost
+                if self.tracker.get(client_id) is None or (op == "modify" and o.price == px and o.qty == qty):
+                    del self._lost_ops[client_id]  # it took effect (or the order ended meanwhile)
+                elif time.monotonic() >= deadline:
+                    del self._lost_ops[client_id]
+                    self.tracker.request_rejected(client_id, op, 0, f"no reply to the {op}; the venue still has"
+                                                  f" the order as it was", reason=RejectReason.AMBIGUOUS)
+                else:
+                    self._schedule_recon(client_id, min(deadline - time.monotonic() + 0.01, 1.0))
             return
         deadline = self._recon_deadline.get(client_id)
         if deadline is None:

@@ -370,3 +370,34 @@ def test_an_order_on_a_socket_known_dead_goes_by_rest():
             assert (await h.done(a)).kind == ExecKind.CANCELED
 
     run(body())
+
+
+@pytest.mark.parametrize("placed", [True, False], ids=["placed", "not-placed"])
+def test_a_cancel_and_a_modify_without_reply_get_one_answer(placed):
+    async def body():
+        async with ExecHarness(V) as h:
+            a = h.rest()
+            await h.accepted(a)
+            px = h.s.open_orders()[a].price
+            h.emu.inject("order_status", status=503, placed=placed)
+            h.s.modify(a, "BTCUSDT", px - 1.0, 0.02)
+            if placed:
+                await h.until(lambda: ExecKind.MODIFIED in h.sink.kinds(a), 5.0, "MODIFIED")
+            else:
+                await h.until(lambda: ExecKind.MODIFY_REJECTED in h.sink.kinds(a), 5.0, "MODIFY_REJECTED")
+                r = h.sink.of(a)[-1]
+                assert r.reason == RejectReason.AMBIGUOUS and r.price == px
+            h.emu.inject("order_status", status=503, placed=placed)
+            h.s.cancel(a, "BTCUSDT")
+            if placed:
+                assert (await h.done(a, 5.0)).kind == ExecKind.CANCELED
+            else:
+                await h.until(lambda: ExecKind.CANCEL_REJECTED in h.sink.kinds(a), 5.0, "CANCEL_REJECTED")
+                assert h.sink.of(a)[-1].reason == RejectReason.AMBIGUOUS
+                h.s.cancel(a, "BTCUSDT")
+                assert (await h.done(a)).kind == ExecKind.CANCELED
+            kinds = h.sink.kinds(a)
+            assert kinds.count(ExecKind.MODIFIED) + kinds.count(ExecKind.MODIFY_REJECTED) == 1
+            check_clean([e for e in h.sink.of(a) if e.kind not in (ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED)])
+
+    run(body())
