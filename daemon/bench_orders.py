@@ -35,6 +35,8 @@ __all__ = ["add_arguments", "run"]
 VENUE = "binance-usdm"
 SYMBOL = "BTCUSDT"
 KEY, SECRET = "hftd-emu-key", "hftd-emu-secret"
+#: each bot cancels its order from WINDOW submits before: every run keeps <= WINDOW orders per bot resting
+WINDOW = 50
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,10 +87,16 @@ def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
             while not w.write_one(rec):
                 got += r.read(out)  # keep our responses flowing while the daemon catches up
                 time.sleep(0)
+            if i >= WINDOW:  # keep WINDOW orders resting: the venue's open-order table stays small
+                rec = pack(2, 0, oid0 + i - WINDOW, 0.0, 0.0, 0, 0, 0, time.time_ns(), seq + 1)
+                seq += 1
+                while not w.write_one(rec):
+                    got += r.read(out)
+                    time.sleep(0)
             if i & 63 == 0 and r.available():
                 got += r.read(out)
         end = time.monotonic() + 30
-        while got < n and time.monotonic() < end:
+        while got < 2 * n - WINDOW and time.monotonic() < end:  # an ORDER response per submit and cancel
             k = r.read(out)
             got += k
             if k == 0:
@@ -123,6 +131,13 @@ def _baseline_bot(pipe, rest_url: str, duration_s: float, base_px: float, tick: 
                     await resp.read()
                     if resp.status == 200:
                         n += 1
+                if n > WINDOW:  # the same resting window as the daemon's bots
+                    q = urlencode({"symbol": SYMBOL, "origClientOrderId": f"b{os.getpid()}x{n - 1 - WINDOW}",
+                                   "recvWindow": 5000, "timestamp": int(time.time() * 1000)})
+                    q += "&signature=" + hmac_sha256_hex(SECRET, binance_rest_payload(q))
+                    async with http.delete(URL(f"{rest_url}/fapi/v1/order?{q}", encoded=True),
+                                           headers={"X-MBX-APIKEY": KEY}) as resp:
+                        await resp.read()
         pipe.send(("done", n, duration_s))
 
     asyncio.run(main())
@@ -130,10 +145,12 @@ def _baseline_bot(pipe, rest_url: str, duration_s: float, base_px: float, tick: 
 
 def _emulator(pipe) -> None:
     from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.matching import AccountConfig
 
     async def main():
         emu = BinanceEmulator(symbols=(SYMBOL,), weight_limit_per_min=10**9, inbound_msgs_per_s=10**6,
-                              trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9})
+                              trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9},
+                              account=AccountConfig(max_open_orders=10**7))
         await emu.start()
         pipe.send(emu.rest_url)
         while not pipe.poll():
