@@ -171,6 +171,8 @@ class LiveBot(structref.StructRefProxy):
 
     def pump(self) -> int:
         """Apply what is waiting in the rings and the response channel (from Python)."""
+        if getattr(self, "_link", None) is None:
+            raise LiveError("pump: the bot is closed")
         return int(_pump(self))
 
     def cancel_all(self) -> bool:
@@ -193,7 +195,9 @@ class LiveBot(structref.StructRefProxy):
         return self._link
 
     def close(self) -> int:
-        link = getattr(self, "_link", None)
+        """Unmap the rings and channels; every later call returns DAEMON_GONE (never touches them)."""
+        _live_i(self)[lk.L_STATUS] = lk._GONE
+        link, self._link = getattr(self, "_link", None), None
         if link is not None:
             link.close()
         return 0
