@@ -16,14 +16,14 @@ from typing import Any
 
 import aiohttp
 
+from bots.constants import Status
 from daemon import VenueError
-from daemon.execution.base import (AccountEvent, ExecutionSession, ExecSink, Instrument, OrderIntent,
+from daemon.execution.base import (AccountEvent, ExecSink, ExecutionSession, Instrument, OrderIntent,
                                    VenueStateEvent)
 from daemon.execution.config import ExecConfig
 from daemon.execution.ratelimit import RateLimiter
 from daemon.execution.secrets import Credentials
 from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
-from bots.constants import Status
 from shm.orders import RejectReason, VenueState
 
 __all__ = ["SessionBase", "send_now", "decimals_of"]

@@ -214,7 +214,7 @@ def test_duplicated_user_events_count_each_fill_once():
         async with ExecHarness(V) as h:
             h.emu.inject("duplicate_user_event", count=10)
             c, px, q = h.take(qty=h.book()[1][0][1], extra_qty=1.0)
-            e = await h.done(c)
+            assert (await h.done(c)).kind == ExecKind.EXPIRED
             await asyncio.sleep(0.3)
             check_clean(h.sink.of(c))
             fills = [x for x in h.sink.of(c) if x.kind == ExecKind.FILL]
@@ -399,5 +399,50 @@ def test_a_cancel_and_a_modify_without_reply_get_one_answer(placed):
             kinds = h.sink.kinds(a)
             assert kinds.count(ExecKind.MODIFIED) + kinds.count(ExecKind.MODIFY_REJECTED) == 1
             check_clean([e for e in h.sink.of(a) if e.kind not in (ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED)])
+
+    run(body())
+
+
+@pytest.mark.parametrize("venue", ["binance-usdm", "bybit-linear"])
+def test_many_orders_under_stream_faults_end_clean_and_positions_agree(venue):
+    """60 orders at once (resting, taking, cancelled, amended) while the user stream drops and
+    duplicates events: every order ends exactly once and the account equals the emulator's."""
+    import random
+    rng = random.Random(7)
+
+    async def body():
+        from daemon.emulator.matching import AccountConfig
+        emu_kwargs = {"account": AccountConfig(max_open_orders=1000)}
+        emu_kwargs["trading_options"] = ({"orders_per_10s": 10_000, "orders_per_min": 100_000} if venue == V
+                                         else {"order_limit_per_s": 10_000})
+        async with ExecHarness(venue, emu_kwargs=emu_kwargs) as h:
+            h.emu.inject("drop_user_event", count=15)
+            h.emu.inject("duplicate_user_event", count=15)
+            ids = []
+            for i in range(60):
+                r = rng.random()
+                if r < 0.3:
+                    ids.append(h.take(qty=0.002)[0])
+                else:
+                    ids.append(h.rest(side=Side.BUY if i % 2 else Side.SELL, ticks_away=20 + i, qty=0.003))
+                if i % 10 == 9:
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)
+            for cid in ids:
+                o = h.s.open_orders().get(cid)
+                if o is not None and o.status != Status.NONE and rng.random() < 0.5:
+                    h.s.modify(cid, "BTCUSDT", o.price, 0.004)
+            await asyncio.sleep(0.3)
+            for cid in ids:
+                h.s.cancel(cid, "BTCUSDT")
+            for cid in ids:
+                await h.done(cid, 15.0)
+                check_clean([e for e in h.sink.of(cid)
+                             if e.kind not in (ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED)])
+            assert h.emu.trading.state()["open_orders"] == 0
+            await h.s.refresh_account()  # dropped account events are made up by the query
+            positions_match(h)
+            filled = sum(e.last_qty * (1 if e.side == 1 else -1) for e in h.sink.events if e.kind == ExecKind.FILL)
+            assert filled == pytest.approx(h.emu.trading.state()["positions"]["BTCUSDT"]["qty"])
 
     run(body())

@@ -17,7 +17,7 @@ from daemon.execution.base import Instrument, OrderIntent
 from daemon.execution.config import ExecConfig
 from daemon.execution.factory import make_execution_session
 from daemon.execution.ratelimit import RateLimiter
-from daemon.execution.secrets import Credentials, load_credentials
+from daemon.execution.secrets import load_credentials
 from daemon.execution.tracker import TrackedOrder
 from daemon.signing import binance_ws_payload, hmac_sha256_hex
 
