@@ -242,8 +242,18 @@ class WsConnection(asyncio.Protocol):
         self.closed = True
         self._stop_heartbeat()
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed_fut), timeout_s)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the caller's cancellation
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self._closed_fut)
+        except TimeoutError:
+            self.transport.abort()
+
+    def abort(self) -> None:
+        """Drop the socket at once, without the closing handshake (for clean-up that cannot await,
+        such as a task being cancelled); ``wait_closed`` ends when the transport reports it."""
+        self.closed = True
+        self._stop_heartbeat()
+        if self.transport is not None:
             self.transport.abort()
 
     async def wait_closed(self) -> None:

@@ -1,7 +1,9 @@
 """Connection faults of connectors.md 6.4, both venues, over real loopback sockets."""
 
 import asyncio
+import contextlib
 import logging
+import time
 
 import pytest
 
@@ -125,7 +127,9 @@ def test_rotation_before_max_age_keeps_books_valid(caplog, venue):
     async def body():
         # Rotate at 1.0 s against a venue that cuts at 4.0 s: 3 s of slack, so a loaded machine that
         # delays a rotation cannot turn this into a test of the scheduler.
-        async with Harness(venue, ["BTCUSDT", "ETHUSDT"], max_connection_age_s=1.0,
+        # The silence alarm has its own tests: here a loop starved for 2 s by a loaded machine must not
+        # resubscribe (and withdraw) the books this test watches.
+        async with Harness(venue, ["BTCUSDT", "ETHUSDT"], max_connection_age_s=1.0, silence_alarm_s=30.0,
                            emu_kwargs={"max_age_s": 4.0}) as h:
             await started(h)
             h.start_draining()
@@ -139,6 +143,110 @@ def test_rotation_before_max_age_keeps_books_valid(caplog, venue):
 
     run(body())
     assert log_lines(caplog, "rotated to a new connection")
+
+
+def _record_connects(h, opened: list) -> None:
+    """Note every connection a stream group opens from now on (``_open`` asks the hooks for the url
+    first), so a test knows a rotation has started connecting without reading the group's internals."""
+    for g in h.md.groups:
+        url = g.hooks.url
+        g.hooks.url = lambda url=url, name=g.name: (opened.append(name), url())[1]
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_session_stopped_during_a_rotation_handshake_leaves_no_connection(caplog, venue):
+    """Issue 10 point 5 (make test hung in the rotation test's teardown).  The session stops while a
+    rotation's handshake is in flight (held by the venue: fault slow_handshake).  The rotation used to
+    be a task nobody held: it carried on after stop, finished the handshake, subscribed and even
+    rotated onto the new link, which nobody closed; the venue's shutdown then waited 60 s for that
+    connection's handler.  Now stop cancels the rotation with its socket: no connection is left, the
+    venue stops as soon as the held handshake ends, and nothing rotates after stop."""
+    caplog.set_level(logging.INFO)
+
+    async def body():
+        h = Harness(venue, ["BTCUSDT"], max_connection_age_s=0.3)
+        await h.__aenter__()
+        try:
+            await started(h)
+            opened: list[str] = []
+            _record_connects(h, opened)
+            # every group's next connect is held 1 s by the venue, whichever group rotates first
+            h.emu.inject("slow_handshake", delay_s=1.0, count=n_links(h))
+            await until(lambda: opened, 10, "a rotation to start connecting")
+            await h.md.stop()
+            h.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await h.task
+            stopped_at = len(caplog.records)
+            rotations = [g.rotations for g in h.md.groups]
+            t0 = time.monotonic()
+            try:
+                await asyncio.wait_for(h.emu.stop(), 15)
+            except asyncio.TimeoutError:
+                raise AssertionError("the venue could not shut down: a connection opened by the rotation "
+                                     "outlived the session") from None
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.2)  # anything still running would act now
+            assert not h.emu.clients, "a connection survived the session's stop"
+            for g in h.md.groups:
+                assert g.candidate is None and not g.rotating
+                assert g.active is None or g.active.ws.closed
+            assert [g.rotations for g in h.md.groups] == rotations, "rotated after stop"
+            assert not [r for r in caplog.records[stopped_at:] if "rotated to a new connection" in r.getMessage()]
+        finally:
+            await h.http.close()
+
+    run(body())
+
+
+@pytest.mark.parametrize("venue", VENUES)
+def test_a_stalled_rotation_is_detected_and_falls_back_to_a_reconnect(caplog, venue):
+    """The liveness guard: a rotation stuck where none of its own bounds reach (here the candidate's
+    subscribe never returns) is logged after ``rotation_budget_s``, cancelled with its candidate, and
+    the group reconnects break-before-make: the books are withdrawn, resynced, equal the truth, and
+    later rotations work again.  Without the guard the group never rotated again."""
+    caplog.set_level(logging.INFO)
+
+    async def body():
+        async with Harness(venue, ["BTCUSDT", "ETHUSDT"], max_connection_age_s=0.5, connect_timeout_s=0.5,
+                           handover_timeout_s=0.5, silence_alarm_s=30.0) as h:
+            await started(h)
+            h.start_draining()
+            groups = h.md.groups
+            before = {g.name: g.rotations for g in groups}
+            stuck: set[str] = set()
+            for g in groups:
+                subscribe = g.hooks.subscribe
+
+                async def stall_once(link, subscribe=subscribe, name=g.name):
+                    if name not in stuck:  # the next rotation's subscribe never returns
+                        stuck.add(name)
+                        await asyncio.Event().wait()
+                    await subscribe(link)
+
+                g.hooks.subscribe = stall_once
+
+            async def trade():
+                while True:
+                    await h.emu.step(1)
+                    await asyncio.sleep(0.01)
+
+            feeder = asyncio.create_task(trade())
+            try:
+                await until(lambda: all(g.rotations > before[g.name] for g in groups), 40,
+                            "a rotation to succeed after the stalled one")
+            finally:
+                feeder.cancel()
+            assert stuck == {g.name for g in groups}
+            assert all(g.stalled_rotations >= 1 for g in groups)
+            await h.settle()
+            for sym in h.symbols:
+                assert h.books[sym].invalidations >= 1, "the fallback reconnect withdraws the books"
+            h.check()
+
+    run(body())
+    assert log_lines(caplog, "rotation stalled subscribing for")
+    assert log_lines(caplog, "reconnecting (break-before-make)")
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -183,7 +291,8 @@ def test_binance_inbound_rate_limit(caplog):
 @pytest.mark.parametrize("venue", VENUES)
 def test_burst_of_10k_frames_into_the_ring(shm_namespace, venue):
     async def body():
-        async with Harness(venue, ring=True) as h:
+        # silence_alarm_s: a starved loop (loaded machine) reading a 10k burst late is not a silent link
+        async with Harness(venue, ring=True, silence_alarm_s=30.0) as h:
             await started(h)
             h.start_draining(0.0005)
             h.emu.inject("burst", count=10_000)
