@@ -62,3 +62,35 @@ def test_risk_rejects_reach_the_bot_and_the_kill_switch_cancels_everything(tmp_p
         for b in bots:
             b.close()
         d.stop()
+
+
+def test_a_plugin_raising_in_every_notification_hook_leaves_trading_unaffected(tmp_path, shm_namespace):
+    from plugins.hookspecs import hookimpl
+    from plugins.manager import HOOK_NAMES
+
+    class Raising:
+        pass
+
+    for hook in HOOK_NAMES:
+        if hook == "hftd_pretrade_check":
+            continue  # raising there refuses orders on purpose (fail closed): tested in test_hooks
+
+        def boom(self, __h=hook):
+            raise RuntimeError(f"boom in {__h}")
+        boom.__name__ = hook
+        setattr(Raising, hook, hookimpl(boom))
+
+    host = PluginHost(PluginsConfig(), extra_plugins=[("raising", Raising())])
+    d = Daemonish(tmp_path, auto=True, check=host.pretrade_check)
+    d.router.notify = host
+    a = Bot(d.socket_path, "b0")
+    try:
+        a.req(*[(SUBMIT, 0, i, 100.0 + i / 10, 0.01, 1) for i in range(1, 4)])
+        assert [r[K] for r in a.responses(3)] == [ResponseKind.ORDER] * 3
+        a.req((CANCEL, 0, 2, 0.0, 0.0, 0))
+        assert [r[K] for r in a.responses(1)] == [ResponseKind.ORDER]
+        assert len(d.session.open) == 2
+        assert host.errors["raising"] >= 5  # bot registered, 3 submitted, acks, the cancel
+    finally:
+        a.close()
+        d.stop()
