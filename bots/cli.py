@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a grid over strategy parameters (repeatable), in parallel processes")
     p.add_argument("--jobs", type=int, default=0, help="sweep processes (default: all cores)")
+    p.add_argument("--sweep-metric", default="sharpe",
+                   choices=["ret", "sharpe", "sortino", "return_over_mdd", "max_drawdown"],
+                   help="what the sweep table is sorted by and the heatmap shows")
     p.add_argument("-o", "--report", type=Path, help="report folder (default report-<strategy>-<time>)")
     p.add_argument("--no-report", action="store_true", help="print the stats only")
     p.add_argument("--no-plots", action="store_true", help="report without PNG plots")
