@@ -105,6 +105,8 @@ class StreamGroup:
         self._serial = 0
         self._stopping = False
         self._rotation: asyncio.Task | None = None
+        #: the link the rotation replaces
+        self._rotating_from: Link | None = None
         self._rotation_started_at = 0.0
         #: what the rotation is doing (connecting, subscribing, catching up, closing the old link):
         #: named in the liveness guard's log line
@@ -117,7 +119,8 @@ class StreamGroup:
     def rotation_budget_s(self) -> float:
         """The longest a healthy rotation takes: connect, subscribe (given as long as a connect),
         catch up (``handover_timeout_s``), close the old link, plus a second of slack.  Every step
-        has its own bound; a rotation older than this is stuck somewhere none of them covers."""
+        but the venue's subscribe has its own bound; a rotation older than this is stuck somewhere
+        none of them covers."""
         cfg = self.cfg
         return 2 * cfg.connect_timeout_s + cfg.handover_timeout_s + CLOSE_TIMEOUT_S + 1.0
 
@@ -293,6 +296,7 @@ class StreamGroup:
     def _start_rotation(self, old: Link) -> None:
         self._rotation_started_at = time.monotonic()
         self._rotation_phase = "connecting"
+        self._rotating_from = old
         task = asyncio.create_task(self._rotate(old), name=f"{self.name}-rotate")
         task.add_done_callback(self._rotation_ended)
         self._rotation = task  # held: the group cancels it, and an error in it is never lost
@@ -387,6 +391,13 @@ class StreamGroup:
     async def _rotation_stalled(self, active: Link, what: str) -> None:
         """The liveness guard: a rotation past its budget is given up for a plain reconnect."""
         self.stalled_rotations += 1
+        old = self._rotating_from
+        if self.active is not old:  # it had switched and was closing the old link: only that is left
+            self.log.error("%s: rotation %s after its switch; dropping the old link", self.name, what)
+            await self._cancel_rotation()
+            if old is not None:
+                old.ws.abort()
+            return
         self.log.error("%s: rotation %s (budget %.1f s); cancelling it and reconnecting (break-before-make): "
                        "the books are withdrawn and resynced", self.name, what, self.rotation_budget_s())
         await self._cancel_rotation()
