@@ -35,7 +35,7 @@ __all__ = ["add_arguments", "run"]
 VENUE = "binance-usdm"
 SYMBOL = "BTCUSDT"
 KEY, SECRET = "hftd-emu-key", "hftd-emu-secret"
-#: each bot cancels its order from WINDOW submits before: every run keeps <= WINDOW orders per bot resting
+#: each bot cancels its oldest acknowledged order beyond this many: <= WINDOW orders per bot rest
 WINDOW = 50
 
 
@@ -65,6 +65,8 @@ def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
     out = np.zeros(1024, dtype=order_response_dtype)
     pipe.send(("ready",))
     pack = REQ.pack
+    from collections import deque
+
     while True:
         cmd = pipe.recv()
         if cmd[0] == "exit":
@@ -72,7 +74,25 @@ def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
             return
         _, n, rate, oid0, base_px = cmd
         seq = 0
-        got = 0
+        acked: deque = deque()
+        n_acked = 0
+
+        def take() -> int:
+            """Read responses; remember acknowledged orders; cancel beyond the resting window."""
+            nonlocal seq, n_acked
+            k = r.read(out)
+            if k:
+                o = out[:k]
+                new = o["order_id"][(o["kind"] == 1) & (o["status"] == 1)].tolist()
+                n_acked += len(new)
+                acked.extend(new)
+                while len(acked) > WINDOW:
+                    seq += 1
+                    if not w.write_one(pack(2, 0, acked[0], 0.0, 0.0, 0, 0, 0, time.time_ns(), seq)):
+                        break  # full: try again after the next read
+                    acked.popleft()
+            return k
+
         t0 = time.monotonic()
         period = 1.0 / rate if rate > 0 else 0.0
         for i in range(n):
@@ -85,22 +105,15 @@ def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
             px = round((base_px - (i % 200) * tick) / tick) * tick
             rec = pack(1, 0, oid0 + i, px, lot, 1, 0, 0, time.time_ns(), seq)
             while not w.write_one(rec):
-                got += r.read(out)  # keep our responses flowing while the daemon catches up
+                take()  # keep our responses flowing while the daemon catches up
                 time.sleep(0)
-            if i >= WINDOW:  # keep WINDOW orders resting: the venue's open-order table stays small
-                rec = pack(2, 0, oid0 + i - WINDOW, 0.0, 0.0, 0, 0, 0, time.time_ns(), seq + 1)
-                seq += 1
-                while not w.write_one(rec):
-                    got += r.read(out)
-                    time.sleep(0)
-            if i & 63 == 0 and r.available():
-                got += r.read(out)
+            if r.available():
+                take()
         end = time.monotonic() + 30
-        while got < 2 * n - WINDOW and time.monotonic() < end:  # an ORDER response per submit and cancel
-            k = r.read(out)
-            got += k
-            if k == 0:
+        while n_acked < n and time.monotonic() < end:
+            if take() == 0:
                 time.sleep(0.001)
+        got = n_acked
         pipe.send(("done", n, got))
 
 
