@@ -66,6 +66,12 @@ class TradingState(IntEnum):
 class RiskPlugin:
     """See the module docstring.  ``cancel_all`` is set by the daemon (``PluginHost.set_cancel_all``)."""
 
+    # slots: the check reads about thirty attributes, each faster from a slot than from a dict
+    __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "_rates",
+                 "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
+                 "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
+                 "_pos", "_mark", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns", "_storm", "_halted")
+
     def __init__(self, config: RiskConfig, host: PluginHost | None = None) -> None:
         self.config = config
         self.host = host
@@ -113,6 +119,8 @@ class RiskPlugin:
         dt = (now - b[3]) * 1e-9
         if dt > 0.0:
             b[3] = now
+        else:  # a stamp older than the last one (callers' clocks differ): no refill, and no drain
+            dt = 0.0
         kind = check.kind
         if kind == _SUBMIT:
             i = 0
@@ -166,7 +174,16 @@ class RiskPlugin:
             elif price < bid * self._dev_down:
                 return self._reject("price_far_from_touch", f"sell at {price} < best bid {bid} * {self._dev_down}")
         if pos != 0.0 and bid == bid and ask == ask:
-            self._remark((check.venue, check.symbol), (bid + ask) * 0.5)
+            # mark the position to the touch (inline: a method call costs as much as the rest)
+            key = (check.venue, check.symbol)
+            mid = (bid + ask) * 0.5
+            marks = self._mark
+            old = marks.get(key)
+            marks[key] = mid
+            if old is not None and old != mid:
+                held = self._pos.get(key)
+                if held:
+                    self._pnl += held * (mid - old)
             if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
                 return self._after_loss(check, reduces)
         return None

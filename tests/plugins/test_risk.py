@@ -75,6 +75,13 @@ def test_request_rates_are_limited_per_bot_and_refill_with_time(kind, key, rate_
     assert name(h, kind=kind, now_ns=T0 + 100_000_000 + 30) == rate_name
 
 
+def test_a_stamp_older_than_the_last_one_does_not_drain_the_rate_budget():
+    h = host(max_submits_per_s=10)
+    assert name(h, now_ns=T0 + 10**9) is None
+    assert [name(h, now_ns=T0 + i) for i in range(9)] == [None] * 9  # earlier stamps: 9 tokens left
+    assert name(h, now_ns=T0) == "max_submit_rate"
+
+
 def test_halted_lets_only_cancels_through_until_reset():
     h = host()
     cancelled = []
