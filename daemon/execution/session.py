@@ -43,23 +43,34 @@ def send_now(ws: aiohttp.ClientWebSocketResponse, data: bytes) -> None:
     except BaseException:
         coro.close()
         raise
-    asyncio.ensure_future(_drain(coro, fut))
+    # what a Task does with a yielded future: clear its "blocking" mark, or the next coroutine
+    # awaiting the same drain future (aiohttp shares one) fails with "await wasn't used with future"
+    fut._asyncio_future_blocking = False
+    _DRAINS.add(asyncio.ensure_future(_drain(coro, fut)))
+
+
+#: drain tasks in flight (a strong reference, so none is collected half-way)
+_DRAINS: set = set()
 
 
 async def _drain(coro, fut) -> None:
     # the coroutine stopped at the transport's drain wait (``fut``); resume it when that is done
-    while True:
-        try:
-            await asyncio.wait((fut,))
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        try:
-            fut = coro.send(None)
-        except StopIteration:
-            return
-        except (ConnectionError, RuntimeError):
-            return
+    try:
+        while True:
+            try:
+                await asyncio.wait((fut,))
+            except asyncio.CancelledError:
+                coro.close()
+                raise
+            try:
+                fut = coro.send(None)
+            except StopIteration:
+                return
+            except (ConnectionError, RuntimeError):
+                return
+            fut._asyncio_future_blocking = False
+    finally:
+        _DRAINS.discard(asyncio.current_task())
 
 
 def decimals_of(step: float) -> int:

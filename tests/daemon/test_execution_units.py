@@ -230,3 +230,52 @@ def test_bybit_trade_frames():
     auth = orjson.loads(s._auth_frame("reqId"))
     assert auth["op"] == "auth" and auth["args"][0] == "api-key" and SECRET not in str(auth)
     assert auth["args"][2] == hmac_sha256_hex(SECRET, f"GET/realtime{auth['args'][1]}")
+
+
+def test_send_now_writes_in_order_through_back_pressure():
+    """A peer that stops reading fills the transport: frames keep going into the buffer in order, the
+    drain wait goes to a task, and everything arrives once the peer reads again."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from daemon.execution.session import send_now
+
+    async def body():
+        release = asyncio.Event()
+        got = []
+
+        async def handler(request):
+            ws = web.WebSocketResponse(max_msg_size=1 << 20)
+            await ws.prepare(request)
+            await release.wait()
+            async for msg in ws:
+                got.append(msg.data)
+                if len(got) == 300:
+                    break
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"http://127.0.0.1:{port}/", compress=0)
+            pad = "x" * 20_000
+            for i in range(300):
+                send_now(ws, orjson.dumps({"i": i, "pad": pad}))  # 6 MB: far past every buffer
+            assert ws._writer.protocol._paused  # the back-pressure path was taken
+            release.set()
+            for _ in range(500):
+                if len(got) == 300:
+                    break
+                await asyncio.sleep(0.02)
+            assert [orjson.loads(g)["i"] for g in got] == list(range(300))
+            await ws.close()
+        await runner.cleanup()
+
+    asyncio.run(body())
