@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from daemon.book import _set as set_level
+from plugins import PluginError
 from plugins.config import RecorderConfig
 from plugins.hookspecs import hookimpl
 from shm.dtypes import (
@@ -57,11 +59,16 @@ from shm.dtypes import (
 if TYPE_CHECKING:
     from plugins.manager import PluginHost
 
-__all__ = ["DayFile", "RingRecorder", "RecorderPlugin", "day_file_name", "HEADER_BYTES"]
+__all__ = ["DayFile", "RingRecorder", "RecorderPlugin", "RecorderBusyError", "day_file_name", "HEADER_BYTES"]
 
 log = logging.getLogger("hftd.plugins.recorder")
 
 DAY_NS = 86_400 * 1_000_000_000
+
+
+class RecorderBusyError(PluginError):
+    """Another recorder still writes this ring's directory."""
+
 #: the .npy header is this long whatever the row count, so it is rewritten in place
 HEADER_BYTES = 256
 _POS = struct.Struct("<qqq")  # generation, rows, ring position after the last row
@@ -166,14 +173,20 @@ def track_book(recs, levels, counts, state):
 class RingRecorder:
     """One ring -> its daily files (see the module docstring)."""
 
-    def __init__(self, ring: str, directory: Path, batch_records: int = 32768) -> None:
+    def __init__(self, ring: str, directory: Path, batch_records: int = 32768, *,
+                 lock_timeout_s: float = 60.0) -> None:
         from daemon.book import LevelBook
         from shm import RingReader
 
         self.ring = ring
         self.dir = directory / ring
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.reader = RingReader.attach(ring, start="earliest")
+        self._lock_fd = _lock(self.dir / ".lock", lock_timeout_s)
+        try:
+            self.reader = RingReader.attach(ring, start="earliest")
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self.buf = np.zeros(batch_records, event_dtype)
         self.book = LevelBook()
         self._book_state = np.zeros(2, np.int64)  # valid flag, largest exch_ts (see track_book)
@@ -272,6 +285,26 @@ class RingRecorder:
             self.file.close()
             self.file = None
         self.reader.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+
+def _lock(path: Path, timeout_s: float) -> int:
+    """An exclusive flock on ``path``: one recorder per ring directory.  A recorder left behind by a
+    killed daemon drains its old ring while the new daemon's recorder waits here for it, so the two
+    never append to one file."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RecorderBusyError(f"{path.parent}: another recorder holds it for {timeout_s:.0f} s") from None
+            time.sleep(0.05)
 
 
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,

@@ -195,3 +195,19 @@ def test_a_file_with_uncommitted_rows_is_cut_back_to_its_last_commit(tmp_path, j
     assert (g.rows, g.position, g.generation) == (10, 10, 7)
     assert os.path.getsize(path) == HEADER_BYTES + 10 * 64
     g.close()
+
+
+def test_a_second_recorder_of_a_ring_waits_for_the_first(shm_namespace, tmp_path):
+    from plugins.recorder import RecorderBusyError
+
+    writer = RingWriter.create(RING, capacity=1 << 12)
+    try:
+        first = RingRecorder(RING, tmp_path)
+        t = time.monotonic()
+        with pytest.raises(RecorderBusyError, match="another recorder holds it"):
+            RingRecorder(RING, tmp_path, lock_timeout_s=0.3)
+        assert time.monotonic() - t >= 0.3
+        first.close()
+        RingRecorder(RING, tmp_path, lock_timeout_s=0.3).close()  # free again
+    finally:
+        writer.close()
