@@ -201,11 +201,16 @@ class SessionBase(ExecutionSession):
         closing, before writing anything: then the request certainly never left, and goes by REST."""
         try:
             send_now(ws, frame)
-        except (ConnectionError, RuntimeError):
+        except ConnectionError:
+            # aiohttp's "Cannot write to closing transport": raised before anything is written
             self._reqs.pop(rid, None)
             if self._ws is ws:
                 self._ws = None
             return False
+        except RuntimeError:
+            log.exception("%s: websocket write failed; the request's outcome is unknown", self.venue)
+            self._lost(rid)
+            return True
         self.counters["ws_sent"] += 1
         return True
 
