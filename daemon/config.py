@@ -1,7 +1,7 @@
 """Typed, frozen daemon configuration read from TOML; unknown keys are refused by name.
 
-Secrets never live here (the market-data side needs none; execution keys will come from the
-environment or a 0600 credentials file).  Example::
+Secrets never live here: ``[venue.execution]`` names the environment variables (or the 0600
+credentials file) that hold them (``daemon.execution.config.ExecConfig``).  Example::
 
     [daemon]
     ready_timeout_s = 30.0
@@ -16,6 +16,10 @@ environment or a 0600 credentials file).  Example::
     depth = "/public"
     bookTicker = "/public"
     trade = "/market"
+
+    [venue.execution]       # order entry on this venue (absent: market data only)
+    api_key_env = "HFTD_BINANCE_API_KEY"
+    api_secret_env = "HFTD_BINANCE_API_SECRET"
 """
 
 from __future__ import annotations
