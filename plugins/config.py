@@ -142,6 +142,8 @@ class TelegramConfig:
     #: where alerts go; also the only chats whose ``/status`` and ``/kill`` are obeyed
     chat_ids: tuple[int, ...] = ()
     min_interval_per_chat_s: float = 1.0
+    #: groups (negative chat ids): the Bot FAQ allows 20 messages a minute
+    min_interval_per_group_s: float = 3.0
     queue_size: int = 1000
     request_timeout_s: float = 10.0
     #: 5xx / network errors: retries with capped exponential backoff, then the message is dropped
@@ -162,8 +164,9 @@ class TelegramConfig:
         where = "[plugins.telegram]"
         if not self.base_url.startswith(("http://", "https://")):
             raise PluginConfigError(f"{where}: key 'base_url' must start with http:// or https://")
-        _positive(self, where, "min_interval_per_chat_s", "queue_size", "request_timeout_s",
-                  "backoff_initial_s", "backoff_max_s", "default_retry_after_s", "drain_timeout_s")
+        _positive(self, where, "min_interval_per_chat_s", "min_interval_per_group_s", "queue_size",
+                  "request_timeout_s", "backoff_initial_s", "backoff_max_s", "default_retry_after_s",
+                  "drain_timeout_s")
         if self.max_retries < 0 or self.poll_timeout_s < 0:
             raise PluginConfigError(f"{where}: keys 'max_retries' and 'poll_timeout_s' must be >= 0")
 

@@ -2,8 +2,8 @@
 
 Nothing here can delay the daemon: a hook formats a line and puts it on the plugin's own bounded
 queue (``put_nowait``; a full queue drops the message and counts it in ``dropped``); one sender
-task drains the queue.  The sender keeps at most one message per second per chat (the Bot FAQ's
-limit), waits ``parameters.retry_after`` on 429 and sends the same message again, retries 5xx,
+task drains the queue.  The sender keeps at most one message per second per chat and 20 a minute per
+group (the Bot FAQ's limits), waits ``parameters.retry_after`` on 429 and sends the same message again, retries 5xx,
 network errors and timeouts with capped exponential backoff (then drops, counted in ``failed``),
 and gives up at once on 400/401/403 (logging the API's ``description``).
 
@@ -238,7 +238,8 @@ class TelegramPlugin:
             wait = self._next_send.get(chat, 0.0) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._next_send[chat] = time.monotonic() + cfg.min_interval_per_chat_s
+            interval = cfg.min_interval_per_group_s if chat < 0 else cfg.min_interval_per_chat_s
+            self._next_send[chat] = time.monotonic() + interval
             try:
                 await self._call("sendMessage", {"chat_id": chat, "text": text}, cfg.request_timeout_s)
                 self.sent += 1

@@ -231,3 +231,22 @@ def test_commands_from_the_allowlisted_chat_only(token_env, caplog):
     assert any(t.startswith("kill switch tripped") for t in texts)
     assert any(t.startswith("🛑 KILL SWITCH (command): /kill from telegram chat 4242") for t in texts)
     assert cancelled == ["/kill from telegram chat 4242"]
+
+
+def test_a_group_chat_gets_its_own_slower_pace(token_env):
+    async def main():
+        api = await FakeBotAPI(TOKEN).start()
+        host = make_host(api.url, chat_ids=[-1001, CHAT], min_interval_per_chat_s=0.05, min_interval_per_group_s=0.4)
+        tg = host.plugins["telegram"]
+        tg.start()
+        for i in range(3):
+            tg.alert(f"m{i}")
+        await until(lambda: tg.sent == 6, what="6 messages")
+        await host.aclose()
+        await api.stop()
+        return [(t, b["chat_id"]) for t, b in zip(api.sent_at(), api.sent())]
+
+    sent = run(main())
+    group = [t for t, chat in sent if chat == -1001]
+    assert len(group) == 3
+    assert min(b - a for a, b in zip(group, group[1:])) >= 0.38
