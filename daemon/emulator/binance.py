@@ -103,6 +103,7 @@ class BinanceEmulator(EmulatorBase):
         }
         self._decimals = max(0, len(repr(self.synth.tick).split(".")[1]) if "." in repr(self.synth.tick) else 0)
         self._weight: deque[tuple[float, int]] = deque()
+        self._weight_sum = 0
         self._over_limit_hits = 0
         self.snapshot_requests = 0
         self.messages_sent = 0
@@ -126,11 +127,15 @@ class BinanceEmulator(EmulatorBase):
 
     # -- REST -----------------------------------------------------------------------------------
     def _used_weight(self, add: int) -> int:
+        """Count ``add`` and return the weight used in the last minute (a running sum: order entry
+        asks on every reply, thousands of times a second)."""
         now = time.monotonic()
         while self._weight and now - self._weight[0][0] >= 60.0:
-            self._weight.popleft()
-        self._weight.append((now, add))
-        return sum(w for _, w in self._weight)
+            self._weight_sum -= self._weight.popleft()[1]
+        if add:
+            self._weight.append((now, add))
+            self._weight_sum += add
+        return self._weight_sum
 
     def _json(self, body: Any, status: int = 200, used: int | None = None, headers: dict | None = None):
         h = {"X-MBX-USED-WEIGHT-1M": str(used if used is not None else self._used_weight(0))}

@@ -101,7 +101,8 @@ class BinanceTrading(TradingSide):
         self.orders_per_min = orders_per_min
         self.ban_s = ban_s
         self.listen_key_ttl_s = listen_key_ttl_s
-        self._orders_sent: deque[float] = deque()
+        self._orders_10s: deque[float] = deque()
+        self._orders_1m: deque[float] = deque()
         self._wait_until = 0.0      # after a 429: until the weight window frees up
         self._banned_until = 0.0    # after a request during that wait: 418
         self.listen_keys: dict[str, tuple[str, float]] = {}   # key -> (api key, expires monotonic)
@@ -160,17 +161,19 @@ class BinanceTrading(TradingSide):
         return used
 
     def _order_counts(self, add: bool) -> tuple[int, int]:
+        """(orders in the last 10 s, in the last minute), counting one more if ``add``; -1015 over."""
         now = time.monotonic()
-        while self._orders_sent and now - self._orders_sent[0] >= 60.0:
-            self._orders_sent.popleft()
+        for window, q in ((10.0, self._orders_10s), (60.0, self._orders_1m)):
+            while q and now - q[0] >= window:
+                q.popleft()
         if add:
-            n10 = sum(1 for t in self._orders_sent if now - t < 10.0)
-            if n10 >= self.orders_per_10s or len(self._orders_sent) >= self.orders_per_min:
-                per = "TEN_SECONDS" if n10 >= self.orders_per_10s else "MINUTE"
+            if len(self._orders_10s) >= self.orders_per_10s or len(self._orders_1m) >= self.orders_per_min:
+                per = "TEN_SECONDS" if len(self._orders_10s) >= self.orders_per_10s else "MINUTE"
                 limit = self.orders_per_10s if per == "TEN_SECONDS" else self.orders_per_min
                 raise ApiError(429, -1015, f"Too many new orders; current limit is {limit} orders per {per}.")
-            self._orders_sent.append(now)
-        return sum(1 for t in self._orders_sent if now - t < 10.0), len(self._orders_sent)
+            self._orders_10s.append(now)
+            self._orders_1m.append(now)
+        return len(self._orders_10s), len(self._orders_1m)
 
     def _rate_limits(self) -> list[dict]:
         n10, n1m = self._order_counts(False)

@@ -419,7 +419,7 @@ def test_hftd_emulate_process_takes_credentials_from_the_environment_and_never_p
                                     os.path.dirname(os.path.abspath(__file__)))))
         try:
             lines = []
-            while not any(" rest http" in x for x in lines):
+            while not any(x.startswith("trading:") for x in lines):   # printed right after the URLs
                 line = await asyncio.to_thread(proc.stdout.readline)
                 assert line, "".join(lines)
                 lines.append(line)
@@ -436,7 +436,7 @@ def test_hftd_emulate_process_takes_credentials_from_the_environment_and_never_p
             out = proc.communicate(timeout=20)[0]
         assert proc.returncode == 0
         text = "".join(lines) + out
-        assert "proc-key" in text and "proc-secret-xyz" not in text
+        assert "trading: API key 'proc-key'" in text and "proc-secret-xyz" not in text
 
     run(body())
 
