@@ -208,3 +208,26 @@ def test_no_daemon_is_a_clear_error(tmp_path):
     with pytest.raises(DaemonUnavailableError, match="is `hftd daemon` running"):
         ControlClient(str(tmp_path / "nothing.sock"))
 
+
+
+def test_control_config_refuses_unknown_keys_and_bad_values(tmp_path):
+    from daemon import ConfigError
+    from daemon.config import DaemonConfig
+    from daemon.control_config import ControlConfig
+
+    venue = {"name": "binance-usdm", "rest_url": "http://127.0.0.1:1", "ws_url": "ws://127.0.0.1:1",
+             "symbols": ["BTCUSDT"]}
+    ok = DaemonConfig.from_mapping({"venue": [venue], "control": {"socket_path": str(tmp_path / "c.sock"),
+                                                                  "mode": 0o660, "heartbeat_timeout_s": 3}})
+    assert ok.control.mode == 0o660 and ok.control.heartbeat_timeout_s == 3.0
+    for table, message in (({"sokcet_path": "/x"}, "unknown key 'sokcet_path'"),
+                           ({"mode": 0o666}, "'mode' must be 0o600 or 0o660"),
+                           ({"mode": "0660"}, "'mode' must be int"),
+                           ({"heartbeat_interval_s": 2.0, "heartbeat_timeout_s": 1.0}, "heartbeat_interval_s <"),
+                           ({"dead_bot_policy": "pray"}, "dead_bot_policy"),
+                           ({"socket_path": "relative.sock"}, "must be absolute"),
+                           ({"group": "no-such-group-hftd"}, "no such group"),
+                           ({"channel_capacity": 1000}, "power of two")):
+        with pytest.raises(ConfigError, match=message):
+            DaemonConfig.from_mapping({"venue": [venue], "control": table})
+    assert ControlConfig().socket_path.endswith("control.sock")

@@ -319,3 +319,24 @@ def test_client_ids_survive_a_daemon_restart(tmp_path, shm_namespace):
     finally:
         d2.stop()
     assert d2.orderids.live == {} or all(r.client_id != cid for r in d2.orderids.live.values())
+
+
+def test_order_id_journal_format_and_damage(tmp_path):
+    from daemon.orderids import CLIENT_ID_RE, OrderIds
+
+    ids = OrderIds(tmp_path, prefix="hq")
+    refs = [ids.new("grid", 0, 7, VENUE, "BTCUSDT") for _ in range(3)]  # the same bot id three times
+    assert len({r.client_id for r in refs}) == 3 and all(CLIENT_ID_RE.match(r.client_id) for r in refs)
+    ids.done(refs[0].client_id)
+    ids.close()
+    text = (tmp_path / "orderids.journal").read_text()
+    assert text.splitlines() == ["G 1"] + [f"N {r.client_id} grid 0 7 {VENUE} BTCUSDT" for r in refs] + \
+        [f"T {refs[0].client_id}"]
+    with open(tmp_path / "orderids.journal", "a") as f:
+        f.write("N half-a-line\ngarbage\n")
+    again = OrderIds(tmp_path, prefix="hq")
+    assert again.generation == 2 and again.bad_lines == 2
+    assert sorted(again.live) == sorted(r.client_id for r in refs[1:])
+    assert again.new("grid", 0, 7, VENUE, "BTCUSDT").client_id not in {r.client_id for r in refs}
+    again.close()
+    assert (tmp_path / "orderids.journal").read_text().startswith("G 2\n")  # compacted at start
