@@ -108,6 +108,7 @@ def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_tim
         stamps = np.zeros(events, np.int64)
         answers: list[list] = [[] for _ in range(n_bots)]
         interval = interval_us / 1e6
+        load_before = os.getloadavg()[0]
         with HostSteal() as steal:
             nxt = time.monotonic()
             for e in range(events):
@@ -133,7 +134,8 @@ def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_tim
         lat_ns = np.array(lat, np.int64)
         return {"bots": n_bots, "wait": wait, "events": events, "answers": len(lat_ns), "missing": missing,
                 "p50_us": _pct(lat_ns, 50), "p99_us": _pct(lat_ns, 99), "p999_us": _pct(lat_ns, 99.9),
-                "max_us": float(lat_ns.max()) / 1000 if len(lat_ns) else float("nan"), "steal_pct": steal.pct}
+                "max_us": float(lat_ns.max()) / 1000 if len(lat_ns) else float("nan"), "steal_pct": steal.pct,
+                "load": max(load_before, os.getloadavg()[0])}
     finally:
         ring.close()  # the bots see the producer gone and return
         for p in procs:
@@ -161,7 +163,7 @@ def run(args):
             results[(n, wait)] = r
             res.rows.append((f"{n} bot{'s' if n > 1 else ''}, {wait}", {
                 "p50_us": r["p50_us"], "p99_us": r["p99_us"], "p999_us": r["p999_us"], "max_us": r["max_us"],
-                "answers": r["answers"], "missing": r["missing"], "steal_%": r["steal_pct"]}))
+                "answers": r["answers"], "missing": r["missing"], "steal_%": r["steal_pct"], "loadavg": r["load"]}))
             key = "tick_to_order" if n == 1 else f"tick_to_order_{n}bots"
             res.metrics[f"{key}_{wait}_p50_us"] = r["p50_us"]
             res.metrics[f"{key}_{wait}_p99_us"] = r["p99_us"]
@@ -178,6 +180,8 @@ def run(args):
         res.metrics["tick_to_order_4bots_p99_us"] = four["p99_us"]
         res.notes.append(f"tick_to_order_4bots_p50/p99_us: 4 bots on {os.cpu_count()} cores, wait strategy "
                          f"{four['wait']} (spinning bots outnumber the cores; host steal {four['steal_pct']:.1f} %)")
+    res.notes.append("missing = records a bot never answered: it woke late, found several and answered the "
+                     "last (wait_next_feed applies everything waiting); loadavg = 1-min load of the machine")
     res.notes.append("latency = bot's request_ts - bench's stamp just before publishing (one system clock); "
                      f"one record every {args.interval_us} us, {args.events} records per configuration")
     res.notes.append("TODO roundtrip_p50_us/roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator): "
