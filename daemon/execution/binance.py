@@ -338,36 +338,18 @@ class BinanceExecution(SessionBase):
 
     # -- websocket API ------------------------------------------------------------------------------
     async def _run_ws_api(self) -> None:
-        attempt = 0
-        while not self._stopping:
-            try:
-                ws = await self.http.ws_connect(self.ws_api_url, heartbeat=self.cfg.ping_interval_s, compress=0,
-                                                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                                                max_msg_size=1 << 22)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                log.warning("%s: websocket API connect failed (%s)", self.venue, exc)
-                await self._backoff_sleep(attempt)
-                attempt += 1
-                continue
-            attempt = 0
-            self._ws = ws
-            self._ws_ready.set()
-            try:
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        self._on_ws_api(msg.data)
-                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                        break
-            finally:
-                self._ws = None
-                self._ws_ready.clear()
-                # whatever was in flight on this socket has an unknown outcome
-                for rid in [r for r in self._reqs if not isinstance(r, tuple)]:
-                    self._lost(rid)
-            if not self._stopping:
-                self.counters["ws_reconnects"] += 1
-                log.warning("%s: websocket API disconnected; reconnecting (REST meanwhile)", self.venue)
-                await self._backoff_sleep(0)
+        async def connect():
+            return await self.http.ws_connect(self.ws_api_url, heartbeat=self.cfg.ping_interval_s, compress=0,
+                                              timeout=aiohttp.ClientWSTimeout(ws_close=2.0), max_msg_size=1 << 22)
+
+        async def pump(ws):
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    self._on_ws_api(msg.data)
+                elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                    break
+
+        await self._run_order_ws(connect, pump, "websocket API")
 
     def _on_ws_api(self, data: str) -> None:
         try:

@@ -355,28 +355,10 @@ class BybitExecution(SessionBase):
                 return
 
     async def _run_trade(self) -> None:
-        attempt = 0
-        while not self._stopping:
-            try:
-                ws = await self._connect(self.ws_api_url, "reqId", lambda r: r.get("retCode") == 0)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, VenueError) as exc:
-                log.warning("%s: trade websocket connect failed (%s)", self.venue, exc)
-                await self._backoff_sleep(attempt)
-                attempt += 1
-                continue
-            attempt = 0
-            self._ws = ws
-            self._ws_ready.set()
-            try:
-                await self._pump(ws, self._on_trade)
-            finally:
-                self._ws = None
-                self._ws_ready.clear()
-                for rid in [r for r in self._reqs if not isinstance(r, tuple)]:
-                    self._lost(rid)
-            if not self._stopping:
-                self.counters["ws_reconnects"] += 1
-                await self._backoff_sleep(0)
+        async def connect():
+            return await self._connect(self.ws_api_url, "reqId", lambda r: r.get("retCode") == 0)
+
+        await self._run_order_ws(connect, lambda ws: self._pump(ws, self._on_trade), "trade websocket")
 
     def _on_trade(self, data: str) -> None:
         try:

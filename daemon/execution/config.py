@@ -63,6 +63,8 @@ class ExecConfig:
     #: back-off when a 429 carries no Retry-After and no window is known
     rate_limited_default_s: float = 10.0
     ping_interval_s: float = 20.0
+    #: the order-entry websocket is replaced (make-before-break) after this long (Binance cuts at 24 h)
+    max_ws_age_s: float = 23.5 * 3600
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 10.0
     cancel_on_stop: bool = True
@@ -90,7 +92,7 @@ class ExecConfig:
     def validate(self, where: str = "execution") -> None:
         for key in ("request_timeout_s", "connect_timeout_s", "reconcile_delay_s", "fill_grace_s",
                     "audit_interval_s", "dead_man_refresh_s", "ping_interval_s", "reconnect_initial_s",
-                    "reconnect_max_s", "rate_limited_default_s"):
+                    "reconnect_max_s", "rate_limited_default_s", "max_ws_age_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{where}: key {key!r} must be > 0, got {getattr(self, key)}")
         if not 0 < self.listen_key_keepalive_s <= 1800:

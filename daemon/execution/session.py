@@ -79,10 +79,13 @@ def decimals_of(step: float) -> int:
 
 
 class _Req:
-    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty")
+    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty", "ws")
 
-    def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0):
+    def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0,
+                 ws=None):
         self.client_id, self.op, self.symbol, self.sent, self.price, self.qty = client_id, op, symbol, sent, price, qty
+        #: the order-entry socket the request went out on (None: REST)
+        self.ws = ws
 
 
 class SessionBase(ExecutionSession):
@@ -124,7 +127,7 @@ class SessionBase(ExecutionSession):
         self.time_offset_ms = 0
         self.deadman_armed = False
         self.counters = {"ws_sent": 0, "rest_sent": 0, "timeouts": 0, "reconciled": 0, "ambiguous_rejects": 0,
-                         "ws_reconnects": 0, "user_reconnects": 0, "rate_limited": 0}
+                         "ws_reconnects": 0, "ws_rotations": 0, "user_reconnects": 0, "rate_limited": 0}
 
     # -- the contract ---------------------------------------------------------------------------------
     def set_sink(self, sink: ExecSink) -> None:
@@ -156,7 +159,7 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_new(intent)
-            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now)
+            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, ws=ws)
             o.req_id = rid
             if self._ws_send(ws, rid, frame):
                 return
@@ -174,7 +177,7 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_cancel(o.symbol, client_id)
-            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now)
+            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, ws=ws)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
@@ -191,7 +194,7 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_modify(o, price, qty)
-            self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty)
+            self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty, ws=ws)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
@@ -453,6 +456,58 @@ class SessionBase(ExecutionSession):
         else:
             self.balances[ev.asset] = ev
         self.sink.on_account(ev)
+
+    # -- the order-entry websocket ------------------------------------------------------------------
+    async def _run_order_ws(self, connect, pump, name: str) -> None:
+        """Keep one order-entry socket up.  Before the venue's forced disconnect (``max_ws_age_s``) a
+        new socket is opened first and takes the new requests; the old one keeps reading until its
+        requests are answered (make-before-break), so a rotation loses nothing."""
+        attempt = 0
+        retiring = None
+        while not self._stopping:
+            try:
+                ws = await connect()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, VenueError) as exc:
+                log.warning("%s: %s connect failed (%s %s)", self.venue, name, type(exc).__name__, exc)
+                await self._backoff_sleep(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            self._ws = ws
+            self._ws_ready.set()
+            if retiring is not None:
+                # only now, with its successor taking requests, does the old socket wind down
+                self._spawn(self._retire(retiring))
+                retiring = None
+            reader = asyncio.ensure_future(self._read_order_ws(ws, pump))
+            self._tasks.append(reader)
+            reader.add_done_callback(self._forget_task)
+            done, _ = await asyncio.wait({reader}, timeout=self.cfg.max_ws_age_s)
+            if reader in done:
+                if not self._stopping:
+                    self.counters["ws_reconnects"] += 1
+                    log.warning("%s: %s disconnected; reconnecting (REST meanwhile)", self.venue, name)
+                    await self._backoff_sleep(0)
+                continue
+            self.counters["ws_rotations"] += 1
+            retiring = ws
+
+    async def _read_order_ws(self, ws, pump) -> None:
+        try:
+            await pump(ws)
+        finally:
+            if self._ws is ws:
+                self._ws = None
+                self._ws_ready.clear()
+            # what was in flight on this socket has an unknown outcome
+            for rid in [r for r, q in self._reqs.items() if q.ws is ws]:
+                self._lost(rid)
+
+    async def _retire(self, ws) -> None:
+        deadline = time.monotonic() + self.cfg.request_timeout_s
+        while any(q.ws is ws for q in self._reqs.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await ws.close()
 
     # -- lifecycle helpers ------------------------------------------------------------------------
     def _spawn(self, coro) -> asyncio.Task:

@@ -446,3 +446,27 @@ def test_many_orders_under_stream_faults_end_clean_and_positions_agree(venue):
             assert filled == pytest.approx(h.emu.trading.state()["positions"]["BTCUSDT"]["qty"])
 
     run(body())
+
+
+@pytest.mark.parametrize("venue", ["binance-usdm", "bybit-linear"])
+def test_order_socket_rotation_loses_nothing(venue):
+    """The order-entry socket is replaced before the venue's 24 h cut (here every 0.4 s) while orders
+    flow: every order is answered on its own socket, none is ambiguous, nothing goes by REST."""
+    async def body():
+        emu_kwargs = {"trading_options": {"order_limit_per_s": 1000}} if venue != V else {}
+        async with ExecHarness(venue, max_ws_age_s=0.4, emu_kwargs=emu_kwargs) as h:
+            ids = []
+            t_end = time.monotonic() + 1.5
+            while time.monotonic() < t_end:
+                ids.append(h.rest(ticks_away=30 + len(ids) % 40, qty=0.001))
+                await asyncio.sleep(0.03)
+            for cid in ids:
+                await h.accepted(cid)
+            assert h.s.counters["ws_rotations"] >= 2
+            assert h.s.counters["timeouts"] == 0 and h.s.counters["rest_sent"] == 0
+            assert not any(e.kind == ExecKind.REJECTED for e in h.sink.events)
+            await h.s.cancel_all("BTCUSDT")
+            for cid in ids:
+                assert (await h.done(cid)).kind == ExecKind.CANCELED
+
+    run(body())
