@@ -524,6 +524,8 @@ class TradingSide:
     # -- the market moved -----------------------------------------------------------------------
     async def after_step(self, symbol: str, trade) -> None:
         """Called by the emulator after each truth-book step (and its trade print, if any)."""
+        if not self.account.open.get(symbol):
+            return  # the market-data hot path: nothing of ours rests on this symbol
         now = self.emu.now_ms()
         events = []
         if trade is not None:
