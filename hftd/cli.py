@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("bots.data.synth_cli", "write a synthetic event file from a seed"),
     "backtest": ("bots.cli", "run a bot over event files and report"),
     "convert": ("bots.data.convert_cli", "convert venue recordings to event files"),
+    "snapshot": ("bots.data.snapshot_cli", "end-of-day book snapshot of event files (next day's start)"),
     "daemon": ("daemon.cli", "run the connector daemon"),
     "emulate": ("daemon.emulator.cli", "run the loopback exchange emulator"),
     "bot": ("bots.live.cli", "run a live bot (hftd bot run NAME --config FILE) or list them"),
