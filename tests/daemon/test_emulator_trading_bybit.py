@@ -198,6 +198,10 @@ def test_trade_websocket_lifecycle_reqid_and_restart():
         assert r["retCode"] == 0
         r = await send("order.cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "t-1"}, "r2")
         assert r["retCode"] == 20006  # reqId reused
+        hdr = {"X-BAPI-TIMESTAMP": str(int(time.time() * 1000) - 60_000), "X-BAPI-RECV-WINDOW": "5000"}
+        await ws.send_str(orjson.dumps({"reqId": "old", "header": hdr, "op": "order.cancel", "args": [
+            {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "t-1"}]}).decode())
+        assert (await recv_until(ws, lambda m: m.get("reqId") == "old"))["retCode"] == 10002
         r = await send("order.cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "t-1"}, "r3")
         assert r["retCode"] == 0
         assert [o["orderStatus"] for o in await orders(priv, 2)] == ["New", "Cancelled"]
