@@ -218,7 +218,12 @@ class ControlServer:
             return True
         if t == Msg.LIST_BOTS:
             try:
-                conn.send({"type": Msg.BOTS, "bots": self.router.bot_table()})
+                now = time.monotonic()
+                beats = {c.bot: round(now - c.last_heartbeat, 3) for c in self.conns if c.bot is not None}
+                table = self.router.bot_table()
+                for row in table:
+                    row["heartbeat_age_s"] = beats.get(row["name"])
+                conn.send({"type": Msg.BOTS, "bots": table})
             except Exception as exc:  # a listing must never take the daemon down
                 log.exception("control: list_bots failed")
                 conn.send({"type": Msg.ERROR, "code": ErrorCode.LIST_FAILED, "text": repr(exc)})

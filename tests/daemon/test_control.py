@@ -47,7 +47,7 @@ def test_registration_gives_channels_rings_tick_and_lot(daemon):
         with ControlClient(daemon.socket_path) as c:
             table = c.list_bots()
         assert [(b["name"], b["assets"]) for b in table] == [("grid1", [f"{VENUE}:BTCUSDT", f"{VENUE}:ETHUSDT"])]
-        assert table[0]["pid"] == bot.proc.pid
+        assert table[0]["pid"] == bot.proc.pid and 0 <= table[0]["heartbeat_age_s"] < 1.0
     finally:
         bot.close()
 
