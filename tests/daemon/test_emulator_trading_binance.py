@@ -268,6 +268,20 @@ def test_websocket_api_lifecycle_and_rejections():
         assert r["error"]["code"] == -1021
         kinds = [(e["x"], e["c"]) for e in await order_events(user, 3)]
         assert kinds == [("NEW", "ws-1"), ("AMENDMENT", "ws-1"), ("CANCELED", "ws-1")]
+        # a crossing order over the websocket API: partial fill now, the rest when the book moves
+        book = emu.symbols["BTCUSDT"].book
+        ask = best(emu, -1)
+        qty = round(book.asks[ask] + 0.003, 3)
+        r = await api.call("order.place", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                           quantity=f"{qty:.3f}", price=f"{ask * 0.1:.1f}", newOrderRespType="RESULT")
+        assert r["result"]["status"] == "PARTIALLY_FILLED"
+        book.asks[ask] = 1.0
+        await emu.step(1)
+        assert [e["X"] for e in await order_events(user, 3)] == ["NEW", "PARTIALLY_FILLED", "FILLED"]
+        r = await api.call("account.position", symbol="BTCUSDT")
+        assert r["result"][0]["positionAmt"] == f"{qty:.3f}"
+        r = await api.call("account.status")
+        assert float(r["result"]["totalWalletBalance"]) < 100_000
         await http.close()
         await emu.stop()
 

@@ -205,6 +205,18 @@ def test_trade_websocket_lifecycle_reqid_and_restart():
         r = await send("order.cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "t-1"}, "r3")
         assert r["retCode"] == 0
         assert [o["orderStatus"] for o in await orders(priv, 2)] == ["New", "Cancelled"]
+        # a crossing order over /v5/trade: partial fill now, the rest when the book moves
+        book = emu.symbols["BTCUSDT"].book
+        ask = best(emu, -1)
+        qty = round(book.asks[ask] + 0.003, 3)
+        r = await send("order.create", {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
+                                        "qty": f"{qty:.3f}", "price": f"{ask * 0.1:.1f}"}, "r-x")
+        assert r["retCode"] == 0
+        book.asks[ask] = 1.0
+        await emu.step(1)
+        assert [o["orderStatus"] for o in await orders(priv, 3)] == ["New", "PartiallyFilled", "Filled"]
+        b, _ = await rest.call("GET", "/v5/position/list", category="linear", symbol="BTCUSDT")
+        assert b["result"]["list"][0]["size"] == f"{qty:.3f}"
         emu.inject("trade_restart")
         r = await send("order.cancel", {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "t-1"}, "r4")
         assert r["retCode"] == 10019
