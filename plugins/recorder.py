@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
-from daemon.book import _set as set_level
+from daemon.records import INVALID_BOOK_IVAL, clear_rows
 from plugins import PluginError
 from plugins.config import RecorderConfig
 from plugins.hookspecs import hookimpl
@@ -147,6 +147,45 @@ class DayFile:
 
 
 @njit(cache=True)
+def _set_level(levels, counts, side, px, qty):
+    """``daemon.book._set`` with the shifts done in place: that one copies each shifted slice to a
+    fresh array (an allocation per inserted or deleted level), which made tracking the book 3/4 of
+    the recorder's CPU.  Same result: sorted sides, qty 0 deletes, a full side drops its deepest."""
+    pxs = levels[2 * side]
+    qtys = levels[2 * side + 1]
+    n = counts[side]
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        v = pxs[mid]
+        if (v > px) if side == 0 else (v < px):
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo
+    found = i < n and pxs[i] == px
+    if qty > 0.0:
+        if found:
+            qtys[i] = qty
+            return
+        if n == pxs.shape[0]:
+            if i == n:
+                return  # deeper than everything we keep
+            n -= 1  # drop the deepest level
+        for j in range(n, i, -1):
+            pxs[j] = pxs[j - 1]
+            qtys[j] = qtys[j - 1]
+        pxs[i] = px
+        qtys[i] = qty
+        counts[side] = n + 1
+    elif found:
+        for j in range(i, n - 1):
+            pxs[j] = pxs[j + 1]
+            qtys[j] = qtys[j + 1]
+        counts[side] = n - 1
+
+
+@njit(cache=True)
 def track_book(recs, levels, counts, state):
     """Apply the depth rows of ``recs`` to a ``daemon.book.LevelBook``'s arrays in one pass (no
     temporaries: this runs on every batch the recorder writes); ``state[0]`` = 1 while the book is
@@ -165,9 +204,19 @@ def track_book(recs, levels, counts, state):
             if recs[i]["ival"] < 0:
                 state[0] = 0
         else:
-            set_level(levels, counts, side, recs[i]["px"], recs[i]["qty"])
+            _set_level(levels, counts, side, recs[i]["px"], recs[i]["qty"])
             if kind == DEPTH_SNAPSHOT_EVENT:
                 state[0] = 1
+
+
+@njit(cache=True)
+def max_local_ts(recs) -> int:
+    """The largest ``local_ts`` of ``recs`` (one pass; numpy's max of a strided field copies)."""
+    m = -(1 << 62)
+    for i in range(recs.shape[0]):
+        if recs[i]["local_ts"] > m:
+            m = recs[i]["local_ts"]
+    return m
 
 
 class RingRecorder:
@@ -177,13 +226,19 @@ class RingRecorder:
                  lock_timeout_s: float = 60.0) -> None:
         from daemon.book import LevelBook
         from shm import RingReader
+        from shm import layout as L
 
         self.ring = ring
         self.dir = directory / ring
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.dir / ".lock", lock_timeout_s)
         try:
-            self.reader = RingReader.attach(ring, start="earliest")
+            self.reader = RingReader.attach(ring, start="earliest", register=False)
+            if not self.reader.hdr[L.W_FLAGS] & L.FLAG_GATED:
+                # registered (``hftd shm ls`` counts it) only where that cannot hold the writer: a
+                # gated ring's writer would wait for the recorder, and the recorder must never slow it
+                self.reader.close()
+                self.reader = RingReader.attach(ring, start="earliest")
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -191,6 +246,9 @@ class RingRecorder:
         self.book = LevelBook()
         self._book_state = np.zeros(2, np.int64)  # valid flag, largest exch_ts (see track_book)
         self.lost = 0
+        #: times the writer lapped this recorder (each logged and marked in the file)
+        self.laps = 0
+        self.full = False
         self.file: DayFile | None = None
         self.day = -1
         latest = sorted(self.dir.glob("????-??-??.npy"))
@@ -243,15 +301,25 @@ class RingRecorder:
         return out
 
     def poll(self) -> int:
-        """Read and write what the ring holds now (one batch); returns the records read."""
+        """Read and write what the ring holds now (at most one buffer); returns the records read.
+        ``full`` is then True when the buffer filled (more may be waiting)."""
         n = self.reader.read(self.buf)
-        if self.reader.gap:
-            self.lost += self.reader.gap
-            log.error("%s: lapped; %d records lost before these", self.ring, self.reader.gap)
+        gap = self.reader.gap
+        self.full = n == len(self.buf)
         if not n:
             return 0
         rows = self.buf[:n]
         end = self.reader.position
+        generation = self.reader.generation
+        if gap:
+            self._lapped(gap)
+        if self.file is not None and max_local_ts(rows) < (self.day + 1) * DAY_NS:
+            # the common case: the whole batch is the open day's (one write, one commit)
+            if gap:
+                self._mark_gap(rows[0], end - n)
+            self.file.append(rows, end, generation)
+            self._track(rows)
+            return n
         # a record stamped before the current day (clock step back) stays in the current file
         days = np.maximum.accumulate(np.maximum(rows["local_ts"] // DAY_NS, self.day))
         start = 0
@@ -260,11 +328,28 @@ class RingRecorder:
             stop = start + int(np.searchsorted(days[start:], day, side="right"))
             if day != self.day:
                 self._rotate(day)
+            if gap and start == 0:  # the hole's mark goes before the rows after it
+                self._mark_gap(rows[0], end - n)
             part = rows[start:stop]
-            self.file.append(part, end - n + stop, self.reader.generation)
+            self.file.append(part, end - n + stop, generation)
             self._track(part)
             start = stop
         return n
+
+    def _lapped(self, gap: int) -> None:
+        """The writer lapped us: ``gap`` records are gone.  Loud in the log and in the file: a pair
+        of invalidating clears (as the daemon publishes when its own book breaks) goes before the
+        rows after the hole, so a backtest over the file rebuilds instead of trading on a book
+        that silently misses updates."""
+        self.lost += gap
+        self.laps += 1
+        log.error("%s: LAPPED by the writer: %d records lost (%d laps, %d records lost in all); the "
+                  "file marks the hole with an invalidating clear", self.ring, gap, self.laps, self.lost)
+
+    def _mark_gap(self, first: np.void, position: int) -> None:
+        clear = np.array(clear_rows(int(first["exch_ts"]), int(first["local_ts"]), INVALID_BOOK_IVAL), event_dtype)
+        self.file.append(clear, position, self.reader.generation)
+        self._track(clear)
 
     def _rotate(self, day: int) -> None:
         first = self.file is None
@@ -307,26 +392,57 @@ def _lock(path: Path, timeout_s: float) -> int:
             time.sleep(0.05)
 
 
+#: a drain leaves the ring at most this fraction of a lap unread at the peak rate: the margin for a
+#: sleep that oversleeps on a loaded machine and for a burst above the peak
+RING_FILL = 0.25
+#: the rate the sleep between drains is sized for (records/s into one ring); a faster observed rate
+#: shortens it further.  The daemon benchmark's blast is ~1 M records/s on 2 cores.
+PEAK_RECORDS_PER_S = 2_000_000.0
+
+
+def park_s(capacities: list[int], poll_interval_s: float, rate_per_s: float,
+           peak_records_per_s: float = PEAK_RECORDS_PER_S) -> float:
+    """The sleep between two drains: ``poll_interval_s`` at most, and short enough that at the
+    larger of the peak and the observed rate the smallest ring is at most ``RING_FILL`` full when
+    the recorder wakes (a lap would need 1 / RING_FILL times the sleep)."""
+    rate = max(peak_records_per_s, rate_per_s)
+    return max(0.0005, min(poll_interval_s, RING_FILL * min(capacities) / rate))
+
+
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
-        stop_when_gone: bool = True) -> int:
-    """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0."""
+        peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True) -> int:
+    """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
+
+    It never spins: each wake drains every ring (one read and one write per buffer-full), then
+    sleeps for ``park_s``.  Draining as soon as anything arrives (the loop before this one) cost
+    three system calls and a few numpy calls per handful of records while the daemon was busy: a
+    recorder competing for the daemon's core exactly when the daemon had the most to do."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
+    capacities = [rec.reader.capacity for rec in recorders]
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
+    last = time.monotonic()
     try:
         while True:
-            busy = sum(rec.poll() for rec in recorders)
-            if busy:
-                continue
+            got = 0
+            for rec in recorders:
+                while True:
+                    n = rec.poll()
+                    got += n
+                    if not rec.full:
+                        break
             if stopping:
                 return 0
             if stop_when_gone and all(not rec.reader.producer_alive() and rec.reader.available() <= 0
                                       for rec in recorders):
                 log.info("recorder: every ring's producer is gone and drained; exiting")
                 return 0
-            time.sleep(poll_interval_s)
+            now = time.monotonic()
+            rate = got / (now - last) if now > last else 0.0
+            last = now
+            time.sleep(park_s(capacities, poll_interval_s, rate, peak_records_per_s))
     finally:
         for rec in recorders:
             rec.close()
@@ -366,7 +482,12 @@ class RecorderPlugin:
 
     async def _supervise(self, rings: list[str]) -> None:
         while not self._stopping:
-            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.PIPE)
+            # the child imports this package by name: an install made before ``plugins`` existed
+            # (or a daemon started outside the checkout) would not find it on its own
+            root = str(Path(__file__).resolve().parents[1])
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.PIPE,
+                                                             env=env)
             line = await self.proc.stdout.readline()
             if line.strip() == b"recorder ready":
                 self.ready.set()
@@ -403,10 +524,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--ring", action="append", required=True, help="market ring segment name (repeat)")
     ap.add_argument("--batch-records", type=int, default=32768)
-    ap.add_argument("--poll-interval-s", type=float, default=0.01)
+    ap.add_argument("--poll-interval-s", type=float, default=0.01, help="longest sleep between drains")
+    ap.add_argument("--peak-records-per-s", type=float, default=PEAK_RECORDS_PER_S,
+                    help="rate per ring the sleep between drains is sized for (see park_s)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
-    return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s)
+    return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
+               peak_records_per_s=args.peak_records_per_s)
 
 
 if __name__ == "__main__":
