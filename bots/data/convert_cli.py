@@ -9,6 +9,7 @@ Examples::
     hftd convert binance-hist BTCUSDT-depth-2022-11-01.csv --trades BTCUSDT-trades-2022-11-01.csv -o day.npz
     hftd convert hyperliquid btcusd_20250126.gz --tick-size 1 --lot-size 0.00001 -o day.npz
     hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600    # bounded memory
+    hftd convert l3-to-l2 mbo_day.npz --tick-size 0.01 --lot-size 0.001 -o l2_day.npz  # MBO event files
 
 Every conversion shifts local stamps so no feed latency is negative, orders the rows for both
 timelines, validates them, and writes to a temporary file renamed into place only when complete
@@ -30,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "binance-hist", "bybit", "tardis", "hyperliquid")
+VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "binance-hist", "bybit", "tardis", "hyperliquid",
+          "l3-to-l2")
 _BINANCE = ("binance-usdm", "binance-coinm", "binance-spot")
 
 
@@ -81,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress = not args.quiet
     inputs = list(args.input)
-    if args.venue != "tardis" and len(inputs) > 1:
-        raise ConfigError(f"{args.venue}: one input file at a time (tardis takes several)")
+    if args.venue not in ("tardis", "l3-to-l2") and len(inputs) > 1:
+        raise ConfigError(f"{args.venue}: one input file at a time (tardis and l3-to-l2 take several)")
     if args.window_s is not None and args.venue not in (*_BINANCE, "bybit"):
         raise ConfigError(f"--window-s is supported for binance-* and bybit, not {args.venue}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         elif args.venue == "binance-hist":
             latency = 5_000_000 if args.feed_latency_ns is None else args.feed_latency_ns
             arr = binance_hist.convert(inputs[0], args.trades, feed_latency_ns=latency, **common)
+        elif args.venue == "l3-to-l2":
+            from bots.data.l3_to_l2 import l3_to_l2
+
+            if args.tick_size is None or args.lot_size is None:
+                raise ConfigError("l3-to-l2: --tick-size and --lot-size are needed to sum orders per level")
+            arr = l3_to_l2(inputs, args.tick_size, args.lot_size, stats=stats, base_latency_ns=args.base_latency_ns)
         elif args.venue == "hyperliquid":
             if args.tick_size is None or args.lot_size is None:
                 raise ConfigError("hyperliquid: --tick-size and --lot-size are needed to compare snapshots")
