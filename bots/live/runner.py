@@ -48,12 +48,12 @@ class Session:
 
 
 class BotRunner:
-    def __init__(self, name: str, config: BotConfig, *, out: TextIO = sys.stderr):
+    def __init__(self, name: str, config: BotConfig, *, out: TextIO | None = None):
         self.spec: BotSpec = resolve_bot(name)
         self.config = config
         self.params = check_params(self.spec, config.params, config.source)
         self.instance = config.instance or (name if ":" not in name else self.spec.name)
-        self.out = out
+        self.out = out if out is not None else sys.stderr  # looked up now: callers may swap it
         self._stop_r, self._stop_w = os.pipe()
         for fd in (self._stop_r, self._stop_w):
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
@@ -141,7 +141,18 @@ class BotRunner:
 
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> int:
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         self._install_signals()
+        try:
+            return self._run()
+        finally:
+            signal.set_wakeup_fd(-1)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            os.close(self._stop_r)
+            os.close(self._stop_w)
+
+    def _run(self) -> int:
         session = self.connect()
         if session is None:
             return 0
@@ -178,10 +189,9 @@ class BotRunner:
             if session is not None and session.client is not None:
                 session.client.close()
             hbt.close()
-            signal.set_wakeup_fd(-1)
 
 
-def run_bot(name: str, config_path: str, *, out: TextIO = sys.stderr) -> int:
+def run_bot(name: str, config_path: str, *, out: TextIO | None = None) -> int:
     """Load, register, run; the exit status.  ConfigError/BotNotFoundError reach the caller."""
     config = load_config(config_path)
     if not config.assets:

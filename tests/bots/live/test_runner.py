@@ -155,3 +155,15 @@ def _rests(fake) -> bool:
         return int(seg.hdr[L.W_CURSOR]) > 0
     finally:
         seg.close()
+
+
+def test_a_bot_started_before_the_daemon_waits_with_a_clear_status(tmp_path, capsys):
+    cfg = tmp_path / "bot.toml"
+    cfg.write_text(GOOD.replace('instance = "t1"', f'instance = "t1"\ncontrol_socket = "{tmp_path}/none.sock"\n'
+                                                    'daemon_wait_s = 1.0'))
+    t0 = time.monotonic()
+    assert _main(["bot", "run", "grid", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "waiting for the daemon" in err and "none.sock" in err, err
+    assert "no daemon within 1.0 s" in err, err
+    assert 0.9 < time.monotonic() - t0 < 10
