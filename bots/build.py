@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from bots.asset import BacktestAsset
+from bots.constants import EventFlag
 from bots.backtest import Backtest, make_backtest
 from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
 from bots.data import inflate_cache
@@ -27,12 +28,13 @@ from bots.data.windows import CheckedMap, register
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
 from bots.sim.engine import CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED
-from bots.sim.fees import F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK
-from bots.sim.layout import order_dtype, state_values_dtype
+from bots.sim.layout import (
+    F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK, I_ASSET_KIND, I_ENTRY_NS, I_EXCH,
+    I_FEE_KIND, I_LAT_KIND, I_QUEUE, I_RESP_NS, I_TRADES_CAP, N_CFG, order_dtype, state_values_dtype,
+)
 from bots.sim.ref import borrow
 from shm.dtypes import event_dtype
 
-N_CFG = 10
 BUS_CAPACITY = 64
 ORDER_CAPACITY = 64
 
@@ -120,14 +122,14 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         cfg_f[a, F_MAKER] = asset._maker_fee
         cfg_f[a, F_TAKER] = asset._taker_fee
         cfg_f[a, F_QUEUE_N] = asset._queue_n
-        cfg_i[a, 0] = asset._asset_kind
-        cfg_i[a, 1] = asset._fee_kind
-        cfg_i[a, 2] = asset._queue
-        cfg_i[a, 3] = asset._exchange
-        cfg_i[a, 4] = asset._latency_kind
-        cfg_i[a, 5] = asset._entry_ns
-        cfg_i[a, 6] = asset._resp_ns
-        cfg_i[a, 7] = asset._trades_cap
+        cfg_i[a, I_ASSET_KIND] = asset._asset_kind
+        cfg_i[a, I_FEE_KIND] = asset._fee_kind
+        cfg_i[a, I_QUEUE] = asset._queue
+        cfg_i[a, I_EXCH] = asset._exchange
+        cfg_i[a, I_LAT_KIND] = asset._latency_kind
+        cfg_i[a, I_ENTRY_NS] = asset._entry_ns
+        cfg_i[a, I_RESP_NS] = asset._resp_ns
+        cfg_i[a, I_TRADES_CAP] = asset._trades_cap
         chunk_first[a] = len(chunks)
         # the files of an asset must follow each other in time (bots.data.continuity): ``tail``
         # is where the files so far end, None after a compressed file (known once inflated: the
@@ -256,7 +258,7 @@ def _apply_snapshot(bt, a, rows):
     for d in (2 * a, 2 * a + 1):
         for r in range(rows.shape[0]):
             ev = int(rows[r].ev)
-            if ev & (1 << 29):
+            if ev & EventFlag.BUY:
                 dp.update_bid(b, d, rows[r].px, rows[r].qty, tick, lot, 1.0 / tick, 1.0 / lot)
-            elif ev & (1 << 28):
+            elif ev & EventFlag.SELL:
                 dp.update_ask(b, d, rows[r].px, rows[r].qty, tick, lot, 1.0 / tick, 1.0 / lot)

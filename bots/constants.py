@@ -27,14 +27,42 @@ from shm.dtypes import (  # re-exported: the event flags are part of the bot API
 )
 
 __all__ = [
-    "ElapseResult", "ErrorCode", "Status", "Side", "TimeInForce", "OrdType",
+    "EventKind", "EventFlag", "ElapseResult", "ErrorCode", "Status", "Side", "TimeInForce", "OrdType",
     "BUY", "SELL", "NONE", "NEW", "EXPIRED", "FILLED", "CANCELED", "PARTIALLY_FILLED", "REJECTED",
     "REPLACED", "GTC", "GTX", "FOK", "IOC", "LIMIT", "MARKET", "UNSUPPORTED", "ALL_ASSETS",
-    "UNTIL_END_OF_DATA", "INVALID_MIN", "INVALID_MAX",
+    "UNTIL_END_OF_DATA", "INVALID_MIN", "INVALID_MAX", "KIND_MASK",
     "EXCH_EVENT", "LOCAL_EVENT", "BUY_EVENT", "SELL_EVENT", "DEPTH_EVENT", "TRADE_EVENT",
     "DEPTH_CLEAR_EVENT", "DEPTH_SNAPSHOT_EVENT", "DEPTH_BBO_EVENT", "ADD_ORDER_EVENT",
     "CANCEL_ORDER_EVENT", "MODIFY_ORDER_EVENT", "FILL_EVENT", "FUNDING_EVENT",
 ]
+
+
+class EventKind(IntEnum):
+    """The low byte of an event's ``ev``: what the row is (hftbacktest's values, from shm.dtypes)."""
+
+    DEPTH = DEPTH_EVENT
+    TRADE = TRADE_EVENT
+    DEPTH_CLEAR = DEPTH_CLEAR_EVENT
+    DEPTH_SNAPSHOT = DEPTH_SNAPSHOT_EVENT
+    DEPTH_BBO = DEPTH_BBO_EVENT
+    ADD_ORDER = ADD_ORDER_EVENT
+    CANCEL_ORDER = CANCEL_ORDER_EVENT
+    MODIFY_ORDER = MODIFY_ORDER_EVENT
+    FILL = FILL_EVENT
+    FUNDING = FUNDING_EVENT
+
+
+class EventFlag(IntEnum):
+    """The high bits of ``ev``: which timeline sees the row, and its side."""
+
+    EXCH = EXCH_EVENT
+    LOCAL = LOCAL_EVENT
+    BUY = BUY_EVENT
+    SELL = SELL_EVENT
+
+
+#: ``ev & KIND_MASK`` is the row's EventKind
+KIND_MASK = 0xFF
 
 
 class ElapseResult(IntEnum):

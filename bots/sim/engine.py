@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit, objmode, types
 
+from bots.constants import KIND_MASK, ElapseResult, EventFlag, EventKind
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import exchange as ex
@@ -31,13 +32,19 @@ from bots.sim.fees import apply_funding
 from shm.dtypes import event_dtype as _EVENT_DTYPE
 
 I64_MAX = (1 << 63) - 1
-LOCAL_EVENT = 1 << 30
-EXCH_EVENT = 1 << 31
+LOCAL_EVENT = EventFlag.LOCAL
+EXCH_EVENT = EventFlag.EXCH
 
-RES_OK = 0
-RES_END = 1
-RES_FEED = 2
-RES_RESP = 3
+RES_OK = ElapseResult.OK
+RES_END = ElapseResult.END_OF_DATA
+RES_FEED = ElapseResult.MARKET_FEED
+RES_RESP = ElapseResult.ORDER_RESPONSE
+
+# the four timestamp sources of an asset: vw.evs(bt)[4a + source] (see the module docstring)
+S_LOCAL_ROW = 0
+S_RESPONSE = 1
+S_EXCH_ROW = 2
+S_REQUEST = 3
 
 WAIT_NONE = 0
 WAIT_ANY = 1
@@ -328,28 +335,28 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
             bt.cur_ts = timestamp
             return result
         a = k >> 2
-        kind = k & 3
-        if kind == 0:
+        source = k & 3
+        if source == S_LOCAL_ROW:
             row = rows_of(bt, cur[a, C_LCHUNK])[cur[a, C_LROW]]
             lc.process_row(bt, a, row)
             evs[4 * a] = _advance(bt, a, C_LCHUNK, C_LROW, LOCAL_EVENT, True)
             if wait_next_feed:
                 timestamp = ts
                 result = RES_FEED
-        elif kind == 1:
+        elif source == S_RESPONSE:
             got = lc.receive(bt, a, ts, wait_kind == WAIT_ID and wait_asset == a, wait_id)
             if got or wait_kind == WAIT_ANY:
                 timestamp = ts
                 if wait_next_feed:
                     result = RES_RESP
             evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
-        elif kind == 2:
+        elif source == S_EXCH_ROW:
             row = rows_of(bt, cur[a, C_XCHUNK])[cur[a, C_XROW]]
             ev = int(row.ev)
             rc = ex.process_row(bt, a, ev, row.px, row.qty, row.exch_ts, row)
             if rc != 0:
                 return rc
-            if (ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT:
+            if (ev & LOCAL_EVENT) == 0 and (ev & KIND_MASK) == EventKind.FUNDING:
                 # A funding row only the exchange sees is still a payment on the account.
                 apply_funding(bt, a, row.px, row.fval)
             evs[4 * a + 2] = _advance(bt, a, C_XCHUNK, C_XROW, EXCH_EVENT, False)
@@ -480,7 +487,7 @@ def _exch_rows(bt, a, limit):
             ev = int(arr[r].ev)
             if (ev & EXCH_EVENT) != 0:
                 ts = arr[r].exch_ts
-                if ts > limit or ((ev & LOCAL_EVENT) == 0 and (ev & 0xFF) == lc.FUNDING_EVENT):
+                if ts > limit or ((ev & LOCAL_EVENT) == 0 and (ev & KIND_MASK) == EventKind.FUNDING):
                     _park(bt, a, C_XCHUNK, C_XROW, c, r, ts)
                     return 0 if ts > limit else _BARRIER
                 if not passive:

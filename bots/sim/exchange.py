@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bots.constants import (
+    KIND_MASK, ElapseResult, ErrorCode, EventFlag, EventKind, OrdType, Side, TimeInForce,
+)
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
@@ -44,22 +47,24 @@ NO_PARTIAL_FILL = 0
 PARTIAL_FILL = 1
 L3_FIFO = qm.L3_FIFO
 
-I_QUEUE = 2
-I_EXCH = 3
+from bots.sim.layout import I_EXCH, I_QUEUE  # noqa: E402  (config columns; re-exported)
 
-OK = 0
-ERR_ORDER_ID_EXIST = 10
-ERR_INVALID_ORDER_REQUEST = 13
-ERR_INVALID_ORDER_STATUS = 14
+# The codes are bots.constants' IntEnums (numba folds a member to its value).  OK and the order
+# fields below are their plain int values: they are also passed as kernel arguments, where an enum
+# member would be a type of its own and compile another specialisation.
+OK = int(ElapseResult.OK)
+ERR_ORDER_ID_EXIST = ErrorCode.ORDER_ID_EXIST
+ERR_INVALID_ORDER_REQUEST = ErrorCode.INVALID_ORDER_REQUEST
+ERR_INVALID_ORDER_STATUS = ErrorCode.INVALID_ORDER_STATUS
 
-GTC = 0
-GTX = 1
-FOK = 2
-IOC = 3
-LIMIT = 0
-MARKET = 1
-BUY = 1
-SELL = -1
+GTC = int(TimeInForce.GTC)
+GTX = int(TimeInForce.GTX)
+FOK = int(TimeInForce.FOK)
+IOC = int(TimeInForce.IOC)
+LIMIT = int(OrdType.LIMIT)
+MARKET = int(OrdType.MARKET)
+BUY = int(Side.BUY)
+SELL = int(Side.SELL)
 
 
 # -- bookkeeping of resting orders ------------------------------------------------------------------
@@ -307,23 +312,23 @@ def process_row(bt, a, ev, px, qty, ts, row):
         od.xord_compact(bt)  # safe here: no scan over xord is in progress
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
         return _l3_row(bt, a, ev, px, qty, ts, row)
-    kind = ev & 0xFF
-    buy = (ev & (1 << 29)) != 0
-    sell = (ev & (1 << 28)) != 0
+    kind = ev & KIND_MASK
+    buy = (ev & EventFlag.BUY) != 0
+    sell = (ev & EventFlag.SELL) != 0
     d = 2 * a + 1
     cf = vw.cfg_f(bt)
     tick_size = cf[a, F_TICK]
     lot = cf[a, F_LOT]
     inv_tick = cf[a, F_INV_TICK]
     inv_lot = cf[a, F_INV_LOT]
-    if kind == 3:  # depth clear
+    if kind == EventKind.DEPTH_CLEAR:  # depth clear
         if buy:
             dp.clear(bt, d, 1, px, tick_size)
         elif sell:
             dp.clear(bt, d, -1, px, tick_size)
         else:
             dp.clear(bt, d, 0, px, tick_size)
-    elif kind == 1 or kind == 4:  # depth / snapshot level
+    elif kind == EventKind.DEPTH or kind == EventKind.DEPTH_SNAPSHOT:  # depth / snapshot level
         if buy:
             tick, prev_best, best, prev_q, new_q = dp.update_bid(bt, d, px, qty, tick_size, lot, inv_tick, inv_lot)
             if _has_orders_at(bt, a, BUY, tick):
@@ -336,7 +341,7 @@ def process_row(bt, a, ev, px, qty, ts, row):
                 _on_qty_change(bt, a, SELL, tick, prev_q, new_q)
             if best < prev_best:
                 return _on_best_ask_down(bt, a, prev_best, best, ts)
-    elif kind == 2:  # trade: a buyer-initiated print can fill our sells, and vice versa
+    elif kind == EventKind.TRADE:  # trade: a buyer-initiated print can fill our sells, and vice versa
         if buy:
             return _on_trade(bt, a, SELL, to_tick_by(px, tick_size, inv_tick), qty, ts)
         elif sell:
@@ -398,27 +403,27 @@ def _l3_crossed(bt, a, side, prev_best, best, ts):
 @kernel(error_model="numpy")
 def _process_l3(bt, a, ev, px, qty, ts, row):
     """One exchange-timeline row of an L3 asset (hftbacktest's L3NoPartialFillExchange order)."""
-    kind = ev & 0xFF
+    kind = ev & KIND_MASK
     d = 2 * a + 1
     cf = vw.cfg_f(bt)
-    if kind == 10:  # add order
+    if kind == EventKind.ADD_ORDER:  # add order
         side = mbo.row_side(ev)
         code, prev_best, best = mbo.add(bt, d, np.int64(row.order_id), side, px, qty, cf[a, F_TICK])
         if code != OK:
             mbo.row_error(bt, a, code, d, row)
         return _l3_crossed(bt, a, side, prev_best, best, ts)
-    if kind == 11:  # cancel order
+    if kind == EventKind.CANCEL_ORDER:  # cancel order
         code = mbo.cancel(bt, d, np.int64(row.order_id), cf[a, F_LOT])
         if code != OK:
             mbo.row_error(bt, a, code, d, row)
         return OK
-    if kind == 12:  # modify order
+    if kind == EventKind.MODIFY_ORDER:  # modify order
         code, side, prev_best, best = mbo.modify(bt, d, np.int64(row.order_id), px, qty, cf[a, F_TICK],
                                                  cf[a, F_LOT])
         if code != OK:
             mbo.row_error(bt, a, code, d, row)
         return _l3_crossed(bt, a, side, prev_best, best, ts)
-    if kind == 13:  # fill of a resting order: ours queued ahead of it were executed first
+    if kind == EventKind.FILL:  # fill of a resting order: ours queued ahead of it were executed first
         oid = np.int64(row.order_id)
         found, side, tick, _qty, _seq = l3.order_info(mbo.book(bt), d, oid)
         if not found:
@@ -430,7 +435,7 @@ def _process_l3(bt, a, ev, px, qty, ts, row):
         if code != OK:
             mbo.row_error(bt, a, code, d, row)
         return _l3_settle(bt, a, out, m, ts, False)
-    if kind == 3:  # depth clear: the side's orders leave, ours expire
+    if kind == EventKind.DEPTH_CLEAR:  # depth clear: the side's orders leave, ours expire
         side = mbo.row_side(ev)
         mbo.clear(bt, d, side)
         out = mbo.ids(bt)
@@ -438,7 +443,7 @@ def _process_l3(bt, a, ev, px, qty, ts, row):
         if code != OK:
             return code
         return _l3_settle(bt, a, out, m, ts, True)
-    if kind == 1 or kind == 4:
+    if kind == EventKind.DEPTH or kind == EventKind.DEPTH_SNAPSHOT:
         mbo.row_error(bt, a, mbo.ERR_L2_ROW, d, row)
     return OK  # trades (the bot's last_trades only), BBO, funding, custom rows
 

@@ -19,18 +19,10 @@ FEE_BY_VALUE = 0
 FEE_BY_QTY = 1
 FEE_FLAT = 2
 
-# cfg_f columns
-F_TICK = 0
-F_LOT = 1
-F_CONTRACT = 2
-F_MAKER = 3
-F_TAKER = 4
-F_QUEUE_N = 5
-F_INV_TICK = 6  # 1 / tick size (division-free rounding, bots.sim.mathx.to_tick_by)
-F_INV_LOT = 7  # 1 / lot size
-# cfg_i columns
-I_ASSET_KIND = 0
-I_FEE_KIND = 1
+# the config columns (named in bots.sim.layout; imported from here by older callers too)
+from bots.sim.layout import (  # noqa: E402,F401
+    F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK, I_ASSET_KIND, I_FEE_KIND,
+)
 
 
 @njit(cache=True, inline="always", error_model="numpy")

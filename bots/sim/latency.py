@@ -17,10 +17,7 @@ from numba import njit
 CONSTANT = 0
 INTERPOLATED = 1
 
-# cfg_i columns used here (see bots.backtest for the full table)
-I_LAT_KIND = 4
-I_ENTRY_NS = 5
-I_RESP_NS = 6
+from bots.sim.layout import I_ENTRY_NS, I_LAT_KIND, I_RESP_NS  # noqa: E402  (config columns)
 
 
 @njit(cache=True, inline="always", error_model="numpy")

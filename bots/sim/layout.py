@@ -11,7 +11,38 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["order_dtype", "state_values_dtype", "record_dtype", "latency_row_dtype"]
+__all__ = [
+    "order_dtype", "state_values_dtype", "record_dtype", "latency_row_dtype", "N_CFG",
+    "F_TICK", "F_LOT", "F_CONTRACT", "F_MAKER", "F_TAKER", "F_QUEUE_N", "F_INV_TICK", "F_INV_LOT",
+    "I_ASSET_KIND", "I_FEE_KIND", "I_QUEUE", "I_EXCH", "I_LAT_KIND", "I_ENTRY_NS", "I_RESP_NS", "I_TRADES_CAP",
+]
+
+# -- the config matrices: one row per asset, set by bots.build, read by the kernels ---------------
+# Every column is named here and only here; the modules that read a column import its name.
+
+# cfg_f (float64) columns
+F_TICK = 0
+F_LOT = 1
+F_CONTRACT = 2    # contract size (linear: quote per unit; inverse: base per contract)
+F_MAKER = 3       # maker fee (bots.sim.fees: its unit depends on the fee kind)
+F_TAKER = 4       # taker fee
+F_QUEUE_N = 5     # the probabilistic queue models' exponent n
+F_INV_TICK = 6    # 1 / tick size (division-free rounding, bots.sim.mathx.to_tick_by)
+F_INV_LOT = 7     # 1 / lot size
+
+# cfg_i (int64) columns
+I_ASSET_KIND = 0  # bots.sim.fees LINEAR / INVERSE
+I_FEE_KIND = 1    # bots.sim.fees FEE_BY_VALUE / FEE_BY_QTY / FEE_FLAT
+I_QUEUE = 2       # bots.sim.queue model kind (L3_FIFO: market-by-order)
+I_EXCH = 3        # bots.sim.exchange NO_PARTIAL_FILL / PARTIAL_FILL
+I_LAT_KIND = 4    # bots.sim.latency CONSTANT / INTERPOLATED
+I_ENTRY_NS = 5    # constant order entry latency
+I_RESP_NS = 6     # constant order response latency
+I_TRADES_CAP = 7  # last_trades capacity (0: not kept)
+
+#: columns of each config matrix (both have the same width): the 8 above and 2 spare, always zero,
+#: kept because bots.live.binding allocates this width too (import N_CFG rather than repeat it)
+N_CFG = 10
 
 order_dtype = np.dtype(
     [

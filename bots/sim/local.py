@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bots.constants import KIND_MASK, ElapseResult, ErrorCode, EventFlag, EventKind
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
@@ -24,36 +25,36 @@ from bots.sim.l3gate import l3_gate
 from bots.sim.latency import entry
 from bots.sim.mathx import to_tick
 
-OK = 0
-ERR_ORDER_ID_EXIST = 10
-ERR_ORDER_REQUEST_IN_PROCESS = 11
-ERR_ORDER_NOT_FOUND = 12
-ERR_INVALID_ORDER_REQUEST = 13
+OK = int(ElapseResult.OK)  # a plain int: also passed as a kernel argument (see bots.sim.exchange)
+ERR_ORDER_ID_EXIST = ErrorCode.ORDER_ID_EXIST
+ERR_ORDER_REQUEST_IN_PROCESS = ErrorCode.ORDER_REQUEST_IN_PROCESS
+ERR_ORDER_NOT_FOUND = ErrorCode.ORDER_NOT_FOUND
+ERR_INVALID_ORDER_REQUEST = ErrorCode.INVALID_ORDER_REQUEST
 
-I_TRADES_CAP = 7
-FUNDING_EVENT = 102
+from bots.sim.layout import I_TRADES_CAP  # noqa: E402  (config column)
+FUNDING_EVENT = EventKind.FUNDING
 
 
 @kernel(error_model="numpy")
 def process_row(bt, a, row):
     """Apply one local-timeline data row of asset ``a``."""
     ev = int(row.ev)
-    kind = ev & 0xFF
-    buy = (ev & (1 << 29)) != 0
-    sell = (ev & (1 << 28)) != 0
+    kind = ev & KIND_MASK
+    buy = (ev & EventFlag.BUY) != 0
+    sell = (ev & EventFlag.SELL) != 0
     d = 2 * a
     cf = vw.cfg_f(bt)
     if vw.cfg_i(bt)[a, I_QUEUE] == L3_FIFO:
         _l3_row(bt, a, row, kind)
-    elif kind == 1 or kind == 4:
+    elif kind == EventKind.DEPTH or kind == EventKind.DEPTH_SNAPSHOT:
         if buy:
             dp.update_bid(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
         elif sell:
             dp.update_ask(bt, d, row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT], cf[a, F_INV_TICK], cf[a, F_INV_LOT])
-    elif kind == 2:
+    elif kind == EventKind.TRADE:
         if vw.cfg_i(bt)[a, I_TRADES_CAP] > 0:
             _push_trade(bt, a, row)
-    elif kind == 3:
+    elif kind == EventKind.DEPTH_CLEAR:
         if buy:
             dp.clear(bt, d, 1, row.px, cf[a, F_TICK])
         elif sell:
@@ -74,20 +75,20 @@ def _process_l3(bt, a, row, kind):
     d = 2 * a
     cf = vw.cfg_f(bt)
     code = OK
-    if kind == 10:
+    if kind == EventKind.ADD_ORDER:
         code = mbo.add(bt, d, np.int64(row.order_id), mbo.row_side(int(row.ev)), row.px, row.qty, cf[a, F_TICK])[0]
-    elif kind == 11:
+    elif kind == EventKind.CANCEL_ORDER:
         code = mbo.cancel(bt, d, np.int64(row.order_id), cf[a, F_LOT])
-    elif kind == 12:
+    elif kind == EventKind.MODIFY_ORDER:
         code = mbo.modify(bt, d, np.int64(row.order_id), row.px, row.qty, cf[a, F_TICK], cf[a, F_LOT])[0]
-    elif kind == 3:
+    elif kind == EventKind.DEPTH_CLEAR:
         mbo.clear(bt, d, mbo.row_side(int(row.ev)))
-    elif kind == 2:
+    elif kind == EventKind.TRADE:
         if vw.cfg_i(bt)[a, I_TRADES_CAP] > 0:
             _push_trade(bt, a, row)
     elif kind == FUNDING_EVENT:
         apply_funding(bt, a, row.px, row.fval)
-    elif kind == 1 or kind == 4:
+    elif kind == EventKind.DEPTH or kind == EventKind.DEPTH_SNAPSHOT:
         code = mbo.ERR_L2_ROW
     if code != OK:
         mbo.row_error(bt, a, code, d, row)

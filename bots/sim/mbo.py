@@ -21,6 +21,7 @@ import weakref
 import numpy as np
 from numba import carray, njit
 
+from bots.constants import KIND_MASK, EventFlag
 from bots.sim.jit import kernel
 from bots.sim import depth as dp
 from bots.sim import depth_l3 as l3
@@ -114,9 +115,9 @@ def clear(bt, d, side):
 @njit(cache=True, inline="always", error_model="numpy")
 def row_side(ev):
     """BUY (1), SELL (-1) or 0 from a row's side bits."""
-    if (ev & (1 << 29)) != 0:
+    if (ev & EventFlag.BUY) != 0:
         return 1
-    if (ev & (1 << 28)) != 0:
+    if (ev & EventFlag.SELL) != 0:
         return -1
     return 0
 
@@ -149,7 +150,7 @@ def _locate(bt, a, row):
 def row_error(bt, a, code, d, row):
     """Raise the :class:`L3RowError` for ``code`` on ``row`` of asset ``a``'s data (book ``d``)."""
     k, r = _locate(bt, a, row)
-    raise L3RowError(code, int(row.ev) & 0xFF, bt.run_key, a, k, r, d & 1, int(row.order_id), row.px, row.qty)
+    raise L3RowError(code, int(row.ev) & KIND_MASK, bt.run_key, a, k, r, d & 1, int(row.order_id), row.px, row.qty)
 
 
 _KIND_NAMES = {

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import numpy as np
+from bots.constants import Status
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 
@@ -29,14 +30,16 @@ B_HEAD = 0
 B_LEN = 1
 B_LAST_TS = 2
 
-ST_NONE = 0
-ST_NEW = 1
-ST_EXPIRED = 2
-ST_FILLED = 3
-ST_CANCELED = 4
-ST_PARTIAL = 5
-ST_REJECTED = 6
-ST_REPLACED = 7
+# Order status and request codes: bots.constants.Status (numba folds its members); the short names
+# read better in the kernels and are what other modules import.
+ST_NONE = Status.NONE
+ST_NEW = Status.NEW
+ST_EXPIRED = Status.EXPIRED
+ST_FILLED = Status.FILLED
+ST_CANCELED = Status.CANCELED
+ST_PARTIAL = Status.PARTIALLY_FILLED
+ST_REJECTED = Status.REJECTED
+ST_REPLACED = Status.REPLACED
 
 I64_MAX = (1 << 63) - 1
 

@@ -15,6 +15,8 @@ from numba import carray, njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
+from bots.sim.layout import N_CFG
+
 
 @intrinsic
 def as_voidptr(typingctx, addr):
@@ -69,12 +71,12 @@ def chunk_count(bt):
 
 @njit(cache=True)
 def cfg_f(bt):
-    return carray(as_voidptr(bt.p_cfg_f), (bt.n_assets, 10), np.float64)
+    return carray(as_voidptr(bt.p_cfg_f), (bt.n_assets, N_CFG), np.float64)
 
 
 @njit(cache=True)
 def cfg_i(bt):
-    return carray(as_voidptr(bt.p_cfg_i), (bt.n_assets, 10), np.int64)
+    return carray(as_voidptr(bt.p_cfg_i), (bt.n_assets, N_CFG), np.int64)
 
 
 @njit(cache=True)
