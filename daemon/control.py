@@ -271,9 +271,17 @@ class ControlServer:
         """Missed heartbeats close the bot's connection (which applies the policy); responses held
         back by a full channel are retried."""
         period = min(0.1, self.cfg.heartbeat_interval_s / 2)
+        last = time.monotonic()
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            if now - last > max(1.0, 10 * period):
+                # the loop itself was stalled: heartbeats may sit unread in the sockets, so silence
+                # is no evidence of a dead bot; give everyone a fresh interval instead of killing them
+                log.warning("control: event loop stalled %.1f s; heartbeat deadlines extended", now - last)
+                for c in self.conns:
+                    c.last_heartbeat = max(c.last_heartbeat, now - self.cfg.heartbeat_interval_s)
+            last = now
             for c in list(self.conns):
                 if c.bot is not None and now - c.last_heartbeat > self.cfg.heartbeat_timeout_s:
                     log.warning("control: bot %s sent no heartbeat for %.1f s; treating it as dead", c.bot,

@@ -337,9 +337,8 @@ class ControlClient:
         pairs = [[str(v), str(s)] for v, s in assets]
         if not pairs:
             raise ValueError("register: at least one (venue, symbol) asset is required")
-        self._send({"type": Msg.REGISTER, "bot": bot, "assets": pairs, "pid": os.getpid(),
-                    "proto": PROTOCOL_VERSION})
-        msg = self._recv_direct()
+        msg = self._ask({"type": Msg.REGISTER, "bot": bot, "assets": pairs, "pid": os.getpid(),
+                         "proto": PROTOCOL_VERSION})
         if msg["type"] == Msg.ERROR:
             raise RegistrationRefusedError(str(msg.get("code", "")), str(msg.get("text", "")))
         if msg["type"] != Msg.REGISTERED:
@@ -358,8 +357,11 @@ class ControlClient:
 
     def list_bots(self) -> list[dict]:
         """The daemon's table of bots (what ``hftd bot ls`` prints)."""
-        self._send({"type": Msg.LIST_BOTS})
-        msg = self._recv_direct() if self.registration is None else self._recv_reply()
+        if self.registration is None:
+            msg = self._ask({"type": Msg.LIST_BOTS})
+        else:
+            self._send({"type": Msg.LIST_BOTS})
+            msg = self._recv_reply()
         if msg["type"] == Msg.ERROR:
             raise RegistrationRefusedError(str(msg.get("code", "")), str(msg.get("text", "")))
         if msg["type"] != Msg.BOTS or not isinstance(msg.get("bots"), list):
@@ -416,6 +418,19 @@ class ControlClient:
             except OSError as exc:
                 self._alive = False
                 raise DaemonUnavailableError(f"control connection to {self.socket_path} lost: {exc}") from None
+
+    def _ask(self, msg: dict) -> dict:
+        """Send, then read the answer on this thread.  A daemon that refuses a peer answers and
+        closes at once, possibly before our frame arrives: then the send fails but the refusal is
+        waiting in the socket, and that is what the caller must hear."""
+        try:
+            self._send(msg)
+        except DaemonUnavailableError as exc:
+            try:
+                return self._recv_direct()
+            except ControlError:
+                raise exc from None
+        return self._recv_direct()
 
     def _recv_direct(self) -> dict:
         """Read one message on the calling thread (before the reader thread runs)."""
