@@ -72,6 +72,8 @@ def _config_from_args(args):
             raise ConfigError(f"--example {args.example}: no such example (hftd backtest --list)")
         if args.inputs:
             raise ConfigError("--example takes its data from --data, not from positional files")
+        if not args.data:
+            raise ConfigError(f"--example {args.example} needs --data FILE... (e.g. from hftd synth)")
         return load_config(path, overrides)
     if len(args.inputs) == 1 and args.inputs[0].endswith(".toml"):
         return load_config(args.inputs[0], overrides)
@@ -108,7 +110,7 @@ def _list_examples() -> int:
     for name, target in EXAMPLES.items():
         fn = resolve_strategy(name)
         params = ", ".join(f"{p.name}={p.default!r}" for p in strategy_params(fn).values())
-        doc = (inspect.getdoc(inspect.getmodule(fn)) or "").splitlines()[0]
+        doc = (inspect.getdoc(fn) or inspect.getdoc(inspect.getmodule(fn)) or "").splitlines()[0]
         print(f"{name:<6} {target}\n       {doc}\n       {params}")
     return 0
 
