@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from bots.data import inflate_cache, windows
+from bots.data.member import INFLATE_ERRORS, open_member
 from bots.data.continuity import SCAN_ROWS, Head, Tail, check_seam, head_of
 from bots.data.validate import RowChecker, check_dtype
 from bots.errors import DataError
@@ -516,7 +517,7 @@ def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, n
         written.append(np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,), offset=offset))
         return written[-1]
 
-    with zipfile.ZipFile(source) as zf, zf.open(_MEMBER) as f, open(target, "r+b") as out:
+    with open_member(source, _MEMBER) as f, open(target, "r+b") as out:
         _read_npy_header(f)
         out.seek(offset)
         done = 0
@@ -576,9 +577,9 @@ def _child_main(jobs_file: str) -> int:
                          job.get("next_head"), job.get("offset", 0), Path(job["final"]) if job.get("final") else None)
         except _ParentGone:
             return 0
-        except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error) as exc:
+        except (DataError, OSError, zipfile.BadZipFile, EOFError, ValueError, *INFLATE_ERRORS) as exc:
             message = str(exc) if isinstance(exc, DataError) else f"{job['source']}: corrupt or unreadable ({exc})"
-            Path(job["target"]).with_suffix(".error").write_text(message)
+            (Path(spec["status"]).parent / f"{i}.error").write_text(message)  # where _failure reads it
             status.ready[i] = FAILED
             return 1
         status.child_rss_kb[1] = _peak_rss_kb()

@@ -1,0 +1,126 @@
+"""Reading the ``data.npy`` member of an ``.npz`` as a stream, with the fastest inflater at hand.
+
+``zipfile`` inflates with the standard zlib, ~140 MB/s of output on this machine; ISA-L
+(``isal``, Intel's Intelligent Storage Acceleration Library) inflates the same raw deflate stream
+~3x faster, which is most of the cost of a backtest over hftbacktest's compressed files.  This
+reader finds the member's bytes in the zip itself, inflates them with ``isal_zlib`` (falling back
+to ``zlib`` where it is not installed), and checks the member's CRC-32 at its end as ``zipfile``
+does, so a damaged file is still an error, never wrong rows.  Stored (uncompressed) members are
+read as they are.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+import zlib
+
+try:  # an optional accelerator: the same API as zlib
+    from isal import isal_zlib as _inflater
+    INFLATER = "isal"
+except ImportError:  # pragma: no cover - isal is a dependency; kept working without it
+    _inflater = zlib
+    INFLATER = "zlib"
+
+__all__ = ["open_member", "MemberStream", "INFLATER", "INFLATE_ERRORS"]
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_LOCAL_MAGIC = b"PK\x03\x04"
+#: compressed bytes handed to the inflater per call
+_IN_CHUNK = 1 << 20
+#: what a damaged deflate stream raises, whichever inflater is used
+INFLATE_ERRORS = (zlib.error,) + ((_inflater.error,) if _inflater is not zlib else ())
+
+
+class MemberStream:
+    """``read(n)`` returns up to ``n`` bytes of the member's content (fewer only at its end)."""
+
+    def __init__(self, path, member: str = "data.npy") -> None:
+        self._f = open(path, "rb")
+        try:
+            with zipfile.ZipFile(self._f) as zf:
+                info = zf.getinfo(member)
+            self._f.seek(info.header_offset)
+            fields = _LOCAL_HEADER.unpack(self._f.read(_LOCAL_HEADER.size))
+            if fields[0] != _LOCAL_MAGIC:
+                raise zipfile.BadZipFile(f"bad local header of member {member!r}")
+            self._f.seek(info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1])
+        except BaseException:
+            self._f.close()
+            raise
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            self._inflate = _inflater.decompressobj(-15)
+        elif info.compress_type == zipfile.ZIP_STORED:
+            self._inflate = None
+        else:
+            self._f.close()
+            raise zipfile.BadZipFile(f"member {member!r}: unsupported compression method {info.compress_type}")
+        self._left_in = info.compress_size
+        self._left_out = info.file_size
+        self._crc_want = info.CRC
+        self._crc = 0
+        self._pending = b""  # inflated bytes beyond the last read's request
+
+    def read(self, n: int) -> bytes:
+        n = min(n, self._left_out)
+        parts = []
+        got = 0
+        if self._pending:
+            take = self._pending[:n]
+            self._pending = self._pending[n:]
+            parts.append(take)
+            got = len(take)
+        while got < n:
+            chunk = self._more(n - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        data = b"".join(parts) if len(parts) != 1 else parts[0]
+        if len(data) < n:  # the stream ended before the size the zip directory declares
+            raise zipfile.BadZipFile(f"the member's data ends {self._left_out - len(data)} bytes early")
+        if len(data) > n:
+            self._pending = data[n:] + self._pending
+            data = data[:n]
+        self._crc = _inflater.crc32(data, self._crc)
+        self._left_out -= len(data)
+        if self._left_out == 0 and self._crc != self._crc_want:
+            raise zipfile.BadZipFile(f"CRC-32 mismatch in the member (0x{self._crc:08x} != 0x{self._crc_want:08x})")
+        return data
+
+    def _more(self, want: int) -> bytes:
+        if self._inflate is None:
+            if self._left_in <= 0:
+                return b""
+            raw = self._f.read(min(want, self._left_in))
+            self._left_in -= len(raw)
+            return raw
+        while True:
+            tail = self._inflate.unconsumed_tail
+            if tail:
+                out = self._inflate.decompress(tail, want)
+            else:
+                if self._left_in <= 0:
+                    # all input given: what the inflater still holds (isal keeps output back
+                    # past max_length without an unconsumed tail); may exceed ``want``
+                    return b"" if self._inflate.eof else self._inflate.flush()
+                raw = self._f.read(min(_IN_CHUNK, self._left_in))
+                if not raw:
+                    raise EOFError("the compressed member ends early")
+                self._left_in -= len(raw)
+                out = self._inflate.decompress(raw, want)
+            if out or self._inflate.eof:
+                return out
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "MemberStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_member(path, member: str = "data.npy") -> MemberStream:
+    return MemberStream(path, member)
