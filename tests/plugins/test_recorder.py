@@ -211,3 +211,79 @@ def test_a_second_recorder_of_a_ring_waits_for_the_first(shm_namespace, tmp_path
         RingRecorder(RING, tmp_path, lock_timeout_s=0.3).close()  # free again
     finally:
         writer.close()
+
+
+def test_a_lap_is_logged_and_marked_in_the_file_with_an_invalidating_clear(shm_namespace, tmp_path, caplog):
+    from daemon.records import INVALID_BOOK_IVAL
+
+    t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
+    writer = RingWriter.create(RING, capacity=1 << 10)
+    try:
+        rec = RingRecorder(RING, tmp_path, batch_records=4096)
+        writer.publish(rows(0, 100, t0))
+        assert rec.poll() == 100
+        for k in range(100, 3100, 500):  # three laps' worth while the recorder sleeps
+            writer.publish(rows(k, 500, t0))
+        with caplog.at_level("ERROR", logger="hftd.plugins.recorder"):
+            while rec.poll():
+                pass
+        lost = rec.lost  # at least what no longer fits the ring (the reader resumes a little inside it)
+        assert rec.laps == 1 and 3000 - (1 << 10) <= lost < 3000
+        assert any("LAPPED" in r.message and str(lost) in r.message for r in caplog.records)
+        rec.close()
+    finally:
+        writer.close()
+    [got] = recorded(tmp_path, RING)
+    assert np.array_equal(got[:100], rows(0, 100, t0))
+    mark = got[100:102]  # the hole: a clear of both sides that says the book is invalid
+    assert list(mark["ev"] & KIND_MASK) == [DEPTH_CLEAR_EVENT, DEPTH_CLEAR_EVENT]
+    assert (mark["ival"] == INVALID_BOOK_IVAL).all()
+    assert np.array_equal(got[102:], rows(100 + lost, 3000 - lost, t0))
+
+
+def test_a_gated_ring_never_waits_for_the_recorder(shm_namespace, tmp_path):
+    writer = RingWriter.create(RING, capacity=1 << 10, gated=True, gate_timeout_ns=3_000_000_000)
+    try:
+        rec = RingRecorder(RING, tmp_path)  # attached, but never reading while the writer writes
+        t = time.monotonic()
+        for k in range(0, 4096, 256):
+            writer.publish(rows(k, 256, 0))
+        assert time.monotonic() - t < 1.5, "the gated writer waited for the recorder"
+        assert rec.poll() > 0 and rec.laps == 1  # it was lapped instead, and says so
+        rec.close()
+    finally:
+        writer.close()
+
+
+def test_the_sleep_between_drains_keeps_a_ring_under_a_quarter_full_at_the_peak_rate():
+    from plugins.recorder import RING_FILL, park_s
+
+    assert park_s([1 << 16], 0.01, 0.0, peak_records_per_s=2e6) == pytest.approx(RING_FILL * 65536 / 2e6)
+    assert park_s([1 << 20], 0.01, 0.0, peak_records_per_s=2e6) == 0.01  # a big ring: the idle cap
+    # a rate above the peak shortens it; the smallest ring rules
+    assert park_s([1 << 20, 1 << 16], 0.01, 8e6, peak_records_per_s=2e6) == pytest.approx(RING_FILL * 65536 / 8e6)
+
+
+def test_the_recorders_hash_book_has_the_levels_a_sorted_book_has():
+    """Random inserts, updates and deletes over thousands of prices (the tables grow several times),
+    clears in between: the same levels, best first, as ``daemon.book.LevelBook``."""
+    from plugins.recorder import HashBook
+
+    rng = np.random.default_rng(7)
+    n = 60_000
+    i = np.arange(n)
+    recs = np.zeros(n, event_dtype)
+    recs["ev"] = np.where(i % 2 == 0, BID_DEPTH, ASK_DEPTH)
+    recs["exch_ts"] = i
+    recs["px"] = np.where(i % 2 == 0, 1000.0 - rng.integers(1, 6000, n) * 0.1, 1000.0 + rng.integers(1, 6000, n) * 0.1)
+    recs["qty"] = np.where(rng.random(n) < 0.3, 0.0, rng.integers(1, 9, n).astype(float))
+    clears = np.array(clear_rows(5, 5, 0), event_dtype)
+    stream = np.concatenate([recs[:20_000], clears, recs[20_000:]])
+    hashed, sorted_ = HashBook(slots=64), LevelBook()
+    for k in range(0, len(stream), 777):
+        hashed.apply(stream[k : k + 777])
+    sorted_.apply(stream)
+    assert hashed.keys.shape[1] > 64  # it grew
+    assert list(hashed.bid_levels().items()) == list(sorted_.bid_levels().items())
+    assert list(hashed.ask_levels().items()) == list(sorted_.ask_levels().items())
+    assert len(hashed.bid_levels()) > 1000
