@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import pytest
 from numba import njit
 
 HERE = Path(__file__).resolve().parent
@@ -109,8 +110,9 @@ def test_grid_example_runs_unchanged_over_a_fake_daemon(shm_namespace, tmp_path)
     hbt.close()
 
 
-def test_a_gap_empties_the_book_until_the_next_snapshot(shm_namespace):
-    from bots.live import HashMapMarketDepthLiveBot, LiveLink
+@pytest.mark.parametrize("roi", [False, True], ids=["hashmap", "roi"])
+def test_a_gap_empties_the_book_until_the_next_snapshot(shm_namespace, roi):
+    from bots.live import HashMapMarketDepthLiveBot, LiveLink, ROIVectorMarketDepthLiveBot
     from daemon.records import ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, clear_rows, to_batch
     from shm import ChannelWriter, RingWriter, segment_name
     from shm import layout as L
@@ -126,7 +128,10 @@ def test_a_gap_empties_the_book_until_the_next_snapshot(shm_namespace):
     ring.publish(to_batch(clear_rows(t, t, 1) + [(BID_SNAPSHOT, t, t, 100.0, 1.0, 0, 0, 0.0),
                                                  (ASK_SNAPSHOT, t, t, 100.5, 2.0, 0, 0, 0.0)]))
     link = LiveLink.open([ring.name], requests.name, responses.name, create_requests=False)
-    hbt = HashMapMarketDepthLiveBot([_asset()], link)
+    if roi:
+        hbt = ROIVectorMarketDepthLiveBot([_asset().roi_lb(80.0).roi_ub(120.0)], link)
+    else:
+        hbt = HashMapMarketDepthLiveBot([_asset()], link)
     try:
         hbt.pump()
         assert _touch(hbt) == (100.0, 100.5, 1.0)
