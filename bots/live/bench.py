@@ -10,11 +10,12 @@ Latency = the request's ``request_ts`` (the bot's realtime clock just before it 
 the same system clock; each stamp comes a few tens of ns before the write it stands for.  Records
 are paced, so every figure is one record's latency, not a queue's.
 
-With one bot the headline figures use the ``spin`` wait strategy: one core for the bot, the other
-for the daemon.  Four bots cannot each own a core on this 2-core machine: four spinning bots would
-take turns by scheduler ticks (milliseconds), so the headline 4-bot figures use ``yield`` (a
-waiting bot gives its core to the others at once).  Every strategy is measured and shown; host
-steal (/proc/stat) is reported beside each figure.
+Every wait strategy is measured with one and with four bots; the headline figures of each are the
+strategy with the lowest p99, named in the notes.  On an idle machine one spinning bot owns a core
+and wins; four bots cannot each own a core on 2 cores, and when other work shares the machine a
+spinning bot is descheduled for milliseconds (the scheduler charges it for all that spinning)
+while a parked one is woken promptly: ``backoff`` then wins.  Host steal (/proc/stat) and the load
+average are reported beside each figure.
 
 TODO roundtrip_p50_us / roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator) need the
 daemon's order path wired end to end with the emulator; this bench does not measure them yet.
@@ -176,18 +177,21 @@ def run(args):
             res.metrics[f"{key}_{wait}_p50_us"] = r["p50_us"]
             res.metrics[f"{key}_{wait}_p99_us"] = r["p99_us"]
             res.metrics[f"{key}_{wait}_host_steal_pct"] = r["steal_pct"]
-    one = results.get((1, "spin")) or next((v for (n, _), v in results.items() if n == 1), None)
-    four = results.get((4, "yield")) or next((v for (n, _), v in results.items() if n == 4), None)
-    if one is not None:
-        res.metrics["tick_to_order_p50_us"] = one["p50_us"]
-        res.metrics["tick_to_order_p99_us"] = one["p99_us"]
-        res.notes.append(f"tick_to_order_p50/p99_us: 1 bot, wait strategy {one['wait']} "
-                         f"(host steal {one['steal_pct']:.1f} %)")
-    if four is not None:
-        res.metrics["tick_to_order_4bots_p50_us"] = four["p50_us"]
-        res.metrics["tick_to_order_4bots_p99_us"] = four["p99_us"]
-        res.notes.append(f"tick_to_order_4bots_p50/p99_us: 4 bots on {os.cpu_count()} cores, wait strategy "
-                         f"{four['wait']} (spinning bots outnumber the cores; host steal {four['steal_pct']:.1f} %)")
+    def pick(n):
+        # the strategy to deploy on this machine: the lowest p99 measured (a spinning bot wins on an idle
+        # machine and loses by milliseconds when other work shares the cores)
+        cands = [v for (k, _), v in results.items() if k == n and v["p99_us"] == v["p99_us"]]
+        return min(cands, key=lambda v: v["p99_us"]) if cands else None
+
+    for n, key in ((1, "tick_to_order"), (4, "tick_to_order_4bots")):
+        best = pick(n)
+        if best is None:
+            continue
+        res.metrics[f"{key}_p50_us"] = best["p50_us"]
+        res.metrics[f"{key}_p99_us"] = best["p99_us"]
+        res.notes.append(f"{key}_p50/p99_us: {n} bot(s) on {os.cpu_count()} cores, wait strategy {best['wait']} "
+                         f"(lowest p99 of {', '.join(s for (k, s) in results if k == n)}); host steal "
+                         f"{best['steal_pct']:.1f} %, load average {best['load']:.1f}")
     res.notes.append("coalesced = records a bot answered together with later ones: it woke late, found several "
                      "and answered the last (wait_next_feed applies everything waiting); their latency is that "
                      "of that later request. missing = records no request answered; loadavg = 1-min load")
