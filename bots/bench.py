@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bots import bench_inputs
 from hftd.bench import BenchResult
 
 
@@ -36,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--l3-events", type=int, default=2_000_000,
                         help="events in the synthetic market-by-order file of the L3 case")
     parser.add_argument("--skip-l3", action="store_true", help="do not run the L3 case")
+    bench_inputs.add_arguments(parser)
     # 7, not 3: on this VM a process runs the same backtest either fast or ~40 % slower and stays in
     # that mode for its whole life (hftd and hftbacktest alike; not tied to a cpu or to the data, and
     # LLVM's 32-byte branch alignment did not remove it), so a median of 3 processes swung
@@ -132,4 +134,6 @@ def _measure(args, path: Path, l3_path: Path | None, res: BenchResult, cold_env:
                          "with l3_fifo_queue_model()")
     res.notes.append(f"each run is a fresh process; elapsed = building the backtest + the bot call; "
                      f"median of {max(1, args.repeats)} alternating rounds (peak RSS: the largest)")
+    if not args.skip_reference:
+        bench_inputs.measure(args, res, path, cold_env)
     return res

@@ -19,7 +19,7 @@ import resource  # noqa: E402
 ROI = (1900.0, 2100.0)
 
 
-def _asset(mod, data, l3=False):
+def _asset(mod, data, l3=False, tick=0.01, lot=0.001, roi=ROI):
     asset = (
         mod.BacktestAsset()
         .data([data])
@@ -27,13 +27,29 @@ def _asset(mod, data, l3=False):
         .constant_order_latency(1_000_000, 1_000_000)
         .no_partial_fill_exchange()
         .trading_value_fee_model(-0.00005, 0.0007)
-        .tick_size(0.01)
-        .lot_size(0.001)
-        .roi_lb(ROI[0])
-        .roi_ub(ROI[1])
+        .tick_size(tick)
+        .lot_size(lot)
+        .roi_lb(roi[0])
+        .roi_ub(roi[1])
         .last_trades_capacity(0)
     )
     return asset.l3_fifo_queue_model() if l3 else asset.power_prob_queue_model(2.0)
+
+
+def _head_rows(path: str, rows: int):
+    """The first ``rows`` events of an .npz/.npy, read as a stream (never the whole file)."""
+    import numpy as np
+
+    from bots.data.member import open_member
+    from shm.dtypes import event_dtype
+
+    if path.endswith(".npz"):
+        with open_member(path) as f:
+            np.lib.format.read_array_header_1_0(f) if np.lib.format.read_magic(f) == (1, 0) \
+                else np.lib.format.read_array_header_2_0(f)
+            raw = f.read(rows * event_dtype.itemsize)
+        return np.frombuffer(raw, event_dtype).copy()
+    return np.array(np.load(path, mmap_mode="r")[:rows])
 
 
 def main() -> None:
@@ -42,6 +58,10 @@ def main() -> None:
     ap.add_argument("--bot", choices=["noop", "grid", "first"], required=True)
     ap.add_argument("--warmup", type=int, default=0, help="compile on this many leading events first")
     ap.add_argument("--l3", action="store_true", help="market-by-order data: l3_fifo_queue_model()")
+    ap.add_argument("--tick", type=float, default=0.01)
+    ap.add_argument("--lot", type=float, default=0.001)
+    ap.add_argument("--roi-lb", type=float, default=ROI[0])
+    ap.add_argument("--roi-ub", type=float, default=ROI[1])
     ap.add_argument("file")
     args = ap.parse_args()
     from numba import njit
@@ -57,29 +77,26 @@ def main() -> None:
 
         # hftbacktest's jitclass does not cache across processes (numba#6522): plain njit.
         grid, noop, first = njit(ex.grid_bot), njit(ex.noop_bot), njit(ex.first_event)
+    market = {"tick": args.tick, "lot": args.lot, "roi": (args.roi_lb, args.roi_ub)}
     out: dict = {}
     if args.bot == "first":
-        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3)])
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3, **market)])
         first(hbt)
         out["first_event_at"] = time.time()
         out["import_s"] = _T_START
     else:
         if args.warmup:
             # Compile outside the timed region on a tiny prefix, like a warm production process.
-            import numpy as np
-
-            from bots.data.io import open_events_mmap
-
             # a copy of the first rows only: loading the whole file here would inflate peak RSS
-            head = np.array(open_events_mmap(args.file, validate=False)[: args.warmup])
-            warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head, args.l3)])
+            head = _head_rows(args.file, args.warmup)
+            warm = mod.ROIVectorMarketDepthBacktest([_asset(mod, head, args.l3, **market)])
             if args.bot == "grid":
                 grid(warm, mod.Recorder(1, 100_000).recorder, 20, 100_000_000, 10, 20, 0.1)
             else:
                 noop(warm, 100_000_000)
             del warm, head
         t0 = time.perf_counter()
-        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3)])
+        hbt = mod.ROIVectorMarketDepthBacktest([_asset(mod, args.file, args.l3, **market)])
         if args.bot == "grid":
             rec = mod.Recorder(1, 1_000_000)
             steps = grid(hbt, rec.recorder, 20, 100_000_000, 10, 20, 0.1)

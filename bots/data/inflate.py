@@ -22,8 +22,8 @@ so the next backtest over the same file maps them without inflating; with the ca
 serves ``np.savez`` files whose stored member is not aligned (they cannot be mapped in place).
 
 The child is forked from the backtest's own process when it runs a single thread, so it starts in
-about a millisecond with numpy and the row-check kernel already loaded (a fresh interpreter took
-~0.8 s, more than a whole backtest over a 500k-row file); otherwise a new interpreter is started.
+about a millisecond with numpy already imported (a fresh interpreter took ~0.8 s, more than a whole
+backtest over a 500k-row file); otherwise a new interpreter is started.
 
 The status words, job list and (cache off) scratch files live under ``$HFTD_SCRATCH_DIR`` (default:
 ``<tempdir>/hftd-scratch``), one directory per backtest, removed on close; a directory left by a
@@ -56,7 +56,7 @@ import numpy as np
 from bots.data import inflate_cache, windows
 from bots.data.member import INFLATE_ERRORS, open_member
 from bots.data.continuity import SCAN_ROWS, Head, Tail, check_seam, head_of
-from bots.data.validate import RowChecker, check_dtype
+from bots.data.validate import PRICED_KINDS, RowChecker, check_dtype
 from bots.errors import DataError
 from shm.dtypes import event_dtype
 
@@ -257,7 +257,8 @@ def _start_child(jobs_file: str):
     # fork only a single-threaded process: a lock held by another thread at the fork would stay
     # held in the child forever
     if hasattr(os, "fork") and threading.active_count() == 1:
-        RowChecker("warm-up").check(np.zeros(1, event_dtype))  # loaded once here, inherited by the child
+        # (the child loads the row-check kernel itself, on the other core, while this process
+        # builds the backtest: loading it here first put ~0.2 s on the backtest's critical path)
         return _ForkedChild(jobs_file)
     return subprocess.Popen(
         [sys.executable, "-m", "bots.data.inflate", jobs_file],
@@ -501,6 +502,57 @@ def _head_fields(head: Head) -> dict:
             "local_row": head.local_row}
 
 
+_PRICED = np.zeros(256, bool)
+_PRICED[list(PRICED_KINDS)] = True
+_EXCH = np.uint64(1 << 31)
+_LOCAL = np.uint64(1 << 30)
+
+
+class _BlockChecker:
+    """The child's row check with numpy, so the child never loads numba (loading the check kernel
+    from the cache cost 0.2-0.8 s, on the backtest's critical path while it waited for the first
+    rows).  The same rules as :func:`bots.data.validate.scan_rows`; a block that breaks one is
+    handed to :class:`RowChecker`, which names the exact row and rule."""
+
+    def __init__(self, source: str) -> None:
+        self.exact = RowChecker(source)
+
+    @property
+    def last_exch(self) -> int:
+        return self.exact.last_exch
+
+    @property
+    def last_local(self) -> int:
+        return self.exact.last_local
+
+    def check(self, block: np.ndarray, first_row: int, so_far) -> None:
+        ev = block["ev"]
+        exch = (ev & _EXCH) != 0
+        local = (ev & _LOCAL) != 0
+        e = block["exch_ts"][exch]
+        lt = block["local_ts"][local]
+        clean = True
+        if len(e):
+            clean = e[0] >= self.exact.last_exch and bool((e[1:] >= e[:-1]).all())
+        if clean and len(lt):
+            clean = lt[0] >= self.exact.last_local and bool((lt[1:] >= lt[:-1]).all())
+        if clean:
+            both = exch & local
+            clean = bool((block["local_ts"][both] >= block["exch_ts"][both]).all())
+        if clean:
+            px = block["px"][_PRICED[(ev & np.uint64(0xFF)).astype(np.intp)]]
+            q = block["qty"]
+            # NaN fails every comparison: "x >= 0 and x < inf" is false for NaN, -x and inf
+            clean = bool(((px >= 0.0) & (px < np.inf)).all() and ((q >= 0.0) & (q < np.inf)).all())
+        if not clean:
+            self.exact.check(block, first_row, so_far)  # raises, naming the row and the rule
+            return
+        if len(e):
+            self.exact.last_exch = int(e[-1])
+        if len(lt):
+            self.exact.last_local = int(lt[-1])
+
+
 def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, next_head: dict | None = None,
                  offset: int = 0, final: Path | None = None) -> None:
     """Inflate ``source`` into ``target`` (its rows from byte ``offset``) block by block; check each
@@ -510,7 +562,7 @@ def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, n
     is known to start no earlier than this one ends (an error there fails this file, which the
     simulator is still reading, so it cannot pass unnoticed).  With ``final`` (a cache entry), the
     whole checked file is renamed there before its last rows are published."""
-    checker = RowChecker(str(source))
+    checker = _BlockChecker(str(source))
     written: list[np.memmap] = []
 
     def so_far() -> np.ndarray:  # the file's rows up to the bad one, to describe it
@@ -552,7 +604,6 @@ def _child_main(jobs_file: str) -> int:
     def parent_alive() -> bool:
         return os.getppid() == parent
 
-    RowChecker("warm-up").check(np.zeros(1, event_dtype))  # load the kernel before measuring
     status.child_rss_kb[0] = _peak_rss_kb()
 
     for i, job in enumerate(jobs):
