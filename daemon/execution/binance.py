@@ -314,6 +314,8 @@ class BinanceExecution(SessionBase):
             await asyncio.sleep(0.02)
         for cid in list(self.tracker.orders):
             o = self.tracker.get(cid)
+            if o is None:
+                continue  # the stream (or an earlier query's reply) ended it while we awaited
             try:
                 u = await self._query(o.symbol, cid)
             except (aiohttp.ClientError, asyncio.TimeoutError, VenueError):

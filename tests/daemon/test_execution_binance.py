@@ -12,6 +12,7 @@ from exec_helpers import SECRET, ExecHarness, check_clean, run
 
 from bots.constants import Side, Status, TimeInForce
 from daemon.execution.base import ExecKind
+from daemon.execution.tracker import Src, Update
 from shm.orders import RejectReason, VenueState
 
 pytestmark = pytest.mark.timeout(60)
@@ -468,5 +469,36 @@ def test_order_socket_rotation_loses_nothing(venue):
             await h.s.cancel_all("BTCUSDT")
             for cid in ids:
                 assert (await h.done(cid)).kind == ExecKind.CANCELED
+
+    run(body())
+
+
+def test_stop_skips_orders_the_stream_ends_while_it_queries():
+    """At stop, the orders whose cancel the stream did not report are queried one by one; an order
+    the stream ends during one of those queries is gone from the tracker by its turn (this crashed
+    with 'NoneType' object has no attribute 'symbol' in bench orders)."""
+    async def body():
+        async with ExecHarness(V, request_timeout_s=0.5) as h:
+            ids = [h.rest(qty=0.01, ticks_away=50 + i) for i in range(3)]
+            for cid in ids:
+                await h.accepted(cid)
+            h.emu.inject("drop_user_event", count=1000)  # no cancel event reaches the session
+            real_query, asked = h.s._query, []
+
+            async def query(symbol, cid):
+                asked.append(cid)
+                if len(asked) == 1:
+                    # the stream ends the other orders while this query is out
+                    for other in ids:
+                        if other != cid:
+                            h.s.tracker.apply(Update(other, Status.CANCELED), Src.STREAM, time.time_ns())
+                return await real_query(symbol, cid)
+
+            h.s._query = query
+            await h.s.stop()
+            assert asked == [ids[0]]
+            for cid in ids:
+                assert h.sink.terminal(cid).kind == ExecKind.CANCELED
+            assert h.emu.trading.state()["open_orders"] == 0
 
     run(body())
