@@ -231,8 +231,11 @@ def queue(hbt, recorder, record_ns=100_000_000, timeout_ns=1_000_000_000, thin=0
             next_record = now + record_ns
         hbt.clear_inactive_orders(a)
         depth = hbt.depth(a)
-        bq = depth.best_bid_qty
-        aq = depth.best_ask_qty
+        # not best_bid_qty/best_ask_qty: hftbacktest 2.4.4's ROIVectorMarketDepth answers those with
+        # the best prices (its binding calls roivecdepth_best_bid/ask), so the source would not run
+        # the same strategy on both
+        bq = depth.bid_qty_at_tick(depth.best_bid_tick)
+        aq = depth.ask_qty_at_tick(depth.best_ask_tick)
         if not (np.isfinite(depth.best_bid) and np.isfinite(depth.best_ask)) or bq + aq <= 0.0:
             continue
         imb = (bq - aq) / (bq + aq)
