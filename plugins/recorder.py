@@ -473,23 +473,25 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
-    last = time.monotonic()
+    last = next_alive_check = time.monotonic()
     try:
         while True:
             got = 0
             for rec in recorders:
-                while True:
-                    n = rec.poll()
-                    got += n
+                # an idle wake costs one read of the ring's cursor (most wakes: the sleep is sized
+                # for the peak rate, not for the rate now)
+                while rec.reader.available() > 0:
+                    got += rec.poll()
                     if not rec.full:
                         break
             if stopping:
                 return 0
-            if stop_when_gone and all(not rec.reader.producer_alive() and rec.reader.available() <= 0
-                                      for rec in recorders):
-                log.info("recorder: every ring's producer is gone and drained; exiting")
-                return 0
             now = time.monotonic()
+            if stop_when_gone and not got and now >= next_alive_check:
+                next_alive_check = now + 0.25
+                if all(not rec.reader.producer_alive() and rec.reader.available() <= 0 for rec in recorders):
+                    log.info("recorder: every ring's producer is gone and drained; exiting")
+                    return 0
             rate = got / (now - last) if now > last else 0.0
             last = now
             time.sleep(park_s(capacities, poll_interval_s, rate, peak_records_per_s))
