@@ -10,6 +10,9 @@ of ``--repeats`` rounds that alternate hftd and hftbacktest (the machine is shar
 An L3 case runs the same grid bot on a synthetic market-by-order file (``--l3-events`` rows of
 ADD/CANCEL/MODIFY/FILL, ``hftd synth --l3``) with ``l3_fifo_queue_model()`` on both, in the same
 rounds: ``l3_grid_events_per_s`` and ``l3_grid_vs_hftbacktest``.
+
+Then the strategy suite (``bots.bench_suite``; ``--skip-suite`` leaves it out): six tutorial-style
+strategies on both implementations, ``suite_<name>_vs_hftbacktest``, ``suite_min_``/``suite_median_``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bots import bench_inputs
+from bots import bench_inputs, bench_suite
 from hftd.bench import BenchResult
 
 
@@ -38,6 +41,7 @@ def add_arguments(parser) -> None:
                         help="events in the synthetic market-by-order file of the L3 case")
     parser.add_argument("--skip-l3", action="store_true", help="do not run the L3 case")
     bench_inputs.add_arguments(parser)
+    bench_suite.add_arguments(parser)  # --skip-suite, --suite-events, --suite-repeats
     # 7, not 3: on this VM a process runs the same backtest either fast or ~40 % slower and stays in
     # that mode for its whole life (hftd and hftbacktest alike; not tied to a cpu or to the data, and
     # LLVM's 32-byte branch alignment did not remove it), so a median of 3 processes swung
@@ -136,4 +140,5 @@ def _measure(args, path: Path, l3_path: Path | None, res: BenchResult, cold_env:
                      f"median of {max(1, args.repeats)} alternating rounds (peak RSS: the largest)")
     if not args.skip_reference:
         bench_inputs.measure(args, res, path, cold_env)
+        bench_suite.measure(args, res, cold_env)  # six tutorial-style strategies, both implementations
     return res
