@@ -106,6 +106,9 @@ BOTS: dict[str, dict] = {
 
 def grid_from(hbt, recorder, start_ns, grid_num, step_ns, interval_ticks, half_spread_ticks, order_qty):
     """The backtest side: wait until the live bot's first step, then the same grid bot."""
+    if hbt.current_timestamp == 9223372036854775807:  # before the first elapse: no clock yet
+        if hbt.elapse(1) != 0:
+            return 0
     wait = start_ns - hbt.current_timestamp
     if wait > 0:
         if hbt.elapse(wait) != 0:
@@ -137,6 +140,7 @@ class Demo:
     rate: float
     seed: int
     env: dict
+    start_timeout_s: float = 900.0
     children: list[Child] = field(default_factory=list)
     rest: str = ""
     sock: Path = Path()
@@ -282,7 +286,7 @@ def wait_socket(d: Demo, daemon: Child, timeout_s: float = 90.0) -> None:
         time.sleep(0.1)
 
 
-def wait_registered(d: Demo, names: list[str], timeout_s: float = 120.0) -> None:
+def wait_registered(d: Demo, names: list[str], timeout_s: float) -> None:
     """Until every bot is registered and has sent its first order (numba loads or compiles first)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -428,7 +432,8 @@ def session(d: Demo, say) -> dict[str, np.ndarray]:
     for name, params in BOTS.items():
         bots[name] = d.spawn(name, HFTD + ["bot", "run", "hftd.demo:GRID_RECORDED",
                                            "--config", str(bot_config(d, name, params))])
-    wait_registered(d, list(BOTS))
+    say("bots starting (a first run compiles them with numba: that can take minutes)")
+    wait_registered(d, list(BOTS), d.start_timeout_s)
     say(f"bots trading: {', '.join(BOTS)}; running {d.duration_s:g} s")
     start = time.monotonic()
     tty = sys.stdout.isatty()
@@ -476,7 +481,8 @@ def run(args) -> int:
            "HFTD_EMU_API_SECRET": "hftd-emu-secret"}
     root = str(Path(__file__).resolve().parent.parent)  # children import this checkout, installed or not
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    d = Demo(work=work, out=out, duration_s=args.duration_s, rate=args.rate, seed=args.seed, env=env)
+    d = Demo(work=work, out=out, duration_s=args.duration_s, rate=args.rate, seed=args.seed, env=env,
+             start_timeout_s=args.start_timeout_s)
 
     def say(text: str) -> None:
         print(f"hftd demo: {text}", flush=True)
@@ -541,6 +547,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration-s", type=float, default=60.0, help="how long the bots trade live")
     p.add_argument("--rate", type=float, default=50.0, help="synthetic book updates per second")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--start-timeout-s", type=float, default=900.0,
+                   help="how long the bots may take to send their first order (numba compiles on a first run)")
     p.add_argument("-o", "--out", help="output folder (default demo-<time>)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs, state)")
     p.set_defaults(func=run)
