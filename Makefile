@@ -18,11 +18,15 @@ demo: $(STAMP)
 	$(VENV)/bin/hftd demo
 
 # The simulator's tests are bound by numba compiling cold (L2 and L3 engines, once per process):
-# they run in two workers, one per engine. The rest measure timings across real processes on the
-# 2 cores and run alone, after them.
+# they run in two workers, one per engine. The order-entry, emulator-trading and plugin tests wait
+# mostly on loopback sockets and assert outcomes, not timings: two workers as well. The rest measure
+# timings across real processes on the 2 cores and run alone, after them.
+PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py \
+	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py)
 test: $(STAMP)
 	$(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots
-	$(PY) -m pytest -q -m 'not stress' --ignore=tests/bots
+	$(PY) -m pytest -q -m 'not stress' -n 2 $(PARALLEL_TESTS)
+	$(PY) -m pytest -q -m 'not stress' --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS))
 
 stress: $(STAMP)
 	$(PY) -m pytest -q -m stress
