@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -193,7 +194,13 @@ def start_emulator(d: Demo) -> None:
     if not m:
         raise DemoError(f"the emulator did not start: {line!r}\n{c.tail()}")
     d.rest, ws = m.group(1), m.group(2)
-    c.ws = ws  # type: ignore[attr-defined]
+
+    def drain() -> None:  # its later lines go to its log; a full pipe would stall it
+        with open(c.log, "a") as fh:
+            for text in c.proc.stdout:
+                fh.write(text)
+
+    threading.Thread(target=drain, name="emulator-stdout", daemon=True).start()
     return ws
 
 
@@ -364,12 +371,37 @@ def order_latency_rows(files: list[Path]) -> np.ndarray:
     return order_latency_from_feed([str(f) for f in files], resampling_ns=100_000_000)
 
 
+def sim_at_live_steps(live: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """The simulated record in force at each live step's time (the sim's last row at or before it)."""
+    j = np.searchsorted(sim["timestamp"], live["timestamp"], side="right") - 1
+    return sim[np.maximum(j, 0)]
+
+
+def matched_fills(live: np.ndarray, sim: np.ndarray, window_steps: int) -> int:
+    """How many live fills have a simulated fill at most ``window_steps`` live steps away (each fill
+    paired once, nearest first)."""
+    at = sim_at_live_steps(live, sim)
+    lf = np.diff(live["num_trades"], prepend=0).astype(np.int64)
+    sf = np.diff(at["num_trades"], prepend=0).astype(np.int64)
+    paired = 0
+    for d in range(window_steps + 1):
+        for i in np.nonzero(lf)[0]:
+            for j in ((i - d, i + d) if d else (i,)):
+                if 0 <= j < len(sf) and lf[i] and sf[j]:
+                    x = min(lf[i], sf[j])
+                    paired += int(x)
+                    lf[i] -= x
+                    sf[j] -= x
+    return paired
+
+
 def compare(live: np.ndarray, sim: np.ndarray) -> dict:
-    """The sim's row at each live step's time, and the figures at the live bot's last step."""
+    """The figures at the live bot's last step, and how many fills pair up step by step."""
     end = int(live["timestamp"][-1])
     j = max(int(np.searchsorted(sim["timestamp"], end, side="right")) - 1, 0)
     s = sim[: j + 1]
-    return {"live_fills": int(live["num_trades"][-1]), "sim_fills": int(s["num_trades"][-1]),
+    return {"matched_same_step": matched_fills(live, sim, 0), "matched_1_step": matched_fills(live, sim, 1),
+            "live_fills": int(live["num_trades"][-1]), "sim_fills": int(s["num_trades"][-1]),
             "live_volume": float(live["trading_volume"][-1]), "sim_volume": float(s["trading_volume"][-1]),
             "live_position": float(live["position"][-1]), "sim_position": float(s["position"][-1]),
             "live_pnl": float(equity(live)[-1]), "sim_pnl": float(equity(s)[-1]),
@@ -378,12 +410,15 @@ def compare(live: np.ndarray, sim: np.ndarray) -> dict:
 
 
 def write_table(out: Path, rows: dict[str, dict]) -> str:
-    head = f"{'bot':<12} {'':>5} {'fills':>7} {'volume':>9} {'position':>9} {'fees':>10} {'PnL':>10}"
+    head = (f"{'bot':<12} {'':>5} {'fills':>7} {'volume':>9} {'position':>9} {'fees':>10} {'PnL':>10} "
+            f"{'paired (same step / +-1 step)':>30}")
     lines = [head, "-" * len(head)]
     for name, r in rows.items():
         for side in ("live", "sim"):
+            paired = f"{r['matched_same_step']} / {r['matched_1_step']}" if side == "live" else ""
             lines.append(f"{name:<12} {side:>5} {r[side + '_fills']:>7d} {r[side + '_volume']:>9.3f} "
-                         f"{r[side + '_position']:>+9.3f} {r[side + '_fee']:>10.4f} {r[side + '_pnl']:>+10.4f}")
+                         f"{r[side + '_position']:>+9.3f} {r[side + '_fee']:>10.4f} {r[side + '_pnl']:>+10.4f} "
+                         f"{paired:>30}")
     text = "\n".join(lines)
     (out / "fills.txt").write_text(text + "\n")
     (out / "fills.json").write_text(json.dumps(rows, indent=2))
@@ -472,6 +507,9 @@ def session(d: Demo, say) -> dict[str, np.ndarray]:
 
 
 def run(args) -> int:
+    if not (args.duration_s > 0 and args.rate > 0 and args.start_timeout_s > 0):
+        print("hftd demo: --duration-s, --rate and --start-timeout-s must be > 0", file=sys.stderr)
+        return 2
     out = Path(args.out or f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hftd-demo-"))

@@ -1,0 +1,105 @@
+"""``hftd demo`` end to end as a user runs it (``make demo``), in a subprocess: the emulator, the daemon
+with execution and the recorder, two live bots, then the recorded session backtested.  Short
+(``--duration-s 10``); the exit code, the output folder and fills on both sides of the table are
+checked, and that no child outlives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+# warm: ~45 s on this loaded 2-core machine; a first run compiles the live kernels (minutes)
+pytestmark = pytest.mark.timeout(900)
+HFTD = [sys.executable, "-m", "hftd.cli"]
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (read from /proc, as ps would)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def test_demo_runs_end_to_end_with_fills_live_and_simulated(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(HFTD + ["demo", "--duration-s", "10", "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen: set[int] = set()
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        seen.update(children_of(proc.pid))  # the emulator, the daemon (and its recorder), the bots
+    proc.wait(60)
+    text = "".join(lines)
+    assert proc.returncode == 0, text[-4000:]
+    assert "bots trading: grid-tight, grid-wide" in text
+    assert re.search(r"grid-tight: \d+ open \d+ fills", text), text  # the status line read the daemon's table
+    assert len(seen) >= 4, seen
+    time.sleep(0.5)
+    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+    for name in ("fills.txt", "fills.json", "live_vs_sim.png", "order_latency.npz"):
+        assert (out / name).stat().st_size > 0, name
+    assert list(out.glob("*.sim.npy")), "the recorded session, as the backtest read it"
+    rows = json.loads((out / "fills.json").read_text())
+    assert set(rows) == {"grid-tight", "grid-wide"}
+    for name, r in rows.items():
+        assert r["live_fills"] > 0 and r["sim_fills"] > 0, (name, r)
+    table = (out / "fills.txt").read_text()
+    for name, r in rows.items():
+        assert re.search(rf"{name}\s+live\s+{r['live_fills']}\s", table), table
+        assert re.search(rf"{name}\s+sim\s+{r['sim_fills']}\s", table), table
+    assert (out / "live_vs_sim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_demo_interrupted_stops_every_child(tmp_path):
+    proc = subprocess.Popen(HFTD + ["demo", "--duration-s", "120", "-o", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: set[int] = set()
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        seen.update(children_of(proc.pid))
+        if "daemon: control socket" in line:
+            break
+    assert proc.poll() is None, "".join(lines)
+    seen.update(children_of(proc.pid))
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 130, "".join(lines) + rest
+    assert "interrupted" in rest
+    time.sleep(0.5)
+    assert len(seen) >= 2, seen  # at least the emulator and the daemon were running
+    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+
+
+def test_demo_refuses_a_bad_duration():
+    out = subprocess.run(HFTD + ["demo", "--duration-s", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--duration-s" in out.stderr, out
