@@ -290,8 +290,12 @@ def test_binance_inbound_rate_limit(caplog):
 @pytest.mark.parametrize("venue", VENUES)
 def test_burst_of_10k_frames_into_the_ring(shm_namespace, venue):
     async def body():
-        # silence_alarm_s: a starved loop (loaded machine) reading a 10k burst late is not a silent link
-        async with Harness(venue, ring=True, silence_alarm_s=30.0) as h:
+        # The burst and this test's own checking of 10k records share one loop: on the loaded 2 cores
+        # reading the burst took over 20 s, so the keepalives (Binance ping 20 s, Bybit pong 10 s)
+        # dropped the link mid-burst (2 of 2 loaded runs).  This test is about the ring path; the
+        # silence and keepalive alarms have their own tests.
+        async with Harness(venue, ring=True, silence_alarm_s=120.0, ping_interval_s=120.0,
+                           pong_timeout_s=120.0) as h:
             await started(h)
             h.start_draining(0.0005)
             h.emu.inject("burst", count=10_000)
