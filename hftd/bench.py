@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "data": "bots.data.bench",
     "live": "bots.live.bench",
     "orders": "daemon.bench_orders",
+    "convert": "bots.data.bench_convert",
 }
 
 

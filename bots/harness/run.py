@@ -26,7 +26,8 @@ from bots.harness.config import AssetConfig, BacktestConfig
 from bots.harness.datacheck import Span, check_fit
 from bots.harness.progress import ProgressBar
 
-__all__ = ["RunResult", "run_backtest", "resolve_strategy", "bind_params", "build_asset", "strategy_params"]
+__all__ = ["RunResult", "run_backtest", "resolve_strategy", "bind_params", "build_asset", "strategy_params",
+           "warm_up"]
 
 _NS = 1_000_000_000
 
@@ -185,6 +186,32 @@ def _funding(hbt, a) -> float:
 
         _funding_cached = numba.njit(cache=True)(_funding_of)
     return float(_funding_cached(hbt, a))
+
+
+def warm_up(cfg: BacktestConfig) -> None:
+    """Load (or compile) everything a run of ``cfg`` calls, without running it.
+
+    The simulator's types are built and the strategy is compiled for them (from numba's on-disk cache
+    when it is there); a process forked afterwards starts its runs with all of it in memory.
+    """
+    import bots
+    import numba
+
+    py_func = resolve_strategy(cfg.strategy.function)
+    args, _ = bind_params(py_func, dict(cfg.strategy.params))
+    assets = [build_asset(a, i) for i, a in enumerate(cfg.assets)]
+    hbt = (bots.ROIVectorMarketDepthBacktest(assets) if cfg.run.depth == "roi"
+           else bots.HashMapMarketDepthBacktest(assets))
+    try:
+        rec = bots.Recorder(len(assets), 2)
+        fn = _nogil(py_func)
+        try:
+            fn.compile(tuple(numba.typeof(x) for x in (hbt, rec.recorder, *args)))
+        except Exception as exc:
+            raise _explain(exc, cfg.strategy.function, cfg.run.record_size) from None
+        _funding(hbt, 0)
+    finally:
+        hbt.close()
 
 
 def check_data(cfg: BacktestConfig) -> list[Span]:

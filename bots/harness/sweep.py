@@ -2,11 +2,13 @@
 
 The grid is the product of the swept values.  Names are checked against the strategy's signature
 before anything runs (a name that is not a parameter is an error naming the parameters).  The data
-is checked against the assets once, here; each run then happens in a worker process (``spawn``: a
-fresh interpreter, no forked numba state) that maps the same files (the simulator memory-maps
-uncompressed inputs, so the page cache is shared, nothing is copied to the workers) and loads the
-strategy from numba's on-disk cache.  The first point runs alone so that a cold cache is filled once
-rather than compiled by every worker at the same time.
+is checked against the assets once, here; each run then happens in a worker process forked from this one
+after it loaded the simulator and the strategy (:func:`~bots.harness.run.warm_up`; no worker imports,
+loads numba's cache or compiles, and no thread runs at the fork) that maps the same files (the
+simulator memory-maps uncompressed inputs, so the page cache is shared, nothing is copied to the
+workers).  Where ``fork`` is not available the workers are spawned, and the first point runs
+alone so that a cold cache is filled once rather than compiled by every worker at the same time.
+``cluster=ADDRESS`` sends the same points to a Dask distributed cluster (:mod:`bots.harness.cluster`).
 
 Out: a table (one row per point, best first by ``metric``) printed and written as ``sweep.csv`` and
 ``sweep.json``, and ``heatmap.png`` (two swept parameters: the metric over the grid; one: the metric
@@ -22,7 +24,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from bots.errors import ConfigError
@@ -74,20 +76,44 @@ def _one(cfg: BacktestConfig, point: dict, spans) -> dict:
     return row
 
 
-def run_sweep(cfg: BacktestConfig, grid: dict[str, list], *, jobs: int = 0, on_done=None) -> list[dict]:
-    """Run every point; return the rows in grid order."""
-    from bots.harness.run import check_data
+def run_sweep(cfg: BacktestConfig, grid: dict[str, list], *, jobs: int = 0, on_done=None,
+              cluster: str | None = None) -> list[dict]:
+    """Run every point; return the rows in grid order.
+
+    ``cluster``: the address of a Dask distributed scheduler to run the points on instead of local
+    processes (:mod:`bots.harness.cluster`); the rows are the same.
+    """
+    from bots.harness.run import check_data, warm_up
 
     points = sweep_points(grid)
     spans = check_data(cfg) if cfg.run.check_grid else []
-    jobs = jobs or os.cpu_count() or 1
+    if cluster:
+        from bots.harness.cluster import run_on_cluster
+
+        return run_on_cluster(cluster, cfg, points, spans, on_done=on_done)
+    jobs = min(jobs or len(os.sched_getaffinity(0)), len(points))
     rows: list = [None] * len(points)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(points)), mp_context=get_context("spawn")) as pool:
-        rows[0] = pool.submit(_one, cfg, points[0], spans).result()
-        if on_done:
-            on_done(1, len(points))
-        futures = {pool.submit(_one, cfg, p, spans): i for i, p in enumerate(points) if i > 0}
-        for n, fut in enumerate(as_completed(futures), start=2):
+    if jobs <= 1:
+        for i, p in enumerate(points):
+            rows[i] = _one(cfg, p, spans)
+            if on_done:
+                on_done(i + 1, len(points))
+        return rows
+    fork = "fork" in get_all_start_methods()
+    if fork:
+        # Loading numba's cache and building the simulator's types costs seconds per process (more
+        # than a short run); done once here, every forked worker starts with it in memory.
+        warm_up(cfg)
+    ctx = get_context("fork" if fork else "spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {}
+        if not fork:  # spawned workers load the cache themselves: the first alone fills a cold one once
+            rows[0] = pool.submit(_one, cfg, points[0], spans).result()
+            if on_done:
+                on_done(1, len(points))
+        done0 = 0 if fork else 1
+        futures = {pool.submit(_one, cfg, p, spans): i for i, p in enumerate(points) if i >= done0}
+        for n, fut in enumerate(as_completed(futures), start=done0 + 1):
             rows[futures[fut]] = fut.result()
             if on_done:
                 on_done(n, len(points))
