@@ -6,6 +6,7 @@ Examples::
     hftd backtest --example glft --data day1.npz             # a shipped example and its config
     hftd backtest run.toml --set strategy.params.gamma=0.1 --set asset.fee.maker=0 -o out/
     hftd backtest run.toml --sweep gamma=0.02,0.05,0.1 --sweep kappa=0.3,0.5   # a grid, all cores
+    hftd backtest run.toml --sweep gamma=0.02,0.05 --cluster tcp://10.0.0.5:8786  # on a Dask cluster
     hftd backtest --list                                     # the example strategies
     hftd backtest day1.npz --bot grid --tick-size 0.01 --lot-size 0.001      # without a config
 
@@ -34,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a grid over strategy parameters (repeatable), in parallel processes")
     p.add_argument("--jobs", type=int, default=0, help="sweep processes (default: all cores)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the sweep on this Dask distributed scheduler (tcp://host:8786; extra 'dask'); "
+                        "workers read the data files by the same paths")
     p.add_argument("--sweep-metric", default="sharpe",
                    choices=["ret", "sharpe", "sortino", "return_over_mdd", "max_drawdown"],
                    help="what the sweep table is sorted by and the heatmap shows")

@@ -190,7 +190,9 @@ def run_sweep_cli(cfg: BacktestConfig, args) -> int:
     n = len(sweep_points(grid))
     bar = ProgressBar(f"sweep {n} points", n, enabled=not args.quiet and not args.json, interval_s=0.0)
     started = time.perf_counter()
-    rows = run_sweep(cfg, grid, jobs=args.jobs, on_done=lambda k, total: bar.update(k, f"{k}/{total} runs"))
+    cluster = getattr(args, "cluster", None)
+    rows = run_sweep(cfg, grid, jobs=args.jobs, cluster=cluster,
+                     on_done=lambda k, total: bar.update(k, f"{k}/{total} runs"))
     bar.close(f"{n}/{n} runs")
     wall = time.perf_counter() - started
     ranked = sorted(rows, key=lambda r: (-(r[metric]) if math.isfinite(r[metric]) else math.inf))
@@ -208,7 +210,8 @@ def run_sweep_cli(cfg: BacktestConfig, args) -> int:
     header = [" ".join(names)] + list(SWEEP_COLUMNS)
     table = [(" ".join(str(r["params"][k]) for k in names),
               [f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in SWEEP_COLUMNS]) for r in ranked]
-    print(f"{n} runs in {wall:.1f} s on {args.jobs or os.cpu_count()} processes; best {metric} first")
+    where = f"the Dask cluster at {cluster}" if cluster else f"{args.jobs or os.cpu_count()} processes"
+    print(f"{n} runs in {wall:.1f} s on {where}; best {metric} first")
     print(format_table(table, header))
     for kind, path in written.items():
         print(f"{kind:<8} {path}")
