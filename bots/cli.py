@@ -7,6 +7,7 @@ Examples::
     hftd backtest run.toml --set strategy.params.gamma=0.1 --set asset.fee.maker=0 -o out/
     hftd backtest run.toml --sweep gamma=0.02,0.05,0.1 --sweep kappa=0.3,0.5   # a grid, all cores
     hftd backtest run.toml --sweep gamma=0.02,0.05 --cluster tcp://10.0.0.5:8786  # on a Dask cluster
+    hftd backtest run.toml --sweep gamma=0.02,0.05 --walk-forward   # choose on day k, test on day k+1
     hftd backtest --list                                     # the example strategies
     hftd backtest day1.npz --bot grid --tick-size 0.01 --lot-size 0.001      # without a config
 
@@ -35,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="run a grid over strategy parameters (repeatable), in parallel processes")
     p.add_argument("--jobs", type=int, default=0, help="sweep processes (default: all cores)")
+    p.add_argument("--walk-forward", action="store_true",
+                   help="with --sweep: choose the best point on each data file, test it on the next one")
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run the sweep on this Dask distributed scheduler (tcp://host:8786; extra 'dask'); "
                         "workers read the data files by the same paths")
@@ -133,6 +136,14 @@ def _run(args) -> int:
     if args.list:
         return _list_examples()
     cfg = _config_from_args(args)
+    if args.walk_forward:
+        from bots.errors import ConfigError
+
+        if not args.sweep:
+            raise ConfigError("--walk-forward needs --sweep NAME=V1,V2,... (the grid chosen from on each window)")
+        from bots.harness.walkforward import run_walk_forward_cli
+
+        return run_walk_forward_cli(cfg, args)
     if args.sweep:
         from bots.harness.sweep import run_sweep_cli
 
