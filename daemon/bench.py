@@ -10,7 +10,14 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   ``data_received``, i.e. at the socket read; the same stamp as the record's ``local_ts``) to the end
   of that message's ring publication, at ``--rate`` messages/s;
 - ``vs_baseline``: our rate over the obvious pipeline's (``json.loads``, a dict book,
-  ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run.
+  ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run;
+- ``plugins_throughput_loss_pct`` / ``plugins_p99_increase_pct``: a second Binance pipeline with
+  every plugin enabled (risk, telegram against a loopback Bot API, metrics, the recorder child
+  writing the ring to disk), its rounds paired with the plugin-less one's (back to back, alternating
+  which goes first): the median over the pairs of how much lower its rate is, and how much higher
+  its frame-to-ring p99 is over alternating paced chunks (negative = better with plugins: noise);
+  ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
+  the throughput rounds (from arming a round until 50 ms after its last message: its wakes included).
 """
 
 from __future__ import annotations
@@ -20,8 +27,12 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import resource
+import shutil
 import struct
+import tempfile
 import time
+import types
 import uuid
 
 import numpy as np
@@ -38,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-messages", type=int, default=10_000, help="messages in the latency run")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
+    parser.add_argument("--plugin-rounds", type=int, default=4,
+                        help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison)")
 
 
 # -- websocket framing (server -> client frames are not masked, RFC 6455 5.2) ------------------
@@ -65,7 +78,27 @@ def _nodelay(transport):
     return transport
 
 
-def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
+async def _fake_bot_api():
+    """A loopback stand-in for api.telegram.org (``sendMessage``; ``getUpdates`` held for its long-poll
+    timeout, no updates), served from the emulator's process as the real one is remote."""
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        if request.match_info["method"] == "getUpdates":
+            await asyncio.sleep(min(float(body.get("timeout", 0)), 30.0))
+            return web.json_response({"ok": True, "result": []})
+        return web.json_response({"ok": True, "result": {"message_id": 1}})
+
+    app = web.Application()
+    app.router.add_post("/bot{token}/{method}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+def _emulator_main(conn, changes: int, venue: str = "binance-usdm", bot_api: bool = False) -> None:
     import uvloop
 
     from daemon.emulator.binance import BinanceEmulator
@@ -91,7 +124,8 @@ def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
                                         synth=synth).start()
         else:
             emu = await BybitEmulator([SYMBOL], keep_history=False, trades=False, synth=synth).start()
-        conn.send((emu.rest_url, emu.ws_url))
+        bot_runner, bot_url = await _fake_bot_api() if bot_api else (None, "")
+        conn.send((emu.rest_url, emu.ws_url, bot_url))
         loop = asyncio.get_running_loop()
         frames: list[bytes] = []
         while True:
@@ -134,6 +168,8 @@ def _emulator_main(conn, changes: int, venue: str = "binance-usdm") -> None:
                 conn.send(time.perf_counter() - t0)
             elif cmd == "stop":
                 await emu.stop()
+                if bot_runner is not None:
+                    await bot_runner.cleanup()
                 conn.send("bye")
                 return
 
@@ -196,7 +232,43 @@ class TimingPublisher:
         self.inner.close()
 
 
-def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: str = "binance-usdm") -> None:
+def _plugin_host(venue: str, ring: str, plugins: dict):
+    """Every plugin enabled, as a daemon would load them from ``[plugins]``."""
+    from plugins.config import PluginsConfig
+    from plugins.manager import PluginHost
+
+    os.environ["HFTD_BENCH_TELEGRAM_TOKEN"] = "1:bench"
+    return PluginHost(PluginsConfig.from_mapping({
+        "enabled": ["telegram", "metrics", "recorder"],
+        "telegram": {"base_url": plugins["bot_api"], "token_env": "HFTD_BENCH_TELEGRAM_TOKEN", "chat_ids": [1]},
+        "metrics": {"port": 0},
+        "recorder": {"directory": plugins["directory"], "rings": [ring]},
+    }))
+
+
+def _child_cpu_s(proc) -> float:
+    """User + system CPU seconds of a live child process so far (``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, IndexError, ValueError):
+        return 0.0
+
+
+def _recorded_rows(directory: str, ring: str) -> int:
+    from pathlib import Path
+
+    from bots.data.io import open_events_mmap
+
+    # rows only (the emulator's exch_ts may step back between messages; the simulator's check is not ours)
+    return sum(len(open_events_mmap(p, validate=False)) for p in sorted((Path(directory) / ring).glob("*.npy")))
+
+
+def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: str = "binance-usdm",
+               plugins: dict | None = None) -> None:
+    """The venue session publishing into its ring; with ``plugins``, wrapped and watched by a
+    ``PluginHost`` with every plugin enabled, the way ``daemon.app`` does it."""
     os.environ["HFTD_SHM_NAMESPACE"] = namespace
     import aiohttp
     import uvloop
@@ -207,11 +279,28 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
 
     async def run() -> None:
         cfg = VenueConfig.from_mapping({"name": venue, "rest_url": rest, "ws_url": ws, "symbols": [SYMBOL],
-                                        "trade_stream": "", "book_ticker": False, "silence_alarm_s": 60.0})
-        pub = TimingPublisher(RingPublisher(ring_segment_name(venue, SYMBOL), capacity=1 << 16), capacity)
+                                        "trade_stream": "", "book_ticker": False,
+                                        # the pipelines idle in turn (the others' rounds, start-up)
+                                        "silence_alarm_s": 3600.0})
+        ring = ring_segment_name(venue, SYMBOL)
+        pub = TimingPublisher(RingPublisher(ring, capacity=1 << 16), capacity)
+        host = _plugin_host(venue, ring, plugins) if plugins is not None else None
+        target = host.wrap_publisher(pub, venue, SYMBOL) if host is not None else pub
         async with aiohttp.ClientSession() as http:
-            md = make_session(cfg, {SYMBOL: pub}, http)
+            md = make_session(cfg, {SYMBOL: target}, http)
             task = asyncio.create_task(md.run())
+            tick = rec_from = None
+            rec_cpu = [0.0, 0]  # recorder CPU seconds, ring records: summed over the rounds
+            if host is not None:
+                host.notify_daemon_start(types.SimpleNamespace(publishers={(venue, SYMBOL): target}, sessions=[md]))
+
+                async def supervise() -> None:  # daemon.app's supervision tick
+                    while True:
+                        host.poll_sessions([md])
+                        await asyncio.sleep(0.05)
+
+                tick = asyncio.create_task(supervise())
+                await asyncio.wait_for(host.plugins["recorder"].ready.wait(), 60)
             conn.send("connected")
             while not md.all_live():
                 await asyncio.sleep(0.01)
@@ -220,6 +309,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             while True:
                 cmd, arg = await loop.run_in_executor(None, conn.recv)
                 if cmd == "arm":
+                    if host is not None and arg == "blast":  # the recorder's CPU and records while a round runs
+                        rec_from = (_child_cpu_s(host.plugins["recorder"].proc), pub.inner.cursor)
                     pub.armed, pub.count = True, 0
                     conn.send("armed")
                 elif cmd == "collect":
@@ -227,14 +318,31 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     while pub.count < arg and time.monotonic() < deadline:
                         await asyncio.sleep(0.005)
                     pub.armed = False
+                    if rec_from is not None:
+                        await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
+                        rec_cpu[0] += _child_cpu_s(host.plugins["recorder"].proc) - rec_from[0]
+                        rec_cpu[1] += pub.inner.cursor - rec_from[1]
+                        rec_from = None
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
                                pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs))
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
+                    extra = {}
+                    if host is not None:
+                        if rec_cpu[1]:
+                            extra["recorder_cpu_ms_per_m_records"] = 1e3 * rec_cpu[0] / (rec_cpu[1] / 1e6)
+                        tick.cancel()
+                        host.notify_daemon_stop("bench done")
+                        await host.aclose()  # the recorder child drains the ring and exits
+                        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the recorder, reaped
+                        extra.update({"recorder_cpu_s": usage.ru_utime + usage.ru_stime, "ring_records": pub.inner.cursor,
+                                 "recorded_rows": _recorded_rows(plugins["directory"], ring),
+                                 "plugin_errors": sum(host.errors.values()),
+                                 "recorder_restarts": host.plugins["recorder"].restarts})
                     pub.close()
-                    conn.send("bye")
+                    conn.send(("bye", extra))
                     return
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -345,11 +453,16 @@ def _rate(count: int, first_ns: int, last_ns: int) -> float:
 class OursPipeline:
     """emulator -> one venue session -> its shm ring -> a reader, each in its own process."""
 
-    def __init__(self, ctx, venue: str, args: argparse.Namespace) -> None:
+    def __init__(self, ctx, venue: str, args: argparse.Namespace, *, plugins: bool = False) -> None:
         self.ctx, self.venue, self.args = ctx, venue, args
         self.namespace = "bench" + uuid.uuid4().hex[:8]
         self.procs: list = []
         self.resyncs = 0
+        #: with every plugin enabled; the recorder writes under a temporary directory
+        self.plugins = plugins
+        self.record_dir = tempfile.mkdtemp(prefix="hftd-bench-rec-") if plugins else ""
+        #: what the plugin-enabled daemon process reports at stop (recorder CPU, rows recorded)
+        self.extra: dict = {}
 
     def _spawn(self, target, *a):
         conn, child = self.ctx.Pipe()
@@ -360,10 +473,11 @@ class OursPipeline:
 
     def start(self) -> "OursPipeline":
         args = self.args
-        self.emu = self._spawn(_emulator_main, args.changes, self.venue)
-        rest, ws = self.emu.recv()
+        self.emu = self._spawn(_emulator_main, args.changes, self.venue, self.plugins)
+        rest, ws, bot_api = self.emu.recv()
         cap = max(args.messages, args.latency_messages) + 16
-        self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue)
+        plugins = {"bot_api": bot_api, "directory": self.record_dir} if self.plugins else None
+        self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue, plugins)
         assert self.ours.recv() == "connected"
         self.emu.send(("warm", 1))
         assert self.emu.recv() == "ok"
@@ -376,7 +490,7 @@ class OursPipeline:
         """Have the emulator pre-build ``n`` frames, arm the session's counters, then send them."""
         self.emu.send(("build", n))
         self.emu.recv()
-        self.ours.send(("arm", None))
+        self.ours.send(("arm", how[0]))
         self.ours.recv()
         self.emu.send(how)
         self.emu.recv()
@@ -407,7 +521,7 @@ class OursPipeline:
             self.reader.send("stop")
             records, gaps, _ = self.reader.recv()
             self.ours.send(("stop", None))
-            self.ours.recv()
+            _, self.extra = self.ours.recv()
             self.emu.send(("stop", None))
             self.emu.recv()
         finally:
@@ -416,6 +530,8 @@ class OursPipeline:
                 if proc.is_alive():
                     proc.terminate()
             _cleanup(self.namespace)
+            if self.record_dir:
+                shutil.rmtree(self.record_dir, ignore_errors=True)
         return records, gaps
 
 
@@ -431,7 +547,7 @@ class BaselinePipeline:
         self.emu, child = ctx.Pipe()
         self.procs.append(ctx.Process(target=_emulator_main, args=(child, self.args.changes), daemon=True))
         self.procs[-1].start()
-        _, ws = self.emu.recv()
+        _, ws, _ = self.emu.recv()
         self.queue = ctx.Queue()
         self.done, child = ctx.Pipe()
         self.procs.append(ctx.Process(target=_baseline_consumer, args=(self.queue, child), daemon=True))
@@ -475,6 +591,10 @@ def _percentiles(lat_ns: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
 
 
+def _pct_increase(base: float, other: float) -> float:
+    return 100.0 * (other - base) / base if base else 0.0
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     ctx = mp.get_context("spawn")
     result = BenchResult(name="daemon")
@@ -483,18 +603,45 @@ def run(args: argparse.Namespace) -> BenchResult:
     for venue in venues:
         ours = OursPipeline(ctx, venue, args).start()
         base = BaselinePipeline(ctx, args).start() if venue == "binance-usdm" else None
+        # every plugin on, beside the same pipeline without: Binance only (the reference venue)
+        plug = OursPipeline(ctx, venue, args, plugins=True) if venue == "binance-usdm" and args.plugin_rounds > 0 else None
         try:
-            ours_rates, base_rates = [], []
-            for _ in range(rounds):  # interleaved, so a change in machine load hits both alike
-                ours_rates.append(ours.blast(n))
-                if base is not None:
+            if plug is not None:
+                plug.start()
+            ours_rates, base_rates, plug_rates = [], [], []
+            # interleaved, so a change in machine load hits each alike; with plugins, the order of
+            # the pair alternates (a pipeline run second in a pair meets the first one's leftovers)
+            for r in range(max(rounds, args.plugin_rounds if plug is not None else 0)):
+                pair = [ours, plug] if r % 2 == 0 else [plug, ours]
+                for p in pair:
+                    if p is None or (p is ours and r >= rounds) or (p is plug and r >= args.plugin_rounds):
+                        continue
+                    (plug_rates if p is plug else ours_rates).append(p.blast(n))
+                if base is not None and r < rounds:
                     base_rates.append(base.blast(n))
             with HostSteal() as steal:
-                p50, p99, p999 = _percentiles(ours.paced(args.latency_messages, args.rate))
+                if plug is None:
+                    lat_ours = ours.paced(args.latency_messages, args.rate)
+                    lat_plug = None
+                else:  # in alternating chunks, for the same reason
+                    chunks = max(2, args.plugin_rounds)
+                    m = max(100, args.latency_messages // chunks)
+                    parts: dict[str, list] = {"ours": [], "plug": []}
+                    for r in range(chunks):
+                        for key, p in ((("ours", ours), ("plug", plug)) if r % 2 == 0 else
+                                       (("plug", plug), ("ours", ours))):
+                            parts[key].append(p.paced(m, args.rate))
+                    lat_ours = np.concatenate(parts["ours"])
+                    lat_plug = np.concatenate(parts["plug"])
+                load = os.getloadavg()[0]
+                p50, p99, p999 = _percentiles(lat_ours)
         finally:
             records, gaps = ours.stop()
             if base is not None:
                 base.stop()
+            plug_records = plug_gaps = 0
+            if plug is not None:
+                plug_records, plug_gaps = plug.stop()
         rate = float(np.median(ours_rates))
         prefix = "" if venue == "binance-usdm" else venue.split("-")[0] + "_"
         result.metrics.update({
@@ -507,9 +654,11 @@ def run(args: argparse.Namespace) -> BenchResult:
                                                      "p99.9 us": p999, "messages": n}))
         result.notes.append(
             f"{venue}: rounds {', '.join(f'{r / 1e3:.1f}k' for r in ours_rates)} msgs/s (median reported); "
-            f"latency over {args.latency_messages} messages at {args.rate:.0f}/s (host steal meanwhile "
-            f"{steal.pct:.1f} %); ring reader saw {records} "
+            f"latency over {len(lat_ours)} messages at {args.rate:.0f}/s (host steal meanwhile "
+            f"{steal.pct:.1f} %, load average {load:.1f}); ring reader saw {records} "
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
+        if plug is not None:
+            _plugin_figures(result, plug, ours_rates, plug_rates, lat_ours, lat_plug, plug_records, plug_gaps)
         if base_rates:
             base_rate = float(np.median(base_rates))
             result.metrics["baseline_depth_msgs_per_s"] = base_rate
@@ -523,6 +672,42 @@ def run(args: argparse.Namespace) -> BenchResult:
         "rates are pipeline rates: until the ring reader (ours) or the queue consumer (baseline) has the last message",
     ]
     return result
+
+
+def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, plug_rates: list,
+                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_records: int, plug_gaps: int) -> None:
+    """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds)."""
+    off_rate = float(np.median(ours_rates[: len(plug_rates)]))  # the rounds the two shared
+    on_rate = float(np.median(plug_rates))
+    off_p99, on_p99 = _percentiles(lat_ours)[1], _percentiles(lat_plug)[1]
+    on_p50, _, on_p999 = _percentiles(lat_plug)
+    x = plug.extra
+    ring, rows = int(x.get("ring_records", 0)), int(x.get("recorded_rows", 0))
+    cpu_s = float(x.get("recorder_cpu_s", 0.0))
+    result.metrics.update({
+        "plugins_depth_msgs_per_s": on_rate,
+        "plugins_frame_to_ring_p99_us": on_p99,
+        # the median of the pairs' losses: each pair ran back to back, so a change of the machine's
+        # load between rounds (other people's tests here) cancels within a pair
+        "plugins_throughput_loss_pct": float(np.median([100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a])),
+        "plugins_throughput_loss_of_medians_pct": -_pct_increase(off_rate, on_rate),
+        "plugins_p99_increase_pct": _pct_increase(off_p99, on_p99),
+        "recorder_cpu_ms_per_m_records": float(x.get("recorder_cpu_ms_per_m_records", 0.0)),
+        "recorder_missing_rows": ring - rows,
+    })
+    result.rows.append(("binance-usdm, all plugins on", {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99,
+                                                          "p99.9 us": on_p999, "messages": len(plug_rates)}))
+    # per pair: each plugins-on round over the plugins-off round beside it
+    pairs = [f"{100 * (1 - b / a):+.1f}%" for a, b in zip(ours_rates, plug_rates)]
+    result.notes.append(
+        f"plugins (risk, telegram at a loopback Bot API, metrics, recorder): rounds "
+        f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
+        f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}); "
+        f"p99 {on_p99:.1f} us against {off_p99:.1f} us over the same alternating paced chunks; "
+        f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), "
+        f"{cpu_s * 1e3:.0f} ms CPU in all with its start-up, "
+        f"{x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million records during the rounds; ring reader lapped {plug_gaps} times; plugin errors "
+        f"{x.get('plugin_errors', 0)}, recorder restarts {x.get('recorder_restarts', 0)}")
 
 
 def _cleanup(namespace: str) -> None:
