@@ -9,6 +9,7 @@ Examples::
     hftd convert binance-hist BTCUSDT-depth-2022-11-01.csv --trades BTCUSDT-trades-2022-11-01.csv -o day.npz
     hftd convert hyperliquid btcusd_20250126.gz --tick-size 1 --lot-size 0.00001 -o day.npz
     hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600    # bounded memory
+    hftd convert databento glbx-mdp3-20241202.mbo.dbn.zst --instrument-id 42140878 -o mbo_day.npz  # L3
     hftd convert l3-to-l2 mbo_day.npz --tick-size 0.01 --lot-size 0.001 -o l2_day.npz  # MBO event files
 
 Every conversion shifts local stamps so no feed latency is negative, orders the rows for both
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 VENUES = ("binance-usdm", "binance-coinm", "binance-spot", "binance-hist", "bybit", "tardis", "hyperliquid",
-          "l3-to-l2")
+          "l3-to-l2", "databento")
 _BINANCE = ("binance-usdm", "binance-coinm", "binance-spot")
 
 
@@ -58,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="bybit: which orderbook.N topic to use (default: the first one seen)")
     parser.add_argument("--tick-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
     parser.add_argument("--lot-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
+    parser.add_argument("--instrument-id", type=int, default=None,
+                        help="databento: the instrument to keep when a DBN file holds several")
     parser.add_argument("--snapshot-mode", choices=["process", "ignore_sod", "ignore"], default="process",
                         help="tardis incremental_book_L2: which snapshots to use")
     parser.add_argument("--window-s", type=float, default=None,
@@ -101,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
         elif args.venue == "binance-hist":
             latency = 5_000_000 if args.feed_latency_ns is None else args.feed_latency_ns
             arr = binance_hist.convert(inputs[0], args.trades, feed_latency_ns=latency, **common)
+        elif args.venue == "databento":
+            from bots.data.convert import databento
+
+            arr = databento.convert(inputs[0], instrument_id=args.instrument_id, **common)
         elif args.venue == "l3-to-l2":
             from bots.data.l3_to_l2 import l3_to_l2
 
