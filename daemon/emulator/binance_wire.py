@@ -79,8 +79,8 @@ class BinanceWire:
     def order_update(self, ev: OrderEvent) -> dict:
         o, f = ev.order, ev.fill
         a = self.account
-        bids = sum(a.qty(x.symbol, x.leaves) * a.px(x.symbol, x.price) for x in a.open_orders(o.symbol) if x.side > 0)
-        asks = sum(a.qty(x.symbol, x.leaves) * a.px(x.symbol, x.price) for x in a.open_orders(o.symbol) if x.side < 0)
+        bids = a.resting_notional(o.symbol, 1)
+        asks = a.resting_notional(o.symbol, -1)
         out = {"s": o.symbol, "c": o.client_id, "S": "BUY" if o.side > 0 else "SELL", "o": o.type,
                "f": o.meta.get("tif", o.tif), "q": self._q(o, o.qty), "p": self._p(o, o.price), "ap": self._avg(o),
                "sp": "0", "x": ev.kind, "X": o.status, "i": o.order_id,
