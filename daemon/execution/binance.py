@@ -16,7 +16,7 @@ import orjson
 from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
-from daemon.execution.session import SessionBase
+from daemon.execution.session import SessionBase, read_frames
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import binance_rest_payload, hmac_sha256_hex
 
@@ -344,14 +344,7 @@ class BinanceExecution(SessionBase):
             return await self.http.ws_connect(self.ws_api_url, heartbeat=self.cfg.ping_interval_s, compress=0,
                                               timeout=aiohttp.ClientWSTimeout(ws_close=2.0), max_msg_size=1 << 22)
 
-        async def pump(ws):
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._on_ws_api(msg.data)
-                elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                    break
-
-        await self._run_order_ws(connect, pump, "websocket API")
+        await self._run_order_ws(connect, lambda ws: read_frames(ws, self._on_ws_api), "websocket API")
 
     def _on_ws_api(self, data: str) -> None:
         try:
@@ -431,11 +424,7 @@ class BinanceExecution(SessionBase):
                 self._user_state(True, "user stream reconnected")
                 self._spawn(self._after_gap())
             try:
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        self._on_user(msg.data)
-                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                        break
+                await read_frames(ws, self._on_user)
             finally:
                 self._user_ok = False
                 if not self._stopping:

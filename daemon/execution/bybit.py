@@ -17,7 +17,7 @@ import orjson
 from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
-from daemon.execution.session import SessionBase
+from daemon.execution.session import SessionBase, TurnBudget
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import bybit_rest_payload, bybit_ws_auth_payload, hmac_sha256_hex
 
@@ -337,7 +337,10 @@ class BybitExecution(SessionBase):
         """Read until the socket ends, sending ``op: ping`` when it has been quiet for a ping interval."""
         ping = self.cfg.ping_interval_s
         next_ping = time.monotonic() + ping
+        turn = TurnBudget()
         while True:
+            if turn.spent():
+                await asyncio.sleep(0)
             try:
                 msg = await ws.receive(timeout=max(0.0, next_ping - time.monotonic()))
             except asyncio.TimeoutError:

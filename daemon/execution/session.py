@@ -26,7 +26,7 @@ from daemon.execution.secrets import Credentials
 from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
 from shm.orders import RejectReason, VenueState
 
-__all__ = ["SessionBase", "send_now", "decimals_of"]
+__all__ = ["SessionBase", "send_now", "decimals_of", "TurnBudget", "TURN_BUDGET_S", "read_frames"]
 
 log = logging.getLogger("hftd.execution")
 
@@ -71,6 +71,42 @@ async def _drain(coro, fut) -> None:
             fut._asyncio_future_blocking = False
     finally:
         _DRAINS.discard(asyncio.current_task())
+
+
+#: the longest a socket reader or a sweep (audit, timeouts) runs before it lets the loop serve the
+#: rest (the intake, the other sockets, the control server's heartbeats): a storm of buffered user
+#: events or query results held the loop 1-2 s in bench orders, and aiohttp hands buffered frames
+#: to ``async for``/``receive`` without ever suspending
+TURN_BUDGET_S = 0.002
+
+
+class TurnBudget:
+    """``if turn.spent(): await asyncio.sleep(0)`` after each unit of work: one clock read per unit."""
+    __slots__ = ("budget_s", "t0")
+
+    def __init__(self, budget_s: float = TURN_BUDGET_S) -> None:
+        self.budget_s = budget_s
+        self.t0 = time.perf_counter()
+
+    def spent(self) -> bool:
+        t = time.perf_counter()
+        if t - self.t0 < self.budget_s:
+            return False
+        self.t0 = t
+        return True
+
+
+async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle) -> None:
+    """``handle(text)`` for each text frame until the socket ends, yielding to the loop once a
+    turn's budget is spent."""
+    turn = TurnBudget()
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            handle(msg.data)
+        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+            return
+        if turn.spent():
+            await asyncio.sleep(0)
 
 
 def decimals_of(step: float) -> int:
@@ -375,7 +411,13 @@ class SessionBase(ExecutionSession):
             await asyncio.sleep(tick)
             now = time.monotonic()
             timeout = self.cfg.request_timeout_s
-            for rid in [r for r, q in self._reqs.items() if now - q.sent > timeout]:
+            # requests are inserted as they are sent: the expired ones are a prefix
+            expired = []
+            for rid, q in self._reqs.items():
+                if now - q.sent <= timeout:
+                    break
+                expired.append(rid)
+            for rid in expired:
                 self._lost(rid)
             due = [cid for cid, t in self._recon.items() if t <= now]
             for cid in due:
@@ -440,11 +482,14 @@ class SessionBase(ExecutionSession):
             return
         syms = {o.symbol for o in self.tracker.orders.values()}
         local = time.time_ns()
+        turn = TurnBudget()
         for sym in syms:
             seen = set()
             for u in await self._query_open(sym):
                 seen.add(u.client_id)
                 self.tracker.apply(u, Src.QUERY, local)
+                if turn.spent():
+                    await asyncio.sleep(0)
             for cid, o in list(self.tracker.orders.items()):
                 if o.symbol == sym and cid not in seen and o.accepted and not o.pending:
                     self._schedule_recon(cid, 0.0)

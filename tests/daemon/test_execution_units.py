@@ -279,3 +279,70 @@ def test_send_now_writes_in_order_through_back_pressure():
         await runner.cleanup()
 
     asyncio.run(body())
+
+
+def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
+    """aiohttp hands buffered frames to the reader without suspending: a storm of user events (a
+    cancel-all, an audit) held the loop 1-2 s.  read_frames lets the loop run once per turn budget:
+    a callback rescheduling itself on every loop turn advances while the frames are handled."""
+    import asyncio
+    import time
+
+    import aiohttp
+    from aiohttp import web
+
+    from daemon.execution.session import TURN_BUDGET_S, read_frames
+
+    n_frames, work_s = 3000, 0.0001
+
+    async def ws_handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        for i in range(n_frames):
+            await ws.send_str(f'{{"n":{i}}}')
+        await ws.close()
+        return ws
+
+    async def body():
+        app = web.Application()
+        app.router.add_get("/ws", ws_handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        turns = [0]
+        running = True
+
+        def tick():
+            turns[0] += 1
+            if running:
+                loop.call_soon(tick)
+
+        seen: list[int] = []
+
+        def handle(text):
+            seen.append(turns[0])
+            end = time.perf_counter() + work_s  # the handling of one event
+            while time.perf_counter() < end:
+                pass
+
+        try:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws")
+                await asyncio.sleep(0.5)  # the frames pile up in the reader's buffer
+                loop.call_soon(tick)
+                await read_frames(ws, handle)
+                running = False
+        finally:
+            await runner.cleanup()
+        assert len(seen) == n_frames
+        # the longest stretch of frames handled without a loop turn in between
+        longest = run = 1
+        for a, b in zip(seen, seen[1:]):
+            run = run + 1 if a == b else 1
+            longest = max(longest, run)
+        assert longest <= TURN_BUDGET_S / work_s + 2, longest
+
+    asyncio.run(body())
