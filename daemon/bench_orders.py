@@ -15,6 +15,10 @@ in this process, as in ``hftd daemon``.  Measured:
   use while four bots are registered and idle;
 * **daemon CPU per order** (``cpu_us_per_order``): this process's CPU time over the four-bot run
   divided by the orders, a figure that a machine shared with other work distorts less than rates;
+* **risk check** (``risk_p99_added_us``): the paced run to the emulator again with the risk plugin's
+  pre-trade check (``plugins.manager.PluginHost.pretrade_check``, every limit finite) in the router,
+  right after the run without it; the difference of the two channel-to-wire p99s, and the check's
+  own time per order inside that run (``risk_check_p99_us``);
 * **baseline**: the obvious pipeline, each bot posting signed ``POST /fapi/v1/order`` to the emulator
   itself through aiohttp, one order after the other, in the same run.
 
@@ -254,6 +258,26 @@ class _Stand:
         self.server = ControlServer(self.cfg, self.router)
         await self.server.start()
 
+    def risk_on(self) -> list[int]:
+        """Put the risk plugin's pre-trade check in the router (every limit finite, so each is
+        evaluated); returns the list its per-order times (ns) go to."""
+        from plugins.config import PluginsConfig
+        from plugins.manager import PluginHost
+
+        host = PluginHost(PluginsConfig.from_mapping({"risk": {
+            "max_order_qty": 10.0, "max_order_notional": 1e7, "max_position": 1e6, "max_open_orders": 100_000,
+            "max_daily_loss": 1e9}}))
+        check, times, clock = host.pretrade_check, [], time.perf_counter_ns
+
+        def timed(c):
+            t = clock()
+            verdict = check(c)
+            times.append(clock() - t)
+            return verdict
+
+        self.router.check = timed
+        return times
+
     async def spawn(self, n_bots: int) -> None:
         ctx = mp.get_context("spawn")
         env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
@@ -376,6 +400,7 @@ async def _stop_emulator(proc, pipe) -> None:
 
 async def _main(args, res) -> None:
     from daemon.emulator.synth import SynthConfig  # noqa: F401  (fail early if the emulator is missing)
+    from hftd.bench import HostSteal
 
     workdir = tempfile.mkdtemp(prefix="hftd-bench-orders-")
     ns = "bo" + uuid.uuid4().hex[:8]
@@ -433,8 +458,14 @@ async def _main(args, res) -> None:
             await st.spawn(4)
             one = await st.phase(1, args.orders // 4, 0, 30_000_000, 40_000.0)
             four = await st.phase(4, args.orders // 4, 0, 40_000_000, 40_000.0)
-            paced = await st.phase(4, max(1, int(args.wire_rate / 4 * args.paced_s)), args.wire_rate / 4,
-                                   50_000_000, 40_000.0)
+            wire_n = max(1, int(args.wire_rate / 4 * args.paced_s))
+            load_paced = os.getloadavg()[0]
+            with HostSteal() as steal:
+                paced = await st.phase(4, wire_n, args.wire_rate / 4, 50_000_000, 40_000.0)
+            check_ns = st.risk_on()
+            with HostSteal() as steal_risk:
+                risky = await st.phase(4, wire_n, args.wire_rate / 4, 60_000_000, 40_000.0)
+            st.router.check = None
         finally:
             await st.stop()
             if st.stop_error:
@@ -451,10 +482,17 @@ async def _main(args, res) -> None:
             "baseline_orders_per_s_1bot": base1, "baseline_orders_per_s_4bots": base4,
             "daemon_cpu_us_per_order": four["cpu_us_per_order"],
             "orders_vs_baseline": four["orders_per_s"] / base4 if base4 else float("nan"),
+            "channel_to_wire_risk_p50_us": risky["p50_us"], "channel_to_wire_risk_p99_us": risky["p99_us"],
+            "risk_p99_added_us": risky["p99_us"] - paced["p99_us"],
+            "risk_check_p50_us": _pct(sorted(check_ns), 50) / 1e3, "risk_check_p99_us": _pct(sorted(check_ns), 99) / 1e3,
+            "paced_load_avg_1m": load_paced, "paced_host_steal_pct": steal.pct, "paced_risk_host_steal_pct": steal_risk.pct,
         })
-        want = 4 * max(1, int(args.wire_rate / 4 * args.paced_s))
-        if paced["accepted"] < want:
-            res.notes.append(f"paced run: the emulator accepted {paced['accepted']} of {want} orders")
+        res.rows.append(("emulator: paced, risk check on", {"p50_us": risky["p50_us"], "p99_us": risky["p99_us"],
+                                                           "accepted_paced": risky["accepted"]}))
+        want = 4 * wire_n
+        for label, run_ in (("paced run", paced), ("paced run with the risk check", risky)):
+            if run_["accepted"] < want:
+                res.notes.append(f"{label}: the emulator accepted {run_['accepted']} of {want} orders")
     finally:
         if emu is not None:
             await _stop_emulator(emu, emu_pipe)
