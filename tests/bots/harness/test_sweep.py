@@ -59,3 +59,12 @@ def test_sweep_cli_writes_table_and_heatmap(cfg, tmp_path, capsys):
     assert len((out / "sweep.csv").read_text().splitlines()) == 5
     assert main(["backtest", "--example", "grid", "--data", data, "--sweep", "nope=1,2", "--no-report"]) == 1
     assert "not a parameter of grid" in capsys.readouterr().err
+
+
+def test_a_strategy_that_does_not_compile_fails_before_any_worker(cfg):
+    import dataclasses
+
+    bad = dataclasses.replace(cfg, strategy=dataclasses.replace(
+        cfg.strategy, function="tests.bots.harness.bad_strategies:does_not_compile", params={}))
+    with pytest.raises(ConfigError, match="does_not_compile does not compile"):
+        run_sweep(bad, {"step_ns": [1_000_000, 2_000_000]}, jobs=2)
