@@ -29,8 +29,8 @@ from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
 from bots.sim.engine import CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED
 from bots.sim.layout import (
-    F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_QUEUE_N, F_TAKER, F_TICK, I_ASSET_KIND, I_ENTRY_NS, I_EXCH,
-    I_FEE_KIND, I_LAT_KIND, I_QUEUE, I_RESP_NS, I_TRADES_CAP, N_CFG, order_dtype, state_values_dtype,
+    F_QUEUE_N, F_TICK, I_ENTRY_NS, I_EXCH, I_LAT_KIND, I_QUEUE, I_RESP_NS, market_config, order_dtype,
+    state_values_dtype,
 )
 from bots.sim.ref import borrow
 from shm.dtypes import event_dtype
@@ -101,8 +101,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
             raise ConfigError(f"assets[{i}]: expected bots.BacktestAsset, got {type(asset).__name__}")
         asset._checked(i, roi)
     n = len(assets)
-    cfg_f = np.zeros((n, N_CFG), np.float64)
-    cfg_i = np.zeros((n, N_CFG), np.int64)
+    cfg_f, cfg_i = market_config(assets)
     chunks: list[np.ndarray] = []
     chunk_first = np.zeros(n, np.int64)
     chunk_count = np.zeros(n, np.int64)
@@ -114,22 +113,12 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
     for a, asset in enumerate(assets):
-        cfg_f[a, F_TICK] = asset._tick_size
-        cfg_f[a, F_LOT] = asset._lot_size
-        cfg_f[a, F_INV_TICK] = 1.0 / asset._tick_size
-        cfg_f[a, F_INV_LOT] = 1.0 / asset._lot_size
-        cfg_f[a, F_CONTRACT] = asset._contract_size
-        cfg_f[a, F_MAKER] = asset._maker_fee
-        cfg_f[a, F_TAKER] = asset._taker_fee
         cfg_f[a, F_QUEUE_N] = asset._queue_n
-        cfg_i[a, I_ASSET_KIND] = asset._asset_kind
-        cfg_i[a, I_FEE_KIND] = asset._fee_kind
         cfg_i[a, I_QUEUE] = asset._queue
         cfg_i[a, I_EXCH] = asset._exchange
         cfg_i[a, I_LAT_KIND] = asset._latency_kind
         cfg_i[a, I_ENTRY_NS] = asset._entry_ns
         cfg_i[a, I_RESP_NS] = asset._resp_ns
-        cfg_i[a, I_TRADES_CAP] = asset._trades_cap
         chunk_first[a] = len(chunks)
         # the files of an asset must follow each other in time (bots.data.continuity): ``tail``
         # is where the files so far end, None after a compressed file (known once inflated: the

@@ -38,9 +38,8 @@ from bots.live.status import LiveError
 from bots.sim import depth as dp
 from bots.sim import orders as od
 from bots.sim import views as vw
-from bots.sim.fees import (F_CONTRACT, F_INV_LOT, F_INV_TICK, F_LOT, F_MAKER, F_TAKER, F_TICK, FEE_BY_QTY,
-                           FEE_BY_VALUE, FEE_FLAT, INVERSE, LINEAR)
-from bots.sim.layout import order_dtype, state_values_dtype
+from bots.sim.fees import F_TICK, FEE_BY_QTY, FEE_BY_VALUE, FEE_FLAT, INVERSE, LINEAR
+from bots.sim.layout import market_config, order_dtype, state_values_dtype
 from bots.sim.ref import borrow
 from shm import layout as L
 from shm.dtypes import event_dtype, order_request_dtype, order_response_dtype
@@ -662,7 +661,6 @@ def _new_live(struct_type, n_assets, cur_ts, cfg_f, cfg_i, depth_i, bid_qty, ask
 
 
 live_type = LiveBotType(LIVE_FIELD_TYPES)
-_N_CFG = 10  # the width bots.sim.views reads cfg_f/cfg_i with
 
 
 def _build(assets: list, link: LiveLink, roi: bool, wait: "str | WaitStrategy | None") -> LiveBot:
@@ -676,21 +674,10 @@ def _build(assets: list, link: LiveLink, roi: bool, wait: "str | WaitStrategy | 
         raise ConfigError(f"link: a LiveLink with one ring per asset ({len(assets)}) is required")
     ws = wait_strategy(wait)
     n = len(assets)
-    cfg_f = np.zeros((n, _N_CFG), np.float64)
-    cfg_i = np.zeros((n, _N_CFG), np.int64)
+    # queue model column stays 0: not L3 (the local row kernel's L3 branch is never taken)
+    cfg_f, cfg_i = market_config(assets)
     widths = []
     for a, asset in enumerate(assets):
-        cfg_f[a, F_TICK] = asset._tick_size
-        cfg_f[a, F_LOT] = asset._lot_size
-        cfg_f[a, F_INV_TICK] = 1.0 / asset._tick_size
-        cfg_f[a, F_INV_LOT] = 1.0 / asset._lot_size
-        cfg_f[a, F_CONTRACT] = asset._contract_size
-        cfg_f[a, F_MAKER] = asset._maker_fee
-        cfg_f[a, F_TAKER] = asset._taker_fee
-        cfg_i[a, 0] = asset._asset_kind
-        cfg_i[a, 1] = asset._fee_kind
-        cfg_i[a, 2] = 0  # queue model: not L3 (the local row kernel's L3 branch is never taken)
-        cfg_i[a, 7] = asset._trades_cap
         if roi:
             widths.append((int(round(asset._roi_lb / asset._tick_size)), int(round(asset._roi_ub / asset._tick_size))))
         else:

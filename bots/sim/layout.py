@@ -44,6 +44,26 @@ I_TRADES_CAP = 7  # last_trades capacity (0: not kept)
 #: kept because bots.live.binding allocates this width too (import N_CFG rather than repeat it)
 N_CFG = 10
 
+
+def market_config(assets) -> "tuple[np.ndarray, np.ndarray]":
+    """``(cfg_f, cfg_i)`` of the assets' market rules (tick, lot, contract, fees, kinds): the columns
+    both bindings fill alike.  The backtest then adds its queue, exchange and latency models."""
+    n = len(assets)
+    cfg_f = np.zeros((n, N_CFG), np.float64)
+    cfg_i = np.zeros((n, N_CFG), np.int64)
+    for a, asset in enumerate(assets):
+        cfg_f[a, F_TICK] = asset._tick_size
+        cfg_f[a, F_LOT] = asset._lot_size
+        cfg_f[a, F_INV_TICK] = 1.0 / asset._tick_size
+        cfg_f[a, F_INV_LOT] = 1.0 / asset._lot_size
+        cfg_f[a, F_CONTRACT] = asset._contract_size
+        cfg_f[a, F_MAKER] = asset._maker_fee
+        cfg_f[a, F_TAKER] = asset._taker_fee
+        cfg_i[a, I_ASSET_KIND] = asset._asset_kind
+        cfg_i[a, I_FEE_KIND] = asset._fee_kind
+        cfg_i[a, I_TRADES_CAP] = asset._trades_cap
+    return cfg_f, cfg_i
+
 order_dtype = np.dtype(
     [
         ("qty", "f8"),
