@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
     parser.add_argument("--plugin-rounds", type=int, default=4,
                         help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison)")
+    parser.add_argument("--plugins", default="telegram,metrics,recorder",
+                        help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which costs")
 
 
 # -- websocket framing (server -> client frames are not masked, RFC 6455 5.2) ------------------
@@ -239,7 +241,7 @@ def _plugin_host(venue: str, ring: str, plugins: dict):
 
     os.environ["HFTD_BENCH_TELEGRAM_TOKEN"] = "1:bench"
     return PluginHost(PluginsConfig.from_mapping({
-        "enabled": ["telegram", "metrics", "recorder"],
+        "enabled": list(plugins["enabled"]),
         "telegram": {"base_url": plugins["bot_api"], "token_env": "HFTD_BENCH_TELEGRAM_TOKEN", "chat_ids": [1]},
         "metrics": {"port": 0},
         "recorder": {"directory": plugins["directory"], "rings": [ring]},
@@ -285,6 +287,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
         ring = ring_segment_name(venue, SYMBOL)
         pub = TimingPublisher(RingPublisher(ring, capacity=1 << 16), capacity)
         host = _plugin_host(venue, ring, plugins) if plugins is not None else None
+        recorder = host.plugins.get("recorder") if host is not None else None
         target = host.wrap_publisher(pub, venue, SYMBOL) if host is not None else pub
         async with aiohttp.ClientSession() as http:
             md = make_session(cfg, {SYMBOL: target}, http)
@@ -300,7 +303,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         await asyncio.sleep(0.05)
 
                 tick = asyncio.create_task(supervise())
-                await asyncio.wait_for(host.plugins["recorder"].ready.wait(), 60)
+                if recorder is not None:
+                    await asyncio.wait_for(recorder.ready.wait(), 60)
             conn.send("connected")
             while not md.all_live():
                 await asyncio.sleep(0.01)
@@ -309,8 +313,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             while True:
                 cmd, arg = await loop.run_in_executor(None, conn.recv)
                 if cmd == "arm":
-                    if host is not None and arg == "blast":  # the recorder's CPU and records while a round runs
-                        rec_from = (_child_cpu_s(host.plugins["recorder"].proc), pub.inner.cursor)
+                    if recorder is not None and arg == "blast":  # the recorder's CPU and records while a round runs
+                        rec_from = (_child_cpu_s(recorder.proc), pub.inner.cursor)
                     pub.armed, pub.count = True, 0
                     conn.send("armed")
                 elif cmd == "collect":
@@ -320,7 +324,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     pub.armed = False
                     if rec_from is not None:
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
-                        rec_cpu[0] += _child_cpu_s(host.plugins["recorder"].proc) - rec_from[0]
+                        rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
                         rec_from = None
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
@@ -336,11 +340,13 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         tick.cancel()
                         host.notify_daemon_stop("bench done")
                         await host.aclose()  # the recorder child drains the ring and exits
-                        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the recorder, reaped
-                        extra.update({"recorder_cpu_s": usage.ru_utime + usage.ru_stime, "ring_records": pub.inner.cursor,
-                                 "recorded_rows": _recorded_rows(plugins["directory"], ring),
-                                 "plugin_errors": sum(host.errors.values()),
-                                 "recorder_restarts": host.plugins["recorder"].restarts})
+                        extra["plugin_errors"] = sum(host.errors.values())
+                        if recorder is not None:
+                            usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the recorder, reaped
+                            extra.update({"recorder_cpu_s": usage.ru_utime + usage.ru_stime,
+                                          "ring_records": pub.inner.cursor,
+                                          "recorded_rows": _recorded_rows(plugins["directory"], ring),
+                                          "recorder_restarts": recorder.restarts})
                     pub.close()
                     conn.send(("bye", extra))
                     return
@@ -476,7 +482,8 @@ class OursPipeline:
         self.emu = self._spawn(_emulator_main, args.changes, self.venue, self.plugins)
         rest, ws, bot_api = self.emu.recv()
         cap = max(args.messages, args.latency_messages) + 16
-        plugins = {"bot_api": bot_api, "directory": self.record_dir} if self.plugins else None
+        enabled = [n.strip() for n in args.plugins.split(",") if n.strip()]
+        plugins = {"bot_api": bot_api, "directory": self.record_dir, "enabled": enabled} if self.plugins else None
         self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue, plugins)
         assert self.ours.recv() == "connected"
         self.emu.send(("warm", 1))
@@ -614,7 +621,9 @@ def run(args: argparse.Namespace) -> BenchResult:
             for r in range(max(rounds, args.plugin_rounds if plug is not None else 0)):
                 pair = [ours, plug] if r % 2 == 0 else [plug, ours]
                 for p in pair:
-                    if p is None or (p is ours and r >= rounds) or (p is plug and r >= args.plugin_rounds):
+                    # the plugin-less pipeline runs in every round of the pairs too
+                    if p is None or (p is ours and r >= rounds and (plug is None or r >= args.plugin_rounds)) \
+                            or (p is plug and r >= args.plugin_rounds):
                         continue
                     (plug_rates if p is plug else ours_rates).append(p.blast(n))
                 if base is not None and r < rounds:
@@ -658,7 +667,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"{steal.pct:.1f} %, load average {load:.1f}); ring reader saw {records} "
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
         if plug is not None:
-            _plugin_figures(result, plug, ours_rates, plug_rates, lat_ours, lat_plug, plug_records, plug_gaps)
+            _plugin_figures(result, plug, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins)
         if base_rates:
             base_rate = float(np.median(base_rates))
             result.metrics["baseline_depth_msgs_per_s"] = base_rate
@@ -675,7 +684,7 @@ def run(args: argparse.Namespace) -> BenchResult:
 
 
 def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, plug_rates: list,
-                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_records: int, plug_gaps: int) -> None:
+                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_gaps: int, enabled: str) -> None:
     """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds)."""
     off_rate = float(np.median(ours_rates[: len(plug_rates)]))  # the rounds the two shared
     on_rate = float(np.median(plug_rates))
@@ -692,22 +701,28 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, p
         "plugins_throughput_loss_pct": float(np.median([100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a])),
         "plugins_throughput_loss_of_medians_pct": -_pct_increase(off_rate, on_rate),
         "plugins_p99_increase_pct": _pct_increase(off_p99, on_p99),
-        "recorder_cpu_ms_per_m_records": float(x.get("recorder_cpu_ms_per_m_records", 0.0)),
-        "recorder_missing_rows": ring - rows,
     })
-    result.rows.append(("binance-usdm, all plugins on", {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99,
+    if "recorded_rows" in x:
+        result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
+        result.metrics["recorder_missing_rows"] = ring - rows
+    result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}", {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99,
                                                           "p99.9 us": on_p999, "messages": len(plug_rates)}))
     # per pair: each plugins-on round over the plugins-off round beside it
-    pairs = [f"{100 * (1 - b / a):+.1f}%" for a, b in zip(ours_rates, plug_rates)]
+    losses = [100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates)]
+    pairs = [f"{v:+.1f}%" for v in losses]
+    # even rounds ran plugins-off first, odd ones plugins-on first: an order effect shows here
+    order = (f"median loss with plugins second {np.median(losses[0::2]):+.1f}%, first "
+             f"{np.median(losses[1::2]):+.1f}%" if len(losses) > 1 else "")
+    recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
+                f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
+                f"records during the rounds, restarts {x.get('recorder_restarts', 0)}; "
+                if "recorded_rows" in x else "")
     result.notes.append(
-        f"plugins (risk, telegram at a loopback Bot API, metrics, recorder): rounds "
+        f"plugins (risk + {enabled}; telegram at a loopback Bot API): rounds "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
-        f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}); "
+        f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}; {order}); "
         f"p99 {on_p99:.1f} us against {off_p99:.1f} us over the same alternating paced chunks; "
-        f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), "
-        f"{cpu_s * 1e3:.0f} ms CPU in all with its start-up, "
-        f"{x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million records during the rounds; ring reader lapped {plug_gaps} times; plugin errors "
-        f"{x.get('plugin_errors', 0)}, recorder restarts {x.get('recorder_restarts', 0)}")
+        f"{recorder}ring reader lapped {plug_gaps} times; plugin errors {x.get('plugin_errors', 0)}")
 
 
 def _cleanup(namespace: str) -> None:
