@@ -87,10 +87,11 @@ class SegmentBuffer:
         """
         heads = self._heads
         pairs = self._pairs
+        before = len(pairs)
         for ev, exch_ts, local_ts, seg_pairs in segments:
             heads.append((ev, exch_ts, local_ts, len(seg_pairs), line_no))
             pairs.extend(seg_pairs)
-        self.rows += sum(len(seg[3]) for seg in segments)
+        self.rows += len(pairs) - before
         if len(pairs) >= self._chunk_rows:
             self._flush()
 
