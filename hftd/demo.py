@@ -278,7 +278,8 @@ def status_line(d: Demo, elapsed_s: float) -> str:
     pos = trading.get("positions", {}).get(SYMBOL, {})
     parts = [f"{elapsed_s:5.1f}s", f"bots {len(bots)}{' ' + err if err else ''}"]
     for b in bots:
-        parts.append(f"{b.get('name')}: {b.get('open_orders', 0)} open {b.get('fills', 0)} fills")
+        parts.append(f"{b.get('name')}: {b.get('open_orders', 0)} open {b.get('fills', 0)} fills"
+                     + (f" {b['rejects']} rejected" if b.get("rejects") else ""))
     parts.append(f"venue: {trading.get('open_orders', '?')} open, pos {pos.get('qty', 0):+.3f}, "
                  f"realized {pos.get('realized', 0.0):+.4f}, fees {trading.get('fees_paid', 0.0):.4f}")
     return " | ".join(parts)
@@ -557,6 +558,9 @@ def run(args) -> int:
             rows[name] = compare(live, sim)
             series[name] = (live, sim)
         print(write_table(out, rows))
+        say("live and simulated fills differ mainly because a live step comes every step + its own work "
+            "(elapse after the work) while the simulator's come every step exactly; a fill near a step's end "
+            "can also be reported a step later live (tests/test_live_parity.py measures both)")
         png = plot(out, series)
         if not all(r["sim_fills"] > 0 for r in rows.values()):
             raise DemoError("the backtest of the recorded session filled nothing for a bot")
