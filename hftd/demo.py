@@ -151,7 +151,8 @@ class Demo:
         log = self.work / f"{name}.log"
         fh = open(log, "w")
         proc = subprocess.Popen(argv, env=self.env, stdout=stdout if stdout is not None else fh, stderr=fh,
-                                text=True, start_new_session=True)  # our Ctrl-C is not theirs: we stop them
+                                text=True, start_new_session=True,  # our Ctrl-C is not theirs: we stop them
+                                preexec_fn=_die_with_parent)
         fh.close()
         child = Child(name, proc, log)
         self.children.append(child)
@@ -178,6 +179,15 @@ class Demo:
         for c in reversed(self.children):
             if c.proc.poll() is None:
                 self.stop(c, 15.0)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the demo dies, even by SIGKILL (Linux prctl), so no
+    emulator, daemon or bot outlives it whatever ends it."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _get_json(url: str, timeout_s: float = 5.0):
