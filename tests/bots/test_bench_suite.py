@@ -49,8 +49,15 @@ def _run(impl, mod, name, inputs):
     return steps, records, state
 
 
+#: cases whose online fits need the real sample's trades: on the 60k synthetic rows (about 24 s of
+#: market, shorter than their 30 s fit window) they never quote, and a case without a fill proves nothing
+NEEDS_REAL_TRADES = {"glft", "obi"}
+
+
 @pytest.mark.parametrize("name", sorted(suite.CASES))
 def test_strategy_gives_the_same_account_on_both(inputs, name):
+    if name in NEEDS_REAL_TRADES and suite.real_sample() is None:
+        pytest.skip(f"{name}: needs the real Binance sample (../shared/data absent)")
     steps, records, state = _run("hftd", bots, name, inputs)
     ref_steps, ref_records, ref_state = _run("hftbacktest", hftbacktest, name, inputs)
     assert steps == ref_steps
