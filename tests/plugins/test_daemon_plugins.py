@@ -43,7 +43,7 @@ def test_the_daemon_calls_its_plugins_and_the_recorder_keeps_every_record(shm_na
         emu = await BinanceEmulator(["BTCUSDT"]).start()
         cfg = DaemonConfig.from_mapping({
             "venue": [{"name": "binance-usdm", "rest_url": emu.rest_url, "ws_url": emu.ws_url,
-                       "symbols": ["BTCUSDT"], "reconnect_initial_s": 0.05, "silence_alarm_s": 2.0,
+                       "symbols": ["BTCUSDT"], "reconnect_initial_s": 0.05, "silence_alarm_s": 300.0,
                        "ring_capacity": 1 << 16}],
             "plugins": {"enabled": ["metrics", "recorder"], "metrics": {"port": 0},
                         "recorder": {"directory": str(tmp_path), "poll_interval_s": 0.005}},
@@ -68,7 +68,14 @@ def test_the_daemon_calls_its_plugins_and_the_recorder_keeps_every_record(shm_na
             for _ in range(30):
                 await emu.step(1)
                 await asyncio.sleep(0.002)
-            await until(lambda: rec.of("hftd_book_resync"), 30, "the resync hook")
+            # (the emulator keeps stepping: a gap shows only on the message after it; and the
+            # silence alarm is 300 s because nothing is sent while a cold recorder child starts,
+            # which at 2 s resubscribed the links over and over on a fresh clone)
+            deadline = time.monotonic() + 30
+            while not rec.of("hftd_book_resync"):
+                assert time.monotonic() < deadline, "timed out waiting for the resync hook"
+                await emu.step(1)
+                await asyncio.sleep(0.02)
             assert rec.of("hftd_venue_disconnected") == []  # a resync is not a disconnect
             emu.inject("reset")  # every socket reset: the venue goes down, then up again
             await until(lambda: rec.of("hftd_venue_disconnected"), 30, "the disconnect hook")
