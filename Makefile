@@ -18,11 +18,13 @@ demo: $(STAMP)
 	$(VENV)/bin/hftd demo
 
 # The simulator's tests are bound by numba compiling cold (L2 and L3 engines, once per process):
-# they run in two workers, one per engine. The order-entry, emulator-trading and plugin tests wait
-# mostly on loopback sockets and assert outcomes, not timings: two workers as well. The rest measure
+# they run in two workers, one per engine. The order-entry, emulator-trading, plugin and demo tests
+# wait mostly on loopback sockets and child processes and assert outcomes, not timings: two workers
+# as well (a clean clone ran 1,220 s in all with the demo tests alone, over CI's 1,200). The rest measure
 # timings across real processes on the 2 cores and run alone, after them.
 PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py \
-	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py)
+	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py) \
+	tests/test_demo.py tests/test_live_parity.py
 test: $(STAMP)
 	$(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots
 	$(PY) -m pytest -q -m 'not stress' -n 2 $(PARALLEL_TESTS)

@@ -175,10 +175,25 @@ class Demo:
                 return None
         return child.proc.returncode
 
-    def stop_all(self) -> None:
-        for c in reversed(self.children):
-            if c.proc.poll() is None:
-                self.stop(c, 15.0)
+    def stop_all(self, timeout_s: float = 15.0) -> None:
+        """Bots first (all at once), then the daemon (it cancels their orders at the venue), then
+        the emulator; each tier gets ``timeout_s`` together, then SIGKILL.  One child at a time took
+        longer than a test's patience when SIGINT came while the bots were still compiling."""
+        tiers = [[c for c in self.children if c.name not in ("daemon", "emulator")],
+                 [c for c in self.children if c.name == "daemon"],
+                 [c for c in self.children if c.name == "emulator"]]
+        for tier in tiers:
+            alive = [c for c in tier if c.proc.poll() is None]
+            for c in alive:
+                c.stopped = True
+                c.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            for c in alive:
+                try:
+                    c.proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait(10)
 
 
 def _die_with_parent() -> None:
@@ -540,6 +555,9 @@ def run(args) -> int:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (a shell starts background
+    # jobs that way, and children inherit it: seen under `nohup ... &`, where SIGINT did nothing)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         records = session(d, say)
         for name, rec in records.items():
@@ -585,6 +603,7 @@ def run(args) -> int:
     finally:
         d.stop_all()
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
         from shm.segment import purge_namespace
 
         purge_namespace(ns)
