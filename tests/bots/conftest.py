@@ -43,5 +43,10 @@ def pytest_collection_modifyitems(config, items):
     groups compile each engine once and side by side, where any other split compiles one twice."""
     for item in items:
         name = item.path.name
-        if "/tests/bots/" in str(item.path).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.xdist_group("l3" if "_l3" in name else "l2"))
+        path = str(item.path).replace(os.sep, "/")
+        if "/tests/bots/" in path:
+            # the live binding's and the harness's tests (their own kernels, or backtests in child
+            # processes) go with the L3 group: the L2 group held everything else and ran ~2x longer
+            # on a clean clone, which CI's 20 minutes no longer had room for
+            other = "/tests/bots/live/" in path or "/tests/bots/harness/" in path
+            item.add_marker(pytest.mark.xdist_group("l3" if "_l3" in name or other else "l2"))
