@@ -91,8 +91,16 @@ def test_demo_interrupted_stops_every_child(tmp_path):
             break
     assert proc.poll() is None, "".join(lines)
     seen.update(children_of(proc.pid))
-    proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=90)[0]
+    # a SIGINT landing while Python runs a fork hook (the demo starts children with preexec_fn) is
+    # swallowed ("Exception ignored in _releaseLock"): press Ctrl-C again, as a user would
+    deadline = time.monotonic() + 90
+    while True:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest = proc.communicate(timeout=10)[0]
+            break
+        except subprocess.TimeoutExpired:
+            assert time.monotonic() < deadline, "the demo did not stop on SIGINT"
     assert proc.returncode == 130, "".join(lines) + rest
     assert "interrupted" in rest
     time.sleep(0.5)
