@@ -25,16 +25,9 @@ demo: $(STAMP)
 PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py \
 	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py) \
 	tests/test_demo.py tests/test_live_parity.py
-# The second stage runs beside the first (its tests mostly wait; the first mostly compiles); its
-# output is printed when both are done.
 test: $(STAMP)
-	@log=$$(mktemp); \
-	$(PY) -m pytest -q -m 'not stress' -n 2 $(PARALLEL_TESTS) > $$log 2>&1 & pid=$$!; \
-	s1=0; $(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots || s1=$$?; \
-	s2=0; wait $$pid || s2=$$?; \
-	echo "== plugins, order entry, emulator trading, demo (run beside the simulator's tests) =="; \
-	cat $$log; rm -f $$log; \
-	test $$s1 -eq 0 && test $$s2 -eq 0
+	$(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots
+	$(PY) -m pytest -q -m 'not stress' -n 2 $(PARALLEL_TESTS)
 	$(PY) -m pytest -q -m 'not stress' --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS))
 
 stress: $(STAMP)
