@@ -111,6 +111,9 @@ class StreamGroup:
         #: what the rotation is doing (connecting, subscribing, catching up, closing the old link):
         #: named in the liveness guard's log line
         self._rotation_phase = ""
+        #: ``tap(data, meta, count, local_ts)``: sees every socket read of the active link before the
+        #: venue hooks (the recorder's raw-frame copy; it must not block or raise); None = off
+        self.tap = None
 
     @property
     def rotating(self) -> bool:
@@ -213,6 +216,8 @@ class StreamGroup:
         def sink(data, arr, meta, count, local_ts) -> None:
             try:
                 if link is self.active:
+                    if self.tap is not None:
+                        self.tap(data, meta, count, local_ts)
                     hooks.on_batch(link, data, arr, meta, count, local_ts)
                 elif link is self.candidate:
                     for k in range(count):

@@ -167,6 +167,9 @@ class BinanceMarketData(MarketDataBase):
     """All configured symbols of one Binance USD-M account-less market-data session."""
 
     venue = VENUE
+    #: ``rest_tap(symbol, body, local_ts)``: sees every 200 snapshot body (the recorder's raw copy;
+    #: it must not block or raise); None = off
+    rest_tap = None
     failed_state = BookState.FAILED
     idle_states = (BookState.FAILED,)
 
@@ -390,6 +393,8 @@ class BinanceMarketData(MarketDataBase):
                                  VENUE, sym, status, code, wait_s)
                 await asyncio.sleep(wait_s)
                 continue
+            if self.rest_tap is not None:
+                self.rest_tap(sym, body, local_ts)
             try:
                 snap = parse_snapshot(body, local_ts)
             except ProtocolError as exc:
