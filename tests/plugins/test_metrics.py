@@ -90,9 +90,10 @@ def test_a_scrape_parses_and_its_counters_match_the_traffic(shm_namespace):
 
     assert s[("hftd_ring_lag_records", (("bot", "mm1"), ("pid", str(os.getpid())), ("ring", ring)))] == 16
     assert s[("hftd_frame_to_ring_seconds_count", (v,))] == 9  # one per message: 7 publishes + 2 observed
-    # every one was stamped >= 50 us and (on any sane machine) well under 100 ms
+    # every one was stamped >= 50 us before its publication; no upper bound holds: on a loaded CI
+    # machine a publish once came > 100 ms after its stamp (the "le=0.1" bucket held 8 of 9)
     assert s[("hftd_frame_to_ring_seconds_bucket", (("le", "2e-05"), v))] == 0
-    assert s[("hftd_frame_to_ring_seconds_bucket", (("le", "0.1"), v))] == 9
+    assert s[("hftd_frame_to_ring_seconds_bucket", (("le", "+Inf"), v))] == 9
     assert s[("hftd_frame_to_ring_seconds_sum", (v,))] >= 7 * 0.001
 
 
