@@ -16,9 +16,27 @@ __all__ = ["hmac_sha256_hex", "binance_rest_payload", "binance_ws_payload", "bin
            "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal"]
 
 
+#: secret -> an HMAC-SHA256 object keyed with it and fed nothing yet: ``copy()`` of it skips the key
+#: schedule (two hash blocks) that ``hmac.new`` redoes per request, about half the cost of a signature
+_KEYED: dict[str, object] = {}
+_KEYED_MAX = 64  # a process signs with a handful of secrets; the bound only guards against misuse
+
+
+def _keyed(secret: str):
+    h = _KEYED.get(secret)
+    if h is None:
+        if len(_KEYED) >= _KEYED_MAX:
+            _KEYED.clear()
+        base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        # the OpenSSL object inside (CPython >= 3.4): its copy() is C; the Python wrapper's costs ~3 us more
+        h = _KEYED[secret] = getattr(base, "_hmac", None) or base
+    return h
+
+
 def hmac_sha256_hex(secret: str, payload: str | bytes) -> str:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+    h = _keyed(secret).copy()
+    h.update(payload.encode() if isinstance(payload, str) else payload)
+    return h.hexdigest()
 
 
 def signatures_equal(a: str, b: str) -> bool:
@@ -43,7 +61,14 @@ def binance_ws_value(value: Any) -> str:
 
 def binance_ws_payload(params: Mapping[str, Any]) -> str:
     """Every parameter but ``signature``, sorted by name, joined ``k=v&...``."""
-    return "&".join(f"{k}={binance_ws_value(params[k])}" for k in sorted(params) if k != "signature")
+    # a list and an inline bool test, not a generator calling binance_ws_value: the emulator verifies
+    # every order with this (~40 % less per call); f"{v}" is str(v) for str, int and float
+    out = []
+    for k in sorted(params):
+        if k != "signature":
+            v = params[k]
+            out.append(f"{k}={('true' if v else 'false') if v.__class__ is bool else v}")
+    return "&".join(out)
 
 
 def bybit_rest_payload(timestamp_ms: int | str, api_key: str, recv_window_ms: int | str,
