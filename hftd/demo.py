@@ -146,6 +146,9 @@ class Demo:
     rest: str = ""
     sock: Path = Path()
     recordings: Path = Path()
+    #: set by the SIGINT/SIGTERM handler; the waits check it, because the KeyboardInterrupt the handler
+    #: raises is lost when it lands while Python runs a fork hook ("Exception ignored in _releaseLock")
+    interrupted: bool = False
 
     def spawn(self, name: str, argv: list[str], *, stdout=None) -> Child:
         log = self.work / f"{name}.log"
@@ -159,6 +162,8 @@ class Demo:
         return child
 
     def check_alive(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
         for c in self.children:
             if not c.stopped and c.proc.poll() is not None:
                 raise DemoError(f"{c.name} exited with status {c.proc.returncode}; its log ends:\n{c.tail()}")
@@ -551,13 +556,14 @@ def run(args) -> int:
     def say(text: str) -> None:
         print(f"hftd demo: {text}", flush=True)
 
-    def on_term(signum, frame):
+    def on_stop(signum, frame):
+        d.interrupted = True  # seen by the next wait even if the raise below is swallowed
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old = signal.signal(signal.SIGTERM, on_stop)
     # Ctrl-C stops the demo even when it was started with SIGINT ignored (a shell starts background
     # jobs that way, and children inherit it: seen under `nohup ... &`, where SIGINT did nothing)
-    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    old_int = signal.signal(signal.SIGINT, on_stop)
     try:
         records = session(d, say)
         for name, rec in records.items():

@@ -91,16 +91,15 @@ def test_demo_interrupted_stops_every_child(tmp_path):
             break
     assert proc.poll() is None, "".join(lines)
     seen.update(children_of(proc.pid))
-    # a SIGINT landing while Python runs a fork hook (the demo starts children with preexec_fn) is
-    # swallowed ("Exception ignored in _releaseLock"): press Ctrl-C again, as a user would
-    deadline = time.monotonic() + 90
-    while True:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest = proc.communicate(timeout=10)[0]
-            break
-        except subprocess.TimeoutExpired:
-            assert time.monotonic() < deadline, "the demo did not stop on SIGINT"
+    # one Ctrl-C is enough, even one landing while Python runs a fork hook (the demo starts children
+    # with preexec_fn), where the KeyboardInterrupt it raises is swallowed: the handler sets a flag
+    # that the demo's next wait sees
+    proc.send_signal(signal.SIGINT)
+    try:
+        rest = proc.communicate(timeout=90)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the demo did not stop within 90 s of one SIGINT\n" + "".join(lines))
     assert proc.returncode == 130, "".join(lines) + rest
     assert "interrupted" in rest
     time.sleep(0.5)
