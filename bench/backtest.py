@@ -11,7 +11,7 @@ An L3 case runs the same grid bot on a synthetic market-by-order file (``--l3-ev
 ADD/CANCEL/MODIFY/FILL, ``hftd synth --l3``) with ``l3_fifo_queue_model()`` on both, in the same
 rounds: ``l3_grid_events_per_s`` and ``l3_grid_vs_hftbacktest``.
 
-Then the strategy suite (``bots.bench_suite``; ``--skip-suite`` leaves it out): six tutorial-style
+Then the strategy suite (``bench.backtest_suite``; ``--skip-suite`` leaves it out): six tutorial-style
 strategies on both implementations, ``suite_<name>_vs_hftbacktest``, ``suite_min_``/``suite_median_``.
 """
 
@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bots import bench_inputs, bench_suite
-from hftd.bench import BenchResult
+from bench import backtest_inputs, backtest_suite
+from bench.core import BenchResult
 
 
 def add_arguments(parser) -> None:
@@ -40,8 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--l3-events", type=int, default=2_000_000,
                         help="events in the synthetic market-by-order file of the L3 case")
     parser.add_argument("--skip-l3", action="store_true", help="do not run the L3 case")
-    bench_inputs.add_arguments(parser)
-    bench_suite.add_arguments(parser)  # --skip-suite, --suite-events, --suite-repeats
+    backtest_inputs.add_arguments(parser)
+    backtest_suite.add_arguments(parser)  # --skip-suite, --suite-events, --suite-repeats
     # 7, not 3: on this VM a process runs the same backtest either fast or ~40 % slower and stays in
     # that mode for its whole life (hftd and hftbacktest alike; not tied to a cpu or to the data, and
     # LLVM's 32-byte branch alignment did not remove it), so a median of 3 processes swung
@@ -69,7 +69,7 @@ CASES = {"noop": ("noop", False), "grid": ("grid", False), "l3_grid": ("grid", T
 
 
 def _worker(impl: str, bot: str, path: Path, env: dict, warmup: int = 0, l3: bool = False) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "bots.bench_worker", "--impl", impl, "--bot", bot, str(path)]
+    cmd = [sys.executable, "-m", "bench.backtest_worker", "--impl", impl, "--bot", bot, str(path)]
     if warmup:
         cmd[-1:-1] = ["--warmup", str(warmup)]
     if l3:
@@ -139,6 +139,6 @@ def _measure(args, path: Path, l3_path: Path | None, res: BenchResult, cold_env:
     res.notes.append(f"each run is a fresh process; elapsed = building the backtest + the bot call; "
                      f"median of {max(1, args.repeats)} alternating rounds (peak RSS: the largest)")
     if not args.skip_reference:
-        bench_inputs.measure(args, res, path, cold_env)
-        bench_suite.measure(args, res, cold_env)  # six tutorial-style strategies, both implementations
+        backtest_inputs.measure(args, res, path, cold_env)
+        backtest_suite.measure(args, res, cold_env)  # six tutorial-style strategies, both implementations
     return res

@@ -1,9 +1,9 @@
 """Where a cold compile goes: the tutorial grid bot's first call with an empty numba cache.
 
-``python -m bots.compile_profile FILE [--top N] [--signatures]`` runs itself again in a child
+``python -m bench.backtest_compile_profile FILE [--top N] [--signatures]`` runs itself again in a child
 process whose ``NUMBA_CACHE_DIR`` is a fresh temporary directory, removed at the end (numba reads the
-variable when the ``bots`` package is imported, before this module runs).  The child builds the
-backtest on ``FILE`` as ``bots.bench_worker`` does, calls the cached grid bot once and prints the
+variable when it is first imported, by the ``bench`` package before this module runs).  The child builds the
+backtest on ``FILE`` as ``bench.backtest_worker`` does, calls the cached grid bot once and prints the
 phases (import, build, bot call) and, per jitted function, how often it was compiled and its
 inclusive and exclusive compile seconds (numba's ``numba:compile`` events; exclusive = minus the
 compiles nested in it).  A function compiled more
@@ -54,7 +54,8 @@ class _CompileTimes(event.Listener):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bots.compile_profile", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.backtest_compile_profile",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("file", help="an event file (.npz) for the grid bot")
     ap.add_argument("--top", type=int, default=30, help="functions listed, by exclusive seconds")
     ap.add_argument("--signatures", action="store_true",
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, **{_CHILD_ENV: cache_dir})
         try:
             argv = sys.argv[1:] if argv is None else argv
-            return subprocess.run([sys.executable, "-m", "bots.compile_profile", *argv], env=env).returncode
+            cmd = [sys.executable, "-m", "bench.backtest_compile_profile", *argv]
+            return subprocess.run(cmd, env=env).returncode
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
     times = _CompileTimes()
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         import bots
-        from bots.bench_worker import _asset
+        from bench.backtest_worker import _asset
         from bots.examples.grid import grid_bot_cached
 
         t1 = time.perf_counter()

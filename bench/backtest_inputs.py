@@ -90,7 +90,7 @@ def _small_file(data_dir: Path) -> tuple[Path, dict, str]:
 
 
 def _worker(impl: str, path: Path, market: dict, env: dict) -> dict:
-    cmd = [sys.executable, "-m", "bots.bench_worker", "--impl", impl, "--bot", "grid", "--warmup", "20000",
+    cmd = [sys.executable, "-m", "bench.backtest_worker", "--impl", impl, "--bot", "grid", "--warmup", "20000",
            "--tick", str(market["tick"]), "--lot", str(market["lot"]), "--roi-lb", str(market["roi_lb"]),
            "--roi-ub", str(market["roi_ub"]), str(path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

@@ -15,7 +15,7 @@ runs on ``bots`` and on ``hftbacktest``) and records the account with ``recorder
   event-driven (``wait_next_feed``), ``log_prob_queue_model2()``; synthetic, 1-unit ticks;
 * ``l3``: touch quoting on market-by-order data with ``l3_fifo_queue_model()``; synthetic L3.
 
-``python -m bots.bench_suite --impl hftd|hftbacktest --strategy NAME --assets JSON`` is one measured
+``python -m bench.backtest_suite --impl hftd|hftbacktest --strategy NAME --assets JSON`` is one measured
 run in its own process (compiled on the first rows outside the timed region, then the timed part
 builds the backtest from the files and runs to the end) and prints one JSON line.  ``measure``
 drives the rounds from ``hftd bench backtest``.
@@ -406,7 +406,7 @@ def main() -> None:
         import bots as mod
     else:
         import hftbacktest as mod
-    from bots.bench_worker import _head_rows
+    from bench.backtest_worker import _head_rows
 
     case = CASES[args.case]
     assets = json.loads(args.assets)
@@ -438,7 +438,7 @@ def add_arguments(parser) -> None:
 
 
 def _worker(impl: str, case: str, assets: list, env: dict) -> dict:
-    cmd = [sys.executable, "-m", "bots.bench_suite", "--impl", impl, "--case", case, "--assets", json.dumps(assets)]
+    cmd = [sys.executable, "-m", "bench.backtest_suite", "--impl", impl, "--case", case, "--assets", json.dumps(assets)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"suite worker {impl}/{case} failed:\n{proc.stderr[-2000:]}")
@@ -451,7 +451,7 @@ def measure(args, res, env: dict) -> None:
     ``suite_median_...``.  A run whose account differs between the two is reported as a mismatch."""
     if getattr(args, "skip_suite", False) or getattr(args, "skip_reference", False):
         return
-    from hftd.bench import HostSteal
+    from bench.core import HostSteal
 
     data = prepare_data(Path(args.data_dir), args.suite_events)
     rounds = max(1, args.suite_repeats)

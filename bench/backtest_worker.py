@@ -1,6 +1,6 @@
 """One measured backtest in its own process (so its peak RSS and start-up are its own).
 
-``python -m bots.bench_worker --impl hftd|hftbacktest --bot noop|grid|first [--l3] FILE`` prints one JSON line:
+``python -m bench.backtest_worker --impl hftd|hftbacktest --bot noop|grid|first [--l3] FILE`` prints one JSON line:
 ``elapsed_s`` (data set-up + the bot call), ``steps``, ``maxrss_kb``, ``first_event_at`` (wall-clock
 time when the first elapse returned, for warm-start timing by the parent).  ``--l3``: the file holds
 market-by-order rows, simulated with ``l3_fifo_queue_model()`` instead of the power-probability queue.

@@ -13,7 +13,7 @@
   (after an untimed run that fills numba's cache); ``sweep_8_wall_vs_serial`` is the ratio of the
   wall times.
 
-The machine's load average and the host steal (``hftd.bench.HostSteal``) are given beside each figure:
+The machine's load average and the host steal (``bench.core.HostSteal``) are given beside each figure:
 on a loaded 2-core machine both numbers move with what else runs.
 """
 
@@ -77,7 +77,7 @@ def _load() -> float:
 
 
 def run(args: argparse.Namespace):
-    from hftd.bench import BenchResult
+    from bench.core import BenchResult
 
     result = BenchResult(name="convert")
     if not args.skip_convert:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace):
 
 
 def _child(which: str, sample: Path, out: Path) -> dict:
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", _CHILD, which, str(sample), str(out)], env=env,
                           capture_output=True, text=True, timeout=900)
@@ -102,7 +102,7 @@ def _child(which: str, sample: Path, out: Path) -> dict:
 
 
 def bench_convert(result, sample: Path, repeat: int) -> None:
-    from hftd.bench import HostSteal
+    from bench.core import HostSteal
 
     times: dict[str, list[float]] = {"ours": [], "hftbacktest": []}
     loads = []
@@ -193,10 +193,10 @@ else:
 
 
 def bench_sweep(result, events: int, jobs: int, reps: int = 3) -> None:
+    from bench.core import HostSteal
     from bots.data.synth import SynthConfig, write_synth
-    from hftd.bench import HostSteal
 
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cores = len(os.sched_getaffinity(0))
 

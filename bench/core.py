@@ -1,29 +1,13 @@
-"""``hftd bench <name>``: run one benchmark and print a table, or one JSON object with ``--json``.
-
-A benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> BenchResult``.  Every
-speed claim in hftd is one of these, run beside its reference in the same process tree.
+"""What every benchmark reports: ``BenchResult`` (named figures and table rows) and ``HostSteal``
+(the CPU time the hypervisor gave away while a block ran, reported beside latency figures).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
-
-#: benchmark name -> module
-BENCHMARKS: dict[str, str] = {
-    "ring": "shm.bench",
-    "backtest": "bots.bench",
-    "daemon": "daemon.bench",
-    "data": "bots.data.bench",
-    "live": "bots.live.bench",
-    "orders": "daemon.bench_orders",
-    "convert": "bots.data.bench_convert",
-}
 
 
 @dataclass
@@ -109,28 +93,3 @@ def _fmt(value: object) -> str:
             return f"{value / 1e3:.1f} k"
         return f"{value:.3g}"
     return str(value)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="run a benchmark beside its reference")
-    inner = parser.add_subparsers(dest="bench_name", metavar="NAME", required=True)
-    for name, module in BENCHMARKS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        p = inner.add_parser(name, help=(mod.__doc__ or name).strip().splitlines()[0])
-        p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-        mod.add_arguments(p)
-        p.set_defaults(func=lambda args, mod=mod: _run(mod, args))
-
-
-def _run(mod, args) -> int:
-    with HostSteal() as steal:
-        result: BenchResult = mod.run(args)
-    result.notes.append(f"host steal over the whole run: {steal.pct:.1f} % of CPU time (/proc/stat)")
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        result.print_table()
-    return 0

@@ -37,7 +37,7 @@ import uuid
 
 import numpy as np
 
-from hftd.bench import BenchResult, HostSteal
+from bench.core import BenchResult, HostSteal
 
 SYMBOL = "BTCUSDT"
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace):
-    from hftd.bench import BenchResult
+    from bench.core import BenchResult
 
     result = BenchResult(name="data")
     repeat = max(1, args.repeat)
@@ -183,4 +183,4 @@ def _shared_dir(args: argparse.Namespace) -> Path:
     env = os.environ.get("HFTD_SHARED_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    return Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

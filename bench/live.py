@@ -1,7 +1,7 @@
 """Tick to order: a market record published in the ring -> the bot's order request in its channel.
 
 ``hftd bench live [--json]`` plays the daemon: one market ring, a request and a response channel
-per bot, created as the daemon creates them.  Bot processes (``bots.live.bench_bot``) run the live
+per bot, created as the daemon creates them.  Bot processes (``bench.live_bot``) run the live
 binding and answer every record with a request; the bench publishes one record every
 ``--interval-us`` and refuses every request (so the bots' order tables stay small).
 
@@ -46,9 +46,9 @@ def _pct(values: np.ndarray, q: float) -> float:
 
 def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_timeout_s: float = 900.0) -> dict:
     """Run ``n_bots`` bot processes with wait strategy ``wait`` over ``events`` paced records."""
+    from bench.core import HostSteal
     from bots.live.status import LiveError
     from daemon.records import ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, clear_rows, to_batch
-    from hftd.bench import HostSteal
     from shm import ChannelReader, ChannelWriter, RingWriter, order_request_dtype, order_response_dtype, segment_name
     from shm import layout as L
     from shm.orders import RejectReason, ResponseKind
@@ -69,7 +69,7 @@ def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_tim
                                                      (ASK_SNAPSHOT, t, t, 100.1, 1.0, 0, 0, 0.0)]))
         for i in range(n_bots):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bots.live.bench_bot", ring.name, requests[i].name, responses[i].name, wait],
+                [sys.executable, "-m", "bench.live_bot", ring.name, requests[i].name, responses[i].name, wait],
                 stdout=subprocess.PIPE, text=True))
         buf = np.zeros(256, order_request_dtype)
         reject = np.zeros(1, order_response_dtype)
@@ -160,7 +160,7 @@ def measure(n_bots: int, wait: str, events: int, interval_us: int, *, warmup_tim
 
 
 def run(args):
-    from hftd.bench import BenchResult
+    from bench.core import BenchResult
 
     res = BenchResult("live")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

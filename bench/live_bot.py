@@ -1,6 +1,6 @@
 """One bot process of ``hftd bench live``: answers every market record with an order request.
 
-    python -m bots.live.bench_bot RING REQUESTS RESPONSES WAIT
+    python -m bench.live_bot RING REQUESTS RESPONSES WAIT
 
 The request's ``order_id`` is the record's ``local_ts`` (the bench stamped it with its realtime
 clock just before publishing), so the bench knows which record each request answers; its

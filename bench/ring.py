@@ -24,7 +24,7 @@ import uuid
 
 import numpy as np
 
-from hftd.bench import BenchResult, HostSteal
+from bench.core import BenchResult, HostSteal
 
 SPAWN = mp.get_context("spawn")
 #: records per publish() in the vectorised plain-Python scenario
@@ -128,8 +128,8 @@ def ring_throughput(
     total: int, *, readers: int, batch: int, wait: str, pin: bool, capacity: int = 1 << 16, out_size: int = 4096
 ) -> dict:
     """Gated ring, numba writer and readers: return the slowest reader's records/s (all lossless)."""
+    from bench.ring_workers import reader_main, writer_main
     from shm.names import segment_name
-    from shm.workers import reader_main, writer_main
 
     os.environ["HFTD_SHM_NAMESPACE"] = _namespace()
     name = segment_name("md", "tput")
@@ -158,8 +158,8 @@ def ring_throughput(
 
 def ring_latency(count: int, *, readers: int, pace_per_s: float, wait: str, pin: bool) -> dict:
     """Paced writer, record at a time; one-way latency percentiles over every reader's samples."""
+    from bench.ring_workers import reader_main, writer_main
     from shm.names import segment_name
-    from shm.workers import reader_main, writer_main
 
     os.environ["HFTD_SHM_NAMESPACE"] = _namespace()
     name = segment_name("md", "lat")
@@ -193,7 +193,7 @@ def line_pingpong(count: int, *, pin: bool) -> dict:
     machine's floor under any shared-memory handoff (a ring's needs at least two such moves:
     the cursor, then the record).  Measured in the same run as the ring, since a VM's two vCPUs
     may sit anywhere from one core's siblings to two sockets apart."""
-    from shm.workers import line_pingpong_main
+    from bench.ring_workers import line_pingpong_main
 
     # a plain /dev/shm file: two flags, nothing of the ring's layout (multiprocessing.shared_memory
     # is never used: on 3.11 its resource tracker unlinks what an attaching process leaves behind)
@@ -219,8 +219,8 @@ def line_pingpong(count: int, *, pin: bool) -> dict:
 def ring_pingpong(count: int, *, pin: bool) -> dict:
     """Numba ping-pong over two rings between two spinning processes: one-way = round trip / 2,
     the method every baseline is measured with."""
+    from bench.ring_workers import pingpong_main
     from shm.names import segment_name
-    from shm.workers import pingpong_main
 
     os.environ["HFTD_SHM_NAMESPACE"] = _namespace()
     ping, pong = segment_name("md", "ping"), segment_name("md", "pong")
@@ -237,8 +237,8 @@ def ring_pingpong(count: int, *, pin: bool) -> dict:
 
 
 def _channel_writer(name, total, batch, result, cpu):
+    from bench.ring_workers import channel_write_loop, pin
     from shm.channel import ChannelWriter
-    from shm.workers import channel_write_loop, pin
 
     pin(cpu)
     w = ChannelWriter.create(name, capacity=1 << 14)
@@ -254,10 +254,10 @@ def _channel_writer(name, total, batch, result, cpu):
 
 
 def _channel_reader(name, total, result, cpu):
+    from bench.ring_workers import V_WORDS, VerifyStats, attach_when_ready, channel_read_loop, pin
     from shm import layout as L
     from shm.channel import ChannelReader
     from shm.wait import BACKOFF
-    from shm.workers import V_WORDS, VerifyStats, attach_when_ready, channel_read_loop, pin
 
     pin(cpu)
     r = attach_when_ready(lambda: ChannelReader.attach(name))
@@ -292,9 +292,9 @@ def channel_throughput(total: int, *, batch: int) -> dict:
 
 
 def _py_writer(name, duration_s, vectorised, batch, result, cpu):
+    from bench.ring_workers import pin, wait_for_readers
     from shm.dtypes import event_dtype
     from shm.ring import RingWriter
-    from shm.workers import pin, wait_for_readers
 
     pin(cpu)
     # gated, so both cases are lossless: the rate is what the reader received, every record of it
@@ -325,10 +325,10 @@ def _py_writer(name, duration_s, vectorised, batch, result, cpu):
 
 
 def _py_reader(name, vectorised, result, cpu):
+    from bench.ring_workers import attach_when_ready, pin
     from shm.dtypes import event_dtype
     from shm.errors import ProducerGoneError
     from shm.ring import RingReader
-    from shm.workers import attach_when_ready, pin
 
     pin(cpu)
     r = attach_when_ready(lambda: RingReader.attach(name, start="earliest", wait="yield"))
@@ -424,9 +424,9 @@ def _idle_writer(name, hold_s, result):
 
 
 def _idle_reader(name, result):
+    from bench.ring_workers import attach_when_ready
     from shm.errors import ProducerGoneError
     from shm.ring import RingReader
-    from shm.workers import attach_when_ready
 
     r = attach_when_ready(lambda: RingReader.attach(name))
     result.put(("reader", os.getpid(), {}))
@@ -552,7 +552,7 @@ def run(args) -> BenchResult:
                                                           "p99.9 us": lat["p999_us"]}))
         m_rows.append(("4 idle readers", {"cpu % of a core": idle["cpu_pct"]}))
     if want("baselines") and not args.skip_baselines:
-        from shm import bench_baselines as B
+        from bench import ring_baselines as B
 
         for name in B.BASELINES:
             why = B.available(name)

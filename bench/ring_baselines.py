@@ -21,7 +21,7 @@ different CPUs (``"pinned"`` in the result).
 Every phase is bounded: the parent waits at most the phase's budget plus a start-up slack, then kills the
 children and raises `BaselineTimeoutError`.
 
->>> from shm.bench_baselines import BASELINES, available, measure
+>>> from bench.ring_baselines import BASELINES, available, measure
 >>> [n for n in BASELINES if available(n) is None]          # doctest: +SKIP
 ['iceoryx2', 'zmq', 'mpqueue', 'pipe']
 >>> r = measure("pipe", duration_s=0.5)                      # doctest: +SKIP

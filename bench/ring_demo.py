@@ -32,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from bench.ring_workers import reader_main, writer_main
     from shm import layout as L
     from shm.errors import SegmentNotFoundError
     from shm.names import segment_name
     from shm.segment import Segment
-    from shm.workers import reader_main, writer_main
 
     if args.readers < 1 or args.rate <= 0 or args.seconds <= 0:
         raise SystemExit("ring-demo: --readers, --rate and --seconds must be positive")

@@ -408,7 +408,7 @@ async def _stop_emulator(proc, pipe) -> None:
 
 async def _main(args, res) -> None:
     from daemon.emulator.synth import SynthConfig  # noqa: F401  (fail early if the emulator is missing)
-    from hftd.bench import HostSteal
+    from bench.core import HostSteal
 
     workdir = tempfile.mkdtemp(prefix="hftd-bench-orders-")
     ns = "bo" + uuid.uuid4().hex[:8]
@@ -511,7 +511,7 @@ async def _main(args, res) -> None:
 
 
 def run(args):
-    from hftd.bench import BenchResult
+    from bench.core import BenchResult
 
     res = BenchResult(name="orders")
     res.notes.append("load average at start: %.1f %.1f %.1f (2 cores)" % os.getloadavg())

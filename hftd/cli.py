@@ -18,8 +18,8 @@ from hftd import HftdError
 #: subcommand -> (module with ``register``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "shm": ("shm.cli", "list or remove shared-memory rings"),
-    "bench": ("hftd.bench", "run a benchmark beside its reference and print figures"),
-    "ring-demo": ("shm.demo", "a writer and reader processes over a ring, with live figures"),
+    "bench": ("bench.cli", "run a benchmark beside its reference and print figures"),
+    "ring-demo": ("bench.ring_demo", "a writer and reader processes over a ring, with live figures"),
     "demo": ("hftd.demo", "the end-to-end demo on generated data"),
     "synth": ("bots.data.synth_cli", "write a synthetic event file from a seed"),
     "backtest": ("bots.cli", "run a bot over event files and report"),

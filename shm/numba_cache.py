@@ -3,7 +3,7 @@
 Numba decides whether a cached function is stale from its own source file only (size and
 mtime).  But a cached function carries the compiled code of everything it calls, and of every
 module-level constant it reads: when ``shm/layout.py`` moves a header word, a kernel cached in
-``shm/workers.py`` or ``daemon/publish.py`` keeps writing the old word.  That is a silent memory
+``bench/ring_workers.py`` or ``daemon/publish.py`` keeps writing the old word.  That is a silent memory
 corruption waiting for the next engineer (it happened: a stale ``write_loop`` built rings with the
 previous layout).
 
@@ -29,7 +29,7 @@ __all__ = ["install", "source_stamp"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: Top-level packages whose njit functions get the wider stamp.
-_PACKAGES = ("shm", "bots", "daemon", "plugins")
+_PACKAGES = ("shm", "bots", "daemon", "plugins", "bench")
 _STAMPS: dict[Path, str] = {}
 _IMPORTS: dict[Path, frozenset[Path]] = {}
 # "from a.b import x, y" (also parenthesised over several lines) and "import a.b, c as d"

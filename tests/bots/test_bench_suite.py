@@ -1,4 +1,4 @@
-"""The backtest suite's strategies (bots.bench_suite) give the same account on hftd and on
+"""The backtest suite's strategies (bench.backtest_suite) give the same account on hftd and on
 hftbacktest 2.4.4 over the same rows: every recorded step's timestamp, mid, position, balance, fee,
 trade count, volume and value, and the final state.  These are order-free quantities: hftbacktest
 walks its orders in hash order, so the sequence of cancels within one step may differ, the account
@@ -13,7 +13,7 @@ import pytest
 hftbacktest = pytest.importorskip("hftbacktest")
 
 import bots  # noqa: E402
-from bots import bench_suite as suite  # noqa: E402
+from bench import backtest_suite as suite  # noqa: E402
 
 _keep: list = []  # hftbacktest reads arrays by pointer: keep them alive for the whole session
 

@@ -11,7 +11,7 @@ import pytest
 from shm import ProducerGoneError, RingReader, RingWriter, SegmentBusyError, segment_name
 from shm import layout as L
 from shm.segment import cleanup_stale, list_segments, remove_segment
-from shm.workers import reader_main, writer_main
+from bench.ring_workers import reader_main, writer_main
 
 SPAWN = mp.get_context("spawn")
 

@@ -14,7 +14,7 @@ import pytest
 
 from shm import RingReader, RingWriter, WaitStrategy, segment_name
 from shm import layout as L
-from shm.workers import attach_when_ready
+from bench.ring_workers import attach_when_ready
 
 SPAWN = mp.get_context("spawn")
 PARK_2S = WaitStrategy(spin_ns=0, yield_ns=0, park_slice_ns=2_000_000_000)
