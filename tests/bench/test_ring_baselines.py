@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from shm import bench_baselines as bb
+from bench import ring_baselines as bb
 
 
 def _usable_cpus() -> int:

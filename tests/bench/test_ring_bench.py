@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shm import bench
+from bench import ring as bench
 
 
 @pytest.mark.parametrize("scenario", [bench.line_pingpong, bench.ring_pingpong], ids=["line", "ring"])

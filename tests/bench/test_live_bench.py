@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 def test_every_record_is_answered_by_every_bot(shm_namespace):
-    from bots.live.bench import measure
+    from bench.live import measure
 
     r = measure(2, "backoff", 200, 2000)
     assert r["missing"] == 0 and r["answers"] + r["coalesced"] == 400 and r["answers"] >= 200, r

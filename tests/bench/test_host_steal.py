@@ -1,4 +1,4 @@
-"""The shared benchmark harness (hftd/bench.py): host steal accounting beside latency figures."""
+"""The shared benchmark harness (bench/core.py): host steal accounting beside latency figures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hftd.bench import HostSteal
+from bench.core import HostSteal
 
 
 def test_host_steal_is_the_stolen_share_of_all_cpu_time_in_the_block(monkeypatch):
