@@ -197,11 +197,25 @@ class RecorderConfig:
     poll_interval_s: float = 0.01
     #: on stop, the child drains and closes its files within this long or is killed
     stop_timeout_s: float = 10.0
+    #: also record the venues' raw frames in the collector format (``<directory>/raw/<venue>/``)
+    raw: bool = True
+    #: raw frames are written this often (one gzip member per file): what a kill -9 of the
+    #: recorder can lose at most
+    raw_flush_interval_s: float = 1.0
+    #: how many bytes of raw frames may wait for the recorder before the daemon drops (and counts)
+    #: a socket read instead of waiting; the kernel caps it at net.core.wmem_max
+    raw_socket_bytes: int = 4 << 20
+    #: gzip level of the raw files (1 fastest .. 9 smallest)
+    raw_compress_level: int = 6
 
     def __post_init__(self) -> None:
-        _positive(self, "[plugins.recorder]", "batch_records", "poll_interval_s", "stop_timeout_s")
+        _positive(self, "[plugins.recorder]", "batch_records", "poll_interval_s", "stop_timeout_s",
+                  "raw_flush_interval_s", "raw_socket_bytes")
         if not self.directory:
             raise PluginConfigError("[plugins.recorder]: key 'directory' must not be empty")
+        if not 1 <= self.raw_compress_level <= 9:
+            raise PluginConfigError("[plugins.recorder]: key 'raw_compress_level' must be 1..9, received "
+                                    f"{self.raw_compress_level}")
 
 
 _BUILTIN_CONFIGS = {"risk": RiskConfig, "telegram": TelegramConfig, "metrics": MetricsConfig,

@@ -21,6 +21,9 @@ Nothing that reached a ring is lost on SIGTERM or kill -9:
 At UTC midnight the file of the day ends and the next one starts with a clear of both sides and a
 snapshot of the book as it stood (the ``HashBook`` the recorder keeps from the depth rows), so each
 day's file replays from a valid book on its own.
+
+The raw venue frames (the collector format, for ``hftd convert``) take another path, described in
+``plugins.recorder_raw``: the daemon copies each socket read into a socket the child drains.
 """
 
 from __future__ import annotations
@@ -460,16 +463,26 @@ def park_s(capacities: list[int], poll_interval_s: float, rate_per_s: float,
 
 
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
-        peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True) -> int:
+        peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
+        raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 6) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
     sleeps for ``park_s``.  Draining as soon as anything arrives (the loop before this one) cost
     three system calls and a few numpy calls per handful of records while the daemon was busy: a
-    recorder competing for the daemon's core exactly when the daemon had the most to do."""
+    recorder competing for the daemon's core exactly when the daemon had the most to do.
+
+    ``raw`` maps a venue to the file descriptor of its raw-frame socket (``plugins.recorder_raw``):
+    a thread per venue writes those frames; they stop (and write what is queued) with the rings."""
+    from plugins.recorder_raw import RawRecorder
+
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
+                                 compress_level=raw_compress_level) for venue, fd in (raw or {}).items()]
+    for raw_rec in raw_recorders:
+        raw_rec.start()
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
@@ -498,6 +511,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     finally:
         for rec in recorders:
             rec.close()
+        for raw_rec in raw_recorders:
+            raw_rec.stop()
 
 
 class RecorderPlugin:
@@ -513,6 +528,11 @@ class RecorderPlugin:
         self._task: asyncio.Task | None = None
         #: set once the child has attached to every ring (it prints "recorder ready")
         self.ready = asyncio.Event()
+        #: venue -> the daemon's copy of raw frames (``plugins.recorder_raw.RawTap``)
+        self.taps: dict[str, Any] = {}
+        #: venue -> the child's end of that venue's raw-frame socket, held here so that what is
+        #: queued in it survives a child's death: the restarted child reads on
+        self._raw_ends: dict[str, Any] = {}
 
     @hookimpl
     def hftd_daemon_start(self, daemon: Any) -> None:
@@ -522,14 +542,38 @@ class RecorderPlugin:
         if not rings:
             log.error("recorder: no market ring to record")
             return
+        if self.config.raw and daemon is not None:
+            self._tap_sessions(getattr(daemon, "sessions", ()))
         self._task = asyncio.get_running_loop().create_task(self._supervise(rings), name="recorder.child")
+
+    def _tap_sessions(self, sessions) -> None:
+        """One raw-frame socket per venue session; its stream groups (and Binance's snapshot fetch)
+        send every socket read into it (``plugins.recorder_raw``)."""
+        from plugins.recorder_raw import RawTap, socket_pair
+
+        for session in sessions:
+            venue = session.venue
+            if venue in self.taps:
+                log.error("recorder: two sessions of venue %s; the second's raw frames are not recorded", venue)
+                continue
+            daemon_end, recorder_end = socket_pair(self.config.raw_socket_bytes)
+            tap = self.taps[venue] = RawTap(venue, daemon_end)
+            self._raw_ends[venue] = recorder_end
+            for group in session.groups:
+                group.tap = tap.on_read
+            if hasattr(session, "rest_tap"):
+                session.rest_tap = tap.on_rest
 
     def command(self, rings: list[str]) -> list[str]:
         c = self.config
         cmd = [sys.executable, "-m", "plugins.recorder", "--dir", str(c.directory),
-               "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s)]
+               "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s),
+               "--raw-flush-interval-s", str(c.raw_flush_interval_s),
+               "--raw-compress-level", str(c.raw_compress_level)]
         for ring in rings:
             cmd += ["--ring", ring]
+        for venue, end in self._raw_ends.items():
+            cmd += ["--raw", f"{venue}={end.fileno()}"]
         return cmd
 
     async def _supervise(self, rings: list[str]) -> None:
@@ -538,8 +582,9 @@ class RecorderPlugin:
             # (or a daemon started outside the checkout) would not find it on its own
             root = str(Path(__file__).resolve().parents[1])
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-            self.proc = await asyncio.create_subprocess_exec(*self.command(rings), stdout=asyncio.subprocess.PIPE,
-                                                             env=env)
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command(rings), stdout=asyncio.subprocess.PIPE, env=env,
+                pass_fds=[end.fileno() for end in self._raw_ends.values()])
             line = await self.proc.stdout.readline()
             if line.strip() == b"recorder ready":
                 self.ready.set()
@@ -569,6 +614,13 @@ class RecorderPlugin:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for tap in self.taps.values():
+            tap.sock.close()  # a frame after this is counted as dropped, never raised
+        for end in self._raw_ends.values():
+            end.close()
+        dropped = {v: t.dropped_frames for v, t in self.taps.items() if t.dropped_frames}
+        if dropped:
+            log.error("recorder: raw frames dropped (socket full or closed) per venue: %s", dropped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,10 +631,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-interval-s", type=float, default=0.01, help="longest sleep between drains")
     ap.add_argument("--peak-records-per-s", type=float, default=PEAK_RECORDS_PER_S,
                     help="rate per ring the sleep between drains is sized for (see park_s)")
+    ap.add_argument("--raw", action="append", default=[], metavar="VENUE=FD",
+                    help="a venue's raw-frame socket, inherited as file descriptor FD (repeat)")
+    ap.add_argument("--raw-flush-interval-s", type=float, default=1.0,
+                    help="raw frames are written (one gzip member per file) this often")
+    ap.add_argument("--raw-compress-level", type=int, default=6)
     args = ap.parse_args(argv)
+    raw = {}
+    for item in args.raw:
+        venue, sep, fd = item.partition("=")
+        if not sep or not fd.isdigit():
+            ap.error(f"--raw {item!r}: expected VENUE=FD")
+        raw[venue] = int(fd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
-               peak_records_per_s=args.peak_records_per_s)
+               peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
+               raw_compress_level=args.raw_compress_level)
 
 
 if __name__ == "__main__":

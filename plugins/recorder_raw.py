@@ -1,0 +1,290 @@
+"""The recorder's raw venue frames: the daemon's copy (``RawTap``) and the child's files (``RawRecorder``).
+
+The files are in the collector format the converters read (``hftd convert``, hftbacktest's
+collector): one line per venue message, ``<local receive ns> <raw JSON>``, gzip, one file per symbol
+and UTC day, ``<directory>/raw/<venue>/<symbol>_<YYYYMMDD>.gz``.  Binance's REST depth snapshots go
+into the same file as lines without a ``stream`` key, as the collector writes them.
+
+The path from the socket to the file:
+
+* **Daemon side** (``RawTap``): the stream group hands the tap each socket read of its active link
+  (``StreamGroup.tap``) and the Binance session each snapshot body (``rest_tap``).  The tap sends
+  the read as ONE datagram on a non-blocking ``SOCK_SEQPACKET`` socket pair (scatter-gather: a
+  16-byte header, the read's frame table, the read's bytes; nothing is copied or parsed in Python).
+  A datagram is delivered whole or not at all, so a full socket (the child is slow or gone) drops
+  that read and counts it (``dropped_reads``/``dropped_frames``); the daemon never waits.
+* **Child side** (``RawRecorder``, a thread per venue in the recorder process): receives datagrams,
+  cuts the frames out, routes each to its symbol's file by the stream name (Binance) or topic
+  (Bybit), and every ``flush_interval_s`` appends one complete gzip member per file.
+
+What is guaranteed, precisely:
+
+* every frame the tap sent is in the socket (the daemon holds the child's end too, so a dead or
+  restarting child loses none of what is queued there: the next child reads on);
+* a frame reaches the file at the next flush (``flush_interval_s`` after it was received at most,
+  and at once on SIGTERM or when the daemon closes the socket);
+* **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
+  interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
+  file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
+  length, so a member torn by a kill during its own write is removed and every line before it reads
+  back;
+* frames not written: reads dropped because the socket was full (counted and logged by the daemon),
+  messages that name no symbol (subscription acknowledgements; counted), and frames of a rotation's
+  candidate link before it becomes active (the old link delivers the same stream then).
+
+A new day's file starts with the first frame of that day: raw venue frames cannot be made up, so the
+valid book at its start comes from the previous day's file (or from the event files, which do start
+with a snapshot).
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RawTap", "RawRecorder", "RawDayFile", "raw_file_name", "frame_symbol", "socket_pair", "WS_READ",
+           "REST_SNAPSHOT"]
+
+log = logging.getLogger("hftd.plugins.recorder")
+
+DAY_NS = 86_400 * 1_000_000_000
+#: datagram kinds
+WS_READ, REST_SNAPSHOT = 1, 2
+#: kind, count (frames of a websocket read, or the symbol's length of a snapshot), local receive ns
+_HDR = struct.Struct("<BxxxIq")
+_META_ROW_BYTES = 3 * 8  # the frame table's rows: (opcode|fin, payload start, payload length) as int64
+_LEN = struct.Struct("<q")
+#: receive buffer of the child: larger than any datagram the socket's send buffer can hold
+_RECV_BYTES = 16 << 20
+#: the daemon logs dropped reads at most this often
+_DROP_LOG_INTERVAL_S = 10.0
+
+
+def socket_pair(send_buffer_bytes: int) -> tuple[socket.socket, socket.socket]:
+    """``(daemon end, recorder end)``: the daemon's end never blocks; its send buffer (how much may
+    wait for the recorder) is asked for ``send_buffer_bytes`` (the kernel caps it at wmem_max)."""
+    daemon_end, recorder_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    daemon_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+    daemon_end.setblocking(False)
+    recorder_end.set_inheritable(True)
+    return daemon_end, recorder_end
+
+
+class RawTap:
+    """The daemon's side: one datagram per socket read, dropped (and counted) when the socket is full."""
+
+    def __init__(self, venue: str, sock: socket.socket) -> None:
+        self.venue = venue
+        self.sock = sock
+        self._sendmsg = sock.sendmsg
+        self.sent_reads = 0
+        self.dropped_reads = 0
+        self.dropped_frames = 0
+        self._logged_at = 0.0
+
+    def on_read(self, data: bytes, meta: np.ndarray, count: int, local_ts: int) -> None:
+        """``StreamGroup.tap``: the frames of one socket read (``meta[:count]`` locates them in ``data``)."""
+        try:
+            self._sendmsg((_HDR.pack(WS_READ, count, local_ts), meta[:count], data))
+            self.sent_reads += 1
+        except OSError as exc:  # full (EAGAIN), too big for the buffer (EMSGSIZE), or closed
+            self._dropped(count, exc)
+
+    def on_rest(self, symbol: str, body: bytes, local_ts: int) -> None:
+        """``BinanceMarketData.rest_tap``: a depth snapshot's body."""
+        sym = symbol.encode()
+        try:
+            self._sendmsg((_HDR.pack(REST_SNAPSHOT, len(sym), local_ts), sym, body))
+            self.sent_reads += 1
+        except OSError as exc:
+            self._dropped(1, exc)
+
+    def _dropped(self, frames: int, exc: OSError) -> None:
+        self.dropped_reads += 1
+        self.dropped_frames += frames
+        now = time.monotonic()
+        if now - self._logged_at >= _DROP_LOG_INTERVAL_S:
+            self._logged_at = now
+            why = "the recorder is behind (socket full)" if exc.errno == errno.EAGAIN else repr(exc)
+            log.error("recorder: %s raw frames dropped: %s (%d reads / %d frames dropped so far)", self.venue,
+                      why, self.dropped_reads, self.dropped_frames)
+
+
+def raw_file_name(symbol: str, day: int) -> str:
+    """``<symbol lower>_<YYYYMMDD>.gz``, the collector's name, of UTC day number ``day``."""
+    return f"{symbol.lower()}_{time.strftime('%Y%m%d', time.gmtime(day * 86_400))}.gz"
+
+
+def frame_symbol(frame: bytes) -> str | None:
+    """The symbol a market-data message is about, from its envelope: Binance's combined stream name
+    (``"stream":"btcusdt@depth@0ms"``) or its payload's ``"s"``, Bybit's topic
+    (``"topic":"orderbook.50.BTCUSDT"``); None for messages about no symbol (acknowledgements)."""
+    head = frame[:200]
+    i = head.find(b'"stream":"')
+    if i >= 0:
+        j = head.find(b"@", i + 10)
+        return head[i + 10 : j].decode().upper() if j > 0 else None
+    i = head.find(b'"topic":"')
+    if i >= 0:
+        j = head.find(b'"', i + 9)
+        return head[i + 9 : j].rpartition(b".")[2].decode().upper() if j > 0 else None
+    i = frame.find(b'"s":"')
+    if i >= 0:
+        j = frame.find(b'"', i + 5)
+        return frame[i + 5 : j].decode().upper() if j > 0 else None
+    return None
+
+
+class RawDayFile:
+    """One symbol's day file: gzip members appended whole, the committed length in ``<file>.len``."""
+
+    def __init__(self, path: Path, compress_level: int) -> None:
+        self.path = path
+        self.len_path = path.with_name(path.name + ".len")
+        self.compress_level = compress_level
+        self.lines: list[bytes] = []
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self.len_fd = os.open(self.len_path, os.O_RDWR | os.O_CREAT, 0o644)
+        raw = os.pread(self.len_fd, _LEN.size, 0)
+        size = os.fstat(self.fd).st_size
+        committed = _LEN.unpack(raw)[0] if len(raw) == _LEN.size else 0
+        if committed != size:
+            if committed > size:  # cannot happen (the data is written before its length); trust the disk
+                log.error("%s: .len says %d bytes, the file has %d", path, committed, size)
+                committed = size
+            else:
+                log.info("%s: cut back to its last whole gzip member (%d of %d bytes)", path, committed, size)
+            os.ftruncate(self.fd, committed)
+        self.size = committed
+        os.pwrite(self.len_fd, _LEN.pack(committed), 0)
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        member = gzip.compress(b"".join(self.lines), compresslevel=self.compress_level, mtime=0)
+        self.lines = []
+        mv = memoryview(member)
+        while len(mv):
+            mv = mv[os.pwrite(self.fd, mv, self.size + len(member) - len(mv)):]
+        self.size += len(member)
+        os.pwrite(self.len_fd, _LEN.pack(self.size), 0)  # the commit: this member is whole
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+        os.close(self.len_fd)
+
+
+class RawRecorder:
+    """The child's side for one venue: a thread receiving datagrams into per-symbol day files."""
+
+    def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
+                 compress_level: int = 6, lock_timeout_s: float = 60.0) -> None:
+        from plugins.recorder import _lock  # one recorder per directory, as for the rings
+
+        self.venue = venue
+        self.dir = directory / "raw" / venue
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.dir / ".lock", lock_timeout_s)
+        self.sock = socket.socket(fileno=fd)
+        self.sock.setblocking(True)
+        self.flush_interval_s = flush_interval_s
+        self.compress_level = compress_level
+        self.files: dict[str, tuple[int, RawDayFile]] = {}
+        self.frames = 0
+        #: messages about no symbol (subscription acknowledgements), not written
+        self.unrouted = 0
+        self._buf = bytearray(_RECV_BYTES)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"raw-{venue}", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sock.settimeout(min(0.2, self.flush_interval_s))
+            next_flush = time.monotonic() + self.flush_interval_s
+            while not self._stop.is_set():
+                try:
+                    n = self.sock.recv_into(self._buf)
+                except TimeoutError:
+                    n = -1
+                if n == 0:
+                    log.info("recorder: %s raw socket closed by the daemon", self.venue)
+                    break
+                if n > 0:
+                    self.handle(memoryview(self._buf)[:n])
+                if time.monotonic() >= next_flush:
+                    self.flush()
+                    next_flush = time.monotonic() + self.flush_interval_s
+        except BaseException as exc:  # the main loop reports it; the files stay valid up to their last flush
+            self.error = exc
+            log.exception("recorder: %s raw frames: the writer thread failed", self.venue)
+
+    def handle(self, msg: memoryview) -> None:
+        """One datagram: its frames, each as a line of its symbol's file."""
+        kind, count, local_ts = _HDR.unpack_from(msg)
+        stamp = b"%d " % local_ts
+        if kind == REST_SNAPSHOT:
+            sym = bytes(msg[_HDR.size : _HDR.size + count]).decode()
+            self._line(sym, local_ts, stamp, bytes(msg[_HDR.size + count :]))
+            return
+        meta = np.frombuffer(msg, np.int64, 3 * count, _HDR.size).reshape(count, 3)
+        data = msg[_HDR.size + count * _META_ROW_BYTES :]
+        for start, length in meta[:, 1:].tolist():
+            frame = bytes(data[start : start + length])
+            sym = frame_symbol(frame)
+            if sym is None:
+                self.unrouted += 1
+                continue
+            self._line(sym, local_ts, stamp, frame)
+
+    def _line(self, sym: str, local_ts: int, stamp: bytes, frame: bytes) -> None:
+        if b"\n" in frame or b"\r" in frame:  # JSON whitespace: one line per message
+            frame = frame.replace(b"\n", b" ").replace(b"\r", b" ")
+        day = local_ts // DAY_NS
+        entry = self.files.get(sym)
+        if entry is None or entry[0] != day:
+            if entry is not None:
+                entry[1].close()
+            entry = (day, RawDayFile(self.dir / raw_file_name(sym, day), self.compress_level))
+            self.files[sym] = entry
+        entry[1].lines += (stamp, frame, b"\n")
+        self.frames += 1
+
+    def flush(self) -> None:
+        for _, f in self.files.values():
+            f.flush()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Take what the socket still holds (the daemon has stopped sending), write it, close."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self.error is None and not self._thread.is_alive():
+            self.sock.setblocking(False)
+            while True:
+                try:
+                    n = self.sock.recv_into(self._buf)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if n == 0:
+                    break
+                self.handle(memoryview(self._buf)[:n])
+        for _, f in self.files.values():
+            f.close()
+        self.files.clear()
+        self.sock.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1

@@ -1,0 +1,245 @@
+"""The recorder's raw venue frames (``plugins.recorder_raw``): real recorder processes reading a real
+socket, kill -9 leaves readable files, and a daemon session against the emulator is recorded in the
+collector format, frame for frame what the daemon put in its ring."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from bots.data.collector import recording_lines, split_line
+from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name, socket_pair
+from shm import RingWriter
+from shm.dtypes import DEPTH_EVENT, KIND_MASK, TRADE_EVENT
+
+REPO = Path(__file__).resolve().parents[2]
+RING = "hftd.md.test.raw"
+DAY_NS = 86_400 * 10**9
+VENUE = "binance-usdm"
+
+
+def frame(sym: str, i: int) -> bytes:
+    return (b'{"stream":"%s@trade","data":{"e":"trade","s":"%s","t":%d,"p":"1.5","q":"2"}}'
+            % (sym.lower().encode(), sym.encode(), i))
+
+
+def send_read(tap: RawTap, frames: list[bytes], local_ts: int) -> None:
+    """One socket read as the websocket client hands it over: frames behind 2-byte headers."""
+    data = bytearray()
+    meta = np.zeros((len(frames) + 4, 3), np.int64)
+    for k, f in enumerate(frames):
+        data += b"\x81\x7e"  # a header's bytes: the tap must take only the payloads
+        meta[k] = (0x81, len(data), len(f))
+        data += f
+    tap.on_read(bytes(data), meta, len(frames), local_ts)
+
+
+def start_recorder(directory: Path, fd: int, flush_s: float = 0.05) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "plugins.recorder", "--dir", str(directory), "--ring", RING,
+                             "--raw", f"{VENUE}={fd}", "--raw-flush-interval-s", str(flush_s)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            pass_fds=[fd])
+    line = proc.stdout.readline()
+    assert line.strip() == "recorder ready", (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
+def lines_of(path: Path) -> list[tuple[int, bytes]]:
+    return [split_line(line) for line in recording_lines(path)]
+
+
+def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and len(lines_of(path)) >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path}: fewer than {n} lines after {timeout_s} s")
+
+
+def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace, tmp_path):
+    t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9  # 01:00 UTC today: one file
+    writer = RingWriter.create(RING, capacity=1 << 12)
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    path = tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", t0 // DAY_NS)
+    sent = [(t0 + i - i % 10, frame("BTCUSDT", i)) for i in range(3000)]  # 10 frames a read, one stamp
+    proc = start_recorder(tmp_path, recorder_end.fileno())
+    try:
+        for i in range(0, 1500, 10):
+            send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
+        wait_lines(path, 1500)  # flushed: these are on disk
+        for i in range(1500, 2000, 10):
+            send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+        # the file the dead recorder left reads back (plain gzip), a prefix of what was sent
+        left = lines_of(path)
+        assert 1500 <= len(left) <= 2000
+        assert left == [(ts, f) for ts, f in sent[: len(left)]]
+        # what the socket still held waits there (the plugin keeps its end open): a new recorder reads on
+        for i in range(2000, 3000, 10):
+            send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
+        proc = start_recorder(tmp_path, recorder_end.fileno())
+        wait_lines(path, len(left) + 1000)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        writer.close()
+        daemon_end.close()
+        recorder_end.close()
+    final = lines_of(path)
+    # lost: only frames the killed recorder had taken from the socket and not yet flushed, one run
+    kept = {f for _, f in final}
+    lost = [i for i, (_, f) in enumerate(sent) if f not in kept]
+    assert final == [line for line in sent if line[1] in kept]  # in order, none twice
+    assert not lost or (lost[0] >= len(left) and lost == list(range(lost[0], lost[0] + len(lost)))
+                        and lost[-1] < 2000)
+    assert tap.dropped_reads == 0
+
+
+def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_path):
+    path = tmp_path / "btcusdt_20260101.gz"
+    f = RawDayFile(path, compress_level=6)
+    f.lines += [b"1 {}\n", b"2 {}\n"]
+    f.flush()
+    f.lines += [b"3 {}\n"]
+    f.flush()
+    whole = path.read_bytes()
+    with open(path, "ab") as out:  # a kill during the third member's write
+        out.write(gzip.compress(b"4 {}\n")[:9])
+    with pytest.raises(EOFError):
+        gzip.decompress(path.read_bytes())
+    f = RawDayFile(path, compress_level=6)  # what a restarted recorder does first
+    assert path.read_bytes() == whole
+    f.lines += [b"5 {}\n"]
+    f.close()
+    assert gzip.decompress(path.read_bytes()) == b"1 {}\n2 {}\n3 {}\n5 {}\n"
+
+
+def test_a_full_socket_drops_and_counts_instead_of_waiting(tmp_path):
+    daemon_end, recorder_end = socket_pair(1 << 16)  # nobody reads the other end
+    tap = RawTap(VENUE, daemon_end)
+    started = time.monotonic()
+    for i in range(2000):
+        send_read(tap, [frame("BTCUSDT", i)] * 5, i)
+    assert time.monotonic() - started < 30  # never blocked (a blocked send would hang here)
+    assert tap.dropped_reads > 0 and tap.dropped_frames == 5 * tap.dropped_reads
+    assert tap.sent_reads + tap.dropped_reads == 2000
+    daemon_end.close()
+    recorder_end.close()
+
+
+def test_frames_are_routed_by_the_symbol_their_envelope_names():
+    assert frame_symbol(b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate"}}') == "BTCUSDT"
+    assert frame_symbol(b'{"topic":"orderbook.50.ETHUSDT","type":"delta","data":{}}') == "ETHUSDT"
+    assert frame_symbol(b'{"topic":"publicTrade.XRPUSDT","data":[]}') == "XRPUSDT"
+    assert frame_symbol(b'{"e":"trade","s":"SOLUSDT","t":1}') == "SOLUSDT"
+    assert frame_symbol(b'{"result":null,"id":1}') is None
+    assert frame_symbol(b'{"success":true,"ret_msg":"subscribe","op":"subscribe"}') is None
+    assert raw_file_name("BTCUSDT", 19_000) == "btcusdt_20220108.gz"  # day 19,000 since 1970-01-01
+
+
+def daemon_session(tmp_path: Path, steps: int) -> tuple[np.ndarray, Path, object]:
+    """Emulator + daemon with the recorder (rings and raw frames); returns the ring's event file,
+    the raw file and the plugin."""
+    from bots.data.io import open_events_mmap
+    from daemon.app import Daemon
+    from daemon.config import DaemonConfig
+    from daemon.emulator.binance import BinanceEmulator
+    from daemon.publish import ring_segment_name
+    from plugins.manager import PluginHost
+
+    async def main():
+        emu = await BinanceEmulator(["BTCUSDT"]).start()
+        cfg = DaemonConfig.from_mapping({
+            "venue": [{"name": VENUE, "rest_url": emu.rest_url, "ws_url": emu.ws_url, "symbols": ["BTCUSDT"],
+                       "reconnect_initial_s": 0.05, "silence_alarm_s": 300.0, "ring_capacity": 1 << 16}],
+            "plugins": {"enabled": ["recorder"],
+                        "recorder": {"directory": str(tmp_path), "poll_interval_s": 0.005,
+                                     "raw_flush_interval_s": 0.05}},
+        })
+        host = PluginHost(cfg.plugins)
+        daemon = Daemon(cfg, plugins=host)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await emu.wait_clients(2, timeout_s=60)
+            recorder = host.plugins["recorder"]
+            await asyncio.wait_for(recorder.ready.wait(), 120)
+            deadline = time.monotonic() + 60
+            while not daemon.all_live():
+                assert time.monotonic() < deadline, "timed out waiting for the book to go live"
+                await emu.step(1)
+                await asyncio.sleep(0.02)
+            for _ in range(steps):
+                await emu.step(1)
+                await asyncio.sleep(0.002)
+            # every update sent is applied before the stop (a daemon compiling its hot path cold lags)
+            sync = daemon.sessions[0].syncs["BTCUSDT"]
+            deadline = time.monotonic() + 120
+            while sync.last_id != emu.symbols["BTCUSDT"].last_id:
+                assert time.monotonic() < deadline, "timed out waiting for the daemon to apply every update"
+                await asyncio.sleep(0.02)
+        finally:
+            daemon.request_stop()
+            rc = await asyncio.wait_for(task, 60)
+            await emu.stop()
+        assert rc == 0
+        return recorder, ring_segment_name(VENUE, "BTCUSDT")
+
+    recorder, ring = asyncio.run(main())
+    [npy] = sorted((tmp_path / ring).glob("*.npy"))
+    [raw] = sorted((tmp_path / "raw" / VENUE).glob("btcusdt_*.gz"))
+    return np.asarray(open_events_mmap(npy, validate=False)), raw, recorder
+
+
+@pytest.mark.timeout(300)
+def test_a_daemon_session_is_recorded_frame_for_frame_in_the_collector_format(shm_namespace, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the recorder child imports plugins from the checkout
+    ring_rows, raw, recorder = daemon_session(tmp_path, steps=200)
+    assert recorder.taps[VENUE].dropped_reads == 0
+    lines = lines_of(raw)
+    stamps = [ts for ts, _ in lines]
+    assert stamps == sorted(stamps)  # in receipt order
+    msgs = [(ts, orjson.loads(payload)) for ts, payload in lines]
+    snapshots = [(ts, m) for ts, m in msgs if "stream" not in m]
+    assert snapshots and all("lastUpdateId" in m for _, m in snapshots)  # the REST snapshot line(s)
+    depth = {m["data"]["u"]: ts for ts, m in msgs if m.get("data", {}).get("e") == "depthUpdate"}
+    trades = {m["data"]["t"]: ts for ts, m in msgs if m.get("data", {}).get("e") == "trade"}
+    # every depth update and trade the daemon published came from a frame in the raw file, received
+    # at the very stamp the ring row carries
+    kind = ring_rows["ev"] & KIND_MASK
+    ring_depth = ring_rows[kind == DEPTH_EVENT]
+    ring_trades = ring_rows[kind == TRADE_EVENT]
+    assert len(ring_depth) > 100 and len(ring_trades) > 0
+    for row in ring_depth:
+        assert depth.get(int(row["ival"])) == int(row["local_ts"]), row
+    for row in ring_trades:
+        assert trades.get(int(row["ival"])) == int(row["local_ts"]), row
+
+
+def test_the_raw_keys_are_typed_and_checked():
+    from plugins import PluginConfigError
+    from plugins.config import PluginsConfig
+
+    cfg = PluginsConfig.from_mapping({"recorder": {"raw": False, "raw_flush_interval_s": 2, "raw_compress_level": 1}})
+    assert (cfg.recorder.raw, cfg.recorder.raw_flush_interval_s, cfg.recorder.raw_compress_level) == (False, 2.0, 1)
+    for bad in ({"raw": "yes"}, {"raw_flush_interval_s": 0}, {"raw_compress_level": 10}, {"raw_socket_bytes": -1},
+                {"raw_flush_s": 1.0}):
+        with pytest.raises(PluginConfigError, match="plugins.recorder"):
+            PluginsConfig.from_mapping({"recorder": bad})
