@@ -19,7 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "daemon": "bench.daemon",
     "data": "bench.data",
     "live": "bench.live",
-    "orders": "daemon.bench_orders",
+    "orders": "bench.orders",
     "convert": "bench.convert",
 }
 

@@ -407,8 +407,8 @@ async def _stop_emulator(proc, pipe) -> None:
 
 
 async def _main(args, res) -> None:
-    from daemon.emulator.synth import SynthConfig  # noqa: F401  (fail early if the emulator is missing)
     from bench.core import HostSteal
+    from daemon.emulator.synth import SynthConfig  # noqa: F401  (fail early if the emulator is missing)
 
     workdir = tempfile.mkdtemp(prefix="hftd-bench-orders-")
     ns = "bo" + uuid.uuid4().hex[:8]
