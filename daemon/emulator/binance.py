@@ -62,7 +62,10 @@ class _Symbol:
         self.last_id = 1_000_000
         self.trade_id = 5_000
         self.history: dict[int, tuple] = {}           # u -> levels after it (tests compare against it)
-        self.recent: deque[tuple[int, dict, dict]] = deque(maxlen=256)  # for stale snapshots
+        #: (u, bids, asks, transaction time ms) after recent messages, for stale snapshots
+        self.recent: deque[tuple[int, dict, dict, int]] = deque(maxlen=256)
+        #: transaction time (ms) of the message that ended at ``last_id``: the snapshot's ``T``
+        self.last_depth_ms = 0
         self.drop = 0
         self.duplicate = 0
         self.reorder = False
@@ -216,8 +219,8 @@ class BinanceEmulator(EmulatorBase):
             elif fault[0] == "stale":
                 back = fault[1]
                 if len(sym.recent) > back:
-                    uid, bids, asks = sym.recent[-1 - back]
-                    return self._json(self._snapshot_body(uid, bids, asks, limit), used=used)
+                    uid, bids, asks, t_ms = sym.recent[-1 - back]
+                    return self._json(self._snapshot_body(uid, bids, asks, limit, t_ms), used=used)
             elif fault[0] == "future":
                 async with self._lock:
                     await self._flush_held(sym)
@@ -232,13 +235,18 @@ class BinanceEmulator(EmulatorBase):
             await sym.snapshot_ready.wait()
             return web.Response(body=sym.recorded_snapshot, content_type="application/json",
                                 headers={"X-MBX-USED-WEIGHT-1M": str(used)})
-        return self._json(self._snapshot_body(sym.last_id, sym.book.bids, sym.book.asks, limit), used=used)
+        return self._json(self._snapshot_body(sym.last_id, sym.book.bids, sym.book.asks, limit, sym.last_depth_ms),
+                          used=used)
 
-    def _snapshot_body(self, uid: int, bids: dict, asks: dict, limit: int) -> dict:
+    def _snapshot_body(self, uid: int, bids: dict, asks: dict, limit: int, t_ms: int) -> dict:
+        """The book at update ``uid``.  As on the venue, ``T`` is the transaction time of that update
+        (``t_ms``), not the reply's time (``E``): a ``T`` later than the update the book syncs from
+        put the snapshot rows after that update's rows in exchange time, out of the order the
+        simulator needs."""
         px, d = self.synth.tick, self._decimals
         now_ms = time.time_ns() // 1_000_000
         return {
-            "lastUpdateId": uid, "E": now_ms, "T": now_ms,
+            "lastUpdateId": uid, "E": now_ms, "T": t_ms or now_ms,
             "bids": [[f"{t * px:.{d}f}", f"{q:.3f}"] for t, q in sorted(bids.items(), reverse=True)[:limit]],
             "asks": [[f"{t * px:.{d}f}", f"{q:.3f}"] for t, q in sorted(asks.items())[:limit]],
         }
@@ -345,9 +353,10 @@ class BinanceEmulator(EmulatorBase):
                 changes.append((1, absent, 0.0))
         first = sym.last_id + 1
         sym.last_id += max(1, len(changes))
+        now_ms = sym.last_depth_ms = time.time_ns() // 1_000_000
         if self.keep_history:
             sym.history[sym.last_id] = book.levels()
-            sym.recent.append((sym.last_id, dict(book.bids), dict(book.asks)))
+            sym.recent.append((sym.last_id, dict(book.bids), dict(book.asks), now_ms))
         if sym.merge:
             sym.merging.append((first, sym.last_id, changes))
             sym.merge -= 1
@@ -363,7 +372,6 @@ class BinanceEmulator(EmulatorBase):
         px, d = self.synth.tick, self._decimals
         bids = ",".join(f'["{t * px:.{d}f}","{q:.3f}"]' for s, t, q in changes if s > 0)
         asks = ",".join(f'["{t * px:.{d}f}","{q:.3f}"]' for s, t, q in changes if s < 0)
-        now_ms = time.time_ns() // 1_000_000
         pu = first - 1  # ids are contiguous here, so the previous message ended at U - 1
         return (f'{{"e":"depthUpdate","E":{now_ms},"T":{now_ms},"s":"{sym.name}","U":{first},'
                 f'"u":{sym.last_id},"pu":{pu},"b":[{bids}],"a":[{asks}]}}')

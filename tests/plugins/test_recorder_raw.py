@@ -243,3 +243,18 @@ def test_the_raw_keys_are_typed_and_checked():
                 {"raw_flush_s": 1.0}):
         with pytest.raises(PluginConfigError, match="plugins.recorder"):
             PluginsConfig.from_mapping({"recorder": bad})
+
+
+def test_the_emulators_snapshot_carries_the_transaction_time_of_its_last_update(shm_namespace, tmp_path,
+                                                                               monkeypatch):
+    """As on the venue, a REST snapshot's ``T`` is that of update ``lastUpdateId``, not the reply's
+    time: a later ``T`` put every recording's snapshot rows after the update the book synced from in
+    exchange time (the demo's files were out of exch_ts order at each start)."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    _, raw, _ = daemon_session(tmp_path, steps=20)
+    msgs = [orjson.loads(payload) for _, payload in lines_of(raw)]
+    update_t = {m["data"]["u"]: m["data"]["T"] for m in msgs if m.get("data", {}).get("e") == "depthUpdate"}
+    snapshots = [m for m in msgs if "lastUpdateId" in m]
+    assert snapshots
+    for snap in snapshots:
+        assert snap["T"] == update_t[snap["lastUpdateId"]], snap["lastUpdateId"]
