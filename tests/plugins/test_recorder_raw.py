@@ -5,6 +5,7 @@ collector format, frame for frame what the daemon put in its ring."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gzip
 import os
 import signal
@@ -17,10 +18,11 @@ import numpy as np
 import orjson
 import pytest
 
-from bots.data.collector import recording_lines, split_line
+from daemon.emulator.recording import recording_lines, split_stamp
 from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name, socket_pair
 from shm import RingWriter
-from shm.dtypes import DEPTH_EVENT, KIND_MASK, TRADE_EVENT
+from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, KIND_MASK,
+                        LOCAL_EVENT, TRADE_EVENT)
 
 REPO = Path(__file__).resolve().parents[2]
 RING = "hftd.md.test.raw"
@@ -56,7 +58,7 @@ def start_recorder(directory: Path, fd: int, flush_s: float = 0.05) -> subproces
 
 
 def lines_of(path: Path) -> list[tuple[int, bytes]]:
-    return [split_line(line) for line in recording_lines(path)]
+    return [split_stamp(line) for line in recording_lines(path)]
 
 
 def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
@@ -258,3 +260,47 @@ def test_the_emulators_snapshot_carries_the_transaction_time_of_its_last_update(
     assert snapshots
     for snap in snapshots:
         assert snap["T"] == update_t[snap["lastUpdateId"]], snap["lastUpdateId"]
+
+
+def convert(raw: Path, out: Path) -> np.ndarray:
+    """``hftd convert binance-usdm`` of a raw file, as a user runs it."""
+    hftd = Path(sys.executable).with_name("hftd")
+    run = subprocess.run([str(hftd), "convert", "binance-usdm", str(raw), "--bbo", "-o", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return np.load(out)["data"]
+
+
+def row_keys(arr: np.ndarray) -> collections.Counter:
+    """Rows as (kind and side, exch_ts, local_ts, px, qty, ival), timeline flags aside."""
+    ev = arr["ev"] & ~np.uint64(EXCH_EVENT | LOCAL_EVENT)
+    return collections.Counter(zip(ev.tolist(), arr["exch_ts"].tolist(), arr["local_ts"].tolist(),
+                                   arr["px"].tolist(), arr["qty"].tolist(), arr["ival"].tolist()))
+
+
+@pytest.mark.timeout(600)
+def test_converting_the_recorded_frames_gives_every_row_the_ring_recorded(shm_namespace, tmp_path, monkeypatch):
+    """Each depth, trade, book-ticker and snapshot row the daemon put in its ring is a row of ``hftd
+    convert`` over the frames the recorder wrote, field for field (the trade id in ``ival`` too)."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    ring_rows, raw, _ = daemon_session(tmp_path, steps=100)
+    converted = convert(raw, tmp_path / "converted.npz")
+    ring_kind, conv_kind = ring_rows["ev"] & KIND_MASK, converted["ev"] & KIND_MASK
+    for kind in (DEPTH_EVENT, TRADE_EVENT, DEPTH_BBO_EVENT, DEPTH_SNAPSHOT_EVENT):
+        in_ring = row_keys(ring_rows[ring_kind == kind])
+        assert in_ring, kind
+        missing = in_ring - row_keys(converted[conv_kind == kind])
+        assert not missing, (kind, list(missing)[:3])
+
+
+@pytest.mark.skip(reason="issue 12 point 6 (one codec per venue, helper B): the converter and the daemon's book "
+                         "sync still differ in three named ways: the converter keeps depth updates before the "
+                         "first snapshot (the daemon drops them), clears each side up to its last snapshot price "
+                         "(the daemon clears the whole book, 0/inf, ival = the snapshot id), and orders rows for "
+                         "both timelines, splitting a row whose two orders disagree (the ring holds arrival order, "
+                         "every row flagged for both)")
+def test_converting_the_recorded_frames_gives_the_ring_file_row_for_row(shm_namespace, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    ring_rows, raw, _ = daemon_session(tmp_path, steps=100)
+    converted = convert(raw, tmp_path / "converted.npz")
+    assert converted.tobytes() == np.ascontiguousarray(ring_rows).tobytes()
