@@ -304,3 +304,28 @@ def test_converting_the_recorded_frames_gives_the_ring_file_row_for_row(shm_name
     ring_rows, raw, _ = daemon_session(tmp_path, steps=100)
     converted = convert(raw, tmp_path / "converted.npz")
     assert converted.tobytes() == np.ascontiguousarray(ring_rows).tobytes()
+
+
+def test_utc_midnight_starts_the_next_days_file(tmp_path):
+    from plugins.recorder_raw import RawRecorder
+
+    midnight = (time.time_ns() // DAY_NS) * DAY_NS
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05)
+    rec.start()
+    try:
+        send_read(tap, [frame("BTCUSDT", 1), frame("ETHUSDT", 2)], midnight - 1)
+        send_read(tap, [frame("BTCUSDT", 3)], midnight)
+        tap.on_rest("BTCUSDT", b'{"lastUpdateId":7,"E":1,"T":1,\n"bids":[],"asks":[]}', midnight + 5)
+    finally:
+        daemon_end.close()  # the daemon's end closed: the recorder takes what is queued and ends
+        rec.stop()
+    folder = tmp_path / "raw" / VENUE
+    day = midnight // DAY_NS
+    assert sorted(p.name for p in folder.glob("*.gz")) == sorted(
+        [raw_file_name("BTCUSDT", day - 1), raw_file_name("ETHUSDT", day - 1), raw_file_name("BTCUSDT", day)])
+    assert lines_of(folder / raw_file_name("BTCUSDT", day - 1)) == [(midnight - 1, frame("BTCUSDT", 1))]
+    assert lines_of(folder / raw_file_name("ETHUSDT", day - 1)) == [(midnight - 1, frame("ETHUSDT", 2))]
+    assert lines_of(folder / raw_file_name("BTCUSDT", day)) == [
+        (midnight, frame("BTCUSDT", 3)), (midnight + 5, b'{"lastUpdateId":7,"E":1,"T":1, "bids":[],"asks":[]}')]
