@@ -156,20 +156,21 @@ def test_frames_are_routed_by_the_symbol_their_envelope_names():
     assert raw_file_name("BTCUSDT", 19_000) == "btcusdt_20220108.gz"  # day 19,000 since 1970-01-01
 
 
-def daemon_session(tmp_path: Path, steps: int) -> tuple[np.ndarray, Path, object]:
+def daemon_session(tmp_path: Path, steps: int, venue: str = VENUE) -> tuple[np.ndarray, Path, object]:
     """Emulator + daemon with the recorder (rings and raw frames); returns the ring's event file,
     the raw file and the plugin."""
     from bots.data.io import open_events_mmap
     from daemon.app import Daemon
     from daemon.config import DaemonConfig
     from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.bybit import BybitEmulator
     from daemon.publish import ring_segment_name
     from plugins.manager import PluginHost
 
     async def main():
-        emu = await BinanceEmulator(["BTCUSDT"]).start()
+        emu = await (BinanceEmulator if venue == VENUE else BybitEmulator)(["BTCUSDT"]).start()
         cfg = DaemonConfig.from_mapping({
-            "venue": [{"name": VENUE, "rest_url": emu.rest_url, "ws_url": emu.ws_url, "symbols": ["BTCUSDT"],
+            "venue": [{"name": venue, "rest_url": emu.rest_url, "ws_url": emu.ws_url, "symbols": ["BTCUSDT"],
                        "reconnect_initial_s": 0.05, "silence_alarm_s": 300.0, "ring_capacity": 1 << 16}],
             "plugins": {"enabled": ["recorder"],
                         "recorder": {"directory": str(tmp_path), "poll_interval_s": 0.005,
@@ -179,7 +180,7 @@ def daemon_session(tmp_path: Path, steps: int) -> tuple[np.ndarray, Path, object
         daemon = Daemon(cfg, plugins=host)
         task = asyncio.create_task(daemon.run())
         try:
-            await emu.wait_clients(2, timeout_s=60)
+            await emu.wait_clients(2 if venue == VENUE else 1, timeout_s=60)
             recorder = host.plugins["recorder"]
             await asyncio.wait_for(recorder.ready.wait(), 120)
             deadline = time.monotonic() + 60
@@ -192,8 +193,9 @@ def daemon_session(tmp_path: Path, steps: int) -> tuple[np.ndarray, Path, object
                 await asyncio.sleep(0.002)
             # every update sent is applied before the stop (a daemon compiling its hot path cold lags)
             sync = daemon.sessions[0].syncs["BTCUSDT"]
+            sent = "last_id" if venue == VENUE else "update_id"
             deadline = time.monotonic() + 120
-            while sync.last_id != emu.symbols["BTCUSDT"].last_id:
+            while sync.last_id != getattr(emu.symbols["BTCUSDT"], sent):
                 assert time.monotonic() < deadline, "timed out waiting for the daemon to apply every update"
                 await asyncio.sleep(0.02)
         finally:
@@ -201,11 +203,11 @@ def daemon_session(tmp_path: Path, steps: int) -> tuple[np.ndarray, Path, object
             rc = await asyncio.wait_for(task, 60)
             await emu.stop()
         assert rc == 0
-        return recorder, ring_segment_name(VENUE, "BTCUSDT")
+        return recorder, ring_segment_name(venue, "BTCUSDT")
 
     recorder, ring = asyncio.run(main())
     [npy] = sorted((tmp_path / ring).glob("*.npy"))
-    [raw] = sorted((tmp_path / "raw" / VENUE).glob("btcusdt_*.gz"))
+    [raw] = sorted((tmp_path / "raw" / venue).glob("btcusdt_*.gz"))
     return np.asarray(open_events_mmap(npy, validate=False)), raw, recorder
 
 
@@ -262,10 +264,11 @@ def test_the_emulators_snapshot_carries_the_transaction_time_of_its_last_update(
         assert snap["T"] == update_t[snap["lastUpdateId"]], snap["lastUpdateId"]
 
 
-def convert(raw: Path, out: Path) -> np.ndarray:
-    """``hftd convert binance-usdm`` of a raw file, as a user runs it."""
+def convert(raw: Path, out: Path, venue: str) -> np.ndarray:
+    """``hftd convert`` of a raw file, as a user runs it."""
     hftd = Path(sys.executable).with_name("hftd")
-    run = subprocess.run([str(hftd), "convert", "binance-usdm", str(raw), "--bbo", "-o", str(out)],
+    how = ["binance-usdm", "--bbo"] if venue == VENUE else ["bybit"]
+    run = subprocess.run([str(hftd), "convert", how[0], str(raw), *how[1:], "-o", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     return np.load(out)["data"]
@@ -279,14 +282,17 @@ def row_keys(arr: np.ndarray) -> collections.Counter:
 
 
 @pytest.mark.timeout(600)
-def test_converting_the_recorded_frames_gives_every_row_the_ring_recorded(shm_namespace, tmp_path, monkeypatch):
+@pytest.mark.parametrize("venue", [VENUE, "bybit-linear"])
+def test_converting_the_recorded_frames_gives_every_row_the_ring_recorded(venue, shm_namespace, tmp_path,
+                                                                         monkeypatch):
     """Each depth, trade, book-ticker and snapshot row the daemon put in its ring is a row of ``hftd
     convert`` over the frames the recorder wrote, field for field (the trade id in ``ival`` too)."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    ring_rows, raw, _ = daemon_session(tmp_path, steps=100)
-    converted = convert(raw, tmp_path / "converted.npz")
+    ring_rows, raw, _ = daemon_session(tmp_path, steps=100, venue=venue)
+    converted = convert(raw, tmp_path / "converted.npz", venue)
     ring_kind, conv_kind = ring_rows["ev"] & KIND_MASK, converted["ev"] & KIND_MASK
-    for kind in (DEPTH_EVENT, TRADE_EVENT, DEPTH_BBO_EVENT, DEPTH_SNAPSHOT_EVENT):
+    kinds = (DEPTH_EVENT, TRADE_EVENT, DEPTH_SNAPSHOT_EVENT) + ((DEPTH_BBO_EVENT,) if venue == VENUE else ())
+    for kind in kinds:
         in_ring = row_keys(ring_rows[ring_kind == kind])
         assert in_ring, kind
         missing = in_ring - row_keys(converted[conv_kind == kind])
@@ -298,11 +304,13 @@ def test_converting_the_recorded_frames_gives_every_row_the_ring_recorded(shm_na
                          "first snapshot (the daemon drops them), clears each side up to its last snapshot price "
                          "(the daemon clears the whole book, 0/inf, ival = the snapshot id), and orders rows for "
                          "both timelines, splitting a row whose two orders disagree (the ring holds arrival order, "
-                         "every row flagged for both)")
-def test_converting_the_recorded_frames_gives_the_ring_file_row_for_row(shm_namespace, tmp_path, monkeypatch):
+                         "every row flagged for both); on Bybit only the clear's extent and place differ")
+@pytest.mark.parametrize("venue", [VENUE, "bybit-linear"])
+def test_converting_the_recorded_frames_gives_the_ring_file_row_for_row(venue, shm_namespace, tmp_path,
+                                                                       monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    ring_rows, raw, _ = daemon_session(tmp_path, steps=100)
-    converted = convert(raw, tmp_path / "converted.npz")
+    ring_rows, raw, _ = daemon_session(tmp_path, steps=100, venue=venue)
+    converted = convert(raw, tmp_path / "converted.npz", venue)
     assert converted.tobytes() == np.ascontiguousarray(ring_rows).tobytes()
 
 
