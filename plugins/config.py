@@ -18,6 +18,8 @@ Unknown keys are refused by name.  Example::
 
     [plugins.recorder]
     directory = "/var/lib/hftd/recordings"
+    raw = true                    # also the venues' raw frames, collector format, under raw/<venue>/
+    raw_flush_interval_s = 1.0    # what a kill -9 of the recorder can lose of them at most
 
 A third-party plugin's sub-table (``[plugins.<name>]``) is handed to it unparsed as ``extra[name]``
 (read-only); only enabled names may have one.
