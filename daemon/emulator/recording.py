@@ -1,56 +1,35 @@
 """Reading recordings for replay, and the book a replayed venue keeps from them.
 
-Recordings are text, one message a line, in a ``.zip`` (its first member, as Bybit's historical
-downloads come), a ``.gz`` or a plain file; a line is either ``<local receive stamp> <JSON>``
-(hftbacktest's collector) or the bare JSON (Bybit's downloads, exchange stamps only).
+Recordings are read by the one reader of the format, :mod:`bots.data.collector` (the converters use
+it too): text, one message a line, gzip, zip (first member) or plain; a line is ``<local receive
+stamp> <JSON>`` (hftbacktest's collector) or the bare JSON (Bybit's downloads, exchange stamps only).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bots.data import collector
+from bots.errors import DataError
 from daemon.emulator import EmulatorError
 
 __all__ = ["recording_lines", "split_stamp", "Pacer", "RecordedBook"]
 
+#: ``b"<stamp> <json>"`` -> ``(stamp in ns, json)``; a bare JSON line -> ``(None, line)``
+split_stamp = collector.split_stamp
+
 
 def recording_lines(path: str | Path) -> Iterator[bytes]:
-    """The non-empty lines of a recording, without their line ends."""
-    path = Path(path)
-    if not path.exists():
-        raise EmulatorError(f"recording {path}: no such file")
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not names:
-                raise EmulatorError(f"recording {path}: the zip archive is empty")
-            with zf.open(names[0]) as raw:
-                yield from _lines(io.BufferedReader(raw))
-        return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        yield from _lines(fh)
-
-
-def _lines(fh) -> Iterator[bytes]:
-    for line in fh:
-        line = line.rstrip(b"\r\n")
-        if line:
-            yield line
-
-
-def split_stamp(line: bytes) -> tuple[int | None, bytes]:
-    """``b"<stamp> <json>"`` -> ``(stamp, json)``; a bare JSON line -> ``(None, line)``."""
-    if line[:1].isdigit():
-        stamp, _, payload = line.partition(b" ")
-        return int(stamp), payload
-    return None, line
+    """The non-empty lines of a recording, without their line ends; an unreadable file is an
+    ``EmulatorError`` naming it."""
+    try:
+        yield from collector.recording_lines(path)
+    except DataError as exc:
+        text = str(exc).replace(f"{Path(path)}: ", "", 1).replace("no such input file", "no such file")
+        raise EmulatorError(f"recording {path}: {text}") from None
 
 
 class Pacer:
