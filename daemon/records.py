@@ -23,6 +23,7 @@ from shm.dtypes import (
     event_dtype,
 )
 
+#: the ring's rows are in arrival order, one timeline: every row carries both timeline flags
 BOTH = EXCH_EVENT | LOCAL_EVENT
 BID_DEPTH = BOTH | DEPTH_EVENT | BUY_EVENT
 ASK_DEPTH = BOTH | DEPTH_EVENT | SELL_EVENT
@@ -40,7 +41,7 @@ ASK_BBO = BOTH | DEPTH_BBO_EVENT | SELL_EVENT
 INVALID_BOOK_IVAL = -1
 
 __all__ = [
-    "BID_DEPTH", "ASK_DEPTH", "BID_SNAPSHOT", "ASK_SNAPSHOT", "BID_CLEAR", "ASK_CLEAR",
+    "BOTH", "BID_DEPTH", "ASK_DEPTH", "BID_SNAPSHOT", "ASK_SNAPSHOT", "BID_CLEAR", "ASK_CLEAR",
     "BUY_TRADE", "SELL_TRADE", "BID_BBO", "ASK_BBO", "INVALID_BOOK_IVAL",
     "to_batch", "clear_rows", "EMPTY_BATCH",
 ]

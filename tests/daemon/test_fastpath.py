@@ -1,17 +1,23 @@
-"""The compiled depth path produces exactly the records of the orjson path, and hands anything
-unusual back to it."""
+"""The compiled depth path is the fast implementation of the venue codec's depth rows: on real and
+synthetic frames it produces exactly the records of the codec (``bots.data.codec``, the Python
+reference the converters use too), and hands anything unusual back to the orjson path."""
 
 import gzip
 import os
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
+
+from bots.data.codec import binance_usdm as binance_codec
+from bots.data.codec import bybit_linear as bybit_codec
+from bots.data.codec import rows as codec_rows
 
 from daemon.book import LevelBook
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.synth import SynthConfig
-from daemon.records import ASK_DEPTH, BID_DEPTH, to_batch
+from daemon.records import BOTH, to_batch
 from daemon.venues.binance_usdm.fastpath import (
     APPLIED, CROSSED, NOT_HANDLED, PARSED, depth_frame, parse_depth,
 )
@@ -29,8 +35,8 @@ def buffers(n=4096):
 
 def reference(frame: bytes, local_ts: int) -> tuple[np.ndarray, tuple]:
     _, _, d = parse_frame(frame, local_ts)
-    rows = [(BID_DEPTH, d.exch_ts, local_ts, p, q, 0, d.last_id, 0.0) for p, q in d.bids]
-    rows += [(ASK_DEPTH, d.exch_ts, local_ts, p, q, 0, d.last_id, 0.0) for p, q in d.asks]
+    message = orjson.loads(frame)
+    rows = codec_rows(binance_codec.decode(message, local_ts).segments, BOTH)
     return to_batch(rows), (d.first_id, d.last_id, d.prev_id)
 
 
@@ -98,8 +104,7 @@ BYBIT_SAMPLE = RECORDING.parents[1] / "bybit" / "xrpusdt-ob500.data.zip"
 
 def bybit_reference(frame: bytes, local_ts: int):
     _, _, m = bybit_parse(frame, local_ts)
-    rows = [(BID_DEPTH, m.exch_ts, local_ts, p, q, 0, m.seq, 0.0) for p, q in m.bids]
-    rows += [(ASK_DEPTH, m.exch_ts, local_ts, p, q, 0, m.seq, 0.0) for p, q in m.asks]
+    rows = codec_rows(bybit_codec.decode(orjson.loads(frame), local_ts).segments, BOTH)
     return to_batch(rows), m
 
 

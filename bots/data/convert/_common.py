@@ -1,8 +1,9 @@
 """What every venue converter shares: reading lines, collecting rows, fixing latency and order.
 
-A converter turns each raw message into *segments* ``(ev, exch_ts, local_ts, pairs)``: runs of rows
-that share flags and timestamps, with ``pairs`` the ``[px, qty]`` of each row as the venue sent them
-(decimal strings, usually).  A depth update is two segments (its bid and ask lists, untouched), a
+A converter turns each raw message into *segments* ``(ev, exch_ts, local_ts, pairs[, ival])``: runs of
+rows that share flags, timestamps and ``ival`` (0 when left out), with ``pairs`` the ``[px, qty]`` of
+each row as the venue sent them (decimal strings, usually).  Venues the daemon trades take their
+segments from their codec (:mod:`bots.data.codec`), so converted rows are the rows the daemon publishes.  A depth update is two segments (its bid and ask lists, untouched), a
 trade one segment of one pair.  :func:`rows_from_segments` expands segments into plain row tuples
 ``(ev, exch_ts, local_ts, px, qty, order_id, ival, fval)`` (what the daemon would publish);
 :class:`SegmentBuffer` instead parses all prices and quantities of many messages in one numpy call,
@@ -21,19 +22,15 @@ our converters give the same rows as its converters for the same input.
 
 from __future__ import annotations
 
-import gzip
-import io
 import sys
 import time
-import zipfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numba
 import numpy as np
 
+from bots.data.codec import rows as _codec_rows
+from bots.data.collector import open_lines, to_ns  # re-exported: the converters read through these
 from bots.data.validate import validate_events
-from bots.errors import DataError
 from shm.dtypes import EXCH_EVENT, LOCAL_EVENT, event_dtype
 
 __all__ = [
@@ -53,17 +50,14 @@ __all__ = [
 
 #: ``(ev, exch_ts, local_ts, px, qty, order_id, ival, fval)``, the event record as a tuple.
 Row = tuple[int, int, int, float, float, int, int, float]
-#: ``(ev, exch_ts, local_ts, [[px, qty], ...])``: rows sharing flags and timestamps.
-Segment = tuple[int, int, int, list]
+#: ``(ev, exch_ts, local_ts, [[px, qty], ...], ival)``: rows sharing flags, timestamps and ival; the
+#: converters of venues without a codec leave ``ival`` out (0).
+Segment = tuple
 
 
 def rows_from_segments(segments: list[Segment]) -> list[Row]:
     """Expand segments into row tuples (``px``/``qty`` parsed with ``float``)."""
-    return [
-        (ev, exch_ts, local_ts, float(px), float(qty), 0, 0, 0.0)
-        for ev, exch_ts, local_ts, pairs in segments
-        for px, qty in pairs
-    ]
+    return _codec_rows([seg if len(seg) == 5 else (*seg, 0) for seg in segments])
 
 
 class SegmentBuffer:
@@ -75,7 +69,7 @@ class SegmentBuffer:
 
     def __init__(self, chunk_rows: int = 262_144) -> None:
         self._chunk_rows = chunk_rows
-        self._heads: list[tuple[int, int, int, int, int]] = []
+        self._heads: list[tuple[int, int, int, int, int, int]] = []
         self._pairs: list = []
         self._chunks: list[np.ndarray] = []
         self.rows = 0
@@ -88,8 +82,9 @@ class SegmentBuffer:
         heads = self._heads
         pairs = self._pairs
         before = len(pairs)
-        for ev, exch_ts, local_ts, seg_pairs in segments:
-            heads.append((ev, exch_ts, local_ts, len(seg_pairs), line_no))
+        for seg in segments:
+            seg_pairs = seg[3]
+            heads.append((seg[0], seg[1], seg[2], len(seg_pairs), line_no, seg[4] if len(seg) == 5 else 0))
             pairs.extend(seg_pairs)
         self.rows += len(pairs) - before
         if len(pairs) >= self._chunk_rows:
@@ -99,7 +94,7 @@ class SegmentBuffer:
         if not self._pairs:
             self._heads = []
             return
-        heads = np.array(self._heads, dtype=np.int64).reshape(-1, 5)
+        heads = np.array(self._heads, dtype=np.int64).reshape(-1, 6)
         try:
             values = np.array(self._pairs, dtype=np.float64)
         except (ValueError, TypeError):
@@ -113,6 +108,7 @@ class SegmentBuffer:
         block["local_ts"] = np.repeat(heads[:, 2], counts)
         block["px"] = values[:, 0]
         block["qty"] = values[:, 1]
+        block["ival"] = np.repeat(heads[:, 5], counts)
         self._chunks.append(block)
         self._heads = []
         self._pairs = []
@@ -151,17 +147,6 @@ def segment_bounds(segments: list[Segment]) -> tuple[int, int, int] | None:
 def worst_latency(segments: list[Segment]) -> int:
     """The most negative ``local_ts - exch_ts`` among the rows (0 if none is negative)."""
     return min([0] + [s[2] - s[1] for s in segments if s[3]])
-
-
-def to_ns(stamp: int) -> int:
-    """Scale a wall-clock epoch stamp in s/ms/us/ns to ns, judged by its size (years 2001-2286)."""
-    if stamp >= 10**18:
-        return stamp
-    if stamp >= 10**15:
-        return stamp * 1_000
-    if stamp >= 10**12:
-        return stamp * 1_000_000
-    return stamp * 1_000_000_000
 
 
 def correct_local_timestamp(arr: np.ndarray, base_latency_ns: int = 0) -> np.ndarray:
@@ -242,43 +227,6 @@ def finish(buffer: SegmentBuffer, source: str, base_latency_ns: int = 0) -> np.n
     correct_local_timestamp(arr, base_latency_ns)
     arr = correct_event_order(arr)
     return validate_events(arr, source)
-
-
-def open_lines(path: Path) -> tuple[Iterator[bytes], Callable[[], int], int]:
-    """Open a ``.gz``, ``.zip`` (first member) or plain text file for line iteration.
-
-    Returns the line iterator, a function giving the compressed bytes consumed so far (for progress),
-    and the file size.
-    """
-    if not path.exists():
-        raise DataError(f"{path}: no such input file")
-    raw = open(path, "rb")
-    size = path.stat().st_size
-    magic = raw.read(4)
-    raw.seek(0)
-    if magic[:2] == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=raw, mode="rb")
-    elif magic == b"PK\x03\x04":
-        archive = zipfile.ZipFile(raw)
-        names = [n for n in archive.namelist() if not n.endswith("/")]
-        if not names:
-            raise DataError(f"{path}: zip archive has no member")
-        stream = archive.open(names[0])
-    else:
-        stream = raw
-    lines = _lines(io.BufferedReader(stream, buffer_size=1 << 20), raw, path)
-    return lines, raw.tell, size
-
-
-def _lines(stream, raw, path: Path) -> Iterator[bytes]:
-    try:
-        for line in stream:
-            yield line
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: corrupt or truncated input ({exc})") from exc
-    finally:
-        stream.close()
-        raw.close()
 
 
 class Progress:

@@ -21,9 +21,10 @@ lines (no ``stream`` key).  Output: the same rows as hftbacktest 2.4.4's
   per side;
 * REST error lines (``{"code": ..., "msg": ...}``) and other streams: skipped and counted.
 
-The per-message functions are pure (bytes or dicts in, no I/O) so that the daemon can map live
-frames with the same code: ``*_segments`` give runs of rows with the venue's decimal strings (the
-file converter parses those in bulk), ``*_records``/``records_from_frame`` plain row tuples.
+What each message means is the venue codec's (:mod:`bots.data.codec.binance_usdm`), the daemon's
+too, so these rows are the rows the daemon publishes; they differ from hftbacktest's in ``ival``,
+which carries the update id (depth), trade id (trades) or ``lastUpdateId`` (snapshots) where
+hftbacktest writes 0.  ``*_records``/``records_from_frame`` give plain row tuples of one message.
 """
 
 from __future__ import annotations
@@ -35,26 +36,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bots.data.convert._common import (
-    Progress,
-    Segment,
-    SegmentBuffer,
-    finish,
-    open_lines,
-    rows_from_segments,
-    to_ns,
-)
+from bots.data.codec import binance_usdm as codec
+from bots.data.codec.binance_usdm import book_ticker_segments, depth_update_segments, snapshot_segments, trade_segments
+from bots.data.collector import open_lines, split_line
+from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish, rows_from_segments
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
-from shm.dtypes import (
-    BUY_EVENT,
-    DEPTH_BBO_EVENT,
-    DEPTH_CLEAR_EVENT,
-    DEPTH_EVENT,
-    DEPTH_SNAPSHOT_EVENT,
-    SELL_EVENT,
-    TRADE_EVENT,
-)
 
 __all__ = [
     "convert",
@@ -71,12 +58,9 @@ __all__ = [
     "snapshot_records",
 ]
 
-_MS = 1_000_000  # Binance stamps are ms; rows are ns
 #: Combined-stream lines start "<stamp> {"stream":"<symbol>@bookTicker"": found within this prefix.
 _BOOK_TICKER_STREAM = b'@bookTicker"'
 _STREAM_NAME_WITHIN = 80
-_BID_DEPTH = DEPTH_EVENT | BUY_EVENT
-_ASK_DEPTH = DEPTH_EVENT | SELL_EVENT
 
 
 @dataclass(slots=True)
@@ -102,79 +86,12 @@ class ConvertStats:
             lines.append(line_no)
 
 
-def split_line(line: bytes) -> tuple[int, bytes]:
-    """``b"<stamp> <json>"`` -> ``(local_ts in ns, json bytes)``.
-
-    Splits at the first space rather than at a fixed width, and scales ms/us stamps to ns, so
-    recordings with other stamp widths convert correctly (hftbacktest issue #191).
-    """
-    stamp, sep, payload = line.partition(b" ")
-    if not sep or not stamp.isdigit():
-        raise ValueError(f"expected '<timestamp> <json>', found {line[:40]!r}")
-    return to_ns(int(stamp)), payload
-
-
-def depth_update_segments(data: dict, local_ts: int) -> list[Segment]:
-    """One ``depthUpdate`` payload: its bid levels then its ask levels.
-
-    ``exch_ts`` is the transaction time ``T`` (futures); spot's ``depth@100ms`` has none, so its event
-    time ``E`` is used there.
-    """
-    exch_ts = int(data["T"] if "T" in data else data["E"]) * _MS
-    return [(_BID_DEPTH, exch_ts, local_ts, data["b"]), (_ASK_DEPTH, exch_ts, local_ts, data["a"])]
-
-
-def trade_segments(data: dict, local_ts: int) -> list[Segment]:
-    """One ``trade`` payload; only ``X == "MARKET"`` trades count (not liquidations, ADL)."""
-    if data.get("X", "MARKET") != "MARKET":
-        return []
-    side = SELL_EVENT if data["m"] else BUY_EVENT  # m: the buyer was the maker, so the taker sold
-    return [(TRADE_EVENT | side, int(data["T"]) * _MS, local_ts, [[data["p"], data["q"]]])]
-
-
-def book_ticker_segments(data: dict, local_ts: int) -> list[Segment]:
-    """Best bid and best ask of one ``bookTicker`` payload as ``DEPTH_BBO_EVENT`` rows."""
-    exch_ts = int(data["T"]) * _MS
-    return [
-        (DEPTH_BBO_EVENT | BUY_EVENT, exch_ts, local_ts, [[data["b"], data["B"]]]),
-        (DEPTH_BBO_EVENT | SELL_EVENT, exch_ts, local_ts, [[data["a"], data["A"]]]),
-    ]
-
-
-def snapshot_segments(snapshot: dict, local_ts: int) -> list[Segment]:
-    """A REST depth snapshot: per non-empty side a clear up to its last level, then the levels.
-
-    Spot's ``/api/v3/depth`` carries no timestamp: its rows take the local receive time.
-    """
-    exch_ts = int(snapshot["T"]) * _MS if "T" in snapshot else local_ts
-    segments: list[Segment] = []
-    for key, side in (("bids", BUY_EVENT), ("asks", SELL_EVENT)):
-        levels = snapshot[key]
-        if levels:
-            segments.append((DEPTH_CLEAR_EVENT | side, exch_ts, local_ts, [[levels[-1][0], 0.0]]))
-            segments.append((DEPTH_SNAPSHOT_EVENT | side, exch_ts, local_ts, levels))
-    return segments
-
-
 def segments_from_message(
     message: dict, local_ts: int, *, include_bbo: bool = False
 ) -> tuple[list[Segment], str]:
     """Segments of one decoded message and what it was (``depthUpdate``, ``trade``, ``snapshot``...)."""
-    data = message.get("data", message if "e" in message else None)
-    if data is None:
-        if "code" in message:
-            return [], "rest-error"
-        if "bids" in message and "asks" in message:
-            return snapshot_segments(message, local_ts), "snapshot"
-        return [], "unknown"
-    kind = data.get("e")
-    if kind == "depthUpdate":
-        return depth_update_segments(data, local_ts), kind
-    if kind == "trade":
-        return trade_segments(data, local_ts), kind
-    if kind == "bookTicker":
-        return (book_ticker_segments(data, local_ts) if include_bbo else []), kind
-    return [], str(kind)
+    decoded = codec.decode(message, local_ts, include_bbo=include_bbo)
+    return decoded.segments, decoded.kind
 
 
 def records_from_message(

@@ -18,7 +18,8 @@ Row mapping:
   the first snapshot are dropped (they patch a book we do not have);
 * ``publicTrade``: one ``TRADE_EVENT`` row per trade, ``exch_ts`` = ``T``, side = taker side ``S``.
 
-Message ``ts`` (ms) is the depth rows' ``exch_ts``.  Only one depth topic is used: the first
+Message ``ts`` (ms) is the depth rows' ``exch_ts``, ``seq`` their ``ival`` (hftbacktest writes 0).  What
+each message means is the venue codec's (:mod:`bots.data.codec.bybit_linear`), the daemon's too.  Only one depth topic is used: the first
 ``orderbook.N`` seen, or ``depth_levels`` when given; others are skipped and counted.
 """
 
@@ -32,26 +33,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bots.data.convert._common import (
-    Progress,
-    Segment,
-    SegmentBuffer,
-    finish,
-    open_lines,
-    rows_from_segments,
-    to_ns,
-)
+from bots.data.codec.bybit_linear import orderbook_segments, public_trade_segments
+from bots.data.collector import open_lines, split_stamp
+from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish, rows_from_segments
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
-from shm.dtypes import (
-    BUY_EVENT,
-    DEPTH_CLEAR_EVENT,
-    DEPTH_EVENT,
-    DEPTH_SNAPSHOT_EVENT,
-    SELL_EVENT,
-    TRADE_EVENT,
-)
+from shm.dtypes import BUY_EVENT, SELL_EVENT, TRADE_EVENT
 
 __all__ = [
     "convert",
@@ -65,44 +53,8 @@ __all__ = [
     "DEFAULT_FEED_LATENCY_NS",
 ]
 
-_MS = 1_000_000
 #: Artificial feed latency for recordings without local stamps (Bybit's public ob500 files).
 DEFAULT_FEED_LATENCY_NS = 5_000_000
-
-
-def orderbook_segments(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[Segment]:
-    """One ``orderbook.N`` message (snapshot or delta)."""
-    exch_ts = int(message["ts"]) * _MS
-    local = exch_ts + feed_latency_ns if local_ts is None else local_ts
-    data = message["data"]
-    bids = data.get("b", [])
-    asks = data.get("a", [])
-    kind = message["type"]
-    segments: list[Segment] = []
-    if kind == "snapshot":
-        if not bids or not asks:
-            segments.append((DEPTH_CLEAR_EVENT, exch_ts, local, [[0.0, 0.0]]))
-        for levels, side in ((bids, BUY_EVENT), (asks, SELL_EVENT)):
-            if levels:
-                segments.append((DEPTH_CLEAR_EVENT | side, exch_ts, local, [[levels[-1][0], 0.0]]))
-                segments.append((DEPTH_SNAPSHOT_EVENT | side, exch_ts, local, levels))
-    elif kind == "delta":
-        segments.append((DEPTH_EVENT | BUY_EVENT, exch_ts, local, bids))
-        segments.append((DEPTH_EVENT | SELL_EVENT, exch_ts, local, asks))
-    else:
-        raise ValueError(f"unknown orderbook message type {kind!r}")
-    return segments
-
-
-def public_trade_segments(message: dict, local_ts: int | None, feed_latency_ns: int = 0) -> list[Segment]:
-    """One ``publicTrade`` message: a row per trade; ``S`` is the taker side."""
-    segments: list[Segment] = []
-    for trade in message["data"]:
-        exch_ts = int(trade["T"]) * _MS
-        local = exch_ts + feed_latency_ns if local_ts is None else local_ts
-        side = BUY_EVENT if trade["S"] == "Buy" else SELL_EVENT
-        segments.append((TRADE_EVENT | side, exch_ts, local, [[trade["p"], trade["v"]]]))
-    return segments
 
 
 def trade_csv_segment(row: dict, feed_latency_ns: int) -> Segment:
@@ -184,11 +136,8 @@ def iter_file_records(
             if not line:
                 continue
             try:
-                local_ts = None
-                if line[:1].isdigit():  # collector format: "<local stamp> <json>"
-                    stamp, _, line = line.partition(b" ")
-                    local_ts = to_ns(int(stamp))
-                out = session.segments(orjson.loads(line), local_ts)
+                local_ts, payload = split_stamp(line)  # collector format "<local stamp> <json>", or bare
+                out = session.segments(orjson.loads(payload), local_ts)
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Bybit message ({exc!r})") from exc
             if out:

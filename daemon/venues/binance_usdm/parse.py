@@ -2,19 +2,22 @@
 
 Frames arrive either raw (``/ws``) or in the combined envelope ``{"stream":..,"data":..}`` (``/stream``).
 Control replies are ``{"result":..,"id":N}`` or an error object.  Prices and sizes are decimal strings.
-Exchange timestamps use the transaction time ``T`` (ms), as hftbacktest's converter does.
+What a message means as rows (timestamps, sides, ``ival``) is the venue codec's,
+:mod:`bots.data.codec.binance_usdm`, which the converters use too; this module adds the daemon's
+framing: control replies, the ids the book sync needs, ProtocolError for bad input.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from bots.data.codec import binance_usdm as codec
 from daemon import ProtocolError
-from daemon.records import ASK_BBO, BID_BBO, BUY_TRADE, SELL_TRADE
+from daemon.records import BOTH
 
 __all__ = ["DepthDiff", "Snapshot", "ControlReply", "parse_frame", "parse_snapshot", "trade_row", "bbo_rows"]
 
-MS = 1_000_000
+MS = codec.MS
 
 
 class DepthDiff:
@@ -94,7 +97,7 @@ def parse_frame(frame: bytes | str, local_ts: int):
     try:
         if event == "depthUpdate":
             return "depth", data["s"], DepthDiff(
-                data["s"], int(data["U"]), int(data["u"]), int(data["pu"]), int(data["T"]) * MS,
+                data["s"], int(data["U"]), int(data["u"]), int(data["pu"]), codec.depth_exch_ts(data),
                 local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"),
             )
         if event == "trade" or event == "aggTrade":
@@ -116,23 +119,19 @@ def parse_frame(frame: bytes | str, local_ts: int):
 
 
 def trade_row(data: dict, local_ts: int):
-    """A TRADE row; side is the taker's: ``m`` (buyer is maker) means the taker sold."""
-    if data.get("X", "MARKET") != "MARKET":
-        return None  # insurance-fund / ADL prints are not market trades (hftbacktest drops them too)
-    trade_id = int(data["t"] if "t" in data else data["a"])
-    return (
-        SELL_TRADE if data["m"] else BUY_TRADE, int(data["T"]) * MS, local_ts,
-        float(data["p"]), float(data["q"]), 0, trade_id, 0.0,
-    )
+    """A TRADE row as the ring carries it, or None for a print that is not a market trade."""
+    fields = codec.trade_fields(data)
+    if fields is None:
+        return None
+    ev, exch_ts, px, qty, trade_id = fields
+    return (ev | BOTH, exch_ts, local_ts, float(px), float(qty), 0, trade_id, 0.0)
 
 
 def bbo_rows(data: dict, local_ts: int) -> tuple[tuple, tuple]:
-    exch_ts = int(data.get("T", data.get("E"))) * MS
-    uid = int(data.get("u", 0))
-    return (
-        (BID_BBO, exch_ts, local_ts, float(data["b"]), float(data["B"]), 0, uid, 0.0),
-        (ASK_BBO, exch_ts, local_ts, float(data["a"]), float(data["A"]), 0, uid, 0.0),
-    )
+    """The best bid row and the best ask row of one ``bookTicker``."""
+    (bev, exch_ts, bpx, bqty, uid), (aev, _, apx, aqty, _) = codec.book_ticker_fields(data)
+    return ((bev | BOTH, exch_ts, local_ts, float(bpx), float(bqty), 0, uid, 0.0),
+            (aev | BOTH, exch_ts, local_ts, float(apx), float(aqty), 0, uid, 0.0))
 
 
 def parse_snapshot(body: bytes, local_ts: int) -> Snapshot:
@@ -147,7 +146,7 @@ def parse_snapshot(body: bytes, local_ts: int) -> Snapshot:
         raise ProtocolError(f"depth snapshot error {msg.get('code')}: {msg.get('msg')}")
     try:
         return Snapshot(
-            int(msg["lastUpdateId"]), int(msg.get("T", msg.get("E", 0))) * MS, local_ts,
+            int(msg["lastUpdateId"]), codec.snapshot_exch_ts(msg, local_ts), local_ts,
             _levels(msg["bids"], "bids"), _levels(msg["asks"], "asks"),
         )
     except KeyError as exc:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 
+from bots.data.codec import rows as codec_rows
+from bots.data.codec.binance_usdm import depth_segments, snapshot_level_segments
 from daemon.book import LevelBook
-from daemon.records import (
-    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows, to_batch,
-)
+from daemon.records import BOTH, INVALID_BOOK_IVAL, clear_rows, to_batch
 from daemon.venues.binance_usdm.parse import DepthDiff, Snapshot
 
 __all__ = ["BookState", "Action", "BinanceBookSync"]
@@ -151,11 +151,10 @@ class BinanceBookSync:
 
     def _go_live(self, snap: Snapshot, events: list[DepthDiff], out: list) -> Action:
         last = snap.last_update_id
+        # the daemon's clear is the whole book (see bots.data.codec.binance_usdm); the levels are the codec's
         rows = clear_rows(snap.exch_ts, snap.local_ts, last)
-        for px, qty in snap.bids:
-            rows.append((BID_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
-        for px, qty in snap.asks:
-            rows.append((ASK_SNAPSHOT, snap.exch_ts, snap.local_ts, px, qty, 0, last, 0.0))
+        rows += codec_rows(snapshot_level_segments(snap.exch_ts, snap.local_ts, last, snap.bids, snap.asks), BOTH,
+                           parsed=True)
         prev_u = -1
         for diff in events:
             if prev_u != -1 and diff.prev_id != prev_u:
@@ -185,11 +184,8 @@ class BinanceBookSync:
 
     @staticmethod
     def _rows(diff: DepthDiff, out: list) -> None:
-        exch_ts, local_ts, uid = diff.exch_ts, diff.local_ts, diff.last_id
-        for px, qty in diff.bids:
-            out.append((BID_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
-        for px, qty in diff.asks:
-            out.append((ASK_DEPTH, exch_ts, local_ts, px, qty, 0, uid, 0.0))
+        out += codec_rows(depth_segments(diff.exch_ts, diff.local_ts, diff.last_id, diff.bids, diff.asks), BOTH,
+                          parsed=True)
 
     def crossed_after(self, uid: int, out: list) -> Action:
         """The book crossed after applying ``uid``: withdraw it (the fast path calls this too)."""

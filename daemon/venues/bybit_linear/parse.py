@@ -2,20 +2,23 @@
 
 Public-stream replies use snake_case keys (``req_id``, ``ret_msg``, ``conn_id``, ``success``).
 Order book frames: ``{"topic":"orderbook.50.BTCUSDT","type":"snapshot"|"delta","ts":ms,
-"data":{"s","b","a","u","seq"},"cts":ms}``.  Record ``ival`` carries ``seq`` (the cross sequence,
-unique and increasing even across a ``u=1`` service restart), exchange time is ``ts``.
+"data":{"s","b","a","u","seq"},"cts":ms}``.  What a message means as rows (``ival`` = ``seq``, exchange
+time ``ts``...) is the venue codec's, :mod:`bots.data.codec.bybit_linear`, which the converters use
+too; this module adds the daemon's framing: op replies, the ids the book sync needs, ProtocolError.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from bots.data.codec import rows
+from bots.data.codec import bybit_linear as codec
 from daemon import ProtocolError
-from daemon.records import BUY_TRADE, SELL_TRADE
+from daemon.records import BOTH
 
 __all__ = ["BookMsg", "OpReply", "parse_frame"]
 
-MS = 1_000_000
+MS = codec.MS
 
 
 class BookMsg:
@@ -86,12 +89,9 @@ def parse_frame(frame: bytes | str, local_ts: int):
                 local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"), topic,
             )
         if topic.startswith("publicTrade."):
-            rows = []
             symbol = topic[len("publicTrade."):]
-            for t in msg["data"]:
-                rows.append((BUY_TRADE if t["S"] == "Buy" else SELL_TRADE, int(t["T"]) * MS, local_ts,
-                             float(t["p"]), float(t["v"]), 0, 0, 0.0))
-            return "trades", symbol, (rows, [t.get("i") for t in msg["data"]])
+            trades = rows(codec.public_trade_segments(msg, local_ts), BOTH)
+            return "trades", symbol, (trades, [t.get("i") for t in msg["data"]])
     except KeyError as exc:
         raise ProtocolError(f"{topic} frame without field {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:

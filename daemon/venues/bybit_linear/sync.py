@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import enum
 
+from bots.data.codec import rows as codec_rows
+from bots.data.codec.bybit_linear import book_segments
 from daemon.book import LevelBook
-from daemon.records import (
-    ASK_DEPTH, ASK_SNAPSHOT, BID_DEPTH, BID_SNAPSHOT, INVALID_BOOK_IVAL, clear_rows, to_batch,
-)
+from daemon.records import BOTH, INVALID_BOOK_IVAL, clear_rows, to_batch
 from daemon.venues.bybit_linear.parse import BookMsg
 
 __all__ = ["BookState", "Action", "BybitBookSync"]
@@ -64,7 +64,7 @@ class BybitBookSync:
         last = self.last_id
         if uid == last + 1:
             rows: list = []
-            if self._apply(msg, rows, BID_DEPTH, ASK_DEPTH):  # crossing rows are never published
+            if self._apply(msg, rows):  # crossing rows are never published
                 return self._lose_sync(out, msg, f"{self.symbol}: book crossed after u={uid}; resubscribing")
             out.extend(rows)
             return Action.NONE
@@ -108,8 +108,9 @@ class BybitBookSync:
             return self._lose_sync(out, msg, f"{self.symbol}: crossed snapshot u={uid}; resubscribing")
         was = self.state
         self.book.clear()
+        # the daemon's clear is the whole book (see bots.data.codec.bybit_linear); the levels are the codec's
         out.extend(clear_rows(msg.exch_ts, msg.local_ts, msg.seq))
-        self._apply(msg, out, BID_SNAPSHOT, ASK_SNAPSHOT)
+        self._apply(msg, out)
         self.state = BookState.LIVE
         self._published = True
         self.syncs += 1
@@ -125,11 +126,10 @@ class BybitBookSync:
     def _same_levels(self, msg: BookMsg) -> bool:
         return self.book.same_as(msg.bids, msg.asks)
 
-    def _apply(self, msg: BookMsg, out: list, bid_ev: int, ask_ev: int) -> bool:
+    def _apply(self, msg: BookMsg, out: list) -> bool:
         """Append the message's rows and apply them to the book; True if the book is then crossed."""
-        exch_ts, local_ts, seq = msg.exch_ts, msg.local_ts, msg.seq
-        rows = [(bid_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0) for px, qty in msg.bids]
-        rows += [(ask_ev, exch_ts, local_ts, px, qty, 0, seq, 0.0) for px, qty in msg.asks]
+        rows = codec_rows(book_segments(msg.snapshot, msg.exch_ts, msg.local_ts, msg.seq, msg.bids, msg.asks), BOTH,
+                          parsed=True)
         out.extend(rows)
         self.last_id = msg.update_id
         return self.book.apply(to_batch(rows)) if rows else False

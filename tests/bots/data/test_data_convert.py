@@ -59,17 +59,18 @@ def _write_gz(path, lines):
 # -- Binance: pure per-message mapping ------------------------------------------------------------
 
 
-def test_depth_update_rows_bids_then_asks_at_transaction_time():
+def test_depth_update_rows_bids_then_asks_at_transaction_time_with_the_update_id():
     rows = binance_usdm.records_from_frame(orjson.dumps(DEPTH), 5)
     assert rows == [
-        (DEPTH_EVENT | BUY_EVENT, T0_NS + 999_000_000, 5, 100.1, 1.5, 0, 0, 0.0),
-        (DEPTH_EVENT | BUY_EVENT, T0_NS + 999_000_000, 5, 100.0, 0.0, 0, 0, 0.0),
-        (DEPTH_EVENT | SELL_EVENT, T0_NS + 999_000_000, 5, 100.2, 2.0, 0, 0, 0.0),
+        (DEPTH_EVENT | BUY_EVENT, T0_NS + 999_000_000, 5, 100.1, 1.5, 0, 5, 0.0),
+        (DEPTH_EVENT | BUY_EVENT, T0_NS + 999_000_000, 5, 100.0, 0.0, 0, 5, 0.0),
+        (DEPTH_EVENT | SELL_EVENT, T0_NS + 999_000_000, 5, 100.2, 2.0, 0, 5, 0.0),
     ]
 
 
 def test_trade_side_is_the_taker_and_non_market_trades_are_dropped():
-    assert binance_usdm.records_from_frame(orjson.dumps(TRADE), 5)[0][0] == TRADE_EVENT | BUY_EVENT
+    row = binance_usdm.records_from_frame(orjson.dumps(TRADE), 5)[0]
+    assert row[0] == TRADE_EVENT | BUY_EVENT and row[6] == 7  # ival: the trade id, as the daemon publishes
     seller = {**TRADE["data"], "m": True}
     assert binance_usdm.trade_records(seller, 5)[0][0] == TRADE_EVENT | SELL_EVENT
     assert binance_usdm.trade_records({**TRADE["data"], "X": "INSURANCE_FUND"}, 5) == []
@@ -84,7 +85,7 @@ def test_snapshot_clears_each_side_up_to_its_last_level_then_inserts():
         (DEPTH_CLEAR_EVENT | SELL_EVENT, 100.2, 0.0),
         (DEPTH_SNAPSHOT_EVENT | SELL_EVENT, 100.2, 3.0),
     ]
-    assert {r[1] for r in rows} == {T0_NS + 997_000_000}
+    assert {(r[1], r[6]) for r in rows} == {(T0_NS + 997_000_000, 3)}  # ival: lastUpdateId
 
 
 def test_book_ticker_only_on_request():
@@ -181,6 +182,11 @@ def test_binance_sample_equals_hftbacktest_converter(binance_sample):
     path, ours = binance_sample
     reference = binancefutures.convert(str(path), buffer_size=2_000_000)
     assert len(ours) == len(reference) == 491_973  # the README's count
+    assert ours["ival"].any()
+    # hftbacktest writes 0 in ival; ours carries the venue's ids there (the daemon's meaning,
+    # bots.data.codec.binance_usdm): every other byte must agree
+    ours = ours.copy()
+    ours["ival"] = 0
     assert ours.tobytes() == reference.tobytes()
 
 
@@ -233,9 +239,9 @@ def test_bybit_orderbook_and_trade_mapping():
         (DEPTH_SNAPSHOT_EVENT | SELL_EVENT, 100.0, 3.0),
     ]
     assert {(r[1], r[2]) for r in rows} == {(1_000_000_000, 1_000_000_007)}
-    delta = bybit.orderbook_records(BOOK_DELTA, 55)
-    assert [(r[0], r[2], r[3], r[4]) for r in delta] == [
-        (DEPTH_EVENT | BUY_EVENT, 55, 99.5, 0.0), (DEPTH_EVENT | SELL_EVENT, 55, 100.5, 4.0)]
+    delta = bybit.orderbook_records({**BOOK_DELTA, "data": {**BOOK_DELTA["data"], "seq": 42}}, 55)
+    assert [(r[0], r[2], r[3], r[4], r[6]) for r in delta] == [  # ival: the cross sequence seq
+        (DEPTH_EVENT | BUY_EVENT, 55, 99.5, 0.0, 42), (DEPTH_EVENT | SELL_EVENT, 55, 100.5, 4.0, 42)]
     trades = bybit.public_trade_records(TRADES, None, 3)
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in trades] == [
         (TRADE_EVENT | SELL_EVENT, 1_002_000_000, 1_002_000_003, 99.0, 0.5),
@@ -320,6 +326,9 @@ def test_bybit_collector_format_matches_hftbacktest_convert_depth(tmp_path, shar
     path = _write_gz(tmp_path / "xrpusdt.gz", lines)
     ours = bybit.convert(path)
     ref = reference.convert_depth(str(path), buffer_size=100_000, single_depth_level=500)
+    # hftbacktest writes 0 in ival; ours carries the depth rows' seq (the daemon's meaning,
+    # bots.data.codec.bybit_linear): every other byte must agree
+    ours["ival"] = 0
     assert ours.tobytes() == ref.tobytes()
 
 
