@@ -50,6 +50,8 @@ class RateLimiter:
         self.notified_until = 0.0
         self.refused = 0
         self.hit_429 = 0
+        #: (rateLimitType, interval, intervalNum, limit) as a reply gives them -> the budget
+        self._seen: dict[tuple, Budget] = {}
 
     # -- limits ---------------------------------------------------------------------------------
     def set_limit(self, name: str, venue_limit: int, interval_s: float) -> Budget:
@@ -63,26 +65,48 @@ class RateLimiter:
 
     def binance_limits(self, rate_limits: Iterable[Mapping]) -> None:
         """``exchangeInfo.rateLimits`` (or a WS API reply's ``rateLimits``) -> budgets
-        ``REQUEST_WEIGHT:60``, ``ORDERS:10``, ``ORDERS:60``; a ``count`` updates what is used."""
+        ``REQUEST_WEIGHT:60``, ``ORDERS:10``, ``ORDERS:60``; a ``count`` updates what is used.
+
+        Every WS API reply carries these (three per order): a limit seen before maps straight to its
+        budget (``_seen``), without the name, the interval and the limit worked out again."""
+        seen = self._seen
+        now = None
         for rl in rate_limits:
             try:
-                secs = INTERVAL_S[rl["interval"]] * int(rl.get("intervalNum", 1))
-                name = f"{rl['rateLimitType']}:{secs}"
-                limit = int(rl["limit"])
-            except (KeyError, TypeError, ValueError):
+                b = seen.get((rl["rateLimitType"], rl["interval"], rl.get("intervalNum", 1), rl["limit"]))
+            except (KeyError, TypeError):
                 continue
-            b = self.budgets.get(name)
-            if b is None or b.limit != max(1, int(limit * self.fraction)):
-                b = self.set_limit(name, limit, secs)
-            if "count" in rl:
-                self.observe(name, int(rl["count"]))
+            if b is None or self.budgets.get(b.name) is not b:
+                try:
+                    secs = INTERVAL_S[rl["interval"]] * int(rl.get("intervalNum", 1))
+                    name = f"{rl['rateLimitType']}:{secs}"
+                    limit = int(rl["limit"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                b = self.budgets.get(name)
+                if b is None or b.limit != max(1, int(limit * self.fraction)):
+                    b = self.set_limit(name, limit, secs)
+                if len(seen) > 64:  # only a venue changing its limits all the time gets here
+                    seen.clear()
+                seen[(rl["rateLimitType"], rl["interval"], rl.get("intervalNum", 1), rl["limit"])] = b
+            count = rl.get("count")
+            if count is not None:
+                try:
+                    used = int(count)
+                except (TypeError, ValueError):
+                    continue
+                if now is None:
+                    now = self.clock()
+                self._observe(b, used, now)
 
     # -- the venue's view -------------------------------------------------------------------------
     def observe(self, name: str, used: int, window_end: float | None = None) -> None:
         b = self.budgets.get(name)
-        if b is None:
-            return
-        now = self.clock()
+        if b is not None:
+            self._observe(b, used, self.clock(), window_end)
+
+    @staticmethod
+    def _observe(b: Budget, used: int, now: float, window_end: float | None = None) -> None:
         b.roll(now)
         if window_end is not None and window_end > now:
             b.window_end = window_end
