@@ -35,7 +35,7 @@ Matching rules (the simulator's, ``bots.sim.exchange``, applied to a live truth 
 
 from __future__ import annotations
 
-import copy
+import operator
 import re
 from collections import deque
 from dataclasses import dataclass, field, fields
@@ -128,6 +128,14 @@ class Order:
     @property
     def open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def snapshot(self) -> "Order":
+        """A shallow copy (``meta`` shared, as ``copy.copy`` would): the constructor from every field at
+        once, ~2 us against copy.copy's ~17 us on a slotted class; every order event takes one."""
+        return Order(*_order_fields(self))
+
+
+_order_fields = operator.attrgetter(*(f.name for f in fields(Order)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +327,7 @@ class Account:
                   created_ms=now_ms, updated_ms=now_ms, orig_type=type_, meta=dict(meta or {}))
         self._next_order += 1
         self.orders[o.order_id] = o
-        events = [OrderEvent("NEW", copy.copy(o), None, now_ms)]
+        events = [OrderEvent("NEW", o.snapshot(), None, now_ms)]
         changes: list[tuple[int, int, float]] = []
         if refused:
             events.append(self._close(o, "CANCELED", now_ms, refused))
@@ -389,7 +397,7 @@ class Account:
         self._rest_sub(o)
         o.price, o.qty, o.updated_ms = new_px, new_qty, now_ms
         self._rest_notional[symbol][0 if o.side > 0 else 1] += o.leaves * o.price
-        events = [OrderEvent("AMENDMENT", copy.copy(o), None, now_ms)]
+        events = [OrderEvent("AMENDMENT", o.snapshot(), None, now_ms)]
         changes: list[tuple[int, int, float]] = []
         lot = self.rules[symbol].lot
         for t in sorted(crosses, reverse=o.side < 0):
@@ -471,7 +479,7 @@ class Account:
         elif resting:
             self._rest_notional[s][0 if o.side > 0 else 1] += o.leaves * o.price
         self._next_trade += 1
-        return OrderEvent("TRADE", copy.copy(o), Fill(self._next_trade, tick, lots, maker, fee, realized), now_ms)
+        return OrderEvent("TRADE", o.snapshot(), Fill(self._next_trade, tick, lots, maker, fee, realized), now_ms)
 
     def _book_position(self, symbol: str, signed_lots: int, px: float) -> float:
         p = self.positions[symbol]
@@ -498,7 +506,7 @@ class Account:
             self._rest_sub(o)
             self._open_cid[o.symbol].pop(o.client_id, None)
         self._forget_later(o)
-        return OrderEvent(status, copy.copy(o), None, now_ms, reason)
+        return OrderEvent(status, o.snapshot(), None, now_ms, reason)
 
     def _forget_later(self, o: Order) -> None:
         self._closed.append(o.order_id)
