@@ -51,7 +51,18 @@ def order_update(o: dict) -> Update:
 
 
 def stream_update(o: dict) -> Update:
-    """``ORDER_TRADE_UPDATE.o`` as an ``Update``."""
+    """``ORDER_TRADE_UPDATE.o`` as an ``Update``.  Two per order: the event as Binance always writes
+    it (numbers as decimal strings) converts at once; anything else takes the forgiving way."""
+    try:
+        tid = o["t"]
+        return Update(o["c"], STATUS[o["X"]], str(o["i"]), float(o["p"]), float(o["q"]), float(o["z"]),
+                      float(o["ap"]), float(o["l"]), float(o["L"]), str(tid) if tid else "", bool(o["m"]),
+                      float(o["n"]) if "n" in o else 0.0, int(o["T"]) * 1_000_000)
+    except (KeyError, TypeError, ValueError):
+        return _stream_update_lenient(o)
+
+
+def _stream_update_lenient(o: dict) -> Update:
     tid = o.get("t", 0)
     return Update(client_id=o.get("c", ""), status=STATUS.get(o.get("X", ""), Status.NONE), venue_order_id=str(o.get("i", "")),
                   price=_f(o.get("p")), qty=_f(o.get("q")), cum_qty=_f(o.get("z")), avg_px=_f(o.get("ap")),
