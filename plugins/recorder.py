@@ -462,6 +462,17 @@ def park_s(capacities: list[int], poll_interval_s: float, rate_per_s: float,
     return max(0.0005, min(poll_interval_s, RING_FILL * min(capacities) / rate))
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels before the child says it is ready.  Compiled
+    at the first rows instead, a cold cache (a fresh clone, an edit of this file) kept a loaded
+    machine's child compiling for seconds while the daemon stopped, past ``stop_timeout_s``: the
+    child was killed before it drained, and the file missed the ring's last records."""
+    max_local_ts(np.zeros(0, event_dtype))
+    book = HashBook()
+    track_levels(np.zeros((0, 8), np.int64), np.zeros((0, 8)), book.keys, book.qtys, book.stamps, book.meta,
+                 book.state)
+
+
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 6) -> int:
@@ -485,6 +496,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
         raw_rec.start()
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
+    warm_up()
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
     last = next_alive_check = time.monotonic()
     try:
