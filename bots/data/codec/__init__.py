@@ -34,15 +34,20 @@ class Decoded(NamedTuple):
     segments: list
 
 
-def rows(segments: list, flags: int = 0, *, parsed: bool = False) -> list[Row]:
-    """Row tuples of ``segments``, each ``ev`` or-ed with ``flags`` (the ring's rows carry both
-    timeline flags); prices and quantities become floats as Python's ``float`` parses them, or are
-    taken as they are with ``parsed`` (the daemon's book sync holds its levels as floats already)."""
-    out: list[Row] = []
+def rows(segments: list, flags: int = 0, *, parsed: bool = False, out: list | None = None) -> list[Row]:
+    """Row tuples of ``segments`` (appended to ``out`` when given), each ``ev`` or-ed with ``flags``
+    (the ring's rows carry both timeline flags); prices and quantities become floats as Python's
+    ``float`` parses them, or are taken as they are with ``parsed`` (the daemon's book sync holds its
+    levels as floats already).  Plain appends: the daemon's slow path runs this for every level of a
+    diff, and they measured faster there than comprehensions joined with ``+=``."""
+    out = [] if out is None else out
+    append = out.append
     for ev, exch_ts, local_ts, pairs, ival in segments:
-        ev |= flags  # once a segment: the daemon's slow path runs this for every level of a diff
+        ev |= flags
         if parsed:
-            out += [(ev, exch_ts, local_ts, px, qty, 0, ival, 0.0) for px, qty in pairs]
+            for px, qty in pairs:
+                append((ev, exch_ts, local_ts, px, qty, 0, ival, 0.0))
         else:
-            out += [(ev, exch_ts, local_ts, float(px), float(qty), 0, ival, 0.0) for px, qty in pairs]
+            for px, qty in pairs:
+                append((ev, exch_ts, local_ts, float(px), float(qty), 0, ival, 0.0))
     return out

@@ -36,13 +36,16 @@ from shm.dtypes import (
 
 __all__ = [
     "MS", "depth_exch_ts", "depth_segments", "depth_update_segments", "trade_fields", "trade_segments",
-    "book_ticker_fields", "book_ticker_segments",
+    "book_ticker_fields", "book_ticker_segments", "BBO_BID", "BBO_ASK",
     "snapshot_exch_ts", "snapshot_level_segments", "snapshot_segments", "decode",
 ]
 
 MS = 1_000_000  # Binance stamps are ms; rows are ns
 _BID_DEPTH = DEPTH_EVENT | BUY_EVENT
 _ASK_DEPTH = DEPTH_EVENT | SELL_EVENT
+#: a ``bookTicker``'s two rows
+BBO_BID = DEPTH_BBO_EVENT | BUY_EVENT
+BBO_ASK = DEPTH_BBO_EVENT | SELL_EVENT
 
 
 def depth_exch_ts(data: dict) -> int:
@@ -80,17 +83,17 @@ def trade_segments(data: dict, local_ts: int) -> list[Segment]:
     return [(ev, exch_ts, local_ts, [[px, qty]], trade_id)]
 
 
-def book_ticker_fields(data: dict) -> tuple[tuple[int, int, str, str, int], tuple[int, int, str, str, int]]:
-    """``(ev, exch_ts, px, qty, ival)`` of the best bid and of the best ask of one ``bookTicker``."""
-    exch_ts = int(data["T"] if "T" in data else data["E"]) * MS
-    uid = int(data.get("u", 0))
-    return ((DEPTH_BBO_EVENT | BUY_EVENT, exch_ts, data["b"], data["B"], uid),
-            (DEPTH_BBO_EVENT | SELL_EVENT, exch_ts, data["a"], data["A"], uid))
+def book_ticker_fields(data: dict) -> tuple[int, int, str, str, str, str]:
+    """``(exch_ts, ival, bid px, bid qty, ask px, ask qty)`` of one ``bookTicker``; its rows are a
+    ``BBO_BID`` then a ``BBO_ASK`` row (flat fields, as :func:`trade_fields`, for the daemon)."""
+    return (int(data["T"] if "T" in data else data["E"]) * MS, int(data.get("u", 0)),
+            data["b"], data["B"], data["a"], data["A"])
 
 
 def book_ticker_segments(data: dict, local_ts: int) -> list[Segment]:
     """Best bid and best ask of one ``bookTicker`` payload."""
-    return [(ev, exch_ts, local_ts, [[px, qty]], uid) for ev, exch_ts, px, qty, uid in book_ticker_fields(data)]
+    exch_ts, uid, bid_px, bid_qty, ask_px, ask_qty = book_ticker_fields(data)
+    return [(BBO_BID, exch_ts, local_ts, [[bid_px, bid_qty]], uid), (BBO_ASK, exch_ts, local_ts, [[ask_px, ask_qty]], uid)]
 
 
 def snapshot_exch_ts(snapshot: dict, local_ts: int) -> int:

@@ -18,6 +18,8 @@ from daemon.records import BOTH
 __all__ = ["DepthDiff", "Snapshot", "ControlReply", "parse_frame", "parse_snapshot", "trade_row", "bbo_rows"]
 
 MS = codec.MS
+_BBO_BID = codec.BBO_BID | BOTH  # the codec's rows as the ring carries them (both timeline flags)
+_BBO_ASK = codec.BBO_ASK | BOTH
 
 
 class DepthDiff:
@@ -129,9 +131,9 @@ def trade_row(data: dict, local_ts: int):
 
 def bbo_rows(data: dict, local_ts: int) -> tuple[tuple, tuple]:
     """The best bid row and the best ask row of one ``bookTicker``."""
-    (bev, exch_ts, bpx, bqty, uid), (aev, _, apx, aqty, _) = codec.book_ticker_fields(data)
-    return ((bev | BOTH, exch_ts, local_ts, float(bpx), float(bqty), 0, uid, 0.0),
-            (aev | BOTH, exch_ts, local_ts, float(apx), float(aqty), 0, uid, 0.0))
+    exch_ts, uid, bid_px, bid_qty, ask_px, ask_qty = codec.book_ticker_fields(data)
+    return ((_BBO_BID, exch_ts, local_ts, float(bid_px), float(bid_qty), 0, uid, 0.0),
+            (_BBO_ASK, exch_ts, local_ts, float(ask_px), float(ask_qty), 0, uid, 0.0))
 
 
 def parse_snapshot(body: bytes, local_ts: int) -> Snapshot:

@@ -184,8 +184,8 @@ class BinanceBookSync:
 
     @staticmethod
     def _rows(diff: DepthDiff, out: list) -> None:
-        out += codec_rows(depth_segments(diff.exch_ts, diff.local_ts, diff.last_id, diff.bids, diff.asks), BOTH,
-                          parsed=True)
+        codec_rows(depth_segments(diff.exch_ts, diff.local_ts, diff.last_id, diff.bids, diff.asks), BOTH,
+                   parsed=True, out=out)
 
     def crossed_after(self, uid: int, out: list) -> Action:
         """The book crossed after applying ``uid``: withdraw it (the fast path calls this too)."""
