@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pytest
 
-from daemon.emulator.recording import recording_lines, split_stamp
+from bots.data.collector import recording_lines, split_line
 from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name, socket_pair
 from shm import RingWriter
 from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, KIND_MASK,
@@ -58,7 +58,7 @@ def start_recorder(directory: Path, fd: int, flush_s: float = 0.05) -> subproces
 
 
 def lines_of(path: Path) -> list[tuple[int, bytes]]:
-    return [split_stamp(line) for line in recording_lines(path)]
+    return [split_line(line) for line in recording_lines(path)]
 
 
 def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
