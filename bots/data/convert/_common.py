@@ -1,4 +1,5 @@
-"""What every venue converter shares: reading lines, collecting rows, fixing latency and order.
+"""What every venue converter shares: collecting rows, fixing latency and order (the files are read by
+:mod:`bots.data.collector`).
 
 A converter turns each raw message into *segments* ``(ev, exch_ts, local_ts, pairs[, ival])``: runs of
 rows that share flags, timestamps and ``ival`` (0 when left out), with ``pairs`` the ``[px, qty]`` of
@@ -29,7 +30,6 @@ import numba
 import numpy as np
 
 from bots.data.codec import rows as _codec_rows
-from bots.data.collector import open_lines, to_ns  # re-exported: the converters read through these
 from bots.data.validate import validate_events
 from shm.dtypes import EXCH_EVENT, LOCAL_EVENT, event_dtype
 
@@ -42,9 +42,7 @@ __all__ = [
     "correct_local_timestamp",
     "correct_event_order",
     "finish",
-    "open_lines",
     "Progress",
-    "to_ns",
     "merge_orders",
 ]
 

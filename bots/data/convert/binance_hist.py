@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bots.data.convert._common import Progress, SegmentBuffer, finish, open_lines
+from bots.data.collector import open_lines
+from bots.data.convert._common import Progress, SegmentBuffer, finish
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.errors import DataError
 from shm.dtypes import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, SELL_EVENT, TRADE_EVENT

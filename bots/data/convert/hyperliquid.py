@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from bots.data.convert._common import Progress, SegmentBuffer, finish, open_lines
-from bots.data.convert.binance_usdm import ConvertStats, _reason, split_line
+from bots.data.collector import open_lines, split_line
+from bots.data.convert._common import Progress, SegmentBuffer, finish
+from bots.data.convert.binance_usdm import ConvertStats, _reason
 from bots.data.convert.snapdiff import SnapshotDiffer
 from bots.errors import DataError
 from shm.dtypes import BUY_EVENT, SELL_EVENT, TRADE_EVENT

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish, open_lines
+from bots.data.collector import open_lines
+from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.data.convert.snapdiff import SnapshotDiffer
 from bots.errors import ConfigError, DataError

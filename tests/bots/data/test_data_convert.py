@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from bots.data import load_events, validate_events
 from bots.data.convert import binance_usdm, bybit
-from bots.data.convert._common import correct_event_order, correct_local_timestamp, to_ns
+from bots.data.collector import to_ns
+from bots.data.convert._common import correct_event_order, correct_local_timestamp
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.errors import DataError
 from shm.dtypes import (
