@@ -104,6 +104,8 @@ class BinanceTrading(BinanceWire, TradingSide):
         self.listen_key_ttl_s = listen_key_ttl_s
         self._orders_10s: deque[float] = deque()
         self._orders_1m: deque[float] = deque()
+        self._p_text: dict[tuple[str, int], str] = {}  # BinanceWire._p/_q (the rules are fixed from here)
+        self._q_text: dict[tuple[str, int], str] = {}
         self._wait_until = 0.0      # after a 429: until the weight window frees up
         self._banned_until = 0.0    # after a request during that wait: 418
         self.listen_keys: dict[str, tuple[str, float]] = {}   # key -> (api key, expires monotonic)
