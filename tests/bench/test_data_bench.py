@@ -11,7 +11,7 @@ pytest.importorskip("psutil")
 
 
 def test_bench_reports_metrics_and_skips_convert_without_samples(tmp_path):
-    from bots.data import bench
+    from bench import data as bench
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
