@@ -43,7 +43,18 @@ def _f(value: Any) -> float:
 
 
 def order_update(o: dict) -> Update:
-    """A REST/WS API order object (``clientOrderId``, ``executedQty``...) as an ``Update``."""
+    """A REST/WS API order object (``clientOrderId``, ``executedQty``...) as an ``Update``; the reply
+    to every order request, so the object as Binance writes it converts in one step (as
+    ``stream_update``)."""
+    try:
+        return Update(o["clientOrderId"], STATUS[o["status"]], str(o["orderId"]), float(o["price"]),
+                      float(o["origQty"]), float(o["executedQty"]), float(o["avgPrice"]),
+                      exch_ts_ns=int(o["updateTime"]) * 1_000_000)
+    except (KeyError, TypeError, ValueError):
+        return _order_update_lenient(o)
+
+
+def _order_update_lenient(o: dict) -> Update:
     return Update(client_id=o.get("clientOrderId", ""), status=STATUS.get(o.get("status", ""), Status.NONE),
                   venue_order_id=str(o.get("orderId", "")), price=_f(o.get("price")), qty=_f(o.get("origQty")),
                   cum_qty=_f(o.get("executedQty")), avg_px=_f(o.get("avgPrice")),
