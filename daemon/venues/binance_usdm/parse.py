@@ -12,6 +12,7 @@ from __future__ import annotations
 import orjson
 
 from bots.data.codec import binance_usdm as codec
+from bots.data.codec.binance_usdm_sync import DepthDiff, Snapshot  # the book sync's inputs
 from daemon import ProtocolError
 from daemon.records import BOTH
 
@@ -20,38 +21,6 @@ __all__ = ["DepthDiff", "Snapshot", "ControlReply", "parse_frame", "parse_snapsh
 MS = codec.MS
 _BBO_BID = codec.BBO_BID | BOTH  # the codec's rows as the ring carries them (both timeline flags)
 _BBO_ASK = codec.BBO_ASK | BOTH
-
-
-class DepthDiff:
-    """One ``depthUpdate``: levels ``bids``/``asks`` as (px, qty) floats covering ids ``U..u``."""
-
-    __slots__ = ("symbol", "first_id", "last_id", "prev_id", "exch_ts", "local_ts", "bids", "asks")
-
-    def __init__(self, symbol, first_id, last_id, prev_id, exch_ts, local_ts, bids, asks):
-        self.symbol = symbol
-        self.first_id = first_id
-        self.last_id = last_id
-        self.prev_id = prev_id
-        self.exch_ts = exch_ts
-        self.local_ts = local_ts
-        self.bids = bids
-        self.asks = asks
-
-    def __repr__(self) -> str:
-        return f"DepthDiff({self.symbol} U={self.first_id} u={self.last_id} pu={self.prev_id})"
-
-
-class Snapshot:
-    """``GET /fapi/v1/depth`` body: the book at ``last_update_id``."""
-
-    __slots__ = ("last_update_id", "exch_ts", "local_ts", "bids", "asks")
-
-    def __init__(self, last_update_id, exch_ts, local_ts, bids, asks):
-        self.last_update_id = last_update_id
-        self.exch_ts = exch_ts
-        self.local_ts = local_ts
-        self.bids = bids
-        self.asks = asks
 
 
 class ControlReply:
@@ -70,13 +39,6 @@ def _head(frame: bytes | str) -> str:
     """The start of a bad frame for the log line."""
     text = frame.decode("utf-8", "replace") if isinstance(frame, (bytes, bytearray, memoryview)) else str(frame)
     return repr(text[:80])
-
-
-def _levels(raw, field: str) -> list[tuple[float, float]]:
-    try:
-        return [(float(p), float(q)) for p, q in raw]
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"field {field!r}: expected [[price, qty], ...] decimal strings ({exc})") from None
 
 
 def parse_frame(frame: bytes | str, local_ts: int):
@@ -98,10 +60,7 @@ def parse_frame(frame: bytes | str, local_ts: int):
     event = data.get("e")
     try:
         if event == "depthUpdate":
-            return "depth", data["s"], DepthDiff(
-                data["s"], int(data["U"]), int(data["u"]), int(data["pu"]), codec.depth_exch_ts(data),
-                local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"),
-            )
+            return "depth", data["s"], DepthDiff.from_payload(data, local_ts)
         if event == "trade" or event == "aggTrade":
             return "trade", data["s"], trade_row(data, local_ts)
         if event == "bookTicker":
@@ -147,10 +106,7 @@ def parse_snapshot(body: bytes, local_ts: int) -> Snapshot:
     if "code" in msg and "lastUpdateId" not in msg:
         raise ProtocolError(f"depth snapshot error {msg.get('code')}: {msg.get('msg')}")
     try:
-        return Snapshot(
-            int(msg["lastUpdateId"]), codec.snapshot_exch_ts(msg, local_ts), local_ts,
-            _levels(msg["bids"], "bids"), _levels(msg["asks"], "asks"),
-        )
+        return Snapshot.from_body(msg, local_ts)
     except KeyError as exc:
         raise ProtocolError(f"depth snapshot without field {exc}") from None
     except (TypeError, ValueError) as exc:

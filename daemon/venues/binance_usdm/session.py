@@ -25,7 +25,7 @@ from daemon.records import to_batch
 from daemon.venues.base import MarketDataBase
 from daemon.venues.binance_usdm.fastpath import PARSED, depth_batch, depth_frame
 from daemon.venues.binance_usdm.parse import DepthDiff, parse_frame, parse_snapshot
-from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState
+from daemon.venues.binance_usdm.sync import Action, BinanceBookSync, BookState, TapeFilter
 from daemon.wsgroup import Link, StreamGroup
 from shm.dtypes import BUY_EVENT
 
@@ -182,8 +182,8 @@ class BinanceMarketData(MarketDataBase):
         self.http = http
         self.budget = WeightBudget(cfg.rest_weight_per_min, self.log)
         self._fetching: dict[str, asyncio.Task] = {}
-        self._last_trade_id = dict.fromkeys(cfg.symbols, -1)
-        self._last_bbo_id = dict.fromkeys(cfg.symbols, -1)
+        # duplicate trades and tickers are dropped by the converter's filter too
+        self._tape = {sym: TapeFilter() for sym in cfg.symbols}
         for sym in self.syncs:
             self.hot_entry(sym)
         self.snapshot_requests = 0
@@ -326,20 +326,18 @@ class BinanceMarketData(MarketDataBase):
         elif kind == "trade":
             if val is None:
                 return
-            last = self._last_trade_id.get(sym)
-            if last is None:
+            tape = self._tape.get(sym)
+            if tape is None:
                 return self._unknown(sym)
-            if val[6] <= last:
+            if not tape.fresh_trade(val[6]):
                 return  # duplicate print (overlap of a rotation or a venue resend)
-            self._last_trade_id[sym] = val[6]
             self.publishers[sym].publish(to_batch([val]))
         elif kind == "bbo":
-            last = self._last_bbo_id.get(sym)
-            if last is None:
+            tape = self._tape.get(sym)
+            if tape is None:
                 return self._unknown(sym)
-            if val[0][6] and val[0][6] < last:
+            if not tape.fresh_bbo(val[0][6]):
                 return
-            self._last_bbo_id[sym] = val[0][6]
             self.publishers[sym].publish(to_batch(list(val)))
         elif kind == "control":
             if not val.ok:

@@ -13,31 +13,13 @@ import orjson
 
 from bots.data.codec import rows
 from bots.data.codec import bybit_linear as codec
+from bots.data.codec.bybit_linear_sync import BookMsg  # the book sync's input
 from daemon import ProtocolError
 from daemon.records import BOTH
 
 __all__ = ["BookMsg", "OpReply", "parse_frame"]
 
 MS = codec.MS
-
-
-class BookMsg:
-    __slots__ = ("symbol", "snapshot", "update_id", "seq", "exch_ts", "local_ts", "bids", "asks", "topic")
-
-    def __init__(self, symbol, snapshot, update_id, seq, exch_ts, local_ts, bids, asks, topic):
-        self.symbol = symbol
-        self.snapshot = snapshot
-        self.update_id = update_id
-        self.seq = seq
-        self.exch_ts = exch_ts
-        self.local_ts = local_ts
-        self.bids = bids
-        self.asks = asks
-        self.topic = topic
-
-    def __repr__(self) -> str:
-        kind = "snapshot" if self.snapshot else "delta"
-        return f"BookMsg({self.symbol} {kind} u={self.update_id} seq={self.seq})"
 
 
 class OpReply:
@@ -54,13 +36,6 @@ def _head(frame: bytes | str) -> str:
     """The start of a bad frame for the log line."""
     text = frame.decode("utf-8", "replace") if isinstance(frame, (bytes, bytearray, memoryview)) else str(frame)
     return repr(text[:80])
-
-
-def _levels(raw, field: str) -> list[tuple[float, float]]:
-    try:
-        return [(float(p), float(q)) for p, q in raw]
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"field {field!r}: expected [[price, size], ...] decimal strings ({exc})") from None
 
 
 def parse_frame(frame: bytes | str, local_ts: int):
@@ -80,14 +55,8 @@ def parse_frame(frame: bytes | str, local_ts: int):
         raise ProtocolError("frame with neither 'topic' nor 'op'")
     try:
         if topic.startswith("orderbook."):
-            data = msg["data"]
-            kind = msg["type"]
-            if kind not in ("snapshot", "delta"):
-                raise ProtocolError(f"{topic}: unknown type {kind!r}")
-            return "book", data["s"], BookMsg(
-                data["s"], kind == "snapshot", int(data["u"]), int(data.get("seq", 0)), int(msg["ts"]) * MS,
-                local_ts, _levels(data["b"], "b"), _levels(data["a"], "a"), topic,
-            )
+            book = BookMsg.from_message(msg, local_ts)
+            return "book", book.symbol, book
         if topic.startswith("publicTrade."):
             symbol = topic[len("publicTrade."):]
             trades = rows(codec.public_trade_segments(msg, local_ts), BOTH)

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
 
 import aiohttp
 import numpy as np
@@ -24,7 +23,7 @@ from daemon.publish import Publisher
 from daemon.venues.base import VENUE_EXTRA, MarketDataBase
 from daemon.venues.bybit_linear.fastpath import delta_batch, delta_frame
 from daemon.venues.bybit_linear.parse import parse_frame
-from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync
+from daemon.venues.bybit_linear.sync import Action, BookState, BybitBookSync, RecentTrades
 from daemon.wsgroup import Link, StreamGroup
 
 LIVE = BookState.LIVE
@@ -125,8 +124,7 @@ class BybitMarketData(MarketDataBase):
         self.cfg = cfg
         self.http = http
         self.book_topic = {sym: f"orderbook.{cfg.depth_stream}.{sym}" for sym in cfg.symbols}
-        self._recent_trades = {sym: deque(maxlen=4096) for sym in cfg.symbols}
-        self._recent_trade_set = {sym: set() for sym in cfg.symbols}
+        self._recent_trades = {sym: RecentTrades() for sym in cfg.symbols}  # the converter's filter too
         for sym in self.syncs:
             topic = f'"topic":"{self.book_topic[sym]}"'.encode()
             self.hot_entry(sym, topic, np.frombuffer(topic, np.uint8))  # VENUE_EXTRA: as bytes and as uint8
@@ -224,21 +222,11 @@ class BybitMarketData(MarketDataBase):
                 asyncio.get_running_loop().create_task(self._resubscribe(sym))
         elif kind == "trades":
             rows, ids = val
-            seen = self._recent_trade_set.get(sym)
-            if seen is None:
+            recent = self._recent_trades.get(sym)
+            if recent is None:
                 return self._unknown(sym)
-            recent = self._recent_trades[sym]
-            fresh = []
-            for row, tid in zip(rows, ids):
-                if tid is not None:
-                    if tid in seen:
-                        continue  # the same print twice (rotation overlap)
-                    if len(recent) == recent.maxlen:
-                        seen.discard(recent[0])
-                    recent.append(tid)
-                    seen.add(tid)
-                fresh.append(row)
-            self.publish_rows(sym, fresh)
+            # the same print twice (rotation overlap) is published once
+            self.publish_rows(sym, [row for row, tid in zip(rows, ids) if recent.fresh(tid)])
 
     def _on_op(self, link: Link, reply) -> None:
         if reply.op == "ping" or reply.ret_msg == "pong":
