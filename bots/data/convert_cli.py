@@ -9,6 +9,7 @@ Examples::
     hftd convert binance-hist BTCUSDT-depth-2022-11-01.csv --trades BTCUSDT-trades-2022-11-01.csv -o day.npz
     hftd convert hyperliquid btcusd_20250126.gz --tick-size 1 --lot-size 0.00001 -o day.npz
     hftd convert binance-usdm big_day.gz -o parts/day.npz --window-s 3600    # bounded memory
+    hftd convert binance-usdm raw/binance-usdm/btcusdt_20260101.gz --bbo --sync live -o day.npz  # = the ring
     hftd convert databento glbx-mdp3-20241202.mbo.dbn.zst --instrument-id 42140878 -o mbo_day.npz  # L3
     hftd convert l3-to-l2 mbo_day.npz --tick-size 0.01 --lot-size 0.001 -o l2_day.npz  # MBO event files
 
@@ -61,6 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lot-size", type=float, help="hyperliquid, tardis book_snapshot: to compare levels")
     parser.add_argument("--instrument-id", type=int, default=None,
                         help="databento: the instrument to keep when a DBN file holds several")
+    parser.add_argument("--sync", choices=["hftbacktest", "live"], default="hftbacktest",
+                        help="binance-*, bybit: how books are synced. hftbacktest (default): every depth "
+                             "message where it stands, as hftbacktest's converters; live: through the "
+                             "daemon's own book sync, so a recorder's raw frames convert to the rows the "
+                             "daemon put in its ring")
     parser.add_argument("--snapshot-mode", choices=["process", "ignore_sod", "ignore"], default="process",
                         help="tardis incremental_book_L2: which snapshots to use")
     parser.add_argument("--window-s", type=float, default=None,
@@ -88,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = list(args.input)
     if args.venue not in ("tardis", "l3-to-l2") and len(inputs) > 1:
         raise ConfigError(f"{args.venue}: one input file at a time (tardis and l3-to-l2 take several)")
+    if args.sync != "hftbacktest" and args.venue not in (*_BINANCE, "bybit"):
+        raise ConfigError(f"--sync {args.sync} is supported for binance-* and bybit, not {args.venue}")
     if args.window_s is not None and args.venue not in (*_BINANCE, "bybit"):
         raise ConfigError(f"--window-s is supported for binance-* and bybit, not {args.venue}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         common = {"base_latency_ns": args.base_latency_ns, "progress": progress, "stats": stats}
         if args.venue in _BINANCE:
-            arr = binance_usdm.convert(inputs[0], include_bbo=args.bbo, **common)
+            arr = binance_usdm.convert(inputs[0], include_bbo=args.bbo, sync=args.sync, **common)
         elif args.venue == "bybit":
             latency = bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns
             arr = bybit.convert(inputs[0], feed_latency_ns=latency, depth_levels=args.depth_levels,
-                                trades_path=args.trades, **common)
+                                trades_path=args.trades, sync=args.sync, **common)
         elif args.venue == "binance-hist":
             latency = 5_000_000 if args.feed_latency_ns is None else args.feed_latency_ns
             arr = binance_hist.convert(inputs[0], args.trades, feed_latency_ns=latency, **common)
@@ -140,7 +148,7 @@ def _windowed(args, stats, module) -> str:
 
     if args.trades is not None:
         raise ConfigError("--trades cannot be combined with --window-s (the CSV is merged in memory)")
-    options = {"include_bbo": args.bbo} if module is not bybit else {
+    options = {"include_bbo": args.bbo, "sync": args.sync} if module is not bybit else {"sync": args.sync,
         "feed_latency_ns": bybit.DEFAULT_FEED_LATENCY_NS if args.feed_latency_ns is None else args.feed_latency_ns,
         "depth_levels": args.depth_levels}
     staging = args.output.parent / f".{args.output.stem}.tmp-{os.getpid()}"

@@ -2,21 +2,15 @@
 
 The same frames go (a) through the daemon's market-data session (``handle_frame``, with its compiled
 fast path and its book sync) into the batches it would write to the ring, and (b) through the
-converter's per-line reading (``iter_file_records``) into the rows it hands to its timeline
-correction.  The rows must agree byte for byte.  Two differences are the book sync's by design,
-and each is named where the test leaves it out:
+converter's per-line reading (``iter_file_records``) with ``sync="live"``, which drives the daemon's
+own book sync state machines, into the rows it hands to its timeline correction.  The whole outputs
+must agree byte for byte, every row kind, in order: no difference is left out.
 
-* BEFORE_LIVE: the daemon publishes no depth row before its book is live (it buffers the diffs that
-  precede the snapshot, drops those older than ``lastUpdateId`` and replays the rest right after the
-  snapshot rows); a converter writes every diff where it stands in the file.  Depth rows are compared
-  from the snapshot on, diffs with ``u >= lastUpdateId`` only, each kind as its own ordered sequence.
-* CLEAR_FORM: before a snapshot the daemon clears the whole book (a bid/ask clear pair at 0 and +inf,
-  which also marks a book invalid after a gap), a converter writes hftbacktest's per-side clear up to
-  the side's last snapshot price.  Both carry the snapshot's id in ``ival`` and its timestamps.
-
-The converter's timeline correction (``finish``: latency shift, EXCH/LOCAL split) comes after and is
-checked against hftbacktest elsewhere; the ring's rows carry both timeline flags, so the converter's
-rows are compared with those flags added.
+The converter's timeline correction (``finish``: latency shift, EXCH/LOCAL split) comes after; it is
+the identity on rows already in order for both timelines (checked with the recorder's files in
+tests/plugins/test_recorder_raw.py).  The ring's rows carry both timeline flags, so the converter's
+rows are compared with those flags added.  The default ``sync="hftbacktest"`` is checked against
+hftbacktest's converters elsewhere.
 """
 
 from __future__ import annotations
@@ -80,56 +74,41 @@ def _assert_same(daemon: np.ndarray, converter: np.ndarray, what: str) -> None:
         raise AssertionError(f"{what}: row {k} differs: daemon {daemon[k]} converter {converter[k]}")
 
 
-def _compare(daemon: np.ndarray, converter: np.ndarray, snapshot_id: int) -> dict[str, int]:
-    """Every row kind as its own ordered sequence; returns how many rows each comparison covered."""
-    covered = {}
-    for name, kind in (("trade", TRADE_EVENT), ("bbo", DEPTH_BBO_EVENT), ("snapshot", DEPTH_SNAPSHOT_EVENT)):
-        _assert_same(_kind(daemon, kind), _kind(converter, kind), name)
-        covered[name] = int(len(_kind(daemon, kind)))
-    depth = _kind(converter, DEPTH_EVENT)
-    depth = depth[depth["ival"] >= snapshot_id]  # BEFORE_LIVE
-    _assert_same(_kind(daemon, DEPTH_EVENT), depth, "depth")
-    covered["depth"] = int(len(depth))
-    # CLEAR_FORM: not the same rows, the same snapshot: its id and timestamps
-    ours, theirs = _kind(daemon, DEPTH_CLEAR_EVENT), _kind(converter, DEPTH_CLEAR_EVENT)
-    assert len(ours) and len(theirs)
-    snaps = _kind(converter, DEPTH_SNAPSHOT_EVENT)
-    stamps = set(zip(snaps["exch_ts"].tolist(), snaps["local_ts"].tolist(), snaps["ival"].tolist()))
-    for rows in (ours, theirs):
-        assert set(zip(rows["exch_ts"].tolist(), rows["local_ts"].tolist(), rows["ival"].tolist())) <= stamps
-    return covered
+def _compare(daemon: np.ndarray, converter: np.ndarray) -> dict[str, int]:
+    """The whole outputs, byte for byte; returns how many rows of each kind they hold."""
+    _assert_same(daemon, converter, "all rows")
+    return {name: int(len(_kind(daemon, kind))) for name, kind in (
+        ("trade", TRADE_EVENT), ("bbo", DEPTH_BBO_EVENT), ("snapshot", DEPTH_SNAPSHOT_EVENT),
+        ("depth", DEPTH_EVENT), ("clear", DEPTH_CLEAR_EVENT))}
 
 
 # -- Binance USD-M ------------------------------------------------------------------------------
 
 
-def _binance_daemon_rows(path: Path, symbol: str) -> tuple[np.ndarray, int]:
+def _binance_daemon_rows(path: Path, symbol: str) -> np.ndarray:
     """Every line of a collector recording through the daemon's session; REST snapshot lines go
-    where the session's snapshot fetch would hand its body.  Returns the rows and the first
-    snapshot's ``lastUpdateId``."""
+    where the session's snapshot fetch would hand its body."""
     pub = ListPublisher()
     md = BinanceMarketData(_cfg("binance-usdm", symbol, book_ticker=True), {symbol: pub}, None,
                            logging.getLogger("test.codec_parity"))
     md._want_snapshot = lambda sym: None  # no HTTP here: the recording's snapshot line stands in
-    snapshot_id = None
     for line in recording_lines(path):
         local_ts, payload = split_stamp(line)
         if payload.startswith(b'{"stream"'):
             assert md.handle_frame(payload, local_ts) is not None
             continue
         snap = parse_snapshot(payload, local_ts)
-        snapshot_id = snap.last_update_id if snapshot_id is None else snapshot_id
         rows: list = []
         md.syncs[symbol].on_snapshot(snap, rows)
         md.publish_rows(symbol, rows)
     assert md.syncs[symbol].live and md.syncs[symbol].resyncs == 0
-    return _published(pub), snapshot_id
+    return _published(pub)
 
 
 def _binance_parity(path: Path, symbol: str) -> dict[str, int]:
-    daemon, snapshot_id = _binance_daemon_rows(path, symbol)
-    converter = _converter_rows(path, binance_convert.iter_file_records, include_bbo=True)
-    return _compare(daemon, converter, snapshot_id)
+    daemon = _binance_daemon_rows(path, symbol)
+    converter = _converter_rows(path, binance_convert.iter_file_records, include_bbo=True, sync="live")
+    return _compare(daemon, converter)
 
 
 def _write_lines(path: Path, lines: list[tuple[int, dict]]) -> Path:
@@ -197,16 +176,13 @@ def _bybit_parity(path: Path, symbol: str, levels: int) -> dict[str, int]:
     pub = ListPublisher()
     md = BybitMarketData(_cfg("bybit-linear", symbol, depth_stream=str(levels)), {symbol: pub}, None,
                          logging.getLogger("test.codec_parity"))
-    first_seq = None
     for line in recording_lines(path):
         local_ts, payload = split_stamp(line)
-        if first_seq is None and b'"type":"snapshot"' in payload[:80] and b'"topic":"orderbook.' in payload[:40]:
-            first_seq = int(orjson.loads(payload)["data"].get("seq", 0))
         assert md.handle_frame(None, payload, local_ts) is not None
     assert md.syncs[symbol].live and md.syncs[symbol].resyncs == 0
     daemon = _published(pub)
-    converter = _converter_rows(path, bybit_convert.iter_file_records)
-    return _compare(daemon, converter, first_seq)
+    converter = _converter_rows(path, bybit_convert.iter_file_records, sync="live")
+    return _compare(daemon, converter)
 
 
 def _bybit_lines(messages: list[dict], symbol: str) -> list[tuple[int, dict]]:

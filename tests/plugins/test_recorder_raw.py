@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from numba import njit
 
 from bots.data.collector import recording_lines, split_line
 from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name, socket_pair
 from shm import RingWriter
-from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, KIND_MASK,
-                        LOCAL_EVENT, TRADE_EVENT)
+from tests.bots.strategies import log_fills
+from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT,
+                        KIND_MASK, LOCAL_EVENT, TRADE_EVENT)
 
 REPO = Path(__file__).resolve().parents[2]
 RING = "hftd.md.test.raw"
@@ -229,13 +231,16 @@ def test_a_daemon_session_is_recorded_frame_for_frame_in_the_collector_format(sh
     depth = {m["data"]["u"]: ts for ts, m in msgs if m.get("data", {}).get("e") == "depthUpdate"}
     trades = {m["data"]["t"]: ts for ts, m in msgs if m.get("data", {}).get("e") == "trade"}
     # every depth update and trade the daemon published came from a frame in the raw file, received
-    # at the very stamp the ring row carries
+    # at the very stamp the ring row carries; the updates buffered while the snapshot was fetched are
+    # published with it, stamped with the snapshot's receipt
     kind = ring_rows["ev"] & KIND_MASK
     ring_depth = ring_rows[kind == DEPTH_EVENT]
     ring_trades = ring_rows[kind == TRADE_EVENT]
     assert len(ring_depth) > 100 and len(ring_trades) > 0
+    snapshot_stamps = {ts for ts, _ in snapshots}
     for row in ring_depth:
-        assert depth.get(int(row["ival"])) == int(row["local_ts"]), row
+        received, stamped = depth.get(int(row["ival"])), int(row["local_ts"])
+        assert stamped == received or (stamped > received and stamped in snapshot_stamps), row
     for row in ring_trades:
         assert trades.get(int(row["ival"])) == int(row["local_ts"]), row
 
@@ -267,20 +272,22 @@ def test_the_emulators_snapshot_carries_the_transaction_time_of_its_last_update(
         assert snap["T"] == update_t[snap["lastUpdateId"]], snap["lastUpdateId"]
 
 
-def convert(raw: Path, out: Path, venue: str) -> np.ndarray:
+def convert(raw: Path, out: Path, venue: str, *options: str) -> np.ndarray:
     """``hftd convert`` of a raw file, as a user runs it."""
     hftd = Path(sys.executable).with_name("hftd")
-    how = ["binance-usdm", "--bbo"] if venue == VENUE else ["bybit"]
+    how = ["binance-usdm", "--bbo", *options] if venue == VENUE else ["bybit", *options]
     run = subprocess.run([str(hftd), "convert", how[0], str(raw), *how[1:], "-o", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     return np.load(out)["data"]
 
 
-def row_keys(arr: np.ndarray) -> collections.Counter:
-    """Rows as (kind and side, exch_ts, local_ts, px, qty, ival), timeline flags aside."""
+def row_keys(arr: np.ndarray, stamps: bool = True) -> collections.Counter:
+    """Rows as (kind and side, exch_ts, local_ts, px, qty, ival), timeline flags aside (and local_ts
+    with ``stamps=False``)."""
     ev = arr["ev"] & ~np.uint64(EXCH_EVENT | LOCAL_EVENT)
-    return collections.Counter(zip(ev.tolist(), arr["exch_ts"].tolist(), arr["local_ts"].tolist(),
+    local = arr["local_ts"].tolist() if stamps else [0] * len(arr)
+    return collections.Counter(zip(ev.tolist(), arr["exch_ts"].tolist(), local,
                                    arr["px"].tolist(), arr["qty"].tolist(), arr["ival"].tolist()))
 
 
@@ -289,34 +296,94 @@ def row_keys(arr: np.ndarray) -> collections.Counter:
 def test_converting_the_recorded_frames_gives_every_row_the_ring_recorded(venue, shm_namespace, tmp_path,
                                                                          monkeypatch):
     """Each depth, trade, book-ticker and snapshot row the daemon put in its ring is a row of ``hftd
-    convert`` over the frames the recorder wrote, field for field (the trade id in ``ival`` too)."""
+    convert`` (hftbacktest's form) over the frames the recorder wrote, field for field (the trade id in
+    ``ival`` too), but for the receipt stamp of depth updates: the daemon stamps those it buffered
+    while syncing with the time it published them (``--sync live`` gives the ring's stamps, below)."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     ring_rows, raw, _ = daemon_session(tmp_path, steps=100, venue=venue)
     converted = convert(raw, tmp_path / "converted.npz", venue)
     ring_kind, conv_kind = ring_rows["ev"] & KIND_MASK, converted["ev"] & KIND_MASK
     kinds = (DEPTH_EVENT, TRADE_EVENT, DEPTH_SNAPSHOT_EVENT) + ((DEPTH_BBO_EVENT,) if venue == VENUE else ())
     for kind in kinds:
-        in_ring = row_keys(ring_rows[ring_kind == kind])
+        stamps = kind != DEPTH_EVENT
+        in_ring = row_keys(ring_rows[ring_kind == kind], stamps)
         assert in_ring, kind
-        missing = in_ring - row_keys(converted[conv_kind == kind])
+        missing = in_ring - row_keys(converted[conv_kind == kind], stamps)
         assert not missing, (kind, list(missing)[:3])
 
 
-@pytest.mark.skip(reason="issue 12 point 6 (one codec per venue): the codec is shared, but the converter does not "
-                         "sync books as the daemon does. Measured on these sessions: (1) Binance: the converter keeps "
-                         "the depth updates before the first snapshot and the one bridging it in file order; the "
-                         "daemon drops those with u < lastUpdateId and publishes the bridging one after the snapshot "
-                         "rows, with its earlier receipt stamp (the ring's only local_ts disorder); (2) both venues: "
-                         "the daemon's clear is the whole book (px 0 / inf), the converter's each side up to its last "
-                         "snapshot price. Where the two timelines disagree the converter also splits rows; the ring "
-                         "never does")
+@njit
+def _touch_grid(hbt, recorder, step_ns, levels, fills):
+    """A grid one tick apart from the touch inward, requoted every step: on the emulator's half-second
+    sessions the tutorial grid (20 ticks out) never fills.  Logs (exch time, id, price, qty, side)."""
+    tick = hbt.depth(0).tick_size
+    n = 0
+    while hbt.elapse(step_ns) == 0:
+        n = log_fills(hbt, 0, fills, n)
+        hbt.clear_inactive_orders(0)
+        depth = hbt.depth(0)
+        if not (np.isfinite(depth.best_bid) and np.isfinite(depth.best_ask)):
+            continue
+        for i in range(levels):
+            bid_tick = depth.best_bid_tick - i
+            ask_tick = depth.best_ask_tick + i
+            if bid_tick not in hbt.orders(0):
+                hbt.submit_buy_order(0, bid_tick, bid_tick * tick, 0.01, 1, 0, False)  # GTX limit
+            if 1_000_000_000 + ask_tick not in hbt.orders(0):
+                hbt.submit_sell_order(0, 1_000_000_000 + ask_tick, ask_tick * tick, 0.01, 1, 0, False)
+        recorder.record(hbt)
+    return n
+
+
+def grid_fills(events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fills (sorted) and the recorder's state rows of a small grid backtest over ``events``."""
+    from bots import BacktestAsset, HashMapMarketDepthBacktest, Recorder
+
+    data = events.copy()
+    asset = (BacktestAsset().data([data]).linear_asset(1.0).no_partial_fill_exchange()
+             .trading_value_fee_model(-0.00005, 0.0007).tick_size(0.1).lot_size(0.001).last_trades_capacity(0)
+             .risk_adverse_queue_model().constant_order_latency(200_000, 200_000))
+    hbt = HashMapMarketDepthBacktest([asset])
+    fills = np.zeros((10_000, 5))
+    rec = Recorder(1, 100_000)
+    n = _touch_grid(hbt, rec.recorder, 1_000_000, 3, fills)
+    hbt.close()
+    f = fills[:n]
+    return f[np.lexsort((f[:, 1], f[:, 0]))], rec.get(0).copy()
+
+
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("venue", [VENUE, "bybit-linear"])
 def test_converting_the_recorded_frames_gives_the_ring_file_row_for_row(venue, shm_namespace, tmp_path,
                                                                        monkeypatch):
+    """Issue 12 point 6: ``hftd convert --sync live`` of the recorder's raw frames is the recorder's ring
+    file, byte for byte (the converter drives the daemon's own book sync), once both are in the order a
+    backtest reads (the ring has one timeline; see below), and a backtest over either makes the same fills."""
+    from bots.data.convert._common import correct_event_order
+
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     ring_rows, raw, _ = daemon_session(tmp_path, steps=100, venue=venue)
-    converted = convert(raw, tmp_path / "converted.npz", venue)
-    assert converted.tobytes() == np.ascontiguousarray(ring_rows).tobytes()
+    ring_rows = np.ascontiguousarray(ring_rows)
+    kind = ring_rows["ev"] & KIND_MASK
+    # Receipt order is local-time order: the rows the book sync publishes late (Binance's buffered
+    # updates, after the snapshot) carry the time they were published, not their earlier receipt.
+    assert (np.diff(ring_rows["local_ts"]) >= 0).all()
+    # Exchange time goes back only where a book syncs: a snapshot's rows (from its clear on) carry the
+    # time of its lastUpdateId, earlier than book tickers and trades the ring got while it was fetched.
+    for k in np.flatnonzero(np.diff(ring_rows["exch_ts"]) < 0) + 1:
+        assert kind[k] == DEPTH_CLEAR_EVENT and ring_rows["ival"][k] >= 0, ring_rows[max(0, k - 2):k + 2]
+    # what a backtest reads: the rows ordered for both timelines (hftd demo orders the recorder's file so)
+    ordered = ring_rows.copy()
+    ordered["ev"] &= ~np.uint64(EXCH_EVENT | LOCAL_EVENT)
+    ordered = correct_event_order(ordered)
+    converted = convert(raw, tmp_path / "converted.npz", venue, "--sync", "live")
+    assert len(converted) == len(ordered)
+    assert converted.tobytes() == ordered.tobytes()
+    fills_ring, states_ring = grid_fills(ordered)
+    fills_converted, states_converted = grid_fills(converted)
+    assert len(fills_ring) > 0, "the backtest filled nothing: it compares nothing"
+    assert np.array_equal(fills_ring, fills_converted)
+    assert len(states_ring) > 100 and states_ring.tobytes() == states_converted.tobytes()
 
 
 def test_utc_midnight_starts_the_next_days_file(tmp_path):

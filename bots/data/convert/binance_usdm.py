@@ -21,6 +21,10 @@ lines (no ``stream`` key).  Output: the same rows as hftbacktest 2.4.4's
   per side;
 * REST error lines (``{"code": ..., "msg": ...}``) and other streams: skipped and counted.
 
+With ``sync="live"`` the depth messages go through the daemon's book sync instead (see
+:mod:`.live_sync`): no depth row before the book is live, a whole-book clear before the snapshot, the
+bridging update after it: the rows the daemon put in its ring for the same frames.
+
 What each message means is the venue codec's (:mod:`bots.data.codec.binance_usdm`), the daemon's
 too, so these rows are the rows the daemon publishes; they differ from hftbacktest's in ``ival``,
 which carries the update id (depth), trade id (trades) or ``lastUpdateId`` (snapshots) where
@@ -40,6 +44,7 @@ from bots.data.codec import binance_usdm as codec
 from bots.data.codec.binance_usdm import book_ticker_segments, depth_update_segments, snapshot_segments, trade_segments
 from bots.data.collector import open_lines, split_line
 from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish, rows_from_segments
+from bots.data.convert.live_sync import BinanceLive, check_sync
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
 
@@ -124,13 +129,15 @@ def snapshot_records(snapshot: dict, local_ts: int) -> list[tuple]:
 
 
 def iter_file_records(
-    path: Path, *, include_bbo: bool = False, progress: bool = False, stats: ConvertStats | None = None
+    path: Path, *, include_bbo: bool = False, progress: bool = False, stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> Iterator[tuple[int, list[tuple]]]:
     """Yield ``(line number, segments)`` per message of a recording, streaming it.
 
     Raises :class:`DataError` naming the file and line for a malformed line.
     """
     stats = stats if stats is not None else ConvertStats()
+    live = BinanceLive(include_bbo) if check_sync(sync) else None
     lines, consumed, size = open_lines(path)
     shown = Progress(f"convert {path.name}", size, progress)
     line_no = 0
@@ -145,7 +152,11 @@ def iter_file_records(
                 continue
             try:
                 local_ts, payload = split_line(line)
-                out, kind = segments_from_message(orjson.loads(payload), local_ts, include_bbo=include_bbo)
+                message = orjson.loads(payload)
+                if live is None:
+                    out, kind = segments_from_message(message, local_ts, include_bbo=include_bbo)
+                else:
+                    out, kind = live.segments(message, local_ts)
             except (ValueError, KeyError, TypeError, IndexError, AttributeError, orjson.JSONDecodeError) as exc:
                 if stats.lenient:
                     stats.reject(_reason(exc), line_no)
@@ -188,17 +199,20 @@ def convert(
     base_latency_ns: int = 0,
     progress: bool = False,
     stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> np.ndarray:
     """Convert a collector recording to one event array (ordered, flagged and validated).
 
     Holds the output in RAM (about three times its 64 B/row during ordering); for recordings too big
-    for that use :func:`convert_to_files`.
+    for that use :func:`convert_to_files`.  ``sync="live"``: books synced as the daemon syncs them.
     """
     path = Path(path)
+    check_sync(sync)  # here: the reading below is lazy
     stats = stats if stats is not None else ConvertStats()
     rows = SegmentBuffer()
     try:
-        for line_no, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats):
+        for line_no, out in iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats,
+                                              sync=sync):
             rows.extend(out, line_no)
         arr = finish(rows, str(path), base_latency_ns)
     except ValueError as exc:
@@ -220,6 +234,7 @@ def convert_to_files(
     compress: bool = False,
     progress: bool = False,
     stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> list[Path]:
     """Convert with bounded memory into one file per ``window_s`` of time (``out_0000.npz``, ...).
 
@@ -227,12 +242,13 @@ def convert_to_files(
     before the first row is written), once to convert.  Memory holds one window plus ``max_delay_s``.
     """
     path = Path(path)
+    check_sync(sync)  # here: the reading below is lazy
     stats = stats if stats is not None else ConvertStats()
 
     def records(final_pass: bool):
         if final_pass:
-            return iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats)
-        return iter_file_records(path, include_bbo=include_bbo)
+            return iter_file_records(path, include_bbo=include_bbo, progress=progress, stats=stats, sync=sync)
+        return iter_file_records(path, include_bbo=include_bbo, sync=sync)
 
     paths, stats.rows = convert_in_windows(
         records, Path(output), window_s=window_s, max_delay_s=max_delay_s, base_latency_ns=base_latency_ns,

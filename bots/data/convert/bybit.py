@@ -18,6 +18,10 @@ Row mapping:
   the first snapshot are dropped (they patch a book we do not have);
 * ``publicTrade``: one ``TRADE_EVENT`` row per trade, ``exch_ts`` = ``T``, side = taker side ``S``.
 
+With ``sync="live"`` (collector recordings only) the order-book messages go through the daemon's book
+sync instead (see :mod:`.live_sync`): a whole-book clear before each snapshot, a gap invalidates the
+book, a crossed one is withdrawn: the rows the daemon put in its ring for the same frames.
+
 Message ``ts`` (ms) is the depth rows' ``exch_ts``, ``seq`` their ``ival`` (hftbacktest writes 0).  What
 each message means is the venue codec's (:mod:`bots.data.codec.bybit_linear`), the daemon's too.  Only one depth topic is used: the first
 ``orderbook.N`` seen, or ``depth_levels`` when given; others are skipped and counted.
@@ -37,6 +41,7 @@ from bots.data.codec.bybit_linear import orderbook_segments, public_trade_segmen
 from bots.data.collector import open_lines, split_stamp
 from bots.data.convert._common import Progress, Segment, SegmentBuffer, finish, rows_from_segments
 from bots.data.convert.binance_usdm import ConvertStats
+from bots.data.convert.live_sync import BybitLive, check_sync
 from bots.data.convert.windowed import convert_in_windows
 from bots.errors import DataError
 from shm.dtypes import BUY_EVENT, SELL_EVENT, TRADE_EVENT
@@ -83,11 +88,13 @@ def trade_csv_records(row: dict, feed_latency_ns: int) -> tuple:
 class _Session:
     """Per-file state: which depth topic is used and whether its first snapshot has been seen."""
 
-    def __init__(self, depth_levels: int | None, feed_latency_ns: int, stats: ConvertStats) -> None:
+    def __init__(self, depth_levels: int | None, feed_latency_ns: int, stats: ConvertStats, live: bool = False
+                 ) -> None:
         self.depth_topic_levels = depth_levels
         self.feed_latency_ns = feed_latency_ns
         self.have_snapshot = False
         self.stats = stats
+        self.live = BybitLive() if live else None
 
     def segments(self, message: dict, local_ts: int | None) -> list[Segment]:
         topic = message.get("topic")
@@ -101,6 +108,11 @@ class _Session:
             if levels != self.depth_topic_levels:
                 self.stats.skip(f"orderbook.{levels}")
                 return []
+            if self.live is not None:
+                if local_ts is None:
+                    raise DataError("sync='live' needs receive stamps ('<local stamp> <json>' lines), "
+                                    "not a historical download")
+                return self.live.segments(message, local_ts)
             if message.get("type") == "snapshot":
                 self.have_snapshot = True
             elif not self.have_snapshot:
@@ -108,6 +120,8 @@ class _Session:
                 return []
             return orderbook_segments(message, local_ts, self.feed_latency_ns)
         if topic.startswith("publicTrade."):
+            if self.live is not None and local_ts is not None:
+                return self.live.trade_segments(message, local_ts)
             return public_trade_segments(message, local_ts, self.feed_latency_ns)
         self.stats.skip(topic.split(".")[0])
         return []
@@ -120,12 +134,13 @@ def iter_file_records(
     depth_levels: int | None = None,
     progress: bool = False,
     stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> Iterator[tuple[int, list[tuple]]]:
     """Yield ``(line number, segments)`` per message of a Bybit file, streaming it."""
     if feed_latency_ns < 0:
         raise DataError(f"feed_latency_ns={feed_latency_ns}: must be >= 0")
     stats = stats if stats is not None else ConvertStats()
-    session = _Session(depth_levels, feed_latency_ns, stats)
+    session = _Session(depth_levels, feed_latency_ns, stats, live=check_sync(sync))
     lines, consumed, size = open_lines(path)
     shown = Progress(f"convert {path.name}", size, progress)
     line_no = 0
@@ -138,6 +153,8 @@ def iter_file_records(
             try:
                 local_ts, payload = split_stamp(line)  # collector format "<local stamp> <json>", or bare
                 out = session.segments(orjson.loads(payload), local_ts)
+            except DataError:
+                raise
             except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
                 raise DataError(f"{path}: line {line_no}: malformed Bybit message ({exc!r})") from exc
             if out:
@@ -159,13 +176,16 @@ def convert(
     base_latency_ns: int = 0,
     progress: bool = False,
     stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> np.ndarray:
-    """Convert a Bybit order-book (+ trades) file to one event array (ordered, flagged, validated)."""
+    """Convert a Bybit order-book (+ trades) file to one event array (ordered, flagged, validated);
+    ``sync="live"``: books synced as the daemon syncs them."""
     path = Path(path)
+    check_sync(sync)  # here: the reading below is lazy
     stats = stats if stats is not None else ConvertStats()
     rows = SegmentBuffer()
     records = iter_file_records(path, feed_latency_ns=feed_latency_ns, depth_levels=depth_levels,
-                                progress=progress, stats=stats)
+                                progress=progress, stats=stats, sync=sync)
     try:
         for line_no, out in records:
             rows.extend(out, line_no)
@@ -192,6 +212,7 @@ def convert_to_files(
     compress: bool = False,
     progress: bool = False,
     stats: ConvertStats | None = None,
+    sync: str = "hftbacktest",
 ) -> list[Path]:
     """Bounded-memory conversion into one file per ``window_s`` (see :mod:`.windowed`).
 
@@ -199,8 +220,9 @@ def convert_to_files(
     local stamps, whose latency is the artificial ``feed_latency_ns``, once.
     """
     path = Path(path)
+    check_sync(sync)  # here: the reading below is lazy
     stats = stats if stats is not None else ConvertStats()
-    options = {"feed_latency_ns": feed_latency_ns, "depth_levels": depth_levels}
+    options = {"feed_latency_ns": feed_latency_ns, "depth_levels": depth_levels, "sync": sync}
 
     def records(final_pass: bool):
         if final_pass:
