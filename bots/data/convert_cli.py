@@ -63,10 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--instrument-id", type=int, default=None,
                         help="databento: the instrument to keep when a DBN file holds several")
     parser.add_argument("--sync", choices=["hftbacktest", "live"], default="hftbacktest",
-                        help="binance-*, bybit: how books are synced. hftbacktest (default): every depth "
-                             "message where it stands, as hftbacktest's converters; live: through the "
-                             "daemon's own book sync, so a recorder's raw frames convert to the rows the "
-                             "daemon put in its ring")
+                        help="binance-usdm/coinm, bybit: how books are synced. hftbacktest (default): "
+                             "every depth message where it stands, as hftbacktest's converters; live: "
+                             "through the daemon's own book sync, so a recorder's raw frames convert to "
+                             "the rows the daemon put in its ring")
     parser.add_argument("--snapshot-mode", choices=["process", "ignore_sod", "ignore"], default="process",
                         help="tardis incremental_book_L2: which snapshots to use")
     parser.add_argument("--window-s", type=float, default=None,
@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = list(args.input)
     if args.venue not in ("tardis", "l3-to-l2") and len(inputs) > 1:
         raise ConfigError(f"{args.venue}: one input file at a time (tardis and l3-to-l2 take several)")
-    if args.sync != "hftbacktest" and args.venue not in (*_BINANCE, "bybit"):
-        raise ConfigError(f"--sync {args.sync} is supported for binance-* and bybit, not {args.venue}")
+    if args.sync != "hftbacktest" and args.venue not in ("binance-usdm", "binance-coinm", "bybit"):
+        # the daemon syncs futures books (spot's depth updates have no pu to chain them)
+        raise ConfigError(f"--sync {args.sync} is supported for binance-usdm, binance-coinm and "
+                          f"bybit, not {args.venue}")
     if args.window_s is not None and args.venue not in (*_BINANCE, "bybit"):
         raise ConfigError(f"--window-s is supported for binance-* and bybit, not {args.venue}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -85,14 +85,15 @@ class BinanceLive:
             diff = DepthDiff.from_payload(data, local_ts)
             out: list = []
             self.book.get(diff.symbol).on_diff(diff, out)
-            return row_segments(out), "depthUpdate"
+            # without rows: held for the snapshot (written after it) or older than it (dropped)
+            return row_segments(out), "depthUpdate" if out else "depthUpdate while the book syncs"
         if data is None and "lastUpdateId" in message and "bids" in message:
             sync = self.book.sync
             if sync is None:
                 return [], "snapshot-before-stream"  # the daemon fetches one only after an update
             out = []
             sync.on_snapshot(Snapshot.from_body(message, local_ts), out)
-            return row_segments(out), "snapshot"
+            return row_segments(out), "snapshot" if out else "snapshot not used by the book sync"
         decoded = binance_codec.decode(message, local_ts, include_bbo=self.include_bbo)
         segments = decoded.segments
         if segments and decoded.kind == "trade" and not self.tape.fresh_trade(segments[0][4]):
