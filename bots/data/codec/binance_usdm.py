@@ -12,11 +12,12 @@ Field by field:
   ``exch_ts`` = ``T``; ``ival`` the trade id ``t`` (``aggTrade``: the aggregate id ``a``).
 * ``bookTicker``: a ``DEPTH_BBO_EVENT`` row per side; ``exch_ts`` = ``T`` (else ``E``); ``ival`` = ``u``.
 * REST depth snapshot: ``DEPTH_SNAPSHOT_EVENT`` rows with ``ival`` = ``lastUpdateId``; ``exch_ts`` =
-  ``T`` (else ``E``; spot's has neither: the receive time).  How a book is cleared before a snapshot is
-  the one place the daemon and a file converter differ on purpose: the converter writes hftbacktest's
-  per-side clear up to the side's last snapshot price (:func:`snapshot_segments`), the daemon a
+  ``T`` (else ``E``; spot's has neither: the receive time).  How a book is cleared before a snapshot
+  depends on who syncs it: a converter in hftbacktest's form (its default) writes hftbacktest's
+  per-side clear up to the side's last snapshot price (:func:`snapshot_segments`); the book sync
+  (:mod:`bots.data.codec.binance_usdm_sync`: the daemon, and ``hftd convert --sync live``) a
   whole-book clear pair that also marks the book invalid between a gap and its resync
-  (``daemon.records.clear_rows``); both clears carry the snapshot's ``lastUpdateId`` in ``ival``.
+  (:func:`bots.data.codec.book_sync.clear_rows`); both carry the snapshot's ``lastUpdateId`` in ``ival``.
 
 hftbacktest 2.4.4's ``binancefutures.convert`` writes the same rows with 0 in ``ival``.
 """

@@ -7,10 +7,11 @@ Field by field:
   ``exch_ts`` is the message's ``ts``; ``ival`` the cross sequence ``seq`` (unique and increasing even
   across a ``u=1`` service restart, where ``u`` starts again).
 * ``orderbook.N`` ``snapshot``: ``DEPTH_SNAPSHOT_EVENT`` rows, ``ival`` = ``seq``.  The clear before
-  them is where the daemon and a file converter differ on purpose: the converter writes
+  them depends on who syncs the book: a converter in hftbacktest's form (its default) writes
   hftbacktest's per-side clear up to the side's last level, plus a whole-book clear (side-less, at
-  price 0) when a side is empty (delisting, ``u=1`` resets); the daemon a whole-book clear pair
-  (``daemon.records.clear_rows``).  Both carry ``seq`` in ``ival``.
+  price 0) when a side is empty (delisting, ``u=1`` resets); the book sync
+  (:mod:`bots.data.codec.bybit_linear_sync`: the daemon, and ``hftd convert --sync live``) a
+  whole-book clear pair (:func:`bots.data.codec.book_sync.clear_rows`).  Both carry ``seq`` in ``ival``.
 * ``publicTrade``: a ``TRADE_EVENT`` row per trade, ``exch_ts`` = ``T``, side the taker's ``S``;
   ``ival`` 0: Bybit's trade id ``i`` is a UUID string, no integer.
 
