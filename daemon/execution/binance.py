@@ -156,6 +156,7 @@ class BinanceExecution(SessionBase):
     async def _request(self, method: str, path: str, params: dict | None = None, *, signed: bool = True,
                        timeout_s: float | None = None) -> tuple[int, Any, Any]:
         """One REST call -> (HTTP status, parsed body, headers).  Raises aiohttp/timeout errors only."""
+        self.flush()  # the order frames queued before this call reach the venue before it
         query = urlencode(params or {})
         if signed:
             query = (query + "&" if query else "") + f"recvWindow={self.cfg.recv_window_ms}&timestamp={self._ts_ms()}"

@@ -113,6 +113,7 @@ class BybitExecution(SessionBase):
     # -- signed REST ------------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, params: dict | None = None, *, signed: bool = True,
                        timeout_s: float | None = None) -> tuple[int, Any, Any]:
+        self.flush()  # the order frames queued before this call reach the venue before it
         ts = str(self._ts_ms())
         rw = str(self.cfg.recv_window_ms)
         headers = {}

@@ -24,6 +24,7 @@ from daemon.execution.config import ExecConfig
 from daemon.execution.ratelimit import RateLimiter
 from daemon.execution.secrets import Credentials
 from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
+from daemon.wsbatch import batchable, write_frames
 from shm.orders import RejectReason, VenueState
 
 __all__ = ["SessionBase", "send_now", "decimals_of", "TurnBudget", "TURN_BUDGET_S", "read_frames"]
@@ -115,13 +116,15 @@ def decimals_of(step: float) -> int:
 
 
 class _Req:
-    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty", "ws")
+    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty", "ws", "rest")
 
     def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0,
                  ws=None):
         self.client_id, self.op, self.symbol, self.sent, self.price, self.qty = client_id, op, symbol, sent, price, qty
         #: the order-entry socket the request went out on (None: REST)
         self.ws = ws
+        #: ``make(rid)`` of its REST form, for a frame queued on a socket that closed before the write
+        self.rest = None
 
 
 class SessionBase(ExecutionSession):
@@ -144,6 +147,10 @@ class SessionBase(ExecutionSession):
         self.tracker = Tracker(self.venue, sink)
         self.limiter = RateLimiter(cfg.rate_budget_fraction, cfg.rate_limited_default_s, self._on_rate_limited)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        #: (ws, rid, frame) queued this loop turn, and the turn's flush; the socket last found batchable
+        self._out: list = []
+        self._out_handle: asyncio.Handle | None = None
+        self._batch_ok = None
         self._user_ok = False
         self._reqs: dict[Any, _Req] = {}
         self._req_seq = 0
@@ -195,8 +202,9 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_new(intent)
-            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, ws=ws)
+            req = self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, ws=ws)
             o.req_id = rid
+            req.rest = lambda rid: self._rest_new(rid, intent)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_new(rid, intent), intent.client_id, "new", intent.symbol)
@@ -213,7 +221,8 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_cancel(o.symbol, client_id)
-            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, ws=ws)
+            req = self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, ws=ws)
+            req.rest = lambda rid: self._rest_cancel(rid, o.symbol, client_id)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
@@ -230,22 +239,71 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_modify(o, price, qty)
-            self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty, ws=ws)
+            req = self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty, ws=ws)
+            req.rest = lambda rid: self._rest_modify(rid, o, price, qty)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
 
     def _ws_send(self, ws, rid, frame: bytes) -> bool:
-        """True once the frame is on the socket.  aiohttp refuses to write to a transport it knows is
-        closing, before writing anything: then the request certainly never left, and goes by REST."""
+        """True once the frame is on its way: queued for this loop turn's write (``flush``), or on the
+        socket.  aiohttp refuses to write to a transport it knows is closing, before writing
+        anything: then the request certainly never left, and goes by REST (False)."""
+        if self._batch_ok is not ws:
+            if not batchable(ws):
+                return self._ws_send_now(ws, rid, frame)
+            self._batch_ok = ws
+        if ws._writer._closing or ws._writer.transport.is_closing():
+            return self._not_sent(ws, rid)
+        self._out.append((ws, rid, frame))
+        if self._out_handle is None:
+            # after every callback of this turn (the router's drain of each bot's channel, a
+            # socket's buffered replies): their frames go out together, one socket write
+            self._out_handle = asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Write the queued order frames now, one socket write per socket, in the order queued."""
+        self._out_handle = None
+        out, self._out = self._out, []
+        i = 0
+        while i < len(out):
+            ws = out[i][0]
+            j = i + 1
+            while j < len(out) and out[j][0] is ws:
+                j += 1
+            part = out[i:j]
+            i = j
+            try:
+                write_frames(ws, [f for _, _, f in part])
+            except ConnectionError:
+                # closed since the frames were queued: none of them left; REST takes them
+                for _, rid, _ in part:
+                    req = self._reqs.get(rid)
+                    self._not_sent(ws, rid)
+                    if req is not None and req.rest is not None:
+                        self._rest_task(req.rest, req.client_id, req.op, req.symbol, req.price, req.qty)
+                continue
+            except RuntimeError:
+                log.exception("%s: websocket write failed; the requests' outcome is unknown", self.venue)
+                for _, rid, _ in part:
+                    self._lost(rid)
+                continue
+            self.counters["ws_sent"] += len(part)
+
+    def _not_sent(self, ws, rid) -> bool:
+        self._reqs.pop(rid, None)
+        if self._ws is ws:
+            self._ws = None
+        return False
+
+    def _ws_send_now(self, ws, rid, frame: bytes) -> bool:
+        """One frame through aiohttp's writer (a socket ``write_frames`` cannot take)."""
         try:
             send_now(ws, frame)
         except ConnectionError:
             # aiohttp's "Cannot write to closing transport": raised before anything is written
-            self._reqs.pop(rid, None)
-            if self._ws is ws:
-                self._ws = None
-            return False
+            return self._not_sent(ws, rid)
         except RuntimeError:
             log.exception("%s: websocket write failed; the request's outcome is unknown", self.venue)
             self._lost(rid)
