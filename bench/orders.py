@@ -7,14 +7,17 @@ in this process, as in ``hftd daemon``.  Measured:
 * **throughput**: each bot writes its submits as fast as its channel takes them; orders/s is what
   the venue accepted (ACCEPTED events) over the time from the first request to the last acceptance;
 * **channel to wire**: paced bots (together ~5,000 orders/s, the issue's target load); from
-  ``request_ts`` (the bot's clock as it writes the record) to the return of ``session.submit``, which
-  has written the websocket frame to the socket by then;
+  ``request_ts`` (the bot's clock as it writes the record) to the socket write of its websocket
+  frame (the session queues a turn's frames and writes them together in ``session.flush``);
 * **intake**: the same paced run with the in-memory session for each intake strategy (thread per bot
   parking on the channel futex after spin/yield, thread parking at once, the loop polling every
   channel), one bot at 200 orders/s (the wake-up chain alone, nothing queued), and the daemon's CPU
   use while four bots are registered and idle;
 * **daemon CPU per order** (``cpu_us_per_order``): this process's CPU time over the four-bot run
   divided by the orders, a figure that a machine shared with other work distorts less than rates;
+  beside it the loop thread's alone (``loop_cpu_us_per_order``: the process figure also counts the
+  intake threads' spinning, which grows with how long they wait, so it moves with the load) and the
+  emulator process's (``emu_cpu_us_per_order``, /proc);
 * **risk check** (``risk_p99_added_us``): the paced run to the emulator again with the risk plugin's
   pre-trade check (``plugins.manager.PluginHost.pretrade_check``, every limit finite) in the router,
   right after the run without it; the difference of the two channel-to-wire p99s, and the check's
@@ -201,6 +204,8 @@ class _Stand:
         self.accepts: list[int] = []
         self.bots: list = []
         self.stop_error = ""
+        #: the emulator's process id, when it runs in a process of its own (its CPU per order)
+        self.emu_pid = 0
 
     async def start(self) -> None:
         from daemon.control import ControlServer
@@ -240,13 +245,30 @@ class _Stand:
         orig_submit, orig_exec = self.session.submit, self.router.on_exec
         by_client, lat, submits, accepts = self.router.by_client, self.lat_ns, self.submits, self.accepts
 
+        queued = getattr(self.session, "_out", None)  # frames the session writes at the turn's flush
+        unwritten: list[int] = []
+
         def submit(intent):
             orig_submit(intent)
             t = time.time_ns()
             submits.append(t)
             hit = by_client.get(intent.client_id)  # gone if the session refused it on the spot
             if hit is not None:
-                lat.append(t - hit[1].req_ts)
+                if queued is not None and self.session._out:
+                    unwritten.append(hit[1].req_ts)  # on the wire at the flush
+                else:
+                    lat.append(t - hit[1].req_ts)
+
+        if queued is not None:
+            orig_flush = self.session.flush
+
+            def flush():
+                orig_flush()
+                t = time.time_ns()
+                lat.extend([t - ts for ts in unwritten])
+                unwritten.clear()
+
+            self.session.flush = flush  # an instance attribute: the session schedules self.flush
 
         def on_exec(ev):
             if ev.kind == ExecKind.ACCEPTED:
@@ -292,6 +314,8 @@ class _Stand:
     async def phase(self, n_bots: int, n: int, rate_per_bot: float, oid0: int, base_px: float) -> dict:
         self.lat_ns.clear(), self.submits.clear(), self.accepts.clear()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        loop0 = time.thread_time()  # phase() runs on the loop: this is the loop thread's CPU
+        emu0 = _proc_cpu_s(self.emu_pid)
         t0 = time.time_ns()
         for p, a in self.bots[:n_bots]:
             a.send(("run", n, rate_per_bot, oid0, base_px))
@@ -302,6 +326,8 @@ class _Stand:
             await asyncio.sleep(0.01)
         total = len(self.accepts)
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        loop_s = time.thread_time() - loop0
+        emu_s = _proc_cpu_s(self.emu_pid) - emu0
         cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         import sys
 
@@ -321,6 +347,8 @@ class _Stand:
             await asyncio.sleep(0.05)
         return {"accepted": total, "orders_per_s": total / span if span else float("nan"),
                 "cpu_us_per_order": 1e6 * cpu_s / total if total else float("nan"),
+                "loop_cpu_us_per_order": 1e6 * loop_s / total if total else float("nan"),
+                "emu_cpu_us_per_order": 1e6 * emu_s / total if total and self.emu_pid else float("nan"),
                 "p50_us": _pct(lat, 50) / 1e3, "p99_us": _pct(lat, 99) / 1e3}
 
     async def idle_cpu(self, seconds: float = 1.0) -> float:
@@ -348,6 +376,15 @@ class _Stand:
                 self.stop_error = f"execution session stop failed: {exc!r}"
             await self.http.close()
         self.orderids.close()
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process so far (0 without one)."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _recv(conn, timeout_s: float):
@@ -438,6 +475,7 @@ async def _main(args, res) -> None:
                     four = await st.phase(4, args.orders, 0, 20_000_000, 50_000.0)
                     res.metrics.update({"orders_per_s_1bot_memory": one["orders_per_s"],
                                         "daemon_cpu_us_per_order_memory": four["cpu_us_per_order"],
+                                        "daemon_loop_cpu_us_per_order_memory": four["loop_cpu_us_per_order"],
                                         "orders_per_s_4bots_memory": four["orders_per_s"],
                                         "channel_to_session_p50_us_memory": paced["p50_us"],
                                         "channel_to_session_p99_us_memory": paced["p99_us"],
@@ -461,6 +499,7 @@ async def _main(args, res) -> None:
         await _stop_emulator(emu, emu_pipe)
         emu, emu_pipe, rest_url = await _start_emulator()
         st = _Stand(workdir, "emulator", "thread", "backoff", rest_url)
+        st.emu_pid = emu.pid
         await st.start()
         try:
             await st.spawn(4)
@@ -481,7 +520,8 @@ async def _main(args, res) -> None:
         res.rows.append(("emulator: through the daemon", {
             "orders_per_s_1bot": one["orders_per_s"], "orders_per_s_4bots": four["orders_per_s"],
             "p50_us": paced["p50_us"], "p99_us": paced["p99_us"], "accepted_paced": paced["accepted"],
-            "cpu_us_per_order": four["cpu_us_per_order"]}))
+            "cpu_us_per_order": four["cpu_us_per_order"], "loop_cpu_us_per_order": four["loop_cpu_us_per_order"],
+            "emu_cpu_us_per_order": four["emu_cpu_us_per_order"]}))
         res.rows.append(("emulator: bots post REST themselves (aiohttp)", {"orders_per_s_1bot": base1,
                                                                           "orders_per_s_4bots": base4}))
         res.metrics.update({
@@ -489,6 +529,9 @@ async def _main(args, res) -> None:
             "channel_to_wire_p50_us": paced["p50_us"], "channel_to_wire_p99_us": paced["p99_us"],
             "baseline_orders_per_s_1bot": base1, "baseline_orders_per_s_4bots": base4,
             "daemon_cpu_us_per_order": four["cpu_us_per_order"],
+            "daemon_loop_cpu_us_per_order": four["loop_cpu_us_per_order"],
+            "daemon_loop_cpu_us_per_order_1bot": one["loop_cpu_us_per_order"],
+            "emulator_cpu_us_per_order": four["emu_cpu_us_per_order"],
             "orders_vs_baseline": four["orders_per_s"] / base4 if base4 else float("nan"),
             "channel_to_wire_risk_p50_us": risky["p50_us"], "channel_to_wire_risk_p99_us": risky["p99_us"],
             "risk_p99_added_us": risky["p99_us"] - paced["p99_us"],
@@ -521,7 +564,7 @@ def run(args):
         uvloop.run(_main(args, res))
     except ImportError:
         asyncio.run(_main(args, res))
-    res.notes.append("channel_to_wire: request_ts (bot clock at write) -> session.submit returned (frame written); "
+    res.notes.append("channel_to_wire: request_ts (bot clock at write) -> the frame's socket write (session.flush); "
                      f"paced at {args.wire_rate:.0f} orders/s over 4 bots; the in-memory rows at {args.rate:.0f}/s")
     return res
 
