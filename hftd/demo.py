@@ -495,10 +495,19 @@ def session(d: Demo, say) -> dict[str, np.ndarray]:
     wait_socket(d, daemon)
     say(f"daemon: control socket {d.sock}, recording to {d.recordings}")
     bots = {}
-    for name, params in BOTS.items():
+
+    def start_bot(name: str) -> None:
         bots[name] = d.spawn(name, HFTD + ["bot", "run", "hftd.demo:GRID_RECORDED",
-                                           "--config", str(bot_config(d, name, params))])
+                                           "--config", str(bot_config(d, name, BOTS[name]))])
+
+    # the first bot alone until it trades: on a first run it compiles the strategy into numba's cache and
+    # the others load it, instead of every bot compiling the same code at once on the same cores
+    first, *rest = BOTS
+    start_bot(first)
     say("bots starting (a first run compiles them with numba: that can take minutes)")
+    wait_registered(d, [first], d.start_timeout_s)
+    for name in rest:
+        start_bot(name)
     wait_registered(d, list(BOTS), d.start_timeout_s)
     say(f"bots trading: {', '.join(BOTS)}; running {d.duration_s:g} s")
     start = time.monotonic()
