@@ -602,6 +602,8 @@ class SessionBase(ExecutionSession):
             if self._ws is ws:
                 self._ws = None
                 self._ws_ready.clear()
+            # frames still queued for it: a closed socket refuses them unwritten, and REST takes them
+            self.flush()
             # what was in flight on this socket has an unknown outcome
             for rid in [r for r, q in self._reqs.items() if q.ws is ws]:
                 self._lost(rid)

@@ -373,6 +373,31 @@ def test_an_order_on_a_socket_known_dead_goes_by_rest():
     run(body())
 
 
+def test_a_turns_orders_leave_in_one_write_and_a_socket_dead_before_it_sends_them_by_rest():
+    async def body():
+        async with ExecHarness(V) as h:
+            transport = h.s._ws._writer.transport
+            writes = []
+            real_write = transport.write
+            transport.write = lambda data: (writes.append(data), real_write(data))[1]
+            ids = [h.rest(ticks_away=50 + i) for i in range(3)]
+            assert writes == [] and h.s.counters["ws_sent"] == 0  # queued until the turn's flush
+            for a in ids:
+                await h.accepted(a)
+            assert len(writes) == 1 and h.s.counters["ws_sent"] == 3  # three frames, one socket write
+            # queued, then the socket dies before the turn ends: none of it left, REST takes it
+            sent = h.s.counters["rest_sent"]
+            b = h.rest()
+            transport.abort()
+            await h.accepted(b)
+            assert h.s.counters["rest_sent"] == sent + 1
+            for a in (*ids, b):
+                h.s.cancel(a, "BTCUSDT")
+                assert (await h.done(a)).kind == ExecKind.CANCELED
+
+    run(body())
+
+
 @pytest.mark.parametrize("placed", [True, False], ids=["placed", "not-placed"])
 def test_a_cancel_and_a_modify_without_reply_get_one_answer(placed):
     async def body():
