@@ -23,6 +23,7 @@ from daemon.emulator import EmulatorError
 from daemon.emulator.core import Client, EmulatorBase
 from daemon.emulator.recording import Pacer, recording_lines, split_stamp
 from daemon.emulator.synth import SynthBook, SynthConfig
+from daemon.emulator.timeline import OFF as _TIMELINE_OFF
 
 __all__ = ["BinanceEmulator", "MARKET_FAULTS"]
 
@@ -84,6 +85,7 @@ class _Symbol:
 
 class BinanceEmulator(EmulatorBase):
     venue = "binance-usdm"
+    timeline = _TIMELINE_OFF  # the round trip's stamps (daemon.emulator.timeline.attach turns them on)
 
     def __init__(self, symbols=("BTCUSDT",), *, seed: int = 1, synth: SynthConfig | None = None,
                  routes=BINANCE_ROUTES, keep_history: bool = True, weight_limit_per_min: int = 2400,
@@ -410,6 +412,7 @@ class BinanceEmulator(EmulatorBase):
                 sym.reorder = False
                 sym.held_reorder = frame
             else:
+                self.timeline.depth_sent(sym.last_id)
                 await self._broadcast(sym.name, "depth", frame)
                 if sym.held_reorder is not None:
                     held, sym.held_reorder = sym.held_reorder, None

@@ -240,6 +240,7 @@ class BinanceTrading(BinanceWire, TradingSide):
     def _rest(self, op: str, weight: int, security: str):
         async def handler(request: web.Request) -> web.StreamResponse:
             body = await request.read()
+            self.emu.timeline.rest_received(op)
             headers: dict[str, str] = {}
             try:
                 used = self._limits(weight)
@@ -277,6 +278,7 @@ class BinanceTrading(BinanceWire, TradingSide):
         try:
             async for msg in client.ws:
                 if msg.type == WSMsgType.TEXT:
+                    self.emu.timeline.ws_received(msg.data)
                     if self.inline_requests and not self.queued.pending():
                         # nothing can delay the reply (only faults do): answer in turn, without a task
                         # per request (a tenth of the emulator's CPU in bench orders)
