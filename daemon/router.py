@@ -8,8 +8,9 @@ name, cancel or modify orders in its own table: two bots on one symbol never see
 core burnt while the bot is idle.  One intake thread per bot waits on that bot's request channel in
 compiled code without the GIL (``shm.kernels.channel_wait_readable``: spin, yield, then park on the
 channel's futex, which the bot's write wakes), then hands the bot to the event loop
-(``call_soon_threadsafe``) and waits until the loop has drained the channel.  Sessions are only ever
-called from the loop.  Measured with ``hftd bench orders`` (in-memory session, four bot processes;
+(``call_soon_threadsafe``; bots handed over before the loop gets to them share one callback, which
+drains them all and then has the sessions write the orders' frames together) and waits until the
+loop has drained the channel.  Sessions are only ever called from the loop.  Measured with ``hftd bench orders`` (in-memory session, four bot processes;
 this 2-core machine at load 13 with other work, so latencies are mostly scheduler delay):
 
 =============================  =========  ==============  ==============  ==============
@@ -39,6 +40,7 @@ in flight on the order, no session for the venue, shutting down; then the pre-tr
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import os
@@ -167,7 +169,6 @@ class _Intake(threading.Thread):
 
     def run(self) -> None:
         hdr, ws, gate = self.hdr, self.ws, self._gate
-        loop = self.router.loop
         slice_ns = 100_000_000
         while not self.stopping:
             r = K.channel_wait_readable(hdr, ws.spin_ns, ws.yield_ns, slice_ns, slice_ns)
@@ -177,7 +178,7 @@ class _Intake(threading.Thread):
                 continue
             gate.acquire()  # free: nobody else takes it
             try:
-                loop.call_soon_threadsafe(self.router._drain, self.bot)
+                self.router._wake(self.bot)
             except RuntimeError:  # the loop closed under us
                 return
             gate.acquire()  # until the loop has drained the channel (drained() or stop())
@@ -230,6 +231,10 @@ class Router:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task | None = None
         self.generation = orderids.generation
+        #: bots whose intake found requests, for the loop's next ``_drain_ready`` (appended by the
+        #: intake threads; a deque's append and popleft are atomic)
+        self._ready: collections.deque = collections.deque()
+        self._drain_scheduled = False
 
     # -- bots ------------------------------------------------------------------------------
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -380,8 +385,41 @@ class Router:
         self.bots.clear()
 
     # -- intake ----------------------------------------------------------------------------
+    def _wake(self, bot: BotSession) -> None:
+        """From a bot's intake thread: the bot has requests.  Bots that find requests before the loop
+        gets to them share one loop callback (one wake-up of the loop, one socket write of their
+        orders).  The flag is cleared by the loop before it takes the queue: an intake that still
+        saw it set appended before the loop took the queue."""
+        self._ready.append(bot)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon_threadsafe(self._drain_ready)
+
+    def _drain_ready(self) -> None:
+        """Loop callback: drain every bot handed over since the last one, then journal the new orders
+        and hand the sessions' queued frames to their sockets at once."""
+        self._drain_scheduled = False
+        ready = self._ready
+        # only those queued now: a bot handed over again meanwhile has scheduled its own callback,
+        # so a flooding bot cannot hold the loop here
+        for _ in range(len(ready)):
+            self._drain(ready.popleft())
+        self._after_drain()
+
+    def _drain_one(self, bot: BotSession) -> None:
+        self._drain(bot)
+        self._after_drain()
+
+    def _after_drain(self) -> None:
+        # journal first: an order's client id is on disk before its frame is on the wire
+        self.orderids.flush()
+        for session in self.sessions.values():
+            flush = getattr(session, "flush", None)  # a session outside the ExecutionSession base may lack it
+            if flush is not None:
+                flush()
+
     def _drain(self, bot: BotSession) -> None:
-        """Loop callback from a bot's intake thread: handle up to a budget of requests."""
+        """Handle up to a budget of the bot's requests (the caller journals and flushes after)."""
         if not bot.alive:
             return
         reader = bot.requests
@@ -396,9 +434,8 @@ class Router:
                 n += 1
         except Exception:
             log.exception("router: handling a request of bot %s failed", bot.name)
-        self.orderids.flush()
         if n == _DRAIN_BUDGET and bot.alive:
-            self.loop.call_soon(self._drain, bot)  # yield to other callbacks, come back
+            self.loop.call_soon(self._drain_one, bot)  # yield to other callbacks, come back
         elif bot.intake is not None:
             bot.intake.drained()
 
@@ -408,7 +445,7 @@ class Router:
             for bot in list(self.bots.values()):
                 if bot.alive and bot.requests.available():
                     busy = True
-                    self._drain(bot)
+                    self._drain_one(bot)
             await asyncio.sleep(0)
             if not busy and not self.bots:
                 await asyncio.sleep(0.001)

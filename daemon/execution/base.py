@@ -169,6 +169,10 @@ class ExecutionSession(abc.ABC):
     def is_up(self) -> bool:
         return True
 
+    def flush(self) -> None:
+        """Put on the wire now what ``submit``/``cancel``/``modify`` queued this loop turn (a session
+        that writes at once has nothing queued).  The router calls it after draining the bots."""
+
 
 # -- the pre-trade risk check (the ``risk`` plugin answers it; the router asks before every request) --
 

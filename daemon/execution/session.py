@@ -264,7 +264,9 @@ class SessionBase(ExecutionSession):
 
     def flush(self) -> None:
         """Write the queued order frames now, one socket write per socket, in the order queued."""
-        self._out_handle = None
+        if self._out_handle is not None:
+            self._out_handle.cancel()  # called early (the router after its drain, a REST call)
+            self._out_handle = None
         out, self._out = self._out, []
         i = 0
         while i < len(out):
