@@ -17,8 +17,9 @@ spinning bot is descheduled for milliseconds (the scheduler charges it for all t
 while a parked one is woken promptly: ``backoff`` then wins.  Host steal (/proc/stat) and the load
 average are reported beside each figure.
 
-TODO roundtrip_p50_us / roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator) need the
-daemon's order path wired end to end with the emulator; this bench does not measure them yet.
+Then the round trip (``bench.live_roundtrip``, ``--skip-roundtrip`` leaves it out): a depth frame the
+emulator sends -> daemon -> one live bot -> daemon -> the order the emulator receives, both stamped
+by the emulator (``roundtrip_p50_us``/``roundtrip_p99_us``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def add_arguments(p) -> None:
     p.add_argument("--interval-us", type=int, default=1000, help="time between records")
     p.add_argument("--strategies", default="spin,yield,backoff", help="wait strategies to measure")
     p.add_argument("--bots", default="1,4", help="numbers of bot processes to measure")
+    p.add_argument("--skip-roundtrip", action="store_true", help="leave out the round trip through the emulator")
+    p.add_argument("--roundtrip-frames", type=int, default=1000, help="measured depth frames of the round trip")
+    p.add_argument("--roundtrip-rate", type=float, default=40.0,
+                   help="depth frames/s of the round trip (its interval must dwarf a round trip)")
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -193,6 +198,7 @@ def run(args):
     for n, key in ((1, "tick_to_order"), (4, "tick_to_order_4bots")):
         best = pick(n)
         if best is None:
+            res.notes.append(f"{key}_p50/p99_us: not measured (no {n}-bot configuration with answers in --bots)")
             continue
         res.metrics[f"{key}_p50_us"] = best["p50_us"]
         res.metrics[f"{key}_p99_us"] = best["p99_us"]
@@ -204,6 +210,33 @@ def run(args):
                      "of that later request. missing = records no request answered; loadavg = 1-min load")
     res.notes.append("latency = bot's request_ts - bench's stamp just before publishing (one system clock); "
                      f"one record every {args.interval_us} us, {args.events} records per configuration")
-    res.notes.append("TODO roundtrip_p50_us/roundtrip_p99_us (emulator -> daemon -> bot -> daemon -> emulator): "
-                     "not measured here yet; needs the daemon's order path end to end with the emulator")
+    if not args.skip_roundtrip:
+        roundtrip(res, args.roundtrip_frames, args.roundtrip_rate)
     return res
+
+
+def roundtrip(res, frames: int, rate_per_s: float) -> None:
+    """The round trip's row, metrics and notes into ``res``."""
+    from bench.live_roundtrip import measure_roundtrip
+
+    r = measure_roundtrip(frames, rate_per_s)
+    res.rows.append(("round trip via emulator, 1 bot, backoff", {
+        "p50_us": r["p50_us"], "p99_us": r["p99_us"], "max_us": r["max_us"], "answers": r["attributed"],
+        "unattributed": r["unattributed"], "unanswered": r["unanswered"], "lost": r["lost"],
+        "steal_%": r["steal_pct"], "loadavg": r["load"]}))
+    for key in ("p50_us", "p99_us", "max_us"):
+        res.metrics[f"roundtrip_{key}"] = r[key]
+    for key in ("frames", "attributed", "unattributed", "unanswered", "lost"):
+        res.metrics[f"roundtrip_{key}"] = r[key]
+    res.metrics["roundtrip_loadavg"] = r["load"]
+    res.metrics["roundtrip_host_steal_pct"] = r["steal_pct"]
+    res.notes.append(
+        f"roundtrip_p50/p99_us: a depth frame the emulator sends (stamped just before its socket write) -> "
+        f"daemon -> ring -> one live bot (backoff) -> its channel -> daemon -> the order.place the emulator "
+        f"reads (stamped just after the read); {r['frames']} frames at {rate_per_s:g}/s, each order paired with "
+        f"the last frame before it ({r['unattributed']} orders unattributed: sharing a frame or later than half "
+        f"the interval; {r['unanswered']} frames unanswered; {r['lost']} requests lost between daemon and "
+        f"emulator); host steal {r['steal_pct']:.1f} %, load average {r['load']:.1f}")
+    res.notes.append("hftbacktest publishes no live round-trip or tick-to-order figure (reference/hftbacktest.md, "
+                     "connectors.md); its Binance futures live connector sends orders over REST, ours over the "
+                     "websocket API, so there is nothing of theirs to set beside these")

@@ -22,8 +22,9 @@ __all__ = ["Timeline", "NoTimeline", "OFF", "attach", "ROUTE_WS", "ROUTE_REST"]
 
 #: ``order_route`` values: where an order came in
 ROUTE_WS, ROUTE_REST = 0, 1
-#: how the websocket API names a new order (the request's method); only these are stamped
-_PLACE = '"order.place"'
+#: how the websocket API names a new order and a cancel (the request's method); new orders are
+#: stamped, cancels only counted
+_PLACE, _CANCEL = '"order.place"', '"order.cancel"'
 
 
 class NoTimeline:
@@ -50,6 +51,7 @@ class Timeline(NoTimeline):
         #: cumulative since start (``clear`` keeps them): the bench compares them with what the bots sent
         self.depth_total = 0
         self.orders_total = 0
+        self.cancels_total = 0
         self.dropped = 0
         self._clear()
 
@@ -71,11 +73,15 @@ class Timeline(NoTimeline):
         t = time.time_ns()  # first: the stamp stands for the read just before
         if _PLACE in text:  # a substring test, not a JSON parse: this runs on every request
             self._order(t, ROUTE_WS)
+        elif _CANCEL in text:
+            self.cancels_total += 1
 
     def rest_received(self, op: str) -> None:
         t = time.time_ns()
         if op == "place":
             self._order(t, ROUTE_REST)
+        elif op == "cancel":
+            self.cancels_total += 1
 
     def _order(self, t: int, route: int) -> None:
         self.orders_total += 1
@@ -89,7 +95,8 @@ class Timeline(NoTimeline):
     def snapshot(self, clear: bool = False) -> dict:
         out = {"depth_sent_ns": self.depth_ns.tolist(), "depth_update_id": self.depth_id.tolist(),
                "order_received_ns": self.order_ns.tolist(), "order_route": self.order_route.tolist(),
-               "depth_total": self.depth_total, "orders_total": self.orders_total, "dropped": self.dropped,
+               "depth_total": self.depth_total, "orders_total": self.orders_total,
+               "cancels_total": self.cancels_total, "dropped": self.dropped,
                "capacity": self.capacity}
         if clear:
             self._clear()
