@@ -30,3 +30,24 @@ def test_every_order_reaches_the_emulator_and_is_attributed(shm_namespace):
     assert r["unattributed"] == 0 and r["unanswered"] == 0, r
     assert r["attributed"] == r["frames"] >= 30, r
     assert 0 < r["min_us"] <= r["p50_us"] <= r["p99_us"] <= r["max_us"] < r["interval_us"], r
+
+
+def test_timeline_stamps_new_orders_counts_cancels_and_stays_bounded():
+    from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.timeline import OFF, ROUTE_REST, ROUTE_WS, Timeline
+
+    assert BinanceEmulator.timeline is OFF  # off unless attach() turns it on
+    tl = Timeline(capacity=2)
+    tl.depth_sent(7)
+    tl.ws_received('{"id":1,"method":"order.place","params":{}}')
+    tl.ws_received('{"id":2,"method":"order.cancel","params":{}}')
+    tl.ws_received('{"id":3,"method":"account.status","params":{}}')
+    tl.rest_received("place")
+    tl.rest_received("query")
+    tl.ws_received('{"id":4,"method":"order.place","params":{}}')  # beyond the capacity: counted, not kept
+    snap = tl.snapshot(clear=True)
+    assert snap["orders_total"] == 3 and snap["cancels_total"] == 1 and snap["dropped"] == 1, snap
+    assert snap["order_route"] == [ROUTE_WS, ROUTE_REST] and snap["depth_update_id"] == [7], snap
+    assert 0 < snap["depth_sent_ns"][0] <= snap["order_received_ns"][0] <= snap["order_received_ns"][1], snap
+    after = tl.snapshot()
+    assert after["order_received_ns"] == [] and after["orders_total"] == 3, after
