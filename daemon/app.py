@@ -16,10 +16,12 @@ from typing import Callable
 
 import aiohttp
 
+from daemon.compilewatch import CompileWatch
 from daemon.config import DaemonConfig, VenueConfig
 from daemon.orderentry import OrderEntry
 from daemon.publish import Publisher, RingPublisher, ring_segment_name
 from daemon.sdnotify import Notifier
+from daemon.warmup import warm_up
 from plugins.manager import PluginHost
 
 __all__ = ["Daemon", "make_session"]
@@ -64,6 +66,10 @@ class Daemon:
         self.pretrade_check = pretrade_check
         self.order_notify = order_notify
         self.orders: OrderEntry | None = None
+        #: HFTD_LOG_COMPILES=1: numba's compiles logged, as WARNINGs once READY has gone out
+        self.compile_watch = CompileWatch.from_env()
+        #: when the kernels were ready (``daemon.warmup``): ``ready_timeout_s`` counts from here
+        self.warmed_at: float | None = None
 
     def all_live(self) -> bool:
         return bool(self.sessions) and all(s.all_live() for s in self.sessions)
@@ -82,6 +88,15 @@ class Daemon:
             for sym in venue.symbols:
                 self.publishers[(venue.name, sym)] = self.plugins.wrap_publisher(
                     self.publisher_factory(venue, sym), venue.name, sym)
+        supervise = asyncio.create_task(self._supervise(), name="supervise")
+        # every numba kernel compiled (or loaded from its cache) before a socket opens: compiling on
+        # the loop at the first live read, gap or rotation held it for seconds (daemon.warmup); in a
+        # thread, so this loop keeps pinging the watchdog while a cold cache compiles
+        try:
+            await asyncio.to_thread(warm_up, self.cfg.venues)
+        except Exception:  # not fatal: the books work the same, a path may just compile later
+            log.exception("warming up the compiled kernels failed; carrying on")
+        self.warmed_at = time.monotonic()
         async with aiohttp.ClientSession() as http:
             for venue in self.cfg.venues:
                 pubs = {sym: self.publishers[(venue.name, sym)] for sym in venue.symbols}
@@ -95,7 +110,7 @@ class Daemon:
                 self.plugins.set_cancel_all(self.orders.cancel_everything)
             self.plugins.notify_daemon_start(self)
             tasks = [asyncio.create_task(s.run(), name=f"session-{i}") for i, s in enumerate(self.sessions)]
-            tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
+            tasks.append(supervise)
             stopper = asyncio.create_task(self.stop_event.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception()]
@@ -115,6 +130,8 @@ class Daemon:
         for pub in self.publishers.values():
             pub.close()
         self.notifier.close()
+        if self.compile_watch is not None:
+            self.compile_watch.close()
         log.info("stopped")
         return 1 if failed else 0
 
@@ -123,10 +140,14 @@ class Daemon:
             log.info("received %s; stopping", signal.Signals(sig).name)
         self.stop_event.set()
 
+    def _mark_ready(self) -> None:
+        self.ready_sent = True
+        if self.compile_watch is not None:
+            self.compile_watch.mark_ready()
+
     async def _supervise(self) -> None:
         """Heartbeats into the rings, READY/WATCHDOG/STATUS to systemd, all from the event loop."""
         n = self.notifier
-        started = time.monotonic()
         wd_interval = n.watchdog_interval_s
         last_wd = last_status = 0.0
         last_text = ""
@@ -140,14 +161,14 @@ class Daemon:
                 n.watchdog()
                 last_wd = now
             text = self.status_text()
-            if not self.ready_sent:
+            if not self.ready_sent and self.warmed_at is not None:
                 if self.all_live():
-                    self.ready_sent = True
+                    self._mark_ready()
                     n.ready(f"ready: {text}")
                     log.info("all books live; ready (%s)", text)
                     last_text, last_status = text, now
-                elif now - started > self.cfg.ready_timeout_s:
-                    self.ready_sent = True
+                elif now - self.warmed_at > self.cfg.ready_timeout_s:
+                    self._mark_ready()
                     n.ready(f"ready with books not live after {self.cfg.ready_timeout_s:.0f} s: {text}")
                     log.warning("not every book is live after %.0f s; reporting ready anyway: %s",
                                 self.cfg.ready_timeout_s, text)

@@ -95,6 +95,16 @@ def post_fault(rest: str, body: dict) -> dict:
         return orjson.loads(resp.read())
 
 
+def tear_down(proc: subprocess.Popen, emus: list, listener: NotifyListener) -> None:
+    """Whatever a test left running: the daemon killed if still up, the emulators stopped."""
+    if proc.poll() is None:
+        proc.kill()
+    for emu, _, _ in emus:
+        emu.send_signal(signal.SIGTERM)
+        emu.wait(10)
+    listener.close()
+
+
 def test_daemon_process_notify_protocol_rings_and_restart(tmp_path, shm_namespace):
     from shm import RingReader, new_event_buffer
     from daemon.publish import ring_segment_name
@@ -154,12 +164,7 @@ def test_daemon_process_notify_protocol_rings_and_restart(tmp_path, shm_namespac
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for emu, _, _ in emus:
-            emu.send_signal(signal.SIGTERM)
-            emu.wait(10)
-        listener.close()
+        tear_down(proc, emus, listener)
     log = (tmp_path / "daemon.log").read_text()
     assert "all books live; ready" in log and "received SIGTERM; stopping" in log
     assert time.monotonic() - started < 100
