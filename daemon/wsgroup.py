@@ -22,6 +22,7 @@ import time
 from typing import Protocol
 
 import aiohttp
+import numpy as np
 
 from daemon.backoff import Backoff
 from daemon.config import VenueConfig
@@ -60,7 +61,7 @@ class GroupHooks(Protocol):
     def on_batch(self, link: Link, data: bytes, arr, meta, count: int, local_ts: int) -> None: ...
     def on_candidate_frame(self, link: Link, data: str | bytes, local_ts: int) -> None: ...
     def candidate_caught_up(self) -> bool: ...
-    def switch_to_candidate(self) -> None: ...
+    def switch_to_candidate(self) -> list[tuple[bytes, int]]: ...
     def begin_candidate(self) -> None: ...
     def abandon_candidate(self) -> None: ...
     def on_link_lost(self, reason: str) -> None: ...
@@ -111,8 +112,10 @@ class StreamGroup:
         #: what the rotation is doing (connecting, subscribing, catching up, closing the old link):
         #: named in the liveness guard's log line
         self._rotation_phase = ""
-        #: ``tap(data, meta, count, local_ts)``: sees every socket read of the active link before the
-        #: venue hooks (the recorder's raw-frame copy; it must not block or raise); None = off
+        #: ``tap(data, meta, count, local_ts)``: sees every frame the venue hooks consume, in the order
+        #: they consume them: each socket read of the active link before the hooks get it, and at a
+        #: rotation's switch the candidate's frames the hooks replay (the recorder's raw-frame copy;
+        #: it must not block or raise); None = off
         self.tap = None
 
     @property
@@ -351,7 +354,9 @@ class StreamGroup:
                     self._drop_candidate(cand, "abandoned candidate")
                     return
                 await asyncio.sleep(0.005)
-            self.hooks.switch_to_candidate()
+            replayed = self.hooks.switch_to_candidate()
+            if self.tap is not None and replayed:
+                self._tap_replayed(replayed)
             self.active = cand
             self.candidate = None
             cand = None  # adopted: no longer this rotation's to close
@@ -370,6 +375,24 @@ class StreamGroup:
                 self.stalled_rotations += 1
                 old.closing_reason = f"rotation failed ({exc!r}); reconnecting (break-before-make)"
                 await old.ws.close(timeout_s=CLOSE_TIMEOUT_S)
+
+    def _tap_replayed(self, frames: list[tuple[bytes, int]]) -> None:
+        """The frames a switch replayed, to the tap as the reads they came in (frames of one read
+        share its receipt stamp), before any later read of the new active link."""
+        i = 0
+        while i < len(frames):
+            local_ts = frames[i][1]
+            j = i
+            while j < len(frames) and frames[j][1] == local_ts:
+                j += 1
+            meta = np.zeros((j - i, 3), np.int64)
+            start = 0
+            for k in range(i, j):
+                length = len(frames[k][0])
+                meta[k - i] = (0x81, start, length)  # a final text frame, as the socket delivered it
+                start += length
+            self.tap(b"".join(f for f, _ in frames[i:j]), meta, j - i, local_ts)
+            i = j
 
     def _drop_candidate(self, cand: Link | None, reason: str) -> None:
         """Close a rotation's link that will not become active (synchronous: safe while cancelled)."""

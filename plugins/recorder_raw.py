@@ -7,8 +7,10 @@ into the same file as lines without a ``stream`` key, as the collector writes th
 
 The path from the socket to the file:
 
-* **Daemon side** (``RawTap``): the stream group hands the tap each socket read of its active link
-  (``StreamGroup.tap``) and the Binance session each snapshot body (``rest_tap``).  The tap sends
+* **Daemon side** (``RawTap``): the stream group hands the tap every frame the venue code consumes,
+  in the order it consumes them (``StreamGroup.tap``): each socket read of its active link, and at a
+  rotation's switch the candidate link's frames the session replays (as their reads, with their
+  receipt stamps); the Binance session hands it each snapshot body (``rest_tap``).  The tap sends
   the read as ONE datagram on a non-blocking ``SOCK_SEQPACKET`` socket pair (scatter-gather: a
   16-byte header, the read's frame table, the read's bytes; nothing is copied or parsed in Python).
   A datagram is delivered whole or not at all, so a full socket (the child is slow or gone) drops
@@ -29,8 +31,11 @@ What is guaranteed, precisely:
   length, so a member torn by a kill during its own write is removed and every line before it reads
   back;
 * frames not written: reads dropped because the socket was full (counted and logged by the daemon),
-  messages that name no symbol (subscription acknowledgements; counted), and frames of a rotation's
-  candidate link before it becomes active (the old link delivers the same stream then).
+  messages that name no symbol (subscription acknowledgements; counted), and the frames of a
+  rotation's candidate link that its switch does not replay (updates the old link already delivered,
+  Bybit deltas before the candidate's snapshot; a rotation abandoned replays none).  So the file
+  holds what the venue code consumed, in its order: ``hftd convert --sync live`` gives the ring's rows
+  across rotations too, though the replayed frames' stamps go back to their receipt at the switch.
 
 A new day's file starts with the first frame of that day: raw venue frames cannot be made up, so the
 valid book at its start comes from the previous day's file (or from the event files, which do start

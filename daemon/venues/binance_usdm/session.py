@@ -91,6 +91,8 @@ class _Group:
         self.live_kinds = DEPTH_KINDS if self.carries_depth else DATA_KINDS
         self._next_id = 1
         self._cand: list[tuple] = []
+        #: the candidate's frames as received, ``(bytes, local_ts)``, one per item of ``_cand``
+        self._cand_raw: list[tuple[bytes, int]] = []
 
     def url(self) -> str:
         return f"{self.md.cfg.ws_url}{self.route}/stream"
@@ -127,6 +129,7 @@ class _Group:
     # -- make-before-break --------------------------------------------------------------------
     def begin_candidate(self) -> None:
         self._cand = []
+        self._cand_raw = []
 
     def on_candidate_frame(self, link: Link, data, local_ts: int) -> None:
         try:
@@ -135,6 +138,7 @@ class _Group:
             return  # the active link is still authoritative; its own copy of this frame counts
         if item[0] != "control" and item[0] != "other":
             self._cand.append(item)
+            self._cand_raw.append((data, local_ts))
 
     def candidate_caught_up(self) -> bool:
         """True when, for every live book, the candidate's chain joins the applied one: it holds the
@@ -151,12 +155,14 @@ class _Group:
                     joined.add(sym)
         return all(sym in joined for sym, sync in md.syncs.items() if sync.live)
 
-    def switch_to_candidate(self) -> None:
-        items, self._cand = self._cand, []
-        self.md.replay(items)
+    def switch_to_candidate(self) -> list[tuple[bytes, int]]:
+        items, raw = self._cand, self._cand_raw
+        self._cand, self._cand_raw = [], []
+        return [raw[i] for i in self.md.replay(items)]
 
     def abandon_candidate(self) -> None:
         self._cand = []
+        self._cand_raw = []
 
     def on_link_lost(self, reason: str) -> None:
         if self.carries_depth:
@@ -301,14 +307,19 @@ class BinanceMarketData(MarketDataBase):
         self._dispatch(item)
         return item[0]
 
-    def replay(self, items: list[tuple]) -> None:
-        for item in items:
+    def replay(self, items: list[tuple]) -> list[int]:
+        """A rotation's candidate items, in order, less the depth updates the old link already
+        applied; returns the indices of the items dispatched (the raw-frame tap records those)."""
+        used: list[int] = []
+        for i, item in enumerate(items):
             kind, sym, val = item
             if kind == "depth":
                 sync = self.syncs.get(sym)
                 if sync is not None and sync.live and val.last_id <= sync.last_id:
                     continue  # already applied from the old link
+            used.append(i)
             self._dispatch(item)
+        return used
 
     def _dispatch(self, item: tuple) -> None:
         kind, sym, val = item

@@ -39,6 +39,8 @@ class _Hooks:
     def __init__(self, md: "BybitMarketData") -> None:
         self.md = md
         self._cand: list[tuple] = []
+        #: the candidate's frames as received, ``(bytes, local_ts)``, one per item of ``_cand``
+        self._cand_raw: list[tuple[bytes, int]] = []
         self._ping_id = 0
 
     def url(self) -> str:
@@ -76,6 +78,7 @@ class _Hooks:
 
     def begin_candidate(self) -> None:
         self._cand = []
+        self._cand_raw = []
 
     def on_candidate_frame(self, link: Link, data, local_ts: int) -> None:
         try:
@@ -88,25 +91,33 @@ class _Hooks:
             return
         if item[0] != "other":
             self._cand.append(item)
+            self._cand_raw.append((data, local_ts))
 
     def candidate_caught_up(self) -> bool:
         have = {sym for kind, sym, val in self._cand if kind == "book" and val.snapshot}
         return all(sym in have for sym in self.md.active_symbols())
 
-    def switch_to_candidate(self) -> None:
-        items, self._cand = self._cand, []
+    def switch_to_candidate(self) -> list[tuple[bytes, int]]:
+        """Dispatch the candidate's items from each book's snapshot on; returns the raw frames of
+        the items dispatched, in order (the raw-frame tap records those)."""
+        items, raw = self._cand, self._cand_raw
+        self._cand, self._cand_raw = [], []
         started: set[str] = set()
-        for item in items:
+        used: list[tuple[bytes, int]] = []
+        for item, frame in zip(items, raw):
             kind, sym, val = item
             if kind == "book":
                 if val.snapshot:
                     started.add(sym)
                 if sym not in started:
                     continue  # deltas before this link's snapshot: the old link already covered them
+            used.append(frame)
             self.md.dispatch(item)
+        return used
 
     def abandon_candidate(self) -> None:
         self._cand = []
+        self._cand_raw = []
 
     def on_link_lost(self, reason: str) -> None:
         self.md.invalidate_all(reason)
