@@ -63,6 +63,8 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
+from daemon.intake_wait import GATE_HELD, new_gate, open_gate, wait_gate_then_readable
+from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from shm import kernels as K
 from shm.channel import ChannelReader, ChannelWriter
@@ -161,39 +163,33 @@ class _Intake(threading.Thread):
         self.bot = bot
         self.hdr = bot.requests.hdr
         self.ws = wait_strategy(wait)
-        # held while the loop owns the channel: the loop's release is one C call, where
-        # Event.set (a Condition, its lock and notify_all in Python) cost ~2 % of the loop
-        # thread in bench orders; acquired here, by the thread itself, before every hand-off
-        self._gate = threading.Lock()
+        # GATE_HELD while the loop owns the channel; a futex word (``daemon.intake_wait``): the
+        # thread waits for the gate and then for the channel in one compiled call without the GIL
+        self._gate = new_gate()
         self.stopping = False
 
     def run(self) -> None:
         hdr, ws, gate = self.hdr, self.ws, self._gate
         slice_ns = 100_000_000
         while not self.stopping:
-            r = K.channel_wait_readable(hdr, ws.spin_ns, ws.yield_ns, slice_ns, slice_ns)
+            r = wait_gate_then_readable(gate, hdr, ws.spin_ns, ws.yield_ns, slice_ns)
             if self.stopping or r == K.WAIT_CLOSED:
                 return
             if r != K.WAIT_DATA:
                 continue
-            gate.acquire()  # free: nobody else takes it
+            gate[0] = GATE_HELD  # before the hand-over: the loop opens it once it has drained
             try:
                 self.router._wake(self.bot)
             except RuntimeError:  # the loop closed under us
                 return
-            gate.acquire()  # until the loop has drained the channel (drained() or stop())
-            gate.release()
 
     def drained(self) -> None:
         """The loop is done with the channel for now (called on the loop)."""
-        try:
-            self._gate.release()
-        except RuntimeError:  # already released by stop()
-            pass
+        open_gate(self._gate)
 
     def stop(self) -> None:
         self.stopping = True
-        self.drained()
+        open_gate(self._gate)
         K.wake_readers(self.hdr)
 
 
@@ -212,6 +208,8 @@ class Router:
                  touch: Callable[[str, str], tuple[float, float]] | None = None, notify=None):
         if intake not in ("thread", "poll"):
             raise DaemonError(f"router intake must be 'thread' or 'poll', got {intake!r}")
+        if intake == "thread":
+            warm_intake()  # before READY: no kernel load on the loop at the first hand-over
         self.sessions = dict(sessions)
         self.orderids = orderids
         self.check = check
