@@ -173,7 +173,10 @@ def _windowed(args, stats, module) -> str:
 
 
 def summary_text(stats, written: str, elapsed_s: float) -> str:
-    skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.skipped.items())) or "none"
+    at = stats.skipped_lines  # only the surprising skips (an unknown stream) keep lines
+    skipped = ", ".join(f"{k} {v:,}" + (f" (lines {', '.join(map(str, at[k]))}{', ...' if v > len(at[k]) else ''})"
+                                        if at.get(k) else "")
+                        for k, v in sorted(stats.skipped.items())) or "none"
     lines = [f"wrote {written} from {stats.lines:,} lines in {elapsed_s:.2f} s",
              f"  skipped (no rows): {skipped}"]
     if stats.rejected:

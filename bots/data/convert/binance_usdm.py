@@ -79,9 +79,16 @@ class ConvertStats:
     lenient: bool = False
     rejected: dict[str, int] = field(default_factory=dict)
     rejected_lines: dict[str, list[int]] = field(default_factory=dict)
+    #: the first few line numbers of skips that are a surprise (an unknown stream), per what was skipped
+    skipped_lines: dict[str, list[int]] = field(default_factory=dict)
 
-    def skip(self, what: str) -> None:
+    def skip(self, what: str, line_no: int = 0, keep_lines: int = 5) -> None:
+        """Count a line that gave no rows; ``line_no`` (when given) is kept like a rejection's."""
         self.skipped[what] = self.skipped.get(what, 0) + 1
+        if line_no:
+            lines = self.skipped_lines.setdefault(what, [])
+            if len(lines) < keep_lines:
+                lines.append(line_no)
 
     def reject(self, reason: str, line_no: int, keep_lines: int = 5) -> None:
         """Count a line that could not be used; the first few line numbers are kept per reason."""
@@ -166,8 +173,10 @@ def iter_file_records(
                 if progress:
                     produced += sum(len(seg[3]) for seg in out)
                 yield line_no, out
-            else:
+            elif kind in _KNOWN_KINDS:
                 stats.skip(kind)
+            else:  # a stream this converter does not read: named, with where it was, never dropped silently
+                stats.skip(f"unknown stream {_stream_name(message, kind)}", line_no)
             if progress and line_no % 8192 == 0:
                 shown.update(consumed(), produced)
     except DataError as exc:
@@ -179,6 +188,21 @@ def iter_file_records(
         if tickers:
             stats.skipped["bookTicker"] = stats.skipped.get("bookTicker", 0) + tickers
     stats.lines = line_no
+
+
+#: what the codec reads (rows, or none by choice: bookTicker without include_bbo, REST errors), and
+#: the live book sync's reasons for holding a known message back (:class:`.live_sync.BinanceLive`)
+_KNOWN_KINDS = frozenset({
+    "depthUpdate", "trade", "bookTicker", "snapshot", "rest-error",
+    "depthUpdate while the book syncs", "snapshot-before-stream", "snapshot not used by the book sync",
+    "duplicate-trade", "stale-bookTicker",
+})
+
+
+def _stream_name(message, kind: str) -> str:
+    """The combined-stream name of an unread message (``btcusdt@aggTrade``), else its event type."""
+    stream = message.get("stream") if isinstance(message, dict) else None
+    return stream if isinstance(stream, str) else kind
 
 
 def _reason(exc: BaseException) -> str:

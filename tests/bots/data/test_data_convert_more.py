@@ -181,9 +181,21 @@ def test_convert_cli_summary_and_no_half_written_output(tmp_path, capsys, shared
     assert main(["convert", "hyperliquid", str(src), "-o", str(out), "--tick-size", "1", "--lot-size",
                  "0.00001", "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "433 events from 55 lines" in text and "subscriptionResponse" not in text or "skipped" in text
+    # the sample is 46 l2Book and 9 trades lines: every line gives rows, nothing is skipped
+    assert "433 events from 55 lines" in text and "skipped (no rows): none" in text
     assert "rejected: none" in text
     assert len(load_events(out)) == 433
+    # a channel without rows is counted by name in the summary, and the events are unchanged
+    noisy = tmp_path / "noisy.gz"
+    noisy.write_bytes(gzip.compress(b'1737918843000000000 {"channel":"subscriptionResponse","data":{}}\n'
+                                    + gzip.decompress(src.read_bytes())))
+    assert main(["convert", "hyperliquid", str(noisy), "-o", str(tmp_path / "n.npz"), "--tick-size", "1",
+                 "--lot-size", "0.00001", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "433 events from 56 lines" in text and "skipped (no rows): subscriptionResponse 1" in text
+    assert load_events(tmp_path / "n.npz").tobytes() == load_events(out).tobytes()
+    noisy.unlink()
+    (tmp_path / "n.npz").unlink()
     # a failing conversion leaves the earlier output alone and no temporary file
     bad = tmp_path / "bad.gz"
     bad.write_bytes(gzip.compress(b"123 {\"channel\":\"l2Book\",\"data\":{\"levels\":[[],[]]}}\n"))
@@ -235,3 +247,66 @@ def test_binance_hist_snapshot_clears_and_trades_keep_their_side(tmp_path, share
     bad.write_text("symbol,timestamp,side,price\nX,1,b,2\n")
     with pytest.raises(DataError, match=r"lacks columns \['update_type', 'qty'\]"):
         binance_hist.convert(bad)
+
+
+def test_binance_unknown_stream_is_counted_with_its_name_and_lines(tmp_path, capsys):
+    from tests.bots.data.test_data_convert import DEPTH
+
+    t0 = 1723161255_030_314_667
+    agg = {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 1723161255031, "s": "BTCUSDT", "a": 1,
+           "p": "100.0", "q": "1", "T": 1723161255031, "m": False}}
+    mark = {"stream": "btcusdt@markPrice", "data": {"e": "markPriceUpdate", "E": 1723161255032, "s": "BTCUSDT"}}
+    lines = [DEPTH, agg, DEPTH, mark, agg, {"id": 1, "result": None}]
+    path = _gz(tmp_path / "u.gz", [f"{t0 + k} ".encode() + orjson.dumps(m) + b"\n" for k, m in enumerate(lines)])
+    stats = ConvertStats()
+    arr = binance_usdm.convert(path, stats=stats)
+    assert ((arr["ev"] & 0xFF) == DEPTH_EVENT).sum() == 2 * 3 and len(arr) == 6  # the two depth updates only
+    assert stats.skipped == {"unknown stream btcusdt@aggTrade": 2, "unknown stream btcusdt@markPrice": 1,
+                             "unknown stream unknown": 1}
+    assert stats.skipped_lines == {"unknown stream btcusdt@aggTrade": [2, 5],
+                                   "unknown stream btcusdt@markPrice": [4], "unknown stream unknown": [6]}
+    assert not stats.rejected  # a stream the converter does not read is not a malformed line
+    # the CLI summary names the stream and where it was
+    out = tmp_path / "u.npz"
+    assert main(["convert", "binance-usdm", str(path), "-o", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "unknown stream btcusdt@aggTrade 2 (lines 2, 5)" in text
+    assert "unknown stream btcusdt@markPrice 1 (lines 4)" in text
+
+
+COINM_DEPTH = {"stream": "btcusd_perp@depth@0ms", "data": {
+    "e": "depthUpdate", "E": 1723161255100, "T": 1723161255098, "s": "BTCUSD_PERP", "ps": "BTCUSD",
+    "U": 10, "u": 12, "pu": 9, "b": [["60000.0", "15"], ["59999.9", "0"]], "a": [["60000.1", "7"]]}}
+COINM_TRADE = {"stream": "btcusd_perp@trade", "data": {
+    "e": "trade", "E": 1723161255200, "T": 1723161255199, "s": "BTCUSD_PERP", "t": 88, "p": "60000.1",
+    "q": "3", "X": "MARKET", "m": True}}
+COINM_SNAPSHOT = {"lastUpdateId": 9, "E": 1723161255050, "T": 1723161255049, "symbol": "BTCUSD_PERP",
+                  "pair": "BTCUSD", "bids": [["60000.0", "10"], ["59999.9", "4"]], "asks": [["60000.1", "6"]]}
+
+
+def test_binance_coinm_recording_equals_hftbacktest(tmp_path):
+    """COIN-M streams (BTCUSD_PERP, quantities in contracts) have the USD-M shapes: same rows as USD-M
+    would give, and the same as hftbacktest's binancefutures converter."""
+    from hftbacktest.data.utils import binancefutures as ref
+
+    t0 = 1723161255_000_000_000
+    path = _gz(tmp_path / "btcusd_perp.gz", [
+        f"{t0 + 60_000_000} ".encode() + orjson.dumps(COINM_SNAPSHOT) + b"\n",
+        f"{t0 + 101_000_000} ".encode() + orjson.dumps(COINM_DEPTH) + b"\n",
+        f"{t0 + 201_000_000} ".encode() + orjson.dumps(COINM_TRADE) + b"\n"])
+    stats = ConvertStats()
+    ours = binance_usdm.convert(path, stats=stats)
+    assert stats.lines == 3 and not stats.skipped and not stats.rejected
+    kinds = list(ours["ev"] & 0xFF)
+    assert kinds == [DEPTH_CLEAR_EVENT, DEPTH_SNAPSHOT_EVENT, DEPTH_SNAPSHOT_EVENT, DEPTH_CLEAR_EVENT,
+                     DEPTH_SNAPSHOT_EVENT, DEPTH_EVENT, DEPTH_EVENT, DEPTH_EVENT, TRADE_EVENT]
+    assert ours["exch_ts"][5] == 1723161255098 * 1_000_000  # T, as USD-M
+    assert list(ours["qty"][5:8]) == [15.0, 0.0, 7.0]
+    assert ours["ev"][8] & SELL_EVENT  # m: the buyer made, the taker sold
+    validate_events(ours, "coin-m")
+    theirs = _quiet_reference(ref.convert, str(path), buffer_size=1_000)
+    for col in ("ev", "exch_ts", "local_ts", "px", "qty"):
+        assert np.array_equal(ours[col], theirs[col]), col  # ival differs by design: we keep update ids
+    out = tmp_path / "coinm.npz"
+    assert main(["convert", "binance-coinm", str(path), "-o", str(out), "--quiet"]) == 0
+    assert load_events(out).tobytes() == ours.tobytes()
