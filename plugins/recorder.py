@@ -475,7 +475,7 @@ def warm_up() -> None:
 
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
-        raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 6) -> int:
+        raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -581,7 +581,7 @@ class RecorderPlugin:
         cmd = [sys.executable, "-m", "plugins.recorder", "--dir", str(c.directory),
                "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s),
                "--raw-flush-interval-s", str(c.raw_flush_interval_s),
-               "--raw-compress-level", str(c.raw_compress_level)]
+               "--raw-compress-level", str(c.raw_compress_level), "--nice", str(c.nice)]
         for ring in rings:
             cmd += ["--ring", ring]
         for venue, end in self._raw_ends.items():
@@ -647,8 +647,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="a venue's raw-frame socket, inherited as file descriptor FD (repeat)")
     ap.add_argument("--raw-flush-interval-s", type=float, default=1.0,
                     help="raw frames are written (one gzip member per file) this often")
-    ap.add_argument("--raw-compress-level", type=int, default=6)
+    ap.add_argument("--raw-compress-level", type=int, default=1)
+    ap.add_argument("--nice", type=int, default=0, help="add this to the process's niceness first")
     args = ap.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     raw = {}
     for item in args.raw:
         venue, sep, fd = item.partition("=")

@@ -426,3 +426,37 @@ def test_utc_midnight_starts_the_next_days_file(tmp_path):
     assert lines_of(folder / raw_file_name("ETHUSDT", day - 1)) == [(midnight - 1, frame("ETHUSDT", 2))]
     assert lines_of(folder / raw_file_name("BTCUSDT", day)) == [
         (midnight, frame("BTCUSDT", 3)), (midnight + 5, b'{"lastUpdateId":7,"E":1,"T":1, "bids":[],"asks":[]}')]
+
+
+def test_a_reads_frames_land_in_their_symbols_files_in_order_whether_or_not_they_share_a_stream(tmp_path):
+    """The recorder writes a read whose frames share one envelope as one block; a read mixing
+    streams, acknowledgements and JSON holding line breaks goes frame by frame.  Either way each
+    frame is one line of its own symbol's file, in arrival order."""
+    from plugins.recorder_raw import RawRecorder
+
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05)
+    rec.start()
+    now = time.time_ns()
+    same = [frame("BTCUSDT", i) for i in range(50)]
+    trade = b'{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","s":"BTCUSDT","p":"1.0"}}'
+    broken = b'{"stream":"ethusdt@depth@0ms",\n"data":{"e":"depthUpdate",\r\n"s":"ETHUSDT"}}'
+    ack = b'{"result":null,"id":1}'
+    try:
+        send_read(tap, same, now)
+        send_read(tap, [frame("BTCUSDT", 50), trade, frame("ETHUSDT", 1), ack, broken, frame("BTCUSDT", 51)], now + 1)
+        send_read(tap, [frame("BTCUSDT", 52), trade], now + 2)  # one symbol, two streams: one block
+    finally:
+        daemon_end.close()
+        rec.stop()
+    folder = tmp_path / "raw" / VENUE
+    day = now // DAY_NS
+    btc = lines_of(folder / raw_file_name("BTCUSDT", day))
+    assert btc == ([(now, f) for f in same] + [(now + 1, frame("BTCUSDT", 50)), (now + 1, trade),
+                                               (now + 1, frame("BTCUSDT", 51)), (now + 2, frame("BTCUSDT", 52)),
+                                               (now + 2, trade)])
+    eth = lines_of(folder / raw_file_name("ETHUSDT", day))
+    assert eth == [(now + 1, frame("ETHUSDT", 1)),
+                   (now + 1, b'{"stream":"ethusdt@depth@0ms", "data":{"e":"depthUpdate",  "s":"ETHUSDT"}}')]
+    assert rec.unrouted == 1 and rec.frames == 50 + 5 + 2
