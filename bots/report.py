@@ -1,6 +1,6 @@
 """The report folder of a backtest: plots, stats as JSON, the recorded series as ``.npz``.
 
-``write_report(folder, result)`` writes
+``write_report(folder, result)`` writes (each file whole or not at all: :func:`bots.atomic_file.atomic_write`)
 
 * ``report.png``: equity after and before fees over the mid price; the position; the fills on the
   price (buys ▲, sells ▼), one figure per asset (``report_<asset>.png`` when there are several);
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bots.atomic_file import atomic_write
 from bots.stats import equity_before_fees, equity_curve
 
 __all__ = ["plot_records", "write_report", "infer_fills"]
@@ -83,8 +84,11 @@ def plot_records(records: np.ndarray, path, *, contract_size: float = 1.0, inver
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _json_safe(value):
@@ -108,14 +112,13 @@ def write_report(folder, *, records: list[np.ndarray], summaries: list, meta: di
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     npz = folder / "records.npz"
-    tmp = folder / ".records.npz.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_write(npz, "wb") as f:
         np.savez_compressed(f, **{str(a): rec for a, rec in enumerate(records)})
-    tmp.replace(npz)
     written["records"] = npz
     doc = {"assets": [None if s is None else s.to_dict() for s in summaries], **meta}
     stats_path = folder / "stats.json"
-    stats_path.write_text(json.dumps(_json_safe(doc), indent=2) + "\n")
+    with atomic_write(stats_path) as f:
+        f.write(json.dumps(_json_safe(doc), indent=2) + "\n")
     written["stats"] = stats_path
     if plots:
         for a, rec in enumerate(records):

@@ -11,7 +11,7 @@ alone so that a cold cache is filled once rather than compiled by every worker a
 ``cluster=ADDRESS`` sends the same points to a Dask distributed cluster (:mod:`bots.harness.cluster`).
 
 Out: a table (one row per point, best first by ``metric``) printed and written as ``sweep.csv`` and
-``sweep.json``, and ``heatmap.png`` (two swept parameters: the metric over the grid; one: the metric
+``sweep.json``, and ``heatmap.png`` (each whole or not at all) (two swept parameters: the metric over the grid; one: the metric
 against the values).
 """
 
@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
+from bots.atomic_file import atomic_write
 from bots.errors import ConfigError
 from bots.harness.config import BacktestConfig, parse_value
 from bots.harness.run import bind_params, resolve_strategy, strategy_params, with_params
@@ -124,7 +125,7 @@ def write_sweep(folder: Path, rows: list[dict], grid: dict[str, list], metric: s
     folder.mkdir(parents=True, exist_ok=True)
     names = list(grid)
     written = {}
-    with open(folder / "sweep.csv", "w", newline="") as f:
+    with atomic_write(folder / "sweep.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow([*names, *SWEEP_COLUMNS, "wall_s"])
         for r in rows:
@@ -132,8 +133,8 @@ def write_sweep(folder: Path, rows: list[dict], grid: dict[str, list], metric: s
     written["csv"] = folder / "sweep.csv"
     from bots.report import _json_safe
 
-    (folder / "sweep.json").write_text(json.dumps(_json_safe({"grid": grid, "metric": metric, "rows": rows}),
-                                                  indent=2) + "\n")
+    with atomic_write(folder / "sweep.json") as f:
+        f.write(json.dumps(_json_safe({"grid": grid, "metric": metric, "rows": rows}), indent=2) + "\n")
     written["json"] = folder / "sweep.json"
     if plots and names:
         written["heatmap"] = _plot(folder / "heatmap.png", rows, grid, metric)
@@ -174,8 +175,11 @@ def _plot(path: Path, rows, grid, metric) -> Path:
         ax.set_xlabel(a)
         ax.set_ylabel(metric)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -17,6 +17,7 @@ import math
 import time
 from pathlib import Path
 
+from bots.atomic_file import atomic_write
 from bots.errors import ConfigError
 from bots.harness.config import BacktestConfig
 from bots.harness.sweep import SWEEP_COLUMNS, parse_sweeps, run_sweep
@@ -61,14 +62,14 @@ def write_walk_forward(folder: Path, steps: list[dict], grid: dict[str, list], m
 
     folder.mkdir(parents=True, exist_ok=True)
     names = list(grid)
-    with open(folder / "walkforward.csv", "w", newline="") as f:
+    with atomic_write(folder / "walkforward.csv", newline="") as f:
         w = csv.writer(f)
         w.writerow(["train", "test", *names, f"train_{metric}", *(f"test_{c}" for c in SWEEP_COLUMNS)])
         for s in steps:
             w.writerow([s["train"], s["test"], *(s["params"][n] for n in names), s[f"train_{metric}"],
                         *(s[f"test_{c}"] for c in SWEEP_COLUMNS)])
-    (folder / "walkforward.json").write_text(
-        json.dumps(_json_safe({"grid": grid, "metric": metric, "steps": steps}), indent=2) + "\n")
+    with atomic_write(folder / "walkforward.json") as f:
+        f.write(json.dumps(_json_safe({"grid": grid, "metric": metric, "steps": steps}), indent=2) + "\n")
     return {"csv": folder / "walkforward.csv", "json": folder / "walkforward.json"}
 
 
