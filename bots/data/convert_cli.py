@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
             if args.tick_size is None or args.lot_size is None:
                 raise ConfigError("l3-to-l2: --tick-size and --lot-size are needed to sum orders per level")
-            arr = l3_to_l2(inputs, args.tick_size, args.lot_size, stats=stats, base_latency_ns=args.base_latency_ns)
+            arr = l3_to_l2(inputs, args.tick_size, args.lot_size, **common)
         elif args.venue == "hyperliquid":
             if args.tick_size is None or args.lot_size is None:
                 raise ConfigError("hyperliquid: --tick-size and --lot-size are needed to compare snapshots")

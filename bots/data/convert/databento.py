@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bots.data.convert._common import correct_event_order, correct_local_timestamp
+from bots.data.convert._common import Progress, correct_event_order, correct_local_timestamp
 from bots.data.convert.binance_usdm import ConvertStats
 from bots.data.validate import validate_events
 from bots.errors import ConfigError, DataError
@@ -59,8 +59,9 @@ def _dbn():
     return databento_dbn
 
 
-def _records(path: Path):
-    """Yield the file's records (the Metadata first), decoded a chunk at a time."""
+def _records(path: Path, on_chunk=None):
+    """Yield the file's records (the Metadata first), decoded a chunk at a time; ``on_chunk(bytes
+    read)`` is called after each chunk's records."""
     dbn = _dbn()
     with open(path, "rb") as f:
         head = f.read(4)
@@ -71,6 +72,8 @@ def _records(path: Path):
             while chunk := f.read(_CHUNK):
                 decoder.write(chunk)
                 yield from decoder.decode()
+                if on_chunk is not None:
+                    on_chunk(f.tell())  # after the chunk's records were consumed: the rows count them
             yield from decoder.decode()
             left = len(decoder.buffer())
         except Exception as exc:  # the extension raises ValueError/DBNError for a damaged stream
@@ -93,43 +96,48 @@ def convert(path: str | Path, *, instrument_id: int | None = None, base_latency_
     snapshot_ts = None
     undef = dbn.UNDEF_PRICE
     n = 0
-    for n, rec in enumerate(_records(path)):
-        if isinstance(rec, dbn.Metadata):
-            if rec.schema is not None and str(rec.schema).lower().split(".")[-1] != "mbo":
-                raise DataError(f"{path}: schema {rec.schema}, not MBO")
-            seen_metadata = True
-            continue
-        if not isinstance(rec, dbn.MBOMsg):
-            if type(rec).__name__ in ("SymbolMappingMsg", "SystemMsg", "ErrorMsg"):
-                stats.skip(type(rec).__name__)
+    shown = Progress(f"convert {path.name}", path.stat().st_size, progress)
+    records = _records(path, (lambda done: shown.update(done, len(cols["ev"]))) if progress else None)
+    try:
+        for n, rec in enumerate(records):
+            if isinstance(rec, dbn.Metadata):
+                if rec.schema is not None and str(rec.schema).lower().split(".")[-1] != "mbo":
+                    raise DataError(f"{path}: schema {rec.schema}, not MBO")
+                seen_metadata = True
                 continue
-            raise DataError(f"{path}: record {n}: {type(rec).__name__}, not an MBO record")
-        instruments.add(rec.instrument_id)
-        if instrument_id is not None and rec.instrument_id != instrument_id:
-            stats.skip("other instrument")
-            continue
-        action, side = str(rec.action.value), str(rec.side.value)
-        if action not in ACTIONS or side not in SIDES:
-            reason = f"unknown action {action!r}" if action not in ACTIONS else f"unknown side {side!r}"
-            if not stats.lenient:
-                raise DataError(f"{path}: record {n}: {reason}")
-            stats.reject(reason, n)
-            continue
-        ev = ACTIONS[action] | SIDES[side]
-        exch_ts, local_ts = rec.ts_event, rec.ts_recv
-        if ev == DEPTH_CLEAR_EVENT:
-            snapshot_ts = local_ts
-        if local_ts != snapshot_ts:
-            snapshot_ts = None
-        if snapshot_ts is not None:
-            exch_ts = local_ts = snapshot_ts
-        cols["ev"].append(ev)
-        cols["exch_ts"].append(exch_ts)
-        cols["local_ts"].append(local_ts)
-        cols["px"].append(0 if rec.price == undef else rec.price)
-        cols["qty"].append(rec.size)
-        cols["order_id"].append(rec.order_id)
-        cols["ival"].append(rec.flags)
+            if not isinstance(rec, dbn.MBOMsg):
+                if type(rec).__name__ in ("SymbolMappingMsg", "SystemMsg", "ErrorMsg"):
+                    stats.skip(type(rec).__name__)
+                    continue
+                raise DataError(f"{path}: record {n}: {type(rec).__name__}, not an MBO record")
+            instruments.add(rec.instrument_id)
+            if instrument_id is not None and rec.instrument_id != instrument_id:
+                stats.skip("other instrument")
+                continue
+            action, side = str(rec.action.value), str(rec.side.value)
+            if action not in ACTIONS or side not in SIDES:
+                reason = f"unknown action {action!r}" if action not in ACTIONS else f"unknown side {side!r}"
+                if not stats.lenient:
+                    raise DataError(f"{path}: record {n}: {reason}")
+                stats.reject(reason, n)
+                continue
+            ev = ACTIONS[action] | SIDES[side]
+            exch_ts, local_ts = rec.ts_event, rec.ts_recv
+            if ev == DEPTH_CLEAR_EVENT:
+                snapshot_ts = local_ts
+            if local_ts != snapshot_ts:
+                snapshot_ts = None
+            if snapshot_ts is not None:
+                exch_ts = local_ts = snapshot_ts
+            cols["ev"].append(ev)
+            cols["exch_ts"].append(exch_ts)
+            cols["local_ts"].append(local_ts)
+            cols["px"].append(0 if rec.price == undef else rec.price)
+            cols["qty"].append(rec.size)
+            cols["order_id"].append(rec.order_id)
+            cols["ival"].append(rec.flags)
+    finally:
+        shown.close()
     if not seen_metadata:
         raise DataError(f"{path}: no DBN metadata header")
     if instrument_id is None and len(instruments) > 1:
