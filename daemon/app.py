@@ -18,7 +18,7 @@ import aiohttp
 
 from daemon.compilewatch import CompileWatch
 from daemon.config import DaemonConfig, VenueConfig
-from daemon.orderentry import OrderEntry
+from daemon.orderentry import OrderEntry, book_touch
 from daemon.publish import Publisher, RingPublisher, ring_segment_name
 from daemon.sdnotify import Notifier
 from daemon.warmup import warm_up
@@ -105,7 +105,8 @@ class Daemon:
                      ", ".join(f"{v.name} [{', '.join(v.symbols)}]" for v in self.cfg.venues))
             if OrderEntry.wanted(self.cfg, self.exec_sessions):
                 self.orders = OrderEntry(self.cfg, http, sessions=self.exec_sessions,
-                                         check=self.pretrade_check, notify=self.order_notify)
+                                         check=self.pretrade_check, notify=self.order_notify,
+                                         touch=book_touch(self.sessions))
                 await self.orders.start()
                 self.plugins.set_cancel_all(self.orders.cancel_everything)
             self.plugins.notify_daemon_start(self)
