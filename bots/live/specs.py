@@ -3,7 +3,8 @@
 A bot is named on the command line (``hftd bot run NAME``) as
 
 * an entry point of the group ``hftd.bots`` (``grid = "mypkg.bots:GRID"`` in a package's metadata),
-* one of the built-in example bots below (``grid``, ``noop``) when no entry point has that name,
+* one of the built-in example bots below (``grid``, ``noop``, ``glft``, ``obi``) when no entry point has
+  that name,
 * or ``module:attribute``.
 
 The object found is a ``BotSpec``, or a plain function ``f(hbt, **params)`` (an ``@njit`` strategy
@@ -103,10 +104,42 @@ def _run_noop(hbt, p: NoopParams):
     return noop_bot_cached(hbt, int(p.step_ms * 1_000_000))
 
 
+#: the examples' compiled forms, one per function: built on first run so importing this module compiles nothing
+_COMPILED: dict[Callable, Callable] = {}
+
+
+def _example_spec(name: str) -> BotSpec:
+    """``bots.examples``' strategy ``name`` (``f(hbt, recorder, **params)``) as a live bot, unchanged:
+    its params are the ones its backtest config sets (``[strategy.params]`` of ``<name>.toml``), plus
+    ``record_rows`` for the Recorder it is handed."""
+    from bots.examples import EXAMPLES
+
+    module, _, attr = EXAMPLES[name].partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    strategy_fields = [(p.name, type(p.default), dataclasses.field(default=p.default))
+                       for p in list(inspect.signature(fn).parameters.values())[2:]]
+    params = dataclasses.make_dataclass(
+        f"{name}_params", strategy_fields + [("record_rows", int, dataclasses.field(default=1_000_000))], frozen=True)
+    names = [f[0] for f in strategy_fields]
+
+    def run(hbt, p):
+        from numba import njit
+
+        from bots import Recorder
+
+        compiled = _COMPILED.get(fn)
+        if compiled is None:
+            compiled = _COMPILED[fn] = njit(cache=True)(fn)
+        rec = Recorder(hbt.num_assets, p.record_rows)
+        return compiled(hbt, rec.recorder, *(getattr(p, n) for n in names))
+
+    return BotSpec(name, run, params)
+
+
 GRID = BotSpec("grid", _run_grid, GridParams)
 NOOP = BotSpec("noop", _run_noop, NoopParams)
 #: bots found when no installed entry point has their name
-BUILTIN: dict[str, BotSpec] = {"grid": GRID, "noop": NOOP}
+BUILTIN: dict[str, BotSpec] = {"grid": GRID, "noop": NOOP, "glft": _example_spec("glft"), "obi": _example_spec("obi")}
 
 
 def _entry_points() -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "daemon"))
+from test_examples_live import _cleanup, _config  # noqa: E402
 from test_runner import _runner  # noqa: E402
 
 
@@ -27,15 +28,7 @@ def test_a_bot_registers_trades_through_the_router_and_sigterm_cancels(shm_names
     ring.publish(to_batch(clear_rows(t, t, 1) + [(BID_SNAPSHOT, t, t, 100.0, 1.0, 0, 0, 0.0),
                                                  (ASK_SNAPSHOT, t, t, 100.1, 1.0, 0, 0, 0.0)]))
     d = Daemonish(tmp_path, heartbeat_interval_s=0.2, heartbeat_timeout_s=2.0)
-    cfg = tmp_path / "bot.toml"
-    cfg.write_text(f"""
-[bot]
-instance = "live-int"
-control_socket = "{d.socket_path}"
-[[assets]]
-venue = "{VENUE}"
-symbol = "BTCUSDT"
-""")
+    cfg = _config(tmp_path, "live-int", d.socket_path, "")
     bot = _runner(cfg, "live_strategies:quote_until_stopped")
     try:
         # the first run may compile the strategy for minutes; the router sees its submit after that
@@ -58,8 +51,4 @@ symbol = "BTCUSDT"
         assert "stopping: cancelling orders" in err, err
         d.wait_for(lambda: not d.session.open_orders(), timeout=5, what="the order cancelled")
     finally:
-        if bot.poll() is None:
-            bot.kill()
-            bot.wait()
-        d.stop()
-        ring.close()
+        _cleanup(bot, d, ring)
