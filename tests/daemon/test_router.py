@@ -172,6 +172,38 @@ def test_garbage_records_on_the_channel_are_rejected_and_the_bot_trades_on(manua
         a.close()
 
 
+def test_balance_and_venue_notices_reach_the_bots_on_that_account(manual):
+    """A balance from the user stream reaches each bot once (its asset 0); a position update of the
+    account does not (each bot's position is its own fills); a rate-limit notice (a 429's back-off)
+    reaches every asset of every bot on the venue with the time it lasts, and the all-clear after it."""
+    from daemon.execution.base import AccountEvent, VenueStateEvent
+    from shm.orders import VenueState
+
+    d = manual
+    a = Bot(d.socket_path, "alice")
+    b = Bot(d.socket_path, "bob", assets=((VENUE, "BTCUSDT"), (VENUE, "ETHUSDT")))
+    try:
+        d.call(lambda: d.router.on_account(AccountEvent("", asset="USDT", balance=1234.5, exch_ts_ns=77)))
+        d.call(lambda: d.router.on_account(AccountEvent("BTCUSDT", position=0.3, entry_px=100.0, exch_ts_ns=78)))
+        for bot in (a, b):
+            got = bot.responses(2, timeout=1.0)  # one expected: a second would be the position
+            assert [(r[K], r[ASSET], r[QTY], r[11]) for r in got] == [(ResponseKind.BALANCE, 0, 1234.5, 77)], got
+        until = time.time_ns() + 2_000_000_000
+        d.call(lambda: d.session.sink.on_venue_state(VENUE, VenueStateEvent(VenueState.RATE_LIMITED, until, "429")))
+        d.call(lambda: d.session.sink.on_venue_state(VENUE, VenueStateEvent(VenueState.UP)))
+        ra, rb = a.responses(2), b.responses(4)
+        assert [(r[K], r[ASSET], r[STATUS], r[11]) for r in ra] == [
+            (ResponseKind.VENUE, 0, VenueState.RATE_LIMITED, until), (ResponseKind.VENUE, 0, VenueState.UP, 0)], ra
+        assert [(r[K], r[ASSET], r[STATUS], r[11]) for r in rb] == [
+            (ResponseKind.VENUE, 0, VenueState.RATE_LIMITED, until), (ResponseKind.VENUE, 1, VenueState.RATE_LIMITED, until),
+            (ResponseKind.VENUE, 0, VenueState.UP, 0), (ResponseKind.VENUE, 1, VenueState.UP, 0)], rb
+        d.call(lambda: d.session.sink.on_venue_state("bybit-linear", VenueStateEvent(VenueState.DOWN)))
+        assert a.responses(1, timeout=0.5) == [] and b.responses(1, timeout=0.5) == []  # not their venue
+    finally:
+        a.close()
+        b.close()
+
+
 def test_pre_trade_check_refuses_and_fails_closed(tmp_path, shm_namespace):
     seen = []
 
