@@ -8,7 +8,7 @@ import logging
 import time
 
 import pytest
-from exec_helpers import SECRET, ExecHarness, check_clean, run
+from exec_helpers import KEY, SECRET, ExecHarness, check_clean, run
 
 from bots.constants import Side, Status, TimeInForce
 from daemon.execution.base import ExecKind
@@ -525,5 +525,46 @@ def test_stop_skips_orders_the_stream_ends_while_it_queries():
             for cid in ids:
                 assert h.sink.terminal(cid).kind == ExecKind.CANCELED
             assert h.emu.trading.state()["open_orders"] == 0
+
+    run(body())
+
+
+@pytest.mark.timeout(150)  # a 429 without Retry-After backs off up to the 60 s order window's end
+@pytest.mark.parametrize("ws_api", [True, False], ids=["ws-api", "rest"])
+@pytest.mark.parametrize("code", [-1015, -4120, -1022])
+def test_order_entry_rejects_carry_the_venue_code_and_the_session_trades_on(code, ws_api):
+    """-1015 (too many new orders, HTTP 429): a RATE_LIMITED reject with the code, the bots told the
+    venue is rate limited until the back-off ends, then UP; -4120 (order type for the algo API) and
+    -1022 (a bad signature: the venue's secret changed under the session for one request): a VENUE
+    reject with the code and text.  After each, the next order rests."""
+    async def body():
+        async with ExecHarness(V, use_ws_api=ws_api, rate_limited_default_s=1.0) as h:
+            creds = h.emu.trading.credentials
+            if code == -1022:
+                creds[KEY] = SECRET + "-rotated"
+            else:
+                h.emu.inject("order_reject", code=code)
+            a = h.rest()
+            r = await h.done(a)
+            creds[KEY] = SECRET
+            assert r.kind == ExecKind.REJECTED and r.code == code and r.text, r
+            assert h.s.is_up()
+            if code == -1015:
+                assert r.reason == RejectReason.RATE_LIMITED
+                await h.until(lambda: VenueState.RATE_LIMITED in [s.state for s in h.sink.states], 5.0, "the notice")
+                limited = [s for s in h.sink.states if s.state == VenueState.RATE_LIMITED][-1]
+                # no Retry-After: until the default back-off or the longest order window's end (ORDERS:60)
+                wait_s = limited.until_ns / 1e9 - time.time()
+                assert 0 < wait_s <= 61, wait_s
+                if wait_s > 1.0:  # meanwhile orders are refused here, not sent to be refused (or banned) there
+                    e = await h.done(h.rest())
+                    assert e.kind == ExecKind.REJECTED and e.reason == RejectReason.RATE_LIMITED, e
+                await h.until(lambda: h.sink.states[-1].state == VenueState.UP, wait_s + 10.0, "UP after the back-off")
+            else:
+                assert r.reason == RejectReason.VENUE
+                assert VenueState.RATE_LIMITED not in [s.state for s in h.sink.states]
+            b = h.rest()
+            await h.accepted(b)
+            check_clean(h.sink.of(a))
 
     run(body())

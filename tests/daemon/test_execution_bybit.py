@@ -262,3 +262,31 @@ def test_wrong_secret_is_refused_at_start_without_showing_it(caplog):
 
     run(body())
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("ws_api", [True, False], ids=["trade-ws", "rest"])
+@pytest.mark.parametrize("code", [20006, 10019])
+def test_order_entry_rejects_end_the_order_once_and_the_session_trades_on(code, ws_api):
+    """20006 (reqId duplicated): a VENUE reject with the code and text.  10019 (trade service
+    restarting): the daemon cannot tell whether the venue took the order, so it reconciles by query
+    and, the venue having no such order after the recv window, ends it REJECTED as AMBIGUOUS (the
+    code is not carried on that path: the reject comes from the reconciliation, not the reply).
+    Either way one terminal event, no order left at the venue, and the next order rests."""
+    async def body():
+        async with ExecHarness(V, use_ws_api=ws_api) as h:
+            h.emu.inject("order_reject", code=code)
+            a = h.rest()
+            r = await h.done(a, timeout_s=10.0)
+            assert r.kind == ExecKind.REJECTED, r
+            if code == 20006:
+                assert (r.reason, r.code) == (RejectReason.VENUE, code) and r.text, r
+            else:
+                assert r.reason == RejectReason.AMBIGUOUS and h.s.counters["ambiguous_rejects"] == 1, r
+            check_clean(h.sink.of(a))
+            assert h.s.is_up() and a not in h.s.open_orders()
+            assert VenueState.RATE_LIMITED not in [s.state for s in h.sink.states]
+            b = h.rest()
+            await h.accepted(b)
+            assert h.emu.trading.state()["open_orders"] == 1  # b alone: a never rested there
+
+    run(body())
