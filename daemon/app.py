@@ -106,7 +106,7 @@ class Daemon:
             if OrderEntry.wanted(self.cfg, self.exec_sessions):
                 self.orders = OrderEntry(self.cfg, http, sessions=self.exec_sessions,
                                          check=self.pretrade_check, notify=self.order_notify,
-                                         touch=book_touch(self.sessions))
+                                         touch=book_touch(self.sessions), reset=self.plugins.reset)
                 await self.orders.start()
                 self.plugins.set_cancel_all(self.orders.cancel_everything)
             self.plugins.notify_daemon_start(self)

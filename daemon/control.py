@@ -11,6 +11,10 @@ Protocol: ``shm.control`` (length-prefixed msgpack frames).  Security:
 * a frame that does not parse is answered with ``error bad_frame`` and that connection is closed;
   other connections and bots are not affected.
 
+Operator requests (``reset_risk``: the way out of a kill switch halt) are admin requests: only the
+daemon's own uid and root may make them, not a member of the bots' group (a bot must not lift the
+halt that stopped it).  ``request_reset`` is the client side.
+
 A bot is dead when its connection closes (``kill -9`` closes it at once) or when no heartbeat
 arrived for ``heartbeat_timeout_s``; the router then applies the dead-bot policy.
 """
@@ -26,6 +30,8 @@ import time
 
 from daemon import DaemonError
 from daemon.control_config import ControlConfig
+from typing import Any, Callable
+
 from daemon.router import Router, RouterError
 from shm.control import (
     PROTOCOL_VERSION,
@@ -37,7 +43,12 @@ from shm.control import (
     validate_bot_name,
 )
 
-__all__ = ["ControlServer", "peer_credentials", "peer_groups"]
+__all__ = ["ControlServer", "peer_credentials", "peer_groups", "request_reset", "RESET_RISK", "RISK_STATE"]
+
+#: the operator's request to leave a kill switch halt: ``{"type": RESET_RISK, "reason": str}``,
+#: answered with ``{"type": RISK_STATE, "was": state before, "state": ..., ...}`` or an ``error``
+RESET_RISK = "reset_risk"
+RISK_STATE = "risk_state"
 
 log = logging.getLogger("hftd.control")
 
@@ -86,9 +97,13 @@ class _Conn:
 
 
 class ControlServer:
-    def __init__(self, cfg: ControlConfig, router: Router):
+    """``reset``: what a ``reset_risk`` request calls (``PluginHost.reset``): ``reset(reason) -> dict``
+    of the risk state; None answers that request with an error."""
+
+    def __init__(self, cfg: ControlConfig, router: Router, *, reset: Callable[[str], dict[str, Any]] | None = None):
         self.cfg = cfg
         self.router = router
+        self.reset = reset
         self.gid = cfg.group_id()
         self.conns: set[_Conn] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -155,6 +170,11 @@ class ControlServer:
             pass
 
     # -- per connection --------------------------------------------------------------------
+    @staticmethod
+    def _admin(conn: _Conn) -> bool:
+        """May this peer make operator requests?  The owner and root only (not the group)."""
+        return conn.uid == os.getuid() or conn.uid == 0
+
     def _allowed(self, pid: int, uid: int, gid: int) -> bool:
         if uid == os.getuid() or uid == 0:
             return True
@@ -232,8 +252,34 @@ class ControlServer:
             return False
         if t == Msg.REGISTER:
             return self._register(conn, msg)
+        if t == RESET_RISK:
+            self._reset_risk(conn, msg)
+            return True
         conn.send({"type": Msg.ERROR, "code": ErrorCode.BAD_MESSAGE, "text": f"unknown message type {t!r}"})
         return False
+
+    def _reset_risk(self, conn: _Conn, msg: dict) -> None:
+        if not self._admin(conn):
+            self.refused += 1
+            log.warning("control: reset_risk from pid %d uid %d refused (operator requests: uid %d or root)",
+                        conn.pid, conn.uid, os.getuid())
+            conn.send({"type": Msg.ERROR, "code": ErrorCode.NOT_ALLOWED,
+                       "text": f"uid {conn.uid} may not reset the risk state (owner uid {os.getuid()} or root only)"})
+            return
+        if self.reset is None:
+            conn.send({"type": Msg.ERROR, "code": ErrorCode.BAD_MESSAGE, "text": "this daemon has no risk state"})
+            return
+        reason = msg.get("reason")
+        reason = reason if isinstance(reason, str) and reason else "reset_risk on the control socket"
+        text = f"{reason} (pid {conn.pid}, uid {conn.uid})"
+        log.warning("control: reset_risk: %s", text)
+        try:
+            state = self.reset(text)
+        except Exception as exc:
+            log.exception("control: reset_risk failed")
+            conn.send({"type": Msg.ERROR, "code": ErrorCode.INTERNAL, "text": repr(exc)})
+            return
+        conn.send({"type": RISK_STATE, **state})
 
     def _register(self, conn: _Conn, msg: dict) -> bool:
         def refuse(code: str, text: str) -> bool:
@@ -290,6 +336,28 @@ class ControlServer:
                     self.router.bot_gone(name, "missed heartbeats")
                     c.close()
             self.router.flush_backlogs()
+
+
+def request_reset(socket_path: str, reason: str, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Ask the daemon at ``socket_path`` to leave a kill switch halt; its ``risk_state`` reply
+    (``was``, ``state``, ...).  Raises ``DaemonError`` with the daemon's text when refused."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        try:
+            s.connect(socket_path)
+            s.sendall(encode_frame({"type": RESET_RISK, "reason": reason}))
+            decoder = FrameDecoder()
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise DaemonError(f"control socket {socket_path}: closed before answering reset_risk")
+                for msg in decoder.feed(data):
+                    if msg["type"] == RISK_STATE:
+                        return {k: v for k, v in msg.items() if k != "type"}
+                    if msg["type"] == Msg.ERROR:
+                        raise DaemonError(f"reset_risk refused: {msg.get('code')}: {msg.get('text')}")
+        except (OSError, ControlProtocolError) as exc:
+            raise DaemonError(f"control socket {socket_path}: {exc}") from exc
 
 
 async def _drain_close(writer: asyncio.StreamWriter) -> None:

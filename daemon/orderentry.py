@@ -70,7 +70,8 @@ def book_touch(md_sessions: Iterable[Any]) -> Callable[[str, str], tuple[float, 
 class OrderEntry:
     def __init__(self, cfg: DaemonConfig, http: Any, *, sessions: dict[str, ExecutionSession] | None = None,
                  check: Callable[[OrderCheck], RiskReject | None] | None = None, notify: Any = None,
-                 touch: Callable[[str, str], tuple[float, float]] | None = None):
+                 touch: Callable[[str, str], tuple[float, float]] | None = None,
+                 reset: Callable[[str], dict] | None = None):
         self.cfg = cfg
         self.http = http
         self.injected = sessions
@@ -78,6 +79,8 @@ class OrderEntry:
         self.notify = notify
         #: the pre-trade check's best bid/ask per (venue, symbol), e.g. a ``book_touch``
         self.touch = touch
+        #: the control socket's ``reset_risk`` (``PluginHost.reset``)
+        self.reset = reset
         self.sessions: dict[str, ExecutionSession] = {}
         self.router: Router | None = None
         self.server: ControlServer | None = None
@@ -118,7 +121,7 @@ class OrderEntry:
                 else:
                     self.sessions[name] = session
         self.router.sessions.update(self.sessions)
-        self.server = ControlServer(ctl, self.router)
+        self.server = ControlServer(ctl, self.router, reset=self.reset)
         await self.server.start()
         log.info("order entry: %s; control socket %s; generation %d",
                  ", ".join(sorted(self.sessions)) or "no venue", ctl.socket_path, self.orderids.generation)

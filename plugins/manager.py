@@ -20,8 +20,8 @@ Calling:
 
 The router's API: ``pretrade_check``, ``notify_order_submitted``, ``notify_exec`` (every
 ``ExecEvent`` of a session; dispatched to acknowledged/filled/cancelled/rejected) and
-``set_cancel_all``.  Risk refusals are notified by the host itself (``hftd_order_rejected`` with the
-rule's name), so the router does not report them again.
+``set_cancel_all``; the operator's: ``kill`` and ``reset``.  Risk refusals are notified by the host
+itself (``hftd_order_rejected`` with the rule's name), so the router does not report them again.
 """
 
 from __future__ import annotations
@@ -288,6 +288,14 @@ class PluginHost:
     def kill(self, reason: str, source: str = "command") -> None:
         """Trip the kill switch: cancel everything, halt until ``risk.reset()``."""
         self.risk.trip(reason, source)
+
+    def reset(self, reason: str) -> dict[str, Any]:
+        """The operator's way out of a kill switch halt (or REDUCING): back to ACTIVE; returns
+        ``{"was": old state, **risk.snapshot()}``.  Called by the control socket's ``reset_risk``
+        request and the telegram plugin's ``/reset``."""
+        was = self.risk.state.name
+        self.risk.reset(reason)
+        return {"was": was, **self.risk.snapshot()}
 
     def wrap_publisher(self, publisher: Any, venue: str, symbol: str) -> Any:
         """The metrics plugin times each publication when enabled; otherwise ``publisher`` itself."""

@@ -1,4 +1,4 @@
-"""The ``telegram`` plugin: alerts through the Bot API, and ``/status`` / ``/kill`` commands.
+"""The ``telegram`` plugin: alerts through the Bot API, and ``/status`` / ``/kill`` / ``/reset`` commands.
 
 Nothing here can delay the daemon: a hook formats a line and puts it on the plugin's own bounded
 queue (``put_nowait``; a full queue drops the message and counts it in ``dropped``); one sender
@@ -9,7 +9,8 @@ and gives up at once on 400/401/403 (logging the API's ``description``).
 
 Commands come by long polling ``getUpdates``; only chats in ``chat_ids`` are obeyed, anything else
 is logged and counted in ``ignored``.  ``/status`` answers with the risk state, the day's PnL and
-the books; ``/kill`` trips the kill switch.
+the books; ``/kill`` trips the kill switch; ``/reset`` lifts its halt (back to ACTIVE), as the
+control socket's ``reset_risk`` does.
 
 The token comes from the environment variable ``token_env`` (never from a config file) and is in
 every request's URL path, so every logged URL or exception text goes through ``_redact``.
@@ -306,8 +307,15 @@ class TelegramPlugin:
             if self.host is not None:
                 self.host.kill(f"/kill from telegram chat {chat}", "command")
             self._reply(chat, "kill switch tripped: cancelling every order, trading halted")
+        elif command == "/reset":
+            log.warning("telegram: /reset from chat %s", chat)
+            if self.host is None:
+                self._reply(chat, "no risk state to reset")
+                return
+            state = self.host.reset(f"/reset from telegram chat {chat}")
+            self._reply(chat, f"risk {state['was']} -> {state['state']}: trading resumes")
         else:
-            self._reply(chat, "commands: /status, /kill")
+            self._reply(chat, "commands: /status, /kill, /reset")
 
     def _reply(self, chat: int, text: str) -> None:
         try:

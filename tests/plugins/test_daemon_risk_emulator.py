@@ -1,7 +1,7 @@
 """The risk plugin inside the real daemon (``daemon.app.Daemon``) over the Binance emulator, with real
 bot processes: the check sees the touch of the daemon's own books (an order far from it is refused
 as ``price_far_from_touch``), and the kill switch, through the daemon's ``set_cancel_all`` wiring,
-leaves no open order at the emulator and halts until reset."""
+leaves no open order at the emulator and halts until the operator's reset on the control socket."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from router_helpers import Bot  # noqa: E402
 
 from daemon.app import Daemon  # noqa: E402
 from daemon.config import DaemonConfig  # noqa: E402
+from daemon.control import request_reset  # noqa: E402
 from daemon.emulator.binance import BinanceEmulator  # noqa: E402
 from plugins.manager import PluginHost  # noqa: E402
 from plugins.risk import TradingState  # noqa: E402
@@ -172,6 +173,12 @@ def test_the_kill_switch_leaves_no_open_order_at_the_emulator(tmp_path, shm_name
         [r] = a.responses(1, timeout=10)
         assert (r[K], r[REASON]) == (ResponseKind.REJECT, RejectReason.RISK)
         assert d.venue_open() == []
+        # the operator's reset on the daemon's control socket: trading resumes
+        assert request_reset(d.socket_path, "checked")["was"] == "HALTED"
+        assert d.host.risk.state is TradingState.ACTIVE
+        a.req((SUBMIT, 0, 11, tick(bid * 0.99), 0.001, BUY))
+        [r] = a.responses(1, timeout=10)
+        assert (r[K], r[OID]) == (ResponseKind.ORDER, 11), r
     finally:
         for b in bots:
             b.close()

@@ -233,6 +233,33 @@ def test_commands_from_the_allowlisted_chat_only(token_env, caplog):
     assert cancelled == ["/kill from telegram chat 4242"]
 
 
+def test_reset_from_the_allowlisted_chat_lifts_the_kill_switch_halt(token_env, caplog):
+    async def main():
+        api = await FakeBotAPI(TOKEN).start()
+        host = make_host(api.url, commands=True)
+        tg = host.plugins["telegram"]
+        host.set_cancel_all(lambda reason: None)
+        tg.start()
+        host.kill("loss", "loss")
+        api.push_update(OTHER_CHAT, "/reset")
+        await until(lambda: tg.ignored == 1, what="the stranger's /reset ignored")
+        still_halted = host.risk.state
+        api.push_update(CHAT, "/reset")
+        await until(lambda: host.risk.state is TradingState.ACTIVE, what="the reset")
+        await until(lambda: any(b["text"].startswith("risk HALTED") for b in api.sent()), what="the /reset reply")
+        reason = host.risk.state_reason
+        await host.aclose()
+        await api.stop()
+        return still_halted, reason, [b["text"] for b in api.sent()]
+
+    with caplog.at_level(logging.WARNING, logger="hftd.plugins.telegram"):
+        still_halted, reason, texts = run(main())
+    assert still_halted is TradingState.HALTED
+    assert "ignoring '/reset' from chat 666 (not in chat_ids)" in caplog.text
+    assert reason == f"/reset from telegram chat {CHAT}"
+    assert "risk HALTED -> ACTIVE: trading resumes" in texts
+
+
 def test_a_group_chat_gets_its_own_slower_pace(token_env):
     async def main():
         api = await FakeBotAPI(TOKEN).start()
