@@ -84,29 +84,17 @@ def test_infer_fills_linear_and_inverse():
     assert len(ts) == len(px) == len(dq) == 0
 
 
-def test_funding_is_paid_on_the_held_position(funded_day, tmp_path):
+def test_funding_is_paid_on_the_held_position(funded_day):
     from bots.data.io import load_events
 
-    toml = tmp_path / "hold.toml"
-    toml.write_text(example_config("grid").read_text().split("[strategy]")[0] + f"""
-[strategy]
-function = "tests.bots.harness.hold_strategy:buy_and_hold"
-[strategy.params]
-qty = 0.5
-
-[[asset]]
-data = ["{funded_day}"]
-tick_size = 0.01
-lot_size = 0.001
-latency = {{ kind = "constant", entry_ns = 1_000_000, response_ns = 1_000_000 }}
-queue = {{ model = "power_prob", n = 2.0 }}
-exchange = "no_partial_fill"
-fee = {{ model = "trading_value", maker = -0.00005, taker = 0.0007 }}
-""")
-    result = run_backtest(load_config(toml), progress=False)
+    # the grid example's assets, latency, queue and fees; the holding strategy instead of the grid
+    cfg = load_config(example_config("grid"), [
+        'strategy.function="tests.bots.harness.hold_strategy:buy_and_hold"', "strategy.params={qty=0.5}",
+        f'asset.data=["{funded_day}"]'])
+    result = run_backtest(cfg, progress=False)
     rec = result.records[0]
     held = np.flatnonzero(rec["position"] != 0)
-    assert len(held) and (rec["position"][held[0]:] == 0.5).all(), "the strategy should fill once and hold"
+    assert len(held) and held[0] > 0 and (rec["position"][held[0]:] == 0.5).all(), "it should fill once, then hold"
     flat_until, held_from = rec["timestamp"][held[0] - 1], rec["timestamp"][held[0]]
     rows = load_events(funded_day)
     funding = rows[((rows["ev"] & 0xFF) == FUNDING_EVENT) & ((rows["ev"] & LOCAL_EVENT) != 0)]
