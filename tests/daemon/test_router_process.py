@@ -4,6 +4,7 @@ cancels every one of them before it exits."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,7 +32,10 @@ def open_orders(rest: str) -> list:
         return orjson.loads(r.read())
 
 
-def test_sigterm_of_the_daemon_cancels_every_bot_order_at_the_venue(tmp_path, shm_namespace):
+@contextlib.contextmanager
+def daemon_with_resting_orders(tmp_path, execution: str = ""):
+    """`hftd emulate` and `hftd daemon` (order entry on, ``execution`` added to its [venue.execution]),
+    a bot registered with 4 bids resting at the emulator: yields (daemon process, bot, emulator REST url)."""
     emu, rest, ws = start_emulator(tmp_path, "binance-usdm")
     sock = tmp_path / "run" / "control.sock"
     cfg = tmp_path / "hftd.toml"
@@ -52,6 +56,7 @@ symbols = ["BTCUSDT"]
 [venue.execution]
 api_key_env = "HFTD_T_KEY"
 api_secret_env = "HFTD_T_SECRET"
+{execution}
 """)
     env = {**os.environ, "HFTD_T_KEY": "hftd-emu-key", "HFTD_T_SECRET": "hftd-emu-secret"}
     log = open(tmp_path / "daemon.log", "w")
@@ -69,12 +74,7 @@ api_secret_env = "HFTD_T_SECRET"
         got = bot.responses(4, timeout=15)
         assert [r[0] for r in got] == [ResponseKind.ORDER] * 4, got
         assert len(open_orders(rest)) == 4
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-        assert open_orders(rest) == []
-        got = bot.responses(4, timeout=5)
-        assert [(r[0], r[6]) for r in got] == [(ResponseKind.ORDER, 4)] * 4  # each cancel reached the bot
-        assert not sock.exists()
+        yield proc, bot, rest
     finally:
         if bot is not None:
             bot.close()
@@ -84,3 +84,34 @@ api_secret_env = "HFTD_T_SECRET"
         emu.terminate()
         emu.wait(10)
         log.close()
+
+
+def test_sigterm_of_the_daemon_cancels_every_bot_order_at_the_venue(tmp_path, shm_namespace):
+    with daemon_with_resting_orders(tmp_path) as (proc, bot, rest):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert open_orders(rest) == []
+        got = bot.responses(4, timeout=5)
+        assert [(r[0], r[6]) for r in got] == [(ResponseKind.ORDER, 4)] * 4  # each cancel reached the bot
+        assert not (tmp_path / "run" / "control.sock").exists()
+
+
+def test_kill_9_of_the_daemon_leaves_the_venues_dead_mans_switch_to_cancel(tmp_path, shm_namespace):
+    """Nothing of the daemon runs after SIGKILL: the orders stay until the countdownCancelAll it kept
+    refreshing runs out at the venue, then every one is cancelled there."""
+    countdown_s = 3.0
+    with daemon_with_resting_orders(tmp_path, f"dead_man_countdown_ms = {int(countdown_s * 1000)}\n"
+                                              "dead_man_refresh_s = 0.5") as (proc, bot, rest):
+        time.sleep(1.0)  # at least one refresh after arming: the switch is kept alive, not just set once
+        assert len(open_orders(rest)) == 4
+        proc.kill()
+        killed = time.monotonic()
+        assert proc.wait(10) == -signal.SIGKILL
+        # refreshed at most 0.5 s before the kill, so at least ~2.5 s remain: still resting now
+        assert len(open_orders(rest)) == 4
+        while open_orders(rest):
+            assert time.monotonic() - killed < countdown_s + 10.0, "the dead-man's switch did not fire"
+            time.sleep(0.1)
+        took = time.monotonic() - killed
+        assert countdown_s - 1.0 < took < countdown_s + 10.0, took  # fired by the countdown, not before
+        print(f"kill -9 -> orders cancelled at the venue: {took:.2f} s (countdown {countdown_s} s)")
