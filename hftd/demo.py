@@ -8,9 +8,10 @@
    ``--duration-s`` seconds while a status line shows the book, bots, orders, fills and PnL;
 4. the bots stop, then the daemon and the emulator; each bot's fills and PnL are printed;
 5. the recorded session is backtested with the same strategy and parameters (the recorder's file, with
-   the feed latency it recorded and an order latency from the live round trips the bots measured),
-   started at the same instant as each live bot and compared step by step: a table and a PNG in the
-   output folder.
+   the feed latency it recorded and an order latency derived from that feed latency by
+   ``bots.data.order_latency.order_latency_from_feed``, not from the bots' own round trips, which
+   the demo does not collect), started at the same instant as each live bot and compared step by
+   step: a table and a PNG in the output folder.
 
 Every child is stopped on exit (Ctrl-C too).  The exit status is non-zero when a part failed: a child
 died, no bot filled, the backtest failed.  The old ring demo is ``hftd ring-demo``.
@@ -65,8 +66,6 @@ class RecordedGridParams:
     record_rows: int = 200_000
     #: where the records go when the strategy returns (.npy of bots' record_dtype); "" keeps none
     record_path: str = ""
-    #: where the order round trips the bot saw go (.npy of (req_ts, exch_ts, resp_ts) rows)
-    latency_path: str = ""
 
 
 def _run_recorded_grid(hbt, p: RecordedGridParams):

@@ -79,7 +79,8 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_demo_interrupted_stops_every_child(tmp_path):
+def _demo_until(tmp_path, marker: str):
+    """A 120 s demo run until it prints ``marker``: (process, its lines so far, every child seen)."""
     proc = subprocess.Popen(HFTD + ["demo", "--duration-s", "120", "-o", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: set[int] = set()
@@ -87,10 +88,15 @@ def test_demo_interrupted_stops_every_child(tmp_path):
     for line in proc.stdout:
         lines.append(line)
         seen.update(children_of(proc.pid))
-        if "daemon: control socket" in line:
+        if marker in line:
             break
     assert proc.poll() is None, "".join(lines)
     seen.update(children_of(proc.pid))
+    return proc, lines, seen
+
+
+def test_demo_interrupted_stops_every_child(tmp_path):
+    proc, lines, seen = _demo_until(tmp_path, "daemon: control socket")
     # one Ctrl-C is enough, even one landing while Python runs a fork hook (the demo starts children
     # with preexec_fn), where the KeyboardInterrupt it raises is swallowed: the handler sets a flag
     # that the demo's next wait sees
@@ -110,3 +116,30 @@ def test_demo_interrupted_stops_every_child(tmp_path):
 def test_demo_refuses_a_bad_duration():
     out = subprocess.run(HFTD + ["demo", "--duration-s", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--duration-s" in out.stderr, out
+
+
+def test_demo_fails_with_a_clear_message_when_a_bot_dies(tmp_path):
+    """kill -9 of a live bot mid-session: the demo says which part died and how, exits 1, and stops
+    every other child."""
+    proc, lines, seen = _demo_until(tmp_path, "bots trading:")
+    victims = [p for p in seen if _cmdline(p).endswith("grid-tight.toml") and " bot run " in _cmdline(p)]
+    assert len(victims) == 1, [(p, _cmdline(p)) for p in seen]
+    os.kill(victims[0], signal.SIGKILL)
+    try:
+        rest = proc.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the demo did not end within 120 s of its bot's death\n" + "".join(lines))
+    text = "".join(lines) + rest
+    assert proc.returncode == 1, text[-4000:]
+    assert "hftd demo: FAILED: grid-tight exited with status -9" in text, text[-4000:]
+    time.sleep(0.5)
+    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
