@@ -211,18 +211,20 @@ class RecorderConfig:
     #: market-data burst must not outrun the recorder; on the Binance sample ISA-L's level 1
     #: compresses ~400 MB/s to a 6.2x smaller file, zlib's level 6 ~40 MB/s to 7.3x
     raw_compress_level: int = 1
-    #: the recorder process's niceness: recording is batch work that catches up after a burst
-    #: (the rings and the raw socket hold it meanwhile); the daemon's market data and orders
-    #: must not wait for it on a machine with few cpus
-    nice: int = 10
+    #: added to the niceness of the recorder's thread that compresses and writes raw frames: batch work that
+    #: catches up after a burst (the frames wait in memory), where the daemon's market data and
+    #: orders must not wait for it on a machine with few cpus.  The rings are drained at normal
+    #: priority: they hold ~20 ms of a burst, and a lapped recorder loses rows
+    raw_compress_nice: int = 10
 
     def __post_init__(self) -> None:
         _positive(self, "[plugins.recorder]", "batch_records", "poll_interval_s", "stop_timeout_s",
                   "raw_flush_interval_s", "raw_socket_bytes")
         if not self.directory:
             raise PluginConfigError("[plugins.recorder]: key 'directory' must not be empty")
-        if not 0 <= self.nice <= 19:
-            raise PluginConfigError(f"[plugins.recorder]: key 'nice' must be 0..19, received {self.nice}")
+        if not 0 <= self.raw_compress_nice <= 19:
+            raise PluginConfigError("[plugins.recorder]: key 'raw_compress_nice' must be 0..19, received "
+                                    f"{self.raw_compress_nice}")
         if not 1 <= self.raw_compress_level <= 9:
             raise PluginConfigError("[plugins.recorder]: key 'raw_compress_level' must be 1..9, received "
                                     f"{self.raw_compress_level}")

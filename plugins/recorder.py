@@ -475,7 +475,8 @@ def warm_up() -> None:
 
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
-        raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1) -> int:
+        raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
+        raw_compress_nice: int = 10) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -491,7 +492,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
-                                 compress_level=raw_compress_level) for venue, fd in (raw or {}).items()]
+                                 compress_level=raw_compress_level, compress_nice=raw_compress_nice)
+                     for venue, fd in (raw or {}).items()]
     for raw_rec in raw_recorders:
         raw_rec.start()
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
@@ -581,7 +583,8 @@ class RecorderPlugin:
         cmd = [sys.executable, "-m", "plugins.recorder", "--dir", str(c.directory),
                "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s),
                "--raw-flush-interval-s", str(c.raw_flush_interval_s),
-               "--raw-compress-level", str(c.raw_compress_level), "--nice", str(c.nice)]
+               "--raw-compress-level", str(c.raw_compress_level),
+               "--raw-compress-nice", str(c.raw_compress_nice)]
         for ring in rings:
             cmd += ["--ring", ring]
         for venue, end in self._raw_ends.items():
@@ -648,10 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-flush-interval-s", type=float, default=1.0,
                     help="raw frames are written (one gzip member per file) this often")
     ap.add_argument("--raw-compress-level", type=int, default=1)
-    ap.add_argument("--nice", type=int, default=0, help="add this to the process's niceness first")
+    ap.add_argument("--raw-compress-nice", type=int, default=10,
+                    help="added to the niceness of the threads that compress and write raw frames")
     args = ap.parse_args(argv)
-    if args.nice:
-        os.nice(args.nice)
     raw = {}
     for item in args.raw:
         venue, sep, fd = item.partition("=")
@@ -661,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
                peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
-               raw_compress_level=args.raw_compress_level)
+               raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice)
 
 
 if __name__ == "__main__":

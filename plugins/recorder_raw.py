@@ -48,6 +48,7 @@ import errno
 import gzip
 import logging
 import os
+import queue
 import socket
 import struct
 import threading
@@ -199,10 +200,18 @@ class RawDayFile:
         os.pwrite(self.len_fd, _LEN.pack(committed), 0)
 
     def flush(self) -> None:
-        if not self.lines:
+        """Write what is pending as one gzip member, here and now."""
+        self.write_member(self.take_lines())
+
+    def take_lines(self) -> list[bytes]:
+        lines, self.lines = self.lines, []
+        return lines
+
+    def write_member(self, lines: list[bytes]) -> None:
+        """``lines`` (taken earlier, in order) as one gzip member, then its commit."""
+        if not lines:
             return
-        member = gzip_member(b"".join(self.lines), self.compress_level)
-        self.lines = []
+        member = gzip_member(b"".join(lines), self.compress_level)
         mv = memoryview(member)
         while len(mv):
             mv = mv[os.pwrite(self.fd, mv, self.size + len(member) - len(mv)):]
@@ -211,15 +220,21 @@ class RawDayFile:
 
     def close(self) -> None:
         self.flush()
+        self.close_files()
+
+    def close_files(self) -> None:
         os.close(self.fd)
         os.close(self.len_fd)
 
 
 class RawRecorder:
-    """The child's side for one venue: a thread receiving datagrams into per-symbol day files."""
+    """The child's side for one venue: a thread receiving datagrams into per-symbol day files, and
+    a thread at a lower priority (``compress_nice``) compressing and writing them.  Receiving keeps
+    up with any burst (the daemon's socket must not fill, or it drops reads); the compression, most
+    of the cost, waits in memory until the cpus are free of the daemon's work."""
 
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
-                 compress_level: int = 6, lock_timeout_s: float = 60.0) -> None:
+                 compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0) -> None:
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
@@ -237,10 +252,30 @@ class RawRecorder:
         self._buf = bytearray(_RECV_BYTES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"raw-{venue}", daemon=True)
+        #: (file, lines) to compress and write in order; (file, None) closes it; None ends the writer
+        self._writes: queue.SimpleQueue = queue.SimpleQueue()
+        self.compress_nice = compress_nice
+        self._writer = threading.Thread(target=self._write_loop, name=f"raw-{venue}-gzip", daemon=True)
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        self._writer.start()
         self._thread.start()
+
+    def _write_loop(self) -> None:
+        try:
+            if self.compress_nice:  # Linux: a thread id names just this thread
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.compress_nice))
+            while (item := self._writes.get()) is not None:
+                day_file, lines = item
+                if lines is None:
+                    day_file.close_files()
+                else:
+                    day_file.write_member(lines)
+        except BaseException as exc:
+            self.error = exc
+            log.exception("recorder: %s raw frames: the gzip writer thread failed", self.venue)
 
     def _run(self) -> None:
         try:
@@ -295,7 +330,7 @@ class RawRecorder:
         entry = self.files.get(sym)
         if entry is None or entry[0] != day:
             if entry is not None:
-                entry[1].close()
+                self._close(entry[1])
             entry = (day, RawDayFile(self.dir / raw_file_name(sym, day), self.compress_level))
             self.files[sym] = entry
         block = stamp + (b"\n" + stamp).join(frames) + b"\n"
@@ -305,8 +340,14 @@ class RawRecorder:
         self.frames += len(frames)
 
     def flush(self) -> None:
+        """Hand every file's pending lines to the writer thread (one gzip member each)."""
         for _, f in self.files.values():
-            f.flush()
+            if f.lines:
+                self._writes.put((f, f.take_lines()))
+
+    def _close(self, day_file: RawDayFile) -> None:
+        self._writes.put((day_file, day_file.take_lines()))
+        self._writes.put((day_file, None))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Take what the socket still holds (the daemon has stopped sending), write it, close."""
@@ -323,8 +364,10 @@ class RawRecorder:
                     break
                 self.handle(memoryview(self._buf)[:n])
         for _, f in self.files.values():
-            f.close()
+            self._close(f)
         self.files.clear()
+        self._writes.put(None)
+        self._writer.join(timeout_s)
         self.sock.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)

@@ -262,8 +262,9 @@ def test_the_raw_keys_are_typed_and_checked():
 
     cfg = PluginsConfig.from_mapping({"recorder": {"raw": False, "raw_flush_interval_s": 2, "raw_compress_level": 1}})
     assert (cfg.recorder.raw, cfg.recorder.raw_flush_interval_s, cfg.recorder.raw_compress_level) == (False, 2.0, 1)
+    assert PluginsConfig.from_mapping({"recorder": {"raw_compress_nice": 0}}).recorder.raw_compress_nice == 0
     for bad in ({"raw": "yes"}, {"raw_flush_interval_s": 0}, {"raw_compress_level": 10}, {"raw_socket_bytes": -1},
-                {"raw_flush_s": 1.0}):
+                {"raw_flush_s": 1.0}, {"raw_compress_nice": 20}, {"raw_compress_nice": -1}):
         with pytest.raises(PluginConfigError, match="plugins.recorder"):
             PluginsConfig.from_mapping({"recorder": bad})
 
@@ -460,3 +461,28 @@ def test_a_reads_frames_land_in_their_symbols_files_in_order_whether_or_not_they
     assert eth == [(now + 1, frame("ETHUSDT", 1)),
                    (now + 1, b'{"stream":"ethusdt@depth@0ms", "data":{"e":"depthUpdate",  "s":"ETHUSDT"}}')]
     assert rec.unrouted == 1 and rec.frames == 50 + 5 + 2
+
+
+def test_raw_frames_are_compressed_by_a_thread_at_the_configured_niceness_and_the_receiver_is_not(tmp_path):
+    """The receiving thread keeps the process's priority (the daemon's socket must not fill); the
+    thread that compresses and writes runs at ``compress_nice``; members in both gzip engines read
+    back as the same lines."""
+    from plugins.recorder_raw import RawRecorder, gzip_member
+
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05, compress_nice=7)
+    rec.start()
+    now = time.time_ns()
+    try:
+        send_read(tap, [frame("BTCUSDT", 1)], now)
+        wait_lines(tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", now // DAY_NS), 1)
+        def nice_of(thread):
+            return int(Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        assert nice_of(rec._writer) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+        assert nice_of(rec._thread) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        daemon_end.close()
+        rec.stop()
+    payload = b"".join(b"%d %s\n" % (i, frame("BTCUSDT", i)) for i in range(1000))
+    assert gzip.decompress(gzip_member(payload, 1)) == gzip.decompress(gzip_member(payload, 6)) == payload
