@@ -18,6 +18,9 @@
     [params]                       # the bot's own parameters (its params dataclass checks them)
     grid_num = 20
 
+    [plugins]                      # plugins.config.PluginsConfig: entry points (group hftd.plugins)
+    enabled = ["myalerts"]         # whose hftd_bot_runner_start/stop hooks this process calls
+
     # without a daemon control socket (tests, a hand-wired setup): the segments themselves, and
     # every asset then needs tick_size and lot_size
     [link]
@@ -86,6 +89,8 @@ class BotConfig:
     params: dict = field(default_factory=dict)
     link: LinkConfig | None = None
     source: str = ""
+    #: ``[plugins]`` (a ``plugins.config.PluginsConfig``), None without the table
+    plugins: Any = None
 
 
 def _check_type(where: str, name: str, value: Any, typ: Any) -> Any:
@@ -131,7 +136,7 @@ def build_dataclass(cls: type, mapping: Any, where: str, *, skip: tuple[str, ...
 
 
 def parse_config(doc: dict, source: str = "<config>") -> BotConfig:
-    allowed = {"bot", "assets", "params", "link"}
+    allowed = {"bot", "assets", "params", "link", "plugins"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
@@ -165,9 +170,14 @@ def parse_config(doc: dict, source: str = "<config>") -> BotConfig:
                 raise ConfigError(f"{source} assets[{i}]: depth = \"roi\" needs roi_lb < roi_ub")
     if not (head.daemon_wait_s >= 0 and math.isfinite(head.daemon_wait_s)):
         raise ConfigError(f"{source} [bot].daemon_wait_s must be >= 0, received {head.daemon_wait_s}")
+    plugins = None
+    if "plugins" in doc:
+        from plugins.config import PluginsConfig
+
+        plugins = PluginsConfig.from_mapping(doc["plugins"], f"{source} [plugins]")
     return BotConfig(assets=assets, instance=head.instance, wait=head.wait, depth=head.depth,
                      control_socket=head.control_socket, daemon_wait_s=head.daemon_wait_s, params=dict(params),
-                     link=link, source=source)
+                     link=link, source=source, plugins=plugins)
 
 
 def load_config(path: str | Path) -> BotConfig:

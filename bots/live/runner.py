@@ -12,6 +12,11 @@
      policy also cancels them when the process is gone);
    * it returned on its own: cancel its orders, exit 0.
 
+Plugins: with a ``[plugins]`` table (or a ``PluginHost`` given), the process calls the
+``hftd_bot_runner_start`` hook once the bot is registered and built, and ``hftd_bot_runner_stop``
+with the reason when it ends (only if it started).  They run here, between strategy runs, never
+inside the compiled strategy.
+
 Signals reach compiled code through ``signal.set_wakeup_fd``: Python runs no handler while the
 strategy is inside numba, but the C-level handler writes to the wake-up pipe, which the live
 kernels read at each liveness check (every 100 ms).
@@ -48,7 +53,7 @@ class Session:
 
 
 class BotRunner:
-    def __init__(self, name: str, config: BotConfig, *, out: TextIO | None = None):
+    def __init__(self, name: str, config: BotConfig, *, out: TextIO | None = None, plugins: Any = None):
         self.spec: BotSpec = resolve_bot(name)
         self.config = config
         self.params = check_params(self.spec, config.params, config.source)
@@ -59,6 +64,14 @@ class BotRunner:
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         self._stopping = False
         self.hbt = None
+        #: a ``plugins.manager.PluginHost`` (from ``[plugins]``), or None: no hooks to call
+        if plugins is None and config.plugins is not None:
+            from plugins.manager import PluginHost
+
+            plugins = PluginHost(config.plugins)
+        self.plugins = plugins
+        #: why the bot stopped, for the ``hftd_bot_runner_stop`` hook
+        self.stop_reason = ""
 
     def say(self, text: str) -> None:
         print(f"hftd bot {self.instance}: {text}", file=self.out, flush=True)
@@ -157,22 +170,27 @@ class BotRunner:
         if session is None:
             return 0
         self.hbt = hbt = self.build(session)
-        self.say(f"running {self.spec.name} on generation {session.generation} "
-                 f"({', '.join(f'{a.venue}:{a.symbol}' for a in self.config.assets)})")
+        symbols = tuple(f"{a.venue}:{a.symbol}" for a in self.config.assets)
+        self.say(f"running {self.spec.name} on generation {session.generation} ({', '.join(symbols)})")
+        if self.plugins is not None:
+            self.plugins.notify_bot_runner_start(self.instance, symbols)
         try:
             while True:
                 try:
                     result = self.spec.run(hbt, self.params)
-                except Exception:
+                except Exception as exc:
+                    self.stop_reason = f"strategy raised {type(exc).__name__}: {exc}"
                     self.say("strategy raised; cancelling its orders\n" + traceback.format_exc().rstrip())
                     hbt.cancel_all()
                     return 1
                 status = hbt.status
                 if status == LiveStatus.STOPPED or self._stop_requested():
+                    self.stop_reason = "stopped by signal"
                     self.say("stopping: cancelling orders")
                     hbt.cancel_all()
                     return 0
                 if status != LiveStatus.DAEMON_GONE:
+                    self.stop_reason = f"strategy returned {result!r}"
                     self.say(f"strategy returned {result!r}; cancelling orders")
                     hbt.cancel_all()
                     return 0
@@ -182,6 +200,7 @@ class BotRunner:
                 hbt.link.close()
                 session = self.connect()
                 if session is None:
+                    self.stop_reason = "stopped by signal while waiting for the daemon"
                     return 0
                 hbt.rebind(session.link)
                 self.say(f"resumed on generation {session.generation}")
@@ -189,11 +208,15 @@ class BotRunner:
             if session is not None and session.client is not None:
                 session.client.close()
             hbt.close()
+            if self.plugins is not None:
+                exc = sys.exc_info()[1]
+                self.plugins.notify_bot_runner_stop(
+                    self.instance, self.stop_reason or f"runner failed: {type(exc).__name__}: {exc}")
 
 
-def run_bot(name: str, config_path: str, *, out: TextIO | None = None) -> int:
+def run_bot(name: str, config_path: str, *, out: TextIO | None = None, plugins: Any = None) -> int:
     """Load, register, run; the exit status.  ConfigError/BotNotFoundError reach the caller."""
     config = load_config(config_path)
     if not config.assets:
         raise ConfigError(f"{config_path}: no assets")
-    return BotRunner(name, config, out=out).run()
+    return BotRunner(name, config, out=out, plugins=plugins).run()

@@ -75,16 +75,7 @@ def test_hook_hftd_daemon_stop():
     assert rec.of("hftd_daemon_stop") == [{"reason": "SIGTERM"}]
 
 
-def test_hook_hftd_bot_runner_start():
-    rec = Recording()
-    host_with(rec).notify_bot_runner_start("mm1", ["binance-usdm:BTCUSDT"])
-    assert rec.of("hftd_bot_runner_start") == [{"bot": "mm1", "symbols": ("binance-usdm:BTCUSDT",)}]
-
-
-def test_hook_hftd_bot_runner_stop():
-    rec = Recording()
-    host_with(rec).notify_bot_runner_stop("mm1", "finished")
-    assert rec.of("hftd_bot_runner_stop") == [{"bot": "mm1", "reason": "finished"}]
+# hftd_bot_runner_start/stop: test_bot_runner_hooks.py runs the bot runner and sees them fire
 
 
 class FakeSession:
