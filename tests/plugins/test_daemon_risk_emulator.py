@@ -184,3 +184,36 @@ def test_the_kill_switch_leaves_no_open_order_at_the_emulator(tmp_path, shm_name
             b.close()
         rc = d.stop()
     assert rc == 0
+
+
+def test_book_touch_reads_the_live_books_in_place_and_nan_otherwise():
+    """The daemon's touch: the book's arrays as the hot path leaves them, NaN while not live."""
+    import math
+    from types import SimpleNamespace
+
+    from bots.data.codec.binance_usdm_sync import BinanceBookSync, BookState
+    from bots.data.codec.bybit_linear_sync import BybitBookSync
+    from bots.data.codec.bybit_linear_sync import BookState as BybitState
+    from daemon.orderentry import book_touch
+
+    b, y = BinanceBookSync("BTCUSDT"), BybitBookSync("ETHUSDT")
+    touch = book_touch([SimpleNamespace(venue="binance-usdm", syncs={"BTCUSDT": b}),
+                        SimpleNamespace(venue="bybit-linear", syncs={"ETHUSDT": y})])
+    b.book.set_bid(100.0, 1.0)
+    b.book.set_ask(100.5, 1.0)
+    assert all(math.isnan(x) for x in touch("binance-usdm", "BTCUSDT"))  # not live yet
+    b.state = BookState.LIVE
+    assert touch("binance-usdm", "BTCUSDT") == (100.0, 100.5)
+    b.book.set_bid(100.2, 3.0)  # a better bid, applied in place
+    assert touch("binance-usdm", "BTCUSDT") == (100.2, 100.5)
+    b.book.clear()  # one side empty or both: NaN for that side
+    b.book.set_ask(101.0, 1.0)
+    bid, ask = touch("binance-usdm", "BTCUSDT")
+    assert math.isnan(bid) and ask == 101.0
+    y.book.set_bid(2000.0, 1.0)
+    y.book.set_ask(2000.1, 1.0)
+    y.state = BybitState.LIVE
+    assert touch("bybit-linear", "ETHUSDT") == (2000.0, 2000.1)
+    assert all(math.isnan(x) for x in touch("bybit-linear", "BTCUSDT"))  # not kept here
+    b.state = BookState.WAIT_SNAPSHOT  # a resync
+    assert all(math.isnan(x) for x in touch("binance-usdm", "BTCUSDT"))
