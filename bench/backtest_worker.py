@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--lot", type=float, default=0.001)
     ap.add_argument("--roi-lb", type=float, default=ROI[0])
     ap.add_argument("--roi-ub", type=float, default=ROI[1])
+    ap.add_argument("--uncached-strategy", action="store_true",
+                    help="hftd: compile the strategy afresh in this process (plain njit), as hftbacktest must; "
+                         "the simulator's kernels still come from numba's cache when it holds them")
     ap.add_argument("file")
     args = ap.parse_args()
     from numba import njit
@@ -72,6 +75,8 @@ def main() -> None:
         import bots as mod
 
         grid, noop, first = ex.grid_bot_cached, ex.noop_bot_cached, ex.first_event_cached
+        if args.uncached_strategy:
+            grid, noop, first = njit(ex.grid_bot), njit(ex.noop_bot), njit(ex.first_event)
     else:
         import hftbacktest as mod
 
