@@ -98,3 +98,65 @@ def test_convert_cli(tmp_path, capsys):
     from bots.data.io import load_events
 
     assert np.array_equal(load_events(out), databento.convert(path))
+
+
+def _busy_day(seed=1, n=400):
+    """``_day()`` then ``n`` random MBO records: exchange stamps on a 10 us grid, receive stamps 5 us
+    off it (-5 us to +205 us of latency: negative ones and exchange/local order disagreements), so no
+    two stamps are closer than the float rounding hftbacktest's converter applies (no reordering)."""
+    rng = np.random.default_rng(seed)
+    msgs, live = _day(), []
+    t = T0 + 100_000
+    for k in range(n):
+        t += 10_000 * int(rng.integers(1, 5))
+        recv = t + 5_000 + 10_000 * int(rng.integers(-1, 20))
+        action = str(rng.choice(["ADD", "CANCEL", "MODIFY", "TRADE", "FILL"])) if live else "ADD"
+        side = str(rng.choice(["BID", "ASK", "NONE"] if action == "TRADE" else ["BID", "ASK"]))
+        oid = 0
+        if action == "ADD":
+            oid = 100 + k
+            live.append(oid)
+        elif action == "CANCEL":
+            oid = live.pop(int(rng.integers(len(live))))
+        elif action != "TRADE":
+            oid = live[int(rng.integers(len(live)))]
+        px = (5000_00 + 25 * int(rng.integers(-20, 20))) * S // 100
+        size, flags = int(rng.integers(1, 9)), int(rng.integers(0, 4))
+        msgs.append(_msg(t, recv, action, side, px, size, oid, flags=flags))
+    return msgs
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")  # inside databento's to_df, pandas 3.1
+def test_rows_equal_hftbacktest_apart_from_named_differences(tmp_path):
+    """Against hftbacktest 2.4.4's ``databento.convert`` (needs the ``databento`` package) on one file.
+
+    Named differences: (1) a clear's undefined price is 0.0 here, NaN there; (2) hftbacktest's stamps
+    pass through float seconds (pandas ``Timestamp.timestamp() * 1e9``), so they land on float64's
+    256 ns grid at this epoch, off the exact ones by up to about 1 us (its negative-latency shift is
+    computed from the rounded stamps too).  Everything else (rows, order, flags, sizes, ids) is equal."""
+    import contextlib
+    import io
+
+    ref = pytest.importorskip("hftbacktest.data.utils.databento")
+    msgs = _busy_day()
+    path = _write(tmp_path / "busy.mbo.dbn", msgs)
+    ours = databento.convert(path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = ref.convert(str(path), symbol=None)
+    assert len(ours) == len(theirs) > len(msgs)  # disagreeing clocks split rows
+    differ = {f for f in ours.dtype.names
+              if not np.array_equal(ours[f], theirs[f], equal_nan=ours[f].dtype.kind == "f")}
+    assert differ == {"px", "exch_ts", "local_ts"}, differ
+    # (1) the undefined price: exactly the clears
+    bad_px = np.flatnonzero(ours["px"] != theirs["px"])
+    assert np.isnan(theirs["px"][bad_px]).all() and (ours["px"][bad_px] == 0.0).all()
+    assert ((ours["ev"][bad_px] & 0xFF) == DEPTH_CLEAR_EVENT).all() and len(bad_px) >= 1
+    # (2) float-rounded stamps there, exact here
+    for col in ("exch_ts", "local_ts"):
+        assert (theirs[col] % 256 == 0).all()
+        assert np.abs(ours[col] - theirs[col]).max() <= 1_024, col
+    shift = -min(m.ts_recv - m.ts_event for m in msgs[3:])  # the snapshot rows (clear's stamp) excepted
+    assert shift > 0  # the file has negative feed latency to correct
+    sod = msgs[0].ts_recv
+    assert set(ours["exch_ts"].tolist()) <= {m.ts_event for m in msgs[3:]} | {sod}
+    assert set((ours["local_ts"] - shift).tolist()) <= {m.ts_recv for m in msgs}
