@@ -88,8 +88,8 @@ print(json.dumps({"cold": cold, "warm": warm, "same": trades(cold_rows) == trade
 
 def test_forked_sweep_workers_do_not_compile_per_task(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "d.npz"), str(tmp_path / "events.log")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    argv = [sys.executable, "-c", _CHILD, str(tmp_path / "d.npz"), str(tmp_path / "events.log")]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["points"] == 6 and out["same"]
