@@ -2,44 +2,15 @@
 (binanceusdm, bybit) and Binance's official Python SDK for USD-M futures, with only their URLs changed."""
 
 import asyncio
-import threading
 
 import pytest
 
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.bybit import BybitEmulator
-from daemon.emulator.synth import SynthConfig
+from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm, ccxt_bybit
 from tests.daemon.trading_helpers import CREDS, KEY, SECRET
 
 pytestmark = pytest.mark.timeout(90)
-
-CALM = SynthConfig(delete_prob=0.0, move_prob=0.0, changes=2)
-
-
-class EmulatorThread:
-    """The emulator on its own loop in a thread: these clients are synchronous."""
-
-    def __init__(self, factory) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.factory = factory
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(10), "emulator did not start"
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.emu = self.loop.run_until_complete(self.factory().start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def stop(self) -> None:
-        self.call(self.emu.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -58,11 +29,7 @@ def bybit():
 
 def test_ccxt_binanceusdm_loads_markets_places_fetches_cancels(binance):
     ccxt = pytest.importorskip("ccxt")
-    ex = ccxt.binanceusdm({"apiKey": KEY, "secret": SECRET, "enableRateLimit": False,
-                           "options": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False}})
-    for name in list(ex.urls["api"]):
-        if name.startswith("fapi"):
-            ex.urls["api"][name] = ex.urls["api"][name].replace("https://fapi.binance.com", binance.emu.rest_url)
+    ex = ccxt_binanceusdm(ccxt, binance.emu)
     markets = ex.load_markets()
     m = markets["BTC/USDT:USDT"]
     assert m["precision"]["price"] == 0.1 and m["limits"]["amount"]["min"] == 0.001
@@ -89,11 +56,7 @@ def test_ccxt_binanceusdm_loads_markets_places_fetches_cancels(binance):
 
 def test_ccxt_bybit_loads_markets_places_fetches_cancels(bybit):
     ccxt = pytest.importorskip("ccxt")
-    ex = ccxt.bybit({"apiKey": KEY, "secret": SECRET, "enableRateLimit": False,
-                     "options": {"fetchMarkets": {"types": ["linear"]}, "enableUnifiedAccount": True,
-                                 "enableUnifiedMargin": False, "fetchCurrencies": False}})
-    for name in list(ex.urls["api"]):
-        ex.urls["api"][name] = bybit.emu.rest_url
+    ex = ccxt_bybit(ccxt, bybit.emu)
     markets = ex.load_markets()
     assert markets["BTC/USDT:USDT"]["precision"]["price"] == 0.1
     bid = max(bybit.emu.symbols["BTCUSDT"].book.bids)

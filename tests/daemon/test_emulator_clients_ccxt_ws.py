@@ -1,0 +1,174 @@
+"""ccxt's websocket side (``ccxt.pro``, part of ccxt >= 4) against the emulators, with only the venue
+URLs in the exchange's ``urls`` dict changed: ``watch_order_book`` rebuilds the truth book of a
+moving synthetic market (level deletions, deletions of absent levels, mid moves) for binanceusdm
+and bybit; ``watch_orders`` follows orders entered with ``create_order_ws`` / ``edit_order_ws`` /
+``cancel_order_ws`` over the venues' websocket APIs (Binance ``/ws-fapi/v1``, Bybit ``/v5/trade``),
+from the user stream (listen key) and the private stream (auth)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from daemon.emulator.binance import BinanceEmulator
+from daemon.emulator.bybit import BybitEmulator
+from daemon.emulator.synth import SynthConfig
+from tests.daemon.emulator_clients import CALM, ccxt_binanceusdm, ccxt_bybit
+from tests.daemon.trading_helpers import CREDS
+
+ccxt_pro = pytest.importorskip("ccxt.pro")
+
+pytestmark = pytest.mark.timeout(120)
+
+SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
+WAIT_S = 15.0
+#: the default synthetic market, busier: every step changes levels, some deletions name absent levels
+MOVING = SynthConfig(changes=6, delete_prob=0.3, move_prob=0.2)
+
+
+def truth(emu) -> tuple[dict, dict]:
+    book = emu.symbols[SYMBOL].book
+    return ({round(t * 0.1, 1): q for t, q in book.bids.items()},
+            {round(t * 0.1, 1): q for t, q in book.asks.items()})
+
+
+def as_dicts(ob) -> tuple[dict, dict]:
+    return {p: q for p, q in ob["bids"]}, {p: q for p, q in ob["asks"]}
+
+
+async def until(pred, what: str, timeout_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def order_seen(ex, oid: str, pred, what: str) -> dict:
+    """The order ``oid`` as ccxt's ``orders`` cache holds it once ``pred`` holds: every user-stream
+    message updates the cache, whether or not a ``watch_orders`` call is waiting at that moment."""
+    def found():
+        return next((o for o in (ex.orders or []) if o["id"] == oid and pred(o)), None)
+    await until(found, what)
+    return found()
+
+
+async def book_follows_truth(ex, emu, steps: int) -> dict:
+    """ccxt's book after ``steps`` steps of the market, once it equals the truth.  The book is read
+    from ccxt's ``orderbooks`` cache (every message updates it; a ``watch_order_book`` call would
+    wait for a message after the last one if ccxt had already caught up)."""
+    await ex.load_markets()
+    first = await asyncio.wait_for(ex.watch_order_book(MARKET), WAIT_S)
+    assert first["bids"] and first["asks"]
+    await emu.pump(2000, count=steps)
+    bids, asks = truth(emu)
+    await until(lambda: as_dicts(ex.orderbooks[MARKET]) == (bids, asks),
+                f"ccxt's {ex.id} book to equal the emulator's truth after {steps} steps")
+    return ex.orderbooks[MARKET]
+
+
+def test_ccxt_pro_binanceusdm_watch_order_book_follows_the_truth():
+    async def body():
+        emu = await BinanceEmulator([SYMBOL], synth=MOVING, trades=False, credentials=CREDS).start()
+        ex = ccxt_binanceusdm(ccxt_pro, emu)
+        try:
+            ob = await book_follows_truth(ex, emu, 300)
+            assert ob["nonce"] == emu.symbols[SYMBOL].last_id   # the update-id chain was followed
+            assert emu.symbols[SYMBOL].snapshot_requests == 1    # ... without a single resync
+        finally:
+            await ex.close()
+            await emu.stop()
+
+    asyncio.run(body())
+
+
+def test_ccxt_pro_bybit_watch_order_book_follows_the_truth():
+    async def body():
+        emu = await BybitEmulator([SYMBOL], synth=MOVING, trades=False, credentials=CREDS).start()
+        ex = ccxt_bybit(ccxt_pro, emu)
+        try:
+            await book_follows_truth(ex, emu, 300)
+            assert [c.topics for c in emu.clients if c.route == "/v5/public/linear"] == [{f"orderbook.50.{SYMBOL}"}]
+        finally:
+            await ex.close()
+            await emu.stop()
+
+    asyncio.run(body())
+
+
+def test_ccxt_pro_binanceusdm_orders_over_the_websocket_api_reach_watch_orders():
+    async def body():
+        emu = await BinanceEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS).start()
+        ex = ccxt_binanceusdm(ccxt_pro, emu)
+        account = emu.trading.account
+        try:
+            await ex.load_markets()
+            watching = asyncio.ensure_future(ex.watch_orders(MARKET))
+            await until(lambda: emu.trading.user_clients, "ccxt's user-data stream (listen key)")
+            bid = max(emu.symbols[SYMBOL].book.bids)
+            price = round((bid - 5) * 0.1, 1)
+            placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"timeInForce": "GTX"})
+            assert (placed["status"], placed["price"], placed["amount"]) == ("open", price, 0.01)
+            assert [(str(o.order_id), o.price, o.qty) for o in account.open_orders()] == [(placed["id"], bid - 5, 10)]
+            seen = await asyncio.wait_for(watching, WAIT_S)
+            assert [(o["id"], o["status"], o["price"]) for o in seen] == [(placed["id"], "open", price)]
+
+            cancelled = await ex.cancel_order_ws(placed["id"], MARKET)
+            assert cancelled["status"] == "canceled" and account.open_orders() == []
+            await order_seen(ex, placed["id"], lambda o: o["status"] == "canceled", "the cancel on the user stream")
+
+            # a taker: the fill comes back on the user stream with the book's price
+            ask_ticks, ask_qty = min(emu.symbols[SYMBOL].book.asks.items())
+            assert ask_qty >= 0.002
+            taken = await ex.create_order_ws(MARKET, "market", "buy", 0.002)
+            fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
+            assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(ask_ticks * 0.1, 1))
+            assert account.positions[SYMBOL].qty == 2
+        finally:
+            await ex.close()
+            await emu.stop()
+
+    asyncio.run(body())
+
+
+def test_ccxt_pro_bybit_orders_over_the_trade_websocket_reach_watch_orders():
+    async def body():
+        emu = await BybitEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS).start()
+        ex = ccxt_bybit(ccxt_pro, emu)
+        account = emu.trading.account
+        try:
+            await ex.load_markets()
+            watching = asyncio.ensure_future(ex.watch_orders(MARKET))
+            await until(lambda: any(c.authed and c.topics for c in emu.trading.private),
+                        "ccxt's authenticated private stream")
+            bid = max(emu.symbols[SYMBOL].book.bids)
+            price = round((bid - 5) * 0.1, 1)
+            placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"postOnly": True})
+            oid = placed["id"]
+            assert [(emu.trading.order_id_text(o.order_id), o.price, o.qty, o.tif) for o in account.open_orders()] \
+                == [(oid, bid - 5, 10, "GTX")]
+            seen = await asyncio.wait_for(watching, WAIT_S)
+            assert [(o["id"], o["status"], o["price"], o["amount"]) for o in seen] == [(oid, "open", price, 0.01)]
+
+            new_price = round((bid - 8) * 0.1, 1)
+            await ex.edit_order_ws(oid, MARKET, "limit", "buy", 0.01, new_price)
+            assert [o.price for o in account.open_orders()] == [bid - 8]
+            await order_seen(ex, oid, lambda o: o["price"] == new_price, "the amend on the private stream")
+
+            await ex.cancel_order_ws(oid, MARKET)
+            assert account.open_orders() == []
+            await order_seen(ex, oid, lambda o: o["status"] == "canceled", "the cancel on the private stream")
+
+            bid_ticks, bid_qty = max(emu.symbols[SYMBOL].book.bids.items())
+            assert bid_qty >= 0.002
+            taken = await ex.create_order_ws(MARKET, "market", "sell", 0.002)
+            fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
+            assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(bid_ticks * 0.1, 1))
+            assert account.positions[SYMBOL].qty == -2
+        finally:
+            await ex.close()
+            await emu.stop()
+
+    asyncio.run(body())
