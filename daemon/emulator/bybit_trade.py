@@ -38,6 +38,11 @@ __all__ = ["BybitTrading", "BYBIT_TRADE_FAULTS"]
 
 BYBIT_TRADE_FAULTS = {**ORDER_FAULTS, "trade_restart": {"count"}}
 _ORDER_OPS = {"create", "amend", "cancel", "cancel_all"}
+#: queries that list an account's orders or positions, and the venue's other categories, in which the
+#: emulated (linear-only) account holds nothing: an empty list, as the venue answers such an account
+#: (ccxt's bybit watch_positions lists linear and inverse positions before it subscribes)
+_LISTS = {"realtime", "history", "positions"}
+_EMPTY_CATEGORIES = {"inverse", "spot", "option"}
 _LINK_RE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _REJECTS = {
     "unknown_symbol": (10001, "params error: symbol invalid"),
@@ -194,8 +199,12 @@ class BybitTrading(BybitWire, TradingSide):
         error = None
         async with self.emu._lock:
             try:
-                if params.get("category", "linear") != "linear":
-                    raise ApiError(10001, f"params error: category {params.get('category')!r} is not emulated")
+                category = params.get("category", "linear")
+                if category in _EMPTY_CATEGORIES and op in _LISTS:
+                    # the account holds nothing outside linear: the venue lists nothing, it does not refuse
+                    return {"category": category, "list": [], "nextPageCursor": ""}
+                if category != "linear":
+                    raise ApiError(10001, f"params error: category {category!r} is not emulated")
                 result = getattr(self, f"_op_{op}")(params, events)
             except Reject as r:
                 error = ApiError(*_REJECTS.get(r.reason, (10001, f"params error: {r.reason}")))

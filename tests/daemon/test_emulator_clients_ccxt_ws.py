@@ -105,6 +105,9 @@ def test_ccxt_pro_binanceusdm_orders_over_the_websocket_api_reach_watch_orders()
         account = emu.trading.account
         try:
             await ex.load_markets()
+            # the first watch_positions answers with the positions over REST (none yet)
+            snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
+            assert [p for p in snapshot if p["contracts"]] == []
             watching = asyncio.ensure_future(ex.watch_orders(MARKET))
             await until(lambda: emu.trading.user_clients, "ccxt's user-data stream (listen key)")
             bid = max(emu.symbols[SYMBOL].book.bids)
@@ -119,10 +122,14 @@ def test_ccxt_pro_binanceusdm_orders_over_the_websocket_api_reach_watch_orders()
             assert cancelled["status"] == "canceled" and account.open_orders() == []
             await order_seen(ex, placed["id"], lambda o: o["status"] == "canceled", "the cancel on the user stream")
 
-            # a taker: the fill comes back on the user stream with the book's price
+            # a taker: the fill comes back on the user stream with the book's price, and the position
+            moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
             ask_ticks, ask_qty = min(emu.symbols[SYMBOL].book.asks.items())
             assert ask_qty >= 0.002
             taken = await ex.create_order_ws(MARKET, "market", "buy", 0.002)
+            positions = await asyncio.wait_for(moved, WAIT_S)
+            assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
+                [(MARKET, "long", 0.002, round(ask_ticks * 0.1, 1))]
             fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
             assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(ask_ticks * 0.1, 1))
             assert account.positions[SYMBOL].qty == 2
@@ -140,6 +147,10 @@ def test_ccxt_pro_bybit_orders_over_the_trade_websocket_reach_watch_orders():
         account = emu.trading.account
         try:
             await ex.load_markets()
+            # the first watch_positions lists linear and inverse positions over REST (the emulated
+            # account holds no inverse ones: an empty list, as the venue answers, not an error)
+            snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
+            assert [p for p in snapshot if p["contracts"]] == []
             watching = asyncio.ensure_future(ex.watch_orders(MARKET))
             await until(lambda: any(c.authed and c.topics for c in emu.trading.private),
                         "ccxt's authenticated private stream")
@@ -161,9 +172,15 @@ def test_ccxt_pro_bybit_orders_over_the_trade_websocket_reach_watch_orders():
             assert account.open_orders() == []
             await order_seen(ex, oid, lambda o: o["status"] == "canceled", "the cancel on the private stream")
 
+            # the fill reaches watch_positions on the position topic
+            moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
+            await until(lambda: any("position" in c.topics for c in emu.trading.private), "the position topic")
             bid_ticks, bid_qty = max(emu.symbols[SYMBOL].book.bids.items())
             assert bid_qty >= 0.002
             taken = await ex.create_order_ws(MARKET, "market", "sell", 0.002)
+            positions = await asyncio.wait_for(moved, WAIT_S)
+            assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
+                [(MARKET, "short", 0.002, round(bid_ticks * 0.1, 1))]
             fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
             assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(bid_ticks * 0.1, 1))
             assert account.positions[SYMBOL].qty == -2
