@@ -697,16 +697,18 @@ class Router:
         self.orderids.done(o.client_id)
 
     def on_account(self, ev: AccountEvent) -> None:
-        """Balances go to every bot trading on an account; the account's position is the sum over
-        bots (and manual orders), so each bot gets its own position from its fills instead."""
+        """A balance goes once to every bot trading on that venue's account (on its first asset there):
+        another venue's balance is not money a bot can trade with.  The account's position is the
+        sum over bots (and manual orders), so each bot gets its own position from its fills instead."""
         if ev.symbol:
             return
         now = time.time_ns()
         for bot in list(self.bots.values()):
             for i, a in enumerate(bot.assets):
-                self._send(bot, RESP.pack(ResponseKind.BALANCE, i, 0, 0.0, ev.balance, 0.0, 0, 0, 0, 0, 0,
-                                          ev.exch_ts_ns, now))
-                break
+                if a.venue == ev.venue:
+                    self._send(bot, RESP.pack(ResponseKind.BALANCE, i, 0, 0.0, ev.balance, 0.0, 0, 0, 0, 0, 0,
+                                              ev.exch_ts_ns, now))
+                    break
 
     def on_venue_state(self, venue: str, ev: VenueStateEvent) -> None:
         now = time.time_ns()

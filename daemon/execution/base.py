@@ -107,6 +107,9 @@ class ExecEvent(NamedTuple):
 class AccountEvent:
     """A position or balance update from the user stream (or a reconciliation query)."""
 
+    #: the session's venue (``ExecutionSession.venue``): a balance belongs to one venue's account,
+    #: and only the bots trading there may hear it
+    venue: str
     symbol: str               # "" for a balance
     position: float = 0.0     # signed
     entry_px: float = 0.0

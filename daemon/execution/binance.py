@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +34,17 @@ _CANCEL_BUDGETS = ("REQUEST_WEIGHT:60",)
 #: codes meaning the order is not (or no longer) open at the venue
 _UNKNOWN_ORDER = (-2011, -2013)
 _TIMESTAMP_CODES = (-1021,)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (optional on fapi: reference/connectors.md 1.9), None if absent or bad."""
+    if not value:
+        return None
+    try:
+        secs = float(value)
+    except ValueError:
+        return None
+    return secs if math.isfinite(secs) and secs > 0 else None
 
 
 def _f(value: Any) -> float:
@@ -172,10 +184,19 @@ class BinanceExecution(SessionBase):
             except orjson.JSONDecodeError:
                 body = {"code": 0, "msg": raw[:200].decode(errors="replace")}
             if r.status in (418, 429):
-                retry = r.headers.get("Retry-After")
-                self.limiter.on_429(float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
-                                    _ORDER_BUDGETS)
+                self.limiter.on_429(_retry_after_s(r.headers.get("Retry-After")), _ORDER_BUDGETS,
+                                    self._exceeded(body, r.headers))
             return r.status, body, r.headers
+
+    def _exceeded(self, body: Any, headers=None) -> tuple[str, ...]:
+        """The windows a 429's reply says were broken (its code and message, its count headers)."""
+        if not isinstance(body, dict):
+            return self.limiter.binance_exceeded(0, "", headers)
+        try:
+            code = int(body.get("code", 0))
+        except (TypeError, ValueError):
+            code = 0
+        return self.limiter.binance_exceeded(code, str(body.get("msg", "")), headers)
 
     async def _call(self, method: str, path: str, params: dict | None = None, *, signed: bool = True) -> Any:
         """A REST call whose failure is an error (start-up, queries)."""
@@ -190,7 +211,7 @@ class BinanceExecution(SessionBase):
 
     async def _rest_order(self, rid, method: str, params: dict) -> None:
         status, body, headers = await self._request(method, "/fapi/v1/order", params)
-        self._answer(rid, status, body, headers.get("Retry-After"))
+        self._answer(rid, status, body, headers.get("Retry-After"), headers)
 
     def _rest_new(self, rid, it: OrderIntent):
         p = {"symbol": it.symbol, "side": "BUY" if it.side == Side.BUY else "SELL", "newClientOrderId": it.client_id,
@@ -210,18 +231,15 @@ class BinanceExecution(SessionBase):
                                              "quantity": self._qty(o.symbol, qty), "price": self._px(o.symbol, price)})
 
     # -- answers (WS API and REST alike) ----------------------------------------------------------
-    def _answer(self, rid, status: int, body: Any, retry_after: str | None = None) -> None:
+    def _answer(self, rid, status: int, body: Any, retry_after: str | None = None, headers=None) -> None:
+        """``headers``: a REST reply's (the WS API's counts came in its ``rateLimits``, observed)."""
         if status == 200 and isinstance(body, dict):
             self._reply_ok(rid, order_update(body))
             return
         code = body.get("code", 0) if isinstance(body, dict) else 0
         text = str(body.get("msg", "")) if isinstance(body, dict) else ""
         if status in (418, 429) or code in (-1003, -1015):
-            try:
-                retry = float(retry_after) if retry_after else None
-            except ValueError:
-                retry = None
-            self._reply_rate_limited(rid, retry, code, text)
+            self._reply_rate_limited(rid, _retry_after_s(retry_after), code, text, self._exceeded(body, headers))
         elif code == -1008:
             # "server overloaded, request throttled": refused before processing, not ambiguous
             self._reply_error(rid, code, text)
@@ -262,9 +280,10 @@ class BinanceExecution(SessionBase):
         """Positions and balances as the venue has them now (start-up, after a stream gap)."""
         for p in await self._call("GET", "/fapi/v2/positionRisk"):
             if p.get("symbol") in self.symbols:
-                self._account(AccountEvent(p["symbol"], position=_f(p.get("positionAmt")), entry_px=_f(p.get("entryPrice"))))
+                self._account(AccountEvent(self.venue, p["symbol"], position=_f(p.get("positionAmt")),
+                                           entry_px=_f(p.get("entryPrice"))))
         for b in await self._call("GET", "/fapi/v2/balance"):
-            self._account(AccountEvent("", asset=b.get("asset", ""), balance=_f(b.get("balance"))))
+            self._account(AccountEvent(self.venue, "", asset=b.get("asset", ""), balance=_f(b.get("balance"))))
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -484,10 +503,11 @@ class BinanceExecution(SessionBase):
             a = msg.get("a") or {}
             ts = int(msg.get("E") or 0) * 1_000_000
             for b in a.get("B", []):
-                self._account(AccountEvent("", asset=b.get("a", ""), balance=_f(b.get("wb")), exch_ts_ns=ts))
+                self._account(AccountEvent(self.venue, "", asset=b.get("a", ""), balance=_f(b.get("wb")), exch_ts_ns=ts))
             for p in a.get("P", []):
                 if p.get("s") in self.symbols:
-                    self._account(AccountEvent(p["s"], position=_f(p.get("pa")), entry_px=_f(p.get("ep")), exch_ts_ns=ts))
+                    self._account(AccountEvent(self.venue, p["s"], position=_f(p.get("pa")), entry_px=_f(p.get("ep")),
+                                               exch_ts_ns=ts))
         elif e == "listenKeyExpired":
             log.warning("%s: listenKeyExpired: new key", self.venue)
             self._renew_user_stream()

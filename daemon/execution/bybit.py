@@ -32,8 +32,12 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.GTX: "PostOnly", TimeInForce.FOK: "F
 _RATE_CODES = (10006, 10429, 10403, 20003)
 _TIME_CODES = (10002,)
 _UNKNOWN_ORDER = (110001,)
-#: the venue may or may not have done it: reconcile
-_AMBIGUOUS_CODES = (10016, 10019)
+#: the venue may or may not have done it (internal error): reconcile
+_AMBIGUOUS_CODES = (10016,)
+#: "ws trade service is restarting, do not accept new request, but the request in the process is not
+#: affected. You can build new connection to be routed to normal service" (v5 error codes, WS OE): the
+#: request was refused, a definite reject; the connection that said it is replaced
+_RESTARTING = 10019
 _BUDGET = {"order.create": "order.create", "order.amend": "order.amend", "order.cancel": "order.cancel",
            "/v5/order/create": "order.create", "/v5/order/amend": "order.amend", "/v5/order/cancel": "order.cancel"}
 
@@ -235,12 +239,13 @@ class BybitExecution(SessionBase):
             return
         size = _f(p.get("size"))
         signed = -size if p.get("side") == "Sell" else size
-        self._account(AccountEvent(p["symbol"], position=signed, entry_px=_f(p.get("avgPrice") or p.get("entryPrice")),
+        self._account(AccountEvent(self.venue, p["symbol"], position=signed, entry_px=_f(p.get("avgPrice") or p.get("entryPrice")),
                                    exch_ts_ns=ts))
 
     def _wallet(self, acct: dict, ts: int = 0) -> None:
         for c in acct.get("coin", []):
-            self._account(AccountEvent("", asset=c.get("coin", ""), balance=_f(c.get("walletBalance")), exch_ts_ns=ts))
+            self._account(AccountEvent(self.venue, "", asset=c.get("coin", ""), balance=_f(c.get("walletBalance")),
+                                       exch_ts_ns=ts))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -376,7 +381,11 @@ class BybitExecution(SessionBase):
         hdr = msg.get("header")
         if hdr:
             self.limiter.bybit_headers(_BUDGET[op], hdr)
-        self._answer(msg.get("reqId"), msg.get("retCode", -1), str(msg.get("retMsg", "")), hdr)
+        code = msg.get("retCode", -1)
+        self._answer(msg.get("reqId"), code, str(msg.get("retMsg", "")), hdr)
+        if code == _RESTARTING:
+            log.warning("%s: trade service restarting (retCode %s): opening a new trade websocket", self.venue, code)
+            self.renew_order_ws()
 
     async def _run_private(self) -> None:
         attempt = 0

@@ -5,12 +5,14 @@ Each budget is a fixed window aligned to the wall clock (Binance counts per cloc
 Bybit reports the reset time itself).  The session asks ``allow(keys)`` before every request; the
 venue's counts (``X-MBX-USED-WEIGHT-1M``, ``X-MBX-ORDER-COUNT-10S``, WS API ``rateLimits``,
 ``X-Bapi-Limit-Status``) raise the local count when the venue saw more than we did (other processes
-on the same key or IP).  A 429 closes everything until ``Retry-After`` or the window's end.
+on the same key or IP).  A 429 closes everything until the end of the window it broke (never before
+``Retry-After``), or the longest window's end when it does not say which.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
@@ -18,6 +20,13 @@ from typing import Callable, Iterable, Mapping
 __all__ = ["Budget", "RateLimiter", "INTERVAL_S"]
 
 INTERVAL_S = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+#: the window a Binance limit message names: "... orders per 10 SECOND." / "per TEN_SECONDS." /
+#: "request weight per 1 MINUTE."
+_PER_RE = re.compile(r"\bper\s+(?:(\d+)\s*)?(TEN_SECONDS|SECONDS?|MINUTES?|HOURS?|DAYS?)\b", re.IGNORECASE)
+#: which limit a Binance 429 code broke
+_BINANCE_LIMIT_OF_CODE = {-1015: "ORDERS", -1003: "REQUEST_WEIGHT"}
+#: the unit letter of a Binance count header's interval ("10S", "1M")
+_UNIT_S = {"S": 1, "M": 60, "H": 3600, "D": 86400}
 
 
 @dataclass(slots=True)
@@ -25,6 +34,7 @@ class Budget:
     name: str
     limit: int            # what we allow ourselves (the venue's limit x fraction)
     interval_s: float
+    venue_limit: int = 0  # the venue's own limit (0: not known)
     used: int = 0
     window_end: float = 0.0   # wall clock (s) when the current window ends
 
@@ -33,6 +43,23 @@ class Budget:
             start = math.floor(now / self.interval_s) * self.interval_s
             self.window_end = start + self.interval_s
             self.used = 0
+
+
+def _binance_counts(headers: Mapping[str, str]):
+    """(budget name, count) of each ``X-MBX-USED-WEIGHT-1M`` / ``X-MBX-ORDER-COUNT-10S``-style header."""
+    for hname, value in headers.items():
+        h = hname.upper()
+        if h.startswith("X-MBX-USED-WEIGHT-"):
+            kind = "REQUEST_WEIGHT"
+        elif h.startswith("X-MBX-ORDER-COUNT-"):
+            kind = "ORDERS"
+        else:
+            continue
+        unit = h.rsplit("-", 1)[1]  # 1M, 10S
+        try:
+            yield f"{kind}:{int(unit[:-1]) * _UNIT_S[unit[-1]]}", int(value)
+        except (KeyError, ValueError):
+            continue
 
 
 class RateLimiter:
@@ -58,9 +85,9 @@ class RateLimiter:
         allowed = max(1, int(venue_limit * self.fraction))
         b = self.budgets.get(name)
         if b is None:
-            b = self.budgets[name] = Budget(name, allowed, interval_s)
+            b = self.budgets[name] = Budget(name, allowed, interval_s, venue_limit)
         else:
-            b.limit, b.interval_s = allowed, interval_s
+            b.limit, b.interval_s, b.venue_limit = allowed, interval_s, venue_limit
         return b
 
     def binance_limits(self, rate_limits: Iterable[Mapping]) -> None:
@@ -114,20 +141,31 @@ class RateLimiter:
             b.used = used
 
     def binance_headers(self, headers: Mapping[str, str]) -> None:
-        for hname, value in headers.items():
-            h = hname.upper()
-            if h.startswith("X-MBX-USED-WEIGHT-"):
-                name = "REQUEST_WEIGHT"
-            elif h.startswith("X-MBX-ORDER-COUNT-"):
-                name = "ORDERS"
-            else:
-                continue
-            unit = h.rsplit("-", 1)[1]  # 1M, 10S
-            try:
-                secs = int(unit[:-1]) * {"S": 1, "M": 60, "H": 3600, "D": 86400}[unit[-1]]
-                self.observe(f"{name}:{secs}", int(value))
-            except (KeyError, ValueError):
-                continue
+        for name, count in _binance_counts(headers):
+            self.observe(name, count)
+
+    def binance_exceeded(self, code: int, text: str, headers: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """The budgets a Binance 429 says were exceeded: the window its message names (-1015 "current
+        limit is 300 orders per 10 SECOND", -1003 "... request weight per 1 MINUTE"), any
+        ``X-MBX-ORDER-COUNT-*``/``X-MBX-USED-WEIGHT-*`` header of the reply at the venue's limit, and
+        any budget whose count the venue reported at its limit (the WS API's ``rateLimits``, already
+        observed).  Empty when nothing says which."""
+        now = self.clock()
+        out: list[str] = []
+        kind = _BINANCE_LIMIT_OF_CODE.get(code)
+        m = _PER_RE.search(text or "") if kind else None
+        if m:
+            unit = m.group(2).upper()
+            secs = 10 if unit == "TEN_SECONDS" else int(m.group(1) or 1) * INTERVAL_S[unit.rstrip("S")]
+            out.append(f"{kind}:{secs}")
+        for name, count in _binance_counts(headers or {}):
+            b = self.budgets.get(name)
+            if b is not None and b.venue_limit and count >= b.venue_limit:
+                out.append(name)
+        for b in self.budgets.values():
+            if b.venue_limit and now < b.window_end and b.used >= b.venue_limit:
+                out.append(b.name)
+        return tuple(dict.fromkeys(out))
 
     def bybit_headers(self, endpoint: str, headers: Mapping[str, str]) -> None:
         """``X-Bapi-Limit`` (per second), ``-Status`` (remaining), ``-Reset-Timestamp`` (ms)."""
@@ -170,13 +208,24 @@ class RateLimiter:
                 b.used += cost
         return True
 
-    def on_429(self, retry_after_s: float | None, names: tuple[str, ...] = ()) -> float:
-        """The venue said too many: stop everything until Retry-After, else the longest named
-        window's end, else the default back-off.  Returns the wall-clock time sending resumes."""
+    def on_429(self, retry_after_s: float | None, names: tuple[str, ...] = (),
+               exceeded: tuple[str, ...] = ()) -> float:
+        """The venue said too many: stop everything until the end of the window it says was
+        ``exceeded`` (the current window of each such budget), and never before its Retry-After.
+        When it says neither, until the longest named window's end (any of them may be the one),
+        else the default back-off.  Returns the wall-clock time sending resumes."""
         self.hit_429 += 1
         now = self.clock()
+        ends = []
+        for n in exceeded:
+            b = self.budgets.get(n)
+            if b is not None:
+                b.roll(now)
+                ends.append(b.window_end)
         if retry_after_s is not None and retry_after_s > 0:
-            until = now + retry_after_s
+            ends.append(now + retry_after_s)
+        if ends:
+            until = max(ends)
         else:
             ends = [self.budgets[n].window_end for n in names if n in self.budgets and self.budgets[n].window_end > now]
             until = max(ends) if ends else now + self.default_backoff_s

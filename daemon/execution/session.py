@@ -162,6 +162,8 @@ class SessionBase(ExecutionSession):
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ws_ready = asyncio.Event()
+        #: set to replace the order-entry socket now (the venue asked for a new connection)
+        self._renew_ws = asyncio.Event()
         self._user_ready = asyncio.Event()
         self._up_handle: asyncio.TimerHandle | None = None
         self.positions: dict[str, AccountEvent] = {}
@@ -412,8 +414,11 @@ class SessionBase(ExecutionSession):
                 # the venue does not have it open: filled or cancelled meanwhile, or the stream lost it
                 self._schedule_recon(req.client_id, 0.0)
 
-    def _reply_rate_limited(self, rid, retry_after_s: float | None, code: int, text: str) -> None:
-        self.limiter.on_429(retry_after_s, self._order_budgets())
+    def _reply_rate_limited(self, rid, retry_after_s: float | None, code: int, text: str,
+                            exceeded: tuple[str, ...] = ()) -> None:
+        """``exceeded``: the budgets the reply says were broken (the back-off lasts until their
+        window's end); unknown, until the end of the longest order window."""
+        self.limiter.on_429(retry_after_s, self._order_budgets(), exceeded)
         req = self._reqs.pop(rid, None)
         if req is None:
             return
@@ -587,7 +592,13 @@ class SessionBase(ExecutionSession):
             reader = asyncio.ensure_future(self._read_order_ws(ws, pump))
             self._tasks.append(reader)
             reader.add_done_callback(self._forget_task)
-            done, _ = await asyncio.wait({reader}, timeout=self.cfg.max_ws_age_s)
+            self._renew_ws.clear()
+            renew = asyncio.ensure_future(self._renew_ws.wait())
+            try:
+                done, _ = await asyncio.wait({reader, renew}, timeout=self.cfg.max_ws_age_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                renew.cancel()
             if reader in done:
                 if not self._stopping:
                     self.counters["ws_reconnects"] += 1
@@ -595,7 +606,15 @@ class SessionBase(ExecutionSession):
                     await self._backoff_sleep(0)
                 continue
             self.counters["ws_rotations"] += 1
+            if renew in done and self._ws is ws:
+                # the venue takes no new request on it: REST carries them until the successor is up
+                self._ws = None
             retiring = ws
+
+    def renew_order_ws(self) -> None:
+        """Open a new order-entry socket now and retire the current one once its requests are
+        answered (the venue said this connection takes no new request: Bybit 10019)."""
+        self._renew_ws.set()
 
     async def _read_order_ws(self, ws, pump) -> None:
         try:

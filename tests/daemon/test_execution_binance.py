@@ -529,12 +529,13 @@ def test_stop_skips_orders_the_stream_ends_while_it_queries():
     run(body())
 
 
-@pytest.mark.timeout(150)  # a 429 without Retry-After backs off up to the 60 s order window's end
+@pytest.mark.timeout(90)  # -1015 names the 10 s window: its back-off lasts until that window's end
 @pytest.mark.parametrize("ws_api", [True, False], ids=["ws-api", "rest"])
 @pytest.mark.parametrize("code", [-1015, -4120, -1022])
 def test_order_entry_rejects_carry_the_venue_code_and_the_session_trades_on(code, ws_api):
-    """-1015 (too many new orders, HTTP 429): a RATE_LIMITED reject with the code, the bots told the
-    venue is rate limited until the back-off ends, then UP; -4120 (order type for the algo API) and
+    """-1015 (too many new orders, HTTP 429, "... orders per TEN_SECONDS", no Retry-After): a
+    RATE_LIMITED reject with the code, the bots told the venue is rate limited until the end of the
+    10 s window it broke (not the minute's), then UP; -4120 (order type for the algo API) and
     -1022 (a bad signature: the venue's secret changed under the session for one request): a VENUE
     reject with the code and text.  After each, the next order rests."""
     async def body():
@@ -544,6 +545,7 @@ def test_order_entry_rejects_carry_the_venue_code_and_the_session_trades_on(code
                 creds[KEY] = SECRET + "-rotated"
             else:
                 h.emu.inject("order_reject", code=code)
+            t0 = time.time()
             a = h.rest()
             r = await h.done(a)
             creds[KEY] = SECRET
@@ -553,9 +555,10 @@ def test_order_entry_rejects_carry_the_venue_code_and_the_session_trades_on(code
                 assert r.reason == RejectReason.RATE_LIMITED
                 await h.until(lambda: VenueState.RATE_LIMITED in [s.state for s in h.sink.states], 5.0, "the notice")
                 limited = [s for s in h.sink.states if s.state == VenueState.RATE_LIMITED][-1]
-                # no Retry-After: until the default back-off or the longest order window's end (ORDERS:60)
-                wait_s = limited.until_ns / 1e9 - time.time()
-                assert 0 < wait_s <= 61, wait_s
+                # no Retry-After: until the end of the 10 s window the message names
+                until_s = limited.until_ns / 1e9
+                assert_window_end(until_s, t0, 10)
+                wait_s = until_s - time.time()
                 if wait_s > 1.0:  # meanwhile orders are refused here, not sent to be refused (or banned) there
                     e = await h.done(h.rest())
                     assert e.kind == ExecKind.REJECTED and e.reason == RejectReason.RATE_LIMITED, e
@@ -568,3 +571,96 @@ def test_order_entry_rejects_carry_the_venue_code_and_the_session_trades_on(code
             check_clean(h.sink.of(a))
 
     run(body())
+
+
+def assert_window_end(until_s: float, t0: float, window_s: int) -> None:
+    """``until_s`` is the end of the ``window_s`` window (aligned to the clock, as Binance counts)
+    that held ``t0`` or began after it: not a shorter wait, not a longer window's end."""
+    assert abs(until_s - round(until_s / window_s) * window_s) < 1e-3, (until_s, window_s)
+    assert t0 < until_s <= t0 + window_s + 1.0, (until_s - t0, window_s)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("window", ["10s", "1m"])
+def test_429_backs_off_until_the_end_of_the_window_the_venue_counted_over(window):
+    """The venue counts more orders than the session did (another process on the key: the
+    emulator's limit lowered under the session, whose budget still has room), so an order goes out
+    by REST and comes back 429 -1015 without Retry-After, its message naming the window broken.  The
+    back-off (and the bots' notice) lasts until that window's end: 10 s -> the current 10 s window's
+    end, UP after it and the next order rests; 1 min -> the minute's end, orders refused here
+    meanwhile."""
+    async def body():
+        async with ExecHarness(V, use_ws_api=False) as h:
+            a = h.rest()
+            await h.accepted(a)
+            trading = h.emu.trading
+            if window == "10s":
+                trading.orders_per_10s = 1
+            else:
+                trading.orders_per_min = 1
+            t0 = time.time()
+            b = h.rest()
+            r = await h.done(b)
+            assert (r.kind, r.reason, r.code) == (ExecKind.REJECTED, RejectReason.RATE_LIMITED, -1015), r
+            await h.until(lambda: VenueState.RATE_LIMITED in [s.state for s in h.sink.states], 5.0, "the notice")
+            limited = [s for s in h.sink.states if s.state == VenueState.RATE_LIMITED][-1]
+            until_s = limited.until_ns / 1e9
+            assert_window_end(until_s, t0, 10 if window == "10s" else 60)
+            assert h.s.limiter.blocked_until == pytest.approx(until_s)
+            if window == "10s":
+                # the emulator's windows slide (a's count lasts 10 s from a): back to its real limit
+                trading.orders_per_10s = 300
+                await h.until(lambda: h.sink.states[-1].state == VenueState.UP, until_s - time.time() + 10.0,
+                              "UP after the 10 s window")
+                assert time.time() >= until_s
+                c = h.rest()
+                await h.accepted(c)
+            else:
+                e = await h.done(h.rest())  # refused here: nothing sent to be refused (or banned) there
+                assert (e.kind, e.reason, e.code) == (ExecKind.REJECTED, RejectReason.RATE_LIMITED, 0), e
+            check_clean(h.sink.of(b))
+
+    run(body())
+
+
+def test_429_windows_from_message_headers_and_counts():
+    """Which window a Binance 429 broke: the message's ("per 10 SECOND", "per TEN_SECONDS", "per 1
+    MINUTE" for weight), a count header at the venue's limit when the message says nothing, a WS API
+    count already observed at the limit; none known -> the longest window.  Retry-After longer than
+    the window wins (never shorter than the venue asks)."""
+    from daemon.execution.ratelimit import RateLimiter
+
+    now = [1_000_003.0]  # 3 s into a 10 s window, 43 s into a minute (1_000_020 is a minute's end)
+    names = ("ORDERS:10", "ORDERS:60", "REQUEST_WEIGHT:60")
+
+    def limiter():
+        rl = RateLimiter(0.8, 5.0, clock=lambda: now[0])
+        rl.binance_limits([{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+                           {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+                           {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400}])
+        assert rl.allow(names)  # opens the windows
+        return rl
+
+    rl = limiter()
+    too_many = "Too many new orders; current limit is %s orders per %s."
+    assert rl.binance_exceeded(-1015, too_many % (300, "10 SECOND")) == ("ORDERS:10",)
+    assert rl.binance_exceeded(-1015, too_many % (300, "TEN_SECONDS")) == ("ORDERS:10",)
+    assert rl.binance_exceeded(-1015, too_many % (1200, "MINUTE")) == ("ORDERS:60",)
+    assert rl.binance_exceeded(-1003, "Too much request weight used; current limit is 2400 request weight per 1 "
+                                      "MINUTE.") == ("REQUEST_WEIGHT:60",)
+    counts = {"X-MBX-ORDER-COUNT-10S": "300", "X-MBX-ORDER-COUNT-1M": "700"}
+    assert rl.binance_exceeded(-1015, "", counts) == ("ORDERS:10",)
+    counts = {"x-mbx-order-count-10s": "12", "x-mbx-order-count-1m": "1200"}
+    assert rl.binance_exceeded(-1015, "", counts) == ("ORDERS:60",)
+    assert rl.binance_exceeded(-1015, "Too many new orders.", {"X-MBX-USED-WEIGHT-1M": "12"}) == ()
+    assert rl.on_429(None, names, ("ORDERS:10",)) == 1_000_010.0
+    assert limiter().on_429(None, names, ()) == 1_000_020.0  # which one is unknown: the longest
+    assert limiter().on_429(30.0, names, ("ORDERS:10",)) == 1_000_033.0  # Retry-After asks longer
+    assert limiter().on_429(2.0, names, ("ORDERS:10",)) == 1_000_010.0  # the window outlasts it
+    ws = limiter()  # a WS API error reply's rateLimits: the 10 s count at the venue's limit
+    ws.binance_limits([
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300, "count": 300},
+        {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200, "count": 301}])
+    assert ws.binance_exceeded(-1015, "") == ("ORDERS:10",)
+    now[0] = 1_000_011.0  # that window is over: its count no longer says anything
+    assert ws.binance_exceeded(-1015, "") == ()

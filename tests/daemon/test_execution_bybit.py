@@ -175,14 +175,18 @@ def test_reply_lost_after_processing(action):
     run(body())
 
 
-def test_trade_service_restart_reconnects_and_reconciles():
+def test_trade_service_restart_rejects_the_request_and_reconnects():
+    """10019 then the venue closes the socket: the request was refused (a VENUE reject with the code,
+    at once, no reconciliation) and the session opens a new trade websocket."""
     async def body():
         async with ExecHarness(V) as h:
             h.emu.inject("trade_restart")
             a = h.rest()
             r = await h.done(a, 8.0)
-            assert r.kind == ExecKind.REJECTED and r.reason == RejectReason.AMBIGUOUS
-            await h.until(lambda: h.s.counters["ws_reconnects"] >= 1 and h.s._ws is not None, 5.0, "reconnect")
+            assert (r.kind, r.reason, r.code) == (ExecKind.REJECTED, RejectReason.VENUE, 10019) and r.text, r
+            assert h.s.counters["ambiguous_rejects"] == 0
+            await h.until(lambda: h.s.counters["ws_reconnects"] + h.s.counters["ws_rotations"] >= 1
+                          and h.s._ws is not None, 5.0, "reconnect")
             b = h.rest()
             await h.accepted(b)
 
@@ -267,24 +271,30 @@ def test_wrong_secret_is_refused_at_start_without_showing_it(caplog):
 @pytest.mark.parametrize("ws_api", [True, False], ids=["trade-ws", "rest"])
 @pytest.mark.parametrize("code", [20006, 10019])
 def test_order_entry_rejects_end_the_order_once_and_the_session_trades_on(code, ws_api):
-    """20006 (reqId duplicated): a VENUE reject with the code and text.  10019 (trade service
-    restarting): the daemon cannot tell whether the venue took the order, so it reconciles by query
-    and, the venue having no such order after the recv window, ends it REJECTED as AMBIGUOUS (the
-    code is not carried on that path: the reject comes from the reconciliation, not the reply).
-    Either way one terminal event, no order left at the venue, and the next order rests."""
+    """20006 (reqId duplicated) and 10019 (Bybit v5 error codes, WS OE: "ws trade service is
+    restarting, do not accept new request, but the request in the process is not affected"): the
+    venue refused the request, so the order ends at once as a VENUE reject with the reply's code and
+    text, not through reconciliation.  After 10019 on the trade websocket the session moves to a new
+    connection (the venue routes new ones to the normal service), the old one retired once its
+    requests are answered.  Either way one terminal event, no order left at the venue, and the next
+    order rests."""
     async def body():
         async with ExecHarness(V, use_ws_api=ws_api) as h:
             h.emu.inject("order_reject", code=code)
+            first_ws = h.s._ws
             a = h.rest()
             r = await h.done(a, timeout_s=10.0)
-            assert r.kind == ExecKind.REJECTED, r
-            if code == 20006:
-                assert (r.reason, r.code) == (RejectReason.VENUE, code) and r.text, r
-            else:
-                assert r.reason == RejectReason.AMBIGUOUS and h.s.counters["ambiguous_rejects"] == 1, r
+            assert (r.kind, r.reason, r.code) == (ExecKind.REJECTED, RejectReason.VENUE, code) and r.text, r
+            assert h.s.counters["ambiguous_rejects"] == 0 and h.s.counters["reconciled"] == 0, h.s.counters
             check_clean(h.sink.of(a))
             assert h.s.is_up() and a not in h.s.open_orders()
             assert VenueState.RATE_LIMITED not in [s.state for s in h.sink.states]
+            if ws_api and code == 10019:
+                await h.until(lambda: h.s._ws is not None and h.s._ws is not first_ws, 5.0, "a new trade websocket")
+                assert h.s.counters["ws_rotations"] == 1
+                await h.until(lambda: first_ws.closed, 5.0, "the old one retired")
+            else:
+                assert h.s._ws is first_ws and h.s.counters["ws_rotations"] == 0
             b = h.rest()
             await h.accepted(b)
             assert h.emu.trading.state()["open_orders"] == 1  # b alone: a never rested there

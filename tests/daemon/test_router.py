@@ -173,35 +173,60 @@ def test_garbage_records_on_the_channel_are_rejected_and_the_bot_trades_on(manua
 
 
 def test_balance_and_venue_notices_reach_the_bots_on_that_account(manual):
-    """A balance from the user stream reaches each bot once (its asset 0); a position update of the
-    account does not (each bot's position is its own fills); a rate-limit notice (a 429's back-off)
-    reaches every asset of every bot on the venue with the time it lasts, and the all-clear after it."""
+    """A balance from a venue's user stream reaches each bot trading on that venue once (on its first
+    asset there), and no bot of another venue: alice and bob trade only binance, carol only bybit,
+    dave both (bybit first), so dave hears each balance on that venue's asset.  A position update of
+    the account reaches nobody (each bot's position is its own fills); a rate-limit notice (a 429's
+    back-off) reaches every asset of every bot on the venue with the time it lasts, and the
+    all-clear after it, and no asset on another venue."""
     from daemon.execution.base import AccountEvent, VenueStateEvent
+    from daemon.execution.memory import MemorySession
+    from router_helpers import INSTRUMENTS
     from shm.orders import VenueState
 
     d = manual
+    other = "bybit-linear"
+
+    def add_other():
+        d.router.sessions[other] = MemorySession(other, INSTRUMENTS, d.router, auto=False)
+
+    d.call(add_other)
     a = Bot(d.socket_path, "alice")
     b = Bot(d.socket_path, "bob", assets=((VENUE, "BTCUSDT"), (VENUE, "ETHUSDT")))
+    c = Bot(d.socket_path, "carol", assets=((other, "BTCUSDT"),))
+    e = Bot(d.socket_path, "dave", assets=((other, "BTCUSDT"), (VENUE, "ETHUSDT")))
     try:
-        d.call(lambda: d.router.on_account(AccountEvent("", asset="USDT", balance=1234.5, exch_ts_ns=77)))
-        d.call(lambda: d.router.on_account(AccountEvent("BTCUSDT", position=0.3, entry_px=100.0, exch_ts_ns=78)))
-        for bot in (a, b):
-            got = bot.responses(2, timeout=1.0)  # one expected: a second would be the position
-            assert [(r[K], r[ASSET], r[QTY], r[11]) for r in got] == [(ResponseKind.BALANCE, 0, 1234.5, 77)], got
+        d.call(lambda: d.router.on_account(AccountEvent(VENUE, "", asset="USDT", balance=1234.5, exch_ts_ns=77)))
+        d.call(lambda: d.router.on_account(AccountEvent(other, "", asset="USDT", balance=99.25, exch_ts_ns=79)))
+        d.call(lambda: d.router.on_account(AccountEvent(VENUE, "BTCUSDT", position=0.3, entry_px=100.0,
+                                                        exch_ts_ns=78)))
+        d.call(lambda: d.router.on_account(AccountEvent(other, "BTCUSDT", position=-0.1, entry_px=100.0,
+                                                        exch_ts_ns=80)))
+        expected = {a: [(0, 1234.5, 77)], b: [(0, 1234.5, 77)], c: [(0, 99.25, 79)],
+                    e: [(1, 1234.5, 77), (0, 99.25, 79)]}
+        for bot, want in expected.items():
+            got = bot.responses(len(want) + 1, timeout=1.0)  # one more would be a stray balance or a position
+            assert [(r[K], r[ASSET], r[QTY], r[11]) for r in got] == [(ResponseKind.BALANCE, *w) for w in want], got
         until = time.time_ns() + 2_000_000_000
         d.call(lambda: d.session.sink.on_venue_state(VENUE, VenueStateEvent(VenueState.RATE_LIMITED, until, "429")))
         d.call(lambda: d.session.sink.on_venue_state(VENUE, VenueStateEvent(VenueState.UP)))
-        ra, rb = a.responses(2), b.responses(4)
+        ra, rb, re_ = a.responses(2), b.responses(4), e.responses(2)
         assert [(r[K], r[ASSET], r[STATUS], r[11]) for r in ra] == [
             (ResponseKind.VENUE, 0, VenueState.RATE_LIMITED, until), (ResponseKind.VENUE, 0, VenueState.UP, 0)], ra
         assert [(r[K], r[ASSET], r[STATUS], r[11]) for r in rb] == [
             (ResponseKind.VENUE, 0, VenueState.RATE_LIMITED, until), (ResponseKind.VENUE, 1, VenueState.RATE_LIMITED, until),
             (ResponseKind.VENUE, 0, VenueState.UP, 0), (ResponseKind.VENUE, 1, VenueState.UP, 0)], rb
-        d.call(lambda: d.session.sink.on_venue_state("bybit-linear", VenueStateEvent(VenueState.DOWN)))
+        assert [(r[K], r[ASSET], r[STATUS], r[11]) for r in re_] == [
+            (ResponseKind.VENUE, 1, VenueState.RATE_LIMITED, until), (ResponseKind.VENUE, 1, VenueState.UP, 0)], re_
+        assert c.responses(1, timeout=0.5) == []  # not its venue
+        d.call(lambda: d.session.sink.on_venue_state(other, VenueStateEvent(VenueState.DOWN)))
         assert a.responses(1, timeout=0.5) == [] and b.responses(1, timeout=0.5) == []  # not their venue
+        for bot in (c, e):
+            got = bot.responses(2, timeout=1.0)
+            assert [(r[K], r[ASSET], r[STATUS]) for r in got] == [(ResponseKind.VENUE, 0, VenueState.DOWN)], got
     finally:
-        a.close()
-        b.close()
+        for bot in (a, b, c, e):
+            bot.close()
 
 
 def test_pre_trade_check_refuses_and_fails_closed(tmp_path, shm_namespace):
