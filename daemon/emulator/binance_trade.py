@@ -121,6 +121,8 @@ class BinanceTrading(BinanceWire, TradingSide):
             ("DELETE", "/fapi/v1/order", "cancel", 1, "signed"), ("GET", "/fapi/v1/order", "query", 1, "signed"),
             ("DELETE", "/fapi/v1/allOpenOrders", "cancel_all", 1, "signed"),
             ("GET", "/fapi/v1/openOrders", "open_orders", 1, "signed"),
+            ("GET", "/fapi/v1/allOrders", "all_orders", 5, "signed"),
+            ("GET", "/fapi/v1/userTrades", "user_trades", 5, "signed"),
             ("GET", "/fapi/v2/positionRisk", "positions", 5, "signed"),
             ("GET", "/fapi/v3/positionRisk", "positions", 5, "signed"),
             ("GET", "/fapi/v2/balance", "balance", 5, "signed"), ("GET", "/fapi/v3/balance", "balance", 5, "signed"),
@@ -542,6 +544,35 @@ class BinanceTrading(BinanceWire, TradingSide):
     def _op_open_orders(self, p: dict, api_key: str, events: list) -> list:
         symbol = self._symbol(p) if p.get("symbol") else None
         return [self.order_json(o) for o in self.account.open_orders(symbol)]
+
+    def _history_limit(self, p: dict) -> int:
+        try:
+            limit = int(p.get("limit") or 500)
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'.") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        return limit
+
+    def _op_all_orders(self, p: dict, api_key: str, events: list) -> list:
+        """``GET /fapi/v1/allOrders``: the symbol's open and kept closed orders, oldest first: from
+        ``orderId`` on if given, else the latest ``limit``."""
+        symbol, limit = self._symbol(p), self._history_limit(p)
+        from_id = int(p["orderId"]) if p.get("orderId") else None
+        found = [o for o in self.account.orders.values()
+                 if o.symbol == symbol and o.order_id >= (from_id or 0)]
+        found.sort(key=lambda o: o.order_id)
+        return [self.order_json(o) for o in (found[:limit] if from_id is not None else found[-limit:])]
+
+    def _op_user_trades(self, p: dict, api_key: str, events: list) -> list:
+        """``GET /fapi/v1/userTrades``: the symbol's fills, oldest first: from trade id ``fromId`` on
+        if given, else the latest ``limit``; ``orderId`` keeps one order's."""
+        symbol, limit = self._symbol(p), self._history_limit(p)
+        from_id = int(p["fromId"]) if p.get("fromId") else None
+        order_id = int(p["orderId"]) if p.get("orderId") else None
+        found = [ev for ev in self.account.fills if ev.order.symbol == symbol
+                 and order_id in (None, ev.order.order_id) and ev.fill.trade_id >= (from_id or 0)]
+        return [self.trade_json(ev) for ev in (found[:limit] if from_id is not None else found[-limit:])]
 
     def _op_positions(self, p: dict, api_key: str, events: list) -> list:
         syms = [self._symbol(p)] if p.get("symbol") else list(self.account.rules)

@@ -92,6 +92,16 @@ class BinanceWire:
                 "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER", "goodTillDate": 0,
                 "time": o.created_ms, "updateTime": o.updated_ms}
 
+    def trade_json(self, ev: OrderEvent) -> dict:
+        """A fill as ``GET /fapi/v1/userTrades`` lists it."""
+        o, f = ev.order, ev.fill
+        px, qty = self.account.px(o.symbol, f.price), self.account.qty(o.symbol, f.qty)
+        return {"buyer": o.side > 0, "commission": f"{f.fee:.8f}", "commissionAsset": self.account.cfg.asset,
+                "id": f.trade_id, "maker": f.maker, "orderId": o.order_id, "price": self._p(o, f.price),
+                "qty": self._q(o, f.qty), "quoteQty": f"{px * qty:.8f}", "realizedPnl": f"{f.realized:.8f}",
+                "side": "BUY" if o.side > 0 else "SELL", "positionSide": "BOTH", "symbol": o.symbol,
+                "time": ev.ts_ms}
+
     def order_update(self, ev: OrderEvent) -> dict:
         o, f = ev.order, ev.fill
         a = self.account

@@ -1,4 +1,4 @@
-"""Bybit v5 (linear) trading side of the emulator: signed ``/v5/order|position|account`` REST, the
+"""Bybit v5 (linear) trading side of the emulator: signed ``/v5/order|execution|position|account`` REST, the
 ``/v5/private`` stream (auth op; topics ``order``, ``execution``, ``execution.fast``, ``position``,
 ``wallet``, ``dcp``; ``.linear`` suffixes accepted) and the ``/v5/trade`` order-entry websocket
 (camelCase: ``reqId``, ``retCode``, ``retMsg``, ``connId``), on the ``BybitEmulator``'s app and port.
@@ -41,7 +41,7 @@ _ORDER_OPS = {"create", "amend", "cancel", "cancel_all"}
 #: queries that list an account's orders or positions, and the venue's other categories, in which the
 #: emulated (linear-only) account holds nothing: an empty list, as the venue answers such an account
 #: (ccxt's bybit watch_positions lists linear and inverse positions before it subscribes)
-_LISTS = {"realtime", "history", "positions"}
+_LISTS = {"realtime", "history", "positions", "executions"}
 _EMPTY_CATEGORIES = {"inverse", "spot", "option"}
 _LINK_RE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _REJECTS = {
@@ -96,6 +96,7 @@ class BybitTrading(BybitWire, TradingSide):
         for method, path, op in (("POST", "/v5/order/create", "create"), ("POST", "/v5/order/amend", "amend"),
                                  ("POST", "/v5/order/cancel", "cancel"), ("POST", "/v5/order/cancel-all", "cancel_all"),
                                  ("GET", "/v5/order/realtime", "realtime"), ("GET", "/v5/order/history", "history"),
+                                 ("GET", "/v5/execution/list", "executions"),
                                  ("GET", "/v5/position/list", "positions"),
                                  ("GET", "/v5/account/wallet-balance", "wallet"),
                                  ("POST", "/v5/order/disconnected-cancel-all", "dcp"),
@@ -373,6 +374,29 @@ class BybitTrading(BybitWire, TradingSide):
         if p.get("orderLinkId"):
             found = [o for o in found if o.client_id == p["orderLinkId"]]
         return {"category": "linear", "list": [self.order_json(o) for o in found[:50]], "nextPageCursor": ""}
+
+    def _op_executions(self, p: dict, events: list) -> dict:
+        """``GET /v5/execution/list``: the account's fills, newest first, ``limit`` 1..100 (default 50)."""
+        symbol = self._symbol(p) if p.get("symbol") else None
+        try:
+            limit = int(p.get("limit") or 50)
+        except ValueError:
+            raise ApiError(10001, "params error: limit invalid") from None
+        if not 1 <= limit <= 100:
+            raise ApiError(10001, "params error: limit must be in [1, 100]")
+        order_id = self._parse_order_id(str(p["orderId"])) if p.get("orderId") else None
+        link = p.get("orderLinkId") or None
+        if p.get("execType") not in (None, "", "Trade"):
+            return {"category": "linear", "list": [], "nextPageCursor": ""}   # funding, ADL...: none here
+        found = []
+        for ev in reversed(self.account.fills):
+            o = ev.order
+            if symbol in (None, o.symbol) and order_id in (None, o.order_id) \
+                    and link in (None, o.meta.get("link")):
+                found.append(self.execution_json(ev))
+                if len(found) == limit:
+                    break
+        return {"category": "linear", "list": found, "nextPageCursor": ""}
 
     def _op_positions(self, p: dict, events: list) -> dict:
         syms = [self._symbol(p)] if p.get("symbol") else list(self.account.rules)

@@ -88,6 +88,24 @@ class BybitWire:
                     "unrealisedPnl": f"{upnl:.8f}", "cumRealisedPnl": f"{sum(p.realized for p in a.positions.values()):.8f}",
                     "bonus": "0", "marginCollateral": True, "collateralSwitch": True}]}
 
+    def execution_json(self, ev: OrderEvent) -> dict:
+        """A fill as the ``execution`` topic and ``GET /v5/execution/list`` show it; its ``seq`` (with
+        the symbol, what identifies a fill) is the fill's trade id, the same on both."""
+        o, f = ev.order, ev.fill
+        return {"category": "linear", "symbol": o.symbol, "execFee": f"{f.fee:.8f}",
+                "execId": str(uuid.UUID(int=(1 << 64) + f.trade_id)), "execPrice": self._p(o, f.price),
+                "execQty": self._q(o, f.qty), "execType": "Trade",
+                "execValue": f"{self.account.qty(o.symbol, f.qty) * self.account.px(o.symbol, f.price):.8f}",
+                "isMaker": f.maker, "feeRate": str(self.account.cfg.maker_fee_rate if f.maker
+                                                   else self.account.cfg.taker_fee_rate),
+                "tradeIv": "", "markIv": "", "blockTradeId": "", "markPrice": f"{self.account.mark(o.symbol):.8f}",
+                "indexPrice": "", "underlyingPrice": "", "leavesQty": self._q(o, o.leaves),
+                "orderId": self.order_id_text(o.order_id), "orderLinkId": o.meta.get("link", ""),
+                "orderPrice": self._p(o, o.price), "orderQty": self._q(o, o.qty),
+                "orderType": "Limit" if o.type == "LIMIT" else "Market", "stopOrderType": "UNKNOWN",
+                "side": "Buy" if o.side > 0 else "Sell", "execTime": str(ev.ts_ms), "isLeverage": "0",
+                "closedSize": "0", "seq": f.trade_id}
+
     async def publish_events(self, events: list[OrderEvent]) -> None:
         for ev in events:
             o = ev.order
@@ -99,27 +117,12 @@ class BybitWire:
             await self._send_topic("order", [self.order_json(o, ev.reason)])
             if ev.fill is None:
                 continue
-            f = ev.fill
-            self._exec_seq += 1
-            px, q = self._p(o, f.price), self._q(o, f.qty)
-            link = o.meta.get("link", "")
-            exec_id = str(uuid.UUID(int=(1 << 64) + f.trade_id))
-            await self._send_topic("execution", [{
-                "category": "linear", "symbol": o.symbol, "execFee": f"{f.fee:.8f}", "execId": exec_id,
-                "execPrice": px, "execQty": q, "execType": "Trade",
-                "execValue": f"{self.account.qty(o.symbol, f.qty) * self.account.px(o.symbol, f.price):.8f}",
-                "isMaker": f.maker, "feeRate": str(self.account.cfg.maker_fee_rate if f.maker
-                                                   else self.account.cfg.taker_fee_rate),
-                "tradeIv": "", "markIv": "", "blockTradeId": "", "markPrice": f"{self.account.mark(o.symbol):.8f}",
-                "indexPrice": "", "underlyingPrice": "", "leavesQty": self._q(o, o.leaves),
-                "orderId": self.order_id_text(o.order_id), "orderLinkId": link, "orderPrice": self._p(o, o.price),
-                "orderQty": self._q(o, o.qty), "orderType": "Limit" if o.type == "LIMIT" else "Market",
-                "stopOrderType": "UNKNOWN", "side": "Buy" if o.side > 0 else "Sell", "execTime": str(ev.ts_ms),
-                "isLeverage": "0", "closedSize": "0", "seq": self._exec_seq}])
+            self._exec_seq = ev.fill.trade_id   # the position's seq: the latest fill's
+            execution = self.execution_json(ev)
+            await self._send_topic("execution", [execution])
             await self._send_topic("execution.fast", [{
-                "category": "linear", "symbol": o.symbol, "execId": exec_id, "execPrice": px, "execQty": q,
-                "orderId": self.order_id_text(o.order_id), "isMaker": f.maker,
-                "orderLinkId": "" if f.maker else link,   # the venue leaves it empty on maker fills
-                "side": "Buy" if o.side > 0 else "Sell", "execTime": str(ev.ts_ms), "seq": self._exec_seq}])
+                **{k: execution[k] for k in ("category", "symbol", "execId", "execPrice", "execQty", "orderId",
+                                             "isMaker", "side", "execTime", "seq")},
+                "orderLinkId": "" if ev.fill.maker else execution["orderLinkId"]}])  # empty on maker fills
             await self._send_topic("position", [self.position_json(o.symbol)])
             await self._send_topic("wallet", [self.wallet_json()])

@@ -63,7 +63,8 @@ class AccountConfig:
     taker_fee_rate: float = 0.0005
     leverage: float = 20.0
     max_open_orders: int = 200   # per symbol (Binance -2025 / Bybit 110009 beyond it)
-    #: closed orders kept for queries (the oldest are forgotten past this: a long benchmark run stays bounded)
+    #: closed orders and fills kept for queries (the oldest are forgotten past this: a long benchmark run
+    #: stays bounded)
     keep_closed: int = 100_000
     first_order_id: int = 8_000_000_000
     first_trade_id: int = 900_000_000
@@ -188,6 +189,8 @@ class Account:
         self._rest_notional: dict[str, list[int]] = {s: [0, 0] for s in rules}
         self._open_cid: dict[str, dict[str, Order]] = {s: {} for s in rules}
         self.positions: dict[str, Position] = {s: Position() for s in rules}
+        #: the account's latest fills, oldest first (the venues' trade-history queries list them)
+        self.fills: deque[OrderEvent] = deque(maxlen=self.cfg.keep_closed)
         self.fees_paid = 0.0
         self._next_order = self.cfg.first_order_id
         self._next_trade = self.cfg.first_trade_id
@@ -479,7 +482,9 @@ class Account:
         elif resting:
             self._rest_notional[s][0 if o.side > 0 else 1] += o.leaves * o.price
         self._next_trade += 1
-        return OrderEvent("TRADE", o.snapshot(), Fill(self._next_trade, tick, lots, maker, fee, realized), now_ms)
+        ev = OrderEvent("TRADE", o.snapshot(), Fill(self._next_trade, tick, lots, maker, fee, realized), now_ms)
+        self.fills.append(ev)
+        return ev
 
     def _book_position(self, symbol: str, signed_lots: int, px: float) -> float:
         p = self.positions[symbol]

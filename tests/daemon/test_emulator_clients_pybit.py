@@ -245,6 +245,9 @@ def test_pybit_websocket_book_tracks_truth_and_private_topics_carry_the_fill(pyb
                                                                                    float(px(ask_ticks)))
         pos = topics.next_matching("position", lambda p: p["symbol"] == SYMBOL and p["size"] != "0.000")
         assert (pos["side"], pos["size"]) == ("Buy", qty)
+        # the fill's history over REST is the execution the stream carried
+        listed = http_session(t).get_executions(category="linear", symbol=SYMBOL)["result"]["list"]
+        assert listed == [exe]
         u2, bids, asks = on_loop(t, truth)
         assert asks.get(px(ask_ticks), 0.0) == pytest.approx(max(0.0, ask_qty - lots / 1000))
         same_book(pybit_book_at(u2), bids, asks)

@@ -44,8 +44,15 @@ def test_ccxt_binanceusdm_loads_markets_places_fetches_cancels(binance):
     assert cancelled["status"] == "canceled"
     assert ex.fetch_open_orders("BTC/USDT:USDT") == []
     # a taker order fills against the truth book; the position and balance follow
+    ask = min(binance.emu.symbols["BTCUSDT"].book.asks)
     filled = ex.create_order("BTC/USDT:USDT", "market", "buy", 0.002)
     assert filled["id"]
+    trades = ex.fetch_my_trades("BTC/USDT:USDT")                      # GET /fapi/v1/userTrades
+    assert [(t["order"], t["side"], t["amount"], t["price"], t["takerOrMaker"]) for t in trades] == \
+        [(filled["id"], "buy", 0.002, round(ask * 0.1, 1), "taker")]
+    assert trades[0]["fee"]["cost"] == pytest.approx(0.0005 * 0.002 * ask * 0.1)
+    history = ex.fetch_orders("BTC/USDT:USDT")                         # GET /fapi/v1/allOrders
+    assert [(o["id"], o["status"]) for o in history] == [(order["id"], "canceled"), (filled["id"], "closed")]
     pos = ex.fetch_positions(["BTC/USDT:USDT"])
     assert pos[0]["contracts"] == 0.002 and pos[0]["side"] == "long"
     bal = ex.fetch_balance()
@@ -68,7 +75,11 @@ def test_ccxt_bybit_loads_markets_places_fetches_cancels(bybit):
     assert [o["id"] for o in ex.fetch_open_orders("BTC/USDT:USDT")] == [order["id"]]
     ex.cancel_order(order["id"], "BTC/USDT:USDT")
     assert ex.fetch_open_orders("BTC/USDT:USDT") == []
-    ex.create_order("BTC/USDT:USDT", "market", "sell", 0.002)
+    bid = max(bybit.emu.symbols["BTCUSDT"].book.bids)
+    sold = ex.create_order("BTC/USDT:USDT", "market", "sell", 0.002)
+    trades = ex.fetch_my_trades("BTC/USDT:USDT")                      # GET /v5/execution/list
+    assert [(t["order"], t["side"], t["amount"], t["price"], t["takerOrMaker"]) for t in trades] == \
+        [(sold["id"], "sell", 0.002, round(bid * 0.1, 1), "taker")]
     pos = ex.fetch_positions(["BTC/USDT:USDT"])
     assert pos[0]["contracts"] == 0.002 and pos[0]["side"] == "short"
     bal = ex.fetch_balance()
