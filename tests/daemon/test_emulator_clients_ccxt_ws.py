@@ -28,6 +28,25 @@ WAIT_S = 15.0
 MOVING = SynthConfig(changes=6, delete_prob=0.3, move_prob=0.2)
 
 
+VENUES = {"binanceusdm": (BinanceEmulator, ccxt_binanceusdm), "bybit": (BybitEmulator, ccxt_bybit)}
+
+
+def run_with(venue: str, synth: SynthConfig, body) -> None:
+    """``await body(emu, ex)``: a started emulator of ``venue`` and ccxt.pro's exchange pointed at it."""
+    emulator, point = VENUES[venue]
+
+    async def main() -> None:
+        emu = await emulator([SYMBOL], synth=synth, trades=False, credentials=CREDS).start()
+        ex = point(ccxt_pro, emu)
+        try:
+            await body(emu, ex)
+        finally:
+            await ex.close()
+            await emu.stop()
+
+    asyncio.run(main())
+
+
 def truth(emu) -> tuple[dict, dict]:
     book = emu.symbols[SYMBOL].book
     return ({round(t * 0.1, 1): q for t, q in book.bids.items()},
@@ -70,122 +89,98 @@ async def book_follows_truth(ex, emu, steps: int) -> dict:
 
 
 def test_ccxt_pro_binanceusdm_watch_order_book_follows_the_truth():
-    async def body():
-        emu = await BinanceEmulator([SYMBOL], synth=MOVING, trades=False, credentials=CREDS).start()
-        ex = ccxt_binanceusdm(ccxt_pro, emu)
-        try:
-            ob = await book_follows_truth(ex, emu, 300)
-            assert ob["nonce"] == emu.symbols[SYMBOL].last_id   # the update-id chain was followed
-            assert emu.symbols[SYMBOL].snapshot_requests == 1    # ... without a single resync
-        finally:
-            await ex.close()
-            await emu.stop()
+    async def body(emu, ex):
+        ob = await book_follows_truth(ex, emu, 300)
+        assert ob["nonce"] == emu.symbols[SYMBOL].last_id   # the update-id chain was followed
+        assert emu.symbols[SYMBOL].snapshot_requests == 1    # ... without a single resync
 
-    asyncio.run(body())
+    run_with("binanceusdm", MOVING, body)
 
 
 def test_ccxt_pro_bybit_watch_order_book_follows_the_truth():
-    async def body():
-        emu = await BybitEmulator([SYMBOL], synth=MOVING, trades=False, credentials=CREDS).start()
-        ex = ccxt_bybit(ccxt_pro, emu)
-        try:
-            await book_follows_truth(ex, emu, 300)
-            assert [c.topics for c in emu.clients if c.route == "/v5/public/linear"] == [{f"orderbook.50.{SYMBOL}"}]
-        finally:
-            await ex.close()
-            await emu.stop()
+    async def body(emu, ex):
+        await book_follows_truth(ex, emu, 300)
+        assert [c.topics for c in emu.clients if c.route == "/v5/public/linear"] == [{f"orderbook.50.{SYMBOL}"}]
 
-    asyncio.run(body())
+    run_with("bybit", MOVING, body)
 
 
 def test_ccxt_pro_binanceusdm_orders_over_the_websocket_api_reach_watch_orders():
-    async def body():
-        emu = await BinanceEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS).start()
-        ex = ccxt_binanceusdm(ccxt_pro, emu)
+    async def body(emu, ex):
         account = emu.trading.account
-        try:
-            await ex.load_markets()
-            # the first watch_positions answers with the positions over REST (none yet)
-            snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
-            assert [p for p in snapshot if p["contracts"]] == []
-            watching = asyncio.ensure_future(ex.watch_orders(MARKET))
-            await until(lambda: emu.trading.user_clients, "ccxt's user-data stream (listen key)")
-            bid = max(emu.symbols[SYMBOL].book.bids)
-            price = round((bid - 5) * 0.1, 1)
-            placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"timeInForce": "GTX"})
-            assert (placed["status"], placed["price"], placed["amount"]) == ("open", price, 0.01)
-            assert [(str(o.order_id), o.price, o.qty) for o in account.open_orders()] == [(placed["id"], bid - 5, 10)]
-            seen = await asyncio.wait_for(watching, WAIT_S)
-            assert [(o["id"], o["status"], o["price"]) for o in seen] == [(placed["id"], "open", price)]
+        await ex.load_markets()
+        # the first watch_positions answers with the positions over REST (none yet)
+        snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
+        assert [p for p in snapshot if p["contracts"]] == []
+        watching = asyncio.ensure_future(ex.watch_orders(MARKET))
+        await until(lambda: emu.trading.user_clients, "ccxt's user-data stream (listen key)")
+        bid = max(emu.symbols[SYMBOL].book.bids)
+        price = round((bid - 5) * 0.1, 1)
+        placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"timeInForce": "GTX"})
+        assert (placed["status"], placed["price"], placed["amount"]) == ("open", price, 0.01)
+        assert [(str(o.order_id), o.price, o.qty) for o in account.open_orders()] == [(placed["id"], bid - 5, 10)]
+        seen = await asyncio.wait_for(watching, WAIT_S)
+        assert [(o["id"], o["status"], o["price"]) for o in seen] == [(placed["id"], "open", price)]
 
-            cancelled = await ex.cancel_order_ws(placed["id"], MARKET)
-            assert cancelled["status"] == "canceled" and account.open_orders() == []
-            await order_seen(ex, placed["id"], lambda o: o["status"] == "canceled", "the cancel on the user stream")
+        cancelled = await ex.cancel_order_ws(placed["id"], MARKET)
+        assert cancelled["status"] == "canceled" and account.open_orders() == []
+        await order_seen(ex, placed["id"], lambda o: o["status"] == "canceled", "the cancel on the user stream")
 
-            # a taker: the fill comes back on the user stream with the book's price, and the position
-            moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
-            ask_ticks, ask_qty = min(emu.symbols[SYMBOL].book.asks.items())
-            assert ask_qty >= 0.002
-            taken = await ex.create_order_ws(MARKET, "market", "buy", 0.002)
-            positions = await asyncio.wait_for(moved, WAIT_S)
-            assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
-                [(MARKET, "long", 0.002, round(ask_ticks * 0.1, 1))]
-            fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
-            assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(ask_ticks * 0.1, 1))
-            assert account.positions[SYMBOL].qty == 2
-        finally:
-            await ex.close()
-            await emu.stop()
+        # a taker: the fill comes back on the user stream with the book's price, and the position
+        moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
+        ask_ticks, ask_qty = min(emu.symbols[SYMBOL].book.asks.items())
+        assert ask_qty >= 0.002
+        taken = await ex.create_order_ws(MARKET, "market", "buy", 0.002)
+        positions = await asyncio.wait_for(moved, WAIT_S)
+        assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
+            [(MARKET, "long", 0.002, round(ask_ticks * 0.1, 1))]
+        fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
+        assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(ask_ticks * 0.1, 1))
+        assert account.positions[SYMBOL].qty == 2
 
-    asyncio.run(body())
+    run_with("binanceusdm", CALM, body)
 
 
 def test_ccxt_pro_bybit_orders_over_the_trade_websocket_reach_watch_orders():
-    async def body():
-        emu = await BybitEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS).start()
-        ex = ccxt_bybit(ccxt_pro, emu)
+    async def body(emu, ex):
         account = emu.trading.account
-        try:
-            await ex.load_markets()
-            # the first watch_positions lists linear and inverse positions over REST (the emulated
-            # account holds no inverse ones: an empty list, as the venue answers, not an error)
-            snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
-            assert [p for p in snapshot if p["contracts"]] == []
-            watching = asyncio.ensure_future(ex.watch_orders(MARKET))
-            await until(lambda: any(c.authed and c.topics for c in emu.trading.private),
-                        "ccxt's authenticated private stream")
-            bid = max(emu.symbols[SYMBOL].book.bids)
-            price = round((bid - 5) * 0.1, 1)
-            placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"postOnly": True})
-            oid = placed["id"]
-            assert [(emu.trading.order_id_text(o.order_id), o.price, o.qty, o.tif) for o in account.open_orders()] \
-                == [(oid, bid - 5, 10, "GTX")]
-            seen = await asyncio.wait_for(watching, WAIT_S)
-            assert [(o["id"], o["status"], o["price"], o["amount"]) for o in seen] == [(oid, "open", price, 0.01)]
+        await ex.load_markets()
+        # the first watch_positions lists linear and inverse positions over REST (the emulated
+        # account holds no inverse ones: an empty list, as the venue answers, not an error)
+        snapshot = await asyncio.wait_for(ex.watch_positions([MARKET]), WAIT_S)
+        assert [p for p in snapshot if p["contracts"]] == []
+        watching = asyncio.ensure_future(ex.watch_orders(MARKET))
+        await until(lambda: any(c.authed and c.topics for c in emu.trading.private),
+                    "ccxt's authenticated private stream")
+        bid = max(emu.symbols[SYMBOL].book.bids)
+        price = round((bid - 5) * 0.1, 1)
+        placed = await ex.create_order_ws(MARKET, "limit", "buy", 0.01, price, {"postOnly": True})
+        oid = placed["id"]
+        assert [(emu.trading.order_id_text(o.order_id), o.price, o.qty, o.tif) for o in account.open_orders()] \
+            == [(oid, bid - 5, 10, "GTX")]
+        seen = await asyncio.wait_for(watching, WAIT_S)
+        assert [(o["id"], o["status"], o["price"], o["amount"]) for o in seen] == [(oid, "open", price, 0.01)]
 
-            new_price = round((bid - 8) * 0.1, 1)
-            await ex.edit_order_ws(oid, MARKET, "limit", "buy", 0.01, new_price)
-            assert [o.price for o in account.open_orders()] == [bid - 8]
-            await order_seen(ex, oid, lambda o: o["price"] == new_price, "the amend on the private stream")
+        new_price = round((bid - 8) * 0.1, 1)
+        await ex.edit_order_ws(oid, MARKET, "limit", "buy", 0.01, new_price)
+        assert [o.price for o in account.open_orders()] == [bid - 8]
+        await order_seen(ex, oid, lambda o: o["price"] == new_price, "the amend on the private stream")
 
-            await ex.cancel_order_ws(oid, MARKET)
-            assert account.open_orders() == []
-            await order_seen(ex, oid, lambda o: o["status"] == "canceled", "the cancel on the private stream")
+        await ex.cancel_order_ws(oid, MARKET)
+        assert account.open_orders() == []
+        await order_seen(ex, oid, lambda o: o["status"] == "canceled", "the cancel on the private stream")
 
-            # the fill reaches watch_positions on the position topic
-            moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
-            await until(lambda: any("position" in c.topics for c in emu.trading.private), "the position topic")
-            bid_ticks, bid_qty = max(emu.symbols[SYMBOL].book.bids.items())
-            assert bid_qty >= 0.002
-            taken = await ex.create_order_ws(MARKET, "market", "sell", 0.002)
-            positions = await asyncio.wait_for(moved, WAIT_S)
-            assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
-                [(MARKET, "short", 0.002, round(bid_ticks * 0.1, 1))]
-            fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
-            assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(bid_ticks * 0.1, 1))
-            assert account.positions[SYMBOL].qty == -2
-        finally:
-            await ex.close()
-            await emu.stop()
+        # the fill reaches watch_positions on the position topic
+        moved = asyncio.ensure_future(ex.watch_positions([MARKET]))
+        await until(lambda: any("position" in c.topics for c in emu.trading.private), "the position topic")
+        bid_ticks, bid_qty = max(emu.symbols[SYMBOL].book.bids.items())
+        assert bid_qty >= 0.002
+        taken = await ex.create_order_ws(MARKET, "market", "sell", 0.002)
+        positions = await asyncio.wait_for(moved, WAIT_S)
+        assert [(p["symbol"], p["side"], p["contracts"], p["entryPrice"]) for p in positions] == \
+            [(MARKET, "short", 0.002, round(bid_ticks * 0.1, 1))]
+        fill = await order_seen(ex, taken["id"], lambda o: o["status"] == "closed", "the fill on the stream")
+        assert (fill["filled"], fill["remaining"], fill["average"]) == (0.002, 0.0, round(bid_ticks * 0.1, 1))
+        assert account.positions[SYMBOL].qty == -2
 
-    asyncio.run(body())
+    run_with("bybit", CALM, body)
