@@ -485,8 +485,10 @@ def plot(out: Path, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
 
 # -- the run ----------------------------------------------------------------------------------------
 
-def session(d: Demo, say) -> dict[str, np.ndarray]:
-    """Run the live part; the bots' records by name."""
+def session(d: Demo, say, before_venue_stop=None) -> dict[str, np.ndarray]:
+    """Run the live part; the bots' records by name.  ``before_venue_stop(d)``, if given, is called
+    once the bots and the daemon have stopped and the emulator still answers (the parity test reads
+    the venue's own record of every order there)."""
     ws = start_emulator(d)
     say(f"emulator: {d.rest} (seed {d.seed}, {d.rate:g} book updates/s)")
     cfg = daemon_config(d, ws)
@@ -531,6 +533,8 @@ def session(d: Demo, say) -> dict[str, np.ndarray]:
     code = d.stop(daemon, 60.0)
     if code != 0:
         raise DemoError(f"the daemon exited with status {code} on SIGTERM\n{daemon.tail()}")
+    if before_venue_stop is not None:
+        before_venue_stop(d)
     for c in d.children:
         if c.name == "emulator":
             d.stop(c)

@@ -3,64 +3,98 @@ plugin, and replayed in the simulator with the recorded feed latency and an orde
 
 The session is the demo's (``hftd.demo.session``: ``hftd emulate`` + ``hftd daemon`` with execution
 and the recorder + two ``hftd bot run`` processes of the example grid bot with different parameters),
-run here for a few seconds.  Each bot is then replayed twice over the recorded file:
+run here for a few seconds.  Before the emulator stops, the venue's own record of every order the
+daemon journaled is read back (``GET /fapi/v1/order`` by client id; the journal names the bot).
 
-* **paced**: the grid bot's step body, stepped at the instants the live bot stepped (its records'
-  timestamps).  This isolates everything but the step clock; the test asserts the same book at every
-  step (exact), maker fills of whole orders at the same fee model on both sides (exact), most fills
-  on the same step, and position and cash equal at every step when all fills pair;
+* **venue**: every journaled order reached the venue and ended FILLED (whole, maker) or CANCELED, and
+  the bot's fill count is the venue's.  The two bots share one emulator account and quote
+  overlapping prices on one symbol, but they cannot meet there: the emulator matches an order only
+  against its truth book (resting orders are not in it, post-only is refused only if it would take
+  from it, a queue is the truth level's quantity).  This refutes the old VENUE_PATH guess (the
+  "1 rejected" once shown in the daemon's table counts cancel rejects too: a cancel racing a fill).
+* **paced**: the grid bot's step body stepped at the live bot's instants, logging each order; the
+  live and replayed orders are paired by (step, side, price tick) and their outcomes compared (a fill
+  at the same exchange millisecond).  Every difference is counted under one cause below; the test
+  fails on any other (UNEXPLAINED) and bounds each;
 * **unchanged**: ``bots.examples.grid.grid_bot`` itself, as the demo backtests it; it differs from the
   live run by the cause named STEP_CLOCK, whose size is measured and bounded.
 
-Named causes of a difference, each measured:
+Named causes of a difference:
 
+ORDER_ENTRY_LATENCY
+    The replay's entry latency comes from the feed latency (about 1 ms) while a live order reached the
+    venue when it did: on this loaded 2-core machine now and then 10-20 ms after its step (measured
+    from the venue's stamps: p50 ~1 ms, p90 2-11 ms).  When the order's price level changed in
+    between, it joined a different queue and fills at another time or not at all.  Found by tracing
+    the old VENUE_PATH case: a buy at 59999.2 reached the venue 11.7 ms after its step, after the level
+    grew to 3.335; the replay's copy arrived 1 ms after the step, before that, behind a short queue,
+    and filled on a 0.794 print that the venue's copy needed 3.3 for.
+CANCEL_LATENCY
+    The same order filled on one side and was cancelled on the other, the fill coming after the other
+    side's cancel had arrived (the two cancels travel with different latencies, as above).
+REPORT_AT_STEP_BOUNDARY
+    A report (fill or cancel) that arrives a few ms before a step ends is in the live bot's state
+    only once it crossed the user stream, the daemon and the response channel, while the replay's
+    response latency is the feed's: the bot then re-posts that price one step apart.
+FEED_AT_STEP_BOUNDARY
+    A book update recorded at about the live step's instant: the mid differs at that step (seen in 2
+    of 8 sessions, one step of ~105 each).
+CASCADE
+    An order on one side only, at or after a step whose record differs (fills, book) or one of the
+    above: once the bot's fills or book differ, its grid differs for a few steps (also a report seen
+    a step apart whose re-post never came, the grid having moved on).
+SESSION_END
+    The last step's requests may still be in a stopping bot's channel, and an end in the last steps
+    may not be seen yet by the other side; those steps are not compared.
 STEP_CLOCK
     The live bot's ``elapse(step_ns)`` starts after the step's own work (reading the book, sending
     requests), so its steps come every step_ns + a fraction of a ms and drift from the simulator's exact
     step_ns grid (measured here: p50 +0.1-0.4 ms a step, a few ms over the session).  Quotes then change
     at different instants and a fill can land one step earlier or later, or, rarely, not at all.
-REPORT_AT_STEP_BOUNDARY
-    A fill the emulator makes a few ms before a step ends is in the live bot's state only once the
-    venue's report has crossed the user stream, the daemon and the response channel; the simulator
-    models that with the feed-derived order latency (about 1 ms), so it counts the fill one step earlier.
-    Seen as a fill paired with one a single step away (measured: 0-2 per 10 s session).
-VENUE_PATH (not yet explained)
-    In 1 of 4 sessions measured, the wide grid bot filled 7 times live where the paced replay filled 12,
-    with the same mid at every one of its 70 steps and for any constant order latency from 1 to 50 ms
-    in the replay; the tight bot of the same session matched 51/51 on the same step.  Its live orders
-    were sent (34 in the daemon's journal) and nothing was logged as rejected; whether some were refused
-    or rested differently at the emulator (both bots share one emulator account and quote overlapping
-    prices) is not traced yet.  A clue: in a later session the wide bot showed "1 rejected" in the
-    daemon's table and ended 11 live / 12 replayed.  The test therefore asserts pairing of most fills
-    rather than equality.
 
-Measured in the sessions so far (paced replay, fills live/replay/same step): tight 72/72/71, 55/55/53,
-51/51/51, 52/52/52, 49/49/47, 50/48/-; wide 17/17/16, 14/14/14, 13/13/13, 11/12/10, 7/12/6.
+Measured over 8 sessions (paced: orders live/same, fills live/replay, causes): tight 169/166 83/82
+(ORDER_ENTRY_LATENCY 2, CASCADE 4), 114/114 60/60, 124/124 65/65 (SESSION_END 2), 122/116 62/60
+(CANCEL_LATENCY 2, REPORT 5, FEED 1, CASCADE 1), 126/125 65/65 (REPORT 1), 127/126 61/61 (REPORT 1,
+FEED 1), 121/120 64/64 (REPORT 1); wide: every order and fill the same in 7, one REPORT in 1.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from numba import njit
 
-from bots.constants import BUY, GTX, LIMIT, SELL
+from bots.constants import BUY, BUY_EVENT, CANCELED, DEPTH_EVENT, EXPIRED, FILLED, GTX, LIMIT, NEW, SELL
 from hftd import demo
 
 pytestmark = pytest.mark.timeout(900)  # warm ~45 s; a first run compiles the live kernels (minutes)
 
 DURATION_S = 8.0
 INT64_MAX = 9223372036854775807
+MS = 1_000_000
+#: CANCEL_LATENCY: a cancel reaches the venue within this of its step (entry latency p99 ~20 ms here)
+CANCEL_WINDOW_NS = 25 * MS
+KEY, SECRET = "hftd-emu-key", "hftd-emu-secret"  # the emulator's demo credentials
 
 
 @njit(cache=True)
-def grid_paced(hbt, recorder, step_ts, grid_num, interval_ticks, half_spread_ticks, order_qty):
-    """bots.examples.grid.grid_bot's step body, stepped at given instants instead of every step_ns."""
+def grid_paced(hbt, recorder, step_ts, grid_num, interval_ticks, half_spread_ticks, order_qty, subs, ends):
+    """bots.examples.grid.grid_bot's step body, stepped at given instants instead of every step_ns,
+    logging every submit (step, side, price tick) in ``subs`` and every order it clears (step seen,
+    side, price tick, status, exchange time) in ``ends``; returns (steps, submits, ends)."""
     asset_no = 0
     if hbt.current_timestamp == INT64_MAX:
         hbt.elapse(1)
@@ -68,11 +102,23 @@ def grid_paced(hbt, recorder, step_ts, grid_num, interval_ticks, half_spread_tic
     grid_interval = tick_size * interval_ticks
     half_spread = tick_size * half_spread_ticks
     steps = 0
+    n_sub = 0
+    n_end = 0
     for k in range(len(step_ts)):
         wait = step_ts[k] - hbt.current_timestamp
         if wait > 0 and hbt.elapse(wait) != 0:
             break
         steps += 1
+        done = hbt.orders(asset_no).values()
+        while done.has_next():
+            o = done.get()
+            if o.status == EXPIRED or o.status == FILLED or o.status == CANCELED:
+                ends[n_end, 0] = k
+                ends[n_end, 1] = o.side
+                ends[n_end, 2] = o.order_id
+                ends[n_end, 3] = o.status
+                ends[n_end, 4] = o.exch_timestamp
+                n_end += 1
         hbt.clear_inactive_orders(asset_no)
         depth = hbt.depth(asset_no)
         mid_price = (depth.best_bid + depth.best_ask) / 2.0
@@ -102,14 +148,35 @@ def grid_paced(hbt, recorder, step_ts, grid_num, interval_ticks, half_spread_tic
         for order_id, order_price in new_bid_orders.items():
             if order_id not in orders:
                 hbt.submit_buy_order(asset_no, order_id, order_price, order_qty, GTX, LIMIT, False)
+                subs[n_sub, 0] = k
+                subs[n_sub, 1] = BUY
+                subs[n_sub, 2] = order_id
+                n_sub += 1
         for order_id, order_price in new_ask_orders.items():
             if order_id not in orders:
                 hbt.submit_sell_order(asset_no, order_id, order_price, order_qty, GTX, LIMIT, False)
+                subs[n_sub, 0] = k
+                subs[n_sub, 1] = SELL
+                subs[n_sub, 2] = order_id
+                n_sub += 1
         recorder.record(hbt)
-    return steps
+    return steps, n_sub, n_end
 
 
-def replay_paced(files: list[Path], latency_file: Path, live: np.ndarray, params: dict) -> np.ndarray:
+@dataclass(frozen=True)
+class Order:
+    """One order of a bot, as the venue or the replay saw it.  Times in ns; a side's own arrival is
+    when the order reached its exchange (the venue's stamp, or the step + the replay's entry latency)."""
+
+    step: int        # the bot's step that sent it
+    side: int        # BUY / SELL
+    tick: int        # price in ticks (the grid bot's order id)
+    status: int      # FILLED, CANCELED, EXPIRED; NEW if still open when its side ended
+    arrival_ns: int
+    end_ns: int      # fill or cancel time at the exchange (0 while open)
+
+
+def replay_paced(files: list[Path], latency_file: Path, live: np.ndarray, params: dict):
     import bots
     from bots.harness.config import AssetConfig, FeeConfig, LatencyConfig, QueueConfig
     from bots.harness.run import build_asset
@@ -120,70 +187,244 @@ def replay_paced(files: list[Path], latency_file: Path, live: np.ndarray, params
                       fee=FeeConfig(maker=demo.MAKER_FEE, taker=demo.TAKER_FEE))
     hbt = bots.HashMapMarketDepthBacktest([build_asset(cfg, 0)])
     rec = bots.Recorder(1, len(live) + 10)
+    cap = 64 * len(live) + 64
+    subs, ends = np.zeros((cap, 3), np.int64), np.zeros((cap, 5), np.int64)
     try:
-        grid_paced(hbt, rec.recorder, live["timestamp"].astype(np.int64), params["grid_num"],
-                   params["interval_ticks"], params["half_spread_ticks"], params["order_qty"])
+        _, n_sub, n_end = grid_paced(hbt, rec.recorder, live["timestamp"].astype(np.int64), params["grid_num"],
+                                     params["interval_ticks"], params["half_spread_ticks"], params["order_qty"],
+                                     subs, ends)
     finally:
         hbt.close()
-    return np.array(rec.get(0))
+    return np.array(rec.get(0)), subs[:n_sub], ends[:n_end]
+
+
+def sim_orders(subs: np.ndarray, ends: np.ndarray, live_ts: np.ndarray, entry_ns) -> list[Order]:
+    """The replay's orders: a grid bot reuses a price tick as order id only after the last order of
+    that tick ended, so the n-th submit of a (side, tick) is the n-th end of it."""
+    ended: dict[tuple[int, int], list] = {}
+    for e in ends:
+        ended.setdefault((int(e[1]), int(e[2])), []).append(e)
+    used: dict[tuple[int, int], int] = {}
+    out = []
+    for k, side, tick in subs.tolist():
+        n = used.get((side, tick), 0)
+        used[(side, tick)] = n + 1
+        e = ended.get((side, tick), [])
+        status, end_ns = (int(e[n][3]), int(e[n][4])) if n < len(e) else (NEW, 0)
+        out.append(Order(k, side, tick, status, int(live_ts[k]) + int(entry_ns(live_ts[k])), end_ns))
+    return out
+
+
+def venue_orders(rows: list[dict], live_ts: np.ndarray, step_ns: int) -> list[Order]:
+    """The live bot's orders as the venue recorded them.  The venue stamps in whole ms; an order
+    arrives after the step's elapse returned and, here, well within half a step, so the step that
+    sent it is the last whose record (taken after its requests) is before arrival + half a step."""
+    status = {"FILLED": FILLED, "CANCELED": CANCELED, "EXPIRED": EXPIRED, "NEW": NEW}
+    out = []
+    for r in rows:
+        arrival = int(r["time"]) * 1_000_000
+        k = int(np.searchsorted(live_ts, arrival + step_ns // 2, side="right")) - 1
+        out.append(Order(k, BUY if r["side"] == "BUY" else SELL, int(round(float(r["price"]) / demo.TICK)),
+                         status[r["status"]], arrival, int(r["updateTime"]) * 1_000_000))
+    return out
+
+
+def level_rows(files: list[Path]) -> dict[tuple[int, int], np.ndarray]:
+    """Exchange times of the recorded depth rows per (side, price tick)."""
+    out: dict[tuple[int, int], list] = {}
+    for f in files:
+        arr = np.load(f)
+        depth = arr[(arr["ev"] & np.uint64(0xFF)) == DEPTH_EVENT]
+        side = np.where(depth["ev"] & np.uint64(BUY_EVENT), BUY, SELL)
+        ticks = np.round(depth["px"] / demo.TICK).astype(np.int64)
+        for s, t, ts in zip(side.tolist(), ticks.tolist(), depth["exch_ts"].tolist()):
+            out.setdefault((s, t), []).append(ts)
+    return {k: np.array(sorted(v), np.int64) for k, v in out.items()}
+
+
+def changed_between(levels, side: int, tick: int, a_ns: int, b_ns: int) -> bool:
+    """Did the recorded book change the level between the two instants (stamps are whole ms)?"""
+    lo, hi = min(a_ns, b_ns) - MS, max(a_ns, b_ns) + MS
+    ts = levels.get((side, tick))
+    return ts is not None and bool(np.any((ts >= lo) & (ts <= hi)))
+
+
+def classify(live: list[Order], sim: list[Order], levels, diverged_at: int, step_ts: np.ndarray, step_ns: int) -> dict:
+    """Every difference between the live bot's orders and fills and the replay's, under its cause.
+    ``diverged_at``: the first step whose record (fills, book) differs.  Ends after ``cutoff_ns`` (the
+    second-to-last step) count as open: the other side may not see them yet."""
+    cutoff_ns = int(step_ts[-2])
+    causes: dict[str, list] = {c: [] for c in ("ORDER_ENTRY_LATENCY", "CANCEL_LATENCY", "REPORT_AT_STEP_BOUNDARY",
+                                                "CASCADE", "SESSION_END", "UNEXPLAINED")}
+    key = lambda o: (o.step, o.side, o.tick)
+    lmap: dict[tuple, list] = {}
+    smap: dict[tuple, list] = {}
+    for o in live:
+        lmap.setdefault(key(o), []).append(o)
+    for o in sim:
+        smap.setdefault(key(o), []).append(o)
+    same, live_only, sim_only = 0, [], []
+    for k in sorted(set(lmap) | set(smap)):
+        a, b = lmap.get(k, []), smap.get(k, [])
+        for lo, so in zip(a, b):
+            same += 1
+            # an end after the second-to-last step may not be in the replay's view yet: open on both
+            ls = lo.status if lo.end_ns <= cutoff_ns else NEW
+            ss = so.status if 0 < so.end_ns <= cutoff_ns else NEW
+            if ls == ss and (ls != FILLED or abs(lo.end_ns - so.end_ns) <= MS):
+                continue  # the same order with the same outcome (a fill at the same exchange ms)
+            why = "UNEXPLAINED"
+            if NEW in (ls, ss) and max(lo.end_ns, so.end_ns) > cutoff_ns - step_ns:
+                why = "SESSION_END"  # ended on one side in the last steps, not yet seen on the other
+            elif changed_between(levels, lo.side, lo.tick, lo.arrival_ns, so.arrival_ns):
+                why = "ORDER_ENTRY_LATENCY"  # it joined a different queue: the level moved in between
+            elif FILLED in (lo.status, so.status) and CANCELED in (lo.status, so.status):
+                fill, cancel = (lo, so) if lo.status == FILLED else (so, lo)
+                sent = step_ts[np.searchsorted(step_ts, cancel.end_ns, side="right") - 1]
+                if cancel.end_ns - sent <= CANCEL_WINDOW_NS and -MS <= fill.end_ns - cancel.end_ns <= CANCEL_WINDOW_NS:
+                    # a bot's cancel (it arrived just after a step) and a fill just after it: the
+                    # filled side's cancel was still on its way
+                    why = "CANCEL_LATENCY"
+            causes[why].append((lo, so))
+        live_only += a[len(b):]
+        sim_only += b[len(a):]
+    # an order one step off on the other side: a report (fill or cancel) seen a step apart
+    for o in list(live_only):
+        twin = next((s for s in sim_only if s.side == o.side and s.tick == o.tick and abs(s.step - o.step) == 1), None)
+        if twin is not None:
+            live_only.remove(o)
+            sim_only.remove(twin)
+            causes["REPORT_AT_STEP_BOUNDARY"].append((o, twin))
+    # the rest follows a difference in what the bot knew at or before its step (a step's submits come
+    # from the fills and book it knew then): a record that differs (a report seen a step apart whose
+    # re-post never came, as the grid moved on), or one of the above
+    first = [diverged_at]
+    first += [min(p[0].step, p[1].step) for c in causes for p in causes[c] if c != "UNEXPLAINED"]
+    start = min(first)
+    for o in live_only + sim_only:
+        causes["CASCADE" if o.step >= start else "UNEXPLAINED"].append(o)
+    causes["same_orders"] = same
+    return causes
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    """One live session, recorded, with the inputs the simulator needs."""
+    """One live session, recorded, with the inputs the simulator needs and the venue's own record of
+    every order (the daemon's order id journal names each order's bot; the emulator answers for it)."""
     from bots.data.order_latency import save_order_latency
     from shm.segment import purge_namespace
 
     work = tmp_path_factory.mktemp("parity")
     ns = "parity" + uuid.uuid4().hex[:8]
-    env = {**os.environ, "HFTD_SHM_NAMESPACE": ns, "HFTD_DEMO_KEY": "hftd-emu-key",
-           "HFTD_DEMO_SECRET": "hftd-emu-secret"}
+    env = {**os.environ, "HFTD_SHM_NAMESPACE": ns, "HFTD_DEMO_KEY": KEY, "HFTD_DEMO_SECRET": SECRET}
     d = demo.Demo(work=work, out=work, duration_s=DURATION_S, rate=50.0, seed=11, env=env, start_timeout_s=600.0)
+    venue: dict[str, list] = {name: [] for name in demo.BOTS}
+
+    def read_venue(d):
+        for line in (work / "state" / "orderids.journal").read_text().splitlines():
+            f = line.split()
+            if f and f[0] == "N":
+                venue.setdefault(f[2], []).append(venue_order(d.rest, f[1]))
+
     try:
-        records = demo.session(d, lambda text: print(f"parity: {text}", flush=True))
+        records = demo.session(d, lambda text: print(f"parity: {text}", flush=True), before_venue_stop=read_venue)
     finally:
         d.stop_all()
         purge_namespace(ns)
+    (work / "venue_orders.json").write_text(json.dumps(venue))  # beside the records, for a failure's study
     files = demo.sim_ready(demo.recorded_files(d.recordings), work)
     latency_file = save_order_latency(work / "order_latency.npz", demo.order_latency_rows(files))
-    return records, files, latency_file
+    return records, files, latency_file, venue
+
+
+def venue_order(rest: str, client_id: str) -> dict:
+    """GET /fapi/v1/order of one client id, signed as Binance wants; the error body if it has none."""
+    q = urllib.parse.urlencode({"symbol": demo.SYMBOL, "origClientOrderId": client_id,
+                                "timestamp": int(time.time() * 1000), "recvWindow": 60_000})
+    sig = hmac.new(SECRET.encode(), q.encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(f"{rest}/fapi/v1/order?{q}&signature={sig}", headers={"X-MBX-APIKEY": KEY})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return {"clientOrderId": client_id, "error": exc.code, "body": exc.read().decode(errors="replace")}
 
 
 @pytest.mark.parametrize("name", list(demo.BOTS))
-def test_paced_replay_gives_the_live_fills(session, name):
-    records, files, latency_file = session
+def test_the_venue_took_every_order_of_each_bot_on_its_own(session, name):
+    """Both bots share one emulator account and quote overlapping prices, but the emulator matches
+    each order against its truth book only (resting orders are not in it; a post-only is refused only
+    if it would take from it; a queue is the truth level's quantity): the bots cannot meet each other.
+    So every order the daemon journaled reached the venue and ended filled (in full, as maker) or
+    cancelled, and the bot's own fill count is the venue's."""
+    records, _, _, venue = session
+    rows = venue[name]
+    assert rows, "the daemon journaled no order of this bot"
+    missing = [r for r in rows if "error" in r]
+    assert not missing, f"journaled orders the venue does not know (refused on the way): {missing[:5]}"
+    by_status = Counter(r["status"] for r in rows)
+    assert set(by_status) <= {"FILLED", "CANCELED"}, by_status
+    assert all(r["executedQty"] == r["origQty"] for r in rows if r["status"] == "FILLED")
+    # the bot's count at its last step is the venue's fills by then (more can come while it stops)
+    ts = records[name]["timestamp"]
+    filled = np.array(sorted(int(r["updateTime"]) * 1_000_000 for r in rows if r["status"] == "FILLED"), np.int64)
+    last = int(records[name]["num_trades"][-1])
+    assert np.searchsorted(filled, ts[-2], side="right") <= last <= np.searchsorted(filled, ts[-1], side="right"), (
+        last, by_status)
+
+
+@pytest.mark.parametrize("name", list(demo.BOTS))
+def test_paced_replay_gives_the_live_orders_and_fills(session, name):
+    records, files, latency_file, venue = session
     live, params = records[name], demo.BOTS[name]
-    sim = replay_paced(files, latency_file, live, params)
+    step_ns = int(params["step_ms"] * 1e6)
+    sim, subs, ends = replay_paced(files, latency_file, live, params)
     n = min(len(live), len(sim))
     assert n >= len(live) - 1, (len(live), len(sim))  # the replay reached the live bot's last step
     live, sim = live[:n], sim[:n]
     assert np.array_equal(live["timestamp"], sim["timestamp"])  # stepped at the live instants
     lf, sf = int(live["num_trades"][-1]), int(sim["num_trades"][-1])
     assert lf > 0, "the live bot never filled: nothing to compare"
-    print(f"\n{name}: live {lf} fills, replay {sf}; same step {demo.matched_fills(live, sim, 0)}, "
-          f"within one step {demo.matched_fills(live, sim, 1)}")
-    # the same market: at every step the live bot and the replay saw the same book (mid to the tick)
-    np.testing.assert_array_equal(live["price"], sim["price"])
+    # the same market: at every step the live bot and the replay saw the same book (mid to the tick),
+    # but for FEED_AT_STEP_BOUNDARY
+    feed_boundary = int(np.count_nonzero(live["price"] != sim["price"]))
+    assert feed_boundary <= 2, f"FEED_AT_STEP_BOUNDARY: the mid differs at {feed_boundary} of {n} steps"
     # every fill a maker fill of the whole order on both sides (GTX; resting orders fill in full), at
     # the same fee model: exact
     for rec in (live, sim):
         np.testing.assert_allclose(rec["trading_volume"], rec["num_trades"] * params["order_qty"], atol=1e-9)
         np.testing.assert_allclose(rec["fee"], rec["trading_value"] * demo.MAKER_FEE, rtol=1e-9, atol=1e-12)
-    # the fills themselves: most pair on the same step; REPORT_AT_STEP_BOUNDARY moves some by one; and
-    # VENUE_PATH (see the module docstring) can leave a bot's live fills short of the replay's
-    same, near = demo.matched_fills(live, sim, 0), demo.matched_fills(live, sim, 1)
-    assert near >= 0.5 * lf, f"only {near} of {lf} live fills within one step of a replayed one"
-    assert same >= near - max(2, lf // 10), f"REPORT_AT_STEP_BOUNDARY: {near - same} of {lf} fills a step apart"
-    assert abs(lf - sf) <= max(2, lf // 10) or sf > lf, (lf, sf)  # VENUE_PATH only ever loses live fills
-    # where the counts agree at the end, the books of the account agree too
-    if lf == sf == same:
+    # order by order: the replay's entry latency is the one it was given (interpolated over the rows)
+    lat = np.load(latency_file)["data"]
+    req = lat["req_ts"].astype(np.float64)
+    entry = lambda t: np.interp(float(t), req, (lat["exch_ts"] - lat["req_ts"]).astype(np.float64))
+    ts = live["timestamp"].astype(np.int64)
+    # SESSION_END: the last step's requests may still be in a stopping bot's channel (dropped)
+    lo = [o for o in venue_orders(venue[name], ts, step_ns) if o.step < n - 1]
+    so = [o for o in sim_orders(subs, ends, ts, entry) if o.step < n - 1]
+    differs = (live["num_trades"] != sim["num_trades"]) | (live["price"] != sim["price"])
+    diverged_at = int(np.argmax(differs)) if differs.any() else n
+    c = classify(lo, so, level_rows(files), diverged_at, ts[:n], step_ns)
+    counts = {k: len(v) for k, v in c.items() if k != "same_orders"}
+    counts["FEED_AT_STEP_BOUNDARY"] = feed_boundary
+    print(f"\n{name}: orders live {len(lo)} replay {len(so)} same {c['same_orders']}; fills live {lf} replay {sf}, "
+          f"same step {demo.matched_fills(live, sim, 0)}; differences by cause {counts}")
+    assert not c["UNEXPLAINED"], f"differences with no named cause: {c['UNEXPLAINED'][:6]}"
+    # CASCADE may also follow a step where the book differed
+    assert not feed_boundary or counts["CASCADE"] <= max(10, len(lo) // 10), counts
+    bound = max(3, lf // 10)
+    assert counts["ORDER_ENTRY_LATENCY"] + counts["CANCEL_LATENCY"] <= bound, counts
+    assert counts["REPORT_AT_STEP_BOUNDARY"] <= bound, counts
+    assert c["same_orders"] >= 0.85 * len(lo), (c["same_orders"], len(lo))  # CASCADE stays small
+    assert abs(lf - sf) <= bound, (lf, sf)
+    if not any(counts.values()):  # nothing differed: the account's books agree at every step too
         np.testing.assert_allclose(live["position"], sim["position"], atol=demo.LOT / 10)
         np.testing.assert_allclose(live["balance"], sim["balance"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(demo.BOTS))
 def test_unchanged_example_bot_differs_only_by_the_step_clock(session, name):
-    records, files, latency_file = session
+    records, files, latency_file, _ = session
     live, params = records[name], demo.BOTS[name]
     step_ns = int(params["step_ms"] * 1e6)
     sim = demo.backtest_bot(files, params, int(live["timestamp"][0]) - step_ns, latency_file)
