@@ -41,6 +41,7 @@ MARKET_FAULTS = {
     "snapshot_before_ack": {"count"},        # next subscribes: snapshot first, ack after
     "subscribe_fail": {"symbol", "count"},   # next subscribe of that symbol: success:false
     "no_pong": {"count"},                    # current and next `count` connections ignore op:ping
+    "delete_absent": {"symbol"},             # next delta deletes a level the book does not hold
     "bad_frame": {"what"},
     "burst": {"count"},
 }
@@ -61,6 +62,7 @@ class _Symbol:
         self.prev_frames: list[str] = []
         self.paused = 0
         self.fail_subscribe = 0
+        self.delete_absent = False
         self.expected_gaps = 0
         self.trade_seq = 0
         #: set while a recording drives this symbol: its book replaces the synthetic one
@@ -247,9 +249,19 @@ class BybitEmulator(EmulatorBase):
             sym.history[self.seq] = sym.book.levels()
 
     def _advance(self, sym: _Symbol) -> list:
-        """One step of the truth, trimmed to the topic depth; returns the changes of the view."""
-        changes = sym.book.step()
+        """One step of the truth, trimmed to the topic depth; returns the changes of the view.
+
+        The synthetic step may delete a level the book does not hold (Binance sends such deletions,
+        and says so); Bybit pushes a delta "every time the orderbook changes", and its own SDK,
+        pybit, fails on a deletion of a level it does not hold: those no-op deletions are not sent
+        here unless the fault ``delete_absent`` asks for one."""
         book = sym.book
+        held = (set(book.bids), set(book.asks))
+        changes = [c for c in book.step() if c[2] > 0.0 or c[1] in held[c[0] < 0]]
+        if sym.delete_absent:
+            sym.delete_absent = False
+            absent = min(book.bids, default=book.mid) - 7
+            changes.append((1, absent, 0.0))
         for side, levels in ((1, book.bids), (-1, book.asks)):
             if len(levels) > self.depth:
                 keep = sorted(levels, reverse=side > 0)[: self.depth]
@@ -445,6 +457,8 @@ class BybitEmulator(EmulatorBase):
                 sym.expected_gaps += 1
             elif kind == "subscribe_fail":
                 sym.fail_subscribe += int(count)
+            elif kind == "delete_absent":
+                sym.delete_absent = True
             elif kind in ("mid_snapshot", "restart_snapshot", "resend_snapshot", "empty_restart"):
                 self._spawn(self._snapshot_fault(kind, sym, topic, int(p.get("resume_after", 5))))
 

@@ -10,10 +10,13 @@ import threading
 from daemon.emulator.synth import SynthConfig
 from tests.daemon.trading_helpers import KEY, SECRET
 
-__all__ = ["CALM", "EmulatorThread", "ccxt_binanceusdm", "ccxt_bybit"]
+__all__ = ["CALM", "MOVING", "EmulatorThread", "ccxt_binanceusdm", "ccxt_bybit"]
 
 #: a book that only changes sizes (no deletions, no mid moves): prices stay where a test put them
 CALM = SynthConfig(delete_prob=0.0, move_prob=0.0, changes=2)
+#: a busy book: every step changes levels, deletes some (on Binance some deletions name levels the
+#: book does not hold), moves the mid now and then
+MOVING = SynthConfig(changes=6, delete_prob=0.3, move_prob=0.2)
 
 
 class EmulatorThread:

@@ -1,7 +1,7 @@
 """ccxt's websocket side (``ccxt.pro``, part of ccxt >= 4) against the emulators, with only the venue
 URLs in the exchange's ``urls`` dict changed: ``watch_order_book`` rebuilds the truth book of a
-moving synthetic market (level deletions, deletions of absent levels, mid moves) for binanceusdm
-and bybit; ``watch_orders`` follows orders entered with ``create_order_ws`` / ``edit_order_ws`` /
+moving synthetic market (level deletions, some of absent levels, mid moves) for binanceusdm and
+bybit; ``watch_orders`` follows orders entered with ``create_order_ws`` / ``edit_order_ws`` /
 ``cancel_order_ws`` over the venues' websocket APIs (Binance ``/ws-fapi/v1``, Bybit ``/v5/trade``),
 from the user stream (listen key) and the private stream (auth)."""
 
@@ -15,7 +15,7 @@ import pytest
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.bybit import BybitEmulator
 from daemon.emulator.synth import SynthConfig
-from tests.daemon.emulator_clients import CALM, ccxt_binanceusdm, ccxt_bybit
+from tests.daemon.emulator_clients import CALM, MOVING, ccxt_binanceusdm, ccxt_bybit
 from tests.daemon.trading_helpers import CREDS
 
 ccxt_pro = pytest.importorskip("ccxt.pro")
@@ -24,8 +24,6 @@ pytestmark = pytest.mark.timeout(120)
 
 SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
 WAIT_S = 15.0
-#: the default synthetic market, busier: every step changes levels, some deletions name absent levels
-MOVING = SynthConfig(changes=6, delete_prob=0.3, move_prob=0.2)
 
 
 VENUES = {"binanceusdm": (BinanceEmulator, ccxt_binanceusdm), "bybit": (BybitEmulator, ccxt_bybit)}
@@ -99,6 +97,7 @@ def test_ccxt_pro_binanceusdm_watch_order_book_follows_the_truth():
 
 def test_ccxt_pro_bybit_watch_order_book_follows_the_truth():
     async def body(emu, ex):
+        emu.market_fault("delete_absent", symbol=SYMBOL)   # one deletion of a level nobody holds
         await book_follows_truth(ex, emu, 300)
         assert [c.topics for c in emu.clients if c.route == "/v5/public/linear"] == [{f"orderbook.50.{SYMBOL}"}]
 

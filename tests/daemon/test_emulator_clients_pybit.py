@@ -5,25 +5,28 @@ construction; the websocket URL templates (``unified_trading.PUBLIC_WSS``/``PRIV
 ``WebSocketTrading`` connect inside their constructors.
 
 pybit's threads deliver every callback; the tests wait on what they deliver (queues with generous
-timeouts) and read the emulator's own state on its loop.  Two pybit 5.17 defects the venue's
-latency hides and loopback does not, worked around here without changing pybit's code:
-- it records a subscription or a trade request only after sending it (``gate``);
-- it raises StopIteration on a delete of a level it does not hold (bybit-exchange/pybit#369, fix
-  proposed in #372), which the venue does send and so does the emulator: the book here is ``CALM``.
+timeouts) and read the emulator's own state on its loop.  pybit 5.17 records a subscription or a
+trade request only after sending it: the venue's latency hides that, loopback does not (``gate``).
+It also fails on a deletion of a level it does not hold (bybit-exchange/pybit#369), which Bybit's
+book pushes ("every time the orderbook changes") do not carry and the emulator no longer sends
+unless a test asks for one (fault ``delete_absent``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import queue
 import threading
 import time
 from decimal import Decimal
 
+import aiohttp
+import orjson
 import pytest
 
 from daemon.emulator.bybit import BybitEmulator
-from tests.daemon.emulator_clients import CALM, EmulatorThread
+from tests.daemon.emulator_clients import CALM, MOVING, EmulatorThread
 from tests.daemon.trading_helpers import CREDS, KEY, SECRET
 
 pybit_ut = pytest.importorskip("pybit.unified_trading")
@@ -349,3 +352,70 @@ def test_pybit_private_stream_refuses_a_wrong_secret(pybit_urls):
         assert not ws.auth
     finally:
         ws.exit()
+
+
+# -- the book pybit can follow --------------------------------------------------------------------
+def test_pybit_book_follows_a_moving_market(monkeypatch):
+    """The default synthetic market (deletions, mid moves): Bybit pushes changes of the book only, so
+    every deletion names a level pybit holds and its book stays equal to the truth."""
+    t = EmulatorThread(lambda: BybitEmulator([SYMBOL], synth=MOVING, trades=False, credentials=CREDS))
+    monkeypatch.setattr(pybit_ut, "PUBLIC_WSS", t.emu.ws_url + "/v5/public/{CHANNEL_TYPE}")
+    books: queue.Queue = queue.Queue()
+    pub = pybit_ut.WebSocket(testnet=False, channel_type="linear", restart_on_error=False)
+    try:
+        with gate(pub):
+            pub.orderbook_stream(50, SYMBOL, lambda m: books.put(copy.deepcopy(m["data"])))
+        books.get(timeout=WAIT_S)
+        t.call(t.emu.step(300))
+        u, bids, asks = on_loop(t, lambda: (t.emu.symbols[SYMBOL].update_id,
+                                            {px(k): v for k, v in t.emu.symbols[SYMBOL].book.bids.items()},
+                                            {px(k): v for k, v in t.emu.symbols[SYMBOL].book.asks.items()}))
+        data = books.get(timeout=WAIT_S)
+        while data["u"] != u:
+            data = books.get(timeout=WAIT_S)
+        assert {p: float(q) for p, q in data["b"]} == bids and {p: float(q) for p, q in data["a"]} == asks
+        assert pub.is_connected()
+    finally:
+        pub.exit()
+        t.stop()
+
+
+def test_bybit_deltas_delete_only_held_levels_unless_the_fault_asks():
+    async def body():
+        emu = await BybitEmulator([SYMBOL], synth=MOVING, trades=False).start()
+        held: dict[int, set] = {1: set(), -1: set()}
+        absent_deletes = []
+        try:
+            async with aiohttp.ClientSession() as http, http.ws_connect(f"{emu.ws_url}/v5/public/linear") as ws:
+                await ws.send_json({"op": "subscribe", "args": [TOPIC]})
+
+                async def read_until(u: int) -> None:
+                    while True:
+                        msg = orjson.loads((await asyncio.wait_for(ws.receive(), WAIT_S)).data)
+                        if msg.get("topic") != TOPIC:
+                            continue
+                        d = msg["data"]
+                        if msg["type"] == "snapshot":
+                            held[1], held[-1] = {p for p, _ in d["b"]}, {p for p, _ in d["a"]}
+                        for side, key in ((1, "b"), (-1, "a")):
+                            for p, q in d[key] if msg["type"] == "delta" else ():
+                                if float(q) == 0.0:
+                                    if p not in held[side]:
+                                        absent_deletes.append((d["u"], p))
+                                    held[side].discard(p)
+                                else:
+                                    held[side].add(p)
+                        if d["u"] == u:
+                            return
+
+                await emu.step(300)
+                await read_until(emu.symbols[SYMBOL].update_id)
+                assert absent_deletes == []
+                emu.market_fault("delete_absent", symbol=SYMBOL)
+                await emu.step(1)
+                await read_until(emu.symbols[SYMBOL].update_id)
+                assert [u for u, _ in absent_deletes] == [emu.symbols[SYMBOL].update_id]
+        finally:
+            await emu.stop()
+
+    asyncio.run(body())
