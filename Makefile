@@ -22,13 +22,13 @@ demo: $(STAMP)
 # wait mostly on loopback sockets and child processes and assert outcomes, not timings: two workers
 # as well (a clean clone ran 1,220 s in all with the demo tests alone, over CI's 1,200). The rest measure
 # timings across real processes on the 2 cores and run alone, after them.
-PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py \
+PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py tests/daemon/test_emulator_clients_*.py \
 	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py) \
 	tests/test_demo.py tests/test_live_parity.py
 test: $(STAMP)
-	$(PY) -m pytest -q -m 'not stress' -n 2 --dist loadgroup tests/bots
-	$(PY) -m pytest -q -m 'not stress' -n 2 $(PARALLEL_TESTS)
-	$(PY) -m pytest -q -m 'not stress' --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS))
+	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 --dist loadgroup tests/bots
+	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 $(PARALLEL_TESTS)
+	$(PY) -m pytest -q -m 'not stress' --durations=12 --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS))
 
 stress: $(STAMP)
 	$(PY) -m pytest -q -m stress
