@@ -129,6 +129,7 @@ class BinanceTrading(BinanceWire, TradingSide):
             ("GET", "/fapi/v2/account", "account", 5, "signed"), ("GET", "/fapi/v3/account", "account", 5, "signed"),
             ("POST", "/fapi/v1/countdownCancelAll", "countdown", 10, "signed"),
             ("GET", "/fapi/v1/leverageBracket", "leverage_bracket", 1, "signed"),
+            ("POST", "/fapi/v1/leverage", "set_leverage", 1, "signed"),
             ("POST", "/fapi/v1/listenKey", "listen_key_new", 1, "key"),
             ("PUT", "/fapi/v1/listenKey", "listen_key_keep", 1, "key"),
             ("DELETE", "/fapi/v1/listenKey", "listen_key_close", 1, "key"),
@@ -601,6 +602,23 @@ class BinanceTrading(BinanceWire, TradingSide):
         return [{"symbol": s, "notionalCoef": 1.0, "brackets": [
             {"bracket": 1, "initialLeverage": lev, "notionalCap": 1_000_000_000, "notionalFloor": 0,
              "maintMarginRatio": 0.004, "cum": 0.0}]} for s in syms]
+
+    def _op_set_leverage(self, p: dict, api_key: str, events: list) -> dict:
+        """An integer 1..125 (the venue's cap; the emulator has one flat bracket, so no lower cap per
+        notional); the same value again is accepted, as the venue does."""
+        s = self._symbol(p)
+        raw = p.get("leverage")
+        if raw in (None, ""):
+            raise _missing("leverage")
+        try:
+            lev = int(str(raw))
+        except ValueError:
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'leverage'; legal range is "
+                                       "'^[0-9]{1,20}$'.") from None
+        if not 1 <= lev <= 125:
+            raise ApiError(400, -4028, f"Leverage {lev} is not valid")
+        self.account.leverages[s] = float(lev)
+        return {"symbol": s, "leverage": lev, "maxNotionalValue": "1000000"}
 
     def _op_countdown(self, p: dict, api_key: str, events: list) -> dict:
         symbol = self._symbol(p)

@@ -23,7 +23,7 @@ class BinanceWire:
         return {"symbol": s, "positionAmt": f"{amt:.3f}", "entryPrice": f"{pos.entry:.8f}",
                 "breakEvenPrice": f"{pos.entry:.8f}", "markPrice": f"{mark:.8f}",
                 "unRealizedProfit": f"{a.unrealized(s):.8f}", "liquidationPrice": "0", "leverage":
-                str(int(a.cfg.leverage)), "maxNotionalValue": "1000000", "marginType": "cross",
+                str(int(a.leverage(s))), "maxNotionalValue": "1000000", "marginType": "cross",
                 "isolatedMargin": "0.00000000", "isAutoAddMargin": "false", "positionSide": "BOTH",
                 "notional": f"{amt * mark:.8f}", "isolatedWallet": "0", "updateTime": self.emu.now_ms()}
 

@@ -98,6 +98,7 @@ class BybitTrading(BybitWire, TradingSide):
                                  ("GET", "/v5/order/realtime", "realtime"), ("GET", "/v5/order/history", "history"),
                                  ("GET", "/v5/execution/list", "executions"),
                                  ("GET", "/v5/position/list", "positions"),
+                                 ("POST", "/v5/position/set-leverage", "set_leverage"),
                                  ("GET", "/v5/account/wallet-balance", "wallet"),
                                  ("POST", "/v5/order/disconnected-cancel-all", "dcp"),
                                  ("GET", "/v5/asset/coin/query-info", "coin_info")):
@@ -401,6 +402,27 @@ class BybitTrading(BybitWire, TradingSide):
     def _op_positions(self, p: dict, events: list) -> dict:
         syms = [self._symbol(p)] if p.get("symbol") else list(self.account.rules)
         return {"category": "linear", "list": [self.position_json(s) for s in syms], "nextPageCursor": ""}
+
+    def _op_set_leverage(self, p: dict, events: list) -> dict:
+        """One-way mode: buy and sell leverage are one number, 1 to the instrument's maxLeverage (100
+        here, as its leverageFilter says, step 0.01).  Setting the leverage a symbol already has is
+        refused with 110043, as the venue does (ccxt and pybit users see that error, not success)."""
+        s = self._symbol(p)
+        buy, sell = p.get("buyLeverage"), p.get("sellLeverage")
+        if buy in (None, "") or sell in (None, ""):
+            raise ApiError(10001, "params error: buyLeverage and sellLeverage are required")
+        try:
+            lev, lev_sell = Decimal(str(buy)), Decimal(str(sell))
+        except InvalidOperation:
+            raise ApiError(10001, "params error: leverage invalid") from None
+        if lev != lev_sell:
+            raise ApiError(10001, "params error: buy leverage not equal sell leverage in one-way mode")
+        if not Decimal(1) <= lev <= Decimal(100) or lev != lev.quantize(Decimal("0.01")):
+            raise ApiError(10001, f"params error: leverage {buy} out of range [1, 100] or not a multiple of 0.01")
+        if float(lev) == self.account.leverage(s):
+            raise ApiError(110043, "leverage not modified")
+        self.account.leverages[s] = float(lev)
+        return {}
 
     def _op_wallet(self, p: dict, events: list) -> dict:
         if p.get("accountType", "UNIFIED") not in ("UNIFIED", "CONTRACT"):

@@ -63,8 +63,8 @@ class BybitWire:
                 "side": "" if pos.qty == 0 else ("Buy" if pos.qty > 0 else "Sell"), "size": f"{size:.3f}",
                 "avgPrice": f"{pos.entry:.8f}", "entryPrice": f"{pos.entry:.8f}",
                 "positionValue": f"{size * pos.entry:.8f}", "tradeMode": 0, "autoAddMargin": 0,
-                "positionStatus": "Normal", "leverage": str(int(a.cfg.leverage)), "markPrice": f"{mark:.8f}",
-                "liqPrice": "", "bustPrice": "", "positionIM": f"{size * mark / a.cfg.leverage:.8f}",
+                "positionStatus": "Normal", "leverage": str(int(a.leverage(s))), "markPrice": f"{mark:.8f}",
+                "liqPrice": "", "bustPrice": "", "positionIM": f"{size * mark / a.leverage(s):.8f}",
                 "positionMM": "0", "positionBalance": "0", "takeProfit": "0", "stopLoss": "0", "trailingStop": "0",
                 "sessionAvgPrice": "", "unrealisedPnl": f"{a.unrealized(s):.8f}", "curRealisedPnl":
                 f"{pos.realized:.8f}", "cumRealisedPnl": f"{pos.realized:.8f}", "adlRankIndicator": 0,

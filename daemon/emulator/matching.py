@@ -192,6 +192,8 @@ class Account:
         #: the account's latest fills, oldest first (the venues' trade-history queries list them)
         self.fills: deque[OrderEvent] = deque(maxlen=self.cfg.keep_closed)
         self.fees_paid = 0.0
+        #: leverage set per symbol (Binance POST /fapi/v1/leverage, Bybit set-leverage); cfg.leverage otherwise
+        self.leverages: dict[str, float] = {}
         self._next_order = self.cfg.first_order_id
         self._next_trade = self.cfg.first_trade_id
         self._auto_client = 0
@@ -218,16 +220,21 @@ class Account:
         p = self.positions[symbol]
         return (self.mark(symbol) - p.entry) * self.qty(symbol, p.qty) if p.qty else 0.0
 
+    def leverage(self, symbol: str) -> float:
+        return self.leverages.get(symbol, self.cfg.leverage)
+
     def initial_margin(self) -> float:
         total = 0.0
         for s, p in self.positions.items():
+            notional = 0.0
             if p.qty:
-                total += abs(self.qty(s, p.qty)) * self.mark(s)
+                notional += abs(self.qty(s, p.qty)) * self.mark(s)
             buy, sell = self._rest_notional[s]
             if buy or sell:
                 r = self.rules[s]
-                total += (buy + sell) * r.tick * r.lot
-        return total / self.cfg.leverage
+                notional += (buy + sell) * r.tick * r.lot
+            total += notional / self.leverage(s)
+        return total
 
     def resting_notional(self, symbol: str, side: int) -> float:
         """Leaves x price summed over the open orders of one side (+1 buy, -1 sell) of ``symbol``."""
@@ -305,7 +312,7 @@ class Account:
         if len(self.open[symbol]) >= self.cfg.max_open_orders:
             raise Reject("too_many_orders", f"{self.cfg.max_open_orders} open orders on {symbol}")
         if not reduce_only:
-            need = self.qty(symbol, qty) * ref_px / self.cfg.leverage
+            need = self.qty(symbol, qty) * ref_px / self.leverage(symbol)
             if need > self.available_balance + 1e-9:
                 raise Reject("margin", f"needs {need:.4f}, available {self.available_balance:.4f}")
         # what would it take?
@@ -393,7 +400,7 @@ class Account:
         if o.tif == "GTX" and crosses:
             raise Reject("would_take", "amended price would take")
         if new_qty > o.qty and not o.reduce_only:
-            extra = self.qty(symbol, new_qty - o.qty) * self.px(symbol, new_px) / self.cfg.leverage
+            extra = self.qty(symbol, new_qty - o.qty) * self.px(symbol, new_px) / self.leverage(symbol)
             if extra > self.available_balance + 1e-9:
                 raise Reject("margin", f"needs {extra:.4f} more")
         keep_place = new_px == o.price and new_qty <= o.qty
