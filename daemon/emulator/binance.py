@@ -43,6 +43,10 @@ MARKET_FAULTS = {
 }
 
 _VALID_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+#: stream classes served on /public as well as on their configured route: the route of the undocumented
+#: ``@trade`` is UNCONFIRMED (connectors.md) and clients differ (the daemon's table puts it on /market,
+#: ccxt 4.5's watch_trades subscribes on /public), so the emulator serves both rather than refuse one
+_ALSO_ON_PUBLIC = frozenset({"trade"})
 
 
 def _stream_class(stream: str) -> str:
@@ -284,6 +288,8 @@ class BinanceEmulator(EmulatorBase):
 
     def _delivers(self, client: Client, cls: str) -> bool:
         route = self.routes.get(cls, "/public")
+        if cls in _ALSO_ON_PUBLIC and client.route in ("/public", ""):
+            return True
         return client.route == route or (client.route == "" and route == "/public")
 
     async def _on_text(self, client: Client, text: str) -> None:

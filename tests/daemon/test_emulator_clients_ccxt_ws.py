@@ -29,12 +29,13 @@ WAIT_S = 15.0
 VENUES = {"binanceusdm": (BinanceEmulator, ccxt_binanceusdm), "bybit": (BybitEmulator, ccxt_bybit)}
 
 
-def run_with(venue: str, synth: SynthConfig, body) -> None:
-    """``await body(emu, ex)``: a started emulator of ``venue`` and ccxt.pro's exchange pointed at it."""
+def run_with(venue: str, synth: SynthConfig, body, *, trades: bool = False) -> None:
+    """``await body(emu, ex)``: a started emulator of ``venue`` (public trades only if ``trades``)
+    and ccxt.pro's exchange pointed at it."""
     emulator, point = VENUES[venue]
 
     async def main() -> None:
-        emu = await emulator([SYMBOL], synth=synth, trades=False, credentials=CREDS).start()
+        emu = await emulator([SYMBOL], synth=synth, trades=trades, credentials=CREDS).start()
         ex = point(ccxt_pro, emu)
         try:
             await body(emu, ex)
@@ -102,6 +103,35 @@ def test_ccxt_pro_bybit_watch_order_book_follows_the_truth():
         assert [c.topics for c in emu.clients if c.route == "/v5/public/linear"] == [{f"orderbook.50.{SYMBOL}"}]
 
     run_with("bybit", MOVING, body)
+
+
+def test_ccxt_pro_binanceusdm_watch_trades_gets_the_emulators_trades():
+    """ccxt 4.5 subscribes ``@trade`` on /public; the daemon's route table puts it on /market (the
+    venue's route is unconfirmed): the emulator serves both, and ccxt receives every trade."""
+    async def body(emu, ex):
+        await ex.load_markets()
+        got: list = []
+
+        async def watch():
+            while True:
+                got.extend(await ex.watch_trades(MARKET))
+
+        task = asyncio.create_task(watch())
+        try:
+            await until(lambda: any(c.feeds.get((SYMBOL, "trade")) for c in emu.clients), "ccxt's trade subscription")
+            routes = {c.route for c in emu.clients if c.feeds.get((SYMBOL, "trade"))}
+            first_id = emu.symbols[SYMBOL].trade_id
+            await emu.pump(2000, count=200)
+            last_id = emu.symbols[SYMBOL].trade_id
+            assert last_id > first_id + 5, "the synthetic market made too few trades to test"
+            await until(lambda: got and int(got[-1]["id"]) == last_id, "ccxt to receive the last trade")
+        finally:
+            task.cancel()
+        ids = [int(t["id"]) for t in got]
+        assert ids == list(range(first_id + 1, last_id + 1)), (routes, ids[:5])
+        assert all(t["symbol"] == MARKET and t["price"] > 0 and t["amount"] > 0 for t in got)
+
+    run_with("binanceusdm", CALM, body, trades=True)
 
 
 def test_ccxt_pro_binanceusdm_orders_over_the_websocket_api_reach_watch_orders():
