@@ -66,6 +66,8 @@ class _Symbol:
         self.book = book
         self.last_id = 1_000_000
         self.trade_id = 5_000
+        #: (trade id, time ms, price, qty) of the latest public trades, for the 24 h ticker (over those kept)
+        self.trades: deque[tuple[int, int, float, float]] = deque(maxlen=10_000)
         self.history: dict[int, tuple] = {}           # u -> levels after it (tests compare against it)
         #: (u, bids, asks, transaction time ms) after recent messages, for stale snapshots
         self.recent: deque[tuple[int, dict, dict, int]] = deque(maxlen=256)
@@ -122,6 +124,8 @@ class BinanceEmulator(EmulatorBase):
         r.add_get("/fapi/v1/time", self._time)
         r.add_get("/fapi/v1/exchangeInfo", self._exchange_info)
         r.add_get("/fapi/v1/depth", self._depth)
+        r.add_get("/fapi/v1/premiumIndex", self._premium_index)
+        r.add_get("/fapi/v1/ticker/24hr", self._ticker_24hr)
         for route in sorted(set(self.routes.values())):
             r.add_get(f"{route}/stream", self._ws_handler(route, True))
             r.add_get(f"{route}/ws", self._ws_handler(route, False))
@@ -190,6 +194,69 @@ class BinanceEmulator(EmulatorBase):
                                "TRAILING_STOP_MARKET"],
                 "timeInForce": ["GTC", "IOC", "FOK", "GTX"]} for s in self.symbols],
         }, used=self._used_weight(1))
+
+    def _market_symbols(self, request: web.Request) -> list[_Symbol] | None:
+        """The symbol asked for, or all of them without one; None for an unknown symbol."""
+        name = request.query.get("symbol", "").upper()
+        if not name:
+            return list(self.symbols.values())
+        sym = self.symbols.get(name)
+        return None if sym is None else [sym]
+
+    def _market_reply(self, request: web.Request, weight_one: int, weight_all: int, row):
+        """``row(sym)`` for the symbol asked for (an object) or for every symbol (a list), at the
+        venue's weights for one and for all; 429 over the minute's limit."""
+        syms = self._market_symbols(request)
+        if syms is None:
+            return self._json({"code": -1121, "msg": "Invalid symbol."}, 400, used=self._used_weight(weight_one))
+        one = "symbol" in request.query
+        used = self._used_weight(weight_one if one else weight_all)
+        if used > self.weight_limit_per_min:
+            return self._json({"code": -1003, "msg": "Too many requests; current limit of IP is "
+                               f"{self.weight_limit_per_min} requests per minute."}, 429, used=used,
+                              headers={"Retry-After": "5"})
+        rows = [row(sym) for sym in syms]
+        return self._json(rows[0] if one else rows, used=used)
+
+    def _mid(self, sym: _Symbol) -> float:
+        book = sym.book
+        if book is None or not book.bids or not book.asks:
+            return 0.0
+        return (max(book.bids) + min(book.asks)) * self.synth.tick / 2.0
+
+    async def _premium_index(self, request: web.Request):
+        """Mark and index price are the truth book's mid (the emulator has no index or funding: the
+        funding rate is 0, the next funding the next 8 h boundary)."""
+        def row(sym: _Symbol) -> dict:
+            now = self.now_ms()
+            mid = f"{self._mid(sym):.{self._decimals}f}"
+            return {"symbol": sym.name, "markPrice": mid, "indexPrice": mid, "estimatedSettlePrice": mid,
+                    "lastFundingRate": "0.00000000", "interestRate": "0.00010000",
+                    "nextFundingTime": (now // 28_800_000 + 1) * 28_800_000, "time": now}
+        return self._market_reply(request, 1, 10, row)
+
+    async def _ticker_24hr(self, request: web.Request):
+        """Statistics over the public trades of the last 24 h the emulator keeps (its latest 10 000)."""
+        def row(sym: _Symbol) -> dict:
+            now = self.now_ms()
+            day = [t for t in sym.trades if t[1] > now - 86_400_000]
+            d = self._decimals
+            if not day:
+                return {"symbol": sym.name, "priceChange": "0", "priceChangePercent": "0", "weightedAvgPrice": "0",
+                        "lastPrice": "0", "lastQty": "0", "openPrice": "0", "highPrice": "0", "lowPrice": "0",
+                        "volume": "0", "quoteVolume": "0", "openTime": now - 86_400_000, "closeTime": now,
+                        "firstId": -1, "lastId": -1, "count": 0}
+            volume = sum(t[3] for t in day)
+            quote = sum(t[2] * t[3] for t in day)
+            first, last = day[0], day[-1]
+            return {"symbol": sym.name, "priceChange": f"{last[2] - first[2]:.{d}f}",
+                    "priceChangePercent": f"{(last[2] - first[2]) / first[2] * 100:.3f}",
+                    "weightedAvgPrice": f"{quote / volume:.{d}f}", "lastPrice": f"{last[2]:.{d}f}",
+                    "lastQty": f"{last[3]:.3f}", "openPrice": f"{first[2]:.{d}f}",
+                    "highPrice": f"{max(t[2] for t in day):.{d}f}", "lowPrice": f"{min(t[2] for t in day):.{d}f}",
+                    "volume": f"{volume:.3f}", "quoteVolume": f"{quote:.8f}", "openTime": first[1],
+                    "closeTime": last[1], "firstId": first[0], "lastId": last[0], "count": len(day)}
+        return self._market_reply(request, 1, 40, row)
 
     async def _depth(self, request: web.Request):
         symbol = request.query.get("symbol", "").upper()
@@ -434,6 +501,7 @@ class BinanceEmulator(EmulatorBase):
             if trade is not None:
                 side, px, qty = trade
                 sym.trade_id += 1
+                sym.trades.append((sym.trade_id, now_ms, px, qty))
                 data = (f'{{"e":"trade","E":{now_ms},"T":{now_ms},"s":"{sym.name}","t":{sym.trade_id},'
                         f'"p":"{px:.{self._decimals}f}","q":"{qty:.3f}","X":"MARKET","m":{"true" if side < 0 else "false"}}}')
                 await self._broadcast(sym.name, "trade", data)

@@ -130,6 +130,8 @@ class BinanceTrading(BinanceWire, TradingSide):
             ("POST", "/fapi/v1/countdownCancelAll", "countdown", 10, "signed"),
             ("GET", "/fapi/v1/leverageBracket", "leverage_bracket", 1, "signed"),
             ("POST", "/fapi/v1/leverage", "set_leverage", 1, "signed"),
+            ("GET", "/fapi/v1/commissionRate", "commission_rate", 20, "signed"),
+            ("GET", "/fapi/v1/positionSide/dual", "position_mode", 30, "signed"),
             ("POST", "/fapi/v1/listenKey", "listen_key_new", 1, "key"),
             ("PUT", "/fapi/v1/listenKey", "listen_key_keep", 1, "key"),
             ("DELETE", "/fapi/v1/listenKey", "listen_key_close", 1, "key"),
@@ -619,6 +621,16 @@ class BinanceTrading(BinanceWire, TradingSide):
             raise ApiError(400, -4028, f"Leverage {lev} is not valid")
         self.account.leverages[s] = float(lev)
         return {"symbol": s, "leverage": lev, "maxNotionalValue": "1000000"}
+
+    def _op_commission_rate(self, p: dict, api_key: str, events: list) -> dict:
+        s = self._symbol(p)
+        cfg = self.account.cfg
+        return {"symbol": s, "makerCommissionRate": f"{cfg.maker_fee_rate:.6f}",
+                "takerCommissionRate": f"{cfg.taker_fee_rate:.6f}"}
+
+    def _op_position_mode(self, p: dict, api_key: str, events: list) -> dict:
+        """One-way mode (positionSide BOTH) is the only mode the emulated account has."""
+        return {"dualSidePosition": False}
 
     def _op_countdown(self, p: dict, api_key: str, events: list) -> dict:
         symbol = self._symbol(p)
