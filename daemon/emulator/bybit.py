@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ class _Symbol:
         self.delete_absent = False
         self.expected_gaps = 0
         self.trade_seq = 0
+        #: the latest public trades as the publicTrade topic sent them, for the tickers and recent-trade
+        #: queries (24 h statistics are over those kept)
+        self.trades: deque[dict] = deque(maxlen=10_000)
         #: set while a recording drives this symbol: its book replaces the synthetic one
         self.recorded: RecordedBook | None = None
 
@@ -103,6 +107,8 @@ class BybitEmulator(EmulatorBase):
         r.add_get("/v5/market/time", self._time)
         r.add_get("/v5/market/instruments-info", self._instruments)
         r.add_get("/v5/market/orderbook", self._orderbook)
+        r.add_get("/v5/market/tickers", self._tickers)
+        r.add_get("/v5/market/recent-trade", self._recent_trades)
         r.add_get("/v5/public/linear", self._ws)
         if trading:
             from daemon.emulator.bybit_trade import BybitTrading
@@ -143,6 +149,69 @@ class BybitEmulator(EmulatorBase):
         data = self._book_data(sym, limit)
         now = time.time_ns() // 1_000_000
         return self._envelope({**data, "ts": now, "cts": now})
+
+    def _market_symbols(self, request) -> list[_Symbol] | None:
+        """Linear only; the symbol asked for or all of them; None for an unknown symbol."""
+        name = request.query.get("symbol", "").upper()
+        if not name:
+            return list(self.symbols.values())
+        sym = self.symbols.get(name)
+        return None if sym is None else [sym]
+
+    async def _tickers(self, request):
+        """Mark and index price are the truth book's mid (no index, no funding here: rate 0); the 24 h
+        figures are over the public trades kept in the last 24 h."""
+        if request.query.get("category") != "linear":
+            return self._envelope({}, 10001, "params error: category only support linear here")
+        syms = self._market_symbols(request)
+        if syms is None:
+            return self._envelope({}, 10001, "params error: symbol invalid")
+        now = time.time_ns() // 1_000_000
+        d = self._decimals
+        rows = []
+        for sym in syms:
+            book = sym.book
+            bb = max(book.bids) if book.bids else None
+            ba = min(book.asks) if book.asks else None
+            mid = (bb + ba) * self.synth.tick / 2 if bb is not None and ba is not None else 0.0
+            day = [t for t in sym.trades if t["T"] > now - 86_400_000]
+            prices = [float(t["p"]) for t in day]
+            volume = sum(float(t["v"]) for t in day)
+            turnover = sum(float(t["p"]) * float(t["v"]) for t in day)
+            first, last = (prices[0], prices[-1]) if prices else (0.0, 0.0)
+            rows.append({"symbol": sym.name, "lastPrice": f"{last:.{d}f}", "indexPrice": f"{mid:.{d}f}",
+                         "markPrice": f"{mid:.{d}f}", "prevPrice24h": f"{first:.{d}f}",
+                         "price24hPcnt": f"{(last - first) / first if first else 0.0:.6f}",
+                         "highPrice24h": f"{max(prices, default=0.0):.{d}f}",
+                         "lowPrice24h": f"{min(prices, default=0.0):.{d}f}", "prevPrice1h": f"{first:.{d}f}",
+                         "openInterest": "0", "openInterestValue": "0", "turnover24h": f"{turnover:.4f}",
+                         "volume24h": f"{volume:.3f}", "fundingRate": "0",
+                         "nextFundingTime": str((now // 28_800_000 + 1) * 28_800_000),
+                         "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "", "deliveryTime": "0",
+                         "bid1Price": "" if bb is None else f"{bb * self.synth.tick:.{d}f}",
+                         "bid1Size": "" if bb is None else f"{book.bids[bb]:.3f}",
+                         "ask1Price": "" if ba is None else f"{ba * self.synth.tick:.{d}f}",
+                         "ask1Size": "" if ba is None else f"{book.asks[ba]:.3f}", "basis": ""})
+        return self._envelope({"category": "linear", "list": rows})
+
+    async def _recent_trades(self, request):
+        """Newest first; limit 1..1000, default 500 (linear)."""
+        if request.query.get("category") != "linear":
+            return self._envelope({}, 10001, "params error: category only support linear here")
+        syms = self._market_symbols(request)
+        if syms is None or not request.query.get("symbol"):
+            return self._envelope({}, 10001, "params error: symbol invalid")
+        try:
+            limit = int(request.query.get("limit", "500"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return self._envelope({}, 10001, "params error: limit must be in [1, 1000]")
+        kept = syms[0].trades
+        rows = [{"execId": t["i"], "symbol": t["s"], "price": t["p"], "size": t["v"], "side": t["S"],
+                 "time": str(t["T"]), "isBlockTrade": False, "isRPITrade": False}
+                for t in reversed(list(kept)[-limit:])]
+        return self._envelope({"category": "linear", "list": rows})
 
     # -- websocket ------------------------------------------------------------------------------
     async def _ws(self, request: web.Request):
@@ -331,6 +400,7 @@ class BybitEmulator(EmulatorBase):
                 now = time.time_ns() // 1_000_000
                 t = {"T": now, "s": sym.name, "S": "Buy" if side > 0 else "Sell", "v": f"{qty:.3f}",
                      "p": f"{px:.{self._decimals}f}", "L": "PlusTick", "i": f"{sym.name}-{sym.trade_seq}", "BT": False}
+                sym.trades.append(t)
                 await self._broadcast(f"publicTrade.{sym.name}", orjson.dumps(
                     {"topic": f"publicTrade.{sym.name}", "type": "snapshot", "ts": now, "data": [t]}).decode())
         if self.trading is not None:

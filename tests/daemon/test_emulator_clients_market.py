@@ -4,8 +4,9 @@ only its URLs changed: values from the emulator's truth book and its public trad
 import pytest
 
 from daemon.emulator.binance import BinanceEmulator
-from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm
-from tests.daemon.trading_helpers import CREDS
+from daemon.emulator.bybit import BybitEmulator
+from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm, ccxt_bybit
+from tests.daemon.trading_helpers import CREDS, KEY, SECRET
 
 pytestmark = pytest.mark.timeout(90)
 SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
@@ -14,6 +15,13 @@ SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
 @pytest.fixture
 def binance():
     t = EmulatorThread(lambda: BinanceEmulator([SYMBOL, "ETHUSDT"], synth=CALM, trades=True, credentials=CREDS))
+    yield t
+    t.stop()
+
+
+@pytest.fixture
+def bybit():
+    t = EmulatorThread(lambda: BybitEmulator([SYMBOL, "ETHUSDT"], synth=CALM, trades=True, credentials=CREDS))
     yield t
     t.stop()
 
@@ -53,3 +61,38 @@ def test_ccxt_binanceusdm_tickers_funding_fees_and_position_mode(binance):
     assert mode["hedged"] is False
     with pytest.raises(ccxt.BadSymbol):
         ex.fapiPublicGetTicker24hr({"symbol": "NOPEUSDT"})
+
+
+def test_ccxt_and_pybit_read_bybit_tickers_and_recent_trades(bybit):
+    ccxt = pytest.importorskip("ccxt")
+    pybit_ut = pytest.importorskip("pybit.unified_trading")
+    emu = bybit.emu
+    ex = ccxt_bybit(ccxt, emu)
+    ex.load_markets()
+    bybit.call(emu.step(200))
+
+    async def snapshot():
+        sym = emu.symbols[SYMBOL]
+        return list(sym.trades), max(sym.book.bids), min(sym.book.asks)
+    trades, bid, ask = bybit.call(snapshot())
+    assert len(trades) > 5, "the synthetic market made too few trades to test"
+    prices = [float(t["p"]) for t in trades]
+
+    t = ex.fetch_ticker(MARKET)                                          # GET /v5/market/tickers
+    assert (t["last"], t["open"], t["high"], t["low"]) == \
+        (pytest.approx(prices[-1]), pytest.approx(prices[0]), pytest.approx(max(prices)), pytest.approx(min(prices)))
+    assert (t["bid"], t["ask"]) == (pytest.approx(bid * 0.1), pytest.approx(ask * 0.1))
+    assert t["markPrice"] == pytest.approx((bid + ask) * 0.1 / 2)
+    assert {MARKET, "ETH/USDT:USDT"} <= set(ex.fetch_tickers())
+
+    got = ex.fetch_trades(MARKET, limit=5)                               # GET /v5/market/recent-trade
+    assert [tr["id"] for tr in got] == [tr["i"] for tr in trades[-5:]]   # ccxt sorts oldest first
+    assert [tr["price"] for tr in got] == pytest.approx(prices[-5:])
+
+    s = pybit_ut.HTTP(testnet=False, api_key=KEY, api_secret=SECRET, max_retries=1)
+    s.endpoint = emu.rest_url
+    rows = s.get_public_trade_history(category="linear", symbol=SYMBOL, limit=3)["result"]["list"]
+    assert [(r["execId"], r["price"], r["size"], r["side"]) for r in rows] == \
+        [(tr["i"], tr["p"], tr["v"], tr["S"]) for tr in reversed(trades[-3:])]
+    tick = s.get_tickers(category="linear", symbol=SYMBOL)["result"]["list"]
+    assert [(r["symbol"], r["lastPrice"]) for r in tick] == [(SYMBOL, trades[-1]["p"])]
