@@ -203,15 +203,19 @@ class RawDayFile:
         """Write what is pending as one gzip member, here and now."""
         self.write_member(self.take_lines())
 
-    def take_lines(self) -> list[bytes]:
+    def take_lines(self) -> bytes:
+        """What is pending, as one payload.  Joined by the caller's thread: the writer thread runs
+        niced, and a niced thread holding the GIL through a long join would stall the recorder's
+        other threads for as long as the scheduler leaves it waiting (a lapped ring in bench daemon)."""
         lines, self.lines = self.lines, []
-        return lines
+        return b"".join(lines)
 
-    def write_member(self, lines: list[bytes]) -> None:
-        """``lines`` (taken earlier, in order) as one gzip member, then its commit."""
-        if not lines:
+    def write_member(self, payload: bytes) -> None:
+        """``payload`` (taken earlier, in order) as one gzip member, then its commit.  ISA-L and
+        zlib release the GIL while they compress; pwrite does while it writes."""
+        if not payload:
             return
-        member = gzip_member(b"".join(lines), self.compress_level)
+        member = gzip_member(payload, self.compress_level)
         mv = memoryview(member)
         while len(mv):
             mv = mv[os.pwrite(self.fd, mv, self.size + len(member) - len(mv)):]
