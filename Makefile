@@ -23,7 +23,8 @@ demo: $(STAMP)
 # as well (a clean clone ran 1,220 s in all with the demo tests alone, over CI's 1,200). The rest measure
 # timings across real processes on the 2 cores and run alone, after them.
 PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py tests/daemon/test_emulator_clients_*.py \
-	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py) \
+	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py \
+	tests/daemon/test_faults_connection.py) \
 	tests/test_demo.py tests/test_live_parity.py
 test: $(STAMP)
 	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 --dist loadgroup tests/bots
