@@ -233,6 +233,14 @@ class Router:
         #: intake threads; a deque's append and popleft are atomic)
         self._ready: collections.deque = collections.deque()
         self._drain_scheduled = False
+        #: the pre-trade check's own durations (ns: building its ``OrderCheck`` and the call), when
+        #: ``time_checks`` turned it on; what the check adds to each order on the serial path
+        self.check_times_ns: collections.deque | None = None
+
+    def time_checks(self, keep: int = 1 << 20) -> collections.deque:
+        """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
+        self.check_times_ns = collections.deque(maxlen=keep)
+        return self.check_times_ns
 
     # -- bots ------------------------------------------------------------------------------
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -474,11 +482,15 @@ class Router:
             if o.pending != _P_NONE:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
                                     f"order {oid} has a request in flight", o.status)
+            times = self.check_times_ns
+            t0 = time.perf_counter_ns() if times is not None else 0
             try:
                 verdict = self.check(self._order_check(bot, asset_no, kind, oid, 0, 0.0, 0.0, 0, 0, now)) if self.check else None
             except Exception:
                 log.exception("pre-trade check raised on a cancel; the cancel goes out anyway")
                 verdict = None
+            if times is not None and self.check is not None:
+                times.append(time.perf_counter_ns() - t0)
             if verdict is not None:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, o.status,
                                     name=verdict.name)
@@ -561,8 +573,12 @@ class Router:
     def _allowed(self, bot, a, asset_no, kind, oid, side, price, qty, tif, otype, seq, now, status) -> bool:
         if self.check is None:
             return True
+        times = self.check_times_ns
+        t0 = time.perf_counter_ns() if times is not None else 0
         try:
             verdict = self.check(self._order_check(bot, asset_no, kind, oid, side, price, qty, tif, otype, now))
+            if times is not None:
+                times.append(time.perf_counter_ns() - t0)
         except Exception as exc:
             log.exception("pre-trade check raised; refusing (fail closed)")
             self._reject(bot, asset_no, oid, seq, RejectReason.RISK,

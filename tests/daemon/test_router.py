@@ -241,10 +241,13 @@ def test_pre_trade_check_refuses_and_fails_closed(tmp_path, shm_namespace):
         return None
 
     d = Daemonish(tmp_path, auto=True, check=check)
+    times = d.call(lambda: d.router.time_checks())
     a = Bot(d.socket_path, "risky")
     try:
         a.req((SUBMIT, 0, 1, 100.0, 0.1, 1), (SUBMIT, 0, 2, 123.4, 0.01, 1), (SUBMIT, 0, 3, 100.0, 0.01, 1))
         got = a.responses(3)
+        # the router timed each check that answered (the one that raised is refused, not timed)
+        assert len(times) == 2 and all(0 < t < 1e9 for t in times), list(times)
         assert [(r[K], r[REASON], r[OID]) for r in got[:2]] == [(ResponseKind.REJECT, RejectReason.RISK, 1),
                                                                 (ResponseKind.REJECT, RejectReason.RISK, 2)]
         assert got[2][K] == ResponseKind.ORDER and got[2][OID] == 3
