@@ -1,62 +1,103 @@
-"""The router intake thread's wait, from one hand-over of a bot's channel to the next, without the GIL.
+"""The router's intake: a thread per bot that waits on the bot's request channel without the GIL and
+rings the loop's doorbell (an eventfd the loop watches with ``add_reader``) from compiled code.
 
-An intake thread hands its bot to the loop and must not look at the channel again until the loop
-has drained it.  It waited on a ``threading.Lock`` that the loop released: waking from that lock
-takes the GIL back (from the busy loop thread) only to go straight back into the compiled channel
-wait, which drops it again.  With the gate a futex word instead, the thread parks on the gate and
-then waits for the channel in one compiled call: one GIL acquisition per hand-over (for
-``call_soon_threadsafe``) instead of two.  ``strace`` of ``bench orders``' paced run counted ~13
-futex calls per order in the daemon before, mostly GIL traffic between the loop and the intakes.
+The intake never takes the GIL.  Before, it handed the bot over with ``call_soon_threadsafe`` (the GIL
+taken once per hand-over: on a busy loop the thread waits for the loop to drop it, up to the 5 ms
+switch interval, and the loop pays the switch) and then parked on a futex gate the loop opened after
+its drain (a ``futex_wake`` syscall on the loop per drain, ~30 us on this machine).  Now:
 
-Its own module: numba's cache stamp covers the modules a kernel's module imports (``shm.numba_cache``),
-and this one imports only ``shm``.
+* ``ctl[ARMED]`` is 1 while the loop wants a ring.  The intake waits for a record past the last one
+  it saw (the channel's own futex, which the bot's write wakes); when one comes it takes the arm
+  (compare-and-swap 1 -> 0) and, if it won, writes the eventfd.  If the loop holds the channel (arm
+  0) the intake just waits for the next record: the loop's re-arm looks at the channel.
+* The loop drains a rung bot, then re-arms (``rearm``: arm 1, then look at the channel; records
+  there and the arm taken back by the loop means "drain again"), with plain stores: no syscall.
+
+Every record is seen by one side: the intake takes the arm only after the record is visible, and
+the loop looks at the channel only after re-arming (both sequentially consistent).
+
+Its own module: numba's cache stamp covers the modules a kernel's module imports
+(``shm.numba_cache``), and this one imports only ``shm``.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from shm import layout as L
-from shm.atomics import futex_wait, futex_wake, load_acquire, store_release
-from shm.kernels import WAIT_TIMEOUT, channel_wait_readable
+from shm.atomics import compare_exchange, load_acquire, load_relaxed, store_seq_cst
+from shm.kernels import WAIT_CLOSED, WAIT_DATA, _wait_until
 
-__all__ = ["GATE_OPEN", "GATE_HELD", "new_gate", "wait_gate_then_readable", "open_gate", "warm"]
+__all__ = ["ARMED", "STOP", "new_ctl", "serve", "rearm", "warm", "INTAKE_STOPPED"]
 
-GATE_OPEN = 0   # the intake owns the channel: it may wait for records and hand over
-GATE_HELD = 1   # handed over: the loop owns the channel until it opens the gate
+ARMED, STOP = 0, 1               # words of an intake's ``ctl`` vector
+INTAKE_STOPPED = 1              # ``serve``'s return when asked to stop (WAIT_CLOSED: the channel closed)
 
 
-def new_gate() -> np.ndarray:
-    return np.zeros(1, dtype=np.int64)
+def new_ctl() -> np.ndarray:
+    ctl = np.zeros(4, dtype=np.int64)
+    ctl[ARMED] = 1
+    return ctl
+
+
+@intrinsic
+def _eventfd_ring(typingctx, fd):
+    """``eventfd_write(fd, 1)`` (libc, resolved by the JIT linker like ``shm.atomics``' syscalls:
+    a ctypes pointer cannot be cached)."""
+
+    def codegen(context, builder, sig, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fnty = ir.FunctionType(i32, [i32, i64])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "eventfd_write")
+        fd32 = builder.trunc(context.cast(builder, args[0], sig.args[0], types.int64), i32)
+        res = builder.call(fn, [fd32, ir.Constant(i64, 1)])
+        return builder.sext(res, i64)
+
+    return types.int64(fd), codegen
 
 
 @njit(cache=True, nogil=True)
-def wait_gate_then_readable(gate, hdr, spin_ns, yield_ns, slice_ns):
-    """Park until the loop opens ``gate``, then wait for a record in the channel (``hdr``) with the
-    wait strategy's spin/yield/park.  Returns the channel wait's ``WAIT_*``; ``WAIT_TIMEOUT`` also
-    when a slice passed with the gate still held, so the caller can check for a stop."""
-    if load_acquire(gate, 0) != GATE_OPEN:
-        # parked at once: the loop drains for tens of microseconds, a spin here would take a core
-        # from it on a 2-core machine
-        futex_wait(gate, 0, GATE_HELD, slice_ns)
-        if load_acquire(gate, 0) != GATE_OPEN:
-            return WAIT_TIMEOUT
-    return channel_wait_readable(hdr, spin_ns, yield_ns, slice_ns, slice_ns)
+def serve(ctl, hdr, efd, spin_ns, yield_ns, slice_ns):
+    """The intake thread's whole life: wait for records, ring when armed.  Returns
+    ``INTAKE_STOPPED`` once ``ctl[STOP]`` is set (checked at least every ``slice_ns``) or
+    ``WAIT_CLOSED`` when the bot closed its channel."""
+    seen = load_acquire(hdr, L.W_READ_CURSOR)  # records already unread when it starts ring too
+    while True:
+        if load_acquire(ctl, STOP) != 0:
+            return INTAKE_STOPPED
+        r = _wait_until(hdr, L.W_CURSOR, seen + 1, L.W_READER_SLEEPERS, L.W_READER_WAKE_SEQ,
+                        spin_ns, yield_ns, slice_ns, slice_ns)
+        if r == WAIT_CLOSED:
+            return WAIT_CLOSED
+        if r != WAIT_DATA:
+            continue
+        seen = load_acquire(hdr, L.W_CURSOR)
+        if load_acquire(ctl, STOP) != 0:
+            return INTAKE_STOPPED
+        if compare_exchange(ctl, ARMED, 1, 0) == 1:
+            _eventfd_ring(efd)
 
 
 @njit(cache=True)
-def open_gate(gate):
-    """From the loop (or a stop): hand the channel back and wake the parked intake."""
-    store_release(gate, 0, GATE_OPEN)
-    futex_wake(gate, 0, 1)
+def rearm(ctl, hdr):
+    """From the loop after a drain: arm the intake again.  True when records came meanwhile and the
+    loop took the arm back: it must drain again (the intake will not ring for them)."""
+    store_seq_cst(ctl, ARMED, 1)
+    if load_acquire(hdr, L.W_CURSOR) > load_relaxed(hdr, L.W_READ_CURSOR):
+        return compare_exchange(ctl, ARMED, 1, 0) == 1
+    return False
 
 
 def warm() -> None:
     """Load both kernels now (numba's cache, or a compile): not on the loop at the first bot's
     hand-over, where a load holds the GIL for tens of milliseconds.  The arguments have the types
     of the real ones (a channel header is a writable int64 vector)."""
-    gate = new_gate()
-    gate[0] = GATE_HELD
-    wait_gate_then_readable(gate, np.zeros(L.HEADER_WORDS, dtype=np.int64), 0, 0, 0)  # held: returns at once
-    open_gate(gate)
+    ctl = new_ctl()
+    ctl[STOP] = 1
+    hdr = np.zeros(L.HEADER_WORDS, dtype=np.int64)
+    serve(ctl, hdr, -1, 0, 0, 0)  # stop set: returns at once
+    rearm(ctl, hdr)

@@ -6,12 +6,14 @@ name, cancel or modify orders in its own table: two bots on one symbol never see
 
 **Intake.**  A bot's requests must reach ``session.submit`` within tens of microseconds without a
 core burnt while the bot is idle.  One intake thread per bot waits on that bot's request channel in
-compiled code without the GIL (``shm.kernels.channel_wait_readable``: spin, yield, then park on the
-channel's futex, which the bot's write wakes), then hands the bot to the event loop
-(``call_soon_threadsafe``; bots handed over before the loop gets to them share one callback, which
-drains them all and then has the sessions write the orders' frames together) and waits until the
-loop has drained the channel.  Sessions are only ever called from the loop.  Measured with ``hftd bench orders`` (in-memory session, four bot processes;
-this 2-core machine at load 13 with other work, so latencies are mostly scheduler delay):
+compiled code that never takes the GIL (``daemon.intake_wait.serve``: spin, yield, then park on the
+channel's futex, which the bot's write wakes) and rings the router's doorbell, one eventfd the loop
+reads (``add_reader``), when the loop has re-armed it since its last drain.  One doorbell callback
+drains every bot that rang, then has the sessions write the orders' frames together.  Sessions are
+only ever called from the loop.  (Until 2026-12 the thread handed over with ``call_soon_threadsafe``,
+taking the GIL from the loop per hand-over, and parked on a futex gate the loop woke per drain.)
+The table below was measured with that hand-over (``hftd bench orders``, in-memory session, four bot
+processes; this 2-core machine at load 13 with other work, so latencies are mostly scheduler delay):
 
 =============================  =========  ==============  ==============  ==============
 intake                         idle CPU   1 bot 200/s     4 bots 5,000/s  orders/s (max)
@@ -63,7 +65,7 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
-from daemon.intake_wait import GATE_HELD, new_gate, open_gate, wait_gate_then_readable
+from daemon.intake_wait import ARMED, STOP, new_ctl, rearm, serve
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from shm import kernels as K
@@ -155,41 +157,25 @@ class BotSession:
 
 
 class _Intake(threading.Thread):
-    """Waits (without the GIL) for a bot's requests and hands the bot to the loop."""
+    """Waits (without the GIL, in ``daemon.intake_wait.serve``) for a bot's requests and rings the
+    router's doorbell; never runs Python while it serves."""
 
     def __init__(self, router: "Router", bot: BotSession, wait: str):
         super().__init__(name=f"hftd-intake-{bot.name}", daemon=True)
-        self.router = router
-        self.bot = bot
         self.hdr = bot.requests.hdr
         self.ws = wait_strategy(wait)
-        # GATE_HELD while the loop owns the channel; a futex word (``daemon.intake_wait``): the
-        # thread waits for the gate and then for the channel in one compiled call without the GIL
-        self._gate = new_gate()
-        self.stopping = False
+        self.efd = router._efd
+        #: ``intake_wait.ARMED``/``STOP`` words shared with the compiled wait
+        self.ctl = new_ctl()
+        #: the loop holds the channel (rung, or its drain continues in a later callback)
+        self.held = False
 
     def run(self) -> None:
-        hdr, ws, gate = self.hdr, self.ws, self._gate
-        slice_ns = 100_000_000
-        while not self.stopping:
-            r = wait_gate_then_readable(gate, hdr, ws.spin_ns, ws.yield_ns, slice_ns)
-            if self.stopping or r == K.WAIT_CLOSED:
-                return
-            if r != K.WAIT_DATA:
-                continue
-            gate[0] = GATE_HELD  # before the hand-over: the loop opens it once it has drained
-            try:
-                self.router._wake(self.bot)
-            except RuntimeError:  # the loop closed under us
-                return
-
-    def drained(self) -> None:
-        """The loop is done with the channel for now (called on the loop)."""
-        open_gate(self._gate)
+        ws = self.ws
+        serve(self.ctl, self.hdr, self.efd, ws.spin_ns, ws.yield_ns, 100_000_000)
 
     def stop(self) -> None:
-        self.stopping = True
-        open_gate(self._gate)
+        self.ctl[STOP] = 1
         K.wake_readers(self.hdr)
 
 
@@ -229,10 +215,10 @@ class Router:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task | None = None
         self.generation = orderids.generation
-        #: bots whose intake found requests, for the loop's next ``_drain_ready`` (appended by the
-        #: intake threads; a deque's append and popleft are atomic)
-        self._ready: collections.deque = collections.deque()
-        self._drain_scheduled = False
+        #: the doorbell every intake thread rings (an eventfd the loop reads; see ``attach_loop``)
+        self._efd = -1
+        #: intake threads that may still be serving (joined before the doorbell closes)
+        self._intakes: list[_Intake] = []
         #: the pre-trade check's own durations (ns: building its ``OrderCheck`` and the call), when
         #: ``time_checks`` turned it on; what the check adds to each order on the serial path
         self.check_times_ns: collections.deque | None = None
@@ -247,6 +233,9 @@ class Router:
         self.loop = loop
         if self.intake_kind == "poll" and self._poller is None:
             self._poller = loop.create_task(self._poll(), name="router-poll")
+        if self.intake_kind == "thread" and self._efd < 0:
+            self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            loop.add_reader(self._efd, self._doorbell)
 
     def add_bot(self, name: str, assets: list[tuple[str, str]], *, pid: int = 0, uid: int = 0,
                 push: Callable[[dict], None] | None = None) -> dict:
@@ -291,6 +280,7 @@ class Router:
         if self.intake_kind == "thread":
             bot.intake = _Intake(self, bot, self.intake_wait)
             bot.intake.start()
+            self._intakes = [t for t in self._intakes if t.is_alive()] + [bot.intake]
         log.info("bot %s registered (pid %d, uid %d): %s", name, pid, uid,
                  ", ".join(f"{a.venue}:{a.symbol}" for a in resolved))
         if self.notify is not None:
@@ -389,27 +379,37 @@ class Router:
             bot.requests.close()
             bot.responses.close()
         self.bots.clear()
+        await self._close_doorbell()
+
+    async def _close_doorbell(self) -> None:
+        """After every intake thread has ended: a thread still serving would ring a closed (or
+        reused) descriptor, so the eventfd is left open if one does not end in time."""
+        if self._efd < 0:
+            return
+        threads, self._intakes = self._intakes, []
+        for t in threads:
+            await asyncio.to_thread(t.join, 1.0)  # each ends within its wait's slice (100 ms)
+        if any(t.is_alive() for t in threads):
+            log.error("router: %d intake thread(s) did not end; the doorbell stays open", len(threads))
+            return
+        self.loop.remove_reader(self._efd)
+        os.close(self._efd)
+        self._efd = -1
 
     # -- intake ----------------------------------------------------------------------------
-    def _wake(self, bot: BotSession) -> None:
-        """From a bot's intake thread: the bot has requests.  Bots that find requests before the loop
-        gets to them share one loop callback (one wake-up of the loop, one socket write of their
-        orders).  The flag is cleared by the loop before it takes the queue: an intake that still
-        saw it set appended before the loop took the queue."""
-        self._ready.append(bot)
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self.loop.call_soon_threadsafe(self._drain_ready)
-
-    def _drain_ready(self) -> None:
-        """Loop callback: drain every bot handed over since the last one, then journal the new orders
-        and hand the sessions' queued frames to their sockets at once."""
-        self._drain_scheduled = False
-        ready = self._ready
-        # only those queued now: a bot handed over again meanwhile has scheduled its own callback,
-        # so a flooding bot cannot hold the loop here
-        for _ in range(len(ready)):
-            self._drain(ready.popleft())
+    def _doorbell(self) -> None:
+        """Loop reader of the doorbell: drain every bot whose intake rang (its arm taken) and that
+        the loop does not hold already, then journal the new orders and have the sessions write
+        their queued frames at once (several bots' orders in one socket write)."""
+        try:
+            os.eventfd_read(self._efd)
+        except BlockingIOError:  # rung and read already (a ring is counted, not queued)
+            pass
+        for bot in list(self.bots.values()):  # a drain can drop a dead bot from the dict
+            it = bot.intake
+            if it is not None and not it.held and it.ctl[ARMED] == 0:
+                it.held = True
+                self._drain(bot)
         self._after_drain()
 
     def _drain_one(self, bot: BotSession) -> None:
@@ -443,7 +443,10 @@ class Router:
         if n == _DRAIN_BUDGET and bot.alive:
             self.loop.call_soon(self._drain_one, bot)  # yield to other callbacks, come back
         elif bot.intake is not None:
-            bot.intake.drained()
+            if bot.alive and rearm(bot.intake.ctl, bot.requests.hdr):
+                self.loop.call_soon(self._drain_one, bot)  # came while we drained: ours, not rung
+            else:
+                bot.intake.held = False
 
     async def _poll(self) -> None:
         while True:
