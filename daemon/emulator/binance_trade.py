@@ -40,6 +40,7 @@ BINANCE_TRADE_FAULTS = {**ORDER_FAULTS, "listen_key_expired": set()}
 
 _CONDITIONAL = {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
 _ORDER_OPS = {"place", "modify", "cancel", "cancel_all"}
+_SIDES = {"BUY": 1, "SELL": -1}
 #: venue-neutral refusal -> (HTTP status, code, message)
 _REJECTS = {
     "unknown_symbol": (400, -1121, "Invalid symbol."),
@@ -172,26 +173,29 @@ class BinanceTrading(BinanceWire, TradingSide):
     def _order_counts(self, add: bool) -> tuple[int, int]:
         """(orders in the last 10 s, in the last minute), counting one more if ``add``; -1015 over."""
         now = time.monotonic()
-        for window, q in ((10.0, self._orders_10s), (60.0, self._orders_1m)):
-            while q and now - q[0] >= window:
-                q.popleft()
+        q10, q1m = self._orders_10s, self._orders_1m
+        while q10 and now - q10[0] >= 10.0:
+            q10.popleft()
+        while q1m and now - q1m[0] >= 60.0:
+            q1m.popleft()
         if add:
-            if len(self._orders_10s) >= self.orders_per_10s or len(self._orders_1m) >= self.orders_per_min:
-                per = "TEN_SECONDS" if len(self._orders_10s) >= self.orders_per_10s else "MINUTE"
+            if len(q10) >= self.orders_per_10s or len(q1m) >= self.orders_per_min:
+                per = "TEN_SECONDS" if len(q10) >= self.orders_per_10s else "MINUTE"
                 limit = self.orders_per_10s if per == "TEN_SECONDS" else self.orders_per_min
                 raise ApiError(429, -1015, f"Too many new orders; current limit is {limit} orders per {per}.")
-            self._orders_10s.append(now)
-            self._orders_1m.append(now)
-        return len(self._orders_10s), len(self._orders_1m)
+            q10.append(now)
+            q1m.append(now)
+        return len(q10), len(q1m)
 
-    def _rate_limits(self) -> list[dict]:
+    def _rate_limits(self) -> orjson.Fragment:
+        """The websocket API reply's ``rateLimits`` (a JSON fragment: written on every reply)."""
         n10, n1m = self._order_counts(False)
-        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": self.emu.weight_limit_per_min, "count": self.emu._used_weight(0)},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self.orders_per_10s,
-                 "count": n10},
-                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": self.orders_per_min,
-                 "count": n1m}]
+        return orjson.Fragment(
+            f'[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,'
+            f'"limit":{self.emu.weight_limit_per_min},"count":{self.emu._used_weight(0)}}},'
+            f'{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{self.orders_per_10s},'
+            f'"count":{n10}}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,'
+            f'"limit":{self.orders_per_min},"count":{n1m}}}]')
 
     # -- authentication -------------------------------------------------------------------------
     def _check_time(self, params: Mapping[str, Any]) -> None:
@@ -284,7 +288,7 @@ class BinanceTrading(BinanceWire, TradingSide):
             async for msg in client.ws:
                 if msg.type == WSMsgType.TEXT:
                     self.emu.timeline.ws_received(msg.data)
-                    if self.inline_requests and not self.queued.pending():
+                    if self.inline_requests and not self.queued.count:
                         # nothing can delay the reply (only faults do): answer in turn, without a task
                         # per request (a tenth of the emulator's CPU in bench orders)
                         await self._ws_request(client, msg.data)
@@ -304,8 +308,8 @@ class BinanceTrading(BinanceWire, TradingSide):
             rid, method = req.get("id"), req["method"]
             params = dict(req.get("params") or {})
         except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
-            await client.send(orjson.dumps({"id": None, "status": 400, "error": {
-                "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}).decode())
+            client.queue(orjson.dumps({"id": None, "status": 400, "error": {
+                "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}))
             return
         reply: dict[str, Any] = {"id": rid}
         after: list[OrderEvent] = []  # the user stream's events, sent right after the reply
@@ -329,8 +333,12 @@ class BinanceTrading(BinanceWire, TradingSide):
                     self._check_time(params)
                     if not signatures_equal(hmac_sha256_hex(secret, binance_ws_payload(params)), str(sig)):
                         raise ApiError(400, -1022, "Signature for this request is not valid.")
-                params = {k: (("true" if v else "false") if isinstance(v, bool) else str(v))
-                          for k, v in params.items() if k not in ("signature", "apiKey")}
+                params.pop("signature", None)
+                params.pop("apiKey", None)
+                # the operations read text, as REST gives it (numbers as written, booleans true/false)
+                for k, v in params.items():
+                    if v.__class__ is not str:
+                        params[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
                 reply.update(status=200, result=await self._run(op, params, api_key, client.transport.abort, {},
                                                                 after_reply=after))
         except ApiError as e:
@@ -341,9 +349,11 @@ class BinanceTrading(BinanceWire, TradingSide):
             return
         if client.rate_limits:
             reply["rateLimits"] = self._rate_limits()
-        await client.send(orjson.dumps(reply).decode())
+        client.queue(orjson.dumps(reply))
         if after:
             await self.publish(after)
+        if client.backlogged:
+            await client.drain()
 
     # -- one operation, whichever channel -------------------------------------------------------
     async def _run(self, op: str, params: dict, api_key: str, abort, headers: dict, *,
@@ -352,7 +362,7 @@ class BinanceTrading(BinanceWire, TradingSide):
         reply is out (the websocket API: in the same coroutine, not a task per request, ~5 % of the
         emulator's CPU in bench orders); None: a task sends them (REST, whose reply is the return)."""
         status_fault = None
-        if op in _ORDER_OPS:
+        if self.queued.count and op in _ORDER_OPS:
             status_fault = self.queued.take("order_status")
             if status_fault is not None and not status_fault.get("placed", False):
                 raise self._status_error(status_fault)
@@ -384,8 +394,10 @@ class BinanceTrading(BinanceWire, TradingSide):
             if error is not None:
                 raise error
             return result
-        lost = self.queued.take("drop_reply")
-        late = self.queued.take("reply_after_event")
+        lost = late = None
+        if self.queued.count:
+            lost = self.queued.take("drop_reply")
+            late = self.queued.take("reply_after_event")
         if lost is not None or late is not None:
             await self.publish(events)
             if late is not None:
@@ -421,9 +433,10 @@ class BinanceTrading(BinanceWire, TradingSide):
         s = params.get("symbol")
         if not s:
             raise _missing("symbol")
-        if s.upper() not in self.account.rules:
+        s = s.upper()
+        if s not in self.account.rules:
             raise ApiError(400, -1121, "Invalid symbol.")
-        return s.upper()
+        return s
 
     def _units(self, params: dict, name: str, unit: float, code: int, msg: str) -> int:
         raw = params.get(name)
@@ -469,7 +482,7 @@ class BinanceTrading(BinanceWire, TradingSide):
     # -- operations (called under the emulator's lock) ------------------------------------------
     def _op_place(self, p: dict, api_key: str, events: list) -> dict:
         symbol = self._symbol(p)
-        side = {"BUY": 1, "SELL": -1}.get(p.get("side", ""))
+        side = _SIDES.get(p.get("side", ""))
         if side is None:
             raise ApiError(400, -1117, "Invalid side.") if p.get("side") else _missing("side")
         typ = p.get("type", "")
@@ -660,6 +673,7 @@ class BinanceTrading(BinanceWire, TradingSide):
                     async with self.emu._lock:
                         events = self.account.cancel_all(symbol, now_ms=self.emu.now_ms(), reason="dms")
                     await self.publish(events)
+                    self._flush_user()
 
     def _op_listen_key_new(self, p: dict, api_key: str, events: list) -> dict:
         for key, (owner, _) in self.listen_keys.items():
@@ -707,14 +721,37 @@ class BinanceTrading(BinanceWire, TradingSide):
             if key in self.listen_keys and client.route == "/private":
                 self.user_clients[client] = (key, self.user_clients.get(client, ("", None))[1])
 
-    async def _send_user(self, name: str, data: str) -> None:
-        for client, (key, wanted) in list(self.user_clients.items()):
+    def _send_user(self, name: str, data: str) -> None:
+        """Queue event ``name`` (its JSON ``data``) on every user-stream connection that wants it."""
+        dead = []
+        for client, (key, wanted) in self.user_clients.items():
             if client.ws.closed:
-                del self.user_clients[client]
-                continue
-            if wanted is not None and name not in wanted:
-                continue
-            await client.send(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
+                dead.append(client)
+            elif wanted is None or name in wanted:
+                client.queue(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
+        for client in dead:
+            del self.user_clients[client]
+
+    def _flush_user(self) -> None:
+        """Write the queued user-stream frames now: events of a market step go out before the next
+        step's depth messages, as they did when every frame was written at once."""
+        for c in self.user_clients:
+            if c._out:
+                c.flush()
+
+    async def after_step(self, symbol: str, trade) -> None:
+        if not self.account.open.get(symbol):
+            return  # the market-data hot path: nothing of ours rests on this symbol
+        await super().after_step(symbol, trade)
+        self._flush_user()
+
+    async def _user_drain(self) -> None:
+        """Wait for user-stream connections that stopped reading (their flow control)."""
+        for c in self.user_clients:
+            if c.backlogged:
+                for c in list(self.user_clients):
+                    await c.drain()
+                return
 
     async def expire_listen_keys(self) -> None:
         """Every listen key expires now: its connections get ``listenKeyExpired`` (``E`` a string)."""

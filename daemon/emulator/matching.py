@@ -252,7 +252,10 @@ class Account:
 
     @property
     def available_balance(self) -> float:
-        upnl = sum(self.unrealized(s) for s in self.positions)
+        upnl = 0.0
+        for s, p in self.positions.items():
+            if p.qty:  # a flat position has no unrealized PnL (and needs no mark price)
+                upnl += self.unrealized(s)
         return max(0.0, self.wallet_balance + upnl - self.initial_margin())
 
     # -- lookups --------------------------------------------------------------------------------
@@ -304,20 +307,26 @@ class Account:
         if client_id and client_id in self._open_cid[symbol]:
             raise Reject("duplicate_client_id", client_id)
         ref_px = self.px(symbol, price) if type_ == "LIMIT" else self.mark(symbol)
-        if not reduce_only and ref_px * self.qty(symbol, qty) < rules.min_notional:
-            raise Reject("min_notional", f"{ref_px * self.qty(symbol, qty):.4f} < {rules.min_notional}")
+        amount = self.qty(symbol, qty)
+        if not reduce_only and ref_px * amount < rules.min_notional:
+            raise Reject("min_notional", f"{ref_px * amount:.4f} < {rules.min_notional}")
         pos = self.positions[symbol]
         if reduce_only and (pos.qty == 0 or (pos.qty > 0) == (side > 0) or qty > abs(pos.qty)):
             raise Reject("reduce_only", f"position {pos.qty} lots")
         if len(self.open[symbol]) >= self.cfg.max_open_orders:
             raise Reject("too_many_orders", f"{self.cfg.max_open_orders} open orders on {symbol}")
         if not reduce_only:
-            need = self.qty(symbol, qty) * ref_px / self.leverage(symbol)
+            need = amount * ref_px / self.leverage(symbol)
             if need > self.available_balance + 1e-9:
                 raise Reject("margin", f"needs {need:.4f}, available {self.available_balance:.4f}")
         # what would it take?
         opp = book.asks if side > 0 else book.bids
-        crosses = [t for t in opp if type_ == "MARKET" or (t <= price if side > 0 else t >= price)]
+        if type_ == "MARKET":
+            crosses = list(opp)
+        elif not opp or (min(opp) > price if side > 0 else max(opp) < price):
+            crosses = []  # the usual resting order: the best (a C scan) decides without a Python loop
+        else:
+            crosses = [t for t in opp if (t <= price if side > 0 else t >= price)]
         lot = rules.lot
         refused = ""
         if tif == "GTX" and crosses:
@@ -591,6 +600,11 @@ class TradingSide:
 
     async def publish(self, events: list[OrderEvent]) -> None:
         """Send order events to the user stream, applying the drop/duplicate faults."""
+        if not self.queued.count:  # no fault queued: every event goes out once
+            self.events_sent += len(events)
+            if events:
+                await self.publish_events(events)
+            return
         out = []
         for ev in events:
             if self.queued.take("drop_user_event") is not None:
