@@ -467,6 +467,9 @@ def warm_up() -> None:
     at the first rows instead, a cold cache (a fresh clone, an edit of this file) kept a loaded
     machine's child compiling for seconds while the daemon stopped, past ``stop_timeout_s``: the
     child was killed before it drained, and the file missed the ring's last records."""
+    from plugins import raw_lines
+
+    raw_lines.warm_up()
     max_local_ts(np.zeros(0, event_dtype))
     book = HashBook()
     track_levels(np.zeros((0, 8), np.int64), np.zeros((0, 8)), book.keys, book.qtys, book.stamps, book.meta,
@@ -476,7 +479,7 @@ def warm_up() -> None:
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
-        raw_compress_nice: int = 10) -> int:
+        raw_compress_nice: int = 10, raw_socket_bytes: int = 4 << 20) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -492,7 +495,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
-                                 compress_level=raw_compress_level, compress_nice=raw_compress_nice)
+                                 compress_level=raw_compress_level, compress_nice=raw_compress_nice,
+                                 socket_bytes=raw_socket_bytes)
                      for venue, fd in (raw or {}).items()]
     for raw_rec in raw_recorders:
         raw_rec.start()
@@ -584,7 +588,7 @@ class RecorderPlugin:
                "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s),
                "--raw-flush-interval-s", str(c.raw_flush_interval_s),
                "--raw-compress-level", str(c.raw_compress_level),
-               "--raw-compress-nice", str(c.raw_compress_nice)]
+               "--raw-compress-nice", str(c.raw_compress_nice), "--raw-socket-bytes", str(c.raw_socket_bytes)]
         for ring in rings:
             cmd += ["--ring", ring]
         for venue, end in self._raw_ends.items():
@@ -653,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-compress-level", type=int, default=1)
     ap.add_argument("--raw-compress-nice", type=int, default=10,
                     help="added to the niceness of the threads that compress and write raw frames")
+    ap.add_argument("--raw-socket-bytes", type=int, default=4 << 20,
+                    help="the daemon's raw-frame send buffer: the receiving thread's pauses keep it a quarter full")
     args = ap.parse_args(argv)
     raw = {}
     for item in args.raw:
@@ -663,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s recorder %(levelname)s %(message)s")
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
                peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
-               raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice)
+               raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice,
+               raw_socket_bytes=args.raw_socket_bytes)
 
 
 if __name__ == "__main__":

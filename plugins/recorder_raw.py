@@ -49,6 +49,7 @@ import gzip
 import logging
 import os
 import queue
+import select
 import socket
 import struct
 import threading
@@ -57,6 +58,8 @@ from pathlib import Path
 
 import numpy as np
 from isal import igzip
+
+from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
 #: members, at level 1 ~400 MB/s and 6.2x smaller on the Binance sample where zlib's level 1 does
@@ -82,8 +85,12 @@ WS_READ, REST_SNAPSHOT = 1, 2
 _HDR = struct.Struct("<BxxxIq")
 _META_ROW_BYTES = 3 * 8  # the frame table's rows: (opcode|fin, payload start, payload length) as int64
 _LEN = struct.Struct("<q")
-#: receive buffer of the child: larger than any datagram the socket's send buffer can hold
-_RECV_BYTES = 16 << 20
+#: the child takes datagrams until it holds this many bytes, then routes them (one compiled call)
+_BATCH_BYTES = 2 << 20
+#: receive buffer of the child: a batch plus more than any datagram the socket's send buffer can hold
+_RECV_BYTES = (16 << 20) + _BATCH_BYTES
+#: what a datagram costs the socket's buffer beyond its bytes (the kernel's skb, roughly)
+_DGRAM_OVERHEAD = 1024
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
 
@@ -109,11 +116,20 @@ class RawTap:
         self.dropped_reads = 0
         self.dropped_frames = 0
         self._logged_at = 0.0
+        # the websocket client hands over the same frame table every read: its bytes as a flat
+        # memoryview, sliced per read (a numpy slice costs several times as much)
+        self._meta: np.ndarray | None = None
+        self._meta_bytes = memoryview(b"")
 
     def on_read(self, data: bytes, meta: np.ndarray, count: int, local_ts: int) -> None:
         """``StreamGroup.tap``: the frames of one socket read (``meta[:count]`` locates them in ``data``)."""
+        if meta is not self._meta:
+            if meta.dtype == np.int64 and meta.flags.c_contiguous:  # a view: later reads show through
+                self._meta, self._meta_bytes = meta, memoryview(meta).cast("B")
+            else:
+                self._meta, self._meta_bytes = None, memoryview(np.ascontiguousarray(meta[:count], np.int64)).cast("B")
         try:
-            self._sendmsg((_HDR.pack(WS_READ, count, local_ts), meta[:count], data))
+            self._sendmsg((_HDR.pack(WS_READ, count, local_ts), self._meta_bytes[: count * _META_ROW_BYTES], data))
             self.sent_reads += 1
         except OSError as exc:  # full (EAGAIN), too big for the buffer (EMSGSIZE), or closed
             self._dropped(count, exc)
@@ -143,19 +159,6 @@ def raw_file_name(symbol: str, day: int) -> str:
     return f"{symbol.lower()}_{time.strftime('%Y%m%d', time.gmtime(day * 86_400))}.gz"
 
 
-def _envelope(frame) -> tuple[str | None, bytes]:
-    """``(symbol, the frame's leading bytes that name it)`` for the envelopes that lead with the
-    symbol (Binance's combined stream name, Bybit's topic); ``(None, b"")`` for the others."""
-    head = bytes(frame[:200])
-    for key, end in ((b'"stream":"', b"@"), (b'"topic":"', b'"')):
-        i = head.find(key)
-        if i >= 0:
-            j = head.find(end, i + len(key))
-            if j > 0:
-                return frame_symbol(head), head[: j + 1]
-    return None, b""
-
-
 def frame_symbol(frame: bytes) -> str | None:
     """The symbol a market-data message is about, from its envelope: Binance's combined stream name
     (``"stream":"btcusdt@depth@0ms"``) or its payload's ``"s"``, Bybit's topic
@@ -174,6 +177,56 @@ def frame_symbol(frame: bytes) -> str | None:
         j = frame.find(b'"', i + 5)
         return frame[i + 5 : j].decode().upper() if j > 0 else None
     return None
+
+
+def _socket_capacity(requested: int) -> int:
+    """What the daemon's send buffer holds: ``requested`` capped by Linux's ``net.core.wmem_max``."""
+    try:
+        return min(requested, int(Path("/proc/sys/net/core/wmem_max").read_text()))
+    except (OSError, ValueError):
+        return min(requested, 208 << 10)  # Linux's usual default cap
+
+
+def _one_line(body: bytes) -> bytes:
+    """``body`` as one line (JSON's line breaks become spaces), newline-terminated."""
+    if b"\n" in body or b"\r" in body:
+        body = body.replace(b"\n", b" ").replace(b"\r", b" ")
+    return body + b"\n"
+
+
+class _Router:
+    """``route_lines``' tables: the symbols seen (upper-cased ASCII keys -> file names) and the
+    work buffers, grown to the largest batch seen."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.keys = np.zeros((8, 32), np.uint8)
+        self.key_lens = np.zeros(8, np.int64)
+        self.key_off = np.zeros(9, np.int64)
+        self.out = np.zeros(0, np.uint8)
+        self.line_key = np.zeros(0, np.int64)
+        self.line_src = np.zeros((0, 3), np.int64)
+
+    def reserve(self, batch_bytes: int) -> None:
+        if len(self.out) < 2 * batch_bytes + 64:
+            self.out = np.zeros(2 * batch_bytes + 64, np.uint8)
+            rows = batch_bytes // 24 + 1
+            self.line_key, self.line_src = np.zeros(rows, np.int64), np.zeros((rows, 3), np.int64)
+
+    def add(self, raw: bytes) -> None:
+        """A new symbol, as its frame spells it; the file name is frame_symbol's upper-cased name."""
+        k = len(self.names)
+        key = raw.upper()  # ASCII only, as the kernel compares
+        if k == len(self.key_lens) or len(key) > self.keys.shape[1]:
+            rows = max(len(self.key_lens), k + 1) * 2
+            keys = np.zeros((rows, max(self.keys.shape[1], len(key))), np.uint8)
+            keys[: k, : self.keys.shape[1]] = self.keys[:k]
+            lens = np.zeros(rows, np.int64)
+            lens[:k] = self.key_lens[:k]
+            self.keys, self.key_lens, self.key_off = keys, lens, np.zeros(rows + 1, np.int64)
+        self.keys[k, : len(key)] = np.frombuffer(key, np.uint8)
+        self.key_lens[k] = len(key)
+        self.names.append(raw.decode(errors="replace").upper())
 
 
 class RawDayFile:
@@ -235,10 +288,18 @@ class RawRecorder:
     """The child's side for one venue: a thread receiving datagrams into per-symbol day files, and
     a thread at a lower priority (``compress_nice``) compressing and writing them.  Receiving keeps
     up with any burst (the daemon's socket must not fill, or it drops reads); the compression, most
-    of the cost, waits in memory until the cpus are free of the daemon's work."""
+    of the cost, waits in memory until the cpus are free of the daemon's work.
+
+    The receiving thread wakes at most every ``max_pause_s`` while frames flow: it takes every
+    datagram the socket holds, turns the whole batch into lines by symbol in one compiled call
+    (``plugins.raw_lines``) and sleeps while the next batch gathers.  Waking once per datagram cost a
+    wake-up and ~5 us of Python per frame, on the cpus the daemon needs at exactly that moment.  The
+    pause is cut so that at the rate just seen the socket stays at most a quarter full
+    (``socket_bytes``: the daemon's send buffer)."""
 
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
-                 compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0) -> None:
+                 compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
+                 socket_bytes: int = 4 << 20, max_pause_s: float = 0.005) -> None:
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
@@ -246,14 +307,19 @@ class RawRecorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.dir / ".lock", lock_timeout_s)
         self.sock = socket.socket(fileno=fd)
-        self.sock.setblocking(True)
+        self.sock.setblocking(False)
         self.flush_interval_s = flush_interval_s
         self.compress_level = compress_level
         self.files: dict[str, tuple[int, RawDayFile]] = {}
         self.frames = 0
         #: messages about no symbol (subscription acknowledgements), not written
         self.unrouted = 0
-        self._buf = bytearray(_RECV_BYTES)
+        #: datagrams whose frame table points outside them (never from our tap), skipped
+        self.corrupt = 0
+        self.max_pause_s = max_pause_s
+        self.socket_bytes = _socket_capacity(socket_bytes)
+        self._buf = np.zeros(_RECV_BYTES, np.uint8)
+        self._router = _Router()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"raw-{venue}", daemon=True)
         #: (file, lines) to compress and write in order; (file, None) closes it; None ends the writer
@@ -283,65 +349,107 @@ class RawRecorder:
 
     def _run(self) -> None:
         try:
-            self.sock.settimeout(min(0.2, self.flush_interval_s))
+            poller = select.poll()
+            poller.register(self.sock.fileno(), select.POLLIN)
+            wait_ms = int(1000 * min(0.2, self.flush_interval_s))
             next_flush = time.monotonic() + self.flush_interval_s
+            last = time.monotonic()
             while not self._stop.is_set():
-                try:
-                    n = self.sock.recv_into(self._buf)
-                except TimeoutError:
-                    n = -1
-                if n == 0:
+                got, nbytes, closed = self.receive()
+                if closed:
                     log.info("recorder: %s raw socket closed by the daemon", self.venue)
                     break
-                if n > 0:
-                    self.handle(memoryview(self._buf)[:n])
-                if time.monotonic() >= next_flush:
+                now = time.monotonic()
+                if now >= next_flush:
                     self.flush()
-                    next_flush = time.monotonic() + self.flush_interval_s
+                    next_flush = now + self.flush_interval_s
+                if not got:
+                    poller.poll(wait_ms)  # idle: the next datagram wakes us at once
+                    last = time.monotonic()
+                    continue
+                if nbytes >= _BATCH_BYTES:
+                    continue  # more is waiting: no pause
+                rate = nbytes / max(now - last, 1e-4)  # socket bytes per second, datagram overhead included
+                last = now
+                time.sleep(min(self.max_pause_s, 0.25 * self.socket_bytes / rate))
         except BaseException as exc:  # the main loop reports it; the files stay valid up to their last flush
             self.error = exc
             log.exception("recorder: %s raw frames: the writer thread failed", self.venue)
 
-    def handle(self, msg: memoryview) -> None:
-        """One datagram: its frames, each as a line of its symbol's file."""
-        kind, count, local_ts = _HDR.unpack_from(msg)
-        stamp = b"%d " % local_ts
-        if kind == REST_SNAPSHOT:
-            sym = bytes(msg[_HDR.size : _HDR.size + count]).decode()
-            self._lines(sym, local_ts, stamp, [bytes(msg[_HDR.size + count :])])
-            return
-        meta = np.frombuffer(msg, np.int64, 3 * count, _HDR.size).reshape(count, 3)
-        data = msg[_HDR.size + count * _META_ROW_BYTES :]
-        frames = [data[start : start + length] for start, length in meta[:, 1:].tolist()]
-        # A read's frames nearly always share one stream (one symbol per connection, or a run of
-        # one symbol's messages): when each starts with the first one's envelope up to its symbol,
-        # they are one symbol's lines without a parse each (the per-frame walk cost ~5 us a frame,
-        # more than the daemon spends on it)
-        sym, envelope = _envelope(frames[0])
-        if sym is not None and all(f[: len(envelope)] == envelope for f in frames):
-            self._lines(sym, local_ts, stamp, frames)
-            return
-        for frame in frames:
-            sym = frame_symbol(bytes(frame))
-            if sym is None:
-                self.unrouted += 1
-                continue
-            self._lines(sym, local_ts, stamp, [frame])
+    def receive(self) -> tuple[int, int, bool]:
+        """Take the datagrams waiting in the socket (up to ``_BATCH_BYTES``) and route them; returns
+        ``(datagrams, socket bytes they held, the daemon closed its end)``."""
+        buf = self._buf
+        mv = memoryview(buf)
+        offs: list[int] = []
+        lens: list[int] = []
+        off = 0
+        closed = False
+        recv_into = self.sock.recv_into
+        while off < _BATCH_BYTES:
+            try:
+                n = recv_into(mv[off:])
+            except (BlockingIOError, InterruptedError):
+                break
+            if n == 0:
+                closed = True
+                break
+            offs.append(off)
+            lens.append(n)
+            off += (n + 7) & ~7
+        if offs:
+            self._route(np.array(offs, np.int64), np.array(lens, np.int64))
+        return len(offs), off + _DGRAM_OVERHEAD * len(offs), closed
 
-    def _lines(self, sym: str, local_ts: int, stamp: bytes, frames: list) -> None:
-        """``frames`` (bytes-like) as lines ``<stamp><frame>\\n`` of ``sym``'s day file."""
-        day = local_ts // DAY_NS
+    def _route(self, offs: np.ndarray, lens: np.ndarray) -> None:
+        """The batch's frames to their files' pending lines: one compiled call per run of websocket
+        reads of one day (a new symbol, a snapshot, midnight: the rare breaks of a run)."""
+        buf, r = self._buf, self._router
+        i, n = 0, len(offs)
+        r.reserve(int(lens.sum()))
+        while i < n:
+            o = int(offs[i])
+            kind, count, local_ts = _HDR.unpack_from(buf, o)
+            day = local_ts // DAY_NS
+            status, stop, lines, unrouted, miss_s, miss_e = route_lines(
+                buf, offs, lens, i, n, r.keys, r.key_lens, len(r.names), day, r.line_key, r.line_src, r.out,
+                r.key_off)
+            self.unrouted += unrouted
+            if lines:
+                self.frames += lines
+                key_off = r.key_off
+                for k, name in enumerate(r.names):
+                    a, b = int(key_off[k]), int(key_off[k + 1])
+                    if b > a:
+                        self._file(name, day).lines.append(r.out[a:b].tobytes())
+            i = stop
+            if status == UNKNOWN_SYMBOL:
+                r.add(bytes(buf[miss_s:miss_e]))
+            elif status == OTHER_KIND:
+                o = int(offs[i])
+                kind, count, local_ts = _HDR.unpack_from(buf, o)
+                if kind == REST_SNAPSHOT and lens[i] >= _HDR.size + count:
+                    day = local_ts // DAY_NS
+                    body = buf[o + _HDR.size : o + int(lens[i])]
+                    sym = bytes(body[:count]).decode()
+                    self._file(sym, day).lines.append(b"%d " % local_ts + _one_line(bytes(body[count:])))
+                    self.frames += 1
+                else:
+                    self.corrupt += 1
+                i += 1
+            elif status == CORRUPT:
+                self.corrupt += 1
+                log.error("recorder: %s raw frames: a datagram's frame table points outside it; skipped", self.venue)
+                i += 1
+
+    def _file(self, sym: str, day: int) -> RawDayFile:
         entry = self.files.get(sym)
         if entry is None or entry[0] != day:
             if entry is not None:
                 self._close(entry[1])
             entry = (day, RawDayFile(self.dir / raw_file_name(sym, day), self.compress_level))
             self.files[sym] = entry
-        block = stamp + (b"\n" + stamp).join(frames) + b"\n"
-        if block.count(b"\n") != len(frames) or b"\r" in block:  # JSON whitespace: one line per message
-            block = b"".join(stamp + bytes(f).replace(b"\n", b" ").replace(b"\r", b" ") + b"\n" for f in frames)
-        entry[1].lines.append(block)
-        self.frames += len(frames)
+        return entry[1]
 
     def flush(self) -> None:
         """Hand every file's pending lines to the writer thread (one gzip member each)."""
@@ -358,15 +466,10 @@ class RawRecorder:
         self._stop.set()
         self._thread.join(timeout_s)
         if self.error is None and not self._thread.is_alive():
-            self.sock.setblocking(False)
             while True:
-                try:
-                    n = self.sock.recv_into(self._buf)
-                except (BlockingIOError, InterruptedError):
+                got, nbytes, closed = self.receive()
+                if closed or nbytes < _BATCH_BYTES:
                     break
-                if n == 0:
-                    break
-                self.handle(memoryview(self._buf)[:n])
         for _, f in self.files.values():
             self._close(f)
         self.files.clear()

@@ -486,3 +486,50 @@ def test_raw_frames_are_compressed_by_a_thread_at_the_configured_niceness_and_th
         rec.stop()
     payload = b"".join(b"%d %s\n" % (i, frame("BTCUSDT", i)) for i in range(1000))
     assert gzip.decompress(gzip_member(payload, 1)) == gzip.decompress(gzip_member(payload, 6)) == payload
+
+
+def test_the_compiled_routing_gives_each_symbol_the_lines_frame_symbol_names(tmp_path):
+    """``plugins.raw_lines.route_lines`` against ``frame_symbol`` (the reference) over one batch of
+    reads mixing every envelope, new symbols mid-read, a symbol longer than the key table, line
+    breaks inside JSON, acknowledgements and a REST snapshot between reads: each symbol's pending
+    lines are exactly the reference's, in arrival order."""
+    import random
+
+    from plugins.recorder_raw import RawRecorder
+
+    rnd = random.Random(7)
+    long_sym = "X" * 40 + "USDT"
+    forms = [
+        lambda s, i: frame(s, i),
+        lambda s, i: b'{"topic":"orderbook.50.%s","type":"delta","data":{"u":%d}}' % (s.encode(), i),
+        lambda s, i: b'{"topic":"publicTrade.%s","data":[{"i":"%d"}]}' % (s.encode(), i),
+        lambda s, i: b'{"e":"trade","s":"%s","t":%d}' % (s.encode(), i),
+        lambda s, i: b'{"stream":"%s@depth",\n"data":{"u":%d},\r\n"x":1}' % (s.lower().encode(), i),
+        lambda s, i: b'{"result":null,"id":%d}' % i,
+    ]
+    daemon_end, recorder_end = socket_pair(1 << 22)
+    tap = RawTap(VENUE, daemon_end)
+    rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=60.0)
+    now = time.time_ns()
+    expected: dict[str, list[bytes]] = collections.defaultdict(list)
+    for r in range(120):
+        frames = [rnd.choice(forms)(rnd.choice(["BTCUSDT", "ethusdt", "SOLUSDT", long_sym]), r * 10 + k)
+                  for k in range(rnd.randint(1, 8))]
+        send_read(tap, frames, now + r)
+        for f in frames:
+            sym = frame_symbol(f)
+            if sym is not None:
+                expected[sym].append(b"%d %s\n" % (now + r, f.replace(b"\n", b" ").replace(b"\r", b" ")))
+        if r == 60:
+            tap.on_rest("BTCUSDT", b'{"lastUpdateId":7,\n"bids":[],"asks":[]}', now + r)
+            expected["BTCUSDT"].append(b'%d {"lastUpdateId":7, "bids":[],"asks":[]}\n' % (now + r))
+    try:
+        got, _, _ = rec.receive()
+        assert got == 121  # one batch: every datagram in one receive
+        assert {sym: b"".join(f.lines) for sym, (_, f) in rec.files.items()} == \
+            {sym: b"".join(lines) for sym, lines in expected.items()}
+        assert rec.frames == sum(len(v) for v in expected.values()) and rec.unrouted > 0 and rec.corrupt == 0
+    finally:
+        daemon_end.close()
+        rec.start()  # the threads only to stop them: they find the socket closed
+        rec.stop()
