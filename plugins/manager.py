@@ -155,6 +155,10 @@ class PluginHost:
         checks = self._impls["hftd_pretrade_check"]
         checks.sort(key=lambda e: e[0] != "risk")  # the essential check first
         self._checks = [(n, f, bool(a)) for n, f, a in checks]
+        if len(self._checks) == 1 and self._checks[0][2]:
+            # the usual case, the risk plugin alone: no loop, no unpacking (the router's serial path)
+            self._only_check = self._checks[0][1]
+            self.pretrade_check = self._pretrade_check_one
 
     # -- the pre-trade check (router, hot path) ------------------------------------------------
     def pretrade_check(self, check: OrderCheck) -> RiskReject | None:
@@ -163,20 +167,37 @@ class PluginHost:
             try:
                 reject = fn(check) if takes_check else fn()
             except Exception as exc:
-                self.errors[name] += 1
-                cancel = check.kind not in _RISKY_KINDS
-                if self.errors[name] <= 10 or self.errors[name] % 1000 == 0:
-                    log.error("plugin %r: hftd_pretrade_check raised %r; %s", name, exc,
-                              "a cancel still goes out" if cancel else "refusing the order (fail closed)")
-                if cancel:  # a cancel only reduces risk: an order must never be trapped by a broken check
-                    continue
-                reject = RiskReject(CHECK_FAILED, f"{name}: {exc!r}")
+                reject = self._check_raised(name, check, exc)
             if reject is not None:
-                if not isinstance(reject, RiskReject):
-                    reject = RiskReject(CHECK_FAILED, f"{name}: returned {reject!r}, not a RiskReject")
-                self._later(self._notify_risk_reject, check, reject)
-                return reject
+                return self._refused(name, check, reject)
         return None
+
+    def _pretrade_check_one(self, check: OrderCheck) -> RiskReject | None:
+        """``pretrade_check`` when one impl answers it (bound in its place by ``_resolve``)."""
+        try:
+            reject = self._only_check(check)
+        except Exception as exc:
+            reject = self._check_raised(self._checks[0][0], check, exc)
+        if reject is None:
+            return None
+        return self._refused(self._checks[0][0], check, reject)
+
+    def _check_raised(self, name: str, check: OrderCheck, exc: Exception) -> RiskReject | None:
+        """An impl raised: a cancel goes on to the next check, anything else is refused (fail closed)."""
+        self.errors[name] += 1
+        cancel = check.kind not in _RISKY_KINDS
+        if self.errors[name] <= 10 or self.errors[name] % 1000 == 0:
+            log.error("plugin %r: hftd_pretrade_check raised %r; %s", name, exc,
+                      "a cancel still goes out" if cancel else "refusing the order (fail closed)")
+        if cancel:  # a cancel only reduces risk: an order must never be trapped by a broken check
+            return None
+        return RiskReject(CHECK_FAILED, f"{name}: {exc!r}")
+
+    def _refused(self, name: str, check: OrderCheck, reject: Any) -> RiskReject:
+        if not isinstance(reject, RiskReject):
+            reject = RiskReject(CHECK_FAILED, f"{name}: returned {reject!r}, not a RiskReject")
+        self._later(self._notify_risk_reject, check, reject)
+        return reject
 
     def _notify_risk_reject(self, check: OrderCheck, reject: RiskReject) -> None:
         from bots.constants import Status

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 from collections import Counter, deque
 from enum import IntEnum
@@ -70,7 +71,7 @@ class RiskPlugin:
     __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "_rates",
                  "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
                  "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
-                 "_pos", "_mark", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns", "_storm", "_halted")
+                 "_pos_limited", "_held", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns", "_storm", "_halted")
 
     def __init__(self, config: RiskConfig, host: PluginHost | None = None) -> None:
         self.config = config
@@ -97,9 +98,11 @@ class RiskPlugin:
         self._dev_up = 1.0 + c.max_price_deviation
         self._dev_down = 1.0 - c.max_price_deviation
         self._reducing_loss = c.max_daily_loss * c.reducing_loss_fraction
-        # (venue, symbol) -> signed position / mark price, from fills and checks
-        self._pos: dict[tuple[str, str], float] = {}
-        self._mark: dict[tuple[str, str], float] = {}
+        #: a position limit applies (else the check skips computing the order's resulting position)
+        self._pos_limited = self._max_pos != math.inf or bool(self._pos_limits)
+        # venue -> symbol -> [signed position, mark price or None], from fills and checks: nested
+        # dicts of str keys (hashes cached), so the check builds no tuple key
+        self._held: dict[str, dict[str, list]] = {}
         self._cash = 0.0
         self._pnl = 0.0            # cash + sum(pos * mark)
         self._day_start_pnl = 0.0
@@ -151,14 +154,14 @@ class RiskPlugin:
             return self._reject("max_order_notional", f"notional {price * qty:.2f} > {self._max_notional}")
         side = check.side
         pos = check.position
-        reduces = side != 0 and pos * side < 0 and qty <= abs(pos)
-        if not reduces:
-            if self._reducing_now:
-                return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
-                                    f"side {side:+d} qty {qty} does not reduce position {pos}")
-            limit = self._pos_limits.get(check.symbol, self._max_pos) if self._pos_limits else self._max_pos
-            if abs(pos + side * qty) > limit:
-                return self._reject("max_position", f"position {pos} + {side * qty} exceeds {limit}")
+        if self._reducing_now or self._pos_limited:
+            if not (side != 0 and pos * side < 0 and qty <= abs(pos)):  # does not reduce the position
+                if self._reducing_now:
+                    return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
+                                        f"side {side:+d} qty {qty} does not reduce position {pos}")
+                limit = self._pos_limits.get(check.symbol, self._max_pos) if self._pos_limits else self._max_pos
+                if abs(pos + side * qty) > limit:
+                    return self._reject("max_position", f"position {pos} + {side * qty} exceeds {limit}")
         bid = check.best_bid
         ask = check.best_ask
         if side > 0:
@@ -175,18 +178,29 @@ class RiskPlugin:
                 return self._reject("price_far_from_touch", f"sell at {price} < best bid {bid} * {self._dev_down}")
         if pos != 0.0 and bid == bid and ask == ask:
             # mark the position to the touch (inline: a method call costs as much as the rest)
-            key = (check.venue, check.symbol)
             mid = (bid + ask) * 0.5
-            marks = self._mark
-            old = marks.get(key)
-            marks[key] = mid
-            if old is not None and old != mid:
-                held = self._pos.get(key)
-                if held:
-                    self._pnl += held * (mid - old)
+            syms = self._held.get(check.venue)
+            held = syms.get(check.symbol) if syms is not None else None
+            if held is None:
+                self._entry(check.venue, check.symbol)[1] = mid
+            else:
+                old = held[1]
+                held[1] = mid
+                if old is not None and old != mid and held[0]:
+                    self._pnl += held[0] * (mid - old)
             if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
-                return self._after_loss(check, reduces)
+                return self._after_loss(check, side != 0 and pos * side < 0 and qty <= abs(pos))
         return None
+
+    def _entry(self, venue: str, symbol: str) -> list:
+        """``[position, mark]`` of ``symbol`` at ``venue`` (created flat and unmarked)."""
+        syms = self._held.get(venue)
+        if syms is None:
+            syms = self._held[venue] = {}
+        held = syms.get(symbol)
+        if held is None:
+            held = syms[symbol] = [0.0, None]
+        return held
 
     def _reject(self, name: str, text: str) -> RiskReject:
         self.rejects[name] += 1
@@ -212,14 +226,7 @@ class RiskPlugin:
         return self._pnl - self._day_start_pnl
 
     def positions(self) -> dict[tuple[str, str], float]:
-        return {k: v for k, v in self._pos.items() if v != 0.0}
-
-    def _remark(self, key: tuple[str, str], mark: float) -> None:
-        old = self._mark.get(key)
-        self._mark[key] = mark
-        pos = self._pos.get(key, 0.0)
-        if old is not None and pos:
-            self._pnl += pos * (mark - old)
+        return {(v, s): held[0] for v, syms in self._held.items() for s, held in syms.items() if held[0] != 0.0}
 
     def _roll_day(self, now_ns: int) -> None:
         if self._day_end_ns:
@@ -241,17 +248,16 @@ class RiskPlugin:
         now = event.local_ts_ns or time.time_ns()
         if now >= self._day_end_ns:
             self._roll_day(now)
-        key = (venue, event.symbol)
+        held = self._entry(venue, event.symbol)
         side = 1.0 if event.side > 0 else -1.0
         qty = event.last_qty
         px = event.last_px
-        old_mark = self._mark.get(key)
-        pos = self._pos.get(key, 0.0)
+        pos, old_mark = held
         # bring the held position to the fill price first, then book the fill's cash flow
         if old_mark is not None:
             self._pnl += pos * (px - old_mark)
-        self._mark[key] = px
-        self._pos[key] = pos + side * qty
+        held[0] = pos + side * qty
+        held[1] = px
         self._cash -= side * px * qty + event.fee
         self._pnl -= event.fee  # the position's value equals the cash paid at the fill price
         self._check_loss()
