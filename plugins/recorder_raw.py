@@ -15,9 +15,11 @@ The path from the socket to the file:
   16-byte header, the read's frame table, the read's bytes; nothing is copied or parsed in Python).
   A datagram is delivered whole or not at all, so a full socket (the child is slow or gone) drops
   that read and counts it (``dropped_reads``/``dropped_frames``); the daemon never waits.
-* **Child side** (``RawRecorder``, a thread per venue in the recorder process): receives datagrams,
-  cuts the frames out, routes each to its symbol's file by the stream name (Binance) or topic
-  (Bybit), and every ``flush_interval_s`` appends one complete gzip member per file.
+* **Child side** (``RawRecorder``, a thread per venue in the recorder process): takes every
+  datagram waiting (at most every few ms while frames flow), cuts the whole batch's frames into
+  lines routed to their symbols' files by the stream name (Binance) or topic (Bybit) in one
+  compiled call (``plugins.raw_lines``), and every ``flush_interval_s`` appends one complete gzip
+  member per file.
 
 What is guaranteed, precisely:
 
