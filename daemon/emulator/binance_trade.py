@@ -306,7 +306,9 @@ class BinanceTrading(BinanceWire, TradingSide):
         try:
             req = orjson.loads(text)
             rid, method = req.get("id"), req["method"]
-            params = dict(req.get("params") or {})
+            params = req.get("params") or {}
+            if params.__class__ is not dict:  # orjson's object is a fresh dict: only other shapes copy
+                params = dict(params)
         except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
             client.queue(orjson.dumps({"id": None, "status": 400, "error": {
                 "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}))
