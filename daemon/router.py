@@ -65,7 +65,7 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
-from daemon.intake_wait import ARMED, STOP, new_ctl, rearm, serve
+from daemon.intake_wait import ARMED, halt, new_ctl, rearm, serve
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from shm import kernels as K
@@ -175,7 +175,7 @@ class _Intake(threading.Thread):
         serve(self.ctl, self.hdr, self.efd, ws.spin_ns, ws.yield_ns, 100_000_000)
 
     def stop(self) -> None:
-        self.ctl[STOP] = 1
+        halt(self.ctl)
         K.wake_readers(self.hdr)
 
 

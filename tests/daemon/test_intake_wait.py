@@ -5,6 +5,7 @@ the thread.  A bare channel header stands in for a bot's channel (the cursor wor
 import os
 import select
 import threading
+import time
 
 import numpy as np
 
@@ -22,6 +23,13 @@ def _rung(efd, timeout_s=10.0) -> int:
     r, _, _ = select.select([efd], [], [], timeout_s)
     assert r, f"the intake did not ring within {timeout_s} s"
     return os.eventfd_read(efd)
+
+
+def _until(pred, what, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
 
 
 def test_rearm_takes_back_records_that_came_while_the_loop_held_the_channel():
@@ -49,8 +57,19 @@ def test_intake_rings_once_per_arm_and_stops():
         assert not W.rearm(ctl, hdr)
         _publish(hdr, 2)
         assert _rung(efd) == 1 and ctl[W.ARMED] == 0
+        # a record while the loop holds the channel: no ring; the intake parks on the arm
+        _publish(hdr, 3)
+        _until(lambda: ctl[W.PARKED] == 1, "the intake to park while the loop holds the channel")
+        assert W.rearm(ctl, hdr) and ctl[W.ARMED] == 0  # record 3 is the loop's: drain again
+        hdr[L.W_READ_CURSOR] = 3
+        assert not W.rearm(ctl, hdr) and ctl[W.ARMED] == 1
+        _until(lambda: ctl[W.PARKED] == 0, "the re-arm to wake the parked intake")
+        _publish(hdr, 4)
+        assert _rung(efd) == 1
+        with_nothing = select.select([efd], [], [], 0)[0]
+        assert not with_nothing, "records the loop took back were rung for"
     finally:
-        ctl[W.STOP] = 1
+        W.halt(ctl)
         K.wake_readers(hdr)
         th.join(10)
         os.close(efd)
