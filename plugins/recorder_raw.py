@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
 
@@ -75,8 +75,32 @@ def gzip_member(payload: bytes, level: int) -> bytes:
         return igzip.compress(payload, compresslevel=level, mtime=0)
     return gzip.compress(payload, compresslevel=level, mtime=0)
 
+
+#: gzip's header with no name, mtime 0, no extra flags, OS unknown (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_STORED_BLOCK = 65535  # the most a stored deflate block holds (RFC 1951 3.2.4)
+_IOV_MAX = 1024
+
+
+def stored_member(payload) -> list:
+    """One gzip member holding ``payload`` in stored deflate blocks, as the pieces to write in
+    order (``os.pwritev``): the payload's bytes are not copied, only its CRC-32 is computed (ISA-L,
+    ~9 GB/s).  Any gzip reader reads it; it is as large as the payload.  The writer falls back to it
+    when compression falls behind (see ``RawRecorder``)."""
+    mv = memoryview(payload).cast("B")
+    n = len(mv)
+    pieces: list = [_GZIP_HEADER]
+    if not n:
+        pieces.append(b"\x01\x00\x00\xff\xff")  # one empty final block
+    for off in range(0, n, _STORED_BLOCK):
+        ln = min(_STORED_BLOCK, n - off)
+        pieces.append(struct.pack("<BHH", 1 if off + ln >= n else 0, ln, ln ^ 0xFFFF))
+        pieces.append(mv[off : off + ln])
+    pieces.append(struct.pack("<II", isal_zlib.crc32(mv) & 0xFFFFFFFF, n & 0xFFFFFFFF))
+    return pieces
+
 __all__ = ["RawTap", "RawRecorder", "RawDayFile", "raw_file_name", "frame_symbol", "socket_pair", "WS_READ",
-           "REST_SNAPSHOT"]
+           "REST_SNAPSHOT", "stored_member", "STORE_ABOVE_BYTES"]
 
 log = logging.getLogger("hftd.plugins.recorder")
 
@@ -93,6 +117,9 @@ _BATCH_BYTES = 2 << 20
 _RECV_BYTES = (16 << 20) + _BATCH_BYTES
 #: what a datagram costs the socket's buffer beyond its bytes (the kernel's skb, roughly)
 _DGRAM_OVERHEAD = 1024
+#: raw bytes waiting for the gzip writer above which it stores members uncompressed: ISA-L's level 1
+#: costs ~95 ns per ring record on a loaded 2-cpu box, a stored member one CRC-32 and the write
+STORE_ABOVE_BYTES = 32 << 20
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
 
@@ -238,7 +265,9 @@ class RawDayFile:
         self.path = path
         self.len_path = path.with_name(path.name + ".len")
         self.compress_level = compress_level
-        self.lines: list[bytes] = []
+        #: the lines received since the last flush (the receiving thread appends each batch's
+        #: bytes straight from the router's buffer: one copy, no join at the flush)
+        self.pending = bytearray()
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         self.len_fd = os.open(self.len_path, os.O_RDWR | os.O_CREAT, 0o644)
         raw = os.pread(self.len_fd, _LEN.size, 0)
@@ -258,23 +287,38 @@ class RawDayFile:
         """Write what is pending as one gzip member, here and now."""
         self.write_member(self.take_lines())
 
-    def take_lines(self) -> bytes:
-        """What is pending, as one payload.  Joined by the caller's thread: the writer thread runs
-        niced, and a niced thread holding the GIL through a long join would stall the recorder's
-        other threads for as long as the scheduler leaves it waiting (a lapped ring in bench daemon)."""
-        lines, self.lines = self.lines, []
-        return b"".join(lines)
+    def take_lines(self) -> bytearray:
+        """What is pending, as one payload (handed over, not copied: the writer thread runs niced,
+        and a niced thread holding the GIL through a long copy would stall the recorder's other
+        threads for as long as the scheduler leaves it waiting; a lapped ring in bench daemon)."""
+        payload, self.pending = self.pending, bytearray()
+        return payload
 
-    def write_member(self, payload: bytes) -> None:
-        """``payload`` (taken earlier, in order) as one gzip member, then its commit.  ISA-L and
-        zlib release the GIL while they compress; pwrite does while it writes."""
+    def write_member(self, payload, *, stored: bool = False) -> None:
+        """``payload`` (taken earlier, in order) as one gzip member, then its commit; ``stored``:
+        without compression (``stored_member``).  ISA-L and zlib release the GIL while they
+        compress; pwrite does while it writes."""
         if not payload:
             return
-        member = gzip_member(payload, self.compress_level)
-        mv = memoryview(member)
-        while len(mv):
-            mv = mv[os.pwrite(self.fd, mv, self.size + len(member) - len(mv)):]
-        self.size += len(member)
+        if stored:
+            pieces = stored_member(payload)
+            size = sum(len(p) for p in pieces)
+            at = self.size
+            while pieces:
+                done = os.pwritev(self.fd, pieces[:_IOV_MAX], at)
+                at += done
+                while pieces and done >= len(pieces[0]):
+                    done -= len(pieces[0])
+                    pieces.pop(0)
+                if done:  # a piece written in part (a full disk or a signal): the rest of it next
+                    pieces[0] = memoryview(pieces[0])[done:]
+        else:
+            member = gzip_member(payload, self.compress_level)
+            size = len(member)
+            mv = memoryview(member)
+            while len(mv):
+                mv = mv[os.pwrite(self.fd, mv, self.size + size - len(mv)):]
+        self.size += size
         os.pwrite(self.len_fd, _LEN.pack(self.size), 0)  # the commit: this member is whole
 
     def close(self) -> None:
@@ -301,7 +345,8 @@ class RawRecorder:
 
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
                  compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
-                 socket_bytes: int = 4 << 20, max_pause_s: float = 0.005) -> None:
+                 socket_bytes: int = 4 << 20, max_pause_s: float = 0.005,
+                 store_above_bytes: int = STORE_ABOVE_BYTES) -> None:
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
@@ -327,6 +372,12 @@ class RawRecorder:
         #: (file, lines) to compress and write in order; (file, None) closes it; None ends the writer
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
         self.compress_nice = compress_nice
+        #: payload bytes handed to the writer and not yet written; above ``store_above_bytes`` the
+        #: writer stores members uncompressed (counted in ``stored_members``) until it catches up
+        self._backlog_bytes = 0
+        self._backlog_lock = threading.Lock()
+        self.store_above_bytes = store_above_bytes
+        self.stored_members = 0
         self._writer = threading.Thread(target=self._write_loop, name=f"raw-{venue}-gzip", daemon=True)
         self.error: BaseException | None = None
 
@@ -340,11 +391,17 @@ class RawRecorder:
                 tid = threading.get_native_id()
                 os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.compress_nice))
             while (item := self._writes.get()) is not None:
-                day_file, lines = item
-                if lines is None:
+                day_file, payload = item
+                if payload is None:
                     day_file.close_files()
-                else:
-                    day_file.write_member(lines)
+                    continue
+                # behind (the cpus are busy with the daemon's work, this thread is niced): store
+                # instead of compressing, at the cost of disk, so the backlog cannot grow without end
+                stored = self._backlog_bytes > self.store_above_bytes
+                day_file.write_member(payload, stored=stored)
+                self.stored_members += stored
+                with self._backlog_lock:
+                    self._backlog_bytes -= len(payload)
         except BaseException as exc:
             self.error = exc
             log.exception("recorder: %s raw frames: the gzip writer thread failed", self.venue)
@@ -420,10 +477,11 @@ class RawRecorder:
             if lines:
                 self.frames += lines
                 key_off = r.key_off
+                out = memoryview(r.out)
                 for k, name in enumerate(r.names):
                     a, b = int(key_off[k]), int(key_off[k + 1])
                     if b > a:
-                        self._file(name, day).lines.append(r.out[a:b].tobytes())
+                        self._file(name, day).pending += out[a:b]  # a memoryview: numpy's + would broadcast
             i = stop
             if status == UNKNOWN_SYMBOL:
                 r.add(bytes(buf[miss_s:miss_e]))
@@ -434,7 +492,7 @@ class RawRecorder:
                     day = local_ts // DAY_NS
                     body = buf[o + _HDR.size : o + int(lens[i])]
                     sym = bytes(body[:count]).decode()
-                    self._file(sym, day).lines.append(b"%d " % local_ts + _one_line(bytes(body[count:])))
+                    self._file(sym, day).pending += b"%d " % local_ts + _one_line(bytes(body[count:]))
                     self.frames += 1
                 else:
                     self.corrupt += 1
@@ -456,12 +514,18 @@ class RawRecorder:
     def flush(self) -> None:
         """Hand every file's pending lines to the writer thread (one gzip member each)."""
         for _, f in self.files.values():
-            if f.lines:
-                self._writes.put((f, f.take_lines()))
+            if f.pending:
+                self._put(f, f.take_lines())
+
+    def _put(self, day_file: RawDayFile, payload: bytearray | None) -> None:
+        if payload:
+            with self._backlog_lock:
+                self._backlog_bytes += len(payload)
+        self._writes.put((day_file, payload))
 
     def _close(self, day_file: RawDayFile) -> None:
-        self._writes.put((day_file, day_file.take_lines()))
-        self._writes.put((day_file, None))
+        self._put(day_file, day_file.take_lines())
+        self._put(day_file, None)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Take what the socket still holds (the daemon has stopped sending), write it, close."""

@@ -122,9 +122,9 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace,
 def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_path):
     path = tmp_path / "btcusdt_20260101.gz"
     f = RawDayFile(path, compress_level=6)
-    f.lines += [b"1 {}\n", b"2 {}\n"]
+    f.pending += b"1 {}\n2 {}\n"
     f.flush()
-    f.lines += [b"3 {}\n"]
+    f.pending += b"3 {}\n"
     f.flush()
     whole = path.read_bytes()
     with open(path, "ab") as out:  # a kill during the third member's write
@@ -133,7 +133,7 @@ def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_pa
         gzip.decompress(path.read_bytes())
     f = RawDayFile(path, compress_level=6)  # what a restarted recorder does first
     assert path.read_bytes() == whole
-    f.lines += [b"5 {}\n"]
+    f.pending += b"5 {}\n"
     f.close()
     assert gzip.decompress(path.read_bytes()) == b"1 {}\n2 {}\n3 {}\n5 {}\n"
 
@@ -526,10 +526,50 @@ def test_the_compiled_routing_gives_each_symbol_the_lines_frame_symbol_names(tmp
     try:
         got, _, _ = rec.receive()
         assert got == 121  # one batch: every datagram in one receive
-        assert {sym: b"".join(f.lines) for sym, (_, f) in rec.files.items()} == \
+        assert {sym: bytes(f.pending) for sym, (_, f) in rec.files.items()} == \
             {sym: b"".join(lines) for sym, lines in expected.items()}
         assert rec.frames == sum(len(v) for v in expected.values()) and rec.unrouted > 0 and rec.corrupt == 0
     finally:
         daemon_end.close()
         rec.start()  # the threads only to stop them: they find the socket closed
         rec.stop()
+
+
+def test_a_writer_behind_stores_members_that_any_gzip_reader_reads(tmp_path):
+    """Behind its backlog limit the writer stores members uncompressed (several deflate blocks
+    here, an empty payload too); the file reads back whole with zlib's gzip and ISA-L's, beside a
+    compressed member, and a recorder whose limit is 0 stores every member."""
+    from isal import igzip
+
+    from plugins.recorder_raw import RawRecorder, stored_member
+
+    payload = b"".join(b"%d %s\n" % (i, frame("BTCUSDT", i)) for i in range(3000))  # several blocks
+    assert len(payload) > 2 * 65535
+    assert gzip.decompress(b"".join(bytes(p) for p in stored_member(b""))) == b""
+    path = tmp_path / "btcusdt_20260101.gz"
+    f = RawDayFile(path, compress_level=1)
+    f.write_member(payload, stored=True)
+    f.write_member(b"9 {}\n")
+    f.close()
+    assert gzip.decompress(path.read_bytes()) == igzip.decompress(path.read_bytes()) == payload + b"9 {}\n"
+    assert f.size == path.stat().st_size == len(payload) + -(-len(payload) // 65535) * 5 + 18 + len(gzip_member_of(b"9 {}\n"))
+
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path / "rec", flush_interval_s=0.05, store_above_bytes=0)
+    rec.start()
+    now = time.time_ns()
+    try:
+        send_read(tap, [frame("BTCUSDT", 1), frame("BTCUSDT", 2)], now)
+    finally:
+        daemon_end.close()
+        rec.stop()
+    assert rec.stored_members >= 1
+    assert lines_of(tmp_path / "rec" / "raw" / VENUE / raw_file_name("BTCUSDT", now // DAY_NS)) == [
+        (now, frame("BTCUSDT", 1)), (now, frame("BTCUSDT", 2))]
+
+
+def gzip_member_of(payload: bytes) -> bytes:
+    from plugins.recorder_raw import gzip_member
+
+    return gzip_member(payload, 1)
