@@ -22,10 +22,15 @@ demo: $(STAMP)
 # wait mostly on loopback sockets and child processes and assert outcomes, not timings: two workers
 # as well (a clean clone ran 1,220 s in all with the demo tests alone, over CI's 1,200). The rest measure
 # timings across real processes on the 2 cores and run alone, after them.
+# Tests that wait on nothing timed (model checks, static scans, codec parity, frame scanning with
+# 30-60 s timeouts on loopback) need not run alone: the parallel stage takes them.
+PURE_TESTS := tests/shm/test_index_model.py tests/shm/test_segment_errors.py tests/test_no_bench_imports.py \
+	tests/daemon/test_wsclient.py tests/daemon/test_wsbatch.py tests/daemon/test_fastpath.py \
+	tests/daemon/test_codec_parity.py tests/daemon/test_systemd_units.py
 PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py tests/daemon/test_emulator_clients_*.py \
 	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py \
 	tests/daemon/test_faults_connection.py) \
-	tests/test_demo.py tests/test_live_parity.py
+	tests/test_demo.py tests/test_live_parity.py $(PURE_TESTS)
 test: $(STAMP)
 	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 --dist loadgroup tests/bots
 	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 $(PARALLEL_TESTS)
