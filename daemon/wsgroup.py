@@ -219,9 +219,13 @@ class StreamGroup:
         def sink(data, arr, meta, count, local_ts) -> None:
             try:
                 if link is self.active:
-                    if self.tap is not None:
-                        self.tap(data, meta, count, local_ts)
-                    hooks.on_batch(link, data, arr, meta, count, local_ts)
+                    # the read reaches the ring first, then the tap (the raw-frame recorder's copy,
+                    # a system call): recording must not sit between a frame and its publication
+                    try:
+                        hooks.on_batch(link, data, arr, meta, count, local_ts)
+                    finally:
+                        if self.tap is not None:
+                            self.tap(data, meta, count, local_ts)
                 elif link is self.candidate:
                     for k in range(count):
                         start, length = int(meta[k, 1]), int(meta[k, 2])
