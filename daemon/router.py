@@ -568,7 +568,10 @@ class Router:
 
     def _order_check(self, bot, asset_no, kind, oid, side, price, qty, tif, otype, now) -> OrderCheck:
         a = bot.assets[asset_no]
-        n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
+        if len(bot.assets) == 1:
+            n_open = len(bot.orders)  # every order is on its one asset
+        else:
+            n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
         bid, ask = self.touch(a.venue, a.symbol) if self.touch else (math.nan, math.nan)
         return OrderCheck(bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
                           bot.positions[asset_no][0], n_open, bid, ask, now)
