@@ -341,8 +341,9 @@ class BinanceTrading(BinanceWire, TradingSide):
                 for k, v in params.items():
                     if v.__class__ is not str:
                         params[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
-                reply.update(status=200, result=await self._run(op, params, api_key, client.transport.abort, {},
-                                                                after_reply=after))
+                result = await self._run(op, params, api_key, client.transport.abort, {}, after_reply=after)
+                reply["status"] = 200
+                reply["result"] = result
         except ApiError as e:
             reply.update(status=e.status, error={"code": e.code, "msg": e.msg})
             if "Retry-After" in e.headers:
@@ -378,7 +379,9 @@ class BinanceTrading(BinanceWire, TradingSide):
             headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1M"] = str(n10), str(n1m)
         events: list[OrderEvent] = []
         error: ApiError | None = None
-        async with self.emu._lock:
+        lock = self.emu._lock
+        await lock.acquire()  # (uncontended it returns at once: no await of __aenter__/__aexit__ per order)
+        try:
             try:
                 result = getattr(self, f"_op_{op}")(params, api_key, events)
             except Reject as r:
@@ -389,9 +392,12 @@ class BinanceTrading(BinanceWire, TradingSide):
             except ApiError as e:
                 error = e
             # the book changes of taker fills go out before any later depth message (same lock)
-            out, self._depth_out = self._depth_out, []
-            for name, frame in out:
-                await self.emu._broadcast(name, "depth", frame)
+            if self._depth_out:
+                out, self._depth_out = self._depth_out, []
+                for name, frame in out:
+                    await self.emu._broadcast(name, "depth", frame)
+        finally:
+            lock.release()
         if op not in _ORDER_OPS:
             if error is not None:
                 raise error
@@ -725,35 +731,38 @@ class BinanceTrading(BinanceWire, TradingSide):
 
     def _send_user(self, name: str, data: str) -> None:
         """Queue event ``name`` (its JSON ``data``) on every user-stream connection that wants it."""
-        dead = []
+        gone = False
         for client, (key, wanted) in self.user_clients.items():
             if client.ws.closed:
-                dead.append(client)
+                gone = True
             elif wanted is None or name in wanted:
                 client.queue(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
-        for client in dead:
-            del self.user_clients[client]
+        if gone:
+            for client in [c for c in self.user_clients if c.ws.closed]:
+                del self.user_clients[client]
+
+    def _user_backlogged(self) -> bool:
+        for c in self.user_clients:
+            if c.backlogged:
+                return True
+        return False
+
+    async def _user_drain(self) -> None:
+        """Wait for user-stream connections that stopped reading (their flow control)."""
+        for c in list(self.user_clients):
+            await c.drain()
 
     def _flush_user(self) -> None:
         """Write the queued user-stream frames now: events of a market step go out before the next
         step's depth messages, as they did when every frame was written at once."""
         for c in self.user_clients:
-            if c._out:
-                c.flush()
+            c.flush()
 
     async def after_step(self, symbol: str, trade) -> None:
         if not self.account.open.get(symbol):
             return  # the market-data hot path: nothing of ours rests on this symbol
         await super().after_step(symbol, trade)
         self._flush_user()
-
-    async def _user_drain(self) -> None:
-        """Wait for user-stream connections that stopped reading (their flow control)."""
-        for c in self.user_clients:
-            if c.backlogged:
-                for c in list(self.user_clients):
-                    await c.drain()
-                return
 
     async def expire_listen_keys(self) -> None:
         """Every listen key expires now: its connections get ``listenKeyExpired`` (``E`` a string)."""

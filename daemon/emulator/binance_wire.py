@@ -37,6 +37,13 @@ class BinanceWire:
                 "updateTime": self.emu.now_ms()}
 
     async def publish_events(self, events: list[OrderEvent]) -> None:
+        self.queue_events(events)
+        if self._user_backlogged():
+            await self._user_drain()
+
+    def queue_events(self, events: list[OrderEvent]) -> None:
+        """Queue the user-stream messages of ``events`` on the user-stream connections (written when
+        the loop turn ends)."""
         send = self._send_user
         for ev in events:
             send("ORDER_TRADE_UPDATE", self.order_update_json(ev))
@@ -47,7 +54,6 @@ class BinanceWire:
                     "p": self._p(o, o.price), "m": f.maker, "c": o.client_id, "S": "BUY" if o.side > 0 else "SELL",
                     "L": self._p(o, f.price), "l": self._q(o, f.qty), "t": f.trade_id, "i": o.order_id}).decode())
                 send("ACCOUNT_UPDATE", orjson.dumps(self.account_update(o.symbol, ev.ts_ms)).decode())
-        await self._user_drain()
 
     def account_update(self, symbol: str, ts_ms: int) -> dict:
         a = self.account

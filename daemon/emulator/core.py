@@ -131,9 +131,9 @@ class Client:
 
     def flush(self) -> None:
         """Write the queued frames now (one write); dropped if the connection is going."""
-        out, self._out = self._out, []
-        if not out:
+        if not self._out:
             return
+        out, self._out = self._out, []
         transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed or self.silenced:
             return
