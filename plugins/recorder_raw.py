@@ -372,10 +372,11 @@ class RawRecorder:
         #: (file, lines) to compress and write in order; (file, None) closes it; None ends the writer
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
         self.compress_nice = compress_nice
-        #: payload bytes handed to the writer and not yet written; above ``store_above_bytes`` the
-        #: writer stores members uncompressed (counted in ``stored_members``) until it catches up
-        self._backlog_bytes = 0
-        self._backlog_lock = threading.Lock()
+        #: payload bytes handed to the writer / written by it, each counted by its one thread (no
+        #: lock a niced thread could hold while preempted); when more than ``store_above_bytes`` wait,
+        #: the writer stores members uncompressed (counted in ``stored_members``) until it catches up
+        self._queued_bytes = 0
+        self._written_bytes = 0
         self.store_above_bytes = store_above_bytes
         self.stored_members = 0
         self._writer = threading.Thread(target=self._write_loop, name=f"raw-{venue}-gzip", daemon=True)
@@ -397,11 +398,10 @@ class RawRecorder:
                     continue
                 # behind (the cpus are busy with the daemon's work, this thread is niced): store
                 # instead of compressing, at the cost of disk, so the backlog cannot grow without end
-                stored = self._backlog_bytes > self.store_above_bytes
+                stored = self._queued_bytes - self._written_bytes > self.store_above_bytes
                 day_file.write_member(payload, stored=stored)
                 self.stored_members += stored
-                with self._backlog_lock:
-                    self._backlog_bytes -= len(payload)
+                self._written_bytes += len(payload)
         except BaseException as exc:
             self.error = exc
             log.exception("recorder: %s raw frames: the gzip writer thread failed", self.venue)
@@ -519,8 +519,7 @@ class RawRecorder:
 
     def _put(self, day_file: RawDayFile, payload: bytearray | None) -> None:
         if payload:
-            with self._backlog_lock:
-                self._backlog_bytes += len(payload)
+            self._queued_bytes += len(payload)
         self._writes.put((day_file, payload))
 
     def _close(self, day_file: RawDayFile) -> None:
