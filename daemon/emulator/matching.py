@@ -181,6 +181,9 @@ class Account:
         self.rules = dict(rules)
         self.cfg = config or AccountConfig()
         self.orders: dict[int, Order] = {}            # open orders and the latest keep_closed closed ones
+        #: (symbol, client id) -> id of the latest order with it still in ``orders`` (a query by client id
+        #: of a closed order scanned every kept order: up to keep_closed of them, per query)
+        self._latest_cid: dict[tuple[str, str], int] = {}
         self._closed: deque[int] = deque()
         self.open: dict[str, dict[int, Order]] = {s: {} for s in rules}
         #: what the margin check and the user stream's open-order notional need, kept as orders rest,
@@ -292,9 +295,9 @@ class Account:
             if o is not None:
                 return o
             if not open_only:
-                for o in reversed(self.orders.values()):
-                    if o.symbol == symbol and o.client_id == client_id:
-                        return o
+                o = self.orders.get(self._latest_cid.get((symbol, client_id), -1))
+                if o is not None:
+                    return o
         raise Reject("unknown_order", f"order_id={order_id} client_id={client_id}")
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
@@ -365,6 +368,7 @@ class Account:
                   created_ms=now_ms, updated_ms=now_ms, orig_type=type_, meta=dict(meta or {}))
         self._next_order += 1
         self.orders[o.order_id] = o
+        self._latest_cid[(symbol, client_id)] = o.order_id
         events = [OrderEvent("NEW", o.snapshot(), None, now_ms)]
         changes: list[tuple[int, int, float]] = []
         if refused:
@@ -551,7 +555,11 @@ class Account:
     def _forget_later(self, o: Order) -> None:
         self._closed.append(o.order_id)
         while len(self._closed) > self.cfg.keep_closed:
-            self.orders.pop(self._closed.popleft(), None)
+            gone = self.orders.pop(self._closed.popleft(), None)
+            if gone is not None:
+                key = (gone.symbol, gone.client_id)
+                if self._latest_cid.get(key) == gone.order_id:
+                    del self._latest_cid[key]
 
 
 class TradingSide:

@@ -131,6 +131,23 @@ def test_closed_orders_are_forgotten_past_keep_closed():
         acct.find("X", order_id=ids[0])
 
 
+def test_client_id_finds_the_latest_kept_order_until_it_is_forgotten():
+    acct, _ = account(keep_closed=3)
+    first = acct.place("X", 1, "LIMIT", "GTC", 990, 5, now_ms=1, client_id="a")[0]
+    acct.cancel("X", client_id="a", now_ms=2)
+    again = acct.place("X", 1, "LIMIT", "GTC", 989, 5, now_ms=3, client_id="a")[0]  # the id reused once closed
+    assert acct.find("X", client_id="a") is again
+    acct.cancel("X", client_id="a", now_ms=4)
+    assert acct.find("X", client_id="a") is again and acct.find("X", order_id=first.order_id) is first
+    for i in range(3):  # three more closed orders push both "a" orders out
+        acct.place("X", 1, "LIMIT", "GTC", 980 - i, 5, now_ms=5, client_id=f"b{i}")
+        acct.cancel("X", client_id=f"b{i}", now_ms=6)
+    with pytest.raises(Reject):
+        acct.find("X", client_id="a")
+    assert acct.find("X", client_id="b2").status == "CANCELED"
+    assert acct.find("X", client_id="b0").client_id == "b0"
+
+
 def test_margin_and_resting_notional_kept_as_orders_change_equal_a_full_scan():
     """The margin check and the user stream's open notional are kept incrementally (a scan of every
     open order per request was most of the emulator's CPU): after random places, amends, cancels,
