@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from daemon.emulator import EmulatorError
 
-__all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS", "ORDER_FAULTS", "TradeFaults", "text_frame"]
+__all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS", "ORDER_FAULTS", "TradeFaults", "FlushBatch", "text_frame"]
 
 log = logging.getLogger("hftd.emulator")
 
@@ -98,10 +98,29 @@ def text_frame(text: str | bytes) -> bytes:
 _HIGH_WATER = 1 << 20
 
 
+class FlushBatch:
+    """The clients with frames queued in this loop turn, each flushed by one callback at its end: one
+    scheduled callback per turn for all of an emulator's clients, not one per client (a request's
+    reply and its user-stream events are queued on two)."""
+
+    def __init__(self) -> None:
+        self.dirty: list[Client] = []
+
+    def add(self, client: "Client") -> None:
+        if not self.dirty:
+            asyncio.get_running_loop().call_soon(self.run)
+        self.dirty.append(client)
+
+    def run(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for client in dirty:
+            client.flush()
+
+
 class Client:
     """One websocket client of the emulator."""
 
-    def __init__(self, ws: web.WebSocketResponse, route: str, serial: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, route: str, serial: int, batch: FlushBatch | None = None) -> None:
         self.ws = ws
         self.route = route
         self.serial = serial
@@ -113,20 +132,21 @@ class Client:
         self.combined = True
         self.topics: set[str] = set()  # Bybit topics
         self.transport = None
-        #: frames queued by ``queue`` for one socket write when this loop turn ends
+        #: frames queued by ``queue`` for one socket write when this loop turn ends (by ``batch``)
         self._out: list[bytes] = []
+        self.batch = batch if batch is not None else FlushBatch()
         #: the last ``flush`` left more than ``_HIGH_WATER`` bytes unsent: the sender should ``drain``
         self.backlogged = False
 
     def queue(self, text: str | bytes) -> None:
-        """Queue one text frame (``bytes``: its UTF-8 payload); the frames queued in this turn of the event loop go out in one socket
-        write at its end (the order path answers a request with a reply and user-stream events, and a
-        write per frame was a large part of the emulator's CPU).  Frames keep their order, also
-        against ``send``, which writes the queued ones first."""
+        """Queue one text frame (``bytes``: its UTF-8 payload); the frames queued in this turn of the
+        event loop go out in one socket write at its end (the order path answers a request with a reply
+        and user-stream events, and a write per frame was a large part of the emulator's CPU).  Frames
+        keep their order, also against ``send``, which writes the queued ones first."""
         if self.silenced or self.ws.closed:
             return
         if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.batch.add(self)
         self._out.append(text_frame(text))
 
     def flush(self) -> None:
@@ -185,6 +205,7 @@ class EmulatorBase:
         self._ignore_ping = 0
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._batch = FlushBatch()  # the clients' queued frames, written when the loop turn ends
         #: the trading side (``binance_trade``/``bybit_trade``), mounted by the venue's constructor
         self.trading = None
         #: server clock offset (fault ``clock_skew``): what ``now_ms`` and the time endpoints report
@@ -258,7 +279,7 @@ class EmulatorBase:
         await ws.prepare(request)
         self._serial += 1
         self.connections += 1
-        client = Client(ws, route, self._serial)
+        client = Client(ws, route, self._serial, self._batch)
         client.transport = request.transport
         self.clients.append(client)
         return client, ws

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from daemon.emulator.binance import BinanceEmulator
-from daemon.emulator.core import Client, text_frame
+from daemon.emulator.core import Client, FlushBatch, text_frame
 
 
 def _parse_frames(data: bytes) -> list[bytes]:
@@ -86,6 +86,25 @@ def test_queued_frames_go_out_in_one_write_at_the_end_of_the_turn():
         await c.send("d")  # a direct send writes what is queued first
         await asyncio.sleep(0)
         assert _parse_frames(bytes(t.data)) == [b"a", b'{"b":1}', b"c", b"d"]
+
+    asyncio.run(main())
+
+
+def test_clients_of_one_batch_are_written_by_one_callback_in_queue_order():
+    async def main():
+        batch = FlushBatch()
+        (a, ta), (b, tb) = _client(), _client()
+        a.batch = b.batch = batch
+        written = []
+        ta.write = lambda data: written.append(("a", data))
+        tb.write = lambda data: written.append(("b", data))
+        b.queue("b1")
+        a.queue("a1")
+        b.queue("b2")
+        assert len(batch.dirty) == 2 and not written
+        await asyncio.sleep(0)
+        assert [(n, _parse_frames(d)) for n, d in written] == [("b", [b"b1", b"b2"]), ("a", [b"a1"])]
+        assert not batch.dirty
 
     asyncio.run(main())
 
