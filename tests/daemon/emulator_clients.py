@@ -8,7 +8,7 @@ import asyncio
 import threading
 
 from daemon.emulator.synth import SynthConfig
-from tests.daemon.trading_helpers import KEY, SECRET
+from tests.daemon.trading_helpers import CREDS, KEY, SECRET
 
 __all__ = ["CALM", "MOVING", "EmulatorThread", "ccxt_binanceusdm", "ccxt_bybit"]
 
@@ -43,6 +43,16 @@ class EmulatorThread:
         self.call(self.emu.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+def running_emulator(cls, symbols=("BTCUSDT",), *, synth: SynthConfig = CALM, trades: bool = False):
+    """A fixture's body: emulator class ``cls`` (Binance or Bybit) with the test credentials on its own
+    thread, stopped when the test ends (``yield from running_emulator(BybitEmulator)``)."""
+    t = EmulatorThread(lambda: cls(list(symbols), synth=synth, trades=trades, credentials=CREDS))
+    try:
+        yield t
+    finally:
+        t.stop()
 
 
 def ccxt_binanceusdm(module, emu):

@@ -6,8 +6,8 @@ import pytest
 
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.bybit import BybitEmulator
-from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm, ccxt_bybit
-from tests.daemon.trading_helpers import CREDS, KEY, SECRET
+from tests.daemon.emulator_clients import ccxt_binanceusdm, ccxt_bybit, running_emulator
+from tests.daemon.trading_helpers import KEY, SECRET
 
 pytestmark = pytest.mark.timeout(90)
 SYMBOL = "BTCUSDT"
@@ -15,16 +15,12 @@ SYMBOL = "BTCUSDT"
 
 @pytest.fixture
 def binance():
-    t = EmulatorThread(lambda: BinanceEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BinanceEmulator)
 
 
 @pytest.fixture
 def bybit():
-    t = EmulatorThread(lambda: BybitEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BybitEmulator)
 
 
 def test_ccxt_binanceusdm_set_leverage_shows_in_position_risk(binance):

@@ -5,8 +5,8 @@ import pytest
 
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.bybit import BybitEmulator
-from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm, ccxt_bybit
-from tests.daemon.trading_helpers import CREDS, KEY, SECRET
+from tests.daemon.emulator_clients import ccxt_binanceusdm, ccxt_bybit, running_emulator
+from tests.daemon.trading_helpers import KEY, SECRET
 
 pytestmark = pytest.mark.timeout(90)
 SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
@@ -14,16 +14,12 @@ SYMBOL, MARKET = "BTCUSDT", "BTC/USDT:USDT"
 
 @pytest.fixture
 def binance():
-    t = EmulatorThread(lambda: BinanceEmulator([SYMBOL, "ETHUSDT"], synth=CALM, trades=True, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BinanceEmulator, (SYMBOL, "ETHUSDT"), trades=True)
 
 
 @pytest.fixture
 def bybit():
-    t = EmulatorThread(lambda: BybitEmulator([SYMBOL, "ETHUSDT"], synth=CALM, trades=True, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BybitEmulator, (SYMBOL, "ETHUSDT"), trades=True)
 
 
 def test_ccxt_binanceusdm_tickers_funding_fees_and_position_mode(binance):

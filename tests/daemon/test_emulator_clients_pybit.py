@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from daemon.emulator.bybit import BybitEmulator
-from tests.daemon.emulator_clients import CALM, MOVING, EmulatorThread
+from tests.daemon.emulator_clients import MOVING, EmulatorThread, running_emulator
 from tests.daemon.trading_helpers import CREDS, KEY, SECRET
 
 pybit_ut = pytest.importorskip("pybit.unified_trading")
@@ -42,9 +42,7 @@ WAIT_S = 15.0
 
 @pytest.fixture
 def bybit():
-    t = EmulatorThread(lambda: BybitEmulator([SYMBOL], synth=CALM, trades=False, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BybitEmulator)
 
 
 @pytest.fixture

@@ -7,24 +7,20 @@ import pytest
 
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.bybit import BybitEmulator
-from tests.daemon.emulator_clients import CALM, EmulatorThread, ccxt_binanceusdm, ccxt_bybit
-from tests.daemon.trading_helpers import CREDS, KEY, SECRET
+from tests.daemon.emulator_clients import ccxt_binanceusdm, ccxt_bybit, running_emulator
+from tests.daemon.trading_helpers import KEY, SECRET
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
 def binance():
-    t = EmulatorThread(lambda: BinanceEmulator(["BTCUSDT"], synth=CALM, trades=False, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BinanceEmulator)
 
 
 @pytest.fixture
 def bybit():
-    t = EmulatorThread(lambda: BybitEmulator(["BTCUSDT"], synth=CALM, trades=False, credentials=CREDS))
-    yield t
-    t.stop()
+    yield from running_emulator(BybitEmulator)
 
 
 def test_ccxt_binanceusdm_loads_markets_places_fetches_cancels(binance):

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from test_daemon_process import HFTD, start_emulator
-from test_router_process import open_orders
+from test_router_process import TRADING_ENV, open_orders, trading_config
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "bots" / "live"))
@@ -91,33 +91,8 @@ def wait_until(pred, timeout: float, what: str, poll_s: float = 0.02):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def daemon_config(tmp_path: Path, rest: str, ws: str) -> Path:
-    cfg = tmp_path / "hftd.toml"
-    cfg.write_text(f"""
-[daemon]
-ready_timeout_s = 60.0
-
-[control]
-socket_path = "{tmp_path / 'run' / 'control.sock'}"
-state_dir = "{tmp_path / 'state'}"
-heartbeat_interval_s = 0.2
-heartbeat_timeout_s = 2.0
-
-[[venue]]
-name = "binance-usdm"
-rest_url = "{rest}"
-ws_url = "{ws}"
-symbols = ["BTCUSDT"]
-
-[venue.execution]
-api_key_env = "HFTD_T_KEY"
-api_secret_env = "HFTD_T_SECRET"
-""")
-    return cfg
-
-
 def start_daemon(tmp_path: Path, cfg: Path, n: int) -> subprocess.Popen:
-    env = {**os.environ, "HFTD_T_KEY": "hftd-emu-key", "HFTD_T_SECRET": "hftd-emu-secret"}
+    env = {**os.environ, **TRADING_ENV}
     sock = tmp_path / "run" / "control.sock"
     log = open(tmp_path / f"daemon{n}.log", "w")
     proc = subprocess.Popen(HFTD + ["daemon", "--config", str(cfg)], env=env, stderr=log)
@@ -146,7 +121,8 @@ every_steps = 10
 def test_a_raising_bot_a_killed_bot_and_a_killed_daemon_leave_the_other_bots_trading(tmp_path, shm_namespace):
     emu, rest, ws = start_emulator(tmp_path, "binance-usdm")
     state = tmp_path / "state"
-    cfg = daemon_config(tmp_path, rest, ws)
+    cfg = trading_config(tmp_path, rest, ws, ready_timeout_s=60.0,
+                         control="heartbeat_interval_s = 0.2\nheartbeat_timeout_s = 2.0")
     procs: list[subprocess.Popen] = []
     try:
         daemon = start_daemon(tmp_path, cfg, 1)

@@ -32,20 +32,24 @@ def open_orders(rest: str) -> list:
         return orjson.loads(r.read())
 
 
-@contextlib.contextmanager
-def daemon_with_resting_orders(tmp_path, execution: str = ""):
-    """`hftd emulate` and `hftd daemon` (order entry on, ``execution`` added to its [venue.execution]),
-    a bot registered with 4 bids resting at the emulator: yields (daemon process, bot, emulator REST url)."""
-    emu, rest, ws = start_emulator(tmp_path, "binance-usdm")
-    sock = tmp_path / "run" / "control.sock"
+#: the environment a daemon made by ``trading_config`` reads its emulator credentials from
+TRADING_ENV = {"HFTD_T_KEY": "hftd-emu-key", "HFTD_T_SECRET": "hftd-emu-secret"}
+
+
+def trading_config(tmp_path, rest: str, ws: str, *, ready_timeout_s: float = 30.0, control: str = "",
+                   execution: str = ""):
+    """A daemon config with order entry on Binance USD-M BTCUSDT at the emulator ``rest``/``ws``, its
+    control socket at ``tmp_path/run/control.sock`` and state in ``tmp_path/state``; ``control`` and
+    ``execution`` are lines added to those tables."""
     cfg = tmp_path / "hftd.toml"
     cfg.write_text(f"""
 [daemon]
-ready_timeout_s = 30.0
+ready_timeout_s = {ready_timeout_s}
 
 [control]
-socket_path = "{sock}"
+socket_path = "{tmp_path / 'run' / 'control.sock'}"
 state_dir = "{tmp_path / 'state'}"
+{control}
 
 [[venue]]
 name = "binance-usdm"
@@ -58,7 +62,17 @@ api_key_env = "HFTD_T_KEY"
 api_secret_env = "HFTD_T_SECRET"
 {execution}
 """)
-    env = {**os.environ, "HFTD_T_KEY": "hftd-emu-key", "HFTD_T_SECRET": "hftd-emu-secret"}
+    return cfg
+
+
+@contextlib.contextmanager
+def daemon_with_resting_orders(tmp_path, execution: str = ""):
+    """`hftd emulate` and `hftd daemon` (order entry on, ``execution`` added to its [venue.execution]),
+    a bot registered with 4 bids resting at the emulator: yields (daemon process, bot, emulator REST url)."""
+    emu, rest, ws = start_emulator(tmp_path, "binance-usdm")
+    sock = tmp_path / "run" / "control.sock"
+    cfg = trading_config(tmp_path, rest, ws, execution=execution)
+    env = {**os.environ, **TRADING_ENV}
     log = open(tmp_path / "daemon.log", "w")
     proc = subprocess.Popen(HFTD + ["daemon", "--config", str(cfg)], env=env, stderr=log)
     bot = None
