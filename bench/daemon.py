@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin-rounds", type=int, default=4,
                         help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison)")
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
-                        help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which costs")
+                        help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
+                             "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
 
 
 #: The paced sender sleeps until this long before each frame is due, then yields.  A venue is on
@@ -252,11 +253,14 @@ def _plugin_host(venue: str, ring: str, plugins: dict):
     from plugins.manager import PluginHost
 
     os.environ["HFTD_BENCH_TELEGRAM_TOKEN"] = "1:bench"
+    enabled = [n for n in plugins["enabled"] if n != "none"]
+    raw = "recorder-ring" not in enabled  # the recorder's ring part alone: no raw-frame tap
+    enabled = ["recorder" if n == "recorder-ring" else n for n in enabled]
     return PluginHost(PluginsConfig.from_mapping({
-        "enabled": list(plugins["enabled"]),
+        "enabled": enabled,
         "telegram": {"base_url": plugins["bot_api"], "token_env": "HFTD_BENCH_TELEGRAM_TOKEN", "chat_ids": [1]},
         "metrics": {"port": 0},
-        "recorder": {"directory": plugins["directory"], "rings": [ring]},
+        "recorder": {"directory": plugins["directory"], "rings": [ring], "raw": raw},
     }))
 
 
@@ -358,7 +362,10 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                             extra.update({"recorder_cpu_s": usage.ru_utime + usage.ru_stime,
                                           "ring_records": pub.inner.cursor,
                                           "recorded_rows": _recorded_rows(plugins["directory"], ring),
-                                          "recorder_restarts": recorder.restarts})
+                                          "recorder_restarts": recorder.restarts,
+                                          # raw reads the daemon dropped because the recorder's socket was full
+                                          "raw_sent_reads": sum(t.sent_reads for t in recorder.taps.values()),
+                                          "raw_dropped_frames": sum(t.dropped_frames for t in recorder.taps.values())})
                     pub.close()
                     conn.send(("bye", extra))
                     return
@@ -717,6 +724,8 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, p
     if "recorded_rows" in x:
         result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
         result.metrics["recorder_missing_rows"] = ring - rows
+        if x.get("raw_sent_reads") or x.get("raw_dropped_frames"):
+            result.metrics["recorder_raw_dropped_frames"] = int(x.get("raw_dropped_frames", 0))
     result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}", {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99,
                                                           "p99.9 us": on_p999, "messages": len(plug_rates)}))
     # per pair: each plugins-on round over the plugins-off round beside it
@@ -727,7 +736,8 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, p
              f"{np.median(losses[1::2]):+.1f}%" if len(losses) > 1 else "")
     recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
                 f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
-                f"records during the rounds, restarts {x.get('recorder_restarts', 0)}; "
+                f"records during the rounds, restarts {x.get('recorder_restarts', 0)}, raw reads sent "
+                f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
                 if "recorded_rows" in x else "")
     result.notes.append(
         f"plugins (risk + {enabled}; telegram at a loopback Bot API): rounds "

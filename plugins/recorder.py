@@ -476,10 +476,41 @@ def warm_up() -> None:
                  book.state)
 
 
+def enter_idle_class(what: str, *, every_thread: bool = False) -> bool:
+    """Put the calling thread in Linux's SCHED_IDLE class: it runs only on a cpu nothing else
+    wants, and any other task waking there takes the cpu at once (the kernel also places a waking
+    task on a cpu running only idle-class tasks as on an idle one).  The recorder's work is to
+    catch up, not to be on time; at normal priority its wakes (a few every 10 ms) landed on the
+    2-cpu box while the daemon, the venue and a bot needed both cpus, and the daemon's
+    frame-to-ring p99 rose ~60 % (bench daemon, ring recorder alone).  The price: a machine busy
+    on every cpu for longer than a ring holds laps the recorder (logged, counted, marked in the
+    file).  Threads inherit the class of the thread that starts them; an unprivileged one cannot
+    leave it (RLIMIT_NICE), hence only once start-up and warm-up are done.
+
+    ``every_thread``: all the process's threads, not only the caller (numpy's BLAS starts a pool at
+    import, which would otherwise stay at normal priority)."""
+    tids = [0]
+    if every_thread:
+        try:
+            tids = [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            pass
+    try:
+        for tid in tids:
+            try:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            except ProcessLookupError:  # a thread that ended meanwhile
+                pass
+        return True
+    except (AttributeError, OSError) as exc:  # not Linux, or refused by a seccomp/container policy
+        log.warning("recorder: %s stays at normal priority (SCHED_IDLE refused: %r)", what, exc)
+        return False
+
+
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
-        raw_compress_nice: int = 10, raw_socket_bytes: int = 4 << 20) -> int:
+        raw_compress_nice: int = 10, raw_socket_bytes: int = 4 << 20, idle_class: bool = True) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -488,7 +519,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     recorder competing for the daemon's core exactly when the daemon had the most to do.
 
     ``raw`` maps a venue to the file descriptor of its raw-frame socket (``plugins.recorder_raw``):
-    a thread per venue writes those frames; they stop (and write what is queued) with the rings."""
+    a thread per venue writes those frames; they stop (and write what is queued) with the rings.
+    ``idle_class``: every thread drains in SCHED_IDLE once warmed up (``enter_idle_class``)."""
     from plugins.recorder_raw import RawRecorder
 
     stopping = []
@@ -496,13 +528,15 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
                                  compress_level=raw_compress_level, compress_nice=raw_compress_nice,
-                                 socket_bytes=raw_socket_bytes)
+                                 socket_bytes=raw_socket_bytes, idle_class=idle_class)
                      for venue, fd in (raw or {}).items()]
     for raw_rec in raw_recorders:
         raw_rec.start()
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
     warm_up()
+    if idle_class:
+        enter_idle_class("the recorder", every_thread=True)
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
     last = next_alive_check = time.monotonic()
     try:
@@ -659,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="added to the niceness of the threads that compress and write raw frames")
     ap.add_argument("--raw-socket-bytes", type=int, default=4 << 20,
                     help="the daemon's raw-frame send buffer: the receiving thread's pauses keep it a quarter full")
+    ap.add_argument("--sched", choices=("idle", "normal"), default="idle",
+                    help="scheduling class of the recorder's threads once warmed up (see enter_idle_class)")
     args = ap.parse_args(argv)
     raw = {}
     for item in args.raw:
@@ -670,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
                peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
                raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice,
-               raw_socket_bytes=args.raw_socket_bytes)
+               raw_socket_bytes=args.raw_socket_bytes, idle_class=args.sched == "idle")
 
 
 if __name__ == "__main__":

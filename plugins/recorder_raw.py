@@ -346,7 +346,7 @@ class RawRecorder:
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
                  compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
                  socket_bytes: int = 4 << 20, max_pause_s: float = 0.005,
-                 store_above_bytes: int = STORE_ABOVE_BYTES) -> None:
+                 store_above_bytes: int = STORE_ABOVE_BYTES, idle_class: bool = False) -> None:
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
@@ -381,6 +381,8 @@ class RawRecorder:
         self.stored_members = 0
         self._writer = threading.Thread(target=self._write_loop, name=f"raw-{venue}-gzip", daemon=True)
         self.error: BaseException | None = None
+        #: both threads in SCHED_IDLE (``plugins.recorder.enter_idle_class``), as the recorder child runs them
+        self.idle_class = idle_class
 
     def start(self) -> None:
         self._writer.start()
@@ -388,6 +390,10 @@ class RawRecorder:
 
     def _write_loop(self) -> None:
         try:
+            if self.idle_class:
+                from plugins.recorder import enter_idle_class
+
+                enter_idle_class(f"{self.venue} raw frames' writer")
             if self.compress_nice:  # Linux: a thread id names just this thread
                 tid = threading.get_native_id()
                 os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.compress_nice))
@@ -408,6 +414,10 @@ class RawRecorder:
 
     def _run(self) -> None:
         try:
+            if self.idle_class:
+                from plugins.recorder import enter_idle_class
+
+                enter_idle_class(f"{self.venue} raw frames' receiver")
             poller = select.poll()
             poller.register(self.sock.fileno(), select.POLLIN)
             wait_ms = int(1000 * min(0.2, self.flush_interval_s))

@@ -119,6 +119,44 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace,
     assert tap.dropped_reads == 0
 
 
+def test_every_thread_of_the_recorder_child_drains_in_the_idle_scheduling_class(shm_namespace, tmp_path):
+    """Once ready, the ring drainer, the raw receiver and the raw writer are SCHED_IDLE (they must
+    not take a cpu the daemon wants), and still record: a read sent after that is on disk."""
+    writer = RingWriter.create(RING, capacity=1 << 12)
+    daemon_end, recorder_end = socket_pair(1 << 20)
+    tap = RawTap(VENUE, daemon_end)
+    now = time.time_ns()
+    proc = start_recorder(tmp_path, recorder_end.fileno())
+    try:
+        def policies() -> list[int]:
+            """The scheduling policy of each of the child's threads."""
+            out = []
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                try:
+                    out.append(os.sched_getscheduler(int(task.name)))
+                except ProcessLookupError:  # a short-lived helper thread gone meanwhile
+                    pass
+            return out
+
+        # the main thread (the ring drainer) and the raw receiver and writer at least; each raw
+        # thread moves itself as it starts
+        deadline = time.monotonic() + 60
+        while not (len(got := policies()) >= 3 and set(got) == {os.SCHED_IDLE}) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(got) >= 3 and set(got) == {os.SCHED_IDLE}, got
+        send_read(tap, [frame("BTCUSDT", 1)], now)
+        wait_lines(tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", now // DAY_NS), 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        writer.close()
+        daemon_end.close()
+        recorder_end.close()
+
+
 def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_path):
     path = tmp_path / "btcusdt_20260101.gz"
     f = RawDayFile(path, compress_level=6)
