@@ -15,11 +15,13 @@ Calling:
 * ``pretrade_check(check)`` runs every ``hftd_pretrade_check`` impl (risk first) until one refuses;
   an exception refuses (fail closed).  The impl list is resolved once, so the call is a plain loop
   (pluggy's generic ``_multicall`` costs several microseconds more per order).
+  ``pretrade_check_fields(*fields)`` is the same on an ``OrderCheck``'s fields: with the risk
+  plugin alone the fields go straight to its body and an ``OrderCheck`` is built only for a refusal.
 * ``notify_*`` call one hook impl by impl: an exception is logged and counted
   (``errors[plugin]``) and the next impl still runs.  An impl returning a coroutine gets a task.
 
-The router's API: ``pretrade_check``, ``notify_order_submitted``, ``notify_exec`` (every
-``ExecEvent`` of a session; dispatched to acknowledged/filled/cancelled/rejected) and
+The router's API: ``pretrade_check`` (or ``pretrade_check_fields``), ``notify_order_submitted``,
+``notify_exec`` (every ``ExecEvent`` of a session; dispatched to acknowledged/filled/cancelled/rejected) and
 ``set_cancel_all``; the operator's: ``kill`` and ``reset``.  Risk refusals are notified by the host
 itself (``hftd_order_rejected`` with the rule's name), so the router does not report them again.
 """
@@ -155,10 +157,12 @@ class PluginHost:
         checks = self._impls["hftd_pretrade_check"]
         checks.sort(key=lambda e: e[0] != "risk")  # the essential check first
         self._checks = [(n, f, bool(a)) for n, f, a in checks]
-        if len(self._checks) == 1 and self._checks[0][2]:
-            # the usual case, the risk plugin alone: no loop, no unpacking (the router's serial path)
-            self._only_check = self._checks[0][1]
+        if len(self._checks) == 1 and self._checks[0][0] == "risk":
+            # the usual case, the risk plugin alone: no loop, no unpacking, and the check's fields
+            # straight to its body (the router's serial path)
+            self._only_fields = self.risk.check_fields
             self.pretrade_check = self._pretrade_check_one
+            self.pretrade_check_fields = self._pretrade_check_fields_one
 
     # -- the pre-trade check (router, hot path) ------------------------------------------------
     def pretrade_check(self, check: OrderCheck) -> RiskReject | None:
@@ -172,15 +176,44 @@ class PluginHost:
                 return self._refused(name, check, reject)
         return None
 
+    def pretrade_check_fields(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
+                              price: float, qty: float, time_in_force: int, order_type: int, position: float,
+                              open_orders: int, best_bid: float, best_ask: float, now_ns: int) -> RiskReject | None:
+        """``pretrade_check`` on an ``OrderCheck``'s fields, in its order: with the risk plugin alone
+        no ``OrderCheck`` is built unless the order is refused (building one costs ~0.8 us here)."""
+        return self.pretrade_check(OrderCheck(bot, venue, symbol, kind, order_id, side, price, qty, time_in_force,
+                                              order_type, position, open_orders, best_bid, best_ask, now_ns))
+
     def _pretrade_check_one(self, check: OrderCheck) -> RiskReject | None:
-        """``pretrade_check`` when one impl answers it (bound in its place by ``_resolve``)."""
+        """``pretrade_check`` when the risk plugin alone answers it (bound in its place by ``_resolve``)."""
         try:
-            reject = self._only_check(check)
+            reject = self._only_fields(*check)
         except Exception as exc:
-            reject = self._check_raised(self._checks[0][0], check, exc)
+            reject = self._check_raised("risk", check, exc)
         if reject is None:
             return None
-        return self._refused(self._checks[0][0], check, reject)
+        return self._refused("risk", check, reject)
+
+    def _pretrade_check_fields_one(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
+                                   price: float, qty: float, time_in_force: int, order_type: int, position: float,
+                                   open_orders: int, best_bid: float, best_ask: float,
+                                   now_ns: int) -> RiskReject | None:
+        """``pretrade_check_fields`` when the risk plugin alone answers it (bound by ``_resolve``)."""
+        try:
+            reject = self._only_fields(bot, venue, symbol, kind, order_id, side, price, qty, time_in_force,
+                                       order_type, position, open_orders, best_bid, best_ask, now_ns)
+            if reject is None:
+                return None
+            raised = None
+        except Exception as exc:
+            raised = exc
+        check = OrderCheck(bot, venue, symbol, kind, order_id, side, price, qty, time_in_force, order_type,
+                           position, open_orders, best_bid, best_ask, now_ns)
+        if raised is not None:
+            reject = self._check_raised("risk", check, raised)
+            if reject is None:
+                return None
+        return self._refused("risk", check, reject)
 
     def _check_raised(self, name: str, check: OrderCheck, exc: Exception) -> RiskReject | None:
         """An impl raised: a cancel goes on to the next check, anything else is refused (fail closed)."""

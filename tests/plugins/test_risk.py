@@ -9,8 +9,9 @@ import math
 import pytest
 from plugin_helpers import Recording, make_check, make_event
 
-from daemon.execution.base import ExecKind
+from daemon.execution.base import ExecKind, RiskReject
 from plugins.config import PluginsConfig
+from plugins.hookspecs import hookimpl
 from plugins.manager import PluginHost
 from plugins.risk import REJECT_NAMES, TradingState
 from shm.orders import RejectReason, RequestKind
@@ -24,8 +25,11 @@ def host(**risk) -> PluginHost:
     return PluginHost(PluginsConfig.from_mapping({"risk": risk}))
 
 
-def name(h: PluginHost, **check) -> str | None:
-    r = h.pretrade_check(make_check(**check))
+def name(h: PluginHost, via: str = "check", **check) -> str | None:
+    """The refusal's name, through ``pretrade_check`` (an ``OrderCheck``) or, ``via="fields"``,
+    through ``pretrade_check_fields`` (its fields, as a router may pass them)."""
+    c = make_check(**check)
+    r = h.pretrade_check(c) if via == "check" else h.pretrade_check_fields(*c)
     return None if r is None else r.name
 
 
@@ -54,9 +58,10 @@ def name(h: PluginHost, **check) -> str | None:
     ({"require_touch": True}, {"best_bid": math.nan, "side": -1}, "no_touch"),
     ({}, {"best_ask": math.nan}, None),
 ])
-def test_each_limit_is_refused_with_its_name(limits, check, expected):
+@pytest.mark.parametrize("via", ["check", "fields"])
+def test_each_limit_is_refused_with_its_name(limits, check, expected, via):
     h = host(**limits)
-    assert name(h, **check) == expected
+    assert name(h, via, **check) == expected
     if expected:
         assert expected in REJECT_NAMES and h.risk.rejects[expected] == 1
 
@@ -80,6 +85,46 @@ def test_a_stamp_older_than_the_last_one_does_not_drain_the_rate_budget():
     assert name(h, now_ns=T0 + 10**9) is None
     assert [name(h, now_ns=T0 + i) for i in range(9)] == [None] * 9  # earlier stamps: 9 tokens left
     assert name(h, now_ns=T0) == "max_submit_rate"
+
+
+def test_the_fields_entry_notifies_a_refusal_and_fails_closed_like_the_check(caplog):
+    class Rejects(list):  # no check of its own: the risk plugin alone answers (the host's short path)
+        @hookimpl
+        def hftd_order_rejected(self, bot, venue, event, reason):
+            self.append((bot, reason, event.qty))
+
+    rejects = Rejects()
+    h = PluginHost(host(max_order_qty=2).config, extra_plugins=[("rejects", rejects)])
+    assert h.pretrade_check_fields.__func__ is PluginHost._pretrade_check_fields_one
+    assert h.pretrade_check_fields(*make_check(qty=3.0)).name == "max_order_qty"
+    assert h.pretrade_check_fields(*make_check(qty=1.0)) is None
+    assert rejects == [("bot1", "max_order_qty", 3.0)]  # the refusal reaches the other plugins
+
+    alone = host()
+
+    def boom(*fields):
+        raise RuntimeError("boom")
+
+    alone._only_fields = boom
+    with caplog.at_level("ERROR", logger="hftd.plugins"):
+        reject = alone.pretrade_check_fields(*make_check())
+        assert reject is not None and reject.name == "check_failed" and "boom" in reject.text
+        assert alone.pretrade_check_fields(*make_check(kind=CANCEL)) is None  # a cancel still goes out
+        assert alone.pretrade_check(make_check()).name == "check_failed"
+    assert alone.errors["risk"] == 3 and "fail closed" in caplog.text
+
+
+def test_a_second_check_runs_after_the_risk_plugin_through_either_entry():
+    class NoEth:
+        @hookimpl
+        def hftd_pretrade_check(self, check):
+            return RiskReject("no_eth", "") if check.symbol == "ETHUSDT" else None
+
+    h = PluginHost(host(max_order_qty=2).config, extra_plugins=[("no_eth", NoEth())])
+    for via in ("check", "fields"):
+        assert name(h, via, symbol="ETHUSDT") == "no_eth"
+        assert name(h, via, symbol="ETHUSDT", qty=3.0) == "max_order_qty"  # risk first
+        assert name(h, via) is None
 
 
 def test_halted_lets_only_cancels_through_until_reset():

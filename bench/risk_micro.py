@@ -1,0 +1,204 @@
+"""The pre-trade check's own duration with cold caches, A/B between two versions of the plugins.
+
+``hftd bench orders`` reports ``risk_p99_added_us``: the p99 of what the router times around
+building the ``OrderCheck`` and calling ``PluginHost.pretrade_check`` (``Router._allowed``).  There
+an order arrives every few milliseconds and the loop, the bots and the emulator run in between, so
+the check starts with cold caches; a tight loop of checks (warm) says little about that figure.
+
+This bench times the same region (the router's own ``_order_check`` and the host's check) one call
+at a time, every ``--interval-ms``, after ``--thrash-mb`` of other Python work has gone through
+the caches.  Each round calls every variant once, in turn (the order rotates), so all of them see
+the same machine in the same minute.  Variants:
+
+* ``old``: ``plugins/risk.py`` and ``plugins/manager.py`` as of ``--old`` (a git revision),
+  loaded from git into modules of their own;
+* ``new``: the work tree's;
+* ``fields``: the work tree's, called as proposed for the router (``pretrade_check_fields``, no
+  ``OrderCheck`` built);
+* ``noop``: the router's part alone, with a check that allows everything (the floor).
+
+The requests follow ``bench orders``' bots: 4 bots, passive buys on one symbol, each submit
+followed later by a cancel, every limit finite (``bench.orders``' ``risk_on`` limits).
+
+    nice -n 19 .venv/bin/python -m bench.risk_micro --rounds 3000 --old HEAD
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+#: bench.orders.risk_on's limits (every limit finite, so each is evaluated)
+RISK = {"max_order_qty": 10.0, "max_order_notional": 1e7, "max_position": 1e6, "max_open_orders": 100_000,
+        "max_daily_loss": 1e9}
+N_BOTS = 4
+WINDOW = 10  # resting orders per bot before a cancel (bench.orders.WINDOW)
+
+
+def _load_rev(rev: str) -> types.ModuleType:
+    """``plugins.manager`` (with its ``plugins.risk``) as of git ``rev``, as fresh modules; the
+    work tree's modules stay in ``sys.modules``."""
+    saved = {k: sys.modules.get(k) for k in ("plugins.risk", "plugins.manager")}
+    try:
+        mod = None
+        for name in ("plugins.risk", "plugins.manager"):
+            path = name.replace(".", "/") + ".py"
+            src = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                                 text=True).stdout
+            mod = types.ModuleType(name)
+            mod.__file__ = f"{rev}:{path}"
+            sys.modules[name] = mod
+            exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+        return mod
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def _host(manager: types.ModuleType):
+    from plugins.config import PluginsConfig
+
+    return manager.PluginHost(PluginsConfig.from_mapping({"risk": dict(RISK)}))
+
+
+class _Thrash:
+    """Other Python work between two checks: walks ``mb`` of objects (dicts, lists, floats) and
+    runs bytecode of its own, as the loop's other callbacks do."""
+
+    def __init__(self, mb: float) -> None:
+        n = max(1, int(mb * 1e6 / 200))  # ~200 bytes per entry: a dict slot, a list, two floats
+        self.items = {f"k{i}": [float(i), float(i) * 0.5] for i in range(n)}
+
+    def run(self) -> float:
+        s = 0.0
+        for k, v in self.items.items():
+            s += v[0] - v[1]
+        return s
+
+
+def _bots() -> list:
+    asset = SimpleNamespace(venue="binance-usdm", symbol="BTCUSDT")
+    return [SimpleNamespace(name=f"bench{i}", assets=[asset], orders={}, positions=[[0.0, 0.0]])
+            for i in range(N_BOTS)]
+
+
+def _through_order_check(check):
+    """The router's call as it is: its own ``_order_check`` (the real function) builds the
+    ``OrderCheck``; ``check`` takes it."""
+    from daemon.router import Router
+
+    order_check = Router._order_check
+    fake = SimpleNamespace(touch=None)  # bench orders' router has no market-data sessions
+
+    def call(bot, kind, oid, side, price, qty, now):
+        return check(order_check(fake, bot, 0, kind, oid, side, price, qty, 0, 0, now))
+
+    return call
+
+
+def _through_fields(check_fields):
+    """The call as proposed for the router: the same values as ``Router._order_check`` gathers,
+    passed to ``PluginHost.pretrade_check_fields`` without building an ``OrderCheck``."""
+    touch = None
+
+    def call(bot, kind, oid, side, price, qty, now, asset_no=0, tif=0, otype=0):
+        a = bot.assets[asset_no]
+        if len(bot.assets) == 1:
+            n_open = len(bot.orders)
+        else:
+            n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
+        bid, ask = touch(a.venue, a.symbol) if touch else (math.nan, math.nan)
+        return check_fields(bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
+                            bot.positions[asset_no][0], n_open, bid, ask, now)
+
+    return call
+
+
+def _pct(xs: list[int], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))] / 1e3
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.risk_micro", description=__doc__.split("\n\n")[0])
+    p.add_argument("--old", default="HEAD", help="git revision of the 'old' variant (default HEAD)")
+    p.add_argument("--rounds", type=int, default=2000)
+    p.add_argument("--interval-ms", type=float, default=5.0, help="pause between two checks")
+    p.add_argument("--thrash-mb", type=float, default=8.0, help="other work between two checks")
+    p.add_argument("--warm", action="store_true", help="no pause, no thrash (the tight-loop figure)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    import plugins.manager as new_manager
+    from shm.orders import RequestKind
+
+    bots = _bots()
+    variants = {"old": _through_order_check(_host(_load_rev(args.old)).pretrade_check),
+                "new": _through_order_check(_host(new_manager).pretrade_check),
+                "fields": _through_fields(_host(new_manager).pretrade_check_fields),
+                "noop": _through_order_check(lambda check: None)}
+    names = list(variants)
+    times: dict[str, list[int]] = {n: [] for n in names}
+    rejects: dict[str, int] = {n: 0 for n in names}
+    thrash = _Thrash(0.0 if args.warm else args.thrash_mb)
+    submit, cancel = RequestKind.SUBMIT, RequestKind.CANCEL
+    interval = 0.0 if args.warm else args.interval_ms / 1e3
+    perf = time.perf_counter_ns
+    oid = 0
+    gc.disable()  # a collection inside a timed call is the collector's cost, not the check's
+    try:
+        for r in range(args.rounds):
+            bot = bots[r % N_BOTS]
+            if bot.orders and len(bot.orders) >= WINDOW and r % 2:
+                kind, o, side, px, qty = cancel, next(iter(bot.orders)), 0, 0.0, 0.0
+                bot.orders.pop(o)
+            else:
+                oid += 1
+                kind, o, side, px, qty = submit, oid, 1, 40_000.0 - (oid % 200) * 0.1, 0.001
+                bot.orders[o] = None
+            for j in range(len(names)):
+                name = names[(r + j) % len(names)]
+                check = variants[name]
+                if not args.warm:
+                    thrash.run()
+                    time.sleep(interval)
+                now = time.time_ns()
+                t0 = perf()
+                verdict = check(bot, kind, o, side, px, qty, now)
+                times[name].append(perf() - t0)
+                rejects[name] += verdict is not None
+            if r % 500 == 499:
+                gc.collect()
+    finally:
+        gc.enable()
+    res = {"rounds": args.rounds, "interval_ms": args.interval_ms, "thrash_mb": args.thrash_mb, "warm": args.warm,
+           "old": args.old}
+    for n in names:
+        res[n] = {"p50_us": _pct(times[n], 50), "p90_us": _pct(times[n], 90), "p99_us": _pct(times[n], 99),
+                  "max_us": _pct(times[n], 100), "rejects": rejects[n]}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"rounds {args.rounds}, {'warm' if args.warm else f'{args.interval_ms} ms apart, {args.thrash_mb} MB thrash'}"
+              f", old = {args.old}")
+        for n in names:
+            v = res[n]
+            print(f"  {n:6s} p50 {v['p50_us']:6.2f} us  p90 {v['p90_us']:6.2f}  p99 {v['p99_us']:6.2f}  "
+                  f"max {v['max_us']:7.2f}  rejects {v['rejects']}")
+    return res
+
+
+if __name__ == "__main__":
+    main()
