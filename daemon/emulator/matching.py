@@ -18,9 +18,10 @@ Matching rules (the simulator's, ``bots.sim.exchange``, applied to a live truth 
   NoPartialFillExchange does, when
   - the opposite best moves to or through its price (best ask <= buy price, best bid >= sell price);
   - a trade prints through its price (a sell print below a buy order, a buy print above a sell);
-  - a trade prints at its price after the queue ahead of it is used up.  The queue ahead is
-    risk-averse: the level's quantity when the order joined (or was re-priced), lowered by every
-    trade at that price and capped by the level's quantity after every book step.
+  - a trade prints at its price after the queue ahead of it is used up (by a lot or more).  The
+    queue ahead is risk-averse: the level's quantity when the order joined (or was re-priced),
+    lowered by every trade at that price and capped by the level's quantity after every book step
+    (a step's book changes apply before its trade, in the order the venue publishes them).
   Partial fills therefore come from taking (a GTC order that takes part of the book and rests the
   rest), never from a resting order.
 * Positions are one-way (net): fills in the position's direction move the entry price to the
@@ -485,7 +486,11 @@ class Account:
         """A market trade printed: fill resting orders it went through or whose queue it used up."""
         if not self.open.get(symbol):
             return []
-        tick = int(round(price / self.rules[symbol].tick))
+        rules = self.rules[symbol]
+        tick = int(round(price / rules.tick))
+        #: the queue is used up once it is a whole lot negative (rounded), as in the simulator: float
+        #: sums of prints such as 0.7 - 0.4 - 0.3 leave -5.6e-17, which is no lot past the queue
+        past = -0.5 * rules.lot
         events = []
         for o in list(self.open[symbol].values()):
             if o.side == taker_side:
@@ -494,7 +499,7 @@ class Account:
                 events.append(self._fill(o, o.price, o.leaves, maker=True, now_ms=now_ms))
             elif tick == o.price:
                 o.q_ahead -= qty
-                if o.q_ahead < 0.0:
+                if o.q_ahead <= past:
                     events.append(self._fill(o, o.price, o.leaves, maker=True, now_ms=now_ms))
         return events
 
@@ -617,11 +622,14 @@ class TradingSide:
         if not self.account.open.get(symbol):
             return  # the market-data hot path: nothing of ours rests on this symbol
         now = self.emu.now_ms()
-        events = []
+        # the step's depth first, then its print: the order the venue publishes them in and so the
+        # order a recording replays them in (the simulator caps a queue to the level's new quantity
+        # before the print uses it up; a print applied first, to the old queue, filled an order here
+        # one market step later than in the replay of the same session)
+        events = self.account.on_book(symbol, now)
         if trade is not None:
             side, px, qty = trade
             events += self.account.on_trade(symbol, side, px, qty, now)
-        events += self.account.on_book(symbol, now)
         if events:
             await self.publish(events)
 

@@ -4,7 +4,7 @@ queue, positions through zero, fees, amend priority, refusals, bounded memory.""
 import pytest
 
 from daemon.emulator import EmulatorError
-from daemon.emulator.matching import Account, AccountConfig, Reject, Rules
+from daemon.emulator.matching import Account, AccountConfig, Reject, Rules, TradingSide
 
 
 class Book:
@@ -206,3 +206,46 @@ def test_margin_and_resting_notional_kept_as_orders_change_equal_a_full_scan():
             for o in opens:
                 assert acct.find("X", client_id=o.client_id, open_only=True) is o
     assert most_open >= 15  # the sums were checked over many resting orders
+
+
+class _Side(TradingSide):
+    """The shared trading side on a hand-made book, its published events kept in a list."""
+
+    def __init__(self, book):
+        self.book, self.sent = book, []
+        super().__init__(type("Emu", (), {"now_ms": staticmethod(lambda: 7)})(), None, AccountConfig(),
+                         {"X": Rules(tick=1.0, lot=0.001, min_notional=0.0)})
+
+    def _book_of(self, symbol):
+        return self.book if symbol == "X" else None
+
+    async def publish(self, events):
+        self.sent += events
+
+
+def test_a_steps_depth_caps_the_queue_before_its_print_as_the_replay_orders_them():
+    """The venue publishes a market step's depth, then its print; a recording replays them in that
+    order and the simulator caps the queue to the level's new quantity before the print uses it.
+    Applied the other way round (the print against the old queue, then the cap), an order that the
+    replay fills on this print filled one market step later live (parity test: live 20 ms late)."""
+    import asyncio
+
+    book = Book({999: 1.0}, {1001: 0.5})
+    side = _Side(book)
+    o, _, _ = side.account.place("X", 1, "LIMIT", "GTC", 999, 2, now_ms=1)
+    assert o.q_ahead == 1.0
+    book.bids[999] = 0.3                                  # this step's depth: the level shrank to 0.3
+    asyncio.run(side.after_step("X", (-1, 999.0, 0.5)))   # and its print at our price: 0.2 past us
+    assert [e.kind for e in side.sent] == ["TRADE"] and side.sent[0].order.status == "FILLED"
+
+
+def test_a_queue_is_used_up_by_a_whole_lot_not_by_float_dust():
+    """As the simulator (queue.filled_qty rounds to lots): prints of 0.4 and 0.3 on a 0.7 queue leave
+    -5.6e-17 in floats, no lot past the queue; the next print of one lot fills."""
+    acct, book = account()
+    book.bids[999] = 0.7
+    o, _, _ = acct.place("X", 1, "LIMIT", "GTC", 999, 100, now_ms=1)
+    assert acct.on_trade("X", -1, 999.0, 0.4, 2) == []
+    assert acct.on_trade("X", -1, 999.0, 0.3, 3) == [] and -1e-15 < o.q_ahead < 0.0
+    (ev,) = acct.on_trade("X", -1, 999.0, 0.001, 4)
+    assert ev.order.status == "FILLED"
