@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
+    parser.add_argument("--ring-capacity", type=int, default=1 << 16,
+                        help="records per market ring, both pipelines (the daemon's default); the recorder drains "
+                             "in the idle scheduling class, so on a machine busy with other work a round's burst "
+                             "(~300k records) laps a smaller ring than that (recorder_missing_rows)")
 
 
 #: The paced sender sleeps until this long before each frame is due, then yields.  A venue is on
@@ -284,7 +288,7 @@ def _recorded_rows(directory: str, ring: str) -> int:
 
 
 def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: str = "binance-usdm",
-               plugins: dict | None = None) -> None:
+               plugins: dict | None = None, ring_capacity: int = 1 << 16) -> None:
     """The venue session publishing into its ring; with ``plugins``, wrapped and watched by a
     ``PluginHost`` with every plugin enabled, the way ``daemon.app`` does it."""
     os.environ["HFTD_SHM_NAMESPACE"] = namespace
@@ -301,7 +305,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                                         # the pipelines idle in turn (the others' rounds, start-up)
                                         "silence_alarm_s": 3600.0})
         ring = ring_segment_name(venue, SYMBOL)
-        pub = TimingPublisher(RingPublisher(ring, capacity=1 << 16), capacity)
+        pub = TimingPublisher(RingPublisher(ring, capacity=ring_capacity), capacity)
         host = _plugin_host(venue, ring, plugins) if plugins is not None else None
         recorder = host.plugins.get("recorder") if host is not None else None
         target = host.wrap_publisher(pub, venue, SYMBOL) if host is not None else pub
@@ -503,7 +507,7 @@ class OursPipeline:
         cap = max(args.messages, args.latency_messages) + 16
         enabled = [n.strip() for n in args.plugins.split(",") if n.strip()]
         plugins = {"bot_api": bot_api, "directory": self.record_dir, "enabled": enabled} if self.plugins else None
-        self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue, plugins)
+        self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue, plugins, args.ring_capacity)
         assert self.ours.recv() == "connected"
         self.emu.send(("warm", 1))
         assert self.emu.recv() == "ok"

@@ -476,37 +476,6 @@ def warm_up() -> None:
                  book.state)
 
 
-def enter_idle_class(what: str, *, every_thread: bool = False) -> bool:
-    """Put the calling thread in Linux's SCHED_IDLE class: it runs only on a cpu nothing else
-    wants, and any other task waking there takes the cpu at once (the kernel also places a waking
-    task on a cpu running only idle-class tasks as on an idle one).  The recorder's work is to
-    catch up, not to be on time; at normal priority its wakes (a few every 10 ms) landed on the
-    2-cpu box while the daemon, the venue and a bot needed both cpus, and the daemon's
-    frame-to-ring p99 rose ~60 % (bench daemon, ring recorder alone).  The price: a machine busy
-    on every cpu for longer than a ring holds laps the recorder (logged, counted, marked in the
-    file).  Threads inherit the class of the thread that starts them; an unprivileged one cannot
-    leave it (RLIMIT_NICE), hence only once start-up and warm-up are done.
-
-    ``every_thread``: all the process's threads, not only the caller (numpy's BLAS starts a pool at
-    import, which would otherwise stay at normal priority)."""
-    tids = [0]
-    if every_thread:
-        try:
-            tids = [int(t) for t in os.listdir("/proc/self/task")]
-        except OSError:
-            pass
-    try:
-        for tid in tids:
-            try:
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-            except ProcessLookupError:  # a thread that ended meanwhile
-                pass
-        return True
-    except (AttributeError, OSError) as exc:  # not Linux, or refused by a seccomp/container policy
-        log.warning("recorder: %s stays at normal priority (SCHED_IDLE refused: %r)", what, exc)
-        return False
-
-
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
@@ -520,8 +489,10 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
 
     ``raw`` maps a venue to the file descriptor of its raw-frame socket (``plugins.recorder_raw``):
     a thread per venue writes those frames; they stop (and write what is queued) with the rings.
-    ``idle_class``: every thread drains in SCHED_IDLE once warmed up (``enter_idle_class``)."""
+    ``idle_class``: every thread drains in SCHED_IDLE once warmed up, at normal priority while a
+    ring is at risk of a lap (``plugins.recorder_sched``)."""
     from plugins.recorder_raw import RawRecorder
+    from plugins.recorder_sched import DrainScheduler
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
@@ -535,20 +506,28 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
     warm_up()
-    if idle_class:
-        enter_idle_class("the recorder", every_thread=True)
+    # not before: start-up and warm-up would be starved on a busy machine, and an unprivileged
+    # process cannot leave the idle class again
+    sched = DrainScheduler() if idle_class else None
     print("recorder ready", flush=True)  # the parent (and tests) wait for this line
     last = next_alive_check = time.monotonic()
     try:
         while True:
             got = 0
+            fill = 0.0
             for rec in recorders:
                 # an idle wake costs one read of the ring's cursor (most wakes: the sleep is sized
                 # for the peak rate, not for the rate now)
-                while rec.reader.available() > 0:
+                waiting = rec.reader.available()
+                if waiting > 0:
+                    fill = max(fill, waiting / rec.reader.capacity)
+                while waiting > 0:
                     got += rec.poll()
                     if not rec.full:
                         break
+                    waiting = rec.reader.available()
+            if sched is not None:
+                sched.update(fill)
             if stopping:
                 return 0
             now = time.monotonic()
@@ -694,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw-socket-bytes", type=int, default=4 << 20,
                     help="the daemon's raw-frame send buffer: the receiving thread's pauses keep it a quarter full")
     ap.add_argument("--sched", choices=("idle", "normal"), default="idle",
-                    help="scheduling class of the recorder's threads once warmed up (see enter_idle_class)")
+                    help="scheduling class of the recorder's threads once warmed up (plugins.recorder_sched)")
     args = ap.parse_args(argv)
     raw = {}
     for item in args.raw:

@@ -381,7 +381,7 @@ class RawRecorder:
         self.stored_members = 0
         self._writer = threading.Thread(target=self._write_loop, name=f"raw-{venue}-gzip", daemon=True)
         self.error: BaseException | None = None
-        #: both threads in SCHED_IDLE (``plugins.recorder.enter_idle_class``), as the recorder child runs them
+        #: both threads in SCHED_IDLE (``plugins.recorder_sched``), as the recorder child runs them
         self.idle_class = idle_class
 
     def start(self) -> None:
@@ -391,9 +391,9 @@ class RawRecorder:
     def _write_loop(self) -> None:
         try:
             if self.idle_class:
-                from plugins.recorder import enter_idle_class
+                from plugins.recorder_sched import set_class
 
-                enter_idle_class(f"{self.venue} raw frames' writer")
+                set_class(os.SCHED_IDLE, f"{self.venue} raw frames' writer")
             if self.compress_nice:  # Linux: a thread id names just this thread
                 tid = threading.get_native_id()
                 os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + self.compress_nice))
@@ -415,9 +415,9 @@ class RawRecorder:
     def _run(self) -> None:
         try:
             if self.idle_class:
-                from plugins.recorder import enter_idle_class
+                from plugins.recorder_sched import set_class
 
-                enter_idle_class(f"{self.venue} raw frames' receiver")
+                set_class(os.SCHED_IDLE, f"{self.venue} raw frames' receiver")
             poller = select.poll()
             poller.register(self.sock.fileno(), select.POLLIN)
             wait_ms = int(1000 * min(0.2, self.flush_interval_s))

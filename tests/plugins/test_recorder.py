@@ -287,3 +287,54 @@ def test_the_recorders_hash_book_has_the_levels_a_sorted_book_has():
     assert list(hashed.bid_levels().items()) == list(sorted_.bid_levels().items())
     assert list(hashed.ask_levels().items()) == list(sorted_.ask_levels().items())
     assert len(hashed.bid_levels()) > 1000
+
+
+def test_the_drainer_leaves_the_idle_class_while_a_ring_is_at_risk_and_returns_after():
+    """``DrainScheduler`` in a thread of its own (the test process keeps its class): idle-class
+    from the start, normal priority from a wake at ESCALATE_FILL, idle again below RELAX_FILL.
+    Leaving SCHED_IDLE needs privilege: without it the thread stays idle-class and says so once."""
+    import threading
+
+    from plugins.recorder_sched import ESCALATE_FILL, RELAX_FILL, DrainScheduler
+
+    seen: list = []
+
+    def body() -> None:
+        sched = DrainScheduler(every_thread=False)
+        seen.append(os.sched_getscheduler(0))
+        for fill in (ESCALATE_FILL / 2, ESCALATE_FILL, (ESCALATE_FILL + RELAX_FILL) / 2, RELAX_FILL / 2):
+            sched.update(fill)
+            seen.append((os.sched_getscheduler(0), sched.idle))
+        seen.append(sched.escalations)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(60)
+    assert seen[0] == os.SCHED_IDLE
+    idle, other = (os.SCHED_IDLE, True), (os.SCHED_OTHER, False)
+    can_leave = can_leave_idle_class()
+    if can_leave:
+        assert seen[1:] == [idle, other, other, idle, 1]
+    else:
+        assert seen[1:] == [idle, idle, idle, idle, 0]
+
+
+def can_leave_idle_class() -> bool:
+    """Whether this process may take a thread out of SCHED_IDLE (privilege or RLIMIT_NICE), tried
+    on a thread of its own."""
+    import threading
+
+    result: list = []
+
+    def probe() -> None:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            result.append(True)
+        except PermissionError:
+            result.append(False)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join(60)
+    return result[0]
