@@ -8,7 +8,9 @@ the check starts with cold caches; a tight loop of checks (warm) says little abo
 This bench times the same region (the router's own ``_order_check`` and the host's check) one call
 at a time, every ``--interval-ms``, after ``--thrash-mb`` of other Python work has gone through
 the caches.  Each round calls every variant once, in turn (the order rotates), so all of them see
-the same machine in the same minute.  Variants:
+the same machine in the same minute.  Before each timed call the router's own work on the request
+runs untimed (unpacking the record, the price and quantity checks), as in the daemon: the first
+microseconds after a pause run several times slower on this machine.  Variants:
 
 * ``old``: ``plugins/risk.py`` and ``plugins/manager.py`` as of ``--old`` (a git revision),
   loaded from git into modules of their own;
@@ -89,9 +91,27 @@ class _Thrash:
 
 
 def _bots() -> list:
-    asset = SimpleNamespace(venue="binance-usdm", symbol="BTCUSDT")
+    asset = SimpleNamespace(venue="binance-usdm", symbol="BTCUSDT", tick=0.1, lot=0.001, min_qty=0.001,
+                            min_notional=5.0)
     return [SimpleNamespace(name=f"bench{i}", assets=[asset], orders={}, positions=[[0.0, 0.0]])
             for i in range(N_BOTS)]
+
+
+def _prelude():
+    """What the router runs for a request before its check (unpacking the record, the price and
+    quantity checks): after a sleep the first microseconds run slower, and the real check does
+    not start the router's turn."""
+    from daemon.router import REQ, Router
+
+    bad_price_qty = Router._bad_price_qty
+
+    def run(bot, kind, oid, side, price, qty) -> None:
+        rec = REQ.pack(int(kind), 0, oid, price, qty, side, 0, 0, time.time_ns(), oid)
+        REQ.unpack(rec)
+        if kind == 1:
+            bad_price_qty(bot.assets[0], price, qty, 0)
+
+    return run
 
 
 def _through_order_check(check):
@@ -137,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=2000)
     p.add_argument("--interval-ms", type=float, default=5.0, help="pause between two checks")
     p.add_argument("--thrash-mb", type=float, default=8.0, help="other work between two checks")
+    p.add_argument("--no-prelude", action="store_true", help="time the check right after the pause")
     p.add_argument("--warm", action="store_true", help="no pause, no thrash (the tight-loop figure)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -145,10 +166,12 @@ def main(argv: list[str] | None = None) -> dict:
     from shm.orders import RequestKind
 
     bots = _bots()
+    prelude = _prelude()
     variants = {"old": _through_order_check(_host(_load_rev(args.old)).pretrade_check),
                 "new": _through_order_check(_host(new_manager).pretrade_check),
                 "fields": _through_fields(_host(new_manager).pretrade_check_fields),
-                "noop": _through_order_check(lambda check: None)}
+                "noop": _through_order_check(lambda check: None),
+                "f-noop": _through_fields(lambda *fields: None)}
     names = list(variants)
     times: dict[str, list[int]] = {n: [] for n in names}
     rejects: dict[str, int] = {n: 0 for n in names}
@@ -174,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
                 if not args.warm:
                     thrash.run()
                     time.sleep(interval)
+                    if not args.no_prelude:
+                        prelude(bot, kind, o, side, px, qty)
                 now = time.time_ns()
                 t0 = perf()
                 verdict = check(bot, kind, o, side, px, qty, now)
@@ -191,8 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(res))
     else:
-        print(f"rounds {args.rounds}, {'warm' if args.warm else f'{args.interval_ms} ms apart, {args.thrash_mb} MB thrash'}"
-              f", old = {args.old}")
+        how = "warm" if args.warm else f"{args.interval_ms} ms apart, {args.thrash_mb} MB thrash"
+        print(f"rounds {args.rounds}, {how}, old = {args.old}")
         for n in names:
             v = res[n]
             print(f"  {n:6s} p50 {v['p50_us']:6.2f} us  p90 {v['p90_us']:6.2f}  p99 {v['p99_us']:6.2f}  "

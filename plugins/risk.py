@@ -19,8 +19,8 @@ the bot ``RejectReason.RISK`` with that name.
 The check runs in the router's path from the bot's channel to the wire, so it is a handful of float
 comparisons and one dictionary lookup on locals (``check_fields``: the ``OrderCheck``'s fields as
 arguments); ``hftd bench orders`` measures what it adds, ``python -m bench.risk_micro`` the same
-region one call at a time with cold caches.  The day's PnL is kept incrementally from fills (cash flow and fees) and the touch
-seen in checks (mark), so no check sums anything.
+region one call at a time with cold caches.  The day's PnL is kept incrementally from fills (cash
+flow and fees) and the touch seen in checks (mark), so no check sums anything.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class RiskPlugin:
     __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "_rates",
                  "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
                  "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
-                 "_pos_limited", "_pos_gate", "_held", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns", "_storm", "_halted")
+                 "_pos_limited", "_pos_gate", "_held", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns",
+                 "_storm", "_halted")
 
     def __init__(self, config: RiskConfig, host: PluginHost | None = None) -> None:
         self.config = config
@@ -118,8 +119,8 @@ class RiskPlugin:
     def hftd_pretrade_check(self, check: OrderCheck) -> RiskReject | None:
         return self.check_fields(*check)
 
-    def check_fields(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int, price: float,
-                     qty: float, time_in_force: int, order_type: int, position: float, open_orders: int,
+    def check_fields(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
+                     price: float, qty: float, time_in_force: int, order_type: int, position: float, open_orders: int,
                      best_bid: float, best_ask: float, now_ns: int) -> RiskReject | None:
         """The check on an ``OrderCheck``'s fields, in its order (the host passes them so, and a
         router can without building the tuple).  Locals, not the tuple's fields: a named tuple's
@@ -130,8 +131,8 @@ class RiskPlugin:
         b = self._buckets.get(bot)
         if b is None:
             b = self._buckets[bot] = [*self._rates, now]
-        dt = (now - b[3]) * 1e-9
-        if dt > 0.0:
+        if now > b[3]:
+            dt = (now - b[3]) * 1e-9
             b[3] = now
         else:  # a stamp older than the last one (callers' clocks differ): no refill, and no drain
             dt = 0.0
@@ -160,32 +161,35 @@ class RiskPlugin:
             return self._reject("max_order_qty", f"qty {qty} > {self._max_qty}")
         if price * qty > self._max_notional:
             return self._reject("max_order_notional", f"notional {price * qty:.2f} > {self._max_notional}")
-        pos = position
         if self._pos_gate:  # REDUCING, or a position limit applies
-            if not (side != 0 and pos * side < 0 and qty <= abs(pos)):  # does not reduce the position
-                if self._reducing_now:
+            if self._reducing_now:
+                if not (side != 0 and position * side < 0 and qty <= abs(position)):
                     return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
-                                        f"side {side:+d} qty {qty} does not reduce position {pos}")
+                                        f"side {side:+d} qty {qty} does not reduce position {position}")
+            else:
                 limit = self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
-                if abs(pos + side * qty) > limit:
-                    return self._reject("max_position", f"position {pos} + {side * qty} exceeds {limit}")
-        bid = best_bid
-        ask = best_ask
+                after = position + side * qty
+                # beyond the limit, unless the order reduces the position (then it is allowed)
+                if (after > limit or after < -limit) and not (side != 0 and position * side < 0
+                                                                and qty <= abs(position)):
+                    return self._reject("max_position", f"position {position} + {side * qty} exceeds {limit}")
         if side > 0:
-            if ask != ask:  # NaN: the book is not live
+            if best_ask != best_ask:  # NaN: the book is not live
                 if self._require_touch:
                     return self._reject("no_touch", f"{symbol}: no live book to check the price against")
-            elif price > ask * self._dev_up:
-                return self._reject("price_far_from_touch", f"buy at {price} > best ask {ask} * {self._dev_up}")
+            elif price > best_ask * self._dev_up:
+                return self._reject("price_far_from_touch",
+                                    f"buy at {price} > best ask {best_ask} * {self._dev_up}")
         elif side < 0:
-            if bid != bid:
+            if best_bid != best_bid:
                 if self._require_touch:
                     return self._reject("no_touch", f"{symbol}: no live book to check the price against")
-            elif price < bid * self._dev_down:
-                return self._reject("price_far_from_touch", f"sell at {price} < best bid {bid} * {self._dev_down}")
-        if pos != 0.0 and bid == bid and ask == ask:
+            elif price < best_bid * self._dev_down:
+                return self._reject("price_far_from_touch",
+                                    f"sell at {price} < best bid {best_bid} * {self._dev_down}")
+        if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
             # mark the position to the touch (inline: a method call costs as much as the rest)
-            mid = (bid + ask) * 0.5
+            mid = (best_bid + best_ask) * 0.5
             syms = self._held.get(venue)
             held = syms.get(symbol) if syms is not None else None
             if held is None:
@@ -196,7 +200,7 @@ class RiskPlugin:
                 if old is not None and old != mid and held[0]:
                     self._pnl += held[0] * (mid - old)
             if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
-                return self._after_loss(side != 0 and pos * side < 0 and qty <= abs(pos))
+                return self._after_loss(side != 0 and position * side < 0 and qty <= abs(position))
         return None
 
     def _entry(self, venue: str, symbol: str) -> list:
