@@ -10,6 +10,7 @@ Example (a systemd deployment where bots run as other users in group ``hftd``)::
     heartbeat_timeout_s = 5.0      # silence this long = dead bot
     dead_bot_policy = "cancel"     # or "leave": its orders stay (still mapped for fills)
     state_dir = "/var/lib/hftd"    # order id journal (default: $STATE_DIRECTORY, else ~/.local/state/hftd)
+    intake = "thread"              # or "spin": lower latency for a whole core (see daemon.router)
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any, Mapping
 from daemon import ConfigError
 from shm.control import default_socket_path
 
-__all__ = ["ControlConfig", "DEAD_BOT_POLICIES", "INTAKE_WAITS"]
+__all__ = ["ControlConfig", "DEAD_BOT_POLICIES", "INTAKE_WAITS", "INTAKES"]
 
 DEAD_BOT_POLICIES = ("cancel", "leave")
 INTAKE_WAITS = ("backoff", "park", "yield", "spin")
+INTAKES = ("thread", "spin")  # how daemon.router takes bots' requests: [control] intake
 
 
 def default_state_dir() -> str:
@@ -56,6 +58,10 @@ class ControlConfig:
     #: how the intake thread waits on a bot's request channel (see daemon.router): the default
     #: spins 5 us, yields 200 us, then parks on the channel's futex
     intake_wait: str = "backoff"
+    #: "thread" (a parking thread per bot rings the loop; nothing burnt while bots are idle) or
+    #: "spin" (the loop never blocks while a bot is registered: it busy-polls the channels and its
+    #: sockets, ~150 us less channel-to-wire here, and costs a whole core; see daemon.router)
+    intake: str = "thread"
     #: client order ids start with this (a letter, then up to 7 of [A-Za-z0-9_-])
     client_id_prefix: str = "h"
     #: at shutdown, wait this long for the venues to confirm the cancels
@@ -104,6 +110,8 @@ class ControlConfig:
                               f"got {cfg.dead_bot_policy!r}")
         if cfg.intake_wait not in INTAKE_WAITS:
             raise ConfigError(f"{where}: key 'intake_wait' must be one of {INTAKE_WAITS}, got {cfg.intake_wait!r}")
+        if cfg.intake not in INTAKES:
+            raise ConfigError(f"{where}: key 'intake' must be one of {INTAKES}, got {cfg.intake!r}")
         cap = cfg.channel_capacity
         if cap < 64 or cap & (cap - 1):
             raise ConfigError(f"{where}: key 'channel_capacity' must be a power of two >= 64, got {cap}")

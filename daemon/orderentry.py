@@ -94,7 +94,7 @@ class OrderEntry:
         ctl = self.cfg.control
         self.orderids = OrderIds(ctl.state_dir, prefix=ctl.client_id_prefix)
         self.router = Router({}, self.orderids, check=self.check, mode=ctl.mode, gid=ctl.group_id(),
-                             channel_capacity=ctl.channel_capacity, intake_wait=ctl.intake_wait,
+                             channel_capacity=ctl.channel_capacity, intake_wait=ctl.intake_wait, intake=ctl.intake,
                              dead_bot_policy=ctl.dead_bot_policy, notify=self.notify,
                              touch=self.touch)
         if self.injected is not None:

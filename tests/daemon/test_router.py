@@ -400,3 +400,40 @@ def test_order_id_journal_format_and_damage(tmp_path):
     assert again.new("grid", 0, 7, VENUE, "BTCUSDT").client_id not in {r.client_id for r in refs}
     again.close()
     assert (tmp_path / "orderids.journal").read_text().startswith("G 2\n")  # compacted at start
+
+
+def test_spin_intake_serves_a_flood_past_its_drain_budget_without_intake_threads(tmp_path, shm_namespace):
+    """[control] intake = "spin": the loop itself polls the channels; a bot writing more than one
+    drain's budget (256) at once gets every request served, the other bot is served meanwhile, and
+    the bots' own orders only are cancelled by a cancel-all."""
+    import threading
+
+    d = Daemonish(tmp_path, auto=True, intake="spin")
+    a, b = Bot(d.socket_path, "sa"), Bot(d.socket_path, "sb")
+    try:
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("hftd-intake-")]
+        n = 300
+        a.req(*[(SUBMIT, 0, i, 100.0, 0.01, 1) for i in range(1, n + 1)])
+        b.req((SUBMIT, 0, 1, 100.0, 0.01, 1))
+        got = a.responses(n, timeout=30.0)
+        assert sorted(r[OID] for r in got) == list(range(1, n + 1))
+        assert all(r[STATUS] == Status.NEW for r in got)
+        assert len(b.responses(1, timeout=30.0)) == 1
+        a.req((CANCEL_ALL, 0xFFFFFFFF, 0, 0.0, 0.0, 0))
+        assert [r[STATUS] for r in a.responses(n, timeout=30.0)] == [Status.CANCELED] * n
+        d.wait_for(lambda: len(d.session.open) == 1, timeout=30.0, what="only bob's order open")
+    finally:
+        a.close()
+        b.close()
+        d.stop()
+
+
+def test_control_config_intake_is_checked(tmp_path):
+    from daemon import ConfigError
+    from daemon.control_config import ControlConfig
+
+    base = {"socket_path": str(tmp_path / "c.sock")}
+    assert ControlConfig.from_mapping(base).intake == "thread"
+    assert ControlConfig.from_mapping({**base, "intake": "spin"}).intake == "spin"
+    with pytest.raises(ConfigError, match="intake"):
+        ControlConfig.from_mapping({**base, "intake": "poll"})
