@@ -359,15 +359,24 @@ def sim_ready(files: list[Path], out: Path) -> list[Path]:
     exchange's own stamps are not always in that order (a trade print can arrive after depth updates
     stamped later), so the rows are reordered for both timelines as the converters do (a row whose
     two orders disagree becomes two rows, one per timeline) and validated.
+
+    The emulator stamps whole ms and a market step's depth update and its trade print share the ms;
+    it applies the depth first (its queues are capped before the print uses them up) and publishes
+    it first, but they come on two streams and arrive in either order.  So within one exchange ms
+    the depth rows go before the prints on the exchange timeline (the bot's, by arrival, is kept):
+    by arrival, the replay once left a buy unfilled on a 0.48 print that the venue, its queue
+    capped to the level's new 0.366 first, filled (the parity test, 161 ms apart).
     """
     from bots.data.convert._common import correct_event_order
     from bots.data.validate import validate_events
-    from shm.dtypes import EXCH_EVENT, LOCAL_EVENT
+    from shm.dtypes import EXCH_EVENT, LOCAL_EVENT, TRADE_EVENT
 
     ready = []
     for f in files:
         arr = np.load(f)
         arr["ev"] &= ~np.uint64(EXCH_EVENT | LOCAL_EVENT)
+        is_trade = (arr["ev"] & np.uint64(0xFF)) == TRADE_EVENT
+        arr = arr[np.lexsort((is_trade, arr["exch_ts"]))]  # stable: rows keep their order otherwise
         arr = validate_events(correct_event_order(arr), str(f))
         path = out / f"{f.parent.name}-{f.stem}.sim.npy"
         np.save(path, arr)
