@@ -5,7 +5,7 @@ building the ``OrderCheck`` and calling ``PluginHost.pretrade_check`` (``Router.
 an order arrives every few milliseconds and the loop, the bots and the emulator run in between, so
 the check starts with cold caches; a tight loop of checks (warm) says little about that figure.
 
-This bench times the same region (the router's own ``_order_check`` and the host's check) one call
+This bench times the same region (the router's own ``_check_order`` and the host's check) one call
 at a time, every ``--interval-ms``, after ``--thrash-mb`` of other Python work has gone through
 the caches.  Each round calls every variant once, in turn (the order rotates), so all of them see
 the same machine in the same minute.  Before each timed call the router's own work on the request
@@ -13,10 +13,10 @@ runs untimed (unpacking the record, the price and quantity checks), as in the da
 microseconds after a pause run several times slower on this machine.  Variants:
 
 * ``old``: ``plugins/risk.py`` and ``plugins/manager.py`` as of ``--old`` (a git revision),
-  loaded from git into modules of their own;
-* ``new``: the work tree's;
-* ``fields``: the work tree's, called as proposed for the router (``pretrade_check_fields``, no
-  ``OrderCheck`` built);
+  loaded from git into modules of their own, called with an ``OrderCheck`` built (as the router
+  called every check until 2026-12-04);
+* ``new``: the work tree's, as the router calls it now (``pretrade_check_fields``: no ``OrderCheck``
+  built unless it refuses);
 * ``noop``: the router's part alone, with a check that allows everything (the floor).
 
 The requests follow ``bench orders``' bots: 4 bots, passive buys on one symbol, each submit
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import subprocess
 import sys
 import time
@@ -114,34 +113,17 @@ def _prelude():
     return run
 
 
-def _through_order_check(check):
-    """The router's call as it is: its own ``_order_check`` (the real function) builds the
-    ``OrderCheck``; ``check`` takes it."""
-    from daemon.router import Router
+def _through_router(check):
+    """The router's own call: ``Router._check_order`` (the real function) with ``check`` set as the
+    router sets it (``daemon.router._fields_of``: a ``PluginHost``'s check gets the fields, any other
+    an ``OrderCheck`` built for it, as the router did for every check before 2026-12-04)."""
+    from daemon.router import Router, _fields_of
 
-    order_check = Router._order_check
-    fake = SimpleNamespace(touch=None)  # bench orders' router has no market-data sessions
+    check_order = Router._check_order
+    fake = SimpleNamespace(touch=None, _check_fields=_fields_of(check))  # bench orders' router: no touch
 
     def call(bot, kind, oid, side, price, qty, now):
-        return check(order_check(fake, bot, 0, kind, oid, side, price, qty, 0, 0, now))
-
-    return call
-
-
-def _through_fields(check_fields):
-    """The call as proposed for the router: the same values as ``Router._order_check`` gathers,
-    passed to ``PluginHost.pretrade_check_fields`` without building an ``OrderCheck``."""
-    touch = None
-
-    def call(bot, kind, oid, side, price, qty, now, asset_no=0, tif=0, otype=0):
-        a = bot.assets[asset_no]
-        if len(bot.assets) == 1:
-            n_open = len(bot.orders)
-        else:
-            n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
-        bid, ask = touch(a.venue, a.symbol) if touch else (math.nan, math.nan)
-        return check_fields(bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
-                            bot.positions[asset_no][0], n_open, bid, ask, now)
+        return check_order(fake, bot, 0, kind, oid, side, price, qty, 0, 0, now)
 
     return call
 
@@ -167,11 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     bots = _bots()
     prelude = _prelude()
-    variants = {"old": _through_order_check(_host(_load_rev(args.old)).pretrade_check),
-                "new": _through_order_check(_host(new_manager).pretrade_check),
-                "fields": _through_fields(_host(new_manager).pretrade_check_fields),
-                "noop": _through_order_check(lambda check: None),
-                "f-noop": _through_fields(lambda *fields: None)}
+    old_check = _host(_load_rev(args.old)).pretrade_check
+    variants = {"old": _through_router(lambda c: old_check(c)),  # an OrderCheck built, as before
+                "new": _through_router(_host(new_manager).pretrade_check),
+                "noop": _through_router(lambda check: None)}
     names = list(variants)
     times: dict[str, list[int]] = {n: [] for n in names}
     rejects: dict[str, int] = {n: 0 for n in names}
