@@ -497,6 +497,7 @@ class Router:
         venue's replies are read in the same spin.  With no bot registered it sleeps 1 ms."""
         sleep = asyncio.sleep
         drain = self._drain
+        cursor, read_cursor = L.W_CURSOR, L.W_READ_CURSOR  # locals: no module lookup per channel per pass
         while True:
             bots = self.bots
             if not bots:
@@ -505,7 +506,7 @@ class Router:
             busy = False
             for bot in list(bots.values()):
                 hw = bot.requests._hw  # the mapped header's words, as ChannelReader.read_one reads them
-                if bot.alive and hw[33] > hw[64]:  # L.W_CURSOR > L.W_READ_CURSOR: records waiting
+                if bot.alive and hw[cursor] > hw[read_cursor]:  # records waiting
                     busy = True
                     drain(bot)
             if busy:
