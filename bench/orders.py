@@ -200,6 +200,11 @@ def _emulator(pipe) -> None:
 class _Stand:
     """Router + control server + one session; bots spawned against it."""
 
+    #: stands made so far: each gets client ids of its own (``OrderIds`` prefix), as a restarted
+    #: daemon does through its journal's generation; two stands on one emulator otherwise both
+    #: start at generation 1, and a query by client id could answer with the earlier stand's order
+    made = 0
+
     def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = ""):
         self.workdir, self.kind, self.intake, self.wait, self.rest_url = workdir, session_kind, intake, intake_wait, rest_url
         self.sub = os.path.join(workdir, uuid.uuid4().hex[:8])
@@ -221,7 +226,8 @@ class _Stand:
         self.cfg = ControlConfig.from_mapping({"socket_path": os.path.join(self.sub, "c.sock"),
                                                "state_dir": os.path.join(self.sub, "state"),
                                                "intake_wait": self.wait, "channel_capacity": 4096})
-        self.orderids = OrderIds(self.cfg.state_dir)
+        _Stand.made += 1
+        self.orderids = OrderIds(self.cfg.state_dir, prefix=f"s{_Stand.made}")
         self.router = Router({}, self.orderids, intake=self.intake, intake_wait=self.wait)
         if self.kind == "memory":
             from daemon.execution.memory import MemorySession
@@ -332,13 +338,20 @@ class _Stand:
               f"accepted {total}", file=sys.stderr)
         span = (max(self.accepts) - t0) / 1e9 if self.accepts else float("nan")
         lat = sorted(self.lat_ns)
+        # the bots' own cancels are answered before the kill switch: flat out, seconds of requests
+        # wait between the daemon and the emulator, and the kill switch's REST cancel-all (its own
+        # connection) overtook them: the emulator then refused each queued cancel with -2011 (some
+        # 2,000-24,000 per 4-bot phase at 8,000 orders per bot), orders it had just cancelled
+        tracker = getattr(self.session, "tracker", None)
+        reqs = getattr(self.session, "_reqs", {})
+        deadline = time.monotonic() + 60
+        while reqs and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await self.router.cancel_everything()
         await asyncio.sleep(0.2)
         # the next phase starts on a quiet pipeline: the venue has answered every request and the
         # cancels have ended every order (leftover traffic from a throughput run put 8 ms on the
         # next paced run's p50)
-        tracker = getattr(self.session, "tracker", None)
-        reqs = getattr(self.session, "_reqs", {})
         deadline = time.monotonic() + 15
         while (reqs or (tracker is not None and tracker.orders)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
