@@ -46,8 +46,10 @@ signature ~17, cold caches at one order per 5 ms), the journal's ``os.write`` ~6
 kind/side/tif/type, NaN or non-positive price or quantity, unknown asset, price off the tick,
 quantity off the lot, below the minimum, duplicate live order id, unknown order, a request already
 in flight on the order, no session for the venue, shutting down; then the pre-trade check
-(``check(OrderCheck) -> RiskReject | None``).  If the check raises, a submit or modify is refused
-(fail closed); a cancel still goes out (it only reduces risk, and an order must never be trapped).
+(``check(OrderCheck) -> RiskReject | None``; a refusal's ``RiskRule`` goes to the bot in the
+record's ``venue_code``, ``OTHER`` when the verdict has none).  If the check raises, a submit or
+modify is refused (fail closed, ``CHECK_FAILED``); a cancel still goes out (it only reduces risk,
+and an order must never be trapped).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ from shm import kernels as K
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
 from shm.names import segment_name
-from shm.orders import RejectReason, RequestKind, ResponseKind, VenueState
+from shm.orders import RejectReason, RequestKind, ResponseKind, RiskRule, VenueState
 from shm.segment import Segment
 from shm.wait import wait_strategy
 
@@ -120,6 +122,8 @@ _EK_REJECTED, _EK_CANCEL_REJECTED, _EK_MODIFY_REJECTED = (int(ExecKind.REJECTED)
                                                           int(ExecKind.MODIFY_REJECTED))
 _RK_ORDER, _RK_FILL, _RK_POSITION = int(ResponseKind.ORDER), int(ResponseKind.FILL), int(ResponseKind.POSITION)
 _LIMIT = int(OrdType.LIMIT)
+# a RISK reject's venue_code: the verdict's RiskRule, OTHER for a refusal that gives none (code 0)
+_RULE_OTHER, _RULE_CHECK_FAILED = int(RiskRule.OTHER), int(RiskRule.CHECK_FAILED)
 
 
 class RouterError(DaemonError):
@@ -550,7 +554,7 @@ class Router:
                 times.append(time.perf_counter_ns() - t0)
             if verdict is not None:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, o.status,
-                                    name=verdict.name)
+                                    name=verdict.name, code=verdict.code or _RULE_OTHER)
             o.pending = _P_CANCEL
             o.seq = seq
             a.session.cancel(o.client_id, a.symbol)
@@ -653,11 +657,13 @@ class Router:
         except Exception as exc:
             log.exception("pre-trade check raised; refusing (fail closed)")
             self._reject(bot, asset_no, oid, seq, RejectReason.RISK,
-                         f"the pre-trade check failed ({type(exc).__name__}); refused", status, name="check_failed")
+                         f"the pre-trade check failed ({type(exc).__name__}); refused", status, name="check_failed",
+                         code=_RULE_CHECK_FAILED)
             return False
         if verdict is None:
             return True
-        self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, status, name=verdict.name)
+        self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, status, name=verdict.name,
+                     code=verdict.code or _RULE_OTHER)
         return False
 
     # -- responses -------------------------------------------------------------------------

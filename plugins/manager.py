@@ -41,7 +41,7 @@ import pluggy
 from daemon.execution.base import ExecEvent, ExecKind, OrderCheck, OrderIntent, RiskReject
 from plugins import PluginLoadError, hookspecs
 from plugins.config import PluginsConfig
-from shm.orders import RejectReason, RequestKind
+from shm.orders import RejectReason, RequestKind, RiskRule
 
 __all__ = ["PluginHost", "ENTRY_POINT_GROUP", "HOOK_NAMES"]
 
@@ -50,8 +50,9 @@ log = logging.getLogger("hftd.plugins")
 ENTRY_POINT_GROUP = "hftd.plugins"
 #: every hook the host calls, from the spec module
 HOOK_NAMES = tuple(n for n in dir(hookspecs) if n.startswith("hftd_"))
-#: refusal name when a pre-trade check raised
+#: refusal name (and its ``RiskRule``) when a pre-trade check raised or answered nonsense
 CHECK_FAILED = "check_failed"
+_CHECK_FAILED_RULE = int(RiskRule.CHECK_FAILED)
 #: the request kinds a raising check refuses (cancels still go out)
 _RISKY_KINDS = frozenset({int(RequestKind.SUBMIT), int(RequestKind.MODIFY)})
 
@@ -224,11 +225,11 @@ class PluginHost:
                       "a cancel still goes out" if cancel else "refusing the order (fail closed)")
         if cancel:  # a cancel only reduces risk: an order must never be trapped by a broken check
             return None
-        return RiskReject(CHECK_FAILED, f"{name}: {exc!r}")
+        return RiskReject(CHECK_FAILED, f"{name}: {exc!r}", _CHECK_FAILED_RULE)
 
     def _refused(self, name: str, check: OrderCheck, reject: Any) -> RiskReject:
         if not isinstance(reject, RiskReject):
-            reject = RiskReject(CHECK_FAILED, f"{name}: returned {reject!r}, not a RiskReject")
+            reject = RiskReject(CHECK_FAILED, f"{name}: returned {reject!r}, not a RiskReject", _CHECK_FAILED_RULE)
         self._later(self._notify_risk_reject, check, reject)
         return reject
 

@@ -13,8 +13,9 @@ Trading states, as NautilusTrader names them:
     by a storm of venue rejects) halts, calls the daemon's cancel-all and stays halted until
     ``reset()``.
 
-Each refusal is a ``RiskReject`` whose ``name`` is one of :data:`REJECT_NAMES`; the router sends
-the bot ``RejectReason.RISK`` with that name.
+Each refusal is a ``RiskReject`` whose ``name`` is one of :data:`REJECT_NAMES` and whose ``code`` is
+the matching ``shm.orders.RiskRule``; the router sends the bot ``RejectReason.RISK`` with the rule in
+the record's ``venue_code`` and the name on the control socket.
 
 The check runs in the router's path from the bot's channel to the wire, so it is a handful of float
 comparisons and one dictionary lookup on locals (``check_fields``: the ``OrderCheck``'s fields as
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from daemon.execution.base import ExecEvent, OrderCheck, RiskReject
 from plugins.config import RiskConfig
 from plugins.hookspecs import hookimpl
-from shm.orders import RejectReason, RequestKind
+from shm.orders import RejectReason, RequestKind, RiskRule
 
 if TYPE_CHECKING:
     from plugins.manager import PluginHost
@@ -48,7 +49,7 @@ log = logging.getLogger("hftd.plugins.risk")
 
 DAY_NS = 86_400 * 1_000_000_000
 
-#: every ``RiskReject.name`` this plugin gives
+#: every ``RiskReject.name`` this plugin gives, in ``RiskRule`` order (name ``REJECT_NAMES[r - 1]`` for rule r)
 REJECT_NAMES = (
     "halted", "reducing_only", "max_order_qty", "max_order_notional", "max_position", "max_open_orders",
     "max_submit_rate", "max_modify_rate", "max_cancel_rate", "price_far_from_touch", "no_touch",
@@ -56,7 +57,17 @@ REJECT_NAMES = (
 
 _SUBMIT = int(RequestKind.SUBMIT)
 _MODIFY = int(RequestKind.MODIFY)
-_RATE_NAMES = ("max_submit_rate", "max_modify_rate", "max_cancel_rate")
+# the rules as plain ints, and each one's name by index: a refusal does no Enum lookup
+_NAME_OF = ("",) + REJECT_NAMES
+_HALTED = int(RiskRule.HALTED)
+_REDUCING_ONLY = int(RiskRule.REDUCING_ONLY)
+_MAX_ORDER_QTY = int(RiskRule.MAX_ORDER_QTY)
+_MAX_ORDER_NOTIONAL = int(RiskRule.MAX_ORDER_NOTIONAL)
+_MAX_POSITION = int(RiskRule.MAX_POSITION)
+_MAX_OPEN_ORDERS = int(RiskRule.MAX_OPEN_ORDERS)
+_PRICE_FAR = int(RiskRule.PRICE_FAR_FROM_TOUCH)
+_NO_TOUCH = int(RiskRule.NO_TOUCH)
+_RATE_RULES = (int(RiskRule.MAX_SUBMIT_RATE), int(RiskRule.MAX_MODIFY_RATE), int(RiskRule.MAX_CANCEL_RATE))
 
 
 class TradingState(IntEnum):
@@ -112,7 +123,7 @@ class RiskPlugin:
         self._day_start_pnl = 0.0
         self._day_end_ns = 0
         self._storm: deque[int] = deque()
-        self._halted = RiskReject("halted", "trading is halted")
+        self._halted = RiskReject("halted", "trading is halted", _HALTED)
 
     # -- the check (hot path) ------------------------------------------------------------------
     @hookimpl
@@ -149,22 +160,22 @@ class RiskPlugin:
             tokens = rate  # burst: one second's worth
         if tokens < 1.0:
             b[i] = tokens
-            return self._reject(_RATE_NAMES[i], f"more than {rate:g} per second")
+            return self._reject(_RATE_RULES[i], f"more than {rate:g} per second")
         b[i] = tokens - 1.0
         if i == 2:
             return None
         if self._halted_now:
             return self._refuse(self._halted)
         if i == 0 and open_orders >= self._max_open:
-            return self._reject("max_open_orders", f"{open_orders} open orders >= {self._max_open}")
+            return self._reject(_MAX_OPEN_ORDERS, f"{open_orders} open orders >= {self._max_open}")
         if qty > self._max_qty:
-            return self._reject("max_order_qty", f"qty {qty} > {self._max_qty}")
+            return self._reject(_MAX_ORDER_QTY, f"qty {qty} > {self._max_qty}")
         if price * qty > self._max_notional:
-            return self._reject("max_order_notional", f"notional {price * qty:.2f} > {self._max_notional}")
+            return self._reject(_MAX_ORDER_NOTIONAL, f"notional {price * qty:.2f} > {self._max_notional}")
         if self._pos_gate:  # REDUCING, or a position limit applies
             if self._reducing_now:
                 if not (side != 0 and position * side < 0 and qty <= abs(position)):
-                    return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
+                    return self._reject(_REDUCING_ONLY, f"state REDUCING ({self.state_reason}): "
                                         f"side {side:+d} qty {qty} does not reduce position {position}")
             else:
                 limit = self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
@@ -172,20 +183,20 @@ class RiskPlugin:
                 # beyond the limit, unless the order reduces the position (then it is allowed)
                 if (after > limit or after < -limit) and not (side != 0 and position * side < 0
                                                                 and qty <= abs(position)):
-                    return self._reject("max_position", f"position {position} + {side * qty} exceeds {limit}")
+                    return self._reject(_MAX_POSITION, f"position {position} + {side * qty} exceeds {limit}")
         if side > 0:
             if best_ask != best_ask:  # NaN: the book is not live
                 if self._require_touch:
-                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
+                    return self._reject(_NO_TOUCH, f"{symbol}: no live book to check the price against")
             elif price > best_ask * self._dev_up:
-                return self._reject("price_far_from_touch",
+                return self._reject(_PRICE_FAR,
                                     f"buy at {price} > best ask {best_ask} * {self._dev_up}")
         elif side < 0:
             if best_bid != best_bid:
                 if self._require_touch:
-                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
+                    return self._reject(_NO_TOUCH, f"{symbol}: no live book to check the price against")
             elif price < best_bid * self._dev_down:
-                return self._reject("price_far_from_touch",
+                return self._reject(_PRICE_FAR,
                                     f"sell at {price} < best bid {best_bid} * {self._dev_down}")
         if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
             # mark the position to the touch (inline: a method call costs as much as the rest)
@@ -213,9 +224,11 @@ class RiskPlugin:
             held = syms[symbol] = [0.0, None]
         return held
 
-    def _reject(self, name: str, text: str) -> RiskReject:
+    def _reject(self, rule: int, text: str) -> RiskReject:
+        """A refusal by ``rule`` (a ``RiskRule`` as a plain int), counted by its name."""
+        name = _NAME_OF[rule]
         self.rejects[name] += 1
-        return RiskReject(name, text)
+        return RiskReject(name, text, rule)
 
     def _refuse(self, reject: RiskReject) -> RiskReject:
         self.rejects[reject.name] += 1
@@ -227,7 +240,7 @@ class RiskPlugin:
         if self.state is TradingState.HALTED:
             return self._refuse(self._halted)
         if self._reducing_now and not reduces:
-            return self._reject("reducing_only", f"state REDUCING ({self.state_reason})")
+            return self._reject(_REDUCING_ONLY, f"state REDUCING ({self.state_reason})")
         return None
 
     # -- PnL -----------------------------------------------------------------------------------
@@ -306,7 +319,7 @@ class RiskPlugin:
         """The kill switch: HALTED until ``reset``, every open order cancelled, plugins told."""
         first = self.state is not TradingState.HALTED
         self._set(TradingState.HALTED, reason)
-        self._halted = RiskReject("halted", f"trading halted by {source}: {reason}")
+        self._halted = RiskReject("halted", f"trading halted by {source}: {reason}", _HALTED)
         self.trips[source] += 1
         log.critical("risk: KILL SWITCH (%s): %s; cancelling every open order", source, reason)
         self._cancel_everything(reason)

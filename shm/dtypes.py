@@ -112,8 +112,9 @@ order_request_dtype = np.dtype(
 )
 
 #: Daemon -> bot response (order update, fill, position/balance snapshot, reject).  Codes: ``shm.orders``.
-#: ``venue_code`` is the venue's own error code of a reject (Binance ``-2019``, Bybit ``110007``), 0 if none;
-#: it took the place of 4 padding bytes, so the layout (and SCHEMA_VERSION) is unchanged.
+#: ``venue_code`` is the refusing party's code of a reject: the venue's error code for reason VENUE (Binance
+#: ``-2019``, Bybit ``110007``), the risk rule (``shm.orders.RiskRule``) for reason RISK, else 0; it took
+#: the place of 4 padding bytes, so the layout (and SCHEMA_VERSION) is unchanged.
 order_response_dtype = np.dtype(
     [
         ("kind", "u4"),          # order update / fill / position / reject

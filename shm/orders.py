@@ -20,8 +20,8 @@ response (daemon -> bot)
                ``exch_ts`` (venue time) and ``local_ts`` (daemon receipt); ``side``
     FILL       one execution: ``price``/``qty`` of the fill, ``leaves_qty`` after it, ``maker``,
                ``status`` after it (PARTIALLY_FILLED or FILLED)
-    REJECT     a request refused: ``reason`` (a ``RejectReason``), ``venue_code`` (the venue's code, or
-               0), ``status`` the order's state after the refusal (REJECTED for a refused submit, the
+    REJECT     a request refused: ``reason`` (a ``RejectReason``), ``venue_code`` the refusing party's
+               code (the venue's error code for VENUE, the ``RiskRule`` for RISK, else 0), ``status`` the order's state after the refusal (REJECTED for a refused submit, the
                unchanged state for a refused cancel/modify); the venue's text goes to the bot's control
                socket as a ``reject`` message with the same ``order_id`` and ``seq`` in ``leaves_qty``
     POSITION   ``qty`` = signed position of asset ``asset_no``, ``price`` = entry price
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["RequestKind", "ResponseKind", "RejectReason", "VenueState"]
+__all__ = ["RequestKind", "ResponseKind", "RejectReason", "RiskRule", "VenueState"]
 
 
 class RequestKind(IntEnum):
@@ -71,8 +71,29 @@ class RejectReason(IntEnum):
     SHUTTING_DOWN = 10
     QTY_BELOW_MIN = 11       # below the venue's minimum quantity or notional
     VENUE = 64               # the venue refused it: see ``venue_code`` and the text
-    RISK = 65                # the risk plugin refused it: the reason name comes with the text
+    RISK = 65                # the risk plugin refused it: the ``RiskRule`` in ``venue_code``
     AMBIGUOUS = 66           # the venue did not answer; reconciliation found no such order
+
+
+class RiskRule(IntEnum):
+    """Which pre-trade rule refused a request: a RISK reject's ``venue_code``, so a compiled bot can
+    switch on it (the rule's name, ``plugins.risk.REJECT_NAMES``, reaches only the control socket).
+    Values are only ever appended: a bot built against older values keeps reading the same rules."""
+
+    NONE = 0
+    HALTED = 1                # the kill switch: only cancels pass
+    REDUCING_ONLY = 2         # state REDUCING and the order does not reduce the position
+    MAX_ORDER_QTY = 3
+    MAX_ORDER_NOTIONAL = 4
+    MAX_POSITION = 5
+    MAX_OPEN_ORDERS = 6
+    MAX_SUBMIT_RATE = 7
+    MAX_MODIFY_RATE = 8
+    MAX_CANCEL_RATE = 9
+    PRICE_FAR_FROM_TOUCH = 10
+    NO_TOUCH = 11             # require_touch and the book is not live
+    CHECK_FAILED = 12         # the check raised or answered nonsense: refused (fail closed)
+    OTHER = 255               # another plugin's check refused it: its name comes with the text
 
 
 class VenueState(IntEnum):

@@ -210,7 +210,10 @@ class OrderCheck(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class RiskReject:
     """A refusal: ``name`` is a short stable identifier (``max_order_qty``, ``halted``, ...) that
-    reaches the bot with the reject; ``text`` says what was exceeded."""
+    reaches the bot with the reject; ``text`` says what was exceeded; ``code`` is the
+    ``shm.orders.RiskRule`` the bot reads in the reject record's ``venue_code`` (0, the default of
+    another plugin's refusal, goes out as ``RiskRule.OTHER``)."""
 
     name: str
     text: str = ""
+    code: int = 0

@@ -19,7 +19,7 @@ from plugins import PluginConfigError, PluginLoadError
 from plugins.config import PluginsConfig
 from plugins.hookspecs import hookimpl
 from plugins.manager import HOOK_NAMES, PluginHost
-from shm.orders import RejectReason
+from shm.orders import RejectReason, RiskRule
 
 HERE = Path(__file__).parent
 
@@ -265,6 +265,7 @@ def test_a_raising_pretrade_check_refuses_the_order(caplog):
     with caplog.at_level(logging.ERROR, logger="hftd.plugins"):
         reject = host.pretrade_check(make_check())
     assert reject is not None and reject.name == "check_failed" and "boom" in reject.text
+    assert reject.code == RiskRule.CHECK_FAILED  # the rule the bot reads in the record's venue_code
     assert "fail closed" in caplog.text
 
 
@@ -274,7 +275,8 @@ def test_a_check_returning_something_else_refuses_the_order():
         def hftd_pretrade_check(self, check):
             return "no"
 
-    assert host_with(Odd()).pretrade_check(make_check()).name == "check_failed"
+    reject = host_with(Odd()).pretrade_check(make_check())
+    assert (reject.name, reject.code) == ("check_failed", RiskRule.CHECK_FAILED)
 
 
 def test_a_hookimpl_without_a_spec_is_an_error_naming_it():

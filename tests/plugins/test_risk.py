@@ -12,9 +12,9 @@ from plugin_helpers import Recording, make_check, make_event
 from daemon.execution.base import ExecKind, RiskReject
 from plugins.config import PluginsConfig
 from plugins.hookspecs import hookimpl
-from plugins.manager import PluginHost
+from plugins.manager import CHECK_FAILED, PluginHost
 from plugins.risk import REJECT_NAMES, TradingState
-from shm.orders import RejectReason, RequestKind
+from shm.orders import RejectReason, RequestKind, RiskRule
 
 T0 = 1_700_000_000_000_000_000
 SUBMIT, MODIFY = int(RequestKind.SUBMIT), int(RequestKind.MODIFY)
@@ -30,7 +30,20 @@ def name(h: PluginHost, via: str = "check", **check) -> str | None:
     through ``pretrade_check_fields`` (its fields, as a router may pass them)."""
     c = make_check(**check)
     r = h.pretrade_check(c) if via == "check" else h.pretrade_check_fields(*c)
-    return None if r is None else r.name
+    if r is None:
+        return None
+    if r.name in REJECT_NAMES or r.name == CHECK_FAILED:  # ours carry the rule the bot reads in venue_code
+        assert RiskRule(r.code).name.lower() == r.name, r
+    else:  # another plugin's: no rule (the router sends OTHER)
+        assert r.code == 0, r
+    return r.name
+
+
+def test_the_reject_names_are_the_risk_rules_in_order():
+    rules = [m for m in RiskRule if m not in (RiskRule.NONE, RiskRule.CHECK_FAILED, RiskRule.OTHER)]
+    assert [int(m) for m in rules] == list(range(1, len(REJECT_NAMES) + 1))
+    assert REJECT_NAMES == tuple(m.name.lower() for m in rules)
+    assert RiskRule.CHECK_FAILED.name.lower() == CHECK_FAILED
 
 
 @pytest.mark.parametrize("limits, check, expected", [
@@ -109,6 +122,7 @@ def test_the_fields_entry_notifies_a_refusal_and_fails_closed_like_the_check(cap
     with caplog.at_level("ERROR", logger="hftd.plugins"):
         reject = alone.pretrade_check_fields(*make_check())
         assert reject is not None and reject.name == "check_failed" and "boom" in reject.text
+        assert reject.code == RiskRule.CHECK_FAILED
         assert alone.pretrade_check_fields(*make_check(kind=CANCEL)) is None  # a cancel still goes out
         assert alone.pretrade_check(make_check()).name == "check_failed"
     assert alone.errors["risk"] == 3 and "fail closed" in caplog.text

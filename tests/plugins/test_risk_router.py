@@ -1,5 +1,6 @@
 """The risk plugin in the real router, with real bot processes writing real order channels: a breach
-reaches the bot as RejectReason.RISK with the rule's name, and the kill switch leaves no open order
+reaches the bot as RejectReason.RISK with the rule's name (control socket) and its RiskRule (the
+record's venue_code), and the kill switch leaves no open order
 at the venue session and halts every bot until reset."""
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from router_helpers import Bot, Daemonish  # noqa: E402
 from plugins.config import PluginsConfig  # noqa: E402
 from plugins.manager import PluginHost  # noqa: E402
 from plugins.risk import TradingState  # noqa: E402
-from shm.orders import RejectReason, RequestKind, ResponseKind  # noqa: E402
+from daemon.execution.base import RiskReject  # noqa: E402
+from plugins.hookspecs import hookimpl  # noqa: E402
+from shm.orders import RejectReason, RequestKind, ResponseKind, RiskRule  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
-SUBMIT, CANCEL = int(RequestKind.SUBMIT), int(RequestKind.CANCEL)
-K, OID, REASON = 0, 2, 7
+SUBMIT, CANCEL, MODIFY = int(RequestKind.SUBMIT), int(RequestKind.CANCEL), int(RequestKind.MODIFY)
+K, OID, REASON, CODE = 0, 2, 7, 10
 
 
 def test_risk_rejects_reach_the_bot_and_the_kill_switch_cancels_everything(tmp_path, shm_namespace):
@@ -91,6 +94,79 @@ def test_a_plugin_raising_in_every_notification_hook_leaves_trading_unaffected(t
         assert [r[K] for r in a.responses(1)] == [ResponseKind.ORDER]
         assert len(d.session.open) == 2
         assert host.errors["raising"] >= 5  # bot registered, 3 submitted, acks, the cancel
+    finally:
+        a.close()
+        d.stop()
+
+
+class _Mine:
+    """A third-party check refusing everything with a name of its own and no rule."""
+
+    @hookimpl
+    def hftd_pretrade_check(self, check):
+        return RiskReject("mine", "refused by a desk's own plugin")
+
+
+class _Broken:
+    @hookimpl
+    def hftd_pretrade_check(self, check):
+        raise RuntimeError("boom")
+
+
+def _halted(host):
+    host.risk.set_state(TradingState.HALTED, "test")
+
+
+def _reducing(host):
+    host.risk.set_state(TradingState.REDUCING, "test")
+
+
+# (rule, [plugins.risk] limits, extra plugin, state change, request); order 1 is live (a buy of 0.01)
+_EACH_RULE = [
+    (RiskRule.MAX_ORDER_QTY, {"max_order_qty": 0.05}, None, None, (SUBMIT, 0, 0, 100.0, 0.1, 1)),
+    (RiskRule.MAX_ORDER_NOTIONAL, {"max_order_notional": 0.5}, None, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.MAX_POSITION, {"max_position": 0.01}, None, None, (SUBMIT, 0, 0, 100.0, 0.02, 1)),
+    (RiskRule.MAX_OPEN_ORDERS, {"max_open_orders": 1}, None, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.MAX_SUBMIT_RATE, {"max_submits_per_s": 0.5}, None, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.MAX_MODIFY_RATE, {"max_modifies_per_s": 0.5}, None, None, (MODIFY, 0, 1, 100.0, 0.02, 0)),
+    (RiskRule.MAX_CANCEL_RATE, {"max_cancels_per_s": 0.5}, None, None, (CANCEL, 0, 1, 0.0, 0.0, 0)),
+    (RiskRule.PRICE_FAR_FROM_TOUCH, {"max_price_deviation": 0.01}, None, None, (SUBMIT, 0, 0, 110.0, 0.01, 1)),
+    (RiskRule.NO_TOUCH, {"require_touch": True}, None, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.REDUCING_ONLY, {}, None, _reducing, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.HALTED, {}, None, _halted, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.CHECK_FAILED, {}, _Broken, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+    (RiskRule.OTHER, {}, _Mine, None, (SUBMIT, 0, 0, 100.0, 0.01, 1)),
+]
+
+
+def test_each_rule_reaches_the_bot_in_the_reject_records_venue_code(tmp_path, shm_namespace):
+    d = Daemonish(tmp_path, auto=True)
+    a = Bot(d.socket_path, "b0")
+    try:
+        a.req((SUBMIT, 0, 1, 100.0, 0.01, 1))
+        assert [r[K] for r in a.responses(1)] == [ResponseKind.ORDER]
+        assert {rule for rule, *_ in _EACH_RULE} == set(RiskRule) - {RiskRule.NONE}  # every rule once
+        for n, (rule, limits, extra, change, req) in enumerate(_EACH_RULE):
+            plugins = [("extra", extra())] if extra else []
+            host = PluginHost(PluginsConfig.from_mapping({"risk": limits}), extra_plugins=plugins)
+            if change is not None:
+                change(host)
+            touch = (lambda venue, symbol: (99.9, 100.1)) if rule == RiskRule.PRICE_FAR_FROM_TOUCH else None
+
+            def use(host=host, touch=touch):
+                d.router.touch = touch
+                d.router.check = host.pretrade_check
+            d.call(use)
+            oid = req[OID] or 100 + n
+            a.req((*req[:OID], oid, *req[OID + 1:]))
+            [r] = a.responses(1)
+            assert (r[K], r[REASON], r[OID], r[CODE]) == (ResponseKind.REJECT, RejectReason.RISK, oid, rule), rule
+        # the same rule beside its name on the control socket: ours named after it, another plugin's its own
+        deadline = time.monotonic() + 10  # the pushes come on the control socket, on their own time
+        while len(pushed := a.ask("rejects")[1]) < len(_EACH_RULE) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [(t[3], t[4]) for t in pushed] == [(rule.name.lower(), rule) for rule, *_ in _EACH_RULE[:-1]] + [
+            ("mine", RiskRule.OTHER)]
     finally:
         a.close()
         d.stop()
