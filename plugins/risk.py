@@ -57,17 +57,12 @@ REJECT_NAMES = (
 
 _SUBMIT = int(RequestKind.SUBMIT)
 _MODIFY = int(RequestKind.MODIFY)
-# the rules as plain ints, and each one's name by index: a refusal does no Enum lookup
-_NAME_OF = ("",) + REJECT_NAMES
-_HALTED = int(RiskRule.HALTED)
-_REDUCING_ONLY = int(RiskRule.REDUCING_ONLY)
-_MAX_ORDER_QTY = int(RiskRule.MAX_ORDER_QTY)
-_MAX_ORDER_NOTIONAL = int(RiskRule.MAX_ORDER_NOTIONAL)
-_MAX_POSITION = int(RiskRule.MAX_POSITION)
-_MAX_OPEN_ORDERS = int(RiskRule.MAX_OPEN_ORDERS)
-_PRICE_FAR = int(RiskRule.PRICE_FAR_FROM_TOUCH)
-_NO_TOUCH = int(RiskRule.NO_TOUCH)
-_RATE_RULES = (int(RiskRule.MAX_SUBMIT_RATE), int(RiskRule.MAX_MODIFY_RATE), int(RiskRule.MAX_CANCEL_RATE))
+_RATE_NAMES = ("max_submit_rate", "max_modify_rate", "max_cancel_rate")
+# each name's RiskRule as a plain int, looked up by the refusal (no Enum call); the check names its
+# refusals by string constants, as compact in its bytecode as before the rules had numbers (with
+# cold caches the pass path reads the bytecode between its comparisons)
+_RULE_OF = {name: int(RiskRule[name.upper()]) for name in REJECT_NAMES}
+_HALTED = _RULE_OF["halted"]
 
 
 class TradingState(IntEnum):
@@ -160,22 +155,22 @@ class RiskPlugin:
             tokens = rate  # burst: one second's worth
         if tokens < 1.0:
             b[i] = tokens
-            return self._reject(_RATE_RULES[i], f"more than {rate:g} per second")
+            return self._reject(_RATE_NAMES[i], f"more than {rate:g} per second")
         b[i] = tokens - 1.0
         if i == 2:
             return None
         if self._halted_now:
             return self._refuse(self._halted)
         if i == 0 and open_orders >= self._max_open:
-            return self._reject(_MAX_OPEN_ORDERS, f"{open_orders} open orders >= {self._max_open}")
+            return self._reject("max_open_orders", f"{open_orders} open orders >= {self._max_open}")
         if qty > self._max_qty:
-            return self._reject(_MAX_ORDER_QTY, f"qty {qty} > {self._max_qty}")
+            return self._reject("max_order_qty", f"qty {qty} > {self._max_qty}")
         if price * qty > self._max_notional:
-            return self._reject(_MAX_ORDER_NOTIONAL, f"notional {price * qty:.2f} > {self._max_notional}")
+            return self._reject("max_order_notional", f"notional {price * qty:.2f} > {self._max_notional}")
         if self._pos_gate:  # REDUCING, or a position limit applies
             if self._reducing_now:
                 if not (side != 0 and position * side < 0 and qty <= abs(position)):
-                    return self._reject(_REDUCING_ONLY, f"state REDUCING ({self.state_reason}): "
+                    return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
                                         f"side {side:+d} qty {qty} does not reduce position {position}")
             else:
                 limit = self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
@@ -183,20 +178,20 @@ class RiskPlugin:
                 # beyond the limit, unless the order reduces the position (then it is allowed)
                 if (after > limit or after < -limit) and not (side != 0 and position * side < 0
                                                                 and qty <= abs(position)):
-                    return self._reject(_MAX_POSITION, f"position {position} + {side * qty} exceeds {limit}")
+                    return self._reject("max_position", f"position {position} + {side * qty} exceeds {limit}")
         if side > 0:
             if best_ask != best_ask:  # NaN: the book is not live
                 if self._require_touch:
-                    return self._reject(_NO_TOUCH, f"{symbol}: no live book to check the price against")
+                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
             elif price > best_ask * self._dev_up:
-                return self._reject(_PRICE_FAR,
+                return self._reject("price_far_from_touch",
                                     f"buy at {price} > best ask {best_ask} * {self._dev_up}")
         elif side < 0:
             if best_bid != best_bid:
                 if self._require_touch:
-                    return self._reject(_NO_TOUCH, f"{symbol}: no live book to check the price against")
+                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
             elif price < best_bid * self._dev_down:
-                return self._reject(_PRICE_FAR,
+                return self._reject("price_far_from_touch",
                                     f"sell at {price} < best bid {best_bid} * {self._dev_down}")
         if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
             # mark the position to the touch (inline: a method call costs as much as the rest)
@@ -224,11 +219,10 @@ class RiskPlugin:
             held = syms[symbol] = [0.0, None]
         return held
 
-    def _reject(self, rule: int, text: str) -> RiskReject:
-        """A refusal by ``rule`` (a ``RiskRule`` as a plain int), counted by its name."""
-        name = _NAME_OF[rule]
+    def _reject(self, name: str, text: str) -> RiskReject:
+        """A refusal by the rule ``name`` (one of ``REJECT_NAMES``), counted, with its ``RiskRule``."""
         self.rejects[name] += 1
-        return RiskReject(name, text, rule)
+        return RiskReject(name, text, _RULE_OF[name])
 
     def _refuse(self, reject: RiskReject) -> RiskReject:
         self.rejects[reject.name] += 1
@@ -240,7 +234,7 @@ class RiskPlugin:
         if self.state is TradingState.HALTED:
             return self._refuse(self._halted)
         if self._reducing_now and not reduces:
-            return self._reject(_REDUCING_ONLY, f"state REDUCING ({self.state_reason})")
+            return self._reject("reducing_only", f"state REDUCING ({self.state_reason})")
         return None
 
     # -- PnL -----------------------------------------------------------------------------------
