@@ -27,7 +27,17 @@ from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_S
                         KIND_MASK, LOCAL_EVENT, TRADE_EVENT)
 
 REPO = Path(__file__).resolve().parents[2]
-RING = "hftd.md.test.raw"
+
+
+@pytest.fixture
+def ring(shm_namespace) -> str:
+    """The ring the recorder child drains beside the raw frames, in the test's own namespace (a
+    fixed name collides when make test's two workers run two of these tests at once)."""
+    from shm import segment_name
+
+    return segment_name("md", "test", "raw")
+
+
 DAY_NS = 86_400 * 10**9
 VENUE = "binance-usdm"
 
@@ -48,9 +58,9 @@ def send_read(tap: RawTap, frames: list[bytes], local_ts: int) -> None:
     tap.on_read(bytes(data), meta, len(frames), local_ts)
 
 
-def start_recorder(directory: Path, fd: int, flush_s: float = 0.05) -> subprocess.Popen:
+def start_recorder(directory: Path, fd: int, ring: str, flush_s: float = 0.05) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "plugins.recorder", "--dir", str(directory), "--ring", RING,
+    proc = subprocess.Popen([sys.executable, "-m", "plugins.recorder", "--dir", str(directory), "--ring", ring,
                              "--raw", f"{VENUE}={fd}", "--raw-flush-interval-s", str(flush_s)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             pass_fds=[fd])
@@ -72,14 +82,14 @@ def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
     raise AssertionError(f"{path}: fewer than {n} lines after {timeout_s} s")
 
 
-def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace, tmp_path):
+def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9  # 01:00 UTC today: one file
-    writer = RingWriter.create(RING, capacity=1 << 12)
+    writer = RingWriter.create(ring, capacity=1 << 12)
     daemon_end, recorder_end = socket_pair(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     path = tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", t0 // DAY_NS)
     sent = [(t0 + i - i % 10, frame("BTCUSDT", i)) for i in range(3000)]  # 10 frames a read, one stamp
-    proc = start_recorder(tmp_path, recorder_end.fileno())
+    proc = start_recorder(tmp_path, recorder_end.fileno(), ring)
     try:
         for i in range(0, 1500, 10):
             send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
@@ -98,7 +108,7 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace,
         # what the socket still held waits there (the plugin keeps its end open): a new recorder reads on
         for i in range(2000, 3000, 10):
             send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
-        proc = start_recorder(tmp_path, recorder_end.fileno())
+        proc = start_recorder(tmp_path, recorder_end.fileno(), ring)
         wait_lines(path, len(left) + 1000)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, proc.stderr.read()
@@ -119,14 +129,14 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(shm_namespace,
     assert tap.dropped_reads == 0
 
 
-def test_every_thread_of_the_recorder_child_drains_in_the_idle_scheduling_class(shm_namespace, tmp_path):
+def test_every_thread_of_the_recorder_child_drains_in_the_idle_scheduling_class(ring, tmp_path):
     """Once ready, the ring drainer, the raw receiver and the raw writer are SCHED_IDLE (they must
     not take a cpu the daemon wants), and still record: a read sent after that is on disk."""
-    writer = RingWriter.create(RING, capacity=1 << 12)
+    writer = RingWriter.create(ring, capacity=1 << 12)
     daemon_end, recorder_end = socket_pair(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     now = time.time_ns()
-    proc = start_recorder(tmp_path, recorder_end.fileno())
+    proc = start_recorder(tmp_path, recorder_end.fileno(), ring)
     try:
         def policies() -> list[int]:
             """The scheduling policy of each of the child's threads."""
