@@ -57,8 +57,10 @@ def set_class(policy: int, what: str, *, every_thread: bool = False, quiet: bool
 class DrainScheduler:
     """The class of the drainer's threads, from the fill it finds at each wake (``update``)."""
 
-    def __init__(self, *, every_thread: bool = True) -> None:
+    def __init__(self, *, every_thread: bool = True, what: str = "a ring") -> None:
         self.every_thread = every_thread
+        #: what ``fill`` is the fill of, in the log
+        self.what = what
         self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=every_thread)
         #: times a wake found a ring at risk and the threads went back to normal priority
         self.escalations = 0
@@ -66,17 +68,20 @@ class DrainScheduler:
 
     def update(self, fill: float) -> None:
         """``fill``: the fullest ring's unread share of its capacity at this wake, before draining."""
+        if not self.every_thread:
+            # one thread of a process whose ring drainer moves every thread: read the class it has now
+            self.idle = os.sched_getscheduler(0) == os.SCHED_IDLE
         if self.idle and fill >= ESCALATE_FILL and self._can_escalate:
             if set_class(os.SCHED_OTHER, "", every_thread=self.every_thread, quiet=True):
                 self.idle = False
                 self.escalations += 1
-                log.warning("recorder: a ring %.0f %% full at a wake (the cpus were busy): draining at normal "
-                            "priority until it is below %.0f %% (%d times so far)", 100 * fill,
+                log.warning("recorder: %s %.0f %% full at a wake (the cpus were busy): draining at normal "
+                            "priority until it is below %.0f %% (%d times so far)", self.what, 100 * fill,
                             100 * RELAX_FILL, self.escalations)
             else:
                 self._can_escalate = False
-                log.warning("recorder: a ring %.0f %% full at a wake, and SCHED_IDLE cannot be left without "
-                            "CAP_SYS_NICE or RLIMIT_NICE 20: a lap is possible (then logged, counted, marked)",
-                            100 * fill)
+                log.warning("recorder: %s %.0f %% full at a wake, and SCHED_IDLE cannot be left without "
+                            "CAP_SYS_NICE or RLIMIT_NICE 20: a lap (a ring) or dropped frames (the raw socket) "
+                            "are possible, then logged and counted", self.what, 100 * fill)
         elif not self.idle and fill < RELAX_FILL:
             self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=self.every_thread)

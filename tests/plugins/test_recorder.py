@@ -22,7 +22,15 @@ from shm import RingWriter
 from shm.dtypes import DEPTH_CLEAR_EVENT, DEPTH_SNAPSHOT_EVENT, KIND_MASK, event_dtype
 
 REPO = Path(__file__).resolve().parents[2]
-RING = "hftd.md.test.btcusdt"
+
+
+@pytest.fixture
+def ring(shm_namespace) -> str:
+    """The test ring's segment name in the test's own namespace (a fixed name collided between
+    make test's two workers: a live producer of another test already owned it)."""
+    from shm import segment_name
+
+    return segment_name("md", "test", "btcusdt")
 
 
 def rows(start: int, n: int, t0_ns: int, step_ns: int = 1000) -> np.ndarray:
@@ -62,27 +70,27 @@ def wait_rows(directory: Path, ring: str, n: int, timeout_s: float = 120.0) -> N
     raise AssertionError(f"the recorder did not write {n} rows within {timeout_s} s")
 
 
-def test_kill_9_mid_recording_loses_nothing_that_reached_the_ring(shm_namespace, tmp_path):
+def test_kill_9_mid_recording_loses_nothing_that_reached_the_ring(ring, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9  # 01:00 UTC today: one file
-    writer = RingWriter.create(RING, capacity=1 << 16)
-    proc = start_recorder(tmp_path, RING)
+    writer = RingWriter.create(ring, capacity=1 << 16)
+    proc = start_recorder(tmp_path, ring)
     published = 0
     try:
         while published < 3000:  # a steady stream; the kill lands in the middle of it
             writer.publish(rows(published, 50, t0))
             published += 50
             if published == 1500:
-                wait_rows(tmp_path, RING, 500)
+                wait_rows(tmp_path, ring, 500)
                 proc.send_signal(signal.SIGKILL)
                 assert proc.wait(10) == -signal.SIGKILL
                 killed_at = published
             time.sleep(0.001)
         # the file the dead recorder left: valid, in order, a prefix of what was published
-        [left] = recorded(tmp_path, RING)
+        [left] = recorded(tmp_path, ring)
         assert 0 < len(left) <= killed_at
         assert np.array_equal(left["ival"], np.arange(len(left)))
         # a new recorder resumes where the last committed row was; the writer goes away at the end
-        proc = start_recorder(tmp_path, RING)
+        proc = start_recorder(tmp_path, ring)
         writer.publish(rows(published, 100, t0))
         published += 100
         writer.close(unlink=False)  # producer gone: the recorder drains and exits by itself
@@ -92,16 +100,16 @@ def test_kill_9_mid_recording_loses_nothing_that_reached_the_ring(shm_namespace,
             proc.kill()
             proc.wait()
         writer.close()
-    [final] = recorded(tmp_path, RING)
+    [final] = recorded(tmp_path, ring)
     assert len(final) == published
     assert np.array_equal(final["ival"], np.arange(published))  # every record once, in order
     assert np.array_equal(final, rows(0, published, t0))
 
 
-def test_sigterm_drains_the_ring_and_closes_the_file(shm_namespace, tmp_path):
+def test_sigterm_drains_the_ring_and_closes_the_file(ring, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
-    writer = RingWriter.create(RING, capacity=1 << 16)
-    proc = start_recorder(tmp_path, RING)
+    writer = RingWriter.create(ring, capacity=1 << 16)
+    proc = start_recorder(tmp_path, ring)
     try:
         for k in range(20):
             writer.publish(rows(k * 100, 100, t0))
@@ -111,7 +119,7 @@ def test_sigterm_drains_the_ring_and_closes_the_file(shm_namespace, tmp_path):
         if proc.poll() is None:
             proc.kill()
         writer.close()
-    [final] = recorded(tmp_path, RING)
+    [final] = recorded(tmp_path, ring)
     assert np.array_equal(final, rows(0, 2000, t0))
 
 
@@ -122,25 +130,25 @@ def book_of(arr: np.ndarray) -> tuple:
     return book.levels_tuple()
 
 
-def test_utc_midnight_starts_a_new_file_with_the_book_as_it_stood(shm_namespace, tmp_path):
+def test_utc_midnight_starts_a_new_file_with_the_book_as_it_stood(ring, tmp_path):
     midnight = (time.time_ns() // DAY_NS) * DAY_NS
     start = midnight - 2_000_000  # 2 ms before midnight, 1 us apart: 2000 rows yesterday
     snap = np.array(clear_rows(start - 100, start - 90, 0)
                     + [(BID_SNAPSHOT, start - 100, start - 90, 98.0, 5.0, 0, 0, 0.0),
                        (ASK_SNAPSHOT, start - 100, start - 90, 102.0, 5.0, 0, 0, 0.0)], event_dtype)
     day_rows = rows(0, 3000, start)
-    writer = RingWriter.create(RING, capacity=1 << 16)
+    writer = RingWriter.create(ring, capacity=1 << 16)
     try:
         writer.publish(snap)
         writer.publish(day_rows)
-        rec = RingRecorder(RING, tmp_path, batch_records=700)
+        rec = RingRecorder(ring, tmp_path, batch_records=700)
         while rec.poll():
             pass
         rec.close()
     finally:
         writer.close()
     day = midnight // DAY_NS
-    files = sorted((tmp_path / RING).glob("*.npy"))
+    files = sorted((tmp_path / ring).glob("*.npy"))
     assert [f.name for f in files] == [day_file_name(day - 1), day_file_name(day)]
     first, second = (np.asarray(open_events_mmap(f)) for f in files)  # both validate and map
     before = day_rows["local_ts"] < midnight
@@ -157,25 +165,25 @@ def test_utc_midnight_starts_a_new_file_with_the_book_as_it_stood(shm_namespace,
     assert book_of(second) == book_of(np.concatenate([first, second[n_snap:]]))
 
 
-def test_a_restart_after_midnight_does_not_copy_yesterday_into_today(shm_namespace, tmp_path):
+def test_a_restart_after_midnight_does_not_copy_yesterday_into_today(ring, tmp_path):
     midnight = (time.time_ns() // DAY_NS) * DAY_NS
     start = midnight - 1_000_000
-    writer = RingWriter.create(RING, capacity=1 << 16)
+    writer = RingWriter.create(ring, capacity=1 << 16)
     try:
         writer.publish(rows(0, 1000, start))
         writer.publish(rows(1000, 500, start))  # past midnight
-        rec = RingRecorder(RING, tmp_path, batch_records=300)
+        rec = RingRecorder(ring, tmp_path, batch_records=300)
         while rec.poll():
             pass
         rec.close()
         writer.publish(rows(1500, 200, start))
-        rec = RingRecorder(RING, tmp_path, batch_records=300)  # resumes from today's file
+        rec = RingRecorder(ring, tmp_path, batch_records=300)  # resumes from today's file
         while rec.poll():
             pass
         rec.close()
     finally:
         writer.close()
-    first, second = recorded(tmp_path, RING)
+    first, second = recorded(tmp_path, ring)
     assert np.array_equal(first["ival"], np.arange(1000))
     own = second[(second["ev"] & KIND_MASK) == 1]
     assert np.array_equal(own["ival"], np.arange(1000, 1700))
@@ -197,29 +205,29 @@ def test_a_file_with_uncommitted_rows_is_cut_back_to_its_last_commit(tmp_path, j
     g.close()
 
 
-def test_a_second_recorder_of_a_ring_waits_for_the_first(shm_namespace, tmp_path):
+def test_a_second_recorder_of_a_ring_waits_for_the_first(ring, tmp_path):
     from plugins.recorder import RecorderBusyError
 
-    writer = RingWriter.create(RING, capacity=1 << 12)
+    writer = RingWriter.create(ring, capacity=1 << 12)
     try:
-        first = RingRecorder(RING, tmp_path)
+        first = RingRecorder(ring, tmp_path)
         t = time.monotonic()
         with pytest.raises(RecorderBusyError, match="another recorder holds it"):
-            RingRecorder(RING, tmp_path, lock_timeout_s=0.3)
+            RingRecorder(ring, tmp_path, lock_timeout_s=0.3)
         assert time.monotonic() - t >= 0.3
         first.close()
-        RingRecorder(RING, tmp_path, lock_timeout_s=0.3).close()  # free again
+        RingRecorder(ring, tmp_path, lock_timeout_s=0.3).close()  # free again
     finally:
         writer.close()
 
 
-def test_a_lap_is_logged_and_marked_in_the_file_with_an_invalidating_clear(shm_namespace, tmp_path, caplog):
+def test_a_lap_is_logged_and_marked_in_the_file_with_an_invalidating_clear(ring, tmp_path, caplog):
     from daemon.records import INVALID_BOOK_IVAL
 
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
-    writer = RingWriter.create(RING, capacity=1 << 10)
+    writer = RingWriter.create(ring, capacity=1 << 10)
     try:
-        rec = RingRecorder(RING, tmp_path, batch_records=4096)
+        rec = RingRecorder(ring, tmp_path, batch_records=4096)
         writer.publish(rows(0, 100, t0))
         assert rec.poll() == 100
         for k in range(100, 3100, 500):  # three laps' worth while the recorder sleeps
@@ -233,7 +241,7 @@ def test_a_lap_is_logged_and_marked_in_the_file_with_an_invalidating_clear(shm_n
         rec.close()
     finally:
         writer.close()
-    [got] = recorded(tmp_path, RING)
+    [got] = recorded(tmp_path, ring)
     assert np.array_equal(got[:100], rows(0, 100, t0))
     mark = got[100:102]  # the hole: a clear of both sides that says the book is invalid
     assert list(mark["ev"] & KIND_MASK) == [DEPTH_CLEAR_EVENT, DEPTH_CLEAR_EVENT]
@@ -241,10 +249,10 @@ def test_a_lap_is_logged_and_marked_in_the_file_with_an_invalidating_clear(shm_n
     assert np.array_equal(got[102:], rows(100 + lost, 3000 - lost, t0))
 
 
-def test_a_gated_ring_never_waits_for_the_recorder(shm_namespace, tmp_path):
-    writer = RingWriter.create(RING, capacity=1 << 10, gated=True, gate_timeout_ns=3_000_000_000)
+def test_a_gated_ring_never_waits_for_the_recorder(ring, tmp_path):
+    writer = RingWriter.create(ring, capacity=1 << 10, gated=True, gate_timeout_ns=3_000_000_000)
     try:
-        rec = RingRecorder(RING, tmp_path)  # attached, but never reading while the writer writes
+        rec = RingRecorder(ring, tmp_path)  # attached, but never reading while the writer writes
         t = time.monotonic()
         for k in range(0, 4096, 256):
             writer.publish(rows(k, 256, 0))
@@ -317,6 +325,33 @@ def test_the_drainer_leaves_the_idle_class_while_a_ring_is_at_risk_and_returns_a
         assert seen[1:] == [idle, other, other, idle, 1]
     else:
         assert seen[1:] == [idle, idle, idle, idle, 0]
+
+
+def test_a_one_thread_drainer_reads_its_class_again_when_another_drainer_moved_it():
+    """The raw receiver's scheduler (``every_thread=False``) shares its process with the ring drainer,
+    whose relax moves every thread back to SCHED_IDLE: at its next wake at risk it must leave the
+    idle class again, not believe it still runs at normal priority (and drop frames idle)."""
+    import threading
+
+    from plugins.recorder_sched import ESCALATE_FILL, DrainScheduler
+
+    if not can_leave_idle_class():
+        pytest.skip("this process may not leave SCHED_IDLE (no CAP_SYS_NICE, RLIMIT_NICE < 20)")
+    seen: list = []
+
+    def body() -> None:
+        sched = DrainScheduler(every_thread=False, what="a test socket")
+        sched.update(ESCALATE_FILL)
+        seen.append(os.sched_getscheduler(0))
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # the ring drainer relaxed every thread
+        sched.update(ESCALATE_FILL)
+        seen.append(os.sched_getscheduler(0))
+        seen.append(sched.escalations)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(60)
+    assert seen == [os.SCHED_OTHER, os.SCHED_OTHER, 2]
 
 
 def can_leave_idle_class() -> bool:
