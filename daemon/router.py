@@ -4,43 +4,8 @@ Per bot the router keeps its live orders by the bot's own order id; every order 
 id (``daemon.orderids``), so an event from a venue is routed to exactly one bot, and a bot can only
 name, cancel or modify orders in its own table: two bots on one symbol never see each other.
 
-**Intake.**  A bot's requests must reach ``session.submit`` within tens of microseconds without a
-core burnt while the bot is idle.  One intake thread per bot waits on that bot's request channel in
-compiled code that never takes the GIL (``daemon.intake_wait.serve``: spin, yield, then park on the
-channel's futex, which the bot's write wakes) and rings the router's doorbell, one eventfd the loop
-reads (``add_reader``), when the loop has re-armed it since its last drain.  One doorbell callback
-drains every bot that rang, then has the sessions write the orders' frames together.  Sessions are
-only ever called from the loop.  (Until 2026-12 the thread handed over with ``call_soon_threadsafe``,
-taking the GIL from the loop per hand-over, and parked on a futex gate the loop woke per drain.)
-The table below was measured with that hand-over (``hftd bench orders``, in-memory session, four bot
-processes; this 2-core machine at load 13 with other work, so latencies are mostly scheduler delay):
-
-=============================  =========  ==============  ==============  ==============
-intake                         idle CPU   1 bot 200/s     4 bots 5,000/s  orders/s (max)
-                                          p50 / p99 us    p50 / p99 us
-=============================  =========  ==============  ==============  ==============
-thread, spin->yield->park      0.4 %      468 / 19,676    1,090 / 5,133   9,120 (1 bot), 5,595 (4)
-thread, park at once           0.4 %      494 / 8,821     647 / 2,681
-loop polls every channel       31 %       374 / 3,280     294 / 103,170
-=============================  =========  ==============  ==============  ==============
-
-Polling from the loop buys ~100 us at the median for a third of a core burnt while idle (a whole
-core on a quiet machine) and its tail is the worst; the threads cost nothing idle.  The default is
-the thread with spin->yield->park (``[control] intake_wait``), which on a quiet machine catches a
-bot's next request while spinning; ``park`` is the choice on a machine this loaded.  The router's
-own cost is ~45-85 us of CPU per order with its acknowledgement on this machine (the Binance session
-beside it cost ~1.4 ms per order in the same run).
-
-**The latency mode** (``[control] intake = "spin"``), for a desk that gives the daemon a core: no
-intake threads; while a bot is registered the loop never blocks: it looks at every channel's
-cursors, drains, flushes, and yields with ``sleep(0)`` (uvloop then polls the sockets with a zero
-timeout).  Every wake on this VM costs ~60-130 us (the intake thread's, then the loop's on the
-eventfd); spinning removes both, but only on a cpu of its own: a bot woken on the spinning loop's
-cpu preempts it until it sleeps again.  Stamps of one paced order (4 bots x 50/s, emulator, load
-~3.5 from other work; p50 us): channel -> ``_handle`` 212 (thread), 118 (spin), 26 (spin, loop
-pinned alone on a cpu); ``_handle`` with ``session.submit`` ~40-50 (its ``order.place`` frame and
-signature ~17, cold caches at one order per 5 ms), the journal's ``os.write`` ~6, the socket write
-~15.  Channel to wire: 345 / 261 / 114-145.
+**Intake** (how a bot's request reaches the loop: a parking thread per bot and one eventfd doorbell,
+or the spin latency mode; measured alternatives and their costs): ``daemon.intake``.
 
 **Validation** before anything reaches a venue (reason codes ``shm.orders.RejectReason``): unknown
 kind/side/tif/type, NaN or non-positive price or quantity, unknown asset, price off the tick,
@@ -60,7 +25,6 @@ import logging
 import math
 import os
 import struct
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -79,10 +43,10 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
-from daemon.intake_wait import ARMED, halt, new_ctl, rearm, serve
+from daemon.intake import IntakeThread
+from daemon.intake_wait import ARMED, rearm
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
-from shm import kernels as K
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
 from shm.names import segment_name
@@ -182,30 +146,7 @@ class BotSession:
     n_requests: int = 0
     n_rejects: int = 0
     n_fills: int = 0
-    intake: "_Intake | None" = None
-
-
-class _Intake(threading.Thread):
-    """Waits (without the GIL, in ``daemon.intake_wait.serve``) for a bot's requests and rings the
-    router's doorbell; never runs Python while it serves."""
-
-    def __init__(self, router: "Router", bot: BotSession, wait: str):
-        super().__init__(name=f"hftd-intake-{bot.name}", daemon=True)
-        self.hdr = bot.requests.hdr
-        self.ws = wait_strategy(wait)
-        self.efd = router._efd
-        #: ``intake_wait.ARMED``/``STOP`` words shared with the compiled wait
-        self.ctl = new_ctl()
-        #: the loop holds the channel (rung, or its drain continues in a later callback)
-        self.held = False
-
-    def run(self) -> None:
-        ws = self.ws
-        serve(self.ctl, self.hdr, self.efd, ws.spin_ns, ws.yield_ns, 100_000_000)
-
-    def stop(self) -> None:
-        halt(self.ctl)
-        K.wake_readers(self.hdr)
+    intake: "IntakeThread | None" = None
 
 
 def _fields_of(check: Callable[[OrderCheck], RiskReject | None] | None) -> Callable[..., RiskReject | None] | None:
@@ -261,7 +202,7 @@ class Router:
         #: the doorbell every intake thread rings (an eventfd the loop reads; see ``attach_loop``)
         self._efd = -1
         #: intake threads that may still be serving (joined before the doorbell closes)
-        self._intakes: list[_Intake] = []
+        self._intakes: list[IntakeThread] = []
         #: the pre-trade check's own durations (ns: building its ``OrderCheck`` and the call), when
         #: ``time_checks`` turned it on; what the check adds to each order on the serial path
         self.check_times_ns: collections.deque | None = None
@@ -321,7 +262,7 @@ class Router:
         self._adopt_journaled(bot)
         self.bots[name] = bot
         if self.intake_kind == "thread":
-            bot.intake = _Intake(self, bot, self.intake_wait)
+            bot.intake = IntakeThread(bot.name, bot.requests.hdr, self._efd, self.intake_wait)
             bot.intake.start()
             self._intakes = [t for t in self._intakes if t.is_alive()] + [bot.intake]
         log.info("bot %s registered (pid %d, uid %d): %s", name, pid, uid,

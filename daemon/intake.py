@@ -1,0 +1,78 @@
+"""How a bot's request reaches the router's loop.
+
+A bot's requests must reach ``session.submit`` within tens of microseconds without a core burnt while
+the bot is idle.  By default one ``IntakeThread`` per bot waits on that bot's request channel in
+compiled code that never takes the GIL (``daemon.intake_wait.serve``: spin, yield, then park on the
+channel's futex, which the bot's write wakes) and rings the router's doorbell, one eventfd the loop
+reads (``add_reader``), when the loop has re-armed it since its last drain.  One doorbell callback
+drains every bot that rang, then has the sessions write the orders' frames together.  Sessions are
+only ever called from the loop.  (Until 2026-12 the thread handed over with ``call_soon_threadsafe``,
+taking the GIL from the loop per hand-over, and parked on a futex gate the loop woke per drain.)
+The table below was measured with that hand-over (``hftd bench orders``, in-memory session, four bot
+processes; this 2-core machine at load 13 with other work, so latencies are mostly scheduler delay):
+
+=============================  =========  ==============  ==============  ==============
+intake                         idle CPU   1 bot 200/s     4 bots 5,000/s  orders/s (max)
+                                          p50 / p99 us    p50 / p99 us
+=============================  =========  ==============  ==============  ==============
+thread, spin->yield->park      0.4 %      468 / 19,676    1,090 / 5,133   9,120 (1 bot), 5,595 (4)
+thread, park at once           0.4 %      494 / 8,821     647 / 2,681
+loop polls every channel       31 %       374 / 3,280     294 / 103,170
+=============================  =========  ==============  ==============  ==============
+
+Polling from the loop buys ~100 us at the median for a third of a core burnt while idle (a whole
+core on a quiet machine) and its tail is the worst; the threads cost nothing idle.  The default is
+the thread with spin->yield->park (``[control] intake_wait``), which on a quiet machine catches a
+bot's next request while spinning; ``park`` is the choice on a machine this loaded.  The router's
+own cost is ~45-85 us of CPU per order with its acknowledgement on this machine (the Binance session
+beside it cost ~1.4 ms per order in the same run).
+
+**The latency mode** (``[control] intake = "spin"``, ``Router._spin``), for a desk that gives the
+daemon a core: no intake threads; while a bot is registered the loop never blocks: it looks at every
+channel's cursors, drains, flushes, and yields with ``sleep(0)`` (uvloop then polls the sockets with a
+zero timeout).  Every wake on this VM costs ~60-130 us (the intake thread's, then the loop's on the
+eventfd); spinning removes both, but only on a cpu of its own: a bot woken on the spinning loop's
+cpu preempts it until it sleeps again.  Stamps of one paced order (4 bots x 50/s, emulator, load
+~3.5 from other work; p50 us): channel -> ``_handle`` 212 (thread), 118 (spin), 26 (spin, loop
+pinned alone on a cpu); ``_handle`` with ``session.submit`` ~40-50 (its ``order.place`` frame and
+signature ~17, cold caches at one order per 5 ms), the journal's ``os.write`` ~6, the socket write
+~15.  Channel to wire: 345 / 261 / 114-145.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from daemon.intake_wait import halt, new_ctl, serve
+from shm import kernels as K
+from shm.wait import wait_strategy
+
+__all__ = ["IntakeThread"]
+
+#: longest the compiled wait runs before it looks at its stop word again
+_SLICE_NS = 100_000_000
+
+
+class IntakeThread(threading.Thread):
+    """Waits (without the GIL, in ``daemon.intake_wait.serve``) for one bot's requests and rings the
+    router's doorbell ``efd``; never runs Python while it serves."""
+
+    def __init__(self, bot_name: str, hdr: np.ndarray, efd: int, wait: str):
+        super().__init__(name=f"hftd-intake-{bot_name}", daemon=True)
+        self.hdr = hdr
+        self.ws = wait_strategy(wait)
+        self.efd = efd
+        #: ``intake_wait.ARMED``/``STOP`` words shared with the compiled wait
+        self.ctl = new_ctl()
+        #: the loop holds the channel (rung, or its drain continues in a later callback)
+        self.held = False
+
+    def run(self) -> None:
+        ws = self.ws
+        serve(self.ctl, self.hdr, self.efd, ws.spin_ns, ws.yield_ns, _SLICE_NS)
+
+    def stop(self) -> None:
+        halt(self.ctl)
+        K.wake_readers(self.hdr)
