@@ -82,6 +82,16 @@ def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
     raise AssertionError(f"{path}: fewer than {n} lines after {timeout_s} s")
 
 
+def end_all(proc: subprocess.Popen, writer, *socks) -> None:
+    """A test's clean-up: the recorder child killed if it still runs, the ring and the sockets closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    writer.close()
+    for sock in socks:
+        sock.close()
+
+
 def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9  # 01:00 UTC today: one file
     writer = RingWriter.create(ring, capacity=1 << 12)
@@ -113,12 +123,7 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        writer.close()
-        daemon_end.close()
-        recorder_end.close()
+        end_all(proc, writer, daemon_end, recorder_end)
     final = lines_of(path)
     # lost: only frames the killed recorder had taken from the socket and not yet flushed, one run
     kept = {f for _, f in final}
@@ -159,12 +164,7 @@ def test_every_thread_of_the_recorder_child_drains_in_the_idle_scheduling_class(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        writer.close()
-        daemon_end.close()
-        recorder_end.close()
+        end_all(proc, writer, daemon_end, recorder_end)
 
 
 def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_path):
