@@ -216,6 +216,28 @@ class PluginHost:
                 return None
         return self._refused("risk", check, reject)
 
+    def direct_check(self) -> tuple[Callable[..., Any], Callable[..., RiskReject | None]] | None:
+        """``(check, settle)`` when the risk plugin alone answers the pre-trade check, else None.
+
+        For a caller on the serial path (the router) that calls the risk plugin's body in its own
+        frame: ``check(*fields)`` takes an ``OrderCheck``'s fields and returns None (allow) or
+        anything else, or raises; the caller hands anything but None, or the exception, to
+        ``settle(outcome, *fields)``, which gives the host's verdict (the refusal notified; an
+        exception logged, refusing all but cancels).  With cold caches each Python frame costs
+        microseconds: the host's wrapper frame was ~5 us of the check's ~17 (bench/risk_micro.py)."""
+        if self.pretrade_check_fields.__func__ is not PluginHost._pretrade_check_fields_one:
+            return None
+        return self._only_fields, self._settle
+
+    def _settle(self, outcome: Any, *fields: Any) -> RiskReject | None:
+        """``direct_check``'s verdict on what the risk plugin's body returned (not None) or raised."""
+        check = OrderCheck(*fields)
+        if isinstance(outcome, Exception):
+            outcome = self._check_raised("risk", check, outcome)
+            if outcome is None:
+                return None
+        return self._refused("risk", check, outcome)
+
     def _check_raised(self, name: str, check: OrderCheck, exc: Exception) -> RiskReject | None:
         """An impl raised: a cancel goes on to the next check, anything else is refused (fail closed)."""
         self.errors[name] += 1

@@ -25,11 +25,26 @@ def host(**risk) -> PluginHost:
     return PluginHost(PluginsConfig.from_mapping({"risk": risk}))
 
 
+def direct(h: PluginHost, *fields) -> RiskReject | None:
+    """The check as the router runs it from ``direct_check``: the body in the caller's frame, the
+    host settling anything but an allow (or an exception)."""
+    check, settle = h.direct_check()
+    try:
+        outcome = check(*fields)
+    except Exception as exc:
+        outcome = exc
+    return None if outcome is None else settle(outcome, *fields)
+
+
 def name(h: PluginHost, via: str = "check", **check) -> str | None:
-    """The refusal's name, through ``pretrade_check`` (an ``OrderCheck``) or, ``via="fields"``,
-    through ``pretrade_check_fields`` (its fields, as a router may pass them)."""
+    """The refusal's name, through ``pretrade_check`` (an ``OrderCheck``), ``via="fields"``
+    through ``pretrade_check_fields`` (its fields, as a router may pass them) or ``via="direct"``
+    through ``direct_check``."""
     c = make_check(**check)
-    r = h.pretrade_check(c) if via == "check" else h.pretrade_check_fields(*c)
+    if via == "direct":
+        r = direct(h, *c)
+    else:
+        r = h.pretrade_check(c) if via == "check" else h.pretrade_check_fields(*c)
     if r is None:
         return None
     if r.name in REJECT_NAMES or r.name == CHECK_FAILED:  # ours carry the rule the bot reads in venue_code
@@ -71,7 +86,7 @@ def test_the_reject_names_are_the_risk_rules_in_order():
     ({"require_touch": True}, {"best_bid": math.nan, "side": -1}, "no_touch"),
     ({}, {"best_ask": math.nan}, None),
 ])
-@pytest.mark.parametrize("via", ["check", "fields"])
+@pytest.mark.parametrize("via", ["check", "fields", "direct"])
 def test_each_limit_is_refused_with_its_name(limits, check, expected, via):
     h = host(**limits)
     assert name(h, via, **check) == expected
@@ -125,7 +140,30 @@ def test_the_fields_entry_notifies_a_refusal_and_fails_closed_like_the_check(cap
         assert reject.code == RiskRule.CHECK_FAILED
         assert alone.pretrade_check_fields(*make_check(kind=CANCEL)) is None  # a cancel still goes out
         assert alone.pretrade_check(make_check()).name == "check_failed"
-    assert alone.errors["risk"] == 3 and "fail closed" in caplog.text
+        assert direct(alone, *make_check()).name == "check_failed"  # the router's direct call, alike
+        assert direct(alone, *make_check(kind=CANCEL)) is None
+    assert alone.errors["risk"] == 5 and "fail closed" in caplog.text
+
+
+def test_the_direct_check_notifies_a_refusal_and_is_offered_only_to_the_risk_plugin_alone():
+    class Rejects(list):
+        @hookimpl
+        def hftd_order_rejected(self, bot, venue, event, reason):
+            self.append((bot, reason, event.qty))
+
+    rejects = Rejects()
+    h = PluginHost(host(max_order_qty=2).config, extra_plugins=[("rejects", rejects)])
+    assert direct(h, *make_check(qty=3.0)).name == "max_order_qty"
+    assert direct(h, *make_check(qty=1.0)) is None
+    assert rejects == [("bot1", "max_order_qty", 3.0)]
+
+    class Second:
+        @hookimpl
+        def hftd_pretrade_check(self, check):
+            return None
+
+    # a second check: no direct path (the router goes through pretrade_check_fields, every check)
+    assert PluginHost(host().config, extra_plugins=[("second", Second())]).direct_check() is None
 
 
 def test_a_second_check_runs_after_the_risk_plugin_through_either_entry():
