@@ -20,6 +20,7 @@ run of a sweep).  Rounds alternate the three, medians are reported; peak RSS is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -74,7 +75,8 @@ def _small_file(data_dir: Path) -> tuple[Path, dict, str]:
             from hftbacktest.data.utils import binancefutures
 
             tmp = data_dir / "binance_sample.tmp.npz"
-            binancefutures.convert(str(sample), output_filename=str(tmp), combined_stream=True)
+            with contextlib.redirect_stdout(sys.stderr):  # its progress prints would break --json
+                binancefutures.convert(str(sample), output_filename=str(tmp), combined_stream=True)
             tmp.rename(path)
         with np.load(path) as z:
             n = len(z["data"])

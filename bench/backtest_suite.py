@@ -28,6 +28,7 @@ import time
 _T_START = time.time()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
@@ -341,7 +342,8 @@ def prepare_data(data_dir: Path, events: int) -> dict:
             if not path.exists():
                 from hftbacktest.data.utils import binancefutures
 
-                rows = binancefutures.convert(str(sample), combined_stream=True)
+                with contextlib.redirect_stdout(sys.stderr):  # its progress prints would break --json
+                    rows = binancefutures.convert(str(sample), combined_stream=True)
                 save_events(path.with_name(path.stem + ".tmp.npz"), rows).rename(path)
             out[key] = (path, REAL_MARKET, f"{sample.name} converted by hftbacktest's binancefutures.convert")
             continue
