@@ -31,7 +31,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
+from bench.core import peak_rss_kb  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -421,7 +421,7 @@ def main() -> None:
     hbt = build(mod, case, [a["path"] for a in assets], markets)
     steps, rec = run_case(args.impl, mod, case.strategy, hbt)
     elapsed = time.perf_counter() - t0
-    out = {"elapsed_s": elapsed, "steps": steps, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    out = {"elapsed_s": elapsed, "steps": steps, "maxrss_kb": peak_rss_kb()}
     for a in range(hbt.num_assets):
         sv = hbt.state_values(a)
         out[f"asset{a}"] = {"position": float(sv.position), "balance": float(sv.balance),

@@ -14,7 +14,7 @@ _T_START = time.time()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
+from bench.core import peak_rss_kb  # noqa: E402
 
 ROI = (1900.0, 2100.0)
 
@@ -109,7 +109,7 @@ def main() -> None:
             steps = noop(hbt, 100_000_000)
         out["elapsed_s"] = time.perf_counter() - t0
         out["steps"] = int(steps)
-    out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["maxrss_kb"] = peak_rss_kb()
     print(json.dumps(out), flush=True)
 
 

@@ -93,3 +93,16 @@ def _fmt(value: object) -> str:
             return f"{value / 1e3:.1f} k"
         return f"{value:.3g}"
     return str(value)
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set (kB): ``VmHWM``, the high-water mark of its own memory map.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the pre-exec image's peak into it, and a
+    worker started by ``subprocess`` is forked from the bench process first, so every worker
+    reported the bench's own peak (634 MB for every input form and strategy in one run)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
