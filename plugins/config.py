@@ -193,7 +193,7 @@ class RecorderConfig:
     directory: str = "recordings"
     #: ring segment names to record; empty = every market ring of the daemon
     rings: tuple[str, ...] = ()
-    #: records read per batch and written per ``write`` call (half a default ring: fewer commits)
+    #: records read per batch and written per ``write`` call (an eighth of a default ring: fewer commits)
     batch_records: int = 32768
     #: idle wait between polls of the rings
     poll_interval_s: float = 0.01
@@ -205,8 +205,10 @@ class RecorderConfig:
     #: recorder can lose at most
     raw_flush_interval_s: float = 1.0
     #: how many bytes of raw frames may wait for the recorder before the daemon drops (and counts)
-    #: a socket read instead of waiting; the kernel caps it at net.core.wmem_max
-    raw_socket_bytes: int = 4 << 20
+    #: a socket read instead of waiting: the size of each venue's shared-memory ring
+    #: (``plugins.raw_ring``, rounded up to a power of two).  It must hold a burst while the
+    #: idle-class recorder waits for a free cpu: bench daemon's blast is ~12 MB in ~90 ms
+    raw_buffer_bytes: int = 64 << 20
     #: gzip level of the raw files (1 fastest .. 9 smallest; 1-3 by ISA-L, 4-9 by zlib).  1: a
     #: market-data burst must not outrun the recorder; on the Binance sample ISA-L's level 1
     #: compresses ~400 MB/s to a 6.2x smaller file, zlib's level 6 ~40 MB/s to 7.3x
@@ -219,7 +221,7 @@ class RecorderConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "[plugins.recorder]", "batch_records", "poll_interval_s", "stop_timeout_s",
-                  "raw_flush_interval_s", "raw_socket_bytes")
+                  "raw_flush_interval_s", "raw_buffer_bytes")
         if not self.directory:
             raise PluginConfigError("[plugins.recorder]: key 'directory' must not be empty")
         if not 0 <= self.raw_compress_nice <= 19:

@@ -1,11 +1,12 @@
 """The raw recorder's one compiled step: a batch of the tap's datagrams -> collector lines by symbol.
 
-``plugins.recorder_raw`` receives every datagram waiting in the socket into one buffer, then
-calls :func:`route_lines` once for the whole batch: each websocket frame becomes the line
-``<local ns> <frame>\\n`` (line breaks inside the JSON become spaces, one line per message), and
-the lines come out grouped by symbol, in arrival order within each.  Python then hands each
-symbol's bytes to its file in one operation, so a frame costs no Python at all (the per-datagram
-Python walk it replaces cost ~5 us a frame, more than the daemon spends on the frame).
+``plugins.recorder_raw`` locates every datagram waiting in the shared-memory ring
+(``plugins.raw_ring``), then calls :func:`route_lines` once for the whole batch, on the mapping
+itself: each websocket frame becomes the line ``<local ns> <frame>\\n`` (line breaks inside the
+JSON become spaces, one line per message), and the lines come out grouped by symbol, in arrival
+order within each.  Python then hands each symbol's bytes to its file in one operation, so a
+frame costs no Python at all (the per-datagram Python walk it replaces cost ~5 us a frame, more
+than the daemon spends on the frame).
 
 The symbol of a frame is found as :func:`plugins.recorder_raw.frame_symbol` finds it (that
 function stays the reference and the test oracle): in the first 200 bytes Binance's

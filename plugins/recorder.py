@@ -23,7 +23,8 @@ snapshot of the book as it stood (the ``HashBook`` the recorder keeps from the d
 day's file replays from a valid book on its own.
 
 The raw venue frames (the collector format, for ``hftd convert``) take another path, described in
-``plugins.recorder_raw``: the daemon copies each socket read into a socket the child drains.
+``plugins.recorder_raw``: the daemon copies each socket read into a shared-memory byte ring the
+child drains (``plugins.raw_ring``).
 """
 
 from __future__ import annotations
@@ -479,7 +480,7 @@ def warm_up() -> None:
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
-        raw_compress_nice: int = 10, raw_socket_bytes: int = 4 << 20, idle_class: bool = True) -> int:
+        raw_compress_nice: int = 10, idle_class: bool = True) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -487,7 +488,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     three system calls and a few numpy calls per handful of records while the daemon was busy: a
     recorder competing for the daemon's core exactly when the daemon had the most to do.
 
-    ``raw`` maps a venue to the file descriptor of its raw-frame socket (``plugins.recorder_raw``):
+    ``raw`` maps a venue to the file descriptor of its raw-frame ring (``plugins.raw_ring``):
     a thread per venue writes those frames; they stop (and write what is queued) with the rings.
     ``idle_class``: every thread drains in SCHED_IDLE once warmed up, at normal priority while a
     ring is at risk of a lap (``plugins.recorder_sched``)."""
@@ -499,7 +500,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
                                  compress_level=raw_compress_level, compress_nice=raw_compress_nice,
-                                 socket_bytes=raw_socket_bytes, idle_class=idle_class)
+                                 idle_class=idle_class)
                      for venue, fd in (raw or {}).items()]
     for raw_rec in raw_recorders:
         raw_rec.start()
@@ -561,8 +562,8 @@ class RecorderPlugin:
         self.ready = asyncio.Event()
         #: venue -> the daemon's copy of raw frames (``plugins.recorder_raw.RawTap``)
         self.taps: dict[str, Any] = {}
-        #: venue -> the child's end of that venue's raw-frame socket, held here so that what is
-        #: queued in it survives a child's death: the restarted child reads on
+        #: venue -> the descriptor of that venue's raw-frame ring, held here so that what waits in
+        #: it survives a child's death: the restarted child maps it and reads on
         self._raw_ends: dict[str, Any] = {}
 
     @hookimpl
@@ -578,17 +579,18 @@ class RecorderPlugin:
         self._task = asyncio.get_running_loop().create_task(self._supervise(rings), name="recorder.child")
 
     def _tap_sessions(self, sessions) -> None:
-        """One raw-frame socket per venue session; its stream groups (and Binance's snapshot fetch)
-        send every socket read into it (``plugins.recorder_raw``)."""
-        from plugins.recorder_raw import RawTap, socket_pair
+        """One raw-frame ring per venue session; its stream groups (and Binance's snapshot fetch)
+        copy every socket read into it (``plugins.recorder_raw``)."""
+        from plugins.raw_ring import raw_channel
+        from plugins.recorder_raw import RawTap
 
         for session in sessions:
             venue = session.venue
             if venue in self.taps:
                 log.error("recorder: two sessions of venue %s; the second's raw frames are not recorded", venue)
                 continue
-            daemon_end, recorder_end = socket_pair(self.config.raw_socket_bytes)
-            tap = self.taps[venue] = RawTap(venue, daemon_end)
+            ring, recorder_end = raw_channel(self.config.raw_buffer_bytes)
+            tap = self.taps[venue] = RawTap(venue, ring)
             self._raw_ends[venue] = recorder_end
             for group in session.groups:
                 group.tap = tap.on_read
@@ -601,7 +603,7 @@ class RecorderPlugin:
                "--batch-records", str(c.batch_records), "--poll-interval-s", str(c.poll_interval_s),
                "--raw-flush-interval-s", str(c.raw_flush_interval_s),
                "--raw-compress-level", str(c.raw_compress_level),
-               "--raw-compress-nice", str(c.raw_compress_nice), "--raw-socket-bytes", str(c.raw_socket_bytes)]
+               "--raw-compress-nice", str(c.raw_compress_nice)]
         for ring in rings:
             cmd += ["--ring", ring]
         for venue, end in self._raw_ends.items():
@@ -647,12 +649,12 @@ class RecorderPlugin:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for tap in self.taps.values():
-            tap.sock.close()  # a frame after this is counted as dropped, never raised
+            tap.ring.close()  # a frame after this is counted as dropped, never raised
         for end in self._raw_ends.values():
             end.close()
         dropped = {v: t.dropped_frames for v, t in self.taps.items() if t.dropped_frames}
         if dropped:
-            log.error("recorder: raw frames dropped (socket full or closed) per venue: %s", dropped)
+            log.error("recorder: raw frames dropped (ring full or closed) per venue: %s", dropped)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -664,14 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-records-per-s", type=float, default=PEAK_RECORDS_PER_S,
                     help="rate per ring the sleep between drains is sized for (see park_s)")
     ap.add_argument("--raw", action="append", default=[], metavar="VENUE=FD",
-                    help="a venue's raw-frame socket, inherited as file descriptor FD (repeat)")
+                    help="a venue's raw-frame ring (plugins.raw_ring), inherited as file descriptor FD (repeat)")
     ap.add_argument("--raw-flush-interval-s", type=float, default=1.0,
                     help="raw frames are written (one gzip member per file) this often")
     ap.add_argument("--raw-compress-level", type=int, default=1)
     ap.add_argument("--raw-compress-nice", type=int, default=10,
                     help="added to the niceness of the threads that compress and write raw frames")
-    ap.add_argument("--raw-socket-bytes", type=int, default=4 << 20,
-                    help="the daemon's raw-frame send buffer: the receiving thread's pauses keep it a quarter full")
     ap.add_argument("--sched", choices=("idle", "normal"), default="idle",
                     help="scheduling class of the recorder's threads once warmed up (plugins.recorder_sched)")
     args = ap.parse_args(argv)
@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
                peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
                raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice,
-               raw_socket_bytes=args.raw_socket_bytes, idle_class=args.sched == "idle")
+               idle_class=args.sched == "idle")
 
 
 if __name__ == "__main__":

@@ -10,29 +10,29 @@ The path from the socket to the file:
 * **Daemon side** (``RawTap``): the stream group hands the tap every frame the venue code consumes,
   in the order it consumes them (``StreamGroup.tap``): each socket read of its active link, and at a
   rotation's switch the candidate link's frames the session replays (as their reads, with their
-  receipt stamps); the Binance session hands it each snapshot body (``rest_tap``).  The tap sends
-  the read as ONE datagram on a non-blocking ``SOCK_SEQPACKET`` socket pair (scatter-gather: a
-  16-byte header, the read's frame table, the read's bytes; nothing is copied or parsed in Python).
-  A datagram is delivered whole or not at all, so a full socket (the child is slow or gone) drops
-  that read and counts it (``dropped_reads``/``dropped_frames``); the daemon never waits.
-* **Child side** (``RawRecorder``, a thread per venue in the recorder process): takes every
-  datagram waiting (at most every few ms while frames flow), cuts the whole batch's frames into
-  lines routed to their symbols' files by the stream name (Binance) or topic (Bybit) in one
-  compiled call (``plugins.raw_lines``), and every ``flush_interval_s`` appends one complete gzip
-  member per file.
+  receipt stamps); the Binance session hands it each snapshot body (``rest_tap``).  The tap copies
+  the read as ONE datagram (a 16-byte header, the read's frame table, the read's bytes; nothing is
+  parsed in Python) into a byte ring in shared memory (``plugins.raw_ring``): no system call, no
+  wake-up of the recorder.  A ring without room for the datagram (the child is slow or gone) drops
+  that read and counts it (``dropped_reads``/``dropped_frames``, logged); the daemon never waits.
+* **Child side** (``RawRecorder``, a thread per venue in the recorder process): wakes on its own
+  timer, routes every datagram waiting in the ring, straight from the mapping, into lines by symbol
+  in one compiled call (``plugins.raw_lines``), and every ``flush_interval_s`` appends one complete
+  gzip member per file.
 
 What is guaranteed, precisely:
 
-* every frame the tap sent is in the socket (the daemon holds the child's end too, so a dead or
-  restarting child loses none of what is queued there: the next child reads on);
+* every read the tap put in the ring stays there until a recorder has taken it (the plugin keeps the
+  ring's descriptor, so a dead or restarting child loses none of what waits in it: the next child
+  maps the same ring and reads on from its read cursor);
 * a frame reaches the file at the next flush (``flush_interval_s`` after it was received at most,
-  and at once on SIGTERM or when the daemon closes the socket);
+  and at once on SIGTERM or when the daemon closes the ring);
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
   interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
   length, so a member torn by a kill during its own write is removed and every line before it reads
   back;
-* frames not written: reads dropped because the socket was full (counted and logged by the daemon),
+* frames not written: reads dropped because the ring was full (counted and logged by the daemon),
   messages that name no symbol (subscription acknowledgements; counted), and the frames of a
   rotation's candidate link that its switch does not replay (updates the old link already delivered,
   Bybit deltas before the candidate's snapshot; a rotation abandoned replays none).  So the file
@@ -46,13 +46,10 @@ with a snapshot).
 
 from __future__ import annotations
 
-import errno
 import gzip
 import logging
 import os
 import queue
-import select
-import socket
 import struct
 import threading
 import time
@@ -62,6 +59,7 @@ import numpy as np
 from isal import igzip, isal_zlib
 
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
+from plugins.raw_ring import RawRing, RawRingReader, record_bytes
 from plugins.recorder_sched import DrainScheduler
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
@@ -100,7 +98,7 @@ def stored_member(payload) -> list:
     pieces.append(struct.pack("<II", isal_zlib.crc32(mv) & 0xFFFFFFFF, n & 0xFFFFFFFF))
     return pieces
 
-__all__ = ["RawTap", "RawRecorder", "RawDayFile", "raw_file_name", "frame_symbol", "socket_pair", "WS_READ",
+__all__ = ["RawTap", "RawRecorder", "RawDayFile", "raw_file_name", "frame_symbol", "WS_READ",
            "REST_SNAPSHOT", "stored_member", "STORE_ABOVE_BYTES"]
 
 log = logging.getLogger("hftd.plugins.recorder")
@@ -112,12 +110,9 @@ WS_READ, REST_SNAPSHOT = 1, 2
 _HDR = struct.Struct("<BxxxIq")
 _META_ROW_BYTES = 3 * 8  # the frame table's rows: (opcode|fin, payload start, payload length) as int64
 _LEN = struct.Struct("<q")
-#: the child takes datagrams until it holds this many bytes, then routes them (one compiled call)
-_BATCH_BYTES = 2 << 20
-#: receive buffer of the child: a batch plus more than any datagram the socket's send buffer can hold
-_RECV_BYTES = (16 << 20) + _BATCH_BYTES
-#: what a datagram costs the socket's buffer beyond its bytes (the kernel's skb, roughly)
-_DGRAM_OVERHEAD = 1024
+#: the child routes the datagrams waiting in the ring in batches of about this many bytes (one
+#: compiled call each; the router's work buffers are twice a batch)
+_BATCH_BYTES = 4 << 20
 #: raw bytes waiting for the gzip writer above which it stores members uncompressed: ISA-L's level 1
 #: costs ~95 ns per ring record on a loaded 2-cpu box, a stored member one CRC-32 and the write
 STORE_ABOVE_BYTES = 32 << 20
@@ -125,23 +120,14 @@ STORE_ABOVE_BYTES = 32 << 20
 _DROP_LOG_INTERVAL_S = 10.0
 
 
-def socket_pair(send_buffer_bytes: int) -> tuple[socket.socket, socket.socket]:
-    """``(daemon end, recorder end)``: the daemon's end never blocks; its send buffer (how much may
-    wait for the recorder) is asked for ``send_buffer_bytes`` (the kernel caps it at wmem_max)."""
-    daemon_end, recorder_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    daemon_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
-    daemon_end.setblocking(False)
-    recorder_end.set_inheritable(True)
-    return daemon_end, recorder_end
-
-
 class RawTap:
-    """The daemon's side: one datagram per socket read, dropped (and counted) when the socket is full."""
+    """The daemon's side: one datagram per socket read into the ring, dropped (and counted) when
+    the ring has no room for it."""
 
-    def __init__(self, venue: str, sock: socket.socket) -> None:
+    def __init__(self, venue: str, ring: RawRing) -> None:
         self.venue = venue
-        self.sock = sock
-        self._sendmsg = sock.sendmsg
+        self.ring = ring
+        self._put = ring.put
         self.sent_reads = 0
         self.dropped_reads = 0
         self.dropped_frames = 0
@@ -158,28 +144,29 @@ class RawTap:
                 self._meta, self._meta_bytes = meta, memoryview(meta).cast("B")
             else:
                 self._meta, self._meta_bytes = None, memoryview(np.ascontiguousarray(meta[:count], np.int64)).cast("B")
-        try:
-            self._sendmsg((_HDR.pack(WS_READ, count, local_ts), self._meta_bytes[: count * _META_ROW_BYTES], data))
+        if self._put(_HDR.pack(WS_READ, count, local_ts), self._meta_bytes[: count * _META_ROW_BYTES], data):
             self.sent_reads += 1
-        except OSError as exc:  # full (EAGAIN), too big for the buffer (EMSGSIZE), or closed
-            self._dropped(count, exc)
+        else:
+            self._dropped(count, _HDR.size + count * _META_ROW_BYTES + len(data))
 
     def on_rest(self, symbol: str, body: bytes, local_ts: int) -> None:
         """``BinanceMarketData.rest_tap``: a depth snapshot's body."""
         sym = symbol.encode()
-        try:
-            self._sendmsg((_HDR.pack(REST_SNAPSHOT, len(sym), local_ts), sym, body))
+        if self._put(_HDR.pack(REST_SNAPSHOT, len(sym), local_ts), sym, body):
             self.sent_reads += 1
-        except OSError as exc:
-            self._dropped(1, exc)
+        else:
+            self._dropped(1, _HDR.size + len(sym) + len(body))
 
-    def _dropped(self, frames: int, exc: OSError) -> None:
+    def _dropped(self, frames: int, nbytes: int) -> None:
         self.dropped_reads += 1
         self.dropped_frames += frames
         now = time.monotonic()
         if now - self._logged_at >= _DROP_LOG_INTERVAL_S:
             self._logged_at = now
-            why = "the recorder is behind (socket full)" if exc.errno == errno.EAGAIN else repr(exc)
+            ring = self.ring
+            why = ("the recorder's ring is closed" if ring.closed else
+                   f"a read of {nbytes} bytes is larger than the ring ({ring.capacity} bytes)"
+                   if record_bytes(nbytes) > ring.capacity else "the recorder is behind (its ring is full)")
             log.error("recorder: %s raw frames dropped: %s (%d reads / %d frames dropped so far)", self.venue,
                       why, self.dropped_reads, self.dropped_frames)
 
@@ -207,14 +194,6 @@ def frame_symbol(frame: bytes) -> str | None:
         j = frame.find(b'"', i + 5)
         return frame[i + 5 : j].decode().upper() if j > 0 else None
     return None
-
-
-def _socket_capacity(requested: int) -> int:
-    """What the daemon's send buffer holds: ``requested`` capped by Linux's ``net.core.wmem_max``."""
-    try:
-        return min(requested, int(Path("/proc/sys/net/core/wmem_max").read_text()))
-    except (OSError, ValueError):
-        return min(requested, 208 << 10)  # Linux's usual default cap
 
 
 def _one_line(body: bytes) -> bytes:
@@ -332,30 +311,33 @@ class RawDayFile:
 
 
 class RawRecorder:
-    """The child's side for one venue: a thread receiving datagrams into per-symbol day files, and
-    a thread at a lower priority (``compress_nice``) compressing and writing them.  Receiving keeps
-    up with any burst (the daemon's socket must not fill, or it drops reads); the compression, most
-    of the cost, waits in memory until the cpus are free of the daemon's work.
+    """The child's side for one venue: a thread taking the datagrams of the ring into per-symbol day
+    files, and a thread at a lower priority (``compress_nice``) compressing and writing them.  The
+    compression, most of the cost, waits in memory until the cpus are free of the daemon's work.
 
-    The receiving thread wakes at most every ``max_pause_s`` while frames flow: it takes every
-    datagram the socket holds, turns the whole batch into lines by symbol in one compiled call
-    (``plugins.raw_lines``) and sleeps while the next batch gathers.  Waking once per datagram cost a
-    wake-up and ~5 us of Python per frame, on the cpus the daemon needs at exactly that moment.  The
-    pause is cut so that at the rate just seen the socket stays at most a quarter full
-    (``socket_bytes``: the daemon's send buffer)."""
+    The taking thread wakes on its own timer, every ``max_pause_s`` at most: it routes every datagram
+    waiting in the ring, straight from the shared mapping, into lines by symbol (one compiled call per
+    batch, ``plugins.raw_lines``) and gives their space back.  The daemon never wakes it (a wake per
+    datagram cost a wake-up and ~5 us of Python per frame, on the cpus the daemon needs at exactly
+    that moment).  The pause is cut so that at the rate just seen the ring is at most a quarter full
+    at the next wake."""
 
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
                  compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
-                 socket_bytes: int = 4 << 20, max_pause_s: float = 0.005,
-                 store_above_bytes: int = STORE_ABOVE_BYTES, idle_class: bool = False) -> None:
+                 max_pause_s: float = 0.02, store_above_bytes: int = STORE_ABOVE_BYTES,
+                 idle_class: bool = False) -> None:
+        """``fd``: the ring's descriptor (``plugins.raw_ring``), mapped here and then closed."""
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
         self.dir = directory / "raw" / venue
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock(self.dir / ".lock", lock_timeout_s)
-        self.sock = socket.socket(fileno=fd)
-        self.sock.setblocking(False)
+        try:
+            self.ring = RawRingReader(fd)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self.flush_interval_s = flush_interval_s
         self.compress_level = compress_level
         self.files: dict[str, tuple[int, RawDayFile]] = {}
@@ -364,9 +346,9 @@ class RawRecorder:
         self.unrouted = 0
         #: datagrams whose frame table points outside them (never from our tap), skipped
         self.corrupt = 0
+        #: times the ring's records could not be walked (``RawRingReader.corrupt``) logged so far
+        self.corrupt_ring = 0
         self.max_pause_s = max_pause_s
-        self.socket_bytes = _socket_capacity(socket_bytes)
-        self._buf = np.zeros(_RECV_BYTES, np.uint8)
         self._router = _Router()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"raw-{venue}", daemon=True)
@@ -415,74 +397,58 @@ class RawRecorder:
 
     def _run(self) -> None:
         try:
-            # idle class, but back at normal priority while the daemon's send buffer is at risk: the
-            # tap drops a read that finds it full (an idle-class receiver starved by a burst dropped
-            # 4,329 of ~300 k frames in bench daemon), as the ring drainer does at half a ring
-            sched = DrainScheduler(every_thread=False, what=f"the {self.venue} raw socket") if self.idle_class else None
-            wake_bytes = 0  # socket bytes taken since this wake began (a wake may take several batches)
-            poller = select.poll()
-            poller.register(self.sock.fileno(), select.POLLIN)
-            wait_ms = int(1000 * min(0.2, self.flush_interval_s))
+            # idle class, but back at normal priority while the ring is at risk (the tap drops a read
+            # that finds no room), as the ring drainer does at half a ring; the ring holds a burst,
+            # so a wake that finds it half full means the cpus stayed busy for longer than one
+            sched = DrainScheduler(every_thread=False, what=f"the {self.venue} raw frame ring") if self.idle_class else None
             next_flush = time.monotonic() + self.flush_interval_s
             last = time.monotonic()
             while not self._stop.is_set():
-                got, nbytes, closed = self.receive()
+                if sched is not None:
+                    sched.update(self.ring.fill())
+                taken = 0
+                while True:
+                    got, nbytes, closed = self.receive()
+                    taken += nbytes
+                    if closed or nbytes < _BATCH_BYTES:
+                        break
                 if closed:
-                    log.info("recorder: %s raw socket closed by the daemon", self.venue)
+                    log.info("recorder: %s raw frame ring closed by the daemon", self.venue)
                     break
                 now = time.monotonic()
                 if now >= next_flush:
                     self.flush()
                     next_flush = now + self.flush_interval_s
-                if not got:
-                    if wake_bytes and sched is not None:  # the wake's last batch was a full one
-                        sched.update(wake_bytes / self.socket_bytes)
-                    wake_bytes = 0
-                    poller.poll(wait_ms)  # idle: the next datagram wakes us at once
-                    last = time.monotonic()
-                    continue
-                wake_bytes += nbytes
-                if nbytes >= _BATCH_BYTES:
-                    continue  # more is waiting: no pause
-                if sched is not None:
-                    sched.update(wake_bytes / self.socket_bytes)
-                wake_bytes = 0
-                rate = nbytes / max(now - last, 1e-4)  # socket bytes per second, datagram overhead included
+                rate = taken / max(now - last, 1e-4)  # ring bytes per second
                 last = now
-                time.sleep(min(self.max_pause_s, 0.25 * self.socket_bytes / rate))
+                pause = self.max_pause_s if not taken else min(self.max_pause_s, 0.25 * self.ring.capacity / rate)
+                self._stop.wait(max(pause, 0.0005))
         except BaseException as exc:  # the main loop reports it; the files stay valid up to their last flush
             self.error = exc
             log.exception("recorder: %s raw frames: the writer thread failed", self.venue)
 
     def receive(self) -> tuple[int, int, bool]:
-        """Take the datagrams waiting in the socket (up to ``_BATCH_BYTES``) and route them; returns
-        ``(datagrams, socket bytes they held, the daemon closed its end)``."""
-        buf = self._buf
-        mv = memoryview(buf)
-        offs: list[int] = []
-        lens: list[int] = []
-        off = 0
-        closed = False
-        recv_into = self.sock.recv_into
-        while off < _BATCH_BYTES:
-            try:
-                n = recv_into(mv[off:])
-            except (BlockingIOError, InterruptedError):
-                break
-            if n == 0:
-                closed = True
-                break
-            offs.append(off)
-            lens.append(n)
-            off += (n + 7) & ~7
+        """Route the datagrams waiting in the ring (about ``_BATCH_BYTES`` of them) and give their
+        space back; returns ``(datagrams, ring bytes they took, the daemon closed the ring and every
+        datagram is taken)``."""
+        ring = self.ring
+        closed = ring.closed  # before the cursor: what was put before the close is seen now
+        start = ring.read_cursor
+        offs, lens, end = ring.pending(_BATCH_BYTES)
         if offs:
             self._route(np.array(offs, np.int64), np.array(lens, np.int64))
-        return len(offs), off + _DGRAM_OVERHEAD * len(offs), closed
+        if end != start:
+            ring.consume(end)  # every line is copied out (the files' pending bytes)
+        if ring.corrupt > self.corrupt_ring:
+            self.corrupt_ring = ring.corrupt
+            log.error("recorder: %s raw frame ring: a record's length makes no sense; what was written "
+                      "before it was skipped (%d times)", self.venue, ring.corrupt)
+        return len(offs), end - start, closed and end == ring.write_cursor
 
     def _route(self, offs: np.ndarray, lens: np.ndarray) -> None:
         """The batch's frames to their files' pending lines: one compiled call per run of websocket
         reads of one day (a new symbol, a snapshot, midnight: the rare breaks of a run)."""
-        buf, r = self._buf, self._router
+        buf, r = self.ring.data, self._router
         i, n = 0, len(offs)
         r.reserve(int(lens.sum()))
         while i < n:
@@ -546,20 +512,17 @@ class RawRecorder:
         self._put(day_file, None)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Take what the socket still holds (the daemon has stopped sending), write it, close."""
+        """Take what the ring still holds (the daemon has stopped putting), write it, close."""
         self._stop.set()
         self._thread.join(timeout_s)
         if self.error is None and not self._thread.is_alive():
-            while True:
-                got, nbytes, closed = self.receive()
-                if closed or nbytes < _BATCH_BYTES:
-                    break
+            while self.receive()[0]:
+                pass
         for _, f in self.files.values():
             self._close(f)
         self.files.clear()
         self._writes.put(None)
         self._writer.join(timeout_s)
-        self.sock.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1

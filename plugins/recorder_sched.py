@@ -81,7 +81,7 @@ class DrainScheduler:
             else:
                 self._can_escalate = False
                 log.warning("recorder: %s %.0f %% full at a wake, and SCHED_IDLE cannot be left without "
-                            "CAP_SYS_NICE or RLIMIT_NICE 20: a lap (a ring) or dropped frames (the raw socket) "
+                            "CAP_SYS_NICE or RLIMIT_NICE 20: a lap (a ring) or dropped frames (the raw frame ring) "
                             "are possible, then logged and counted", self.what, 100 * fill)
         elif not self.idle and fill < RELAX_FILL:
             self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=self.every_thread)

@@ -1,5 +1,5 @@
 """The recorder's raw venue frames (``plugins.recorder_raw``): real recorder processes reading a real
-socket, kill -9 leaves readable files, and a daemon session against the emulator is recorded in the
+shared-memory ring (``plugins.raw_ring``), kill -9 leaves readable files, and a daemon session against the emulator is recorded in the
 collector format, frame for frame what the daemon put in its ring."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 from numba import njit
 
 from bots.data.collector import recording_lines, split_line
-from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name, socket_pair
+from plugins.raw_ring import raw_channel
+from plugins.recorder_raw import RawDayFile, RawTap, frame_symbol, raw_file_name
 from shm import RingWriter
 from tests.bots.strategies import log_fills
 from shm.dtypes import (DEPTH_BBO_EVENT, DEPTH_CLEAR_EVENT, DEPTH_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT,
@@ -82,20 +83,21 @@ def wait_lines(path: Path, n: int, timeout_s: float = 60.0) -> None:
     raise AssertionError(f"{path}: fewer than {n} lines after {timeout_s} s")
 
 
-def end_all(proc: subprocess.Popen, writer, *socks) -> None:
-    """A test's clean-up: the recorder child killed if it still runs, the ring and the sockets closed."""
+def end_all(proc: subprocess.Popen, writer, *ends) -> None:
+    """A test's clean-up: the recorder child killed if it still runs, the market ring and both ends
+    of the raw frame ring closed."""
     if proc.poll() is None:
         proc.kill()
         proc.wait()
     writer.close()
-    for sock in socks:
-        sock.close()
+    for end in ends:
+        end.close()
 
 
 def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9  # 01:00 UTC today: one file
     writer = RingWriter.create(ring, capacity=1 << 12)
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     path = tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", t0 // DAY_NS)
     sent = [(t0 + i - i % 10, frame("BTCUSDT", i)) for i in range(3000)]  # 10 frames a read, one stamp
@@ -115,7 +117,7 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path
         left = lines_of(path)
         assert 1500 <= len(left) <= 2000
         assert left == [(ts, f) for ts, f in sent[: len(left)]]
-        # what the socket still held waits there (the plugin keeps its end open): a new recorder reads on
+        # what the ring still held waits there (the plugin keeps its descriptor): a new recorder reads on
         for i in range(2000, 3000, 10):
             send_read(tap, [f for _, f in sent[i : i + 10]], sent[i][0])
         proc = start_recorder(tmp_path, recorder_end.fileno(), ring)
@@ -125,7 +127,7 @@ def test_kill_9_leaves_readable_files_and_a_new_recorder_reads_on(ring, tmp_path
     finally:
         end_all(proc, writer, daemon_end, recorder_end)
     final = lines_of(path)
-    # lost: only frames the killed recorder had taken from the socket and not yet flushed, one run
+    # lost: only frames the killed recorder had taken from the ring and not yet flushed, one run
     kept = {f for _, f in final}
     lost = [i for i, (_, f) in enumerate(sent) if f not in kept]
     assert final == [line for line in sent if line[1] in kept]  # in order, none twice
@@ -138,7 +140,7 @@ def test_every_thread_of_the_recorder_child_drains_in_the_idle_scheduling_class(
     """Once ready, the ring drainer, the raw receiver and the raw writer are SCHED_IDLE (they must
     not take a cpu the daemon wants), and still record: a read sent after that is on disk."""
     writer = RingWriter.create(ring, capacity=1 << 12)
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     now = time.time_ns()
     proc = start_recorder(tmp_path, recorder_end.fileno(), ring)
@@ -186,17 +188,50 @@ def test_a_torn_last_gzip_member_is_cut_off_when_the_file_is_opened_again(tmp_pa
     assert gzip.decompress(path.read_bytes()) == b"1 {}\n2 {}\n3 {}\n5 {}\n"
 
 
-def test_a_full_socket_drops_and_counts_instead_of_waiting(tmp_path):
-    daemon_end, recorder_end = socket_pair(1 << 16)  # nobody reads the other end
+def test_a_full_ring_drops_and_counts_instead_of_waiting(tmp_path, caplog):
+    daemon_end, recorder_end = raw_channel(1 << 16)  # nobody reads the other end
     tap = RawTap(VENUE, daemon_end)
     started = time.monotonic()
     for i in range(2000):
         send_read(tap, [frame("BTCUSDT", i)] * 5, i)
-    assert time.monotonic() - started < 30  # never blocked (a blocked send would hang here)
+    assert time.monotonic() - started < 30  # never blocked
     assert tap.dropped_reads > 0 and tap.dropped_frames == 5 * tap.dropped_reads
     assert tap.sent_reads + tap.dropped_reads == 2000
+    assert "the recorder is behind" in caplog.text  # said, not only counted
+    # a read larger than the whole ring, and any read once the ring is closed: dropped, never raised
+    send_read(tap, [b"x" * (1 << 17)], 1)
     daemon_end.close()
+    send_read(tap, [frame("BTCUSDT", 1)], 2)
+    assert tap.dropped_reads == 2000 - tap.sent_reads + 2
     recorder_end.close()
+
+
+def test_the_ring_hands_every_read_over_in_order_across_its_wrap_and_refuses_what_does_not_fit():
+    """Reads of many sizes through a small ring, taken in batches as the recorder does: every one
+    comes out whole and in order, records that would straddle the end start again at the front,
+    and a put that the free space cannot hold is refused until the reader gives space back."""
+    import random
+
+    from plugins.raw_ring import RawRingReader, record_bytes
+
+    writer, end = raw_channel(1 << 16)
+    reader = RawRingReader(end.detach())
+    rnd = random.Random(3)
+    sent, got = [], []
+    for i in range(3000):
+        body = bytes([i % 251]) * rnd.randint(0, 3000)
+        while not writer.put(b"H" * 16, memoryview(b"T" * (i % 3) * 8), body):
+            assert reader.backlog + record_bytes(16 + (i % 3) * 8 + len(body)) > reader.capacity - 8 * 1024
+            offs, lens, cursor = reader.pending(rnd.choice([1, 1 << 12, 1 << 20]))
+            got += [bytes(reader.data[o : o + n]) for o, n in zip(offs, lens)]
+            reader.consume(cursor)
+        sent.append(b"H" * 16 + b"T" * (i % 3) * 8 + body)
+    writer.close()
+    offs, lens, cursor = reader.pending(1 << 30)
+    got += [bytes(reader.data[o : o + n]) for o, n in zip(offs, lens)]
+    reader.consume(cursor)
+    assert got == sent and reader.backlog == 0 and reader.closed and reader.corrupt == 0
+    assert writer._w > 4 * reader.capacity  # it wrapped several times
 
 
 def test_frames_are_routed_by_the_symbol_their_envelope_names():
@@ -311,7 +346,7 @@ def test_the_raw_keys_are_typed_and_checked():
     cfg = PluginsConfig.from_mapping({"recorder": {"raw": False, "raw_flush_interval_s": 2, "raw_compress_level": 1}})
     assert (cfg.recorder.raw, cfg.recorder.raw_flush_interval_s, cfg.recorder.raw_compress_level) == (False, 2.0, 1)
     assert PluginsConfig.from_mapping({"recorder": {"raw_compress_nice": 0}}).recorder.raw_compress_nice == 0
-    for bad in ({"raw": "yes"}, {"raw_flush_interval_s": 0}, {"raw_compress_level": 10}, {"raw_socket_bytes": -1},
+    for bad in ({"raw": "yes"}, {"raw_flush_interval_s": 0}, {"raw_compress_level": 10}, {"raw_buffer_bytes": -1},
                 {"raw_flush_s": 1.0}, {"raw_compress_nice": 20}, {"raw_compress_nice": -1}):
         with pytest.raises(PluginConfigError, match="plugins.recorder"):
             PluginsConfig.from_mapping({"recorder": bad})
@@ -463,7 +498,7 @@ def test_utc_midnight_starts_the_next_days_file(tmp_path):
     from plugins.recorder_raw import RawRecorder
 
     midnight = (time.time_ns() // DAY_NS) * DAY_NS
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05)
     rec.start()
@@ -490,7 +525,7 @@ def test_a_reads_frames_land_in_their_symbols_files_in_order_whether_or_not_they
     frame is one line of its own symbol's file, in arrival order."""
     from plugins.recorder_raw import RawRecorder
 
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05)
     rec.start()
@@ -524,7 +559,7 @@ def test_raw_frames_are_compressed_by_a_thread_at_the_configured_niceness_and_th
     back as the same lines."""
     from plugins.recorder_raw import RawRecorder, gzip_member
 
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05, compress_nice=7)
     rec.start()
@@ -562,7 +597,7 @@ def test_the_compiled_routing_gives_each_symbol_the_lines_frame_symbol_names(tmp
         lambda s, i: b'{"stream":"%s@depth",\n"data":{"u":%d},\r\n"x":1}' % (s.lower().encode(), i),
         lambda s, i: b'{"result":null,"id":%d}' % i,
     ]
-    daemon_end, recorder_end = socket_pair(1 << 22)
+    daemon_end, recorder_end = raw_channel(1 << 22)
     tap = RawTap(VENUE, daemon_end)
     rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=60.0)
     now = time.time_ns()
@@ -609,7 +644,7 @@ def test_a_writer_behind_stores_members_that_any_gzip_reader_reads(tmp_path):
     assert gzip.decompress(path.read_bytes()) == igzip.decompress(path.read_bytes()) == payload + b"9 {}\n"
     assert f.size == path.stat().st_size == len(payload) + -(-len(payload) // 65535) * 5 + 18 + len(gzip_member_of(b"9 {}\n"))
 
-    daemon_end, recorder_end = socket_pair(1 << 20)
+    daemon_end, recorder_end = raw_channel(1 << 20)
     tap = RawTap(VENUE, daemon_end)
     rec = RawRecorder(VENUE, recorder_end.detach(), tmp_path / "rec", flush_interval_s=0.05, store_above_bytes=0)
     rec.start()
