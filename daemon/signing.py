@@ -16,27 +16,46 @@ __all__ = ["hmac_sha256_hex", "binance_rest_payload", "binance_ws_payload", "bin
            "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal"]
 
 
-#: secret -> an HMAC-SHA256 object keyed with it and fed nothing yet: ``copy()`` of it skips the key
-#: schedule (two hash blocks) that ``hmac.new`` redoes per request, about half the cost of a signature
-_KEYED: dict[str, object] = {}
+try:  # CPython's own SHA-256 (3.12+: _sha2): a copy is a memcpy of its state, no OpenSSL object
+    from _sha2 import sha256 as _sha256_new
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256_new  # 3.11
+    except ImportError:  # an interpreter without them: OpenSSL's, through hashlib
+        _sha256_new = hashlib.sha256
+
+_BLOCK = 64  # SHA-256's block size: HMAC pads (or first hashes) the key to it
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+#: secret -> SHA-256 states that have absorbed ``key ^ ipad`` and ``key ^ opad`` (RFC 2104): a
+#: signature copies them and hashes only the payload and the inner digest.  OpenSSL's HMAC object,
+#: copied per request before, cost ~2x warm and far more with cold caches (its provider layers),
+#: once per order on the daemon's loop and per verification in the emulator
+_KEYED: dict[str, tuple] = {}
 _KEYED_MAX = 64  # a process signs with a handful of secrets; the bound only guards against misuse
 
 
-def _keyed(secret: str):
-    h = _KEYED.get(secret)
-    if h is None:
+def _keyed(secret: str) -> tuple:
+    pads = _KEYED.get(secret)
+    if pads is None:
         if len(_KEYED) >= _KEYED_MAX:
             _KEYED.clear()
-        base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
-        # the OpenSSL object inside (CPython >= 3.4): its copy() is C; the Python wrapper's costs ~3 us more
-        h = _KEYED[secret] = getattr(base, "_hmac", None) or base
-    return h
+        key = secret.encode()
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        pads = _KEYED[secret] = (_sha256_new(key.translate(_IPAD)), _sha256_new(key.translate(_OPAD)))
+    return pads
 
 
 def hmac_sha256_hex(secret: str, payload: str | bytes) -> str:
-    h = _keyed(secret).copy()
+    inner, outer = _keyed(secret)
+    h = inner.copy()
     h.update(payload.encode() if isinstance(payload, str) else payload)
-    return h.hexdigest()
+    o = outer.copy()
+    o.update(h.digest())
+    return o.hexdigest()
 
 
 def signatures_equal(a: str, b: str) -> bool:

@@ -23,3 +23,17 @@ def test_bybit_payload_and_case_insensitive_comparison():
     sig = S.hmac_sha256_hex("s", "x")
     assert S.signatures_equal(sig.upper(), sig)
     assert not S.signatures_equal(sig, S.hmac_sha256_hex("t", "x"))
+
+
+def test_hmac_equals_the_standard_library_for_every_key_length():
+    """The signature is computed from pre-hashed pads (RFC 2104): keys shorter than, equal to and
+    longer than SHA-256's 64-byte block (a long key is hashed first), text and bytes payloads."""
+    import hashlib
+    import hmac
+
+    for n in (0, 1, 32, 63, 64, 65, 200):
+        secret = "".join(chr(ord("a") + i % 26) for i in range(n))
+        for payload in ("", "symbol=BTCUSDT&timestamp=1", "x" * 500):
+            want = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+            assert S.hmac_sha256_hex(secret, payload) == want
+            assert S.hmac_sha256_hex(secret, payload.encode()) == want
