@@ -7,6 +7,13 @@ name, cancel or modify orders in its own table: two bots on one symbol never see
 **Intake** (how a bot's request reaches the loop: a parking thread per bot and one eventfd doorbell,
 or the spin latency mode; measured alternatives and their costs): ``daemon.intake``.
 
+**In flight**: each session has a window of requests sent and not yet answered (its
+``max_in_flight``; the router counts an order's request from the call to the session until its
+answer: ACCEPTED, MODIFIED, a terminal event, or the refusal of a cancel/modify).  A bot whose
+venue's window is full is not drained: its further requests wait in its own channel (its intake
+stays disarmed and parks), and it is drained again when an answer makes room.  Flat out, 40,000
+orders per bot otherwise queued seconds of requests between the loop and the venue.
+
 **Validation** before anything reaches a venue (reason codes ``shm.orders.RejectReason``): unknown
 kind/side/tif/type, NaN or non-positive price or quantity, unknown asset, price off the tick,
 quantity off the lot, below the minimum, duplicate live order id, unknown order, a request already
@@ -24,9 +31,7 @@ import collections
 import logging
 import math
 import os
-import struct
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from bots.constants import OrdType, Side, Status, TimeInForce
@@ -47,6 +52,8 @@ from daemon.intake import IntakeThread
 from daemon.intake_wait import ARMED, rearm
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
+from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
+                                 BotSession, LiveOrder, Window)
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
 from shm.names import segment_name
@@ -58,17 +65,12 @@ __all__ = ["Router", "BotSession", "RouterError", "ALL_ASSETS", "REQ", "RESP"]
 
 log = logging.getLogger("hftd.router")
 
-#: order_request_dtype / order_response_dtype as struct layouts (offsets checked in the tests)
-REQ = struct.Struct("<IIQddbBB5xqQ8x")
-RESP = struct.Struct("<IIQdddBBbBiqq")
-ALL_ASSETS = 0xFFFFFFFF
 _TOL = 1e-6  # of a tick or lot: float noise, not a real offset
 _SIDES = (int(Side.BUY), int(Side.SELL))
 _TIFS = frozenset(int(t) for t in TimeInForce)
 _TYPES = frozenset(int(t) for t in OrdType)
 _DRAIN_BUDGET = 256  # requests per loop callback, so one flooding bot cannot starve the others
 _BACKLOG_LIMIT = 1 << 20
-_P_NONE, _P_SUBMIT, _P_CANCEL, _P_MODIFY = 0, 1, 2, 3
 # IntEnum(x) costs ~1 us; the hot path looks the members up instead
 _SIDE_OF = {int(v): v for v in Side}
 _TIF_OF = {int(v): v for v in TimeInForce}
@@ -96,57 +98,6 @@ class RouterError(DaemonError):
     def __init__(self, code: str, text: str):
         super().__init__(text)
         self.code = code
-
-
-@dataclass(slots=True)
-class LiveOrder:
-    client_id: str
-    asset_no: int
-    order_id: int
-    side: int
-    price: float
-    qty: float
-    leaves: float
-    status: int = int(Status.NONE)
-    pending: int = _P_SUBMIT
-    cancel_after_ack: bool = False
-    seq: int = 0
-    #: the bot's clock when it wrote the submit (``request_ts``): latency figures start here
-    req_ts: int = 0
-
-
-@dataclass(slots=True)
-class _Asset:
-    venue: str
-    symbol: str
-    tick: float
-    lot: float
-    min_qty: float
-    min_notional: float
-    session: ExecutionSession
-
-
-@dataclass(slots=True)
-class BotSession:
-    """One registered bot: its channels, assets, orders, positions and counters."""
-
-    name: str
-    assets: list
-    requests: ChannelReader
-    responses: ChannelWriter
-    pid: int = 0
-    uid: int = 0
-    #: pushes a control message (reject text) to the bot's socket; None once disconnected
-    push: Callable[[dict], None] | None = None
-    orders: dict = field(default_factory=dict)          # bot order id -> LiveOrder
-    positions: list = field(default_factory=list)       # per asset [qty, entry_px]
-    backlog: list = field(default_factory=list)         # responses the full channel did not take
-    alive: bool = True
-    connected_ns: int = 0
-    n_requests: int = 0
-    n_rejects: int = 0
-    n_fills: int = 0
-    intake: "IntakeThread | None" = None
 
 
 def _fields_of(check: Callable[[OrderCheck], RiskReject | None] | None) -> Callable[..., RiskReject | None] | None:
@@ -206,6 +157,10 @@ class Router:
         #: the pre-trade check's own durations (ns: building its ``OrderCheck`` and the call), when
         #: ``time_checks`` turned it on; what the check adds to each order on the serial path
         self.check_times_ns: collections.deque | None = None
+        #: venue -> its session's in-flight window; bots whose drain a full window stopped
+        self._windows: dict[str, Window] = {}
+        self._stalled: list[BotSession] = []
+        self._resume_handle: asyncio.Handle | None = None
 
     def time_checks(self, keep: int = 1 << 20) -> collections.deque:
         """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
@@ -243,8 +198,11 @@ class Router:
             if inst is None:
                 raise RouterError(ErrorCode.UNKNOWN_ASSET,
                                   f"{venue} does not trade {symbol!r} here (symbols: {sorted(session.instruments)})")
-            resolved.append(_Asset(venue, inst.symbol, inst.tick_size, inst.lot_size, inst.min_qty,
-                                   inst.min_notional, session))
+            win = self._windows.get(venue)
+            if win is None:
+                win = self._windows[venue] = Window(getattr(session, "max_in_flight", 0) or UNBOUNDED)
+            resolved.append(Asset(venue, inst.symbol, inst.tick_size, inst.lot_size, inst.min_qty,
+                                  inst.min_notional, session, win))
         req_name = segment_name("orders", name, "req")
         resp_name = segment_name("orders", name, "resp")
         req_seg = Segment.create(req_name, kind=L.KIND_ORDER_CHANNEL, capacity=self.capacity, mode=self.mode)
@@ -258,7 +216,8 @@ class Router:
                 os.chown(path, -1, self.gid)
         requests = ChannelReader(req_seg, wait_strategy(self.intake_wait))
         bot = BotSession(name, resolved, requests, responses, pid=pid, uid=uid, push=push,
-                         positions=[[0.0, 0.0] for _ in resolved], connected_ns=time.monotonic_ns())
+                         positions=[[0.0, 0.0] for _ in resolved], connected_ns=time.monotonic_ns(),
+                         windows=tuple({id(a.win): a.win for a in resolved}.values()))
         self._adopt_journaled(bot)
         self.bots[name] = bot
         if self.intake_kind == "thread":
@@ -284,7 +243,7 @@ class Router:
                 continue
             if ref.asset_no >= len(bot.assets) or bot.assets[ref.asset_no].symbol != ref.symbol:
                 continue
-            o = LiveOrder(cid, ref.asset_no, ref.order_id, 0, 0.0, 0.0, 0.0, int(Status.NEW), _P_NONE)
+            o = LiveOrder(cid, ref.asset_no, ref.order_id, 0, 0.0, 0.0, 0.0, int(Status.NEW), P_NONE)
             bot.orders.setdefault(ref.order_id, o)
             self.by_client[cid] = (bot, o)
 
@@ -313,13 +272,15 @@ class Router:
         return n
 
     def _cancel_quietly(self, bot: BotSession, o: LiveOrder) -> int:
-        if o.pending == _P_CANCEL:
+        if o.pending == P_CANCEL:
             return 0
-        if o.pending == _P_SUBMIT:
+        if o.pending == P_SUBMIT:
             o.cancel_after_ack = True  # a cancel before the venue knows the id would be refused
             return 1
         a = bot.assets[o.asset_no]
-        o.pending = _P_CANCEL
+        if o.pending == P_NONE:
+            a.win.n += 1
+        o.pending = P_CANCEL
         a.session.cancel(o.client_id, a.symbol)
         return 1
 
@@ -414,9 +375,18 @@ class Router:
             return
         reader = bot.requests
         handle = self._handle
+        windows = bot.windows
         n = 0
         try:
             while n < _DRAIN_BUDGET:
+                for w in windows:
+                    if w.n >= w.limit:
+                        # the rest waits in the channel; the loop keeps holding it (the intake
+                        # stays disarmed, the spin pass skips it) until an answer makes room
+                        if not bot.stalled:
+                            bot.stalled = True
+                            self._stalled.append(bot)
+                        return
                 rec = reader.read_one()
                 if rec is None:
                     break
@@ -451,7 +421,7 @@ class Router:
             busy = False
             for bot in list(bots.values()):
                 hw = bot.requests._hw  # the mapped header's words, as ChannelReader.read_one reads them
-                if bot.alive and hw[cursor] > hw[read_cursor]:  # records waiting
+                if bot.alive and hw[cursor] > hw[read_cursor] and not bot.stalled:  # records waiting
                     busy = True
                     drain(bot)
             if busy:
@@ -481,7 +451,7 @@ class Router:
             if o.asset_no != asset_no:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ORDER,
                                     f"order {oid} is on asset {o.asset_no}, not {asset_no}", o.status)
-            if o.pending != _P_NONE:
+            if o.pending != P_NONE:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
                                     f"order {oid} has a request in flight", o.status)
             times = self.check_times_ns
@@ -496,14 +466,15 @@ class Router:
             if verdict is not None:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, o.status,
                                     name=verdict.name, code=verdict.code or _RULE_OTHER)
-            o.pending = _P_CANCEL
+            o.pending = P_CANCEL
             o.seq = seq
+            a.win.n += 1
             a.session.cancel(o.client_id, a.symbol)
         elif kind == _RQ_MODIFY:
             o = bot.orders.get(oid)
             if o is None or o.asset_no != asset_no:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.UNKNOWN_ORDER, f"no live order {oid}")
-            if o.pending != _P_NONE:
+            if o.pending != P_NONE:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
                                     f"order {oid} has a request in flight", o.status)
             bad = self._bad_price_qty(a, price, qty, _LIMIT)
@@ -511,8 +482,9 @@ class Router:
                 return self._reject(bot, asset_no, oid, seq, bad[0], bad[1], o.status)
             if not self._allowed(bot, a, asset_no, kind, oid, o.side, price, qty, 0, 0, seq, now, o.status):
                 return
-            o.pending = _P_MODIFY
+            o.pending = P_MODIFY
             o.seq = seq
+            a.win.n += 1
             a.session.modify(o.client_id, a.symbol, price, qty)
         elif kind == _RQ_CANCEL_ALL:
             for o in list(bot.orders.values()):
@@ -521,7 +493,7 @@ class Router:
         else:
             self._reject(bot, asset_no, oid, seq, RejectReason.MALFORMED, f"unknown request kind {kind}")
 
-    def _submit(self, bot, a: _Asset, asset_no, oid, price, qty, side, tif, otype, seq, now, req_ts) -> None:
+    def _submit(self, bot, a: Asset, asset_no, oid, price, qty, side, tif, otype, seq, now, req_ts) -> None:
         if side not in _SIDES or tif not in _TIFS or otype not in _TYPES:
             return self._reject(bot, asset_no, oid, seq, RejectReason.MALFORMED,
                                 f"side {side}, time_in_force {tif}, order_type {otype}: not all valid")
@@ -537,17 +509,18 @@ class Router:
                              _ST_REJECTED):
             return
         ref = self.orderids.new(bot.name, asset_no, oid, a.venue, a.symbol)
-        o = LiveOrder(ref.client_id, asset_no, oid, side, price, qty, qty, _ST_NONE, _P_SUBMIT, False, seq,
+        o = LiveOrder(ref.client_id, asset_no, oid, side, price, qty, qty, _ST_NONE, P_SUBMIT, False, seq,
                       req_ts)
         bot.orders[oid] = o
         self.by_client[ref.client_id] = (bot, o)
+        a.win.n += 1
         intent = OrderIntent(ref.client_id, a.symbol, _SIDE_OF[side], price, qty, _TIF_OF[tif], _TYPE_OF[otype], now)
         a.session.submit(intent)
         if self.notify is not None:
             self.notify.notify_order_submitted(bot.name, a.venue, intent)
 
     @staticmethod
-    def _bad_price_qty(a: _Asset, price: float, qty: float, otype: int):
+    def _bad_price_qty(a: Asset, price: float, qty: float, otype: int):
         if not (qty > 0.0) or math.isinf(qty):  # also NaN
             return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
         if otype == _LIMIT or price == price and price != 0.0:
@@ -670,8 +643,8 @@ class Router:
             if ev.price:
                 o.price = ev.price
             o.status = _ST_NEW
-            if o.pending == _P_SUBMIT:
-                o.pending = _P_NONE
+            if o.pending == P_SUBMIT:
+                self._answered(bot, o)
             self._order_resp(bot, o, ev)
             if o.cancel_after_ack or not bot.alive and self.policy == "cancel" or self.stopping:
                 o.cancel_after_ack = False
@@ -692,8 +665,8 @@ class Router:
         elif k == _EK_MODIFIED:
             o.price, o.qty, o.leaves = ev.price, ev.qty, ev.leaves_qty
             o.status = int(ev.status)
-            if o.pending == _P_MODIFY:
-                o.pending = _P_NONE
+            if o.pending == P_MODIFY:
+                self._answered(bot, o)
             self._order_resp(bot, o, ev)
         elif k in (_EK_CANCELED, _EK_EXPIRED):
             o.status = _ST_CANCELED if k == _EK_CANCELED else _ST_EXPIRED
@@ -707,7 +680,8 @@ class Router:
                          _ST_REJECTED, name=bot.assets[o.asset_no].venue, code=ev.code)
             self._terminal(bot, o)
         elif k in (_EK_CANCEL_REJECTED, _EK_MODIFY_REJECTED):
-            o.pending = _P_NONE
+            if o.pending != P_NONE:
+                self._answered(bot, o)
             self._reject(bot, o.asset_no, o.order_id, o.seq, RejectReason.VENUE, ev.text or k.name.lower(),
                          o.status, name=bot.assets[o.asset_no].venue, code=ev.code)
 
@@ -724,7 +698,27 @@ class Router:
             pos[1] = 0.0
         pos[0] = q1
 
+    def _answered(self, bot: BotSession, o: LiveOrder) -> None:
+        """The order's request is answered: out of its session's window (which counts the orders
+        with a request pending), and a bot its fullness stalled is drained again."""
+        o.pending = P_NONE
+        w = bot.assets[o.asset_no].win
+        w.n -= 1
+        if self._stalled and self._resume_handle is None and w.n < w.limit:
+            self._resume_handle = self.loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_handle = None
+        stalled, self._stalled = self._stalled, []
+        for bot in stalled:
+            bot.stalled = False
+            if bot.alive:
+                self._drain(bot)  # stalls it again if its window is still full
+        self._after_drain()
+
     def _terminal(self, bot: BotSession, o: LiveOrder) -> None:
+        if o.pending != P_NONE:
+            self._answered(bot, o)
         if bot.orders.get(o.order_id) is o:
             del bot.orders[o.order_id]
         self.by_client.pop(o.client_id, None)

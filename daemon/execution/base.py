@@ -144,6 +144,9 @@ class ExecutionSession(abc.ABC):
     venue: str = ""
     #: symbol -> rules, filled by ``start``
     instruments: dict[str, Instrument]
+    #: the router sends at most this many requests that are not yet answered (0: no bound); the
+    #: rest wait in the bots' channels
+    max_in_flight: int = 0
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -68,6 +68,9 @@ class ExecConfig:
     reconnect_initial_s: float = 0.1
     reconnect_max_s: float = 10.0
     cancel_on_stop: bool = True
+    #: requests sent on this account and not yet answered, at most; the router leaves the rest in
+    #: the bots' channels (flat out, an unbounded queue held seconds of requests in front of the venue)
+    max_in_flight: int = 128
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "execution") -> "ExecConfig":
@@ -100,6 +103,8 @@ class ExecConfig:
                               f" Binance asks for a keepalive at least every 30 min), got {self.listen_key_keepalive_s}")
         if not 0 < self.recv_window_ms <= 60_000:
             raise ConfigError(f"{where}: key 'recv_window_ms' must be in 1..60000, got {self.recv_window_ms}")
+        if self.max_in_flight < 1:
+            raise ConfigError(f"{where}: key 'max_in_flight' must be >= 1, got {self.max_in_flight}")
         if self.dead_man_countdown_ms < 0:
             raise ConfigError(f"{where}: key 'dead_man_countdown_ms' must be >= 0, got {self.dead_man_countdown_ms}")
         if self.dead_man_countdown_ms and self.dead_man_refresh_s * 1000 >= self.dead_man_countdown_ms:

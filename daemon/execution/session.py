@@ -74,6 +74,10 @@ async def _drain(coro, fut) -> None:
         _DRAINS.discard(asyncio.current_task())
 
 
+# enum members bound once (by attribute each costs ~0.18 us on 3.11): read per frame, reply, event
+_TEXT, _ERROR, _CLOSED = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED
+_NEW, _REPLY = Status.NEW, Src.REPLY
+
 #: the longest a socket reader or a sweep (audit, timeouts) runs before it lets the loop serve the
 #: rest (the intake, the other sockets, the control server's heartbeats): a storm of buffered user
 #: events or query results held the loop 1-2 s in bench orders, and aiohttp hands buffered frames
@@ -102,9 +106,10 @@ async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle) -> None:
     turn's budget is spent."""
     turn = TurnBudget()
     async for msg in ws:
-        if msg.type == aiohttp.WSMsgType.TEXT:
+        t = msg.type
+        if t == _TEXT:
             handle(msg.data)
-        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+        elif t == _ERROR or t == _CLOSED:
             return
         if turn.spent():
             await asyncio.sleep(0)
@@ -141,6 +146,7 @@ class SessionBase(ExecutionSession):
         self.ws_api_url = ws_api_url
         self.user_stream_url = user_stream_url
         self.instruments: dict[str, Instrument] = {}
+        self.max_in_flight = cfg.max_in_flight
         #: symbol -> "%.<decimals>f" of its tick / lot (one % per number on the fast path)
         self._px_fmt: dict[str, str] = {}
         self._qty_fmt: dict[str, str] = {}
@@ -393,12 +399,12 @@ class SessionBase(ExecutionSession):
             if req.op == "modify":
                 self.tracker.modify_acked(req.client_id, req.price, req.qty, local)
             elif req.op == "new":
-                self.tracker.apply(Update(req.client_id, Status.NEW), Src.REPLY, local)
+                self.tracker.apply(Update(req.client_id, _NEW), _REPLY, local)
             else:
                 # a cancel ack: the stream brings the cancel; if it does not, the query will
                 self._schedule_recon(req.client_id, self.cfg.fill_grace_s)
             return
-        if self.tracker.apply(update, Src.REPLY, local) == NEED_QUERY:
+        if self.tracker.apply(update, _REPLY, local) == NEED_QUERY:
             self._schedule_recon(req.client_id, self.cfg.fill_grace_s)
 
     def _reply_error(self, rid, code: int, text: str, *, unknown_order: bool = False) -> None:

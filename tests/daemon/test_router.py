@@ -428,6 +428,55 @@ def test_spin_intake_serves_a_flood_past_its_drain_budget_without_intake_threads
         d.stop()
 
 
+@pytest.mark.parametrize("intake", ["thread", "spin"])
+def test_a_full_in_flight_window_leaves_the_requests_in_the_bots_channel(tmp_path, shm_namespace, intake):
+    """The session's ``max_in_flight`` bounds its requests sent and not yet answered: the rest stay
+    in the bot's channel, and each answer lets one more out (submits, and cancels alike)."""
+    from shm import layout as L
+
+    d = Daemonish(tmp_path, auto=False, intake=intake)
+    d.session.max_in_flight = 3  # before the bot registers: its window is made then
+    a = Bot(d.socket_path, "win")
+    try:
+        a.req(*[(SUBMIT, 0, i, 100.0, 0.01, 1) for i in range(1, 11)])
+        d.wait_for(lambda: len(d.session.methods("submit")) == 3, what="three submits")
+        hw = d.call(lambda: d.router.bots["win"].requests._hw)
+
+        def waiting():
+            return int(hw[L.W_CURSOR] - hw[L.W_READ_CURSOR])
+
+        assert d.call(waiting) == 7
+        time.sleep(0.2)  # no answer came: nothing more may go out meanwhile
+        assert len(d.session.methods("submit")) == 3 and d.call(waiting) == 7
+        answered = 0
+        for want in range(4, 11):
+            intent = d.session.methods("submit")[answered][0]
+            answered += 1
+            d.call(lambda: d.session.emit(ExecEvent(ExecKind.ACCEPTED, intent.client_id, "BTCUSDT", Status.NEW,
+                                                    side=1, price=100.0, qty=0.01, leaves_qty=0.01)))
+            d.wait_for(lambda: len(d.session.methods("submit")) == want, what=f"submit {want}")
+            assert d.call(waiting) == 10 - want
+        assert d.call(lambda: d.router._windows[VENUE].n) == 3
+        for intent in [c[0] for c in d.session.methods("submit")[answered:]]:
+            d.call(lambda: d.session.emit(ExecEvent(ExecKind.ACCEPTED, intent.client_id, "BTCUSDT", Status.NEW,
+                                                    side=1, price=100.0, qty=0.01, leaves_qty=0.01)))
+        assert len(a.responses(10)) == 10 and d.call(lambda: d.router._windows[VENUE].n) == 0
+        # cancels count as well: 3 out, the others wait until a CANCELED frees the window
+        a.req(*[(CANCEL, 0, i, 0.0, 0.0, 0) for i in range(1, 11)])
+        d.wait_for(lambda: len(d.session.methods("cancel")) == 3, what="three cancels")
+        assert d.call(waiting) == 7
+        for want in range(4, 14):
+            cid = d.session.methods("cancel")[want - 4][0]
+            d.call(lambda: d.session.emit(ExecEvent(ExecKind.CANCELED, cid, "BTCUSDT", Status.CANCELED, side=1,
+                                                    price=100.0, qty=0.01)))
+            d.wait_for(lambda: len(d.session.methods("cancel")) == min(want, 10), what=f"cancel {want}")
+        assert d.call(lambda: (d.router._windows[VENUE].n, len(d.router.by_client))) == (0, 0)
+        assert d.call(waiting) == 0
+    finally:
+        a.close()
+        d.stop()
+
+
 def test_control_config_intake_is_checked(tmp_path):
     from daemon import ConfigError
     from daemon.control_config import ControlConfig
