@@ -97,7 +97,10 @@ class VenueConfig:
     rest_weight_per_min: int = 1200
     #: SUBSCRIBE/UNSUBSCRIBE messages per second (Binance disconnects above 10/s)
     control_msgs_per_s: float = 4.0
-    ring_capacity: int = 1 << 16
+    #: records per market ring (a power of two, 64 bytes each: 16 MB).  It must hold a burst while a
+    #: reader waits for a cpu: the recorder drains in the idle scheduling class, and at the rate
+    #: bench daemon blasts (~3.3 M records/s) a 1<<16 ring is lapped in 20 ms
+    ring_capacity: int = 1 << 18
     ring_mode: int = 0o600
     max_buffer_events: int = 20_000
     #: ``[venue.execution]``: order entry for this venue (None: market data only)
@@ -147,7 +150,7 @@ class VenueConfig:
             if not kwargs[key].startswith(scheme):
                 raise ConfigError(f"{where}: key {key!r} must start with {' or '.join(scheme)}: {kwargs[key]!r}")
             kwargs[key] = kwargs[key].rstrip("/")
-        cap = kwargs.get("ring_capacity", 1 << 16)
+        cap = kwargs.get("ring_capacity", 1 << 18)
         if cap <= 0 or cap & (cap - 1):
             raise ConfigError(f"{where}: key 'ring_capacity' must be a power of two, got {cap}")
         for key in ("silence_alarm_s", "max_connection_age_s", "ping_interval_s", "rest_timeout_s",
