@@ -18,6 +18,11 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   its frame-to-ring p99 is over alternating paced chunks (negative = better with plugins: noise);
   ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
   the throughput rounds (from arming a round until 50 ms after its last message: its wakes included).
+- ``daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_increase_pct``:
+  the daemon process's own CPU (every thread, ``time.process_time``) per message of a throughput
+  round, without and with the plugins (the increase: the median over the pairs).  Less noisy than a
+  rate on a shared machine, and it separates what the plugins cost the daemon from what the
+  recorder child's work takes from the cpus.
 """
 
 from __future__ import annotations
@@ -54,11 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
-    parser.add_argument("--ring-capacity", type=int, default=1 << 18,
-                        help="records per market ring, both pipelines (the daemon's default is 1<<16).  The "
+    parser.add_argument("--ring-capacity", type=int, default=_daemon_ring_capacity(),
+                        help="records per market ring, both pipelines (default: the daemon's, daemon.config).  The "
                              "recorder drains in the idle scheduling class: a round's burst (~300k records in "
                              "~90 ms) on a machine busy with other work lapped a 1<<16 ring (recorder_missing_rows "
                              "15k-177k of 2.5M at load 1-4), none of 1<<18 (load 2-3.7)")
+
+
+def _daemon_ring_capacity() -> int:
+    """The daemon's default market ring capacity, so the benchmark measures the rings a daemon has."""
+    import dataclasses
+
+    from daemon.config import VenueConfig
+
+    return next(f.default for f in dataclasses.fields(VenueConfig) if f.name == "ring_capacity")
 
 
 #: The paced sender sleeps until this long before each frame is due, then yields.  A venue is on
@@ -334,6 +348,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             while True:
                 cmd, arg = await loop.run_in_executor(None, conn.recv)
                 if cmd == "arm":
+                    cpu_from = time.process_time()  # this process, every thread: the daemon's own CPU
                     if recorder is not None and arg == "blast":  # the recorder's CPU and records while a round runs
                         rec_from = (_child_cpu_s(recorder.proc), pub.inner.cursor)
                     pub.armed, pub.count = True, 0
@@ -343,6 +358,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     while pub.count < arg and time.monotonic() < deadline:
                         await asyncio.sleep(0.005)
                     pub.armed = False
+                    cpu_s = time.process_time() - cpu_from
                     if rec_from is not None:
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
@@ -350,7 +366,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         rec_from = None
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
-                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs))
+                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count))
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
@@ -493,6 +509,8 @@ class OursPipeline:
         self.record_dir = tempfile.mkdtemp(prefix="hftd-bench-rec-") if plugins else ""
         #: what the plugin-enabled daemon process reports at stop (recorder CPU, rows recorded)
         self.extra: dict = {}
+        #: the daemon process's CPU per message of each throughput round (us; all its threads)
+        self.cpu_us_per_msg: list[float] = []
 
     def _spawn(self, target, *a):
         conn, child = self.ctx.Pipe()
@@ -530,8 +548,9 @@ class OursPipeline:
         """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
         self._send(n, ("blast", None))
         self.ours.send(("collect", n))
-        count, first_ns, last_ns, _, resyncs = self.ours.recv()
+        count, first_ns, last_ns, _, resyncs, cpu_s, published = self.ours.recv()
         self.resyncs += resyncs
+        self.cpu_us_per_msg.append(1e6 * cpu_s / max(1, published))
         time.sleep(0.1)
         self.reader.send("report")
         _, _, last_read_ns = self.reader.recv()
@@ -542,7 +561,7 @@ class OursPipeline:
         """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
         self._send(n, ("paced", rate))
         self.ours.send(("collect", n))
-        _, _, _, lat_ns, resyncs = self.ours.recv()
+        _, _, _, lat_ns, resyncs, _, _ = self.ours.recv()
         self.resyncs += resyncs
         return lat_ns
 
@@ -652,6 +671,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                     (plug_rates if p is plug else ours_rates).append(p.blast(n))
                 if base is not None and r < rounds:
                     base_rates.append(base.blast(n))
+            parts: dict[str, list] = {"ours": [], "plug": []}
             with HostSteal() as steal:
                 if plug is None:
                     lat_ours = ours.paced(args.latency_messages, args.rate)
@@ -659,7 +679,6 @@ def run(args: argparse.Namespace) -> BenchResult:
                 else:  # in alternating chunks, for the same reason
                     chunks = max(2, args.plugin_rounds)
                     m = max(100, args.latency_messages // chunks)
-                    parts: dict[str, list] = {"ours": [], "plug": []}
                     for r in range(chunks):
                         for key, p in ((("ours", ours), ("plug", plug)) if r % 2 == 0 else
                                        (("plug", plug), ("ours", ours))):
@@ -682,6 +701,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"{prefix}frame_to_ring_p50_us": p50,
             f"{prefix}frame_to_ring_p99_us": p99,
             f"{prefix}frame_to_ring_p999_us": p999,
+            f"{prefix}daemon_cpu_us_per_msg": float(np.median(ours.cpu_us_per_msg)),
         })
         result.rows.append((f"{venue} -> shm ring", {"msgs/s": rate, "p50 us": p50, "p99 us": p99,
                                                      "p99.9 us": p999, "messages": n}))
@@ -691,7 +711,8 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"{steal.pct:.1f} %, load average {load:.1f}); ring reader saw {records} "
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
         if plug is not None:
-            _plugin_figures(result, plug, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins)
+            _plugin_figures(result, plug, ours, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins,
+                            parts)
         if base_rates:
             base_rate = float(np.median(base_rates))
             result.metrics["baseline_depth_msgs_per_s"] = base_rate
@@ -707,8 +728,9 @@ def run(args: argparse.Namespace) -> BenchResult:
     return result
 
 
-def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, plug_rates: list,
-                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_gaps: int, enabled: str) -> None:
+def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline, ours_rates: list, plug_rates: list,
+                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_gaps: int, enabled: str,
+                    chunks: dict[str, list]) -> None:
     """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds)."""
     off_rate = float(np.median(ours_rates[: len(plug_rates)]))  # the rounds the two shared
     on_rate = float(np.median(plug_rates))
@@ -725,6 +747,11 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, p
         "plugins_throughput_loss_pct": float(np.median([100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a])),
         "plugins_throughput_loss_of_medians_pct": -_pct_increase(off_rate, on_rate),
         "plugins_p99_increase_pct": _pct_increase(off_p99, on_p99),
+        # the daemon process's own CPU per message, pair by pair: what the plugins cost it, apart
+        # from what the recorder child's work takes from the machine
+        "plugins_daemon_cpu_us_per_msg": float(np.median(plug.cpu_us_per_msg)),
+        "plugins_daemon_cpu_increase_pct": float(np.median([_pct_increase(a, b) for a, b in
+                                                            zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg)])),
     })
     if "recorded_rows" in x:
         result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
@@ -748,7 +775,10 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours_rates: list, p
         f"plugins (risk + {enabled}; telegram at a loopback Bot API): rounds "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}; {order}); "
-        f"p99 {on_p99:.1f} us against {off_p99:.1f} us over the same alternating paced chunks; "
+        f"p99 {on_p99:.1f} us against {off_p99:.1f} us over the same alternating paced chunks (per chunk "
+        f"{', '.join(f'{_percentiles(c)[1]:.0f}' for c in chunks['plug'])} against "
+        f"{', '.join(f'{_percentiles(c)[1]:.0f}' for c in chunks['ours'])} us); daemon CPU per message "
+        f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us; "
         f"{recorder}ring reader lapped {plug_gaps} times; plugin errors {x.get('plugin_errors', 0)}")
 
 

@@ -21,8 +21,10 @@ def test_bench_daemon_json_keys():
         assert metrics[key] > 0, key
     assert metrics["frame_to_ring_p50_us"] <= metrics["frame_to_ring_p99_us"] <= metrics["frame_to_ring_p999_us"]
     # issue 12: every plugin on beside off, in the same run; the recorder wrote every ring record
-    for key in ("plugins_depth_msgs_per_s", "plugins_frame_to_ring_p99_us"):
+    for key in ("plugins_depth_msgs_per_s", "plugins_frame_to_ring_p99_us", "daemon_cpu_us_per_msg",
+                "plugins_daemon_cpu_us_per_msg"):
         assert metrics[key] > 0, key
     # (the recorder's CPU over 2 x 4000 records can be under the 10 ms the kernel counts in)
-    assert {"plugins_throughput_loss_pct", "plugins_p99_increase_pct", "recorder_cpu_ms_per_m_records"} <= set(metrics)
+    assert {"plugins_throughput_loss_pct", "plugins_p99_increase_pct", "recorder_cpu_ms_per_m_records",
+            "plugins_daemon_cpu_increase_pct"} <= set(metrics)
     assert metrics["recorder_missing_rows"] == 0
