@@ -28,6 +28,8 @@ log = logging.getLogger("hftd.execution.binance")
 STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED, "FILLED": Status.FILLED,
           "CANCELED": Status.CANCELED, "EXPIRED": Status.EXPIRED, "EXPIRED_IN_MATCH": Status.EXPIRED,
           "REJECTED": Status.REJECTED}
+# enum members bound once (by attribute each costs ~0.18 us on 3.11): read for every order and event
+_BUY, _MARKET, _STREAM = Side.BUY, OrdType.MARKET, Src.STREAM
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.GTX: "GTX", TimeInForce.FOK: "FOK", TimeInForce.IOC: "IOC"}
 _ORDER_BUDGETS = ("ORDERS:10", "ORDERS:60", "REQUEST_WEIGHT:60")
 _CANCEL_BUDGETS = ("REQUEST_WEIGHT:60",)
@@ -104,13 +106,6 @@ class BinanceExecution(SessionBase):
         return kj
 
     # -- frames (the fast path: called from submit/cancel/modify) ----------------------------------
-    def _sign_ws(self, p: dict) -> dict:
-        """``p`` is built with its keys in sorted order and no booleans, so the signed payload is the
-        plain join (equal to ``signing.binance_ws_payload(p)``, which sorts: tested); saves the sort
-        on every order."""
-        p["signature"] = hmac_sha256_hex(self._creds.secret, "&".join([f"{k}={v}" for k, v in p.items()]))
-        return p
-
     def _ws_new(self, it: OrderIntent):
         """``order.place`` as one signed payload and one JSON text, both by f-string: the hot path
         (a dict, a sorted join and orjson cost ~2x).  Every value is JSON-safe as written: client
@@ -122,10 +117,10 @@ class BinanceExecution(SessionBase):
         key = self._creds.api_key
         cid = it.client_id
         qty = self._qty(sym, it.qty)
-        side = "BUY" if it.side == Side.BUY else "SELL"
+        side = "BUY" if it.side == _BUY else "SELL"
         ts = self._ts_ms()
         rw = self.cfg.recv_window_ms
-        if it.order_type == OrdType.MARKET:
+        if it.order_type == _MARKET:
             payload = (f"apiKey={key}&newClientOrderId={cid}&newOrderRespType=RESULT&quantity={qty}"
                        f"&recvWindow={rw}&side={side}&symbol={sym}&timestamp={ts}&type=MARKET")
             sig = hmac_sha256_hex(self._creds.secret, payload)
@@ -146,17 +141,33 @@ class BinanceExecution(SessionBase):
         return rid, frame.encode()
 
     def _ws_cancel(self, symbol: str, client_id: str):
+        """``order.cancel`` by f-string as ``_ws_new`` (every order is cancelled or fills: the dict,
+        the signed join and orjson cost ~2x); the keys in sorted order, as signing sorts them."""
         rid = self._next_id()
-        p = {"apiKey": self._creds.api_key, "origClientOrderId": client_id, "recvWindow": self.cfg.recv_window_ms,
-             "symbol": symbol, "timestamp": self._ts_ms()}
-        return rid, orjson.dumps({"id": rid, "method": "order.cancel", "params": self._sign_ws(p)})
+        ts = self._ts_ms()
+        rw = self.cfg.recv_window_ms
+        sig = hmac_sha256_hex(self._creds.secret, f"apiKey={self._creds.api_key}&origClientOrderId={client_id}"
+                                                  f"&recvWindow={rw}&symbol={symbol}&timestamp={ts}")
+        frame = (f'{{"id":{rid},"method":"order.cancel","params":{{"apiKey":{self._key_json},'
+                 f'"origClientOrderId":"{client_id}","recvWindow":{rw},"symbol":"{symbol}","timestamp":{ts},'
+                 f'"signature":"{sig}"}}}}')
+        return rid, frame.encode()
 
     def _ws_modify(self, o: TrackedOrder, price: float, qty: float):
+        """``order.modify`` by f-string, as ``_ws_cancel``."""
         rid = self._next_id()
-        p = {"apiKey": self._creds.api_key, "origClientOrderId": o.client_id, "price": self._px(o.symbol, price),
-             "quantity": self._qty(o.symbol, qty), "recvWindow": self.cfg.recv_window_ms,
-             "side": "BUY" if o.side == Side.BUY else "SELL", "symbol": o.symbol, "timestamp": self._ts_ms()}
-        return rid, orjson.dumps({"id": rid, "method": "order.modify", "params": self._sign_ws(p)})
+        sym, cid = o.symbol, o.client_id
+        px, q = self._px(sym, price), self._qty(sym, qty)
+        side = "BUY" if o.side == _BUY else "SELL"
+        ts = self._ts_ms()
+        rw = self.cfg.recv_window_ms
+        sig = hmac_sha256_hex(self._creds.secret, f"apiKey={self._creds.api_key}&origClientOrderId={cid}&price={px}"
+                                                  f"&quantity={q}&recvWindow={rw}&side={side}&symbol={sym}"
+                                                  f"&timestamp={ts}")
+        frame = (f'{{"id":{rid},"method":"order.modify","params":{{"apiKey":{self._key_json},'
+                 f'"origClientOrderId":"{cid}","price":"{px}","quantity":"{q}","recvWindow":{rw},"side":"{side}",'
+                 f'"symbol":"{sym}","timestamp":{ts},"signature":"{sig}"}}}}')
+        return rid, frame.encode()
 
     def _order_budgets(self):
         return _ORDER_BUDGETS
@@ -497,7 +508,7 @@ class BinanceExecution(SessionBase):
         local = time.time_ns()
         if e == "ORDER_TRADE_UPDATE":
             u = stream_update(msg.get("o") or {})
-            if self.tracker.apply(u, Src.STREAM, local) == NEED_QUERY:
+            if self.tracker.apply(u, _STREAM, local) == NEED_QUERY:
                 self._schedule_recon(u.client_id, 0.0)
         elif e == "ACCOUNT_UPDATE":
             a = msg.get("a") or {}

@@ -124,7 +124,11 @@ class RateLimiter:
                     continue
                 if now is None:
                     now = self.clock()
-                self._observe(b, used, now)
+                # _observe, inline: three per WS API reply, two replies per order
+                if now >= b.window_end:
+                    b.roll(now)
+                if used > b.used:
+                    b.used = used
 
     # -- the venue's view -------------------------------------------------------------------------
     def observe(self, name: str, used: int, window_end: float | None = None) -> None:

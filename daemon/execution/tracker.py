@@ -93,6 +93,18 @@ class TrackedOrder:
         self.created = now
 
 
+# an enum member looked up by attribute costs ~0.18 us on 3.11 (comparing with it ~0.19, with a
+# module constant ~0.03): ``apply`` runs for every reply, stream event and query result, so the
+# members it uses are bound here once (the same objects: identity and equality unchanged)
+_NONE, _NEW, _PARTIAL, _FILLED = Status.NONE, Status.NEW, Status.PARTIALLY_FILLED, Status.FILLED
+_CANCELED, _EXPIRED, _REJECTED = Status.CANCELED, Status.EXPIRED, Status.REJECTED
+_REPLY, _QUERY = Src.REPLY, Src.QUERY
+_K_ACCEPTED, _K_FILL, _K_MODIFIED = ExecKind.ACCEPTED, ExecKind.FILL, ExecKind.MODIFIED
+_K_CANCELED, _K_EXPIRED, _K_REJECTED = ExecKind.CANCELED, ExecKind.EXPIRED, ExecKind.REJECTED
+_K_CANCEL_REJECTED, _K_MODIFY_REJECTED = ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED
+_R_VENUE = RejectReason.VENUE
+
+
 class Tracker:
     def __init__(self, venue: str, sink: ExecSink, *, remember_done: int = 20_000) -> None:
         self.venue = venue
@@ -122,7 +134,7 @@ class Tracker:
     def open_orders(self) -> dict[str, ExecEvent]:
         out = {}
         for cid, o in self.orders.items():
-            out[cid] = o.last if o.last is not None else self._event(o, ExecKind.ACCEPTED, Status.NONE)
+            out[cid] = o.last if o.last is not None else self._event(o, _K_ACCEPTED, _NONE)
         return out
 
     # -- events -----------------------------------------------------------------------------------
@@ -146,7 +158,7 @@ class Tracker:
 
     def _accept(self, o: TrackedOrder, ts: int, local_ns: int) -> None:
         o.accepted = True
-        self._emit(o, self._event(o, ExecKind.ACCEPTED, Status.NEW, exch_ts_ns=ts, local_ts_ns=local_ns))
+        self._emit(o, self._event(o, _K_ACCEPTED, _NEW, exch_ts_ns=ts, local_ts_ns=local_ns))
 
     def reject(self, client_id: str, reason: RejectReason, code: int = 0, text: str = "", local_ns: int = 0) -> bool:
         """The submit was refused (by the venue, our rate budget, or reconciliation found nothing).
@@ -154,9 +166,9 @@ class Tracker:
         o = self.orders.get(client_id)
         if o is None or o.accepted:
             return False
-        self._emit(o, self._event(o, ExecKind.REJECTED, Status.REJECTED, reason=reason, code=code, text=text,
+        self._emit(o, self._event(o, _K_REJECTED, _REJECTED, reason=reason, code=code, text=text,
                                   local_ts_ns=local_ns))
-        self._finish(o, Status.REJECTED)
+        self._finish(o, _REJECTED)
         return True
 
     def request_rejected(self, client_id: str, op: str, code: int, text: str, local_ns: int = 0,
@@ -167,8 +179,8 @@ class Tracker:
             return  # finished meanwhile (filled, canceled): the terminal event already said so
         if o.pending == op:
             o.pending = ""
-        kind = ExecKind.CANCEL_REJECTED if op == "cancel" else ExecKind.MODIFY_REJECTED
-        status = Status.PARTIALLY_FILLED if o.cum_qty > 0 else (Status.NEW if o.accepted else Status.NONE)
+        kind = _K_CANCEL_REJECTED if op == "cancel" else _K_MODIFY_REJECTED
+        status = _PARTIAL if o.cum_qty > 0 else (_NEW if o.accepted else _NONE)
         ev = self._event(o, kind, status, reason=reason, code=code, text=text, local_ts_ns=local_ns)
         self.sink.on_exec(ev)  # not o.last: the order's own state did not change
 
@@ -191,22 +203,22 @@ class Tracker:
             o.venue_id = u.venue_order_id
             self.by_venue_id[u.venue_order_id] = o.client_id
         status = u.status
-        if status == Status.REJECTED:
+        if status == _REJECTED:
             if not o.accepted:
-                self._emit(o, self._event(o, ExecKind.REJECTED, Status.REJECTED, reason=RejectReason.VENUE,
+                self._emit(o, self._event(o, _K_REJECTED, _REJECTED, reason=_R_VENUE,
                                           code=u.code, text=u.text, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns))
-                self._finish(o, Status.REJECTED)
+                self._finish(o, _REJECTED)
                 return APPLIED
-            status = Status.CANCELED  # rejected after it rested (e.g. an amend the venue cancelled on)
-        if status == Status.NONE:
+            status = _CANCELED  # rejected after it rested (e.g. an amend the venue cancelled on)
+        if status == _NONE:
             return IGNORED
-        if src != Src.REPLY or o.pending == "new":
+        if src != _REPLY or o.pending == "new":
             o.ambiguous = False
         if o.pending == "new":
             o.pending = ""
         if not o.accepted:
             self._accept(o, u.exch_ts_ns, local_ns)
-        if src == Src.REPLY and u.cum_qty > o.cum_qty + eps:
+        if src == _REPLY and u.cum_qty > o.cum_qty + eps:
             o.held = True
             o.held_update = u
             return NEED_QUERY  # its time is not taken: the stream's earlier fills must still apply
@@ -220,10 +232,10 @@ class Tracker:
             o.price, o.qty = new_px, new_qty
             if o.pending == "modify":
                 o.pending = ""
-            self._emit(o, self._event(o, ExecKind.MODIFIED,
-                                      Status.PARTIALLY_FILLED if o.cum_qty > 0 else Status.NEW,
+            self._emit(o, self._event(o, _K_MODIFIED,
+                                      _PARTIAL if o.cum_qty > 0 else _NEW,
                                       exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns))
-        elif o.pending == "modify" and src == Src.REPLY and status not in _TERMINAL_STATUS:
+        elif o.pending == "modify" and src == _REPLY and status not in _TERMINAL_STATUS:
             o.pending = ""  # amend to the same values: accepted, nothing changed
         if u.cum_qty > o.cum_qty + eps:
             d = u.cum_qty - o.cum_qty
@@ -236,16 +248,16 @@ class Tracker:
             o.cum_qty = u.cum_qty
             o.cum_quote += px * d
             o.held = False
-            if status == Status.FILLED and o.qty - o.cum_qty > eps:
+            if status == _FILLED and o.qty - o.cum_qty > eps:
                 o.qty = o.cum_qty  # the venue says done: its quantity is what filled
             leaves = round(o.qty - o.cum_qty, 10)
             full = leaves <= eps
-            ev = ExecEvent(ExecKind.FILL, o.client_id, o.symbol, Status.FILLED if full else Status.PARTIALLY_FILLED,
+            ev = ExecEvent(_K_FILL, o.client_id, o.symbol, _FILLED if full else _PARTIAL,
                            o.venue_id, o.side, o.price, o.qty, 0.0 if full else leaves, o.cum_qty, px, d, maker, fee,
                            tid, u.exch_ts_ns, local_ns)
             self._emit(o, ev)
             if full:
-                self._finish(o, Status.FILLED)
+                self._finish(o, _FILLED)
                 return APPLIED
             held = o.held_update
             if held is not None and o.cum_qty >= held.cum_qty - eps:
@@ -253,21 +265,21 @@ class Tracker:
                 o.held_update = None
                 if held is not u and held.status in _TERMINAL_STATUS:
                     held.exch_ts_ns = 0
-                    return self.apply(held, Src.QUERY, local_ns)
-        if status in (Status.CANCELED, Status.EXPIRED):
-            kind = ExecKind.CANCELED if status == Status.CANCELED else ExecKind.EXPIRED
+                    return self.apply(held, _QUERY, local_ns)
+        if status in (_CANCELED, _EXPIRED):
+            kind = _K_CANCELED if status == _CANCELED else _K_EXPIRED
             self._emit(o, self._event(o, kind, status, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns,
                                       code=u.code, text=u.text))
             self._finish(o, status)
-        elif status == Status.FILLED:
+        elif status == _FILLED:
             # "filled" but we counted less than the order's quantity: a query settles it; a query
             # saying so ends the order at what filled (nothing more can come)
-            if src != Src.QUERY:
+            if src != _QUERY:
                 return NEED_QUERY
             o.qty = o.cum_qty
-            self._emit(o, self._event(o, ExecKind.CANCELED, Status.CANCELED, exch_ts_ns=u.exch_ts_ns,
+            self._emit(o, self._event(o, _K_CANCELED, _CANCELED, exch_ts_ns=u.exch_ts_ns,
                                       local_ts_ns=local_ns, text="venue reports filled at a reduced quantity"))
-            self._finish(o, Status.CANCELED)
+            self._finish(o, _CANCELED)
         return APPLIED
 
     def modify_acked(self, client_id: str, price: float, qty: float, local_ns: int = 0) -> None:
@@ -280,5 +292,5 @@ class Tracker:
             o.pending = ""
         if price != o.price or qty != o.qty:
             o.price, o.qty = price, qty
-            self._emit(o, self._event(o, ExecKind.MODIFIED, Status.PARTIALLY_FILLED if o.cum_qty > 0 else Status.NEW,
+            self._emit(o, self._event(o, _K_MODIFIED, _PARTIAL if o.cum_qty > 0 else _NEW,
                                       local_ts_ns=local_ns))

@@ -1,0 +1,174 @@
+"""Where the daemon loop's CPU goes per order, stage by stage (a profiling aid for ``bench orders``).
+
+``hftd bench orders`` gives the loop's CPU per order as one figure; this runs the same stand
+(``bench.orders._Stand``: bot processes, control socket, router, one Binance session against the
+emulator in its own process, or the in-memory session) for one paced phase and splits that figure:
+
+* ``loop_cpu_us_per_order``: the loop thread's CPU time over a paced phase / orders accepted (each
+  order is also cancelled by its bot once ten newer ones rest, as in ``bench orders``);
+* ``stages_us_per_order``: in a second phase, wall time spent inside each stage of the loop's serial
+  path, summed and divided by the orders (a stage's time includes the stages it calls: ``drain``
+  holds ``handle``, which holds ``submit``; ``ws_api_reply`` holds ``on_exec``), each timed by a
+  wrapper (``perf_counter_ns``, ~0.2 us of its own per call); ``pickup_*``: the bot's stamp at its
+  write to the loop's handling of the record;
+* ``--profile``: cProfile of the loop thread over a third phase, the top functions by own time.
+
+An A/B of two revisions runs this file from each tree in turn (``cd`` into a checkout of the other
+revision with this file copied in: ``python -m`` imports from the current directory first), in the
+same minutes, niced::
+
+    nice -n 19 .venv/bin/python -m bench.order_path --kind emulator --rate 1000 --seconds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import tempfile
+import time
+import uuid
+
+#: stage name -> (object kind, attribute): wrapped on the instance (router, session, journal) or,
+#: for the session's socket readers, on the class before the session starts (they are bound at connect)
+_STAGES = (("drain", "router", "_drain"), ("handle", "router", "_handle"), ("submit", "session", "submit"),
+           ("cancel", "session", "cancel"), ("journal_flush", "orderids", "flush"),
+           ("session_flush", "session", "flush"), ("on_exec", "router", "on_exec"))
+_READERS = (("ws_api_reply", "_on_ws_api"), ("user_event", "_on_user"))
+
+
+class _Timer:
+    __slots__ = ("ns", "calls")
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.calls = 0
+
+
+def _timed(fn, t: _Timer):
+    perf = time.perf_counter_ns
+
+    def wrapper(*a, **kw):
+        t0 = perf()
+        try:
+            return fn(*a, **kw)
+        finally:
+            t.ns += perf() - t0
+            t.calls += 1
+
+    return wrapper
+
+
+async def _main(args) -> dict:
+    from bench import orders as bo
+    from daemon.router import REQ
+    from shm.segment import purge_namespace
+
+    os.environ["HFTD_SHM_NAMESPACE"] = "op" + uuid.uuid4().hex[:8]
+    workdir = tempfile.mkdtemp(prefix="hftd-order-path-")
+    timers = {name: _Timer() for name, *_ in _STAGES + tuple((n, None, None) for n, _ in _READERS)}
+    emu = pipe = None
+    out: dict = {"kind": args.kind, "rate": args.rate, "seconds": args.seconds, "bots": args.bots}
+    try:
+        rest_url = ""
+        if args.kind == "emulator":
+            from daemon.execution.binance import BinanceExecution
+
+            for name, attr in _READERS:  # bound when the sockets connect, inside session.start()
+                setattr(BinanceExecution, attr, _timed(getattr(BinanceExecution, attr), timers[name]))
+            emu, pipe, rest_url = await bo._start_emulator()
+        st = bo._Stand(workdir, args.kind, args.intake, "backoff", rest_url)
+        st.emu_pid = emu.pid if emu is not None else 0
+        await st.start()
+        try:
+            await st.spawn(args.bots)
+            base_px = 40_000.0 if args.kind == "emulator" else 50_000.0
+            await st.phase(args.bots, 100, 0, 900_000_000, base_px)  # warm: connection and kernels in use
+            await asyncio.sleep(0.3)
+            n = max(1, int(args.rate / args.bots * args.seconds))
+            # 1: nothing wrapped (the session's socket readers aside): the loop's CPU per order
+            res = await st.phase(args.bots, n, args.rate / args.bots, 1, base_px)
+            out.update({"accepted": res["accepted"], "loop_cpu_us_per_order": res["loop_cpu_us_per_order"],
+                        "emu_cpu_us_per_order": res["emu_cpu_us_per_order"],
+                        "channel_to_wire_p50_us": res["p50_us"], "channel_to_wire_p99_us": res["p99_us"]})
+            # 2: every stage timed, and the pickup
+            await asyncio.sleep(0.3)
+            owners = {"router": st.router, "session": st.session, "orderids": st.orderids}
+            saved = []
+            for name, kind, attr in _STAGES:
+                obj = owners[kind]
+                if hasattr(obj, attr):
+                    saved.append((obj, attr, obj.__dict__.get(attr)))
+                    setattr(obj, attr, _timed(getattr(obj, attr), timers[name]))
+            pickup_ns: list[int] = []
+            handle, unpack, now = st.router._handle, REQ.unpack, time.time_ns
+
+            def picked(bot, rec):  # the pickup: the bot's stamp at its write -> the loop handles it
+                pickup_ns.append(now() - unpack(rec)[8])
+                return handle(bot, rec)
+
+            st.router._handle = picked
+            for t in timers.values():
+                t.ns = t.calls = 0
+            res = await st.phase(args.bots, n, args.rate / args.bots, 100_000_000, base_px)
+            acc = max(1, res["accepted"])
+            out.update({"stages_us_per_order": {k: round(t.ns / 1e3 / acc, 2) for k, t in timers.items()},
+                        "stage_calls_per_order": {k: round(t.calls / acc, 2) for k, t in timers.items()},
+                        "pickup_p50_us": bo._pct(sorted(pickup_ns), 50) / 1e3,
+                        "pickup_p99_us": bo._pct(sorted(pickup_ns), 99) / 1e3})
+            for obj, attr, was in saved:  # unwrapped again (an instance attribute of its own, or none)
+                if was is None:
+                    delattr(obj, attr)
+                else:
+                    setattr(obj, attr, was)
+            if args.profile:
+                await asyncio.sleep(0.3)
+                prof = cProfile.Profile()
+                prof.enable()  # this thread only: the loop's
+                await st.phase(args.bots, n, args.rate / args.bots, 200_000_000, base_px)
+                prof.disable()
+                s = io.StringIO()
+                ps = pstats.Stats(prof, stream=s).sort_stats("tottime")
+                ps.print_stats(args.top)
+                if args.profile != "-":
+                    ps.dump_stats(args.profile)
+                out["profile"] = s.getvalue()
+        finally:
+            await st.stop()
+    finally:
+        if emu is not None:
+            await bo._stop_emulator(emu, pipe)
+        purge_namespace(os.environ["HFTD_SHM_NAMESPACE"])
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=("emulator", "memory"), default="emulator")
+    p.add_argument("--intake", choices=("thread", "spin"), default="thread")
+    p.add_argument("--bots", type=int, default=4)
+    p.add_argument("--rate", type=float, default=1000.0, help="total orders/s of the paced phase")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--profile", default="", help="also a cProfile phase; '-' prints only, else a .prof path")
+    p.add_argument("--top", type=int, default=45)
+    args = p.parse_args()
+    try:
+        import uvloop
+
+        out = uvloop.run(_main(args))
+    except ImportError:
+        out = asyncio.run(_main(args))
+    prof = out.pop("profile", "")
+    print(json.dumps(out, indent=1))
+    if prof:
+        print(prof)
+
+
+if __name__ == "__main__":
+    main()
