@@ -108,46 +108,32 @@ async def _run(n: int, workdir: str, prof: cProfile.Profile | None) -> dict:
     on_api, on_user = s._on_ws_api, s._on_user
     pack = REQ.pack
     seq = 0
+
+    def request(step: str, rec: bytes) -> None:  # the bot's record, then what _after_drain does
+        t0 = perf()
+        handle(bot, rec)
+        after()
+        spent[step] += perf() - t0
+
+    def feed(step: str, reader, text: str) -> None:  # a frame from the venue's socket
+        t0 = perf()
+        reader(text)
+        spent[step] += perf() - t0
+
     t_cpu = time.thread_time_ns()
     if prof is not None:
         prof.enable()
     for i in range(1, n + 1):
         seq += 1
-        rec = pack(1, 0, i, 40_000.0 - (i % 200) * 0.1, 0.001, 1, 0, 0, time.time_ns(), seq)
-        t0 = perf()
-        handle(bot, rec)
-        after()
-        t1 = perf()
-        spent["submit"] += t1 - t0
+        request("submit", pack(1, 0, i, 40_000.0 - (i % 200) * 0.1, 0.001, 1, 0, 0, time.time_ns(), seq))
         cid = bot.orders[i].client_id
         ts = time.time_ns() // 1_000_000
-        text = _reply(s._req_seq, cid, 10_000_000 + i, "NEW", ts, i)
-        t0 = perf()
-        on_api(text)
-        t1 = perf()
-        spent["place_reply"] += t1 - t0
-        text = _event(cid, 10_000_000 + i, "NEW", ts)
-        t0 = perf()
-        on_user(text)
-        t1 = perf()
-        spent["new_event"] += t1 - t0
+        feed("place_reply", on_api, _reply(s._req_seq, cid, 10_000_000 + i, "NEW", ts, i))
+        feed("new_event", on_user, _event(cid, 10_000_000 + i, "NEW", ts))
         seq += 1
-        rec = pack(2, 0, i, 0.0, 0.0, 0, 0, 0, time.time_ns(), seq)
-        t0 = perf()
-        handle(bot, rec)
-        after()
-        t1 = perf()
-        spent["cancel"] += t1 - t0
-        text = _reply(s._req_seq, cid, 10_000_000 + i, "CANCELED", ts, i)
-        t0 = perf()
-        on_api(text)
-        t1 = perf()
-        spent["cancel_reply"] += t1 - t0
-        text = _event(cid, 10_000_000 + i, "CANCELED", ts)
-        t0 = perf()
-        on_user(text)
-        t1 = perf()
-        spent["canceled_event"] += t1 - t0
+        request("cancel", pack(2, 0, i, 0.0, 0.0, 0, 0, 0, time.time_ns(), seq))
+        feed("cancel_reply", on_api, _reply(s._req_seq, cid, 10_000_000 + i, "CANCELED", ts, i))
+        feed("canceled_event", on_user, _event(cid, 10_000_000 + i, "CANCELED", ts))
         if i % 64 == 0:
             while responses.read(out):
                 pass
