@@ -83,7 +83,9 @@ class MarketDataBase:
             if status != CROSSED:
                 sync.last_id = last
             if published and observe is not None:
-                observe(local_ts, published, fast.stamps[:published])
+                # the whole stamp buffer, whose first ``published`` words are this call's: the
+                # same object every read, so an observer can keep a view of it (no slice per read)
+                observe(local_ts, published, fast.stamps)
             if status == DONE:
                 return k
             if status == APPLIED:

@@ -129,3 +129,43 @@ def test_hook_errors_are_exported_per_plugin():
     s = samples(host.plugins["metrics"].scrape())
     assert s[("hftd_plugin_errors_total", (("plugin", "bad"),))] == 2
     assert s[("hftd_bots_lost_total", ())] == 2
+
+
+def test_each_message_of_a_read_keeps_its_own_latency_whatever_the_reads_between():
+    """Reads of several messages keep their end stamps until the scrape subtracts the read's
+    receipt; single messages, reads without stamps and publishes fall between them.  Each message
+    comes out with its own latency, in order, and a full buffer drops the excess until the scrape."""
+    from plugins.metrics import TimedPublisher
+
+    pub = TimedPublisher(SimpleNamespace(publish=lambda b: None), "binance-usdm", "BTCUSDT", capacity=64)
+    stamps = np.zeros(8192, np.int64)  # the compiled path's buffer: the same object every read
+    expected: list[int] = []
+    now_real, now_mono = time.time_ns(), time.monotonic_ns()
+    for j, (count, how) in enumerate([(1, "plain"), (3, "stamped"), (1, "stamped"), (4, "plain"), (5, "stamped"),
+                                      (1, "publish"), (2, "stamped")]):
+        age = (j + 1) * 50_000_000  # read j arrived 50 ms x (j + 1) ago
+        local_ts = now_real - age
+        if how == "stamped":
+            ends = [now_mono + m * 1_000_000 for m in range(count)]  # m ms after now
+            stamps[:count] = ends
+            stamps[count : count + 8] = -1  # a previous read's words beyond count: never read
+            pub.observe(local_ts, count, stamps)
+            expected += [age + m * 1_000_000 for m in range(count)]
+        elif how == "plain":
+            pub.observe(local_ts, count)
+            expected += [age] * count
+        else:
+            batch = np.zeros(1, event_dtype)
+            batch["local_ts"] = local_ts
+            pub.publish(batch)
+            expected.append(age)
+    got = pub.drain()
+    assert len(got) == len(expected) == pub.messages
+    # the plain ones are stamped when observed, a little after now (a read off by one is 50 ms off)
+    assert np.all(np.abs(got - np.array(expected)) < 20_000_000), (got - np.array(expected)).tolist()
+    assert np.all(np.diff(got[1:4]) == 1_000_000)  # one read's stamps, each its own
+    assert pub.n == pub.k == 0 and len(pub.drain()) == 0
+    for _ in range(40):  # 80 messages into 64 places: the rest are counted, their latency dropped
+        stamps[:2] = now_mono
+        pub.observe(now_real, 2, stamps)
+    assert len(pub.drain()) == 64 and pub.messages == len(expected) + 80
