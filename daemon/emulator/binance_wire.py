@@ -94,19 +94,40 @@ class BinanceWire:
     # makes two of each, and building them was a fifth of the emulator's CPU in bench orders.  Every
     # string put in as is is JSON-safe: symbols are the configured upper-case names, client ids match
     # CLIENT_ID_RE (checked on entry) or are the account's own, the rest are this module's constants.
+    # The fields an order keeps until it is amended are written once per (id, price, quantity): an
+    # order's reply, its cancel's reply and its two events repeat them (~a third of each text).
+    def _fixed(self, o: Order) -> tuple[str, str, str, str, str, str]:
+        """Pieces of the order object (4) and of ORDER_TRADE_UPDATE's ``o`` (2) that do not change
+        while the order keeps its price and quantity, memoised per (order id, price, quantity)."""
+        key = (o.order_id, o.price, o.qty)
+        texts = self._fixed_text.get(key)
+        if texts is None:
+            if len(self._fixed_text) >= self._WIRE_CACHE_MAX:
+                self._fixed_text.clear()
+            side = "BUY" if o.side > 0 else "SELL"
+            tif = o.meta.get("tif", o.tif)
+            qty, px = self._q(o, o.qty), self._p(o, o.price)
+            reduce_only = "true" if o.reduce_only else "false"
+            texts = self._fixed_text[key] = (
+                f'{{"orderId":{o.order_id},"symbol":"{o.symbol}","status":"',
+                f'","clientOrderId":"{o.client_id}","price":"{px}","avgPrice":"',
+                f'","origQty":"{qty}","executedQty":"',
+                f'"timeInForce":"{tif}","type":"{o.type}","reduceOnly":{reduce_only},"closePosition":false,'
+                f'"side":"{side}","positionSide":"BOTH","stopPrice":"0","workingType":"CONTRACT_PRICE",'
+                f'"priceProtect":false,"origType":"{o.orig_type}","priceMatch":"NONE",'
+                f'"selfTradePreventionMode":"EXPIRE_MAKER","goodTillDate":0,"time":{o.created_ms},"updateTime":',
+                f'"s":"{o.symbol}","c":"{o.client_id}","S":"{side}","o":"{o.type}","f":"{tif}","q":"{qty}",'
+                f'"p":"{px}","ap":"',
+                f'"R":{reduce_only},"wt":"CONTRACT_PRICE","ot":"{o.orig_type}","ps":"BOTH","cp":false,')
+        return texts
+
     def order_json(self, o: Order) -> orjson.Fragment:
         """The order as the REST and websocket API replies write it (a JSON fragment for orjson)."""
+        head, client, qty, rest, _, _ = self._fixed(o)
         filled = self._q(o, o.filled)
         return orjson.Fragment(
-            f'{{"orderId":{o.order_id},"symbol":"{o.symbol}","status":"{o.status}","clientOrderId":"{o.client_id}",'
-            f'"price":"{self._p(o, o.price)}","avgPrice":"{self._avg(o)}","origQty":"{self._q(o, o.qty)}",'
-            f'"executedQty":"{filled}","cumQty":"{filled}","cumQuote":"{o.quote:.8f}",'
-            f'"timeInForce":"{o.meta.get("tif", o.tif)}","type":"{o.type}",'
-            f'"reduceOnly":{"true" if o.reduce_only else "false"},"closePosition":false,'
-            f'"side":"{"BUY" if o.side > 0 else "SELL"}","positionSide":"BOTH","stopPrice":"0",'
-            f'"workingType":"CONTRACT_PRICE","priceProtect":false,"origType":"{o.orig_type}","priceMatch":"NONE",'
-            f'"selfTradePreventionMode":"EXPIRE_MAKER","goodTillDate":0,"time":{o.created_ms},'
-            f'"updateTime":{o.updated_ms}}}')
+            f'{head}{o.status}{client}{self._avg(o) if o.filled else "0"}{qty}{filled}","cumQty":"{filled}",'
+            f'"cumQuote":"{o.quote:.8f}",{rest}{o.updated_ms}}}')
 
     def trade_json(self, ev: OrderEvent) -> dict:
         """A fill as ``GET /fapi/v1/userTrades`` lists it."""
@@ -121,20 +142,17 @@ class BinanceWire:
     def order_update_json(self, ev: OrderEvent) -> str:
         """``ORDER_TRADE_UPDATE`` of one order event, as JSON text."""
         o, f = ev.order, ev.fill
-        a = self.account
         ts = ev.ts_ms
-        head = (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{"s":"{o.symbol}","c":"{o.client_id}",'
-                f'"S":"{"BUY" if o.side > 0 else "SELL"}","o":"{o.type}","f":"{o.meta.get("tif", o.tif)}",'
-                f'"q":"{self._q(o, o.qty)}","p":"{self._p(o, o.price)}","ap":"{self._avg(o)}","sp":"0",'
-                f'"x":"{ev.kind}","X":"{o.status}","i":{o.order_id},')
-        books = (f'"b":"{a.resting_notional(o.symbol, 1):.5f}","a":"{a.resting_notional(o.symbol, -1):.5f}",'
-                 f'"m":{"true" if f is not None and f.maker else "false"},'
-                 f'"R":{"true" if o.reduce_only else "false"},"wt":"CONTRACT_PRICE","ot":"{o.orig_type}",'
-                 f'"ps":"BOTH","cp":false,')
+        _, _, _, _, fixed, fixed_flags = self._fixed(o)
+        buys, sells = self.account.resting_notionals(o.symbol)
+        head = (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{self._avg(o) if o.filled else "0"}",'
+                f'"sp":"0","x":"{ev.kind}","X":"{o.status}","i":{o.order_id},')
+        books = (f'"b":"{buys:.5f}","a":"{sells:.5f}","m":{"true" if f is not None and f.maker else "false"},'
+                 f'{fixed_flags}')
         tail = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
         if f is None:
             return (f'{head}"l":"0","z":"{self._q(o, o.filled)}","L":"0","T":{ts},"t":0,{books}"rp":"0",'
                     f'{tail}}}}}')
         return (f'{head}"l":"{self._q(o, f.qty)}","z":"{self._q(o, o.filled)}","L":"{self._p(o, f.price)}",'
-                f'"T":{ts},"t":{f.trade_id},{books}"rp":"{f.realized:.8f}",{tail},"N":"{a.cfg.asset}",'
+                f'"T":{ts},"t":{f.trade_id},{books}"rp":"{f.realized:.8f}",{tail},"N":"{self.account.cfg.asset}",'
                 f'"n":"{f.fee:.8f}"}}}}')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import Counter, deque
 from typing import Any
@@ -77,6 +78,8 @@ class TradeFaults:
 
 #: the first two header bytes of a final text frame of 0..125 bytes, by length
 _HEAD_SHORT = [bytes((0x81, n)) for n in range(126)]
+#: the header of one of 126..65535 bytes (an order reply or event): one C call, not three bytes joins
+_HEAD_MID = struct.Struct("!BBH").pack
 
 
 def text_frame(text: str | bytes) -> bytes:
@@ -89,7 +92,7 @@ def text_frame(text: str | bytes) -> bytes:
     if n < 126:
         return _HEAD_SHORT[n] + data
     if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+        return _HEAD_MID(0x81, 126, n) + data
     return b"\x81\x7f" + n.to_bytes(8, "big") + data
 
 
