@@ -195,7 +195,7 @@ class Tracker:
         if u.exch_ts_ns and u.exch_ts_ns < o.exch_ts_ns:
             self.stale_events += 1
             return IGNORED
-        eps = 1e-9 * max(1.0, o.qty)
+        eps = 1e-9 * o.qty if o.qty > 1.0 else 1e-9  # 1e-9 * max(1.0, qty) without the call
         if u.cum_qty < o.cum_qty - eps:
             self.stale_events += 1   # older than what we applied (the venue's time may tie)
             return IGNORED
@@ -227,7 +227,8 @@ class Tracker:
         # an amend: the venue's price/qty moved (a market order's price is 0 on the venue)
         new_px = u.price if u.price > 0 else o.price
         new_qty = u.qty if u.qty > 0 else o.qty
-        if (abs(new_px - o.price) > 1e-12 * max(1.0, abs(o.price)) or abs(new_qty - o.qty) > eps) \
+        if (new_px != o.price and abs(new_px - o.price) > 1e-12 * max(1.0, abs(o.price))
+                or new_qty != o.qty and abs(new_qty - o.qty) > eps) \
                 and status not in _TERMINAL_STATUS:
             o.price, o.qty = new_px, new_qty
             if o.pending == "modify":
