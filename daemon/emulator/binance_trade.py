@@ -42,6 +42,8 @@ _CONDITIONAL = {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRA
 _ORDER_OPS = {"place", "modify", "cancel", "cancel_all"}
 #: operations that count against the order limits (-1015)
 _COUNTED_OPS = {"place", "modify"}
+#: message types that end a websocket connection's reading (``async for`` over aiohttp's socket stops at them)
+_WS_ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 _SIDES = {"BUY": 1, "SELL": -1}
 #: venue-neutral refusal -> (HTTP status, code, message)
 _REJECTS = {
@@ -110,6 +112,8 @@ class BinanceTrading(BinanceWire, TradingSide):
         self._p_text: dict[tuple[str, int], str] = {}  # BinanceWire._p/_q (the rules are fixed from here)
         self._q_text: dict[tuple[str, int], str] = {}
         self._fixed_text: dict[tuple[int, int, int], tuple] = {}  # BinanceWire._fixed
+        self._rl_limits: tuple[int, int, int] | None = None  # _rate_limits
+        self._rl_text: tuple[str, str, str] = ("", "", "")
         self._units_memo: dict[tuple[str, float], int] = {}  # _units
         self._wait_until = 0.0      # after a 429: until the weight window frees up
         self._banned_until = 0.0    # after a request during that wait: 418
@@ -193,14 +197,20 @@ class BinanceTrading(BinanceWire, TradingSide):
         return len(q10), len(q1m)
 
     def _rate_limits(self) -> orjson.Fragment:
-        """The websocket API reply's ``rateLimits`` (a JSON fragment: written on every reply)."""
+        """The websocket API reply's ``rateLimits`` (a JSON fragment: written on every reply).  The
+        text around the three counts is written once per set of limits (the limits are attributes a
+        test may change)."""
         n10, n1m = self._order_counts(False)
-        return orjson.Fragment(
-            f'[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,'
-            f'"limit":{self.emu.weight_limit_per_min},"count":{self.emu._used_weight(0)}}},'
-            f'{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{self.orders_per_10s},'
-            f'"count":{n10}}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,'
-            f'"limit":{self.orders_per_min},"count":{n1m}}}]')
+        limits = (self.emu.weight_limit_per_min, self.orders_per_10s, self.orders_per_min)
+        if limits != self._rl_limits:
+            self._rl_limits = limits
+            self._rl_text = (
+                f'[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{limits[0]},'
+                f'"count":',
+                f'}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{limits[1]},"count":',
+                f'}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":{limits[2]},"count":')
+        weight, orders_10s, orders_1m = self._rl_text
+        return orjson.Fragment(f"{weight}{self.emu._used_weight(0)}{orders_10s}{n10}{orders_1m}{n1m}}}]")
 
     # -- authentication -------------------------------------------------------------------------
     def _check_time(self, params: Mapping[str, Any]) -> None:
@@ -289,9 +299,13 @@ class BinanceTrading(BinanceWire, TradingSide):
         client.connected_ms = self.emu.now_ms()
         client.rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.emu._used_weight(5)  # the handshake costs 5
+        # receive() as ``async for`` calls it, without the iterator's coroutine per message
+        receive, text, error = client.ws.receive, WSMsgType.TEXT, WSMsgType.ERROR
         try:
-            async for msg in client.ws:
-                if msg.type == WSMsgType.TEXT:
+            while True:
+                msg = await receive()
+                kind = msg.type
+                if kind is text:
                     self.emu.timeline.ws_received(msg.data)
                     if self.inline_requests and not self.queued.count:
                         # nothing can delay the reply (only faults do): answer in turn, without a task
@@ -300,7 +314,7 @@ class BinanceTrading(BinanceWire, TradingSide):
                     else:
                         # requests run concurrently, as on the venue: a delayed reply does not hold the next
                         self.emu._spawn(self._ws_request(client, msg.data))
-                elif msg.type == WSMsgType.ERROR:
+                elif kind is error or kind in _WS_ENDS:
                     break
         finally:
             if client in self.emu.clients:
@@ -589,7 +603,7 @@ class BinanceTrading(BinanceWire, TradingSide):
         symbol = self._symbol(p)
         ids = self._ids(p)
         now = self.emu.now_ms()
-        if self.queued.take("cancel_fill_race") is not None:
+        if self.queued.count and self.queued.take("cancel_fill_race") is not None:
             o = self.account.find(symbol, open_only=True, **ids)
             events.extend(self.account.fill_now(o, now))   # filled just before the cancel arrived
         o, evs = self.account.cancel(symbol, now_ms=now, **ids)

@@ -127,7 +127,7 @@ class BinanceWire:
         filled = self._q(o, o.filled)
         return orjson.Fragment(
             f'{head}{o.status}{client}{self._avg(o) if o.filled else "0"}{qty}{filled}","cumQty":"{filled}",'
-            f'"cumQuote":"{o.quote:.8f}",{rest}{o.updated_ms}}}')
+            f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
 
     def trade_json(self, ev: OrderEvent) -> dict:
         """A fill as ``GET /fapi/v1/userTrades`` lists it."""

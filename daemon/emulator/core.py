@@ -146,11 +146,12 @@ class Client:
         event loop go out in one socket write at its end (the order path answers a request with a reply
         and user-stream events, and a write per frame was a large part of the emulator's CPU).  Frames
         keep their order, also against ``send``, which writes the queued ones first."""
-        if self.silenced or self.ws.closed:
-            return
-        if not self._out:
+        if self.silenced:
+            return  # (a closed connection's frames are dropped by ``flush``: no property call per frame)
+        out = self._out
+        if not out:
             self.batch.add(self)
-        self._out.append(text_frame(text))
+        out.append(text_frame(text))
 
     def flush(self) -> None:
         """Write the queued frames now (one write); dropped if the connection is going."""

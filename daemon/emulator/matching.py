@@ -388,7 +388,7 @@ class Account:
         if refused:
             events.append(self._close(o, "CANCELED", now_ms, refused))
             return o, events, changes
-        for t in sorted(crosses, reverse=side < 0):
+        for t in sorted(crosses, reverse=side < 0) if crosses else ():
             if o.leaves == 0:
                 break
             avail = int(round(opp[t] / lot + 1e-9))
