@@ -117,10 +117,11 @@ def _through_router(check):
     """The router's own call: ``Router._check_order`` (the real function) with ``check`` set as the
     router sets it (``daemon.router._fields_of``: a ``PluginHost``'s check gets the fields, any other
     an ``OrderCheck`` built for it, as the router did for every check before 2026-12-04)."""
-    from daemon.router import Router, _fields_of
+    from daemon.router import Router, _direct_of, _fields_of
 
     check_order = Router._check_order
-    fake = SimpleNamespace(touch=None, _check_fields=_fields_of(check))  # bench orders' router: no touch
+    # bench orders' router: no touch
+    fake = SimpleNamespace(touch=None, _check_fields=_fields_of(check), _direct=_direct_of(check))
 
     def call(bot, kind, oid, side, price, qty, now):
         return check_order(fake, bot, 0, kind, oid, side, price, qty, 0, 0, now)
