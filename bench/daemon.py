@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -50,6 +51,9 @@ SYMBOL = "BTCUSDT"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from daemon.config import VenueConfig  # the benchmark measures the rings a daemon has
+
+    ring_default = next(f.default for f in dataclasses.fields(VenueConfig) if f.name == "ring_capacity")
     parser.add_argument("--messages", type=int, default=30_000, help="depth messages per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (ours and baseline interleaved)")
     parser.add_argument("--rate", type=float, default=5_000.0, help="messages/s for the latency run")
@@ -62,20 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
-    parser.add_argument("--ring-capacity", type=int, default=_daemon_ring_capacity(),
-                        help="records per market ring, both pipelines (default: the daemon's, daemon.config).  The "
-                             "recorder drains in the idle scheduling class: a round's burst (~300k records in "
-                             "~90 ms) on a machine busy with other work lapped a 1<<16 ring (recorder_missing_rows "
-                             "15k-177k of 2.5M at load 1-4), none of 1<<18 (load 2-3.7)")
+    parser.add_argument("--ring-capacity", type=int, default=ring_default,
+                        help="records per market ring, both pipelines (default: the daemon's).  The idle-class "
+                             "recorder, on a machine busy with other work, lost 15k-177k of 2.5M records to laps "
+                             "of a 1<<16 ring (a round's burst is ~300k records in ~90 ms), none of 1<<18")
 
-
-def _daemon_ring_capacity() -> int:
-    """The daemon's default market ring capacity, so the benchmark measures the rings a daemon has."""
-    import dataclasses
-
-    from daemon.config import VenueConfig
-
-    return next(f.default for f in dataclasses.fields(VenueConfig) if f.name == "ring_capacity")
 
 
 #: The paced sender sleeps until this long before each frame is due, then yields.  A venue is on
