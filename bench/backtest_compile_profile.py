@@ -9,6 +9,13 @@ inclusive and exclusive compile seconds (numba's ``numba:compile`` events; exclu
 compiles nested in it).  A function compiled more
 than once was specialised for several argument types (``--signatures`` lists them).
 
+The exclusive seconds are split into LLVM's share (``llvm s``: linking the callees' modules in,
+optimising and generating machine code for the whole linked module, timed around numba's
+``CPUCodeLibrary.finalize``) and the rest (typing, numba's own passes and lowering).  ``fns`` is how
+many functions the finalized module defines: numba links every callee's module into its caller's and
+optimises and generates code for all of it again, so a callee is re-optimised once per module that
+links it; ``--copies`` lists the functions by how many modules did.
+
 A diagnostic, not a benchmark: the figure that counts is ``first_run_s`` of ``hftd bench backtest``.
 Use a small file (e.g. ``hftd synth`` with 50k events): the run time is then negligible.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,6 +61,38 @@ class _CompileTimes(event.Listener):
         row[3].append(str(args))
 
 
+class _LlvmTimes:
+    """Seconds in numba's ``CPUCodeLibrary.finalize`` (link + optimise + codegen), per library, and the
+    functions each finalized module defines (the copies LLVM optimised and emitted there)."""
+
+    def __init__(self, compiles: _CompileTimes) -> None:
+        from numba.core.codegen import CPUCodeLibrary
+
+        self._cls = CPUCodeLibrary
+        self._orig = CPUCodeLibrary.finalize
+        self.by_name: dict[str, list] = {}  # function -> [llvm s, defined functions]
+        self.copies: dict[str, int] = {}  # LLVM function name -> modules defining it
+        times = self
+
+        def finalize(lib):
+            t0 = time.perf_counter()
+            times._orig(lib)
+            seconds = time.perf_counter() - t0
+            # the innermost open compile owns this library (a nested compile finalizes its own)
+            owner = compiles._open[-1][0] if compiles._open else "(outside a compile)"
+            defined = [fn.name for fn in lib._final_module.functions if not fn.is_declaration]
+            row = times.by_name.setdefault(owner, [0.0, 0])
+            row[0] += seconds
+            row[1] += len(defined)
+            for name in defined:
+                times.copies[name] = times.copies.get(name, 0) + 1
+
+        CPUCodeLibrary.finalize = finalize
+
+    def close(self) -> None:
+        self._cls.finalize = self._orig
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.backtest_compile_profile",
                                  description=__doc__.split("\n\n")[0])
@@ -60,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=30, help="functions listed, by exclusive seconds")
     ap.add_argument("--signatures", action="store_true",
                     help="list the argument types of functions compiled twice or more")
+    ap.add_argument("--copies", type=int, default=0, metavar="N",
+                    help="list the N LLVM functions optimised in the most modules")
     args = ap.parse_args(argv)
     if os.environ.get(_CHILD_ENV) is None:  # the parent: measure in a child with an empty cache
         cache_dir = tempfile.mkdtemp(prefix="hftd-compile-profile-")
@@ -71,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
     times = _CompileTimes()
+    llvm = _LlvmTimes(times)
     event.register("numba:compile", times)
     try:
         t0 = time.perf_counter()
@@ -86,13 +129,22 @@ def main(argv: list[str] | None = None) -> int:
         hbt.close()
     finally:
         event.unregister("numba:compile", times)
+        llvm.close()
+    own = resource.getrusage(resource.RUSAGE_SELF)
     print(f"import {t1 - t0:.1f} s, build {t2 - t1:.1f} s, bot call {t3 - t2:.1f} s ({steps} steps), "
-          f"total {t3 - t0:.1f} s")
+          f"total {t3 - t0:.1f} s; this process's CPU {own.ru_utime + own.ru_stime:.1f} s (a helper "
+          f"compiling beside it, bots.sim.prefetch, is not counted: compare with the parent's total)")
     rows = sorted(times.rows.items(), key=lambda kv: -kv[1][2])
-    print(f"{len(rows)} functions compiled, {sum(r[2] for _, r in rows):.1f} s exclusive in all")
-    print(f"{'excl s':>7} {'incl s':>7} {'n':>3}  function")
+    total_llvm = sum(r[0] for r in llvm.by_name.values())
+    print(f"{len(rows)} functions compiled ({sum(r[0] for _, r in rows)} compiles), "
+          f"{sum(r[2] for _, r in rows):.1f} s exclusive in all, {total_llvm:.1f} s of it in LLVM; "
+          f"{sum(llvm.copies.values())} function copies optimised, {len(llvm.copies)} distinct")
+    print(f"{'excl s':>7} {'llvm s':>7} {'incl s':>7} {'n':>3} {'fns':>5}  function")
     for name, (n, incl, excl, _) in rows[: args.top]:
-        print(f"{excl:7.2f} {incl:7.2f} {n:3d}  {name}")
+        secs, fns = llvm.by_name.get(name, (0.0, 0))
+        print(f"{excl:7.2f} {secs:7.2f} {incl:7.2f} {n:3d} {fns:5d}  {name}")
+    for name, count in sorted(llvm.copies.items(), key=lambda kv: -kv[1])[: args.copies]:
+        print(f"{count:4d}  {name[:160]}")
     if args.signatures:
         for name, (n, _, _, sigs) in rows:
             if n > 1:
