@@ -506,6 +506,7 @@ _PRICED = np.zeros(256, bool)
 _PRICED[list(PRICED_KINDS)] = True
 _EXCH = np.uint64(1 << 31)
 _LOCAL = np.uint64(1 << 30)
+_BOTH = _EXCH | _LOCAL
 
 
 class _BlockChecker:
@@ -527,23 +528,36 @@ class _BlockChecker:
 
     def check(self, block: np.ndarray, first_row: int, so_far) -> None:
         ev = block["ev"]
-        exch = (ev & _EXCH) != 0
-        local = (ev & _LOCAL) != 0
-        e = block["exch_ts"][exch]
-        lt = block["local_ts"][local]
-        clean = True
-        if len(e):
-            clean = e[0] >= self.exact.last_exch and bool((e[1:] >= e[:-1]).all())
-        if clean and len(lt):
-            clean = lt[0] >= self.exact.last_local and bool((lt[1:] >= lt[:-1]).all())
+        if bool(((ev & _BOTH) == _BOTH).all()):
+            # every row carries both timestamps (as hftbacktest's converters write them): the
+            # columns are compared in place, no gathers (half the child's check time)
+            e = block["exch_ts"]
+            lt = block["local_ts"]
+            clean = len(e) == 0 or bool(e[0] >= self.exact.last_exch and (e[1:] >= e[:-1]).all()
+                                        and lt[0] >= self.exact.last_local and (lt[1:] >= lt[:-1]).all()
+                                        and (lt >= e).all())
+        else:
+            exch = (ev & _EXCH) != 0
+            local = (ev & _LOCAL) != 0
+            e = block["exch_ts"][exch]
+            lt = block["local_ts"][local]
+            clean = True
+            if len(e):
+                clean = e[0] >= self.exact.last_exch and bool((e[1:] >= e[:-1]).all())
+            if clean and len(lt):
+                clean = lt[0] >= self.exact.last_local and bool((lt[1:] >= lt[:-1]).all())
+            if clean:
+                both = exch & local
+                clean = bool((block["local_ts"][both] >= block["exch_ts"][both]).all())
         if clean:
-            both = exch & local
-            clean = bool((block["local_ts"][both] >= block["exch_ts"][both]).all())
-        if clean:
-            px = block["px"][_PRICED[(ev & np.uint64(0xFF)).astype(np.intp)]]
             q = block["qty"]
             # NaN fails every comparison: "x >= 0 and x < inf" is false for NaN, -x and inf
-            clean = bool(((px >= 0.0) & (px < np.inf)).all() and ((q >= 0.0) & (q < np.inf)).all())
+            clean = bool(((q >= 0.0) & (q < np.inf)).all())
+        if clean:
+            px = block["px"]
+            if not bool(((px >= 0.0) & (px < np.inf)).all()):  # only then: is it a row that has a price?
+                px = px[_PRICED[(ev & np.uint64(0xFF)).astype(np.intp)]]
+                clean = bool(((px >= 0.0) & (px < np.inf)).all())
         if not clean:
             self.exact.check(block, first_row, so_far)  # raises, naming the row and the rule
             return
@@ -569,29 +583,39 @@ def _inflate_one(source: Path, target: Path, rows: int, publish, parent_alive, n
         written.append(np.memmap(target, dtype=event_dtype, mode="r", shape=(rows,), offset=offset))
         return written[-1]
 
-    with open_member(source, _MEMBER) as f, open(target, "r+b") as out:
+    with open_member(source, _MEMBER) as f, open(target, "r+b", buffering=0) as out:
         _read_npy_header(f)
         out.seek(offset)
         done = 0
-        while done < rows:
-            block = f.read(min(_BLOCK_BYTES, (rows - done) * _ROW))
-            whole = len(block) // _ROW
+        carry = b""  # the start of a row whose end is in the next piece
+        for piece in f.pieces(_BLOCK_BYTES):
+            view = memoryview(piece)
+            while view:
+                view = view[out.write(view):]
+            start = 0
+            if carry:  # the row begun in the previous piece: checked on its own
+                start = min(_ROW - len(carry), len(piece))
+                carry += piece[:start]
+                if len(carry) == _ROW:
+                    checker.check(np.frombuffer(carry, event_dtype), done, so_far)
+                    done += 1
+                    carry = b""
+            whole = (len(piece) - start) // _ROW
             if whole:
-                out.write(block[: whole * _ROW])
-                out.flush()
-                checker.check(np.frombuffer(block, event_dtype, count=whole), done, so_far)
+                checker.check(np.frombuffer(piece, event_dtype, count=whole, offset=start), done, so_far)
                 done += whole
-                if done == rows and next_head is not None:
-                    head = Head(**{k: v for k, v in next_head.items() if k != "label"})
-                    check_seam(Tail(exch_ts=checker.last_exch, local_ts=checker.last_local), str(source), head,
-                               next_head["label"])
-                if done == rows and final is not None:
-                    os.replace(target, final)  # whole and checked: the next backtest maps it
-                publish(done)
-            if whole * _ROW != len(block) or not block:
-                raise DataError(f"{source}: truncated: {done} of {rows} rows")
+            carry += piece[start + whole * _ROW:]
+            if done == rows and next_head is not None:
+                head = Head(**{k: v for k, v in next_head.items() if k != "label"})
+                check_seam(Tail(exch_ts=checker.last_exch, local_ts=checker.last_local), str(source), head,
+                           next_head["label"])
+            if done == rows and final is not None:
+                os.replace(target, final)  # whole and checked: the next backtest maps it
+            publish(done)
             if not parent_alive():
                 raise _ParentGone
+        if done != rows or carry:
+            raise DataError(f"{source}: truncated: {done} of {rows} rows")
 
 
 def _child_main(jobs_file: str) -> int:

@@ -234,3 +234,41 @@ def test_a_dead_runs_scratch_is_removed_and_a_live_ones_is_kept(tmp_path, events
         assert live.exists()
     finally:
         os.close(fd)
+
+
+_CORRUPTIONS = {
+    "none": lambda b, r: None,
+    "exch_back": lambda b, r: b["exch_ts"].__setitem__(r, b["exch_ts"][r - 1] - 1),
+    "local_back": lambda b, r: b["local_ts"].__setitem__(r, b["local_ts"][r - 1] - 1),
+    "local_before_exch": lambda b, r: b["local_ts"].__setitem__(r, b["exch_ts"][r] - 1),
+    "nan_px": lambda b, r: b["px"].__setitem__(r, np.nan),
+    "negative_qty": lambda b, r: b["qty"].__setitem__(r, -1.0),
+    "inf_qty": lambda b, r: b["qty"].__setitem__(r, np.inf),
+}
+
+
+@pytest.mark.parametrize("flags", ["every row both", "some rows one"])
+@pytest.mark.parametrize("corrupt", list(_CORRUPTIONS))
+def test_the_childs_quick_check_gives_the_exact_checks_verdict(events, flags, corrupt):
+    """The child's numpy check (a fast path for rows that all carry both timestamps, prices looked
+    at by kind only when one is not a number) against the exact row check, message for message."""
+    from bots.data.inflate import _BlockChecker
+    from bots.data.validate import RowChecker
+
+    block = events[:6000].copy()
+    if flags == "some rows one":
+        block["ev"][::7] &= ~np.uint64(1 << 30)  # no LOCAL_EVENT: their local_ts is not ordered
+    unpriced = np.flatnonzero((block["ev"] & np.uint64(0xFF)) == 3)  # DEPTH_CLEAR: px is not a price
+    assert len(unpriced), "the synthetic rows have a clear to test an unpriced NaN on"
+    for row in (2500, int(unpriced[-1])):
+        b = block.copy()
+        _CORRUPTIONS[corrupt](b, row)
+        verdicts = []
+        for checker in (_BlockChecker("f.npz"), RowChecker("f.npz")):
+            try:
+                checker.check(b[:3000], 0, None)
+                checker.check(b[3000:], 3000, None)  # the order state carries over a block boundary
+                verdicts.append(("clean", checker.last_exch, checker.last_local))
+            except DataError as exc:
+                verdicts.append(("bad", str(exc)))
+        assert verdicts[0] == verdicts[1], (row, verdicts)
