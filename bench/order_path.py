@@ -90,12 +90,15 @@ async def _main(args) -> dict:
             base_px = 40_000.0 if args.kind == "emulator" else 50_000.0
             await st.phase(args.bots, 100, 0, 900_000_000, base_px)  # warm: connection and kernels in use
             await asyncio.sleep(0.3)
-            n = max(1, int(args.rate / args.bots * args.seconds))
+            n = args.orders if args.rate <= 0 else max(1, int(args.rate / args.bots * args.seconds))
             # 1: nothing wrapped (the session's socket readers aside): the loop's CPU per order
             res = await st.phase(args.bots, n, args.rate / args.bots, 1, base_px)
-            out.update({"accepted": res["accepted"], "loop_cpu_us_per_order": res["loop_cpu_us_per_order"],
+            out.update({"accepted": res["accepted"], "orders_per_s": res["orders_per_s"],
+                        "loop_cpu_us_per_order": res["loop_cpu_us_per_order"],
                         "emu_cpu_us_per_order": res["emu_cpu_us_per_order"],
                         "channel_to_wire_p50_us": res["p50_us"], "channel_to_wire_p99_us": res["p99_us"]})
+            if args.rate <= 0:  # flat out: the throughput and CPU figures only
+                return out
             # 2: every stage timed, and the pickup
             await asyncio.sleep(0.3)
             owners = {"router": st.router, "session": st.session, "orderids": st.orderids}
@@ -153,7 +156,8 @@ def main() -> None:
     p.add_argument("--kind", choices=("emulator", "memory"), default="emulator")
     p.add_argument("--intake", choices=("thread", "spin"), default="thread")
     p.add_argument("--bots", type=int, default=4)
-    p.add_argument("--rate", type=float, default=1000.0, help="total orders/s of the paced phase")
+    p.add_argument("--rate", type=float, default=1000.0, help="total orders/s of the paced phase (0: flat out)")
+    p.add_argument("--orders", type=int, default=10_000, help="orders per bot of a flat-out phase (--rate 0)")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--profile", default="", help="also a cProfile phase; '-' prints only, else a .prof path")
     p.add_argument("--top", type=int, default=45)

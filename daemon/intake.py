@@ -37,6 +37,18 @@ cpu preempts it until it sleeps again.  Stamps of one paced order (4 bots x 50/s
 pinned alone on a cpu); ``_handle`` with ``session.submit`` ~40-50 (its ``order.place`` frame and
 signature ~17, cold caches at one order per 5 ms), the journal's ``os.write`` ~6, the socket write
 ~15.  Channel to wire: 345 / 261 / 114-145.
+
+**Why the default's pickup is ~200 us, and what a p50 of 50 us would take.**  The default pays two
+wake-ups in series: the bot's write wakes its intake thread (futex), whose eventfd write wakes the
+loop out of epoll.  On this VM an idle vCPU halts (cpuidle driver "none": no guest halt-polling), so
+each wake is a round trip through the host, ~60-130 us; ``bench.order_path`` (4 bots, emulator,
+2026-12-04, load 3-7 from other work): pickup p50 150-250 us with the threads, 150 us spinning
+unpinned.  Cheaper code on the loop cannot remove that.  What can: (1) no wake at all, a loop that
+never blocks on a cpu of its own (``intake = "spin"``, pinned: 26 us), the only way on this VM;
+(2) one wake instead of two, the bot ringing the loop's eventfd itself (passed at registration with
+SCM_RIGHTS, an arm word in the channel header): a change of the channel contract and the bot library,
+still one halted-vCPU wake here; (3) a host whose idle cpus poll before halting (haltpoll, idle=poll),
+where a wake costs microseconds (not measured here).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ or the spin latency mode; measured alternatives and their costs): ``daemon.intak
 ``max_in_flight``; the router counts an order's request from the call to the session until its
 answer: ACCEPTED, MODIFIED, a terminal event, or the refusal of a cancel/modify).  A bot whose
 venue's window is full is not drained: its further requests wait in its own channel (its intake
-stays disarmed and parks), and it is drained again when an answer makes room.  Flat out, 40,000
-orders per bot otherwise queued seconds of requests between the loop and the venue.
+stays disarmed and parks), and the stalled bots are drained again, in turn, once answers bring the
+window down to half (a batch per drain, not a journal and socket write per freed slot).  Flat out,
+40,000 orders per bot otherwise queued seconds of requests between the loop and the venue.
 
 **Validation** before anything reaches a venue (reason codes ``shm.orders.RejectReason``): unknown
 kind/side/tif/type, NaN or non-positive price or quantity, unknown asset, price off the tick,
@@ -723,11 +724,13 @@ class Router:
 
     def _answered(self, bot: BotSession, o: LiveOrder) -> None:
         """The order's request is answered: out of its session's window (which counts the orders
-        with a request pending), and a bot its fullness stalled is drained again."""
+        with a request pending).  Bots its fullness stalled are drained again once it is half
+        empty: resumed at every free slot, each drain took one request and paid its own journal
+        write and socket write (bench order_path flat out: loop CPU per order +47 %)."""
         o.pending = P_NONE
         w = bot.assets[o.asset_no].win
         w.n -= 1
-        if self._stalled and self._resume_handle is None and w.n < w.limit:
+        if self._stalled and self._resume_handle is None and w.n <= w.limit >> 1:
             self._resume_handle = self.loop.call_soon(self._resume)
 
     def _resume(self) -> None:
@@ -737,6 +740,9 @@ class Router:
             bot.stalled = False
             if bot.alive:
                 self._drain(bot)  # stalls it again if its window is still full
+        if len(self._stalled) > 1 and self._stalled[0] is stalled[0]:
+            # the first one drained took the room: the next resume starts with another bot
+            self._stalled.append(self._stalled.pop(0))
         self._after_drain()
 
     def _terminal(self, bot: BotSession, o: LiveOrder) -> None:
