@@ -13,6 +13,9 @@ from daemon.emulator.matching import Order, OrderEvent
 
 __all__ = ["BinanceWire"]
 
+#: ORDER_TRADE_UPDATE's constant fields after ``rp``
+_UPDATE_TAIL = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
+
 
 class BinanceWire:
     def _position_json(self, s: str) -> dict:
@@ -140,19 +143,19 @@ class BinanceWire:
                 "time": ev.ts_ms}
 
     def order_update_json(self, ev: OrderEvent) -> str:
-        """``ORDER_TRADE_UPDATE`` of one order event, as JSON text."""
+        """``ORDER_TRADE_UPDATE`` of one order event, as JSON text (one f-string per case: the pieces
+        as strings of their own were copied twice)."""
         o, f = ev.order, ev.fill
         ts = ev.ts_ms
         _, _, _, _, fixed, fixed_flags = self._fixed(o)
         buys, sells = self.account.resting_notionals(o.symbol)
-        head = (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{self._avg(o) if o.filled else "0"}",'
-                f'"sp":"0","x":"{ev.kind}","X":"{o.status}","i":{o.order_id},')
-        books = (f'"b":"{buys:.5f}","a":"{sells:.5f}","m":{"true" if f is not None and f.maker else "false"},'
-                 f'{fixed_flags}')
-        tail = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
+        avg = self._avg(o) if o.filled else "0"
         if f is None:
-            return (f'{head}"l":"0","z":"{self._q(o, o.filled)}","L":"0","T":{ts},"t":0,{books}"rp":"0",'
-                    f'{tail}}}}}')
-        return (f'{head}"l":"{self._q(o, f.qty)}","z":"{self._q(o, o.filled)}","L":"{self._p(o, f.price)}",'
-                f'"T":{ts},"t":{f.trade_id},{books}"rp":"{f.realized:.8f}",{tail},"N":"{self.account.cfg.asset}",'
-                f'"n":"{f.fee:.8f}"}}}}')
+            return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
+                    f'"X":"{o.status}","i":{o.order_id},"l":"0","z":"{self._q(o, o.filled)}","L":"0","T":{ts},'
+                    f'"t":0,"b":"{buys:.5f}","a":"{sells:.5f}","m":false,{fixed_flags}"rp":"0",{_UPDATE_TAIL}}}}}')
+        return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
+                f'"X":"{o.status}","i":{o.order_id},"l":"{self._q(o, f.qty)}","z":"{self._q(o, o.filled)}",'
+                f'"L":"{self._p(o, f.price)}","T":{ts},"t":{f.trade_id},"b":"{buys:.5f}","a":"{sells:.5f}",'
+                f'"m":{"true" if f.maker else "false"},{fixed_flags}"rp":"{f.realized:.8f}",{_UPDATE_TAIL},'
+                f'"N":"{self.account.cfg.asset}","n":"{f.fee:.8f}"}}}}')
