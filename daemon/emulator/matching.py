@@ -132,19 +132,32 @@ class Order:
     def open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
-    def snapshot(self) -> "Order":
-        """A shallow copy (``meta`` shared, as ``copy.copy`` would): the constructor from every field at
-        once, ~2 us against copy.copy's ~17 us on a slotted class; every order event takes one."""
-        return Order(*_order_fields(self))
+    # snapshot(): a shallow copy (``meta`` shared, as ``copy.copy`` would) that every order event
+    # takes, is set below from the fields (_field_copier)
 
 
-_order_fields = operator.attrgetter(*(f.name for f in fields(Order)))
+def _field_copier(cls, doc: str):
+    """A shallow copy of dataclass ``cls`` as straight-line code over its fields, generated once from
+    ``fields(cls)`` (as dataclasses writes ``__init__``): ~0.5 us on this machine against ~1.3 us for
+    the constructor called with all 18 fields (binding the arguments, the default factory test) and
+    ~17 us for copy.copy; two copies per order."""
+    names = [f.name for f in fields(cls)]
+    body = "".join(f"    o.{n} = self.{n}\n" for n in names)
+    scope = {"new": object.__new__, "cls": cls}
+    exec(f"def snapshot(self):\n    o = new(cls)\n{body}    return o\n", scope)  # noqa: S102 (fixed text)
+    copy = scope["snapshot"]
+    copy.__doc__ = doc
+    return copy
+
+
+Order.snapshot = _field_copier(Order, "A shallow copy of the order (``meta`` shared): what an event keeps.")
+
 _realized_of = operator.attrgetter("realized")  # (a generator in sum() costs a frame resume per position)
 
 
 # Fill and OrderEvent are immutable records made on every order (two to four per order in bench
-# orders): named tuples, whose constructor is C, where a frozen dataclass sets each field through
-# object.__setattr__ (~4 us an event on this machine).
+# orders): named tuples, where a frozen dataclass sets each field through object.__setattr__ (~4 us
+# an event on this machine); the account builds events with ``_event`` (tuple.__new__, in C).
 class Fill(NamedTuple):
     trade_id: int
     price: int                # ticks

@@ -249,3 +249,17 @@ def test_a_queue_is_used_up_by_a_whole_lot_not_by_float_dust():
     assert acct.on_trade("X", -1, 999.0, 0.3, 3) == [] and -1e-15 < o.q_ahead < 0.0
     (ev,) = acct.on_trade("X", -1, 999.0, 0.001, 4)
     assert ev.order.status == "FILLED"
+
+
+def test_an_events_order_is_a_copy_of_every_field_taken_when_it_happened():
+    from dataclasses import fields
+
+    from daemon.emulator.matching import Order
+
+    o = Order(7, "c-1", "BTCUSDT", -1, "LIMIT", "GTX", 1005, 3, True, filled=1, quote=1.5, fee=0.25,
+              status="PARTIALLY_FILLED", created_ms=10, updated_ms=11, q_ahead=2.5, meta={"tif": "GTX"})
+    copy = o.snapshot()
+    assert copy is not o and copy.meta is o.meta  # shallow, as copy.copy
+    assert [getattr(copy, f.name) for f in fields(Order)] == [getattr(o, f.name) for f in fields(Order)]
+    o.status, o.filled, o.price = "FILLED", 3, 1004
+    assert (copy.status, copy.filled, copy.price) == ("PARTIALLY_FILLED", 1, 1005)
