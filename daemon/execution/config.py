@@ -70,9 +70,11 @@ class ExecConfig:
     cancel_on_stop: bool = True
     #: requests sent on this account and not yet answered, at most; the router leaves the rest in
     #: the bots' channels (flat out, an unbounded queue held seconds of requests in front of the
-    #: venue).  Drained again at half: 4 bots x 10,000 orders flat out to the emulator took
-    #: 1,860 orders/s with 128, 2,625 with 512, 3,206 unbounded (bench order_path, load 7-10)
-    max_in_flight: int = 512
+    #: venue; ~2,048 requests are ~0.1 s of the emulator's work).  Bots are drained again at half.
+    #: bench order_path, 4 bots x 10,000 orders flat out to the emulator, runs in the same minutes
+    #: (load 3-6): 2,048 took 4,425 and 3,333 orders/s at 118 and 129 us of loop CPU per order,
+    #: 512 took 2,047 (152 us), unbounded 4,314 (172 us); a small window idles one side in turn
+    max_in_flight: int = 2048
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], where: str = "execution") -> "ExecConfig":
