@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "data": "bench.data",
     "live": "bench.live",
     "orders": "bench.orders",
+    "emulator_orders": "bench.emulator_orders",
     "convert": "bench.convert",
 }
 
