@@ -226,17 +226,18 @@ def roundtrip(res, frames: int, rate_per_s: float) -> None:
         "steal_%": r["steal_pct"], "loadavg": r["load"]}))
     for key in ("p50_us", "p99_us", "max_us"):
         res.metrics[f"roundtrip_{key}"] = r[key]
-    for key in ("frames", "attributed", "unattributed", "unanswered", "lost"):
+    for key in ("frames", "attributed", "unattributed", "unanswered", "lost", "held"):
         res.metrics[f"roundtrip_{key}"] = r[key]
     res.metrics["roundtrip_loadavg"] = r["load"]
     res.metrics["roundtrip_host_steal_pct"] = r["steal_pct"]
     res.notes.append(
         f"roundtrip_p50/p99_us: a depth frame the emulator sends (stamped just before its socket write) -> "
         f"daemon -> ring -> one live bot (backoff) -> its channel -> daemon -> the order.place the emulator "
-        f"reads (stamped just after the read); {r['frames']} frames at {rate_per_s:g}/s, each order paired with "
-        f"the last frame before it ({r['unattributed']} orders unattributed: sharing a frame or later than half "
-        f"the interval; {r['unanswered']} frames unanswered; {r['lost']} requests lost between daemon and "
-        f"emulator); host steal {r['steal_pct']:.1f} %, load average {r['load']:.1f}")
+        f"reads (stamped just after the read); {r['frames']} frames at {rate_per_s:g}/s at most, each sent once the "
+        f"previous one was answered ({r['held']} waited past their slot), each order paired with the frame it "
+        f"names (the bot's order id is the frame's T; {r['unattributed']} orders unattributed; "
+        f"{r['unanswered']} frames unanswered; {r['lost']} requests lost between daemon and emulator); "
+        f"host steal {r['steal_pct']:.1f} %, load average {r['load']:.1f}")
     res.notes.append("hftbacktest publishes no live round-trip or tick-to-order figure (reference/hftbacktest.md, "
                      "connectors.md); its Binance futures live connector sends orders over REST, ours over the "
                      "websocket API, so there is nothing of theirs to set beside these")

@@ -485,7 +485,7 @@ class BinanceEmulator(EmulatorBase):
                 sym.reorder = False
                 sym.held_reorder = frame
             else:
-                self.timeline.depth_sent(sym.last_id)
+                self.timeline.depth_sent(sym.last_id, sym.last_depth_ms)  # the frame's T
                 await self._broadcast(sym.name, "depth", frame)
                 if sym.held_reorder is not None:
                     held, sym.held_reorder = sym.held_reorder, None
