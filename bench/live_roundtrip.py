@@ -14,8 +14,9 @@ Real components, each its own process:
 
 Pairing is by identity, not by time: the daemon's order id journal maps each client id the emulator
 saw to the bot's order id, that is, to the ``T`` of the frame the order answers.  So a late answer
-is still paired with its own frame and counted in the figures, whatever the load.  In the measured
-window the emulator sends exactly ``frames`` frames, at most ``rate_per_s``, each one after the
+is still paired with its own frame and counted in the figures, whatever the load.  The measured
+window starts with nothing in flight (the warm-up's last frame answered, every request of the bot at
+the emulator); in it the emulator sends exactly ``frames`` frames, at most ``rate_per_s``, each one after the
 previous one's order came in (``held``: frames that waited past their slot because the answer was
 slower than the interval): the bot never has two frames to answer at once, which it would answer
 with one order.  ``lost`` = requests the daemon took from the bot (its ``requests`` count: the
@@ -90,10 +91,10 @@ def attribute(depth_ns, depth_ms, order_ns, order_frame_ms) -> dict:
             "unanswered": int(np.count_nonzero(~paired))}
 
 
-def frame_of_orders(client_ids: list[str], journal: str, bot: str) -> np.ndarray:
-    """The bot's order id of each client id (the ``T`` ms of the frame it answers; -1 where the
-    journal has none), from the text of the daemon's order id journal (``daemon.orderids``: a line
-    ``N <client_id> <bot> <asset_no> <order_id> <venue> <symbol>`` per new order)."""
+def _order_ids(journal: str, bot: str) -> dict[str, int]:
+    """client id -> order id of ``bot``'s orders in the text of the daemon's order id journal
+    (``daemon.orderids``: a line ``N <client_id> <bot> <asset_no> <order_id> <venue> <symbol>`` per
+    new order; a line cut short by a read during a write is skipped)."""
     names: dict[str, int] = {}
     for line in journal.split("\n"):
         parts = line.split(" ")
@@ -102,16 +103,23 @@ def frame_of_orders(client_ids: list[str], journal: str, bot: str) -> np.ndarray
                 names[parts[1]] = int(parts[4])
             except ValueError:
                 continue
+    return names
+
+
+def frame_of_orders(client_ids: list[str], journal: str, bot: str) -> np.ndarray:
+    """The bot's order id of each client id (the ``T`` ms of the frame it answers; -1 where the
+    journal has none)."""
+    names = _order_ids(journal, bot)
     return np.array([names.get(c, -1) for c in client_ids], np.int64)
 
 
 # -- the emulator process -----------------------------------------------------------------------
 
 def _emulator(pipe, rate_per_s: float, seed: int) -> None:
-    """Serve the emulator; "feed": paced depth updates until ``("window", frames, answer_timeout_s)``:
-    then, from an empty timeline, exactly ``frames`` more, each after the previous one's order (or
-    ``answer_timeout_s``), answered ``("done", held)`` once the last one's order came in; "stop"
-    ends it."""
+    """Serve the emulator; "feed": paced depth updates until "pause" (answered ``("paused", T)``, the
+    last frame's T); ``("window", frames, answer_timeout_s)``: from an empty timeline, exactly
+    ``frames`` frames, each after the previous one's order (or ``answer_timeout_s``), answered
+    ``("done", held)`` once the last one's order came in; "stop" ends it."""
     from daemon.emulator.binance import BinanceEmulator
     from daemon.emulator.timeline import attach
 
@@ -174,10 +182,12 @@ def _emulator(pipe, rate_per_s: float, seed: int) -> None:
                 cmd = pipe.recv()
                 if cmd == "feed":
                     feeder = asyncio.create_task(warm_up())
-                elif isinstance(cmd, tuple) and cmd[0] == "window":
+                elif cmd == "pause":
                     if feeder is not None:
                         feeder.cancel()
                         await asyncio.gather(feeder, return_exceptions=True)
+                    pipe.send(("paused", emu.symbols[SYMBOL].last_depth_ms))
+                elif isinstance(cmd, tuple) and cmd[0] == "window":
                     pipe.send(("done", await window(cmd[1], cmd[2])))
                 else:
                     break
@@ -296,6 +306,22 @@ def measure_roundtrip(frames: int = 1000, rate_per_s: float = 40.0, *, wait: str
                 raise RoundtripError(f"the bot sent no 20 orders within {start_timeout_s} s\n"
                                      f"{d.children[-1].tail()}")
             time.sleep(0.2)
+        # the window starts with nothing in flight: the warm-up's last frame answered (the bot answers in
+        # order) and every request of the bot at the emulator, so no order of the window is an older answer
+        pipe.send("pause")
+        _, last_ms = _recv(pipe, emu, 30, "pause", d.check_alive)
+        deadline = time.monotonic() + answer_timeout_s
+        while True:
+            journal = (work / "state" / JOURNAL_NAME).read_text(encoding="ascii", errors="replace")
+            tl = _timeline(rest)
+            answered = max(_order_ids(journal, "roundtrip").values(), default=-1) >= last_ms
+            if answered and tl["orders_total"] + tl["cancels_total"] >= requests():
+                break
+            if time.monotonic() > deadline:
+                raise RoundtripError(f"the warm-up's last frame (T {last_ms}) had no answer within "
+                                     f"{answer_timeout_s} s")
+            d.check_alive()
+            time.sleep(0.05)
         load_before = os.getloadavg()[0]
         with HostSteal() as steal:
             pipe.send(("window", frames, answer_timeout_s))
@@ -303,8 +329,8 @@ def measure_roundtrip(frames: int = 1000, rate_per_s: float = 40.0, *, wait: str
             _, held = _recv(pipe, emu, frames * (1 / rate_per_s + answer_timeout_s) + 60, "the window",
                             d.check_alive)
         load = max(load_before, os.getloadavg()[0])
-        # the last frame's order: until the daemon's count of the bot's orders and the emulator's agree
-        deadline = time.monotonic() + 10
+        # the last frame's cancel: until the daemon's count of the bot's requests and the emulator's agree
+        deadline = time.monotonic() + answer_timeout_s
         while True:
             tl = _timeline(rest)
             sent = requests()
