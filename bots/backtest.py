@@ -549,13 +549,11 @@ def make_backtest(chunks: list, **fields) -> Backtest:
     n_l3 = int(np.count_nonzero(fields["cfg_i"][:, I_QUEUE] == L3_FIFO))
     book, queue, p_l3, p_q3 = _new_l3(4096 if n_l3 else 16, 64 if n_l3 else 4)
     struct_type = bt_type_l3 if n_l3 else bt_type
-    struct_id = _STRUCT_IDS[struct_type]
-    table = np.zeros(ent.N_ENTRIES, np.int64)
-    if not ent.fill_table(table, struct_id):
-        prefetch.start(struct_id)  # a cold cache: the engine compiles beside the strategy
     fields.update(l3=book, q3=queue, l3_ids=np.zeros(64, np.int64), p_l3=p_l3, p_q3=p_q3,
-                  run_key=mbo.new_run_key(), entries=table, struct_id=struct_id)
+                  run_key=mbo.new_run_key(), entries=np.zeros(ent.N_ENTRIES, np.int64),
+                  struct_id=_STRUCT_IDS[struct_type])
     bt = new_backtest(struct_type, *[fields[n] for n in _FIELD_NAMES])
+    prefetch.start(_STRUCT_IDS[struct_type])  # cold cache: the engine compiles beside the strategy
     # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
     bt._chunks = chunks
     bt._run_key = fields["run_key"]

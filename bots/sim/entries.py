@@ -33,7 +33,7 @@ from bots.sim.jit import kernel
 from bots.sim.ref import SimRefType
 
 __all__ = ["Entry", "EntryError", "N_ENTRIES", "declare", "prefetch_order", "register_struct_type", "available",
-           "compile_entry", "fill_table", "resolve", "entry_address", "call_entry"]
+           "compile_entry", "resolve", "entry_address", "call_entry"]
 
 # slots of the ``entries`` table: the engine's (bots.sim.engine) and the bot's order requests
 # (bots.sim.local), which the backtest's methods call without linking them either
@@ -128,35 +128,15 @@ def compile_entry(index: int, struct_id: int):
     return cres
 
 
-#: (entry, struct id) -> address, of the entries this process resolved (inherited by forked workers)
-_ADDRESSES: dict[tuple[int, int], int] = {}
-
-
-def fill_table(table, struct_id: int) -> bool:
-    """Put into a new backtest's ``table`` every entry this process resolved or numba's cache holds
-    (loading those: a sweep's parent does so before its workers fork); False if some are missing."""
-    complete = True
-    for index in sorted(_ENTRIES):
-        if (index, struct_id) in _ADDRESSES or available(index, struct_id):
-            table[index] = resolve(index, struct_id)
-        else:
-            complete = False
-    return complete
-
-
 def resolve(index: int, struct_id: int) -> int:
     """The address of entry ``index`` for struct type ``struct_id``, compiled or loaded here (after
     a helper compiling it, bots.sim.prefetch, has stored it in numba's cache)."""
-    known = _ADDRESSES.get((index, struct_id))
-    if known is not None:
-        return known
     entry = _ENTRIES[index]
     prefetch.wait_for(index, struct_id)
     cres = compile_entry(index, struct_id)
     address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     if not address:
         raise EntryError(f"entry {entry.name}: no address for {cres.fndesc.llvm_func_name}")
-    _ADDRESSES[(index, struct_id)] = address
     return address
 
 
