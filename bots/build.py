@@ -27,7 +27,8 @@ from bots.data.validate import validate_events
 from bots.data.windows import CheckedMap, register
 from bots.errors import ConfigError, DataError
 from bots.sim import depth as dp
-from bots.sim.engine import CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED
+from bots.sim.engine import (CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED, LAST_EXCH, LAST_LOCAL, N_CHUNK_READY,
+                              PUBLISHED_WORD, READY, RELEASED_WORD, STREAM_FILE, WANTED_WORD)
 from bots.sim.layout import (
     F_QUEUE_N, F_TICK, I_ENTRY_NS, I_EXCH, I_LAT_KIND, I_QUEUE, I_RESP_NS, market_config, order_dtype,
     state_values_dtype,
@@ -67,7 +68,7 @@ def _open(item, index: int, checkers: list[CheckedMap], label: str | None = None
 
 def _stream(
     streamed: list[list[tuple[int, Path]]], seams: dict[int, tuple[Head, str]]
-) -> tuple[InflatedFiles | None, dict[int, tuple[int, int]]]:
+) -> tuple[InflatedFiles | None, dict[int, tuple[int, int, int]]]:
     """Start inflating the compressed files ``streamed[a] = [(chunk, path), ...]`` of every asset.
 
     The child inflates one file after another, so they are queued in the order the simulator
@@ -81,15 +82,23 @@ def _stream(
     if not order:
         return None, {}
     files = InflatedFiles([path for *_, path in order], next_heads=[seams.get(chunk) for _, _, chunk, _ in order])
-    return files, {chunk: (files.address(i), files.rows[i]) for i, (_, _, chunk, _) in enumerate(order)}
+    return files, {chunk: (files.address(i), files.rows[i], i) for i, (_, _, chunk, _) in enumerate(order)}
 
 
-def _chunk_ready(kinds: list[int], lengths: list[int]) -> np.ndarray:
-    """Per chunk: rows known readable (all of an array in RAM, none of a file yet) and the state
-    of the check of a mapped file's rows (the last EXCH and LOCAL timestamps checked)."""
-    ready = np.zeros((len(kinds) + 1, 3), np.int64)
+def _chunk_ready(kinds: list[int], lengths: list[int], inflated: InflatedFiles | None,
+                 streamed: dict[int, int]) -> np.ndarray:
+    """Per chunk (bots.sim.engine "Chunks"): rows known readable (all of an array in RAM, none of a
+    file yet), the state of the check of a mapped file's rows (the last EXCH and LOCAL timestamps
+    checked) and, for a streamed file (``streamed``: chunk -> its index in ``inflated``), where
+    its inflater's shared words are."""
+    ready = np.zeros((len(kinds) + 1, N_CHUNK_READY), np.int64)
     for c, (kind, n) in enumerate(zip(kinds, lengths)):
-        ready[c] = (n if kind == CHUNK_IN_RAM else 0, np.iinfo(np.int64).min, np.iinfo(np.int64).min)
+        ready[c, READY] = n if kind == CHUNK_IN_RAM else 0
+        ready[c, LAST_EXCH] = ready[c, LAST_LOCAL] = np.iinfo(np.int64).min
+        if kind == CHUNK_STREAMED:
+            i = streamed[c]
+            ready[c, PUBLISHED_WORD], ready[c, RELEASED_WORD], ready[c, WANTED_WORD] = inflated.status_words(i)
+            ready[c, STREAM_FILE] = i
     return ready
 
 
@@ -174,7 +183,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     addresses = [c.ctypes.data for c in chunks]
     lengths = [len(c) for c in chunks]
     inflated, maps = _stream(streamed, seams)
-    for chunk, (address, rows) in maps.items():
+    for chunk, (address, rows, _) in maps.items():
         if rows:
             addresses[chunk], lengths[chunk] = address, rows
         else:
@@ -191,7 +200,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_count=chunk_count,
         chunk_released=np.zeros(max(len(chunks), 1), np.int64),
         chunk_mapped=np.array(kinds + [CHUNK_IN_RAM], np.int64),
-        chunk_ready=_chunk_ready(kinds, lengths),
+        chunk_ready=_chunk_ready(kinds, lengths, inflated, {chunk: i for chunk, (_, rows, i) in maps.items() if rows}),
         chunk_addr=np.array(addresses + [0], np.int64),
         chunk_len=np.array(lengths + [0], np.int64),
         cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*

@@ -11,10 +11,14 @@ nothing resident, and it starts a file only while fewer than ``ahead_files`` sta
 unreleased (unless the simulator is waiting for it), so the scratch space holds about two files.
 
 A shared status file holds, per file, how many rows are ready (or FAILED) and whether the simulator
-has released it, plus the file the simulator is waiting for.  The simulator asks from Numba once per
-window of rows, not per row, through :mod:`bots.data.windows` (keyed by the map's address).  A
-failure in the child is raised there as :class:`~bots.errors.DataError` with the child's message; a
-child that died is an error too, never a hang.
+has released it, plus the file the simulator is waiting for.  The simulator reads and sets those
+words from Numba (:meth:`InflatedFiles.status_words`; bots.sim.engine ``_published_rows``,
+``_release_whole``), polling while the child is behind; it goes through Python (an objmode call,
+compiled on its first use in each process, ~90 ms) only on the slow path: a failure, a child more
+than a second behind, or the release of a scratch file (cache off), through :mod:`bots.data.windows`
+(keyed by the map's address).  A failure in the child is raised there as
+:class:`~bots.errors.DataError` with the child's message; a child that died is an error too, never a
+hang.  A released cache entry stays mapped (its pages given back) until the backtest closes.
 
 The inflated rows go straight into the cache of inflated files (:mod:`bots.data.inflate_cache`),
 so the next backtest over the same file maps them without inflating; with the cache off
@@ -376,6 +380,15 @@ class InflatedFiles:
         if mm is None:
             return np.empty(0, event_dtype)
         return np.frombuffer(mm, dtype=event_dtype, count=self.rows[i], offset=self._offsets[i])
+
+    def status_words(self, i: int) -> tuple[int, int, int]:
+        """Addresses of file ``i``'s shared words, for the simulator to read and set without Python
+        (bots.sim.engine ``_published_rows``, ``_release_whole``): the rows published so far (or
+        FAILED), the word that releases the file (0 when releasing must go through :meth:`release`,
+        which deletes a scratch file: the cache is off), and the file the simulator waits for."""
+        st = self._status
+        released = 0 if not self.cache else st.released[i:].ctypes.data
+        return st.ready[i:].ctypes.data, released, st.wanted.ctypes.data
 
     def ready_rows(self, i: int) -> int:
         """Rows of file ``i`` inflated and checked so far (FAILED if the child failed on it)."""

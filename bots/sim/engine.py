@@ -89,10 +89,18 @@ CHUNK_GONE = 3
 #: window of a mapped or streamed chunk
 RELEASE_ROWS = 65536
 
-# chunk_ready columns: rows known readable; the last EXCH_EVENT and LOCAL_EVENT timestamps checked
+# chunk_ready columns: rows known readable; the last EXCH_EVENT and LOCAL_EVENT timestamps checked;
+# for a streamed chunk, where its inflater's shared status words are (bots.data.inflate: the rows
+# it published, the word the simulator sets when done with the file (0: the release must go through
+# Python, a scratch file is to be deleted), the file it waits for) and the file's index there
 READY = 0
 LAST_EXCH = 1
 LAST_LOCAL = 2
+PUBLISHED_WORD = 3
+RELEASED_WORD = 4
+WANTED_WORD = 5
+STREAM_FILE = 6
+N_CHUNK_READY = 7
 
 
 @kernel(error_model="numpy")
@@ -149,8 +157,39 @@ def _more_rows(bt, c, r, rows):
         state[c, LAST_LOCAL] = last_local
         state[c, READY] = stop
     else:
-        state[c, READY] = _rows_ready(address, r)
+        state[c, READY] = _published_rows(state, c, address, r)
     return state[c, READY]
+
+
+_usleep = types.ExternalFunction("usleep", types.int32(types.uint32))
+#: a streamed chunk's published row count is read every this many microseconds while its inflater
+#: is behind, up to _POLLS times (1-2 s) before asking Python, which names a failed or dead inflater
+_POLL_US = 50
+_POLLS = 20_000
+
+
+@kernel(error_model="numpy")
+def _published_rows(state, c, address, r):
+    """Rows of streamed chunk ``c`` its inflater has published, at least ``r + 1``.
+
+    Read from the inflater's shared status word, without Python: the objmode call below compiles
+    on its first use in each process (~90 ms, most of a backtest over a 500k-row file), so it is
+    only the slow path (a failure, a dead inflater, or one more than a second behind)."""
+    word = state[c, PUBLISHED_WORD]
+    if word != 0:
+        published = carray(vw.as_voidptr(word), 1, np.int64)
+        wanted = carray(vw.as_voidptr(state[c, WANTED_WORD]), 1, np.int64)
+        i = state[c, STREAM_FILE]
+        if wanted[0] < i:
+            wanted[0] = i  # the inflater may start this file even if its window of files is full
+        for _ in range(_POLLS):
+            got = published[0]  # re-read each time: usleep may change any memory, as far as LLVM knows
+            if got > r:
+                return got
+            if got < 0:  # FAILED: Python reads the inflater's message
+                break
+            _usleep(_POLL_US)
+    return _rows_ready(address, r)
 
 
 @kernel(error_model="numpy")
@@ -228,8 +267,7 @@ def _release_behind(bt, a):
         if kind == CHUNK_STREAMED and c < c_min:
             if cur[a, C_LAG] != 0 and cur[a, C_BCHUNK] <= c:
                 continue  # a lagging book still has to read it (_exch_rows catches up first)
-            _release_streamed(vw.chunk_addr(bt)[c])
-            bt.chunk_mapped[c] = CHUNK_GONE
+            _release_whole(bt, c)
             continue
         arr = rows_of(bt, c)
         upto = arr.shape[0] if c < c_min else max(r_min, 0)
@@ -237,6 +275,24 @@ def _release_behind(bt, a):
         if upto - done >= RELEASE_ROWS or (c < c_min and upto > done):
             _madvise_dontneed(arr[done:upto])
             bt.chunk_released[c] = upto
+
+
+@kernel(error_model="numpy")
+def _release_whole(bt, c):
+    """Done with streamed chunk ``c``: its inflater may go on to another file.  A cache entry stays
+    mapped (its pages dropped from RSS) until the backtest closes; a scratch file is deleted now,
+    through Python (an objmode call, compiled on its first use: only with the cache off)."""
+    word = bt.chunk_ready[c, RELEASED_WORD]
+    if word != 0:
+        # the whole file, not only what is left: a fault maps a whole folio of the page cache, so
+        # pages dropped behind the cursors came back as it read on
+        arr = rows_of(bt, c)
+        _madvise_dontneed(arr)
+        bt.chunk_released[c] = arr.shape[0]
+        carray(vw.as_voidptr(word), 1, np.int64)[0] = 1
+    else:
+        _release_streamed(vw.chunk_addr(bt)[c])
+    bt.chunk_mapped[c] = CHUNK_GONE
 
 
 _PAGE = 4096

@@ -91,6 +91,37 @@ def test_compressed_files_give_the_fills_of_stored_ones_and_of_hftbacktest(tmp_p
     np.testing.assert_allclose(s_z[1:], s_h[1:], rtol=1e-9, atol=1e-9)
 
 
+def test_the_simulator_reads_and_releases_streamed_files_without_python(tmp_path, events, monkeypatch):
+    """The published row counts are read, and a cached file released, from Numba through the
+    inflater's shared words: the Python calls (objmode blocks, each compiled on its first use in a
+    process, ~90 ms: most of a backtest over a 500k-row file) are left to the slow path."""
+    from bots.data import inflate
+
+    parts = np.array_split(events, 3)
+    compressed = _write(tmp_path, parts, True, "q")
+    asked = []
+
+    def python_asked(self, *args):
+        asked.append(args)
+        raise AssertionError("the simulator went through Python")
+
+    hbt = bots.ROIVectorMarketDepthBacktest([_asset(bots, compressed)])
+    for i in range(len(parts)):  # all published first: no wait may take the slow path
+        hbt._inflated.wait(i, timeout_s=60)
+    monkeypatch.setattr(inflate._InflatedFile, "rows_ready", python_asked)
+    monkeypatch.setattr(inflate.InflatedFiles, "release", python_asked)
+    fills = np.zeros((50_000, 5))
+    final = np.zeros(6)
+    n = glft_mm(hbt, 50_000_000, fills, final)
+    assert asked == []
+    assert all(hbt._inflated._status.released), "every file released from Numba"
+    hbt.close()
+    f_s, s_s = _market_maker(bots, _write(tmp_path, parts, False, "s"))
+    f = fills[:n]
+    np.testing.assert_array_equal(f[np.lexsort((f[:, 1], f[:, 0]))], f_s)
+    np.testing.assert_array_equal(final, s_s)
+
+
 @njit
 def _idle(hbt, duration_ns):
     hbt.elapse(duration_ns)
