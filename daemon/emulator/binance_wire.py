@@ -11,10 +11,22 @@ import orjson
 
 from daemon.emulator.matching import Order, OrderEvent
 
-__all__ = ["BinanceWire"]
+__all__ = ["ApiError", "BinanceWire", "missing_param"]
 
 #: ORDER_TRADE_UPDATE's constant fields after ``rp``
 _UPDATE_TAIL = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
+
+
+class ApiError(Exception):
+    """A refusal as Binance sends it: HTTP status, the venue's error code and text, extra headers."""
+
+    def __init__(self, status: int, code: int, msg: str, headers: dict | None = None) -> None:
+        super().__init__(code, msg)
+        self.status, self.code, self.msg, self.headers = status, code, msg, headers or {}
+
+
+def missing_param(name: str) -> ApiError:
+    return ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
 class BinanceWire:
