@@ -1,7 +1,10 @@
-"""Builds shm's optional C fast path (shm/_fastring.c); everything else is in pyproject.toml.
+"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c); everything else is in
+pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
-its plain-Python publish (see RingWriter.__init__), about ten times slower per record.
+its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
+plugin to its Python check (RiskPlugin.__init__ logs it).  ``-ffp-contract=off``: the risk check's
+token arithmetic must round as the Python check's does (no fused multiply-add).
 """
 
 from setuptools import Extension, setup
@@ -9,5 +12,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("shm._fastring", sources=["shm/_fastring.c"], optional=True, extra_compile_args=["-O2"]),
+        Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], optional=True,
+                  extra_compile_args=["-O2", "-ffp-contract=off"]),
     ]
 )

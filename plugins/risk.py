@@ -17,11 +17,15 @@ Each refusal is a ``RiskReject`` whose ``name`` is one of :data:`REJECT_NAMES` a
 the matching ``shm.orders.RiskRule``; the router sends the bot ``RejectReason.RISK`` with the rule in
 the record's ``venue_code`` and the name on the control socket.
 
-The check runs in the router's path from the bot's channel to the wire, so it is a handful of float
-comparisons and one dictionary lookup on locals (``check_fields``: the ``OrderCheck``'s fields as
-arguments); ``hftd bench orders`` measures what it adds, ``python -m bench.risk_micro`` the same
-region one call at a time with cold caches.  The day's PnL is kept incrementally from fills (cash
-flow and fees) and the touch seen in checks (mark), so no check sums anything.
+The check runs in the router's path from the bot's channel to the wire (``check_fields``: the
+``OrderCheck``'s fields as arguments); ``hftd bench orders`` measures what it adds,
+``python -m bench.risk_micro`` the same region one call at a time with cold caches.  There a Python
+frame costs microseconds, so the accept decision is C (``plugins/_riskfast.c``: limits, state flags
+and token buckets in a struct, one call); this module keeps the rest (the named refusals, states,
+the day's roll, the marks and the PnL) and calls back only off the pass path.  Without the
+extension (no compiler at install) ``check_fields`` is ``_check_py``, the same decision in Python,
+and a warning says so.  The day's PnL is kept incrementally from fills (cash flow and fees) and the
+touch seen in checks (mark), so no check sums anything.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ from daemon.execution.base import ExecEvent, OrderCheck, RiskReject
 from plugins.config import RiskConfig
 from plugins.hookspecs import hookimpl
 from shm.orders import RejectReason, RequestKind, RiskRule
+
+try:
+    from plugins import _riskfast
+except ImportError:  # built optionally (setup.py): the Python check decides instead
+    _riskfast = None
 
 if TYPE_CHECKING:
     from plugins.manager import PluginHost
@@ -63,6 +72,11 @@ _RATE_NAMES = ("max_submit_rate", "max_modify_rate", "max_cancel_rate")
 # cold caches the pass path reads the bytecode between its comparisons)
 _RULE_OF = {name: int(RiskRule[name.upper()]) for name in REJECT_NAMES}
 _HALTED = _RULE_OF["halted"]
+_REDUCING_ONLY, _MAX_ORDER_QTY, _MAX_ORDER_NOTIONAL, _MAX_POSITION, _MAX_OPEN_ORDERS = range(2, 7)
+_MAX_SUBMIT_RATE, _PRICE_FAR_FROM_TOUCH, _NO_TOUCH = 7, 10, 11
+assert tuple(_RULE_OF.values()) == tuple(range(1, len(REJECT_NAMES) + 1))  # the numbers above are these
+if _riskfast is not None and _riskfast.RULES != REJECT_NAMES:  # a stale build: its rule numbers differ
+    _riskfast = None
 
 
 class TradingState(IntEnum):
@@ -75,13 +89,15 @@ class RiskPlugin:
     """See the module docstring.  ``cancel_all`` is set by the daemon (``PluginHost.set_cancel_all``)."""
 
     # slots: the check reads about thirty attributes, each faster from a slot than from a dict
-    __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "_rates",
+    __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "check_fields", "_fast",
+                 "_rates",
                  "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
                  "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
                  "_pos_limited", "_pos_gate", "_held", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns",
                  "_storm", "_halted")
 
-    def __init__(self, config: RiskConfig, host: PluginHost | None = None) -> None:
+    def __init__(self, config: RiskConfig, host: PluginHost | None = None, *, fast: bool = True) -> None:
+        """``fast=False``: the Python check even when the C one is built (parity tests, benches)."""
         self.config = config
         self.host = host
         self.state = TradingState.ACTIVE
@@ -119,18 +135,30 @@ class RiskPlugin:
         self._day_end_ns = 0
         self._storm: deque[int] = deque()
         self._halted = RiskReject("halted", "trading is halted", _HALTED)
+        self._fast = None
+        if fast and _riskfast is not None:
+            self._fast = _riskfast.Checker(self._rates, self._max_open, self._max_qty, self._max_notional,
+                                           self._max_pos, self._pos_limits, self._require_touch, self._dev_up,
+                                           self._dev_down, _SUBMIT, _MODIFY, self._roll_day, self._refusal, self._mark)
+            self._set(self.state, self.state_reason)  # the flags into the C state
+        elif fast:
+            log.warning("risk: plugins._riskfast is not built (no C compiler at install?): the pre-trade "
+                        "check runs in Python, several microseconds slower per order")
+        #: the check on an OrderCheck's fields (see _check_py): the C decision's, or the Python one
+        self.check_fields = self._fast.check if self._fast is not None else self._check_py
 
     # -- the check (hot path) ------------------------------------------------------------------
     @hookimpl
     def hftd_pretrade_check(self, check: OrderCheck) -> RiskReject | None:
         return self.check_fields(*check)
 
-    def check_fields(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
-                     price: float, qty: float, time_in_force: int, order_type: int, position: float, open_orders: int,
-                     best_bid: float, best_ask: float, now_ns: int) -> RiskReject | None:
+    def _check_py(self, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
+                  price: float, qty: float, time_in_force: int, order_type: int, position: float, open_orders: int,
+                  best_bid: float, best_ask: float, now_ns: int) -> RiskReject | None:
         """The check on an ``OrderCheck``'s fields, in its order (the host passes them so, and a
-        router can without building the tuple).  Locals, not the tuple's fields: a named tuple's
-        field is a descriptor call (~40 ns each here), a local a pointer load."""
+        router can without building the tuple), in Python: ``plugins/_riskfast.c`` decides the
+        same, operation by operation (a parity test drives both).  Locals, not the tuple's
+        fields: a named tuple's field is a descriptor call (~40 ns each here), a local a pointer load."""
         now = now_ns or time.time_ns()
         if now >= self._day_end_ns:
             self._roll_day(now)
@@ -155,58 +183,100 @@ class RiskPlugin:
             tokens = rate  # burst: one second's worth
         if tokens < 1.0:
             b[i] = tokens
-            return self._reject(_RATE_NAMES[i], f"more than {rate:g} per second")
-        b[i] = tokens - 1.0
-        if i == 2:
-            return None
+            rule = _MAX_SUBMIT_RATE + i
+        else:
+            b[i] = tokens - 1.0
+            if i == 2:
+                return None
+            rule = self._rule_py(i, symbol, side, price, qty, position, open_orders, best_bid, best_ask)
+        if rule:
+            return self._refusal(rule, bot, venue, symbol, kind, order_id, side, price, qty, time_in_force,
+                                 order_type, position, open_orders, best_bid, best_ask, now)
+        if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
+            return self._mark(venue, symbol, side, position, qty, best_bid, best_ask)
+        return None
+
+    def _rule_py(self, i: int, symbol: str, side: int, price: float, qty: float, position: float, open_orders: int,
+                 best_bid: float, best_ask: float) -> int:
+        """The first limit a submit (``i`` 0) or modify (1) breaks, as a rule number; 0: none."""
         if self._halted_now:
-            return self._refuse(self._halted)
+            return _HALTED
         if i == 0 and open_orders >= self._max_open:
-            return self._reject("max_open_orders", f"{open_orders} open orders >= {self._max_open}")
+            return _MAX_OPEN_ORDERS
         if qty > self._max_qty:
-            return self._reject("max_order_qty", f"qty {qty} > {self._max_qty}")
+            return _MAX_ORDER_QTY
         if price * qty > self._max_notional:
-            return self._reject("max_order_notional", f"notional {price * qty:.2f} > {self._max_notional}")
+            return _MAX_ORDER_NOTIONAL
         if self._pos_gate:  # REDUCING, or a position limit applies
             if self._reducing_now:
                 if not (side != 0 and position * side < 0 and qty <= abs(position)):
-                    return self._reject("reducing_only", f"state REDUCING ({self.state_reason}): "
-                                        f"side {side:+d} qty {qty} does not reduce position {position}")
+                    return _REDUCING_ONLY
             else:
-                limit = self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
                 after = position + side * qty
                 # beyond the limit, unless the order reduces the position (then it is allowed)
-                if (after > limit or after < -limit) and not (side != 0 and position * side < 0
-                                                                and qty <= abs(position)):
-                    return self._reject("max_position", f"position {position} + {side * qty} exceeds {limit}")
+                if (after > (limit := self._limit_of(symbol)) or after < -limit) and not (
+                        side != 0 and position * side < 0 and qty <= abs(position)):
+                    return _MAX_POSITION
         if side > 0:
             if best_ask != best_ask:  # NaN: the book is not live
                 if self._require_touch:
-                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
+                    return _NO_TOUCH
             elif price > best_ask * self._dev_up:
-                return self._reject("price_far_from_touch",
-                                    f"buy at {price} > best ask {best_ask} * {self._dev_up}")
+                return _PRICE_FAR_FROM_TOUCH
         elif side < 0:
             if best_bid != best_bid:
                 if self._require_touch:
-                    return self._reject("no_touch", f"{symbol}: no live book to check the price against")
+                    return _NO_TOUCH
             elif price < best_bid * self._dev_down:
-                return self._reject("price_far_from_touch",
-                                    f"sell at {price} < best bid {best_bid} * {self._dev_down}")
-        if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
-            # mark the position to the touch (inline: a method call costs as much as the rest)
-            mid = (best_bid + best_ask) * 0.5
-            syms = self._held.get(venue)
-            held = syms.get(symbol) if syms is not None else None
-            if held is None:
-                self._entry(venue, symbol)[1] = mid
-            else:
-                old = held[1]
-                held[1] = mid
-                if old is not None and old != mid and held[0]:
-                    self._pnl += held[0] * (mid - old)
-            if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
-                return self._after_loss(side != 0 and position * side < 0 and qty <= abs(position))
+                return _PRICE_FAR_FROM_TOUCH
+        return 0
+
+    def _limit_of(self, symbol: str) -> float:
+        return self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
+
+    def _refusal(self, rule: int, bot: str, venue: str, symbol: str, kind: int, order_id: int, side: int,
+                 price: float, qty: float, time_in_force: int, order_type: int, position: float, open_orders: int,
+                 best_bid: float, best_ask: float, now_ns: int) -> RiskReject:
+        """The named refusal by ``rule`` (a ``RiskRule``) of the check on these fields, counted."""
+        if rule == _HALTED:
+            return self._refuse(self._halted)
+        if rule >= _MAX_SUBMIT_RATE and rule < _PRICE_FAR_FROM_TOUCH:
+            text = f"more than {self._rates[rule - _MAX_SUBMIT_RATE]:g} per second"
+        elif rule == _MAX_OPEN_ORDERS:
+            text = f"{open_orders} open orders >= {self._max_open}"
+        elif rule == _MAX_ORDER_QTY:
+            text = f"qty {qty} > {self._max_qty}"
+        elif rule == _MAX_ORDER_NOTIONAL:
+            text = f"notional {price * qty:.2f} > {self._max_notional}"
+        elif rule == _REDUCING_ONLY:
+            text = (f"state REDUCING ({self.state_reason}): side {side:+d} qty {qty} does not reduce position "
+                    f"{position}")
+        elif rule == _MAX_POSITION:
+            text = f"position {position} + {side * qty} exceeds {self._limit_of(symbol)}"
+        elif rule == _NO_TOUCH:
+            text = f"{symbol}: no live book to check the price against"
+        elif side > 0:  # _PRICE_FAR_FROM_TOUCH
+            text = f"buy at {price} > best ask {best_ask} * {self._dev_up}"
+        else:
+            text = f"sell at {price} < best bid {best_bid} * {self._dev_down}"
+        return self._reject(REJECT_NAMES[rule - 1], text)
+
+    def _mark(self, venue: str, symbol: str, side: int, position: float, qty: float, best_bid: float,
+              best_ask: float) -> RiskReject | None:
+        """An order that passed the limits while a position is open and the book live: mark the
+        position to the touch, and refuse if the day's loss is near a limit and it does not reduce."""
+        mid = (best_bid + best_ask) * 0.5
+        syms = self._held.get(venue)
+        held = syms.get(symbol) if syms is not None else None
+        if held is None:
+            self._entry(venue, symbol)[1] = mid
+        else:
+            old = held[1]
+            held[1] = mid
+            if old is not None and old != mid and held[0]:
+                self._pnl += held[0] * (mid - old)
+        if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
+            return self._after_loss(side != 0 and position * side < 0 and qty <= abs(position))
         return None
 
     def _entry(self, venue: str, symbol: str) -> list:
@@ -251,6 +321,8 @@ class RiskPlugin:
             log.info("UTC day ended: PnL %.4f; the daily loss limit starts again", self.daily_pnl)
         self._day_start_pnl = self._pnl
         self._day_end_ns = (now_ns // DAY_NS + 1) * DAY_NS
+        if self._fast is not None:
+            self._fast.day_end_ns = self._day_end_ns
 
     def _check_loss(self) -> None:
         loss = -self.daily_pnl
@@ -308,6 +380,9 @@ class RiskPlugin:
         self._halted_now = state is TradingState.HALTED
         self._reducing_now = state is TradingState.REDUCING
         self._pos_gate = self._reducing_now or self._pos_limited
+        fast = self._fast
+        if fast is not None:
+            fast.halted, fast.reducing, fast.pos_gate = self._halted_now, self._reducing_now, self._pos_gate
 
     def trip(self, reason: str, source: str) -> None:
         """The kill switch: HALTED until ``reset``, every open order cancelled, plugins told."""
