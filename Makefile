@@ -26,15 +26,20 @@ demo: $(STAMP)
 # 30-60 s timeouts on loopback) need not run alone: the parallel stage takes them.
 PURE_TESTS := tests/shm/test_index_model.py tests/shm/test_segment_errors.py tests/test_no_bench_imports.py \
 	tests/daemon/test_wsclient.py tests/daemon/test_wsbatch.py tests/daemon/test_fastpath.py \
-	tests/daemon/test_codec_parity.py tests/daemon/test_systemd_units.py
+	tests/daemon/test_codec_parity.py tests/daemon/test_systemd_units.py \
+	tests/shm/test_numba_cache.py
+# Single tests of files that otherwise run alone (stage 3 deselects them): `hftd bench ring` at 1 % scale
+# asserts that every scenario runs and reports, not its figures (34 s, mostly child processes starting)
+PARALLEL_NODES := tests/shm/test_cli.py::test_bench_ring_runs_every_scenario_and_prints_the_metric_keys
 PARALLEL_TESTS := tests/plugins $(wildcard tests/daemon/test_execution_*.py tests/daemon/test_emulator_trading_*.py tests/daemon/test_emulator_clients_*.py \
 	tests/daemon/test_config.py tests/daemon/test_signing.py tests/daemon/test_venue_logic.py \
 	tests/daemon/test_faults_connection.py) \
 	tests/test_demo.py tests/test_live_parity.py $(PURE_TESTS)
 test: $(STAMP)
 	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 --dist loadgroup tests/bots
-	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 $(PARALLEL_TESTS)
-	$(PY) -m pytest -q -m 'not stress' --durations=12 --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS))
+	$(PY) -m pytest -q -m 'not stress' --durations=12 -n 2 $(PARALLEL_TESTS) $(PARALLEL_NODES)
+	$(PY) -m pytest -q -m 'not stress' --durations=12 --ignore=tests/bots $(addprefix --ignore=,$(PARALLEL_TESTS)) \
+		$(addprefix --deselect=,$(PARALLEL_NODES))
 
 stress: $(STAMP)
 	$(PY) -m pytest -q -m stress
