@@ -97,6 +97,12 @@ def _stream_update_lenient(o: dict) -> Update:
                   maker=bool(o.get("m", False)), fee=_f(o.get("n")), exch_ts_ns=int(o.get("T") or 0) * 1_000_000)
 
 
+def _with_side(u: Update, o: dict) -> Update:
+    """The query results carry the side (off the hot path: the replies to our own orders skip it)."""
+    u.side = 1 if o.get("side") == "BUY" else -1 if o.get("side") == "SELL" else 0
+    return u
+
+
 class BinanceExecution(SessionBase):
     venue = "binance-usdm"
     #: when a successful WS API reply's rateLimits are next applied (monotonic s)
@@ -271,7 +277,7 @@ class BinanceExecution(SessionBase):
     async def _query(self, symbol: str, client_id: str) -> Update | None:
         status, body, _ = await self._request("GET", "/fapi/v1/order", {"symbol": symbol, "origClientOrderId": client_id})
         if status == 200 and isinstance(body, dict):
-            return order_update(body)
+            return _with_side(order_update(body), body)
         code = body.get("code", 0) if isinstance(body, dict) else 0
         if code in _UNKNOWN_ORDER:
             return None
@@ -279,7 +285,7 @@ class BinanceExecution(SessionBase):
 
     async def _query_open(self, symbol: str) -> list[Update]:
         body = await self._call("GET", "/fapi/v1/openOrders", {"symbol": symbol})
-        return [order_update(o) for o in body or []]
+        return [_with_side(order_update(o), o) for o in body or []]
 
     async def _cancel_all_rest(self, symbol: str) -> None:
         await self._call("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol})

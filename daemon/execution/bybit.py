@@ -79,6 +79,12 @@ def execution_update(e: dict, client_id: str) -> Update:
                   exch_ts_ns=_ms_ns(e.get("execTime")))
 
 
+def _with_side(u: Update, o: dict) -> Update:
+    """The query results carry the side (the stream's order topic, on the hot path, skips it)."""
+    u.side = 1 if o.get("side") == "Buy" else -1 if o.get("side") == "Sell" else 0
+    return u
+
+
 class BybitExecution(SessionBase):
     venue = "bybit-linear"
 
@@ -209,11 +215,11 @@ class BybitExecution(SessionBase):
         result = await self._call("GET", "/v5/order/realtime", {"category": "linear", "symbol": symbol,
                                                                  "orderLinkId": client_id})
         rows = [r for r in (result or {}).get("list", []) if r.get("orderLinkId") == client_id]
-        return order_update(rows[0]) if rows else None
+        return _with_side(order_update(rows[0]), rows[0]) if rows else None
 
     async def _query_open(self, symbol: str) -> list[Update]:
         result = await self._call("GET", "/v5/order/realtime", {"category": "linear", "symbol": symbol})
-        return [order_update(r) for r in (result or {}).get("list", [])]
+        return [_with_side(order_update(r), r) for r in (result or {}).get("list", [])]
 
     async def _cancel_all_rest(self, symbol: str) -> None:
         await self._call("POST", "/v5/order/cancel-all", {"category": "linear", "symbol": symbol})

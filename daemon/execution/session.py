@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bots.constants import Status
+from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import (AccountEvent, ExecSink, ExecutionSession, Instrument, OrderIntent,
                                    VenueStateEvent)
@@ -165,6 +165,8 @@ class SessionBase(ExecutionSession):
         self._recon_deadline: dict[str, float] = {}
         #: client_id -> (op, deadline, price, qty) of a cancel/modify whose reply was lost
         self._lost_ops: dict[str, tuple[str, float, float, float]] = {}
+        #: orders adopted after a restart whose side and size the venue has not told yet
+        self._blind: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ws_ready = asyncio.Event()
@@ -321,15 +323,71 @@ class SessionBase(ExecutionSession):
         self.counters["ws_sent"] += 1
         return True
 
-    def adopt(self, intent: OrderIntent) -> None:
+    def adopt(self, intent: OrderIntent, deadline_s: float = 0.0) -> None:
         """Track an order placed before a restart (the router's journal knows its client id).  Its
         state is queried now: the sink gets ACCEPTED and whatever happened since, or REJECTED with
-        ``reason=AMBIGUOUS`` if the venue never had it."""
+        ``reason=AMBIGUOUS`` if the venue still does not have it ``deadline_s`` from now."""
         o = self.tracker.add(intent, time.monotonic())
         o.pending = ""
         o.ambiguous = True
         self._schedule_recon(intent.client_id, 0.0)
-        self._recon_deadline[intent.client_id] = time.monotonic()
+        self._recon_deadline[intent.client_id] = time.monotonic() + deadline_s
+
+    async def recover(self, journaled: dict[str, str], ours=None) -> dict[str, int]:
+        """After a restart, take over the orders the journal says are live here (client id ->
+        symbol).  The journal keeps no side, price or quantity: those come from the venue.  An order
+        open there is tracked from its state (ACCEPTED and its fills so far reach the sink); one
+        that ended while no daemon ran ends as the venue has it (its fills, then its end); one the
+        venue does not know is asked about again until the old daemon's request can no longer
+        reach it (its recv window), then ends REJECTED (AMBIGUOUS).  Open orders that no journal
+        claims and that ``ours(client_id)`` recognises (our client-id format) are cancelled: no
+        bot can ever own them; any other order (manual, another system's) is left alone."""
+        counts = {"open": 0, "ended": 0, "unknown": 0, "stray_cancelled": 0}
+        by_sym: dict[str, list[str]] = {}
+        for cid, sym in journaled.items():
+            by_sym.setdefault(sym, []).append(cid)
+        # an order the old daemon sent just before it died may still reach the venue until then
+        late_s = self.cfg.recv_window_ms / 1000 + 1.0
+        for sym in sorted(set(by_sym) | (set(self.symbols) if ours is not None else set())):
+            try:
+                open_now = {u.client_id: u for u in await self._query_open(sym)}
+            except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
+                log.warning("%s: open orders of %s not readable at start (%s %s): the reconciliation"
+                            " queries take over", self.venue, sym, type(exc).__name__, exc)
+                open_now, ours_here = None, None
+            else:
+                ours_here = ours
+            for cid in by_sym.get(sym, ()):
+                u = None if open_now is None else open_now.pop(cid, None)
+                if u is None and open_now is not None:
+                    try:
+                        u = await self._query(sym, cid)
+                    except (aiohttp.ClientError, asyncio.TimeoutError, VenueError):
+                        u = None
+                if u is None or not u.side:
+                    self._blind.add(cid)
+                    self.adopt(OrderIntent(cid, sym, 0, 0.0, 0.0, TimeInForce.GTC, OrdType.LIMIT), late_s)
+                    counts["unknown"] += 1
+                    continue
+                self._adopt_known(u, sym)
+                counts["ended" if self.tracker.get(cid) is None else "open"] += 1
+            for cid, u in (open_now or {}).items():
+                if ours_here is not None and ours_here(cid) and u.side and self.tracker.get(cid) is None:
+                    log.warning("%s: open order %s on %s has our client-id format but no journal names it:"
+                                " cancelling", self.venue, cid, sym)
+                    self._adopt_known(u, sym)
+                    self.cancel(cid, sym)
+                    counts["stray_cancelled"] += 1
+        self.flush()
+        return counts
+
+    def _adopt_known(self, u: Update, symbol: str) -> None:
+        """Track an order from the venue's own view of it, then apply that view (ACCEPTED, fills)."""
+        otype = OrdType.LIMIT if u.price > 0 else OrdType.MARKET
+        o = self.tracker.add(OrderIntent(u.client_id, symbol, Side(u.side), u.price, u.qty, TimeInForce.GTC,
+                                         otype), time.monotonic())
+        o.pending = ""
+        self.tracker.apply(u, Src.QUERY, time.time_ns())
 
     async def venue_open_orders(self, symbol: str | None = None) -> list[Update]:
         """The venue's open orders now (every configured symbol, or ``symbol``): after a restart, the
@@ -511,6 +569,7 @@ class SessionBase(ExecutionSession):
         if o is None:
             self._recon_deadline.pop(client_id, None)
             self._lost_ops.pop(client_id, None)
+            self._blind.discard(client_id)
             return
         self.counters["reconciled"] += 1
         update = await self._query(o.symbol, client_id)
@@ -519,6 +578,10 @@ class SessionBase(ExecutionSession):
         if update is not None:
             self._recon_deadline.pop(client_id, None)
             o.ambiguous = False
+            if client_id in self._blind and update.side:
+                # adopted without the venue's view (a restart): its side and size are the venue's
+                self._blind.discard(client_id)
+                o.side, o.price, o.qty = update.side, update.price or o.price, update.qty or o.qty
             self.tracker.apply(update, Src.QUERY, time.time_ns())
             lost = self._lost_ops.get(client_id)
             if lost is not None:
@@ -542,6 +605,7 @@ class SessionBase(ExecutionSession):
         if time.monotonic() >= deadline:
             self._recon_deadline.pop(client_id, None)
             self.counters["ambiguous_rejects"] += 1
+            self._blind.discard(client_id)
             self.tracker.reject(client_id, RejectReason.AMBIGUOUS, 0,
                                 "no reply and the venue has no such order after its recv window")
         else:

@@ -59,6 +59,9 @@ class Update:
     exch_ts_ns: int = 0
     code: int = 0
     text: str = ""
+    #: +1 buy, -1 sell; 0 where the source does not say (set by the queries only: an order adopted
+    #: after a restart learns its side from the venue, the journal does not keep it)
+    side: int = 0
 
 
 class TrackedOrder:
