@@ -5,24 +5,29 @@ building the ``OrderCheck`` and calling ``PluginHost.pretrade_check`` (``Router.
 an order arrives every few milliseconds and the loop, the bots and the emulator run in between, so
 the check starts with cold caches; a tight loop of checks (warm) says little about that figure.
 
-This bench times the same region (the router's own ``_check_order`` and the host's check) one call
-at a time, every ``--interval-ms``, after ``--thrash-mb`` of other Python work has gone through
+This bench times the same region (the call of the router's own ``_check_order``, and in it the
+check; since 2026-12-04 the call alone, with no frame of the bench's around it) one call at a time, every ``--interval-ms``, after ``--thrash-mb`` of other Python work has gone through
 the caches.  Each round calls every variant once, in turn (the order rotates), so all of them see
 the same machine in the same minute.  Before each timed call the router's own work on the request
 runs untimed (unpacking the record, the price and quantity checks), as in the daemon: the first
 microseconds after a pause run several times slower on this machine.  Variants:
 
-* ``old``: ``plugins/risk.py`` and ``plugins/manager.py`` as of ``--old`` (a git revision),
-  loaded from git into modules of their own, called with an ``OrderCheck`` built (as the router
-  called every check until 2026-12-04);
-* ``new``: the work tree's, as the router calls it now (``pretrade_check_fields``: no ``OrderCheck``
-  built unless it refuses);
-* ``noop``: the router's part alone, with a check that allows everything (the floor).
+* ``c``: the work tree's plugin as the router calls it (``PluginHost.direct_check``: the risk
+  plugin's ``check_fields`` from the router's own frame), which is the C decision
+  (``plugins/_riskfast.c``) when it is built;
+* ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``);
+* ``c_call``: the ``c`` row's check called alone with the fields (no router frame): ``c`` minus
+  this is what the router's ``_check_order`` frame adds;
+* ``noop``: the router's part alone, with a check that allows everything (the floor; it goes
+  through ``_fields_of``, so an ``OrderCheck`` is built for it, as last session measured it);
+* ``old`` (with ``--old REV``): ``plugins/risk.py`` and ``plugins/manager.py`` as of a git
+  revision, loaded from git into modules of their own, called with an ``OrderCheck`` built (as the
+  router called every check until 2026-12-04).
 
 The requests follow ``bench orders``' bots: 4 bots, passive buys on one symbol, each submit
 followed later by a cancel, every limit finite (``bench.orders``' ``risk_on`` limits).
 
-    nice -n 19 .venv/bin/python -m bench.risk_micro --rounds 3000 --old HEAD
+    nice -n 19 .venv/bin/python -m bench.risk_micro --rounds 3000 [--old REV]
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
+import os
 import subprocess
 import sys
 import time
@@ -68,10 +75,18 @@ def _load_rev(rev: str) -> types.ModuleType:
                 sys.modules[k] = v
 
 
-def _host(manager: types.ModuleType):
+def _host(manager: types.ModuleType, fast: bool = True):
+    """A host with the risk plugin alone; ``fast=False``: its Python check (this tree's plugin only)."""
     from plugins.config import PluginsConfig
 
-    return manager.PluginHost(PluginsConfig.from_mapping({"risk": dict(RISK)}))
+    host = manager.PluginHost(PluginsConfig.from_mapping({"risk": dict(RISK)}))
+    if not fast:
+        from plugins.risk import RiskPlugin
+
+        # the host bound the plugin's check at _resolve: rebind it to a Python-only plugin's
+        host.risk = RiskPlugin(host.config.risk, host, fast=False)
+        host._only_fields = host.risk.check_fields
+    return host
 
 
 class _Thrash:
@@ -119,14 +134,22 @@ def _through_router(check):
     an ``OrderCheck`` built for it, as the router did for every check before 2026-12-04)."""
     from daemon.router import Router, _direct_of, _fields_of
 
-    check_order = Router._check_order
     # bench orders' router: no touch
     fake = SimpleNamespace(touch=None, _check_fields=_fields_of(check), _direct=_direct_of(check))
 
-    def call(bot, kind, oid, side, price, qty, now):
-        return check_order(fake, bot, 0, kind, oid, side, price, qty, 0, 0, now)
+    def args(bot, kind, oid, side, price, qty, now):
+        return fake, bot, 0, kind, oid, side, price, qty, 0, 0, now
 
-    return call
+    return Router._check_order, args
+
+
+def _alone(check):
+    """``check`` (on an ``OrderCheck``'s fields) called with the fields the router would pass."""
+    def args(bot, kind, oid, side, price, qty, now):
+        return (bot.name, "binance-usdm", "BTCUSDT", int(kind), oid, side, price, qty, 0, 0, 0.0, len(bot.orders),
+                math.nan, math.nan, now)
+
+    return check, args
 
 
 def _pct(xs: list[int], p: float) -> float:
@@ -136,7 +159,7 @@ def _pct(xs: list[int], p: float) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bench.risk_micro", description=__doc__.split("\n\n")[0])
-    p.add_argument("--old", default="HEAD", help="git revision of the 'old' variant (default HEAD)")
+    p.add_argument("--old", default=None, help="git revision of an 'old' variant (default: none)")
     p.add_argument("--rounds", type=int, default=2000)
     p.add_argument("--interval-ms", type=float, default=5.0, help="pause between two checks")
     p.add_argument("--thrash-mb", type=float, default=8.0, help="other work between two checks")
@@ -150,10 +173,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     bots = _bots()
     prelude = _prelude()
-    old_check = _host(_load_rev(args.old)).pretrade_check
-    variants = {"old": _through_router(lambda c: old_check(c)),  # an OrderCheck built, as before
-                "new": _through_router(_host(new_manager).pretrade_check),
-                "noop": _through_router(lambda check: None)}
+    fast_host = _host(new_manager)
+    if fast_host.risk._fast is None:
+        print("plugins._riskfast is not built: the 'c' row is the Python check", file=sys.stderr)
+    variants = {"noop": _through_router(lambda check: None),
+                "python": _through_router(_host(new_manager, fast=False).pretrade_check),
+                "c": _through_router(fast_host.pretrade_check),
+                "c_call": _alone(fast_host.risk.check_fields)}
+    if args.old:
+        old_check = _host(_load_rev(args.old)).pretrade_check
+        variants["old"] = _through_router(lambda c: old_check(c))  # an OrderCheck built, as before
     names = list(variants)
     times: dict[str, list[int]] = {n: [] for n in names}
     rejects: dict[str, int] = {n: 0 for n in names}
@@ -175,15 +204,23 @@ def main(argv: list[str] | None = None) -> dict:
                 bot.orders[o] = None
             for j in range(len(names)):
                 name = names[(r + j) % len(names)]
-                check = variants[name]
+                check, make_args = variants[name]
                 if not args.warm:
                     thrash.run()
                     time.sleep(interval)
                     if not args.no_prelude:
                         prelude(bot, kind, o, side, px, qty)
-                now = time.time_ns()
-                t0 = perf()
-                verdict = check(bot, kind, o, side, px, qty, now)
+                # the call alone, as Router._allowed times it: no frame of the bench's, and a plain
+                # call (a star-call enters a new interpreter loop in C, slower cold than the router's)
+                f = make_args(bot, kind, o, side, px, qty, time.time_ns())
+                if len(f) == 11:  # Router._check_order
+                    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = f
+                    t0 = perf()
+                    verdict = check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)
+                else:  # a check on an OrderCheck's 15 fields
+                    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14 = f
+                    t0 = perf()
+                    verdict = check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14)
                 times[name].append(perf() - t0)
                 rejects[name] += verdict is not None
             if r % 500 == 499:
@@ -191,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         gc.enable()
     res = {"rounds": args.rounds, "interval_ms": args.interval_ms, "thrash_mb": args.thrash_mb, "warm": args.warm,
-           "old": args.old}
+           "old": args.old, "load_avg_1m": os.getloadavg()[0]}
     for n in names:
         res[n] = {"p50_us": _pct(times[n], 50), "p90_us": _pct(times[n], 90), "p99_us": _pct(times[n], 99),
                   "max_us": _pct(times[n], 100), "rejects": rejects[n]}
@@ -199,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(res))
     else:
         how = "warm" if args.warm else f"{args.interval_ms} ms apart, {args.thrash_mb} MB thrash"
-        print(f"rounds {args.rounds}, {how}, old = {args.old}")
+        print(f"rounds {args.rounds}, {how}, old = {args.old}, load {os.getloadavg()[0]:.2f}")
         for n in names:
             v = res[n]
             print(f"  {n:6s} p50 {v['p50_us']:6.2f} us  p90 {v['p90_us']:6.2f}  p99 {v['p99_us']:6.2f}  "

@@ -23,6 +23,7 @@
 #include <Python.h>
 #include "structmember.h"
 #include <math.h>
+#include <stdint.h>
 #include <time.h>
 
 /* shm.orders.RiskRule values; plugins/risk.py compares RULES with its REJECT_NAMES at import */
@@ -42,20 +43,31 @@ typedef struct {
     long long last_ns;
 } Bucket;
 
+/* A bot's bucket found by the name object's address: the router passes the same str object
+ * (BotSession.name) every time, and with cold caches a dict lookup costs several cache misses
+ * (the dict, its keys, the str's hash, the index int).  The name is held, so its address cannot
+ * be reused by another object while it is here; an equal name at another address (or a
+ * collision) goes through the dict. */
+#define N_WAYS 64
+typedef struct {
+    PyObject *bot;
+    Py_ssize_t slot;
+} Way;
+
 typedef struct {
     PyObject_HEAD
+    /* what a check reads first, together */
     double rates_per_s[3];
     double max_open, max_qty, max_notional, max_pos, dev_up, dev_down;
     long submit_kind, modify_kind;
-    PyObject *pos_limits; /* dict symbol -> limit; NULL when empty (the Python check's falsy dict) */
-    PyObject *on_roll, *on_refuse, *on_mark;
     long long day_end_ns;
     char require_touch, halted, reducing, pos_gate;
-    PyObject *slot_of;    /* dict bot -> index into buckets */
     Bucket *buckets;
+    PyObject *pos_limits; /* dict symbol -> limit; NULL when empty (the Python check's falsy dict) */
     Py_ssize_t n_buckets, cap_buckets;
-    PyObject *last_bot;   /* held: the identity test below cannot be fooled by a reused address */
-    Py_ssize_t last_slot;
+    PyObject *on_roll, *on_refuse, *on_mark;
+    PyObject *slot_of;    /* dict bot -> index into buckets */
+    Way ways[N_WAYS];
 } Checker;
 
 static int
@@ -84,7 +96,8 @@ checker_init(Checker *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->slot_of, PyDict_New());
     if (self->slot_of == NULL)
         return -1;
-    Py_CLEAR(self->last_bot);
+    for (int w = 0; w < N_WAYS; w++)
+        Py_CLEAR(self->ways[w].bot);
     self->n_buckets = 0;
     self->day_end_ns = 0;
     self->halted = self->reducing = 0;
@@ -101,7 +114,8 @@ checker_traverse(Checker *self, visitproc visit, void *arg)
     Py_VISIT(self->on_mark);
     Py_VISIT(self->pos_limits);
     Py_VISIT(self->slot_of);
-    Py_VISIT(self->last_bot);
+    for (int w = 0; w < N_WAYS; w++)
+        Py_VISIT(self->ways[w].bot);
     return 0;
 }
 
@@ -113,7 +127,8 @@ checker_clear(Checker *self)
     Py_CLEAR(self->on_mark);
     Py_CLEAR(self->pos_limits);
     Py_CLEAR(self->slot_of);
-    Py_CLEAR(self->last_bot);
+    for (int w = 0; w < N_WAYS; w++)
+        Py_CLEAR(self->ways[w].bot);
     return 0;
 }
 
@@ -130,8 +145,9 @@ checker_dealloc(Checker *self)
 static Bucket *
 bucket_of(Checker *self, PyObject *bot, long long now)
 {
-    if (bot == self->last_bot)
-        return &self->buckets[self->last_slot];
+    Way *way = &self->ways[((uintptr_t)bot >> 4) & (N_WAYS - 1)];
+    if (way->bot == bot)
+        return &self->buckets[way->slot];
     Py_ssize_t k;
     PyObject *ix = PyDict_GetItemWithError(self->slot_of, bot);
     if (ix != NULL) {
@@ -165,8 +181,8 @@ bucket_of(Checker *self, PyObject *bot, long long now)
             b->tokens[i] = self->rates_per_s[i];
         b->last_ns = now;
     }
-    Py_XSETREF(self->last_bot, Py_NewRef(bot));
-    self->last_slot = k;
+    Py_XSETREF(way->bot, Py_NewRef(bot));
+    way->slot = k;
     return &self->buckets[k];
 }
 
