@@ -84,20 +84,30 @@ class MemberStream:
             data = data[:n]
         return self._account(data)
 
-    def pieces(self, max_bytes: int):
-        """The rest of the member as it comes from the inflater, in pieces of at most ``max_bytes``
-        (of any length: rows may straddle two), CRC-checked at the end like :meth:`read`.  No piece
-        is joined with another: a caller writing them out copies each once (joining them to exact
-        sizes cost ~10 % of inflating a large file)."""
-        if self._pending:
-            data, self._pending = self._pending, b""
-            yield self._account(data)
+    def pieces(self, max_bytes: int, row_bytes: int = 1):
+        """The rest of the member as it comes from the inflater, in pieces of at most ``max_bytes``,
+        CRC-checked at the end like :meth:`read`.  No piece is joined with another: a caller writing
+        them out copies each once (joining them to exact sizes cost ~10 % of inflating a large file).
+
+        Rows of ``row_bytes`` (counted from the current position) may straddle two pieces when the
+        inflater ran out of input mid-row; the piece after such a split is only the rest of that row,
+        so every other piece starts on a row boundary: its rows lie at an aligned address (a fresh
+        ``bytes`` object's) and a compiled kernel for aligned rows can check them in place."""
+        max_bytes = max(row_bytes, max_bytes // row_bytes * row_bytes)
+        partial = 0  # bytes of the current row handed out already
         while self._left_out > 0:
-            chunk = self._more(max_bytes)
-            if not chunk:
-                raise zipfile.BadZipFile(f"the member's data ends {self._left_out} bytes early")
+            want = row_bytes - partial if partial else max_bytes
+            if self._pending:
+                chunk, self._pending = self._pending, b""
+            else:
+                chunk = self._more(want)
+                if not chunk:
+                    raise zipfile.BadZipFile(f"the member's data ends {self._left_out} bytes early")
             if len(chunk) > self._left_out:  # more than the zip directory declares
                 chunk = chunk[: self._left_out]
+            if len(chunk) > want:  # (isal's last flush can hand out more than asked)
+                chunk, self._pending = chunk[:want], chunk[want:]
+            partial = (partial + len(chunk)) % row_bytes
             yield self._account(chunk)
 
     def _account(self, data: bytes) -> bytes:

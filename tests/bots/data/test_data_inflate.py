@@ -247,13 +247,21 @@ _CORRUPTIONS = {
 }
 
 
+@pytest.mark.parametrize("kernel", [False, True], ids=["numpy", "loaded kernel"])
 @pytest.mark.parametrize("flags", ["every row both", "some rows one"])
 @pytest.mark.parametrize("corrupt", list(_CORRUPTIONS))
-def test_the_childs_quick_check_gives_the_exact_checks_verdict(events, flags, corrupt):
+def test_the_childs_quick_check_gives_the_exact_checks_verdict(events, flags, corrupt, kernel):
     """The child's numpy check (a fast path for rows that all carry both timestamps, prices looked
-    at by kind only when one is not a number) against the exact row check, message for message."""
-    from bots.data.inflate import _BlockChecker
-    from bots.data.validate import RowChecker
+    at by kind only when one is not a number), and the compiled check it uses when its process has
+    it loaded (blocks read-only, as inflated), against the exact row check, message for message."""
+    from bots.data.inflate import _BlockChecker, _loaded_kernel_view
+    from bots.data.validate import RowChecker, validate_events
+
+    view = None
+    if kernel:
+        validate_events(events[:10].copy())  # the kernel loaded for rows in RAM, as in a warm process
+        view = _loaded_kernel_view()
+        assert view is not None
 
     block = events[:6000].copy()
     if flags == "some rows one":
@@ -264,7 +272,9 @@ def test_the_childs_quick_check_gives_the_exact_checks_verdict(events, flags, co
         b = block.copy()
         _CORRUPTIONS[corrupt](b, row)
         verdicts = []
-        for checker in (_BlockChecker("f.npz"), RowChecker("f.npz")):
+        if kernel:
+            b.flags.writeable = False
+        for checker in (_BlockChecker("f.npz", view), RowChecker("f.npz")):
             try:
                 checker.check(b[:3000], 0, None)
                 checker.check(b[3000:], 3000, None)  # the order state carries over a block boundary
@@ -272,3 +282,17 @@ def test_the_childs_quick_check_gives_the_exact_checks_verdict(events, flags, co
             except DataError as exc:
                 verdicts.append(("bad", str(exc)))
         assert verdicts[0] == verdicts[1], (row, verdicts)
+
+
+def test_the_child_never_loads_the_compiled_check_itself():
+    """A process that has not compiled or loaded the row check gets the numpy check, and asking
+    does not load it (from numba's cache that took 0.2-0.8 s, while the backtest waited)."""
+    import subprocess
+    import sys
+
+    code = ("from bots.data.inflate import _loaded_kernel_view\n"
+            "from bots.data.validate import scan_rows\n"
+            "assert _loaded_kernel_view() is None\n"
+            "assert not scan_rows.signatures, scan_rows.signatures\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
