@@ -3,7 +3,9 @@
 It is on when a venue has a ``[venue.execution]`` table (or sessions are injected, as tests and the
 benchmark do).  Start: the order id journal (``[control] state_dir``), one execution session per such
 venue (``daemon.execution.factory.make_execution_session``; a venue whose session fails to start is
-left out and its bots are told so at registration), the router as every session's sink, then the
+left out and its bots are told so at registration), the router as every session's sink, the
+adoption of the orders the journal holds live from before a restart (their state read from the
+venue, kept by the router for their bots until they register again; ``_adopt_journaled``), then the
 control socket.  Stop: the router cancels every order of every bot and each account's open orders
 and waits for the venues to confirm (``shutdown_cancel_timeout_s``), then the socket and sessions close.
 
@@ -31,6 +33,9 @@ __all__ = ["OrderEntry", "book_touch"]
 log = logging.getLogger("hftd.orders")
 
 _NO_TOUCH = (math.nan, math.nan)
+#: a bot runner waits for a restarted daemon and registers again within seconds; 30 s also leaves
+#: a supervisor (systemd) time to restart a bot that died with the daemon
+ADOPT_GRACE_S = 30.0
 
 
 def book_touch(md_sessions: Iterable[Any]) -> Callable[[str, str], tuple[float, float]]:
@@ -71,7 +76,7 @@ class OrderEntry:
     def __init__(self, cfg: DaemonConfig, http: Any, *, sessions: dict[str, ExecutionSession] | None = None,
                  check: Callable[[OrderCheck], RiskReject | None] | None = None, notify: Any = None,
                  touch: Callable[[str, str], tuple[float, float]] | None = None,
-                 reset: Callable[[str], dict] | None = None):
+                 reset: Callable[[str], dict] | None = None, adopt_grace_s: float | None = None):
         self.cfg = cfg
         self.http = http
         self.injected = sessions
@@ -85,6 +90,11 @@ class OrderEntry:
         self.router: Router | None = None
         self.server: ControlServer | None = None
         self.orderids: OrderIds | None = None
+        #: how long after start the bots of journaled orders have to register again before the
+        #: dead-bot policy applies to those orders (``[control] adopt_grace_s`` when it is a key)
+        self.adopt_grace_s = adopt_grace_s if adopt_grace_s is not None else getattr(
+            cfg.control, "adopt_grace_s", ADOPT_GRACE_S)
+        self._grace: asyncio.TimerHandle | None = None
 
     @staticmethod
     def wanted(cfg: DaemonConfig, sessions: dict | None) -> bool:
@@ -121,10 +131,33 @@ class OrderEntry:
                 else:
                     self.sessions[name] = session
         self.router.sessions.update(self.sessions)
+        await self._adopt_journaled()
         self.server = ControlServer(ctl, self.router, reset=self.reset)
         await self.server.start()
         log.info("order entry: %s; control socket %s; generation %d",
                  ", ".join(sorted(self.sessions)) or "no venue", ctl.socket_path, self.orderids.generation)
+
+    async def _adopt_journaled(self) -> None:
+        """Before any bot can register: every order the journal holds live is taken over by its
+        venue's session (its state read from the venue) and kept for its bot by the router; once
+        ``adopt_grace_s`` passes, the dead-bot policy applies to the orders of bots that have not
+        registered again (``Router.release_held``)."""
+        adopt = self.router.hold_journaled()
+        for venue, orders in adopt.items():
+            log.info("adopting %d journaled order(s) on %s", len(orders), venue)
+        for name, session in self.sessions.items():
+            recover = getattr(session, "recover", None)
+            if recover is None:  # a session outside SessionBase (tests, the benchmark's)
+                continue
+            try:
+                counts = await recover(adopt.get(name, {}), self.orderids.is_ours)
+            except Exception:
+                log.exception("%s: adopting the journaled orders failed; they stay in the journal", name)
+                continue
+            if any(counts.values()):
+                log.info("%s: journaled orders adopted: %s", name, counts)
+        if self.router.held:
+            self._grace = asyncio.get_running_loop().call_later(self.adopt_grace_s, self.router.release_held)
 
     async def cancel_everything(self, reason: str = "") -> None:
         """The kill switch: every order of every bot, and every open order of each account."""
@@ -133,6 +166,8 @@ class OrderEntry:
             await self.router.cancel_everything()
 
     async def stop(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         if self.router is not None:
             await self.router.shutdown(self.cfg.control.shutdown_cancel_timeout_s)
         if self.server is not None:

@@ -79,6 +79,7 @@ class OrderIds:
         previous = self._load()
         self.generation = previous + 1
         self._head = f"{prefix}{_b36(self.generation)}x"
+        self._ours = re.compile(rf"^{re.escape(prefix)}[0-9a-z]+x[0-9a-f]+$")
         self._seq = 0
         self._pending: list[str] = []
         self._compact()
@@ -141,6 +142,11 @@ class OrderIds:
             data = "".join(self._pending).encode("ascii")
             self._pending.clear()
             os.write(self._fd, data)
+
+    def is_ours(self, client_id: str) -> bool:
+        """The id has the form this journal gives out (any generation): an order a daemon with this
+        prefix placed.  Another system on the account must use another prefix."""
+        return self._ours.match(client_id) is not None
 
     def get(self, client_id: str) -> OrderRef | None:
         return self.live.get(client_id)

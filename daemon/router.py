@@ -54,7 +54,7 @@ from daemon.intake_wait import ARMED, rearm
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
-                                 BotSession, LiveOrder, Window)
+                                 BotSession, LiveOrder, Window, apply_fill, bad_price_qty, journal_holders)
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
 from shm.names import segment_name
@@ -66,7 +66,6 @@ __all__ = ["Router", "BotSession", "RouterError", "ALL_ASSETS", "REQ", "RESP"]
 
 log = logging.getLogger("hftd.router")
 
-_TOL = 1e-6  # of a tick or lot: float noise, not a real offset
 _SIDES = (int(Side.BUY), int(Side.SELL))
 _TIFS = frozenset(int(t) for t in TimeInForce)
 _TYPES = frozenset(int(t) for t in OrdType)
@@ -173,6 +172,8 @@ class Router:
         self._windows: dict[str, Window] = {}
         self._stalled: list[BotSession] = []
         self._resume_handle: asyncio.Handle | None = None
+        #: bot name -> its journaled orders after a restart, until it registers (``hold_journaled``)
+        self.held: dict[str, BotSession] = {}
 
     def time_checks(self, keep: int = 1 << 20) -> collections.deque:
         """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
@@ -210,11 +211,8 @@ class Router:
             if inst is None:
                 raise RouterError(ErrorCode.UNKNOWN_ASSET,
                                   f"{venue} does not trade {symbol!r} here (symbols: {sorted(session.instruments)})")
-            win = self._windows.get(venue)
-            if win is None:
-                win = self._windows[venue] = Window(getattr(session, "max_in_flight", 0) or UNBOUNDED)
             resolved.append(Asset(venue, inst.symbol, inst.tick_size, inst.lot_size, inst.min_qty,
-                                  inst.min_notional, session, win))
+                                  inst.min_notional, session, self._window_of(venue, session)))
         req_name = segment_name("orders", name, "req")
         resp_name = segment_name("orders", name, "resp")
         req_seg = Segment.create(req_name, kind=L.KIND_ORDER_CHANNEL, capacity=self.capacity, mode=self.mode)
@@ -248,8 +246,56 @@ class Router:
                         "min_qty": a.min_qty, "min_notional": a.min_notional} for i, a in enumerate(resolved)],
         }
 
+    def _window_of(self, venue: str, session: ExecutionSession) -> Window:
+        win = self._windows.get(venue)
+        if win is None:
+            win = self._windows[venue] = Window(getattr(session, "max_in_flight", 0) or UNBOUNDED)
+        return win
+
+    def hold_journaled(self) -> dict[str, dict[str, str]]:
+        """At start, before the sessions adopt the journal's live orders: what happens to each is
+        kept for its bot (``router_state.journal_holders``) until the bot registers again.  Returns
+        venue -> {client id: symbol}, what each session is to adopt."""
+        self.held = journal_holders(self.orderids.live, self.sessions, self._window_of)
+        adopt: dict[str, dict[str, str]] = {}
+        for h in self.held.values():
+            for o in h.orders.values():
+                self.by_client[o.client_id] = (h, o)
+                a = h.assets[o.asset_no]
+                adopt.setdefault(a.venue, {})[o.client_id] = a.symbol
+        return adopt
+
+    def release_held(self) -> None:
+        """The bots that have not registered again since the restart are taken as dead: the
+        dead-bot policy applies to their orders (their history stays for a late return)."""
+        for h in self.held.values():
+            log.warning("bot %s did not register again after the restart; policy %s on %d order(s)", h.name,
+                        self.policy, len(h.orders))
+            if self.policy == "cancel":
+                self.cancel_orders_of(h)
+        self._after_drain()
+
     def _adopt_journaled(self, bot: BotSession) -> None:
-        """Orders of this bot name still live from before a daemon restart follow it again."""
+        """Orders of this bot name still live from before a daemon restart follow it again: first
+        what happened to them since the restart (the venue's ACCEPTED, which announces each, fills,
+        the ends of those that ended), in order, then the bot's own traffic."""
+        h = self.held.get(bot.name)
+        if h is not None:
+            if any(a is not None and (i >= len(bot.assets) or (bot.assets[i].venue, bot.assets[i].symbol)
+                                      != (a.venue, a.symbol)) for i, a in enumerate(h.assets)):
+                log.warning("bot %s registered with other assets than its journaled orders name: they stay"
+                            " with the restart's holder", bot.name)
+                return
+            del self.held[bot.name]
+            for o in h.orders.values():
+                bot.orders[o.order_id] = o
+                self.by_client[o.client_id] = (bot, o)
+            for i, a in enumerate(h.assets):
+                if a is not None:
+                    bot.positions[i] = h.positions[i]
+            for rec in h.held:
+                self._send(bot, rec)
+            return
         for cid, ref in list(self.orderids.live.items()):
             if ref.bot != bot.name or cid in self.by_client:
                 continue
@@ -531,24 +577,7 @@ class Router:
         if self.notify is not None:
             self.notify.notify_order_submitted(bot.name, a.venue, intent)
 
-    @staticmethod
-    def _bad_price_qty(a: Asset, price: float, qty: float, otype: int):
-        if not (qty > 0.0) or math.isinf(qty):  # also NaN
-            return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
-        if otype == _LIMIT or price == price and price != 0.0:
-            if not (price > 0.0) or math.isinf(price):
-                return RejectReason.MALFORMED, f"price {price} must be finite and > 0"
-            t = price / a.tick
-            if abs(t - round(t)) > _TOL:
-                return RejectReason.PRICE_OFF_TICK, f"price {price!r} is not a multiple of the tick {a.tick!r}"
-        q = qty / a.lot
-        if abs(q - round(q)) > _TOL:
-            return RejectReason.QTY_OFF_LOT, f"quantity {qty!r} is not a multiple of the lot {a.lot!r}"
-        if qty < a.min_qty * (1 - 1e-9):
-            return RejectReason.QTY_BELOW_MIN, f"quantity {qty!r} is below the minimum {a.min_qty!r}"
-        if a.min_notional and otype == _LIMIT and price * qty < a.min_notional * (1 - 1e-9):
-            return RejectReason.QTY_BELOW_MIN, f"notional {price * qty!r} is below the minimum {a.min_notional!r}"
-        return None
+    _bad_price_qty = staticmethod(bad_price_qty)
 
     @property
     def check(self) -> Callable[[OrderCheck], RiskReject | None] | None:
@@ -607,6 +636,8 @@ class Router:
     # -- responses -------------------------------------------------------------------------
     def _send(self, bot: BotSession, rec: bytes) -> None:
         if not bot.alive:
+            if bot.held is not None:
+                bot.held.append(rec)
             return
         if bot.backlog and not self._flush(bot):
             bot.backlog.append(rec)
@@ -666,11 +697,14 @@ class Router:
         if k == _EK_ACCEPTED:
             if ev.price:
                 o.price = ev.price
+            if not o.qty:  # adopted after a restart: its size is the venue's
+                o.qty = o.leaves = ev.qty
             o.status = _ST_NEW
             if o.pending == P_SUBMIT:
                 self._answered(bot, o)
             self._order_resp(bot, o, ev)
-            if o.cancel_after_ack or not bot.alive and self.policy == "cancel" or self.stopping:
+            if (o.cancel_after_ack or not bot.alive and bot.held is None and self.policy == "cancel"
+                    or self.stopping):
                 o.cancel_after_ack = False
                 self._cancel_quietly(bot, o)
         elif k == _EK_FILL:
@@ -709,18 +743,7 @@ class Router:
             self._reject(bot, o.asset_no, o.order_id, o.seq, RejectReason.VENUE, ev.text or k.name.lower(),
                          o.status, name=bot.assets[o.asset_no].venue, code=ev.code)
 
-    @staticmethod
-    def _apply_fill(pos: list, side: int, px: float, qty: float) -> None:
-        q0, e0 = pos
-        dq = side * qty
-        q1 = q0 + dq
-        if q0 == 0 or (q0 > 0) == (dq > 0):
-            pos[1] = (e0 * abs(q0) + px * qty) / abs(q1) if q1 else 0.0
-        elif (q1 > 0) != (q0 > 0) and q1 != 0:
-            pos[1] = px  # flipped through zero
-        elif q1 == 0:
-            pos[1] = 0.0
-        pos[0] = q1
+    _apply_fill = staticmethod(apply_fill)
 
     def _answered(self, bot: BotSession, o: LiveOrder) -> None:
         """The order's request is answered: out of its session's window (which counts the orders

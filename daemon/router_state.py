@@ -3,19 +3,21 @@ session window the state ``daemon.router`` works on (plain slotted classes: buil
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from bots.constants import Status
+from bots.constants import OrdType, Status
 from daemon.execution.base import ExecutionSession
 from shm.channel import ChannelReader, ChannelWriter
+from shm.orders import RejectReason
 
 if TYPE_CHECKING:
     from daemon.intake import IntakeThread
 
 __all__ = ["REQ", "RESP", "ALL_ASSETS", "UNBOUNDED", "P_NONE", "P_SUBMIT", "P_CANCEL", "P_MODIFY", "LiveOrder",
-           "Window", "Asset", "BotSession"]
+           "Window", "Asset", "BotSession", "journal_holders", "bad_price_qty", "apply_fill"]
 
 #: order_request_dtype / order_response_dtype as struct layouts (offsets checked in the tests)
 REQ = struct.Struct("<IIQddbBB5xqQ8x")
@@ -24,6 +26,8 @@ ALL_ASSETS = 0xFFFFFFFF
 UNBOUNDED = 1 << 62  # the window of a session without ``max_in_flight``
 #: the request of an order the venue has not answered yet (``LiveOrder.pending``)
 P_NONE, P_SUBMIT, P_CANCEL, P_MODIFY = 0, 1, 2, 3
+_TOL = 1e-6  # of a tick or lot: float noise, not a real offset
+_LIMIT = int(OrdType.LIMIT)
 
 
 @dataclass(slots=True)
@@ -88,3 +92,68 @@ class BotSession:
     #: the distinct windows of its assets' sessions; ``stalled``: a full one stopped its drain
     windows: tuple = ()
     stalled: bool = False
+    #: a bot known only from the order id journal (a restart): the responses about its orders,
+    #: kept until it registers again (None for a registered bot)
+    held: list | None = None
+
+
+def journal_holders(live: dict, sessions: dict, window_of: Callable[[str, ExecutionSession], Window]) -> dict:
+    """bot name -> a ``BotSession`` holding that bot's journaled live orders (``OrderIds.live``:
+    client id -> ``OrderRef``) until it registers again, for each order on a venue with a session
+    here.  Its assets are at the journal's asset numbers (None where no order says which); its
+    orders are not known yet (NONE, no side or size): the sessions' adoption tells."""
+    holders: dict[str, BotSession] = {}
+    for ref in live.values():
+        session = sessions.get(ref.venue)
+        inst = session.instruments.get(ref.symbol) if session is not None else None
+        if inst is None:
+            continue  # no session (or symbol) for it now: it stays in the journal
+        h = holders.get(ref.bot)
+        if h is None:
+            h = holders[ref.bot] = BotSession(ref.bot, [], None, None, alive=False, held=[])
+        while len(h.assets) <= ref.asset_no:
+            h.assets.append(None)
+            h.positions.append([0.0, 0.0])
+        if h.assets[ref.asset_no] is None:
+            h.assets[ref.asset_no] = Asset(ref.venue, inst.symbol, inst.tick_size, inst.lot_size,
+                                           inst.min_qty, inst.min_notional, session,
+                                           window_of(ref.venue, session))
+        elif (h.assets[ref.asset_no].venue, h.assets[ref.asset_no].symbol) != (ref.venue, inst.symbol):
+            continue  # the journal disagrees with itself about this asset number: keep the first
+        h.orders[ref.order_id] = LiveOrder(ref.client_id, ref.asset_no, ref.order_id, 0, 0.0, 0.0, 0.0,
+                                           int(Status.NONE), P_NONE)
+    return holders
+
+
+def bad_price_qty(a: Asset, price: float, qty: float, otype: int):
+    """``(RejectReason, text)`` for a price or quantity the asset's rules refuse, else None."""
+    if not (qty > 0.0) or math.isinf(qty):  # also NaN
+        return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
+    if otype == _LIMIT or price == price and price != 0.0:
+        if not (price > 0.0) or math.isinf(price):
+            return RejectReason.MALFORMED, f"price {price} must be finite and > 0"
+        t = price / a.tick
+        if abs(t - round(t)) > _TOL:
+            return RejectReason.PRICE_OFF_TICK, f"price {price!r} is not a multiple of the tick {a.tick!r}"
+    q = qty / a.lot
+    if abs(q - round(q)) > _TOL:
+        return RejectReason.QTY_OFF_LOT, f"quantity {qty!r} is not a multiple of the lot {a.lot!r}"
+    if qty < a.min_qty * (1 - 1e-9):
+        return RejectReason.QTY_BELOW_MIN, f"quantity {qty!r} is below the minimum {a.min_qty!r}"
+    if a.min_notional and otype == _LIMIT and price * qty < a.min_notional * (1 - 1e-9):
+        return RejectReason.QTY_BELOW_MIN, f"notional {price * qty!r} is below the minimum {a.min_notional!r}"
+    return None
+
+
+def apply_fill(pos: list, side: int, px: float, qty: float) -> None:
+    """A fill on a bot's ``[qty, entry_px]`` position (the entry averaged while it grows)."""
+    q0, e0 = pos
+    dq = side * qty
+    q1 = q0 + dq
+    if q0 == 0 or (q0 > 0) == (dq > 0):
+        pos[1] = (e0 * abs(q0) + px * qty) / abs(q1) if q1 else 0.0
+    elif (q1 > 0) != (q0 > 0) and q1 != 0:
+        pos[1] = px  # flipped through zero
+    elif q1 == 0:
+        pos[1] = 0.0
+    pos[0] = q1

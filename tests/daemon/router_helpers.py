@@ -27,37 +27,13 @@ INSTRUMENTS = {
 }
 
 
-class Daemonish:
-    """ControlServer + Router + MemorySession on a loop thread."""
+class LoopThread:
+    """An event loop on its own thread, driven from the test's thread."""
 
-    def __init__(self, tmp_path, *, auto=True, check=None, policy="cancel", mode=0o600, group="",
-                 heartbeat_interval_s=0.2, heartbeat_timeout_s=1.0, intake="thread", intake_wait="backoff",
-                 state_dir=None, record=True):
-        self.cfg = ControlConfig.from_mapping({
-            "socket_path": str(tmp_path / "ctl" / "control.sock"), "group": group, "mode": mode,
-            "heartbeat_interval_s": heartbeat_interval_s, "heartbeat_timeout_s": heartbeat_timeout_s,
-            "dead_bot_policy": policy, "state_dir": str(state_dir or tmp_path / "state"),
-            "intake_wait": intake_wait,
-        })
-        self.auto, self.check, self.intake, self.record = auto, check, intake, record
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-daemon-loop", daemon=True)
         self.thread.start()
-        self.call(self._start())
-
-    async def _start(self):
-        self.orderids = OrderIds(self.cfg.state_dir, prefix=self.cfg.client_id_prefix)
-        self.session = MemorySession(VENUE, INSTRUMENTS, auto=self.auto, record=self.record)
-        self.router = Router({VENUE: self.session}, self.orderids, check=self.check, mode=self.cfg.mode,
-                             gid=self.cfg.group_id(), dead_bot_policy=self.cfg.dead_bot_policy,
-                             intake=self.intake, intake_wait=self.cfg.intake_wait)
-        self.session.sink = self.router
-        self.server = ControlServer(self.cfg, self.router)
-        await self.server.start()
-
-    @property
-    def socket_path(self) -> str:
-        return self.cfg.socket_path
 
     def call(self, coro_or_fn, timeout=10.0):
         """Run a coroutine (or a plain function) on the loop thread and return its result."""
@@ -76,18 +52,54 @@ class Daemonish:
             time.sleep(0.005)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
+    def close_loop(self, last=None, timeout=10.0) -> None:
+        """Run ``last`` (a coroutine) on the loop, then end the loop and its thread."""
+        try:
+            if last is not None:
+                self.call(last, timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+
+class Daemonish(LoopThread):
+    """ControlServer + Router + MemorySession on a loop thread."""
+
+    def __init__(self, tmp_path, *, auto=True, check=None, policy="cancel", mode=0o600, group="",
+                 heartbeat_interval_s=0.2, heartbeat_timeout_s=1.0, intake="thread", intake_wait="backoff",
+                 state_dir=None, record=True):
+        self.cfg = ControlConfig.from_mapping({
+            "socket_path": str(tmp_path / "ctl" / "control.sock"), "group": group, "mode": mode,
+            "heartbeat_interval_s": heartbeat_interval_s, "heartbeat_timeout_s": heartbeat_timeout_s,
+            "dead_bot_policy": policy, "state_dir": str(state_dir or tmp_path / "state"),
+            "intake_wait": intake_wait,
+        })
+        self.auto, self.check, self.intake, self.record = auto, check, intake, record
+        super().__init__()
+        self.call(self._start())
+
+    async def _start(self):
+        self.orderids = OrderIds(self.cfg.state_dir, prefix=self.cfg.client_id_prefix)
+        self.session = MemorySession(VENUE, INSTRUMENTS, auto=self.auto, record=self.record)
+        self.router = Router({VENUE: self.session}, self.orderids, check=self.check, mode=self.cfg.mode,
+                             gid=self.cfg.group_id(), dead_bot_policy=self.cfg.dead_bot_policy,
+                             intake=self.intake, intake_wait=self.cfg.intake_wait)
+        self.session.sink = self.router
+        self.server = ControlServer(self.cfg, self.router)
+        await self.server.start()
+
+    @property
+    def socket_path(self) -> str:
+        return self.cfg.socket_path
+
     def stop(self, *, shutdown=True):
         async def down():
             if shutdown:
                 await self.router.shutdown(timeout_s=2.0)
             await self.server.stop()
             self.orderids.close()
-        try:
-            self.call(down())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
+        self.close_loop(down())
 
 
 # -- the bot child -----------------------------------------------------------------------------

@@ -381,6 +381,52 @@ def test_client_ids_survive_a_daemon_restart(tmp_path, shm_namespace):
     assert d2.orderids.live == {} or all(r.client_id != cid for r in d2.orderids.live.values())
 
 
+def test_journaled_orders_are_held_for_their_bot_and_cancelled_if_it_never_returns(tmp_path, shm_namespace):
+    """After a restart the router keeps what happens to each journaled order (here: the venue's
+    ACCEPTED, then a partial fill) for its bot and hands it over, in order, when the bot registers
+    again; the orders of a bot that does not come back are cancelled once the grace is over."""
+    d = Daemonish(tmp_path, auto=False, state_dir=tmp_path / "state")
+    a, b = Bot(d.socket_path, "back"), Bot(d.socket_path, "never")
+    a.req((SUBMIT, 0, 5, 100.0, 0.02, -1))
+    b.req((SUBMIT, 0, 6, 99.0, 0.01, 1))
+    d.wait_for(lambda: len(d.session.methods("submit")) == 2, what="submits")
+    back, never = (next(c for c, r in d.orderids.live.items() if r.bot == n) for n in ("back", "never"))
+    a.kill9()
+    b.kill9()
+    d.stop(shutdown=False)  # like a kill -9 of the daemon
+    d2 = Daemonish(tmp_path, auto=False, state_dir=tmp_path / "state")
+    try:
+        adopt = d2.call(d2.router.hold_journaled)
+        assert adopt == {VENUE: {back: "BTCUSDT", never: "BTCUSDT"}}
+        # the venue's view, as a session's adoption reports it, before either bot is back
+        d2.call(lambda: d2.session.emit(ExecEvent(ExecKind.ACCEPTED, back, "BTCUSDT", Status.NEW, side=-1,
+                                                  price=100.0, qty=0.02, leaves_qty=0.02)))
+        d2.call(lambda: d2.session.emit(ExecEvent(ExecKind.FILL, back, "BTCUSDT", Status.PARTIALLY_FILLED,
+                                                  side=-1, price=100.0, qty=0.02, leaves_qty=0.015,
+                                                  cum_qty=0.005, last_px=100.0, last_qty=0.005)))
+        d2.call(lambda: d2.session.emit(ExecEvent(ExecKind.ACCEPTED, never, "BTCUSDT", Status.NEW, side=1,
+                                                  price=99.0, qty=0.01, leaves_qty=0.01)))
+        assert d2.session.methods("cancel") == []  # held, not the dead-bot policy's yet
+        a2 = Bot(d2.socket_path, "back")
+        try:
+            got = a2.responses(3)
+            assert [(r[K], r[OID], r[STATUS], r[QTY], r[LEAVES], r[SIDE]) for r in got[:2]] == [
+                (ResponseKind.ORDER, 5, Status.NEW, 0.02, 0.02, -1),
+                (ResponseKind.FILL, 5, Status.PARTIALLY_FILLED, 0.005, 0.015, -1)]
+            assert (got[2][K], got[2][QTY]) == (ResponseKind.POSITION, -0.005)
+            assert d2.call(lambda: sorted(d2.router.held)) == ["never"]
+            # the grace is over: the bot that did not come back has its order cancelled, the other not
+            d2.call(d2.router.release_held)
+            assert d2.session.methods("cancel") == [(never, "BTCUSDT")]
+            a2.req((CANCEL, 0, 5, 0.0, 0.0, 0))  # the returned bot acts on its adopted order
+            d2.wait_for(lambda: len(d2.session.methods("cancel")) == 2, what="the bot's cancel")
+            assert d2.session.methods("cancel")[1] == (back, "BTCUSDT")
+        finally:
+            a2.close()
+    finally:
+        d2.stop(shutdown=False)
+
+
 def test_order_id_journal_format_and_damage(tmp_path):
     from daemon.orderids import CLIENT_ID_RE, OrderIds
 

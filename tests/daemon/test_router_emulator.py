@@ -5,7 +5,6 @@ with no open order."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -13,7 +12,6 @@ import pytest
 
 from daemon.config import VenueConfig
 from daemon.control import ControlServer
-from daemon.control_config import ControlConfig
 from daemon.execution.factory import make_execution_session
 from daemon.orderids import OrderIds
 from daemon.router import Router
@@ -60,12 +58,7 @@ class VenueDaemon(Daemonish):
             await self.http.close()
             await self.emu.stop()
             self.orderids.close()
-        try:
-            self.call(down(), timeout=30)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
+        self.close_loop(down(), timeout=30)
 
 
 @pytest.fixture

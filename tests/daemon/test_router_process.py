@@ -37,8 +37,8 @@ TRADING_ENV = {"HFTD_T_KEY": "hftd-emu-key", "HFTD_T_SECRET": "hftd-emu-secret"}
 
 
 def trading_config(tmp_path, rest: str, ws: str, *, ready_timeout_s: float = 30.0, control: str = "",
-                   execution: str = ""):
-    """A daemon config with order entry on Binance USD-M BTCUSDT at the emulator ``rest``/``ws``, its
+                   execution: str = "", venue: str = "binance-usdm"):
+    """A daemon config with order entry on ``venue``'s BTCUSDT at the emulator ``rest``/``ws``, its
     control socket at ``tmp_path/run/control.sock`` and state in ``tmp_path/state``; ``control`` and
     ``execution`` are lines added to those tables."""
     cfg = tmp_path / "hftd.toml"
@@ -52,7 +52,7 @@ state_dir = "{tmp_path / 'state'}"
 {control}
 
 [[venue]]
-name = "binance-usdm"
+name = "{venue}"
 rest_url = "{rest}"
 ws_url = "{ws}"
 symbols = ["BTCUSDT"]
