@@ -453,12 +453,19 @@ def test_many_orders_under_stream_faults_end_clean_and_positions_agree(venue):
                     ids.append(h.rest(side=Side.BUY if i % 2 else Side.SELL, ticks_away=20 + i, qty=0.003))
                 if i % 10 == 9:
                     await asyncio.sleep(0.02)
-            await asyncio.sleep(0.5)
+            # every order answered (resting or ended) before the amends: under load a fixed sleep
+            # left some unanswered, which changed which orders the seeded choices amend
+            await h.until(lambda: all(ExecKind.ACCEPTED in h.sink.kinds(c) or h.sink.terminal(c) is not None
+                                      for c in ids), 30.0, "every order answered")
+            amended = []
             for cid in ids:
                 o = h.s.open_orders().get(cid)
                 if o is not None and o.status != Status.NONE and rng.random() < 0.5:
                     h.s.modify(cid, "BTCUSDT", o.price, 0.004)
-            await asyncio.sleep(0.3)
+                    amended.append(cid)
+            # and every amend answered before the cancels (not a fixed 0.3 s)
+            await h.until(lambda: all(h.s.tracker.get(c) is None or h.s.tracker.get(c).pending != "modify"
+                                      for c in amended), 30.0, "every amend answered")
             for cid in ids:
                 h.s.cancel(cid, "BTCUSDT")
             for cid in ids:
