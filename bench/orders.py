@@ -24,8 +24,10 @@ in this process, as in ``hftd daemon``.  Measured:
   pre-trade check (``plugins.manager.PluginHost.pretrade_check``, every limit finite) in the router,
   right after the run without it.  What the check adds to each order is its own duration, timed by
   the router around the call (``Router.time_checks``): ``risk_p99_added_us`` is its p99 (the same
-  figure as ``risk_check_p99_us``, beside its p50); the difference of the two runs' channel-to-wire
-  p99s, differences of ms-scale scheduler noise, stays as ``risk_p99_diff_us``;
+  figure as ``risk_check_p99_us``, beside its p50; ``risk_check_in_c`` is 1 when it was the risk
+  plugin's C decision called from the router's frame, 0 for the Python check; a note says which);
+  the difference of the two runs' channel-to-wire p99s, differences of ms-scale scheduler noise,
+  stays as ``risk_p99_diff_us``;
 * **baseline**: the obvious pipeline, each bot posting signed ``POST /fapi/v1/order`` to the emulator
   itself through aiohttp, one order after the other, in the same run.
 
@@ -219,6 +221,7 @@ class _Stand:
         self.stop_error = ""
         #: the emulator's process id, when it runs in a process of its own (its CPU per order)
         self.emu_pid = 0
+        self.risk_path = ""  # set by risk_on
 
     async def start(self) -> None:
         from daemon.control import ControlServer
@@ -305,6 +308,10 @@ class _Stand:
             "max_order_qty": 10.0, "max_order_notional": 1e7, "max_position": 1e6, "max_open_orders": 100_000,
             "max_daily_loss": 1e9}}))
         self.router.check = host.pretrade_check
+        # which check the router runs: the C decision (plugins/_riskfast.c) from its own frame
+        # (direct), or the Python check when the extension is not built; reported beside the figure
+        direct = self.router._direct is not None and self.router._direct[0] == host.risk.check_fields
+        self.risk_path = ("c" if host.risk._fast is not None else "python") + ("" if direct else ", not direct")
         return self.router.time_checks()
 
     async def spawn(self, n_bots: int) -> None:
@@ -525,6 +532,8 @@ async def _main(args, res) -> None:
             with HostSteal() as steal:
                 paced = await st.phase(4, wire_n, args.wire_rate / 4, 50_000_000, 40_000.0)
             check_ns = st.risk_on()
+            risk_path = st.risk_path  # st is the spin stand's below
+            res.notes.append(f"risk check measured: {risk_path}")
             with HostSteal() as steal_risk:
                 risky = await st.phase(4, wire_n, args.wire_rate / 4, 60_000_000, 40_000.0)
             st.router.check = None
@@ -584,6 +593,7 @@ async def _main(args, res) -> None:
             "risk_p99_added_us": _pct(sorted(check_ns), 99) / 1e3,
             "risk_p99_diff_us": risky["p99_us"] - paced["p99_us"],
             "risk_check_p50_us": _pct(sorted(check_ns), 50) / 1e3, "risk_check_p99_us": _pct(sorted(check_ns), 99) / 1e3,
+            "risk_check_in_c": 1 if risk_path == "c" else 0,
             "paced_load_avg_1m": load_paced, "paced_host_steal_pct": steal.pct, "paced_risk_host_steal_pct": steal_risk.pct,
         })
         res.rows.append(("emulator: paced, risk check on", {"p50_us": risky["p50_us"], "p99_us": risky["p99_us"],
