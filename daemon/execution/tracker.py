@@ -220,6 +220,10 @@ class Tracker:
         if o.pending == "new":
             o.pending = ""
         if not o.accepted:
+            if not o.side and src != _QUERY:
+                # adopted after a restart before the venue knew it (``SessionBase.recover``): only
+                # a query, which carries the side, may announce it
+                return NEED_QUERY
             self._accept(o, u.exch_ts_ns, local_ns)
         if src == _REPLY and u.cum_qty > o.cum_qty + eps:
             o.held = True

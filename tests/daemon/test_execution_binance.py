@@ -358,6 +358,59 @@ def test_a_restarted_session_adopts_journaled_orders():
     run(body())
 
 
+@pytest.mark.parametrize("venue", ["binance-usdm", "bybit-linear"])
+def test_recover_takes_the_venues_view_of_journaled_orders(venue):
+    """A restarted session's ``recover``: the journal names a resting order, one that filled, and one
+    the venue gets only after the start (the old daemon's request still on its way): each is
+    adopted with the venue's side, price and size; an open order in our id format that no journal
+    names is cancelled, a foreign one left."""
+    async def body():
+        from exec_helpers import ENV, Sink
+
+        from daemon.execution.base import OrderIntent
+        from daemon.execution.factory import make_execution_session
+        async with ExecHarness(venue, dead_man_countdown_ms=0, dcp_window_s=0) as h:
+            resting = h.rest(side=Side.SELL, qty=0.003)
+            filled = h.rest(qty=0.002)
+            stray, foreign = h.rest(ticks_away=60), h.rest(ticks_away=61)
+            for cid in (resting, filled, stray, foreign):
+                await h.accepted(cid)
+            await h.s.stop(cancel_open=False)  # the daemon dies; its orders stay at the venue
+            acct = h.emu.trading.account
+            await h.emu.trading.publish(acct.fill_now(acct.find("BTCUSDT", client_id=filled), h.emu.now_ms()))
+            late = "late-1"
+            sink = Sink()
+            h.s = make_execution_session(h.cfg, h.http, sink, environ=ENV)
+            h.sink = sink
+            await h.s.start()
+            counts = await h.s.recover({resting: "BTCUSDT", filled: "BTCUSDT", late: "BTCUSDT"},
+                                       lambda cid: cid in (stray, late))
+            assert counts == {"open": 1, "ended": 1, "unknown": 1, "stray_cancelled": 1}
+            acc = sink.of(resting)[0]
+            assert (acc.kind, acc.side, acc.price > 0, acc.qty) == (ExecKind.ACCEPTED, -1, True, 0.003)
+            assert [(e.kind, e.last_qty, e.side) for e in sink.of(filled)][1:] == [(ExecKind.FILL, 0.002, 1)]
+            assert (await h.done(stray)).kind == ExecKind.CANCELED
+            # the late order reaches the venue now, within the old request's recv window
+            _, asks = h.book()
+            px = asks[0][0] + 130 * h.s.instruments["BTCUSDT"].tick_size
+            other = make_execution_session(h.cfg, h.http, Sink(), environ=ENV)
+            await other.start()
+            other.submit(OrderIntent(late, "BTCUSDT", Side.SELL, px, 0.004, TimeInForce.GTC,
+                                     h.s.tracker.get(resting).intent.order_type))
+            await h.accepted(late, 10.0)
+            await other.stop(cancel_open=False)
+            o = h.s.tracker.get(late)
+            assert (o.side, o.qty) == (-1, 0.004)
+            for cid in (resting, late):
+                h.s.cancel(cid, "BTCUSDT")
+                assert (await h.done(cid)).kind == ExecKind.CANCELED
+                check_clean(sink.of(cid))
+            open_ids = {x.client_id for x in acct.open_orders("BTCUSDT")}
+            assert open_ids == {foreign}
+
+    run(body())
+
+
 def test_an_order_on_a_socket_known_dead_goes_by_rest():
     async def body():
         async with ExecHarness(V) as h:
