@@ -13,9 +13,11 @@
  * constructor, each called only off the pass path:
  *   on_roll(now_ns)               the UTC day ended (the plugin rolls its PnL and sets day_end_ns);
  *   on_refuse(rule, *fields)      a refusal: the named RiskReject, counted, built from the rule number;
- *   on_mark(venue, symbol, side, position, qty, best_bid, best_ask)
- *                                 a position is open and the book is live: mark it to the touch and
- *                                 check the day's loss (the held positions stay Python's).
+ *   on_loss(reduces)              the day's loss is near a limit after a mark (or the state is
+ *                                 REDUCING): the plugin checks the loss and may refuse.
+ * The held positions, their marks and the day's PnL are here too (a check marks the position to
+ * the touch when one is open and the book is live); the plugin books fills through held() and
+ * set_held() and reads pnl / day_start_pnl.
  * Floating point follows the Python check operation by operation (built with -ffp-contract=off,
  * so no fused multiply-add changes a token count's last bit).
  */
@@ -54,6 +56,19 @@ typedef struct {
     Py_ssize_t slot;
 } Way;
 
+/* a (venue, symbol)'s position from fills and its mark; the names are held */
+typedef struct {
+    PyObject *venue, *symbol;
+    double pos, mark;
+    char marked;
+} Held;
+
+/* a Held found by its names' addresses, as buckets are by the bot's */
+typedef struct {
+    PyObject *venue, *symbol;
+    Py_ssize_t slot;
+} HeldWay;
+
 typedef struct {
     PyObject_HEAD
     /* what a check reads first, together */
@@ -64,10 +79,14 @@ typedef struct {
     char require_touch, halted, reducing, pos_gate;
     Bucket *buckets;
     PyObject *pos_limits; /* dict symbol -> limit; NULL when empty (the Python check's falsy dict) */
-    Py_ssize_t n_buckets, cap_buckets;
-    PyObject *on_roll, *on_refuse, *on_mark;
+    double pnl, day_start_pnl, reducing_loss;
+    Held *held;
+    Py_ssize_t n_buckets, cap_buckets, n_held, cap_held;
+    PyObject *on_roll, *on_refuse, *on_loss;
     PyObject *slot_of;    /* dict bot -> index into buckets */
+    PyObject *held_of;    /* dict venue -> dict symbol -> index into held */
     Way ways[N_WAYS];
+    HeldWay held_ways[N_WAYS];
 } Checker;
 
 static int
@@ -75,30 +94,32 @@ checker_init(Checker *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"rates_per_s", "max_open", "max_qty", "max_notional", "max_pos", "pos_limits",
                              "require_touch", "dev_up", "dev_down", "submit_kind", "modify_kind",
-                             "on_roll", "on_refuse", "on_mark", NULL};
-    PyObject *pos_limits, *on_roll, *on_refuse, *on_mark;
+                             "reducing_loss", "on_roll", "on_refuse", "on_loss", NULL};
+    PyObject *pos_limits, *on_roll, *on_refuse, *on_loss;
     int require_touch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(ddd)ddddO!pddllOOO", kwlist, &self->rates_per_s[0],
+    if (self->slot_of != NULL) {
+        PyErr_SetString(PyExc_TypeError, "a Checker is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "(ddd)ddddO!pddlldOOO", kwlist, &self->rates_per_s[0],
                                      &self->rates_per_s[1], &self->rates_per_s[2], &self->max_open, &self->max_qty,
                                      &self->max_notional, &self->max_pos, &PyDict_Type, &pos_limits,
                                      &require_touch, &self->dev_up, &self->dev_down, &self->submit_kind,
-                                     &self->modify_kind, &on_roll, &on_refuse, &on_mark))
+                                     &self->modify_kind, &self->reducing_loss, &on_roll, &on_refuse, &on_loss))
         return -1;
-    if (!PyCallable_Check(on_roll) || !PyCallable_Check(on_refuse) || !PyCallable_Check(on_mark)) {
-        PyErr_SetString(PyExc_TypeError, "on_roll, on_refuse and on_mark must be callable");
+    if (!PyCallable_Check(on_roll) || !PyCallable_Check(on_refuse) || !PyCallable_Check(on_loss)) {
+        PyErr_SetString(PyExc_TypeError, "on_roll, on_refuse and on_loss must be callable");
         return -1;
     }
     self->require_touch = (char)require_touch;
     Py_XSETREF(self->pos_limits, PyDict_GET_SIZE(pos_limits) ? Py_NewRef(pos_limits) : NULL);
     Py_XSETREF(self->on_roll, Py_NewRef(on_roll));
     Py_XSETREF(self->on_refuse, Py_NewRef(on_refuse));
-    Py_XSETREF(self->on_mark, Py_NewRef(on_mark));
-    Py_XSETREF(self->slot_of, PyDict_New());
-    if (self->slot_of == NULL)
+    Py_XSETREF(self->on_loss, Py_NewRef(on_loss));
+    self->slot_of = PyDict_New();
+    self->held_of = PyDict_New();
+    if (self->slot_of == NULL || self->held_of == NULL)
         return -1;
-    for (int w = 0; w < N_WAYS; w++)
-        Py_CLEAR(self->ways[w].bot);
-    self->n_buckets = 0;
     self->day_end_ns = 0;
     self->halted = self->reducing = 0;
     self->pos_gate = self->max_pos != INFINITY || self->pos_limits != NULL;
@@ -111,11 +132,19 @@ checker_traverse(Checker *self, visitproc visit, void *arg)
     /* the callables are the plugin's bound methods, and the plugin holds this object */
     Py_VISIT(self->on_roll);
     Py_VISIT(self->on_refuse);
-    Py_VISIT(self->on_mark);
+    Py_VISIT(self->on_loss);
+    Py_VISIT(self->held_of);
     Py_VISIT(self->pos_limits);
     Py_VISIT(self->slot_of);
-    for (int w = 0; w < N_WAYS; w++)
+    for (int w = 0; w < N_WAYS; w++) {
         Py_VISIT(self->ways[w].bot);
+        Py_VISIT(self->held_ways[w].venue);
+        Py_VISIT(self->held_ways[w].symbol);
+    }
+    for (Py_ssize_t k = 0; k < self->n_held; k++) {
+        Py_VISIT(self->held[k].venue);
+        Py_VISIT(self->held[k].symbol);
+    }
     return 0;
 }
 
@@ -124,11 +153,19 @@ checker_clear(Checker *self)
 {
     Py_CLEAR(self->on_roll);
     Py_CLEAR(self->on_refuse);
-    Py_CLEAR(self->on_mark);
+    Py_CLEAR(self->on_loss);
+    Py_CLEAR(self->held_of);
     Py_CLEAR(self->pos_limits);
     Py_CLEAR(self->slot_of);
-    for (int w = 0; w < N_WAYS; w++)
+    for (int w = 0; w < N_WAYS; w++) {
         Py_CLEAR(self->ways[w].bot);
+        Py_CLEAR(self->held_ways[w].venue);
+        Py_CLEAR(self->held_ways[w].symbol);
+    }
+    for (Py_ssize_t k = 0; k < self->n_held; k++) {
+        Py_CLEAR(self->held[k].venue);
+        Py_CLEAR(self->held[k].symbol);
+    }
     return 0;
 }
 
@@ -138,7 +175,33 @@ checker_dealloc(Checker *self)
     PyObject_GC_UnTrack(self);
     checker_clear(self);
     PyMem_Free(self->buckets);
+    PyMem_Free(self->held);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* one more item of `size` bytes at the end of *items (grown by doubling), index[key] = its
+ * index; returns the index, or -1 with an exception */
+static Py_ssize_t
+append_slot(void **items, Py_ssize_t *n, Py_ssize_t *cap, size_t size, PyObject *index, PyObject *key)
+{
+    if (*n == *cap) {
+        Py_ssize_t grown_cap = *cap ? 2 * *cap : 8;
+        void *grown = PyMem_Realloc(*items, (size_t)grown_cap * size);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *items = grown;
+        *cap = grown_cap;
+    }
+    PyObject *ix = PyLong_FromSsize_t(*n);
+    if (ix == NULL)
+        return -1;
+    int err = PyDict_SetItem(index, key, ix);
+    Py_DECREF(ix);
+    if (err < 0)
+        return -1;
+    return (*n)++;
 }
 
 /* bot's bucket, created full (one second's worth) and stamped now, as the Python check does */
@@ -157,25 +220,10 @@ bucket_of(Checker *self, PyObject *bot, long long now)
     } else {
         if (PyErr_Occurred())
             return NULL;
-        if (self->n_buckets == self->cap_buckets) {
-            Py_ssize_t cap = self->cap_buckets ? 2 * self->cap_buckets : 8;
-            Bucket *grown = PyMem_Realloc(self->buckets, (size_t)cap * sizeof(Bucket));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                return NULL;
-            }
-            self->buckets = grown;
-            self->cap_buckets = cap;
-        }
-        k = self->n_buckets;
-        PyObject *key = PyLong_FromSsize_t(k);
-        if (key == NULL)
+        k = append_slot((void **)&self->buckets, &self->n_buckets, &self->cap_buckets, sizeof(Bucket),
+                        self->slot_of, bot);
+        if (k < 0)
             return NULL;
-        int err = PyDict_SetItem(self->slot_of, bot, key);
-        Py_DECREF(key);
-        if (err < 0)
-            return NULL;
-        self->n_buckets++;
         Bucket *b = &self->buckets[k];
         for (int i = 0; i < 3; i++)
             b->tokens[i] = self->rates_per_s[i];
@@ -184,6 +232,55 @@ bucket_of(Checker *self, PyObject *bot, long long now)
     Py_XSETREF(way->bot, Py_NewRef(bot));
     way->slot = k;
     return &self->buckets[k];
+}
+
+/* (venue, symbol)'s Held; NULL with no exception when absent and not create */
+static Held *
+held_of(Checker *self, PyObject *venue, PyObject *symbol, int create)
+{
+    HeldWay *way = &self->held_ways[(((uintptr_t)venue >> 4) ^ ((uintptr_t)symbol >> 4) * 7) & (N_WAYS - 1)];
+    if (way->venue == venue && way->symbol == symbol)
+        return &self->held[way->slot];
+    Py_ssize_t k = -1;
+    PyObject *syms = PyDict_GetItemWithError(self->held_of, venue);
+    if (syms == NULL && PyErr_Occurred())
+        return NULL;
+    if (syms != NULL) {
+        PyObject *ix = PyDict_GetItemWithError(syms, symbol);
+        if (ix != NULL) {
+            k = PyLong_AsSsize_t(ix);
+            if (k == -1 && PyErr_Occurred())
+                return NULL;
+        } else if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (k < 0) {
+        if (!create)
+            return NULL;
+        if (syms == NULL) {
+            syms = PyDict_New();
+            if (syms == NULL)
+                return NULL;
+            int err = PyDict_SetItem(self->held_of, venue, syms);
+            Py_DECREF(syms); /* held by held_of */
+            if (err < 0)
+                return NULL;
+        }
+        k = append_slot((void **)&self->held, &self->n_held, &self->cap_held, sizeof(Held), syms, symbol);
+        if (k < 0)
+            return NULL;
+        Held *h = &self->held[k];
+        h->venue = Py_NewRef(venue);
+        h->symbol = Py_NewRef(symbol);
+        h->pos = 0.0; /* flat and unmarked, as RiskPlugin's Python state starts one */
+        h->mark = 0.0;
+        h->marked = 0;
+    }
+    Py_XSETREF(way->venue, Py_NewRef(venue));
+    Py_XSETREF(way->symbol, Py_NewRef(symbol));
+    way->slot = k;
+    return &self->held[k];
 }
 
 static PyObject *
@@ -211,7 +308,7 @@ as_double(PyObject *o, double *out)
 }
 
 /* check(bot, venue, symbol, kind, order_id, side, price, qty, time_in_force, order_type, position,
- *       open_orders, best_bid, best_ask, now_ns) -> None (pass) or what on_refuse/on_mark return */
+ *       open_orders, best_bid, best_ask, now_ns) -> None (pass) or what on_refuse/on_loss return */
 static PyObject *
 checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -311,11 +408,81 @@ checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
             return refuse(self, R_PRICE_FAR_FROM_TOUCH, args);
         }
     }
-    if (position != 0.0 && bid == bid && ask == ask) {
-        PyObject *stack[7] = {args[1], args[2], args[5], args[10], args[7], args[12], args[13]};
-        return PyObject_Vectorcall(self->on_mark, stack, 7, NULL);
+    if (position != 0.0 && bid == bid && ask == ask) { /* mark the position to the touch */
+        double mid = (bid + ask) * 0.5;
+        Held *h = held_of(self, args[1], args[2], 1);
+        if (h == NULL)
+            return NULL;
+        double old = h->mark;
+        char marked = h->marked;
+        h->mark = mid;
+        h->marked = 1;
+        if (marked && old != mid && h->pos != 0.0)
+            self->pnl += h->pos * (mid - old);
+        if (self->reducing || self->pnl - self->day_start_pnl < -self->reducing_loss) {
+            int reduces = side != 0.0 && position * side < 0.0 && qty <= fabs(position);
+            return PyObject_CallOneArg(self->on_loss, reduces ? Py_True : Py_False);
+        }
     }
     Py_RETURN_NONE;
+}
+
+/* held(venue, symbol) -> (position, mark or None); (0.0, None) if never filled nor marked */
+static PyObject *
+checker_held(Checker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "held(venue, symbol)");
+        return NULL;
+    }
+    Held *h = held_of(self, args[0], args[1], 0);
+    if (h == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return Py_BuildValue("(dO)", 0.0, Py_None);
+    }
+    if (!h->marked)
+        return Py_BuildValue("(dO)", h->pos, Py_None);
+    return Py_BuildValue("(dd)", h->pos, h->mark);
+}
+
+/* set_held(venue, symbol, position, mark or None) */
+static PyObject *
+checker_set_held(Checker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "set_held(venue, symbol, position, mark)");
+        return NULL;
+    }
+    double pos, mark = 0.0;
+    if (as_double(args[2], &pos) || (args[3] != Py_None && as_double(args[3], &mark)))
+        return NULL;
+    Held *h = held_of(self, args[0], args[1], 1);
+    if (h == NULL)
+        return NULL;
+    h->pos = pos;
+    h->mark = mark;
+    h->marked = args[3] != Py_None;
+    Py_RETURN_NONE;
+}
+
+/* positions() -> [(venue, symbol, position)] of every (venue, symbol) seen, in first-seen order */
+static PyObject *
+checker_positions(Checker *self, PyObject *unused)
+{
+    PyObject *out = PyList_New(self->n_held);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < self->n_held; k++) {
+        Held *h = &self->held[k];
+        PyObject *t = Py_BuildValue("(OOd)", h->venue, h->symbol, h->pos);
+        if (t == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, t);
+    }
+    return out;
 }
 
 /* bucket(bot) -> (submit tokens, modify tokens, cancel tokens, last ns) or None: for tests and status */
@@ -337,7 +504,13 @@ checker_bucket(Checker *self, PyObject *bot)
 
 static PyMethodDef checker_methods[] = {
     {"check", (PyCFunction)(void (*)(void))checker_check, METH_FASTCALL,
-     "check(*OrderCheck fields) -> None (pass) or the refusal on_refuse/on_mark gives."},
+     "check(*OrderCheck fields) -> None (pass) or the refusal on_refuse/on_loss gives."},
+    {"held", (PyCFunction)(void (*)(void))checker_held, METH_FASTCALL,
+     "held(venue, symbol) -> (position, mark or None)."},
+    {"set_held", (PyCFunction)(void (*)(void))checker_set_held, METH_FASTCALL,
+     "set_held(venue, symbol, position, mark or None)."},
+    {"positions", (PyCFunction)checker_positions, METH_NOARGS,
+     "positions() -> [(venue, symbol, position)] of every (venue, symbol) seen."},
     {"bucket", (PyCFunction)checker_bucket, METH_O,
      "bucket(bot) -> (submit, modify, cancel tokens, last refill ns), or None before its first check."},
     {NULL, NULL, 0, NULL},
@@ -349,6 +522,8 @@ static PyMemberDef checker_members[] = {
     {"halted", T_BOOL, offsetof(Checker, halted), 0, "HALTED: only cancels pass"},
     {"reducing", T_BOOL, offsetof(Checker, reducing), 0, "REDUCING: only reducing orders pass"},
     {"pos_gate", T_BOOL, offsetof(Checker, pos_gate), 0, "REDUCING, or a position limit applies"},
+    {"pnl", T_DOUBLE, offsetof(Checker, pnl), 0, "cash flow and fees plus positions at their marks"},
+    {"day_start_pnl", T_DOUBLE, offsetof(Checker, day_start_pnl), 0, "pnl at the start of the UTC day"},
     {NULL, 0, 0, 0, NULL},
 };
 

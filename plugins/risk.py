@@ -20,9 +20,10 @@ the record's ``venue_code`` and the name on the control socket.
 The check runs in the router's path from the bot's channel to the wire (``check_fields``: the
 ``OrderCheck``'s fields as arguments); ``hftd bench orders`` measures what it adds,
 ``python -m bench.risk_micro`` the same region one call at a time with cold caches.  There a Python
-frame costs microseconds, so the accept decision is C (``plugins/_riskfast.c``: limits, state flags
-and token buckets in a struct, one call); this module keeps the rest (the named refusals, states,
-the day's roll, the marks and the PnL) and calls back only off the pass path.  Without the
+frame costs microseconds, so the accept decision is C (``plugins/_riskfast.c``: limits, state flags,
+token buckets, held positions, marks and the PnL in a struct, one call); this module keeps the rest
+(the named refusals, states, the day's roll, fills, the loss checks), called back only off the pass
+path.  Without the
 extension (no compiler at install) ``check_fields`` is ``_check_py``, the same decision in Python,
 and a warning says so.  The day's PnL is kept incrementally from fills (cash flow and fees) and the
 touch seen in checks (mark), so no check sums anything.
@@ -85,6 +86,30 @@ class TradingState(IntEnum):
     HALTED = 3
 
 
+class _Marks:
+    """Held positions, their marks and the day's PnL for the Python check; ``plugins._riskfast``'s
+    Checker has the same attributes and methods over its C state."""
+
+    __slots__ = ("pnl", "day_start_pnl", "_held")
+
+    def __init__(self) -> None:
+        self.pnl = 0.0  # cash flow and fees + sum(position * mark)
+        self.day_start_pnl = 0.0
+        # venue -> symbol -> (signed position, mark price or None), from fills and checks
+        self._held: dict[str, dict[str, tuple[float, float | None]]] = {}
+
+    def held(self, venue: str, symbol: str) -> tuple[float, float | None]:
+        syms = self._held.get(venue)
+        held = syms.get(symbol) if syms is not None else None
+        return (0.0, None) if held is None else held
+
+    def set_held(self, venue: str, symbol: str, position: float, mark: float | None) -> None:
+        self._held.setdefault(venue, {})[symbol] = (position, mark)
+
+    def positions(self) -> list[tuple[str, str, float]]:
+        return [(v, s, held[0]) for v, syms in self._held.items() for s, held in syms.items()]
+
+
 class RiskPlugin:
     """See the module docstring.  ``cancel_all`` is set by the daemon (``PluginHost.set_cancel_all``)."""
 
@@ -93,7 +118,7 @@ class RiskPlugin:
                  "_rates",
                  "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
                  "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
-                 "_pos_limited", "_pos_gate", "_held", "_cash", "_pnl", "_day_start_pnl", "_day_end_ns",
+                 "_pos_limited", "_pos_gate", "_m", "_cash", "_day_end_ns",
                  "_storm", "_halted")
 
     def __init__(self, config: RiskConfig, host: PluginHost | None = None, *, fast: bool = True) -> None:
@@ -126,12 +151,9 @@ class RiskPlugin:
         self._pos_limited = self._max_pos != math.inf or bool(self._pos_limits)
         #: the check looks at the position (REDUCING, or a position limit): one flag, kept by _set
         self._pos_gate = self._pos_limited
-        # venue -> symbol -> [signed position, mark price or None], from fills and checks: nested
-        # dicts of str keys (hashes cached), so the check builds no tuple key
-        self._held: dict[str, dict[str, list]] = {}
+        #: held positions, their marks and the PnL (_Marks, or the C Checker's own)
+        self._m: _Marks | Any = _Marks()
         self._cash = 0.0
-        self._pnl = 0.0            # cash + sum(pos * mark)
-        self._day_start_pnl = 0.0
         self._day_end_ns = 0
         self._storm: deque[int] = deque()
         self._halted = RiskReject("halted", "trading is halted", _HALTED)
@@ -139,7 +161,9 @@ class RiskPlugin:
         if fast and _riskfast is not None:
             self._fast = _riskfast.Checker(self._rates, self._max_open, self._max_qty, self._max_notional,
                                            self._max_pos, self._pos_limits, self._require_touch, self._dev_up,
-                                           self._dev_down, _SUBMIT, _MODIFY, self._roll_day, self._refusal, self._mark)
+                                           self._dev_down, _SUBMIT, _MODIFY, self._reducing_loss, self._roll_day,
+                                           self._refusal, self._after_loss)
+            self._m = self._fast
             self._set(self.state, self.state_reason)  # the flags into the C state
         elif fast:
             log.warning("risk: plugins._riskfast is not built (no C compiler at install?): the pre-trade "
@@ -264,30 +288,17 @@ class RiskPlugin:
     def _mark(self, venue: str, symbol: str, side: int, position: float, qty: float, best_bid: float,
               best_ask: float) -> RiskReject | None:
         """An order that passed the limits while a position is open and the book live: mark the
-        position to the touch, and refuse if the day's loss is near a limit and it does not reduce."""
+        position to the touch, and refuse if the day's loss is near a limit and it does not reduce
+        (the Python check's; the C check does the same on its own state)."""
         mid = (best_bid + best_ask) * 0.5
-        syms = self._held.get(venue)
-        held = syms.get(symbol) if syms is not None else None
-        if held is None:
-            self._entry(venue, symbol)[1] = mid
-        else:
-            old = held[1]
-            held[1] = mid
-            if old is not None and old != mid and held[0]:
-                self._pnl += held[0] * (mid - old)
-        if self._reducing_now or self._pnl - self._day_start_pnl < -self._reducing_loss:
+        m = self._m
+        pos, old = m.held(venue, symbol)
+        m.set_held(venue, symbol, pos, mid)
+        if old is not None and old != mid and pos:
+            m.pnl += pos * (mid - old)
+        if self._reducing_now or m.pnl - m.day_start_pnl < -self._reducing_loss:
             return self._after_loss(side != 0 and position * side < 0 and qty <= abs(position))
         return None
-
-    def _entry(self, venue: str, symbol: str) -> list:
-        """``[position, mark]`` of ``symbol`` at ``venue`` (created flat and unmarked)."""
-        syms = self._held.get(venue)
-        if syms is None:
-            syms = self._held[venue] = {}
-        held = syms.get(symbol)
-        if held is None:
-            held = syms[symbol] = [0.0, None]
-        return held
 
     def _reject(self, name: str, text: str) -> RiskReject:
         """A refusal by the rule ``name`` (one of ``REJECT_NAMES``), counted, with its ``RiskRule``."""
@@ -311,15 +322,15 @@ class RiskPlugin:
     @property
     def daily_pnl(self) -> float:
         """Realised plus marked PnL since 00:00 UTC (or since start), net of fees."""
-        return self._pnl - self._day_start_pnl
+        return self._m.pnl - self._m.day_start_pnl
 
     def positions(self) -> dict[tuple[str, str], float]:
-        return {(v, s): held[0] for v, syms in self._held.items() for s, held in syms.items() if held[0] != 0.0}
+        return {(v, s): pos for v, s, pos in self._m.positions() if pos != 0.0}
 
     def _roll_day(self, now_ns: int) -> None:
         if self._day_end_ns:
             log.info("UTC day ended: PnL %.4f; the daily loss limit starts again", self.daily_pnl)
-        self._day_start_pnl = self._pnl
+        self._m.day_start_pnl = self._m.pnl
         self._day_end_ns = (now_ns // DAY_NS + 1) * DAY_NS
         if self._fast is not None:
             self._fast.day_end_ns = self._day_end_ns
@@ -338,18 +349,17 @@ class RiskPlugin:
         now = event.local_ts_ns or time.time_ns()
         if now >= self._day_end_ns:
             self._roll_day(now)
-        held = self._entry(venue, event.symbol)
+        m = self._m
         side = 1.0 if event.side > 0 else -1.0
         qty = event.last_qty
         px = event.last_px
-        pos, old_mark = held
+        pos, old_mark = m.held(venue, event.symbol)
         # bring the held position to the fill price first, then book the fill's cash flow
         if old_mark is not None:
-            self._pnl += pos * (px - old_mark)
-        held[0] = pos + side * qty
-        held[1] = px
+            m.pnl += pos * (px - old_mark)
+        m.set_held(venue, event.symbol, pos + side * qty, px)
         self._cash -= side * px * qty + event.fee
-        self._pnl -= event.fee  # the position's value equals the cash paid at the fill price
+        m.pnl -= event.fee  # the position's value equals the cash paid at the fill price
         self._check_loss()
 
     @hookimpl

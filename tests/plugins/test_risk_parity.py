@@ -59,8 +59,8 @@ def verdict(r) -> tuple | None:
 
 
 def state(p: RiskPlugin) -> tuple:
-    return (p.state, p.state_reason, dict(p.rejects), dict(p.trips), p.daily_pnl, p._day_end_ns,
-            p.positions(), {v: {s: list(h) for s, h in syms.items()} for v, syms in p._held.items()})
+    return (p.state, p.state_reason, dict(p.rejects), dict(p.trips), p.daily_pnl, p._m.pnl, p._day_end_ns,
+            p.positions(), sorted(p._m.positions()), {(v, s): p._m.held(v, s) for v in VENUES for s in SYMBOLS})
 
 
 def buckets(fast: RiskPlugin, slow: RiskPlugin) -> tuple[dict, dict]:
