@@ -5,7 +5,8 @@ SIGKILL, nothing cancelled, and a new daemon starts on the same state directory.
 The new daemon adopts every order its journal holds live, with the state the venue has for it:
 - an order still resting is announced to its bot when the bot registers again (ORDER, NEW), a fill
   at the venue then reaches the bot, and the bot's cancel is answered and ends the order once;
-- an order filled while no daemon ran is reported FILLED with its quantity;
+- an order filled while no daemon ran is reported FILLED with its quantity, one partly filled is
+  announced whole and then its fill;
 - an order the journal names but the venue never got ends REJECTED (AMBIGUOUS) once;
 - an open order in our client-id format that no journal names is cancelled at the venue; an order
   of another system on the account (another id format) is left alone.
@@ -59,14 +60,18 @@ class Venue(LoopThread):
     def open_ids(self) -> set[str]:
         return self.call(lambda: {o.client_id for o in self.emu.trading.account.open_orders("BTCUSDT")})
 
-    def fill(self, client_id: str) -> float:
-        """Fill the open order at its price now, as a trade through it would; its quantity."""
+    def fill(self, client_id: str, lots: int = 0) -> float:
+        """Fill the open order at its price now (``lots`` of it, or all), as a trade through it
+        would; the quantity filled."""
         async def go():
             acct = self.emu.trading.account
             o = acct.find("BTCUSDT", client_id=client_id, open_only=True)
-            qty = acct.qty("BTCUSDT", o.leaves)
-            await self.emu.trading.publish(acct.fill_now(o, self.emu.now_ms()))
-            return qty
+            if lots:
+                events = [acct._fill(o, o.price, lots, maker=True, now_ms=self.emu.now_ms())]
+            else:
+                events = acct.fill_now(o, self.emu.now_ms())
+            await self.emu.trading.publish(events)
+            return acct.qty("BTCUSDT", lots or events[0].fill.qty)
         return self.call(go())
 
     def place_as_other_client(self, orders: list[tuple[str, float]]) -> None:
@@ -161,20 +166,20 @@ def test_a_killed_daemons_orders_are_adopted_by_the_next_one(tmp_path, shm_names
         cfg = daemon_config(tmp_path, v)
         sock = str(tmp_path / "run" / "control.sock")
         bid = v.call(lambda: v.emu.truth("BTCUSDT"))[0][0][0]
-        px = [round(bid * 0.9 - i * 0.1, 1) for i in range(4)]  # far below the touch: they rest
+        px = [round(bid * 0.9 - i * 0.1, 1) for i in range(6)]  # far below the touch: they rest
         daemon = start_daemon(tmp_path, cfg, 1)
         procs.append(daemon)
         bot = Bot(sock, "keeper", assets=((venue, "BTCUSDT"),))
         bots.append(bot)
         assert bot.hello[0] == "registered", bot.hello
-        bot.req(*[(RequestKind.SUBMIT, 0, oid, px[oid], 0.002, 1) for oid in (1, 2, 3)])
+        bot.req(*[(RequestKind.SUBMIT, 0, oid, px[oid], 0.002, 1) for oid in (1, 2, 3, 5)])
         first = Inbox(bot)
-        for oid in (1, 2, 3):
+        for oid in (1, 2, 3, 5):
             first.wait(lambda r, oid=oid: r[OID] == oid and r[STATUS] == Status.NEW, f"order {oid} accepted")
         journal = tmp_path / "state" / "orderids.journal"
         owned = {line.split()[4]: line.split()[1] for line in journal.read_text().splitlines()
                  if line.startswith("N ")}
-        assert sorted(owned) == ["1", "2", "3"] and v.open_ids() == set(owned.values())
+        assert sorted(owned) == ["1", "2", "3", "5"] and v.open_ids() == set(owned.values())
         # another client of the account: one order in our id format no journal names, one not ours
         v.place_as_other_client([("h1xfff0", px[0] - 1.0), ("manual-7", px[0] - 2.0)])
 
@@ -185,9 +190,10 @@ def test_a_killed_daemons_orders_are_adopted_by_the_next_one(tmp_path, shm_names
         # while no daemon runs: order 3 fills at the venue, and the journal names an order whose
         # request never reached the venue (journaled, then the daemon died before it went out)
         filled_qty = v.fill(owned["3"])
+        assert v.fill(owned["5"], lots=1) == 0.001
         with open(journal, "a") as f:
             f.write(f"N h1xfff1 keeper 0 4 {venue} BTCUSDT\n")
-        assert v.open_ids() == {owned["1"], owned["2"], "h1xfff0", "manual-7"}
+        assert v.open_ids() == {owned["1"], owned["2"], owned["5"], "h1xfff0", "manual-7"}
 
         daemon = start_daemon(tmp_path, cfg, 2)
         procs.append(daemon)
@@ -205,6 +211,10 @@ def test_a_killed_daemons_orders_are_adopted_by_the_next_one(tmp_path, shm_names
         fill3 = box.wait(lambda r: r[K] == ResponseKind.FILL and r[OID] == 3, "order 3's fill")
         assert [(r[STATUS], r[QTY], r[LEAVES]) for r in fill3] == [(Status.FILLED, filled_qty, 0.0)], fill3
         assert filled_qty == 0.002
+        # partly filled while no daemon ran: announced whole, then its fill
+        r5 = box.wait(lambda r: r[K] == ResponseKind.FILL and r[OID] == 5, "order 5's part fill")
+        assert [(r[STATUS], r[QTY], r[LEAVES]) for r in r5] == [(Status.PARTIALLY_FILLED, 0.001, 0.001)], r5
+        assert [(r[K], r[STATUS], r[QTY]) for r in box.about(5)][0] == (ResponseKind.ORDER, Status.NEW, 0.002)
         # (4) the venue never got it: REJECTED (AMBIGUOUS), once
         box.wait(lambda r: r[K] == ResponseKind.REJECT and r[OID] == 4, "order 4's end")
         # the stray order in our format is cancelled at the venue; the other system's stays
@@ -212,20 +222,21 @@ def test_a_killed_daemons_orders_are_adopted_by_the_next_one(tmp_path, shm_names
         while "h1xfff0" in v.open_ids():
             assert time.monotonic() < deadline, v.open_ids()
             time.sleep(0.05)
-        assert v.open_ids() == {owned["1"], owned["2"], "manual-7"}
+        assert v.open_ids() == {owned["1"], owned["2"], owned["5"], "manual-7"}
         # (1) a fill at the venue now reaches the bot
         assert v.fill(owned["1"]) == 0.002
         fill1 = box.wait(lambda r: r[K] == ResponseKind.FILL and r[OID] == 1, "order 1's fill")
         assert [(r[STATUS], r[QTY], round(r[PX], 6)) for r in fill1] == [(Status.FILLED, 0.002, px[1])], fill1
         # (2) the bot's cancel is answered and ends the order
-        bot.req((RequestKind.CANCEL, 0, 2, 0.0, 0.0, 0))
-        box.wait(lambda r: r[K] == ResponseKind.ORDER and r[OID] == 2 and r[STATUS] == Status.CANCELED,
-                 "order 2's cancel")
+        bot.req((RequestKind.CANCEL, 0, 2, 0.0, 0.0, 0), (RequestKind.CANCEL, 0, 5, 0.0, 0.0, 0))
+        for oid in (2, 5):
+            box.wait(lambda r, oid=oid: r[K] == ResponseKind.ORDER and r[OID] == oid
+                     and r[STATUS] == Status.CANCELED, f"order {oid}'s cancel")
         assert v.open_ids() == {"manual-7"}
         # a new order of the bot, answered: everything before it was delivered, nothing ends twice
         bot.req((RequestKind.SUBMIT, 0, 9, px[3], 0.002, 1))
         box.wait(lambda r: r[OID] == 9 and r[STATUS] == Status.NEW, "a new order's ack")
-        for oid in (1, 2, 3, 4):
+        for oid in (1, 2, 3, 4, 5):
             assert len(ends(box.about(oid))) == 1, (oid, box.about(oid))
         r4 = box.about(4)
         assert [(r[K], r[REASON]) for r in r4] == [(ResponseKind.REJECT, RejectReason.AMBIGUOUS)], r4
