@@ -18,6 +18,8 @@ microseconds after a pause run several times slower on this machine.  Variants:
 * ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``);
 * ``c_call``: the ``c`` row's check called alone with the fields (no router frame): ``c`` minus
   this is what the router's ``_check_order`` frame adds;
+* ``c_bot``: ``Checker.check_bot``, the router's gathering of the fields from the bot in C too
+  (what the router would time if it called that instead of ``_check_order``);
 * ``noop``: the router's part alone, with a check that allows everything (the floor; it goes
   through ``_fields_of``, so an ``OrderCheck`` is built for it, as last session measured it);
 * ``old`` (with ``--old REV``): ``plugins/risk.py`` and ``plugins/manager.py`` as of a git
@@ -152,6 +154,14 @@ def _alone(check):
     return check, args
 
 
+def _bot_in_c(check_bot):
+    """``Checker.check_bot`` on the bot session, as ``Router._check_order`` is called."""
+    def args(bot, kind, oid, side, price, qty, now):
+        return bot, 0, kind, oid, side, price, qty, 0, 0, now
+
+    return check_bot, args
+
+
 def _pct(xs: list[int], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p / 100))] / 1e3
@@ -180,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "python": _through_router(_host(new_manager, fast=False).pretrade_check),
                 "c": _through_router(fast_host.pretrade_check),
                 "c_call": _alone(fast_host.risk.check_fields)}
+    if fast_host.risk._fast is not None:
+        variants["c_bot"] = _bot_in_c(_host(new_manager).risk._fast.check_bot)
     if args.old:
         old_check = _host(_load_rev(args.old)).pretrade_check
         variants["old"] = _through_router(lambda c: old_check(c))  # an OrderCheck built, as before
@@ -213,7 +225,11 @@ def main(argv: list[str] | None = None) -> dict:
                 # the call alone, as Router._allowed times it: no frame of the bench's, and a plain
                 # call (a star-call enters a new interpreter loop in C, slower cold than the router's)
                 f = make_args(bot, kind, o, side, px, qty, time.time_ns())
-                if len(f) == 11:  # Router._check_order
+                if len(f) == 10:  # Checker.check_bot
+                    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = f
+                    t0 = perf()
+                    verdict = check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)
+                elif len(f) == 11:  # Router._check_order
                     a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = f
                     t0 = perf()
                     verdict = check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)

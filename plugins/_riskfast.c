@@ -427,6 +427,79 @@ checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *S_name, *S_assets, *S_venue, *S_symbol, *S_orders, *S_positions, *S_asset_no, *NAN_FLOAT;
+
+/* check_bot(bot, asset_no, kind, order_id, side, price, qty, time_in_force, order_type, now_ns)
+ * -> check()'s answer on the fields Router._check_order gathers from a BotSession (no touch: the
+ * best bid and ask are NaN), without a Python frame to gather them.  An experiment for the router
+ * (see the report of 2026-12-04): Router._check_order does the same in Python. */
+static PyObject *
+checker_check_bot(Checker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "check_bot(bot, asset_no, kind, order_id, side, price, qty, "
+                                         "time_in_force, order_type, now_ns)");
+        return NULL;
+    }
+    PyObject *bot = args[0], *f[N_FIELDS] = {NULL}, *res = NULL;
+    PyObject *assets = NULL, *asset = NULL, *orders = NULL, *positions = NULL, *pos_row = NULL;
+    Py_ssize_t asset_no = PyLong_AsSsize_t(args[1]);
+    if (asset_no == -1 && PyErr_Occurred())
+        return NULL;
+    if ((assets = PyObject_GetAttr(bot, S_assets)) == NULL || (asset = PySequence_GetItem(assets, asset_no)) == NULL
+        || (orders = PyObject_GetAttr(bot, S_orders)) == NULL
+        || (positions = PyObject_GetAttr(bot, S_positions)) == NULL
+        || (pos_row = PySequence_GetItem(positions, asset_no)) == NULL)
+        goto done;
+    Py_ssize_t n_assets = PyObject_Length(assets), n_open = 0;
+    if (n_assets < 0)
+        goto done;
+    if (n_assets == 1) { /* every order is on its one asset */
+        if ((n_open = PyObject_Length(orders)) < 0)
+            goto done;
+    } else {
+        PyObject *key, *o;
+        Py_ssize_t pos = 0;
+        if (!PyDict_Check(orders)) {
+            PyErr_SetString(PyExc_TypeError, "bot.orders must be a dict");
+            goto done;
+        }
+        while (PyDict_Next(orders, &pos, &key, &o)) {
+            PyObject *no = PyObject_GetAttr(o, S_asset_no);
+            if (no == NULL)
+                goto done;
+            int eq = PyObject_RichCompareBool(no, args[1], Py_EQ);
+            Py_DECREF(no);
+            if (eq < 0)
+                goto done;
+            n_open += eq;
+        }
+    }
+    if ((f[0] = PyObject_GetAttr(bot, S_name)) == NULL || (f[1] = PyObject_GetAttr(asset, S_venue)) == NULL
+        || (f[2] = PyObject_GetAttr(asset, S_symbol)) == NULL || (f[3] = PyNumber_Index(args[2])) == NULL
+        || (f[10] = PySequence_GetItem(pos_row, 0)) == NULL || (f[11] = PyLong_FromSsize_t(n_open)) == NULL)
+        goto done;
+    f[4] = Py_NewRef(args[3]);
+    f[5] = Py_NewRef(args[4]);
+    f[6] = Py_NewRef(args[5]);
+    f[7] = Py_NewRef(args[6]);
+    f[8] = Py_NewRef(args[7]);
+    f[9] = Py_NewRef(args[8]);
+    f[12] = Py_NewRef(NAN_FLOAT);
+    f[13] = Py_NewRef(NAN_FLOAT);
+    f[14] = Py_NewRef(args[9]);
+    res = checker_check(self, f, N_FIELDS);
+done:
+    for (int i = 0; i < N_FIELDS; i++)
+        Py_XDECREF(f[i]);
+    Py_XDECREF(assets);
+    Py_XDECREF(asset);
+    Py_XDECREF(orders);
+    Py_XDECREF(positions);
+    Py_XDECREF(pos_row);
+    return res;
+}
+
 /* held(venue, symbol) -> (position, mark or None); (0.0, None) if never filled nor marked */
 static PyObject *
 checker_held(Checker *self, PyObject *const *args, Py_ssize_t nargs)
@@ -505,6 +578,9 @@ checker_bucket(Checker *self, PyObject *bot)
 static PyMethodDef checker_methods[] = {
     {"check", (PyCFunction)(void (*)(void))checker_check, METH_FASTCALL,
      "check(*OrderCheck fields) -> None (pass) or the refusal on_refuse/on_loss gives."},
+    {"check_bot", (PyCFunction)(void (*)(void))checker_check_bot, METH_FASTCALL,
+     "check_bot(bot, asset_no, kind, order_id, side, price, qty, time_in_force, order_type, now_ns): check() "
+     "on the fields Router._check_order gathers from a BotSession, with no touch."},
     {"held", (PyCFunction)(void (*)(void))checker_held, METH_FASTCALL,
      "held(venue, symbol) -> (position, mark or None)."},
     {"set_held", (PyCFunction)(void (*)(void))checker_set_held, METH_FASTCALL,
@@ -553,6 +629,14 @@ PyMODINIT_FUNC
 PyInit__riskfast(void)
 {
     if (PyType_Ready(&CheckerType) < 0)
+        return NULL;
+    if ((S_name = PyUnicode_InternFromString("name")) == NULL || (S_assets = PyUnicode_InternFromString("assets")) == NULL
+        || (S_venue = PyUnicode_InternFromString("venue")) == NULL
+        || (S_symbol = PyUnicode_InternFromString("symbol")) == NULL
+        || (S_orders = PyUnicode_InternFromString("orders")) == NULL
+        || (S_positions = PyUnicode_InternFromString("positions")) == NULL
+        || (S_asset_no = PyUnicode_InternFromString("asset_no")) == NULL
+        || (NAN_FLOAT = PyFloat_FromDouble(NAN)) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&riskfast_module);
     if (m == NULL)

@@ -144,3 +144,34 @@ def test_a_raising_field_raises_from_c_as_from_python():
     for p in (fast, slow):
         with pytest.raises(TypeError):
             p.check_fields(*fields)
+
+
+@pytest.mark.parametrize("n_assets", [1, 2])
+def test_check_bot_gathers_the_fields_as_the_router_does(n_assets):
+    """``Checker.check_bot`` (the router's gathering in C, for the router to adopt) against the real
+    ``Router._check_order`` calling the plugin's check: same verdicts on the same bots."""
+    from types import SimpleNamespace
+
+    from daemon.router import Router
+
+    rng = random.Random(7 + n_assets)
+    limits = dict(CONFIGS["every_limit"], require_touch=False)
+    via_c, via_router = pair(limits)
+    router = SimpleNamespace(touch=None, _direct=(via_router.check_fields, lambda outcome, *fields: outcome))
+    assets = [SimpleNamespace(venue=VENUES[i], symbol=SYMBOLS[i]) for i in range(n_assets)]
+    bots = [SimpleNamespace(name=b, assets=assets, orders={}, positions=[[0.0, 0.0] for _ in assets]) for b in BOTS]
+    now = DAY_NS * 19_700
+    for step in range(3000):
+        bot = rng.choice(bots)
+        asset_no = rng.randrange(n_assets)
+        if rng.random() < 0.3:
+            bot.orders[step] = SimpleNamespace(asset_no=rng.randrange(n_assets))
+        if bot.orders and rng.random() < 0.25:
+            bot.orders.pop(next(iter(bot.orders)))
+        bot.positions[asset_no][0] = rng.choice([0.0, 1.0, -2.0, 3.5])
+        now += rng.choice([0, 1_000, 2_000_000, 50_000_000])
+        _, _, _, kind, oid, side, price, qty, tif, otype, *_ = random_fields(rng, now)
+        got = via_c._fast.check_bot(bot, asset_no, kind, oid, side, price, qty, tif, otype, now)
+        want = Router._check_order(router, bot, asset_no, kind, oid, side, price, qty, tif, otype, now)
+        assert verdict(got) == verdict(want), step
+        assert state(via_c) == state(via_router), step
