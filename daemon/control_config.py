@@ -9,6 +9,7 @@ Example (a systemd deployment where bots run as other users in group ``hftd``)::
     heartbeat_interval_s = 1.0     # bots send one this often
     heartbeat_timeout_s = 5.0      # silence this long = dead bot
     dead_bot_policy = "cancel"     # or "leave": its orders stay (still mapped for fills)
+    adopt_grace_s = 30.0           # after a restart: bots of journaled orders re-register within this
     state_dir = "/var/lib/hftd"    # order id journal (default: $STATE_DIRECTORY, else ~/.local/state/hftd)
     intake = "thread"              # or "spin": lower latency for a whole core (see daemon.router)
 """
@@ -66,6 +67,11 @@ class ControlConfig:
     client_id_prefix: str = "h"
     #: at shutdown, wait this long for the venues to confirm the cancels
     shutdown_cancel_timeout_s: float = 5.0
+    #: after a restart, the orders the journal holds are adopted from the venue; a bot that has not
+    #: registered again this long after start gets the dead-bot policy on them. A bot runner
+    #: re-registers within seconds; 30 s also leaves systemd time to restart a bot that died with
+    #: the daemon
+    adopt_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.socket_path:
@@ -121,5 +127,7 @@ class ControlConfig:
             raise ConfigError(f"{where}: key 'socket_path' is longer than a Unix socket path may be (107 bytes)")
         if cfg.shutdown_cancel_timeout_s < 0:
             raise ConfigError(f"{where}: key 'shutdown_cancel_timeout_s' must be >= 0")
+        if cfg.adopt_grace_s < 0:
+            raise ConfigError(f"{where}: key 'adopt_grace_s' must be >= 0")
         cfg.group_id()  # an unknown group fails at load, not at the first connection
         return cfg

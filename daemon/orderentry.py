@@ -33,10 +33,6 @@ __all__ = ["OrderEntry", "book_touch"]
 log = logging.getLogger("hftd.orders")
 
 _NO_TOUCH = (math.nan, math.nan)
-#: a bot runner waits for a restarted daemon and registers again within seconds; 30 s also leaves
-#: a supervisor (systemd) time to restart a bot that died with the daemon
-ADOPT_GRACE_S = 30.0
-
 
 def book_touch(md_sessions: Iterable[Any]) -> Callable[[str, str], tuple[float, float]]:
     """``touch(venue, symbol) -> (best bid, best ask)`` from the market-data sessions' live books;
@@ -91,9 +87,8 @@ class OrderEntry:
         self.server: ControlServer | None = None
         self.orderids: OrderIds | None = None
         #: how long after start the bots of journaled orders have to register again before the
-        #: dead-bot policy applies to those orders (``[control] adopt_grace_s`` when it is a key)
-        self.adopt_grace_s = adopt_grace_s if adopt_grace_s is not None else getattr(
-            cfg.control, "adopt_grace_s", ADOPT_GRACE_S)
+        #: dead-bot policy applies to those orders (``[control] adopt_grace_s`` unless given)
+        self.adopt_grace_s = adopt_grace_s if adopt_grace_s is not None else cfg.control.adopt_grace_s
         self._grace: asyncio.TimerHandle | None = None
 
     @staticmethod
