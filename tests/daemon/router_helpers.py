@@ -96,7 +96,8 @@ class Daemonish(LoopThread):
     def stop(self, *, shutdown=True):
         async def down():
             if shutdown:
-                await self.router.shutdown(timeout_s=2.0)
+                # a manual venue confirms nothing the test did not emit: waiting for it is idle time
+                await self.router.shutdown(timeout_s=2.0 if self.auto else 0.1)
             await self.server.stop()
             self.orderids.close()
         self.close_loop(down())
