@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="total orders/s of the paced run to the emulator (one the venue path sustains)")
     p.add_argument("--baseline-s", type=float, default=3.0, help="length of each baseline run")
     p.add_argument("--skip-emulator", action="store_true", help="only the in-memory session (no venue)")
+    p.add_argument("--max-in-flight", type=int, default=None,
+                   help="the execution session's in-flight window ([venue.execution] max_in_flight; "
+                        "default: the daemon's)")
 
 
 # -- the bot process ---------------------------------------------------------------------------
@@ -211,8 +214,10 @@ class _Stand:
     #: start at generation 1, and a query by client id could answer with the earlier stand's order
     made = 0
 
-    def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = ""):
+    def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = "",
+                 max_in_flight: int | None = None):
         self.workdir, self.kind, self.intake, self.wait, self.rest_url = workdir, session_kind, intake, intake_wait, rest_url
+        self.max_in_flight = max_in_flight
         self.sub = os.path.join(workdir, uuid.uuid4().hex[:8])
         self.lat_ns: list[int] = []
         self.submits: list[int] = []
@@ -254,7 +259,8 @@ class _Stand:
                 "symbols": [SYMBOL],
                 "execution": {"api_key_env": "HFTD_BENCH_KEY", "api_secret_env": "HFTD_BENCH_SECRET",
                               "audit_interval_s": 3600.0, "dead_man_countdown_ms": 0,
-                              "recv_window_ms": 60_000, "request_timeout_s": 30.0}})
+                              "recv_window_ms": 60_000, "request_timeout_s": 30.0,
+                              **({} if self.max_in_flight is None else {"max_in_flight": self.max_in_flight})}})
             self.session = make_execution_session(vc, self.http, self.router,
                                                   environ={"HFTD_BENCH_KEY": KEY, "HFTD_BENCH_SECRET": SECRET})
             await self.session.start()
@@ -520,7 +526,7 @@ async def _main(args, res) -> None:
         base4 = await _baseline(rest_url, 4, args.baseline_s)
         await _stop_emulator(emu, emu_pipe)
         emu, emu_pipe, rest_url = await _start_emulator()
-        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url)
+        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight)
         st.emu_pid = emu.pid
         await st.start()
         try:
@@ -542,7 +548,7 @@ async def _main(args, res) -> None:
             if st.stop_error:
                 res.notes.append(st.stop_error)
         # the same paced run with the latency mode, [control] intake = "spin", on the same emulator
-        st = _Stand(workdir, "emulator", "spin", "backoff", rest_url)
+        st = _Stand(workdir, "emulator", "spin", "backoff", rest_url, args.max_in_flight)
         st.emu_pid = emu.pid
         await st.start()
         # as a desk would run it: the loop alone on the last cpu, bots and the venue on the others
