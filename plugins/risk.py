@@ -74,7 +74,7 @@ _RATE_NAMES = ("max_submit_rate", "max_modify_rate", "max_cancel_rate")
 _RULE_OF = {name: int(RiskRule[name.upper()]) for name in REJECT_NAMES}
 _HALTED = _RULE_OF["halted"]
 _REDUCING_ONLY, _MAX_ORDER_QTY, _MAX_ORDER_NOTIONAL, _MAX_POSITION, _MAX_OPEN_ORDERS = range(2, 7)
-_MAX_SUBMIT_RATE, _PRICE_FAR_FROM_TOUCH, _NO_TOUCH = 7, 10, 11
+_MAX_SUBMIT_RATE, _PRICE_FAR_FROM_TOUCH, _NO_TOUCH = 7, 10, 11  # _check_py has them as literals
 assert tuple(_RULE_OF.values()) == tuple(range(1, len(REJECT_NAMES) + 1))  # the numbers above are these
 if _riskfast is not None and _riskfast.RULES != REJECT_NAMES:  # a stale build: its rule numbers differ
     _riskfast = None
@@ -114,12 +114,12 @@ class RiskPlugin:
     """See the module docstring.  ``cancel_all`` is set by the daemon (``PluginHost.set_cancel_all``)."""
 
     # slots: the check reads about thirty attributes, each faster from a slot than from a dict
-    __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "check_fields", "_fast",
-                 "_rates",
+    # (the Python check's in the order of the slots before the C check: with cold caches their lines matter)
+    __slots__ = ("config", "host", "state", "state_reason", "cancel_all", "rejects", "trips", "_rates",
                  "_buckets", "_max_open", "_max_qty", "_max_notional", "_max_pos", "_pos_limits",
                  "_require_touch", "_halted_now", "_reducing_now", "_dev_up", "_dev_down", "_reducing_loss",
-                 "_pos_limited", "_pos_gate", "_m", "_cash", "_day_end_ns",
-                 "_storm", "_halted")
+                 "_pos_limited", "_pos_gate", "_cash", "_day_end_ns", "_storm", "_halted",
+                 "check_fields", "_fast", "_m")
 
     def __init__(self, config: RiskConfig, host: PluginHost | None = None, *, fast: bool = True) -> None:
         """``fast=False``: the Python check even when the C one is built (parity tests, benches)."""
@@ -207,53 +207,54 @@ class RiskPlugin:
             tokens = rate  # burst: one second's worth
         if tokens < 1.0:
             b[i] = tokens
-            rule = _MAX_SUBMIT_RATE + i
+            rule = 7 + i  # max_submit_rate, max_modify_rate, max_cancel_rate
         else:
             b[i] = tokens - 1.0
             if i == 2:
                 return None
-            rule = self._rule_py(i, symbol, side, price, qty, position, open_orders, best_bid, best_ask)
+            # the first limit broken as its RiskRule (REJECT_NAMES[rule - 1]; 0: none), all in this
+            # frame (with cold caches each Python frame costs microseconds), literals (compact bytecode)
+            if self._halted_now:
+                rule = 1  # halted
+            elif i == 0 and open_orders >= self._max_open:
+                rule = 6  # max_open_orders
+            elif qty > self._max_qty:
+                rule = 3  # max_order_qty
+            elif price * qty > self._max_notional:
+                rule = 4  # max_order_notional
+            else:
+                rule = 0
+                if self._pos_gate:  # REDUCING, or a position limit applies
+                    if self._reducing_now:
+                        if not (side != 0 and position * side < 0 and qty <= abs(position)):
+                            rule = 2  # reducing_only
+                    else:
+                        limit = self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
+                        after = position + side * qty
+                        # beyond the limit, unless the order reduces the position (then it is allowed)
+                        if (after > limit or after < -limit) and not (side != 0 and position * side < 0
+                                                                        and qty <= abs(position)):
+                            rule = 5  # max_position
+                if rule:
+                    pass
+                elif side > 0:
+                    if best_ask != best_ask:  # NaN: the book is not live
+                        if self._require_touch:
+                            rule = 11  # no_touch
+                    elif price > best_ask * self._dev_up:
+                        rule = 10  # price_far_from_touch
+                elif side < 0:
+                    if best_bid != best_bid:
+                        if self._require_touch:
+                            rule = 11
+                    elif price < best_bid * self._dev_down:
+                        rule = 10
         if rule:
             return self._refusal(rule, bot, venue, symbol, kind, order_id, side, price, qty, time_in_force,
                                  order_type, position, open_orders, best_bid, best_ask, now)
         if position != 0.0 and best_bid == best_bid and best_ask == best_ask:
             return self._mark(venue, symbol, side, position, qty, best_bid, best_ask)
         return None
-
-    def _rule_py(self, i: int, symbol: str, side: int, price: float, qty: float, position: float, open_orders: int,
-                 best_bid: float, best_ask: float) -> int:
-        """The first limit a submit (``i`` 0) or modify (1) breaks, as a rule number; 0: none."""
-        if self._halted_now:
-            return _HALTED
-        if i == 0 and open_orders >= self._max_open:
-            return _MAX_OPEN_ORDERS
-        if qty > self._max_qty:
-            return _MAX_ORDER_QTY
-        if price * qty > self._max_notional:
-            return _MAX_ORDER_NOTIONAL
-        if self._pos_gate:  # REDUCING, or a position limit applies
-            if self._reducing_now:
-                if not (side != 0 and position * side < 0 and qty <= abs(position)):
-                    return _REDUCING_ONLY
-            else:
-                after = position + side * qty
-                # beyond the limit, unless the order reduces the position (then it is allowed)
-                if (after > (limit := self._limit_of(symbol)) or after < -limit) and not (
-                        side != 0 and position * side < 0 and qty <= abs(position)):
-                    return _MAX_POSITION
-        if side > 0:
-            if best_ask != best_ask:  # NaN: the book is not live
-                if self._require_touch:
-                    return _NO_TOUCH
-            elif price > best_ask * self._dev_up:
-                return _PRICE_FAR_FROM_TOUCH
-        elif side < 0:
-            if best_bid != best_bid:
-                if self._require_touch:
-                    return _NO_TOUCH
-            elif price < best_bid * self._dev_down:
-                return _PRICE_FAR_FROM_TOUCH
-        return 0
 
     def _limit_of(self, symbol: str) -> float:
         return self._pos_limits.get(symbol, self._max_pos) if self._pos_limits else self._max_pos
