@@ -437,6 +437,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suite-events", type=int, default=1_000_000, help="events in each synthetic suite file")
     parser.add_argument("--suite-repeats", type=int, default=3,
                         help="rounds per suite strategy (hftd and hftbacktest alternate); medians are reported")
+    parser.add_argument("--suite-cases", type=_case_list, default=None,
+                        help="comma-separated suite cases to run (default: all of " + ",".join(CASES) + "); "
+                             "suite_min_/suite_median_ then cover only these")
+
+
+def _case_list(text: str) -> list:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown suite case(s) {unknown or text!r}; known: {', '.join(CASES)}")
+    return names
 
 
 def _worker(impl: str, case: str, assets: list, env: dict) -> dict:
@@ -458,7 +469,9 @@ def measure(args, res, env: dict) -> None:
     data = prepare_data(Path(args.data_dir), args.suite_events)
     rounds = max(1, args.suite_repeats)
     ratios = {}
-    for name, case in CASES.items():
+    chosen = getattr(args, "suite_cases", None) or list(CASES)
+    for name in chosen:
+        case = CASES[name]
         assets = [dict(path=str(data[k][0]), **data[k][1]) for k in case.data]
         runs: dict = {"hftd": [], "hftbacktest": []}
         load0 = os.getloadavg()[0]
@@ -483,7 +496,8 @@ def measure(args, res, env: dict) -> None:
     vals = sorted(ratios.values())
     res.metrics["suite_min_vs_hftbacktest"] = vals[0]
     res.metrics["suite_median_vs_hftbacktest"] = statistics.median(vals)
-    res.notes.append(f"suite: each run a fresh process, compiled on the first 20k rows outside the timed region; "
+    res.notes.append(f"suite cases: {', '.join(chosen)}; each run a fresh process, compiled on the first 20k rows "
+                     "outside the timed region; "
                      f"timed = building the backtest from the files + the strategy to the end; median of {rounds} "
                      "alternating rounds; ratio = hftbacktest seconds / hftd seconds")
 
