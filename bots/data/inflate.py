@@ -266,8 +266,8 @@ def _start_child(jobs_file: str):
     # fork only a single-threaded process: a lock held by another thread at the fork would stay
     # held in the child forever
     if hasattr(os, "fork") and threading.active_count() == 1:
-        # (the child loads the row-check kernel itself, on the other core, while this process
-        # builds the backtest: loading it here first put ~0.2 s on the backtest's critical path)
+        # (the child checks rows with the compiled kernel only if this process already holds it,
+        # else with numpy: loading the kernel, here or there, cost ~0.2 s while the backtest waited)
         return _ForkedChild(jobs_file)
     return subprocess.Popen(
         [sys.executable, "-m", "bots.data.inflate", jobs_file],
