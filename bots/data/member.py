@@ -26,8 +26,12 @@ __all__ = ["open_member", "MemberStream", "INFLATER", "INFLATE_ERRORS"]
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
-#: compressed bytes handed to the inflater per call
-_IN_CHUNK = 1 << 20
+#: compressed bytes read and handed to the inflater at a time.  Small: every call that stops at its
+#: output limit copies the input it has not consumed into a new ``unconsumed_tail`` object, and one
+#: input chunk serves ~10 calls at hftbacktest's compression ratios.  1 MiB -> 64 KiB, CPU of
+#: inflating alone: 20 -> 15 ms for the 492k-row Binance file, 0.25 -> 0.18 s for the 5M-row bench
+#: file; of the inflater child's whole loop (written and checked too): 25 -> 22 ms, 0.31 -> 0.28 s
+_IN_CHUNK = 64 << 10
 #: what a damaged deflate stream raises, whichever inflater is used
 INFLATE_ERRORS = (zlib.error,) + ((_inflater.error,) if _inflater is not zlib else ())
 
