@@ -22,7 +22,8 @@ in flight on the order, no session for the venue, shutting down; then the pre-tr
 (``check(OrderCheck) -> RiskReject | None``; a refusal's ``RiskRule`` goes to the bot in the
 record's ``venue_code``, ``OTHER`` when the verdict has none).  If the check raises, a submit or
 modify is refused (fail closed, ``CHECK_FAILED``); a cancel still goes out (it only reduces risk,
-and an order must never be trapped).
+and an order must never be trapped).  How the check is called, in as few cold frames and object
+reads as possible (with the C risk check: one call): ``router_state.PretradeCheck``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import os
 import time
 from typing import Callable
@@ -55,6 +55,7 @@ from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
                                  BotSession, LiveOrder, Window, apply_fill, bad_price_qty, journal_holders)
+from daemon.router_state import PretradeCheck
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
 from shm.names import segment_name
@@ -100,32 +101,7 @@ class RouterError(DaemonError):
         self.code = code
 
 
-def _fields_of(check: Callable[[OrderCheck], RiskReject | None] | None) -> Callable[..., RiskReject | None] | None:
-    """``check`` as a function of an ``OrderCheck``'s fields, in its order.  A ``PluginHost``'s
-    ``pretrade_check`` has that form, ``pretrade_check_fields``, which builds no ``OrderCheck``
-    unless it refuses (a build costs ~0.8 us here, more than the risk plugin's check); any other
-    check gets its ``OrderCheck`` built for it."""
-    if check is None:
-        return None
-    host = getattr(check, "__self__", None)
-    fields = getattr(host, "pretrade_check_fields", None)
-    if fields is not None and getattr(host, "pretrade_check", None) == check:
-        return fields
-    return lambda *f: check(OrderCheck(*f))
-
-
-def _direct_of(check: Callable[[OrderCheck], RiskReject | None] | None) -> tuple | None:
-    """``(body, settle)`` when ``check`` is a ``PluginHost``'s whose risk plugin alone checks
-    (``PluginHost.direct_check``): the router calls the body itself, one frame fewer per order (each
-    costs microseconds with cold caches), and hands the host a refusal or an exception to settle."""
-    host = getattr(check, "__self__", None)
-    direct = getattr(host, "direct_check", None)
-    if direct is None or getattr(host, "pretrade_check", None) != check:
-        return None
-    return direct()
-
-
-class Router:
+class Router(PretradeCheck):
     """Owns the bots; is the ``ExecSink`` of every session it is given.
 
     ``sessions``: venue name -> ``ExecutionSession`` (started elsewhere).  ``check``: the pre-trade
@@ -144,6 +120,7 @@ class Router:
             warm_intake()  # before READY: no kernel load on the loop at the first hand-over
         self.sessions = dict(sessions)
         self.orderids = orderids
+        self.bots: dict[str, BotSession] = {}
         self.check = check
         self.mode = mode
         self.gid = gid
@@ -154,7 +131,6 @@ class Router:
         self.touch = touch
         #: a ``plugins.manager.PluginHost`` (or anything with its ``notify_*`` methods), or None
         self.notify = notify
-        self.bots: dict[str, BotSession] = {}
         #: client id -> (bot, LiveOrder); bots that died stay here until their orders end
         self.by_client: dict[str, tuple[BotSession, LiveOrder]] = {}
         self.stopping = False
@@ -174,11 +150,6 @@ class Router:
         self._resume_handle: asyncio.Handle | None = None
         #: bot name -> its journaled orders after a restart, until it registers (``hold_journaled``)
         self.held: dict[str, BotSession] = {}
-
-    def time_checks(self, keep: int = 1 << 20) -> collections.deque:
-        """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
-        self.check_times_ns = collections.deque(maxlen=keep)
-        return self.check_times_ns
 
     # -- bots ------------------------------------------------------------------------------
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -229,6 +200,7 @@ class Router:
                          positions=[[0.0, 0.0] for _ in resolved], connected_ns=time.monotonic_ns(),
                          windows=tuple({id(a.win): a.win for a in resolved}.values()))
         self._adopt_journaled(bot)
+        bot.ledger = self._new_ledger(bot)
         self.bots[name] = bot
         if self.intake_kind == "thread":
             bot.intake = IntakeThread(bot.name, bot.requests.hdr, self._efd, self.intake_wait)
@@ -512,15 +484,11 @@ class Router:
             if o.pending != P_NONE:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.REQUEST_IN_FLIGHT,
                                     f"order {oid} has a request in flight", o.status)
-            times = self.check_times_ns
-            t0 = time.perf_counter_ns() if times is not None else 0
             try:
-                verdict = self._check_order(bot, asset_no, kind, oid, 0, 0.0, 0.0, 0, 0, now) if self._check_fields else None
+                verdict = self._verdict(bot, a, asset_no, kind, oid, 0, 0.0, 0.0, 0, 0, now) if self._check_fields else None
             except Exception:
                 log.exception("pre-trade check raised on a cancel; the cancel goes out anyway")
                 verdict = None
-            if times is not None and self._check_fields is not None:
-                times.append(time.perf_counter_ns() - t0)
             if verdict is not None:
                 return self._reject(bot, asset_no, oid, seq, RejectReason.RISK, verdict.text, o.status,
                                     name=verdict.name, code=verdict.code or _RULE_OTHER)
@@ -570,6 +538,8 @@ class Router:
         o = LiveOrder(ref.client_id, asset_no, oid, side, price, qty, qty, _ST_NONE, P_SUBMIT, False, seq,
                       req_ts)
         bot.orders[oid] = o
+        if bot.ledger is not None:
+            bot.ledger.opened(asset_no, 1)
         self.by_client[ref.client_id] = (bot, o)
         a.win.n += 1
         intent = OrderIntent(ref.client_id, a.symbol, _SIDE_OF[side], price, qty, _TIF_OF[tif], _TYPE_OF[otype], now)
@@ -579,48 +549,11 @@ class Router:
 
     _bad_price_qty = staticmethod(bad_price_qty)
 
-    @property
-    def check(self) -> Callable[[OrderCheck], RiskReject | None] | None:
-        """The pre-trade check (None: allow everything); settable at any time."""
-        return self._check
-
-    @check.setter
-    def check(self, check: Callable[[OrderCheck], RiskReject | None] | None) -> None:
-        self._check = check
-        self._check_fields = _fields_of(check)
-        self._direct = _direct_of(check)
-
-    def _check_order(self, bot, asset_no, kind, oid, side, price, qty, tif, otype, now) -> RiskReject | None:
-        """The check's verdict on a request, given the ``OrderCheck``'s fields (see ``_fields_of``)."""
-        a = bot.assets[asset_no]
-        if len(bot.assets) == 1:
-            n_open = len(bot.orders)  # every order is on its one asset
-        else:
-            n_open = sum(1 for o in bot.orders.values() if o.asset_no == asset_no)
-        bid, ask = self.touch(a.venue, a.symbol) if self.touch else (math.nan, math.nan)
-        direct = self._direct
-        if direct is None:
-            return self._check_fields(bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
-                                      bot.positions[asset_no][0], n_open, bid, ask, now)
-        try:
-            outcome = direct[0](bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
-                                bot.positions[asset_no][0], n_open, bid, ask, now)
-            if outcome is None:
-                return None
-        except Exception as exc:
-            outcome = exc
-        return direct[1](outcome, bot.name, a.venue, a.symbol, int(kind), oid, side, price, qty, tif, otype,
-                         bot.positions[asset_no][0], n_open, bid, ask, now)
-
     def _allowed(self, bot, a, asset_no, kind, oid, side, price, qty, tif, otype, seq, now, status) -> bool:
         if self._check_fields is None:
             return True
-        times = self.check_times_ns
-        t0 = time.perf_counter_ns() if times is not None else 0
         try:
-            verdict = self._check_order(bot, asset_no, kind, oid, side, price, qty, tif, otype, now)
-            if times is not None:
-                times.append(time.perf_counter_ns() - t0)
+            verdict = self._verdict(bot, a, asset_no, kind, oid, side, price, qty, tif, otype, now)
         except Exception as exc:
             log.exception("pre-trade check raised; refusing (fail closed)")
             self._reject(bot, asset_no, oid, seq, RejectReason.RISK,
@@ -713,6 +646,8 @@ class Router:
             bot.n_fills += 1
             pos = bot.positions[o.asset_no]
             self._apply_fill(pos, o.side, ev.last_px, ev.last_qty)
+            if bot.ledger is not None:
+                bot.ledger.set_position(o.asset_no, pos[0])
             self._send(bot, RESP.pack(_RK_FILL, o.asset_no, o.order_id, ev.last_px, ev.last_qty, o.leaves,
                                       o.status, 0, o.side, 1 if ev.maker else 0, 0, ev.exch_ts_ns,
                                       ev.local_ts_ns or time.time_ns()))
@@ -773,6 +708,8 @@ class Router:
             self._answered(bot, o)
         if bot.orders.get(o.order_id) is o:
             del bot.orders[o.order_id]
+            if bot.ledger is not None:
+                bot.ledger.opened(o.asset_no, -1)
         self.by_client.pop(o.client_id, None)
         self.orderids.done(o.client_id)
 

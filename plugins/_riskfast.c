@@ -307,6 +307,144 @@ as_double(PyObject *o, double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* The check's first part, on the bot's bucket: the day's roll, the rate of the request's kind, and
+ * the HALTED state.  Returns a rule (> 0) refused, PASS (a cancel within its rate: passes in every
+ * state), GO ON (the limits decide), or -1 with an exception. */
+#define PASS 0
+#define GO_ON (-2)
+static int
+gate(Checker *self, PyObject *bot, PyObject *kind_obj, long long now)
+{
+    if (now >= self->day_end_ns) {
+        PyObject *n = PyLong_FromLongLong(now);
+        if (n == NULL)
+            return -1;
+        PyObject *r = PyObject_CallOneArg(self->on_roll, n);
+        Py_DECREF(n);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+    }
+    Bucket *b = bucket_of(self, bot, now);
+    if (b == NULL)
+        return -1;
+    double dt;
+    if (now > b->last_ns) {
+        dt = (double)(now - b->last_ns) * 1e-9;
+        b->last_ns = now;
+    } else { /* an older stamp (callers' clocks differ): no refill, and no drain */
+        dt = 0.0;
+    }
+    long kind = PyLong_AsLong(kind_obj);
+    if (kind == -1 && PyErr_Occurred())
+        return -1;
+    int i = kind == self->submit_kind ? 0 : kind == self->modify_kind ? 1 : 2;
+    double rate = self->rates_per_s[i];
+    double tokens = b->tokens[i] + dt * rate;
+    if (tokens > rate)
+        tokens = rate; /* burst: one second's worth */
+    if (tokens < 1.0) {
+        b->tokens[i] = tokens;
+        return R_MAX_SUBMIT_RATE + i;
+    }
+    b->tokens[i] = tokens - 1.0;
+    if (i == 2) /* CANCEL, CANCEL_ALL: pass in every state, at their own rate */
+        return PASS;
+    return self->halted ? R_HALTED : GO_ON;
+}
+
+/* The check's second part, a submit's or a modify's limits, then the mark to the touch.  Returns
+ * PASS, a rule (> 0) refused, LOSS or LOSS_REDUCES (on_loss is to decide), or -1 with an exception. */
+#define LOSS (-3)
+#define LOSS_REDUCES (-4)
+static int
+limits(Checker *self, PyObject *venue, PyObject *symbol, int submit, double side, double price, double qty,
+       double position, double open_orders, double bid, double ask)
+{
+    if (submit && open_orders >= self->max_open)
+        return R_MAX_OPEN_ORDERS;
+    if (qty > self->max_qty)
+        return R_MAX_ORDER_QTY;
+    if (price * qty > self->max_notional)
+        return R_MAX_ORDER_NOTIONAL;
+    if (self->pos_gate) { /* REDUCING, or a position limit applies */
+        int reduces = side != 0.0 && position * side < 0.0 && qty <= fabs(position);
+        if (self->reducing) {
+            if (!reduces)
+                return R_REDUCING_ONLY;
+        } else {
+            double limit = self->max_pos;
+            if (self->pos_limits != NULL) {
+                PyObject *v = PyDict_GetItemWithError(self->pos_limits, symbol);
+                if (v != NULL) {
+                    if (as_double(v, &limit))
+                        return -1;
+                } else if (PyErr_Occurred()) {
+                    return -1;
+                }
+            }
+            double after = position + side * qty;
+            if ((after > limit || after < -limit) && !reduces)
+                return R_MAX_POSITION;
+        }
+    }
+    if (side > 0.0) {
+        if (ask != ask) { /* NaN: the book is not live */
+            if (self->require_touch)
+                return R_NO_TOUCH;
+        } else if (price > ask * self->dev_up) {
+            return R_PRICE_FAR_FROM_TOUCH;
+        }
+    } else if (side < 0.0) {
+        if (bid != bid) {
+            if (self->require_touch)
+                return R_NO_TOUCH;
+        } else if (price < bid * self->dev_down) {
+            return R_PRICE_FAR_FROM_TOUCH;
+        }
+    }
+    if (position != 0.0 && bid == bid && ask == ask) { /* mark the position to the touch */
+        double mid = (bid + ask) * 0.5;
+        Held *h = held_of(self, venue, symbol, 1);
+        if (h == NULL)
+            return -1;
+        double old = h->mark;
+        char marked = h->marked;
+        h->mark = mid;
+        h->marked = 1;
+        if (marked && old != mid && h->pos != 0.0)
+            self->pnl += h->pos * (mid - old);
+        if (self->reducing || self->pnl - self->day_start_pnl < -self->reducing_loss)
+            return side != 0.0 && position * side < 0.0 && qty <= fabs(position) ? LOSS_REDUCES : LOSS;
+    }
+    return PASS;
+}
+
+/* what check() and Ledger.check() answer for an outcome of gate() or limits() */
+static PyObject *
+answer(Checker *self, int outcome, PyObject *const *fields)
+{
+    if (outcome == PASS)
+        Py_RETURN_NONE;
+    if (outcome > 0)
+        return refuse(self, outcome, fields);
+    if (outcome == LOSS || outcome == LOSS_REDUCES)
+        return PyObject_CallOneArg(self->on_loss, outcome == LOSS_REDUCES ? Py_True : Py_False);
+    return NULL;
+}
+
+static long long
+now_of(PyObject *o)
+{
+    long long now = PyLong_AsLongLong(o);
+    if (now == 0) { /* time.time_ns() */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    return now;
+}
+
 /* check(bot, venue, symbol, kind, order_id, side, price, qty, time_in_force, order_type, position,
  *       open_orders, best_bid, best_ask, now_ns) -> None (pass) or what on_refuse/on_loss return */
 static PyObject *
@@ -316,189 +454,247 @@ checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "check takes an OrderCheck's %d fields (%zd given)", N_FIELDS, nargs);
         return NULL;
     }
-    long long now = PyLong_AsLongLong(args[14]);
+    long long now = now_of(args[14]);
     if (now == -1 && PyErr_Occurred())
         return NULL;
-    if (now == 0) { /* time.time_ns() */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    }
-    if (now >= self->day_end_ns) {
-        PyObject *n = PyLong_FromLongLong(now);
-        if (n == NULL)
-            return NULL;
-        PyObject *r = PyObject_CallOneArg(self->on_roll, n);
-        Py_DECREF(n);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    }
-    Bucket *b = bucket_of(self, args[0], now);
-    if (b == NULL)
-        return NULL;
-    double dt;
-    if (now > b->last_ns) {
-        dt = (double)(now - b->last_ns) * 1e-9;
-        b->last_ns = now;
-    } else { /* an older stamp (callers' clocks differ): no refill, and no drain */
-        dt = 0.0;
-    }
-    long kind = PyLong_AsLong(args[3]);
-    if (kind == -1 && PyErr_Occurred())
-        return NULL;
-    int i = kind == self->submit_kind ? 0 : kind == self->modify_kind ? 1 : 2;
-    double rate = self->rates_per_s[i];
-    double tokens = b->tokens[i] + dt * rate;
-    if (tokens > rate)
-        tokens = rate; /* burst: one second's worth */
-    if (tokens < 1.0) {
-        b->tokens[i] = tokens;
-        return refuse(self, R_MAX_SUBMIT_RATE + i, args);
-    }
-    b->tokens[i] = tokens - 1.0;
-    if (i == 2) /* CANCEL, CANCEL_ALL: pass in every state, at their own rate */
-        Py_RETURN_NONE;
-    if (self->halted)
-        return refuse(self, R_HALTED, args);
+    int outcome = gate(self, args[0], args[3], now);
+    if (outcome != GO_ON)
+        return answer(self, outcome, args);
     double side, price, qty, position, open_orders, bid, ask;
     if (as_double(args[5], &side) || as_double(args[6], &price) || as_double(args[7], &qty)
         || as_double(args[10], &position) || as_double(args[11], &open_orders) || as_double(args[12], &bid)
         || as_double(args[13], &ask))
         return NULL;
-    if (i == 0 && open_orders >= self->max_open)
-        return refuse(self, R_MAX_OPEN_ORDERS, args);
-    if (qty > self->max_qty)
-        return refuse(self, R_MAX_ORDER_QTY, args);
-    if (price * qty > self->max_notional)
-        return refuse(self, R_MAX_ORDER_NOTIONAL, args);
-    if (self->pos_gate) { /* REDUCING, or a position limit applies */
-        int reduces = side != 0.0 && position * side < 0.0 && qty <= fabs(position);
-        if (self->reducing) {
-            if (!reduces)
-                return refuse(self, R_REDUCING_ONLY, args);
-        } else {
-            double limit = self->max_pos;
-            if (self->pos_limits != NULL) {
-                PyObject *v = PyDict_GetItemWithError(self->pos_limits, args[2]);
-                if (v != NULL) {
-                    if (as_double(v, &limit))
-                        return NULL;
-                } else if (PyErr_Occurred()) {
-                    return NULL;
-                }
-            }
-            double after = position + side * qty;
-            if ((after > limit || after < -limit) && !reduces)
-                return refuse(self, R_MAX_POSITION, args);
-        }
+    /* gate() took the kind already: the submit rate's rule is the only way it was a submit */
+    long kind = PyLong_AsLong(args[3]);
+    outcome = limits(self, args[1], args[2], kind == self->submit_kind, side, price, qty, position, open_orders, bid,
+                     ask);
+    return answer(self, outcome, args);
+}
+
+/* --- Ledger: one registered bot's view for the router ---------------------------------------
+ *
+ * Router._check_order gathered a check's fields from the bot's Python objects (its assets, its
+ * orders dict to count, its positions): with cold caches each object read is a cache miss, and
+ * that frame was most of what the router timed (bench/risk_micro.py).  A Ledger keeps what the
+ * check needs of one bot, per asset (venue and symbol, open orders, position), in C; the router
+ * updates it where it updates its own (a submit, an order's end, a fill: off the timed region) and
+ * its check is one call: Ledger.check(asset_no, kind, order_id, side, price, qty, time_in_force,
+ * order_type, best_bid, best_ask, now_ns), the same decision as Checker.check on the fields. */
+typedef struct {
+    PyObject *venue, *symbol;
+    long long open_orders;
+    double position;
+} LedgerAsset;
+
+typedef struct {
+    PyObject_HEAD
+    Checker *checker;
+    PyObject *bot;
+    Py_ssize_t n_assets;
+    LedgerAsset *assets;
+} Ledger;
+
+static PyTypeObject LedgerType;
+
+/* Checker.ledger(bot, assets) -> a Ledger of the bot name over assets, a sequence of (venue, symbol) */
+static PyObject *
+checker_ledger(Checker *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "ledger(bot, assets)");
+        return NULL;
     }
-    if (side > 0.0) {
-        if (ask != ask) { /* NaN: the book is not live */
-            if (self->require_touch)
-                return refuse(self, R_NO_TOUCH, args);
-        } else if (price > ask * self->dev_up) {
-            return refuse(self, R_PRICE_FAR_FROM_TOUCH, args);
-        }
-    } else if (side < 0.0) {
-        if (bid != bid) {
-            if (self->require_touch)
-                return refuse(self, R_NO_TOUCH, args);
-        } else if (price < bid * self->dev_down) {
-            return refuse(self, R_PRICE_FAR_FROM_TOUCH, args);
-        }
+    PyObject *seq = PySequence_Fast(args[1], "assets must be a sequence of (venue, symbol)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Ledger *l = PyObject_GC_New(Ledger, &LedgerType);
+    if (l == NULL) {
+        Py_DECREF(seq);
+        return NULL;
     }
-    if (position != 0.0 && bid == bid && ask == ask) { /* mark the position to the touch */
-        double mid = (bid + ask) * 0.5;
-        Held *h = held_of(self, args[1], args[2], 1);
-        if (h == NULL)
+    l->checker = (Checker *)Py_NewRef(self);
+    l->bot = Py_NewRef(args[0]);
+    l->n_assets = 0;
+    l->assets = PyMem_Calloc(n ? (size_t)n : 1, sizeof(LedgerAsset));
+    if (l->assets == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k), *venue, *symbol;
+        if (!PyArg_ParseTuple(pair, "OO;an asset is (venue, symbol)", &venue, &symbol))
+            goto fail;
+        l->assets[k].venue = Py_NewRef(venue);
+        l->assets[k].symbol = Py_NewRef(symbol);
+        l->n_assets = k + 1;
+    }
+    Py_DECREF(seq);
+    PyObject_GC_Track(l);
+    return (PyObject *)l;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(l); /* dealloc untracks: not tracked yet, which PyObject_GC_UnTrack allows */
+    return NULL;
+}
+
+static int
+ledger_traverse(Ledger *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->checker);
+    Py_VISIT(self->bot);
+    for (Py_ssize_t k = 0; k < self->n_assets; k++) {
+        Py_VISIT(self->assets[k].venue);
+        Py_VISIT(self->assets[k].symbol);
+    }
+    return 0;
+}
+
+static int
+ledger_clear(Ledger *self)
+{
+    Py_CLEAR(self->checker);
+    Py_CLEAR(self->bot);
+    for (Py_ssize_t k = 0; k < self->n_assets; k++) {
+        Py_CLEAR(self->assets[k].venue);
+        Py_CLEAR(self->assets[k].symbol);
+    }
+    return 0;
+}
+
+static void
+ledger_dealloc(Ledger *self)
+{
+    PyObject_GC_UnTrack(self);
+    ledger_clear(self);
+    PyMem_Free(self->assets);
+    PyObject_GC_Del(self);
+}
+
+static LedgerAsset *
+ledger_asset(Ledger *self, PyObject *no)
+{
+    Py_ssize_t k = PyLong_AsSsize_t(no);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    if (k < 0 || k >= self->n_assets) {
+        PyErr_Format(PyExc_IndexError, "asset_no %zd: the ledger has %zd asset(s)", k, self->n_assets);
+        return NULL;
+    }
+    return &self->assets[k];
+}
+
+/* check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask,
+ *       now_ns) -> Checker.check's answer on the fields, bot, venue, symbol, position and open
+ * orders from the ledger (the fields are built as objects only for a refusal) */
+static PyObject *
+ledger_check(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "check(asset_no, kind, order_id, side, price, qty, time_in_force, "
+                                         "order_type, best_bid, best_ask, now_ns)");
+        return NULL;
+    }
+    Checker *c = self->checker;
+    LedgerAsset *a = ledger_asset(self, args[0]);
+    if (a == NULL)
+        return NULL;
+    long long now = now_of(args[10]);
+    if (now == -1 && PyErr_Occurred())
+        return NULL;
+    int outcome = gate(c, self->bot, args[1], now);
+    if (outcome == GO_ON) {
+        double side, price, qty, bid, ask;
+        if (as_double(args[3], &side) || as_double(args[4], &price) || as_double(args[5], &qty)
+            || as_double(args[8], &bid) || as_double(args[9], &ask))
             return NULL;
-        double old = h->mark;
-        char marked = h->marked;
-        h->mark = mid;
-        h->marked = 1;
-        if (marked && old != mid && h->pos != 0.0)
-            self->pnl += h->pos * (mid - old);
-        if (self->reducing || self->pnl - self->day_start_pnl < -self->reducing_loss) {
-            int reduces = side != 0.0 && position * side < 0.0 && qty <= fabs(position);
-            return PyObject_CallOneArg(self->on_loss, reduces ? Py_True : Py_False);
-        }
+        long kind = PyLong_AsLong(args[1]);
+        outcome = limits(c, a->venue, a->symbol, kind == c->submit_kind, side, price, qty, a->position,
+                         (double)a->open_orders, bid, ask);
     }
+    if (outcome <= 0 && outcome != -1)
+        return answer(c, outcome, NULL);
+    if (outcome == -1)
+        return NULL;
+    /* a refusal: the OrderCheck's fields as objects, for on_refuse */
+    PyObject *f[N_FIELDS] = {self->bot, a->venue, a->symbol, args[1], args[2], args[3], args[4], args[5], args[6],
+                             args[7], NULL, NULL, args[8], args[9], args[10]};
+    PyObject *res = NULL;
+    if ((f[10] = PyFloat_FromDouble(a->position)) != NULL && (f[11] = PyLong_FromLongLong(a->open_orders)) != NULL)
+        res = refuse(c, outcome, f);
+    Py_XDECREF(f[10]);
+    Py_XDECREF(f[11]);
+    return res;
+}
+
+/* opened(asset_no, n): n more open orders on the asset (negative: fewer) */
+static PyObject *
+ledger_opened(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "opened(asset_no, n)");
+        return NULL;
+    }
+    LedgerAsset *a = ledger_asset(self, args[0]);
+    if (a == NULL)
+        return NULL;
+    long long n = PyLong_AsLongLong(args[1]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    a->open_orders += n;
     Py_RETURN_NONE;
 }
 
-static PyObject *S_name, *S_assets, *S_venue, *S_symbol, *S_orders, *S_positions, *S_asset_no, *NAN_FLOAT;
-
-/* check_bot(bot, asset_no, kind, order_id, side, price, qty, time_in_force, order_type, now_ns)
- * -> check()'s answer on the fields Router._check_order gathers from a BotSession (no touch: the
- * best bid and ask are NaN), without a Python frame to gather them.  An experiment for the router
- * (see the report of 2026-12-04): Router._check_order does the same in Python. */
+/* set_position(asset_no, position) */
 static PyObject *
-checker_check_bot(Checker *self, PyObject *const *args, Py_ssize_t nargs)
+ledger_set_position(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "check_bot(bot, asset_no, kind, order_id, side, price, qty, "
-                                         "time_in_force, order_type, now_ns)");
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_position(asset_no, position)");
         return NULL;
     }
-    PyObject *bot = args[0], *f[N_FIELDS] = {NULL}, *res = NULL;
-    PyObject *assets = NULL, *asset = NULL, *orders = NULL, *positions = NULL, *pos_row = NULL;
-    Py_ssize_t asset_no = PyLong_AsSsize_t(args[1]);
-    if (asset_no == -1 && PyErr_Occurred())
+    LedgerAsset *a = ledger_asset(self, args[0]);
+    double pos;
+    if (a == NULL || as_double(args[1], &pos))
         return NULL;
-    if ((assets = PyObject_GetAttr(bot, S_assets)) == NULL || (asset = PySequence_GetItem(assets, asset_no)) == NULL
-        || (orders = PyObject_GetAttr(bot, S_orders)) == NULL
-        || (positions = PyObject_GetAttr(bot, S_positions)) == NULL
-        || (pos_row = PySequence_GetItem(positions, asset_no)) == NULL)
-        goto done;
-    Py_ssize_t n_assets = PyObject_Length(assets), n_open = 0;
-    if (n_assets < 0)
-        goto done;
-    if (n_assets == 1) { /* every order is on its one asset */
-        if ((n_open = PyObject_Length(orders)) < 0)
-            goto done;
-    } else {
-        PyObject *key, *o;
-        Py_ssize_t pos = 0;
-        if (!PyDict_Check(orders)) {
-            PyErr_SetString(PyExc_TypeError, "bot.orders must be a dict");
-            goto done;
-        }
-        while (PyDict_Next(orders, &pos, &key, &o)) {
-            PyObject *no = PyObject_GetAttr(o, S_asset_no);
-            if (no == NULL)
-                goto done;
-            int eq = PyObject_RichCompareBool(no, args[1], Py_EQ);
-            Py_DECREF(no);
-            if (eq < 0)
-                goto done;
-            n_open += eq;
-        }
-    }
-    if ((f[0] = PyObject_GetAttr(bot, S_name)) == NULL || (f[1] = PyObject_GetAttr(asset, S_venue)) == NULL
-        || (f[2] = PyObject_GetAttr(asset, S_symbol)) == NULL || (f[3] = PyNumber_Index(args[2])) == NULL
-        || (f[10] = PySequence_GetItem(pos_row, 0)) == NULL || (f[11] = PyLong_FromSsize_t(n_open)) == NULL)
-        goto done;
-    f[4] = Py_NewRef(args[3]);
-    f[5] = Py_NewRef(args[4]);
-    f[6] = Py_NewRef(args[5]);
-    f[7] = Py_NewRef(args[6]);
-    f[8] = Py_NewRef(args[7]);
-    f[9] = Py_NewRef(args[8]);
-    f[12] = Py_NewRef(NAN_FLOAT);
-    f[13] = Py_NewRef(NAN_FLOAT);
-    f[14] = Py_NewRef(args[9]);
-    res = checker_check(self, f, N_FIELDS);
-done:
-    for (int i = 0; i < N_FIELDS; i++)
-        Py_XDECREF(f[i]);
-    Py_XDECREF(assets);
-    Py_XDECREF(asset);
-    Py_XDECREF(orders);
-    Py_XDECREF(positions);
-    Py_XDECREF(pos_row);
-    return res;
+    a->position = pos;
+    Py_RETURN_NONE;
 }
+
+/* view(asset_no) -> (open orders, position): what the next check reads (tests, status) */
+static PyObject *
+ledger_view(Ledger *self, PyObject *no)
+{
+    LedgerAsset *a = ledger_asset(self, no);
+    if (a == NULL)
+        return NULL;
+    return Py_BuildValue("(Ld)", a->open_orders, a->position);
+}
+
+static PyMethodDef ledger_methods[] = {
+    {"check", (PyCFunction)(void (*)(void))ledger_check, METH_FASTCALL,
+     "check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask, now_ns): "
+     "Checker.check with the bot, the asset's venue and symbol, position and open orders from the ledger."},
+    {"opened", (PyCFunction)(void (*)(void))ledger_opened, METH_FASTCALL,
+     "opened(asset_no, n): n more open orders on the asset (negative: fewer)."},
+    {"set_position", (PyCFunction)(void (*)(void))ledger_set_position, METH_FASTCALL,
+     "set_position(asset_no, position)."},
+    {"view", (PyCFunction)ledger_view, METH_O, "view(asset_no) -> (open orders, position)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LedgerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plugins._riskfast.Ledger",
+    .tp_basicsize = sizeof(Ledger),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One bot's open orders and positions per asset, for its checks (Checker.ledger).",
+    .tp_dealloc = (destructor)ledger_dealloc,
+    .tp_traverse = (traverseproc)ledger_traverse,
+    .tp_clear = (inquiry)ledger_clear,
+    .tp_methods = ledger_methods,
+};
 
 /* held(venue, symbol) -> (position, mark or None); (0.0, None) if never filled nor marked */
 static PyObject *
@@ -578,9 +774,8 @@ checker_bucket(Checker *self, PyObject *bot)
 static PyMethodDef checker_methods[] = {
     {"check", (PyCFunction)(void (*)(void))checker_check, METH_FASTCALL,
      "check(*OrderCheck fields) -> None (pass) or the refusal on_refuse/on_loss gives."},
-    {"check_bot", (PyCFunction)(void (*)(void))checker_check_bot, METH_FASTCALL,
-     "check_bot(bot, asset_no, kind, order_id, side, price, qty, time_in_force, order_type, now_ns): check() "
-     "on the fields Router._check_order gathers from a BotSession, with no touch."},
+    {"ledger", (PyCFunction)(void (*)(void))checker_ledger, METH_FASTCALL,
+     "ledger(bot, assets) -> a Ledger of the bot over assets [(venue, symbol)], for the router's checks."},
     {"held", (PyCFunction)(void (*)(void))checker_held, METH_FASTCALL,
      "held(venue, symbol) -> (position, mark or None)."},
     {"set_held", (PyCFunction)(void (*)(void))checker_set_held, METH_FASTCALL,
@@ -630,13 +825,7 @@ PyInit__riskfast(void)
 {
     if (PyType_Ready(&CheckerType) < 0)
         return NULL;
-    if ((S_name = PyUnicode_InternFromString("name")) == NULL || (S_assets = PyUnicode_InternFromString("assets")) == NULL
-        || (S_venue = PyUnicode_InternFromString("venue")) == NULL
-        || (S_symbol = PyUnicode_InternFromString("symbol")) == NULL
-        || (S_orders = PyUnicode_InternFromString("orders")) == NULL
-        || (S_positions = PyUnicode_InternFromString("positions")) == NULL
-        || (S_asset_no = PyUnicode_InternFromString("asset_no")) == NULL
-        || (NAN_FLOAT = PyFloat_FromDouble(NAN)) == NULL)
+    if (PyType_Ready(&LedgerType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&riskfast_module);
     if (m == NULL)
@@ -659,6 +848,11 @@ PyInit__riskfast(void)
     Py_INCREF(&CheckerType);
     if (PyModule_AddObject(m, "Checker", (PyObject *)&CheckerType) < 0) {
         Py_DECREF(&CheckerType);
+        goto fail;
+    }
+    Py_INCREF(&LedgerType);
+    if (PyModule_AddObject(m, "Ledger", (PyObject *)&LedgerType) < 0) {
+        Py_DECREF(&LedgerType);
         goto fail;
     }
     return m;

@@ -21,7 +21,9 @@ The check runs in the router's path from the bot's channel to the wire (``check_
 ``OrderCheck``'s fields as arguments); ``hftd bench orders`` measures what it adds,
 ``python -m bench.risk_micro`` the same region one call at a time with cold caches.  There a Python
 frame costs microseconds, so the accept decision is C (``plugins/_riskfast.c``: limits, state flags,
-token buckets, held positions, marks and the PnL in a struct, one call); this module keeps the rest
+token buckets, held positions, marks and the PnL in a struct, one call; the router keeps each bot's
+open orders and positions in a ``Ledger`` there, so its check reads no Python object of the bot's:
+``daemon.router_state.PretradeCheck``); this module keeps the rest
 (the named refusals, states, the day's roll, fills, the loss checks), called back only off the pass
 path.  Without the
 extension (no compiler at install) ``check_fields`` is ``_check_py``, the same decision in Python,

@@ -299,11 +299,11 @@ def test_without_a_cancel_all_callback_the_kill_switch_still_halts_and_says_so(c
 
 
 def test_the_router_takes_the_direct_path_for_the_risk_plugin_alone():
-    from daemon.router import _direct_of
+    from daemon.router_state import direct_of as _direct_of
 
     h = host(max_order_qty=2)
     body, settle = _direct_of(h.pretrade_check)
     assert body == h.risk.check_fields
     assert settle(body(*make_check(qty=3.0)), *make_check(qty=3.0)).name == "max_order_qty"
-    assert _direct_of(lambda check: None) is None  # any other check: through _fields_of
+    assert _direct_of(lambda check: None) is None  # any other check: through fields_of
     assert _direct_of(None) is None

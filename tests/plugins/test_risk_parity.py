@@ -146,32 +146,128 @@ def test_a_raising_field_raises_from_c_as_from_python():
             p.check_fields(*fields)
 
 
-@pytest.mark.parametrize("n_assets", [1, 2])
-def test_check_bot_gathers_the_fields_as_the_router_does(n_assets):
-    """``Checker.check_bot`` (the router's gathering in C, for the router to adopt) against the real
-    ``Router._check_order`` calling the plugin's check: same verdicts on the same bots."""
-    from types import SimpleNamespace
+class _Responses:
+    """A bot's response channel that takes every record (the test reads the pushed rejects)."""
 
+    def write_one(self, rec: bytes) -> bool:
+        return True
+
+
+def _router(tmp_path, limits: dict, python: bool, monkeypatch):
+    """A real Router over a manual MemorySession, with the risk plugin alone as its check: the C
+    check (ledgers) or, with ``python``, the plugin's Python check (the router gathers the fields)."""
+    from daemon.execution.base import Instrument
+    from daemon.execution.memory import MemorySession
+    from daemon.orderids import OrderIds
     from daemon.router import Router
+    from plugins.manager import PluginHost
 
-    rng = random.Random(7 + n_assets)
-    limits = dict(CONFIGS["every_limit"], require_touch=False)
-    via_c, via_router = pair(limits)
-    router = SimpleNamespace(touch=None, _direct=(via_router.check_fields, lambda outcome, *fields: outcome))
-    assets = [SimpleNamespace(venue=VENUES[i], symbol=SYMBOLS[i]) for i in range(n_assets)]
-    bots = [SimpleNamespace(name=b, assets=assets, orders={}, positions=[[0.0, 0.0] for _ in assets]) for b in BOTS]
-    now = DAY_NS * 19_700
-    for step in range(3000):
-        bot = rng.choice(bots)
-        asset_no = rng.randrange(n_assets)
-        if rng.random() < 0.3:
-            bot.orders[step] = SimpleNamespace(asset_no=rng.randrange(n_assets))
-        if bot.orders and rng.random() < 0.25:
-            bot.orders.pop(next(iter(bot.orders)))
-        bot.positions[asset_no][0] = rng.choice([0.0, 1.0, -2.0, 3.5])
-        now += rng.choice([0, 1_000, 2_000_000, 50_000_000])
-        _, _, _, kind, oid, side, price, qty, tif, otype, *_ = random_fields(rng, now)
-        got = via_c._fast.check_bot(bot, asset_no, kind, oid, side, price, qty, tif, otype, now)
-        want = Router._check_order(router, bot, asset_no, kind, oid, side, price, qty, tif, otype, now)
-        assert verdict(got) == verdict(want), step
-        assert state(via_c) == state(via_router), step
+    with monkeypatch.context() as m:
+        if python:
+            m.setattr(risk_mod, "_riskfast", None)
+        host = PluginHost(PluginsConfig.from_mapping({"risk": limits}))
+    session = MemorySession(VENUES[0], {"BTCUSDT": Instrument("BTCUSDT", 0.1, 0.001, 0.001),
+                                        "ETHUSDT": Instrument("ETHUSDT", 0.01, 0.001, 0.001)}, auto=False, record=False)
+    router = Router({VENUES[0]: session}, OrderIds(tmp_path / ("py" if python else "c")), check=host.pretrade_check,
+                    intake="spin")
+    session.sink = router
+    return router, host
+
+
+def _add_bot(router, name: str, symbols: list[str], pushed: list):
+    """What Router.add_bot does for the check, without the channels and the intake."""
+    from daemon.router_state import Asset, BotSession
+
+    session = router.sessions[VENUES[0]]
+    win = router._window_of(VENUES[0], session)
+    assets = [Asset(VENUES[0], s, session.instruments[s].tick_size, session.instruments[s].lot_size, 0.001, 0.0,
+                    session, win) for s in symbols]
+    bot = BotSession(name, assets, None, _Responses(), push=pushed.append, positions=[[0.0, 0.0] for _ in assets],
+                     windows=(win,))
+    bot.ledger = router._new_ledger(bot)
+    router.bots[name] = bot
+    return bot
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_routers_ledgers_keep_what_the_router_holds(tmp_path, monkeypatch, seed):
+    """The router with the C check keeps each bot's open orders and positions per asset in a Ledger
+    (plugins._riskfast) and checks from it; the same random traffic (submits, modifies, cancels,
+    the venue's accepts, fills, cancels and rejects, the check replaced and set again) through it
+    and through a router gathering the fields for the Python check: the same refusals (name, text,
+    rule) and plugin state after every step, and every ledger equal to the router's own state."""
+    import time as time_mod
+
+    from daemon.execution.base import ExecEvent, ExecKind
+    from daemon.router_state import REQ
+    from bots.constants import Status
+
+    clock = [DAY_NS * 19_700]
+    monkeypatch.setattr(time_mod, "time_ns", lambda: clock[0])
+    rng = random.Random(seed)
+    limits = dict(CONFIGS["every_limit"], require_touch=False, max_daily_loss=1e9)
+    pair_ = []
+    for python in (False, True):
+        router, host = _router(tmp_path, limits, python, monkeypatch)
+        pushed: list = []
+        bots = [_add_bot(router, "one", ["BTCUSDT"], pushed), _add_bot(router, "two", ["BTCUSDT", "ETHUSDT"], pushed)]
+        pair_.append((router, host, bots, pushed))
+    (rc, hc, bots_c, pushed_c), (rp, hp, bots_p, pushed_p) = pair_
+    assert all(b.ledger is not None for b in bots_c) and all(b.ledger is None for b in bots_p)
+    seq = 0
+    try:
+        for step in range(2500):
+            clock[0] += rng.choice([0, 1_000, 2_000_000, 30_000_000, 200_000_000])
+            k = rng.randrange(len(bots_c))
+            roll = rng.random()
+            live = sorted(bots_c[k].orders)
+            if roll < 0.45 or not live:  # a request from the bot
+                seq += 1
+                kind = rng.choice(KINDS[:-1])
+                asset_no = rng.randrange(len(bots_c[k].assets))
+                oid = rng.choice(live) if live and kind != KINDS[0] else rng.randrange(1, 1 << 20)
+                side = rng.choice([1, -1])
+                price = rng.choice([100.0, 99.5, 101.9, 50.0, 120.0])
+                qty = rng.choice([0.5, 1.0, 1.5, 2.0, 2.5])
+                rec = REQ.pack(kind, asset_no, oid, price, qty, side, 0, 0, clock[0], seq)
+                rc._handle(bots_c[k], rec)
+                rp._handle(bots_p[k], rec)
+            elif roll < 0.5:  # the check replaced, then set again: the ledgers are rebuilt from the bots
+                check = rc.check
+                rc.check = None
+                assert bots_c[k].ledger is None
+                rc.check = check
+            else:  # the venue answers one of the bot's orders, in both routers
+                oid = rng.choice(live)
+                what = rng.choice(["accept", "fill", "fill", "cancel", "reject"])
+                whole = rng.random() < 0.5  # a fill takes what is left, or half of it
+                for r, bots in ((rc, bots_c), (rp, bots_p)):
+                    o = bots[k].orders[oid]
+                    sym = bots[k].assets[o.asset_no].symbol
+                    if what == "accept":
+                        ev = ExecEvent(ExecKind.ACCEPTED, o.client_id, sym, Status.NEW, side=o.side, price=o.price,
+                                       qty=o.qty, leaves_qty=o.leaves)
+                    elif what == "fill":
+                        q = o.leaves if whole else round(o.leaves / 2, 3)
+                        ev = ExecEvent(ExecKind.FILL, o.client_id, sym, Status.PARTIALLY_FILLED, side=o.side,
+                                       leaves_qty=round(o.leaves - q, 3), last_px=100.0, last_qty=q)
+                    elif what == "cancel":
+                        ev = ExecEvent(ExecKind.CANCELED, o.client_id, sym, Status.CANCELED, leaves_qty=o.leaves)
+                    else:
+                        ev = ExecEvent(ExecKind.REJECTED, o.client_id, sym, Status.REJECTED, text="no")
+                    r.on_exec(ev)
+            for bc, bp in zip(bots_c, bots_p):
+                assert sorted(bc.orders) == sorted(bp.orders), step
+                assert bc.positions == bp.positions, step
+                for i in range(len(bc.assets)):
+                    n_open = sum(1 for o in bc.orders.values() if o.asset_no == i)
+                    assert bc.ledger.view(i) == (n_open, bc.positions[i][0]), step
+            assert [(m["name"], m["text"], m["code"]) for m in pushed_c] == \
+                [(m["name"], m["text"], m["code"]) for m in pushed_p], step
+            assert state(hc.risk) == state(hp.risk), step
+        names = {m["name"] for m in pushed_c}
+        assert {"max_open_orders", "max_position", "max_order_qty"} <= names, names  # the traffic reached them
+        assert any(b.positions[i][0] for b in bots_c for i in range(len(b.assets)))
+    finally:
+        rc.orderids.close()
+        rp.orderids.close()
