@@ -12,14 +12,13 @@ the same machine in the same minute.  Before each timed call the router's own wo
 runs untimed (unpacking the record, the price and quantity checks), as in the daemon: the first
 microseconds after a pause run several times slower on this machine.  Variants:
 
-* ``c``: the work tree's plugin as the router calls it (``PluginHost.direct_check``: the risk
-  plugin's ``check_fields`` from the router's own frame), which is the C decision
-  (``plugins/_riskfast.c``) when it is built;
-* ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``);
-* ``c_call``: the ``c`` row's check called alone with the fields (no router frame): ``c`` minus
-  this is what the router's ``_check_order`` frame adds;
-* ``c_bot``: ``Checker.check_bot``, the router's gathering of the fields from the bot in C too
-  (what the router would time if it called that instead of ``_check_order``);
+* ``c``: what the router times with the C check (``plugins/_riskfast.c``) since 2026-12-04: the
+  bot's ``Ledger.check`` (its open orders and positions kept in C; ``router_state.PretradeCheck``);
+* ``c_gather``: the C check called from the router's ``_check_order`` frame, which gathers the
+  fields from the bot's Python objects (``PluginHost.direct_check``: what the router timed before);
+* ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``), the router's
+  path without the extension;
+* ``c_call``: the C check called alone with the fields (no router frame);
 * ``noop``: the router's part alone, with a check that allows everything (the floor; it goes
   through ``_fields_of``, so an ``OrderCheck`` is built for it, as last session measured it);
 * ``old`` (with ``--old REV``): ``plugins/risk.py`` and ``plugins/manager.py`` as of a git
@@ -132,9 +131,10 @@ def _prelude():
 
 def _through_router(check):
     """The router's own call: ``Router._check_order`` (the real function) with ``check`` set as the
-    router sets it (``daemon.router._fields_of``: a ``PluginHost``'s check gets the fields, any other
+    router sets it (``router_state.fields_of``: a ``PluginHost``'s check gets the fields, any other
     an ``OrderCheck`` built for it, as the router did for every check before 2026-12-04)."""
-    from daemon.router import Router, _direct_of, _fields_of
+    from daemon.router import Router
+    from daemon.router_state import direct_of as _direct_of, fields_of as _fields_of
 
     # bench orders' router: no touch
     fake = SimpleNamespace(touch=None, _check_fields=_fields_of(check), _direct=_direct_of(check))
@@ -154,12 +154,15 @@ def _alone(check):
     return check, args
 
 
-def _bot_in_c(check_bot):
-    """``Checker.check_bot`` on the bot session, as ``Router._check_order`` is called."""
-    def args(bot, kind, oid, side, price, qty, now):
-        return bot, 0, kind, oid, side, price, qty, 0, 0, now
+def _ledgers(checker, bots: list):
+    """Each bot's ``Ledger`` (``plugins._riskfast``), called as ``PretradeCheck._verdict`` calls it
+    (no touch); the bench's loop keeps their open orders in step with the bots' dicts."""
+    books = {id(b): checker.ledger(b.name, [(a.venue, a.symbol) for a in b.assets]) for b in bots}
 
-    return check_bot, args
+    def args(bot, kind, oid, side, price, qty, now):
+        return books[id(bot)], 0, kind, oid, side, price, qty, 0, 0, math.nan, math.nan, now
+
+    return books, (None, args)  # the timed call is the ledger's method (see main)
 
 
 def _pct(xs: list[int], p: float) -> float:
@@ -188,10 +191,11 @@ def main(argv: list[str] | None = None) -> dict:
         print("plugins._riskfast is not built: the 'c' row is the Python check", file=sys.stderr)
     variants = {"noop": _through_router(lambda check: None),
                 "python": _through_router(_host(new_manager, fast=False).pretrade_check),
-                "c": _through_router(fast_host.pretrade_check),
+                "c_gather": _through_router(fast_host.pretrade_check),
                 "c_call": _alone(fast_host.risk.check_fields)}
+    books: dict = {}
     if fast_host.risk._fast is not None:
-        variants["c_bot"] = _bot_in_c(_host(new_manager).risk._fast.check_bot)
+        books, variants["c"] = _ledgers(_host(new_manager).risk._fast, bots)
     if args.old:
         old_check = _host(_load_rev(args.old)).pretrade_check
         variants["old"] = _through_router(lambda c: old_check(c))  # an OrderCheck built, as before
@@ -210,10 +214,14 @@ def main(argv: list[str] | None = None) -> dict:
             if bot.orders and len(bot.orders) >= WINDOW and r % 2:
                 kind, o, side, px, qty = cancel, next(iter(bot.orders)), 0, 0.0, 0.0
                 bot.orders.pop(o)
+                delta = -1
             else:
                 oid += 1
                 kind, o, side, px, qty = submit, oid, 1, 40_000.0 - (oid % 200) * 0.1, 0.001
                 bot.orders[o] = None
+                delta = 1
+            if books:
+                books[id(bot)].opened(0, delta)  # as the router does on a submit and at an order's end
             for j in range(len(names)):
                 name = names[(r + j) % len(names)]
                 check, make_args = variants[name]
@@ -225,10 +233,10 @@ def main(argv: list[str] | None = None) -> dict:
                 # the call alone, as Router._allowed times it: no frame of the bench's, and a plain
                 # call (a star-call enters a new interpreter loop in C, slower cold than the router's)
                 f = make_args(bot, kind, o, side, px, qty, time.time_ns())
-                if len(f) == 10:  # Checker.check_bot
-                    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = f
+                if len(f) == 12:  # a Ledger, then its check's 11 arguments (the method looked up in time)
+                    book, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = f
                     t0 = perf()
-                    verdict = check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)
+                    verdict = book.check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)
                 elif len(f) == 11:  # Router._check_order
                     a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = f
                     t0 = perf()
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"rounds {args.rounds}, {how}, old = {args.old}, load {os.getloadavg()[0]:.2f}")
         for n in names:
             v = res[n]
-            print(f"  {n:6s} p50 {v['p50_us']:6.2f} us  p90 {v['p90_us']:6.2f}  p99 {v['p99_us']:6.2f}  "
+            print(f"  {n:8s} p50 {v['p50_us']:6.2f} us  p90 {v['p90_us']:6.2f}  p99 {v['p99_us']:6.2f}  "
                   f"max {v['max_us']:7.2f}  rejects {v['rejects']}")
     return res
 
