@@ -37,7 +37,6 @@ tmpfs: a tmpfs holds the files in RAM, which is what this module exists to avoid
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import mmap
@@ -548,11 +547,19 @@ def _loaded_kernel_view():
     return None
 
 
+class _WritableRows:
+    """The rows of a read-only block as numpy's array interface describes them, marked writable."""
+
+    def __init__(self, block: np.ndarray) -> None:
+        self.__array_interface__ = {"version": 3, "shape": block.shape, "typestr": block.dtype.str,
+                                    "descr": block.dtype.descr, "data": (block.ctypes.data, False)}
+
+
 def _writable_view(block: np.ndarray) -> np.ndarray:
     if block.flags.writeable:
         return block
-    memory = (ctypes.c_char * block.nbytes).from_address(block.ctypes.data)
-    return np.frombuffer(memory, event_dtype)  # (lives no longer than the check: block's owner outlives it)
+    # (holds only the address: it lives no longer than the check, the block's owner outlives it)
+    return np.asarray(_WritableRows(block)).view(event_dtype)
 
 
 class _BlockChecker:
