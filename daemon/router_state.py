@@ -239,7 +239,7 @@ class PretradeCheck:
         return book
 
     def _check_order(self, bot, asset_no, kind, oid, side, price, qty, tif, otype, now) -> RiskReject | None:
-        """The check's verdict on a request, given the ``OrderCheck``'s fields (see ``_fields_of``)."""
+        """The check's verdict on a request, given the ``OrderCheck``'s fields (see ``fields_of``)."""
         a = bot.assets[asset_no]
         if len(bot.assets) == 1:
             n_open = len(bot.orders)  # every order is on its one asset

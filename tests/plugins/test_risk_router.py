@@ -45,9 +45,13 @@ def test_risk_rejects_reach_the_bot_and_the_kill_switch_cancels_everything(tmp_p
         time.sleep(0.1)
         assert [t[3] for t in a.ask("rejects")[1]] == ["max_order_qty"]
         assert len(d.session.open) == 6
+        # with the C check each bot's ledger holds its open orders (plugins._riskfast.Ledger)
+        assert d.call(lambda: [b.ledger.view(0) for b in d.router.bots.values()]) == [(3, 0.0)] * 2
 
         d.call(lambda: host.kill("test kill switch"))
         d.wait_for(lambda: d.session.open == {}, timeout=10, what="every order cancelled")
+        d.wait_for(lambda: [b.ledger.view(0) for b in d.router.bots.values()] == [(0, 0.0)] * 2, timeout=10,
+                   what="the ledgers emptied")
         assert host.risk.state is TradingState.HALTED
         for b in bots:
             got = b.responses(3)
