@@ -153,9 +153,10 @@ class _Responses:
         return True
 
 
-def _router(tmp_path, limits: dict, python: bool, monkeypatch):
-    """A real Router over a manual MemorySession, with the risk plugin alone as its check: the C
-    check (ledgers) or, with ``python``, the plugin's Python check (the router gathers the fields)."""
+def _router(tmp_path, limits: dict, python: bool, monkeypatch, touch):
+    """A real Router over a manual MemorySession, with the risk plugin alone as its check (and the
+    host told of every event, so fills move the plugin's PnL and state): the C check (ledgers) or,
+    with ``python``, the plugin's Python check (the router gathers the fields)."""
     from daemon.execution.base import Instrument
     from daemon.execution.memory import MemorySession
     from daemon.orderids import OrderIds
@@ -169,7 +170,7 @@ def _router(tmp_path, limits: dict, python: bool, monkeypatch):
     session = MemorySession(VENUES[0], {"BTCUSDT": Instrument("BTCUSDT", 0.1, 0.001, 0.001),
                                         "ETHUSDT": Instrument("ETHUSDT", 0.01, 0.001, 0.001)}, auto=False, record=False)
     router = Router({VENUES[0]: session}, OrderIds(tmp_path / ("py" if python else "c")), check=host.pretrade_check,
-                    intake="spin")
+                    intake="spin", touch=touch, notify=host)
     session.sink = router
     return router, host
 
@@ -205,10 +206,11 @@ def test_the_routers_ledgers_keep_what_the_router_holds(tmp_path, monkeypatch, s
     clock = [DAY_NS * 19_700]
     monkeypatch.setattr(time_mod, "time_ns", lambda: clock[0])
     rng = random.Random(seed)
-    limits = dict(CONFIGS["every_limit"], require_touch=False, max_daily_loss=1e9)
+    limits = dict(CONFIGS["every_limit"], max_daily_loss=1e9 if seed == 0 else 5.0)
+    book = [(math.nan, math.nan)]  # the touch both routers see: a step may move it
     pair_ = []
     for python in (False, True):
-        router, host = _router(tmp_path, limits, python, monkeypatch)
+        router, host = _router(tmp_path, limits, python, monkeypatch, lambda venue, symbol: book[0])
         pushed: list = []
         bots = [_add_bot(router, "one", ["BTCUSDT"], pushed), _add_bot(router, "two", ["BTCUSDT", "ETHUSDT"], pushed)]
         pair_.append((router, host, bots, pushed))
@@ -219,6 +221,9 @@ def test_the_routers_ledgers_keep_what_the_router_holds(tmp_path, monkeypatch, s
         for step in range(2500):
             clock[0] += rng.choice([0, 1_000, 2_000_000, 30_000_000, 200_000_000])
             k = rng.randrange(len(bots_c))
+            if rng.random() < 0.2:
+                book[0] = rng.choice([(99.9, 100.1), (math.nan, math.nan), (99.0, 99.2), (101.5, 101.7),
+                                      (99.9, math.nan)])
             roll = rng.random()
             live = sorted(bots_c[k].orders)
             if roll < 0.45 or not live:  # a request from the bot
@@ -250,7 +255,7 @@ def test_the_routers_ledgers_keep_what_the_router_holds(tmp_path, monkeypatch, s
                     elif what == "fill":
                         q = o.leaves if whole else round(o.leaves / 2, 3)
                         ev = ExecEvent(ExecKind.FILL, o.client_id, sym, Status.PARTIALLY_FILLED, side=o.side,
-                                       leaves_qty=round(o.leaves - q, 3), last_px=100.0, last_qty=q)
+                                       leaves_qty=round(o.leaves - q, 3), last_px=100.0, last_qty=q, local_ts_ns=clock[0])
                     elif what == "cancel":
                         ev = ExecEvent(ExecKind.CANCELED, o.client_id, sym, Status.CANCELED, leaves_qty=o.leaves)
                     else:
@@ -266,7 +271,11 @@ def test_the_routers_ledgers_keep_what_the_router_holds(tmp_path, monkeypatch, s
                 [(m["name"], m["text"], m["code"]) for m in pushed_p], step
             assert state(hc.risk) == state(hp.risk), step
         names = {m["name"] for m in pushed_c}
-        assert {"max_open_orders", "max_position", "max_order_qty"} <= names, names  # the traffic reached them
+        # the traffic reached them (and, with a loss limit in reach, the loss states)
+        if seed == 0:
+            assert {"max_open_orders", "max_position", "max_order_qty", "price_far_from_touch", "no_touch"} <= names
+        else:
+            assert hc.risk.trips or hc.risk.rejects["reducing_only"], dict(hc.risk.rejects)  # the loss states
         assert any(b.positions[i][0] for b in bots_c for i in range(len(b.assets)))
     finally:
         rc.orderids.close()
