@@ -26,6 +26,8 @@ from bots.sim import mbo
 from bots.sim import queue_l3 as q3
 from bots.sim import local as lc
 from bots.sim import orders as od
+from bots.sim import entries as ent
+from bots.sim import prefetch
 from bots.sim.layout import order_dtype, state_values_dtype
 from bots.sim.exchange import I_QUEUE, L3_FIFO
 from bots.sim.l3gate import L3_MARKER
@@ -109,6 +111,9 @@ BT_FIELD_TYPES = [
     ("p_l3", types.int64),
     ("p_q3", types.int64),
     ("run_key", types.int64),
+    # the engine's entry points for this struct type, resolved on first use (bots.sim.entries)
+    ("entries", _i64_1),
+    ("struct_id", types.int64),
 ]
 
 
@@ -168,6 +173,7 @@ structref.define_boxing(BacktestType, Backtest)
 #: never compiles the L3 machinery (bots.sim.l3gate)
 bt_type = BacktestType(BT_FIELD_TYPES)
 bt_type_l3 = BacktestType(BT_FIELD_TYPES + [(L3_MARKER, types.int64)])
+_STRUCT_IDS = {bt_type: ent.register_struct_type(bt_type), bt_type_l3: ent.register_struct_type(bt_type_l3)}
 
 
 @njit(cache=True)
@@ -252,13 +258,14 @@ def _never_waits(wait) -> bool:
 
 @njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _submit_now(bt, a, order_id, side, price, qty, tif, order_type):
-    return lc.submit(borrow(bt), a, np.uint64(order_id), side, float(price), float(qty), tif, order_type, bt.cur_ts)
+    return lc.submit_entry(borrow(bt), a, np.uint64(order_id), side, float(price), float(qty), tif, order_type,
+                           bt.cur_ts)
 
 
 @njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _submit(bt, a, order_id, side, price, qty, tif, order_type, wait):
     oid = np.uint64(order_id)
-    rc = lc.submit(borrow(bt), a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
+    rc = lc.submit_entry(borrow(bt), a, oid, side, float(price), float(qty), tif, order_type, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
     return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
@@ -291,7 +298,7 @@ def _ol_submit_sell(bt, asset_no, order_id, price, qty, time_in_force, order_typ
 @njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _modify(bt, a, order_id, price, qty, wait):
     oid = np.uint64(order_id)
-    rc = lc.modify(borrow(bt), a, oid, float(price), float(qty), bt.cur_ts)
+    rc = lc.modify_entry(borrow(bt), a, oid, float(price), float(qty), bt.cur_ts)
     if rc != 0 or not wait:
         return rc
     return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
@@ -300,7 +307,7 @@ def _modify(bt, a, order_id, price, qty, wait):
 @overload_method(BacktestType, "modify", prefer_literal=True)
 def _ol_modify(bt, asset_no, order_id, price, qty, wait):
     if _never_waits(wait):
-        return lambda bt, asset_no, order_id, price, qty, wait: lc.modify(
+        return lambda bt, asset_no, order_id, price, qty, wait: lc.modify_entry(
             borrow(bt), asset_no, np.uint64(order_id), float(price), float(qty), bt.cur_ts)
     return lambda bt, asset_no, order_id, price, qty, wait: _modify(bt, asset_no, order_id, price, qty, wait)
 
@@ -308,7 +315,7 @@ def _ol_modify(bt, asset_no, order_id, price, qty, wait):
 @njit(cache=True, inline="always")  # a thin layer: see bots.sim.engine._INLINE_NOTE
 def _cancel(bt, a, order_id, wait):
     oid = np.uint64(order_id)
-    rc = lc.cancel(borrow(bt), a, oid, bt.cur_ts)
+    rc = lc.cancel_entry(borrow(bt), a, oid, bt.cur_ts)
     if rc != 0 or not wait:
         return rc
     return en.goto_waiting(borrow(bt), en.I64_MAX, en.WAIT_ID, a, oid, False)
@@ -317,7 +324,8 @@ def _cancel(bt, a, order_id, wait):
 @overload_method(BacktestType, "cancel", prefer_literal=True)
 def _ol_cancel(bt, asset_no, order_id, wait):
     if _never_waits(wait):
-        return lambda bt, asset_no, order_id, wait: lc.cancel(borrow(bt), asset_no, np.uint64(order_id), bt.cur_ts)
+        return lambda bt, asset_no, order_id, wait: lc.cancel_entry(borrow(bt), asset_no, np.uint64(order_id),
+                                                                    bt.cur_ts)
     return lambda bt, asset_no, order_id, wait: _cancel(bt, asset_no, order_id, wait)
 
 
@@ -448,6 +456,8 @@ def new_backtest(
     p_l3,
     p_q3,
     run_key,
+    entries,
+    struct_id,
 ):
     """Allocate the struct (cached: structref.define_constructor's is recompiled in every process)."""
     st = structref.new(struct_type)
@@ -512,6 +522,8 @@ def new_backtest(
     st.p_l3 = p_l3
     st.p_q3 = p_q3
     st.run_key = run_key
+    st.entries = entries
+    st.struct_id = struct_id
     return st
 
 
@@ -536,9 +548,14 @@ def make_backtest(chunks: list, **fields) -> Backtest:
     # A backtest without L3 assets gets a minimal (unused) book, so every backtest has one type.
     n_l3 = int(np.count_nonzero(fields["cfg_i"][:, I_QUEUE] == L3_FIFO))
     book, queue, p_l3, p_q3 = _new_l3(4096 if n_l3 else 16, 64 if n_l3 else 4)
+    struct_type = bt_type_l3 if n_l3 else bt_type
+    struct_id = _STRUCT_IDS[struct_type]
+    table = np.zeros(ent.N_ENTRIES, np.int64)
+    if not ent.fill_table(table, struct_id):
+        prefetch.start(struct_id)  # a cold cache: the engine compiles beside the strategy
     fields.update(l3=book, q3=queue, l3_ids=np.zeros(64, np.int64), p_l3=p_l3, p_q3=p_q3,
-                  run_key=mbo.new_run_key())
-    bt = new_backtest(bt_type_l3 if n_l3 else bt_type, *[fields[n] for n in _FIELD_NAMES])
+                  run_key=mbo.new_run_key(), entries=table, struct_id=struct_id)
+    bt = new_backtest(struct_type, *[fields[n] for n in _FIELD_NAMES])
     # The struct holds raw addresses of the chunks; the proxy keeps the arrays themselves.
     bt._chunks = chunks
     bt._run_key = fields["run_key"]

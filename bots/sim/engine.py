@@ -20,6 +20,7 @@ from numba import carray, njit, objmode, types
 
 from bots.constants import KIND_MASK, ElapseResult, EventFlag, EventKind
 from bots.sim.jit import kernel
+from bots.sim import entries
 from bots.sim import views as vw
 from bots.sim import exchange as ex
 from bots.sim import exchange_orders as exo
@@ -64,9 +65,11 @@ C_LAG = 6
 
 
 # _INLINE_NOTE: numba compiles every njit function into its own module with all its callees linked in
-# and optimises and code-generates that whole module again, so each thin layer over the engine
-# (elapse -> _goto_split, and the bot API's wrappers) repeated the full engine's compile.
-# The thin layers are inlined into their callers instead (inline="always", numba IR level).
+# and optimises and code-generates that whole module again, so each separately compiled layer above
+# the engine repeated the full engine's compile.  The thin layers (small cursor helpers, the bot
+# API's wrappers) are inlined into their callers (inline="always", numba IR level), and the engine's
+# two entries, _goto_split and _goto_interleaved, are called through the backtest's table
+# (bots.sim.entries), so no caller links them.
 
 
 # -- Chunks ---------------------------------------------------------------------------------------
@@ -363,24 +366,37 @@ def _next(evs):
 # Running both timelines up to a timestamp returns an ElapseResult (0-3) or an ErrorCode (10+).  A
 # plain ``elapse`` cannot stop early, so it runs the two sides one after the other
 # (:func:`_goto_split`); waiting for a feed row or a response interleaves them event by event
-# (:func:`goto_waiting`).  Each caller names the one it needs: a run-time choice between them would
-# compile and link both into every caller (the bot API's submit/cancel/modify wrappers too).
+# (:func:`goto_waiting`).  Both are entries (E_ELAPSE, E_WAIT at the end of this module): each is
+# compiled once per struct type, on its first call, and only if a strategy calls it.
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def goto_waiting(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
     """Run both timelines up to ``timestamp`` or until the awaited feed row or response arrives."""
-    # one type for the order id: each distinct signature compiles the whole engine once more
-    return _goto_interleaved(bt, timestamp, wait_kind, wait_asset, np.uint64(wait_id), wait_next_feed)
+    return _wait(bt, False, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed)
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _wait(bt, relative, t, wait_kind, wait_asset, wait_id, wait_next_feed):
+    """Entry E_WAIT through the backtest's table (bots.sim.entries): never linked into the caller."""
+    return entries.call_entry(E_WAIT, entries.entry_address(bt, E_WAIT), bt,
+                              (relative, np.int64(t), wait_kind, wait_asset, np.uint64(wait_id), wait_next_feed))
 
 
 @kernel(error_model="numpy")
-def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_feed):
+def _goto_interleaved(bt, relative, t, wait_kind, wait_asset, wait_id, wait_next_feed):
+    """Entry E_WAIT: run both timelines event by event up to ``t`` (``relative``: ``t`` ns from now,
+    starting the run on its first call) or until the awaited feed row or response arrives."""
+    timestamp = t
+    if relative:
+        if not _started(bt):
+            return RES_END
+        timestamp = _after(bt.cur_ts, t)
     result = RES_OK
     evs = vw.evs(bt)
     cur = vw.cursor(bt)
     for a in range(bt.n_assets):
-        _catch_up(bt, a)  # this loop applies rows to the exchange book one by one
+        _catch_up_entry(bt, a)  # this loop applies rows to the exchange book one by one
         evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
         evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
     while True:
@@ -419,7 +435,7 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
             if vw.xalive(bt)[a] > 0 or evs[4 * a + 1] != I64_MAX or vw.bus_i(bt)[2 * a + od.TO_LOCAL, od.B_LEN] > 0:
                 evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         else:
-            rc = exo.receive(bt, a, ts)
+            rc = _receive_entry(bt, a, ts)
             if rc != 0:
                 return rc
             evs[4 * a + 3] = od.bus_front_ts(bt, a, od.TO_EXCH)
@@ -438,7 +454,11 @@ def _goto_interleaved(bt, timestamp, wait_kind, wait_asset, wait_id, wait_next_f
 
 
 @kernel(error_model="numpy")
-def _goto_split(bt, timestamp):
+def _goto_split(bt, duration):
+    """Entry E_ELAPSE: ``elapse(duration)``, whole ns from the clock, starting the run on its first call."""
+    if not _started(bt):
+        return RES_END
+    timestamp = _after(bt.cur_ts, duration)
     n = bt.n_assets
     evs = vw.evs(bt)
     stop_ts = timestamp
@@ -448,7 +468,7 @@ def _goto_split(bt, timestamp):
         while True:
             ots = od.bus_front_ts(bt, a, od.TO_EXCH)
             # data rows at the request's own time go first (lower event kind), as interleaved
-            rc = _exch_rows(bt, a, min(timestamp, ots))
+            rc = _exch_rows_entry(bt, a, min(timestamp, ots))
             if rc == _BARRIER:
                 # A funding row only the exchange sees pays on the position the bot side has
                 # at that moment: finish this goto event by event from here.
@@ -462,8 +482,8 @@ def _goto_split(bt, timestamp):
                 break
             if ots == I64_MAX or ots > timestamp:
                 break
-            _catch_up(bt, a)
-            rc = exo.receive(bt, a, ots)
+            _catch_up_entry(bt, a)
+            rc = _receive_entry(bt, a, ots)
             if rc != 0:
                 stop_ts = ots
                 stop_k = 4 * a + 3
@@ -472,7 +492,7 @@ def _goto_split(bt, timestamp):
         evs[4 * a + 1] = od.bus_front_ts(bt, a, od.TO_LOCAL)
         if rc != 0:
             break
-    _bot_side(bt, stop_ts, stop_k)
+    _bot_side_entry(bt, stop_ts, stop_k)
     if rc != 0:
         return rc
     for k in range(4 * n):
@@ -535,7 +555,7 @@ def _exch_rows(bt, a, limit):
         if cur[a, C_LAG] == 0:
             _lag_from_cursor(bt, a)
     else:
-        _catch_up(bt, a)
+        _catch_up_entry(bt, a)
     c, r, last = _cursor(bt, a, C_XCHUNK, C_XROW)
     while c < last:
         arr, stop = _window(bt, a, c, r)
@@ -557,7 +577,7 @@ def _exch_rows(bt, a, limit):
             # and lags again from the next file.
             cur[a, C_XCHUNK] = c + 1  # the rows to catch up: all of this chunk
             cur[a, C_XROW] = -1
-            _catch_up(bt, a)
+            _catch_up_entry(bt, a)
             _lag_from_cursor(bt, a)
         c, r = _next_window(bt, a, C_XCHUNK, C_XROW, c, r, arr.shape[0])
     _park(bt, a, C_XCHUNK, C_XROW, last, 0, I64_MAX)
@@ -666,34 +686,76 @@ def _after(now, duration):
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
-def elapse(bt, duration):
+def _started(bt):
+    """Start the run on its first call (cursors on the first rows, the clock at the first event);
+    False when there is no event at all."""
     if bt.started == 0:
         initialize(bt)
         k, ts = _next(vw.evs(bt))
         if ts == I64_MAX:
-            return RES_END
+            return False
         bt.cur_ts = ts
-    return _goto_split(bt, _after(bt.cur_ts, duration))
+    return True
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def elapse(bt, duration):
+    # whole ns at the call: the entry takes an int64 (see _after)
+    return entries.call_entry(E_ELAPSE, entries.entry_address(bt, E_ELAPSE), bt, (np.int64(duration),))
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def wait_next_feed(bt, include_order_resp, timeout):
-    if bt.started == 0:
-        initialize(bt)
-        k, ts = _next(vw.evs(bt))
-        if ts == I64_MAX:
-            return RES_END
-        bt.cur_ts = ts
-    return goto_waiting(bt, _after(bt.cur_ts, timeout), WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0,
-                        True)
+    return _wait(bt, True, timeout, WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def wait_order_response(bt, a, order_id, timeout):
-    if bt.started == 0:
-        initialize(bt)
-        k, ts = _next(vw.evs(bt))
-        if ts == I64_MAX:
-            return RES_END
-        bt.cur_ts = ts
-    return goto_waiting(bt, _after(bt.cur_ts, timeout), WAIT_ID, a, order_id, False)
+    return _wait(bt, True, timeout, WAIT_ID, a, order_id, False)
+
+
+# -- the entries (bots.sim.entries) ------------------------------------------------------------------
+#
+# What a strategy's elapse and wait_* calls run, and the engine's parts each of those runs once per
+# call (not per row): each compiled once for the backtest's struct type, called through its table,
+# so no module links another's code, and a helper process can compile some while this one compiles
+# others (bots.sim.prefetch).  The per-row calls inside the parts stay linked (inlined by LLVM).
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _exch_rows_entry(bt, a, limit):
+    return entries.call_entry(E_EXCH_ROWS, entries.entry_address(bt, E_EXCH_ROWS), bt, (a, limit))
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _catch_up_entry(bt, a):
+    return entries.call_entry(E_CATCH_UP, entries.entry_address(bt, E_CATCH_UP), bt, (a,))
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _bot_side_entry(bt, stop_ts, stop_k):
+    return entries.call_entry(E_BOT_SIDE, entries.entry_address(bt, E_BOT_SIDE), bt, (stop_ts, stop_k))
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _receive_entry(bt, a, ts):
+    return entries.call_entry(E_RECEIVE, entries.entry_address(bt, E_RECEIVE), bt, (a, ts))
+
+
+E_ELAPSE = entries.E_ELAPSE
+E_WAIT = entries.E_WAIT
+E_EXCH_ROWS = entries.E_EXCH_ROWS
+E_CATCH_UP = entries.E_CATCH_UP
+E_BOT_SIDE = entries.E_BOT_SIDE
+E_RECEIVE = entries.E_RECEIVE
+_i8 = types.int64
+entries.declare(E_ELAPSE, "elapse", _goto_split, (_i8,), _i8)
+entries.declare(E_WAIT, "wait", _goto_interleaved, (types.boolean, _i8, _i8, _i8, types.uint64, types.boolean), _i8)
+entries.declare(E_EXCH_ROWS, "exchange rows", _exch_rows, (_i8, _i8), _i8)
+entries.declare(E_CATCH_UP, "catch up", _catch_up, (_i8,), types.none)
+entries.declare(E_BOT_SIDE, "bot side", _bot_side, (_i8, _i8), types.none)
+entries.declare(E_RECEIVE, "exchange receive", exo.receive, (_i8, _i8), _i8)
+#: what a helper process compiles (bots.sim.prefetch), in this order: the parts every elapse runs,
+#: the exchange side first, which this process reaches last (it compiles the strategy and elapse
+#: first, then takes entries from the end of this list while it waits for the helper), and the
+#: requests nearly every strategy sends.  Elapse, wait and modify compile here when first called.
+entries.prefetch_order([E_EXCH_ROWS, E_CATCH_UP, E_RECEIVE, E_BOT_SIDE, lc.E_SUBMIT, lc.E_CANCEL])

@@ -15,6 +15,7 @@ import numpy as np
 
 from bots.constants import KIND_MASK, ElapseResult, ErrorCode, EventFlag, EventKind
 from bots.sim.jit import kernel
+from bots.sim import entries
 from bots.sim import views as vw
 from bots.sim import depth as dp
 from bots.sim import mbo
@@ -24,6 +25,7 @@ from bots.sim.fees import F_INV_LOT, F_INV_TICK, F_LOT, F_TICK, apply_fill, appl
 from bots.sim.l3gate import l3_gate
 from bots.sim.latency import entry
 from bots.sim.mathx import to_tick
+from numba import njit, types
 
 OK = int(ElapseResult.OK)  # a plain int: also passed as a kernel argument (see bots.sim.exchange)
 ERR_ORDER_ID_EXIST = ErrorCode.ORDER_ID_EXIST
@@ -239,3 +241,37 @@ def receive(bt, a, ts, has_wait, wait_id):
             bt.lord[j] = m
             bt.lord[j].fill_qty = 0.0
     return got
+
+
+# The bot's order requests are entries (bots.sim.entries): the backtest's methods and the strategy
+# call them through the backtest's table (one indirect call per request) instead of linking them.
+# (module globals: numba reads those as constants, as call_entry's slot must be; not entries.E_*)
+E_SUBMIT = entries.E_SUBMIT
+E_MODIFY = entries.E_MODIFY
+E_CANCEL = entries.E_CANCEL
+_i8 = types.int64
+_f8 = types.float64
+entries.declare(E_SUBMIT, "submit", submit, (_i8, types.uint64, _i8, _f8, _f8, _i8, _i8, _i8), _i8)
+entries.declare(E_MODIFY, "modify", modify, (_i8, types.uint64, _f8, _f8, _i8), _i8)
+entries.declare(E_CANCEL, "cancel", cancel, (_i8, types.uint64, _i8), _i8)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def submit_entry(bt, a, order_id, side, price, qty, tif, order_type, now):
+    """:func:`submit` through the table (``bt`` a borrowed ref)."""
+    return entries.call_entry(E_SUBMIT, entries.entry_address(bt, E_SUBMIT), bt,
+                              (a, order_id, side, price, qty, tif, order_type, now))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def modify_entry(bt, a, order_id, price, qty, now):
+    """:func:`modify` through the table."""
+    return entries.call_entry(E_MODIFY, entries.entry_address(bt, E_MODIFY), bt,
+                              (a, order_id, price, qty, now))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def cancel_entry(bt, a, order_id, now):
+    """:func:`cancel` through the table."""
+    return entries.call_entry(E_CANCEL, entries.entry_address(bt, E_CANCEL), bt,
+                              (a, order_id, now))

@@ -1,0 +1,77 @@
+"""The engine's entries (bots.sim.entries) are called through the backtest's table, never linked into
+a strategy; the helper that compiles them on a cold start (bots.sim.prefetch) leaves a warm cache
+alone and never keeps a caller waiting once it has ended."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+import bots
+from bots.sim import entries, prefetch
+from shm.dtypes import event_dtype
+
+
+#: (ev, exch_ts, local_ts, px): a bid at 99, an ask at 101, the bid moving to 98 later
+_ROWS = [((3 << 30) | (1 << 29) | 4, 0, 1, 99.0), ((3 << 30) | (1 << 28) | 4, 0, 1, 101.0),
+         ((3 << 30) | (1 << 29) | 1, 100, 101, 98.0)]
+
+
+def _backtest():
+    ev = np.zeros(len(_ROWS), event_dtype)
+    for i, (kind, exch_ts, local_ts, px) in enumerate(_ROWS):
+        ev[i]["ev"], ev[i]["exch_ts"], ev[i]["local_ts"], ev[i]["px"], ev[i]["qty"] = kind, exch_ts, local_ts, px, 1.0
+    asset = (bots.BacktestAsset().data([ev]).tick_size(0.5).lot_size(0.5).roi_lb(0).roi_ub(200)
+             .constant_order_latency(1, 1).linear_asset(1.0))
+    return bots.ROIVectorMarketDepthBacktest([asset])
+
+
+@njit
+def _table(hbt):
+    return hbt.entries.copy(), hbt.struct_id
+
+
+def _quote_and_run(hbt):
+    hbt.submit_buy_order(0, 1, 98.0, 1.0, 1, 0, False)
+    hbt.cancel(0, 1, False)
+    while hbt.elapse(10) == 0:
+        pass
+    return hbt.current_timestamp
+
+
+def test_a_strategy_links_no_engine_code():
+    hbt = _backtest()
+    strategy = njit(_quote_and_run)
+    assert strategy(hbt) > 0
+    (cres,) = strategy.overloads.values()
+    defined = [fn.name for fn in cres.library._final_module.functions if not fn.is_declaration]
+    engine = [name for name in defined
+              if any(part in name for part in ("_goto_split", "_exch_rows", "_bot_side", "ack_new", "6submit"))]
+    assert defined and not engine, engine
+    # the table holds the entries the run called; the next backtest starts with them filled in
+    table, _ = _table(hbt)
+    used = [entries.E_ELAPSE, entries.E_EXCH_ROWS, entries.E_BOT_SIDE, entries.E_SUBMIT, entries.E_CANCEL]
+    assert all(table[i] != 0 for i in used), table
+    hbt.close()
+    again = _backtest()
+    assert [_table(again)[0][i] for i in used] == [table[i] for i in used]
+    again.close()
+
+
+def test_no_helper_for_a_warm_cache_and_an_ended_helper_never_blocks():
+    hbt = _backtest()
+    njit(_quote_and_run)(hbt)  # every prefetched entry is now compiled (and cached)
+    struct_id = int(_table(hbt)[1])
+    assert not prefetch._missing(struct_id)
+    prefetch._HELPERS.pop(struct_id, None)
+    prefetch.start(struct_id)
+    assert struct_id not in prefetch._HELPERS
+    # a helper run over a warm cache finds nothing to compile and ends; waiting on it returns
+    helper = prefetch._Helper(struct_id)
+    try:
+        helper.proc.wait(timeout=300)
+        helper.wait_done(entries.E_EXCH_ROWS)
+        assert helper.is_done(entries.E_EXCH_ROWS) and not helper.started
+    finally:
+        helper.stop()
+    hbt.close()
