@@ -212,6 +212,85 @@ def _on_qty_change(bt, a, side, tick, prev_qty, new_qty):
                 break
 
 
+# -- the order of the fills of one row ---------------------------------------------------------------
+#
+# The account sums its fills in the order they happen, so two fills at different prices booked in the
+# other order give a balance, fee and traded value a few ulps apart.  hftbacktest 2.4.4
+# (nopartialfillexchange.rs and partialfillexchange.rs alike) walks one row's crossed orders by price
+# level when the best moved, or the trade printed, at most as many ticks past the touch as it has
+# orders: ascending ticks when the best bid rises, the best ask falls or a buy trade prints, descending
+# ticks for a sell trade.  Otherwise, and among the orders of one level, it takes them in std HashMap /
+# HashSet order, which is random per run: no order of ours can match that, so we keep the book's
+# (submission) order there and note the row (first_unordered_ts) so comparisons know from where on the
+# sums may differ by rounding.  A scan therefore only marks the orders a row fills, parking each one's
+# fill quantity in its ``fill_qty`` (zero on every resting order otherwise), and _settle books them.
+
+#: cnt slot: exchange timestamp of the first row whose 2+ fills hftbacktest orders by hash (0: none)
+N_UNORDERED_TS = 3
+
+
+@kernel(error_model="numpy")
+def _note_unordered(bt, ts):
+    if vw.cnt(bt)[N_UNORDERED_TS] == 0:
+        vw.cnt(bt)[N_UNORDERED_TS] = ts
+
+
+@kernel(error_model="numpy")
+def first_unordered_ts(bt):
+    """Exchange time of the first row that filled two or more of our orders at different prices or
+    quantities in an order hftbacktest leaves to hashing (0: there was none, so the account's sums
+    must equal hftbacktest's exactly)."""
+    return vw.cnt(bt)[N_UNORDERED_TS]
+
+
+@kernel(error_model="numpy")
+def _mark(xo, i, qty, first, marked):
+    xo[i].fill_qty = qty
+    return (i if marked == 0 else first), marked + 1
+
+
+@kernel(error_model="numpy")
+def _settle(bt, a, side, ts, first, marked, by_tick, descending):
+    """Book the ``marked`` fills a scan left in ``fill_qty`` (``first``: the first marked slot): by
+    price level, ascending or ``descending``, when ``by_tick`` (hftbacktest's ladder walk), else in
+    book order.  The sorting costs only rows that fill two or more orders."""
+    xo = bt.xord
+    if marked == 1:
+        return _maker_fill(bt, a, first, ts, xo[first].fill_qty)
+    n = vw.cnt(bt)[od.N_XORD]
+    if not by_tick:
+        # fills of one price and quantity add the same terms in any order: only others are unordered
+        tick0 = xo[first].price_tick
+        qty0 = xo[first].fill_qty
+        for i in range(first, n):
+            if xo[i].asset_no == a and xo[i].side == side and xo[i].fill_qty > 0.0:
+                if xo[i].price_tick != tick0 or xo[i].fill_qty != qty0:
+                    _note_unordered(bt, ts)
+                rc = _maker_fill(bt, a, i, ts, xo[i].fill_qty)
+                if rc != OK:
+                    return rc
+        return OK
+    left = marked
+    while left > 0:
+        lead = -1  # the first marked order of the next level
+        for i in range(first, n):
+            if xo[i].asset_no == a and xo[i].side == side and xo[i].fill_qty > 0.0:
+                t = xo[i].price_tick
+                if lead < 0 or (t > xo[lead].price_tick if descending else t < xo[lead].price_tick):
+                    lead = i
+        tick = xo[lead].price_tick
+        qty0 = xo[lead].fill_qty
+        for i in range(lead, n):
+            if xo[i].asset_no == a and xo[i].side == side and xo[i].fill_qty > 0.0 and xo[i].price_tick == tick:
+                if xo[i].fill_qty != qty0:
+                    _note_unordered(bt, ts)  # one level's orders come from a HashSet
+                rc = _maker_fill(bt, a, i, ts, xo[i].fill_qty)  # unmarks: fill_qty back to 0
+                if rc != OK:
+                    return rc
+                left -= 1
+    return OK
+
+
 @kernel(error_model="numpy")
 def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     """The bid rose: our sells at or below the new best bid are taken (as makers)."""
@@ -221,16 +300,18 @@ def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     scan_all = prev_best == dp.INVALID_MIN or vw.xalive(bt)[a] < new_best - prev_best
     if not scan_all and not _any_in(bt, a, SELL, prev_best + 1, new_best):
         return OK
+    first = -1
+    marked = 0
     for i in range(vw.cnt(bt)[od.N_XORD]):
         o = xo[i]
         if o.asset_no != a or o.side != SELL:
             continue
         t = o.price_tick
         if t <= new_best and (scan_all or t > prev_best):
-            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
-            if rc != OK:
-                return rc
-    return OK
+            first, marked = _mark(xo, i, o.leaves_qty, first, marked)
+    if marked == 0:
+        return OK
+    return _settle(bt, a, SELL, ts, first, marked, not scan_all, False)
 
 
 @kernel(error_model="numpy")
@@ -241,16 +322,18 @@ def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     scan_all = prev_best == dp.INVALID_MAX or vw.xalive(bt)[a] < prev_best - new_best
     if not scan_all and not _any_in(bt, a, BUY, new_best, prev_best - 1):
         return OK
+    first = -1
+    marked = 0
     for i in range(vw.cnt(bt)[od.N_XORD]):
         o = xo[i]
         if o.asset_no != a or o.side != BUY:
             continue
         t = o.price_tick
         if t >= new_best and (scan_all or t < prev_best):
-            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
-            if rc != OK:
-                return rc
-    return OK
+            first, marked = _mark(xo, i, o.leaves_qty, first, marked)
+    if marked == 0:
+        return OK
+    return _settle(bt, a, BUY, ts, first, marked, not scan_all, False)
 
 
 @kernel(error_model="numpy")
@@ -273,6 +356,8 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
         scan_all = ba == dp.INVALID_MAX or vw.xalive(bt)[a] < ba - trade_tick
         if not scan_all and not _any_in(bt, a, BUY, trade_tick, ba - 1):
             return OK
+    first = -1
+    marked = 0
     for i in range(vw.cnt(bt)[od.N_XORD]):
         o = xo[i]
         if o.asset_no != a or o.side != side_hit:
@@ -287,17 +372,19 @@ def _on_trade(bt, a, side_hit, trade_tick, qty, ts):
             if t < trade_tick or not (scan_all or t < ba):
                 continue
         if through:
-            rc = _maker_fill(bt, a, i, ts, o.leaves_qty)
+            first, marked = _mark(xo, i, o.leaves_qty, first, marked)
         else:
+            # the queue moves for every order at the print, filled or not (order-free: one order each)
             qm.on_trade(kind, xo, i, qty)
             ahead = qm.filled_qty(xo, i, lot)
             if ahead <= 0.0:
                 continue
             exec_qty = min(ahead, xo[i].leaves_qty) if partial else xo[i].leaves_qty
-            rc = _maker_fill(bt, a, i, ts, exec_qty)
-        if rc != OK:
-            return rc
-    return OK
+            first, marked = _mark(xo, i, exec_qty, first, marked)
+    if marked == 0:
+        return OK
+    # hftbacktest walks a buy print's levels up from the bid, a sell print's down from the ask
+    return _settle(bt, a, side_hit, ts, first, marked, not scan_all, side_hit == BUY)
 
 
 @kernel(error_model="numpy")
