@@ -313,7 +313,7 @@ as_double(PyObject *o, double *out)
 #define PASS 0
 #define GO_ON (-2)
 static int
-gate(Checker *self, PyObject *bot, PyObject *kind_obj, long long now)
+gate(Checker *self, PyObject *bot, Py_ssize_t *slot, long kind, long long now)
 {
     if (now >= self->day_end_ns) {
         PyObject *n = PyLong_FromLongLong(now);
@@ -325,9 +325,15 @@ gate(Checker *self, PyObject *bot, PyObject *kind_obj, long long now)
             return -1;
         Py_DECREF(r);
     }
-    Bucket *b = bucket_of(self, bot, now);
-    if (b == NULL)
-        return -1;
+    Bucket *b;
+    if (*slot >= 0) { /* a ledger's bot: its bucket's index, known since its first check */
+        b = &self->buckets[*slot];
+    } else {
+        b = bucket_of(self, bot, now);
+        if (b == NULL)
+            return -1;
+        *slot = b - self->buckets; /* buckets are only appended: the index stays the bot's */
+    }
     double dt;
     if (now > b->last_ns) {
         dt = (double)(now - b->last_ns) * 1e-9;
@@ -335,9 +341,6 @@ gate(Checker *self, PyObject *bot, PyObject *kind_obj, long long now)
     } else { /* an older stamp (callers' clocks differ): no refill, and no drain */
         dt = 0.0;
     }
-    long kind = PyLong_AsLong(kind_obj);
-    if (kind == -1 && PyErr_Occurred())
-        return -1;
     int i = kind == self->submit_kind ? 0 : kind == self->modify_kind ? 1 : 2;
     double rate = self->rates_per_s[i];
     double tokens = b->tokens[i] + dt * rate;
@@ -433,10 +436,38 @@ answer(Checker *self, int outcome, PyObject *const *fields)
     return NULL;
 }
 
+/* o's value (an int): the digits read in place for an exact int of up to three digits (the kinds,
+ * asset numbers and ns clocks the router passes), so the pass path calls nothing in libpython
+ * (with cold caches each such call is a cold GOT entry and cold code); else PyLong_AsLongLong */
+static inline long long
+int_of(PyObject *o)
+{
+#if PY_VERSION_HEX < 0x030C0000 && PYLONG_BITS_IN_DIGIT == 30
+    if (PyLong_CheckExact(o)) {
+        Py_ssize_t size = Py_SIZE(o);
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (size) {
+        case 0:
+            return 0;
+        case 1:
+            return (long long)d[0];
+        case -1:
+            return -(long long)d[0];
+        case 2:
+            return (long long)d[0] | (long long)d[1] << 30;
+        case 3:
+            if (d[2] < 8) /* below 2**63 */
+                return (long long)d[0] | (long long)d[1] << 30 | (long long)d[2] << 60;
+        }
+    }
+#endif
+    return PyLong_AsLongLong(o);
+}
+
 static long long
 now_of(PyObject *o)
 {
-    long long now = PyLong_AsLongLong(o);
+    long long now = int_of(o);
     if (now == 0) { /* time.time_ns() */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -457,7 +488,11 @@ checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
     long long now = now_of(args[14]);
     if (now == -1 && PyErr_Occurred())
         return NULL;
-    int outcome = gate(self, args[0], args[3], now);
+    long kind = PyLong_AsLong(args[3]);
+    if (kind == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t slot = -1; /* found by the bot's name */
+    int outcome = gate(self, args[0], &slot, kind, now);
     if (outcome != GO_ON)
         return answer(self, outcome, args);
     double side, price, qty, position, open_orders, bid, ask;
@@ -465,236 +500,12 @@ checker_check(Checker *self, PyObject *const *args, Py_ssize_t nargs)
         || as_double(args[10], &position) || as_double(args[11], &open_orders) || as_double(args[12], &bid)
         || as_double(args[13], &ask))
         return NULL;
-    /* gate() took the kind already: the submit rate's rule is the only way it was a submit */
-    long kind = PyLong_AsLong(args[3]);
     outcome = limits(self, args[1], args[2], kind == self->submit_kind, side, price, qty, position, open_orders, bid,
                      ask);
     return answer(self, outcome, args);
 }
 
-/* --- Ledger: one registered bot's view for the router ---------------------------------------
- *
- * Router._check_order gathered a check's fields from the bot's Python objects (its assets, its
- * orders dict to count, its positions): with cold caches each object read is a cache miss, and
- * that frame was most of what the router timed (bench/risk_micro.py).  A Ledger keeps what the
- * check needs of one bot, per asset (venue and symbol, open orders, position), in C; the router
- * updates it where it updates its own (a submit, an order's end, a fill: off the timed region) and
- * its check is one call: Ledger.check(asset_no, kind, order_id, side, price, qty, time_in_force,
- * order_type, best_bid, best_ask, now_ns), the same decision as Checker.check on the fields. */
-typedef struct {
-    PyObject *venue, *symbol;
-    long long open_orders;
-    double position;
-} LedgerAsset;
-
-typedef struct {
-    PyObject_HEAD
-    Checker *checker;
-    PyObject *bot;
-    Py_ssize_t n_assets;
-    LedgerAsset *assets;
-} Ledger;
-
-static PyTypeObject LedgerType;
-
-/* Checker.ledger(bot, assets) -> a Ledger of the bot name over assets, a sequence of (venue, symbol) */
-static PyObject *
-checker_ledger(Checker *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "ledger(bot, assets)");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[1], "assets must be a sequence of (venue, symbol)");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Ledger *l = PyObject_GC_New(Ledger, &LedgerType);
-    if (l == NULL) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    l->checker = (Checker *)Py_NewRef(self);
-    l->bot = Py_NewRef(args[0]);
-    l->n_assets = 0;
-    l->assets = PyMem_Calloc(n ? (size_t)n : 1, sizeof(LedgerAsset));
-    if (l->assets == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k), *venue, *symbol;
-        if (!PyArg_ParseTuple(pair, "OO;an asset is (venue, symbol)", &venue, &symbol))
-            goto fail;
-        l->assets[k].venue = Py_NewRef(venue);
-        l->assets[k].symbol = Py_NewRef(symbol);
-        l->n_assets = k + 1;
-    }
-    Py_DECREF(seq);
-    PyObject_GC_Track(l);
-    return (PyObject *)l;
-fail:
-    Py_DECREF(seq);
-    Py_DECREF(l); /* dealloc untracks: not tracked yet, which PyObject_GC_UnTrack allows */
-    return NULL;
-}
-
-static int
-ledger_traverse(Ledger *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->checker);
-    Py_VISIT(self->bot);
-    for (Py_ssize_t k = 0; k < self->n_assets; k++) {
-        Py_VISIT(self->assets[k].venue);
-        Py_VISIT(self->assets[k].symbol);
-    }
-    return 0;
-}
-
-static int
-ledger_clear(Ledger *self)
-{
-    Py_CLEAR(self->checker);
-    Py_CLEAR(self->bot);
-    for (Py_ssize_t k = 0; k < self->n_assets; k++) {
-        Py_CLEAR(self->assets[k].venue);
-        Py_CLEAR(self->assets[k].symbol);
-    }
-    return 0;
-}
-
-static void
-ledger_dealloc(Ledger *self)
-{
-    PyObject_GC_UnTrack(self);
-    ledger_clear(self);
-    PyMem_Free(self->assets);
-    PyObject_GC_Del(self);
-}
-
-static LedgerAsset *
-ledger_asset(Ledger *self, PyObject *no)
-{
-    Py_ssize_t k = PyLong_AsSsize_t(no);
-    if (k == -1 && PyErr_Occurred())
-        return NULL;
-    if (k < 0 || k >= self->n_assets) {
-        PyErr_Format(PyExc_IndexError, "asset_no %zd: the ledger has %zd asset(s)", k, self->n_assets);
-        return NULL;
-    }
-    return &self->assets[k];
-}
-
-/* check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask,
- *       now_ns) -> Checker.check's answer on the fields, bot, venue, symbol, position and open
- * orders from the ledger (the fields are built as objects only for a refusal) */
-static PyObject *
-ledger_check(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "check(asset_no, kind, order_id, side, price, qty, time_in_force, "
-                                         "order_type, best_bid, best_ask, now_ns)");
-        return NULL;
-    }
-    Checker *c = self->checker;
-    LedgerAsset *a = ledger_asset(self, args[0]);
-    if (a == NULL)
-        return NULL;
-    long long now = now_of(args[10]);
-    if (now == -1 && PyErr_Occurred())
-        return NULL;
-    int outcome = gate(c, self->bot, args[1], now);
-    if (outcome == GO_ON) {
-        double side, price, qty, bid, ask;
-        if (as_double(args[3], &side) || as_double(args[4], &price) || as_double(args[5], &qty)
-            || as_double(args[8], &bid) || as_double(args[9], &ask))
-            return NULL;
-        long kind = PyLong_AsLong(args[1]);
-        outcome = limits(c, a->venue, a->symbol, kind == c->submit_kind, side, price, qty, a->position,
-                         (double)a->open_orders, bid, ask);
-    }
-    if (outcome <= 0 && outcome != -1)
-        return answer(c, outcome, NULL);
-    if (outcome == -1)
-        return NULL;
-    /* a refusal: the OrderCheck's fields as objects, for on_refuse */
-    PyObject *f[N_FIELDS] = {self->bot, a->venue, a->symbol, args[1], args[2], args[3], args[4], args[5], args[6],
-                             args[7], NULL, NULL, args[8], args[9], args[10]};
-    PyObject *res = NULL;
-    if ((f[10] = PyFloat_FromDouble(a->position)) != NULL && (f[11] = PyLong_FromLongLong(a->open_orders)) != NULL)
-        res = refuse(c, outcome, f);
-    Py_XDECREF(f[10]);
-    Py_XDECREF(f[11]);
-    return res;
-}
-
-/* opened(asset_no, n): n more open orders on the asset (negative: fewer) */
-static PyObject *
-ledger_opened(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "opened(asset_no, n)");
-        return NULL;
-    }
-    LedgerAsset *a = ledger_asset(self, args[0]);
-    if (a == NULL)
-        return NULL;
-    long long n = PyLong_AsLongLong(args[1]);
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    a->open_orders += n;
-    Py_RETURN_NONE;
-}
-
-/* set_position(asset_no, position) */
-static PyObject *
-ledger_set_position(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "set_position(asset_no, position)");
-        return NULL;
-    }
-    LedgerAsset *a = ledger_asset(self, args[0]);
-    double pos;
-    if (a == NULL || as_double(args[1], &pos))
-        return NULL;
-    a->position = pos;
-    Py_RETURN_NONE;
-}
-
-/* view(asset_no) -> (open orders, position): what the next check reads (tests, status) */
-static PyObject *
-ledger_view(Ledger *self, PyObject *no)
-{
-    LedgerAsset *a = ledger_asset(self, no);
-    if (a == NULL)
-        return NULL;
-    return Py_BuildValue("(Ld)", a->open_orders, a->position);
-}
-
-static PyMethodDef ledger_methods[] = {
-    {"check", (PyCFunction)(void (*)(void))ledger_check, METH_FASTCALL,
-     "check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask, now_ns): "
-     "Checker.check with the bot, the asset's venue and symbol, position and open orders from the ledger."},
-    {"opened", (PyCFunction)(void (*)(void))ledger_opened, METH_FASTCALL,
-     "opened(asset_no, n): n more open orders on the asset (negative: fewer)."},
-    {"set_position", (PyCFunction)(void (*)(void))ledger_set_position, METH_FASTCALL,
-     "set_position(asset_no, position)."},
-    {"view", (PyCFunction)ledger_view, METH_O, "view(asset_no) -> (open orders, position)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject LedgerType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "plugins._riskfast.Ledger",
-    .tp_basicsize = sizeof(Ledger),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "One bot's open orders and positions per asset, for its checks (Checker.ledger).",
-    .tp_dealloc = (destructor)ledger_dealloc,
-    .tp_traverse = (traverseproc)ledger_traverse,
-    .tp_clear = (inquiry)ledger_clear,
-    .tp_methods = ledger_methods,
-};
+#include "_riskfast_ledger.h" /* the Ledger type and Checker.ledger: the router's per-bot view */
 
 /* held(venue, symbol) -> (position, mark or None); (0.0, None) if never filled nor marked */
 static PyObject *

@@ -307,3 +307,40 @@ def test_the_router_takes_the_direct_path_for_the_risk_plugin_alone():
     assert settle(body(*make_check(qty=3.0)), *make_check(qty=3.0)).name == "max_order_qty"
     assert _direct_of(lambda check: None) is None  # any other check: through fields_of
     assert _direct_of(None) is None
+
+
+def test_a_ledger_reads_its_ints_in_place_and_shares_the_bots_rate_budget():
+    """plugins._riskfast.Ledger reads the kind, asset number and clock from the int objects' digits
+    (no libpython call) and keeps its bot's bucket by index after the first check: the same stamps
+    and the same budget as the Checker's own look-up by name."""
+    pytest.importorskip("plugins._riskfast")
+    h = host(max_submits_per_s=10)
+    fast = h.risk._fast
+    book = fast.ledger("b1", [("v", "S"), ("v", "T")])
+
+    class Ns(int):  # not an exact int: read through the C API
+        pass
+
+    def check(asset_no=0, kind=SUBMIT, now=T0):
+        return book.check(asset_no, kind, 1, 1, 100.0, 1.0, 0, 0, math.nan, math.nan, now)
+
+    assert book.prefetch() is None and book.view(1) == (0, 0.0)
+    assert h.risk.check_fields("b0", "v", "S", SUBMIT, 1, 1, 100.0, 1.0, 0, 0, 0.0, 0, math.nan, math.nan,
+                               T0) is None  # another bot's bucket first: b1's is not the first one
+    assert check(now=T0 + 2**61 - T0 + 5) is None  # a 3-digit int past 2**61
+    assert fast.bucket("b1")[3] == 2**61 + 5
+    assert check(1, now=Ns(2**61 + 7)) is None
+    assert fast.bucket("b1")[3] == 2**61 + 7
+    for _ in range(8):
+        assert check(now=2**61 + 7) is None
+    # ten tokens spent through the ledger: the Checker's check of an equal name finds the same bucket
+    assert h.risk.check_fields("".join(["b", "1"]), "v", "S", SUBMIT, 2, 1, 100.0, 1.0, 0, 0, 0.0, 0,
+                               math.nan, math.nan, 2**61 + 7).name == "max_submit_rate"
+    assert check(now=2**61 + 7).name == "max_submit_rate"
+    for bad in (-1, 2, 2**40):
+        with pytest.raises(IndexError):
+            check(bad)
+    with pytest.raises(IndexError):
+        fast.ledger("b2", []).check(0, SUBMIT, 1, 1, 100.0, 1.0, 0, 0, math.nan, math.nan, T0)
+    with pytest.raises(OverflowError):
+        check(now=2**64)
