@@ -14,11 +14,15 @@ microseconds after a pause run several times slower on this machine.  Variants:
 
 * ``c``: what the router times with the C check (``plugins/_riskfast.c``) since 2026-12-04: the
   bot's ``Ledger.check`` (its open orders and positions kept in C; ``router_state.PretradeCheck``);
+* ``c_pre``: ``c`` after ``Ledger.prefetch()`` at the request's start (before the untimed prelude):
+  what the router's intake could do so the check's cache misses overlap the router's own work;
 * ``c_gather``: the C check called from the router's ``_check_order`` frame, which gathers the
   fields from the bot's Python objects (``PluginHost.direct_check``: what the router timed before);
 * ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``), the router's
   path without the extension;
 * ``c_call``: the C check called alone with the fields (no router frame);
+* ``empty``: the timer pair around nothing (``perf_counter_ns`` twice, cold): the floor under every
+  row, the part of ``risk_p99_added_us`` that is the timing itself;
 * ``noop``: the router's part alone, with a check that allows everything (the floor; it goes
   through ``_fields_of``, so an ``OrderCheck`` is built for it, as last session measured it);
 * ``old`` (with ``--old REV``): ``plugins/risk.py`` and ``plugins/manager.py`` as of a git
@@ -189,13 +193,16 @@ def main(argv: list[str] | None = None) -> dict:
     fast_host = _host(new_manager)
     if fast_host.risk._fast is None:
         print("plugins._riskfast is not built: the 'c' row is the Python check", file=sys.stderr)
-    variants = {"noop": _through_router(lambda check: None),
+    variants = {"empty": (None, lambda *request: ()),
+                "noop": _through_router(lambda check: None),
                 "python": _through_router(_host(new_manager, fast=False).pretrade_check),
                 "c_gather": _through_router(fast_host.pretrade_check),
                 "c_call": _alone(fast_host.risk.check_fields)}
     books: dict = {}
     if fast_host.risk._fast is not None:
         books, variants["c"] = _ledgers(_host(new_manager).risk._fast, bots)
+        if hasattr(next(iter(books.values())), "prefetch"):
+            variants["c_pre"] = variants["c"]
     if args.old:
         old_check = _host(_load_rev(args.old)).pretrade_check
         variants["old"] = _through_router(lambda c: old_check(c))  # an OrderCheck built, as before
@@ -228,12 +235,17 @@ def main(argv: list[str] | None = None) -> dict:
                 if not args.warm:
                     thrash.run()
                     time.sleep(interval)
+                    if name == "c_pre":
+                        books[id(bot)].prefetch()
                     if not args.no_prelude:
                         prelude(bot, kind, o, side, px, qty)
                 # the call alone, as Router._allowed times it: no frame of the bench's, and a plain
                 # call (a star-call enters a new interpreter loop in C, slower cold than the router's)
                 f = make_args(bot, kind, o, side, px, qty, time.time_ns())
-                if len(f) == 12:  # a Ledger, then its check's 11 arguments (the method looked up in time)
+                if not f:  # the floor: the timer pair alone
+                    t0 = perf()
+                    verdict = None
+                elif len(f) == 12:  # a Ledger, then its check's 11 arguments (the method looked up in time)
                     book, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = f
                     t0 = perf()
                     verdict = book.check(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10)
