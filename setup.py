@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension("shm._fastring", sources=["shm/_fastring.c"], optional=True, extra_compile_args=["-O2"]),
-        Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], optional=True,
-                  extra_compile_args=["-O2", "-ffp-contract=off"]),
+        Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], depends=["plugins/_riskfast_ledger.h"],
+                  optional=True, extra_compile_args=["-O2", "-ffp-contract=off"]),
     ]
 )
