@@ -19,10 +19,11 @@ cursor each on a cache line of its own) and ``capacity`` bytes of data, a power 
 count bytes since the ring was made and only grow; a cursor's place in the data is ``cursor &
 (capacity - 1)``.
 
-A record is an int64 length ``n``, then the ``n`` bytes of one datagram (``plugins.recorder_raw``'s
-layout), padded to 8 bytes.  A record never wraps: where it would not fit before the end, the writer
-stores the length ``SKIP`` there and writes it at the start.  A record that the free space cannot
-hold is refused (the tap counts and logs it as dropped): the writer never waits for the reader.
+A record is an int64 length ``n``, then the ``n`` bytes of one datagram, padded to 8 bytes.  A
+datagram starts with a 16-byte head (``DATAGRAM_HEAD``: kind u8, 3 pad, count u32, stamp i64), which
+``put`` packs with the length word in one call; the rest is ``plugins.recorder_raw``'s layout.  A
+record never wraps: where it would not fit before the end, the writer stores the length ``SKIP``
+there and writes it at the start.  A record that the free space cannot hold is refused (the tap counts and logs it as dropped): the writer never waits for the reader.
 
 Ordering: the writer stores a record, then the write cursor; the reader loads the write cursor, then
 the records before it, and stores the read cursor only once it has copied them out.  These are
@@ -41,7 +42,8 @@ import numpy as np
 
 from plugins import PluginError
 
-__all__ = ["RawRing", "RawRingReader", "RawRingEnd", "raw_channel", "HEADER_BYTES", "SKIP", "record_bytes"]
+__all__ = ["RawRing", "RawRingReader", "RawRingEnd", "raw_channel", "HEADER_BYTES", "SKIP", "record_bytes",
+           "DATAGRAM_HEAD"]
 
 HEADER_BYTES = 4096
 _MAGIC = 0x3177617264746668  # b"hftdraw1" little-endian
@@ -50,6 +52,11 @@ W_MAGIC, W_CAPACITY, W_CLOSED, W_WRITE, W_READ = 0, 1, 2, 8, 16
 #: a record's length word saying "the rest of the data area is empty: the next record is at its start"
 SKIP = -1
 _LEN = struct.Struct("<q")
+#: a datagram's head: kind, 3 pad bytes, count, stamp (ns)
+DATAGRAM_HEAD = struct.Struct("<BxxxIq")
+#: the record's length word and the datagram's head, packed together (no bytes object per put)
+_LEN_HEAD = struct.Struct("<qBxxxIq")
+_HEAD_BYTES = DATAGRAM_HEAD.size
 _ZEROS = bytes(1 << 20)
 
 
@@ -120,14 +127,16 @@ class RawRing:
         self._w = self._hdr[W_WRITE]
         self.closed = False
 
-    def put(self, head: bytes, table, body) -> bool:
-        """The datagram ``head + table + body`` (``table`` a byte memoryview, maybe empty); False when
-        the free space cannot hold it (the recorder is behind, or it is larger than the ring) or the
-        ring is closed."""
+    def put(self, kind: int, count: int, stamp: int, table, body) -> bool:
+        """The datagram ``DATAGRAM_HEAD(kind, count, stamp) + table + body`` (``table`` a byte
+        memoryview, maybe empty); False when the free space cannot hold it (the recorder is behind,
+        or it is larger than the ring) or the ring is closed.  Called once per socket read on the
+        daemon's loop: the head goes in with the length word (one ``pack_into``, no bytes object),
+        0.74-0.77 us per one-frame read, 0.91-0.96 with the head packed apart (a micro-benchmark)."""
         if self.closed:
             return False
-        nh, nt, nb = len(head), len(table), len(body)
-        n = nh + nt + nb
+        nt, nb = len(table), len(body)
+        n = _HEAD_BYTES + nt + nb
         need = 8 + ((n + 7) & ~7)
         w = self._w
         off = w & self._mask
@@ -139,10 +148,8 @@ class RawRing:
         if skip:
             _LEN.pack_into(d, off, SKIP)
             off = 0
-        _LEN.pack_into(d, off, n)
-        p = off + 8
-        d[p : p + nh] = head
-        p += nh
+        _LEN_HEAD.pack_into(d, off, n, kind, count, stamp)
+        p = off + 8 + _HEAD_BYTES
         if nt:
             d[p : p + nt] = table
             p += nt

@@ -59,7 +59,7 @@ import numpy as np
 from isal import igzip, isal_zlib
 
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
-from plugins.raw_ring import RawRing, RawRingReader, record_bytes
+from plugins.raw_ring import DATAGRAM_HEAD, RawRing, RawRingReader, record_bytes
 from plugins.recorder_sched import DrainScheduler
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
@@ -107,7 +107,7 @@ DAY_NS = 86_400 * 1_000_000_000
 #: datagram kinds
 WS_READ, REST_SNAPSHOT = 1, 2
 #: kind, count (frames of a websocket read, or the symbol's length of a snapshot), local receive ns
-_HDR = struct.Struct("<BxxxIq")
+_HDR = DATAGRAM_HEAD
 _META_ROW_BYTES = 3 * 8  # the frame table's rows: (opcode|fin, payload start, payload length) as int64
 _LEN = struct.Struct("<q")
 #: the child routes the datagrams waiting in the ring in batches of about this many bytes (one
@@ -144,7 +144,7 @@ class RawTap:
                 self._meta, self._meta_bytes = meta, memoryview(meta).cast("B")
             else:
                 self._meta, self._meta_bytes = None, memoryview(np.ascontiguousarray(meta[:count], np.int64)).cast("B")
-        if self._put(_HDR.pack(WS_READ, count, local_ts), self._meta_bytes[: count * _META_ROW_BYTES], data):
+        if self._put(WS_READ, count, local_ts, self._meta_bytes[: count * _META_ROW_BYTES], data):
             self.sent_reads += 1
         else:
             self._dropped(count, _HDR.size + count * _META_ROW_BYTES + len(data))
@@ -152,7 +152,7 @@ class RawTap:
     def on_rest(self, symbol: str, body: bytes, local_ts: int) -> None:
         """``BinanceMarketData.rest_tap``: a depth snapshot's body."""
         sym = symbol.encode()
-        if self._put(_HDR.pack(REST_SNAPSHOT, len(sym), local_ts), sym, body):
+        if self._put(REST_SNAPSHOT, len(sym), local_ts, sym, body):
             self.sent_reads += 1
         else:
             self._dropped(1, _HDR.size + len(sym) + len(body))

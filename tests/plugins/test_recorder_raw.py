@@ -212,7 +212,7 @@ def test_the_ring_hands_every_read_over_in_order_across_its_wrap_and_refuses_wha
     and a put that the free space cannot hold is refused until the reader gives space back."""
     import random
 
-    from plugins.raw_ring import RawRingReader, record_bytes
+    from plugins.raw_ring import DATAGRAM_HEAD, RawRingReader, record_bytes
 
     writer, end = raw_channel(1 << 16)
     reader = RawRingReader(end.detach())
@@ -220,12 +220,12 @@ def test_the_ring_hands_every_read_over_in_order_across_its_wrap_and_refuses_wha
     sent, got = [], []
     for i in range(3000):
         body = bytes([i % 251]) * rnd.randint(0, 3000)
-        while not writer.put(b"H" * 16, memoryview(b"T" * (i % 3) * 8), body):
+        while not writer.put(i % 251, i, -i, memoryview(b"T" * (i % 3) * 8), body):
             assert reader.backlog + record_bytes(16 + (i % 3) * 8 + len(body)) > reader.capacity - 8 * 1024
             offs, lens, cursor = reader.pending(rnd.choice([1, 1 << 12, 1 << 20]))
             got += [bytes(reader.data[o : o + n]) for o, n in zip(offs, lens)]
             reader.consume(cursor)
-        sent.append(b"H" * 16 + b"T" * (i % 3) * 8 + body)
+        sent.append(DATAGRAM_HEAD.pack(i % 251, i, -i) + b"T" * (i % 3) * 8 + body)
     writer.close()
     offs, lens, cursor = reader.pending(1 << 30)
     got += [bytes(reader.data[o : o + n]) for o, n in zip(offs, lens)]
