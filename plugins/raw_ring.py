@@ -23,7 +23,8 @@ A record is an int64 length ``n``, then the ``n`` bytes of one datagram, padded 
 datagram starts with a 16-byte head (``DATAGRAM_HEAD``: kind u8, 3 pad, count u32, stamp i64), which
 ``put`` packs with the length word in one call; the rest is ``plugins.recorder_raw``'s layout.  A
 record never wraps: where it would not fit before the end, the writer stores the length ``SKIP``
-there and writes it at the start.  A record that the free space cannot hold is refused (the tap counts and logs it as dropped): the writer never waits for the reader.
+there and writes it at the start.  A record that the free space cannot hold is refused (the tap
+counts and logs it as dropped): the writer never waits for the reader.
 
 Ordering: the writer stores a record, then the write cursor; the reader loads the write cursor, then
 the records before it, and stores the read cursor only once it has copied them out.  These are
