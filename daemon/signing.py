@@ -2,18 +2,24 @@
 verifies with the same functions, so a change of algorithm cannot leave the two disagreeing.
 
 Binance (USD-M, REST and the websocket API) and Bybit v5 (REST and the ``/v5/trade`` websocket
-header) use HMAC-SHA256 over a venue-defined payload, hex encoded.  Always sign exactly the bytes
-that are sent.
+header) use HMAC-SHA256 over a venue-defined payload, hex encoded.  Binance also takes Ed25519 API
+keys (the venue holds the public key): the same payload, the signature base64 encoded; only such a
+key may ``session.logon`` on the websocket API.  Always sign exactly the bytes that are sent.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from typing import Any, Mapping
 
+from daemon import ConfigError
+
 __all__ = ["hmac_sha256_hex", "binance_rest_payload", "binance_ws_payload", "binance_ws_value",
-           "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal"]
+           "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal", "ed25519_private_key",
+           "ed25519_public_key", "ed25519_sign_b64", "ed25519_verify_b64"]
 
 
 try:  # CPython's own SHA-256 (3.12+: _sha2): a copy is a memcpy of its state, no OpenSSL object
@@ -100,3 +106,55 @@ def bybit_rest_payload(timestamp_ms: int | str, api_key: str, recv_window_ms: in
 def bybit_ws_auth_payload(expires_ms: int | str) -> str:
     """The private/trade websocket ``auth`` op signs ``GET/realtime{expires}``."""
     return f"GET/realtime{expires_ms}"
+
+
+# -- Ed25519 (Binance asymmetric API keys) -------------------------------------------------------
+
+def ed25519_private_key(pem: str | bytes):
+    """A PKCS#8 PEM Ed25519 private key (``openssl genpkey -algorithm ed25519``), unencrypted."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+    except (ValueError, TypeError):
+        # the library's message may quote the input: ours names only what was expected
+        raise ConfigError("not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"a PEM private key of type {type(key).__name__}, not Ed25519")
+    return key
+
+
+def ed25519_public_key(pem: str | bytes):
+    """The venue's side: the PEM public key registered for an Ed25519 API key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except (ValueError, TypeError):
+        raise ConfigError("not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"a PEM public key of type {type(key).__name__}, not Ed25519")
+    return key
+
+
+def ed25519_sign_b64(private_key, payload: str | bytes) -> str:
+    """Base64 of the Ed25519 signature (64 bytes) of ``payload``: what Binance expects in ``signature``
+    (REST: URL-encoded, since base64 has ``+``, ``/`` and ``=``)."""
+    sig = private_key.sign(payload.encode() if isinstance(payload, str) else payload)
+    return base64.b64encode(sig).decode()
+
+
+def ed25519_verify_b64(public_key, payload: str | bytes, signature_b64: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        sig = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        public_key.verify(sig, payload.encode() if isinstance(payload, str) else payload)
+    except InvalidSignature:
+        return False
+    return True

@@ -2,8 +2,8 @@
 websocket API, listen keys and the user data stream, on the ``BinanceEmulator``'s app and port.
 
 Every operation runs once, in ``_run``, whichever way it came (REST or websocket API), so both
-channels share validation, rate limits and faults.  Signatures are verified with ``daemon.signing``
-(REST: the raw query string without ``signature`` + the raw body; WS API: sorted parameters).
+channels share validation, rate limits and faults.  Keys, signatures and the websocket API's
+``session.logon`` are ``binance_auth.BinanceAuth`` (a mixin).
 
 Queries, account settings, the dead-man's switch, listen keys and the user stream's connections
 are ``binance_account.BinanceAccountOps`` (a mixin); this module keeps entry, checks and limits.
@@ -25,7 +25,6 @@ import time
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
-from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -33,9 +32,9 @@ from aiohttp import WSMsgType, web
 from daemon.emulator import EmulatorError
 from daemon.emulator.core import ORDER_FAULTS, Client
 from daemon.emulator.binance_account import BinanceAccountOps
+from daemon.emulator.binance_auth import SESSION_METHODS, BinanceAuth, load_ed25519_keys
 from daemon.emulator.binance_wire import ApiError, BinanceWire, missing_param
 from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, OrderEvent, Reject, Rules, TradingSide
-from daemon.signing import binance_rest_payload, binance_ws_payload, hmac_sha256_hex, signatures_equal
 
 __all__ = ["BinanceTrading", "BINANCE_TRADE_FAULTS"]
 
@@ -88,14 +87,17 @@ class _Lost(Exception):
     """The reply is lost on purpose (fault ``drop_reply``: the connection was reset)."""
 
 
-class BinanceTrading(BinanceAccountOps, BinanceWire, TradingSide):
+class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
     FAULTS = BINANCE_TRADE_FAULTS
 
     def __init__(self, emu, *, credentials: Mapping[str, str] | None = None, account: AccountConfig | None = None,
                  orders_per_10s: int = 300, orders_per_min: int = 1200, ban_s: float = 120.0,
-                 listen_key_ttl_s: float = 3600.0) -> None:
+                 listen_key_ttl_s: float = 3600.0, ed25519_keys: Mapping[str, str] | None = None) -> None:
+        """``ed25519_keys``: API key -> the PEM public key of an Ed25519 API key (beside the HMAC
+        keys of ``credentials``): its requests are signed with Ed25519, and it may ``session.logon``."""
         tick = emu.synth.tick
         super().__init__(emu, credentials, account, {s: Rules(tick=tick) for s in emu.symbols})
+        self.ed25519_keys = load_ed25519_keys(ed25519_keys, self.credentials)
         self.orders_per_10s = orders_per_10s
         self.orders_per_min = orders_per_min
         self.ban_s = ban_s
@@ -205,54 +207,6 @@ class BinanceTrading(BinanceAccountOps, BinanceWire, TradingSide):
         weight, orders_10s, orders_1m = self._rl_text
         return orjson.Fragment(f"{weight}{self.emu._used_weight(0)}{orders_10s}{n10}{orders_1m}{n1m}}}]")
 
-    # -- authentication -------------------------------------------------------------------------
-    def _check_time(self, params: Mapping[str, Any]) -> None:
-        try:
-            ts = int(params["timestamp"])
-        except (KeyError, ValueError, TypeError):
-            raise missing_param("timestamp") from None
-        try:
-            window = int(params.get("recvWindow", 5000))
-        except (ValueError, TypeError):
-            raise ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.") from None
-        if not 0 < window <= 60_000:
-            raise ApiError(400, -1131, "recvWindow must be less than 60000")
-        server = self.emu.now_ms()
-        if ts >= server + 1000:
-            raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
-        if server - ts > window:
-            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
-
-    def _secret(self, api_key: str | None) -> str:
-        if not api_key:
-            raise ApiError(401, -2014, "API-key format invalid.")
-        secret = self.credentials.get(api_key)
-        if secret is None:
-            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        return secret
-
-    def _auth_rest(self, request: web.Request, body: bytes, security: str) -> tuple[dict, str]:
-        api_key = request.headers.get("X-MBX-APIKEY")
-        secret = self._secret(api_key)
-        query = request.rel_url.raw_query_string
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            raise ApiError(400, -1100, "Illegal characters found in a parameter.") from None
-        params = dict(parse_qsl(text, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))   # "if a param is in both, the query wins"
-        if security != "signed":
-            return params, api_key
-        sig = params.pop("signature", None)
-        if not sig:
-            raise missing_param("signature")
-        self._check_time(params)
-        strip = lambda s: "&".join(p for p in s.split("&") if not p.startswith("signature="))  # noqa: E731
-        payload = binance_rest_payload(strip(query), strip(text))
-        if not signatures_equal(hmac_sha256_hex(secret, payload), sig):
-            raise ApiError(400, -1022, "Signature for this request is not valid.")
-        return params, api_key
-
     # -- REST -----------------------------------------------------------------------------------
     def _rest(self, op: str, weight: int, security: str):
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -328,13 +282,10 @@ class BinanceTrading(BinanceAccountOps, BinanceWire, TradingSide):
         reply: dict[str, Any] = {"id": rid}
         after: list[OrderEvent] = []  # the user stream's events, sent right after the reply
         try:
-            if method == "session.status":
-                reply.update(status=200, result={"apiKey": None, "authorizedSince": None,
-                                                 "connectedSince": client.connected_ms,
-                                                 "returnRateLimits": client.rate_limits,
-                                                 "serverTime": self.emu.now_ms(), "userDataStream": False})
+            if method in SESSION_METHODS:
+                reply.update(status=200, result=self._session(client, method, params))
             else:
-                op, api_key = self._ws_auth(method, params)
+                op, api_key = self._ws_auth(method, params, client)
                 if self.queued.count or self.emu._lock.locked():
                     result = await self._run(op, params, api_key, client.transport.abort, {}, after_reply=after)
                 else:
@@ -368,34 +319,6 @@ class BinanceTrading(BinanceAccountOps, BinanceWire, TradingSide):
                 await self.publish_events(out)
         if client.backlogged:
             await client.drain()
-
-    def _ws_auth(self, method: str, params: dict) -> tuple[str, str]:
-        """A websocket API request's operation and API key, once its weight is counted and its key,
-        timestamp and signature are checked; ``params`` are left as text without the signature and
-        the key (the operations read text, as REST gives it: numbers as written, booleans
-        true/false).  Raises ApiError."""
-        entry = self._WS_METHODS.get(method)
-        if entry is None:
-            raise ApiError(400, -1102 if not method else -1100, f"Unknown method {method!r}.")
-        op, weight = entry
-        self._limits(weight)
-        api_key = params.get("apiKey")
-        secret = self._secret(api_key)
-        sig = params.pop("signature", None)
-        signed = not op.startswith("listen_key")
-        if signed:
-            if not sig:
-                raise missing_param("signature")
-            self._check_time(params)  # on the values as sent (a JSON number timestamp may be 1.7e12)
-        for k, v in params.items():
-            if v.__class__ is not str:
-                params[k] = ("true" if v else "false") if v.__class__ is bool else str(v)
-        # the payload of text values is that of the values as sent (binance_ws_payload writes booleans
-        # true/false and numbers as str() does): converted once, for the signature and the operation
-        if signed and not signatures_equal(hmac_sha256_hex(secret, binance_ws_payload(params)), str(sig)):
-            raise ApiError(400, -1022, "Signature for this request is not valid.")
-        params.pop("apiKey", None)
-        return op, api_key
 
     # -- one operation, whichever channel -------------------------------------------------------
     async def _run(self, op: str, params: dict, api_key: str, abort, headers: dict, *,
