@@ -4,7 +4,7 @@ Example (under a ``[[venue]]``)::
 
     [venue.execution]
     api_key_env = "HFTD_BINANCE_API_KEY"        # or credentials_file = "/etc/hftd/binance.toml" (0600)
-    api_secret_env = "HFTD_BINANCE_API_SECRET"
+    api_secret_env = "HFTD_BINANCE_API_SECRET"  # HMAC; or api_private_key_env: an Ed25519 key (PEM)
     ws_api_url = "wss://ws-fapi.binance.com/ws-fapi/v1"
     user_stream_url = "wss://fstream.binance.com/private/ws?listenKey={listen_key}&events=ORDER_TRADE_UPDATE/ACCOUNT_UPDATE"
     dead_man_countdown_ms = 10000
@@ -36,7 +36,12 @@ class ExecConfig:
     #: environment variables holding the key and secret (read by ``daemon.execution.secrets``)
     api_key_env: str = ""
     api_secret_env: str = ""
-    #: or a TOML file ``api_key = "..."``, ``api_secret = "..."``; refused unless mode 0600/0400
+    #: instead of ``api_secret_env`` (Binance): the variable holding an Ed25519 private key (PKCS#8
+    #: PEM) whose public key the venue has; the websocket API then logs on once per connection and
+    #: sends orders unsigned (no per-request signature on the order path)
+    api_private_key_env: str = ""
+    #: or a TOML file ``api_key = "..."`` and ``api_secret = "..."`` or ``ed25519_private_key = """PEM"""``;
+    #: refused unless mode 0600/0400
     credentials_file: str = ""
     ws_api_url: str = ""
     rest_url: str = ""
@@ -118,11 +123,14 @@ class ExecConfig:
             raise ConfigError(f"{where}: key 'dcp_window_s' must be 0 or in 3..300, got {self.dcp_window_s}")
         if not 0 < self.rate_budget_fraction <= 1:
             raise ConfigError(f"{where}: key 'rate_budget_fraction' must be in (0, 1], got {self.rate_budget_fraction}")
-        if self.credentials_file and (self.api_key_env or self.api_secret_env):
-            raise ConfigError(f"{where}: give either 'credentials_file' or 'api_key_env'/'api_secret_env', not both")
-        if not self.credentials_file and not (self.api_key_env and self.api_secret_env):
-            raise ConfigError(f"{where}: credentials missing: set 'api_key_env' and 'api_secret_env'"
-                              f" (environment variable names) or 'credentials_file'")
+        if self.credentials_file and (self.api_key_env or self.api_secret_env or self.api_private_key_env):
+            raise ConfigError(f"{where}: give either 'credentials_file' or 'api_key_env' with 'api_secret_env'"
+                              f" or 'api_private_key_env', not both")
+        if self.api_secret_env and self.api_private_key_env:
+            raise ConfigError(f"{where}: give one of 'api_secret_env' (HMAC) or 'api_private_key_env' (Ed25519)")
+        if not self.credentials_file and not (self.api_key_env and (self.api_secret_env or self.api_private_key_env)):
+            raise ConfigError(f"{where}: credentials missing: set 'api_key_env' and 'api_secret_env' (or"
+                              f" 'api_private_key_env') (environment variable names) or 'credentials_file'")
         for key, schemes in (("ws_api_url", ("ws://", "wss://")), ("rest_url", ("http://", "https://")),
                              ("user_stream_url", ("ws://", "wss://", "{ws_url}"))):
             value = getattr(self, key)

@@ -29,6 +29,9 @@ def make_execution_session(venue_cfg, http: aiohttp.ClientSession, sink: ExecSin
         from daemon.execution.binance import BinanceExecution as cls
     elif venue_cfg.name == "bybit-linear":
         from daemon.execution.bybit import BybitExecution as cls
+
+        if creds.is_ed25519:
+            raise ConfigError(f"{where}: Bybit signs with HMAC secrets only; an Ed25519 private key is a Binance option")
     else:
         raise ConfigError(f"venue {venue_cfg.name!r}: no execution session for this venue")
     return cls(symbols=venue_cfg.symbols, cfg=cfg, creds=creds, http=http, sink=sink, rest_url=rest,

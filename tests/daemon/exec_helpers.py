@@ -58,8 +58,11 @@ def check_clean(events) -> None:
 
 
 class ExecHarness:
-    def __init__(self, venue: str = "binance-usdm", symbols=("BTCUSDT",), emu_kwargs=None, **execution) -> None:
+    def __init__(self, venue: str = "binance-usdm", symbols=("BTCUSDT",), emu_kwargs=None, env=None,
+                 **execution) -> None:
+        """``env``: the environment the credentials are read from (default ``ENV``, the demo HMAC pair)."""
         self.venue = venue
+        self.env = ENV if env is None else env
         self.symbols = tuple(symbols)
         self.emu_kwargs = emu_kwargs or {}
         self.execution = {"api_key_env": "HFTD_TEST_KEY", "api_secret_env": "HFTD_TEST_SECRET",
@@ -78,8 +81,14 @@ class ExecHarness:
         self.cfg = VenueConfig.from_mapping({"name": self.venue, "rest_url": self.emu.rest_url, "ws_url": ws,
                                              "symbols": list(self.symbols), "execution": self.execution})
         self.http = aiohttp.ClientSession()
-        self.s = make_execution_session(self.cfg, self.http, self.sink, environ=ENV)
-        await self.s.start()
+        self.s = make_execution_session(self.cfg, self.http, self.sink, environ=self.env)
+        try:
+            await self.s.start()
+        except BaseException:
+            await self.s.stop(cancel_open=False)
+            await self.http.close()
+            await self.emu.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -115,6 +124,17 @@ class ExecHarness:
         cid = self.cid()
         self.s.submit(OrderIntent(cid, symbol, side, px, qty, tif, otype, time.time_ns()))
         return cid
+
+    async def flow(self, seconds: float, every_s: float = 0.03) -> list[str]:
+        """Resting orders, one every ``every_s`` for ``seconds`` (a rotation's traffic), each accepted."""
+        ids: list[str] = []
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            ids.append(self.rest(ticks_away=30 + len(ids) % 40, qty=0.001))
+            await asyncio.sleep(every_s)
+        for cid in ids:
+            await self.accepted(cid)
+        return ids
 
     async def until(self, cond, timeout_s: float = 5.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout_s

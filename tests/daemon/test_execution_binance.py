@@ -541,13 +541,7 @@ def test_order_socket_rotation_loses_nothing(venue):
     async def body():
         emu_kwargs = {"trading_options": {"order_limit_per_s": 1000}} if venue != V else {}
         async with ExecHarness(venue, max_ws_age_s=0.4, emu_kwargs=emu_kwargs) as h:
-            ids = []
-            t_end = time.monotonic() + 1.5
-            while time.monotonic() < t_end:
-                ids.append(h.rest(ticks_away=30 + len(ids) % 40, qty=0.001))
-                await asyncio.sleep(0.03)
-            for cid in ids:
-                await h.accepted(cid)
+            ids = await h.flow(1.5)
             assert h.s.counters["ws_rotations"] >= 2
             assert h.s.counters["timeouts"] == 0 and h.s.counters["rest_sent"] == 0
             assert not any(e.kind == ExecKind.REJECTED for e in h.sink.events)
