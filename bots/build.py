@@ -2,7 +2,8 @@
 
 Each data item becomes one chunk: an array stays in RAM (validated here), an uncompressed
 ``.npy``/stored ``.npz`` is memory-mapped and its rows are checked window by window as the
-simulator reaches them (:mod:`bots.data.windows`), and a compressed ``.npz`` is streamed: a child
+simulator reaches them (:mod:`bots.data.windows`), a small compressed ``.npz`` is inflated here
+into its cache entry and mapped likewise (:mod:`bots.data.inflate_now`), and a larger one is streamed: a child
 process inflates the compressed files of every asset, in the order the simulator will need them,
 into scratch maps the engine reads as rows are published and releases once passed
 (:mod:`bots.data.inflate`, :mod:`bots.sim.engine` "Chunks").
@@ -22,6 +23,7 @@ from bots.backtest import Backtest, make_backtest
 from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
 from bots.data import inflate_cache
 from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_streamed_npz
+from bots.data.inflate_now import inflated_now, inline_limit_bytes
 from bots.data.io import load_events, open_events_mmap
 from bots.data.validate import validate_events
 from bots.data.windows import CheckedMap, register
@@ -30,7 +32,7 @@ from bots.sim import depth as dp
 from bots.sim.engine import (CHUNK_IN_RAM, CHUNK_MAPPED, CHUNK_STREAMED, LAST_EXCH, LAST_LOCAL, N_CHUNK_READY,
                               PUBLISHED_WORD, READY, RELEASED_WORD, STREAM_FILE, WANTED_WORD)
 from bots.sim.layout import (
-    F_QUEUE_N, F_TICK, I_ENTRY_NS, I_EXCH, I_LAT_KIND, I_QUEUE, I_RESP_NS, market_config, order_dtype,
+    F_LOT, F_QUEUE_N, F_TICK, I_ENTRY_NS, I_EXCH, I_LAT_KIND, I_QUEUE, I_RESP_NS, market_config, order_dtype,
     state_values_dtype,
 )
 from bots.sim.ref import borrow
@@ -121,6 +123,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     lat_parts = []
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
+    inline_left = inline_limit_bytes()  # inflated bytes this backtest may still inflate in-process
     for a, asset in enumerate(assets):
         cfg_f[a, F_QUEUE_N] = asset._queue_n
         cfg_i[a, I_QUEUE] = asset._queue
@@ -137,13 +140,21 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         for k, item in enumerate(asset._data):
             label = f"asset {a} data[{k}] <array>" if isinstance(item, np.ndarray) else str(item)
             cached = None
-            if not isinstance(item, np.ndarray) and is_streamed_npz(Path(item)):
+            inflate = not isinstance(item, np.ndarray) and is_streamed_npz(Path(item))
+            if inflate:
                 # inflated by an earlier run: map the cache entry like one of our own files
-                cached = inflate_cache.lookup(Path(item), compressed_member(Path(item)).rows)
+                rows = compressed_member(Path(item)).rows
+                cached = inflate_cache.lookup(Path(item), rows)
             if cached is not None:
                 arr, kind = _open(cached, a, checkers, label)
                 head = head_of(arr)
-            elif not isinstance(item, np.ndarray) and is_streamed_npz(Path(item)):
+            elif inflate and rows * event_dtype.itemsize <= inline_left:
+                # small: inflated here and now, then mapped (no child process: bots.data.inflate_now)
+                inline_left -= rows * event_dtype.itemsize
+                with inflated_now(Path(item), rows) as fresh:
+                    arr, kind = _open(fresh, a, checkers, label)
+                head = head_of(arr)
+            elif inflate:
                 streamed[a].append((len(chunks), Path(item)))
                 arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED  # its map comes from _stream
                 head = compressed_head(Path(item))

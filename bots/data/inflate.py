@@ -25,6 +25,9 @@ so the next backtest over the same file maps them without inflating; with the ca
 (``HFTD_INFLATE_CACHE=0``) they go to scratch files deleted as the run passes them.  The same path
 serves ``np.savez`` files whose stored member is not aligned (they cannot be mapped in place).
 
+Files small enough to inflate outright (``HFTD_INFLATE_INLINE_MB`` per backtest) skip the child:
+:mod:`bots.data.inflate_now` inflates them before the run (its start-up cost more than that).
+
 The child is forked from the backtest's own process when it runs a single thread, so it starts in
 about a millisecond with numpy already imported (a fresh interpreter took ~0.8 s, more than a whole
 backtest over a 500k-row file); otherwise a new interpreter is started.

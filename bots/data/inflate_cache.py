@@ -10,7 +10,9 @@ entry like one of hftd's own files, with no inflating at all.
   inode and device: a changed, replaced or truncated source gets a new key and is never served
   stale.  A hit is also checked against the source's row count and the entry's exact size.
 * **Concurrency.** Each writer fills a temporary file of its own (``<key>.tmp-<pid>-<rand>``) and
-  renames it onto ``<key>.npy`` only once every row is written and checked; a rename is atomic, so a
+  renames it onto ``<key>.npy`` only once every row is written (and, by the inflater child, checked;
+  a small file inflated in-process, :mod:`bots.data.inflate_now`, is checked as any mapped file is,
+  window by window as the simulator reads it, in every run); a rename is atomic, so a
   reader sees a whole entry or none, and two processes filling the same entry both end with correct
   data (the second rename replaces an identical file; a process that mapped the first keeps it).
 * **Bound.** After each new entry the cache is trimmed, oldest use first, to ``HFTD_INFLATE_CACHE_MB``

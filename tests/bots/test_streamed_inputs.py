@@ -30,6 +30,9 @@ STEP_NS = 100_000_000
 @pytest.fixture(autouse=True)
 def scratch(tmp_path, monkeypatch):
     monkeypatch.setenv("HFTD_SCRATCH_DIR", str(tmp_path / "scratch"))
+    # these files are small enough to be inflated in-process (bots.data.inflate_now): this module
+    # is about the inflater child, so every compressed file goes through it
+    monkeypatch.setenv("HFTD_INFLATE_INLINE_MB", "0")
     return tmp_path / "scratch"
 
 

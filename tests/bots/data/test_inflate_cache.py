@@ -19,16 +19,14 @@ from bots.data.inflate import InflatedFiles, is_compressed_npz, is_streamed_npz
 from bots.data.io import save_events
 from bots.data.synth import SynthConfig, generate_events
 from bots.errors import DataError
-from tests.bots.strategies import glft_mm
+from tests.bots.data.data_helpers import glft_asset, isolated_inflate_env, run_glft, small_tmpfs
 
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HFTD_SCRATCH_DIR", str(tmp_path / "scratch"))
-    monkeypatch.delenv("HFTD_INFLATE_CACHE", raising=False)
-    monkeypatch.delenv("HFTD_INFLATE_CACHE_MB", raising=False)
-    return tmp_path / "cache" / "inflated"
+    # these files are small enough to be inflated in-process (bots.data.inflate_now): this module
+    # is about the inflater child, so every compressed file goes through it
+    return isolated_inflate_env(tmp_path, monkeypatch, inline_mb="0")
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +35,12 @@ def events() -> np.ndarray:
 
 
 def _asset(data):
-    return (
-        bots.BacktestAsset().data(data).linear_asset(1.0).constant_order_latency(1_000_000, 1_000_000)
-        .power_prob_queue_model(2.0).no_partial_fill_exchange().trading_value_fee_model(-0.00005, 0.0007)
-        .tick_size(0.01).lot_size(0.001).roi_lb(1800.0).roi_ub(2200.0).last_trades_capacity(0)
-    )
+    return glft_asset(data)
 
 
 def _run(data):
-    hbt = bots.ROIVectorMarketDepthBacktest([_asset(data)])
-    streamed = hbt._inflated is not None
-    fills = np.zeros((20_000, 5))
-    final = np.zeros(6)
-    n = glft_mm(hbt, 50_000_000, fills, final)
-    hbt.close()
-    return streamed, fills[:n].copy(), final
+    child_files, fills, final = run_glft(data)
+    return child_files is not None, fills, final
 
 
 def _savez_unaligned(path, arr):
@@ -142,19 +131,12 @@ def test_the_cache_is_trimmed_oldest_use_first(tmp_path, events, cache, monkeypa
 
 
 def test_no_room_for_the_entry_is_an_error_naming_the_path(tmp_path, events, monkeypatch):
-    small = tmp_path / "small"
-    small.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as small:
         monkeypatch.setenv("HFTD_CACHE_DIR", str(small))
         p = save_events(tmp_path / "big.npz", events, compress=True)  # 7.7 MB inflated
         with pytest.raises(DataError, match=rf"{small}/inflated/.*: no space left"):
             InflatedFiles([p])
         assert not list((small / "inflated").glob("*.tmp-*")), "the failed entry is removed"
-    finally:
-        subprocess.run(["umount", str(small)], check=False)
 
 
 def test_cache_off_streams_through_scratch_files_every_time(tmp_path, events, monkeypatch, cache):
