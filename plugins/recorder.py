@@ -33,13 +33,14 @@ import argparse
 import asyncio
 import fcntl
 import logging
+import mmap
 import os
 import signal
 import struct
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from numba import njit
@@ -48,6 +49,7 @@ from daemon.records import INVALID_BOOK_IVAL, clear_rows
 from plugins import PluginError
 from plugins.config import RecorderConfig
 from plugins.hookspecs import hookimpl
+from plugins.recorder_sched import WATCH_PERIOD_S
 from shm.dtypes import (
     BUY_EVENT,
     DEPTH_CLEAR_EVENT,
@@ -477,10 +479,31 @@ def warm_up() -> None:
                  book.state)
 
 
+def _watched_fill(recorders: list[RingRecorder], raw_recorders: list, positions: np.ndarray) -> Callable[[], float]:
+    """The fullest ring's unread share, for the watchdog's process: each market ring's write cursor
+    (its shared header) against the position the drainer last stored in ``positions`` (shared
+    memory, with the ring's generation: a ring made again by a new daemon is not judged by the old
+    one's cursor), and each raw frame ring's two cursors (its shared header)."""
+    from shm import layout as L
+
+    rings = [(rec.reader.hdr, rec.reader.capacity, rec.reader.generation) for rec in recorders]
+
+    def fill() -> float:
+        f = 0.0
+        for i, (hdr, capacity, generation) in enumerate(rings):
+            if positions[2 * i + 1] == generation:
+                f = max(f, (int(hdr[L.W_CURSOR]) - int(positions[2 * i])) / capacity)
+        for raw_rec in raw_recorders:
+            f = max(f, raw_rec.ring.fill())
+        return f
+
+    return fill
+
+
 def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_interval_s: float = 0.01,
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
-        raw_compress_nice: int = 10, idle_class: bool = True) -> int:
+        raw_compress_nice: int = 10, idle_class: bool = True, watch_period_s: float = WATCH_PERIOD_S) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -491,9 +514,10 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     ``raw`` maps a venue to the file descriptor of its raw-frame ring (``plugins.raw_ring``):
     a thread per venue writes those frames; they stop (and write what is queued) with the rings.
     ``idle_class``: every thread drains in SCHED_IDLE once warmed up, at normal priority while a
-    ring is at risk of a lap (``plugins.recorder_sched``)."""
+    ring is at risk of a lap (``plugins.recorder_sched``), with a ``Watchdog`` process looking at
+    the rings every ``watch_period_s`` (0: none) for a drainer too starved to look itself."""
     from plugins.recorder_raw import RawRecorder
-    from plugins.recorder_sched import DrainScheduler
+    from plugins.recorder_sched import DrainScheduler, Watchdog
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
@@ -502,21 +526,28 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
                                  compress_level=raw_compress_level, compress_nice=raw_compress_nice,
                                  idle_class=idle_class)
                      for venue, fd in (raw or {}).items()]
-    for raw_rec in raw_recorders:
-        raw_rec.start()
     recorders = [RingRecorder(r, directory, batch_records) for r in rings]
     capacities = [rec.reader.capacity for rec in recorders]
-    warm_up()
-    # not before: start-up and warm-up would be starved on a busy machine, and an unprivileged
-    # process cannot leave the idle class again
-    sched = DrainScheduler() if idle_class else None
-    print("recorder ready", flush=True)  # the parent (and tests) wait for this line
-    last = next_alive_check = time.monotonic()
+    # per ring: the drainer's position and the ring's generation, in memory the watchdog shares
+    positions = np.frombuffer(mmap.mmap(-1, 16 * max(1, len(recorders))), np.int64)
+    for i, rec in enumerate(recorders):
+        positions[2 * i], positions[2 * i + 1] = rec.reader.position, rec.reader.generation
+    # forked before any thread starts, and before this process leaves normal priority
+    watchdog = (Watchdog(_watched_fill(recorders, raw_recorders, positions), period_s=watch_period_s).start()
+                if idle_class and watch_period_s > 0 else None)
+    for raw_rec in raw_recorders:
+        raw_rec.start()
     try:
+        warm_up()
+        # not before: start-up and warm-up would be starved on a busy machine, and an unprivileged
+        # process cannot leave the idle class again
+        sched = DrainScheduler() if idle_class else None
+        print("recorder ready", flush=True)  # the parent (and tests) wait for this line
+        last = next_alive_check = time.monotonic()
         while True:
             got = 0
             fill = 0.0
-            for rec in recorders:
+            for i, rec in enumerate(recorders):
                 # an idle wake costs one read of the ring's cursor (most wakes: the sleep is sized
                 # for the peak rate, not for the rate now)
                 waiting = rec.reader.available()
@@ -524,6 +555,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
                     fill = max(fill, waiting / rec.reader.capacity)
                 while waiting > 0:
                     got += rec.poll()
+                    positions[2 * i], positions[2 * i + 1] = rec.reader.position, rec.reader.generation
                     if not rec.full:
                         break
                     waiting = rec.reader.available()
@@ -541,6 +573,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
             last = now
             time.sleep(park_s(capacities, poll_interval_s, rate, peak_records_per_s))
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         for rec in recorders:
             rec.close()
         for raw_rec in raw_recorders:
@@ -674,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="added to the niceness of the threads that compress and write raw frames")
     ap.add_argument("--sched", choices=("idle", "normal"), default="idle",
                     help="scheduling class of the recorder's threads once warmed up (plugins.recorder_sched)")
+    ap.add_argument("--watch-period-s", type=float, default=WATCH_PERIOD_S,
+                    help="idle class: how often a watchdog process looks at the rings' fill (0: no watchdog)")
     args = ap.parse_args(argv)
     raw = {}
     for item in args.raw:
@@ -685,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.ring, args.dir, batch_records=args.batch_records, poll_interval_s=args.poll_interval_s,
                peak_records_per_s=args.peak_records_per_s, raw=raw, raw_flush_interval_s=args.raw_flush_interval_s,
                raw_compress_level=args.raw_compress_level, raw_compress_nice=args.raw_compress_nice,
-               idle_class=args.sched == "idle")
+               idle_class=args.sched == "idle", watch_period_s=args.watch_period_s)
 
 
 if __name__ == "__main__":

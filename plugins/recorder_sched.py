@@ -13,14 +13,26 @@ The price: a machine busy on every cpu for longer than a ring holds would lap an
 ``RELAX_FILL``.  Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE of 20 (Linux treats the
 class as nice 20); without either the threads stay idle-class, said once in the log.  Threads
 inherit the class of the thread that starts them.
+
+A drainer starved for good never wakes to see its ring fill: at bench daemon's blast (~2.4 M
+records/s) a 1<<18 ring laps in ~110 ms, and with both cpus busy an idle-class thread may get no
+cpu for longer (one run lost 9,353 of 1.35 M records).  So a ``Watchdog`` looks at the fill from
+outside, at normal priority, every ``WATCH_PERIOD_S``, and moves the drainer's threads to
+SCHED_OTHER itself.  It is a forked process, not a thread: a thread would need the GIL, which the
+starved drainer may hold (preempted mid-drain, it gets a slice of a cpu perhaps every few hundred
+ms under load).  It costs a wake and a few loads every 10 ms, and system calls only at escalation.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import time
+from typing import Callable
 
-__all__ = ["set_class", "DrainScheduler", "ESCALATE_FILL", "RELAX_FILL"]
+__all__ = ["set_class", "DrainScheduler", "Watchdog", "ESCALATE_FILL", "RELAX_FILL", "WATCH_PERIOD_S"]
 
 log = logging.getLogger("hftd.plugins.recorder")
 
@@ -28,6 +40,9 @@ log = logging.getLogger("hftd.plugins.recorder")
 ESCALATE_FILL = 0.5
 #: ... until a wake finds every ring below this
 RELAX_FILL = 0.125
+#: how often the watchdog looks at the fill: a ring filling in ~110 ms (see above) is looked at ~5
+#: times between ESCALATE_FILL and a lap
+WATCH_PERIOD_S = 0.01
 
 
 def set_class(policy: int, what: str, *, every_thread: bool = False, quiet: bool = False) -> bool:
@@ -68,9 +83,8 @@ class DrainScheduler:
 
     def update(self, fill: float) -> None:
         """``fill``: the fullest ring's unread share of its capacity at this wake, before draining."""
-        if not self.every_thread:
-            # one thread of a process whose ring drainer moves every thread: read the class it has now
-            self.idle = os.sched_getscheduler(0) == os.SCHED_IDLE
+        # the class it has now: the ring drainer (moving every thread) or the watchdog may have moved it
+        self.idle = os.sched_getscheduler(0) == os.SCHED_IDLE
         if self.idle and fill >= ESCALATE_FILL and self._can_escalate:
             if set_class(os.SCHED_OTHER, "", every_thread=self.every_thread, quiet=True):
                 self.idle = False
@@ -85,3 +99,88 @@ class DrainScheduler:
                             "are possible, then logged and counted", self.what, 100 * fill)
         elif not self.idle and fill < RELAX_FILL:
             self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=self.every_thread)
+
+
+def escalate_process(pid: int) -> int:
+    """Every SCHED_IDLE thread of process ``pid`` to SCHED_OTHER: how many were moved, or -1 when
+    that is refused (no CAP_SYS_NICE, no RLIMIT_NICE of 20)."""
+    moved = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            if os.sched_getscheduler(int(tid)) == os.SCHED_IDLE:
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+                moved += 1
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+        except PermissionError:
+            return -1
+    return moved
+
+
+class Watchdog:
+    """A forked process at normal priority that moves this process's idle-class threads to
+    SCHED_OTHER whenever ``fill()`` (the fullest ring's unread share, read from shared memory) is at
+    least ``ESCALATE_FILL``; the drainers go back to SCHED_IDLE themselves (``DrainScheduler``) once
+    below ``RELAX_FILL``.  Start it before any thread (``fork`` copies only the calling thread) and
+    while this process still runs at normal priority (the child inherits the class).  It ends with
+    ``stop``, or by itself within a period of this process's death (kill -9 included)."""
+
+    def __init__(self, fill: Callable[[], float], *, period_s: float = WATCH_PERIOD_S) -> None:
+        self.fill = fill
+        self.period_s = period_s
+        self.pid = 0
+
+    def start(self) -> "Watchdog":
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.pid = pid
+            return self
+        code = 1
+        try:  # the child: never returns into the caller's frames (their finally blocks are the parent's)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is for the recorder to handle
+            # not a holder of the parent's stdout: whoever waits for that pipe's end waits for the parent
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+            self._watch(parent)
+            code = 0
+        except BaseException:
+            log.exception("recorder watchdog failed")
+        finally:
+            os._exit(code)
+
+    def _watch(self, parent: int) -> None:
+        escalations = 0
+        while os.getppid() == parent:
+            time.sleep(self.period_s)
+            fill = self.fill()
+            if fill < ESCALATE_FILL:
+                continue
+            moved = escalate_process(parent)
+            if moved < 0:
+                log.warning("recorder watchdog: a ring %.0f %% full, and SCHED_IDLE cannot be left without "
+                            "CAP_SYS_NICE or RLIMIT_NICE 20; the watchdog ends", 100 * fill)
+                return
+            if moved:
+                escalations += 1
+                if escalations <= 3 or escalations % 100 == 0:
+                    log.warning("recorder watchdog: a ring %.0f %% full while the drainer was idle-class (the "
+                                "cpus are busy): %d threads back at normal priority (%d times so far)",
+                                100 * fill, moved, escalations)
+
+    def stop(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0

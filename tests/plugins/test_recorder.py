@@ -373,3 +373,100 @@ def can_leave_idle_class() -> bool:
     t.start()
     t.join(60)
     return result[0]
+
+
+#: the writer of the starved-recorder test, in a child of its own at normal priority: ``total`` rows
+#: at ``rate`` rows/s (slower if it gets less cpu) into two 1<<14 rings (the same rows), in chunks of at most 500 rows (a feed's
+#: reads, never one write larger than a ring); then it closes them, and the recorders drain them and
+#: exit by themselves
+_STEADY_WRITER = """
+import sys, time
+from shm import RingWriter
+from tests.plugins.test_recorder import rows
+t0, rate, total = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+writers = [RingWriter.create(ring, capacity=1 << 14) for ring in sys.argv[4:]]
+print("created", flush=True)
+sys.stdin.readline()
+published, start = 0, time.monotonic()
+while published < total:
+    k = min(int((time.monotonic() - start) * rate) - published, 500, total - published)
+    if k > 0:
+        batch = rows(published, k, t0)
+        for writer in writers:
+            writer.publish(batch)
+        published += k
+    time.sleep(0.002)
+for writer in writers:
+    writer.close(unlink=False)
+print(published, flush=True)
+"""
+
+
+def _normal_priority() -> None:
+    """A child's ``preexec_fn``: nice 0 whatever the test runs at (``nice -n 19 pytest``): the
+    spinners must outweigh an idle-class thread as the daemon's work does."""
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+def record_with_cpus_busy(rings: list[str], directory: Path, watch_periods_s: list[float]) -> tuple[int, list]:
+    """A recorder child per ring (idle class, its watchdog every ``watch_periods_s[i]``, 0: none)
+    records it while a writer puts the same 75k rows in every ring at 50k rows/s and a spinning
+    process per cpu keeps every cpu busy; returns (rows published, per ring: (the rows recorded,
+    the recorder's log)).  A lap of a 1<<14 ring takes ~330 ms: an idle-class drainer with no cpu
+    for that long is lapped."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
+    procs = []
+
+    def spawn(args: list[str], **kw) -> subprocess.Popen:
+        procs.append(subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, preexec_fn=_normal_priority,
+                                      text=True, **kw))
+        return procs[-1]
+
+    try:
+        writer = spawn(["-c", _STEADY_WRITER, str(t0), "50000", "75000", *rings], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE)
+        assert writer.stdout.readline().strip() == "created"
+        recorders = [spawn(["-m", "plugins.recorder", "--dir", str(directory), "--ring", ring,
+                            "--watch-period-s", str(period)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for ring, period in zip(rings, watch_periods_s)]
+        for recorder in recorders:
+            line = recorder.stdout.readline()
+            assert line.strip() == "recorder ready", (line, recorder.stderr.read() if recorder.poll() is not None else "")
+        spinners = [spawn(["-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        published = int(writer.stdout.readline())
+        for spinner in spinners:
+            spinner.kill()
+        logs = [recorder.communicate(timeout=60)[1] for recorder in recorders]
+        assert [r.returncode for r in recorders] == [0] * len(rings), logs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    return published, [(recorded(directory, ring)[0], log) for ring, log in zip(rings, logs)]
+
+
+def test_an_idle_class_recorder_with_every_cpu_busy_loses_nothing_thanks_to_its_watchdog(ring, tmp_path):
+    """The drainer in SCHED_IDLE gets no cpu while normal-priority work fills every cpu, so it never
+    wakes to see its ring filling.  Two recorders, of two rings written alike, side by side: the
+    one without the watchdog is lapped (the control: if it is not, the cpus were not busy enough,
+    or the writer too slow, for the test to mean anything, and it is skipped); the one with it, whose watchdog process sees
+    the fill and moves the drainer to normal priority, records every row."""
+    from shm import segment_name
+
+    if not can_leave_idle_class():
+        pytest.skip("SCHED_IDLE cannot be left here (no CAP_SYS_NICE, no RLIMIT_NICE 20)")
+    try:  # a child at nice 0 may be refused as leaving SCHED_IDLE is
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_normal_priority, check=True)
+    except subprocess.SubprocessError:
+        pytest.skip("cannot start children at nice 0")
+    watched = segment_name("md", "test", "ethusdt")
+    published, [(control, control_log), (got, log)] = record_with_cpus_busy([ring, watched], tmp_path, [0.0, 0.01])
+    assert published == 75_000
+    if len(control) == published and np.array_equal(control["ival"], np.arange(published)):
+        pytest.skip("the control was not lapped: the cpus were not kept busy enough")
+    assert "LAPPED" in control_log
+    assert len(got) == published and np.array_equal(got, rows(0, published, got["exch_ts"][0])), log
