@@ -16,6 +16,10 @@ microseconds after a pause run several times slower on this machine.  Variants:
   bot's ``Ledger.check`` (its open orders and positions kept in C; ``router_state.PretradeCheck``);
 * ``c_pre``: ``c`` after ``Ledger.prefetch()`` at the request's start (before the untimed prelude):
   what the router's intake could do so the check's cache misses overlap the router's own work;
+* ``c_warm``: ``c`` with the router's idle-time warm-up (``PretradeCheck.warm_check``, the real
+  function) run every millisecond of the pause, as the loop's timer runs it (``warm_every_s``); the
+  thrash comes before the pause, so this is the case where nothing else ran on the loop since the
+  last warm-up (``bench orders``' ``risk_p99_added_us`` is the real run);
 * ``c_gather``: the C check called from the router's ``_check_order`` frame, which gathers the
   fields from the bot's Python objects (``PluginHost.direct_check``: what the router timed before);
 * ``python``: the same with the plugin's Python check (``RiskPlugin(fast=False)``), the router's
@@ -203,6 +207,13 @@ def main(argv: list[str] | None = None) -> dict:
         books, variants["c"] = _ledgers(_host(new_manager).risk._fast, bots)
         if hasattr(next(iter(books.values())), "prefetch"):
             variants["c_pre"] = variants["c"]
+        from daemon.router_state import PretradeCheck
+
+        if hasattr(PretradeCheck, "warm_check"):
+            variants["c_warm"] = variants["c"]
+            # what warm_check reads of the router: its bots (each with its ledger) and the touch
+            warm_router = SimpleNamespace(touch=None, bots={b.name: SimpleNamespace(ledger=books[id(b)], assets=b.assets)
+                                                            for b in bots})
     if args.old:
         old_check = _host(_load_rev(args.old)).pretrade_check
         variants["old"] = _through_router(lambda c: old_check(c))  # an OrderCheck built, as before
@@ -234,7 +245,12 @@ def main(argv: list[str] | None = None) -> dict:
                 check, make_args = variants[name]
                 if not args.warm:
                     thrash.run()
-                    time.sleep(interval)
+                    if name == "c_warm":  # the loop's warm-up timer, every ms of the pause
+                        for _ in range(max(1, round(args.interval_ms))):
+                            time.sleep(interval / max(1, round(args.interval_ms)))
+                            PretradeCheck.warm_check(warm_router)
+                    else:
+                        time.sleep(interval)
                     if name == "c_pre":
                         books[id(bot)].prefetch()
                     if not args.no_prelude:

@@ -5,6 +5,7 @@ and how it calls its pre-trade check (``PretradeCheck``, a base of ``Router``)."
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import struct
 import time
@@ -36,6 +37,7 @@ _NO_TOUCH = (math.nan, math.nan)
 #: the timer of ``PretradeCheck._verdict``, one global look-up (``time.perf_counter_ns`` is two, each a
 #: cold dict read in a timed region that starts with cold caches)
 _perf_ns = time.perf_counter_ns
+log = logging.getLogger("hftd.router")
 
 
 @dataclass(slots=True)
@@ -207,8 +209,17 @@ class PretradeCheck:
     * when that body is the C check (``plugins._riskfast.Checker``), each registered bot has a
       ``Ledger`` there holding its open orders and positions per asset, which the router updates
       where it updates its own (a submit, an order's end, a fill), and the timed check is the touch
-      and one call into C (``_verdict``).  Without one, ``_check_order`` gathers the fields.
+      and one call into C (``_verdict``).  Without one, ``_check_order`` gathers the fields;
+    * with the C check the loop keeps that path warm in its idle time (``warm_check``, every
+      ``warm_every_s``): an order comes every few milliseconds, and with cold caches most of the
+      check's duration is cache misses (bench/risk_micro.py), not its work.
     """
+    #: how often the loop runs ``warm_check`` while the C check has a ledger (s); 0: never.  A loop
+    #: timer: it runs between the loop's callbacks, never inside a request's handling.  Its price is
+    #: the loop's CPU while idle: ~3 % of a core at 1 ms with 4 bots on this VM (a wake per period)
+    warm_every_s = 0.001
+    _warm_handle = None  # the pending warm-up's loop timer, if any
+
     def time_checks(self, keep: int = 1 << 20) -> collections.deque:
         """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
         self.check_times_ns = collections.deque(maxlen=keep)
@@ -239,7 +250,49 @@ class PretradeCheck:
             book.opened(o.asset_no, 1)
         for i, pos in enumerate(bot.positions):
             book.set_position(i, pos[0])
+        self._warm_later()
         return book
+
+    def warm_check(self) -> int:
+        """Run what ``_verdict`` times once per registered bot and asset, as a warm-up that changes
+        nothing: the timer pair, the touch, and the bot's ``Ledger.check`` with kind None (a
+        submit's decision reading the ledger, the checker's limits and the bot's bucket, writing
+        none of them, see plugins/_riskfast_ledger.h), so that the next real check finds its code
+        and its lines in the caches.  From the loop's idle time only (``_warm_tick``), never on a
+        request's path: what a request's check costs is still all inside ``_verdict``'s timer.
+        Returns the ns it took (the timer pairs' sum)."""
+        touch = self.touch
+        spent_ns = 0
+        for bot in self.bots.values():
+            book = bot.ledger
+            if book is None:
+                continue
+            t0 = _perf_ns()
+            for asset_no, a in enumerate(bot.assets):
+                bid, ask = touch(a.venue, a.symbol) if touch is not None else _NO_TOUCH
+                book.check(asset_no, None, 0, 1, 0.0, 0.0, 0, 0, bid, ask, 0)
+            spent_ns += _perf_ns() - t0
+        return spent_ns
+
+    def _warm_later(self) -> None:
+        """Arm the next ``_warm_tick`` (once), when there is a loop, the C check and a period."""
+        loop = getattr(self, "loop", None)
+        if (self._warm_handle is None and loop is not None and self.warm_every_s > 0 and self._ledger_of is not None
+                and not getattr(self, "stopping", False)):
+            self._warm_handle = loop.call_later(self.warm_every_s, self._warm_tick)
+
+    def _warm_tick(self) -> None:
+        """The loop's timer: warm the check, then arm the next one while a bot has a ledger (a
+        registration arms it again, ``_new_ledger``)."""
+        self._warm_handle = None
+        if getattr(self, "stopping", False) or self._ledger_of is None or not self.bots:
+            return
+        try:
+            self.warm_check()
+        except Exception:  # a warm-up must never hurt the loop: stop warming, say why once
+            log.exception("router: the risk check's warm-up failed; no more warm-ups")
+            return
+        self._warm_later()
 
     def _check_order(self, bot, asset_no, kind, oid, side, price, qty, tif, otype, now) -> RiskReject | None:
         """The check's verdict on a request, given the ``OrderCheck``'s fields (see ``fields_of``)."""

@@ -122,7 +122,14 @@ ledger_asset(Ledger *self, PyObject *no)
 
 /* check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask,
  *       now_ns) -> Checker.check's answer on the fields, bot, venue, symbol, position and open
- * orders from the ledger (the fields are built as objects only for a refusal) */
+ * orders from the ledger (the fields are built as objects only for a refusal).
+ *
+ * kind None is a warm-up (router_state.PretradeCheck.warm_check, from the loop's idle time): a
+ * submit's decision through the same call and the same code, reading what a real check reads
+ * (this ledger, the checker's limits, the bot's bucket), but it spends a copy of the bucket, does
+ * not roll the day nor mark the position, calls no Python callable and answers None: no state a
+ * real check sees changes.  A real check a few milliseconds later then finds its lines cached
+ * (with cold caches most of its duration is misses: bench/risk_micro.py). */
 static PyObject *
 ledger_check(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -144,17 +151,21 @@ ledger_check(Ledger *self, PyObject *const *args, Py_ssize_t nargs)
     long long now = now_of(args[10]);
     if (now == -1 && PyErr_Occurred())
         return NULL;
-    long long kind = int_of(args[1]);
+    int dry = args[1] == Py_None; /* a warm-up */
+    long long kind = dry ? c->submit_kind : int_of(args[1]);
     if (kind == -1 && PyErr_Occurred())
         return NULL;
-    int outcome = gate(c, self->bot, &self->slot, (long)kind, now);
-    if (outcome == GO_ON) {
+    Bucket scratch;
+    int outcome = gate(c, self->bot, &self->slot, (long)kind, now, dry ? &scratch : NULL);
+    if (outcome == GO_ON || dry) {
         double side, price, qty, bid, ask;
         if (as_double(args[3], &side) || as_double(args[4], &price) || as_double(args[5], &qty)
             || as_double(args[8], &bid) || as_double(args[9], &ask))
             return NULL;
         outcome = limits(c, a->venue, a->symbol, kind == c->submit_kind, side, price, qty, a->position,
-                         (double)a->open_orders, bid, ask);
+                         (double)a->open_orders, bid, ask, dry);
+        if (dry)
+            return outcome == -1 ? NULL : Py_NewRef(Py_None);
     }
     if (outcome <= 0 && outcome != -1)
         return answer(c, outcome, NULL);
@@ -234,7 +245,8 @@ ledger_prefetch(Ledger *self, PyObject *unused)
 static PyMethodDef ledger_methods[] = {
     {"check", (PyCFunction)(void (*)(void))ledger_check, METH_FASTCALL,
      "check(asset_no, kind, order_id, side, price, qty, time_in_force, order_type, best_bid, best_ask, now_ns): "
-     "Checker.check with the bot, the asset's venue and symbol, position and open orders from the ledger."},
+     "Checker.check with the bot, the asset's venue and symbol, position and open orders from the ledger; "
+     "kind None: a warm-up (a submit's reads, no state changed, answers None)."},
     {"opened", (PyCFunction)(void (*)(void))ledger_opened, METH_FASTCALL,
      "opened(asset_no, n): n more open orders on the asset (negative: fewer)."},
     {"set_position", (PyCFunction)(void (*)(void))ledger_set_position, METH_FASTCALL,
