@@ -27,7 +27,14 @@ in this process, as in ``hftd daemon``.  Measured:
   figure as ``risk_check_p99_us``, beside its p50; ``risk_check_in_c`` is 1 when it was the risk
   plugin's C decision called from the router's frame, 0 for the Python check; a note says which);
   the difference of the two runs' channel-to-wire p99s, differences of ms-scale scheduler noise,
-  stays as ``risk_p99_diff_us``;
+  stays as ``risk_p99_diff_us``.  The router keeps the C check warm in its idle time
+  (``PretradeCheck.warm_check`` every ``warm_every_s``, ``risk_warm_every_ms``), off the request's
+  path: the figure still times everything the check does for a request.  Beside it, measured in the
+  same run and not subtracted from anything: ``risk_check_cold_p50_us``/``p99_us``, the same paced
+  run again with the warm-up off (after the warm one: the two differ by the warm-up, and by a minute
+  of the machine); and ``risk_timer_floor_p50_us``/``p99_us``, the router's timer pair around nothing
+  (``perf_counter_ns`` twice, from a loop timer every 5 ms during the warm run): the part of every
+  sample that is the instrument, cold (about 1-1.5 us p50, 3 us p99 on this VM in bench/risk_micro);
 * **baseline**: the obvious pipeline, each bot posting signed ``POST /fapi/v1/order`` to the emulator
   itself through aiohttp, one order after the other, in the same run.
 
@@ -204,6 +211,27 @@ def _emulator(pipe) -> None:
 
 
 # -- the daemon side ---------------------------------------------------------------------------
+
+
+class _TimerFloor:
+    """The router's timer pair around nothing (``router_state._perf_ns`` twice), from a loop timer
+    every 5 ms while a paced run goes on: the instrument's own part of each check's sample, with the
+    caches as the loop has them between orders.  ``ns``: the samples."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from daemon.router_state import _perf_ns
+
+        self.loop, self.perf, self.ns = loop, _perf_ns, []
+        self.handle = loop.call_later(0.005, self.tick)
+
+    def tick(self) -> None:
+        perf = self.perf
+        t0 = perf()
+        self.ns.append(perf() - t0)
+        self.handle = self.loop.call_later(0.005, self.tick)
+
+    def stop(self) -> None:
+        self.handle.cancel()
 
 
 class _Stand:
@@ -540,8 +568,16 @@ async def _main(args, res) -> None:
             check_ns = st.risk_on()
             risk_path = st.risk_path  # st is the spin stand's below
             res.notes.append(f"risk check measured: {risk_path}")
+            warm_every_s = getattr(st.router, "warm_every_s", 0.0)  # the router's idle-time warm-up
+            floor_ns = _TimerFloor(asyncio.get_running_loop())
             with HostSteal() as steal_risk:
                 risky = await st.phase(4, wire_n, args.wire_rate / 4, 60_000_000, 40_000.0)
+            floor_ns.stop()
+            cold_ns: list = []  # the check durations with the warm-up off (none when there is none)
+            if warm_every_s:  # the same run with the warm-up off: what it buys, in the same minute
+                st.router.warm_every_s = 0.0
+                cold_ns = st.router.time_checks()
+                await st.phase(4, wire_n, args.wire_rate / 4, 65_000_000, 40_000.0)
             st.router.check = None
         finally:
             await st.stop()
@@ -600,6 +636,11 @@ async def _main(args, res) -> None:
             "risk_p99_diff_us": risky["p99_us"] - paced["p99_us"],
             "risk_check_p50_us": _pct(sorted(check_ns), 50) / 1e3, "risk_check_p99_us": _pct(sorted(check_ns), 99) / 1e3,
             "risk_check_in_c": 1 if risk_path == "c" else 0,
+            "risk_warm_every_ms": warm_every_s * 1e3,
+            "risk_check_cold_p50_us": _pct(sorted(cold_ns), 50) / 1e3,
+            "risk_check_cold_p99_us": _pct(sorted(cold_ns), 99) / 1e3,
+            "risk_timer_floor_p50_us": _pct(sorted(floor_ns.ns), 50) / 1e3,
+            "risk_timer_floor_p99_us": _pct(sorted(floor_ns.ns), 99) / 1e3,
             "paced_load_avg_1m": load_paced, "paced_host_steal_pct": steal.pct, "paced_risk_host_steal_pct": steal_risk.pct,
         })
         res.rows.append(("emulator: paced, risk check on", {"p50_us": risky["p50_us"], "p99_us": risky["p99_us"],
