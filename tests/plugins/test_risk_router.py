@@ -47,6 +47,8 @@ def test_risk_rejects_reach_the_bot_and_the_kill_switch_cancels_everything(tmp_p
         assert len(d.session.open) == 6
         # with the C check each bot's ledger holds its open orders (plugins._riskfast.Ledger)
         assert d.call(lambda: [b.ledger.view(0) for b in d.router.bots.values()]) == [(3, 0.0)] * 2
+        # and the loop keeps the check warm in its idle time (PretradeCheck.warm_check), a timer armed
+        assert d.call(lambda: d.router._warm_handle is not None and d.router.warm_check() > 0)
 
         d.call(lambda: host.kill("test kill switch"))
         d.wait_for(lambda: d.session.open == {}, timeout=10, what="every order cancelled")
