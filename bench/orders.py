@@ -53,6 +53,8 @@ import tempfile
 import time
 import uuid
 
+from bench.orders_keys import ED_KEY, KEY_TYPES, compare as compare_keys, credentials as bench_credentials, ed25519_pems
+
 __all__ = ["add_arguments", "run"]
 
 VENUE = "binance-usdm"
@@ -70,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="total orders/s of the paced run to the emulator (one the venue path sustains)")
     p.add_argument("--baseline-s", type=float, default=3.0, help="length of each baseline run")
     p.add_argument("--skip-emulator", action="store_true", help="only the in-memory session (no venue)")
+    p.add_argument("--keys", choices=KEY_TYPES, default="hmac",
+                   help="the Binance API key the session signs with: hmac (a signature per order), ed25519 "
+                        "(session.logon, orders unsigned), both (extra paced runs of each, side by side)")
     p.add_argument("--max-in-flight", type=int, default=None,
                    help="the execution session's in-flight window ([venue.execution] max_in_flight; "
                         "default: the daemon's)")
@@ -194,7 +199,8 @@ def _emulator(pipe) -> None:
 
     async def main():
         emu = BinanceEmulator(symbols=(SYMBOL,), weight_limit_per_min=10**9, inbound_msgs_per_s=10**6,
-                              trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9},
+                              trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9,
+                                               "ed25519_keys": {ED_KEY: ed25519_pems()[1]}},
                               account=AccountConfig(max_open_orders=10**7))
         await emu.start()
         pipe.send(emu.rest_url)
@@ -243,9 +249,10 @@ class _Stand:
     made = 0
 
     def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = "",
-                 max_in_flight: int | None = None):
+                 max_in_flight: int | None = None, key_type: str = "hmac"):
         self.workdir, self.kind, self.intake, self.wait, self.rest_url = workdir, session_kind, intake, intake_wait, rest_url
         self.max_in_flight = max_in_flight
+        self.key_type = key_type  # bench.orders_keys: "hmac" or "ed25519"
         self.sub = os.path.join(workdir, uuid.uuid4().hex[:8])
         self.lat_ns: list[int] = []
         self.submits: list[int] = []
@@ -282,15 +289,14 @@ class _Stand:
             from daemon.execution.factory import make_execution_session
 
             self.http = aiohttp.ClientSession()
+            key_cfg, key_env = bench_credentials(self.key_type, KEY, SECRET)
             vc = VenueConfig.from_mapping({
                 "name": VENUE, "rest_url": self.rest_url, "ws_url": self.rest_url.replace("http", "ws"),
                 "symbols": [SYMBOL],
-                "execution": {"api_key_env": "HFTD_BENCH_KEY", "api_secret_env": "HFTD_BENCH_SECRET",
-                              "audit_interval_s": 3600.0, "dead_man_countdown_ms": 0,
+                "execution": {**key_cfg, "audit_interval_s": 3600.0, "dead_man_countdown_ms": 0,
                               "recv_window_ms": 60_000, "request_timeout_s": 30.0,
                               **({} if self.max_in_flight is None else {"max_in_flight": self.max_in_flight})}})
-            self.session = make_execution_session(vc, self.http, self.router,
-                                                  environ={"HFTD_BENCH_KEY": KEY, "HFTD_BENCH_SECRET": SECRET})
+            self.session = make_execution_session(vc, self.http, self.router, environ=key_env)
             await self.session.start()
         self.router.sessions[VENUE] = self.session
         orig_submit, orig_exec = self.session.submit, self.router.on_exec
@@ -554,7 +560,10 @@ async def _main(args, res) -> None:
         base4 = await _baseline(rest_url, 4, args.baseline_s)
         await _stop_emulator(emu, emu_pipe)
         emu, emu_pipe, rest_url = await _start_emulator()
-        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight)
+        main_key = "hmac" if args.keys == "both" else args.keys
+        res.notes.append(f"API key of the runs to the emulator: {main_key}"
+                         + (" (then paced runs of each key: channel_to_wire_hmac_*/_ed25519_*)" if args.keys == "both" else ""))
+        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, main_key)
         st.emu_pid = emu.pid
         await st.start()
         try:
@@ -584,7 +593,7 @@ async def _main(args, res) -> None:
             if st.stop_error:
                 res.notes.append(st.stop_error)
         # the same paced run with the latency mode, [control] intake = "spin", on the same emulator
-        st = _Stand(workdir, "emulator", "spin", "backoff", rest_url, args.max_in_flight)
+        st = _Stand(workdir, "emulator", "spin", "backoff", rest_url, args.max_in_flight, main_key)
         st.emu_pid = emu.pid
         await st.start()
         # as a desk would run it: the loop alone on the last cpu, bots and the venue on the others
@@ -607,6 +616,18 @@ async def _main(args, res) -> None:
             await st.stop()
             if st.stop_error:
                 res.notes.append(st.stop_error)
+        if args.keys == "both":
+            def stand(key_type):
+                kst = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, key_type)
+                kst.emu_pid = emu.pid
+                return kst
+
+            load_keys = os.getloadavg()[0]
+            keyed = await compare_keys(stand, args, wire_n)
+            res.metrics.update({**keyed["metrics"], "keys_load_avg_1m": load_keys})
+            for key_type, run_ in keyed["runs"]:
+                res.rows.append((f"emulator: paced, {key_type} key", {"p50_us": run_["p50_us"], "p99_us": run_["p99_us"],
+                                                                      "accepted_paced": run_["accepted"]}))
         res.rows.append(("emulator: paced, intake=spin", {"p50_us": spin["p50_us"], "p99_us": spin["p99_us"],
                                                           "accepted_paced": spin["accepted"],
                                                           "loop_cpu_us_per_order": spin["loop_cpu_us_per_order"]}))
