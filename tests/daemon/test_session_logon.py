@@ -5,6 +5,7 @@ naming the venue's code; the private key never reaches logs, reprs or exceptions
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -279,3 +280,51 @@ def test_ed25519_credentials_from_env_and_file_and_never_shown(tmp_path):
                                    "symbols": ["BTCUSDT"], "execution": {"api_key_env": "K", "api_private_key_env": "P"}})
     with pytest.raises(ConfigError, match="Bybit signs with HMAC"):
         make_execution_session(vc, None, Sink(), environ={"K": ED_KEY, "P": priv})
+
+
+def test_binance_official_sdk_trades_with_an_ed25519_key():
+    """A client nobody here wrote: Binance's official USD-M SDK with an Ed25519 key signs REST and
+    WS API requests itself (base64 Ed25519), then logs its connection on and sends unsigned."""
+    sdk = pytest.importorskip("binance_sdk_derivatives_trading_usds_futures.derivatives_trading_usds_futures")
+    from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketAPI
+    from binance_common.signature import Signers
+
+    priv, pub = _pair()
+
+    async def body():
+        emu = await BinanceEmulator(symbols=("BTCUSDT",), trading_options={"ed25519_keys": {ED_KEY: pub}}).start()
+        try:
+            client = sdk.DerivativesTradingUsdsFutures(
+                config_rest_api=ConfigurationRestAPI(api_key=ED_KEY, private_key=priv, base_path=emu.rest_url),
+                config_ws_api=ConfigurationWebSocketAPI(api_key=ED_KEY, private_key=priv,
+                                                        stream_url=emu.rest_url.replace("http", "ws") + "/ws-fapi/v1"))
+            px = round(emu.truth("BTCUSDT")[0][0][0] - 50, 1)
+            order = await asyncio.to_thread(lambda: client.rest_api.new_order(
+                symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=0.01, time_in_force="GTC", price=px).data())
+            assert order.status == "NEW"
+            wsapi = await client.websocket_api.create_connection()
+            placed = await wsapi.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=0.01,
+                                           time_in_force="GTC", price=px - 1)
+            assert placed.data().status == 200 and placed.data().result.status == "NEW"
+            await wsapi.send_signed_message({"method": "session.logon", "params": {}},
+                                            signer=Signers.get_signer(priv), session_logon=True)
+            placed = await wsapi.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=0.01,
+                                           time_in_force="GTC", price=px - 2)
+            assert placed.data().status == 200 and placed.data().result.status == "NEW"
+            await wsapi.close_connection()
+            assert len(emu.trading.account.open_orders("BTCUSDT")) == 3
+        finally:
+            await emu.stop()
+
+    seen: list = []
+    real = BinanceTrading._ws_request
+
+    async def recording(self, client, text):
+        seen.append(orjson.loads(text))
+        return await real(self, client, text)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BinanceTrading, "_ws_request", recording)
+        run(body())
+    assert [r["method"] for r in seen] == ["order.place", "session.logon", "order.place"]
+    assert "signature" in seen[0]["params"] and "signature" not in seen[2]["params"]
