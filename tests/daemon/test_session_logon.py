@@ -175,20 +175,15 @@ def test_the_logon_refusal_names_the_venue_code(caplog):
 
     async def body():
         async with _ed_harness(priv, pub) as h:
-            for registered, code in (({KEY: "x"}, "-1022"), ({}, "-2015")):
-                h.emu.trading.credentials = registered or {"someone-else": "s"}
-                h.emu.trading.ed25519_keys = {}
-                if KEY in registered:
-                    object.__setattr__(h.s._creds, "_key", KEY)
-                ws = await h.http.ws_connect(h.s.ws_api_url)
+            for api_key, code in ((KEY, "-1022"), ("not-a-key-of-this-account", "-2015")):
+                s = make_execution_session(h.cfg, h.http, Sink(), credentials=Credentials(api_key, private_key_pem=priv))
+                ws = await h.http.ws_connect(s.ws_api_url)
                 try:
-                    with pytest.raises(VenueError, match=f"session.logon refused: HTTP 40. code {code}"):
-                        await h.s._logon(ws)
+                    with pytest.raises(VenueError, match=f"session.logon refused: HTTP 40. code {code}") as ei:
+                        await s._logon(ws)
+                    assert "".join(priv.strip().splitlines()[1:-1]) not in str(ei.value)
                 finally:
                     await ws.close()
-            h.emu.trading.credentials = {KEY: SECRET}
-            h.emu.trading.ed25519_keys = {ED_KEY: ed25519_private_key(priv).public_key()}
-            object.__setattr__(h.s._creds, "_key", ED_KEY)
 
     run(body())
     assert "code -1022" in caplog.text and "code -2015" in caplog.text
