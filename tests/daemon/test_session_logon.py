@@ -143,7 +143,9 @@ def test_reconnect_and_rotation_log_on_again_before_any_order(frames):
     run(body())
     conns = _by_connection(frames)
     with_orders = [s for s, reqs in conns.items() if any(r["method"] == "order.place" for r in reqs)]
-    assert len(with_orders) >= 3  # the first socket's successor and at least two rotations
+    # the reconnect's socket and at least one rotation's successor (a rotation late in the flow may
+    # open a socket that no order reaches before the flow ends: not counted)
+    assert len(with_orders) >= 2
     _assert_logon_first(frames)
     assert all("signature" not in r["params"] for _, r in frames if r["method"].startswith("order."))
 
