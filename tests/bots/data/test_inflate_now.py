@@ -162,3 +162,17 @@ def test_inflating_holds_one_piece_in_ram_not_the_member(tmp_path, events):
     member_bytes = 4 * events.nbytes
     print(f"grew {grew / 2**20:.2f} MiB inflating {member_bytes / 2**20:.1f} MiB")
     assert grew < member_bytes // 8
+
+
+def test_an_entry_the_cache_bound_trims_at_once_still_serves_the_run_that_made_it(tmp_path, events, cache,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("HFTD_INFLATE_CACHE_MB", "1")  # smaller than the entry: trimmed on arrival
+    stored = str(save_events(tmp_path / "s.npz", events, compress=False))
+    compressed = str(save_events(tmp_path / "z.npz", events, compress=True))
+    _, fills_ref, final_ref = _run(stored)
+    for _ in range(2):
+        child_files, fills, final = _run(compressed)
+        assert child_files is None
+        assert not list(cache.glob("*.npy")), "trimmed"
+        np.testing.assert_array_equal(fills, fills_ref)
+        np.testing.assert_array_equal(final, final_ref)
