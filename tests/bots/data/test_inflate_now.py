@@ -67,8 +67,9 @@ def test_a_small_file_is_inflated_in_process_mapped_and_cached_with_the_fills_of
     assert len(list(cache.glob("*.npy"))) == 2 and not _leftovers(tmp_path)
 
 
-def test_cache_off_maps_a_scratch_file_that_is_gone_once_mapped(tmp_path, events, cache, monkeypatch):
-    monkeypatch.setenv("HFTD_INFLATE_CACHE", "0")
+def _twice_without_child_as_stored(tmp_path, events, check=lambda: None):
+    """Run the maker twice over a compressed copy of ``events``: no inflater child, and the fills
+    and final state of the stored copy; ``check()`` after each run."""
     stored = str(save_events(tmp_path / "s.npz", events, compress=False))
     compressed = str(save_events(tmp_path / "z.npz", events, compress=True))
     _, fills_ref, final_ref = _run(stored)
@@ -77,6 +78,12 @@ def test_cache_off_maps_a_scratch_file_that_is_gone_once_mapped(tmp_path, events
         assert child_files is None
         np.testing.assert_array_equal(fills, fills_ref)
         np.testing.assert_array_equal(final, final_ref)
+        check()
+
+
+def test_cache_off_maps_a_scratch_file_that_is_gone_once_mapped(tmp_path, events, cache, monkeypatch):
+    monkeypatch.setenv("HFTD_INFLATE_CACHE", "0")
+    _twice_without_child_as_stored(tmp_path, events)
     assert not cache.exists() or not list(cache.iterdir())
     assert not _leftovers(tmp_path)
 
@@ -167,12 +174,8 @@ def test_inflating_holds_one_piece_in_ram_not_the_member(tmp_path, events):
 def test_an_entry_the_cache_bound_trims_at_once_still_serves_the_run_that_made_it(tmp_path, events, cache,
                                                                                    monkeypatch):
     monkeypatch.setenv("HFTD_INFLATE_CACHE_MB", "1")  # smaller than the entry: trimmed on arrival
-    stored = str(save_events(tmp_path / "s.npz", events, compress=False))
-    compressed = str(save_events(tmp_path / "z.npz", events, compress=True))
-    _, fills_ref, final_ref = _run(stored)
-    for _ in range(2):
-        child_files, fills, final = _run(compressed)
-        assert child_files is None
-        assert not list(cache.glob("*.npy")), "trimmed"
-        np.testing.assert_array_equal(fills, fills_ref)
-        np.testing.assert_array_equal(final, final_ref)
+
+    def trimmed():
+        assert not list(cache.glob("*.npy"))
+
+    _twice_without_child_as_stored(tmp_path, events, trimmed)
