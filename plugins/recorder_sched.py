@@ -32,7 +32,8 @@ import sys
 import time
 from typing import Callable
 
-__all__ = ["set_class", "DrainScheduler", "Watchdog", "ESCALATE_FILL", "RELAX_FILL", "WATCH_PERIOD_S"]
+__all__ = ["set_class", "DrainScheduler", "Watchdog", "ESCALATE_FILL", "RELAX_FILL", "RELAX_AFTER_S", "WATCH_FILL",
+           "WATCH_PERIOD_S"]
 
 log = logging.getLogger("hftd.plugins.recorder")
 
@@ -40,8 +41,16 @@ log = logging.getLogger("hftd.plugins.recorder")
 ESCALATE_FILL = 0.5
 #: ... until a wake finds every ring below this
 RELAX_FILL = 0.125
-#: how often the watchdog looks at the fill: a ring filling in ~110 ms (see above) is looked at ~5
-#: times between ESCALATE_FILL and a lap
+#: ... for this long: a blast (bench daemon's lasts ~100 ms) is drained at normal priority to its end.
+#: Relaxed at the first calm wake, the drainer went idle between a blast's reads, was starved again,
+#: and each time a lap hung on the watchdog's being on time
+RELAX_AFTER_S = 0.5
+#: the fill from which the watchdog moves the drainer: lower than ESCALATE_FILL, as the last line of
+#: defence (an unstarved drainer wakes every 10 ms or sooner, when a ring is a few per cent full);
+#: at 0.5 a run at load 8 lost 11,446 records, the drainer at a fair share of a busy cpu too slow
+WATCH_FILL = 0.25
+#: how often the watchdog looks at the fill: a 1<<18 ring filling in ~110 ms (see above) is looked at
+#: ~8 times between WATCH_FILL and a lap
 WATCH_PERIOD_S = 0.01
 
 
@@ -72,8 +81,12 @@ def set_class(policy: int, what: str, *, every_thread: bool = False, quiet: bool
 class DrainScheduler:
     """The class of the drainer's threads, from the fill it finds at each wake (``update``)."""
 
-    def __init__(self, *, every_thread: bool = True, what: str = "a ring") -> None:
+    def __init__(self, *, every_thread: bool = True, what: str = "a ring",
+                 relax_after_s: float = RELAX_AFTER_S) -> None:
         self.every_thread = every_thread
+        self.relax_after_s = relax_after_s
+        #: since when every wake found the rings below RELAX_FILL (None: the last one did not)
+        self._calm_since: float | None = None
         #: what ``fill`` is the fill of, in the log
         self.what = what
         self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=every_thread)
@@ -81,8 +94,10 @@ class DrainScheduler:
         self.escalations = 0
         self._can_escalate = True
 
-    def update(self, fill: float) -> None:
-        """``fill``: the fullest ring's unread share of its capacity at this wake, before draining."""
+    def update(self, fill: float, now: float | None = None) -> None:
+        """``fill``: the fullest ring's unread share of its capacity at this wake, before draining;
+        ``now``: ``time.monotonic()`` unless given."""
+        now = time.monotonic() if now is None else now
         # the class it has now: the ring drainer (moving every thread) or the watchdog may have moved it
         self.idle = os.sched_getscheduler(0) == os.SCHED_IDLE
         if self.idle and fill >= ESCALATE_FILL and self._can_escalate:
@@ -98,7 +113,13 @@ class DrainScheduler:
                             "CAP_SYS_NICE or RLIMIT_NICE 20: a lap (a ring) or dropped frames (the raw frame ring) "
                             "are possible, then logged and counted", self.what, 100 * fill)
         elif not self.idle and fill < RELAX_FILL:
-            self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=self.every_thread)
+            if self._calm_since is None:
+                self._calm_since = now
+            elif now - self._calm_since >= self.relax_after_s:
+                self._calm_since = None
+                self.idle = set_class(os.SCHED_IDLE, "the recorder", every_thread=self.every_thread)
+        if fill >= RELAX_FILL:
+            self._calm_since = None
 
 
 def escalate_process(pid: int) -> int:
@@ -124,10 +145,11 @@ def escalate_process(pid: int) -> int:
 class Watchdog:
     """A forked process at normal priority that moves this process's idle-class threads to
     SCHED_OTHER whenever ``fill()`` (the fullest ring's unread share, read from shared memory) is at
-    least ``ESCALATE_FILL``; the drainers go back to SCHED_IDLE themselves (``DrainScheduler``) once
-    below ``RELAX_FILL``.  Start it before any thread (``fork`` copies only the calling thread) and
-    while this process still runs at normal priority (the child inherits the class).  It ends with
-    ``stop``, or by itself within a period of this process's death (kill -9 included)."""
+    least ``WATCH_FILL``; the drainers go back to SCHED_IDLE themselves (``DrainScheduler``) once
+    below ``RELAX_FILL`` for ``RELAX_AFTER_S``.  Start it before any thread (``fork`` copies only
+    the calling thread) and while this process still runs at normal priority (the child inherits
+    the class).  It ends with ``stop``, or by itself within a period of this process's death (kill
+    -9 included)."""
 
     def __init__(self, fill: Callable[[], float], *, period_s: float = WATCH_PERIOD_S) -> None:
         self.fill = fill
@@ -162,7 +184,7 @@ class Watchdog:
         while os.getppid() == parent:
             time.sleep(self.period_s)
             fill = self.fill()
-            if fill < ESCALATE_FILL:
+            if fill < WATCH_FILL:
                 continue
             moved = escalate_process(parent)
             if moved < 0:

@@ -299,19 +299,23 @@ def test_the_recorders_hash_book_has_the_levels_a_sorted_book_has():
 
 def test_the_drainer_leaves_the_idle_class_while_a_ring_is_at_risk_and_returns_after():
     """``DrainScheduler`` in a thread of its own (the test process keeps its class): idle-class
-    from the start, normal priority from a wake at ESCALATE_FILL, idle again below RELAX_FILL.
-    Leaving SCHED_IDLE needs privilege: without it the thread stays idle-class and says so once."""
+    from the start, normal priority from a wake at ESCALATE_FILL, idle again once below RELAX_FILL
+    for RELAX_AFTER_S (a calm wake in between restarts that wait).  Leaving SCHED_IDLE needs
+    privilege: without it the thread stays idle-class and says so once."""
     import threading
 
-    from plugins.recorder_sched import ESCALATE_FILL, RELAX_FILL, DrainScheduler
+    from plugins.recorder_sched import ESCALATE_FILL, RELAX_AFTER_S, RELAX_FILL, DrainScheduler
 
     seen: list = []
+    middle = (ESCALATE_FILL + RELAX_FILL) / 2
+    wakes = [(0.0, ESCALATE_FILL / 2), (1.0, ESCALATE_FILL), (2.0, middle), (3.0, RELAX_FILL / 2), (3.1, middle),
+             (3.2, RELAX_FILL / 2), (3.2 + RELAX_AFTER_S / 2, 0.0), (3.2 + RELAX_AFTER_S, 0.0)]
 
     def body() -> None:
         sched = DrainScheduler(every_thread=False)
         seen.append(os.sched_getscheduler(0))
-        for fill in (ESCALATE_FILL / 2, ESCALATE_FILL, (ESCALATE_FILL + RELAX_FILL) / 2, RELAX_FILL / 2):
-            sched.update(fill)
+        for now, fill in wakes:
+            sched.update(fill, now)
             seen.append((os.sched_getscheduler(0), sched.idle))
         seen.append(sched.escalations)
 
@@ -322,9 +326,9 @@ def test_the_drainer_leaves_the_idle_class_while_a_ring_is_at_risk_and_returns_a
     idle, other = (os.SCHED_IDLE, True), (os.SCHED_OTHER, False)
     can_leave = can_leave_idle_class()
     if can_leave:
-        assert seen[1:] == [idle, other, other, idle, 1]
+        assert seen[1:] == [idle, other, other, other, other, other, other, idle, 1]
     else:
-        assert seen[1:] == [idle, idle, idle, idle, 0]
+        assert seen[1:] == [idle] * len(wakes) + [0]
 
 
 def test_a_one_thread_drainer_reads_its_class_again_when_another_drainer_moved_it():
@@ -375,16 +379,16 @@ def can_leave_idle_class() -> bool:
     return result[0]
 
 
-#: the writer of the starved-recorder test, in a child of its own at normal priority: ``total`` rows
-#: at ``rate`` rows/s (slower if it gets less cpu) into two 1<<14 rings (the same rows), in chunks of at most 500 rows (a feed's
-#: reads, never one write larger than a ring); then it closes them, and the recorders drain them and
-#: exit by themselves
+#: the writer of the starved-recorder test, in a child of its own at normal priority: ``total``
+#: rows at ``rate`` rows/s (slower if it gets less cpu) into two 1<<15 rings (the same rows), in
+#: chunks of at most 500 rows (a feed's reads, never one write larger than a ring); then it closes
+#: them, and the recorders drain them and exit by themselves
 _STEADY_WRITER = """
 import sys, time
 from shm import RingWriter
 from tests.plugins.test_recorder import rows
 t0, rate, total = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-writers = [RingWriter.create(ring, capacity=1 << 14) for ring in sys.argv[4:]]
+writers = [RingWriter.create(ring, capacity=1 << 15) for ring in sys.argv[4:]]
 print("created", flush=True)
 sys.stdin.readline()
 published, start = 0, time.monotonic()
@@ -412,8 +416,10 @@ def record_with_cpus_busy(rings: list[str], directory: Path, watch_periods_s: li
     """A recorder child per ring (idle class, its watchdog every ``watch_periods_s[i]``, 0: none)
     records it while a writer puts the same 75k rows in every ring at 50k rows/s and a spinning
     process per cpu keeps every cpu busy; returns (rows published, per ring: (the rows recorded,
-    the recorder's log)).  A lap of a 1<<14 ring takes ~330 ms: an idle-class drainer with no cpu
-    for that long is lapped."""
+    the recorder's log)).  A lap of a 1<<15 ring takes ~660 ms: an idle-class drainer with no cpu
+    for that long is lapped (unwatched, they were starved for 0.4 to over 1.5 s at load 5-8).  With
+    a 1<<14 ring the watched one was lapped once in ~12 runs: moved to SCHED_OTHER at 27 % full, it
+    still read nothing for ~300 ms."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
     procs = []
@@ -432,7 +438,8 @@ def record_with_cpus_busy(rings: list[str], directory: Path, watch_periods_s: li
                      for ring, period in zip(rings, watch_periods_s)]
         for recorder in recorders:
             line = recorder.stdout.readline()
-            assert line.strip() == "recorder ready", (line, recorder.stderr.read() if recorder.poll() is not None else "")
+            failed = recorder.stderr.read() if recorder.poll() is not None else ""
+            assert line.strip() == "recorder ready", (line, failed)
         spinners = [spawn(["-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
         writer.stdin.write("go\n")
         writer.stdin.flush()
@@ -453,8 +460,9 @@ def test_an_idle_class_recorder_with_every_cpu_busy_loses_nothing_thanks_to_its_
     """The drainer in SCHED_IDLE gets no cpu while normal-priority work fills every cpu, so it never
     wakes to see its ring filling.  Two recorders, of two rings written alike, side by side: the
     one without the watchdog is lapped (the control: if it is not, the cpus were not busy enough,
-    or the writer too slow, for the test to mean anything, and it is skipped); the one with it, whose watchdog process sees
-    the fill and moves the drainer to normal priority, records every row."""
+    or the writer too slow, for the test to mean anything, and it is skipped); the one with it,
+    whose watchdog process sees the fill and moves the drainer to normal priority, records every
+    row."""
     from shm import segment_name
 
     if not can_leave_idle_class():
@@ -465,7 +473,7 @@ def test_an_idle_class_recorder_with_every_cpu_busy_loses_nothing_thanks_to_its_
         pytest.skip("cannot start children at nice 0")
     watched = segment_name("md", "test", "ethusdt")
     published, [(control, control_log), (got, log)] = record_with_cpus_busy([ring, watched], tmp_path, [0.0, 0.01])
-    assert published == 75_000
+    assert published == 75_000  # more than 2 laps of a ring
     if len(control) == published and np.array_equal(control["ival"], np.arange(published)):
         pytest.skip("the control was not lapped: the cpus were not kept busy enough")
     assert "LAPPED" in control_log
