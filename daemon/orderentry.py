@@ -102,6 +102,7 @@ class OrderEntry:
                              channel_capacity=ctl.channel_capacity, intake_wait=ctl.intake_wait, intake=ctl.intake,
                              dead_bot_policy=ctl.dead_bot_policy, notify=self.notify,
                              touch=self.touch)
+        self.router.warm_every_s = ctl.risk_warm_ms / 1e3
         if self.injected is not None:
             self.sessions = dict(self.injected)
             for s in self.sessions.values():

@@ -214,11 +214,19 @@ class PretradeCheck:
       ``warm_every_s``): an order comes every few milliseconds, and with cold caches most of the
       check's duration is cache misses (bench/risk_micro.py), not its work.
     """
-    #: how often the loop runs ``warm_check`` while the C check has a ledger (s); 0: never.  A loop
-    #: timer: it runs between the loop's callbacks, never inside a request's handling.  Its price is
-    #: the loop's CPU while idle: ~3 % of a core at 1 ms with 4 bots on this VM (a wake per period)
+    #: how often the loop runs ``warm_check`` while the C check has a ledger (s); 0: never
+    #: (``[control] risk_warm_ms``).  A loop timer: it runs between the loop's callbacks, never
+    #: inside a request's handling.  Its price is the loop's CPU: ~3 % of a core at 1 ms with 4
+    #: bots on this VM (a wake per period), so it runs only while bots trade (``warm_linger_s``)
     warm_every_s = 0.001
+    #: warming stops once no check has run for this long (a registration or the next check starts
+    #: it again): a daemon whose bots are quiet burns nothing, and its first order after the pause
+    #: meets the cold caches it would meet without the warm-up
+    warm_linger_s = 5.0
     _warm_handle = None  # the pending warm-up's loop timer, if any
+    #: checks so far (``_verdict``), and the count the latest warm tick saw, with the ticks since it moved
+    _n_checks = 0
+    _warm_seen = (0, 0)
 
     def time_checks(self, keep: int = 1 << 20) -> collections.deque:
         """Record the duration of each pre-trade check from now on (the latest ``keep``)."""
@@ -282,10 +290,16 @@ class PretradeCheck:
             self._warm_handle = loop.call_later(self.warm_every_s, self._warm_tick)
 
     def _warm_tick(self) -> None:
-        """The loop's timer: warm the check, then arm the next one while a bot has a ledger (a
-        registration arms it again, ``_new_ledger``)."""
+        """The loop's timer: warm the check, then arm the next one while a bot has a ledger and a
+        check ran in the last ``warm_linger_s`` (a registration or a check arms it again)."""
         self._warm_handle = None
         if getattr(self, "stopping", False) or self._ledger_of is None or not self.bots:
+            return
+        seen, quiet_ticks = self._warm_seen
+        quiet_ticks = quiet_ticks + 1 if self._n_checks == seen else 0
+        self._warm_seen = (self._n_checks, quiet_ticks)
+        if quiet_ticks * self.warm_every_s >= self.warm_linger_s:
+            self._warm_seen = (self._n_checks, 0)  # the next check or registration starts a new linger
             return
         try:
             self.warm_check()
@@ -336,4 +350,7 @@ class PretradeCheck:
                                           sum(1 for o in bot.orders.values() if o.asset_no == asset_no), bid, ask, now)
         if times is not None:
             times.append(_perf_ns() - t0)
+        self._n_checks += 1  # after the timer: what keeps the warm-up going is not the check's cost
+        if self._warm_handle is None and book is not None:  # a pause had stopped the warm-up
+            self._warm_later()
         return verdict

@@ -220,7 +220,7 @@ def test_control_config_refuses_unknown_keys_and_bad_values(tmp_path):
     ok = DaemonConfig.from_mapping({"venue": [venue], "control": {"socket_path": str(tmp_path / "c.sock"),
                                                                   "mode": 0o660, "heartbeat_timeout_s": 3}})
     assert ok.control.mode == 0o660 and ok.control.heartbeat_timeout_s == 3.0
-    assert ok.control.adopt_grace_s == 30.0
+    assert ok.control.adopt_grace_s == 30.0 and ok.control.risk_warm_ms == 1.0
     for table, message in (({"sokcet_path": "/x"}, "unknown key 'sokcet_path'"),
                            ({"mode": 0o666}, "'mode' must be 0o600 or 0o660"),
                            ({"mode": "0660"}, "'mode' must be int"),
@@ -230,7 +230,9 @@ def test_control_config_refuses_unknown_keys_and_bad_values(tmp_path):
                            ({"group": "no-such-group-hftd"}, "no such group"),
                            ({"channel_capacity": 1000}, "power of two"),
                            ({"adopt_grace_s": -1.0}, "'adopt_grace_s' must be >= 0"),
-                           ({"adopt_grace_s": "30"}, "'adopt_grace_s' must be float")):
+                           ({"adopt_grace_s": "30"}, "'adopt_grace_s' must be float"),
+                           ({"risk_warm_ms": -1.0}, "'risk_warm_ms' must be between 0"),
+                           ({"risk_warm_ms": 5000}, "'risk_warm_ms' must be between 0")):
         with pytest.raises(ConfigError, match=message):
             DaemonConfig.from_mapping({"venue": [venue], "control": table})
     assert ControlConfig().socket_path.endswith("control.sock")

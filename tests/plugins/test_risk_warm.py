@@ -150,3 +150,31 @@ def test_a_warm_up_reads_a_real_request_s_state_even_when_its_answer_would_be_a_
     assert not any(h.risk.rejects.values()) and fast.pnl == 0.0
     with pytest.raises(IndexError):
         book.check(1, None, 0, 1, 0.0, 0.0, 0, 0, math.nan, math.nan, 0)  # the asset is still checked
+
+
+def test_the_warm_up_stops_while_bots_are_quiet_and_a_check_starts_it_again():
+    """No check for ``warm_linger_s``: the timer is not armed again (an idle daemon burns nothing);
+    the next check arms it, and checks keep it going."""
+    loop = asyncio.new_event_loop()
+    try:
+        h = host(max_submits_per_s=100)
+        r = _Router(loop, h.pretrade_check)
+        r.warm_every_s, r.warm_linger_s = 0.001, 0.0025
+        bot = r.add("b1")
+
+        def tick():
+            r._warm_handle.cancel()
+            r._warm_tick()
+            return r._warm_handle is not None
+
+        assert [tick(), tick()] == [True, True]  # two quiet ticks: still lingering
+        assert tick() is False  # the third reaches warm_linger_s
+        assert r._verdict(bot, bot.assets[0], 0, SUBMIT, 1, 1, 100.0, 1.0, 0, 0, T0) is None
+        assert r._warm_handle is not None  # the check armed it again
+        for i in range(5):  # a check between ticks keeps it going
+            assert tick(), i
+            r._verdict(bot, bot.assets[0], 0, SUBMIT, 2 + i, 1, 100.0, 1.0, 0, 0, T0)
+        # the tick after a check sees it (not quiet); then three quiet ones reach the linger
+        assert [tick(), tick(), tick(), tick()] == [True, True, True, False]
+    finally:
+        loop.close()
