@@ -35,6 +35,10 @@ in this process, as in ``hftd daemon``.  Measured:
   of the machine); and ``risk_timer_floor_p50_us``/``p99_us``, the router's timer pair around nothing
   (``perf_counter_ns`` twice, from a loop timer every 5 ms during the warm run): the part of every
   sample that is the instrument, cold (about 1-1.5 us p50, 3 us p99 on this VM in bench/risk_micro);
+* **API key**: the daemon's session uses an Ed25519 key (``--keys``): it logs on to each WS API
+  connection once (``session.logon``) and sends its orders unsigned, as Binance advises for the WS API;
+  ``--keys hmac`` signs every order (HMAC-SHA256), ``--keys both`` adds paced runs of each key side by
+  side (``channel_to_wire_hmac_*`` / ``channel_to_wire_ed25519_*``);
 * **baseline**: the obvious pipeline, each bot posting signed ``POST /fapi/v1/order`` to the emulator
   itself through aiohttp, one order after the other, in the same run.
 
@@ -72,9 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="total orders/s of the paced run to the emulator (one the venue path sustains)")
     p.add_argument("--baseline-s", type=float, default=3.0, help="length of each baseline run")
     p.add_argument("--skip-emulator", action="store_true", help="only the in-memory session (no venue)")
-    p.add_argument("--keys", choices=KEY_TYPES, default="hmac",
-                   help="the Binance API key the session signs with: hmac (a signature per order), ed25519 "
-                        "(session.logon, orders unsigned), both (extra paced runs of each, side by side)")
+    p.add_argument("--keys", choices=KEY_TYPES, default="ed25519",
+                   help="the Binance API key of the daemon's session: ed25519 (default: session.logon, orders "
+                        "unsigned, as a desk runs the WS API), hmac (a signature per order), both (ed25519, then "
+                        "extra paced runs of each key, side by side)")
     p.add_argument("--max-in-flight", type=int, default=None,
                    help="the execution session's in-flight window ([venue.execution] max_in_flight; "
                         "default: the daemon's)")
@@ -560,7 +565,7 @@ async def _main(args, res) -> None:
         base4 = await _baseline(rest_url, 4, args.baseline_s)
         await _stop_emulator(emu, emu_pipe)
         emu, emu_pipe, rest_url = await _start_emulator()
-        main_key = "hmac" if args.keys == "both" else args.keys
+        main_key = "ed25519" if args.keys == "both" else args.keys
         res.notes.append(f"API key of the runs to the emulator: {main_key}"
                          + (" (then paced runs of each key: channel_to_wire_hmac_*/_ed25519_*)" if args.keys == "both" else ""))
         st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, main_key)

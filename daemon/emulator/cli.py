@@ -8,7 +8,9 @@ collector recording (``.gz``), or Bybit ``orderbook.N``/``publicTrade`` lines (a
 Trading (order entry, user streams; ``--no-trading`` turns it off) accepts the API key
 ``--api-key``/``HFTD_EMU_API_KEY`` with the secret from ``HFTD_EMU_API_SECRET`` (an environment
 variable only: a command line is visible to every user in ``ps``); without them, the demo pair of
-``daemon.emulator.matching.DEFAULT_CREDENTIALS``.  The secret is never printed or logged.
+``daemon.emulator.matching.DEFAULT_CREDENTIALS``.  The secret is never printed or logged.  Binance
+also takes Ed25519 API keys (``--ed25519-key API_KEY=PEM_FILE``, the public key), which may log on
+to a WS API connection once (``session.logon``) instead of signing every request.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-trading", action="store_true", help="market data only (no order entry routes)")
     p.add_argument("--api-key", default=None, help="the API key trading accepts (default: $HFTD_EMU_API_KEY, "
                    "else the demo key); its secret comes from $HFTD_EMU_API_SECRET")
+    p.add_argument("--ed25519-key", action="append", default=[], metavar="API_KEY=PEM_FILE",
+                   help="(binance-usdm) also accept this Ed25519 API key, its public key read from PEM_FILE "
+                   "(for session.logon; repeatable)")
     p.add_argument("--balance", type=float, default=100_000.0, help="initial wallet balance (USDT)")
     p.add_argument("--maker-fee", type=float, default=0.0002, help="maker fee rate (negative: rebate)")
     p.add_argument("--taker-fee", type=float, default=0.0005, help="taker fee rate")
@@ -63,6 +68,23 @@ def credentials(args: argparse.Namespace, environ=os.environ) -> tuple[dict[str,
     return {key: secret}, f"API key {key!r} (secret from HFTD_EMU_API_SECRET)"
 
 
+def ed25519_keys(specs: list[str]) -> dict[str, str]:
+    """API key -> PEM public key, from ``--ed25519-key API_KEY=PEM_FILE`` arguments."""
+    from daemon.emulator import EmulatorError
+
+    keys = {}
+    for spec in specs:
+        api_key, sep, path = spec.partition("=")
+        if not sep or not api_key or not path:
+            raise EmulatorError(f"--ed25519-key {spec!r}: expected API_KEY=PEM_FILE")
+        try:
+            with open(path, encoding="ascii") as f:
+                keys[api_key] = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EmulatorError(f"--ed25519-key {api_key[:4]}...: cannot read {path}: {exc}") from None
+    return keys
+
+
 def build(args: argparse.Namespace):
     from daemon.emulator import EmulatorError
     from daemon.emulator.matching import AccountConfig
@@ -78,12 +100,18 @@ def build(args: argparse.Namespace):
     else:
         common.update(trading=False)
     fast = getattr(args, "no_rate_limits", False)
+    ed_keys = ed25519_keys(getattr(args, "ed25519_key", None) or [])
+    if ed_keys and (args.venue != "binance-usdm" or getattr(args, "no_trading", False)):
+        raise EmulatorError("--ed25519-key: only binance-usdm with trading takes Ed25519 API keys")
     if args.venue == "binance-usdm":
         from daemon.emulator.binance import BinanceEmulator
 
+        options = {"ed25519_keys": ed_keys} if ed_keys else {}
         if fast and not getattr(args, "no_trading", False):
-            common.update(weight_limit_per_min=10**9,
-                          trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9})
+            common.update(weight_limit_per_min=10**9)
+            options.update(orders_per_10s=10**9, orders_per_min=10**9)
+        if options:
+            common.update(trading_options=options)
         return BinanceEmulator(symbols, seed=args.seed, keep_history=False, **common)
     from daemon.emulator.bybit import BybitEmulator
 

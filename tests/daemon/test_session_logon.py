@@ -325,3 +325,32 @@ def test_binance_official_sdk_trades_with_an_ed25519_key():
         run(body())
     assert [r["method"] for r in seen] == ["order.place", "session.logon", "order.place"]
     assert "signature" in seen[0]["params"] and "signature" not in seen[2]["params"]
+
+
+def test_hftd_emulate_takes_ed25519_public_keys_from_pem_files(tmp_path):
+    """``hftd emulate --ed25519-key API_KEY=PEM_FILE``: the key reaches the emulator's trading side
+    (with and without --no-rate-limits); a malformed spec, an unreadable file, a bad PEM and Bybit
+    are clear errors."""
+    import argparse
+
+    from daemon.emulator import EmulatorError
+    from daemon.emulator import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    _, pub = _pair()
+    pem = tmp_path / "key.pub.pem"
+    pem.write_text(pub)
+    for extra in ([], ["--no-rate-limits"]):
+        args = parser.parse_args(["emulate", "--venue", "binance-usdm", "--ed25519-key", f"edkey={pem}", *extra])
+        emu = cli.build(args)
+        assert list(emu.trading.ed25519_keys) == ["edkey"], extra
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    for spec, venue, message in ((f"edkey{pem}", "binance-usdm", "expected API_KEY=PEM_FILE"),
+                                 (f"edkey={tmp_path / 'missing.pem'}", "binance-usdm", "cannot read"),
+                                 (f"edkey={bad}", "binance-usdm", "public key of API key"),
+                                 (f"edkey={pem}", "bybit-linear", "only binance-usdm")):
+        args = parser.parse_args(["emulate", "--venue", venue, "--ed25519-key", spec])
+        with pytest.raises(EmulatorError, match=message):
+            cli.build(args)
