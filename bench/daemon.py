@@ -14,7 +14,8 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
 - ``plugins_throughput_loss_pct`` / ``plugins_p99_increase_pct``: a second Binance pipeline with
   every plugin enabled (risk, telegram against a loopback Bot API, metrics, the recorder child
   writing the ring to disk), its rounds paired with the plugin-less one's (back to back, alternating
-  which goes first): the median over the pairs of how much lower its rate is, and the median over
+  which goes first; after each plugins-on round, a wait for the recorder child to go quiet, so its
+  catching up falls in no round): the median over the pairs of how much lower its rate is, and the median over
   the pairs of alternating paced chunks of how much higher its frame-to-ring p99 is (negative =
   better with plugins: noise); ``plugins_p99_increase_pooled_pct`` compares the p99s of all the
   chunks pooled, which one burst of other work in one chunk moves by tens of per cent;
@@ -61,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages in the latency run (with plugins: per pipeline, in --plugin-rounds chunks)")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
-    parser.add_argument("--plugin-rounds", type=int, default=4,
-                        help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison)")
+    parser.add_argument("--plugin-rounds", type=int, default=8,
+                        help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison): pairs "
+                             "back to back, the median over them reported (at 4, three quiet runs gave 0.8-24 %% loss)")
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
@@ -291,6 +293,20 @@ def _child_cpu_s(proc) -> float:
         return 0.0
 
 
+async def _settled(proc, window_s: float = 0.05, limit_s: float = 3.0) -> None:
+    """Until the recorder child spends no clock tick in ``window_s`` (``limit_s`` at most): its catching
+    up on a round (the ring's tail, the raw frames' gzip) is then charged to no round of the other
+    pipeline, which ran just after it in every other pair."""
+    deadline = time.monotonic() + limit_s
+    before = _child_cpu_s(proc)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(window_s)
+        now = _child_cpu_s(proc)
+        if now == before:
+            return
+        before = now
+
+
 def _recorded_rows(directory: str, ring: str) -> int:
     from pathlib import Path
 
@@ -362,6 +378,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
                         rec_from = None
+                        await _settled(recorder.proc)
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
                                pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count))
@@ -702,7 +719,8 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"{prefix}daemon_cpu_us_per_msg": float(np.median(ours.cpu_us_per_msg)),
         })
         result.rows.append((f"{venue} -> shm ring", {"msgs/s": rate, "p50 us": p50, "p99 us": p99,
-                                                     "p99.9 us": p999, "messages": n}))
+                                                     "p99.9 us": p999, "messages": n,
+                                                     "daemon cpu us/msg": float(np.median(ours.cpu_us_per_msg))}))
         result.notes.append(
             f"{venue}: rounds {', '.join(f'{r / 1e3:.1f}k' for r in ours_rates)} msgs/s (median reported); "
             f"latency over {len(lat_ours)} messages at {args.rate:.0f}/s (host steal meanwhile "
@@ -760,8 +778,10 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
         result.metrics["recorder_missing_rows"] = ring - rows
         if x.get("raw_sent_reads") or x.get("raw_dropped_frames"):
             result.metrics["recorder_raw_dropped_frames"] = int(x.get("raw_dropped_frames", 0))
-    result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}", {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99,
-                                                          "p99.9 us": on_p999, "messages": len(plug_rates)}))
+    # the daemon's CPU per message beside the rates (which move with whatever else the machine runs)
+    result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}",
+                        {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99, "p99.9 us": on_p999,
+                         "messages": plug.args.messages, "daemon cpu us/msg": float(np.median(plug.cpu_us_per_msg))}))
     # per pair: each plugins-on round over the plugins-off round beside it
     losses = [100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates)]
     pairs = [f"{v:+.1f}%" for v in losses]
@@ -773,14 +793,16 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
                 f"records during the rounds, restarts {x.get('recorder_restarts', 0)}, raw reads sent "
                 f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
                 if "recorded_rows" in x else "")
+    cpu_pairs = ", ".join(f"{_pct_increase(a, b):+.1f}" for a, b in zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg))
     result.notes.append(
-        f"plugins (risk + {enabled}; telegram at a loopback Bot API): rounds "
+        f"plugins (risk + {enabled}; telegram at a loopback Bot API): daemon CPU per message "
+        f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us, "
+        f"{result.metrics['plugins_daemon_cpu_increase_pct']:+.1f} % (median of the pairs' {cpu_pairs} %); rounds "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}; {order}); "
         f"p99 {on_p99:.1f} us against {off_p99:.1f} us over the same alternating paced chunks (per chunk "
         f"{', '.join(f'{_percentiles(c)[1]:.0f}' for c in chunks['plug'])} against "
-        f"{', '.join(f'{_percentiles(c)[1]:.0f}' for c in chunks['ours'])} us); daemon CPU per message "
-        f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us; "
+        f"{', '.join(f'{_percentiles(c)[1]:.0f}' for c in chunks['ours'])} us); "
         f"{recorder}ring reader lapped {plug_gaps} times; plugin errors {x.get('plugin_errors', 0)}")
 
 
