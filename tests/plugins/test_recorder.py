@@ -456,6 +456,47 @@ def record_with_cpus_busy(rings: list[str], directory: Path, watch_periods_s: li
     return published, [(recorded(directory, ring)[0], log) for ring, log in zip(rings, logs)]
 
 
+_WATCHDOG_PROBE = r"""
+import mmap, os, struct, sys, threading, time
+from plugins.recorder_sched import Watchdog
+shared = mmap.mmap(-1, 8)  # the 'fill' the watchdog reads, shared with the forked child
+dog = Watchdog(lambda: struct.unpack_from("d", shared)[0], period_s=0.005).start()
+classes = []
+def worker():  # a drainer-like thread in SCHED_IDLE
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    time.sleep(0.2)  # ~40 watchdog periods at fill 0: never moved
+    classes.append(os.sched_getscheduler(0))
+    struct.pack_into("d", shared, 0, float(sys.argv[1]))
+    deadline = time.monotonic() + float(sys.argv[2])
+    while os.sched_getscheduler(0) == os.SCHED_IDLE and time.monotonic() < deadline:
+        time.sleep(0.005)
+    classes.append(os.sched_getscheduler(0))
+t = threading.Thread(target=worker)
+t.start(); t.join(); dog.stop()
+print(" ".join("idle" if c == os.SCHED_IDLE else "other" for c in classes))
+"""
+
+
+def test_the_watchdog_moves_an_idle_class_thread_to_normal_priority_once_a_ring_fills():
+    """The watchdog process itself, without busy cpus or timing: a SCHED_IDLE thread of its parent
+    stays idle-class while the fill is 0, and is moved to SCHED_OTHER once the fill reaches
+    WATCH_FILL (and not below it)."""
+    from plugins.recorder_sched import WATCH_FILL
+
+    if not can_leave_idle_class():
+        pytest.skip("SCHED_IDLE cannot be left here (no CAP_SYS_NICE, no RLIMIT_NICE 20)")
+
+    def probe(fill: float, wait_s: float) -> str:
+        out = subprocess.run([sys.executable, "-c", _WATCHDOG_PROBE, str(fill), str(wait_s)], capture_output=True, text=True,
+                             timeout=120, cwd=Path(__file__).resolve().parents[2])
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert probe(min(1.0, WATCH_FILL + 0.05), 30.0) == "idle other"
+    assert probe(WATCH_FILL / 2, 0.5) == "idle idle"  # below the mark: left alone for 100 periods
+
+
+@pytest.mark.stress
 def test_an_idle_class_recorder_with_every_cpu_busy_loses_nothing_thanks_to_its_watchdog(ring, tmp_path):
     """The drainer in SCHED_IDLE gets no cpu while normal-priority work fills every cpu, so it never
     wakes to see its ring filling.  Two recorders, of two rings written alike, side by side: the
