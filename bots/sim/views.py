@@ -11,10 +11,11 @@ memory alive; whoever reallocates one of these arrays must update its ``p_*`` fi
 from __future__ import annotations
 
 import numpy as np
-from numba import carray, njit, types
+from numba import carray, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
+from bots.sim.jit import kernel
 from bots.sim.layout import N_CFG
 
 
@@ -39,92 +40,92 @@ def address_of(typingctx, arr):
     return sig, codegen
 
 
-@njit(cache=True)
+@kernel
 def cursor(bt):
     return carray(as_voidptr(bt.p_cursor), (bt.n_assets, 8), np.int64)
 
 
-@njit(cache=True)
+@kernel
 def evs(bt):
     return carray(as_voidptr(bt.p_evs), 4 * bt.n_assets, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def chunk_addr(bt):
     return carray(as_voidptr(bt.p_chunk_addr), bt.n_chunks, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def chunk_len(bt):
     return carray(as_voidptr(bt.p_chunk_len), bt.n_chunks, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def chunk_first(bt):
     return carray(as_voidptr(bt.p_chunk_first), bt.n_assets, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def chunk_count(bt):
     return carray(as_voidptr(bt.p_chunk_count), bt.n_assets, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def cfg_f(bt):
     return carray(as_voidptr(bt.p_cfg_f), (bt.n_assets, N_CFG), np.float64)
 
 
-@njit(cache=True)
+@kernel
 def cfg_i(bt):
     return carray(as_voidptr(bt.p_cfg_i), (bt.n_assets, N_CFG), np.int64)
 
 
-@njit(cache=True)
+@kernel
 def depth_i(bt):
     return carray(as_voidptr(bt.p_depth_i), (2 * bt.n_assets, 8), np.int64)
 
 
-@njit(cache=True)
+@kernel
 def feed_lat(bt):
     return carray(as_voidptr(bt.p_feed_lat), (bt.n_assets, 3), np.int64)
 
 
-@njit(cache=True)
+@kernel
 def xalive(bt):
     return carray(as_voidptr(bt.p_xalive), bt.n_assets, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def x_out(bt):
     return carray(as_voidptr(bt.p_x_out), bt.n_assets, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def cnt(bt):
     return carray(as_voidptr(bt.p_cnt), 4, np.int64)
 
 
-@njit(cache=True)
+@kernel
 def bus_i(bt):
     return carray(as_voidptr(bt.p_bus_i), (2 * bt.n_assets, 3), np.int64)
 
 
-@njit(cache=True)
+@kernel
 def bid_qty(bt):
     return carray(as_voidptr(bt.p_bid_qty), (2 * bt.n_assets, bt.depth_w), np.float64)
 
 
-@njit(cache=True)
+@kernel
 def ask_qty(bt):
     return carray(as_voidptr(bt.p_ask_qty), (2 * bt.n_assets, bt.depth_w), np.float64)
 
 
-@njit(cache=True)
+@kernel
 def xcnt_bid(bt):
     return carray(as_voidptr(bt.p_xcnt_bid), (2 * bt.n_assets, bt.depth_w), np.int32)
 
 
-@njit(cache=True)
+@kernel
 def xcnt_ask(bt):
     return carray(as_voidptr(bt.p_xcnt_ask), (2 * bt.n_assets, bt.depth_w), np.int32)
 
