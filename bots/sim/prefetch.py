@@ -132,13 +132,22 @@ def wait_for(index: int, struct_id: int) -> None:
     helper.wait_done(index)
 
 
-def _claimed(claims: set[int]) -> set[int]:
-    """Add the entries the parent claimed on stdin so far (never blocks)."""
-    while select.select([sys.stdin], [], [], 0)[0]:
-        line = sys.stdin.readline()
-        if not line:
+def _claimed(claims: set[int], pending: bytearray) -> set[int]:
+    """Add the entries the parent claimed on stdin so far (never blocks).
+
+    Read from the descriptor, not through ``sys.stdin``: its buffer takes in every line the pipe
+    holds at its first read, after which ``select`` sees nothing and the claims after the first
+    were missed (both processes then compiled the same entry)."""
+    fd = sys.stdin.fileno()
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 4096)
+        if not data:
             break
-        word, _, index = line.partition(" ")
+        pending += data
+    *lines, rest = pending.split(b"\n")
+    pending[:] = rest
+    for line in lines:
+        word, _, index = line.decode().partition(" ")
         if word == "claim" and index.strip().isdigit():
             claims.add(int(index))
     return claims
@@ -150,8 +159,9 @@ def _main(argv: list[str]) -> int:
 
     struct_id = int(argv[0])
     claims: set[int] = set()
+    pending = bytearray()
     for index in entries.prefetch_order():
-        if index in _claimed(claims) or entries.available(index, struct_id):
+        if index in _claimed(claims, pending) or entries.available(index, struct_id):
             continue
         print("start", index, flush=True)
         entries.compile_entry(index, struct_id)

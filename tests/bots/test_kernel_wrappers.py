@@ -1,11 +1,14 @@
 """``@kernel`` compiles without numba's Python and C wrappers (bots.sim.jit), yet a Python call still
-works."""
+works; the prefetch helper sees every claim its parent wrote, however many arrived at once."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from numba import njit
 
-from bots.sim import entries
+from bots.sim import entries, prefetch
 from bots.sim.jit import kernel
 from tests.bots.test_entries import _backtest, _quote_and_run
 
@@ -62,3 +65,22 @@ def test_the_engine_kernels_have_no_python_wrapper():
         native, wrapper = _symbols(cres)
         assert native != 0 and wrapper == 0
 
+
+def test_the_helper_reads_every_claim_in_the_pipe(monkeypatch):
+    r, w = os.pipe()
+    stdin = os.fdopen(r, "r")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    try:
+        os.write(w, b"claim 3\nclaim 5\nclai")  # several lines at once, the last one cut
+        claims: set[int] = set()
+        pending = bytearray()
+        assert prefetch._claimed(claims, pending) == {3, 5}
+        os.write(w, b"m 7\nclaim x\n")
+        assert prefetch._claimed(claims, pending) == {3, 5, 7}
+        os.close(w)
+        w = -1
+        assert prefetch._claimed(claims, pending) == {3, 5, 7}  # end of input: no hang, no change
+    finally:
+        if w >= 0:
+            os.close(w)
+        stdin.close()
