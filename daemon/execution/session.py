@@ -124,12 +124,12 @@ class _Req:
     __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty", "ws", "rest")
 
     def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0,
-                 ws=None):
+                 ws=None, rest=None):
         self.client_id, self.op, self.symbol, self.sent, self.price, self.qty = client_id, op, symbol, sent, price, qty
         #: the order-entry socket the request went out on (None: REST)
         self.ws = ws
         #: ``make(rid)`` of its REST form, for a frame queued on a socket that closed before the write
-        self.rest = None
+        self.rest = rest
 
 
 class SessionBase(ExecutionSession):
@@ -212,9 +212,9 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_new(intent)
-            req = self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, ws=ws)
+            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, 0.0, 0.0, ws,
+                                   lambda rid: self._rest_new(rid, intent))
             o.req_id = rid
-            req.rest = lambda rid: self._rest_new(rid, intent)
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_new(rid, intent), intent.client_id, "new", intent.symbol)
@@ -231,8 +231,8 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_cancel(o.symbol, client_id)
-            req = self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, ws=ws)
-            req.rest = lambda rid: self._rest_cancel(rid, o.symbol, client_id)
+            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, 0.0, 0.0, ws,
+                                   lambda rid: self._rest_cancel(rid, o.symbol, client_id))
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
@@ -249,8 +249,8 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_modify(o, price, qty)
-            req = self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty, ws=ws)
-            req.rest = lambda rid: self._rest_modify(rid, o, price, qty)
+            self._reqs[rid] = _Req(client_id, "modify", o.symbol, now, price, qty, ws,
+                                   lambda rid: self._rest_modify(rid, o, price, qty))
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_modify(rid, o, price, qty), client_id, "modify", o.symbol, price, qty)
@@ -278,6 +278,15 @@ class SessionBase(ExecutionSession):
             self._out_handle.cancel()  # called early (the router after its drain, a REST call)
             self._out_handle = None
         out, self._out = self._out, []
+        if len(out) == 1:  # the usual turn at a paced rate: one frame, no grouping pass
+            ws, _, frame = out[0]
+            try:
+                write_frames(ws, [frame])
+            except (ConnectionError, RuntimeError) as exc:
+                self._write_failed(ws, out, exc)
+            else:
+                self.counters["ws_sent"] += 1
+            return
         i = 0
         while i < len(out):
             ws = out[i][0]
@@ -288,20 +297,23 @@ class SessionBase(ExecutionSession):
             i = j
             try:
                 write_frames(ws, [f for _, _, f in part])
-            except ConnectionError:
-                # closed since the frames were queued: none of them left; REST takes them
-                for _, rid, _ in part:
-                    req = self._reqs.get(rid)
-                    self._not_sent(ws, rid)
-                    if req is not None and req.rest is not None:
-                        self._rest_task(req.rest, req.client_id, req.op, req.symbol, req.price, req.qty)
-                continue
-            except RuntimeError:
-                log.exception("%s: websocket write failed; the requests' outcome is unknown", self.venue)
-                for _, rid, _ in part:
-                    self._lost(rid)
+            except (ConnectionError, RuntimeError) as exc:
+                self._write_failed(ws, part, exc)
                 continue
             self.counters["ws_sent"] += len(part)
+
+    def _write_failed(self, ws, part: list, exc: Exception) -> None:
+        if isinstance(exc, ConnectionError):
+            # closed since the frames were queued: none of them left; REST takes them
+            for _, rid, _ in part:
+                req = self._reqs.get(rid)
+                self._not_sent(ws, rid)
+                if req is not None and req.rest is not None:
+                    self._rest_task(req.rest, req.client_id, req.op, req.symbol, req.price, req.qty)
+            return
+        log.error("%s: websocket write failed; the requests' outcome is unknown", self.venue, exc_info=exc)
+        for _, rid, _ in part:
+            self._lost(rid)
 
     def _not_sent(self, ws, rid) -> bool:
         self._reqs.pop(rid, None)

@@ -105,7 +105,10 @@ _REPLY, _QUERY = Src.REPLY, Src.QUERY
 _K_ACCEPTED, _K_FILL, _K_MODIFIED = ExecKind.ACCEPTED, ExecKind.FILL, ExecKind.MODIFIED
 _K_CANCELED, _K_EXPIRED, _K_REJECTED = ExecKind.CANCELED, ExecKind.EXPIRED, ExecKind.REJECTED
 _K_CANCEL_REJECTED, _K_MODIFY_REJECTED = ExecKind.CANCEL_REJECTED, ExecKind.MODIFY_REJECTED
-_R_VENUE = RejectReason.VENUE
+_R_VENUE, _R_NONE = RejectReason.VENUE, RejectReason.NONE
+#: an ExecEvent from its 20 fields in order: ``ExecEvent(...)`` by keywords (``_event``) builds a dict
+#: and runs the named tuple's generated ``__new__``; the ACCEPTED and CANCELED of every order skip both
+_tuple_new = tuple.__new__
 
 
 class Tracker:
@@ -161,7 +164,13 @@ class Tracker:
 
     def _accept(self, o: TrackedOrder, ts: int, local_ns: int) -> None:
         o.accepted = True
-        self._emit(o, self._event(o, _K_ACCEPTED, _NEW, exch_ts_ns=ts, local_ts_ns=local_ns))
+        # = self._emit(o, self._event(o, _K_ACCEPTED, _NEW, exch_ts_ns=ts, local_ts_ns=local_ns))
+        cum = o.cum_qty
+        leaves = o.qty - cum
+        o.last = ev = _tuple_new(ExecEvent, (
+            _K_ACCEPTED, o.client_id, o.symbol, _NEW, o.venue_id, o.side, o.price, o.qty,
+            round(leaves, 10) if leaves > 0.0 else 0.0, cum, 0.0, 0.0, False, 0.0, "", ts, local_ns, _R_NONE, 0, ""))
+        self.sink.on_exec(ev)
 
     def reject(self, client_id: str, reason: RejectReason, code: int = 0, text: str = "", local_ns: int = 0) -> bool:
         """The submit was refused (by the venue, our rate budget, or reconciliation found nothing).
@@ -274,10 +283,15 @@ class Tracker:
                 if held is not u and held.status in _TERMINAL_STATUS:
                     held.exch_ts_ns = 0
                     return self.apply(held, _QUERY, local_ns)
-        if status in (_CANCELED, _EXPIRED):
-            kind = _K_CANCELED if status == _CANCELED else _K_EXPIRED
-            self._emit(o, self._event(o, kind, status, exch_ts_ns=u.exch_ts_ns, local_ts_ns=local_ns,
-                                      code=u.code, text=u.text))
+        if status == _CANCELED or status == _EXPIRED:
+            # = self._emit(o, self._event(o, kind, status, exch_ts_ns=.., local_ts_ns=.., code=.., text=..))
+            cum = o.cum_qty
+            leaves = o.qty - cum
+            o.last = ev = _tuple_new(ExecEvent, (
+                _K_CANCELED if status == _CANCELED else _K_EXPIRED, o.client_id, o.symbol, status, o.venue_id,
+                o.side, o.price, o.qty, round(leaves, 10) if leaves > 0.0 else 0.0, cum, 0.0, 0.0, False, 0.0, "",
+                u.exch_ts_ns, local_ns, _R_NONE, u.code, u.text))
+            self.sink.on_exec(ev)
             self._finish(o, status)
         elif status == _FILLED:
             # "filled" but we counted less than the order's quantity: a query settles it; a query
