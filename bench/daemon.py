@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -47,6 +46,7 @@ import uuid
 import numpy as np
 
 from bench.core import BenchResult, HostSteal
+from bench.daemon_baseline import BaselinePipeline, rate as _rate
 
 SYMBOL = "BTCUSDT"
 
@@ -443,74 +443,7 @@ def _reader_main(conn, namespace: str, venue: str = "binance-usdm") -> None:
     reader.close()
 
 
-# -- the obvious pipeline ----------------------------------------------------------------------
-def _baseline_consumer(queue, done) -> None:
-    """Drains the queue; a None ends a round (reported), the string "stop" ends the process."""
-    n = 0
-    last_ns = 0
-    while True:
-        item = queue.get()
-        if item is None:
-            done.send((n, last_ns))
-            n = 0
-            continue
-        if isinstance(item, str):
-            return
-        n += 1
-        last_ns = time.time_ns()
-
-
-def _baseline_main(conn, ws: str, queue) -> None:
-    import aiohttp
-
-    async def run() -> None:
-        async with aiohttp.ClientSession() as http:
-            sock = await http.ws_connect(f"{ws}/public/stream", max_msg_size=0)
-            await sock.send_str(json.dumps({"method": "SUBSCRIBE", "params": [f"{SYMBOL.lower()}@depth@100ms"], "id": 1}))
-            conn.send("connected")
-            book = {"b": {}, "a": {}}
-            loop = asyncio.get_running_loop()
-            while True:
-                cmd, target = await loop.run_in_executor(None, conn.recv)
-                if cmd == "stop":
-                    break
-                count, first_ns, last_ns, lat = 0, 0, 0, []
-                while count < target:
-                    msg = await sock.receive()
-                    arrived = time.time_ns()
-                    data = json.loads(msg.data).get("data")
-                    if not data or data.get("e") != "depthUpdate":
-                        continue
-                    events = []
-                    for key in ("b", "a"):
-                        side = book[key]
-                        for px, qty in data[key]:
-                            p, q = float(px), float(qty)
-                            if q == 0.0:
-                                side.pop(p, None)
-                            else:
-                                side[p] = q
-                            events.append((key, p, q, data["T"], arrived))
-                    queue.put(events)
-                    now = time.time_ns()
-                    if not count:
-                        first_ns = now
-                    last_ns = now
-                    count += 1
-                    lat.append(now - arrived)
-                queue.put(None)  # same producer as the events, so the consumer sees it last
-                conn.send((count, first_ns, last_ns, np.array(lat, np.int64), 0))
-            await sock.close()
-
-    asyncio.run(run())
-    conn.send("bye")
-
-
 # -- coordinator -------------------------------------------------------------------------------
-def _rate(count: int, first_ns: int, last_ns: int) -> float:
-    return (count - 1) / ((last_ns - first_ns) / 1e9) if count > 1 and last_ns > first_ns else 0.0
-
-
 class OursPipeline:
     """emulator -> one venue session -> its shm ring -> a reader, each in its own process."""
 
@@ -600,57 +533,6 @@ class OursPipeline:
         return records, gaps
 
 
-class BaselinePipeline:
-    """emulator -> json.loads + dict book -> multiprocessing.Queue -> a consumer process."""
-
-    def __init__(self, ctx, args: argparse.Namespace) -> None:
-        self.ctx, self.args = ctx, args
-        self.procs: list = []
-
-    def start(self) -> "BaselinePipeline":
-        ctx = self.ctx
-        self.emu, child = ctx.Pipe()
-        self.procs.append(ctx.Process(target=_emulator_main, args=(child, self.args.changes), daemon=True))
-        self.procs[-1].start()
-        _, ws, _ = self.emu.recv()
-        self.queue = ctx.Queue()
-        self.done, child = ctx.Pipe()
-        self.procs.append(ctx.Process(target=_baseline_consumer, args=(self.queue, child), daemon=True))
-        self.procs[-1].start()
-        self.base, child = ctx.Pipe()
-        self.procs.append(ctx.Process(target=_baseline_main, args=(child, ws, self.queue), daemon=True))
-        self.procs[-1].start()
-        assert self.base.recv() == "connected"
-        self.emu.send(("warm", 1))
-        self.emu.recv()
-        return self
-
-    def blast(self, n: int) -> float:
-        self.emu.send(("build", n))
-        self.emu.recv()
-        self.base.send(("collect", n))
-        self.emu.send(("blast", None))
-        self.emu.recv()
-        count, first_ns, last_ns, _, _ = self.base.recv()
-        consumed, consumed_last_ns = self.done.recv()
-        assert consumed == count, (consumed, count)
-        # until the consumer has the last message (the queue buffers without bound)
-        return _rate(count, first_ns, max(last_ns, consumed_last_ns))
-
-    def stop(self) -> None:
-        try:
-            self.base.send(("stop", None))
-            self.base.recv()
-            self.queue.put("stop")
-            self.emu.send(("stop", None))
-            self.emu.recv()
-        finally:
-            for proc in self.procs:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.terminate()
-
-
 def _percentiles(lat_ns: np.ndarray) -> tuple[float, float, float]:
     lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
     return tuple(float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
@@ -667,7 +549,7 @@ def run(args: argparse.Namespace) -> BenchResult:
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
     for venue in venues:
         ours = OursPipeline(ctx, venue, args).start()
-        base = BaselinePipeline(ctx, args).start() if venue == "binance-usdm" else None
+        base = BaselinePipeline(ctx, args, _emulator_main, SYMBOL).start() if venue == "binance-usdm" else None
         # every plugin on, beside the same pipeline without: Binance only (the reference venue)
         plug = OursPipeline(ctx, venue, args, plugins=True) if venue == "binance-usdm" and args.plugin_rounds > 0 else None
         try:
