@@ -9,7 +9,8 @@ stream's NEW event (``_on_ws_api``, ``_on_user``, written as the emulator writes
 cancel, its reply and the CANCELED event.  The bot's response channel is read in this process.
 Each step is timed (``perf_counter_ns``) per order; a step's figure is its median (``total`` their
 sum; ``mean_total`` the mean, which carries every preemption), the best of ``--repeat`` runs (warm
-caches: the real daemon's are colder, so its costs are higher, in a similar ratio).  The replies and
+caches: the real daemon's are colder, so its costs are higher, in a similar ratio).  On uvloop, as
+the daemon runs.  The replies and
 events echo the order's price, as the emulator's do (a different price is an amend: MODIFIED).
 
     nice -n 19 .venv/bin/python -m bench.order_cycle --orders 5000 --repeat 5 [--profile]
@@ -170,10 +171,16 @@ def main() -> None:
     os.environ["HFTD_SHM_NAMESPACE"] = "oc" + uuid.uuid4().hex[:8]
     best: dict = {}
     prof = cProfile.Profile() if args.profile else None
+    try:  # the daemon's loop (daemon/cli.py): its call_soon and handles are C, asyncio's are Python
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
     try:
         with tempfile.TemporaryDirectory(prefix="hftd-order-cycle-") as workdir:
             for r in range(args.repeat):
-                res = asyncio.run(_run(args.orders, workdir, prof if r == args.repeat - 1 else None))
+                res = run(_run(args.orders, workdir, prof if r == args.repeat - 1 else None))
                 for k, v in res.items():
                     best[k] = min(best.get(k, v), v)
     finally:
