@@ -46,7 +46,7 @@ import uuid
 import numpy as np
 
 from bench.core import BenchResult, HostSteal
-from bench.daemon_baseline import BaselinePipeline, rate as _rate
+from bench.daemon_baseline import BaselinePipeline, join_or_terminate, rate as _rate
 
 SYMBOL = "BTCUSDT"
 
@@ -523,10 +523,7 @@ class OursPipeline:
             self.emu.send(("stop", None))
             self.emu.recv()
         finally:
-            for proc in self.procs:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.terminate()
+            join_or_terminate(self.procs)
             _cleanup(self.namespace)
             if self.record_dir:
                 shutil.rmtree(self.record_dir, ignore_errors=True)

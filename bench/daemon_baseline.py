@@ -11,7 +11,15 @@ import time
 
 import numpy as np
 
-__all__ = ["BaselinePipeline", "rate"]
+__all__ = ["BaselinePipeline", "join_or_terminate", "rate"]
+
+
+def join_or_terminate(procs: list, timeout_s: float = 10.0) -> None:
+    """Each pipeline process joined, terminated when it has not ended within ``timeout_s``."""
+    for proc in procs:
+        proc.join(timeout_s)
+        if proc.is_alive():
+            proc.terminate()
 
 
 def rate(count: int, first_ns: int, last_ns: int) -> float:
@@ -128,7 +136,4 @@ class BaselinePipeline:
             self.emu.send(("stop", None))
             self.emu.recv()
         finally:
-            for proc in self.procs:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.terminate()
+            join_or_terminate(self.procs)
