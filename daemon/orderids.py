@@ -37,6 +37,7 @@ CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,7}$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 JOURNAL_NAME = "orderids.journal"
+_tuple_new = tuple.__new__
 
 
 def _b36(n: int) -> str:
@@ -131,7 +132,7 @@ class OrderIds:
         cid = f"{self._head}{self._seq:x}"
         if len(cid) > 36:  # 36**28 orders in one life: not reachable, but never send an invalid id
             raise DaemonError(f"client order id {cid!r} would exceed 36 characters")
-        ref = OrderRef(cid, bot, asset_no, order_id, venue, symbol)
+        ref = _tuple_new(OrderRef, (cid, bot, asset_no, order_id, venue, symbol))  # OrderRef(...) less a frame
         self._pending.append(f"N {cid} {bot} {asset_no} {order_id} {venue} {symbol}\n")
         self.live[cid] = ref
         return ref

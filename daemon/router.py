@@ -89,6 +89,8 @@ _EK_REJECTED, _EK_CANCEL_REJECTED, _EK_MODIFY_REJECTED = (int(ExecKind.REJECTED)
                                                           int(ExecKind.MODIFY_REJECTED))
 _RK_ORDER, _RK_FILL, _RK_POSITION = int(ResponseKind.ORDER), int(ResponseKind.FILL), int(ResponseKind.POSITION)
 _LIMIT = int(OrdType.LIMIT)
+#: a named tuple from all its fields in order, without its generated ``__new__`` frame (one per order)
+_tuple_new = tuple.__new__
 # a RISK reject's venue_code: the verdict's RiskRule, OTHER for a refusal that gives none (code 0)
 _RULE_OTHER, _RULE_CHECK_FAILED = int(RiskRule.OTHER), int(RiskRule.CHECK_FAILED)
 
@@ -542,7 +544,8 @@ class Router(PretradeCheck):
             bot.ledger.opened(asset_no, 1)
         self.by_client[ref.client_id] = (bot, o)
         a.win.n += 1
-        intent = OrderIntent(ref.client_id, a.symbol, _SIDE_OF[side], price, qty, _TIF_OF[tif], _TYPE_OF[otype], now)
+        intent = _tuple_new(OrderIntent, (ref.client_id, a.symbol, _SIDE_OF[side], price, qty, _TIF_OF[tif],
+                                          _TYPE_OF[otype], now))
         a.session.submit(intent)
         if self.notify is not None:
             self.notify.notify_order_submitted(bot.name, a.venue, intent)

@@ -79,6 +79,9 @@ class RateLimiter:
         self.hit_429 = 0
         #: (rateLimitType, interval, intervalNum, limit) as a reply gives them -> the budget
         self._seen: dict[tuple, Budget] = {}
+        #: the names ``allow`` was asked about -> their budgets (the ones that exist); emptied when a
+        #: budget is added: a request then looks its names up once, not each by each per request
+        self._of_names: dict[tuple, tuple] = {}
 
     # -- limits ---------------------------------------------------------------------------------
     def set_limit(self, name: str, venue_limit: int, interval_s: float) -> Budget:
@@ -86,6 +89,7 @@ class RateLimiter:
         b = self.budgets.get(name)
         if b is None:
             b = self.budgets[name] = Budget(name, allowed, interval_s, venue_limit)
+            self._of_names.clear()
         else:
             b.limit, b.interval_s, b.venue_limit = allowed, interval_s, venue_limit
         return b
@@ -194,11 +198,11 @@ class RateLimiter:
         if now < self.blocked_until:
             self.refused += 1
             return False
-        budgets = self.budgets
-        for name in names:
-            b = budgets.get(name)
-            if b is None:
-                continue
+        bs = self._of_names.get(names)
+        if bs is None:
+            budgets = self.budgets
+            bs = self._of_names[names] = tuple(budgets[n] for n in names if n in budgets)
+        for b in bs:
             if now >= b.window_end:
                 b.roll(now)
             if b.used + cost > b.limit:
@@ -206,10 +210,8 @@ class RateLimiter:
                 self.refused += 1
                 self._notify(b.window_end)
                 return False
-        for name in names:
-            b = budgets.get(name)
-            if b is not None:
-                b.used += cost
+        for b in bs:
+            b.used += cost
         return True
 
     def on_429(self, retry_after_s: float | None, names: tuple[str, ...] = (),

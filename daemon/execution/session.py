@@ -104,15 +104,19 @@ class TurnBudget:
 async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle) -> None:
     """``handle(text)`` for each text frame until the socket ends, yielding to the loop once a
     turn's budget is spent."""
-    turn = TurnBudget()
+    budget_s = TURN_BUDGET_S  # TurnBudget.spent, inline: four messages per order, a frame each
+    perf = time.perf_counter
+    t0 = perf()
     async for msg in ws:
         t = msg.type
         if t == _TEXT:
             handle(msg.data)
         elif t == _ERROR or t == _CLOSED:
             return
-        if turn.spent():
+        now = perf()
+        if now - t0 >= budget_s:
             await asyncio.sleep(0)
+            t0 = now
 
 
 def decimals_of(step: float) -> int:
