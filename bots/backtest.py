@@ -165,6 +165,8 @@ class Backtest(PythonApi, structref.StructRefProxy):
         inflated = getattr(self, "_inflated", None)  # set by bots.build when an input is compressed
         if inflated is not None:
             inflated.close()
+        for fresh in getattr(self, "_overlapped", ()):  # files inflating beside the run (bots.data.inflate_bg)
+            fresh.close()
         return 0
 
 

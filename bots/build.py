@@ -23,6 +23,7 @@ from bots.backtest import Backtest, make_backtest
 from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
 from bots.data import inflate_cache
 from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_streamed_npz
+from bots.data.inflate_bg import AVAILABLE as _OVERLAP, InflatingFile, deflated_member, overlap_enabled
 from bots.data.inflate_now import inflated_now, inline_limit_bytes
 from bots.data.io import load_events, open_events_mmap
 from bots.data.validate import validate_events
@@ -87,20 +88,18 @@ def _stream(
     return files, {chunk: (files.address(i), files.rows[i], i) for i, (_, _, chunk, _) in enumerate(order)}
 
 
-def _chunk_ready(kinds: list[int], lengths: list[int], inflated: InflatedFiles | None,
-                 streamed: dict[int, int]) -> np.ndarray:
+def _chunk_ready(kinds: list[int], lengths: list[int], words: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
     """Per chunk (bots.sim.engine "Chunks"): rows known readable (all of an array in RAM, none of a
     file yet), the state of the check of a mapped file's rows (the last EXCH and LOCAL timestamps
-    checked) and, for a streamed file (``streamed``: chunk -> its index in ``inflated``), where
-    its inflater's shared words are."""
+    checked) and, for a streamed file (``words``: chunk -> the addresses of its inflater's
+    published, released and wanted words, and its index there), where its inflater publishes."""
     ready = np.zeros((len(kinds) + 1, N_CHUNK_READY), np.int64)
     for c, (kind, n) in enumerate(zip(kinds, lengths)):
         ready[c, READY] = n if kind == CHUNK_IN_RAM else 0
         ready[c, LAST_EXCH] = ready[c, LAST_LOCAL] = np.iinfo(np.int64).min
         if kind == CHUNK_STREAMED:
-            i = streamed[c]
-            ready[c, PUBLISHED_WORD], ready[c, RELEASED_WORD], ready[c, WANTED_WORD] = inflated.status_words(i)
-            ready[c, STREAM_FILE] = i
+            (ready[c, PUBLISHED_WORD], ready[c, RELEASED_WORD], ready[c, WANTED_WORD],
+             ready[c, STREAM_FILE]) = words[c]
     return ready
 
 
@@ -124,6 +123,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
     inline_left = inline_limit_bytes()  # inflated bytes this backtest may still inflate in-process
+    overlap: dict[int, tuple[Path, int, tuple]] = {}  # chunk -> a file to inflate beside the run
     for a, asset in enumerate(assets):
         cfg_f[a, F_QUEUE_N] = asset._queue_n
         cfg_i[a, I_QUEUE] = asset._queue
@@ -148,6 +148,14 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
             if cached is not None:
                 arr, kind = _open(cached, a, checkers, label)
                 head = head_of(arr)
+            elif inflate and rows * event_dtype.itemsize <= inline_left and (
+                    member := _overlappable(Path(item), rows, k == len(asset._data) - 1)) is not None:
+                # small, deflated, the asset's last file: inflated here on another core while the
+                # run reads it (bots.data.inflate_bg)
+                inline_left -= rows * event_dtype.itemsize
+                overlap[len(chunks)] = (Path(item), rows, member)  # (its thread starts below)
+                arr, kind = np.empty(0, event_dtype), CHUNK_STREAMED
+                head = compressed_head(Path(item)) if tail != Tail() else None  # (no seam before it)
             elif inflate and rows * event_dtype.itemsize <= inline_left:
                 # small: inflated here and now, then mapped (no child process: bots.data.inflate_now)
                 inline_left -= rows * event_dtype.itemsize
@@ -161,7 +169,9 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
             else:
                 arr, kind = _open(item, a, checkers)
                 head = head_of(arr)
-            if tail is not None:
+            if head is None:
+                pass  # the asset's first file: no seam
+            elif tail is not None:
                 check_seam(tail, tail_label, head, label)
             else:  # the file before was compressed
                 seams[len(chunks) - 1] = (head, label)
@@ -194,11 +204,18 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     addresses = [c.ctypes.data for c in chunks]
     lengths = [len(c) for c in chunks]
     inflated, maps = _stream(streamed, seams)
-    for chunk, (address, rows, _) in maps.items():
+    # (the threads start after the child: this process forks it only while it runs a single thread)
+    overlapped = {chunk: InflatingFile(*spec) for chunk, spec in overlap.items()}
+    words = {}
+    for chunk, (address, rows, i) in maps.items():
         if rows:
             addresses[chunk], lengths[chunk] = address, rows
+            words[chunk] = (*inflated.status_words(i), i)
         else:
             kinds[chunk] = CHUNK_IN_RAM  # an empty file: nothing to wait for or release
+    for chunk, fresh in overlapped.items():
+        addresses[chunk], lengths[chunk] = fresh.address, fresh.rows
+        words[chunk] = (*fresh.status_words(), 0)
     bt = make_backtest(
         chunks,
         n_assets=n,
@@ -211,7 +228,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_count=chunk_count,
         chunk_released=np.zeros(max(len(chunks), 1), np.int64),
         chunk_mapped=np.array(kinds + [CHUNK_IN_RAM], np.int64),
-        chunk_ready=_chunk_ready(kinds, lengths, inflated, {chunk: i for chunk, (_, rows, i) in maps.items() if rows}),
+        chunk_ready=_chunk_ready(kinds, lengths, words),
         chunk_addr=np.array(addresses + [0], np.int64),
         chunk_len=np.array(lengths + [0], np.int64),
         cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*
@@ -241,6 +258,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     # alive; they go with it
     bt._checkers = checkers
     bt._inflated = inflated
+    bt._overlapped = list(overlapped.values())
     for a, asset in enumerate(assets):
         if asset._latency_kind == 1:
             _init_latency_cursor(bt, a)
@@ -251,6 +269,15 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
                 else load_events(Path(snap), validate=False)
             _apply_snapshot(bt, a, np.ascontiguousarray(snap_arr))
     return bt
+
+
+def _overlappable(path: Path, rows: int, last: bool) -> tuple[int, int, int, int] | None:
+    """The deflated member of ``path`` (bots.data.inflate_bg.deflated_member) if it can be inflated
+    beside the run: ISA-L at hand, rows to read, and no file after it in its asset (the seam to a
+    next file is checked once this one is whole: bots.data.inflate_now does that before the run)."""
+    if not (_OVERLAP and last and rows and overlap_enabled()):
+        return None
+    return deflated_member(path)
 
 
 @njit(cache=True)

@@ -30,6 +30,8 @@ STEP_NS = 100_000_000
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
+    # inflated before the run, not beside it (that path: test_inflate_bg)
+    monkeypatch.setenv("HFTD_INFLATE_OVERLAP", "0")
     return isolated_inflate_env(tmp_path, monkeypatch)
 
 
