@@ -81,25 +81,35 @@ class _Ws:
 STEPS = ("submit", "place_reply", "new_event", "cancel", "cancel_reply", "canceled_event")
 
 
-async def _run(n: int, workdir: str, prof: cProfile.Profile | None) -> dict:
+def stand(state_dir: str, intake: str = "spin", ws=None):
+    """``(router, session)``: a Router (its journal in ``state_dir``) and a real Binance session,
+    HMAC-keyed, its order socket ``ws`` (default a ``_Ws``), its user stream taken as up; the
+    caller attaches the loop (tests/daemon/test_router_spin.py uses it too)."""
     from daemon.config import VenueConfig
     from daemon.execution.base import Instrument
     from daemon.execution.factory import make_execution_session
     from daemon.orderids import OrderIds
-    from daemon.router import REQ, Router
-    from shm.channel import ChannelReader
-    import numpy as np
-    from shm.dtypes import order_response_dtype
+    from daemon.router import Router
 
-    orderids = OrderIds(os.path.join(workdir, uuid.uuid4().hex[:8]))
-    router = Router({}, orderids, intake="spin")
+    router = Router({}, OrderIds(state_dir), intake=intake)
     vc = VenueConfig.from_mapping({"name": VENUE, "rest_url": "http://127.0.0.1:1", "ws_url": "ws://127.0.0.1:1",
                                    "symbols": [SYMBOL], "execution": {"api_key_env": "K", "api_secret_env": "S"}})
     s = make_execution_session(vc, None, router, environ={"K": "k" * 64, "S": "s" * 64})
     s._set_instrument(Instrument(SYMBOL, 0.1, 0.001, 0.001))
     s._user_ok = True
-    s._ws = _Ws()
+    s._ws = ws if ws is not None else _Ws()
     router.sessions[VENUE] = s
+    return router, s
+
+
+async def _run(n: int, workdir: str, prof: cProfile.Profile | None) -> dict:
+    from daemon.router import REQ
+    from shm.channel import ChannelReader
+    import numpy as np
+    from shm.dtypes import order_response_dtype
+
+    router, s = stand(os.path.join(workdir, uuid.uuid4().hex[:8]))
+    orderids = router.orderids
     router.attach_loop(asyncio.get_running_loop())
     reg = router.add_bot("cycle", [(VENUE, SYMBOL)])
     bot = router.bots["cycle"]

@@ -471,7 +471,7 @@ class BinanceExecution(SessionBase):
                     raise
             return ws
 
-        await self._run_order_ws(connect, lambda ws: read_frames(ws, self._on_ws_api), "websocket API")
+        await self._run_order_ws(connect, lambda ws: read_frames(ws, self._on_ws_api, self), "websocket API")
 
     def _on_ws_api(self, data: str) -> None:
         try:
@@ -561,7 +561,7 @@ class BinanceExecution(SessionBase):
                 self._user_state(True, "user stream reconnected")
                 self._spawn(self._after_gap())
             try:
-                await read_frames(ws, self._on_user)
+                await read_frames(ws, self._on_user, self)
             finally:
                 self._user_ok = False
                 if not self._stopping:

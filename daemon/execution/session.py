@@ -101,9 +101,10 @@ class TurnBudget:
         return True
 
 
-async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle) -> None:
+async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle, owner: "SessionBase | None" = None) -> None:
     """``handle(text)`` for each text frame until the socket ends, yielding to the loop once a
-    turn's budget is spent."""
+    turn's budget is spent; then ``owner.between_messages()`` when set (the router's spin intake:
+    requests that came while the message was handled go out now)."""
     budget_s = TURN_BUDGET_S  # TurnBudget.spent, inline: four messages per order, a frame each
     perf = time.perf_counter
     t0 = perf()
@@ -111,6 +112,13 @@ async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle) -> None:
         t = msg.type
         if t == _TEXT:
             handle(msg.data)
+            if owner is not None:
+                poll = owner.between_messages
+                if poll is not None:
+                    try:
+                        poll()
+                    except Exception:  # the router's failure: not this socket's (it keeps reading)
+                        log.exception("%s: between_messages failed", owner.venue)
         elif t == _ERROR or t == _CLOSED:
             return
         now = perf()
@@ -138,6 +146,9 @@ class _Req:
 
 class SessionBase(ExecutionSession):
     venue = ""
+    #: called after each message the session's order socket or user stream delivers (set by the
+    #: router with its spin intake: ``Router._spin_pass``), or None
+    between_messages = None
 
     def __init__(self, *, symbols: tuple[str, ...], cfg: ExecConfig, creds: Credentials, http: aiohttp.ClientSession,
                  sink: ExecSink, rest_url: str, ws_api_url: str, user_stream_url: str) -> None:
