@@ -84,3 +84,39 @@ def test_the_helper_reads_every_claim_in_the_pipe(monkeypatch):
         if w >= 0:
             os.close(w)
         stdin.close()
+
+
+def test_quiet_llvm_lock_silences_the_lock_events_and_restores_them():
+    from numba.core import event
+
+    from bots.sim.jit import quiet_llvm_lock
+
+    seen = []
+
+    class _Count(event.Listener):
+        def on_start(self, ev):
+            seen.append(ev)
+
+        def on_end(self, ev):
+            pass
+
+    def fresh(x):  # a new dispatcher each time: a compile that calls LLVM
+        return x + 1
+
+    listener = _Count()
+    event.register("numba:llvm_lock", listener)
+    try:
+        with quiet_llvm_lock():
+            assert njit(fresh)(1) == 2
+        assert seen == []
+        assert njit(fresh)(1) == 2  # restored: numba's timing sees the lock again
+        assert seen
+        seen.clear()
+        try:
+            with quiet_llvm_lock():
+                raise KeyError("x")
+        except KeyError:
+            pass
+        assert njit(fresh)(1) == 2 and seen  # restored after an exception too
+    finally:
+        event.unregister("numba:llvm_lock", listener)
