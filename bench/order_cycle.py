@@ -13,7 +13,7 @@ caches: the real daemon's are colder, so its costs are higher, in a similar rati
 the daemon runs.  The replies and
 events echo the order's price, as the emulator's do (a different price is an amend: MODIFIED).
 
-    nice -n 19 .venv/bin/python -m bench.order_cycle --orders 5000 --repeat 5 [--profile]
+    nice -n 19 .venv/bin/python -m bench.order_cycle --orders 5000 --repeat 5 [--profile] [--keys ed25519]
 """
 
 from __future__ import annotations
@@ -81,10 +81,12 @@ class _Ws:
 STEPS = ("submit", "place_reply", "new_event", "cancel", "cancel_reply", "canceled_event")
 
 
-def stand(state_dir: str, intake: str = "spin", ws=None):
+def stand(state_dir: str, intake: str = "spin", ws=None, keys: str = "hmac"):
     """``(router, session)``: a Router (its journal in ``state_dir``) and a real Binance session,
     HMAC-keyed, its order socket ``ws`` (default a ``_Ws``), its user stream taken as up; the
-    caller attaches the loop (tests/daemon/test_router_spin.py uses it too)."""
+    caller attaches the loop (tests/daemon/test_router_spin.py uses it too).  ``keys="ed25519"``:
+    the socket is taken as logged on (``session.logon``), so order frames go unsigned, as with
+    ``bench orders``' default key."""
     from daemon.config import VenueConfig
     from daemon.execution.base import Instrument
     from daemon.execution.factory import make_execution_session
@@ -98,17 +100,18 @@ def stand(state_dir: str, intake: str = "spin", ws=None):
     s._set_instrument(Instrument(SYMBOL, 0.1, 0.001, 0.001))
     s._user_ok = True
     s._ws = ws if ws is not None else _Ws()
+    s._logged_on = keys == "ed25519"
     router.sessions[VENUE] = s
     return router, s
 
 
-async def _run(n: int, workdir: str, prof: cProfile.Profile | None) -> dict:
+async def _run(n: int, workdir: str, prof: cProfile.Profile | None, keys: str = "hmac") -> dict:
     from daemon.router import REQ
     from shm.channel import ChannelReader
     import numpy as np
     from shm.dtypes import order_response_dtype
 
-    router, s = stand(os.path.join(workdir, uuid.uuid4().hex[:8]))
+    router, s = stand(os.path.join(workdir, uuid.uuid4().hex[:8]), keys=keys)
     orderids = router.orderids
     router.attach_loop(asyncio.get_running_loop())
     reg = router.add_bot("cycle", [(VENUE, SYMBOL)])
@@ -175,6 +178,8 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=5000)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--keys", choices=("hmac", "ed25519"), default="hmac",
+                   help="hmac: a signature per order frame; ed25519: the socket logged on, frames unsigned")
     args = p.parse_args()
     from shm.segment import purge_namespace
 
@@ -190,7 +195,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="hftd-order-cycle-") as workdir:
             for r in range(args.repeat):
-                res = run(_run(args.orders, workdir, prof if r == args.repeat - 1 else None))
+                res = run(_run(args.orders, workdir, prof if r == args.repeat - 1 else None, args.keys))
                 for k, v in res.items():
                     best[k] = min(best.get(k, v), v)
     finally:
