@@ -115,6 +115,7 @@ class BinanceEmulator(EmulatorBase):
         self._decimals = max(0, len(repr(self.synth.tick).split(".")[1]) if "." in repr(self.synth.tick) else 0)
         self._weight: deque[tuple[float, int]] = deque()
         self._weight_sum = 0
+        self._weighed_at = -1.0  # the clock reading the weight window was last pruned at
         self._over_limit_hits = 0
         self.snapshot_requests = 0
         self.messages_sent = 0
@@ -139,12 +140,15 @@ class BinanceEmulator(EmulatorBase):
             self.trading = BinanceTrading(self, credentials=credentials, account=account, **(trading_options or {}))
 
     # -- REST -----------------------------------------------------------------------------------
-    def _used_weight(self, add: int) -> int:
+    def _used_weight(self, add: int, now: float | None = None) -> int:
         """Count ``add`` and return the weight used in the last minute (a running sum: order entry
-        asks on every reply, thousands of times a second)."""
-        now = time.monotonic()
+        asks on every reply, thousands of times a second); ``now``: the request's clock reading
+        (``time.monotonic``), read here if not given."""
+        if now is None:
+            now = time.monotonic()
         while self._weight and now - self._weight[0][0] >= 60.0:
             self._weight_sum -= self._weight.popleft()[1]
+        self._weighed_at = now
         if add:
             self._weight.append((now, add))
             self._weight_sum += add

@@ -107,17 +107,17 @@ class BinanceAuth:
             raise ApiError(*_BAD_SIGNATURE)
         return params, api_key
 
-    def _ws_auth(self, method: str, params: dict, client: Client) -> tuple[str, str]:
+    def _ws_auth(self, method: str, params: dict, client: Client, now: float | None = None) -> tuple[str, str]:
         """A websocket API request's operation and API key, once its weight is counted and its key,
         timestamp and signature are checked (a request without both apiKey and signature on a
         logged-on connection: its session's key); ``params`` are left as text without the
         signature and the key (the operations read text, as REST gives it: numbers as written,
-        booleans true/false).  Raises ApiError."""
+        booleans true/false).  ``now``: the request's ``time.monotonic()``.  Raises ApiError."""
         entry = self._WS_METHODS.get(method)
         if entry is None:
             raise ApiError(400, -1102 if not method else -1100, f"Unknown method {method!r}.")
         op, weight = entry
-        self._limits(weight)
+        self._limits(weight, now)
         session_key = client.__dict__.get("logon_key")
         signed = not op.startswith("listen_key")
         if session_key is not None and "signature" not in params and "apiKey" not in params:
@@ -130,13 +130,22 @@ class BinanceAuth:
             if not sig and key is not None:
                 raise missing_param("signature")
             self._check_time(params)  # on the values as sent (a JSON number timestamp may be 1.7e12)
-        for k, v in params.items():
-            if v.__class__ is not str:
-                params[k] = ("true" if v else "false") if v.__class__ is bool else str(v)
-        # the payload of text values is that of the values as sent (binance_ws_payload writes booleans
-        # true/false and numbers as str() does): converted once, for the signature and the operation
-        if signed and key is not None and not self._signature_ok(key, binance_ws_payload(params), str(sig)):
-            raise ApiError(*_BAD_SIGNATURE)
+        # the values become text once, for the signature and the operation: the payload of the text
+        # values is that of the values as sent (binance_ws_payload's: booleans true/false, numbers as
+        # str() writes them, sorted by name), written here in the same pass (a second loop over the
+        # parameters per request was ~a tenth of this check)
+        if signed and key is not None:
+            parts = []
+            for k, v in sorted(params.items()):
+                if v.__class__ is not str:
+                    v = params[k] = ("true" if v else "false") if v.__class__ is bool else str(v)
+                parts.append(f"{k}={v}")
+            if not self._signature_ok(key, "&".join(parts), str(sig)):
+                raise ApiError(*_BAD_SIGNATURE)
+        else:
+            for k, v in params.items():
+                if v.__class__ is not str:
+                    params[k] = ("true" if v else "false") if v.__class__ is bool else str(v)
         params.pop("apiKey", None)
         return op, api_key
 

@@ -104,6 +104,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         self.listen_key_ttl_s = listen_key_ttl_s
         self._orders_10s: deque[float] = deque()
         self._orders_1m: deque[float] = deque()
+        self._counted_at = -1.0  # the clock reading the order windows were last pruned at
         self._p_text: dict[tuple[str, int], str] = {}  # BinanceWire._p/_q (the rules are fixed from here)
         self._q_text: dict[tuple[str, int], str] = {}
         self._fixed_text: dict[tuple[int, int, int], tuple] = {}  # BinanceWire._fixed
@@ -153,10 +154,11 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         return None if sym is None else sym.book
 
     # -- limits ---------------------------------------------------------------------------------
-    def _limits(self, weight: int) -> int:
+    def _limits(self, weight: int, now: float | None = None) -> int:
         """Count ``weight``; 429 over the limit, 418 for a request while told to wait.  Returns the
-        minute's used weight."""
-        now = time.monotonic()
+        minute's used weight.  ``now``: the request's ``time.monotonic()`` (read here if not given)."""
+        if now is None:
+            now = time.monotonic()
         if now < self._banned_until:
             until = int((time.time() + self._banned_until - now) * 1000)
             raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=until),
@@ -165,7 +167,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
             self._banned_until = now + self.ban_s
             raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=int((time.time() + self.ban_s) * 1000)),
                            {"Retry-After": str(int(self.ban_s))})
-        used = self.emu._used_weight(weight)
+        used = self.emu._used_weight(weight, now)
         if used > self.emu.weight_limit_per_min:
             oldest = self.emu._weight[0][0] if self.emu._weight else now
             wait = max(1.0, 60.0 - (now - oldest))
@@ -174,14 +176,16 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
                            " requests per minute.", {"Retry-After": str(int(wait) + 1)})
         return used
 
-    def _order_counts(self, add: bool) -> tuple[int, int]:
+    def _order_counts(self, add: bool, now: float | None = None) -> tuple[int, int]:
         """(orders in the last 10 s, in the last minute), counting one more if ``add``; -1015 over."""
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         q10, q1m = self._orders_10s, self._orders_1m
         while q10 and now - q10[0] >= 10.0:
             q10.popleft()
         while q1m and now - q1m[0] >= 60.0:
             q1m.popleft()
+        self._counted_at = now
         if add:
             if len(q10) >= self.orders_per_10s or len(q1m) >= self.orders_per_min:
                 per = "TEN_SECONDS" if len(q10) >= self.orders_per_10s else "MINUTE"
@@ -191,12 +195,21 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
             q1m.append(now)
         return len(q10), len(q1m)
 
-    def _rate_limits(self) -> orjson.Fragment:
+    def _rate_limits(self, now: float | None = None) -> orjson.Fragment:
         """The websocket API reply's ``rateLimits`` (a JSON fragment: written on every reply).  The
         text around the three counts is written once per set of limits (the limits are attributes a
-        test may change)."""
-        n10, n1m = self._order_counts(False)
-        limits = (self.emu.weight_limit_per_min, self.orders_per_10s, self.orders_per_min)
+        test may change).  ``now``: the clock reading the request was counted at (one reading per
+        request: the windows are pruned at it, so the counts are those its own checks saw)."""
+        if now is None:
+            now = time.monotonic()
+        emu = self.emu
+        # the windows were pruned at this reading already (by the request's own checks): pruning
+        # again at the same reading changes nothing, so the counts are read as they are
+        if now != self._counted_at:
+            self._order_counts(False, now)
+        n10, n1m = len(self._orders_10s), len(self._orders_1m)
+        used = emu._weight_sum if now == emu._weighed_at else emu._used_weight(0, now)
+        limits = (emu.weight_limit_per_min, self.orders_per_10s, self.orders_per_min)
         if limits != self._rl_limits:
             self._rl_limits = limits
             self._rl_text = (
@@ -205,7 +218,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
                 f'}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{limits[1]},"count":',
                 f'}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":{limits[2]},"count":')
         weight, orders_10s, orders_1m = self._rl_text
-        return orjson.Fragment(f"{weight}{self.emu._used_weight(0)}{orders_10s}{n10}{orders_1m}{n1m}}}]")
+        return orjson.Fragment(f"{weight}{used}{orders_10s}{n10}{orders_1m}{n1m}}}]")
 
     # -- REST -----------------------------------------------------------------------------------
     def _rest(self, op: str, weight: int, security: str):
@@ -281,19 +294,23 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
             return
         reply: dict[str, Any] = {"id": rid}
         after: list[OrderEvent] = []  # the user stream's events, sent right after the reply
+        # one clock reading per request for its weight, its order count and its reply's rateLimits
+        # (five time.monotonic() calls and the windows pruned three times before)
+        now = time.monotonic()
         try:
             if method in SESSION_METHODS:
                 reply.update(status=200, result=self._session(client, method, params))
             else:
-                op, api_key = self._ws_auth(method, params, client)
+                op, api_key = self._ws_auth(method, params, client, now)
                 if self.queued.count or self.emu._lock.locked():
                     result = await self._run(op, params, api_key, client.transport.abort, {}, after_reply=after)
+                    now = time.monotonic()  # (the reply is counted when it goes: _run may have waited)
                 else:
                     # the usual request: no fault can delay it and nothing holds the book, so it runs to
                     # its reply without a coroutine, lock or task (the generic path below, in ``_run``,
                     # cost about a fifth of the emulator's CPU per order)
                     if op in _COUNTED_OPS:
-                        self._order_counts(True)
+                        self._order_counts(True, now)
                     result, events, error = self._exec(op, params, api_key)
                     if self._depth_out:
                         async with self.emu._lock:  # free (checked above, nothing ran since): no wait
@@ -311,12 +328,16 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         except _Lost:
             return
         if client.rate_limits:
-            reply["rateLimits"] = self._rate_limits()
+            reply["rateLimits"] = self._rate_limits(now)
         client.queue(orjson.dumps(reply))
         if after:
             out = self.take_events(after)
             if out:
-                await self.publish_events(out)
+                # publish_events without its coroutine (one per request): queue, then wait only for
+                # a user-stream connection that stopped reading
+                self.queue_events(out)
+                if self._user_backlogged():
+                    await self._user_drain()
         if client.backlogged:
             await client.drain()
 

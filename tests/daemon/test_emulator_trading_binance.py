@@ -493,3 +493,39 @@ def test_websocket_api_faults():
         await emu.stop()
 
     run(body())
+
+
+def test_websocket_api_rate_limit_counts_follow_each_request():
+    """Each reply's rateLimits count its own request: the windows are pruned once per request, at
+    the clock reading its checks used, and read again for the reply (a stale count fails here)."""
+    async def body():
+        emu, http, rest, user = await setup()
+        ws = await http.ws_connect(f"{emu.ws_url}/ws-fapi/v1")
+        api = BinanceWsApi(ws)
+        bid = best(emu, 1)
+
+        def counts(r):
+            return {(x["rateLimitType"], x["interval"]): x["count"] for x in r["rateLimits"]}
+
+        seen = []
+        for i, (method, params) in enumerate([
+                ("order.place", dict(side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",
+                                     price=f"{(bid - 3) * 0.1:.1f}", newClientOrderId="rl-1")),
+                ("order.status", dict(origClientOrderId="rl-1")),
+                ("order.place", dict(side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.010",
+                                     price=f"{(bid - 4) * 0.1:.1f}", newClientOrderId="rl-2")),
+                ("order.cancel", dict(origClientOrderId="rl-1")),
+                ("account.balance", {})]):
+            r = await api.call(method, symbol="BTCUSDT", **params) if method != "account.balance" else \
+                await api.call(method)
+            assert r["status"] == 200, (i, r)
+            c = counts(r)
+            assert c[("REQUEST_WEIGHT", "MINUTE")] == emu._used_weight(0), (i, c)
+            seen.append((c[("ORDERS", "SECOND")], c[("ORDERS", "MINUTE")], c[("REQUEST_WEIGHT", "MINUTE")]))
+        assert [s[:2] for s in seen] == [(1, 1), (1, 1), (2, 2), (2, 2), (2, 2)]
+        # weights: order.place 0, order.status 1, order.cancel 1, account.balance 5
+        assert [b[2] - a[2] for a, b in zip(seen, seen[1:])] == [1, 0, 1, 5]
+        await http.close()
+        await emu.stop()
+
+    run(body())
