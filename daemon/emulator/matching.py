@@ -40,7 +40,7 @@ import functools
 import operator
 import re
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Mapping, NamedTuple
 
 from daemon.emulator import EmulatorError
@@ -151,6 +151,31 @@ def _field_copier(cls, doc: str):
 
 
 Order.snapshot = _field_copier(Order, "A shallow copy of the order (``meta`` shared): what an event keeps.")
+
+
+def _positional_maker(cls, given: tuple[str, ...]):
+    """A constructor of dataclass ``cls`` taking the fields ``given`` by position and giving every
+    other field its default, generated once as straight-line code like ``_field_copier``: ~0.6 us
+    against ~1.7 us for ``Order(...)`` with keywords (binding arguments by name, the default factory
+    test), once per order placed."""
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    body = []
+    for f in fields(cls):
+        if f.name in given:
+            body.append(f"    o.{f.name} = {f.name}\n")
+        elif f.default_factory is not MISSING:
+            scope[f"make_{f.name}"] = f.default_factory
+            body.append(f"    o.{f.name} = make_{f.name}()\n")
+        else:
+            scope[f"default_{f.name}"] = f.default
+            body.append(f"    o.{f.name} = default_{f.name}\n")
+    exec(f"def make({', '.join(given)}):\n    o = new(cls)\n{''.join(body)}    return o\n", scope)  # noqa: S102
+    return scope["make"]
+
+
+#: a new order as ``Account.place`` makes it (every field it does not give at its default)
+_new_order = _positional_maker(Order, ("order_id", "client_id", "symbol", "side", "type", "tif", "price", "qty",
+                                       "reduce_only", "created_ms", "updated_ms", "orig_type", "meta"))
 
 _realized_of = operator.attrgetter("realized")  # (a generator in sum() costs a frame resume per position)
 
@@ -301,11 +326,25 @@ class Account:
 
     @property
     def available_balance(self) -> float:
-        upnl = 0.0
+        """Wallet balance + unrealized PnL - initial margin, the last two in one pass over the positions
+        (the margin check of every order asks: two passes and their calls per position were ~2 us
+        of it).  Each sum adds the same terms in the same order as ``unrealized`` and
+        ``initial_margin`` do, so the value is theirs to the last bit."""
+        upnl = margin = 0.0
+        rest = self._rest_notional
         for s, p in self.positions.items():
+            notional = 0.0
             if p.qty:  # a flat position has no unrealized PnL (and needs no mark price)
-                upnl += self.unrealized(s)
-        return max(0.0, self.wallet_balance + upnl - self.initial_margin())
+                mark = self.mark(s)
+                amount = self.qty(s, p.qty)
+                upnl += (mark - p.entry) * amount
+                notional += abs(amount) * mark
+            buy, sell = rest[s]
+            if buy or sell:
+                r = self.rules[s]
+                notional += (buy + sell) * r.tick * r.lot
+            margin += notional / self.leverages.get(s, self.cfg.leverage)
+        return max(0.0, self.wallet_balance + upnl - margin)
 
     # -- lookups --------------------------------------------------------------------------------
     def find(self, symbol: str, order_id: int | None = None, client_id: str | None = None,
@@ -391,8 +430,8 @@ class Account:
         if not client_id:
             self._auto_client += 1
             client_id = f"emu{self._auto_client:012d}"
-        o = Order(self._next_order, client_id, symbol, side, type_, tif, price, qty, reduce_only,
-                  created_ms=now_ms, updated_ms=now_ms, orig_type=type_, meta=dict(meta or {}))
+        o = _new_order(self._next_order, client_id, symbol, side, type_, tif, price, qty, reduce_only,
+                       now_ms, now_ms, type_, dict(meta or {}))
         self._next_order += 1
         self.orders[o.order_id] = o
         self._latest_cid[(symbol, client_id)] = o.order_id

@@ -263,3 +263,39 @@ def test_an_events_order_is_a_copy_of_every_field_taken_when_it_happened():
     assert [getattr(copy, f.name) for f in fields(Order)] == [getattr(o, f.name) for f in fields(Order)]
     o.status, o.filled, o.price = "FILLED", 3, 1004
     assert (copy.status, copy.filled, copy.price) == ("PARTIALLY_FILLED", 1, 1005)
+
+
+def test_available_balance_is_wallet_plus_unrealized_minus_initial_margin_to_the_last_bit():
+    """The one-pass available balance against its parts, with a long and a short position, resting
+    orders on both sides, a leverage set on one symbol and a symbol without a book."""
+    books = {"X": Book({999: 1.0, 998: 2.0}, {1001: 0.5, 1002: 1.5}), "Y": Book({49: 5.0}, {52: 5.0})}
+    rules = {"X": Rules(tick=1.0, lot=0.001, min_notional=0.0), "Y": Rules(tick=0.1, lot=0.01, min_notional=0.0),
+             "Z": Rules(tick=1.0)}
+    acct = Account(books.get, rules, AccountConfig(maker_fee_rate=-0.0001, taker_fee_rate=0.0007))
+    acct.leverages["Y"] = 7.0
+    acct.place("X", 1, "LIMIT", "GTC", 1002, 700, now_ms=1)      # takes 0.5 @1001 and 0.2 @1002: long
+    acct.place("X", 1, "LIMIT", "GTC", 990, 333, now_ms=2)       # rests
+    acct.place("Y", -1, "LIMIT", "GTC", 49, 40, now_ms=3)        # takes 0.4 @4.9: short
+    acct.place("Y", -1, "LIMIT", "GTC", 60, 25, now_ms=4)        # rests
+    books["X"].bids[1000] = 0.3                                  # the marks move away from the entries
+    books["Y"].asks[51] = 1.0
+    assert acct.positions["X"].qty > 0 > acct.positions["Y"].qty
+    upnl = 0.0
+    for s, p in acct.positions.items():
+        if p.qty:
+            upnl += acct.unrealized(s)
+    composed = max(0.0, acct.wallet_balance + upnl - acct.initial_margin())
+    assert acct.available_balance == composed and 0.0 < composed < acct.wallet_balance
+
+
+def test_new_orders_equal_the_ones_the_dataclass_constructor_makes():
+    """Account.place builds orders with a generated positional constructor: every field as
+    ``Order(...)`` with keywords sets it (defaults included), and ``meta`` is its own dict."""
+    from daemon.emulator.matching import Order
+
+    acct, _ = account()
+    meta = {"tif": "GTX"}
+    o, _, _ = acct.place("X", -1, "LIMIT", "GTC", 1005, 3, now_ms=7, client_id="c-9", meta=meta)
+    want = Order(o.order_id, "c-9", "X", -1, "LIMIT", "GTC", 1005, 3, False, created_ms=7, updated_ms=7,
+                 orig_type="LIMIT", meta={"tif": "GTX"})
+    assert o == want and o.q_ahead == 0.0 and o.filled == 0 and o.status == "NEW" and o.meta is not meta
