@@ -30,6 +30,8 @@ import numpy as np
 from bots.constants import (
     KIND_MASK, ElapseResult, ErrorCode, EventFlag, EventKind, OrdType, Side, TimeInForce,
 )
+from numba import njit
+
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
@@ -97,7 +99,7 @@ def _has_orders_at(bt, a, side, tick):
     return vw.xcnt_ask(bt)[d, tick - lb] > 0
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def _count_at(bt, a, side, tick):
     """How many of our ``side`` orders rest on ``tick`` (-1 when the tick is outside the ladder,
     where orders are only counted as a total)."""
@@ -291,7 +293,7 @@ def _settle(bt, a, side, ts, first, marked, by_tick, descending):
     return OK
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     """The bid rose: our sells at or below the new best bid are taken (as makers)."""
     xo = bt.xord
@@ -314,7 +316,7 @@ def _on_best_bid_up(bt, a, prev_best, new_best, ts):
     return _settle(bt, a, SELL, ts, first, marked, not scan_all, False)
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def _on_best_ask_down(bt, a, prev_best, new_best, ts):
     xo = bt.xord
     if vw.xalive(bt)[a] == 0:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from numba import njit
+
 from bots.sim.jit import kernel
 from bots.sim import views as vw
 from bots.sim import depth as dp
@@ -160,7 +162,7 @@ def _leave_queue(bt, a, order_id):
         _l3_cancel_own(bt, 2 * a + 1, np.int64(order_id))
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def ack_cancel(bt, a, msg, j, ts):
     i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)
     if i < 0:
@@ -177,7 +179,7 @@ def ack_cancel(bt, a, msg, j, ts):
     return OK
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def ack_modify(bt, a, msg, j, ts):
     """Change price/qty; the order keeps its queue place only if the price stays and qty shrinks."""
     i = od.find(bt.xord, vw.cnt(bt)[od.N_XORD], a, msg[j].order_id)

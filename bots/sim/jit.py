@@ -17,6 +17,11 @@ with the prefetch helper off that took this process's CPU time from 35.7 s to 32
 LLVM function copies from 982 to 799.  A Python call of such a kernel (tests do this) runs a twin
 dispatcher of the same function with the wrappers, compiled in this process and not cached (its
 cache entries would be the kernel's: numba names them by function, not by options).
+
+A function with one caller in the simulator is ``@njit(cache=True, inline="always")`` instead (numba
+inlines it into its caller's IR before typing): it is then typed once, as a kernel would be, but has
+no compile, module and machine code of its own, and its caller's module no longer links a second
+optimised copy of everything below it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ last one the edge row's latency is used.
 
 from __future__ import annotations
 
-from bots.sim.jit import kernel
 from bots.sim import views as vw
 from numba import njit
 
@@ -25,7 +24,7 @@ def _intp(x, x1, y1, x2, y2):
     return int((y2 - y1) / (x2 - x1) * (x - x1)) + y1
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def entry(bt, a, ts):
     """Latency from the bot sending a request at ``ts`` to the exchange receiving it."""
     if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:
@@ -52,7 +51,7 @@ def entry(bt, a, ts):
         rn += 1
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def response(bt, a, ts):
     """Latency from the exchange answering at ``ts`` to the bot receiving the answer."""
     if vw.cfg_i(bt)[a, I_LAT_KIND] == CONSTANT:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 
+from numba import njit
+
 from bots.sim.jit import kernel
 from bots.sim.mathx import lots, rmin
 
@@ -57,7 +59,7 @@ def on_new(orders, i, level_qty):
     orders[i].q_cum_trade = 0.0
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def on_trade(kind, orders, i, qty):
     """A trade printed at the order's price."""
     orders[i].q_front -= qty
@@ -65,7 +67,7 @@ def on_trade(kind, orders, i, qty):
         orders[i].q_cum_trade += qty
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def on_depth(kind, n, orders, i, prev_qty, new_qty):
     """The level's total quantity changed from ``prev_qty`` to ``new_qty``."""
     if kind == RISK_ADVERSE:
@@ -85,7 +87,7 @@ def on_depth(kind, n, orders, i, prev_qty, new_qty):
     orders[i].q_front = rmin(est, new_qty)
 
 
-@kernel(error_model="numpy")
+@njit(cache=True, inline="always", error_model="numpy")  # one caller: inlined, see bots.sim.jit
 def filled_qty(orders, i, lot_size):
     """Quantity executed by the queue running past the order (0.0 if none); resets the front."""
     exec_lots = lots(-orders[i].q_front, lot_size)
