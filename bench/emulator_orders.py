@@ -52,6 +52,10 @@ sys.path.insert(0, sys.argv[1])
 import uvloop
 from daemon.emulator.binance import BinanceEmulator
 from daemon.emulator.matching import AccountConfig
+try:
+    from daemon.emulator.core import serving_gc
+except ImportError:  # a revision before it
+    serving_gc = None
 
 def cpu_s():
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -62,6 +66,8 @@ async def main():
                           trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9},
                           account=AccountConfig(max_open_orders=10**7))
     await emu.start()
+    if serving_gc is not None:
+        serving_gc()  # as hftd emulate does
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     prof = cProfile.Profile()

@@ -126,6 +126,9 @@ def build(args: argparse.Namespace):
 async def _serve(args: argparse.Namespace) -> int:
     emu = build(args)
     await emu.start()
+    from daemon.emulator.core import serving_gc
+
+    serving_gc()  # this process serves the emulator and nothing else
     print(f"{args.venue} emulator: rest {emu.rest_url} ws {emu.ws_url}", flush=True)
     if emu.trading is not None:
         print(f"trading: {credentials(args)[1]}", flush=True)

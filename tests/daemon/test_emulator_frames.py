@@ -188,3 +188,16 @@ def test_binance_order_and_update_json_carry_every_field():
         assert json.loads(w.order_update_json(ev)) == _expected_update(w, ev), ev
     for order in (o, o2, *(ev.order for ev in events)):
         assert orjson.loads(orjson.dumps(w.order_json(order))) == _expected_order(w, order)
+
+
+def test_serving_gc_freezes_start_up_objects_and_collects_the_young_less_often():
+    """``serving_gc`` (hftd emulate's process, the benches' emulator processes) in a process of its
+    own: it must not change the collector of a process that embeds the emulator (this one)."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from daemon.emulator.core import serving_gc, SERVING_GC_YOUNG; "
+            "assert gc.get_freeze_count() == 0; serving_gc(); "
+            "print(gc.get_threshold()[0] == SERVING_GC_YOUNG, gc.get_freeze_count() > 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "True"]
