@@ -14,8 +14,12 @@ order) has arrived.  Measured: the emulator process's CPU time (user + system, i
 ``--rev REV`` runs the emulator of git revision REV (extracted to a temporary directory) and of the
 work tree in alternating rounds of the same run, for a before/after in the same minute;
 ``--profile`` prints the emulator's cProfile top functions (one extra round per side, not timed).
+``--keys ed25519`` logs the order connection on once (``session.logon``) and sends the orders without
+``apiKey`` and ``signature``, as ``bench orders``' daemon does by default; ``hmac`` (the default here)
+signs every request.
 
     python -m bench.emulator_orders [--orders 10000] [--chunk 16] [--rounds 3] [--rev HEAD] [--profile]
+                                    [--keys hmac|ed25519]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import io
+import json
 import os
 import pstats
 import statistics
@@ -35,6 +40,8 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from bench.orders_keys import ED_KEY, ed25519_pems
 
 __all__ = ["add_arguments", "run", "main"]
 
@@ -62,9 +69,11 @@ def cpu_s():
     return r.ru_utime + r.ru_stime
 
 async def main():
+    options = {"orders_per_10s": 10**9, "orders_per_min": 10**9}
+    if len(sys.argv) > 3:  # an Ed25519 API key for session.logon: its name and its public key's PEM file
+        options["ed25519_keys"] = {sys.argv[2]: open(sys.argv[3]).read()}
     emu = BinanceEmulator(symbols=("BTCUSDT",), weight_limit_per_min=10**9, inbound_msgs_per_s=10**6,
-                          trading_options={"orders_per_10s": 10**9, "orders_per_min": 10**9},
-                          account=AccountConfig(max_open_orders=10**7))
+                          trading_options=options, account=AccountConfig(max_open_orders=10**7))
     await emu.start()
     if serving_gc is not None:
         serving_gc()  # as hftd emulate does
@@ -105,6 +114,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=16, help="orders whose frames are written at once")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per side")
     p.add_argument("--rev", default=None, help="also run the emulator of this git revision (A/B)")
+    p.add_argument("--keys", choices=("hmac", "ed25519"), default="hmac",
+                   help="hmac: every request signed (HMAC-SHA256); ed25519: the connection logs on once "
+                        "(session.logon with bench.orders_keys' Ed25519 key) and orders go unsigned, as "
+                        "hftd bench orders' daemon runs by default")
     p.add_argument("--profile", action="store_true", help="print the emulator's cProfile top functions")
     p.add_argument("--top", type=int, default=30, help="functions in the profile listing")
 
@@ -176,8 +189,11 @@ class _Ws:
 
 
 class _Emulator:
-    def __init__(self, tree: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(tree)], cwd=str(tree), stdin=subprocess.PIPE,
+    def __init__(self, tree: Path, ed25519_pem_file: str | None = None) -> None:
+        argv = [sys.executable, "-c", _CHILD, str(tree)]
+        if ed25519_pem_file:
+            argv += [ED_KEY, ed25519_pem_file]
+        self.proc = subprocess.Popen(argv, cwd=str(tree), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         ready = self.proc.stdout.readline().split()
         if not ready or ready[0] != "ready":
@@ -213,14 +229,35 @@ def _sign(payload: str) -> str:
     return hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def _frames(n: int, oid0: int, best_bid_ticks: int, tick: float, decimals: int) -> tuple[list[bytes], list[bytes]]:
+def _logon_frame() -> bytes:
+    """session.logon with the bench's Ed25519 key (bench.orders_keys), signed as Binance asks."""
+    from daemon.signing import binance_ws_payload, ed25519_private_key, ed25519_sign_b64
+
+    params = {"apiKey": ED_KEY, "recvWindow": 60000, "timestamp": time.time_ns() // 1_000_000}
+    params["signature"] = ed25519_sign_b64(ed25519_private_key(ed25519_pems()[0]), binance_ws_payload(params))
+    return _Ws.frame(json.dumps({"id": "logon", "method": "session.logon", "params": params}).encode())
+
+
+def _frames(n: int, oid0: int, best_bid_ticks: int, tick: float, decimals: int,
+            logged_on: bool = False) -> tuple[list[bytes], list[bytes]]:
     """``n`` order.place frames (resting LIMIT buys 50..249 ticks under the best bid) and their
-    order.cancel frames, as the daemon's Binance session writes them (keys sorted, signed)."""
+    order.cancel frames, as the daemon's Binance session writes them (keys sorted; signed, or on a
+    logged-on connection without apiKey and signature)."""
     ts = time.time_ns() // 1_000_000
     places, cancels = [], []
     for i in range(n):
         cid = f"bench{oid0 + i}"
         px = f"{(best_bid_ticks - 50 - i % 200) * tick:.{decimals}f}"
+        if logged_on:
+            places.append(_Ws.frame(
+                (f'{{"id":{2 * (oid0 + i)},"method":"order.place","params":{{'
+                 f'"newClientOrderId":"{cid}","newOrderRespType":"RESULT","price":"{px}","quantity":"0.001",'
+                 f'"recvWindow":60000,"side":"BUY","symbol":"{SYMBOL}","timeInForce":"GTC","timestamp":{ts},'
+                 f'"type":"LIMIT"}}}}').encode()))
+            cancels.append(_Ws.frame(
+                (f'{{"id":{2 * (oid0 + i) + 1},"method":"order.cancel","params":{{'
+                 f'"origClientOrderId":"{cid}","recvWindow":60000,"symbol":"{SYMBOL}","timestamp":{ts}}}}}').encode()))
+            continue
         payload = (f"apiKey={KEY}&newClientOrderId={cid}&newOrderRespType=RESULT&price={px}&quantity=0.001"
                    f"&recvWindow=60000&side=BUY&symbol={SYMBOL}&timeInForce=GTC&timestamp={ts}&type=LIMIT")
         places.append(_Ws.frame(
@@ -261,7 +298,7 @@ class _Counter:
         await asyncio.wait_for(self._event.wait(), timeout_s)
 
 
-async def _session(emu: _Emulator, n: int, chunk: int, oid0: int, measure) -> tuple[float, float]:
+async def _session(emu: _Emulator, n: int, chunk: int, oid0: int, measure, logon: bool) -> tuple[float, float]:
     """Connect, warm up, then run ``n`` orders; returns (emulator CPU s, wall s) of the run."""
     import aiohttp
 
@@ -279,8 +316,14 @@ async def _session(emu: _Emulator, n: int, chunk: int, oid0: int, measure) -> tu
     readers = [asyncio.ensure_future(api.read_frames(replies.on_frame)),
                asyncio.ensure_future(user.read_frames(events.on_frame))]
     try:
+        if logon:
+            api.writer.write(_logon_frame())
+            await replies.wait(1)
+            if replies.errors:
+                raise RuntimeError(f"session.logon refused: {replies.errors}")
+
         async def go(count: int, first: int) -> None:
-            places, cancels = _frames(count, first, best_ticks, emu.tick, decimals)
+            places, cancels = _frames(count, first, best_ticks, emu.tick, decimals, logon)
             sent = replies.n
             for k in range(0, count + chunk, chunk):
                 out = places[k:k + chunk] + cancels[max(0, k - chunk):k]
@@ -326,13 +369,15 @@ class _NoProfile:
             self.emu.ask(f"unprof {self.path}")
 
 
-def _round(tree: Path, n: int, chunk: int, oid0: int, profile_path: str | None = None) -> tuple[float, float]:
-    emu = _Emulator(tree)
+def _round(tree: Path, n: int, chunk: int, oid0: int, profile_path: str | None = None,
+           ed25519_pem_file: str | None = None) -> tuple[float, float]:
+    emu = _Emulator(tree, ed25519_pem_file)
     print(f"  emulator of {tree}: pid {emu.proc.pid} (for py-spy)", file=sys.stderr)
     try:
         import uvloop
 
-        return uvloop.run(_session(emu, n, chunk, oid0, lambda: _NoProfile(emu, profile_path)))
+        return uvloop.run(_session(emu, n, chunk, oid0, lambda: _NoProfile(emu, profile_path),
+                                   ed25519_pem_file is not None))
     finally:
         emu.stop()
 
@@ -353,11 +398,15 @@ def run(args):
         sides = [("work tree", ROOT)]
         if args.rev:
             sides.insert(0, (f"rev {args.rev}", _extract(args.rev, os.path.join(tmp, "rev"))))
+        pem_file = None
+        if args.keys == "ed25519":
+            pem_file = os.path.join(tmp, "ed25519.pub.pem")
+            Path(pem_file).write_text(ed25519_pems()[1])
         per: dict[str, list[float]] = {label: [] for label, _ in sides}
         oid = 1
         for r in range(args.rounds):
             for label, tree in sides:
-                cpu, wall = _round(tree, args.orders, args.chunk, oid)
+                cpu, wall = _round(tree, args.orders, args.chunk, oid, None, pem_file)
                 oid += args.orders + 1000
                 us = 1e6 * cpu / args.orders
                 per[label].append(us)
@@ -371,12 +420,13 @@ def run(args):
             res.metrics["emu_cpu_us_per_order_rev"] = statistics.median(per[sides[0][0]])
             res.metrics["ratio_rev_to_work_tree"] = res.metrics["emu_cpu_us_per_order_rev"] / \
                 res.metrics["emu_cpu_us_per_order"]
-        res.notes.append(f"{args.orders} orders per round (place + cancel over the websocket API), chunks of "
+        res.notes.append(f"{args.orders} orders per round (place + cancel over the websocket API, {args.keys} key: "
+                         f"{'logged on, orders unsigned' if args.keys == 'ed25519' else 'every request signed'}), chunks of "
                          f"{args.chunk}, {args.rounds} rounds per side, median; load {os.getloadavg()[0]:.2f}")
         if args.profile:
             for label, tree in sides:
                 path = os.path.join(tmp, "prof.out")
-                _round(tree, args.orders, args.chunk, oid, path)
+                _round(tree, args.orders, args.chunk, oid, path, pem_file)
                 oid += args.orders + 1000
                 out = io.StringIO()
                 pstats.Stats(path, stream=out).sort_stats("tottime").print_stats(args.top)
