@@ -90,12 +90,16 @@ def text_frame(text: str | bytes) -> bytes:
     on a connection that negotiated permessage-deflate (RFC 7692 6: RSV1 unset marks a message sent
     as is)."""
     data = text.encode() if text.__class__ is str else text
-    n = len(data)
+    return frame_head(len(data)) + data
+
+
+def frame_head(n: int) -> bytes:
+    """The header of a final, unmasked text frame of ``n`` payload bytes (RFC 6455 5.2)."""
     if n < 126:
-        return _HEAD_SHORT[n] + data
+        return _HEAD_SHORT[n]
     if n < 65536:
-        return _HEAD_MID(0x81, 126, n) + data
-    return b"\x81\x7f" + n.to_bytes(8, "big") + data
+        return _HEAD_MID(0x81, 126, n)
+    return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
 #: allocations between two collections of the young generation in a serving process (Python's default: 700)
@@ -170,7 +174,12 @@ class Client:
         out = self._out
         if not out:
             self.batch.add(self)
-        out.append(text_frame(text))
+        # header and payload queued apart: the write joins them anyway, so a frame's payload (up to
+        # ~1 KB for an order reply or event) is copied once, not also into a frame of its own
+        data = text.encode() if text.__class__ is str else text
+        n = len(data)
+        out.append(_HEAD_SHORT[n] if n < 126 else frame_head(n))
+        out.append(data)
 
     def flush(self) -> None:
         """Write the queued frames now (one write); dropped if the connection is going."""
@@ -180,7 +189,7 @@ class Client:
         transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed or self.silenced:
             return
-        transport.write(b"".join(out) if len(out) > 1 else out[0])
+        transport.write(b"".join(out))
         self.backlogged = transport.get_write_buffer_size() > _HIGH_WATER
 
     async def drain(self) -> None:
