@@ -200,6 +200,7 @@ def _baseline_bot(pipe, rest_url: str, duration_s: float, base_px: float, tick: 
 
 def _emulator(pipe) -> None:
     from daemon.emulator.binance import BinanceEmulator
+    from daemon.emulator.core import serving_gc
     from daemon.emulator.matching import AccountConfig
 
     async def main():
@@ -208,6 +209,7 @@ def _emulator(pipe) -> None:
                                                "ed25519_keys": {ED_KEY: ed25519_pems()[1]}},
                               account=AccountConfig(max_open_orders=10**7))
         await emu.start()
+        serving_gc()  # as hftd emulate runs (the baseline's REST orders meet the same emulator process)
         pipe.send(emu.rest_url)
         while not pipe.poll():
             await asyncio.sleep(0.1)
