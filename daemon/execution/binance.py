@@ -593,11 +593,20 @@ class BinanceExecution(SessionBase):
             o = msg.get("o") or {}
             tracker = self.tracker
             cid = o.get("c")
-            if cid not in tracker.orders and cid in tracker.done:
-                # what ``Tracker.apply`` does first with it (the order ended: a late duplicate),
-                # before an Update is built: the stream's echo of every cancel the reply ended
-                tracker.duplicate_events += 1
-                return
+            t = tracker.orders.get(cid)
+            if t is None:
+                if cid in tracker.done:
+                    # what ``Tracker.apply`` does first with it (the order ended: a late duplicate),
+                    # before an Update is built: the stream's echo of every cancel the reply ended
+                    tracker.duplicate_events += 1
+                    return
+            elif o.get("X") == "NEW":
+                try:
+                    echo = tracker.stream_echo(t, float(o["p"]), float(o["q"]), float(o["z"]), int(o["T"]) * 1_000_000)
+                except (KeyError, TypeError, ValueError):
+                    echo = False  # as stream_update: the forgiving way below
+                if echo:
+                    return  # the NEW after the reply's ACCEPTED: its time taken, nothing to say
             u = stream_update(o)
             if tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
                 self._schedule_recon(u.client_id, 0.0)

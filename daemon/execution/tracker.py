@@ -196,6 +196,21 @@ class Tracker:
         ev = self._event(o, kind, status, reason=reason, code=code, text=text, local_ts_ns=local_ns)
         self.sink.on_exec(ev)  # not o.last: the order's own state did not change
 
+    def stream_echo(self, o: TrackedOrder, price: float, qty: float, cum_qty: float, exch_ts_ns: int) -> bool:
+        """A stream update with status NEW for ``o`` that ``apply`` would take without a word: ``o``
+        accepted, its venue id known, no request of its own pending, nothing filled on either side,
+        the same price and quantity, not older than what was applied.  Then what ``apply`` does
+        with it (its time, ``ambiguous`` cleared) is done here and True returned; anything else:
+        False, nothing touched, and the caller builds the ``Update`` for ``apply``.  The venue's
+        NEW event after the reply's ACCEPTED, one per order, needs no ``Update`` this way."""
+        if (not o.accepted or not o.venue_id or o.pending == "new" or cum_qty != 0.0 or o.cum_qty != 0.0
+                or price != o.price or qty != o.qty or exch_ts_ns < o.exch_ts_ns):
+            return False
+        o.ambiguous = False
+        if exch_ts_ns:
+            o.exch_ts_ns = exch_ts_ns
+        return True
+
     def apply(self, u: Update, src: Src, local_ns: int = 0) -> int:
         o = self.orders.get(u.client_id)
         if o is None:
