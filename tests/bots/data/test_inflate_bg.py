@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(not inflate_bg.AVAILABLE, reason="isal is not in
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
-    monkeypatch.delenv("HFTD_INFLATE_OVERLAP", raising=False)
+    monkeypatch.setenv("HFTD_INFLATE_OVERLAP", "1")  # (unset: only while a core is free, see below)
     return isolated_inflate_env(tmp_path, monkeypatch)
 
 
@@ -225,3 +225,14 @@ def test_inflating_holds_the_thread_buffers_in_ram_not_the_member(tmp_path, even
     member_bytes = 4 * events.nbytes
     print(f"grew {grew / 2**20:.2f} MiB inflating {member_bytes / 2**20:.1f} MiB")
     assert grew < member_bytes // 8
+
+
+def test_the_default_overlaps_only_while_a_core_is_free(monkeypatch):
+    assert inflate_bg.core_free("0.50 0.40 0.30 1/300 4242\n", 2)
+    assert not inflate_bg.core_free("2.90 3.10 3.50 2/300 4242\n", 2), "both cores running"
+    assert not inflate_bg.core_free("0.00 0.00 0.00 1/300 4242\n", 1), "one core: ours"
+    assert not inflate_bg.core_free("garbage", 4)
+    monkeypatch.setenv("HFTD_INFLATE_OVERLAP", "0")
+    assert not inflate_bg.overlap_enabled()
+    monkeypatch.setenv("HFTD_INFLATE_OVERLAP", "1")
+    assert inflate_bg.overlap_enabled()
