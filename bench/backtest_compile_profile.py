@@ -93,6 +93,35 @@ class _LlvmTimes:
         self._cls.finalize = self._orig
 
 
+def _timed(compile_entry, spans: list):
+    """``compile_entry`` noting when each call started and ended in ``spans``."""
+
+    def timed(index, struct_id):
+        start = time.perf_counter()
+        try:
+            return compile_entry(index, struct_id)
+        finally:
+            spans.append((start, time.perf_counter(), index))
+
+    return timed
+
+
+def _print_timeline(t0: float, spans: list) -> None:
+    """This process's entry compiles (a few ms: loaded from the cache the helper filled) and the helper's
+    start/done lines, in seconds from ``t0``."""
+    from bots.sim import entries, prefetch
+
+    def name(index: int) -> str:
+        return entries._ENTRIES[index].name
+
+    rows = [(a - t0, f"here   {name(i)}: {b - a:.2f} s") for a, b, i in spans]
+    for helper in prefetch._HELPERS.values():
+        rows += [(t - t0, f"helper {word} {name(i)}") for t, word, i in helper.log]
+    print("entries, seconds from the start (here: compiled, or loaded from the cache if ~0 s)")
+    for at, what in sorted(rows):
+        print(f"{at:7.2f}  {what}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.backtest_compile_profile",
                                  description=__doc__.split("\n\n")[0])
@@ -102,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="list the argument types of functions compiled twice or more")
     ap.add_argument("--copies", type=int, default=0, metavar="N",
                     help="list the N LLVM functions optimised in the most modules")
+    ap.add_argument("--timeline", action="store_true",
+                    help="when each engine entry was compiled (or loaded) here and in the prefetch helper "
+                         "(bots.sim.prefetch): the cold run ends with the later of the two")
     args = ap.parse_args(argv)
     if os.environ.get(_CHILD_ENV) is None:  # the parent: measure in a child with an empty cache
         cache_dir = tempfile.mkdtemp(prefix="hftd-compile-profile-")
@@ -115,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     times = _CompileTimes()
     llvm = _LlvmTimes(times)
     event.register("numba:compile", times)
+    spans: list[tuple[float, float, int]] = []  # this process's entry compiles: (start, end, entry)
     try:
         t0 = time.perf_counter()
         import bots
+        from bots.sim import entries
+
+        if args.timeline:
+            entries.compile_entry = _timed(entries.compile_entry, spans)
         from bench.backtest_worker import _asset
         from bots.examples.grid import grid_bot_cached
 
@@ -143,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (n, incl, excl, _) in rows[: args.top]:
         secs, fns = llvm.by_name.get(name, (0.0, 0))
         print(f"{excl:7.2f} {secs:7.2f} {incl:7.2f} {n:3d} {fns:5d}  {name}")
+    if args.timeline:
+        _print_timeline(t0, spans)
     for name, count in sorted(llvm.copies.items(), key=lambda kv: -kv[1])[: args.copies]:
         print(f"{count:4d}  {name[:160]}")
     if args.signatures:

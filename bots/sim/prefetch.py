@@ -24,6 +24,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 
 __all__ = ["start", "wait_for", "ENV_SWITCH"]
 
@@ -45,6 +46,8 @@ class _Helper:
         )
         self.started: set[int] = set()
         self.done: set[int] = set()
+        #: (time.perf_counter(), "start" or "done", entry index) per line read: the helper's timeline
+        self.log: list[tuple[float, str, int]] = []
         self.claimed: set[int] = set()
         self.cond = threading.Condition()
         self.ended = False
@@ -56,6 +59,7 @@ class _Helper:
             with self.cond:
                 if word in ("start", "done") and index.strip().isdigit():
                     (self.started if word == "start" else self.done).add(int(index))
+                    self.log.append((time.perf_counter(), word, int(index)))
                 self.cond.notify_all()
         self.proc.wait()
         with self.cond:
