@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from daemon import ConfigError
 
-__all__ = ["hmac_sha256_hex", "binance_rest_payload", "binance_ws_payload", "binance_ws_value",
+__all__ = ["hmac_sha256_hex", "hmac_pads", "binance_rest_payload", "binance_ws_payload", "binance_ws_value",
            "bybit_rest_payload", "bybit_ws_auth_payload", "signatures_equal", "ed25519_private_key",
            "ed25519_public_key", "ed25519_sign_b64", "ed25519_verify_b64"]
 
@@ -42,7 +42,10 @@ _KEYED: dict[str, tuple] = {}
 _KEYED_MAX = 64  # a process signs with a handful of secrets; the bound only guards against misuse
 
 
-def _keyed(secret: str) -> tuple:
+def hmac_pads(secret: str) -> tuple:
+    """HMAC-SHA256's two SHA-256 states with ``secret``'s inner and outer pads absorbed (RFC 2104):
+    copy the inner one, feed it the payload, then the outer one the inner digest.  Cached per secret;
+    a signer that also keeps a fixed payload head absorbed copies these (daemon.execution.binance)."""
     pads = _KEYED.get(secret)
     if pads is None:
         if len(_KEYED) >= _KEYED_MAX:
@@ -56,7 +59,7 @@ def _keyed(secret: str) -> tuple:
 
 
 def hmac_sha256_hex(secret: str, payload: str | bytes) -> str:
-    inner, outer = _keyed(secret)
+    inner, outer = hmac_pads(secret)
     h = inner.copy()
     h.update(payload.encode() if isinstance(payload, str) else payload)
     o = outer.copy()

@@ -20,7 +20,7 @@ from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
 from daemon.execution.session import SessionBase, read_frames
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
-from daemon.signing import _keyed, binance_rest_payload
+from daemon.signing import hmac_pads, binance_rest_payload
 
 __all__ = ["BinanceExecution", "order_update", "STATUS"]
 
@@ -128,7 +128,7 @@ class BinanceExecution(SessionBase):
         past the payload's fixed ``apiKey=<key>&`` head (hashed once, not per order), and the frame's
         key member.  Hash states, not the secret: a repr of ``__dict__`` shows neither."""
         creds = self._creds
-        inner, outer = _keyed(creds.secret)  # signing's RFC 2104 pads (hmac_sha256_hex's own)
+        inner, outer = hmac_pads(creds.secret)  # signing's RFC 2104 pads (hmac_sha256_hex's own)
         inner = inner.copy()
         inner.update(f"apiKey={creds.api_key}&".encode())
         hm = self.__dict__["_hm"] = (inner, outer, f'"apiKey":{self._key_json},')
