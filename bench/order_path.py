@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -64,6 +65,67 @@ def _timed(fn, t: _Timer):
     return wrapper
 
 
+class _GcWatch:
+    """The cyclic collector's collections over a phase and the CPU time of the thread that ran each (gc.callbacks, this process)."""
+
+    def __init__(self) -> None:
+        self.n = [0, 0, 0]
+        self.ns = 0
+        self.ns_by_gen = [0, 0, 0]
+        self._t0 = 0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.thread_time_ns()
+        else:
+            dt = time.thread_time_ns() - self._t0
+            self.ns += dt
+            self.ns_by_gen[info["generation"]] += dt
+            self.n[info["generation"]] += 1
+
+    def stop(self, orders: int) -> dict:
+        gc.callbacks.remove(self._cb)
+        return {"gc_collections_by_gen": self.n, "gc_us_per_order": round(self.ns / 1e3 / max(1, orders), 2),
+                "gc_us_per_order_by_gen": [round(ns / 1e3 / max(1, orders), 2) for ns in self.ns_by_gen],
+                "gc_tracked_objects": len(gc.get_objects()),
+                "gc_threshold": list(gc.get_threshold())}
+
+
+def _count_arrivals(session) -> dict:
+    """Wraps the session's ``_reply_ok`` (an instance attribute): each successful reply counted by
+    its order's state when it arrives: ``ended`` (the stream's terminal event came first), ``accepted``
+    (the stream's NEW came first, or a cancel's reply), ``unaccepted`` (the reply is the first word)."""
+    counts = {"ended": 0, "accepted": 0, "unaccepted": 0, "unknown": 0}
+    orig, reqs, tracker = session._reply_ok, session._reqs, session.tracker
+
+    def reply_ok(rid, update):
+        req = reqs.get(rid)
+        o = tracker.orders.get(req.client_id) if req is not None else None
+        key = ("unknown" if req is None else "ended" if req.client_id in tracker.done
+               else "accepted" if o is not None and o.accepted else "unaccepted")
+        counts[key] += 1
+        return orig(rid, update)
+
+    session._reply_ok = reply_ok
+    return counts
+
+
+async def _profile_phase(st, args, n: int, base_px: float, out: dict) -> None:
+    """cProfile of the loop thread over one more phase like the first: the top functions by own time."""
+    await asyncio.sleep(0.3)
+    prof = cProfile.Profile()
+    prof.enable()  # this thread only: the loop's
+    await st.phase(args.bots, n, args.rate / args.bots, 200_000_000, base_px)
+    prof.disable()
+    s = io.StringIO()
+    ps = pstats.Stats(prof, stream=s).sort_stats("tottime")
+    ps.print_stats(args.top)
+    if args.profile != "-":
+        ps.dump_stats(args.profile)
+    out["profile"] = s.getvalue()
+
+
 async def _main(args) -> dict:
     from bench import orders as bo
     from daemon.router import REQ
@@ -73,7 +135,8 @@ async def _main(args) -> dict:
     workdir = tempfile.mkdtemp(prefix="hftd-order-path-")
     timers = {name: _Timer() for name, *_ in _STAGES + tuple((n, None, None) for n, _ in _READERS)}
     emu = pipe = None
-    out: dict = {"kind": args.kind, "rate": args.rate, "seconds": args.seconds, "bots": args.bots}
+    out: dict = {"kind": args.kind, "rate": args.rate, "seconds": args.seconds, "bots": args.bots, "keys": args.keys,
+                 "pinned": args.pin}
     try:
         rest_url = ""
         if args.kind == "emulator":
@@ -82,22 +145,43 @@ async def _main(args) -> dict:
             for name, attr in _READERS:  # bound when the sockets connect, inside session.start()
                 setattr(BinanceExecution, attr, _timed(getattr(BinanceExecution, attr), timers[name]))
             emu, pipe, rest_url = await bo._start_emulator()
-        st = bo._Stand(workdir, args.kind, args.intake, "backoff", rest_url)
+        st = bo._Stand(workdir, args.kind, args.intake, "backoff", rest_url, key_type=args.keys)
         st.emu_pid = emu.pid if emu is not None else 0
         await st.start()
+        cpus = sorted(os.sched_getaffinity(0))
+        pinned = args.pin and len(cpus) > 1
         try:
             await st.spawn(args.bots)
+            if pinned:  # as bench orders' spin run: the loop alone on the last cpu, the rest on the others
+                os.sched_setaffinity(0, {cpus[-1]})  # this thread only: the loop's
+                for pid in ([emu.pid] if emu is not None else []) + [p.pid for p, _ in st.bots]:
+                    os.sched_setaffinity(pid, set(cpus[:-1]))
             base_px = 40_000.0 if args.kind == "emulator" else 50_000.0
             await st.phase(args.bots, 100, 0, 900_000_000, base_px)  # warm: connection and kernels in use
             await asyncio.sleep(0.3)
             n = args.orders if args.rate <= 0 else max(1, int(args.rate / args.bots * args.seconds))
             # 1: nothing wrapped (the session's socket readers aside): the loop's CPU per order
+            tracker = getattr(st.session, "tracker", None)
+            dup0 = tracker.duplicate_events if tracker is not None else 0
+            arrivals = _count_arrivals(st.session) if args.arrivals and tracker is not None else None
+            gc_watch = _GcWatch() if args.gc_stats else None
             res = await st.phase(args.bots, n, args.rate / args.bots, 1, base_px)
+            if gc_watch is not None:
+                out.update(gc_watch.stop(res["accepted"]))
+            if arrivals is not None:
+                del st.session._reply_ok  # the class's again
+                out["replies_by_state"] = arrivals
+            if tracker is not None:
+                # answers for orders already ended (a cancel's reply after the stream's CANCELED, or
+                # the stream's after the reply's): which of the two usually comes first here
+                out["ended_duplicates_per_order"] = round((tracker.duplicate_events - dup0) / max(1, res["accepted"]), 3)
             out.update({"accepted": res["accepted"], "orders_per_s": res["orders_per_s"],
                         "loop_cpu_us_per_order": res["loop_cpu_us_per_order"],
                         "emu_cpu_us_per_order": res["emu_cpu_us_per_order"],
                         "channel_to_wire_p50_us": res["p50_us"], "channel_to_wire_p99_us": res["p99_us"]})
-            if args.rate <= 0:  # flat out: the throughput and CPU figures only
+            if args.rate <= 0:  # flat out: the throughput and CPU figures only (and the profile)
+                if args.profile:
+                    await _profile_phase(st, args, n, base_px, out)
                 return out
             # 2: every stage timed, and the pickup
             await asyncio.sleep(0.3)
@@ -130,18 +214,10 @@ async def _main(args) -> dict:
                 else:
                     setattr(obj, attr, was)
             if args.profile:
-                await asyncio.sleep(0.3)
-                prof = cProfile.Profile()
-                prof.enable()  # this thread only: the loop's
-                await st.phase(args.bots, n, args.rate / args.bots, 200_000_000, base_px)
-                prof.disable()
-                s = io.StringIO()
-                ps = pstats.Stats(prof, stream=s).sort_stats("tottime")
-                ps.print_stats(args.top)
-                if args.profile != "-":
-                    ps.dump_stats(args.profile)
-                out["profile"] = s.getvalue()
+                await _profile_phase(st, args, n, base_px, out)
         finally:
+            if pinned:
+                os.sched_setaffinity(0, set(cpus))
             await st.stop()
     finally:
         if emu is not None:
@@ -161,6 +237,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--profile", default="", help="also a cProfile phase; '-' prints only, else a .prof path")
     p.add_argument("--top", type=int, default=45)
+    p.add_argument("--keys", choices=("hmac", "ed25519"), default="hmac",
+                   help="the session's API key (bench orders' daemon runs ed25519: logged on, frames unsigned)")
+    p.add_argument("--gc-stats", action="store_true", help="the cyclic collector's collections in the first phase")
+    p.add_argument("--arrivals", action="store_true",
+                   help="count the replies by their order's state on arrival (wraps _reply_ok in the first phase)")
+    p.add_argument("--pin", action="store_true",
+                   help="the loop thread alone on the last cpu, bots and emulator on the others (bench orders' spin run)")
     args = p.parse_args()
     try:
         import uvloop

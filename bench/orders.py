@@ -274,6 +274,7 @@ class _Stand:
         from daemon.control import ControlServer
         from daemon.control_config import ControlConfig
         from daemon.execution.base import ExecKind, Instrument
+        from daemon.orderentry import serving_gc
         from daemon.orderids import OrderIds
         from daemon.router import Router
 
@@ -306,6 +307,7 @@ class _Stand:
             self.session = make_execution_session(vc, self.http, self.router, environ=key_env)
             await self.session.start()
         self.router.sessions[VENUE] = self.session
+        serving_gc()  # as OrderEntry.start does in hftd daemon (once per process)
         orig_submit, orig_exec = self.session.submit, self.router.on_exec
         by_client, lat, submits, accepts = self.router.by_client, self.lat_ns, self.submits, self.accepts
 
