@@ -227,6 +227,65 @@ async def _main(args) -> dict:
     return out
 
 
+#: the WS API reply's arrival: first word on its order, or after the user stream's event for it
+_REPLY_CASES = ("place_first", "place_after_event", "cancel_first", "cancel_after_event")
+
+
+def _reply_micro(n: int, repeat: int = 2) -> dict:
+    """``--replies N``: the median time of one ``_on_ws_api`` call (a real Binance session, Ed25519-logged
+    on, its sink a no-op) per arrival order, with ``_reply_fast`` and with it refused (the full
+    decode), alternated; the collector off while timing.  The order is set up untimed before each."""
+    import gc
+    import statistics
+
+    from bench.order_cycle import _event, _reply, stand
+    from bots.constants import OrdType, Side, TimeInForce
+    from daemon.execution.base import OrderIntent
+    from daemon.execution.session import _Req
+
+    _, s = stand(tempfile.mkdtemp(prefix="hftd-order-path-"), keys="ed25519")
+    s.sink = s.tracker.sink = type("NoSink", (), {"on_exec": lambda self, ev: None})()
+    perf, on_user, tracker = time.perf_counter_ns, s._on_user, s.tracker
+    out: dict = {}
+    gc.disable()
+    try:
+        for r in range(repeat):
+            for case in _REPLY_CASES:
+                for fast in (False, True):
+                    if fast:
+                        s.__dict__.pop("_reply_fast", None)
+                    else:
+                        s._reply_fast = lambda data: False
+                    spent = []
+                    for i in range(n):
+                        cid, ts, oid = f"m{case[:2]}{case[-5:]}{int(fast)}r{r}x{i}", 1_700_000_000_000 + i, 10_000 + i
+                        tracker.add(OrderIntent(cid, "BTCUSDT", Side.BUY, 40_000.0, 0.001, TimeInForce.GTC,
+                                                OrdType.LIMIT), 0.0)
+                        s._req_seq = rid = s._req_seq + 1
+                        if case.startswith("place"):
+                            s._reqs[rid] = _Req(cid, "new", "BTCUSDT", 0.0)
+                            if case == "place_after_event":
+                                on_user(_event(cid, oid, "NEW", ts, "40000.0"))
+                            text = _reply(rid, cid, oid, "NEW", ts, 5, "40000.0")
+                        else:
+                            on_user(_event(cid, oid, "NEW", ts, "40000.0"))
+                            tracker.orders[cid].pending = "cancel"
+                            s._reqs[rid] = _Req(cid, "cancel", "BTCUSDT", 0.0)
+                            if case == "cancel_after_event":
+                                on_user(_event(cid, oid, "CANCELED", ts, "40000.0"))
+                            text = _reply(rid, cid, oid, "CANCELED", ts, 5, "40000.0")
+                        s._rl_next_s = time.monotonic() + 100  # the rate-limit counts not due
+                        t0 = perf()
+                        s._on_ws_api(text)
+                        spent.append(perf() - t0)
+                        tracker.orders.pop(cid, None)
+                    key = f"{case}_{'fast' if fast else 'full'}_us"
+                    out[key] = min(out.get(key, 1e9), round(statistics.median(spent) / 1e3, 3))
+    finally:
+        gc.enable()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kind", choices=("emulator", "memory"), default="emulator")
@@ -244,7 +303,18 @@ def main() -> None:
                    help="count the replies by their order's state on arrival (wraps _reply_ok in the first phase)")
     p.add_argument("--pin", action="store_true",
                    help="the loop thread alone on the last cpu, bots and emulator on the others (bench orders' spin run)")
+    p.add_argument("--replies", type=int, default=0,
+                   help="only the WS API reply's cost by arrival order, N orders per case (no stand)")
     args = p.parse_args()
+    if args.replies:
+        from shm.segment import purge_namespace
+
+        os.environ["HFTD_SHM_NAMESPACE"] = "op" + uuid.uuid4().hex[:8]
+        try:
+            print(json.dumps(_reply_micro(args.replies), indent=1))
+        finally:
+            purge_namespace(os.environ["HFTD_SHM_NAMESPACE"])
+        return
     try:
         import uvloop
 

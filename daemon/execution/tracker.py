@@ -211,6 +211,22 @@ class Tracker:
             o.exch_ts_ns = exch_ts_ns
         return True
 
+    def reply_echo(self, o: TrackedOrder, venue_id: str, price: float, qty: float, cum_qty: float,
+                   exch_ts_ns: int) -> bool:
+        """A successful reply with status NEW to ``o``'s ``order.place`` that ``apply`` would take
+        without a word, as ``stream_echo`` for the stream: the stream's NEW came first (``o``
+        accepted with the same venue id), no submit or amend of its own pending, nothing filled on
+        either side, the same price and quantity, not older.  Then its time is taken (``ambiguous``
+        stays: a reply clears it only for a pending submit) and True returned; anything else:
+        False, nothing touched, and the caller builds the ``Update`` for ``apply``."""
+        if (not o.accepted or o.venue_id != venue_id or o.pending == "new" or o.pending == "modify"
+                or cum_qty != 0.0 or o.cum_qty != 0.0 or price != o.price or qty != o.qty
+                or exch_ts_ns < o.exch_ts_ns):
+            return False
+        if exch_ts_ns:
+            o.exch_ts_ns = exch_ts_ns
+        return True
+
     def apply(self, u: Update, src: Src, local_ns: int = 0) -> int:
         o = self.orders.get(u.client_id)
         if o is None:

@@ -154,3 +154,17 @@ class ExecHarness:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def offline_binance(symbol: str = "BTCUSDT"):
+    """``(session, sink)``: a Binance execution session with no socket (frames are fed to its readers
+    by hand), HMAC-keyed, its instrument set, its sink a ``Sink``."""
+    from daemon.execution.base import Instrument
+
+    vc = VenueConfig.from_mapping({"name": "binance-usdm", "rest_url": "http://127.0.0.1:1",
+                                   "ws_url": "ws://127.0.0.1:1", "symbols": [symbol],
+                                   "execution": {"api_key_env": "K", "api_secret_env": "S"}})
+    sink = Sink()
+    s = make_execution_session(vc, None, sink, environ={"K": "k" * 64, "S": "s" * 64})
+    s._set_instrument(Instrument(symbol, 0.1, 0.001, 0.001))
+    return s, sink

@@ -7,23 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.order_cycle import SYMBOL, VENUE
+from bench.order_cycle import SYMBOL
 from bots.constants import OrdType, Side, Status, TimeInForce
-from daemon.config import VenueConfig
-from daemon.execution.base import Instrument, OrderIntent
-from daemon.execution.factory import make_execution_session
+from daemon.execution.base import OrderIntent
 from daemon.execution.tracker import Src, Update
-from exec_helpers import Sink
+from exec_helpers import offline_binance
 
 CID = "h1x1"
 
 
 def _session(shortcut: bool):
-    vc = VenueConfig.from_mapping({"name": VENUE, "rest_url": "http://127.0.0.1:1", "ws_url": "ws://127.0.0.1:1",
-                                   "symbols": [SYMBOL], "execution": {"api_key_env": "K", "api_secret_env": "S"}})
-    sink = Sink()
-    s = make_execution_session(vc, None, sink, environ={"K": "k" * 64, "S": "s" * 64})
-    s._set_instrument(Instrument(SYMBOL, 0.1, 0.001, 0.001))
+    s, sink = offline_binance(SYMBOL)
     if not shortcut:
         s.tracker.stream_echo = lambda *a: False
     return s, sink
