@@ -637,7 +637,40 @@ class BinanceExecution(SessionBase):
         except (aiohttp.ClientError, asyncio.TimeoutError, VenueError) as exc:
             log.warning("%s: audit after the user stream gap failed (%s)", self.venue, exc)
 
+    def _user_ended(self, data: str) -> bool:
+        """An ``ORDER_TRADE_UPDATE`` for an order that already ended (the stream's CANCELED after the
+        cancel's reply, its fill after a reply that said FILLED...), as Binance writes it (``{"e":
+        "ORDER_TRADE_UPDATE",...,"o":{"s":"<symbol>","c":"<client id>",...`` or the same inside a
+        combined stream's ``data``): counted a duplicate, as ``_on_user`` does after a full decode,
+        without decoding it (one per order when the replies come first, as they do flat out).
+        False for anything else: the full decode takes it.  (Text that breaks after the client id
+        is counted too, where the full decode would log it as not JSON; the order is over either way.)"""
+        if data.startswith('{"e":"ORDER_TRADE_UPDATE",'):
+            i = 1
+        elif data.startswith('{"stream":"'):
+            i = data.find(',"data":{"e":"ORDER_TRADE_UPDATE",', 11, 200)
+            if i < 0:
+                return False
+            i += 9
+        else:
+            return False
+        j = data.find(',"o":{"s":"', i)
+        if j < 0:
+            return False
+        j = data.find('"', j + 11)  # the symbol's end: the client id must follow it
+        if j < 0 or not data.startswith('","c":"', j):
+            return False
+        end = data.find('"', j + 7)
+        cid = data[j + 7:end]
+        tracker = self.tracker
+        if end < 0 or cid in tracker.orders or cid not in tracker.done or not data.endswith("}"):
+            return False
+        tracker.duplicate_events += 1
+        return True
+
     def _on_user(self, data: str) -> None:
+        if self._user_ended(data):
+            return
         try:
             msg = orjson.loads(data)
         except orjson.JSONDecodeError:

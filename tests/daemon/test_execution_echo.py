@@ -1,7 +1,8 @@
 """The Binance user stream's NEW event taken without an Update (``Tracker.stream_echo``, called by
-``BinanceExecution._on_user``) leaves the tracker and its sink exactly as ``Tracker.apply`` does: each
-case runs on two sessions, one with the shortcut refused, and everything they hold and said must
-be equal."""
+``BinanceExecution._on_user``) and an event for an order that already ended counted without a decode
+(``BinanceExecution._user_ended``) leave the tracker and its sink exactly as the full decode and
+``Tracker.apply`` do: each case runs on two sessions, one with the shortcut refused, and everything
+they hold and said must be equal."""
 
 from __future__ import annotations
 
@@ -62,16 +63,27 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_the_new_event_shortcut_equals_apply(case):
-    prep, text = CASES[case]
+def _both(prep, text: str, refuse) -> list:
+    """``_state`` after ``prep`` and the event, with the shortcut, then with ``refuse(session)``."""
     states = []
     for shortcut in (True, False):
-        s, sink = _session(shortcut)
-        _accepted(s)
+        s, sink = offline_binance(SYMBOL)
+        if not shortcut:
+            refuse(s)
         prep(s)
         s._on_user(text)
         states.append(_state(s, sink))
+    return states
+
+
+def _no_echo(s):
+    s.tracker.stream_echo = lambda *a: False
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_new_event_shortcut_equals_apply(case):
+    prep, text = CASES[case]
+    states = _both(lambda s: (_accepted(s), prep(s)), text, _no_echo)
     assert states[0] == states[1]
 
 
@@ -98,3 +110,54 @@ def test_an_event_before_the_reply_still_accepts():
         assert sink.events and sink.events[0].kind.name == "ACCEPTED"
         states.append(_state(s, sink))
     assert states[0][0] == states[1][0] and len(states[0][1]) == len(states[1][1])
+
+
+def _ended(s):
+    """The order accepted, then ended by its cancel's reply (the stream's events come after)."""
+    _accepted(s)
+    s.tracker.apply(Update(CID, Status.CANCELED, "77", 40_000.0, 0.001, exch_ts_ns=1_500_000_000), Src.REPLY, 6)
+
+
+_CANCELED = _event(x="CANCELED", ts=3_000)
+ENDED_CASES = {
+    # name: (the order's state, the event)
+    "canceled after the reply's": (_ended, _CANCELED),
+    "a fill after the reply's cancel": (_ended, _event(x="TRADE", z="0.001", ts=3_000)),
+    "combined stream": (_ended, f'{{"stream":"lk","data":{_CANCELED}}}'),
+    "combined stream, another key first": (_ended, f'{{"stream":"lk","x":1,"data":{_CANCELED}}}'),
+    "the order still open": (_accepted, _CANCELED),
+    "an order never seen": (_prep_none, _CANCELED),
+    "cut short": (_ended, _CANCELED[:-30]),
+    "not JSON after the id": (_ended, _CANCELED[:-30] + "garbage}"),
+    "spaced JSON": (_ended, _CANCELED.replace('"e":"ORDER_TRADE_UPDATE",', '"e": "ORDER_TRADE_UPDATE",')),
+    "the client id not second": (_ended, _CANCELED.replace(f'"s":"{SYMBOL}","c":"{CID}",', f'"s":"{SYMBOL}","S":"BUY","c":"{CID}",')),
+    "another event": (_ended, _CANCELED.replace("ORDER_TRADE_UPDATE", "TRADE_LITE")),
+    "an account update": (_ended, '{"e":"ACCOUNT_UPDATE","E":5,"a":{"B":[{"a":"USDT","wb":"10"}],"P":[]}}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENDED_CASES))
+def test_the_ended_order_shortcut_equals_the_full_decode(case):
+    prep, text = ENDED_CASES[case]
+    states = _both(prep, text, lambda s: setattr(s, "_user_ended", lambda data: False))
+    if case == "not JSON after the id":
+        # the one difference, documented: not decoded, it counts as the duplicate it looks like
+        # (the full decode logs it as not JSON); the order, the sink and the rest are the same
+        assert (states[0][5], states[1][5]) == (1, 0)
+        states = [st[:5] + st[6:] for st in states]
+    assert states[0] == states[1]
+
+
+def test_the_ended_order_shortcut_is_taken():
+    import daemon.execution.binance as bx
+
+    for text in (_CANCELED, f'{{"stream":"lk","data":{_CANCELED}}}'):
+        s, _ = offline_binance(SYMBOL)
+        _ended(s)
+        saved = bx.orjson
+        bx.orjson = None  # any decode fails the test
+        try:
+            s._on_user(text)
+        finally:
+            bx.orjson = saved
+        assert s.tracker.duplicate_events == 1
