@@ -26,7 +26,9 @@ What is guaranteed, precisely:
   ring's descriptor, so a dead or restarting child loses none of what waits in it: the next child
   maps the same ring and reads on from its read cursor);
 * a frame reaches the file at the next flush (``flush_interval_s`` after it was received at most,
-  and at once on SIGTERM or when the daemon closes the ring);
+  and at once on SIGTERM or when the daemon closes the ring), except while the child runs at normal
+  priority because a market ring risks a lap: the frames then wait in the shared ring (see above)
+  until that ends or the raw ring is ``DEFER_BELOW_FILL`` full;
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
   interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
@@ -60,7 +62,7 @@ from isal import igzip, isal_zlib
 
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
 from plugins.raw_ring import DATAGRAM_HEAD, RawRing, RawRingReader, record_bytes
-from plugins.recorder_sched import DrainScheduler
+from plugins.recorder_sched import WATCH_FILL, DrainScheduler
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
 #: members, at level 1 ~400 MB/s and 6.2x smaller on the Binance sample where zlib's level 1 does
@@ -116,6 +118,9 @@ _BATCH_BYTES = 4 << 20
 #: raw bytes waiting for the gzip writer above which it stores members uncompressed: ISA-L's level 1
 #: costs ~95 ns per ring record on a loaded 2-cpu box, a stored member one CRC-32 and the write
 STORE_ABOVE_BYTES = 32 << 20
+#: an idle-class router moved to normal priority for a market ring's sake routes nothing while its
+#: own ring is below this fill (the watchdog's own threshold: a ring this full is escalated anyway)
+DEFER_BELOW_FILL = WATCH_FILL
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
 
@@ -366,6 +371,9 @@ class RawRecorder:
         self.error: BaseException | None = None
         #: both threads in SCHED_IDLE (``plugins.recorder_sched``), as the recorder child runs them
         self.idle_class = idle_class
+        #: wakes that left the ring's datagrams for later: the thread was at normal priority for
+        #: another ring's sake and this ring below ``DEFER_BELOW_FILL``
+        self.deferred_wakes = 0
 
     def start(self) -> None:
         self._writer.start()
@@ -404,10 +412,20 @@ class RawRecorder:
             next_flush = time.monotonic() + self.flush_interval_s
             last = time.monotonic()
             while not self._stop.is_set():
+                defer = False
                 if sched is not None:
-                    sched.update(self.ring.fill())
+                    fill = self.ring.fill()
+                    sched.update(fill)
+                    # at normal priority for another ring's sake (the watchdog or the market ring
+                    # drainer moves every thread when a market ring risks a lap, i.e. in a burst the
+                    # daemon's cpus are busy with): the datagrams wait in the shared ring, which
+                    # outlives this process, until the class is idle again or this ring itself is
+                    # filling; routing them now took the daemon's cpus at its busiest
+                    defer = not sched.idle and fill < DEFER_BELOW_FILL
+                self.deferred_wakes += defer
                 taken = 0
-                while True:
+                closed = False
+                while not defer:
                     got, nbytes, closed = self.receive()
                     taken += nbytes
                     if closed or nbytes < _BATCH_BYTES:
