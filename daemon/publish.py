@@ -12,7 +12,32 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Publisher", "ListPublisher", "RingPublisher", "ring_segment_name", "FastTargets"]
+__all__ = ["Publisher", "ListPublisher", "RingPublisher", "ring_segment_name", "FastTargets", "stamp_buffer",
+           "STAMP_CALL_WORDS", "STAMP_LOG_CURSOR", "STAMP_LOG_BASE"]
+
+#: A book's stamp words, which the compiled path fills as it publishes (``hotpath.stamp``), each
+#: message's own, with no Python call per read:
+#:
+#: * words ``[0, STAMP_CALL_WORDS)``: CLOCK_MONOTONIC at the end of each publication of the current
+#:   kernel call (an observer's, e.g. the benchmark's, handed them after the call);
+#: * word ``STAMP_LOG_CURSOR``: messages logged since the buffer was made (only grows);
+#: * from ``STAMP_LOG_BASE`` on, a power-of-two log: per message, its end of publication
+#:   (CLOCK_MONOTONIC) minus its frame's receipt (``local_ts``, CLOCK_REALTIME), at
+#:   ``STAMP_LOG_BASE + (cursor & (size - STAMP_LOG_BASE - 1))``; whoever reads it (the metrics
+#:   plugin, at a scrape, on the same loop) adds realtime - monotonic once for all.
+#:
+#: A buffer of ``STAMP_CALL_WORDS`` words has no log; an empty one has neither (the kernels then
+#: skip the clock).
+STAMP_CALL_WORDS = 8192
+STAMP_LOG_CURSOR = STAMP_CALL_WORDS
+STAMP_LOG_BASE = STAMP_CALL_WORDS + 8  # the log starts on a cache line of its own
+
+
+def stamp_buffer(log_capacity: int = 0) -> np.ndarray:
+    """Stamp words with a log of ``log_capacity`` messages (a power of two; 0: no log)."""
+    if log_capacity and log_capacity & (log_capacity - 1):
+        raise ValueError(f"log_capacity must be a power of two, got {log_capacity}")
+    return np.zeros(STAMP_LOG_BASE + log_capacity if log_capacity else STAMP_CALL_WORDS, np.int64)
 
 
 def ring_segment_name(venue: str, symbol: str) -> str:
@@ -95,8 +120,15 @@ class RingPublisher:
 
 class FastTargets:
     """What the compiled hot paths need per symbol: a reusable record buffer (as int64/float64
-    views) and, for publishers that are real rings, ``(hdr, data, gate_timeout_ns, observer)``.
-    Other publishers (tests) get the applied rows back and publish them through ``publish``."""
+    views) and, for publishers that are real rings, ``(hdr, data, gate_timeout_ns, timing)``.
+    Other publishers (tests) get the applied rows back and publish them through ``publish``.
+
+    ``timing`` is None when nobody wants the publications' times (the kernels then skip the clock),
+    else ``(observe, stamps, log)``: ``stamps`` the book's stamp words (``stamp_buffer``): the
+    publisher's own ``stamp_words`` when it keeps a log (the metrics plugin's, handed over once,
+    here), else call words only; ``observe(local_ts, count[, stamps])`` (or None) is told after
+    each read's publications (the benchmark's publisher); ``log`` the stamp words as a memoryview
+    when there is a log (the single-message path writes its entry from Python), else None."""
 
     def __init__(self, publishers: dict[str, Publisher], capacity: int = 1 << 14) -> None:
         from shm.dtypes import event_dtype
@@ -107,10 +139,22 @@ class FastTargets:
         self.rings: dict[str, tuple] = {}
         for sym, pub in publishers.items():
             if hasattr(pub, "fast_arrays"):
-                self.rings[sym] = (*pub.fast_arrays(), getattr(pub, "observe", None))
-        #: CLOCK_MONOTONIC at the end of each message's publication in a batch kernel call, kept only
-        #: when a publisher observes (the benchmark); empty otherwise, so the kernels skip the clock
-        observing = any(ring[3] is not None for ring in self.rings.values())
-        self.stamps = np.zeros(8192 if observing else 0, np.int64)
+                self.rings[sym] = (*pub.fast_arrays(), _timing(pub))
+        #: the stamp words the batch kernels write: the followed book's (``MarketDataBase`` sets it
+        #: before each of its kernel calls), empty when it has no timing
+        self.no_stamps = np.zeros(0, np.int64)
+        self.stamps = self.no_stamps
         #: stand-ins passed when the publisher is not a ring (the kernel then does not publish)
         self.no_ring = (np.zeros(64, np.int64), np.zeros((1, 8), np.int64), 0, None)
+
+
+def _timing(pub) -> tuple | None:
+    """``FastTargets``' ``(observe, stamps, log)`` of one ring publisher, or None."""
+    observe = getattr(pub, "observe", None)
+    stamps = getattr(pub, "stamp_words", None)
+    if stamps is None:
+        if observe is None:
+            return None
+        stamps = stamp_buffer()
+    log = memoryview(stamps).cast("B").cast("q") if len(stamps) > STAMP_LOG_BASE else None
+    return observe, stamps, log

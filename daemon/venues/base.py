@@ -12,10 +12,11 @@ A venue session subclasses ``MarketDataBase`` and supplies:
 from __future__ import annotations
 
 import logging
+from time import monotonic_ns
 
 import numpy as np
 
-from daemon.publish import FastTargets, Publisher
+from daemon.publish import STAMP_LOG_BASE, STAMP_LOG_CURSOR, FastTargets, Publisher
 from daemon.records import to_batch
 from daemon.venues.hotpath import APPLIED, CROSSED, DONE, PUBLISHED
 
@@ -41,11 +42,12 @@ class MarketDataBase:
 
     def hot_entry(self, sym: str, *venue_extra) -> tuple:
         """Register symbol ``sym``'s compiled-path entry: ``(sync, levels, counts, ring hdr, ring data,
-        gate_timeout_ns, publishes-to-ring, observer, symbol bytes as uint8, *venue_extra)``."""
+        gate_timeout_ns, publishes-to-ring, timing, symbol bytes as uint8, *venue_extra)``; timing:
+        ``FastTargets``' ``(observe, stamps, log)`` or None."""
         sync = self.syncs[sym]
         ring = self.fast.rings.get(sym)
-        hdr, ring_data, gate_ns, observe = ring if ring is not None else self.fast.no_ring
-        entry = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns, ring is not None, observe,
+        hdr, ring_data, gate_ns, timing = ring if ring is not None else self.fast.no_ring
+        entry = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns, ring is not None, timing,
                  np.frombuffer(sym.encode(), np.uint8), *venue_extra)
         self._hot[sym.encode()] = entry
         return entry
@@ -77,7 +79,15 @@ class MarketDataBase:
         """Messages from ``k`` on through the book's batch kernel; returns the first one left over."""
         fast = self.fast
         sync = hot[SYNC]
-        observe = hot[OBSERVE]
+        timing = hot[OBSERVE]
+        observe = None
+        if timing is None:
+            fast.stamps = fast.no_stamps
+        else:
+            # the kernel logs each message's latency into this book's stamp words (the metrics
+            # plugin's): ``_batch`` passes ``fast.stamps``, so no Python call per read for that
+            observe, stamps, _ = timing
+            fast.stamps = stamps
         while k < count:
             k, status, last, published, n = self._batch(hot, arr, meta, k, count, local_ts)
             if status != CROSSED:
@@ -105,9 +115,15 @@ class MarketDataBase:
         sync = hot[SYNC]
         if status == PUBLISHED:  # the common case: already in the ring
             sync.last_id = last_id
-            observe = hot[OBSERVE]
-            if observe is not None:
-                observe(local_ts, 1)
+            timing = hot[OBSERVE]
+            if timing is not None:
+                observe, stamps, log = timing
+                if log is not None:  # the log entry ``hotpath.stamp`` writes, written here (no call)
+                    c = log[STAMP_LOG_CURSOR]
+                    log[STAMP_LOG_BASE + (c & (len(log) - STAMP_LOG_BASE - 1))] = monotonic_ns() - local_ts
+                    log[STAMP_LOG_CURSOR] = c + 1
+                if observe is not None:
+                    observe(local_ts, 1)
             return True
         if status == APPLIED:
             sync.last_id = last_id

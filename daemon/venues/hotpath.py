@@ -2,8 +2,8 @@
 
 A venue's ``fastpath`` parses its own frame shape and decides whether a message continues the live
 book (Binance: ``pu`` chain; Bybit: ``u + 1``); what happens next is the same everywhere: apply the
-rows to the book, refuse a crossed book, publish into the ring, stamp the publication for the
-benchmark.  Those steps live here once.  They are small ``@njit`` functions, which numba compiles
+rows to the book, refuse a crossed book, publish into the ring, stamp the publication (the
+metrics plugin's latency log, a benchmark's observer).  Those steps live here once.  They are small ``@njit`` functions, which numba compiles
 into each caller, so sharing them costs the hot path nothing.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import njit
 
 from daemon.book import apply_level_words
+from daemon.publish import STAMP_CALL_WORDS, STAMP_LOG_BASE, STAMP_LOG_CURSOR
 from shm.atomics import monotonic_ns
 from shm.kernels import ring_publish
 
@@ -52,8 +53,18 @@ def names_symbol(msg, s0, s1, sym):
 
 
 @njit(cache=True)
-def stamp(stamps, published):
-    """When publication number ``published`` of a batch was complete (only the benchmark passes a
-    non-empty ``stamps``; everyone else skips the clock)."""
-    if published < stamps.shape[0]:
-        stamps[published] = monotonic_ns()
+def stamp(stamps, published, local_ts):
+    """Publication number ``published`` of a batch, of a frame received at ``local_ts``, is
+    complete: into the book's stamp words (``daemon.publish.stamp_buffer``) go its end in the call
+    words and, when they have a log, its latency in the log.  Empty words (nobody times the
+    publications) skip the clock."""
+    size = stamps.shape[0]
+    if size == 0:
+        return
+    now = monotonic_ns()
+    if published < STAMP_CALL_WORDS:
+        stamps[published] = now
+    if size > STAMP_LOG_BASE:
+        c = stamps[STAMP_LOG_CURSOR]
+        stamps[STAMP_LOG_BASE + (c & (size - STAMP_LOG_BASE - 1))] = now - local_ts
+        stamps[STAMP_LOG_CURSOR] = c + 1

@@ -19,6 +19,7 @@ from plugins.manager import PluginHost
 from shm import RingReader
 from shm.dtypes import event_dtype
 from shm.orders import RejectReason
+from daemon.venues.hotpath import stamp
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -47,7 +48,8 @@ def test_a_scrape_parses_and_its_counters_match_the_traffic(shm_namespace):
             batch["local_ts"] = time.time_ns() - 1_000_000
             batch["exch_ts"] = batch["local_ts"]
             pub.publish(batch)
-        pub.observe(time.time_ns() - 50_000, 2)  # the compiled path's report: 2 more messages
+        for k in range(2):  # 2 more messages, published and timed by the compiled path
+            stamp(pub.stamp_words, k, time.time_ns() - 50_000)
         out = np.zeros(64, event_dtype)
         assert reader.read(out[:5]) == 5  # the reader is 16 records behind
 
@@ -102,9 +104,9 @@ def test_a_second_scrape_keeps_the_latency_counts_cumulative():
         host = PluginHost(PluginsConfig.from_mapping({"enabled": ["metrics"], "metrics": {"port": 0}}))
         m = host.plugins["metrics"]
         pub = host.wrap_publisher(SimpleNamespace(publish=lambda b: None), "bybit-linear", "ETHUSDT")
-        pub.observe(time.time_ns() - 3_000_000, 1)
+        stamp(pub.stamp_words, 0, time.time_ns() - 3_000_000)
         first = samples(m.scrape())
-        pub.observe(time.time_ns() - 3_000_000, 1)
+        stamp(pub.stamp_words, 0, time.time_ns() - 3_000_000)
         second = samples(m.scrape())
         await host.aclose()
         return first, second
@@ -131,41 +133,98 @@ def test_hook_errors_are_exported_per_plugin():
     assert s[("hftd_bots_lost_total", ())] == 2
 
 
-def test_each_message_of_a_read_keeps_its_own_latency_whatever_the_reads_between():
-    """Reads of several messages keep their end stamps until the scrape subtracts the read's
-    receipt; single messages, reads without stamps and publishes fall between them.  Each message
-    comes out with its own latency, in order, and a full buffer drops the excess until the scrape."""
+def test_each_message_the_compiled_path_logs_keeps_its_own_latency_and_count():
+    """Messages timed by ``hotpath.stamp`` (the kernels' step) and batches through ``publish`` come
+    out of the drain each with its own latency, counted once; a log written over between two
+    scrapes keeps the newest messages' latencies and still counts every message."""
     from plugins.metrics import TimedPublisher
 
     pub = TimedPublisher(SimpleNamespace(publish=lambda b: None), "binance-usdm", "BTCUSDT", capacity=64)
-    stamps = np.zeros(8192, np.int64)  # the compiled path's buffer: the same object every read
     expected: list[int] = []
-    now_real, now_mono = time.time_ns(), time.monotonic_ns()
-    for j, (count, how) in enumerate([(1, "plain"), (3, "stamped"), (1, "stamped"), (4, "plain"), (5, "stamped"),
-                                      (1, "publish"), (2, "stamped")]):
+    now = time.time_ns()
+    for j, count in enumerate([1, 3, 0, 5, 2]):  # reads of several messages; 0: a publish instead
         age = (j + 1) * 50_000_000  # read j arrived 50 ms x (j + 1) ago
-        local_ts = now_real - age
-        if how == "stamped":
-            ends = [now_mono + m * 1_000_000 for m in range(count)]  # m ms after now
-            stamps[:count] = ends
-            stamps[count : count + 8] = -1  # a previous read's words beyond count: never read
-            pub.observe(local_ts, count, stamps)
-            expected += [age + m * 1_000_000 for m in range(count)]
-        elif how == "plain":
-            pub.observe(local_ts, count)
-            expected += [age] * count
+        if count:
+            for k in range(count):
+                stamp(pub.stamp_words, k, now - age)
+                expected.append(age)
         else:
             batch = np.zeros(1, event_dtype)
-            batch["local_ts"] = local_ts
+            batch["local_ts"] = now - age
             pub.publish(batch)
-            expected.append(age)
+            expected.insert(0, age)  # drained first
+    assert pub.messages == len(expected) == 12
     got = pub.drain()
-    assert len(got) == len(expected) == pub.messages
-    # the plain ones are stamped when observed, a little after now (a read off by one is 50 ms off)
-    assert np.all(np.abs(got - np.array(expected)) < 20_000_000), (got - np.array(expected)).tolist()
-    assert np.all(np.diff(got[1:4]) == 1_000_000)  # one read's stamps, each its own
-    assert pub.n == pub.k == 0 and len(pub.drain()) == 0
-    for _ in range(40):  # 80 messages into 64 places: the rest are counted, their latency dropped
-        stamps[:2] = now_mono
-        pub.observe(now_real, 2, stamps)
-    assert len(pub.drain()) == 64 and pub.messages == len(expected) + 80
+    assert len(got) == len(expected)
+    # each one is its read's age plus the little time since: a message charged to another read is 50 ms off
+    assert np.all((got >= np.array(expected)) & (got - np.array(expected) < 20_000_000)), \
+        (got - np.array(expected)).tolist()
+    assert len(pub.drain()) == 0 and pub.messages == 12
+    for k in range(80):  # 80 messages into a log of 64 before the next scrape
+        stamp(pub.stamp_words, k, time.time_ns() - k * 1_000_000)
+    got = pub.drain()
+    assert len(got) == 64 and pub.messages == 12 + 80
+    # the 64 newest (16..79), in order: message k was received k ms before its stamp
+    off = got - np.arange(16, 80) * 1_000_000
+    assert np.all((off >= 0) & (off < 5_000_000)), off.tolist()
+
+
+def test_a_sessions_reads_are_timed_without_a_call_per_read(shm_namespace):
+    """A Binance session's compiled path publishing into a ring wrapped by the metrics plugin: every
+    message of a multi-message read (the batch kernel) and of a single-message read counted once,
+    each with its own read's latency, and no ``observe`` left for the session to call."""
+    import aiohttp
+    import orjson
+
+    from daemon.app import make_session
+    from daemon.config import VenueConfig
+    from daemon.venues.binance_usdm import parse as bp
+    from daemon.wsframes import scan_frames
+
+    def depth(U, u, pu):
+        data = {"e": "depthUpdate", "E": 2, "T": 1, "s": "BTCUSDT", "U": U, "u": u, "pu": pu,
+                "b": [[str(99.0 + 0.1 * (u % 5)), "1.5"]], "a": [["101.5", str(u % 3)]]}
+        payload = orjson.dumps({"stream": "btcusdt@depth@0ms", "data": data})
+        return bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload if len(payload) > 125 else \
+            bytes([0x81, len(payload)]) + payload
+
+    async def main():
+        host = PluginHost(PluginsConfig.from_mapping({"enabled": ["metrics"], "metrics": {"port": 0}}))
+        ring = ring_segment_name("binance-usdm", "BTCUSDT")
+        pub = host.wrap_publisher(RingPublisher(ring, capacity=1 << 12), "binance-usdm", "BTCUSDT")
+        assert getattr(pub, "observe", None) is None  # the plugin asks for no call per read
+        cfg = VenueConfig.from_mapping({"name": "binance-usdm", "rest_url": "http://127.0.0.1:1",
+                                        "ws_url": "ws://127.0.0.1:1", "symbols": ["BTCUSDT"], "trade_stream": "",
+                                        "book_ticker": False})
+        async with aiohttp.ClientSession() as http:
+            md = make_session(cfg, {"BTCUSDT": pub}, http)
+            sync = md.syncs["BTCUSDT"]
+            rows: list = []
+            sync.on_diff(bp.parse_frame(depth(1, 5, 0)[4:], 1)[2], rows)
+            sync.on_snapshot(bp.Snapshot(4, 5_000_000, 7, [(99.0, 1.0)], [(101.0, 1.0)]), rows)
+            assert sync.live and sync.last_id == 5
+            meta = np.zeros((64, 3), np.int64)
+            ages, u = [], 5
+            for j, n in enumerate([2, 6, 1, 4, 1]):  # reads of 6, 1, 4 and 1 messages, after a warm-up
+                if j == 1:  # the first read compiled (or loaded) the kernels
+                    assert len(pub.drain()) == 2
+                    ages.clear()
+                    now = time.time_ns()
+                data = b"".join(depth(u + 1 + 2 * i, u + 2 + 2 * i, u + 2 * i) for i in range(n))
+                u += 2 * n
+                arr = np.frombuffer(data, np.uint8)
+                count, end, err, plain = scan_frames(arr, 0, 1 << 20, meta)
+                assert (count, end, err, plain) == (n, len(data), 0, True)
+                age = j * 40_000_000  # read j arrived 40 ms x j ago
+                md.handle_batch(data, arr, meta, count, now - age if j else time.time_ns())
+                ages += [age] * n
+            assert sync.last_id == u  # every message applied on the live book
+            lat = pub.drain()
+        await host.aclose()
+        pub.close()
+        return lat, ages, pub.messages
+
+    lat, ages, messages = asyncio.run(main())
+    assert messages == 2 + len(ages) and len(ages) == len(lat) == 12
+    off = lat - np.array(ages)
+    assert np.all((off >= 0) & (off < 30_000_000)), off.tolist()  # a message charged to another read: 40 ms off

@@ -125,7 +125,7 @@ def depth_batch(buf, meta, k, count, local_ts, out_i, out_f, sym, last_id, level
         status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
         if status != PUBLISHED:
             return k, status, last, published, n
-        stamp(stamps, published)
+        stamp(stamps, published, local_ts)
         last_id = last
         published += 1
         k += 1

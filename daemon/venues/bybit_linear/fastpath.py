@@ -109,7 +109,7 @@ def delta_batch(buf, meta, k, count, local_ts, out_i, out_f, sym, topic, last_u,
         status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
         if status != PUBLISHED:
             return k, status, uid, published, n
-        stamp(stamps, published)
+        stamp(stamps, published, local_ts)
         last_u = uid
         published += 1
         k += 1
