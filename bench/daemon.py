@@ -20,7 +20,9 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   better with plugins: noise); ``plugins_p99_increase_pooled_pct`` compares the p99s of all the
   chunks pooled, which one burst of other work in one chunk moves by tens of per cent;
   ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
-  the throughput rounds (from arming a round until 50 ms after its last message: its wakes included).
+  the throughput rounds (from arming a round until 50 ms after its last message: its wakes included);
+  ``recorder_settled_cpu_ms_per_m_records``: the same until the child is quiet after each round
+  (``_settled``: the raw frames' deferred routing and gzip included), its whole cost per record.
 - ``daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_increase_pct``:
   the daemon process's own CPU (every thread, ``time.process_time``) per message of a throughput
   round, without and with the plugins (the increase: the median over the pairs).  Less noisy than a
@@ -293,10 +295,16 @@ def _child_cpu_s(proc) -> float:
         return 0.0
 
 
-async def _settled(proc, window_s: float = 0.05, limit_s: float = 3.0) -> None:
-    """Until the recorder child spends no clock tick in ``window_s`` (``limit_s`` at most): its catching
-    up on a round (the ring's tail, the raw frames' gzip) is then charged to no round of the other
-    pipeline, which ran just after it in every other pair."""
+async def _settled(proc, window_s: float = 0.05, limit_s: float = 3.0, after_s: float = 0.0) -> None:
+    """After ``after_s``, until the recorder child spends no clock tick in ``window_s`` (``limit_s``
+    at most): its catching up on a round (the ring's tail, the raw frames' routing and gzip) is then
+    charged to no round of the other pipeline, which ran just after it in every other pair.
+
+    ``after_s`` covers work the child does on a timer rather than at once: it routes the raw frames
+    only once its threads are back in the idle class (``RELAX_AFTER_S`` after the burst) and hands
+    them to the gzip writer at its next flush (``raw_flush_interval_s``).  Quiet for 50 ms in
+    between is not done: without the wait, a round's gzip ran in the next round."""
+    await asyncio.sleep(after_s)
     deadline = time.monotonic() + limit_s
     before = _child_cpu_s(proc)
     while time.monotonic() < deadline:
@@ -342,7 +350,13 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             md = make_session(cfg, {SYMBOL: target}, http)
             task = asyncio.create_task(md.run())
             tick = rec_from = None
-            rec_cpu = [0.0, 0]  # recorder CPU seconds, ring records: summed over the rounds
+            # recorder CPU seconds, ring records, CPU seconds until it was quiet: summed over the rounds
+            rec_cpu = [0.0, 0, 0.0]
+            settle_after_s = 0.0
+            if recorder is not None and recorder.config.raw:  # the raw frames wait for a flush (see _settled)
+                from plugins.recorder_sched import RELAX_AFTER_S
+
+                settle_after_s = RELAX_AFTER_S + recorder.config.raw_flush_interval_s + 0.05
             if host is not None:
                 host.notify_daemon_start(types.SimpleNamespace(publishers={(venue, SYMBOL): target}, sessions=[md]))
 
@@ -377,8 +391,10 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
+                        await _settled(recorder.proc, after_s=settle_after_s)
+                        # the round's whole cost to the child: its deferred raw routing and gzip too
+                        rec_cpu[2] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_from = None
-                        await _settled(recorder.proc)
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
                                pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count))
@@ -389,6 +405,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     if host is not None:
                         if rec_cpu[1]:
                             extra["recorder_cpu_ms_per_m_records"] = 1e3 * rec_cpu[0] / (rec_cpu[1] / 1e6)
+                            extra["recorder_settled_cpu_ms_per_m_records"] = 1e3 * rec_cpu[2] / (rec_cpu[1] / 1e6)
                         tick.cancel()
                         host.notify_daemon_stop("bench done")
                         await host.aclose()  # the recorder child drains the ring and exits
@@ -654,6 +671,8 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
     })
     if "recorded_rows" in x:
         result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
+        result.metrics["recorder_settled_cpu_ms_per_m_records"] = float(
+            x.get("recorder_settled_cpu_ms_per_m_records", 0.0))
         result.metrics["recorder_missing_rows"] = ring - rows
         if x.get("raw_sent_reads") or x.get("raw_dropped_frames"):
             result.metrics["recorder_raw_dropped_frames"] = int(x.get("raw_dropped_frames", 0))
@@ -669,7 +688,8 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
              f"{np.median(losses[1::2]):+.1f}%" if len(losses) > 1 else "")
     recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
                 f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
-                f"records during the rounds, restarts {x.get('recorder_restarts', 0)}, raw reads sent "
+                f"records during the rounds ({x.get('recorder_settled_cpu_ms_per_m_records', 0.0):.0f} until quiet "
+                f"after them), restarts {x.get('recorder_restarts', 0)}, raw reads sent "
                 f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
                 if "recorded_rows" in x else "")
     cpu_pairs = ", ".join(f"{_pct_increase(a, b):+.1f}" for a, b in zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg))
