@@ -706,7 +706,32 @@ def elapse(bt, duration):
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
 def wait_next_feed(bt, include_order_resp, timeout):
-    return _wait(bt, True, timeout, WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
+    if include_order_resp or bt.started == 0:
+        return _wait(bt, True, timeout, WAIT_ANY if include_order_resp else WAIT_NONE, -1, 0, True)
+    return _feed_by_split(bt, timeout)
+
+
+@njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
+def _feed_by_split(bt, timeout):
+    """``wait_next_feed(False, timeout)`` on a started run, as an elapse (:func:`_goto_split`).
+
+    Without order responses to wake on, the wait ends at a time known before it starts: the
+    earliest next local row of any asset (``evs[4a]``; nothing in a goto adds local rows), or the
+    timeout if that comes first.  The interleaved wait then runs every event up to and including
+    that time, the same events as an elapse to it; only the result differs (RES_FEED when the wait
+    ended on a feed row).  The split path's tight row loops replace an ``_advance`` call per row.
+    """
+    now = bt.cur_ts
+    deadline = _after(now, timeout)
+    evs = vw.evs(bt)
+    feed_ts = I64_MAX
+    for a in range(bt.n_assets):
+        feed_ts = min(feed_ts, evs[4 * a])
+    stop = min(deadline, feed_ts)
+    rc = entries.call_entry(E_ELAPSE, entries.entry_address(bt, E_ELAPSE), bt, (stop - now,))
+    if rc == RES_OK and stop == feed_ts:
+        return RES_FEED
+    return rc
 
 
 @njit(cache=True, inline="always", error_model="numpy")  # see _INLINE_NOTE
