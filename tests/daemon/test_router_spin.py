@@ -28,20 +28,18 @@ class _Msg:
 
 
 class _BufferedWs(_Ws):
-    """The order socket (``_writer``, its transport counting bytes) and, iterated, messages already
+    """The order socket (``_writer``, its transport counting bytes) and, received, messages already
     read: none suspends."""
 
     def __init__(self, texts) -> None:
         super().__init__()
         self._texts = list(texts)
 
-    def __aiter__(self):
-        return self
+    async def receive(self):  # as aiohttp's: CLOSED once nothing is left
+        return _Msg(self._texts.pop(0)) if self._texts else _CLOSED
 
-    async def __anext__(self):
-        if not self._texts:
-            raise StopAsyncIteration
-        return _Msg(self._texts.pop(0))
+
+_CLOSED = type("_Closed", (), {"type": aiohttp.WSMsgType.CLOSED, "data": None})()
 
 
 @pytest.mark.parametrize("intake", ["spin", "thread"])
