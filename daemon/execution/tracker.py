@@ -227,6 +227,29 @@ class Tracker:
             o.exch_ts_ns = exch_ts_ns
         return True
 
+    def accept_new(self, o: TrackedOrder, venue_id: str, price: float, qty: float, cum_qty: float,
+                   exch_ts_ns: int, src: Src, local_ns: int) -> bool:
+        """The first word on ``o`` from the venue, status NEW, that ``apply`` would take as the plain
+        ACCEPTED (a reply to ``order.place`` or the stream's NEW, whichever comes first: one per
+        order): ``o`` not accepted yet, its side known, a venue id and a time given, not older,
+        nothing filled on either side, the same price and quantity, no amend pending.  Then what
+        ``apply`` does with such an update is done here, without building the ``Update``, and True
+        returned; anything else: False, nothing touched, and the caller builds it for ``apply``."""
+        if (o.accepted or not o.side or not venue_id or not exch_ts_ns or exch_ts_ns < o.exch_ts_ns
+                or cum_qty != 0.0 or o.cum_qty != 0.0 or price != o.price or qty != o.qty or o.pending == "modify"):
+            return False
+        if not o.venue_id:
+            o.venue_id = venue_id
+            self.by_venue_id[venue_id] = o.client_id
+        if o.pending == "new":
+            o.pending = ""
+            o.ambiguous = False
+        elif src != _REPLY:
+            o.ambiguous = False
+        self._accept(o, exch_ts_ns, local_ns)
+        o.exch_ts_ns = exch_ts_ns
+        return True
+
     def apply(self, u: Update, src: Src, local_ns: int = 0) -> int:
         o = self.orders.get(u.client_id)
         if o is None:

@@ -78,6 +78,7 @@ def _both(prep, text: str, refuse) -> list:
 
 def _no_echo(s):
     s.tracker.stream_echo = lambda *a: False
+    s.tracker.accept_new = lambda *a: False
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -161,3 +162,43 @@ def test_the_ended_order_shortcut_is_taken():
         finally:
             bx.orjson = saved
         assert s.tracker.duplicate_events == 1
+
+
+def _sent(s, side=Side.BUY):
+    """The submit in flight, nothing heard yet."""
+    s.tracker.add(OrderIntent(CID, SYMBOL, side, 40_000.0, 0.001, TimeInForce.GTC, OrdType.LIMIT), 0.0)
+
+
+def _sent_then(*setters):
+    def prep(s):
+        _sent(s)
+        o = s.tracker.orders[CID]
+        for name, value in setters:
+            setattr(o, name, value)
+    return prep
+
+
+FIRST_CASES = {
+    # name: (the order before the stream's first word, the event): Tracker.accept_new or apply
+    "accepted by the stream": (_sent, _event()),
+    "ambiguous": (_sent_then(("ambiguous", True)), _event()),
+    "no submit pending (adopted)": (_sent_then(("pending", ""), ("ambiguous", True)), _event()),
+    "a cancel pending": (_sent_then(("pending", "cancel")), _event()),
+    "an amend pending": (_sent_then(("pending", "modify")), _event()),
+    "side unknown (adopted blind)": (_sent_then(("side", 0)), _event()),
+    "a venue id known": (_sent_then(("venue_id", "76")), _event()),
+    "older than a time seen": (_sent_then(("exch_ts_ns", 3_000_000_000)), _event()),
+    "no time": (_sent, _event(ts=0)),
+    "another price": (_sent, _event(px="40000.5")),
+    "another quantity": (_sent, _event(qty="0.002")),
+    "filled already": (_sent, _event(z="0.001")),
+    "not a number": (_sent, _event(qty="x")),
+    "venue id zero": (_sent, _event(oid=0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRST_CASES))
+def test_the_stream_first_accept_equals_apply(case):
+    prep, text = FIRST_CASES[case]
+    states = _both(prep, text, _no_echo)
+    assert states[0] == states[1]

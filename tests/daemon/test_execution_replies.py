@@ -96,6 +96,12 @@ CASES = {
     "place, reply first": (_nothing, _reply(), False),
     "place, reply first, limits due": (_nothing, _reply(), True),
     "place, reply first, no rateLimits": (_nothing, _reply(limits=False), False),
+    "place, reply first, ambiguous": (_ambiguous, _reply(), False),
+    "place, reply first, ambiguous, no submit pending": (
+        lambda s: (_ambiguous(s), setattr(s.tracker.orders[CID], "pending", "")), _reply(), False),
+    "place, reply first, amend pending": (lambda s: setattr(s.tracker.orders[CID], "pending", "modify"), _reply(),
+                                          False),
+    "place, reply first, side unknown": (lambda s: setattr(s.tracker.orders[CID], "side", 0), _reply(), False),
     "place, after the stream's NEW": (_stream_first(_event(ts=1_000)), _reply(), False),
     "place, after the NEW, same time": (_stream_first(_event(ts=2_000)), _reply(), False),
     "place, after the NEW, older reply": (_stream_first(_event(ts=3_000)), _reply(), False),
@@ -177,10 +183,11 @@ def test_the_reply_shortcuts_equal_the_full_decode(case):
 
 
 def test_the_shortcuts_are_taken():
-    """The usual replies go without the full decode or an Update (fails if _reply_fast gives up)."""
+    """The usual replies go without the full decode or an Update (fails if _reply_fast gives up):
+    the first word (Tracker.accept_new), the echo (reply_echo), the end told first."""
     import daemon.execution.binance as bx
 
-    for prep, text, decoded, updates in ((_nothing, _reply(), 0, 1),
+    for prep, text, decoded, updates in ((_nothing, _reply(), 0, 0),
                                          (_stream_first(_event(ts=1_000)), _reply(), 0, 0),
                                          (_cancel_sent(_event("CANCELED", ts=1_500)), _reply(status="CANCELED"), 0, 0)):
         s, sink = _session(True)
