@@ -8,13 +8,12 @@ from __future__ import annotations
 import operator
 
 import numpy as np
-from numba import njit, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.core.datamodel import models
 from numba.core.extending import (
     intrinsic, make_attribute_wrapper, overload, overload_attribute, overload_method, register_model,
 )
-from numba.experimental import structref
 
 from bots.sim import depth as dp
 from bots.sim import orders as od
@@ -77,25 +76,57 @@ _depth_view = _asset_view_intrinsic(DepthViewType)
 _order_dict = _asset_view_intrinsic(OrderDictType)
 
 
-@structref.register
-class ValuesType(types.StructRef):
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+class ValuesType(types.Type):
+    """``hbt.orders(a).values()``: hftbacktest's order iterator (``has_next``/``get``/``next``).
+
+    Passed by value like the views above, with its position in two int64 slots on the stack of
+    the function that called ``values()`` (as numba's own range iterators keep theirs): creating
+    one allocates nothing and using one counts no references, where a structref iterator cost a
+    heap allocation per ``values()`` and an atomic increment and decrement per call on it.  So
+    an iterator lives as long as that function's frame: use it there or below, never return it.
+    """
+
+    def __init__(self, ref_type):
+        self.ref_type = ref_type
+        super().__init__(name=f"Values[{ref_type.name}]")
 
 
-def _values_type(ref_type):
-    """The iterator of ``orders(a).values()`` over a backtest whose borrowed ref is ``ref_type``."""
-    return ValuesType([("ref", ref_type), ("a", types.int64), ("pos", types.int64), ("cur", types.int64)])
+@register_model(ValuesType)
+class _ValuesModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        members = [("ref", fe_type.ref_type), ("a", types.int64), ("state", types.CPointer(types.int64))]
+        super().__init__(dmm, fe_type, members)
 
 
-@njit(cache=True)
-def _values(values_type, ref, a):
-    v = structref.new(values_type)
-    v.ref = ref
-    v.a = a
-    v.pos = 0
-    v.cur = -1
-    return v
+make_attribute_wrapper(ValuesType, "ref", "ref")
+make_attribute_wrapper(ValuesType, "a", "a")
+make_attribute_wrapper(ValuesType, "state", "state")
+
+# state slots: the next order slot to look at, and the slot get() returns (-1: none)
+_V_POS = 0
+_V_CUR = 1
+
+
+@intrinsic
+def _new_values(typingctx, o):
+    """A fresh iterator over the orders of ``o``: its state slots are allocated in the entry block
+    of the function this is lowered in (``values()`` is inlined into its caller for that)."""
+    if not isinstance(o, OrderDictType):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
+        i64 = context.get_value_type(types.int64)
+        state = cgutils.alloca_once(builder, i64, size=2)
+        builder.store(i64(0), cgutils.gep(builder, state, _V_POS))
+        builder.store(i64(-1), cgutils.gep(builder, state, _V_CUR))
+        it = cgutils.create_struct_proxy(signature.return_type)(context, builder)
+        it.ref = view.ref
+        it.a = view.a
+        it.state = state
+        return it._getvalue()
+
+    return ValuesType(o.ref_type)(o), codegen
 
 
 # depth(a) --------------------------------------------------------------------------------------
@@ -201,16 +232,17 @@ def _ol_ask_qty_at_tick(v, price_tick):
 @njit(cache=True)
 def _values_has_next(it):
     ref = it.ref
+    st = carray(it.state, 2)
     n = vw.cnt(ref)[od.N_LORD]
-    p = it.pos
+    p = st[_V_POS]
     while p < n:
         if ref.lord[p].asset_no == it.a:
-            it.cur = p
-            it.pos = p + 1
+            st[_V_CUR] = p
+            st[_V_POS] = p + 1
             return True
         p += 1
-    it.pos = n
-    it.cur = -1
+    st[_V_POS] = n
+    st[_V_CUR] = -1
     return False
 
 
@@ -222,9 +254,10 @@ def _ol_has_next(it):
 @overload_method(ValuesType, "get")
 def _ol_values_get(it):
     def impl(it):
-        if it.cur < 0:
+        cur = carray(it.state, 2)[_V_CUR]
+        if cur < 0:
             raise IndexError("Values.get() called without a successful has_next()")
-        return it.ref.lord[it.cur]
+        return it.ref.lord[cur]
     return impl
 
 
@@ -232,15 +265,15 @@ def _ol_values_get(it):
 def _ol_values_next(it):
     def impl(it):
         if _values_has_next(it):
-            return it.ref.lord[it.cur]
+            return it.ref.lord[carray(it.state, 2)[_V_CUR]]
         return None
     return impl
 
 
-@overload_method(OrderDictType, "values")
+# inline="always": the iterator's state slots must be allocated in the caller's frame (_new_values)
+@overload_method(OrderDictType, "values", inline="always")
 def _ol_values(o):
-    values_type = _values_type(o.ref_type)
-    return lambda o: _values(values_type, o.ref, o.a)
+    return lambda o: _new_values(o)
 
 
 @overload_method(OrderDictType, "get")
