@@ -663,3 +663,53 @@ def gzip_member_of(payload: bytes) -> bytes:
     from plugins.recorder_raw import gzip_member
 
     return gzip_member(payload, 1)
+
+
+def test_a_router_at_normal_priority_for_a_market_rings_sake_leaves_its_frames_in_the_ring(tmp_path, monkeypatch):
+    """Moved out of the idle class while its own ring is below DEFER_BELOW_FILL (the watchdog does
+    that when a market ring risks a lap), the raw router routes nothing: the read waits in the
+    shared ring.  Once its ring is that full it routes everything, still at normal priority (nothing
+    is dropped), and the files end with every frame in order."""
+    import functools
+
+    from plugins import recorder_raw
+    from plugins.recorder_sched import DrainScheduler, escalate_process
+
+    # the router never relaxes by itself here: only the test moves it
+    monkeypatch.setattr(recorder_raw, "DrainScheduler", functools.partial(DrainScheduler, relax_after_s=3600.0))
+    daemon_end, recorder_end = raw_channel(1 << 16)
+    tap = RawTap(VENUE, daemon_end)
+    rec = recorder_raw.RawRecorder(VENUE, recorder_end.detach(), tmp_path, flush_interval_s=0.05, idle_class=True)
+    rec.start()
+    now = time.time_ns()
+    sent = 0
+    try:
+        tids = [rec._thread.native_id, rec._writer.native_id]
+        deadline = time.monotonic() + 60
+        while not all(os.sched_getscheduler(t) == os.SCHED_IDLE for t in tids):  # each moves itself as it starts
+            assert time.monotonic() < deadline, "the raw threads never went idle-class"
+            time.sleep(0.01)
+        if escalate_process(os.getpid()) < 0:
+            pytest.skip("SCHED_IDLE cannot be left here (no CAP_SYS_NICE / RLIMIT_NICE 20)")
+        send_read(tap, [frame("BTCUSDT", 0)], now)
+        sent = 1
+        before = rec.deferred_wakes
+        deadline = time.monotonic() + 60
+        while rec.deferred_wakes < before + 2:
+            assert time.monotonic() < deadline, "the router never deferred"
+            time.sleep(0.005)
+        assert rec.ring.read_cursor == 0 and rec.frames == 0  # left in the ring
+        while rec.ring.fill() < recorder_raw.DEFER_BELOW_FILL:  # now fill the ring past the threshold
+            send_read(tap, [frame("BTCUSDT", sent + k) for k in range(20)], now + sent)
+            sent += 20
+        deadline = time.monotonic() + 60
+        while rec.frames < sent:
+            assert time.monotonic() < deadline, f"routed {rec.frames} of {sent}"
+            time.sleep(0.005)
+        assert os.sched_getscheduler(tids[0]) == os.SCHED_OTHER  # routed at normal priority
+        assert tap.dropped_frames == 0
+    finally:
+        daemon_end.close()
+        rec.stop()
+    got = lines_of(tmp_path / "raw" / VENUE / raw_file_name("BTCUSDT", now // DAY_NS))
+    assert [f for _, f in got] == [frame("BTCUSDT", i) for i in range(sent)]
