@@ -33,7 +33,7 @@ STATUS = {"NEW": Status.NEW, "PARTIALLY_FILLED": Status.PARTIALLY_FILLED, "FILLE
 _RATE_LIMITS_EVERY_S = 0.05
 _time_ns, _monotonic = time.time_ns, time.monotonic
 # enum members bound once (by attribute each costs ~0.18 us on 3.11): read for every order and event
-_BUY, _MARKET, _STREAM, _REPLY = Side.BUY, OrdType.MARKET, Src.STREAM, Src.REPLY
+_BUY, _MARKET, _STREAM, _REPLY, _CANCELED = Side.BUY, OrdType.MARKET, Src.STREAM, Src.REPLY, Status.CANCELED
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.GTX: "GTX", TimeInForce.FOK: "FOK", TimeInForce.IOC: "IOC"}
 _ORDER_BUDGETS = ("ORDERS:10", "ORDERS:60", "REQUEST_WEIGHT:60")
 _CANCEL_BUDGETS = ("REQUEST_WEIGHT:60",)
@@ -564,6 +564,15 @@ class BinanceExecution(SessionBase):
                                      else tracker.accept_new(*args, _REPLY, _time_ns())):
                 del self._reqs[rid]  # = _reply_ok with apply's answer (APPLIED: nothing else to do)
                 return True
+        elif req.op == "cancel" and body.get("status") == "CANCELED" and body.get("clientOrderId") == cid:
+            try:
+                taken = tracker.end_plain(o, _CANCELED, float(body["executedQty"]), int(body["updateTime"]) * 1_000_000,
+                                          _time_ns())
+            except (KeyError, TypeError, ValueError):
+                taken = False
+            if taken:
+                del self._reqs[rid]  # = _reply_ok with apply's answer (APPLIED)
+                return True
         self._reply_ok(rid, order_update(body))
         return True
 
@@ -705,6 +714,12 @@ class BinanceExecution(SessionBase):
                     taken = False  # as stream_update: the forgiving way below
                 if taken:
                     return
+            elif o.get("X") == "CANCELED":  # the stream's end before the cancel's reply: without an Update
+                try:
+                    if tracker.end_plain(t, _CANCELED, float(o["z"]), int(o["T"]) * 1_000_000, _time_ns()):
+                        return
+                except (KeyError, TypeError, ValueError):
+                    pass  # as stream_update: the forgiving way below
             u = stream_update(o)
             if tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
                 self._schedule_recon(u.client_id, 0.0)

@@ -250,6 +250,28 @@ class Tracker:
         o.exch_ts_ns = exch_ts_ns
         return True
 
+    def end_plain(self, o: TrackedOrder, status: Status, cum_qty: float, exch_ts_ns: int, local_ns: int) -> bool:
+        """A CANCELED or EXPIRED for ``o`` that ``apply`` would take as the plain end (a cancel's reply
+        or the stream's CANCELED, whichever comes first: one per cancelled order): ``o`` accepted
+        with its venue id, no submit pending, exactly the filled quantity already counted (no fill
+        to derive, not older), a time given and not older.  Then the CANCELED/EXPIRED event goes out
+        and the order ends as in ``apply``, without building the ``Update``; True.  Anything else:
+        False, nothing touched, and the caller builds it for ``apply``.  (An end carries no amend:
+        ``apply`` compares neither price nor quantity for it.)"""
+        if (not o.accepted or not o.venue_id or o.pending == "new" or cum_qty != o.cum_qty or not exch_ts_ns
+                or exch_ts_ns < o.exch_ts_ns or (status != _CANCELED and status != _EXPIRED)):
+            return False
+        o.exch_ts_ns = exch_ts_ns
+        cum = o.cum_qty
+        leaves = o.qty - cum
+        o.last = ev = _tuple_new(ExecEvent, (
+            _K_CANCELED if status == _CANCELED else _K_EXPIRED, o.client_id, o.symbol, status, o.venue_id,
+            o.side, o.price, o.qty, round(leaves, 10) if leaves > 0.0 else 0.0, cum, 0.0, 0.0, False, 0.0, "",
+            exch_ts_ns, local_ns, _R_NONE, 0, ""))
+        self.sink.on_exec(ev)
+        self._finish(o, status)
+        return True
+
     def apply(self, u: Update, src: Src, local_ns: int = 0) -> int:
         o = self.orders.get(u.client_id)
         if o is None:

@@ -79,6 +79,7 @@ def _both(prep, text: str, refuse) -> list:
 def _no_echo(s):
     s.tracker.stream_echo = lambda *a: False
     s.tracker.accept_new = lambda *a: False
+    s.tracker.end_plain = lambda *a: False
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -194,7 +195,24 @@ FIRST_CASES = {
     "filled already": (_sent, _event(z="0.001")),
     "not a number": (_sent, _event(qty="x")),
     "venue id zero": (_sent, _event(oid=0)),
+    # the stream's CANCELED before the cancel's reply (Tracker.end_plain)
+    "canceled first": (_accepted, _event(x="CANCELED", ts=3_000)),
+    "canceled first, ambiguous": (lambda s: (_accepted(s), _ambiguous_o(s)), _event(x="CANCELED", ts=3_000)),
+    "canceled first, older": (_accepted, _event(x="CANCELED", ts=500)),
+    "canceled first, same time": (_accepted, _event(x="CANCELED", ts=1_000)),
+    "canceled first, no time": (_accepted, _event(x="CANCELED", ts=0)),
+    "canceled first, another price": (_accepted, _event(x="CANCELED", px="40000.5", ts=3_000)),
+    "canceled first, filled meanwhile": (_accepted, _event(x="CANCELED", z="0.0005", ts=3_000)),
+    "canceled first, not accepted": (_sent, _event(x="CANCELED", ts=3_000)),
+    "canceled first, not accepted, venue id known": (_sent_then(("venue_id", "77"), ("pending", "")),
+                                                      _event(x="CANCELED", ts=3_000)),
+    "canceled first, not a number": (_accepted, _event(x="CANCELED", z="x", ts=3_000)),
+    "expired first": (_accepted, _event(x="EXPIRED", ts=3_000)),
 }
+
+
+def _ambiguous_o(s):
+    s.tracker.orders[CID].ambiguous = True
 
 
 @pytest.mark.parametrize("case", sorted(FIRST_CASES))

@@ -139,6 +139,17 @@ CASES = {
                              f'{_LIMITS % (2400, 300)}}}', False),
     "cancel, reply first": (_cancel_sent(), _reply(status="CANCELED"), False),
     "cancel, reply first, limits due": (_cancel_sent(), _reply(status="CANCELED"), True),
+    "cancel, reply first, ambiguous": (lambda s: (_cancel_sent()(s), _ambiguous(s)), _reply(status="CANCELED"), False),
+    "cancel, reply first, older": (_cancel_sent(), _reply(status="CANCELED", ts=500), False),
+    "cancel, reply first, no time": (_cancel_sent(), _reply(status="CANCELED", ts=0), False),
+    "cancel, reply first, another price": (_cancel_sent(), _reply(status="CANCELED", px="40000.5"), False),
+    "cancel, reply first, expired": (_cancel_sent(), _reply(status="EXPIRED"), False),
+    "cancel, reply first, no venue id yet": (lambda s: (_cancel_sent()(s), setattr(s.tracker.orders[CID], "venue_id", "")),
+                                             _reply(status="CANCELED"), False),
+    "cancel, reply first, submit unanswered": (lambda s: (_cancel_sent()(s), setattr(s.tracker.orders[CID], "pending", "new")),
+                                               _reply(status="CANCELED"), False),
+    "cancel before the ack": (lambda s: (s._reqs.pop(RID), s._reqs.__setitem__(RID, _Req(CID, "cancel", SYMBOL, 0.0))),
+                              _reply(status="CANCELED"), False),
     "cancel, after the stream's CANCELED": (_cancel_sent(_event("CANCELED", ts=1_500)), _reply(status="CANCELED"), False),
     "cancel, after the CANCELED, limits due": (_cancel_sent(_event("CANCELED", ts=1_500)), _reply(status="CANCELED"),
                                                True),
@@ -184,12 +195,14 @@ def test_the_reply_shortcuts_equal_the_full_decode(case):
 
 def test_the_shortcuts_are_taken():
     """The usual replies go without the full decode or an Update (fails if _reply_fast gives up):
-    the first word (Tracker.accept_new), the echo (reply_echo), the end told first."""
+    the first word (Tracker.accept_new), the echo (reply_echo), the end told first, the cancel's
+    reply first (end_plain)."""
     import daemon.execution.binance as bx
 
     for prep, text, decoded, updates in ((_nothing, _reply(), 0, 0),
                                          (_stream_first(_event(ts=1_000)), _reply(), 0, 0),
-                                         (_cancel_sent(_event("CANCELED", ts=1_500)), _reply(status="CANCELED"), 0, 0)):
+                                         (_cancel_sent(_event("CANCELED", ts=1_500)), _reply(status="CANCELED"), 0, 0),
+                                         (_cancel_sent(), _reply(status="CANCELED"), 0, 0)):
         s, sink = _session(True)
         _placed(s)
         prep(s)
