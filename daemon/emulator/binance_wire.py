@@ -13,6 +13,9 @@ from daemon.emulator.matching import Order, OrderEvent
 
 __all__ = ["ApiError", "BinanceWire", "missing_param"]
 
+#: a quantity of zero lots as ``_q`` writes it (``.3f`` of 0.0, whatever the lot): an order with nothing
+#: filled writes it twice per reply and once per event
+_ZERO_QTY = "0.000"
 #: ORDER_TRADE_UPDATE's constant fields after ``rp``
 _UPDATE_TAIL = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
 
@@ -139,9 +142,14 @@ class BinanceWire:
     def order_json(self, o: Order) -> orjson.Fragment:
         """The order as the REST and websocket API replies write it (a JSON fragment for orjson)."""
         head, client, qty, rest, _, _ = self._fixed(o)
-        filled = self._q(o, o.filled)
+        if o.filled:
+            filled = self._q(o, o.filled)
+            return orjson.Fragment(
+                f'{head}{o.status}{client}{self._avg(o)}{qty}{filled}","cumQty":"{filled}",'
+                f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
+        # nothing filled (most replies): the quantities are zero, written as _q would write them
         return orjson.Fragment(
-            f'{head}{o.status}{client}{self._avg(o) if o.filled else "0"}{qty}{filled}","cumQty":"{filled}",'
+            f'{head}{o.status}{client}0{qty}{_ZERO_QTY}","cumQty":"{_ZERO_QTY}",'
             f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
 
     def trade_json(self, ev: OrderEvent) -> dict:
@@ -161,13 +169,16 @@ class BinanceWire:
         ts = ev.ts_ms
         _, _, _, _, fixed, fixed_flags = self._fixed(o)
         buys, sells = self.account.resting_notionals(o.symbol)
-        avg = self._avg(o) if o.filled else "0"
+        if o.filled:
+            avg, filled = self._avg(o), self._q(o, o.filled)
+        else:
+            avg, filled = "0", _ZERO_QTY
         if f is None:
             return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
-                    f'"X":"{o.status}","i":{o.order_id},"l":"0","z":"{self._q(o, o.filled)}","L":"0","T":{ts},'
+                    f'"X":"{o.status}","i":{o.order_id},"l":"0","z":"{filled}","L":"0","T":{ts},'
                     f'"t":0,"b":"{buys:.5f}","a":"{sells:.5f}","m":false,{fixed_flags}"rp":"0",{_UPDATE_TAIL}}}}}')
         return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
-                f'"X":"{o.status}","i":{o.order_id},"l":"{self._q(o, f.qty)}","z":"{self._q(o, o.filled)}",'
+                f'"X":"{o.status}","i":{o.order_id},"l":"{self._q(o, f.qty)}","z":"{filled}",'
                 f'"L":"{self._p(o, f.price)}","T":{ts},"t":{f.trade_id},"b":"{buys:.5f}","a":"{sells:.5f}",'
                 f'"m":{"true" if f.maker else "false"},{fixed_flags}"rp":"{f.realized:.8f}",{_UPDATE_TAIL},'
                 f'"N":"{self.account.cfg.asset}","n":"{f.fee:.8f}"}}}}')
