@@ -193,7 +193,8 @@ class Fill(NamedTuple):
 
 
 class OrderEvent(NamedTuple):
-    """What happened to an order: ``order`` is a copy taken right after it."""
+    """What happened to an order: ``order`` is the order as it was right after it (a copy; the
+    order itself once it is closed, as it no longer changes)."""
 
     kind: str                 # NEW TRADE CANCELED EXPIRED AMENDMENT
     order: Order
@@ -620,7 +621,10 @@ class Account:
             self._rest_sub(o)
             self._open_cid[o.symbol].pop(o.client_id, None)
         self._forget_later(o)
-        return _event((status, o.snapshot(), None, now_ms, reason))
+        # the order itself, not a snapshot: a closed order never changes again (fills, amends and
+        # cancels take open orders only, the market steps walk the open table), so the event's copy
+        # would equal it for good (a copy per cancel was ~80 of the emulator's 3,400 opcodes per order)
+        return _event((status, o, None, now_ms, reason))
 
     def _forget_later(self, o: Order) -> None:
         self._closed.append(o.order_id)

@@ -265,6 +265,38 @@ def test_an_events_order_is_a_copy_of_every_field_taken_when_it_happened():
     assert (copy.status, copy.filled, copy.price) == ("PARTIALLY_FILLED", 1, 1005)
 
 
+def test_a_closing_events_order_stays_as_the_event_found_it_through_everything_after():
+    """A closing event (CANCELED, EXPIRED) holds the order itself, not a copy: this is only right while
+    nothing changes a closed order again.  Every later operation is tried on it: cancel, amend, fill
+    now, cancel-all, book steps and prints through its price, a new order with its client id."""
+    from dataclasses import fields
+
+    acct, book = account()
+    o, evs, _ = acct.place("X", 1, "LIMIT", "GTC", 998, 300, now_ms=1, client_id="c1")
+    assert evs[0].order is not o  # NEW: a copy, the order goes on changing
+    _, (ev,) = acct.cancel("X", client_id="c1", now_ms=2)
+    o2, evs2, _ = acct.place("X", 1, "LIMIT", "IOC", 990, 100, now_ms=3, client_id="c2")  # expires at once
+    closed = [(ev, [getattr(ev.order, f.name) for f in fields(ev.order)]),
+              (evs2[-1], [getattr(evs2[-1].order, f.name) for f in fields(evs2[-1].order)])]
+    assert [e.kind for e, _ in closed] == ["CANCELED", "EXPIRED"]
+    for cid, oid in (("c1", o.order_id), ("c2", o2.order_id)):
+        for attempt in (lambda: acct.cancel("X", client_id=cid, now_ms=5),
+                        lambda: acct.cancel("X", order_id=oid, now_ms=5),
+                        lambda: acct.amend("X", order_id=oid, price=997, qty=200, now_ms=5),
+                        lambda: acct.fill_now(acct.find("X", order_id=oid, open_only=True), 5)):
+            with pytest.raises(Reject):
+                attempt()
+    acct.cancel_all("X", now_ms=6)
+    book.bids[998], book.bids[990] = 0.1, 0.1
+    acct.on_book("X", 7)
+    acct.on_trade("X", -1, 990.0, 5.0, 8)
+    book.asks[996] = 1.0  # a level through both prices: a step that would fill a resting buy
+    acct.on_book("X", 9)
+    acct.place("X", 1, "LIMIT", "GTC", 995, 100, now_ms=10, client_id="c1")  # the client id again
+    for e, before in closed:
+        assert [getattr(e.order, f.name) for f in fields(e.order)] == before
+
+
 def test_available_balance_is_wallet_plus_unrealized_minus_initial_margin_to_the_last_bit():
     """The one-pass available balance against its parts, with a long and a short position, resting
     orders on both sides, a leverage set on one symbol and a symbol without a book."""
