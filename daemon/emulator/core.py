@@ -178,7 +178,14 @@ class Client:
         # ~1 KB for an order reply or event) is copied once, not also into a frame of its own
         data = text.encode() if text.__class__ is str else text
         n = len(data)
-        out.append(_HEAD_SHORT[n] if n < 126 else frame_head(n))
+        # frame_head's cases written out: an order reply or event (126..65535 bytes) is packed here,
+        # without a Python call per frame (four per order)
+        if n < 126:
+            out.append(_HEAD_SHORT[n])
+        elif n < 65536:
+            out.append(_HEAD_MID(0x81, 126, n))
+        else:
+            out.append(frame_head(n))
         out.append(data)
 
     def flush(self) -> None:

@@ -90,6 +90,22 @@ def test_queued_frames_go_out_in_one_write_at_the_end_of_the_turn():
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
+def test_queued_frame_headers_at_every_length_boundary(size):
+    """Client.queue writes its frame headers itself (not through frame_head): each length form (7-bit,
+    16-bit, 64-bit) at its edges, str and bytes, and the frame as text_frame makes it."""
+    async def main():
+        c, t = _client()
+        text = "é" * (size // 2) + "x" * (size % 2)
+        c.queue(text)
+        c.queue(text.encode())
+        await asyncio.sleep(0)
+        assert bytes(t.data) == text_frame(text) * 2
+        assert _parse_frames(bytes(t.data)) == [text.encode()] * 2
+
+    asyncio.run(main())
+
+
 def test_clients_of_one_batch_are_written_by_one_callback_in_queue_order():
     async def main():
         batch = FlushBatch()
