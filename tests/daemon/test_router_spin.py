@@ -83,3 +83,49 @@ def test_a_request_goes_out_between_two_buffered_messages_with_the_spin_intake(t
         # the intake thread rings the loop, which cannot run until the reader suspends: not before
         assert not hooked
         assert writes_at == [0, 0]
+
+
+def test_order_responses_queued_behind_a_full_channel_keep_their_order(tmp_path, shm_namespace):
+    """A bot that does not read: its response channel fills, the rest waits in its backlog, and a
+    later response never overtakes the queued ones (once it reads, every ACCEPTED arrives once, in
+    the order of its orders)."""
+    import numpy as np
+
+    from bench.order_cycle import _reply
+    from shm.channel import ChannelReader
+    from shm.dtypes import order_response_dtype
+
+    async def main():
+        router, s = stand(str(tmp_path / "state"), "spin")
+        router.capacity = 64  # the bot's channels: 64 records
+        router.attach_loop(asyncio.get_running_loop())
+        reg = router.add_bot("b1", [(VENUE, SYMBOL)])
+        bot = router.bots["b1"]
+        responses = ChannelReader.attach(reg["response_channel"])
+        out = np.zeros(256, dtype=order_response_dtype)
+        got = []
+        try:
+            for i in range(1, 201):
+                router._handle(bot, REQ.pack(1, 0, i, 40_000.0, 0.001, 1, 0, 0, 0, i))
+                s._on_ws_api(_reply(s._req_seq, bot.orders[i].client_id, 1000 + i, "NEW", 5, i, "40000.0"))
+                if i == 150:  # the bot reads once: room again, the backlog first
+                    n = responses.read(out)
+                    got += list(out["order_id"][:n])
+                    assert bot.backlog
+            assert bot.backlog  # still full: the rest waits
+            while True:
+                router.flush_backlogs()
+                n = responses.read(out)
+                if not n:
+                    break
+                got += list(out["order_id"][:n])
+            return got, len(bot.backlog)
+        finally:
+            responses.close()
+            router.bot_gone("b1", "done")
+            if router._poller is not None:
+                router._poller.cancel()
+            router.orderids.close()
+
+    got, left = asyncio.run(main())
+    assert left == 0 and got == list(range(1, 201))
