@@ -31,6 +31,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 from bench.core import peak_rss_kb  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -468,11 +469,16 @@ def main() -> None:
         heads = [_head_rows(a["path"], args.warmup) for a in assets]
         run_case(args.impl, mod, case.strategy, build(mod, case, heads, markets))
         del heads
+    # CPU time beside the wall time: on a loaded host the wall time of one run varies with the
+    # turns other processes take (l3: 0.094-0.185 s wall for 0.094-0.096 s CPU at load 5-6)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     hbt = build(mod, case, [a["path"] for a in assets], markets)
     steps, rec = run_case(args.impl, mod, case.strategy, hbt)
     elapsed = time.perf_counter() - t0
-    out = {"elapsed_s": elapsed, "steps": steps, "maxrss_kb": peak_rss_kb(),
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    out = {"elapsed_s": elapsed, "cpu_s": cpu_s, "steps": steps, "maxrss_kb": peak_rss_kb(),
            "first_unordered_ts": first_unordered_ts(mod, hbt)}
     for a in range(hbt.num_assets):
         sv = hbt.state_values(a)
@@ -547,7 +553,8 @@ def measure(args, res, env: dict) -> None:
         for impl, rs in runs.items():
             s = sorted(r["elapsed_s"] for r in rs)
             res.rows.append((f"suite {name}: {impl}", {
-                "seconds": secs[impl], "min s": s[0], "max s": s[-1], "steps": rs[0]["steps"],
+                "seconds": secs[impl], "min s": s[0], "max s": s[-1],
+                "cpu s": statistics.median(r.get("cpu_s", float("nan")) for r in rs), "steps": rs[0]["steps"],
                 "fills": sum(v["num_trades"] for v in accounts[impl].values()),
                 "peak RSS MB": max(r["maxrss_kb"] for r in rs) / 1024.0}))
         res.notes.append(f"suite {name}: data {', '.join(data[k][2] for k in case.data)}; queue {case.queue_model}; "
