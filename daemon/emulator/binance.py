@@ -113,7 +113,11 @@ class BinanceEmulator(EmulatorBase):
             s.upper(): _Symbol(s.upper(), SynthBook(self.synth, seed * 1000 + i)) for i, s in enumerate(symbols)
         }
         self._decimals = max(0, len(repr(self.synth.tick).split(".")[1]) if "." in repr(self.synth.tick) else 0)
-        self._weight: deque[tuple[float, int]] = deque()
+        # the minute's weighted requests as two deques (their clock readings, their weights), not one of
+        # (time, weight) tuples: a tuple per request was an allocation the collector visited, and a
+        # minute of requests at bench rates is a million of them
+        self._weight_at: deque[float] = deque()
+        self._weight: deque[int] = deque()
         self._weight_sum = 0
         self._weighed_at = -1.0  # the clock reading the weight window was last pruned at
         self._over_limit_hits = 0
@@ -146,11 +150,14 @@ class BinanceEmulator(EmulatorBase):
         (``time.monotonic``), read here if not given."""
         if now is None:
             now = time.monotonic()
-        while self._weight and now - self._weight[0][0] >= 60.0:
-            self._weight_sum -= self._weight.popleft()[1]
+        at = self._weight_at
+        while at and now - at[0] >= 60.0:
+            at.popleft()
+            self._weight_sum -= self._weight.popleft()
         self._weighed_at = now
         if add:
-            self._weight.append((now, add))
+            at.append(now)
+            self._weight.append(add)
             self._weight_sum += add
         return self._weight_sum
 

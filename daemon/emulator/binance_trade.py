@@ -169,7 +169,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
                            {"Retry-After": str(int(self.ban_s))})
         used = self.emu._used_weight(weight, now)
         if used > self.emu.weight_limit_per_min:
-            oldest = self.emu._weight[0][0] if self.emu._weight else now
+            oldest = self.emu._weight_at[0] if self.emu._weight_at else now
             wait = max(1.0, 60.0 - (now - oldest))
             self._wait_until = now + wait
             raise ApiError(429, -1003, f"Too many requests; current limit of IP is {self.emu.weight_limit_per_min}"

@@ -529,3 +529,25 @@ def test_websocket_api_rate_limit_counts_follow_each_request():
         await emu.stop()
 
     run(body())
+
+
+def test_the_weight_window_forgets_each_request_a_minute_after_it_and_429_waits_for_the_oldest():
+    """The minute's weight as a running sum over the requests' clock readings (given here, so nothing
+    depends on the real clock): each request leaves the window exactly 60 s after it, and a request
+    over the limit is told to retry when the oldest counted one leaves."""
+    from daemon.emulator.binance_wire import ApiError
+
+    emu = BinanceEmulator(symbols=("BTCUSDT",), weight_limit_per_min=7, credentials=CREDS)
+    assert emu._used_weight(5, 100.0) == 5
+    assert emu._used_weight(1, 110.0) == 6
+    assert emu._used_weight(0, 159.9) == 6
+    assert emu._used_weight(0, 160.0) == 1    # the first left at 100 + 60
+    assert emu._used_weight(2, 165.0) == 3
+    assert emu._used_weight(0, 170.0) == 2    # the second left at 110 + 60
+    tr = emu.trading
+    assert tr._limits(5, 171.0) == 7          # at the limit: counted
+    with pytest.raises(ApiError) as e:
+        tr._limits(1, 172.0)                  # over it: 429 until the oldest (165.0) leaves, at 225.0
+    assert e.value.status == 429 and e.value.headers["Retry-After"] == "54"   # 53 s left, rounded up
+    assert emu._used_weight(0, 224.9) == 8    # the refused request was counted too
+    assert emu._used_weight(0, 225.0) == 6
