@@ -128,7 +128,8 @@ class FastTargets:
     publisher's own ``stamp_words`` when it keeps a log (the metrics plugin's, handed over once,
     here), else call words only; ``observe(local_ts, count[, stamps])`` (or None) is told after
     each read's publications (the benchmark's publisher); ``log`` the stamp words as a memoryview
-    when there is a log (the single-message path writes its entry from Python), else None."""
+    when there is a log, else None.  Both compiled paths (single message and batch) write the
+    stamps themselves (``hotpath.stamp``)."""
 
     def __init__(self, publishers: dict[str, Publisher], capacity: int = 1 << 14) -> None:
         from shm.dtypes import event_dtype
@@ -140,10 +141,8 @@ class FastTargets:
         for sym, pub in publishers.items():
             if hasattr(pub, "fast_arrays"):
                 self.rings[sym] = (*pub.fast_arrays(), _timing(pub))
-        #: the stamp words the batch kernels write: the followed book's (``MarketDataBase`` sets it
-        #: before each of its kernel calls), empty when it has no timing
+        #: the stamp words of a book nobody times (its kernels then skip the clock)
         self.no_stamps = np.zeros(0, np.int64)
-        self.stamps = self.no_stamps
         #: stand-ins passed when the publisher is not a ring (the kernel then does not publish)
         self.no_ring = (np.zeros(64, np.int64), np.zeros((1, 8), np.int64), 0, None)
 

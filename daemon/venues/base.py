@@ -12,19 +12,18 @@ A venue session subclasses ``MarketDataBase`` and supplies:
 from __future__ import annotations
 
 import logging
-from time import monotonic_ns
 
 import numpy as np
 
-from daemon.publish import STAMP_LOG_BASE, STAMP_LOG_CURSOR, FastTargets, Publisher
+from daemon.publish import FastTargets, Publisher
 from daemon.records import to_batch
 from daemon.venues.hotpath import APPLIED, CROSSED, DONE, PUBLISHED
 
 __all__ = ["MarketDataBase", "SYNC", "LEVELS", "COUNTS", "RING_HDR", "RING_DATA", "GATE_NS", "TO_RING",
-           "OBSERVE", "SYM_BYTES", "VENUE_EXTRA"]
+           "STAMPS", "OBSERVE", "SYM_BYTES", "VENUE_EXTRA"]
 
 #: positions in a hot entry (a plain tuple: the hot path unpacks it without attribute look-ups)
-SYNC, LEVELS, COUNTS, RING_HDR, RING_DATA, GATE_NS, TO_RING, OBSERVE, SYM_BYTES, VENUE_EXTRA = range(10)
+SYNC, LEVELS, COUNTS, RING_HDR, RING_DATA, GATE_NS, TO_RING, STAMPS, OBSERVE, SYM_BYTES, VENUE_EXTRA = range(11)
 
 
 class MarketDataBase:
@@ -42,13 +41,15 @@ class MarketDataBase:
 
     def hot_entry(self, sym: str, *venue_extra) -> tuple:
         """Register symbol ``sym``'s compiled-path entry: ``(sync, levels, counts, ring hdr, ring data,
-        gate_timeout_ns, publishes-to-ring, timing, symbol bytes as uint8, *venue_extra)``; timing:
-        ``FastTargets``' ``(observe, stamps, log)`` or None."""
+        gate_timeout_ns, publishes-to-ring, stamps, timing, symbol bytes as uint8, *venue_extra)``;
+        timing: ``FastTargets``' ``(observe, stamps, log)`` or None; stamps: the book's stamp words
+        both kernels (single message and batch) stamp each publication into, empty when untimed."""
         sync = self.syncs[sym]
         ring = self.fast.rings.get(sym)
         hdr, ring_data, gate_ns, timing = ring if ring is not None else self.fast.no_ring
-        entry = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns, ring is not None, timing,
-                 np.frombuffer(sym.encode(), np.uint8), *venue_extra)
+        stamps = timing[1] if timing is not None else self.fast.no_stamps
+        entry = (sync, sync.book.levels, sync.book.counts, hdr, ring_data, gate_ns, ring is not None, stamps,
+                 timing, np.frombuffer(sym.encode(), np.uint8), *venue_extra)
         self._hot[sym.encode()] = entry
         return entry
 
@@ -77,17 +78,11 @@ class MarketDataBase:
     def _follow_book(self, hot: tuple, arr: np.ndarray, meta: np.ndarray, k: int, count: int,
                      local_ts: int) -> int:
         """Messages from ``k`` on through the book's batch kernel; returns the first one left over."""
-        fast = self.fast
         sync = hot[SYNC]
         timing = hot[OBSERVE]
-        observe = None
-        if timing is None:
-            fast.stamps = fast.no_stamps
-        else:
-            # the kernel logs each message's latency into this book's stamp words (the metrics
-            # plugin's): ``_batch`` passes ``fast.stamps``, so no Python call per read for that
-            observe, stamps, _ = timing
-            fast.stamps = stamps
+        # the kernel logs each message's latency into this book's stamp words (the metrics
+        # plugin's, ``hot[STAMPS]``, which ``_batch`` passes): no Python call per read for that
+        observe = timing[0] if timing is not None else None
         while k < count:
             k, status, last, published, n = self._batch(hot, arr, meta, k, count, local_ts)
             if status != CROSSED:
@@ -95,11 +90,11 @@ class MarketDataBase:
             if published and observe is not None:
                 # the whole stamp buffer, whose first ``published`` words are this call's: the
                 # same object every read, so an observer can keep a view of it (no slice per read)
-                observe(local_ts, published, fast.stamps)
+                observe(local_ts, published, hot[STAMPS])
             if status == DONE:
                 return k
             if status == APPLIED:
-                self.publishers[sync.symbol].publish(fast.out[:n])
+                self.publishers[sync.symbol].publish(self.fast.out[:n])
                 k += 1
                 continue
             if status == CROSSED:
@@ -113,17 +108,11 @@ class MarketDataBase:
         read may follow it), False when it crossed the book (withdrawn), None when it is not the
         live book's next message (the caller's slow path decides)."""
         sync = hot[SYNC]
-        if status == PUBLISHED:  # the common case: already in the ring
+        if status == PUBLISHED:  # the common case: already in the ring, stamped by the kernel
             sync.last_id = last_id
             timing = hot[OBSERVE]
-            if timing is not None:
-                observe, stamps, log = timing
-                if log is not None:  # the log entry ``hotpath.stamp`` writes, written here (no call)
-                    c = log[STAMP_LOG_CURSOR]
-                    log[STAMP_LOG_BASE + (c & (len(log) - STAMP_LOG_BASE - 1))] = monotonic_ns() - local_ts
-                    log[STAMP_LOG_CURSOR] = c + 1
-                if observe is not None:
-                    observe(local_ts, 1)
+            if timing is not None and timing[0] is not None:
+                timing[0](local_ts, 1, hot[STAMPS])
             return True
         if status == APPLIED:
             sync.last_id = last_id

@@ -80,18 +80,37 @@ def test_unusual_frames_go_to_the_slow_path(frame):
     assert parse_depth(frame, 1, oi, of)[0] == -1
 
 
+#: the stamp words of a book nobody times
+UNTIMED = np.zeros(0, np.int64)
+
+
 def test_depth_frame_statuses():
     out, oi, of = buffers()
     book = LevelBook()
     hdr, data = np.zeros(64, np.int64), np.zeros((1, 8), np.int64)
     f1 = b'{"e":"depthUpdate","E":1,"T":1,"s":"X","U":5,"u":7,"pu":4,"b":[["99.5","1"]],"a":[["100.5","2"]]}'
-    assert depth_frame(f1, 1, oi, of, -2, book.levels, book.counts, False, hdr, data, 0)[0] == PARSED
-    status, n, first, last, prev = depth_frame(f1, 1, oi, of, 4, book.levels, book.counts, False, hdr, data, 0)
+    assert depth_frame(f1, 1, oi, of, -2, book.levels, book.counts, False, hdr, data, 0, UNTIMED)[0] == PARSED
+    status, n, first, last, prev = depth_frame(f1, 1, oi, of, 4, book.levels, book.counts, False, hdr, data, 0, UNTIMED)
     assert (status, n, first, last, prev) == (APPLIED, 2, 5, 7, 4)
     assert book.bid_levels() == {99.5: 1.0} and book.ask_levels() == {100.5: 2.0}
     f2 = b'{"e":"depthUpdate","E":1,"T":1,"s":"X","U":8,"u":9,"pu":7,"b":[["101","1"]],"a":[]}'
-    assert depth_frame(f2, 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0)[0] == CROSSED
-    assert depth_frame(b"[]", 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0)[0] == NOT_HANDLED
+    assert depth_frame(f2, 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0, UNTIMED)[0] == CROSSED
+    assert depth_frame(b"[]", 1, oi, of, 7, book.levels, book.counts, False, hdr, data, 0, UNTIMED)[0] == NOT_HANDLED
+
+
+def test_depth_frame_stamps_only_its_publications():
+    """The single-message kernel stamps a message it published (``hotpath.stamp``), nothing else:
+    rows left to the caller (APPLIED) or not the book's next message are not in the ring yet."""
+    from daemon.publish import stamp_buffer
+
+    out, oi, of = buffers()
+    book = LevelBook()
+    hdr, data = np.zeros(64, np.int64), np.zeros((1, 8), np.int64)
+    stamps = stamp_buffer(64)
+    f1 = b'{"e":"depthUpdate","E":1,"T":1,"s":"X","U":5,"u":7,"pu":4,"b":[["99.5","1"]],"a":[["100.5","2"]]}'
+    assert depth_frame(f1, 1, oi, of, -2, book.levels, book.counts, False, hdr, data, 0, stamps)[0] == PARSED
+    assert depth_frame(f1, 1, oi, of, 4, book.levels, book.counts, False, hdr, data, 0, stamps)[0] == APPLIED
+    assert not stamps.any()
 
 
 # -- Bybit ---------------------------------------------------------------------------------------

@@ -86,21 +86,25 @@ def parse_depth(buf, local_ts, out_i, out_f):
 
 
 @njit(cache=True)
-def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, hdr, data, gate_timeout_ns):
+def depth_frame(buf, local_ts, out_i, out_f, last_id, levels, counts, publish, hdr, data, gate_timeout_ns, stamps):
     """The whole live path of one frame in one compiled call.
 
     Parses it; if it continues the live book (``pu == last_id``, a newer ``u``; pass ``last_id = -2``
     for a book that is not live) applies it to the book and, when ``publish`` is set, publishes the
     rows into the ring (``hdr``/``data``).  Rows that would cross the book are applied but never
     published.  Returns ``(status, n, U, u, pu)``; with PARSED the rows are in ``out`` for the
-    slow path, with APPLIED the caller publishes them itself.
+    slow path, with APPLIED the caller publishes them itself.  A publication is stamped into
+    ``stamps`` (``hotpath.stamp``; empty: not timed) here, as the batch kernel stamps its own.
     """
     n, first, last, prev, s0, s1 = parse_depth(buf, local_ts, out_i, out_f)
     if n < 0:
         return NOT_HANDLED, 0, 0, 0, 0
     if prev != last_id or last <= last_id:
         return PARSED, n, first, last, prev
-    return commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns), n, first, last, prev
+    status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
+    if status == PUBLISHED:
+        stamp(stamps, 0, local_ts)
+    return status, n, first, last, prev
 
 
 @njit(cache=True)

@@ -248,10 +248,10 @@ class BinanceMarketData(MarketDataBase):
         return self.run_read(self._frame, data, meta, count, local_ts, live_kinds, arr)
 
     def _batch(self, hot: tuple, arr: np.ndarray, meta: np.ndarray, k: int, count: int, local_ts: int):
-        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, _, sym_bytes = hot
+        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, stamps, _, sym_bytes = hot
         fast = self.fast
         return depth_batch(arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, sync.last_id, levels,
-                           counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
+                           counts, to_ring, hdr, ring_data, gate_ns, stamps)
 
     def handle_frame(self, data, local_ts: int) -> str | None:
         """Parse and apply one frame; returns its kind (None for a bad frame)."""
@@ -268,11 +268,11 @@ class BinanceMarketData(MarketDataBase):
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
             if hot is not None:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring = hot[:7]
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, stamps = hot[:8]
                 out = self.fast
                 status, n, first, last, prev = depth_frame(
                     raw, local_ts, out.out_i, out.out_f, sync.last_id if sync.state is LIVE else -2,
-                    levels, counts, to_ring, hdr, ring_data, gate_ns)
+                    levels, counts, to_ring, hdr, ring_data, gate_ns, stamps)
                 settled = self.settle_frame(hot, status, n, last, local_ts)
                 if settled is not None:
                     return "depth", hot if settled else None

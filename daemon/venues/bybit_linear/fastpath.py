@@ -79,16 +79,20 @@ def parse_delta(buf, local_ts, out_i, out_f):
 
 
 @njit(cache=True)
-def delta_frame(buf, local_ts, out_i, out_f, last_u, levels, counts, publish, hdr, data, gate_timeout_ns):
+def delta_frame(buf, local_ts, out_i, out_f, last_u, levels, counts, publish, hdr, data, gate_timeout_ns, stamps):
     """If the frame is the live book's next delta (``u == last_u + 1``; pass -2 for a book that is
     not live) apply it and, with ``publish``, put its rows in the ring; rows that would cross the
-    book are never published.  Returns ``(status, n, u)``."""
+    book are never published; a publication is stamped into ``stamps`` (``hotpath.stamp``).
+    Returns ``(status, n, u)``."""
     n, uid, seq, s0, s1 = parse_delta(buf, local_ts, out_i, out_f)
     if n < 0:
         return NOT_HANDLED, 0, 0
     if last_u < 0 or uid != last_u + 1:
         return PARSED, n, uid
-    return commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns), n, uid
+    status = commit(out_i, out_f, n, levels, counts, publish, hdr, data, gate_timeout_ns)
+    if status == PUBLISHED:
+        stamp(stamps, 0, local_ts)
+    return status, n, uid
 
 
 @njit(cache=True)

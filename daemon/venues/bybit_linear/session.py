@@ -169,10 +169,10 @@ class BybitMarketData(MarketDataBase):
         return self.run_read(functools.partial(self._frame, link), data, meta, count, local_ts, BOOK_KINDS, arr)
 
     def _batch(self, hot: tuple, arr: np.ndarray, meta: np.ndarray, k: int, count: int, local_ts: int):
-        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, _, sym_bytes, _, topic = hot
+        sync, levels, counts, hdr, ring_data, gate_ns, to_ring, stamps, _, sym_bytes, _, topic = hot
         fast = self.fast
         return delta_batch(arr, meta, k, count, local_ts, fast.out_i, fast.out_f, sym_bytes, topic, sync.last_id,
-                           levels, counts, to_ring, hdr, ring_data, gate_ns, fast.stamps)
+                           levels, counts, to_ring, hdr, ring_data, gate_ns, stamps)
 
     def handle_frame(self, link: Link, data, local_ts: int) -> str | None:
         """Parse and apply one frame; returns its kind (None for a bad frame)."""
@@ -188,11 +188,11 @@ class BybitMarketData(MarketDataBase):
             i = raw.find(b'"s":"')
             hot = self._hot.get(raw[i + 5 : raw.find(b'"', i + 5)]) if i >= 0 else None
             if hot is not None and raw.find(hot[VENUE_EXTRA], 0, 120) >= 0:
-                sync, levels, counts, hdr, ring_data, gate_ns, to_ring = hot[:7]
+                sync, levels, counts, hdr, ring_data, gate_ns, to_ring, stamps = hot[:8]
                 out = self.fast
                 status, n, uid = delta_frame(raw, local_ts, out.out_i, out.out_f,
                                              sync.last_id if sync.state is LIVE else -2,
-                                             levels, counts, to_ring, hdr, ring_data, gate_ns)
+                                             levels, counts, to_ring, hdr, ring_data, gate_ns, stamps)
                 settled = self.settle_frame(hot, status, n, uid, local_ts)  # crossed: withdrawn, resubscribed
                 if settled is not None:
                     return "book", hot if settled else None
