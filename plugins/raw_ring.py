@@ -125,8 +125,54 @@ class RawRing:
         self._map, self._hdr, self.capacity = _map(fd)
         self._data = memoryview(self._map)[HEADER_BYTES:]
         self._mask = self.capacity - 1
-        self._w = self._hdr[W_WRITE]
         self.closed = False
+
+    @property
+    def cursor(self) -> int:
+        """Bytes written since the ring was made (the write cursor: this writer is its only one)."""
+        return self._hdr[W_WRITE]
+
+    def read_writer(self, kind: int, row_bytes: int, refused):
+        """``(write, written)``: ``write(data, meta, count, stamp)`` is ``put(kind, count, stamp, the
+        first count rows of meta as bytes, data)`` as one closure with everything it uses bound, so
+        a socket read costs the daemon one Python call and no attribute look-up; a datagram the ring
+        cannot take goes to ``refused(data, meta, count, stamp)`` instead.  ``written()``: the
+        datagrams it wrote.  ``meta`` is an int64 table of ``row_bytes`` per row; the same array
+        every read (the websocket client's) is viewed as bytes once."""
+        hdr, d, cap, mask = self._hdr, self._data, self.capacity, self._mask
+        pack, pack_skip, head = _LEN_HEAD.pack_into, _LEN.pack_into, _HEAD_BYTES
+        seen = table = None
+        done = 0
+
+        def write(data, meta, count: int, stamp: int) -> None:
+            nonlocal seen, table, done
+            if meta is not seen:
+                if meta.dtype == np.int64 and meta.flags.c_contiguous:  # a view: later reads show through
+                    seen, table = meta, memoryview(meta).cast("B")
+                else:
+                    seen, table = None, memoryview(np.ascontiguousarray(meta[:count], np.int64)).cast("B")
+            nt = count * row_bytes
+            nb = len(data)
+            n = head + nt + nb
+            need = 8 + ((n + 7) & ~7)
+            w = hdr[W_WRITE]
+            off = w & mask
+            skip = cap - off if need > cap - off else 0
+            if w + skip + need - hdr[W_READ] > cap or hdr[W_CLOSED]:
+                refused(data, meta, count, stamp)
+                return
+            if skip:
+                pack_skip(d, off, SKIP)
+                off = 0
+            pack(d, off, n, kind, count, stamp)
+            p = off + 8 + head
+            d[p : p + nt] = table[:nt]
+            p += nt
+            d[p : p + nb] = data
+            hdr[W_WRITE] = w + skip + need  # after the record (see the module's note on ordering)
+            done += 1
+
+        return write, lambda: done
 
     def put(self, kind: int, count: int, stamp: int, table, body) -> bool:
         """The datagram ``DATAGRAM_HEAD(kind, count, stamp) + table + body`` (``table`` a byte
@@ -139,7 +185,7 @@ class RawRing:
         nt, nb = len(table), len(body)
         n = _HEAD_BYTES + nt + nb
         need = 8 + ((n + 7) & ~7)
-        w = self._w
+        w = self._hdr[W_WRITE]
         off = w & self._mask
         tail = self.capacity - off
         skip = tail if need > tail else 0
@@ -155,8 +201,7 @@ class RawRing:
             d[p : p + nt] = table
             p += nt
         d[p : p + nb] = body
-        self._w = w = w + skip + need
-        self._hdr[W_WRITE] = w  # after the record (see the module's note on ordering)
+        self._hdr[W_WRITE] = w + skip + need  # after the record (see the module's note on ordering)
         return True
 
     def close(self) -> None:
@@ -164,7 +209,7 @@ class RawRing:
         refused.  The mapping goes with the last reference (views of it may still be held)."""
         if not self.closed:
             self.closed = True
-            self._hdr[W_CLOSED] = 1
+            self._hdr[W_CLOSED] = 1  # ``read_writer``'s closures look here
 
 
 class RawRingReader:

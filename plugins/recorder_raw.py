@@ -133,32 +133,28 @@ class RawTap:
         self.venue = venue
         self.ring = ring
         self._put = ring.put
-        self.sent_reads = 0
+        self._rest_sent = 0
         self.dropped_reads = 0
         self.dropped_frames = 0
         self._logged_at = 0.0
-        # the websocket client hands over the same frame table every read: its bytes as a flat
-        # memoryview, sliced per read (a numpy slice costs several times as much)
-        self._meta: np.ndarray | None = None
-        self._meta_bytes = memoryview(b"")
+        #: ``StreamGroup.tap``: the frames of one socket read (``meta[:count]`` locates them in
+        #: ``data``) into the ring as one datagram: the ring's closure itself, so each read costs
+        #: the daemon one Python call (see ``RawRing.read_writer``)
+        self.on_read, self._reads_sent = ring.read_writer(WS_READ, _META_ROW_BYTES, self._read_refused)
 
-    def on_read(self, data: bytes, meta: np.ndarray, count: int, local_ts: int) -> None:
-        """``StreamGroup.tap``: the frames of one socket read (``meta[:count]`` locates them in ``data``)."""
-        if meta is not self._meta:
-            if meta.dtype == np.int64 and meta.flags.c_contiguous:  # a view: later reads show through
-                self._meta, self._meta_bytes = meta, memoryview(meta).cast("B")
-            else:
-                self._meta, self._meta_bytes = None, memoryview(np.ascontiguousarray(meta[:count], np.int64)).cast("B")
-        if self._put(WS_READ, count, local_ts, self._meta_bytes[: count * _META_ROW_BYTES], data):
-            self.sent_reads += 1
-        else:
-            self._dropped(count, _HDR.size + count * _META_ROW_BYTES + len(data))
+    @property
+    def sent_reads(self) -> int:
+        """Datagrams in the ring: socket reads and snapshots."""
+        return self._reads_sent() + self._rest_sent
+
+    def _read_refused(self, data: bytes, meta: np.ndarray, count: int, local_ts: int) -> None:
+        self._dropped(count, _HDR.size + count * _META_ROW_BYTES + len(data))
 
     def on_rest(self, symbol: str, body: bytes, local_ts: int) -> None:
         """``BinanceMarketData.rest_tap``: a depth snapshot's body."""
         sym = symbol.encode()
         if self._put(REST_SNAPSHOT, len(sym), local_ts, sym, body):
-            self.sent_reads += 1
+            self._rest_sent += 1
         else:
             self._dropped(1, _HDR.size + len(sym) + len(body))
 

@@ -206,6 +206,19 @@ def test_a_full_ring_drops_and_counts_instead_of_waiting(tmp_path, caplog):
     recorder_end.close()
 
 
+def test_a_closed_ring_with_room_refuses_reads():
+    """The tap's closure checks the closed flag, not only the free space."""
+    daemon_end, recorder_end = raw_channel(1 << 16)
+    tap = RawTap(VENUE, daemon_end)
+    send_read(tap, [frame("BTCUSDT", 1)], 1)
+    written = daemon_end.cursor
+    assert tap.sent_reads == 1 and written > 0
+    daemon_end.close()
+    send_read(tap, [frame("BTCUSDT", 2)], 2)
+    assert (tap.sent_reads, tap.dropped_reads, tap.dropped_frames, daemon_end.cursor) == (1, 1, 1, written)
+    recorder_end.close()
+
+
 def test_the_ring_hands_every_read_over_in_order_across_its_wrap_and_refuses_what_does_not_fit():
     """Reads of many sizes through a small ring, taken in batches as the recorder does: every one
     comes out whole and in order, records that would straddle the end start again at the front,
@@ -231,7 +244,7 @@ def test_the_ring_hands_every_read_over_in_order_across_its_wrap_and_refuses_wha
     got += [bytes(reader.data[o : o + n]) for o, n in zip(offs, lens)]
     reader.consume(cursor)
     assert got == sent and reader.backlog == 0 and reader.closed and reader.corrupt == 0
-    assert writer._w > 4 * reader.capacity  # it wrapped several times
+    assert writer.cursor > 4 * reader.capacity  # it wrapped several times
 
 
 def test_frames_are_routed_by_the_symbol_their_envelope_names():
