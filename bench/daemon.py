@@ -13,12 +13,13 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run;
 - ``plugins_throughput_loss_pct`` / ``plugins_p99_increase_pct``: a second Binance pipeline with
   every plugin enabled (risk, telegram against a loopback Bot API, metrics, the recorder child
-  writing the ring to disk), its rounds paired with the plugin-less one's (back to back, alternating
-  which goes first; after each plugins-on round, a wait for the recorder child to go quiet, so its
-  catching up falls in no round; one warm-up pair first, counted nowhere): the median over the pairs
-  of how much lower its rate is, and how much higher its frame-to-ring p99 is (negative = better
-  with plugins: noise), each arm's p99 pooled over ``--latency-pairs`` short alternated paced chunks
-  after a warm-up pair (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
+  writing the ring to disk), its rounds strictly alternated with the plugin-less one's (off, on,
+  off, ..., off; after each plugins-on round, a wait for the recorder child to go quiet, so its
+  catching up falls in no round, and after each plugins-off round as long a sleep, so both idle
+  alike; one warm-up pair first, counted nowhere): the median over the plugins-on rounds of how much
+  lower its rate is than the mean of the plugins-off rounds either side of it, and how much higher
+  its frame-to-ring p99 is (negative = better with plugins: noise), each arm's p99 pooled over
+  ``--latency-pairs`` short strictly alternated paced chunks after a warm-up pair (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
   ``plugins_p99_increase_pair_median_pct``: the median over the pairs of each pair's own p99s);
   ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
   the throughput rounds (from arming a round until 50 ms after its last message: its wakes included);
@@ -386,6 +387,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     pub.armed, pub.count = True, 0
                     conn.send("armed")
                 elif cmd == "collect":
+                    settle_s = 0.0
                     deadline = time.monotonic() + 120
                     while pub.count < arg and time.monotonic() < deadline:
                         await asyncio.sleep(0.005)
@@ -395,13 +397,15 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
+                        settle_from = time.monotonic()
                         await _settled(recorder.proc, after_s=settle_after_s)
+                        settle_s = time.monotonic() - settle_from
                         # the round's whole cost to the child: its deferred raw routing and gzip too
                         rec_cpu[2] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_from = None
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
-                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count))
+                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count, settle_s))
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
@@ -480,6 +484,8 @@ class OursPipeline:
         self.extra: dict = {}
         #: the daemon process's CPU per message of each throughput round (us; all its threads)
         self.cpu_us_per_msg: list[float] = []
+        #: how long the last throughput round waited for the recorder child to go quiet (s)
+        self.settle_s = 0.0
 
     def _spawn(self, target, *a):
         conn, child = self.ctx.Pipe()
@@ -517,7 +523,7 @@ class OursPipeline:
         """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
         self._send(n, ("blast", None))
         self.ours.send(("collect", n))
-        count, first_ns, last_ns, _, resyncs, cpu_s, published = self.ours.recv()
+        count, first_ns, last_ns, _, resyncs, cpu_s, published, self.settle_s = self.ours.recv()
         self.resyncs += resyncs
         self.cpu_us_per_msg.append(1e6 * cpu_s / max(1, published))
         time.sleep(0.1)
@@ -530,7 +536,7 @@ class OursPipeline:
         """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
         self._send(n, ("paced", rate))
         self.ours.send(("collect", n))
-        _, _, _, lat_ns, resyncs, _, _ = self.ours.recv()
+        _, _, _, lat_ns, resyncs, _, _, _ = self.ours.recv()
         self.resyncs += resyncs
         return lat_ns
 
@@ -574,25 +580,38 @@ def run(args: argparse.Namespace) -> BenchResult:
             if plug is not None:
                 plug.start()
             ours_rates, base_rates, plug_rates = [], [], []
+            plug_rounds = args.plugin_rounds if plug is not None else 0
+
+            def ours_round() -> float:
+                rate = ours.blast(n)
+                if plug is not None:
+                    # then the quiet the plugins-on rounds get (their wait for the recorder child):
+                    # a pipeline's rate depends on how long it sat idle before its round (with a
+                    # ~1.6 s longer idle one ran 20-60 % slower at load 7-9), so both arms idle alike
+                    time.sleep(plug.settle_s)
+                return rate
+
             if plug is not None:
                 # a warm-up pair, counted nowhere: each pipeline's first round pays what no later one
                 # does (the market ring's pages faulted in on its first lap, the recorder child's first
                 # catch-up, first calls), and the two arms pay it unequally (the recorder maps the ring)
                 for p in (ours, plug):
-                    p.blast(n)
+                    ours_round() if p is ours else p.blast(n)
                     p.cpu_us_per_msg.pop()
-            # interleaved, so a change in machine load hits each alike; with plugins, the order of
-            # the pair alternates (a pipeline run second in a pair meets the first one's leftovers)
-            for r in range(max(rounds, args.plugin_rounds if plug is not None else 0)):
-                pair = [ours, plug] if r % 2 == 0 else [plug, ours]
-                for p in pair:
-                    # the plugin-less pipeline runs in every round of the pairs too
-                    if p is None or (p is ours and r >= rounds and (plug is None or r >= args.plugin_rounds)) \
-                            or (p is plug and r >= args.plugin_rounds):
-                        continue
-                    (plug_rates if p is plug else ours_rates).append(p.blast(n))
+            # strictly alternated (off, on, off, on, ..., off), so a change in machine load hits each
+            # alike and each arm's round comes after the same idle of its own (the other's round and
+            # two equal quiets); each plugins-on round is compared with the plugins-off ones on
+            # either side of it (an ABBA order gave one arm a long idle in every other pair)
+            for r in range(max(rounds, plug_rounds)):
+                ours_rates.append(ours_round())
+                if r < plug_rounds:
+                    plug_rates.append(plug.blast(n))
                 if base is not None and r < rounds:
                     base_rates.append(base.blast(n))
+            ours_after = ours_rates[1 : len(plug_rates)]
+            if plug is not None:
+                ours_after.append(ours_round())  # the last plugins-on round's other side, counted there only
+                ours.cpu_us_per_msg.pop()
             parts: dict[str, list] = {"ours": [], "plug": []}
             with HostSteal() as steal:
                 if plug is None:
@@ -601,9 +620,10 @@ def run(args: argparse.Namespace) -> BenchResult:
                 else:  # in many short alternating chunks, for the same reason (see _plugin_figures)
                     chunks = max(2, args.latency_pairs)
                     m = max(100, args.latency_messages // chunks)
+                    # strictly alternated, as the throughput rounds: each arm's chunk comes right
+                    # after the other's, so both have sat idle alike before it
                     for r in range(chunks + 1):  # pair 0: warm-up, both arms, counted nowhere
-                        for key, p in ((("ours", ours), ("plug", plug)) if r % 2 == 0 else
-                                       (("plug", plug), ("ours", ours))):
+                        for key, p in (("ours", ours), ("plug", plug)):
                             lat = p.paced(m, args.rate)
                             if r:
                                 parts[key].append(lat)
@@ -637,7 +657,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
         if plug is not None:
             _plugin_figures(result, plug, ours, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins,
-                            parts)
+                            parts, ours_after)
         if base_rates:
             base_rate = float(np.median(base_rates))
             result.metrics["baseline_depth_msgs_per_s"] = base_rate
@@ -655,26 +675,30 @@ def run(args: argparse.Namespace) -> BenchResult:
 
 def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline, ours_rates: list, plug_rates: list,
                     lat_ours: np.ndarray, lat_plug: np.ndarray, plug_gaps: int, enabled: str,
-                    chunks: dict[str, list]) -> None:
-    """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds)."""
+                    chunks: dict[str, list], ours_after: list) -> None:
+    """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds);
+    ``ours_after[r]``: the plugins-off round right after plugins-on round ``r`` (``ours_rates[r]``
+    the one right before it)."""
     off_rate = float(np.median(ours_rates[: len(plug_rates)]))  # the rounds the two shared
     on_rate = float(np.median(plug_rates))
     off_p99, on_p99 = _percentiles(lat_ours)[1], _percentiles(lat_plug)[1]
     on_p50, _, on_p999 = _percentiles(lat_plug)
+    losses = [100 * (1 - b / ((a + c) / 2)) for a, b, c in zip(ours_rates, plug_rates, ours_after) if a + c]
     x = plug.extra
     ring, rows = int(x.get("ring_records", 0)), int(x.get("recorded_rows", 0))
     cpu_s = float(x.get("recorder_cpu_s", 0.0))
     result.metrics.update({
         "plugins_depth_msgs_per_s": on_rate,
         "plugins_frame_to_ring_p99_us": on_p99,
-        # the median of the pairs' losses: each pair ran back to back, so a change of the machine's
-        # load between rounds (other people's tests here) cancels within a pair
-        "plugins_throughput_loss_pct": float(np.median([100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a])),
+        # the median of the rounds' losses, each plugins-on round against the mean of the plugins-off
+        # rounds just before and after it: a change of the machine's load between rounds (other
+        # people's tests here) cancels within such a triple, a steady drift too
+        "plugins_throughput_loss_pct": float(np.median(losses)),
         "plugins_throughput_loss_of_medians_pct": -_pct_increase(off_rate, on_rate),
         # the p99 of every arm's messages pooled over its many short chunks: each chunk's own p99
         # rested on a handful of messages (1 % of 2,500 was 25; the median of 8 such pairs swung
         # -226 %..+73 % under load), while a burst of other work longer than a chunk now falls on
-        # both arms' chunks alike (they alternate every ~0.1 s, in both orders)
+        # both arms' chunks alike (they alternate every ~0.1 s)
         "plugins_p99_increase_pct": _pct_increase(off_p99, on_p99),
         "plugins_p99_increase_pooled_pct": _pct_increase(off_p99, on_p99),
         # the former figure, for comparison: the median over the pairs of each pair's own p99s
@@ -697,12 +721,12 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
     result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}",
                         {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99, "p99.9 us": on_p999,
                          "messages": plug.args.messages, "daemon cpu us/msg": float(np.median(plug.cpu_us_per_msg))}))
-    # per pair: each plugins-on round over the plugins-off round beside it
-    losses = [100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates)]
     pairs = [f"{v:+.1f}%" for v in losses]
-    # even rounds ran plugins-off first, odd ones plugins-on first: an order effect shows here
-    order = (f"median loss with plugins second {np.median(losses[0::2]):+.1f}%, first "
-             f"{np.median(losses[1::2]):+.1f}%" if len(losses) > 1 else "")
+    # against the plugins-off round before it alone and after it alone: an order effect shows here
+    before = [100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a]
+    after = [100 * (1 - b / c) for b, c in zip(plug_rates, ours_after) if c]
+    order = (f"median loss against the round before {np.median(before):+.1f}%, after {np.median(after):+.1f}%"
+             if before and after else "")
     recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
                 f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
                 f"records during the rounds ({x.get('recorder_settled_cpu_ms_per_m_records', 0.0):.0f} until quiet "
@@ -715,7 +739,8 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
         f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us, "
         f"{result.metrics['plugins_daemon_cpu_increase_pct']:+.1f} % (median of the pairs' {cpu_pairs} %); rounds "
         f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
-        f"{', '.join(f'{r / 1e3:.1f}k' for r in ours_rates[: len(plug_rates)])} without (loss per pair {', '.join(pairs)}; {order}); "
+        f"{', '.join(f'{r / 1e3:.1f}k' for r in [*ours_rates[: len(plug_rates)], *ours_after[-1:]])} without, "
+        f"alternated (loss per plugins-on round {', '.join(pairs)}; {order}); "
         f"p99 {on_p99:.1f} us against {off_p99:.1f} us pooled over {len(chunks['plug'])} alternated pairs of "
         f"{len(chunks['plug'][0]) if chunks['plug'] else 0} paced messages per arm after a warm-up pair "
         f"({_split_p99(chunks)}; median of the pairs' own "
@@ -724,16 +749,15 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
 
 
 def _split_p99(chunks: dict[str, list]) -> str:
-    """The pooled p99 increase over the pairs run plugins-off first and over those run plugins-on
-    first, apart: two halves of one run, so their spread says how far the figure can be trusted
-    (and a gap that keeps its sign across runs is an order effect)."""
+    """The pooled p99 increase over the even pairs and over the odd pairs, apart: two interleaved
+    halves of one run, so their spread says how far the figure can be trusted."""
     halves = []
-    for first in (1, 0):  # parts[i] is pair i + 1: odd i ran plugins-off first
-        off = [c for i, c in enumerate(chunks["ours"]) if i % 2 == first]
-        on = [c for i, c in enumerate(chunks["plug"]) if i % 2 == first]
+    for parity in (0, 1):
+        off = chunks["ours"][parity::2]
+        on = chunks["plug"][parity::2]
         halves.append(_pct_increase(_percentiles(np.concatenate(off))[1], _percentiles(np.concatenate(on))[1])
                       if off and on else 0.0)
-    return f"increase with plugins second {halves[0]:+.1f} %, first {halves[1]:+.1f} %"
+    return f"increase over the even pairs {halves[0]:+.1f} %, the odd ones {halves[1]:+.1f} %"
 
 
 def _cleanup(namespace: str) -> None:
