@@ -6,12 +6,16 @@ base 36 and the sequence in hex, e.g. ``h1fx2a9``.  It matches ``[A-Za-z0-9_-]{1
 Bybit ``orderLinkId``), it is unique per order, and unique across daemon restarts because the
 generation (+1 at every start) is kept in the journal.
 
-Journal (``<state_dir>/orderids.journal``, mode 0600): text, one record a line, appended on an
-``O_APPEND`` descriptor.  The router flushes the lines of a batch of requests in one ``write`` when
-it finishes the batch (one system call per batch instead of per order; the batch is one loop
-callback, microseconds), so a ``kill -9`` of the daemon loses at most the lines of the batch it was
-in; what was written stays (the page cache keeps it; only a machine crash can cut the last line,
-which the loader skips)::
+Journal (``<state_dir>/orderids.journal``, mode 0600): text, one record a line, appended through a
+shared memory mapping of the file.  The router flushes the lines of a batch of requests when it
+finishes the batch, before the batch's frames go to the venue; the copy into the mapping is no system
+call (an ``os.write`` was one per batch, on the path from a bot's request to the wire), and what is
+copied is in the page cache at once, as a write's bytes are: a ``kill -9`` of the daemon loses at
+most the lines of the batch it was in; only a machine crash can lose what the kernel had not written
+back (as with ``write``, no ``fsync``), which the loader skips.  The file grows by ``_CHUNK_BYTES``
+reserved with ``posix_fallocate`` (a full disk is an ``OSError`` there, never a SIGBUS on a store
+into the mapping); until ``close`` cuts it at the last line, its tail is zero bytes, which the loader
+reads as line ends (the file of a killed daemon has them, and lines appended after them count)::
 
     G <generation>                                              a daemon start
     N <client_id> <bot> <asset_no> <order_id> <venue> <symbol>  a new order
@@ -24,6 +28,7 @@ highest seen plus one.  A line that does not parse is skipped and counted (``bad
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from typing import NamedTuple
@@ -38,6 +43,8 @@ _PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,7}$")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 JOURNAL_NAME = "orderids.journal"
 _tuple_new = tuple.__new__
+#: the journal file grows by this much at a time (one remap per ~10,000 orders' lines)
+_CHUNK_BYTES = 1 << 20
 
 
 def _b36(n: int) -> str:
@@ -84,12 +91,27 @@ class OrderIds:
         self._seq = 0
         self._pending: list[str] = []
         self._compact()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        self._pos = os.fstat(self._fd).st_size  # the end of the compacted text: lines go from here
+        self._map: mmap.mmap | None = None
+        self._size = 0
+        self._grow(self._pos + 1)
+
+    def _grow(self, need: int) -> None:
+        """Reserve the file up to a chunk boundary past ``need`` bytes and map all of it."""
+        size = (need // _CHUNK_BYTES + 1) * _CHUNK_BYTES
+        os.posix_fallocate(self._fd, 0, size)  # the blocks exist before any store into them
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._size = size
 
     def _load(self) -> int:
         gen = 0
         try:
-            text = self.path.read_text(encoding="ascii", errors="replace")
+            # zero bytes end a line: the unwritten tail of the mapped file a killed daemon left
+            # (``close`` cuts it otherwise), with whatever was appended after it since
+            text = self.path.read_text(encoding="ascii", errors="replace").replace("\0", "\n")
         except FileNotFoundError:
             return 0
         except OSError as exc:
@@ -138,11 +160,16 @@ class OrderIds:
         return ref
 
     def flush(self) -> None:
-        """Write the journal lines made since the last flush (one system call)."""
+        """Write the journal lines made since the last flush (a copy into the mapped file)."""
         if self._pending:
             data = "".join(self._pending).encode("ascii")
             self._pending.clear()
-            os.write(self._fd, data)
+            pos = self._pos
+            end = pos + len(data)
+            if end > self._size:
+                self._grow(end)
+            self._map[pos:end] = data
+            self._pos = end
 
     def is_ours(self, client_id: str) -> bool:
         """The id has the form this journal gives out (any generation): an order a daemon with this
@@ -160,5 +187,7 @@ class OrderIds:
     def close(self) -> None:
         if self._fd >= 0:
             self.flush()
+            self._map.close()
+            os.ftruncate(self._fd, self._pos)  # the text only, as a reader expects it
             os.close(self._fd)
             self._fd = -1
