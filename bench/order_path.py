@@ -11,6 +11,10 @@ emulator in its own process, or the in-memory session) for one paced phase and s
   holds ``handle``, which holds ``submit``; ``ws_api_reply`` holds ``on_exec``), each timed by a
   wrapper (``perf_counter_ns``, ~0.2 us of its own per call); ``pickup_*``: the bot's stamp at its
   write to the loop's handling of the record;
+* ``spin_breakdown_us`` (``--intake spin``, with ``--pin`` as ``bench orders`` runs it): in the
+  second phase, each order's channel-to-wire split at the loop's stamps (``_Breakdown``): the wait for
+  the spin pass that found the record, that pass to ``_handle``, ``_handle`` to the flush, the socket
+  write; wall (``time.time_ns``, the bot's clock) and the loop thread's CPU (preemption left out);
 * ``--profile``: cProfile of the loop thread over a third phase, the top functions by own time.
 
 An A/B of two revisions runs this file from each tree in turn (``cd`` into a checkout of the other
@@ -113,6 +117,91 @@ def _count_arrivals(session) -> dict:
     return counts
 
 
+class _Breakdown:
+    """``--intake spin``: each paced order's channel-to-wire split at the loop's stamps, all
+    ``time.time_ns`` as the bot's ``request_ts``: ``pickup_wait`` (the bot's write -> the start of the
+    spin pass that found it), ``pass_to_handle`` (that pass's start -> ``_handle``), ``to_flush``
+    (``_handle`` -> the session's flush: decode, checks, submit, the other bots' records of that pass,
+    the journal write), ``write`` (the flush's socket write); submits only, as the bench's figure.  ``pass_gap``: the pass that found the
+    record minus the pass before it (a long loop iteration shows here: a socket read, a timer, epoll),
+    and what the passes came from (the spin task or a session's ``between_messages``).  The spin
+    task is restarted with the wrapped pass (it binds the pass when it starts)."""
+
+    def __init__(self, st, handle) -> None:
+        now, cpu = time.time_ns, time.thread_time_ns  # cpu: the loop thread's, preemption left out
+        self.st, self.now = st, now
+        self.rows: list[tuple] = []
+        self.journal_ns: list[int] = []
+        #: per submit row: the requests the loop handled before it since the last flush (its pass's others)
+        self.handled_before: list[int] = []
+        pending: list[tuple] = []
+        last = [0, 0, 0, 0]  # this pass's start, the previous pass's start, this pass's and the previous's cpu
+        self.by_source = {"spin": 0, "between_messages": 0}
+        router, session = st.router, st.session
+        inner_pass = router._spin_pass  # the bound method (no instance attribute yet)
+        from daemon.router import _RQ_SUBMIT as submit, REQ
+
+        unpack = REQ.unpack
+
+        def pass_from(src):
+            def spin_pass():
+                last[1], last[0], last[3], last[2] = last[0], now(), last[2], cpu()
+                self.by_source[src] += 1
+                inner_pass()
+            return spin_pass
+
+        def picked(bot, rec):
+            f = unpack(rec)  # a submit's row is kept (the bench's figure); a cancel's only counts before it
+            pending.append((f[8], last[0], last[1], now(), last[2], last[3], cpu(), f[0] == submit, len(pending)))
+            return handle(bot, rec)
+
+        inner_flush, inner_journal = session.flush, st.orderids.flush
+
+        def journal():
+            t0 = now()
+            inner_journal()
+            self.journal_ns.append(now() - t0)
+
+        def flush():
+            t0, c0 = now(), cpu()
+            inner_flush()
+            t1, c1 = now(), cpu()
+            for ts, p0, p_prev, h, pc, pc_prev, hc, is_submit, before in pending:
+                if is_submit:
+                    self.rows.append((p0 - ts, h - p0, t0 - h, t1 - t0, p0 - p_prev, t1 - ts,
+                                      hc - pc, c0 - hc, c1 - c0, pc - pc_prev))
+                    self.handled_before.append(before)
+            pending.clear()
+
+        router._handle = picked
+        session.flush = flush
+        st.orderids.flush = journal
+        session.between_messages = pass_from("between_messages")
+        router._spin_pass = pass_from("spin")
+        router._poller.cancel()
+        router._poller = asyncio.get_running_loop().create_task(router._spin(), name="router-spin")
+
+    def stop(self) -> dict:
+        names = ("pickup_wait", "pass_to_handle", "to_flush", "write", "pass_gap", "channel_to_wire",
+                 "cpu_pass_to_handle", "cpu_to_flush", "cpu_write", "cpu_pass_gap")
+        out = {}
+        for i, name in enumerate(names):
+            v = sorted(r[i] for r in self.rows)
+            out[name] = {f"p{q}": round(_q(v, q) / 1e3, 1) for q in (10, 50, 90, 99)}
+            out[name]["mean"] = round(sum(v) / max(1, len(v)) / 1e3, 1)
+        j = sorted(self.journal_ns)
+        out["journal_write"] = {"p50": round(_q(j, 50) / 1e3, 1), "p99": round(_q(j, 99) / 1e3, 1)}
+        out["orders"] = len(self.rows)
+        out["submits_handled_after_another_request_pct"] = round(
+            100 * sum(1 for b in self.handled_before if b) / max(1, len(self.handled_before)), 1)
+        out["passes"] = dict(self.by_source)
+        return out
+
+
+def _q(v: list, pct: float) -> float:
+    return v[min(len(v) - 1, int(len(v) * pct / 100))] if v else float("nan")
+
+
 async def _profile_phase(st, args, n: int, base_px: float, out: dict) -> None:
     """cProfile of the loop thread over one more phase like the first: the top functions by own time."""
     await asyncio.sleep(0.3)
@@ -202,9 +291,12 @@ async def _main(args) -> dict:
                 return handle(bot, rec)
 
             st.router._handle = picked
+            split = _Breakdown(st, st.router._handle) if args.intake == "spin" else None
             for t in timers.values():
                 t.ns = t.calls = 0
             res = await st.phase(args.bots, n, args.rate / args.bots, 100_000_000, base_px)
+            if split is not None:
+                out["spin_breakdown_us"] = split.stop()
             acc = max(1, res["accepted"])
             out.update({"stages_us_per_order": {k: round(t.ns / 1e3 / acc, 2) for k, t in timers.items()},
                         "stage_calls_per_order": {k: round(t.calls / acc, 2) for k, t in timers.items()},
