@@ -7,7 +7,15 @@ One :class:`L3Book` holds the orders of several books (``d`` is the same book ro
 * ``lvl_i``/``lvl_q``: one row per non-empty price level: head and tail of an intrusive doubly linked
   list of its orders (``N_PREV``/``N_NEXT``), so a cancel unlinks in O(1) and the list *is* the FIFO;
 * ``ord_tab`` (``(book, order id) -> node``) and ``lvl_tab`` (``(book, side, tick) -> level``):
-  open-addressing hash tables with linear probing and tombstones, rehashed when half full.
+  open-addressing hash tables with linear probing, doubled when half full.  A key leaves by
+  backward-shift deletion (the keys after it in its run move up to where their probe would find
+  them), so there are no tombstones: a look-up never walks over dead slots and the churn of orders
+  (every cancel frees a key) never forces a same-size rehash.
+
+A level that empties stays in ``lvl_tab`` with no orders and a zero total (orders come back to the
+same few ticks near the touch over and over; dropping and re-inserting it was two table walks per
+round trip); :func:`reserve` sweeps the empty ones out when they are a quarter of the level rows
+and the rows are full, so memory stays bounded by the live levels.
 
 Every order gets a sequence number when it joins the back of a level (``N_SEQ``, increasing over
 the whole book), and keeps it while it keeps its place, so "A is ahead of B in the queue" is
@@ -93,19 +101,17 @@ M_NODE_TOP = 0      # rows of node_i ever used
 M_NODE_FREE = 1     # head of the free node list (-1: none)
 M_LVL_TOP = 2
 M_LVL_FREE = 3
-M_ORD_LIVE = 4      # live keys in ord_tab
-M_ORD_USED = 5      # live keys + tombstones in ord_tab (what probing walks over)
-M_LVT_LIVE = 6
-M_LVT_USED = 7
-M_SEQ = 8           # next queue sequence number
-M_LEN = 9
+M_ORD_LIVE = 4      # keys in ord_tab
+M_LVT_LIVE = 5      # keys in lvl_tab (levels with orders and empty ones kept)
+M_LVL_EMPTY = 6     # levels in lvl_tab with no order
+M_SEQ = 7           # next queue sequence number
+M_LEN = 8
 
-# hash table rows: (key1, key2, value); value EMPTY or TOMB marks a free slot
+# hash table rows: (key1, key2, value); value EMPTY marks a free slot
 T_K1 = 0
 T_K2 = 1
 T_VAL = 2
 EMPTY = -1
-TOMB = -2
 
 NIL = -1
 
@@ -211,63 +217,65 @@ def _find(tab, k1, k2):
         v = tab[s, T_VAL]
         if v == EMPTY:
             return -1
-        if v != TOMB and tab[s, T_K1] == k1 and tab[s, T_K2] == k2:
+        if tab[s, T_K1] == k1 and tab[s, T_K2] == k2:
             return s
         s = (s + 1) & mask
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _probe(tab, k1, k2):
-    """(found, slot): the slot holding ``(k1, k2)``, or where to store it (the first tombstone on
-    its probe path, else the empty slot that ends it), with one walk."""
+    """(found, slot): the slot holding ``(k1, k2)``, or the empty slot where to store it."""
     mask = tab.shape[0] - 1
     s = _home(k1, k2, mask)
-    free = -1
     while True:
-        v = tab[s, T_VAL]
-        if v == EMPTY:
-            return False, s if free < 0 else free
-        if v == TOMB:
-            if free < 0:
-                free = s
-        elif tab[s, T_K1] == k1 and tab[s, T_K2] == k2:
+        if tab[s, T_VAL] == EMPTY:
+            return False, s
+        if tab[s, T_K1] == k1 and tab[s, T_K2] == k2:
             return True, s
         s = (s + 1) & mask
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _store(tab, s, k1, k2, val):
-    """Store a key at slot ``s`` from :func:`_probe`; return 1 if it was EMPTY (0: a tombstone)."""
-    fresh = 1 if tab[s, T_VAL] == EMPTY else 0
+    """Store a key at the empty slot ``s`` from :func:`_probe`."""
     tab[s, T_K1] = k1
     tab[s, T_K2] = k2
     tab[s, T_VAL] = val
-    return fresh
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _put(tab, k1, k2, val):
-    """Store a key known to be absent; return 1 if it took an EMPTY slot (0: reused a tombstone)."""
+    """Store a key known to be absent."""
     mask = tab.shape[0] - 1
     s = _home(k1, k2, mask)
-    while tab[s, T_VAL] >= 0:
+    while tab[s, T_VAL] != EMPTY:
         s = (s + 1) & mask
-    fresh = 1 if tab[s, T_VAL] == EMPTY else 0
-    tab[s, T_K1] = k1
-    tab[s, T_K2] = k2
-    tab[s, T_VAL] = val
-    return fresh
+    _store(tab, s, k1, k2, val)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _delete(tab, s):
+    """Empty slot ``s`` without a tombstone: each later key of the run whose home is not in
+    (hole, its slot] (cyclically) moves into the hole, which then moves on to where it was."""
+    mask = tab.shape[0] - 1
+    hole = s
+    j = s
+    while True:
+        j = (j + 1) & mask
+        if tab[j, T_VAL] == EMPTY:
+            break
+        home = _home(tab[j, T_K1], tab[j, T_K2], mask)
+        if ((j - home) & mask) >= ((j - hole) & mask):
+            _store(tab, hole, tab[j, T_K1], tab[j, T_K2], tab[j, T_VAL])
+            hole = j
+    tab[hole, T_VAL] = EMPTY
 
 
 @kernel(error_model="numpy")
-def _rehashed(tab, live):
-    # Same size when tombstones made it full, double when live keys did.
-    cap = tab.shape[0]
-    if (live + 1) * 4 > cap:
-        cap *= 2
-    new = _new_table(cap)
+def _rehashed(tab):
+    new = _new_table(2 * tab.shape[0])
     for s in range(tab.shape[0]):
-        if tab[s, T_VAL] >= 0:
+        if tab[s, T_VAL] != EMPTY:
             _put(new, tab[s, T_K1], tab[s, T_K2], tab[s, T_VAL])
     return new
 
@@ -293,6 +301,16 @@ def _grown_f(arr, rows):
 
 
 @kernel(error_model="numpy")
+def _sweep_levels(bk):
+    # Empty levels kept for reuse leave the table and go back to the free rows.
+    li = bk.lvl_i
+    for lv in range(bk.meta[M_LVL_TOP]):
+        if li[lv, L_COUNT] == 0:
+            _drop_level(bk, lv)
+    bk.meta[M_LVL_EMPTY] = 0
+
+
+@kernel(error_model="numpy")
 def reserve(bk):
     """Make room for one more order and one more level; call before any kernel that may add."""
     meta = bk.meta
@@ -301,15 +319,16 @@ def reserve(bk):
         bk.node_i = _grown(bk.node_i, rows)
         bk.node_q = _grown_f(bk.node_q, rows)
     if meta[M_LVL_FREE] == NIL and meta[M_LVL_TOP] == bk.lvl_i.shape[0]:
-        rows = 2 * bk.lvl_i.shape[0]
-        bk.lvl_i = _grown(bk.lvl_i, rows)
-        bk.lvl_q = _grown_f(bk.lvl_q, rows)
-    if (meta[M_ORD_USED] + 1) * 2 > bk.ord_tab.shape[0]:
-        bk.ord_tab = _rehashed(bk.ord_tab, meta[M_ORD_LIVE])
-        meta[M_ORD_USED] = meta[M_ORD_LIVE]
-    if (meta[M_LVT_USED] + 1) * 2 > bk.lvl_tab.shape[0]:
-        bk.lvl_tab = _rehashed(bk.lvl_tab, meta[M_LVT_LIVE])
-        meta[M_LVT_USED] = meta[M_LVT_LIVE]
+        if meta[M_LVL_EMPTY] * 4 >= bk.lvl_i.shape[0]:
+            _sweep_levels(bk)
+        else:
+            rows = 2 * bk.lvl_i.shape[0]
+            bk.lvl_i = _grown(bk.lvl_i, rows)
+            bk.lvl_q = _grown_f(bk.lvl_q, rows)
+    if (meta[M_ORD_LIVE] + 1) * 2 > bk.ord_tab.shape[0]:
+        bk.ord_tab = _rehashed(bk.ord_tab)
+    if (meta[M_LVT_LIVE] + 1) * 2 > bk.lvl_tab.shape[0]:
+        bk.lvl_tab = _rehashed(bk.lvl_tab)
 
 
 # -- levels and their FIFO lists ---------------------------------------------------------------------
@@ -343,16 +362,16 @@ def _level_of(bk, d, side, tick, create):
     li[lv, L_TAIL] = NIL
     li[lv, L_COUNT] = 0
     bk.lvl_q[lv] = 0.0
-    meta[M_LVT_USED] += _put(bk.lvl_tab, k1, tick, lv)
+    _put(bk.lvl_tab, k1, tick, lv)
     meta[M_LVT_LIVE] += 1
+    meta[M_LVL_EMPTY] += 1
     return lv
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _drop_level(bk, lv):
     li = bk.lvl_i
-    s = _find(bk.lvl_tab, _level_key(li[lv, L_BOOK], li[lv, L_SIDE]), li[lv, L_TICK])
-    bk.lvl_tab[s, T_VAL] = TOMB
+    _delete(bk.lvl_tab, _find(bk.lvl_tab, _level_key(li[lv, L_BOOK], li[lv, L_SIDE]), li[lv, L_TICK]))
     bk.meta[M_LVT_LIVE] -= 1
     li[lv, L_COUNT] = -1
     li[lv, L_HEAD] = bk.meta[M_LVL_FREE]
@@ -375,13 +394,14 @@ def _append(bk, lv, n):
     else:
         ni[tail, N_NEXT] = n
     li[lv, L_TAIL] = n
+    if li[lv, L_COUNT] == 0:
+        bk.meta[M_LVL_EMPTY] -= 1
     li[lv, L_COUNT] += 1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _unlink(bk, n, drop_empty):
-    """Take node ``n`` out of its level's list; drop the level when it empties (unless the node is
-    about to go straight back, ``drop_empty`` False)."""
+def _unlink(bk, n):
+    """Take node ``n`` out of its level's list; a level left empty is kept (zero total) for reuse."""
     ni = bk.node_i
     li = bk.lvl_i
     lv = ni[n, N_LEVEL]
@@ -396,8 +416,9 @@ def _unlink(bk, n, drop_empty):
     else:
         ni[q, N_PREV] = p
     li[lv, L_COUNT] -= 1
-    if drop_empty and li[lv, L_COUNT] == 0:
-        _drop_level(bk, lv)
+    if li[lv, L_COUNT] == 0:
+        bk.lvl_q[lv] = 0.0  # as a level made afresh starts
+        bk.meta[M_LVL_EMPTY] += 1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -405,7 +426,7 @@ def _free_node(bk, n, s):
     """Recycle node ``n``; ``s`` is its slot in ``ord_tab`` (-1: look it up)."""
     if s < 0:
         s = _find(bk.ord_tab, bk.node_i[n, N_BOOK], bk.node_i[n, N_ID])
-    bk.ord_tab[s, T_VAL] = TOMB
+    _delete(bk.ord_tab, s)
     bk.meta[M_ORD_LIVE] -= 1
     bk.node_i[n, N_BOOK] = NIL
     bk.node_i[n, N_NEXT] = bk.meta[M_NODE_FREE]
@@ -533,7 +554,7 @@ def add(bk, bq, aq, di, d, oid, side, px, qty, tick_size):
     ni[n, N_SIDE] = side
     ni[n, N_TICK] = tick
     bk.node_q[n] = qty
-    meta[M_ORD_USED] += _store(bk.ord_tab, slot, d, oid, n)
+    _store(bk.ord_tab, slot, d, oid, n)
     meta[M_ORD_LIVE] += 1
     lv = _level_of(bk, d, side, tick, True)
     _append(bk, lv, n)
@@ -550,7 +571,7 @@ def _remove(bk, bq, aq, di, d, n, s, lot_size):
     lv = bk.node_i[n, N_LEVEL]
     bk.lvl_q[lv] = _show_less(bq, aq, di, d, bk.node_i[n, N_SIDE], bk.node_i[n, N_TICK],
                               bk.lvl_q[lv] - bk.node_q[n], lot_size)
-    _unlink(bk, n, True)
+    _unlink(bk, n)
     _free_node(bk, n, s)
 
 
@@ -594,7 +615,7 @@ def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
         bk.node_q[n] = qty
         total = bk.lvl_q[lv] + (qty - old_qty)
         if qty > old_qty:  # more quantity: behind everyone who was there first
-            _unlink(bk, n, False)
+            _unlink(bk, n)
             _append(bk, lv, n)
         if lots(total, lot_size) == 0:
             bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, tick, total, lot_size)
@@ -605,7 +626,7 @@ def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
                 lad[d, tick - di[d, ROI_LB]] = total
         return OK, side, prev_best, _best(di, d, side)
     bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, old_tick, bk.lvl_q[lv] - bk.node_q[n], lot_size)
-    _unlink(bk, n, True)
+    _unlink(bk, n)
     ni[n, N_TICK] = tick
     bk.node_q[n] = qty
     nlv = _level_of(bk, d, side, tick, True)

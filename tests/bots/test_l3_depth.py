@@ -3,7 +3,7 @@
 The reference keeps dicts and lists: order id -> (side, tick, qty), (side, tick) -> FIFO list of ids,
 and level totals with the same float arithmetic as hftbacktest's L3 depth.  Random add / cancel /
 modify / fill / clear sequences (hypothesis) over two books, with ticks outside the ladder's ROI
-and tiny initial capacities (so node, level and hash-table growth and tombstone purges happen),
+and tiny initial capacities (so node, level and hash-table growth and sweeps of empty levels happen),
 must leave both with the same orders, queues, ladders and best prices after every step.
 """
 
