@@ -72,29 +72,30 @@ def _ladders(bt):
             carray(vw.as_voidptr(bt.p_depth_i), (rows, 8), np.int64))
 
 
-@kernel(error_model="numpy")
-def _cover(bt, d, px, tick_size):
-    """A growable ladder is grown to cover ``px`` before a kernel adds an order there."""
-    di = vw.depth_i(bt)
+@njit(cache=True, inline="always", error_model="numpy")
+def _covering(bt, d, px, tick_size):
+    """The ladders (as :func:`_ladders`), a growable one first grown to cover ``px`` (a kernel then
+    adds an order there); built once per row and rebuilt only after growing moved them."""
+    bq, aq, di = _ladders(bt)
     if di[d, dp.GROWABLE] != 0 and px == px and px - px == 0.0:
         tick = to_tick(px, tick_size)
         if not di[d, dp.ROI_LB] <= tick <= di[d, dp.ROI_UB]:
             dp.ensure_tick(bt, d, tick)
+            bq, aq, di = _ladders(bt)
+    return bq, aq, di
 
 
 @kernel(error_model="numpy")
 def add(bt, d, oid, side, px, qty, tick_size):
     """ADD_ORDER on book ``d``; returns (code, prev_best, best) of the order's side."""
-    _cover(bt, d, px, tick_size)
-    bq, aq, di = _ladders(bt)
+    bq, aq, di = _covering(bt, d, px, tick_size)
     return l3.add(book(bt), bq, aq, di, d, oid, side, px, qty, tick_size)
 
 
 @kernel(error_model="numpy")
 def modify(bt, d, oid, px, qty, tick_size, lot_size):
     """MODIFY_ORDER on book ``d``; returns (code, side, prev_best, best)."""
-    _cover(bt, d, px, tick_size)
-    bq, aq, di = _ladders(bt)
+    bq, aq, di = _covering(bt, d, px, tick_size)
     return l3.modify(book(bt), bq, aq, di, d, oid, px, qty, tick_size, lot_size)
 
 
