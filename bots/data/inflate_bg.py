@@ -15,8 +15,9 @@ Memory: the thread inflates 256 KiB at a time into a small buffer (after the las
 the deflate window the next piece may refer back to) and writes it to the file, so the rows go to
 the page cache, not to this process's RSS; the simulator maps the file and drops pages behind it.
 Errors (a corrupt stream, short data, a CRC mismatch, a bad row) stop the thread and publish
-FAILED: the simulator then asks Python (:meth:`InflatingFile.rows_ready`), which raises the
-DataError naming the file (and row).  The file is the source's cache entry, renamed by the thread
+FAILED with the rows checked so far still readable: the run goes on to the first row it cannot have
+(wherever the thread was, so the outcome does not depend on which of the two ran ahead), then
+Python (:meth:`InflatingFile.rows_ready`) raises the DataError naming the file (and row).  The file is the source's cache entry, renamed by the thread
 once whole and checked (:mod:`bots.data.inflate_cache`), or, with the cache off, a scratch file
 deleted as soon as it is mapped.
 """
@@ -56,7 +57,7 @@ _IN_BYTES = 64 << 10
 _STATE_BYTES = 256 << 10
 
 # the words shared with the thread (and, the first three, with the simulator)
-W_PUBLISHED = 0  # rows written and checked (FAILED: -1)
+W_PUBLISHED = 0  # rows written and checked; after a failure FAILED - those rows (see failed_after)
 W_RELEASED = 1  # set by the simulator when done with the file
 W_WANTED = 2  # the simulator writes the file it waits for (unused here: one file per thread)
 W_STOP = 3  # set by close(): the thread stops at its next piece
@@ -69,6 +70,14 @@ W_DONE = 9  # the thread has finished (whole, failed or stopped)
 _N_WORDS = 10
 
 FAILED = -1
+
+
+def failed_after(word: int) -> int | None:
+    """The rows still readable when the published word says the thread failed, else None.
+
+    ``FAILED - rows``: -1 when it failed before publishing anything, as the simulator's kernel only
+    tests for a negative word (bots.sim.engine ``_published_rows``) and then asks rows_ready."""
+    return FAILED - word if word < 0 else None
 _E_INFLATE = 1
 _E_SHORT = 2
 _E_CRC = 3
@@ -113,7 +122,9 @@ _rename = types.ExternalFunction("rename", types.int32(types.intp, types.intp))
 def _fail(words, kind, detail):
     words[W_ERROR] = kind
     words[W_DETAIL] = detail
-    words[W_PUBLISHED] = FAILED
+    # the rows already published stay readable (each was checked): the run stops at the first row it
+    # cannot have, wherever the thread was when it failed (``failed_after`` decodes the word)
+    words[W_PUBLISHED] = FAILED - words[W_PUBLISHED]
 
 
 @njit(nogil=True, cache=True)
@@ -186,6 +197,7 @@ def _pump(state, inbuf, work, rows_view, src_fd, src_off, src_len, dst_fd, dst_o
             code, bad, last_exch, last_local = scan_rows(rows_view, 0, n_rows, last_exch, last_local)
             if code != 0:
                 words[W_BAD_ROW] = done_rows + bad
+                words[W_PUBLISHED] = done_rows + bad  # the rows before it were written and checked
                 _fail(words, _E_ROW, code)
                 words[W_DONE] = 1
                 return
@@ -346,20 +358,29 @@ class InflatingFile:
         """Wait until more than ``row`` rows are published; a failure is the DataError naming the file."""
         pause = 0.0002
         while True:
-            got = int(self.words[W_PUBLISHED])
-            if got > row or got == self.rows:
+            got = self._ready(row)
+            if got is not None:
                 return got
-            if got == FAILED:
-                raise DataError(self._message())
             if self.words[W_DONE] or self._thread is None or not self._thread.is_alive():
-                got = int(self.words[W_PUBLISHED])
-                if got > row or got == self.rows:
+                got = self._ready(row)
+                if got is not None:
                     return got
-                if got == FAILED:
-                    raise DataError(self._message())
-                raise DataError(f"{self.source}: the thread inflating it stopped at row {got} of {self.rows}")
+                stopped = int(self.words[W_PUBLISHED])
+                raise DataError(f"{self.source}: the thread inflating it stopped at row {stopped} of {self.rows}")
             time.sleep(pause)
             pause = min(2 * pause, 0.005)
+
+    def _ready(self, row: int) -> int | None:
+        """Rows the run may read past ``row`` (None: not yet); the DataError once it reaches a failure."""
+        got = int(self.words[W_PUBLISHED])
+        if got > row or got == self.rows:
+            return got
+        good = failed_after(got)
+        if good is None:
+            return None
+        if good > row:  # the run has not reached the failure yet: it reads up to it
+            return good
+        raise DataError(self._message())
 
     def _message(self) -> str:
         kind, detail = int(self.words[W_ERROR]), int(self.words[W_DETAIL])

@@ -177,13 +177,23 @@ def test_a_damaged_member_fails_the_run_naming_the_file_and_leaves_no_entry(tmp_
     assert not list(cache.glob("*.npy")) and not _leftovers(tmp_path)
 
 
-def test_a_bad_row_is_named_with_file_and_row_when_the_run_reaches_it(tmp_path, events, cache):
+@pytest.mark.parametrize("thread_done_first", [False, True], ids=["racing", "thread-done-first"])
+def test_a_bad_row_is_named_with_file_and_row_when_the_run_reaches_it(tmp_path, events, cache,
+                                                                       thread_done_first):
+    """Whichever runs ahead, the run reads every row before the bad one's piece, then fails: the
+    thread failing first must not cut the run short (it did, under load, when FAILED replaced the
+    count of rows published)."""
     bad = events[:90_000].copy()
     bad["px"][61_234] = np.nan
     bad["ev"][61_234] = (1 << 31) | (1 << 30) | (1 << 29) | 1  # a bid depth row: priced
     path = str(save_events(tmp_path / "v.npz", bad, compress=True))
     hbt = bots.ROIVectorMarketDepthBacktest([glft_asset(path)])
     assert len(hbt._overlapped) == 1
+    if thread_done_first:
+        thread = hbt._overlapped[0]._thread
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert inflate_bg.failed_after(int(hbt._overlapped[0].words[inflate_bg.W_PUBLISHED])) == 61_234
     with pytest.raises(DataError, match=re.escape(path) + r": row 61234: price is NaN"):
         noop_bot(hbt, STEP_NS)
     assert hbt.current_timestamp > bad["local_ts"][30_000]  # rows before its piece ran
