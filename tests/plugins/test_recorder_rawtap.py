@@ -1,0 +1,81 @@
+"""The raw tap's C copy (``shm._fastring.RawWriter``, behind ``RawRing.read_writer``) against the ring's
+Python put: the same reads give the same ring bytes, cursors, refusals and counts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from plugins.raw_ring import RawRingReader, raw_channel
+from plugins.recorder_raw import _META_ROW_BYTES, WS_READ, RawTap
+
+
+def _read(rnd: random.Random, i: int):
+    """A socket read as the websocket client hands it over, in the forms the tap meets: the client's
+    own int64 table (reused, longer than the read), a fresh copy, and tables the C side must leave
+    to the closure (a strided view, int32)."""
+    count = rnd.choice([0, 1, 1, 2, 5, 20])
+    data = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 1500)))
+    table = np.arange(3 * (count + 4), dtype=np.int64).reshape(-1, 3) * (i + 1)
+    form = i % 5
+    if form == 1:
+        table = table[:count].copy()
+    elif form == 2:
+        table = np.repeat(table, 2, axis=0)[::2]  # the same rows, not contiguous
+    elif form == 3:
+        table = table.astype(np.int32)
+    body = (bytearray(data), memoryview(data), data)[i % 3]
+    return body, table, count, (i * 7919) - 5000
+
+
+def test_the_c_tap_writes_what_the_python_put_writes_and_refuses_alike():
+    from shm._fastring import RawWriter  # built by the editable install (setup.py); missing = fail
+
+    fast_ring, fast_end = raw_channel(1 << 16)
+    slow_ring, slow_end = raw_channel(1 << 16)
+    fast_tap = RawTap("v", fast_ring)
+    assert isinstance(fast_tap.on_read.__self__, RawWriter)  # the C path is the one under test
+    fast_reader, slow_reader = RawRingReader(fast_end.detach()), RawRingReader(slow_end.detach())
+    rnd = random.Random(11)
+    slow_refused = 0
+    for i in range(4000):
+        body, table, count, stamp = _read(rnd, i)
+        fast_tap.on_read(body, table, count, stamp)
+        rows = np.ascontiguousarray(table[:count], np.int64).reshape(-1)
+        slow_refused += not slow_ring.put(WS_READ, count, stamp, memoryview(rows).cast("B"), body)
+        assert fast_ring.cursor == slow_ring.cursor, i
+        assert fast_tap.dropped_reads == slow_refused, i
+        if rnd.random() < 0.05:  # the recorder takes a batch now and then, the same on both
+            limit = rnd.choice([1, 1 << 12, 1 << 20])
+            for reader in (fast_reader, slow_reader):
+                reader.consume(reader.pending(limit)[2])
+    assert bytes(fast_reader.data) == bytes(slow_reader.data)
+    assert fast_ring.cursor > 4 * fast_reader.capacity  # wrapped (SKIP records) several times
+    assert 0 < fast_tap.dropped_reads < 4000 and fast_tap.sent_reads == 4000 - fast_tap.dropped_reads
+    assert fast_tap.dropped_frames > 0
+    # closed with room: refused and counted, never raised
+    for reader in (fast_reader, slow_reader):
+        reader.consume(reader.pending(1 << 30)[2])
+    fast_ring.close()
+    fast_tap.on_read(b"x", np.zeros((4, 3), np.int64), 1, 1)
+    assert fast_tap.dropped_reads == slow_refused + 1
+    assert fast_ring.cursor == slow_ring.cursor
+
+
+def test_a_read_through_the_c_tap_is_the_datagram_the_recorder_expects():
+    """Field by field (the kind, count, stamp and table's places in the head), not only equal to put."""
+    from plugins.raw_ring import DATAGRAM_HEAD
+
+    ring, end = raw_channel(1 << 16)
+    tap = RawTap("v", ring)
+    reader = RawRingReader(end.detach())
+    meta = np.array([[0x81, 2, 3], [0x81, 7, 1], [9, 9, 9]], np.int64)
+    tap.on_read(b"ab\x00cd\xffe", meta, 2, -123456789012)
+    (off,), (n,), _ = reader.pending(1 << 20)
+    got = bytes(reader.data[off : off + n])
+    assert DATAGRAM_HEAD.unpack_from(got) == (WS_READ, 2, -123456789012)
+    assert got[1:4] == b"\0\0\0"
+    assert np.frombuffer(got[16 : 16 + 2 * _META_ROW_BYTES], np.int64).tolist() == [0x81, 2, 3, 0x81, 7, 1]
+    assert got[16 + 2 * _META_ROW_BYTES :] == b"ab\x00cd\xffe"
+    assert tap.sent_reads == 1
