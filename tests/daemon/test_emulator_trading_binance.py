@@ -551,3 +551,38 @@ def test_the_weight_window_forgets_each_request_a_minute_after_it_and_429_waits_
     assert e.value.status == 429 and e.value.headers["Retry-After"] == "54"   # 53 s left, rounded up
     assert emu._used_weight(0, 224.9) == 8    # the refused request was counted too
     assert emu._used_weight(0, 225.0) == 6
+
+
+def test_unsigned_requests_get_their_values_as_text_as_a_signed_request_would():
+    """A logged-on connection's unsigned request: every value the operations read becomes the text a
+    signed request's payload writes (booleans true/false, numbers as str() writes them, text as is),
+    whichever mix of types it carries; apiKey and signature are gone from the parameters after."""
+
+    def as_text(v):  # the payload's spelling of a value (signing.binance_ws_payload's)
+        return ("true" if v else "false") if v.__class__ is bool else str(v)
+
+    emu = BinanceEmulator(symbols=("BTCUSDT",), credentials=CREDS)
+    tr = emu.trading
+
+    class Conn:  # a logged-on connection (all _ws_auth reads of it)
+        def __init__(self):
+            self.logon_key = "logged-on-key"
+
+    now = emu.now_ms()
+    mixes = [
+        {"symbol": "BTCUSDT", "price": "50000.0", "timestamp": str(now)},               # text only
+        {"symbol": "BTCUSDT", "price": "50000.0", "recvWindow": 5000, "timestamp": now},  # as the daemon
+        {"symbol": "BTCUSDT", "price": 50000.1, "quantity": 0.001, "timestamp": now, "reduceOnly": True,
+         "closePosition": False, "goodTillDate": None, "tags": [1, 2]},                   # with booleans
+        {"symbol": "BTCUSDT", "price": 50000.1, "quantity": 10, "timestamp": float(now), "x": None},
+    ]
+    for params in mixes:
+        want = {k: as_text(v) for k, v in params.items()}
+        sent = dict(params)
+        op, api_key = tr._ws_auth("order.place", sent, Conn())
+        assert (op, api_key) == ("place", "logged-on-key")
+        assert sent == want and all(v.__class__ is str for v in sent.values()), params
+    # the key and a stray signature never reach the operation; the values keep their order
+    sent = {"symbol": "BTCUSDT", "recvWindow": 5000, "timestamp": now}
+    tr._ws_auth("order.cancel", sent, Conn())
+    assert list(sent) == ["symbol", "recvWindow", "timestamp"] and sent["recvWindow"] == "5000"
