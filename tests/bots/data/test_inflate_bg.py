@@ -280,3 +280,23 @@ def test_the_default_overlaps_only_while_a_core_is_free(monkeypatch):
     assert not inflate_bg.overlap_enabled()
     monkeypatch.setenv("HFTD_INFLATE_OVERLAP", "1")
     assert inflate_bg.overlap_enabled()
+
+
+def test_auto_reads_the_running_threads_again_before_deciding_no_core_is_free(monkeypatch):
+    # a thread runnable for an instant must not cost the run its free core; a core busy in every
+    # reading is busy
+    monkeypatch.delenv("HFTD_INFLATE_OVERLAP", raising=False)
+    monkeypatch.setattr(inflate_bg.os, "sched_getaffinity", lambda pid: {0, 1})
+    readings: list[str] = []
+
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/loadavg"
+        return io.StringIO(readings.pop(0))
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    readings[:] = ["0.9 0.9 0.9 2/300 1\n", "0.9 0.9 0.9 1/300 1\n", "0.9 0.9 0.9 2/300 1\n"]
+    assert inflate_bg.overlap_enabled(), "free in the second reading"
+    assert len(readings) == 1, "stops reading once a core is free"
+    readings[:] = ["2.1 2.0 2.0 2/300 1\n"] * 3 + ["2.1 2.0 2.0 1/300 1\n"]
+    assert not inflate_bg.overlap_enabled(), "busy in every reading"
+    assert len(readings) == 1, "three readings, not more"
