@@ -158,8 +158,15 @@ def compressed_head(path: Path) -> Head:
     return head_of(np.frombuffer(raw[: len(raw) // _ROW * _ROW], event_dtype))
 
 
+#: a scratch directory whose lock is free is deleted only once the lock file is this old: its owner
+#: creates the file and then takes the lock, and a backtest starting in between found it free and
+#: deleted a live run's directory (that run then failed writing its status words)
+_STALE_AFTER_S = 10.0
+
+
 def _remove_stale(root: Path) -> None:
     """Delete scratch directories whose owner died without closing (its flock is free)."""
+    now = time.time()
     for entry in root.glob("run-*"):
         lock = entry / "lock"
         try:
@@ -167,6 +174,8 @@ def _remove_stale(root: Path) -> None:
         except OSError:
             continue
         try:
+            if now - os.fstat(fd).st_mtime < _STALE_AFTER_S:
+                continue  # just made: its owner may not hold the lock yet
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             continue  # alive

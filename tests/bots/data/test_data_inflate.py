@@ -222,16 +222,25 @@ def test_a_dead_runs_scratch_is_removed_and_a_live_ones_is_kept(tmp_path, events
     dead.mkdir()
     (dead / "lock").write_bytes(b"")
     (dead / "0.events").write_bytes(b"x" * 64)
+    long_ago = time.time() - 3600
+    os.utime(dead / "lock", (long_ago, long_ago))
     live = scratch / "run-live"
     live.mkdir()
     fd = os.open(live / "lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a running backtest holds it
+    os.utime(live / "lock", (long_ago, long_ago))  # (a long run: its lock file is old too)
+    # a run starting: its lock file made, not yet locked (a backtest starting now must not take it
+    # for a dead one: the run would fail writing into its deleted directory)
+    starting = scratch / "run-starting"
+    starting.mkdir()
+    (starting / "lock").write_bytes(b"")
     try:
         paths, _ = _files(tmp_path, events, parts=1)
         files = InflatedFiles(paths)
         files.close()
         assert not dead.exists()
         assert live.exists()
+        assert starting.exists(), "a lock file made just now may not be held yet"
     finally:
         os.close(fd)
 
