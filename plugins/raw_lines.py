@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["route_lines", "warm_up", "DONE", "UNKNOWN_SYMBOL", "OTHER_KIND", "OTHER_DAY", "CORRUPT", "HEAD_BYTES"]
+__all__ = ["route_lines", "walk_records", "warm_up", "DONE", "UNKNOWN_SYMBOL", "OTHER_KIND", "OTHER_DAY", "CORRUPT", "HEAD_BYTES"]
 
 #: route_lines' status: every datagram done / stopped at a symbol not in the table / at a datagram
 #: that is not a websocket read (Python handles it) / at a datagram of another UTC day / at a
@@ -36,6 +36,7 @@ _WS_READ = 1
 _DAY_NS = 86_400 * 1_000_000_000
 _HDR_BYTES = 16
 _ROW_BYTES = 24
+_SKIP = -1  # plugins.raw_ring.SKIP: the rest of the data area is empty
 
 _STREAM = np.frombuffer(b'"stream":"', np.uint8)
 _TOPIC = np.frombuffer(b'"topic":"', np.uint8)
@@ -238,8 +239,38 @@ def route_lines(buf, offs, lens, i0, n_dg, keys, key_lens, n_keys, day, line_key
     return status, i, nl, unrouted, miss_s, miss_e
 
 
+@njit(cache=True, nogil=True)
+def walk_records(words, r, w, max_bytes, offs, lens):
+    """``RawRingReader.pending`` compiled: the datagrams of the raw frame ring (``words``: its data
+    area as int64) from cursor ``r`` until ``w`` or until they take ``max_bytes`` of ring (one at
+    least), into ``offs`` (each datagram's offset in the data area, after its length word) and
+    ``lens``, as many as those hold.  Returns ``(datagrams, the cursor after them, corrupt)``;
+    corrupt: a length word that makes no sense, the rest up to ``w`` given up as ``pending`` does.
+    Why: its Python loop cost the recorder ~0.3-0.5 us per datagram (a live feed's read is mostly
+    one frame), beside ~0.4 us for routing the frame itself."""
+    cap = words.shape[0] * 8
+    mask = cap - 1
+    start = r
+    k = 0
+    while r < w and r - start < max_bytes and k < offs.shape[0]:
+        off = r & mask
+        n = words[off >> 3]
+        if n == _SKIP:
+            r += cap - off
+            continue
+        if n < 0 or off + 8 + n > cap:
+            return k, w, True
+        offs[k] = off + 8
+        lens[k] = n
+        k += 1
+        r += 8 + ((n + 7) & ~7)
+    return k, r, False
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) ``route_lines`` with the types the recorder passes."""
+    """Compile (or load from numba's cache) ``route_lines`` and ``walk_records`` with the types the
+    recorder passes."""
     u8, i8 = np.zeros(64, np.uint8), np.zeros(1, np.int64)
+    walk_records(np.zeros(8, np.int64), 0, 0, 1, i8, i8)
     route_lines(u8, i8[:0], i8[:0], 0, 0, np.zeros((1, 8), np.uint8), i8, 0, 0, i8, np.zeros((1, 3), np.int64), u8,
                 np.zeros(2, np.int64))

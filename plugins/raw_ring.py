@@ -233,6 +233,8 @@ class RawRingReader:
             os.close(fd)
         self.data = np.frombuffer(self._map, np.uint8, count=self.capacity, offset=HEADER_BYTES)
         self._words = memoryview(self._map)[HEADER_BYTES:].cast("q")
+        #: the data area as int64 words (the compiled walk, ``plugins.raw_lines.walk_records``)
+        self.words = np.frombuffer(self._map, np.int64, count=self.capacity // 8, offset=HEADER_BYTES)
         self._mask = self.capacity - 1
         #: records whose length word made no sense (never from our writer): the rest was skipped
         self.corrupt = 0
@@ -259,7 +261,8 @@ class RawRingReader:
 
     def pending(self, max_bytes: int) -> tuple[list[int], list[int], int]:
         """The datagrams from the read cursor on, until they take ``max_bytes`` of ring (one at
-        least): ``(their offsets in data, their lengths, the read cursor after them)``."""
+        least): ``(their offsets in data, their lengths, the read cursor after them)``.  The
+        recorder walks them compiled (``plugins.raw_lines.walk_records``); this is its reference."""
         r = self._hdr[W_READ]
         w = self._hdr[W_WRITE]
         words, mask, cap = self._words, self._mask, self.capacity

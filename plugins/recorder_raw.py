@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 from isal import igzip, isal_zlib
 
-from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines
+from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines, walk_records
 from plugins.raw_ring import DATAGRAM_HEAD, RawRing, RawRingReader, record_bytes
 from plugins.recorder_sched import WATCH_FILL, DrainScheduler
 
@@ -351,6 +351,9 @@ class RawRecorder:
         self.corrupt_ring = 0
         self.max_pause_s = max_pause_s
         self._router = _Router()
+        #: where ``walk_records`` puts a batch's datagrams (one takes 24 ring bytes at least)
+        self._offs = np.zeros(_BATCH_BYTES // 24 + 2, np.int64)
+        self._lens = np.zeros(_BATCH_BYTES // 24 + 2, np.int64)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"raw-{venue}", daemon=True)
         #: (file, lines) to compress and write in order; (file, None) closes it; None ends the writer
@@ -448,16 +451,17 @@ class RawRecorder:
         ring = self.ring
         closed = ring.closed  # before the cursor: what was put before the close is seen now
         start = ring.read_cursor
-        offs, lens, end = ring.pending(_BATCH_BYTES)
-        if offs:
-            self._route(np.array(offs, np.int64), np.array(lens, np.int64))
+        got, end, corrupt = walk_records(ring.words, start, ring.write_cursor, _BATCH_BYTES, self._offs, self._lens)
+        ring.corrupt += corrupt
+        if got:
+            self._route(self._offs[:got], self._lens[:got])
         if end != start:
             ring.consume(end)  # every line is copied out (the files' pending bytes)
         if ring.corrupt > self.corrupt_ring:
             self.corrupt_ring = ring.corrupt
             log.error("recorder: %s raw frame ring: a record's length makes no sense; what was written "
                       "before it was skipped (%d times)", self.venue, ring.corrupt)
-        return len(offs), end - start, closed and end == ring.write_cursor
+        return got, end - start, closed and end == ring.write_cursor
 
     def _route(self, offs: np.ndarray, lens: np.ndarray) -> None:
         """The batch's frames to their files' pending lines: one compiled call per run of websocket

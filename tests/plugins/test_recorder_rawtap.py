@@ -79,3 +79,40 @@ def test_a_read_through_the_c_tap_is_the_datagram_the_recorder_expects():
     assert np.frombuffer(got[16 : 16 + 2 * _META_ROW_BYTES], np.int64).tolist() == [0x81, 2, 3, 0x81, 7, 1]
     assert got[16 + 2 * _META_ROW_BYTES :] == b"ab\x00cd\xffe"
     assert tap.sent_reads == 1
+
+
+def test_the_compiled_walk_finds_the_datagrams_pending_finds():
+    """``walk_records`` (the recorder's) against ``RawRingReader.pending`` (the reference) over a
+    ring that wraps many times, at batch limits from one byte to all, with arrays too short to hold
+    a batch (it stops there, at a datagram's end), and a length word that makes no sense."""
+    from plugins.raw_lines import walk_records
+
+    writer, end = raw_channel(1 << 16)
+    reader = RawRingReader(end.detach())
+    rnd = random.Random(5)
+    offs, lens = np.zeros(64, np.int64), np.zeros(64, np.int64)
+    walked = 0
+    for i in range(3000):
+        while not writer.put(WS_READ, 1, i, b"", bytes(rnd.randint(0, 2500))):
+            limit = rnd.choice([1, 100, 1 << 12, 1 << 20])
+            r, w = reader.read_cursor, reader.write_cursor
+            want_offs, want_lens, want_end = reader.pending(limit)
+            room = rnd.choice([1, 7, 64])
+            got, after, corrupt = walk_records(reader.words, r, w, limit, offs[:room], lens[:room])
+            assert not corrupt
+            if len(want_offs) <= room:
+                assert (offs[:got].tolist(), lens[:got].tolist(), after) == (want_offs, want_lens, want_end)
+            else:  # the arrays were full first: a prefix of pending's, and the cursor after it
+                assert (offs[:got].tolist(), lens[:got].tolist()) == (want_offs[:room], want_lens[:room])
+                reader.consume(after)  # what is left starts at the next datagram
+                assert reader.pending(1 << 30)[0][0] == want_offs[room]
+            reader.consume(after)
+            walked += got
+    assert writer.cursor > 4 * reader.capacity and walked > 1000
+    # a length word no writer of ours makes: given up to the write cursor, as pending does
+    writer.put(WS_READ, 1, 0, b"", b"x" * 40)
+    r = reader.read_cursor
+    reader.words[(r & (reader.capacity - 1)) >> 3] = reader.capacity
+    got, after, corrupt = walk_records(reader.words, r, reader.write_cursor, 1 << 20, offs, lens)
+    assert (got, after, corrupt) == (0, reader.write_cursor, True)
+    assert reader.pending(1 << 20) == ([], [], reader.write_cursor) and reader.corrupt == 1
