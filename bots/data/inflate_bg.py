@@ -366,8 +366,12 @@ class InflatingFile:
         self._args = (np.zeros(_STATE_BYTES, np.uint8), np.zeros(_IN_BYTES, np.uint8), work.view(np.uint8),
                       work[_HIST // _ROW:], src, start, size, dst, offset, header, rows, crc,
                       _c_path(self.target if final else None), _c_path(final), self.words)
+        try:
+            _load_pump(self._args)
+        except BaseException:
+            self._drop()  # (a compile that failed: nothing of this file may stay behind)
+            raise
         windows.register(self.address, self)
-        _load_pump(self._args)
         self._thread = threading.Thread(target=_pump, args=self._args, name=f"inflate {self.source.name}",
                                         daemon=True)
         self._thread.start()

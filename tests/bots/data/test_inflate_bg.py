@@ -300,3 +300,15 @@ def test_auto_reads_the_running_threads_again_before_deciding_no_core_is_free(mo
     readings[:] = ["2.1 2.0 2.0 2/300 1\n"] * 3 + ["2.1 2.0 2.0 1/300 1\n"]
     assert not inflate_bg.overlap_enabled(), "busy in every reading"
     assert len(readings) == 1, "three readings, not more"
+
+
+def test_a_pump_that_cannot_be_loaded_leaves_no_file_behind(tmp_path, events, cache, monkeypatch):
+    path = save_events(tmp_path / "z.npz", events, compress=True)
+
+    def broken(args):
+        raise RuntimeError("no machine code for _pump")
+
+    monkeypatch.setattr(inflate_bg, "_load_pump", broken)
+    with pytest.raises(RuntimeError, match="no machine code"):
+        inflate_bg.InflatingFile(path, len(events), inflate_bg.deflated_member(path))
+    assert not _leftovers(tmp_path), "the entry's temporary file (or a scratch file) was left"
