@@ -519,3 +519,23 @@ def test_an_idle_class_recorder_with_every_cpu_busy_loses_nothing_thanks_to_its_
         pytest.skip("the control was not lapped: the cpus were not kept busy enough")
     assert "LAPPED" in control_log
     assert len(got) == published and np.array_equal(got, rows(0, published, got["exch_ts"][0])), log
+
+
+def test_the_day_files_header_is_numpys_for_any_row_count():
+    """``_header`` (its fixed text built once) against numpy's reader and the dict's repr it used to
+    build at every commit: the same bytes, HEADER_BYTES long, for row counts of every width."""
+    import io
+    import struct
+
+    from plugins.recorder import HEADER_BYTES, _header
+
+    descr = np.lib.format.dtype_to_descr(event_dtype)
+    for rows in [0, 1, 9, 10, 99, 12_345, 2**31, 10**15, 2**63 - 1]:
+        head = _header(rows)
+        text = repr({"descr": descr, "fortran_order": False, "shape": (rows,)}).encode("latin1")
+        body_len = HEADER_BYTES - 10
+        assert head == b"\x93NUMPY\x01\x00" + struct.pack("<H", body_len) + text.ljust(body_len - 1) + b"\n"
+        f = io.BytesIO(head)
+        assert np.lib.format.read_magic(f) == (1, 0)
+        assert np.lib.format.read_array_header_1_0(f) == ((rows,), False, event_dtype)
+        assert f.tell() == HEADER_BYTES
