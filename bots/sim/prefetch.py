@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import select
 import signal
@@ -167,6 +168,7 @@ def _child(struct_id: int, claims_fd: int, out_fd: int, close: list[int]) -> Non
         # Only this thread exists here; a lock another thread of the parent held at the fork (a
         # stream's, say) would never be released, so nothing here writes to inherited streams.
         sys.stdout = sys.stderr = open(os.devnull, "w")
+        gc.disable()  # for good: this process only compiles, then exits (bots.sim.jit.no_cycle_collector)
         with os.fdopen(out_fd, "w", buffering=1) as out:
             code = _serve(struct_id, claims_fd, out)
     except BaseException:  # noqa: BLE001  (the parent compiles what this did not store)

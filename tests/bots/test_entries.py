@@ -75,3 +75,30 @@ def test_no_helper_for_a_warm_cache_and_an_ended_helper_never_blocks():
     finally:
         helper.stop()
     hbt.close()
+
+
+def test_an_entry_compiles_without_the_cycle_collector_and_leaves_it_as_found(monkeypatch):
+    import gc
+
+    seen = []
+
+    class _Kernel:  # stands for the entry's dispatcher: records the collector's state at its compile
+        overloads = {}
+
+        def compile(self, sig):
+            seen.append(gc.isenabled())
+            self.overloads[sig] = type("Cres", (), {"signature": type("S", (), {"return_type": restype})})
+
+    restype = entries._ENTRIES[entries.E_CATCH_UP].restype
+    fake = entries.Entry("fake", _Kernel(), entries._ENTRIES[entries.E_CATCH_UP].argtypes, restype)
+    monkeypatch.setitem(entries._ENTRIES, entries.E_CATCH_UP, fake)
+    was_on = gc.isenabled()
+    try:
+        gc.enable()
+        entries.compile_entry(entries.E_CATCH_UP, 0)
+        assert seen == [False] and gc.isenabled()
+        gc.disable()  # a caller that turned it off (the forked helper) keeps it off
+        entries.compile_entry(entries.E_CATCH_UP, 0)
+        assert seen == [False, False] and not gc.isenabled()
+    finally:
+        (gc.enable if was_on else gc.disable)()
