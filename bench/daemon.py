@@ -24,7 +24,8 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
   the throughput rounds (from arming a round until 50 ms after its last message: its wakes included);
   ``recorder_settled_cpu_ms_per_m_records``: the same until the child is quiet after each round
-  (``_settled``: the raw frames' deferred routing and gzip included), its whole cost per record.
+  (``_settled``: the raw frames' deferred routing and gzip included), its whole cost per record;
+  the note splits the rounds' figure by thread (ring drainer, raw router, gzip writer, watchdog).
 - ``daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_increase_pct``:
   the daemon process's own CPU (every thread, ``time.process_time``) per message of a throughput
   round, without and with the plugins (the increase: the median over the pairs).  Less noisy than a
@@ -300,6 +301,23 @@ def _child_cpu_s(proc) -> float:
         return 0.0
 
 
+def _thread_cpu_ns(pid: int) -> dict[str, int]:
+    """CPU ns so far (``/proc/.../schedstat``) of the recorder child ``pid`` and its watchdog, by role:
+    ring drainer (main thread), raw router and gzip writer (named by ``plugins.recorder_raw``)."""
+    out: dict[str, int] = {}
+    try:
+        procs = [pid, *map(int, open(f"/proc/{pid}/task/{pid}/children").read().split())]
+        for p, tid in ((p, int(t)) for p in procs for t in os.listdir(f"/proc/{p}/task")):
+            ns = int(open(f"/proc/{p}/task/{tid}/schedstat").read().split()[0])
+            comm = open(f"/proc/{p}/task/{tid}/comm").read()
+            role = ("watchdog" if p != pid else "drain" if tid == pid else "raw router" if comm.startswith("rec-raw")
+                    else "gzip" if comm.startswith("rec-gzip") else "other")
+            out[role] = out.get(role, 0) + ns
+    except (OSError, ValueError, IndexError):  # a thread or the child gone meanwhile: this sample is partial
+        pass
+    return out
+
+
 async def _settled(proc, window_s: float = 0.05, limit_s: float = 3.0, after_s: float = 0.0) -> None:
     """After ``after_s``, until the recorder child spends no clock tick in ``window_s`` (``limit_s``
     at most): its catching up on a round (the ring's tail, the raw frames' routing and gzip) is then
@@ -357,6 +375,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             tick = rec_from = None
             # recorder CPU seconds, ring records, CPU seconds until it was quiet: summed over the rounds
             rec_cpu = [0.0, 0, 0.0]
+            rec_roles: dict[str, int] = {}  # the recorder's CPU ns during the rounds, by thread role
+            roles_from: dict[str, int] = {}
             settle_after_s = 0.0
             if recorder is not None and recorder.config.raw:  # the raw frames wait for a flush (see _settled)
                 from plugins.recorder_sched import RELAX_AFTER_S
@@ -384,6 +404,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     cpu_from = time.process_time()  # this process, every thread: the daemon's own CPU
                     if recorder is not None and arg == "blast":  # the recorder's CPU and records while a round runs
                         rec_from = (_child_cpu_s(recorder.proc), pub.inner.cursor)
+                        roles_from = _thread_cpu_ns(recorder.proc.pid)
                     pub.armed, pub.count = True, 0
                     conn.send("armed")
                 elif cmd == "collect":
@@ -397,6 +418,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
+                        for role, ns in _thread_cpu_ns(recorder.proc.pid).items():
+                            rec_roles[role] = rec_roles.get(role, 0) + ns - roles_from.get(role, 0)
                         settle_from = time.monotonic()
                         await _settled(recorder.proc, after_s=settle_after_s)
                         settle_s = time.monotonic() - settle_from
@@ -414,6 +437,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         if rec_cpu[1]:
                             extra["recorder_cpu_ms_per_m_records"] = 1e3 * rec_cpu[0] / (rec_cpu[1] / 1e6)
                             extra["recorder_settled_cpu_ms_per_m_records"] = 1e3 * rec_cpu[2] / (rec_cpu[1] / 1e6)
+                            extra["recorder_round_ns_per_record_by_thread"] = {
+                                role: ns / rec_cpu[1] for role, ns in sorted(rec_roles.items())}
                         tick.cancel()
                         host.notify_daemon_stop("bench done")
                         await host.aclose()  # the recorder child drains the ring and exits
@@ -730,7 +755,9 @@ def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline,
     recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
                 f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
                 f"records during the rounds ({x.get('recorder_settled_cpu_ms_per_m_records', 0.0):.0f} until quiet "
-                f"after them), restarts {x.get('recorder_restarts', 0)}, raw reads sent "
+                f"after them; by thread during the rounds, ns per record: "
+                f"{', '.join(f'{k} {v:.1f}' for k, v in x.get('recorder_round_ns_per_record_by_thread', {}).items())}), "
+                f"restarts {x.get('recorder_restarts', 0)}, raw reads sent "
                 f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
                 if "recorded_rows" in x else "")
     cpu_pairs = ", ".join(f"{_pct_increase(a, b):+.1f}" for a, b in zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg))

@@ -125,6 +125,16 @@ DEFER_BELOW_FILL = WATCH_FILL
 _DROP_LOG_INTERVAL_S = 10.0
 
 
+def _name_thread(name: str) -> None:
+    """The calling thread's name as the kernel shows it (``top -H``, ``/proc/<pid>/task/<tid>/comm``;
+    bench daemon's CPU by thread reads it): Python's thread names stay inside Python."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:  # not Linux
+        pass
+
+
 class RawTap:
     """The daemon's side: one datagram per socket read into the ring, dropped (and counted) when
     the ring has no room for it."""
@@ -379,6 +389,7 @@ class RawRecorder:
         self._thread.start()
 
     def _write_loop(self) -> None:
+        _name_thread("rec-gzip")
         try:
             if self.idle_class:
                 from plugins.recorder_sched import set_class
@@ -403,6 +414,7 @@ class RawRecorder:
             log.exception("recorder: %s raw frames: the gzip writer thread failed", self.venue)
 
     def _run(self) -> None:
+        _name_thread("rec-raw")
         try:
             # idle class, but back at normal priority while the ring is at risk (the tap drops a read
             # that finds no room), as the ring drainer does at half a ring; the ring holds a burst,
