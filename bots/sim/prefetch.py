@@ -45,6 +45,9 @@ class _Helper:
     """One helper process: which entries it started and stored (read from its stdout by a thread);
     entries this process compiles itself are claimed on its stdin, so the helper skips them."""
 
+    #: this process's cyclic collector is off while the helper runs (start(): _collector_hold)
+    holds_collector = False
+
     def __init__(self, struct_id: int, fork: bool | None = None) -> None:
         if fork is None:
             fork = hasattr(os, "fork") and os.environ.get(ENV_SWITCH) != "spawn"
@@ -73,6 +76,8 @@ class _Helper:
                     self.log.append((time.perf_counter(), word, int(index)))
                 self.cond.notify_all()
         self.proc.wait()
+        if self.holds_collector:  # (before ended: whoever waits for the end finds it back on)
+            _collector_release()
         with self.cond:
             self.ended = True
             self.cond.notify_all()
@@ -200,7 +205,38 @@ def start(struct_id: int) -> None:
     if os.environ.get(ENV_SWITCH, "1") == "0" or struct_id in _HELPERS:
         return
     if _missing(struct_id):
-        _HELPERS[struct_id] = _Helper(struct_id)
+        _collector_hold()
+        try:
+            helper = _Helper(struct_id)
+        except BaseException:
+            _collector_release()
+            raise
+        helper.holds_collector = True
+        _HELPERS[struct_id] = helper
+
+
+# While a helper runs, this process compiles the strategy, the backtest's methods and its share of
+# the entries: the cold run.  Python's cyclic collector is off meanwhile, as for an entry's compile
+# (bots.sim.jit.no_cycle_collector: full collections over the growing heap took a fifth of a
+# compile's CPU), and back on when the last helper ends, unless it was off already at the start.
+_COLLECTOR = {"helpers": 0, "turned_off": False}
+_COLLECTOR_LOCK = threading.Lock()
+
+
+def _collector_hold() -> None:
+    with _COLLECTOR_LOCK:
+        _COLLECTOR["helpers"] += 1
+        if gc.isenabled():
+            gc.disable()
+            _COLLECTOR["turned_off"] = True
+
+
+def _collector_release() -> None:
+    with _COLLECTOR_LOCK:
+        _COLLECTOR["helpers"] -= 1
+        if _COLLECTOR["helpers"] == 0 and _COLLECTOR["turned_off"]:
+            _COLLECTOR["turned_off"] = False
+            gc.enable()
 
 
 def wait_for(index: int, struct_id: int) -> None:

@@ -92,3 +92,26 @@ def test_the_switch_picks_the_fresh_interpreter(monkeypatch):
         assert isinstance(helper.proc, prefetch._Forked) and helper.proc.wait(timeout=120) == 0
     finally:
         helper.stop()
+
+
+@pytest.mark.parametrize("on_before", [True, False])
+def test_the_collector_is_off_while_a_started_helper_runs_and_as_found_after(monkeypatch, tmp_path, on_before):
+    import gc
+
+    _, go = _script(monkeypatch, tmp_path)
+    monkeypatch.setattr(prefetch, "_missing", lambda struct_id: [1])
+    monkeypatch.delenv(prefetch.ENV_SWITCH, raising=False)
+    was_on = gc.isenabled()
+    (gc.enable if on_before else gc.disable)()
+    try:
+        prefetch.start(_STRUCT)
+        helper = prefetch._HELPERS.pop(_STRUCT)
+        try:
+            assert not gc.isenabled()  # the child is held in entry 1: the cold run is under way
+            go.touch()
+            helper.wait_done(99)  # never an entry: returns once the helper ended and was read to the end
+            assert gc.isenabled() == on_before
+        finally:
+            helper.stop()
+    finally:
+        (gc.enable if was_on else gc.disable)()
