@@ -40,15 +40,40 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), None when gone.
+    A pid is reused by the kernel; (pid, start time) names one process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _identities(pids) -> dict[int, int]:
+    """{pid: start ticks} of the processes still there."""
+    out = {}
+    for p in pids:
+        t = _start_ticks(p)
+        if t is not None:
+            out[p] = t
+    return out
+
+
+def _outlived(seen: dict[int, int]) -> list[int]:
+    """The children seen during the run that are still the same live (not zombie) processes now."""
+    return [p for p, t in seen.items() if _start_ticks(p) == t and not _zombie(p)]
+
+
 def test_demo_runs_end_to_end_with_fills_live_and_simulated(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(HFTD + ["demo", "--duration-s", "10", "-o", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    seen: set[int] = set()
+    seen: dict[int, int] = {}
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        seen.update(children_of(proc.pid))  # the emulator, the daemon (and its recorder), the bots
+        seen.update(_identities(children_of(proc.pid)))  # the emulator, the daemon (and its recorder), the bots
     proc.wait(60)
     text = "".join(lines)
     assert proc.returncode == 0, text[-4000:]
@@ -56,7 +81,7 @@ def test_demo_runs_end_to_end_with_fills_live_and_simulated(tmp_path):
     assert re.search(r"grid-tight: \d+ open \d+ fills", text), text  # the status line read the daemon's table
     assert len(seen) >= 4, seen
     time.sleep(0.5)
-    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+    assert not _outlived(seen), "a child outlived the demo"
     for name in ("fills.txt", "fills.json", "live_vs_sim.png", "order_latency.npz"):
         assert (out / name).stat().st_size > 0, name
     assert list(out.glob("*.sim.npy")), "the recorded session, as the backtest read it"
@@ -83,15 +108,15 @@ def _demo_until(tmp_path, marker: str):
     """A 120 s demo run until it prints ``marker``: (process, its lines so far, every child seen)."""
     proc = subprocess.Popen(HFTD + ["demo", "--duration-s", "120", "-o", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen: set[int] = set()
+    seen: dict[int, int] = {}
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        seen.update(children_of(proc.pid))
+        seen.update(_identities(children_of(proc.pid)))
         if marker in line:
             break
     assert proc.poll() is None, "".join(lines)
-    seen.update(children_of(proc.pid))
+    seen.update(_identities(children_of(proc.pid)))
     return proc, lines, seen
 
 
@@ -110,7 +135,7 @@ def test_demo_interrupted_stops_every_child(tmp_path):
     assert "interrupted" in rest
     time.sleep(0.5)
     assert len(seen) >= 2, seen  # at least the emulator and the daemon were running
-    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+    assert not _outlived(seen), "a child outlived the demo"
 
 
 def test_demo_refuses_a_bad_duration():
@@ -134,7 +159,7 @@ def test_demo_fails_with_a_clear_message_when_a_bot_dies(tmp_path):
     assert proc.returncode == 1, text[-4000:]
     assert "hftd demo: FAILED: grid-tight exited with status -9" in text, text[-4000:]
     time.sleep(0.5)
-    assert not [p for p in seen if os.path.exists(f"/proc/{p}") and not _zombie(p)], "a child outlived the demo"
+    assert not _outlived(seen), "a child outlived the demo"
 
 
 def _cmdline(pid: int) -> str:

@@ -286,7 +286,7 @@ def test_wait_order_response_returns_when_the_answer_arrives_and_order_latency_h
         took = time.monotonic() - t0
         returned_ns = time.time_ns()
         th.join(10)
-        assert 0.3 < took < 5.0, took
+        assert 0.3 < took < 9.5, took  # on the answer (0.4 s), not at the 10 s limit; loose for load
         status, req, lat = _order_state(hbt, 7)
         assert (status, req) == (Status.NEW, Status.NONE)
         q = seen[0]
