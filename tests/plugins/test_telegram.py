@@ -197,7 +197,11 @@ def test_a_hung_server_does_not_delay_the_loop_and_a_full_queue_drops_with_a_cou
     lags, hook_s, tg, close_s = run(main())
     assert tg.dropped >= 150  # 200 alerts into a queue of 20 that never empties
     assert tg.sent == 0
-    assert max(hook_s) < 0.01, max(hook_s)       # a hook only enqueues
+    # a hook only enqueues: the typical call is microseconds; a hook that waited on the hung server would
+    # take its 0.3 s timeout on every call.  No bound on the max of 200 wall times at 10 ms: one
+    # preemption on a loaded machine is that long
+    assert sorted(hook_s)[len(hook_s) // 2] < 0.002, sorted(hook_s)[len(hook_s) // 2]
+    assert max(hook_s) < 0.25, max(hook_s)
     assert max(lags) < 0.25, max(lags)           # loose: the machine is shared; a blocked loop would be >= 0.3 s
     assert close_s < 3.0
 
