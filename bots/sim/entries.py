@@ -29,7 +29,7 @@ from numba.core.extending import intrinsic
 
 from bots.errors import BotsError
 from bots.sim import prefetch
-from bots.sim.jit import kernel, no_cycle_collector, quiet_llvm_lock
+from bots.sim.jit import kernel, no_cycle_collector, on_deep_stack, quiet_llvm_lock
 from bots.sim.ref import SimRefType
 
 __all__ = ["Entry", "EntryError", "N_ENTRIES", "declare", "prefetch_order", "register_struct_type", "available",
@@ -121,7 +121,7 @@ def compile_entry(index: int, struct_id: int):
     entry = _ENTRIES[index]
     sig = _signature(entry, struct_id)
     with quiet_llvm_lock(), no_cycle_collector():
-        entry.kernel.compile(sig)
+        on_deep_stack(entry.kernel.compile, sig)
     cres = entry.kernel.overloads[sig]
     if cres.signature.return_type != entry.restype:
         raise EntryError(f"entry {entry.name} returns {cres.signature.return_type}, "

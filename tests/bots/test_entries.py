@@ -79,6 +79,9 @@ def test_no_helper_for_a_warm_cache_and_an_ended_helper_never_blocks():
 
 def test_an_entry_compiles_without_the_cycle_collector_and_leaves_it_as_found(monkeypatch):
     import gc
+    import sys
+
+    from bots.sim import jit
 
     seen = []
 
@@ -87,6 +90,8 @@ def test_an_entry_compiles_without_the_cycle_collector_and_leaves_it_as_found(mo
 
         def compile(self, sig):
             seen.append(gc.isenabled())
+            # called from on_deep_stack's frame (its caller's locals fill a chunk of their own)
+            assert sys._getframe(1).f_code.co_nlocals >= jit._DEEP_LOCALS
             self.overloads[sig] = type("Cres", (), {"signature": type("S", (), {"return_type": restype})})
 
     restype = entries._ENTRIES[entries.E_CATCH_UP].restype
@@ -102,3 +107,18 @@ def test_an_entry_compiles_without_the_cycle_collector_and_leaves_it_as_found(mo
         assert seen == [False, False] and not gc.isenabled()
     finally:
         (gc.enable if was_on else gc.disable)()
+
+
+def test_on_deep_stack_calls_from_a_frame_of_its_own_size_and_passes_results_and_errors():
+    import sys
+
+    import pytest
+
+    from bots.sim import jit
+
+    def probe(a, b):
+        return a + b, sys._getframe(1).f_code.co_nlocals
+
+    assert jit.on_deep_stack(probe, 1, 2) == (3, 2 + jit._DEEP_LOCALS)
+    with pytest.raises(ValueError):
+        jit.on_deep_stack(int, "x")
