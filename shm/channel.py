@@ -7,6 +7,11 @@ the channel is full, ``write`` accepts fewer records (possibly none) and says so
 then raises ``ChannelFullError``.  Nothing is ever overwritten or dropped silently.
 
 The writer creates the segment and holds its liveness lock; the reader attaches.
+
+A bot warms its ends (``warm``, which ``Registration.open_channels`` calls): each kernel its
+requests and responses run is loaded from numba's cache for the argument types it will get, so the
+first order does not wait for numba (in a fresh process the first kernel also pays numba's own
+start-up, ~0.1 s of CPU here).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import threading
 import time
 
 import numpy as np
+from numba import typeof, types
 
 from shm import kernels as K
 from shm import layout as L
@@ -26,7 +32,16 @@ from shm.ring import as_words
 from shm.segment import Segment
 from shm.wait import WaitStrategy, wait_strategy
 
-__all__ = ["ChannelWriter", "ChannelReader"]
+__all__ = ["ChannelWriter", "ChannelReader", "preload"]
+
+_I64 = types.int64
+
+
+def preload(dispatcher, argtypes: tuple) -> None:
+    """Give ``dispatcher`` its overload for ``argtypes`` now (from numba's cache, else compiled),
+    without running it: what its first call with arguments of those types would do first."""
+    if argtypes not in dispatcher.overloads:
+        dispatcher.compile(argtypes)
 
 
 class ChannelWriter:
@@ -64,6 +79,17 @@ class ChannelWriter:
     def pending(self) -> int:
         """Records written and not yet consumed."""
         return int(self.hdr[L.W_CURSOR]) - int(self.hdr[L.W_READ_CURSOR])
+
+    def warm(self) -> None:
+        """Load the kernels that ``write_one``, ``write`` and ``write_all`` call, for the types they
+        pass (a batch may be read-only: a view of ``bytes``).  Runs none of them: no slot is written
+        and no reader is woken or counted."""
+        hdr, data = typeof(self.hdr), typeof(self.data)
+        words = typeof(as_words(self._one))
+        preload(K.wake_readers, (hdr,))  # write_one on x86, when the reader is parked
+        preload(K.channel_write, (hdr, data, words))
+        preload(K.channel_write, (hdr, data, words.copy(readonly=True)))
+        preload(K.channel_wait_writable, (hdr, data, _I64, _I64, _I64, _I64, _I64))
 
     def write(self, batch: np.ndarray) -> int:
         """Append as many records of ``batch`` as fit; return how many (0 means full)."""
@@ -172,6 +198,14 @@ class ChannelReader:
 
     def available(self) -> int:
         return int(self.hdr[L.W_CURSOR]) - int(self.hdr[L.W_READ_CURSOR])
+
+    def warm(self) -> None:
+        """Load the kernels that ``read``, ``read_one`` and ``wait`` call, for the types they pass.
+        Runs none of them: nothing is consumed, no writer is woken and no park is counted."""
+        hdr = typeof(self.hdr)
+        preload(K.channel_read, (hdr, typeof(self.data), typeof(as_words(self._one))))
+        preload(K.wake_writer, (hdr,))  # read_one on x86, when the writer is parked
+        preload(K.channel_wait_readable, (hdr, _I64, _I64, _I64, _I64))
 
     def read(self, out: np.ndarray) -> int:
         """Take up to ``len(out)`` records into ``out``; return how many."""

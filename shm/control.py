@@ -256,19 +256,29 @@ class Registration:
             ],
         }
 
-    def open_channels(self, wait: "str | WaitStrategy | None" = None) -> tuple[ChannelWriter, ChannelReader]:
+    def open_channels(self, wait: "str | WaitStrategy | None" = None, *,
+                      warm: bool = True) -> tuple[ChannelWriter, ChannelReader]:
         """Attach the bot's ends: ``(requests writer, responses reader)``.
 
         The daemon created both segments (it owns their liveness lock); the bot writes requests into
-        one it did not create, so its writer wraps an attached segment.
+        one it did not create, so its writer wraps an attached segment.  ``warm`` loads the kernels
+        of both ends' methods now (``ChannelWriter.warm``): a fresh process's first request would
+        otherwise wait ~0.1 s for numba.  Pass False when the ends are only mapped for compiled
+        code that reaches the segments by address (the live binding).
         """
         ws = wait_strategy(wait)
         seg = Segment.attach(self.request_channel, kind=L.KIND_ORDER_CHANNEL)
         writer = ChannelWriter(seg, ws)
+        reader = None
         try:
             reader = ChannelReader.attach(self.response_channel, wait=ws)
+            if warm:
+                writer.warm()
+                reader.warm()
         except BaseException:
             writer.close(unlink=False)
+            if reader is not None:
+                reader.close()
             raise
         return writer, reader
 
