@@ -6,8 +6,10 @@ depend on each other: the strategy with the backtest methods it calls, and the e
 Building a backtest therefore starts a helper process, a fork of this one (where ``os.fork`` exists;
 ``python -m bots.sim.prefetch STRUCT_ID`` elsewhere or with ``HFTD_SIM_PREFETCH=spawn``), that
 compiles the entries into numba's on-disk cache in :func:`bots.sim.entries.prefetch_order`,
-printing ``start I`` and ``done I`` around each.  The first call of an entry here claims it (the
-helper skips what this process claimed on its stdin) and compiles it, unless the helper started it:
+printing ``start I`` and ``done I`` around each.  The helper asks for each entry first (``want I``),
+and this process's reader thread answers (``go I``, or ``claim I`` for one this process claimed), so
+one side only compiles each.  The first call of an entry here claims it (the helper skips what
+this process claimed on its stdin) and compiles it, unless the helper was given it:
 then this process compiles other entries nobody started, from the end of the order, until the
 helper's line comes, and loads the entry from the cache.  Both halves compile at once, on two cores.
 
@@ -71,7 +73,9 @@ class _Helper:
         for line in self.proc.stdout:
             word, _, index = line.partition(" ")
             with self.cond:
-                if word in ("start", "done") and index.strip().isdigit():
+                if word == "want" and index.strip().isdigit():
+                    self._answer(int(index))
+                elif word in ("start", "done") and index.strip().isdigit():
                     (self.started if word == "start" else self.done).add(int(index))
                     self.log.append((time.perf_counter(), word, int(index)))
                 self.cond.notify_all()
@@ -82,18 +86,30 @@ class _Helper:
             self.ended = True
             self.cond.notify_all()
 
+    def _answer(self, index: int) -> None:
+        """The helper asks for entry ``index`` before it starts it: it gets it unless this process
+        claimed it.  Answered here, under the lock claim() takes, so exactly one side compiles it
+        (before, the helper went by the claims it had read: one written meanwhile was missed, and
+        both compiled the entry)."""
+        if index not in self.claimed:
+            self.started.add(index)
+        self._send("claim" if index in self.claimed else "go", index)
+
+    def _send(self, word: str, index: int) -> None:
+        if not self.ended:
+            try:
+                self.proc.stdin.write(f"{word} {index}\n")
+                self.proc.stdin.flush()
+            except OSError:  # the helper has just ended
+                pass
+
     def claim(self, index: int) -> bool:
         """Claim entry ``index`` for this process unless the helper started it (True: claimed)."""
         with self.cond:
             if index in self.started or index in self.claimed:
                 return index in self.claimed
             self.claimed.add(index)
-            if not self.ended:
-                try:
-                    self.proc.stdin.write(f"claim {index}\n")
-                    self.proc.stdin.flush()
-                except OSError:  # the helper has just ended
-                    pass
+            self._send("claim", index)
             return True
 
     def is_done(self, index: int) -> bool:
@@ -255,8 +271,9 @@ def wait_for(index: int, struct_id: int) -> None:
     helper.wait_done(index)
 
 
-def _claimed(claims: set[int], pending: bytearray, fd: int | None = None) -> set[int]:
-    """Add the entries the parent claimed on stdin (or ``fd``) so far (never blocks).
+def _claimed(claims: set[int], pending: bytearray, fd: int | None = None, grants: set[int] | None = None) -> set[int]:
+    """Add the entries the parent claimed on stdin (or ``fd``) so far (never blocks), and to
+    ``grants`` those it gave the helper.
 
     Read from the descriptor, not through ``sys.stdin``: its buffer takes in every line the pipe
     holds at its first read, after which ``select`` sees nothing and the claims after the first
@@ -274,18 +291,38 @@ def _claimed(claims: set[int], pending: bytearray, fd: int | None = None) -> set
         word, _, index = line.decode().partition(" ")
         if word == "claim" and index.strip().isdigit():
             claims.add(int(index))
+        elif word == "go" and index.strip().isdigit() and grants is not None:
+            grants.add(int(index))
     return claims
+
+
+def _granted(index: int, claims: set[int], grants: set[int], pending: bytearray, fd: int, out) -> bool:
+    """Ask the parent for entry ``index`` (``want I``) and wait for its answer: ``go I`` (True) or
+    ``claim I``.  No answer, or the parent gone: False (the parent compiles what it needs)."""
+    print("want", index, file=out, flush=True)
+    while index not in grants and index not in claims:
+        if not select.select([fd], [], [], _WAIT_S)[0]:
+            return False
+        data = os.read(fd, 4096)
+        if not data:
+            return False
+        pending += data
+        _claimed(claims, pending, fd, grants)
+    return index in grants
 
 
 def _serve(struct_id: int, claims_fd: int, out) -> int:
     """The helper's loop: compile the entries in order, skipping those claimed on ``claims_fd`` or
-    cached, and write ``start I`` / ``done I`` around each to ``out``."""
+    cached, each once the parent granted it, and write ``start I`` / ``done I`` around each to ``out``."""
     from bots.sim import entries
 
     claims: set[int] = set()
+    grants: set[int] = set()
     pending = bytearray()
     for index in entries.prefetch_order():
-        if index in _claimed(claims, pending, claims_fd) or entries.available(index, struct_id):
+        if index in _claimed(claims, pending, claims_fd, grants) or entries.available(index, struct_id):
+            continue
+        if not _granted(index, claims, grants, pending, claims_fd, out):
             continue
         print("start", index, file=out, flush=True)
         entries.compile_entry(index, struct_id)

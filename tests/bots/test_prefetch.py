@@ -134,14 +134,62 @@ def test_helper_skips_claimed_and_cached_entries_and_compiles_the_rest_once(monk
     compiled: list[int] = []
     monkeypatch.setattr(entries, "available", lambda index, struct_id: index in cached)
     monkeypatch.setattr(entries, "compile_entry", lambda index, struct_id: compiled.append(index))
+    expected = [i for i in order if i not in claimed and i not in cached]
     read_fd, write_fd = os.pipe()
-    # both claims in one write: the helper must see the second as well (a buffered reader did not)
+    # both claims in one write: the helper must see the second as well (a buffered reader did not);
+    # then the parent's answers to the helper's requests for the others
     os.write(write_fd, b"".join(b"claim %d\n" % i for i in sorted(claimed)))
+    os.write(write_fd, b"".join(b"go %d\n" % i for i in expected))
     os.close(write_fd)
     with os.fdopen(read_fd) as stdin:
         monkeypatch.setattr("sys.stdin", stdin)
         assert prefetch._main([str(_STRUCT)]) == 0
-    expected = [i for i in order if i not in claimed and i not in cached]
     assert compiled == expected
     lines = capsys.readouterr().out.split()
-    assert lines == [w for i in expected for w in ("start", str(i), "done", str(i))]
+    assert lines == [w for i in expected for w in ("want", str(i), "start", str(i), "done", str(i))]
+
+
+def test_a_helper_without_an_answer_leaves_the_entry_to_the_parent(monkeypatch, capsys):
+    compiled: list[int] = []
+    monkeypatch.setattr(entries, "available", lambda index, struct_id: False)
+    monkeypatch.setattr(entries, "compile_entry", lambda index, struct_id: compiled.append(index))
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)  # the parent is gone: every request ends unanswered
+    with os.fdopen(read_fd) as stdin:
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert prefetch._main([str(_STRUCT)]) == 0
+    assert compiled == []
+    assert capsys.readouterr().out.split()[::2] == ["want"] * len(entries.prefetch_order())
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.lines.append(text.strip())
+
+    def flush(self) -> None:
+        pass
+
+
+def _arbiter():
+    """The parent's side of a helper (prefetch._Helper) without a process: what it writes is kept."""
+    import threading
+
+    helper = prefetch._Helper.__new__(prefetch._Helper)
+    helper.proc = type("Proc", (), {"stdin": _Pipe()})()
+    helper.started, helper.done, helper.claimed, helper.log = set(), set(), set(), []
+    helper.cond, helper.ended = threading.Condition(), False
+    return helper
+
+
+def test_the_helpers_request_and_the_parents_claim_give_an_entry_to_one_side_in_either_order():
+    asked_first = _arbiter()
+    asked_first._answer(5)  # the helper's "want 5" read first
+    assert not asked_first.claim(5)  # the parent then waits for the helper's "done 5"
+    assert asked_first.proc.stdin.lines == ["go 5"] and asked_first.started == {5}
+    claimed_first = _arbiter()
+    assert claimed_first.claim(5)
+    claimed_first._answer(5)  # a request crossing the claim in the pipes is refused
+    assert claimed_first.proc.stdin.lines == ["claim 5", "claim 5"] and not claimed_first.started
