@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numba import from_dtype, njit, types
+from numba import from_dtype, njit, typeof, types
 from numba.core.extending import overload_attribute, overload_method
 from numba.experimental import structref
 
@@ -42,6 +42,7 @@ from bots.sim.fees import F_TICK, FEE_BY_QTY, FEE_BY_VALUE, FEE_FLAT, INVERSE, L
 from bots.sim.layout import market_config, order_dtype, state_values_dtype
 from bots.sim.ref import borrow
 from shm import layout as L
+from shm.channel import preload
 from shm.dtypes import event_dtype, order_request_dtype, order_response_dtype
 from shm.wait import WaitStrategy, wait_strategy
 
@@ -560,7 +561,8 @@ class LiveLink:
         """The link the daemon handed out (``shm.control.Registration``): it created both channels."""
         from shm import RingReader
 
-        requests, responses = reg.open_channels(wait)
+        # the compiled kernels reach the channels by address (io_rows): their Python methods stay unused
+        requests, responses = reg.open_channels(wait, warm=False)
         rings: list = []
         try:
             for info in reg.assets:
@@ -715,6 +717,8 @@ def _build(assets: list, link: LiveLink, roi: bool, wait: "str | WaitStrategy | 
     bt = _new_live(live_type, *[fields[name] for name in _FIELD_NAMES])
     bt._link = link
     bt._assets = list(assets)
+    # the runner's cancel on a stop or a failed strategy is a request: not after a numba load (~3 ms)
+    preload(_cancel_all, (typeof(bt),))
     return bt
 
 
