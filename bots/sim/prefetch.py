@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 __all__ = ["start", "wait_for", "ENV_SWITCH"]
 
@@ -145,7 +146,11 @@ class _Forked:
             except (AttributeError, OSError, ValueError):
                 pass
         # No compile of another thread is half done in the child: it holds numba's lock at the fork.
-        with global_compiler_lock:
+        with global_compiler_lock, warnings.catch_warnings():
+            # Python >= 3.12 warns on fork() in a process with threads (DeprecationWarning, an error
+            # under this project's warning filters, raised after the child exists): the child here
+            # runs only numba compiles, with the compiler lock held across the fork (above)
+            warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
             _child(struct_id, in_r, out_w, [out_r, in_w, *inherited])

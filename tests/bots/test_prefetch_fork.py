@@ -101,6 +101,9 @@ def test_the_collector_is_off_while_a_started_helper_runs_and_as_found_after(mon
     _, go = _script(monkeypatch, tmp_path)
     monkeypatch.setattr(prefetch, "_missing", lambda struct_id: [1])
     monkeypatch.delenv(prefetch.ENV_SWITCH, raising=False)
+    for running in list(prefetch._HELPERS.values()):  # a helper of an earlier test in this process
+        running.wait_done(-1)  # holds the collector until it ends (no entry -1: returns at its end)
+    assert prefetch._COLLECTOR["helpers"] == 0, prefetch._COLLECTOR
     was_on = gc.isenabled()
     (gc.enable if on_before else gc.disable)()
     try:
