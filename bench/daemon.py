@@ -372,25 +372,25 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
         async with aiohttp.ClientSession() as http:
             md = make_session(cfg, {SYMBOL: target}, http)
             task = asyncio.create_task(md.run())
-            tick = rec_from = None
+            rec_from, settle_after_s = None, 0.0
             # recorder CPU seconds, ring records, CPU seconds until it was quiet: summed over the rounds
             rec_cpu = [0.0, 0, 0.0]
             rec_roles: dict[str, int] = {}  # the recorder's CPU ns during the rounds, by thread role
             roles_from: dict[str, int] = {}
-            settle_after_s = 0.0
             if recorder is not None and recorder.config.raw:  # the raw frames wait for a flush (see _settled)
                 from plugins.recorder_sched import RELAX_AFTER_S
 
                 settle_after_s = RELAX_AFTER_S + recorder.config.raw_flush_interval_s + 0.05
+
+            async def supervise() -> None:  # daemon.app's 50 ms tick, in both arms: a daemon ticks without plugins too
+                while True:
+                    target.heartbeat()
+                    if host is not None:
+                        host.poll_sessions([md])
+                    await asyncio.sleep(0.05)
+            tick = asyncio.create_task(supervise())
             if host is not None:
                 host.notify_daemon_start(types.SimpleNamespace(publishers={(venue, SYMBOL): target}, sessions=[md]))
-
-                async def supervise() -> None:  # daemon.app's supervision tick
-                    while True:
-                        host.poll_sessions([md])
-                        await asyncio.sleep(0.05)
-
-                tick = asyncio.create_task(supervise())
                 if recorder is not None:
                     await asyncio.wait_for(recorder.ready.wait(), 60)
             conn.send("connected")
@@ -432,6 +432,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
+                    tick.cancel()
                     extra = {}
                     if host is not None:
                         if rec_cpu[1]:
@@ -439,7 +440,6 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                             extra["recorder_settled_cpu_ms_per_m_records"] = 1e3 * rec_cpu[2] / (rec_cpu[1] / 1e6)
                             extra["recorder_round_ns_per_record_by_thread"] = {
                                 role: ns / rec_cpu[1] for role, ns in sorted(rec_roles.items())}
-                        tick.cancel()
                         host.notify_daemon_stop("bench done")
                         await host.aclose()  # the recorder child drains the ring and exits
                         extra["plugin_errors"] = sum(host.errors.values())
