@@ -100,6 +100,7 @@ def test_an_entry_compiles_without_the_cycle_collector_and_leaves_it_as_found(mo
     restype = entries._ENTRIES[entries.E_CATCH_UP].restype
     fake = entries.Entry("fake", _Kernel(), entries._ENTRIES[entries.E_CATCH_UP].argtypes, restype)
     monkeypatch.setitem(entries._ENTRIES, entries.E_CATCH_UP, fake)
+    monkeypatch.setattr(entries, "available", lambda index, struct_id: False)  # a compile, not a cache load
     was_on = gc.isenabled()
     try:
         gc.enable()
@@ -125,3 +126,29 @@ def test_on_deep_stack_calls_from_a_frame_of_its_own_size_and_passes_results_and
     assert jit.on_deep_stack(probe, 1, 2) == (3, 2 + jit._DEEP_LOCALS)
     with pytest.raises(ValueError):
         jit.on_deep_stack(int, "x")
+
+
+def test_an_entry_in_numbas_cache_loads_without_the_deep_frame(monkeypatch):
+    """A load from the cache recurses little: the deep frame (a code object with 65k local names,
+    ~7 MB of a warm small-file run's peak RSS) is for compiles only."""
+    import sys
+
+    from bots.sim import jit
+
+    depth = []
+
+    class _Kernel:
+        overloads = {}
+
+        def compile(self, sig):
+            depth.append(sys._getframe(1).f_code.co_nlocals)
+            self.overloads[sig] = type("Cres", (), {"signature": type("S", (), {"return_type": restype})})
+
+    restype = entries._ENTRIES[entries.E_CATCH_UP].restype
+    fake = entries.Entry("fake", _Kernel(), entries._ENTRIES[entries.E_CATCH_UP].argtypes, restype)
+    monkeypatch.setitem(entries._ENTRIES, entries.E_CATCH_UP, fake)
+    monkeypatch.setattr(entries, "available", lambda index, struct_id: True)
+    monkeypatch.setattr(jit, "_deep_call", None)
+    entries.compile_entry(entries.E_CATCH_UP, 0)
+    assert depth and depth[0] < jit._DEEP_LOCALS
+    assert jit._deep_call is None  # never built
