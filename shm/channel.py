@@ -16,6 +16,7 @@ start-up, ~0.1 s of CPU here).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -34,14 +35,24 @@ from shm.wait import WaitStrategy, wait_strategy
 
 __all__ = ["ChannelWriter", "ChannelReader", "preload"]
 
+log = logging.getLogger("hftd.shm")
+
 _I64 = types.int64
 
 
 def preload(dispatcher, argtypes: tuple) -> None:
     """Give ``dispatcher`` its overload for ``argtypes`` now (from numba's cache, else compiled),
-    without running it: what its first call with arguments of those types would do first."""
+    without running it: what its first call with arguments of those types would do first.
+
+    Best effort: a cache this process may not read (a bot that dropped to another user after its
+    imports, numba's cache files owned by the installer) is logged and left to the first call,
+    which meets it as it did before there was a warm-up."""
     if argtypes not in dispatcher.overloads:
-        dispatcher.compile(argtypes)
+        try:
+            dispatcher.compile(argtypes)
+        except OSError as exc:
+            log.warning("channel kernel %s not preloaded (numba's cache: %s); its first call loads it",
+                        getattr(dispatcher, "__name__", dispatcher), exc)
 
 
 class ChannelWriter:

@@ -194,3 +194,28 @@ def test_warm_loads_each_kernel_for_the_types_its_methods_pass(shm_namespace):
     finally:
         req.close()
         resp.close()
+
+
+def test_a_cache_this_process_cannot_read_leaves_the_kernel_to_its_first_call(caplog):
+    """A bot that dropped to another user after its imports may not read numba's cache files (a
+    root-owned checkout in a 0700 directory): the warm-up logs it and the bot starts, as it did
+    before there was a warm-up (test_control's member bot registers as nobody)."""
+    from shm.channel import preload
+
+    class _Unreadable:
+        __name__ = "channel_write"
+        overloads: dict = {}
+
+        def compile(self, argtypes):
+            raise PermissionError(13, "Permission denied", "/x/__pycache__/kernels.channel_write-1.py311.nbi")
+
+    with caplog.at_level("WARNING", logger="hftd.shm"):
+        preload(_Unreadable(), ("a",))
+    assert "channel_write not preloaded" in caplog.text and "Permission denied" in caplog.text
+
+    class _Broken(_Unreadable):
+        def compile(self, argtypes):
+            raise TypeError("a bug, not a cache")
+
+    with pytest.raises(TypeError):
+        preload(_Broken(), ("a",))
