@@ -50,7 +50,7 @@ import uuid
 
 import numpy as np
 
-from bench.core import BenchResult, HostSteal
+from bench.core import BenchResult, HostSteal, process_cpu_s
 from bench.daemon_baseline import BaselinePipeline, join_or_terminate, rate as _rate
 
 SYMBOL = "BTCUSDT"
@@ -292,11 +292,9 @@ def _plugin_host(venue: str, ring: str, plugins: dict):
 
 
 def _child_cpu_s(proc) -> float:
-    """User + system CPU seconds of a live child process so far (``/proc/<pid>/stat``)."""
+    """User + system CPU seconds of a child process so far; 0 once it is gone."""
     try:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(proc.pid)
     except (OSError, AttributeError, IndexError, ValueError):
         return 0.0
 

@@ -68,6 +68,7 @@ import tempfile
 import time
 import uuid
 
+from bench.core import process_cpu_s
 from bench.orders_keys import ED_KEY, KEY_TYPES, compare as compare_keys, credentials as bench_credentials, ed25519_pems
 
 __all__ = ["add_arguments", "run"]
@@ -391,8 +392,8 @@ class _Stand:
         self.lat_ns.clear(), self.submits.clear(), self.accepts.clear()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         loop0 = time.thread_time()  # phase() runs on the loop: this is the loop thread's CPU
-        emu0 = _proc_cpu_s(self.emu_pid)
-        bots0 = sum(_proc_cpu_s(p.pid) for p, _ in self.bots[:n_bots])
+        emu0 = process_cpu_s(self.emu_pid)
+        bots0 = sum(process_cpu_s(p.pid) for p, _ in self.bots[:n_bots])
         t0 = time.time_ns()
         for p, a in self.bots[:n_bots]:
             a.send(("run", n, rate_per_bot, oid0, base_px))
@@ -404,8 +405,8 @@ class _Stand:
         total = len(self.accepts)
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         loop_s = time.thread_time() - loop0
-        emu_s = _proc_cpu_s(self.emu_pid) - emu0
-        bots_s = sum(_proc_cpu_s(p.pid) for p, _ in self.bots[:n_bots]) - bots0
+        emu_s = process_cpu_s(self.emu_pid) - emu0
+        bots_s = sum(process_cpu_s(p.pid) for p, _ in self.bots[:n_bots]) - bots0
         cpu_s = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         import sys
 
@@ -463,15 +464,6 @@ class _Stand:
                 self.stop_error = f"execution session stop failed: {exc!r}"
             await self.http.close()
         self.orderids.close()
-
-
-def _proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process so far (0 without one)."""
-    if not pid:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _recv(conn, timeout_s: float):
