@@ -51,7 +51,8 @@ import uuid
 import numpy as np
 
 from bench.core import BenchResult, HostSteal, process_cpu_s
-from bench.daemon_baseline import BaselinePipeline, join_or_terminate, rate as _rate
+from bench.daemon_plugins import percentiles as _percentiles, plugin_figures
+from bench.daemon_baseline import BaselinePipeline, join_or_terminate, pin_pipeline, rate as _rate
 
 SYMBOL = "BTCUSDT"
 
@@ -76,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="leave the pipelines' processes unpinned (default: the daemon's loop alone on one cpu)")
     parser.add_argument("--ring-capacity", type=int, default=ring_default,
                         help="records per market ring, both pipelines (default: the daemon's).  The idle-class "
                              "recorder, on a machine busy with other work, lost 15k-177k of 2.5M records to laps "
@@ -531,6 +534,8 @@ class OursPipeline:
         assert self.ours.recv() == "live"
         self.reader = self._spawn(_reader_main, self.namespace, self.venue)
         assert self.reader.recv() == "attached"
+        if args.pin:
+            pin_pipeline(self.procs[1].pid, [self.procs[0].pid, self.procs[2].pid])
         return self
 
     def _send(self, n: int, how: tuple) -> None:
@@ -578,15 +583,6 @@ class OursPipeline:
             if self.record_dir:
                 shutil.rmtree(self.record_dir, ignore_errors=True)
         return records, gaps
-
-
-def _percentiles(lat_ns: np.ndarray) -> tuple[float, float, float]:
-    lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
-    return tuple(float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
-
-
-def _pct_increase(base: float, other: float) -> float:
-    return 100.0 * (other - base) / base if base else 0.0
 
 
 def run(args: argparse.Namespace) -> BenchResult:
@@ -640,7 +636,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                 if plug is None:
                     lat_ours = ours.paced(args.latency_messages, args.rate)
                     lat_plug = None
-                else:  # in many short alternating chunks, for the same reason (see _plugin_figures)
+                else:  # in many short alternating chunks, for the same reason (see bench.daemon_plugins)
                     chunks = max(2, args.latency_pairs)
                     m = max(100, args.latency_messages // chunks)
                     # strictly alternated, as the throughput rounds: each arm's chunk comes right
@@ -679,7 +675,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             f"{steal.pct:.1f} %, load average {load:.1f}); ring reader saw {records} "
             f"records, lapped {gaps} times; resyncs {ours.resyncs}")
         if plug is not None:
-            _plugin_figures(result, plug, ours, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins,
+            plugin_figures(result, plug, ours, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins,
                             parts, ours_after)
         if base_rates:
             base_rate = float(np.median(base_rates))
@@ -692,97 +688,10 @@ def run(args: argparse.Namespace) -> BenchResult:
         f"{args.changes} level changes per depth message, {n} messages per round",
         "latency = end of the message's ring publication - the arrival stamp taken at the socket read (data_received)",
         "rates are pipeline rates: until the ring reader (ours) or the queue consumer (baseline) has the last message",
+        ("each pipeline's process under test (the daemon; the baseline's parser) pinned alone to the last cpu, its "
+         "emulator and reader to the others" if args.pin else "pipelines unpinned (--no-pin)"),
     ]
     return result
-
-
-def _plugin_figures(result: BenchResult, plug: OursPipeline, ours: OursPipeline, ours_rates: list, plug_rates: list,
-                    lat_ours: np.ndarray, lat_plug: np.ndarray, plug_gaps: int, enabled: str,
-                    chunks: dict[str, list], ours_after: list) -> None:
-    """The plugins-on pipeline's figures beside the plugins-off one's (medians of interleaved rounds);
-    ``ours_after[r]``: the plugins-off round right after plugins-on round ``r`` (``ours_rates[r]``
-    the one right before it)."""
-    off_rate = float(np.median(ours_rates[: len(plug_rates)]))  # the rounds the two shared
-    on_rate = float(np.median(plug_rates))
-    off_p99, on_p99 = _percentiles(lat_ours)[1], _percentiles(lat_plug)[1]
-    on_p50, _, on_p999 = _percentiles(lat_plug)
-    losses = [100 * (1 - b / ((a + c) / 2)) for a, b, c in zip(ours_rates, plug_rates, ours_after) if a + c]
-    x = plug.extra
-    ring, rows = int(x.get("ring_records", 0)), int(x.get("recorded_rows", 0))
-    cpu_s = float(x.get("recorder_cpu_s", 0.0))
-    result.metrics.update({
-        "plugins_depth_msgs_per_s": on_rate,
-        "plugins_frame_to_ring_p99_us": on_p99,
-        # the median of the rounds' losses, each plugins-on round against the mean of the plugins-off
-        # rounds just before and after it: a change of the machine's load between rounds (other
-        # people's tests here) cancels within such a triple, a steady drift too
-        "plugins_throughput_loss_pct": float(np.median(losses)),
-        "plugins_throughput_loss_of_medians_pct": -_pct_increase(off_rate, on_rate),
-        # the p99 of every arm's messages pooled over its many short chunks: each chunk's own p99
-        # rested on a handful of messages (1 % of 2,500 was 25; the median of 8 such pairs swung
-        # -226 %..+73 % under load), while a burst of other work longer than a chunk now falls on
-        # both arms' chunks alike (they alternate every ~0.1 s)
-        "plugins_p99_increase_pct": _pct_increase(off_p99, on_p99),
-        "plugins_p99_increase_pooled_pct": _pct_increase(off_p99, on_p99),
-        # the former figure, for comparison: the median over the pairs of each pair's own p99s
-        "plugins_p99_increase_pair_median_pct": float(np.median(
-            [_pct_increase(_percentiles(a)[1], _percentiles(b)[1]) for a, b in zip(chunks["ours"], chunks["plug"])])),
-        # the daemon process's own CPU per message, pair by pair: what the plugins cost it, apart
-        # from what the recorder child's work takes from the machine
-        "plugins_daemon_cpu_us_per_msg": float(np.median(plug.cpu_us_per_msg)),
-        "plugins_daemon_cpu_increase_pct": float(np.median([_pct_increase(a, b) for a, b in
-                                                            zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg)])),
-    })
-    if "recorded_rows" in x:
-        result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
-        result.metrics["recorder_settled_cpu_ms_per_m_records"] = float(
-            x.get("recorder_settled_cpu_ms_per_m_records", 0.0))
-        result.metrics["recorder_missing_rows"] = ring - rows
-        if x.get("raw_sent_reads") or x.get("raw_dropped_frames"):
-            result.metrics["recorder_raw_dropped_frames"] = int(x.get("raw_dropped_frames", 0))
-    # the daemon's CPU per message beside the rates (which move with whatever else the machine runs)
-    result.rows.append((f"binance-usdm, risk+{enabled.replace(',', '+')}",
-                        {"msgs/s": on_rate, "p50 us": on_p50, "p99 us": on_p99, "p99.9 us": on_p999,
-                         "messages": plug.args.messages, "daemon cpu us/msg": float(np.median(plug.cpu_us_per_msg))}))
-    pairs = [f"{v:+.1f}%" for v in losses]
-    # against the plugins-off round before it alone and after it alone: an order effect shows here
-    before = [100 * (1 - b / a) for a, b in zip(ours_rates, plug_rates) if a]
-    after = [100 * (1 - b / c) for b, c in zip(plug_rates, ours_after) if c]
-    order = (f"median loss against the round before {np.median(before):+.1f}%, after {np.median(after):+.1f}%"
-             if before and after else "")
-    recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
-                f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
-                f"records during the rounds ({x.get('recorder_settled_cpu_ms_per_m_records', 0.0):.0f} until quiet "
-                f"after them; by thread during the rounds, ns per record: "
-                f"{', '.join(f'{k} {v:.1f}' for k, v in x.get('recorder_round_ns_per_record_by_thread', {}).items())}), "
-                f"restarts {x.get('recorder_restarts', 0)}, raw reads sent "
-                f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
-                if "recorded_rows" in x else "")
-    cpu_pairs = ", ".join(f"{_pct_increase(a, b):+.1f}" for a, b in zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg))
-    result.notes.append(
-        f"plugins (risk + {enabled}; telegram at a loopback Bot API): daemon CPU per message "
-        f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us, "
-        f"{result.metrics['plugins_daemon_cpu_increase_pct']:+.1f} % (median of the pairs' {cpu_pairs} %); rounds "
-        f"{', '.join(f'{r / 1e3:.1f}k' for r in plug_rates)} msgs/s against "
-        f"{', '.join(f'{r / 1e3:.1f}k' for r in [*ours_rates[: len(plug_rates)], *ours_after[-1:]])} without, "
-        f"alternated (loss per plugins-on round {', '.join(pairs)}; {order}); "
-        f"p99 {on_p99:.1f} us against {off_p99:.1f} us pooled over {len(chunks['plug'])} alternated pairs of "
-        f"{len(chunks['plug'][0]) if chunks['plug'] else 0} paced messages per arm after a warm-up pair "
-        f"({_split_p99(chunks)}; median of the pairs' own "
-        f"{result.metrics['plugins_p99_increase_pair_median_pct']:+.1f} %); "
-        f"{recorder}ring reader lapped {plug_gaps} times; plugin errors {x.get('plugin_errors', 0)}")
-
-
-def _split_p99(chunks: dict[str, list]) -> str:
-    """The pooled p99 increase over the even pairs and over the odd pairs, apart: two interleaved
-    halves of one run, so their spread says how far the figure can be trusted."""
-    halves = []
-    for parity in (0, 1):
-        off = chunks["ours"][parity::2]
-        on = chunks["plug"][parity::2]
-        halves.append(_pct_increase(_percentiles(np.concatenate(off))[1], _percentiles(np.concatenate(on))[1])
-                      if off and on else 0.0)
-    return f"increase over the even pairs {halves[0]:+.1f} %, the odd ones {halves[1]:+.1f} %"
 
 
 def _cleanup(namespace: str) -> None:
