@@ -18,6 +18,7 @@ import orjson
 from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
+from daemon.execution.replyparse import binance_order_event, binance_reply, binance_reply_py, order_event_fields
 from daemon.execution.session import SessionBase, read_frames
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import hmac_pads, binance_rest_payload
@@ -511,69 +512,51 @@ class BinanceExecution(SessionBase):
             retry = str(max(0.0, (int(data["retryAfter"]) - self._ts_ms()) / 1000))
         self._answer(rid, status, err, retry)
 
+    #: the WS API reply's fields read by the C scan (where it is not built: the same fields from orjson)
+    _scan_reply = staticmethod(binance_reply or binance_reply_py)
+
     def _reply_fast(self, data: str) -> bool:
-        """The usual reply, ``{"id":<our int>,"status":200,"result":{<order>},"rateLimits":[...]}``
-        (or without ``rateLimits``), taken without decoding all of it; True when it was.  Its head is
-        read by position and only the ``result`` object is decoded (the three ``rateLimits``
-        objects were a third of the text and of ``orjson.loads``' time, two replies per order); when
-        the rate-limit counts are due (every 50 ms) or anything differs (another layout, another
-        key beside these, a string id, text that is not JSON), False: the full decode in
-        ``_on_ws_api`` takes it, as before.  Two shortcuts more, each taking what ``Tracker.apply``
-        would take without its ``Update``: the reply of an order whose end the user stream told
-        first (a cancel's reply after the CANCELED event: only counted a duplicate, nothing of it
-        decoded), and an ``order.place`` reply after the stream's NEW with nothing new in it
-        (``Tracker.reply_echo``)."""
-        if not data.startswith('{"id":'):
+        """The usual reply, ``{"id":<our int>,"status":200,"result":{<order>},...}``, taken from the
+        fields ``replyparse.binance_reply`` reads from its text in one call (the rest of the text, the
+        three ``rateLimits`` objects among it, is scanned and left); True when it was.  False (the
+        full decode in ``_on_ws_api`` takes it, as before): another shape (an error, a string id), an
+        escape or non-ASCII text, not JSON, a reply not awaited, or the rate-limit counts due (every
+        50 ms).  Two shortcuts more, each taking what ``Tracker.apply`` would take without its
+        ``Update``: the reply of an order whose end the user stream told first (a cancel's reply
+        after the CANCELED event: only counted a duplicate), and an ``order.place`` reply after the
+        stream's NEW with nothing new in it (``Tracker.reply_echo``)."""
+        r = self._scan_reply(data)
+        if r is None:
             return False
-        k = data.find(',"status":200,"result":{', 6, 50)  # (an id of up to 20 digits)
-        head = data[6:k]
-        if k < 0 or not (head.isascii() and head.isdigit()) or head[0] == "0":
-            return False
-        j = data.rfind('},"rateLimits":[')
-        if j < 0:
-            if not data.endswith("}}"):
-                return False
-            j = len(data) - 2
-        elif _monotonic() >= self._rl_next_s:
+        rid, limits, status, rcid, oid, px, qty, cum, avg, ts = r
+        if limits and _monotonic() >= self._rl_next_s:
             return False  # the venue's counts are due: the full decode applies them
-        rid = int(head)
         req = self._reqs.get(rid)
         if req is None:
             return False  # not ours or no longer awaited: _reply_ok ignores it after the full decode
         cid = req.client_id
         tracker = self.tracker
         o = tracker.orders.get(cid)
+        ts *= 1_000_000
         if o is None:
-            if cid in tracker.done and f'"clientOrderId":"{cid}"' in data:
+            if cid in tracker.done and rcid == cid:
                 # = _reply_ok: the request answered, apply's first test (the order ended: a duplicate)
                 del self._reqs[rid]
                 tracker.duplicate_events += 1
                 return True
             return False
-        try:
-            body = orjson.loads(data[k + 23:j + 1])
-        except orjson.JSONDecodeError:
-            return False  # something else after the result (or not JSON at all): the full decode
-        if req.op == "new" and body.get("status") == "NEW" and body.get("clientOrderId") == cid:
-            try:
-                args = (o, str(body["orderId"]), float(body["price"]), float(body["origQty"]),
-                        float(body["executedQty"]), int(body["updateTime"]) * 1_000_000)
-            except (KeyError, TypeError, ValueError):
-                args = None
-            if args is not None and (tracker.reply_echo(*args) if o.accepted
-                                     else tracker.accept_new(*args, _REPLY, _time_ns())):
-                del self._reqs[rid]  # = _reply_ok with apply's answer (APPLIED: nothing else to do)
-                return True
-        elif req.op == "cancel" and body.get("status") == "CANCELED" and body.get("clientOrderId") == cid:
-            try:
-                taken = tracker.end_plain(o, _CANCELED, float(body["executedQty"]), int(body["updateTime"]) * 1_000_000,
-                                          _time_ns())
-            except (KeyError, TypeError, ValueError):
-                taken = False
-            if taken:
+        if rcid == cid:
+            op = req.op
+            if op == "new" and status == "NEW":
+                if (tracker.reply_echo(o, oid, px, qty, cum, ts) if o.accepted
+                        else tracker.accept_new(o, oid, px, qty, cum, ts, _REPLY, _time_ns())):
+                    del self._reqs[rid]  # = _reply_ok with apply's answer (APPLIED: nothing else to do)
+                    return True
+            elif op == "cancel" and status == "CANCELED" and tracker.end_plain(o, _CANCELED, cum, ts, _time_ns()):
                 del self._reqs[rid]  # = _reply_ok with apply's answer (APPLIED)
                 return True
-        self._reply_ok(rid, order_update(body))
+        # = order_update(result): an unknown status is its forgiving way's Status.NONE, the rest equal
+        self._reply_ok(rid, Update(rcid, STATUS.get(status, Status.NONE), oid, px, qty, cum, avg, exch_ts_ns=ts))
         return True
 
     # -- user data stream ---------------------------------------------------------------------------
@@ -680,7 +663,37 @@ class BinanceExecution(SessionBase):
         tracker.duplicate_events += 1
         return True
 
+    #: an ORDER_TRADE_UPDATE's fields read by the C scan (None: not built, or another text)
+    _scan_event = staticmethod(binance_order_event or (lambda data: None))
+
+    def _order_event(self, c: str, x: str, i: str, p: float, q: float, z: float, ap: float, l: float, lp: float,
+                     t: str, m: bool, n: float, ts_ms: int) -> None:
+        """An ``ORDER_TRADE_UPDATE``'s fields (``replyparse.order_event_fields``) into the tracker."""
+        tracker = self.tracker
+        o = tracker.orders.get(c)
+        ts = ts_ms * 1_000_000
+        if o is None:
+            if c in tracker.done:
+                # what ``Tracker.apply`` does first with it (the order ended: a late duplicate),
+                # before an Update is built: the stream's echo of every cancel the reply ended
+                tracker.duplicate_events += 1
+                return
+        elif x == "NEW":
+            if (tracker.stream_echo(o, p, q, z, ts) if o.accepted  # the NEW after the reply's ACCEPTED
+                    else tracker.accept_new(o, i, p, q, z, ts, _STREAM, _time_ns())):  # the NEW before the reply
+                return
+        elif x == "CANCELED" and tracker.end_plain(o, _CANCELED, z, ts, _time_ns()):
+            return  # the stream's end before the cancel's reply: without an Update
+        # = stream_update: an unknown status is its forgiving way's Status.NONE, the rest equal
+        u = Update(c, STATUS.get(x, Status.NONE), i, p, q, z, ap, l, lp, t, m, n, ts)
+        if tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
+            self._schedule_recon(c, 0.0)
+
     def _on_user(self, data: str) -> None:
+        ev = self._scan_event(data)
+        if ev is not None:
+            self._order_event(*ev)
+            return
         if self._user_ended(data):
             return
         try:
@@ -693,35 +706,12 @@ class BinanceExecution(SessionBase):
         e = msg.get("e")
         if e == "ORDER_TRADE_UPDATE":
             o = msg.get("o") or {}
-            tracker = self.tracker
-            cid = o.get("c")
-            t = tracker.orders.get(cid)
-            if t is None:
-                if cid in tracker.done:
-                    # what ``Tracker.apply`` does first with it (the order ended: a late duplicate),
-                    # before an Update is built: the stream's echo of every cancel the reply ended
-                    tracker.duplicate_events += 1
-                    return
-            elif o.get("X") == "NEW":
-                try:
-                    if t.accepted:  # the NEW after the reply's ACCEPTED: its time taken, nothing to say
-                        taken = tracker.stream_echo(t, float(o["p"]), float(o["q"]), float(o["z"]),
-                                                    int(o["T"]) * 1_000_000)
-                    else:  # the NEW before the reply: the ACCEPTED without an Update
-                        taken = tracker.accept_new(t, str(o["i"]), float(o["p"]), float(o["q"]), float(o["z"]),
-                                                   int(o["T"]) * 1_000_000, _STREAM, _time_ns())
-                except (KeyError, TypeError, ValueError):
-                    taken = False  # as stream_update: the forgiving way below
-                if taken:
-                    return
-            elif o.get("X") == "CANCELED":  # the stream's end before the cancel's reply: without an Update
-                try:
-                    if tracker.end_plain(t, _CANCELED, float(o["z"]), int(o["T"]) * 1_000_000, _time_ns()):
-                        return
-                except (KeyError, TypeError, ValueError):
-                    pass  # as stream_update: the forgiving way below
-            u = stream_update(o)
-            if tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
+            ev = order_event_fields(o)
+            if ev is not None:
+                self._order_event(*ev)
+                return
+            u = _stream_update_lenient(o)  # (the fields as stream_update reads them where they are not plain)
+            if self.tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
                 self._schedule_recon(u.client_id, 0.0)
         elif e == "ACCOUNT_UPDATE":
             a = msg.get("a") or {}

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 
 from bots.constants import OrdType, Side, TimeInForce
 from daemon.config import VenueConfig
@@ -168,3 +169,17 @@ def offline_binance(symbol: str = "BTCUSDT"):
     s = make_execution_session(vc, None, sink, environ={"K": "k" * 64, "S": "s" * 64})
     s._set_instrument(Instrument(symbol, 0.1, 0.001, 0.001))
     return s, sink
+
+
+def binance_scans(request, monkeypatch) -> None:
+    """For a fixture parametrized over ("c", "py"): the Binance session reads its replies and
+    ORDER_TRADE_UPDATEs by the C scans (daemon/execution/_replyfast.c; skipped when not built) or by
+    their Python meaning (replyparse.*_py)."""
+    from daemon.execution import replyparse
+    from daemon.execution.binance import BinanceExecution
+
+    if request.param == "py":
+        monkeypatch.setattr(BinanceExecution, "_scan_reply", staticmethod(replyparse.binance_reply_py))
+        monkeypatch.setattr(BinanceExecution, "_scan_event", staticmethod(replyparse.binance_order_event_py))
+    elif replyparse.binance_reply is None:
+        pytest.skip("daemon.execution._replyfast is not built")

@@ -12,9 +12,14 @@ from bench.order_cycle import SYMBOL
 from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon.execution.base import OrderIntent
 from daemon.execution.tracker import Src, Update
-from exec_helpers import offline_binance
+from exec_helpers import binance_scans, offline_binance
 
 CID = "h1x1"
+
+
+@pytest.fixture(autouse=True, params=["c", "py"])
+def _scans(request, monkeypatch):
+    binance_scans(request, monkeypatch)
 
 
 def _session(shortcut: bool):
@@ -138,10 +143,16 @@ ENDED_CASES = {
 }
 
 
+def _full_decode(s):
+    """Both shortcuts refused: the C scan's reading of the event and ``_user_ended``."""
+    s._scan_event = lambda data: None
+    s._user_ended = lambda data: False
+
+
 @pytest.mark.parametrize("case", sorted(ENDED_CASES))
 def test_the_ended_order_shortcut_equals_the_full_decode(case):
     prep, text = ENDED_CASES[case]
-    states = _both(prep, text, lambda s: setattr(s, "_user_ended", lambda data: False))
+    states = _both(prep, text, _full_decode)
     if case == "not JSON after the id":
         # the one difference, documented: not decoded, it counts as the duplicate it looks like
         # (the full decode logs it as not JSON); the order, the sink and the rest are the same

@@ -16,12 +16,17 @@ from bench.order_cycle import SYMBOL
 from bots.constants import OrdType, Side, TimeInForce
 from daemon.execution.base import OrderIntent
 from daemon.execution.session import _Req
-from exec_helpers import offline_binance
+from exec_helpers import binance_scans, offline_binance
 
 CID = "h1r1"
 RID = 41
 _LIMITS = ('"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400,'
            '"count":%d},{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":300,"count":%d}]')
+
+
+@pytest.fixture(autouse=True, params=["c", "py"])
+def _scans(request, monkeypatch):
+    binance_scans(request, monkeypatch)
 
 
 def _session(shortcut: bool):

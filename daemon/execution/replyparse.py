@@ -1,0 +1,116 @@
+"""The Binance messages of every order read into the tracker's fields: the WS API's reply to an order
+request and the user stream's ``ORDER_TRADE_UPDATE``, one call per message.
+
+``binance_reply`` / ``binance_order_event`` are the C scans of ``_replyfast.c`` (None when the
+extension is not built: the session keeps its Python path).  The functions below ending in ``_py``
+are their meaning, written with orjson: a test drives both on the same texts and requires equal
+answers.  A message outside the plain shapes answers None, and the session's Python path takes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+try:
+    from daemon.execution._replyfast import binance_order_event, binance_reply
+except ImportError:  # no C compiler at install: the sessions' Python paths
+    binance_reply = binance_order_event = None
+
+__all__ = ["binance_reply", "binance_order_event", "binance_reply_py", "binance_order_event_py", "order_event_fields"]
+
+_DECIMAL = frozenset("0123456789.+-eE")
+
+
+def _num(v) -> float | None:
+    """float(v) for a JSON number or a string of a decimal (finite); else None."""
+    if type(v) is str:
+        if not v or not set(v) <= _DECIMAL:
+            return None
+        try:
+            x = float(v)
+        except ValueError:
+            return None
+    elif type(v) in (int, float):
+        x = float(v)
+    else:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _int(v) -> int | None:
+    return v if type(v) is int and abs(v) < 10 ** 18 else None
+
+
+def _id(v) -> str | None:
+    """str(v) of an id given as a JSON integer or a plain string."""
+    if type(v) is str:
+        return v
+    return str(v) if type(v) is int and abs(v) < 10 ** 18 else None
+
+
+def _loads(data: str):
+    if not data.isascii() or "\\" in data:
+        return None  # a text with an escape or beyond ASCII: the C scan leaves it to Python
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return msg if type(msg) is dict else None
+
+
+def binance_reply_py(data: str):
+    """``(id, has_rate_limits, status, clientOrderId, orderId, price, origQty, executedQty, avgPrice,
+    updateTime ms)`` of ``{"id":<int>,"status":200,"result":{<order>},...}``; None otherwise."""
+    msg = _loads(data)
+    if msg is None:
+        return None
+    rid, o = msg.get("id"), msg.get("result")
+    if type(rid) is not int or not 0 <= rid < 10 ** 18 or type(msg.get("status")) is not int \
+            or msg["status"] != 200 or type(o) is not dict:
+        return None
+    keys = ("clientOrderId", "status", "orderId", "price", "origQty", "executedQty", "avgPrice", "updateTime")
+    if any(k not in o for k in keys) or type(o["clientOrderId"]) is not str or type(o["status"]) is not str:
+        return None
+    nums = [_num(o[k]) for k in ("price", "origQty", "executedQty", "avgPrice")]
+    oid, ts = _id(o["orderId"]), _int(o["updateTime"])
+    if None in nums or oid is None or ts is None:
+        return None
+    return (rid, "rateLimits" in msg, o["status"], o["clientOrderId"], oid, *nums, ts)
+
+
+def order_event_fields(o: dict):
+    """``(c, X, i, p, q, z, ap, l, L, t, m, n, T ms)`` of ``ORDER_TRADE_UPDATE.o`` with every field plain
+    (``t`` as ``str(t) if t else ""``, ``n`` 0.0 when absent): the values ``stream_update`` reads from it
+    then; None otherwise (the session reads it the forgiving way)."""
+    if any(k not in o for k in ("c", "X", "i", "p", "q", "z", "ap", "l", "L", "t", "m", "T")):
+        return None
+    if type(o["c"]) is not str or type(o["X"]) is not str or type(o["m"]) is not bool:
+        return None
+    nums = [_num(o[k]) for k in ("p", "q", "z", "ap", "l", "L")]
+    fee = _num(o["n"]) if "n" in o else 0.0
+    oid, ts, t = _id(o["i"]), _int(o["T"]), o["t"]
+    if type(t) is int:
+        t = "" if t == 0 else _id(t)
+    elif type(t) is not str:
+        t = None
+    if None in nums or fee is None or oid is None or ts is None or t is None:
+        return None
+    return (o["c"], o["X"], oid, *nums, t, o["m"], fee, ts)
+
+
+def binance_order_event_py(data: str):
+    """``order_event_fields`` of an ``ORDER_TRADE_UPDATE`` (alone or as a combined stream's ``data``)
+    given as text; None for any other text."""
+    msg = _loads(data)
+    if msg is None:
+        return None
+    if "stream" in msg and "data" in msg:
+        msg = msg["data"]
+        if type(msg) is not dict:
+            return None
+    o = msg.get("o")
+    if msg.get("e") != "ORDER_TRADE_UPDATE" or type(o) is not dict:
+        return None
+    return order_event_fields(o)
