@@ -359,7 +359,7 @@ static PyObject *id_text(const Field *f, const char *s)
         return PyUnicode_FromStringAndSize(s + f->vs, m);
     if (f->kind != K_INT || m - (s[f->vs] == '-') > 18)
         return NULL;
-    if (m == 2 && s[f->vs] == '-') /* "-0" */
+    if (m == 2 && s[f->vs] == '-' && s[f->vs + 1] == '0') /* "-0" */
         return PyUnicode_FromStringAndSize("0", 1);
     return PyUnicode_FromStringAndSize(s + f->vs, m);
 }

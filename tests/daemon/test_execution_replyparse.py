@@ -119,7 +119,8 @@ REPLY_VARIANTS = [
     ('"price":"43187.00"', '"price":"9007199254740993"'), ('"price":"43187.00"', '"price":"1."'),
     ('"price":"43187.00"', '"price":".5"'), ('"price":"43187.00"', '"price":"+1.5"'),
     ('"orderId":325078477', '"orderId":"325078477"'), ('"orderId":325078477', '"orderId":-0'),
-    ('"orderId":325078477', '"orderId":32.5'), ('"orderId":325078477', '"orderId":12345678901234567890'),
+    ('"orderId":325078477', '"orderId":-5'), ('"orderId":325078477', '"orderId":-325078477'),
+    ('"orderId":325078477', '"orderId":0'), ('"orderId":325078477', '"orderId":32.5'), ('"orderId":325078477', '"orderId":12345678901234567890'),
     ('"updateTime":1702555534435', '"updateTime":"1702555534435"'), ('"updateTime":1702555534435', ''),
     ('"clientOrderId":"iCXL1BywlBaf2sesNUrVl3"', '"clientOrderId":"caf\\u00e9"'),
     ('"clientOrderId":"iCXL1BywlBaf2sesNUrVl3"', '"clientOrderId":"café"'),
@@ -148,7 +149,7 @@ def test_broken_texts_read_alike(cut):
 
 
 EVENT_VARIANTS = [
-    ('"t":0', '"t":12'), ('"t":0', '"t":"77"'), ('"t":0', '"t":""'), ('"t":0', '"t":-0'), ('"t":0', '"t":null'),
+    ('"t":0', '"t":12'), ('"t":0', '"t":-7'), ('"i":8886774', '"i":-4'), ('"T":1568879465650,"t"', '"T":-3,"t"'), ('"t":0', '"t":"77"'), ('"t":0', '"t":""'), ('"t":0', '"t":-0'), ('"t":0', '"t":null'),
     ('"m":false', '"m":true'), ('"m":false', '"m":0'), ('"n":"0"', '"n":"0.00012"'), ('"N":"USDT","n":"0",', ''),
     ('"n":"0"', '"n":null'), ('"i":8886774', '"i":"8886774"'), ('"X":"NEW"', '"X":"PARTIALLY_FILLED"'),
     ('"X":"NEW"', '"X":1'), ('"X":"NEW",', ''), ('"c":"TEST"', '"c":"T\\u0045ST"'), ('"c":"TEST"', '"c":"TÉST"'),
