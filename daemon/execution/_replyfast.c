@@ -13,7 +13,8 @@
  * an escape, a non-ASCII text, a value of another type, a field missing, text that is not JSON,
  * a non-finite number) gives None here and the session takes its Python path, which handles
  * everything.  The scan validates the whole message as JSON (RFC 8259 grammar), so None is also
- * the answer wherever orjson would refuse the text.
+ * the answer where orjson would refuse the text, but for one case: a number beyond a double's
+ * range (1e999) in a member this does not read is skipped here, refused by orjson (tested).
  *
  * Numbers become Python values as Python's own conversions make them: a decimal (a JSON string
  * of digits, sign, point and exponent, or a JSON number) through PyOS_string_to_double, which is

@@ -178,6 +178,14 @@ def test_repeated_keys_keep_the_last():
     _check_event(VENUE_EVENT[:-1] + ',"e":"x"}')
 
 
+def test_a_number_out_of_range_where_nothing_is_read_is_skipped():
+    """The one documented difference: orjson refuses 1e999 anywhere; the scan skips it where it reads nothing."""
+    text = REPLY.replace('"reduceOnly":false', '"reduceOnly":1e999', 1)
+    assert replyparse.binance_reply_py(text) is None
+    assert replyparse.binance_reply(text) == replyparse.binance_reply_py(REPLY)
+    assert replyparse.binance_reply(REPLY.replace('"price":"43187.00"', '"price":1e999', 1)) is None
+
+
 def test_non_str_is_a_type_error():
     with pytest.raises(TypeError):
         replyparse.binance_reply(REPLY.encode())
