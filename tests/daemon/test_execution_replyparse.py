@@ -191,3 +191,36 @@ def test_non_str_is_a_type_error():
         replyparse.binance_reply(REPLY.encode())
     with pytest.raises(TypeError):
         replyparse.binance_order_event(None)
+
+
+def test_the_emulator_replies_and_events_take_the_scan(monkeypatch):
+    """Over real sockets (session against the emulator): every order reply and ORDER_TRADE_UPDATE of
+    resting orders and their cancels is read by the C scans (a None would send it to the full
+    decode unseen by any figure but CPU)."""
+    import asyncio
+
+    from daemon.execution.binance import BinanceExecution
+    from exec_helpers import ExecHarness
+
+    seen = {"reply": [], "event": []}
+
+    def counted(name, fn):
+        return staticmethod(lambda data: seen[name].append(fn(data) is not None) or fn(data))
+
+    monkeypatch.setattr(BinanceExecution, "_scan_reply", counted("reply", replyparse.binance_reply))
+    monkeypatch.setattr(BinanceExecution, "_scan_event", counted("event", replyparse.binance_order_event))
+
+    async def main():
+        async with ExecHarness() as h:
+            ids = [h.rest(ticks_away=30 + k, qty=0.001) for k in range(10)]
+            for cid in ids:
+                await h.accepted(cid)
+            for cid in ids:
+                h.s.cancel(cid, "BTCUSDT")
+            for cid in ids:
+                assert (await h.done(cid)).kind.name == "CANCELED"
+            await h.until(lambda: len(seen["event"]) >= 20, what="the stream's NEW and CANCELED of each order")
+
+    asyncio.run(main())
+    assert len(seen["reply"]) >= 20 and all(seen["reply"]), seen["reply"]
+    assert all(seen["event"][:20]), seen["event"]
