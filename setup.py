@@ -1,9 +1,10 @@
-"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c); everything else is in
-pyproject.toml.
+"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c, daemon/execution/_replyfast.c);
+everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
 its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
-plugin to its Python check (RiskPlugin.__init__ logs it).  ``-ffp-contract=off``: the risk check's
+plugin to its Python check (RiskPlugin.__init__ logs it); the Binance session to orjson for its order
+replies and order events (daemon.execution.replyparse).  ``-ffp-contract=off``: the risk check's
 token arithmetic must round as the Python check's does (no fused multiply-add).
 """
 
@@ -14,5 +15,7 @@ setup(
         Extension("shm._fastring", sources=["shm/_fastring.c"], optional=True, extra_compile_args=["-O2"]),
         Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], depends=["plugins/_riskfast_ledger.h"],
                   optional=True, extra_compile_args=["-O2", "-ffp-contract=off"]),
+        Extension("daemon.execution._replyfast", sources=["daemon/execution/_replyfast.c"], optional=True,
+                  extra_compile_args=["-O2"]),
     ]
 )
