@@ -28,12 +28,16 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from bots.errors import BotsError
-from bots.sim import prefetch
+from bots.sim import nrt_cache, prefetch
 from bots.sim.jit import kernel, no_cycle_collector, on_deep_stack, quiet_llvm_lock
 from bots.sim.ref import SimRefType
 
 __all__ = ["Entry", "EntryError", "N_ENTRIES", "declare", "prefetch_order", "register_struct_type", "available",
            "compile_entry", "fill_table", "resolve", "entry_address", "call_entry"]
+
+# numba's runtime module from object code on a warm start, installed before any entry is loaded
+# (bots.sim.nrt_cache: its compile was 28 MB of a warm small-file run's peak RSS)
+nrt_cache.install()
 
 # slots of the ``entries`` table: the engine's (bots.sim.engine) and the bot's order requests
 # (bots.sim.local), which the backtest's methods call without linking them either
