@@ -107,12 +107,14 @@ class BinanceAuth:
             raise ApiError(*_BAD_SIGNATURE)
         return params, api_key
 
-    def _ws_auth(self, method: str, params: dict, client: Client, now: float | None = None) -> tuple[str, str]:
+    def _ws_auth(self, method: str, params: dict, client: Client, now: float | None = None,
+                 as_text: bool = False) -> tuple[str, str]:
         """A websocket API request's operation and API key, once its weight is counted and its key,
         timestamp and signature are checked (a request without both apiKey and signature on a
         logged-on connection: its session's key); ``params`` are left as text without the
         signature and the key (the operations read text, as REST gives it: numbers as written,
-        booleans true/false).  ``now``: the request's ``time.monotonic()``.  Raises ApiError."""
+        booleans true/false).  ``now``: the request's ``time.monotonic()``; ``as_text``: every value
+        is text already (``replyparse.ws_request``'s params).  Raises ApiError."""
         entry = self._WS_METHODS.get(method)
         if entry is None:
             raise ApiError(400, -1102 if not method else -1100, f"Unknown method {method!r}.")
@@ -142,7 +144,7 @@ class BinanceAuth:
                 parts.append(f"{k}={v}")
             if not self._signature_ok(key, "&".join(parts), str(sig)):
                 raise ApiError(*_BAD_SIGNATURE)
-        else:
+        elif not as_text:
             for k, v in params.items():
                 if v.__class__ is not str:
                     params[k] = ("true" if v else "false") if v.__class__ is bool else str(v)

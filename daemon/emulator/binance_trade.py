@@ -35,6 +35,7 @@ from daemon.emulator.binance_account import BinanceAccountOps
 from daemon.emulator.binance_auth import SESSION_METHODS, BinanceAuth, load_ed25519_keys
 from daemon.emulator.binance_wire import ApiError, BinanceWire, missing_param
 from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, OrderEvent, Reject, Rules, TradingSide
+from daemon.execution.replyparse import ws_request
 
 __all__ = ["BinanceTrading", "BINANCE_TRADE_FAULTS"]
 
@@ -282,16 +283,23 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         return resp
 
     async def _ws_request(self, client: Client, text: str) -> None:
-        try:
-            req = orjson.loads(text)
-            rid, method = req.get("id"), req["method"]
-            params = req.get("params") or {}
-            if params.__class__ is not dict:  # orjson's object is a fresh dict: only other shapes copy
-                params = dict(params)
-        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
-            client.queue(orjson.dumps({"id": None, "status": 400, "error": {
-                "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}))
-            return
+        # the usual request (an integer or string id, every parameter a string or an integer) read by
+        # one C call, its parameters already the text the operations read; anything else by orjson
+        req = ws_request(text)
+        as_text = req is not None
+        if as_text:
+            rid, method, params = req
+        else:
+            try:
+                req = orjson.loads(text)
+                rid, method = req.get("id"), req["method"]
+                params = req.get("params") or {}
+                if params.__class__ is not dict:  # orjson's object is a fresh dict: only other shapes copy
+                    params = dict(params)
+            except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
+                client.queue(orjson.dumps({"id": None, "status": 400, "error": {
+                    "code": -1102, "msg": "Malformed request: expected {'id', 'method', 'params'}."}}))
+                return
         reply: dict[str, Any] = {"id": rid}
         after: list[OrderEvent] = []  # the user stream's events, sent right after the reply
         # one clock reading per request for its weight, its order count and its reply's rateLimits
@@ -301,7 +309,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
             if method in SESSION_METHODS:
                 reply.update(status=200, result=self._session(client, method, params))
             else:
-                op, api_key = self._ws_auth(method, params, client, now)
+                op, api_key = self._ws_auth(method, params, client, now, as_text)
                 if self.queued.count or self.emu._lock.locked():
                     result = await self._run(op, params, api_key, client.transport.abort, {}, after_reply=after)
                     now = time.monotonic()  # (the reply is counted when it goes: _run may have waited)

@@ -1,7 +1,7 @@
 /*
  * daemon.execution._replyfast: the Binance messages of every order (the WS API's reply to
  * order.place / order.cancel, the user stream's ORDER_TRADE_UPDATE) read into the fields the
- * tracker needs, one C call per message.
+ * tracker needs, one C call per message; and on the emulator's side, the request itself.
  *
  * Why C: two replies and two events per order, each an orjson decode of the whole text (20-40
  * keys, most never read) and then a dozen dict lookups and float()/int()/str() calls: ~2.8 us a
@@ -550,7 +550,145 @@ static PyObject *binance_order_event(PyObject *self, PyObject *arg)
     }
 }
 
+/* the params' names, made once: a request's dozen keys were a str each per request (and a hash) */
+#define KEY_SLOTS 64
+#define KEY_MAX 31
+static struct {
+    Py_ssize_t len;
+    char text[KEY_MAX + 1];
+    PyObject *key;
+} KEYS[KEY_SLOTS];
+
+static PyObject *key_of(const char *k, Py_ssize_t m)
+{
+    PyObject *key;
+    unsigned h;
+    if (m == 0 || m > KEY_MAX)
+        return PyUnicode_FromStringAndSize(k, m);
+    h = ((unsigned)m * 31u + (unsigned char)k[0] * 7u + (unsigned char)k[m - 1] * 3u + (unsigned char)k[m / 2]) %
+        KEY_SLOTS;
+    if (KEYS[h].key != NULL && KEYS[h].len == m && memcmp(KEYS[h].text, k, (size_t)m) == 0) {
+        Py_INCREF(KEYS[h].key);
+        return KEYS[h].key;
+    }
+    key = PyUnicode_FromStringAndSize(k, m);
+    if (key == NULL)
+        return NULL;
+    PyUnicode_InternInPlace(&key);
+    Py_XDECREF(KEYS[h].key);
+    Py_INCREF(key);
+    KEYS[h].key = key;
+    KEYS[h].len = m;
+    memcpy(KEYS[h].text, k, (size_t)m);
+    return key;
+}
+
+/* a JSON integer's text is 0 or -0 */
+static int is_zero(const Field *f, const char *s)
+{
+    Py_ssize_t i = f->vs + (s[f->vs] == '-');
+    return f->ve - i == 1 && s[i] == '0';
+}
+
+/* the members of the params object at i (its '{', the text already scanned as JSON) as a new dict
+ * of their text: a string as it is, an integer of up to 18 digits as str(int) writes it; NULL
+ * without an error for any other value */
+static PyObject *params_dict(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    i = skip_ws(s, n, i + 1);
+    if (i < n && s[i] == '}')
+        return d;
+    while (i < n) {
+        Field v = {"", 0};
+        Py_ssize_t ks = i + 1, ke;
+        PyObject *key, *val;
+        int r;
+        i = skip_string(s, n, i);
+        if (i < 0)
+            break;
+        ke = i - 1;
+        i = skip_ws(s, n, i);
+        i = skip_value(s, n, skip_ws(s, n, i + 1), 1, &v.kind, &v.vs, &v.ve);
+        if (i < 0)
+            break;
+        if (v.kind == K_STR)
+            val = text(&v, s);
+        else if (v.kind == K_INT && !is_zero(&v, s))
+            /* an integer, but not 0 (nor -0): its text is truthy where the integer was not, and the
+             * emulator tests apiKey and signature for truth before it makes the values text */
+            val = id_text(&v, s);
+        else
+            break;
+        if (val == NULL)
+            break;
+        key = key_of(s + ks, ke - ks);
+        r = key == NULL ? -1 : PyDict_SetItem(d, key, val);
+        Py_XDECREF(key);
+        Py_DECREF(val);
+        if (r < 0)
+            break;
+        i = skip_ws(s, n, i);
+        if (i < n && s[i] == '}')
+            return d;
+        i = skip_ws(s, n, i + 1); /* the ',' */
+    }
+    Py_DECREF(d);
+    return NULL;
+}
+
+enum { W_ID, W_METHOD, W_PARAMS };
+
+/* ws_request(text) -> (id, method, params) of a websocket API request {"id":..,"method":"..",
+ * "params":{..}} (the emulator's side), its params a new dict of text as the operations read them
+ * (numbers as written); None for anything else: another value type among the params (a boolean, a
+ * fraction, an object...), an id neither an integer nor a string, no method, an escape, not JSON */
+static PyObject *ws_request(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n;
+    const char *s = ascii_text(arg, &n);
+    Field top[3] = {{"id", 2}, {"method", 6}, {"params", 6}};
+    PyObject *rid, *params, *t;
+    long long v;
+    if (s == NULL)
+        return NULL;
+    if (n < 0 || scan_message(s, n, top, 3) < 0 || top[W_METHOD].kind != K_STR)
+        Py_RETURN_NONE;
+    if (top[W_PARAMS].kind == K_NONE)
+        params = PyDict_New();
+    else if (top[W_PARAMS].kind == K_OBJ)
+        params = params_dict(s, n, top[W_PARAMS].vs);
+    else
+        Py_RETURN_NONE;
+    if (params == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (top[W_ID].kind == K_STR)
+        rid = text(&top[W_ID], s);
+    else if (to_ll(&top[W_ID], s, &v) == 0)
+        rid = PyLong_FromLongLong(v);
+    else {
+        Py_DECREF(params);
+        Py_RETURN_NONE;
+    }
+    t = PyTuple_New(3);
+    if (t == NULL) {
+        Py_XDECREF(rid);
+        Py_DECREF(params);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, rid);
+    PyTuple_SET_ITEM(t, 1, text(&top[W_METHOD], s));
+    PyTuple_SET_ITEM(t, 2, params);
+    return complete(t);
+}
+
 static PyMethodDef methods[] = {
+    {"ws_request", ws_request, METH_O, "A websocket API request's id, method and params as text, or None."},
     {"binance_reply", binance_reply, METH_O, "A WS API order reply's fields, or None (see the module)."},
     {"binance_order_event", binance_order_event, METH_O, "An ORDER_TRADE_UPDATE's fields, or None."},
     {NULL, NULL, 0, NULL},

@@ -1,5 +1,6 @@
 """The Binance messages of every order read into the tracker's fields: the WS API's reply to an order
-request and the user stream's ``ORDER_TRADE_UPDATE``, one call per message.
+request and the user stream's ``ORDER_TRADE_UPDATE``, one call per message; and on the emulator's
+side the request itself (``ws_request``).
 
 ``binance_reply`` / ``binance_order_event`` are the C scans of ``_replyfast.c`` (None when the
 extension is not built: the session keeps its Python path).  The functions below ending in ``_py``
@@ -14,11 +15,13 @@ import math
 import orjson
 
 try:
-    from daemon.execution._replyfast import binance_order_event, binance_reply
+    from daemon.execution._replyfast import binance_order_event, binance_reply, ws_request
 except ImportError:  # no C compiler at install: the sessions' Python paths
     binance_reply = binance_order_event = None
+    ws_request = lambda text: None  # noqa: E731  (the emulator decodes every request with orjson)
 
-__all__ = ["binance_reply", "binance_order_event", "binance_reply_py", "binance_order_event_py", "order_event_fields"]
+__all__ = ["binance_reply", "binance_order_event", "binance_reply_py", "binance_order_event_py", "order_event_fields",
+           "ws_request", "ws_request_py"]
 
 _DECIMAL = frozenset("0123456789.+-eE")
 
@@ -114,3 +117,24 @@ def binance_order_event_py(data: str):
     if msg.get("e") != "ORDER_TRADE_UPDATE" or type(o) is not dict:
         return None
     return order_event_fields(o)
+
+
+def ws_request_py(data: str):
+    """``(id, method, params)`` of a websocket API request whose id is an integer or a string and whose
+    params (absent: none) are strings or integers, the params as text (``str(int)``); None otherwise."""
+    msg = _loads(data)
+    if msg is None:
+        return None
+    rid, method, params = msg.get("id"), msg.get("method"), msg.get("params", {})
+    if type(rid) is int:
+        rid = _int(rid)
+    elif type(rid) is not str:
+        rid = None
+    if rid is None or type(method) is not str or type(params) is not dict:
+        return None
+    out = {}
+    for k, v in params.items():
+        out[k] = v if type(v) is str else _id(v) if v != 0 else None  # (0: see _replyfast.c's params_dict)
+        if out[k] is None:
+            return None
+    return rid, method, out

@@ -224,3 +224,63 @@ def test_the_emulator_replies_and_events_take_the_scan(monkeypatch):
     asyncio.run(main())
     assert len(seen["reply"]) >= 20 and all(seen["reply"]), seen["reply"]
     assert all(seen["event"][:20]), seen["event"]
+
+
+# -- the emulator's side: a websocket API request ---------------------------------------------------
+
+REQUEST = ('{"id":7,"method":"order.place","params":{"apiKey":"k1","newClientOrderId":"h1-2","newOrderRespType":'
+           '"RESULT","price":"43187.0","quantity":"0.001","recvWindow":5000,"side":"BUY","symbol":"BTCUSDT",'
+           '"timeInForce":"GTC","timestamp":1702555534435,"type":"LIMIT","signature":"ab12"}}')
+REQUEST_VARIANTS = [
+    ('"id":7', '"id":"x-7"'), ('"id":7', '"id":-0'), ('"id":7', '"id":null'), ('"id":7', '"id":7.5'), ('"id":7,', ''),
+    ('"id":7', '"id":1234567890123456789'), ('"method":"order.place"', '"method":5'), ('"method":"order.place",', ''),
+    ('"recvWindow":5000', '"recvWindow":0'), ('"recvWindow":5000', '"recvWindow":-0'), ('"recvWindow":5000', '"recvWindow":10'),
+    ('"recvWindow":5000', '"recvWindow":-10'), ('"recvWindow":5000', '"recvWindow":5e3'), ('"recvWindow":5000', '"recvWindow":true'),
+    ('"recvWindow":5000', '"recvWindow":null'), ('"recvWindow":5000', '"recvWindow":[5000]'),
+    ('"timestamp":1702555534435', '"timestamp":12345678901234567890'), ('"apiKey":"k1"', '"apiKey":0'),
+    ('"signature":"ab12"', '"signature":"a\\"b"'), ('"symbol":"BTCUSDT"', '"symbol":"BTCUSDT","symbol":"ETHUSDT"'),
+    ('"price":"43187.0"', '"price":"4318é"'), ('"params":{', '"params":{"a":{},'), ('"params":{', ' "params" : { '),
+]
+
+
+def _check_request(text: str):
+    c, py = replyparse.ws_request(text), replyparse.ws_request_py(text)
+    assert c == py and (c is None or [type(x) for x in c] == [type(x) for x in py]), (text, c, py)
+    return c
+
+
+def test_request_reads_as_text():
+    rid, method, params = _check_request(REQUEST)
+    assert (rid, method) == (7, "order.place") and params["recvWindow"] == "5000" and params["timestamp"] == "1702555534435"
+    assert all(type(v) is str for v in params.values()) and len(params) == 12
+    assert _check_request('{"id":1,"method":"session.status"}') == (1, "session.status", {})
+    assert _check_request('{"id":1,"method":"session.status","params":{}}') == (1, "session.status", {})
+    assert _check_request('{"id":1,"method":"x","params":null}') is None
+    assert _check_request('{"id":1,"method":"x","params":[["a","b"]]}') is None
+    assert _check_request('[1]') is None
+
+
+@pytest.mark.parametrize("old,new", REQUEST_VARIANTS)
+def test_request_variants_read_alike(old, new):
+    assert old in REQUEST
+    _check_request(REQUEST.replace(old, new, 1))
+
+
+def test_the_sessions_frames_read_alike():
+    """The frames the execution session writes (logged on and HMAC-signed): place, cancel, modify."""
+    from bots.constants import OrdType, Side, TimeInForce
+    from daemon.execution.base import OrderIntent
+    from daemon.execution.tracker import TrackedOrder
+    from exec_helpers import offline_binance
+
+    s, _ = offline_binance("BTCUSDT")
+    it = OrderIntent("h1-9", "BTCUSDT", Side.SELL, 43187.5, 0.002, TimeInForce.GTX, OrdType.LIMIT, 1)
+    mk = OrderIntent("h1-8", "BTCUSDT", Side.BUY, 0.0, 0.002, TimeInForce.IOC, OrdType.MARKET, 1)
+    for logged_on in (True, False):
+        s._logged_on = logged_on
+        frames = [s._ws_new(it)[1], s._ws_new(mk)[1], s._ws_cancel("BTCUSDT", "h1-9")[1],
+                  s._ws_modify(TrackedOrder(it, 0.0), 43188.0, 0.003)[1]]
+        for f in frames:
+            rid, method, params = _check_request(f.decode())
+            assert method.startswith("order.") and ("signature" in params) is not logged_on
+            assert params == {k: (v if type(v) is str else str(v)) for k, v in orjson.loads(f)["params"].items()}
