@@ -23,13 +23,13 @@ except ImportError:  # no C compiler at install: the sessions' Python paths
 __all__ = ["binance_reply", "binance_order_event", "binance_reply_py", "binance_order_event_py", "order_event_fields",
            "ws_request", "ws_request_py"]
 
-_DECIMAL = frozenset("0123456789.+-eE")
+_DECIMAL = "0123456789.+-eE"
 
 
 def _num(v) -> float | None:
     """float(v) for a JSON number or a string of a decimal (finite); else None."""
     if type(v) is str:
-        if not v or not set(v) <= _DECIMAL:
+        if not v or v.strip(_DECIMAL):  # (strip leaves nothing of a text made of those characters alone)
             return None
         try:
             x = float(v)
@@ -73,34 +73,35 @@ def binance_reply_py(data: str):
     if type(rid) is not int or not 0 <= rid < 10 ** 18 or type(msg.get("status")) is not int \
             or msg["status"] != 200 or type(o) is not dict:
         return None
-    keys = ("clientOrderId", "status", "orderId", "price", "origQty", "executedQty", "avgPrice", "updateTime")
-    if any(k not in o for k in keys) or type(o["clientOrderId"]) is not str or type(o["status"]) is not str:
+    try:  # (indexing, not a test per key: where the extension is not built, this reads every reply)
+        cid, status, oid, ts = o["clientOrderId"], o["status"], _id(o["orderId"]), _int(o["updateTime"])
+        nums = (_num(o["price"]), _num(o["origQty"]), _num(o["executedQty"]), _num(o["avgPrice"]))
+    except KeyError:
         return None
-    nums = [_num(o[k]) for k in ("price", "origQty", "executedQty", "avgPrice")]
-    oid, ts = _id(o["orderId"]), _int(o["updateTime"])
-    if None in nums or oid is None or ts is None:
+    if type(cid) is not str or type(status) is not str or None in nums or oid is None or ts is None:
         return None
-    return (rid, "rateLimits" in msg, o["status"], o["clientOrderId"], oid, *nums, ts)
+    return (rid, "rateLimits" in msg, status, cid, oid, *nums, ts)
 
 
 def order_event_fields(o: dict):
     """``(c, X, i, p, q, z, ap, l, L, t, m, n, T ms)`` of ``ORDER_TRADE_UPDATE.o`` with every field plain
     (``t`` as ``str(t) if t else ""``, ``n`` 0.0 when absent): the values ``stream_update`` reads from it
     then; None otherwise (the session reads it the forgiving way)."""
-    if any(k not in o for k in ("c", "X", "i", "p", "q", "z", "ap", "l", "L", "t", "m", "T")):
+    try:
+        c, x, m, t, oid, ts = o["c"], o["X"], o["m"], o["t"], _id(o["i"]), _int(o["T"])
+        nums = (_num(o["p"]), _num(o["q"]), _num(o["z"]), _num(o["ap"]), _num(o["l"]), _num(o["L"]))
+    except KeyError:
         return None
-    if type(o["c"]) is not str or type(o["X"]) is not str or type(o["m"]) is not bool:
+    if type(c) is not str or type(x) is not str or type(m) is not bool:
         return None
-    nums = [_num(o[k]) for k in ("p", "q", "z", "ap", "l", "L")]
     fee = _num(o["n"]) if "n" in o else 0.0
-    oid, ts, t = _id(o["i"]), _int(o["T"]), o["t"]
     if type(t) is int:
         t = "" if t == 0 else _id(t)
     elif type(t) is not str:
         t = None
     if None in nums or fee is None or oid is None or ts is None or t is None:
         return None
-    return (o["c"], o["X"], oid, *nums, t, o["m"], fee, ts)
+    return (c, x, oid, *nums, t, m, fee, ts)
 
 
 def binance_order_event_py(data: str):
