@@ -81,15 +81,18 @@ def _order_update_lenient(o: dict) -> Update:
 
 
 def stream_update(o: dict) -> Update:
-    """``ORDER_TRADE_UPDATE.o`` as an ``Update``.  Two per order: the event as Binance always writes
-    it (numbers as decimal strings) converts at once; anything else takes the forgiving way."""
-    try:
-        tid = o["t"]
-        return Update(o["c"], STATUS[o["X"]], str(o["i"]), float(o["p"]), float(o["q"]), float(o["z"]),
-                      float(o["ap"]), float(o["l"]), float(o["L"]), str(tid) if tid else "", bool(o["m"]),
-                      float(o["n"]) if "n" in o else 0.0, int(o["T"]) * 1_000_000)
-    except (KeyError, TypeError, ValueError):
-        return _stream_update_lenient(o)
+    """``ORDER_TRADE_UPDATE.o`` as an ``Update``: its plain fields (``replyparse.order_event_fields``,
+    what the C scan reads from the text) as ``event_update`` makes them one; anything else the
+    forgiving way."""
+    ev = order_event_fields(o)
+    return _stream_update_lenient(o) if ev is None else event_update(*ev)
+
+
+def event_update(c: str, x: str, i: str, p: float, q: float, z: float, ap: float, l: float, lp: float, t: str,
+                 m: bool, n: float, ts_ms: int) -> Update:
+    """The ``Update`` of an ``ORDER_TRADE_UPDATE``'s plain fields (an unknown status: ``Status.NONE``,
+    as the forgiving way reads it; the rest are equal there)."""
+    return Update(c, STATUS.get(x, Status.NONE), i, p, q, z, ap, l, lp, t, m, n, ts_ms * 1_000_000)
 
 
 def _stream_update_lenient(o: dict) -> Update:
@@ -684,8 +687,7 @@ class BinanceExecution(SessionBase):
                 return
         elif x == "CANCELED" and tracker.end_plain(o, _CANCELED, z, ts, _time_ns()):
             return  # the stream's end before the cancel's reply: without an Update
-        # = stream_update: an unknown status is its forgiving way's Status.NONE, the rest equal
-        u = Update(c, STATUS.get(x, Status.NONE), i, p, q, z, ap, l, lp, t, m, n, ts)
+        u = event_update(c, x, i, p, q, z, ap, l, lp, t, m, n, ts_ms)
         if tracker.apply(u, _STREAM, _time_ns()) == NEED_QUERY:
             self._schedule_recon(c, 0.0)
 
