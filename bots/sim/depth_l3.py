@@ -3,9 +3,10 @@
 One :class:`L3Book` holds the orders of several books (``d`` is the same book row as in
 :mod:`bots.sim.depth`: ``2 * asset`` local, ``2 * asset + 1`` exchange), all in flat arrays:
 
-* ``node_i``/``node_q``: one row per resting order (columns ``N_*``), recycled through a free list;
-* ``lvl_i``/``lvl_q``: one row per non-empty price level: head and tail of an intrusive doubly linked
-  list of its orders (``N_PREV``/``N_NEXT``), so a cancel unlinks in O(1) and the list *is* the FIFO;
+* ``node_i``: one row per resting order (columns ``N_*``: id, queue sequence number, level row, and
+  the quantity in the float view ``node_f`` of the same memory), recycled through a free list;
+* ``lvl_i``: one row per price level (``L_*``: book and side, tick, order count, and the total in
+  the float view ``lvl_f``); an order's side and tick are its level's;
 * ``ord_tab`` (``(book, order id) -> node``) and ``lvl_tab`` (``(book, side, tick) -> level``):
   open-addressing hash tables with linear probing, doubled when half full.  A key leaves by
   backward-shift deletion (the keys after it in its run move up to where their probe would find
@@ -19,8 +20,16 @@ and the rows are full, so memory stays bounded by the live levels.
 
 Every order gets a sequence number when it joins the back of a level (``N_SEQ``, increasing over
 the whole book), and keeps it while it keeps its place, so "A is ahead of B in the queue" is
-``seq(A) < seq(B)`` at the same level.  The L3 FIFO queue model (:mod:`bots.sim.queue_l3`) places
-our own orders in that same sequence without putting them in the book.
+``seq(A) < seq(B)`` at the same level: the numbers *are* the FIFO, and no per-level list is kept.
+An event touches one table slot, one node row and one level row, each 32 bytes (never across two
+cache lines: numba aligns arrays to 32), the quantity in the row it belongs to.  The linked list
+per level this replaced cost an add one more node row (the old tail's) and a cancel two (its
+neighbours'); with it, the separate quantity arrays and splitmix hashing, the book alone replaying
+the 2M-event L3 bench file on two books took 34-39 ns per row, now 26-29 (alternated, load ~7).
+Reading a level's queue (:func:`level_queue`, :func:`qty_ahead_of`: tests and tools, not the event
+path) scans the node rows and orders them by sequence number.  The L3 FIFO queue model
+(:mod:`bots.sim.queue_l3`) places our own orders in that same sequence without putting them in the
+book.
 
 Level totals go into the caller's L2 ladders (``bid_qty``/``ask_qty``/``depth_i``, the layout of
 :mod:`bots.sim.depth`), with hftbacktest 2.4.4's L3 arithmetic so the totals match bit for bit: an
@@ -60,7 +69,7 @@ from bots.sim.depth import (
     ROI_LB,
     ROI_UB,
 )
-from bots.sim.mathx import lots, to_tick
+from bots.sim.mathx import lots, to_tick_by, zero_lots
 
 __all__ = ["L3Book", "L3BookError", "new_book", "raise_for"]
 
@@ -76,25 +85,19 @@ ERR_OVERFILL = 5
 ERR_NEED_TICK = 6
 ERR_BAD_SIDE = 7
 
-# node_i columns
-N_BOOK = 0
-N_ID = 1
-N_SIDE = 2
-N_TICK = 3
-N_SEQ = 4
-N_PREV = 5
-N_NEXT = 6
-N_LEVEL = 7
-N_COLS = 8
+# node_i columns (a free row has N_LEVEL == NIL and chains the free list through N_SEQ)
+N_ID = 0
+N_SEQ = 1
+N_LEVEL = 2
+N_QTY = 3       # in node_f
+N_COLS = 4
 
-# lvl_i columns (a free level row has L_COUNT == -1 and chains the free list through L_HEAD)
-L_BOOK = 0
-L_SIDE = 1
-L_TICK = 2
-L_HEAD = 3
-L_TAIL = 4
-L_COUNT = 5
-L_COLS = 6
+# lvl_i columns (a free row has L_COUNT == -1 and chains the free list through L_TICK)
+L_KEY = 0       # the level's first key in lvl_tab (_level_key: book and side)
+L_TICK = 1
+L_COUNT = 2
+L_QTY = 3       # in lvl_f
+L_COLS = 4
 
 # meta entries
 M_NODE_TOP = 0      # rows of node_i ever used
@@ -107,10 +110,11 @@ M_LVL_EMPTY = 6     # levels in lvl_tab with no order
 M_SEQ = 7           # next queue sequence number
 M_LEN = 8
 
-# hash table rows: (key1, key2, value); value EMPTY marks a free slot
+# hash table rows: (key1, key2, value, unused); value EMPTY marks a free slot
 T_K1 = 0
 T_K2 = 1
 T_VAL = 2
+T_COLS = 4      # 32-byte slots, never across two cache lines
 EMPTY = -1
 
 NIL = -1
@@ -161,16 +165,16 @@ structref.define_boxing(L3BookType, L3Book)
 
 _I1 = types.int64[::1]
 _I2 = types.int64[:, ::1]
-_F1 = types.float64[::1]
+_F2 = types.float64[:, ::1]
 l3_book_type = L3BookType([
-    ("meta", _I1), ("node_i", _I2), ("node_q", _F1), ("lvl_i", _I2), ("lvl_q", _F1),
+    ("meta", _I1), ("node_i", _I2), ("node_f", _F2), ("lvl_i", _I2), ("lvl_f", _F2),
     ("ord_tab", _I2), ("lvl_tab", _I2),
 ])
 
 
 @kernel
 def _new_table(cap):
-    tab = np.zeros((cap, 3), np.int64)
+    tab = np.zeros((cap, T_COLS), np.int64)
     for s in range(cap):
         tab[s, T_VAL] = EMPTY
     return tab
@@ -188,9 +192,9 @@ def new_book(order_capacity):
     bk.meta[M_NODE_FREE] = NIL
     bk.meta[M_LVL_FREE] = NIL
     bk.node_i = np.zeros((cap, N_COLS), np.int64)
-    bk.node_q = np.zeros(cap, np.float64)
+    bk.node_f = bk.node_i.view(np.float64)
     bk.lvl_i = np.zeros((cap, L_COLS), np.int64)
-    bk.lvl_q = np.zeros(cap, np.float64)
+    bk.lvl_f = bk.lvl_i.view(np.float64)
     bk.ord_tab = _new_table(tcap)
     bk.lvl_tab = _new_table(tcap)
     return bk
@@ -200,12 +204,15 @@ def new_book(order_capacity):
 
 @njit(cache=True, inline="always")
 def _home(k1, k2, mask):
-    # splitmix-style mixing: order ids and ticks are often consecutive, which linear probing
-    # with an identity hash would turn into long runs.
-    h = np.uint64(k1) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(k2)
-    h = (h ^ (h >> np.uint64(31))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(29))
-    return np.int64(h & np.uint64(mask))
+    # Multiplicative (Fibonacci) hashing: the top bits of key times the golden-ratio constant
+    # (scaled to the table size by a multiply, Lemire's range reduction), which spreads consecutive
+    # or evenly strided keys (order ids, ticks) evenly, and random ones as a random hash would.  Two
+    # multiplies on the critical path of every row; splitmix's four steps here cost the book replay
+    # ~25% more.  The low bit of ``k1`` (local or exchange book) is left out: an asset's two books
+    # apply the same rows moments apart, and their keys then sit side by side, the second look-up
+    # finding the line warm.
+    h = (np.uint64(k1 >> 1) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(k2)) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(((h >> np.uint64(32)) * (np.uint64(mask) + np.uint64(1))) >> np.uint64(32))
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -293,14 +300,6 @@ def _grown(arr, rows):
 
 
 @kernel(error_model="numpy")
-def _grown_f(arr, rows):
-    new = np.zeros(rows, arr.dtype)
-    for r in range(arr.shape[0]):
-        new[r] = arr[r]
-    return new
-
-
-@kernel(error_model="numpy")
 def _sweep_levels(bk):
     # Empty levels kept for reuse leave the table and go back to the free rows.
     li = bk.lvl_i
@@ -315,16 +314,14 @@ def reserve(bk):
     """Make room for one more order and one more level; call before any kernel that may add."""
     meta = bk.meta
     if meta[M_NODE_FREE] == NIL and meta[M_NODE_TOP] == bk.node_i.shape[0]:
-        rows = 2 * bk.node_i.shape[0]
-        bk.node_i = _grown(bk.node_i, rows)
-        bk.node_q = _grown_f(bk.node_q, rows)
+        bk.node_i = _grown(bk.node_i, 2 * bk.node_i.shape[0])
+        bk.node_f = bk.node_i.view(np.float64)
     if meta[M_LVL_FREE] == NIL and meta[M_LVL_TOP] == bk.lvl_i.shape[0]:
         if meta[M_LVL_EMPTY] * 4 >= bk.lvl_i.shape[0]:
             _sweep_levels(bk)
         else:
-            rows = 2 * bk.lvl_i.shape[0]
-            bk.lvl_i = _grown(bk.lvl_i, rows)
-            bk.lvl_q = _grown_f(bk.lvl_q, rows)
+            bk.lvl_i = _grown(bk.lvl_i, 2 * bk.lvl_i.shape[0])
+            bk.lvl_f = bk.lvl_i.view(np.float64)
     if (meta[M_ORD_LIVE] + 1) * 2 > bk.ord_tab.shape[0]:
         bk.ord_tab = _rehashed(bk.ord_tab)
     if (meta[M_LVT_LIVE] + 1) * 2 > bk.lvl_tab.shape[0]:
@@ -343,11 +340,17 @@ def _make_room(bk):
         reserve(bk)
 
 
-# -- levels and their FIFO lists ---------------------------------------------------------------------
+# -- levels and their queues -------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
 def _level_key(d, side):
-    return 2 * d + (0 if side == BUY else 1)
+    # the book's local/exchange bit lowest, as in ord_tab's keys (see _home)
+    return 4 * (d >> 1) + (0 if side == BUY else 2) + (d & 1)
+
+
+@njit(cache=True, inline="always")
+def _key_side(key):
+    return BUY if (key & 2) == 0 else SELL
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -363,17 +366,14 @@ def _level_of(bk, d, side, tick, create):
     lv = meta[M_LVL_FREE]
     li = bk.lvl_i
     if lv != NIL:
-        meta[M_LVL_FREE] = li[lv, L_HEAD]
+        meta[M_LVL_FREE] = li[lv, L_TICK]
     else:
         lv = meta[M_LVL_TOP]
         meta[M_LVL_TOP] = lv + 1
-    li[lv, L_BOOK] = d
-    li[lv, L_SIDE] = side
+    li[lv, L_KEY] = k1
     li[lv, L_TICK] = tick
-    li[lv, L_HEAD] = NIL
-    li[lv, L_TAIL] = NIL
     li[lv, L_COUNT] = 0
-    bk.lvl_q[lv] = 0.0
+    bk.lvl_f[lv, L_QTY] = 0.0
     _put(bk.lvl_tab, k1, tick, lv)
     meta[M_LVT_LIVE] += 1
     meta[M_LVL_EMPTY] += 1
@@ -383,29 +383,21 @@ def _level_of(bk, d, side, tick, create):
 @njit(cache=True, inline="always", error_model="numpy")
 def _drop_level(bk, lv):
     li = bk.lvl_i
-    _delete(bk.lvl_tab, _find(bk.lvl_tab, _level_key(li[lv, L_BOOK], li[lv, L_SIDE]), li[lv, L_TICK]))
+    _delete(bk.lvl_tab, _find(bk.lvl_tab, li[lv, L_KEY], li[lv, L_TICK]))
     bk.meta[M_LVT_LIVE] -= 1
     li[lv, L_COUNT] = -1
-    li[lv, L_HEAD] = bk.meta[M_LVL_FREE]
+    li[lv, L_TICK] = bk.meta[M_LVL_FREE]
     bk.meta[M_LVL_FREE] = lv
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _append(bk, lv, n):
-    """Put node ``n`` at the back of level ``lv`` with a fresh sequence number."""
+    """Put node ``n`` at the back of level ``lv``: a fresh sequence number."""
     ni = bk.node_i
-    li = bk.lvl_i
-    tail = li[lv, L_TAIL]
-    ni[n, N_PREV] = tail
-    ni[n, N_NEXT] = NIL
     ni[n, N_LEVEL] = lv
     ni[n, N_SEQ] = bk.meta[M_SEQ]
     bk.meta[M_SEQ] += 1
-    if tail == NIL:
-        li[lv, L_HEAD] = n
-    else:
-        ni[tail, N_NEXT] = n
-    li[lv, L_TAIL] = n
+    li = bk.lvl_i
     if li[lv, L_COUNT] == 0:
         bk.meta[M_LVL_EMPTY] -= 1
     li[lv, L_COUNT] += 1
@@ -413,36 +405,45 @@ def _append(bk, lv, n):
 
 @njit(cache=True, inline="always", error_model="numpy")
 def _unlink(bk, n):
-    """Take node ``n`` out of its level's list; a level left empty is kept (zero total) for reuse."""
-    ni = bk.node_i
+    """Take node ``n`` out of its level; a level left empty is kept (zero total) for reuse."""
+    lv = bk.node_i[n, N_LEVEL]
     li = bk.lvl_i
-    lv = ni[n, N_LEVEL]
-    p = ni[n, N_PREV]
-    q = ni[n, N_NEXT]
-    if p == NIL:
-        li[lv, L_HEAD] = q
-    else:
-        ni[p, N_NEXT] = q
-    if q == NIL:
-        li[lv, L_TAIL] = p
-    else:
-        ni[q, N_PREV] = p
     li[lv, L_COUNT] -= 1
     if li[lv, L_COUNT] == 0:
-        bk.lvl_q[lv] = 0.0  # as a level made afresh starts
+        bk.lvl_f[lv, L_QTY] = 0.0  # as a level made afresh starts
         bk.meta[M_LVL_EMPTY] += 1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _free_node(bk, n, s):
-    """Recycle node ``n``; ``s`` is its slot in ``ord_tab`` (-1: look it up)."""
+def _free_node(bk, n, s, d):
+    """Recycle node ``n`` of book ``d``; ``s`` is its slot in ``ord_tab`` (-1: look it up)."""
     if s < 0:
-        s = _find(bk.ord_tab, bk.node_i[n, N_BOOK], bk.node_i[n, N_ID])
+        s = _find(bk.ord_tab, d, bk.node_i[n, N_ID])
     _delete(bk.ord_tab, s)
     bk.meta[M_ORD_LIVE] -= 1
-    bk.node_i[n, N_BOOK] = NIL
-    bk.node_i[n, N_NEXT] = bk.meta[M_NODE_FREE]
+    bk.node_i[n, N_LEVEL] = NIL
+    bk.node_i[n, N_SEQ] = bk.meta[M_NODE_FREE]
     bk.meta[M_NODE_FREE] = n
+
+
+@kernel(error_model="numpy")
+def _queue_nodes(bk, lv):
+    """The node rows of level ``lv`` front to back (by sequence number): a scan of all rows."""
+    ni = bk.node_i
+    nodes = np.empty(max(0, bk.lvl_i[lv, L_COUNT]), np.int64)
+    k = 0
+    for n in range(bk.meta[M_NODE_TOP]):
+        if ni[n, N_LEVEL] == lv and k < nodes.shape[0]:
+            nodes[k] = n
+            k += 1
+    seqs = np.empty(k, np.int64)
+    for j in range(k):
+        seqs[j] = ni[nodes[j], N_SEQ]
+    order = np.argsort(seqs)
+    out = np.empty(k, np.int64)
+    for j in range(k):
+        out[j] = nodes[order[j]]
+    return out
 
 
 # -- the L2 view (ladders of bots.sim.depth) -------------------------------------------------------------
@@ -503,7 +504,7 @@ def _show_more(bq, aq, di, d, side, tick, total):
 def _show_less(bq, aq, di, d, side, tick, total, lot_size):
     """The level at ``tick`` shrank to ``total``; below one lot it is emptied and the best moves on.
     Returns the total as stored (0.0 when emptied)."""
-    if lots(total, lot_size) == 0:
+    if zero_lots(total, lot_size, 1.0 / lot_size):
         total = 0.0
     if not _in_view(di, d, tick):
         return total
@@ -546,7 +547,7 @@ def add(bk, bq, aq, di, d, oid, side, px, qty, tick_size):
         return ERR_BAD_QTY, 0, 0
     if side != BUY and side != SELL:
         return ERR_BAD_SIDE, 0, 0
-    tick = to_tick(px, tick_size)
+    tick = to_tick_by(px, tick_size, 1.0 / tick_size)
     if _needs_growth(di, d, tick):
         return ERR_NEED_TICK, 0, 0
     _make_room(bk)  # before the probe: growing may rehash the table
@@ -556,35 +557,32 @@ def add(bk, bq, aq, di, d, oid, side, px, qty, tick_size):
     meta = bk.meta
     n = meta[M_NODE_FREE]
     if n != NIL:
-        meta[M_NODE_FREE] = bk.node_i[n, N_NEXT]
+        meta[M_NODE_FREE] = bk.node_i[n, N_SEQ]
     else:
         n = meta[M_NODE_TOP]
         meta[M_NODE_TOP] = n + 1
-    ni = bk.node_i
-    ni[n, N_BOOK] = d
-    ni[n, N_ID] = oid
-    ni[n, N_SIDE] = side
-    ni[n, N_TICK] = tick
-    bk.node_q[n] = qty
+    bk.node_i[n, N_ID] = oid
+    bk.node_f[n, N_QTY] = qty
     _store(bk.ord_tab, slot, d, oid, n)
     meta[M_ORD_LIVE] += 1
     lv = _level_of(bk, d, side, tick, True)
     _append(bk, lv, n)
     prev_best = _best(di, d, side)
-    bk.lvl_q[lv] += qty
-    _show_more(bq, aq, di, d, side, tick, bk.lvl_q[lv])
+    lf = bk.lvl_f
+    lf[lv, L_QTY] += qty
+    _show_more(bq, aq, di, d, side, tick, lf[lv, L_QTY])
     return OK, prev_best, _best(di, d, side)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _remove(bk, bq, aq, di, d, n, s, lot_size):
-    # Take the node's whole remaining quantity off its level, then out of the book (``s``: its
-    # slot in ord_tab).
-    lv = bk.node_i[n, N_LEVEL]
-    bk.lvl_q[lv] = _show_less(bq, aq, di, d, bk.node_i[n, N_SIDE], bk.node_i[n, N_TICK],
-                              bk.lvl_q[lv] - bk.node_q[n], lot_size)
+def _remove(bk, bq, aq, di, d, n, lv, side, s, lot_size):
+    # Take the node's whole remaining quantity off its level ``lv``, then out of the book (``s``:
+    # its slot in ord_tab).
+    lf = bk.lvl_f
+    lf[lv, L_QTY] = _show_less(bq, aq, di, d, side, bk.lvl_i[lv, L_TICK],
+                               lf[lv, L_QTY] - bk.node_f[n, N_QTY], lot_size)
     _unlink(bk, n)
-    _free_node(bk, n, s)
+    _free_node(bk, n, s, d)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -594,9 +592,10 @@ def cancel(bk, bq, aq, di, d, oid, lot_size):
     if s < 0:
         return ERR_UNKNOWN_ID, 0, 0, 0
     n = bk.ord_tab[s, T_VAL]
-    side = bk.node_i[n, N_SIDE]
+    lv = bk.node_i[n, N_LEVEL]
+    side = _key_side(bk.lvl_i[lv, L_KEY])
     prev_best = _best(di, d, side)
-    _remove(bk, bq, aq, di, d, n, s, lot_size)
+    _remove(bk, bq, aq, di, d, n, lv, side, s, lot_size)
     return OK, side, prev_best, _best(di, d, side)
 
 
@@ -609,7 +608,7 @@ def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
         return ERR_BAD_PRICE, 0, 0, 0
     if not qty > 0.0 or qty - qty != 0.0:
         return ERR_BAD_QTY, 0, 0, 0
-    tick = to_tick(px, tick_size)
+    tick = to_tick_by(px, tick_size, 1.0 / tick_size)
     if _needs_growth(di, d, tick):
         return ERR_NEED_TICK, 0, 0, 0
     _make_room(bk)  # before the look-up: growing may rehash the table
@@ -617,34 +616,34 @@ def modify(bk, bq, aq, di, d, oid, px, qty, tick_size, lot_size):
     if s < 0:
         return ERR_UNKNOWN_ID, 0, 0, 0
     n = bk.ord_tab[s, T_VAL]
-    ni = bk.node_i
-    side = ni[n, N_SIDE]
+    nf = bk.node_f
+    lf = bk.lvl_f
+    lv = bk.node_i[n, N_LEVEL]
+    side = _key_side(bk.lvl_i[lv, L_KEY])
+    old_tick = bk.lvl_i[lv, L_TICK]
     prev_best = _best(di, d, side)
-    old_tick = ni[n, N_TICK]
-    lv = ni[n, N_LEVEL]
     if tick == old_tick:
-        old_qty = bk.node_q[n]
-        bk.node_q[n] = qty
-        total = bk.lvl_q[lv] + (qty - old_qty)
+        old_qty = nf[n, N_QTY]
+        nf[n, N_QTY] = qty
+        total = lf[lv, L_QTY] + (qty - old_qty)
         if qty > old_qty:  # more quantity: behind everyone who was there first
             _unlink(bk, n)
             _append(bk, lv, n)
-        if lots(total, lot_size) == 0:
-            bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, tick, total, lot_size)
+        if zero_lots(total, lot_size, 1.0 / lot_size):
+            lf[lv, L_QTY] = _show_less(bq, aq, di, d, side, tick, total, lot_size)
         else:
-            bk.lvl_q[lv] = total
+            lf[lv, L_QTY] = total
             if _in_view(di, d, tick):
                 lad = bq if side == BUY else aq
                 lad[d, tick - di[d, ROI_LB]] = total
         return OK, side, prev_best, _best(di, d, side)
-    bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, old_tick, bk.lvl_q[lv] - bk.node_q[n], lot_size)
+    lf[lv, L_QTY] = _show_less(bq, aq, di, d, side, old_tick, lf[lv, L_QTY] - nf[n, N_QTY], lot_size)
     _unlink(bk, n)
-    ni[n, N_TICK] = tick
-    bk.node_q[n] = qty
+    nf[n, N_QTY] = qty
     nlv = _level_of(bk, d, side, tick, True)
     _append(bk, nlv, n)
-    bk.lvl_q[nlv] += qty
-    _show_more(bq, aq, di, d, side, tick, bk.lvl_q[nlv])
+    lf[nlv, L_QTY] += qty
+    _show_more(bq, aq, di, d, side, tick, lf[nlv, L_QTY])
     return OK, side, prev_best, _best(di, d, side)
 
 
@@ -658,35 +657,42 @@ def fill(bk, bq, aq, di, d, oid, qty, lot_size):
     if s < 0:
         return ERR_UNKNOWN_ID, 0, 0, 0
     n = bk.ord_tab[s, T_VAL]
-    if lots(qty, lot_size) > lots(bk.node_q[n], lot_size):
+    nf = bk.node_f
+    if lots(qty, lot_size) > lots(nf[n, N_QTY], lot_size):
         return ERR_OVERFILL, 0, 0, 0
-    side = bk.node_i[n, N_SIDE]
+    lv = bk.node_i[n, N_LEVEL]
+    side = _key_side(bk.lvl_i[lv, L_KEY])
     prev_best = _best(di, d, side)
-    left = bk.node_q[n] - qty
+    left = nf[n, N_QTY] - qty
     if lots(left, lot_size) <= 0:
-        _remove(bk, bq, aq, di, d, n, s, lot_size)
+        _remove(bk, bq, aq, di, d, n, lv, side, s, lot_size)
     else:
-        lv = bk.node_i[n, N_LEVEL]
-        bk.node_q[n] = left
-        bk.lvl_q[lv] = _show_less(bq, aq, di, d, side, bk.node_i[n, N_TICK], bk.lvl_q[lv] - qty,
-                                  lot_size)
+        nf[n, N_QTY] = left
+        lf = bk.lvl_f
+        lf[lv, L_QTY] = _show_less(bq, aq, di, d, side, bk.lvl_i[lv, L_TICK], lf[lv, L_QTY] - qty,
+                                   lot_size)
     return OK, side, prev_best, _best(di, d, side)
+
+
+@njit(cache=True, inline="always")
+def _clears(key, d, side):
+    # Is a level of ``key`` on the cleared side(s) of book ``d``?
+    return 2 * (key >> 2) + (key & 1) == d and (side == 0 or _key_side(key) == side)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
 def clear(bk, bq, aq, di, d, side):
     """DEPTH_CLEAR on an L3 book: every order of ``side`` (BUY, SELL, or 0 for both) leaves and the
     side's ladder row is emptied (hftbacktest clears the whole side whatever the row's price)."""
+    ni = bk.node_i
     li = bk.lvl_i
+    for n in range(bk.meta[M_NODE_TOP]):
+        lv = ni[n, N_LEVEL]
+        if lv != NIL and _clears(li[lv, L_KEY], d, side):
+            _free_node(bk, n, -1, d)
     for lv in range(bk.meta[M_LVL_TOP]):
-        if li[lv, L_COUNT] <= 0 or li[lv, L_BOOK] != d or (side != 0 and li[lv, L_SIDE] != side):
-            continue
-        n = li[lv, L_HEAD]
-        while n != NIL:
-            nxt = bk.node_i[n, N_NEXT]
-            _free_node(bk, n, -1)
-            n = nxt
-        _drop_level(bk, lv)
+        if li[lv, L_COUNT] > 0 and _clears(li[lv, L_KEY], d, side):
+            _drop_level(bk, lv)
     w = bq.shape[1]
     if side != SELL:
         for t in range(w):
@@ -709,8 +715,9 @@ def order_info(bk, d, oid):
     if s < 0:
         return False, 0, 0, 0.0, 0
     n = bk.ord_tab[s, T_VAL]
-    ni = bk.node_i
-    return True, ni[n, N_SIDE], ni[n, N_TICK], bk.node_q[n], ni[n, N_SEQ]
+    lv = bk.node_i[n, N_LEVEL]
+    return (True, _key_side(bk.lvl_i[lv, L_KEY]), bk.lvl_i[lv, L_TICK], bk.node_f[n, N_QTY],
+            bk.node_i[n, N_SEQ])
 
 
 @kernel(error_model="numpy")
@@ -725,20 +732,21 @@ def next_seq(bk):
 def level_total(bk, d, side, tick):
     """The level's total as the book keeps it (also for ticks outside a ROI ladder)."""
     lv = _level_of(bk, d, side, tick, False)
-    return 0.0 if lv < 0 else bk.lvl_q[lv]
+    return 0.0 if lv < 0 else bk.lvl_f[lv, L_QTY]
 
 
 @kernel(error_model="numpy")
 def qty_ahead_of(bk, d, side, tick, seq):
-    """Quantity of the orders at ``(d, side, tick)`` that joined before sequence number ``seq``."""
+    """Quantity of the orders at ``(d, side, tick)`` that joined before sequence number ``seq``
+    (summed front to back)."""
     lv = _level_of(bk, d, side, tick, False)
     total = 0.0
     if lv < 0:
         return total
-    n = bk.lvl_i[lv, L_HEAD]
-    while n != NIL and bk.node_i[n, N_SEQ] < seq:
-        total += bk.node_q[n]
-        n = bk.node_i[n, N_NEXT]
+    for n in _queue_nodes(bk, lv):
+        if bk.node_i[n, N_SEQ] >= seq:
+            break
+        total += bk.node_f[n, N_QTY]
     return total
 
 
@@ -748,16 +756,13 @@ def level_queue(bk, d, side, tick, out_ids, out_qty):
     lv = _level_of(bk, d, side, tick, False)
     if lv < 0:
         return 0
-    k = 0
-    n = bk.lvl_i[lv, L_HEAD]
-    while n != NIL:
-        if k >= out_ids.shape[0]:
-            return -1
-        out_ids[k] = bk.node_i[n, N_ID]
-        out_qty[k] = bk.node_q[n]
-        k += 1
-        n = bk.node_i[n, N_NEXT]
-    return k
+    nodes = _queue_nodes(bk, lv)
+    if nodes.shape[0] > out_ids.shape[0]:
+        return -1
+    for k in range(nodes.shape[0]):
+        out_ids[k] = bk.node_i[nodes[k], N_ID]
+        out_qty[k] = bk.node_f[nodes[k], N_QTY]
+    return nodes.shape[0]
 
 
 @kernel(error_model="numpy")
