@@ -301,7 +301,10 @@ class ControlServer:
                 isinstance(a, list) and len(a) == 2 and all(isinstance(x, str) and x for x in a) for a in assets)):
             return refuse(ErrorCode.BAD_MESSAGE, "assets must be a non-empty list of [venue, symbol] pairs")
         try:
-            body = self.router.add_bot(name, [(v, s) for v, s in assets], pid=conn.pid, uid=conn.uid, push=conn.send)
+            # a client that rings the loop itself (shm.doorbell) gets its FIFO beside this socket
+            bell_dir = os.path.dirname(os.path.abspath(self.cfg.socket_path)) if msg.get("bell") == 1 else None
+            body = self.router.add_bot(name, [(v, s) for v, s in assets], pid=conn.pid, uid=conn.uid, push=conn.send,
+                                       bell_dir=bell_dir)
         except RouterError as exc:
             return refuse(exc.code, str(exc))
         except Exception as exc:

@@ -49,8 +49,7 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
-from daemon.intake import IntakeThread
-from daemon.intake_wait import ARMED, rearm
+from daemon.intake import BellIntake, IntakeThread
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
@@ -58,6 +57,7 @@ from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMI
 from daemon.router_state import PretradeCheck
 from shm.channel import ChannelReader, ChannelWriter
 from shm import layout as L
+from shm.doorbell import warm as warm_bell
 from shm.names import segment_name
 from shm.orders import RejectReason, RequestKind, ResponseKind, RiskRule, VenueState
 from shm.segment import Segment
@@ -121,6 +121,7 @@ class Router(PretradeCheck):
             raise DaemonError(f"router intake must be one of {INTAKES}, got {intake!r}")
         if intake == "thread":
             warm_intake()  # before READY: no kernel load on the loop at the first hand-over
+            warm_bell()
         self.sessions = dict(sessions)
         self.orderids = orderids
         self.bots: dict[str, BotSession] = {}
@@ -164,8 +165,11 @@ class Router(PretradeCheck):
             loop.add_reader(self._efd, self._doorbell)
 
     def add_bot(self, name: str, assets: list[tuple[str, str]], *, pid: int = 0, uid: int = 0,
-                push: Callable[[dict], None] | None = None) -> dict:
-        """Create the bot's channels and start its intake; returns the ``registered`` message body."""
+                push: Callable[[dict], None] | None = None, bell_dir: str | None = None) -> dict:
+        """Create the bot's channels and start its intake; returns the ``registered`` message body.
+
+        ``bell_dir``: the bot rings the loop itself (``shm.doorbell``; its client asked to): its
+        FIFO is made there and named in the body's ``bell``, and no intake thread watches it."""
         from daemon.publish import ring_segment_name
         from shm.control import ErrorCode
 
@@ -209,7 +213,17 @@ class Router(PretradeCheck):
             for a in resolved:
                 if hasattr(a.session, "between_messages"):  # a SessionBase (its socket readers call it)
                     a.session.between_messages = self._spin_pass
-        if self.intake_kind == "thread":
+        bell = ""
+        if self.intake_kind == "thread" and bell_dir is not None:
+            bell = os.path.join(bell_dir, req_name + ".bell")
+            try:
+                bot.intake = BellIntake(bell, bot.requests.hdr, self.mode, self.gid, self.loop, self._rung, bot)
+            except BaseException:
+                del self.bots[name]
+                requests.close()
+                responses.close()
+                raise
+        elif self.intake_kind == "thread":
             bot.intake = IntakeThread(bot.name, bot.requests.hdr, self._efd, self.intake_wait)
             bot.intake.start()
             self._intakes = [t for t in self._intakes if t.is_alive()] + [bot.intake]
@@ -219,7 +233,7 @@ class Router(PretradeCheck):
             self.notify.notify_bot_registered(name, tuple(a.symbol for a in resolved), pid)
         return {
             "bot": name, "request_channel": req_name, "response_channel": resp_name,
-            "generation": self.generation, "daemon_pid": os.getpid(),
+            "generation": self.generation, "daemon_pid": os.getpid(), **({"bell": bell} if bell else {}),
             "assets": [{"asset_no": i, "venue": a.venue, "symbol": a.symbol,
                         "ring": ring_segment_name(a.venue, a.symbol), "tick_size": a.tick, "lot_size": a.lot,
                         "min_qty": a.min_qty, "min_notional": a.min_notional} for i, a in enumerate(resolved)],
@@ -383,19 +397,46 @@ class Router(PretradeCheck):
 
     # -- intake ----------------------------------------------------------------------------
     def _doorbell(self) -> None:
-        """Loop reader of the doorbell: drain every bot whose intake rang (its arm taken) and that
-        the loop does not hold already, then journal the new orders and have the sessions write
-        their queued frames at once (several bots' orders in one socket write)."""
+        """Loop reader of the intake threads' doorbell: drain every bot whose intake rang (its arm
+        taken) and that the loop does not hold already, then journal the new orders and have the
+        sessions write their queued frames at once (several bots' orders in one socket write).
+        The eventfd is read after that write (a syscall, ~13 us cold at one order per 5 ms, off the
+        order's path), and the arms looked at again: a ring it read may be for records newer
+        than the drain (a thread takes the arm before it writes the eventfd)."""
+        self._drain_rung()
+        self._after_drain()
         try:
             os.eventfd_read(self._efd)
         except BlockingIOError:  # rung and read already (a ring is counted, not queued)
-            pass
+            return
+        if self._drain_rung():
+            self._after_drain()
+
+    def _drain_rung(self) -> bool:
+        rung = False
         for bot in list(self.bots.values()):  # a drain can drop a dead bot from the dict
             it = bot.intake
-            if it is not None and not it.held and it.ctl[ARMED] == 0:
-                it.held = True
+            if it is not None and not it.held and it.taken():
+                it.held = rung = True
                 self._drain(bot)
-        self._after_drain()
+        return rung
+
+    def _rung(self, bot: BotSession) -> None:
+        """Loop reader of one bot's doorbell FIFO (``BellIntake``): drain it if its ring took the
+        arm, write the frames, and only then read the FIFO; a ring read there may be newer than
+        the drain (the bot takes the arm before it writes), so the arm is looked at again."""
+        it = bot.intake
+        if not it.held and it.taken():
+            it.held = True
+            self._drain(bot)
+            self._after_drain()
+        if it.fd < 0:
+            return  # the drain found the bot gone: its FIFO is closed
+        it.drain()
+        if not it.held and it.taken():
+            it.held = True
+            self._drain(bot)
+            self._after_drain()
 
     def _drain_one(self, bot: BotSession) -> None:
         self._drain(bot)
@@ -439,7 +480,7 @@ class Router(PretradeCheck):
         if n == _DRAIN_BUDGET and bot.alive:
             self.loop.call_soon(self._drain_one, bot)  # yield to other callbacks, come back
         else:
-            if bot.alive and rearm(bot.intake.ctl, bot.requests.hdr):
+            if bot.alive and bot.intake.rearm():
                 self.loop.call_soon(self._drain_one, bot)  # came while we drained: ours, not rung
             else:
                 bot.intake.held = False

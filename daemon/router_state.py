@@ -18,7 +18,7 @@ from shm.channel import ChannelReader, ChannelWriter
 from shm.orders import RejectReason
 
 if TYPE_CHECKING:
-    from daemon.intake import IntakeThread
+    from daemon.intake import BellIntake, IntakeThread
 
 __all__ = ["REQ", "RESP", "ALL_ASSETS", "UNBOUNDED", "P_NONE", "P_SUBMIT", "P_CANCEL", "P_MODIFY", "LiveOrder",
            "Window", "Asset", "BotSession", "journal_holders", "bad_price_qty", "apply_fill", "fields_of",
@@ -98,7 +98,7 @@ class BotSession:
     n_requests: int = 0
     n_rejects: int = 0
     n_fills: int = 0
-    intake: "IntakeThread | None" = None
+    intake: "IntakeThread | BellIntake | None" = None
     #: the distinct windows of its assets' sessions; ``stalled``: a full one stopped its drain
     windows: tuple = ()
     stalled: bool = False

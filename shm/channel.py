@@ -8,6 +8,9 @@ then raises ``ChannelFullError``.  Nothing is ever overwritten or dropped silent
 
 The writer creates the segment and holds its liveness lock; the reader attaches.
 
+A bot may ring the daemon's loop itself (``attach_bell``: ``shm.doorbell``): each write then rings
+when the loop armed the channel, so a request wakes the loop directly, not through a thread.
+
 A bot warms its ends (``warm``, which ``Registration.open_channels`` calls): each kernel its
 requests and responses run is loaded from numba's cache for the argument types it will get, so the
 first order does not wait for numba (in a fresh process the first kernel also pays numba's own
@@ -25,6 +28,7 @@ import numpy as np
 from numba import typeof, types
 
 from shm import kernels as K
+from shm import doorbell as D
 from shm import layout as L
 from shm.atomics import _IS_X86
 from shm.dtypes import RECORD_SIZE
@@ -38,6 +42,9 @@ __all__ = ["ChannelWriter", "ChannelReader", "preload"]
 log = logging.getLogger("hftd.shm")
 
 _I64 = types.int64
+# write_one/read_one index the mapped header with these words as literals (an attribute load per
+# word costs more than the store it guards)
+assert (L.W_CURSOR, L.W_READ_CURSOR, L.W_READER_SLEEPERS, L.W_WRITER_SLEEPERS, D.W_BELL_ARMED) == (33, 64, 48, 80, 50)
 
 
 def preload(dispatcher, argtypes: tuple) -> None:
@@ -72,6 +79,8 @@ class ChannelWriter:
         self._mask = self.capacity - 1
         self._lock = threading.Lock()
         self._one = np.zeros(1, dtype=np.dtype((np.void, RECORD_SIZE)))
+        #: the daemon's doorbell (``attach_bell``), or -1: the reader finds records by itself
+        self.bell_fd = -1
         if not _IS_X86:
             self.write_one = self._write_one_kernel  # type: ignore[method-assign]
 
@@ -86,6 +95,15 @@ class ChannelWriter:
         """``(hdr, data)`` for ``shm.kernels.channel_write`` from Numba code."""
         return self.hdr, self.data
 
+    def attach_bell(self, path: str) -> None:
+        """Ring the daemon's doorbell at ``path`` (a FIFO) after each write the loop armed for
+        (``shm.doorbell``).  Compiled code writing through ``arrays()`` calls
+        ``shm.doorbell.ring(hdr, bell_fd)`` after its ``channel_write`` itself."""
+        if self.bell_fd >= 0:
+            os.close(self.bell_fd)
+            self.bell_fd = -1
+        self.bell_fd = D.open_bell(path)
+
     @property
     def pending(self) -> int:
         """Records written and not yet consumed."""
@@ -98,13 +116,17 @@ class ChannelWriter:
         hdr, data = typeof(self.hdr), typeof(self.data)
         words = typeof(as_words(self._one))
         preload(K.wake_readers, (hdr,))  # write_one on x86, when the reader is parked
+        preload(D.ring, (hdr, _I64))
         preload(K.channel_write, (hdr, data, words))
         preload(K.channel_write, (hdr, data, words.copy(readonly=True)))
         preload(K.channel_wait_writable, (hdr, data, _I64, _I64, _I64, _I64, _I64))
 
     def write(self, batch: np.ndarray) -> int:
         """Append as many records of ``batch`` as fit; return how many (0 means full)."""
-        return int(K.channel_write(self.hdr, self.data, as_words(batch, "batch")))
+        n = int(K.channel_write(self.hdr, self.data, as_words(batch, "batch")))
+        if n and self.bell_fd >= 0 and self._hw[D.W_BELL_ARMED]:  # (channel_write's publish is seq_cst)
+            D.ring(self.hdr, self.bell_fd)
+        return n
 
     def write_one(self, record) -> bool:
         """Append one 64-byte record (``bytes``, a ``numpy.void`` of a 64-byte dtype, ...) in plain
@@ -121,6 +143,8 @@ class ChannelWriter:
         lock.release()
         if hw[48]:  # L.W_READER_SLEEPERS
             K.wake_readers(self.hdr)
+        if hw[50] and self.bell_fd >= 0:  # D.W_BELL_ARMED: the loop waits for a ring
+            D.ring(self.hdr, self.bell_fd)
         return True
 
     def _write_one_kernel(self, record) -> bool:
@@ -138,7 +162,10 @@ class ChannelWriter:
         ws = self.wait_strategy
         deadline = time.monotonic_ns() + timeout_ns
         while done < words.shape[0]:
-            done += int(K.channel_write(self.hdr, self.data, words[done:]))
+            n = int(K.channel_write(self.hdr, self.data, words[done:]))
+            done += n
+            if n and self.bell_fd >= 0:
+                D.ring(self.hdr, self.bell_fd)
             if done == words.shape[0]:
                 return
             remaining = deadline - time.monotonic_ns()
@@ -165,6 +192,9 @@ class ChannelWriter:
         if self._seg is None:
             return
         seg, self._seg = self._seg, None
+        if self.bell_fd >= 0:
+            os.close(self.bell_fd)
+            self.bell_fd = -1
         self.hdr = self.data = None  # type: ignore[assignment]
         self._hw.release()
         self._dmv.release()

@@ -226,6 +226,8 @@ class Registration:
     heartbeat_interval_s: float
     heartbeat_timeout_s: float
     assets: tuple[AssetInfo, ...]
+    #: the daemon's doorbell FIFO for this bot ("": none; its intake thread watches the channel)
+    bell: str = ""
 
     @classmethod
     def from_msg(cls, msg: dict) -> "Registration":
@@ -238,7 +240,7 @@ class Registration:
             )
             return cls(str(msg["bot"]), str(msg["request_channel"]), str(msg["response_channel"]),
                        int(msg["generation"]), int(msg["daemon_pid"]), float(msg["heartbeat_interval_s"]),
-                       float(msg["heartbeat_timeout_s"]), assets)
+                       float(msg["heartbeat_timeout_s"]), assets, str(msg.get("bell", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ControlProtocolError(f"malformed 'registered' message ({exc!r}): {str(msg)[:200]}") from None
 
@@ -254,6 +256,7 @@ class Registration:
                  "min_notional": a.min_notional}
                 for a in self.assets
             ],
+            **({"bell": self.bell} if self.bell else {}),
         }
 
     def open_channels(self, wait: "str | WaitStrategy | None" = None, *,
@@ -272,6 +275,8 @@ class Registration:
         reader = None
         try:
             reader = ChannelReader.attach(self.response_channel, wait=ws)
+            if self.bell:  # the daemon watches no thread for us: every write must ring (shm.doorbell)
+                writer.attach_bell(self.bell)
             if warm:
                 writer.warm()
                 reader.warm()
@@ -347,8 +352,10 @@ class ControlClient:
         pairs = [[str(v), str(s)] for v, s in assets]
         if not pairs:
             raise ValueError("register: at least one (venue, symbol) asset is required")
+        # bell: this client's writer rings the daemon's doorbell itself (shm.doorbell); a daemon
+        # that offers none answers without one and watches the channel with a thread
         msg = self._ask({"type": Msg.REGISTER, "bot": bot, "assets": pairs, "pid": os.getpid(),
-                         "proto": PROTOCOL_VERSION})
+                         "proto": PROTOCOL_VERSION, "bell": 1})
         if msg["type"] == Msg.ERROR:
             raise RegistrationRefusedError(str(msg.get("code", "")), str(msg.get("text", "")))
         if msg["type"] != Msg.REGISTERED:

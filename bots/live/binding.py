@@ -583,6 +583,7 @@ class LiveLink:
                                    self.responses._seg._fd)
         io[len(self.rings) + 1] = _row(self.requests.hdr, self.requests.data, self.requests.capacity, 0,
                                        self.requests._seg._fd)
+        io[len(self.rings) + 1, lk.IO_BELL1] = self.requests.bell_fd + 1  # the daemon's doorbell (0: none)
         return io
 
     def close(self) -> None:

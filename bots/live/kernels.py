@@ -8,9 +8,10 @@ unchanged, and ``hbt.depth(a)``/``hbt.orders(a)`` are the very views of a backte
 
 What is live only:
 
-* ``io[r]`` = (header address, slots address, capacity, reader-state address, fd) of row ``r``:
-  the market ring of asset ``r`` (``r < n_assets``), the response channel (``n_assets``) and the
-  request channel (``n_assets + 1``).  The Python objects owning those mappings live on the proxy.
+* ``io[r]`` = (header address, slots address, capacity, reader-state address, fd, doorbell) of
+  row ``r``: the market ring of asset ``r`` (``r < n_assets``), the response channel (``n_assets``)
+  and the request channel (``n_assets + 1``), whose doorbell column holds the daemon's FIFO
+  descriptor + 1 (``shm.doorbell``; 0: none, the daemon's intake thread watches the channel).  The Python objects owning those mappings live on the proxy.
 * ``pump``: drain every ring into the local depth, every response into orders and account.
 * ``wait_any``: spin -> yield -> park on the configured strategy over several sources at once
   (a futex watches one word, so the park phase sleeps on one source in bounded slices).
@@ -33,6 +34,7 @@ from bots.sim import views as vw
 from bots.sim.fees import F_TICK, apply_fill
 from bots.sim.mathx import to_tick
 from bots.live.status import LiveStatus
+from shm import doorbell as D
 from shm import kernels as K
 from shm import layout as L
 from shm.atomics import cpu_relax, load_acquire, load_relaxed, monotonic_ns, sched_yield
@@ -89,6 +91,7 @@ IO_DATA = 1
 IO_CAP = 2
 IO_STATE = 3
 IO_FD = 4
+IO_BELL1 = 5  # request channel: doorbell fd + 1 (a zeroed row has none)
 IO_WORDS = 8
 
 #: how often the waits look whether the daemon is still there (detection well within 1 s)
@@ -630,6 +633,7 @@ def send(bt, kind, a, order_id, price, qty, side, tif, order_type, now):
             if monotonic_ns() - start > REQUEST_ROOM_NS:
                 return False
             sched_yield()
+    D.ring(hdr, bt.io[r, IO_BELL1] - 1)  # the daemon's loop armed the channel: wake it (shm.doorbell)
     bt.live_i[L_SEQ] = seq
     bt.live_i[L_REQUESTS] += 1
     return True

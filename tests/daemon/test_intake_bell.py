@@ -1,0 +1,269 @@
+"""The doorbell intake (``shm.doorbell``, ``daemon.intake.BellIntake``): a bot's write wakes the
+daemon's loop itself, and no record is ever left unseen, however the bot's writes and the loop's
+re-arm interleave.  Bots are real processes; the daemon is a control server + router on a loop thread."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import socket
+import stat
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from router_helpers import VENUE, Daemonish
+from shm import doorbell as D
+from shm import layout as L
+from shm.channel import ChannelWriter
+from shm.names import segment_name
+from shm.control import PROTOCOL_VERSION, ControlClient, FrameDecoder, encode_frame
+from shm.orders import RequestKind
+
+pytestmark = pytest.mark.timeout(180)
+
+
+# -- the kernels ----------------------------------------------------------------------------------
+
+
+def _pending(fd: int) -> int:
+    try:
+        return len(os.read(fd, 4096))
+    except BlockingIOError:
+        return 0
+
+
+def test_ring_only_when_armed_and_rearm_takes_back_records(tmp_path):
+    path = str(tmp_path / "x.bell")
+    rfd = D.make_bell(path, 0o640, None)
+    wfd = D.open_bell(path)
+    try:
+        assert stat.S_ISFIFO(os.stat(path).st_mode) and stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        hdr = np.zeros(L.HEADER_WORDS, dtype=np.int64)
+        assert D.ring(hdr, wfd) == 0 and _pending(rfd) == 0  # not armed: no syscall, no byte
+        hdr[D.W_BELL_ARMED] = 1
+        assert D.ring(hdr, wfd) == 1 and hdr[D.W_BELL_ARMED] == 0 and _pending(rfd) == 1
+        assert D.ring(hdr, wfd) == 0 and _pending(rfd) == 0  # the arm was taken: the loop holds it
+        # the loop's re-arm: nothing unread -> armed; records unread -> it keeps the channel
+        assert not D.rearm(hdr) and hdr[D.W_BELL_ARMED] == 1
+        hdr[D.W_BELL_ARMED] = 0
+        hdr[L.W_CURSOR] = 3
+        hdr[L.W_READ_CURSOR] = 2
+        assert D.rearm(hdr) and hdr[D.W_BELL_ARMED] == 0
+        assert D.ring(hdr, -1) == 0  # no bell: nothing, even armed
+    finally:
+        os.close(wfd)
+        os.close(rfd)
+
+
+def test_channel_writer_rings_once_per_arm(tmp_path, shm_namespace):
+    path = str(tmp_path / "w.bell")
+    rfd = D.make_bell(path, 0o600, None)
+    w = ChannelWriter.create(segment_name("orders", "bellw", "req"), capacity=64)
+    try:
+        w.attach_bell(path)
+        rec = np.zeros(1, dtype=np.dtype((np.void, 64)))
+        w.hdr[D.W_BELL_ARMED] = 1
+        assert w.write_one(rec.tobytes()) and _pending(rfd) == 1
+        assert w.write_one(rec.tobytes()) and w.write(rec) == 1 and _pending(rfd) == 0  # held: no ring
+        w.hdr[D.W_BELL_ARMED] = 1
+        assert w.write(rec) == 1 and _pending(rfd) == 1
+        w.hdr[D.W_BELL_ARMED] = 1
+        w.write_all(rec)
+        assert _pending(rfd) == 1 and w.pending == 5
+    finally:
+        w.close()
+        os.close(rfd)
+
+
+# -- real bot processes -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daemon(tmp_path, shm_namespace):
+    # heartbeats may starve while writers spin on both cpus: a bot declared dead would end the test
+    d = Daemonish(tmp_path, heartbeat_timeout_s=60.0)
+    yield d
+    d.stop()
+
+
+def _stamp_handles(d: Daemonish) -> list:
+    """Wrap the router's ``_handle``: (bot, order id, bot's write stamp, handled at) per request."""
+    seen: list = []
+    router = d.router
+    handle, unpack = router._handle, __import__("daemon.router", fromlist=["REQ"]).REQ.unpack
+
+    def stamped(bot, rec):
+        f = unpack(rec)
+        seen.append((bot.name, f[2], f[8], time.time_ns()))
+        return handle(bot, rec)
+
+    d.call(lambda: setattr(router, "_handle", stamped))
+    return seen
+
+
+def _writer_main(pipe, socket_path: str, name: str, env: dict, n: int, pause_us: tuple, seed: int,
+                 pingpong: bool) -> None:
+    """A bot that writes ``n`` requests with ``write_one``, pausing a random ``pause_us`` range before
+    each (spinning below 1 ms, sleeping above), stamped with its clock at the write.  Plain: submits.
+    ``pingpong``: cancels of unknown orders, each written once the previous one's reject (written by
+    the loop inside its drain, just before it re-arms) is read: each request is the bot's last until
+    it is seen, so one lost wake stops the bot for good (reported as ``stuck``)."""
+    os.environ.update(env)
+    from daemon.router import REQ
+
+    client = ControlClient(socket_path, timeout_s=10.0)
+    reg = client.register(name, [(VENUE, "BTCUSDT")])
+    w, r = reg.open_channels()
+    pipe.send(("ready", reg.bell, w.bell_fd))
+    pipe.recv()
+    rng = random.Random(seed)
+    out = np.zeros(256, dtype=np.dtype((np.void, 64)))
+    kind = int(RequestKind.CANCEL if pingpong else RequestKind.SUBMIT)
+    for i in range(n):
+        pause = rng.uniform(*pause_us) * 1e-6
+        if pause >= 1e-3:
+            time.sleep(pause)
+        else:
+            end = time.perf_counter() + pause
+            while time.perf_counter() < end:
+                pass
+        rec = REQ.pack(kind, 0, i + 1, 100.0 - (i % 50) * 0.1, 0.001, 1, 0, 0, time.time_ns(), i + 1)
+        while not w.write_one(rec):
+            r.read(out)
+            time.sleep(0.0002)
+        if pingpong:
+            deadline = time.monotonic() + 20.0
+            while r.read(out[:1]) == 0:
+                if time.monotonic() > deadline:
+                    pipe.send(("stuck", i + 1))
+                    pipe.recv()
+                    client.close()
+                    return
+        elif r.available():
+            r.read(out)
+    pipe.send(("done", n))
+    pipe.recv()
+    client.close()
+
+
+def _spawn_writers(d: Daemonish, names: list, n: int, pause_us: tuple, pingpong: bool = False):
+    ctx = mp.get_context("spawn")
+    env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
+    kids = []
+    for i, name in enumerate(names):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_writer_main, args=(child, d.socket_path, name, env, n, pause_us, 1000 + i, pingpong),
+                        daemon=True)
+        p.start()
+        kids.append((p, parent))
+    hellos = [parent.recv() if parent.poll(60) else None for _, parent in kids]
+    return kids, hellos
+
+
+def _end(kids) -> None:
+    for p, parent in kids:
+        try:
+            parent.send(("exit",))
+        except OSError:
+            pass
+    for p, _ in kids:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+
+
+def test_a_parked_loop_is_woken_by_the_bot_itself(daemon):
+    """One bot writes 200 submits 2-8 ms apart (the loop idle in epoll between them): no intake
+    thread runs, each request is handled, the bot's FIFO sits beside the control socket with the
+    channels' mode and goes with the bot; the pickup (the bot's write to the loop's handling) stays
+    within a bound a lost wake could not meet (the loop has nothing else that would look)."""
+    seen = _stamp_handles(daemon)
+    kids, hellos = _spawn_writers(daemon, ["belle"], 200, (2000, 8000))
+    try:
+        assert hellos[0] is not None and hellos[0][0] == "ready", hellos
+        bell, bell_fd = hellos[0][1], hellos[0][2]
+        assert bell and bell_fd >= 0 and os.path.dirname(bell) == os.path.dirname(daemon.socket_path)
+        assert stat.S_ISFIFO(os.stat(bell).st_mode) and stat.S_IMODE(os.stat(bell).st_mode) == 0o600
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("hftd-intake")]
+        assert daemon.call(lambda: type(daemon.router.bots["belle"].intake).__name__) == "BellIntake"
+        kids[0][1].send(("go",))
+        assert kids[0][1].poll(60) and kids[0][1].recv() == ("done", 200)
+        daemon.wait_for(lambda: len(seen) >= 200, timeout=10, what="every request handled")
+        assert sorted(s[1] for s in seen) == list(range(1, 201))
+        pickup_ms = sorted((s[3] - s[2]) / 1e6 for s in seen)
+        assert pickup_ms[-1] < 2_000, pickup_ms[-5:]  # generous: a loaded 2-cpu machine
+        _end(kids)
+        kids = []
+        daemon.wait_for(lambda: "belle" not in daemon.router.bots, timeout=10, what="the bot gone")
+        assert not os.path.exists(bell)
+    finally:
+        _end(kids)
+
+
+def _race(daemon, bots: int, n: int, pause_us: tuple, timeout_s: float) -> None:
+    seen = _stamp_handles(daemon)
+    names = [f"race{i}" for i in range(bots)]
+    kids, hellos = _spawn_writers(daemon, names, n, pause_us, pingpong=True)
+    try:
+        assert all(h is not None and h[0] == "ready" and h[1] for h in hellos), hellos
+        for _, parent in kids:
+            parent.send(("go",))
+        # a lost wake leaves the arm taken and the channel unseen for good: that bot waits for a
+        # reject that never comes
+        ends = [parent.recv() if parent.poll(timeout_s) else ("no answer",) for _, parent in kids]
+        assert ends == [("done", n)] * bots, ends
+        daemon.wait_for(lambda: len(seen) >= bots * n, timeout=30, what=f"all {bots * n} requests handled")
+        by_bot: dict = {}
+        for name, oid, *_ in seen:
+            by_bot.setdefault(name, []).append(oid)
+        assert {k: sorted(v) for k, v in by_bot.items()} == {name: list(range(1, n + 1)) for name in names}
+    finally:
+        _end(kids)
+
+
+def test_no_lost_wake_when_bots_race_the_rearm(daemon):
+    """Four bots, 1,500 requests each, each written 0-30 us after the reject of the one before: the
+    write lands while the loop ends its drain and re-arms.  Every request is handled, each once."""
+    _race(daemon, 4, 1_500, (0, 30), 120)
+
+
+@pytest.mark.stress
+def test_no_lost_wake_stress(daemon):
+    """Six bots, 10,000 requests each."""
+    _race(daemon, 6, 10_000, (0, 30), 600)
+
+
+def test_an_old_client_without_a_bell_keeps_its_intake_thread(daemon):
+    """A client that does not ask for a bell (an older library) registers as before: an intake
+    thread watches its channel, the reply names no FIFO, and its requests are handled."""
+    seen = _stamp_handles(daemon)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(daemon.socket_path)
+    try:
+        s.sendall(encode_frame({"type": "register", "bot": "oldie", "assets": [[VENUE, "BTCUSDT"]],
+                                "pid": os.getpid(), "proto": PROTOCOL_VERSION}))
+        dec = FrameDecoder()
+        msgs: list = []
+        while not msgs:
+            msgs = dec.feed(s.recv(65536))
+        reply = msgs[0]
+        assert reply["type"] == "registered" and "bell" not in reply, reply
+        assert daemon.call(lambda: type(daemon.router.bots["oldie"].intake).__name__) == "IntakeThread"
+        from daemon.router import REQ
+        from shm.segment import Segment
+        from shm.wait import wait_strategy
+
+        w = ChannelWriter(Segment.attach(reply["request_channel"], kind=L.KIND_ORDER_CHANNEL), wait_strategy(None))
+        try:
+            assert w.bell_fd == -1
+            w.write_one(REQ.pack(int(RequestKind.SUBMIT), 0, 7, 100.0, 0.001, 1, 0, 0, time.time_ns(), 1))
+            daemon.wait_for(lambda: len(seen) == 1, timeout=10, what="the old client's request handled")
+        finally:
+            w.close(unlink=False)
+    finally:
+        s.close()
