@@ -422,14 +422,15 @@ class Router(PretradeCheck):
         return rung
 
     def _rung(self, bot: BotSession) -> None:
-        """Loop reader of one bot's doorbell FIFO (``BellIntake``): drain it if its ring took the
-        arm, write the frames, and only then read the FIFO; a ring read there may be newer than
-        the drain (the bot takes the arm before it writes), so the arm is looked at again."""
-        it = bot.intake
-        if not it.held and it.taken():
-            it.held = True
-            self._drain(bot)
+        """Loop reader of one bot's doorbell FIFO (``BellIntake``): drain every bot whose ring (or
+        intake thread) took its arm, as ``_doorbell`` does (bots that write together, e.g. on the
+        same market event, ring together: their orders go out in one journal and socket write, and
+        the other rings' callbacks of this loop turn find nothing to do); then read this FIFO; a
+        ring read there may be newer than the drain (the bot takes the arm before it writes), so
+        the arm is looked at again."""
+        if self._drain_rung():
             self._after_drain()
+        it = bot.intake
         if it.fd < 0:
             return  # the drain found the bot gone: its FIFO is closed
         it.drain()
