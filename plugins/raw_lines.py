@@ -114,28 +114,37 @@ def _lookup(buf, s, e, keys, key_lens, n_keys, last):
 @njit(cache=True, nogil=True)
 def _copy_line(src, p, n, dst, w):
     """``src[p:p+n]`` to ``dst[w:]`` with line breaks as spaces (JSON whitespace: one line per
-    message).  A function of its own: inlined in the batch loop, this loop was not vectorised
-    (~3 ns a byte instead of ~0.05)."""
+    message).  Written so that LLVM vectorises it: a function of its own (inlined in the batch
+    loop it was not), over two slices, with a non-short-circuit ``|``: indexing ``src[p + q]`` with
+    ``or`` ran ~0.8 ns a byte (288 ns a 348-byte frame), this ~0.04 (15 ns)."""
+    s = src[p : p + n]
+    d = dst[w : w + n]
     for q in range(n):
-        c = src[p + q]
-        dst[w + q] = 32 if c == 10 or c == 13 else c
+        c = s[q]
+        d[q] = np.uint8(32) if (c == np.uint8(10)) | (c == np.uint8(13)) else c
 
 
 @njit(cache=True, nogil=True)
 def _digits(ts, digits):
-    """The decimal digits of ``ts`` (a '-' first when negative) into ``digits``; returns how many."""
-    v = ts if ts >= 0 else -ts
-    n = 0
-    while True:
-        digits[n] = 48 + v % 10
-        n += 1
-        v //= 10
+    """The decimal digits of ``ts`` (a '-' first when negative) into ``digits`` (24 long); returns
+    how many.  Unsigned division by a constant (a multiply) and no array made: the signed ``%``/``//``
+    and a reversed copy were ~80 ns a call, this ~33 (a datagram's stamp is written once or twice)."""
+    neg = ts < 0
+    v = np.uint64(-ts) if neg else np.uint64(ts)
+    k = 24
+    while True:  # from the last digit, at the end of ``digits``
+        k -= 1
+        q = v // np.uint64(10)
+        digits[k] = np.uint8(48 + (v - q * np.uint64(10)))
+        v = q
         if v == 0:
             break
-    if ts < 0:
-        digits[n] = 45
-        n += 1
-    digits[:n] = digits[:n][::-1].copy()
+    if neg:
+        k -= 1
+        digits[k] = 45
+    n = 24 - k
+    for i in range(n):
+        digits[i] = digits[k + i]
     return n
 
 

@@ -116,3 +116,26 @@ def test_the_compiled_walk_finds_the_datagrams_pending_finds():
     got, after, corrupt = walk_records(reader.words, r, reader.write_cursor, 1 << 20, offs, lens)
     assert (got, after, corrupt) == (0, reader.write_cursor, True)
     assert reader.pending(1 << 20) == ([], [], reader.write_cursor) and reader.corrupt == 1
+
+
+def test_the_routers_stamp_digits_and_line_copy():
+    """``raw_lines._digits`` (unsigned, written from the end) gives ``str(ts)`` for every size and
+    sign; ``_copy_line`` (sliced for vectorising) turns exactly the line breaks into spaces, at any
+    offset and length (the vector loop's head and tail)."""
+    from plugins.raw_lines import _copy_line, _digits
+
+    digits = np.zeros(24, np.uint8)
+    rnd = random.Random(12)
+    stamps = [0, 1, 9, 10, -1, -10, 2**63 - 1, -(2**63) + 1, 1733356800123456789]
+    stamps += [rnd.randrange(-(10**18), 10**19) % (2**63) * rnd.choice([1, -1]) for _ in range(500)]
+    for ts in stamps:
+        n = _digits(ts, digits)
+        assert bytes(digits[:n]) == str(ts).encode(), ts
+    src = np.frombuffer(bytes(rnd.choice(b'ab{}"\n\r :') for _ in range(5000)), np.uint8)
+    for _ in range(300):
+        p, n, w = rnd.randrange(0, 2000), rnd.randrange(0, 1500), rnd.randrange(0, 100)
+        dst = np.full(3700, 7, np.uint8)
+        _copy_line(src, p, n, dst, w)
+        want = bytes(src[p : p + n]).replace(b"\n", b" ").replace(b"\r", b" ")
+        assert bytes(dst[w : w + n]) == want and (dst[:w] == 7).all()
+        assert (dst[w + n :] == 7).all()
