@@ -344,8 +344,11 @@ class ControlClient:
                 "must include this user)") from None
 
     # -- requests ----------------------------------------------------------------------------
-    def register(self, bot: str, assets: "list[tuple[str, str]]", *, heartbeat: bool = True) -> Registration:
-        """Register ``bot`` for ``assets`` ([(venue, symbol), ...]); asset numbers follow this order."""
+    def register(self, bot: str, assets: "list[tuple[str, str]]", *, heartbeat: bool = True,
+                 bell: bool = True) -> Registration:
+        """Register ``bot`` for ``assets`` ([(venue, symbol), ...]); asset numbers follow this order.
+        ``bell=False``: ask for no doorbell (``shm.doorbell``): an intake thread of the daemon
+        watches the request channel, as for clients before the doorbell."""
         if self.registration is not None:
             raise ControlError(f"already registered as {self.registration.bot!r}")
         validate_bot_name(bot)
@@ -355,7 +358,7 @@ class ControlClient:
         # bell: this client's writer rings the daemon's doorbell itself (shm.doorbell); a daemon
         # that offers none answers without one and watches the channel with a thread
         msg = self._ask({"type": Msg.REGISTER, "bot": bot, "assets": pairs, "pid": os.getpid(),
-                         "proto": PROTOCOL_VERSION, "bell": 1})
+                         "proto": PROTOCOL_VERSION, **({"bell": 1} if bell else {})})
         if msg["type"] == Msg.ERROR:
             raise RegistrationRefusedError(str(msg.get("code", "")), str(msg.get("text", "")))
         if msg["type"] != Msg.REGISTERED:

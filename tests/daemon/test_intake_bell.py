@@ -267,3 +267,11 @@ def test_an_old_client_without_a_bell_keeps_its_intake_thread(daemon):
             w.close(unlink=False)
     finally:
         s.close()
+
+
+def test_a_client_may_decline_the_bell(daemon):
+    """``register(bell=False)`` (a bench's thread row, a test of the old path): an intake thread."""
+    with ControlClient(daemon.socket_path) as c:
+        reg = c.register("nobell", [(VENUE, "BTCUSDT")], bell=False)
+        assert reg.bell == ""
+        assert daemon.call(lambda: type(daemon.router.bots["nobell"].intake).__name__) == "IntakeThread"
