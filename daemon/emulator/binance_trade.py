@@ -109,6 +109,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         self._p_text: dict[tuple[str, int], str] = {}  # BinanceWire._p/_q (the rules are fixed from here)
         self._q_text: dict[tuple[str, int], str] = {}
         self._fixed_text: dict[tuple[int, int, int], tuple] = {}  # BinanceWire._fixed
+        self._resting_text: dict[tuple[float, float], str] = {}  # BinanceWire.order_update_json's b/a
         self._rl_limits: tuple[int, int, int] | None = None  # _rate_limits
         self._rl_text: tuple[str, str, str] = ("", "", "")
         self._units_memo: dict[tuple[str, float], int] = {}  # _units

@@ -168,7 +168,14 @@ class BinanceWire:
         o, f = ev.order, ev.fill
         ts = ev.ts_ms
         _, _, _, _, fixed, fixed_flags = self._fixed(o)
-        buys, sells = self.account.resting_notionals(o.symbol)
+        # "b"/"a" (the resting notionals) memoised per value: they change only as orders rest or
+        # leave, so a bot's few values recur (two float formats per event were ~0.5 us of ~3)
+        key = self.account.resting_notionals(o.symbol)
+        notional = self._resting_text.get(key)
+        if notional is None:
+            if len(self._resting_text) >= self._WIRE_CACHE_MAX:
+                self._resting_text.clear()
+            notional = self._resting_text[key] = f'"b":"{key[0]:.5f}","a":"{key[1]:.5f}"'
         if o.filled:
             avg, filled = self._avg(o), self._q(o, o.filled)
         else:
@@ -176,9 +183,9 @@ class BinanceWire:
         if f is None:
             return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
                     f'"X":"{o.status}","i":{o.order_id},"l":"0","z":"{filled}","L":"0","T":{ts},'
-                    f'"t":0,"b":"{buys:.5f}","a":"{sells:.5f}","m":false,{fixed_flags}"rp":"0",{_UPDATE_TAIL}}}}}')
+                    f'"t":0,{notional},"m":false,{fixed_flags}"rp":"0",{_UPDATE_TAIL}}}}}')
         return (f'{{"e":"ORDER_TRADE_UPDATE","E":{ts},"T":{ts},"o":{{{fixed}{avg}","sp":"0","x":"{ev.kind}",'
                 f'"X":"{o.status}","i":{o.order_id},"l":"{self._q(o, f.qty)}","z":"{filled}",'
-                f'"L":"{self._p(o, f.price)}","T":{ts},"t":{f.trade_id},"b":"{buys:.5f}","a":"{sells:.5f}",'
+                f'"L":"{self._p(o, f.price)}","T":{ts},"t":{f.trade_id},{notional},'
                 f'"m":{"true" if f.maker else "false"},{fixed_flags}"rp":"{f.realized:.8f}",{_UPDATE_TAIL},'
                 f'"N":"{self.account.cfg.asset}","n":"{f.fee:.8f}"}}}}')
