@@ -39,9 +39,7 @@ from shm.atomics import compare_exchange, load_acquire, load_relaxed, store_seq_
 
 __all__ = ["W_BELL_ARMED", "ring", "rearm", "make_bell", "open_bell", "drain_bell"]
 
-#: Request channel header word (block 3, the reader-wake words; unused by channels before):
-#: 1 while the daemon's loop wants a ring for the next record, 0 while it holds the channel.
-W_BELL_ARMED = L.W_READER_WAKE_SEQ + 1
+W_BELL_ARMED = L.W_BELL_ARMED  # the request channel's arm word: named in shm.layout with the others
 
 
 @intrinsic

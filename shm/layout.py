@@ -61,6 +61,9 @@ W_CACHED_GATE = 34  # producer-private: last seen minimum reader position (chann
 # -- block 3: waking parked readers ------------------------------------------------------------
 W_READER_SLEEPERS = 48  # readers about to park or parked
 W_READER_WAKE_SEQ = 49  # futex word: bumped by the writer when it wakes readers
+#: request channels only: 1 while the daemon's loop wants a doorbell ring for this channel's next
+#: record, 0 while it holds the channel (shm.doorbell; a market ring leaves it 0)
+W_BELL_ARMED = 50
 # -- block 4: channel consumer -----------------------------------------------------------------
 W_READ_CURSOR = 64  # records consumed (channel); slots below it may be reused
 W_CONSUMER_PID = 65
