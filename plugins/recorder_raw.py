@@ -121,6 +121,10 @@ STORE_ABOVE_BYTES = 32 << 20
 #: an idle-class router moved to normal priority for a market ring's sake routes nothing while its
 #: own ring is below this fill (the watchdog's own threshold: a ring this full is escalated anyway)
 DEFER_BELOW_FILL = WATCH_FILL
+#: the raw byte rate an idle router's pause is sized for: a quarter of the ring at this rate (bench
+#: daemon's blast puts ~100 MB/s of frames and tables), never less than ``max_pause_s``'s old 20 ms
+PEAK_RAW_BYTES_PER_S = 256 << 20
+_IDLE_PAUSE_FLOOR_S = 0.02
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
 
@@ -330,12 +334,14 @@ class RawRecorder:
     waiting in the ring, straight from the shared mapping, into lines by symbol (one compiled call per
     batch, ``plugins.raw_lines``) and gives their space back.  The daemon never wakes it (a wake per
     datagram cost a wake-up and ~5 us of Python per frame, on the cpus the daemon needs at exactly
-    that moment).  The pause is cut so that at the rate just seen the ring is at most a quarter full
-    at the next wake."""
+    that moment).  The pause is cut so that at the rate just seen, or at ``PEAK_RAW_BYTES_PER_S``
+    when it took nothing, the ring is at most a quarter full at the next wake, and so that the flush
+    is on time.  Why so long: a timed wake costs this VM ~60 us of CPU (~120 through an Event's
+    wait), so 50 wakes a second of an idle router were ~7 ms of CPU a second."""
 
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
                  compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
-                 max_pause_s: float = 0.02, store_above_bytes: int = STORE_ABOVE_BYTES,
+                 max_pause_s: float = 0.1, store_above_bytes: int = STORE_ABOVE_BYTES,
                  idle_class: bool = False) -> None:
         """``fd``: the ring's descriptor (``plugins.raw_ring``), mapped here and then closed."""
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
@@ -383,6 +389,8 @@ class RawRecorder:
         #: wakes that left the ring's datagrams for later: the thread was at normal priority for
         #: another ring's sake and this ring below ``DEFER_BELOW_FILL``
         self.deferred_wakes = 0
+        #: the taking thread's wakes (each costs CPU whatever it finds: see the class docstring)
+        self.wakes = 0
 
     def start(self) -> None:
         self._writer.start()
@@ -434,6 +442,7 @@ class RawRecorder:
                     # filling; routing them now took the daemon's cpus at its busiest
                     defer = not sched.idle and fill < DEFER_BELOW_FILL
                 self.deferred_wakes += defer
+                self.wakes += 1
                 taken = 0
                 closed = False
                 while not defer:
@@ -450,8 +459,12 @@ class RawRecorder:
                     next_flush = now + self.flush_interval_s
                 rate = taken / max(now - last, 1e-4)  # ring bytes per second
                 last = now
-                pause = self.max_pause_s if not taken else min(self.max_pause_s, 0.25 * self.ring.capacity / rate)
-                self._stop.wait(max(pause, 0.0005))
+                quarter = 0.25 * self.ring.capacity
+                pause = (max(_IDLE_PAUSE_FLOOR_S, quarter / PEAK_RAW_BYTES_PER_S) if not taken else quarter / rate)
+                pause = min(pause, self.max_pause_s, next_flush - now)
+                # a plain sleep, not the stop Event's wait (twice the CPU per wake: a lock made and
+                # waited on with a timeout); stop() waits at most one pause for this loop to see it
+                time.sleep(max(pause, 0.0005))
         except BaseException as exc:  # the main loop reports it; the files stay valid up to their last flush
             self.error = exc
             log.exception("recorder: %s raw frames: the writer thread failed", self.venue)

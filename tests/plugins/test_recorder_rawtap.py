@@ -139,3 +139,33 @@ def test_the_routers_stamp_digits_and_line_copy():
         want = bytes(src[p : p + n]).replace(b"\n", b" ").replace(b"\r", b" ")
         assert bytes(dst[w : w + n]) == want and (dst[:w] == 7).all()
         assert (dst[w + n :] == 7).all()
+
+
+def test_an_idle_router_wakes_for_its_ring_and_its_flush_only(tmp_path):
+    """Idle, the router sleeps a quarter of its ring at PEAK_RAW_BYTES_PER_S (64 MB: ~62 ms; the
+    fixed 20 ms before: ~50 wakes a second); a frame put meanwhile still reaches its file at the
+    flush interval (the pause is cut to the flush)."""
+    import gzip
+    import time
+
+    from plugins.recorder_raw import PEAK_RAW_BYTES_PER_S, RawRecorder
+
+    ring, end = raw_channel(64 << 20)
+    rec = RawRecorder("v", end.detach(), tmp_path, flush_interval_s=0.3)
+    assert 0.25 * ring.capacity / PEAK_RAW_BYTES_PER_S > 0.05
+    tap = RawTap("v", ring)
+    rec.start()
+    try:
+        time.sleep(1.2)
+        assert 1 <= rec.wakes <= 1.2 / 0.05, rec.wakes
+        frame = b'{"stream":"btcusdt@depth@0ms","data":{}}'
+        data = b"\x81" + frame
+        tap.on_read(data, np.array([[0x81, 1, len(frame)]], np.int64), 1, 1_733_356_800_000_000_000)
+        deadline = time.monotonic() + 5.0
+        path = tmp_path / "raw" / "v" / "btcusdt_20241205.gz"
+        while time.monotonic() < deadline and not (path.exists() and path.stat().st_size):
+            time.sleep(0.01)
+        assert gzip.decompress(path.read_bytes()) == b"1733356800000000000 " + frame + b"\n"
+    finally:
+        ring.close()
+        rec.stop()
