@@ -12,6 +12,7 @@ into scratch maps the engine reads as rows are published and releases once passe
 from __future__ import annotations
 
 import heapq
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from bots.asset import BacktestAsset
 from bots.constants import EventFlag
 from bots.backtest import Backtest, make_backtest
 from bots.data.continuity import Head, Tail, check_seam, head_of, tail_of
-from bots.data import inflate_cache
+from bots.data import inflate_cache, verdicts
 from bots.data.inflate import InflatedFiles, compressed_head, compressed_member, is_streamed_npz
 from bots.data.inflate_bg import AVAILABLE as _OVERLAP, InflatingFile, deflated_member, overlap_enabled
 from bots.data.inflate_now import inflated_now, inline_limit_bytes
@@ -56,15 +57,19 @@ def _readonly(arr: np.ndarray, label: str) -> np.ndarray:
 
 
 def _open(item, index: int, checkers: list[CheckedMap], label: str | None = None) -> tuple[np.ndarray, int]:
-    """``label``: the name rows are reported under (the source file of a cache entry)."""
+    """``label``: the name rows are reported under (the source file of a cache entry).  A mapped
+    file's CheckedMap carries ``verdict``: its identity (bots.data.verdicts) and whether an earlier
+    run checked it clean (then the engine does not check its rows again)."""
     if isinstance(item, np.ndarray):
         return _readonly(load_events(item, source=f"asset {index} <array>"), "<array>"), CHUNK_IN_RAM
     label = label or str(item)
+    ident = verdicts.identity(item)  # before the map: a file changed after this is not recorded clean
     arr = open_events_mmap(Path(item), source=label, validate=False)
     if not isinstance(arr, np.memmap):  # empty, or a member that could not be mapped: in RAM
         return _readonly(validate_events(arr, label), label), CHUNK_IN_RAM
     view = _readonly(arr, label)
     checkers.append(CheckedMap(arr, label))
+    checkers[-1].verdict = (Path(item), ident, verdicts.known_clean(ident))
     register(view.ctypes.data, checkers[-1])
     return view, CHUNK_MAPPED
 
@@ -88,14 +93,15 @@ def _stream(
     return files, {chunk: (files.address(i), files.rows[i], i) for i, (_, _, chunk, _) in enumerate(order)}
 
 
-def _chunk_ready(kinds: list[int], lengths: list[int], words: dict[int, tuple[int, int, int, int]]) -> np.ndarray:
+def _chunk_ready(kinds: list[int], lengths: list[int], words: dict[int, tuple[int, int, int, int]],
+                 verdict: dict[int, tuple[Path, str | None, bool]]) -> np.ndarray:
     """Per chunk (bots.sim.engine "Chunks"): rows known readable (all of an array in RAM, none of a
     file yet), the state of the check of a mapped file's rows (the last EXCH and LOCAL timestamps
     checked) and, for a streamed file (``words``: chunk -> the addresses of its inflater's
     published, released and wanted words, and its index there), where its inflater publishes."""
     ready = np.zeros((len(kinds) + 1, N_CHUNK_READY), np.int64)
     for c, (kind, n) in enumerate(zip(kinds, lengths)):
-        ready[c, READY] = n if kind == CHUNK_IN_RAM else 0
+        ready[c, READY] = n if kind == CHUNK_IN_RAM or (c in verdict and verdict[c][2]) else 0
         ready[c, LAST_EXCH] = ready[c, LAST_LOCAL] = np.iinfo(np.int64).min
         if kind == CHUNK_STREAMED:
             (ready[c, PUBLISHED_WORD], ready[c, RELEASED_WORD], ready[c, WANTED_WORD],
@@ -119,6 +125,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     streamed: list[list[tuple[int, Path]]] = [[] for _ in assets]
     seams: dict[int, tuple[Head, str]] = {}
     checkers: list[CheckedMap] = []
+    mapped_chunks: list[int] = []  # the chunk of each of ``checkers``
     lat_parts = []
     lat_off = np.zeros(n + 1, np.int64)
     widths = []
@@ -177,6 +184,8 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
                 seams[len(chunks) - 1] = (head, label)
             tail = None if kind == CHUNK_STREAMED else (tail or Tail()).then(tail_of(arr))
             tail_label = label
+            if kind == CHUNK_MAPPED:
+                mapped_chunks.append(len(chunks))
             chunks.append(arr)
             kinds.append(kind)
         chunk_count[a] = len(chunks) - chunk_first[a]
@@ -204,6 +213,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     addresses = [c.ctypes.data for c in chunks]
     lengths = [len(c) for c in chunks]
     inflated, maps = _stream(streamed, seams)
+    verdict = {c: checker.verdict for c, checker in zip(mapped_chunks, checkers)}
     # (the threads start after the child: this process forks it only while it runs a single thread)
     overlapped = {chunk: InflatingFile(*spec) for chunk, spec in overlap.items()}
     words = {}
@@ -228,7 +238,7 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
         chunk_count=chunk_count,
         chunk_released=np.zeros(max(len(chunks), 1), np.int64),
         chunk_mapped=np.array(kinds + [CHUNK_IN_RAM], np.int64),
-        chunk_ready=_chunk_ready(kinds, lengths, words),
+        chunk_ready=(ready := _chunk_ready(kinds, lengths, words, verdict)),
         chunk_addr=np.array(addresses + [0], np.int64),
         chunk_len=np.array(lengths + [0], np.int64),
         cursor=np.zeros((n, 8), np.int64),  # see bots.sim.engine C_*
@@ -257,6 +267,9 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
     # the backtest keeps the row checkers of its maps and the inflater (its child, scratch maps)
     # alive; they go with it
     bt._checkers = checkers
+    for c, (path, ident, known) in verdict.items():
+        if not known and ident is not None:  # checked in this run: remembered if it reaches the end
+            weakref.finalize(bt, _remember_clean, ready, c, lengths[c], path, ident)
     bt._inflated = inflated
     bt._overlapped = list(overlapped.values())
     for a, asset in enumerate(assets):
@@ -269,6 +282,13 @@ def build(assets: list[BacktestAsset], roi: bool) -> Backtest:
                 else load_events(Path(snap), validate=False)
             _apply_snapshot(bt, a, np.ascontiguousarray(snap_arr))
     return bt
+
+
+def _remember_clean(ready: np.ndarray, c: int, rows: int, path: Path, ident: str) -> None:
+    """The run is over: if it checked every row of mapped chunk ``c`` (a bad row stops the check
+    before it), store the file's verdict so the next run skips the check."""
+    if ready[c, READY] >= rows:
+        verdicts.record_clean(path, ident)
 
 
 def _overlappable(path: Path, rows: int, last: bool) -> tuple[int, int, int, int] | None:
