@@ -17,9 +17,10 @@ in this process, as in ``hftd daemon``.  Measured:
   frame (the session queues a turn's frames and writes them together in ``session.flush``); for the
   default intake (``channel_to_wire_*``) and for ``[control] intake = "spin"``
   (``channel_to_wire_spin_*``, the loop pinned to a cpu of its own, bots and emulator on the others);
-* **intake**: the same paced run with the in-memory session for each intake strategy (thread per bot
-  parking on the channel futex after spin/yield, thread parking at once, the loop busy-polling every
-  channel: ``intake = "spin"``), one bot at 200 orders/s (the wake-up chain alone, nothing queued),
+* **intake**: the same paced run with the in-memory session for each intake strategy (the default:
+  each bot rings the loop's doorbell itself when the loop armed it, ``intake_bell_*``, shm.doorbell;
+  for clients that ask for no bell, a thread per bot parking on the channel futex after spin/yield,
+  or parking at once; the loop busy-polling every channel: ``intake = "spin"``), one bot at 200 orders/s (the wake-up chain alone, nothing queued),
   and the daemon's CPU use while four bots are registered and idle;
 * **daemon CPU per order** (``cpu_us_per_order``): this process's CPU time over the four-bot run
   divided by the orders, a figure that a machine shared with other work distorts less than rates;
@@ -102,7 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # -- the bot process ---------------------------------------------------------------------------
 
 
-def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
+def _bot(pipe, socket_path: str, name: str, env: dict, bell: bool = True) -> None:
     os.environ.update(env)
     import numpy as np
 
@@ -111,7 +112,7 @@ def _bot(pipe, socket_path: str, name: str, env: dict) -> None:
     from shm.dtypes import order_response_dtype
 
     client = ControlClient(socket_path, timeout_s=30)
-    reg = client.register(name, [(VENUE, SYMBOL)])
+    reg = client.register(name, [(VENUE, SYMBOL)], bell=bell)  # bell=False: an intake thread watches it
     w, r = reg.open_channels()
     tick, lot = reg.assets[0].tick_size, reg.assets[0].lot_size
     out = np.zeros(1024, dtype=order_response_dtype)
@@ -270,7 +271,8 @@ class _Stand:
     made = 0
 
     def __init__(self, workdir: str, session_kind: str, intake: str, intake_wait: str, rest_url: str = "",
-                 max_in_flight: int | None = None, key_type: str = "hmac"):
+                 max_in_flight: int | None = None, key_type: str = "hmac", bell: bool = True):
+        self.bell = bell  # the bots ask for a doorbell (the default client) or keep an intake thread
         self.workdir, self.kind, self.intake, self.wait, self.rest_url = workdir, session_kind, intake, intake_wait, rest_url
         self.max_in_flight = max_in_flight
         self.key_type = key_type  # bench.orders_keys: "hmac" or "ed25519"
@@ -382,7 +384,7 @@ class _Stand:
         env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
         for i in range(n_bots):
             a, b = ctx.Pipe()
-            p = ctx.Process(target=_bot, args=(b, self.cfg.socket_path, f"bench{i}", env), daemon=True)
+            p = ctx.Process(target=_bot, args=(b, self.cfg.socket_path, f"bench{i}", env, self.bell), daemon=True)
             p.start()
             self.bots.append((p, a))
         for p, a in self.bots:
@@ -548,10 +550,13 @@ async def _main(args, res) -> None:
     try:
         paced_n = max(1, int(args.rate / 4 * args.paced_s))
         # intake strategies, in-memory session (the daemon alone)
-        for intake, wait, label in (("thread", "backoff", "intake thread, spin->yield->park"),
-                                    ("thread", "park", "intake thread, park at once"),
-                                    ("spin", "backoff", "loop busy-polls every channel (intake=spin)")):
-            st = _Stand(workdir, "memory", intake, wait)
+        # (the default: bots ring the loop's doorbell themselves, shm.doorbell; the intake threads
+        # are what a client that asks for no bell gets)
+        for intake, wait, bell, label in (("thread", "backoff", True, "doorbell: the bot rings the loop (default)"),
+                                          ("thread", "backoff", False, "intake thread, spin->yield->park"),
+                                          ("thread", "park", False, "intake thread, park at once"),
+                                          ("spin", "backoff", False, "loop busy-polls every channel (intake=spin)")):
+            st = _Stand(workdir, "memory", intake, wait, bell=bell)
             await st.start()
             try:
                 await st.spawn(4)
@@ -562,10 +567,10 @@ async def _main(args, res) -> None:
                 slow = await st.phase(1, 400, 200.0, 800_000_000, 50_000.0)  # unsaturated: the wake-up chain
                 row = {"p50_us": paced["p50_us"], "p99_us": paced["p99_us"], "idle_cpu_pct": idle,
                        "p50_us_200hz": slow["p50_us"], "p99_us_200hz": slow["p99_us"]}
-                key = "intake_spin" if intake == "spin" else f"intake_{intake}_{wait}"  # spin has no wait
+                key = "intake_spin" if intake == "spin" else "intake_bell" if bell else f"intake_{intake}_{wait}"
                 res.metrics[f"{key}_200hz_p50_us"] = slow["p50_us"]
                 res.metrics[f"{key}_200hz_p99_us"] = slow["p99_us"]
-                if intake == "thread" and wait == "backoff":
+                if bell:
                     one = await st.phase(1, args.orders, 0, 10_000_000, 50_000.0)
                     four = await st.phase(4, args.orders, 0, 20_000_000, 50_000.0)
                     res.metrics.update({"orders_per_s_1bot_memory": one["orders_per_s"],
@@ -750,7 +755,7 @@ def run(args):
     res.notes.append("channel_to_wire: request_ts (bot clock at write) -> the frame's socket write (session.flush); "
                      f"paced at {args.wire_rate:.0f} orders/s over 4 bots; the in-memory rows at {args.rate:.0f}/s")
     res.notes.append("channel_to_wire_p50_us/p99_us (and every figure without 'spin' in its key) are the default "
-                     "intake (a parking thread per bot); channel_to_wire_spin_* is [control] intake = \"spin\" "
+                     "intake (each bot rings the loop's doorbell: one wake per order); channel_to_wire_spin_* is [control] intake = \"spin\" "
                      "(the loop busy-polls: a whole core while bots are registered), measured with the loop "
                      "pinned to the last cpu and the bots and the emulator to the others")
     return res
