@@ -169,3 +169,32 @@ def test_an_idle_router_wakes_for_its_ring_and_its_flush_only(tmp_path):
     finally:
         ring.close()
         rec.stop()
+
+
+def test_an_idle_routers_long_pause_is_cut_to_its_flush(tmp_path, monkeypatch):
+    """With an idle pause of ~16 s (a slow peak rate, a large ``max_pause_s``) a frame put while the
+    router sleeps still reaches its file within a few flush intervals: the pause ends at the flush."""
+    import gzip
+    import time
+
+    import plugins.recorder_raw as rr
+
+    monkeypatch.setattr(rr, "PEAK_RAW_BYTES_PER_S", 1 << 20)
+    ring, end = raw_channel(64 << 20)
+    rec = rr.RawRecorder("v", end.detach(), tmp_path, flush_interval_s=0.3, max_pause_s=60.0)
+    tap = RawTap("v", ring)
+    rec.start()
+    try:
+        time.sleep(0.5)
+        frame = b'{"stream":"btcusdt@depth@0ms","data":{}}'
+        tap.on_read(b"\x81" + frame, np.array([[0x81, 1, len(frame)]], np.int64), 1, 1_733_356_800_000_000_000)
+        deadline = time.monotonic() + 4.0
+        path = tmp_path / "raw" / "v" / "btcusdt_20241205.gz"
+        while time.monotonic() < deadline and not (path.exists() and path.stat().st_size):
+            time.sleep(0.01)
+        assert path.exists() and gzip.decompress(path.read_bytes()) == b"1733356800000000000 " + frame + b"\n"
+    finally:
+        ring.close()
+        rec._stop.set()
+        monkeypatch.undo()  # the router's next pause is short again, so stop() does not wait 16 s
+        rec.stop(timeout_s=30.0)
