@@ -28,6 +28,7 @@ from numba.extending import intrinsic
 __all__ = [
     "load_acquire",
     "load_relaxed",
+    "load_seq_cst",
     "store_release",
     "store_relaxed",
     "store_seq_cst",
@@ -89,6 +90,21 @@ def load_acquire(typingctx, arr, idx):
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
         return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(arr, idx), codegen
+
+
+@intrinsic
+def load_seq_cst(typingctx, arr, idx):
+    """``arr[idx]``, sequentially consistent: the load half of a store-then-load handshake (a
+    publish, then a look at the other side's flag; the other side does the mirror image).  An
+    acquire load may be performed before an earlier seq_cst store on Arm (``ldapr`` after ``stlr``),
+    so both sides could miss each other; a seq_cst load (``ldar``) may not.  On x86 a plain load."""
+    _check_int64_array(arr)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "seq_cst", 8)
 
     return types.int64(arr, idx), codegen
 

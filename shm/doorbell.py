@@ -35,7 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from shm import layout as L
-from shm.atomics import compare_exchange, load_acquire, load_relaxed, store_seq_cst
+from shm.atomics import compare_exchange, load_acquire, load_relaxed, load_seq_cst, store_seq_cst
 
 __all__ = ["W_BELL_ARMED", "ring", "rearm", "make_bell", "open_bell", "drain_bell"]
 
@@ -62,7 +62,7 @@ def _write_byte(typingctx, fd):
 def ring(hdr, fd):
     """The bot's side, after its records are published: ring ``fd`` if the loop armed the channel
     and this call took the arm.  Returns 1 when it rang, 0 when no ring was due."""
-    if fd < 0 or load_acquire(hdr, W_BELL_ARMED) == 0:
+    if fd < 0 or load_seq_cst(hdr, W_BELL_ARMED) == 0:  # after the publish (see shm.atomics.load_seq_cst)
         return 0
     if compare_exchange(hdr, W_BELL_ARMED, 1, 0) != 1:
         return 0
@@ -77,7 +77,7 @@ def rearm(hdr):
     if load_acquire(hdr, L.W_CURSOR) > load_relaxed(hdr, L.W_READ_CURSOR):
         return True  # still the loop's: the arm stays 0
     store_seq_cst(hdr, W_BELL_ARMED, 1)
-    if load_acquire(hdr, L.W_CURSOR) > load_relaxed(hdr, L.W_READ_CURSOR):
+    if load_seq_cst(hdr, L.W_CURSOR) > load_relaxed(hdr, L.W_READ_CURSOR):  # the mirror of ring's
         return compare_exchange(hdr, W_BELL_ARMED, 1, 0) == 1
     return False
 
@@ -102,8 +102,10 @@ def make_bell(path: str, mode: int, gid: int | None) -> int:
 
 
 def open_bell(path: str) -> int:
-    """The bot's end: the FIFO's write end, non-blocking."""
-    return os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    """The bot's end, non-blocking.  Opened read-write, so a ring into a FIFO whose daemon end is
+    gone (the daemon died with the arm left at 1, or dropped this bot) finds it full at worst
+    (EAGAIN), never EPIPE: a bot with SIGPIPE at its default action would be killed by it."""
+    return os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def drain_bell(fd: int) -> None:

@@ -51,6 +51,7 @@ from shm.atomics import (
     futex_wake,
     load_acquire,
     load_relaxed,
+    load_seq_cst,
     monotonic_ns,
     prefetch_read,
     prefetch_write,
@@ -140,10 +141,14 @@ def _commit(hdr, word, value):
     if hdr[L.W_FLAGS] & L.FLAG_ASYMMETRIC_WAKE:
         store_release(hdr, word, value)
         compiler_barrier()  # the CPU side of this ordering is the parking reader's membarrier
+        if load_relaxed(hdr, L.W_READER_SLEEPERS) > 0:
+            wake_readers(hdr)
     else:
         store_seq_cst(hdr, word, value)
-    if load_relaxed(hdr, L.W_READER_SLEEPERS) > 0:
-        wake_readers(hdr)
+        # a seq_cst load: on Arm a weaker one may be performed before the store above, and a
+        # reader parking meanwhile would then sleep past this record (x86: a plain load either way)
+        if load_seq_cst(hdr, L.W_READER_SLEEPERS) > 0:
+            wake_readers(hdr)
 
 
 # -- market ring: writer ---------------------------------------------------------------------
