@@ -132,9 +132,12 @@ class BellIntake:
         D.drain_bell(self.fd)
 
     def stop(self) -> None:
-        """From the loop: no more rings (the bot's later ones get EPIPE) and the FIFO is gone."""
+        """From the loop: no more rings and the FIFO is gone.  The arm is taken first, so a bot still
+        writing does not ring a FIFO nobody reads (its end is read-write: it would not get EPIPE,
+        but each ring would be a wasted syscall)."""
         if self.fd < 0:
             return
+        self.hdr[D.W_BELL_ARMED] = 0
         self.loop.remove_reader(self.fd)
         os.close(self.fd)
         self.fd = -1

@@ -43,7 +43,7 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import msgpack
@@ -364,6 +364,10 @@ class ControlClient:
         if msg["type"] != Msg.REGISTERED:
             raise ControlProtocolError(f"expected 'registered', got {msg['type']!r}")
         reg = Registration.from_msg(msg)
+        if reg.bell:
+            # the FIFO sits beside the socket: reached by the path this client used for the socket,
+            # not the daemon's own (a bind mount, a container, a symlinked run directory)
+            reg = replace(reg, bell=os.path.join(os.path.dirname(self.socket_path), os.path.basename(reg.bell)))
         self.registration = reg
         self._sock.settimeout(None)
         reader = threading.Thread(target=self._reader_loop, name=f"hftd-control-rx-{bot}", daemon=True)
