@@ -72,6 +72,7 @@ def _write(path: str, state) -> None:
     except OSError:
         return
     try:
+        os.fchmod(fd, 0o644)  # as numba's own cache files: another user sharing the directory reads it
         with os.fdopen(fd, "wb") as f:
             f.write(hashlib.sha256(payload).digest() + payload)
         os.replace(tmp, path)  # (two processes writing at once: either whole file wins)
@@ -83,7 +84,15 @@ def _write(path: str, state) -> None:
 
 
 def compile_nrt_functions(ctx):
-    """numba's ``nrtdynmod.compile_nrt_functions``, through the object-code file."""
+    """numba's ``nrtdynmod.compile_nrt_functions``, through the object-code file; numba's own
+    compile when anything in that path fails (a numba whose internals moved must still start)."""
+    try:
+        return _through_file(ctx)
+    except Exception:  # noqa: BLE001
+        return _compile(ctx)
+
+
+def _through_file(ctx):
     ir_mod, library = nrtdynmod.create_nrt_module(ctx)
     codegen = ctx.codegen()
     path = cache_file(codegen, str(ir_mod))
