@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 from bots.data import inflate_cache
@@ -33,6 +34,11 @@ from bots.data import validate
 __all__ = ["enabled", "identity", "known_clean", "record_clean", "verdict_dir"]
 
 _version: str | None = None
+
+#: a file changed this recently is not recorded clean: where the kernel's change times are coarse
+#: (before Linux 6.13's fine-grained timestamps, a timer tick of up to 10 ms on ext4/xfs/tmpfs), a
+#: rewrite of the same size within that tick would keep the identity a verdict is keyed by
+SETTLE_NS = 50_000_000
 
 
 def enabled() -> bool:
@@ -80,9 +86,15 @@ def known_clean(ident: str | None) -> bool:
 def record_clean(path: os.PathLike | str, ident: str | None) -> bool:
     """Store that ``path`` (identity ``ident``, taken before it was read) checked clean; True if stored.
 
-    Nothing is stored if the file changed since ``ident`` was taken, or the directory is not writable.
+    Nothing is stored if the file changed since ``ident`` was taken or within ``SETTLE_NS`` of now,
+    or the directory is not writable.
     """
     if ident is None or identity(path) != ident:
+        return False
+    try:
+        if time.time_ns() - os.stat(path).st_ctime_ns < SETTLE_NS:
+            return False
+    except OSError:
         return False
     entry = _entry(ident)
     temp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")

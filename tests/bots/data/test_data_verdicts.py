@@ -15,6 +15,7 @@ from bots.data.io import member_offset
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HFTD_VERDICT_CACHE", raising=False)
+    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)  # the files here were written a moment ago
     return tmp_path / "cache" / "validated"
 
 
@@ -129,3 +130,14 @@ def test_identity_names_the_checker_and_the_file(tmp_path, cache):
     for field in (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
         assert f" {field}\n" in ident
     assert f"checker {verdicts._checker_version()}\n" in ident
+
+
+def test_just_changed_file_is_not_recorded(tmp_path, cache, monkeypatch):
+    """A file changed within SETTLE_NS of now is not recorded (a coarse change time could hide a
+    same-size rewrite in the same tick); later it is."""
+    path = _file(tmp_path)
+    ident = verdicts.identity(path)
+    monkeypatch.setattr(verdicts, "SETTLE_NS", 3_600_000_000_000)
+    assert not verdicts.record_clean(path, ident) and not verdicts.known_clean(ident)
+    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)
+    assert verdicts.record_clean(path, ident) and verdicts.known_clean(ident)

@@ -23,6 +23,7 @@ from bots.sim.engine import READY
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("HFTD_VERDICT_CACHE", raising=False)
+    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)  # the files here were written a moment ago
     return tmp_path / "cache" / "validated"
 
 
