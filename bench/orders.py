@@ -91,6 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=4,
                    help="four-bot throughput rounds, each paired with a baseline round (medians reported)")
     p.add_argument("--skip-emulator", action="store_true", help="only the in-memory session (no venue)")
+    p.add_argument("--no-bell", dest="bell", action="store_false",
+                   help="the emulator runs' bots ask for no doorbell: an intake thread per bot (as before 5577f87)")
     p.add_argument("--keys", choices=KEY_TYPES, default="ed25519",
                    help="the Binance API key of the daemon's session: ed25519 (default: session.logon, orders "
                         "unsigned, as a desk runs the WS API), hmac (a signature per order), both (ed25519, then "
@@ -599,7 +601,7 @@ async def _main(args, res) -> None:
         main_key = "ed25519" if args.keys == "both" else args.keys
         res.notes.append(f"API key of the runs to the emulator: {main_key}"
                          + (" (then paced runs of each key: channel_to_wire_hmac_*/_ed25519_*)" if args.keys == "both" else ""))
-        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, main_key)
+        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, main_key, bell=args.bell)
         st.emu_pid = emu.pid
         await st.start()
         try:
@@ -663,7 +665,8 @@ async def _main(args, res) -> None:
                 res.notes.append(st.stop_error)
         if args.keys == "both":
             def stand(key_type):
-                kst = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, key_type)
+                kst = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, key_type,
+                             bell=args.bell)
                 kst.emu_pid = emu.pid
                 return kst
 
@@ -755,7 +758,9 @@ def run(args):
     res.notes.append("channel_to_wire: request_ts (bot clock at write) -> the frame's socket write (session.flush); "
                      f"paced at {args.wire_rate:.0f} orders/s over 4 bots; the in-memory rows at {args.rate:.0f}/s")
     res.notes.append("channel_to_wire_p50_us/p99_us (and every figure without 'spin' in its key) are the default "
-                     "intake (each bot rings the loop's doorbell: one wake per order); channel_to_wire_spin_* is [control] intake = \"spin\" "
+                     + ("intake (each bot rings the loop's doorbell: one wake per order)" if args.bell else
+                        "intake of a client that asks for no bell (--no-bell: a parking thread per bot)")
+                     + "; channel_to_wire_spin_* is [control] intake = \"spin\" "
                      "(the loop busy-polls: a whole core while bots are registered), measured with the loop "
                      "pinned to the last cpu and the bots and the emulator to the others")
     return res
