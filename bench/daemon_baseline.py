@@ -93,8 +93,11 @@ def _baseline_main(conn, ws: str, queue, symbol: str) -> None:
 def pin_pipeline(worker_pid: int, other_pids: list[int]) -> None:
     """The process under test's main thread alone on the last cpu, the feeding emulator's and the
     reader's main threads on the others (their other threads, and any child the worker forked, stay
-    free).  Unpinned, a 60 ms round's rate swung 422k-641k msgs/s within one arm of one quiet run:
-    which of the three busy processes shared a cpu with which changed from round to round."""
+    free).  ``bench daemon --pin`` only: pinned, a 60 ms round's rate still swung 419k-645k msgs/s
+    within one arm of a quiet run (unpinned 451k-614k), and the plugins-on arm lost more (10.8 and
+    18.0 % against 12.3 unpinned, its daemon's CPU per message +4.5 / +0.3 %): the recorder child's
+    drain, which a round's ~300k records (over the 2**18-record ring) make run during the round, then
+    shares the daemon's cpu instead of whichever is freer."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return
