@@ -339,6 +339,7 @@ class ControlServer:
                     self.router.bot_gone(name, "missed heartbeats")
                     c.close()
             self.router.flush_backlogs()
+            self.router.sweep_lost_wakes()
 
 
 def request_reset(socket_path: str, reason: str, *, timeout_s: float = 5.0) -> dict[str, Any]:

@@ -64,12 +64,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 
 from daemon.intake_wait import ARMED, halt, new_ctl, rearm, serve
 from shm import doorbell as D
 from shm import kernels as K
+from shm import layout as L
 from shm.wait import wait_strategy
 
 __all__ = ["IntakeThread", "BellIntake"]
@@ -109,6 +111,10 @@ class IntakeThread(threading.Thread):
         K.wake_readers(self.hdr)
 
 
+#: how long records may wait with the channel armed before the sweep drains them (``BellIntake.lost``)
+LOST_WAKE_AFTER_S = 1.0
+
+
 class BellIntake:
     """The bot rings the loop itself (``shm.doorbell``): no thread; the loop watches the bot's FIFO
     at ``path`` with ``add_reader(fd, on_ring, bot)``.  Created armed, from the loop."""
@@ -119,8 +125,29 @@ class BellIntake:
         self.loop = loop
         self.fd = D.make_bell(path, mode, gid)
         self.held = False
+        #: (read cursor, since when) of records seen waiting with the channel armed (``lost``)
+        self._waiting: tuple[int, float] | None = None
         hdr[D.W_BELL_ARMED] = 1  # before the bot has the channel's name: nothing to race with
         loop.add_reader(self.fd, on_ring, bot)
+
+    def lost(self, after_s: float = LOST_WAKE_AFTER_S) -> bool:
+        """From the loop's sweep: records have waited ``after_s`` with the channel armed and unread,
+        so the ring that should have come did not (a writer that never rings, a bot killed between
+        taking the arm and writing, a memory-order bug).  True when this call took the arm: the
+        caller drains the channel."""
+        hdr = self.hdr
+        read = int(hdr[L.W_READ_CURSOR])
+        if self.held or hdr[L.W_CURSOR] <= read or hdr[D.W_BELL_ARMED] == 0:
+            self._waiting = None
+            return False
+        now = time.monotonic()
+        if self._waiting is None or self._waiting[0] != read:
+            self._waiting = (read, now)
+            return False
+        if now - self._waiting[1] < after_s or not D.take(hdr):
+            return False
+        self._waiting = None
+        return True
 
     def taken(self) -> bool:
         return self.hdr[D.W_BELL_ARMED] == 0

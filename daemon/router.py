@@ -49,7 +49,7 @@ from daemon.execution.base import (
     VenueStateEvent,
 )
 from daemon.execution.session import TurnBudget
-from daemon.intake import BellIntake, IntakeThread
+from daemon.intake import LOST_WAKE_AFTER_S, BellIntake, IntakeThread
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
@@ -154,6 +154,8 @@ class Router(PretradeCheck):
         self._resume_handle: asyncio.Handle | None = None
         #: bot name -> its journaled orders after a restart, until it registers (``hold_journaled``)
         self.held: dict[str, BotSession] = {}
+        #: bell bots drained by the lost-wake sweep (``sweep_lost_wakes``): 0 unless a ring was lost
+        self.lost_wakes = 0
 
     # -- bots ------------------------------------------------------------------------------
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -438,6 +440,18 @@ class Router(PretradeCheck):
             it.held = True
             self._drain(bot)
             self._after_drain()
+
+    def sweep_lost_wakes(self) -> None:
+        """A safety net (the control socket's watch calls it every 0.1 s): a bell bot whose
+        records waited a second with its channel armed is drained, and the lost ring logged."""
+        for bot in list(self.bots.values()):
+            it = bot.intake
+            if isinstance(it, BellIntake) and it.lost():
+                self.lost_wakes += 1
+                log.warning("bot %s: requests waited %.1f s with no doorbell ring; drained by the sweep",
+                            bot.name, LOST_WAKE_AFTER_S)
+                it.held = True
+                self._drain_one(bot)
 
     def _drain_one(self, bot: BotSession) -> None:
         self._drain(bot)

@@ -37,7 +37,7 @@ from numba.extending import intrinsic
 from shm import layout as L
 from shm.atomics import compare_exchange, load_acquire, load_relaxed, load_seq_cst, store_seq_cst
 
-__all__ = ["W_BELL_ARMED", "ring", "rearm", "make_bell", "open_bell", "drain_bell"]
+__all__ = ["W_BELL_ARMED", "ring", "rearm", "take", "make_bell", "open_bell", "drain_bell"]
 
 W_BELL_ARMED = L.W_BELL_ARMED  # the request channel's arm word: named in shm.layout with the others
 
@@ -80,6 +80,13 @@ def rearm(hdr):
     if load_seq_cst(hdr, L.W_CURSOR) > load_relaxed(hdr, L.W_READ_CURSOR):  # the mirror of ring's
         return compare_exchange(hdr, W_BELL_ARMED, 1, 0) == 1
     return False
+
+
+@njit(cache=True)
+def take(hdr):
+    """The loop's lost-wake sweep: take the arm as a ring would, without ringing.  True when taken
+    (a bot that rings at this instant keeps it instead, and its ring drains the channel)."""
+    return compare_exchange(hdr, W_BELL_ARMED, 1, 0) == 1
 
 
 def make_bell(path: str, mode: int, gid: int | None) -> int:
@@ -126,3 +133,4 @@ def warm() -> None:
     hdr = np.zeros(L.HEADER_WORDS, dtype=np.int64)
     ring(hdr, -1)
     rearm(hdr)
+    take(hdr)

@@ -239,21 +239,27 @@ def test_no_lost_wake_stress(daemon):
     _race(daemon, 6, 10_000, (0, 30), 600)
 
 
+def _register_raw(daemon, bot: str, **extra) -> tuple[socket.socket, dict]:
+    """Register ``bot`` by hand on the control socket (as another client library would): the open
+    socket (closing it ends the bot) and the daemon's reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(daemon.socket_path)
+    s.sendall(encode_frame({"type": "register", "bot": bot, "assets": [[VENUE, "BTCUSDT"]],
+                            "pid": os.getpid(), "proto": PROTOCOL_VERSION, **extra}))
+    dec = FrameDecoder()
+    msgs: list = []
+    while not msgs:
+        msgs = dec.feed(s.recv(65536))
+    return s, msgs[0]
+
+
 def test_an_old_client_without_a_bell_keeps_its_intake_thread(daemon):
     """A client that does not ask for a bell (an older library) registers as before: an intake
     thread watches its channel, the reply names no FIFO, and its requests are handled."""
     seen = _stamp_handles(daemon)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(daemon.socket_path)
+    s, reply = _register_raw(daemon, "oldie")
     try:
-        s.sendall(encode_frame({"type": "register", "bot": "oldie", "assets": [[VENUE, "BTCUSDT"]],
-                                "pid": os.getpid(), "proto": PROTOCOL_VERSION}))
-        dec = FrameDecoder()
-        msgs: list = []
-        while not msgs:
-            msgs = dec.feed(s.recv(65536))
-        reply = msgs[0]
         assert reply["type"] == "registered" and "bell" not in reply, reply
         assert daemon.call(lambda: type(daemon.router.bots["oldie"].intake).__name__) == "IntakeThread"
         from daemon.router import REQ
@@ -277,3 +283,35 @@ def test_a_client_may_decline_the_bell(daemon):
         reg = c.register("nobell", [(VENUE, "BTCUSDT")], bell=False)
         assert reg.bell == ""
         assert daemon.call(lambda: type(daemon.router.bots["nobell"].intake).__name__) == "IntakeThread"
+
+
+def test_a_lost_ring_is_swept_up(daemon):
+    """A bell client whose writer never rings (here: the channel written without its bell) still
+    has its request handled: the control socket's watch finds records waiting a second with the
+    channel armed, takes the arm and drains it, and counts a lost wake.  Without the sweep the
+    request would wait forever (nothing else looks at a bell bot's channel)."""
+    seen = _stamp_handles(daemon)
+    s, reply = _register_raw(daemon, "mute", bell=1)
+    try:
+        assert reply["type"] == "registered" and reply.get("bell"), reply
+        assert daemon.call(lambda: type(daemon.router.bots["mute"].intake).__name__) == "BellIntake"
+        from daemon.router import REQ
+        from shm.segment import Segment
+        from shm.wait import wait_strategy
+
+        w = ChannelWriter(Segment.attach(reply["request_channel"], kind=L.KIND_ORDER_CHANNEL), wait_strategy(None))
+        try:
+            assert w.bell_fd == -1 and w.hdr[D.W_BELL_ARMED] == 1  # armed, and this writer will not ring
+            t0 = time.monotonic()
+            w.write_one(REQ.pack(int(RequestKind.SUBMIT), 0, 9, 100.0, 0.001, 1, 0, 0, time.time_ns(), 1))
+            daemon.wait_for(lambda: len(seen) == 1, timeout=30, what="the unrung request swept up")
+            assert time.monotonic() - t0 >= 0.9  # by the sweep, not by a ring
+            assert daemon.call(lambda: daemon.router.lost_wakes) == 1
+            # drained and re-armed: the next unrung request is swept up too
+            w.write_one(REQ.pack(int(RequestKind.SUBMIT), 0, 10, 100.0, 0.001, 1, 0, 0, time.time_ns(), 2))
+            daemon.wait_for(lambda: len(seen) == 2, timeout=30, what="the second unrung request swept up")
+            assert daemon.call(lambda: daemon.router.lost_wakes) == 2
+        finally:
+            w.close(unlink=False)
+    finally:
+        s.close()
