@@ -36,3 +36,15 @@ def binance_sample():
     if not path.exists():
         pytest.skip(f"shared sample binance-usdm/btcusdt_20240808.gz not present at {path}")
     return path, binance_usdm.convert(path)
+
+
+@pytest.fixture
+def verdict_cache(tmp_path, monkeypatch):
+    """A private verdict cache (bots.data.verdicts) under ``tmp_path``: its ``validated`` directory.
+    Change times are not waited out (SETTLE_NS 0): the files of these tests were written a moment ago."""
+    from bots.data import verdicts
+
+    monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HFTD_VERDICT_CACHE", raising=False)
+    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)
+    return tmp_path / "cache" / "validated"

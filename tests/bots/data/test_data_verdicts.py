@@ -11,29 +11,21 @@ from bots.data import save_events, verdicts
 from bots.data.io import member_offset
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("HFTD_VERDICT_CACHE", raising=False)
-    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)  # the files here were written a moment ago
-    return tmp_path / "cache" / "validated"
-
-
 def _file(tmp_path, n=1000):
     return save_events(tmp_path / "ev.npz", make_events(n))
 
 
-def test_recorded_verdict_is_known(tmp_path, cache):
+def test_recorded_verdict_is_known(tmp_path, verdict_cache):
     path = _file(tmp_path)
     ident = verdicts.identity(path)
     assert not verdicts.known_clean(ident)
     assert verdicts.record_clean(path, ident)
     assert verdicts.known_clean(verdicts.identity(path))
-    assert [p.name for p in cache.iterdir()] == [p.name for p in cache.iterdir() if ".tmp-" not in p.name]
+    assert [p.name for p in verdict_cache.iterdir()] == [p.name for p in verdict_cache.iterdir() if ".tmp-" not in p.name]
 
 
 @pytest.mark.parametrize("change", ["touch", "rewrite_same", "rewrite_bad", "truncate", "replace"])
-def test_changed_file_is_unknown(tmp_path, cache, change):
+def test_changed_file_is_unknown(tmp_path, verdict_cache, change):
     path = _file(tmp_path)
     ident = verdicts.identity(path)
     assert verdicts.record_clean(path, ident)
@@ -59,7 +51,7 @@ def test_changed_file_is_unknown(tmp_path, cache, change):
     assert not verdicts.known_clean(verdicts.identity(path))
 
 
-def test_changed_during_the_run_is_not_recorded(tmp_path, cache):
+def test_changed_during_the_run_is_not_recorded(tmp_path, verdict_cache):
     path = _file(tmp_path)
     ident = verdicts.identity(path)
     save_events(path, make_events(1000))  # rewritten after the run took its identity
@@ -67,7 +59,7 @@ def test_changed_during_the_run_is_not_recorded(tmp_path, cache):
     assert not verdicts.known_clean(ident) and not verdicts.known_clean(verdicts.identity(path))
 
 
-def test_new_checker_version_checks_again(tmp_path, cache, monkeypatch):
+def test_new_checker_version_checks_again(tmp_path, verdict_cache, monkeypatch):
     path = _file(tmp_path)
     assert verdicts.record_clean(path, verdicts.identity(path))
     monkeypatch.setattr(verdicts, "_version", "another-rule-set")
@@ -75,11 +67,11 @@ def test_new_checker_version_checks_again(tmp_path, cache, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", [b"", b"garbage", "truncated", "other"])
-def test_corrupt_entry_is_ignored(tmp_path, cache, damage):
+def test_corrupt_entry_is_ignored(tmp_path, verdict_cache, damage):
     path = _file(tmp_path)
     ident = verdicts.identity(path)
     assert verdicts.record_clean(path, ident)
-    (entry,) = cache.iterdir()
+    (entry,) = verdict_cache.iterdir()
     if damage == "truncated":
         entry.write_bytes(ident.encode()[:-5])
     elif damage == "other":  # another file's verdict under this name
@@ -91,11 +83,11 @@ def test_corrupt_entry_is_ignored(tmp_path, cache, damage):
     assert verdicts.known_clean(ident)
 
 
-def test_unreadable_entry_is_ignored(tmp_path, cache):
+def test_unreadable_entry_is_ignored(tmp_path, verdict_cache):
     path = _file(tmp_path)
     ident = verdicts.identity(path)
     verdicts.record_clean(path, ident)
-    (entry,) = cache.iterdir()
+    (entry,) = verdict_cache.iterdir()
     entry.unlink()
     entry.mkdir()  # reading it fails (IsADirectoryError)
     assert not verdicts.known_clean(ident)
@@ -111,7 +103,7 @@ def test_unwritable_cache_dir(tmp_path, monkeypatch):
     assert not verdicts.known_clean(ident)
 
 
-def test_turned_off(tmp_path, cache, monkeypatch):
+def test_turned_off(tmp_path, verdict_cache, monkeypatch):
     path = _file(tmp_path)
     verdicts.record_clean(path, verdicts.identity(path))
     monkeypatch.setenv("HFTD_VERDICT_CACHE", "0")
@@ -119,11 +111,11 @@ def test_turned_off(tmp_path, cache, monkeypatch):
     assert not verdicts.record_clean(path, None)
 
 
-def test_missing_file(tmp_path, cache):
+def test_missing_file(tmp_path, verdict_cache):
     assert verdicts.identity(tmp_path / "nope.npz") is None
 
 
-def test_identity_names_the_checker_and_the_file(tmp_path, cache):
+def test_identity_names_the_checker_and_the_file(tmp_path, verdict_cache):
     path = _file(tmp_path)
     st = os.stat(path)
     ident = verdicts.identity(path)
@@ -132,7 +124,7 @@ def test_identity_names_the_checker_and_the_file(tmp_path, cache):
     assert f"checker {verdicts._checker_version()}\n" in ident
 
 
-def test_just_changed_file_is_not_recorded(tmp_path, cache, monkeypatch):
+def test_just_changed_file_is_not_recorded(tmp_path, verdict_cache, monkeypatch):
     """A file changed within SETTLE_NS of now is not recorded (a coarse change time could hide a
     same-size rewrite in the same tick); later it is."""
     path = _file(tmp_path)

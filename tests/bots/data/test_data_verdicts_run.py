@@ -19,14 +19,6 @@ from bots.errors import DataError
 from bots.sim.engine import READY
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HFTD_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("HFTD_VERDICT_CACHE", raising=False)
-    monkeypatch.setattr(verdicts, "SETTLE_NS", 0)  # the files here were written a moment ago
-    return tmp_path / "cache" / "validated"
-
-
 @pytest.fixture(scope="module")
 def market() -> np.ndarray:
     return generate_events(SynthConfig(events=40_000, seed=11))
@@ -46,7 +38,7 @@ def _checked_before_run(path, monkeypatch) -> int:
     return ready
 
 
-def test_second_run_skips_the_check_with_the_same_result(tmp_path, cache, market, monkeypatch):
+def test_second_run_skips_the_check_with_the_same_result(tmp_path, verdict_cache, market, monkeypatch):
     path = save_events(tmp_path / "m.npz", market)
     first = run_glft(str(path))
     gc.collect()  # the verdict is stored when the backtest goes
@@ -57,7 +49,7 @@ def test_second_run_skips_the_check_with_the_same_result(tmp_path, cache, market
     np.testing.assert_array_equal(first[2], second[2])
 
 
-def test_a_run_that_stops_early_records_nothing(tmp_path, cache, market, monkeypatch):
+def test_a_run_that_stops_early_records_nothing(tmp_path, verdict_cache, market, monkeypatch):
     path = save_events(tmp_path / "m.npz", market)
     hbt = bots.ROIVectorMarketDepthBacktest([glft_asset(str(path))])
     hbt.elapse(1_000_000)  # a few rows in: most of the file unchecked
@@ -68,7 +60,7 @@ def test_a_run_that_stops_early_records_nothing(tmp_path, cache, market, monkeyp
     assert _checked_before_run(path, monkeypatch) == 0
 
 
-def test_a_file_rewritten_in_place_with_a_bad_row_is_reported(tmp_path, cache, market):
+def test_a_file_rewritten_in_place_with_a_bad_row_is_reported(tmp_path, verdict_cache, market):
     path = save_events(tmp_path / "m.npz", market)
     run_glft(str(path))
     gc.collect()
@@ -86,11 +78,11 @@ def test_a_file_rewritten_in_place_with_a_bad_row_is_reported(tmp_path, cache, m
     assert not verdicts.known_clean(verdicts.identity(path))
 
 
-def test_a_corrupt_verdict_means_checking_again(tmp_path, cache, market, monkeypatch):
+def test_a_corrupt_verdict_means_checking_again(tmp_path, verdict_cache, market, monkeypatch):
     path = save_events(tmp_path / "m.npz", market)
     run_glft(str(path))
     gc.collect()
-    (entry,) = cache.iterdir()
+    (entry,) = verdict_cache.iterdir()
     entry.write_bytes(b"x")
     assert _checked_before_run(path, monkeypatch) == 0
 
