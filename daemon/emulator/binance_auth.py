@@ -52,21 +52,28 @@ class BinanceAuth:
     ed25519_keys: dict[str, Any]
 
     def _check_time(self, params: Mapping[str, Any]) -> None:
+        refusal = self._time_refusal(params)
+        if refusal is not None:
+            raise refusal
+
+    def _time_refusal(self, params: Mapping[str, Any]) -> ApiError | None:
+        """Why the request's ``timestamp``/``recvWindow`` are refused, or None."""
         try:
             ts = int(params["timestamp"])
         except (KeyError, ValueError, TypeError):
-            raise missing_param("timestamp") from None
+            return missing_param("timestamp")
         try:
             window = int(params.get("recvWindow", 5000))
         except (ValueError, TypeError):
-            raise ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.") from None
+            return ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.")
         if not 0 < window <= 60_000:
-            raise ApiError(400, -1131, "recvWindow must be less than 60000")
+            return ApiError(400, -1131, "recvWindow must be less than 60000")
         server = self.emu.now_ms()
         if ts >= server + 1000:
-            raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+            return ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - ts > window:
-            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+            return ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return None
 
     def _key_of(self, api_key: str | None):
         """The key that verifies ``api_key``'s signatures: its HMAC secret (str) or Ed25519 public key."""

@@ -33,6 +33,7 @@ from daemon.emulator import EmulatorError
 from daemon.emulator.core import ORDER_FAULTS, Client
 from daemon.emulator.binance_account import BinanceAccountOps
 from daemon.emulator.binance_auth import SESSION_METHODS, BinanceAuth, load_ed25519_keys
+from daemon.emulator.binance_fast import SIDES, BinanceFastPath
 from daemon.emulator.binance_wire import ApiError, BinanceWire, missing_param
 from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, OrderEvent, Reject, Rules, TradingSide
 from daemon.execution.replyparse import ws_request
@@ -47,7 +48,6 @@ _ORDER_OPS = {"place", "modify", "cancel", "cancel_all"}
 _COUNTED_OPS = {"place", "modify"}
 #: message types that end a websocket connection's reading (``async for`` over aiohttp's socket stops at them)
 _WS_ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
-_SIDES = {"BUY": 1, "SELL": -1}
 #: venue-neutral refusal -> (HTTP status, code, message)
 _REJECTS = {
     "unknown_symbol": (400, -1121, "Invalid symbol."),
@@ -88,7 +88,7 @@ class _Lost(Exception):
     """The reply is lost on purpose (fault ``drop_reply``: the connection was reset)."""
 
 
-class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
+class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
     FAULTS = BINANCE_TRADE_FAULTS
 
     def __init__(self, emu, *, credentials: Mapping[str, str] | None = None, account: AccountConfig | None = None,
@@ -123,6 +123,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         self._depth_out: list[tuple[str, str]] = []
         #: operation name -> its method (``_exec``: one dict lookup, not getattr of an f-string per request)
         self._ops = {name[4:]: getattr(self, name) for name in dir(type(self)) if name.startswith("_op_")}
+        self._fast = self._fast_ops()  # websocket API method -> its fast path (binance_fast)
         r = emu.app.router
         for method, path, op, weight, security in (
             ("POST", "/fapi/v1/order", "place", 0, "signed"), ("PUT", "/fapi/v1/order", "modify", 1, "signed"),
@@ -198,7 +199,11 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         return len(q10), len(q1m)
 
     def _rate_limits(self, now: float | None = None) -> orjson.Fragment:
-        """The websocket API reply's ``rateLimits`` (a JSON fragment: written on every reply).  The
+        """``_rate_limits_text`` as a JSON fragment (for orjson)."""
+        return orjson.Fragment(self._rate_limits_text(now))
+
+    def _rate_limits_text(self, now: float | None = None) -> str:
+        """The websocket API reply's ``rateLimits`` (written on every reply).  The
         text around the three counts is written once per set of limits (the limits are attributes a
         test may change).  ``now``: the clock reading the request was counted at (one reading per
         request: the windows are pruned at it, so the counts are those its own checks saw)."""
@@ -220,7 +225,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
                 f'}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{limits[1]},"count":',
                 f'}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":{limits[2]},"count":')
         weight, orders_10s, orders_1m = self._rl_text
-        return orjson.Fragment(f"{weight}{used}{orders_10s}{n10}{orders_1m}{n1m}}}]")
+        return f"{weight}{used}{orders_10s}{n10}{orders_1m}{n1m}}}]"
 
     # -- REST -----------------------------------------------------------------------------------
     def _rest(self, op: str, weight: int, security: str):
@@ -287,6 +292,13 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
         # the usual request (an integer or string id, every parameter a string or an integer) read by
         # one C call, its parameters already the text the operations read; anything else by orjson
         req = ws_request(text)
+        if not self.queued.count and self._answer_fast(client, req):
+            # the usual place or cancel, answered in one call (binance_fast)
+            if self._user_backlogged():
+                await self._user_drain()
+            if client.backlogged:
+                await client.drain()
+            return
         as_text = req is not None
         if as_text:
             rid, method, params = req
@@ -489,7 +501,7 @@ class BinanceTrading(BinanceAuth, BinanceAccountOps, BinanceWire, TradingSide):
     # -- operations (called under the emulator's lock) ------------------------------------------
     def _op_place(self, p: dict, api_key: str, events: list) -> dict:
         symbol = self._symbol(p)
-        side = _SIDES.get(p.get("side", ""))
+        side = SIDES.get(p.get("side", ""))
         if side is None:
             raise ApiError(400, -1117, "Invalid side.") if p.get("side") else missing_param("side")
         typ = p.get("type", "")

@@ -141,16 +141,18 @@ class BinanceWire:
 
     def order_json(self, o: Order) -> orjson.Fragment:
         """The order as the REST and websocket API replies write it (a JSON fragment for orjson)."""
+        return orjson.Fragment(self.order_text(o))
+
+    def order_text(self, o: Order) -> str:
+        """``order_json``'s text."""
         head, client, qty, rest, _, _ = self._fixed(o)
         if o.filled:
             filled = self._q(o, o.filled)
-            return orjson.Fragment(
-                f'{head}{o.status}{client}{self._avg(o)}{qty}{filled}","cumQty":"{filled}",'
-                f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
+            return (f'{head}{o.status}{client}{self._avg(o)}{qty}{filled}","cumQty":"{filled}",'
+                    f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
         # nothing filled (most replies): the quantities are zero, written as _q would write them
-        return orjson.Fragment(
-            f'{head}{o.status}{client}0{qty}{_ZERO_QTY}","cumQty":"{_ZERO_QTY}",'
-            f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
+        return (f'{head}{o.status}{client}0{qty}{_ZERO_QTY}","cumQty":"{_ZERO_QTY}",'
+                f'"cumQuote":"{f"{o.quote:.8f}" if o.quote else "0.00000000"}",{rest}{o.updated_ms}}}')
 
     def trade_json(self, ev: OrderEvent) -> dict:
         """A fill as ``GET /fapi/v1/userTrades`` lists it."""

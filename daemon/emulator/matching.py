@@ -379,35 +379,11 @@ class Account:
         ``soft``: a post-only that would take or a FOK the book cannot fill is accepted and at once
         cancelled (Bybit) instead of refused (Binance -5022/-5021).
         """
-        rules = self.rules.get(symbol)
         book = self.book_of(symbol)
-        if rules is None:
-            raise Reject("unknown_symbol", symbol)
-        if book is None:
-            raise Reject("no_book", f"{symbol} replays a recording; trading needs a synthetic book")
-        if type_ not in ("LIMIT", "MARKET"):
-            raise Reject("bad_type", type_)
-        if tif not in ("GTC", "IOC", "FOK", "GTX"):
-            raise Reject("bad_tif", tif)
-        if qty < rules.min_lots:
-            raise Reject("min_qty", f"{qty} lots < {rules.min_lots}")
-        if type_ == "LIMIT" and price <= 0:
-            raise Reject("bad_price", str(price))
-        if client_id and client_id in self._open_cid[symbol]:
-            raise Reject("duplicate_client_id", client_id)
-        ref_px = self.px(symbol, price) if type_ == "LIMIT" else self.mark(symbol)
-        amount = self.qty(symbol, qty)
-        if not reduce_only and ref_px * amount < rules.min_notional:
-            raise Reject("min_notional", f"{ref_px * amount:.4f} < {rules.min_notional}")
-        pos = self.positions[symbol]
-        if reduce_only and (pos.qty == 0 or (pos.qty > 0) == (side > 0) or qty > abs(pos.qty)):
-            raise Reject("reduce_only", f"position {pos.qty} lots")
-        if len(self.open[symbol]) >= self.cfg.max_open_orders:
-            raise Reject("too_many_orders", f"{self.cfg.max_open_orders} open orders on {symbol}")
-        if not reduce_only:
-            need = amount * ref_px / self.leverage(symbol)
-            if need > self.available_balance + 1e-9:
-                raise Reject("margin", f"needs {need:.4f}, available {self.available_balance:.4f}")
+        refusal = self._refusal(symbol, book, side, type_, tif, price, qty, client_id, reduce_only)
+        if refusal is not None:
+            raise refusal
+        rules = self.rules[symbol]
         # what would it take?
         opp = book.asks if side > 0 else book.bids
         if type_ == "MARKET":
@@ -431,12 +407,8 @@ class Account:
         if not client_id:
             self._auto_client += 1
             client_id = f"emu{self._auto_client:012d}"
-        o = _new_order(self._next_order, client_id, symbol, side, type_, tif, price, qty, reduce_only,
-                       now_ms, now_ms, type_, dict(meta or {}))
-        self._next_order += 1
-        self.orders[o.order_id] = o
-        self._latest_cid[(symbol, client_id)] = o.order_id
-        events = [_event(("NEW", o.snapshot(), None, now_ms, ""))]
+        o, new = self._open_new(symbol, side, type_, tif, price, qty, reduce_only, now_ms, client_id, dict(meta or {}))
+        events = [new]
         changes: list[tuple[int, int, float]] = []
         if refused:
             events.append(self._close(o, "CANCELED", now_ms, refused))
@@ -460,16 +432,90 @@ class Account:
             if type_ == "MARKET" or tif in ("IOC", "FOK"):
                 events.append(self._close(o, "EXPIRED", now_ms, "ioc"))
             else:
-                self._rest_add(o)
-                own = book.bids if side > 0 else book.asks
-                o.q_ahead = own.get(price, 0.0)
+                self._rest(o, book)
         return o, events, changes
+
+    def place_resting(self, symbol: str, side: int, tif: str, price: int, qty: int, now_ms: int, client_id: str,
+                      meta: dict) -> tuple[Order, OrderEvent] | None:
+        """``place`` of the usual order, a LIMIT that is not reduce-only, has a client id and rests
+        without taking (GTC or GTX): (the order, its NEW event); None where ``place`` would do anything
+        else (refuse it, take, name it), with nothing changed, for the caller to call ``place``.
+        ``meta`` is kept as given (not copied).  The websocket API's fast path (``binance_fast``)."""
+        book = self.book_of(symbol)
+        if not client_id or tif not in ("GTC", "GTX") or \
+                self._refusal(symbol, book, side, "LIMIT", tif, price, qty, client_id, False) is not None:
+            return None
+        opp = book.asks if side > 0 else book.bids
+        if opp and (min(opp) <= price if side > 0 else max(opp) >= price):
+            return None  # it would take: place's matching
+        o, new = self._open_new(symbol, side, "LIMIT", tif, price, qty, False, now_ms, client_id, meta)
+        self._rest(o, book)
+        return o, new
+
+    def _refusal(self, symbol: str, book, side: int, type_: str, tif: str, price: int, qty: int, client_id: str,
+                 reduce_only: bool) -> Reject | None:
+        """Why a new order is refused before matching (the first reason, in the venue's order), or None."""
+        rules = self.rules.get(symbol)
+        if rules is None:
+            return Reject("unknown_symbol", symbol)
+        if book is None:
+            return Reject("no_book", f"{symbol} replays a recording; trading needs a synthetic book")
+        if type_ not in ("LIMIT", "MARKET"):
+            return Reject("bad_type", type_)
+        if tif not in ("GTC", "IOC", "FOK", "GTX"):
+            return Reject("bad_tif", tif)
+        if qty < rules.min_lots:
+            return Reject("min_qty", f"{qty} lots < {rules.min_lots}")
+        if type_ == "LIMIT" and price <= 0:
+            return Reject("bad_price", str(price))
+        if client_id and client_id in self._open_cid[symbol]:
+            return Reject("duplicate_client_id", client_id)
+        ref_px = self.px(symbol, price) if type_ == "LIMIT" else self.mark(symbol)
+        amount = self.qty(symbol, qty)
+        if not reduce_only and ref_px * amount < rules.min_notional:
+            return Reject("min_notional", f"{ref_px * amount:.4f} < {rules.min_notional}")
+        if reduce_only:
+            pos = self.positions[symbol]
+            if pos.qty == 0 or (pos.qty > 0) == (side > 0) or qty > abs(pos.qty):
+                return Reject("reduce_only", f"position {pos.qty} lots")
+        if len(self.open[symbol]) >= self.cfg.max_open_orders:
+            return Reject("too_many_orders", f"{self.cfg.max_open_orders} open orders on {symbol}")
+        if not reduce_only:
+            need = amount * ref_px / self.leverage(symbol)
+            available = self.available_balance
+            if need > available + 1e-9:
+                return Reject("margin", f"needs {need:.4f}, available {available:.4f}")
+        return None
+
+    def _open_new(self, symbol: str, side: int, type_: str, tif: str, price: int, qty: int, reduce_only: bool,
+                  now_ms: int, client_id: str, meta: dict) -> tuple[Order, OrderEvent]:
+        """A new order recorded (not yet resting): the order and its NEW event."""
+        o = _new_order(self._next_order, client_id, symbol, side, type_, tif, price, qty, reduce_only,
+                       now_ms, now_ms, type_, meta)
+        self._next_order += 1
+        self.orders[o.order_id] = o
+        self._latest_cid[(symbol, client_id)] = o.order_id
+        return o, _event(("NEW", o.snapshot(), None, now_ms, ""))
+
+    def _rest(self, o: Order, book) -> None:
+        """The order rests: in the open tables, behind the level's quantity now."""
+        self._rest_add(o)
+        o.q_ahead = (book.bids if o.side > 0 else book.asks).get(o.price, 0.0)
 
     def cancel(self, symbol: str, *, order_id: int | None = None, client_id: str | None = None, now_ms: int,
                reason: str = "user"):
         """Cancel an open order; returns (order, events).  Reject('unknown_order') if it is not open."""
         o = self.find(symbol, order_id, client_id, open_only=True)
         return o, [self._close(o, "CANCELED", now_ms, reason)]
+
+    def cancel_open(self, symbol: str, client_id: str, now_ms: int) -> tuple[Order, OrderEvent] | None:
+        """``cancel`` by client id: (the order, its CANCELED event); None, nothing changed, when no
+        order of ``symbol`` is open under ``client_id`` (the websocket API's fast path)."""
+        by_cid = self._open_cid.get(symbol)
+        o = by_cid.get(client_id) if by_cid is not None else None
+        if o is None:
+            return None
+        return o, self._close(o, "CANCELED", now_ms, "user")
 
     def cancel_all(self, symbol: str | None, *, now_ms: int, reason: str = "user") -> list[OrderEvent]:
         if symbol is not None and symbol not in self.rules:

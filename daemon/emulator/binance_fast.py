@@ -1,0 +1,124 @@
+"""The Binance websocket API's fast path in the emulator: the two requests of a market maker's loop,
+``order.place`` of a LIMIT that rests and ``order.cancel`` of an open order by client id, on a
+connection logged on with ``session.logon`` (unsigned requests), answered in one call each.
+
+Why: the general path (``BinanceTrading._ws_request`` -> ``_ws_auth`` -> ``_exec`` -> ``_op_place``
+-> ``Account.place`` -> a reply dict for orjson -> ``take_events``/``queue_events``) was ~40 Python
+calls per order, ~35 us of the emulator's ~46 us of CPU per order (place + cancel) in
+``bench.emulator_orders``: the emulator was the bottleneck of ``hftd bench orders``.
+
+The fast path answers only what it recognises as the plain case and returns False, with nothing
+changed, for anything else: the general path then answers as it always has (its refusals, its
+codes, faults, signed requests, taker orders, ...).  What the plain case is, and that its reply
+and events are the general path's to the byte, is pinned by tests/daemon/test_emulator_fast.py,
+which sends the same requests down both paths.  A mixin of ``binance_trade.BinanceTrading``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from daemon.emulator.matching import CLIENT_ID_RE
+
+__all__ = ["BinanceFastPath", "SIDES"]
+
+SIDES = {"BUY": 1, "SELL": -1}
+#: the times in force of an order that may rest at once (IOC/FOK ones never rest)
+_RESTING_TIFS = frozenset(("GTC", "GTX"))
+_monotonic = time.monotonic
+_dumps = orjson.dumps
+
+
+class BinanceFastPath:
+    #: requests the fast path answered (tests check the plain case takes it)
+    fast_answered = 0
+
+    def _fast_ops(self) -> dict:
+        """Websocket API method -> its fast path (``BinanceTrading.__init__`` keeps the bound methods)."""
+        return {"order.place": self._fast_place, "order.cancel": self._fast_cancel}
+
+    def _answer_fast(self, client, req: tuple | None) -> bool:
+        """Answer ``req`` (``ws_request``'s reading of a request, None if it had none) on the fast path:
+        True if it did, False (nothing changed) for the general path to answer it.  The caller has
+        checked that no fault is queued (faults act on the general path); a held book (the emulator's
+        lock) goes the general way too."""
+        if req is None or self.emu._lock.locked():
+            return False
+        fast = self._fast.get(req[1])
+        if fast is None or not fast(client, req[0], req[2]):
+            return False
+        self.fast_answered += 1
+        return True
+
+    def _fast_place(self, client, rid, p: dict) -> bool:
+        """``order.place`` of a LIMIT that rests at once (GTC or GTX, not reduce-only, with a client id
+        and a price and quantity seen before: ``_units``' memo holds accepted values only), its
+        weight, order counts and timestamp within limits: reply and NEW event queued; else False."""
+        if "signature" in p or "apiKey" in p or client.__dict__.get("logon_key") is None:
+            return False  # signed: verified on the general path; not logged on: refused there
+        rules = self.account.rules.get(p.get("symbol"))
+        side = SIDES.get(p.get("side"))
+        tif = p.get("timeInForce")
+        if rules is None or side is None or tif not in _RESTING_TIFS or p.get("type") != "LIMIT" or \
+                p.get("positionSide", "BOTH") != "BOTH" or p.get("reduceOnly", "false").lower() == "true":
+            return False
+        resp = p.get("newOrderRespType", "ACK")
+        memo = self._units_memo
+        qty = memo.get((p.get("quantity"), rules.lot))
+        price = memo.get((p.get("price"), rules.tick))
+        cid = p.get("newClientOrderId")
+        if qty is None or price is None or (resp != "RESULT" and resp != "ACK") or not cid or \
+                CLIENT_ID_RE.match(cid) is None or self._time_refusal(p) is not None:
+            return False
+        now = _monotonic()
+        emu = self.emu
+        if now < self._banned_until or now < self._wait_until or emu._used_weight(0, now) > emu.weight_limit_per_min:
+            return False  # (weight 0: only a minute already over its limit refuses it)
+        n10, n1m = self._order_counts(False, now)
+        if n10 >= self.orders_per_10s or n1m >= self.orders_per_min:
+            return False  # -1015
+        symbol = p["symbol"]
+        placed = self.account.place_resting(symbol, side, tif, price, qty, emu.now_ms(), cid, {"tif": tif})
+        if placed is None:
+            return False
+        self._orders_10s.append(now)  # counted once placed: as _order_counts(True) would have
+        self._orders_1m.append(now)
+        o, new = placed
+        # a resting order's reply: RESULT is the order now, ACK its NEW snapshot: the same text
+        self._fast_reply(client, rid, self.order_text(o), now)
+        self.events_sent += 1
+        self._send_user("ORDER_TRADE_UPDATE", self.order_update_json(new))
+        return True
+
+    def _fast_cancel(self, client, rid, p: dict) -> bool:
+        """``order.cancel`` by ``origClientOrderId`` of an open order, its weight and timestamp within
+        limits: reply and CANCELED event queued; else False."""
+        if "signature" in p or "apiKey" in p or client.__dict__.get("logon_key") is None:
+            return False
+        cid = p.get("origClientOrderId")
+        if not cid or p.get("orderId") or self._time_refusal(p) is not None:
+            return False
+        now = _monotonic()
+        emu = self.emu
+        if now < self._banned_until or now < self._wait_until or \
+                emu._used_weight(0, now) + 1 > emu.weight_limit_per_min:
+            return False
+        closed = self.account.cancel_open(p.get("symbol"), cid, emu.now_ms())
+        if closed is None:
+            return False
+        emu._used_weight(1, now)
+        o, ev = closed
+        self._fast_reply(client, rid, self.order_text(o), now)
+        self.events_sent += 1
+        self._send_user("ORDER_TRADE_UPDATE", self.order_update_json(ev))
+        return True
+
+    def _fast_reply(self, client, rid, order: str, now: float) -> None:
+        """The reply the general path's orjson writes of ``{"id", "status": 200, "result", "rateLimits"}``."""
+        rid = str(rid) if rid.__class__ is int else _dumps(rid).decode()
+        if client.rate_limits:
+            client.queue(f'{{"id":{rid},"status":200,"result":{order},"rateLimits":{self._rate_limits_text(now)}}}')
+        else:
+            client.queue(f'{{"id":{rid},"status":200,"result":{order}}}')
