@@ -162,7 +162,7 @@ async def _run(n: int, workdir: str, prof: cProfile.Profile | None, keys: str = 
     assert s._ws._writer.transport.bytes > 0
     responses.close()
     router.bot_gone("cycle", "done")  # nothing open: its channels close
-    router._poller.cancel()
+    router._stop_polling()
     orderids.close()
     # a step's median, not its mean: on this shared machine a step is preempted now and then
     # (milliseconds in one sample), which a mean of 5000 samples carries and a median does not

@@ -176,10 +176,10 @@ class _Breakdown:
         router._handle = picked
         session.flush = flush
         st.orderids.flush = journal
-        session.between_messages = pass_from("between_messages")
+        router._stop_polling()  # its pass restarts with the stamped one
         router._spin_pass = pass_from("spin")
-        router._poller.cancel()
-        router._poller = asyncio.get_running_loop().create_task(router._spin(), name="router-spin")
+        router._go_hot()
+        session.between_messages = pass_from("between_messages")
 
     def stop(self) -> dict:
         names = ("pickup_wait", "pass_to_handle", "to_flush", "write", "pass_gap", "channel_to_wire",

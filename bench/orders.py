@@ -554,7 +554,9 @@ async def _main(args, res) -> None:
         # intake strategies, in-memory session (the daemon alone)
         # (the default: bots ring the loop's doorbell themselves, shm.doorbell; the intake threads
         # are what a client that asks for no bell gets)
-        for intake, wait, bell, label in (("thread", "backoff", True, "doorbell: the bot rings the loop (default)"),
+        for intake, wait, bell, label in (("adaptive", "backoff", True,
+                                           "adaptive (default): the bot's doorbell wakes a quiet loop, which then polls"),
+                                          ("thread", "backoff", True, "doorbell only (intake=thread): the loop never polls"),
                                           ("thread", "backoff", False, "intake thread, spin->yield->park"),
                                           ("thread", "park", False, "intake thread, park at once"),
                                           ("spin", "backoff", False, "loop busy-polls every channel (intake=spin)")):
@@ -569,10 +571,12 @@ async def _main(args, res) -> None:
                 slow = await st.phase(1, 400, 200.0, 800_000_000, 50_000.0)  # unsaturated: the wake-up chain
                 row = {"p50_us": paced["p50_us"], "p99_us": paced["p99_us"], "idle_cpu_pct": idle,
                        "p50_us_200hz": slow["p50_us"], "p99_us_200hz": slow["p99_us"]}
-                key = "intake_spin" if intake == "spin" else "intake_bell" if bell else f"intake_{intake}_{wait}"
+                default = intake == "adaptive"
+                key = ("intake_spin" if intake == "spin" else "intake_adaptive" if default else "intake_bell" if bell
+                       else f"intake_{intake}_{wait}")
                 res.metrics[f"{key}_200hz_p50_us"] = slow["p50_us"]
                 res.metrics[f"{key}_200hz_p99_us"] = slow["p99_us"]
-                if bell:
+                if default:
                     one = await st.phase(1, args.orders, 0, 10_000_000, 50_000.0)
                     four = await st.phase(4, args.orders, 0, 20_000_000, 50_000.0)
                     res.metrics.update({"orders_per_s_1bot_memory": one["orders_per_s"],
@@ -601,7 +605,7 @@ async def _main(args, res) -> None:
         main_key = "ed25519" if args.keys == "both" else args.keys
         res.notes.append(f"API key of the runs to the emulator: {main_key}"
                          + (" (then paced runs of each key: channel_to_wire_hmac_*/_ed25519_*)" if args.keys == "both" else ""))
-        st = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, main_key, bell=args.bell)
+        st = _Stand(workdir, "emulator", "adaptive", "backoff", rest_url, args.max_in_flight, main_key, bell=args.bell)
         st.emu_pid = emu.pid
         await st.start()
         try:
@@ -635,6 +639,12 @@ async def _main(args, res) -> None:
                 cold_ns = st.router.time_checks()
                 await st.phase(4, wire_n, args.wire_rate / 4, 65_000_000, 40_000.0)
             st.router.check = None
+            # the same paced run with the loop never polling (intake = "thread": the doorbell alone):
+            # what the adaptive intake's polling buys, in the same minute
+            st.router.spin_linger_s = 0.0
+            await asyncio.sleep(0.3)  # the loop cools (the linger is 0.25 s)
+            with HostSteal() as steal_bell:
+                bell_only = await st.phase(4, wire_n, args.wire_rate / 4, 67_000_000, 40_000.0)
         finally:
             await st.stop()
             if st.stop_error:
@@ -665,7 +675,7 @@ async def _main(args, res) -> None:
                 res.notes.append(st.stop_error)
         if args.keys == "both":
             def stand(key_type):
-                kst = _Stand(workdir, "emulator", "thread", "backoff", rest_url, args.max_in_flight, key_type,
+                kst = _Stand(workdir, "emulator", "adaptive", "backoff", rest_url, args.max_in_flight, key_type,
                              bell=args.bell)
                 kst.emu_pid = emu.pid
                 return kst
@@ -679,7 +689,13 @@ async def _main(args, res) -> None:
         res.rows.append(("emulator: paced, intake=spin", {"p50_us": spin["p50_us"], "p99_us": spin["p99_us"],
                                                           "accepted_paced": spin["accepted"],
                                                           "loop_cpu_us_per_order": spin["loop_cpu_us_per_order"]}))
-        res.metrics.update({"channel_to_wire_spin_p50_us": spin["p50_us"],
+        res.rows.append(("emulator: paced, doorbell only (intake=thread)",
+                         {"p50_us": bell_only["p50_us"], "p99_us": bell_only["p99_us"],
+                          "accepted_paced": bell_only["accepted"]}))
+        res.metrics.update({"channel_to_wire_bell_only_p50_us": bell_only["p50_us"],
+                            "channel_to_wire_bell_only_p99_us": bell_only["p99_us"],
+                            "paced_bell_only_host_steal_pct": steal_bell.pct,
+                            "channel_to_wire_spin_p50_us": spin["p50_us"],
                             "channel_to_wire_spin_p99_us": spin["p99_us"],
                             "paced_spin_host_steal_pct": steal_spin.pct})
         res.rows.append(("emulator: through the daemon", {
@@ -758,8 +774,12 @@ def run(args):
     res.notes.append("channel_to_wire: request_ts (bot clock at write) -> the frame's socket write (session.flush); "
                      f"paced at {args.wire_rate:.0f} orders/s over 4 bots; the in-memory rows at {args.rate:.0f}/s")
     res.notes.append("channel_to_wire_p50_us/p99_us (and every figure without 'spin' in its key) are the default "
-                     + ("intake (each bot rings the loop's doorbell: one wake per order)" if args.bell else
-                        "intake of a client that asks for no bell (--no-bell: a parking thread per bot)")
+                     + ("intake, adaptive (each bot rings the loop's doorbell while the loop sleeps; the loop "
+                        "polls the channels while bots trade, until 0.25 s after the last request)" if args.bell else
+                        "intake of a client that asks for no bell (--no-bell: a parking thread per bot wakes a "
+                        "quiet loop, which polls while bots trade)")
+                     + "; channel_to_wire_bell_only_* is [control] intake = \"thread\" (the doorbell alone, the "
+                     "loop never polls), the same stand with the polling off"
                      + "; channel_to_wire_spin_* is [control] intake = \"spin\" "
                      "(the loop busy-polls: a whole core while bots are registered), measured with the loop "
                      "pinned to the last cpu and the bots and the emulator to the others")

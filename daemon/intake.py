@@ -152,6 +152,11 @@ class BellIntake:
     def taken(self) -> bool:
         return self.hdr[D.W_BELL_ARMED] == 0
 
+    def take_arm(self) -> bool:
+        """From the hot loop (``daemon.router_spin``): take the arm as a ring would, so the bot's
+        writes cost no ring while the loop polls; False when the bot took it first (it rings)."""
+        return D.take(self.hdr)
+
     def rearm(self) -> bool:
         return D.rearm(self.hdr)
 

@@ -126,6 +126,7 @@ class OrderEntry:
         self.orderids = OrderIds(ctl.state_dir, prefix=ctl.client_id_prefix)
         self.router = Router({}, self.orderids, check=self.check, mode=ctl.mode, gid=ctl.group_id(),
                              channel_capacity=ctl.channel_capacity, intake_wait=ctl.intake_wait, intake=ctl.intake,
+                             spin_linger_s=ctl.spin_linger_ms / 1e3,
                              dead_bot_policy=ctl.dead_bot_policy, notify=self.notify,
                              touch=self.touch)
         self.router.warm_every_s = ctl.risk_warm_ms / 1e3

@@ -53,6 +53,7 @@ from daemon.intake import LOST_WAKE_AFTER_S, BellIntake, IntakeThread
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds
 from daemon.router_adopt import JournalAdoption
+from daemon.router_spin import LoopPolling
 from daemon.router_state import (ALL_ASSETS, P_CANCEL, P_MODIFY, P_NONE, P_SUBMIT, REQ, RESP, UNBOUNDED, Asset,
                                  BotSession, LiveOrder, Window, apply_fill, bad_price_qty)
 from daemon.router_state import PretradeCheck
@@ -90,7 +91,6 @@ _EK_REJECTED, _EK_CANCEL_REJECTED, _EK_MODIFY_REJECTED = (int(ExecKind.REJECTED)
                                                           int(ExecKind.MODIFY_REJECTED))
 _RK_ORDER, _RK_FILL, _RK_POSITION = int(ResponseKind.ORDER), int(ResponseKind.FILL), int(ResponseKind.POSITION)
 _LIMIT = int(OrdType.LIMIT)
-_W_CURSOR, _W_READ_CURSOR = L.W_CURSOR, L.W_READ_CURSOR
 #: a named tuple from all its fields in order, without its generated ``__new__`` frame (one per order)
 _tuple_new = tuple.__new__
 # a RISK reject's venue_code: the verdict's RiskRule, OTHER for a refusal that gives none (code 0)
@@ -105,22 +105,25 @@ class RouterError(DaemonError):
         self.code = code
 
 
-class Router(PretradeCheck, JournalAdoption):
+class Router(PretradeCheck, JournalAdoption, LoopPolling):
     """Owns the bots; is the ``ExecSink`` of every session it is given.
 
     ``sessions``: venue name -> ``ExecutionSession`` (started elsewhere).  ``check``: the pre-trade
-    check (None: allow everything).  ``intake``: ``"thread"`` (default, see the module docstring) or
-    ``"spin"`` (the loop busy-polls every channel and its sockets; a latency mode that costs a core).
+    check (None: allow everything).  ``intake``: ``"adaptive"`` (default: bells or intake threads wake
+    a quiet loop, which then polls the channels while bots trade, ``spin_linger_s`` after the last
+    request; ``daemon.router_spin``), ``"thread"`` (bells or threads only: the loop never polls) or
+    ``"spin"`` (the loop busy-polls every channel and its sockets for good; a core).
     """
 
     def __init__(self, sessions: dict[str, ExecutionSession], orderids: OrderIds, *,
                  check: Callable[[OrderCheck], RiskReject | None] | None = None,
                  mode: int = 0o600, gid: int | None = None, channel_capacity: int = 4096,
-                 intake_wait: str = "backoff", intake: str = "thread", dead_bot_policy: str = "cancel",
+                 intake_wait: str = "backoff", intake: str = "adaptive", spin_linger_s: float = 0.25,
+                 dead_bot_policy: str = "cancel",
                  touch: Callable[[str, str], tuple[float, float]] | None = None, notify=None):
         if intake not in INTAKES:
             raise DaemonError(f"router intake must be one of {INTAKES}, got {intake!r}")
-        if intake == "thread":
+        if intake != "spin":
             warm_intake()  # before READY: no kernel load on the loop at the first hand-over
             warm_bell()
         self.sessions = dict(sessions)
@@ -131,7 +134,8 @@ class Router(PretradeCheck, JournalAdoption):
         self.gid = gid
         self.capacity = channel_capacity
         self.intake_wait = intake_wait
-        self.intake_kind = intake
+        #: "thread": the bells or intake threads wake the loop (adaptive too); "spin": neither
+        self.intake_kind = "spin" if intake == "spin" else "thread"
         self.policy = dead_bot_policy
         self.touch = touch
         #: a ``plugins.manager.PluginHost`` (or anything with its ``notify_*`` methods), or None
@@ -140,7 +144,6 @@ class Router(PretradeCheck, JournalAdoption):
         self.by_client: dict[str, tuple[BotSession, LiveOrder]] = {}
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._poller: asyncio.Task | None = None
         self.generation = orderids.generation
         #: the doorbell every intake thread rings (an eventfd the loop reads; see ``attach_loop``)
         self._efd = -1
@@ -157,12 +160,12 @@ class Router(PretradeCheck, JournalAdoption):
         self.held: dict[str, BotSession] = {}
         #: bell bots drained by the lost-wake sweep (``sweep_lost_wakes``): 0 unless a ring was lost
         self.lost_wakes = 0
+        self._init_polling(intake == "spin", spin_linger_s if intake == "adaptive" else 0.0)
 
     # -- bots ------------------------------------------------------------------------------
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        if self.intake_kind == "spin" and self._poller is None:
-            self._poller = loop.create_task(self._spin(), name="router-spin")
+        self._start_polling()
         if self.intake_kind == "thread" and self._efd < 0:
             self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             loop.add_reader(self._efd, self._doorbell)
@@ -212,7 +215,7 @@ class Router(PretradeCheck, JournalAdoption):
         self._adopt_journaled(bot)
         bot.ledger = self._new_ledger(bot)
         self.bots[name] = bot
-        if self.intake_kind == "spin":
+        if self.hot:
             for a in resolved:
                 if hasattr(a.session, "between_messages"):  # a SessionBase (its socket readers call it)
                     a.session.between_messages = self._spin_pass
@@ -318,11 +321,7 @@ class Router(PretradeCheck, JournalAdoption):
         if self.by_client:
             log.error("shutdown: %d order(s) not confirmed cancelled after %.1f s: %s", len(self.by_client),
                       timeout_s, ", ".join(sorted(self.by_client)[:10]))
-        if self._poller is not None:
-            self._poller.cancel()
-        for session in self.sessions.values():
-            if getattr(session, "between_messages", None) is not None:
-                session.between_messages = None
+        self._stop_polling()
         for bot in list(self.bots.values()):
             bot.alive = False
             bot.requests.close()
@@ -438,45 +437,20 @@ class Router(PretradeCheck, JournalAdoption):
                 n += 1
         except Exception:
             log.exception("router: handling a request of bot %s failed", bot.name)
-        if bot.intake is None:
+        if n:
+            self._heat()
+        it = bot.intake
+        if it is None:
             return  # spin: the next pass comes back for whatever is left
         if n == _DRAIN_BUDGET and bot.alive:
             self.loop.call_soon(self._drain_one, bot)  # yield to other callbacks, come back
+        elif self.hot and bot.alive and type(it) is BellIntake:
+            self._keep_held(it)  # the hot loop's passes look at it
         else:
             if bot.alive and bot.intake.rearm():
                 self.loop.call_soon(self._drain_one, bot)  # came while we drained: ours, not rung
             else:
                 bot.intake.held = False
-
-    async def _spin(self) -> None:
-        """``intake="spin"``: while any bot is registered the loop never blocks.  Each pass looks at
-        every channel's cursors (two loads from the mapped header, no call into compiled code),
-        drains the ones with records, journals and flushes the sessions once, and yields with
-        ``sleep(0)``: a ready task makes uvloop poll its sockets with a zero timeout, so the
-        venue's replies are read in the same spin.  With no bot registered it sleeps 1 ms."""
-        sleep = asyncio.sleep
-        spin_pass = self._spin_pass
-        while True:
-            if not self.bots:
-                await sleep(0.001)
-                continue
-            spin_pass()
-            await sleep(0)
-
-    def _spin_pass(self) -> None:
-        """One look at every channel's cursors; drains the ones with records, then journals and
-        flushes once.  Also each session's ``between_messages`` with the spin intake (``add_bot``):
-        after every reply or user event the session reads, so a request that came meanwhile waits
-        for one message's handling, not for every message the socket had buffered and the rest of
-        the loop's turn (at 5,000 orders/s the loop is ~half busy with them)."""
-        busy = False
-        for bot in tuple(self.bots.values()):  # a drain can drop a dead bot from the dict
-            hw = bot.requests._hw  # the mapped header's words, as ChannelReader.read_one reads them
-            if bot.alive and hw[_W_CURSOR] > hw[_W_READ_CURSOR] and not bot.stalled:  # records waiting
-                busy = True
-                self._drain(bot)
-        if busy:
-            self._after_drain()
 
     def _handle(self, bot: BotSession, rec: bytes) -> None:
         now = time.time_ns()

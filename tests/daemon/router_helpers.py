@@ -68,7 +68,7 @@ class Daemonish(LoopThread):
 
     def __init__(self, tmp_path, *, auto=True, check=None, policy="cancel", mode=0o600, group="",
                  heartbeat_interval_s=0.2, heartbeat_timeout_s=1.0, intake="thread", intake_wait="backoff",
-                 state_dir=None, record=True):
+                 state_dir=None, record=True, spin_linger_s=0.25):
         self.cfg = ControlConfig.from_mapping({
             "socket_path": str(tmp_path / "ctl" / "control.sock"), "group": group, "mode": mode,
             "heartbeat_interval_s": heartbeat_interval_s, "heartbeat_timeout_s": heartbeat_timeout_s,
@@ -76,6 +76,7 @@ class Daemonish(LoopThread):
             "intake_wait": intake_wait,
         })
         self.auto, self.check, self.intake, self.record = auto, check, intake, record
+        self.spin_linger_s = spin_linger_s  # the adaptive intake's
         super().__init__()
         self.call(self._start())
 
@@ -84,7 +85,8 @@ class Daemonish(LoopThread):
         self.session = MemorySession(VENUE, INSTRUMENTS, auto=self.auto, record=self.record)
         self.router = Router({VENUE: self.session}, self.orderids, check=self.check, mode=self.cfg.mode,
                              gid=self.cfg.group_id(), dead_bot_policy=self.cfg.dead_bot_policy,
-                             intake=self.intake, intake_wait=self.cfg.intake_wait)
+                             intake=self.intake, intake_wait=self.cfg.intake_wait,
+                             spin_linger_s=self.spin_linger_s)
         self.session.sink = self.router
         self.server = ControlServer(self.cfg, self.router)
         await self.server.start()
@@ -232,3 +234,123 @@ class Bot:
             if self.proc.is_alive():
                 self.proc.kill()
                 self.proc.join(5)
+
+
+# -- writer bots: requests written as fast as a test asks -----------------------------------------
+
+
+def stamp_handles(d: Daemonish) -> list:
+    """Wrap the router's ``_handle``: (bot, order id, bot's write stamp, handled at) per request."""
+    seen: list = []
+    router = d.router
+    handle, unpack = router._handle, __import__("daemon.router", fromlist=["REQ"]).REQ.unpack
+
+    def stamped(bot, rec):
+        f = unpack(rec)
+        seen.append((bot.name, f[2], f[8], time.time_ns()))
+        return handle(bot, rec)
+
+    d.call(lambda: setattr(router, "_handle", stamped))
+    return seen
+
+
+def writer_main(pipe, socket_path: str, name: str, env: dict, n: int, pause_us: tuple, seed: int,
+                 pingpong: bool) -> None:
+    """A bot that writes ``n`` requests with ``write_one``, pausing a random ``pause_us`` range before
+    each (spinning below 1 ms, sleeping above), stamped with its clock at the write.  Plain: submits.
+    ``pingpong``: cancels of unknown orders, each written once the previous one's reject (written by
+    the loop inside its drain, just before it re-arms) is read: each request is the bot's last until
+    it is seen, so one lost wake stops the bot for good (reported as ``stuck``)."""
+    os.environ.update(env)
+    import random
+
+    import numpy as np
+
+    from daemon.router import REQ
+    from shm.control import ControlClient
+    from shm.orders import RequestKind
+
+    client = ControlClient(socket_path, timeout_s=10.0)
+    reg = client.register(name, [(VENUE, "BTCUSDT")])
+    w, r = reg.open_channels()
+    pipe.send(("ready", reg.bell, w.bell_fd))
+    pipe.recv()
+    rng = random.Random(seed)
+    out = np.zeros(256, dtype=np.dtype((np.void, 64)))
+    kind = int(RequestKind.CANCEL if pingpong else RequestKind.SUBMIT)
+    for i in range(n):
+        pause = rng.uniform(*pause_us) * 1e-6
+        if pause >= 1e-3:
+            time.sleep(pause)
+        else:
+            end = time.perf_counter() + pause
+            while time.perf_counter() < end:
+                pass
+        rec = REQ.pack(kind, 0, i + 1, 100.0 - (i % 50) * 0.1, 0.001, 1, 0, 0, time.time_ns(), i + 1)
+        while not w.write_one(rec):
+            r.read(out)
+            time.sleep(0.0002)
+        if pingpong:
+            deadline = time.monotonic() + 20.0
+            while r.read(out[:1]) == 0:
+                if time.monotonic() > deadline:
+                    pipe.send(("stuck", i + 1))
+                    pipe.recv()
+                    client.close()
+                    return
+        elif r.available():
+            r.read(out)
+    pipe.send(("done", n))
+    pipe.recv()
+    client.close()
+
+
+def spawn_writers(d: Daemonish, names: list, n: int, pause_us: tuple, pingpong: bool = False):
+    ctx = mp.get_context("spawn")
+    env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
+    kids = []
+    for i, name in enumerate(names):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=writer_main, args=(child, d.socket_path, name, env, n, pause_us, 1000 + i, pingpong),
+                        daemon=True)
+        p.start()
+        kids.append((p, parent))
+    hellos = [parent.recv() if parent.poll(60) else None for _, parent in kids]
+    return kids, hellos
+
+
+def end_writers(kids) -> None:
+    for p, parent in kids:
+        try:
+            parent.send(("exit",))
+        except OSError:
+            pass
+    for p, _ in kids:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+
+
+def race_rearm(daemon, bots: int, n: int, pause_us: tuple, timeout_s: float) -> None:
+    """Bots that each write a request once the reject of their previous one is read, ``pause_us``
+    after it (0-30 us: the writes land while the loop ends its drain and re-arms, or cools).  Every request is
+    handled once, and none by the lost-wake sweep (which would rescue a lost ring after a second)."""
+    seen = stamp_handles(daemon)
+    names = [f"race{i}" for i in range(bots)]
+    kids, hellos = spawn_writers(daemon, names, n, pause_us, pingpong=True)
+    try:
+        assert all(h is not None and h[0] == "ready" and h[1] for h in hellos), hellos
+        for _, parent in kids:
+            parent.send(("go",))
+        # a lost wake leaves the arm taken and the channel unseen for good: that bot waits for a
+        # reject that never comes
+        ends = [parent.recv() if parent.poll(timeout_s) else ("no answer",) for _, parent in kids]
+        assert ends == [("done", n)] * bots, ends
+        daemon.wait_for(lambda: len(seen) >= bots * n, timeout=30, what=f"all {bots * n} requests handled")
+        by_bot: dict = {}
+        for name, oid, *_ in seen:
+            by_bot.setdefault(name, []).append(oid)
+        assert {k: sorted(v) for k, v in by_bot.items()} == {name: list(range(1, n + 1)) for name in names}
+        assert daemon.call(lambda: daemon.router.lost_wakes) == 0
+    finally:
+        end_writers(kids)

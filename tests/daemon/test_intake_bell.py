@@ -4,9 +4,7 @@ re-arm interleave.  Bots are real processes; the daemon is a control server + ro
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import random
 import socket
 import stat
 import threading
@@ -15,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from router_helpers import VENUE, Daemonish
+from router_helpers import VENUE, Daemonish, end_writers, race_rearm, spawn_writers, stamp_handles
 from shm import doorbell as D
 from shm import layout as L
 from shm.channel import ChannelWriter
@@ -91,99 +89,13 @@ def daemon(tmp_path, shm_namespace):
     d.stop()
 
 
-def _stamp_handles(d: Daemonish) -> list:
-    """Wrap the router's ``_handle``: (bot, order id, bot's write stamp, handled at) per request."""
-    seen: list = []
-    router = d.router
-    handle, unpack = router._handle, __import__("daemon.router", fromlist=["REQ"]).REQ.unpack
-
-    def stamped(bot, rec):
-        f = unpack(rec)
-        seen.append((bot.name, f[2], f[8], time.time_ns()))
-        return handle(bot, rec)
-
-    d.call(lambda: setattr(router, "_handle", stamped))
-    return seen
-
-
-def _writer_main(pipe, socket_path: str, name: str, env: dict, n: int, pause_us: tuple, seed: int,
-                 pingpong: bool) -> None:
-    """A bot that writes ``n`` requests with ``write_one``, pausing a random ``pause_us`` range before
-    each (spinning below 1 ms, sleeping above), stamped with its clock at the write.  Plain: submits.
-    ``pingpong``: cancels of unknown orders, each written once the previous one's reject (written by
-    the loop inside its drain, just before it re-arms) is read: each request is the bot's last until
-    it is seen, so one lost wake stops the bot for good (reported as ``stuck``)."""
-    os.environ.update(env)
-    from daemon.router import REQ
-
-    client = ControlClient(socket_path, timeout_s=10.0)
-    reg = client.register(name, [(VENUE, "BTCUSDT")])
-    w, r = reg.open_channels()
-    pipe.send(("ready", reg.bell, w.bell_fd))
-    pipe.recv()
-    rng = random.Random(seed)
-    out = np.zeros(256, dtype=np.dtype((np.void, 64)))
-    kind = int(RequestKind.CANCEL if pingpong else RequestKind.SUBMIT)
-    for i in range(n):
-        pause = rng.uniform(*pause_us) * 1e-6
-        if pause >= 1e-3:
-            time.sleep(pause)
-        else:
-            end = time.perf_counter() + pause
-            while time.perf_counter() < end:
-                pass
-        rec = REQ.pack(kind, 0, i + 1, 100.0 - (i % 50) * 0.1, 0.001, 1, 0, 0, time.time_ns(), i + 1)
-        while not w.write_one(rec):
-            r.read(out)
-            time.sleep(0.0002)
-        if pingpong:
-            deadline = time.monotonic() + 20.0
-            while r.read(out[:1]) == 0:
-                if time.monotonic() > deadline:
-                    pipe.send(("stuck", i + 1))
-                    pipe.recv()
-                    client.close()
-                    return
-        elif r.available():
-            r.read(out)
-    pipe.send(("done", n))
-    pipe.recv()
-    client.close()
-
-
-def _spawn_writers(d: Daemonish, names: list, n: int, pause_us: tuple, pingpong: bool = False):
-    ctx = mp.get_context("spawn")
-    env = {k: v for k, v in os.environ.items() if k.startswith("HFTD_")}
-    kids = []
-    for i, name in enumerate(names):
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_writer_main, args=(child, d.socket_path, name, env, n, pause_us, 1000 + i, pingpong),
-                        daemon=True)
-        p.start()
-        kids.append((p, parent))
-    hellos = [parent.recv() if parent.poll(60) else None for _, parent in kids]
-    return kids, hellos
-
-
-def _end(kids) -> None:
-    for p, parent in kids:
-        try:
-            parent.send(("exit",))
-        except OSError:
-            pass
-    for p, _ in kids:
-        p.join(10)
-        if p.is_alive():
-            p.kill()
-
-
 def test_a_parked_loop_is_woken_by_the_bot_itself(daemon):
     """One bot writes 200 submits 2-8 ms apart (the loop idle in epoll between them): no intake
     thread runs, each request is handled, the bot's FIFO sits beside the control socket with the
     channels' mode and goes with the bot; the pickup (the bot's write to the loop's handling) stays
     within a bound a lost wake could not meet (the loop has nothing else that would look)."""
-    seen = _stamp_handles(daemon)
-    kids, hellos = _spawn_writers(daemon, ["belle"], 200, (2000, 8000))
+    seen = stamp_handles(daemon)
+    kids, hellos = spawn_writers(daemon, ["belle"], 200, (2000, 8000))
     try:
         assert hellos[0] is not None and hellos[0][0] == "ready", hellos
         bell, bell_fd = hellos[0][1], hellos[0][2]
@@ -198,45 +110,24 @@ def test_a_parked_loop_is_woken_by_the_bot_itself(daemon):
         assert sorted(s[1] for s in seen) == list(range(1, 201))
         pickup_ms = sorted((s[3] - s[2]) / 1e6 for s in seen)
         assert pickup_ms[-1] < 2_000, pickup_ms[-5:]  # generous: a loaded 2-cpu machine
-        _end(kids)
+        end_writers(kids)
         kids = []
         daemon.wait_for(lambda: "belle" not in daemon.router.bots, timeout=10, what="the bot gone")
         assert not os.path.exists(bell)
     finally:
-        _end(kids)
-
-
-def _race(daemon, bots: int, n: int, pause_us: tuple, timeout_s: float) -> None:
-    seen = _stamp_handles(daemon)
-    names = [f"race{i}" for i in range(bots)]
-    kids, hellos = _spawn_writers(daemon, names, n, pause_us, pingpong=True)
-    try:
-        assert all(h is not None and h[0] == "ready" and h[1] for h in hellos), hellos
-        for _, parent in kids:
-            parent.send(("go",))
-        # a lost wake leaves the arm taken and the channel unseen for good: that bot waits for a
-        # reject that never comes
-        ends = [parent.recv() if parent.poll(timeout_s) else ("no answer",) for _, parent in kids]
-        assert ends == [("done", n)] * bots, ends
-        daemon.wait_for(lambda: len(seen) >= bots * n, timeout=30, what=f"all {bots * n} requests handled")
-        by_bot: dict = {}
-        for name, oid, *_ in seen:
-            by_bot.setdefault(name, []).append(oid)
-        assert {k: sorted(v) for k, v in by_bot.items()} == {name: list(range(1, n + 1)) for name in names}
-    finally:
-        _end(kids)
+        end_writers(kids)
 
 
 def test_no_lost_wake_when_bots_race_the_rearm(daemon):
     """Four bots, 1,500 requests each, each written 0-30 us after the reject of the one before: the
     write lands while the loop ends its drain and re-arms.  Every request is handled, each once."""
-    _race(daemon, 4, 1_500, (0, 30), 120)
+    race_rearm(daemon, 4, 1_500, (0, 30), 120)
 
 
 @pytest.mark.stress
 def test_no_lost_wake_stress(daemon):
     """Six bots, 10,000 requests each."""
-    _race(daemon, 6, 10_000, (0, 30), 600)
+    race_rearm(daemon, 6, 10_000, (0, 30), 600)
 
 
 def _register_raw(daemon, bot: str, **extra) -> tuple[socket.socket, dict]:
@@ -257,7 +148,7 @@ def _register_raw(daemon, bot: str, **extra) -> tuple[socket.socket, dict]:
 def test_an_old_client_without_a_bell_keeps_its_intake_thread(daemon):
     """A client that does not ask for a bell (an older library) registers as before: an intake
     thread watches its channel, the reply names no FIFO, and its requests are handled."""
-    seen = _stamp_handles(daemon)
+    seen = stamp_handles(daemon)
     s, reply = _register_raw(daemon, "oldie")
     try:
         assert reply["type"] == "registered" and "bell" not in reply, reply
@@ -290,7 +181,7 @@ def test_a_lost_ring_is_swept_up(daemon):
     has its request handled: the control socket's watch finds records waiting a second with the
     channel armed, takes the arm and drains it, and counts a lost wake.  Without the sweep the
     request would wait forever (nothing else looks at a bell bot's channel)."""
-    seen = _stamp_handles(daemon)
+    seen = stamp_handles(daemon)
     s, reply = _register_raw(daemon, "mute", bell=1)
     try:
         assert reply["type"] == "registered" and reply.get("bell"), reply

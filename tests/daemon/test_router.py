@@ -534,7 +534,8 @@ def test_control_config_intake_is_checked(tmp_path):
     from daemon.control_config import ControlConfig
 
     base = {"socket_path": str(tmp_path / "c.sock")}
-    assert ControlConfig.from_mapping(base).intake == "thread"
+    assert ControlConfig.from_mapping(base).intake == "adaptive"
     assert ControlConfig.from_mapping({**base, "intake": "spin"}).intake == "spin"
+    assert ControlConfig.from_mapping({**base, "intake": "thread"}).intake == "thread"
     with pytest.raises(ConfigError, match="intake"):
         ControlConfig.from_mapping({**base, "intake": "poll"})

@@ -69,8 +69,7 @@ def test_a_request_goes_out_between_two_buffered_messages_with_the_spin_intake(t
             writer.close(unlink=False)
             responses.close()
             router.bot_gone("b1", "done")  # its order (if sent) waits for an ack: nothing more goes out
-            if router._poller is not None:
-                router._poller.cancel()
+            router._stop_polling()
             await router._close_doorbell()  # the intake thread's (thread intake)
             router.orderids.close()
 
@@ -123,8 +122,7 @@ def test_order_responses_queued_behind_a_full_channel_keep_their_order(tmp_path,
         finally:
             responses.close()
             router.bot_gone("b1", "done")
-            if router._poller is not None:
-                router._poller.cancel()
+            router._stop_polling()
             router.orderids.close()
 
     got, left = asyncio.run(main())
