@@ -1,4 +1,8 @@
-"""How a bot's request reaches the router's loop.
+"""How a bot's request reaches the router's loop when it sleeps.
+
+(Since 2026-12-05 the default intake, ``"adaptive"``, wakes the loop with the doorbell below and
+then lets it poll the channels while bots trade: ``daemon.router_spin``.  The tables below compare
+the wake-up paths, measured before that.)
 
 **The doorbell** (``BellIntake``, ``shm.doorbell``; every client of this version asks for it at
 registration): the bot's own write wakes the loop, through a FIFO the loop watches, when the loop
