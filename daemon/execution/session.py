@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -139,16 +139,23 @@ def decimals_of(step: float) -> int:
     return len(text.split(".")[1]) if "." in text else 0
 
 
-class _Req:
-    __slots__ = ("client_id", "op", "symbol", "sent", "price", "qty", "ws", "rest")
+class _Req(NamedTuple):
+    """A request in flight (a named tuple: two per order, made with ``tuple.__new__`` on the hot
+    path, where a class's ``__init__`` of eight attributes cost ~3x)."""
 
-    def __init__(self, client_id: str, op: str, symbol: str, sent: float, price: float = 0.0, qty: float = 0.0,
-                 ws=None, rest=None):
-        self.client_id, self.op, self.symbol, self.sent, self.price, self.qty = client_id, op, symbol, sent, price, qty
-        #: the order-entry socket the request went out on (None: REST)
-        self.ws = ws
-        #: ``make(rid)`` of its REST form, for a frame queued on a socket that closed before the write
-        self.rest = rest
+    client_id: str
+    op: str
+    symbol: str
+    sent: float
+    price: float = 0.0
+    qty: float = 0.0
+    #: the order-entry socket the request went out on (None: REST)
+    ws: Any = None
+    #: ``make(rid)`` of its REST form, for a frame queued on a socket that closed before the write
+    rest: Any = None
+
+
+_tuple_new = tuple.__new__
 
 
 class SessionBase(ExecutionSession):
@@ -156,6 +163,9 @@ class SessionBase(ExecutionSession):
     #: called after each message the session's order socket or user stream delivers (set by the
     #: router with its spin intake: ``Router._spin_pass``), or None
     between_messages = None
+    #: the order socket's loop's ``call_soon``, kept when the socket is published (``_run_order_ws``):
+    #: ``asyncio.get_running_loop()`` for each order's frame was ~0.16 us; None: look it up
+    _call_soon = None
 
     def __init__(self, *, symbols: tuple[str, ...], cfg: ExecConfig, creds: Credentials, http: aiohttp.ClientSession,
                  sink: ExecSink, rest_url: str, ws_api_url: str, user_stream_url: str) -> None:
@@ -234,8 +244,8 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_new(intent)
-            self._reqs[rid] = _Req(intent.client_id, "new", intent.symbol, now, 0.0, 0.0, ws,
-                                   lambda rid: self._rest_new(rid, intent))
+            self._reqs[rid] = _tuple_new(_Req, (intent.client_id, "new", intent.symbol, now, 0.0, 0.0, ws,
+                                                lambda rid: self._rest_new(rid, intent)))
             o.req_id = rid
             if self._ws_send(ws, rid, frame):
                 return
@@ -253,8 +263,8 @@ class SessionBase(ExecutionSession):
         ws = self._ws
         if ws is not None and not ws.closed:
             rid, frame = self._ws_cancel(o.symbol, client_id)
-            self._reqs[rid] = _Req(client_id, "cancel", o.symbol, now, 0.0, 0.0, ws,
-                                   lambda rid: self._rest_cancel(rid, o.symbol, client_id))
+            self._reqs[rid] = _tuple_new(_Req, (client_id, "cancel", o.symbol, now, 0.0, 0.0, ws,
+                                                lambda rid: self._rest_cancel(rid, o.symbol, client_id)))
             if self._ws_send(ws, rid, frame):
                 return
         self._rest_task(lambda rid: self._rest_cancel(rid, o.symbol, client_id), client_id, "cancel", o.symbol)
@@ -291,7 +301,10 @@ class SessionBase(ExecutionSession):
         if self._out_handle is None:
             # after every callback of this turn (the router's drain of each bot's channel, a
             # socket's buffered replies): their frames go out together, one socket write
-            self._out_handle = asyncio.get_running_loop().call_soon(self.flush)
+            call_soon = self._call_soon
+            if call_soon is None:
+                call_soon = asyncio.get_running_loop().call_soon
+            self._out_handle = call_soon(self.flush)
         return True
 
     def flush(self) -> None:
@@ -299,7 +312,10 @@ class SessionBase(ExecutionSession):
         if self._out_handle is not None:
             self._out_handle.cancel()  # called early (the router after its drain, a REST call)
             self._out_handle = None
-        out, self._out = self._out, []
+        out = self._out
+        if not out:  # (the router flushes every session after each drain)
+            return
+        self._out = []
         if len(out) == 1:  # the usual turn at a paced rate: one frame, no grouping pass
             ws, _, frame = out[0]
             try:
@@ -687,6 +703,7 @@ class SessionBase(ExecutionSession):
                 attempt += 1
                 continue
             attempt = 0
+            self._call_soon = asyncio.get_running_loop().call_soon
             self._ws = ws
             self._ws_ready.set()
             if retiring is not None:
