@@ -114,6 +114,7 @@ async def _run(n: int, workdir: str, prof: cProfile.Profile | None, keys: str = 
     router, s = stand(os.path.join(workdir, uuid.uuid4().hex[:8]), keys=keys)
     orderids = router.orderids
     router.attach_loop(asyncio.get_running_loop())
+    s._call_soon = asyncio.get_running_loop().call_soon  # as _run_order_ws keeps it with the socket
     reg = router.add_bot("cycle", [(VENUE, SYMBOL)])
     bot = router.bots["cycle"]
     responses = ChannelReader.attach(reg["response_channel"])
