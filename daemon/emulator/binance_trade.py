@@ -108,7 +108,7 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         self._counted_at = -1.0  # the clock reading the order windows were last pruned at
         self._p_text: dict[tuple[str, int], str] = {}  # BinanceWire._p/_q (the rules are fixed from here)
         self._q_text: dict[tuple[str, int], str] = {}
-        self._fixed_text: dict[tuple[int, int, int], tuple] = {}  # BinanceWire._fixed
+        self._fixed_text: dict[int, tuple] = {}  # BinanceWire._fixed
         self._resting_text: dict[tuple[float, float], str] = {}  # BinanceWire.order_update_json's b/a
         self._rl_limits: tuple[int, int, int] | None = None  # _rate_limits
         self._rl_text: tuple[str, str, str] = ("", "", "")

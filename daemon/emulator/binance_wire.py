@@ -114,12 +114,15 @@ class BinanceWire:
     # CLIENT_ID_RE (checked on entry) or are the account's own, the rest are this module's constants.
     # The fields an order keeps until it is amended are written once per (id, price, quantity): an
     # order's reply, its cancel's reply and its two events repeat them (~a third of each text).
-    def _fixed(self, o: Order) -> tuple[str, str, str, str, str, str]:
-        """Pieces of the order object (4) and of ORDER_TRADE_UPDATE's ``o`` (2) that do not change
-        while the order keeps its price and quantity, memoised per (order id, price, quantity)."""
-        key = (o.order_id, o.price, o.qty)
+    def _fixed(self, o: Order) -> tuple:
+        """(price, quantity, then the pieces of the order object (4) and of ORDER_TRADE_UPDATE's ``o``
+        (2) that do not change while the order keeps its price and quantity), memoised per order id
+        (with the price and quantity they were written for: an amended order's are written again).
+        Keyed by the id alone, not an (id, price, quantity) tuple: a key object per order lived in the
+        memo and was one more object in the collector's young generation."""
+        key = o.order_id
         texts = self._fixed_text.get(key)
-        if texts is None:
+        if texts is None or texts[0] != o.price or texts[1] != o.qty:
             if len(self._fixed_text) >= self._WIRE_CACHE_MAX:
                 self._fixed_text.clear()
             side = "BUY" if o.side > 0 else "SELL"
@@ -127,6 +130,7 @@ class BinanceWire:
             qty, px = self._q(o, o.qty), self._p(o, o.price)
             reduce_only = "true" if o.reduce_only else "false"
             texts = self._fixed_text[key] = (
+                o.price, o.qty,
                 f'{{"orderId":{o.order_id},"symbol":"{o.symbol}","status":"',
                 f'","clientOrderId":"{o.client_id}","price":"{px}","avgPrice":"',
                 f'","origQty":"{qty}","executedQty":"',
@@ -145,7 +149,7 @@ class BinanceWire:
 
     def order_text(self, o: Order) -> str:
         """``order_json``'s text."""
-        head, client, qty, rest, _, _ = self._fixed(o)
+        _, _, head, client, qty, rest, _, _ = self._fixed(o)
         if o.filled:
             filled = self._q(o, o.filled)
             return (f'{head}{o.status}{client}{self._avg(o)}{qty}{filled}","cumQty":"{filled}",'
@@ -169,7 +173,7 @@ class BinanceWire:
         as strings of their own were copied twice)."""
         o, f = ev.order, ev.fill
         ts = str(ev.ts_ms)  # written three times: one conversion (an int's {} is a conversion each)
-        _, _, _, _, fixed, fixed_flags = self._fixed(o)
+        fixed, fixed_flags = self._fixed(o)[6:]
         # "b"/"a" (the resting notionals) memoised per value: they change only as orders rest or
         # leave, so a bot's few values recur (two float formats per event were ~0.5 us of ~3)
         key = self.account.resting_notionals(o.symbol)

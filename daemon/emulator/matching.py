@@ -228,9 +228,11 @@ class Account:
         self.rules = dict(rules)
         self.cfg = config or AccountConfig()
         self.orders: dict[int, Order] = {}            # open orders and the latest keep_closed closed ones
-        #: (symbol, client id) -> id of the latest order with it still in ``orders`` (a query by client id
-        #: of a closed order scanned every kept order: up to keep_closed of them, per query)
-        self._latest_cid: dict[tuple[str, str], int] = {}
+        #: symbol -> client id -> id of the latest order with it still in ``orders`` (a query by client id
+        #: of a closed order scanned every kept order: up to keep_closed of them, per query); nested, not
+        #: keyed by a (symbol, client id) tuple: a tuple per order lived as long as its order and was one
+        #: more object in every young collection (the collector was ~2 us of the emulator's ~20 per order)
+        self._latest_cid: dict[str, dict[str, int]] = {s: {} for s in rules}
         self._closed: deque[int] = deque()
         self.open: dict[str, dict[int, Order]] = {s: {} for s in rules}
         #: what the margin check and the user stream's open-order notional need, kept as orders rest,
@@ -362,7 +364,7 @@ class Account:
             if o is not None:
                 return o
             if not open_only:
-                o = self.orders.get(self._latest_cid.get((symbol, client_id), -1))
+                o = self.orders.get(self._latest_cid[symbol].get(client_id, -1))
                 if o is not None:
                     return o
         raise Reject("unknown_order", f"order_id={order_id} client_id={client_id}")
@@ -494,7 +496,7 @@ class Account:
                        now_ms, now_ms, type_, meta)
         self._next_order += 1
         self.orders[o.order_id] = o
-        self._latest_cid[(symbol, client_id)] = o.order_id
+        self._latest_cid[symbol][client_id] = o.order_id
         return o, _event(("NEW", o.snapshot(), None, now_ms, ""))
 
     def _rest(self, o: Order, book) -> None:
@@ -677,9 +679,9 @@ class Account:
         while len(self._closed) > self.cfg.keep_closed:
             gone = self.orders.pop(self._closed.popleft(), None)
             if gone is not None:
-                key = (gone.symbol, gone.client_id)
-                if self._latest_cid.get(key) == gone.order_id:
-                    del self._latest_cid[key]
+                latest = self._latest_cid[gone.symbol]
+                if latest.get(gone.client_id) == gone.order_id:
+                    del latest[gone.client_id]
 
 
 class TradingSide:

@@ -78,7 +78,7 @@ class _Side:
         a, tr, emu = self.tr.account, self.tr, self.emu
         orders = sorted((o.order_id, o.client_id, o.status, o.price, o.qty, o.q_ahead, o.meta.get("tif"))
                         for o in a.orders.values())
-        return (orders, dict(a._rest_notional), a._next_order, sorted(a._latest_cid.items()),
+        return (orders, dict(a._rest_notional), a._next_order, sorted(a._latest_cid['BTCUSDT'].items()),
                 len(tr._orders_10s), len(tr._orders_1m), emu._weight_sum, tr.events_sent, tr._wait_until > 0)
 
 
