@@ -214,3 +214,29 @@ def test_the_fast_path_is_taken_over_real_sockets():
         finally:
             await emu.stop()
     asyncio.run(body())
+
+
+def test_the_daemons_binance_session_takes_the_fast_path():
+    """The daemon's own session (Ed25519 key: logged on, orders unsigned), as ``hftd bench orders``
+    runs it: its resting order and its cancels are the plain case (a request format the fast path
+    did not recognise would silently cost the bench its gain)."""
+    from bench.orders_keys import ED_KEY, ed25519_pems
+    from daemon.execution.base import ExecKind
+    from tests.daemon.exec_helpers import ExecHarness
+
+    priv, pub = ed25519_pems()
+
+    async def body():
+        async with ExecHarness(env={"HFTD_TEST_KEY": ED_KEY, "HFTD_TEST_PEM": priv},
+                               emu_kwargs={"trading_options": {"ed25519_keys": {ED_KEY: pub}}},
+                               api_secret_env="", api_private_key_env="HFTD_TEST_PEM") as h:
+            a = h.rest()
+            await h.accepted(a)  # the price and quantity seen first: the general path
+            b = h.rest()
+            await h.accepted(b)
+            h.s.cancel(a, "BTCUSDT")
+            h.s.cancel(b, "BTCUSDT")
+            assert (await h.done(a)).kind == ExecKind.CANCELED and (await h.done(b)).kind == ExecKind.CANCELED
+            assert h.s.counters["ws_sent"] == 4 and h.emu.trading.fast_answered == 3
+
+    asyncio.run(body())
