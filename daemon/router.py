@@ -429,6 +429,8 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
                         if not bot.stalled:
                             bot.stalled = True
                             self._stalled.append(bot)
+                        if n:
+                            self._heat()  # it traded: the loop stays hot for the other bots
                         return
                 rec = reader.read_one()
                 if rec is None:

@@ -22,6 +22,7 @@ loop sleeps until a ring.  Idle, it costs nothing; while bots trade, one core.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -29,6 +30,8 @@ from daemon.intake import BellIntake
 from shm import layout as L
 
 __all__ = ["LoopPolling"]
+
+log = logging.getLogger("hftd.router")
 
 _W_CURSOR = L.W_CURSOR
 _W_READ_CURSOR = L.W_READ_CURSOR
@@ -50,6 +53,9 @@ class LoopPolling:
         self._spin_task: asyncio.Task | None = None
         #: times the loop went hot (the adaptive intake's transitions, for tests and the bench)
         self.heats = 0
+        #: passes or cool-downs that raised (logged at most once a second)
+        self.pass_errors = 0
+        self._error_logged_at = 0.0
 
     def _start_polling(self) -> None:
         """From ``attach_loop``: the spin intake is hot at once."""
@@ -68,7 +74,7 @@ class LoopPolling:
         for session in self.sessions.values():
             if hasattr(session, "between_messages"):  # a SessionBase: its socket readers call it
                 session.between_messages = self._spin_pass
-        if self._spin_task is None:
+        if self._spin_task is None or self._spin_task.done():
             self._spin_task = self.loop.create_task(self._spin(), name="router-spin")
 
     def _stop_polling(self) -> None:
@@ -90,21 +96,39 @@ class LoopPolling:
         spin_pass = self._spin_pass
         try:
             while True:
-                if spin_pass():
-                    await sleep(0)
-                    continue
-                if not self.poll_always and monotonic() > self._hot_until:
-                    self._cool()
-                    if not self.hot:
-                        return
-                elif self.poll_always and not self.bots:
-                    await sleep(0.001)
-                    continue
+                try:
+                    if spin_pass():
+                        await sleep(0)
+                        continue
+                    if not self.poll_always and monotonic() > self._hot_until:
+                        self._cool()
+                        if not self.hot:
+                            return
+                    elif self.poll_always and not self.bots:
+                        await sleep(0.001)
+                        continue
+                except Exception:
+                    # (a journal write that failed, a session's flush): the bots' arms are taken, so
+                    # if this task ended here nothing would look at their channels again
+                    self._pass_failed()
                 yield_cpu()  # nothing came: a task waiting for this cpu runs first
                 await sleep(0)
         finally:
             if self._spin_task is asyncio.current_task():
                 self._spin_task = None
+            if self.hot and not self.stopping and not self.poll_always:
+                # ended hot (cancelled from outside): give the bells back rather than strand them
+                try:
+                    self._cool()
+                except Exception:
+                    self._pass_failed()
+
+    def _pass_failed(self) -> None:
+        self.pass_errors += 1
+        now = time.monotonic()
+        if now - self._error_logged_at >= 1.0:
+            self._error_logged_at = now
+            log.exception("router: a polling pass failed (%d so far); polling goes on", self.pass_errors)
 
     def _spin_pass(self) -> bool:
         """One look at every channel's cursors; drains the ones with records, then journals and
@@ -139,8 +163,8 @@ class LoopPolling:
         drained = False
         for bot in tuple(self.bots.values()):
             it = bot.intake
-            if not isinstance(it, BellIntake) or not it.held or bot.stalled or not bot.alive:
-                continue  # a stalled bot's resume drains and arms it
+            if not isinstance(it, BellIntake) or not it.held or bot.stalled or not bot.alive or it.fd < 0:
+                continue  # a stalled bot's resume drains and arms it; a stopped bell stays taken
             if it.rearm():  # records came meanwhile: the loop took the arm back
                 drained = True
                 self._drain(bot)  # heats the loop again
