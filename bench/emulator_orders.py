@@ -11,8 +11,9 @@ two chunks unanswered.  The run ends when every reply and every user event (NEW 
 order) has arrived.  Measured: the emulator process's CPU time (user + system, its own
 ``resource.getrusage``) over the run divided by the orders: ``emu_cpu_us_per_order``.
 
-``--rev REV`` runs the emulator of git revision REV (extracted to a temporary directory) and of the
-work tree in alternating rounds of the same run, for a before/after in the same minute;
+``--rev REV`` runs the emulator of git revision REV (extracted to a temporary directory, with the work
+tree's builds of the C extensions) and of the work tree in alternating rounds of the same run, for a
+before/after in the same minute;
 ``--profile`` prints the emulator's cProfile top functions (one extra round per side, not timed).
 ``--keys ed25519`` logs the order connection on once (``session.logon``) and sends the orders without
 ``apiKey`` and ``signature``, as ``bench orders``' daemon does by default; ``hmac`` (the default here)
