@@ -451,6 +451,32 @@ def test_a_turns_orders_leave_in_one_write_and_a_socket_dead_before_it_sends_the
     run(body())
 
 
+def test_a_caller_that_flushes_holds_the_frames_until_its_flush():
+    """``caller_flushes`` (the router around a drain): no flush of the session's own is scheduled,
+    the frames wait for the caller's ``flush``, which clears the mark (the next turn schedules again)."""
+    async def body():
+        async with ExecHarness(V) as h:
+            transport = h.s._ws._writer.transport
+            writes = []
+            real_write = transport.write
+            transport.write = lambda data: (writes.append(data), real_write(data))[1]
+            h.s.caller_flushes = True
+            a, b = h.rest(), h.rest(ticks_away=51)
+            assert h.s._out_handle is None and len(h.s._out) == 2
+            for _ in range(5):
+                await asyncio.sleep(0)  # turns pass: nothing of the session's own writes them
+            assert writes == [] and len(h.s._out) == 2
+            h.s.flush()
+            assert len(writes) == 1 and not h.s._out and not h.s.caller_flushes
+            for x in (a, b):
+                await h.accepted(x)
+            h.s.cancel(a, "BTCUSDT")  # the mark is cleared: this turn's own flush sends it
+            assert h.s._out_handle is not None
+            assert (await h.done(a)).kind == ExecKind.CANCELED
+
+    run(body())
+
+
 @pytest.mark.parametrize("placed", [True, False], ids=["placed", "not-placed"])
 def test_a_cancel_and_a_modify_without_reply_get_one_answer(placed):
     async def body():
