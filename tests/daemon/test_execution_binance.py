@@ -426,13 +426,19 @@ def test_an_order_on_a_socket_known_dead_goes_by_rest():
     run(body())
 
 
+def _socket_writes(h) -> tuple:
+    """``(transport, writes)``: each write to the order socket's transport is recorded, then made."""
+    transport = h.s._ws._writer.transport
+    writes = []
+    real_write = transport.write
+    transport.write = lambda data: (writes.append(data), real_write(data))[1]
+    return transport, writes
+
+
 def test_a_turns_orders_leave_in_one_write_and_a_socket_dead_before_it_sends_them_by_rest():
     async def body():
         async with ExecHarness(V) as h:
-            transport = h.s._ws._writer.transport
-            writes = []
-            real_write = transport.write
-            transport.write = lambda data: (writes.append(data), real_write(data))[1]
+            transport, writes = _socket_writes(h)
             ids = [h.rest(ticks_away=50 + i) for i in range(3)]
             assert writes == [] and h.s.counters["ws_sent"] == 0  # queued until the turn's flush
             for a in ids:
@@ -456,10 +462,7 @@ def test_a_caller_that_flushes_holds_the_frames_until_its_flush():
     the frames wait for the caller's ``flush``, which clears the mark (the next turn schedules again)."""
     async def body():
         async with ExecHarness(V) as h:
-            transport = h.s._ws._writer.transport
-            writes = []
-            real_write = transport.write
-            transport.write = lambda data: (writes.append(data), real_write(data))[1]
+            _, writes = _socket_writes(h)
             h.s.caller_flushes = True
             a, b = h.rest(), h.rest(ticks_away=51)
             assert h.s._out_handle is None and len(h.s._out) == 2
