@@ -17,5 +17,7 @@ setup(
                   optional=True, extra_compile_args=["-O2", "-ffp-contract=off"]),
         Extension("daemon.execution._replyfast", sources=["daemon/execution/_replyfast.c"], optional=True,
                   extra_compile_args=["-O2"]),
+        Extension("daemon.emulator._emufast", sources=["daemon/emulator/_emufast.c"], optional=True,
+                  extra_compile_args=["-O2"]),
     ]
 )

@@ -28,6 +28,10 @@ SIDES = {"BUY": 1, "SELL": -1}
 #: the times in force of an order that may rest at once (IOC/FOK ones never rest)
 _RESTING_TIFS = frozenset(("GTC", "GTX"))
 _monotonic = time.monotonic
+try:  # the reply and event texts in C (setup.py builds them); answer_texts is their meaning and stand-in
+    from daemon.emulator._emufast import order_texts as _order_texts
+except ImportError:
+    _order_texts = None
 _dumps = orjson.dumps
 
 
@@ -85,11 +89,8 @@ class BinanceFastPath:
             return False
         self._orders_10s.append(now)  # counted once placed: as _order_counts(True) would have
         self._orders_1m.append(now)
-        o, new = placed
         # a resting order's reply: RESULT is the order now, ACK its NEW snapshot: the same text
-        self._fast_reply(client, rid, self.order_text(o), now)
-        self.events_sent += 1
-        self._send_user("ORDER_TRADE_UPDATE", self.order_update_json(new))
+        self._fast_answer(client, rid, placed[0], placed[1], now)
         return True
 
     def _fast_cancel(self, client, rid, p: dict) -> bool:
@@ -109,16 +110,29 @@ class BinanceFastPath:
         if closed is None:
             return False
         emu._used_weight(1, now)
-        o, ev = closed
-        self._fast_reply(client, rid, self.order_text(o), now)
-        self.events_sent += 1
-        self._send_user("ORDER_TRADE_UPDATE", self.order_update_json(ev))
+        self._fast_answer(client, rid, closed[0], closed[1], now)
         return True
 
-    def _fast_reply(self, client, rid, order: str, now: float) -> None:
-        """The reply the general path's orjson writes of ``{"id", "status": 200, "result", "rateLimits"}``."""
+    def _fast_answer(self, client, rid, o, ev, now: float) -> None:
+        """Queue the reply to request ``rid`` (the order ``o``) and ``ev``'s ORDER_TRADE_UPDATE: the C
+        texts where built and plain (nothing filled), else ``answer_texts``, their meaning."""
         rid = str(rid) if rid.__class__ is int else _dumps(rid).decode()
-        if client.rate_limits:
-            client.queue(f'{{"id":{rid},"status":200,"result":{order},"rateLimits":{self._rate_limits_text(now)}}}')
-        else:
-            client.queue(f'{{"id":{rid},"status":200,"result":{order}}}')
+        limits = self._rate_limits_text(now) if client.rate_limits else None
+        texts = None
+        if _order_texts is not None:
+            rules = self.account.rules[o.symbol]
+            texts = _order_texts(rid, limits, o, ev, rules.tick, rules.lot, self.emu._decimals,
+                                 self.account._rest_notional[o.symbol])
+        if texts is None:
+            texts = self.answer_texts(rid, limits, o, ev)
+        client.queue(texts[0])
+        self.events_sent += 1
+        self._send_user("ORDER_TRADE_UPDATE", texts[1])
+
+    def answer_texts(self, rid: str, limits: str | None, o, ev) -> tuple[str, str]:
+        """(the reply the general path's orjson writes of ``{"id", "status": 200, "result",
+        "rateLimits"}``, ``ev``'s ORDER_TRADE_UPDATE), ``rid`` and ``limits`` (or None) as JSON text."""
+        order = self.order_text(o)
+        if limits is None:
+            return f'{{"id":{rid},"status":200,"result":{order}}}', self.order_update_json(ev)
+        return f'{{"id":{rid},"status":200,"result":{order},"rateLimits":{limits}}}', self.order_update_json(ev)
