@@ -211,7 +211,8 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
         requests = ChannelReader(req_seg, wait_strategy(self.intake_wait))
         bot = BotSession(name, resolved, requests, responses, pid=pid, uid=uid, push=push,
                          positions=[[0.0, 0.0] for _ in resolved], connected_ns=time.monotonic_ns(),
-                         windows=tuple({id(a.win): a.win for a in resolved}.values()))
+                         windows=tuple({id(a.win): a.win for a in resolved}.values()),
+                         sessions=tuple({id(a.session): a.session for a in resolved}.values()))
         self._adopt_journaled(bot)
         bot.ledger = self._new_ledger(bot)
         self.bots[name] = bot
@@ -405,12 +406,16 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
         self._after_drain()
 
     def _after_drain(self) -> None:
-        # journal first: an order's client id is on disk before its frame is on the wire
-        self.orderids.flush()
-        for session in self.sessions.values():
-            flush = getattr(session, "flush", None)  # a session outside the ExecutionSession base may lack it
-            if flush is not None:
-                flush()
+        # journal first: an order's client id is on disk before its frame is on the wire; a journal
+        # that cannot be written (logged by the caller) does not keep the frames, which the drain
+        # left for this flush (``caller_flushes``), off the wire
+        try:
+            self.orderids.flush()
+        finally:
+            for session in self.sessions.values():
+                flush = getattr(session, "flush", None)  # a session outside the ExecutionSession base may lack it
+                if flush is not None:
+                    flush()
 
     def _drain(self, bot: BotSession) -> None:
         """Handle up to a budget of the bot's requests (the caller journals and flushes after)."""
@@ -419,6 +424,11 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
         reader = bot.requests
         handle = self._handle
         windows = bot.windows
+        for session in bot.sessions:
+            # every caller of _drain flushes the sessions after it (_after_drain): the frames of this
+            # drain wait for that one write instead of each scheduling a flush of its own (~0.9 us
+            # per order: the handle and its cancel)
+            session.caller_flushes = True
         n = 0
         try:
             while n < _DRAIN_BUDGET:

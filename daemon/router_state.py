@@ -101,6 +101,8 @@ class BotSession:
     intake: "IntakeThread | BellIntake | None" = None
     #: the distinct windows of its assets' sessions; ``stalled``: a full one stopped its drain
     windows: tuple = ()
+    #: the distinct sessions of its assets (each told before a drain that the router flushes it after)
+    sessions: tuple = ()
     stalled: bool = False
     #: a bot known only from the order id journal (a restart): the responses about its orders,
     #: kept until it registers again (None for a registered bot)
