@@ -1,10 +1,12 @@
-"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c, daemon/execution/_replyfast.c);
-everything else is in pyproject.toml.
+"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c, daemon/execution/_replyfast.c,
+daemon/emulator/_emufast.c); everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
 its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
 plugin to its Python check (RiskPlugin.__init__ logs it); the Binance session to orjson for its order
-replies and order events (daemon.execution.replyparse).  ``-ffp-contract=off``: the risk check's
+replies and order events (daemon.execution.replyparse) and its frames' masking (daemon.wsbatch); the
+emulator to its Python texts for a plain order's reply and event (daemon.emulator.binance_fast).
+``-ffp-contract=off``: the risk check's
 token arithmetic must round as the Python check's does (no fused multiply-add).
 """
 
