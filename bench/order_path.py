@@ -11,7 +11,7 @@ emulator in its own process, or the in-memory session) for one paced phase and s
   holds ``handle``, which holds ``submit``; ``ws_api_reply`` holds ``on_exec``), each timed by a
   wrapper (``perf_counter_ns``, ~0.2 us of its own per call); ``pickup_*``: the bot's stamp at its
   write to the loop's handling of the record;
-* ``spin_breakdown_us`` (``--intake spin``, with ``--pin`` as ``bench orders`` runs it): in the
+* ``spin_breakdown_us`` (``--intake adaptive`` or ``spin``, the latter with ``--pin`` as ``bench orders`` runs it): in the
   second phase, each order's channel-to-wire split at the loop's stamps (``_Breakdown``): the wait for
   the spin pass that found the record, that pass to ``_handle``, ``_handle`` to the flush, the socket
   write; wall (``time.time_ns``, the bot's clock) and the loop thread's CPU (preemption left out);
@@ -291,7 +291,7 @@ async def _main(args) -> dict:
                 return handle(bot, rec)
 
             st.router._handle = picked
-            split = _Breakdown(st, st.router._handle) if args.intake == "spin" else None
+            split = _Breakdown(st, st.router._handle) if args.intake != "thread" else None
             for t in timers.values():
                 t.ns = t.calls = 0
             res = await st.phase(args.bots, n, args.rate / args.bots, 100_000_000, base_px)
@@ -383,7 +383,7 @@ def _reply_micro(n: int, repeat: int = 2) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kind", choices=("emulator", "memory"), default="emulator")
-    p.add_argument("--intake", choices=("thread", "spin"), default="thread")
+    p.add_argument("--intake", choices=("adaptive", "thread", "spin"), default="adaptive")
     p.add_argument("--bots", type=int, default=4)
     p.add_argument("--rate", type=float, default=1000.0, help="total orders/s of the paced phase (0: flat out)")
     p.add_argument("--orders", type=int, default=10_000, help="orders per bot of a flat-out phase (--rate 0)")

@@ -12,10 +12,13 @@ in this process, as in ``hftd daemon``.  Measured:
   spread beside them (``*_min``/``*_max``).  Why: one round is ~1 s, and on a shared machine a
   second's co-running work moved a single round's rate 2x (7-38 k orders/s over rounds of one
   stand, CPU per order 24-45 us, nothing growing from round to round);
-* **channel to wire**: paced bots (together ~5,000 orders/s, the issue's target load); from
-  ``request_ts`` (the bot's clock as it writes the record) to the socket write of its websocket
-  frame (the session queues a turn's frames and writes them together in ``session.flush``); for the
-  default intake (``channel_to_wire_*``) and for ``[control] intake = "spin"``
+* **channel to wire**: four paced bots to the emulator (``--wire-rate``, 200 orders/s together),
+  each independent (its own phase: a quarter period after the one before); from ``request_ts``
+  (the bot's clock as it writes the record) to the socket write of its websocket frame (the
+  session queues a drain's frames and writes them together in ``session.flush``); for the default
+  intake (``channel_to_wire_*``: adaptive), the four writing at the same instant
+  (``channel_to_wire_aligned_*``: each round's later orders queue behind the earlier ones), the
+  doorbell alone (``channel_to_wire_bell_only_*``) and ``[control] intake = "spin"``
   (``channel_to_wire_spin_*``, the loop pinned to a cpu of its own, bots and emulator on the others);
 * **intake**: the same paced run with the in-memory session for each intake strategy (the default:
   each bot rings the loop's doorbell itself when the loop armed it, ``intake_bell_*``, shm.doorbell;
@@ -127,7 +130,7 @@ def _bot(pipe, socket_path: str, name: str, env: dict, bell: bool = True) -> Non
         if cmd[0] == "exit":
             client.close()
             return
-        _, n, rate, oid0, base_px = cmd
+        _, n, rate, oid0, base_px, phase = cmd
         seq = 0
         acked: deque = deque()
         n_acked = 0
@@ -148,8 +151,8 @@ def _bot(pipe, socket_path: str, name: str, env: dict, bell: bool = True) -> Non
                     acked.popleft()
             return k
 
-        t0 = time.monotonic()
         period = 1.0 / rate if rate > 0 else 0.0
+        t0 = time.monotonic() + phase * period  # independent bots: their own phase in the period
         for i in range(n):
             if period:
                 due = t0 + i * period
@@ -392,15 +395,18 @@ class _Stand:
         for p, a in self.bots:
             await _recv(a, 120)
 
-    async def phase(self, n_bots: int, n: int, rate_per_bot: float, oid0: int, base_px: float) -> dict:
+    async def phase(self, n_bots: int, n: int, rate_per_bot: float, oid0: int, base_px: float,
+                    stagger: bool = False) -> dict:
+        """``stagger``: paced bots start a fraction i/n_bots of their period apart, as independent
+        bots would (else together: each order of a round queues behind the others')."""
         self.lat_ns.clear(), self.submits.clear(), self.accepts.clear()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         loop0 = time.thread_time()  # phase() runs on the loop: this is the loop thread's CPU
         emu0 = process_cpu_s(self.emu_pid)
         bots0 = sum(process_cpu_s(p.pid) for p, _ in self.bots[:n_bots])
         t0 = time.time_ns()
-        for p, a in self.bots[:n_bots]:
-            a.send(("run", n, rate_per_bot, oid0, base_px))
+        for i, (p, a) in enumerate(self.bots[:n_bots]):
+            a.send(("run", n, rate_per_bot, oid0, base_px, i / n_bots if stagger else 0.0))
         for p, a in self.bots[:n_bots]:
             await _recv(a, 600)
         deadline = time.monotonic() + 10
@@ -632,27 +638,29 @@ async def _main(args, res) -> None:
             wire_n = max(1, int(args.wire_rate / 4 * args.paced_s))
             load_paced = os.getloadavg()[0]
             with HostSteal() as steal:
-                paced = await st.phase(4, wire_n, args.wire_rate / 4, 50_000_000, 40_000.0)
+                paced = await st.phase(4, wire_n, args.wire_rate / 4, 50_000_000, 40_000.0, stagger=True)
+            with HostSteal() as steal_aligned:  # the four bots' orders written at the same instant
+                aligned = await st.phase(4, wire_n, args.wire_rate / 4, 55_000_000, 40_000.0)
             check_ns = st.risk_on()
             risk_path = st.risk_path  # st is the spin stand's below
             res.notes.append(f"risk check measured: {risk_path}")
             warm_every_s = getattr(st.router, "warm_every_s", 0.0)  # the router's idle-time warm-up
             floor_ns = _TimerFloor(asyncio.get_running_loop())
             with HostSteal() as steal_risk:
-                risky = await st.phase(4, wire_n, args.wire_rate / 4, 60_000_000, 40_000.0)
+                risky = await st.phase(4, wire_n, args.wire_rate / 4, 60_000_000, 40_000.0, stagger=True)
             floor_ns.stop()
             cold_ns: list = []  # the check durations with the warm-up off (none when there is none)
             if warm_every_s:  # the same run with the warm-up off: what it buys, in the same minute
                 st.router.warm_every_s = 0.0
                 cold_ns = st.router.time_checks()
-                await st.phase(4, wire_n, args.wire_rate / 4, 65_000_000, 40_000.0)
+                await st.phase(4, wire_n, args.wire_rate / 4, 65_000_000, 40_000.0, stagger=True)
             st.router.check = None
             # the same paced run with the loop never polling (intake = "thread": the doorbell alone):
             # what the adaptive intake's polling buys, in the same minute
             st.router.spin_linger_s = 0.0
             await asyncio.sleep(0.3)  # the loop cools (the linger is 0.25 s)
             with HostSteal() as steal_bell:
-                bell_only = await st.phase(4, wire_n, args.wire_rate / 4, 67_000_000, 40_000.0)
+                bell_only = await st.phase(4, wire_n, args.wire_rate / 4, 67_000_000, 40_000.0, stagger=True)
         finally:
             await st.stop()
             if st.stop_error:
@@ -674,7 +682,7 @@ async def _main(args, res) -> None:
                     os.sched_setaffinity(pid, set(cpus[:-1]))
             await st.phase(4, 100, 0, 70_000_000, 40_000.0)  # warm: the session's connection in use
             with HostSteal() as steal_spin:
-                spin = await st.phase(4, wire_n, args.wire_rate / 4, 80_000_000, 40_000.0)
+                spin = await st.phase(4, wire_n, args.wire_rate / 4, 80_000_000, 40_000.0, stagger=True)
         finally:
             if pinned:
                 os.sched_setaffinity(0, set(cpus))
@@ -700,7 +708,12 @@ async def _main(args, res) -> None:
         res.rows.append(("emulator: paced, doorbell only (intake=thread)",
                          {"p50_us": bell_only["p50_us"], "p99_us": bell_only["p99_us"],
                           "accepted_paced": bell_only["accepted"]}))
-        res.metrics.update({"channel_to_wire_bell_only_p50_us": bell_only["p50_us"],
+        res.rows.append(("emulator: paced, four bots writing at the same instant",
+                         {"p50_us": aligned["p50_us"], "p99_us": aligned["p99_us"], "accepted_paced": aligned["accepted"]}))
+        res.metrics.update({"channel_to_wire_aligned_p50_us": aligned["p50_us"],
+                            "channel_to_wire_aligned_p99_us": aligned["p99_us"],
+                            "paced_aligned_host_steal_pct": steal_aligned.pct,
+                            "channel_to_wire_bell_only_p50_us": bell_only["p50_us"],
                             "channel_to_wire_bell_only_p99_us": bell_only["p99_us"],
                             "paced_bell_only_host_steal_pct": steal_bell.pct,
                             "channel_to_wire_spin_p50_us": spin["p50_us"],
@@ -780,7 +793,10 @@ def run(args):
     except ImportError:
         asyncio.run(_main(args, res))
     res.notes.append("channel_to_wire: request_ts (bot clock at write) -> the frame's socket write (session.flush); "
-                     f"paced at {args.wire_rate:.0f} orders/s over 4 bots; the in-memory rows at {args.rate:.0f}/s")
+                     f"paced at {args.wire_rate:.0f} orders/s over 4 independent bots (each starts a quarter of its "
+                     "period after the one before); channel_to_wire_aligned_*: the same with the four writing at "
+                     f"the same instant (each round's later orders queue behind the earlier); the in-memory rows at "
+                     f"{args.rate:.0f}/s, aligned")
     res.notes.append("channel_to_wire_p50_us/p99_us (and every figure without 'spin' in its key) are the default "
                      + ("intake, adaptive (each bot rings the loop's doorbell while the loop sleeps; the loop "
                         "polls the channels while bots trade, until 0.25 s after the last request)" if args.bell else

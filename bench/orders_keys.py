@@ -58,7 +58,7 @@ async def compare(stand, args, wire_n: int, rounds: int = 2) -> dict:
                 await st.spawn(4)
                 base = 90_000_000 + (2 * r + i) * 2_000_000
                 await st.phase(4, 100, 0, base, 40_000.0)  # warm: the connection (logged on) in use
-                paced = await st.phase(4, wire_n, args.wire_rate / 4, base + 1_000_000, 40_000.0)
+                paced = await st.phase(4, wire_n, args.wire_rate / 4, base + 1_000_000, 40_000.0, stagger=True)
                 pools[key_type] += st.lat_ns
                 runs.append((key_type, paced))
             finally:
