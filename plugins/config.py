@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from plugins import PluginConfigError
+from plugins.recorder_stage import STAGE_RECORDS
 
 __all__ = ["RiskConfig", "TelegramConfig", "MetricsConfig", "RecorderConfig", "PluginsConfig",
            "BUILTIN_NAMES", "from_mapping"]
@@ -218,6 +219,9 @@ class RecorderConfig:
     #: orders must not wait for it on a machine with few cpus.  The rings are drained at normal
     #: priority: they hold ~20 ms of a burst, and a lapped recorder loses rows
     raw_compress_nice: int = 10
+    #: rows of the market rings the recorder reads, but writes only later, while every cpu is busy
+    #: (``plugins.recorder_stage``; 64 bytes each, shared by the rings; 0: written at once)
+    stage_records: int = STAGE_RECORDS
 
     def __post_init__(self) -> None:
         _positive(self, "[plugins.recorder]", "batch_records", "poll_interval_s", "stop_timeout_s",
@@ -227,6 +231,9 @@ class RecorderConfig:
         if not 0 <= self.raw_compress_nice <= 19:
             raise PluginConfigError("[plugins.recorder]: key 'raw_compress_nice' must be 0..19, received "
                                     f"{self.raw_compress_nice}")
+        if self.stage_records < 0:
+            raise PluginConfigError("[plugins.recorder]: key 'stage_records' must be >= 0, received "
+                                    f"{self.stage_records}")
         if not 1 <= self.raw_compress_level <= 9:
             raise PluginConfigError("[plugins.recorder]: key 'raw_compress_level' must be 1..9, received "
                                     f"{self.raw_compress_level}")

@@ -27,8 +27,9 @@ What is guaranteed, precisely:
   maps the same ring and reads on from its read cursor);
 * a frame reaches the file at the next flush (``flush_interval_s`` after it was received at most,
   and at once on SIGTERM or when the daemon closes the ring), except while the child runs at normal
-  priority because a market ring risks a lap: the frames then wait in the shared ring (see above)
-  until that ends or the raw ring is ``DEFER_BELOW_FILL`` full;
+  priority because a market ring risks a lap, or the frames arrive in a burst (a sixteenth of the
+  ring between two wakes): the frames then wait in the shared ring (see above) until that ends or
+  the raw ring is ``DEFER_BELOW_FILL`` full;
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
   interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
@@ -63,6 +64,7 @@ from isal import igzip, isal_zlib
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines, walk_records
 from plugins.raw_ring import DATAGRAM_HEAD, RawRing, RawRingReader, record_bytes
 from plugins.recorder_sched import WATCH_FILL, DrainScheduler
+from plugins.recorder_stage import STAGE_FILL
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
 #: members, at level 1 ~400 MB/s and 6.2x smaller on the Binance sample where zlib's level 1 does
@@ -387,7 +389,7 @@ class RawRecorder:
         #: both threads in SCHED_IDLE (``plugins.recorder_sched``), as the recorder child runs them
         self.idle_class = idle_class
         #: wakes that left the ring's datagrams for later: the thread was at normal priority for
-        #: another ring's sake and this ring below ``DEFER_BELOW_FILL``
+        #: another ring's sake, or the frames came in a burst, and this ring was below ``DEFER_BELOW_FILL``
         self.deferred_wakes = 0
         #: the taking thread's wakes (each costs CPU whatever it finds: see the class docstring)
         self.wakes = 0
@@ -430,17 +432,23 @@ class RawRecorder:
             sched = DrainScheduler(every_thread=False, what=f"the {self.venue} raw frame ring") if self.idle_class else None
             next_flush = time.monotonic() + self.flush_interval_s
             last = time.monotonic()
+            seen = self.ring.write_cursor
             while not self._stop.is_set():
                 defer = False
                 if sched is not None:
                     fill = self.ring.fill()
                     sched.update(fill)
+                    # in a burst (a sixteenth of the ring or more since the last wake), also in the
+                    # idle class: the market rings' drainer stages its rows then (plugins.recorder_stage)
+                    now_at = self.ring.write_cursor
+                    burst = now_at - seen >= STAGE_FILL * self.ring.capacity
+                    seen = now_at
                     # at normal priority for another ring's sake (the watchdog or the market ring
                     # drainer moves every thread when a market ring risks a lap, i.e. in a burst the
                     # daemon's cpus are busy with): the datagrams wait in the shared ring, which
                     # outlives this process, until the class is idle again or this ring itself is
                     # filling; routing them now took the daemon's cpus at its busiest
-                    defer = not sched.idle and fill < DEFER_BELOW_FILL
+                    defer = (burst or not sched.idle) and fill < DEFER_BELOW_FILL
                 self.deferred_wakes += defer
                 self.wakes += 1
                 taken = 0
