@@ -17,7 +17,9 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   off, ..., off; after each plugins-on round, a wait for the recorder child to go quiet, so its
   catching up falls in no round, and after each plugins-off round as long a sleep, so both idle
   alike; one warm-up pair first, counted nowhere): the median over the plugins-on rounds of how much
-  lower its rate is than the mean of the plugins-off rounds either side of it, and how much higher
+  lower its rate is than the mean of the plugins-off rounds either side of it
+  (``plugins_throughput_loss_ci95_low_pct``/``_high_pct``: where that median lies with 95 %
+  confidence, from the order statistics of the pairs' losses), and how much higher
   its frame-to-ring p99 is (negative = better with plugins: noise), each arm's p99 pooled over
   ``--latency-pairs`` short strictly alternated paced chunks after a warm-up pair (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
   ``plugins_p99_increase_pair_median_pct``: the median over the pairs of each pair's own p99s);
@@ -25,12 +27,16 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   the throughput rounds (from arming a round until 50 ms after its last message: its wakes included);
   ``recorder_settled_cpu_ms_per_m_records``: the same until the child is quiet after each round
   (``_settled``: the raw frames' deferred routing and gzip included), its whole cost per record;
-  the note splits the rounds' figure by thread (ring drainer, raw router, gzip writer, watchdog).
+  the note splits it by thread (ring drainer, raw router, gzip writer, watchdog) over the rounds' messages alone.
 - ``daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_us_per_msg`` / ``plugins_daemon_cpu_increase_pct``:
   the daemon process's own CPU (every thread, ``time.process_time``) per message of a throughput
   round, without and with the plugins (the increase: the median over the pairs).  Less noisy than a
   rate on a shared machine, and it separates what the plugins cost the daemon from what the
   recorder child's work takes from the cpus.
+- ``daemon_round_cpu_ms`` / ``daemon_round_runqueue_wait_ms`` (and ``plugins_`` ones): a throughput
+  round's wall time split, per round (medians): the daemon's CPU, and the time its loop's thread
+  was runnable but waited for a cpu (``/proc/self/task/<tid>/schedstat``); the rest it slept for
+  frames.  On the 2-cpu VM a round's rate moves mostly with that wait, not with the daemon's work.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import resource
 import shutil
 import struct
 import tempfile
+import threading
 import time
 import types
 import uuid
@@ -68,9 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages in the latency run (with plugins: per pipeline, in --plugin-rounds chunks)")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
-    parser.add_argument("--plugin-rounds", type=int, default=8,
+    parser.add_argument("--plugin-rounds", type=int, default=24,
                         help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison): pairs "
-                             "back to back, the median over them reported (at 4, three quiet runs gave 0.8-24 %% loss)")
+                             "back to back, the median over them reported with its 95 %% interval (a round's rate "
+                             "swings +-20 %% with the cpus' other work: at 8, quiet runs gave -4 to +18 %% loss)")
     parser.add_argument("--latency-pairs", type=int, default=32,
                         help="alternated pairs of paced chunks (plugins off / on) the latency messages are split "
                              "into, after one warm-up pair; the p99s are pooled over them")
@@ -292,7 +300,10 @@ def _plugin_host(venue: str, ring: str, plugins: dict):
         "enabled": enabled,
         "telegram": {"base_url": plugins["bot_api"], "token_env": "HFTD_BENCH_TELEGRAM_TOKEN", "chat_ids": [1]},
         "metrics": {"port": 0},
-        "recorder": {"directory": plugins["directory"], "rings": [ring], "raw": raw},
+        # raw frames flushed every 0.25 s instead of every 1 s: the same bytes compressed, in more
+        # members, and each plugins-on round's wait for the recorder to go quiet (see _settled) is
+        # 0.75 s shorter, so that more pairs fit in a run
+        "recorder": {"directory": plugins["directory"], "rings": [ring], "raw": raw, "raw_flush_interval_s": 0.25},
     }))
 
 
@@ -302,6 +313,16 @@ def _child_cpu_s(proc) -> float:
         return process_cpu_s(proc.pid)
     except (OSError, AttributeError, IndexError, ValueError):
         return 0.0
+
+
+def _runqueue_wait_ns() -> int:
+    """How long the calling thread has waited, runnable, for a cpu (``schedstat``'s second field):
+    with its own CPU time, where a round's wall time went; the rest it slept waiting for frames."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):  # not Linux, or no schedstats
+        return 0
 
 
 def _thread_cpu_ns(pid: int) -> dict[str, int]:
@@ -326,9 +347,10 @@ async def _settled(proc, window_s: float = 0.05, limit_s: float = 3.0, after_s: 
     at most): its catching up on a round (the ring's tail, the raw frames' routing and gzip) is then
     charged to no round of the other pipeline, which ran just after it in every other pair.
 
-    ``after_s`` covers work the child does on a timer rather than at once: it routes the raw frames
-    only once its threads are back in the idle class (``RELAX_AFTER_S`` after the burst) and hands
-    them to the gzip writer at its next flush (``raw_flush_interval_s``).  Quiet for 50 ms in
+    ``after_s`` covers work the child does on a timer rather than at once: it writes the rows it
+    staged in a burst, and routes the raw frames, only once its threads are back in the idle class
+    (``RELAX_AFTER_S`` after the burst), and hands the frames to the gzip writer at its next flush
+    (``raw_flush_interval_s``).  Quiet for 50 ms in
     between is not done: without the wait, a round's gzip ran in the next round."""
     await asyncio.sleep(after_s)
     deadline = time.monotonic() + limit_s
@@ -380,10 +402,13 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             rec_cpu = [0.0, 0, 0.0]
             rec_roles: dict[str, int] = {}  # the recorder's CPU ns during the rounds, by thread role
             roles_from: dict[str, int] = {}
-            if recorder is not None and recorder.config.raw:  # the raw frames wait for a flush (see _settled)
+            if recorder is not None:  # its deferred work runs on timers (see _settled)
                 from plugins.recorder_sched import RELAX_AFTER_S
 
-                settle_after_s = RELAX_AFTER_S + recorder.config.raw_flush_interval_s + 0.05
+                # the staged rows (plugins.recorder_stage) wait for the drainer's return to the idle
+                # class; the raw frames also for a flush
+                settle_after_s = RELAX_AFTER_S + 0.05 + (recorder.config.raw_flush_interval_s if recorder.config.raw
+                                                         else 0.0)
 
             async def supervise() -> None:  # daemon.app's 50 ms tick, in both arms: a daemon ticks without plugins too
                 while True:
@@ -405,6 +430,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                 cmd, arg = await loop.run_in_executor(None, conn.recv)
                 if cmd == "arm":
                     cpu_from = time.process_time()  # this process, every thread: the daemon's own CPU
+                    runq_from = _runqueue_wait_ns()  # the loop's thread, runnable but not running
                     if recorder is not None and arg == "blast":  # the recorder's CPU and records while a round runs
                         rec_from = (_child_cpu_s(recorder.proc), pub.inner.cursor)
                         roles_from = _thread_cpu_ns(recorder.proc.pid)
@@ -417,12 +443,14 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         await asyncio.sleep(0.005)
                     pub.armed = False
                     cpu_s = time.process_time() - cpu_from
+                    runq_s = (_runqueue_wait_ns() - runq_from) / 1e9
                     if rec_from is not None:
+                        # by thread (ns, exact) while the round's messages came: what competed with them
+                        for role, ns in _thread_cpu_ns(recorder.proc.pid).items():
+                            rec_roles[role] = rec_roles.get(role, 0) + ns - roles_from.get(role, 0)
                         await asyncio.sleep(0.05)  # the recorder's next wake writes the round's tail
                         rec_cpu[0] += _child_cpu_s(recorder.proc) - rec_from[0]
                         rec_cpu[1] += pub.inner.cursor - rec_from[1]
-                        for role, ns in _thread_cpu_ns(recorder.proc.pid).items():
-                            rec_roles[role] = rec_roles.get(role, 0) + ns - roles_from.get(role, 0)
                         settle_from = time.monotonic()
                         await _settled(recorder.proc, after_s=settle_after_s)
                         settle_s = time.monotonic() - settle_from
@@ -431,7 +459,8 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                         rec_from = None
                     # _rate divides (count - 1) messages by last - first: count those after the first stamp
                     conn.send((pub.count - pub.first_count + 1, pub.first_ns, pub.last_ns,
-                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count, settle_s))
+                               pub.lat_ns[: pub.count].copy(), md.syncs[SYMBOL].resyncs, cpu_s, pub.count, settle_s,
+                               runq_s))
                 elif cmd == "stop":
                     await md.stop()
                     task.cancel()
@@ -512,6 +541,10 @@ class OursPipeline:
         self.extra: dict = {}
         #: the daemon process's CPU per message of each throughput round (us; all its threads)
         self.cpu_us_per_msg: list[float] = []
+        #: per throughput round: the daemon's CPU (ms, every thread) and the time its loop's thread
+        #: waited, runnable, for a cpu (ms): a round's wall is these two and the time it slept
+        self.cpu_ms: list[float] = []
+        self.runq_ms: list[float] = []
         #: how long the last throughput round waited for the recorder child to go quiet (s)
         self.settle_s = 0.0
 
@@ -553,20 +586,28 @@ class OursPipeline:
         """Pipeline rate for ``n`` frames written as fast as the socket takes them."""
         self._send(n, ("blast", None))
         self.ours.send(("collect", n))
-        count, first_ns, last_ns, _, resyncs, cpu_s, published, self.settle_s = self.ours.recv()
+        count, first_ns, last_ns, _, resyncs, cpu_s, published, self.settle_s, runq_s = self.ours.recv()
         self.resyncs += resyncs
         self.cpu_us_per_msg.append(1e6 * cpu_s / max(1, published))
+        self.cpu_ms.append(1e3 * cpu_s)
+        self.runq_ms.append(1e3 * runq_s)
         time.sleep(0.1)
         self.reader.send("report")
         _, _, last_read_ns = self.reader.recv()
         # until the reader has the last record (a ring never waits for its readers)
         return _rate(count, first_ns, max(last_ns, last_read_ns))
 
+    def forget_last_round(self) -> None:
+        """The last throughput round's CPU and wait figures, counted nowhere (a warm-up; a round
+        that is only the other side of a comparison)."""
+        for figures in (self.cpu_us_per_msg, self.cpu_ms, self.runq_ms):
+            figures.pop()
+
     def paced(self, n: int, rate: float) -> np.ndarray:
         """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
         self._send(n, ("paced", rate))
         self.ours.send(("collect", n))
-        _, _, _, lat_ns, resyncs, _, _, _ = self.ours.recv()
+        _, _, _, lat_ns, resyncs, _, _, _, _ = self.ours.recv()
         self.resyncs += resyncs
         return lat_ns
 
@@ -618,7 +659,7 @@ def run(args: argparse.Namespace) -> BenchResult:
                 # catch-up, first calls), and the two arms pay it unequally (the recorder maps the ring)
                 for p in (ours, plug):
                     ours_round() if p is ours else p.blast(n)
-                    p.cpu_us_per_msg.pop()
+                    p.forget_last_round()
             # strictly alternated (off, on, off, on, ..., off), so a change in machine load hits each
             # alike and each arm's round comes after the same idle of its own (the other's round and
             # two equal quiets); each plugins-on round is compared with the plugins-off ones on
@@ -632,7 +673,7 @@ def run(args: argparse.Namespace) -> BenchResult:
             ours_after = ours_rates[1 : len(plug_rates)]
             if plug is not None:
                 ours_after.append(ours_round())  # the last plugins-on round's other side, counted there only
-                ours.cpu_us_per_msg.pop()
+                ours.forget_last_round()
             parts: dict[str, list] = {"ours": [], "plug": []}
             with HostSteal() as steal:
                 if plug is None:

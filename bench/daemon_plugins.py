@@ -4,6 +4,8 @@ chunks, the daemon's CPU per message pair by pair, and the recorder child's own 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bench.core import BenchResult
@@ -12,6 +14,24 @@ from bench.core import BenchResult
 def percentiles(lat_ns: np.ndarray) -> tuple[float, float, float]:
     lat_us = lat_ns / 1e3 if len(lat_ns) else np.zeros(1)
     return tuple(float(np.percentile(lat_us, q)) for q in (50, 99, 99.9))
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values`` (the order statistics whose ranks
+    a Binomial(n, 1/2) puts the median between with probability >= ``level``); the whole range
+    when there are too few values for that."""
+    v = sorted(values)
+    n = len(v)
+    if not n:
+        return 0.0, 0.0
+    # the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2: the interval is [v[k-1], v[n-k]]
+    k, tail = 0, 0.0
+    while k < n:
+        nxt = tail + math.comb(n, k) / 2.0**n
+        if nxt > (1.0 - level) / 2:
+            break
+        tail, k = nxt, k + 1
+    return (v[k - 1], v[n - k]) if k else (v[0], v[-1])
 
 
 def pct_increase(base: float, other: float) -> float:
@@ -29,6 +49,7 @@ def plugin_figures(result: BenchResult, plug, ours, ours_rates: list, plug_rates
     off_p99, on_p99 = percentiles(lat_ours)[1], percentiles(lat_plug)[1]
     on_p50, _, on_p999 = percentiles(lat_plug)
     losses = [100 * (1 - b / ((a + c) / 2)) for a, b, c in zip(ours_rates, plug_rates, ours_after) if a + c]
+    loss_lo, loss_hi = median_interval(losses)
     x = plug.extra
     ring, rows = int(x.get("ring_records", 0)), int(x.get("recorded_rows", 0))
     cpu_s = float(x.get("recorder_cpu_s", 0.0))
@@ -39,6 +60,10 @@ def plugin_figures(result: BenchResult, plug, ours, ours_rates: list, plug_rates
         # rounds just before and after it: a change of the machine's load between rounds (other
         # people's tests here) cancels within such a triple, a steady drift too
         "plugins_throughput_loss_pct": float(np.median(losses)),
+        # where the median of these pairs' losses lies with 95 % confidence (no assumption on their
+        # spread): a figure that must be under 5 % is resolved only when this interval is narrow
+        "plugins_throughput_loss_ci95_low_pct": loss_lo,
+        "plugins_throughput_loss_ci95_high_pct": loss_hi,
         "plugins_throughput_loss_of_medians_pct": -pct_increase(off_rate, on_rate),
         # the p99 of every arm's messages pooled over its many short chunks: each chunk's own p99
         # rested on a handful of messages (1 % of 2,500 was 25; the median of 8 such pairs swung
@@ -54,6 +79,12 @@ def plugin_figures(result: BenchResult, plug, ours, ours_rates: list, plug_rates
         "plugins_daemon_cpu_us_per_msg": float(np.median(plug.cpu_us_per_msg)),
         "plugins_daemon_cpu_increase_pct": float(np.median([pct_increase(a, b) for a, b in
                                                             zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg)])),
+        # where a round's wall time went: the daemon's CPU and its loop's wait for a cpu (ms per
+        # round, medians), without and with the plugins; the rest of a round it slept for frames
+        "daemon_round_cpu_ms": float(np.median(ours.cpu_ms)),
+        "daemon_round_runqueue_wait_ms": float(np.median(ours.runq_ms)),
+        "plugins_daemon_round_cpu_ms": float(np.median(plug.cpu_ms)),
+        "plugins_daemon_round_runqueue_wait_ms": float(np.median(plug.runq_ms)),
     })
     if "recorded_rows" in x:
         result.metrics["recorder_cpu_ms_per_m_records"] = float(x.get("recorder_cpu_ms_per_m_records", 0.0))
@@ -75,12 +106,19 @@ def plugin_figures(result: BenchResult, plug, ours, ours_rates: list, plug_rates
     recorder = (f"recorder: {rows} rows on disk of {ring} ring records ({ring - rows} missing), {cpu_s * 1e3:.0f} ms "
                 f"CPU in all with its start-up, {x.get('recorder_cpu_ms_per_m_records', 0.0):.0f} ms per million "
                 f"records during the rounds ({x.get('recorder_settled_cpu_ms_per_m_records', 0.0):.0f} until quiet "
-                f"after them; by thread during the rounds, ns per record: "
+                f"after them; by thread while the rounds' messages came, ns per record: "
                 f"{', '.join(f'{k} {v:.1f}' for k, v in x.get('recorder_round_ns_per_record_by_thread', {}).items())}), "
                 f"restarts {x.get('recorder_restarts', 0)}, raw reads sent "
                 f"{x.get('raw_sent_reads', 0)} (frames dropped {x.get('raw_dropped_frames', 0)}); "
                 if "recorded_rows" in x else "")
     cpu_pairs = ", ".join(f"{pct_increase(a, b):+.1f}" for a, b in zip(ours.cpu_us_per_msg, plug.cpu_us_per_msg))
+    wall = ", ".join(f"{a:.0f}+{b:.0f} / {c:.0f}+{d:.0f}" for a, b, c, d in
+                     zip(ours.cpu_ms, ours.runq_ms, plug.cpu_ms, plug.runq_ms))
+    result.notes.append(
+        f"plugins: the median loss {result.metrics['plugins_throughput_loss_pct']:+.1f} % over {len(losses)} "
+        f"pairs, its 95 % interval {loss_lo:+.1f} .. {loss_hi:+.1f} % (pairs' quartiles "
+        f"{np.percentile(losses, 25):+.1f} / {np.percentile(losses, 75):+.1f} %); the daemon per round, plugins "
+        f"off / on, ms CPU + ms runnable waiting for a cpu: {wall}")
     result.notes.append(
         f"plugins (risk + {enabled}; telegram at a loopback Bot API): daemon CPU per message "
         f"{np.median(plug.cpu_us_per_msg):.2f} us against {np.median(ours.cpu_us_per_msg):.2f} us, "
