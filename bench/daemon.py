@@ -59,7 +59,7 @@ import numpy as np
 
 from bench.core import BenchResult, HostSteal, process_cpu_s
 from bench.daemon_plugins import percentiles as _percentiles, plugin_figures
-from bench.daemon_baseline import BaselinePipeline, join_or_terminate, pin_pipeline, rate as _rate
+from bench.daemon_baseline import BaselinePipeline, join_or_terminate, pin_pipeline, pin_process, rate as _rate
 
 SYMBOL = "BTCUSDT"
 
@@ -86,9 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
     parser.add_argument("--pin", action="store_true",
-                        help="pin each pipeline's process under test alone to the last cpu (quiet runs of 2026-12-05: "
-                             "no less spread between rounds, and a larger plugins loss, 10.8 / 18.0 %% against 12.3 "
-                             "unpinned: the recorder child's drain then takes the daemon's cpu)")
+                        help="pin each pipeline's process under test alone to the last cpu, its emulator, reader and "
+                             "the daemon's children (the recorder, its watchdog) to the others.  Quiet runs of "
+                             "2026-12-05 with the recorder free to run on the daemon's cpu: loss 10.8 / 18.0 %% "
+                             "(unpinned 12.3); with it kept off (load 2-3, 24 pairs): -5.9 %%, interval -22.1..+9.5")
     parser.add_argument("--ring-capacity", type=int, default=ring_default,
                         help="records per market ring, both pipelines (default: the daemon's).  The idle-class "
                              "recorder, on a machine busy with other work, lost 15k-177k of 2.5M records to laps "
@@ -571,6 +572,12 @@ class OursPipeline:
         assert self.reader.recv() == "attached"
         if args.pin:
             pin_pipeline(self.procs[1].pid, [self.procs[0].pid, self.procs[2].pid])
+            # the daemon's children (the recorder, its watchdog) with the feeders, off the daemon's
+            # cpu, as a deployment would keep batch work off the market-data core
+            cpus = sorted(os.sched_getaffinity(0))
+            with open(f"/proc/{self.procs[1].pid}/task/{self.procs[1].pid}/children") as f:
+                for child in map(int, f.read().split()):
+                    pin_process(child, set(cpus[:-1]) if len(cpus) > 1 else set(cpus))
         return self
 
     def _send(self, n: int, how: tuple) -> None:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["BaselinePipeline", "join_or_terminate", "rate"]
+__all__ = ["BaselinePipeline", "join_or_terminate", "pin_pipeline", "pin_process", "rate"]
 
 
 def join_or_terminate(procs: list, timeout_s: float = 10.0) -> None:
@@ -92,18 +92,35 @@ def _baseline_main(conn, ws: str, queue, symbol: str) -> None:
 
 def pin_pipeline(worker_pid: int, other_pids: list[int]) -> None:
     """The process under test's main thread alone on the last cpu, the feeding emulator's and the
-    reader's main threads on the others (their other threads, and any child the worker forked, stay
-    free).  ``bench daemon --pin`` only: pinned, a 60 ms round's rate still swung 419k-645k msgs/s
-    within one arm of a quiet run (unpinned 451k-614k), and the plugins-on arm lost more (10.8 and
-    18.0 % against 12.3 unpinned, its daemon's CPU per message +4.5 / +0.3 %): the recorder child's
-    drain, which a round's ~300k records (over the 2**18-record ring) make run during the round, then
-    shares the daemon's cpu instead of whichever is freer."""
+    reader's main threads on the others (their other threads stay free; ``bench.daemon`` moves the
+    daemon's children, the recorder and its watchdog, off its cpu with ``pin_process``).  ``bench
+    daemon --pin`` only: pinned, a 60 ms round's rate still swung 419k-645k msgs/s within one arm of a
+    quiet run (unpinned 451k-614k), and with the recorder child free to run on the daemon's cpu the
+    plugins-on arm lost more (10.8 and 18.0 % against 12.3 unpinned)."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return
     os.sched_setaffinity(worker_pid, {cpus[-1]})
     for pid in other_pids:
         os.sched_setaffinity(pid, set(cpus[:-1]))
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of process ``pid`` (and of its children, recursively) to ``cpus``: a started
+    process's threads keep the affinity they had (``sched_setaffinity`` of a pid moves one thread)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:  # gone meanwhile
+            continue
+        for child in children:
+            pin_process(child, cpus)
 
 
 class BaselinePipeline:
