@@ -47,6 +47,8 @@ class Stage:
         # burst of a run was lapped by 56k rows)
         self.rows.view(np.uint8)[:: mmap.PAGESIZE] = 0
         self.used = 0
+        #: the first row not yet written (``write`` resumes there)
+        self.first = 0
         #: runs of rows, in read order: [recorder index, stop in ``rows``, ring position after the
         #: run, ring generation, records lost to a lap just before the run]
         self.runs: list[list[int]] = []
@@ -85,12 +87,14 @@ class Stage:
         return n
 
     def write(self, recorders: list) -> int:
-        """Every staged row to its ring's files, in the order read; returns how many."""
-        start = 0
-        for index, stop, end, generation, gap in self.runs:
-            recorders[index].commit(self.rows[start:stop], end, generation, gap)
-            start = stop
-        n = self.used
-        self.runs.clear()
-        self.used = 0
+        """Every staged row to its ring's files, in the order read; returns how many.  A run is
+        dropped from the stage once written, so a write that raised is resumed, not repeated, by
+        the next call (the recorder's exit writes what is left)."""
+        n = self.used - self.first
+        while self.runs:
+            index, stop, end, generation, gap = self.runs[0]
+            recorders[index].commit(self.rows[self.first : stop], end, generation, gap)
+            del self.runs[0]
+            self.first = stop
+        self.used = self.first = 0
         return n

@@ -166,3 +166,30 @@ def test_the_raw_router_leaves_a_burst_in_its_ring_and_routes_it_after(tmp_path)
         rec.stop()
     lines = gzip.decompress(path.read_bytes()).splitlines()
     assert lines == [b"%d " % (1_733_356_800_000_000_000 + i) + frame for i in range(700)]
+
+
+def test_a_write_that_raised_is_resumed_not_repeated(rings, tmp_path):
+    """The stage forgets each run once written: after a commit raised, the next write starts at the
+    run that failed (the rows before it are not appended twice)."""
+    t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
+    writers = [RingWriter.create(r, capacity=1 << 12) for r in rings]
+    try:
+        recs = [RingRecorder(r, tmp_path) for r in rings]
+        stage = Stage(1000)
+        writers[0].publish(rows(0, 100, t0))
+        stage.take(0, recs[0])
+        writers[1].publish(rows(500, 50, t0))
+        stage.take(1, recs[1])
+        commit = recs[1].commit
+        recs[1].commit = lambda *a: (_ for _ in ()).throw(OSError("disk full"))
+        with pytest.raises(OSError):
+            stage.write(recs)
+        recs[1].commit = commit
+        assert stage.write(recs) == 50
+        for rec in recs:
+            rec.close()
+    finally:
+        for w in writers:
+            w.close()
+    [got_a], [got_b] = recorded(tmp_path, rings[0]), recorded(tmp_path, rings[1])
+    assert np.array_equal(got_a, rows(0, 100, t0)) and np.array_equal(got_b, rows(500, 50, t0))
