@@ -3,6 +3,7 @@ in the order read, ring by ring, with a lap's mark where one fell; nothing is wr
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -28,11 +29,25 @@ def file_rows(directory, ring) -> int:
     return sum(len(f) for f in recorded(directory, ring))
 
 
+@contextlib.contextmanager
+def recording(rings: list[str], directory, capacity: int = 1 << 12):
+    """A writer and a ``RingRecorder`` per ring; the recorders closed (their files final), then the
+    writers, whatever happens."""
+    writers = [RingWriter.create(r, capacity=capacity) for r in rings]
+    recs = []
+    try:
+        recs += [RingRecorder(r, directory) for r in rings]
+        yield writers, recs
+    finally:
+        for rec in recs:
+            rec.close()
+        for w in writers:
+            w.close()
+
+
 def test_staged_rows_reach_each_rings_file_in_order_only_when_written(rings, tmp_path):
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
-    writers = [RingWriter.create(r, capacity=1 << 12) for r in rings]
-    try:
-        recs = [RingRecorder(r, tmp_path) for r in rings]
+    with recording(rings, tmp_path) as (writers, recs):
         stage = Stage(2000)
         a, b = writers
         a.publish(rows(0, 300, t0))
@@ -50,11 +65,6 @@ def test_staged_rows_reach_each_rings_file_in_order_only_when_written(rings, tmp
         # after the staged rows, a row read and written at once goes after them
         a.publish(rows(450, 10, t0))
         assert recs[0].poll() == 10
-        for rec in recs:
-            rec.close()
-    finally:
-        for w in writers:
-            w.close()
     [got_a], [got_b] = recorded(tmp_path, rings[0]), recorded(tmp_path, rings[1])
     assert np.array_equal(got_a, rows(0, 460, t0))
     assert np.array_equal(got_b, rows(1000, 200, t0))
@@ -172,9 +182,7 @@ def test_a_write_that_raised_is_resumed_not_repeated(rings, tmp_path):
     """The stage forgets each run once written: after a commit raised, the next write starts at the
     run that failed (the rows before it are not appended twice)."""
     t0 = (time.time_ns() // DAY_NS) * DAY_NS + 3600 * 10**9
-    writers = [RingWriter.create(r, capacity=1 << 12) for r in rings]
-    try:
-        recs = [RingRecorder(r, tmp_path) for r in rings]
+    with recording(rings, tmp_path) as (writers, recs):
         stage = Stage(1000)
         writers[0].publish(rows(0, 100, t0))
         stage.take(0, recs[0])
@@ -186,10 +194,5 @@ def test_a_write_that_raised_is_resumed_not_repeated(rings, tmp_path):
             stage.write(recs)
         recs[1].commit = commit
         assert stage.write(recs) == 50
-        for rec in recs:
-            rec.close()
-    finally:
-        for w in writers:
-            w.close()
     [got_a], [got_b] = recorded(tmp_path, rings[0]), recorded(tmp_path, rings[1])
     assert np.array_equal(got_a, rows(0, 100, t0)) and np.array_equal(got_b, rows(500, 50, t0))
