@@ -68,6 +68,16 @@ def test_no_lost_wake_when_bots_race_the_loop_cooling(tmp_path, shm_namespace):
         d.stop()
 
 
+@pytest.mark.stress
+def test_no_lost_wake_when_bots_race_the_loop_cooling_stress(tmp_path, shm_namespace):
+    """Six bots, 10,000 requests each, a 20 us linger."""
+    d = _adaptive(tmp_path, 20e-6)
+    try:
+        race_rearm(d, 6, 10_000, (0, 60), 600)
+    finally:
+        d.stop()
+
+
 def test_cooling_with_records_waiting_drains_them_and_stays_hot(tmp_path, shm_namespace):
     """The cool-down's re-arm finds a record written (without a ring: the arm was taken) after the
     last pass: it is handled at once and the loop stays hot, rather than waiting for the sweep."""
