@@ -15,6 +15,8 @@ Nothing that reached a ring is lost on SIGTERM or kill -9:
 * a restarted recorder truncates the file to the rows ``.pos`` vouches for and resumes reading the
   ring at the position after them (the ring, in shared memory, outlives both processes); a new ring
   generation is read from its start;
+* rows read in a burst and not yet written wait in a stage in shared memory, which a restarted
+  recorder writes to their files before it reads the rings (``plugins.recorder_stage``);
 * when the daemon dies the recorder still holds the rings' mappings: it drains them, closes its files
   and exits.
 
@@ -293,7 +295,9 @@ class RingRecorder:
     """One ring -> its daily files (see the module docstring)."""
 
     def __init__(self, ring: str, directory: Path, batch_records: int = 32768, *,
-                 lock_timeout_s: float = 60.0) -> None:
+                 lock_timeout_s: float = 60.0, resume_reading: bool = True) -> None:
+        """``resume_reading`` False: the ring is read from where the file ends only once the caller
+        calls ``resume_reading`` (after writing a dead recorder's stage, ``plugins.recorder_stage``)."""
         from shm import RingReader
         from shm import layout as L
 
@@ -322,15 +326,19 @@ class RingRecorder:
         latest = sorted(self.dir.glob("????-??-??.npy"))
         if latest:
             self._open(latest[-1], resume=True)
+        if resume_reading:
+            self.resume_reading()
 
     def _open(self, path: Path, *, resume: bool) -> None:
         self.file = DayFile(path, self.reader.generation)
         self.day = int(np.datetime64(path.stem, "D").astype(np.int64))
-        if not resume:
-            return
-        rows = self.file.mapped()
-        self._track(rows)  # the book as it stood at the file's last row
-        if self.file.generation == self.reader.generation and self.file.position >= 0:
+        if resume:
+            self._track(self.file.mapped())  # the book as it stood at the file's last row
+
+    def resume_reading(self) -> None:
+        """Read the ring on from the position after the file's last row (the ring's earliest row,
+        with the rows in between counted as lost, when the ring no longer holds it)."""
+        if self.file is not None and self.file.generation == self.reader.generation and self.file.position >= 0:
             from shm import layout as L
 
             earliest = int(self.reader.state[L.S_NEXT])
@@ -445,6 +453,15 @@ class RingRecorder:
             self._lock_fd = -1
 
 
+def _open_quietly(ring: str, directory: Path, batch_records: int) -> RingRecorder | None:
+    """A recorder of a ring a dead recorder staged rows of and this one does not record, or None."""
+    try:
+        return RingRecorder(ring, directory, batch_records, resume_reading=False)
+    except Exception:
+        log.exception("%s: a dead recorder staged rows of this ring, which cannot be opened now", ring)
+        return None
+
+
 def _lock(path: Path, timeout_s: float) -> int:
     """An exclusive flock on ``path``: one recorder per ring directory.  A recorder left behind by a
     killed daemon drains its old ring while the new daemon's recorder waits here for it, so the two
@@ -552,7 +569,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     rows (0: none) and writes them once the rings are calm (``plugins.recorder_stage``)."""
     from plugins.recorder_raw import RawRecorder
     from plugins.recorder_sched import DrainScheduler, Watchdog
-    from plugins.recorder_stage import Stage
+    from plugins.recorder_stage import Stage, lock_stage, recover, recover_others, stage_path
 
     stopping = []
     stage = None
@@ -563,7 +580,14 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
                                  compress_level=raw_compress_level, compress_nice=raw_compress_nice,
                                  idle_class=idle_class)
                      for venue, fd in (raw or {}).items()]
-    recorders = [RingRecorder(r, directory, batch_records) for r in rings]
+    recorders = [RingRecorder(r, directory, batch_records, resume_reading=False) for r in rings]
+    # a dead recorder's stage is written before the rings are read: their reading resumes after it
+    stage_file = stage_path(directory, rings)
+    stage_lock = lock_stage(stage_file)
+    for write_stage in (recover, recover_others):
+        write_stage(stage_file, recorders, lambda ring: _open_quietly(ring, directory, batch_records))
+    for rec in recorders:
+        rec.resume_reading()
     capacities = [rec.reader.capacity for rec in recorders]
     # per ring: the drainer's position and the ring's generation, in memory the watchdog shares
     positions = np.frombuffer(mmap.mmap(-1, 16 * max(1, len(recorders))), np.int64)
@@ -580,7 +604,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
         # not before: start-up and warm-up would be starved on a busy machine, and an unprivileged
         # process cannot leave the idle class again
         sched = DrainScheduler() if idle_class else None
-        stage = Stage(stage_records) if sched is not None and stage_records > 0 else None
+        if sched is not None and stage_records > 0:
+            stage = Stage(stage_records, rings, stage_file)
         print("recorder ready", flush=True)  # the parent (and tests) wait for this line
         last = next_alive_check = time.monotonic()
         calm = 0  # wakes in a row that found every ring below STAGE_FILL
@@ -637,7 +662,9 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
         try:
             if stage is not None and stage.used:
                 stage.write(recorders)
+            os.unlink(stage_file)  # only once written: a write that raised leaves it to the next recorder
         finally:
+            os.close(stage_lock)
             for rec in recorders:
                 rec.close()
         for raw_rec in raw_recorders:

@@ -46,10 +46,11 @@ def rows(start: int, n: int, t0_ns: int, step_ns: int = 1000) -> np.ndarray:
     return out
 
 
-def start_recorder(directory: Path, ring: str) -> subprocess.Popen:
+def start_recorder(directory: Path, ring: str, *options: str) -> subprocess.Popen:
+    """The recorder child of ``ring`` (``options``: more of its command line, later ones win)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "plugins.recorder", "--dir", str(directory), "--ring", ring,
-                             "--batch-records", "256", "--poll-interval-s", "0.002"],
+                             "--batch-records", "256", "--poll-interval-s", "0.002", *options],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert line.strip() == "recorder ready", (line, proc.stderr.read() if proc.poll() is not None else "")
