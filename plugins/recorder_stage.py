@@ -68,9 +68,9 @@ def stage_path(directory: Path, rings: list[str]) -> Path:
     """The stage file of the recorder of ``rings`` writing ``directory`` (several recorders may share
     a directory, one per set of rings): in the shm directory and namespace of the rings
     (``shm.names``), so a test's namespace holds its own and ``purge_namespace`` removes it."""
-    from shm.names import segment_name, segment_path
+    from shm.names import RECORDER_STAGE_KIND, segment_name, segment_path
 
-    return segment_path(segment_name("recstage", _key(str(Path(directory).resolve())) + "-"
+    return segment_path(segment_name(RECORDER_STAGE_KIND, _key(str(Path(directory).resolve())) + "-"
                                      + _key("\n".join(sorted(rings)))))
 
 

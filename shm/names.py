@@ -32,6 +32,17 @@ def shm_dir() -> Path:
     return Path(os.environ.get("HFTD_SHM_DIR", "/dev/shm"))
 
 
+#: the kind of a recorder's stage (``plugins.recorder_stage``): rows a recorder read from the rings
+#: and has not written yet; a dead recorder's stage is written by the next one, so ``hftd shm
+#: cleanup`` leaves it alone
+RECORDER_STAGE_KIND = "recstage"
+
+
+def is_recorder_stage(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) > 2 and parts[1] == RECORDER_STAGE_KIND
+
+
 def segment_name(kind: str, *parts: str) -> str:
     """Build the segment name for ``kind`` (``md``, ``orders``, ``fills``, ...) and its parts.
 

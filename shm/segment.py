@@ -44,7 +44,7 @@ from shm.errors import (
     SegmentSpaceError,
     ShmError,
 )
-from shm.names import LOCK_FILE_SUFFIX, segment_path, shm_dir, validate_name
+from shm.names import LOCK_FILE_SUFFIX, is_recorder_stage, segment_path, shm_dir, validate_name
 
 __all__ = ["Segment", "SegmentInfo", "list_segments", "remove_segment", "cleanup_stale", "proc_start_ticks"]
 
@@ -396,6 +396,14 @@ def list_segments(ns: str | None = None) -> list[SegmentInfo]:
     infos = []
     for name in _candidate_names(ns):
         path = segment_path(name)
+        if is_recorder_stage(name):  # not a ring or channel: no header to read
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                size = 0
+            infos.append(SegmentInfo(name, "recorder-stage", False, "stage", 0, 0, 0, 0, None, 0, size,
+                                     "a recorder's rows not yet written; the next recorder writes them"))
+            continue
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -455,6 +463,9 @@ def remove_segment(name: str, *, force: bool = False) -> bool:
     """
     validate_name(name)
     path = segment_path(name)
+    if is_recorder_stage(name) and not force:
+        raise SegmentBusyError(f"segment {name}: a recorder's stage (rows not yet written, which the next "
+                               "recorder writes); refusing to remove it (use --force to override)")
     with _directory_lock(name):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -478,6 +489,8 @@ def cleanup_stale(ns: str | None = None) -> list[str]:
     removed = []
     directory = shm_dir()
     for name in _candidate_names(ns):
+        if is_recorder_stage(name):
+            continue  # a dead recorder's rows: the next recorder writes them (remove_segment --force can)
         try:
             if remove_segment(name):
                 removed.append(name)

@@ -249,3 +249,24 @@ def test_reader_slot_of_a_killed_reader_is_reused(shm_namespace):
         assert slot_pid == victim.pid
     finally:
         w.close()
+
+
+def test_a_dead_recorders_stage_is_listed_and_kept_by_cleanup(shm_namespace):
+    """A recorder's stage (``plugins.recorder_stage``) holds rows read from the rings and not yet
+    written; the next recorder writes them, so cleanup never removes it and ``rm`` needs --force."""
+    from shm.names import RECORDER_STAGE_KIND, segment_path
+
+    name = segment_name(RECORDER_STAGE_KIND, "abc-def")
+    path = segment_path(name)
+    with open(path, "wb") as f:  # no process holds it: as after a kill -9 of its recorder
+        f.write(b"\0" * 4096)
+    try:
+        assert name not in cleanup_stale(shm_namespace) and os.path.exists(path)
+        [info] = [i for i in list_segments(shm_namespace) if i.name == name]
+        assert (info.kind, info.state, info.size_bytes) == ("recorder-stage", "stage", 4096)
+        with pytest.raises(SegmentBusyError, match="recorder's stage"):
+            remove_segment(name)
+        assert remove_segment(name, force=True) and not os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
