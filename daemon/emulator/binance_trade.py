@@ -162,14 +162,17 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         minute's used weight.  ``now``: the request's ``time.monotonic()`` (read here if not given)."""
         if now is None:
             now = time.monotonic()
+        # the ban's end in the server's clock (emu.now_ms: the venue's time, with its configured
+        # skew), once: the text's and data.retryAfter's are the same instant, as Binance's are
         if now < self._banned_until:
-            until = int((time.time() + self._banned_until - now) * 1000)
+            until = self.emu.now_ms() + int((self._banned_until - now) * 1000)
             raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=until),
-                           {"Retry-After": str(int(self._banned_until - now) + 1)})
+                           {"Retry-After": str(int(self._banned_until - now) + 1)}, retry_after_ms=until)
         if now < self._wait_until:
             self._banned_until = now + self.ban_s
-            raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=int((time.time() + self.ban_s) * 1000)),
-                           {"Retry-After": str(int(self.ban_s))})
+            until = self.emu.now_ms() + int(self.ban_s * 1000)
+            raise ApiError(418, -1003, _STATUS_MSG[418][1].format(until=until),
+                           {"Retry-After": str(int(self.ban_s))}, retry_after_ms=until)
         used = self.emu._used_weight(weight, now)
         if used > self.emu.weight_limit_per_min:
             oldest = self.emu._weight_at[0] if self.emu._weight_at else now
@@ -345,7 +348,8 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         except ApiError as e:
             reply.update(status=e.status, error={"code": e.code, "msg": e.msg})
             if "Retry-After" in e.headers:
-                reply["error"]["data"] = {"retryAfter": int(time.time() * 1000) + int(e.headers["Retry-After"]) * 1000}
+                reply["error"]["data"] = {"retryAfter": e.retry_after_ms if e.retry_after_ms is not None
+                                          else self.emu.now_ms() + int(e.headers["Retry-After"]) * 1000}
         except _Lost:
             return
         if client.rate_limits:

@@ -23,9 +23,13 @@ _UPDATE_TAIL = '"pP":false,"si":0,"ss":0,"V":"EXPIRE_MAKER","pm":"NONE","gtd":0'
 class ApiError(Exception):
     """A refusal as Binance sends it: HTTP status, the venue's error code and text, extra headers."""
 
-    def __init__(self, status: int, code: int, msg: str, headers: dict | None = None) -> None:
+    def __init__(self, status: int, code: int, msg: str, headers: dict | None = None,
+                 retry_after_ms: int | None = None) -> None:
         super().__init__(code, msg)
         self.status, self.code, self.msg, self.headers = status, code, msg, headers or {}
+        #: the server time (ms) from which a retry is welcome: a WS API error's ``data.retryAfter``
+        #: (a 418's is its ban's end, the time its text names)
+        self.retry_after_ms = retry_after_ms
 
 
 def missing_param(name: str) -> ApiError:

@@ -240,3 +240,26 @@ def test_the_daemons_binance_session_takes_the_fast_path():
             assert h.s.counters["ws_sent"] == 4 and h.emu.trading.fast_answered == 3
 
     asyncio.run(body())
+
+
+def test_a_ban_names_one_instant_in_the_server_clock():
+    """A 418's text and its data.retryAfter are the ban's end, once, in the emulator's (server's)
+    clock: before, each read the wall clock on its own (a millisecond apart now and then)."""
+    import json
+
+    async def go():
+        side = _Side(True, weight_limit_per_min=1)
+        px = _px(side, 80)
+        texts = [_place(1, "b1", px), _cancel(2, "b1"), _place(3, "b2", px), _cancel(4, "b2"), _cancel(5, "b2")]
+        replies = []
+        for text in texts:
+            frame, _ = await side.send(text)
+            replies.append(json.loads(frame[frame.index(b"{"):]))
+        return side, replies
+
+    side, replies = asyncio.run(go())
+    bans = [r for r in replies if r.get("status") == 418]
+    assert bans, [r.get("status") for r in replies]
+    until = TS + 5 + int(side.tr.ban_s * 1000)
+    for r in bans:
+        assert r["error"]["data"]["retryAfter"] == until and f"banned until {until}." in r["error"]["msg"], r
