@@ -33,9 +33,9 @@ def _arm(d: Daemonish, bot: str) -> int:
 
 def test_the_loop_polls_while_a_bot_trades_and_sleeps_after(tmp_path, shm_namespace):
     """200 submits 2-8 ms apart: the first ring makes the loop hot and it stays hot through them all
-    (one heat), the bot's arm taken (its writes ring nobody); 0.3 s after the last one the loop is
-    cold, its poller gone and the arm set again; the next write rings and heats it once more."""
-    d = _adaptive(tmp_path, 0.3)
+    (one heat), the bot's arm taken (its writes ring nobody); 1 s after the last one the loop is
+    cold, its poller gone and the arm set again."""
+    d = _adaptive(tmp_path, 1.0)  # a writer stalled longer by a loaded machine would cool it
     seen = stamp_handles(d)
     kids, hellos = spawn_writers(d, ["hot"], 200, (2000, 8000))
     try:
