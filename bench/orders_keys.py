@@ -45,7 +45,7 @@ def credentials(key_type: str, hmac_key: str, hmac_secret: str) -> tuple[dict, d
 async def compare(stand, args, wire_n: int, rounds: int = 2) -> dict:
     """Paced runs per key on fresh stands (``stand(key_type)`` makes one, not started), alternating;
     the channel-to-wire percentiles of each key's pooled samples, and each run's for the table."""
-    from bench.orders import _pct
+    from bench.orders_procs import _pct
 
     pools: dict[str, list[int]] = {"hmac": [], "ed25519": []}
     runs: list[tuple[str, dict]] = []
