@@ -276,7 +276,7 @@ def test_the_sleep_between_drains_keeps_a_ring_under_a_quarter_full_at_the_peak_
 def test_the_recorders_hash_book_has_the_levels_a_sorted_book_has():
     """Random inserts, updates and deletes over thousands of prices (the tables grow several times),
     clears in between: the same levels, best first, as ``daemon.book.LevelBook``."""
-    from plugins.recorder import HashBook
+    from plugins.recorder_book import HashBook
 
     rng = np.random.default_rng(7)
     n = 60_000
