@@ -83,6 +83,10 @@ class LoopPolling:
         if self._spin_task is not None:
             self._spin_task.cancel()
             self._spin_task = None
+        self._unhook_sessions()
+
+    def _unhook_sessions(self) -> None:
+        """Cold or stopped: the sessions' readers no longer run a pass between their messages."""
         for session in self.sessions.values():
             if getattr(session, "between_messages", None) is not None:
                 session.between_messages = None
@@ -157,9 +161,7 @@ class LoopPolling:
         """No request for ``spin_linger_s``: arm every held bell channel again and stop polling;
         a channel that got records meanwhile is drained instead, and the loop stays hot."""
         self.hot = False
-        for session in self.sessions.values():
-            if getattr(session, "between_messages", None) is not None:
-                session.between_messages = None
+        self._unhook_sessions()
         drained = False
         for bot in tuple(self.bots.values()):
             it = bot.intake
