@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from daemon.emulator.binance_wire import ApiError, missing_param
-from daemon.emulator.core import Client
+from daemon.emulator.core import Client, frame_payload
 
 __all__ = ["BinanceAccountOps"]
 
@@ -190,13 +190,20 @@ class BinanceAccountOps:
             if key in self.listen_keys and client.route == "/private":
                 self.user_clients[client] = (key, self.user_clients.get(client, ("", None))[1])
 
-    def _send_user(self, name: str, data: str) -> None:
-        """Queue event ``name`` (its JSON ``data``) on every user-stream connection that wants it."""
+    def _send_user(self, name: str, data: str | None, frame: bytes | None = None) -> None:
+        """Queue event ``name`` (its JSON ``data``) on every user-stream connection that wants it;
+        ``frame``: the event as a text frame already (the fast path's C writes it; ``data`` None),
+        queued as it is where no envelope goes around it."""
         gone = False
         for client, (key, wanted) in self.user_clients.items():
             if client.ws.closed:
                 gone = True
             elif wanted is None or name in wanted:
+                if frame is not None and not client.combined:
+                    client.queue_frame(frame)
+                    continue
+                if data is None:
+                    data = frame_payload(frame).decode()
                 client.queue(f'{{"stream":"{key}","data":{data}}}' if client.combined else data)
         if gone:
             for client in [c for c in self.user_clients if c.ws.closed]:

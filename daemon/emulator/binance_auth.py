@@ -56,8 +56,9 @@ class BinanceAuth:
         if refusal is not None:
             raise refusal
 
-    def _time_refusal(self, params: Mapping[str, Any]) -> ApiError | None:
-        """Why the request's ``timestamp``/``recvWindow`` are refused, or None."""
+    def _time_refusal(self, params: Mapping[str, Any], server: int | None = None) -> ApiError | None:
+        """Why the request's ``timestamp``/``recvWindow`` are refused, or None; ``server``: the
+        server's clock (``emu.now_ms()``), read here if not given."""
         try:
             ts = int(params["timestamp"])
         except (KeyError, ValueError, TypeError):
@@ -68,7 +69,8 @@ class BinanceAuth:
             return ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'.")
         if not 0 < window <= 60_000:
             return ApiError(400, -1131, "recvWindow must be less than 60000")
-        server = self.emu.now_ms()
+        if server is None:
+            server = self.emu.now_ms()
         if ts >= server + 1000:
             return ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - ts > window:

@@ -48,6 +48,8 @@ _ORDER_OPS = {"place", "modify", "cancel", "cancel_all"}
 _COUNTED_OPS = {"place", "modify"}
 #: message types that end a websocket connection's reading (``async for`` over aiohttp's socket stops at them)
 _WS_ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
+#: ``_ws_request``'s request not read yet (None is a reading: not the usual request)
+_UNREAD = object()
 #: venue-neutral refusal -> (HTTP status, code, message)
 _REJECTS = {
     "unknown_symbol": (400, -1121, "Invalid symbol."),
@@ -206,8 +208,15 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         return orjson.Fragment(self._rate_limits_text(now))
 
     def _rate_limits_text(self, now: float | None = None) -> str:
-        """The websocket API reply's ``rateLimits`` (written on every reply).  The
-        text around the three counts is written once per set of limits (the limits are attributes a
+        """The websocket API reply's ``rateLimits`` (written on every reply).  ``now``: the clock
+        reading the request was counted at (see ``_rate_limits_parts``)."""
+        weight, used, orders_10s, n10, orders_1m, n1m = self._rate_limits_parts(now)
+        return f"{weight}{used}{orders_10s}{n10}{orders_1m}{n1m}}}]"
+
+    def _rate_limits_parts(self, now: float | None = None) -> tuple[str, int, str, int, str, int]:
+        """``rateLimits``' text before each of its three counts and the counts, interleaved: the
+        text is those six joined and ``}]`` (the fast path's C joins them; ``_emufast.put_limits``).
+        The text around the counts is written once per set of limits (the limits are attributes a
         test may change).  ``now``: the clock reading the request was counted at (one reading per
         request: the windows are pruned at it, so the counts are those its own checks saw)."""
         if now is None:
@@ -217,7 +226,6 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         # again at the same reading changes nothing, so the counts are read as they are
         if now != self._counted_at:
             self._order_counts(False, now)
-        n10, n1m = len(self._orders_10s), len(self._orders_1m)
         used = emu._weight_sum if now == emu._weighed_at else emu._used_weight(0, now)
         limits = (emu.weight_limit_per_min, self.orders_per_10s, self.orders_per_min)
         if limits != self._rl_limits:
@@ -228,7 +236,7 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
                 f'}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":{limits[1]},"count":',
                 f'}},{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":{limits[2]},"count":')
         weight, orders_10s, orders_1m = self._rl_text
-        return f"{weight}{used}{orders_10s}{n10}{orders_1m}{n1m}}}]"
+        return weight, used, orders_10s, len(self._orders_10s), orders_1m, len(self._orders_1m)
 
     # -- REST -----------------------------------------------------------------------------------
     def _rest(self, op: str, weight: int, security: str):
@@ -276,11 +284,18 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
                 msg = await receive()
                 kind = msg.type
                 if kind is text:
-                    self.emu.timeline.ws_received(msg.data)
+                    data = msg.data
+                    self.emu.timeline.ws_received(data)
                     if self.inline_requests and not self.queued.count:
                         # nothing can delay the reply (only faults do): answer in turn, without a task
-                        # per request (a tenth of the emulator's CPU in bench orders)
-                        await self._ws_request(client, msg.data)
+                        # per request (a tenth of the emulator's CPU in bench orders); the usual place
+                        # or cancel without a coroutine either (binance_fast)
+                        req = ws_request(data)
+                        if self._answer_fast(client, req):
+                            if client.backlogged or self._user_backlogged():
+                                await self._drain_fast(client)
+                        else:
+                            await self._ws_request(client, data, req)
                     else:
                         # requests run concurrently, as on the venue: a delayed reply does not hold the next
                         self.emu._spawn(self._ws_request(client, msg.data))
@@ -291,16 +306,28 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
                 self.emu.clients.remove(client)
         return resp
 
-    async def _ws_request(self, client: Client, text: str) -> None:
+    async def _drain_fast(self, client: Client) -> None:
+        """After a fast-path answer: wait for the user-stream connections, then for ``client``, while
+        they do not read (their flow control)."""
+        if self._user_backlogged():
+            await self._user_drain()
+        if client.backlogged:
+            await client.drain()
+
+    async def _ws_request(self, client: Client, text: str, req: tuple | None | object = _UNREAD) -> None:
+        """Answer request ``text``; ``req``: its ``ws_request`` reading, given by a caller that has
+        tried the fast path with it already."""
         # the usual request (an integer or string id, every parameter a string or an integer) read by
         # one C call, its parameters already the text the operations read; anything else by orjson
-        req = ws_request(text)
-        if not self.queued.count and self._answer_fast(client, req):
+        if req is _UNREAD:
+            req = ws_request(text)
+            fast = not self.queued.count and self._answer_fast(client, req)
+        else:
+            fast = False
+        if fast:
             # the usual place or cancel, answered in one call (binance_fast)
-            if self._user_backlogged():
-                await self._user_drain()
-            if client.backlogged:
-                await client.drain()
+            if client.backlogged or self._user_backlogged():
+                await self._drain_fast(client)
             return
         as_text = req is not None
         if as_text:

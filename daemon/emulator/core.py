@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from daemon.emulator import EmulatorError
 
 __all__ = ["Client", "EmulatorBase", "CONNECTION_FAULTS", "ORDER_FAULTS", "TradeFaults", "FlushBatch", "text_frame",
-           "serving_gc"]
+           "frame_payload", "serving_gc"]
 
 log = logging.getLogger("hftd.emulator")
 
@@ -91,6 +91,12 @@ def text_frame(text: str | bytes) -> bytes:
     as is)."""
     data = text.encode() if text.__class__ is str else text
     return frame_head(len(data)) + data
+
+
+def frame_payload(frame: bytes) -> bytes:
+    """The payload of a frame ``text_frame`` wrote (its header's length read from its second byte)."""
+    n = frame[1]
+    return frame[2:] if n < 126 else frame[4:] if n == 126 else frame[10:]
 
 
 def frame_head(n: int) -> bytes:
@@ -187,6 +193,15 @@ class Client:
         else:
             out.append(frame_head(n))
         out.append(data)
+
+    def queue_frame(self, frame: bytes) -> None:
+        """``queue`` of a whole text frame, its header in front (the fast path's C writes them so)."""
+        if self.silenced:
+            return
+        out = self._out
+        if not out:
+            self.batch.add(self)
+        out.append(frame)
 
     def flush(self) -> None:
         """Write the queued frames now (one write); dropped if the connection is going."""

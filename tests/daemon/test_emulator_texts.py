@@ -14,6 +14,7 @@ import pytest
 
 from daemon.emulator import binance_fast
 from daemon.emulator.binance import BinanceEmulator
+from daemon.emulator.core import frame_payload, text_frame
 from daemon.emulator.matching import Fill, Order, OrderEvent, Rules
 from daemon.emulator.synth import SynthConfig
 from tests.daemon.test_emulator_fast import _both, _cancel, _place, _px
@@ -78,6 +79,53 @@ def test_c_texts_are_the_python_ones(tick, lot):
     assert n == 1500
 
 
+def test_c_frames_are_the_python_texts_framed():
+    """order_frames: order_texts' texts as websocket text frames (core.text_frame's), the rateLimits
+    from _rate_limits_parts' counts joined as _rate_limits_text joins them."""
+    tr = _trading(0.1, 0.001)
+    rng = random.Random("frames")
+    tr._orders_10s.extend([0.0] * 7)  # counts of more than one digit and of one
+    tr.emu._weight_sum = 1234
+    parts = tr._rate_limits_parts(tr._counted_at)
+    joined = tr._rate_limits_text(tr._counted_at)
+    assert parts[1::2] == (tr.emu._weight_sum, 7, 0)
+    n = 0
+    for rid, limits, o, ev in _cases(tr, rng, 500):
+        rest = tr.account._rest_notional["BTCUSDT"]
+        limits = parts if limits is not None else None
+        got = _emufast.order_frames(rid, limits, o, ev, 0.1, 0.001, tr.emu._decimals, rest)
+        want = tr.answer_texts(rid, joined if limits is not None else None, o, ev)
+        assert got == (text_frame(want[0]), text_frame(want[1])), (rid, o, ev)
+        assert frame_payload(got[1]).decode() == want[1]
+        n += 1
+    assert n == 500
+    o = Order(5, "cid-1", "BTCUSDT", 1, "LIMIT", "GTC", 600_000, 3)
+    ev = OrderEvent("NEW", o, None, 1)
+    short = _emufast.order_frames("1", None, o, ev, 0.1, 0.001, 1, [0, 0])[0]
+    assert short[:2] == b"\x81\x7e" and short == text_frame(short[4:])
+    bad = (parts[0], 1, parts[2], 2, parts[4])  # not the six parts: the Python writes it
+    assert _emufast.order_frames("1", bad, o, ev, 0.1, 0.001, 1, [0, 0]) is None
+
+
+def test_placed_orders_are_untracked_and_freed():
+    """An order the account makes is not tracked by the cycle collector (matching.Account._open_new),
+    and refcounting frees it once the account forgets it."""
+    import gc
+
+    tr = _trading(0.1, 0.001)
+    a = tr.account
+    a.cfg = type(a.cfg)(keep_closed=0)  # the account keeps no closed order
+    freed = []
+    watch = type("Watch", (dict,), {"__del__": lambda self: freed.append(1)})  # (Order has no __weakref__)
+    best = max(tr.emu.symbols["BTCUSDT"].book.bids)
+    o = a.place_resting("BTCUSDT", 1, "GTC", best - 5, 1, 1, "u-1", watch(tif="GTC"))[0]
+    assert not gc.is_tracked(o) and not gc.is_tracked(a.find("BTCUSDT", client_id="u-1"))
+    a.cancel_open("BTCUSDT", "u-1", 2)
+    assert freed == []
+    del o
+    assert freed == [1]  # freed by refcounting, no collection
+
+
 def test_same_units_other_tick_not_a_cached_text():
     """The number cache is keyed by the unit size too: 7 ticks of 0.1 and of 0.01 are two texts."""
     o = Order(1, "x", "BTCUSDT", 1, "LIMIT", "GTC", 7, 7)
@@ -120,7 +168,7 @@ def test_not_the_plain_case_is_none():
 
 def test_fast_path_writes_with_c(monkeypatch):
     """The emulator's fast path takes the C texts for its plain order (the Python is not called)."""
-    assert binance_fast._order_texts is order_texts
+    assert binance_fast._order_frames is _emufast.order_frames
     calls = []
     real = binance_fast.BinanceFastPath.answer_texts
     monkeypatch.setattr(binance_fast.BinanceFastPath, "answer_texts",
