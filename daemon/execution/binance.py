@@ -19,7 +19,7 @@ from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
 from daemon.execution.replyparse import binance_order_event, binance_reply, binance_reply_py, order_event_fields
-from daemon.execution.session import SessionBase, read_frames
+from daemon.execution.session import DEFAULT_TEXTS, SessionBase, read_frames
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import hmac_pads, binance_rest_payload
 
@@ -159,11 +159,13 @@ class BinanceExecution(SessionBase):
         """``order.place`` by f-strings: the hot path (a dict, a sorted join and orjson cost ~2x).
         Every value is JSON-safe as written: client ids are ``[A-Za-z0-9_-]`` (router), symbols
         upper-case alphanumerics, numbers formatted here; the key is JSON-escaped once.  The keys
-        are in sorted order, so the payload equals ``signing.binance_ws_payload(params)`` (tested)."""
+        are in sorted order, so the payload equals ``signing.binance_ws_payload(params)`` (tested).
+        A logged-on socket's LIMIT frame is one f-string (the params, then the frame around them,
+        and the attribute reads of both, were ~0.3 us of the ~1.1)."""
         self._req_seq = rid = self._req_seq + 1  # _next_id and _ts_ms inline: a frame each per order
         sym = it.symbol
         cid = it.client_id
-        qty = self._qty_fmt.get(sym, "%.8f") % it.qty
+        qty = self._qty_text.get(sym, DEFAULT_TEXTS)[it.qty]
         side = "BUY" if it.side == _BUY else "SELL"
         ts = _time_ns() // 1_000_000 + self.time_offset_ms
         rw = self.cfg.recv_window_ms
@@ -173,15 +175,19 @@ class BinanceExecution(SessionBase):
             payload = "" if self._logged_on else (
                 f"newClientOrderId={cid}&newOrderRespType=RESULT&quantity={qty}"
                 f"&recvWindow={rw}&side={side}&symbol={sym}&timestamp={ts}&type=MARKET")
-        else:
-            px = self._px_fmt.get(sym, "%.8f") % it.price
-            tif = _TIF[it.time_in_force]
-            params = (f'"newClientOrderId":"{cid}","newOrderRespType":"RESULT","price":"{px}","quantity":"{qty}",'
-                      f'"recvWindow":{rw},"side":"{side}","symbol":"{sym}","timeInForce":"{tif}",'
-                      f'"timestamp":{ts},"type":"LIMIT"')
-            payload = "" if self._logged_on else (
-                f"newClientOrderId={cid}&newOrderRespType=RESULT&price={px}&quantity={qty}"
-                f"&recvWindow={rw}&side={side}&symbol={sym}&timeInForce={tif}&timestamp={ts}&type=LIMIT")
+            return rid, self._frame(rid, "order.place", params, payload)
+        px = self._px_text.get(sym, DEFAULT_TEXTS)[it.price]
+        tif = _TIF[it.time_in_force]
+        if self._logged_on:  # = self._frame(rid, "order.place", params, "")
+            return rid, (f'{{"id":{rid},"method":"order.place","params":{{"newClientOrderId":"{cid}",'
+                         f'"newOrderRespType":"RESULT","price":"{px}","quantity":"{qty}","recvWindow":{rw},'
+                         f'"side":"{side}","symbol":"{sym}","timeInForce":"{tif}","timestamp":{ts},'
+                         f'"type":"LIMIT"}}}}').encode()
+        params = (f'"newClientOrderId":"{cid}","newOrderRespType":"RESULT","price":"{px}","quantity":"{qty}",'
+                  f'"recvWindow":{rw},"side":"{side}","symbol":"{sym}","timeInForce":"{tif}",'
+                  f'"timestamp":{ts},"type":"LIMIT"')
+        payload = (f"newClientOrderId={cid}&newOrderRespType=RESULT&price={px}&quantity={qty}"
+                   f"&recvWindow={rw}&side={side}&symbol={sym}&timeInForce={tif}&timestamp={ts}&type=LIMIT")
         return rid, self._frame(rid, "order.place", params, payload)
 
     def _ws_cancel(self, symbol: str, client_id: str):
@@ -189,8 +195,11 @@ class BinanceExecution(SessionBase):
         self._req_seq = rid = self._req_seq + 1
         ts = _time_ns() // 1_000_000 + self.time_offset_ms
         rw = self.cfg.recv_window_ms
+        if self._logged_on:  # = self._frame(rid, "order.cancel", params, "")
+            return rid, (f'{{"id":{rid},"method":"order.cancel","params":{{"origClientOrderId":"{client_id}",'
+                         f'"recvWindow":{rw},"symbol":"{symbol}","timestamp":{ts}}}}}').encode()
         params = f'"origClientOrderId":"{client_id}","recvWindow":{rw},"symbol":"{symbol}","timestamp":{ts}'
-        payload = "" if self._logged_on else f"origClientOrderId={client_id}&recvWindow={rw}&symbol={symbol}&timestamp={ts}"
+        payload = f"origClientOrderId={client_id}&recvWindow={rw}&symbol={symbol}&timestamp={ts}"
         return rid, self._frame(rid, "order.cancel", params, payload)
 
     def _ws_modify(self, o: TrackedOrder, price: float, qty: float):
