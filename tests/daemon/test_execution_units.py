@@ -232,6 +232,19 @@ def test_bybit_trade_frames():
     assert auth["args"][2] == hmac_sha256_hex(SECRET, f"GET/realtime{auth['args'][1]}")
 
 
+async def _serve_ws(handler):
+    """``(runner, url)`` of a local aiohttp server answering websocket connections with ``handler``."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/ws"
+
+
 def test_send_now_writes_in_order_through_back_pressure():
     """A peer that stops reading fills the transport: frames keep going into the buffer in order, the
     drain wait goes to a task, and everything arrives once the peer reads again."""
@@ -256,15 +269,9 @@ def test_send_now_writes_in_order_through_back_pressure():
                     break
             return ws
 
-        app = web.Application()
-        app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, url = await _serve_ws(handler)
         async with aiohttp.ClientSession() as http:
-            ws = await http.ws_connect(f"http://127.0.0.1:{port}/", compress=0)
+            ws = await http.ws_connect(url, compress=0)
             pad = "x" * 20_000
             for i in range(300):
                 send_now(ws, orjson.dumps({"i": i, "pad": pad}))  # 6 MB: far past every buffer
@@ -304,13 +311,7 @@ def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
         return ws
 
     async def body():
-        app = web.Application()
-        app.router.add_get("/ws", ws_handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, url = await _serve_ws(ws_handler)
         loop = asyncio.get_running_loop()
         turns = [0]
         running = True
@@ -330,7 +331,7 @@ def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
 
         try:
             async with aiohttp.ClientSession() as http:
-                ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws")
+                ws = await http.ws_connect(url)
                 await asyncio.sleep(0.5)  # the frames pile up in the reader's buffer
                 loop.call_soon(tick)
                 await read_frames(ws, handle)
@@ -344,5 +345,53 @@ def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
             run = run + 1 if a == b else 1
             longest = max(longest, run)
         assert longest <= TURN_BUDGET_S / work_s + 2, longest
+
+    asyncio.run(body())
+
+
+def test_buffered_frames_are_read_in_order_with_a_ping_and_a_close_among_them():
+    """read_frames takes the text frames parsed behind a received one straight from aiohttp's queue;
+    a ping among them is still answered (by receive(), in its place) and the close still ends the
+    reader: every text handed over once, in order, whatever the frames' arrival in one socket read."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from daemon.execution.session import read_frames
+    from daemon.wsbatch import frame_bytes
+
+    got_pong = asyncio.Event()
+
+    async def ws_handler(request):
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        texts = [frame_bytes(f'{{"n":{i}}}'.encode(), False) for i in range(12)]
+        ping = bytes((0x89, 1)) + b"p"
+        close = bytes((0x88, 2)) + (1000).to_bytes(2, "big")
+        # one write: the client's reader parses all of it into its queue before read_frames runs
+        ws._writer.transport.write(b"".join(texts[:5] + [ping] + texts[5:] + [close]))
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.PONG and msg.data == b"p":
+            got_pong.set()
+        await ws.receive()  # the client's answer to the close
+        return ws
+
+    async def body():
+        runner, url = await _serve_ws(ws_handler)
+        seen: list[int] = []
+        try:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(url)
+                for _ in range(200):  # until the whole write is parsed (the close is its last frame)
+                    if len(ws._reader._buffer) == 14:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.wait_for(read_frames(ws, lambda text: seen.append(orjson.loads(text)["n"])), 10)
+                assert ws.closed
+                await asyncio.wait_for(got_pong.wait(), 10)
+        finally:
+            await runner.cleanup()
+        assert seen == list(range(12))
 
     asyncio.run(body())
