@@ -129,7 +129,7 @@ class BinanceAuth:
             raise ApiError(400, -1102 if not method else -1100, f"Unknown method {method!r}.")
         op, weight = entry
         self._limits(weight, now)
-        session_key = client.__dict__.get("logon_key")
+        session_key = client.logon_key
         signed = not op.startswith("listen_key")
         if session_key is not None and "signature" not in params and "apiKey" not in params:
             api_key, key = session_key, None  # authenticated at logon: nothing to verify per request
@@ -176,7 +176,7 @@ class BinanceAuth:
             client.logon_key, client.logon_ms = api_key, self.emu.now_ms()
         elif method == "session.logout":
             client.logon_key = client.logon_ms = None
-        authed = client.__dict__.get("logon_key")
-        return {"apiKey": authed, "authorizedSince": client.__dict__.get("logon_ms") if authed else None,
+        authed = client.logon_key
+        return {"apiKey": authed, "authorizedSince": client.logon_ms if authed else None,
                 "connectedSince": client.connected_ms, "returnRateLimits": client.rate_limits,
                 "serverTime": self.emu.now_ms(), "userDataStream": False}

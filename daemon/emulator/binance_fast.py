@@ -67,7 +67,7 @@ class BinanceFastPath:
         """``order.place`` of a LIMIT that rests at once (GTC or GTX, not reduce-only, with a client id
         and a price and quantity seen before: ``_units``' memo holds accepted values only), its
         weight, order counts and timestamp within limits: reply and NEW event queued; else False."""
-        if "signature" in p or "apiKey" in p or client.__dict__.get("logon_key") is None:
+        if "signature" in p or "apiKey" in p or client.logon_key is None:
             return False  # signed: verified on the general path; not logged on: refused there
         symbol, side, tif, typ, position, reduce, resp, qty_text, px_text, cid = map(p.get, _PLACE_PARAMS)
         account = self.account
@@ -105,7 +105,7 @@ class BinanceFastPath:
     def _fast_cancel(self, client, rid, p: dict) -> bool:
         """``order.cancel`` by ``origClientOrderId`` of an open order, its weight and timestamp within
         limits: reply and CANCELED event queued; else False."""
-        if "signature" in p or "apiKey" in p or client.__dict__.get("logon_key") is None:
+        if "signature" in p or "apiKey" in p or client.logon_key is None:
             return False
         cid = p.get("origClientOrderId")
         emu = self.emu

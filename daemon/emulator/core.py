@@ -152,6 +152,12 @@ class FlushBatch:
 class Client:
     """One websocket client of the emulator."""
 
+    #: the websocket API's ``session.logon`` (binance_auth): its API key and when (server ms), None
+    #: until then (class attributes: an attribute read, where a look into ``__dict__`` made every
+    #: later attribute and method read of the client a dictionary lookup)
+    logon_key: str | None = None
+    logon_ms: int | None = None
+
     def __init__(self, ws: web.WebSocketResponse, route: str, serial: int, batch: FlushBatch | None = None) -> None:
         self.ws = ws
         self.route = route

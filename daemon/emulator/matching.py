@@ -324,11 +324,6 @@ class Account:
         buys, sells = self._rest_notional[symbol]
         return buys * r.tick * r.lot, sells * r.tick * r.lot
 
-    def _rest_add(self, o: Order) -> None:
-        self.open[o.symbol][o.order_id] = o
-        self._open_cid[o.symbol][o.client_id] = o
-        self._rest_notional[o.symbol][0 if o.side > 0 else 1] += o.leaves * o.price
-
     def _rest_sub(self, o: Order) -> None:
         """Take an open order's contribution out (before a change to it, or as it leaves the book)."""
         self._rest_notional[o.symbol][0 if o.side > 0 else 1] -= o.leaves * o.price
@@ -514,7 +509,9 @@ class Account:
 
     def _rest(self, o: Order, book) -> None:
         """The order rests: in the open tables, behind the level's quantity now."""
-        self._rest_add(o)
+        self.open[o.symbol][o.order_id] = o
+        self._open_cid[o.symbol][o.client_id] = o
+        self._rest_notional[o.symbol][0 if o.side > 0 else 1] += o.leaves * o.price
         o.q_ahead = (book.bids if o.side > 0 else book.asks).get(o.price, 0.0)
 
     def cancel(self, symbol: str, *, order_id: int | None = None, client_id: str | None = None, now_ms: int,
