@@ -32,6 +32,7 @@ UNBOUNDED = 1 << 62  # the window of a session without ``max_in_flight``
 #: the request of an order the venue has not answered yet (``LiveOrder.pending``)
 P_NONE, P_SUBMIT, P_CANCEL, P_MODIFY = 0, 1, 2, 3
 _TOL = 1e-6  # of a tick or lot: float noise, not a real offset
+_INF = math.inf
 _LIMIT = int(OrdType.LIMIT)
 _NO_TOUCH = (math.nan, math.nan)
 #: the timer of ``PretradeCheck._verdict``, one global look-up (``time.perf_counter_ns`` is two, each a
@@ -141,17 +142,19 @@ def journal_holders(live: dict, sessions: dict, window_of: Callable[[str, Execut
 
 
 def bad_price_qty(a: Asset, price: float, qty: float, otype: int):
-    """``(RejectReason, text)`` for a price or quantity the asset's rules refuse, else None."""
-    if not (qty > 0.0) or math.isinf(qty):  # also NaN
+    """``(RejectReason, text)`` for a price or quantity the asset's rules refuse, else None.
+
+    Once per submit: comparisons and float arithmetic only, no call (``math.isinf``, ``round``,
+    ``abs`` cost ~0.15 us together).  ``(x + 0.5) % 1.0 - 0.5`` is x's distance to its nearest
+    integer, signed, as ``x - round(x)`` (they differ only at exactly half-way, far off any grid)."""
+    if not 0.0 < qty < _INF:  # also NaN
         return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
     if otype == _LIMIT or price == price and price != 0.0:
-        if not (price > 0.0) or math.isinf(price):
+        if not 0.0 < price < _INF:
             return RejectReason.MALFORMED, f"price {price} must be finite and > 0"
-        t = price / a.tick
-        if abs(t - round(t)) > _TOL:
+        if not -_TOL <= (price / a.tick + 0.5) % 1.0 - 0.5 <= _TOL:
             return RejectReason.PRICE_OFF_TICK, f"price {price!r} is not a multiple of the tick {a.tick!r}"
-    q = qty / a.lot
-    if abs(q - round(q)) > _TOL:
+    if not -_TOL <= (qty / a.lot + 0.5) % 1.0 - 0.5 <= _TOL:
         return RejectReason.QTY_OFF_LOT, f"quantity {qty!r} is not a multiple of the lot {a.lot!r}"
     if qty < a.min_qty * (1 - 1e-9):
         return RejectReason.QTY_BELOW_MIN, f"quantity {qty!r} is below the minimum {a.min_qty!r}"
