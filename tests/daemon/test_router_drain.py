@@ -1,0 +1,91 @@
+"""A drain takes a bot's burst of requests in one call (``ChannelReader.take``): as many as the
+budget and the session's window let in, in order; what the window does not let in stays in the
+channel until answers make room; a request whose handling raises is logged and the rest of the
+burst handled.  In one process: a real Router over a ``MemorySession`` that answers nothing itself,
+a bot's request channel written by the test."""
+
+from __future__ import annotations
+
+import asyncio
+
+from daemon.execution.base import ExecEvent, ExecKind, Instrument
+from daemon.execution.memory import MemorySession
+from daemon.orderids import OrderIds
+from daemon.router import REQ, Router
+from bots.constants import Status
+from shm.control import Registration
+
+VENUE, SYMBOL = "binance-usdm", "BTCUSDT"
+
+
+def _submit(oid: int) -> bytes:
+    return REQ.pack(1, 0, oid, 40_000.0, 0.001, 1, 0, 0, 0, oid)
+
+
+def _stand(tmp_path, max_in_flight: int = 0):
+    session = MemorySession(VENUE, {SYMBOL: Instrument(SYMBOL, 0.1, 0.001, 0.001)}, auto=False)
+    session.max_in_flight = max_in_flight
+    router = Router({VENUE: session}, OrderIds(str(tmp_path / "state")), intake="spin")
+    session.sink = router
+    router.attach_loop(asyncio.get_running_loop())
+    reg = router.add_bot("b", [(VENUE, SYMBOL)])
+    writer, responses = Registration.from_msg({**reg, "heartbeat_interval_s": 1.0,
+                                               "heartbeat_timeout_s": 5.0}).open_channels()
+    return router, session, router.bots["b"], writer, responses
+
+
+def test_a_burst_is_handled_in_order_up_to_the_window_and_the_rest_waits(tmp_path, shm_namespace):
+    async def main():
+        router, session, bot, writer, responses = _stand(tmp_path, max_in_flight=4)
+        try:
+            for oid in range(1, 11):
+                assert writer.write_one(_submit(oid))
+            router._drain(bot)
+            router._after_drain()
+            assert sorted(bot.orders) == [1, 2, 3, 4]  # the window's 4, in the order written
+            assert bot.requests.available() == 6 and bot.stalled  # the rest waits in the channel
+            for oid in (1, 2):  # answers bring the window to half: the stalled bot is drained again
+                session.emit(ExecEvent(ExecKind.ACCEPTED, bot.orders[oid].client_id, SYMBOL, Status.NEW,
+                                       side=1, price=40_000.0, qty=0.001, leaves_qty=0.001))
+            await asyncio.sleep(0)  # (the resume is the loop's next callback)
+            await asyncio.sleep(0)
+            assert sorted(bot.orders) == [1, 2, 3, 4, 5, 6]
+            assert bot.requests.available() == 4 and bot.n_requests == 6
+        finally:
+            router.bot_gone("b", "done")
+            router._stop_polling()
+            router.orderids.close()
+            writer.close()
+            responses.close()
+
+    asyncio.run(main())
+
+
+def test_a_request_that_raises_does_not_lose_the_rest_of_its_burst(tmp_path, shm_namespace, caplog):
+    async def main():
+        router, session, bot, writer, responses = _stand(tmp_path)
+        submit, seen = session.submit, []
+
+        def submit_raising(intent):
+            seen.append(intent)
+            if len(seen) == 3:  # the third submit
+                raise RuntimeError("boom")
+            submit(intent)
+
+        session.submit = submit_raising
+        try:
+            for oid in range(1, 7):
+                assert writer.write_one(_submit(oid))
+            router._drain(bot)
+            router._after_drain()
+            assert bot.requests.available() == 0 and bot.n_requests == 6
+            assert len(session.calls) == 5  # every submit but the one that raised reached the session
+            assert "handling a request of bot b failed" in caplog.text
+        finally:
+            router.bot_gone("b", "done")
+            router._stop_polling()
+            router.orderids.close()
+            writer.close()
+            responses.close()
+
+    asyncio.run(main())
