@@ -7,6 +7,7 @@ a bot's request channel written by the test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from daemon.execution.base import ExecEvent, ExecKind, Instrument
 from daemon.execution.memory import MemorySession
@@ -22,7 +23,9 @@ def _submit(oid: int) -> bytes:
     return REQ.pack(1, 0, oid, 40_000.0, 0.001, 1, 0, 0, 0, oid)
 
 
+@contextlib.contextmanager
 def _stand(tmp_path, max_in_flight: int = 0):
+    """(router, session, bot, the bot's request writer, its response reader), closed after."""
     session = MemorySession(VENUE, {SYMBOL: Instrument(SYMBOL, 0.1, 0.001, 0.001)}, auto=False)
     session.max_in_flight = max_in_flight
     router = Router({VENUE: session}, OrderIds(str(tmp_path / "state")), intake="spin")
@@ -31,13 +34,19 @@ def _stand(tmp_path, max_in_flight: int = 0):
     reg = router.add_bot("b", [(VENUE, SYMBOL)])
     writer, responses = Registration.from_msg({**reg, "heartbeat_interval_s": 1.0,
                                                "heartbeat_timeout_s": 5.0}).open_channels()
-    return router, session, router.bots["b"], writer, responses
+    try:
+        yield router, session, router.bots["b"], writer, responses
+    finally:
+        router.bot_gone("b", "done")
+        router._stop_polling()
+        router.orderids.close()
+        writer.close()
+        responses.close()
 
 
 def test_a_burst_is_handled_in_order_up_to_the_window_and_the_rest_waits(tmp_path, shm_namespace):
     async def main():
-        router, session, bot, writer, responses = _stand(tmp_path, max_in_flight=4)
-        try:
+        with _stand(tmp_path, max_in_flight=4) as (router, session, bot, writer, responses):
             for oid in range(1, 11):
                 assert writer.write_one(_submit(oid))
             router._drain(bot)
@@ -51,29 +60,27 @@ def test_a_burst_is_handled_in_order_up_to_the_window_and_the_rest_waits(tmp_pat
             await asyncio.sleep(0)
             assert sorted(bot.orders) == [1, 2, 3, 4, 5, 6]
             assert bot.requests.available() == 4 and bot.n_requests == 6
-        finally:
-            router.bot_gone("b", "done")
-            router._stop_polling()
-            router.orderids.close()
-            writer.close()
-            responses.close()
 
     asyncio.run(main())
 
 
+def _raising_third(session) -> None:
+    """The session's third submit raises (the others go through)."""
+    submit, seen = session.submit, []
+
+    def submit_raising(intent):
+        seen.append(intent)
+        if len(seen) == 3:
+            raise RuntimeError("boom")
+        submit(intent)
+
+    session.submit = submit_raising
+
+
 def test_a_request_that_raises_does_not_lose_the_rest_of_its_burst(tmp_path, shm_namespace, caplog):
     async def main():
-        router, session, bot, writer, responses = _stand(tmp_path)
-        submit, seen = session.submit, []
-
-        def submit_raising(intent):
-            seen.append(intent)
-            if len(seen) == 3:  # the third submit
-                raise RuntimeError("boom")
-            submit(intent)
-
-        session.submit = submit_raising
-        try:
+        with _stand(tmp_path) as (router, session, bot, writer, responses):
+            _raising_third(session)
             for oid in range(1, 7):
                 assert writer.write_one(_submit(oid))
             router._drain(bot)
@@ -81,11 +88,5 @@ def test_a_request_that_raises_does_not_lose_the_rest_of_its_burst(tmp_path, shm
             assert bot.requests.available() == 0 and bot.n_requests == 6
             assert len(session.calls) == 5  # every submit but the one that raised reached the session
             assert "handling a request of bot b failed" in caplog.text
-        finally:
-            router.bot_gone("b", "done")
-            router._stop_polling()
-            router.orderids.close()
-            writer.close()
-            responses.close()
 
     asyncio.run(main())
