@@ -224,8 +224,9 @@ class Position:
 class Account:
     """Orders, positions and balance of the emulated account over per-symbol truth books.
 
-    ``book_of(symbol)`` returns an object with ``bids``/``asks`` dicts of tick -> quantity (the
-    emulator's ``SynthBook``), or None while the symbol has no book to trade on; ``rules`` maps symbol -> ``Rules``.  Methods return the events they
+    ``book_of(symbol)`` returns an object with ``bids``/``asks`` dicts of tick -> quantity and
+    ``takes(side, price)`` (would such an order take?) (the emulator's ``SynthBook``), or None while
+    the symbol has no book to trade on; ``rules`` maps symbol -> ``Rules``.  Methods return the events they
     caused and the truth-book changes ``[(side +1/-1, tick, qty)]`` the venue must publish.
     """
 
@@ -391,8 +392,8 @@ class Account:
         opp = book.asks if side > 0 else book.bids
         if type_ == "MARKET":
             crosses = list(opp)
-        elif not opp or (min(opp) > price if side > 0 else max(opp) < price):
-            crosses = []  # the usual resting order: the best (a C scan) decides without a Python loop
+        elif not book.takes(side, price):
+            crosses = []  # the usual resting order: no Python loop over the levels
         else:
             crosses = [t for t in opp if (t <= price if side > 0 else t >= price)]
         lot = rules.lot
@@ -450,8 +451,7 @@ class Account:
         if not client_id or tif not in ("GTC", "GTX") or \
                 self._refusal(symbol, book, side, "LIMIT", tif, price, qty, client_id, False) is not None:
             return None
-        opp = book.asks if side > 0 else book.bids
-        if opp and (min(opp) <= price if side > 0 else max(opp) >= price):
+        if book.takes(side, price):
             return None  # it would take: place's matching
         o, new = self._open_new(symbol, side, "LIMIT", tif, price, qty, False, now_ms, client_id, meta, False)
         self._rest(o, book)

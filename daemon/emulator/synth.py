@@ -43,6 +43,17 @@ class SynthBook:
     def px(self, ticks: int) -> float:
         return round(ticks * self.cfg.tick, 8)
 
+    def takes(self, side: int, price: int) -> bool:
+        """Would an order of ``side`` (+1 buy, -1 sell) at ``price`` (ticks) take: a buy at or above
+        the best ask, a sell at or below the best bid.  The asks lie above ``mid`` and the bids below
+        it (``step`` puts new levels on their side of it and removes those a move of it crosses; a
+        taker's fills only remove or lower levels), so an order on its own side of the mid takes
+        nothing, answered without the scan of the levels that finds the best (~0.5 us for 40; once
+        per order placed)."""
+        if side > 0:
+            return price > self.mid and bool(self.asks) and min(self.asks) <= price
+        return price < self.mid and bool(self.bids) and max(self.bids) >= price
+
     def step(self) -> list[tuple[int, int, float]]:
         """Make one message's worth of changes; returns [(side +1 bid / -1 ask, tick, qty)] applied."""
         cfg, rng = self.cfg, self.rng

@@ -11,6 +11,11 @@ class Book:
     def __init__(self, bids, asks):
         self.bids, self.asks = dict(bids), dict(asks)
 
+    def takes(self, side, price):  # (SynthBook's, without its mid)
+        if side > 0:
+            return bool(self.asks) and min(self.asks) <= price
+        return bool(self.bids) and max(self.bids) >= price
+
 
 def account(**cfg):
     book = Book({999: 1.0, 998: 2.0}, {1001: 0.5, 1002: 1.5, 1003: 3.0})
@@ -331,3 +336,32 @@ def test_new_orders_equal_the_ones_the_dataclass_constructor_makes():
     want = Order(o.order_id, "c-9", "X", -1, "LIMIT", "GTC", 1005, 3, False, created_ms=7, updated_ms=7,
                  orig_type="LIMIT", meta={"tif": "GTX"})
     assert o == want and o.q_ahead == 0.0 and o.filled == 0 and o.status == "NEW" and o.meta is not meta
+
+
+def test_a_synth_books_takes_is_the_scan_of_its_best_as_it_steps_and_is_taken_from():
+    """SynthBook.takes answers an order on its own side of the mid without a scan: it must equal the
+    best's scan (Book.takes) for every side and price around the book, as the book steps (mid moves,
+    deletes) and as taker orders consume its levels."""
+    import random
+
+    from daemon.emulator.synth import SynthBook, SynthConfig
+
+    rng = random.Random(7)
+    book = SynthBook(SynthConfig(mid_ticks=1000, levels=6, changes=4, move_prob=0.3, delete_prob=0.3), 3)
+    acct = Account(lambda s: book, {"X": Rules(tick=1.0, lot=0.001, min_notional=0.0)},
+                   AccountConfig(initial_balance=1e12))
+    checked = taken = 0
+    for step in range(3000):
+        book.step()
+        if rng.random() < 0.3:  # a taker at the touch or through it: its fills remove levels
+            side = rng.choice((1, -1))
+            best = min(book.asks, default=book.mid + 1) if side > 0 else max(book.bids, default=book.mid - 1)
+            o = acct.place("X", side, "LIMIT", "IOC", best + side * rng.randint(0, 2), rng.randint(1, 4000),
+                           now_ms=step)[0]
+            taken += o.filled > 0
+        assert all(t > book.mid for t in book.asks) and all(t < book.mid for t in book.bids)
+        for side in (1, -1):
+            for price in range(book.mid - 9, book.mid + 10):
+                assert book.takes(side, price) == Book.takes(book, side, price), (step, side, price)
+                checked += 1
+    assert checked == 3000 * 2 * 19 and taken > 300
