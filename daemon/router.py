@@ -217,6 +217,7 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
         self._adopt_journaled(bot)
         bot.ledger = self._new_ledger(bot)
         self.bots[name] = bot
+        self._bots_changed()
         if self.hot:
             for a in resolved:
                 if hasattr(a.session, "between_messages"):  # a SessionBase (its socket readers call it)
@@ -228,6 +229,7 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
                 bot.intake = BellIntake(bell, bot.requests.hdr, self.mode, self.gid, self.loop, self._rung, bot)
             except BaseException:
                 del self.bots[name]
+                self._bots_changed()
                 requests.close()
                 responses.close()
                 raise
@@ -258,6 +260,7 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
         bot = self.bots.pop(name, None)
         if bot is None:
             return
+        self._bots_changed()
         bot.alive = False
         bot.push = None
         if bot.intake is not None:
@@ -329,6 +332,7 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
             bot.requests.close()
             bot.responses.close()
         self.bots.clear()
+        self._bots_changed()
         await self._close_doorbell()
 
     async def _close_doorbell(self) -> None:

@@ -974,11 +974,59 @@ static PyTypeObject ChannelEndType = {
     .tp_getset = chan_getset,
 };
 
+/* pending(ends): the indices of the reader ends (a tuple of ChannelEnd) whose channel holds records,
+   as a tuple (empty: the shared empty tuple, nothing built).  The router's hot loop looks at every
+   bot's channel after each message a session reads: in Python two header loads and a loop step per
+   bot, ~90 ns each; here one call for them all.  A released end (a closed channel) holds none. */
+static PyObject *
+chan_pending(PyObject *Py_UNUSED(module), PyObject *ends)
+{
+    if (!PyTuple_Check(ends)) {
+        PyErr_SetString(PyExc_TypeError, "pending() takes a tuple of ChannelEnd");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(ends), found = 0;
+    Py_ssize_t small[64], *idx = small;
+    if (n > 64 && (idx = PyMem_Malloc((size_t)n * sizeof(Py_ssize_t))) == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyTuple_GET_ITEM(ends, i);
+        if (Py_TYPE(o) != &ChannelEndType) {
+            if (idx != small)
+                PyMem_Free(idx);
+            PyErr_SetString(PyExc_TypeError, "pending() takes a tuple of ChannelEnd");
+            return NULL;
+        }
+        ChannelEnd *e = (ChannelEnd *)o;
+        if (e->held && __atomic_load_n(&e->words[e->w_cursor], __ATOMIC_ACQUIRE) >
+                           __atomic_load_n(&e->words[e->w_read], __ATOMIC_RELAXED))
+            idx[found++] = i;
+    }
+    PyObject *out = PyTuple_New(found);
+    for (Py_ssize_t j = 0; out != NULL && j < found; j++) {
+        PyObject *v = PyLong_FromSsize_t(idx[j]);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(out, j, v);
+    }
+    if (idx != small)
+        PyMem_Free(idx);
+    return out;
+}
+
+static PyMethodDef fastring_functions[] = {
+    {"pending", (PyCFunction)chan_pending, METH_O, "pending(ends) -> indices of the channels holding records."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef fastring_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_fastring",
     .m_doc = "The market ring's record-at-a-time publish and read in C (see shm/ring.py).",
     .m_size = -1,
+    .m_methods = fastring_functions,
 };
 
 PyMODINIT_FUNC

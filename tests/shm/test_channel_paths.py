@@ -118,3 +118,26 @@ def test_close_lets_go_of_the_mapping(shm_namespace, end):
         w.write_one(REC.pack(2))
     with pytest.raises(Exception):
         r.take(1)
+
+
+@pytest.mark.skipif(C._CEnd is None, reason="the C channel end is not built")
+def test_pending_names_the_channels_holding_records(shm_namespace):
+    from shm._fastring import pending
+
+    pairs = [_pair(f"kp.chan{i}") for i in range(3)]
+    ends = tuple(r._c for _, r in pairs)
+    try:
+        assert pending(ends) == () and pending(()) == ()
+        pairs[2][0].write_one(REC.pack(7))
+        pairs[0][0].write_one(REC.pack(8))
+        assert pending(ends) == (0, 2)
+        assert pairs[0][1].take(5) == REC.pack(8)
+        assert pending(ends) == (2,)
+        pairs[2][1].close()  # its end released: holds nothing any more
+        assert pending(ends) == ()
+        with pytest.raises(TypeError):
+            pending((ends[0], object()))
+    finally:
+        for w, r in pairs:
+            r.close()
+            w.close()
