@@ -445,7 +445,11 @@ answer(PyObject *const *args, Py_ssize_t nargs, int frames)
             return NULL;
         Py_RETURN_NONE;
     }
-    if ((got = read_order(&fe, PyTuple_GET_ITEM(ev, 1))) != 1) {
+    if (PyTuple_GET_ITEM(ev, 1) == args[2]) {
+        /* the event's order is the order itself (the fast path's NEW and CANCELED are): read once */
+        fe = fo;
+        fe.n = 0;  /* (its references, if any, are fo's to release) */
+    } else if ((got = read_order(&fe, PyTuple_GET_ITEM(ev, 1))) != 1) {
         release(&fo);
         release(&fe);
         if (got < 0)

@@ -349,7 +349,10 @@ class Account:
                 r = self.rules[s]
                 notional += (buy + sell) * r.tick * r.lot
             margin += notional / self.leverages.get(s, self.cfg.leverage)
-        return max(0.0, self.wallet_balance + upnl - margin)
+        available = self.wallet_balance + upnl - margin
+        # max(0.0, available) to the bit (-0.0 and NaN give 0.0 as well), without max()'s argument
+        # parsing (~0.1 us on this machine, once per order placed)
+        return available if available > 0.0 else 0.0
 
     # -- lookups --------------------------------------------------------------------------------
     def find(self, symbol: str, order_id: int | None = None, client_id: str | None = None,
