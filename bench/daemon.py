@@ -1,7 +1,7 @@
 """daemon: depth messages/s into the ring and frame-to-ring latency, beside the obvious pipeline.
 
-Four processes on loopback: the Binance emulator (frames pre-built, then written raw to the socket so
-the load generator is never the bottleneck), the process under test, a ring reader (or, for the
+Four processes on loopback: the Binance emulator (``bench.daemon_emulator``; frames pre-built, then
+written raw to the socket so the load generator is never the bottleneck), the process under test, a ring reader (or, for the
 baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
 
 - ``depth_msgs_per_s``: the daemon's Binance session normalizing ``depthUpdate`` frames of ~10 level
@@ -13,16 +13,23 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   ``multiprocessing.Queue`` to a consumer process) on the same frames in the same run;
 - ``plugins_throughput_loss_pct`` / ``plugins_p99_increase_pct``: a second Binance pipeline with
   every plugin enabled (risk, telegram against a loopback Bot API, metrics, the recorder child
-  writing the ring to disk), its rounds strictly alternated with the plugin-less one's (off, on,
-  off, ..., off; after each plugins-on round, a wait for the recorder child to go quiet, so its
-  catching up falls in no round, and after each plugins-off round as long a sleep, so both idle
-  alike; one warm-up pair first, counted nowhere): the median over the plugins-on rounds of how much
-  lower its rate is than the mean of the plugins-off rounds either side of it
-  (``plugins_throughput_loss_ci95_low_pct``/``_high_pct``: where that median lies with 95 %
-  confidence, from the order statistics of the pairs' losses), and how much higher
+  writing the ring to disk), its rounds strictly alternated with the plugin-less one's in
+  ``--plugin-blocks`` blocks (``A B A B ... A``, one warm-up pair first, counted nowhere; after each
+  plugins-on round, a wait for the recorder child to go quiet, so its catching up falls in no round,
+  and after each plugins-off round as long a sleep, so both idle alike).  Each block starts both
+  pipelines afresh and the blocks alternate which arm is A, so a bias of one pipeline's start or of
+  the middle position falls on both arms (``bench.daemon_plugins.block_pairs``).  The loss is the
+  median over the pairs (each B round against the mean of the A rounds either side of it) of how
+  much lower the plugins-on rate is (``plugins_throughput_loss_ci95_low_pct``/``_high_pct``: where
+  that median lies with 95 % confidence, from the order statistics of the pairs' losses;
+  ``plugins_throughput_loss_cpu_pct`` and its interval: the same pairs' loss of the daemon's
+  messages per CPU second, free of the rounds' waits for a cpu; ``plugins_throughput_loss_block_spread_pct``:
+  how far the blocks' own medians differ), and how much higher
   its frame-to-ring p99 is (negative = better with plugins: noise), each arm's p99 pooled over
   ``--latency-pairs`` short strictly alternated paced chunks after a warm-up pair (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
-  ``plugins_p99_increase_pair_median_pct``: the median over the pairs of each pair's own p99s);
+  ``plugins_p99_increase_pair_median_pct``: the median over the pairs of each pair's own p99s).
+  ``--inject-loss-pct P`` checks the estimator: the plugins-on daemon also burns, per message, what
+  makes a CPU-bound daemon lose P % (``plugins_injected_loss_pct``); the loss must read about P;
   ``recorder_cpu_ms_per_m_records``: the recorder child's CPU per million ring records, summed over
   the throughput rounds (from arming a round until 50 ms after its last message: its wakes included);
   ``recorder_settled_cpu_ms_per_m_records``: the same until the child is quiet after each round
@@ -48,7 +55,6 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -58,10 +64,11 @@ import uuid
 import numpy as np
 
 from bench.core import BenchResult, HostSteal, process_cpu_s
-from bench.daemon_plugins import percentiles as _percentiles, plugin_figures
+from bench.daemon_plugins import (Round, block_pairs, merge_recorder_reports, percentiles as _percentiles,
+                                  plugin_figures)
 from bench.daemon_baseline import BaselinePipeline, join_or_terminate, pin_pipeline, pin_process, rate as _rate
+from bench.daemon_emulator import SYMBOL, emulator_main
 
-SYMBOL = "BTCUSDT"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison): pairs "
                              "back to back, the median over them reported with its 95 %% interval (a round's rate "
                              "swings +-20 %% with the cpus' other work: at 8, quiet runs gave -4 to +18 %% loss)")
+    parser.add_argument("--plugin-blocks", type=int, default=3,
+                        help="blocks the plugin rounds are split into: each block starts both pipelines afresh and "
+                             "the blocks alternate which arm's rounds are either side of the other's (a per-pipeline "
+                             "bias of a few %% was seen: a plugins-on pipeline with almost no plugin work ran faster)")
+    parser.add_argument("--inject-loss-pct", type=float, default=0.0,
+                        help="a check of the estimator: the plugins-on daemon also burns, on every socket read, "
+                             "what makes a CPU-bound daemon lose this %% of its throughput (sized from the plain "
+                             "daemon's CPU per message in the warm-up); the loss reported must read about this")
     parser.add_argument("--latency-pairs", type=int, default=32,
                         help="alternated pairs of paced chunks (plugins off / on) the latency messages are split "
                              "into, after one warm-up pair; the p99s are pooled over them")
@@ -94,143 +109,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="records per market ring, both pipelines (default: the daemon's).  The idle-class "
                              "recorder, on a machine busy with other work, lost 15k-177k of 2.5M records to laps "
                              "of a 1<<16 ring (a round's burst is ~300k records in ~90 ms), none of 1<<18")
-
-
-
-#: The paced sender sleeps until this long before each frame is due, then yields.  A venue is on
-#: another machine: a sender that yield-spun through every 200 us gap took one of the 2 cpus for
-#: itself, and on an EEVDF kernel (Linux >= 6.6) the daemon and the ring reader then shared the
-#: other one, each waiting out the other's time slice (frame-to-ring p50 ~500 us instead of ~25).
-_SLEEP_MARGIN_S = 60e-6
-
-
-# -- websocket framing (server -> client frames are not masked, RFC 6455 5.2) ------------------
-def ws_text_frame(payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 127, n)
-    return head + payload
-
-
-# -- the emulator process ----------------------------------------------------------------------
-def _nodelay(transport):
-    """Venues send each frame as it is ready (TCP_NODELAY); without it, Nagle's algorithm holds small
-    frames until the client's (delayed) ACK and delivers them in bursts, and a burst's frames then
-    wait in the sender, outside anything the daemon can do."""
-    import socket
-
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return transport
-
-
-async def _fake_bot_api():
-    """A loopback stand-in for api.telegram.org (``sendMessage``; ``getUpdates`` held for its long-poll
-    timeout, no updates), served from the emulator's process as the real one is remote."""
-    from aiohttp import web
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
-        if request.match_info["method"] == "getUpdates":
-            await asyncio.sleep(min(float(body.get("timeout", 0)), 30.0))
-            return web.json_response({"ok": True, "result": []})
-        return web.json_response({"ok": True, "result": {"message_id": 1}})
-
-    app = web.Application()
-    app.router.add_post("/bot{token}/{method}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
-def _emulator_main(conn, changes: int, venue: str = "binance-usdm", bot_api: bool = False) -> None:
-    import uvloop
-
-    from daemon.emulator.binance import BinanceEmulator
-    from daemon.emulator.bybit import BybitEmulator
-    from daemon.emulator.synth import SynthConfig
-
-    def targets(emu):
-        """(transport, frames-builder) of the one connection that gets the symbol's book."""
-        if venue == "binance-usdm":
-            subs = emu.depth_subscribers(SYMBOL)
-            assert len(subs) == 1, f"expected one depth subscriber, found {len(subs)}"
-            stream = subs[0][1]
-            return _nodelay(subs[0][0].transport), lambda n: [f'{{"stream":"{stream}","data":{d}}}'
-                                                              for d in emu.prebuild_depth(SYMBOL, n)]
-        subs = emu.book_subscribers(SYMBOL)
-        assert len(subs) == 1, f"expected one book subscriber, found {len(subs)}"
-        return _nodelay(subs[0].transport), lambda n: emu.prebuild_deltas(SYMBOL, n)
-
-    async def serve() -> None:
-        synth = SynthConfig(changes=changes, levels=40 if venue == "bybit-linear" else 60, move_prob=0.02)
-        if venue == "binance-usdm":
-            emu = await BinanceEmulator([SYMBOL], keep_history=False, trades=False, book_ticker=False,
-                                        synth=synth).start()
-        else:
-            emu = await BybitEmulator([SYMBOL], keep_history=False, trades=False, synth=synth).start()
-        bot_runner, bot_url = await _fake_bot_api() if bot_api else (None, "")
-        conn.send((emu.rest_url, emu.ws_url, bot_url))
-        loop = asyncio.get_running_loop()
-        frames: list[bytes] = []
-        while True:
-            cmd, arg = await loop.run_in_executor(None, conn.recv)
-            if cmd == "warm":
-                await emu.wait_clients(arg)
-                await asyncio.sleep(0.3)
-                for _ in range(20):
-                    await emu.step(1)
-                    await asyncio.sleep(0.01)
-                conn.send("ok")
-            elif cmd == "build":
-                transport, build = targets(emu)
-                frames = [ws_text_frame(f.encode()) for f in build(arg)]
-                conn.send("built")
-            elif cmd == "blast":
-                transport, _ = targets(emu)
-                t0 = time.perf_counter()
-                chunk = 256
-                for i in range(0, len(frames), chunk):
-                    transport.write(b"".join(frames[i : i + chunk]))
-                    while transport.get_write_buffer_size() > (4 << 20):
-                        await asyncio.sleep(0.0005)
-                conn.send(time.perf_counter() - t0)
-            elif cmd == "paced":
-                transport, _ = targets(emu)
-                period = 1.0 / arg
-                t0 = time.perf_counter()
-                for i, frame in enumerate(frames):
-                    due = t0 + i * period
-                    while True:
-                        left = due - time.perf_counter()
-                        if left <= 0:
-                            break
-                        if left > 0.002:
-                            await asyncio.sleep(left - 0.0015)
-                        elif left > _SLEEP_MARGIN_S:
-                            time.sleep(left - _SLEEP_MARGIN_S)
-                        else:
-                            time.sleep(0)
-                    transport.write(frame)
-                    # uvloop queues a small write and sends it when the loop next turns (or once
-                    # ~64 KB are queued): without this turn the frames left in 185-frame bursts
-                    await asyncio.sleep(0)
-                conn.send(time.perf_counter() - t0)
-            elif cmd == "stop":
-                await emu.stop()
-                if bot_runner is not None:
-                    await bot_runner.cleanup()
-                conn.send("bye")
-                return
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve())
 
 
 # -- the daemon-side process (ours) ------------------------------------------------------------
@@ -422,6 +300,7 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                 host.notify_daemon_start(types.SimpleNamespace(publishers={(venue, SYMBOL): target}, sessions=[md]))
                 if recorder is not None:
                     await asyncio.wait_for(recorder.ready.wait(), 60)
+            burn = _inject_cost(md) if plugins is not None and plugins.get("inject") else None
             conn.send("connected")
             while not md.all_live():
                 await asyncio.sleep(0.01)
@@ -429,7 +308,10 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
             loop = asyncio.get_running_loop()
             while True:
                 cmd, arg = await loop.run_in_executor(None, conn.recv)
-                if cmd == "arm":
+                if cmd == "burn":  # --inject-loss-pct: ns to burn per message, now that it is known
+                    burn[0] = int(arg)
+                    conn.send("ok")
+                elif cmd == "arm":
                     cpu_from = time.process_time()  # this process, every thread: the daemon's own CPU
                     runq_from = _runqueue_wait_ns()  # the loop's thread, runnable but not running
                     if recorder is not None and arg == "blast":  # the recorder's CPU and records while a round runs
@@ -468,11 +350,10 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
                     tick.cancel()
                     extra = {}
                     if host is not None:
-                        if rec_cpu[1]:
-                            extra["recorder_cpu_ms_per_m_records"] = 1e3 * rec_cpu[0] / (rec_cpu[1] / 1e6)
-                            extra["recorder_settled_cpu_ms_per_m_records"] = 1e3 * rec_cpu[2] / (rec_cpu[1] / 1e6)
-                            extra["recorder_round_ns_per_record_by_thread"] = {
-                                role: ns / rec_cpu[1] for role, ns in sorted(rec_roles.items())}
+                        if rec_cpu[1]:  # per million records once every block's are summed (merge_recorder_reports)
+                            extra.update({"recorder_round_cpu_s": rec_cpu[0], "recorder_round_records": rec_cpu[1],
+                                          "recorder_settled_cpu_s": rec_cpu[2],
+                                          "recorder_round_ns_by_thread": rec_roles})
                         host.notify_daemon_stop("bench done")
                         await host.aclose()  # the recorder child drains the ring and exits
                         extra["plugin_errors"] = sum(host.errors.values())
@@ -491,6 +372,27 @@ def _ours_main(conn, rest: str, ws: str, namespace: str, capacity: int, venue: s
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
+
+
+def _inject_cost(md) -> list[int]:
+    """``--inject-loss-pct``: a stand-in plugin on the daemon's per-read path (each stream group's
+    tap, after the raw recorder's copy when there is one) spinning ``burn[0]`` ns per message of
+    the read: a known cost, which the estimator must show as a loss.  Returns ``burn``."""
+    burn = [0]
+    clock = time.perf_counter_ns
+
+    def injected(inner):
+        def tap(data, meta, count: int, local_ts: int) -> None:
+            if inner is not None:
+                inner(data, meta, count, local_ts)
+            end = clock() + count * burn[0]
+            while clock() < end:
+                pass
+        return tap
+
+    for group in md.groups:
+        group.tap = injected(group.tap)
+    return burn
 
 
 def _reader_main(conn, namespace: str, venue: str = "binance-usdm") -> None:
@@ -558,11 +460,12 @@ class OursPipeline:
 
     def start(self) -> "OursPipeline":
         args = self.args
-        self.emu = self._spawn(_emulator_main, args.changes, self.venue, self.plugins)
+        self.emu = self._spawn(emulator_main, args.changes, self.venue, self.plugins)
         rest, ws, bot_api = self.emu.recv()
         cap = max(args.messages, args.latency_messages) + 16
         enabled = [n.strip() for n in args.plugins.split(",") if n.strip()]
-        plugins = {"bot_api": bot_api, "directory": self.record_dir, "enabled": enabled} if self.plugins else None
+        plugins = ({"bot_api": bot_api, "directory": self.record_dir, "enabled": enabled,
+                    "inject": args.inject_loss_pct > 0} if self.plugins else None)
         self.ours = self._spawn(_ours_main, rest, ws, self.namespace, cap, self.venue, plugins, args.ring_capacity)
         assert self.ours.recv() == "connected"
         self.emu.send(("warm", 1))
@@ -604,11 +507,15 @@ class OursPipeline:
         # until the reader has the last record (a ring never waits for its readers)
         return _rate(count, first_ns, max(last_ns, last_read_ns))
 
-    def forget_last_round(self) -> None:
-        """The last throughput round's CPU and wait figures, counted nowhere (a warm-up; a round
-        that is only the other side of a comparison)."""
-        for figures in (self.cpu_us_per_msg, self.cpu_ms, self.runq_ms):
-            figures.pop()
+    def round(self, n: int) -> Round:
+        """One throughput round of ``n`` frames (``blast``) with the daemon's figures in it."""
+        rate = self.blast(n)
+        return Round(rate, self.cpu_us_per_msg[-1], self.cpu_ms[-1], self.runq_ms[-1])
+
+    def burn(self, ns_per_msg: int) -> None:
+        """``--inject-loss-pct``: the daemon's stand-in plugin burns this much per message."""
+        self.ours.send(("burn", ns_per_msg))
+        assert self.ours.recv() == "ok"
 
     def paced(self, n: int, rate: float) -> np.ndarray:
         """Frame-to-ring latencies (ns) of ``n`` frames sent at ``rate``/s."""
@@ -635,6 +542,36 @@ class OursPipeline:
         return records, gaps
 
 
+def _block(ours: OursPipeline, plug: OursPipeline, pairs: int, plugins_first: bool, n: int,
+           between=None) -> list[Round]:
+    """One block of strictly alternated throughput rounds, ``A B A B ... A`` (A = the plugins-on
+    arm when ``plugins_first``) after a warm-up pair counted nowhere; ``between(r)`` runs after the
+    r-th B round (the baseline's rounds).  Each plugin-less round is followed by as long a sleep as
+    the last plugins-on round's wait for the recorder child (``settle_s``): a pipeline's rate depends
+    on how long it sat idle before its round (with a ~1.6 s longer idle one ran 20-60 % slower at
+    load 7-9), so both arms idle alike."""
+
+    def one(p: OursPipeline) -> Round:
+        r = p.round(n)
+        if p is ours:
+            time.sleep(plug.settle_s)
+        return r
+
+    # each pipeline's first round pays what no later one does (the market ring's pages faulted in
+    # on its first lap, the recorder child's first catch-up, first calls), and the two arms pay it
+    # unequally (the recorder maps the ring)
+    for p in (ours, plug):
+        one(p)
+    a, b = (plug, ours) if plugins_first else (ours, plug)
+    rounds = [one(a)]
+    for r in range(pairs):
+        rounds.append(one(b))
+        if between is not None:
+            between(r)
+        rounds.append(one(a))
+    return rounds
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     ctx = mp.get_context("spawn")
     result = BenchResult(name="daemon")
@@ -642,45 +579,62 @@ def run(args: argparse.Namespace) -> BenchResult:
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
     for venue in venues:
         ours = OursPipeline(ctx, venue, args).start()
-        base = BaselinePipeline(ctx, args, _emulator_main, SYMBOL).start() if venue == "binance-usdm" else None
+        base = BaselinePipeline(ctx, args, emulator_main, SYMBOL).start() if venue == "binance-usdm" else None
         # every plugin on, beside the same pipeline without: Binance only (the reference venue)
         plug = OursPipeline(ctx, venue, args, plugins=True) if venue == "binance-usdm" and args.plugin_rounds > 0 else None
+        records = gaps = resyncs = 0
+        plug_records = plug_gaps = 0
+        reports: list[dict] = []
         try:
             if plug is not None:
                 plug.start()
-            ours_rates, base_rates, plug_rates = [], [], []
-            plug_rounds = args.plugin_rounds if plug is not None else 0
+            ours_rates, base_rates = [], []
+            off_rounds: list[Round] = []
+            on_rounds: list[Round] = []
+            pairs = []
+            burn_ns = 0
 
-            def ours_round() -> float:
-                rate = ours.blast(n)
-                if plug is not None:
-                    # then the quiet the plugins-on rounds get (their wait for the recorder child):
-                    # a pipeline's rate depends on how long it sat idle before its round (with a
-                    # ~1.6 s longer idle one ran 20-60 % slower at load 7-9), so both arms idle alike
-                    time.sleep(plug.settle_s)
-                return rate
-
-            if plug is not None:
-                # a warm-up pair, counted nowhere: each pipeline's first round pays what no later one
-                # does (the market ring's pages faulted in on its first lap, the recorder child's first
-                # catch-up, first calls), and the two arms pay it unequally (the recorder maps the ring)
-                for p in (ours, plug):
-                    ours_round() if p is ours else p.blast(n)
-                    p.forget_last_round()
-            # strictly alternated (off, on, off, on, ..., off), so a change in machine load hits each
-            # alike and each arm's round comes after the same idle of its own (the other's round and
-            # two equal quiets); each plugins-on round is compared with the plugins-off ones on
-            # either side of it (an ABBA order gave one arm a long idle in every other pair)
-            for r in range(max(rounds, plug_rounds)):
-                ours_rates.append(ours_round())
-                if r < plug_rounds:
-                    plug_rates.append(plug.blast(n))
+            def base_round(r: int) -> None:
                 if base is not None and r < rounds:
                     base_rates.append(base.blast(n))
-            ours_after = ours_rates[1 : len(plug_rates)]
-            if plug is not None:
-                ours_after.append(ours_round())  # the last plugins-on round's other side, counted there only
-                ours.forget_last_round()
+
+            if plug is None:
+                for r in range(rounds):
+                    ours_rates.append(ours.blast(n))
+                    base_round(r)
+            else:
+                # blocks of strictly alternated rounds, each block with both pipelines started afresh
+                # and the arm that is either side of the other's rounds alternating from block to
+                # block: a bias of one pipeline's start (or of the middle position) then falls on both
+                # arms across the run, and the blocks' own medians show how large it is
+                nblocks = max(1, min(args.plugin_blocks, args.plugin_rounds))
+                for blk in range(nblocks):
+                    if blk:
+                        for p, arm in ((ours, "off"), (plug, "on")):
+                            rec, gap = p.stop()
+                            if arm == "off":
+                                records, gaps, resyncs = records + rec, gaps + gap, resyncs + p.resyncs
+                            else:
+                                plug_records, plug_gaps = plug_records + rec, plug_gaps + gap
+                                reports.append(p.extra)
+                        ours = OursPipeline(ctx, venue, args).start()
+                        plug = OursPipeline(ctx, venue, args, plugins=True).start()
+                    if args.inject_loss_pct > 0:
+                        if not burn_ns:  # sized once, from the plain daemon's cheapest of three rounds
+                            # (its first pays one-off costs: 50 times the CPU per message of a short one)
+                            c = min(ours.round(n).cpu_us_per_msg for _ in range(3))
+                            p = args.inject_loss_pct / 100.0
+                            # the plain daemon's c us/msg + this burn b: a CPU-bound daemon's rate
+                            # c / (c + b) = 1 - p
+                            burn_ns = int(1e3 * c * p / (1.0 - p))
+                        plug.burn(burn_ns)
+                    pairs_here = args.plugin_rounds // nblocks + (blk < args.plugin_rounds % nblocks)
+                    plugins_first = blk % 2 == 1
+                    seq = _block(ours, plug, pairs_here, plugins_first, n, base_round if blk == 0 else None)
+                    pairs += block_pairs(seq, plugins_first, blk)
+                    (on_rounds if plugins_first else off_rounds).extend(seq[0::2])
+                    (off_rounds if plugins_first else on_rounds).extend(seq[1::2])
+                ours_rates = [r.rate for r in off_rounds]
             parts: dict[str, list] = {"ours": [], "plug": []}
             with HostSteal() as steal:
                 if plug is None:
@@ -701,32 +655,38 @@ def run(args: argparse.Namespace) -> BenchResult:
                 load = os.getloadavg()[0]
                 p50, p99, p999 = _percentiles(lat_ours)
         finally:
-            records, gaps = ours.stop()
+            rec, gap = ours.stop()
+            records, gaps, resyncs = records + rec, gaps + gap, resyncs + ours.resyncs
             if base is not None:
                 base.stop()
-            plug_records = plug_gaps = 0
             if plug is not None:
-                plug_records, plug_gaps = plug.stop()
+                rec, gap = plug.stop()
+                plug_records, plug_gaps = plug_records + rec, plug_gaps + gap
+                reports.append(plug.extra)
         rate = float(np.median(ours_rates))
+        cpu_us = float(np.median([r.cpu_us_per_msg for r in off_rounds] if off_rounds else ours.cpu_us_per_msg))
         prefix = "" if venue == "binance-usdm" else venue.split("-")[0] + "_"
         result.metrics.update({
             f"{prefix}depth_msgs_per_s": rate,
             f"{prefix}frame_to_ring_p50_us": p50,
             f"{prefix}frame_to_ring_p99_us": p99,
             f"{prefix}frame_to_ring_p999_us": p999,
-            f"{prefix}daemon_cpu_us_per_msg": float(np.median(ours.cpu_us_per_msg)),
+            f"{prefix}daemon_cpu_us_per_msg": cpu_us,
         })
         result.rows.append((f"{venue} -> shm ring", {"msgs/s": rate, "p50 us": p50, "p99 us": p99,
                                                      "p99.9 us": p999, "messages": n,
-                                                     "daemon cpu us/msg": float(np.median(ours.cpu_us_per_msg))}))
+                                                     "daemon cpu us/msg": cpu_us}))
         result.notes.append(
             f"{venue}: rounds {', '.join(f'{r / 1e3:.1f}k' for r in ours_rates)} msgs/s (median reported); "
             f"latency over {len(lat_ours)} messages at {args.rate:.0f}/s (host steal meanwhile "
             f"{steal.pct:.1f} %, load average {load:.1f}); ring reader saw {records} "
-            f"records, lapped {gaps} times; resyncs {ours.resyncs}")
+            f"records, lapped {gaps} times; resyncs {resyncs}")
         if plug is not None:
-            plugin_figures(result, plug, ours, ours_rates, plug_rates, lat_ours, lat_plug, plug_gaps, args.plugins,
-                            parts, ours_after)
+            plugin_figures(result, pairs, off_rounds, on_rounds, merge_recorder_reports(reports), n, lat_ours,
+                           lat_plug, plug_gaps, args.plugins, parts, args.inject_loss_pct)
+            if burn_ns:
+                result.notes.append(f"injected cost: {burn_ns} ns per message burnt in the plugins-on daemon, "
+                                    f"{100 * burn_ns / 1e3 / cpu_us:.1f} % of the plain daemon's CPU per message")
         if base_rates:
             base_rate = float(np.median(base_rates))
             result.metrics["baseline_depth_msgs_per_s"] = base_rate

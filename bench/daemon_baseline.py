@@ -127,7 +127,7 @@ class BaselinePipeline:
     """emulator -> json.loads + dict book -> multiprocessing.Queue -> a consumer process."""
 
     def __init__(self, ctx, args: argparse.Namespace, emulator_main, symbol: str) -> None:
-        """``emulator_main``: the emulator process's entry (``bench.daemon``'s, shared by both pipelines)."""
+        """``emulator_main``: the emulator process's entry (``bench.daemon_emulator``'s, shared by both pipelines)."""
         self.ctx, self.args = ctx, args
         self.emulator_main, self.symbol = emulator_main, symbol
         self.procs: list = []
