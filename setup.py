@@ -1,5 +1,5 @@
-"""Builds the optional C fast paths (shm/_fastring.c, plugins/_riskfast.c, daemon/execution/_replyfast.c,
-daemon/emulator/_emufast.c); everything else is in pyproject.toml.
+"""Builds the optional C fast paths (shm/_fastring.c, shm/_fastchannel.c, plugins/_riskfast.c,
+daemon/execution/_replyfast.c, daemon/emulator/_emufast.c); everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
 its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
@@ -14,7 +14,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("shm._fastring", sources=["shm/_fastring.c"], optional=True, extra_compile_args=["-O2"]),
+        Extension("shm._fastring", sources=["shm/_fastring.c"], depends=["shm/_fastbuf.h"], optional=True,
+                  extra_compile_args=["-O2"]),
+        Extension("shm._fastchannel", sources=["shm/_fastchannel.c"], depends=["shm/_fastbuf.h"], optional=True,
+                  extra_compile_args=["-O2"]),
         Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], depends=["plugins/_riskfast_ledger.h"],
                   optional=True, extra_compile_args=["-O2", "-ffp-contract=off"]),
         Extension("daemon.execution._replyfast", sources=["daemon/execution/_replyfast.c"], optional=True,

@@ -29,8 +29,8 @@ import time
 from daemon.intake import BellIntake
 from shm import layout as L
 
-try:  # every channel's cursors in one C call (shm._fastring.pending)
-    from shm._fastring import pending as _pending
+try:  # every channel's cursors in one C call (shm._fastchannel.pending)
+    from shm._fastchannel import pending as _pending
 except ImportError:
     _pending = None
 
@@ -152,7 +152,7 @@ class LoopPolling:
         after every reply or user event the session reads, so a request that came meanwhile waits
         for one message's handling, not for every message the socket had buffered and the rest of
         the loop's turn (at 5,000 orders/s the loop is ~half busy with them).  With the C channel
-        ends the look is one call (``shm._fastring.pending``: ~0.1 us for four bots, where the
+        ends the look is one call (``shm._fastchannel.pending``: ~0.1 us for four bots, where the
         loop over their header words took ~0.36 us, paid after each message a session reads)."""
         polled = self._polled
         if polled is None or len(polled[0]) != len(self.bots):

@@ -39,7 +39,7 @@ from shm.segment import Segment
 from shm.wait import WaitStrategy, wait_strategy
 
 try:  # a record in or out in one C call (~0.1 us; plain Python ~0.3); built at install, optional
-    from shm._fastring import ChannelEnd as _CEnd
+    from shm._fastchannel import ChannelEnd as _CEnd
 except ImportError:  # no compiler at install (or a build before it): the Python methods below
     _CEnd = None
 
@@ -148,7 +148,7 @@ class ChannelWriter:
     def write_one(self, record) -> bool:
         """Append one 64-byte record (``bytes``, a ``numpy.void`` of a 64-byte dtype, ...); return
         False, writing nothing, when the channel is full.  The C end's method when it is built
-        (``shm._fastring.ChannelEnd``, bound in ``__init__``), else this plain Python (x86)."""
+        (``shm._fastchannel.ChannelEnd``, bound in ``__init__``), else this plain Python (x86)."""
         hw = self._hw
         cur = hw[33]  # L.W_CURSOR
         if cur - hw[64] >= self.capacity:  # L.W_READ_CURSOR

@@ -1,4 +1,4 @@
-"""An order channel's record in and out: the C end (``shm._fastring.ChannelEnd``, bound when built)
+"""An order channel's record in and out: the C end (``shm._fastchannel.ChannelEnd``, bound when built)
 and the plain-Python methods it replaces keep the same protocol: a full channel refuses without
 writing, records come out in order and once, a burst taken across the slots' end comes out whole,
 the slots taken are free again, a writer parked on a full channel is woken by a take, and close
@@ -21,6 +21,15 @@ CAP = 64  # the smallest channel
 REC = struct.Struct("<Q56x")  # a record that names its number
 
 ENDS = ["python"] + (["c"] if C._CEnd is not None else [])
+
+
+def test_the_c_channel_end_is_built():
+    # setup.py builds shm._fastchannel as optional (an install without a compiler still works, slower):
+    # the parametrisation below would quietly drop the C end, so a failed build is noticed here
+    from daemon import router_spin
+
+    assert C._CEnd is not None, "shm._fastchannel was not built: is a C compiler installed?"
+    assert router_spin._pending is not None
 
 
 @pytest.fixture(params=ENDS)
@@ -122,7 +131,7 @@ def test_close_lets_go_of_the_mapping(shm_namespace, end):
 
 @pytest.mark.skipif(C._CEnd is None, reason="the C channel end is not built")
 def test_pending_names_the_channels_holding_records(shm_namespace):
-    from shm._fastring import pending
+    from shm._fastchannel import pending
 
     pairs = [_pair(f"kp.chan{i}") for i in range(3)]
     ends = tuple(r._c for _, r in pairs)
