@@ -18,6 +18,7 @@ the difference:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -129,9 +130,13 @@ class Tracker:
         self.sink = sink
         self.orders: dict[str, TrackedOrder] = {}
         self.by_venue_id: dict[str, str] = {}
-        #: client ids that reached a terminal state (late events for them are dropped quietly), oldest
-        #: first (a dict: an OrderedDict's insert, one per order, cost ~2x)
+        #: client ids that reached a terminal state (late events for them are dropped quietly), the
+        #: last ``remember_done`` of them (a dict: an OrderedDict's insert, one per order, cost ~2x)
         self.done: dict[str, Status] = {}
+        #: the same ids in the order they ended: the oldest is forgotten in O(1).  (``next(iter(done))``
+        #: walks the empty slots its own deletions leave at the dict's front until the dict is rebuilt:
+        #: ~5 us an order, every order once 20,000 had ended)
+        self._done_order: deque[str] = deque()
         self.remember_done = remember_done
         self.unknown_events = 0
         self.stale_events = 0
@@ -172,8 +177,10 @@ class Tracker:
         if o.venue_id:
             self.by_venue_id.pop(o.venue_id, None)
         self.done[o.client_id] = status
-        if len(self.done) > self.remember_done:
-            del self.done[next(iter(self.done))]
+        order = self._done_order
+        order.append(o.client_id)
+        if len(order) > self.remember_done:
+            self.done.pop(order.popleft(), None)
 
     def _accept(self, o: TrackedOrder, ts: int, local_ns: int) -> None:
         o.accepted = True

@@ -227,3 +227,26 @@ def test_random_arrival_duplicates_and_drops_then_a_query(seed):
     fills = [e for e in sink.events if e.kind == ExecKind.FILL]
     assert sum(f.last_qty for f in fills) == pytest.approx(last)
     assert t.open_orders() == {}
+
+
+def test_the_last_ended_orders_are_remembered_the_oldest_forgotten_first():
+    """``done`` keeps the last ``remember_done`` ended ids (late events for them are duplicates), in
+    the order they ended; older ones are forgotten (a late event for one is unknown, its id taken
+    again is refused no more), whichever way each order ended."""
+    sink = Sink()
+    t = Tracker("v", sink, remember_done=3)
+    for k in range(6):
+        cid = f"c{k}"
+        t.add(intent(cid), 0.0)
+        if k % 2:
+            t.reject(cid, RejectReason.VENUE)
+        else:
+            assert t.apply(Update(cid, Status.NEW, f"v{k}", 100.0, 1.0, 0.0, exch_ts_ns=1), Src.REPLY) == APPLIED
+            assert t.apply(Update(cid, Status.CANCELED, f"v{k}", 100.0, 1.0, 0.0, exch_ts_ns=2), Src.STREAM) == APPLIED
+    assert list(t.done) == ["c3", "c4", "c5"] and not t.orders
+    assert t.apply(Update("c4", Status.CANCELED, "v4", exch_ts_ns=3), Src.REPLY) == IGNORED and t.duplicate_events == 1
+    assert t.apply(Update("c2", Status.CANCELED, "v2", exch_ts_ns=3), Src.REPLY) == UNKNOWN and t.unknown_events == 1
+    with pytest.raises(ValueError):
+        t.add(intent("c5"), 0.0)
+    t.add(intent("c1"), 0.0)  # forgotten: taken as a new order
+    assert "c1" in t.orders
