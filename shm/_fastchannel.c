@@ -159,6 +159,8 @@ chan_take_n(ChannelEnd *self, int64_t most, int none_if_empty)
     int64_t n = __atomic_load_n(&w[self->w_cursor], __ATOMIC_ACQUIRE) - rd;  /* then the slots it covers */
     if (n > most)
         n = most;
+    if (n > self->capacity)  /* a cursor the writer ran past the slots (its header is the bot's to write) */
+        n = self->capacity;
     if (n <= 0) {
         if (none_if_empty)
             Py_RETURN_NONE;

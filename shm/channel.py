@@ -301,6 +301,8 @@ class ChannelReader:
             return b""
         if n > most:
             n = most
+        if n > self.capacity:  # a cursor the writer ran past the slots: never read past them
+            n = self.capacity
         off = ((rd & self._mask) << 6) + _HEADER
         end = off + (n << 6)
         lim = (self.capacity << 6) + _HEADER

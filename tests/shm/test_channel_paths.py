@@ -60,6 +60,22 @@ def test_the_methods_bound_are_the_ends(shm_namespace, end):
         w.close()
 
 
+def test_a_cursor_run_past_the_slots_never_reads_past_them(shm_namespace, end):
+    # the request channel's header is the bot's to write: a stray store to its cursor must cost the
+    # daemon at most a capacity of the bot's own (stale) records, never a read past the mapping
+    w, r = _pair()
+    try:
+        for n in range(3):
+            assert w.write_one(REC.pack(n))
+        r.arrays()[0][L.W_CURSOR] += 5 * CAP
+        got = r.take(8 * CAP)
+        assert len(got) == CAP * 64
+        assert _numbers(got)[:3] == [0, 1, 2]
+    finally:
+        r.close()
+        w.close()
+
+
 def test_full_refuses_in_order_once_and_across_the_end(shm_namespace, end):
     w, r = _pair()
     try:
