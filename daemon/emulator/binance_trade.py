@@ -37,6 +37,7 @@ from daemon.emulator.binance_fast import SIDES, BinanceFastPath
 from daemon.emulator.binance_wire import ApiError, BinanceWire, missing_param
 from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, OrderEvent, Reject, Rules, TradingSide
 from daemon.execution.replyparse import ws_request
+from daemon.execution.session import _parsed_queue
 
 __all__ = ["BinanceTrading", "BINANCE_TRADE_FAULTS"]
 
@@ -278,27 +279,45 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         client.rate_limits = request.query.get("returnRateLimits", "true") != "false"
         self.emu._used_weight(5)  # the handshake costs 5
         # receive() as ``async for`` calls it, without the iterator's coroutine per message
-        receive, text, error = client.ws.receive, WSMsgType.TEXT, WSMsgType.ERROR
+        ws = client.ws
+        receive, text, error = ws.receive, WSMsgType.TEXT, WSMsgType.ERROR
+        # the requests aiohttp has parsed behind a received one (a client's write of a batch: ~32 per
+        # socket read in bench.emulator_orders) are taken by its queue's read, without a receive()
+        # each (the execution session's read_frames does the same); a ping or close at the queue's
+        # head or a closing socket ends such a run and receive() takes it, in order
+        buf, read = _parsed_queue(ws)
+        emu, queued, answer_fast = self.emu, self.queued, self._answer_fast
         try:
             while True:
                 msg = await receive()
                 kind = msg.type
                 if kind is text:
-                    data = msg.data
-                    self.emu.timeline.ws_received(data)
-                    if self.inline_requests and not self.queued.count:
-                        # nothing can delay the reply (only faults do): answer in turn, without a task
-                        # per request (a tenth of the emulator's CPU in bench orders); the usual place
-                        # or cancel without a coroutine either (binance_fast)
-                        req = ws_request(data)
-                        if self._answer_fast(client, req):
-                            if client.backlogged or self._user_backlogged():
-                                await self._drain_fast(client)
+                    # (read again after any wait: a timeline is attached by a request of its own)
+                    received = emu.timeline.ws_received
+                    while True:
+                        data = msg.data
+                        received(data)
+                        if self.inline_requests and not queued.count:
+                            # nothing can delay the reply (only faults do): answer in turn, without a
+                            # task per request (a tenth of the emulator's CPU in bench orders); the usual
+                            # place or cancel without a coroutine either (binance_fast)
+                            req = ws_request(data)
+                            if not answer_fast(client, req):
+                                await self._ws_request(client, data, req)
+                                received = emu.timeline.ws_received
                         else:
-                            await self._ws_request(client, data, req)
-                    else:
-                        # requests run concurrently, as on the venue: a delayed reply does not hold the next
-                        self.emu._spawn(self._ws_request(client, msg.data))
+                            # requests run concurrently, as on the venue: a delayed reply does not hold
+                            # the next
+                            self.emu._spawn(self._ws_request(client, data))
+                        # (receive() answers a closing or closed socket with CLOSING/CLOSED, not with
+                        # what its queue still holds)
+                        if not buf or buf[0][0].type is not text or ws._closing or ws._closed:
+                            break
+                        msg = await read()  # (returns at once: no other task runs here)
+                    # the fast path's flow control once a run: its answers are queued, and a client's
+                    # ``backlogged`` changes only when its frames are written, at the loop turn's end
+                    if client.backlogged or self._user_backlogged():
+                        await self._drain_fast(client)
                 elif kind is error or kind in _WS_ENDS:
                     break
         finally:
@@ -307,8 +326,8 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         return resp
 
     async def _drain_fast(self, client: Client) -> None:
-        """After a fast-path answer: wait for the user-stream connections, then for ``client``, while
-        they do not read (their flow control)."""
+        """After a run of fast-path answers: wait for the user-stream connections, then for
+        ``client``, while they do not read (their flow control)."""
         if self._user_backlogged():
             await self._user_drain()
         if client.backlogged:
