@@ -451,9 +451,10 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
                         self._heat()  # it traded: the loop stays hot for the other bots
                     return
                 # the burst in one copy and one publish (a read_one per record cost ~0.5 us); a
-                # request adds at most one to a window (a cancel-all of every order one per order,
-                # as before), so a window fills no further than it did read one at a time
-                buf = reader.take(room)
+                # request adds at most one to a window, but a cancel-all one per open order: the
+                # burst ends at a cancel-all, whose followers wait for the room counted again, so a
+                # window fills no further than it did read one at a time
+                buf = reader.take(room, _RQ_CANCEL_ALL)
                 k = len(buf) >> 6
                 for off in range(0, k << 6, 64):
                     try:
@@ -463,7 +464,9 @@ class Router(PretradeCheck, JournalAdoption, LoopPolling):
                     if not bot.alive:  # gone (its responses stuck): the rest went with its channel
                         break
                 n += k
-                if k < room or not bot.alive:
+                # (a burst that ended at a cancel-all goes on; its kind's low byte is enough here:
+                # a garbage kind 4 + 256 n only costs one more take)
+                if not bot.alive or k < room and (k == 0 or buf[(k - 1) << 6] != _RQ_CANCEL_ALL):
                     break  # drained: what comes meanwhile is the next pass's (or a rearm's)
         except Exception:
             log.exception("router: draining the requests of bot %s failed", bot.name)

@@ -148,9 +148,12 @@ chan_write_one(ChannelEnd *self, PyObject *rec)
     Py_RETURN_TRUE;
 }
 
-/* Up to ``most`` records as one bytes object (b"" when none), their slots freed. */
+/* Up to ``most`` records as one bytes object (b"" when none), their slots freed; with ``stop`` >= 0
+   the burst ends at the first record whose kind (its first 32-bit word) is ``stop``: the router takes
+   a bot's burst up to its in-flight window's room, and a cancel-all adds one to the window per open
+   order, so what follows it must wait for the room to be counted again. */
 static PyObject *
-chan_take_n(ChannelEnd *self, int64_t most, int none_if_empty)
+chan_take_n(ChannelEnd *self, int64_t most, int64_t stop, int none_if_empty)
 {
     if (chan_check_held(self) < 0)
         return NULL;
@@ -161,6 +164,12 @@ chan_take_n(ChannelEnd *self, int64_t most, int none_if_empty)
         n = most;
     if (n > self->capacity)  /* a cursor the writer ran past the slots (its header is the bot's to write) */
         n = self->capacity;
+    for (int64_t i = 0; stop >= 0 && i < n; i++) {
+        uint32_t kind;
+        memcpy(&kind, self->slots + (((rd + i) & self->mask) << 6), sizeof kind);
+        if (kind == (uint64_t)stop)
+            n = i + 1;
+    }
     if (n <= 0) {
         if (none_if_empty)
             Py_RETURN_NONE;
@@ -184,18 +193,25 @@ chan_take_n(ChannelEnd *self, int64_t most, int none_if_empty)
 }
 
 static PyObject *
-chan_take(ChannelEnd *self, PyObject *arg)
+chan_take(ChannelEnd *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long long most = PyLong_AsLongLong(arg);
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "take(most, stop=-1)");
+        return NULL;
+    }
+    long long most = PyLong_AsLongLong(args[0]);
     if (most == -1 && PyErr_Occurred())
         return NULL;
-    return chan_take_n(self, most, 0);
+    long long stop = -1;
+    if (nargs == 2 && (stop = PyLong_AsLongLong(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    return chan_take_n(self, most, stop, 0);
 }
 
 static PyObject *
 chan_read_one(ChannelEnd *self, PyObject *Py_UNUSED(ignored))
 {
-    return chan_take_n(self, 1, 1);
+    return chan_take_n(self, 1, -1, 1);
 }
 
 static PyObject *
@@ -230,7 +246,8 @@ chan_set_ring(ChannelEnd *self, PyObject *value, void *Py_UNUSED(closure))
 
 static PyMethodDef chan_methods[] = {
     {"write_one", (PyCFunction)chan_write_one, METH_O, "write_one(rec64) -> False when full, else True (published)."},
-    {"take", (PyCFunction)chan_take, METH_O, "take(most) -> bytes of up to most records, their slots freed."},
+    {"take", (PyCFunction)(void (*)(void))chan_take, METH_FASTCALL,
+     "take(most, stop=-1) -> bytes of up to most records (ending at the first of kind stop), their slots freed."},
     {"read_one", (PyCFunction)chan_read_one, METH_NOARGS, "read_one() -> the next record's 64 bytes, or None."},
     {"release", (PyCFunction)chan_release, METH_NOARGS, "Drop the buffer exports; every later call raises."},
     {NULL, NULL, 0, NULL},

@@ -90,3 +90,48 @@ def test_a_request_that_raises_does_not_lose_the_rest_of_its_burst(tmp_path, shm
             assert "handling a request of bot b failed" in caplog.text
 
     asyncio.run(main())
+
+
+def _cancel_all() -> bytes:
+    return REQ.pack(4, 0, 0, 0.0, 0.0, 0, 0, 0, 0, 99)
+
+
+def test_a_cancel_all_ends_the_burst_so_its_followers_wait_for_the_window(tmp_path, shm_namespace):
+    # a cancel-all adds one to the window per open order: taken in the same burst, the submits after
+    # it went out past the window (7 in flight of 4 before: R's review)
+    async def main():
+        with _stand(tmp_path, max_in_flight=4) as (router, session, bot, writer, responses):
+            for oid in range(1, 5):
+                assert writer.write_one(_submit(oid))
+            router._drain(bot)
+            router._after_drain()
+            for oid in range(1, 5):  # all four acknowledged: the window is empty again
+                session.emit(ExecEvent(ExecKind.ACCEPTED, bot.orders[oid].client_id, SYMBOL, Status.NEW,
+                                       side=1, price=40_000.0, qty=0.001, leaves_qty=0.001))
+            win = bot.assets[0].win
+            assert win.n == 0
+            assert writer.write_one(_cancel_all())
+            for oid in range(5, 8):
+                assert writer.write_one(_submit(oid))
+            router._drain(bot)
+            router._after_drain()
+            assert win.n == 4 and win.n <= win.limit  # the four cancels in flight, nothing more
+            assert bot.requests.available() == 3 and bot.stalled and 5 not in bot.orders
+
+    asyncio.run(main())
+
+
+def test_a_burst_goes_on_past_a_cancel_all_while_the_window_has_room(tmp_path, shm_namespace):
+    async def main():
+        with _stand(tmp_path, max_in_flight=64) as (router, session, bot, writer, responses):
+            assert writer.write_one(_submit(1))
+            assert writer.write_one(_cancel_all())
+            for oid in range(2, 5):
+                assert writer.write_one(_submit(oid))
+            router._drain(bot)  # one drain: the burst ends at the cancel-all, the drain does not
+            router._after_drain()
+            assert bot.requests.available() == 0 and not bot.stalled
+            assert all(oid in bot.orders for oid in (2, 3, 4))
+            assert bot.assets[0].win.n == 4  # the window counts orders with a request pending: 1-4
+
+    asyncio.run(main())

@@ -76,6 +76,22 @@ def test_a_cursor_run_past_the_slots_never_reads_past_them(shm_namespace, end):
         w.close()
 
 
+def test_a_take_ends_at_the_first_record_of_the_stop_kind(shm_namespace, end):
+    w, r = _pair()
+    try:
+        for _ in range(CAP - 2):  # the burst below runs across the slots' end
+            assert w.write_one(REC.pack(0))
+        assert len(r.take(CAP)) == (CAP - 2) * 64
+        for n in (1, 4, 1, (4 << 32) + 1, 1):  # a record's kind is its first 32-bit word
+            assert w.write_one(REC.pack(n))
+        assert _numbers(r.take(10, 4)) == [1, 4]
+        assert _numbers(r.take(10, 4)) == [1, (4 << 32) + 1, 1]  # (a 4 in the next word is not the kind)
+        assert r.take(10, 4) == b""
+    finally:
+        r.close()
+        w.close()
+
+
 def test_full_refuses_in_order_once_and_across_the_end(shm_namespace, end):
     w, r = _pair()
     try:
