@@ -33,6 +33,8 @@ UNBOUNDED = 1 << 62  # the window of a session without ``max_in_flight``
 P_NONE, P_SUBMIT, P_CANCEL, P_MODIFY = 0, 1, 2, 3
 _TOL = 1e-6  # of a tick or lot: float noise, not a real offset
 _INF = math.inf
+#: every float at or above 2**52 is an integer: on any grid (where ``(x + 0.5) % 1.0`` would round)
+_ALL_INTEGERS = 4503599627370496.0
 _LIMIT = int(OrdType.LIMIT)
 _NO_TOUCH = (math.nan, math.nan)
 #: the timer of ``PretradeCheck._verdict``, one global look-up (``time.perf_counter_ns`` is two, each a
@@ -146,15 +148,18 @@ def bad_price_qty(a: Asset, price: float, qty: float, otype: int):
 
     Once per submit: comparisons and float arithmetic only, no call (``math.isinf``, ``round``,
     ``abs`` cost ~0.15 us together).  ``(x + 0.5) % 1.0 - 0.5`` is x's distance to its nearest
-    integer, signed, as ``x - round(x)`` (they differ only at exactly half-way, far off any grid)."""
+    integer, signed, as ``x - round(x)`` (they differ only at exactly half-way, far off any grid, and
+    from 2**52 on, where every float is an integer and x + 0.5 rounds: there x is on the grid)."""
     if not 0.0 < qty < _INF:  # also NaN
         return RejectReason.MALFORMED, f"quantity {qty} must be finite and > 0"
     if otype == _LIMIT or price == price and price != 0.0:
         if not 0.0 < price < _INF:
             return RejectReason.MALFORMED, f"price {price} must be finite and > 0"
-        if not -_TOL <= (price / a.tick + 0.5) % 1.0 - 0.5 <= _TOL:
+        t = price / a.tick
+        if t < _ALL_INTEGERS and not -_TOL <= (t + 0.5) % 1.0 - 0.5 <= _TOL:
             return RejectReason.PRICE_OFF_TICK, f"price {price!r} is not a multiple of the tick {a.tick!r}"
-    if not -_TOL <= (qty / a.lot + 0.5) % 1.0 - 0.5 <= _TOL:
+    t = qty / a.lot
+    if t < _ALL_INTEGERS and not -_TOL <= (t + 0.5) % 1.0 - 0.5 <= _TOL:
         return RejectReason.QTY_OFF_LOT, f"quantity {qty!r} is not a multiple of the lot {a.lot!r}"
     if qty < a.min_qty * (1 - 1e-9):
         return RejectReason.QTY_BELOW_MIN, f"quantity {qty!r} is below the minimum {a.min_qty!r}"
