@@ -37,7 +37,7 @@ from daemon.emulator.binance_fast import SIDES, BinanceFastPath
 from daemon.emulator.binance_wire import ApiError, BinanceWire, missing_param
 from daemon.emulator.matching import CLIENT_ID_RE, AccountConfig, OrderEvent, Reject, Rules, TradingSide
 from daemon.execution.replyparse import ws_request
-from daemon.execution.session import _parsed_queue
+from daemon.aiohttp_queue import parsed_queue
 
 __all__ = ["BinanceTrading", "BINANCE_TRADE_FAULTS"]
 
@@ -285,7 +285,7 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
         # socket read in bench.emulator_orders) are taken by its queue's read, without a receive()
         # each (the execution session's read_frames does the same); a ping or close at the queue's
         # head or a closing socket ends such a run and receive() takes it, in order
-        buf, read = _parsed_queue(ws)
+        buf, read = parsed_queue(ws)
         emu, queued, answer_fast = self.emu, self.queued, self._answer_fast
         try:
             while True:
@@ -296,7 +296,7 @@ class BinanceTrading(BinanceFastPath, BinanceAuth, BinanceAccountOps, BinanceWir
                     received = emu.timeline.ws_received
                     while True:
                         data = msg.data
-                        received(data)
+                        received(data, client)
                         if self.inline_requests and not queued.count:
                             # nothing can delay the reply (only faults do): answer in turn, without a
                             # task per request (a tenth of the emulator's CPU in bench orders); the usual

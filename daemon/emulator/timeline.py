@@ -36,8 +36,9 @@ class NoTimeline:
     def depth_sent(self, update_id: int, exch_ms: int = -1) -> None:
         pass
 
-    def ws_received(self, text: str) -> None:
-        pass
+    def ws_received(self, text: str, client=None) -> None:
+        """A websocket API request's text as read, from ``client`` (the connection: tests group the
+        requests by it)."""
 
     def rest_received(self, op: str) -> None:
         pass
@@ -87,7 +88,7 @@ class Timeline(NoTimeline):
         else:
             self.dropped += 1
 
-    def ws_received(self, text: str) -> None:
+    def ws_received(self, text: str, client=None) -> None:
         t = time.time_ns()  # first: the stamp stands for the read just before
         if _PLACE in text:  # a substring test, not a JSON parse: this runs on every request
             self._order(t, ROUTE_WS, _client_id(text))

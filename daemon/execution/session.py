@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -24,6 +23,7 @@ from daemon.execution.base import (AccountEvent, ExecSink, ExecutionSession, Ins
 from daemon.execution.config import ExecConfig
 from daemon.execution.ratelimit import RateLimiter
 from daemon.execution.secrets import Credentials
+from daemon.aiohttp_queue import parsed_queue
 from daemon.execution.tracker import NEED_QUERY, Src, Tracker, Update
 from daemon.wsbatch import batchable, write_frames
 from shm.orders import RejectReason, VenueState
@@ -105,19 +105,6 @@ class TurnBudget:
         return True
 
 
-def _parsed_queue(ws):
-    """``(queue, read)``: the deque of the messages aiohttp's reader has parsed from the socket and
-    not yet handed over, and the queue's ``read`` (which hands over the first at once when there is
-    one, its byte count and flow control kept), or ``((), None)`` where the socket is not one of
-    aiohttp's this knows (a test's stub, another aiohttp)."""
-    q = getattr(ws, "_reader", None)
-    buf = getattr(q, "_buffer", None)
-    if type(buf) is not deque or not hasattr(q, "read") or not hasattr(ws, "_closing") \
-            or not hasattr(ws, "_closed"):
-        return (), None
-    return buf, q.read
-
-
 async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle, owner: "SessionBase | None" = None) -> None:
     """``handle(text)`` for each text frame until the socket ends, yielding to the loop once a
     turn's budget is spent; then ``owner.between_messages()`` when set (the router's spin intake:
@@ -134,7 +121,7 @@ async def read_frames(ws: aiohttp.ClientWebSocketResponse, handle, owner: "Sessi
     # what ``async for`` awaits, without its ``__anext__`` coroutine around each message (~0.3 us a
     # message here, four per order); it ended on the same types (and an error ended this reader)
     receive = ws.receive
-    buf, read = _parsed_queue(ws)
+    buf, read = parsed_queue(ws)
     t0 = perf()
     while True:
         msg = await receive()

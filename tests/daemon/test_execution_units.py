@@ -358,7 +358,8 @@ def test_buffered_frames_are_read_in_order_with_a_ping_and_a_close_among_them():
     import aiohttp
     from aiohttp import web
 
-    from daemon.execution.session import _parsed_queue, read_frames
+    from daemon.aiohttp_queue import parsed_queue
+    from daemon.execution.session import read_frames
     from daemon.wsbatch import frame_bytes
 
     got_pong = asyncio.Event()
@@ -389,7 +390,7 @@ def test_buffered_frames_are_read_in_order_with_a_ping_and_a_close_among_them():
                     await asyncio.sleep(0.01)
                 # the shortcut is taken (aiohttp's private queue as read_frames knows it: this fails,
                 # rather than the daemon quietly paying a receive() a message, on an aiohttp that differs)
-                assert _parsed_queue(ws)[1] is not None
+                assert parsed_queue(ws)[1] is not None
                 receives = []
                 real_receive = ws.receive
 
