@@ -1,9 +1,11 @@
 """Builds the optional C fast paths (shm/_fastring.c, shm/_fastchannel.c, plugins/_riskfast.c,
-daemon/execution/_replyfast.c, daemon/emulator/_emufast.c); everything else is in pyproject.toml.
+plugins/_rawtap.c, daemon/execution/_replyfast.c, daemon/emulator/_emufast.c); everything else is in
+pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
 its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
-plugin to its Python check (RiskPlugin.__init__ logs it); the Binance session to orjson for its order
+plugin to its Python check (RiskPlugin.__init__ logs it); the recorder's raw-frame tap to a Python
+put (plugins.raw_ring.RawRing.read_writer); the Binance session to orjson for its order
 replies and order events (daemon.execution.replyparse) and its frames' masking (daemon.wsbatch); the
 emulator to its Python texts for a plain order's reply and event (daemon.emulator.binance_fast).
 ``-ffp-contract=off``: the risk check's
@@ -20,6 +22,8 @@ setup(
                   extra_compile_args=["-O2"]),
         Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], depends=["plugins/_riskfast_ledger.h"],
                   optional=True, extra_compile_args=["-O2", "-ffp-contract=off"]),
+        Extension("plugins._rawtap", sources=["plugins/_rawtap.c"], depends=["shm/_fastbuf.h"], optional=True,
+                  extra_compile_args=["-O2"]),
         Extension("daemon.execution._replyfast", sources=["daemon/execution/_replyfast.c"], optional=True,
                   extra_compile_args=["-O2"]),
         Extension("daemon.emulator._emufast", sources=["daemon/emulator/_emufast.c"], optional=True,

@@ -134,7 +134,7 @@ class RawRing:
 
     def read_writer(self, kind: int, row_bytes: int, refused):
         """``(write, written)``: ``write(data, meta, count, stamp)`` is ``put(kind, count, stamp, the
-        first count rows of meta as bytes, data)`` as one call (``shm._fastring.RawWriter.put_read``,
+        first count rows of meta as bytes, data)`` as one call (``plugins._rawtap.RawWriter.put_read``,
         or without the C extension a closure with everything it uses bound), so a socket read costs
         the daemon one call and no attribute look-up; a datagram the ring cannot take goes to
         ``refused(data, meta, count, stamp)`` instead.  ``written()``: the
@@ -174,12 +174,13 @@ class RawRing:
             done += 1
 
         try:
-            from shm._fastring import RawWriter
+            from plugins._rawtap import RawWriter
         except ImportError:  # built without a C compiler (setup.py's optional extension)
             return write, lambda: done
         # the same put in C: ~0.6 us of interpreter per one-frame read down to a call and two
-        # memcpy; a frame table it cannot take as it is goes to the closure above, which converts
-        # it (both keep the write cursor in the shared header only, so they may alternate)
+        # copies (a burst's reads with streaming stores, past the daemon's caches: see _rawtap.c);
+        # a frame table it cannot take as it is goes to the closure above, which converts it
+        # (both keep the write cursor in the shared header only, so they may alternate)
         fast = RawWriter(hdr, d, W_WRITE, W_READ, W_CLOSED, kind, row_bytes, SKIP, refused, write)
         return fast.put_read, lambda: fast.written + done
 

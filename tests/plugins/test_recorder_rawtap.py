@@ -1,5 +1,6 @@
-"""The raw tap's C copy (``shm._fastring.RawWriter``, behind ``RawRing.read_writer``) against the ring's
-Python put: the same reads give the same ring bytes, cursors, refusals and counts."""
+"""The raw tap's C copy (``plugins._rawtap.RawWriter``, behind ``RawRing.read_writer``) against the ring's
+Python put: the same reads give the same ring bytes, cursors, refusals and counts, for a quiet
+market's small reads (memcpy) and a burst's large ones (streaming stores, from any alignment)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def _read(rnd: random.Random, i: int):
     own int64 table (reused, longer than the read), a fresh copy, and tables the C side must leave
     to the closure (a strided view, int32)."""
     count = rnd.choice([0, 1, 1, 2, 5, 20])
-    data = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 1500)))
+    # a quarter of the reads as large as a burst's (>= 4 KB: the streaming copy), any length
+    data = rnd.randbytes(rnd.randint(4000, 14000) if rnd.random() < 0.25 else rnd.randint(0, 1500))
     table = np.arange(3 * (count + 4), dtype=np.int64).reshape(-1, 3) * (i + 1)
     form = i % 5
     if form == 1:
@@ -30,7 +32,7 @@ def _read(rnd: random.Random, i: int):
 
 
 def test_the_c_tap_writes_what_the_python_put_writes_and_refuses_alike():
-    from shm._fastring import RawWriter  # built by the editable install (setup.py); missing = fail
+    from plugins._rawtap import RawWriter  # built by the editable install (setup.py); missing = fail
 
     fast_ring, fast_end = raw_channel(1 << 16)
     slow_ring, slow_end = raw_channel(1 << 16)
@@ -38,12 +40,14 @@ def test_the_c_tap_writes_what_the_python_put_writes_and_refuses_alike():
     assert isinstance(fast_tap.on_read.__self__, RawWriter)  # the C path is the one under test
     fast_reader, slow_reader = RawRingReader(fast_end.detach()), RawRingReader(slow_end.detach())
     rnd = random.Random(11)
-    slow_refused = 0
+    slow_refused = streamed = 0
     for i in range(4000):
         body, table, count, stamp = _read(rnd, i)
         fast_tap.on_read(body, table, count, stamp)
         rows = np.ascontiguousarray(table[:count], np.int64).reshape(-1)
-        slow_refused += not slow_ring.put(WS_READ, count, stamp, memoryview(rows).cast("B"), body)
+        refused = not slow_ring.put(WS_READ, count, stamp, memoryview(rows).cast("B"), body)
+        slow_refused += refused
+        streamed += not refused and len(body) >= 4096
         assert fast_ring.cursor == slow_ring.cursor, i
         assert fast_tap.dropped_reads == slow_refused, i
         if rnd.random() < 0.05:  # the recorder takes a batch now and then, the same on both
@@ -53,6 +57,7 @@ def test_the_c_tap_writes_what_the_python_put_writes_and_refuses_alike():
     assert bytes(fast_reader.data) == bytes(slow_reader.data)
     assert fast_ring.cursor > 4 * fast_reader.capacity  # wrapped (SKIP records) several times
     assert 0 < fast_tap.dropped_reads < 4000 and fast_tap.sent_reads == 4000 - fast_tap.dropped_reads
+    assert streamed > 200  # the streaming copy was taken (a read >= 4 KB that the ring held)
     assert fast_tap.dropped_frames > 0
     # closed with room: refused and counted, never raised
     for reader in (fast_reader, slow_reader):
