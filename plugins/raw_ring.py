@@ -29,7 +29,8 @@ counts and logs it as dropped): the writer never waits for the reader.
 Ordering: the writer stores a record, then the write cursor; the reader loads the write cursor, then
 the records before it, and stores the read cursor only once it has copied them out.  These are
 plain stores and loads from Python, which x86-64 keeps in program order (TSO): that is what this
-relies on.  A weakly ordered cpu (ARM64) would need release/acquire on the two cursors
+relies on.  The C writer (``plugins._rawtap``) stores the cursor with release semantics and fences
+the streaming stores it copies a large read with (which TSO does not order) before it.  A weakly ordered cpu (ARM64) would need release/acquire on the two cursors
 (``shm.atomics`` does that for compiled code).
 """
 
