@@ -16,8 +16,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("shm._fastring", sources=["shm/_fastring.c"], depends=["shm/_fastbuf.h"], optional=True,
-                  extra_compile_args=["-O2"]),
+        Extension("shm._fastring", sources=["shm/_fastring.c"], optional=True, extra_compile_args=["-O2"]),
         Extension("shm._fastchannel", sources=["shm/_fastchannel.c"], depends=["shm/_fastbuf.h"], optional=True,
                   extra_compile_args=["-O2"]),
         Extension("plugins._riskfast", sources=["plugins/_riskfast.c"], depends=["plugins/_riskfast_ledger.h"],

@@ -1,6 +1,6 @@
 /*
- * shm/_fastbuf.h: what shm's C fast paths share (shm/_fastring.c, shm/_fastchannel.c): holding the
- * exports of a mapping's header and data buffers, so a mapping cannot be closed under a C object.
+ * shm/_fastbuf.h: what the C fast paths over shared memory share (shm/_fastchannel.c, plugins/_rawtap.c):
+ * holding the exports of a mapping's header and data buffers, so a mapping cannot be closed under a C object.
  */
 #ifndef HFTD_FASTBUF_H
 #define HFTD_FASTBUF_H

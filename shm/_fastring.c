@@ -1,6 +1,6 @@
 /*
- * shm._fastring: the market ring's record-at-a-time publish and read, each one C method call; the
- * raw-frame tap's copy into its byte ring (RawWriter).  An order channel's end is shm/_fastchannel.c.
+ * shm._fastring: the market ring's record-at-a-time publish and read, each one C method call.  An
+ * order channel's end is shm/_fastchannel.c; the raw-frame tap's writer, plugins/_rawtap.c.
  *
  * Why C: from plain Python, RingWriter.publish_one is interpreter-bound.  As a closure over
  * memoryviews it costs ~0.8-1 us a record on this 2-core VM (struct.pack_into alone ~0.25 us,
@@ -22,8 +22,6 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
-
-#include "_fastbuf.h"
 
 typedef struct {
     PyObject_HEAD
@@ -492,236 +490,6 @@ static PyTypeObject ReaderType = {
     .tp_methods = reader_methods,
 };
 
-/*
- * RawWriter: the raw-frame recorder's tap (plugins/raw_ring.py), one socket read's copy into the
- * shared byte ring as one C call.  The Python closure it replaces (RawRing.read_writer) cost the
- * daemon ~0.6 us a one-frame read on this VM, most of it the interpreter: a pack_into and two
- * memoryview slice assignments, each building slice and view objects.  Here: two memcpy and the
- * length/head words.  The record layout and the ordering rules are raw_ring.py's (its docstring);
- * the word indices, the record kind and the frame table's row size come from it through the
- * constructor.  A datagram the ring cannot take goes to ``refused`` (the tap's drop counting),
- * and a frame table that is not a contiguous 8-byte-item buffer to ``fallback`` (the Python
- * closure, which converts it): the daemon never sees an exception from here for its data.
- */
-typedef struct {
-    PyObject_HEAD
-    Py_buffer hdr;          /* the ring's header words, int64 */
-    Py_buffer data;         /* the ring's data area */
-    int held;
-    int64_t *words;
-    unsigned char *base;
-    int64_t capacity, mask;
-    Py_ssize_t w_write, w_read, w_closed;
-    int64_t kind, row_bytes, skip;
-    PyObject *refused;      /* (data, meta, count, stamp) -> None */
-    PyObject *fallback;     /* (data, meta, count, stamp) -> None */
-    PyObject *meta_obj;     /* the frame table last seen, its export held (the client reuses one) */
-    Py_buffer meta;
-    long long written;      /* datagrams this object wrote */
-} RawWriter;
-
-static void
-rawwriter_release_all(RawWriter *self)
-{
-    if (self->held) {
-        PyBuffer_Release(&self->hdr);
-        PyBuffer_Release(&self->data);
-        self->held = 0;
-    }
-    if (self->meta_obj != NULL) {
-        PyBuffer_Release(&self->meta);
-        Py_CLEAR(self->meta_obj);
-    }
-    self->words = NULL;
-    self->base = NULL;
-    Py_CLEAR(self->refused);
-    Py_CLEAR(self->fallback);
-}
-
-static int
-rawwriter_init(RawWriter *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"hdr", "data", "w_write", "w_read", "w_closed", "kind", "row_bytes", "skip",
-                             "refused", "fallback", NULL};
-    PyObject *hdr, *data, *refused, *fallback;
-    Py_ssize_t w_write, w_read, w_closed;
-    long long kind, row_bytes, skip;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnnnLLLOO", kwlist, &hdr, &data, &w_write, &w_read, &w_closed,
-                                     &kind, &row_bytes, &skip, &refused, &fallback))
-        return -1;
-    if (!PyCallable_Check(refused) || !PyCallable_Check(fallback) || kind < 0 || kind > 255 || row_bytes <= 0) {
-        PyErr_SetString(PyExc_ValueError, "refused and fallback must be callables, kind fit a byte, row_bytes be > 0");
-        return -1;
-    }
-    rawwriter_release_all(self);
-    if (hold_writable(hdr, data, &self->hdr, &self->data) < 0)
-        return -1;
-    self->held = 1;
-    Py_ssize_t hdr_words = self->hdr.len / 8;
-    int64_t cap = (int64_t)self->data.len;
-    if (w_write < 0 || w_read < 0 || w_closed < 0 || w_write >= hdr_words || w_read >= hdr_words ||
-        w_closed >= hdr_words || cap < 64 || (cap & (cap - 1)) != 0) {
-        rawwriter_release_all(self);
-        PyErr_SetString(PyExc_ValueError, "header word index out of range, or a data area not a power of two");
-        return -1;
-    }
-    self->words = (int64_t *)self->hdr.buf;
-    self->base = (unsigned char *)self->data.buf;
-    self->capacity = cap;
-    self->mask = cap - 1;
-    self->w_write = w_write;
-    self->w_read = w_read;
-    self->w_closed = w_closed;
-    self->kind = kind;
-    self->row_bytes = row_bytes;
-    self->skip = skip;
-    Py_INCREF(refused);
-    self->refused = refused;
-    Py_INCREF(fallback);
-    self->fallback = fallback;
-    self->written = 0;
-    return 0;
-}
-
-static void
-rawwriter_dealloc(RawWriter *self)
-{
-    rawwriter_release_all(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* The frame table of this read as a contiguous 8-byte-item buffer (the client's int64 array,
-   exported once and kept while it is the same object); 0 when it is not one (the caller falls
-   back), -1 on an error. */
-static int
-rawwriter_table(RawWriter *self, PyObject *meta)
-{
-    if (meta == self->meta_obj)
-        return 1;
-    if (self->meta_obj != NULL) {
-        PyBuffer_Release(&self->meta);
-        Py_CLEAR(self->meta_obj);
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(meta, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return 0;
-    }
-    const char *f = view.format != NULL ? view.format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
-    if (view.itemsize != 8 || (strcmp(f, "q") != 0 && strcmp(f, "l") != 0)) {
-        PyBuffer_Release(&view);
-        return 0;
-    }
-    self->meta = view;
-    Py_INCREF(meta);
-    self->meta_obj = meta;
-    return 1;
-}
-
-static PyObject *
-rawwriter_put_read(RawWriter *self, PyObject *const *args, Py_ssize_t nargsf)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "put_read() takes 4 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    if (!self->held) {
-        PyErr_SetString(PyExc_ValueError, "put_read() on a released raw ring writer");
-        return NULL;
-    }
-    long long count = PyLong_AsLongLong(args[2]);
-    if (count == -1 && PyErr_Occurred())
-        return NULL;
-    long long stamp = PyLong_AsLongLong(args[3]);
-    if (stamp == -1 && PyErr_Occurred())
-        return NULL;
-    int t = count >= 0 && count <= 0xFFFFFFFFLL ? rawwriter_table(self, args[1]) : 0;
-    int64_t nt = (int64_t)count * self->row_bytes;
-    if (t == 0 || nt > (int64_t)self->meta.len)
-        return PyObject_Vectorcall(self->fallback, args, 4, NULL);
-    Py_buffer body;
-    if (PyObject_GetBuffer(args[0], &body, PyBUF_SIMPLE) < 0)
-        return NULL;
-    int64_t nb = (int64_t)body.len;
-    int64_t n = 16 + nt + nb;
-    int64_t need = 8 + ((n + 7) & ~(int64_t)7);
-    int64_t *w = self->words;
-    /* this process is the write cursor's only writer: a relaxed load sees its own last store */
-    int64_t cur = __atomic_load_n(&w[self->w_write], __ATOMIC_RELAXED);
-    int64_t off = cur & self->mask;
-    int64_t skip = need > self->capacity - off ? self->capacity - off : 0;
-    /* acquire: the reader copied a record out before it stored the read cursor past it */
-    int64_t read = __atomic_load_n(&w[self->w_read], __ATOMIC_ACQUIRE);
-    if (cur + skip + need - read > self->capacity || __atomic_load_n(&w[self->w_closed], __ATOMIC_RELAXED)) {
-        PyBuffer_Release(&body);
-        return PyObject_Vectorcall(self->refused, args, 4, NULL);
-    }
-    unsigned char *d = self->base;
-    if (skip) {
-        memcpy(d + off, &self->skip, 8);
-        off = 0;
-    }
-    /* the length word, then DATAGRAM_HEAD: kind u8, 3 pad bytes, count u32, stamp i64 */
-    unsigned char head[24] = {0};
-    uint32_t count32 = (uint32_t)count;
-    memcpy(head, &n, 8);
-    head[8] = (unsigned char)self->kind;
-    memcpy(head + 12, &count32, 4);
-    memcpy(head + 16, &stamp, 8);
-    memcpy(d + off, head, 24);
-    if (nt)
-        memcpy(d + off + 24, self->meta.buf, (size_t)nt);
-    if (nb)
-        memcpy(d + off + 24 + nt, body.buf, (size_t)nb);
-    PyBuffer_Release(&body);
-    /* release: the record is in place before the reader can see the cursor past it */
-    __atomic_store_n(&w[self->w_write], cur + skip + need, __ATOMIC_RELEASE);
-    self->written++;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-rawwriter_get_written(RawWriter *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromLongLong(self->written);
-}
-
-static PyObject *
-rawwriter_release(RawWriter *self, PyObject *Py_UNUSED(ignored))
-{
-    rawwriter_release_all(self);
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef rawwriter_methods[] = {
-    {"put_read", (PyCFunction)(void (*)(void))rawwriter_put_read, METH_FASTCALL,
-     "put_read(data, meta, count, stamp): one socket read into the ring as one datagram, or to refused()."},
-    {"release", (PyCFunction)rawwriter_release, METH_NOARGS,
-     "Drop the buffer exports; put_read() raises afterwards."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef rawwriter_getset[] = {
-    {"written", (getter)rawwriter_get_written, NULL, "datagrams written by put_read()", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject RawWriterType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shm._fastring.RawWriter",
-    .tp_basicsize = sizeof(RawWriter),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The raw-frame tap's copy of one socket read into a raw byte ring (see plugins/raw_ring.py).",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)rawwriter_init,
-    .tp_dealloc = (destructor)rawwriter_dealloc,
-    .tp_methods = rawwriter_methods,
-    .tp_getset = rawwriter_getset,
-};
-
 static struct PyModuleDef fastring_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_fastring",
@@ -732,7 +500,7 @@ static struct PyModuleDef fastring_module = {
 PyMODINIT_FUNC
 PyInit__fastring(void)
 {
-    if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&ReaderType) < 0 || PyType_Ready(&RawWriterType) < 0)
+    if (PyType_Ready(&PublisherType) < 0 || PyType_Ready(&ReaderType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastring_module);
     if (m == NULL)
@@ -746,12 +514,6 @@ PyInit__fastring(void)
     Py_INCREF(&ReaderType);
     if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
         Py_DECREF(&ReaderType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&RawWriterType);
-    if (PyModule_AddObject(m, "RawWriter", (PyObject *)&RawWriterType) < 0) {
-        Py_DECREF(&RawWriterType);
         Py_DECREF(m);
         return NULL;
     }
