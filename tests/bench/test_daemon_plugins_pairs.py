@@ -87,3 +87,27 @@ def test_an_injected_cost_shows_as_a_loss_end_to_end():
     assert (m["plugins_throughput_loss_pairs"], m["plugins_throughput_loss_blocks"]) == (6, 2)
     assert 30 < m["plugins_throughput_loss_cpu_pct"] < 65, m
     assert m["plugins_throughput_loss_pct"] > 15, m
+
+
+def test_the_default_blocks_cancel_a_bias_of_the_middle_position():
+    # bench daemon's own defaults, split as its run splits them: an odd count of blocks (3, before)
+    # put one orientation in two blocks and read a true 10 % loss as 5.5 % under a 5 % middle bias
+    import argparse
+
+    from bench import daemon as bd
+
+    parser = argparse.ArgumentParser()
+    bd.add_arguments(parser)
+    args = parser.parse_args([])
+    nblocks = bd._block_count(args.plugin_blocks, args.plugin_rounds)
+    pairs = []
+    for blk in range(nblocks):
+        plugins_first = blk % 2 == 1
+        here = args.plugin_rounds // nblocks + (blk < args.plugin_rounds % nblocks)
+        pairs += block_pairs(_block(plugins_first, here, 0.10, middle_bias=0.05), plugins_first, blk)
+    assert len(pairs) == args.plugin_rounds
+    assert abs(float(np.median([p.loss for p in pairs])) - 10.0) < 0.5
+    for bad in ("3", "0", "-2"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--plugin-blocks", bad])
+    assert [bd._block_count(b, r) for b, r in ((4, 24), (4, 3), (2, 1), (1, 24))] == [4, 2, 1, 1]
