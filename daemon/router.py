@@ -48,7 +48,7 @@ from daemon.execution.base import (
     RiskReject,
     VenueStateEvent,
 )
-from daemon.execution.session import TurnBudget
+from daemon.execution.wsio import TurnBudget
 from daemon.intake import LOST_WAKE_AFTER_S, BellIntake, IntakeThread
 from daemon.intake_wait import warm as warm_intake
 from daemon.orderids import OrderIds

@@ -19,7 +19,8 @@ from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
 from daemon.execution.replyparse import binance_order_event, binance_reply, binance_reply_py, order_event_fields
-from daemon.execution.session import DEFAULT_TEXTS, SessionBase, read_frames
+from daemon.execution.session import DEFAULT_TEXTS, SessionBase
+from daemon.execution.wsio import read_frames
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import hmac_pads, binance_rest_payload
 

@@ -17,7 +17,8 @@ import orjson
 from bots.constants import OrdType, Side, Status, TimeInForce
 from daemon import VenueError
 from daemon.execution.base import AccountEvent, Instrument, OrderIntent
-from daemon.execution.session import SessionBase, TurnBudget
+from daemon.execution.session import SessionBase
+from daemon.execution.wsio import TurnBudget
 from daemon.execution.tracker import NEED_QUERY, Src, TrackedOrder, Update
 from daemon.signing import bybit_rest_payload, bybit_ws_auth_payload, hmac_sha256_hex
 

@@ -253,7 +253,7 @@ def test_send_now_writes_in_order_through_back_pressure():
     import aiohttp
     from aiohttp import web
 
-    from daemon.execution.session import send_now
+    from daemon.execution.wsio import send_now
 
     async def body():
         release = asyncio.Event()
@@ -298,7 +298,7 @@ def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
     import aiohttp
     from aiohttp import web
 
-    from daemon.execution.session import TURN_BUDGET_S, read_frames
+    from daemon.execution.wsio import TURN_BUDGET_S, read_frames
 
     n_frames, work_s = 3000, 0.0001
 
@@ -359,7 +359,7 @@ def test_buffered_frames_are_read_in_order_with_a_ping_and_a_close_among_them():
     from aiohttp import web
 
     from daemon.aiohttp_queue import parsed_queue
-    from daemon.execution.session import read_frames
+    from daemon.execution.wsio import read_frames
     from daemon.wsbatch import frame_bytes
 
     got_pong = asyncio.Event()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bench.order_cycle import SYMBOL, VENUE, _Ws, stand
-from daemon.execution.session import read_frames
+from daemon.execution.wsio import read_frames
 from daemon.router import REQ
 from shm.control import Registration
 
