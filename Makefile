@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.hftd-installed
 .PHONY: demo test stress bench clean-venv
 
 # setup.py builds the C fast paths (shm rings, the risk check) in place during the editable install: a changed source rebuilds them
-$(STAMP): pyproject.toml setup.py shm/_fastring.c shm/_fastchannel.c shm/_fastbuf.h plugins/_riskfast.c plugins/_riskfast_ledger.h plugins/_rawtap.c daemon/execution/_replyfast.c daemon/emulator/_emufast.c
+$(STAMP): pyproject.toml setup.py shm/_fastring.c shm/_fastchannel.c shm/_fastbuf.h plugins/_riskfast.c plugins/_riskfast_ledger.h plugins/_rawtap.c daemon/execution/_replyfast.c daemon/_wsmask.c daemon/emulator/_emufast.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hftd needs Python >= 3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

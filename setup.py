@@ -1,6 +1,6 @@
 """Builds the optional C fast paths (shm/_fastring.c, shm/_fastchannel.c, plugins/_riskfast.c,
-plugins/_rawtap.c, daemon/execution/_replyfast.c, daemon/emulator/_emufast.c); everything else is in
-pyproject.toml.
+plugins/_rawtap.c, daemon/execution/_replyfast.c, daemon/_wsmask.c, daemon/emulator/_emufast.c);
+everything else is in pyproject.toml.
 
 ``optional=True``: without a C compiler the install still succeeds and shm.ring falls back to
 its plain-Python publish (see RingWriter.__init__), about ten times slower per record; the risk
@@ -25,6 +25,7 @@ setup(
                   extra_compile_args=["-O2"]),
         Extension("daemon.execution._replyfast", sources=["daemon/execution/_replyfast.c"], optional=True,
                   extra_compile_args=["-O2"]),
+        Extension("daemon._wsmask", sources=["daemon/_wsmask.c"], optional=True, extra_compile_args=["-O2"]),
         Extension("daemon.emulator._emufast", sources=["daemon/emulator/_emufast.c"], optional=True,
                   extra_compile_args=["-O2"]),
     ]
