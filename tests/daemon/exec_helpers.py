@@ -183,3 +183,16 @@ def binance_scans(request, monkeypatch) -> None:
         monkeypatch.setattr(BinanceExecution, "_scan_event", staticmethod(replyparse.binance_order_event_py))
     elif replyparse.binance_reply is None:
         pytest.skip("daemon.execution._replyfast is not built")
+
+
+async def serve_ws(handler):
+    """``(runner, url)`` of a local aiohttp server answering websocket connections with ``handler``."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/ws"

@@ -20,6 +20,7 @@ from daemon.execution.ratelimit import RateLimiter
 from daemon.execution.secrets import load_credentials
 from daemon.execution.tracker import TrackedOrder
 from daemon.signing import binance_ws_payload, hmac_sha256_hex
+from tests.daemon.exec_helpers import serve_ws
 
 SECRET = "S3cr3t-value-that-must-never-show-0123456789abcdef"
 
@@ -232,19 +233,6 @@ def test_bybit_trade_frames():
     assert auth["args"][2] == hmac_sha256_hex(SECRET, f"GET/realtime{auth['args'][1]}")
 
 
-async def _serve_ws(handler):
-    """``(runner, url)`` of a local aiohttp server answering websocket connections with ``handler``."""
-    from aiohttp import web
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/ws"
-
-
 def test_send_now_writes_in_order_through_back_pressure():
     """A peer that stops reading fills the transport: frames keep going into the buffer in order, the
     drain wait goes to a task, and everything arrives once the peer reads again."""
@@ -269,7 +257,7 @@ def test_send_now_writes_in_order_through_back_pressure():
                     break
             return ws
 
-        runner, url = await _serve_ws(handler)
+        runner, url = await serve_ws(handler)
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(url, compress=0)
             pad = "x" * 20_000
@@ -311,7 +299,7 @@ def test_a_burst_of_buffered_frames_does_not_hold_the_loop():
         return ws
 
     async def body():
-        runner, url = await _serve_ws(ws_handler)
+        runner, url = await serve_ws(ws_handler)
         loop = asyncio.get_running_loop()
         turns = [0]
         running = True
@@ -379,7 +367,7 @@ def test_buffered_frames_are_read_in_order_with_a_ping_and_a_close_among_them():
         return ws
 
     async def body():
-        runner, url = await _serve_ws(ws_handler)
+        runner, url = await serve_ws(ws_handler)
         seen: list[int] = []
         try:
             async with aiohttp.ClientSession() as http:

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from daemon.wsbatch import _mask_py, batchable, frame_bytes, write_frames
+from tests.daemon.exec_helpers import serve_ws
 
 
 def test_python_mask_is_the_rfc_xor():
@@ -38,14 +39,7 @@ async def _pair(handler_out: list, server_sends: list | None = None):
             handler_out.append(msg.data)
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}/ws"
+    return await serve_ws(handler)
 
 
 def test_client_batch_arrives_in_order_as_separate_frames():
