@@ -41,7 +41,8 @@ CANCEL_LATENCY
 REPORT_AT_STEP_BOUNDARY
     A report (fill or cancel) that arrives a few ms before a step ends is in the live bot's state
     only once it crossed the user stream, the daemon and the response channel, while the replay's
-    response latency is the feed's: the bot then re-posts that price one step apart.
+    response latency is the feed's: the bot then re-posts that price one step apart, or, when the
+    re-post comes at the same step either way, only its fill count and position change a step apart.
 FEED_AT_STEP_BOUNDARY
     A book update recorded at about the live step's instant: the mid differs at that step (seen in 2
     of 8 sessions, one step of ~105 each).
@@ -123,6 +124,9 @@ INT64_MAX = 9223372036854775807
 MS = 1_000_000
 #: CANCEL_LATENCY: a cancel reaches the venue within this of its step (entry latency p99 ~20 ms here)
 CANCEL_WINDOW_NS = 25 * MS
+#: REPORT_AT_STEP_BOUNDARY of a fill: its report reaches the live bot within this of the venue's
+#: stamp (user stream, daemon, response channel: a few ms, 20 on this loaded machine)
+REPORT_WINDOW_NS = 25 * MS
 KEY, SECRET = "hftd-emu-key", "hftd-emu-secret"  # the emulator's demo credentials
 
 
@@ -515,9 +519,18 @@ def test_paced_replay_gives_the_live_orders_and_fills(session, name):
     assert counts["REPORT_AT_STEP_BOUNDARY"] <= bound, counts
     assert c["same_orders"] >= 0.85 * len(lo), (c["same_orders"], len(lo))  # CASCADE stays small
     assert abs(lf - sf) <= bound, (lf, sf)
-    if not any(counts.values()):  # nothing differed: the account's books agree at every step too
-        np.testing.assert_allclose(live["position"], sim["position"], atol=demo.LOT / 10)
-        np.testing.assert_allclose(live["balance"], sim["balance"], rtol=0, atol=1e-6)
+    if not any(counts.values()):
+        # the same orders with the same outcomes: a fill count differs only at a step whose instant
+        # came within a report's way of a fill (seen at that step on one side, the next on the other:
+        # a CI run of grid-wide, 6 fills, one a step apart), and where the counts agree the books do
+        fill_ns = np.array([o.end_ns for o in lo + so if o.status == FILLED], np.int64)
+        apart = np.nonzero(live["num_trades"] != sim["num_trades"])[0]
+        unexplained = [int(k) for k in apart if not np.any(np.abs(fill_ns - ts[k]) <= REPORT_WINDOW_NS)]
+        assert not unexplained, f"fill counts differ at steps {unexplained} with no fill near them"
+        agree = live["num_trades"] == sim["num_trades"]
+        assert len(apart) <= bound, (len(apart), lf)
+        np.testing.assert_allclose(live["position"][agree], sim["position"][agree], atol=demo.LOT / 10)
+        np.testing.assert_allclose(live["balance"][agree], sim["balance"][agree], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(demo.BOTS))
