@@ -210,11 +210,6 @@ class RecorderConfig:
     #: (``plugins.raw_ring``, rounded up to a power of two).  It must hold a burst while the
     #: idle-class recorder waits for a free cpu: bench daemon's blast is ~12 MB in ~90 ms
     raw_buffer_bytes: int = 64 << 20
-    #: a burst's socket reads are held by the daemon, by reference, up to this many bytes per venue,
-    #: and go into that ring once the burst is over (``plugins.recorder_raw.RawTap``): the daemon
-    #: copies nothing while it is busiest.  What is held is lost to a kill -9 of the daemon (not of
-    #: the recorder).  At most half of ``raw_buffer_bytes``; 0: every read is copied at once
-    raw_hold_bytes: int = 32 << 20
     #: gzip level of the raw files (1 fastest .. 9 smallest; 1-3 by ISA-L, 4-9 by zlib).  1: a
     #: market-data burst must not outrun the recorder; on the Binance sample ISA-L's level 1
     #: compresses ~400 MB/s to a 6.2x smaller file, zlib's level 6 ~40 MB/s to 7.3x
@@ -236,9 +231,6 @@ class RecorderConfig:
         if not 0 <= self.raw_compress_nice <= 19:
             raise PluginConfigError("[plugins.recorder]: key 'raw_compress_nice' must be 0..19, received "
                                     f"{self.raw_compress_nice}")
-        if not 0 <= self.raw_hold_bytes <= self.raw_buffer_bytes // 2:
-            raise PluginConfigError("[plugins.recorder]: key 'raw_hold_bytes' must be 0..raw_buffer_bytes/2 "
-                                    f"({self.raw_buffer_bytes // 2}), received {self.raw_hold_bytes}")
         if self.stage_records < 0:
             raise PluginConfigError("[plugins.recorder]: key 'stage_records' must be >= 0, received "
                                     f"{self.stage_records}")

@@ -133,19 +133,14 @@ class RawRing:
         """Bytes written since the ring was made (the write cursor: this writer is its only one)."""
         return self._hdr[W_WRITE]
 
-    def read_writer(self, kind: int, row_bytes: int, refused, *, hold_min_bytes: int = 0, hold_max_bytes: int = 0,
-                    on_hold=None):
+    def read_writer(self, kind: int, row_bytes: int, refused):
         """``(write, written)``: ``write(data, meta, count, stamp)`` is ``put(kind, count, stamp, the
         first count rows of meta as bytes, data)`` as one call (``plugins._rawtap.RawWriter.put_read``,
         or without the C extension a closure with everything it uses bound), so a socket read costs
         the daemon one call and no attribute look-up; a datagram the ring cannot take goes to
         ``refused(data, meta, count, stamp)`` instead.  ``written()``: the
         datagrams it wrote.  ``meta`` is an int64 table of ``row_bytes`` per row; the same array
-        every read (the websocket client's) is viewed as bytes once.
-
-        ``hold_max_bytes`` > 0 (the C writer only): a burst's reads (``hold_min_bytes`` or longer)
-        are held by reference until ``write.__self__.flush()`` (``plugins._rawtap``'s "Holding a
-        burst"); ``on_hold()`` is called when the first read is held."""
+        every read (the websocket client's) is viewed as bytes once."""
         hdr, d, cap, mask = self._hdr, self._data, self.capacity, self._mask
         pack, pack_skip, head = _LEN_HEAD.pack_into, _LEN.pack_into, _HEAD_BYTES
         seen = table = None
@@ -187,8 +182,7 @@ class RawRing:
         # copies (a burst's reads with streaming stores, past the daemon's caches: see _rawtap.c);
         # a frame table it cannot take as it is goes to the closure above, which converts it
         # (both keep the write cursor in the shared header only, so they may alternate)
-        fast = RawWriter(hdr, d, W_WRITE, W_READ, W_CLOSED, kind, row_bytes, SKIP, refused, write,
-                         hold_min_bytes=hold_min_bytes, hold_max_bytes=hold_max_bytes, on_hold=on_hold)
+        fast = RawWriter(hdr, d, W_WRITE, W_READ, W_CLOSED, kind, row_bytes, SKIP, refused, write)
         return fast.put_read, lambda: fast.written + done
 
     def put(self, kind: int, count: int, stamp: int, table, body) -> bool:

@@ -590,7 +590,7 @@ class RecorderPlugin:
                 log.error("recorder: two sessions of venue %s; the second's raw frames are not recorded", venue)
                 continue
             ring, recorder_end = raw_channel(self.config.raw_buffer_bytes)
-            tap = self.taps[venue] = RawTap(venue, ring, self.config.raw_hold_bytes)
+            tap = self.taps[venue] = RawTap(venue, ring)
             self._raw_ends[venue] = recorder_end
             for group in session.groups:
                 group.tap = tap.on_read
@@ -631,8 +631,6 @@ class RecorderPlugin:
 
     async def aclose(self) -> None:
         self._stopping = True
-        for tap in self.taps.values():
-            tap.stop_holding()  # the frames a burst left with the daemon, for the child to drain
         proc = self.proc
         if proc is not None and proc.returncode is None:
             # a child still starting up has no SIGTERM handler yet: it would die without draining

@@ -13,8 +13,7 @@ The path from the socket to the file:
   receipt stamps); the Binance session hands it each snapshot body (``rest_tap``).  The tap copies
   the read as ONE datagram (a 16-byte header, the read's frame table, the read's bytes; nothing is
   parsed in Python) into a byte ring in shared memory (``plugins.raw_ring``): no system call, no
-  wake-up of the recorder.  In a burst (reads of ``HOLD_MIN_BYTES`` or more) the reads are held by
-  reference instead, up to ``raw_hold_bytes``, and copied once the burst is over (``RawTap``).  A ring without room for the datagram (the child is slow or gone) drops
+  wake-up of the recorder.  A ring without room for the datagram (the child is slow or gone) drops
   that read and counts it (``dropped_reads``/``dropped_frames``, logged); the daemon never waits.
 * **Child side** (``RawRecorder``, a thread per venue in the recorder process): wakes on its own
   timer, routes every datagram waiting in the ring, straight from the mapping, into lines by symbol
@@ -31,8 +30,6 @@ What is guaranteed, precisely:
   priority because a market ring risks a lap, or the frames arrive in a burst (a sixteenth of the
   ring between two wakes): the frames then wait in the shared ring (see above) until that ends or
   the raw ring is ``DEFER_BELOW_FILL`` full;
-* a kill -9 of the daemon loses the reads it held (a burst's last ``raw_hold_bytes`` at most);
-  its SIGTERM does not: the plugin writes them into the ring before it stops the recorder;
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
   interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
@@ -52,7 +49,6 @@ with a snapshot).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import logging
 import os
@@ -133,15 +129,6 @@ PEAK_RAW_BYTES_PER_S = 256 << 20
 _IDLE_PAUSE_FLOOR_S = 0.02
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
-#: a socket read this long held many frames queued: the daemon is in a burst, and the tap holds
-#: the read by reference instead of copying it then (``plugins._rawtap``'s "Holding a burst"); a
-#: quiet market's reads are a frame or two and go into the ring at once
-HOLD_MIN_BYTES = 4096
-#: the held reads go into the ring once no burst-sized read came for this long...
-HOLD_QUIET_NS = 2_000_000
-#: ... this many bytes a turn of the loop (~25 us of copying), so a frame that arrives meanwhile
-#: waits for one slice at most
-HOLD_FLUSH_SLICE_BYTES = 256 << 10
 
 
 def _name_thread(name: str) -> None:
@@ -156,18 +143,9 @@ def _name_thread(name: str) -> None:
 
 class RawTap:
     """The daemon's side: one datagram per socket read into the ring, dropped (and counted) when
-    the ring has no room for it.
+    the ring has no room for it."""
 
-    ``hold_bytes`` > 0: a burst's reads are held by reference, up to that many bytes, and go into
-    the ring once the burst is over (``plugins._rawtap``'s "Holding a burst"): bench daemon's blast
-    rounds (~12 MB of frames each) then cost the daemon a reference and a copy of the frame table per
-    read, where the copy of the read itself cost ~2 % of its CPU per message.  The held reads go
-    when no read of ``HOLD_MIN_BYTES`` came for ``HOLD_QUIET_NS``, in slices of
-    ``HOLD_FLUSH_SLICE_BYTES`` between the loop's other work (a timer of the running loop; outside
-    a loop they go at once), before a snapshot's body (the ring keeps the venue's order), and at
-    ``stop_holding``; a kill -9 of the daemon loses them."""
-
-    def __init__(self, venue: str, ring: RawRing, hold_bytes: int = 0) -> None:
+    def __init__(self, venue: str, ring: RawRing) -> None:
         self.venue = venue
         self.ring = ring
         self._put = ring.put
@@ -175,52 +153,10 @@ class RawTap:
         self.dropped_reads = 0
         self.dropped_frames = 0
         self._logged_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: ``StreamGroup.tap``: the frames of one socket read (``meta[:count]`` locates them in
         #: ``data``) into the ring as one datagram: the ring's closure itself, so each read costs
         #: the daemon one Python call (see ``RawRing.read_writer``)
-        self.on_read, self._reads_sent = ring.read_writer(
-            WS_READ, _META_ROW_BYTES, self._read_refused, hold_min_bytes=HOLD_MIN_BYTES,
-            hold_max_bytes=hold_bytes, on_hold=self._held_first if hold_bytes > 0 else None)
-        #: the C writer, which holds reads (None: the Python closure, which never does)
-        self._writer = getattr(self.on_read, "__self__", None) if hold_bytes > 0 else None
-
-    @property
-    def held_bytes(self) -> int:
-        """Bytes of the reads held, not yet in the ring."""
-        return self._writer.held_bytes if self._writer is not None else 0
-
-    def _held_first(self) -> None:
-        """The first read of a burst is held: look again once it may be over."""
-        if self._timer is not None:
-            return
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop to come back on: nothing waits
-            self._writer.flush()
-            return
-        self._timer = self._loop.call_later(HOLD_QUIET_NS / 1e9, self._flush_when_quiet)
-
-    def _flush_when_quiet(self) -> None:
-        self._timer = None
-        writer = self._writer
-        if not writer.held_reads:
-            return
-        quiet = time.time_ns() - writer.last_burst_stamp >= HOLD_QUIET_NS
-        if quiet:
-            writer.flush(HOLD_FLUSH_SLICE_BYTES)
-        if writer.held_reads:
-            self._timer = self._loop.call_later(0.0 if quiet else HOLD_QUIET_NS / 1e9, self._flush_when_quiet)
-
-    def stop_holding(self) -> None:
-        """Every held read into the ring now, and each read from here on at once (the daemon's
-        stop: the recorder child is to find them before it drains and exits)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._writer is not None:
-            self._writer.stop_holding()
+        self.on_read, self._reads_sent = ring.read_writer(WS_READ, _META_ROW_BYTES, self._read_refused)
 
     @property
     def sent_reads(self) -> int:
@@ -232,8 +168,6 @@ class RawTap:
 
     def on_rest(self, symbol: str, body: bytes, local_ts: int) -> None:
         """``BinanceMarketData.rest_tap``: a depth snapshot's body."""
-        if self._writer is not None and self._writer.held_reads:
-            self._writer.flush()  # the reads before it go first
         sym = symbol.encode()
         if self._put(REST_SNAPSHOT, len(sym), local_ts, sym, body):
             self._rest_sent += 1
