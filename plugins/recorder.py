@@ -444,7 +444,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     the idle class, or in a burst, it only reads the rings' rows into a stage of ``stage_records``
     rows (0: none) and writes them once the rings are calm (``plugins.recorder_stage``)."""
     from plugins.recorder_raw import RawRecorder
-    from plugins.recorder_sched import DrainScheduler, Watchdog
+    from plugins.recorder_sched import BurstSignal, DrainScheduler, Watchdog
     from plugins.recorder_stage import Stage, lock_stage, recover, recover_others, stage_path
 
     stopping = []
@@ -452,9 +452,10 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     written = [0, 0]  # rows written as soon as read: in the idle class, out of it
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    burst = BurstSignal()
     raw_recorders = [RawRecorder(venue, fd, directory, flush_interval_s=raw_flush_interval_s,
                                  compress_level=raw_compress_level, compress_nice=raw_compress_nice,
-                                 idle_class=idle_class)
+                                 idle_class=idle_class, burst=burst)
                      for venue, fd in (raw or {}).items()]
     recorders = [RingRecorder(r, directory, batch_records, resume_reading=False) for r in rings]
     # a dead recorder's stage is written before the rings are read: their reading resumes after it
@@ -499,6 +500,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
                 # in a burst (a wake finding a ring STAGE_FILL full), rows are only read, even in
                 # the idle class: the files catch up once it is over
                 defer = stage is not None and (busy or waiting >= STAGE_FILL * rec.reader.capacity)
+                if defer:
+                    burst.mark(time.monotonic())  # the raw frames' routing and gzip wait too
                 while waiting > 0:
                     staged = stage.take(i, rec) if defer else 0
                     if not staged:  # not deferred, or the stage is full

@@ -63,7 +63,7 @@ from isal import igzip, isal_zlib
 
 from plugins.raw_lines import CORRUPT, OTHER_KIND, UNKNOWN_SYMBOL, route_lines, walk_records
 from plugins.raw_ring import DATAGRAM_HEAD, RawRing, RawRingReader, record_bytes
-from plugins.recorder_sched import WATCH_FILL, DrainScheduler
+from plugins.recorder_sched import BURST_LINGER_S, WATCH_FILL, BurstSignal, DrainScheduler
 from plugins.recorder_stage import STAGE_FILL
 
 #: levels up to this one go through ISA-L (already a dependency, for inflate): the same gzip
@@ -344,8 +344,10 @@ class RawRecorder:
     def __init__(self, venue: str, fd: int, directory: Path, *, flush_interval_s: float = 1.0,
                  compress_level: int = 1, compress_nice: int = 10, lock_timeout_s: float = 60.0,
                  max_pause_s: float = 0.1, store_above_bytes: int = STORE_ABOVE_BYTES,
-                 idle_class: bool = False) -> None:
-        """``fd``: the ring's descriptor (``plugins.raw_ring``), mapped here and then closed."""
+                 idle_class: bool = False, burst: BurstSignal | None = None) -> None:
+        """``fd``: the ring's descriptor (``plugins.raw_ring``), mapped here and then closed;
+        ``burst``: the market rings' drainer's signal (``plugins.recorder``): while it is on, the
+        datagrams wait in the ring (below ``DEFER_BELOW_FILL``) and the lines for the gzip writer."""
         from plugins.recorder import _lock  # one recorder per directory, as for the rings
 
         self.venue = venue
@@ -393,6 +395,9 @@ class RawRecorder:
         self.deferred_wakes = 0
         #: the taking thread's wakes (each costs CPU whatever it finds: see the class docstring)
         self.wakes = 0
+        self.burst = burst
+        #: gzip members the writer began after waiting for a burst to end
+        self.burst_waits = 0
 
     def start(self) -> None:
         self._writer.start()
@@ -413,6 +418,14 @@ class RawRecorder:
                 if payload is None:
                     day_file.close_files()
                     continue
+                # compressing beside the daemon's burst slowed it (BurstSignal); the lines wait
+                # in memory unless the backlog is already at the point where members are stored
+                waited = False
+                while (self.burst is not None and self.burst.active() and not self._stop.is_set()
+                       and self._queued_bytes - self._written_bytes <= self.store_above_bytes):
+                    waited = True
+                    time.sleep(BURST_LINGER_S)
+                self.burst_waits += waited
                 # behind (the cpus are busy with the daemon's work, this thread is niced): store
                 # instead of compressing, at the cost of disk, so the backlog cannot grow without end
                 stored = self._queued_bytes - self._written_bytes > self.store_above_bytes
@@ -449,6 +462,9 @@ class RawRecorder:
                     # outlives this process, until the class is idle again or this ring itself is
                     # filling; routing them now took the daemon's cpus at its busiest
                     defer = (burst or not sched.idle) and fill < DEFER_BELOW_FILL
+                if not defer and self.burst is not None and self.burst.active():
+                    # the market rings' drainer is in a burst (BurstSignal): so is the daemon
+                    defer = self.ring.fill() < DEFER_BELOW_FILL
                 self.deferred_wakes += defer
                 self.wakes += 1
                 taken = 0
