@@ -99,10 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="messages in the latency run (with plugins: per pipeline, in --plugin-rounds chunks)")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
-    parser.add_argument("--plugin-rounds", type=int, default=24,
+    parser.add_argument("--plugin-rounds", type=int, default=48,
                         help="rounds of plugins off vs all plugins on (Binance; 0 skips the comparison): pairs "
                              "back to back, the median over them reported with its 95 %% interval (a round's rate "
-                             "swings +-20 %% with the cpus' other work: at 8, quiet runs gave -4 to +18 %% loss)")
+                             "swings +-20 %% with the cpus' other work: at 8, quiet runs gave -4 to +18 %% loss; at "
+                             "24 three quiet runs of the same commit read -5.4, +0.8 and +5.0 %%, each interval "
+                             "~15 points wide)")
     parser.add_argument("--plugin-blocks", type=_plugin_blocks, default=4,
                         help="blocks the plugin rounds are split into, 1 or even: each block starts both pipelines "
                              "afresh and the blocks alternate which arm's rounds are either side of the other's (a "

@@ -28,10 +28,14 @@ What is guaranteed, precisely:
 * a frame reaches the file at the next flush (``flush_interval_s`` after it was received at most,
   and at once on SIGTERM or when the daemon closes the ring), except while the child runs at normal
   priority because a market ring risks a lap, or the frames arrive in a burst (a sixteenth of the
-  ring between two wakes): the frames then wait in the shared ring (see above) until that ends or
-  the raw ring is ``DEFER_BELOW_FILL`` full;
+  ring between two wakes), or the market rings' drainer sees one (``BurstSignal``): the frames then
+  wait in the shared ring (see above) until that ends or the raw ring is ``DEFER_BELOW_FILL`` full,
+  and lines already routed wait for the gzip writer until it ends or ``store_above_bytes`` of them
+  wait (then members are stored, not compressed, so a market that never calms costs disk, not
+  memory);
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
-  interval, kept in the child's memory).  Each flush writes one whole gzip member, then commits the
+  interval, kept in the child's memory), and the lines that waited out a burst for the gzip writer
+  (``store_above_bytes`` at most).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
   length, so a member torn by a kill during its own write is removed and every line before it reads
   back;
