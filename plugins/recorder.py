@@ -53,7 +53,7 @@ from plugins import PluginError
 from plugins.config import RecorderConfig
 from plugins.hookspecs import hookimpl
 from plugins.recorder_book import HashBook, track_levels
-from plugins.recorder_sched import WATCH_PERIOD_S
+from plugins.recorder_sched import ESCALATE_FILL, WATCH_FILL, WATCH_PERIOD_S
 from plugins.recorder_stage import STAGE_FILL, STAGE_RECORDS
 from shm.dtypes import BUY_EVENT, DEPTH_CLEAR_EVENT, DEPTH_SNAPSHOT_EVENT, EXCH_EVENT, LOCAL_EVENT, SELL_EVENT, event_dtype
 
@@ -418,7 +418,9 @@ def _watched_fill(recorders: list[RingRecorder], raw_recorders: list, positions:
             if positions[2 * i + 1] == generation:
                 f = max(f, (int(hdr[L.W_CURSOR]) - int(positions[2 * i])) / capacity)
         for raw_rec in raw_recorders:
-            f = max(f, raw_rec.ring.fill())
+            # a raw ring is judged at ESCALATE_FILL: its router leaves it DEFER_BELOW_FILL (=
+            # WATCH_FILL) full in a burst on purpose, and escalating then would prolong the burst
+            f = max(f, raw_rec.ring.fill() * (WATCH_FILL / ESCALATE_FILL))
         return f
 
     return fill
@@ -428,7 +430,7 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
         peak_records_per_s: float = PEAK_RECORDS_PER_S, stop_when_gone: bool = True,
         raw: dict[str, int] | None = None, raw_flush_interval_s: float = 1.0, raw_compress_level: int = 1,
         raw_compress_nice: int = 10, idle_class: bool = True, watch_period_s: float = WATCH_PERIOD_S,
-        stage_records: int = STAGE_RECORDS) -> int:
+        stage_records: int = STAGE_RECORDS, avoid_daemon_cpu: bool = True) -> int:
     """The recorder process's loop; returns the exit status.  SIGTERM: drain, close, exit 0.
 
     It never spins: each wake drains every ring (one read and one write per buffer-full), then
@@ -442,13 +444,16 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     ring is at risk of a lap (``plugins.recorder_sched``), with a ``Watchdog`` process looking at
     the rings every ``watch_period_s`` (0: none) for a drainer too starved to look itself; out of
     the idle class, or in a burst, it only reads the rings' rows into a stage of ``stage_records``
-    rows (0: none) and writes them once the rings are calm (``plugins.recorder_stage``)."""
+    rows (0: none) and writes them once the rings are calm (``plugins.recorder_stage``);
+    ``avoid_daemon_cpu``: out of the idle class, off the cpu this process's parent (the daemon) last
+    ran on (``plugins.recorder_sched.CpuAvoider``)."""
     from plugins.recorder_raw import RawRecorder
-    from plugins.recorder_sched import BurstSignal, DrainScheduler, Watchdog
+    from plugins.recorder_sched import BurstSignal, CpuAvoider, DrainScheduler, Watchdog
     from plugins.recorder_stage import Stage, lock_stage, recover, recover_others, stage_path
 
     stopping = []
     stage = None
+    avoider = None
     written = [0, 0]  # rows written as soon as read: in the idle class, out of it
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
@@ -471,7 +476,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
     for i, rec in enumerate(recorders):
         positions[2 * i], positions[2 * i + 1] = rec.reader.position, rec.reader.generation
     # forked before any thread starts, and before this process leaves normal priority
-    watchdog = (Watchdog(_watched_fill(recorders, raw_recorders, positions), period_s=watch_period_s).start()
+    watchdog = (Watchdog(_watched_fill(recorders, raw_recorders, positions), period_s=watch_period_s,
+                         avoid_pid=os.getppid() if avoid_daemon_cpu else None).start()
                 if idle_class and watch_period_s > 0 else None)
     for raw_rec in raw_recorders:
         raw_rec.start()
@@ -481,6 +487,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
         # not before: start-up and warm-up would be starved on a busy machine, and an unprivileged
         # process cannot leave the idle class again
         sched = DrainScheduler() if idle_class else None
+        # the daemon started this process (plugins.recorder's RecorderPlugin)
+        avoider = CpuAvoider(os.getppid()) if idle_class and avoid_daemon_cpu else None
         if sched is not None and stage_records > 0:
             stage = Stage(stage_records, rings, stage_file)
         print("recorder ready", flush=True)  # the parent (and tests) wait for this line
@@ -490,7 +498,10 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
             got = 0
             fill = 0.0
             # out of the idle class = every cpu busy: rows are only read (plugins.recorder_stage)
-            busy = stage is not None and os.sched_getscheduler(0) != os.SCHED_IDLE
+            escalated = sched is not None and os.sched_getscheduler(0) != os.SCHED_IDLE
+            busy = stage is not None and escalated
+            if avoider is not None:
+                avoider.update(escalated)
             for i, rec in enumerate(recorders):
                 # an idle wake costs one read of the ring's cursor (most wakes: the sleep is sized
                 # for the peak rate, not for the rate now)
@@ -499,8 +510,9 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
                     fill = max(fill, waiting / rec.reader.capacity)
                 # in a burst (a wake finding a ring STAGE_FILL full), rows are only read, even in
                 # the idle class: the files catch up once it is over
-                defer = stage is not None and (busy or waiting >= STAGE_FILL * rec.reader.capacity)
-                if defer:
+                in_burst = waiting >= STAGE_FILL * rec.reader.capacity
+                defer = stage is not None and (busy or in_burst)
+                if in_burst:  # (not for escalation alone: the watchdog's look at a raw ring escalates too)
                     burst.mark(time.monotonic())  # the raw frames' routing and gzip wait too
                 while waiting > 0:
                     staged = stage.take(i, rec) if defer else 0
@@ -537,7 +549,8 @@ def run(rings: list[str], directory: Path, *, batch_records: int = 32768, poll_i
             watchdog.stop()
         if stage is not None:
             log.info("recorder: %d rows written as read (%d of them out of the idle class), %d staged in bursts "
-                     "and written after them", sum(written), written[1], stage.staged)
+                     "and written after them; off the daemon's cpu %d times", sum(written), written[1], stage.staged,
+                     avoider.moves if avoider is not None else 0)
         try:
             if stage is not None and stage.used:
                 stage.write(recorders)

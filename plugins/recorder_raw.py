@@ -30,12 +30,11 @@ What is guaranteed, precisely:
   priority because a market ring risks a lap, or the frames arrive in a burst (a sixteenth of the
   ring between two wakes), or the market rings' drainer sees one (``BurstSignal``): the frames then
   wait in the shared ring (see above) until that ends or the raw ring is ``DEFER_BELOW_FILL`` full,
-  and lines already routed wait for the gzip writer until it ends or ``store_above_bytes`` of them
-  wait (then members are stored, not compressed, so a market that never calms costs disk, not
-  memory);
+  and lines already routed wait for the gzip writer until it ends, for ``BURST_WAIT_FLUSHES`` flush
+  intervals (``BURST_WAIT_MIN_S`` at least) or until half of ``store_above_bytes`` wait;
 * **kill -9 of the recorder loses at most the frames received since its last flush** (one flush
-  interval, kept in the child's memory), and the lines that waited out a burst for the gzip writer
-  (``store_above_bytes`` at most).  Each flush writes one whole gzip member, then commits the
+  interval, kept in the child's memory), and in a burst the lines held back for the gzip writer
+  (``BURST_WAIT_FLUSHES`` flush intervals more, half of ``store_above_bytes`` at most).  Each flush writes one whole gzip member, then commits the
   file's length in ``<file>.len``; a recorder that starts on an existing file cuts it back to that
   length, so a member torn by a kill during its own write is removed and every line before it reads
   back;
@@ -131,6 +130,10 @@ DEFER_BELOW_FILL = WATCH_FILL
 #: daemon's blast puts ~100 MB/s of frames and tables), never less than ``max_pause_s``'s old 20 ms
 PEAK_RAW_BYTES_PER_S = 256 << 20
 _IDLE_PAUSE_FLOOR_S = 0.02
+#: the gzip writer holds a member back while a burst lasts for at most this many flush intervals
+#: (and this long at least)
+BURST_WAIT_FLUSHES = 2
+BURST_WAIT_MIN_S = 2.0
 #: the daemon logs dropped reads at most this often
 _DROP_LOG_INTERVAL_S = 10.0
 
@@ -365,7 +368,11 @@ class RawRecorder:
             raise
         self.flush_interval_s = flush_interval_s
         self.compress_level = compress_level
-        self.files: dict[str, tuple[int, RawDayFile]] = {}
+        #: the open day files by (symbol, UTC day): a symbol's previous day stays open beside its
+        #: current one, so a frame stamped the day before (a rotation replays frames with their
+        #: receipt stamps) goes to the same object; reopened, its length would be read from disk
+        #: while the first object's member still waited for the writer, and one member overwrote the other
+        self.files: dict[tuple[str, int], RawDayFile] = {}
         self.frames = 0
         #: messages about no symbol (subscription acknowledgements), not written
         self.unrouted = 0
@@ -422,11 +429,15 @@ class RawRecorder:
                 if payload is None:
                     day_file.close_files()
                     continue
-                # compressing beside the daemon's burst slowed it (BurstSignal); the lines wait
-                # in memory unless the backlog is already at the point where members are stored
+                # compressing beside the daemon's burst slowed it (BurstSignal): the lines wait in
+                # memory, for BURST_WAIT_FLUSHES flush intervals at most and while the backlog is
+                # below half the point where members are stored (a market that never calms is
+                # compressed late, not stored; a kill -9 loses that much more, see the docstring)
                 waited = False
+                give_up = time.monotonic() + max(BURST_WAIT_MIN_S, BURST_WAIT_FLUSHES * self.flush_interval_s)
                 while (self.burst is not None and self.burst.active() and not self._stop.is_set()
-                       and self._queued_bytes - self._written_bytes <= self.store_above_bytes):
+                       and self._queued_bytes - self._written_bytes <= self.store_above_bytes // 2
+                       and time.monotonic() < give_up):
                     waited = True
                     time.sleep(BURST_LINGER_S)
                 self.burst_waits += waited
@@ -559,17 +570,16 @@ class RawRecorder:
                 i += 1
 
     def _file(self, sym: str, day: int) -> RawDayFile:
-        entry = self.files.get(sym)
-        if entry is None or entry[0] != day:
-            if entry is not None:
-                self._close(entry[1])
-            entry = (day, RawDayFile(self.dir / raw_file_name(sym, day), self.compress_level))
-            self.files[sym] = entry
-        return entry[1]
+        f = self.files.get((sym, day))
+        if f is None:
+            for key in [k for k in self.files if k[0] == sym and k[1] < day - 1]:  # older than its yesterday
+                self._close(self.files.pop(key))
+            f = self.files[(sym, day)] = RawDayFile(self.dir / raw_file_name(sym, day), self.compress_level)
+        return f
 
     def flush(self) -> None:
         """Hand every file's pending lines to the writer thread (one gzip member each)."""
-        for _, f in self.files.values():
+        for f in self.files.values():
             if f.pending:
                 self._put(f, f.take_lines())
 
@@ -589,7 +599,7 @@ class RawRecorder:
         if self.error is None and not self._thread.is_alive():
             while self.receive()[0]:
                 pass
-        for _, f in self.files.values():
+        for f in self.files.values():
             self._close(f)
         self.files.clear()
         self._writes.put(None)

@@ -629,7 +629,7 @@ def test_the_compiled_routing_gives_each_symbol_the_lines_frame_symbol_names(tmp
     try:
         got, _, _ = rec.receive()
         assert got == 121  # one batch: every datagram in one receive
-        assert {sym: bytes(f.pending) for sym, (_, f) in rec.files.items()} == \
+        assert {sym: bytes(f.pending) for (sym, _), f in rec.files.items()} == \
             {sym: b"".join(lines) for sym, lines in expected.items()}
         assert rec.frames == sum(len(v) for v in expected.values()) and rec.unrouted > 0 and rec.corrupt == 0
     finally:
