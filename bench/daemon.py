@@ -26,7 +26,8 @@ baseline, a ``multiprocessing.Queue`` consumer), and this coordinator.
   messages per CPU second, free of the rounds' waits for a cpu; ``plugins_throughput_loss_block_spread_pct``:
   how far the blocks' own medians differ), and how much higher
   its frame-to-ring p99 is (negative = better with plugins: noise), each arm's p99 pooled over
-  ``--latency-pairs`` short strictly alternated paced chunks after a warm-up pair (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
+  ``--latency-pairs`` short strictly alternated paced chunks, spread over the blocks (each block's
+  fresh pipelines, a warm-up pair first in each) (``plugins_p99_increase_pooled_pct``: the same figure, its former name;
   ``plugins_p99_increase_pair_median_pct``: the median over the pairs of each pair's own p99s).
   ``--inject-loss-pct P`` checks the estimator: the plugins-on daemon also burns, per message, what
   makes a CPU-bound daemon lose P % (``plugins_injected_loss_pct``); the loss must read about P;
@@ -95,8 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=30_000, help="depth messages per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (ours and baseline interleaved)")
     parser.add_argument("--rate", type=float, default=5_000.0, help="messages/s for the latency run")
-    parser.add_argument("--latency-messages", type=int, default=20_000,
-                        help="messages in the latency run (with plugins: per pipeline, in --plugin-rounds chunks)")
+    parser.add_argument("--latency-messages", type=int, default=60_000,
+                        help="messages in the latency run (with plugins: per pipeline, in --latency-pairs chunks)")
     parser.add_argument("--changes", type=int, default=10, help="level changes per depth message")
     parser.add_argument("--venues", default="binance-usdm,bybit-linear", help="venue sessions to measure")
     parser.add_argument("--plugin-rounds", type=int, default=48,
@@ -114,9 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a check of the estimator: the plugins-on daemon also burns, on every socket read, "
                              "what makes a CPU-bound daemon lose this %% of its throughput (sized from the plain "
                              "daemon's CPU per message in the warm-up); the loss reported must read about this")
-    parser.add_argument("--latency-pairs", type=int, default=32,
+    parser.add_argument("--latency-pairs", type=int, default=96,
                         help="alternated pairs of paced chunks (plugins off / on) the latency messages are split "
-                             "into, after one warm-up pair; the p99s are pooled over them")
+                             "into, spread over the --plugin-blocks (a warm-up pair first in each); the p99s are "
+                             "pooled over them")
     parser.add_argument("--plugins", default="telegram,metrics,recorder",
                         help="plugins enabled in the plugins-on pipeline (risk always is): a subset tells which "
                              "costs; 'recorder-ring' = the recorder without its raw-frame copy, 'none' = risk alone")
@@ -592,6 +594,22 @@ def _block(ours: OursPipeline, plug: OursPipeline, pairs: int, plugins_first: bo
     return rounds
 
 
+def _latency_block(ours: OursPipeline, plug: OursPipeline, pairs: int, messages: int, rate: float,
+                   plugins_first: bool, parts: dict[str, list]) -> None:
+    """``pairs`` strictly alternated paced chunks of ``messages`` per arm after a warm-up pair
+    counted nowhere, the order as the block's throughput rounds (``plugins_first``): each arm's chunk
+    right after the other's, so both have sat idle alike before it.  Run in every block, so the
+    pooled p99s come from each block's freshly started pipelines: run on one pair of pipelines, the
+    p99 increase read -29 to +25 % over ten quiet runs (20,000 or 60,000 messages alike): a
+    pipeline's own tail (where its threads and pages landed) outweighed the plugins'."""
+    order = (("plug", plug), ("ours", ours)) if plugins_first else (("ours", ours), ("plug", plug))
+    for r in range(pairs + 1):
+        for key, p in order:
+            lat = p.paced(messages, rate)
+            if r:
+                parts[key].append(lat)
+
+
 def run(args: argparse.Namespace) -> BenchResult:
     ctx = mp.get_context("spawn")
     result = BenchResult(name="daemon")
@@ -613,6 +631,8 @@ def run(args: argparse.Namespace) -> BenchResult:
             on_rounds: list[Round] = []
             pairs = []
             burn_ns = 0
+            parts: dict[str, list] = {"ours": [], "plug": []}
+            steal = HostSteal().__enter__()  # over the latency chunks, which run in the blocks
 
             def base_round(r: int) -> None:
                 if base is not None and r < rounds:
@@ -654,26 +674,23 @@ def run(args: argparse.Namespace) -> BenchResult:
                     pairs += block_pairs(seq, plugins_first, blk)
                     (on_rounds if plugins_first else off_rounds).extend(seq[0::2])
                     (off_rounds if plugins_first else on_rounds).extend(seq[1::2])
-                ours_rates = [r.rate for r in off_rounds]
-            parts: dict[str, list] = {"ours": [], "plug": []}
-            with HostSteal() as steal:
-                if plug is None:
-                    lat_ours = ours.paced(args.latency_messages, args.rate)
-                    lat_plug = None
-                else:  # in many short alternating chunks, for the same reason (see bench.daemon_plugins)
+                    # the latency: in many short alternating chunks, for the same reason
                     chunks = max(2, args.latency_pairs)
-                    m = max(100, args.latency_messages // chunks)
-                    # strictly alternated, as the throughput rounds: each arm's chunk comes right
-                    # after the other's, so both have sat idle alike before it
-                    for r in range(chunks + 1):  # pair 0: warm-up, both arms, counted nowhere
-                        for key, p in (("ours", ours), ("plug", plug)):
-                            lat = p.paced(m, args.rate)
-                            if r:
-                                parts[key].append(lat)
-                    lat_ours = np.concatenate(parts["ours"])
-                    lat_plug = np.concatenate(parts["plug"])
-                load = os.getloadavg()[0]
-                p50, p99, p999 = _percentiles(lat_ours)
+                    lat_here = max(1, chunks // nblocks + (blk < chunks % nblocks))
+                    _latency_block(ours, plug, lat_here, max(100, args.latency_messages // chunks), args.rate,
+                                   plugins_first, parts)
+                ours_rates = [r.rate for r in off_rounds]
+            if plug is None:
+                steal.__exit__(None, None, None)
+                steal = HostSteal().__enter__()
+                lat_ours = ours.paced(args.latency_messages, args.rate)
+                lat_plug = None
+            else:
+                lat_ours = np.concatenate(parts["ours"])
+                lat_plug = np.concatenate(parts["plug"])
+            steal.__exit__(None, None, None)
+            load = os.getloadavg()[0]
+            p50, p99, p999 = _percentiles(lat_ours)
         finally:
             rec, gap = ours.stop()
             records, gaps, resyncs = records + rec, gaps + gap, resyncs + ours.resyncs

@@ -230,7 +230,7 @@ def plugin_figures(result: BenchResult, pairs: list[Pair], off_rounds: list[Roun
         f"{', '.join(f'{pct_increase(p.off.cpu_us_per_msg, p.on.cpu_us_per_msg):+.1f}' for p in pairs)} %); "
         f"loss per pair {', '.join(f'{v:+.1f}%' for v in losses)} ({order}); "
         f"p99 {on_p99:.1f} us against {off_p99:.1f} us pooled over {len(chunks['plug'])} alternated pairs of "
-        f"{len(chunks['plug'][0]) if chunks['plug'] else 0} paced messages per arm after a warm-up pair "
+        f"{len(chunks['plug'][0]) if chunks['plug'] else 0} paced messages per arm (a warm-up pair first in each block) "
         f"({_split_p99(chunks)}; median of the pairs' own "
         f"{result.metrics['plugins_p99_increase_pair_median_pct']:+.1f} %); "
         f"{recorder}ring reader lapped {plug_gaps} times; plugin errors {x.get('plugin_errors', 0)}")
