@@ -524,10 +524,17 @@ def test_paced_replay_gives_the_live_orders_and_fills(session, name):
         # came within a report's way of a fill (seen at that step on one side, the next on the other:
         # a CI run of grid-wide, 6 fills, one a step apart), and where the counts agree the books do
         fill_ns = np.array([o.end_ns for o in lo + so if o.status == FILLED], np.int64)
-        apart = np.nonzero(live["num_trades"] != sim["num_trades"])[0]
-        unexplained = [int(k) for k in apart if not np.any(np.abs(fill_ns - ts[k]) <= REPORT_WINDOW_NS)]
-        assert not unexplained, f"fill counts differ at steps {unexplained} with no fill near them"
         agree = live["num_trades"] == sim["num_trades"]
+        apart = np.nonzero(~agree)[0]
+        # a fill stamped in the step before (its report still on its way to one side: up to
+        # REPORT_WINDOW_NS into the step) or just at it (the stamps floor to the ms); and the counts
+        # agree again within two steps (or the session ends): a difference that lasts is no report's
+        unexplained = [int(k) for k in apart
+                       if not np.any((fill_ns >= ts[k] - step_ns - REPORT_WINDOW_NS) & (fill_ns <= ts[k] + 5 * MS))
+                       or (k + 3 <= n and not agree[k + 1 : k + 3].any())]
+        assert not unexplained, f"fill counts differ at steps {unexplained} with no fill just before them"
+        # (a step each: a report two steps late counts twice; REPORT_AT_STEP_BOUNDARY's order pairs
+        # above have their own bound)
         assert len(apart) <= bound, (len(apart), lf)
         np.testing.assert_allclose(live["position"][agree], sim["position"][agree], atol=demo.LOT / 10)
         np.testing.assert_allclose(live["balance"][agree], sim["balance"][agree], rtol=0, atol=1e-6)
